@@ -1,0 +1,87 @@
+"""Settings: every knob is a `SWAPLINE_*` environment variable with an embedded default.
+
+The README lists them in one table; `Settings.from_env` is the only place that reads them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """A `SWAPLINE_*` variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    rules_dir: Path = Path("rules")
+    data_dir: Path = Path("data")
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    geoip_db: Path | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+    secret: str | None = None
+    reload_rules: bool = True
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        def get(name: str) -> str | None:
+            value = environ.get(f"SWAPLINE_{name}", "").strip()
+            return value or None
+
+        defaults = cls()
+        return cls(
+            host=get("HOST") or defaults.host,
+            port=_int("PORT", get("PORT"), defaults.port),
+            workers=_int("WORKERS", get("WORKERS"), defaults.workers),
+            rules_dir=Path(get("RULES_DIR") or defaults.rules_dir),
+            data_dir=Path(get("DATA_DIR") or defaults.data_dir),
+            redis_url=get("REDIS_URL"),
+            redis_cluster=_bool("REDIS_CLUSTER", get("REDIS_CLUSTER"), False),
+            geoip_db=Path(db) if (db := get("GEOIP_DB")) else None,
+            trusted_proxies=_networks(get("TRUSTED_PROXIES")),
+            secret=get("SECRET"),
+            reload_rules=_bool("RELOAD_RULES", get("RELOAD_RULES"), defaults.reload_rules),
+            log_level=(get("LOG_LEVEL") or defaults.log_level).lower(),
+        )
+
+
+def _int(name: str, raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"SWAPLINE_{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"SWAPLINE_{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _bool(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"SWAPLINE_{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _networks(raw: str | None) -> tuple[Network, ...]:
+    if raw is None:
+        return ()
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"SWAPLINE_TRUSTED_PROXIES: {exc}") from None

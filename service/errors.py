@@ -1,0 +1,32 @@
+"""Errors that reach a client as `{"error": {"code", "message"}}`.
+
+    HTTPError            any 4xx answer; carries status, a stable code and a message
+    ├── BadRequest       400: a parameter is missing, malformed or too large
+    ├── Forbidden        403: e.g. a browser origin the site does not allow
+    └── NotFound         404: e.g. an unknown site
+
+Rule-file mistakes are not HTTP errors: see `service.rulefiles.RulesError`.
+"""
+
+from __future__ import annotations
+
+
+class HTTPError(Exception):
+    status = 400
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BadRequest(HTTPError):
+    status = 400
+
+
+class Forbidden(HTTPError):
+    status = 403
+
+
+class NotFound(HTTPError):
+    status = 404
