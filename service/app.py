@@ -1,0 +1,95 @@
+"""The ASGI application: `create_app()` for uvicorn (`--factory`) and for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service import rulefiles
+from service.config import Settings
+from service.decide import decide_endpoint
+from service.errors import HTTPError
+from service.geo import GeoDB
+from service.middleware import ClientIPMiddleware
+from service.reload import warm_places, watch_rules
+from service.responses import JSON, error
+from service.runtime import Runtime
+from service.store import Store, connect
+from service.tokens import TokenSigner
+
+log = logging.getLogger("swapline")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not settings.redis_url:
+            raise RuntimeError(
+                "SWAPLINE_REDIS_URL is not set: start with `swapline serve`, "
+                "which runs an embedded Valkey, or point it at Redis/Valkey"
+            )
+        rules = rulefiles.load(settings.rules_dir)
+        store = Store(connect(settings.redis_url, settings.redis_cluster))
+        secret = settings.secret.encode() if settings.secret else await store.secret()
+        runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules)
+        app.state.runtime = runtime
+        tasks = [asyncio.create_task(warm_places())]
+        if settings.reload_rules:
+            tasks.append(asyncio.create_task(
+                watch_rules(settings.rules_dir, lambda new: setattr(runtime, "rules", new))
+            ))
+        log.info("rules version %s, sites %s", rules.version, ", ".join(rules.sites))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await store.close()
+            runtime.geo.close()
+
+    return Starlette(
+        routes=[
+            Route("/v1/decide", decide_endpoint, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        middleware=[Middleware(ClientIPMiddleware, trusted=settings.trusted_proxies)],
+        exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error},
+        lifespan=lifespan,
+    )
+
+
+async def healthz(request: Request) -> JSON:
+    return JSON({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSON:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
+    except Exception as exc:
+        return error(503, "store_unavailable", f"the store does not answer: {exc}")
+    return JSON({"status": "ready", "rules_version": runtime.rules.version})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPError)
+    return error(exc.status, exc.code, exc.message)
+
+
+async def _starlette_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))

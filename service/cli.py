@@ -1,0 +1,127 @@
+"""The `swapline` command: serve, rules check, rules preview."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from service import rulefiles
+from service.config import ConfigError, Settings
+from service.engine import decide
+from service.visitors import new_vid
+
+PREVIEW_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="swapline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service (embedded Valkey unless SWAPLINE_REDIS_URL)")
+    serve.add_argument("--host", help="default: SWAPLINE_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: SWAPLINE_PORT or 8000")
+    serve.add_argument("--workers", type=int, help="default: SWAPLINE_WORKERS or 1")
+
+    rules = commands.add_parser("rules", help="check or preview rule files")
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = rule_commands.add_parser("check", help="validate a rules directory")
+    check.add_argument("directory", nargs="?", type=Path, help="default: SWAPLINE_RULES_DIR or ./rules")
+    preview = rule_commands.add_parser("preview", help="print a decision, without side effects")
+    preview.add_argument("--site", required=True)
+    preview.add_argument("--url", required=True, help="page URL with its query string")
+    preview.add_argument("--ref", help="referrer URL")
+    preview.add_argument("--ip", default="", help="client IP for GeoIP")
+    preview.add_argument("--vid", help="visitor id (default: a new one)")
+    preview.add_argument("--ua", default=PREVIEW_AGENT, help="user agent")
+    preview.add_argument("--dir", type=Path, help="rules directory")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"swapline: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.rules_command == "check":
+        return _check(args.directory or settings.rules_dir)
+    return _preview(settings, args)
+
+
+def _load(directory: Path) -> rulefiles.RuleSet | None:
+    try:
+        return rulefiles.load(directory)
+    except rulefiles.RulesError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def _check(directory: Path) -> int:
+    rules = _load(directory)
+    if rules is None:
+        return 1
+    print(f"{directory}: OK, {len(rules.sites)} site(s): {', '.join(sorted(rules.sites))}; "
+          f"version {rules.version}")
+    return 0
+
+
+def _preview(settings: Settings, args: argparse.Namespace) -> int:
+    from service.decide import answer, visit
+    from service.errors import HTTPError
+    from service.geo import GeoDB
+
+    rules = _load(args.dir or settings.rules_dir)
+    if rules is None:
+        return 1
+    site = rules.sites.get(args.site)
+    if site is None:
+        print(f"swapline: no site {args.site!r}; sites: {', '.join(sorted(rules.sites))}", file=sys.stderr)
+        return 1
+    geo = GeoDB(settings.geoip_db)
+    try:
+        seen = visit(args.url, args.ref, args.vid or new_vid(), args.ip, args.ua, geo)
+    except HTTPError as exc:
+        print(f"swapline: {exc.message}", file=sys.stderr)
+        return 1
+    outcome = decide(site, seen)
+    body = answer(site, seen, outcome, token=None, version=rules.version)
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.embedded import embedded_valkey
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    if _load(settings.rules_dir) is None:
+        return 1
+    with contextlib.ExitStack() as stack:
+        if not settings.redis_url:
+            url = stack.enter_context(embedded_valkey(settings.data_dir))
+            os.environ["SWAPLINE_REDIS_URL"] = url  # worker processes read their settings from env
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=args.workers or settings.workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level,
+            access_log=False,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""The rules engine: compiled site rules and one pure function, `decide(site, visit)`.
+
+Everything here is built once when rules load (`service.rulefiles`) and only read per
+request: no I/O, no compilation, and the cost of a decision does not grow with the number
+of rules, because `RuleIndex` hands `decide` only the rules that could match this visit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.geo import Geo
+from service.phrase import Traffic, insert_keyword
+from service.places import Place, place
+from service.templates import Text
+
+BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """What is known about one page view; built once per request."""
+
+    vid: str
+    path: str
+    traffic: Traffic
+    lemmas: frozenset[str]
+    phrase: str  # normalised: lower case, ё→е, no punctuation
+    geo: Geo
+    device: str  # mobile | tablet | desktop
+    bot: bool = False
+
+    @property
+    def geo_keys(self) -> frozenset[str]:
+        return self.geo.keys()
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """Path globs: `*` stays within one path segment, `**` crosses segments."""
+
+    globs: tuple[str, ...] = ()
+    _regex: re.Pattern[str] | None = None
+
+    @classmethod
+    def compile(cls, globs: Iterable[str]) -> Pages:
+        globs = tuple(globs)
+        if not globs:
+            return cls()
+        alternatives = "|".join(_glob_regex(normalise_path(glob)) for glob in globs)
+        return cls(globs, re.compile(f"(?:{alternatives})"))
+
+    @property
+    def exact(self) -> tuple[str, ...]:
+        """The paths, when every glob is a plain path; else empty."""
+        if not self.globs or any("*" in glob for glob in self.globs):
+            return ()
+        return tuple(normalise_path(glob) for glob in self.globs)
+
+    def match(self, path: str) -> bool:
+        return self._regex is None or self._regex.fullmatch(path) is not None
+
+
+def normalise_path(path: str) -> str:
+    """'/catalog/' and '/catalog' are one page; '/' stays '/'."""
+    return path.rstrip("/") or "/"
+
+
+def _glob_regex(glob: str) -> str:
+    parts = re.split(r"(\*\*|\*)", glob)
+    return "".join(
+        ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part) for part in parts
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class When:
+    """A rule's conditions: all must hold; each set holds when the visit has any of it."""
+
+    keywords: tuple[frozenset[str], ...] = ()
+    phrase_regex: re.Pattern[str] | None = None
+    sources: frozenset[str] | None = None
+    media: frozenset[str] | None = None
+    campaigns: frozenset[str] | None = None
+    countries: frozenset[str] | None = None
+    regions: frozenset[str] | None = None
+    cities: frozenset[str] | None = None  # casefolded names
+    devices: frozenset[str] | None = None
+
+    def matches(self, visit: Visit) -> bool:
+        traffic, geo = visit.traffic, visit.geo
+        return (
+            (not self.keywords or any(words <= visit.lemmas for words in self.keywords))
+            and (self.phrase_regex is None or self.phrase_regex.search(visit.phrase) is not None)
+            and _holds(self.sources, traffic.source)
+            and _holds(self.media, traffic.medium)
+            and _holds(self.campaigns, traffic.campaign)
+            and _holds(self.countries, geo.country)
+            and _holds(self.regions, geo.region)
+            and (self.cities is None or not self.cities.isdisjoint(visit.geo_keys))
+            and _holds(self.devices, visit.device)
+        )
+
+
+def _holds(allowed: frozenset[str] | None, value: str | None) -> bool:
+    return allowed is None or (value is not None and value.casefold() in allowed)
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    selector: str
+    text: Text
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    order: int  # position across the site's files: breaks priority ties
+    priority: int
+    pages: Pages
+    when: When
+    swaps: tuple[Swap, ...]
+
+    def matches(self, visit: Visit) -> bool:
+        return self.pages.match(visit.path) and self.when.matches(visit)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    id: str
+    weight: float
+    swaps: tuple[Swap, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    id: str
+    salt: str
+    pages: Pages
+    when: When
+    variants: tuple[Variant, ...]
+    bounds: tuple[int, ...]  # cumulative upper bucket bound of each variant
+
+    @property
+    def selectors(self) -> frozenset[str]:
+        """The slots this experiment tests: in control they keep the page's own text."""
+        return frozenset(swap.selector for variant in self.variants for swap in variant.swaps)
+
+    def assign(self, vid: str) -> Variant:
+        digest = hashlib.blake2b(f"{self.id}:{self.salt}:{vid}".encode(), digest_size=8).digest()
+        bucket = int.from_bytes(digest, "big") % BUCKETS
+        for variant, bound in zip(self.variants, self.bounds, strict=True):
+            if bucket < bound:
+                return variant
+        return self.variants[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    id: str
+    pages: Pages
+    when: When
+    numbers: tuple[str, ...] = ()  # E.164, leased one visitor at a time
+    hold: int = 900  # seconds after the visitor's last activity
+    overflow: str | None = None
+    static: str | None = None  # a fixed number instead of a lease
+
+    def matches(self, visit: Visit) -> bool:
+        return self.pages.match(visit.path) and self.when.matches(visit)
+
+
+class RuleIndex:
+    """Finds the rules that could match a visit without looking at the others.
+
+    Each rule is filed once under its most selective condition: a keyword rule under one
+    lemma of each of its keywords, a geo rule under its cities, regions or countries, a
+    rule for plain paths under those paths. Only what is left (regex- or source-only
+    rules, globbed pages) is scanned on every visit.
+    """
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.by_lemma: dict[str, list[Rule]] = {}
+        self.by_geo: dict[str, list[Rule]] = {}
+        self.by_path: dict[str, list[Rule]] = {}
+        self.rest: list[Rule] = []
+        for rule in rules:
+            when = rule.when
+            if when.keywords:
+                # The longest lemma is the rarest in practice: fewest false candidates.
+                for lemma in {max(words, key=len) for words in when.keywords}:
+                    self.by_lemma.setdefault(lemma, []).append(rule)
+            elif geo := _geo_keys(when):
+                for key in geo:
+                    self.by_geo.setdefault(key, []).append(rule)
+            elif paths := rule.pages.exact:
+                for path in paths:
+                    self.by_path.setdefault(path, []).append(rule)
+            else:
+                self.rest.append(rule)
+
+    def candidates(self, visit: Visit) -> list[Rule]:
+        found: dict[str, Rule] = {rule.id: rule for rule in self.rest}
+        for lemma in visit.lemmas:
+            found.update((rule.id, rule) for rule in self.by_lemma.get(lemma, ()))
+        geo = visit.geo
+        keys = [f"country:{(geo.country or '').casefold()}", f"region:{(geo.region or '').casefold()}"]
+        keys.extend(f"city:{name}" for name in visit.geo_keys)
+        for key in keys:
+            found.update((rule.id, rule) for rule in self.by_geo.get(key, ()))
+        found.update((rule.id, rule) for rule in self.by_path.get(visit.path, ()))
+        return sorted(found.values(), key=lambda rule: (-rule.priority, rule.order))
+
+    def __len__(self) -> int:
+        seen = {id(rule) for rules in self.by_lemma.values() for rule in rules}
+        seen |= {id(rule) for rules in self.by_geo.values() for rule in rules}
+        seen |= {id(rule) for rules in self.by_path.values() for rule in rules}
+        return len(seen) + len(self.rest)
+
+
+def _geo_keys(when: When) -> list[str]:
+    if when.cities:
+        return [f"city:{city}" for city in when.cities]
+    if when.regions:
+        return [f"region:{region}" for region in when.regions]
+    if when.countries:
+        return [f"country:{country}" for country in when.countries]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: str
+    name: str
+    language: str
+    origins: frozenset[str]
+    phone: str | None  # E.164 of the number printed in the page
+    places: Mapping[str, Place]  # the site's fixed place names
+    rules: RuleIndex
+    experiments: tuple[Experiment, ...]
+    pools: tuple[Pool, ...]
+    uses_places: bool = False  # any text mentions city/region/country
+
+    def place(self, name: str | None) -> Place:
+        name = name or ""
+        return self.places.get(name) or place(name, self.language)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    swaps: tuple[tuple[str, str], ...] = ()  # (selector, text)
+    experiments: dict[str, str] = field(default_factory=dict)  # experiment → variant
+    pool: Pool | None = None
+
+
+def decide(site: Site, visit: Visit, forced: Mapping[str, str] | None = None) -> Outcome:
+    """What this visit sees. `forced` pins experiments to variants (previews)."""
+    if visit.bot:
+        return Outcome()
+    context = _context(site, visit)
+    chosen: dict[str, str] = {}
+    texts: dict[str, str | None] = {}  # selector → text; None keeps the page's own text
+    for experiment in site.experiments:
+        if not (experiment.pages.match(visit.path) and experiment.when.matches(visit)):
+            continue
+        variant = _forced_variant(experiment, forced) or experiment.assign(visit.vid)
+        chosen[experiment.id] = variant.id
+        for swap in variant.swaps:
+            texts.setdefault(swap.selector, swap.text.render(context))
+        for selector in experiment.selectors:
+            texts.setdefault(selector, None)
+    for rule in site.rules.candidates(visit):
+        if rule.matches(visit):
+            for swap in rule.swaps:
+                if swap.selector not in texts:
+                    texts[swap.selector] = swap.text.render(context)
+    pool = next((pool for pool in site.pools if pool.matches(visit)), None)
+    swaps = tuple((selector, text) for selector, text in texts.items() if text is not None)
+    return Outcome(swaps, chosen, pool)
+
+
+def _forced_variant(experiment: Experiment, forced: Mapping[str, str] | None) -> Variant | None:
+    wanted = (forced or {}).get(experiment.id)
+    return next((variant for variant in experiment.variants if variant.id == wanted), None)
+
+
+def _context(site: Site, visit: Visit) -> dict[str, Any]:
+    traffic = visit.traffic
+
+    def keyword(default: str = "", max: int | None = None, case: str = "keep") -> str:
+        return insert_keyword(traffic.phrase, default, max, case)
+
+    context: dict[str, Any] = {
+        "keyword": keyword,
+        "phrase": traffic.phrase or "",
+        "source": traffic.source or "",
+        "medium": traffic.medium,
+        "campaign": traffic.campaign or "",
+    }
+    if site.uses_places:
+        geo, language = visit.geo, site.language
+        context["city"] = site.place(geo.name("city", language))
+        context["region"] = site.place(geo.name("region", language))
+        context["country"] = site.place(geo.name("country", language))
+    return context

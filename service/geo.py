@@ -1,0 +1,96 @@
+"""GeoIP: client IP → country, ISO 3166-2 region and city, from a MaxMind City database.
+
+The reader memory-maps the file through maxminddb's C extension, so a lookup does no disk
+I/O of its own and costs microseconds; results are cached per IP all the same, because the
+same visitors come back within a visit.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import maxminddb
+
+
+@dataclass(frozen=True, slots=True)
+class Geo:
+    country: str | None = None  # ISO 3166-1 alpha-2, "RU"
+    region: str | None = None  # ISO 3166-2, "RU-SPE"
+    city: str | None = None  # English name, stable for matching ("Saint Petersburg")
+    names: dict[str, dict[str, str]] = field(default_factory=dict)  # lang → {country, region, city}
+
+    def name(self, what: str, language: str) -> str | None:
+        """The name of `what` (country/region/city) in `language`, else in English."""
+        localised = self.names.get(language, {}).get(what)
+        return localised or self.names.get("en", {}).get(what)
+
+    def keys(self) -> frozenset[str]:
+        """Every casefolded city/region name in every language, for rule matching."""
+        return frozenset(
+            value.casefold() for by_kind in self.names.values() for value in by_kind.values()
+        )
+
+    def as_json(self, language: str) -> dict[str, str | None]:
+        return {
+            "country": self.country,
+            "region": self.region,
+            "city": self.name("city", language),
+            "country_name": self.name("country", language),
+            "region_name": self.name("region", language),
+        }
+
+
+UNKNOWN = Geo()
+
+
+def default_database() -> Path:
+    from _maxminddb_geolite2 import geolite2_database
+
+    return Path(geolite2_database())
+
+
+class GeoDB:
+    def __init__(self, path: Path | None = None, languages: tuple[str, ...] = ("en", "ru")) -> None:
+        self.path = path or default_database()
+        self.languages = languages
+        self._reader = maxminddb.open_database(str(self.path), maxminddb.MODE_MMAP_EXT)
+        self.lookup = functools.lru_cache(maxsize=65536)(self._lookup)
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def _lookup(self, ip: str) -> Geo:
+        try:
+            record = self._reader.get(ipaddress.ip_address(ip))
+        except ValueError:
+            return UNKNOWN
+        if not isinstance(record, dict):
+            return UNKNOWN
+        return self._geo(record)
+
+    def _geo(self, record: dict[str, Any]) -> Geo:
+        country = record.get("country") or {}
+        subdivisions = record.get("subdivisions") or []
+        region = subdivisions[0] if subdivisions else {}
+        city = record.get("city") or {}
+        country_code = country.get("iso_code")
+        region_code = region.get("iso_code")
+        names: dict[str, dict[str, str]] = {}
+        for language in self.languages:
+            by_kind = {
+                kind: place["names"][language]
+                for kind, place in (("country", country), ("region", region), ("city", city))
+                if language in place.get("names", {})
+            }
+            if by_kind:
+                names[language] = by_kind
+        return Geo(
+            country=country_code,
+            region=f"{country_code}-{region_code}" if country_code and region_code else None,
+            city=city.get("names", {}).get("en"),
+            names=names,
+        )

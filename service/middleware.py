@@ -1,0 +1,61 @@
+"""Plain ASGI middleware (no BaseHTTPMiddleware: it costs a task and a copy per request)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.config import Network
+from service.responses import error
+
+
+class ClientIPMiddleware:
+    """Puts the real client IP into `scope["client"]`.
+
+    `X-Forwarded-For` is read only when the socket peer is a trusted proxy; then the client
+    is the right-most address that is not itself a trusted proxy, since every address left
+    of that could have been written by the client. From anyone else the header is ignored.
+    A trusted proxy that sends a malformed header gets a 400: it is misconfigured.
+    """
+
+    def __init__(self, app: ASGIApp, trusted: tuple[Network, ...]) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.trusted and scope.get("client"):
+            peer, port = scope["client"]
+            header = _header(scope, b"x-forwarded-for")
+            if header is not None and self._is_trusted(peer):
+                try:
+                    client = self._client(header)
+                except ValueError:
+                    response = error(400, "invalid_forwarded_for", "malformed X-Forwarded-For")
+                    await response(scope, receive, send)
+                    return
+                scope = {**scope, "client": (client, port)}
+        await self.app(scope, receive, send)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+    def _client(self, header: str) -> str:
+        hops = [hop.strip() for hop in header.split(",")]
+        if len(hops) > 32 or len(header) > 2048:
+            raise ValueError("too many hops")
+        addresses = [str(ipaddress.ip_address(hop)) for hop in hops]
+        for address in reversed(addresses):
+            if not self._is_trusted(address):
+                return address
+        return addresses[0]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """All values of a header joined by commas, as HTTP defines for repeated headers."""
+    values = [bytes(value).decode("latin-1") for key, value in scope["headers"] if key == name]
+    return ",".join(values) if values else None

@@ -1,0 +1,340 @@
+"""Rule files → compiled `RuleSet`, or every mistake as `file:line: message`.
+
+A rules directory holds one YAML file per site. Loading is all-or-nothing: one mistake in
+any file refuses the whole change, so a half-edited directory never serves.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cssselect
+import jsonschema
+import phonenumbers
+import pycountry
+
+from service import places
+from service.engine import (
+    BUCKETS,
+    Experiment,
+    Pages,
+    Pool,
+    Rule,
+    RuleIndex,
+    Site,
+    Swap,
+    Variant,
+    When,
+)
+from service.phrase import keyword_set
+from service.templates import TemplateError, Text, compile_text
+from service.yamlsource import Document, YAMLProblem, parse
+
+HOLD_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class RulesError(Exception):
+    """The rules directory cannot be served; `problems` says where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    sites: dict[str, Site]
+    version: str  # a digest of the files: tells which rules answered a decision
+
+
+@cache
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(resources.files("service").joinpath("schema.json").read_text())
+    return loaded
+
+
+def load(directory: Path) -> RuleSet:
+    if not directory.is_dir():
+        raise RulesError([Problem(str(directory), 1, "no such rules directory")])
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    problems: list[Problem] = []
+    sites: dict[str, Site] = {}
+    defined_in: dict[str, str] = {}
+    digest = hashlib.sha256()
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        digest.update(path.name.encode() + b"\0" + text.encode())
+        compiler = _Compiler(str(path))
+        site = compiler.compile(text)
+        problems.extend(compiler.problems)
+        if site is None:
+            continue
+        if site.id in sites:
+            problems.append(Problem(str(path), 1, f"site {site.id!r} is already defined in "
+                                    f"{defined_in[site.id]}"))
+        sites[site.id] = site
+        defined_in[site.id] = str(path)
+    if problems:
+        raise RulesError(problems)
+    return RuleSet(sites, digest.hexdigest()[:12])
+
+
+class _Compiler:
+    """Compiles one file, collecting problems instead of stopping at the first."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+        self.document = Document(None)
+
+    def problem(self, path: tuple[str | int, ...], message: str, offset: int = 0) -> None:
+        self.problems.append(Problem(self.file, self.document.line(path) + offset, message))
+
+    def compile(self, text: str) -> Site | None:
+        try:
+            self.document = parse(text)
+        except YAMLProblem as exc:
+            self.problems.append(Problem(self.file, exc.line, exc.message))
+            return None
+        data = self.document.data
+        for error in _schema_errors(data):
+            self._schema_problem(error)
+        if self.problems:
+            return None  # the structure is off: semantic checks would only add noise
+        site = self._site(data)
+        return None if self.problems else site
+
+    def _schema_problem(self, error: jsonschema.ValidationError) -> None:
+        path = tuple(error.absolute_path)
+        where = _dotted(path)
+        if (
+            error.validator == "additionalProperties"
+            and isinstance(error.instance, dict)
+            and isinstance(error.schema, dict)
+        ):
+            allowed = list(error.schema.get("properties", {}))
+            for key in error.instance:
+                if key not in allowed:
+                    hint = difflib.get_close_matches(key, allowed, n=1)
+                    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                    place = f" in {where}" if where else ""
+                    self.problem((*path, key), f"unknown key {key!r}{place}{suggestion}")
+            return
+        if error.validator == "required":
+            self.problem(path, f"{where or 'file'}: {error.message}")
+            return
+        best = jsonschema.exceptions.best_match(error.context) if error.context else error
+        self.problem(path, f"{where}: {best.message}" if where else best.message)
+
+    def _site(self, data: dict[str, Any]) -> Site:
+        language = data.get("language", "ru")
+        self._unique(data, ("rules", "experiments", "pools"))
+        rules = [self._rule(i, rule) for i, rule in enumerate(data.get("rules", []))]
+        experiments = [self._experiment(i, e) for i, e in enumerate(data.get("experiments", []))]
+        pools = [self._pool(i, pool) for i, pool in enumerate(data.get("pools", []))]
+        self._numbers_once(data)
+        texts = [s.text for r in rules for s in r.swaps]
+        texts += [s.text for e in experiments for v in e.variants for s in v.swaps]
+        return Site(
+            id=data["site"],
+            name=data.get("name", data["site"]),
+            language=language,
+            origins=frozenset(data.get("origins", [])),
+            phone=self._phone(("phone",), data["phone"]) if "phone" in data else None,
+            places={
+                name: places.with_overrides(places.place(name, language), forms)
+                for name, forms in data.get("places", {}).items()
+            },
+            rules=RuleIndex(rules),
+            experiments=tuple(experiments),
+            pools=tuple(pools),
+            uses_places=any(text.uses_places for text in texts),
+        )
+
+    def _unique(self, data: dict[str, Any], sections: tuple[str, ...]) -> None:
+        for section in sections:
+            seen: set[str] = set()
+            for index, item in enumerate(data.get(section, [])):
+                if item["id"] in seen:
+                    self.problem((section, index, "id"), f"duplicate id {item['id']!r} in {section}")
+                seen.add(item["id"])
+
+    def _rule(self, index: int, data: dict[str, Any]) -> Rule:
+        path = ("rules", index)
+        return Rule(
+            id=data["id"],
+            order=index,
+            priority=data.get("priority", 0),
+            pages=_pages(data),
+            when=self._when((*path, "when"), data.get("when", {})),
+            swaps=self._swaps((*path, "swap"), data["swap"]),
+        )
+
+    def _experiment(self, index: int, data: dict[str, Any]) -> Experiment:
+        path = ("experiments", index)
+        variants = []
+        ids: set[str] = set()
+        for i, variant in enumerate(data["variants"]):
+            if variant["id"] in ids:
+                self.problem((*path, "variants", i, "id"), f"duplicate variant {variant['id']!r}")
+            ids.add(variant["id"])
+            swaps = self._swaps((*path, "variants", i, "swap"), variant.get("swap", []))
+            variants.append(Variant(variant["id"], float(variant["weight"]), swaps))
+        if "control" not in ids:
+            self.problem((*path, "variants"), "an experiment needs a variant with id 'control'")
+        if any(v["id"] == "control" and v.get("swap") for v in data["variants"]):
+            self.problem((*path, "variants"), "'control' shows the page unchanged: no swap")
+        total = sum(variant.weight for variant in variants)
+        if abs(total - 100) > 1e-9:
+            self.problem((*path, "variants"), f"variant weights add up to {total:g}, not 100")
+        bounds, running = [], 0.0
+        for variant in variants:
+            running += variant.weight
+            bounds.append(round(running * BUCKETS / 100))
+        return Experiment(
+            id=data["id"],
+            salt=data.get("salt", data["id"]),
+            pages=_pages(data),
+            when=self._when((*path, "when"), data.get("when", {})),
+            variants=tuple(variants),
+            bounds=tuple(bounds),
+        )
+
+    def _pool(self, index: int, data: dict[str, Any]) -> Pool:
+        path = ("pools", index)
+        if ("numbers" in data) == ("static" in data):
+            self.problem(path, f"pool {data['id']!r} needs either 'numbers' or 'static'")
+        if "overflow" in data and "static" in data:
+            self.problem((*path, "overflow"), "a static pool has no overflow number")
+        hold = data.get("hold", "15m")
+        seconds = hold if isinstance(hold, int) else int(hold[:-1]) * HOLD_UNITS[hold[-1]]
+        return Pool(
+            id=data["id"],
+            pages=_pages(data),
+            when=self._when((*path, "when"), data.get("when", {})),
+            numbers=tuple(
+                self._phone((*path, "numbers", i), number)
+                for i, number in enumerate(data.get("numbers", []))
+            ),
+            hold=seconds,
+            overflow=self._phone((*path, "overflow"), data["overflow"]) if "overflow" in data else None,
+            static=self._phone((*path, "static"), data["static"]) if "static" in data else None,
+        )
+
+    def _numbers_once(self, data: dict[str, Any]) -> None:
+        """A tracking number in two pools would make its calls ambiguous."""
+        owner: dict[str, str] = {}
+        for index, pool in enumerate(data.get("pools", [])):
+            for i, number in enumerate(pool.get("numbers", [])):
+                e164 = _e164(number)
+                if e164 and e164 in owner:
+                    self.problem(("pools", index, "numbers", i),
+                                 f"{number} is already in pool {owner[e164]!r}")
+                if e164:
+                    owner[e164] = pool["id"]
+
+    def _when(self, path: tuple[str | int, ...], data: dict[str, Any]) -> When:
+        regex = None
+        if "phrase_regex" in data:
+            try:
+                regex = re.compile(data["phrase_regex"])
+            except re.error as exc:
+                self.problem((*path, "phrase_regex"), f"invalid regular expression: {exc}")
+        for i, country in enumerate(_listed(data.get("country"))):
+            if pycountry.countries.get(alpha_2=country) is None:
+                self.problem((*path, "country", i), f"unknown country code {country!r}")
+        for i, region in enumerate(_listed(data.get("region"))):
+            if pycountry.subdivisions.get(code=region) is None:  # type: ignore[no-untyped-call]
+                self.problem((*path, "region", i), f"unknown region code {region!r} (ISO 3166-2)")
+        return When(
+            keywords=tuple(ks for ks in map(keyword_set, data.get("keywords", [])) if ks),
+            phrase_regex=regex,
+            sources=_folded(data.get("source")),
+            media=_folded(data.get("medium")),
+            campaigns=_folded(data.get("campaign")),
+            countries=_folded(data.get("country")),
+            regions=_folded(data.get("region")),
+            cities=_folded(data.get("city")),
+            devices=_folded(data.get("device")),
+        )
+
+    def _swaps(self, path: tuple[str | int, ...], data: list[dict[str, str]]) -> tuple[Swap, ...]:
+        swaps = []
+        for i, swap in enumerate(data):
+            try:
+                cssselect.parse(swap["selector"])
+            except cssselect.SelectorError as exc:
+                self.problem((*path, i, "selector"), f"bad CSS selector {swap['selector']!r}: {exc}")
+            swaps.append(Swap(swap["selector"], self._text((*path, i, "text"), swap["text"])))
+        return tuple(swaps)
+
+    def _text(self, path: tuple[str | int, ...], source: str) -> Text:
+        try:
+            return compile_text(source)
+        except TemplateError as exc:
+            self.problem(path, exc.message, offset=exc.lineno - 1)
+            return compile_text("")
+
+    def _phone(self, path: tuple[str | int, ...], number: str) -> str:
+        e164 = _e164(number)
+        if e164 is None:
+            self.problem(path, f"invalid phone number {number!r} (use international format: +7 ...)")
+            return ""
+        return e164
+
+
+def _e164(number: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
+    validator = jsonschema.Draft202012Validator(schema())
+    return iter(sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))))
+
+
+def _pages(data: dict[str, Any]) -> Pages:
+    return Pages.compile(_listed(data.get("page")))
+
+
+def _listed(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _folded(value: str | list[str] | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    return frozenset(v.casefold() for v in _listed(value))
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text

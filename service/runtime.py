@@ -1,0 +1,30 @@
+"""What a service process holds while it runs: settings, GeoIP, store, signer and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.config import Settings
+from service.engine import Site
+from service.errors import BadRequest, NotFound
+from service.geo import GeoDB
+from service.rulefiles import RuleSet
+from service.store import Store
+from service.tokens import TokenSigner
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    geo: GeoDB
+    store: Store
+    signer: TokenSigner
+    rules: RuleSet  # replaced whole by the watcher when a valid edit lands
+
+    def site(self, site_id: str | None) -> Site:
+        if not site_id:
+            raise BadRequest("missing_parameter", "the 'site' parameter is required")
+        site = self.rules.sites.get(site_id)
+        if site is None:
+            raise NotFound("unknown_site", f"no site {site_id!r} in the rules")
+        return site

@@ -1,0 +1,118 @@
+"""Marketers' texts: Jinja2 templates, checked when rules load and rendered in a sandbox.
+
+Two layers keep marketer text from running code. `compile_text` refuses, with the line,
+anything a swap text has no business doing: names other than the documented context,
+attributes starting with an underscore, filters outside a small allow-list, includes,
+imports and macros. Whatever slips past meets Jinja's immutable sandbox at render time,
+and a render that fails yields no swap instead of a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+CONTEXT_NAMES = frozenset(
+    {"keyword", "phrase", "city", "region", "country", "source", "medium", "campaign"}
+)
+PLACE_NAMES = frozenset({"city", "region", "country"})
+SAFE_FILTERS = frozenset(
+    {
+        "capitalize", "default", "d", "first", "last", "length", "lower", "replace",
+        "string", "title", "trim", "truncate", "upper", "wordcount", "join",
+    }
+)
+SAFE_TESTS = frozenset({"defined", "undefined", "none", "string", "number"})
+FORBIDDEN_NODES = (
+    nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Macro,
+    nodes.CallBlock, nodes.FilterBlock, nodes.Assign, nodes.AssignBlock, nodes.With,
+)
+MAX_OUTPUT = 1000  # characters; a swap is a headline or a paragraph, not a page
+
+_env = ImmutableSandboxedEnvironment(autoescape=False)
+_env.globals.clear()  # no range/lipsum/cycler/namespace: the context is all a text may see
+
+
+class TemplateError(ValueError):
+    """A swap text that cannot be used; `lineno` counts from 1 within the text."""
+
+    def __init__(self, message: str, lineno: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.lineno = lineno
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    source: str
+    names: frozenset[str]  # context names the text uses
+    _template: jinja2.Template | None  # None: the text is constant
+
+    @property
+    def uses_places(self) -> bool:
+        return not self.names.isdisjoint(PLACE_NAMES)
+
+    def render(self, context: Mapping[str, Any]) -> str | None:
+        if self._template is None:
+            return self.source
+        try:
+            text = self._template.render(context)
+        except Exception:  # a broken text must cost a swap, never a request
+            return None
+        return " ".join(text.split())[:MAX_OUTPUT]
+
+
+def compile_text(source: str) -> Text:
+    try:
+        tree = _env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
+    _refuse_unsafe(tree)
+    names = frozenset(meta.find_undeclared_variables(tree))
+    # With assignments refused, the only names a text can bind are `for` loop targets.
+    loop_names = {node.name for node in tree.find_all(nodes.Name) if node.ctx == "store"}
+    for node in tree.find_all(nodes.Name):
+        if node.ctx == "load" and node.name not in CONTEXT_NAMES | loop_names:
+            raise TemplateError(
+                f"unknown name {node.name!r} in template; "
+                f"available: {', '.join(sorted(CONTEXT_NAMES))}",
+                node.lineno or 1,
+            )
+    if _is_plain(tree):
+        return Text(" ".join(source.split())[:MAX_OUTPUT], names, None)
+    return Text(source, names, _env.from_string(tree))
+
+
+def _is_plain(tree: nodes.Template) -> bool:
+    """True when the template is only literal text (no tags or expressions)."""
+    return all(
+        isinstance(node, nodes.Output)
+        and all(isinstance(child, nodes.TemplateData) for child in node.nodes)
+        for node in tree.body
+    )
+
+
+def _refuse_unsafe(tree: nodes.Template) -> None:
+    for node in tree.find_all(nodes.Node):
+        lineno = getattr(node, "lineno", 1) or 1
+        if isinstance(node, FORBIDDEN_NODES):
+            kind = type(node).__name__.lower()
+            raise TemplateError(f"unsafe template: {kind} is not allowed", lineno)
+        if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+            raise TemplateError(f"unsafe template: attribute {node.attr!r} is not allowed", lineno)
+        if (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+            and node.arg.value.startswith("_")
+        ):
+            raise TemplateError(f"unsafe template: item {node.arg.value!r} is not allowed", lineno)
+        if isinstance(node, nodes.Filter) and node.name not in SAFE_FILTERS:
+            raise TemplateError(f"unsafe template: filter {node.name!r} is not allowed", lineno)
+        if isinstance(node, nodes.Test) and node.name not in SAFE_TESTS:
+            raise TemplateError(f"unsafe template: test {node.name!r} is not allowed", lineno)

@@ -1,0 +1,52 @@
+"""Decision tokens: what the service decided for a visitor, signed so beacons can prove it.
+
+A token is `base64url(json) "." base64url(HMAC-SHA256(secret, base64url(json))[:16])`.
+Events carry it back; the service trusts the experiment map inside only when the MAC
+verifies, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+
+MAC_BYTES = 16  # 128 bits: forgery stays out of reach, the token stays short
+
+
+class TokenSigner:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        body = _encode(orjson.dumps(payload))
+        return f"{body}.{_encode(self._mac(body))}"
+
+    def verify(self, token: str) -> dict[str, Any] | None:
+        """The payload, or None for anything not signed by this secret."""
+        body, _, mac = token.partition(".")
+        try:
+            given = _decode(mac)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(given, self._mac(body)):
+            return None
+        try:
+            payload = orjson.loads(_decode(body))
+        except (ValueError, orjson.JSONDecodeError):
+            return None
+        return payload if isinstance(payload, dict) else None
+
+    def _mac(self, body: str) -> bytes:
+        return hmac.new(self._secret, body.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
