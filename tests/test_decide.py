@@ -1,0 +1,174 @@
+"""GET /v1/decide against the real app, the real store and the real GeoLite2 database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from service.tokens import TokenSigner
+from tests.conftest import BROWSER
+
+SPB = "95.161.0.1"  # GeoLite2: Saint Petersburg, RU-SPE
+MOSCOW = "46.242.0.1"  # GeoLite2: Moscow, RU-MOW
+VID = "visitor-0000000000001"
+YANDEXBOT = "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)"
+
+
+def decide(client: TestClient, ip: str = SPB, **params: str) -> Any:
+    query = {"site": "demo", "url": "http://127.0.0.1:8000/", "vid": VID, **params}
+    response = client.get("/v1/decide", params=query, headers={"x-forwarded-for": ip})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def swaps(body: dict[str, Any]) -> dict[str, str]:
+    return {swap["selector"]: swap["text"] for swap in body["swaps"]}
+
+
+def test_answer_has_the_contracted_fields(client: TestClient) -> None:
+    body = decide(client)
+    assert set(body) >= {"vid", "token", "geo", "phrase", "source", "swaps", "experiments", "phone",
+                         "rules_version", "degraded", "bot"}
+    assert body["vid"] == VID
+    assert body["phone"] is None
+    assert body["degraded"] is False
+    assert body["rules_version"]
+    assert response_is_json(client)
+
+
+def response_is_json(client: TestClient) -> bool:
+    response = client.get("/v1/decide", params={"site": "demo", "url": "/"})
+    return response.headers["content-type"] == "application/json"
+
+
+def test_geo_from_geolite2_in_site_language(client: TestClient) -> None:
+    geo = decide(client, ip=SPB)["geo"]
+    assert geo == {"country": "RU", "region": "RU-SPE", "city": "Санкт-Петербург",
+                   "country_name": "Россия", "region_name": "Санкт-Петербург"}
+    assert decide(client, ip=MOSCOW)["geo"]["region"] == "RU-MOW"
+
+
+def test_keyword_and_city_personalise_the_headline(client: TestClient) -> None:
+    body = decide(client, ip=SPB, url="http://127.0.0.1:8000/?utm_term=кондиционеры+купить+недорого")
+    assert body["phrase"] == "кондиционеры купить недорого"
+    assert swaps(body)["h1.hero"] == "Кондиционеры купить недорого в Санкт-Петербурге"
+    assert swaps(body)[".hero-lead"] == "Привезём и установим в Санкт-Петербурге за один день"
+
+
+def test_search_engine_referrer_gives_phrase_and_source(client: TestClient) -> None:
+    body = decide(client, ip=MOSCOW, ref="https://yandex.ru/search/?text=ремонт+кондиционеров")
+    assert body["phrase"] == "ремонт кондиционеров"
+    assert body["source"]["engine"] == "yandex"
+    assert body["source"]["medium"] == "organic"
+    assert swaps(body)["h1.hero"] == "Ремонт кондиционеров в Москве за 24 часа"
+
+
+def test_higher_priority_rule_wins_the_slot(client: TestClient) -> None:
+    # Both hero-keyword-city (20) and hero-city (10) match; the keyword rule wins.
+    body = decide(client, ip=MOSCOW, url="/?utm_term=кондиционер")
+    assert swaps(body)["h1.hero"] == "Кондиционер в Москве"
+    # Without a phrase only the country rule matches.
+    assert swaps(decide(client, ip=MOSCOW))["h1.hero"] == "Кондиционеры с установкой в Москве"
+
+
+def test_foreign_visitor_gets_no_russian_city_rule(client: TestClient) -> None:
+    assert "h1.hero" not in swaps(decide(client, ip="8.8.8.8"))
+
+
+def test_token_is_signed_and_carries_the_decision(client: TestClient) -> None:
+    body = decide(client)
+    payload = TokenSigner(b"test-secret").verify(body["token"])
+    assert payload is not None
+    assert payload["s"] == "demo" and payload["v"] == VID and payload["x"] == body["experiments"]
+    assert TokenSigner(b"another-secret").verify(body["token"]) is None
+
+
+def test_missing_or_malformed_vid_gets_a_fresh_one(client: TestClient) -> None:
+    fresh = decide(client, vid="")["vid"]
+    assert len(fresh) == 22
+    other = decide(client, vid="bad id with spaces!")["vid"]
+    assert other not in (fresh, "bad id with spaces!") and len(other) == 22
+
+
+def test_exposure_recorded_once_per_visitor_and_experiment(client: TestClient, store: redis.Redis) -> None:
+    variant = decide(client)["experiments"]["cta-wording"]
+    for _ in range(3):
+        assert decide(client)["experiments"]["cta-wording"] == variant
+    counts = store.hgetall("sw:{demo/cta-wording}:exposed")
+    assert sum(int(value) for value in counts.values()) == 1
+    assert store.hget("sw:{demo/cta-wording}:assign", VID).decode().startswith(f"{variant}|/|")
+
+
+def test_bots_get_control_content_and_count_nowhere(client: TestClient, store: redis.Redis) -> None:
+    response = client.get(
+        "/v1/decide",
+        params={"site": "demo", "url": "/?utm_term=кондиционер", "vid": VID},
+        headers={"x-forwarded-for": SPB, "user-agent": YANDEXBOT},
+    )
+    body = response.json()
+    assert body["bot"] is True
+    assert body["swaps"] == [] and body["experiments"] == {}
+    assert store.keys("sw:{demo*") == []
+
+
+def test_untrusted_peer_cannot_choose_its_ip(valkey_url: str, rules_dir: Any, store: redis.Redis) -> None:
+    from service.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(valkey_url, rules_dir))
+    with TestClient(app, client=("203.0.113.7", 1), headers={"user-agent": BROWSER}) as untrusted:
+        body = untrusted.get("/v1/decide", params={"site": "demo", "url": "/"},
+                             headers={"x-forwarded-for": SPB}).json()
+    assert body["geo"]["country"] is None  # 203.0.113.7 (TEST-NET) is nowhere; the header was ignored
+
+
+def test_cors_allows_site_origins_only(client: TestClient) -> None:
+    params = {"site": "demo", "url": "/"}
+    allowed = client.get("/v1/decide", params=params, headers={"origin": "http://localhost:8000"})
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:8000"
+    foreign = client.get("/v1/decide", params=params, headers={"origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    assert foreign.json()["error"]["code"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in foreign.headers
+
+
+@pytest.mark.parametrize(
+    ("params", "headers", "status", "code"),
+    [
+        ({"url": "/"}, {}, 400, "missing_parameter"),
+        ({"site": "demo"}, {}, 400, "missing_parameter"),
+        ({"site": "nope", "url": "/"}, {}, 404, "unknown_site"),
+        ({"site": "x" * 65, "url": "/"}, {}, 400, "parameter_too_long"),
+        ({"site": "demo", "url": "/" + "a" * 5000}, {}, 400, "parameter_too_long"),
+        ({"site": "demo", "url": "/", "ref": "https://x/" + "a" * 5000}, {}, 400, "parameter_too_long"),
+        ({"site": "demo", "url": "javascript:alert(1)"}, {}, 400, "invalid_url"),
+        ({"site": "demo", "url": "http://[::1/"}, {}, 400, "invalid_url"),
+        ({"site": "demo", "url": "/", "vid": "v" * 200}, {}, 400, "parameter_too_long"),
+        ({"site": "demo", "url": "/"}, {"x-forwarded-for": "not-an-ip"}, 400, "invalid_forwarded_for"),
+        ({"site": "demo", "url": "/"}, {"x-forwarded-for": "1.2.3.4, 999.1.1.1"}, 400, "invalid_forwarded_for"),
+        ({"site": "demo", "url": "/"}, {"x-forwarded-for": ",".join(["1.1.1.1"] * 40)}, 400,
+         "invalid_forwarded_for"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(client: TestClient, params: dict[str, str], headers: dict[str, str],
+                                    status: int, code: str) -> None:
+    response = client.get("/v1/decide", params=params, headers=headers)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+
+
+def test_unknown_route_and_method_are_json_errors(client: TestClient) -> None:
+    assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
+    response = client.post("/v1/decide")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["rules_version"]

@@ -1,0 +1,185 @@
+import json
+import unicodedata
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.phrase import (
+    Traffic,
+    insert_keyword,
+    keyword_set,
+    lemmas,
+    normalise,
+    parse_traffic,
+)
+
+CASES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "cases" / "referrers.json").read_text(encoding="utf-8")
+)
+TRAFFIC_FIELDS = {field.name for field in fields(Traffic)}
+
+
+def test_case_table_is_well_formed() -> None:
+    assert len(CASES) >= 20
+    for case in CASES:
+        assert case["expected"], case["name"]
+        assert set(case["expected"]) <= TRAFFIC_FIELDS, case["name"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_parse_traffic(case: dict[str, Any]) -> None:
+    traffic = parse_traffic(case["url"], case["ref"])
+    actual = {name: getattr(traffic, name) for name in case["expected"]}
+    assert actual == case["expected"]
+
+
+@pytest.mark.parametrize(
+    ("url", "referrer"),
+    [
+        ("", None),
+        ("\ud800", "\udcff"),
+        ("https://site.example/?utm_term=%ED%A0%80\ud800", "http://a\ud800b/?q=\ud800"),
+        ("https://site.example/?utm_source=%98%98", "https://yandex.ru/?text=%98"),
+        ("http://[", "http://]"),
+        ("https://site.example/?" + "&".join(["a=1"] * 5_000), "https://x" * 2_000),
+        ("?" * 1_000, "//" * 1_000),
+    ],
+)
+def test_parse_traffic_never_raises_and_returns_encodable_text(
+    url: str, referrer: str | None
+) -> None:
+    traffic = parse_traffic(url, referrer)
+    for field in fields(Traffic):
+        value = getattr(traffic, field.name)
+        if value is not None:
+            value.encode("utf-8")  # no lone surrogates leak into the response
+            assert len(value) <= 200
+
+
+def test_parse_traffic_replaces_undecodable_bytes() -> None:
+    # 0x98 is undefined in cp1251, so neither UTF-8 nor cp1251 can decode it.
+    assert parse_traffic("https://site.example/?utm_campaign=a%98b", None).campaign == "a\ufffdb"
+
+
+def test_traffic_is_frozen() -> None:
+    traffic = parse_traffic("https://site.example/", None)
+    with pytest.raises(AttributeError):
+        traffic.medium = "cpc"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Купить КОНДИЦИОНЕР", "купить кондиционер"),
+        ("Ёлка зелёная", "елка зеленая"),
+        (unicodedata.normalize("NFD", "Ёлка"), "елка"),
+        ("  купить,кондиционер!!! (недорого)  ", "купить кондиционер недорого"),
+        ("«Кондиционер» — 25% скидка; №1", "кондиционер 25 скидка 1"),
+        ("Wi-Fi роутер в Ростов-на-Дону", "wi-fi роутер в ростов-на-дону"),
+        ("-минус - тире- a--b", "минус тире a b"),
+        ("snake_case\ttab\nnewline", "snake case tab newline"),
+        ("", ""),
+        ("?!…", ""),
+    ],
+)
+def test_normalise(text: str, expected: str) -> None:
+    assert normalise(text) == expected
+
+
+def test_lemmas_russian() -> None:
+    assert {"кондиционер", "купить"} <= set(lemmas("кондиционеры купить недорого"))
+    assert {"купить", "кондиционер"} <= set(lemmas("Купите Кондиционер!"))
+
+
+def test_lemmas_replace_yo_and_keep_order_without_duplicates() -> None:
+    assert lemmas("Ёлки ёлка елку купить") == ("елка", "купить")
+
+
+def test_lemmas_english_and_digits() -> None:
+    assert lemmas("Buying air conditioners 2024") == ("buy", "air", "condition", "2024")
+    assert keyword_set("buy air conditioner") <= set(lemmas("buying air conditioners cheap"))
+
+
+def test_lemmas_of_empty_text() -> None:
+    assert lemmas(" ,.! ") == ()
+
+
+def test_lemmas_are_cached() -> None:
+    assert lemmas("кондиционеры в офис") is lemmas("кондиционеры в офис")
+
+
+def test_keyword_set() -> None:
+    assert keyword_set("Купить кондиционеры") == frozenset({"купить", "кондиционер"})
+
+
+@pytest.mark.parametrize(
+    ("keyword", "phrase"),
+    [
+        ("купить кондиционер", "кондиционеры купить недорого"),
+        ("ремонт стиральных машин", "ремонт стиральной машины на дому"),
+        ("доставка цветов москва", "Доставка цветов по Москве"),
+        ("ёлки купить", "купить елку"),
+        ("пластиковые окна", "пластиковое окно цена"),
+        ("такси ростов-на-дону", "Такси Ростов-на-Дону круглосуточно"),
+        ("buy air conditioner", "buying air conditioners cheap"),
+        ("wi-fi router", "Wi-Fi routers"),
+        ("iphone 15", "купить iPhone 15 Pro"),
+    ],
+)
+def test_keyword_matches_phrase(keyword: str, phrase: str) -> None:
+    assert keyword_set(keyword) <= set(lemmas(phrase))
+
+
+@pytest.mark.parametrize(
+    ("keyword", "phrase"),
+    [
+        ("купить кондиционер", "кондиционер в аренду"),
+        ("установка кондиционера", "установить кондиционер"),
+        ("buy air conditioner", "air conditioner repair"),
+        ("wi-fi", "wi fi"),
+    ],
+)
+def test_keyword_does_not_match_phrase(keyword: str, phrase: str) -> None:
+    assert not keyword_set(keyword) <= set(lemmas(phrase))
+
+
+@pytest.mark.parametrize(
+    ("phrase", "expected"),
+    [(None, "Кондиционеры"), ("", "Кондиционеры"), ("   ", "Кондиционеры")],
+)
+def test_insert_keyword_default(phrase: str | None, expected: str) -> None:
+    assert insert_keyword(phrase, "Кондиционеры") == expected
+
+
+def test_insert_keyword_length_limit() -> None:
+    assert insert_keyword("купить кондиционер", "Кондиционеры", max_length=18) == (
+        "купить кондиционер"
+    )
+    assert insert_keyword("купить кондиционер", "Кондиционеры", max_length=17) == "Кондиционеры"
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("keep", "купить кондиционер LG"),
+        ("lower", "купить кондиционер lg"),
+        ("upper", "КУПИТЬ КОНДИЦИОНЕР LG"),
+        ("sentence", "Купить кондиционер LG"),
+        ("title", "Купить Кондиционер LG"),
+    ],
+)
+def test_insert_keyword_case(case: str, expected: str) -> None:
+    assert insert_keyword("купить кондиционер LG", "x", case=case) == expected
+
+
+def test_insert_keyword_default_is_used_as_written() -> None:
+    assert insert_keyword(None, "лучшие кондиционеры", case="title") == "лучшие кондиционеры"
+
+
+def test_insert_keyword_unknown_case() -> None:
+    with pytest.raises(ValueError, match="camel"):
+        insert_keyword("x", "y", case="camel")
+    with pytest.raises(ValueError, match="camel"):
+        insert_keyword(None, "y", case="camel")
