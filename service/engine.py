@@ -7,6 +7,7 @@ of rules, because `RuleIndex` hands `decide` only the rules that could match thi
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -183,15 +184,20 @@ class RuleIndex:
     """
 
     def __init__(self, rules: Iterable[Rule]) -> None:
+        rules = list(rules)
         self.by_lemma: dict[str, list[Rule]] = {}
         self.by_geo: dict[str, list[Rule]] = {}
         self.by_path: dict[str, list[Rule]] = {}
         self.rest: list[Rule] = []
+        # A keyword is filed under its rarest lemma across the site, so a common word such
+        # as «купить» never makes every rule that mentions it a candidate.
+        frequency = collections.Counter(
+            lemma for rule in rules for words in rule.when.keywords for lemma in words
+        )
         for rule in rules:
             when = rule.when
             if when.keywords:
-                # The longest lemma is the rarest in practice: fewest false candidates.
-                for lemma in {max(words, key=len) for words in when.keywords}:
+                for lemma in {min(words, key=lambda w: (frequency[w], -len(w), w)) for words in when.keywords}:
                     self.by_lemma.setdefault(lemma, []).append(rule)
             elif geo := _geo_keys(when):
                 for key in geo:

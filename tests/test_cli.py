@@ -1,0 +1,104 @@
+"""The `swapline` command: preview without side effects, and `serve` on its embedded store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from service.cli import main
+from tests.conftest import DEMO_RULES
+
+
+def test_preview_prints_the_decision_without_side_effects(
+    capsys: pytest.CaptureFixture[str], store: redis.Redis
+) -> None:
+    code = main(["rules", "preview", "--site", "demo", "--url", "/?utm_term=купить+кондиционер",
+                 "--ip", "95.161.0.1", "--vid", "preview-visitor-000001", "--dir", str(DEMO_RULES)])
+    assert code == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["geo"]["region"] == "RU-SPE"
+    swaps = {swap["selector"]: swap["text"] for swap in body["swaps"]}
+    assert swaps["h1.hero"] == "Купить кондиционер в Санкт-Петербурге"
+    assert body["experiments"]["cta-wording"] in {"control", "install-tomorrow", "free-visit"}
+    assert body["token"] is None
+    assert store.dbsize() == 0
+
+
+def test_preview_reports_an_unknown_site(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "preview", "--site", "nope", "--url", "/", "--dir", str(DEMO_RULES)]) == 1
+    assert "no site 'nope'" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    environment = {**os.environ, "SWAPLINE_PORT": str(port), "SWAPLINE_DATA_DIR": str(tmp_path / "data"),
+                   "SWAPLINE_RULES_DIR": str(DEMO_RULES), **env}
+    if "SWAPLINE_REDIS_URL" not in env:
+        environment.pop("SWAPLINE_REDIS_URL", None)
+    process = subprocess.Popen(["swapline", "serve"], env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(process.stdout.read().decode() if process.stdout else "no output")
+
+
+def embedded_store_port(data_dir: Path) -> int:
+    conf = (data_dir / "valkey" / "valkey.conf").read_text()
+    return next(int(line.split()[1]) for line in conf.splitlines() if line.startswith("port "))
+
+
+def store_answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=1).ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_serve_runs_on_an_embedded_valkey_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    process, base = start(tmp_path)
+    try:
+        body = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"},
+                         headers={"user-agent": "Mozilla/5.0 Chrome/130.0"}).json()
+        assert body["experiments"]
+        port = embedded_store_port(tmp_path / "data")
+        assert store_answers(port)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=20)[0].decode()
+    assert process.returncode == 0, output
+    assert "embedded valkey stopped" in output
+    assert list((tmp_path / "data" / "valkey" / "appendonlydir").glob("*.aof")), "AOF files expected"
+    assert not store_answers(port)
+
+
+def test_redis_url_switches_to_an_external_store(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url)
+    try:
+        httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": "external-store-000001"},
+                  headers={"user-agent": "Mozilla/5.0 Chrome/130.0"})
+        assert store.hexists("sw:{demo/cta-wording}:assign", "external-store-000001")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert not (tmp_path / "data" / "valkey").exists()

@@ -1,0 +1,77 @@
+"""Experiment assignment: weighted, sticky, deterministic; and the rule index at scale."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+from service.engine import decide
+from service.visitors import new_vid
+from tests.test_engine import compile_site, make_visit
+
+SITE = {
+    "site": "s",
+    "experiments": [{"id": "e", "variants": [
+        {"id": "control", "weight": 50},
+        {"id": "b", "weight": 30, "swap": [{"selector": "h1", "text": "b"}]},
+        {"id": "c", "weight": 20, "swap": [{"selector": "h1", "text": "c"}]},
+    ]}],
+}
+
+
+def test_ten_thousand_visitors_land_within_two_percent_of_the_weights(tmp_path: Path) -> None:
+    site = compile_site(SITE, tmp_path)
+    counts = collections.Counter(
+        decide(site, make_visit({"url": "/"}, vid=new_vid())).experiments["e"] for _ in range(10_000)
+    )
+    for variant, weight in {"control": 50, "b": 30, "c": 20}.items():
+        assert abs(counts[variant] / 10_000 * 100 - weight) <= 2, counts
+
+
+def test_assignment_is_sticky_and_deterministic(tmp_path: Path) -> None:
+    site = compile_site(SITE, tmp_path)
+    vids = [new_vid() for _ in range(200)]
+    first = [decide(site, make_visit({"url": "/"}, vid)).experiments["e"] for vid in vids]
+    again = [decide(site, make_visit({"url": "/?utm_term=x"}, vid)).experiments["e"] for vid in vids]
+    assert first == again
+    # The same id on a freshly loaded copy of the rules (another process) agrees too.
+    (tmp_path / "copy").mkdir()
+    other = compile_site(SITE, tmp_path / "copy")
+    assert [decide(other, make_visit({"url": "/"}, vid)).experiments["e"] for vid in vids] == first
+    assert len(set(first)) == 3
+
+
+def test_changing_the_salt_reshuffles(tmp_path: Path) -> None:
+    site = compile_site(SITE, tmp_path)
+    salted = json.loads(json.dumps(SITE))
+    salted["experiments"][0]["salt"] = "round-2"
+    (tmp_path / "salted").mkdir()
+    resalted = compile_site(salted, tmp_path / "salted")
+    vids = [new_vid() for _ in range(300)]
+    before = [decide(site, make_visit({"url": "/"}, vid)).experiments["e"] for vid in vids]
+    after = [decide(resalted, make_visit({"url": "/"}, vid)).experiments["e"] for vid in vids]
+    assert sum(a != b for a, b in zip(before, after, strict=True)) > 100
+
+
+def test_control_changes_nothing(tmp_path: Path) -> None:
+    site = compile_site(SITE, tmp_path)
+    outcome = decide(site, make_visit({"url": "/"}), forced={"e": "control"})
+    assert outcome.experiments == {"e": "control"} and outcome.swaps == ()
+
+
+def test_index_hands_decide_only_the_rules_that_could_match(tmp_path: Path) -> None:
+    rules = [
+        {"id": f"kw-{i}", "when": {"keywords": [f"товар{i} купить"]}, "swap": [{"selector": "h1", "text": f"t{i}"}]}
+        for i in range(2000)
+    ]
+    rules += [
+        {"id": f"city-{i}", "when": {"city": f"Город{i}"}, "swap": [{"selector": "p", "text": f"c{i}"}]}
+        for i in range(1000)
+    ]
+    site = compile_site({"site": "s", "rules": rules}, tmp_path)
+    visit = make_visit({"url": "/?utm_term=купить+товар1234", "geo": {"country": "RU", "city": ["Город7", "Gorod7"]}})
+    candidates = site.rules.candidates(visit)
+    assert [rule.id for rule in candidates] == ["kw-1234", "city-7"]
+    assert dict(decide(site, visit).swaps) == {"h1": "t1234", "p": "c7"}
+    assert len(site.rules) == 3000

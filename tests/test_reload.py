@@ -1,0 +1,54 @@
+"""Editing a rules file takes effect without restart; a broken edit is refused whole."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from tests.conftest import BROWSER, make_settings
+
+NEW_HEADLINE = "Кондиционеры со скидкой {{ city.in }}"
+
+
+def headline(client: TestClient) -> str | None:
+    body = client.get("/v1/decide", params={"site": "demo", "url": "/"},
+                      headers={"x-forwarded-for": "46.242.0.1"}).json()
+    return {swap["selector"]: swap["text"] for swap in body["swaps"]}.get("h1.hero")
+
+
+def wait_for(predicate: object, seconds: float) -> float | None:
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if predicate():  # type: ignore[operator]
+            return time.monotonic() - start
+        time.sleep(0.05)
+    return None
+
+
+def test_edit_applies_within_two_seconds_and_broken_edit_is_refused(
+    valkey_url: str, rules_dir: Path, store: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    demo = rules_dir / "demo.yaml"
+    app = create_app(make_settings(valkey_url, rules_dir, reload_rules=True))
+    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as client:
+        assert headline(client) == "Кондиционеры с установкой в Москве"
+        time.sleep(0.3)  # let the watcher start
+        demo.write_text(demo.read_text().replace("Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
+        took = wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 2.0)
+        assert took is not None, "the edit did not take effect within 2 s"
+
+        caplog.set_level(logging.ERROR, logger="swapline")
+        good_version = client.get("/readyz").json()["rules_version"]
+        broken = demo.read_text().replace("selector: h1.hero", "selector: h1..hero", 1)
+        broken = broken.replace("weight: 34", "weight: 40")
+        demo.write_text(broken)
+        assert wait_for(lambda: "rules change refused" in caplog.text, 3.0) is not None
+        assert "bad CSS selector" in caplog.text and "add up to 106" in caplog.text
+        assert headline(client) == "Кондиционеры со скидкой в Москве"
+        assert client.get("/readyz").json()["rules_version"] == good_version
