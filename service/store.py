@@ -55,6 +55,7 @@ class Batcher:
         self._client = client
         self._pending: list[tuple[Queue, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # strong references until done
+        self.round_trips = 0
 
     async def run(self, queue: Queue) -> Any:
         loop = asyncio.get_running_loop()
@@ -71,6 +72,7 @@ class Batcher:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[tuple[Queue, asyncio.Future[Any]]]) -> None:
+        self.round_trips += 1
         try:
             pipe = self._client.pipeline(transaction=False)
             for queue, _ in batch:

@@ -172,3 +172,17 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["rules_version"]
+
+
+def test_geoip_db_setting_switches_the_database(valkey_url: str, rules_dir: Any, store: redis.Redis,
+                                                tiny_geoip: Any) -> None:
+    from service.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(valkey_url, rules_dir, geoip_db=tiny_geoip))
+    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as tiny:
+        body = tiny.get("/v1/decide", params={"site": "demo", "url": "/?utm_term=кондиционер"},
+                        headers={"x-forwarded-for": "10.4.0.1"}).json()
+    assert body["geo"] == {"country": "RU", "region": "RU-ROS", "city": "Ростов-на-Дону",
+                           "country_name": "Россия", "region_name": "Ростовская область"}
+    assert swaps(body)["h1.hero"] == "Кондиционер в Ростове-на-Дону"

@@ -1,0 +1,36 @@
+"""Settings come from SWAPLINE_* variables; a bad value is refused with its name."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, Settings
+
+
+def test_defaults_need_nothing() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port, settings.redis_url) == ("127.0.0.1", 8000, None)
+    assert settings.data_dir == Path("data") and settings.rules_dir == Path("rules")
+
+
+def test_values_are_read_and_typed() -> None:
+    settings = Settings.from_env({
+        "SWAPLINE_PORT": "9000", "SWAPLINE_WORKERS": "4", "SWAPLINE_REDIS_URL": "redis://r:6379/0",
+        "SWAPLINE_REDIS_CLUSTER": "yes", "SWAPLINE_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32",
+        "SWAPLINE_RELOAD_RULES": "off", "SWAPLINE_GEOIP_DB": "/geo/City.mmdb",
+    })
+    assert (settings.port, settings.workers, settings.redis_cluster, settings.reload_rules) == (9000, 4, True, False)
+    assert settings.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
+    assert settings.geoip_db == Path("/geo/City.mmdb")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("SWAPLINE_PORT", "eighty"), ("SWAPLINE_WORKERS", "-1"), ("SWAPLINE_REDIS_CLUSTER", "maybe"),
+    ("SWAPLINE_TRUSTED_PROXIES", "10.0.0.0/33"),
+])
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})

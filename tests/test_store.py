@@ -1,0 +1,61 @@
+"""The store layer on a real Valkey: batching, exposure counting, the shared secret."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis
+
+from service.store import Store, connect
+
+
+def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> int:
+        shared = Store(connect(valkey_url))
+        await asyncio.gather(*(
+            shared.expose("demo", f"visitor-{i:016d}", "/", "2026-11-22", {"e": "b", "f": "control"})
+            for i in range(100)
+        ))
+        trips = shared.batcher.round_trips
+        await shared.close()
+        return trips
+
+    assert asyncio.run(scenario()) == 1  # 200 script calls from 100 requests, one pipeline
+    assert store.hgetall("sw:{demo/e}:exposed") == {b"2026-11-22|/|b": b"100"}
+    assert store.hlen("sw:{demo/f}:assign") == 100
+
+
+def test_exposure_counts_a_visitor_once_whatever_the_page_or_day(valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> None:
+        shared = Store(connect(valkey_url))
+        await shared.expose("demo", "visitor-000000000001", "/", "2026-11-22", {"e": "b"})
+        await shared.expose("demo", "visitor-000000000001", "/other", "2026-11-23", {"e": "b"})
+        await shared.close()
+
+    asyncio.run(scenario())
+    assert store.hgetall("sw:{demo/e}:exposed") == {b"2026-11-22|/|b": b"1"}
+    assert store.hget("sw:{demo/e}:assign", "visitor-000000000001") == b"b|/|2026-11-22"
+
+
+def test_every_process_gets_the_same_secret(valkey_url: str, store: redis.Redis) -> None:
+    async def secrets() -> list[bytes]:
+        stores = [Store(connect(valkey_url)) for _ in range(3)]
+        found = list(await asyncio.gather(*(s.secret() for s in stores)))
+        await asyncio.gather(*(s.close() for s in stores))
+        return found
+
+    first, *others = asyncio.run(secrets())
+    assert len(first) == 64 and all(other == first for other in others)
+
+
+def test_a_dead_store_is_reported_to_every_waiter() -> None:
+    async def scenario() -> list[BaseException | None]:
+        dead = Store(connect("redis://127.0.0.1:1/0"))
+        results = await asyncio.gather(
+            *(dead.expose("demo", f"v-{i:018d}", "/", "2026-11-22", {"e": "b"}) for i in range(5)),
+            return_exceptions=True,
+        )
+        await dead.close()
+        return list(results)
+
+    assert all(isinstance(result, redis.ConnectionError) for result in asyncio.run(scenario()))
