@@ -37,7 +37,7 @@ class Visit:
 
     @property
     def geo_keys(self) -> frozenset[str]:
-        return self.geo.keys()
+        return self.geo.keys
 
 
 @dataclass(frozen=True, slots=True)

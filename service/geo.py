@@ -22,17 +22,17 @@ class Geo:
     region: str | None = None  # ISO 3166-2, "RU-SPE"
     city: str | None = None  # English name, stable for matching ("Saint Petersburg")
     names: dict[str, dict[str, str]] = field(default_factory=dict)  # lang → {country, region, city}
+    # Every casefolded name in every language, for rule matching; made once per lookup.
+    keys: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = frozenset(value.casefold() for by_kind in self.names.values() for value in by_kind.values())
+        object.__setattr__(self, "keys", keys)
 
     def name(self, what: str, language: str) -> str | None:
         """The name of `what` (country/region/city) in `language`, else in English."""
         localised = self.names.get(language, {}).get(what)
         return localised or self.names.get("en", {}).get(what)
-
-    def keys(self) -> frozenset[str]:
-        """Every casefolded city/region name in every language, for rule matching."""
-        return frozenset(
-            value.casefold() for by_kind in self.names.values() for value in by_kind.values()
-        )
 
     def as_json(self, language: str) -> dict[str, str | None]:
         return {

@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import cssselect
+import jinja2
 import jsonschema
 import phonenumbers
 import pycountry
+import yaml
+from jinja2 import nodes
 
 from service import places
 from service.engine import (
@@ -35,11 +38,15 @@ from service.engine import (
     Variant,
     When,
 )
-from service.phrase import keyword_set
-from service.templates import TemplateError, Text, compile_text
+from service.phrase import insert_keyword, keyword_set
+from service.templates import PLACE_NAMES, TemplateError, Text, compile_text
 from service.yamlsource import Document, YAMLProblem, parse
 
 HOLD_UNITS = {"s": 1, "m": 60, "h": 3600}
+KEYWORD_ARGS = ("default", "max", "case")  # keyword() in a text, in positional order
+# `text: |` or `text: >-`: the text starts on the next line.
+_BLOCK_SCALAR = re.compile(r":\s+([|>])[1-9+-]{0,2}\s*(?:#.*)?$")
+_parser = jinja2.Environment()  # only parses texts that compile_text has accepted, never renders
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +82,26 @@ def schema() -> dict[str, Any]:
 def load(directory: Path) -> RuleSet:
     if not directory.is_dir():
         raise RulesError([Problem(str(directory), 1, "no such rules directory")])
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    # Dot files are editors' locks and backups (Emacs' `.#demo.yaml`), not rules.
+    files = sorted(
+        p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+    )
     problems: list[Problem] = []
     sites: dict[str, Site] = {}
     defined_in: dict[str, str] = {}
     digest = hashlib.sha256()
     for path in files:
-        text = path.read_text(encoding="utf-8")
+        # A file that cannot be read is a problem like any other, never a crash: the reloader
+        # only survives RulesError.
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            problems.append(Problem(str(path), line, "the file is not UTF-8 text: save it as UTF-8"))
+            continue
+        except OSError as exc:
+            problems.append(Problem(str(path), 1, f"cannot read the file: {exc.strerror or exc}"))
+            continue
         digest.update(path.name.encode() + b"\0" + text.encode())
         compiler = _Compiler(str(path))
         site = compiler.compile(text)
@@ -89,8 +109,8 @@ def load(directory: Path) -> RuleSet:
         if site is None:
             continue
         if site.id in sites:
-            problems.append(Problem(str(path), 1, f"site {site.id!r} is already defined in "
-                                    f"{defined_in[site.id]}"))
+            problems.append(Problem(str(path), compiler.document.line(("site",)),
+                                    f"site {site.id!r} is already defined in {defined_in[site.id]}"))
         sites[site.id] = site
         defined_in[site.id] = str(path)
     if problems:
@@ -105,17 +125,23 @@ class _Compiler:
         self.file = file
         self.problems: list[Problem] = []
         self.document = Document(None)
+        self.lines: list[str] = []
 
     def problem(self, path: tuple[str | int, ...], message: str, offset: int = 0) -> None:
         self.problems.append(Problem(self.file, self.document.line(path) + offset, message))
 
     def compile(self, text: str) -> Site | None:
+        self.lines = text.splitlines()
         try:
             self.document = parse(text)
         except YAMLProblem as exc:
-            self.problems.append(Problem(self.file, exc.line, exc.message))
+            line, message = _yaml_problem(text, exc)
+            self.problems.append(Problem(self.file, line, message))
             return None
         data = self.document.data
+        if data is None:
+            self.problems.append(Problem(self.file, 1, "the file is empty: it needs at least 'site: ...'"))
+            return None
         for error in _schema_errors(data):
             self._schema_problem(error)
         if self.problems:
@@ -142,8 +168,11 @@ class _Compiler:
         if error.validator == "required":
             self.problem(path, f"{where or 'file'}: {error.message}")
             return
-        best = jsonschema.exceptions.best_match(error.context) if error.context else error
-        self.problem(path, f"{where}: {best.message}" if where else best.message)
+        best = _best(error)
+        path = tuple(best.absolute_path)
+        where = _dotted(path)
+        message = best.message + _hint(best)
+        self.problem(path, f"{where}: {message}" if where else message)
 
     def _site(self, data: dict[str, Any]) -> Site:
         language = data.get("language", "ru")
