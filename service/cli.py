@@ -87,7 +87,7 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     geo = GeoDB(settings.geoip_db)
     try:
-        seen = visit(args.url, args.ref, args.vid or new_vid(), args.ip, args.ua, geo)
+        seen = visit(args.url, args.ref, args.vid or new_vid(), geo.lookup(args.ip), args.ua)
     except HTTPError as exc:
         print(f"swapline: {exc.message}", file=sys.stderr)
         return 1

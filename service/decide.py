@@ -10,14 +10,14 @@ import datetime
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
 
 from service.cors import cors_headers
 from service.engine import Outcome, Site, Visit, decide, normalise_path
 from service.errors import BadRequest
-from service.geo import GeoDB
+from service.geo import Geo
 from service.phrase import lemmas, normalise, parse_traffic
 from service.responses import JSON
 from service.runtime import Runtime
@@ -28,7 +28,7 @@ MAX_VID = 128
 log = logging.getLogger("swapline")
 
 
-def visit(url: str, ref: str | None, vid: str, ip: str, user_agent: str, geo: GeoDB) -> Visit:
+def visit(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) -> Visit:
     try:
         path = urlsplit(url).path
     except ValueError:
@@ -37,11 +37,11 @@ def visit(url: str, ref: str | None, vid: str, ip: str, user_agent: str, geo: Ge
     phrase = traffic.phrase or ""
     return Visit(
         vid=vid,
-        path=normalise_path(path or "/"),
+        path=normalise_path(unquote(path) or "/"),  # rules are written as people read paths
         traffic=traffic,
         lemmas=frozenset(lemmas(phrase)),
         phrase=normalise(phrase),
-        geo=geo.lookup(ip),
+        geo=geo,
         device=device(user_agent),
         bot=is_bot(user_agent),
     )
@@ -102,8 +102,8 @@ async def decide_endpoint(request: Request) -> JSON:
     if not valid_vid(vid):
         vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
     assert vid is not None
-    ip = request.client.host if request.client else ""
-    seen = visit(url, ref, vid, ip, request.headers.get("user-agent", ""), runtime.geo)
+    geo = runtime.geo.lookup(request.client.host if request.client else "")
+    seen = visit(url, ref, vid, geo, request.headers.get("user-agent", ""))
     outcome = decide(site, seen)
     degraded = False
     if outcome.experiments:

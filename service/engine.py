@@ -35,10 +35,6 @@ class Visit:
     device: str  # mobile | tablet | desktop
     bot: bool = False
 
-    @property
-    def geo_keys(self) -> frozenset[str]:
-        return self.geo.keys
-
 
 @dataclass(frozen=True, slots=True)
 class Pages:
@@ -102,7 +98,7 @@ class When:
             and _holds(self.campaigns, traffic.campaign)
             and _holds(self.countries, geo.country)
             and _holds(self.regions, geo.region)
-            and (self.cities is None or not self.cities.isdisjoint(visit.geo_keys))
+            and (self.cities is None or not self.cities.isdisjoint(visit.geo.city_keys))
             and _holds(self.devices, visit.device)
         )
 
@@ -214,7 +210,7 @@ class RuleIndex:
             found.update((rule.id, rule) for rule in self.by_lemma.get(lemma, ()))
         geo = visit.geo
         keys = [f"country:{(geo.country or '').casefold()}", f"region:{(geo.region or '').casefold()}"]
-        keys.extend(f"city:{name}" for name in visit.geo_keys)
+        keys.extend(f"city:{name}" for name in visit.geo.city_keys)
         for key in keys:
             found.update((rule.id, rule) for rule in self.by_geo.get(key, ()))
         found.update((rule.id, rule) for rule in self.by_path.get(visit.path, ()))

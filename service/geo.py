@@ -22,12 +22,12 @@ class Geo:
     region: str | None = None  # ISO 3166-2, "RU-SPE"
     city: str | None = None  # English name, stable for matching ("Saint Petersburg")
     names: dict[str, dict[str, str]] = field(default_factory=dict)  # lang → {country, region, city}
-    # Every casefolded name in every language, for rule matching; made once per lookup.
-    keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    # The city's casefolded names in every language, for `when: city`; made once per lookup.
+    city_keys: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        keys = frozenset(value.casefold() for by_kind in self.names.values() for value in by_kind.values())
-        object.__setattr__(self, "keys", keys)
+        keys = frozenset(by_kind["city"].casefold() for by_kind in self.names.values() if "city" in by_kind)
+        object.__setattr__(self, "city_keys", keys)
 
     def name(self, what: str, language: str) -> str | None:
         """The name of `what` (country/region/city) in `language`, else in English."""

@@ -200,6 +200,7 @@ _CASES: dict[str, Callable[[str], str]] = {
     "sentence": _sentence,
     "title": _title,
 }
+KEYWORD_CASES = tuple(_CASES)
 
 
 def insert_keyword(

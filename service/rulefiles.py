@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import cssselect
-import jinja2
 import jsonschema
 import phonenumbers
 import pycountry
 import yaml
-from jinja2 import nodes
 
 from service import places
 from service.engine import (
@@ -38,15 +36,13 @@ from service.engine import (
     Variant,
     When,
 )
-from service.phrase import insert_keyword, keyword_set
-from service.templates import PLACE_NAMES, TemplateError, Text, compile_text
+from service.phrase import keyword_set
+from service.templates import TemplateError, Text, compile_text
 from service.yamlsource import Document, YAMLProblem, parse
 
 HOLD_UNITS = {"s": 1, "m": 60, "h": 3600}
-KEYWORD_ARGS = ("default", "max", "case")  # keyword() in a text, in positional order
 # `text: |` or `text: >-`: the text starts on the next line.
 _BLOCK_SCALAR = re.compile(r":\s+([|>])[1-9+-]{0,2}\s*(?:#.*)?$")
-_parser = jinja2.Environment()  # only parses texts that compile_text has accepted, never renders
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +101,14 @@ def load(directory: Path) -> RuleSet:
         digest.update(path.name.encode() + b"\0" + text.encode())
         compiler = _Compiler(str(path))
         site = compiler.compile(text)
-        problems.extend(compiler.problems)
+        problems.extend(sorted(compiler.problems, key=lambda problem: problem.line))
         if site is None:
             continue
         if site.id in sites:
             problems.append(Problem(str(path), compiler.document.line(("site",)),
                                     f"site {site.id!r} is already defined in {defined_in[site.id]}"))
         sites[site.id] = site
-        defined_in[site.id] = str(path)
+        defined_in.setdefault(site.id, str(path))
     if problems:
         raise RulesError(problems)
     return RuleSet(sites, digest.hexdigest()[:12])
@@ -127,11 +123,11 @@ class _Compiler:
         self.document = Document(None)
         self.lines: list[str] = []
 
-    def problem(self, path: tuple[str | int, ...], message: str, offset: int = 0) -> None:
-        self.problems.append(Problem(self.file, self.document.line(path) + offset, message))
+    def problem(self, path: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(Problem(self.file, self.document.line(path), message))
 
     def compile(self, text: str) -> Site | None:
-        self.lines = text.splitlines()
+        self.lines = text.split("\n")  # as YAML counts lines: not at form feeds and the like
         try:
             self.document = parse(text)
         except YAMLProblem as exc:
@@ -189,10 +185,7 @@ class _Compiler:
             language=language,
             origins=frozenset(data.get("origins", [])),
             phone=self._phone(("phone",), data["phone"]) if "phone" in data else None,
-            places={
-                name: places.with_overrides(places.place(name, language), forms)
-                for name, forms in data.get("places", {}).items()
-            },
+            places={name: _place(name, forms, language) for name, forms in data.get("places", {}).items()},
             rules=RuleIndex(rules),
             experiments=tuple(experiments),
             pools=tuple(pools),
@@ -256,6 +249,8 @@ class _Compiler:
             self.problem((*path, "overflow"), "a static pool has no overflow number")
         hold = data.get("hold", "15m")
         seconds = hold if isinstance(hold, int) else int(hold[:-1]) * HOLD_UNITS[hold[-1]]
+        if seconds < 1:  # the schema refuses 0 but not "0m"
+            self.problem((*path, "hold"), f"hold {hold!r} is too short: a number stays with a visitor at least 1s")
         return Pool(
             id=data["id"],
             pages=_pages(data),
@@ -270,9 +265,11 @@ class _Compiler:
         )
 
     def _numbers_once(self, data: dict[str, Any]) -> None:
-        """A tracking number in two pools would make its calls ambiguous."""
+        """A tracking number in two pools, or also used as a fixed number, would make its
+        calls ambiguous: a call to it is credited to whoever holds its lease."""
         owner: dict[str, str] = {}
-        for index, pool in enumerate(data.get("pools", [])):
+        pools = data.get("pools", [])
+        for index, pool in enumerate(pools):
             for i, number in enumerate(pool.get("numbers", [])):
                 e164 = _e164(number)
                 if e164 and e164 in owner:
@@ -280,8 +277,21 @@ class _Compiler:
                                  f"{number} is already in pool {owner[e164]!r}")
                 if e164:
                     owner[e164] = pool["id"]
+        fixed: list[tuple[tuple[str | int, ...], str, str]] = [(("phone",), data.get("phone", ""), "the page's phone")]
+        for index, pool in enumerate(pools):
+            fixed.append((("pools", index, "overflow"), pool.get("overflow", ""), "an overflow number"))
+            fixed.append((("pools", index, "static"), pool.get("static", ""), "a static number"))
+        for path, number, role in fixed:
+            e164 = _e164(number) if number else None
+            if e164 in owner:
+                self.problem(path, f"{number} is a tracking number of pool {owner[e164]!r}; "
+                                   f"it cannot also be {role}")
 
     def _when(self, path: tuple[str | int, ...], data: dict[str, Any]) -> When:
+        keywords = tuple(map(keyword_set, data.get("keywords", [])))
+        for i, (keyword, words) in enumerate(zip(data.get("keywords", []), keywords, strict=True)):
+            if not words:  # dropped silently, it would leave a rule that matches every phrase
+                self.problem((*path, "keywords", i), f"keyword {keyword!r} has no words to match")
         regex = None
         if "phrase_regex" in data:
             try:
@@ -295,7 +305,7 @@ class _Compiler:
             if pycountry.subdivisions.get(code=region) is None:  # type: ignore[no-untyped-call]
                 self.problem((*path, "region", i), f"unknown region code {region!r} (ISO 3166-2)")
         return When(
-            keywords=tuple(ks for ks in map(keyword_set, data.get("keywords", [])) if ks),
+            keywords=tuple(words for words in keywords if words),
             phrase_regex=regex,
             sources=_folded(data.get("source")),
             media=_folded(data.get("medium")),
@@ -318,10 +328,35 @@ class _Compiler:
 
     def _text(self, path: tuple[str | int, ...], source: str) -> Text:
         try:
-            return compile_text(source)
+            text = compile_text(source)
         except TemplateError as exc:
-            self.problem(path, exc.message, offset=exc.lineno - 1)
+            line = self._text_line(path, exc.lineno)
+            self.problems.append(Problem(self.file, line, exc.message))
             return compile_text("")
+        return text
+
+    def _text_line(self, path: tuple[str | int, ...], lineno: int) -> int:
+        """The file line of line `lineno` of the text at `path`."""
+        first = self.document.line(path)
+        key = self.lines[first - 1] if first <= len(self.lines) else ""
+        block = _BLOCK_SCALAR.search(key)
+        if block is None and lineno == 1:
+            return first
+        if block is not None and block[1] == "|":
+            return first + lineno  # a literal block keeps its lines as they are
+        # `>` and quoted or plain texts fold their lines into one: only an empty line
+        # starts a new line of text. The text ends at a line indented no more than its key.
+        indent = len(key) - len(key.lstrip())
+        current = 1
+        for number in range(first + (block is not None), len(self.lines) + 1):
+            line = self.lines[number - 1]
+            if not line.strip():
+                current += 1
+            elif number > first and len(line) - len(line.lstrip()) <= indent:
+                break
+            elif current >= lineno:
+                return number
+        return first
 
     def _phone(self, path: tuple[str | int, ...], number: str) -> str:
         e164 = _e164(number)
@@ -329,6 +364,50 @@ class _Compiler:
             self.problem(path, f"invalid phone number {number!r} (use international format: +7 ...)")
             return ""
         return e164
+
+
+def _place(name: str, forms: Mapping[str, str], language: str) -> places.Place:
+    """The site's own forms of `name`. A new nominative renames the place: `{{ city }}` prints
+    it, and the forms not given are declined from it («из Подмосковья», not «из МО»)."""
+    return places.with_overrides(places.place(forms.get("nomn") or name, language), forms)
+
+
+def _yaml_problem(text: str, problem: YAMLProblem) -> tuple[int, str]:
+    """The line and message of a YAML error. An unclosed '[' or '{' is noticed lines later:
+    point at the line that opened it."""
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        context = exc.context or ""
+        if exc.context_mark is not None and context.startswith("while parsing a flow"):
+            bracket = "[" if "sequence" in context else "{"
+            return exc.context_mark.line + 1, f"{problem.message} (the {bracket!r} on this line is not closed)"
+    return problem.line, problem.message
+
+
+def _best(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The error of the alternative that fits the value's type: for `country: [RU, ru]` the
+    list's bad item, not "is not of type 'string'"."""
+    if not error.context:
+        return error
+    fitting = [e for e in error.context if e.relative_path or e.validator != "type"]
+    return jsonschema.exceptions.best_match(fitting or error.context) or error
+
+
+def _hint(error: jsonschema.ValidationError) -> str:
+    """What YAML did to a value that was meant as text."""
+    if error.validator != "type":
+        return ""
+    if isinstance(error.instance, bool):
+        return "; YAML reads unquoted yes/no/on/off/true/false (and the country code NO) as true or false: " \
+               "put the value in quotes"
+    if error.validator_value == "string" and isinstance(error.instance, dict | list):
+        return "; a text that starts with '{' or '[' must be in quotes: \"{{ city.in }}\""
+    if error.validator_value == "string":
+        return "; put the value in quotes"
+    if error.validator_value == "array" and isinstance(error.instance, str):
+        return f"; write a list: [{error.instance}]"
+    return ""
 
 
 def _e164(number: str) -> str | None:

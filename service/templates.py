@@ -9,6 +9,7 @@ and a render that fails yields no swap instead of a crash.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +18,15 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from service.phrase import KEYWORD_CASES
+from service.places import FORMS
+
 CONTEXT_NAMES = frozenset(
     {"keyword", "phrase", "city", "region", "country", "source", "medium", "campaign"}
 )
 PLACE_NAMES = frozenset({"city", "region", "country"})
+PLACE_ATTRIBUTES = frozenset({*FORMS, "name"})  # {{ city.in }}, {{ city.name }}
+KEYWORD_ARGS = ("default", "max", "case")  # keyword() in a text, in positional order
 SAFE_FILTERS = frozenset(
     {
         "capitalize", "default", "d", "first", "last", "length", "lower", "replace",
@@ -31,6 +37,7 @@ SAFE_TESTS = frozenset({"defined", "undefined", "none", "string", "number"})
 FORBIDDEN_NODES = (
     nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Macro,
     nodes.CallBlock, nodes.FilterBlock, nodes.Assign, nodes.AssignBlock, nodes.With,
+    nodes.Mul, nodes.Pow,  # {{ phrase * 10**9 }} would build gigabytes per request
 )
 MAX_OUTPUT = 1000  # characters; a swap is a headline or a paragraph, not a page
 
@@ -73,6 +80,7 @@ def compile_text(source: str) -> Text:
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
     _refuse_unsafe(tree)
+    _check_calls(tree)
     names = frozenset(meta.find_undeclared_variables(tree))
     # With assignments refused, the only names a text can bind are `for` loop targets.
     loop_names = {node.name for node in tree.find_all(nodes.Name) if node.ctx == "store"}
@@ -116,3 +124,44 @@ def _refuse_unsafe(tree: nodes.Template) -> None:
             raise TemplateError(f"unsafe template: filter {node.name!r} is not allowed", lineno)
         if isinstance(node, nodes.Test) and node.name not in SAFE_TESTS:
             raise TemplateError(f"unsafe template: test {node.name!r} is not allowed", lineno)
+
+
+def _check_calls(tree: nodes.Template) -> None:
+    """What compile_text lets through but would fail, or print nonsense, on every visit."""
+    called = {id(call.node) for call in tree.find_all(nodes.Call)}
+    for name in tree.find_all(nodes.Name):
+        if name.name == "keyword" and name.ctx == "load" and id(name) not in called:
+            raise TemplateError("keyword is a function: write {{ keyword(default='...') }}", name.lineno)
+    for call in tree.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name) and call.node.name == "keyword":
+            _check_keyword(call)
+    for attribute in tree.find_all(nodes.Getattr):
+        target = attribute.node
+        if isinstance(target, nodes.Name) and target.name in PLACE_NAMES and attribute.attr not in PLACE_ATTRIBUTES:
+            raise TemplateError(
+                f"{target.name} has no form {attribute.attr!r}; available: {', '.join(FORMS)}",
+                attribute.lineno,
+            )
+
+
+def _check_keyword(call: nodes.Call) -> None:
+    usage = "keyword(default='...', max=40, case='sentence')"
+    if call.dyn_args is not None or call.dyn_kwargs is not None or len(call.args) > len(KEYWORD_ARGS):
+        raise TemplateError(f"write keyword() as {usage}", call.lineno)
+    given: dict[str, nodes.Expr] = dict(zip(KEYWORD_ARGS, call.args, strict=False))
+    for argument in call.kwargs:
+        if argument.key not in KEYWORD_ARGS or argument.key in given:
+            hint = difflib.get_close_matches(argument.key, KEYWORD_ARGS, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise TemplateError(f"keyword() has no argument {argument.key!r}{suggestion}", call.lineno)
+        given[argument.key] = argument.value
+    case = given.get("case")
+    if isinstance(case, nodes.Const) and case.value not in KEYWORD_CASES:
+        raise TemplateError(
+            f"keyword(case={case.value!r}) is not a case; use one of: {', '.join(KEYWORD_CASES)}", call.lineno
+        )
+    length = given.get("max")
+    if isinstance(length, nodes.Const) and not (
+        length.value is None or (type(length.value) is int and length.value > 0)
+    ):
+        raise TemplateError(f"keyword(max=...) is a number of characters, not {length.value!r}", call.lineno)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from service.engine import Site, Visit, decide, normalise_path
+from service.decide import visit
+from service.engine import Site, Visit, decide
 from service.geo import Geo
-from service.phrase import lemmas, normalise, parse_traffic
 from service.rulefiles import load
-from service.visitors import device, is_bot
 from tests.conftest import BROWSER, CASES
 
 ENGINE_CASES = json.loads((CASES / "engine.json").read_text())
@@ -25,15 +23,11 @@ def compile_site(data: dict[str, Any], tmp_path: Path) -> Site:
 
 
 def make_visit(case: dict[str, Any], vid: str = "case-visitor-00000001") -> Visit:
-    traffic = parse_traffic(case["url"], case.get("ref"))
     geo_data = case.get("geo", {})
     ru, en = geo_data.get("city", [None, None])
     names = {lang: {"city": name} for lang, name in (("ru", ru), ("en", en)) if name}
     geo = Geo(geo_data.get("country"), geo_data.get("region"), en, names)
-    ua = case.get("ua", BROWSER)
-    path = normalise_path(urlsplit(case["url"]).path or "/")
-    return Visit(vid, path, traffic, frozenset(lemmas(traffic.phrase or "")),
-                 normalise(traffic.phrase or ""), geo, device(ua), is_bot(ua))
+    return visit(case["url"], case.get("ref"), vid, geo, case.get("ua", BROWSER))
 
 
 @pytest.mark.parametrize("case", ENGINE_CASES, ids=[case["name"] for case in ENGINE_CASES])
@@ -48,3 +42,10 @@ def test_engine_case(case: dict[str, Any], tmp_path: Path) -> None:
             assert outcome.experiments == expect["experiments"], visit_case["url"]
         if "pool" in expect:
             assert (outcome.pool.id if outcome.pool else None) == expect["pool"], visit_case["url"]
+
+
+def test_city_condition_matches_city_names_only(tmp_path: Path) -> None:
+    site = compile_site({"site": "s", "rules": [{"id": "r", "when": {"city": "Москва"},
+                                                 "swap": [{"selector": "h1", "text": "x"}]}]}, tmp_path)
+    zelenograd = Geo("RU", "RU-MOW", "Zelenograd", {"ru": {"city": "Зеленоград", "region": "Москва"}})
+    assert decide(site, visit("/", None, "case-visitor-00000001", zelenograd, BROWSER)).swaps == ()

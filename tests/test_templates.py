@@ -24,6 +24,11 @@ SSTI = [
     "{{ range(10**9)|list }}",
     "{{ config }}",
     "{{ request }}",
+    "{{ phrase * 1000000000 }}",
+    "{{ 'x' ** 9 }}",
+    "{{ keyword(case='Shouting') }}",
+    "{{ keyword }}",
+    "{{ city.inn }}",
 ]
 
 

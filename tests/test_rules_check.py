@@ -1,0 +1,373 @@
+"""`swapline rules check`: every mistake a marketer makes in a rules file is refused with
+the file, the exact line and a message that names the mistake.
+
+Each case is a small edit of a copy of `rules/demo.yaml`; the line a problem must point at
+is found in the edited file, never written down as a number.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from service.rulefiles import Problem, RulesError, load
+from tests.conftest import DEMO_RULES
+
+DEMO = DEMO_RULES / "demo.yaml"
+DEMO_TEXT = DEMO.read_text(encoding="utf-8")
+LEAD = '"Привезём и установим {{ city.in }} за один день"'  # the .hero-lead text
+
+
+class Mistake(NamedTuple):
+    old: str  # text of the demo file, found exactly once
+    new: str  # what the marketer wrote instead
+    message: tuple[str, ...]  # fragments the problem's message must contain
+    where: str | None = None  # a fragment of the problem's line; None: the line the edit starts on
+
+
+def edited(old: str, new: str) -> str:
+    assert DEMO_TEXT.count(old) == 1, f"{old!r} must occur once in the demo"
+    return DEMO_TEXT.replace(old, new)
+
+
+def line_of(text: str, fragment: str) -> int:
+    lines = [number for number, line in enumerate(text.split("\n"), 1) if fragment in line]
+    assert len(lines) == 1, f"{fragment!r} is on lines {lines}, expected exactly one"
+    return lines[0]
+
+
+def problems_in(directory: Path) -> list[Problem]:
+    with pytest.raises(RulesError) as refused:
+        load(directory)
+    assert refused.value.problems, "a refusal must say why"
+    return refused.value.problems
+
+
+def write(directory: Path, text: str, name: str = "demo.yaml") -> Path:
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+MISTAKES = {
+    # unknown keys, with a suggestion
+    "unknown key, did you mean": Mistake(
+        "    priority: 20\n", "    priorty: 20\n", ("unknown key 'priorty'", "did you mean 'priority'?")
+    ),
+    "unknown condition in when": Mistake(
+        "      country: RU", "      contry: RU", ("unknown key 'contry'", "did you mean 'country'?")
+    ),
+    # CSS
+    "bad CSS selector": Mistake(
+        "      - selector: .hero-lead", "      - selector: .hero-lead[data", ("bad CSS selector", ".hero-lead[data")
+    ),
+    # experiments
+    "weights do not add up to 100": Mistake(
+        "weight: 34", "weight: 35", ("weights add up to 101, not 100",), where="variants:"
+    ),
+    "no control variant": Mistake(
+        "      - id: control", "      - id: baseline", ("variant with id 'control'",), where="variants:"
+    ),
+    "control with a swap": Mistake(
+        "        weight: 34\n",
+        '        weight: 34\n        swap: [{selector: "#cta", text: Позвонить}]\n',
+        ("'control' shows the page unchanged",),
+        where="variants:",
+    ),
+    "duplicate variant id": Mistake(
+        "      - id: free-visit", "      - id: install-tomorrow", ("duplicate variant 'install-tomorrow'",)
+    ),
+    # ids
+    "duplicate rule id": Mistake("  - id: hero-repair", "  - id: hero-city", ("duplicate id 'hero-city' in rules",)),
+    # templates
+    "template syntax error": Mistake(
+        LEAD, '"Привезём и установим {{ city.in } за один день"', ("template syntax error",)
+    ),
+    "template error on the 2nd line of a literal block": Mistake(
+        LEAD,
+        "|\n          Привезём и установим {{ city.in }}\n          за один день {% if %}",
+        ("template syntax error",),
+        where="за один день {% if %}",
+    ),
+    "template error after an empty line of a folded block": Mistake(
+        LEAD,
+        ">\n          Привезём и установим\n          {{ city.in }}\n\n          за один день {{ town }}",
+        ("unknown name 'town'",),
+        where="за один день {{ town }}",
+    ),
+    "unknown place form": Mistake(
+        "Ремонт кондиционеров {{ city.in }}", "Ремонт кондиционеров {{ city.inn }}", ("city has no form 'inn'",)
+    ),
+    "keyword() argument typo": Mistake(
+        "max=40", "maxlen=40", ("keyword() has no argument 'maxlen'", "did you mean 'max'?")
+    ),
+    "keyword() max is not a number": Mistake("max=40", "max='40'", ("keyword(max=...)", "'40'")),
+    "keyword without its brackets": Mistake(
+        "Ремонт кондиционеров {{ city.in }}", "Ремонт {{ keyword }}", ("keyword is a function",)
+    ),
+    "unquoted template": Mistake(
+        "text: Установим завтра", "text: {{ city.in }}", ("is not of type 'string'", "must be in quotes")
+    ),
+    # conditions
+    "unknown region code": Mistake(
+        "when: { region: RU-MOW }", "when: { region: RU-XXX }", ("unknown region code 'RU-XXX'",)
+    ),
+    "badly written region in a list": Mistake(
+        "region: [RU-SPE, RU-LEN]", "region: [RU-SPE, spb]", ("'spb' does not match",)
+    ),
+    "unknown country": Mistake("      country: RU", "      country: XX", ("unknown country code 'XX'",)),
+    "unquoted NO is a boolean": Mistake(
+        "      country: RU", "      country: [RU, NO]", ("False is not of type 'string'", "in quotes")
+    ),
+    "bad regex": Mistake(
+        "      country: RU\n",
+        '      country: RU\n      phrase_regex: "купить (сплит|кондиционер"\n',
+        ("invalid regular expression", "missing )"),
+        where="phrase_regex",
+    ),
+    "keyword with no words": Mistake(
+        "keywords: [ремонт кондиционера]", 'keywords: [ремонт кондиционера, "?!"]', ("keyword '?!' has no words",)
+    ),
+    "keywords not a list": Mistake(
+        "keywords: [ремонт кондиционера]", "keywords: ремонт кондиционера", ("not of type 'array'", "write a list")
+    ),
+    "unknown device": Mistake(
+        "      country: RU", "      device: phone", ("'phone' is not one of ['mobile', 'tablet', 'desktop']",)
+    ),
+    "page without a slash": Mistake(
+        "    page: /\n    priority: 30", "    page: repair\n    priority: 30", ("'repair' does not match '^/'",)
+    ),
+    # types
+    "wrong type": Mistake("priority: 20", 'priority: "high"', ("priority", "'high' is not of type 'integer'")),
+    # phone numbers and pools
+    "invalid phone number": Mistake(
+        'phone: "+7 800 555-35-35"', 'phone: "+7 800 555-35"', ("invalid phone number '+7 800 555-35'",)
+    ),
+    "invalid pool number": Mistake(
+        '"+7 495 120-00-05"', '"+7 495 120-00"', ("invalid phone number '+7 495 120-00'",)
+    ),
+    "a number in two pools": Mistake(
+        '"+7 812 645-17-16"', '"+7 495 120-00-03"', ("+7 495 120-00-03 is already in pool 'moscow'",)
+    ),
+    "overflow is a tracking number": Mistake(
+        'overflow: "+7 812 645-17-00"',
+        'overflow: "+7 495 120-00-01"',
+        ("tracking number of pool 'moscow'", "overflow"),
+    ),
+    "the page's phone is a tracking number": Mistake(
+        'phone: "+7 800 555-35-35"',
+        'phone: "+7 495 120-00-02"',
+        ("tracking number of pool 'moscow'", "the page's phone"),
+    ),
+    "hold of no time": Mistake(
+        '    hold: 15m\n    overflow: "+7 495', '    hold: 0m\n    overflow: "+7 495', ("hold '0m' is too short",)
+    ),
+    "pool with numbers and static": Mistake(
+        '    overflow: "+7 812 645-17-00"',
+        '    static: "+7 812 645-17-00"',
+        ("needs either 'numbers' or 'static'",),
+        where="  - id: saint-petersburg",
+    ),
+    # YAML itself
+    "YAML syntax error: colon in an unquoted text": Mistake(
+        "text: Установим завтра", "text: Установим: завтра", ("YAML syntax error", "mapping values")
+    ),
+    "YAML syntax error: unclosed bracket": Mistake(
+        "region: [RU-SPE, RU-LEN] }",
+        "region: [RU-SPE, RU-LEN }",
+        ("YAML syntax error", "'[' on this line is not closed"),
+    ),
+    "YAML syntax error: tab indentation": Mistake(
+        "    priority: 10\n", "\tpriority: 10\n", ("YAML syntax error", "'\\t'")
+    ),
+    "duplicate YAML key": Mistake(
+        "    priority: 30\n",
+        "    priority: 30\n    priority: 40\n",
+        ("duplicate key 'priority'",),
+        where="priority: 40",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES.values(), ids=MISTAKES.keys())
+def test_a_mistake_is_reported_at_its_line(mistake: Mistake, tmp_path: Path) -> None:
+    text = edited(mistake.old, mistake.new)
+    path = write(tmp_path, text)
+    if mistake.where is None:
+        expected = text[: DEMO_TEXT.index(mistake.old)].count("\n") + 1
+    else:
+        expected = line_of(text, mistake.where)
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line) == (str(path), expected), problem
+    for fragment in mistake.message:
+        assert fragment in problem.message, problem
+
+
+UNSAFE = {
+    "{{ ''.__class__.__mro__ }}": "'__mro__'",
+    "{{ cycler.__init__.__globals__ }}": "'__globals__'",
+    "{{ self }}": "'self'",
+    "{{ phrase|attr('__class__') }}": "filter 'attr'",
+    "{% include 'x' %}": "include",
+    "{% import 'os' as os %}": "import",
+    "{% extends 'base.html' %}": "extends",
+    "{{ phrase['__class__'] }}": "'__class__'",
+    "{{ lipsum.__globals__['os'] }}": "'__globals__'",
+    "{{ config }}": "'config'",
+    "{{ range(1000000000) }}": "'range'",
+    "{% set x = 1 %}": "assign",
+    "{% macro m() %}{% endmacro %}": "macro",
+    "{{ keyword|map('upper') }}": "filter 'map'",
+}
+
+
+@pytest.mark.parametrize(("payload", "named"), UNSAFE.items(), ids=UNSAFE.keys())
+def test_an_unsafe_template_is_refused_at_its_line(payload: str, named: str, tmp_path: Path) -> None:
+    text = edited(LEAD, f'"Привезём и установим {payload}"')
+    path = write(tmp_path, text)
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line) == (str(path), line_of(text, payload))
+    assert named in problem.message
+    assert problem.message.startswith(("unsafe template", "unknown name"))
+
+
+def test_a_template_error_on_the_second_line_of_a_text_is_one_line_below_the_first(tmp_path: Path) -> None:
+    text = edited(LEAD, "|\n          Привезём и установим {{ city.in }}\n          за {{ 1 + }} день")
+    write(tmp_path, text)
+    [problem] = problems_in(tmp_path)
+    first_line_of_text = line_of(text, "Привезём и установим {{ city.in }}")
+    assert problem.line == first_line_of_text + 1
+    assert problem.message.startswith("template syntax error")
+
+
+def test_two_files_defining_the_same_site(tmp_path: Path) -> None:
+    first = write(tmp_path, DEMO_TEXT, "a-demo.yaml")
+    second = write(tmp_path, DEMO_TEXT.replace("name: Climate Demo", "name: Climate Copy"), "demo.yaml")
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line) == (str(second), line_of(DEMO_TEXT, "site: demo"))
+    assert problem.message == f"site 'demo' is already defined in {first}"
+
+
+def test_several_mistakes_in_one_file_are_all_reported_in_one_run(tmp_path: Path) -> None:
+    text = DEMO_TEXT
+    for old, new in [
+        ('phone: "+7 800 555-35-35"', 'phone: "+7 800"'),
+        ("region: RU-MOW", "region: RU-XXX"),
+        ("      - selector: .hero-lead", "      - selector: '.hero-lead >'"),
+        ("weight: 34", "weight: 30"),
+        ("  - id: hero-repair", "  - id: hero-city"),
+        ("{{ city.in }} за 24 часа", "{{ city.__class__ }} за 24 часа"),
+    ]:
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    write(tmp_path, text)
+    duplicate = [n for n, line in enumerate(text.split("\n"), 1) if line == "  - id: hero-city"][1]
+    expected = [
+        (line_of(text, 'phone: "+7 800"'), "invalid phone number '+7 800'"),
+        (line_of(text, "RU-XXX"), "unknown region code 'RU-XXX'"),
+        (line_of(text, ".hero-lead >"), "bad CSS selector '.hero-lead >'"),
+        (line_of(text, "variants:"), "variant weights add up to 96, not 100"),
+        (duplicate, "duplicate id 'hero-city' in rules"),
+        (line_of(text, "__class__"), "unsafe template: attribute '__class__'"),
+    ]
+    problems = problems_in(tmp_path)
+    assert len(problems) == len(expected), problems
+    for line, fragment in expected:
+        assert any(p.line == line and fragment in p.message for p in problems), (line, fragment, problems)
+
+
+def test_several_structural_mistakes_are_all_reported_in_one_run(tmp_path: Path) -> None:
+    text = edited("    priority: 20\n", "    priorty: 20\n").replace("priority: 10", 'priority: "low"')
+    write(tmp_path, text)
+    found = sorted((problem.line, problem.message) for problem in problems_in(tmp_path))
+    assert found == [
+        (line_of(text, "priorty"), "unknown key 'priorty' in rules[0]; did you mean 'priority'?"),
+        (line_of(text, '"low"'), "rules[1].priority: 'low' is not of type 'integer'"),
+    ]
+
+
+def test_mistakes_in_two_files_are_all_reported(tmp_path: Path) -> None:
+    write(tmp_path, edited("weight: 34", "weight: 1"))
+    other = write(tmp_path, "site: shop\nphone: '+7 999'\n", "shop.yaml")
+    problems = problems_in(tmp_path)
+    assert {(Path(problem.file).name, problem.line) for problem in problems} == {
+        ("demo.yaml", line_of(DEMO_TEXT, "variants:")),
+        ("shop.yaml", 2),
+    }
+    assert any(problem.file == str(other) and "invalid phone number" in problem.message for problem in problems)
+
+
+def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "demo.yaml").write_bytes("site: demo\n# Windows-1251, as old editors save it\nname: Климат\n"
+                                         .encode("cp1251"))
+    [problem] = problems_in(tmp_path)
+    assert problem.line == 3
+    assert "not UTF-8" in problem.message
+
+
+def test_an_empty_file_is_named(tmp_path: Path) -> None:
+    write(tmp_path, "# nothing yet\n")
+    [problem] = problems_in(tmp_path)
+    assert (problem.line, problem.message) == (1, "the file is empty: it needs at least 'site: ...'")
+
+
+def test_editor_lock_and_backup_files_are_not_rules(tmp_path: Path) -> None:
+    write(tmp_path, DEMO_TEXT)
+    (tmp_path / ".#demo.yaml").symlink_to(tmp_path / "user@host.12345")  # Emacs' lock: a dangling link
+    write(tmp_path, "site: [broken", ".demo.yaml")
+    write(tmp_path, "site: [broken", "demo.yaml~")
+    assert set(load(tmp_path).sites) == {"demo"}
+
+
+def test_the_demo_passes() -> None:
+    rules = load(DEMO_RULES)
+    site = rules.sites["demo"]
+    assert set(rules.sites) == {"demo"}
+    assert len(site.rules) == 3
+    assert [experiment.id for experiment in site.experiments] == ["cta-wording"]
+    assert [pool.id for pool in site.pools] == ["moscow", "saint-petersburg"]
+    assert site.phone == "+78005553535"
+    assert re.fullmatch(r"[0-9a-f]{12}", rules.version)
+
+
+def test_a_places_override_renames_the_place_and_declines_the_new_name(tmp_path: Path) -> None:
+    write(tmp_path, DEMO_TEXT)
+    moscow_oblast = load(tmp_path).sites["demo"].place("МО")  # GeoLite2's Russian name of RU-MOS
+    assert str(moscow_oblast) == "Подмосковье"
+    assert moscow_oblast.forms["in"] == "в Подмосковье"  # given in the file
+    assert moscow_oblast.forms["from"] == "из Подмосковья"  # declined from the given nominative
+    assert moscow_oblast.forms["to"] == "в Подмосковье"
+
+
+def swapline_check(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["swapline", "rules", "check", str(directory)], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_cli_check_passes_the_demo() -> None:
+    result = swapline_check(DEMO_RULES)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(rf"{re.escape(str(DEMO_RULES))}: OK, 1 site\(s\): demo; version [0-9a-f]{{12}}\n",
+                        result.stdout)
+    assert result.stderr == ""
+
+
+def test_cli_check_prints_file_line_message_and_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    directory = tmp_path / "rules"
+    shutil.copytree(DEMO_RULES, directory)
+    path = directory / "demo.yaml"
+    text = DEMO_TEXT.replace("region: RU-MOW", "region: RU-XXX").replace("weight: 34", "weight: 50")
+    path.write_text(text, encoding="utf-8")
+    result = swapline_check(directory)
+    assert result.returncode == 1
+    assert "OK" not in result.stdout
+    assert result.stderr.splitlines() == [
+        f"{path}:{line_of(text, 'RU-XXX')}: unknown region code 'RU-XXX' (ISO 3166-2)",
+        f"{path}:{line_of(text, 'variants:')}: variant weights add up to 116, not 100",
+    ]
