@@ -6,22 +6,16 @@ any file refuses the whole change, so a half-edited directory never serves.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import cssselect
-import jsonschema
 import phonenumbers
 import pycountry
-import yaml
 
 from service import places
 from service.engine import (
@@ -37,12 +31,11 @@ from service.engine import (
     When,
 )
 from service.phrase import keyword_set
+from service.ruleschema import schema_problems
 from service.templates import TemplateError, Text, compile_text
 from service.yamlsource import Document, YAMLProblem, parse
 
 HOLD_UNITS = {"s": 1, "m": 60, "h": 3600}
-# `text: |` or `text: >-`: the text starts on the next line.
-_BLOCK_SCALAR = re.compile(r":\s+([|>])[1-9+-]{0,2}\s*(?:#.*)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +60,6 @@ class RulesError(Exception):
 class RuleSet:
     sites: dict[str, Site]
     version: str  # a digest of the files: tells which rules answered a decision
-
-
-@cache
-def schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(resources.files("service").joinpath("schema.json").read_text())
-    return loaded
 
 
 def load(directory: Path) -> RuleSet:
@@ -121,54 +108,26 @@ class _Compiler:
         self.file = file
         self.problems: list[Problem] = []
         self.document = Document(None)
-        self.lines: list[str] = []
 
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
         self.problems.append(Problem(self.file, self.document.line(path), message))
 
     def compile(self, text: str) -> Site | None:
-        self.lines = text.split("\n")  # as YAML counts lines: not at form feeds and the like
         try:
             self.document = parse(text)
         except YAMLProblem as exc:
-            line, message = _yaml_problem(text, exc)
-            self.problems.append(Problem(self.file, line, message))
+            self.problems.append(Problem(self.file, exc.line, exc.message))
             return None
         data = self.document.data
         if data is None:
             self.problems.append(Problem(self.file, 1, "the file is empty: it needs at least 'site: ...'"))
             return None
-        for error in _schema_errors(data):
-            self._schema_problem(error)
+        for path, message in schema_problems(data):
+            self.problem(path, message)
         if self.problems:
             return None  # the structure is off: semantic checks would only add noise
         site = self._site(data)
         return None if self.problems else site
-
-    def _schema_problem(self, error: jsonschema.ValidationError) -> None:
-        path = tuple(error.absolute_path)
-        where = _dotted(path)
-        if (
-            error.validator == "additionalProperties"
-            and isinstance(error.instance, dict)
-            and isinstance(error.schema, dict)
-        ):
-            allowed = list(error.schema.get("properties", {}))
-            for key in error.instance:
-                if key not in allowed:
-                    hint = difflib.get_close_matches(key, allowed, n=1)
-                    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                    place = f" in {where}" if where else ""
-                    self.problem((*path, key), f"unknown key {key!r}{place}{suggestion}")
-            return
-        if error.validator == "required":
-            self.problem(path, f"{where or 'file'}: {error.message}")
-            return
-        best = _best(error)
-        path = tuple(best.absolute_path)
-        where = _dotted(path)
-        message = best.message + _hint(best)
-        self.problem(path, f"{where}: {message}" if where else message)
 
     def _site(self, data: dict[str, Any]) -> Site:
         language = data.get("language", "ru")
@@ -330,33 +289,9 @@ class _Compiler:
         try:
             text = compile_text(source)
         except TemplateError as exc:
-            line = self._text_line(path, exc.lineno)
-            self.problems.append(Problem(self.file, line, exc.message))
+            self.problems.append(Problem(self.file, self.document.text_line(path, exc.lineno), exc.message))
             return compile_text("")
         return text
-
-    def _text_line(self, path: tuple[str | int, ...], lineno: int) -> int:
-        """The file line of line `lineno` of the text at `path`."""
-        first = self.document.line(path)
-        key = self.lines[first - 1] if first <= len(self.lines) else ""
-        block = _BLOCK_SCALAR.search(key)
-        if block is None and lineno == 1:
-            return first
-        if block is not None and block[1] == "|":
-            return first + lineno  # a literal block keeps its lines as they are
-        # `>` and quoted or plain texts fold their lines into one: only an empty line
-        # starts a new line of text. The text ends at a line indented no more than its key.
-        indent = len(key) - len(key.lstrip())
-        current = 1
-        for number in range(first + (block is not None), len(self.lines) + 1):
-            line = self.lines[number - 1]
-            if not line.strip():
-                current += 1
-            elif number > first and len(line) - len(line.lstrip()) <= indent:
-                break
-            elif current >= lineno:
-                return number
-        return first
 
     def _phone(self, path: tuple[str | int, ...], number: str) -> str:
         e164 = _e164(number)
@@ -372,44 +307,6 @@ def _place(name: str, forms: Mapping[str, str], language: str) -> places.Place:
     return places.with_overrides(places.place(forms.get("nomn") or name, language), forms)
 
 
-def _yaml_problem(text: str, problem: YAMLProblem) -> tuple[int, str]:
-    """The line and message of a YAML error. An unclosed '[' or '{' is noticed lines later:
-    point at the line that opened it."""
-    try:
-        yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        context = exc.context or ""
-        if exc.context_mark is not None and context.startswith("while parsing a flow"):
-            bracket = "[" if "sequence" in context else "{"
-            return exc.context_mark.line + 1, f"{problem.message} (the {bracket!r} on this line is not closed)"
-    return problem.line, problem.message
-
-
-def _best(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """The error of the alternative that fits the value's type: for `country: [RU, ru]` the
-    list's bad item, not "is not of type 'string'"."""
-    if not error.context:
-        return error
-    fitting = [e for e in error.context if e.relative_path or e.validator != "type"]
-    return jsonschema.exceptions.best_match(fitting or error.context) or error
-
-
-def _hint(error: jsonschema.ValidationError) -> str:
-    """What YAML did to a value that was meant as text."""
-    if error.validator != "type":
-        return ""
-    if isinstance(error.instance, bool):
-        return "; YAML reads unquoted yes/no/on/off/true/false (and the country code NO) as true or false: " \
-               "put the value in quotes"
-    if error.validator_value == "string" and isinstance(error.instance, dict | list):
-        return "; a text that starts with '{' or '[' must be in quotes: \"{{ city.in }}\""
-    if error.validator_value == "string":
-        return "; put the value in quotes"
-    if error.validator_value == "array" and isinstance(error.instance, str):
-        return f"; write a list: [{error.instance}]"
-    return ""
-
-
 def _e164(number: str) -> str | None:
     try:
         parsed = phonenumbers.parse(number, None)
@@ -418,11 +315,6 @@ def _e164(number: str) -> str | None:
     if not phonenumbers.is_valid_number(parsed):
         return None
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
-
-
-def _schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
-    validator = jsonschema.Draft202012Validator(schema())
-    return iter(sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))))
 
 
 def _pages(data: dict[str, Any]) -> Pages:
@@ -439,10 +331,3 @@ def _folded(value: str | list[str] | None) -> frozenset[str] | None:
     if value is None:
         return None
     return frozenset(v.casefold() for v in _listed(value))
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
-    return text
