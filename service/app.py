@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,6 +22,7 @@ from service.decide import decide_endpoint
 from service.errors import HTTPError
 from service.geo import GeoDB
 from service.middleware import ClientIPMiddleware
+from service.pools import Pools
 from service.reload import warm_places, watch_rules
 from service.responses import JSON, error
 from service.runtime import Runtime
@@ -42,13 +45,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         rules = rulefiles.load(settings.rules_dir)
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
-        runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules)
+        pools = Pools(store, settings.lease_retention_days)
+        runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
+                          caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
         app.state.runtime = runtime
+        await _sync_pools(pools, rules)
         tasks = [asyncio.create_task(warm_places())]
+
+        def apply(new: rulefiles.RuleSet) -> None:
+            runtime.rules = new
+            tasks.append(asyncio.create_task(_sync_pools(pools, new)))
+
         if settings.reload_rules:
-            tasks.append(asyncio.create_task(
-                watch_rules(settings.rules_dir, lambda new: setattr(runtime, "rules", new))
-            ))
+            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply)))
         log.info("rules version %s, sites %s", rules.version, ", ".join(rules.sites))
         try:
             yield
@@ -69,6 +78,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error},
         lifespan=lifespan,
     )
+
+
+async def _sync_pools(pools: Pools, rules: rulefiles.RuleSet) -> None:
+    for site in rules.sites.values():
+        await pools.sync(site)
 
 
 async def healthz(request: Request) -> JSON:

@@ -32,6 +32,8 @@ class Settings:
     secret: str | None = None
     reload_rules: bool = True
     log_level: str = "info"
+    lease_retention_days: int = 30  # lease history kept for crediting late calls and audits
+    public_url: str | None = None  # how telephony reaches us, for Twilio's signed URL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -53,6 +55,8 @@ class Settings:
             secret=get("SECRET"),
             reload_rules=_bool("RELOAD_RULES", get("RELOAD_RULES"), defaults.reload_rules),
             log_level=(get("LOG_LEVEL") or defaults.log_level).lower(),
+            lease_retention_days=_int("LEASE_RETENTION_DAYS", get("LEASE_RETENTION_DAYS"), 30) or 1,
+            public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
         )
 
 

@@ -6,19 +6,24 @@ exactly what the endpoint would answer, without the store and its side effects.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
+from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
 
 from service.cors import cors_headers
-from service.engine import Outcome, Site, Visit, decide, normalise_path
+from service.engine import Outcome, Pool, Site, Visit, decide, normalise_path
 from service.errors import BadRequest
 from service.geo import Geo
+from service.phones import formats
 from service.phrase import lemmas, normalise, parse_traffic
+from service.pools import Lease
 from service.responses import JSON
 from service.runtime import Runtime
 from service.visitors import device, is_bot, new_vid, valid_vid
@@ -48,7 +53,7 @@ def visit(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) -> Vis
 
 
 def answer(site: Site, visit: Visit, outcome: Outcome, token: str | None, version: str,
-           degraded: bool = False) -> dict[str, Any]:
+           lease: Lease | None = None, degraded: bool = False) -> dict[str, Any]:
     traffic = visit.traffic
     return {
         "site": site.id,
@@ -65,16 +70,61 @@ def answer(site: Site, visit: Visit, outcome: Outcome, token: str | None, versio
         },
         "swaps": [{"selector": selector, "text": text} for selector, text in outcome.swaps],
         "experiments": outcome.experiments,
-        "phone": None,
+        "phone": phone(site, outcome.pool, lease),
         "bot": visit.bot,
         "degraded": degraded,
         "rules_version": version,
     }
 
 
-def token_payload(site: Site, visit: Visit, outcome: Outcome) -> dict[str, Any]:
-    return {"s": site.id, "v": visit.vid, "p": visit.path, "x": outcome.experiments,
-            "t": int(time.time())}
+def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] | None:
+    """The number to show instead of the page's own, in the formats the snippet looks for.
+
+    `lease` is None where no lease was tried: a preview shows the pool without a number.
+    """
+    if pool is None:
+        return None
+    shown: dict[str, Any] = {"pool": pool.id, "replaces": site.phone}
+    if pool.static:
+        return {**shown, "kind": "static", **formats(pool.static)}
+    if lease is None:
+        return {**shown, "kind": "lease", "number": None}
+    if lease.number is None:
+        fallback = pool.overflow or site.phone
+        return {**shown, "kind": "overflow", **(formats(fallback) if fallback else {"number": None})}
+    return {**shown, "kind": "lease", "hold": pool.hold, **formats(lease.number)}
+
+
+def token_payload(site: Site, visit: Visit, outcome: Outcome, lease: Lease | None) -> dict[str, Any]:
+    payload = {"s": site.id, "v": visit.vid, "p": visit.path, "x": outcome.experiments, "t": int(time.time())}
+    if outcome.pool is not None and lease is not None:
+        payload["n"] = outcome.pool.id  # heartbeats extend this pool's lease
+        payload["o"] = lease.number is None  # overflowed: nothing to credit a variant with
+    return payload
+
+
+async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -> tuple[Lease | None, bool]:
+    """Store the exposures and lease the number in one shared round trip.
+
+    Returns the lease (None when no pool leases) and whether the store failed.
+    """
+    if visit.bot:
+        return None, False
+    pool = outcome.pool
+    leasing = pool is not None and bool(pool.numbers)
+    work: list[Coroutine[Any, Any, Any]] = []
+    if outcome.experiments:
+        day = datetime.datetime.now(datetime.UTC).date().isoformat()
+        work.append(runtime.store.expose(site.id, visit.vid, visit.path, day, outcome.experiments))
+    if leasing:
+        assert pool is not None
+        work.append(runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, runtime.now_ms()))
+    try:
+        done = await asyncio.gather(*work)
+    except Exception as exc:  # the page must still get its answer
+        log.warning("store unavailable, decision degraded: %s", exc)
+        return None, True
+    return (done[-1] if leasing else None), False
 
 
 def _param(request: Request, name: str, limit: int, required: bool = False) -> str | None:
@@ -105,13 +155,8 @@ async def decide_endpoint(request: Request) -> JSON:
     geo = runtime.geo.lookup(request.client.host if request.client else "")
     seen = visit(url, ref, vid, geo, request.headers.get("user-agent", ""))
     outcome = decide(site, seen)
-    degraded = False
-    if outcome.experiments:
-        day = datetime.datetime.now(datetime.UTC).date().isoformat()
-        try:
-            await runtime.store.expose(site.id, vid, seen.path, day, outcome.experiments)
-        except Exception as exc:  # the page must still get its answer
-            log.warning("store unavailable, decision degraded: %s", exc)
-            degraded = True
-    token = runtime.signer.sign(token_payload(site, seen, outcome))
-    return JSON(answer(site, seen, outcome, token, rules.version, degraded), headers=headers)
+    lease, degraded = await record(runtime, site, seen, outcome)
+    if degraded and outcome.pool is not None and outcome.pool.numbers:
+        outcome = replace(outcome, pool=None)  # the page keeps its own number
+    token = runtime.signer.sign(token_payload(site, seen, outcome, lease))
+    return JSON(answer(site, seen, outcome, token, rules.version, lease, degraded), headers=headers)

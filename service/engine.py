@@ -234,6 +234,14 @@ def _geo_keys(when: When) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class CallSettings:
+    secret: bytes | None = None  # HMAC key of POST /v1/calls; None: refuse them
+    twilio_auth_token: str | None = None
+    qualify_after: int = 30  # seconds of talk that make a target call
+    unique_within: int = 7 * 86400  # seconds: a caller seen within this is not new
+
+
+@dataclass(frozen=True, slots=True)
 class Site:
     id: str
     name: str
@@ -245,6 +253,13 @@ class Site:
     experiments: tuple[Experiment, ...]
     pools: tuple[Pool, ...]
     uses_places: bool = False  # any text mentions city/region/country
+    calls: CallSettings = CallSettings()
+    report_token: str | None = None
+
+    @property
+    def tracking_numbers(self) -> dict[str, Pool]:
+        """Leased number → its pool, for crediting calls."""
+        return {number: pool for pool in self.pools for number in pool.numbers}
 
     def place(self, name: str | None) -> Place:
         name = name or ""

@@ -2,8 +2,10 @@
 
     HTTPError            any 4xx answer; carries status, a stable code and a message
     ├── BadRequest       400: a parameter is missing, malformed or too large
+    ├── Unauthorized     401: a missing or wrong signature or token
     ├── Forbidden        403: e.g. a browser origin the site does not allow
-    └── NotFound         404: e.g. an unknown site
+    ├── NotFound         404: e.g. an unknown site
+    └── TooLarge         413: a request body over the limit
 
 Rule-file mistakes are not HTTP errors: see `service.rulefiles.RulesError`.
 """
@@ -24,9 +26,17 @@ class BadRequest(HTTPError):
     status = 400
 
 
+class Unauthorized(HTTPError):
+    status = 401
+
+
 class Forbidden(HTTPError):
     status = 403
 
 
 class NotFound(HTTPError):
     status = 404
+
+
+class TooLarge(HTTPError):
+    status = 413

@@ -7,6 +7,7 @@ any file refuses the whole change, so a half-edited directory never serves.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import cssselect
-import phonenumbers
 import pycountry
 
-from service import places
+from service import phones, places
 from service.engine import (
     BUCKETS,
+    CallSettings,
     Experiment,
     Pages,
     Pool,
@@ -35,7 +36,8 @@ from service.ruleschema import schema_problems
 from service.templates import TemplateError, Text, compile_text
 from service.yamlsource import Document, YAMLProblem, parse
 
-HOLD_UNITS = {"s": 1, "m": 60, "h": 3600}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,8 @@ class _Compiler:
             experiments=tuple(experiments),
             pools=tuple(pools),
             uses_places=any(text.uses_places for text in texts),
+            calls=_calls(data.get("calls", {})),
+            report_token=_secret(data.get("reports", {}).get("token")),
         )
 
     def _unique(self, data: dict[str, Any], sections: tuple[str, ...]) -> None:
@@ -207,7 +211,7 @@ class _Compiler:
         if "overflow" in data and "static" in data:
             self.problem((*path, "overflow"), "a static pool has no overflow number")
         hold = data.get("hold", "15m")
-        seconds = hold if isinstance(hold, int) else int(hold[:-1]) * HOLD_UNITS[hold[-1]]
+        seconds = _seconds(hold)
         if seconds < 1:  # the schema refuses 0 but not "0m"
             self.problem((*path, "hold"), f"hold {hold!r} is too short: a number stays with a visitor at least 1s")
         return Pool(
@@ -230,7 +234,7 @@ class _Compiler:
         pools = data.get("pools", [])
         for index, pool in enumerate(pools):
             for i, number in enumerate(pool.get("numbers", [])):
-                e164 = _e164(number)
+                e164 = phones.e164(number)
                 if e164 and e164 in owner:
                     self.problem(("pools", index, "numbers", i),
                                  f"{number} is already in pool {owner[e164]!r}")
@@ -241,7 +245,7 @@ class _Compiler:
             fixed.append((("pools", index, "overflow"), pool.get("overflow", ""), "an overflow number"))
             fixed.append((("pools", index, "static"), pool.get("static", ""), "a static number"))
         for path, number, role in fixed:
-            e164 = _e164(number) if number else None
+            e164 = phones.e164(number) if number else None
             if e164 in owner:
                 self.problem(path, f"{number} is a tracking number of pool {owner[e164]!r}; "
                                    f"it cannot also be {role}")
@@ -294,27 +298,39 @@ class _Compiler:
         return text
 
     def _phone(self, path: tuple[str | int, ...], number: str) -> str:
-        e164 = _e164(number)
+        e164 = phones.e164(number)
         if e164 is None:
             self.problem(path, f"invalid phone number {number!r} (use international format: +7 ...)")
             return ""
         return e164
 
 
+def _calls(data: dict[str, Any]) -> CallSettings:
+    secret = _secret(data.get("secret"))
+    return CallSettings(
+        secret=secret.encode() if secret else None,
+        twilio_auth_token=_secret(data.get("twilio_auth_token")),
+        qualify_after=_seconds(data.get("qualify_after", "30s")),
+        unique_within=_seconds(data.get("unique_within", "7d")),
+    )
+
+
+def _secret(value: str | None) -> str | None:
+    """A literal secret, or `${NAME}`: the environment variable NAME, read when rules load."""
+    if value is None:
+        return None
+    reference = ENV_REFERENCE.fullmatch(value)
+    return (os.environ.get(reference[1]) or None) if reference else value
+
+
+def _seconds(value: str | int) -> int:
+    return value if isinstance(value, int) else int(value[:-1]) * DURATION_UNITS[value[-1]]
+
+
 def _place(name: str, forms: Mapping[str, str], language: str) -> places.Place:
     """The site's own forms of `name`. A new nominative renames the place: `{{ city }}` prints
     it, and the forms not given are declined from it («из Подмосковья», not «из МО»)."""
     return places.with_overrides(places.place(forms.get("nomn") or name, language), forms)
-
-
-def _e164(number: str) -> str | None:
-    try:
-        parsed = phonenumbers.parse(number, None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
 def _pages(data: dict[str, Any]) -> Pages:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from service.config import Settings
 from service.engine import Site
 from service.errors import BadRequest, NotFound
 from service.geo import GeoDB
+from service.pools import Pools
 from service.rulefiles import RuleSet
 from service.store import Store
 from service.tokens import TokenSigner
@@ -20,6 +23,12 @@ class Runtime:
     store: Store
     signer: TokenSigner
     rules: RuleSet  # replaced whole by the watcher when a valid edit lands
+    pools: Pools
+    caller_key: bytes  # keys the hash that stands in for caller numbers at rest
+    clock: Callable[[], float] = field(default=time.time)  # seconds; tests replay a day with their own
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
     def site(self, site_id: str | None) -> Site:
         if not site_id:

@@ -57,13 +57,17 @@ class Batcher:
         self._sending: set[asyncio.Task[None]] = set()  # strong references until done
         self.round_trips = 0
 
-    async def run(self, queue: Queue) -> Any:
+    def submit(self, queue: Queue) -> asyncio.Future[Any]:
+        """Queue a command now; it leaves with everything queued in this event-loop tick.
+
+        Callers submit before their first `await`, so concurrent work shares the pipeline.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append((queue, future))
-        return await future
+        return future
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -117,7 +121,7 @@ class Store:
                 EXPOSE, 2, *keys, vid, f"{variant}|{page}|{day}", f"{day}|{page}|{variant}"
             )
 
-        await asyncio.gather(*(self.batcher.run(command(*item)) for item in assignments.items()))
+        await asyncio.gather(*[self.batcher.submit(command(*item)) for item in assignments.items()])
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -33,8 +33,9 @@ def test_answer_has_the_contracted_fields(client: TestClient) -> None:
     assert set(body) >= {"vid", "token", "geo", "phrase", "source", "swaps", "experiments", "phone",
                          "rules_version", "degraded", "bot"}
     assert body["vid"] == VID
-    assert body["phone"] is None
+    assert body["phone"]["kind"] == "lease" and body["phone"]["pool"] == "saint-petersburg"
     assert body["degraded"] is False
+    assert decide(client, ip="8.8.8.8")["phone"] is None  # no pool for this region
     assert body["rules_version"]
     assert response_is_json(client)
 
@@ -110,8 +111,9 @@ def test_bots_get_control_content_and_count_nowhere(client: TestClient, store: r
     )
     body = response.json()
     assert body["bot"] is True
-    assert body["swaps"] == [] and body["experiments"] == {}
-    assert store.keys("sw:{demo*") == []
+    assert body["swaps"] == [] and body["experiments"] == {} and body["phone"] is None
+    assert store.keys("sw:{demo/*") == []  # no exposure
+    assert not store.exists("sw:{demo:saint-petersburg}:leases")  # no lease
 
 
 def test_untrusted_peer_cannot_choose_its_ip(valkey_url: str, rules_dir: Any, store: redis.Redis) -> None:

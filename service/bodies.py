@@ -1,0 +1,34 @@
+"""Request bodies: read up to a limit, parsed as the JSON object an endpoint expects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from service.errors import BadRequest, TooLarge
+
+
+async def read(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge("body_too_large", f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge("body_too_large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("invalid_json", "the body must be a JSON object")
+    return data

@@ -1,0 +1,12 @@
+-- Heartbeat: restart the hold of the visitor's current lease, if they still have it.
+-- KEYS: 1 held  2 holder  3 visitor  4 leases   ARGV: 1 visitor id  2 now ms  3 hold ms
+-- Returns the number, or false when the visitor holds none (the hold already ended).
+local number = redis.call('HGET', KEYS[3], ARGV[1])
+if not number then return false end
+local id = redis.call('HGET', KEYS[2], number)
+local lease = cjson.decode(redis.call('HGET', KEYS[4], id))
+if lease.u < tonumber(ARGV[2]) then return false end
+lease.u = tonumber(ARGV[2]) + tonumber(ARGV[3])
+redis.call('HSET', KEYS[4], id, cjson.encode(lease))
+redis.call('ZADD', KEYS[1], lease.u, number)
+return number

@@ -1,0 +1,84 @@
+-- Lease a tracking number of one pool to a visitor, atomically.
+-- Every key shares the pool's hash tag {site:pool}; per-number history keys are built from
+-- ARGV[8], which carries the same tag, so the script stays in one cluster slot.
+--
+-- KEYS: 1 numbers  set   the pool's configured numbers
+--       2 free     zset  number -> ms since it is free (lowest = free the longest)
+--       3 held     zset  number -> ms when its hold ends
+--       4 holder   hash  number -> lease id
+--       5 visitor  hash  visitor id -> number
+--       6 leases   hash  lease id -> {"n","v","f","u","p","x"} (number, visitor, from, until, page, variants)
+--       7 seq      string lease id counter
+--       8 stats    hash  per-hour arrivals and overflows, per-day peaks, hold totals
+-- ARGV: 1 visitor id  2 now ms  3 hold ms  4 page  5 variants json  6 retention ms
+--       7 hour label (2026-11-22T14)  8 key prefix for per-number history and overflow sets
+--       9 day label (2026-11-22)
+-- Returns {number, "kept" | "new"} or {false, "overflow"}.
+local vid, now, hold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local hour, prefix, day = ARGV[7], ARGV[8], ARGV[9]
+
+-- Give a number back: its visitor loses it, and it is free since its hold ended.
+local function release(number, ended)
+  local id = redis.call('HGET', KEYS[4], number)
+  local record = id and redis.call('HGET', KEYS[6], id)
+  if record then
+    local lease = cjson.decode(record)
+    if redis.call('HGET', KEYS[5], lease.v) == number then redis.call('HDEL', KEYS[5], lease.v) end
+    redis.call('HINCRBY', KEYS[8], 'held_ms', lease.u - lease.f)
+    redis.call('HINCRBY', KEYS[8], 'released', 1)
+  end
+  redis.call('HDEL', KEYS[4], number)
+  redis.call('ZREM', KEYS[3], number)
+  if redis.call('SISMEMBER', KEYS[1], number) == 1 then redis.call('ZADD', KEYS[2], ended, number) end
+end
+
+-- Reclaim holds that ended before now (a bounded batch per call).
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, 100)
+for i = 1, #expired, 2 do release(expired[i], tonumber(expired[i + 1])) end
+
+-- A returning visitor keeps their number while the hold lives; the hold restarts from now.
+local number = redis.call('HGET', KEYS[5], vid)
+if number then
+  local id = redis.call('HGET', KEYS[4], number)
+  local lease = cjson.decode(redis.call('HGET', KEYS[6], id))
+  if lease.u >= now then
+    lease.u = now + hold
+    redis.call('HSET', KEYS[6], id, cjson.encode(lease))
+    redis.call('ZADD', KEYS[3], lease.u, number)
+    return {number, 'kept'}
+  end
+  release(number, lease.u)  -- ended, but beyond this call's reclaim batch
+end
+
+redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1)
+local pick = redis.call('ZRANGE', KEYS[2], 0, 0)
+if #pick == 0 then
+  redis.call('HINCRBY', KEYS[8], 'overflow:' .. hour, 1)
+  redis.call('SADD', prefix .. 'overflowed:' .. day, vid)
+  redis.call('PEXPIRE', prefix .. 'overflowed:' .. day, tonumber(ARGV[6]))
+  return {false, 'overflow'}
+end
+
+number = pick[1]
+redis.call('ZREM', KEYS[2], number)
+local id = tostring(redis.call('INCR', KEYS[7]))
+local lease = {n = number, v = vid, f = now, u = now + hold, p = ARGV[4], x = cjson.decode(ARGV[5])}
+redis.call('HSET', KEYS[6], id, cjson.encode(lease))
+redis.call('HSET', KEYS[4], number, id)
+redis.call('HSET', KEYS[5], vid, number)
+redis.call('ZADD', KEYS[3], lease.u, number)
+
+-- History for attribution; what is older than the retention goes.
+local history = prefix .. 'history:' .. number
+redis.call('ZADD', history, now, id)
+local old = redis.call('ZRANGEBYSCORE', history, '-inf', '(' .. (now - tonumber(ARGV[6])), 'LIMIT', 0, 100)
+if #old > 0 then
+  redis.call('HDEL', KEYS[6], unpack(old))
+  redis.call('ZREM', history, unpack(old))
+end
+
+local held = redis.call('ZCARD', KEYS[3])
+if held > tonumber(redis.call('HGET', KEYS[8], 'peak:' .. day) or '0') then
+  redis.call('HSET', KEYS[8], 'peak:' .. day, held)
+end
+return {number, 'new'}

@@ -1,0 +1,29 @@
+"""Phone numbers: validated to E.164 when rules load, shown in the region's formats."""
+
+from __future__ import annotations
+
+import functools
+
+import phonenumbers
+
+
+def e164(number: str) -> str | None:
+    """`+7 495 120-00-01` → `+74951200001`; None for anything that is not a valid number."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+@functools.lru_cache(maxsize=4096)
+def formats(number: str) -> dict[str, str]:
+    """The forms the snippet shows and searches for: E.164, international, national."""
+    parsed = phonenumbers.parse(number, None)
+    return {
+        "number": number,
+        "international": phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+        "national": phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL),
+    }

@@ -1,0 +1,146 @@
+"""Number pools in the store: leases, heartbeats, attribution and pool statistics.
+
+Each pool's keys share the hash tag `{SITE:POOL}` (one cluster slot per pool, so one big site
+spreads its pools over shards); the scripts in `service/lua/` do each step atomically, so no
+two processes can hand out one number twice. Times are milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from service.engine import Pool, Site
+from service.store import Store
+
+HEADROOM = 1.25  # recommended size = busiest-hour demand by Little's law, plus a quarter
+DAY_MS = 86_400_000
+SCRIPTS = {
+    name: resources.files("service").joinpath("lua", f"{name}.lua").read_text()
+    for name in ("lease", "extend", "attribute", "sync")
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKeys:
+    """The keys of one pool; docs/STORAGE.md says what each holds."""
+
+    prefix: str
+    numbers: str
+    free: str
+    held: str
+    holder: str
+    visitor: str
+    leases: str
+    seq: str
+    stats: str
+
+    @classmethod
+    def of(cls, site: str, pool: str) -> PoolKeys:
+        prefix = f"sw:{{{site}:{pool}}}:"
+        names = ("numbers", "free", "held", "holder", "visitor", "leases", "seq", "stats")
+        return cls(prefix, *(prefix + name for name in names))
+
+    def history(self, number: str) -> str:
+        return f"{self.prefix}history:{number}"
+
+    def overflowed(self, day: str) -> str:
+        return f"{self.prefix}overflowed:{day}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    number: str | None  # None: the pool was exhausted
+    status: str  # kept | new | overflow
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    pool: str
+    numbers: int
+    held: int
+    utilisation: float
+    peak_held: int  # most numbers held at once, any retained day
+    arrivals_peak_hour: int  # new visitors who needed a number in the busiest hour
+    overflowed_visitors: int  # distinct visitors who got the overflow number, retained days
+    average_hold_s: float  # how long a lease lasts, visit plus hold (Little's W)
+    recommended_size: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _labels(now_ms: int) -> tuple[str, str]:
+    moment = datetime.datetime.fromtimestamp(now_ms / 1000, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H"), moment.strftime("%Y-%m-%d")
+
+
+class Pools:
+    def __init__(self, store: Store, retention_days: int = 30) -> None:
+        self.store = store
+        self.retention_ms = retention_days * DAY_MS
+
+    async def sync(self, site: Site) -> None:
+        """Make the store's pools match the rules; run at start and after every reload."""
+        for pool in site.pools:
+            if pool.numbers:
+                keys = PoolKeys.of(site.id, pool.id)
+                await self.store.client.eval(SCRIPTS["sync"], 3, keys.numbers, keys.free, keys.held, *pool.numbers)
+
+    async def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
+                    now_ms: int) -> Lease:
+        keys = PoolKeys.of(site, pool.id)
+        hour, day = _labels(now_ms)
+        args = (vid, now_ms, pool.hold * 1000, page, orjson.dumps(experiments), self.retention_ms, hour,
+                keys.prefix, day)
+        number, status = await self.store.batcher.submit(lambda pipe: pipe.eval(
+            SCRIPTS["lease"], 8, keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases,
+            keys.seq, keys.stats, *args,
+        ))
+        return Lease(number.decode() if number else None, status.decode())
+
+    async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
+        keys = PoolKeys.of(site, pool.id)
+        number = await self.store.batcher.submit(lambda pipe: pipe.eval(
+            SCRIPTS["extend"], 4, keys.held, keys.holder, keys.visitor, keys.leases, vid, now_ms, pool.hold * 1000
+        ))
+        return number.decode() if number else None
+
+    async def holder(self, site: str, pool: Pool, number: str, at_ms: int) -> dict[str, Any] | None:
+        """The lease of `number` whose hold window contains `at_ms`, if any."""
+        keys = PoolKeys.of(site, pool.id)
+        record = await self.store.client.eval(SCRIPTS["attribute"], 2, keys.leases, keys.history(number), at_ms)
+        return orjson.loads(record) if record else None
+
+    async def stats(self, site: str, pool: Pool, now_ms: int) -> PoolStats:
+        keys = PoolKeys.of(site, pool.id)
+        days = [_labels(now_ms - i * DAY_MS)[1] for i in range(self.retention_ms // DAY_MS)]
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.hgetall(keys.stats)
+        pipe.zcount(keys.held, now_ms, "+inf")
+        for day in days:
+            pipe.scard(keys.overflowed(day))
+        raw, held, *overflows = await pipe.execute()
+        stats = {bytes(name).decode(): int(value) for name, value in raw.items()}
+        overflowed = sum(overflows)
+        arrivals = max((v for k, v in stats.items() if k.startswith("arrivals:")), default=0)
+        released = stats.get("released", 0)
+        average_hold = stats["held_ms"] / released / 1000 if released else float(pool.hold)
+        demand = arrivals / 3600 * average_hold  # Little's law: L = λ·W in the busiest hour
+        peak = max((v for k, v in stats.items() if k.startswith("peak:")), default=0)
+        return PoolStats(
+            pool=pool.id,
+            numbers=len(pool.numbers),
+            held=held,
+            utilisation=round(held / len(pool.numbers), 3) if pool.numbers else 0.0,
+            peak_held=peak,
+            arrivals_peak_hour=arrivals,
+            overflowed_visitors=overflowed,
+            average_hold_s=round(average_hold, 1),
+            recommended_size=max(math.ceil(demand * HEADROOM), peak, 1),
+        )
