@@ -17,12 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import rulefiles
+from service.calls import calls_endpoint, twilio_endpoint
 from service.config import Settings
 from service.decide import decide_endpoint
 from service.errors import HTTPError
+from service.events import events_endpoint
 from service.geo import GeoDB
 from service.middleware import ClientIPMiddleware
-from service.pools import Pools
+from service.pools import Pools, pools_endpoint
 from service.reload import warm_places, watch_rules
 from service.responses import JSON, error
 from service.runtime import Runtime
@@ -71,6 +73,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/decide", decide_endpoint, methods=["GET"]),
+            Route("/v1/events", events_endpoint, methods=["POST"]),
+            Route("/v1/calls", calls_endpoint, methods=["POST"]),
+            Route("/v1/calls/twilio", twilio_endpoint, methods=["POST"]),
+            Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -1,4 +1,4 @@
-"""The `swapline` command: serve, rules check, rules preview."""
+"""The `swapline` command: serve, rules check, rules preview, pools."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import contextlib
 import logging
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -42,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview.add_argument("--ua", default=PREVIEW_AGENT, help="user agent")
     preview.add_argument("--dir", type=Path, help="rules directory")
 
+    pools = commands.add_parser("pools", help="number pool utilisation and recommended sizes (asks the service)")
+    pools.add_argument("--site", required=True)
+    pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
+    pools.add_argument("--format", choices=("table", "json"), default="table")
+
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -50,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings, args)
+    if args.command == "pools":
+        return _pools(settings, args)
     if args.rules_command == "check":
         return _check(args.directory or settings.rules_dir)
     return _preview(settings, args)
@@ -94,6 +104,37 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
     outcome = decide(site, seen)
     body = answer(site, seen, outcome, token=None, version=rules.version)
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _ask(settings: Settings, args: argparse.Namespace, path: str) -> Any:
+    """GET `path` from the running service with the site's report token from the rules."""
+    rules = _load(settings.rules_dir)
+    site = rules.sites.get(args.site) if rules else None
+    if site is None or site.report_token is None:
+        raise SystemExit(f"swapline: site {args.site!r} has no reports.token in {settings.rules_dir}")
+    base = args.url or f"http://{settings.host}:{settings.port}"
+    request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {site.report_token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"swapline: {base} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
+    except OSError as exc:
+        raise SystemExit(f"swapline: cannot reach the service at {base}: {exc}") from None
+
+
+def _pools(settings: Settings, args: argparse.Namespace) -> int:
+    body = _ask(settings, args, f"/v1/pools/{args.site}")
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    columns = ("pool", "numbers", "held", "utilisation", "peak_held", "arrivals_peak_hour", "overflowed_visitors",
+               "average_hold_s", "recommended_size")
+    rows = [[str(pool[column]) for column in columns] for pool in body["pools"]]
+    widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(columns)]
+    for row in [list(columns), *rows]:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
     return 0
 
 

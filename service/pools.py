@@ -11,12 +11,18 @@ import datetime
 import math
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.requests import Request
 
+from service.auth import require_report_token
 from service.engine import Pool, Site
+from service.responses import JSON
 from service.store import Store
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 HEADROOM = 1.25  # recommended size = busiest-hour demand by Little's law, plus a quarter
 DAY_MS = 86_400_000
@@ -39,11 +45,12 @@ class PoolKeys:
     leases: str
     seq: str
     stats: str
+    clock: str
 
     @classmethod
     def of(cls, site: str, pool: str) -> PoolKeys:
         prefix = f"sw:{{{site}:{pool}}}:"
-        names = ("numbers", "free", "held", "holder", "visitor", "leases", "seq", "stats")
+        names = ("numbers", "free", "held", "holder", "visitor", "leases", "seq", "stats", "clock")
         return cls(prefix, *(prefix + name for name in names))
 
     def history(self, number: str) -> str:
@@ -99,15 +106,16 @@ class Pools:
         args = (vid, now_ms, pool.hold * 1000, page, orjson.dumps(experiments), self.retention_ms, hour,
                 keys.prefix, day)
         number, status = await self.store.batcher.submit(lambda pipe: pipe.eval(
-            SCRIPTS["lease"], 8, keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases,
-            keys.seq, keys.stats, *args,
+            SCRIPTS["lease"], 9, keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases,
+            keys.seq, keys.stats, keys.clock, *args,
         ))
         return Lease(number.decode() if number else None, status.decode())
 
     async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
         keys = PoolKeys.of(site, pool.id)
         number = await self.store.batcher.submit(lambda pipe: pipe.eval(
-            SCRIPTS["extend"], 4, keys.held, keys.holder, keys.visitor, keys.leases, vid, now_ms, pool.hold * 1000
+            SCRIPTS["extend"], 5, keys.held, keys.holder, keys.visitor, keys.leases, keys.clock, vid, now_ms,
+            pool.hold * 1000,
         ))
         return number.decode() if number else None
 
@@ -144,3 +152,13 @@ class Pools:
             average_hold_s=round(average_hold, 1),
             recommended_size=max(math.ceil(demand * HEADROOM), peak, 1),
         )
+
+
+async def pools_endpoint(request: Request) -> JSON:
+    """`GET /v1/pools/{site}`: utilisation, peaks, overflow and recommended size per pool."""
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    require_report_token(site, request)
+    now = runtime.now_ms()
+    stats = [await runtime.pools.stats(site.id, pool, now) for pool in site.pools if pool.numbers]
+    return JSON({"site": site.id, "headroom": HEADROOM, "pools": [s.as_json() for s in stats]})

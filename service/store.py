@@ -7,6 +7,9 @@ cluster slot, while different sites and experiments spread over shards:
     sw:secret                      string  signing secret shared by all service processes
     sw:{SITE/EXP}:assign           hash    visitor id → "variant|page|day" (first exposure)
     sw:{SITE/EXP}:exposed          hash    "day|page|variant" → unique exposed visitors
+    sw:{SITE:POOL}:...             number pool state and lease history (service.pools)
+    sw:{SITE:calls}:calls          hash    call id → call record (service.calls)
+    sw:{SITE:calls}:caller:HASH    zset    call id → start ms, per hashed caller number
 
 Scripts go as EVAL rather than EVALSHA: the server caches them by digest all the same,
 and EVAL needs no SCRIPT LOAD round trip and no NOSCRIPT retry after a store restart.
@@ -20,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
+import orjson
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
 Client = redis.Redis | RedisCluster
 Queue = Callable[[Any], Any]  # adds exactly one command to a pipeline
 
+CALL = resources.files("service").joinpath("lua", "call.lua").read_text()
 EXPOSE = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
@@ -122,6 +128,16 @@ class Store:
             )
 
         await asyncio.gather(*[self.batcher.submit(command(*item)) for item in assignments.items()])
+
+    async def record_call(self, site: str, call_id: str, record: dict[str, Any], caller_hash: str, start_ms: int,
+                          unique_ms: int, talk: int, qualify_after: int) -> tuple[dict[str, Any], bool]:
+        """Store a call once; returns the stored record and whether the id was seen before."""
+        prefix = f"sw:{{{site}:calls}}:"
+        stored, seen = await self.client.eval(
+            CALL, 1, prefix + "calls", call_id, orjson.dumps(record), caller_hash, start_ms, unique_ms, talk,
+            qualify_after, prefix,
+        )
+        return orjson.loads(stored), bool(seen)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from mmdb_writer import MMDBWriter
@@ -40,6 +44,32 @@ PLACES: dict[str, dict[str, Any]] = {
     "10.9.0.1": {"country": "GB", "region": ("ENG", "Англия", "England"), "city": ("Лондон", "London")},
 }
 COUNTRY_NAMES = {"RU": ("Россия", "Russia"), "GB": ("Великобритания", "United Kingdom")}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`swapline serve ARGS` as a real process with `env`; returns it and its base URL once ready."""
+    port = free_port()
+    environment = {**os.environ, "SWAPLINE_PORT": str(port), "SWAPLINE_DATA_DIR": str(tmp_path / "data"),
+                   "SWAPLINE_RULES_DIR": str(DEMO_RULES), **env}
+    if "SWAPLINE_REDIS_URL" not in env:
+        environment.pop("SWAPLINE_REDIS_URL", None)
+    process = subprocess.Popen(["swapline", "serve", *args], env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(process.stdout.read().decode() if process.stdout else "no output")
 
 
 @pytest.fixture(scope="session")
@@ -103,4 +133,61 @@ def client(valkey_url: str, rules_dir: Path, store: redis.Redis) -> Iterator[Tes
     """The app on the demo rules, behind a trusted proxy at 127.0.0.1."""
     app = create_app(make_settings(valkey_url, rules_dir))
     with TestClient(app, client=("127.0.0.1", 40000), headers={"user-agent": BROWSER}) as test_client:
+        yield test_client
+
+
+POOL_SITE = """
+site: pooltest
+origins: [http://localhost:8000]
+phone: "+7 800 555-35-35"
+calls:
+  secret: test-calls-secret-0001
+  twilio_auth_token: test-twilio-token-0001
+  qualify_after: 30s
+  unique_within: 1d
+reports:
+  token: test-report-token-0001
+pools:
+  - id: yandex
+    when: { source: yandex }
+    static: "+7 800 555-35-36"
+  - id: small
+    page: /
+    numbers: ["+7 495 120-00-01", "+7 495 120-00-02", "+7 495 120-00-03"]
+    hold: 60s
+    overflow: "+7 495 120-00-00"
+experiments:
+  - id: e
+    variants:
+      - { id: control, weight: 50 }
+      - { id: b, weight: 50, swap: [{ selector: h1, text: b }] }
+"""
+START = 1_795_000_000.0  # 2026-11-18, a fixed moment the tests move forward by hand
+
+
+class Clock:
+    """Time for the service under test, moved by the test: holds end when it says so."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pool_client(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
+    """The app with the `pooltest` site (a 3-number pool with a 60 s hold) on the test clock."""
+    (rules_dir / "pooltest.yaml").write_text(POOL_SITE)
+    app = create_app(make_settings(valkey_url, rules_dir))
+    with TestClient(app, client=("127.0.0.1", 40000), headers={"user-agent": BROWSER}) as test_client:
+        app.state.runtime.clock = clock
         yield test_client

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +11,7 @@ import pytest
 import redis
 
 from service.cli import main
-from tests.conftest import DEMO_RULES
+from tests.conftest import DEMO_RULES, start
 
 
 def test_preview_prints_the_decision_without_side_effects(
@@ -36,31 +32,6 @@ def test_preview_prints_the_decision_without_side_effects(
 def test_preview_reports_an_unknown_site(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "preview", "--site", "nope", "--url", "/", "--dir", str(DEMO_RULES)]) == 1
     assert "no site 'nope'" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    environment = {**os.environ, "SWAPLINE_PORT": str(port), "SWAPLINE_DATA_DIR": str(tmp_path / "data"),
-                   "SWAPLINE_RULES_DIR": str(DEMO_RULES), **env}
-    if "SWAPLINE_REDIS_URL" not in env:
-        environment.pop("SWAPLINE_REDIS_URL", None)
-    process = subprocess.Popen(["swapline", "serve"], env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(process.stdout.read().decode() if process.stdout else "no output")
 
 
 def embedded_store_port(data_dir: Path) -> int:

@@ -10,11 +10,17 @@
 --       6 leases   hash  lease id -> {"n","v","f","u","p","x"} (number, visitor, from, until, page, variants)
 --       7 seq      string lease id counter
 --       8 stats    hash  per-hour arrivals and overflows, per-day peaks, hold totals
+--       9 clock    string the latest time any call of this pool has seen
 -- ARGV: 1 visitor id  2 now ms  3 hold ms  4 page  5 variants json  6 retention ms
 --       7 hour label (2026-11-22T14)  8 key prefix for per-number history and overflow sets
 --       9 day label (2026-11-22)
 -- Returns {number, "kept" | "new"} or {false, "overflow"}.
-local vid, now, hold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local vid, hold = ARGV[1], tonumber(ARGV[3])
+-- Processes stamp requests before they queue, so scripts can run out of time order. The
+-- pool's clock never goes back: a late script must not lease a number "before" its last
+-- holder's hold ended.
+local now = math.max(tonumber(ARGV[2]), tonumber(redis.call('GET', KEYS[9]) or '0'))
+redis.call('SET', KEYS[9], now)
 local hour, prefix, day = ARGV[7], ARGV[8], ARGV[9]
 
 -- Give a number back: its visitor loses it, and it is free since its hold ended.

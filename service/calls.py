@@ -1,0 +1,215 @@
+"""Call webhooks: `POST /v1/calls?site=` (Swapline JSON) and `POST /v1/calls/twilio?site=`.
+
+Each call is credited to the visitor whose hold window on the called number contains the
+call's start, and recorded once per call id: a telephony system that retries gets the same
+answer again. Caller numbers are kept only as a keyed hash and their last four digits.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import email.utils
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from starlette.requests import Request
+
+from service import bodies, phones
+from service.engine import Site
+from service.errors import BadRequest, Unauthorized
+from service.responses import JSON
+from service.runtime import Runtime
+
+MAX_BODY = 16_384
+TWILIO_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+_DIGITS = re.compile(r"\+?[0-9]{3,20}")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    id: str
+    called: str  # E.164
+    caller: str | None  # digits as the network sent them; None when hidden
+    start_ms: int
+    talk: int  # seconds
+    status: str
+
+
+async def calls_endpoint(request: Request) -> JSON:
+    runtime, site = _site(request)
+    raw = await bodies.read(request, MAX_BODY)
+    if site.calls.secret is None:
+        raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.secret")
+    expected = "sha256=" + hmac.new(site.calls.secret, raw, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(request.headers.get("x-swapline-signature", "").encode(), expected.encode()):
+        raise Unauthorized("invalid_signature", "X-Swapline-Signature is missing or wrong")
+    return JSON(await credit(runtime, site, parse_call(bodies.json_object(raw))))
+
+
+async def twilio_endpoint(request: Request) -> JSON:
+    runtime, site = _site(request)
+    raw = await bodies.read(request, MAX_BODY)
+    token = site.calls.twilio_auth_token
+    if token is None:
+        raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.twilio_auth_token")
+    params = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    url = f"{runtime.settings.public_url}{request.url.path}?{request.url.query}" if runtime.settings.public_url \
+        else str(request.url)
+    if not twilio_valid(token, url, params, request.headers.get("x-twilio-signature", "")):
+        raise Unauthorized("invalid_signature", "X-Twilio-Signature is missing or wrong")
+    values = dict(params)
+    status = values.get("CallStatus", "")
+    if status not in TWILIO_FINAL:  # ringing, in-progress...: the call is not over yet
+        return JSON({"call_id": values.get("CallSid"), "ignored": status or "no status"})
+    talk = _int(values.get("CallDuration", "0"), "CallDuration")
+    ended = _twilio_time(values.get("Timestamp")) or runtime.now_ms()
+    return JSON(await credit(runtime, site, Call(
+        id=_required(values, "CallSid"),
+        called=_number(_required(values, "To"), "To"),
+        caller=_caller(values.get("From")),
+        start_ms=ended - talk * 1000,
+        talk=talk,
+        status=status,
+    )))
+
+
+def twilio_signature(token: str, url: str, params: list[tuple[str, str]]) -> str:
+    """Twilio's algorithm: HMAC-SHA1 of the URL and the sorted parameters, base64."""
+    data = url + "".join(name + value for name, value in sorted(set(params)))
+    return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
+
+
+def twilio_valid(token: str, url: str, params: list[tuple[str, str]], signature: str) -> bool:
+    # Twilio signs the URL as it dialled it, with or without the default port: try both.
+    candidates = {url, _without_port(url), _with_port(url)}
+    return any(hmac.compare_digest(twilio_signature(token, u, params).encode(), signature.encode())
+               for u in candidates)
+
+
+def parse_call(data: dict[str, Any]) -> Call:
+    call_id = _required(data, "call_id")
+    if len(call_id) > 128:
+        raise BadRequest("invalid_call", "call_id is longer than 128 characters")
+    start = data.get("start")
+    if isinstance(start, int | float) and not isinstance(start, bool):
+        start_ms = int(start * 1000)
+    elif isinstance(start, str):
+        try:
+            moment = datetime.datetime.fromisoformat(start)
+        except ValueError:
+            raise BadRequest("invalid_call", "start must be ISO 8601 or unix seconds") from None
+        if moment.tzinfo is None:
+            raise BadRequest("invalid_call", "start needs a time zone: 2026-11-22T14:05:00+03:00")
+        start_ms = int(moment.timestamp() * 1000)
+    else:
+        raise BadRequest("invalid_call", "start is required: ISO 8601 or unix seconds")
+    talk = data.get("talk_seconds", 0)
+    if not isinstance(talk, int) or isinstance(talk, bool) or not 0 <= talk < 86_400:
+        raise BadRequest("invalid_call", "talk_seconds must be a whole number of seconds")
+    status = data.get("status", "completed")
+    if not isinstance(status, str) or len(status) > 32:
+        raise BadRequest("invalid_call", "status must be a short text")
+    caller = data.get("caller")
+    return Call(call_id, _number(_required(data, "called"), "called"),
+                _caller(caller if isinstance(caller, str) else None), start_ms, talk, status)
+
+
+async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
+    """Whom the call goes to; recorded once, answered the same way on every retry."""
+    pool = site.tracking_numbers.get(call.called)
+    holder = await runtime.pools.holder(site.id, pool, call.called, call.start_ms) if pool else None
+    kind, pool_id = _kind(site, call.called) if pool is None else ("lease", pool.id)
+    reason = None if holder else {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number",
+                                  "page": "page_number"}.get(kind, "unknown_number")
+    record = {
+        "call_id": call.id,
+        "number": call.called,
+        "pool": pool_id,
+        "kind": kind,
+        "start": call.start_ms,
+        "talk_seconds": call.talk,
+        "status": call.status,
+        "caller_last_digits": call.caller[-4:] if call.caller else None,
+        "credited": holder is not None,
+        "visitor": holder["v"] if holder else None,
+        "page": holder["p"] if holder else None,
+        "experiments": holder["x"] if holder else {},
+        "reason": reason,
+    }
+    caller_hash = hmac.new(runtime.caller_key, call.caller.encode(), hashlib.sha256).hexdigest()[:32] \
+        if call.caller else ""
+    stored, duplicate = await runtime.store.record_call(
+        site.id, call.id, record, caller_hash, call.start_ms, site.calls.unique_within * 1000, call.talk,
+        site.calls.qualify_after,
+    )
+    return {**stored, "duplicate": duplicate}
+
+
+def _kind(site: Site, number: str) -> tuple[str, str | None]:
+    """What an untracked number is to the site: a static or overflow number, or the page's own."""
+    for pool in site.pools:
+        if number == pool.static:
+            return "static", pool.id
+        if number == pool.overflow:
+            return "overflow", pool.id
+    return ("page", None) if number == site.phone else ("unknown", None)
+
+
+def _site(request: Request) -> tuple[Runtime, Site]:
+    runtime: Runtime = request.app.state.runtime
+    return runtime, runtime.site(request.query_params.get("site"))
+
+
+def _required(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("invalid_call", f"{name} is required")
+    return value.strip()
+
+
+def _number(value: str, name: str) -> str:
+    number = phones.e164(value)
+    if number is None:
+        raise BadRequest("invalid_call", f"{name} is not a valid phone number: {value!r}")
+    return number
+
+
+def _caller(value: str | None) -> str | None:
+    """The caller's digits, or None for hidden numbers ('anonymous', 'restricted', '')."""
+    if value is None:
+        return None
+    cleaned = re.sub(r"[\s()-]", "", value)
+    return cleaned if _DIGITS.fullmatch(cleaned) else None
+
+
+def _int(value: str, name: str) -> int:
+    if not value.isdigit():
+        raise BadRequest("invalid_call", f"{name} must be a whole number")
+    return int(value)
+
+
+def _twilio_time(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(email.utils.parsedate_to_datetime(value).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None
+
+
+def _without_port(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.port else url
+
+
+def _with_port(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.port or not parts.hostname:
+        return url
+    port = 443 if parts.scheme == "https" else 80
+    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))

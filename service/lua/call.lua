@@ -1,0 +1,21 @@
+-- Record a call once, and decide whether it is a target call.
+-- KEYS: 1 calls  hash call id -> record json
+-- ARGV: 1 call id  2 record json  3 caller hash ('' when hidden)  4 start ms
+--       5 uniqueness window ms  6 talk seconds  7 qualifying talk seconds
+--       8 key prefix for per-caller history (same hash tag)
+-- Returns {record json, 1 if this call id was seen before else 0}.
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then return {existing, 1} end
+local record = cjson.decode(ARGV[2])
+local start, window = tonumber(ARGV[4]), tonumber(ARGV[5])
+local unique = true
+if ARGV[3] ~= '' then
+  local history = ARGV[8] .. 'caller:' .. ARGV[3]
+  if window > 0 and redis.call('ZCOUNT', history, start - window, '(' .. start) > 0 then unique = false end
+  redis.call('ZADD', history, start, ARGV[1])
+end
+record.unique = unique
+record.qualified = unique and tonumber(ARGV[6]) >= tonumber(ARGV[7])
+local encoded = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+return {encoded, 0}

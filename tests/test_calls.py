@@ -1,0 +1,169 @@
+"""Call webhooks: signatures, crediting, idempotency, target calls, hashed callers, Twilio."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import pytest
+import redis
+from starlette.testclient import TestClient
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import START, Clock
+
+SECRET = b"test-calls-secret-0001"
+TWILIO_TOKEN = "test-twilio-token-0001"
+CALLER = "+79161234567"
+
+
+def visit(client: TestClient, vid: str, url: str = "/") -> Any:
+    return client.get("/v1/decide", params={"site": "pooltest", "url": url, "vid": vid}).json()
+
+
+def post_call(client: TestClient, call: dict[str, Any], secret: bytes | None = SECRET,
+              site: str = "pooltest") -> Any:
+    raw = orjson.dumps(call)
+    headers = {"content-type": "application/json"}
+    if secret is not None:
+        headers["x-swapline-signature"] = "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
+    return client.post(f"/v1/calls?site={site}", content=raw, headers=headers)
+
+
+def call(call_id: str, number: str, at: float, talk: int = 45, caller: str = CALLER) -> dict[str, Any]:
+    return {"call_id": call_id, "called": number, "caller": caller, "start": at, "talk_seconds": talk,
+            "status": "completed"}
+
+
+def test_a_call_is_credited_to_the_visitor_holding_the_number(pool_client: TestClient, clock: Clock) -> None:
+    body = visit(pool_client, "caller-visitor-000001", url="/?utm_term=x")
+    clock.advance(30)
+    answer = post_call(pool_client, call("c-1", body["phone"]["international"], clock.now)).json()
+    assert answer["credited"] is True and answer["duplicate"] is False
+    assert answer["visitor"] == "caller-visitor-000001" and answer["page"] == "/"
+    assert answer["experiments"] == body["experiments"] and answer["pool"] == "small"
+    assert answer["qualified"] is True and answer["unique"] is True
+    assert answer["caller_last_digits"] == "4567"
+
+
+def test_a_retried_call_counts_once(pool_client: TestClient, clock: Clock, store: redis.Redis) -> None:
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    first = post_call(pool_client, call("c-1", number, clock.now)).json()
+    again = post_call(pool_client, call("c-1", number, clock.now + 999, talk=1)).json()
+    assert again["duplicate"] is True
+    assert {**again, "duplicate": False} == first  # the first record stands
+    assert store.hlen("sw:{pooltest:calls}:calls") == 1
+
+
+def test_calls_outside_any_hold_are_not_credited(pool_client: TestClient, clock: Clock) -> None:
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    before = post_call(pool_client, call("early", number, START - 1)).json()
+    after = post_call(pool_client, call("late", number, START + 61)).json()
+    for answer in (before, after):
+        assert answer["credited"] is False and answer["visitor"] is None and answer["reason"] == "no_holder"
+
+
+def test_the_next_holder_gets_calls_after_the_number_moves_on(pool_client: TestClient, clock: Clock) -> None:
+    first = visit(pool_client, "first-visitor-0000001")["phone"]["number"]
+    for n in (2, 3):
+        visit(pool_client, f"other-visitor-000000{n}")
+    clock.advance(61)
+    assert visit(pool_client, "next-visitor-00000001")["phone"]["number"] == first
+    assert post_call(pool_client, call("a", first, START + 30)).json()["visitor"] == "first-visitor-0000001"
+    assert post_call(pool_client, call("b", first, clock.now + 5)).json()["visitor"] == "next-visitor-00000001"
+
+
+def test_overflow_static_and_page_numbers_are_not_credited_to_visitors(pool_client: TestClient) -> None:
+    for number, kind, reason in [("+74951200000", "overflow", "overflow_number"),
+                                 ("+78005553536", "static", "static_number"),
+                                 ("+78005553535", "page", "page_number"),
+                                 ("+74959999999", "unknown", "unknown_number")]:
+        answer = post_call(pool_client, call(f"c-{kind}", number, START)).json()
+        assert (answer["kind"], answer["reason"], answer["credited"]) == (kind, reason, False)
+
+
+def test_target_calls_need_talk_time_and_a_new_caller(pool_client: TestClient, clock: Clock) -> None:
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    short = post_call(pool_client, call("short", number, clock.now, talk=10, caller="+79990000001")).json()
+    assert short["unique"] is True and short["qualified"] is False
+    first = post_call(pool_client, call("first", number, clock.now + 1, caller="+79990000002")).json()
+    repeat = post_call(pool_client, call("repeat", number, clock.now + 20, caller="+79990000002")).json()
+    assert first["qualified"] is True
+    assert repeat["unique"] is False and repeat["qualified"] is False
+    hidden = post_call(pool_client, call("hidden", number, clock.now + 30, caller="anonymous")).json()
+    assert hidden["qualified"] is True and hidden["caller_last_digits"] is None
+    next_day = post_call(pool_client, call("next-day", number, clock.now + 20 + 86_401, caller="+79990000002"))
+    assert next_day.json()["unique"] is True  # a day after the last call: the window is one day
+
+
+def test_caller_numbers_are_not_stored_raw(pool_client: TestClient, store: redis.Redis) -> None:
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    post_call(pool_client, call("c-1", number, START, caller="+7 (916) 123-45-67"))
+    dump = b"".join(key + store.dump(key) for key in store.keys("*"))
+    assert b"79161234567" not in dump and b"916" not in dump.replace(b"4567", b"")
+
+
+@pytest.mark.parametrize(("secret", "status"), [(None, 401), (b"wrong-secret-0000000000", 401)])
+def test_unsigned_or_badly_signed_calls_are_refused(pool_client: TestClient, secret: bytes | None,
+                                                    status: int, store: redis.Redis) -> None:
+    response = post_call(pool_client, call("c-1", "+74951200001", START), secret=secret)
+    assert response.status_code == status and response.json()["error"]["code"] == "invalid_signature"
+    assert not store.exists("sw:{pooltest:calls}:calls")
+
+
+def test_site_without_a_calls_secret_refuses_calls(pool_client: TestClient) -> None:
+    response = post_call(pool_client, call("c-1", "+74951200001", START), site="demo", secret=b"anything")
+    assert response.status_code == 401  # demo's secret differs; the signature fails
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"called": "+74951200001", "start": START}, "invalid_call"),
+    ({"call_id": "x", "start": START}, "invalid_call"),
+    ({"call_id": "x", "called": "12", "start": START}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951200001"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951200001", "start": "yesterday"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951200001", "start": "2026-11-22T10:00:00"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951200001", "start": START, "talk_seconds": -5}, "invalid_call"),
+    ({"call_id": "x" * 200, "called": "+74951200001", "start": START}, "invalid_call"),
+])
+def test_malformed_calls_get_a_clear_400(pool_client: TestClient, body: dict[str, Any], code: str) -> None:
+    response = post_call(pool_client, body)
+    assert response.status_code == 400 and response.json()["error"]["code"] == code
+
+
+def test_bodies_over_the_limit_are_refused(pool_client: TestClient) -> None:
+    response = pool_client.post("/v1/calls?site=pooltest", content=b"{" + b" " * 20_000 + b"}")
+    assert response.status_code == 413
+
+
+def twilio_post(client: TestClient, params: dict[str, str], token: str = TWILIO_TOKEN) -> Any:
+    url = "http://testserver/v1/calls/twilio?site=pooltest"
+    signature = RequestValidator(token).compute_signature(url, params)
+    return client.post(url, content=urlencode(params),
+                       headers={"content-type": "application/x-www-form-urlencoded",
+                                "x-twilio-signature": signature})
+
+
+def test_twilio_status_callbacks_verified_with_twilios_own_validator(pool_client: TestClient,
+                                                                    clock: Clock) -> None:
+    number = visit(pool_client, "twilio-visitor-000001")["phone"]["number"]
+    clock.advance(100)  # the call starts 58 s after the page view and lasts 42 s
+    params = {"CallSid": "CA123", "AccountSid": "AC1", "From": CALLER, "To": number, "CallStatus": "completed",
+              "CallDuration": "42", "Direction": "inbound", "ApiVersion": "2010-04-01",
+              "Timestamp": email.utils.formatdate(clock.now, usegmt=True)}
+    answer = twilio_post(pool_client, params).json()
+    assert answer["credited"] is True and answer["visitor"] == "twilio-visitor-000001"
+    assert answer["talk_seconds"] == 42 and answer["qualified"] is True
+    assert twilio_post(pool_client, params).json()["duplicate"] is True
+
+
+def test_twilio_refuses_a_wrong_signature_and_ignores_unfinished_calls(pool_client: TestClient) -> None:
+    params = {"CallSid": "CA9", "From": CALLER, "To": "+74951200001", "CallStatus": "completed"}
+    forged = twilio_post(pool_client, params, token="someone-elses-token")
+    assert forged.status_code == 401
+    ringing = twilio_post(pool_client, {**params, "CallStatus": "ringing"})
+    assert ringing.status_code == 200 and ringing.json()["ignored"] == "ringing"

@@ -1,0 +1,132 @@
+"""Dynamic number insertion: leases, heartbeats, exhaustion, static numbers, pool statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from starlette.testclient import TestClient
+
+from service.tokens import TokenSigner
+from tests.conftest import Clock
+
+POOL = {"+74951200001", "+74951200002", "+74951200003"}
+OVERFLOW = "+74951200000"
+REPORT = {"authorization": "Bearer test-report-token-0001"}
+
+
+def visit(client: TestClient, vid: str, url: str = "/", **extra: str) -> Any:
+    response = client.get("/v1/decide", params={"site": "pooltest", "url": url, "vid": vid, **extra})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def vid(n: int) -> str:
+    return f"pool-visitor-{n:08d}"
+
+
+def heartbeat(client: TestClient, token: str) -> Any:
+    response = client.post("/v1/events", content=f'{{"type": "heartbeat", "token": "{token}"}}',
+                           headers={"content-type": "text/plain"})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_phone_carries_the_leased_number_in_its_formats(pool_client: TestClient) -> None:
+    phone = visit(pool_client, vid(1))["phone"]
+    assert phone["kind"] == "lease" and phone["pool"] == "small" and phone["number"] in POOL
+    digits = phone["number"][-2:]
+    assert phone["international"] == f"+7 495 120-00-{digits}"
+    assert phone["national"] == f"8 (495) 120-00-{digits}"
+    assert phone["replaces"] == "+78005553535" and phone["hold"] == 60
+
+
+def test_a_visitor_keeps_the_number_across_pages_and_on_return(pool_client: TestClient, clock: Clock) -> None:
+    first = visit(pool_client, vid(1))["phone"]["number"]
+    for _ in range(3):
+        clock.advance(50)  # every view restarts the 60 s hold
+        assert visit(pool_client, vid(1))["phone"]["number"] == first
+    others = {visit(pool_client, vid(n))["phone"]["number"] for n in (2, 3)}
+    assert others == POOL - {first}  # concurrent visitors get different numbers
+
+
+def test_a_new_visitor_gets_the_number_free_the_longest(pool_client: TestClient, clock: Clock) -> None:
+    numbers = {}
+    for n in (1, 2, 3):
+        numbers[n] = visit(pool_client, vid(n))["phone"]["number"]
+        clock.advance(10)
+    clock.advance(45)
+    # Leased at +0, +10, +20, the holds end at +60, +70, +80. Now is +75: the numbers of
+    # visitors 1 and 2 are free, 1's for longer.
+    assert visit(pool_client, vid(4))["phone"]["number"] == numbers[1]
+    assert visit(pool_client, vid(5))["phone"]["number"] == numbers[2]
+
+
+def test_heartbeats_keep_the_number_while_the_page_is_open(pool_client: TestClient, clock: Clock) -> None:
+    body = visit(pool_client, vid(1))
+    for _ in range(5):
+        clock.advance(55)
+        assert heartbeat(pool_client, body["token"])["number"] == body["phone"]["number"]
+    for n in (2, 3, 4):
+        visit(pool_client, vid(n))
+    # 275 s later the number is still the reader's: three newcomers took the other two and overflowed.
+    assert visit(pool_client, vid(1))["phone"]["number"] == body["phone"]["number"]
+    clock.advance(61)  # no heartbeat: the hold ends
+    assert heartbeat(pool_client, body["token"])["number"] is None
+
+
+def test_exhausted_pool_gives_the_overflow_number_flagged(pool_client: TestClient) -> None:
+    leased = {visit(pool_client, vid(n))["phone"]["number"] for n in (1, 2, 3)}
+    assert leased == POOL
+    body = visit(pool_client, vid(4))
+    assert body["phone"]["kind"] == "overflow" and body["phone"]["number"] == OVERFLOW
+    assert TokenSigner(b"test-secret").verify(body["token"])["o"] is True
+
+
+def test_static_numbers_per_source(pool_client: TestClient, store: redis.Redis) -> None:
+    phone = visit(pool_client, vid(1), url="/?utm_source=yandex")["phone"]
+    assert phone["kind"] == "static" and phone["number"] == "+78005553536" and phone["pool"] == "yandex"
+    assert store.zcard("sw:{pooltest:small}:held") == 0  # nothing leased
+
+
+def test_pages_outside_the_pool_keep_the_page_number(pool_client: TestClient) -> None:
+    assert visit(pool_client, vid(1), url="/contacts")["phone"] is None
+
+
+def test_pool_statistics_and_recommended_size(pool_client: TestClient, clock: Clock) -> None:
+    for n in range(1, 8):  # 7 visitors within a minute: 3 leased, 4 overflowed
+        visit(pool_client, vid(n))
+    clock.advance(61)
+    visit(pool_client, vid(8))  # reclaims the three ended holds
+    response = pool_client.get("/v1/pools/pooltest", headers=REPORT)
+    assert response.status_code == 200
+    (stats,) = response.json()["pools"]
+    assert stats["pool"] == "small" and stats["numbers"] == 3
+    assert stats["held"] == 1 and stats["peak_held"] == 3
+    assert stats["overflowed_visitors"] == 4
+    assert stats["arrivals_peak_hour"] == 8
+    assert stats["average_hold_s"] == 60.0
+    # Little's law: 8 arrivals/hour × 60 s = 0.13 concurrent; the observed peak (3) is the floor.
+    assert stats["recommended_size"] == 3
+
+
+def test_pool_statistics_need_the_report_token(pool_client: TestClient) -> None:
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "Basic test-report-token-0001"}):
+        response = pool_client.get("/v1/pools/pooltest", headers=headers)
+        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_token"
+
+
+def test_events_refuse_forged_tokens_and_bad_bodies(pool_client: TestClient) -> None:
+    body = visit(pool_client, vid(1))
+    forged = TokenSigner(b"not-the-secret").sign({"s": "pooltest", "v": vid(1), "n": "small"})
+    cases = [
+        (f'{{"type": "heartbeat", "token": "{forged}"}}', 401, "invalid_token"),
+        ('{"type": "heartbeat"}', 401, "invalid_token"),
+        (f'{{"type": "dance", "token": "{body["token"]}"}}', 400, "unknown_event"),
+        ("not json", 400, "invalid_json"),
+        ("[1, 2]", 400, "invalid_json"),
+        ("x" * 5000, 413, "body_too_large"),
+    ]
+    for content, status, code in cases:
+        response = pool_client.post("/v1/events", content=content, headers={"content-type": "text/plain"})
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), content[:40]
