@@ -113,12 +113,13 @@ async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -
     pool = outcome.pool
     leasing = pool is not None and bool(pool.numbers)
     work: list[Coroutine[Any, Any, Any]] = []
+    now = runtime.now_ms()
     if outcome.experiments:
-        day = datetime.datetime.now(datetime.UTC).date().isoformat()
+        day = datetime.datetime.fromtimestamp(now / 1000, datetime.UTC).date().isoformat()
         work.append(runtime.store.expose(site.id, visit.vid, visit.path, day, outcome.experiments))
     if leasing:
         assert pool is not None
-        work.append(runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, runtime.now_ms()))
+        work.append(runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, now))
     try:
         done = await asyncio.gather(*work)
     except Exception as exc:  # the page must still get its answer

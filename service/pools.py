@@ -24,7 +24,10 @@ from service.store import Store
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
-HEADROOM = 1.25  # recommended size = busiest-hour demand by Little's law, plus a quarter
+# Recommended size: Little's law gives the mean number of holds in the busiest hour,
+# L = λ·W; arrivals are random, so add three standard deviations of a Poisson count (√L),
+# the square-root staffing rule: the pool then runs out in well under 1% of moments.
+SIGMAS = 3
 DAY_MS = 86_400_000
 SCRIPTS = {
     name: resources.files("service").joinpath("lua", f"{name}.lua").read_text()
@@ -150,7 +153,7 @@ class Pools:
             arrivals_peak_hour=arrivals,
             overflowed_visitors=overflowed,
             average_hold_s=round(average_hold, 1),
-            recommended_size=max(math.ceil(demand * HEADROOM), peak, 1),
+            recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), peak, 1),
         )
 
 
@@ -161,4 +164,4 @@ async def pools_endpoint(request: Request) -> JSON:
     require_report_token(site, request)
     now = runtime.now_ms()
     stats = [await runtime.pools.stats(site.id, pool, now) for pool in site.pools if pool.numbers]
-    return JSON({"site": site.id, "headroom": HEADROOM, "pools": [s.as_json() for s in stats]})
+    return JSON({"site": site.id, "pools": [s.as_json() for s in stats]})
