@@ -167,3 +167,23 @@ def test_twilio_refuses_a_wrong_signature_and_ignores_unfinished_calls(pool_clie
     assert forged.status_code == 401
     ringing = twilio_post(pool_client, {**params, "CallStatus": "ringing"})
     assert ringing.status_code == 200 and ringing.json()["ignored"] == "ringing"
+
+
+def test_twilio_behind_a_proxy_uses_the_public_url(valkey_url: str, rules_dir: Any, store: redis.Redis) -> None:
+    from service.app import create_app
+    from tests.conftest import POOL_SITE, make_settings
+
+    (rules_dir / "pooltest.yaml").write_text(POOL_SITE)
+    app = create_app(make_settings(valkey_url, rules_dir, public_url="https://calls.example.com"))
+    public = "https://calls.example.com/v1/calls/twilio?site=pooltest"
+    params = {"CallSid": "CA7", "From": CALLER, "To": "+74951200001", "CallStatus": "busy"}
+    with TestClient(app) as client:
+        signed_for_public = RequestValidator(TWILIO_TOKEN).compute_signature(public, params)
+        ok = client.post("/v1/calls/twilio?site=pooltest", content=urlencode(params),
+                         headers={"x-twilio-signature": signed_for_public})
+        internal = RequestValidator(TWILIO_TOKEN).compute_signature(
+            "http://testserver/v1/calls/twilio?site=pooltest", params)
+        refused = client.post("/v1/calls/twilio?site=pooltest", content=urlencode(params),
+                              headers={"x-twilio-signature": internal})
+    assert ok.status_code == 200 and ok.json()["status"] == "busy"
+    assert refused.status_code == 401

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -73,3 +75,32 @@ def test_redis_url_switches_to_an_external_store(tmp_path: Path, valkey_url: str
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
     assert not (tmp_path / "data" / "valkey").exists()
+
+
+def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        for n in range(4):  # four Moscow visitors
+            httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": f"pools-cli-{n:012d}"},
+                      headers={"user-agent": "Mozilla/5.0 Chrome/130.0", "x-forwarded-for": "46.242.0.1"})
+        table = subprocess.run(["swapline", "pools", "--site", "demo", "--url", base], capture_output=True,
+                               text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
+        as_json = subprocess.run(["swapline", "pools", "--site", "demo", "--url", base, "--format", "json"],
+                                 capture_output=True, text=True,
+                                 env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:3] == ["pool", "numbers", "held"]
+    pools = {pool["pool"]: pool for pool in json.loads(as_json.stdout)["pools"]}
+    assert set(pools) == {"moscow", "saint-petersburg"}
+    assert (pools["moscow"]["numbers"], pools["moscow"]["held"], pools["saint-petersburg"]["held"]) == (5, 4, 0)
+    assert [row.split()[:3] for row in rows] == [["moscow", "5", "4"], ["saint-petersburg", "3", "0"]]
+
+
+def test_pools_command_explains_an_unreachable_service() -> None:
+    result = subprocess.run(["swapline", "pools", "--site", "demo", "--url", "http://127.0.0.1:9"],
+                            capture_output=True, text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
+    assert result.returncode != 0 and "cannot reach the service" in result.stderr

@@ -130,3 +130,34 @@ def test_events_refuse_forged_tokens_and_bad_bodies(pool_client: TestClient) -> 
     for content, status, code in cases:
         response = pool_client.post("/v1/events", content=content, headers={"content-type": "text/plain"})
         assert (response.status_code, response.json()["error"]["code"]) == (status, code), content[:40]
+
+
+def test_lease_history_is_kept_for_the_retention_only(pool_client: TestClient, clock: Clock,
+                                                      store: redis.Redis) -> None:
+    number = visit(pool_client, vid(1))["phone"]["number"]
+    old = store.hkeys("sw:{pooltest:small}:leases")
+    clock.advance(31 * 86400)  # past the default 30 days
+    for n in (2, 3, 4):  # the three numbers go round again; the first one's new lease trims its history
+        visit(pool_client, vid(n))
+    history = store.zrange(f"sw:{{pooltest:small}}:history:{number}", 0, -1)
+    assert old[0] not in history and not store.hexists("sw:{pooltest:small}:leases", old[0])
+    assert len(history) == 1
+
+
+def test_every_key_a_script_touches_is_in_its_scripts_slot(pool_client: TestClient, store: redis.Redis) -> None:
+    from redis.crc import key_slot
+
+    body = visit(pool_client, vid(1))
+    heartbeat(pool_client, body["token"])
+    for n in range(2, 6):
+        visit(pool_client, vid(n))  # the fifth overflows
+    keys = [key.decode() for key in store.keys("sw:*") if key != b"sw:secret"]
+    by_tag: dict[str, set[int]] = {}
+    for key in keys:
+        tag = key[key.index("{") + 1:key.index("}")]
+        by_tag.setdefault(tag, set()).add(key_slot(key.encode()))
+    assert {"pooltest:small", "pooltest/e"} <= set(by_tag)
+    assert all(len(slots) == 1 for slots in by_tag.values()), by_tag
+    assert any(":history:" in key for key in keys) and any(":overflowed:" in key for key in keys)
+    # One big site still spreads: its pools and experiments hash to different slots.
+    assert len({next(iter(slots)) for slots in by_tag.values()}) > 1
