@@ -58,9 +58,7 @@ async def twilio_endpoint(request: Request) -> JSON:
     if token is None:
         raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.twilio_auth_token")
     params = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    url = f"{runtime.settings.public_url}{request.url.path}?{request.url.query}" if runtime.settings.public_url \
-        else str(request.url)
-    if not twilio_valid(token, url, params, request.headers.get("x-twilio-signature", "")):
+    if not twilio_valid(token, _signed_url(runtime, request), params, request.headers.get("x-twilio-signature", "")):
         raise Unauthorized("invalid_signature", "X-Twilio-Signature is missing or wrong")
     values = dict(params)
     status = values.get("CallStatus", "")
@@ -141,11 +139,9 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "experiments": holder["x"] if holder else {},
         "reason": reason,
     }
-    caller_hash = hmac.new(runtime.caller_key, call.caller.encode(), hashlib.sha256).hexdigest()[:32] \
-        if call.caller else ""
     stored, duplicate = await runtime.store.record_call(
-        site.id, call.id, record, caller_hash, call.start_ms, site.calls.unique_within * 1000, call.talk,
-        site.calls.qualify_after,
+        site.id, call.id, record, _caller_hash(runtime, call.caller), call.start_ms,
+        site.calls.unique_within * 1000, call.talk, site.calls.qualify_after,
     )
     return {**stored, "duplicate": duplicate}
 
@@ -158,6 +154,18 @@ def _kind(site: Site, number: str) -> tuple[str, str | None]:
         if number == pool.overflow:
             return "overflow", pool.id
     return ("page", None) if number == site.phone else ("unknown", None)
+
+
+def _caller_hash(runtime: Runtime, caller: str | None) -> str:
+    """Stands in for the caller's number at rest: recognises a repeat caller, reveals nothing."""
+    return hmac.new(runtime.caller_key, caller.encode(), hashlib.sha256).hexdigest()[:32] if caller else ""
+
+
+def _signed_url(runtime: Runtime, request: Request) -> str:
+    """The URL Twilio called: behind a proxy only SWAPLINE_PUBLIC_URL knows it."""
+    if runtime.settings.public_url:
+        return f"{runtime.settings.public_url}{request.url.path}?{request.url.query}"
+    return str(request.url)
 
 
 def _site(request: Request) -> tuple[Runtime, Site]:
