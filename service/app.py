@@ -23,8 +23,10 @@ from service.decide import decide_endpoint
 from service.errors import HTTPError
 from service.events import events_endpoint
 from service.geo import GeoDB
+from service.ledger import Ledger
 from service.middleware import ClientIPMiddleware
 from service.pools import Pools, pools_endpoint
+from service.ratelimit import RateLimit
 from service.reload import warm_places, watch_rules
 from service.responses import JSON, error
 from service.runtime import Runtime
@@ -48,8 +50,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
         pools = Pools(store, settings.lease_retention_days)
-        runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
+        runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools, Ledger(store),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
+        runtime.beacon_limit = RateLimit(settings.beacon_rate)
         app.state.runtime = runtime
         await _sync_pools(pools, rules)
         tasks = [asyncio.create_task(warm_places())]

@@ -14,9 +14,11 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+import orjson
 from starlette.requests import Request
 
 from service import bodies, phones
@@ -26,6 +28,7 @@ from service.responses import JSON
 from service.runtime import Runtime
 
 MAX_BODY = 16_384
+CALL = resources.files("service").joinpath("lua", "call.lua").read_text()
 TWILIO_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 _DIGITS = re.compile(r"\+?[0-9]{3,20}")
 
@@ -139,11 +142,17 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "experiments": holder["x"] if holder else {},
         "reason": reason,
     }
-    stored, duplicate = await runtime.store.record_call(
-        site.id, call.id, record, _caller_hash(runtime, call.caller), call.start_ms,
-        site.calls.unique_within * 1000, call.talk, site.calls.qualify_after,
+    prefix = f"sw:{{{site.id}:calls}}:"
+    stored, seen = await runtime.store.client.eval(
+        CALL, 1, prefix + "calls", call.id, orjson.dumps(record), _caller_hash(runtime, call.caller), call.start_ms,
+        site.calls.unique_within * 1000, call.talk, site.calls.qualify_after, prefix,
     )
-    return {**stored, "duplicate": duplicate}
+    answer = {**orjson.loads(stored), "duplicate": bool(seen)}
+    if answer["credited"] and not answer["duplicate"]:
+        kinds = ["call", "qualified_call"] if answer["qualified"] else ["call"]
+        await runtime.ledger.convert(site.id, answer["visitor"], answer["experiments"], f"call:{call.id}", kinds,
+                                     runtime.now_ms())
+    return answer
 
 
 def _kind(site: Site, number: str) -> tuple[str, str | None]:

@@ -34,6 +34,7 @@ class Settings:
     log_level: str = "info"
     lease_retention_days: int = 30  # lease history kept for crediting late calls and audits
     public_url: str | None = None  # how telephony reaches us, for Twilio's signed URL
+    beacon_rate: int = 600  # beacons per client IP and minute, per worker
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             log_level=(get("LOG_LEVEL") or defaults.log_level).lower(),
             lease_retention_days=_int("LEASE_RETENTION_DAYS", get("LEASE_RETENTION_DAYS"), 30) or 1,
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
+            beacon_rate=_int("BEACON_RATE", get("BEACON_RATE"), defaults.beacon_rate),
         )
 
 

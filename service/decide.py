@@ -10,7 +10,6 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -108,24 +107,26 @@ async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -
 
     Returns the lease (None when no pool leases) and whether the store failed.
     """
-    if visit.bot:
-        return None, False
-    pool = outcome.pool
-    leasing = pool is not None and bool(pool.numbers)
-    work: list[Coroutine[Any, Any, Any]] = []
     now = runtime.now_ms()
-    if outcome.experiments:
-        day = datetime.datetime.fromtimestamp(now / 1000, datetime.UTC).date().isoformat()
-        work.append(runtime.store.expose(site.id, visit.vid, visit.path, day, outcome.experiments))
-    if leasing:
-        assert pool is not None
-        work.append(runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, now))
+    day = datetime.datetime.fromtimestamp(now / 1000, datetime.UTC).date().isoformat()
+    pool = outcome.pool
     try:
-        done = await asyncio.gather(*work)
+        if visit.bot:  # counted apart, and nothing else
+            await runtime.ledger.count_bot(site.id, day)
+            return None, False
+        # Both are queued before the first await: they leave in one pipeline.
+        exposed = runtime.ledger.expose(site.id, visit.vid, visit.path, day, outcome.experiments)
+        if pool is None or not pool.numbers:
+            await exposed
+            return None, False
+        leased = runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, now)
+        lease, _ = await asyncio.gather(leased, exposed)
+        if lease.number is None:  # overflowed visitors leave the conversion rates
+            await runtime.ledger.overflowed(site.id, visit.vid, outcome.experiments)
+        return lease, False
     except Exception as exc:  # the page must still get its answer
         log.warning("store unavailable, decision degraded: %s", exc)
         return None, True
-    return (done[-1] if leasing else None), False
 
 
 def _param(request: Request, name: str, limit: int, required: bool = False) -> str | None:

@@ -5,7 +5,8 @@
     ├── Unauthorized     401: a missing or wrong signature or token
     ├── Forbidden        403: e.g. a browser origin the site does not allow
     ├── NotFound         404: e.g. an unknown site
-    └── TooLarge         413: a request body over the limit
+    ├── TooLarge         413: a request body over the limit
+    └── TooManyRequests  429: a client over its rate limit
 
 Rule-file mistakes are not HTTP errors: see `service.rulefiles.RulesError`.
 """
@@ -40,3 +41,7 @@ class NotFound(HTTPError):
 
 class TooLarge(HTTPError):
     status = 413
+
+
+class TooManyRequests(HTTPError):
+    status = 429

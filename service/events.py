@@ -1,12 +1,19 @@
 """Beacons from the snippet: `POST /v1/events`.
 
 The snippet sends `text/plain` JSON (so browsers send no CORS pre-flight) with the decision
-token it was given; the token says which site, visitor and pool the beacon speaks for.
-Heartbeats keep the visitor's number while the page is visible.
+token it was given; the token says which site, visitor and experiment variants the beacon
+speaks for, so a beacon can only credit what the service itself decided.
+
+    {"type": "form" | "tel_click" | "goal" | "heartbeat", "id": "<event id>", "name": "<goal>",
+     "token": "<decision token>"}
+
+Conversions need an id (a retry with the same id counts once); heartbeats keep the visitor's
+tracking number while the page is visible.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -14,12 +21,15 @@ from starlette.requests import Request
 from service import bodies
 from service.cors import cors_headers
 from service.engine import Site
-from service.errors import BadRequest, Unauthorized
+from service.errors import BadRequest, TooManyRequests, Unauthorized
 from service.responses import JSON
 from service.runtime import Runtime
 
 MAX_BODY = 4096
-EVENT_TYPES = ("heartbeat",)
+CONVERSIONS = ("form", "tel_click", "goal")
+EVENT_TYPES = (*CONVERSIONS, "heartbeat")
+EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+GOAL_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
@@ -33,12 +43,27 @@ def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
 
 async def events_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
+    if not runtime.beacon_limit.allow(request.client.host if request.client else ""):
+        raise TooManyRequests("rate_limited", "too many beacons from this address; slow down")
     event = bodies.json_object(await bodies.read(request, MAX_BODY))
     site, token = verified(runtime, event.get("token"))
     headers = cors_headers(site, request.headers.get("origin"))
     kind = event.get("type")
     if kind not in EVENT_TYPES:
         raise BadRequest("unknown_event", f"event type must be one of: {', '.join(EVENT_TYPES)}")
-    pool = next((p for p in site.pools if p.id == token.get("n") and p.numbers), None)
-    number = await runtime.pools.extend(site.id, pool, token["v"], runtime.now_ms()) if pool else None
-    return JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)
+    if kind == "heartbeat":
+        pool = next((p for p in site.pools if p.id == token.get("n") and p.numbers), None)
+        number = await runtime.pools.extend(site.id, pool, token["v"], runtime.now_ms()) if pool else None
+        return JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
+        raise BadRequest("invalid_event", "a conversion needs an id: 1-64 letters, digits or _.:-")
+    kinds = [kind]
+    if kind == "goal":
+        name = event.get("name")
+        if not isinstance(name, str) or not GOAL_NAME.fullmatch(name):
+            raise BadRequest("invalid_event", "a goal needs a name: 1-64 lower-case letters, digits, _ or -")
+        kinds.append(f"goal:{name}")
+    outcome = await runtime.ledger.convert(site.id, token["v"], token.get("x", {}), f"{kind}:{event_id}", kinds,
+                                           runtime.now_ms())
+    return JSON({"accepted": kind, "outcome": outcome}, status_code=202, headers=headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,11 @@ class PoolStats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+async def _lease(submitted: Awaitable[Any]) -> Lease:
+    number, status = await submitted
+    return Lease(number.decode() if number else None, status.decode())
+
+
 def _labels(now_ms: int) -> tuple[str, str]:
     moment = datetime.datetime.fromtimestamp(now_ms / 1000, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H"), moment.strftime("%Y-%m-%d")
@@ -102,17 +108,18 @@ class Pools:
                 keys = PoolKeys.of(site.id, pool.id)
                 await self.store.client.eval(SCRIPTS["sync"], 3, keys.numbers, keys.free, keys.held, *pool.numbers)
 
-    async def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
-                    now_ms: int) -> Lease:
+    def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
+              now_ms: int) -> Awaitable[Lease]:
+        """Queue the lease now (so it shares the decision's round trip); await the result."""
         keys = PoolKeys.of(site, pool.id)
         hour, day = _labels(now_ms)
         args = (vid, now_ms, pool.hold * 1000, page, orjson.dumps(experiments), self.retention_ms, hour,
                 keys.prefix, day)
-        number, status = await self.store.batcher.submit(lambda pipe: pipe.eval(
+        submitted = self.store.batcher.submit(lambda pipe: pipe.eval(
             SCRIPTS["lease"], 9, keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases,
             keys.seq, keys.stats, keys.clock, *args,
         ))
-        return Lease(number.decode() if number else None, status.decode())
+        return _lease(submitted)
 
     async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
         keys = PoolKeys.of(site, pool.id)

@@ -10,7 +10,9 @@ from service.config import Settings
 from service.engine import Site
 from service.errors import BadRequest, NotFound
 from service.geo import GeoDB
+from service.ledger import Ledger
 from service.pools import Pools
+from service.ratelimit import RateLimit
 from service.rulefiles import RuleSet
 from service.store import Store
 from service.tokens import TokenSigner
@@ -24,8 +26,10 @@ class Runtime:
     signer: TokenSigner
     rules: RuleSet  # replaced whole by the watcher when a valid edit lands
     pools: Pools
+    ledger: Ledger
     caller_key: bytes  # keys the hash that stands in for caller numbers at rest
     clock: Callable[[], float] = field(default=time.time)  # seconds; tests replay a day with their own
+    beacon_limit: RateLimit = field(default_factory=lambda: RateLimit(600))  # per client IP and minute
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -112,7 +112,8 @@ def test_bots_get_control_content_and_count_nowhere(client: TestClient, store: r
     body = response.json()
     assert body["bot"] is True
     assert body["swaps"] == [] and body["experiments"] == {} and body["phone"] is None
-    assert store.keys("sw:{demo/*") == []  # no exposure
+    assert store.keys("sw:{demo/*") == [b"sw:{demo/_site}:bots"]  # counted apart, no exposure
+    assert sum(map(int, store.hvals("sw:{demo/_site}:bots"))) == 1
     assert not store.exists("sw:{demo:saint-petersburg}:leases")  # no lease
 
 
@@ -188,3 +189,11 @@ def test_geoip_db_setting_switches_the_database(valkey_url: str, rules_dir: Any,
     assert body["geo"] == {"country": "RU", "region": "RU-ROS", "city": "Ростов-на-Дону",
                            "country_name": "Россия", "region_name": "Ростовская область"}
     assert swaps(body)["h1.hero"] == "Кондиционер в Ростове-на-Дону"
+
+
+def test_a_decision_costs_one_store_round_trip(client: TestClient) -> None:
+    batcher = client.app.state.runtime.store.batcher  # type: ignore[attr-defined]
+    before = batcher.round_trips
+    body = decide(client, ip=MOSCOW, vid="one-round-trip-000001")
+    assert body["experiments"] and body["phone"]["kind"] == "lease"  # exposures and a lease...
+    assert batcher.round_trips - before == 1  # ...in one pipeline

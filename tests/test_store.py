@@ -6,21 +6,23 @@ import asyncio
 
 import redis
 
+from service.ledger import Ledger
 from service.store import Store, connect
 
 
 def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> int:
         shared = Store(connect(valkey_url))
+        ledger = Ledger(shared)
         await asyncio.gather(*(
-            shared.expose("demo", f"visitor-{i:016d}", "/", "2026-11-22", {"e": "b", "f": "control"})
+            ledger.expose("demo", f"visitor-{i:016d}", "/", "2026-11-22", {"e": "b", "f": "control"})
             for i in range(100)
         ))
         trips = shared.batcher.round_trips
         await shared.close()
         return trips
 
-    assert asyncio.run(scenario()) == 1  # 200 script calls from 100 requests, one pipeline
+    assert asyncio.run(scenario()) == 1  # 300 script calls from 100 requests, one pipeline
     assert store.hgetall("sw:{demo/e}:exposed") == {b"2026-11-22|/|b": b"100"}
     assert store.hlen("sw:{demo/f}:assign") == 100
 
@@ -28,8 +30,9 @@ def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.
 def test_exposure_counts_a_visitor_once_whatever_the_page_or_day(valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> None:
         shared = Store(connect(valkey_url))
-        await shared.expose("demo", "visitor-000000000001", "/", "2026-11-22", {"e": "b"})
-        await shared.expose("demo", "visitor-000000000001", "/other", "2026-11-23", {"e": "b"})
+        ledger = Ledger(shared)
+        await ledger.expose("demo", "visitor-000000000001", "/", "2026-11-22", {"e": "b"})
+        await ledger.expose("demo", "visitor-000000000001", "/other", "2026-11-23", {"e": "b"})
         await shared.close()
 
     asyncio.run(scenario())
@@ -51,8 +54,9 @@ def test_every_process_gets_the_same_secret(valkey_url: str, store: redis.Redis)
 def test_a_dead_store_is_reported_to_every_waiter() -> None:
     async def scenario() -> list[BaseException | None]:
         dead = Store(connect("redis://127.0.0.1:1/0"))
+        ledger = Ledger(dead)
         results = await asyncio.gather(
-            *(dead.expose("demo", f"v-{i:018d}", "/", "2026-11-22", {"e": "b"}) for i in range(5)),
+            *(ledger.expose("demo", f"v-{i:018d}", "/", "2026-11-22", {"e": "b"}) for i in range(5)),
             return_exceptions=True,
         )
         await dead.close()

@@ -1,0 +1,32 @@
+-- Credit a conversion to the visitor's cohort in one experiment, once per event id.
+-- KEYS: 1 assign       hash  visitor id -> "variant|page|day" (see expose.lua)
+--       2 converted    hash  "kind|visitor id" -> 1: the visitor already counts for this kind
+--       3 conversions  hash  "day|page|variant|kind" -> visitors who converted
+--       4 totals       hash  "day|page|variant|kind" -> events
+--       5 seen         zset  event id -> ms: retries within the window are recognised
+--       6 overflowed   hash  visitor id -> 1: visitors who got an overflow number
+--       7 excluded     hash  "day|page|variant|kind" -> events of overflowed visitors
+-- ARGV: 1 visitor id  2 event id  3 now ms  4 dedupe window ms  5.. kinds
+-- Returns 'counted', 'duplicate', 'unexposed' or 'excluded'.
+local vid, event, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('ZSCORE', KEYS[5], event) then return 'duplicate' end
+redis.call('ZADD', KEYS[5], now, event)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. (now - tonumber(ARGV[4])))
+local assigned = redis.call('HGET', KEYS[1], vid)
+if not assigned then return 'unexposed' end
+local variant, page, day = string.match(assigned, '^(.-)|(.-)|(.*)$')
+local cohort = day .. '|' .. page .. '|' .. variant .. '|'
+local excluded = redis.call('HEXISTS', KEYS[6], vid) == 1
+for i = 5, #ARGV do
+  local kind = ARGV[i]
+  if excluded then
+    redis.call('HINCRBY', KEYS[7], cohort .. kind, 1)
+  else
+    redis.call('HINCRBY', KEYS[4], cohort .. kind, 1)
+    if redis.call('HSETNX', KEYS[2], kind .. '|' .. vid, 1) == 1 then
+      redis.call('HINCRBY', KEYS[3], cohort .. kind, 1)
+    end
+  end
+end
+if excluded then return 'excluded' end
+return 'counted'
