@@ -19,6 +19,7 @@ from starlette.routing import Route
 from service import rulefiles
 from service.calls import calls_endpoint, twilio_endpoint
 from service.config import Settings
+from service.dashboard import dashboard_endpoint, login_endpoint
 from service.decide import decide_endpoint
 from service.errors import HTTPError
 from service.events import events_endpoint
@@ -28,6 +29,7 @@ from service.middleware import ClientIPMiddleware
 from service.pools import Pools, pools_endpoint
 from service.ratelimit import RateLimit
 from service.reload import warm_places, watch_rules
+from service.reports import report_endpoint
 from service.responses import JSON, error
 from service.runtime import Runtime
 from service.store import Store, connect
@@ -80,6 +82,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/v1/calls", calls_endpoint, methods=["POST"]),
             Route("/v1/calls/twilio", twilio_endpoint, methods=["POST"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
+            Route("/v1/reports/{site}.csv", report_endpoint, methods=["GET"]),
+            Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),
+            Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
+            Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

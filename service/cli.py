@@ -1,4 +1,4 @@
-"""The `swapline` command: serve, rules check, rules preview, pools."""
+"""The `swapline` command: serve, rules check, rules preview, pools, report."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
     pools.add_argument("--format", choices=("table", "json"), default="table")
 
+    report = commands.add_parser("report", help="conversion per page and variant (asks the service)")
+    report.add_argument("--site", required=True)
+    report.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--from", dest="since", help="first cohort day, YYYY-MM-DD")
+    report.add_argument("--to", dest="until", help="last cohort day, YYYY-MM-DD")
+    report.add_argument("--page")
+    report.add_argument("--experiment")
+    report.add_argument("--metric", help="conversion kind the statistics compare (default: any)")
+
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -60,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "pools":
         return _pools(settings, args)
+    if args.command == "report":
+        return _report(settings, args)
     if args.rules_command == "check":
         return _check(args.directory or settings.rules_dir)
     return _preview(settings, args)
@@ -107,7 +120,7 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(settings: Settings, args: argparse.Namespace, path: str) -> Any:
+def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False) -> Any:
     """GET `path` from the running service with the site's report token from the rules."""
     rules = _load(settings.rules_dir)
     site = rules.sites.get(args.site) if rules else None
@@ -116,12 +129,62 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str) -> Any:
     base = args.url or f"http://{settings.host}:{settings.port}"
     request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {site.report_token}"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return orjson.loads(response.read())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+            return body.decode() if raw else orjson.loads(body)
     except urllib.error.HTTPError as exc:
         raise SystemExit(f"swapline: {base} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
     except OSError as exc:
         raise SystemExit(f"swapline: cannot reach the service at {base}: {exc}") from None
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    filters = {"from": args.since, "to": args.until, "page": args.page, "experiment": args.experiment,
+               "metric": args.metric}
+    query = urllib.parse.urlencode({name: value for name, value in filters.items() if value})
+    path = f"/v1/reports/{args.site}{'.csv' if args.format == 'csv' else ''}{'?' + query if query else ''}"
+    body = _ask(settings, args, path, raw=args.format == "csv")
+    if args.format == "csv":
+        sys.stdout.write(body)
+    elif args.format == "json":
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        _print_report(body)
+    return 0
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    metric = report["metric"]
+    print(f"site {report['site']}, metric {metric}")
+    print("\npages")
+    _table([("page", "visitors", "converted", "rate")],
+           [(p["page"], p["visitors"], p["converted"].get(metric, 0), _pct(p["rate"]))
+            for p in report["pages"]])
+    for table in report["experiments"]:
+        print(f"\nexperiment {table['experiment']} on {table['page']}")
+        _table([("variant", "visitors", "converted", "rate", "95% interval", "lift", "p", "beats control")], [
+            (row["variant"], row["visitors"], row["converted"].get(metric, 0), _pct(row["rate"]),
+             f"{_pct(row['interval'][0])}..{_pct(row['interval'][1])}" if row["interval"] else "",
+             _pct((row["lift"] or {}).get("relative")), _num((row["lift"] or {}).get("p_value")),
+             _pct((row["lift"] or {}).get("chance_to_beat")))
+            for row in table["variants"]])
+        for warning in table["warnings"]:
+            print(f"  ! {warning}")
+
+
+def _table(header: list[tuple[str, ...]], rows: list[tuple[Any, ...]]) -> None:
+    lines = [list(map(str, line)) for line in [*header, *rows]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for line in lines:
+        print("  " + "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
 
 
 def _pools(settings: Settings, args: argparse.Namespace) -> int:
@@ -131,10 +194,7 @@ def _pools(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     columns = ("pool", "numbers", "held", "utilisation", "peak_held", "arrivals_peak_hour", "overflowed_visitors",
                "average_hold_s", "recommended_size")
-    rows = [[str(pool[column]) for column in columns] for pool in body["pools"]]
-    widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(columns)]
-    for row in [list(columns), *rows]:
-        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    _table([columns], [tuple(pool[column] for column in columns) for pool in body["pools"]])
     return 0
 
 

@@ -1,0 +1,270 @@
+"""Analyst reports: conversion per page and per experiment variant, with honest statistics.
+
+`GET /v1/reports/{site}` (JSON) and `GET /v1/reports/{site}.csv`, behind the site's report
+token. Visitors count in the cohort of their first exposure (day, page, variant); the
+conversion rate of a variant is its converted visitors over its exposed visitors, leaving out
+visitors who got an overflow number (they could not be credited a call) and bots (never
+exposed). Filters: `from`, `to` (cohort days, YYYY-MM-DD), `page`, `experiment`, and
+`metric`, the conversion kind the statistics compare (default `any`).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import stats
+from service.auth import require_report_token
+from service.engine import Experiment, Site
+from service.errors import BadRequest
+from service.ledger import SITE, Tally
+from service.responses import JSON
+from service.runtime import Runtime
+
+KINDS = ("qualified_call", "call", "form", "tel_click", "goal", "any")
+CONTROL = "control"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    since: str | None = None  # first cohort day, ISO
+    until: str | None = None  # last cohort day, ISO
+    page: str | None = None
+    experiment: str | None = None
+    metric: str = "any"
+
+    @classmethod
+    def parse(cls, params: Any) -> Filters:
+        for name in ("from", "to"):
+            if params.get(name):
+                try:
+                    datetime.date.fromisoformat(params[name])
+                except ValueError:
+                    raise BadRequest("invalid_filter", f"{name!r} must be a date: YYYY-MM-DD") from None
+        metric = params.get("metric") or "any"
+        if metric not in KINDS and not metric.startswith("goal:"):
+            raise BadRequest("invalid_filter", f"metric must be one of {', '.join(KINDS)} or goal:NAME")
+        return cls(params.get("from") or None, params.get("to") or None, params.get("page") or None,
+                   params.get("experiment") or None, metric)
+
+    def keeps_day(self, day: str) -> bool:
+        return (self.since is None or day >= self.since) and (self.until is None or day <= self.until)
+
+    def keeps(self, day: str, page: str) -> bool:
+        return self.keeps_day(day) and (self.page is None or page == self.page)
+
+
+@dataclass
+class Cell:
+    """One variant of one experiment on one page."""
+
+    exposed: int = 0
+    overflowed: int = 0
+    converted: dict[str, int] | None = None
+    totals: dict[str, int] | None = None
+
+    @property
+    def visitors(self) -> int:
+        return self.exposed - self.overflowed
+
+
+async def build(runtime: Runtime, site: Site, filters: Filters) -> dict[str, Any]:
+    experiments = [e for e in site.experiments if filters.experiment in (None, e.id)]
+    site_tally = await runtime.ledger.tally(site.id, SITE)
+    report: dict[str, Any] = {
+        "site": site.id,
+        "metric": filters.metric,
+        "from": filters.since,
+        "to": filters.until,
+        "pages": [],
+        "experiments": [],
+        "excluded": _excluded(site_tally, filters),
+    }
+    for page, cells in _cells(site_tally, filters).items():
+        cell = cells.get("all", Cell())
+        report["pages"].append({"page": page, **_figures(cell, filters.metric)})
+    for experiment in experiments:
+        tally = await runtime.ledger.tally(site.id, experiment.id)
+        overall = _srm(experiment, tally, filters)
+        for page, cells in _cells(tally, filters).items():
+            report["experiments"].append(_experiment(experiment, page, cells, tally, filters, overall))
+    return report
+
+
+def _cells(tally: Tally, filters: Filters) -> dict[str, dict[str, Cell]]:
+    """Page → variant → counts, over the cohort days the filters keep."""
+    cells: dict[str, dict[str, Cell]] = defaultdict(dict)
+
+    def cell(page: str, variant: str) -> Cell:
+        return cells[page].setdefault(variant, Cell(converted=defaultdict(int), totals=defaultdict(int)))
+
+    for (day, page, variant), count in tally.exposed.items():
+        if filters.keeps(day, page):
+            cell(page, variant).exposed += count
+    for (day, page, variant), count in tally.overflow.items():
+        if filters.keeps(day, page):
+            cell(page, variant).overflowed += count
+    for source, target in ((tally.converted, "converted"), (tally.totals, "totals")):
+        for (day, page, variant, kind), count in source.items():
+            if filters.keeps(day, page):
+                getattr(cell(page, variant), target)[kind] += count
+    return dict(sorted(cells.items()))
+
+
+def _figures(cell: Cell, metric: str) -> dict[str, Any]:
+    converted = dict(cell.converted or {})
+    interval = stats.wilson(converted.get(metric, 0), cell.visitors)
+    return {
+        "exposed": cell.exposed,
+        "overflowed": cell.overflowed,
+        "visitors": cell.visitors,
+        "converted": {kind: converted.get(kind, 0) for kind in _kinds(converted)},
+        "totals": {kind: (cell.totals or {}).get(kind, 0) for kind in _kinds(converted)},
+        "rate": converted.get(metric, 0) / cell.visitors if cell.visitors else None,
+        "interval": [interval.low, interval.high] if interval else None,
+    }
+
+
+def _kinds(converted: dict[str, int]) -> list[str]:
+    return [*KINDS, *sorted(kind for kind in converted if kind.startswith("goal:"))]
+
+
+def _experiment(experiment: Experiment, page: str, cells: dict[str, Cell], tally: Tally, filters: Filters,
+                srm: dict[str, Any] | None) -> dict[str, Any]:
+    metric = filters.metric
+    control = cells.get(CONTROL, Cell())
+    k_control = (control.converted or {}).get(metric, 0)
+    variants = []
+    warnings = []
+    needed = stats.required_sample(k_control / control.visitors) if control.visitors and k_control else None
+    for variant in experiment.variants:
+        cell = cells.get(variant.id, Cell())
+        row = {"variant": variant.id, "weight": variant.weight, **_figures(cell, metric), "lift": None}
+        k = (cell.converted or {}).get(metric, 0)
+        if variant.id != CONTROL and control.visitors and cell.visitors:
+            row["lift"] = _lift(k_control, control.visitors, k, cell.visitors)
+        variants.append(row)
+        if needed is not None and cell.visitors < needed:
+            warnings.append(f"{variant.id}: {cell.visitors} of the {needed} visitors needed to see a 20% lift")
+    if needed is None:
+        warnings.append("too little data: the control has no conversions yet, so no sample size can be judged")
+    if srm and srm["alarm"]:
+        warnings.insert(0, f"sample ratio mismatch (p = {srm['p_value']:.2g}): the split does not follow the "
+                           "weights, so the figures cannot be trusted")
+    return {
+        "experiment": experiment.id,
+        "page": page,
+        "srm": srm,
+        "warnings": warnings,
+        "variants": variants,
+        "daily": _daily(tally, page, filters),
+    }
+
+
+def _lift(k_a: int, n_a: int, k_b: int, n_b: int) -> dict[str, Any]:
+    absolute = stats.difference(k_a, n_a, k_b, n_b)
+    relative = stats.ratio(k_a, n_a, k_b, n_b)
+    return {
+        "absolute": absolute[0] if absolute else None,
+        "absolute_interval": [absolute[1].low, absolute[1].high] if absolute else None,
+        "relative": relative[0] if relative else None,
+        "relative_interval": [relative[1].low, relative[1].high] if relative else None,
+        "p_value": stats.z_test(k_a, n_a, k_b, n_b),
+        "chance_to_beat": stats.chance_to_beat(k_a, n_a, k_b, n_b),
+    }
+
+
+def _srm(experiment: Experiment, tally: Tally, filters: Filters) -> dict[str, Any] | None:
+    """Does the split follow the weights? Over all pages: assignment does not depend on the page."""
+    exposed: dict[str, int] = defaultdict(int)
+    for (day, page, variant), count in tally.exposed.items():
+        if filters.keeps(day, page):
+            exposed[variant] += count
+    result = stats.srm([exposed[v.id] for v in experiment.variants], [v.weight for v in experiment.variants])
+    if result is None:
+        return None
+    chi2, p_value = result
+    return {"chi2": chi2, "p_value": p_value, "alarm": p_value < stats.SRM_ALARM}
+
+
+def _daily(tally: Tally, page: str, filters: Filters) -> list[dict[str, Any]]:
+    days: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # exposed, overflowed, converted
+    for (day, cohort_page, variant), count in tally.exposed.items():
+        if cohort_page == page and filters.keeps(day, page):
+            days[day, variant][0] += count
+    for (day, cohort_page, variant), count in tally.overflow.items():
+        if cohort_page == page and filters.keeps(day, page):
+            days[day, variant][1] += count
+    for (day, cohort_page, variant, kind), count in tally.converted.items():
+        if cohort_page == page and kind == filters.metric and filters.keeps(day, page):
+            days[day, variant][2] += count
+    return [
+        {"day": day, "variant": variant, "visitors": exposed - overflowed, "converted": converted,
+         "rate": converted / (exposed - overflowed) if exposed > overflowed else None}
+        for (day, variant), (exposed, overflowed, converted) in sorted(days.items())
+    ]
+
+
+def _excluded(tally: Tally, filters: Filters) -> dict[str, int]:
+    return {
+        "bot_page_views": sum(n for day, n in tally.bots.items() if filters.keeps_day(day)),
+        "overflowed_visitors": sum(n for (day, page, _), n in tally.overflow.items() if filters.keeps(day, page)),
+        "overflowed_conversions": sum(
+            n for (day, page, _, kind), n in tally.excluded.items() if kind == "any" and filters.keeps(day, page)
+        ),
+    }
+
+
+def csv_text(report: dict[str, Any]) -> str:
+    """One row per page and per experiment variant: the table an analyst pastes into a sheet."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    kinds = list(KINDS)
+    writer.writerow(["section", "experiment", "page", "variant", "weight", "exposed", "overflowed", "visitors",
+                     *[f"converted_{kind}" for kind in kinds], "metric", "rate", "rate_low", "rate_high",
+                     "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
+                     "p_value", "chance_to_beat", "srm_p_value", "warnings"])
+    for page in report["pages"]:
+        writer.writerow(["page", "", page["page"], "all", "", *_counts(page, kinds), report["metric"],
+                         *_numbers(page["rate"], *(page["interval"] or [None, None])), *[""] * 9, ""])
+    for table in report["experiments"]:
+        for row in table["variants"]:
+            lift = row["lift"] or {}
+            writer.writerow([
+                "experiment", table["experiment"], table["page"], row["variant"], row["weight"],
+                *_counts(row, kinds), report["metric"],
+                *_numbers(row["rate"], *(row["interval"] or [None, None])),
+                *_numbers(lift.get("absolute"), *(lift.get("absolute_interval") or [None, None])),
+                *_numbers(lift.get("relative"), *(lift.get("relative_interval") or [None, None])),
+                *_numbers(lift.get("p_value"), lift.get("chance_to_beat")),
+                *_numbers((table["srm"] or {}).get("p_value")),
+                "; ".join(table["warnings"]),
+            ])
+    return out.getvalue()
+
+
+def _counts(row: dict[str, Any], kinds: Iterable[str]) -> list[Any]:
+    return [row["exposed"], row["overflowed"], row["visitors"], *(row["converted"].get(k, 0) for k in kinds)]
+
+
+def _numbers(*values: float | None) -> list[str]:
+    return ["" if value is None else f"{value:.6g}" for value in values]
+
+
+async def report_endpoint(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    require_report_token(site, request)
+    report = await build(runtime, site, Filters.parse(request.query_params))
+    if request.url.path.endswith(".csv"):
+        return Response(csv_text(report), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="{site.id}-report.csv"'})
+    return JSON(report)

@@ -1,0 +1,199 @@
+"""End to end: decisions, beacons and calls through the real service; the report credits each
+conversion to the right page and variant, and keeps bots and overflowed visitors apart."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from tests.conftest import BROWSER, START, Clock, make_settings
+
+SECRET = b"shop-calls-secret-00001"
+TOKEN = {"authorization": "Bearer shop-report-token-0001"}
+NUMBERS = [f"+7 495 150-00-{i:02d}" for i in range(20)]
+SHOP = f"""
+site: shop
+origins: [https://shop.example]
+calls: {{secret: {SECRET.decode()}, qualify_after: 30s, unique_within: 1d}}
+reports: {{token: shop-report-token-0001}}
+pools:
+  - id: city
+    hold: 15m
+    overflow: "+7 495 159-99-99"
+    numbers: [{", ".join(f'"{n}"' for n in NUMBERS)}]
+experiments:
+  - id: hero
+    page: [/, /sale]
+    variants:
+      - {{id: control, weight: 50}}
+      - {{id: b, weight: 50, swap: [{{selector: h1, text: b}}]}}
+"""
+
+
+@pytest.fixture
+def shop(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    app = create_app(make_settings(valkey_url, rules_dir))
+    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as client:
+        app.state.runtime.clock = clock
+        yield client
+
+
+def beacon(client: TestClient, token: str, kind: str, event_id: str, **extra: str) -> Any:
+    body = orjson.dumps({"type": kind, "id": event_id, "token": token, **extra})
+    response = client.post("/v1/events", content=body, headers={"content-type": "text/plain"})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def call(client: TestClient, call_id: str, number: str, start: float, talk: int) -> Any:
+    raw = orjson.dumps({"call_id": call_id, "called": number, "caller": f"+7916{call_id[-7:]}",
+                        "start": start, "talk_seconds": talk})
+    signature = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
+    return client.post("/v1/calls?site=shop", content=raw, headers={"x-swapline-signature": signature}).json()
+
+
+def test_the_report_credits_every_conversion_to_its_page_and_variant(shop: TestClient, clock: Clock) -> None:
+    truth: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for n in range(200):
+        clock.now = START + n * 60  # a visitor a minute: about 15 numbers held at once
+        page = "/" if n % 5 < 3 else "/sale"
+        body = shop.get("/v1/decide", params={"site": "shop", "url": page, "vid": f"shop-visitor-{n:08d}"}).json()
+        cohort = truth[page, body["experiments"]["hero"]]
+        cohort["exposed"] += 1
+        converted = set()
+        if n % 3 == 0:
+            beacon(shop, body["token"], "form", f"form-{n}")
+            beacon(shop, body["token"], "form", f"form-{n}")  # a retried beacon
+            cohort["form_events"] += 1
+            converted.add("form")
+        if n % 4 == 0:
+            beacon(shop, body["token"], "tel_click", f"tel-{n}")
+            beacon(shop, body["token"], "tel_click", f"tel-{n}-again")  # a second tap
+            cohort["tel_click_events"] += 2
+            converted.add("tel_click")
+        if n % 7 == 0:
+            beacon(shop, body["token"], "goal", f"goal-{n}", name="newsletter")
+            converted.update({"goal", "goal:newsletter"})
+        if n % 6 == 0:
+            talk = 45 if n % 12 == 0 else 10
+            answer = call(shop, f"call-{n:010d}", body["phone"]["number"], clock.now + 30, talk)
+            assert answer["credited"] and answer["visitor"] == f"shop-visitor-{n:08d}"
+            converted.add("call")
+            if talk >= 30:
+                converted.add("qualified_call")
+        for kind in converted | ({"any"} if converted else set()):
+            cohort[kind] += 1
+
+    report = shop.get("/v1/reports/shop", headers=TOKEN).json()
+    tables = {(table["page"], row["variant"]): row for table in report["experiments"] for row in table["variants"]}
+    assert set(tables) == set(truth)
+    for key, expected in truth.items():
+        row = tables[key]
+        assert row["exposed"] == expected["exposed"] and row["overflowed"] == 0, key
+        for kind in ("form", "tel_click", "goal", "call", "qualified_call", "any"):
+            assert row["converted"][kind] == expected[kind], (key, kind)
+        assert row["totals"]["form"] == expected["form_events"] and row["totals"]["tel_click"] == expected[
+            "tel_click_events"]
+        assert row["rate"] == pytest.approx(expected["any"] / expected["exposed"])
+    pages = {page["page"]: page for page in report["pages"]}
+    assert pages["/"]["visitors"] == 120 and pages["/sale"]["visitors"] == 80
+    assert pages["/"]["converted"]["form"] == sum(truth["/", v]["form"] for v in ("control", "b"))
+
+
+def test_overflowed_visitors_and_bots_are_counted_apart(shop: TestClient, clock: Clock) -> None:
+    tokens = []
+    for n in range(25):  # 25 visitors in one minute, 20 numbers: five overflow
+        body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"burst-visitor-{n:07d}"}).json()
+        tokens.append((body["phone"]["kind"], body["token"]))
+    for n, (_, token) in enumerate(tokens):
+        beacon(shop, token, "form", f"burst-{n}")
+    shop.get("/v1/decide", params={"site": "shop", "url": "/"},
+             headers={"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"})
+    report = shop.get("/v1/reports/shop", headers=TOKEN).json()
+    rows = [row for table in report["experiments"] for row in table["variants"]]
+    assert sum(row["exposed"] for row in rows) == 25
+    assert sum(row["overflowed"] for row in rows) == 5 == sum(kind == "overflow" for kind, _ in tokens)
+    assert sum(row["visitors"] for row in rows) == 20 and sum(row["converted"]["form"] for row in rows) == 20
+    assert report["excluded"] == {"bot_page_views": 1, "overflowed_visitors": 5, "overflowed_conversions": 5}
+
+
+def test_statistics_compare_each_variant_with_control(shop: TestClient, clock: Clock) -> None:
+    for n in range(120):
+        clock.now = START + n * 60
+        body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"stats-visitor-{n:07d}"}).json()
+        if body["experiments"]["hero"] == "b" or n % 4 == 0:
+            beacon(shop, body["token"], "form", f"s-{n}")
+    (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
+    control, variant = table["variants"]
+    assert control["variant"] == "control" and control["lift"] is None
+    lift = variant["lift"]
+    assert lift["absolute"] == pytest.approx(variant["rate"] - control["rate"])
+    assert lift["absolute_interval"][0] < lift["absolute"] < lift["absolute_interval"][1]
+    assert lift["p_value"] < 0.001 and lift["chance_to_beat"] > 0.999
+    assert control["interval"][0] < control["rate"] < control["interval"][1]
+    assert table["srm"]["alarm"] is False and 0 <= table["srm"]["p_value"] <= 1
+    assert {day["variant"] for day in table["daily"]} == {"control", "b"}
+
+
+def test_report_filters_csv_and_token(shop: TestClient, clock: Clock) -> None:
+    for n, page in enumerate(["/", "/sale", "/"]):
+        body = shop.get("/v1/decide", params={"site": "shop", "url": page, "vid": f"filter-visitor-{n:06d}"}).json()
+        beacon(shop, body["token"], "form", f"f-{n}")
+    day = "2026-11-18"  # START's day
+    only_sale = shop.get("/v1/reports/shop", params={"page": "/sale"}, headers=TOKEN).json()
+    assert [table["page"] for table in only_sale["experiments"]] == ["/sale"]
+    assert shop.get("/v1/reports/shop", params={"from": "2026-11-19"}, headers=TOKEN).json()["experiments"] == []
+    same_day = shop.get("/v1/reports/shop", params={"from": day, "to": day, "experiment": "hero"}, headers=TOKEN)
+    assert sum(row["exposed"] for t in same_day.json()["experiments"] for row in t["variants"]) == 3
+
+    response = shop.get("/v1/reports/shop.csv", headers=TOKEN)
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    experiment_rows = [row for row in rows if row["section"] == "experiment"]
+    assert sum(int(row["exposed"]) for row in experiment_rows) == 3
+    assert sum(int(row["converted_form"]) for row in experiment_rows) == 3
+    assert {row["page"] for row in rows if row["section"] == "page"} == {"/", "/sale"}
+
+    assert shop.get("/v1/reports/shop").status_code == 401
+    assert shop.get("/v1/reports/shop.csv", headers={"authorization": "Bearer nope"}).status_code == 401
+    for params in ({"from": "yesterday"}, {"metric": "sales"}):
+        bad = shop.get("/v1/reports/shop", params=params, headers=TOKEN)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_filter"
+
+
+def test_events_need_an_id_a_known_kind_and_the_sites_origin(shop: TestClient) -> None:
+    token = shop.get("/v1/decide", params={"site": "shop", "url": "/"}).json()["token"]
+    for body, code in [({"type": "form"}, "invalid_event"), ({"type": "form", "id": "x y"}, "invalid_event"),
+                       ({"type": "goal", "id": "g1"}, "invalid_event"),
+                       ({"type": "goal", "id": "g1", "name": "Bad Name"}, "invalid_event")]:
+        response = shop.post("/v1/events", content=orjson.dumps({**body, "token": token}))
+        assert response.status_code == 400 and response.json()["error"]["code"] == code
+    foreign = shop.post("/v1/events", content=orjson.dumps({"type": "form", "id": "f", "token": token}),
+                        headers={"origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    own = shop.post("/v1/events", content=orjson.dumps({"type": "form", "id": "f", "token": token}),
+                    headers={"origin": "https://shop.example"})
+    assert own.status_code == 202 and own.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_beacons_are_rate_limited_per_address(valkey_url: str, rules_dir: Path, store: redis.Redis) -> None:
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    app = create_app(make_settings(valkey_url, rules_dir, beacon_rate=5))
+    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as client:
+        token = client.get("/v1/decide", params={"site": "shop", "url": "/"}).json()["token"]
+        codes = [client.post("/v1/events", content=orjson.dumps({"type": "form", "id": f"r{n}", "token": token}))
+                 .status_code for n in range(8)]
+    assert codes == [202] * 5 + [429] * 3
