@@ -104,3 +104,34 @@ def test_pools_command_explains_an_unreachable_service() -> None:
     result = subprocess.run(["swapline", "pools", "--site", "demo", "--url", "http://127.0.0.1:9"],
                             capture_output=True, text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
     assert result.returncode != 0 and "cannot reach the service" in result.stderr
+
+
+def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    import orjson
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    from tests.test_reports import SHOP
+
+    (rules / "shop.yaml").write_text(SHOP)
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules))
+    env = {**os.environ, "SWAPLINE_RULES_DIR": str(rules)}
+    try:
+        for n in range(10):
+            body = httpx.get(f"{base}/v1/decide", params={"site": "shop", "url": "/", "vid": f"report-cli-{n:08d}"},
+                             headers={"user-agent": "Mozilla/5.0 Chrome/130.0"}).json()
+            if n % 2:
+                httpx.post(f"{base}/v1/events", content=orjson.dumps({"type": "form", "id": f"f{n}",
+                                                                       "token": body["token"]}))
+        outputs = {fmt: subprocess.run(["swapline", "report", "--site", "shop", "--url", base, "--format", fmt],
+                                       capture_output=True, text=True, env=env) for fmt in ("table", "csv", "json")}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert all(result.returncode == 0 for result in outputs.values()), outputs
+    report = json.loads(outputs["json"].stdout)
+    assert sum(row["visitors"] for t in report["experiments"] for row in t["variants"]) == 10
+    assert sum(row["converted"]["form"] for t in report["experiments"] for row in t["variants"]) == 5
+    assert outputs["csv"].stdout.startswith("section,experiment,page,variant")
+    table = outputs["table"].stdout
+    assert "experiment hero on /" in table and "control" in table and "beats control" in table
