@@ -5,6 +5,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
+COPY snippet ./snippet
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim

@@ -8,12 +8,13 @@ import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
+from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from service import rulefiles
@@ -32,10 +33,12 @@ from service.reload import warm_places, watch_rules
 from service.reports import report_endpoint
 from service.responses import JSON, error
 from service.runtime import Runtime
+from service.snippet import snippet_endpoint
 from service.store import Store, connect
 from service.tokens import TokenSigner
 
 log = logging.getLogger("swapline")
+DEMO_PAGE = resources.files("service").joinpath("pages", "demo.html").read_text()
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -86,6 +89,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
+            Route("/s.js", snippet_endpoint, methods=["GET"]),
+            Route("/demo/", demo_page, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
@@ -98,6 +103,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 async def _sync_pools(pools: Pools, rules: rulefiles.RuleSet) -> None:
     for site in rules.sites.values():
         await pools.sync(site)
+
+
+async def demo_page(request: Request) -> Response:
+    """The demo site's page, with the snippet embedded as any website would."""
+    return HTMLResponse(DEMO_PAGE)
 
 
 async def healthz(request: Request) -> JSON:

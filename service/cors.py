@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from starlette.requests import Request
+
 from service.engine import Site
 from service.errors import Forbidden
 
 
-def cors_headers(site: Site, origin: str | None) -> dict[str, str]:
-    """Headers that let `origin` read the answer; refuses an origin the site does not list.
-
-    Requests without an Origin header (servers, curl, the preview) need no CORS at all.
+def cors_headers(site: Site, request: Request) -> dict[str, str]:
+    """Headers that let the request's origin read the answer; refuses an origin the site
+    does not list. Requests without an Origin (servers, curl, the preview) and the service's
+    own pages (the demo) need no permission.
     """
-    if origin is None:
+    origin = request.headers.get("origin")
+    if origin is None or origin == f"{request.url.scheme}://{request.url.netloc}":
         return {"Vary": "Origin"}
     if origin not in site.origins:
         raise Forbidden("origin_not_allowed", f"origin {origin!r} is not allowed for site {site.id!r}")

@@ -83,7 +83,8 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
     """
     if pool is None:
         return None
-    shown: dict[str, Any] = {"pool": pool.id, "replaces": site.phone}
+    shown: dict[str, Any] = {"pool": pool.id, "replaces": site.phone,
+                             "replaces_digits": formats(site.phone)["digits"] if site.phone else None}
     if pool.static:
         return {**shown, "kind": "static", **formats(pool.static)}
     if lease is None:
@@ -140,11 +141,22 @@ def _param(request: Request, name: str, limit: int, required: bool = False) -> s
     return value
 
 
+def _preview(request: Request) -> dict[str, str] | None:
+    """`preview=experiment:variant[,experiment:variant]` pins variants for one page view."""
+    raw = _param(request, "preview", 512)
+    if raw is None:
+        return None
+    pairs = [item.partition(":") for item in raw.split(",")]
+    if any(not experiment or not variant for experiment, _, variant in pairs):
+        raise BadRequest("invalid_preview", "preview must be experiment:variant[,experiment:variant]")
+    return {experiment: variant for experiment, _, variant in pairs}
+
+
 async def decide_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     rules = runtime.rules
     site = runtime.site(_param(request, "site", 64, required=True))
-    headers = cors_headers(site, request.headers.get("origin"))
+    headers = cors_headers(site, request)
     url = _param(request, "url", MAX_URL, required=True)
     assert url is not None
     if not url.startswith(("http://", "https://", "/")):
@@ -156,7 +168,11 @@ async def decide_endpoint(request: Request) -> JSON:
     assert vid is not None
     geo = runtime.geo.lookup(request.client.host if request.client else "")
     seen = visit(url, ref, vid, geo, request.headers.get("user-agent", ""))
-    outcome = decide(site, seen)
+    forced = _preview(request)
+    outcome = decide(site, seen, forced)
+    if forced:  # a marketer looking at a variant: nothing is recorded, nothing leased
+        token = runtime.signer.sign({**token_payload(site, seen, outcome, None), "pv": 1})
+        return JSON({**answer(site, seen, outcome, token, rules.version), "preview": True}, headers=headers)
     lease, degraded = await record(runtime, site, seen, outcome)
     if degraded and outcome.pool is not None and outcome.pool.numbers:
         outcome = replace(outcome, pool=None)  # the page keeps its own number

@@ -47,10 +47,12 @@ async def events_endpoint(request: Request) -> JSON:
         raise TooManyRequests("rate_limited", "too many beacons from this address; slow down")
     event = bodies.json_object(await bodies.read(request, MAX_BODY))
     site, token = verified(runtime, event.get("token"))
-    headers = cors_headers(site, request.headers.get("origin"))
+    headers = cors_headers(site, request)
     kind = event.get("type")
     if kind not in EVENT_TYPES:
         raise BadRequest("unknown_event", f"event type must be one of: {', '.join(EVENT_TYPES)}")
+    if token.get("pv"):  # a preview page view: its beacons record nothing
+        return JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
     if kind == "heartbeat":
         pool = next((p for p in site.pools if p.id == token.get("n") and p.numbers), None)
         number = await runtime.pools.extend(site.id, pool, token["v"], runtime.now_ms()) if pool else None

@@ -18,12 +18,22 @@ def e164(number: str) -> str | None:
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
+def _metadata(parsed: phonenumbers.PhoneNumber) -> phonenumbers.PhoneMetadata | None:
+    region = phonenumbers.region_code_for_number(parsed)
+    return phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
+
+
 @functools.lru_cache(maxsize=4096)
 def formats(number: str) -> dict[str, str]:
-    """The forms the snippet shows and searches for: E.164, international, national."""
+    """The forms the snippet shows and searches for: E.164, international, national, and the
+    national digits (without country code or trunk prefix) that the snippet matches on."""
     parsed = phonenumbers.parse(number, None)
     return {
         "number": number,
+        "digits": phonenumbers.national_significant_number(parsed),
+        # What may stand before the national digits in a printed number: +7, 7 or 8 in Russia.
+        "country_code": str(parsed.country_code),
+        "trunk_prefix": (metadata.national_prefix or "") if (metadata := _metadata(parsed)) else "",
         "international": phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
         "national": phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL),
     }

@@ -141,7 +141,8 @@ MISTAKES = {
         "      country: RU", "      device: phone", ("'phone' is not one of ['mobile', 'tablet', 'desktop']",)
     ),
     "page without a slash": Mistake(
-        "    page: /\n    priority: 30", "    page: repair\n    priority: 30", ("'repair' does not match '^/'",)
+        "    page: [/, /demo]\n    priority: 30", "    page: [/, repair]\n    priority: 30",
+        ("'repair' does not match '^/'",)
     ),
     # types
     "wrong type": Mistake("priority: 20", 'priority: "high"', ("priority", "'high' is not of type 'integer'")),

@@ -1,0 +1,1 @@
+../../snippet/swapline.js

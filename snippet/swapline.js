@@ -1,0 +1,114 @@
+/* Swapline snippet: the visitor's texts and tracking number, in the page that embeds it.
+ *   <script async src="https://HOST/s.js" data-site="SITE"></script>
+ * Plain ES2017, no dependencies. Whatever fails, the page stays as it was. */
+(() => {
+  const doc = document, me = doc.currentScript;
+  if (!me || window.swapline) return;
+  const site = me.dataset.site, base = new URL(me.src).origin, NOSWAP = "[data-swapline-noswap]";
+  const rid = () => Array.from(crypto.getRandomValues(new Uint32Array(4)), (n) => n.toString(36)).join("");
+  const get = (key) => { try { return localStorage[key]; } catch (e) {} };
+  const put = (key, value) => { try { localStorage[key] = value; } catch (e) {} };
+
+  // The visitor id lives in a first-party cookie and in localStorage: either restores the other.
+  let vid = (doc.cookie.match(/(^|; )swl_vid=([\w-]+)/) || [])[2] || get("swl_vid") || rid();
+  const keep = (id) => {
+    put("swl_vid", vid = id);
+    doc.cookie = `swl_vid=${id};path=/;max-age=31536000;samesite=lax`;
+  };
+  keep(vid);
+
+  // Hide only what is about to change (data-hide, and what changed last time), while we wait.
+  const wait = +me.dataset.timeout || 1000, hidden = doc.createElement("style");
+  const toHide = [me.dataset.hide, get("swl_sel_" + site)].filter(Boolean).join();
+  if (toHide) doc.documentElement.appendChild(hidden).textContent = toHide + "{visibility:hidden!important}";
+
+  let decision, pattern, digits;
+  const waiting = [];
+  const done = (value) => {
+    decision = value;
+    hidden.remove();
+    waiting.splice(0).forEach((cb) => cb(value));
+  };
+
+  // Put the new number's digits in place of the old one's wherever those stand with only
+  // separators between them: each place keeps its format, even split over child elements.
+  const renumber = (chars, write) => {
+    const text = chars.join("");
+    pattern.lastIndex = 0;
+    for (let match; (match = pattern.exec(text));) {
+      const end = match.index + match[0].length;
+      if (/\d/.test((text[match.index - 1] || "") + (text[end] || ""))) continue;
+      // The country code or trunk prefix (+7, 8) stays; the national digits change.
+      for (let i = end, n = digits.length; n;) if (/\d/.test(text[--i])) write(i, digits[--n]);
+    }
+  };
+  const swapNumber = (root) => {
+    const walker = doc.createTreeWalker(root, 4), owners = [], chars = [];
+    for (let node; (node = walker.nextNode());)
+      if (!node.parentElement.closest(`script,style,textarea,${NOSWAP}`))
+        for (const char of node.data) owners.push(node) && chars.push(char);
+    const changed = new Set();
+    renumber(chars, (at, digit) => changed.add(owners[at]) && (chars[at] = digit));
+    changed.forEach((node) => (node.data = chars.filter((c, i) => owners[i] === node).join("")));
+    for (const link of root.querySelectorAll('a[href^="tel:"]')) {
+      if (link.closest(NOSWAP)) continue;
+      const href = [...link.getAttribute("href")];
+      renumber(href, (at, digit) => (href[at] = digit));
+      link.setAttribute("href", href.join(""));
+    }
+  };
+  const apply = (root) => {
+    if (!decision || !root || root.nodeType !== 1) return;
+    for (const { selector, text } of decision.swaps)
+      try {
+        for (const el of [root, ...root.querySelectorAll(selector)])
+          if (el.matches(selector) && !el.closest(NOSWAP) && el.textContent !== text) el.textContent = text;
+      } catch (e) {}
+    if (pattern) swapNumber(root);
+  };
+
+  const send = (event) => {
+    if (!decision) return decision === undefined && waiting.push(() => send(event));
+    const body = JSON.stringify({ ...event, token: decision.token }), url = base + "/v1/events";
+    navigator.sendBeacon(url, new Blob([body], { type: "text/plain" })) ||
+      fetch(url, { method: "POST", body, keepalive: true }).catch(() => {});
+  };
+  const on = (type, kind, pick) => addEventListener(type, (e) => pick(e.target) && send({ type: kind, id: rid() }), true);
+
+  window.swapline = {
+    ready: (cb) => (decision === undefined ? waiting.push(cb) : cb(decision)),
+    swap: (node) => apply(node || doc.body),
+    goal: (name) => send({ type: "goal", id: rid(), name }),
+  };
+
+  const query = new URLSearchParams({ site, url: location.href, ref: doc.referrer, vid });
+  const preview = new URLSearchParams(location.search).get("swapline_preview");
+  if (preview) query.set("preview", preview);
+  const abort = new AbortController();
+  setTimeout(() => abort.abort(), wait);
+  fetch(`${base}/v1/decide?${query}`, { signal: abort.signal, credentials: "omit" })
+    .then((response) => (response.ok ? response.json() : Promise.reject()))
+    .then((answer) => {
+      const phone = answer.phone || {};
+      keep(answer.vid);
+      put("swl_sel_" + site, answer.swaps.map((swap) => swap.selector));
+      if (phone.number && phone.replaces_digits && phone.digits !== phone.replaces_digits) {
+        const sep = "[\\s\\u00a0().-]*";
+        pattern = RegExp(`(\\+?${phone.country_code}|${phone.trunk_prefix})?${sep}${[...phone.replaces_digits].join(sep)}`, "g");
+        digits = phone.digits;
+      }
+      const start = () => {
+        decision = answer;
+        apply(doc.body);
+        new MutationObserver((records) => records.forEach((r) => apply(r.target.parentElement)))
+          .observe(doc.body, { childList: true, subtree: true, characterData: true });
+        on("submit", "form", (el) => !el.closest(NOSWAP));
+        on("click", "tel_click", (el) => el.closest && el.closest('a[href^="tel:"]'));
+        if (phone.kind === "lease")
+          setInterval(() => doc.visibilityState === "visible" && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
+        done(answer);
+      };
+      doc.body ? start() : addEventListener("DOMContentLoaded", start);
+    })
+    .catch(() => done(null));
+})();

@@ -1,0 +1,301 @@
+"""The snippet in a real headless Chromium, on fixture pages of another origin, against the
+real service: swaps, numbers, beacons, and a page left alone when the service fails."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+from playwright.sync_api import Browser, Page
+
+from service.snippet import MINIFIED
+from tests.browser import chromium
+from tests.conftest import BROWSER, free_port, start
+
+FIXTURES = Path(__file__).resolve().parent.parent / "snippet" / "fixtures"
+REPORT = {"authorization": "Bearer fixture-report-token-01"}
+NUMBERS = [f"+7 812 700-00-{i:02d}" for i in range(1, 40)]
+
+
+class Fixtures(http.server.ThreadingHTTPServer):
+    """Serves the fixture pages; as `?service=self` it also plays a slow or broken service."""
+
+    service = ""
+    mode = "slow"  # for pages served with ?service=self: "slow" answers after 3 s, "down" fails
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: Fixtures
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        if path == "/s.js":
+            return self.answer(200, "text/javascript", MINIFIED)
+        if path == "/v1/decide":
+            if self.server.mode == "down":
+                return self.answer(503, "application/json", b'{"error": {"code": "down", "message": "down"}}')
+            time.sleep(3)
+            late = {"vid": "late-visitor-000000001", "token": "x", "phone": None,
+                    "swaps": [{"selector": "h1.hero", "text": "Too late"}]}
+            return self.answer(200, "application/json", orjson.dumps(late))
+        service = f"http://127.0.0.1:{self.server.server_port}" if "service=self" in query else self.server.service
+        page = (FIXTURES / path.lstrip("/")).read_text().replace("{{SERVICE}}", service)
+        self.answer(200, "text/html; charset=utf-8", page.encode())
+
+    def answer(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("access-control-allow-origin", "*")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def fixtures() -> Iterator[Fixtures]:
+    server = Fixtures(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, valkey_url: str, fixtures: Fixtures) -> Iterator[str]:
+    redis.Redis.from_url(valkey_url).flushall()
+    tmp = tmp_path_factory.mktemp("snippet")
+    (tmp / "rules").mkdir()
+    numbers = ", ".join(f'"{n}"' for n in NUMBERS)
+    (tmp / "rules" / "fixture.yaml").write_text(f"""
+site: fixture
+origins: [http://127.0.0.1:{fixtures.server_port}]
+phone: "+7 812 645-17-14"
+reports: {{token: fixture-report-token-01}}
+pools:
+  - {{id: all, hold: 90s, numbers: [{numbers}]}}
+rules:
+  - id: hero
+    swap:
+      - {{selector: h1.hero, text: "{{{{ keyword(default='Кондиционеры') }}}}"}}
+      - {{selector: .lead, text: Swapped lead}}
+experiments:
+  - id: e
+    variants:
+      - {{id: control, weight: 50}}
+      - {{id: b, weight: 50, swap: [{{selector: "#variant-box", text: Variant B}}]}}
+""")
+    process, base = start(tmp, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(tmp / "rules"))
+    fixtures.service = base
+    yield base
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as instance:
+        yield instance
+
+
+@pytest.fixture
+def page(browser: Browser, service: str) -> Iterator[Page]:
+    # Headless Chromium says "HeadlessChrome" and is rightly treated as a bot: be a browser.
+    context = browser.new_context(user_agent=BROWSER)
+    page = context.new_page()
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda error: page.errors.append(str(error)))  # type: ignore[attr-defined]
+    yield page
+    context.close()
+
+
+def url(fixtures: Fixtures, query: str = "") -> str:
+    return f"http://127.0.0.1:{fixtures.server_port}/page.html{query}"
+
+
+def decided(page: Page) -> Any:
+    return page.evaluate("new Promise((resolve) => swapline.ready(resolve))")
+
+
+def text(page: Page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def report(service: str) -> Any:
+    return httpx.get(f"{service}/v1/reports/fixture", headers=REPORT).json()
+
+
+def test_text_swaps_land_as_text(page: Page, fixtures: Fixtures) -> None:
+    page.goto(url(fixtures, "?utm_term=%3Cscript%3Ealert(1)%3C/script%3E%3Cb%3Ebold%3C/b%3E"))
+    decided(page)
+    assert text(page, "#hero") == "<script>alert(1)</script><b>bold</b>"
+    assert page.locator("#hero *").count() == 0  # no element was made from the phrase
+    assert text(page, "#lead") == "Swapped lead"
+    assert text(page, "#frozen-hero") == "Frozen headline"  # data-swapline-noswap
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_the_number_is_replaced_in_every_format_and_tel_link(page: Page, fixtures: Fixtures) -> None:
+    page.goto(url(fixtures))
+    d = decided(page)["phone"]["digits"]  # e.g. 8127000001
+    area, a, b, c = d[:3], d[3:6], d[6:8], d[8:]
+    assert text(page, "#f1") == f"+7 ({area}) {a}-{b}-{c}"
+    assert text(page, "#f2") == f"8 ({area}) {a}-{b}-{c}"
+    assert text(page, "#f3") == f"+7 {area} {a} {b} {c}"
+    assert text(page, "#f4") == f"8-{area}-{a}-{b}-{c}"
+    assert text(page, "#f5") == f"+7{d}"
+    assert page.inner_html("#f6") == f"<b>+7 ({area})</b> {a}-<i>{b}</i>-{c}"  # split over elements
+    assert text(page, "#f7") == f"Звоните 8 {area} {a}{b}{c} круглосуточно"
+    assert text(page, "#other") == "+7 (495) 645-17-14 and 18126451714 are other numbers"
+    assert page.get_attribute("#tel1", "href") == f"tel:+7{d}"
+    assert page.get_attribute("#tel2", "href") == f"tel:8({area}){a}-{b}-{c}"
+    assert text(page, "#frozen-number").startswith("+7 (812) 645-17-14")  # data-swapline-noswap
+    assert page.get_attribute("#frozen-tel", "href") == "tel:+78126451714"
+
+
+def test_content_added_later_is_swapped(page: Page, fixtures: Fixtures) -> None:
+    page.goto(url(fixtures))
+    d = decided(page)["phone"]["digits"]
+    page.click("#popup")
+    page.wait_for_function("document.getElementById('modal-lead').textContent === 'Swapped lead'")
+    assert text(page, "#modal-phone") == f"+7 ({d[:3]}) {d[3:6]}-{d[6:8]}-{d[8:]}"
+    page.click("#route")  # a single-page app swaps its whole view
+    page.wait_for_function("document.getElementById('next-hero').textContent === 'Кондиционеры'")
+    assert text(page, "#next-phone") == f"8 {d[:3]} {d[3:6]}-{d[6:8]}-{d[8:]}"
+
+
+def test_visitor_id_survives_reloads_in_cookie_and_storage(page: Page, fixtures: Fixtures) -> None:
+    page.goto(url(fixtures))
+    first = decided(page)["vid"]
+    assert {c["name"]: c["value"] for c in page.context.cookies()}["swl_vid"] == first
+    page.reload()
+    assert decided(page)["vid"] == first
+    page.context.clear_cookies()  # the cookie is gone: localStorage brings the same id back
+    page.reload()
+    assert decided(page)["vid"] == first
+
+
+def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Page, fixtures: Fixtures,
+                                                                       service: str) -> None:
+    before = report(service)["pages"]
+    page.goto(url(fixtures))
+    decided(page)
+    # Chromium shows no body for sendBeacon's requests: what they carried shows in the report.
+    beacon = "**/v1/events"
+    with page.expect_request(beacon):
+        page.click("#submit")
+    with page.expect_request(beacon):
+        page.evaluate("document.getElementById('tel1').dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    with page.expect_request(beacon):
+        page.evaluate("swapline.goal('newsletter')")
+    converted = {kind: 0 for kind in ("form", "tel_click", "goal")}
+    for _ in range(50):
+        (after,) = report(service)["pages"]
+        converted = {kind: after["converted"][kind] - (before[0]["converted"][kind] if before else 0)
+                     for kind in converted}
+        if all(converted.values()):
+            break
+        time.sleep(0.1)
+    assert converted == {"form": 1, "tel_click": 1, "goal": 1}
+
+
+def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixtures) -> None:
+    beats: list[str] = []
+    page.on("request", lambda r: r.url.endswith("/v1/events") and beats.append(r.url))  # only beats here
+    page.clock.install()
+    page.goto(url(fixtures))
+    assert decided(page)["phone"]["hold"] == 90  # a beat every 30 s
+    page.clock.run_for(31_000)
+    page.wait_for_timeout(300)
+    assert len(beats) == 1
+    page.evaluate("Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true})")
+    page.clock.run_for(120_000)
+    page.wait_for_timeout(300)
+    assert len(beats) == 1
+    page.evaluate("Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true})")
+    page.clock.run_for(31_000)
+    page.wait_for_timeout(300)
+    assert len(beats) == 2
+
+
+def test_js_api_swaps_a_detached_node(page: Page, fixtures: Fixtures) -> None:
+    page.goto(url(fixtures))
+    decided(page)
+    swapped = page.evaluate("""() => {
+        const box = document.createElement('div');
+        box.innerHTML = '<p class="lead">x</p><span>+7 (812) 645-17-14</span>';
+        swapline.swap(box);
+        return [box.querySelector('p').textContent, box.querySelector('span').textContent];
+    }""")
+    assert swapped[0] == "Swapped lead" and swapped[1] != "+7 (812) 645-17-14"
+
+
+def test_preview_forces_a_variant_and_records_nothing(page: Page, fixtures: Fixtures, service: str) -> None:
+    exposed_before = sum(p["visitors"] for p in report(service)["pages"])
+    page.goto(url(fixtures, "?swapline_preview=e:b"))
+    decision = decided(page)
+    assert decision["preview"] is True and decision["experiments"] == {"e": "b"}
+    assert text(page, "#variant-box") == "Variant B"
+    assert text(page, "#f1") == "+7 (812) 645-17-14"  # no number leased for a preview
+    assert sum(p["visitors"] for p in report(service)["pages"]) == exposed_before
+
+
+def test_only_the_targeted_elements_wait_and_for_at_most_a_second(page: Page, fixtures: Fixtures) -> None:
+    fixtures.mode = "slow"
+    page.goto(url(fixtures, "?service=self"), wait_until="commit")
+    page.wait_for_selector("#lead")
+    page.wait_for_timeout(300)
+    visibility = "(s) => getComputedStyle(document.querySelector(s)).visibility"
+    assert page.evaluate(visibility, "#hero") == "hidden"
+    assert page.evaluate(visibility, "#lead") == "visible" and page.evaluate(visibility, "#f1") == "visible"
+    page.wait_for_timeout(1000)  # 1.3 s after the page opened
+    assert page.evaluate(visibility, "#hero") == "visible"
+    page.wait_for_timeout(2500)  # the slow answer came at 3 s: too late, ignored
+    assert text(page, "#hero") == "Original headline" and text(page, "#f1") == "+7 (812) 645-17-14"
+    assert decided(page) is None
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_failing_service_leaves_the_page_as_it_was(page: Page, fixtures: Fixtures) -> None:
+    fixtures.mode = "down"
+    page.goto(url(fixtures, "?service=self"))
+    assert decided(page) is None
+    assert text(page, "#hero") == "Original headline" and text(page, "#f1") == "+7 (812) 645-17-14"
+    page.click("#submit")  # the page still works, and no beacon is sent for a failed decision
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_the_demo_page_works_on_any_port(browser: Browser, tmp_path: Path, valkey_url: str) -> None:
+    from tests.browser import ARTIFACTS
+
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        context = browser.new_context(user_agent=BROWSER, extra_http_headers={"x-forwarded-for": "95.161.0.1"})
+        page = context.new_page()
+        page.goto(f"{base}/demo/?utm_term=купить+кондиционер")
+        decision = decided(page)
+        assert text(page, "h1.hero") == "Купить кондиционер в Санкт-Петербурге"
+        assert decision["phone"]["pool"] == "saint-petersburg"
+        assert re.sub(r"\D", "", text(page, "header a")).endswith(decision["phone"]["digits"])
+        page.wait_for_function("document.getElementById('decision').textContent.includes('RU-SPE')")
+        with page.expect_response("**/v1/events") as beacon:
+            page.click("#cta")  # not a form or tel link: nothing sent...
+            page.fill("input[name=phone]", "+79990000000")
+            page.click("form button")  # ...a form is
+        assert beacon.value.status == 202  # same-origin beacons pass CORS
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+        context.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
