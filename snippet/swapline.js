@@ -69,7 +69,8 @@
 
   const send = (event) => {
     if (!decision) return decision === undefined && waiting.push(() => send(event));
-    const body = JSON.stringify({ ...event, token: decision.token }), url = base + "/v1/events";
+    event.token = decision.token;
+    const body = JSON.stringify(event), url = base + "/v1/events";
     navigator.sendBeacon(url, new Blob([body], { type: "text/plain" })) ||
       fetch(url, { method: "POST", body, keepalive: true }).catch(() => {});
   };
