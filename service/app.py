@@ -27,6 +27,7 @@ from service.events import events_endpoint
 from service.geo import GeoDB
 from service.ledger import Ledger
 from service.middleware import ClientIPMiddleware
+from service.openapi import openapi_endpoint
 from service.pools import Pools, pools_endpoint
 from service.ratelimit import RateLimit
 from service.reload import warm_places, watch_rules
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
             Route("/s.js", snippet_endpoint, methods=["GET"]),
             Route("/demo/", demo_page, methods=["GET"]),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -1,0 +1,187 @@
+"""`GET /openapi.json`: the public HTTP contract (v1), OpenAPI 3.0.
+
+Written by hand, next to the handlers it describes, and fuzzed with schemathesis in the tests:
+every answer must fit it, errors included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from service import __version__
+from service.responses import JSON
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+NULLABLE_STRING = {"type": "string", "nullable": True}
+SITE_PATH = {"name": "site", "in": "path", "required": True, "schema": {"type": "string"}}
+SITE_QUERY = {"name": "site", "in": "query", "required": True, "schema": {"type": "string"}}
+BEARER: list[dict[str, list[str]]] = [{"reportToken": []}]
+
+
+def _query(name: str, description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string"}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): {"description": "error", "content": {"application/json": {"schema": ERROR}}}
+            for status in statuses}
+
+
+def _json(description: str, schema: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    return {str(status): {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+PHONE = {
+    "type": "object",
+    "nullable": True,
+    "required": ["pool", "kind", "number"],
+    "properties": {
+        "pool": {"type": "string"},
+        "kind": {"type": "string", "enum": ["lease", "static", "overflow"]},
+        "number": NULLABLE_STRING,
+        "international": {"type": "string"},
+        "national": {"type": "string"},
+        "digits": {"type": "string"},
+        "replaces": NULLABLE_STRING,
+        "replaces_digits": NULLABLE_STRING,
+        "hold": {"type": "integer"},
+    },
+}
+DECISION = {
+    "type": "object",
+    "required": ["site", "vid", "token", "geo", "phrase", "source", "swaps", "experiments", "phone", "bot",
+                 "degraded", "rules_version"],
+    "properties": {
+        "site": {"type": "string"},
+        "vid": {"type": "string"},
+        "token": {"type": "string"},
+        "geo": {"type": "object", "properties": {k: NULLABLE_STRING for k in
+                                                  ("country", "region", "city", "country_name", "region_name")}},
+        "phrase": NULLABLE_STRING,
+        "source": {"type": "object"},
+        "swaps": {"type": "array", "items": {"type": "object", "required": ["selector", "text"], "properties": {
+            "selector": {"type": "string"}, "text": {"type": "string"}}}},
+        "experiments": {"type": "object", "additionalProperties": {"type": "string"}},
+        "phone": PHONE,
+        "bot": {"type": "boolean"},
+        "degraded": {"type": "boolean"},
+        "preview": {"type": "boolean"},
+        "rules_version": {"type": "string"},
+    },
+}
+EVENT = {
+    "type": "object",
+    "required": ["type", "token"],
+    "properties": {
+        "type": {"type": "string", "enum": ["form", "tel_click", "goal", "heartbeat"]},
+        "id": {"type": "string", "description": "event id: a retry with the same id counts once"},
+        "name": {"type": "string", "description": "the goal's name"},
+        "token": {"type": "string", "description": "the decision token"},
+    },
+}
+CALL = {
+    "type": "object",
+    "required": ["call_id", "called", "start"],
+    "properties": {
+        "call_id": {"type": "string"},
+        "called": {"type": "string"},
+        "caller": {"type": "string"},
+        "start": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
+        "talk_seconds": {"type": "integer", "minimum": 0},
+        "status": {"type": "string"},
+    },
+}
+CALL_ANSWER = {
+    "type": "object",
+    "properties": {
+        "call_id": {"type": "string"},
+        "duplicate": {"type": "boolean"},
+        "credited": {"type": "boolean"},
+        "visitor": NULLABLE_STRING,
+        "qualified": {"type": "boolean"},
+        "ignored": {"type": "string"},
+    },
+}
+REPORT_FILTERS = [
+    _query("from", "first cohort day, YYYY-MM-DD"),
+    _query("to", "last cohort day, YYYY-MM-DD"),
+    _query("page", "page path"),
+    _query("experiment", "experiment id"),
+    _query("metric", "any, qualified_call, call, form, tel_click, goal or goal:NAME"),
+]
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Swapline", "version": __version__,
+             "description": "Site personalisation and call tracking. Errors: {\"error\": {\"code\", \"message\"}}."},
+    "components": {"securitySchemes": {"reportToken": {"type": "http", "scheme": "bearer"}}},
+    "paths": {
+        "/v1/decide": {"get": {
+            "summary": "What this visitor sees: swaps, experiment variants, tracking number",
+            "parameters": [SITE_QUERY, _query("url", "the page URL", required=True), _query("ref", "the referrer"),
+                           _query("vid", "the visitor id"), _query("preview", "experiment:variant[,…]")],
+            "responses": {**_json("the decision", DECISION), **_errors(400, 403, 404)},
+        }},
+        "/v1/events": {"post": {
+            "summary": "Beacons from the snippet (text/plain JSON)",
+            "requestBody": {"required": True, "content": {"text/plain": {"schema": EVENT},
+                                                          "application/json": {"schema": EVENT}}},
+            "responses": {**_json("accepted", {"type": "object"}, 202), **_errors(400, 401, 403, 413, 429)},
+        }},
+        "/v1/calls": {"post": {
+            "summary": "A finished call, signed with X-Swapline-Signature: sha256=HMAC(raw body)",
+            "parameters": [SITE_QUERY, {"name": "X-Swapline-Signature", "in": "header", "required": True,
+                                        "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": CALL}}},
+            "responses": {**_json("whom the call was credited to", CALL_ANSWER), **_errors(400, 401, 404, 413)},
+        }},
+        "/v1/calls/twilio": {"post": {
+            "summary": "Twilio status callback, signed with X-Twilio-Signature",
+            "parameters": [SITE_QUERY, {"name": "X-Twilio-Signature", "in": "header", "required": True,
+                                        "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "properties": {k: {"type": "string"} for k in
+                                                 ("CallSid", "From", "To", "CallStatus", "CallDuration")}}}}},
+            "responses": {**_json("whom the call was credited to", CALL_ANSWER), **_errors(400, 401, 404, 413)},
+        }},
+        "/v1/pools/{site}": {"get": {
+            "summary": "Number pool utilisation, overflow and recommended size",
+            "security": BEARER, "parameters": [SITE_PATH],
+            "responses": {**_json("per pool", {"type": "object", "required": ["site", "pools"]}),
+                          **_errors(401, 404)},
+        }},
+        "/v1/reports/{site}": {"get": {
+            "summary": "Conversion per page and variant, with statistics",
+            "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
+            "responses": {**_json("the report", {"type": "object", "required": ["site", "pages", "experiments"]}),
+                          **_errors(400, 401, 404)},
+        }},
+        "/v1/reports/{site}.csv": {"get": {
+            "summary": "The report as CSV", "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
+            "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          **_errors(400, 401, 404)},
+        }},
+        "/healthz": {"get": {"summary": "The process is up",
+                             "responses": _json("up", {"type": "object", "required": ["status"]})}},
+        "/readyz": {"get": {"summary": "The store answers",
+                            "responses": {**_json("ready", {"type": "object", "required": ["status"]}),
+                                          **_errors(503)}}},
+    },
+}
+
+
+async def openapi_endpoint(request: Request) -> JSON:
+    return JSON(SPEC)
