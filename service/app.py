@@ -9,6 +9,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,12 +19,12 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from service import rulefiles
-from service.calls import calls_endpoint, twilio_endpoint
+from service.calls import Call, calls_endpoint, credit, twilio_endpoint
 from service.config import Settings
 from service.dashboard import dashboard_endpoint, login_endpoint
 from service.decide import decide_endpoint
 from service.errors import HTTPError
-from service.events import events_endpoint
+from service.events import convert, events_endpoint
 from service.geo import GeoDB
 from service.ledger import Ledger
 from service.middleware import ClientIPMiddleware
@@ -35,7 +36,8 @@ from service.reports import report_endpoint
 from service.responses import JSON, error
 from service.runtime import Runtime
 from service.snippet import snippet_endpoint
-from service.store import Store, connect
+from service.spool import Spool, keep_replaying
+from service.store import STORE_ERRORS, Store, connect
 from service.tokens import TokenSigner
 
 log = logging.getLogger("swapline")
@@ -57,15 +59,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         secret = settings.secret.encode() if settings.secret else await store.secret()
         pools = Pools(store, settings.lease_retention_days)
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools, Ledger(store),
+                          Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
         runtime.beacon_limit = RateLimit(settings.beacon_rate)
         app.state.runtime = runtime
-        await _sync_pools(pools, rules)
-        tasks = [asyncio.create_task(warm_places())]
+        tasks = [
+            asyncio.create_task(warm_places()),
+            asyncio.create_task(_sync_pools(runtime, rules)),
+            asyncio.create_task(keep_replaying(runtime.spool, lambda entry: _replay(runtime, entry))),
+        ]
 
         def apply(new: rulefiles.RuleSet) -> None:
             runtime.rules = new
-            tasks.append(asyncio.create_task(_sync_pools(pools, new)))
+            tasks.append(asyncio.create_task(_sync_pools(runtime, new)))
 
         if settings.reload_rules:
             tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply)))
@@ -102,9 +108,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
 
-async def _sync_pools(pools: Pools, rules: rulefiles.RuleSet) -> None:
-    for site in rules.sites.values():
-        await pools.sync(site)
+async def _sync_pools(runtime: Runtime, rules: rulefiles.RuleSet) -> None:
+    """Give the store the pools' numbers; while the store is down, keep trying."""
+    while True:
+        try:
+            for site in rules.sites.values():
+                await runtime.pools.sync(site)
+            runtime.pools_synced = True
+            return
+        except STORE_ERRORS as exc:
+            log.warning("cannot sync number pools yet: %s", exc)
+            await asyncio.sleep(1)
+
+
+async def _replay(runtime: Runtime, entry: dict[str, Any]) -> None:
+    """Count a spooled conversion or credit a spooled call, exactly as if it had just come in."""
+    site = runtime.rules.sites.get(entry["site"])
+    if site is None:
+        log.warning("spooled entry for a site no longer in the rules, dropped: %s", entry["site"])
+    elif "call" in entry:
+        await credit(runtime, site, Call(**entry["call"]))
+    else:
+        await convert(runtime, site.id, entry["conversion"])
 
 
 async def demo_page(request: Request) -> Response:
@@ -122,6 +147,8 @@ async def readyz(request: Request) -> JSON:
         await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
     except Exception as exc:
         return error(503, "store_unavailable", f"the store does not answer: {exc}")
+    if not runtime.pools_synced:
+        return error(503, "starting", "the number pools are not in the store yet")
     return JSON({"status": "ready", "rules_version": runtime.rules.version})
 
 

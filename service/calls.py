@@ -12,8 +12,9 @@ import datetime
 import email.utils
 import hashlib
 import hmac
+import logging
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -26,8 +27,10 @@ from service.engine import Site
 from service.errors import BadRequest, Unauthorized
 from service.responses import JSON
 from service.runtime import Runtime
+from service.store import STORE_ERRORS
 
 MAX_BODY = 16_384
+log = logging.getLogger("swapline")
 CALL = resources.files("service").joinpath("lua", "call.lua").read_text()
 TWILIO_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 _DIGITS = re.compile(r"\+?[0-9]{3,20}")
@@ -37,7 +40,8 @@ _DIGITS = re.compile(r"\+?[0-9]{3,20}")
 class Call:
     id: str
     called: str  # E.164
-    caller: str | None  # digits as the network sent them; None when hidden
+    caller_hash: str  # keyed hash of the caller's number: recognises repeat callers; "" when hidden
+    caller_last: str | None  # the last four digits, the only readable part kept
     start_ms: int
     talk: int  # seconds
     status: str
@@ -51,7 +55,7 @@ async def calls_endpoint(request: Request) -> JSON:
     expected = "sha256=" + hmac.new(site.calls.secret, raw, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(request.headers.get("x-swapline-signature", "").encode(), expected.encode()):
         raise Unauthorized("invalid_signature", "X-Swapline-Signature is missing or wrong")
-    return JSON(await credit(runtime, site, parse_call(bodies.json_object(raw))))
+    return await _answer(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key))
 
 
 async def twilio_endpoint(request: Request) -> JSON:
@@ -69,14 +73,10 @@ async def twilio_endpoint(request: Request) -> JSON:
         return JSON({"call_id": values.get("CallSid"), "ignored": status or "no status"})
     talk = _int(values.get("CallDuration", "0"), "CallDuration")
     ended = _twilio_time(values.get("Timestamp")) or runtime.now_ms()
-    return JSON(await credit(runtime, site, Call(
-        id=_required(values, "CallSid"),
-        called=_number(_required(values, "To"), "To"),
-        caller=_caller(values.get("From")),
-        start_ms=ended - talk * 1000,
-        talk=talk,
-        status=status,
-    )))
+    return await _answer(runtime, site, Call(
+        _required(values, "CallSid"), _number(_required(values, "To"), "To"),
+        *_caller(runtime.caller_key, values.get("From")), ended - talk * 1000, talk, status,
+    ))
 
 
 def twilio_signature(token: str, url: str, params: list[tuple[str, str]]) -> str:
@@ -92,7 +92,7 @@ def twilio_valid(token: str, url: str, params: list[tuple[str, str]], signature:
                for u in candidates)
 
 
-def parse_call(data: dict[str, Any]) -> Call:
+def parse_call(data: dict[str, Any], caller_key: bytes) -> Call:
     call_id = _required(data, "call_id")
     if len(call_id) > 128:
         raise BadRequest("invalid_call", "call_id is longer than 128 characters")
@@ -117,7 +117,16 @@ def parse_call(data: dict[str, Any]) -> Call:
         raise BadRequest("invalid_call", "status must be a short text")
     caller = data.get("caller")
     return Call(call_id, _number(_required(data, "called"), "called"),
-                _caller(caller if isinstance(caller, str) else None), start_ms, talk, status)
+                *_caller(caller_key, caller if isinstance(caller, str) else None), start_ms, talk, status)
+
+
+async def _answer(runtime: Runtime, site: Site, call: Call) -> JSON:
+    try:
+        return JSON(await credit(runtime, site, call))
+    except STORE_ERRORS as exc:  # accepted all the same: credited when the store is back
+        log.debug("call %s spooled: %s", call.id, exc)
+        await runtime.spool.append({"site": site.id, "call": asdict(call)})
+        return JSON({"call_id": call.id, "spooled": True}, status_code=202)
 
 
 async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
@@ -135,7 +144,7 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "start": call.start_ms,
         "talk_seconds": call.talk,
         "status": call.status,
-        "caller_last_digits": call.caller[-4:] if call.caller else None,
+        "caller_last_digits": call.caller_last,
         "credited": holder is not None,
         "visitor": holder["v"] if holder else None,
         "page": holder["p"] if holder else None,
@@ -143,10 +152,10 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "reason": reason,
     }
     prefix = f"sw:{{{site.id}:calls}}:"
-    stored, seen = await runtime.store.client.eval(
-        CALL, 1, prefix + "calls", call.id, orjson.dumps(record), _caller_hash(runtime, call.caller), call.start_ms,
+    stored, seen = await runtime.store.batcher.submit(lambda pipe: pipe.eval(
+        CALL, 1, prefix + "calls", call.id, orjson.dumps(record), call.caller_hash, call.start_ms,
         site.calls.unique_within * 1000, call.talk, site.calls.qualify_after, prefix,
-    )
+    ))
     answer = {**orjson.loads(stored), "duplicate": bool(seen)}
     if answer["credited"] and not answer["duplicate"]:
         kinds = ["call", "qualified_call"] if answer["qualified"] else ["call"]
@@ -163,11 +172,6 @@ def _kind(site: Site, number: str) -> tuple[str, str | None]:
         if number == pool.overflow:
             return "overflow", pool.id
     return ("page", None) if number == site.phone else ("unknown", None)
-
-
-def _caller_hash(runtime: Runtime, caller: str | None) -> str:
-    """Stands in for the caller's number at rest: recognises a repeat caller, reveals nothing."""
-    return hmac.new(runtime.caller_key, caller.encode(), hashlib.sha256).hexdigest()[:32] if caller else ""
 
 
 def _signed_url(runtime: Runtime, request: Request) -> str:
@@ -196,12 +200,15 @@ def _number(value: str, name: str) -> str:
     return number
 
 
-def _caller(value: str | None) -> str | None:
-    """The caller's digits, or None for hidden numbers ('anonymous', 'restricted', '')."""
-    if value is None:
-        return None
-    cleaned = re.sub(r"[\s()-]", "", value)
-    return cleaned if _DIGITS.fullmatch(cleaned) else None
+def _caller(key: bytes, value: str | None) -> tuple[str, str | None]:
+    """What is kept of a caller's number: a keyed hash and the last four digits.
+
+    Hidden numbers ('anonymous', 'restricted', '') keep nothing.
+    """
+    digits = re.sub(r"[\s()-]", "", value or "")
+    if not _DIGITS.fullmatch(digits):
+        return "", None
+    return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()[:32], digits[-4:]
 
 
 def _int(value: str, name: str) -> int:

@@ -126,7 +126,7 @@ async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -
             await runtime.ledger.overflowed(site.id, visit.vid, outcome.experiments)
         return lease, False
     except Exception as exc:  # the page must still get its answer
-        log.warning("store unavailable, decision degraded: %s", exc)
+        log.debug("decision degraded: %s", exc)
         return None, True
 
 

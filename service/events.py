@@ -13,6 +13,7 @@ tracking number while the page is visible.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -24,7 +25,9 @@ from service.engine import Site
 from service.errors import BadRequest, TooManyRequests, Unauthorized
 from service.responses import JSON
 from service.runtime import Runtime
+from service.store import STORE_ERRORS
 
+log = logging.getLogger("swapline")
 MAX_BODY = 4096
 CONVERSIONS = ("form", "tel_click", "goal")
 EVENT_TYPES = (*CONVERSIONS, "heartbeat")
@@ -53,9 +56,12 @@ async def events_endpoint(request: Request) -> JSON:
         raise BadRequest("unknown_event", f"event type must be one of: {', '.join(EVENT_TYPES)}")
     if token.get("pv"):  # a preview page view: its beacons record nothing
         return JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
-    if kind == "heartbeat":
+    if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold
         pool = next((p for p in site.pools if p.id == token.get("n") and p.numbers), None)
-        number = await runtime.pools.extend(site.id, pool, token["v"], runtime.now_ms()) if pool else None
+        try:
+            number = await runtime.pools.extend(site.id, pool, token["v"], runtime.now_ms()) if pool else None
+        except STORE_ERRORS:
+            number = None
         return JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)
     event_id = event.get("id")
     if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
@@ -66,6 +72,18 @@ async def events_endpoint(request: Request) -> JSON:
         if not isinstance(name, str) or not GOAL_NAME.fullmatch(name):
             raise BadRequest("invalid_event", "a goal needs a name: 1-64 lower-case letters, digits, _ or -")
         kinds.append(f"goal:{name}")
-    outcome = await runtime.ledger.convert(site.id, token["v"], token.get("x", {}), f"{kind}:{event_id}", kinds,
-                                           runtime.now_ms())
+    conversion = {"vid": token["v"], "experiments": token.get("x", {}), "id": f"{kind}:{event_id}", "kinds": kinds,
+                  "now": runtime.now_ms()}
+    try:
+        outcome = await convert(runtime, site.id, conversion)
+    except STORE_ERRORS as exc:  # accepted all the same: counted when the store is back
+        log.debug("%s spooled: %s", kind, exc)
+        await runtime.spool.append({"site": site.id, "conversion": conversion})
+        outcome = "spooled"
     return JSON({"accepted": kind, "outcome": outcome}, status_code=202, headers=headers)
+
+
+async def convert(runtime: Runtime, site: str, conversion: dict[str, Any]) -> str:
+    """Count a conversion (from a beacon now, or from the spool later)."""
+    return await runtime.ledger.convert(site, conversion["vid"], conversion["experiments"], conversion["id"],
+                                        conversion["kinds"], conversion["now"])

@@ -146,7 +146,9 @@ SPEC: dict[str, Any] = {
             "parameters": [SITE_QUERY, {"name": "X-Swapline-Signature", "in": "header", "required": True,
                                         "schema": {"type": "string"}}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": CALL}}},
-            "responses": {**_json("whom the call was credited to", CALL_ANSWER), **_errors(400, 401, 404, 413)},
+            "responses": {**_json("whom the call was credited to", CALL_ANSWER),
+                          **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
+                          **_errors(400, 401, 404, 413)},
         }},
         "/v1/calls/twilio": {"post": {
             "summary": "Twilio status callback, signed with X-Twilio-Signature",
@@ -155,7 +157,9 @@ SPEC: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "properties": {k: {"type": "string"} for k in
                                                  ("CallSid", "From", "To", "CallStatus", "CallDuration")}}}}},
-            "responses": {**_json("whom the call was credited to", CALL_ANSWER), **_errors(400, 401, 404, 413)},
+            "responses": {**_json("whom the call was credited to", CALL_ANSWER),
+                          **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
+                          **_errors(400, 401, 404, 413)},
         }},
         "/v1/pools/{site}": {"get": {
             "summary": "Number pool utilisation, overflow and recommended size",

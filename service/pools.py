@@ -132,7 +132,9 @@ class Pools:
     async def holder(self, site: str, pool: Pool, number: str, at_ms: int) -> dict[str, Any] | None:
         """The lease of `number` whose hold window contains `at_ms`, if any."""
         keys = PoolKeys.of(site, pool.id)
-        record = await self.store.client.eval(SCRIPTS["attribute"], 2, keys.leases, keys.history(number), at_ms)
+        record = await self.store.batcher.submit(
+            lambda pipe: pipe.eval(SCRIPTS["attribute"], 2, keys.leases, keys.history(number), at_ms)
+        )
         return orjson.loads(record) if record else None
 
     async def stats(self, site: str, pool: Pool, now_ms: int) -> PoolStats:

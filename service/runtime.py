@@ -14,6 +14,7 @@ from service.ledger import Ledger
 from service.pools import Pools
 from service.ratelimit import RateLimit
 from service.rulefiles import RuleSet
+from service.spool import Spool
 from service.store import Store
 from service.tokens import TokenSigner
 
@@ -27,8 +28,10 @@ class Runtime:
     rules: RuleSet  # replaced whole by the watcher when a valid edit lands
     pools: Pools
     ledger: Ledger
+    spool: Spool
     caller_key: bytes  # keys the hash that stands in for caller numbers at rest
     clock: Callable[[], float] = field(default=time.time)  # seconds; tests replay a day with their own
+    pools_synced: bool = False  # ready only once the store has the rules' numbers
     beacon_limit: RateLimit = field(default_factory=lambda: RateLimit(600))  # per client IP and minute
 
     def now_ms(self) -> int:

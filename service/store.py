@@ -19,21 +19,39 @@ one round trip that it shares with whatever else arrived in the same event-loop 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
+log = logging.getLogger("swapline")
 Client = redis.Redis | RedisCluster
 Queue = Callable[[Any], Any]  # adds exactly one command to a pipeline
 
 
+# A store that does not answer must cost a request milliseconds, not the client's defaults
+# of seconds and retries: the page is waiting. Work that must not be lost is spooled instead.
+TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0, "retry": Retry(NoBackoff(), 0)}
+RETRY_AFTER = 0.5  # seconds a failed store is left alone before the next request tries it
+
+
+class StoreDown(ConnectionError):
+    """The store failed a moment ago; nothing was sent."""
+
+
+STORE_ERRORS = (redis.RedisError, OSError)  # OSError covers StoreDown, refused sockets, time-outs
+
+
 def connect(url: str, cluster: bool = False) -> Client:
     if cluster:
-        return RedisCluster.from_url(url)
-    return redis.Redis.from_url(url, health_check_interval=30)
+        return RedisCluster.from_url(url, **TIMEOUTS)
+    return redis.Redis.from_url(url, health_check_interval=30, **TIMEOUTS)
 
 
 class Batcher:
@@ -44,6 +62,8 @@ class Batcher:
         self._pending: list[tuple[Queue, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # strong references until done
         self.round_trips = 0
+        self.failures = 0
+        self.down_until = 0.0  # monotonic time; before it, commands fail without a round trip
 
     def submit(self, queue: Queue) -> asyncio.Future[Any]:
         """Queue a command now; it leaves with everything queued in this event-loop tick.
@@ -52,6 +72,9 @@ class Batcher:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if time.monotonic() < self.down_until:
+            future.set_exception(StoreDown("the store failed a moment ago"))
+            return future
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append((queue, future))
@@ -71,6 +94,10 @@ class Batcher:
                 queue(pipe)
             results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # the store is down: every waiter hears it
+            if not self.failures or time.monotonic() - self.down_until > RETRY_AFTER:
+                log.warning("store unavailable: %s; decisions degrade, events and calls are spooled", exc)
+            self.failures += 1
+            self.down_until = time.monotonic() + RETRY_AFTER
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)

@@ -59,17 +59,27 @@ def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[byte
                    "SWAPLINE_RULES_DIR": str(DEMO_RULES), **env}
     if "SWAPLINE_REDIS_URL" not in env:
         environment.pop("SWAPLINE_REDIS_URL", None)
-    process = subprocess.Popen(["swapline", "serve", *args], env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    # The log goes to a file: a pipe nobody reads until the end fills up and stalls the service.
+    log = open(tmp_path / f"service-{port}.log", "w+b")  # noqa: SIM115 - the process writes it until it ends
+    process = subprocess.Popen(["swapline", "serve", *args], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    process.log = log  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
             if httpx.get(f"{base}/readyz").status_code == 200:
                 return process, base
         except httpx.TransportError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     process.kill()
-    raise AssertionError(process.stdout.read().decode() if process.stdout else "no output")
+    raise AssertionError(output(process))
+
+
+def output(process: subprocess.Popen[bytes]) -> str:
+    """What a process from `start` has logged so far."""
+    log = process.log  # type: ignore[attr-defined]
+    log.seek(0)
+    return bytes(log.read()).decode(errors="replace")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from service.cli import main
-from tests.conftest import DEMO_RULES, start
+from tests.conftest import DEMO_RULES, output, start
 
 
 def test_preview_prints_the_decision_without_side_effects(
@@ -58,9 +58,9 @@ def test_serve_runs_on_an_embedded_valkey_and_stops_cleanly_on_ctrl_c(tmp_path: 
         assert store_answers(port)
     finally:
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=20)[0].decode()
-    assert process.returncode == 0, output
-    assert "embedded valkey stopped" in output
+        process.wait(timeout=20)
+    assert process.returncode == 0, output(process)
+    assert "embedded valkey stopped" in output(process)
     assert list((tmp_path / "data" / "valkey" / "appendonlydir").glob("*.aof")), "AOF files expected"
     assert not store_answers(port)
 

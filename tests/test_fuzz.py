@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -37,4 +38,5 @@ def test_fuzzing_the_openapi_spec_finds_no_5xx_and_no_schema_break(
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert " passed" in result.stdout and "failed" not in result.stdout.split("SUMMARY")[-1].lower()
+    generated, passed = map(int, re.search(r"(\d+) generated, (\d+) passed", result.stdout).groups())  # type: ignore[union-attr]
+    assert generated > 300 and passed == generated

