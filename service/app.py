@@ -28,6 +28,7 @@ from service.events import convert, events_endpoint
 from service.geo import GeoDB
 from service.ledger import Ledger
 from service.middleware import ClientIPMiddleware
+from service.observability import RequestMiddleware, metrics_endpoint
 from service.openapi import openapi_endpoint
 from service.pools import Pools, pools_endpoint
 from service.ratelimit import RateLimit
@@ -99,10 +100,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/s.js", snippet_endpoint, methods=["GET"]),
             Route("/demo/", demo_page, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[Middleware(ClientIPMiddleware, trusted=settings.trusted_proxies)],
+        middleware=[Middleware(RequestMiddleware), Middleware(ClientIPMiddleware, trusted=settings.trusted_proxies)],
         exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error},
         lifespan=lifespan,
     )

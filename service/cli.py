@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import logging.config
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -202,23 +204,29 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.embedded import embedded_valkey
+    from service.observability import log_config
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    config = log_config(settings.log_level, settings.log_json)
+    logging.config.dictConfig(config)
     if _load(settings.rules_dir) is None:
         return 1
+    workers = args.workers or settings.workers
     with contextlib.ExitStack() as stack:
         if not settings.redis_url:
             url = stack.enter_context(embedded_valkey(settings.data_dir))
             os.environ["SWAPLINE_REDIS_URL"] = url  # worker processes read their settings from env
+        if workers > 1:  # each worker's counters in files, so any worker's /metrics adds them all up
+            metrics = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="swapline-metrics-")))
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
         uvicorn.run(
             "service.app:create_app",
             factory=True,
             host=args.host or settings.host,
             port=args.port or settings.port,
-            workers=args.workers or settings.workers,
+            workers=workers,
             loop="uvloop",
             http="httptools",
-            log_level=settings.log_level,
+            log_config=config,
             access_log=False,
         )
     return 0

@@ -32,6 +32,7 @@ class Settings:
     secret: str | None = None
     reload_rules: bool = True
     log_level: str = "info"
+    log_json: bool = True  # one JSON object a line, for log collectors; 0 for plain text
     lease_retention_days: int = 30  # lease history kept for crediting late calls and audits
     public_url: str | None = None  # how telephony reaches us, for Twilio's signed URL
     beacon_rate: int = 600  # beacons per client IP and minute, per worker
@@ -56,6 +57,7 @@ class Settings:
             secret=get("SECRET"),
             reload_rules=_bool("RELOAD_RULES", get("RELOAD_RULES"), defaults.reload_rules),
             log_level=(get("LOG_LEVEL") or defaults.log_level).lower(),
+            log_json=_bool("LOG_JSON", get("LOG_JSON"), defaults.log_json),
             lease_retention_days=_int("LEASE_RETENTION_DAYS", get("LEASE_RETENTION_DAYS"), 30) or 1,
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
             beacon_rate=_int("BEACON_RATE", get("BEACON_RATE"), defaults.beacon_rate),

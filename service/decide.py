@@ -20,6 +20,7 @@ from service.cors import cors_headers
 from service.engine import Outcome, Pool, Site, Visit, decide, normalise_path
 from service.errors import BadRequest
 from service.geo import Geo
+from service.observability import LEASES
 from service.phones import formats
 from service.phrase import lemmas, normalise, parse_traffic
 from service.pools import Lease
@@ -122,6 +123,7 @@ async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -
             return None, False
         leased = runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, now)
         lease, _ = await asyncio.gather(leased, exposed)
+        LEASES.labels(site.id, pool.id, lease.status).inc()
         if lease.number is None:  # overflowed visitors leave the conversion rates
             await runtime.ledger.overflowed(site.id, visit.vid, outcome.experiments)
         return lease, False

@@ -34,7 +34,7 @@ class ClientIPMiddleware:
                     response = error(400, "invalid_forwarded_for", "malformed X-Forwarded-For")
                     await response(scope, receive, send)
                     return
-                scope = {**scope, "client": (client, port)}
+                scope["client"] = (client, port)  # in place: outer middleware reads what the router adds
         await self.app(scope, receive, send)
 
     def _is_trusted(self, address: str) -> bool:

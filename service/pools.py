@@ -129,6 +129,10 @@ class Pools:
         ))
         return number.decode() if number else None
 
+    async def held(self, site: str, pool: Pool, now_ms: int) -> int:
+        """Numbers whose hold has not ended."""
+        return int(await self.store.client.zcount(PoolKeys.of(site, pool.id).held, now_ms, "+inf"))
+
     async def holder(self, site: str, pool: Pool, number: str, at_ms: int) -> dict[str, Any] | None:
         """The lease of `number` whose hold window contains `at_ms`, if any."""
         keys = PoolKeys.of(site, pool.id)

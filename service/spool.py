@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from service.observability import SPOOLED
+
 log = logging.getLogger("swapline")
 Replay = Callable[[dict[str, Any]], Awaitable[None]]
 _OWNER = re.compile(r"(?:spool|replay)-(\d+)")
@@ -38,6 +40,7 @@ class Spool:
         self._taken = itertools.count()
 
     async def append(self, entry: dict[str, Any]) -> None:
+        SPOOLED.labels("call" if "call" in entry else "conversion").inc()
         line = orjson.dumps(entry) + b"\n"
         async with self._lock:
             await asyncio.to_thread(self._append, line)

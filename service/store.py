@@ -30,6 +30,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from service.observability import STORE_FAILURES
+
 log = logging.getLogger("swapline")
 Client = redis.Redis | RedisCluster
 Queue = Callable[[Any], Any]  # adds exactly one command to a pipeline
@@ -97,6 +99,7 @@ class Batcher:
             if not self.failures or time.monotonic() - self.down_until > RETRY_AFTER:
                 log.warning("store unavailable: %s; decisions degrade, events and calls are spooled", exc)
             self.failures += 1
+            STORE_FAILURES.inc()
             self.down_until = time.monotonic() + RETRY_AFTER
             for _, future in batch:
                 if not future.done():

@@ -1,0 +1,137 @@
+"""What operators see: Prometheus metrics, request ids, and JSON logs that carry them.
+
+Counters and histograms live in `prometheus_client`; with several workers `swapline serve`
+points `PROMETHEUS_MULTIPROC_DIR` at a directory, so any worker's `/metrics` adds up all of
+them. Gauges of shared state (spool depth, pool utilisation) are read at scrape time from
+the disk and the store, so every worker reports the same truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:  # the store counts its errors here, so no import of the runtime at load time
+    from service.runtime import Runtime
+
+REQUEST_ID = contextvars.ContextVar("request_id", default="")
+_VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+LATENCY = Histogram("swapline_request_seconds", "Time to answer a request", ["route", "method", "status"],
+                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+LEASES = Counter("swapline_leases_total", "Number leases by outcome", ["site", "pool", "status"])
+SPOOLED = Counter("swapline_spooled_total", "Events and calls written to the spool while the store was down",
+                  ["kind"])
+STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the store that failed")
+
+
+class RequestMiddleware:
+    """Gives every request an id (kept from a sane `X-Request-ID`, else made) that logs carry
+    and the answer echoes, and times it by route. Plain ASGI: no task or copy per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((bytes(v).decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = given if _VALID_ID.fullmatch(given) else secrets.token_hex(8)
+        reset = REQUEST_ID.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            LATENCY.labels(route.path if route else "unmatched", scope["method"], f"{status // 100}xx").observe(
+                time.perf_counter() - started
+            )
+            REQUEST_ID.reset(reset)
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object a line, with the request id when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if request_id := REQUEST_ID.get():
+            entry["request_id"] = request_id
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def log_config(level: str, json: bool) -> dict[str, Any]:
+    """logging.config for the service and uvicorn alike."""
+    formatter = {"()": JSONFormatter} if json else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stdout"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": handler},
+        "loggers": {name: {"handlers": ["default"], "level": level.upper(), "propagate": False}
+                    for name in ("swapline", "uvicorn", "uvicorn.error", "uvicorn.access")},
+    }
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    registry = CollectorRegistry()
+    if _multiprocess():
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        text = generate_latest(registry)
+    else:
+        text = generate_latest()
+    gauges = [
+        "# HELP swapline_spool_depth Events and calls waiting in the spool for the store",
+        "# TYPE swapline_spool_depth gauge",
+        f"swapline_spool_depth {await asyncio.to_thread(runtime.spool.depth)}",
+        "# HELP swapline_pool_held Numbers held by visitors now",
+        "# TYPE swapline_pool_held gauge",
+        "# HELP swapline_pool_size Numbers in the pool",
+        "# TYPE swapline_pool_size gauge",
+    ]
+    now = runtime.now_ms()
+    for site in runtime.rules.sites.values():
+        for pool in site.pools:
+            if pool.numbers:
+                labels = f'{{site="{site.id}",pool="{pool.id}"}}'
+                try:
+                    held = await runtime.pools.held(site.id, pool, now)
+                except Exception:  # the store is down: the gauge is absent rather than wrong
+                    continue
+                gauges += [f"swapline_pool_held{labels} {held}", f"swapline_pool_size{labels} {len(pool.numbers)}"]
+    return Response(text + ("\n".join(gauges) + "\n").encode(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

@@ -1,0 +1,78 @@
+"""Operators' view: Prometheus metrics, request ids in answers and logs, JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+from pathlib import Path
+
+import httpx
+import redis
+from starlette.testclient import TestClient
+
+from service.observability import REQUEST_ID, JSONFormatter
+from tests.conftest import BROWSER, output, start
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and all(f'{k}="{v}"' in (match[1] or "") for k, v in labels.items()):
+            total += float(match[2])
+    return total
+
+
+def test_metrics_cover_latency_leases_pools_spool_and_store(client: TestClient) -> None:
+    before = client.get("/metrics").text
+    for n in range(3):
+        client.get("/v1/decide", params={"site": "demo", "url": "/", "vid": f"metrics-visitor-{n:05d}"},
+                   headers={"x-forwarded-for": "46.242.0.1"})
+    text = client.get("/metrics").text
+    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
+    decided = metric(text, "swapline_request_seconds_count", route="/v1/decide", status="2xx")
+    assert decided - metric(before, "swapline_request_seconds_count", route="/v1/decide", status="2xx") == 3
+    assert 'swapline_request_seconds_bucket{le="0.005",method="GET",route="/v1/decide",status="2xx"}' in text
+    assert metric(text, "swapline_leases_total", site="demo", pool="moscow", status="new") >= 3
+    assert metric(text, "swapline_pool_held", site="demo", pool="moscow") == 3
+    assert metric(text, "swapline_pool_size", site="demo", pool="moscow") == 5
+    assert metric(text, "swapline_spool_depth") == 0
+    assert "swapline_store_errors_total" in text
+
+
+def test_every_answer_carries_a_request_id(client: TestClient) -> None:
+    made = client.get("/healthz").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{16}", made)
+    assert client.get("/healthz", headers={"x-request-id": "lb-1234.abc"}).headers["x-request-id"] == "lb-1234.abc"
+    assert client.get("/healthz", headers={"x-request-id": "bad id\n"}).headers["x-request-id"] != "bad id\n"
+
+
+def test_log_lines_are_json_with_the_request_id() -> None:
+    record = logging.LogRecord("swapline", logging.WARNING, __file__, 1, "store unavailable: %s", ("x",), None)
+    token = REQUEST_ID.set("req-42")
+    try:
+        line = json.loads(JSONFormatter().format(record))
+    finally:
+        REQUEST_ID.reset(token)
+    assert line["message"] == "store unavailable: x" and line["request_id"] == "req-42" and line["level"] == "warning"
+
+
+def test_serve_logs_json_and_two_workers_report_all_requests(tmp_path: Path, valkey_url: str,
+                                                            store: redis.Redis) -> None:
+    process, base = start(tmp_path, "--workers", "2", SWAPLINE_REDIS_URL=valkey_url)
+    try:
+        for n in range(20):
+            httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": f"workers-visitor-{n:04d}"},
+                      headers={"user-agent": BROWSER})
+        scrapes = [httpx.get(f"{base}/metrics").text for _ in range(4)]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    counts = {metric(text, "swapline_request_seconds_count", route="/v1/decide") for text in scrapes}
+    assert counts == {20.0}  # whichever worker answers, it counts both workers' requests
+    lines = [line for line in output(process).splitlines() if line.startswith("{")]
+    assert lines and all(json.loads(line)["level"] for line in lines)
+    assert any("Started server process" in json.loads(line)["message"] for line in lines)
