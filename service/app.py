@@ -66,9 +66,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.runtime = runtime
         tasks = [
             asyncio.create_task(warm_places()),
-            asyncio.create_task(_sync_pools(runtime, rules)),
             asyncio.create_task(keep_replaying(runtime.spool, lambda entry: _replay(runtime, entry))),
         ]
+        try:  # normally the pools are in place before the first visitor
+            await _sync_once(runtime, rules)
+        except STORE_ERRORS as exc:  # the store is down: serve degraded, keep trying
+            log.warning("cannot sync number pools yet: %s", exc)
+            tasks.append(asyncio.create_task(_sync_pools(runtime, rules)))
 
         def apply(new: rulefiles.RuleSet) -> None:
             runtime.rules = new
@@ -110,16 +114,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
 
+async def _sync_once(runtime: Runtime, rules: rulefiles.RuleSet) -> None:
+    for site in rules.sites.values():
+        await runtime.pools.sync(site)
+    runtime.pools_synced = True
+
+
 async def _sync_pools(runtime: Runtime, rules: rulefiles.RuleSet) -> None:
     """Give the store the pools' numbers; while the store is down, keep trying."""
     while True:
         try:
-            for site in rules.sites.values():
-                await runtime.pools.sync(site)
-            runtime.pools_synced = True
-            return
+            return await _sync_once(runtime, rules)
         except STORE_ERRORS as exc:
-            log.warning("cannot sync number pools yet: %s", exc)
+            log.debug("cannot sync number pools yet: %s", exc)
             await asyncio.sleep(1)
 
 

