@@ -1,0 +1,57 @@
+"""Security by default: nothing identifying at rest, secrets compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+IPS = ["95.161.0.1", "46.242.0.1", "217.118.83.1", "2a02:6b8::1"]
+CALLERS = ["+79161234567", "+79035550011"]
+
+
+def test_no_raw_ip_or_caller_number_in_the_store(pool_client: TestClient, store: redis.Redis) -> None:
+    for n, ip in enumerate(IPS):
+        body = pool_client.get("/v1/decide", params={"site": "pooltest", "url": "/", "vid": f"private-visitor-{n:04d}"},
+                               headers={"x-forwarded-for": ip}).json()
+        pool_client.post("/v1/events", content=orjson.dumps({"type": "form", "id": f"p{n}", "token": body["token"]}))
+        if body["phone"] and body["phone"]["number"]:
+            raw = orjson.dumps({"call_id": f"private-{n}", "called": body["phone"]["number"], "start": 1795000000,
+                                "caller": CALLERS[n % 2], "talk_seconds": 60})
+            signature = "sha256=" + hmac.new(b"test-calls-secret-0001", raw, hashlib.sha256).hexdigest()
+            assert pool_client.post("/v1/calls?site=pooltest", content=raw,
+                                    headers={"x-swapline-signature": signature}).status_code == 200
+    everything = b"".join(key + (store.dump(key) or b"") for key in store.scan_iter("*"))
+    assert store.hlen("sw:{pooltest:calls}:calls") >= 2  # there was something to leak
+    for secret in [*IPS, *CALLERS, *(c[2:] for c in CALLERS), *(c[-7:] for c in CALLERS)]:
+        assert secret.encode() not in everything, secret
+
+
+@pytest.fixture
+def compare_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """Records every constant-time comparison the service makes."""
+    calls: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    for module in ("service.auth", "service.calls", "service.dashboard", "service.tokens"):
+        monkeypatch.setattr(f"{module}.hmac.compare_digest", spy)
+    return calls
+
+
+def test_tokens_and_signatures_are_compared_in_constant_time(pool_client: TestClient,
+                                                            compare_spy: list[tuple[Any, Any]]) -> None:
+    pool_client.get("/v1/pools/pooltest", headers={"authorization": "Bearer guess-0001"})
+    assert (b"guess-0001", b"test-report-token-0001") in compare_spy
+    pool_client.post("/v1/calls?site=pooltest", content=b"{}", headers={"x-swapline-signature": "sha256=00"})
+    assert any(given == b"sha256=00" for given, _ in compare_spy)
+    pool_client.post("/v1/events", content=b'{"type": "form", "id": "x", "token": "abc.def"}')
+    assert len(compare_spy) >= 3  # the decision token's MAC too
