@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,11 +208,18 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def pool_client(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
-    """The app with the `pooltest` site (a 3-number pool with a 60 s hold) on the test clock."""
-    (rules_dir / "pooltest.yaml").write_text(POOL_SITE)
+@contextmanager
+def site_client(valkey_url: str, rules_dir: Path, clock: Clock, site: str, rules: str) -> Iterator[TestClient]:
+    """The app with one more site (`rules` as `site`.yaml) beside the demo, on the test clock."""
+    (rules_dir / f"{site}.yaml").write_text(rules)
     app = create_app(make_settings(valkey_url, rules_dir))
     with TestClient(app, client=("127.0.0.1", 40000), headers={"user-agent": BROWSER}) as test_client:
         app.state.runtime.clock = clock
         yield test_client
+
+
+@pytest.fixture
+def pool_client(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
+    """The `pooltest` site: a 3-number pool with a 60 s hold."""
+    with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE) as client:
+        yield client

@@ -18,7 +18,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from tests.conftest import BROWSER, START, Clock, make_settings
+from tests.conftest import BROWSER, START, Clock, make_settings, site_client
 
 SECRET = b"shop-calls-secret-00001"
 TOKEN = {"authorization": "Bearer shop-report-token-0001"}
@@ -44,10 +44,7 @@ experiments:
 
 @pytest.fixture
 def shop(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
-    (rules_dir / "shop.yaml").write_text(SHOP)
-    app = create_app(make_settings(valkey_url, rules_dir))
-    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as client:
-        app.state.runtime.clock = clock
+    with site_client(valkey_url, rules_dir, clock, "shop", SHOP) as client:
         yield client
 
 
