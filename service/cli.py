@@ -7,6 +7,7 @@ import contextlib
 import logging
 import logging.config
 import os
+import signal
 import sys
 import tempfile
 import urllib.error
@@ -211,6 +212,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if _load(settings.rules_dir) is None:
         return 1
     workers = args.workers or settings.workers
+    # uvicorn re-raises SIGTERM after its graceful shutdown, which would skip stopping the
+    # embedded store below: turn it into a normal exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.ExitStack() as stack:
         if not settings.redis_url:
             url = stack.enter_context(embedded_valkey(settings.data_dir))

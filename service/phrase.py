@@ -173,7 +173,10 @@ def lemmas(text: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=100_000)
 def _lemma(word: str) -> str:
     if _CYRILLIC.search(word):
-        normal_form: str = _morph.parse(word)[0].normal_form
+        try:
+            normal_form: str = _morph.parse(word)[0].normal_form
+        except ValueError:  # pymorphy3 asks unicodedata for names some letters lack (Tangut): keep the word
+            return word
         return normal_form.translate(_YO)
     if _LATIN.search(word):
         stem: str = _stemmer.stemWord(word)

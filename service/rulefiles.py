@@ -240,6 +240,15 @@ class _Compiler:
                                  f"{number} is already in pool {owner[e164]!r}")
                 if e164:
                     owner[e164] = pool["id"]
+        page_phone = phones.e164(data.get("phone", ""))
+        if page_phone:  # the snippet swaps digits in place: a number of another length would not fit
+            length = len(phones.formats(page_phone)["digits"])
+            for index, pool in enumerate(pools):
+                for i, number in enumerate(pool.get("numbers", [])):
+                    e164 = phones.e164(number)
+                    if e164 and len(phones.formats(e164)["digits"]) != length:
+                        self.problem(("pools", index, "numbers", i),
+                                     f"{number} has not the {length} national digits of the page's phone")
         fixed: list[tuple[tuple[str | int, ...], str, str]] = [(("phone",), data.get("phone", ""), "the page's phone")]
         for index, pool in enumerate(pools):
             fixed.append((("pools", index, "overflow"), pool.get("overflow", ""), "an overflow number"))

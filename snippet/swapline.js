@@ -4,7 +4,7 @@
 (() => {
   const doc = document, me = doc.currentScript;
   if (!me || window.swapline) return;
-  const site = me.dataset.site, base = new URL(me.src).origin, NOSWAP = "[data-swapline-noswap]";
+  const site = me.dataset.site, base = new URL(me.src).origin, NOSWAP = "[data-swapline-noswap]", TEL = 'a[href^="tel:"]';
   const rid = () => Array.from(crypto.getRandomValues(new Uint32Array(4)), (n) => n.toString(36)).join("");
   const get = (key) => { try { return localStorage[key]; } catch (e) {} };
   const put = (key, value) => { try { localStorage[key] = value; } catch (e) {} };
@@ -17,10 +17,9 @@
   };
   keep(vid);
 
-  // Hide only what is about to change (data-hide, and what changed last time), while we wait.
+  // Hide only what the page says is about to change (data-hide), and only while we wait.
   const wait = +me.dataset.timeout || 1000, hidden = doc.createElement("style");
-  const toHide = [me.dataset.hide, get("swl_sel_" + site)].filter(Boolean).join();
-  if (toHide) doc.documentElement.appendChild(hidden).textContent = toHide + "{visibility:hidden!important}";
+  if (me.dataset.hide) doc.documentElement.appendChild(hidden).textContent = me.dataset.hide + "{visibility:hidden!important}";
 
   let decision, pattern, digits;
   const waiting = [];
@@ -39,20 +38,24 @@
       const end = match.index + match[0].length;
       if (/\d/.test((text[match.index - 1] || "") + (text[end] || ""))) continue;
       // The country code or trunk prefix (+7, 8) stays; the national digits change.
-      for (let i = end, n = digits.length; n;) if (/\d/.test(text[--i])) write(i, digits[--n]);
+      for (let i = end, n = digits.length; n && i > match.index;) if (/\d/.test(text[--i])) write(i, digits[--n]);
     }
   };
   const swapNumber = (root) => {
     const walker = doc.createTreeWalker(root, 4), owners = [], chars = [];
-    for (let node; (node = walker.nextNode());)
-      if (!node.parentElement.closest(`script,style,textarea,${NOSWAP}`))
-        for (const char of node.data) owners.push(node) && chars.push(char);
+    for (let node, block, last; (node = walker.nextNode());)
+      if (!node.parentElement.closest(`script,style,textarea,${NOSWAP}`)) {
+        // Text of another block never continues a number: a boundary no node owns.
+        if ((block = node.parentElement.closest("p,div,li,td,th,dt,dd,h1,h2,h3")) !== last) owners.push(0) && chars.push("|");
+        last = block;
+        for (const char of node.data.split("")) owners.push(node) && chars.push(char); // UTF-16 units, as indexed
+      }
     const changed = new Set();
     renumber(chars, (at, digit) => changed.add(owners[at]) && (chars[at] = digit));
     changed.forEach((node) => (node.data = chars.filter((c, i) => owners[i] === node).join("")));
-    for (const link of root.querySelectorAll('a[href^="tel:"]')) {
+    for (const link of root.querySelectorAll(TEL)) {
       if (link.closest(NOSWAP)) continue;
-      const href = [...link.getAttribute("href")];
+      const href = link.getAttribute("href").split("");
       renumber(href, (at, digit) => (href[at] = digit));
       link.setAttribute("href", href.join(""));
     }
@@ -72,7 +75,7 @@
     event.token = decision.token;
     const body = JSON.stringify(event), url = base + "/v1/events";
     navigator.sendBeacon(url, new Blob([body], { type: "text/plain" })) ||
-      fetch(url, { method: "POST", body, keepalive: true }).catch(() => {});
+      fetch(url, { method: "POST", body, keepalive: 1 }).catch(() => {});
   };
   const on = (type, kind, pick) => addEventListener(type, (e) => pick(e.target) && send({ type: kind, id: rid() }), true);
 
@@ -88,11 +91,10 @@
   const abort = new AbortController();
   setTimeout(() => abort.abort(), wait);
   fetch(`${base}/v1/decide?${query}`, { signal: abort.signal, credentials: "omit" })
-    .then((response) => (response.ok ? response.json() : Promise.reject()))
+    .then((r) => (r.ok ? r.json() : Promise.reject()))
     .then((answer) => {
       const phone = answer.phone || {};
       keep(answer.vid);
-      put("swl_sel_" + site, answer.swaps.map((swap) => swap.selector));
       if (phone.number && phone.replaces_digits && phone.digits !== phone.replaces_digits) {
         const sep = "[\\s\\u00a0().-]*";
         pattern = RegExp(`(\\+?${phone.country_code}|${phone.trunk_prefix})?${sep}${[...phone.replaces_digits].join(sep)}`, "g");
@@ -102,9 +104,9 @@
         decision = answer;
         apply(doc.body);
         new MutationObserver((records) => records.forEach((r) => apply(r.target.parentElement)))
-          .observe(doc.body, { childList: true, subtree: true, characterData: true });
+          .observe(doc.body, { childList: 1, subtree: 1, characterData: 1 });
         on("submit", "form", (el) => !el.closest(NOSWAP));
-        on("click", "tel_click", (el) => el.closest && el.closest('a[href^="tel:"]'));
+        on("click", "tel_click", (el) => el.closest && el.closest(TEL));
         if (phone.kind === "lease")
           setInterval(() => doc.visibilityState === "visible" && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
         done(answer);

@@ -135,3 +135,12 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
     assert outputs["csv"].stdout.startswith("section,experiment,page,variant")
     table = outputs["table"].stdout
     assert "experiment hero on /" in table and "control" in table and "beats control" in table
+
+
+def test_serve_stops_its_store_on_sigterm_too(tmp_path: Path) -> None:
+    process, base = start(tmp_path)
+    port = embedded_store_port(tmp_path / "data")
+    process.send_signal(signal.SIGTERM)  # what container runtimes and systemd send
+    process.wait(timeout=20)
+    assert process.returncode == 0, output(process)
+    assert not store_answers(port)

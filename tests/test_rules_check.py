@@ -150,6 +150,9 @@ MISTAKES = {
     "invalid phone number": Mistake(
         'phone: "+7 800 555-35-35"', 'phone: "+7 800 555-35"', ("invalid phone number '+7 800 555-35'",)
     ),
+    "tracking number longer or shorter than the page's": Mistake(
+        '"+7 495 120-00-05"', '"+49 30 1234567"', ("+49 30 1234567 has not the 10 national digits",)
+    ),
     "invalid pool number": Mistake(
         '"+7 495 120-00-05"', '"+7 495 120-00"', ("invalid phone number '+7 495 120-00'",)
     ),

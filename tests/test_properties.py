@@ -1,0 +1,521 @@
+"""Property tests (hypothesis): the phrase parser, the rules matcher against a brute-force
+reference, and the snippet's phone-number replacement in the real headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import string
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_from_bytes
+
+import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+from playwright.sync_api import Browser, Page
+
+from service.engine import Site, decide
+from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic
+from tests.conftest import BROWSER
+from tests.test_engine import compile_site, make_visit
+from tests.test_snippet import Fixtures, browser, decided, fixtures, service, url
+
+__all__ = ["browser", "fixtures", "service"]  # the browser tests' module-scoped fixtures, reused
+
+FAST = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Any code point, lone surrogates included, and often one of the characters the normaliser
+# treats specially (ё, hyphens, underscores, combining marks, case oddities). Except letters
+# Python has no Unicode name for (Tangut, Khitan): they crash the lemmatiser, a known bug with
+# its own test below; drop the filter once it is fixed.
+TRICKY = "ёЁеЕйЙиИ-_ .,!?'\"«»—–/\\\u0301\u0306\u0308\u00a0\u200bİßΣςAz"
+NAMED = st.characters(categories=("L", "M", "N", "P", "S", "Z", "C")).filter(
+    lambda char: not char.isalpha() or unicodedata.name(char, None) is not None)
+ANY_TEXT = st.text(st.one_of(NAMED, st.sampled_from(TRICKY)), max_size=60)
+PERCENT_GARBAGE = st.lists(
+    st.one_of(
+        st.sampled_from(["%", "%%", "%2", "%zz", "%FF", "%C3", "%D0%BA", "%E2%82", "%00", "+", "&", "=", "#", "?",
+                         ";", "[", "]", "@", ":", "//", "utm_term=", "text=", "q=", "{keyword}", "%7Bkeyword%7D"]),
+        st.binary(max_size=8).map(quote_from_bytes),
+        ANY_TEXT,
+    ),
+    max_size=12,
+).map("".join)
+URL_STARTS = ["", "/", "/?utm_term=", "/?utm_source=x&utm_term=", "http://shop.example/p?gclid=1&utm_term=",
+              "https://yandex.ru/search/?text=", "https://www.google.com/search?q=", "http://go.mail.ru/search?q=",
+              "android-app://com.google.android.googlequicksearchbox/?q=", "http://[::1", "http://[", "//", "?",
+              "https://nova.rambler.ru/search?query=", "ftp://yandex.ru/?text="]
+URLS = st.one_of(
+    ANY_TEXT,
+    st.tuples(st.sampled_from(URL_STARTS), PERCENT_GARBAGE).map("".join),
+    # Huge: up to hundreds of kilobytes.
+    st.tuples(st.sampled_from(URL_STARTS), PERCENT_GARBAGE, st.integers(1, 5000)).map(lambda t: t[0] + t[1] * t[2]),
+)
+
+
+# --- 1. the phrase parser -------------------------------------------------------------------------
+
+@FAST
+@given(URLS, st.none() | URLS)
+def test_parse_traffic_never_raises_and_cleans_the_phrase(page_url: str, referrer: str | None) -> None:
+    traffic = parse_traffic(page_url, referrer)
+    if traffic.phrase is not None:
+        assert 0 < len(traffic.phrase) <= 200
+        assert traffic.phrase == " ".join(traffic.phrase.split())  # whitespace folded and trimmed
+        assert lemmas(traffic.phrase) == lemmas(normalise(traffic.phrase))  # and the matcher takes it
+    assert traffic.medium
+
+
+# Printable text a person could search for; braces aside (an unfilled "{keyword}" macro is
+# dropped on purpose), whitespace of several kinds included.
+SANE_CHARS = st.one_of(
+    st.characters(categories=("L", "M", "N", "P", "S"), exclude_characters="{}"),
+    st.sampled_from([" ", "\t", "\n", "\u00a0", "\u2003", "\u2009"]),
+)
+SANE = st.text(SANE_CHARS, max_size=250)
+
+
+def folded(phrase: str) -> str | None:
+    return " ".join(phrase.split())[:200].rstrip() or None
+
+
+@FAST
+@given(SANE)
+def test_a_percent_encoded_utm_term_round_trips(phrase: str) -> None:
+    assert parse_traffic(f"/?utm_term={quote(phrase)}", None).phrase == folded(phrase)
+    assert parse_traffic(f"https://shop.example/?a=b&utm_term={quote(phrase, safe='')}#top", None).phrase \
+        == folded(phrase)
+
+
+@FAST
+@given(SANE.map(lambda p: re.sub(r"[&#%+\t\r\n]", "", p)))
+def test_a_raw_unicode_utm_term_round_trips(phrase: str) -> None:
+    # As pasted into an address bar: not percent-encoded. URL parsers drop tabs and newlines.
+    assert parse_traffic(f"/?utm_term={phrase}", None).phrase == folded(phrase)
+
+
+@FAST
+@given(SANE, st.sampled_from(["https://yandex.ru/search/?text=", "https://www.google.ru/search?q=",
+                              "https://nova.rambler.ru/search?query=", "https://duckduckgo.com/?q="]))
+def test_a_search_engine_phrase_round_trips_when_there_is_no_utm_term(phrase: str, engine: str) -> None:
+    assert parse_traffic("/landing", engine + quote(phrase)).phrase == folded(phrase)
+
+
+@FAST
+@given(ANY_TEXT)
+def test_normalise_is_idempotent(text: str) -> None:
+    once = normalise(text)
+    assert normalise(once) == once
+    assert once == once.strip() and "  " not in once
+
+
+@FAST
+@given(ANY_TEXT, ANY_TEXT)
+def test_a_keyword_matches_every_phrase_that_contains_it(keyword: str, other: str) -> None:
+    assert keyword_set(keyword) <= set(lemmas(keyword + " " + other))
+    assert keyword_set(keyword) <= set(lemmas(other + " " + keyword))
+
+
+def test_a_letter_without_a_unicode_name_is_just_part_of_a_word() -> None:
+    phrase = parse_traffic("/?utm_term=%F0%97%80%80%D0%BA", None).phrase  # U+17000 TANGUT IDEOGRAPH, then «к»
+    assert phrase == "\U00017000к"
+    assert len(lemmas(phrase)) == 1
+    assert keyword_set(phrase) <= set(lemmas("купить " + phrase))
+
+
+WORDS = st.lists(st.one_of(ANY_TEXT, st.sampled_from(["Кондиционеры", "купить", "КУПИТЬ", "сплит-системы", "ёлка",
+                                                       "Air", "conditioners", "buying", "wi-fi"])), max_size=8)
+
+
+@FAST
+@given(WORDS.flatmap(lambda words: st.tuples(st.just(words), st.permutations(words))))
+def test_word_order_does_not_change_the_lemmas(words_and_shuffled: tuple[list[str], list[str]]) -> None:
+    words, shuffled = words_and_shuffled
+    assert set(lemmas(" ".join(words))) == set(lemmas(" ".join(shuffled)))
+
+
+CASES = {
+    "keep": lambda text: text,
+    "lower": str.lower,
+    "upper": str.upper,
+    "sentence": lambda text: text[:1].upper() + text[1:],
+    "title": lambda text: " ".join(word[:1].upper() + word[1:] for word in text.split(" ")),
+}
+
+
+@FAST
+@given(st.none() | ANY_TEXT, ANY_TEXT, st.none() | st.integers(0, 80), st.sampled_from(sorted(CASES)))
+def test_keyword_insertion_is_the_phrase_or_the_default(phrase: str | None, default: str, max_length: int | None,
+                                                        case: str) -> None:
+    text = CASES[case]((phrase or "").strip())
+    fits = bool(text) and (max_length is None or len(text) <= max_length)
+    assert insert_keyword(phrase, default, max_length, case) == (text if fits else default)
+
+
+# --- 2. the rules matcher against a brute-force reference ------------------------------------------
+
+VOCABULARY = ["купить", "кондиционер", "кондиционеры", "кондиционера", "сплит", "система", "системы", "ремонт",
+              "недорого", "установка", "air", "conditioner", "conditioners", "buy", "buying", "repair", "cheap"]
+SELECTORS = ["h1", ".lead", "#cta", "title"]
+GEO_CONDITIONS: list[dict[str, Any]] = [
+    {"country": "RU"}, {"country": ["GB", "RU"]}, {"country": "GB"}, {"region": "RU-SPE"},
+    {"region": ["RU-MOW", "RU-SPE"]}, {"city": "Москва"}, {"city": ["London", "Санкт-Петербург"]},
+    {"country": "RU", "city": "moscow"}, {"region": "GB-ENG", "city": "Лондон"}, {"country": "RU", "region": "RU-MOW"},
+]
+# Path globs and the visit paths (normalised) each one matches, written out by hand.
+PAGES: dict[str, set[str]] = {
+    "/": {"/"}, "/a": {"/a"}, "/a/": {"/a"}, "/a/b": {"/a/b"}, "/a/*": {"/a/b"}, "/**": {"/", "/a", "/a/b", "/c"},
+    "/*": {"/", "/a", "/c"},
+}
+VISIT_PATHS = {"/": "/", "/a": "/a", "/a/": "/a", "/a/b": "/a/b", "/c": "/c", "/c/": "/c"}
+REGEXES = ["кондиц", "^купить", "air|repair", "систем[аы]$"]
+PLACES: list[dict[str, Any]] = [
+    {}, {"country": "RU", "region": "RU-SPE", "city": ["Санкт-Петербург", "Saint Petersburg"]},
+    {"country": "RU", "region": "RU-MOW", "city": ["Москва", "Moscow"]},
+    {"country": "RU", "region": "RU-MOW", "city": ["Зеленоград", "Zelenograd"]},
+    {"country": "GB", "region": "GB-ENG", "city": ["Лондон", "London"]}, {"country": "KZ"},
+]
+
+page_globs = st.sampled_from(sorted(PAGES)).flatmap(lambda first: st.sampled_from([first, [first, "/c"]]))
+conditions = st.fixed_dictionaries({}, optional={
+    "keywords": st.lists(st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=3).map(" ".join),
+                         min_size=1, max_size=3),
+    "geo": st.sampled_from(GEO_CONDITIONS),
+    "phrase_regex": st.sampled_from(REGEXES),
+})
+rules = st.lists(st.fixed_dictionaries(
+    {"when": conditions, "selectors": st.lists(st.sampled_from(SELECTORS), min_size=1, max_size=3, unique=True)},
+    optional={"priority": st.integers(-2, 2), "page": page_globs}), max_size=10)
+
+
+@st.composite
+def experiments(draw: st.DrawFn) -> list[dict[str, Any]]:
+    found = []
+    for index in range(draw(st.integers(0, 2))):
+        others = draw(st.integers(1, 3))
+        cuts = sorted(draw(st.lists(st.integers(1, 99), min_size=others, max_size=others, unique=True)))
+        weights = [b - a for a, b in zip([0, *cuts], [*cuts, 100], strict=True)]
+        variants = [{"id": "control", "weight": weights[0]}]
+        for n, weight in enumerate(weights[1:]):
+            selectors = draw(st.lists(st.sampled_from(SELECTORS), min_size=1, max_size=2, unique=True))
+            variants.append({"id": f"v{n}", "weight": weight,
+                             "swap": [{"selector": s, "text": f"e{index}-v{n}"} for s in selectors]})
+        experiment: dict[str, Any] = {"id": f"e{index}", "variants": draw(st.permutations(variants))}
+        if draw(st.booleans()):
+            experiment["page"] = draw(page_globs)
+        if draw(st.booleans()):
+            experiment["when"] = draw(st.sampled_from(GEO_CONDITIONS))
+        found.append(experiment)
+    return found
+
+
+pools = st.lists(st.fixed_dictionaries({}, optional={"page": page_globs, "when": st.sampled_from(GEO_CONDITIONS)}),
+                 max_size=3)
+@st.composite
+def visits(draw: st.DrawFn, rule_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Page views; half of their phrases hold some rule's keyword, in any order, among others."""
+    keywords = [keyword for rule in rule_list for keyword in rule["when"].get("keywords", [])]
+    found = []
+    for _ in range(draw(st.integers(1, 10))):
+        words = draw(st.lists(st.sampled_from(VOCABULARY), max_size=3))
+        if keywords and draw(st.booleans()):
+            words += draw(st.sampled_from(keywords)).split()
+        if draw(st.booleans()):
+            words.append(draw(ANY_TEXT))
+        found.append({
+            "path": draw(st.sampled_from(sorted(VISIT_PATHS))),
+            "words": draw(st.permutations(words)),
+            "place": draw(st.sampled_from(range(len(PLACES)))),
+            "vid": draw(st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=40)),
+            "bot": draw(st.integers(0, 9)) == 0,  # a crawler, now and then
+        })
+    return found
+
+
+def site_data(rule_list: list[dict[str, Any]], experiment_list: list[dict[str, Any]],
+              pool_list: list[dict[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {"site": "s", "rules": [], "experiments": experiment_list, "pools": []}
+    for i, rule in enumerate(rule_list):
+        when = {key: value for key, value in rule["when"].items() if key != "geo"} | rule["when"].get("geo", {})
+        compiled: dict[str, Any] = {"id": f"r{i}", "when": when,
+                                    "swap": [{"selector": s, "text": f"r{i}"} for s in rule["selectors"]]}
+        compiled |= {key: rule[key] for key in ("priority", "page") if key in rule}
+        data["rules"].append(compiled)
+    for i, pool in enumerate(pool_list):
+        data["pools"].append({"id": f"p{i}", "static": f"+7 800 555-35-{10 + i}", **pool})
+    return data
+
+
+def holds(when: dict[str, Any], place: dict[str, Any], phrase: str | None) -> bool:
+    """The reference: every condition, checked the obvious way."""
+    def listed(key: str) -> set[str]:
+        value = when[key]
+        return {v.casefold() for v in ([value] if isinstance(value, str) else value)}
+
+    words = set(lemmas(phrase or ""))
+    if "keywords" in when and not any(set(lemmas(keyword)) <= words for keyword in when["keywords"]):
+        return False
+    if "phrase_regex" in when and not re.search(when["phrase_regex"], normalise(phrase or "")):
+        return False
+    for key in ("country", "region"):
+        if key in when and (place.get(key) or "").casefold() not in listed(key):
+            return False
+    return "city" not in when or bool({name.casefold() for name in place.get("city", [])} & listed("city"))
+
+
+def on_page(item: dict[str, Any], path: str) -> bool:
+    page = item.get("page")
+    globs = [] if page is None else [page] if isinstance(page, str) else page
+    return not globs or any(path in PAGES.get(glob, {glob}) for glob in globs)
+
+
+def reference(data: dict[str, Any], path: str, place: dict[str, Any], phrase: str | None,
+              chosen: dict[str, str]) -> tuple[dict[str, str], set[str], str | None]:
+    """(swaps, experiments that apply, pool) as the rules say, from every rule in turn."""
+    texts: dict[str, str | None] = {}
+    applies = set()
+    for experiment in data["experiments"]:
+        if on_page(experiment, path) and holds(experiment.get("when", {}), place, phrase):
+            applies.add(experiment["id"])
+            variant = next(v for v in experiment["variants"] if v["id"] == chosen[experiment["id"]])
+            for swap in variant.get("swap", []):
+                texts.setdefault(swap["selector"], swap["text"])
+            for other in experiment["variants"]:
+                for swap in other.get("swap", []):
+                    texts.setdefault(swap["selector"], None)
+    for selector in SELECTORS:
+        if selector in texts:
+            continue
+        matching = [(rule.get("priority", 0), -order, rule) for order, rule in enumerate(data["rules"])
+                    if on_page(rule, path) and holds(rule["when"], place, phrase)
+                    and any(swap["selector"] == selector for swap in rule["swap"])]
+        if matching:
+            texts[selector] = max(matching, key=lambda m: m[:2])[2]["id"]
+    pool = next((p["id"] for p in data["pools"] if on_page(p, path) and holds(p.get("when", {}), place, phrase)),
+                None)
+    return {s: t for s, t in texts.items() if t is not None}, applies, pool
+
+
+def compile_in_tmp(data: dict[str, Any]) -> Site:
+    with tempfile.TemporaryDirectory() as tmp:
+        return compile_site(data, Path(tmp))
+
+
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+@settings(FAST, max_examples=100)
+@given(rules.flatmap(lambda rule_list: st.tuples(st.just(rule_list), experiments(), pools, visits(rule_list))))
+def test_decide_equals_a_brute_force_reference(scenario: tuple[list[dict[str, Any]], ...]) -> None:
+    rule_list, experiment_list, pool_list, visit_list = scenario
+    data = site_data(rule_list, experiment_list, pool_list)
+    site = compile_in_tmp(data)
+    for case in visit_list:
+        phrase = " ".join(case["words"])
+        query = f"?utm_term={quote(phrase, safe='', errors='surrogatepass')}" if phrase else ""
+        place = PLACES[case["place"]]
+        seen = make_visit({"url": case["path"] + query, "geo": place, "ua": BOT if case["bot"] else BROWSER},
+                          vid=case["vid"])
+        outcome = decide(site, seen)
+        if case["bot"]:
+            assert (outcome.swaps, outcome.experiments, outcome.pool) == ((), {}, None)
+            continue
+        assert decide(site, seen) == outcome  # deterministic, assignment included
+        for experiment in site.experiments:
+            if experiment.id in outcome.experiments:
+                assert outcome.experiments[experiment.id] in {v.id for v in experiment.variants}
+                assert experiment.assign(seen.vid).id == outcome.experiments[experiment.id]
+        swaps, applies, pool = reference(data, VISIT_PATHS[case["path"]], place, seen.traffic.phrase,
+                                         outcome.experiments)
+        assert set(outcome.experiments) == applies
+        assert dict(outcome.swaps) == swaps, (case, data["rules"])
+        assert (outcome.pool.id if outcome.pool else None) == pool
+
+
+@settings(FAST, max_examples=50)
+@given(st.lists(st.integers(1, 99), min_size=1, max_size=4, unique=True).map(sorted),
+       st.lists(st.text(string.printable, min_size=1, max_size=60), min_size=1, max_size=50),
+       st.text(string.ascii_lowercase, min_size=1, max_size=8))
+def test_experiment_assignment_is_sticky_and_one_of_the_variants(cuts: list[int], vids: list[str], salt: str) -> None:
+    weights = [b - a for a, b in zip([0, *cuts], [*cuts, 100], strict=True)]
+    variants = [{"id": "control", "weight": weights[0]}] + [
+        {"id": f"v{n}", "weight": w, "swap": [{"selector": "h1", "text": f"v{n}"}]} for n, w in enumerate(weights[1:])]
+    data = {"site": "s", "experiments": [{"id": "e", "salt": salt, "variants": variants}]}
+    (experiment,) = compile_in_tmp(data).experiments
+    (again,) = compile_in_tmp(data).experiments  # a reload, or another process, assigns alike
+    for vid in vids:
+        variant = experiment.assign(vid)
+        assert variant in experiment.variants
+        assert again.assign(vid) == variant
+
+
+# --- 3. phone numbers in the snippet, in the real browser --------------------------------------------
+
+PRINTED = "8126451714"  # the fixture page's "+7 812 645-17-14"
+PREFIXES = ("+7", "8", "7", "")
+SEPARATORS = st.text(st.sampled_from([" ", "-", "(", ")", ".", "\u00a0"]), max_size=2)
+TAGS = st.sampled_from([None, None, "b", "span", "i"])
+# Text around a number: anything but ASCII digits (which the snippet, rightly, treats as part
+# of the number). Astral characters (emoji) are a separate property below.
+BMP_TEXT = st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",), exclude_characters="0123456789"),
+                   max_size=12)
+ASTRAL_TEXT = st.text(st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF), min_size=1, max_size=3)
+
+
+@st.composite
+def written(draw: st.DrawFn, national: str = PRINTED, prefixes: tuple[str, ...] = PREFIXES) -> str:
+    """A number as a person types it: a prefix, then the digits in random groups."""
+    prefix = draw(st.sampled_from(prefixes))
+    text = prefix + (draw(SEPARATORS) if prefix else "")
+    for i, digit in enumerate(national):
+        text += digit + (draw(SEPARATORS) if i < len(national) - 1 and draw(st.booleans()) else "")
+    return text
+
+
+@st.composite
+def split(draw: st.DrawFn, text: str) -> list[tuple[str | None, str]]:
+    """`text` cut at random places, each piece a text node or an inline element."""
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=3)))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True) if text[a:b]]
+    return [(draw(TAGS), piece) for piece in pieces]
+
+
+@st.composite
+def pages_with_numbers(draw: st.DrawFn, around: st.SearchStrategy[str] = BMP_TEXT
+                       ) -> tuple[list[tuple[str | None, str]], list[tuple[int, int]]]:
+    """Segments of a page holding one to three numbers, and where each number stands. Two
+    numbers have a word between them: with only separators between, they would be one."""
+    text, spans = draw(around), []
+    for n in range(draw(st.integers(1, 3))):
+        if n:
+            text += draw(around) + " или " + draw(around)
+        number = draw(written())
+        spans.append((len(text), len(text) + len(number)))
+        text += number
+    text += draw(around)
+    return draw(split(text)), spans
+
+
+SWAP = """(segments) => {
+    const box = document.createElement('div');
+    for (const [tag, text] of segments) {
+        const node = tag ? document.createElement(tag) : document.createTextNode(text);
+        if (tag) node.textContent = text;
+        box.appendChild(node);
+    }
+    swapline.swap(box);
+    const once = [...box.childNodes].map((node) => node.textContent);
+    swapline.swap(box);
+    return [once, [...box.childNodes].map((node) => node.textContent)];
+}"""
+
+
+@pytest.fixture(scope="module")
+def numbered(browser: Browser, service: str, fixtures: Fixtures) -> Iterator[tuple[Page, str]]:
+    """One page of the fixture site with its decision; every example swaps detached nodes in it."""
+    context = browser.new_context(user_agent=BROWSER)
+    page = context.new_page()
+    page.goto(url(fixtures))
+    phone = decided(page)["phone"]
+    assert phone["replaces_digits"] == PRINTED and len(phone["digits"]) == len(PRINTED) != phone["digits"]
+    yield page, phone["digits"]
+    context.close()
+
+
+def swapped(page: Page, segments: list[tuple[str | None, str]]) -> list[str]:
+    once, twice = page.evaluate(SWAP, [list(segment) for segment in segments])
+    assert twice == once  # swapping again changes nothing
+    return list(once)
+
+
+def expected(segments: list[tuple[str | None, str]], spans: list[tuple[int, int]], digits: str) -> list[str]:
+    """Each number's national digits (its last ten) become the leased ones; nothing else moves."""
+    chars = list("".join(text for _, text in segments))
+    for start, end in spans:
+        positions = [i for i in range(start, end) if chars[i] in string.digits][-len(digits):]
+        for i, digit in zip(positions, digits, strict=True):
+            chars[i] = digit
+    pieces, at = [], 0
+    for _, text in segments:
+        pieces.append("".join(chars[at:at + len(text)]))
+        at += len(text)
+    return pieces
+
+
+PHONE = settings(max_examples=60, deadline=None, database=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+# For the known bugs below: stop at the first failure, no shrinking (each try is a browser round trip).
+PHONE_WITH_EXAMPLES = settings(PHONE, phases=[Phase.explicit, Phase.generate])
+
+
+@PHONE
+@given(pages_with_numbers())
+def test_every_written_form_of_the_number_gets_the_leased_digits(numbered: tuple[Page, str],
+                                                                 page_and_spans: Any) -> None:
+    page, digits = numbered
+    segments, spans = page_and_spans
+    assert swapped(page, segments) == expected(segments, spans, digits)
+
+
+@PHONE
+@given(st.data())
+def test_other_numbers_are_left_alone(numbered: tuple[Page, str], data: st.DataObject) -> None:
+    page, _ = numbered
+    area = data.draw(st.sampled_from(["495", "499", "813", "800", "912", "821"]), "area")
+    number = data.draw(st.one_of(
+        written(area + PRINTED[3:]),  # another area code
+        written().map(lambda n: n + "5"),  # one digit more, after
+        # One digit more, before; but 7 or 8 before the bare national digits is a prefix.
+        st.tuples(st.sampled_from(string.digits), written(prefixes=("+7", "8", "7"))).map("".join),
+        st.tuples(st.sampled_from("0123456789".replace("7", "").replace("8", "")), written(prefixes=("",))).map(
+            "".join),
+        written(PRINTED[:-1]).map(lambda n: n + "0"),  # another last digit
+    ), "number")
+    before, after = data.draw(BMP_TEXT, "before"), data.draw(BMP_TEXT, "after")
+    segments = data.draw(split(before + number + after), "segments")
+    assert swapped(page, segments) == [text for _, text in segments]
+
+
+TEL = st.sampled_from(["+7", "8", "7", ""]).flatmap(lambda prefix: st.lists(
+    st.text(st.sampled_from("-().")), min_size=len(PRINTED), max_size=len(PRINTED)).map(
+    lambda seps: prefix + "".join(d + s for d, s in zip(PRINTED, seps, strict=True))))
+
+
+@PHONE
+@given(TEL)
+def test_tel_links_get_the_leased_digits(numbered: tuple[Page, str], href: str) -> None:
+    page, digits = numbered
+    result = page.evaluate("""(href) => {
+        const box = document.createElement('div');
+        box.innerHTML = '<a>call</a>';
+        box.firstChild.setAttribute('href', 'tel:' + href);
+        swapline.swap(box);
+        return box.firstChild.getAttribute('href');
+    }""", href)
+    assert result == "tel:" + expected([(None, href)], [(0, len(href))], digits)[0]
+
+
+
+# Bugs these properties found (emoji before a number, a digit in the neighbouring block), kept
+# as regression tests with their minimal examples first.
+
+@PHONE_WITH_EXAMPLES
+@example(page_and_spans=([(None, "📞 8 812 645-17-14, звоните")], [(2, 17)]))
+@given(pages_with_numbers(st.tuples(BMP_TEXT, ASTRAL_TEXT, BMP_TEXT).map("".join)))
+def test_emoji_before_a_number_do_not_shift_its_digits(numbered: tuple[Page, str], page_and_spans: Any) -> None:
+    page, digits = numbered
+    segments, spans = page_and_spans
+    assert swapped(page, segments) == expected(segments, spans, digits)
+
+
+@PHONE_WITH_EXAMPLES
+@example(tag="li", text="Пн–Пт 9–1", digit="8", number="+7 812 645-17-14")
+@given(st.sampled_from(["p", "li", "div", "td"]), BMP_TEXT, st.sampled_from(string.digits), written())
+def test_a_digit_in_the_previous_block_is_not_adjacent(numbered: tuple[Page, str], tag: str, text: str, digit: str,
+                                                       number: str) -> None:
+    page, digits = numbered
+    segments = [(tag, text + digit), (tag, number)]  # <li>…9–18</li><li>+7 812 645-17-14</li>, minified HTML
+    assert swapped(page, segments) == expected(segments, [(len(text) + 1, len(text) + 1 + len(number))], digits)
