@@ -138,7 +138,7 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
 
 
 def test_serve_stops_its_store_on_sigterm_too(tmp_path: Path) -> None:
-    process, base = start(tmp_path)
+    process, _ = start(tmp_path)
     port = embedded_store_port(tmp_path / "data")
     process.send_signal(signal.SIGTERM)  # what container runtimes and systemd send
     process.wait(timeout=20)
