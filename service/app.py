@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import hmac
 import logging
@@ -56,6 +57,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "which runs an embedded Valkey, or point it at Redis/Valkey"
             )
         rules = rulefiles.load(settings.rules_dir)
+        gc.collect()
+        # What lives as long as the process (rules, dictionaries) leaves the collector's view, so
+        # full collections stop pausing over it. Only at start: a reloaded rule set would never go.
+        gc.freeze()
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
         pools = Pools(store, settings.lease_retention_days)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import logging.config
 import os
@@ -211,6 +212,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     logging.config.dictConfig(config)
     if _load(settings.rules_dir) is None:
         return 1
+    gc.collect()  # with one worker, uvicorn runs in this process: the check's rules are garbage now
     workers = args.workers or settings.workers
     # uvicorn re-raises SIGTERM after its graceful shutdown, which would skip stopping the
     # embedded store below: turn it into a normal exit.

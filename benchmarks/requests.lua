@@ -1,0 +1,63 @@
+-- wrk script: replay a file of requests in a loop, print the results as one JSON line.
+--
+--   wrk -t1 -c32 -d10s -s benchmarks/requests.lua http://127.0.0.1:8000 -- FILE RUN
+--
+-- FILE has one request per line, tab-separated: METHOD, PATH, X-Forwarded-For, User-Agent
+-- and an optional body. "{ID}" in a body becomes a fresh id per request (RUN .. counter),
+-- so every conversion beacon counts as a new event. benchmarks/harness.py writes the files.
+
+local requests = {}
+local formatted = {}
+local counter = 0
+local run = "r"
+
+function init(args)
+  local file = args[1]
+  run = args[2] or run
+  for line in io.lines(file) do
+    local method, path, xff, ua, body = line:match("^(%u+)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$")
+    if method then
+      local headers = {["X-Forwarded-For"] = xff, ["User-Agent"] = ua, ["Origin"] = "https://load.example"}
+      if body == "" then
+        body = nil
+      else
+        headers["Content-Type"] = "text/plain;charset=UTF-8"
+      end
+      local entry = {method = method, path = path, headers = headers, body = body}
+      table.insert(requests, entry)
+      -- Requests without a per-request id are formatted once: replaying them costs wrk nothing.
+      if body == nil or not body:find("{ID}", 1, true) then
+        formatted[#requests] = wrk.format(method, path, headers, body)
+      end
+    end
+  end
+  -- Threads start at different places in the file.
+  counter = (tonumber(id) or 0) * 7919
+end
+
+function setup(thread)
+  thread:set("id", tostring(math.random(0, 1000)))
+end
+
+function request()
+  counter = counter + 1
+  local index = (counter - 1) % #requests + 1
+  local ready = formatted[index]
+  if ready then
+    return ready
+  end
+  local entry = requests[index]
+  local body = entry.body:gsub("{ID}", run .. "-" .. tostring(id) .. "-" .. counter)
+  return wrk.format(entry.method, entry.path, entry.headers, body)
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "bytes": %d, "connect_errors": %d, "read_errors": %d, ' ..
+    '"write_errors": %d, "status_errors": %d, "timeouts": %d, "mean_us": %.1f, "p50_us": %d, ' ..
+    '"p90_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, summary.bytes, errors.connect, errors.read, errors.write,
+    errors.status, errors.timeout, latency.mean, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max))
+end
