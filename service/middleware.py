@@ -1,4 +1,4 @@
-"""Plain ASGI middleware (no BaseHTTPMiddleware: it costs a task and a copy per request)."""
+"""Plain ASGI middleware: no wrapper that costs a task and a body copy per request."""
 
 from __future__ import annotations
 

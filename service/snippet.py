@@ -1,16 +1,14 @@
-"""`GET /s.js`: the snippet, minified once at start, cacheable, revalidated by ETag."""
+"""`GET /s.js`: the snippet as built (`scripts/build-snippet`), cacheable, revalidated by ETag."""
 
 from __future__ import annotations
 
 import hashlib
 from importlib import resources
 
-import rjsmin
 from starlette.requests import Request
 from starlette.responses import Response
 
-SOURCE = resources.files("service").joinpath("static", "swapline.js").read_text()
-MINIFIED = rjsmin.jsmin(SOURCE).encode()
+MINIFIED = resources.files("service").joinpath("static", "swapline.min.js").read_bytes()
 ETAG = '"' + hashlib.sha256(MINIFIED).hexdigest()[:20] + '"'
 HEADERS = {
     "etag": ETAG,

@@ -156,8 +156,8 @@ def context() -> set[str]:
 
 
 def test_the_context_holds_what_the_image_needs_and_nothing_private(context: set[str]) -> None:
-    needed = {"pyproject.toml", "README.md", "snippet/swapline.js", "service/__init__.py", "service/schema.json",
-              "service/static/swapline.js", "rules/demo.yaml"}
+    needed = {"pyproject.toml", "README.md", "snippet/dist/swapline.min.js", "service/__init__.py",
+              "service/schema.json", "service/static/swapline.min.js", "rules/demo.yaml"}
     assert needed <= context, needed - context
     private = [path for path in context
                if re.match(r"(\.git|\.venv|data|tests|loadtest|benchmarks|test-artifacts|snippet/fixtures)/", path)
@@ -214,7 +214,7 @@ def test_the_build_stage_copies_enough_for_pip_install(tmp_path: Path, context: 
             assert matches, f"package data {package}/{pattern} would be missing from the image"
             for match in matches:
                 assert match.resolve().is_file(), f"{match.relative_to(src)} is a dangling link in the build stage"
-    assert (src / "service/static/swapline.js").read_text() == (ROOT / "snippet/swapline.js").read_text()
+    assert (src / "service/static/swapline.min.js").read_text() == (ROOT / "snippet/dist/swapline.min.js").read_text()
 
 
 def test_the_runtime_stage_gets_the_demo_rules_and_their_schema(context: set[str]) -> None:
