@@ -14,7 +14,8 @@ def cors_headers(site: Site, request: Request) -> dict[str, str]:
     own pages (the demo) need no permission.
     """
     origin = request.headers.get("origin")
-    if origin is None or origin == f"{request.url.scheme}://{request.url.netloc}":
+    # The service's own origin from the scope, without building request.url on the hot path.
+    if origin is None or origin == f"{request.scope['scheme']}://{request.headers.get('host', '')}":
         return {"Vary": "Origin"}
     if origin not in site.origins:
         raise Forbidden("origin_not_allowed", f"origin {origin!r} is not allowed for site {site.id!r}")
