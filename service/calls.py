@@ -15,7 +15,6 @@ import hmac
 import logging
 import re
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -27,11 +26,11 @@ from service.engine import Site
 from service.errors import BadRequest, Unauthorized
 from service.responses import JSON
 from service.runtime import Runtime
-from service.store import STORE_ERRORS
+from service.store import STORE_ERRORS, Script
 
 MAX_BODY = 16_384
 log = logging.getLogger("swapline")
-CALL = resources.files("service").joinpath("lua", "call.lua").read_text()
+CALL = Script.named("call")
 TWILIO_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 _DIGITS = re.compile(r"\+?[0-9]{3,20}")
 
@@ -152,9 +151,10 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "reason": reason,
     }
     prefix = f"sw:{{{site.id}:calls}}:"
-    stored, seen = await runtime.store.batcher.submit(lambda pipe: pipe.eval(
-        CALL, 1, prefix + "calls", call.id, orjson.dumps(record), call.caller_hash, call.start_ms,
-        site.calls.unique_within * 1000, call.talk, site.calls.qualify_after, prefix,
+    (stored, seen), = await runtime.store.batcher.submit(CALL(
+        (prefix + "calls",),
+        (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000, call.talk,
+         site.calls.qualify_after, prefix),
     ))
     answer = {**orjson.loads(stored), "duplicate": bool(seen)}
     if answer["credited"] and not answer["duplicate"]:

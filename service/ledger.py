@@ -12,22 +12,18 @@ stays in one slot and the experiments of a big site spread over the shards.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote
 
-from service.store import Queue, Store
+from service.store import Command, Script, Store
 
 SITE = "_site"  # the pseudo experiment every visitor is in
 ALL = "all"  # its only variant
 DEDUPE_MS = 2 * 86_400_000  # an event id seen again within two days is a retry
-SCRIPTS = {
-    name: resources.files("service").joinpath("lua", f"{name}.lua").read_text()
-    for name in ("expose", "convert", "overflow")
-}
+EXPOSE, CONVERT, OVERFLOW = (Script.named(name) for name in ("expose", "convert", "overflow"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +45,7 @@ class LedgerKeys:
         return cls(*(prefix + name for name in cls.__slots__))
 
 
+@functools.lru_cache(maxsize=4096)
 def page_field(path: str) -> str:
     """A page path as it sits in a `day|page|variant` field: '|' can never appear in it."""
     return quote(path, safe="/-._~!$&'()*+,;=:@")
@@ -67,33 +64,35 @@ class Tally:
 
 
 class Ledger:
+    """Makes the ledger's commands (so a decision sends them with its lease) and reads it back."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def expose(self, site: str, vid: str, page: str, day: str, variants: dict[str, str]) -> asyncio.Future[Any]:
-        """Queue the exposures of one page view (the site's own included); await the result."""
+    @staticmethod
+    def exposures(site: str, vid: str, page: str, day: str, variants: dict[str, str]) -> list[Command]:
+        """Count one page view's exposures, the site's own included."""
         page = page_field(page)
-        return self._submit(site, {**variants, SITE: ALL}, lambda keys, variant: (
-            "expose", (keys.assign, keys.exposed), (vid, variant, page, day),
-        ))
+        return [EXPOSE(_keys(site, experiment, "assign", "exposed"), (vid, variant, page, day))
+                for experiment, variant in {**variants, SITE: ALL}.items()]
 
-    def overflowed(self, site: str, vid: str, experiments: Iterable[str]) -> asyncio.Future[Any]:
-        return self._submit(site, dict.fromkeys([*experiments, SITE], ""), lambda keys, _: (
-            "overflow", (keys.assign, keys.overflowed, keys.overflow), (vid,),
-        ))
+    @staticmethod
+    def overflows(site: str, vid: str, experiments: Iterable[str]) -> list[Command]:
+        """Take a visitor who got the overflow number out of the conversion rates."""
+        return [OVERFLOW(_keys(site, experiment, "assign", "overflowed", "overflow"), (vid,))
+                for experiment in dict.fromkeys([*experiments, SITE])]
 
-    def count_bot(self, site: str, day: str) -> asyncio.Future[Any]:
-        key = LedgerKeys.of(site, SITE).bots
-        return self.store.batcher.submit(lambda pipe: pipe.hincrby(key, day, 1))
+    @staticmethod
+    def bot(site: str, day: str) -> Command:
+        return ("HINCRBY", LedgerKeys.of(site, SITE).bots, day, 1)
 
     async def convert(self, site: str, vid: str, experiments: Iterable[str], event_id: str, kinds: Iterable[str],
                       now_ms: int) -> str:
         """Credit the visitor's cohorts; returns what the site-wide ledger made of it."""
-        kinds = [*kinds, "any"]
-        results = await self._submit(site, dict.fromkeys([SITE, *experiments], ""), lambda keys, _: (
-            "convert",
-            (keys.assign, keys.converted, keys.conversions, keys.totals, keys.seen, keys.overflowed, keys.excluded),
-            (vid, event_id, now_ms, DEDUPE_MS, *kinds),
+        args = (vid, event_id, now_ms, DEDUPE_MS, *kinds, "any")
+        names = ("assign", "converted", "conversions", "totals", "seen", "overflowed", "excluded")
+        results = await self.store.batcher.submit(*(
+            CONVERT(_keys(site, experiment, *names), args) for experiment in dict.fromkeys([SITE, *experiments])
         ))
         return bytes(results[0]).decode()
 
@@ -106,17 +105,11 @@ class Ledger:
         return Tally(_split(exposed, 3), _split(overflow, 3), _split(conversions, 4), _split(totals, 4),
                      _split(excluded, 4), {bytes(k).decode(): int(v) for k, v in bots.items()})
 
-    def _submit(self, site: str, variants: dict[str, str], command: Any) -> asyncio.Future[Any]:
-        """One script per experiment, all queued now, so they share the next round trip."""
-        futures = []
-        for experiment, variant in variants.items():
-            script, keys, args = command(LedgerKeys.of(site, experiment), variant)
-            futures.append(self.store.batcher.submit(_eval(SCRIPTS[script], keys, args)))
-        return asyncio.gather(*futures)
 
-
-def _eval(script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Queue:
-    return lambda pipe: pipe.eval(script, len(keys), *keys, *args)
+@functools.lru_cache(maxsize=4096)  # the same few per experiment, wanted on every page view
+def _keys(site: str, experiment: str, *names: str) -> tuple[str, ...]:
+    keys = LedgerKeys.of(site, experiment)
+    return tuple(getattr(keys, name) for name in names)
 
 
 def _split(raw: dict[Any, Any], parts: int) -> dict[Any, int]:

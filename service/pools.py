@@ -8,10 +8,9 @@ two processes can hand out one number twice. Times are milliseconds since the ep
 from __future__ import annotations
 
 import datetime
+import functools
 import math
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,7 +19,7 @@ from starlette.requests import Request
 from service.auth import require_report_token
 from service.engine import Pool, Site
 from service.responses import JSON
-from service.store import Store
+from service.store import Command, Script, Store
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -30,10 +29,7 @@ if TYPE_CHECKING:
 # the square-root staffing rule: the pool then runs out in well under 1% of moments.
 SIGMAS = 3
 DAY_MS = 86_400_000
-SCRIPTS = {
-    name: resources.files("service").joinpath("lua", f"{name}.lua").read_text()
-    for name in ("lease", "extend", "attribute", "sync")
-}
+LEASE, EXTEND, ATTRIBUTE, SYNC = (Script.named(name) for name in ("lease", "extend", "attribute", "sync"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +48,7 @@ class PoolKeys:
     clock: str
 
     @classmethod
+    @functools.lru_cache(maxsize=1024)  # a few per site, wanted on every page view
     def of(cls, site: str, pool: str) -> PoolKeys:
         prefix = f"sw:{{{site}:{pool}}}:"
         names = ("numbers", "free", "held", "holder", "visitor", "leases", "seq", "stats", "clock")
@@ -68,6 +65,11 @@ class PoolKeys:
 class Lease:
     number: str | None  # None: the pool was exhausted
     status: str  # kept | new | overflow
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Lease:
+        number, status = reply
+        return cls(number.decode() if number else None, status.decode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +88,14 @@ class PoolStats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-async def _lease(submitted: Awaitable[Any]) -> Lease:
-    number, status = await submitted
-    return Lease(number.decode() if number else None, status.decode())
+def hour_and_day(now_ms: int) -> tuple[str, str]:
+    """The hour and the day of a moment, as the pool's statistics are kept by."""
+    return _format_hour(now_ms // 3_600_000)
 
 
-def _labels(now_ms: int) -> tuple[str, str]:
-    moment = datetime.datetime.fromtimestamp(now_ms / 1000, datetime.UTC)
+@functools.lru_cache(maxsize=64)  # one hour after another: formatted once, not per lease
+def _format_hour(hours: int) -> tuple[str, str]:
+    moment = datetime.datetime.fromtimestamp(hours * 3600, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H"), moment.strftime("%Y-%m-%d")
 
 
@@ -106,26 +109,24 @@ class Pools:
         for pool in site.pools:
             if pool.numbers:
                 keys = PoolKeys.of(site.id, pool.id)
-                await self.store.client.eval(SCRIPTS["sync"], 3, keys.numbers, keys.free, keys.held, *pool.numbers)
+                await self.store.client.eval(SYNC.source, 3, keys.numbers, keys.free, keys.held, *pool.numbers)
 
     def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
-              now_ms: int) -> Awaitable[Lease]:
-        """Queue the lease now (so it shares the decision's round trip); await the result."""
+              now_ms: int) -> Command:
+        """The command that leases (or keeps) the visitor's number; its reply makes a `Lease`."""
         keys = PoolKeys.of(site, pool.id)
-        hour, day = _labels(now_ms)
-        args = (vid, now_ms, pool.hold * 1000, page, orjson.dumps(experiments), self.retention_ms, hour,
-                keys.prefix, day)
-        submitted = self.store.batcher.submit(lambda pipe: pipe.eval(
-            SCRIPTS["lease"], 9, keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases,
-            keys.seq, keys.stats, keys.clock, *args,
-        ))
-        return _lease(submitted)
+        hour, day = hour_and_day(now_ms)
+        return LEASE(
+            (keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases, keys.seq, keys.stats,
+             keys.clock),
+            (vid, now_ms, pool.hold * 1000, page, orjson.dumps(experiments), self.retention_ms, hour, keys.prefix,
+             day),
+        )
 
     async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
         keys = PoolKeys.of(site, pool.id)
-        number = await self.store.batcher.submit(lambda pipe: pipe.eval(
-            SCRIPTS["extend"], 5, keys.held, keys.holder, keys.visitor, keys.leases, keys.clock, vid, now_ms,
-            pool.hold * 1000,
+        number, = await self.store.batcher.submit(EXTEND(
+            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms, pool.hold * 1000),
         ))
         return number.decode() if number else None
 
@@ -136,14 +137,12 @@ class Pools:
     async def holder(self, site: str, pool: Pool, number: str, at_ms: int) -> dict[str, Any] | None:
         """The lease of `number` whose hold window contains `at_ms`, if any."""
         keys = PoolKeys.of(site, pool.id)
-        record = await self.store.batcher.submit(
-            lambda pipe: pipe.eval(SCRIPTS["attribute"], 2, keys.leases, keys.history(number), at_ms)
-        )
+        record, = await self.store.batcher.submit(ATTRIBUTE((keys.leases, keys.history(number)), (at_ms,)))
         return orjson.loads(record) if record else None
 
     async def stats(self, site: str, pool: Pool, now_ms: int) -> PoolStats:
         keys = PoolKeys.of(site, pool.id)
-        days = [_labels(now_ms - i * DAY_MS)[1] for i in range(self.retention_ms // DAY_MS)]
+        days = [hour_and_day(now_ms - i * DAY_MS)[1] for i in range(self.retention_ms // DAY_MS)]
         pipe = self.store.client.pipeline(transaction=False)
         pipe.hgetall(keys.stats)
         pipe.zcount(keys.held, now_ms, "+inf")

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 
 import redis
+import redis.asyncio
 
 from service.ledger import Ledger
-from service.store import Store, connect
+from service.store import Store, connect, pack
 from tests.conftest import CLUSTER
 
 
 def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> int:
         shared = Store(connect(valkey_url, cluster=CLUSTER))
-        ledger = Ledger(shared)
         await asyncio.gather(*(
-            ledger.expose("demo", f"visitor-{i:016d}", "/", "2026-11-22", {"e": "b", "f": "control"})
+            shared.batcher.submit(*Ledger.exposures("demo", f"visitor-{i:016d}", "/", "2026-11-22",
+                                                    {"e": "b", "f": "control"}))
             for i in range(100)
         ))
         trips = shared.batcher.round_trips
@@ -31,9 +32,8 @@ def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.
 def test_exposure_counts_a_visitor_once_whatever_the_page_or_day(valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> None:
         shared = Store(connect(valkey_url, cluster=CLUSTER))
-        ledger = Ledger(shared)
-        await ledger.expose("demo", "visitor-000000000001", "/", "2026-11-22", {"e": "b"})
-        await ledger.expose("demo", "visitor-000000000001", "/other", "2026-11-23", {"e": "b"})
+        for page, day in (("/", "2026-11-22"), ("/other", "2026-11-23")):
+            await shared.batcher.submit(*Ledger.exposures("demo", "visitor-000000000001", page, day, {"e": "b"}))
         await shared.close()
 
     asyncio.run(scenario())
@@ -55,12 +55,34 @@ def test_every_process_gets_the_same_secret(valkey_url: str, store: redis.Redis)
 def test_a_dead_store_is_reported_to_every_waiter() -> None:
     async def scenario() -> list[BaseException | None]:
         dead = Store(connect("redis://127.0.0.1:1/0"))
-        ledger = Ledger(dead)
         results = await asyncio.gather(
-            *(ledger.expose("demo", f"v-{i:018d}", "/", "2026-11-22", {"e": "b"}) for i in range(5)),
+            *(dead.batcher.submit(*Ledger.exposures("demo", f"v-{i:018d}", "/", "2026-11-22", {"e": "b"}))
+              for i in range(5)),
             return_exceptions=True,
         )
         await dead.close()
         return list(results)
 
     assert all(isinstance(result, redis.ConnectionError) for result in asyncio.run(scenario()))
+
+
+def test_scripts_come_back_after_the_store_forgets_them(valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> list[list[object]]:
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
+        replies = [await shared.batcher.submit(*Ledger.exposures("demo", "visitor-forgetful-01", "/", "2026-11-22",
+                                                                 {"e": "b"}))]
+        store.script_flush()  # what a restarted or flushed server knows: nothing
+        replies.append(await shared.batcher.submit(*Ledger.exposures("demo", "visitor-forgetful-02", "/",
+                                                                     "2026-11-22", {"e": "b"})))
+        await shared.close()
+        return replies
+
+    assert asyncio.run(scenario()) == [[1, 1], [1, 1]]  # each visitor counted in `e` and site-wide
+    assert store.hgetall("sw:{demo/e}:exposed") == {b"2026-11-22|/|b": b"2"}
+
+
+def test_commands_are_packed_as_redis_py_packs_them() -> None:
+    commands = [("EVALSHA", "f" * 40, 2, "sw:{a/b}:assign", "sw:{a/b}:exposed", "visitor", 17, -3, 0.25),
+                ("HINCRBY", "sw:{a/_site}:bots", "2026-11-22", 1), ("SET", b"\x00\xff bytes", "кириллица")]
+    connection = redis.asyncio.Redis().connection_pool.make_connection()
+    assert pack(commands) == b"".join(connection.pack_commands(commands))
