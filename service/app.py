@@ -26,6 +26,7 @@ from service.dashboard import dashboard_endpoint, login_endpoint
 from service.decide import decide_endpoint
 from service.errors import HTTPError
 from service.events import convert, events_endpoint
+from service.fastpath import FastPath
 from service.geo import GeoDB
 from service.ledger import Ledger
 from service.middleware import ClientIPMiddleware
@@ -95,10 +96,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.close()
             runtime.geo.close()
 
+    hot = [  # what every page view calls
+        Route("/v1/decide", decide_endpoint, methods=["GET"]),
+        Route("/v1/events", events_endpoint, methods=["POST"]),
+    ]
     return Starlette(
         routes=[
-            Route("/v1/decide", decide_endpoint, methods=["GET"]),
-            Route("/v1/events", events_endpoint, methods=["POST"]),
+            *hot,
             Route("/v1/calls", calls_endpoint, methods=["POST"]),
             Route("/v1/calls/twilio", twilio_endpoint, methods=["POST"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
@@ -113,7 +117,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[Middleware(RequestMiddleware), Middleware(ClientIPMiddleware, trusted=settings.trusted_proxies)],
+        middleware=[
+            Middleware(RequestMiddleware),
+            Middleware(ClientIPMiddleware, trusted=settings.trusted_proxies),
+            Middleware(FastPath, routes=hot),
+        ],
         exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error},
         lifespan=lifespan,
     )

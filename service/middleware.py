@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,6 +23,10 @@ class ClientIPMiddleware:
     def __init__(self, app: ASGIApp, trusted: tuple[Network, ...]) -> None:
         self.app = app
         self.trusted = trusted
+        # Parsing addresses is most of this middleware's cost, and the same proxies and the
+        # same visitors come again and again: remember the answers (bounded).
+        self._is_trusted = functools.lru_cache(maxsize=1024)(self._check_trusted)
+        self._client = functools.lru_cache(maxsize=16_384)(self._rightmost_untrusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.trusted and scope.get("client"):
@@ -37,14 +42,14 @@ class ClientIPMiddleware:
                 scope["client"] = (client, port)  # in place: outer middleware reads what the router adds
         await self.app(scope, receive, send)
 
-    def _is_trusted(self, address: str) -> bool:
+    def _check_trusted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
         return any(ip in network for network in self.trusted)
 
-    def _client(self, header: str) -> str:
+    def _rightmost_untrusted(self, header: str) -> str:
         hops = [hop.strip() for hop in header.split(",")]
         if len(hops) > 32 or len(header) > 2048:
             raise ValueError("too many hops")

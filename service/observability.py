@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import os
 import re
@@ -66,10 +67,15 @@ class RequestMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            LATENCY.labels(route.path if route else "unmatched", scope["method"], f"{status // 100}xx").observe(
+            _latency(route.path if route else "unmatched", scope["method"], status // 100).observe(
                 time.perf_counter() - started
             )
             REQUEST_ID.reset(reset)
+
+
+@functools.lru_cache(maxsize=256)  # labels() takes a lock and builds a key: once per route is enough
+def _latency(route: str, method: str, status_class: int) -> Any:
+    return LATENCY.labels(route, method, f"{status_class}xx")
 
 
 class JSONFormatter(logging.Formatter):

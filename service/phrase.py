@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Container
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import pymorphy3
 import snowballstemmer
@@ -42,7 +42,6 @@ _PAGE_PARAMS = frozenset(
 _PAID_CLICK_IDS = {"gclid": "google", "yclid": "yandex"}
 # Unfilled ad-system macros such as "{keyword}" or "{{campaign}}" carry no data.
 _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
-_ASCII = "".join(map(chr, range(128)))
 
 # Anything but a letter or digit, except a hyphen between two of them ("wi-fi").
 _SEPARATOR = re.compile(r"(?:_|[^\w-]|(?<![^\W_])-|-(?![^\W_]))+")
@@ -67,7 +66,10 @@ class Traffic:
 
 
 def parse_traffic(url: str, referrer: str | None) -> Traffic:
-    params = _params(url, _PAGE_PARAMS)
+    try:
+        params = _params(urlsplit(url).query, _PAGE_PARAMS)
+    except ValueError:  # not a URL (e.g. a broken IPv6 host): nothing to read from it
+        params = {}
     host, engine, ref_params = _referrer(referrer)
 
     phrase = _text(params.get("utm_term"))
@@ -117,41 +119,40 @@ def _referrer(referrer: str | None) -> tuple[str | None, str | None, dict[str, s
         return host or None, None, {}
     engine = match.lastgroup
     assert engine is not None  # every alternative is a named group
-    return host, engine, _params(referrer, _ENGINES[engine][1])
+    return host, engine, _params(parts.query, _ENGINES[engine][1])
 
 
-def _params(url: str, names: Container[str]) -> dict[str, str]:
-    """Query parameters in `names`, first value wins; values are undecoded, see `_text`."""
-    try:
-        query = urlsplit(url).query
-    except ValueError:
-        return {}
-    # Unquoting is the slow part, so skip the parameters nobody reads (page filters, ad junk).
-    query = "&".join(pair for pair in query.split("&") if pair.partition("=")[0] in names)
-    if not query.isascii():
-        # A raw (not percent-encoded) URL: encode it so every value is bytes again.
-        query = quote(query, safe=_ASCII, errors="replace")
+def _params(query: str, names: Container[str]) -> dict[str, str]:
+    """Query parameters in `names`, first value wins; values still percent-encoded, see `_text`.
+
+    Only the parameters read are decoded: page filters, ad junk and click ids cost nothing.
+    """
     params: dict[str, str] = {}
-    # latin-1 maps each byte to one char, so the charset can be guessed per value later.
-    for name, value in parse_qsl(query, encoding="latin-1"):
-        params.setdefault(name, value)
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if value and name in names:  # a blank value is no value
+            params.setdefault(name, value)
     return params
 
 
+# The same campaigns and phrases come again and again (click ids, unique per visit, are not
+# decoded at all): decoding is a third of the cost of a page view's traffic, so remember it.
+@functools.lru_cache(maxsize=20_000)
 def _text(value: str | None) -> str | None:
-    """Decode a parameter value and clean it for display; None if nothing is left."""
+    """Decode a raw parameter value and clean it for display; None if nothing is left."""
     if value is None:
         return None
-    if not value.isascii():
-        raw = value.encode("latin-1")
+    # A raw (not percent-encoded) URL carries its text as is; lone surrogates (valid in JSON
+    # input) cannot be encoded, so they become "?".
+    raw = unquote_to_bytes(value.replace("+", " ").encode("utf-8", "replace"))
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Old Russian sites and search forms still send cp1251.
         try:
-            value = raw.decode("utf-8")
+            value = raw.decode("cp1251")
         except UnicodeDecodeError:
-            # Old Russian sites and search forms still send cp1251.
-            try:
-                value = raw.decode("cp1251")
-            except UnicodeDecodeError:
-                value = raw.decode("utf-8", "replace")
+            value = raw.decode("utf-8", "replace")
     value = " ".join(value.split())[:_MAX_LENGTH].rstrip()
     if not value or _PLACEHOLDER.fullmatch(value):
         return None

@@ -8,7 +8,6 @@ verifies, compared in constant time.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from typing import Any
 
@@ -41,7 +40,7 @@ class TokenSigner:
         return payload if isinstance(payload, dict) else None
 
     def _mac(self, body: str) -> bytes:
-        return hmac.new(self._secret, body.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+        return hmac.digest(self._secret, body.encode(), "sha256")[:MAC_BYTES]  # one-shot: no HMAC object
 
 
 def _encode(raw: bytes) -> str:
