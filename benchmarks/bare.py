@@ -1,10 +1,10 @@
 """The baseline: a bare Starlette app with the service's two hot endpoints and nothing else.
 
 `benchmarks/decide.py` runs it under the same uvicorn settings as `swapline serve` (uvloop,
-httptools, no access log, one worker) and loads it with the same requests as the service, so
-the ratio of the two throughputs is what the service's own work costs:
+httptools, no access log, no proxy headers, one worker) and loads it with the same requests
+as the service, so the ratio of the two throughputs is what the service's own work costs:
 
-    uvicorn benchmarks.bare:app --loop uvloop --http httptools --no-access-log --workers 1
+    uvicorn benchmarks.bare:app --loop uvloop --http httptools --no-access-log --no-proxy-headers --workers 1
 
 `GET /v1/decide` answers a constant decision-shaped JSON object (about the size of a real
 decision), `POST /v1/events` reads the body and answers 202, as Starlette apps usually do.

@@ -176,7 +176,7 @@ def start_bare(workdir: Path, cpus: str | None = None) -> Server:
     port = free_port()
     log = workdir / f"bare-{port}.log"
     command = [*taskset(cpus), sys.executable, "-m", "uvicorn", "benchmarks.bare:app", "--port", str(port),
-               "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--workers", "1",
+               "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers", "--workers", "1",
                "--log-level", "warning"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     server = Server("bare", process, f"http://127.0.0.1:{port}", log)

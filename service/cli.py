@@ -234,6 +234,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             http="httptools",
             log_config=config,
             access_log=False,
+            # X-Forwarded-For is trusted only from SWAPLINE_TRUSTED_PROXIES (ClientIPMiddleware);
+            # uvicorn's own handling would trust it from localhost whatever that says.
+            proxy_headers=False,
         )
     return 0
 

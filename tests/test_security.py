@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis
 from starlette.testclient import TestClient
+
+from tests.conftest import BROWSER, start
 
 IPS = ["95.161.0.1", "46.242.0.1", "217.118.83.1", "2a02:6b8::1"]
 CALLERS = ["+79161234567", "+79035550011"]
@@ -55,3 +59,17 @@ def test_tokens_and_signatures_are_compared_in_constant_time(pool_client: TestCl
     assert any(given == b"sha256=00" for given, _ in compare_spy)
     pool_client.post("/v1/events", content=b'{"type": "form", "id": "x", "token": "abc.def"}')
     assert len(compare_spy) >= 3  # the decision token's MAC too
+
+
+@pytest.mark.parametrize(("trusted", "country"), [("", None), ("127.0.0.1/32", "RU")])
+def test_only_the_configured_proxies_may_name_the_client(tmp_path: Path, valkey_url: str, trusted: str,
+                                                         country: str | None) -> None:
+    """The server in front (uvicorn) must not trust X-Forwarded-For on its own, not even from localhost."""
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES=trusted)
+    try:
+        body = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"},
+                         headers={"x-forwarded-for": "46.242.0.1", "user-agent": BROWSER}).json()
+    finally:
+        service.terminate()
+        service.wait(10)
+    assert body["geo"]["country"] == country  # 46.242.0.1 is Moscow; the socket peer, localhost, is nowhere
