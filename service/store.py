@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -189,15 +188,17 @@ class Batcher:
             return list(await pipe.execute(raise_on_error=False))
         connection = self._connection
         if connection is None:
-            connection = self._connection = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            pool = self._client.connection_pool
+            # No time-out of the connection's own: each send and each read would arm a timer
+            # (and a send a task); the one around the whole batch is enough.
+            connection = self._connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
         try:
-            await connection.send_packed_command(pack(commands))
-            replies: list[Any] = []
-            # One time-out for the whole batch: `math.inf` spares each reply a timer of its own.
             async with asyncio.timeout(TIMEOUTS["socket_timeout"]):
+                await connection.send_packed_command(pack(commands))
+                replies: list[Any] = []
                 for _ in commands:
                     try:
-                        replies.append(await connection.read_response(timeout=math.inf))
+                        replies.append(await connection.read_response())
                     except ResponseError as exc:  # its reply was read whole: the next one follows
                         replies.append(exc)
             return replies
