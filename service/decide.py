@@ -20,7 +20,7 @@ from service.cors import cors_headers
 from service.engine import Outcome, Pool, Site, Visit, decide, normalise_path
 from service.errors import BadRequest
 from service.geo import Geo
-from service.observability import LEASES
+from service.observability import LEASES, labelled
 from service.phones import formats
 from service.phrase import lemmas, normalise, parse_traffic
 from service.pools import Lease, hour_and_day
@@ -124,7 +124,7 @@ async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -
         leased = runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, now)
         reply, *_ = await batcher.submit(leased, *exposures)
         lease = Lease.from_reply(reply)
-        LEASES.labels(site.id, pool.id, lease.status).inc()
+        labelled(LEASES, site.id, pool.id, lease.status).inc()
         if lease.number is None:  # overflowed visitors leave the conversion rates
             await batcher.submit(*ledger.overflows(site.id, visit.vid, outcome.experiments))
         return lease, False

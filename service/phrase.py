@@ -65,6 +65,9 @@ class Traffic:
     click_id: str | None
 
 
+# Most page views are a visitor's second, third… page: the same page reached from the same
+# page as many visitors before. Traffic is immutable, so one parse serves them all.
+@functools.lru_cache(maxsize=16_384)
 def parse_traffic(url: str, referrer: str | None) -> Traffic:
     try:
         params = _params(urlsplit(url).query, _PAGE_PARAMS)
