@@ -18,6 +18,7 @@ trip that it shares with everything else that arrived meanwhile. Scripts travel 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -25,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
@@ -37,7 +38,6 @@ from service.observability import STORE_FAILURES
 
 log = logging.getLogger("swapline")
 Client = redis.Redis | RedisCluster
-Command = tuple[Any, ...]  # a command's arguments, as sent: ("HINCRBY", key, field, 1)
 
 
 # A store that does not answer must cost a request milliseconds, not the client's defaults
@@ -71,38 +71,60 @@ class Script:
     @classmethod
     def named(cls, name: str) -> Script:
         source = resources.files("service").joinpath("lua", f"{name}.lua").read_text()
-        script = cls(source, hashlib.sha1(source.encode()).hexdigest())
-        _BY_SHA[script.sha] = script
-        return script
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
-    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Command:
-        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+    def __call__(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> ScriptCall:
+        return ScriptCall(self, keys, args)
 
 
-_BY_SHA: dict[str, Script] = {}
+class ScriptCall(NamedTuple):
+    """A command that runs a script: EVALSHA, or EVAL where the server does not know it yet."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+    def by_digest(self) -> tuple[Any, ...]:
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+    def with_source(self) -> tuple[Any, ...]:
+        """The server runs it and keeps it by its digest from then on."""
+        return ("EVAL", self.script.source, len(self.keys), *self.keys, *self.args)
 
 
-def _with_source(command: Command) -> Command:
-    """The EVAL of an EVALSHA command: the server runs the script and keeps it by digest."""
-    return ("EVAL", _BY_SHA[command[1]].source, *command[2:])
+Command = tuple[Any, ...]  # a command's arguments as sent, ("HINCRBY", key, field, 1), or a ScriptCall
 
 
 def pack(commands: list[Command]) -> bytes:
     """The commands in the Redis protocol (RESP), as one buffer.
 
     What redis-py's `pack_commands` makes, for the argument types commands here have, in a
-    third of the time: it was the hottest function of a decision's store round trip.
+    third of the time: it was the hottest function of a decision's store round trip. A
+    script call's digest and keys are the same call after call: packed once per key set.
     """
     out = []
     for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            if isinstance(arg, str):
-                arg = arg.encode()
-            elif isinstance(arg, int | float):
-                arg = repr(arg).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+        if type(command) is ScriptCall:
+            out.append(b"*%d\r\n" % (3 + len(command.keys) + len(command.args)))
+            out.append(_script_head(command.script.sha, command.keys))
+            command = command.args
+        else:
+            out.append(b"*%d\r\n" % len(command))
+        out.extend(map(_bulk, command))
     return b"".join(out)
+
+
+def _bulk(arg: Any) -> bytes:
+    if isinstance(arg, str):
+        arg = arg.encode()
+    elif not isinstance(arg, bytes):  # numbers
+        arg = repr(arg).encode()
+    return b"$%d\r\n%s\r\n" % (len(arg), arg)
+
+
+@functools.lru_cache(maxsize=4096)
+def _script_head(sha: str, keys: tuple[str, ...]) -> bytes:
+    return b"".join(map(_bulk, ("EVALSHA", sha, len(keys), *keys)))
 
 
 class Batcher:
@@ -152,10 +174,10 @@ class Batcher:
         commands = [command for group, _ in batch for command in group]
         try:
             replies = await self._execute(commands)
-            unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            unknown = {i: command.with_source() for i, command in enumerate(commands)
+                       if isinstance(command, ScriptCall) and isinstance(replies[i], NoScriptError)}
             if unknown:  # a new or restarted server: send those scripts' bodies once
-                for i, reply in zip(unknown, await self._execute([_with_source(commands[i]) for i in unknown]),
-                                    strict=True):
+                for i, reply in zip(unknown, await self._execute(list(unknown.values())), strict=True):
                     replies[i] = reply
         except Exception as exc:  # the store is down: every waiter hears it
             if not self.failures or time.monotonic() - self.down_until > RETRY_AFTER:
@@ -184,7 +206,7 @@ class Batcher:
         if isinstance(self._client, RedisCluster):
             pipe = self._client.pipeline(transaction=False)
             for command in commands:
-                pipe.execute_command(*command)
+                pipe.execute_command(*(command.by_digest() if type(command) is ScriptCall else command))
             return list(await pipe.execute(raise_on_error=False))
         connection = self._connection
         if connection is None:

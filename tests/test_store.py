@@ -7,8 +7,8 @@ import asyncio
 import redis
 import redis.asyncio
 
-from service.ledger import Ledger
-from service.store import Store, connect, pack
+from service.ledger import EXPOSE, Ledger
+from service.store import ScriptCall, Store, connect, pack
 from tests.conftest import CLUSTER
 
 
@@ -82,7 +82,9 @@ def test_scripts_come_back_after_the_store_forgets_them(valkey_url: str, store: 
 
 
 def test_commands_are_packed_as_redis_py_packs_them() -> None:
-    commands = [("EVALSHA", "f" * 40, 2, "sw:{a/b}:assign", "sw:{a/b}:exposed", "visitor", 17, -3, 0.25),
-                ("HINCRBY", "sw:{a/_site}:bots", "2026-11-22", 1), ("SET", b"\x00\xff bytes", "кириллица")]
+    expose = EXPOSE(("sw:{a/b}:assign", "sw:{a/b}:exposed"), ("visitor", 17, -3, 0.25, "/страница"))
+    commands = [expose, ("HINCRBY", "sw:{a/_site}:bots", "2026-11-22", 1), ("SET", b"\x00\xff bytes", "кириллица"),
+                expose]
     connection = redis.asyncio.Redis().connection_pool.make_connection()
-    assert pack(commands) == b"".join(connection.pack_commands(commands))
+    expected = [command.by_digest() if isinstance(command, ScriptCall) else command for command in commands]
+    assert pack(commands) == b"".join(connection.pack_commands(expected))
