@@ -117,12 +117,15 @@ async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -
         if visit.bot:  # counted apart, and nothing else
             await batcher.submit(ledger.bot(site.id, day))
             return None, False
-        exposures = ledger.exposures(site.id, visit.vid, visit.path, day, outcome.experiments)
+        exposures, fresh = ledger.exposures(site.id, visit.vid, visit.path, day, outcome.experiments)
         if pool is None or not pool.numbers:
-            await batcher.submit(*exposures)
+            if exposures:
+                await batcher.submit(*exposures)
+                ledger.recorded(fresh)
             return None, False
         leased = runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, now)
         reply, *_ = await batcher.submit(leased, *exposures)
+        ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
         labelled(LEASES, site.id, pool.id, lease.status).inc()
         if lease.number is None:  # overflowed visitors leave the conversion rates

@@ -66,15 +66,31 @@ class Tally:
 class Ledger:
     """Makes the ledger's commands (so a decision sends them with its lease) and reads it back."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, remembered: int = 32_768) -> None:
         self.store = store
+        # A visitor is exposed to an experiment once, ever: the store keeps the first exposure
+        # and ignores the others. Remembering what this process has recorded spares the page
+        # views of returning visitors (most page views) those no-op scripts. Bounded; a
+        # forgotten exposure costs one no-op script.
+        self._recorded: set[tuple[str, str, str]] = set()
+        self._remembered = remembered
 
-    @staticmethod
-    def exposures(site: str, vid: str, page: str, day: str, variants: dict[str, str]) -> list[Command]:
-        """Count one page view's exposures, the site's own included."""
+    def exposures(self, site: str, vid: str, page: str, day: str,
+                  variants: dict[str, str]) -> tuple[list[Command], list[tuple[str, str, str]]]:
+        """The commands that count one page view's exposures (the site's own included) and what
+        to pass to `recorded` once the store has them; exposures recorded before are left out."""
+        fresh = [(site, experiment, vid) for experiment in (*variants, SITE)
+                 if (site, experiment, vid) not in self._recorded]
+        if not fresh:
+            return [], []
         page = page_field(page)
-        return [EXPOSE(_keys(site, experiment, "assign", "exposed"), (vid, variant, page, day))
-                for experiment, variant in {**variants, SITE: ALL}.items()]
+        return [EXPOSE(_keys(site, experiment, "assign", "exposed"), (vid, variants.get(experiment, ALL), page, day))
+                for _, experiment, _ in fresh], fresh
+
+    def recorded(self, exposures: list[tuple[str, str, str]]) -> None:
+        if len(self._recorded) + len(exposures) > self._remembered:
+            self._recorded.clear()  # the cheapest way to stay bounded; forgetting costs little
+        self._recorded.update(exposures)
 
     @staticmethod
     def overflows(site: str, vid: str, experiments: Iterable[str]) -> list[Command]:

@@ -28,7 +28,8 @@ async def seven_days_of_data(url: str) -> None:
         for n in range(60):
             vid = f"dash-{offset}-{n:010d}"
             variant = "control" if n % 2 else "b"
-            await store.batcher.submit(*ledger.exposures("shop", vid, "/", day, {"hero": variant}))
+            commands, _ = ledger.exposures("shop", vid, "/", day, {"hero": variant})
+            await store.batcher.submit(*commands)
             if n % ((3 + offset % 3) if variant == "b" else (6 + offset % 4)) == 0:  # rates vary by day
                 await ledger.convert("shop", vid, ["hero"], f"form-{vid}", ["form"], 0)
     await store.close()

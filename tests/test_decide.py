@@ -103,6 +103,16 @@ def test_exposure_recorded_once_per_visitor_and_experiment(client: TestClient, s
     assert store.hget("sw:{demo/cta-wording}:assign", VID).decode().startswith(f"{variant}|/|")
 
 
+def test_a_returning_visitor_costs_the_store_no_exposure_scripts(client: TestClient, store: redis.Redis) -> None:
+    decide(client, vid="returning-visitor-0001")
+    assign = "sw:{demo/cta-wording}:assign"
+    assert store.hexists(assign, "returning-visitor-0001")
+    store.hdel(assign, "returning-visitor-0001")  # so that a second exposure script would show
+    for _ in range(3):
+        decide(client, vid="returning-visitor-0001")
+    assert not store.hexists(assign, "returning-visitor-0001")  # the service knew it had recorded it
+
+
 def test_bots_get_control_content_and_count_nowhere(client: TestClient, store: redis.Redis) -> None:
     response = client.get(
         "/v1/decide",

@@ -8,15 +8,21 @@ import redis
 import redis.asyncio
 
 from service.ledger import EXPOSE, Ledger
-from service.store import ScriptCall, Store, connect, pack
+from service.store import Command, ScriptCall, Store, connect, pack
 from tests.conftest import CLUSTER
+
+
+def exposures(site: str, vid: str, page: str, day: str, variants: dict[str, str]) -> list[Command]:
+    """The commands of one page view's exposures, from a ledger that has recorded nothing yet."""
+    commands, _ = Ledger(Store(connect("redis://127.0.0.1:1"))).exposures(site, vid, page, day, variants)
+    return commands
 
 
 def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> int:
         shared = Store(connect(valkey_url, cluster=CLUSTER))
         await asyncio.gather(*(
-            shared.batcher.submit(*Ledger.exposures("demo", f"visitor-{i:016d}", "/", "2026-11-22",
+            shared.batcher.submit(*exposures("demo", f"visitor-{i:016d}", "/", "2026-11-22",
                                                     {"e": "b", "f": "control"}))
             for i in range(100)
         ))
@@ -33,7 +39,7 @@ def test_exposure_counts_a_visitor_once_whatever_the_page_or_day(valkey_url: str
     async def scenario() -> None:
         shared = Store(connect(valkey_url, cluster=CLUSTER))
         for page, day in (("/", "2026-11-22"), ("/other", "2026-11-23")):
-            await shared.batcher.submit(*Ledger.exposures("demo", "visitor-000000000001", page, day, {"e": "b"}))
+            await shared.batcher.submit(*exposures("demo", "visitor-000000000001", page, day, {"e": "b"}))
         await shared.close()
 
     asyncio.run(scenario())
@@ -56,7 +62,7 @@ def test_a_dead_store_is_reported_to_every_waiter() -> None:
     async def scenario() -> list[BaseException | None]:
         dead = Store(connect("redis://127.0.0.1:1/0"))
         results = await asyncio.gather(
-            *(dead.batcher.submit(*Ledger.exposures("demo", f"v-{i:018d}", "/", "2026-11-22", {"e": "b"}))
+            *(dead.batcher.submit(*exposures("demo", f"v-{i:018d}", "/", "2026-11-22", {"e": "b"}))
               for i in range(5)),
             return_exceptions=True,
         )
@@ -69,10 +75,10 @@ def test_a_dead_store_is_reported_to_every_waiter() -> None:
 def test_scripts_come_back_after_the_store_forgets_them(valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> list[list[object]]:
         shared = Store(connect(valkey_url, cluster=CLUSTER))
-        replies = [await shared.batcher.submit(*Ledger.exposures("demo", "visitor-forgetful-01", "/", "2026-11-22",
+        replies = [await shared.batcher.submit(*exposures("demo", "visitor-forgetful-01", "/", "2026-11-22",
                                                                  {"e": "b"}))]
         store.script_flush()  # what a restarted or flushed server knows: nothing
-        replies.append(await shared.batcher.submit(*Ledger.exposures("demo", "visitor-forgetful-02", "/",
+        replies.append(await shared.batcher.submit(*exposures("demo", "visitor-forgetful-02", "/",
                                                                      "2026-11-22", {"e": "b"})))
         await shared.close()
         return replies
