@@ -67,7 +67,7 @@ class Traffic:
 
 # Most page views are a visitor's second, third… page: the same page reached from the same
 # page as many visitors before. Traffic is immutable, so one parse serves them all.
-@functools.lru_cache(maxsize=16_384)
+@functools.lru_cache(maxsize=4096)  # URLs are up to 4 KB each: a small bound keeps a flood harmless
 def parse_traffic(url: str, referrer: str | None) -> Traffic:
     try:
         params = _params(urlsplit(url).query, _PAGE_PARAMS)
@@ -140,7 +140,7 @@ def _params(query: str, names: Container[str]) -> dict[str, str]:
 
 # The same campaigns and phrases come again and again (click ids, unique per visit, are not
 # decoded at all): decoding is a third of the cost of a page view's traffic, so remember it.
-@functools.lru_cache(maxsize=20_000)
+@functools.lru_cache(maxsize=4096)
 def _text(value: str | None) -> str | None:
     """Decode a raw parameter value and clean it for display; None if nothing is left."""
     if value is None:

@@ -10,13 +10,16 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_from_bytes
+from urllib.parse import quote, quote_from_bytes, urlencode
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import Browser, Page
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
 
+from service.decide import _query
 from service.engine import Site, decide
 from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic
 from tests.conftest import BROWSER
@@ -57,6 +60,15 @@ URLS = st.one_of(
 
 
 # --- 1. the phrase parser -------------------------------------------------------------------------
+
+@FAST
+@given(st.lists(st.tuples(st.text(), st.text()), max_size=6), st.booleans())
+def test_the_decision_query_is_read_as_starlette_reads_it(pairs: list[tuple[str, str]], raw: bool) -> None:
+    """The hot path parses the query itself: it must agree with the framework on any input."""
+    query = "&".join(f"{name}={value}" for name, value in pairs) if raw else urlencode(pairs)
+    scope = {"type": "http", "query_string": query.encode("utf-8", "surrogatepass")}
+    assert _query(Request(scope)) == dict(QueryParams(scope["query_string"]))
+
 
 @FAST
 @given(URLS, st.none() | URLS)
