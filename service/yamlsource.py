@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
+from yaml.composer import ComposerError
 
 Path = tuple[str | int, ...]
 
@@ -58,19 +59,21 @@ class Document:
 
 
 def parse(text: str) -> Document:
+    document = Document(None, text.split("\n"))  # YAML breaks lines at \n only, not at form feeds
+    loader: _Loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader.get_event()  # the stream's start
+        if not loader.check_event(yaml.StreamEndEvent):
+            start = loader.get_event().start_mark
+            document.data = _Builder(loader).value((), document.positions)
+            loader.get_event()  # the document's end
+            if not loader.check_event(yaml.StreamEndEvent):
+                raise ComposerError("expected a single document in the stream", start,
+                                    "but found another document", loader.get_event().start_mark)
     except yaml.MarkedYAMLError as exc:
         raise _problem(exc) from None
-    document = Document(None, text.split("\n"))  # YAML breaks lines at \n only, not at form feeds
-    try:
-        if node is not None:
-            document.data = _build(node, (), document.positions)
     finally:
-        # construct_object() remembers every node it built (and each node its marks and the
-        # text): without this the loader kept every rules file ever parsed alive.
-        _scalars.constructed_objects.clear()
-        _scalars.recursive_objects.clear()
+        loader.dispose()
     return document
 
 
@@ -85,20 +88,60 @@ def _problem(exc: yaml.MarkedYAMLError) -> YAMLProblem:
     return YAMLProblem(message, mark.line + 1 if mark else 1)
 
 
-_scalars = yaml.SafeLoader("")
+class _Loader(Protocol):
+    """What the builder uses of yaml.SafeLoader, typed (types-PyYAML leaves the parser untyped)."""
+
+    def get_event(self) -> Any: ...
+    def peek_event(self) -> Any: ...
+    def check_event(self, *choices: type[yaml.Event]) -> bool: ...
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str: ...
+    def construct_document(self, node: yaml.Node) -> Any: ...
+    def dispose(self) -> None: ...
 
 
-def _build(node: yaml.Node, path: Path, positions: dict[Path, int]) -> Any:
-    positions.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = str(_build(key_node, (*path, "<key>"), {}))
-            if key in result:
-                raise YAMLProblem(f"duplicate key {key!r}", key_node.start_mark.line + 1)
-            positions[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _build(value_node, (*path, key), positions)
+class _Builder:
+    """Builds the values straight from the parser's events, as yaml.compose and the loader's
+    constructor would, but without holding a node (and its marks) for every value: the
+    node tree of a 10,000-rule file took 107 MiB."""
+
+    def __init__(self, loader: _Loader) -> None:
+        self.loader = loader
+        self.anchors: dict[str, tuple[Any, yaml.Mark]] = {}
+
+    def value(self, path: Path, positions: dict[Path, int]) -> Any:
+        loader = self.loader
+        event = loader.get_event()
+        start = event.start_mark
+        positions.setdefault(path, start.line + 1)
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                raise ComposerError(None, None, f"found undefined alias {event.anchor!r}", start)
+            return self.anchors[event.anchor][0]
+        if event.anchor in self.anchors:
+            raise ComposerError(f"found duplicate anchor {event.anchor!r}; first occurrence",
+                                self.anchors[event.anchor][1], "second occurrence", start)
+        result: Any
+        if isinstance(event, yaml.ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            node = yaml.ScalarNode(tag, event.value, start, None, style=event.style)
+            result = loader.construct_document(node)  # which forgets the node once built
+        elif isinstance(event, yaml.SequenceStartEvent):
+            result = []
+            while not loader.check_event(yaml.SequenceEndEvent):
+                result.append(self.value((*path, len(result)), positions))
+            loader.get_event()
+        else:
+            result = {}
+            while not loader.check_event(yaml.MappingEndEvent):
+                line = loader.peek_event().start_mark.line + 1
+                key = str(self.value((*path, "<key>"), {}))
+                if key in result:
+                    raise YAMLProblem(f"duplicate key {key!r}", line)
+                positions[(*path, key)] = line
+                result[key] = self.value((*path, key), positions)
+            loader.get_event()
+        if event.anchor is not None:
+            self.anchors[event.anchor] = (result, start)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, index), positions) for index, item in enumerate(node.value)]
-    return _scalars.construct_object(node, deep=True)
