@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import yaml
@@ -25,8 +26,20 @@ class YAMLProblem(ValueError):
 @dataclass
 class Document:
     data: Any
-    source: list[str] = field(default_factory=list)  # the file's lines, as YAML counts them
-    positions: dict[Path, int] = field(default_factory=dict)  # value path → 1-based line
+    text: str = ""
+
+    @cached_property
+    def positions(self) -> dict[Path, int]:
+        """Value path → 1-based line. Only a problem needs them: parsed again then, so that
+        loading 10,000 good rules does not hold a line for each of their 100,000 values."""
+        positions: dict[Path, int] = {}
+        _build(self.text, positions)
+        return positions
+
+    @cached_property
+    def source(self) -> list[str]:
+        """The file's lines, as YAML counts them: at \n only, not at form feeds."""
+        return self.text.split("\n")
 
     def line(self, path: Path) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -59,13 +72,18 @@ class Document:
 
 
 def parse(text: str) -> Document:
-    document = Document(None, text.split("\n"))  # YAML breaks lines at \n only, not at form feeds
+    return Document(_build(text, None), text)
+
+
+def _build(text: str, positions: dict[Path, int] | None) -> Any:
+    """The document's data, noting the line of each value in `positions` if given."""
     loader: _Loader = yaml.SafeLoader(text)
+    data = None
     try:
         loader.get_event()  # the stream's start
         if not loader.check_event(yaml.StreamEndEvent):
             start = loader.get_event().start_mark
-            document.data = _Builder(loader).value((), document.positions)
+            data = _Builder(loader).value((), positions)
             loader.get_event()  # the document's end
             if not loader.check_event(yaml.StreamEndEvent):
                 raise ComposerError("expected a single document in the stream", start,
@@ -74,7 +92,7 @@ def parse(text: str) -> Document:
         raise _problem(exc) from None
     finally:
         loader.dispose()
-    return document
+    return data
 
 
 def _problem(exc: yaml.MarkedYAMLError) -> YAMLProblem:
@@ -108,11 +126,12 @@ class _Builder:
         self.loader = loader
         self.anchors: dict[str, tuple[Any, yaml.Mark]] = {}
 
-    def value(self, path: Path, positions: dict[Path, int]) -> Any:
+    def value(self, path: Path, positions: dict[Path, int] | None) -> Any:
         loader = self.loader
         event = loader.get_event()
         start = event.start_mark
-        positions.setdefault(path, start.line + 1)
+        if positions is not None:
+            positions.setdefault(path, start.line + 1)
         if isinstance(event, yaml.AliasEvent):
             if event.anchor not in self.anchors:
                 raise ComposerError(None, None, f"found undefined alias {event.anchor!r}", start)
@@ -136,10 +155,11 @@ class _Builder:
             result = {}
             while not loader.check_event(yaml.MappingEndEvent):
                 line = loader.peek_event().start_mark.line + 1
-                key = str(self.value((*path, "<key>"), {}))
+                key = str(self.value((*path, "<key>"), None))
                 if key in result:
                     raise YAMLProblem(f"duplicate key {key!r}", line)
-                positions[(*path, key)] = line
+                if positions is not None:
+                    positions[(*path, key)] = line
                 result[key] = self.value((*path, key), positions)
             loader.get_event()
         if event.anchor is not None:
