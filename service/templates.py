@@ -16,6 +16,7 @@ would; everything else (tags, filters, operators) stays with Jinja.
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -103,6 +104,7 @@ def compile_text(source: str) -> Text:
                 f"available: {', '.join(sorted(CONTEXT_NAMES))}",
                 node.lineno or 1,
             )
+    names = _NAME_SETS.setdefault(names, names)
     parts = _printed(tree)
     if parts is None:
         return Text(source, names, _env.from_string(tree))
@@ -111,6 +113,8 @@ def compile_text(source: str) -> Text:
     return Text(source, names, _Printer(parts))
 
 
+# Texts share the set of names they use: a subset of the eight context names.
+_NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
 _Getter = Callable[[Mapping[str, Any]], Any]
 _MISSING = object()
 
@@ -136,7 +140,7 @@ def _printed(tree: nodes.Template) -> tuple[str | _Getter, ...] | None:
             return None
         for node in output.nodes:
             if isinstance(node, nodes.TemplateData):
-                parts.append(node.data)
+                parts.append(sys.intern(node.data))  # texts of many rules share their words
             elif isinstance(node, nodes.Const):
                 parts.append(str(node.value))
             elif (getter := _getter(node)) is not None:
