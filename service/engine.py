@@ -127,8 +127,7 @@ def _all_hold(checks: tuple[Callable[[Visit], bool], ...], visit: Visit) -> bool
 
 
 def _any_keyword(keywords: tuple[frozenset[str], ...], visit: Visit) -> bool:
-    lemmas = visit.lemmas
-    return any(words <= lemmas for words in keywords)
+    return any(map(visit.lemmas.issuperset, keywords))  # most candidates are keyword rules: no generator
 
 
 def _phrase_matches(regex: re.Pattern[str], visit: Visit) -> bool:

@@ -129,7 +129,7 @@ class _Printer:
         self.parts = parts
 
     def render(self, context: Mapping[str, Any]) -> str:
-        return "".join(part if isinstance(part, str) else str(part(context)) for part in self.parts)
+        return "".join([part if isinstance(part, str) else str(part(context)) for part in self.parts])
 
 
 def _printed(tree: nodes.Template) -> tuple[str | _Getter, ...] | None:
