@@ -10,8 +10,10 @@ from __future__ import annotations
 import collections
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from service.geo import Geo
@@ -87,24 +89,58 @@ class When:
     regions: frozenset[str] | None = None
     cities: frozenset[str] | None = None  # casefolded names
     devices: frozenset[str] | None = None
+    # Checks only the conditions that are set: a rule sets one or two of the nine.
+    _check: Callable[[Visit], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checks: list[Callable[[Visit], bool]] = []
+        if self.keywords:
+            checks.append(partial(_any_keyword, self.keywords))
+        if self.phrase_regex is not None:
+            checks.append(partial(_phrase_matches, self.phrase_regex))
+        for name, value in _VALUES:
+            allowed = getattr(self, name)
+            if allowed is not None:
+                checks.append(partial(_holds, allowed, value))
+        if self.cities is not None:
+            checks.append(partial(_in_cities, self.cities))
+        check = checks[0] if len(checks) == 1 else partial(_all_hold, tuple(checks))
+        object.__setattr__(self, "_check", check)
 
     def matches(self, visit: Visit) -> bool:
-        traffic, geo = visit.traffic, visit.geo
-        return (
-            (not self.keywords or any(words <= visit.lemmas for words in self.keywords))
-            and (self.phrase_regex is None or self.phrase_regex.search(visit.phrase) is not None)
-            and _holds(self.sources, traffic.source)
-            and _holds(self.media, traffic.medium)
-            and _holds(self.campaigns, traffic.campaign)
-            and _holds(self.countries, geo.country)
-            and _holds(self.regions, geo.region)
-            and (self.cities is None or not self.cities.isdisjoint(visit.geo.city_keys))
-            and _holds(self.devices, visit.device)
-        )
+        return self._check(visit)
 
 
-def _holds(allowed: frozenset[str] | None, value: str | None) -> bool:
-    return allowed is None or (value is not None and value.casefold() in allowed)
+# The conditions on one value of the visit, and where the visit keeps that value.
+_VALUES = (
+    ("sources", attrgetter("traffic.source")),
+    ("media", attrgetter("traffic.medium")),
+    ("campaigns", attrgetter("traffic.campaign")),
+    ("countries", attrgetter("geo.country")),
+    ("regions", attrgetter("geo.region")),
+    ("devices", attrgetter("device")),
+)
+
+
+def _all_hold(checks: tuple[Callable[[Visit], bool], ...], visit: Visit) -> bool:
+    return all(check(visit) for check in checks)
+
+
+def _any_keyword(keywords: tuple[frozenset[str], ...], visit: Visit) -> bool:
+    return any(map(visit.lemmas.issuperset, keywords))  # most candidates are keyword rules: no generator
+
+
+def _phrase_matches(regex: re.Pattern[str], visit: Visit) -> bool:
+    return regex.search(visit.phrase) is not None
+
+
+def _holds(allowed: frozenset[str], value_of: Callable[[Visit], str | None], visit: Visit) -> bool:
+    value = value_of(visit)
+    return value is not None and value.casefold() in allowed
+
+
+def _in_cities(cities: frozenset[str], visit: Visit) -> bool:
+    return not cities.isdisjoint(visit.geo.city_keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,15 +212,19 @@ class RuleIndex:
     Each rule is filed once under its most selective condition: a keyword rule under one
     lemma of each of its keywords, a geo rule under its cities, regions or countries, a
     rule for plain paths under those paths. Only what is left (regex- or source-only
-    rules, globbed pages) is scanned on every visit.
+    rules, globbed pages) is tried on every visit: it is kept in the order decide tries rules.
     """
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         rules = list(rules)
-        self.by_lemma: dict[str, list[Rule]] = {}
-        self.by_geo: dict[str, list[Rule]] = {}
-        self.by_path: dict[str, list[Rule]] = {}
-        self.rest: list[Rule] = []
+        # Each bucket maps rule id → rule, so that a visit gathers its candidates with
+        # dict.update and a rule filed under two of its keys counts once.
+        self.by_lemma: dict[str, dict[str, Rule]] = {}
+        self.by_city: dict[str, dict[str, Rule]] = {}
+        self.by_region: dict[str, dict[str, Rule]] = {}
+        self.by_country: dict[str, dict[str, Rule]] = {}
+        self.by_path: dict[str, dict[str, Rule]] = {}
+        rest: list[Rule] = []
         # A keyword is filed under its rarest lemma across the site, so a common word such
         # as «купить» never makes every rule that mentions it a candidate.
         frequency = collections.Counter(
@@ -193,44 +233,50 @@ class RuleIndex:
         for rule in rules:
             when = rule.when
             if when.keywords:
-                for lemma in {min(words, key=lambda w: (frequency[w], -len(w), w)) for words in when.keywords}:
-                    self.by_lemma.setdefault(lemma, []).append(rule)
-            elif geo := _geo_keys(when):
-                for key in geo:
-                    self.by_geo.setdefault(key, []).append(rule)
+                lemmas = {min(words, key=lambda w: (frequency[w], -len(w), w)) for words in when.keywords}
+                _file(self.by_lemma, lemmas, rule)
+            elif when.cities:
+                _file(self.by_city, when.cities, rule)
+            elif when.regions:
+                _file(self.by_region, when.regions, rule)
+            elif when.countries:
+                _file(self.by_country, when.countries, rule)
             elif paths := rule.pages.exact:
-                for path in paths:
-                    self.by_path.setdefault(path, []).append(rule)
+                _file(self.by_path, paths, rule)
             else:
-                self.rest.append(rule)
+                rest.append(rule)
+        self.rest = tuple(sorted(rest, key=_rank))
 
-    def candidates(self, visit: Visit) -> list[Rule]:
-        found: dict[str, Rule] = {rule.id: rule for rule in self.rest}
+    def candidates(self, visit: Visit) -> Sequence[Rule]:
+        """The rules that could match, highest priority first."""
+        found: dict[str, Rule] = {}
         for lemma in visit.lemmas:
-            found.update((rule.id, rule) for rule in self.by_lemma.get(lemma, ()))
+            found.update(self.by_lemma.get(lemma, _NONE))
         geo = visit.geo
-        keys = [f"country:{(geo.country or '').casefold()}", f"region:{(geo.region or '').casefold()}"]
-        keys.extend(f"city:{name}" for name in visit.geo.city_keys)
-        for key in keys:
-            found.update((rule.id, rule) for rule in self.by_geo.get(key, ()))
-        found.update((rule.id, rule) for rule in self.by_path.get(visit.path, ()))
-        return sorted(found.values(), key=lambda rule: (-rule.priority, rule.order))
+        for city in geo.city_keys:
+            found.update(self.by_city.get(city, _NONE))
+        found.update(self.by_region.get((geo.region or "").casefold(), _NONE))
+        found.update(self.by_country.get((geo.country or "").casefold(), _NONE))
+        found.update(self.by_path.get(visit.path, _NONE))
+        if not found:
+            return self.rest
+        return sorted([*found.values(), *self.rest], key=_rank)
 
     def __len__(self) -> int:
-        seen = {id(rule) for rules in self.by_lemma.values() for rule in rules}
-        seen |= {id(rule) for rules in self.by_geo.values() for rule in rules}
-        seen |= {id(rule) for rules in self.by_path.values() for rule in rules}
-        return len(seen) + len(self.rest)
+        buckets = (self.by_lemma, self.by_city, self.by_region, self.by_country, self.by_path)
+        return len({rule_id for index in buckets for bucket in index.values() for rule_id in bucket}) + len(self.rest)
 
 
-def _geo_keys(when: When) -> list[str]:
-    if when.cities:
-        return [f"city:{city}" for city in when.cities]
-    if when.regions:
-        return [f"region:{region}" for region in when.regions]
-    if when.countries:
-        return [f"country:{country}" for country in when.countries]
-    return []
+_NONE: Mapping[str, Rule] = {}
+
+
+def _file(index: dict[str, dict[str, Rule]], keys: Iterable[str], rule: Rule) -> None:
+    for key in keys:
+        index.setdefault(key, {})[rule.id] = rule
+
+
+def _rank(rule: Rule) -> tuple[int, int]:
+    return -rule.priority, rule.order
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,7 +296,8 @@ class _Compiler:
                 cssselect.parse(swap["selector"])
             except cssselect.SelectorError as exc:
                 self.problem((*path, i, "selector"), f"bad CSS selector {swap['selector']!r}: {exc}")
-            swaps.append(Swap(swap["selector"], self._text((*path, i, "text"), swap["text"])))
+            # Interned: 10,000 rules name a few slots of the page.
+            swaps.append(Swap(sys.intern(swap["selector"]), self._text((*path, i, "text"), swap["text"])))
         return tuple(swaps)
 
     def _text(self, path: tuple[str | int, ...], source: str) -> Text:

@@ -5,21 +5,30 @@ anything a swap text has no business doing: names other than the documented cont
 attributes starting with an underscore, filters outside a small allow-list, includes,
 imports and macros. Whatever slips past meets Jinja's immutable sandbox at render time,
 and a render that fails yields no swap instead of a crash.
+
+Most texts only print context values and literals (`{{ keyword(...) }} {{ city.in }}`): those
+compile to a `_Printer` of literals and getters instead of a Jinja template, which renders
+twice as fast and takes a fraction of the memory (10,000 rules are 10,000 texts). The
+getters go through the sandbox's own `getattr` and `call`, so they print exactly what Jinja
+would; everything else (tags, filters, operators) stays with Jinja.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, Protocol
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from service.phrase import KEYWORD_CASES
-from service.places import FORMS
+from service.places import FORMS, Place
 
 CONTEXT_NAMES = frozenset(
     {"keyword", "phrase", "city", "region", "country", "source", "medium", "campaign"}
@@ -54,11 +63,15 @@ class TemplateError(ValueError):
         self.lineno = lineno
 
 
+class _Renderer(Protocol):
+    def render(self, context: Mapping[str, Any]) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Text:
     source: str
     names: frozenset[str]  # context names the text uses
-    _template: jinja2.Template | None  # None: the text is constant
+    _template: _Renderer | None  # a Jinja template or a _Printer; None: the text is constant
 
     @property
     def uses_places(self) -> bool:
@@ -91,18 +104,107 @@ def compile_text(source: str) -> Text:
                 f"available: {', '.join(sorted(CONTEXT_NAMES))}",
                 node.lineno or 1,
             )
-    if _is_plain(tree):
-        return Text(" ".join(source.split())[:MAX_OUTPUT], names, None)
-    return Text(source, names, _env.from_string(tree))
+    names = _NAME_SETS.setdefault(names, names)
+    parts = _printed(tree)
+    if parts is None:
+        return Text(source, names, _env.from_string(tree))
+    if all(isinstance(part, str) for part in parts):  # literal text: rendered once, here
+        return Text(" ".join(_Printer(parts).render({}).split())[:MAX_OUTPUT], names, None)
+    return Text(source, names, _Printer(parts))
 
 
-def _is_plain(tree: nodes.Template) -> bool:
-    """True when the template is only literal text (no tags or expressions)."""
-    return all(
-        isinstance(node, nodes.Output)
-        and all(isinstance(child, nodes.TemplateData) for child in node.nodes)
-        for node in tree.body
-    )
+# Texts share the set of names they use: a subset of the eight context names.
+_NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
+_Getter = Callable[[Mapping[str, Any]], Any]
+_MISSING = object()
+
+
+class _Printer:
+    """A text made of literals and context values, rendered as Jinja renders it: each value
+    printed with str(), an unknown name or attribute printed as Jinja's undefined (empty)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[str | _Getter, ...]) -> None:
+        self.parts = parts
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        return "".join([part if isinstance(part, str) else str(part(context)) for part in self.parts])
+
+
+def _printed(tree: nodes.Template) -> tuple[str | _Getter, ...] | None:
+    """The text's literals and getters, or None when it needs Jinja (tags, filters...)."""
+    parts: list[str | _Getter] = []
+    for output in tree.body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for node in output.nodes:
+            if isinstance(node, nodes.TemplateData):
+                parts.append(sys.intern(node.data))  # texts of many rules share their words
+            elif isinstance(node, nodes.Const):
+                parts.append(str(node.value))
+            elif (getter := _getter(node)) is not None:
+                parts.append(getter)
+            else:
+                return None
+    return tuple(parts)
+
+
+def _getter(node: nodes.Node) -> _Getter | None:
+    """`name`, `value.attribute` or `name(constants...)`, as a function of the context."""
+    if isinstance(node, nodes.Name):
+        return _name(node.name)
+    if isinstance(node, nodes.Getattr) and (target := _getter(node.node)) is not None:
+        return _attribute(target, node.attr)
+    if (
+        isinstance(node, nodes.Call)
+        and isinstance(node.node, nodes.Name)
+        and node.dyn_args is None
+        and node.dyn_kwargs is None
+    ):
+        args = tuple(arg.value for arg in node.args if isinstance(arg, nodes.Const))
+        kwargs = {kwarg.key: kwarg.value.value for kwarg in node.kwargs if isinstance(kwarg.value, nodes.Const)}
+        if len(args) == len(node.args) and len(kwargs) == len(node.kwargs):
+            return _call(_name(node.node.name), args, kwargs)
+    return None
+
+
+# Texts share getters: 10,000 texts that print {{ city.in }} hold one.
+@cache  # compile_text lets only the context's names through
+def _name(name: str) -> _Getter:
+    def get(context: Mapping[str, Any]) -> Any:
+        value = context.get(name, _MISSING)
+        return _env.undefined(name=name) if value is _MISSING else value
+
+    return get
+
+
+@lru_cache(maxsize=1024)
+def _attribute(target: _Getter, attribute: str) -> _Getter:
+    if attribute not in PLACE_ATTRIBUTES:
+        return lambda context: _env.getattr(target(context), attribute)
+
+    def get(context: Mapping[str, Any]) -> Any:
+        value = target(context)
+        # A place's forms and name are strings that the sandbox's getattr hands out as they
+        # are: asking Python directly gives the same value in a quarter of the time.
+        return getattr(value, attribute) if type(value) is Place else _env.getattr(value, attribute)
+
+    return get
+
+
+def _call(target: _Getter, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Getter:
+    def call(context: Mapping[str, Any]) -> Any:
+        function = target(context)
+        # What the sandbox's call does for a plain function (the context holds no other kind).
+        if not _env.is_safe_callable(function):
+            raise SecurityError(f"{function!r} is not safely callable")
+        try:
+            return function(*args, **kwargs)
+        except StopIteration:
+            return _env.undefined("value was undefined because a callable raised a StopIteration exception")
+
+    return call
 
 
 def _refuse_unsafe(tree: nodes.Template) -> None:

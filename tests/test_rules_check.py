@@ -190,6 +190,9 @@ MISTAKES = {
     "YAML syntax error: tab indentation": Mistake(
         "    priority: 10\n", "\tpriority: 10\n", ("YAML syntax error", "'\\t'")
     ),
+    "unknown YAML tag": Mistake(
+        "    priority: 30\n", "    priority: !high 30\n", ("YAML syntax error", "constructor for the tag '!high'")
+    ),
     "duplicate YAML key": Mistake(
         "    priority: 30\n",
         "    priority: 30\n    priority: 40\n",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service import places
-from service.engine import decide
-from service.templates import MAX_OUTPUT, TemplateError, Text, _env, compile_text
+from service.engine import RuleIndex, Site, _context, decide
+from service.templates import MAX_OUTPUT, TemplateError, Text, _env, _Printer, compile_text
 from tests.test_engine import compile_site, make_visit
 
 SSTI = [
@@ -101,3 +104,64 @@ def test_inflection_is_computed_before_visitors_ask() -> None:
     for name in names[:200]:
         places.place(name)
     assert places.place.cache_info().hits - before == 200
+
+
+# Pieces of texts: what compiles to a _Printer (names, attributes, keyword calls, constants,
+# comments, raw blocks, whitespace control) and, mixed in, what only Jinja renders.
+PIECES = [
+    "Купить ", " ", "\n", "  \t", "<b>&amp;</b>", "я" * 600,
+    "{{ phrase }}", "{{ medium }}", "{{ source }}", "{{ campaign }}",
+    "{{ city }}", "{{ city.in }}", "{{ city.name }}", "{{ region.gent }}", "{{ country.to }}",
+    "{{ keyword() }}", "{{ keyword('Кондиционеры') }}", "{{ keyword('x', 5, 'upper') }}",
+    "{{ keyword(default='Кондиционеры', max=40, case='sentence') }}", "{{ keyword(case='title', default='') }}",
+    "{{ 'literal' }}", "{{ 42 }}", "{{ none }}", "{{ true }}", "{# a note #}",
+    "{% raw %}{{ phrase }}{% endraw %}", "{{- phrase -}}", "{{ city.in or 'по всей России' }}",
+    "{% if city.name %} в {{ city.name }}{% endif %}", "{{ phrase|upper }}",
+]
+
+
+def _contexts() -> list[dict[str, Any]]:
+    site = Site("s", "s", "ru", frozenset(), None, {}, RuleIndex([]), (), (), uses_places=True)
+    english = Site("s", "s", "en", frozenset(), None, {}, RuleIndex([]), (), (), uses_places=True)
+    visits = [
+        make_visit({"url": "/?utm_source=yandex&utm_medium=cpc&utm_term=купить кондиционер",
+                    "geo": {"country": "RU", "city": ["Нижний Новгород", "Nizhniy Novgorod"]}}),
+        make_visit({"url": "/?utm_term=очень длинная фраза про сплит системы с установкой и доставкой"}),
+        make_visit({"url": "/"}),
+    ]
+
+    def fails(*args: Any, **kwargs: Any) -> str:
+        raise ValueError("broken")
+
+    def stops(*args: Any, **kwargs: Any) -> str:
+        raise StopIteration
+
+    return [
+        *(_context(on, seen) for on in (site, english) for seen in visits),
+        {},  # every name undefined
+        {"phrase": None, "city": "Москва", "region": None, "country": 5, "keyword": "not callable"},
+        {"keyword": fails, "city": places.place("Тверь")},
+        {"keyword": stops, "medium": None, "phrase": "a\u00a0b"},
+        {"keyword": lambda *args, **kwargs: None, "city": {"in": "в словаре"}},
+    ]
+
+
+CONTEXTS = _contexts()
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=6))
+def test_printed_texts_render_as_jinja_renders_them(pieces: list[str]) -> None:
+    source = "".join(pieces)
+    text = compile_text(source)
+    jinja = Text(source, text.names, _env.from_string(source))
+    for context in CONTEXTS:
+        assert text.render(context) == jinja.render(context), (source, context)
+
+
+def test_texts_without_tags_or_filters_do_without_jinja() -> None:
+    printed = compile_text("{{ keyword(default='Кондиционеры', max=40) }} {{ city.in }}: {{ phrase }} {# note #}")
+    assert isinstance(printed._template, _Printer)
+    literal = compile_text("Кондиционеры {# note #}{% raw %}{{ city }}{% endraw %}")
+    assert literal.render({}) == "Кондиционеры {{ city }}"  # as Jinja renders it, not the source
+    assert not isinstance(compile_text("{{ city.in or 'по всей России' }}")._template, _Printer)
