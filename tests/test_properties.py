@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_from_bytes, urlencode
+from urllib.parse import quote, quote_from_bytes, unquote_plus, urlencode
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
-from service.decide import _query
+from service.decide import _query, _unquote
 from service.engine import Site, decide
 from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic
 from tests.conftest import BROWSER
@@ -60,6 +60,12 @@ URLS = st.one_of(
 
 
 # --- 1. the phrase parser -------------------------------------------------------------------------
+
+@FAST
+@given(st.text(alphabet="%+\\xX09aAfFgz é\n\x00") | st.text().map(quote) | st.binary().map(quote_from_bytes))
+def test_query_values_decode_as_the_standard_library_decodes_them(value: str) -> None:
+    assert _unquote(value) == unquote_plus(value)
+
 
 @FAST
 @given(st.lists(st.tuples(st.text(), st.text()), max_size=6), st.booleans())
