@@ -17,7 +17,7 @@ from operator import attrgetter
 from typing import Any
 
 from service.geo import Geo
-from service.phrase import Traffic, insert_keyword
+from service.phrase import Keyword, Traffic
 from service.places import Place, place
 from service.templates import Text
 
@@ -177,11 +177,12 @@ class Experiment:
     when: When
     variants: tuple[Variant, ...]
     bounds: tuple[int, ...]  # cumulative upper bucket bound of each variant
+    # The slots this experiment tests: in control they keep the page's own text.
+    selectors: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def selectors(self) -> frozenset[str]:
-        """The slots this experiment tests: in control they keep the page's own text."""
-        return frozenset(swap.selector for variant in self.variants for swap in variant.swaps)
+    def __post_init__(self) -> None:
+        selectors = frozenset(swap.selector for variant in self.variants for swap in variant.swaps)
+        object.__setattr__(self, "selectors", selectors)
 
     def assign(self, vid: str) -> Variant:
         digest = hashlib.blake2b(f"{self.id}:{self.salt}:{vid}".encode(), digest_size=8).digest()
@@ -352,12 +353,8 @@ def _forced_variant(experiment: Experiment, forced: Mapping[str, str] | None) ->
 
 def _context(site: Site, visit: Visit) -> dict[str, Any]:
     traffic = visit.traffic
-
-    def keyword(default: str = "", max: int | None = None, case: str = "keep") -> str:
-        return insert_keyword(traffic.phrase, default, max, case)
-
     context: dict[str, Any] = {
-        "keyword": keyword,
+        "keyword": Keyword(traffic.phrase),
         "phrase": traffic.phrase or "",
         "source": traffic.source or "",
         "medium": traffic.medium,

@@ -223,3 +223,14 @@ def insert_keyword(
     if not text or (max_length is not None and len(text) > max_length):
         return default
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    """`keyword(default, max, case)` in texts: the visit's phrase by `insert_keyword`. A value,
+    equal for equal phrases, rather than a closure per visit, so renders can be remembered."""
+
+    phrase: str | None
+
+    def __call__(self, default: str = "", max: int | None = None, case: str = "keep") -> str:
+        return insert_keyword(self.phrase, default, max, case)

@@ -107,7 +107,7 @@ def compile_text(source: str) -> Text:
     names = _NAME_SETS.setdefault(names, names)
     parts = _printed(tree)
     if parts is None:
-        return Text(source, names, _env.from_string(tree))
+        return Text(source, names, _Remembered(_env.from_string(tree), source, names))
     if all(isinstance(part, str) for part in parts):  # literal text: rendered once, here
         return Text(" ".join(_Printer(parts).render({}).split())[:MAX_OUTPUT], names, None)
     return Text(source, names, _Printer(parts))
@@ -117,6 +117,40 @@ def compile_text(source: str) -> Text:
 _NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
 _Getter = Callable[[Mapping[str, Any]], Any]
 _MISSING = object()
+
+
+# Jinja renders remembered across texts (see _Remembered), emptied when full.
+_RENDERED: dict[tuple[Any, ...], str] = {}
+RENDERS_KEPT = 4096
+
+
+class _Remembered:
+    """A Jinja template, its renders remembered by the values of the context names it uses.
+
+    A text is a pure function of those values, and visitors share them (the same city, the
+    same search phrase), while Jinja renders several times slower than a lookup. Keyed by the
+    source, so texts written alike share their renders.
+    """
+
+    __slots__ = ("names", "source", "template")
+
+    def __init__(self, template: jinja2.Template, source: str, names: frozenset[str]) -> None:
+        self.template = template
+        self.source = source
+        self.names = tuple(sorted(names))
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        key = (self.source, *[context.get(name, _MISSING) for name in self.names])
+        try:
+            rendered = _RENDERED.get(key)
+        except TypeError:  # a value that cannot be a key (never one of the service's own)
+            return self.template.render(context)
+        if rendered is None:
+            rendered = self.template.render(context)
+            if len(_RENDERED) >= RENDERS_KEPT:
+                _RENDERED.clear()
+            _RENDERED[key] = rendered
+        return rendered
 
 
 class _Printer:
