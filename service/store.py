@@ -46,6 +46,9 @@ Client = redis.Redis | RedisCluster
 # for the rarer commands (reports, pool sync) are dead, and nothing else would notice.
 TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0, "retry": Retry(NoBackoff(), 1)}
 RETRY_AFTER = 0.5  # seconds a failed store is left alone before the next request tries it
+# Batches out at once, each on a connection of its own. One would make the biggest batches,
+# but then a worker sits idle while every request waits on the one round trip.
+IN_FLIGHT = 2
 
 
 class StoreDown(ConnectionError):
@@ -128,20 +131,20 @@ def _script_head(sha: str, keys: tuple[str, ...]) -> bytes:
 
 
 class Batcher:
-    """Sends the commands of concurrent requests together, one batch in flight at a time.
+    """Sends the commands of concurrent requests together, at most `IN_FLIGHT` batches at a time.
 
     A request submits all of its commands before its first `await`; whatever is submitted
-    while a batch is out leaves together as soon as it is back, so under load the batches
-    grow instead of the round trips. A standalone store gets them pipelined on a connection
-    of the batcher's own (no pipeline object per batch); a cluster through redis-py's
-    cluster pipeline, which splits them by slot.
+    while the batches are out leaves together as soon as one is back, so under load the
+    batches grow instead of the round trips. A standalone store gets them pipelined on
+    connections of the batcher's own (no pipeline object per batch); a cluster through
+    redis-py's cluster pipeline, which splits them by slot.
     """
 
     def __init__(self, client: Client) -> None:
         self._client = client
         self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
-        self._sending: asyncio.Task[None] | None = None  # also the strong reference to the task
-        self._connection: Any = None  # redis.asyncio.Connection, made on first use
+        self._sending: set[asyncio.Task[None]] = set()  # also the strong references to the tasks
+        self._idle: list[Any] = []  # redis.asyncio.Connection, made when none is idle
         self.round_trips = 0
         self.failures = 0
         self.down_until = 0.0  # monotonic time; before it, commands fail without a round trip
@@ -153,20 +156,21 @@ class Batcher:
         if time.monotonic() < self.down_until:
             future.set_exception(StoreDown("the store failed a moment ago"))
             return future
-        if not self._pending and self._sending is None:
+        if not self._pending and len(self._sending) < IN_FLIGHT:
             loop.call_soon(self._flush)
         self._pending.append((commands, future))
         return future
 
     def _flush(self) -> None:
-        if not self._pending or self._sending is not None:
-            return  # nothing to send, or it leaves when the batch in flight is back
+        if not self._pending or len(self._sending) >= IN_FLIGHT:
+            return  # nothing to send, or it leaves when a batch in flight is back
         batch, self._pending = self._pending, []
-        self._sending = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add_done_callback(self._sent)
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
 
-    def _sent(self, _: asyncio.Task[None]) -> None:
-        self._sending = None
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
         self._flush()
 
     async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
@@ -208,12 +212,13 @@ class Batcher:
             for command in commands:
                 pipe.execute_command(*(command.by_digest() if type(command) is ScriptCall else command))
             return list(await pipe.execute(raise_on_error=False))
-        connection = self._connection
-        if connection is None:
+        if self._idle:
+            connection = self._idle.pop()
+        else:
             pool = self._client.connection_pool
             # No time-out of the connection's own: each send and each read would arm a timer
             # (and a send a task); the one around the whole batch is enough.
-            connection = self._connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+            connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
         try:
             async with asyncio.timeout(TIMEOUTS["socket_timeout"]):
                 await connection.send_packed_command(pack(commands))
@@ -223,17 +228,16 @@ class Batcher:
                         replies.append(await connection.read_response())
                     except ResponseError as exc:  # its reply was read whole: the next one follows
                         replies.append(exc)
-            return replies
         except BaseException:  # replies may be left unread: start over on a fresh connection
-            self._connection = None
             await connection.disconnect()
             raise
+        self._idle.append(connection)
+        return replies
 
     async def close(self) -> None:
-        if self._sending is not None:
-            await asyncio.gather(self._sending, return_exceptions=True)
-        if self._connection is not None:
-            await self._connection.disconnect()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        for connection in self._idle:
+            await connection.disconnect()
 
 
 class Store:
