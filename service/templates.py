@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any, Protocol
 
@@ -67,11 +67,23 @@ class _Renderer(Protocol):
     def render(self, context: Mapping[str, Any]) -> str: ...
 
 
+# Jinja renders remembered across texts, by source and the values of the names it uses: a
+# text is a pure function of those, and visitors share them (a city, a popular phrase).
+# Bounded: it is emptied when full. Printed texts (see _Printer) render in about what a miss
+# here costs, so they are not remembered.
+RENDERED: dict[tuple[Any, ...], str | None] = {}
+RENDERS_KEPT = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Text:
     source: str
     names: frozenset[str]  # context names the text uses
     _template: _Renderer | None  # a Jinja template or a _Printer; None: the text is constant
+    _key_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_key_names", tuple(sorted(self.names)))
 
     @property
     def uses_places(self) -> bool:
@@ -80,6 +92,22 @@ class Text:
     def render(self, context: Mapping[str, Any]) -> str | None:
         if self._template is None:
             return self.source
+        if type(self._template) is _Printer:
+            return self._render(context)
+        key = (self.source, *[context.get(name, _MISSING) for name in self._key_names])
+        try:
+            return RENDERED[key]
+        except KeyError:
+            pass
+        except TypeError:  # a value that cannot be a key (none of the service's own)
+            return self._render(context)
+        if len(RENDERED) >= RENDERS_KEPT:
+            RENDERED.clear()
+        text = RENDERED[key] = self._render(context)
+        return text
+
+    def _render(self, context: Mapping[str, Any]) -> str | None:
+        assert self._template is not None
         try:
             text = self._template.render(context)
         except Exception:  # a broken text must cost a swap, never a request
@@ -107,7 +135,7 @@ def compile_text(source: str) -> Text:
     names = _NAME_SETS.setdefault(names, names)
     parts = _printed(tree)
     if parts is None:
-        return Text(source, names, _Remembered(_env.from_string(tree), source, names))
+        return Text(source, names, _env.from_string(tree))
     if all(isinstance(part, str) for part in parts):  # literal text: rendered once, here
         return Text(" ".join(_Printer(parts).render({}).split())[:MAX_OUTPUT], names, None)
     return Text(source, names, _Printer(parts))
@@ -117,40 +145,6 @@ def compile_text(source: str) -> Text:
 _NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
 _Getter = Callable[[Mapping[str, Any]], Any]
 _MISSING = object()
-
-
-# Jinja renders remembered across texts (see _Remembered), emptied when full.
-_RENDERED: dict[tuple[Any, ...], str] = {}
-RENDERS_KEPT = 4096
-
-
-class _Remembered:
-    """A Jinja template, its renders remembered by the values of the context names it uses.
-
-    A text is a pure function of those values, and visitors share them (the same city, the
-    same search phrase), while Jinja renders several times slower than a lookup. Keyed by the
-    source, so texts written alike share their renders.
-    """
-
-    __slots__ = ("names", "source", "template")
-
-    def __init__(self, template: jinja2.Template, source: str, names: frozenset[str]) -> None:
-        self.template = template
-        self.source = source
-        self.names = tuple(sorted(names))
-
-    def render(self, context: Mapping[str, Any]) -> str:
-        key = (self.source, *[context.get(name, _MISSING) for name in self.names])
-        try:
-            rendered = _RENDERED.get(key)
-        except TypeError:  # a value that cannot be a key (never one of the service's own)
-            return self.template.render(context)
-        if rendered is None:
-            rendered = self.template.render(context)
-            if len(_RENDERED) >= RENDERS_KEPT:
-                _RENDERED.clear()
-            _RENDERED[key] = rendered
-        return rendered
 
 
 class _Printer:
