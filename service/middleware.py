@@ -26,7 +26,7 @@ class ClientIPMiddleware:
         # Parsing addresses is most of this middleware's cost, and the same proxies and the
         # same visitors come again and again: remember the answers (bounded).
         self._is_trusted = functools.lru_cache(maxsize=1024)(self._check_trusted)
-        self._client = functools.lru_cache(maxsize=16_384)(self._rightmost_untrusted)
+        self._client = functools.lru_cache(maxsize=4096)(self._rightmost_untrusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.trusted and scope.get("client"):
