@@ -1,14 +1,17 @@
 """Decision tokens: what the service decided for a visitor, signed so beacons can prove it.
 
-A token is `base64url(json) "." base64url(HMAC-SHA256(secret, base64url(json))[:16])`.
-Events carry it back; the service trusts the experiment map inside only when the MAC
-verifies, compared in constant time.
+A token is `base64url(json) "." base64url(MAC)`, the MAC being keyed BLAKE2b (RFC 7693's MAC
+mode) of `base64url(json)`, 16 bytes, with a key derived from the service secret. Events carry
+it back; the service trusts the experiment map inside only when the MAC verifies, compared in
+constant time. Only the service signs and reads tokens, so the MAC is chosen for speed: every
+page view signs one, and keyed BLAKE2b costs a third of an HMAC-SHA256 through OpenSSL.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import hmac
 from typing import Any
 
@@ -19,7 +22,8 @@ MAC_BYTES = 16  # 128 bits: forgery stays out of reach, the token stays short
 
 class TokenSigner:
     def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+        key = hmac.digest(secret, b"decision tokens", "sha256")  # the secret's other uses never see this key
+        self._keyed = hashlib.blake2b(key=key, digest_size=MAC_BYTES)
         # A page's heartbeats bring its token back every few seconds while it is open: the
         # answer is a function of the token alone, so remember it (bounded). Payloads are
         # shared between the requests that carry one token: read them, never change them.
@@ -45,7 +49,9 @@ class TokenSigner:
         return payload if isinstance(payload, dict) else None
 
     def _mac(self, body: str) -> bytes:
-        return hmac.digest(self._secret, body.encode(), "sha256")[:MAC_BYTES]  # one-shot: no HMAC object
+        mac = self._keyed.copy()  # the key's block is hashed once, not per token
+        mac.update(body.encode())
+        return mac.digest()
 
 
 def _encode(raw: bytes) -> str:
