@@ -32,9 +32,10 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 from service.observability import STORE_FAILURES
+from service.pipe import Pipe
 
 log = logging.getLogger("swapline")
 Client = redis.Redis | RedisCluster
@@ -144,7 +145,7 @@ class Batcher:
         self._client = client
         self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # also the strong references to the tasks
-        self._idle: list[Any] = []  # redis.asyncio.Connection, made when none is idle
+        self._idle: list[Pipe] = []  # connections of the batcher's own, made when none is idle
         self.round_trips = 0
         self.failures = 0
         self.down_until = 0.0  # monotonic time; before it, commands fail without a round trip
@@ -208,36 +209,33 @@ class Batcher:
     async def _execute(self, commands: list[Command]) -> list[Any]:
         """The replies of `commands`, an error reply as its exception in its place."""
         if isinstance(self._client, RedisCluster):
-            pipe = self._client.pipeline(transaction=False)
+            pipeline = self._client.pipeline(transaction=False)
             for command in commands:
-                pipe.execute_command(*(command.by_digest() if type(command) is ScriptCall else command))
-            return list(await pipe.execute(raise_on_error=False))
-        if self._idle:
-            connection = self._idle.pop()
-        else:
-            pool = self._client.connection_pool
-            # No time-out of the connection's own: each send and each read would arm a timer
-            # (and a send a task); the one around the whole batch is enough.
-            connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+                pipeline.execute_command(*(command.by_digest() if type(command) is ScriptCall else command))
+            return list(await pipeline.execute(raise_on_error=False))
+        pipe = await self._pipe()
         try:
             async with asyncio.timeout(TIMEOUTS["socket_timeout"]):
-                await connection.send_packed_command(pack(commands))
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        replies.append(await connection.read_response())
-                    except ResponseError as exc:  # its reply was read whole: the next one follows
-                        replies.append(exc)
+                replies = await pipe.send(pack(commands), len(commands))
         except BaseException:  # replies may be left unread: start over on a fresh connection
-            await connection.disconnect()
+            pipe.close()
             raise
-        self._idle.append(connection)
+        self._idle.append(pipe)
         return replies
+
+    async def _pipe(self) -> Pipe:
+        """An idle connection that is still open, else a new one."""
+        while self._idle:
+            pipe = self._idle.pop()
+            if not pipe.closed:
+                return pipe
+        assert isinstance(self._client, redis.Redis)
+        return await Pipe.open(self._client)
 
     async def close(self) -> None:
         await asyncio.gather(*self._sending, return_exceptions=True)
-        for connection in self._idle:
-            await connection.disconnect()
+        for pipe in self._idle:
+            pipe.close()
 
 
 class Store:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis
 import redis.asyncio
 
 from service.ledger import EXPOSE, Ledger
-from service.store import Command, ScriptCall, Store, connect, pack
+from service.store import RETRY_AFTER, Command, ScriptCall, Store, connect, pack
 from tests.conftest import CLUSTER
 
 
@@ -94,3 +95,43 @@ def test_commands_are_packed_as_redis_py_packs_them() -> None:
     connection = redis.asyncio.Redis().connection_pool.make_connection()
     expected = [command.by_digest() if isinstance(command, ScriptCall) else command for command in commands]
     assert pack(commands) == b"".join(connection.pack_commands(expected))
+
+
+def test_an_error_reply_fails_only_the_request_it_belongs_to(valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> list[object]:
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
+        store.set("sw:{demo}:text", "not a number")
+        results = await asyncio.gather(shared.batcher.submit(("INCR", "sw:{demo}:count")),
+                                       shared.batcher.submit(("INCR", "sw:{demo}:text")),
+                                       shared.batcher.submit(("INCR", "sw:{demo}:count"), ("GET", "sw:{demo}:nothing")),
+                                       return_exceptions=True)
+        await shared.close()
+        return list(results)
+
+    counted, refused, again = asyncio.run(scenario())
+    assert counted == [1] and again == [2, None]
+    assert isinstance(refused, redis.ResponseError) and "not an integer" in str(refused)
+
+
+@pytest.mark.skipif(CLUSTER, reason="on a cluster, batches go through redis-py's cluster pipeline, not service.pipe")
+def test_a_connection_the_store_drops_fails_its_waiters_and_the_next_batch_reconnects(
+        valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> tuple[BaseException | list[object], list[object]]:
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
+        await shared.batcher.submit(("CLIENT", "SETNAME", "batcher"))  # names the batcher's own connection
+        victim = next(client["id"] for client in store.client_list() if client["name"] == "batcher")
+        waiting = shared.batcher.submit(("BLPOP", "sw:{demo}:never", 0.5))  # answers after the kill
+        await asyncio.sleep(0.1)
+        store.client_kill_filter(_id=victim)
+        try:
+            lost: BaseException | list[object] = await waiting
+        except Exception as exc:
+            lost = exc
+        await asyncio.sleep(RETRY_AFTER)  # a failed store is left alone that long
+        after = await shared.batcher.submit(("INCR", "sw:{demo}:after"))
+        await shared.close()
+        return lost, after
+
+    lost, after = asyncio.run(scenario())
+    assert isinstance(lost, ConnectionError)
+    assert after == [1]
