@@ -8,6 +8,7 @@ of rules, because `RuleIndex` hands `decide` only the rules that could match thi
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,13 +23,18 @@ from service.places import Place, place
 from service.templates import Text
 
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
+PLANS_KEPT = 4096  # per site, the most recently used
 
 
 @dataclass(frozen=True, slots=True)
 class Visit:
-    """What is known about one page view; built once per request."""
+    """What is known about one page view; built once per request.
 
-    vid: str
+    Visits compare equal when all but the visitor is: the visitor id only draws the variants
+    of experiments, so what the rest of a decision makes of a visit (a `Plan`) serves them all.
+    """
+
+    vid: str = field(compare=False)
     path: str
     traffic: Traffic
     lemmas: frozenset[str]
@@ -302,6 +308,8 @@ class Site:
     uses_places: bool = False  # any text mentions city/region/country
     calls: CallSettings = CallSettings()
     report_token: str | None = None
+    # plan(self, visit), remembered: visits compare by what plans read, and page views repeat it
+    plan: Callable[[Visit], Plan] = field(init=False, repr=False, compare=False)
 
     @property
     def tracking_numbers(self) -> dict[str, Pool]:
@@ -312,6 +320,9 @@ class Site:
         name = name or ""
         return self.places.get(name) or place(name, self.language)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -320,22 +331,44 @@ class Outcome:
     pool: Pool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """All of a decision but the draw of the experiments' variants: a function of the visit's
+    page, phrase, traffic source, place and device, which visitors share."""
+
+    experiments: tuple[Experiment, ...]  # those whose pages and conditions the visit meets
+    swaps: tuple[tuple[str, str], ...]  # the rules' texts, the first matching rule's per selector
+    pool: Pool | None
+    context: Mapping[str, Any]  # what the variants' texts render with
+
+
 def decide(site: Site, visit: Visit, forced: Mapping[str, str] | None = None) -> Outcome:
     """What this visit sees. `forced` pins experiments to variants (previews)."""
     if visit.bot:
         return Outcome()
-    context = _context(site, visit)
+    plan = site.plan(visit)
+    if not plan.experiments:
+        return Outcome(plan.swaps, {}, plan.pool)
     chosen: dict[str, str] = {}
     texts: dict[str, str | None] = {}  # selector → text; None keeps the page's own text
-    for experiment in site.experiments:
-        if not (experiment.pages.match(visit.path) and experiment.when.matches(visit)):
-            continue
+    for experiment in plan.experiments:
         variant = _forced_variant(experiment, forced) or experiment.assign(visit.vid)
         chosen[experiment.id] = variant.id
         for swap in variant.swaps:
-            texts.setdefault(swap.selector, swap.text.render(context))
+            texts.setdefault(swap.selector, swap.text.render(plan.context))
         for selector in experiment.selectors:
             texts.setdefault(selector, None)
+    for selector, text in plan.swaps:  # experiments own their selectors, in control too
+        texts.setdefault(selector, text)
+    swaps = tuple((selector, text) for selector, text in texts.items() if text is not None)
+    return Outcome(swaps, chosen, plan.pool)
+
+
+def plan(site: Site, visit: Visit) -> Plan:
+    context = _context(site, visit)
+    experiments = tuple(experiment for experiment in site.experiments
+                        if experiment.pages.match(visit.path) and experiment.when.matches(visit))
+    texts: dict[str, str | None] = {}
     for rule in site.rules.candidates(visit):
         if rule.matches(visit):
             for swap in rule.swaps:
@@ -343,7 +376,7 @@ def decide(site: Site, visit: Visit, forced: Mapping[str, str] | None = None) ->
                     texts[swap.selector] = swap.text.render(context)
     pool = next((pool for pool in site.pools if pool.matches(visit)), None)
     swaps = tuple((selector, text) for selector, text in texts.items() if text is not None)
-    return Outcome(swaps, chosen, pool)
+    return Plan(experiments, swaps, pool, context)
 
 
 def _forced_variant(experiment: Experiment, forced: Mapping[str, str] | None) -> Variant | None:

@@ -23,7 +23,8 @@ class Geo:
     country: str | None = None  # ISO 3166-1 alpha-2, "RU"
     region: str | None = None  # ISO 3166-2, "RU-SPE"
     city: str | None = None  # English name, stable for matching ("Saint Petersburg")
-    names: dict[str, dict[str, str]] = field(default_factory=dict)  # lang → {country, region, city}
+    # lang → {country, region, city}; hashed by the three above, as decision plans are keyed
+    names: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
     # The city's casefolded names in every language, for `when: city`; made once per lookup.
     city_keys: frozenset[str] = field(init=False, repr=False, compare=False)
 

@@ -75,3 +75,16 @@ def test_index_hands_decide_only_the_rules_that_could_match(tmp_path: Path) -> N
     assert [rule.id for rule in candidates] == ["kw-1234", "city-7"]
     assert dict(decide(site, visit).swaps) == {"h1": "t1234", "p": "c7"}
     assert len(site.rules) == 3000
+
+
+def test_visitors_of_one_page_share_its_plan_and_draw_their_own_variants(tmp_path: Path) -> None:
+    site = compile_site({**SITE, "rules": [{"id": "lead", "swap": [{"selector": ".lead", "text": "{{ phrase }}"}]}]},
+                        tmp_path)
+    outcomes = [decide(site, make_visit({"url": "/?utm_term=кондиционер"}, vid=new_vid())) for _ in range(300)]
+    assert site.plan.cache_info().misses == 1  # the rules ran once for 300 visitors
+    assert {outcome.experiments["e"] for outcome in outcomes} == {"control", "b", "c"}
+    assert all(dict(outcome.swaps)[".lead"] == "кондиционер" for outcome in outcomes)
+    for outcome in outcomes:
+        assert dict(outcome.swaps).get("h1") == {"control": None, "b": "b", "c": "c"}[outcome.experiments["e"]]
+    other = decide(site, make_visit({"url": "/?utm_term=сплит"}, vid=new_vid()))
+    assert dict(other.swaps)[".lead"] == "сплит"  # another phrase, another plan
