@@ -6,11 +6,12 @@ exactly what the endpoint would answer, without the store and its side effects.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from service.errors import BadRequest
 from service.geo import Geo
 from service.observability import LEASES, labelled
 from service.phones import formats
-from service.phrase import lemmas, normalise, parse_traffic
+from service.phrase import Traffic, lemmas, normalise, parse_traffic
 from service.pools import Lease, hour_and_day
 from service.responses import JSON
 from service.runtime import Runtime
@@ -32,23 +33,33 @@ MAX_VID = 128
 log = logging.getLogger("swapline")
 
 
+class Page(NamedTuple):
+    """What a page view's URL and referrer say: the same for every visitor who brings them."""
+
+    path: str
+    traffic: Traffic
+    lemmas: frozenset[str]
+    phrase: str  # normalised
+
+
 def visit(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) -> Visit:
+    return _visit(page(url, ref), vid, geo, user_agent)
+
+
+def page(url: str, ref: str | None) -> Page:
     try:
         path = urlsplit(url).path
     except ValueError:
         raise BadRequest("invalid_url", "url is not a valid URL") from None
     traffic = parse_traffic(url, ref)
     phrase = traffic.phrase or ""
-    return Visit(
-        vid=vid,
-        path=normalise_path(unquote(path) or "/"),  # rules are written as people read paths
-        traffic=traffic,
-        lemmas=frozenset(lemmas(phrase)),
-        phrase=normalise(phrase),
-        geo=geo,
-        device=device(user_agent),
-        bot=is_bot(user_agent),
-    )
+    # Rules are written as people read paths.
+    return Page(normalise_path(unquote(path) or "/"), traffic, frozenset(lemmas(phrase)), normalise(phrase))
+
+
+def _visit(viewed: Page, vid: str, geo: Geo, user_agent: str) -> Visit:
+    return Visit(vid, viewed.path, viewed.traffic, viewed.lemmas, viewed.phrase, geo, device(user_agent),
+                 is_bot(user_agent))
 
 
 def answer(site: Site, visit: Visit, outcome: Outcome, token: str | None, version: str,
@@ -136,13 +147,26 @@ async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -
 
 
 def _query(request: Request) -> dict[str, str]:
-    """The query parameters (the last of repeated ones), decoded as Starlette decodes them."""
+    """The query parameters (the last of repeated ones), names decoded, values as sent: `_unquote`
+    decodes them as Starlette would, where they are needed."""
     params = {}
     for pair in request.scope["query_string"].decode("latin-1").split("&"):
         if pair:
             name, _, value = pair.partition("=")
-            params[_unquote(name)] = _unquote(value)
+            params[_unquote(name)] = value
     return params
+
+
+# Most page views are a visitor's second, third… page: the same URL reached from the same
+# referrer as many visitors before. Remembered by the strings as sent, so a page visitors
+# share is neither decoded nor parsed again; 4 KB each at most, a small bound keeps a flood harmless.
+@functools.lru_cache(maxsize=4096)
+def _requested_page(raw_url: str | None, raw_ref: str | None) -> Page:
+    url = _checked("url", raw_url, MAX_URL, required=True)
+    assert url is not None
+    if not url.startswith(("http://", "https://", "/")):
+        raise BadRequest("invalid_url", "url must be an http(s) URL or a path")
+    return page(url, _checked("ref", raw_ref, MAX_URL))
 
 
 def _unquote(value: str) -> str:
@@ -162,9 +186,10 @@ def _unquote(value: str) -> str:
     return unquote_plus(value)
 
 
-def _param(query: Mapping[str, str], name: str, limit: int, required: bool = False) -> str | None:
-    value = query.get(name)
-    if value is None or value == "":
+def _checked(name: str, raw: str | None, limit: int, required: bool = False) -> str | None:
+    """A parameter's decoded value; None if absent or blank."""
+    value = _unquote(raw) if raw else None
+    if not value:
         if required:
             raise BadRequest("missing_parameter", f"the {name!r} parameter is required")
         return None
@@ -175,7 +200,7 @@ def _param(query: Mapping[str, str], name: str, limit: int, required: bool = Fal
 
 def _preview(query: Mapping[str, str]) -> dict[str, str] | None:
     """`preview=experiment:variant[,experiment:variant]` pins variants for one page view."""
-    raw = _param(query, "preview", 512)
+    raw = _checked("preview", query.get("preview"), 512)
     if raw is None:
         return None
     pairs = [item.partition(":") for item in raw.split(",")]
@@ -188,19 +213,15 @@ async def decide_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     rules = runtime.rules
     query = _query(request)
-    site = runtime.site(_param(query, "site", 64, required=True))
+    site = runtime.site(_checked("site", query.get("site"), 64, required=True))
     headers = cors_headers(site, request)
-    url = _param(query, "url", MAX_URL, required=True)
-    assert url is not None
-    if not url.startswith(("http://", "https://", "/")):
-        raise BadRequest("invalid_url", "url must be an http(s) URL or a path")
-    ref = _param(query, "ref", MAX_URL)
-    vid = _param(query, "vid", MAX_VID)
+    shown = _requested_page(query.get("url"), query.get("ref"))
+    vid = _checked("vid", query.get("vid"), MAX_VID)
     if not valid_vid(vid):
         vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
     assert vid is not None
     geo = runtime.geo.lookup(request.client.host if request.client else "")
-    seen = visit(url, ref, vid, geo, request.headers.get("user-agent", ""))
+    seen = _visit(shown, vid, geo, request.headers.get("user-agent", ""))
     forced = _preview(query)
     outcome = decide(site, seen, forced)
     if forced:  # a marketer looking at a variant: nothing is recorded, nothing leased

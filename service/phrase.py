@@ -65,9 +65,6 @@ class Traffic:
     click_id: str | None
 
 
-# Most page views are a visitor's second, third… page: the same page reached from the same
-# page as many visitors before. Traffic is immutable, so one parse serves them all.
-@functools.lru_cache(maxsize=4096)  # URLs are up to 4 KB each: a small bound keeps a flood harmless
 def parse_traffic(url: str, referrer: str | None) -> Traffic:
     try:
         params = _params(urlsplit(url).query, _PAGE_PARAMS)

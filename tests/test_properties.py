@@ -70,10 +70,12 @@ def test_query_values_decode_as_the_standard_library_decodes_them(value: str) ->
 @FAST
 @given(st.lists(st.tuples(st.text(), st.text()), max_size=6), st.booleans())
 def test_the_decision_query_is_read_as_starlette_reads_it(pairs: list[tuple[str, str]], raw: bool) -> None:
-    """The hot path parses the query itself: it must agree with the framework on any input."""
+    """The hot path parses the query itself, and decodes a value only where it needs it: it must
+    agree with the framework on any input."""
     query = "&".join(f"{name}={value}" for name, value in pairs) if raw else urlencode(pairs)
     scope = {"type": "http", "query_string": query.encode("utf-8", "surrogatepass")}
-    assert _query(Request(scope)) == dict(QueryParams(scope["query_string"]))
+    read = {name: _unquote(value) for name, value in _query(Request(scope)).items()}
+    assert read == dict(QueryParams(scope["query_string"]))
 
 
 @FAST
