@@ -126,8 +126,9 @@ def in_process(directories: dict[int, Path], views: list[tuple[str, str | None, 
 def time_decisions(decide: Any, sites: dict[int, Any], visits: list[Any], passes: int) -> dict[int, list[float]]:
     """Microseconds per decision of each pass over `visits`, the rule sets taking turns.
 
-    Each pass starts without remembered renders: the passes replay the same visits, and
-    only repeats within a pass (a popular phrase, a big city) stand for real traffic's.
+    Each pass starts without remembered renders or plans: the passes replay the same visits,
+    and only repeats within a pass (a popular page and phrase, a big city) stand for real
+    traffic's.
     """
     from service.templates import RENDERED
 
@@ -136,6 +137,7 @@ def time_decisions(decide: Any, sites: dict[int, Any], visits: list[Any], passes
     for _ in range(passes):
         for size, site in sites.items():
             RENDERED.clear()
+            site.plan.cache_clear()
             started = time.perf_counter()
             for seen in visits:
                 decide(site, seen)
