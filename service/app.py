@@ -29,7 +29,7 @@ from service.events import convert, events_endpoint
 from service.fastpath import FastPath
 from service.geo import GeoDB
 from service.ledger import Ledger
-from service.middleware import ClientIPMiddleware
+from service.middleware import ClientIPMiddleware, TrustedProxies
 from service.observability import RequestMiddleware, metrics_endpoint
 from service.openapi import openapi_endpoint
 from service.pools import Pools, pools_endpoint
@@ -47,8 +47,9 @@ log = logging.getLogger("swapline")
 DEMO_PAGE = resources.files("service").joinpath("pages", "demo.html").read_text()
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> FastPath:
     settings = settings or Settings.from_env()
+    trusted = TrustedProxies(settings.trusted_proxies)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/decide", decide_endpoint, methods=["GET"]),
         Route("/v1/events", events_endpoint, methods=["POST"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=[
             *hot,
             Route("/v1/calls", calls_endpoint, methods=["POST"]),
@@ -117,14 +118,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[
-            Middleware(RequestMiddleware),
-            Middleware(ClientIPMiddleware, trusted=settings.trusted_proxies),
-            Middleware(FastPath, routes=hot),
-        ],
+        middleware=[Middleware(RequestMiddleware), Middleware(ClientIPMiddleware, trusted=trusted)],
         exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error},
         lifespan=lifespan,
     )
+    return FastPath(app, hot, trusted)
 
 
 async def _sync_once(runtime: Runtime, rules: rulefiles.RuleSet) -> None:

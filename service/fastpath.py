@@ -1,39 +1,65 @@
-"""The routes every page view calls, dispatched without Starlette's routing and exception layers.
+"""The routes every page view calls, answered in one step in front of the application.
 
-`GET /v1/decide` and `POST /v1/events` carry nearly all of the traffic. Routing a request through
-the whole route table, then through two wrappers that each build a Request and closures, costs
-as much CPU as a decision's own work; these routes are instead matched by one dictionary lookup
-and their endpoint is called directly. They stay ordinary Starlette routes (the route table is
-the one source of truth; other methods still get their 405 from the router).
+`GET /v1/decide` and `POST /v1/events` carry nearly all of the traffic. Through the whole
+stack (Starlette's entry and error layer, the request-id and client-IP middleware, each
+with a frame and a wrapped `send` per request) the way in and out cost about 30 µs of a
+decision's CPU. `FastPath` stands in front of it and does for these routes what those
+layers do (the request id, the client address, the latency by route, 4xx answers for
+`HTTPError`), with the same functions, then sends the endpoint's response itself. They stay
+ordinary Starlette routes (the route table is the one source of truth; the application
+still serves them, e.g. other methods get their 405 from the router).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from service.errors import HTTPError
+from service.middleware import TrustedProxies
+from service.observability import REQUEST_ID, new_request_id, observe
 from service.responses import error
 
 
 class FastPath:
-    """Plain ASGI middleware that answers `routes` itself; everything else goes on to `app`."""
+    """Plain ASGI: answers `routes` itself; everything else, lifespan included, goes to `app`."""
 
-    def __init__(self, app: ASGIApp, routes: Iterable[Route]) -> None:
+    def __init__(self, app: Starlette, routes: Iterable[Route], trusted: TrustedProxies) -> None:
         self.app = app
+        self.trusted = trusted
         self.routes = {(method, route.path): route for route in routes for method in route.methods or ()}
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, receive, send)
             return
-        scope["route"] = route  # as the router would: metrics label requests by route
+        request_id = new_request_id(scope)
+        reset = REQUEST_ID.set(request_id)
+        status = 500
+        started = time.perf_counter()
+        scope["app"] = self.app  # as Starlette would: endpoints find the runtime in its state
+        scope["route"] = route  # as the router would: latency is kept by route
         try:
-            response = await route.endpoint(Request(scope, receive))
-        except HTTPError as exc:
-            response = error(exc.status, exc.code, exc.message)
-        await response(scope, receive, send)
+            try:
+                self.trusted.resolve(scope)
+                response = await route.endpoint(Request(scope, receive))
+            except HTTPError as exc:
+                response = error(exc.status, exc.code, exc.message)
+            status = response.status_code
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*response.raw_headers, (b"x-request-id", request_id.encode())]})
+            await send({"type": "http.response.body", "body": response.body})
+        finally:
+            observe(scope, status, started)
+            REQUEST_ID.reset(reset)

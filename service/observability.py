@@ -46,7 +46,8 @@ STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the stor
 
 class RequestMiddleware:
     """Gives every request an id (kept from a sane `X-Request-ID`, else made) that logs carry
-    and the answer echoes, and times it by route. Plain ASGI: no task or copy per request."""
+    and the answer echoes, and times it by route. Plain ASGI: no task or copy per request.
+    (`service.fastpath` does the same for the hot routes, with the same two functions.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -55,8 +56,7 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((bytes(v).decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
-        request_id = given if given and _VALID_ID.fullmatch(given) else f"{_ID_PREFIX}{_next_id():08x}"
+        request_id = new_request_id(scope)
         reset = REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()
@@ -71,11 +71,27 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            labelled(LATENCY, route.path if route else "unmatched", scope["method"], f"{status // 100}xx").observe(
-                time.perf_counter() - started
-            )
+            observe(scope, status, started)
             REQUEST_ID.reset(reset)
+
+
+def new_request_id(scope: Scope) -> str:
+    """The client's `X-Request-ID` when it is sane, else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            given = bytes(value).decode("latin-1")
+            if _VALID_ID.fullmatch(given):
+                return given
+            break
+    return f"{_ID_PREFIX}{_next_id():08x}"
+
+
+def observe(scope: Scope, status: int, started: float) -> None:
+    """Time a request answered with `status` by its route (as the router or the fast path set it)."""
+    route = scope.get("route")
+    labelled(LATENCY, route.path if route else "unmatched", scope["method"], f"{status // 100}xx").observe(
+        time.perf_counter() - started
+    )
 
 
 @functools.lru_cache(maxsize=1024)  # labels() takes a lock and builds a key: once per label set is enough
