@@ -7,6 +7,7 @@ of rules, because `RuleIndex` hands `decide` only the rules that could match thi
 
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 import hashlib
@@ -185,18 +186,18 @@ class Experiment:
     bounds: tuple[int, ...]  # cumulative upper bucket bound of each variant
     # The slots this experiment tests: in control they keep the page's own text.
     selectors: frozenset[str] = field(init=False, repr=False, compare=False)
+    _prefix: Any = field(init=False, repr=False, compare=False)  # hashlib.blake2b of "id:salt:"
 
     def __post_init__(self) -> None:
         selectors = frozenset(swap.selector for variant in self.variants for swap in variant.swaps)
         object.__setattr__(self, "selectors", selectors)
+        object.__setattr__(self, "_prefix", hashlib.blake2b(f"{self.id}:{self.salt}:".encode(), digest_size=8))
 
     def assign(self, vid: str) -> Variant:
-        digest = hashlib.blake2b(f"{self.id}:{self.salt}:{vid}".encode(), digest_size=8).digest()
-        bucket = int.from_bytes(digest, "big") % BUCKETS
-        for variant, bound in zip(self.variants, self.bounds, strict=True):
-            if bucket < bound:
-                return variant
-        return self.variants[-1]
+        hashed = self._prefix.copy()  # BLAKE2b of "id:salt:vid", the prefix hashed once
+        hashed.update(vid.encode())
+        bucket = int.from_bytes(hashed.digest(), "big") % BUCKETS
+        return self.variants[min(bisect.bisect_right(self.bounds, bucket), len(self.variants) - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +353,7 @@ def decide(site: Site, visit: Visit, forced: Mapping[str, str] | None = None) ->
     chosen: dict[str, str] = {}
     texts: dict[str, str | None] = {}  # selector → text; None keeps the page's own text
     for experiment in plan.experiments:
-        variant = _forced_variant(experiment, forced) or experiment.assign(visit.vid)
+        variant = (forced and _forced_variant(experiment, forced)) or experiment.assign(visit.vid)
         chosen[experiment.id] = variant.id
         for swap in variant.swaps:
             texts.setdefault(swap.selector, swap.text.render(plan.context))
@@ -379,8 +380,8 @@ def plan(site: Site, visit: Visit) -> Plan:
     return Plan(experiments, swaps, pool, context)
 
 
-def _forced_variant(experiment: Experiment, forced: Mapping[str, str] | None) -> Variant | None:
-    wanted = (forced or {}).get(experiment.id)
+def _forced_variant(experiment: Experiment, forced: Mapping[str, str]) -> Variant | None:
+    wanted = forced.get(experiment.id)
     return next((variant for variant in experiment.variants if variant.id == wanted), None)
 
 
