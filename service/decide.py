@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -23,7 +22,7 @@ from service.errors import BadRequest
 from service.geo import Geo
 from service.observability import LEASES, labelled
 from service.phones import formats
-from service.phrase import CLICK_IDS, Traffic, lemmas, normalise, parse_traffic
+from service.phrase import Traffic, lemmas, normalise, parse_traffic
 from service.pools import Lease, hour_and_day
 from service.responses import JSON
 from service.runtime import Runtime
@@ -158,32 +157,11 @@ def _query(request: Request) -> dict[str, str]:
     return params
 
 
-def _requested_page(raw_url: str | None, raw_ref: str | None) -> Page:
-    """The page of the url and ref parameters as sent (still percent-encoded)."""
-    return _remembered_page(_masked(raw_url), _masked(raw_ref))
-
-
-# A click id's value in the query of a URL as the snippet encodes it (a parameter that starts
-# the query or follows "%26", then "%3D") is replaced by as many "*": what a page makes of it
-# is only that there is one, and the URL keeps its length for the length limit.
-_CLICK_ID = re.compile("(^|%26)((?:" + "|".join(CLICK_IDS) + ")%3D)([^%&]+)")
-_QUERY_START = re.compile(r"\?|%3F", re.IGNORECASE)
-
-
-def _masked(raw: str | None) -> str | None:
-    """`raw` with ad click ids' values masked: every paid click carries a new one, and without
-    them the landings of one campaign and the pages visitors reach from them are one page."""
-    if raw is None or "clid%3D" not in raw or (start := _QUERY_START.search(raw)) is None:
-        return raw
-    query = start.end()
-    return raw[:query] + _CLICK_ID.sub(lambda match: match[1] + match[2] + "*" * len(match[3]), raw[query:])
-
-
 # Most page views are a visitor's second, third… page: the same URL reached from the same
 # referrer as many visitors before. Remembered by the strings as sent, so a page visitors
 # share is neither decoded nor parsed again; 4 KB each at most, a small bound keeps a flood harmless.
 @functools.lru_cache(maxsize=4096)
-def _remembered_page(raw_url: str | None, raw_ref: str | None) -> Page:
+def _requested_page(raw_url: str | None, raw_ref: str | None) -> Page:
     url = _checked("url", raw_url, MAX_URL, required=True)
     assert url is not None
     if not url.startswith(("http://", "https://", "/")):

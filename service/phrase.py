@@ -34,9 +34,9 @@ _ENGINES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 _ENGINE_HOST = re.compile("|".join(f"(?P<{name}>{host})" for name, (host, _) in _ENGINES.items()))
 _REFERRER_SCHEMES = frozenset({"http", "https", "android-app"})
-CLICK_IDS = ("gclid", "yclid", "fbclid")  # ad click ids: unique per click; a page reads only their name
+_CLICK_IDS = ("gclid", "yclid", "fbclid")
 _PAGE_PARAMS = frozenset(
-    {"utm_term", "utm_source", "utm_medium", "utm_campaign", "utm_content", *CLICK_IDS}
+    {"utm_term", "utm_source", "utm_medium", "utm_campaign", "utm_content", *_CLICK_IDS}
 )
 # Ad click ids name their ad network even when the browser sent no referrer.
 _PAID_CLICK_IDS = {"gclid": "google", "yclid": "yandex"}
@@ -79,7 +79,7 @@ def parse_traffic(url: str, referrer: str | None) -> Traffic:
             None,
         )
 
-    click_id = next((name for name in CLICK_IDS if name in params), None)
+    click_id = next((name for name in _CLICK_IDS if name in params), None)
     medium = _text(params.get("utm_medium"))
     if medium is None:
         if click_id in _PAID_CLICK_IDS:

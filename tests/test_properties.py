@@ -7,7 +7,7 @@ import re
 import string
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_from_bytes, unquote_plus, urlencode
@@ -19,10 +19,9 @@ from playwright.sync_api import Browser, Page
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
-from service.decide import _query, _remembered_page, _requested_page, _unquote
+from service.decide import _query, _unquote
 from service.engine import Site, decide
-from service.errors import BadRequest
-from service.phrase import CLICK_IDS, insert_keyword, keyword_set, lemmas, normalise, parse_traffic
+from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic
 from tests.conftest import BROWSER
 from tests.test_engine import compile_site, make_visit
 from tests.test_snippet import Fixtures, browser, decided, fixtures, service, url
@@ -61,38 +60,6 @@ URLS = st.one_of(
 
 
 # --- 1. the phrase parser -------------------------------------------------------------------------
-
-CLICKED = st.tuples(st.sampled_from(URL_STARTS), PERCENT_GARBAGE, st.sampled_from(["&", "?", "#", ""]),
-                    st.sampled_from([*CLICK_IDS, "xgclid", "utm_term"]), st.sampled_from(["=", "%3D"]),
-                    PERCENT_GARBAGE | st.text(string.digits, max_size=20), PERCENT_GARBAGE).map("".join)
-
-
-def encoded(text: str) -> str:
-    return quote(text, safe="-_.!~*'()")  # what the snippet's encodeURIComponent leaves alone
-
-
-AS_SENT = st.sampled_from([encoded, str, lambda text: encoded(text).replace("%3F", "%3f", 1)])
-
-
-@FAST
-@given(CLICKED, st.none() | CLICKED, AS_SENT)
-@example("https://x/?utm_term=a?gclid=5", None, str)  # a raw "?" starts the query: this is a phrase
-@example("https://x/?utm_term=a?gclid=5", None, lambda text: encoded(text).replace("%3F", "%3f", 1))
-@example("/?gclid=12&utm_term=abc", "https://load.example/?yclid=1", encoded)
-@example("/?gclid=" + "1" * 4100, None, encoded)  # too long, masked or not
-def test_a_page_is_what_its_url_says_whatever_its_click_ids_are(url: str, ref: str | None,
-                                                                 sent: Callable[[str], str]) -> None:
-    """Click ids' values are masked before pages are looked up: the page must be the one the
-    unmasked URL and referrer make, or the same refusal, however they were encoded."""
-    def outcome(read: Callable[[], object]) -> object:
-        try:
-            return read()
-        except BadRequest as exc:
-            return exc.code
-
-    raw_url, raw_ref = sent(url), ref and sent(ref)
-    assert outcome(lambda: _requested_page(raw_url, raw_ref)) == outcome(
-        lambda: _remembered_page.__wrapped__(raw_url, raw_ref))
 
 @FAST
 @given(st.text(alphabet="%+\\xX09aAfFgz é\n\x00") | st.text().map(quote) | st.binary().map(quote_from_bytes))
