@@ -3,6 +3,8 @@
 Everything here is built once when rules load (`service.rulefiles`) and only read per
 request: no I/O, no compilation, and the cost of a decision does not grow with the number
 of rules, because `RuleIndex` hands `decide` only the rules that could match this visit.
+What `decide` makes of a visit's page, traffic, place and device (a `Plan`) is remembered
+per site, so visitors who share them share its work.
 """
 
 from __future__ import annotations
@@ -310,7 +312,7 @@ class Site:
     calls: CallSettings = CallSettings()
     report_token: str | None = None
     # plan(self, visit), remembered: visits compare by what plans read, and page views repeat it
-    plan: Callable[[Visit], Plan] = field(init=False, repr=False, compare=False)
+    plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
 
     @property
     def tracking_numbers(self) -> dict[str, Pool]:
