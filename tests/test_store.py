@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -135,3 +136,19 @@ def test_a_connection_the_store_drops_fails_its_waiters_and_the_next_batch_recon
     lost, after = asyncio.run(scenario())
     assert isinstance(lost, ConnectionError)
     assert after == [1]
+
+
+@pytest.mark.skipif(CLUSTER, reason="a cluster has no numbered databases")
+def test_the_batchers_connections_keep_what_the_url_selects(valkey_url: str, store: redis.Redis) -> None:
+    """redis-py opens the batcher's connections (AUTH, SELECT, TLS) before they take the socket over."""
+    database_five = urlsplit(valkey_url)._replace(path="/5").geturl()
+
+    async def scenario() -> None:
+        other = Store(connect(database_five))
+        await other.batcher.submit(("SET", "sw:{demo}:database", "five"))
+        await other.close()
+
+    asyncio.run(scenario())
+    assert store.get("sw:{demo}:database") is None
+    with redis.Redis.from_url(database_five) as five:
+        assert five.getdel("sw:{demo}:database") == b"five"
