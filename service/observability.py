@@ -47,7 +47,7 @@ STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the stor
 class RequestMiddleware:
     """Gives every request an id (kept from a sane `X-Request-ID`, else made) that logs carry
     and the answer echoes, and times it by route. Plain ASGI: no task or copy per request.
-    (`service.fastpath` does the same for the hot routes, with the same two functions.)"""
+    (`service.fastpath` does the same for the hot routes, with `Tracked` too.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,26 +56,48 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = new_request_id(scope)
-        reset = REQUEST_ID.set(request_id)
-        status = 500
-        started = time.perf_counter()
+        with Tracked(scope) as request:
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    request.status = message["status"]
+                    message["headers"] = [*message.get("headers", []), request.header]
+                await send(message)
 
-        try:
             await self.app(scope, receive, send_with_id)
-        finally:
-            observe(scope, status, started)
-            REQUEST_ID.reset(reset)
 
 
-def new_request_id(scope: Scope) -> str:
+class Tracked:
+    """One request while it runs: its id, in `REQUEST_ID` for the logs, and on the way out its
+    latency by route (as the router or the fast path set `scope["route"]`) and status class.
+    Set `status` once the answer starts; an exception leaves it 500."""
+
+    __slots__ = ("_reset", "_started", "id", "scope", "status")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.id = _request_id(scope)
+        self.status = 500
+
+    @property
+    def header(self) -> tuple[bytes, bytes]:
+        return b"x-request-id", self.id.encode()
+
+    def __enter__(self) -> Tracked:
+        self._reset = REQUEST_ID.set(self.id)
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        route = self.scope.get("route")
+        path = route.path if route else "unmatched"
+        labelled(LATENCY, path, self.scope["method"], f"{self.status // 100}xx").observe(
+            time.perf_counter() - self._started
+        )
+        REQUEST_ID.reset(self._reset)
+
+
+def _request_id(scope: Scope) -> str:
     """The client's `X-Request-ID` when it is sane, else a new one."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -84,14 +106,6 @@ def new_request_id(scope: Scope) -> str:
                 return given
             break
     return f"{_ID_PREFIX}{_next_id():08x}"
-
-
-def observe(scope: Scope, status: int, started: float) -> None:
-    """Time a request answered with `status` by its route (as the router or the fast path set it)."""
-    route = scope.get("route")
-    labelled(LATENCY, route.path if route else "unmatched", scope["method"], f"{status // 100}xx").observe(
-        time.perf_counter() - started
-    )
 
 
 @functools.lru_cache(maxsize=1024)  # labels() takes a lock and builds a key: once per label set is enough
