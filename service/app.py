@@ -36,7 +36,7 @@ from service.pools import Pools, pools_endpoint
 from service.ratelimit import RateLimit
 from service.reload import warm_places, watch_rules
 from service.reports import report_endpoint
-from service.responses import JSON, error
+from service.responses import JSON, error, refusal
 from service.runtime import Runtime
 from service.snippet import snippet_endpoint
 from service.spool import Spool, keep_replaying
@@ -176,7 +176,7 @@ async def readyz(request: Request) -> JSON:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
-    return error(exc.status, exc.code, exc.message)
+    return refusal(exc)
 
 
 async def _starlette_error(request: Request, exc: Exception) -> Response:

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from service.errors import HTTPError
 from service.middleware import TrustedProxies
 from service.observability import Tracked
-from service.responses import error
+from service.responses import refusal
 
 
 class FastPath:
@@ -50,7 +50,7 @@ class FastPath:
                 self.trusted.resolve(scope)
                 response = await route.endpoint(Request(scope, receive))
             except HTTPError as exc:
-                response = error(exc.status, exc.code, exc.message)
+                response = refusal(exc)
             request.status = response.status_code
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": [*response.raw_headers, request.header]})

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.config import Network
 from service.errors import BadRequest, HTTPError
-from service.responses import error
+from service.responses import refusal
 
 
 class ClientIPMiddleware:
@@ -25,7 +25,7 @@ class ClientIPMiddleware:
             try:
                 self.trusted.resolve(scope)
             except HTTPError as exc:
-                await error(exc.status, exc.code, exc.message)(scope, receive, send)
+                await refusal(exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
