@@ -22,7 +22,7 @@ from service.errors import BadRequest
 from service.geo import Geo
 from service.observability import LEASES, labelled
 from service.phones import formats
-from service.phrase import Traffic, lemmas, normalise, parse_traffic
+from service.phrase import Landing, Referral, Traffic, landing, lemmas, normalise, referral, traffic
 from service.pools import Lease, hour_and_day
 from service.responses import JSON
 from service.runtime import Runtime
@@ -47,14 +47,26 @@ def visit(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) -> Vis
 
 
 def page(url: str, ref: str | None) -> Page:
+    return _page(_address(url), referral(ref))
+
+
+def _address(url: str) -> tuple[str, Landing]:
+    """The page's path as rules are written (as people read paths), and its traffic parameters."""
     try:
-        path = urlsplit(url).path
+        parts = urlsplit(url)
     except ValueError:
         raise BadRequest("invalid_url", "url is not a valid URL") from None
-    traffic = parse_traffic(url, ref)
-    phrase = traffic.phrase or ""
-    # Rules are written as people read paths.
-    return Page(normalise_path(unquote(path) or "/"), traffic, frozenset(lemmas(phrase)), normalise(phrase))
+    return normalise_path(unquote(parts.path) or "/"), landing(parts.query)
+
+
+# Remembered by its parts: the same campaign landing is reached from many referrers and a
+# site's own pages refer to each other, so there are far fewer pages than (url, ref) pairs.
+@functools.lru_cache(maxsize=4096)
+def _page(address: tuple[str, Landing], referred: Referral) -> Page:
+    path, landed = address
+    seen = traffic(landed, referred)
+    phrase = seen.phrase or ""
+    return Page(path, seen, frozenset(lemmas(phrase)), normalise(phrase))
 
 
 def _visit(viewed: Page, vid: str, geo: Geo, user_agent: str) -> Visit:
@@ -157,16 +169,25 @@ def _query(request: Request) -> dict[str, str]:
     return params
 
 
-# Most page views are a visitor's second, third… page: the same URL reached from the same
-# referrer as many visitors before. Remembered by the strings as sent, so a page visitors
-# share is neither decoded nor parsed again; 4 KB each at most, a small bound keeps a flood harmless.
-@functools.lru_cache(maxsize=4096)
 def _requested_page(raw_url: str | None, raw_ref: str | None) -> Page:
+    return _page(_requested_address(raw_url), _requested_referral(raw_ref))
+
+
+# Most page views are a visitor's second, third… page: a URL and a referrer many visitors
+# sent before. Each is remembered by the string as sent, so it is neither decoded nor parsed
+# again; 4 KB each at most, a small bound keeps a flood harmless. Refusals are not remembered.
+@functools.lru_cache(maxsize=4096)
+def _requested_address(raw_url: str | None) -> tuple[str, Landing]:
     url = _checked("url", raw_url, MAX_URL, required=True)
     assert url is not None
     if not url.startswith(("http://", "https://", "/")):
         raise BadRequest("invalid_url", "url must be an http(s) URL or a path")
-    return page(url, _checked("ref", raw_ref, MAX_URL))
+    return _address(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _requested_referral(raw_ref: str | None) -> Referral:
+    return referral(_checked("ref", raw_ref, MAX_URL))
 
 
 def _unquote(value: str) -> str:

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Container
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import pymorphy3
@@ -65,61 +66,93 @@ class Traffic:
     click_id: str | None
 
 
+class Landing(NamedTuple):
+    """What a page URL's own parameters say about how the visitor came (`utm_*`, ad click ids)."""
+
+    term: str | None  # utm_term, decoded
+    source: str | None
+    medium: str | None
+    campaign: str | None
+    content: str | None
+    click_id: str | None  # the name of the ad click id parameter, never its value
+
+
+class Referral(NamedTuple):
+    """What the referrer says: its host and, for a search engine, the engine and its phrase."""
+
+    host: str | None
+    engine: str | None
+    phrase: str | None
+
+
+NO_REFERRAL = Referral(None, None, None)
+
+
 def parse_traffic(url: str, referrer: str | None) -> Traffic:
     try:
-        params = _params(urlsplit(url).query, _PAGE_PARAMS)
+        query = urlsplit(url).query
     except ValueError:  # not a URL (e.g. a broken IPv6 host): nothing to read from it
-        params = {}
-    host, engine, ref_params = _referrer(referrer)
+        query = ""
+    return traffic(landing(query), referral(referrer))
 
-    phrase = _text(params.get("utm_term"))
-    if phrase is None and engine is not None:
-        phrase = next(
-            (text for name in _ENGINES[engine][1] if (text := _text(ref_params.get(name)))),
-            None,
-        )
 
-    click_id = next((name for name in _CLICK_IDS if name in params), None)
-    medium = _text(params.get("utm_medium"))
+def landing(query: str) -> Landing:
+    """The traffic parameters of a page URL's query string."""
+    params = _params(query, _PAGE_PARAMS)
+    return Landing(
+        term=_text(params.get("utm_term")),
+        source=_text(params.get("utm_source")),
+        medium=_text(params.get("utm_medium")),
+        campaign=_text(params.get("utm_campaign")),
+        content=_text(params.get("utm_content")),
+        click_id=next((name for name in _CLICK_IDS if name in params), None),
+    )
+
+
+def traffic(landed: Landing, referred: Referral) -> Traffic:
+    """The visit's traffic: the page's own parameters first, then what the referrer says."""
+    engine, click_id = referred.engine, landed.click_id
+    medium = landed.medium
     if medium is None:
         if click_id in _PAID_CLICK_IDS:
             medium = "cpc"
         elif engine is not None:
             medium = "organic"
         else:
-            medium = "referral" if host is not None else "direct"
-
+            medium = "referral" if referred.host is not None else "direct"
     return Traffic(
-        phrase=phrase,
+        phrase=landed.term if landed.term is not None else referred.phrase,
         engine=engine,
-        source=_text(params.get("utm_source")) or engine or _PAID_CLICK_IDS.get(click_id or "") or host,
+        source=landed.source or engine or _PAID_CLICK_IDS.get(click_id or "") or referred.host,
         medium=medium,
-        campaign=_text(params.get("utm_campaign")),
-        content=_text(params.get("utm_content")),
+        campaign=landed.campaign,
+        content=landed.content,
         click_id=click_id,
     )
 
 
-def _referrer(referrer: str | None) -> tuple[str | None, str | None, dict[str, str]]:
-    """Return the referrer's host, its search engine and, for an engine, its parameters."""
+def referral(referrer: str | None) -> Referral:
+    """The referrer's host, its search engine and that engine's phrase."""
     if not referrer:
-        return None, None, {}
+        return NO_REFERRAL
     if not referrer.isascii():
         # Lone surrogates (valid in JSON input) would make the host unencodable downstream.
         referrer = referrer.encode("utf-8", "replace").decode("utf-8")
     try:
         parts = urlsplit(referrer)
     except ValueError:
-        return None, None, {}
+        return NO_REFERRAL
     if parts.scheme not in _REFERRER_SCHEMES or not parts.hostname:
-        return None, None, {}
+        return NO_REFERRAL
     host = parts.hostname.rstrip(".").removeprefix("www.")[:_MAX_LENGTH]
     match = _ENGINE_HOST.fullmatch(host)
     if match is None:
-        return host or None, None, {}
+        return Referral(host or None, None, None)
     engine = match.lastgroup
     assert engine is not None  # every alternative is a named group
-    return host, engine, _params(parts.query, _ENGINES[engine][1])
+    names = _ENGINES[engine][1]
+    params = _params(parts.query, names)
+    return Referral(host, engine, next((text for name in names if (text := _text(params.get(name)))), None))
 
 
 def _params(query: str, names: Container[str]) -> dict[str, str]:
