@@ -137,7 +137,7 @@ def time_decisions(decide: Any, sites: dict[int, Any], visits: list[Any], passes
     for _ in range(passes):
         for size, site in sites.items():
             RENDERED.clear()
-            site.plan.cache_clear()
+            site.forget()
             started = time.perf_counter()
             for seen in visits:
                 decide(site, seen)

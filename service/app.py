@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         def apply(new: rulefiles.RuleSet) -> None:
             old, runtime.rules = runtime.rules, new
             for site in old.sites.values():  # frozen at start, the first rules are never collected:
-                site.plan.cache_clear()  # their remembered plans would stay with them
+                site.forget()  # their remembered plans would stay with them
             tasks.append(asyncio.create_task(_sync_pools(runtime, new)))
 
         if settings.reload_rules:

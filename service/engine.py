@@ -235,6 +235,7 @@ class RuleIndex:
         self.by_country: dict[str, dict[str, Rule]] = {}
         self.by_path: dict[str, dict[str, Rule]] = {}
         rest: list[Rule] = []
+        self.whens = tuple(rule.when for rule in rules)
         # A keyword is filed under its rarest lemma across the site, so a common word such
         # as «купить» never makes every rule that mentions it a candidate.
         frequency = collections.Counter(
@@ -313,6 +314,10 @@ class Site:
     report_token: str | None = None
     # plan(self, visit), remembered: visits compare by what plans read, and page views repeat it
     plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
+    # What the rules make of visits (see `match`), by the visit as the conditions see it
+    _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
+    # The countries, regions and cities the site's conditions name, casefolded
+    _named: tuple[frozenset[str], frozenset[str], frozenset[str]] = field(init=False, repr=False, compare=False)
 
     @property
     def tracking_numbers(self) -> dict[str, Pool]:
@@ -325,6 +330,33 @@ class Site:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
+        object.__setattr__(self, "_matches", {})
+        whens = [*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools)]
+        named = tuple(frozenset().union(*(getattr(when, kind) or () for when in whens))
+                      for kind in ("countries", "regions", "cities"))
+        object.__setattr__(self, "_named", named)
+
+    def match(self, visit: Visit) -> Match:
+        """What the rules, experiments and pools make of `visit`, remembered by the visit
+        with its place reduced to what the site's conditions name: many towns, few plans."""
+        countries, regions, cities = self._named
+        geo = visit.geo
+        key = (visit.path, visit.traffic, visit.lemmas, visit.phrase, visit.device,
+               geo.country if geo.country and geo.country.casefold() in countries else None,
+               geo.region if geo.region and geo.region.casefold() in regions else None,
+               cities & geo.city_keys)
+        matches = self._matches
+        found = matches.get(key)
+        if found is None:
+            found = matches[key] = match(self, visit)
+            if len(matches) > PLANS_KEPT:
+                del matches[next(iter(matches))]  # the oldest
+        return found
+
+    def forget(self) -> None:
+        """Empty the memos (when new rules replace these)."""
+        self.plan.cache_clear()
+        self._matches.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,12 +367,21 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Match:
+    """What a site's rules make of a visit before any text is rendered."""
+
+    experiments: tuple[Experiment, ...]  # those whose pages and conditions the visit meets
+    texts: tuple[tuple[str, Text], ...]  # the first matching rule's text per selector
+    pool: Pool | None
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """All of a decision but the draw of the experiments' variants: a function of the visit's
     page, phrase, traffic source, place and device, which visitors share."""
 
-    experiments: tuple[Experiment, ...]  # those whose pages and conditions the visit meets
-    swaps: tuple[tuple[str, str], ...]  # the rules' texts, the first matching rule's per selector
+    experiments: tuple[Experiment, ...]
+    swaps: tuple[tuple[str, str], ...]  # the rules' texts, rendered for this visit
     pool: Pool | None
     context: Mapping[str, Any]  # what the variants' texts render with
 
@@ -368,18 +409,23 @@ def decide(site: Site, visit: Visit, forced: Mapping[str, str] | None = None) ->
 
 
 def plan(site: Site, visit: Visit) -> Plan:
+    found = site.match(visit)
     context = _context(site, visit)
+    rendered = ((selector, text.render(context)) for selector, text in found.texts)
+    swaps = tuple((selector, text) for selector, text in rendered if text is not None)
+    return Plan(found.experiments, swaps, found.pool, context)
+
+
+def match(site: Site, visit: Visit) -> Match:
     experiments = tuple(experiment for experiment in site.experiments
                         if experiment.pages.match(visit.path) and experiment.when.matches(visit))
-    texts: dict[str, str | None] = {}
+    texts: dict[str, Text] = {}
     for rule in site.rules.candidates(visit):
         if rule.matches(visit):
             for swap in rule.swaps:
-                if swap.selector not in texts:
-                    texts[swap.selector] = swap.text.render(context)
+                texts.setdefault(swap.selector, swap.text)
     pool = next((pool for pool in site.pools if pool.matches(visit)), None)
-    swaps = tuple((selector, text) for selector, text in texts.items() if text is not None)
-    return Plan(experiments, swaps, pool, context)
+    return Match(experiments, tuple(texts.items()), pool)
 
 
 def _forced_variant(experiment: Experiment, forced: Mapping[str, str]) -> Variant | None:

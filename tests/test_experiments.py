@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import collections
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from service.decide import visit
 from service.engine import decide
+from service.geo import GeoDB
+from service.rulefiles import load
 from service.visitors import new_vid
+from tests.conftest import BROWSER, ROOT
 from tests.test_engine import compile_site, make_visit
 
 SITE = {
@@ -88,3 +94,40 @@ def test_visitors_of_one_page_share_its_plan_and_draw_their_own_variants(tmp_pat
         assert dict(outcome.swaps).get("h1") == {"control": None, "b": "b", "c": "c"}[outcome.experiments["e"]]
     other = decide(site, make_visit({"url": "/?utm_term=сплит"}, vid=new_vid()))
     assert dict(other.swaps)[".lead"] == "сплит"  # another phrase, another plan
+
+
+def test_towns_the_rules_do_not_name_share_what_the_rules_make_of_them(tmp_path: Path) -> None:
+    site = compile_site({"site": "s", "language": "ru", "rules": [
+        {"id": "kazan", "priority": 2, "when": {"city": "Kazan"},
+         "swap": [{"selector": "h1", "text": "Склад в Казани"}]},
+        {"id": "ru", "priority": 1, "when": {"country": "RU"},
+         "swap": [{"selector": "h1", "text": "Доставка {{ city.in }}"}]},
+    ]}, tmp_path)
+
+    def town(en: str, ru: str, country: str = "RU") -> dict[str, Any]:
+        return {"url": "/", "geo": {"country": country, "city": [ru, en]}}
+
+    tula, tver = make_visit(town("Tula", "Тула")), make_visit(town("Tver", "Тверь"))
+    assert site.match(tula) is site.match(tver)  # one look at the rules for both towns
+    assert dict(decide(site, tula).swaps) == {"h1": "Доставка в Туле"}  # each still sees its own
+    assert dict(decide(site, tver).swaps) == {"h1": "Доставка в Твери"}
+    assert dict(decide(site, make_visit(town("Kazan", "Казань"))).swaps) == {"h1": "Склад в Казани"}
+    assert decide(site, make_visit(town("Almaty", "Алматы", "KZ"))).swaps == ()
+
+
+def test_remembered_decisions_equal_fresh_ones_for_real_addresses() -> None:
+    """The load site (conditions on countries, regions and cities, texts naming the town) for
+    visitors from the Locust suite's GeoLite2 addresses: what the memos answer is what the
+    rules answer for each visit alone, and far fewer looks at the rules than towns."""
+    site = load(ROOT / "loadtest" / "rules").sites["load"]
+    geo = GeoDB()
+    groups = json.loads((ROOT / "loadtest" / "data" / "ips.json").read_text())["groups"]
+    addresses = [entry["ip"] for entries in groups.values() for entry in entries[::3]]
+    urls = ["/", "/?utm_term=купить+кондиционер&utm_source=yandex&utm_medium=cpc", "/contacts",
+            "/catalog/split-systems?gclid=1"]
+    visits = [visit(url, None, new_vid(), geo.lookup(address), BROWSER) for address in addresses for url in urls]
+    for seen in visits:
+        assert decide(site, seen) == decide(replace(site), seen), seen  # a copy's memos start empty
+    towns = {seen.geo for seen in visits}
+    assert len(towns) > 50
+    assert len({id(site.match(seen)) for seen in visits}) < len(towns)
