@@ -152,6 +152,50 @@ def _in_cities(cities: frozenset[str], visit: Visit) -> bool:
     return not cities.isdisjoint(visit.geo.city_keys)
 
 
+PHRASE_PATTERNS_TRIED = 32  # past this many, visits are told apart by the phrase itself
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """What a site's conditions name. A visit seen through them (`key`) keeps exactly what
+    decides which conditions hold, so visits that differ elsewhere (another town the rules do
+    not name, a phrase that matches the same keywords) share what the rules make of them."""
+
+    countries: frozenset[str]  # casefolded, as conditions compare
+    regions: frozenset[str]
+    cities: frozenset[str]
+    sources: frozenset[str]
+    media: frozenset[str]
+    campaigns: frozenset[str]
+    lemmas: frozenset[str]  # of every keyword
+    patterns: tuple[re.Pattern[str], ...] | None  # phrase regexes; None: too many to try each time
+
+    @classmethod
+    def of(cls, whens: Iterable[When]) -> Conditions:
+        whens = list(whens)
+
+        def named(kind: str) -> frozenset[str]:
+            return frozenset().union(*(getattr(when, kind) or () for when in whens))
+
+        patterns = {when.phrase_regex.pattern: when.phrase_regex for when in whens if when.phrase_regex is not None}
+        return cls(named("countries"), named("regions"), named("cities"), named("sources"), named("media"),
+                   named("campaigns"), frozenset().union(*(words for when in whens for words in when.keywords)),
+                   tuple(patterns.values()) if len(patterns) <= PHRASE_PATTERNS_TRIED else None)
+
+    def key(self, visit: Visit) -> tuple[Any, ...]:
+        geo, traffic = visit.geo, visit.traffic
+        phrase: Any = visit.phrase if self.patterns is None else \
+            tuple(pattern.search(visit.phrase) is not None for pattern in self.patterns)
+        return (visit.path, visit.device, _named(geo.country, self.countries), _named(geo.region, self.regions),
+                self.cities & geo.city_keys, _named(traffic.source, self.sources), _named(traffic.medium, self.media),
+                _named(traffic.campaign, self.campaigns), self.lemmas & visit.lemmas, phrase)
+
+
+def _named(value: str | None, names: frozenset[str]) -> str | None:
+    """The value where conditions name it; else None, which no condition allows either."""
+    return value if value is not None and value.casefold() in names else None
+
+
 @dataclass(frozen=True, slots=True)
 class Swap:
     selector: str
@@ -314,10 +358,9 @@ class Site:
     report_token: str | None = None
     # plan(self, visit), remembered: visits compare by what plans read, and page views repeat it
     plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
+    conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools
     # What the rules make of visits (see `match`), by the visit as the conditions see it
     _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
-    # The countries, regions and cities the site's conditions name, casefolded
-    _named: tuple[frozenset[str], frozenset[str], frozenset[str]] = field(init=False, repr=False, compare=False)
 
     @property
     def tracking_numbers(self) -> dict[str, Pool]:
@@ -331,20 +374,13 @@ class Site:
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
         object.__setattr__(self, "_matches", {})
-        whens = [*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools)]
-        named = tuple(frozenset().union(*(getattr(when, kind) or () for when in whens))
-                      for kind in ("countries", "regions", "cities"))
-        object.__setattr__(self, "_named", named)
+        whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
+        object.__setattr__(self, "conditions", Conditions.of(whens))
 
     def match(self, visit: Visit) -> Match:
-        """What the rules, experiments and pools make of `visit`, remembered by the visit
-        with its place reduced to what the site's conditions name: many towns, few plans."""
-        countries, regions, cities = self._named
-        geo = visit.geo
-        key = (visit.path, visit.traffic, visit.lemmas, visit.phrase, visit.device,
-               geo.country if geo.country and geo.country.casefold() in countries else None,
-               geo.region if geo.region and geo.region.casefold() in regions else None,
-               cities & geo.city_keys)
+        """What the rules, experiments and pools make of `visit`, remembered by the visit as
+        the site's conditions see it: many towns and phrases, few matches."""
+        key = self.conditions.key(visit)
         matches = self._matches
         found = matches.get(key)
         if found is None:

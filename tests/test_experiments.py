@@ -118,16 +118,28 @@ def test_towns_the_rules_do_not_name_share_what_the_rules_make_of_them(tmp_path:
 def test_remembered_decisions_equal_fresh_ones_for_real_addresses() -> None:
     """The load site (conditions on countries, regions and cities, texts naming the town) for
     visitors from the Locust suite's GeoLite2 addresses: what the memos answer is what the
-    rules answer for each visit alone, and far fewer looks at the rules than towns."""
+    rules answer for each visit alone, and the rules are looked at for few of them."""
     site = load(ROOT / "loadtest" / "rules").sites["load"]
     geo = GeoDB()
     groups = json.loads((ROOT / "loadtest" / "data" / "ips.json").read_text())["groups"]
     addresses = [entry["ip"] for entries in groups.values() for entry in entries[::3]]
-    urls = ["/", "/?utm_term=купить+кондиционер&utm_source=yandex&utm_medium=cpc", "/contacts",
-            "/catalog/split-systems?gclid=1"]
-    visits = [visit(url, None, new_vid(), geo.lookup(address), BROWSER) for address in addresses for url in urls]
+    pages = [("/", None), ("/?utm_term=кондиционер", None), ("/?utm_term=ремонт+кондиционера", None),
+             ("/?utm_term=daikin", None), ("/?utm_source=yandex&utm_medium=cpc", None),
+             ("/?utm_source=yandex&utm_medium=email", None), ("/?utm_source=google&utm_medium=cpc", None),
+             ("/contacts", "https://load.example/"), ("/catalog/split-systems?gclid=1", None),
+             ("/", "https://yandex.ru/search/?text=daikin+кондиционер")]
+    agents = [BROWSER, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1"]
+    visits = [visit(url, ref, new_vid(), geo.lookup(address), agent)
+              for address in addresses for url, ref in pages for agent in agents]
     for seen in visits:
         assert decide(site, seen) == decide(replace(site), seen), seen  # a copy's memos start empty
-    towns = {seen.geo for seen in visits}
-    assert len(towns) > 50
-    assert len({id(site.match(seen)) for seen in visits}) < len(towns)
+    assert len({seen.geo for seen in visits}) > 50  # towns
+    assert len({id(site.match(seen)) for seen in visits}) < len(visits) / 10
+
+
+def test_a_site_with_many_phrase_patterns_tells_visits_apart_by_the_phrase(tmp_path: Path) -> None:
+    rules = [{"id": f"r{i}", "when": {"phrase_regex": f"^model{i}$"}, "swap": [{"selector": "h1", "text": f"m{i}"}]}
+             for i in range(40)]  # more than are tried one by one for every new visit
+    site = compile_site({"site": "s", "rules": rules}, tmp_path)
+    for i in (5, 6, 39, 5):
+        assert dict(decide(site, make_visit({"url": f"/?utm_term=model{i}"})).swaps) == {"h1": f"m{i}"}
