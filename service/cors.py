@@ -14,9 +14,11 @@ def cors_headers(site: Site, request: Request) -> dict[str, str]:
     own pages (the demo) need no permission.
     """
     origin = request.headers.get("origin")
-    # The service's own origin from the scope, without building request.url on the hot path.
-    if origin is None or origin == f"{request.scope['scheme']}://{request.headers.get('host', '')}":
+    if origin is None:
         return {"Vary": "Origin"}
-    if origin not in site.origins:
-        raise Forbidden("origin_not_allowed", f"origin {origin!r} is not allowed for site {site.id!r}")
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if origin in site.origins:
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    # The service's own origin from the scope, without building request.url on the hot path.
+    if origin == f"{request.scope['scheme']}://{request.headers.get('host', '')}":
+        return {"Vary": "Origin"}
+    raise Forbidden("origin_not_allowed", f"origin {origin!r} is not allowed for site {site.id!r}")
