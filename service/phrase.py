@@ -55,8 +55,7 @@ _morph = pymorphy3.MorphAnalyzer(lang="ru")
 _stemmer = snowballstemmer.stemmer("english")
 
 
-@dataclass(frozen=True, slots=True)
-class Traffic:
+class Traffic(NamedTuple):  # a tuple: decision plans are keyed by it, hashed and compared in C
     phrase: str | None
     engine: str | None
     source: str | None

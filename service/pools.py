@@ -11,7 +11,7 @@ import datetime
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from starlette.requests import Request
@@ -61,8 +61,7 @@ class PoolKeys:
         return f"{self.prefix}overflowed:{day}"
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):
     number: str | None  # None: the pool was exhausted
     status: str  # kept | new | overflow
 
