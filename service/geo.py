@@ -27,10 +27,12 @@ class Geo:
     names: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
     # The city's casefolded names in every language, for `when: city`; made once per lookup.
     city_keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    _answers: dict[str, dict[str, str | None]] = field(init=False, repr=False, compare=False)  # by language
 
     def __post_init__(self) -> None:
         keys = frozenset(by_kind["city"].casefold() for by_kind in self.names.values() if "city" in by_kind)
         object.__setattr__(self, "city_keys", keys)
+        object.__setattr__(self, "_answers", {})
 
     def name(self, what: str, language: str) -> str | None:
         """The name of `what` (country/region/city) in `language`, else in English."""
@@ -38,13 +40,17 @@ class Geo:
         return localised or self.names.get("en", {}).get(what)
 
     def as_json(self, language: str) -> dict[str, str | None]:
-        return {
-            "country": self.country,
-            "region": self.region,
-            "city": self.name("city", language),
-            "country_name": self.name("country", language),
-            "region_name": self.name("region", language),
-        }
+        """The place as decisions answer it; made once per language, shared: do not change it."""
+        answer = self._answers.get(language)
+        if answer is None:
+            answer = self._answers[language] = {
+                "country": self.country,
+                "region": self.region,
+                "city": self.name("city", language),
+                "country_name": self.name("country", language),
+                "region_name": self.name("region", language),
+            }
+        return answer
 
 
 UNKNOWN = Geo()
