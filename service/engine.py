@@ -169,6 +169,8 @@ class Conditions:
     campaigns: frozenset[str]
     lemmas: frozenset[str]  # of every keyword
     patterns: tuple[re.Pattern[str], ...] | None  # phrase regexes; None: too many to try each time
+    # phrase → which patterns it matches: phrases recur far more often than new ones come
+    _matched: dict[str, tuple[bool, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, whens: Iterable[When]) -> Conditions:
@@ -184,11 +186,23 @@ class Conditions:
 
     def key(self, visit: Visit) -> tuple[Any, ...]:
         geo, traffic = visit.geo, visit.traffic
-        phrase: Any = visit.phrase if self.patterns is None else \
-            tuple(pattern.search(visit.phrase) is not None for pattern in self.patterns)
+        phrase: Any = visit.phrase if self.patterns is None else self._patterns_matched(visit.phrase)
         return (visit.path, visit.device, _named(geo.country, self.countries), _named(geo.region, self.regions),
                 self.cities & geo.city_keys, _named(traffic.source, self.sources), _named(traffic.medium, self.media),
                 _named(traffic.campaign, self.campaigns), self.lemmas & visit.lemmas, phrase)
+
+
+    def forget(self) -> None:
+        self._matched.clear()
+
+    def _patterns_matched(self, phrase: str) -> tuple[bool, ...]:
+        assert self.patterns is not None
+        matched = self._matched.get(phrase)
+        if matched is None:
+            if len(self._matched) >= PLANS_KEPT:
+                self._matched.clear()
+            matched = self._matched[phrase] = tuple([pattern.search(phrase) is not None for pattern in self.patterns])
+        return matched
 
 
 def _named(value: str | None, names: frozenset[str]) -> str | None:
@@ -393,6 +407,7 @@ class Site:
         """Empty the memos (when new rules replace these)."""
         self.plan.cache_clear()
         self._matches.clear()
+        self.conditions.forget()
 
 
 @dataclass(frozen=True, slots=True)
