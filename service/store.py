@@ -23,7 +23,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -114,21 +114,25 @@ def pack(commands: list[Command]) -> bytes:
             command = command.args
         else:
             out.append(b"*%d\r\n" % len(command))
-        out.extend(map(_bulk, command))
+        out += _bulks(command)
     return b"".join(out)
 
 
-def _bulk(arg: Any) -> bytes:
-    if isinstance(arg, str):
-        arg = arg.encode()
-    elif not isinstance(arg, bytes):  # numbers
-        arg = repr(arg).encode()
-    return b"$%d\r\n%s\r\n" % (len(arg), arg)
+def _bulks(args: Iterable[Any]) -> list[bytes]:
+    """Each argument as a RESP bulk string (one loop, not a call per argument)."""
+    out = []
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif not isinstance(arg, bytes):  # numbers
+            arg = repr(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return out
 
 
 @functools.lru_cache(maxsize=4096)
 def _script_head(sha: str, keys: tuple[str, ...]) -> bytes:
-    return b"".join(map(_bulk, ("EVALSHA", sha, len(keys), *keys)))
+    return b"".join(_bulks(("EVALSHA", sha, len(keys), *keys)))
 
 
 class Batcher:
@@ -179,9 +183,9 @@ class Batcher:
         commands = [command for group, _ in batch for command in group]
         try:
             replies = await self._execute(commands)
-            unknown = {i: command.with_source() for i, command in enumerate(commands)
-                       if isinstance(command, ScriptCall) and isinstance(replies[i], NoScriptError)}
-            if unknown:  # a new or restarted server: send those scripts' bodies once
+            if NoScriptError in map(type, replies):  # a new or restarted server: send those scripts' bodies once
+                unknown = {i: command.with_source() for i, command in enumerate(commands)
+                           if isinstance(command, ScriptCall) and isinstance(replies[i], NoScriptError)}
                 for i, reply in zip(unknown, await self._execute(list(unknown.values())), strict=True):
                     replies[i] = reply
         except Exception as exc:  # the store is down: every waiter hears it
@@ -194,14 +198,15 @@ class Batcher:
                 if not future.done():
                     future.set_exception(exc)
             return
+        failed = any(isinstance(reply, Exception) for reply in replies)  # rare: looked for once a batch
         start = 0
         for group, future in batch:
             mine = replies[start:start + len(group)]
             start += len(group)
             if future.done():
                 continue
-            error = next((reply for reply in mine if isinstance(reply, Exception)), None)
-            if error is not None:
+            error = failed and next((reply for reply in mine if isinstance(reply, Exception)), None)
+            if error:
                 future.set_exception(error)
             else:
                 future.set_result(mine)
