@@ -74,5 +74,8 @@ class TrustedProxies:
 
 def _header(scope: Scope, name: bytes) -> str | None:
     """All values of a header joined by commas, as HTTP defines for repeated headers."""
-    values = [bytes(value).decode("latin-1") for key, value in scope["headers"] if key == name]
-    return ",".join(values) if values else None
+    found = None
+    for key, value in scope["headers"]:  # a plain loop: a comprehension is a call of its own
+        if key == name:
+            found = bytes(value) if found is None else found + b"," + value
+    return None if found is None else found.decode("latin-1")

@@ -13,6 +13,8 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.config import _networks
+from service.middleware import TrustedProxies
 from tests.conftest import BROWSER, start
 
 IPS = ["95.161.0.1", "46.242.0.1", "217.118.83.1", "2a02:6b8::1"]
@@ -73,3 +75,21 @@ def test_only_the_configured_proxies_may_name_the_client(tmp_path: Path, valkey_
         service.terminate()
         service.wait(10)
     assert body["geo"]["country"] == country  # 46.242.0.1 is Moscow; the socket peer, localhost, is nowhere
+
+
+@pytest.mark.parametrize(("peer", "headers", "client"), [
+    ("10.0.0.5", [(b"x-forwarded-for", b"203.0.113.7")], "203.0.113.7"),  # from our proxy
+    ("198.51.100.9", [(b"x-forwarded-for", b"203.0.113.7")], "198.51.100.9"),  # anyone else: ignored
+    # what the client wrote itself stands left of what our proxies appended
+    ("10.0.0.5", [(b"x-forwarded-for", b"1.1.1.1, 203.0.113.7, 10.0.0.9")], "203.0.113.7"),
+    # a header repeated on separate lines counts as one, in order
+    ("10.0.0.5", [(b"x-forwarded-for", b"1.1.1.1"), (b"user-agent", b"x"), (b"x-forwarded-for", b"203.0.113.7")],
+     "203.0.113.7"),
+    ("10.0.0.5", [(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-for", b"10.0.0.9")], "203.0.113.7"),
+    ("10.0.0.5", [(b"user-agent", b"x")], "10.0.0.5"),  # no header: the proxy itself
+])
+def test_the_client_is_the_rightmost_address_our_proxies_did_not_write(
+        peer: str, headers: list[tuple[bytes, bytes]], client: str) -> None:
+    scope: dict[str, Any] = {"type": "http", "client": (peer, 4711), "headers": headers}
+    TrustedProxies(_networks("10.0.0.0/8")).resolve(scope)
+    assert scope["client"] == (client, 4711)
