@@ -147,6 +147,7 @@ class Batcher:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self._cluster = isinstance(client, RedisCluster)  # a slow isinstance (a Protocol): once, not per batch
         self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # also the strong references to the tasks
         self._idle: list[Pipe] = []  # connections of the batcher's own, made when none is idle
@@ -213,7 +214,8 @@ class Batcher:
 
     async def _execute(self, commands: list[Command]) -> list[Any]:
         """The replies of `commands`, an error reply as its exception in its place."""
-        if isinstance(self._client, RedisCluster):
+        if self._cluster:
+            assert isinstance(self._client, RedisCluster)
             pipeline = self._client.pipeline(transaction=False)
             for command in commands:
                 pipeline.execute_command(*(command.by_digest() if type(command) is ScriptCall else command))
