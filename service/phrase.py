@@ -137,21 +137,33 @@ def referral(referrer: str | None) -> Referral:
     if not referrer.isascii():
         # Lone surrogates (valid in JSON input) would make the host unencodable downstream.
         referrer = referrer.encode("utf-8", "replace").decode("utf-8")
+    # The host ends before the query, and the query is the long, unique part (a site's own
+    # pages refer to each other with campaign tags and click ids): only a search engine's
+    # referrer is read past it, for the phrase.
+    found = _origin(referrer.partition("?")[0])
+    if found.engine is None:
+        return found
     try:
-        parts = urlsplit(referrer)
+        query = urlsplit(referrer).query
+    except ValueError:  # not reached: the URL up to its query parsed, and that is where urlsplit checks
+        return found
+    names = _ENGINES[found.engine][1]
+    params = _params(query, names)
+    return found._replace(phrase=next((text for name in names if (text := _text(params.get(name)))), None))
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin(address: str) -> Referral:
+    """The host and search engine of a referrer's URL, given up to its query."""
+    try:
+        parts = urlsplit(address)
     except ValueError:
         return NO_REFERRAL
     if parts.scheme not in _REFERRER_SCHEMES or not parts.hostname:
         return NO_REFERRAL
     host = parts.hostname.rstrip(".").removeprefix("www.")[:_MAX_LENGTH]
     match = _ENGINE_HOST.fullmatch(host)
-    if match is None:
-        return Referral(host or None, None, None)
-    engine = match.lastgroup
-    assert engine is not None  # every alternative is a named group
-    names = _ENGINES[engine][1]
-    params = _params(parts.query, names)
-    return Referral(host, engine, next((text for name in names if (text := _text(params.get(name)))), None))
+    return Referral(host or None, match.lastgroup if match else None, None)
 
 
 def _params(query: str, names: Container[str]) -> dict[str, str]:

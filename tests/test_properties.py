@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_from_bytes, unquote_plus, urlencode
+from urllib.parse import quote, quote_from_bytes, unquote_plus, urlencode, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -21,7 +21,7 @@ from starlette.requests import Request
 
 from service.decide import _query, _unquote
 from service.engine import Site, decide
-from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic
+from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic, referral
 from tests.conftest import BROWSER
 from tests.test_engine import compile_site, make_visit
 from tests.test_snippet import Fixtures, browser, decided, fixtures, service, url
@@ -87,6 +87,20 @@ def test_parse_traffic_never_raises_and_cleans_the_phrase(page_url: str, referre
         assert traffic.phrase == " ".join(traffic.phrase.split())  # whitespace folded and trimmed
         assert lemmas(traffic.phrase) == lemmas(normalise(traffic.phrase))  # and the matcher takes it
     assert traffic.medium
+
+
+@FAST
+@given(URLS)
+def test_a_referrers_host_is_the_one_the_standard_library_reads_in_the_whole_url(referrer: str) -> None:
+    """`referral` parses a referrer only up to its query (where the host has ended): the same
+    host, whatever follows, as urlsplit finds in the whole URL."""
+    whole = referrer.encode("utf-8", "replace").decode("utf-8")
+    try:
+        parts = urlsplit(whole)
+        host = parts.hostname if parts.scheme in ("http", "https", "android-app") else None
+    except ValueError:
+        host = None
+    assert referral(referrer).host == ((host or "").rstrip(".").removeprefix("www.")[:200] or None)
 
 
 # Printable text a person could search for; braces aside (an unfilled "{keyword}" macro is
