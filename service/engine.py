@@ -4,7 +4,9 @@ Everything here is built once when rules load (`service.rulefiles`) and only rea
 request: no I/O, no compilation, and the cost of a decision does not grow with the number
 of rules, because `RuleIndex` hands `decide` only the rules that could match this visit.
 What `decide` makes of a visit's page, traffic, place and device (a `Plan`) is remembered
-per site, so visitors who share them share its work.
+per site, so visitors who share them share its work; what the rules match (a `Match`) is
+remembered by only what the site's conditions name (`Conditions`), so a new plan usually
+only renders its texts.
 """
 
 from __future__ import annotations
@@ -190,7 +192,6 @@ class Conditions:
         return (visit.path, visit.device, _named(geo.country, self.countries), _named(geo.region, self.regions),
                 self.cities & geo.city_keys, _named(traffic.source, self.sources), _named(traffic.medium, self.media),
                 _named(traffic.campaign, self.campaigns), self.lemmas & visit.lemmas, phrase)
-
 
     def forget(self) -> None:
         self._matched.clear()
