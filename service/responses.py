@@ -15,8 +15,8 @@ _JSON_TYPE = (b"content-type", b"application/json")
 
 class JSON(Response):
     """A JSON answer, its headers made directly: every answer here has a body and its own
-    content type, so Starlette's general header handling (a tenth of a beacon's way out) is
-    not needed."""
+    content type, so Starlette's general header handling (4–6 µs of every decision and
+    beacon in the profiles) is not needed."""
 
     media_type = "application/json"
 
