@@ -184,7 +184,9 @@ class Batcher:
         commands = [command for group, _ in batch for command in group]
         try:
             replies = await self._execute(commands)
-            if NoScriptError in map(type, replies):  # a new or restarted server: send those scripts' bodies once
+            # Error replies are rare: one look over the batch decides whether to look closer.
+            failed = any(isinstance(reply, Exception) for reply in replies)
+            if failed and NoScriptError in map(type, replies):  # a new or restarted server: send the scripts once
                 unknown = {i: command.with_source() for i, command in enumerate(commands)
                            if isinstance(command, ScriptCall) and isinstance(replies[i], NoScriptError)}
                 for i, reply in zip(unknown, await self._execute(list(unknown.values())), strict=True):
@@ -199,7 +201,6 @@ class Batcher:
                 if not future.done():
                     future.set_exception(exc)
             return
-        failed = any(isinstance(reply, Exception) for reply in replies)  # rare: looked for once a batch
         start = 0
         for group, future in batch:
             mine = replies[start:start + len(group)]
