@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from service import template_cost
 from service.phrase import KEYWORD_CASES
 from service.places import FORMS, Place
 
@@ -46,9 +47,13 @@ SAFE_TESTS = frozenset({"defined", "undefined", "none", "string", "number"})
 FORBIDDEN_NODES = (
     nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Macro,
     nodes.CallBlock, nodes.FilterBlock, nodes.Assign, nodes.AssignBlock, nodes.With,
-    nodes.Mul, nodes.Pow,  # {{ phrase * 10**9 }} would build gigabytes per request
+    # {{ phrase * 10**9 }} or {{ '%0999999999d' % 1 }} would build gigabytes per request
+    nodes.Mul, nodes.Pow, nodes.Mod,
 )
 MAX_OUTPUT = 1000  # characters; a swap is a headline or a paragraph, not a page
+# Rendering stops once it has made this much: spaces collapse afterwards, so a little more
+# than MAX_OUTPUT is read, but a text never makes more than this, whatever it loops over.
+MAX_RENDERED = 8 * MAX_OUTPUT
 
 _env = ImmutableSandboxedEnvironment(autoescape=False)
 _env.globals.clear()  # no range/lipsum/cycler/namespace: the context is all a text may see
@@ -109,10 +114,25 @@ class Text:
     def _render(self, context: Mapping[str, Any]) -> str | None:
         assert self._template is not None
         try:
-            text = self._template.render(context)
+            if isinstance(self._template, jinja2.Template):
+                text = _bounded(self._template.generate(context))
+            else:
+                text = self._template.render(context)
         except Exception:  # a broken text must cost a swap, never a request
             return None
         return " ".join(text.split())[:MAX_OUTPUT]
+
+
+def _bounded(chunks: Iterator[str]) -> str:
+    """What a template made, up to MAX_RENDERED characters: the rest is never made."""
+    made: list[str] = []
+    size = 0
+    for chunk in chunks:
+        made.append(chunk)
+        size += len(chunk)
+        if size >= MAX_RENDERED:
+            break
+    return "".join(made)[:MAX_RENDERED]
 
 
 def compile_text(source: str) -> Text:
@@ -122,6 +142,11 @@ def compile_text(source: str) -> Text:
         raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
     _refuse_unsafe(tree)
     _check_calls(tree)
+    growth, line = template_cost.degree(tree, CONTEXT_NAMES)
+    if growth > 1:
+        raise TemplateError("this text takes time that grows faster than the phrase (a replace or join by a "
+                            "context value, or a loop in a loop over it): each visitor's phrase could cost "
+                            "seconds; write it without", line)
     names = frozenset(meta.find_undeclared_variables(tree))
     # With assignments refused, the only names a text can bind are `for` loop targets.
     loop_names = {node.name for node in tree.find_all(nodes.Name) if node.ctx == "store"}
@@ -260,7 +285,13 @@ def _refuse_unsafe(tree: nodes.Template) -> None:
 
 
 def _check_calls(tree: nodes.Template) -> None:
-    """What compile_text lets through but would fail, or print nonsense, on every visit."""
+    """What compile_text lets through but would fail, or print nonsense, on every visit, and
+    calls of anything but keyword(): a value's methods (`phrase.ljust(10**8)`) are not for texts."""
+    for call in tree.find_all(nodes.Call):
+        unknown = isinstance(call.node, nodes.Name) and call.node.name not in CONTEXT_NAMES  # said below
+        if not unknown and not (isinstance(call.node, nodes.Name) and call.node.name == "keyword"):
+            raise TemplateError("only keyword() may be called in a text; use filters: {{ phrase|upper }}",
+                                call.lineno)
     called = {id(call.node) for call in tree.find_all(nodes.Call)}
     for name in tree.find_all(nodes.Name):
         if name.name == "keyword" and name.ctx == "load" and id(name) not in called:

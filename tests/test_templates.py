@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,17 @@ from hypothesis import strategies as st
 from service import places
 from service.engine import RuleIndex, Site, _context, decide
 from service.phrase import Keyword
-from service.templates import MAX_OUTPUT, RENDERED, TemplateError, Text, _env, _Printer, compile_text
+from service.templates import (
+    MAX_OUTPUT,
+    MAX_RENDERED,
+    RENDERED,
+    TemplateError,
+    Text,
+    _bounded,
+    _env,
+    _Printer,
+    compile_text,
+)
 from tests.test_engine import compile_site, make_visit
 
 SSTI = [
@@ -51,6 +62,60 @@ def test_sandbox_stops_payloads_that_skip_the_check(payload: str) -> None:
     # Built without compile_text's check, as if it had a hole: the sandbox reveals nothing.
     unchecked = Text(payload, frozenset({"phrase"}), _env.from_string(payload))
     assert unchecked.render({"phrase": "x"}) in (None, "")
+
+
+# Texts whose work grows faster than the phrase: 0.3-2.4 s a decision with a 200-letter phrase.
+QUADRATIC = [
+    "{{ phrase|replace('', phrase)|replace('', phrase) }}",
+    "{{ phrase|replace('', phrase) }}",
+    "{{ phrase|replace(' ', keyword(default='x')) }}",
+    "{{ phrase|join(phrase) }}",
+    "{{ (phrase|join(source))|length }}",
+    "{% for a in phrase %}{% for b in phrase %}x{% endfor %}{% endfor %}",
+    "{% for a in phrase %}{{ phrase }}{% endfor %}",
+    "{% for a in phrase if phrase|replace('', a) %}x{% endfor %}",
+    "{% for a in phrase %}{% if a %}{{ campaign|upper }}{% endif %}{% endfor %}",
+    "{{ phrase.ljust(100000000) }}",
+    "{{ '%0999999999d' % 1 }}",
+]
+LINEAR = [
+    "{{ phrase|replace('a', 'bb')|upper }}",
+    "{{ 'aaaa'|replace('a', phrase) }}",
+    "{{ (phrase|join('-'))|join('-') }}",
+    "{% for a in phrase %}{{ a }}-{% endfor %}",
+    "{% for w in [phrase, city.in] %}{{ w }}{% endfor %}",
+    "{% for a in phrase %}{{ phrase|length }}{% endfor %}",
+    "{% if phrase %}{{ keyword(default='x')|title }}{% else %}{{ city.in }}{% endif %}",
+]
+
+
+@pytest.mark.parametrize("source", QUADRATIC)
+def test_texts_whose_work_grows_faster_than_the_phrase_are_refused(source: str) -> None:
+    with pytest.raises(TemplateError):
+        compile_text(source)
+
+
+@pytest.mark.parametrize("source", LINEAR)
+def test_texts_linear_in_the_phrase_are_allowed_and_bounded(source: str) -> None:
+    text = compile_text(source)
+    rendered = text.render({"phrase": "я " * 100, "city": places.place("Москва", "ru"), "keyword": Keyword("я " * 100)})
+    assert rendered is not None and 0 < len(rendered) <= MAX_OUTPUT
+
+
+def test_a_render_stops_once_it_has_made_enough() -> None:
+    # Linear in the phrase, with a large constant: 200 letters would make 200,000 characters.
+    text = compile_text("{% for a in phrase %}" + "ab" * 500 + "{% endfor %}")
+    made: list[int] = []
+
+    def counted(chunks: Iterator[str]) -> Iterator[str]:
+        for chunk in chunks:
+            made.append(len(chunk))
+            yield chunk
+
+    rendered = _bounded(counted(text._template.generate({"phrase": "x" * 200})))  # type: ignore[union-attr]
+    assert len(rendered) == MAX_RENDERED
+    assert sum(made) < MAX_RENDERED + 1000  # one more turn of the loop at most, not 200
+    assert text.render({"phrase": "x" * 200}) == ("ab" * 500)[:MAX_OUTPUT]
 
 
 def test_text_is_whitespace_folded_and_limited() -> None:
