@@ -23,6 +23,7 @@ from operator import attrgetter
 from typing import Any
 
 from service.geo import Geo
+from service.patterns import Bounded
 from service.phrase import Keyword, Traffic
 from service.places import Place, place
 from service.templates import Text
@@ -51,18 +52,28 @@ class Visit:
 
 @dataclass(frozen=True, slots=True)
 class Pages:
-    """Path globs: `*` stays within one path segment, `**` crosses segments."""
+    """Path globs: `*` stays within one path segment, `**` crosses segments.
+
+    A glob with one wildcard matches in time linear in the path; with more, a crafted path
+    can make the match backtrack for as long as the path is long to the power of the
+    wildcards: those run bounded in time (`service.patterns`).
+    """
 
     globs: tuple[str, ...] = ()
-    _regex: re.Pattern[str] | None = None
+    _linear: re.Pattern[str] | None = None
+    _bounded: Bounded | None = None
 
     @classmethod
     def compile(cls, globs: Iterable[str]) -> Pages:
         globs = tuple(globs)
         if not globs:
             return cls()
-        alternatives = "|".join(_glob_regex(normalise_path(glob)) for glob in globs)
-        return cls(globs, re.compile(f"(?:{alternatives})"))
+        linear: list[str] = []
+        bounded: list[str] = []
+        for glob in globs:
+            (linear if len(_WILDCARD.findall(glob)) <= 1 else bounded).append(_glob_regex(normalise_path(glob)))
+        return cls(globs, re.compile(f"(?:{'|'.join(linear)})") if linear else None,
+                   Bounded(f"(?:{'|'.join(bounded)})") if bounded else None)
 
     @property
     def exact(self) -> tuple[str, ...]:
@@ -72,7 +83,10 @@ class Pages:
         return tuple(normalise_path(glob) for glob in self.globs)
 
     def match(self, path: str) -> bool:
-        return self._regex is None or self._regex.fullmatch(path) is not None
+        if self._linear is None and self._bounded is None:
+            return True
+        return ((self._linear is not None and self._linear.fullmatch(path) is not None)
+                or (self._bounded is not None and self._bounded.fullmatch(path)))
 
 
 def normalise_path(path: str) -> str:
@@ -80,8 +94,11 @@ def normalise_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
+_WILDCARD = re.compile(r"(\*\*|\*)")  # captured: split keeps the wildcards
+
+
 def _glob_regex(glob: str) -> str:
-    parts = re.split(r"(\*\*|\*)", glob)
+    parts = _WILDCARD.split(glob)
     return "".join(
         ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part) for part in parts
     )
@@ -92,7 +109,7 @@ class When:
     """A rule's conditions: all must hold; each set holds when the visit has any of it."""
 
     keywords: tuple[frozenset[str], ...] = ()
-    phrase_regex: re.Pattern[str] | None = None
+    phrase_regex: Bounded | None = None
     sources: frozenset[str] | None = None
     media: frozenset[str] | None = None
     campaigns: frozenset[str] | None = None
@@ -141,8 +158,8 @@ def _any_keyword(keywords: tuple[frozenset[str], ...], visit: Visit) -> bool:
     return any(map(visit.lemmas.issuperset, keywords))  # most candidates are keyword rules: no generator
 
 
-def _phrase_matches(regex: re.Pattern[str], visit: Visit) -> bool:
-    return regex.search(visit.phrase) is not None
+def _phrase_matches(regex: Bounded, visit: Visit) -> bool:
+    return regex.search(visit.phrase)
 
 
 def _holds(allowed: frozenset[str], value_of: Callable[[Visit], str | None], visit: Visit) -> bool:
@@ -170,7 +187,7 @@ class Conditions:
     media: frozenset[str]
     campaigns: frozenset[str]
     lemmas: frozenset[str]  # of every keyword
-    patterns: tuple[re.Pattern[str], ...] | None  # phrase regexes; None: too many to try each time
+    patterns: tuple[Bounded, ...] | None  # phrase regexes; None: too many to try each time
     # phrase → which patterns it matches: phrases recur far more often than new ones come
     _matched: dict[str, tuple[bool, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -202,7 +219,7 @@ class Conditions:
         if matched is None:
             if len(self._matched) >= PLANS_KEPT:
                 self._matched.clear()
-            matched = self._matched[phrase] = tuple([pattern.search(phrase) is not None for pattern in self.patterns])
+            matched = self._matched[phrase] = tuple([pattern.search(phrase) for pattern in self.patterns])
         return matched
 
 

@@ -32,6 +32,8 @@ from service.engine import (
     Variant,
     When,
 )
+from service.patterns import Bounded
+from service.phrase import MAX_LENGTH as MAX_PHRASE
 from service.phrase import keyword_set
 from service.ruleschema import schema_problems
 from service.templates import TemplateError, Text, compile_text
@@ -268,9 +270,15 @@ class _Compiler:
         regex = None
         if "phrase_regex" in data:
             try:
-                regex = re.compile(data["phrase_regex"])
+                re.compile(data["phrase_regex"])  # its syntax, and the errors marketers can read
             except re.error as exc:
                 self.problem((*path, "phrase_regex"), f"invalid regular expression: {exc}")
+            else:
+                regex = Bounded(data["phrase_regex"])
+                if regex.backtracks(MAX_PHRASE):
+                    self.problem((*path, "phrase_regex"), "this regular expression backtracks: one crafted phrase "
+                                 "could hold the service for seconds (nested repeats such as (\\w+\\s?)+); "
+                                 "rewrite it without a repeat inside a repeat")
         for i, country in enumerate(_listed(data.get("country"))):
             if pycountry.countries.get(alpha_2=country) is None:
                 self.problem((*path, "country", i), f"unknown country code {country!r}")

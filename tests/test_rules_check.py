@@ -244,6 +244,26 @@ def test_an_unsafe_template_is_refused_at_its_line(payload: str, named: str, tmp
     assert problem.message.startswith(("unsafe template", "unknown name"))
 
 
+@pytest.mark.parametrize("text", [
+    "{{ phrase|replace('', phrase)|replace('', phrase) }}",
+    "{% for a in phrase %}{% for b in phrase %}{{ b }}{% endfor %}{% endfor %}",
+    "{{ phrase|join(phrase|join(phrase)) }}",
+])
+def test_a_text_that_grows_faster_than_the_phrase_is_refused_at_its_line(text: str, tmp_path: Path) -> None:
+    edited_text = edited(LEAD, f'"Привезём и установим {text}"')
+    path = write(tmp_path, edited_text)
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line) == (str(path), line_of(edited_text, text))
+    assert "grows faster than the phrase" in problem.message
+
+
+def test_a_backtracking_phrase_regex_is_refused(tmp_path: Path) -> None:
+    text = DEMO_TEXT.replace("      country: RU\n", '      country: RU\n      phrase_regex: "(\\\\w+\\\\s?)+$"\n', 1)
+    write(tmp_path, text)
+    [problem] = problems_in(tmp_path)
+    assert "backtracks" in problem.message and problem.line == line_of(text, "phrase_regex")
+
+
 def test_a_template_error_on_the_second_line_of_a_text_is_one_line_below_the_first(tmp_path: Path) -> None:
     text = edited(LEAD, "|\n          Привезём и установим {{ city.in }}\n          за {{ 1 + }} день")
     write(tmp_path, text)
