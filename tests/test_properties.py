@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, quote_from_bytes, unquote_plus, urlencode, urlsplit
 
 import pytest
+from crawlerdetect import CrawlerDetect
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import Browser, Page
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from service.decide import _query, _unquote
 from service.engine import Site, decide
 from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic, referral
+from service.visitors import AGENT_READ, is_bot
 from tests.conftest import BROWSER
 from tests.test_engine import compile_site, make_visit
 from tests.test_snippet import Fixtures, browser, decided, fixtures, service, url
@@ -158,6 +160,34 @@ def test_a_letter_without_a_unicode_name_is_just_part_of_a_word() -> None:
     assert phrase == "\U00017000к"
     assert len(lemmas(phrase)) == 1
     assert keyword_set(phrase) <= set(lemmas("купить " + phrase))
+
+
+AGENTS = [
+    BROWSER,
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.6 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; SM-A546B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 "
+    "YaBrowser/24.10.3.88.00 SA/3 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
+    "[FBAN/FBIOS;FBAV/470.0.0.37.105;FBBV/621166063;FBDV/iPhone14,5;FBMD/iPhone;FBSN/iOS;FBSV/17.5;FBSS/3;FBID/phone;"
+    "FBLC/ru_RU;FBOP/5;FBRV/623016428]",
+    "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "python-httpx/0.28.1", "curl/8.5.0", "Go-http-client/1.1", "HeadlessChrome/130.0", "Java/17.0.2",
+    "TelegramBot (like TwitterBot)", "WhatsApp/2.23.20.0", "facebookexternalhit/1.1", "",
+]
+
+
+@FAST
+@given(st.one_of(st.sampled_from(AGENTS), st.text(max_size=300),
+                 st.lists(st.sampled_from([*AGENTS, "bot", "crawl", "Spider", " ", "Java", "outbrain", "-"]),
+                          max_size=8).map("".join)))
+def test_bots_are_told_apart_as_crawlerdetect_tells_them(agent: str) -> None:
+    """The service reads crawlerdetect's own patterns (one rewritten to stay linear) and only
+    an agent's first 512 characters: within those, it must agree with the library."""
+    expected = not agent[:AGENT_READ].strip() or CrawlerDetect().is_crawler(agent[:AGENT_READ])
+    assert is_bot(agent) == expected
 
 
 WORDS = st.lists(st.one_of(ANY_TEXT, st.sampled_from(["Кондиционеры", "купить", "КУПИТЬ", "сплит-системы", "ёлка",
