@@ -29,6 +29,8 @@ from service.runtime import Runtime
 from service.store import STORE_ERRORS, Script
 
 MAX_BODY = 16_384
+MAX_TALK = 86_400  # seconds: no call lasts a day
+EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 2100-01-01
 log = logging.getLogger("swapline")
 CALL = Script.named("call")
 TWILIO_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
@@ -48,7 +50,7 @@ class Call:
 
 async def calls_endpoint(request: Request) -> JSON:
     runtime, site = _site(request)
-    raw = await bodies.read(request, MAX_BODY)
+    raw = await bodies.read(request, MAX_BODY, runtime.settings.request_timeout)
     if site.calls.secret is None:
         raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.secret")
     expected = "sha256=" + hmac.new(site.calls.secret, raw, hashlib.sha256).hexdigest()
@@ -59,7 +61,7 @@ async def calls_endpoint(request: Request) -> JSON:
 
 async def twilio_endpoint(request: Request) -> JSON:
     runtime, site = _site(request)
-    raw = await bodies.read(request, MAX_BODY)
+    raw = await bodies.read(request, MAX_BODY, runtime.settings.request_timeout)
     token = site.calls.twilio_auth_token
     if token is None:
         raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.twilio_auth_token")
@@ -70,7 +72,7 @@ async def twilio_endpoint(request: Request) -> JSON:
     status = values.get("CallStatus", "")
     if status not in TWILIO_FINAL:  # ringing, in-progress...: the call is not over yet
         return JSON({"call_id": values.get("CallSid"), "ignored": status or "no status"})
-    talk = _int(values.get("CallDuration", "0"), "CallDuration")
+    talk = _seconds(values.get("CallDuration", "0"), "CallDuration")
     ended = _twilio_time(values.get("Timestamp")) or runtime.now_ms()
     return await _answer(runtime, site, Call(
         _required(values, "CallSid"), _number(_required(values, "To"), "To"),
@@ -97,7 +99,7 @@ def parse_call(data: dict[str, Any], caller_key: bytes) -> Call:
         raise BadRequest("invalid_call", "call_id is longer than 128 characters")
     start = data.get("start")
     if isinstance(start, int | float) and not isinstance(start, bool):
-        start_ms = int(start * 1000)
+        start_ms = _moment(start)
     elif isinstance(start, str):
         try:
             moment = datetime.datetime.fromisoformat(start)
@@ -105,12 +107,12 @@ def parse_call(data: dict[str, Any], caller_key: bytes) -> Call:
             raise BadRequest("invalid_call", "start must be ISO 8601 or unix seconds") from None
         if moment.tzinfo is None:
             raise BadRequest("invalid_call", "start needs a time zone: 2026-11-22T14:05:00+03:00")
-        start_ms = int(moment.timestamp() * 1000)
+        start_ms = _moment(moment.timestamp())
     else:
         raise BadRequest("invalid_call", "start is required: ISO 8601 or unix seconds")
     talk = data.get("talk_seconds", 0)
-    if not isinstance(talk, int) or isinstance(talk, bool) or not 0 <= talk < 86_400:
-        raise BadRequest("invalid_call", "talk_seconds must be a whole number of seconds")
+    if not isinstance(talk, int) or isinstance(talk, bool) or not 0 <= talk < MAX_TALK:
+        raise BadRequest("invalid_call", f"talk_seconds must be a whole number of seconds below {MAX_TALK}")
     status = data.get("status", "completed")
     if not isinstance(status, str) or len(status) > 32:
         raise BadRequest("invalid_call", "status must be a short text")
@@ -211,19 +213,30 @@ def _caller(key: bytes, value: str | None) -> tuple[str, str | None]:
     return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()[:32], digits[-4:]
 
 
-def _int(value: str, name: str) -> int:
-    if not value.isdigit():
-        raise BadRequest("invalid_call", f"{name} must be a whole number")
+def _seconds(value: str, name: str) -> int:
+    """A duration as telephony systems write it: ASCII digits, under a day."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) < MAX_TALK):
+        raise BadRequest("invalid_call", f"{name} must be a whole number of seconds below {MAX_TALK}")
     return int(value)
+
+
+def _moment(seconds: float) -> int:
+    """Unix seconds as milliseconds, if they fall in this century (which also refuses
+    milliseconds sent as seconds, and numbers no clock can hold)."""
+    if not EARLIEST <= seconds < LATEST:  # NaN fails both comparisons
+        hint = " (this looks like milliseconds)" if EARLIEST * 1000 <= seconds < LATEST * 1000 else ""
+        raise BadRequest("invalid_call", f"start must be a moment from 2000 to 2099 in unix seconds{hint}")
+    return int(seconds * 1000)
 
 
 def _twilio_time(value: str | None) -> int | None:
     if not value:
         return None
     try:
-        return int(email.utils.parsedate_to_datetime(value).timestamp() * 1000)
+        moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    return _moment(moment.timestamp())
 
 
 def _without_port(url: str) -> str:

@@ -207,6 +207,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from service.embedded import embedded_valkey
     from service.observability import log_config
+    from service.protocol import Protocol
 
     config = log_config(settings.log_level, settings.log_json)
     logging.config.dictConfig(config)
@@ -231,7 +232,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             port=args.port or settings.port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http=Protocol,  # httptools, with deadlines and a bound on request heads
+            limit_concurrency=settings.max_connections,
             log_config=config,
             access_log=False,
             # X-Forwarded-For is trusted only from SWAPLINE_TRUSTED_PROXIES (ClientIPMiddleware);

@@ -35,7 +35,15 @@ class Settings:
     log_json: bool = True  # one JSON object a line, for log collectors; 0 for plain text
     lease_retention_days: int = 30  # lease history kept for crediting late calls and audits
     public_url: str | None = None  # how telephony reaches us, for Twilio's signed URL
-    beacon_rate: int = 600  # beacons per client IP and minute, per worker
+    decision_rate: int = 600  # decisions per client network and minute, all workers together; 0: no limit
+    beacon_rate: int = 600  # beacons per client network and minute, all workers together; 0: no limit
+    signin_attempts: int = 10  # wrong report tokens per client network and 15 minutes
+    limit_prefixes: tuple[int, int] = (32, 64)  # what a client network is: IPv4 and IPv6 prefix lengths
+    token_days: int = 3  # how long a decision token speaks for its page view (beacons)
+    max_pages: int = 1000  # distinct pages per site, experiment and day in the reports; the rest is "(other)"
+    max_goals: int = 100  # distinct goal names per site, experiment and day; the rest is "goal:(other)"
+    max_connections: int = 1000  # open connections per worker; more get 503
+    request_timeout: int = 10  # seconds a client has to send its request line, headers and body
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -60,7 +68,16 @@ class Settings:
             log_json=_bool("LOG_JSON", get("LOG_JSON"), defaults.log_json),
             lease_retention_days=_int("LEASE_RETENTION_DAYS", get("LEASE_RETENTION_DAYS"), 30) or 1,
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
+            decision_rate=_int("DECISION_RATE", get("DECISION_RATE"), defaults.decision_rate),
             beacon_rate=_int("BEACON_RATE", get("BEACON_RATE"), defaults.beacon_rate),
+            signin_attempts=_int("SIGNIN_ATTEMPTS", get("SIGNIN_ATTEMPTS"), defaults.signin_attempts),
+            limit_prefixes=(_prefix("LIMIT_PREFIX_V4", get("LIMIT_PREFIX_V4"), defaults.limit_prefixes[0], 32),
+                            _prefix("LIMIT_PREFIX_V6", get("LIMIT_PREFIX_V6"), defaults.limit_prefixes[1], 128)),
+            token_days=_positive("TOKEN_DAYS", get("TOKEN_DAYS"), defaults.token_days),
+            max_pages=_positive("MAX_PAGES", get("MAX_PAGES"), defaults.max_pages),
+            max_goals=_positive("MAX_GOALS", get("MAX_GOALS"), defaults.max_goals),
+            max_connections=_positive("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), defaults.max_connections),
+            request_timeout=_positive("REQUEST_TIMEOUT", get("REQUEST_TIMEOUT"), defaults.request_timeout),
         )
 
 
@@ -73,6 +90,20 @@ def _int(name: str, raw: str | None, default: int) -> int:
         raise ConfigError(f"SWAPLINE_{name} must be a whole number, got {raw!r}") from None
     if value < 0:
         raise ConfigError(f"SWAPLINE_{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _positive(name: str, raw: str | None, default: int) -> int:
+    value = _int(name, raw, default)
+    if value < 1:
+        raise ConfigError(f"SWAPLINE_{name} must be at least 1, got {raw!r}")
+    return value
+
+
+def _prefix(name: str, raw: str | None, default: int, bits: int) -> int:
+    value = _int(name, raw, default)
+    if not 8 <= value <= bits:
+        raise ConfigError(f"SWAPLINE_{name} must be a prefix length from 8 to {bits}, got {raw!r}")
     return value
 
 

@@ -5,8 +5,9 @@
     ├── Unauthorized     401: a missing or wrong signature or token
     ├── Forbidden        403: e.g. a browser origin the site does not allow
     ├── NotFound         404: e.g. an unknown site
+    ├── Timeout          408: a request body that did not arrive in time
     ├── TooLarge         413: a request body over the limit
-    └── TooManyRequests  429: a client over its rate limit
+    └── TooManyRequests  429: a client over its rate limit; says when to retry
 
 Rule-file mistakes are not HTTP errors: see `service.rulefiles.RulesError`.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 class HTTPError(Exception):
     status = 400
+    headers: dict[str, str] = {}  # noqa: RUF012 - never changed: an error with headers gets its own
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -39,9 +41,17 @@ class NotFound(HTTPError):
     status = 404
 
 
+class Timeout(HTTPError):
+    status = 408
+
+
 class TooLarge(HTTPError):
     status = 413
 
 
 class TooManyRequests(HTTPError):
     status = 429
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(code, message)
+        self.headers = {"Retry-After": str(retry_after)}

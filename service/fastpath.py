@@ -12,11 +12,12 @@ still serves them, e.g. other methods get their 405 from the router).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -24,6 +25,9 @@ from service.errors import HTTPError
 from service.middleware import TrustedProxies
 from service.observability import Tracked
 from service.responses import refusal
+
+log = logging.getLogger("swapline")
+DISCONNECTED = 499  # nginx's status for a client that closed the request: counted as a 4xx
 
 
 class FastPath:
@@ -51,6 +55,10 @@ class FastPath:
                 response = await route.endpoint(Request(scope, receive))
             except HTTPError as exc:
                 response = refusal(exc)
+            except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing wrong here
+                log.debug("client disconnected from %s", scope["path"])
+                request.status = DISCONNECTED
+                return
             request.status = response.status_code
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": [*response.raw_headers, request.header]})

@@ -35,4 +35,4 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
 
 def refusal(exc: HTTPError) -> JSON:
     """The answer to a request refused with `exc`."""
-    return error(exc.status, exc.code, exc.message)
+    return error(exc.status, exc.code, exc.message, exc.headers)

@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_RULES = ROOT / "rules"
 CASES = Path(__file__).parent / "cases"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
+# What the snippet's requests carry in a browser: its agent, and the fetch metadata every
+# browser adds (scripts that leave it out are bots: service.visitors.from_browser).
+BROWSER_HEADERS = {"user-agent": BROWSER, "sec-fetch-mode": "cors"}
 
 # Addresses of the tiny GeoIP database: exact names the real database may lack.
 PLACES: dict[str, dict[str, Any]] = {
@@ -157,7 +160,7 @@ def make_settings(valkey_url: str, rules_dir: Path, **overrides: Any) -> Setting
 def client(valkey_url: str, rules_dir: Path, store: redis.Redis) -> Iterator[TestClient]:
     """The app on the demo rules, behind a trusted proxy at 127.0.0.1."""
     app = create_app(make_settings(valkey_url, rules_dir))
-    with TestClient(app, client=("127.0.0.1", 40000), headers={"user-agent": BROWSER}) as test_client:
+    with TestClient(app, client=("127.0.0.1", 40000), headers=BROWSER_HEADERS) as test_client:
         yield test_client
 
 
@@ -213,7 +216,7 @@ def site_client(valkey_url: str, rules_dir: Path, clock: Clock, site: str, rules
     """The app with one more site (`rules` as `site`.yaml) beside the demo, on the test clock."""
     (rules_dir / f"{site}.yaml").write_text(rules)
     app = create_app(make_settings(valkey_url, rules_dir))
-    with TestClient(app, client=("127.0.0.1", 40000), headers={"user-agent": BROWSER}) as test_client:
+    with TestClient(app, client=("127.0.0.1", 40000), headers=BROWSER_HEADERS) as test_client:
         app.state.runtime.clock = clock
         yield test_client
 

@@ -1,0 +1,171 @@
+"""A hostile internet: the worst inputs the audit found, none of which may hold a worker.
+
+Each input once held a worker for seconds to minutes (issue 13): a long user agent, a phrase
+against a backtracking pattern, a path against a glob with many wildcards, texts that loop
+over the phrase. Times here are CPU time of the service's own thread or process, never the
+wall clock, so a busy machine cannot fail them and a slow one cannot hide a stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+
+from service.app import create_app
+from tests.conftest import BROWSER_HEADERS, make_settings, output, start
+from tests.loop import LoopWatch, serving
+
+BUDGET = 0.1  # seconds: what one request may hold a worker for (SPEC, quality bars)
+HOSTILE = """
+site: hostile
+rules:
+  - id: backtracking-pattern  # passes `rules check`, yet "x" * 150 makes `re` take ages
+    when: { phrase_regex: "(x+x+)+y" }
+    swap: [{ selector: h1, text: matched }]
+  - id: many-wildcards
+    page: /a/**/b/**/c/**/d
+    swap: [{ selector: h2, text: deep }]
+  - id: linear-text  # the costliest kind of text the loader lets through
+    swap:
+      - selector: p
+        text: "{% for c in phrase %}{{ c|upper }}{{ phrase|length }}{% endfor %}{{ phrase|replace(' ', '-----') }}"
+experiments:
+  - id: e
+    variants:
+      - { id: control, weight: 50 }
+      - { id: b, weight: 50, swap: [{ selector: h3, text: "{{ phrase|title }}" }] }
+"""
+WORDS = " ".join(f"{chr(0x430 + i % 32)}{chr(0x430 + i // 32 % 32)}сло" for i in range(40))[:200]
+LONG_PATH = "/a/" + "/b/c/" * 800  # every glob wildcard has 800 places to try
+LONG_REFERRER = ("https://yandex.ru/search/?text=" + urllib.parse.quote(WORDS) + "&x=" + "x" * 4096)[:4096]
+# (name, decision parameters, extra headers): each sent with a visitor of its own.
+INPUTS: list[tuple[str, dict[str, str], dict[str, str]]] = [
+    ("60 KB user agent", {"url": "/"}, {"user-agent": "Mozilla/5.0 " + "a" * 60_000}),
+    ("8 KB user agent of digits", {"url": "/"}, {"user-agent": "1" * 8_000}),
+    ("4 KB of 'Java' in the agent", {"url": "/"}, {"user-agent": "Java" * 1_000}),
+    ("phrase against a backtracking pattern", {"url": "/?utm_term=" + "x" * 199 + "!"}, {}),
+    ("path against many wildcards", {"url": LONG_PATH}, {}),
+    ("200 characters of unknown words", {"url": "/?utm_term=" + urllib.parse.quote(WORDS)}, {}),
+    ("long search referrer", {"url": "/", "ref": LONG_REFERRER}, {}),
+    ("500 query parameters", {"url": "/?" + "&".join(f"p{i}=x" for i in range(500))}, {}),
+]
+
+
+@pytest.fixture
+def hostile_rules(rules_dir: Path) -> Path:
+    (rules_dir / "hostile.yaml").write_text(HOSTILE)
+    return rules_dir
+
+
+def test_no_hostile_decision_holds_the_event_loop(valkey_url: str, hostile_rules: Path, store: redis.Redis) -> None:
+    async def scenario() -> tuple[float, list[int]]:
+        statuses = []
+        app = create_app(make_settings(valkey_url, hostile_rules))
+        async with serving(app) as http:
+            await http.get("/v1/decide", params={"site": "hostile", "url": "/?utm_term=warm"})  # first-use costs
+            async with LoopWatch() as watch:
+                for n, (_, params, headers) in enumerate(INPUTS):
+                    response = await http.get("/v1/decide", headers=headers,
+                                              params={"site": "hostile", "vid": f"hostile-visitor-{n:04d}", **params})
+                    statuses.append(response.status_code)
+                    assert (await http.get("/healthz")).status_code == 200
+        return watch.longest, statuses
+
+    longest, statuses = asyncio.run(scenario())
+    assert statuses == [200] * len(INPUTS)
+    assert longest < BUDGET, f"a request held the loop for {longest * 1000:.0f} ms of CPU"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture
+def service(tmp_path: Path, valkey_url: str, hostile_rules: Path, store: redis.Redis) -> Iterator[tuple[Any, str]]:
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(hostile_rules),
+                          SWAPLINE_REQUEST_TIMEOUT="2")
+    yield process, base
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=20)
+
+
+def test_no_hostile_request_costs_the_real_service_a_tenth_of_a_second(service: tuple[Any, str]) -> None:
+    process, base = service
+    with httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=None) as http:
+        http.get("/v1/decide", params={"site": "hostile", "url": "/?utm_term=warm"})
+        for n, (name, params, headers) in enumerate(INPUTS):
+            before = cpu_seconds(process.pid)
+            response = http.get("/v1/decide", headers=headers,
+                                params={"site": "hostile", "vid": f"hostile-process-{n:04d}", **params})
+            spent = cpu_seconds(process.pid) - before
+            assert response.status_code == 200, name
+            assert spent < BUDGET, f"{name}: {spent * 1000:.0f} ms of the service's CPU"
+
+
+def raw_exchange(base: str, data: bytes, then_wait: bool = True) -> bytes:
+    """Send raw bytes; read whatever the service answers until it closes the connection."""
+    host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port
+    with socket.create_connection((host, port)) as sock:
+        sock.settimeout(60)  # a safety net only: the service's own deadline is what ends these
+        sock.sendall(data)
+        received = b""
+        while then_wait and (chunk := sock.recv(65536)):
+            received += chunk
+        return received
+
+
+def json_error(answer: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), orjson.loads(body)["error"]
+
+
+def test_huge_heads_slow_heads_slow_bodies_and_garbage_get_json_answers(service: tuple[Any, str]) -> None:
+    _, base = service
+    huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100_000 + b"\r\n\r\n"
+    assert json_error(raw_exchange(base, huge)) == (431, {
+        "code": "headers_too_large", "message": "the request line and headers are larger than 65536 bytes"})
+    # Headers that never end, and a connection that never says anything: closed at the deadline.
+    assert json_error(raw_exchange(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"))[0] == 408
+    assert json_error(raw_exchange(base, b""))[0] == 408
+    slow_body = b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"type\""
+    assert json_error(raw_exchange(base, slow_body))[1]["code"] == "body_timeout"
+    assert json_error(raw_exchange(base, b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n")) == (400, {
+        "code": "malformed_request", "message": "the request is not valid HTTP/1.1"})
+
+
+def test_a_client_that_leaves_mid_body_is_no_error(service: tuple[Any, str]) -> None:
+    process, base = service
+    for _ in range(20):
+        raw_exchange(base, b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"ty", then_wait=False)
+    assert httpx.get(f"{base}/healthz").status_code == 200  # served after the disconnects
+    log = output(process)
+    assert "Traceback" not in log and '"level": "error"' not in log, log[-3000:]
+
+
+def test_connections_past_the_cap_get_503(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_MAX_CONNECTIONS="20")
+    url = urllib.parse.urlsplit(base)
+    held = [socket.create_connection((url.hostname, url.port)) for _ in range(20)]
+    try:
+        for sock in held:  # twenty clients in the middle of their request heads
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        answer = raw_exchange(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        for sock in held:
+            sock.close()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert answer.startswith(b"HTTP/1.1 503 ")
