@@ -13,21 +13,27 @@ stays in one slot and the experiments of a big site spread over the shards.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 from urllib.parse import quote, unquote
 
+from service.clock import hour_and_day
 from service.store import Command, Script, Store
 
 SITE = "_site"  # the pseudo experiment every visitor is in
 ALL = "all"  # its only variant
 DEDUPE_MS = 2 * 86_400_000  # an event id seen again within two days is a retry
-EXPOSE, CONVERT, OVERFLOW = (Script.named(name) for name in ("expose", "convert", "overflow"))
+EXPOSE, CONVERT = Script.named("expose", "capped"), Script.named("convert", "capped")
+OVERFLOW = Script.named("overflow")
+OTHER = "(other)"  # the page or goal name counts stand under past the day's most (capped.lua)
+SCAN_COUNT = 2000  # fields read at a time from a ledger hash
+DAY_SET_SECONDS = 2 * 86_400  # a day's set of pages or goal names, kept past the day for late events
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerKeys:
+    prefix: str
     assign: str
     exposed: str
     converted: str
@@ -40,9 +46,18 @@ class LedgerKeys:
     bots: str
 
     @classmethod
+    @functools.lru_cache(maxsize=1024)  # a few per site, wanted with every first exposure
     def of(cls, site: str, experiment: str) -> LedgerKeys:
         prefix = f"sw:{{{site}/{experiment}}}:"
-        return cls(*(prefix + name for name in cls.__slots__))
+        return cls(prefix, *(prefix + name for name in cls.__slots__[1:]))
+
+    def pages(self, day: str) -> str:
+        """The day's pages, past which pages count as "(other)"."""
+        return f"{self.prefix}pages:{day}"
+
+    def goals(self, day: str) -> str:
+        """The day's goal names, past which goals count as "goal:(other)"."""
+        return f"{self.prefix}goals:{day}"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -55,19 +70,21 @@ def page_field(path: str) -> str:
 class Tally:
     """One experiment's counts, keyed by (day, page, variant) and by kind."""
 
-    exposed: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    overflow: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    converted: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
-    totals: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
-    excluded: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
-    bots: dict[str, int] = field(default_factory=dict)  # day → bot page views (the `_site` tally only)
+    exposed: dict[tuple[str, ...], int] = field(default_factory=dict)  # (day, page, variant)
+    overflow: dict[tuple[str, ...], int] = field(default_factory=dict)
+    converted: dict[tuple[str, ...], int] = field(default_factory=dict)  # (day, page, variant, kind)
+    totals: dict[tuple[str, ...], int] = field(default_factory=dict)
+    excluded: dict[tuple[str, ...], int] = field(default_factory=dict)
+    bots: dict[tuple[str, ...], int] = field(default_factory=dict)  # (day,) → bot page views (`_site` only)
 
 
 class Ledger:
     """Makes the ledger's commands (so a decision sends them with its lease) and reads it back."""
 
-    def __init__(self, store: Store, remembered: int = 32_768) -> None:
+    def __init__(self, store: Store, max_pages: int = 1000, max_goals: int = 100, remembered: int = 32_768) -> None:
         self.store = store
+        self.max_pages = max_pages  # per experiment and day; the rest counts as "(other)"
+        self.max_goals = max_goals
         # A visitor is exposed to an experiment once, ever: the store keeps the first exposure
         # and ignores the others. Remembering what this process has recorded spares the page
         # views of returning visitors (most page views) those no-op scripts. Bounded; a
@@ -84,7 +101,9 @@ class Ledger:
         if not fresh:
             return [], []
         page = page_field(page)
-        return [EXPOSE(_keys(site, experiment, "assign", "exposed"), (vid, variants.get(experiment, ALL), page, day))
+        args = (self.max_pages, DAY_SET_SECONDS)
+        return [EXPOSE((*_keys(site, experiment, "assign", "exposed"), LedgerKeys.of(site, experiment).pages(day)),
+                       (vid, variants.get(experiment, ALL), page, day, *args))
                 for _, experiment, _ in fresh], fresh
 
     def recorded(self, exposures: list[tuple[str, str, str]]) -> None:
@@ -105,34 +124,35 @@ class Ledger:
     async def convert(self, site: str, vid: str, experiments: Iterable[str], event_id: str, kinds: Iterable[str],
                       now_ms: int) -> str:
         """Credit the visitor's cohorts; returns what the site-wide ledger made of it."""
-        args = (vid, event_id, now_ms, DEDUPE_MS, *kinds, "any")
+        _, day = hour_and_day(now_ms)
+        args = (vid, event_id, now_ms, DEDUPE_MS, self.max_goals, DAY_SET_SECONDS, *kinds, "any")
         names = ("assign", "converted", "conversions", "totals", "seen", "overflowed", "excluded")
         results = await self.store.batcher.submit(*(
-            CONVERT(_keys(site, experiment, *names), args) for experiment in dict.fromkeys([SITE, *experiments])
+            CONVERT((*_keys(site, experiment, *names), LedgerKeys.of(site, experiment).goals(day)), args)
+            for experiment in dict.fromkeys([SITE, *experiments])
         ))
         return bytes(results[0]).decode()
 
-    async def tally(self, site: str, experiment: str) -> Tally:
-        keys = LedgerKeys.of(site, experiment)
-        pipe = self.store.client.pipeline(transaction=False)
-        for key in (keys.exposed, keys.overflow, keys.conversions, keys.totals, keys.excluded, keys.bots):
-            pipe.hgetall(key)
-        exposed, overflow, conversions, totals, excluded, bots = await pipe.execute()
-        return Tally(_split(exposed, 3), _split(overflow, 3), _split(conversions, 4), _split(totals, 4),
-                     _split(excluded, 4), {bytes(k).decode(): int(v) for k, v in bots.items()})
+    async def tally(self, site: str, experiment: str, keeps_day: Callable[[str], bool] = lambda day: True) -> Tally:
+        """One experiment's counts on the days `keeps_day` keeps. Read a slice at a time (HSCAN):
+        however big the ledger, no reply takes the event loop long to read."""
+        keys, tally = LedgerKeys.of(site, experiment), Tally()
+        for key, parts, counts in ((keys.exposed, 3, tally.exposed), (keys.overflow, 3, tally.overflow),
+                                   (keys.conversions, 4, tally.converted), (keys.totals, 4, tally.totals),
+                                   (keys.excluded, 4, tally.excluded), (keys.bots, 1, tally.bots)):
+            cursor = None
+            while cursor != 0:
+                cursor, chunk = await self.store.client.hscan(key, cursor or 0, count=SCAN_COUNT)
+                for name, value in cast(dict[bytes, bytes], chunk).items():
+                    # b"day|page|variant[|kind]", the page quoted as page_field quotes it
+                    pieces = name.decode().split("|", parts - 1)
+                    if keeps_day(pieces[0]):
+                        pieces[1:2] = map(unquote, pieces[1:2])
+                        counts[tuple(pieces)] = int(value)
+        return tally
 
 
 @functools.lru_cache(maxsize=4096)  # the same few per experiment, wanted on every page view
 def _keys(site: str, experiment: str, *names: str) -> tuple[str, ...]:
     keys = LedgerKeys.of(site, experiment)
     return tuple(getattr(keys, name) for name in names)
-
-
-def _split(raw: dict[Any, Any], parts: int) -> dict[Any, int]:
-    """`b"day|page|variant"` fields → tuples, with the page decoded back to its path."""
-    counts = {}
-    for name, value in raw.items():
-        pieces = bytes(name).decode().split("|", parts - 1)
-        pieces[1] = unquote(pieces[1])
-        counts[tuple(pieces)] = int(value)
-    return counts

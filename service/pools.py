@@ -7,7 +7,6 @@ two processes can hand out one number twice. Times are milliseconds since the ep
 
 from __future__ import annotations
 
-import datetime
 import functools
 import math
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import orjson
 from starlette.requests import Request
 
 from service.auth import require_report_token
+from service.clock import hour_and_day
 from service.engine import Pool, Site
 from service.responses import JSON
 from service.store import Command, Script, Store
@@ -85,17 +85,6 @@ class PoolStats:
 
     def as_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
-
-
-def hour_and_day(now_ms: int) -> tuple[str, str]:
-    """The hour and the day of a moment, as the pool's statistics are kept by."""
-    return _format_hour(now_ms // 3_600_000)
-
-
-@functools.lru_cache(maxsize=64)  # one hour after another: formatted once, not per lease
-def _format_hour(hours: int) -> tuple[str, str]:
-    moment = datetime.datetime.fromtimestamp(hours * 3600, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H"), moment.strftime("%Y-%m-%d")
 
 
 class Pools:
@@ -172,7 +161,7 @@ async def pools_endpoint(request: Request) -> JSON:
     """`GET /v1/pools/{site}`: utilisation, peaks, overflow and recommended size per pool."""
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
-    require_report_token(site, request)
+    await require_report_token(runtime, site, request)
     now = runtime.now_ms()
     stats = [await runtime.pools.stats(site.id, pool, now) for pool in site.pools if pool.numbers]
     return JSON({"site": site.id, "pools": [s.as_json() for s in stats]})

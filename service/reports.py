@@ -10,12 +10,13 @@ exposed). Filters: `from`, `to` (cohort days, YYYY-MM-DD), `page`, `experiment`,
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime
 import io
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -25,12 +26,13 @@ from service import stats
 from service.auth import require_report_token
 from service.engine import Experiment, Site
 from service.errors import BadRequest
-from service.ledger import SITE, Tally
+from service.ledger import ALL, OTHER, SITE, Tally
 from service.responses import JSON
 from service.runtime import Runtime
 
 KINDS = ("qualified_call", "call", "form", "tel_click", "goal", "any")
 CONTROL = "control"
+MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +42,10 @@ class Filters:
     page: str | None = None
     experiment: str | None = None
     metric: str = "any"
+    limit: int = 100  # pages listed, the most visited first; the rest is summed up as "(other)"
 
     @classmethod
-    def parse(cls, params: Any) -> Filters:
+    def parse(cls, params: Any, limit: int = 100) -> Filters:
         for name in ("from", "to"):
             if params.get(name):
                 try:
@@ -52,8 +55,13 @@ class Filters:
         metric = params.get("metric") or "any"
         if metric not in KINDS and not metric.startswith("goal:"):
             raise BadRequest("invalid_filter", f"metric must be one of {', '.join(KINDS)} or goal:NAME")
+        if params.get("limit"):
+            given = params["limit"]
+            if not (given.isascii() and given.isdigit() and 1 <= int(given) <= MOST_PAGES):
+                raise BadRequest("invalid_filter", f"limit must be a whole number from 1 to {MOST_PAGES}")
+            limit = int(given)
         return cls(params.get("from") or None, params.get("to") or None, params.get("page") or None,
-                   params.get("experiment") or None, metric)
+                   params.get("experiment") or None, metric, limit)
 
     def keeps_day(self, day: str) -> bool:
         return (self.since is None or day >= self.since) and (self.until is None or day <= self.until)
@@ -68,87 +76,128 @@ class Cell:
 
     exposed: int = 0
     overflowed: int = 0
-    converted: dict[str, int] | None = None
-    totals: dict[str, int] | None = None
+    converted: Counter[str] = field(default_factory=Counter)
+    totals: Counter[str] = field(default_factory=Counter)
 
     @property
     def visitors(self) -> int:
         return self.exposed - self.overflowed
 
+    def add(self, other: Cell) -> None:
+        self.exposed += other.exposed
+        self.overflowed += other.overflowed
+        self.converted.update(other.converted)
+        self.totals.update(other.totals)
+
+
+@dataclass
+class Page:
+    """One page of one experiment: each variant's counts, and per day and variant the
+    visitors exposed, overflowed and converted by the report's metric."""
+
+    cells: defaultdict[str, Cell] = field(default_factory=lambda: defaultdict(Cell))
+    daily: defaultdict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+
+    @property
+    def visitors(self) -> int:
+        return sum(cell.visitors for cell in self.cells.values())
+
+    def add(self, other: Page) -> None:
+        for variant, cell in other.cells.items():
+            self.cells[variant].add(cell)
+        for key, counts in other.daily.items():
+            self.daily[key] = [mine + theirs for mine, theirs in zip(self.daily[key], counts, strict=True)]
+
 
 async def build(runtime: Runtime, site: Site, filters: Filters) -> dict[str, Any]:
+    """The report. The ledger is read a slice at a time and the figures made in a thread, so
+    a site with a big ledger costs time but never holds the event loop for long."""
     experiments = [e for e in site.experiments if filters.experiment in (None, e.id)]
-    site_tally = await runtime.ledger.tally(site.id, SITE)
+    tallies = {experiment: await runtime.ledger.tally(site.id, experiment, filters.keeps_day)
+               for experiment in (SITE, *(e.id for e in experiments))}
+    return await asyncio.to_thread(assemble, site, experiments, tallies, filters)
+
+
+def assemble(site: Site, experiments: list[Experiment], tallies: dict[str, Tally], filters: Filters) -> dict[str, Any]:
+    site_tally = tallies[SITE]
     report: dict[str, Any] = {
         "site": site.id,
         "metric": filters.metric,
         "from": filters.since,
         "to": filters.until,
-        "pages": [],
+        "pages": [{"page": page, **_figures(counts.cells[ALL], filters.metric)}
+                  for page, counts in _pages(site_tally, filters).items()],
         "experiments": [],
         "excluded": _excluded(site_tally, filters),
     }
-    for page, cells in _cells(site_tally, filters).items():
-        cell = cells.get("all", Cell())
-        report["pages"].append({"page": page, **_figures(cell, filters.metric)})
     for experiment in experiments:
-        tally = await runtime.ledger.tally(site.id, experiment.id)
+        tally = tallies[experiment.id]
         overall = _srm(experiment, tally, filters)
-        for page, cells in _cells(tally, filters).items():
-            report["experiments"].append(_experiment(experiment, page, cells, tally, filters, overall))
+        for page, counts in _pages(tally, filters).items():
+            report["experiments"].append(_experiment(experiment, page, counts, filters, overall))
     return report
 
 
-def _cells(tally: Tally, filters: Filters) -> dict[str, dict[str, Cell]]:
-    """Page → variant → counts, over the cohort days the filters keep."""
-    cells: dict[str, dict[str, Cell]] = defaultdict(dict)
-
-    def cell(page: str, variant: str) -> Cell:
-        return cells[page].setdefault(variant, Cell(converted=defaultdict(int), totals=defaultdict(int)))
-
+def _pages(tally: Tally, filters: Filters) -> dict[str, Page]:
+    """Page → its counts over the cohort days the filters keep, in one pass over the tally: the
+    `limit` most visited pages first, then all the others added up as "(other)"."""
+    pages: defaultdict[str, Page] = defaultdict(Page)
     for (day, page, variant), count in tally.exposed.items():
         if filters.keeps(day, page):
-            cell(page, variant).exposed += count
+            pages[page].cells[variant].exposed += count
+            pages[page].daily[day, variant][0] += count
     for (day, page, variant), count in tally.overflow.items():
         if filters.keeps(day, page):
-            cell(page, variant).overflowed += count
-    for source, target in ((tally.converted, "converted"), (tally.totals, "totals")):
-        for (day, page, variant, kind), count in source.items():
-            if filters.keeps(day, page):
-                getattr(cell(page, variant), target)[kind] += count
-    return dict(sorted(cells.items()))
+            pages[page].cells[variant].overflowed += count
+            pages[page].daily[day, variant][1] += count
+    for (day, page, variant, kind), count in tally.converted.items():
+        if filters.keeps(day, page):
+            pages[page].cells[variant].converted[kind] += count
+            if kind == filters.metric:
+                pages[page].daily[day, variant][2] += count
+    for (day, page, variant, kind), count in tally.totals.items():
+        if filters.keeps(day, page):
+            pages[page].cells[variant].totals[kind] += count
+    ranked = sorted((page for page in pages if page != OTHER), key=lambda page: (-pages[page].visitors, page))
+    listed = {page: pages[page] for page in ranked[:filters.limit]}
+    if len(ranked) > filters.limit or OTHER in pages:
+        other = listed[OTHER] = pages.get(OTHER, Page())
+        for page in ranked[filters.limit:]:
+            other.add(pages[page])
+    return listed
 
 
 def _figures(cell: Cell, metric: str) -> dict[str, Any]:
-    converted = dict(cell.converted or {})
-    interval = stats.wilson(converted.get(metric, 0), cell.visitors)
+    converted = cell.converted
+    interval = stats.wilson(converted[metric], cell.visitors)
     return {
         "exposed": cell.exposed,
         "overflowed": cell.overflowed,
         "visitors": cell.visitors,
-        "converted": {kind: converted.get(kind, 0) for kind in _kinds(converted)},
-        "totals": {kind: (cell.totals or {}).get(kind, 0) for kind in _kinds(converted)},
-        "rate": converted.get(metric, 0) / cell.visitors if cell.visitors else None,
+        "converted": {kind: converted[kind] for kind in _kinds(converted)},
+        "totals": {kind: cell.totals[kind] for kind in _kinds(converted)},
+        "rate": converted[metric] / cell.visitors if cell.visitors else None,
         "interval": [interval.low, interval.high] if interval else None,
     }
 
 
-def _kinds(converted: dict[str, int]) -> list[str]:
+def _kinds(converted: Counter[str]) -> list[str]:
     return [*KINDS, *sorted(kind for kind in converted if kind.startswith("goal:"))]
 
 
-def _experiment(experiment: Experiment, page: str, cells: dict[str, Cell], tally: Tally, filters: Filters,
+def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filters,
                 srm: dict[str, Any] | None) -> dict[str, Any]:
     metric = filters.metric
-    control = cells.get(CONTROL, Cell())
-    k_control = (control.converted or {}).get(metric, 0)
+    cells = counts.cells
+    control = cells[CONTROL]
+    k_control = control.converted[metric]
     variants = []
     warnings = []
     needed = stats.required_sample(k_control / control.visitors) if control.visitors and k_control else None
     for variant in experiment.variants:
-        cell = cells.get(variant.id, Cell())
+        cell = cells[variant.id]
         row = {"variant": variant.id, "weight": variant.weight, **_figures(cell, metric), "lift": None}
-        k = (cell.converted or {}).get(metric, 0)
+        k = cell.converted[metric]
         if variant.id != CONTROL and control.visitors and cell.visitors:
             row["lift"] = _lift(k_control, control.visitors, k, cell.visitors)
         variants.append(row)
@@ -165,7 +214,9 @@ def _experiment(experiment: Experiment, page: str, cells: dict[str, Cell], tally
         "srm": srm,
         "warnings": warnings,
         "variants": variants,
-        "daily": _daily(tally, page, filters),
+        "daily": [{"day": day, "variant": variant, "visitors": exposed - overflowed, "converted": converted,
+                   "rate": converted / (exposed - overflowed) if exposed > overflowed else None}
+                  for (day, variant), (exposed, overflowed, converted) in sorted(counts.daily.items())],
     }
 
 
@@ -195,27 +246,9 @@ def _srm(experiment: Experiment, tally: Tally, filters: Filters) -> dict[str, An
     return {"chi2": chi2, "p_value": p_value, "alarm": p_value < stats.SRM_ALARM}
 
 
-def _daily(tally: Tally, page: str, filters: Filters) -> list[dict[str, Any]]:
-    days: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # exposed, overflowed, converted
-    for (day, cohort_page, variant), count in tally.exposed.items():
-        if cohort_page == page and filters.keeps(day, page):
-            days[day, variant][0] += count
-    for (day, cohort_page, variant), count in tally.overflow.items():
-        if cohort_page == page and filters.keeps(day, page):
-            days[day, variant][1] += count
-    for (day, cohort_page, variant, kind), count in tally.converted.items():
-        if cohort_page == page and kind == filters.metric and filters.keeps(day, page):
-            days[day, variant][2] += count
-    return [
-        {"day": day, "variant": variant, "visitors": exposed - overflowed, "converted": converted,
-         "rate": converted / (exposed - overflowed) if exposed > overflowed else None}
-        for (day, variant), (exposed, overflowed, converted) in sorted(days.items())
-    ]
-
-
 def _excluded(tally: Tally, filters: Filters) -> dict[str, int]:
     return {
-        "bot_page_views": sum(n for day, n in tally.bots.items() if filters.keeps_day(day)),
+        "bot_page_views": sum(tally.bots.values()),  # the days the filters keep, as read
         "overflowed_visitors": sum(n for (day, page, _), n in tally.overflow.items() if filters.keeps(day, page)),
         "overflowed_conversions": sum(
             n for (day, page, _, kind), n in tally.excluded.items() if kind == "any" and filters.keeps(day, page)
@@ -233,22 +266,28 @@ def csv_text(report: dict[str, Any]) -> str:
                      "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
                      "p_value", "chance_to_beat", "srm_p_value", "warnings"])
     for page in report["pages"]:
-        writer.writerow(["page", "", page["page"], "all", "", *_counts(page, kinds), report["metric"],
+        writer.writerow(["page", "", _text(page["page"]), "all", "", *_counts(page, kinds), report["metric"],
                          *_numbers(page["rate"], *(page["interval"] or [None, None])), *[""] * 9, ""])
     for table in report["experiments"]:
         for row in table["variants"]:
             lift = row["lift"] or {}
             writer.writerow([
-                "experiment", table["experiment"], table["page"], row["variant"], row["weight"],
+                "experiment", _text(table["experiment"]), _text(table["page"]), _text(row["variant"]), row["weight"],
                 *_counts(row, kinds), report["metric"],
                 *_numbers(row["rate"], *(row["interval"] or [None, None])),
                 *_numbers(lift.get("absolute"), *(lift.get("absolute_interval") or [None, None])),
                 *_numbers(lift.get("relative"), *(lift.get("relative_interval") or [None, None])),
                 *_numbers(lift.get("p_value"), lift.get("chance_to_beat")),
                 *_numbers((table["srm"] or {}).get("p_value")),
-                "; ".join(table["warnings"]),
+                _text("; ".join(table["warnings"])),
             ])
     return out.getvalue()
+
+
+def _text(text: str) -> str:
+    """Text as a spreadsheet shows it, never as a formula it runs (OWASP's CSV injection advice:
+    a cell that starts with = + - @ tab or carriage return gets a leading apostrophe)."""
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
 
 
 def _counts(row: dict[str, Any], kinds: Iterable[str]) -> list[Any]:
@@ -262,7 +301,7 @@ def _numbers(*values: float | None) -> list[str]:
 async def report_endpoint(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
-    require_report_token(site, request)
+    await require_report_token(runtime, site, request)
     report = await build(runtime, site, Filters.parse(request.query_params))
     if request.url.path.endswith(".csv"):
         return Response(csv_text(report), media_type="text/csv; charset=utf-8",

@@ -73,8 +73,10 @@ class Script:
     sha: str
 
     @classmethod
-    def named(cls, name: str) -> Script:
-        source = resources.files("service").joinpath("lua", f"{name}.lua").read_text()
+    def named(cls, name: str, *uses: str) -> Script:
+        """`service/lua/NAME.lua`, after the files whose local functions it uses."""
+        folder = resources.files("service").joinpath("lua")
+        source = "".join(folder.joinpath(f"{part}.lua").read_text() for part in (*uses, name))
         return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
     def __call__(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> ScriptCall:

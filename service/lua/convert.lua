@@ -6,7 +6,9 @@
 --       5 seen         zset  event id -> ms: retries within the window are recognised
 --       6 overflowed   hash  visitor id -> 1: visitors who got an overflow number
 --       7 excluded     hash  "day|page|variant|kind" -> events of overflowed visitors
--- ARGV: 1 visitor id  2 event id  3 now ms  4 dedupe window ms  5.. kinds
+--       8 goals        set   the goal names of the conversion's day (capped.lua)
+-- ARGV: 1 visitor id  2 event id  3 now ms  4 dedupe window ms  5 most goal names a day
+--       6 the set's lifetime, seconds  7.. kinds ("goal:NAME" counts as "goal:(other)" past the most)
 -- Returns 'counted', 'duplicate', 'unexposed' or 'excluded'.
 local vid, event, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('ZSCORE', KEYS[5], event) then return 'duplicate' end
@@ -17,8 +19,9 @@ if not assigned then return 'unexposed' end
 local variant, page, day = string.match(assigned, '^(.-)|(.-)|(.*)$')
 local cohort = day .. '|' .. page .. '|' .. variant .. '|'
 local excluded = redis.call('HEXISTS', KEYS[6], vid) == 1
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   local kind = ARGV[i]
+  if string.sub(kind, 1, 5) == 'goal:' then kind = 'goal:' .. capped(KEYS[8], string.sub(kind, 6), ARGV[5], ARGV[6]) end
   if excluded then
     redis.call('HINCRBY', KEYS[7], cohort .. kind, 1)
   else
