@@ -15,7 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
@@ -26,14 +26,13 @@ from service.dashboard import dashboard_endpoint, login_endpoint
 from service.decide import decide_endpoint
 from service.errors import HTTPError
 from service.events import convert, events_endpoint
-from service.fastpath import FastPath
+from service.fastpath import DISCONNECTED, FastPath
 from service.geo import GeoDB
 from service.ledger import Ledger
 from service.middleware import ClientIPMiddleware, TrustedProxies
 from service.observability import RequestMiddleware, metrics_endpoint
 from service.openapi import openapi_endpoint
 from service.pools import Pools, pools_endpoint
-from service.ratelimit import RateLimit
 from service.reload import warm_places, watch_rules
 from service.reports import report_endpoint
 from service.responses import JSON, error, refusal
@@ -66,10 +65,10 @@ def create_app(settings: Settings | None = None) -> FastPath:
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
         pools = Pools(store, settings.lease_retention_days)
-        runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools, Ledger(store),
+        runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
+                          Ledger(store, settings.max_pages, settings.max_goals),
                           Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
-        runtime.beacon_limit = RateLimit(settings.beacon_rate)
         app.state.runtime = runtime
         tasks = [
             asyncio.create_task(warm_places()),
@@ -121,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
             Route("/readyz", readyz, methods=["GET"]),
         ],
         middleware=[Middleware(RequestMiddleware), Middleware(ClientIPMiddleware, trusted=trusted)],
-        exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error},
+        exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error, ClientDisconnect: _disconnected},
         lifespan=lifespan,
     )
     return FastPath(app, hot, trusted)
@@ -177,6 +176,11 @@ async def readyz(request: Request) -> JSON:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
     return refusal(exc)
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    log.debug("client disconnected from %s", request.url.path)
+    return error(DISCONNECTED, "client_disconnected", "the client went away before its request was read")
 
 
 async def _starlette_error(request: Request, exc: Exception) -> Response:

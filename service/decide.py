@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
@@ -16,6 +15,7 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 from starlette.requests import Request
 
+from service.clock import hour_and_day
 from service.cors import cors_headers
 from service.engine import Outcome, Pool, Site, Visit, decide, normalise_path
 from service.errors import BadRequest
@@ -23,10 +23,10 @@ from service.geo import Geo
 from service.observability import LEASES, labelled
 from service.phones import formats
 from service.phrase import Landing, Referral, Traffic, landing, lemmas, normalise, referral, traffic
-from service.pools import Lease, hour_and_day
+from service.pools import Lease
 from service.responses import JSON
 from service.runtime import Runtime
-from service.visitors import device, is_bot, new_vid, valid_vid
+from service.visitors import device, from_browser, is_bot, new_vid, valid_vid
 
 MAX_URL = 4096
 MAX_VID = 128
@@ -69,9 +69,9 @@ def _page(address: tuple[str, Landing], referred: Referral) -> Page:
     return Page(path, seen, frozenset(lemmas(phrase)), normalise(phrase))
 
 
-def _visit(viewed: Page, vid: str, geo: Geo, user_agent: str) -> Visit:
+def _visit(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool = False) -> Visit:
     return Visit(vid, viewed.path, viewed.traffic, viewed.lemmas, viewed.phrase, geo, device(user_agent),
-                 is_bot(user_agent))
+                 scripted or is_bot(user_agent))
 
 
 def answer(site: Site, visit: Visit, outcome: Outcome, token: str | None, version: str,
@@ -118,20 +118,19 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
     return {**shown, "kind": "lease", "hold": pool.hold, **formats(lease.number)}
 
 
-def token_payload(site: Site, visit: Visit, outcome: Outcome, lease: Lease | None) -> dict[str, Any]:
-    payload = {"s": site.id, "v": visit.vid, "p": visit.path, "x": outcome.experiments, "t": int(time.time())}
+def token_payload(site: Site, visit: Visit, outcome: Outcome, lease: Lease | None, now_ms: int) -> dict[str, Any]:
+    payload = {"s": site.id, "v": visit.vid, "p": visit.path, "x": outcome.experiments, "t": now_ms // 1000}
     if outcome.pool is not None and lease is not None:
         payload["n"] = outcome.pool.id  # heartbeats extend this pool's lease
         payload["o"] = lease.number is None  # overflowed: nothing to credit a variant with
     return payload
 
 
-async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome) -> tuple[Lease | None, bool]:
+async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome, now: int) -> tuple[Lease | None, bool]:
     """Store the exposures and lease the number in one shared round trip.
 
     Returns the lease (None when no pool leases) and whether the store failed.
     """
-    now = runtime.now_ms()
     _, day = hour_and_day(now)
     pool = outcome.pool
     ledger, batcher = runtime.ledger, runtime.store.batcher
@@ -233,23 +232,28 @@ def _preview(query: Mapping[str, str]) -> dict[str, str] | None:
 async def decide_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     rules = runtime.rules
+    client = request.client.host if request.client else ""
+    # Counted with this decision's own store commands, which leave in the same batch.
+    runtime.decision_limit.admit(client, runtime.store.batcher)
     query = _query(request)
     site = runtime.site(_checked("site", query.get("site"), 64, required=True))
-    headers = cors_headers(site, request)
+    headers = request.headers
+    answer_headers = cors_headers(site, request)
     shown = _requested_page(query.get("url"), query.get("ref"))
     vid = _checked("vid", query.get("vid"), MAX_VID)
     if not valid_vid(vid):
         vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
     assert vid is not None
-    geo = runtime.geo.lookup(request.client.host if request.client else "")
-    seen = _visit(shown, vid, geo, request.headers.get("user-agent", ""))
+    seen = _visit(shown, vid, runtime.geo.lookup(client), headers.get("user-agent", ""),
+                  not from_browser(headers.get("sec-fetch-mode"), headers.get("origin")))
     forced = _preview(query)
     outcome = decide(site, seen, forced)
+    now = runtime.now_ms()
     if forced:  # a marketer looking at a variant: nothing is recorded, nothing leased
-        token = runtime.signer.sign({**token_payload(site, seen, outcome, None), "pv": 1})
-        return JSON({**answer(site, seen, outcome, token, rules.version), "preview": True}, headers=headers)
-    lease, degraded = await record(runtime, site, seen, outcome)
+        token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1})
+        return JSON({**answer(site, seen, outcome, token, rules.version), "preview": True}, headers=answer_headers)
+    lease, degraded = await record(runtime, site, seen, outcome, now)
     if degraded and outcome.pool is not None and outcome.pool.numbers:
         outcome = replace(outcome, pool=None)  # the page keeps its own number
-    token = runtime.signer.sign(token_payload(site, seen, outcome, lease))
-    return JSON(answer(site, seen, outcome, token, rules.version, lease, degraded), headers=headers)
+    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now))
+    return JSON(answer(site, seen, outcome, token, rules.version, lease, degraded), headers=answer_headers)

@@ -22,10 +22,11 @@ from starlette.requests import Request
 from service import bodies
 from service.cors import cors_headers
 from service.engine import Site
-from service.errors import BadRequest, TooManyRequests, Unauthorized
+from service.errors import BadRequest, Forbidden, Unauthorized
 from service.responses import JSON
 from service.runtime import Runtime
 from service.store import STORE_ERRORS
+from service.visitors import from_browser
 
 log = logging.getLogger("swapline")
 MAX_BODY = 4096
@@ -36,24 +37,30 @@ GOAL_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
-    """The site and payload of a decision token this service signed, or 401."""
+    """The site and payload of a decision token this service signed, or 401; a token speaks
+    for its page view for `token_days` days (a page left open that long, then used)."""
     payload = runtime.signer.verify(token) if isinstance(token, str) and len(token) < 2048 else None
     site = runtime.rules.sites.get(payload.get("s", "")) if payload else None
     if payload is None or site is None:
         raise Unauthorized("invalid_token", "the token is missing, forged or for another service")
+    issued = payload.get("t")
+    if not isinstance(issued, int) or runtime.clock() - issued > runtime.settings.token_days * 86_400:
+        raise Unauthorized("expired_token", "the token is too old: a new page view brings a new one")
     return site, payload
 
 
 async def events_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
-    if not runtime.beacon_limit.allow(request.client.host if request.client else ""):
-        raise TooManyRequests("rate_limited", "too many beacons from this address; slow down")
-    event = bodies.json_object(await bodies.read(request, MAX_BODY))
+    event = bodies.json_object(await bodies.read(request, MAX_BODY, runtime.settings.request_timeout))
     site, token = verified(runtime, event.get("token"))
     headers = cors_headers(site, request)
     kind = event.get("type")
     if kind not in EVENT_TYPES:
         raise BadRequest("unknown_event", f"event type must be one of: {', '.join(EVENT_TYPES)}")
+    if not from_browser(request.headers.get("sec-fetch-mode"), request.headers.get("origin")):
+        raise Forbidden("not_a_browser", "beacons come from the snippet in a browser")
+    # Counted with the beacon's own store commands, which leave in the same batch.
+    runtime.beacon_limit.admit(request.client.host if request.client else "", runtime.store.batcher)
     if token.get("pv"):  # a preview page view: its beacons record nothing
         return JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
     if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold

@@ -31,9 +31,11 @@ class ClientIPMiddleware:
 
 
 class TrustedProxies:
-    """`X-Forwarded-For` is read only when the socket peer is a trusted proxy; then the client
-    is the right-most address that is not itself a trusted proxy, since every address left
-    of that could have been written by the client. From anyone else the header is ignored.
+    """`X-Forwarded-For` and `X-Forwarded-Proto` are read only when the socket peer is a trusted
+    proxy. The client is then the right-most address that is not itself a trusted proxy, since
+    every address left of that could have been written by the client; the scheme is what the
+    nearest proxy says (the right-most value), so `https` behind a TLS-terminating proxy makes
+    cookies `Secure`. From anyone else both headers are ignored.
     """
 
     def __init__(self, networks: tuple[Network, ...]) -> None:
@@ -44,15 +46,25 @@ class TrustedProxies:
         self._client = functools.lru_cache(maxsize=4096)(self._rightmost_untrusted)
 
     def resolve(self, scope: Scope) -> None:
-        """Set `scope["client"]` to the real client (in place: outer middleware reads it)."""
-        if self.networks and scope.get("client"):
-            peer, port = scope["client"]
-            header = _header(scope, b"x-forwarded-for")
-            if header is not None and self._is_trusted(peer):
-                try:
-                    scope["client"] = (self._client(header), port)
-                except ValueError:  # the proxy is misconfigured
-                    raise BadRequest("invalid_forwarded_for", "malformed X-Forwarded-For") from None
+        """Set `scope["client"]` to the real client and `scope["scheme"]` to the scheme it used
+        (in place: outer middleware reads them)."""
+        if not self.networks or not scope.get("client") or not self._is_trusted(scope["client"][0]):
+            return
+        forwarded = proto = None
+        for key, value in scope["headers"]:  # a plain loop: a comprehension is a call of its own
+            if key == b"x-forwarded-for":  # repeated lines count as one, joined by commas
+                forwarded = bytes(value) if forwarded is None else forwarded + b"," + value
+            elif key == b"x-forwarded-proto":
+                proto = bytes(value)
+        if forwarded is not None:
+            try:
+                scope["client"] = (self._client(forwarded.decode("latin-1")), scope["client"][1])
+            except ValueError:  # the proxy is misconfigured
+                raise BadRequest("invalid_forwarded_for", "malformed X-Forwarded-For") from None
+        if proto is not None:
+            scheme = proto.rpartition(b",")[2].strip().lower()
+            if scheme in (b"http", b"https"):
+                scope["scheme"] = scheme.decode()
 
     def _check_trusted(self, address: str) -> bool:
         try:
@@ -70,12 +82,3 @@ class TrustedProxies:
             if not self._is_trusted(address):
                 return address
         return addresses[0]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    """All values of a header joined by commas, as HTTP defines for repeated headers."""
-    found = None
-    for key, value in scope["headers"]:  # a plain loop: a comprehension is a call of its own
-        if key == name:
-            found = bytes(value) if found is None else found + b"," + value
-    return None if found is None else found.decode("latin-1")

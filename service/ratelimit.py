@@ -1,30 +1,117 @@
-"""A per-client limit on beacons, kept in process memory (no IP address reaches the store)."""
+"""Abuse limits: requests per client network and window, shared by every worker.
+
+A client is its network: an IPv4 address (/32) or an IPv6 /64 by default, since one
+household or phone gets a whole /64 and can rotate addresses inside it. Counts live in the
+store under a keyed hash of the network (no address at rest), in fixed windows, so every
+worker and container sees the same count. Each worker also counts on its own: that
+refuses a flood without a store round trip, and keeps refusing it while the store is down.
+
+A request is counted with the commands it sends anyway (`note` queues the count in the
+batcher before the request's own commands leave), so a limit costs no round trip of its own;
+what the store answers blocks the network here until the window ends.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
+import ipaddress
+import math
 import time
 from collections.abc import Callable
+from typing import Any
+
+from service.errors import TooManyRequests
+from service.store import Batcher
 
 
-class RateLimit:
-    """At most `limit` requests per `window` seconds per key, in fixed windows.
+class Limiter:
+    """At most `limit` requests per `window` seconds from one network; `limit` 0 turns it off."""
 
-    Each worker process counts on its own: with N workers a client gets at most N times the
-    limit, which is what a beacon flood guard needs without a store round trip.
-    """
-
-    def __init__(self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, name: str, limit: int, window: int, key: bytes, prefixes: tuple[int, int] = (32, 64),
+                 clock: Callable[[], float] = time.time) -> None:
+        self.name = name
         self.limit = limit
         self.window = window
         self.clock = clock
+        self._hashed = hashlib.blake2b(key=hashlib.blake2b(key + name.encode()).digest(), digest_size=8)
+        self._prefixes = prefixes
+        self._current = -1  # the window the counts below belong to
         self._counts: dict[str, int] = {}
-        self._started = clock()
+        self._blocked: set[str] = set()
+        self.network = functools.lru_cache(maxsize=4096)(self._network)
 
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        if now - self._started >= self.window:
-            self._counts.clear()  # a new window; dropping the old keys also bounds the memory
-            self._started = now
-        count = self._counts.get(key, 0) + 1
-        self._counts[key] = count
-        return count <= self.limit
+    def admit(self, address: str, batcher: Batcher) -> None:
+        """Count one request from `address`, or refuse it with 429 when its network is over
+        the limit. The store's count goes with the next batch `batcher` sends."""
+        if not self.limit:
+            return
+        network = self.network(address)
+        self.refuse_if_blocked(network)
+        self.note(network, batcher)
+
+    def refuse_if_blocked(self, network: str) -> None:
+        self._roll()
+        if network in self._blocked:
+            raise TooManyRequests("rate_limited", f"too many {self.name} from this network; slow down",
+                                  retry_after=self.retry_after())
+
+    def note(self, network: str, batcher: Batcher) -> None:
+        """Count one request from `network` here and in the store."""
+        if not self.limit:
+            return
+        window = self._roll()
+        count = self._counts[network] = self._counts.get(network, 0) + 1
+        if count >= self.limit:  # this one is the last that passes
+            self._blocked.add(network)
+        key = f"sw:{{limit:{self.name}:{network}}}:{window}"
+        counted = batcher.submit(("INCR", key), ("EXPIRE", key, 2 * self.window))
+        counted.add_done_callback(functools.partial(self._heard, network, window))
+
+    async def consult(self, network: str, batcher: Batcher) -> None:
+        """Learn the store's count for `network` now (for rare requests, such as sign-ins)."""
+        if not self.limit:
+            return
+        window = self._roll()
+        try:
+            (count,) = await batcher.submit(("GET", f"sw:{{limit:{self.name}:{network}}}:{window}"))
+        except Exception:  # the store is down: this worker's own count still holds
+            return
+        if count is not None and int(count) >= self.limit and window == self._current:
+            self._blocked.add(network)
+
+    def retry_after(self) -> int:
+        """Seconds until the current window ends."""
+        return max(1, math.ceil((self._current + 1) * self.window - self.clock()))
+
+    def _heard(self, network: str, window: int, counted: asyncio.Future[list[Any]]) -> None:
+        if counted.cancelled() or counted.exception() is not None:  # the store is down: local counts hold
+            return
+        count, _ = counted.result()
+        if count >= self.limit and window == self._current:
+            self._blocked.add(network)
+
+    def _roll(self) -> int:
+        """The current window; a new one forgets the last one's counts (which bounds them)."""
+        window = int(self.clock() // self.window)
+        if window != self._current:
+            self._current = window
+            self._counts.clear()
+            self._blocked.clear()
+        return window
+
+    def _network(self, address: str) -> str:
+        """A keyed hash of the address's network: the same for every worker, no address in it."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            packed = address.encode()
+        else:
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            prefix = self._prefixes[ip.version == 6]
+            packed = ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address.packed + bytes([prefix])
+        digest = self._hashed.copy()
+        digest.update(packed)
+        return digest.hexdigest()

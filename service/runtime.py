@@ -12,7 +12,7 @@ from service.errors import BadRequest, NotFound
 from service.geo import GeoDB
 from service.ledger import Ledger
 from service.pools import Pools
-from service.ratelimit import RateLimit
+from service.ratelimit import Limiter
 from service.rulefiles import RuleSet
 from service.spool import Spool
 from service.store import Store
@@ -29,10 +29,19 @@ class Runtime:
     pools: Pools
     ledger: Ledger
     spool: Spool
-    caller_key: bytes  # keys the hash that stands in for caller numbers at rest
+    caller_key: bytes  # keys the hashes that stand in for caller numbers and client networks at rest
     clock: Callable[[], float] = field(default=time.time)  # seconds; tests replay a day with their own
     pools_synced: bool = False  # ready only once the store has the rules' numbers
-    beacon_limit: RateLimit = field(default_factory=lambda: RateLimit(600))  # per client IP and minute
+    # Abuse limits per client network (service.ratelimit), as the settings say.
+    decision_limit: Limiter = field(init=False)
+    beacon_limit: Limiter = field(init=False)
+    signin_limit: Limiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings, prefixes, key = self.settings, self.settings.limit_prefixes, self.caller_key
+        self.decision_limit = Limiter("decisions", settings.decision_rate, 60, key, prefixes, lambda: self.clock())
+        self.beacon_limit = Limiter("beacons", settings.beacon_rate, 60, key, prefixes, lambda: self.clock())
+        self.signin_limit = Limiter("sign-ins", settings.signin_attempts, 900, key, prefixes, lambda: self.clock())
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

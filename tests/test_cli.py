@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from service.cli import main
-from tests.conftest import DEMO_RULES, output, start
+from tests.conftest import BROWSER_HEADERS, DEMO_RULES, output, start
 
 
 def test_preview_prints_the_decision_without_side_effects(
@@ -52,7 +52,7 @@ def test_serve_runs_on_an_embedded_valkey_and_stops_cleanly_on_ctrl_c(tmp_path: 
     process, base = start(tmp_path)
     try:
         body = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"},
-                         headers={"user-agent": "Mozilla/5.0 Chrome/130.0"}).json()
+                         headers=BROWSER_HEADERS).json()
         assert body["experiments"]
         port = embedded_store_port(tmp_path / "data")
         assert store_answers(port)
@@ -69,7 +69,7 @@ def test_redis_url_switches_to_an_external_store(tmp_path: Path, valkey_url: str
     process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url)
     try:
         httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": "external-store-000001"},
-                  headers={"user-agent": "Mozilla/5.0 Chrome/130.0"})
+                  headers=BROWSER_HEADERS)
         assert store.hexists("sw:{demo/cta-wording}:assign", "external-store-000001")
     finally:
         process.send_signal(signal.SIGINT)
@@ -82,7 +82,7 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
     try:
         for n in range(4):  # four Moscow visitors
             httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": f"pools-cli-{n:012d}"},
-                      headers={"user-agent": "Mozilla/5.0 Chrome/130.0", "x-forwarded-for": "46.242.0.1"})
+                      headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})
         table = subprocess.run(["swapline", "pools", "--site", "demo", "--url", base], capture_output=True,
                                text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
         as_json = subprocess.run(["swapline", "pools", "--site", "demo", "--url", base, "--format", "json"],
@@ -119,10 +119,11 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
     try:
         for n in range(10):
             body = httpx.get(f"{base}/v1/decide", params={"site": "shop", "url": "/", "vid": f"report-cli-{n:08d}"},
-                             headers={"user-agent": "Mozilla/5.0 Chrome/130.0"}).json()
+                             headers=BROWSER_HEADERS).json()
             if n % 2:
                 httpx.post(f"{base}/v1/events", content=orjson.dumps({"type": "form", "id": f"f{n}",
-                                                                       "token": body["token"]}))
+                                                                       "token": body["token"]}),
+                           headers=BROWSER_HEADERS)
         outputs = {fmt: subprocess.run(["swapline", "report", "--site", "shop", "--url", base, "--format", fmt],
                                        capture_output=True, text=True, env=env) for fmt in ("table", "csv", "json")}
     finally:

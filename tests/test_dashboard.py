@@ -7,12 +7,15 @@ import datetime
 import signal
 from pathlib import Path
 
+import httpx
 import redis
+from starlette.testclient import TestClient
 
+from service.app import create_app
 from service.ledger import Ledger
 from service.store import Store, connect
 from tests.browser import ARTIFACTS, chromium
-from tests.conftest import start
+from tests.conftest import make_settings, start
 from tests.test_reports import SHOP
 
 DAYS = 7
@@ -86,8 +89,6 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
 
 
 def test_dashboard_without_a_session_shows_the_sign_in(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
-    import httpx
-
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "shop.yaml").write_text(SHOP)
@@ -104,3 +105,50 @@ def test_dashboard_without_a_session_shows_the_sign_in(tmp_path: Path, valkey_ur
     assert bearer.status_code == 200 and 'id="pages"' in bearer.text
     assert wrong.status_code == 401
     assert 'name="token"' in forged.text
+
+
+def signed_in(client: TestClient, **headers: str) -> httpx.Response:
+    return client.post("/dashboard/shop/login", data={"token": "shop-report-token-0001"}, headers=headers,
+                       follow_redirects=False)
+
+
+def test_the_session_cookie_is_secure_behind_tls(valkey_url: str, rules_dir: Path, store: redis.Redis) -> None:
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    app = create_app(make_settings(valkey_url, rules_dir))  # 127.0.0.1 is a trusted proxy
+    with TestClient(app, client=("127.0.0.1", 1)) as proxied, TestClient(app, client=("203.0.113.5", 1)) as direct:
+        behind_tls = signed_in(proxied, **{"x-forwarded-proto": "https"})
+        plain = signed_in(proxied)
+        forged = signed_in(direct, **{"x-forwarded-proto": "https"})  # not a proxy of ours: not believed
+    assert behind_tls.status_code == 303 and "secure" in behind_tls.headers["set-cookie"].lower()
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    assert "secure" not in forged.headers["set-cookie"].lower()
+
+
+def test_a_new_report_token_ends_the_old_sessions(valkey_url: str, rules_dir: Path, store: redis.Redis) -> None:
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))) as client:
+        cookie = signed_in(client).cookies["swapline_session"]
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))) as same_rules:
+        same_rules.cookies.set("swapline_session", cookie, path="/dashboard/shop")
+        kept = same_rules.get("/dashboard/shop")
+    (rules_dir / "shop.yaml").write_text(SHOP.replace("shop-report-token-0001", "shop-report-token-0002"))
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))) as rotated:
+        rotated.cookies.set("swapline_session", cookie, path="/dashboard/shop")
+        ended = rotated.get("/dashboard/shop")
+    assert 'id="pages"' in kept.text  # the session outlives a restart...
+    assert 'name="token"' in ended.text and 'id="pages"' not in ended.text  # ...not a new token
+
+
+def test_dashboard_pages_may_not_be_framed_or_run_scripts(valkey_url: str, rules_dir: Path,
+                                                         store: redis.Redis) -> None:
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))) as client:
+        pages = [client.get("/dashboard/shop"),
+                 client.get("/dashboard/shop", headers={"authorization": "Bearer shop-report-token-0001"}),
+                 client.post("/dashboard/shop/login", data={"token": "wrong"})]
+    for page in pages:
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert "default-src 'none'" in page.headers["content-security-policy"]  # no script, no frame, no font...
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["cache-control"] == "no-store"

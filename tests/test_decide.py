@@ -9,7 +9,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.tokens import TokenSigner
-from tests.conftest import BROWSER
+from tests.conftest import BROWSER_HEADERS
 
 SPB = "95.161.0.1"  # GeoLite2: Saint Petersburg, RU-SPE
 MOSCOW = "46.242.0.1"  # GeoLite2: Moscow, RU-MOW
@@ -132,7 +132,7 @@ def test_untrusted_peer_cannot_choose_its_ip(valkey_url: str, rules_dir: Any, st
     from tests.conftest import make_settings
 
     app = create_app(make_settings(valkey_url, rules_dir))
-    with TestClient(app, client=("203.0.113.7", 1), headers={"user-agent": BROWSER}) as untrusted:
+    with TestClient(app, client=("203.0.113.7", 1), headers=BROWSER_HEADERS) as untrusted:
         body = untrusted.get("/v1/decide", params={"site": "demo", "url": "/"},
                              headers={"x-forwarded-for": SPB}).json()
     assert body["geo"]["country"] is None  # 203.0.113.7 (TEST-NET) is nowhere; the header was ignored
@@ -194,7 +194,7 @@ def test_geoip_db_setting_switches_the_database(valkey_url: str, rules_dir: Any,
     from tests.conftest import make_settings
 
     app = create_app(make_settings(valkey_url, rules_dir, geoip_db=tiny_geoip))
-    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as tiny:
+    with TestClient(app, client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as tiny:
         body = tiny.get("/v1/decide", params={"site": "demo", "url": "/?utm_term=кондиционер"},
                         headers={"x-forwarded-for": "10.4.0.1"}).json()
     assert body["geo"] == {"country": "RU", "region": "RU-ROS", "city": "Ростов-на-Дону",

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import redis
 
-from tests.conftest import BROWSER, start
+from tests.conftest import BROWSER_HEADERS, start
 
 NUMBERS = [f"+7 495 130-00-{i:02d}" for i in range(50)]
 SITE = "site: load\npools:\n  - id: city\n    hold: 1s\n    numbers:\n" + "".join(
@@ -29,7 +29,7 @@ def drive(args: tuple[str, int]) -> int:
 
     def view(n: int) -> int:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=base, headers={"user-agent": BROWSER})
+            local.client = httpx.Client(base_url=base, headers=BROWSER_HEADERS)
         vid = f"load-{process}-{n:012d}"
         for _ in range(2):
             response = local.client.get("/v1/decide", params={"site": "load", "url": "/", "vid": vid})
@@ -44,7 +44,8 @@ def test_no_double_assignment_across_processes(tmp_path: Path, valkey_url: str, 
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "load.yaml").write_text(SITE)
-    service, base = start(tmp_path, "--workers", "4", SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules))
+    service, base = start(tmp_path, "--workers", "4", SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
+                          SWAPLINE_DECISION_RATE="0")  # 2,200 visitors from one address: no limit
     try:
         with multiprocessing.get_context("spawn").Pool(4) as clients:
             assert sum(clients.map(drive, [(base, p) for p in range(4)])) == 4 * VISITORS_PER_PROCESS

@@ -13,7 +13,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.observability import REQUEST_ID, JSONFormatter
-from tests.conftest import BROWSER, output, start
+from tests.conftest import BROWSER_HEADERS, output, start
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -66,7 +66,7 @@ def test_serve_logs_json_and_two_workers_report_all_requests(tmp_path: Path, val
     try:
         for n in range(20):
             httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": f"workers-visitor-{n:04d}"},
-                      headers={"user-agent": BROWSER})
+                      headers=BROWSER_HEADERS)
         scrapes = [httpx.get(f"{base}/metrics").text for _ in range(4)]
     finally:
         process.send_signal(signal.SIGINT)

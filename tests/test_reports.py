@@ -18,7 +18,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from tests.conftest import BROWSER, START, Clock, make_settings, site_client
+from tests.conftest import BROWSER_HEADERS, START, Clock, make_settings, site_client
 
 SECRET = b"shop-calls-secret-00001"
 TOKEN = {"authorization": "Bearer shop-report-token-0001"}
@@ -189,7 +189,7 @@ def test_events_need_an_id_a_known_kind_and_the_sites_origin(shop: TestClient) -
 def test_beacons_are_rate_limited_per_address(valkey_url: str, rules_dir: Path, store: redis.Redis) -> None:
     (rules_dir / "shop.yaml").write_text(SHOP)
     app = create_app(make_settings(valkey_url, rules_dir, beacon_rate=5))
-    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as client:
+    with TestClient(app, client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
         token = client.get("/v1/decide", params={"site": "shop", "url": "/"}).json()["token"]
         codes = [client.post("/v1/events", content=orjson.dumps({"type": "form", "id": f"r{n}", "token": token}))
                  .status_code for n in range(8)]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from starlette.testclient import TestClient
 
 from service.config import _networks
 from service.middleware import TrustedProxies
-from tests.conftest import BROWSER, start
+from tests.conftest import BROWSER_HEADERS, start
 
 IPS = ["95.161.0.1", "46.242.0.1", "217.118.83.1", "2a02:6b8::1"]
 CALLERS = ["+79161234567", "+79035550011"]
@@ -48,7 +50,7 @@ def compare_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
         calls.append((a, b))
         return real(a, b)
 
-    for module in ("service.auth", "service.calls", "service.dashboard", "service.tokens"):
+    for module in ("service.auth", "service.calls", "service.tokens"):
         monkeypatch.setattr(f"{module}.hmac.compare_digest", spy)
     return calls
 
@@ -70,7 +72,7 @@ def test_only_the_configured_proxies_may_name_the_client(tmp_path: Path, valkey_
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES=trusted)
     try:
         body = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"},
-                         headers={"x-forwarded-for": "46.242.0.1", "user-agent": BROWSER}).json()
+                         headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}).json()
     finally:
         service.terminate()
         service.wait(10)
@@ -93,3 +95,34 @@ def test_the_client_is_the_rightmost_address_our_proxies_did_not_write(
     scope: dict[str, Any] = {"type": "http", "client": (peer, 4711), "headers": headers}
     TrustedProxies(_networks("10.0.0.0/8")).resolve(scope)
     assert scope["client"] == (client, 4711)
+
+
+@pytest.mark.parametrize(("peer", "proto", "scheme"), [
+    ("10.0.0.5", b"https", "https"),  # our TLS-terminating proxy says so
+    ("10.0.0.5", b"http, https", "https"),  # the nearest proxy's word is the last one
+    ("10.0.0.5", b"gopher", "http"),  # nonsense changes nothing
+    ("198.51.100.9", b"https", "http"),  # anyone else: ignored
+])
+def test_the_scheme_is_what_our_proxy_says(peer: str, proto: bytes, scheme: str) -> None:
+    scope: dict[str, Any] = {"type": "http", "client": (peer, 4711), "scheme": "http",
+                             "headers": [(b"x-forwarded-proto", proto)]}
+    TrustedProxies(_networks("10.0.0.0/8")).resolve(scope)
+    assert scope["scheme"] == scheme
+
+
+def test_csv_cells_never_start_a_formula() -> None:
+    """OWASP's CSV injection advice: text that a spreadsheet would run gets an apostrophe first."""
+    from service.reports import csv_text
+
+    row = {"exposed": 1, "overflowed": 0, "visitors": 1, "converted": {}, "rate": -0.5, "interval": None}
+    hostile = ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    report = {"metric": "any", "pages": [{"page": text, **row} for text in hostile],
+              "experiments": [{"experiment": "e", "page": "/", "srm": None, "warnings": hostile,
+                               "variants": [{"variant": "b", "weight": 50, "lift": {"absolute": -0.25}, **row}]}]}
+    rows = list(csv.reader(io.StringIO(csv_text(report))))
+    pages = [line[2] for line in rows if line[0] == "page"]
+    assert pages == ["'" + text for text in hostile]
+    experiment = next(line for line in rows if line[0] == "experiment")
+    assert experiment[-1].startswith("'=HYPERLINK")
+    header = rows[0]
+    assert experiment[header.index("rate")] == "-0.5" and experiment[header.index("lift_abs")] == "-0.25"  # numbers

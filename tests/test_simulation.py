@@ -21,7 +21,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from tests.conftest import BROWSER, START, Clock, make_settings
+from tests.conftest import BROWSER_HEADERS, START, Clock, make_settings
 
 HOLD = 15 * 60
 HOURLY = [1, 1, 1, 1, 1, 1, 2, 4, 6, 8, 9, 10, 10, 10, 9, 8, 8, 9, 10, 8, 6, 4, 2, 1]
@@ -75,7 +75,7 @@ def replay(tmp_path: Path, valkey_url: str, visitors: list[Visitor], size: int) 
     clock = Clock()
     credited = []
     app = create_app(make_settings(valkey_url, rules))
-    with TestClient(app, client=("127.0.0.1", 1), headers={"user-agent": BROWSER}) as client:
+    with TestClient(app, client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
         app.state.runtime.clock = clock
         for moment, kind, visitor in timeline:
             clock.now = moment
