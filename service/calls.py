@@ -69,13 +69,14 @@ async def twilio_endpoint(request: Request) -> JSON:
     if not twilio_valid(token, _signed_url(runtime, request), params, request.headers.get("x-twilio-signature", "")):
         raise Unauthorized("invalid_signature", "X-Twilio-Signature is missing or wrong")
     values = dict(params)
+    call_id = _required(values, "CallSid")
     status = values.get("CallStatus", "")
     if status not in TWILIO_FINAL:  # ringing, in-progress...: the call is not over yet
-        return JSON({"call_id": values.get("CallSid"), "ignored": status or "no status"})
+        return JSON({"call_id": call_id, "ignored": status or "no status"})
     talk = _seconds(values.get("CallDuration", "0"), "CallDuration")
     ended = _twilio_time(values.get("Timestamp")) or runtime.now_ms()
     return await _answer(runtime, site, Call(
-        _required(values, "CallSid"), _number(_required(values, "To"), "To"),
+        call_id, _number(_required(values, "To"), "To"),
         *_caller(runtime.caller_key, values.get("From")), ended - talk * 1000, talk, status,
     ))
 

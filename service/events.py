@@ -57,6 +57,8 @@ async def events_endpoint(request: Request) -> JSON:
     kind = event.get("type")
     if kind not in EVENT_TYPES:
         raise BadRequest("unknown_event", f"event type must be one of: {', '.join(EVENT_TYPES)}")
+    if not (isinstance(event.get("id", ""), str) and isinstance(event.get("name", ""), str)):
+        raise BadRequest("invalid_event", "an event's id and name are texts")
     if not from_browser(request.headers.get("sec-fetch-mode"), request.headers.get("origin")):
         raise Forbidden("not_a_browser", "beacons come from the snippet in a browser")
     # Counted with the beacon's own store commands, which leave in the same batch.

@@ -99,8 +99,10 @@ CALL = {
         "call_id": {"type": "string"},
         "called": {"type": "string"},
         "caller": {"type": "string"},
-        "start": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
-        "talk_seconds": {"type": "integer", "minimum": 0},
+        "start": {"oneOf": [{"type": "string", "format": "date-time"},
+                            {"type": "number", "minimum": 946_684_800, "maximum": 4_102_444_799,
+                             "description": "unix seconds, 2000 to 2099"}]},
+        "talk_seconds": {"type": "integer", "minimum": 0, "maximum": 86_399},
         "status": {"type": "string"},
     },
 }
@@ -121,6 +123,9 @@ REPORT_FILTERS = [
     _query("page", "page path"),
     _query("experiment", "experiment id"),
     _query("metric", "any, qualified_call, call, form, tel_click, goal or goal:NAME"),
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]*$"},
+     "description": "pages listed, 1 to 1000 (empty: 100), the most visited first; the others add up to one "
+                    "\"(other)\" row"},
 ]
 
 SPEC: dict[str, Any] = {
@@ -133,13 +138,13 @@ SPEC: dict[str, Any] = {
             "summary": "What this visitor sees: swaps, experiment variants, tracking number",
             "parameters": [SITE_QUERY, _query("url", "the page URL", required=True), _query("ref", "the referrer"),
                            _query("vid", "the visitor id"), _query("preview", "experiment:variant[,…]")],
-            "responses": {**_json("the decision", DECISION), **_errors(400, 403, 404)},
+            "responses": {**_json("the decision", DECISION), **_errors(400, 403, 404, 429)},
         }},
         "/v1/events": {"post": {
             "summary": "Beacons from the snippet (text/plain JSON)",
             "requestBody": {"required": True, "content": {"text/plain": {"schema": EVENT},
                                                           "application/json": {"schema": EVENT}}},
-            "responses": {**_json("accepted", {"type": "object"}, 202), **_errors(400, 401, 403, 413, 429)},
+            "responses": {**_json("accepted", {"type": "object"}, 202), **_errors(400, 401, 403, 408, 413, 429)},
         }},
         "/v1/calls": {"post": {
             "summary": "A finished call, signed with X-Swapline-Signature: sha256=HMAC(raw body)",
@@ -148,7 +153,7 @@ SPEC: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": CALL}}},
             "responses": {**_json("whom the call was credited to", CALL_ANSWER),
                           **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
-                          **_errors(400, 401, 404, 413)},
+                          **_errors(400, 401, 404, 408, 413)},
         }},
         "/v1/calls/twilio": {"post": {
             "summary": "Twilio status callback, signed with X-Twilio-Signature",
@@ -159,24 +164,24 @@ SPEC: dict[str, Any] = {
                                                  ("CallSid", "From", "To", "CallStatus", "CallDuration")}}}}},
             "responses": {**_json("whom the call was credited to", CALL_ANSWER),
                           **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
-                          **_errors(400, 401, 404, 413)},
+                          **_errors(400, 401, 404, 408, 413)},
         }},
         "/v1/pools/{site}": {"get": {
             "summary": "Number pool utilisation, overflow and recommended size",
             "security": BEARER, "parameters": [SITE_PATH],
             "responses": {**_json("per pool", {"type": "object", "required": ["site", "pools"]}),
-                          **_errors(401, 404)},
+                          **_errors(401, 404, 429)},
         }},
         "/v1/reports/{site}": {"get": {
             "summary": "Conversion per page and variant, with statistics",
             "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
             "responses": {**_json("the report", {"type": "object", "required": ["site", "pages", "experiments"]}),
-                          **_errors(400, 401, 404)},
+                          **_errors(400, 401, 404, 429)},
         }},
         "/v1/reports/{site}.csv": {"get": {
             "summary": "The report as CSV", "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
             "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
-                          **_errors(400, 401, 404)},
+                          **_errors(400, 401, 404, 429)},
         }},
         "/healthz": {"get": {"summary": "The process is up",
                              "responses": _json("up", {"type": "object", "required": ["status"]})}},
