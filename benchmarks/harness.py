@@ -162,6 +162,7 @@ def start_service(redis_url: str, rules_dir: Path, workdir: Path, workers: int =
         **{k: v for k, v in os.environ.items() if not k.startswith("SWAPLINE_")},
         "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(rules_dir),
         "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_BEACON_RATE": "1000000000",
+        "SWAPLINE_DECISION_RATE": "1000000000",  # counted as in production, never refused
         "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_LOG_LEVEL": "warning", "SWAPLINE_SECRET": "benchmark-secret",
         "SWAPLINE_DATA_DIR": str(workdir / "data"), **env,
     }
@@ -302,8 +303,9 @@ def collect_tokens(base: str, traffic: Traffic, crowd: Sequence[Visitor], site: 
         for vid, visitor in crowd:
             if visitor.bot:
                 continue
-            response = client.get(decide_path(traffic.landing(), vid, site),
-                                  headers={"X-Forwarded-For": visitor.ip, "User-Agent": visitor.user_agent})
+            response = client.get(decide_path(traffic.landing(), vid, site),  # as a browser's fetch sends it
+                                  headers={"X-Forwarded-For": visitor.ip, "User-Agent": visitor.user_agent,
+                                           "Origin": "https://load.example"})
             response.raise_for_status()
             tokens[vid] = response.json()["token"]
     return tokens

@@ -79,6 +79,7 @@ async def measure(redis_url: str, lines: list[str], passes: int, work: Path) -> 
     app = create_app(Settings.from_env({  # as benchmarks/harness.py starts `swapline serve`
         "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(LOAD_RULES), "SWAPLINE_DATA_DIR": str(work),
         "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_BEACON_RATE": "1000000000",
+        "SWAPLINE_DECISION_RATE": "1000000000",  # counted as in production, never refused
         "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": "benchmark-secret",
     }))
     async with app.app.router.lifespan_context(app.app):

@@ -6,7 +6,7 @@ The service must serve `loadtest/rules` (the `load` site) and trust this machine
 because every simulated visitor's address arrives in `X-Forwarded-For`:
 
     SWAPLINE_RULES_DIR=loadtest/rules SWAPLINE_TRUSTED_PROXIES=127.0.0.1/32 \\
-    SWAPLINE_BEACON_RATE=1000000 swapline serve
+    SWAPLINE_DECISION_RATE=1000000 SWAPLINE_BEACON_RATE=1000000 swapline serve
 
 One Locust user is one browser tab that visits the site again and again. A visit:
 

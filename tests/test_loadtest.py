@@ -29,6 +29,7 @@ def test_locust_smoke_has_no_failures(tmp_path: Path, valkey_url: str, store: re
         SWAPLINE_REDIS_URL=valkey_url,
         SWAPLINE_RULES_DIR=str(LOADTEST / "rules"),
         SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32",
+        SWAPLINE_DECISION_RATE="1000000",
         SWAPLINE_BEACON_RATE="1000000",
         SWAPLINE_RELOAD_RULES="0",
         SWAPLINE_LOG_LEVEL="warning",
