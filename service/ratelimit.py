@@ -49,7 +49,7 @@ class Limiter:
             return
         network = self.network(address)
         self.refuse_if_blocked(network)
-        self.note(network, batcher)
+        self._count(network, self._current, batcher)
 
     def refuse_if_blocked(self, network: str) -> None:
         self._roll()
@@ -59,13 +59,14 @@ class Limiter:
 
     def note(self, network: str, batcher: Batcher) -> None:
         """Count one request from `network` here and in the store."""
-        if not self.limit:
-            return
-        window = self._roll()
+        if self.limit:
+            self._count(network, self._roll(), batcher)
+
+    def _count(self, network: str, window: int, batcher: Batcher) -> None:
         count = self._counts[network] = self._counts.get(network, 0) + 1
         if count >= self.limit:  # this one is the last that passes
             self._blocked.add(network)
-        key = f"sw:{{limit:{self.name}:{network}}}:{window}"
+        key = self._key(network, window)
         counted = batcher.submit(("INCR", key), ("EXPIRE", key, 2 * self.window))
         counted.add_done_callback(functools.partial(self._heard, network, window))
 
@@ -75,7 +76,7 @@ class Limiter:
             return
         window = self._roll()
         try:
-            (count,) = await batcher.submit(("GET", f"sw:{{limit:{self.name}:{network}}}:{window}"))
+            (count,) = await batcher.submit(("GET", self._key(network, window)))
         except Exception:  # the store is down: this worker's own count still holds
             return
         if count is not None and int(count) >= self.limit and window == self._current:
@@ -91,6 +92,9 @@ class Limiter:
         count, _ = counted.result()
         if count >= self.limit and window == self._current:
             self._blocked.add(network)
+
+    def _key(self, network: str, window: int) -> str:
+        return f"sw:{{limit:{self.name}:{network}}}:{window}"
 
     def _roll(self) -> int:
         """The current window; a new one forgets the last one's counts (which bounds them)."""
