@@ -5,9 +5,9 @@ large the head may be, and answers malformed requests in plain text. Here a requ
 and headers must arrive within `SWAPLINE_REQUEST_TIMEOUT` seconds of its first byte (or of
 the connection opening) and fit in `MAX_HEAD` bytes, or the client gets 408 or 431 and the
 connection closes; malformed HTTP gets the service's JSON error. Bodies have the same
-deadline where they are read (`service.bodies`). `swapline serve` runs uvicorn with this
-class (`http="service.protocol:Protocol"`) and with `SWAPLINE_MAX_CONNECTIONS` as its
-`limit_concurrency`, past which new requests get 503.
+deadline where they are read (`service.bodies`). `swapline serve` gives uvicorn this class
+as its `http` protocol, and `SWAPLINE_MAX_CONNECTIONS` as its `limit_concurrency`, past which
+new requests get 503.
 """
 
 from __future__ import annotations
