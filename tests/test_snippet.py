@@ -3,6 +3,7 @@ real service: swaps, numbers, beacons, and a page left alone when the service fa
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import re
 import signal
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -27,11 +29,23 @@ REPORT = {"authorization": "Bearer fixture-report-token-01"}
 NUMBERS = [f"+7 812 700-00-{i:02d}" for i in range(1, 40)]
 
 
+# How long the fixture page lets the snippet wait for the service (data-timeout, ms): tests not
+# about the time-out must not run out of it on a busy machine. `?timeout=default` leaves the
+# attribute out, for the snippet's own default.
+TIMEOUT = "60000"
+PAUSED_AT = datetime.datetime(2026, 11, 18, 12, 0, 0)
+
+
 class Fixtures(http.server.ThreadingHTTPServer):
     """Serves the fixture pages; as `?service=self` it also plays a slow or broken service."""
 
     service = ""
-    mode = "slow"  # for pages served with ?service=self: "slow" answers after 3 s, "down" fails
+    mode = "slow"  # for pages served with ?service=self: "slow" answers once released, "down" fails
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.release = threading.Event()  # the slow service answers when the test sets this
+        self.answered = threading.Event()  # set once it has sent (or tried to send) that answer
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -44,13 +58,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/v1/decide":
             if self.server.mode == "down":
                 return self.answer(503, "application/json", b'{"error": {"code": "down", "message": "down"}}')
-            time.sleep(3)
+            self.server.release.wait(60)  # a safety net only: the test releases the answer
             late = {"vid": "late-visitor-000000001", "token": "x", "phone": None,
                     "swaps": [{"selector": "h1.hero", "text": "Too late"}]}
-            return self.answer(200, "application/json", orjson.dumps(late))
+            try:
+                return self.answer(200, "application/json", orjson.dumps(late))
+            except OSError:  # the snippet gave up and closed the connection
+                return None
+            finally:
+                self.server.answered.set()
         service = f"http://127.0.0.1:{self.server.server_port}" if "service=self" in query else self.server.service
+        timeout = parse_qs(query).get("timeout", [TIMEOUT])[0]
         page = (FIXTURES / path.lstrip("/")).read_text().replace("{{SERVICE}}", service)
-        self.answer(200, "text/html; charset=utf-8", page.encode())
+        if timeout == "default":
+            page = page.replace(' data-timeout="{{TIMEOUT}}"', "")
+        self.answer(200, "text/html; charset=utf-8", page.replace("{{TIMEOUT}}", timeout).encode())
 
     def answer(self, status: int, kind: str, body: bytes) -> None:
         self.send_response(status)
@@ -68,6 +90,7 @@ def fixtures() -> Iterator[Fixtures]:
     server = Fixtures(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
+    server.release.set()  # no handler left waiting
     server.shutdown()
 
 
@@ -123,6 +146,13 @@ def url(fixtures: Fixtures, query: str = "") -> str:
     return f"http://127.0.0.1:{fixtures.server_port}/page.html{query}"
 
 
+def pause_clock(page: Page) -> None:
+    """Stop the page's clock before it loads: its timers (the snippet's time-out, heartbeats)
+    fire only when the test runs the clock, however busy the machine is."""
+    page.clock.install(time=PAUSED_AT)
+    page.clock.pause_at(PAUSED_AT + datetime.timedelta(seconds=1))
+
+
 def decided(page: Page) -> Any:
     return page.evaluate("new Promise((resolve) => swapline.ready(resolve))")
 
@@ -132,7 +162,7 @@ def text(page: Page, selector: str) -> str:
 
 
 def report(service: str) -> Any:
-    return httpx.get(f"{service}/v1/reports/fixture", headers=REPORT).json()
+    return httpx.get(f"{service}/v1/reports/fixture", headers=REPORT, timeout=60).json()
 
 
 def test_text_swaps_land_as_text(page: Page, fixtures: Fixtures) -> None:
@@ -199,7 +229,8 @@ def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Pag
     with page.expect_request(beacon):
         page.evaluate("swapline.goal('newsletter')")
     converted = {kind: 0 for kind in ("form", "tel_click", "goal")}
-    for _ in range(50):
+    deadline = time.monotonic() + 60  # a safety net only: the report shows them as soon as they are counted
+    while time.monotonic() < deadline:
         (after,) = report(service)["pages"]
         converted = {kind: after["converted"][kind] - (before[0]["converted"][kind] if before else 0)
                      for kind in converted}
@@ -212,19 +243,18 @@ def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Pag
 def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixtures) -> None:
     beats: list[str] = []
     page.on("request", lambda r: r.url.endswith("/v1/events") and beats.append(r.url))  # only beats here
-    page.clock.install()
+    pause_clock(page)
     page.goto(url(fixtures))
     assert decided(page)["phone"]["hold"] == 90  # a beat every 30 s
-    page.clock.run_for(31_000)
-    page.wait_for_timeout(300)
+    with page.expect_request("**/v1/events", timeout=60_000):
+        page.clock.run_for(31_000)
     assert len(beats) == 1
     page.evaluate("Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true})")
     page.clock.run_for(120_000)
-    page.wait_for_timeout(300)
-    assert len(beats) == 1
     page.evaluate("Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true})")
-    page.clock.run_for(31_000)
-    page.wait_for_timeout(300)
+    with page.expect_request("**/v1/events", timeout=60_000):
+        page.clock.run_for(31_000)
+    # Requests are reported in the order they were sent: a beat while hidden would show before this one.
     assert len(beats) == 2
 
 
@@ -252,15 +282,22 @@ def test_preview_forces_a_variant_and_records_nothing(page: Page, fixtures: Fixt
 
 def test_only_the_targeted_elements_wait_and_for_at_most_a_second(page: Page, fixtures: Fixtures) -> None:
     fixtures.mode = "slow"
-    page.goto(url(fixtures, "?service=self"), wait_until="commit")
-    page.wait_for_selector("#lead")
-    page.wait_for_timeout(300)
+    fixtures.release.clear()
+    fixtures.answered.clear()
+    pause_clock(page)  # the snippet's second passes when the test says, not when the machine gets to it
+    page.goto(url(fixtures, "?service=self&timeout=default"), wait_until="commit")
+    page.wait_for_function("window.swapline !== undefined")  # the snippet runs and asks the service
     visibility = "(s) => getComputedStyle(document.querySelector(s)).visibility"
     assert page.evaluate(visibility, "#hero") == "hidden"
     assert page.evaluate(visibility, "#lead") == "visible" and page.evaluate(visibility, "#f1") == "visible"
-    page.wait_for_timeout(1000)  # 1.3 s after the page opened
-    assert page.evaluate(visibility, "#hero") == "visible"
-    page.wait_for_timeout(2500)  # the slow answer came at 3 s: too late, ignored
+    page.clock.run_for(999)
+    assert page.evaluate(visibility, "#hero") == "hidden"
+    with page.expect_event("requestfailed", lambda request: "/v1/decide" in request.url, timeout=60_000):
+        page.clock.run_for(1)  # a second after the snippet started: it gives up, and drops the request
+    page.wait_for_function("getComputedStyle(document.querySelector('#hero')).visibility === 'visible'")
+    assert decided(page) is None
+    fixtures.release.set()  # the service answers now: too late, ignored
+    assert fixtures.answered.wait(60)
     assert text(page, "#hero") == "Original headline" and text(page, "#f1") == "+7 (812) 645-17-14"
     assert decided(page) is None
     assert page.errors == []  # type: ignore[attr-defined]
@@ -282,6 +319,7 @@ def test_the_demo_page_works_on_any_port(browser: Browser, tmp_path: Path, valke
     try:
         context = browser.new_context(user_agent=BROWSER, extra_http_headers={"x-forwarded-for": "95.161.0.1"})
         page = context.new_page()
+        pause_clock(page)  # the demo page keeps the snippet's 1 s budget: never run out on a busy machine
         page.goto(f"{base}/demo/?utm_term=купить+кондиционер")
         decision = decided(page)
         assert text(page, "h1.hero") == "Купить кондиционер в Санкт-Петербурге"
