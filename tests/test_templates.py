@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service import places
@@ -215,7 +215,7 @@ def _contexts() -> list[dict[str, Any]]:
 CONTEXTS = _contexts()
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(PIECES), max_size=6))
 def test_printed_texts_render_as_jinja_renders_them(pieces: list[str]) -> None:
     source = "".join(pieces)
