@@ -48,21 +48,44 @@ def store_answers(port: int) -> bool:
         return False
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the state on (state, parent, ..., start time at 19); None: no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return None
+
+
+def embedded_store_process(data_dir: Path, service_pid: int) -> tuple[int, str]:
+    """The embedded Valkey's process id, as it says, and its start time; it is the service's child."""
+    pid = int(redis.Redis(port=embedded_store_port(data_dir)).info("server")["process_id"])
+    stat = proc_stat(pid)
+    assert stat is not None and int(stat[1]) == service_pid
+    return pid, stat[19]
+
+
+def still_runs(pid: int, started: str) -> bool:
+    """Whether that process runs: the port it listened on may be anyone's by now, and its id may
+    be another process's (another start time); a zombie has ended."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[19] == started and stat[0] != "Z"
+
+
 def test_serve_runs_on_an_embedded_valkey_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     process, base = start(tmp_path)
     try:
         body = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"},
                          headers=BROWSER_HEADERS).json()
         assert body["experiments"]
-        port = embedded_store_port(tmp_path / "data")
-        assert store_answers(port)
+        assert store_answers(embedded_store_port(tmp_path / "data"))
+        store = embedded_store_process(tmp_path / "data", process.pid)
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=20)
+        process.wait(timeout=60)
     assert process.returncode == 0, output(process)
     assert "embedded valkey stopped" in output(process)
     assert list((tmp_path / "data" / "valkey" / "appendonlydir").glob("*.aof")), "AOF files expected"
-    assert not store_answers(port)
+    assert not still_runs(*store)
 
 
 def test_redis_url_switches_to_an_external_store(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
@@ -140,8 +163,8 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
 
 def test_serve_stops_its_store_on_sigterm_too(tmp_path: Path) -> None:
     process, _ = start(tmp_path)
-    port = embedded_store_port(tmp_path / "data")
+    store = embedded_store_process(tmp_path / "data", process.pid)
     process.send_signal(signal.SIGTERM)  # what container runtimes and systemd send
-    process.wait(timeout=20)
+    process.wait(timeout=60)
     assert process.returncode == 0, output(process)
-    assert not store_answers(port)
+    assert not still_runs(*store)
