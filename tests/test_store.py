@@ -121,8 +121,11 @@ def test_a_connection_the_store_drops_fails_its_waiters_and_the_next_batch_recon
         shared = Store(connect(valkey_url, cluster=CLUSTER))
         await shared.batcher.submit(("CLIENT", "SETNAME", "batcher"))  # names the batcher's own connection
         victim = next(client["id"] for client in store.client_list() if client["name"] == "batcher")
-        waiting = shared.batcher.submit(("BLPOP", "sw:{demo}:never", 0.5))  # answers after the kill
-        await asyncio.sleep(0.1)
+        # Never answers: the kill ends it, within the batcher's own 1 s deadline however busy the machine.
+        waiting = shared.batcher.submit(("BLPOP", "sw:{demo}:never", 0))
+        while not waiting.done() and not any(client["id"] == victim and client["cmd"] == "blpop"
+                                             for client in store.client_list()):
+            await asyncio.sleep(0.01)  # until the store holds it
         store.client_kill_filter(_id=victim)
         try:
             lost: BaseException | list[object] = await waiting
