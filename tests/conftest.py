@@ -70,7 +70,8 @@ def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[byte
     process = subprocess.Popen(["swapline", "serve", *args], env=environment, stdout=log, stderr=subprocess.STDOUT)
     process.log = log  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    deadline = time.monotonic() + 120  # a safety net only: ready is when /readyz says so
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"{base}/readyz").status_code == 200:
                 return process, base
@@ -78,6 +79,7 @@ def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[byte
             pass
         time.sleep(0.1)
     process.kill()
+    process.wait()
     raise AssertionError(output(process))
 
 
