@@ -2,36 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
-from service.errors import BadRequest, Timeout, TooLarge
+from service.errors import BadRequest, TooLarge
 
 
-async def read(request: Request, limit: int, timeout: float) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` bytes (declared or streamed) and
-    with 408 when it has not all come within `timeout` seconds. A client that goes away
-    raises `ClientDisconnect`."""
+async def read(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (declared or streamed). A
+    client that goes away, or runs out of time to send it (`service.protocol`), raises
+    `ClientDisconnect`."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise TooLarge("body_too_large", f"the body is larger than {limit} bytes")
     chunks, size, more = [], 0, True
-    try:
-        async with asyncio.timeout(timeout):
-            while more:  # the ASGI messages themselves: a beacon's body is one message, no generator needed
-                message = await request.receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnect()
-                chunk, more = message.get("body", b""), message.get("more_body", False)
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge("body_too_large", f"the body is larger than {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise Timeout("body_timeout", f"the body did not arrive within {timeout:g} seconds") from None
+    while more:  # the ASGI messages themselves: a beacon's body is one message, no generator needed
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge("body_too_large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

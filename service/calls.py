@@ -50,7 +50,7 @@ class Call:
 
 async def calls_endpoint(request: Request) -> JSON:
     runtime, site = _site(request)
-    raw = await bodies.read(request, MAX_BODY, runtime.settings.request_timeout)
+    raw = await bodies.read(request, MAX_BODY)
     if site.calls.secret is None:
         raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.secret")
     expected = "sha256=" + hmac.new(site.calls.secret, raw, hashlib.sha256).hexdigest()
@@ -61,7 +61,7 @@ async def calls_endpoint(request: Request) -> JSON:
 
 async def twilio_endpoint(request: Request) -> JSON:
     runtime, site = _site(request)
-    raw = await bodies.read(request, MAX_BODY, runtime.settings.request_timeout)
+    raw = await bodies.read(request, MAX_BODY)
     token = site.calls.twilio_auth_token
     if token is None:
         raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.twilio_auth_token")

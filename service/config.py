@@ -43,7 +43,7 @@ class Settings:
     max_pages: int = 1000  # distinct pages per site, experiment and day in the reports; the rest is "(other)"
     max_goals: int = 100  # distinct goal names per site, experiment and day; the rest is "goal:(other)"
     max_connections: int = 1000  # open connections per worker; more get 503
-    request_timeout: int = 10  # seconds a client has to send its request line, headers and body
+    request_timeout: int = 10  # seconds a client has to send a whole request (line, headers, body)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

@@ -56,7 +56,7 @@ def _render(site: Site, report: dict[str, Any], filters: Filters) -> str:
 
 async def login_endpoint(request: Request) -> Response:
     runtime, site = _site(request)
-    form = parse_qs((await bodies.read(request, 4096, runtime.settings.request_timeout)).decode("utf-8", "replace"))
+    form = parse_qs((await bodies.read(request, 4096)).decode("utf-8", "replace"))
     try:
         accepted = await accepts(runtime, site, request, (form.get("token") or [""])[0])
     except TooManyRequests as exc:

@@ -5,7 +5,6 @@
     ├── Unauthorized     401: a missing or wrong signature or token
     ├── Forbidden        403: e.g. a browser origin the site does not allow
     ├── NotFound         404: e.g. an unknown site
-    ├── Timeout          408: a request body that did not arrive in time
     ├── TooLarge         413: a request body over the limit
     └── TooManyRequests  429: a client over its rate limit; says when to retry
 
@@ -39,10 +38,6 @@ class Forbidden(HTTPError):
 
 class NotFound(HTTPError):
     status = 404
-
-
-class Timeout(HTTPError):
-    status = 408
 
 
 class TooLarge(HTTPError):

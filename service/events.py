@@ -51,7 +51,7 @@ def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
 
 async def events_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
-    event = bodies.json_object(await bodies.read(request, MAX_BODY, runtime.settings.request_timeout))
+    event = bodies.json_object(await bodies.read(request, MAX_BODY))
     site, token = verified(runtime, event.get("token"))
     headers = cors_headers(site, request)
     kind = event.get("type")

@@ -1,12 +1,13 @@
 """HTTP/1.1 connections: uvicorn's httptools protocol with the bounds a public server needs.
 
-uvicorn (0.54) bounds neither how long a client may take to send its request head nor how
-large the head may be, and answers malformed requests in plain text. Here a request's line
-and headers must arrive within `SWAPLINE_REQUEST_TIMEOUT` seconds of its first byte (or of
-the connection opening) and fit in `MAX_HEAD` bytes, or the client gets 408 or 431 and the
-connection closes; malformed HTTP gets the service's JSON error. Bodies have the same
-deadline where they are read (`service.bodies`). `swapline serve` gives uvicorn this class
-as its `http` protocol, and `SWAPLINE_MAX_CONNECTIONS` as its `limit_concurrency`, past which
+uvicorn (0.54) bounds neither how long a client may take to send its request nor how large
+its head may be, and answers malformed requests in plain text. Here a whole request (line,
+headers and body) must arrive within `SWAPLINE_REQUEST_TIMEOUT` seconds of its first byte
+(or of the connection opening), and its line and headers must fit in `MAX_HEAD` bytes, or
+the client gets 408 or 431 and the connection closes; malformed HTTP gets the service's JSON
+error. One timer per connection does it: the application never waits on a slow body for
+longer, and pays nothing per request for it. `swapline serve` gives uvicorn this class as
+its `http` protocol, and `SWAPLINE_MAX_CONNECTIONS` as its `limit_concurrency`, past which
 new requests get 503.
 """
 
@@ -56,9 +57,12 @@ class Protocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._disarm()
         if not self.transport.is_closing():
             super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "malformed_request", "the request is not valid HTTP/1.1")
@@ -74,7 +78,10 @@ class Protocol(HttpToolsProtocol):
 
     def _expired(self) -> None:
         self._deadline = None
-        self._refuse(408, "request_timeout", "the request line and headers took too long")
+        if self.cycle is not None and self.cycle.response_started:  # answered already: nothing to say
+            self.transport.close()
+        else:  # the application, if it is reading the body, hears that the client went away
+            self._refuse(408, "request_timeout", "the request did not arrive in time")
 
     def _grow(self, size: int) -> None:
         self._head += size

@@ -6,9 +6,12 @@ store under a keyed hash of the network (no address at rest), in fixed windows, 
 worker and container sees the same count. Each worker also counts on its own: that
 refuses a flood without a store round trip, and keeps refusing it while the store is down.
 
-A request is counted with the commands it sends anyway (`note` queues the count in the
-batcher before the request's own commands leave), so a limit costs no round trip of its own;
-what the store answers blocks the network here until the window ends.
+The store counts in steps of a twentieth of the limit: a network that sends a handful of
+requests a window (nearly every visitor) costs the store nothing, and the workers together
+let through at most the limit plus a step each. A step is counted with the commands its
+request sends anyway (queued in the batcher before the request's own commands leave), so a
+limit costs no round trip of its own; what the store answers blocks the network here until
+the window ends.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Limiter:
         self.clock = clock
         self._hashed = hashlib.blake2b(key=hashlib.blake2b(key + name.encode()).digest(), digest_size=8)
         self._prefixes = prefixes
+        self._step = max(1, limit // 20)
         self._current = -1  # the window the counts below belong to
         self._counts: dict[str, int] = {}
         self._blocked: set[str] = set()
@@ -66,9 +70,10 @@ class Limiter:
         count = self._counts[network] = self._counts.get(network, 0) + 1
         if count >= self.limit:  # this one is the last that passes
             self._blocked.add(network)
-        key = self._key(network, window)
-        counted = batcher.submit(("INCR", key), ("EXPIRE", key, 2 * self.window))
-        counted.add_done_callback(functools.partial(self._heard, network, window))
+        if count % self._step == 0:
+            key = self._key(network, window)
+            counted = batcher.submit(("INCRBY", key, self._step), ("EXPIRE", key, 2 * self.window))
+            counted.add_done_callback(functools.partial(self._heard, network, window))
 
     async def consult(self, network: str, batcher: Batcher) -> None:
         """Learn the store's count for `network` now (for rare requests, such as sign-ins)."""

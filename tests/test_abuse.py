@@ -174,3 +174,27 @@ def test_wrong_report_tokens_are_throttled_per_address(valkey_url: str, shop_rul
     assert login.status_code == 429 and "Too many wrong tokens" in login.text and login.headers["retry-after"]
     assert pools.status_code == 429
     assert elsewhere.status_code == 200 and later.status_code == 200
+
+
+def test_the_store_counts_only_networks_that_send_more_than_a_handful(valkey_url: str, shop_rules: Path,
+                                                                       store: redis.Redis, clock: Clock) -> None:
+    """Counted in steps of a twentieth of the limit (30 of the default 600 a minute): nearly
+    every visitor costs the store nothing; workers together pass at most the limit and a step each."""
+    client = app_client(valkey_url, shop_rules, clock)
+    try:
+        for n in range(29):
+            decide(client, f"step-visitor-{n:08d}", ip="203.0.113.90")
+        before = store.keys("sw:{limit:decisions:*")
+        decide(client, "step-visitor-last0001", ip="203.0.113.90")
+        after = store.keys("sw:{limit:decisions:*")
+    finally:
+        client.__exit__(None, None, None)
+    assert before == [] and len(after) == 1 and int(store.get(after[0])) == 30
+
+    workers = [app_client(valkey_url, shop_rules, clock, decision_rate=40) for _ in range(2)]  # steps of 2
+    try:
+        codes = [decide(workers[n % 2], f"stepped-{n:010d}", ip="203.0.113.91").status_code for n in range(60)]
+    finally:
+        for worker in workers:
+            worker.__exit__(None, None, None)
+    assert 40 <= codes.count(200) <= 40 + 2 * 2 and codes[-10:] == [429] * 10
