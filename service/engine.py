@@ -23,7 +23,7 @@ from operator import attrgetter
 from typing import Any
 
 from service.geo import Geo
-from service.patterns import Bounded
+from service.patterns import Linear
 from service.phrase import Keyword, Traffic
 from service.places import Place, place
 from service.templates import Text
@@ -54,26 +54,26 @@ class Visit:
 class Pages:
     """Path globs: `*` stays within one path segment, `**` crosses segments.
 
-    A glob with one wildcard matches in time linear in the path; with more, a crafted path
-    can make the match backtrack for as long as the path is long to the power of the
-    wildcards: those run bounded in time (`service.patterns`).
+    A glob with one wildcard matches on `re` in time linear in the path; with more, a path
+    made for it would make `re` backtrack for its length to the power of the wildcards, so
+    those match on RE2 (`service.patterns`), linear too and only a little slower.
     """
 
     globs: tuple[str, ...] = ()
-    _linear: re.Pattern[str] | None = None
-    _bounded: Bounded | None = None
+    _simple: re.Pattern[str] | None = None
+    _wild: Linear | None = None
 
     @classmethod
     def compile(cls, globs: Iterable[str]) -> Pages:
         globs = tuple(globs)
         if not globs:
             return cls()
-        linear: list[str] = []
-        bounded: list[str] = []
+        simple: list[str] = []
+        wild: list[str] = []
         for glob in globs:
-            (linear if len(_WILDCARD.findall(glob)) <= 1 else bounded).append(_glob_regex(normalise_path(glob)))
-        return cls(globs, re.compile(f"(?:{'|'.join(linear)})") if linear else None,
-                   Bounded(f"(?:{'|'.join(bounded)})") if bounded else None)
+            (simple if len(_WILDCARD.findall(glob)) <= 1 else wild).append(_glob_regex(normalise_path(glob)))
+        return cls(globs, re.compile(f"(?:{'|'.join(simple)})") if simple else None,
+                   Linear(f"(?:{'|'.join(wild)})") if wild else None)
 
     @property
     def exact(self) -> tuple[str, ...]:
@@ -83,10 +83,10 @@ class Pages:
         return tuple(normalise_path(glob) for glob in self.globs)
 
     def match(self, path: str) -> bool:
-        if self._linear is None and self._bounded is None:
+        if self._simple is None and self._wild is None:
             return True
-        return ((self._linear is not None and self._linear.fullmatch(path) is not None)
-                or (self._bounded is not None and self._bounded.fullmatch(path)))
+        return ((self._simple is not None and self._simple.fullmatch(path) is not None)
+                or (self._wild is not None and self._wild.fullmatch(path)))
 
 
 def normalise_path(path: str) -> str:
@@ -109,7 +109,7 @@ class When:
     """A rule's conditions: all must hold; each set holds when the visit has any of it."""
 
     keywords: tuple[frozenset[str], ...] = ()
-    phrase_regex: Bounded | None = None
+    phrase_regex: Linear | None = None
     sources: frozenset[str] | None = None
     media: frozenset[str] | None = None
     campaigns: frozenset[str] | None = None
@@ -158,7 +158,7 @@ def _any_keyword(keywords: tuple[frozenset[str], ...], visit: Visit) -> bool:
     return any(map(visit.lemmas.issuperset, keywords))  # most candidates are keyword rules: no generator
 
 
-def _phrase_matches(regex: Bounded, visit: Visit) -> bool:
+def _phrase_matches(regex: Linear, visit: Visit) -> bool:
     return regex.search(visit.phrase)
 
 
@@ -187,7 +187,7 @@ class Conditions:
     media: frozenset[str]
     campaigns: frozenset[str]
     lemmas: frozenset[str]  # of every keyword
-    patterns: tuple[Bounded, ...] | None  # phrase regexes; None: too many to try each time
+    patterns: tuple[Linear, ...] | None  # phrase regexes; None: too many to try each time
     # phrase → which patterns it matches: phrases recur far more often than new ones come
     _matched: dict[str, tuple[bool, ...]] = field(default_factory=dict, repr=False, compare=False)
 

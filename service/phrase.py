@@ -13,7 +13,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import pymorphy3
 import snowballstemmer
 
-MAX_LENGTH = 200  # characters of a phrase, source, campaign or host: what search engines allow and more
+_MAX_LENGTH = 200
 
 # Host patterns (matched against the host without "www.") and the parameters that carry the
 # phrase. The android-app hosts are what the Google and Yandex apps send as the referrer.
@@ -161,7 +161,7 @@ def _origin(address: str) -> Referral:
         return NO_REFERRAL
     if parts.scheme not in _REFERRER_SCHEMES or not parts.hostname:
         return NO_REFERRAL
-    host = parts.hostname.rstrip(".").removeprefix("www.")[:MAX_LENGTH]
+    host = parts.hostname.rstrip(".").removeprefix("www.")[:_MAX_LENGTH]
     match = _ENGINE_HOST.fullmatch(host)
     return Referral(host or None, match.lastgroup if match else None, None)
 
@@ -197,7 +197,7 @@ def _text(value: str | None) -> str | None:
             value = raw.decode("cp1251")
         except UnicodeDecodeError:
             value = raw.decode("utf-8", "replace")
-    value = " ".join(value.split())[:MAX_LENGTH].rstrip()
+    value = " ".join(value.split())[:_MAX_LENGTH].rstrip()
     if not value or _PLACEHOLDER.fullmatch(value):
         return None
     return value

@@ -32,8 +32,7 @@ from service.engine import (
     Variant,
     When,
 )
-from service.patterns import Bounded
-from service.phrase import MAX_LENGTH as MAX_PHRASE
+from service.patterns import Linear, PatternError
 from service.phrase import keyword_set
 from service.ruleschema import schema_problems
 from service.templates import TemplateError, Text, compile_text
@@ -270,15 +269,9 @@ class _Compiler:
         regex = None
         if "phrase_regex" in data:
             try:
-                re.compile(data["phrase_regex"])  # its syntax, and the errors marketers can read
-            except re.error as exc:
+                regex = Linear(data["phrase_regex"], unicode_classes=True)
+            except PatternError as exc:
                 self.problem((*path, "phrase_regex"), f"invalid regular expression: {exc}")
-            else:
-                regex = Bounded(data["phrase_regex"])
-                if regex.backtracks(MAX_PHRASE):
-                    self.problem((*path, "phrase_regex"), "this regular expression backtracks: one crafted phrase "
-                                 "could hold the service for seconds (nested repeats such as (\\w+\\s?)+); "
-                                 "rewrite it without a repeat inside a repeat")
         for i, country in enumerate(_listed(data.get("country"))):
             if pycountry.countries.get(alpha_2=country) is None:
                 self.problem((*path, "country", i), f"unknown country code {country!r}")

@@ -31,7 +31,7 @@ BUDGET = 0.1  # seconds: what one request may hold a worker for (SPEC, quality b
 HOSTILE = """
 site: hostile
 rules:
-  - id: backtracking-pattern  # passes `rules check`, yet "x" * 150 makes `re` take ages
+  - id: backtracking-pattern  # on a backtracking engine, "x" * 150 would take ages
     when: { phrase_regex: "(x+x+)+y" }
     swap: [{ selector: h1, text: matched }]
   - id: many-wildcards

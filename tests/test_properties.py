@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from service.decide import _query, _unquote
 from service.engine import Site, decide
+from service.patterns import Linear
 from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic, referral
 from service.visitors import AGENT_READ, is_bot
 from tests.conftest import BROWSER
@@ -195,6 +196,17 @@ WORDS = st.lists(st.one_of(ANY_TEXT, st.sampled_from(["Кондиционеры"
                                                        "Air", "conditioners", "buying", "wi-fi"])), max_size=8)
 
 
+# What marketers write with Python's \w and \d in mind; RE2 runs them (service.patterns).
+CLASSY = [r"\w+", r"^\w{3} \w", r"[\w-]+$", r"\d", r"\D\d", r"[^\w ]", r"\W", r"[\d\w]{4}", r"(\w+ )+\d$",
+          r"[]\w]", r"[^]\d]", r"\\w", r"[\\w]", r"(?i)КУПИТЬ \w"]
+
+
+@FAST
+@given(st.sampled_from(CLASSY), st.one_of(ANY_TEXT, WORDS.map(" ".join)).map(normalise))
+def test_phrase_regexes_mean_on_re2_what_they_mean_in_python(pattern: str, phrase: str) -> None:
+    assert Linear(pattern, unicode_classes=True).search(phrase) == (re.search(pattern, phrase) is not None)
+
+
 @FAST
 @given(WORDS.flatmap(lambda words: st.tuples(st.just(words), st.permutations(words))))
 def test_word_order_does_not_change_the_lemmas(words_and_shuffled: tuple[list[str], list[str]]) -> None:
@@ -236,7 +248,7 @@ PAGES: dict[str, set[str]] = {
     "/*": {"/", "/a", "/c"},
 }
 VISIT_PATHS = {"/": "/", "/a": "/a", "/a/": "/a", "/a/b": "/a/b", "/c": "/c", "/c/": "/c"}
-REGEXES = ["кондиц", "^купить", "air|repair", "систем[аы]$"]
+REGEXES = ["кондиц", "^купить", "air|repair", "систем[аы]$", r"^\w+ кондиц", r"[\w-]{6,} \d+"]
 PLACES: list[dict[str, Any]] = [
     {}, {"country": "RU", "region": "RU-SPE", "city": ["Санкт-Петербург", "Saint Petersburg"]},
     {"country": "RU", "region": "RU-MOW", "city": ["Москва", "Moscow"]},
