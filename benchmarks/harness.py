@@ -305,7 +305,7 @@ def collect_tokens(base: str, traffic: Traffic, crowd: Sequence[Visitor], site: 
                 continue
             response = client.get(decide_path(traffic.landing(), vid, site),  # as a browser's fetch sends it
                                   headers={"X-Forwarded-For": visitor.ip, "User-Agent": visitor.user_agent,
-                                           "Origin": "https://load.example"})
+                                           "Origin": "https://load.example", "Sec-Fetch-Mode": "cors"})
             response.raise_for_status()
             tokens[vid] = response.json()["token"]
     return tokens

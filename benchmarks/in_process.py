@@ -43,7 +43,8 @@ def scope(line: str) -> dict[str, Any]:
     return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
             "headers": [(b"host", b"127.0.0.1:8000"), (b"x-forwarded-for", client.encode()),
-                        (b"user-agent", user_agent.encode()), (b"origin", b"https://load.example")],
+                        (b"user-agent", user_agent.encode()), (b"origin", b"https://load.example"),
+                        (b"sec-fetch-mode", b"cors")],
             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
 
 

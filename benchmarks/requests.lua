@@ -17,7 +17,9 @@ function init(args)
   for line in io.lines(file) do
     local method, path, xff, ua, body = line:match("^(%u+)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$")
     if method then
-      local headers = {["X-Forwarded-For"] = xff, ["User-Agent"] = ua, ["Origin"] = "https://load.example"}
+      -- What a browser's fetch from the site's page sends besides (service/visitors.py, from_browser).
+      local headers = {["X-Forwarded-For"] = xff, ["User-Agent"] = ua, ["Origin"] = "https://load.example",
+                       ["Sec-Fetch-Mode"] = "cors"}
       if body == "" then
         body = nil
       else

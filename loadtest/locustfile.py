@@ -87,7 +87,8 @@ class Browser(FastHttpUser):
         else:
             client = traffic.client()
             sent = traffic.vid() if traffic.rng.random() < 0.8 else None  # or the cookie was blocked
-        headers = {"X-Forwarded-For": client.ip, "User-Agent": client.user_agent, "Origin": SITE_ORIGIN}
+        headers = {"X-Forwarded-For": client.ip, "User-Agent": client.user_agent, "Origin": SITE_ORIGIN,
+                   "Sec-Fetch-Mode": "cors"}  # as a browser's fetch from the site's page
         view = traffic.landing()
         number = token = None
         for page in range(1 if client.bot else traffic.pages_per_visit()):

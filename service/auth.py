@@ -21,15 +21,15 @@ if TYPE_CHECKING:  # the runtime holds the pools, whose endpoint needs this modu
 
 async def accepts(runtime: Runtime, site: Site, request: Request, given: str) -> bool:
     """Whether `given` is the site's report token; 429 once the client has guessed wrong too often."""
-    limiter, batcher = runtime.signin_limit, runtime.store.batcher
+    limiter, batcher, now = runtime.signin_limit, runtime.store.batcher, runtime.clock()
     network = limiter.network(request.client.host if request.client else "")
-    await limiter.consult(network, batcher)
-    limiter.refuse_if_blocked(network)
+    await limiter.consult(network, batcher, now)
+    limiter.refuse_if_blocked(network, now)
     expected = site.report_token
     # compare_digest takes as long for a near miss as for a wild guess: no timing oracle.
     if expected is not None and hmac.compare_digest(given.encode(), expected.encode()):
         return True
-    limiter.note(network, batcher)
+    limiter.note(network, batcher, now)
     return False
 
 

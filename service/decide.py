@@ -233,8 +233,9 @@ async def decide_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     rules = runtime.rules
     client = request.client.host if request.client else ""
+    now = runtime.now_ms()
     # Counted with this decision's own store commands, which leave in the same batch.
-    runtime.decision_limit.admit(client, runtime.store.batcher)
+    runtime.decision_limit.admit(client, runtime.store.batcher, now / 1000)
     query = _query(request)
     site = runtime.site(_checked("site", query.get("site"), 64, required=True))
     headers = request.headers
@@ -248,7 +249,6 @@ async def decide_endpoint(request: Request) -> JSON:
                   not from_browser(headers.get("sec-fetch-mode"), headers.get("origin")))
     forced = _preview(query)
     outcome = decide(site, seen, forced)
-    now = runtime.now_ms()
     if forced:  # a marketer looking at a variant: nothing is recorded, nothing leased
         token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1})
         return JSON({**answer(site, seen, outcome, token, rules.version), "preview": True}, headers=answer_headers)

@@ -61,14 +61,15 @@ async def events_endpoint(request: Request) -> JSON:
         raise BadRequest("invalid_event", "an event's id and name are texts")
     if not from_browser(request.headers.get("sec-fetch-mode"), request.headers.get("origin")):
         raise Forbidden("not_a_browser", "beacons come from the snippet in a browser")
+    now = runtime.now_ms()
     # Counted with the beacon's own store commands, which leave in the same batch.
-    runtime.beacon_limit.admit(request.client.host if request.client else "", runtime.store.batcher)
+    runtime.beacon_limit.admit(request.client.host if request.client else "", runtime.store.batcher, now / 1000)
     if token.get("pv"):  # a preview page view: its beacons record nothing
         return JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
     if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold
         pool = next((p for p in site.pools if p.id == token.get("n") and p.numbers), None)
         try:
-            number = await runtime.pools.extend(site.id, pool, token["v"], runtime.now_ms()) if pool else None
+            number = await runtime.pools.extend(site.id, pool, token["v"], now) if pool else None
         except STORE_ERRORS:
             number = None
         return JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)
@@ -82,7 +83,7 @@ async def events_endpoint(request: Request) -> JSON:
             raise BadRequest("invalid_event", "a goal needs a name: 1-64 lower-case letters, digits, _ or -")
         kinds.append(f"goal:{name}")
     conversion = {"vid": token["v"], "experiments": token.get("x", {}), "id": f"{kind}:{event_id}", "kinds": kinds,
-                  "now": runtime.now_ms()}
+                  "now": now}
     try:
         outcome = await convert(runtime, site.id, conversion)
     except STORE_ERRORS as exc:  # accepted all the same: counted when the store is back

@@ -83,8 +83,9 @@ class Ledger:
 
     def __init__(self, store: Store, max_pages: int = 1000, max_goals: int = 100, remembered: int = 32_768) -> None:
         self.store = store
-        self.max_pages = max_pages  # per experiment and day; the rest counts as "(other)"
-        self.max_goals = max_goals
+        # The caps' script arguments (service/lua/capped.lua), packed once: every page view sends them.
+        self._pages_cap = (b"%d" % max_pages, b"%d" % DAY_SET_SECONDS)  # per experiment and day
+        self._goals_cap = (b"%d" % max_goals, b"%d" % DAY_SET_SECONDS)
         # A visitor is exposed to an experiment once, ever: the store keeps the first exposure
         # and ignores the others. Remembering what this process has recorded spares the page
         # views of returning visitors (most page views) those no-op scripts. Bounded; a
@@ -101,9 +102,8 @@ class Ledger:
         if not fresh:
             return [], []
         page = page_field(page)
-        args = (self.max_pages, DAY_SET_SECONDS)
-        return [EXPOSE((*_keys(site, experiment, "assign", "exposed"), LedgerKeys.of(site, experiment).pages(day)),
-                       (vid, variants.get(experiment, ALL), page, day, *args))
+        return [EXPOSE(_day_keys(site, experiment, day, "pages", "assign", "exposed"),
+                       (vid, variants.get(experiment, ALL), page, day, *self._pages_cap))
                 for _, experiment, _ in fresh], fresh
 
     def recorded(self, exposures: list[tuple[str, str, str]]) -> None:
@@ -125,10 +125,10 @@ class Ledger:
                       now_ms: int) -> str:
         """Credit the visitor's cohorts; returns what the site-wide ledger made of it."""
         _, day = hour_and_day(now_ms)
-        args = (vid, event_id, now_ms, DEDUPE_MS, self.max_goals, DAY_SET_SECONDS, *kinds, "any")
+        args = (vid, event_id, now_ms, DEDUPE_MS, *self._goals_cap, *kinds, "any")
         names = ("assign", "converted", "conversions", "totals", "seen", "overflowed", "excluded")
         results = await self.store.batcher.submit(*(
-            CONVERT((*_keys(site, experiment, *names), LedgerKeys.of(site, experiment).goals(day)), args)
+            CONVERT(_day_keys(site, experiment, day, "goals", *names), args)
             for experiment in dict.fromkeys([SITE, *experiments])
         ))
         return bytes(results[0]).decode()
@@ -156,3 +156,10 @@ class Ledger:
 def _keys(site: str, experiment: str, *names: str) -> tuple[str, ...]:
     keys = LedgerKeys.of(site, experiment)
     return tuple(getattr(keys, name) for name in names)
+
+
+@functools.lru_cache(maxsize=4096)  # a few per experiment and day
+def _day_keys(site: str, experiment: str, day: str, capped: str, *names: str) -> tuple[str, ...]:
+    """`names`' keys, then the day's set of pages or goal names (`capped`), as the scripts list them."""
+    keys = LedgerKeys.of(site, experiment)
+    return (*_keys(site, experiment, *names), getattr(keys, capped)(day))

@@ -6,7 +6,8 @@ headers and body) must arrive within `SWAPLINE_REQUEST_TIMEOUT` seconds of its f
 (or of the connection opening), and its line and headers must fit in `MAX_HEAD` bytes, or
 the client gets 408 or 431 and the connection closes; malformed HTTP gets the service's JSON
 error. One timer per connection does it: the application never waits on a slow body for
-longer, and pays nothing per request for it. `swapline serve` gives uvicorn this class as
+longer, and pays nothing for it. The head is measured a packet at a time, so what came in
+the same packet as its end (a body's first bytes) counts too. `swapline serve` gives uvicorn this class as
 its `http` protocol, and `SWAPLINE_MAX_CONNECTIONS` as its `limit_concurrency`, past which
 new requests get 503.
 """
@@ -27,42 +28,42 @@ MAX_HEAD = 64 * 1024
 _settings = functools.cache(Settings.from_env)  # the worker's own, read once
 
 
-class _Refused(Exception):
-    """Raised from a parser callback to stop parsing a request already answered."""
-
-
 class Protocol(HttpToolsProtocol):
+    # The base class's callbacks are called by name, not through super(): super() makes an
+    # object per call, and these run several times for every request.
     _deadline: asyncio.TimerHandle | None = None
-    _head = 0
+    _head = 0  # bytes received while the request's line and headers were not all in
+    _in_head = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        HttpToolsProtocol.connection_made(self, transport)
         self._arm()  # a connection that never sends a byte is dropped too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        HttpToolsProtocol.connection_lost(self, exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:  # counted a packet at a time: a header at a time costs every request more
+            self._head += len(data)
+            if self._head > MAX_HEAD:
+                self._refuse(431, "headers_too_large",
+                             f"the request line and headers are larger than {MAX_HEAD} bytes")
+                return
+        HttpToolsProtocol.data_received(self, data)
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head = 0
+        HttpToolsProtocol.on_message_begin(self)
         self._arm()
 
-    def on_url(self, url: bytes) -> None:
-        self._grow(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow(len(name) + len(value))
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        if not self.transport.is_closing():
-            super().on_headers_complete()
+        self._in_head = False
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._disarm()
-        super().on_message_complete()
+        self._in_head, self._head = True, 0
+        HttpToolsProtocol.on_message_complete(self)
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "malformed_request", "the request is not valid HTTP/1.1")
@@ -82,12 +83,6 @@ class Protocol(HttpToolsProtocol):
             self.transport.close()
         else:  # the application, if it is reading the body, hears that the client went away
             self._refuse(408, "request_timeout", "the request did not arrive in time")
-
-    def _grow(self, size: int) -> None:
-        self._head += size
-        if self._head > MAX_HEAD:
-            self._refuse(431, "headers_too_large", f"the request line and headers are larger than {MAX_HEAD} bytes")
-            raise _Refused  # stops the parser: nothing more of this request is read
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer a request that never reached the application, and close the connection."""

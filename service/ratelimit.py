@@ -21,8 +21,6 @@ import functools
 import hashlib
 import ipaddress
 import math
-import time
-from collections.abc import Callable
 from typing import Any
 
 from service.errors import TooManyRequests
@@ -30,14 +28,13 @@ from service.store import Batcher
 
 
 class Limiter:
-    """At most `limit` requests per `window` seconds from one network; `limit` 0 turns it off."""
+    """At most `limit` requests per `window` seconds from one network; `limit` 0 turns it off.
+    Callers say when (`now`, unix seconds): tests and replays run on a clock of their own."""
 
-    def __init__(self, name: str, limit: int, window: int, key: bytes, prefixes: tuple[int, int] = (32, 64),
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, name: str, limit: int, window: int, key: bytes, prefixes: tuple[int, int] = (32, 64)) -> None:
         self.name = name
         self.limit = limit
         self.window = window
-        self.clock = clock
         self._hashed = hashlib.blake2b(key=hashlib.blake2b(key + name.encode()).digest(), digest_size=8)
         self._prefixes = prefixes
         self._step = max(1, limit // 20)
@@ -46,25 +43,37 @@ class Limiter:
         self._blocked: set[str] = set()
         self.network = functools.lru_cache(maxsize=4096)(self._network)
 
-    def admit(self, address: str, batcher: Batcher) -> None:
+    def admit(self, address: str, batcher: Batcher, now: float) -> None:
         """Count one request from `address`, or refuse it with 429 when its network is over
         the limit. The store's count goes with the next batch `batcher` sends."""
         if not self.limit:
             return
         network = self.network(address)
-        self.refuse_if_blocked(network)
+        self.refuse_if_blocked(network, now)
         self._count(network, self._current, batcher)
 
-    def refuse_if_blocked(self, network: str) -> None:
-        self._roll()
+    def refuse_if_blocked(self, network: str, now: float) -> None:
+        self._roll(now)
         if network in self._blocked:
             raise TooManyRequests("rate_limited", f"too many {self.name} from this network; slow down",
-                                  retry_after=self.retry_after())
+                                  retry_after=max(1, math.ceil((self._current + 1) * self.window - now)))
 
-    def note(self, network: str, batcher: Batcher) -> None:
+    def note(self, network: str, batcher: Batcher, now: float) -> None:
         """Count one request from `network` here and in the store."""
         if self.limit:
-            self._count(network, self._roll(), batcher)
+            self._count(network, self._roll(now), batcher)
+
+    async def consult(self, network: str, batcher: Batcher, now: float) -> None:
+        """Learn the store's count for `network` now (for rare requests, such as sign-ins)."""
+        if not self.limit:
+            return
+        window = self._roll(now)
+        try:
+            (count,) = await batcher.submit(("GET", self._key(network, window)))
+        except Exception:  # the store is down: this worker's own count still holds
+            return
+        if count is not None and int(count) >= self.limit and window == self._current:
+            self._blocked.add(network)
 
     def _count(self, network: str, window: int, batcher: Batcher) -> None:
         count = self._counts[network] = self._counts.get(network, 0) + 1
@@ -74,22 +83,6 @@ class Limiter:
             key = self._key(network, window)
             counted = batcher.submit(("INCRBY", key, self._step), ("EXPIRE", key, 2 * self.window))
             counted.add_done_callback(functools.partial(self._heard, network, window))
-
-    async def consult(self, network: str, batcher: Batcher) -> None:
-        """Learn the store's count for `network` now (for rare requests, such as sign-ins)."""
-        if not self.limit:
-            return
-        window = self._roll()
-        try:
-            (count,) = await batcher.submit(("GET", self._key(network, window)))
-        except Exception:  # the store is down: this worker's own count still holds
-            return
-        if count is not None and int(count) >= self.limit and window == self._current:
-            self._blocked.add(network)
-
-    def retry_after(self) -> int:
-        """Seconds until the current window ends."""
-        return max(1, math.ceil((self._current + 1) * self.window - self.clock()))
 
     def _heard(self, network: str, window: int, counted: asyncio.Future[list[Any]]) -> None:
         if counted.cancelled() or counted.exception() is not None:  # the store is down: local counts hold
@@ -101,9 +94,9 @@ class Limiter:
     def _key(self, network: str, window: int) -> str:
         return f"sw:{{limit:{self.name}:{network}}}:{window}"
 
-    def _roll(self) -> int:
-        """The current window; a new one forgets the last one's counts (which bounds them)."""
-        window = int(self.clock() // self.window)
+    def _roll(self, now: float) -> int:
+        """The window `now` is in; a new one forgets the last one's counts (which bounds them)."""
+        window = int(now) // self.window
         if window != self._current:
             self._current = window
             self._counts.clear()

@@ -39,9 +39,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         settings, prefixes, key = self.settings, self.settings.limit_prefixes, self.caller_key
-        self.decision_limit = Limiter("decisions", settings.decision_rate, 60, key, prefixes, lambda: self.clock())
-        self.beacon_limit = Limiter("beacons", settings.beacon_rate, 60, key, prefixes, lambda: self.clock())
-        self.signin_limit = Limiter("sign-ins", settings.signin_attempts, 900, key, prefixes, lambda: self.clock())
+        self.decision_limit = Limiter("decisions", settings.decision_rate, 60, key, prefixes)
+        self.beacon_limit = Limiter("beacons", settings.beacon_rate, 60, key, prefixes)
+        self.signin_limit = Limiter("sign-ins", settings.signin_attempts, 900, key, prefixes)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
