@@ -40,12 +40,12 @@ SERVER_CPUS = str(CPUS[0])
 LOADGEN_CPUS = {CPUS[-1]}
 
 
-def revision() -> str:
+def revision(root: Path = ROOT) -> str:
     """The commit the service was measured at, with `+changes` when service/ differs from it (read-only git)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "service"], cwd=ROOT, capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "service"], cwd=root, capture_output=True,
                                text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -168,7 +168,7 @@ def start_service(redis_url: str, rules_dir: Path, workdir: Path, workers: int =
     }
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     server = Server(name, process, f"http://127.0.0.1:{port}", log)
-    _wait_ready(server, timeout=120)
+    wait_ready(server, timeout=120)
     return server
 
 
@@ -181,11 +181,11 @@ def start_bare(workdir: Path, cpus: str | None = None) -> Server:
                "--log-level", "warning"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     server = Server("bare", process, f"http://127.0.0.1:{port}", log)
-    _wait_ready(server, timeout=60)
+    wait_ready(server, timeout=60)
     return server
 
 
-def _wait_ready(server: Server, timeout: float) -> None:
+def wait_ready(server: Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
