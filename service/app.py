@@ -163,14 +163,18 @@ async def healthz(request: Request) -> JSON:
 
 
 async def readyz(request: Request) -> JSON:
+    """Ready while the store answers; says too whether the spool could keep what an outage
+    brings (a full or read-only disk would refuse events and calls then)."""
     runtime: Runtime = request.app.state.runtime
+    spool = await asyncio.to_thread(runtime.spool.trouble)
     try:
         await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
     except Exception as exc:
-        return error(503, "store_unavailable", f"the store does not answer: {exc}")
+        also = f"; the spool cannot keep events either: {spool}" if spool else ""
+        return error(503, "store_unavailable", f"the store does not answer: {exc}{also}")
     if not runtime.pools_synced:
         return error(503, "starting", "the number pools are not in the store yet")
-    return JSON({"status": "ready", "rules_version": runtime.rules.version})
+    return JSON({"status": "ready", "rules_version": runtime.rules.version, "spool": spool or "ok"})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

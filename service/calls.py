@@ -125,9 +125,9 @@ def parse_call(data: dict[str, Any], caller_key: bytes) -> Call:
 async def _answer(runtime: Runtime, site: Site, call: Call) -> JSON:
     try:
         return JSON(await credit(runtime, site, call))
-    except STORE_ERRORS as exc:  # accepted all the same: credited when the store is back
+    except STORE_ERRORS as exc:  # accepted all the same, once on disk: credited when the store is back
         log.debug("call %s spooled: %s", call.id, exc)
-        await runtime.spool.append({"site": site.id, "call": asdict(call)})
+        await runtime.spool.keep({"site": site.id, "call": asdict(call)})
         return JSON({"call_id": call.id, "spooled": True}, status_code=202)
 
 

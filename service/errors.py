@@ -1,12 +1,13 @@
 """Errors that reach a client as `{"error": {"code", "message"}}`.
 
-    HTTPError            any 4xx answer; carries status, a stable code and a message
+    HTTPError            any refusal; carries status, a stable code and a message
     ├── BadRequest       400: a parameter is missing, malformed or too large
     ├── Unauthorized     401: a missing or wrong signature or token
     ├── Forbidden        403: e.g. a browser origin the site does not allow
     ├── NotFound         404: e.g. an unknown site
     ├── TooLarge         413: a request body over the limit
-    └── TooManyRequests  429: a client over its rate limit; says when to retry
+    ├── TooManyRequests  429: a client over its rate limit; says when to retry
+    └── Unavailable      503: nothing can keep the request now (store and spool both down); retry
 
 Rule-file mistakes are not HTTP errors: see `service.rulefiles.RulesError`.
 """
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 class HTTPError(Exception):
     status = 400
-    headers: dict[str, str] = {}  # noqa: RUF012 - never changed: an error with headers gets its own
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
 
 
 class BadRequest(HTTPError):
@@ -47,6 +48,6 @@ class TooLarge(HTTPError):
 class TooManyRequests(HTTPError):
     status = 429
 
-    def __init__(self, code: str, message: str, retry_after: int) -> None:
-        super().__init__(code, message)
-        self.headers = {"Retry-After": str(retry_after)}
+
+class Unavailable(HTTPError):
+    status = 503

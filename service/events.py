@@ -86,9 +86,9 @@ async def events_endpoint(request: Request) -> JSON:
                   "now": now}
     try:
         outcome = await convert(runtime, site.id, conversion)
-    except STORE_ERRORS as exc:  # accepted all the same: counted when the store is back
+    except STORE_ERRORS as exc:  # accepted all the same, once on disk: counted when the store is back
         log.debug("%s spooled: %s", kind, exc)
-        await runtime.spool.append({"site": site.id, "conversion": conversion})
+        await runtime.spool.keep({"site": site.id, "conversion": conversion})
         outcome = "spooled"
     return JSON({"accepted": kind, "outcome": outcome}, status_code=202, headers=headers)
 

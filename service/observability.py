@@ -41,6 +41,9 @@ LATENCY = Histogram("swapline_request_seconds", "Time to answer a request", ["ro
 LEASES = Counter("swapline_leases_total", "Number leases by outcome", ["site", "pool", "status"])
 SPOOLED = Counter("swapline_spooled_total", "Events and calls written to the spool while the store was down",
                   ["kind"])
+SPOOL_FAILURES = Counter("swapline_spool_errors_total",
+                         "Events and calls the spool could not keep (full or read-only disk): refused with 503")
+SPOOL_CORRUPT = Counter("swapline_spool_corrupt_total", "Spooled records found torn or corrupt, skipped on replay")
 STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the store that failed")
 
 
@@ -157,6 +160,9 @@ async def metrics_endpoint(request: Request) -> Response:
         "# HELP swapline_spool_depth Events and calls waiting in the spool for the store",
         "# TYPE swapline_spool_depth gauge",
         f"swapline_spool_depth {await asyncio.to_thread(runtime.spool.depth)}",
+        "# HELP swapline_spool_writable 1 while the spool can keep what a store outage brings, else 0",
+        "# TYPE swapline_spool_writable gauge",
+        f"swapline_spool_writable {int(await asyncio.to_thread(runtime.spool.trouble) is None)}",
         "# HELP swapline_pool_held Numbers held by visitors now",
         "# TYPE swapline_pool_held gauge",
         "# HELP swapline_pool_size Numbers in the pool",

@@ -144,7 +144,7 @@ SPEC: dict[str, Any] = {
             "summary": "Beacons from the snippet (text/plain JSON)",
             "requestBody": {"required": True, "content": {"text/plain": {"schema": EVENT},
                                                           "application/json": {"schema": EVENT}}},
-            "responses": {**_json("accepted", {"type": "object"}, 202), **_errors(400, 401, 403, 413, 429)},
+            "responses": {**_json("accepted", {"type": "object"}, 202), **_errors(400, 401, 403, 413, 429, 503)},
         }},
         "/v1/calls": {"post": {
             "summary": "A finished call, signed with X-Swapline-Signature: sha256=HMAC(raw body)",
@@ -153,7 +153,7 @@ SPEC: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": CALL}}},
             "responses": {**_json("whom the call was credited to", CALL_ANSWER),
                           **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
-                          **_errors(400, 401, 404, 413)},
+                          **_errors(400, 401, 404, 413, 503)},
         }},
         "/v1/calls/twilio": {"post": {
             "summary": "Twilio status callback, signed with X-Twilio-Signature",
@@ -164,7 +164,7 @@ SPEC: dict[str, Any] = {
                                                  ("CallSid", "From", "To", "CallStatus", "CallDuration")}}}}},
             "responses": {**_json("whom the call was credited to", CALL_ANSWER),
                           **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
-                          **_errors(400, 401, 404, 413)},
+                          **_errors(400, 401, 404, 413, 503)},
         }},
         "/v1/pools/{site}": {"get": {
             "summary": "Number pool utilisation, overflow and recommended size",

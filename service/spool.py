@@ -1,8 +1,12 @@
 """The spool: conversions and calls that arrive while the store is down, kept on local disk
 and replayed when it is back, so nothing accepted is lost.
 
-Each process appends JSON lines to `spool-PID.jsonl` in the data dir's `spool/`, only during
-an outage and in a thread, off the event loop, and fsyncs each line: accepted means on disk.
+Each process appends records to `spool-PID.jsonl` in the data dir's `spool/`, only during
+an outage and in a thread, off the event loop, and fsyncs each one: accepted means on disk.
+A record is one line, `CRC32 JSON`, the checksum in hex: a line torn by a crash or garbled
+on disk fails it and is skipped (logged and counted) while the rest replays. An append that
+fails (a full or read-only disk) is cut off the file again and raises `SpoolFull`: the
+request is refused (503), never acknowledged.
 To replay, a process first renames its file to `replay-PID-N.jsonl` (appends then start a new
 file), and works through that file with no lock held; the file goes only when all of it went
 through. The files of a process that died are taken over the same way: a rename is atomic,
@@ -19,17 +23,29 @@ import itertools
 import logging
 import os
 import re
+import shutil
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from service.observability import SPOOLED
+from service.errors import Unavailable
+from service.observability import SPOOL_CORRUPT, SPOOL_FAILURES, SPOOLED
 
 log = logging.getLogger("swapline")
 Replay = Callable[[dict[str, Any]], Awaitable[None]]
 _OWNER = re.compile(r"(?:spool|replay)-(\d+)")
+
+
+RETRY_SECONDS = 30  # what a 503 asks: an outage of the store is usually seconds
+REPLAY_SLICE = 1 << 20  # bytes of records read at a time
+ROOM = 1 << 20  # bytes free below which the spool counts as full: a thousand entries or so
+
+
+class SpoolFull(OSError):
+    """The spool could not keep an entry (a full or read-only disk): it was not accepted."""
 
 
 class Spool:
@@ -38,19 +54,63 @@ class Spool:
         self.path = directory / f"spool-{os.getpid()}.jsonl"
         self._lock = asyncio.Lock()  # an append and the rename of this process's file never overlap
         self._taken = itertools.count()
+        self.failing: str | None = None  # why the last append failed, until one succeeds
 
     async def append(self, entry: dict[str, Any]) -> None:
-        SPOOLED.labels("call" if "call" in entry else "conversion").inc()
-        line = orjson.dumps(entry) + b"\n"
+        """Keep `entry` on disk, fsync-ed, or raise `SpoolFull` having kept nothing of it."""
+        body = orjson.dumps(entry)
+        record = b"%08x %s\n" % (zlib.crc32(body), body)
         async with self._lock:
-            await asyncio.to_thread(self._append, line)
+            try:
+                await asyncio.to_thread(self._append, record)
+            except OSError as exc:
+                self.failing = f"{type(exc).__name__}: {exc}"
+                SPOOL_FAILURES.inc()
+                raise SpoolFull(exc.errno, f"the spool cannot keep it: {exc.strerror or exc}") from exc
+        self.failing = None
+        SPOOLED.labels("call" if "call" in entry else "conversion").inc()
 
-    def _append(self, line: bytes) -> None:
+    async def keep(self, entry: dict[str, Any]) -> None:
+        """`append` for a request: if the spool cannot keep the entry either, nothing can now, so
+        the request is refused with 503 and its sender tries again (telephony systems retry)."""
+        try:
+            await self.append(entry)
+        except SpoolFull as exc:
+            log.error("refused while the store is down: %s", exc)
+            raise Unavailable("store_unavailable", "the store is down and the spool is full: try again later",
+                              retry_after=RETRY_SECONDS) from None
+
+    def _append(self, record: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as file:
-            file.write(line)
-            file.flush()
-            os.fsync(file.fileno())
+        # Unbuffered: a buffer would try again to write what failed when the file closes.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                left = memoryview(record)
+                while left:
+                    left = left[os.write(fd, left):]
+                os.fsync(fd)
+            except OSError:  # what got out must not be read as a record, nor glue onto the next
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                    os.fsync(fd)
+                raise
+        finally:
+            os.close(fd)
+
+    def trouble(self) -> str | None:
+        """Why the spool could not keep what an outage brings, or None: the last append failed,
+        or its directory cannot be written or has under `ROOM` bytes free. Reads the disk."""
+        if self.failing:
+            return self.failing
+        if self.directory.exists() and not self.directory.is_dir():
+            return f"{self.directory} is not a directory"
+        folder = self.directory if self.directory.is_dir() else self.directory.parent
+        if not os.access(folder, os.W_OK):
+            return f"{folder} is not writable"
+        free = shutil.disk_usage(folder).free
+        return f"{free} bytes free in {folder}" if free < ROOM else None
 
     def depth(self) -> int:
         """Entries waiting, in every process's files."""
@@ -67,10 +127,17 @@ class Spool:
             await asyncio.to_thread(self._take, path)
         replayed = 0
         for path in sorted(self.directory.glob(f"replay-{os.getpid()}-*.jsonl")):
-            for line in (await asyncio.to_thread(path.read_bytes)).splitlines():
-                if line.strip():
-                    await handle(orjson.loads(line))
-                    replayed += 1
+            with open(path, "rb") as file:  # read a slice at a time: a long outage makes a big file
+                while lines := await asyncio.to_thread(file.readlines, REPLAY_SLICE):
+                    for line in lines:
+                        entry = _entry(line)
+                        if entry is not None:
+                            await handle(entry)
+                            replayed += 1
+                        elif line.strip():
+                            SPOOL_CORRUPT.inc()
+                            log.error("a spooled record in %s is torn or corrupt and was skipped: %r",
+                                      path.name, line[:200])
             await asyncio.to_thread(path.unlink)
         return replayed
 
@@ -84,6 +151,23 @@ class Spool:
             return []
         return [path for path in self.directory.glob("*.jsonl")
                 if (owner := _OWNER.match(path.name)) and int(owner[1]) != os.getpid() and not _alive(int(owner[1]))]
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    """A record's entry, or None for one that is torn or corrupt. Lines of the spool's first
+    format (JSON alone, before checksums) are read as they are."""
+    line = line.rstrip(b"\n")
+    checksum, _, body = line.partition(b" ")
+    try:
+        if line.startswith(b"{"):
+            entry = orjson.loads(line)
+        elif len(checksum) == 8 and int(checksum, 16) == zlib.crc32(body):
+            entry = orjson.loads(body)
+        else:
+            return None
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
 def _alive(pid: int) -> bool:
