@@ -47,6 +47,10 @@ Client = redis.Redis | RedisCluster
 # for the rarer commands (reports, pool sync) are dead, and nothing else would notice.
 TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0, "retry": Retry(NoBackoff(), 1)}
 RETRY_AFTER = 0.5  # seconds a failed store is left alone before the next request tries it
+# Seconds a batch may take, a new connection's handshake included: a page is waiting, and a
+# store that is frozen rather than dead (it accepts connections, answers nothing) must cost
+# no more than a dead one. Round trips take a millisecond or two.
+DEADLINE = 0.2
 # Batches out at once, each on a connection of its own. One would make the biggest batches,
 # but then a worker sits idle while every request waits on the one round trip.
 IN_FLIGHT = 2
@@ -185,17 +189,18 @@ class Batcher:
         self.round_trips += 1
         commands = [command for group, _ in batch for command in group]
         try:
-            replies = await self._execute(commands)
-            # Error replies are rare: one look over the batch decides whether to look closer.
-            failed = any(isinstance(reply, Exception) for reply in replies)
-            if failed and NoScriptError in map(type, replies):  # a new or restarted server: send the scripts once
-                unknown = {i: command.with_source() for i, command in enumerate(commands)
-                           if isinstance(command, ScriptCall) and isinstance(replies[i], NoScriptError)}
-                for i, reply in zip(unknown, await self._execute(list(unknown.values())), strict=True):
-                    replies[i] = reply
+            async with asyncio.timeout(DEADLINE):
+                replies = await self._execute(commands)
+                # Error replies are rare: one look over the batch decides whether to look closer.
+                failed = any(isinstance(reply, Exception) for reply in replies)
+                if failed and NoScriptError in map(type, replies):  # a new or restarted server: the scripts, once
+                    unknown = {i: command.with_source() for i, command in enumerate(commands)
+                               if isinstance(command, ScriptCall) and isinstance(replies[i], NoScriptError)}
+                    for i, reply in zip(unknown, await self._execute(list(unknown.values())), strict=True):
+                        replies[i] = reply
         except Exception as exc:  # the store is down: every waiter hears it
             if not self.failures or time.monotonic() - self.down_until > RETRY_AFTER:
-                log.warning("store unavailable: %s; decisions degrade, events and calls are spooled", exc)
+                log.warning("store unavailable: %r; decisions degrade, events and calls are spooled", exc)
             self.failures += 1
             STORE_FAILURES.inc()
             self.down_until = time.monotonic() + RETRY_AFTER
@@ -225,8 +230,7 @@ class Batcher:
             return list(await pipeline.execute(raise_on_error=False))
         pipe = await self._pipe()
         try:
-            async with asyncio.timeout(TIMEOUTS["socket_timeout"]):
-                replies = await pipe.send(pack(commands), len(commands))
+            replies = await pipe.send(pack(commands), len(commands))
         except BaseException:  # replies may be left unread: start over on a fresh connection
             pipe.close()
             raise

