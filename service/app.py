@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from service import rulefiles
+from service import embedded, rulefiles
 from service.calls import Call, calls_endpoint, credit, twilio_endpoint
 from service.config import Settings
 from service.dashboard import dashboard_endpoint, login_endpoint
@@ -159,6 +159,11 @@ async def demo_page(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> JSON:
+    """The process is up, and so is its embedded store, if it has one: a store that died and
+    cannot be started again fails the health check, so that something restarts the service."""
+    runtime: Runtime = request.app.state.runtime
+    if reason := await asyncio.to_thread(embedded.down, runtime.settings.data_dir):
+        return error(503, "store_down", f"the embedded store is down and cannot be started again: {reason}")
     return JSON({"status": "ok"})
 
 

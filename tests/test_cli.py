@@ -36,14 +36,14 @@ def test_preview_reports_an_unknown_site(capsys: pytest.CaptureFixture[str]) -> 
     assert "no site 'nope'" in capsys.readouterr().err
 
 
-def embedded_store_port(data_dir: Path) -> int:
-    conf = (data_dir / "valkey" / "valkey.conf").read_text()
-    return next(int(line.split()[1]) for line in conf.splitlines() if line.startswith("port "))
+def embedded_store(data_dir: Path) -> redis.Redis:
+    """A client of the embedded store: on its unix socket, the only way in."""
+    return redis.Redis(unix_socket_path=str(data_dir / "valkey" / "valkey.sock"), socket_connect_timeout=5)
 
 
-def store_answers(port: int) -> bool:
+def store_answers(data_dir: Path) -> bool:
     try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=1).ping())
+        return bool(embedded_store(data_dir).ping())
     except redis.ConnectionError:
         return False
 
@@ -58,7 +58,7 @@ def proc_stat(pid: int) -> list[str] | None:
 
 def embedded_store_process(data_dir: Path, service_pid: int) -> tuple[int, str]:
     """The embedded Valkey's process id, as it says, and its start time; it is the service's child."""
-    pid = int(redis.Redis(port=embedded_store_port(data_dir)).info("server")["process_id"])
+    pid = int(embedded_store(data_dir).info("server")["process_id"])
     stat = proc_stat(pid)
     assert stat is not None and int(stat[1]) == service_pid
     return pid, stat[19]
@@ -77,7 +77,9 @@ def test_serve_runs_on_an_embedded_valkey_and_stops_cleanly_on_ctrl_c(tmp_path: 
         body = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"},
                          headers=BROWSER_HEADERS).json()
         assert body["experiments"]
-        assert store_answers(embedded_store_port(tmp_path / "data"))
+        assert store_answers(tmp_path / "data")
+        conf = (tmp_path / "data" / "valkey" / "valkey.conf").read_text()
+        assert "port 0" in conf.splitlines()  # no TCP port: no other server can pose as it
         store = embedded_store_process(tmp_path / "data", process.pid)
     finally:
         process.send_signal(signal.SIGINT)
