@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from service import embedded, rulefiles
 from service.calls import Call, calls_endpoint, credit, twilio_endpoint
+from service.clock import StoreClock
 from service.config import Settings
 from service.dashboard import dashboard_endpoint, login_endpoint
 from service.decide import decide_endpoint
@@ -70,10 +71,14 @@ def create_app(settings: Settings | None = None) -> FastPath:
                           Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
         app.state.runtime = runtime
+        if isinstance(runtime.clock, StoreClock):  # before the first page view is stamped
+            await runtime.clock.synchronise(store.time)
         tasks = [
             asyncio.create_task(warm_places()),
             asyncio.create_task(keep_replaying(runtime.spool, lambda entry: _replay(runtime, entry))),
         ]
+        if isinstance(runtime.clock, StoreClock):
+            tasks.append(asyncio.create_task(runtime.clock.keep_in_step(store.time)))
         try:  # normally the pools are in place before the first visitor
             await _sync_once(runtime, rules)
         except STORE_ERRORS as exc:  # the store is down: serve degraded, keep trying

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from service.clock import StoreClock
 from service.config import Settings
 from service.engine import Site
 from service.errors import BadRequest, NotFound
@@ -30,7 +30,7 @@ class Runtime:
     ledger: Ledger
     spool: Spool
     caller_key: bytes  # keys the hashes that stand in for caller numbers and client networks at rest
-    clock: Callable[[], float] = field(default=time.time)  # seconds; tests replay a day with their own
+    clock: Callable[[], float] = field(default_factory=StoreClock)  # seconds; tests replay a day with their own
     pools_synced: bool = False  # ready only once the store has the rules' numbers
     # Abuse limits per client network (service.ratelimit), as the settings say.
     decision_limit: Limiter = field(init=False)

@@ -264,6 +264,11 @@ class Store:
         assert isinstance(value, bytes)
         return value
 
+    async def time(self) -> float:
+        """The store's clock, in seconds since the epoch."""
+        seconds, micros = await asyncio.wait_for(self.client.time(), DEADLINE)
+        return int(seconds) + int(micros) / 1e6
+
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 
