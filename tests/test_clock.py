@@ -37,7 +37,8 @@ def two_processes(tmp_path: Path, rules_dir: Path, valkey_url: str,
                   store: redis.Redis) -> Any:
     """Two `swapline serve` processes on one store; the second's wall clock runs a minute ahead."""
     (rules_dir / "pooltest.yaml").write_text(POOL_SITE)
-    skewed = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "skewed"), os.environ.get("PYTHONPATH")]))}
+    paths = [str(ROOT / "tests" / "skewed"), os.environ.get("PYTHONPATH", "")]
+    skewed = {"PYTHONPATH": os.pathsep.join(filter(None, paths))}
     processes = []
     for name, env in (("right", {}), ("ahead", skewed)):
         (tmp_path / name).mkdir()
