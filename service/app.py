@@ -37,6 +37,7 @@ from service.pools import Pools, pools_endpoint
 from service.reload import warm_places, watch_rules
 from service.reports import report_endpoint
 from service.responses import JSON, error, refusal
+from service.retention import Retention
 from service.runtime import Runtime
 from service.snippet import snippet_endpoint
 from service.spool import Spool, keep_replaying
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         ]
         if isinstance(runtime.clock, StoreClock):
             tasks.append(asyncio.create_task(runtime.clock.keep_in_step(store.time)))
+        tasks.append(asyncio.create_task(Retention.of(store, settings).keep_compacting(runtime.now_ms)))
         try:  # normally the pools are in place before the first visitor
             await _sync_once(runtime, rules)
         except STORE_ERRORS as exc:  # the store is down: serve degraded, keep trying

@@ -33,7 +33,9 @@ class Settings:
     reload_rules: bool = True
     log_level: str = "info"
     log_json: bool = True  # one JSON object a line, for log collectors; 0 for plain text
-    lease_retention_days: int = 30  # lease history kept for crediting late calls and audits
+    lease_retention_days: int = 30  # lease history and pool statistics kept for late calls and audits
+    attribution_days: int = 30  # a visitor's own records kept after their first exposure (service.retention)
+    report_days: int = 400  # daily counters and call records kept for the reports
     public_url: str | None = None  # how telephony reaches us, for Twilio's signed URL
     decision_rate: int = 600  # decisions per client network and minute, all workers together; 0: no limit
     beacon_rate: int = 600  # beacons per client network and minute, all workers together; 0: no limit
@@ -67,6 +69,8 @@ class Settings:
             log_level=(get("LOG_LEVEL") or defaults.log_level).lower(),
             log_json=_bool("LOG_JSON", get("LOG_JSON"), defaults.log_json),
             lease_retention_days=_int("LEASE_RETENTION_DAYS", get("LEASE_RETENTION_DAYS"), 30) or 1,
+            attribution_days=_positive("ATTRIBUTION_DAYS", get("ATTRIBUTION_DAYS"), defaults.attribution_days),
+            report_days=_positive("REPORT_DAYS", get("REPORT_DAYS"), defaults.report_days),
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
             decision_rate=_int("DECISION_RATE", get("DECISION_RATE"), defaults.decision_rate),
             beacon_rate=_int("BEACON_RATE", get("BEACON_RATE"), defaults.beacon_rate),

@@ -88,15 +88,21 @@ class Ledger:
         self._goals_cap = (b"%d" % max_goals, b"%d" % DAY_SET_SECONDS)
         # A visitor is exposed to an experiment once, ever: the store keeps the first exposure
         # and ignores the others. Remembering what this process has recorded spares the page
-        # views of returning visitors (most page views) those no-op scripts. Bounded; a
-        # forgotten exposure costs one no-op script.
+        # views of returning visitors (most page views) those no-op scripts. Bounded, and only
+        # for the day: the store forgets an exposure after the attribution window
+        # (service.retention), and a visitor back after it must be exposed anew. A forgotten
+        # exposure costs one no-op script.
         self._recorded: set[tuple[str, str, str]] = set()
         self._remembered = remembered
+        self._day = ""
 
     def exposures(self, site: str, vid: str, page: str, day: str,
                   variants: dict[str, str]) -> tuple[list[Command], list[tuple[str, str, str]]]:
         """The commands that count one page view's exposures (the site's own included) and what
         to pass to `recorded` once the store has them; exposures recorded before are left out."""
+        if day != self._day:
+            self._recorded.clear()
+            self._day = day
         fresh = [(site, experiment, vid) for experiment in (*variants, SITE)
                  if (site, experiment, vid) not in self._recorded]
         if not fresh:

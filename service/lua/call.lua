@@ -9,10 +9,12 @@ if existing then return {existing, 1} end
 local record = cjson.decode(ARGV[2])
 local start, window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local unique = true
-if ARGV[3] ~= '' then
+if ARGV[3] ~= '' and window > 0 then
+  -- The caller's calls are wanted only for the uniqueness window: then the key goes.
   local history = ARGV[8] .. 'caller:' .. ARGV[3]
-  if window > 0 and redis.call('ZCOUNT', history, start - window, '(' .. start) > 0 then unique = false end
+  if redis.call('ZCOUNT', history, start - window, '(' .. start) > 0 then unique = false end
   redis.call('ZADD', history, start, ARGV[1])
+  redis.call('PEXPIRE', history, window)
 end
 record.unique = unique
 record.qualified = unique and tonumber(ARGV[6]) >= tonumber(ARGV[7])

@@ -1,10 +1,10 @@
 -- Credit a conversion to the visitor's cohort in one experiment, once per event id.
 -- KEYS: 1 assign       hash  visitor id -> "variant|page|day" (see expose.lua)
---       2 converted    hash  "kind|visitor id" -> 1: the visitor already counts for this kind
+--       2 converted    hash  "kind|visitor id" -> their cohort's day: the visitor already counts for this kind
 --       3 conversions  hash  "day|page|variant|kind" -> visitors who converted
 --       4 totals       hash  "day|page|variant|kind" -> events
 --       5 seen         zset  event id -> ms: retries within the window are recognised
---       6 overflowed   hash  visitor id -> 1: visitors who got an overflow number
+--       6 overflowed   hash  visitor id -> their cohort's day: visitors who got an overflow number
 --       7 excluded     hash  "day|page|variant|kind" -> events of overflowed visitors
 --       8 goals        set   the goal names of the conversion's day (capped.lua)
 -- ARGV: 1 visitor id  2 event id  3 now ms  4 dedupe window ms  5 most goal names a day
@@ -26,7 +26,7 @@ for i = 7, #ARGV do
     redis.call('HINCRBY', KEYS[7], cohort .. kind, 1)
   else
     redis.call('HINCRBY', KEYS[4], cohort .. kind, 1)
-    if redis.call('HSETNX', KEYS[2], kind .. '|' .. vid, 1) == 1 then
+    if redis.call('HSETNX', KEYS[2], kind .. '|' .. vid, day) == 1 then
       redis.call('HINCRBY', KEYS[3], cohort .. kind, 1)
     end
   end

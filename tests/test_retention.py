@@ -1,0 +1,94 @@
+"""A bounded store: past its window every kind of record goes, and the reports' figures stay for
+as long as theirs (service.retention, docs/STORAGE.md "Retention")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from service.retention import Retention
+from tests.conftest import Clock
+from tests.test_calls import call, post_call
+from tests.test_reports import beacon
+
+REPORT = {"authorization": "Bearer test-report-token-0001"}
+DAY = 86_400
+
+
+def visit(client: TestClient, vid: str, **headers: str) -> Any:
+    response = client.get("/v1/decide", params={"site": "pooltest", "url": "/", "vid": vid}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def report(client: TestClient, day: str) -> Any:
+    response = client.get("/v1/reports/pooltest", params={"from": day, "to": day}, headers=REPORT)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def compact(client: TestClient) -> int:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    return int(client.portal.call(Retention.of(runtime.store, runtime.settings).compact, runtime.now_ms()))  # type: ignore[union-attr]
+
+
+def visitors(report: Any) -> int:
+    return sum(page["visitors"] for page in report["pages"])
+
+
+def keys(store: redis.Redis) -> set[str]:
+    return {key.decode() for key in store.scan_iter("sw:*")}
+
+
+def test_records_go_after_their_window_and_the_reports_figures_stay(pool_client: TestClient, clock: Clock,
+                                                                    store: redis.Redis) -> None:
+    day = "2026-11-18"  # the test clock's first day
+    answers = [visit(pool_client, f"kept-visitor-{n:04d}") for n in range(4)]  # three numbers, one overflow
+    assert answers[3]["phone"]["kind"] == "overflow"
+    beacon(pool_client, answers[0]["token"], "form", "form-0001")
+    beacon(pool_client, answers[1]["token"], "goal", "goal-0001", name="quote")
+    clock.advance(30)
+    assert post_call(pool_client, call("call-0001", answers[2]["phone"]["number"], clock.now)).json()["credited"]
+    visit(pool_client, "kept-bot-0001", **{"user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"})
+    before = report(pool_client, day)
+    assert before["excluded"]["bot_page_views"] == 1 and visitors(before) == 3
+    assert {"sw:{pooltest/e}:assign", "sw:{pooltest/e}:converted", "sw:{pooltest/e}:overflowed",
+            "sw:{pooltest:small}:leases"} <= keys(store)
+    # A caller is wanted for the site's uniqueness window (a day) only.
+    caller_keys = [key for key in keys(store) if ":caller:" in key]
+    assert caller_keys and all(0 < store.pttl(key) <= DAY * 1000 for key in caller_keys)
+
+    clock.advance(31 * DAY)  # past the attribution and lease windows (30 days each)
+    assert compact(pool_client) > 0
+    left = keys(store)
+    for family in ("assign", "converted", "overflowed"):
+        assert not any(key.endswith(f"}}:{family}") for key in left), family
+    assert not any(":history:" in key for key in left) and "sw:{pooltest:small}:leases" not in left
+    assert not any(key.startswith("arrivals") or key.startswith("peak")
+                   for key in store.hkeys("sw:{pooltest:small}:stats"))
+    assert report(pool_client, day) == before  # the counters the report reads are all there
+    # A visitor back after the window is new to the experiment again, in a new cohort.
+    visit(pool_client, "kept-visitor-0000")
+    assert visitors(report(pool_client, "2026-12-19")) == 1
+
+    clock.advance(401 * DAY)  # past the report window too
+    compact(pool_client)
+    after = report(pool_client, day)
+    assert after["excluded"]["bot_page_views"] == 0 and visitors(after) == 0
+    assert store.hlen("sw:{pooltest:calls}:calls") == 0
+    # What is left is bounded by the rules (the pools' state), not by the traffic, or expires by itself.
+    state = ("numbers", "free", "held", "holder", "visitor", "seq", "clock", "stats")
+    left = {key for key in keys(store) if key.rpartition(":")[2] not in state and store.ttl(key) < 0}
+    assert left == set()  # the signing secret comes from the settings here
+
+
+@pytest.mark.parametrize("value", [b"1", b"not|a|day", b"\xff\xfe"])
+def test_records_that_name_no_day_are_kept_not_crashed_on(pool_client: TestClient, clock: Clock,
+                                                          store: redis.Redis, value: bytes) -> None:
+    store.hset("sw:{pooltest/e}:converted", "form|old-visitor", value)
+    clock.advance(500 * DAY)
+    compact(pool_client)
+    assert store.hget("sw:{pooltest/e}:converted", "form|old-visitor") == value
