@@ -57,7 +57,8 @@ def _stat_day(field: bytes, value: bytes) -> str:
 
 
 def _call_day(field: bytes, value: bytes) -> str:
-    start = orjson.loads(value).get("start")
+    record = orjson.loads(value)
+    start = record.get("start") if isinstance(record, dict) else None
     return hour_and_day(start)[1] if isinstance(start, int) else "9999"
 
 
@@ -145,6 +146,6 @@ def _older(day_of: Callable[[bytes, bytes], str], name: Any, value: Any, cutoff:
     """Whether a record's day is before the cutoff; a record that names no day is kept."""
     try:
         day = day_of(name, value)
-    except (ValueError, orjson.JSONDecodeError):
+    except (ValueError, OverflowError, OSError):  # undecodable, or a moment no calendar has
         return False
     return len(day) == 10 and day[4] == "-" and day < cutoff

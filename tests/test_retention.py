@@ -85,10 +85,17 @@ def test_records_go_after_their_window_and_the_reports_figures_stay(pool_client:
     assert left == set()  # the signing secret comes from the settings here
 
 
-@pytest.mark.parametrize("value", [b"1", b"not|a|day", b"\xff\xfe"])
+@pytest.mark.parametrize(("key", "value"), [
+    ("sw:{pooltest/e}:converted", b"1"),  # written before records named their day
+    ("sw:{pooltest/e}:converted", b"not|a|day"),
+    ("sw:{pooltest/e}:assign", b"\xff\xfe"),
+    ("sw:{pooltest:calls}:calls", b"[1, 2]"),
+    ("sw:{pooltest:calls}:calls", b'{"start": 99999999999999999999}'),
+    ("sw:{pooltest:calls}:calls", b"{not json"),
+])
 def test_records_that_name_no_day_are_kept_not_crashed_on(pool_client: TestClient, clock: Clock,
-                                                          store: redis.Redis, value: bytes) -> None:
-    store.hset("sw:{pooltest/e}:converted", "form|old-visitor", value)
+                                                          store: redis.Redis, key: str, value: bytes) -> None:
+    store.hset(key, "odd-record", value)
     clock.advance(500 * DAY)
     compact(pool_client)
-    assert store.hget("sw:{pooltest/e}:converted", "form|old-visitor") == value
+    assert store.hget(key, "odd-record") == value
