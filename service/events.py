@@ -8,7 +8,9 @@ speaks for, so a beacon can only credit what the service itself decided.
      "token": "<decision token>"}
 
 Conversions need an id (a retry with the same id counts once); heartbeats keep the visitor's
-tracking number while the page is visible.
+tracking number while the page is visible. The snippet reads the answers: a 202 may be read by
+the site's origins only (CORS), a refusal by any page, as it tells nothing of a site. The snippet
+keeps a conversion until it is taken, or refused with a 4xx other than 429 (no retry gets past it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from starlette.requests import Request
 from service import bodies
 from service.cors import cors_headers
 from service.engine import Site
-from service.errors import BadRequest, Forbidden, Unauthorized
+from service.errors import BadRequest, Forbidden, HTTPError, Unauthorized
 from service.responses import JSON
 from service.runtime import Runtime
 from service.store import STORE_ERRORS
@@ -50,6 +52,14 @@ def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
 
 
 async def events_endpoint(request: Request) -> JSON:
+    try:
+        return await _beacon(request)
+    except HTTPError as exc:  # refused before the token names a site, too: no site's origins to go by
+        exc.headers["Access-Control-Allow-Origin"] = "*"
+        raise
+
+
+async def _beacon(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     event = bodies.json_object(await bodies.read(request, MAX_BODY))
     site, token = verified(runtime, event.get("token"))

@@ -65,6 +65,19 @@ def test_tokens_and_signatures_are_compared_in_constant_time(pool_client: TestCl
     assert len(compare_spy) >= 3  # the decision token's MAC too
 
 
+def test_any_page_may_read_a_beacon_refusal_only_the_sites_origins_its_acceptance(client: TestClient) -> None:
+    token = client.get("/v1/decide", params={"site": "demo", "url": "/"}).json()["token"]
+    form = {"type": "form", "id": "cors-1", "token": token}
+    own = client.post("/v1/events", content=orjson.dumps(form), headers={"origin": "http://localhost:8000"})
+    assert own.status_code == 202 and own.headers["access-control-allow-origin"] == "http://localhost:8000"
+    # The snippet must see a refusal to stop sending an event again: the site is not always known.
+    for body, origin, status in [({**form, "token": "forged.token"}, "http://localhost:8000", 401),
+                                 ({**form, "type": "nope"}, "http://localhost:8000", 400),
+                                 (form, "https://elsewhere.example", 403)]:
+        refused = client.post("/v1/events", content=orjson.dumps(body), headers={"origin": origin})
+        assert refused.status_code == status and refused.headers["access-control-allow-origin"] == "*"
+
+
 @pytest.mark.parametrize(("trusted", "country"), [("", None), ("127.0.0.1/32", "RU")])
 def test_only_the_configured_proxies_may_name_the_client(tmp_path: Path, valkey_url: str, trusted: str,
                                                          country: str | None) -> None:
