@@ -21,19 +21,18 @@
   const wait = +me.dataset.timeout || 1000, hidden = doc.createElement("style");
   if (me.dataset.hide) doc.documentElement.appendChild(hidden).textContent = me.dataset.hide + "{visibility:hidden!important}";
 
-  let decision, pattern, digits;
-  const waiting = [];
-  const done = (value) => {
-    decision = value;
+  // `done` settles `decided` with the decision, or null when the service failed.
+  let decision, pattern, digits, done;
+  const decided = new Promise((resolve) => (done = resolve)).then((value) => {
     hidden.remove();
-    waiting.splice(0).forEach((cb) => cb(value));
-  };
+    return (decision = value);
+  });
 
   // Put the new number's digits in place of the old one's wherever those stand with only
   // separators between them: each place keeps its format, even split over child elements.
   const renumber = (chars, write) => {
     const text = chars.join("");
-    pattern.lastIndex = 0;
+    // Run to the end: exec's final null sets lastIndex back to 0 for the next text.
     for (let match; (match = pattern.exec(text));) {
       const end = match.index + match[0].length;
       if (/\d/.test((text[match.index - 1] || "") + (text[end] || ""))) continue;
@@ -70,19 +69,28 @@
     if (pattern) swapNumber(root);
   };
 
+  // A conversion waits in the outbox (localStorage, the newest 20) from before it is sent until
+  // the service answers 2xx, or a 4xx that says it never will take it. Unanswered (the page was
+  // left), 5xx or 429, it is sent again, with its own id and token, when the next page's
+  // decision arrives: the service counts an event id once. The body is text/plain: no pre-flight.
+  const outbox = () => { try { return JSON.parse(get("swl_out")); } catch (e) { return []; } };
+  const post = (event) =>
+    fetch(base + "/v1/events", { credentials: "omit", method: "POST", body: JSON.stringify(event), keepalive: 1 })
+      .then((r) => event.id && r.status < 500 && r.status !== 429 &&
+        put("swl_out", JSON.stringify(outbox().filter((e) => e.id !== event.id))))
+      .catch(() => {});
+  // Only once the decision is in: `on` listens from then on, `goal` waits for it.
   const send = (event) => {
-    if (!decision) return decision === undefined && waiting.push(() => send(event));
     event.token = decision.token;
-    const body = JSON.stringify(event), url = base + "/v1/events";
-    navigator.sendBeacon(url, new Blob([body], { type: "text/plain" })) ||
-      fetch(url, { method: "POST", body, keepalive: 1 }).catch(() => {});
+    if (event.id) put("swl_out", JSON.stringify([...outbox(), event].slice(-20)));
+    post(event);
   };
   const on = (type, kind, pick) => addEventListener(type, (e) => pick(e.target) && send({ type: kind, id: rid() }), true);
 
   window.swapline = {
-    ready: (cb) => (decision === undefined ? waiting.push(cb) : cb(decision)),
+    ready: (cb) => decided.then(cb),
     swap: (node) => apply(node || doc.body),
-    goal: (name) => send({ type: "goal", id: rid(), name }),
+    goal: (name) => decided.then((d) => d && send({ type: "goal", id: rid(), name })),
   };
 
   const query = new URLSearchParams({ site, url: location.href, ref: doc.referrer, vid });
@@ -90,11 +98,12 @@
   if (preview) query.set("preview", preview);
   const abort = new AbortController();
   setTimeout(() => abort.abort(), wait);
-  fetch(`${base}/v1/decide?${query}`, { signal: abort.signal, credentials: "omit" })
+  fetch(base + "/v1/decide?" + query, { credentials: "omit", signal: abort.signal })
     .then((r) => (r.ok ? r.json() : Promise.reject()))
     .then((answer) => {
       const phone = answer.phone || {};
       keep(answer.vid);
+      outbox().forEach(post);
       if (phone.number && phone.replaces_digits && phone.digits !== phone.replaces_digits) {
         const sep = "[\\s\\u00a0().-]*";
         pattern = RegExp(`(\\+?${phone.country_code}|${phone.trunk_prefix})?${sep}${[...phone.replaces_digits].join(sep)}`, "g");

@@ -8,7 +8,6 @@ import http.server
 import re
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import httpx
 import orjson
 import pytest
 import redis
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Request, Route
 
 from service.snippet import MINIFIED
 from tests.browser import chromium
@@ -165,6 +164,34 @@ def report(service: str) -> Any:
     return httpx.get(f"{service}/v1/reports/fixture", headers=REPORT, timeout=60).json()
 
 
+def forms(service: str) -> int:
+    """Form conversions the service has counted, all pages together (each event once)."""
+    return sum(row["totals"]["form"] for row in report(service)["pages"])
+
+
+def outbox(page: Page) -> Any:
+    """The events the snippet keeps until the service takes them."""
+    return page.evaluate("JSON.parse(localStorage.swl_out || '[]')")
+
+
+# In the page before the snippet: `settled` lists the status of each answer its fetches got (0
+# for none). The snippet's own handler of an answer runs in the same turn, right after this one,
+# so once a status shows here the snippet has dealt with that answer.
+SETTLED = """(() => {
+  const original = window.fetch;
+  window.settled = [];
+  window.fetch = (...args) => {
+    const answer = original(...args);
+    answer.then((r) => settled.push(r.status), () => settled.push(0));
+    return answer;
+  };
+})()"""
+# What the service answers an event while its store is down and the spool cannot keep it either.
+DOWN = {"status": 503, "headers": {"retry-after": "30", "access-control-allow-origin": "*"},
+        "content_type": "application/json",
+        "body": '{"error": {"code": "store_unavailable", "message": "the store is down and the spool is full"}}'}
+
+
 def test_text_swaps_land_as_text(page: Page, fixtures: Fixtures) -> None:
     page.goto(url(fixtures, "?utm_term=%3Cscript%3Ealert(1)%3C/script%3E%3Cb%3Ebold%3C/b%3E"))
     decided(page)
@@ -220,24 +247,94 @@ def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Pag
     before = report(service)["pages"]
     page.goto(url(fixtures))
     decided(page)
-    # Chromium shows no body for sendBeacon's requests: what they carried shows in the report.
     beacon = "**/v1/events"
-    with page.expect_request(beacon):
+    with page.expect_response(beacon) as form:
         page.click("#submit")
-    with page.expect_request(beacon):
+    with page.expect_response(beacon) as tel_click:
         page.evaluate("document.getElementById('tel1').dispatchEvent(new MouseEvent('click', {bubbles: true}))")
-    with page.expect_request(beacon):
+    with page.expect_response(beacon) as goal:
         page.evaluate("swapline.goal('newsletter')")
-    converted = {kind: 0 for kind in ("form", "tel_click", "goal")}
-    deadline = time.monotonic() + 60  # a safety net only: the report shows them as soon as they are counted
-    while time.monotonic() < deadline:
-        (after,) = report(service)["pages"]
-        converted = {kind: after["converted"][kind] - (before[0]["converted"][kind] if before else 0)
-                     for kind in converted}
-        if all(converted.values()):
-            break
-        time.sleep(0.1)
+    # The service answers once it has counted an event: the report shows all three now.
+    assert [answer.value.json()["outcome"] for answer in (form, tel_click, goal)] == ["counted"] * 3
+    (after,) = report(service)["pages"]
+    converted = {kind: after["converted"][kind] - (before[0]["converted"][kind] if before else 0)
+                 for kind in ("form", "tel_click", "goal")}
     assert converted == {"form": 1, "tel_click": 1, "goal": 1}
+
+
+def test_a_form_the_service_refused_is_sent_again_from_the_next_page(page: Page, fixtures: Fixtures,
+                                                                     service: str) -> None:
+    before = forms(service)
+    pause_clock(page)  # no heartbeat among the events, however long the test takes
+    page.add_init_script(SETTLED)
+    page.goto(url(fixtures))
+    decided(page)
+    page.route("**/v1/events", lambda route: route.fulfill(**DOWN), times=1)
+    with page.expect_request("**/v1/events") as sent:
+        page.click("#submit")
+    page.wait_for_function("settled.includes(503)")
+    form = sent.value.post_data_json
+    assert outbox(page) == [form]  # kept, with its id and token
+    with page.expect_response("**/v1/events") as again:
+        page.goto(url(fixtures))  # the visitor's next page
+    assert again.value.request.post_data_json == form
+    assert again.value.status == 202 and again.value.json()["outcome"] == "counted"
+    page.wait_for_function("localStorage.swl_out === '[]'")
+    assert forms(service) - before == 1  # the service answered after counting: no waiting for the report
+
+
+def test_an_event_whose_page_was_left_unanswered_is_sent_again_and_counted_once(page: Page, fixtures: Fixtures,
+                                                                                service: str) -> None:
+    before = forms(service)
+    pause_clock(page)
+    page.goto(url(fixtures))
+    decided(page)
+    held: list[Route] = []
+    page.route("**/v1/events", lambda route: held.append(route))  # nothing answers until the test says
+    with page.expect_request("**/v1/events") as sent:
+        page.click("#submit")
+    with page.expect_request("**/v1/events") as resent:
+        page.goto(url(fixtures))  # the visitor moves on before the service answered
+    assert resent.value.post_data_json == sent.value.post_data_json
+    assert len(outbox(page)) == 1
+    first, second = held
+    # The first copy reaches the service and is counted; its answer has no page to go to.
+    assert first.fetch().json()["outcome"] == "counted"
+    first.abort()
+    with page.expect_response("**/v1/events") as answer:
+        second.fallback()
+    assert answer.value.status == 202 and answer.value.json()["outcome"] == "duplicate"
+    page.wait_for_function("localStorage.swl_out === '[]'")
+    assert forms(service) - before == 1
+
+
+def test_an_event_the_service_will_never_take_is_not_sent_again(page: Page, fixtures: Fixtures) -> None:
+    pause_clock(page)
+    page.goto(url(fixtures))
+    decided(page)
+
+    def forge(route: Route) -> None:  # the service refuses a token it did not sign: 401
+        event = route.request.post_data_json
+        assert isinstance(event, dict)
+        route.continue_(post_data=orjson.dumps({**event, "token": "forged." + event["token"]}))
+
+    page.route("**/v1/events", forge, times=1)
+    with page.expect_response("**/v1/events") as refused:
+        page.click("#submit")
+    assert refused.value.status == 401 and refused.value.json()["error"]["code"] == "invalid_token"
+    page.wait_for_function("localStorage.swl_out === '[]'")  # the snippet read the refusal
+    sent: list[Any] = []
+
+    def seen(request: Request) -> None:
+        if request.url.endswith("/v1/events"):
+            sent.append(request.post_data_json)
+
+    page.on("request", seen)
+    page.goto(url(fixtures))
+    decided(page)
+    with page.expect_request("**/v1/events"):
+        page.evaluate("swapline.goal('marker')")  # sent after anything the page sends on its decision
+    assert [event["type"] for event in sent] == ["goal"]
 
 
 def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixtures) -> None:
