@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,8 +57,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`swapline serve ARGS` as a real process with `env`; returns it and its base URL once ready."""
+def start(tmp_path: Path, *args: str, file_size_limit: int | None = None,
+          **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`swapline serve ARGS` as a real process with `env`; returns it and its base URL once ready.
+    `file_size_limit` (bytes) caps every file the process writes, as a full disk would."""
     port = free_port()
     environment = {**os.environ, "SWAPLINE_PORT": str(port), "SWAPLINE_DATA_DIR": str(tmp_path / "data"),
                    "SWAPLINE_RULES_DIR": str(DEMO_RULES), **env}
@@ -66,8 +69,15 @@ def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[byte
     elif CLUSTER and "SWAPLINE_REDIS_CLUSTER" not in env:
         environment["SWAPLINE_REDIS_CLUSTER"] = "1"
     # The log goes to a file: a pipe nobody reads until the end fills up and stalls the service.
-    log = open(tmp_path / f"service-{port}.log", "w+b")  # noqa: SIM115 - the process writes it until it ends
-    process = subprocess.Popen(["swapline", "serve", *args], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    path = tmp_path / f"service-{port}.log"
+    log = open(path, "w+b")  # noqa: SIM115 - the process writes it until it ends
+    command = ["swapline", "serve", *args]
+    if file_size_limit is None:
+        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    else:  # the limit would cut its log short too: a thread of ours copies it from a pipe
+        process = subprocess.Popen(["prlimit", f"--fsize={file_size_limit}", *command], env=environment,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=_copy, args=(process.stdout, path), daemon=True).start()
     process.log = log  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120  # a safety net only: ready is when /readyz says so
@@ -81,6 +91,12 @@ def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[byte
     process.kill()
     process.wait()
     raise AssertionError(output(process))
+
+
+def _copy(source: Any, path: Path) -> None:
+    with open(path, "ab", buffering=0) as sink:
+        while chunk := source.read1(1 << 16):
+            sink.write(chunk)
 
 
 def output(process: subprocess.Popen[bytes]) -> str:
