@@ -93,6 +93,13 @@ def start(tmp_path: Path, *args: str, file_size_limit: int | None = None,
     raise AssertionError(output(process))
 
 
+def skewed(seconds: int) -> dict[str, str]:
+    """The environment of a service process whose wall clock runs `seconds` ahead
+    (tests/skewed/sitecustomize.py)."""
+    paths = [str(ROOT / "tests" / "skewed"), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(filter(None, paths)), "SKEWED_BY": str(seconds)}
+
+
 def _copy(source: Any, path: Path) -> None:
     with open(path, "ab", buffering=0) as sink:
         while chunk := source.read1(1 << 16):

@@ -5,7 +5,6 @@ holds of the others (docs/STORAGE.md, "Leases")."""
 from __future__ import annotations
 
 import email.utils
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,11 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import BROWSER_HEADERS, POOL_SITE, ROOT, output, start
-from tests.skewed.sitecustomize import SKEW
+from tests.conftest import BROWSER_HEADERS, POOL_SITE, output, skewed, start
 
 POOL = {"+74951200001", "+74951200002", "+74951200003"}
 HOLD_MS = 60_000  # the pool's hold in POOL_SITE
+SKEW = 60  # seconds the second process's clock is ahead
 
 
 def decide(base: str, vid: str) -> Any:
@@ -37,10 +36,8 @@ def two_processes(tmp_path: Path, rules_dir: Path, valkey_url: str,
                   store: redis.Redis) -> Any:
     """Two `swapline serve` processes on one store; the second's wall clock runs a minute ahead."""
     (rules_dir / "pooltest.yaml").write_text(POOL_SITE)
-    paths = [str(ROOT / "tests" / "skewed"), os.environ.get("PYTHONPATH", "")]
-    skewed = {"PYTHONPATH": os.pathsep.join(filter(None, paths))}
     processes = []
-    for name, env in (("right", {}), ("ahead", skewed)):
+    for name, env in (("right", {}), ("ahead", skewed(SKEW))):
         (tmp_path / name).mkdir()
         processes.append(start(tmp_path / name, "--workers", "1", SWAPLINE_REDIS_URL=valkey_url,
                                SWAPLINE_RULES_DIR=str(rules_dir), **env))

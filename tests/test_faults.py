@@ -27,7 +27,7 @@ import pytest
 import redis
 
 from service.spool import Spool
-from tests.conftest import BROWSER_HEADERS, ROOT, free_port, output, start
+from tests.conftest import BROWSER_HEADERS, free_port, output, skewed, start
 from tests.test_embedded import store_pid
 from tests.test_outage import valkey
 
@@ -197,12 +197,10 @@ def test_acknowledged_work_survives_store_death_full_spool_torn_record_frozen_st
     url = f"redis://127.0.0.1:{port}"
     env = {"SWAPLINE_REDIS_URL": url, "SWAPLINE_RULES_DIR": str(rules), "SWAPLINE_SECRET": "faults-secret",
            "SWAPLINE_BEACON_RATE": "0", "SWAPLINE_DECISION_RATE": "0", "SWAPLINE_REDIS_CLUSTER": "0"}
-    paths = [str(ROOT / "tests" / "skewed"), os.environ.get("PYTHONPATH", "")]
     for name in ("capped", "ahead"):
         (tmp_path / name).mkdir()
     capped, capped_base = start(tmp_path / "capped", "--workers", "1", file_size_limit=SPOOL_CAP, **env)
-    ahead, ahead_base = start(tmp_path / "ahead", "--workers", "1", SKEWED_BY=str(SKEWED_BY),
-                              PYTHONPATH=os.pathsep.join(filter(None, paths)), **env)
+    ahead, ahead_base = start(tmp_path / "ahead", "--workers", "1", **skewed(SKEWED_BY), **env)
     processes = [capped, ahead]
     store = redis.Redis(port=port)
     load = Load([capped_base, ahead_base])

@@ -1,10 +1,9 @@
-"""On PYTHONPATH, runs this Python's wall clock ahead (60 s, or `SKEWED_BY` seconds): a service
-process on a machine whose clock is off, for `tests/test_clock.py` and `tests/test_faults.py`. The
-monotonic clock is left alone, as NTP leaves it."""
+"""On PYTHONPATH, runs this Python's wall clock `SKEWED_BY` seconds ahead: a service process on a
+machine whose clock is off (tests.conftest.skewed). The monotonic clock is left alone, as NTP
+leaves it. Never imported by the tests themselves: it would skew theirs."""
 
 import os
 import time
 
-SKEW = float(os.environ.get("SKEWED_BY", "60"))
-_wall = time.time
-time.time = lambda: _wall() + SKEW
+_wall, _skew = time.time, float(os.environ["SKEWED_BY"])
+time.time = lambda: _wall() + _skew
