@@ -157,7 +157,7 @@ async def _replay(runtime: Runtime, entry: dict[str, Any]) -> None:
     elif "call" in entry:
         await credit(runtime, site, Call(**entry["call"]))
     else:
-        await convert(runtime, site.id, entry["conversion"])
+        await convert(runtime, site, entry["conversion"])
 
 
 async def demo_page(request: Request) -> Response:

@@ -162,7 +162,7 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     answer = {**orjson.loads(stored), "duplicate": bool(seen)}
     if answer["credited"] and not answer["duplicate"]:
         kinds = ["call", "qualified_call"] if answer["qualified"] else ["call"]
-        await runtime.ledger.convert(site.id, answer["visitor"], answer["experiments"], f"call:{call.id}", kinds,
+        await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}", kinds,
                                      runtime.now_ms())
     return answer
 

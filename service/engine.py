@@ -393,6 +393,7 @@ class Site:
     conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools
     # What the rules make of visits (see `match`), by the visit as the conditions see it
     _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
+    experiment_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # a conversion credits each
 
     @property
     def tracking_numbers(self) -> dict[str, Pool]:
@@ -406,6 +407,7 @@ class Site:
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
         object.__setattr__(self, "_matches", {})
+        object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
         object.__setattr__(self, "conditions", Conditions.of(whens))
 

@@ -92,10 +92,9 @@ async def _beacon(request: Request) -> JSON:
         if not isinstance(name, str) or not GOAL_NAME.fullmatch(name):
             raise BadRequest("invalid_event", "a goal needs a name: 1-64 lower-case letters, digits, _ or -")
         kinds.append(f"goal:{name}")
-    conversion = {"vid": token["v"], "experiments": token.get("x", {}), "id": f"{kind}:{event_id}", "kinds": kinds,
-                  "now": now}
+    conversion = {"vid": token["v"], "id": f"{kind}:{event_id}", "kinds": kinds, "now": now}
     try:
-        outcome = await convert(runtime, site.id, conversion)
+        outcome = await convert(runtime, site, conversion)
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: counted when the store is back
         log.debug("%s spooled: %s", kind, exc)
         await runtime.spool.keep({"site": site.id, "conversion": conversion})
@@ -103,7 +102,8 @@ async def _beacon(request: Request) -> JSON:
     return JSON({"accepted": kind, "outcome": outcome}, status_code=202, headers=headers)
 
 
-async def convert(runtime: Runtime, site: str, conversion: dict[str, Any]) -> str:
-    """Count a conversion (from a beacon now, or from the spool later)."""
-    return await runtime.ledger.convert(site, conversion["vid"], conversion["experiments"], conversion["id"],
+async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> str:
+    """Count a conversion (from a beacon now, or from the spool later) for every experiment the
+    visitor was exposed to before it, on any page: the store knows which."""
+    return await runtime.ledger.convert(site.id, conversion["vid"], site.experiment_ids, conversion["id"],
                                         conversion["kinds"], conversion["now"])

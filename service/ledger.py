@@ -129,7 +129,9 @@ class Ledger:
 
     async def convert(self, site: str, vid: str, experiments: Iterable[str], event_id: str, kinds: Iterable[str],
                       now_ms: int) -> str:
-        """Credit the visitor's cohorts; returns what the site-wide ledger made of it."""
+        """Credit the visitor's cohorts in `experiments` (all of the site's: the store knows which
+        ones the visitor was exposed to, on whatever page); returns what the site-wide ledger
+        made of it."""
         _, day = hour_and_day(now_ms)
         args = (vid, event_id, now_ms, DEDUPE_MS, *self._goals_cap, *kinds, "any")
         names = ("assign", "converted", "conversions", "totals", "seen", "overflowed", "excluded")

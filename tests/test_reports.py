@@ -110,6 +110,23 @@ def test_the_report_credits_every_conversion_to_its_page_and_variant(shop: TestC
     assert pages["/"]["converted"]["form"] == sum(truth["/", v]["form"] for v in ("control", "b"))
 
 
+def test_conversions_off_the_experiments_pages_count_for_the_visitors_variant(shop: TestClient, clock: Clock) -> None:
+    """The experiment runs on / only; the form is sent from /contacts and the call made from the
+    number shown there. Both count for the variant the visitor saw on /, in the cohort of /."""
+    landing = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": "off-page-visitor-0001"}).json()
+    clock.advance(60)
+    contacts = shop.get("/v1/decide", params={"site": "shop", "url": "/contacts",
+                                              "vid": "off-page-visitor-0001"}).json()
+    assert contacts["experiments"] == {}  # nothing runs on /contacts: the page's own token names no variant
+    beacon(shop, contacts["token"], "form", "off-page-form")
+    answer = call(shop, "off-page-call-0001", contacts["phone"]["number"], clock.now + 30, 60)
+    assert answer["credited"]
+    report = shop.get("/v1/reports/shop", headers=TOKEN).json()
+    rows = {(table["page"], row["variant"]): row for table in report["experiments"] for row in table["variants"]}
+    row = rows["/", landing["experiments"]["hero"]]
+    assert row["converted"]["form"] == 1 and row["converted"]["call"] == 1 and row["converted"]["qualified_call"] == 1
+
+
 def test_overflowed_visitors_and_bots_are_counted_apart(shop: TestClient, clock: Clock) -> None:
     tokens = []
     for n in range(25):  # 25 visitors in one minute, 20 numbers: five overflow
