@@ -5,7 +5,7 @@
 
 1. **In process**: both rule sets (`benchmarks/scale_rules.py`; the big one is a superset of the
    small one) are loaded with `service.rulefiles.load`, and the same prepared visits (built by
-   `service.decide.visit` from the traffic model: real GeoLite2 addresses, campaign and search
+   `service.decide.page_view` from the traffic model: real GeoLite2 addresses, campaign and search
    phrases, a third of them naming one of the generated keyword rules' products, product and
    city pages) are decided by the pure function `service.engine.decide`. The best of several
    interleaved passes counts. Target: 10,000 rules cost ≤ 1.2× 10 rules.
@@ -82,7 +82,7 @@ def page_views(count: int, seed: int = 6) -> list[tuple[str, str | None, str, st
 def in_process(directories: dict[int, Path], views: list[tuple[str, str | None, str, str]],
                passes: int) -> dict[str, Any]:
     from service import rulefiles
-    from service.decide import visit
+    from service.decide import page_view
     from service.engine import decide
     from service.geo import GeoDB
 
@@ -93,7 +93,7 @@ def in_process(directories: dict[int, Path], views: list[tuple[str, str | None, 
         started = time.perf_counter()
         sites[size] = rulefiles.load(directory).sites["scale"]
         load_seconds[size] = time.perf_counter() - started
-    visits = [visit(url, ref, f"bench-visitor-{rng.getrandbits(64):016x}", geo.lookup(ip), agent)
+    visits = [page_view(url, ref, f"bench-visitor-{rng.getrandbits(64):016x}", geo.lookup(ip), agent)
               for url, ref, ip, agent in views]
     for site in sites.values():  # warm every cache (lemmas, places, templates) before timing
         for seen in visits:

@@ -107,7 +107,7 @@ def _check(directory: Path) -> int:
 
 
 def _preview(settings: Settings, args: argparse.Namespace) -> int:
-    from service.decide import answer, visit
+    from service.decide import answer, page_view
     from service.errors import HTTPError
     from service.geo import GeoDB
 
@@ -120,7 +120,7 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     geo = GeoDB(settings.geoip_db)
     try:
-        seen = visit(args.url, args.ref, args.vid or new_vid(), geo.lookup(args.ip), args.ua)
+        seen = page_view(args.url, args.ref, args.vid or new_vid(), geo.lookup(args.ip), args.ua)
     except HTTPError as exc:
         print(f"swapline: {exc.message}", file=sys.stderr)
         return 1

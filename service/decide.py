@@ -1,6 +1,6 @@
 """The decision endpoint: a page view in, what the visitor sees out.
 
-`visit` and `answer` are shared with `swapline rules preview`, so the preview prints
+`page_view` and `answer` are shared with `swapline rules preview`, so the preview prints
 exactly what the endpoint would answer, without the store and its side effects.
 """
 
@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from service.clock import hour_and_day
 from service.cors import cors_headers
-from service.engine import Outcome, Pool, Site, Visit, decide, normalise_path
+from service.engine import Outcome, PageView, Pool, Site, decide, normalise_path
 from service.errors import BadRequest
 from service.geo import Geo
 from service.observability import LEASES, labelled
@@ -42,8 +42,8 @@ class Page(NamedTuple):
     phrase: str  # normalised
 
 
-def visit(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) -> Visit:
-    return _visit(page(url, ref), vid, geo, user_agent)
+def page_view(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) -> PageView:
+    return _page_view(page(url, ref), vid, geo, user_agent)
 
 
 def page(url: str, ref: str | None) -> Page:
@@ -69,19 +69,19 @@ def _page(address: tuple[str, Landing], referred: Referral) -> Page:
     return Page(path, seen, frozenset(lemmas(phrase)), normalise(phrase))
 
 
-def _visit(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool = False) -> Visit:
-    return Visit(vid, viewed.path, viewed.traffic, viewed.lemmas, viewed.phrase, geo, device(user_agent),
+def _page_view(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool = False) -> PageView:
+    return PageView(vid, viewed.path, viewed.traffic, viewed.lemmas, viewed.phrase, geo, device(user_agent),
                  scripted or is_bot(user_agent))
 
 
-def answer(site: Site, visit: Visit, outcome: Outcome, token: str | None, version: str,
+def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, version: str,
            lease: Lease | None = None, degraded: bool = False) -> dict[str, Any]:
-    traffic = visit.traffic
+    traffic = view.traffic
     return {
         "site": site.id,
-        "vid": visit.vid,
+        "vid": view.vid,
         "token": token,
-        "geo": visit.geo.as_json(site.language),
+        "geo": view.geo.as_json(site.language),
         "phrase": traffic.phrase,
         "source": {
             "source": traffic.source,
@@ -93,7 +93,7 @@ def answer(site: Site, visit: Visit, outcome: Outcome, token: str | None, versio
         "swaps": [{"selector": selector, "text": text} for selector, text in outcome.swaps],
         "experiments": outcome.experiments,
         "phone": phone(site, outcome.pool, lease),
-        "bot": visit.bot,
+        "bot": view.bot,
         "degraded": degraded,
         "rules_version": version,
     }
@@ -118,15 +118,16 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
     return {**shown, "kind": "lease", "hold": pool.hold, **formats(lease.number)}
 
 
-def token_payload(site: Site, visit: Visit, outcome: Outcome, lease: Lease | None, now_ms: int) -> dict[str, Any]:
-    payload = {"s": site.id, "v": visit.vid, "p": visit.path, "x": outcome.experiments, "t": now_ms // 1000}
+def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int) -> dict[str, Any]:
+    payload = {"s": site.id, "v": view.vid, "p": view.path, "x": outcome.experiments, "t": now_ms // 1000}
     if outcome.pool is not None and lease is not None:
         payload["n"] = outcome.pool.id  # heartbeats extend this pool's lease
         payload["o"] = lease.number is None  # overflowed: nothing to credit a variant with
     return payload
 
 
-async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome, now: int) -> tuple[Lease | None, bool]:
+async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
+                 now: int) -> tuple[Lease | None, bool]:
     """Store the exposures and lease the number in one shared round trip.
 
     Returns the lease (None when no pool leases) and whether the store failed.
@@ -135,22 +136,22 @@ async def record(runtime: Runtime, site: Site, visit: Visit, outcome: Outcome, n
     pool = outcome.pool
     ledger, batcher = runtime.ledger, runtime.store.batcher
     try:
-        if visit.bot:  # counted apart, and nothing else
+        if view.bot:  # counted apart, and nothing else
             await batcher.submit(ledger.bot(site.id, day))
             return None, False
-        exposures, fresh = ledger.exposures(site.id, visit.vid, visit.path, day, outcome.experiments)
+        exposures, fresh = ledger.exposures(site.id, view.vid, view.path, day, outcome.experiments)
         if pool is None or not pool.numbers:
             if exposures:
                 await batcher.submit(*exposures)
                 ledger.recorded(fresh)
             return None, False
-        leased = runtime.pools.lease(site.id, pool, visit.vid, visit.path, outcome.experiments, now)
+        leased = runtime.pools.lease(site.id, pool, view.vid, view.path, outcome.experiments, now)
         reply, *_ = await batcher.submit(leased, *exposures)
         ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
         labelled(LEASES, site.id, pool.id, lease.status).inc()
         if lease.number is None:  # overflowed visitors leave the conversion rates
-            await batcher.submit(*ledger.overflows(site.id, visit.vid, outcome.experiments))
+            await batcher.submit(*ledger.overflows(site.id, view.vid, outcome.experiments))
         return lease, False
     except Exception as exc:  # the page must still get its answer
         log.debug("decision degraded: %s", exc)
@@ -245,7 +246,7 @@ async def decide_endpoint(request: Request) -> JSON:
     if not valid_vid(vid):
         vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
     assert vid is not None
-    seen = _visit(shown, vid, runtime.geo.lookup(client), headers.get("user-agent", ""),
+    seen = _page_view(shown, vid, runtime.geo.lookup(client), headers.get("user-agent", ""),
                   not from_browser(headers.get("sec-fetch-mode"), headers.get("origin")))
     forced = _preview(query)
     outcome = decide(site, seen, forced)

@@ -1,9 +1,9 @@
-"""The rules engine: compiled site rules and one pure function, `decide(site, visit)`.
+"""The rules engine: compiled site rules and one pure function, `decide(site, view)`.
 
 Everything here is built once when rules load (`service.rulefiles`) and only read per
 request: no I/O, no compilation, and the cost of a decision does not grow with the number
-of rules, because `RuleIndex` hands `decide` only the rules that could match this visit.
-What `decide` makes of a visit's page, traffic, place and device (a `Plan`) is remembered
+of rules, because `RuleIndex` hands `decide` only the rules that could match this page view.
+What `decide` makes of a page view's page, traffic, place and device (a `Plan`) is remembered
 per site, so visitors who share them share its work; what the rules match (a `Match`) is
 remembered by only what the site's conditions name (`Conditions`), so a new plan usually
 only renders its texts.
@@ -33,11 +33,11 @@ PLANS_KEPT = 4096  # per site, the most recently used
 
 
 @dataclass(frozen=True, slots=True)
-class Visit:
+class PageView:
     """What is known about one page view; built once per request.
 
-    Visits compare equal when all but the visitor is: the visitor id only draws the variants
-    of experiments, so what the rest of a decision makes of a visit (a `Plan`) serves them all.
+    Page views compare equal when all but the visitor is: the visitor id only draws the variants
+    of experiments, so what the rest of a decision makes of a page view (a `Plan`) serves them all.
     """
 
     vid: str = field(compare=False)
@@ -106,7 +106,7 @@ def _glob_regex(glob: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class When:
-    """A rule's conditions: all must hold; each set holds when the visit has any of it."""
+    """A rule's conditions: all must hold; each set holds when the page view has any of it."""
 
     keywords: tuple[frozenset[str], ...] = ()
     phrase_regex: Linear | None = None
@@ -118,10 +118,10 @@ class When:
     cities: frozenset[str] | None = None  # casefolded names
     devices: frozenset[str] | None = None
     # Checks only the conditions that are set: a rule sets one or two of the nine.
-    _check: Callable[[Visit], bool] = field(init=False, repr=False, compare=False)
+    _check: Callable[[PageView], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        checks: list[Callable[[Visit], bool]] = []
+        checks: list[Callable[[PageView], bool]] = []
         if self.keywords:
             checks.append(partial(_any_keyword, self.keywords))
         if self.phrase_regex is not None:
@@ -135,11 +135,11 @@ class When:
         check = checks[0] if len(checks) == 1 else partial(_all_hold, tuple(checks))
         object.__setattr__(self, "_check", check)
 
-    def matches(self, visit: Visit) -> bool:
-        return self._check(visit)
+    def matches(self, view: PageView) -> bool:
+        return self._check(view)
 
 
-# The conditions on one value of the visit, and where the visit keeps that value.
+# The conditions on one value of the page view, and where the page view keeps that value.
 _VALUES = (
     ("sources", attrgetter("traffic.source")),
     ("media", attrgetter("traffic.medium")),
@@ -150,34 +150,34 @@ _VALUES = (
 )
 
 
-def _all_hold(checks: tuple[Callable[[Visit], bool], ...], visit: Visit) -> bool:
-    return all(check(visit) for check in checks)
+def _all_hold(checks: tuple[Callable[[PageView], bool], ...], view: PageView) -> bool:
+    return all(check(view) for check in checks)
 
 
-def _any_keyword(keywords: tuple[frozenset[str], ...], visit: Visit) -> bool:
-    return any(map(visit.lemmas.issuperset, keywords))  # most candidates are keyword rules: no generator
+def _any_keyword(keywords: tuple[frozenset[str], ...], view: PageView) -> bool:
+    return any(map(view.lemmas.issuperset, keywords))  # most candidates are keyword rules: no generator
 
 
-def _phrase_matches(regex: Linear, visit: Visit) -> bool:
-    return regex.search(visit.phrase)
+def _phrase_matches(regex: Linear, view: PageView) -> bool:
+    return regex.search(view.phrase)
 
 
-def _holds(allowed: frozenset[str], value_of: Callable[[Visit], str | None], visit: Visit) -> bool:
-    value = value_of(visit)
+def _holds(allowed: frozenset[str], value_of: Callable[[PageView], str | None], view: PageView) -> bool:
+    value = value_of(view)
     return value is not None and value.casefold() in allowed
 
 
-def _in_cities(cities: frozenset[str], visit: Visit) -> bool:
-    return not cities.isdisjoint(visit.geo.city_keys)
+def _in_cities(cities: frozenset[str], view: PageView) -> bool:
+    return not cities.isdisjoint(view.geo.city_keys)
 
 
-PHRASE_PATTERNS_TRIED = 32  # past this many, visits are told apart by the phrase itself
+PHRASE_PATTERNS_TRIED = 32  # past this many, page views are told apart by the phrase itself
 
 
 @dataclass(frozen=True, slots=True)
 class Conditions:
-    """What a site's conditions name. A visit seen through them (`key`) keeps exactly what
-    decides which conditions hold, so visits that differ elsewhere (another town the rules do
+    """What a site's conditions name. A page view seen through them (`key`) keeps exactly what
+    decides which conditions hold, so page views that differ elsewhere (another town the rules do
     not name, a phrase that matches the same keywords) share what the rules make of them."""
 
     countries: frozenset[str]  # casefolded, as conditions compare
@@ -203,12 +203,12 @@ class Conditions:
                    named("campaigns"), frozenset().union(*(words for when in whens for words in when.keywords)),
                    tuple(patterns.values()) if len(patterns) <= PHRASE_PATTERNS_TRIED else None)
 
-    def key(self, visit: Visit) -> tuple[Any, ...]:
-        geo, traffic = visit.geo, visit.traffic
-        phrase: Any = visit.phrase if self.patterns is None else self._patterns_matched(visit.phrase)
-        return (visit.path, visit.device, _named(geo.country, self.countries), _named(geo.region, self.regions),
+    def key(self, view: PageView) -> tuple[Any, ...]:
+        geo, traffic = view.geo, view.traffic
+        phrase: Any = view.phrase if self.patterns is None else self._patterns_matched(view.phrase)
+        return (view.path, view.device, _named(geo.country, self.countries), _named(geo.region, self.regions),
                 self.cities & geo.city_keys, _named(traffic.source, self.sources), _named(traffic.medium, self.media),
-                _named(traffic.campaign, self.campaigns), self.lemmas & visit.lemmas, phrase)
+                _named(traffic.campaign, self.campaigns), self.lemmas & view.lemmas, phrase)
 
     def forget(self) -> None:
         self._matched.clear()
@@ -243,8 +243,8 @@ class Rule:
     when: When
     swaps: tuple[Swap, ...]
 
-    def matches(self, visit: Visit) -> bool:
-        return self.pages.match(visit.path) and self.when.matches(visit)
+    def matches(self, view: PageView) -> bool:
+        return self.pages.match(view.path) and self.when.matches(view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,22 +288,22 @@ class Pool:
     overflow: str | None = None
     static: str | None = None  # a fixed number instead of a lease
 
-    def matches(self, visit: Visit) -> bool:
-        return self.pages.match(visit.path) and self.when.matches(visit)
+    def matches(self, view: PageView) -> bool:
+        return self.pages.match(view.path) and self.when.matches(view)
 
 
 class RuleIndex:
-    """Finds the rules that could match a visit without looking at the others.
+    """Finds the rules that could match a page view without looking at the others.
 
     Each rule is filed once under its most selective condition: a keyword rule under one
     lemma of each of its keywords, a geo rule under its cities, regions or countries, a
     rule for plain paths under those paths. Only what is left (regex- or source-only
-    rules, globbed pages) is tried on every visit: it is kept in the order decide tries rules.
+    rules, globbed pages) is tried on every page view: it is kept in the order decide tries rules.
     """
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         rules = list(rules)
-        # Each bucket maps rule id → rule, so that a visit gathers its candidates with
+        # Each bucket maps rule id → rule, so that a page view gathers its candidates with
         # dict.update and a rule filed under two of its keys counts once.
         self.by_lemma: dict[str, dict[str, Rule]] = {}
         self.by_city: dict[str, dict[str, Rule]] = {}
@@ -334,17 +334,17 @@ class RuleIndex:
                 rest.append(rule)
         self.rest = tuple(sorted(rest, key=_rank))
 
-    def candidates(self, visit: Visit) -> Sequence[Rule]:
+    def candidates(self, view: PageView) -> Sequence[Rule]:
         """The rules that could match, highest priority first."""
         found: dict[str, Rule] = {}
-        for lemma in visit.lemmas:
+        for lemma in view.lemmas:
             found.update(self.by_lemma.get(lemma, _NONE))
-        geo = visit.geo
+        geo = view.geo
         for city in geo.city_keys:
             found.update(self.by_city.get(city, _NONE))
         found.update(self.by_region.get((geo.region or "").casefold(), _NONE))
         found.update(self.by_country.get((geo.country or "").casefold(), _NONE))
-        found.update(self.by_path.get(visit.path, _NONE))
+        found.update(self.by_path.get(view.path, _NONE))
         if not found:
             return self.rest
         return sorted([*found.values(), *self.rest], key=_rank)
@@ -388,10 +388,10 @@ class Site:
     uses_places: bool = False  # any text mentions city/region/country
     calls: CallSettings = CallSettings()
     report_token: str | None = None
-    # plan(self, visit), remembered: visits compare by what plans read, and page views repeat it
+    # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
     plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
     conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools
-    # What the rules make of visits (see `match`), by the visit as the conditions see it
+    # What the rules make of page views (see `match`), by the page view as the conditions see it
     _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
     experiment_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # a conversion credits each
 
@@ -411,14 +411,14 @@ class Site:
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
         object.__setattr__(self, "conditions", Conditions.of(whens))
 
-    def match(self, visit: Visit) -> Match:
-        """What the rules, experiments and pools make of `visit`, remembered by the visit as
+    def match(self, view: PageView) -> Match:
+        """What the rules, experiments and pools make of `view`, remembered by the page view as
         the site's conditions see it: many towns and phrases, few matches."""
-        key = self.conditions.key(visit)
+        key = self.conditions.key(view)
         matches = self._matches
         found = matches.get(key)
         if found is None:
-            found = matches[key] = match(self, visit)
+            found = matches[key] = match(self, view)
             if len(matches) > PLANS_KEPT:
                 del matches[next(iter(matches))]  # the oldest
         return found
@@ -439,35 +439,35 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """What a site's rules make of a visit before any text is rendered."""
+    """What a site's rules make of a page view before any text is rendered."""
 
-    experiments: tuple[Experiment, ...]  # those whose pages and conditions the visit meets
+    experiments: tuple[Experiment, ...]  # those whose pages and conditions the page view meets
     texts: tuple[tuple[str, Text], ...]  # the first matching rule's text per selector
     pool: Pool | None
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """All of a decision but the draw of the experiments' variants: a function of the visit's
+    """All of a decision but the draw of the experiments' variants: a function of the page view's
     page, phrase, traffic source, place and device, which visitors share."""
 
     experiments: tuple[Experiment, ...]
-    swaps: tuple[tuple[str, str], ...]  # the rules' texts, rendered for this visit
+    swaps: tuple[tuple[str, str], ...]  # the rules' texts, rendered for this page view
     pool: Pool | None
     context: Mapping[str, Any]  # what the variants' texts render with
 
 
-def decide(site: Site, visit: Visit, forced: Mapping[str, str] | None = None) -> Outcome:
-    """What this visit sees. `forced` pins experiments to variants (previews)."""
-    if visit.bot:
+def decide(site: Site, view: PageView, forced: Mapping[str, str] | None = None) -> Outcome:
+    """What this page view sees. `forced` pins experiments to variants (previews)."""
+    if view.bot:
         return Outcome()
-    plan = site.plan(visit)
+    plan = site.plan(view)
     if not plan.experiments:
         return Outcome(plan.swaps, {}, plan.pool)
     chosen: dict[str, str] = {}
     texts: dict[str, str | None] = {}  # selector → text; None keeps the page's own text
     for experiment in plan.experiments:
-        variant = (forced and _forced_variant(experiment, forced)) or experiment.assign(visit.vid)
+        variant = (forced and _forced_variant(experiment, forced)) or experiment.assign(view.vid)
         chosen[experiment.id] = variant.id
         for swap in variant.swaps:
             texts.setdefault(swap.selector, swap.text.render(plan.context))
@@ -479,23 +479,23 @@ def decide(site: Site, visit: Visit, forced: Mapping[str, str] | None = None) ->
     return Outcome(swaps, chosen, plan.pool)
 
 
-def plan(site: Site, visit: Visit) -> Plan:
-    found = site.match(visit)
-    context = _context(site, visit)
+def plan(site: Site, view: PageView) -> Plan:
+    found = site.match(view)
+    context = _context(site, view)
     rendered = ((selector, text.render(context)) for selector, text in found.texts)
     swaps = tuple((selector, text) for selector, text in rendered if text is not None)
     return Plan(found.experiments, swaps, found.pool, context)
 
 
-def match(site: Site, visit: Visit) -> Match:
+def match(site: Site, view: PageView) -> Match:
     experiments = tuple(experiment for experiment in site.experiments
-                        if experiment.pages.match(visit.path) and experiment.when.matches(visit))
+                        if experiment.pages.match(view.path) and experiment.when.matches(view))
     texts: dict[str, Text] = {}
-    for rule in site.rules.candidates(visit):
-        if rule.matches(visit):
+    for rule in site.rules.candidates(view):
+        if rule.matches(view):
             for swap in rule.swaps:
                 texts.setdefault(swap.selector, swap.text)
-    pool = next((pool for pool in site.pools if pool.matches(visit)), None)
+    pool = next((pool for pool in site.pools if pool.matches(view)), None)
     return Match(experiments, tuple(texts.items()), pool)
 
 
@@ -504,8 +504,8 @@ def _forced_variant(experiment: Experiment, forced: Mapping[str, str]) -> Varian
     return next((variant for variant in experiment.variants if variant.id == wanted), None)
 
 
-def _context(site: Site, visit: Visit) -> dict[str, Any]:
-    traffic = visit.traffic
+def _context(site: Site, view: PageView) -> dict[str, Any]:
+    traffic = view.traffic
     context: dict[str, Any] = {
         "keyword": Keyword(traffic.phrase),
         "phrase": traffic.phrase or "",
@@ -514,7 +514,7 @@ def _context(site: Site, visit: Visit) -> dict[str, Any]:
         "campaign": traffic.campaign or "",
     }
     if site.uses_places:
-        geo, language = visit.geo, site.language
+        geo, language = view.geo, site.language
         context["city"] = site.place(geo.name("city", language))
         context["region"] = site.place(geo.name("region", language))
         context["country"] = site.place(geo.name("country", language))

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from service.decide import visit
-from service.engine import Site, Visit, decide
+from service.decide import page_view
+from service.engine import PageView, Site, decide
 from service.geo import Geo
 from service.rulefiles import load
 from tests.conftest import BROWSER, CASES
@@ -22,12 +22,12 @@ def compile_site(data: dict[str, Any], tmp_path: Path) -> Site:
     return load(tmp_path).sites[data["site"]]
 
 
-def make_visit(case: dict[str, Any], vid: str = "case-visitor-00000001") -> Visit:
+def make_visit(case: dict[str, Any], vid: str = "case-visitor-00000001") -> PageView:
     geo_data = case.get("geo", {})
     ru, en = geo_data.get("city", [None, None])
     names = {lang: {"city": name} for lang, name in (("ru", ru), ("en", en)) if name}
     geo = Geo(geo_data.get("country"), geo_data.get("region"), en, names)
-    return visit(case["url"], case.get("ref"), vid, geo, case.get("ua", BROWSER))
+    return page_view(case["url"], case.get("ref"), vid, geo, case.get("ua", BROWSER))
 
 
 @pytest.mark.parametrize("case", ENGINE_CASES, ids=[case["name"] for case in ENGINE_CASES])
@@ -48,4 +48,4 @@ def test_city_condition_matches_city_names_only(tmp_path: Path) -> None:
     site = compile_site({"site": "s", "rules": [{"id": "r", "when": {"city": "Москва"},
                                                  "swap": [{"selector": "h1", "text": "x"}]}]}, tmp_path)
     zelenograd = Geo("RU", "RU-MOW", "Zelenograd", {"ru": {"city": "Зеленоград", "region": "Москва"}})
-    assert decide(site, visit("/", None, "case-visitor-00000001", zelenograd, BROWSER)).swaps == ()
+    assert decide(site, page_view("/", None, "case-visitor-00000001", zelenograd, BROWSER)).swaps == ()

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from service.decide import visit
+from service.decide import page_view
 from service.engine import decide
 from service.geo import GeoDB
 from service.rulefiles import load
@@ -129,7 +129,7 @@ def test_remembered_decisions_equal_fresh_ones_for_real_addresses() -> None:
              ("/contacts", "https://load.example/"), ("/catalog/split-systems?gclid=1", None),
              ("/", "https://yandex.ru/search/?text=daikin+кондиционер")]
     agents = [BROWSER, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1"]
-    visits = [visit(url, ref, new_vid(), geo.lookup(address), agent)
+    visits = [page_view(url, ref, new_vid(), geo.lookup(address), agent)
               for address in addresses for url, ref in pages for agent in agents]
     for seen in visits:
         assert decide(site, seen) == decide(replace(site), seen), seen  # a copy's memos start empty
