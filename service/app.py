@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         gc.freeze()
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
-        pools = Pools(store, settings.lease_retention_days)
+        pools = Pools(store, settings.lease_retention_days, settings.network_share)
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
                           Ledger(store, settings.max_pages, settings.max_goals),
                           Spool(settings.data_dir / "spool"),

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import orjson
 from starlette.requests import Request
 
-from service import bodies, phones
+from service import bodies, phones, visits
 from service.engine import Site
 from service.errors import BadRequest, Unauthorized
 from service.responses import JSON
@@ -151,6 +151,7 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "visitor": holder["v"] if holder else None,
         "page": holder["p"] if holder else None,
         "experiments": holder["x"] if holder else {},
+        "visit": await _visit(runtime, site, holder, call.start_ms),
         "reason": reason,
     }
     prefix = f"sw:{{{site.id}:calls}}:"
@@ -165,6 +166,14 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}", kinds,
                                      runtime.now_ms())
     return answer
+
+
+async def _visit(runtime: Runtime, site: Site, holder: dict[str, Any] | None, start_ms: int) -> dict[str, Any] | None:
+    """The caller's visit: how they came (source, campaign, phrase, ad click ids, landing page)
+    and the pages they saw before the call."""
+    if not holder or not holder.get("w"):
+        return None
+    return await visits.journey(runtime.store, site.id, holder["v"], holder["w"], start_ms)
 
 
 def _kind(site: Site, number: str) -> tuple[str, str | None]:

@@ -15,6 +15,7 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 from starlette.requests import Request
 
+from service import visits
 from service.clock import hour_and_day
 from service.cors import cors_headers
 from service.engine import Outcome, PageView, Pool, Site, decide, normalise_path
@@ -22,14 +23,17 @@ from service.errors import BadRequest
 from service.geo import Geo
 from service.observability import LEASES, labelled
 from service.phones import formats
-from service.phrase import Landing, Referral, Traffic, landing, lemmas, normalise, referral, traffic
+from service.phrase import Landing, Referral, Traffic, click_ids, landing, lemmas, normalise, referral, traffic
 from service.pools import Lease
 from service.responses import JSON
 from service.runtime import Runtime
+from service.store import Command
 from service.visitors import device, from_browser, is_bot, new_vid, valid_vid
+from service.visits import Visit
 
 MAX_URL = 4096
 MAX_VID = 128
+MAX_VISIT = 2048  # a visit token: its arrival's campaign texts and phrase, twice at most
 log = logging.getLogger("swapline")
 
 
@@ -118,17 +122,22 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
     return {**shown, "kind": "lease", "hold": pool.hold, **formats(lease.number)}
 
 
-def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int) -> dict[str, Any]:
+def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int,
+                  visit: str | None = None) -> dict[str, Any]:
     payload = {"s": site.id, "v": view.vid, "p": view.path, "x": outcome.experiments, "t": now_ms // 1000}
+    if visit:
+        payload["w"] = visit
     if outcome.pool is not None and lease is not None:
         payload["n"] = outcome.pool.id  # heartbeats extend this pool's lease
         payload["o"] = lease.number is None  # overflowed: nothing to credit a variant with
     return payload
 
 
-async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
-                 now: int) -> tuple[Lease | None, bool]:
-    """Store the exposures and lease the number in one shared round trip.
+async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome, now: int,
+                 visit: Visit | None = None, journey: tuple[Command, ...] = (),
+                 network: str = "") -> tuple[Lease | None, bool]:
+    """Store the exposures, the visit's `journey` commands, and lease the number, in one shared
+    round trip.
 
     Returns the lease (None when no pool leases) and whether the store failed.
     """
@@ -141,12 +150,13 @@ async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
             return None, False
         exposures, fresh = ledger.exposures(site.id, view.vid, view.path, day, outcome.experiments)
         if pool is None or not pool.numbers:
-            if exposures:
-                await batcher.submit(*exposures)
+            if exposures or journey:
+                await batcher.submit(*exposures, *journey)
                 ledger.recorded(fresh)
             return None, False
-        leased = runtime.pools.lease(site.id, pool, view.vid, view.path, outcome.experiments, now)
-        reply, *_ = await batcher.submit(leased, *exposures)
+        leased = runtime.pools.lease(site.id, pool, view.vid, view.path, outcome.experiments, now,
+                                     visit.id if visit else "", network)
+        reply, *_ = await batcher.submit(leased, *exposures, *journey)
         ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
         labelled(LEASES, site.id, pool.id, lease.status).inc()
@@ -167,10 +177,6 @@ def _query(request: Request) -> dict[str, str]:
             name, _, value = pair.partition("=")
             params[_unquote(name)] = value
     return params
-
-
-def _requested_page(raw_url: str | None, raw_ref: str | None) -> Page:
-    return _page(_requested_address(raw_url), _requested_referral(raw_ref))
 
 
 # Most page views are a visitor's second, third… page: a URL and a referrer many visitors
@@ -241,20 +247,58 @@ async def decide_endpoint(request: Request) -> JSON:
     site = runtime.site(_checked("site", query.get("site"), 64, required=True))
     headers = request.headers
     answer_headers = cors_headers(site, request)
-    shown = _requested_page(query.get("url"), query.get("ref"))
+    path, landed = _requested_address(query.get("url"))
+    referred = _requested_referral(query.get("ref"))
     vid = _checked("vid", query.get("vid"), MAX_VID)
     if not valid_vid(vid):
         vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
     assert vid is not None
+    previous = visits.read(runtime.signer, _checked("visit", query.get("visit"), MAX_VISIT), site.id, vid)
+    visit, new = visits.follow(previous, landed, referred, site, now // 1000)
+    arrival, arrived_from = visit.source(site)  # the visit's traffic, on every one of its pages
+    shown = _page((path, arrival), arrived_from)
     seen = _page_view(shown, vid, runtime.geo.lookup(client), headers.get("user-agent", ""),
-                  not from_browser(headers.get("sec-fetch-mode"), headers.get("origin")))
+                      not from_browser(headers.get("sec-fetch-mode"), headers.get("origin")))
     forced = _preview(query)
-    outcome = decide(site, seen, forced)
+    outcome, visit = _visit_pool(site, decide(site, seen, forced), visit)
+    visit_answer = {"id": visit.id, "new": new, "token": visit.token(runtime.signer, site.id, vid)}
     if forced:  # a marketer looking at a variant: nothing is recorded, nothing leased
         token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1})
-        return JSON({**answer(site, seen, outcome, token, rules.version), "preview": True}, headers=answer_headers)
-    lease, degraded = await record(runtime, site, seen, outcome, now)
+        return JSON({**answer(site, seen, outcome, token, rules.version), "visit": visit_answer, "preview": True},
+                    headers=answer_headers)
+    journey = _journey(runtime, site, seen, visit, new, previous, query, now)
+    lease, degraded = await record(runtime, site, seen, outcome, now, visit, journey,
+                                   runtime.decision_limit.network(client))
     if degraded and outcome.pool is not None and outcome.pool.numbers:
         outcome = replace(outcome, pool=None)  # the page keeps its own number
-    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now))
-    return JSON(answer(site, seen, outcome, token, rules.version, lease, degraded), headers=answer_headers)
+    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now, visit.id))
+    return JSON({**answer(site, seen, outcome, token, rules.version, lease, degraded), "visit": visit_answer},
+                headers=answer_headers)
+
+
+def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Visit]:
+    """A visit keeps the pool of its first page that has one: one number for all its pages."""
+    if visit.pool is None:
+        return outcome, (replace(visit, pool=outcome.pool.id) if outcome.pool else visit)
+    kept = next((pool for pool in site.pools if pool.id == visit.pool), None)
+    return (replace(outcome, pool=kept), visit) if kept else (outcome, replace(visit, pool=None))
+
+
+def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: Visit | None,
+             query: Mapping[str, str], now: int) -> tuple[Command, ...]:
+    """What the store learns of the visit: its record when it starts, the page on its journey,
+    and, when a new visit's number comes from another pool, the end of the last one's hold."""
+    if view.bot:
+        return ()
+    details: dict[str, Any] = {}
+    if new:
+        url = _checked("url", query.get("url"), MAX_URL) or ""
+        details = {"click_ids": click_ids(urlsplit(url).query), "device": view.device,
+                   "geo": {"country": view.geo.country, "region": view.geo.region, "city": view.geo.city}}
+    commands = [visits.record(site.id, view.vid, visit, new, view.path, now, view.traffic, details,
+                              runtime.settings.attribution_days * 86400)]
+    if new and previous and previous.pool and previous.pool != visit.pool:
+        old = next((pool for pool in site.pools if pool.id == previous.pool and pool.numbers), None)
+        if old:
+            commands.append(runtime.pools.let_go(site.id, old, view.vid, now))
+    return tuple(commands)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from operator import attrgetter
 from typing import Any
+from urllib.parse import urlsplit
 
 from service.geo import Geo
 from service.patterns import Linear
@@ -375,6 +376,13 @@ class CallSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class VisitSettings:
+    timeout: int = 1800  # seconds without a page view that end a visit
+    lookback: int = 90 * 86400  # seconds a visitor keeps their last non-direct source
+    last_non_direct: bool = True  # a direct visit keeps that source (else it is direct)
+
+
+@dataclass(frozen=True, slots=True)
 class Site:
     id: str
     name: str
@@ -387,6 +395,7 @@ class Site:
     pools: tuple[Pool, ...]
     uses_places: bool = False  # any text mentions city/region/country
     calls: CallSettings = CallSettings()
+    visits: VisitSettings = VisitSettings()
     report_token: str | None = None
     # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
     plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
@@ -394,6 +403,7 @@ class Site:
     # What the rules make of page views (see `match`), by the page view as the conditions see it
     _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
     experiment_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # a conversion credits each
+    hosts: frozenset[str] = field(init=False, repr=False, compare=False)  # its origins': no arrival from there
 
     @property
     def tracking_numbers(self) -> dict[str, Pool]:
@@ -408,6 +418,8 @@ class Site:
         object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
         object.__setattr__(self, "_matches", {})
         object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
+        object.__setattr__(self, "hosts", frozenset(
+            (urlsplit(origin).hostname or "").removeprefix("www.") for origin in self.origins))
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
         object.__setattr__(self, "conditions", Conditions.of(whens))
 

@@ -62,12 +62,15 @@ PHONE = {
 }
 DECISION = {
     "type": "object",
-    "required": ["site", "vid", "token", "geo", "phrase", "source", "swaps", "experiments", "phone", "bot",
+    "required": ["site", "vid", "token", "visit", "geo", "phrase", "source", "swaps", "experiments", "phone", "bot",
                  "degraded", "rules_version"],
     "properties": {
         "site": {"type": "string"},
         "vid": {"type": "string"},
         "token": {"type": "string"},
+        "visit": {"type": "object", "required": ["id", "new", "token"], "description":
+                  "The visit this page view belongs to; send its token with the next page view (`visit`)",
+                  "properties": {"id": {"type": "string"}, "new": {"type": "boolean"}, "token": {"type": "string"}}},
         "geo": {"type": "object", "properties": {k: NULLABLE_STRING for k in
                                                   ("country", "region", "city", "country_name", "region_name")}},
         "phrase": NULLABLE_STRING,
@@ -137,7 +140,9 @@ SPEC: dict[str, Any] = {
         "/v1/decide": {"get": {
             "summary": "What this visitor sees: swaps, experiment variants, tracking number",
             "parameters": [SITE_QUERY, _query("url", "the page URL", required=True), _query("ref", "the referrer"),
-                           _query("vid", "the visitor id"), _query("preview", "experiment:variant[,…]")],
+                           _query("vid", "the visitor id"),
+                           _query("visit", "the visit token of the visitor's previous page view"),
+                           _query("preview", "experiment:variant[,…]")],
             "responses": {**_json("the decision", DECISION), **_errors(400, 403, 404, 429)},
         }},
         "/v1/events": {"post": {

@@ -35,12 +35,12 @@ _ENGINES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 _ENGINE_HOST = re.compile("|".join(f"(?P<{name}>{host})" for name, (host, _) in _ENGINES.items()))
 _REFERRER_SCHEMES = frozenset({"http", "https", "android-app"})
-_CLICK_IDS = ("gclid", "yclid", "fbclid")
+_CLICK_IDS = ("gclid", "yclid", "ymclid", "gbraid", "wbraid", "msclkid", "fbclid", "ttclid")
 _PAGE_PARAMS = frozenset(
     {"utm_term", "utm_source", "utm_medium", "utm_campaign", "utm_content", *_CLICK_IDS}
 )
 # Ad click ids name their ad network even when the browser sent no referrer.
-_PAID_CLICK_IDS = {"gclid": "google", "yclid": "yandex"}
+_PAID_CLICK_IDS = {"gclid": "google", "gbraid": "google", "wbraid": "google", "yclid": "yandex", "msclkid": "bing"}
 # Unfilled ad-system macros such as "{keyword}" or "{{campaign}}" carry no data.
 _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
 
@@ -106,6 +106,13 @@ def landing(query: str) -> Landing:
         content=_text(params.get("utm_content")),
         click_id=next((name for name in _CLICK_IDS if name in params), None),
     )
+
+
+def click_ids(query: str) -> dict[str, str]:
+    """The ad click ids of a page URL's query string, with their values (for call records and
+    offline conversions; decisions only need to know which one came)."""
+    params, decode = _params(query, _CLICK_IDS), _text.__wrapped__  # unique values: not memoised
+    return {name: value for name in _CLICK_IDS if (value := decode(params.get(name)))}
 
 
 def traffic(landed: Landing, referred: Referral) -> Traffic:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 # the square-root staffing rule: the pool then runs out in well under 1% of moments.
 SIGMAS = 3
 DAY_MS = 86_400_000
-LEASE, EXTEND, ATTRIBUTE, SYNC = (Script.named(name) for name in ("lease", "extend", "attribute", "sync"))
+LEASE, EXTEND, LET_GO, ATTRIBUTE, SYNC = (Script.named(name) for name in ("lease", "extend", "let_go", "attribute",
+                                                                        "sync"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +47,13 @@ class PoolKeys:
     seq: str
     stats: str
     clock: str
+    networks: str
 
     @classmethod
     @functools.lru_cache(maxsize=1024)  # a few per site, wanted on every page view
     def of(cls, site: str, pool: str) -> PoolKeys:
         prefix = f"sw:{{{site}:{pool}}}:"
-        names = ("numbers", "free", "held", "holder", "visitor", "leases", "seq", "stats", "clock")
+        names = ("numbers", "free", "held", "holder", "visitor", "leases", "seq", "stats", "clock", "networks")
         return cls(prefix, *(prefix + name for name in names))
 
     def history(self, number: str) -> str:
@@ -88,9 +90,10 @@ class PoolStats:
 
 
 class Pools:
-    def __init__(self, store: Store, retention_days: int = 30) -> None:
+    def __init__(self, store: Store, retention_days: int = 30, network_share: int = 100) -> None:
         self.store = store
         self.retention_ms = retention_days * DAY_MS
+        self.network_share = network_share
 
     async def sync(self, site: Site) -> None:
         """Make the store's pools match the rules; run at start and after every reload."""
@@ -100,16 +103,24 @@ class Pools:
                 await self.store.client.eval(SYNC.source, 3, keys.numbers, keys.free, keys.held, *pool.numbers)
 
     def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
-              now_ms: int) -> Command:
-        """The command that leases (or keeps) the visitor's number; its reply makes a `Lease`."""
+              now_ms: int, visit: str = "", network: str = "") -> Command:
+        """The command that leases (or keeps) the visitor's number; its reply makes a `Lease`.
+        `network` (a keyed hash of the client's) may hold `network_share` per cent of the pool."""
         keys = PoolKeys.of(site, pool.id)
         hour, day = hour_and_day(now_ms)
         return LEASE(
             (keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases, keys.seq, keys.stats,
-             keys.clock),
+             keys.clock, keys.networks),
             (vid, now_ms, pool.hold * 1000, page, orjson.dumps(experiments), self.retention_ms, hour, keys.prefix,
-             day),
+             day, visit, network, max(1, len(pool.numbers) * self.network_share // 100)),
         )
+
+    @staticmethod
+    def let_go(site: str, pool: Pool, vid: str, now_ms: int) -> Command:
+        """The command that ends the visitor's hold in `pool` now: their new visit has a number
+        of another pool, and a visitor holds one number at a time."""
+        keys = PoolKeys.of(site, pool.id)
+        return LET_GO((keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms))
 
     async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
         keys = PoolKeys.of(site, pool.id)

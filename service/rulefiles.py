@@ -30,6 +30,7 @@ from service.engine import (
     Site,
     Swap,
     Variant,
+    VisitSettings,
     When,
 )
 from service.patterns import Linear, PatternError
@@ -154,6 +155,7 @@ class _Compiler:
             pools=tuple(pools),
             uses_places=any(text.uses_places for text in texts),
             calls=_calls(data.get("calls", {})),
+            visits=_visits(data.get("visits", {})),
             report_token=_secret(data.get("reports", {}).get("token")),
         )
 
@@ -324,6 +326,14 @@ def _calls(data: dict[str, Any]) -> CallSettings:
         twilio_auth_token=_secret(data.get("twilio_auth_token")),
         qualify_after=_seconds(data.get("qualify_after", "30s")),
         unique_within=_seconds(data.get("unique_within", "7d")),
+    )
+
+
+def _visits(data: dict[str, Any]) -> VisitSettings:
+    return VisitSettings(
+        timeout=_seconds(data.get("timeout", "30m")),
+        lookback=_seconds(data.get("lookback", "90d")),
+        last_non_direct=data.get("attribution", "last_non_direct") == "last_non_direct",
     )
 
 

@@ -75,7 +75,7 @@
   // decision arrives: the service counts an event id once. The body is text/plain: no pre-flight.
   const outbox = () => { try { return JSON.parse(get("swl_out")); } catch (e) { return []; } };
   const post = (event) =>
-    fetch(base + "/v1/events", { credentials: "omit", method: "POST", body: JSON.stringify(event), keepalive: 1 })
+    fetch(base + "/v1/events", { method: "POST", body: JSON.stringify(event), keepalive: 1 })
       .then((r) => event.id && r.status < 500 && r.status !== 429 &&
         put("swl_out", JSON.stringify(outbox().filter((e) => e.id !== event.id))))
       .catch(() => {});
@@ -93,16 +93,18 @@
     goal: (name) => decided.then((d) => d && send({ type: "goal", id: rid(), name })),
   };
 
-  const query = new URLSearchParams({ site, url: location.href, ref: doc.referrer, vid });
+  // The visit goes on from page to page: its token comes back with the next page view.
+  const query = new URLSearchParams({ site, url: location.href, ref: doc.referrer, vid, visit: get("swl_visit") || "" });
   const preview = new URLSearchParams(location.search).get("swapline_preview");
   if (preview) query.set("preview", preview);
   const abort = new AbortController();
   setTimeout(() => abort.abort(), wait);
-  fetch(base + "/v1/decide?" + query, { credentials: "omit", signal: abort.signal })
+  fetch(base + "/v1/decide?" + query, { signal: abort.signal })
     .then((r) => (r.ok ? r.json() : Promise.reject()))
     .then((answer) => {
       const phone = answer.phone || {};
       keep(answer.vid);
+      put("swl_visit", answer.visit.token);
       outbox().forEach(post);
       if (phone.number && phone.replaces_digits && phone.digits !== phone.replaces_digits) {
         const sep = "[\\s\\u00a0().-]*";
@@ -117,7 +119,7 @@
         on("submit", "form", (el) => !el.closest(NOSWAP));
         on("click", "tel_click", (el) => el.closest && el.closest(TEL));
         if (phone.kind === "lease")
-          setInterval(() => doc.visibilityState === "visible" && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
+          setInterval(() => !doc.hidden && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
         done(answer);
       };
       doc.body ? start() : addEventListener("DOMContentLoaded", start);

@@ -63,7 +63,7 @@ def start(tmp_path: Path, *args: str, file_size_limit: int | None = None,
     `file_size_limit` (bytes) caps every file the process writes, as a full disk would."""
     port = free_port()
     environment = {**os.environ, "SWAPLINE_PORT": str(port), "SWAPLINE_DATA_DIR": str(tmp_path / "data"),
-                   "SWAPLINE_RULES_DIR": str(DEMO_RULES), **env}
+                   "SWAPLINE_RULES_DIR": str(DEMO_RULES), "SWAPLINE_NETWORK_SHARE": "100", **env}
     if "SWAPLINE_REDIS_URL" not in env:
         environment.pop("SWAPLINE_REDIS_URL", None)
     elif CLUSTER and "SWAPLINE_REDIS_CLUSTER" not in env:
@@ -176,6 +176,7 @@ def make_settings(valkey_url: str, rules_dir: Path, **overrides: Any) -> Setting
         "reload_rules": False,
         "secret": "test-secret",
         "redis_cluster": CLUSTER,
+        "network_share": 100,  # most tests send many visitors from one address; test_visits caps it
     }
     values.update(overrides)
     return Settings(**values)
@@ -237,10 +238,11 @@ def clock() -> Clock:
 
 
 @contextmanager
-def site_client(valkey_url: str, rules_dir: Path, clock: Clock, site: str, rules: str) -> Iterator[TestClient]:
+def site_client(valkey_url: str, rules_dir: Path, clock: Clock, site: str, rules: str,
+                **settings: Any) -> Iterator[TestClient]:
     """The app with one more site (`rules` as `site`.yaml) beside the demo, on the test clock."""
     (rules_dir / f"{site}.yaml").write_text(rules)
-    app = create_app(make_settings(valkey_url, rules_dir))
+    app = create_app(make_settings(valkey_url, rules_dir, **settings))
     with TestClient(app, client=("127.0.0.1", 40000), headers=BROWSER_HEADERS) as test_client:
         app.state.runtime.clock = clock
         yield test_client

@@ -80,7 +80,7 @@ def test_records_go_after_their_window_and_the_reports_figures_stay(pool_client:
     assert after["excluded"]["bot_page_views"] == 0 and visitors(after) == 0
     assert store.hlen("sw:{pooltest:calls}:calls") == 0
     # What is left is bounded by the rules (the pools' state), not by the traffic, or expires by itself.
-    state = ("numbers", "free", "held", "holder", "visitor", "seq", "clock", "stats")
+    state = ("numbers", "free", "held", "holder", "visitor", "seq", "clock", "stats", "networks")
     left = {key for key in keys(store) if key.rpartition(":")[2] not in state and store.ttl(key) < 0}
     assert left == set()  # the signing secret comes from the settings here
 

@@ -7,14 +7,19 @@
 --       3 held     zset  number -> ms when its hold ends
 --       4 holder   hash  number -> lease id
 --       5 visitor  hash  visitor id -> number
---       6 leases   hash  lease id -> {"n","v","f","u","p","x"} (number, visitor, from, until, page, variants)
+--       6 leases   hash  lease id -> {"n","v","f","u","p","x","w","a"} (number, visitor, from, until, page,
+--                        variants, visit id, network)
 --       7 seq      string lease id counter
 --       8 stats    hash  per-hour arrivals and overflows, per-day peaks, hold totals
 --       9 clock    string the latest time any call of this pool has seen
+--      10 networks hash  client network (keyed hash) -> numbers it holds now
 -- ARGV: 1 visitor id  2 now ms  3 hold ms  4 page  5 variants json  6 retention ms
 --       7 hour label (2026-11-22T14)  8 key prefix for per-number history and overflow sets
---       9 day label (2026-11-22)
--- Returns {number, "kept" | "new"} or {false, "overflow"}.
+--       9 day label (2026-11-22)  10 visit id  11 the client's network ('' unknown)
+--      12 most numbers one network may hold at once
+-- Returns {number, "kept" | "new"}, or {false, "overflow" | "capped"}: the pool has no free
+-- number, or the visitor's network holds its share of the pool already (a burst of made-up
+-- visitor ids from one address cannot squat the pool).
 local vid, hold = ARGV[1], tonumber(ARGV[3])
 -- Processes stamp requests before they queue, so scripts can run out of time order. The
 -- pool's clock never goes back: a late script must not lease a number "before" its last
@@ -32,6 +37,9 @@ local function release(number, ended)
     if redis.call('HGET', KEYS[5], lease.v) == number then redis.call('HDEL', KEYS[5], lease.v) end
     redis.call('HINCRBY', KEYS[8], 'held_ms', lease.u - lease.f)
     redis.call('HINCRBY', KEYS[8], 'released', 1)
+    if lease.a and lease.a ~= '' and redis.call('HINCRBY', KEYS[10], lease.a, -1) <= 0 then
+      redis.call('HDEL', KEYS[10], lease.a)
+    end
   end
   redis.call('HDEL', KEYS[4], number)
   redis.call('ZREM', KEYS[3], number)
@@ -57,18 +65,22 @@ if number then
 end
 
 redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1)
-local pick = redis.call('ZRANGE', KEYS[2], 0, 0)
+local network = ARGV[11]
+local capped = network ~= '' and tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[12])
+local pick = capped and {} or redis.call('ZRANGE', KEYS[2], 0, 0)
 if #pick == 0 then
   redis.call('HINCRBY', KEYS[8], 'overflow:' .. hour, 1)
   redis.call('SADD', prefix .. 'overflowed:' .. day, vid)
   redis.call('PEXPIRE', prefix .. 'overflowed:' .. day, tonumber(ARGV[6]))
-  return {false, 'overflow'}
+  return {false, capped and 'capped' or 'overflow'}
 end
 
 number = pick[1]
 redis.call('ZREM', KEYS[2], number)
 local id = tostring(redis.call('INCR', KEYS[7]))
-local lease = {n = number, v = vid, f = now, u = now + hold, p = ARGV[4], x = cjson.decode(ARGV[5])}
+local lease = {n = number, v = vid, f = now, u = now + hold, p = ARGV[4], x = cjson.decode(ARGV[5]), w = ARGV[10],
+               a = network}
+if network ~= '' then redis.call('HINCRBY', KEYS[10], network, 1) end
 redis.call('HSET', KEYS[6], id, cjson.encode(lease))
 redis.call('HSET', KEYS[4], number, id)
 redis.call('HSET', KEYS[5], vid, number)

@@ -1,0 +1,165 @@
+"""Visits: the pages of one arrival, the unit call trackers and analytics tools credit.
+
+A visit starts when the visitor arrives with a new traffic source (an external referrer, UTM
+parameters or an ad click id) or after the site's `visits.timeout` without a page view; pages
+reached from the site's own origins, and direct loads, continue it. Every page of a visit is
+decided with the traffic the visit arrived with (its source, campaign and search phrase), keeps
+the visit's number pool, and joins its journey. A direct visit keeps the visitor's last
+non-direct source within `visits.lookback` (last non-direct click), unless the site says
+`attribution: last_click`.
+
+The visit travels with the visitor: each decision answers a signed visit token, which the
+snippet keeps and sends with the next page view. So a decision knows its visit without reading
+the store, and still costs one round trip, of writes only. The store keeps what call records
+and logs need (`record`): the visit as it started, and the pages seen.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from service.engine import Site
+from service.phrase import NO_REFERRAL, Landing, Referral, Traffic
+from service.store import Command, Script, Store
+from service.tokens import TokenSigner
+
+KIND = "visit"  # what a visit token says it is: decision tokens are signed with the same key
+MAX_PAGES = 50  # pages of a visit's journey the store keeps, the latest
+NO_LANDING = Landing(None, None, None, None, None, None)
+RECORD = Script.named("visit")
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """A visit as its token carries it. Times are seconds since the epoch."""
+
+    id: str
+    started: int
+    seen: int  # its latest page view
+    landing: Landing  # the parameters and referrer it arrived with
+    referral: Referral
+    pool: str | None = None  # the pool of its number, chosen on its first page with one
+    # The visitor's last non-direct arrival (this one, or an earlier visit's) and when it came.
+    credited: tuple[Landing, Referral, int] | None = None
+
+    @property
+    def direct(self) -> bool:
+        return self.landing == NO_LANDING and self.referral.host is None
+
+    def source(self, site: Site) -> tuple[Landing, Referral]:
+        """The arrival rules and reports see: the visit's own, or for a direct visit under last
+        non-direct attribution, the visitor's last non-direct one."""
+        if self.direct and self.credited and site.visits.last_non_direct:
+            return self.credited[0], self.credited[1]
+        return self.landing, self.referral
+
+    def token(self, signer: TokenSigner, site: str, vid: str) -> str:
+        payload: dict[str, Any] = {"k": KIND, "s": site, "v": vid, "i": self.id, "b": self.started,
+                                   "e": self.seen, "l": list(self.landing), "r": list(self.referral)}
+        if self.pool:
+            payload["n"] = self.pool
+        if self.credited:
+            landing, referral, when = self.credited
+            payload["c"] = [list(landing), list(referral), when]
+        return signer.sign(payload)
+
+
+def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Visit | None:
+    """The visit a token carries, if it is ours, for this site and visitor; anything else (a
+    forged, foreign or malformed token) is no visit, never an error: the page view starts one."""
+    payload = signer.verify(token) if token else None
+    if not payload or payload.get("k") != KIND or payload.get("s") != site or payload.get("v") != vid:
+        return None
+    try:
+        credited = payload.get("c")
+        return Visit(
+            id=_text(payload["i"]), started=_int(payload["b"]), seen=_int(payload["e"]),
+            landing=_landing(payload["l"]), referral=_referral(payload["r"]),
+            pool=_text(payload["n"]) if "n" in payload else None,
+            credited=(_landing(credited[0]), _referral(credited[1]), _int(credited[2])) if credited else None,
+        )
+    except (KeyError, TypeError, ValueError, IndexError):  # signed by us, so only an older format
+        return None
+
+
+def follow(previous: Visit | None, landed: Landing, referred: Referral, site: Site, now: int) -> tuple[Visit, bool]:
+    """The visit a page view belongs to, and whether it starts there."""
+    internal = referred.host is not None and referred.host in site.hosts
+    arrived = landed != NO_LANDING or (referred.host is not None and not internal)
+    if previous and not arrived and now - previous.seen <= site.visits.timeout:
+        return replace(previous, seen=now), False
+    if internal:  # back after a time-out from one of the site's own pages: a direct visit
+        referred = NO_REFERRAL
+    visit = Visit(secrets.token_urlsafe(9), now, now, landed, referred)
+    if not visit.direct:
+        return replace(visit, credited=(landed, referred, now)), True
+    kept = previous.credited if previous else None
+    if kept and now - kept[2] <= site.visits.lookback:
+        return replace(visit, credited=kept), True
+    return visit, True
+
+
+def record(site: str, vid: str, visit: Visit, new: bool, path: str, now_ms: int, shown: Traffic,
+           details: dict[str, Any], ttl: int) -> Command:
+    """The command that keeps the visit (as it started) and adds the page to its journey.
+    `shown` is the traffic it is credited to; `details` what else a visit's start records
+    (geo, device, ad click ids with their values)."""
+    started = b""
+    if new:
+        started = orjson.dumps({
+            "id": visit.id, "started": now_ms, "landing": path, "source": shown.source, "medium": shown.medium,
+            "campaign": shown.campaign, "content": shown.content, "phrase": shown.phrase, "engine": shown.engine,
+            **details,
+        })
+    prefix = f"sw:{{{site}|{vid}}}:"
+    return RECORD((f"{prefix}visit:{visit.id}", f"{prefix}pages:{visit.id}"),
+                  (started, f"{now_ms} {path}", MAX_PAGES, ttl))
+
+
+async def journey(store: Store, site: str, vid: str, visit: str, until_ms: int) -> dict[str, Any] | None:
+    """The visit as it started, with the pages seen up to `until_ms`, for a call record; None
+    when the store has no such visit (gone past its retention, or leased before visits)."""
+    prefix = f"sw:{{{site}|{vid}}}:"
+    started, pages = await store.batcher.submit(("GET", f"{prefix}visit:{visit}"),
+                                                ("LRANGE", f"{prefix}pages:{visit}", 0, -1))
+    if not started:
+        return None
+    seen = []
+    for entry in pages:
+        moment, _, path = bytes(entry).decode().partition(" ")
+        if int(moment) <= until_ms:
+            seen.append({"at": int(moment), "path": path})
+    record: dict[str, Any] = orjson.loads(started)
+    return {**record, "pages": seen}
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _optional(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _landing(values: Any) -> Landing:
+    if len(values) != len(Landing._fields):
+        raise ValueError(values)
+    return Landing(*map(_optional, values))
+
+
+def _referral(values: Any) -> Referral:
+    if len(values) != len(Referral._fields):
+        raise ValueError(values)
+    return Referral(*map(_optional, values))

@@ -1,0 +1,190 @@
+"""Visits through the real service and store: a visitor from a Yandex ad keeps the ad's source,
+keyword headline and number on every page of the visit, and their form and call count for the
+variant they saw, with the call record carrying the visit's source and journey."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from tests.conftest import Clock, site_client
+
+SECRET = b"visits-calls-secret-0001"
+ORIGIN = "https://climate.example"
+SITE = f"""
+site: climate
+origins: [{ORIGIN}]
+phone: "+7 800 555-35-35"
+calls: {{secret: {SECRET.decode()}, qualify_after: 30s, unique_within: 1d}}
+reports: {{token: climate-report-token-0001}}
+pools:
+  - id: yandex
+    when: {{source: yandex}}
+    numbers: ["+7 495 170-00-01", "+7 495 170-00-02"]
+    hold: 15m
+  - id: everyone
+    numbers: ["+7 495 171-00-01", "+7 495 171-00-02"]
+    hold: 15m
+rules:
+  - id: keyword
+    when: {{keywords: [купить кондиционер]}}
+    swap: [{{selector: h1, text: "Купить кондиционер с установкой"}}]
+experiments:
+  - id: cta
+    page: /
+    variants:
+      - {{id: control, weight: 50}}
+      - {{id: call-now, weight: 50, swap: [{{selector: .cta, text: "Позвоните сейчас"}}]}}
+"""
+REPORT = {"authorization": "Bearer climate-report-token-0001"}
+AD = f"{ORIGIN}/?utm_source=yandex&utm_medium=cpc&utm_campaign=summer&utm_term={quote('купить кондиционер')}&yclid=777"
+VID = "visits-visitor-000001"
+KEYWORD_HEADLINE = {"selector": "h1", "text": "Купить кондиционер с установкой"}
+
+
+@pytest.fixture
+def climate(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE) as client:
+        yield client
+
+
+class Browser:
+    """What the snippet does between pages: it keeps the visit token and sends it back."""
+
+    def __init__(self, client: TestClient, vid: str = VID) -> None:
+        self.client, self.vid, self.visit, self.previous = client, vid, "", ""
+
+    def open(self, url: str, ref: str | None = None) -> Any:
+        params = {"site": "climate", "url": url, "vid": self.vid, "visit": self.visit,
+                  "ref": self.previous if ref is None else ref}
+        response = self.client.get("/v1/decide", params=params)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        self.visit, self.previous = answer["visit"]["token"], url
+        return answer
+
+
+def beacon(client: TestClient, token: str, event_id: str) -> Any:
+    body = orjson.dumps({"type": "form", "id": event_id, "token": token})
+    response = client.post("/v1/events", content=body, headers={"content-type": "text/plain", "origin": ORIGIN})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def call(client: TestClient, number: str, start: float, call_id: str = "visit-call-1") -> Any:
+    raw = orjson.dumps({"call_id": call_id, "called": number, "caller": "+79161234567", "start": start,
+                        "talk_seconds": 90})
+    signature = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
+    response = client.post("/v1/calls?site=climate", content=raw, headers={"x-swapline-signature": signature})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_yandex_ad_visit_keeps_its_source_headline_and_number_and_its_call_carries_the_journey(
+        climate: TestClient, clock: Clock) -> None:
+    browser = Browser(climate)
+    landing = browser.open(AD, ref="https://yandex.ru/")
+    clock.advance(40)
+    catalog = browser.open(f"{ORIGIN}/catalog")
+    clock.advance(40)
+    contacts = browser.open(f"{ORIGIN}/contacts")
+    assert landing["visit"]["new"] and not catalog["visit"]["new"] and not contacts["visit"]["new"]
+    assert landing["visit"]["id"] == catalog["visit"]["id"] == contacts["visit"]["id"]
+    for page in (landing, catalog, contacts):  # the ad's traffic on every page of the visit
+        assert page["source"]["source"] == "yandex" and page["source"]["campaign"] == "summer"
+        assert page["phrase"] == "купить кондиционер" and KEYWORD_HEADLINE in page["swaps"]
+        assert page["phone"]["pool"] == "yandex" and page["phone"]["number"] == landing["phone"]["number"]
+    variant = landing["experiments"]["cta"]
+    assert contacts["experiments"] == {}  # the experiment runs on / only
+
+    beacon(climate, contacts["token"], "contacts-form")
+    clock.advance(30)
+    record = call(climate, contacts["phone"]["number"], clock.now)
+    assert record["credited"] and record["visitor"] == VID
+    visit = record["visit"]
+    assert visit["id"] == landing["visit"]["id"] and visit["landing"] == "/"
+    assert (visit["source"], visit["medium"], visit["campaign"], visit["phrase"]) == (
+        "yandex", "cpc", "summer", "купить кондиционер")
+    assert visit["click_ids"] == {"yclid": "777"}
+    assert [page["path"] for page in visit["pages"]] == ["/", "/catalog", "/contacts"]
+
+    report = climate.get("/v1/reports/climate", headers=REPORT).json()
+    (cta,) = report["experiments"]
+    row = next(row for row in cta["variants"] if row["variant"] == variant)
+    assert row["converted"]["form"] == 1 and row["converted"]["call"] == 1
+
+
+def test_a_visit_ends_after_the_time_out_and_a_direct_visit_keeps_the_last_ad(climate: TestClient,
+                                                                               clock: Clock) -> None:
+    browser = Browser(climate)
+    first = browser.open(AD, ref="https://yandex.ru/")
+    clock.advance(29 * 60)
+    assert not browser.open(f"{ORIGIN}/catalog")["visit"]["new"]  # 29 minutes: the same visit
+    clock.advance(31 * 60)
+    later = browser.open(f"{ORIGIN}/catalog", ref="")  # typed in, 31 minutes later
+    assert later["visit"]["new"] and later["visit"]["id"] != first["visit"]["id"]
+    # Last non-direct attribution: the direct visit is still the ad's, with its headline.
+    assert later["source"]["source"] == "yandex" and KEYWORD_HEADLINE in later["swaps"]
+
+
+def test_a_new_ad_click_starts_a_new_visit_and_the_old_number_is_let_go(climate: TestClient, clock: Clock,
+                                                                       store: redis.Redis) -> None:
+    browser = Browser(climate)
+    first = browser.open(AD, ref="https://yandex.ru/")
+    clock.advance(60)
+    google = browser.open(f"{ORIGIN}/?gclid=abc", ref="https://www.google.com/")
+    assert google["visit"]["new"] and google["source"]["source"] == "google"
+    assert KEYWORD_HEADLINE not in google["swaps"] and google["phone"]["pool"] == "everyone"
+    # One number at a time: the Yandex number's hold ended when the new visit took another.
+    held_until = store.zscore("sw:{climate:yandex}:held", first["phone"]["number"])
+    assert held_until is not None and held_until <= clock.now * 1000
+
+
+def test_the_sites_own_pages_continue_a_visit_and_other_sites_start_one(climate: TestClient, clock: Clock) -> None:
+    browser = Browser(climate)
+    browser.open(AD, ref="https://yandex.ru/")
+    assert not browser.open(f"{ORIGIN}/a", ref=f"{ORIGIN}/")["visit"]["new"]
+    assert not browser.open(f"{ORIGIN}/b", ref="")["visit"]["new"]  # a direct load (bookmark, typed)
+    other = browser.open(f"{ORIGIN}/c", ref="https://forum.example/thread")
+    assert other["visit"]["new"] and other["source"]["source"] == "forum.example"
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b", "eyJrIjoidmlzaXQifQ.AAAA"])
+def test_a_missing_or_forged_visit_token_starts_a_visit(climate: TestClient, token: str) -> None:
+    response = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/", "vid": VID, "visit": token})
+    assert response.status_code == 200 and response.json()["visit"]["new"]
+
+
+def test_another_visitors_visit_token_is_not_theirs(climate: TestClient) -> None:
+    theirs = Browser(climate, "visits-visitor-000002").open(AD, ref="https://yandex.ru/")
+    mine = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/x", "vid": VID,
+                                             "visit": theirs["visit"]["token"]}).json()
+    assert mine["visit"]["new"] and mine["source"]["source"] is None
+
+
+def test_a_burst_of_made_up_visitors_from_one_address_cannot_take_a_pool(valkey_url: str, rules_dir: Path,
+                                                                          store: redis.Redis, clock: Clock) -> None:
+    """Pool squatting: one network may hold a fifth of a pool at once (SWAPLINE_NETWORK_SHARE),
+    so the next real visitor from elsewhere still gets a number."""
+    numbers = ", ".join(f'"+7 495 172-00-{n:02d}"' for n in range(10))
+    rules = SITE.replace('numbers: ["+7 495 171-00-01", "+7 495 171-00-02"]', f"numbers: [{numbers}]")
+    with site_client(valkey_url, rules_dir, clock, "climate", rules, network_share=20) as climate:
+        def visitor(n: int, address: str) -> Any:
+            return climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/", "vid": f"squat-{n:012d}"},
+                               headers={"x-forwarded-for": address}).json()["phone"]
+
+        burst = [visitor(n, "95.161.0.1") for n in range(50)]
+        ipv6 = [visitor(100 + n, f"2a02:6b8:0:1::{n:x}") for n in range(50)]  # rotating inside one /64
+        real = [visitor(200 + n, f"5.{n}.0.1") for n in range(8)]
+    assert sum(phone["kind"] == "lease" for phone in burst) == 2  # a fifth of ten numbers
+    assert sum(phone["kind"] == "lease" for phone in ipv6) == 2
+    assert sum(phone["kind"] == "lease" for phone in real) == 6  # the rest of the pool, for real visitors
