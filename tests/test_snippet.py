@@ -242,6 +242,23 @@ def test_visitor_id_survives_reloads_in_cookie_and_storage(page: Page, fixtures:
     assert decided(page)["vid"] == first
 
 
+def test_the_visit_goes_on_from_page_to_page(page: Page, fixtures: Fixtures) -> None:
+    """The ad's phrase, headline and number stay on the next page, whose URL has none of them."""
+    landing = url(fixtures, "?utm_source=yandex&utm_medium=cpc&utm_term=%D0%BA%D1%83%D0%BF%D0%B8%D1%82%D1%8C")
+    page.goto(landing)
+    first = decided(page)
+    page.goto(url(fixtures, "?next"), referer=landing)
+    second = decided(page)
+    assert first["visit"]["new"] and not second["visit"]["new"]
+    assert second["visit"]["id"] == first["visit"]["id"] and second["phrase"] == "купить"
+    assert second["source"]["source"] == "yandex" and text(page, "#hero") == "купить"
+    assert second["phone"]["number"] == first["phone"]["number"]
+    fresh = page.context.browser.new_context(user_agent=BROWSER).new_page()  # another visitor: no visit yet
+    fresh.goto(url(fixtures, "?next"))
+    assert decided(fresh)["visit"]["new"] and decided(fresh)["phrase"] is None
+    fresh.context.close()
+
+
 def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Page, fixtures: Fixtures,
                                                                        service: str) -> None:
     before = report(service)["pages"]
@@ -337,6 +354,11 @@ def test_an_event_the_service_will_never_take_is_not_sent_again(page: Page, fixt
     assert [event["type"] for event in sent] == ["goal"]
 
 
+# A page going to the background, as a browser shows it to scripts (both properties agree).
+HIDE = """Object.defineProperty(document, 'visibilityState', {value: '%s', configurable: true});
+Object.defineProperty(document, 'hidden', {value: %s, configurable: true})"""
+
+
 def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixtures) -> None:
     beats: list[str] = []
     page.on("request", lambda r: r.url.endswith("/v1/events") and beats.append(r.url))  # only beats here
@@ -346,9 +368,9 @@ def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixture
     with page.expect_request("**/v1/events", timeout=60_000):
         page.clock.run_for(31_000)
     assert len(beats) == 1
-    page.evaluate("Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true})")
+    page.evaluate(HIDE % ("hidden", "true"))
     page.clock.run_for(120_000)
-    page.evaluate("Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true})")
+    page.evaluate(HIDE % ("visible", "false"))
     with page.expect_request("**/v1/events", timeout=60_000):
         page.clock.run_for(31_000)
     # Requests are reported in the order they were sent: a beat while hidden would show before this one.
