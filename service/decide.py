@@ -296,7 +296,7 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
         details = {"click_ids": click_ids(urlsplit(url).query), "device": view.device,
                    "geo": {"country": view.geo.country, "region": view.geo.region, "city": view.geo.city}}
     commands = [visits.record(site.id, view.vid, visit, new, view.path, now, view.traffic, details,
-                              runtime.settings.attribution_days * 86400)]
+                              runtime.settings.visit_days * 86400)]
     if new and previous and previous.pool and previous.pool != visit.pool:
         old = next((pool for pool in site.pools if pool.id == previous.pool and pool.numbers), None)
         if old:
