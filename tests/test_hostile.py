@@ -115,11 +115,16 @@ def test_no_hostile_request_costs_the_real_service_a_tenth_of_a_second(service: 
     with httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=None) as http:
         http.get("/v1/decide", params={"site": "hostile", "url": "/?utm_term=warm"})
         for n, (name, params, headers) in enumerate(INPUTS):
-            before = cpu_seconds(process.pid)
-            response = http.get("/v1/decide", headers=headers,
-                                params={"site": "hostile", "vid": f"hostile-process-{n:04d}", **params})
-            spent = cpu_seconds(process.pid) - before
-            assert response.status_code == 200, name
+            # The least of three: the process's CPU also counts its background work (the spool's
+            # look every second, a collection), which one request may happen to overlap; a
+            # request that costs too much costs it every time.
+            spent = BUDGET * 10
+            for attempt in range(3):
+                before = cpu_seconds(process.pid)
+                response = http.get("/v1/decide", headers=headers,
+                                    params={"site": "hostile", "vid": f"hostile-process-{n:04d}-{attempt}", **params})
+                spent = min(spent, cpu_seconds(process.pid) - before)
+                assert response.status_code == 200, name
             assert spent < BUDGET, f"{name}: {spent * 1000:.0f} ms of the service's CPU"
 
 
