@@ -89,7 +89,9 @@ def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Visit |
 def follow(previous: Visit | None, landed: Landing, referred: Referral, site: Site, now: int) -> tuple[Visit, bool]:
     """The visit a page view belongs to, and whether it starts there."""
     internal = referred.host is not None and referred.host in site.hosts
-    arrived = landed != NO_LANDING or (referred.host is not None and not internal)
+    # Traffic the visit did not come with: back on the landing page, its campaign is no news.
+    arrived = (landed != NO_LANDING and (previous is None or landed != previous.landing)) or (
+        referred.host is not None and not internal and (previous is None or referred != previous.referral))
     if previous and not arrived and now - previous.seen <= site.visits.timeout:
         return replace(previous, seen=now), False
     if internal:  # back after a time-out from one of the site's own pages: a direct visit

@@ -93,36 +93,57 @@
     goal: (name) => decided.then((d) => d && send({ type: "goal", id: rid(), name })),
   };
 
-  // The visit goes on from page to page: its token comes back with the next page view.
-  const query = new URLSearchParams({ site, url: location.href, ref: doc.referrer, vid, visit: get("swl_visit") || "" });
+  // A page view: the page's own, then each route a single-page app goes to (pushState,
+  // popstate), which the service takes as the next page of the same visit. The visit goes on
+  // from page to page: its token comes back with the next page view.
   const preview = new URLSearchParams(location.search).get("swapline_preview");
-  if (preview) query.set("preview", preview);
-  const abort = new AbortController();
-  setTimeout(() => abort.abort(), wait);
-  fetch(base + "/v1/decide?" + query, { signal: abort.signal })
-    .then((r) => (r.ok ? r.json() : Promise.reject()))
-    .then((answer) => {
-      const phone = answer.phone || {};
-      keep(answer.vid);
-      put("swl_visit", answer.visit.token);
-      outbox().forEach(post);
-      if (phone.number && phone.replaces_digits && phone.digits !== phone.replaces_digits) {
-        const sep = "[\\s\\u00a0().-]*";
-        pattern = RegExp(`(\\+?${phone.country_code}|${phone.trunk_prefix})?${sep}${[...phone.replaces_digits].join(sep)}`, "g");
-        digits = phone.digits;
-      }
-      const start = () => {
-        decision = answer;
-        apply(doc.body);
-        new MutationObserver((records) => records.forEach((r) => apply(r.target.parentElement)))
-          .observe(doc.body, { childList: 1, subtree: 1, characterData: 1 });
-        on("submit", "form", (el) => !el.closest(NOSWAP));
-        on("click", "tel_click", (el) => el.closest && el.closest(TEL));
-        if (phone.kind === "lease")
-          setInterval(() => !doc.hidden && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
-        done(answer);
-      };
-      doc.body ? start() : addEventListener("DOMContentLoaded", start);
-    })
-    .catch(() => done(null));
+  let here = location.href, started;
+  const ask = (ref) => {
+    const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "" });
+    if (preview) query.set("preview", preview);
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), wait);
+    return fetch(base + "/v1/decide?" + query, { signal: abort.signal })
+      .then((r) => (r.ok ? r.json() : Promise.reject()))
+      .then((answer) => {
+        const phone = answer.phone || {};
+        keep(answer.vid);
+        put("swl_visit", answer.visit.token);
+        pattern = 0;
+        if (phone.number && phone.replaces_digits && phone.digits !== phone.replaces_digits) {
+          const sep = "[\\s\\u00a0().-]*";
+          pattern = RegExp(`(\\+?${phone.country_code}|${phone.trunk_prefix})?${sep}${[...phone.replaces_digits].join(sep)}`, "g");
+          digits = phone.digits;
+        }
+        const start = () => {
+          decision = answer;
+          apply(doc.body);
+          if (!started) {
+            started = 1;
+            outbox().forEach(post);
+            new MutationObserver((records) => records.forEach((r) => apply(r.target.parentElement)))
+              .observe(doc.body, { childList: 1, subtree: 1, characterData: 1 });
+            on("submit", "form", (el) => !el.closest(NOSWAP));
+            on("click", "tel_click", (el) => el.closest && el.closest(TEL));
+            if (phone.kind === "lease")
+              setInterval(() => !doc.hidden && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
+          }
+          done(answer);
+        };
+        doc.body ? start() : addEventListener("DOMContentLoaded", start);
+      });
+  };
+  ask(doc.referrer).catch(() => done(null));
+  const route = () => {
+    if (location.href === here) return;
+    const from = here;
+    here = location.href;
+    ask(from).catch(() => {});
+  };
+  const push = history.pushState;
+  history.pushState = (...args) => {
+    push.apply(history, args);
+    route();
+  };
+  addEventListener("popstate", route);
 })();

@@ -259,6 +259,26 @@ def test_the_visit_goes_on_from_page_to_page(page: Page, fixtures: Fixtures) -> 
     fresh.context.close()
 
 
+def test_a_single_page_apps_routes_are_the_next_pages_of_the_visit(page: Page, fixtures: Fixtures,
+                                                                     valkey_url: str) -> None:
+    landing = url(fixtures, "?utm_source=yandex&utm_term=%D0%BA%D1%83%D0%BF%D0%B8%D1%82%D1%8C")
+    page.goto(landing)
+    first = decided(page)
+    with page.expect_response("**/v1/decide?**") as routed:
+        page.evaluate("history.pushState({}, '', '/catalog/item?colour=white')")
+    second = routed.value.json()
+    with page.expect_response("**/v1/decide?**") as back:
+        page.go_back()  # popstate, to the landing page and its campaign again: still the same visit
+    third = back.value.json()
+    for answer in (second, third):  # the same visit, its phrase and number
+        assert not answer["visit"]["new"] and answer["visit"]["id"] == first["visit"]["id"]
+        assert answer["phrase"] == "купить" and answer["phone"]["number"] == first["phone"]["number"]
+    journey = redis.Redis.from_url(valkey_url).lrange(f"sw:{{fixture|{first['vid']}}}:pages:{first['visit']['id']}",
+                                                      0, -1)
+    assert [entry.decode().split(" ", 1)[1] for entry in journey] == ["/page.html", "/catalog/item", "/page.html"]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Page, fixtures: Fixtures,
                                                                        service: str) -> None:
     before = report(service)["pages"]
