@@ -25,6 +25,7 @@ from service.clock import StoreClock
 from service.config import Settings
 from service.dashboard import dashboard_endpoint, login_endpoint
 from service.decide import decide_endpoint
+from service.erasure import forget_endpoint
 from service.errors import HTTPError
 from service.events import convert, events_endpoint
 from service.fastpath import DISCONNECTED, FastPath
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
             Route("/v1/calls", calls_endpoint, methods=["POST"]),
             Route("/v1/calls/twilio", twilio_endpoint, methods=["POST"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
+            Route("/v1/visitors/{site}/{vid}", forget_endpoint, methods=["DELETE"]),
             Route("/v1/reports/{site}.csv", report_endpoint, methods=["GET"]),
             Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),

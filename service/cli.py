@@ -55,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
     pools.add_argument("--format", choices=("table", "json"), default="table")
 
+    forget = commands.add_parser("forget", help="erase one visitor's data (152-FZ / GDPR; asks the service)")
+    forget.add_argument("--site", required=True)
+    forget.add_argument("--vid", required=True, help="the visitor id (the swl_vid cookie)")
+    forget.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
+
     store = commands.add_parser("store", help="the embedded store")
     store_commands = store.add_subparsers(dest="store_command", required=True)
     store_commands.add_parser("repair", help="repair a damaged AOF of the embedded store (the service stopped)")
@@ -81,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _pools(settings, args)
     if args.command == "report":
         return _report(settings, args)
+    if args.command == "forget":
+        erased = _ask(settings, args, f"/v1/visitors/{args.site}/{urllib.parse.quote(args.vid)}", method="DELETE")
+        sys.stdout.write(orjson.dumps(erased, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
     if args.command == "store":
         return _repair(settings)
     if args.rules_command == "check":
@@ -130,14 +139,15 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False) -> Any:
-    """GET `path` from the running service with the site's report token from the rules."""
+def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False, method: str = "GET") -> Any:
+    """Ask the running service for `path` with the site's report token from the rules."""
     rules = _load(settings.rules_dir)
     site = rules.sites.get(args.site) if rules else None
     if site is None or site.report_token is None:
         raise SystemExit(f"swapline: site {args.site!r} has no reports.token in {settings.rules_dir}")
     base = args.url or f"http://{settings.host}:{settings.port}"
-    request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {site.report_token}"})
+    request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {site.report_token}"},
+                                     method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()

@@ -260,11 +260,19 @@ async def decide_endpoint(request: Request) -> JSON:
     seen = _page_view(shown, vid, runtime.geo.lookup(client), headers.get("user-agent", ""),
                       not from_browser(headers.get("sec-fetch-mode"), headers.get("origin")))
     forced = _preview(query)
-    outcome, visit = _visit_pool(site, decide(site, seen, forced), visit)
+    # Without the visitor's consent (the snippet's data-consent="required"), the id is a
+    # throw-away one: the page gets its texts, every experiment's control and no number, and
+    # nothing is kept.
+    consented = query.get("consent") != "0"
+    pinned = forced if forced or consented else {e.id: e.variants[0].id for e in site.experiments}
+    outcome, visit = _visit_pool(site, decide(site, seen, pinned), visit)
     visit_answer = {"id": visit.id, "new": new, "token": visit.token(runtime.signer, site.id, vid)}
-    if forced:  # a marketer looking at a variant: nothing is recorded, nothing leased
+    if forced or not consented:  # a marketer looking at a variant, or nobody we may know: nothing recorded
+        if outcome.pool is not None and outcome.pool.numbers and not forced:
+            outcome = replace(outcome, pool=None)  # a number would be kept for them: the page keeps its own
         token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1})
-        return JSON({**answer(site, seen, outcome, token, rules.version), "visit": visit_answer, "preview": True},
+        flag = {"preview": True} if forced else {"consent": False}
+        return JSON({**answer(site, seen, outcome, token, rules.version), "visit": visit_answer, **flag},
                     headers=answer_headers)
     journey = _journey(runtime, site, seen, visit, new, previous, query, now)
     lease, degraded = await record(runtime, site, seen, outcome, now, visit, journey,

@@ -82,6 +82,7 @@ DECISION = {
         "bot": {"type": "boolean"},
         "degraded": {"type": "boolean"},
         "preview": {"type": "boolean"},
+        "consent": {"type": "boolean", "description": "false: asked with consent=0, nothing was kept"},
         "rules_version": {"type": "string"},
     },
 }
@@ -142,6 +143,7 @@ SPEC: dict[str, Any] = {
             "parameters": [SITE_QUERY, _query("url", "the page URL", required=True), _query("ref", "the referrer"),
                            _query("vid", "the visitor id"),
                            _query("visit", "the visit token of the visitor's previous page view"),
+                           _query("consent", "0 until the visitor consents: nothing is kept, no number"),
                            _query("preview", "experiment:variant[,…]")],
             "responses": {**_json("the decision", DECISION), **_errors(400, 403, 404, 429)},
         }},
@@ -176,6 +178,14 @@ SPEC: dict[str, Any] = {
             "security": BEARER, "parameters": [SITE_PATH],
             "responses": {**_json("per pool", {"type": "object", "required": ["site", "pools"]}),
                           **_errors(401, 404, 429)},
+        }},
+        "/v1/visitors/{site}/{vid}": {"delete": {
+            "summary": "Erase a visitor: visits, assignments, their id in leases and calls (152-FZ, GDPR)",
+            "security": BEARER,
+            "parameters": [SITE_PATH, {"name": "vid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {**_json("how many records of each kind went",
+                                  {"type": "object", "required": ["site", "vid", "erased"]}),
+                          **_errors(400, 401, 404, 429)},
         }},
         "/v1/reports/{site}": {"get": {
             "summary": "Conversion per page and variant, with statistics",

@@ -7,13 +7,17 @@
   const site = me.dataset.site, base = new URL(me.src).origin, NOSWAP = "[data-swapline-noswap]", TEL = 'a[href^="tel:"]';
   const rid = () => Array.from(crypto.getRandomValues(new Uint32Array(4)), (n) => n.toString(36)).join("");
   const get = (key) => { try { return localStorage[key]; } catch (e) {} };
-  const put = (key, value) => { try { localStorage[key] = value; } catch (e) {} };
+  // With data-consent="required", nothing that identifies the visitor is kept or sent until the
+  // page calls swapline.consent(true): no cookie, no localStorage, no number, no beacon. Texts
+  // still swap (every experiment shows its control).
+  let consented = me.dataset.consent !== "required" || get("swl_consent");
+  const put = (key, value) => { try { if (consented) localStorage[key] = value; } catch (e) {} };
 
   // The visitor id lives in a first-party cookie and in localStorage: either restores the other.
-  let vid = (doc.cookie.match(/(^|; )swl_vid=([\w-]+)/) || [])[2] || get("swl_vid") || rid();
+  let vid = (consented && ((doc.cookie.match(/(^|; )swl_vid=([\w-]+)/) || [])[2] || get("swl_vid"))) || rid();
   const keep = (id) => {
     put("swl_vid", vid = id);
-    doc.cookie = `swl_vid=${id};path=/;max-age=31536000;samesite=lax`;
+    if (consented) doc.cookie = `swl_vid=${id};path=/;max-age=31536000;samesite=lax`;
   };
   keep(vid);
 
@@ -81,6 +85,7 @@
       .catch(() => {});
   // Only once the decision is in: `on` listens from then on, `goal` waits for it.
   const send = (event) => {
+    if (!consented) return;
     event.token = decision.token;
     if (event.id) put("swl_out", JSON.stringify([...outbox(), event].slice(-20)));
     post(event);
@@ -91,16 +96,27 @@
     ready: (cb) => decided.then(cb),
     swap: (node) => apply(node || doc.body),
     goal: (name) => decided.then((d) => d && send({ type: "goal", id: rid(), name })),
+    consent: (yes) => {
+      if ((consented = yes)) {
+        put("swl_consent", 1);
+        keep(vid);
+        ask(doc.referrer).catch(() => {}); // now the visit, its number and the page view count
+      } else {
+        for (const key of ["swl_vid", "swl_visit", "swl_out", "swl_consent"]) try { localStorage.removeItem(key); } catch (e) {}
+        doc.cookie = "swl_vid=;path=/;max-age=0";
+      }
+    },
   };
 
   // A page view: the page's own, then each route a single-page app goes to (pushState,
   // popstate), which the service takes as the next page of the same visit. The visit goes on
   // from page to page: its token comes back with the next page view.
   const preview = new URLSearchParams(location.search).get("swapline_preview");
-  let here = location.href, started;
+  let here = location.href, started, beating;
   const ask = (ref) => {
     const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "" });
     if (preview) query.set("preview", preview);
+    if (!consented) query.set("consent", 0);
     const abort = new AbortController();
     setTimeout(() => abort.abort(), wait);
     return fetch(base + "/v1/decide?" + query, { signal: abort.signal })
@@ -125,9 +141,9 @@
               .observe(doc.body, { childList: 1, subtree: 1, characterData: 1 });
             on("submit", "form", (el) => !el.closest(NOSWAP));
             on("click", "tel_click", (el) => el.closest && el.closest(TEL));
-            if (phone.kind === "lease")
-              setInterval(() => !doc.hidden && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
           }
+          if (phone.kind === "lease" && !beating)
+            beating = setInterval(() => !doc.hidden && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
           done(answer);
         };
         doc.body ? start() : addEventListener("DOMContentLoaded", start);

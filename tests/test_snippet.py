@@ -71,6 +71,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         page = (FIXTURES / path.lstrip("/")).read_text().replace("{{SERVICE}}", service)
         if timeout == "default":
             page = page.replace(' data-timeout="{{TIMEOUT}}"', "")
+        if "consent=required" in query:
+            page = page.replace('data-site="fixture"', 'data-site="fixture" data-consent="required"')
         self.answer(200, "text/html; charset=utf-8", page.replace("{{TIMEOUT}}", timeout).encode())
 
     def answer(self, status: int, kind: str, body: bytes) -> None:
@@ -277,6 +279,34 @@ def test_a_single_page_apps_routes_are_the_next_pages_of_the_visit(page: Page, f
                                                       0, -1)
     assert [entry.decode().split(" ", 1)[1] for entry in journey] == ["/page.html", "/catalog/item", "/page.html"]
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_without_consent_nothing_identifies_the_visitor(page: Page, fixtures: Fixtures) -> None:
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url))
+    page.goto(url(fixtures, "?consent=required&utm_term=%D0%BA%D1%83%D0%BF%D0%B8%D1%82%D1%8C"))
+    before = decided(page)
+    assert before["consent"] is False and before["phone"] is None  # no number without consent
+    assert text(page, "#hero") == "купить"  # texts still swap
+    page.click("#submit")  # a form, before consent: no beacon
+    assert page.context.cookies() == [] and page.evaluate("localStorage.length") == 0
+    assert "consent=0" in next(u for u in sent if "/v1/decide" in u)
+
+    with page.expect_response("**/v1/decide?**") as consented:
+        page.evaluate("swapline.consent(true)")
+    after = consented.value.json()
+    assert "consent" not in after and after["phone"]["kind"] == "lease"  # the visit, its number, the page view
+    with page.expect_request("**/v1/events"):
+        page.click("#submit")
+    assert sum("/v1/events" in u for u in sent) == 1  # the form after consent, and none before it
+    kept = page.evaluate("[localStorage.swl_vid, !!localStorage.swl_visit, localStorage.swl_consent]")
+    assert kept == [after["vid"], True, "1"] and page.context.cookies()[0]["value"] == after["vid"]
+
+    page.reload()  # consent is remembered: the same visitor, with a number, no consent=0
+    again = decided(page)
+    assert again["vid"] == after["vid"] and again["phone"]["number"] == after["phone"]["number"]
+    page.evaluate("swapline.consent(false)")  # withdrawn: what identified the visitor is gone
+    assert page.context.cookies() == [] and page.evaluate("localStorage.length") == 0
 
 
 def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Page, fixtures: Fixtures,

@@ -188,3 +188,43 @@ def test_a_burst_of_made_up_visitors_from_one_address_cannot_take_a_pool(valkey_
     assert sum(phone["kind"] == "lease" for phone in burst) == 2  # a fifth of ten numbers
     assert sum(phone["kind"] == "lease" for phone in ipv6) == 2
     assert sum(phone["kind"] == "lease" for phone in real) == 6  # the rest of the pool, for real visitors
+
+
+def test_without_consent_nothing_is_kept_and_no_number_is_leased(climate: TestClient, store: redis.Redis) -> None:
+    answer = climate.get("/v1/decide", params={"site": "climate", "url": AD, "vid": VID, "consent": "0"}).json()
+    assert answer["consent"] is False and answer["phone"] is None
+    assert answer["experiments"] == {"cta": "control"} and KEYWORD_HEADLINE in answer["swaps"]
+    assert not [key for key in store.scan_iter("sw:*") if b"{climate" in key and not key.endswith(b":numbers")
+                and not key.endswith(b":free")]
+
+
+def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis.Redis) -> None:
+    browser = Browser(climate)
+    landing = browser.open(AD, ref="https://yandex.ru/")
+    beacon(climate, landing["token"], "erased-form")
+    clock.advance(30)
+    assert call(climate, landing["phone"]["number"], clock.now)["visitor"] == VID
+    before = climate.get("/v1/reports/climate", headers=REPORT).json()
+    refused = climate.delete(f"/v1/visitors/climate/{VID}")
+    assert refused.status_code == 401
+    erased = climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT)
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["erased"] == {"visits": 2, "assignments": 2, "leases": 1, "calls": 1}
+    remaining = [key for key in store.scan_iter("sw:*")
+                 if VID.encode() in key or any(VID.encode() in value for value in _values(store, key))]
+    assert remaining == []  # the visitor's id is nowhere in the store
+    assert climate.get("/v1/reports/climate", headers=REPORT).json() == before  # the counts stay
+    assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400
+
+
+def _values(store: redis.Redis, key: bytes) -> list[bytes]:
+    kind = store.type(key)
+    if kind == b"hash":
+        return [field + b"=" + value for field, value in store.hgetall(key).items()]
+    if kind == b"string":
+        return [store.get(key) or b""]
+    if kind == b"list":
+        return list(store.lrange(key, 0, -1))
+    if kind == b"zset":
+        return list(store.zrange(key, 0, -1))
+    return list(store.smembers(key)) if kind == b"set" else []
