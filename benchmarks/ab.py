@@ -57,8 +57,9 @@ def main() -> None:
                 harness.ROOT = root.resolve()  # `python -m service.cli` runs in that tree
                 servers.append(start_service(redis_url, LOAD_RULES, work, cpus=SERVER_CPUS if PINNED else None,
                                              name=name))
-            tokens = collect_tokens(servers[0].base, traffic, crowd)
-            files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000),
+            visits: dict[str, str] = {}
+            tokens = collect_tokens(servers[0].base, traffic, crowd, visits=visits)
+            files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000, visits=visits),
                      "events": write_events(work / "events.txt", traffic, crowd, tokens, 20_000)}
             for server in servers:
                 with_warmup(server, files, args.connections, loadgen)

@@ -83,8 +83,9 @@ def main() -> None:
         service = start_service(redis_url, LOAD_RULES, work, cpus=SERVER_CPUS if PINNED else None)
         bare = start_bare(work, cpus=SERVER_CPUS if PINNED else None)
         try:
-            tokens = collect_tokens(service.base, traffic, crowd)
-            files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000),
+            visits: dict[str, str] = {}
+            tokens = collect_tokens(service.base, traffic, crowd, visits=visits)
+            files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000, visits=visits),
                      "events": write_events(work / "events.txt", traffic, crowd, tokens, 20_000)}
             report["versus_bare"] = versus_bare(service, bare, files, args)
             report["rss_mb_one_worker"] = round(rss_mb(service.worker_pids()[0]), 1)

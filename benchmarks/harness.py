@@ -283,21 +283,28 @@ def visitors(traffic: Traffic, count: int) -> list[Visitor]:
     return [(traffic.vid(), traffic.client()) for _ in range(count)]
 
 
-def write_decisions(path: Path, traffic: Traffic, crowd: Sequence[Visitor], count: int, site: str = "load") -> Path:
-    """Page views of a fixed crowd: landings with their campaigns and search phrases, internal pages."""
+def write_decisions(path: Path, traffic: Traffic, crowd: Sequence[Visitor], count: int, site: str = "load",
+                    visits: dict[str, str] | None = None) -> Path:
+    """Page views of a fixed crowd: landings with their campaigns and search phrases, internal
+    pages. An internal page carries its visitor's visit token, as the snippet sends it (from
+    `collect_tokens`); a landing with its campaign starts a visit."""
     lines = []
     for _ in range(count):
         vid, client = traffic.rng.choice(crowd)
         view = traffic.landing()
+        visit = ""
         if traffic.rng.random() < 0.5:
             view = traffic.next_page(view)
-        lines.append(f"GET\t{decide_path(view, vid, site)}\t{client.ip}\t{client.user_agent}\t")
+            visit = f"&visit={visits[vid]}" if visits and vid in visits else ""
+        lines.append(f"GET\t{decide_path(view, vid, site)}{visit}\t{client.ip}\t{client.user_agent}\t")
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def collect_tokens(base: str, traffic: Traffic, crowd: Sequence[Visitor], site: str = "load") -> dict[str, str]:
-    """One decision per visitor (this also leases their numbers); their tokens, bots left out."""
+def collect_tokens(base: str, traffic: Traffic, crowd: Sequence[Visitor], site: str = "load",
+                   visits: dict[str, str] | None = None) -> dict[str, str]:
+    """One decision per visitor (this also leases their numbers); their tokens, bots left out.
+    Their visit tokens go into `visits`, where the service answers them."""
     tokens = {}
     with httpx.Client(base_url=base, timeout=10) as client:
         for vid, visitor in crowd:
@@ -308,6 +315,8 @@ def collect_tokens(base: str, traffic: Traffic, crowd: Sequence[Visitor], site: 
                                            "Origin": "https://load.example", "Sec-Fetch-Mode": "cors"})
             response.raise_for_status()
             tokens[vid] = response.json()["token"]
+            if visits is not None and "visit" in response.json():
+                visits[vid] = response.json()["visit"]["token"]
     return tokens
 
 

@@ -72,9 +72,10 @@ def main() -> None:
         server = Server("service", process, base, log)
         try:
             wait_ready(server, timeout=600)  # slow: the interpreter runs on valgrind's CPU
-            files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, args.requests),
-                     "events": write_events(work / "events.txt", traffic, crowd,
-                                            collect_tokens(base, traffic, crowd), args.requests)}
+            visits: dict[str, str] = {}
+            tokens = collect_tokens(base, traffic, crowd, visits=visits)
+            files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, args.requests, visits=visits),
+                     "events": write_events(work / "events.txt", traffic, crowd, tokens, args.requests)}
             for path in files.values():
                 send(base, path, "warm")
             counts = {kind: count(process.pid, work, kind, functools.partial(send, base, path, kind))

@@ -62,7 +62,7 @@ class Visit:
                                    "e": self.seen, "l": list(self.landing), "r": list(self.referral)}
         if self.pool:
             payload["n"] = self.pool
-        if self.credited:
+        if self.credited and self.credited != (self.landing, self.referral, self.started):  # else it is this visit
             landing, referral, when = self.credited
             payload["c"] = [list(landing), list(referral), when]
         return signer.sign(payload)
@@ -71,16 +71,19 @@ class Visit:
 def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Visit | None:
     """The visit a token carries, if it is ours, for this site and visitor; anything else (a
     forged, foreign or malformed token) is no visit, never an error: the page view starts one."""
-    payload = signer.verify(token) if token else None
+    # Not through the signer's memo: every page view brings a token of its own.
+    payload = signer.verify.__wrapped__(token) if token else None
     if not payload or payload.get("k") != KIND or payload.get("s") != site or payload.get("v") != vid:
         return None
     try:
-        credited = payload.get("c")
+        started, landing, referral, credited = _int(payload["b"]), _landing(payload["l"]), _referral(payload["r"]), None
+        if "c" in payload:
+            credited = (_landing(payload["c"][0]), _referral(payload["c"][1]), _int(payload["c"][2]))
+        elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
+            credited = (landing, referral, started)
         return Visit(
-            id=_text(payload["i"]), started=_int(payload["b"]), seen=_int(payload["e"]),
-            landing=_landing(payload["l"]), referral=_referral(payload["r"]),
-            pool=_text(payload["n"]) if "n" in payload else None,
-            credited=(_landing(credited[0]), _referral(credited[1]), _int(credited[2])) if credited else None,
+            id=_text(payload["i"]), started=started, seen=_int(payload["e"]), landing=landing, referral=referral,
+            pool=_text(payload["n"]) if "n" in payload else None, credited=credited,
         )
     except (KeyError, TypeError, ValueError, IndexError):  # signed by us, so only an older format
         return None
