@@ -149,7 +149,9 @@
         doc.body ? start() : addEventListener("DOMContentLoaded", start);
       });
   };
-  ask(doc.referrer).catch(() => done(null));
+  // A tab opened in the background asks for nothing, a number least of all, until it is seen.
+  const first = () => ask(doc.referrer).catch(() => done(null));
+  doc.hidden ? addEventListener("visibilitychange", first, { once: 1 }) : first();
   const route = () => {
     if (location.href === here) return;
     const from = here;

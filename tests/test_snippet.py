@@ -427,6 +427,19 @@ def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixture
     assert len(beats) == 2
 
 
+def test_a_tab_opened_in_the_background_asks_for_nothing_until_it_is_seen(page: Page, fixtures: Fixtures) -> None:
+    sent: list[str] = []
+    page.on("request", lambda r: "/v1/" in r.url and sent.append(r.url))
+    page.add_init_script(HIDE % ("hidden", "true"))  # opened with a middle click, say
+    page.goto(url(fixtures))
+    page.wait_for_function("typeof swapline === 'object'")  # the snippet has run
+    with page.expect_request("**/v1/decide?**"):
+        page.evaluate(HIDE % ("visible", "false") + ";document.dispatchEvent(new Event('visibilitychange', "
+                                                    "{bubbles: true}))")
+    assert decided(page)["phone"]["kind"] == "lease"
+    assert sum("/v1/decide" in u for u in sent) == 1  # requests show in the order they were sent: none before
+
+
 def test_js_api_swaps_a_detached_node(page: Page, fixtures: Fixtures) -> None:
     page.goto(url(fixtures))
     decided(page)
