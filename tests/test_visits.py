@@ -110,6 +110,7 @@ def test_a_yandex_ad_visit_keeps_its_source_headline_and_number_and_its_call_car
     clock.advance(30)
     record = call(climate, contacts["phone"]["number"], clock.now)
     assert record["credited"] and record["visitor"] == VID
+    assert record["experiments"] == {"cta": variant}  # seen on /, though the number was shown on /contacts
     visit = record["visit"]
     assert visit["id"] == landing["visit"]["id"] and visit["landing"] == "/"
     assert (visit["source"], visit["medium"], visit["campaign"], visit["phrase"]) == (
