@@ -33,7 +33,7 @@ from service.visits import Visit
 
 MAX_URL = 4096
 MAX_VID = 128
-MAX_VISIT = 2048  # a visit token: its arrival's campaign texts and phrase, twice at most
+MAX_VISIT = 4096  # the last decision token: its visit's campaign texts and phrase, twice at most
 log = logging.getLogger("swapline")
 
 
@@ -123,10 +123,10 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
 
 
 def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int,
-                  visit: str | None = None) -> dict[str, Any]:
+                  visit: Visit | None = None) -> dict[str, Any]:
     payload = {"s": site.id, "v": view.vid, "p": view.path, "x": outcome.experiments, "t": now_ms // 1000}
     if visit:
-        payload["w"] = visit
+        payload["w"] = visit.carried()  # the snippet sends the token back with the next page view
     if outcome.pool is not None and lease is not None:
         payload["n"] = outcome.pool.id  # heartbeats extend this pool's lease
         payload["o"] = lease.number is None  # overflowed: nothing to credit a variant with
@@ -266,11 +266,11 @@ async def decide_endpoint(request: Request) -> JSON:
     consented = query.get("consent") != "0"
     pinned = forced if forced or consented else {e.id: e.variants[0].id for e in site.experiments}
     outcome, visit = _visit_pool(site, decide(site, seen, pinned), visit)
-    visit_answer = {"id": visit.id, "new": new, "token": visit.token(runtime.signer, site.id, vid)}
+    visit_answer = {"id": visit.id, "new": new}
     if forced or not consented:  # a marketer looking at a variant, or nobody we may know: nothing recorded
         if outcome.pool is not None and outcome.pool.numbers and not forced:
             outcome = replace(outcome, pool=None)  # a number would be kept for them: the page keeps its own
-        token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1})
+        token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now, visit), "pv": 1})
         flag = {"preview": True} if forced else {"consent": False}
         return JSON({**answer(site, seen, outcome, token, rules.version), "visit": visit_answer, **flag},
                     headers=answer_headers)
@@ -279,7 +279,7 @@ async def decide_endpoint(request: Request) -> JSON:
                                    runtime.decision_limit.network(client))
     if degraded and outcome.pool is not None and outcome.pool.numbers:
         outcome = replace(outcome, pool=None)  # the page keeps its own number
-    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now, visit.id))
+    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now, visit))
     return JSON({**answer(site, seen, outcome, token, rules.version, lease, degraded), "visit": visit_answer},
                 headers=answer_headers)
 
@@ -287,9 +287,11 @@ async def decide_endpoint(request: Request) -> JSON:
 def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Visit]:
     """A visit keeps the pool of its first page that has one: one number for all its pages."""
     if visit.pool is None:
-        return outcome, (replace(visit, pool=outcome.pool.id) if outcome.pool else visit)
+        return outcome, (visit._replace(pool=outcome.pool.id) if outcome.pool else visit)
+    if outcome.pool is not None and outcome.pool.id == visit.pool:  # most pages: the same pool again
+        return outcome, visit
     kept = next((pool for pool in site.pools if pool.id == visit.pool), None)
-    return (replace(outcome, pool=kept), visit) if kept else (outcome, replace(visit, pool=None))
+    return (replace(outcome, pool=kept), visit) if kept else (outcome, visit._replace(pool=None))
 
 
 def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: Visit | None,
@@ -300,8 +302,8 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
         return ()
     details: dict[str, Any] = {}
     if new:
-        url = _checked("url", query.get("url"), MAX_URL) or ""
-        details = {"click_ids": click_ids(urlsplit(url).query), "device": view.device,
+        url = _checked("url", query.get("url"), MAX_URL) or "" if visit.landing.click_id else ""
+        details = {"click_ids": click_ids(urlsplit(url).query) if url else {}, "device": view.device,
                    "geo": {"country": view.geo.country, "region": view.geo.region, "city": view.geo.city}}
     commands = [visits.record(site.id, view.vid, visit, new, view.path, now, view.traffic, details,
                               runtime.settings.visit_days * 86400)]

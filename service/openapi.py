@@ -68,9 +68,10 @@ DECISION = {
         "site": {"type": "string"},
         "vid": {"type": "string"},
         "token": {"type": "string"},
-        "visit": {"type": "object", "required": ["id", "new", "token"], "description":
-                  "The visit this page view belongs to; send its token with the next page view (`visit`)",
-                  "properties": {"id": {"type": "string"}, "new": {"type": "boolean"}, "token": {"type": "string"}}},
+        "visit": {"type": "object", "required": ["id", "new"], "description":
+                  "The visit this page view belongs to; the token carries it: send the token with the next page "
+                  "view (`visit`)",
+                  "properties": {"id": {"type": "string"}, "new": {"type": "boolean"}}},
         "geo": {"type": "object", "properties": {k: NULLABLE_STRING for k in
                                                   ("country", "region", "city", "country_name", "region_name")}},
         "phrase": NULLABLE_STRING,
@@ -142,7 +143,7 @@ SPEC: dict[str, Any] = {
             "summary": "What this visitor sees: swaps, experiment variants, tracking number",
             "parameters": [SITE_QUERY, _query("url", "the page URL", required=True), _query("ref", "the referrer"),
                            _query("vid", "the visitor id"),
-                           _query("visit", "the visit token of the visitor's previous page view"),
+                           _query("visit", "the decision token of the visitor's previous page view"),
                            _query("consent", "0 until the visitor consents: nothing is kept, no number"),
                            _query("preview", "experiment:variant[,…]")],
             "responses": {**_json("the decision", DECISION), **_errors(400, 403, 404, 429)},

@@ -8,17 +8,16 @@ the visit's number pool, and joins its journey. A direct visit keeps the visitor
 non-direct source within `visits.lookback` (last non-direct click), unless the site says
 `attribution: last_click`.
 
-The visit travels with the visitor: each decision answers a signed visit token, which the
-snippet keeps and sends with the next page view. So a decision knows its visit without reading
-the store, and still costs one round trip, of writes only. The store keeps what call records
-and logs need (`record`): the visit as it started, and the pages seen.
+The visit travels with the visitor: the decision token carries it (`w`), and the snippet sends
+the last token back with the next page view. So a decision knows its visit without reading the
+store, and still costs one round trip, of writes only, and one signature. The store keeps what
+call records and logs need (`record`): the visit as it started, and the pages seen.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,15 +26,13 @@ from service.phrase import NO_REFERRAL, Landing, Referral, Traffic
 from service.store import Command, Script, Store
 from service.tokens import TokenSigner
 
-KIND = "visit"  # what a visit token says it is: decision tokens are signed with the same key
 MAX_PAGES = 50  # pages of a visit's journey the store keeps, the latest
 NO_LANDING = Landing(None, None, None, None, None, None)
 RECORD = Script.named("visit")
 
 
-@dataclass(frozen=True, slots=True)
-class Visit:
-    """A visit as its token carries it. Times are seconds since the epoch."""
+class Visit(NamedTuple):
+    """A visit as a decision token carries it. Times are seconds since the epoch."""
 
     id: str
     started: int
@@ -57,34 +54,32 @@ class Visit:
             return self.credited[0], self.credited[1]
         return self.landing, self.referral
 
-    def token(self, signer: TokenSigner, site: str, vid: str) -> str:
-        payload: dict[str, Any] = {"k": KIND, "s": site, "v": vid, "i": self.id, "b": self.started,
-                                   "e": self.seen, "l": list(self.landing), "r": list(self.referral)}
-        if self.pool:
-            payload["n"] = self.pool
+    def carried(self) -> list[Any]:
+        """What a decision token carries of it (`w`); `read` makes it a visit again."""
+        carried: list[Any] = [self.id, self.started, self.seen, list(self.landing), list(self.referral), self.pool]
         if self.credited and self.credited != (self.landing, self.referral, self.started):  # else it is this visit
             landing, referral, when = self.credited
-            payload["c"] = [list(landing), list(referral), when]
-        return signer.sign(payload)
+            carried.append([list(landing), list(referral), when])
+        return carried
 
 
 def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Visit | None:
-    """The visit a token carries, if it is ours, for this site and visitor; anything else (a
-    forged, foreign or malformed token) is no visit, never an error: the page view starts one."""
+    """The visit the visitor's last decision token carries, if the token is ours, for this site
+    and visitor; anything else (forged, foreign, malformed, older) is no visit, never an error:
+    the page view starts one."""
     # Not through the signer's memo: every page view brings a token of its own.
     payload = signer.verify.__wrapped__(token) if token else None
-    if not payload or payload.get("k") != KIND or payload.get("s") != site or payload.get("v") != vid:
+    if not payload or payload.get("s") != site or payload.get("v") != vid or "w" not in payload:
         return None
     try:
-        started, landing, referral, credited = _int(payload["b"]), _landing(payload["l"]), _referral(payload["r"]), None
-        if "c" in payload:
-            credited = (_landing(payload["c"][0]), _referral(payload["c"][1]), _int(payload["c"][2]))
+        id_, started, seen, landing, referral, pool, *more = payload["w"]
+        landing, referral = _landing(landing), _referral(referral)
+        credited = None
+        if more:
+            credited = (_landing(more[0][0]), _referral(more[0][1]), _int(more[0][2]))
         elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
-            credited = (landing, referral, started)
-        return Visit(
-            id=_text(payload["i"]), started=started, seen=_int(payload["e"]), landing=landing, referral=referral,
-            pool=_text(payload["n"]) if "n" in payload else None, credited=credited,
-        )
+            credited = (landing, referral, _int(started))
+        return Visit(_text(id_), _int(started), _int(seen), landing, referral, _optional(pool), credited)
     except (KeyError, TypeError, ValueError, IndexError):  # signed by us, so only an older format
         return None
 
@@ -96,15 +91,15 @@ def follow(previous: Visit | None, landed: Landing, referred: Referral, site: Si
     arrived = (landed != NO_LANDING and (previous is None or landed != previous.landing)) or (
         referred.host is not None and not internal and (previous is None or referred != previous.referral))
     if previous and not arrived and now - previous.seen <= site.visits.timeout:
-        return replace(previous, seen=now), False
+        return previous._replace(seen=now), False
     if internal:  # back after a time-out from one of the site's own pages: a direct visit
         referred = NO_REFERRAL
     visit = Visit(secrets.token_urlsafe(9), now, now, landed, referred)
     if not visit.direct:
-        return replace(visit, credited=(landed, referred, now)), True
+        return visit._replace(credited=(landed, referred, now)), True
     kept = previous.credited if previous else None
     if kept and now - kept[2] <= site.visits.lookback:
-        return replace(visit, credited=kept), True
+        return visit._replace(credited=kept), True
     return visit, True
 
 

@@ -110,7 +110,7 @@
 
   // A page view: the page's own, then each route a single-page app goes to (pushState,
   // popstate), which the service takes as the next page of the same visit. The visit goes on
-  // from page to page: its token comes back with the next page view.
+  // from page to page: the last decision's token comes back with the next page view.
   const preview = new URLSearchParams(location.search).get("swapline_preview");
   let here = location.href, started, beating;
   const ask = (ref) => {
@@ -124,7 +124,7 @@
       .then((answer) => {
         const phone = answer.phone || {};
         keep(answer.vid);
-        put("swl_visit", answer.visit.token);
+        put("swl_visit", answer.token); // it carries the visit
         pattern = 0;
         if (phone.number && phone.replaces_digits && phone.digits !== phone.replaces_digits) {
           const sep = "[\\s\\u00a0().-]*";

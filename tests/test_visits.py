@@ -58,7 +58,8 @@ def climate(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) 
 
 
 class Browser:
-    """What the snippet does between pages: it keeps the visit token and sends it back."""
+    """What the snippet does between pages: it keeps the last decision token (which carries the
+    visit) and sends it back."""
 
     def __init__(self, client: TestClient, vid: str = VID) -> None:
         self.client, self.vid, self.visit, self.previous = client, vid, "", ""
@@ -69,7 +70,7 @@ class Browser:
         response = self.client.get("/v1/decide", params=params)
         assert response.status_code == 200, response.text
         answer = response.json()
-        self.visit, self.previous = answer["visit"]["token"], url
+        self.visit, self.previous = answer["token"], url
         return answer
 
 
@@ -168,7 +169,7 @@ def test_a_missing_or_forged_visit_token_starts_a_visit(climate: TestClient, tok
 def test_another_visitors_visit_token_is_not_theirs(climate: TestClient) -> None:
     theirs = Browser(climate, "visits-visitor-000002").open(AD, ref="https://yandex.ru/")
     mine = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/x", "vid": VID,
-                                             "visit": theirs["visit"]["token"]}).json()
+                                             "visit": theirs["token"]}).json()
     assert mine["visit"]["new"] and mine["source"]["source"] is None
 
 
