@@ -75,13 +75,16 @@ class Script:
 
     source: str
     sha: str
+    # Its calls name the same few keys again and again (a pool's, an experiment's): their packed
+    # head is remembered. Not so for keys of one visitor, which would only push those out.
+    repeats: bool = True
 
     @classmethod
-    def named(cls, name: str, *uses: str) -> Script:
+    def named(cls, name: str, *uses: str, repeats: bool = True) -> Script:
         """`service/lua/NAME.lua`, after the files whose local functions it uses."""
         folder = resources.files("service").joinpath("lua")
         source = "".join(folder.joinpath(f"{part}.lua").read_text() for part in (*uses, name))
-        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+        return cls(source, hashlib.sha1(source.encode()).hexdigest(), repeats)
 
     def __call__(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> ScriptCall:
         return ScriptCall(self, keys, args)
@@ -116,7 +119,8 @@ def pack(commands: list[Command]) -> bytes:
     for command in commands:
         if type(command) is ScriptCall:
             out.append(b"*%d\r\n" % (3 + len(command.keys) + len(command.args)))
-            out.append(_script_head(command.script.sha, command.keys))
+            head = _script_head if command.script.repeats else _script_head.__wrapped__
+            out.append(head(command.script.sha, command.keys))
             command = command.args
         else:
             out.append(b"*%d\r\n" % len(command))
