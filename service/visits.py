@@ -16,6 +16,7 @@ call records and logs need (`record`): the visit as it started, and the pages se
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any, NamedTuple
 
@@ -73,10 +74,10 @@ def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Visit |
         return None
     try:
         id_, started, seen, landing, referral, pool, *more = payload["w"]
-        landing, referral = _landing(landing), _referral(referral)
+        landing, referral = _arrival(tuple(landing), tuple(referral))
         credited = None
         if more:
-            credited = (_landing(more[0][0]), _referral(more[0][1]), _int(more[0][2]))
+            credited = (*_arrival(tuple(more[0][0]), tuple(more[0][1])), _int(more[0][2]))
         elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
             credited = (landing, referral, _int(started))
         return Visit(_text(id_), _int(started), _int(seen), landing, referral, _optional(pool), credited)
@@ -153,13 +154,9 @@ def _optional(value: Any) -> str | None:
     return None if value is None else _text(value)
 
 
-def _landing(values: Any) -> Landing:
-    if len(values) != len(Landing._fields):
-        raise ValueError(values)
-    return Landing(*map(_optional, values))
-
-
-def _referral(values: Any) -> Referral:
-    if len(values) != len(Referral._fields):
-        raise ValueError(values)
-    return Referral(*map(_optional, values))
+# The same campaigns and referrers come back page after page: each is checked and built once.
+@functools.lru_cache(maxsize=4096)
+def _arrival(landing: tuple[Any, ...], referral: tuple[Any, ...]) -> tuple[Landing, Referral]:
+    if len(landing) != len(Landing._fields) or len(referral) != len(Referral._fields):
+        raise ValueError(landing, referral)
+    return Landing(*map(_optional, landing)), Referral(*map(_optional, referral))
