@@ -125,6 +125,25 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
     assert [row.split()[:3] for row in rows] == [["moscow", "5", "4"], ["saint-petersburg", "3", "0"]]
 
 
+def test_forget_command_erases_a_visitor_through_the_running_service(tmp_path: Path, valkey_url: str,
+                                                                      store: redis.Redis) -> None:
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
+    vid = "forget-cli-000000001"
+    try:
+        httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": vid},
+                  headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})
+        forgot = subprocess.run(["swapline", "forget", "--site", "demo", "--vid", vid, "--url", base],
+                                capture_output=True, text=True,
+                                env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert forgot.returncode == 0, forgot.stderr
+    assert json.loads(forgot.stdout)["erased"]["visits"] == 2  # the visit's record and its journey
+    assert not [key for key in store.scan_iter("sw:*") if vid.encode() in key]
+    assert not any(store.hexists(key, vid) for key in store.scan_iter("sw:*:assign"))
+
+
 def test_pools_command_explains_an_unreachable_service() -> None:
     result = subprocess.run(["swapline", "pools", "--site", "demo", "--url", "http://127.0.0.1:9"],
                             capture_output=True, text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
