@@ -22,6 +22,7 @@ from service.pools import PoolKeys
 from service.responses import JSON
 from service.store import Store
 from service.visitors import valid_vid
+from service.visits import visitor_prefix
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -32,7 +33,7 @@ SLICE = 1000
 async def forget(store: Store, site: Site, vid: str) -> dict[str, int]:
     """Delete what the store keeps of `vid` on `site`; how many records of each kind went."""
     client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0}
-    visit_keys = [key async for key in client.scan_iter(match=f"sw:{{{site.id}|{vid}}}:*", count=SLICE)]
+    visit_keys = [key async for key in client.scan_iter(match=f"{visitor_prefix(site.id, vid)}*", count=SLICE)]
     for key in visit_keys:
         erased["visits"] += await client.delete(key)
     for experiment in (SITE, *site.experiment_ids):

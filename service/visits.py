@@ -116,7 +116,7 @@ def record(site: str, vid: str, visit: Visit, new: bool, path: str, now_ms: int,
             "campaign": shown.campaign, "content": shown.content, "phrase": shown.phrase, "engine": shown.engine,
             **details,
         })
-    prefix = f"sw:{{{site}|{vid}}}:"
+    prefix = visitor_prefix(site, vid)
     return RECORD((f"{prefix}visit:{visit.id}", f"{prefix}pages:{visit.id}"),
                   (started, f"{now_ms} {path}", MAX_PAGES, ttl))
 
@@ -124,7 +124,7 @@ def record(site: str, vid: str, visit: Visit, new: bool, path: str, now_ms: int,
 async def journey(store: Store, site: str, vid: str, visit: str, until_ms: int) -> dict[str, Any] | None:
     """The visit as it started, with the pages seen up to `until_ms`, for a call record; None
     when the store has no such visit (gone past its retention, or leased before visits)."""
-    prefix = f"sw:{{{site}|{vid}}}:"
+    prefix = visitor_prefix(site, vid)
     started, pages = await store.batcher.submit(("GET", f"{prefix}visit:{visit}"),
                                                 ("LRANGE", f"{prefix}pages:{visit}", 0, -1))
     if not started:
@@ -136,6 +136,11 @@ async def journey(store: Store, site: str, vid: str, visit: str, until_ms: int) 
             seen.append({"at": int(moment), "path": path})
     record: dict[str, Any] = orjson.loads(started)
     return {**record, "pages": seen}
+
+
+def visitor_prefix(site: str, vid: str) -> str:
+    """Of every key kept for one visitor: their hash tag puts them in one slot."""
+    return f"sw:{{{site}|{vid}}}:"
 
 
 def _text(value: Any) -> str:
