@@ -77,7 +77,7 @@
   // the service answers 2xx, or a 4xx that says it never will take it. Unanswered (the page was
   // left), 5xx or 429, it is sent again, with its own id and token, when the next page's
   // decision arrives: the service counts an event id once. The body is text/plain: no pre-flight.
-  const outbox = () => { try { return JSON.parse(get("swl_out")); } catch (e) { return []; } };
+  const outbox = () => { try { return [...JSON.parse(get("swl_out"))]; } catch (e) { return []; } }; // a list, whatever is stored
   const post = (event) =>
     fetch(base + "/v1/events", { method: "POST", body: JSON.stringify(event), keepalive: 1 })
       .then((r) => event.id && r.status < 500 && r.status !== 429 &&

@@ -375,6 +375,18 @@ def test_an_event_whose_page_was_left_unanswered_is_sent_again_and_counted_once(
     assert forms(service) - before == 1
 
 
+@pytest.mark.parametrize("stored", ["null", "5", "{}", "not json"])
+def test_an_outbox_the_snippet_did_not_write_breaks_nothing(page: Page, fixtures: Fixtures, service: str,
+                                                           stored: str) -> None:
+    page.goto(url(fixtures))
+    page.evaluate("(value) => localStorage.swl_out = value", stored)
+    page.reload()
+    decided(page)
+    with page.expect_response("**/v1/events") as answered:
+        page.click("#submit")
+    assert answered.value.status == 202 and page.errors == []  # type: ignore[attr-defined]
+
+
 def test_an_event_the_service_will_never_take_is_not_sent_again(page: Page, fixtures: Fixtures) -> None:
     pause_clock(page)
     page.goto(url(fixtures))
