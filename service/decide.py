@@ -302,8 +302,10 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
         return ()
     details: dict[str, Any] = {}
     if new:
-        url = _checked("url", query.get("url"), MAX_URL) or "" if visit.landing.click_id else ""
-        details = {"click_ids": click_ids(urlsplit(url).query) if url else {}, "device": view.device,
+        clicked = {}
+        if visit.landing.click_id:  # only then is the URL read again, for the ids' values
+            clicked = click_ids(urlsplit(_checked("url", query.get("url"), MAX_URL) or "").query)
+        details = {"click_ids": clicked, "device": view.device,
                    "geo": {"country": view.geo.country, "region": view.geo.region, "city": view.geo.city}}
     commands = [visits.record(site.id, view.vid, visit, new, view.path, now, view.traffic, details,
                               runtime.settings.visit_days * 86400)]
