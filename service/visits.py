@@ -57,10 +57,11 @@ class Visit(NamedTuple):
 
     def carried(self) -> list[Any]:
         """What a decision token carries of it (`w`); `read` makes it a visit again."""
-        carried: list[Any] = [self.id, self.started, self.seen, list(self.landing), list(self.referral), self.pool]
+        carried: list[Any] = [self.id, self.started, self.seen, _listed(self.landing), _listed(self.referral),
+                              self.pool]
         if self.credited and self.credited != (self.landing, self.referral, self.started):  # else it is this visit
             landing, referral, when = self.credited
-            carried.append([list(landing), list(referral), when])
+            carried.append([_listed(landing), _listed(referral), when])
         return carried
 
 
@@ -74,10 +75,10 @@ def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Visit |
         return None
     try:
         id_, started, seen, landing, referral, pool, *more = payload["w"]
-        landing, referral = _arrival(tuple(landing), tuple(referral))
+        landing, referral = _arrival(_tupled(landing), _tupled(referral))
         credited = None
         if more:
-            credited = (*_arrival(tuple(more[0][0]), tuple(more[0][1])), _int(more[0][2]))
+            credited = (*_arrival(_tupled(more[0][0]), _tupled(more[0][1])), _int(more[0][2]))
         elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
             credited = (landing, referral, _int(started))
         return Visit(_text(id_), _int(started), _int(seen), landing, referral, _optional(pool), credited)
@@ -159,9 +160,19 @@ def _optional(value: Any) -> str | None:
     return None if value is None else _text(value)
 
 
+def _listed(fields: tuple[str | None, ...]) -> list[str | None] | int:
+    """An arrival's fields in a token; 0 when none is set, as for every direct visit: shorter."""
+    return list(fields) if any(fields) else 0
+
+
+def _tupled(carried: Any) -> tuple[Any, ...]:
+    return () if carried == 0 else tuple(carried)
+
+
 # The same campaigns and referrers come back page after page: each is checked and built once.
 @functools.lru_cache(maxsize=4096)
 def _arrival(landing: tuple[Any, ...], referral: tuple[Any, ...]) -> tuple[Landing, Referral]:
+    landing, referral = landing or (None,) * len(Landing._fields), referral or (None,) * len(Referral._fields)
     if len(landing) != len(Landing._fields) or len(referral) != len(Referral._fields):
         raise ValueError(landing, referral)
     return Landing(*map(_optional, landing)), Referral(*map(_optional, referral))
