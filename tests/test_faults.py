@@ -79,8 +79,8 @@ class Load:
         self.slowest = 0.0
         self.holders: dict[str, set[str]] = defaultdict(set)  # number -> the visitors it was shown to
         self.shown: dict[str, set[str]] = defaultdict(set)  # visitor -> the numbers they were shown
-        self.visitors = [self.decide(bases[n % len(bases)], f"faults-visitor-{n:04d}") for n in range(24)]
-        assert all(v["phone"]["kind"] == "lease" and not v["degraded"] for v in self.visitors)
+        self.visitors = [self.settled(bases[n % len(bases)], f"faults-visitor-{n:04d}") for n in range(24)]
+        assert all(v["phone"]["kind"] == "lease" for v in self.visitors)
         self.ids = itertools.count()
         self.errors: list[BaseException] = []
         self.running = threading.Event()
@@ -102,6 +102,14 @@ class Load:
             if (answer["phone"] or {}).get("kind") == "lease":
                 self.holders[answer["phone"]["number"]].add(vid)
                 self.shown[vid].add(answer["phone"]["number"])
+        return answer
+
+    def settled(self, base: str, vid: str) -> Any:
+        """The visitor's first decision with the store answering: on a busy machine a round trip
+        may miss its 200 ms and the page gets its own content instead (degraded), as it should."""
+        deadline = time.monotonic() + LIMIT
+        while (answer := self.decide(base, vid))["degraded"]:
+            assert time.monotonic() < deadline, f"{vid}: the store never answered in time"
         return answer
 
     def until(self, what: str, condition: Callable[[], bool]) -> None:
