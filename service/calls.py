@@ -24,7 +24,6 @@ from starlette.requests import Request
 from service import bodies, phones, visits
 from service.engine import Site
 from service.errors import BadRequest, Unauthorized
-from service.ledger import LedgerKeys
 from service.responses import JSON
 from service.runtime import Runtime
 from service.store import STORE_ERRORS, Script
@@ -151,7 +150,8 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "credited": holder is not None,
         "visitor": holder["v"] if holder else None,
         "page": holder["p"] if holder else None,
-        "experiments": await _variants(runtime, site, holder["v"]) if holder else {},
+        # Every variant the caller was exposed to, on any page: what the call counts for.
+        "experiments": await runtime.ledger.variants(site.id, holder["v"], site.experiment_ids) if holder else {},
         "visit": await _visit(runtime, site, holder, call.start_ms),
         "reason": reason,
     }
@@ -167,17 +167,6 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}", kinds,
                                      runtime.now_ms())
     return answer
-
-
-async def _variants(runtime: Runtime, site: Site, vid: str) -> dict[str, str]:
-    """The variant of every experiment the caller was exposed to, on any page: what the call
-    counts for (docs/REPORTS.md, "Cohorts")."""
-    if not site.experiment_ids:
-        return {}
-    assigned = await runtime.store.batcher.submit(*(("HGET", LedgerKeys.of(site.id, experiment).assign, vid)
-                                                    for experiment in site.experiment_ids))
-    return {experiment: bytes(value).decode().partition("|")[0]
-            for experiment, value in zip(site.experiment_ids, assigned, strict=True) if value}
 
 
 async def _visit(runtime: Runtime, site: Site, holder: dict[str, Any] | None, start_ms: int) -> dict[str, Any] | None:

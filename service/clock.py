@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from service.store import STORE_ERRORS
 
 log = logging.getLogger("swapline")
+DAY_MS = 86_400_000
 STEP_EVERY = 60.0  # seconds between readings of the store's clock
 FIRST_EVERY = 1.0  # seconds between tries while it has never been read: no store, no leases yet
 

@@ -264,7 +264,7 @@ async def decide_endpoint(request: Request) -> JSON:
     # throw-away one: the page gets its texts, every experiment's control and no number, and
     # nothing is kept.
     consented = query.get("consent") != "0"
-    pinned = forced if forced or consented else {e.id: e.variants[0].id for e in site.experiments}
+    pinned = forced if forced or consented else site.controls
     outcome, visit = _visit_pool(site, decide(site, seen, pinned), visit)
     visit_answer = {"id": visit.id, "new": new}
     if forced or not consented:  # a marketer looking at a variant, or nobody we may know: nothing recorded
@@ -290,7 +290,7 @@ def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Vi
         return outcome, (visit._replace(pool=outcome.pool.id) if outcome.pool else visit)
     if outcome.pool is not None and outcome.pool.id == visit.pool:  # most pages: the same pool again
         return outcome, visit
-    kept = next((pool for pool in site.pools if pool.id == visit.pool), None)
+    kept = site.pool(visit.pool)
     return (replace(outcome, pool=kept), visit) if kept else (outcome, visit._replace(pool=None))
 
 
@@ -310,7 +310,7 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
     commands = [visits.record(site.id, view.vid, visit, new, view.path, now, view.traffic, details,
                               runtime.settings.visit_days * 86400)]
     if new and previous and previous.pool and previous.pool != visit.pool:
-        old = next((pool for pool in site.pools if pool.id == previous.pool and pool.numbers), None)
-        if old:
+        old = site.pool(previous.pool)
+        if old and old.numbers:
             commands.append(runtime.pools.let_go(site.id, old, view.vid, now))
     return tuple(commands)

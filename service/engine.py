@@ -403,7 +403,12 @@ class Site:
     # What the rules make of page views (see `match`), by the page view as the conditions see it
     _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
     experiment_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # a conversion credits each
+    controls: dict[str, str] = field(init=False, repr=False, compare=False)  # experiment → its first variant
     hosts: frozenset[str] = field(init=False, repr=False, compare=False)  # its origins': no arrival from there
+
+    def pool(self, pool_id: str | None) -> Pool | None:
+        """The pool of that id, if the rules still have it."""
+        return next((pool for pool in self.pools if pool.id == pool_id), None)
 
     @property
     def tracking_numbers(self) -> dict[str, Pool]:
@@ -418,6 +423,7 @@ class Site:
         object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
         object.__setattr__(self, "_matches", {})
         object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
+        object.__setattr__(self, "controls", {e.id: e.variants[0].id for e in self.experiments})
         object.__setattr__(self, "hosts", frozenset(
             (urlsplit(origin).hostname or "").removeprefix("www.") for origin in self.origins))
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))

@@ -77,7 +77,8 @@ async def _beacon(request: Request) -> JSON:
     if token.get("pv"):  # a preview page view: its beacons record nothing
         return JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
     if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold
-        pool = next((p for p in site.pools if p.id == token.get("n") and p.numbers), None)
+        pool = site.pool(token.get("n"))
+        pool = pool if pool and pool.numbers else None
         try:
             number = await runtime.pools.extend(site.id, pool, token["v"], now) if pool else None
         except STORE_ERRORS:

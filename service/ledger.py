@@ -141,6 +141,15 @@ class Ledger:
         ))
         return bytes(results[0]).decode()
 
+    async def variants(self, site: str, vid: str, experiments: tuple[str, ...]) -> dict[str, str]:
+        """The variant of each of `experiments` the visitor was exposed to, on any page."""
+        if not experiments:
+            return {}
+        assigned = await self.store.batcher.submit(*(("HGET", LedgerKeys.of(site, experiment).assign, vid)
+                                                     for experiment in experiments))
+        return {experiment: bytes(value).decode().partition("|")[0]  # "variant|page|day", see expose.lua
+                for experiment, value in zip(experiments, assigned, strict=True) if value}
+
     async def tally(self, site: str, experiment: str, keeps_day: Callable[[str], bool] = lambda day: True) -> Tally:
         """One experiment's counts on the days `keeps_day` keeps. Read a slice at a time (HSCAN):
         however big the ledger, no reply takes the event loop long to read."""

@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 
 from service.auth import require_report_token
-from service.clock import hour_and_day
+from service.clock import DAY_MS, hour_and_day
 from service.engine import Pool, Site
 from service.responses import JSON
 from service.store import Command, Script, Store
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # L = λ·W; arrivals are random, so add three standard deviations of a Poisson count (√L),
 # the square-root staffing rule: the pool then runs out in well under 1% of moments.
 SIGMAS = 3
-DAY_MS = 86_400_000
 LEASE, EXTEND, LET_GO, ATTRIBUTE, SYNC = (Script.named(name) for name in ("lease", "extend", "let_go", "attribute",
                                                                         "sync"))
 

@@ -22,13 +22,12 @@ from typing import Any
 
 import orjson
 
-from service.clock import hour_and_day
+from service.clock import DAY_MS, hour_and_day
 from service.config import Settings
 from service.ledger import DEDUPE_MS
 from service.store import STORE_ERRORS, Store
 
 log = logging.getLogger("swapline")
-DAY_MS = 86_400_000
 EVERY = 3600.0  # seconds between looks at whether a day's compaction is due
 LOCK = "sw:compacted"  # set by the process that compacts, for a day: the others leave it alone
 SLICE = 1000  # fields or keys read at a time
