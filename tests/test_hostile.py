@@ -25,9 +25,8 @@ import redis
 
 from service.app import create_app
 from tests.conftest import BROWSER_HEADERS, make_settings, output, start
-from tests.loop import LoopWatch, serving
+from tests.loop import BUDGET, LoopWatch, serving
 
-BUDGET = 0.1  # seconds: what one request may hold a worker for (SPEC, quality bars)
 HOSTILE = """
 site: hostile
 rules:
