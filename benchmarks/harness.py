@@ -152,8 +152,9 @@ def rss_mb(pid: int) -> float:
 
 
 def start_service(redis_url: str, rules_dir: Path, workdir: Path, workers: int = 1, cpus: str | None = None,
-                  name: str = "service", **env: str) -> Server:
-    """`swapline serve` on a real store, as an operator would start it."""
+                  name: str = "service", tree: Path = ROOT, **env: str) -> Server:
+    """`swapline serve` on a real store, as an operator would start it; `tree` is the checkout
+    whose `service/` runs."""
     port = free_port()
     log = workdir / f"{name}-{port}.log"
     command = [*taskset(cpus), sys.executable, "-m", "service.cli", "serve", "--port", str(port),
@@ -164,9 +165,9 @@ def start_service(redis_url: str, rules_dir: Path, workdir: Path, workers: int =
         "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_BEACON_RATE": "1000000000",
         "SWAPLINE_DECISION_RATE": "1000000000",  # counted as in production, never refused
         "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_LOG_LEVEL": "warning", "SWAPLINE_SECRET": "benchmark-secret",
-        "SWAPLINE_DATA_DIR": str(workdir / "data"), **env,
+        "SWAPLINE_DATA_DIR": str(workdir / f"data-{name}"), "PYTHONPATH": str(tree), **env,
     }
-    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=tree, env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     server = Server(name, process, f"http://127.0.0.1:{port}", log)
     wait_ready(server, timeout=120)
     return server

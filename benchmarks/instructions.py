@@ -48,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose service/ runs (default: this)")
     parser.add_argument("--requests", type=int, default=500, help="requests counted of each kind (default 500)")
+    parser.add_argument("--keep", type=Path, help="a folder to keep the callgrind dumps in, for callgrind_annotate")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is needed: apt-get install valgrind")
@@ -78,7 +79,7 @@ def main() -> None:
                      "events": write_events(work / "events.txt", traffic, crowd, tokens, args.requests)}
             for path in files.values():
                 send(base, path, "warm")
-            counts = {kind: count(process.pid, work, kind, functools.partial(send, base, path, kind))
+            counts = {kind: count(process.pid, work, kind, functools.partial(send, base, path, kind), args.keep)
                       for kind, path in files.items()}
         finally:
             server.stop()
@@ -87,8 +88,8 @@ def main() -> None:
         print(f"{kind:8} {total // args.requests:>10,}")
 
 
-def count(pid: int, work: Path, kind: str, run: Callable[[], None]) -> int:
-    """The process's instructions while `run` sends its requests."""
+def count(pid: int, work: Path, kind: str, run: Callable[[], None], keep: Path | None) -> int:
+    """The process's instructions while `run` sends its requests; the dump copied into `keep`."""
     control = ["callgrind_control"]
     subprocess.run([*control, "-z", str(pid)], check=True, capture_output=True)
     subprocess.run([*control, "-i", "on", str(pid)], check=True, capture_output=True)
@@ -97,6 +98,9 @@ def count(pid: int, work: Path, kind: str, run: Callable[[], None]) -> int:
     before = set(work.glob("callgrind.out.*"))
     subprocess.run([*control, "-d", kind, str(pid)], check=True, capture_output=True)
     (dump,) = set(work.glob("callgrind.out.*")) - before
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(dump, keep / f"callgrind.{kind}")
     totals = next(line for line in dump.read_text(errors="replace").splitlines() if line.startswith("totals:"))
     return int(totals.split()[1])
 
