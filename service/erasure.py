@@ -31,7 +31,9 @@ SLICE = 1000
 
 
 async def forget(store: Store, site: Site, vid: str) -> dict[str, int]:
-    """Delete what the store keeps of `vid` on `site`; how many records of each kind went."""
+    """Delete what the store keeps of `vid` on `site`; how many records of each kind went.
+    This process's deferred writes (the latest page of a journey) go first, to be erased too."""
+    await store.batcher.settle()
     client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0}
     visit_keys = [key async for key in client.scan_iter(match=f"{visitor_prefix(site.id, vid)}*", count=SLICE)]
     for key in visit_keys:

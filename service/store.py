@@ -18,17 +18,17 @@ trip that it shares with everything else that arrived meanwhile. Scripts travel 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
 
 import redis.asyncio as redis
+from hiredis import pack_command
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -51,6 +51,9 @@ RETRY_AFTER = 0.5  # seconds a failed store is left alone before the next reques
 # store that is frozen rather than dead (it accepts connections, answers nothing) must cost
 # no more than a dead one. Round trips take a millisecond or two.
 DEADLINE = 0.2
+# Seconds a command nobody waits for (a page on a visit's journey) may wait for a batch to
+# ride with: under load one leaves every millisecond or two; a quiet worker sends its own.
+DEFER = 0.25
 # Batches out at once, each on a connection of its own. One would make the biggest batches,
 # but then a worker sits idle while every request waits on the one round trip.
 IN_FLIGHT = 2
@@ -75,16 +78,13 @@ class Script:
 
     source: str
     sha: str
-    # Its calls name the same few keys again and again (a pool's, an experiment's): their packed
-    # head is remembered. Not so for keys of one visitor, which would only push those out.
-    repeats: bool = True
 
     @classmethod
-    def named(cls, name: str, *uses: str, repeats: bool = True) -> Script:
+    def named(cls, name: str, *uses: str) -> Script:
         """`service/lua/NAME.lua`, after the files whose local functions it uses."""
         folder = resources.files("service").joinpath("lua")
         source = "".join(folder.joinpath(f"{part}.lua").read_text() for part in (*uses, name))
-        return cls(source, hashlib.sha1(source.encode()).hexdigest(), repeats)
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
     def __call__(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> ScriptCall:
         return ScriptCall(self, keys, args)
@@ -109,40 +109,11 @@ Command = tuple[Any, ...]  # a command's arguments as sent, ("HINCRBY", key, fie
 
 
 def pack(commands: list[Command]) -> bytes:
-    """The commands in the Redis protocol (RESP), as one buffer.
-
-    What redis-py's `pack_commands` makes, for the argument types commands here have, in a
-    third of the time: it was the hottest function of a decision's store round trip. A
-    script call's digest and keys are the same call after call: packed once per key set.
-    """
-    out = []
-    for command in commands:
-        if type(command) is ScriptCall:
-            out.append(b"*%d\r\n" % (3 + len(command.keys) + len(command.args)))
-            head = _script_head if command.script.repeats else _script_head.__wrapped__
-            out.append(head(command.script.sha, command.keys))
-            command = command.args
-        else:
-            out.append(b"*%d\r\n" % len(command))
-        out += _bulks(command)
-    return b"".join(out)
-
-
-def _bulks(args: Iterable[Any]) -> list[bytes]:
-    """Each argument as a RESP bulk string (one loop, not a call per argument)."""
-    out = []
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif not isinstance(arg, bytes):  # numbers
-            arg = repr(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return out
-
-
-@functools.lru_cache(maxsize=4096)
-def _script_head(sha: str, keys: tuple[str, ...]) -> bytes:
-    return b"".join(_bulks(("EVALSHA", sha, len(keys), *keys)))
+    """The commands in the Redis protocol (RESP), as one buffer: what redis-py's `pack_commands`
+    makes, by hiredis's packer in C. Packing argument by argument in Python was the hottest
+    part of a decision's store round trip."""
+    return b"".join([pack_command(command.by_digest() if type(command) is ScriptCall else command)
+                     for command in commands])
 
 
 class Batcher:
@@ -158,9 +129,11 @@ class Batcher:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._cluster = isinstance(client, RedisCluster)  # a slow isinstance (a Protocol): once, not per batch
-        self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
+        self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]] | None]] = []  # None: deferred
         self._sending: set[asyncio.Task[None]] = set()  # also the strong references to the tasks
         self._idle: list[Pipe] = []  # connections of the batcher's own, made when none is idle
+        self._deferred: list[Command] = []
+        self._timer: asyncio.TimerHandle | None = None  # sends the deferred commands of a quiet worker
         self.round_trips = 0
         self.failures = 0
         self.down_until = 0.0  # monotonic time; before it, commands fail without a round trip
@@ -177,10 +150,35 @@ class Batcher:
         self._pending.append((commands, future))
         return future
 
+    def defer(self, *commands: Command) -> None:
+        """Queue commands nobody waits for: they ride with the next batch that leaves, or leave
+        on their own within `DEFER`, so they never cost a round trip while requests come. A
+        failing store loses them, as it would fail a request's own commands."""
+        self._deferred += commands
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(DEFER, self._send_deferred)
+
+    def _send_deferred(self) -> asyncio.Future[list[Any]] | None:
+        self._timer = None
+        if not self._deferred:
+            return None
+        commands, self._deferred = self._deferred, []
+        sent = self.submit(*commands)
+        sent.add_done_callback(_unheard)
+        return sent
+
+    async def settle(self) -> None:
+        """Send the deferred commands now, and wait for them (whatever the store says)."""
+        if sent := self._send_deferred():
+            await asyncio.wait([sent])
+
     def _flush(self) -> None:
         if not self._pending or len(self._sending) >= IN_FLIGHT:
             return  # nothing to send, or it leaves when a batch in flight is back
         batch, self._pending = self._pending, []
+        if self._deferred:  # they ride along, first as they came first; their replies go unread
+            batch.insert(0, (self._deferred, None))
+            self._deferred = []
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._sending.add(task)
         task.add_done_callback(self._sent)
@@ -189,7 +187,7 @@ class Batcher:
         self._sending.discard(task)
         self._flush()
 
-    async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
+    async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]] | None]]) -> None:
         self.round_trips += 1
         commands = [command for group, _ in batch for command in group]
         try:
@@ -209,14 +207,14 @@ class Batcher:
             STORE_FAILURES.inc()
             self.down_until = time.monotonic() + RETRY_AFTER
             for _, future in batch:
-                if not future.done():
+                if future and not future.done():
                     future.set_exception(exc)
             return
         start = 0
         for group, future in batch:
             mine = replies[start:start + len(group)]
             start += len(group)
-            if future.done():
+            if future is None or future.done():
                 continue
             error = failed and next((reply for reply in mine if isinstance(reply, Exception)), None)
             if error:
@@ -251,9 +249,18 @@ class Batcher:
         return await Pipe.open(self._client)
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.settle()
         await asyncio.gather(*self._sending, return_exceptions=True)
         for pipe in self._idle:
             pipe.close()
+
+
+def _unheard(future: asyncio.Future[list[Any]]) -> None:
+    """Nobody waits for deferred commands: a failure is only worth a debug line."""
+    if not future.cancelled() and (error := future.exception()):
+        log.debug("deferred commands failed: %r", error)
 
 
 class Store:

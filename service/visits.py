@@ -29,7 +29,7 @@ from service.tokens import TokenSigner
 
 MAX_PAGES = 50  # pages of a visit's journey the store keeps, the latest
 NO_LANDING = Landing(None, None, None, None, None, None)
-RECORD = Script.named("visit", repeats=False)
+RECORD = Script.named("visit")
 
 
 class Visit(NamedTuple):

@@ -10,7 +10,7 @@ import redis
 import redis.asyncio
 
 from service.ledger import EXPOSE, Ledger
-from service.store import RETRY_AFTER, Command, ScriptCall, Store, connect, pack
+from service.store import DEFER, RETRY_AFTER, Command, ScriptCall, Store, connect, pack
 from tests.conftest import CLUSTER
 
 
@@ -155,3 +155,45 @@ def test_the_batchers_connections_keep_what_the_url_selects(valkey_url: str, sto
     assert store.get("sw:{demo}:database") is None
     with redis.Redis.from_url(database_five) as five:
         assert five.getdel("sw:{demo}:database") == b"five"
+
+
+def test_deferred_commands_ride_with_the_next_batch_before_its_own(valkey_url: str, store: redis.Redis) -> None:
+    store.set("sw:{demo}:text", "not a number")
+
+    async def scenario() -> tuple[list[object], int]:
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
+        shared.batcher.defer(("SET", "sw:{demo}:journey", "/page"))
+        shared.batcher.defer(("INCR", "sw:{demo}:text"))  # an error reply, which nobody hears
+        reply = await shared.batcher.submit(("GET", "sw:{demo}:journey"))
+        trips = shared.batcher.round_trips
+        await shared.close()
+        return reply, trips
+
+    assert asyncio.run(scenario()) == ([b"/page"], 1)  # sent first, in the one round trip
+
+
+def test_a_quiet_worker_sends_its_deferred_commands_on_its_own(valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> int:
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
+        shared.batcher.defer(("SET", "sw:{demo}:journey", "/page"))
+        shared.batcher.defer(("RPUSH", "sw:{demo}:pages", "/next"))
+        while shared.batcher.round_trips == 0:  # no other request comes: its timer sends them
+            await asyncio.sleep(DEFER / 10)
+        await shared.close()
+        return shared.batcher.round_trips
+
+    assert asyncio.run(scenario()) == 1
+    assert store.get("sw:{demo}:journey") == b"/page" and store.lrange("sw:{demo}:pages", 0, -1) == [b"/next"]
+
+
+def test_settling_and_closing_send_what_is_deferred_at_once(valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> list[bytes | None]:
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
+        shared.batcher.defer(("SET", "sw:{demo}:settled", "yes"))
+        await shared.batcher.settle()  # as an erasure does before it erases
+        seen = [store.get("sw:{demo}:settled")]
+        shared.batcher.defer(("SET", "sw:{demo}:closed", "yes"))
+        await shared.close()  # a worker that stops
+        return [*seen, store.get("sw:{demo}:closed")]
+
+    assert asyncio.run(scenario()) == [b"yes", b"yes"]
