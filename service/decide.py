@@ -28,7 +28,7 @@ from service.pools import Lease
 from service.responses import JSON
 from service.runtime import Runtime
 from service.store import Command
-from service.visitors import device, from_browser, is_bot, new_vid, valid_vid
+from service.visitors import BrowserHeaders, device, is_bot, new_vid, valid_vid
 from service.visits import Visit
 
 MAX_URL = 4096
@@ -51,16 +51,19 @@ def page_view(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) ->
 
 
 def page(url: str, ref: str | None) -> Page:
-    return _page(_address(url), referral(ref))
+    path, landed, _ = _address(url)
+    return _page((path, landed), referral(ref))
 
 
-def _address(url: str) -> tuple[str, Landing]:
-    """The page's path as rules are written (as people read paths), and its traffic parameters."""
+def _address(url: str) -> tuple[str, Landing, str]:
+    """The page's path as rules are written (as people read paths), its traffic parameters,
+    and its query where it has an ad click id: a visit that starts there records their values."""
     try:
         parts = urlsplit(url)
     except ValueError:
         raise BadRequest("invalid_url", "url is not a valid URL") from None
-    return normalise_path(unquote(parts.path) or "/"), landing(parts.query)
+    landed = landing(parts.query)
+    return normalise_path(unquote(parts.path) or "/"), landed, parts.query if landed.click_id else ""
 
 
 # Remembered by its parts: the same campaign landing is reached from many referrers and a
@@ -134,10 +137,8 @@ def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | N
 
 
 async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome, now: int,
-                 visit: Visit | None = None, journey: tuple[Command, ...] = (),
-                 network: str = "") -> tuple[Lease | None, bool]:
-    """Store the exposures, the visit's `journey` commands, and lease the number, in one shared
-    round trip.
+                 visit: Visit | None = None, network: str = "") -> tuple[Lease | None, bool]:
+    """Store the exposures and lease the number, in one shared round trip.
 
     Returns the lease (None when no pool leases) and whether the store failed.
     """
@@ -150,13 +151,13 @@ async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
             return None, False
         exposures, fresh = ledger.exposures(site.id, view.vid, view.path, day, outcome.experiments)
         if pool is None or not pool.numbers:
-            if exposures or journey:
-                await batcher.submit(*exposures, *journey)
+            if exposures:
+                await batcher.submit(*exposures)
                 ledger.recorded(fresh)
             return None, False
         leased = runtime.pools.lease(site.id, pool, view.vid, view.path, outcome.experiments, now,
                                      visit.id if visit else "", network)
-        reply, *_ = await batcher.submit(leased, *exposures, *journey)
+        reply, *_ = await batcher.submit(leased, *exposures)
         ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
         labelled(LEASES, site.id, pool.id, lease.status).inc()
@@ -183,7 +184,7 @@ def _query(request: Request) -> dict[str, str]:
 # sent before. Each is remembered by the string as sent, so it is neither decoded nor parsed
 # again; 4 KB each at most, a small bound keeps a flood harmless. Refusals are not remembered.
 @functools.lru_cache(maxsize=4096)
-def _requested_address(raw_url: str | None) -> tuple[str, Landing]:
+def _requested_address(raw_url: str | None) -> tuple[str, Landing, str]:
     url = _checked("url", raw_url, MAX_URL, required=True)
     assert url is not None
     if not url.startswith(("http://", "https://", "/")):
@@ -245,9 +246,9 @@ async def decide_endpoint(request: Request) -> JSON:
     runtime.decision_limit.admit(client, runtime.store.batcher, now / 1000)
     query = _query(request)
     site = runtime.site(_checked("site", query.get("site"), 64, required=True))
-    headers = request.headers
-    answer_headers = cors_headers(site, request)
-    path, landed = _requested_address(query.get("url"))
+    headers = BrowserHeaders.of(request.scope)
+    answer_headers = cors_headers(site, request, headers.origin)
+    path, landed, clicked = _requested_address(query.get("url"))
     referred = _requested_referral(query.get("ref"))
     vid = _checked("vid", query.get("vid"), MAX_VID)
     if not valid_vid(vid):
@@ -257,8 +258,7 @@ async def decide_endpoint(request: Request) -> JSON:
     visit, new = visits.follow(previous, landed, referred, site, now // 1000)
     arrival, arrived_from = visit.source(site)  # the visit's traffic, on every one of its pages
     shown = _page((path, arrival), arrived_from)
-    seen = _page_view(shown, vid, runtime.geo.lookup(client), headers.get("user-agent", ""),
-                      not from_browser(headers.get("sec-fetch-mode"), headers.get("origin")))
+    seen = _page_view(shown, vid, runtime.geo.lookup(client), headers.user_agent, not headers.from_browser)
     forced = _preview(query)
     # Without the visitor's consent (the snippet's data-consent="required"), the id is a
     # throw-away one: the page gets its texts, every experiment's control and no number, and
@@ -274,14 +274,15 @@ async def decide_endpoint(request: Request) -> JSON:
         flag = {"preview": True} if forced else {"consent": False}
         return JSON({**answer(site, seen, outcome, token, rules.version), "visit": visit_answer, **flag},
                     headers=answer_headers)
-    journey = _journey(runtime, site, seen, visit, new, previous, query, now)
-    lease, degraded = await record(runtime, site, seen, outcome, now, visit, journey,
-                                   runtime.decision_limit.network(client))
+    # Nobody waits for the journey: it rides with this decision's round trip, or the next one.
+    runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, clicked, now))
+    lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client))
     if degraded and outcome.pool is not None and outcome.pool.numbers:
         outcome = replace(outcome, pool=None)  # the page keeps its own number
     token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now, visit))
-    return JSON({**answer(site, seen, outcome, token, rules.version, lease, degraded), "visit": visit_answer},
-                headers=answer_headers)
+    body = answer(site, seen, outcome, token, rules.version, lease, degraded)
+    body["visit"] = visit_answer
+    return JSON(body, headers=answer_headers)
 
 
 def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Visit]:
@@ -295,21 +296,21 @@ def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Vi
 
 
 def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: Visit | None,
-             query: Mapping[str, str], now: int) -> tuple[Command, ...]:
-    """What the store learns of the visit: its record when it starts, the page on its journey,
-    and, when a new visit's number comes from another pool, the end of the last one's hold."""
+             clicked: str, now: int) -> tuple[Command, ...]:
+    """What the store learns of the visit: the page on its journey; when the visit starts, its
+    record (with the ad click ids of the `clicked` query) and, if its number comes from another
+    pool, the end of the last visit's hold."""
     if view.bot:
         return ()
-    details: dict[str, Any] = {}
-    if new:
-        clicked = {}
-        if visit.landing.click_id:  # only then is the URL read again, for the ids' values
-            clicked = click_ids(urlsplit(_checked("url", query.get("url"), MAX_URL) or "").query)
-        details = {"click_ids": clicked, "device": view.device,
-                   "geo": {"country": view.geo.country, "region": view.geo.region, "city": view.geo.city}}
-    commands = [visits.record(site.id, view.vid, visit, new, view.path, now, view.traffic, details,
-                              runtime.settings.visit_days * 86400)]
-    if new and previous and previous.pool and previous.pool != visit.pool:
+    ttl = runtime.settings.visit_days * 86400
+    if not new:  # most page views
+        return (visits.record(site.id, view.vid, visit, view.path, now, ttl),)
+    geo = view.geo
+    record = visits.started(visit, view.path, now, view.traffic, {
+        "click_ids": click_ids(clicked) if clicked else {}, "device": view.device,
+        "geo": {"country": geo.country, "region": geo.region, "city": geo.city}})
+    commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record)]
+    if previous and previous.pool and previous.pool != visit.pool:
         old = site.pool(previous.pool)
         if old and old.numbers:
             commands.append(runtime.pools.let_go(site.id, old, view.vid, now))

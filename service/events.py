@@ -28,7 +28,7 @@ from service.errors import BadRequest, Forbidden, HTTPError, Unauthorized
 from service.responses import JSON
 from service.runtime import Runtime
 from service.store import STORE_ERRORS
-from service.visitors import from_browser
+from service.visitors import BrowserHeaders
 
 log = logging.getLogger("swapline")
 MAX_BODY = 4096
@@ -63,13 +63,14 @@ async def _beacon(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     event = bodies.json_object(await bodies.read(request, MAX_BODY))
     site, token = verified(runtime, event.get("token"))
-    headers = cors_headers(site, request)
+    browser = BrowserHeaders.of(request.scope)
+    headers = cors_headers(site, request, browser.origin)
     kind = event.get("type")
     if kind not in EVENT_TYPES:
         raise BadRequest("unknown_event", f"event type must be one of: {', '.join(EVENT_TYPES)}")
     if not (isinstance(event.get("id", ""), str) and isinstance(event.get("name", ""), str)):
         raise BadRequest("invalid_event", "an event's id and name are texts")
-    if not from_browser(request.headers.get("sec-fetch-mode"), request.headers.get("origin")):
+    if not browser.from_browser:
         raise Forbidden("not_a_browser", "beacons come from the snippet in a browser")
     now = runtime.now_ms()
     # Counted with the beacon's own store commands, which leave in the same batch.

@@ -111,8 +111,8 @@ def landing(query: str) -> Landing:
 def click_ids(query: str) -> dict[str, str]:
     """The ad click ids of a page URL's query string, with their values (for call records and
     offline conversions; decisions only need to know which one came)."""
-    params, decode = _params(query, _CLICK_IDS), _text.__wrapped__  # unique values: not memoised
-    return {name: value for name in _CLICK_IDS if (value := decode(params.get(name)))}
+    decode = _text.__wrapped__  # unique values: not memoised
+    return {name: value for name, raw in _params(query, _CLICK_IDS).items() if (value := decode(raw))}
 
 
 def traffic(landed: Landing, referred: Referral) -> Traffic:

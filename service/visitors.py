@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import re
 import secrets
+from typing import NamedTuple
 
 from crawlerdetect.providers.crawlers import data as _crawler_patterns
 from crawlerdetect.providers.exclusions import data as _browser_patterns
+from starlette.types import Scope
 
 # The snippet makes 22 url-safe characters (128 random bits); accept a sane range so ids
 # from older snippets or custom integrations keep working.
@@ -57,8 +59,25 @@ def _is_bot(user_agent: str) -> bool:
     return not agent or _crawlers.search(_browser_tokens.sub("", agent)) is not None
 
 
-def from_browser(sec_fetch_mode: str | None, origin: str | None) -> bool:
-    """Whether a request came from a page's script: browsers send `Sec-Fetch-Mode` with every
-    request (older Safari only `Origin`, with every cross-origin one); scripts that fake a
-    browser's user agent rarely send either. The spec's missing-JS heuristic."""
-    return sec_fetch_mode is not None or origin is not None
+class BrowserHeaders(NamedTuple):
+    """What decisions and beacons read of a request's headers."""
+
+    user_agent: str
+    fetch_mode: str | None
+    origin: str | None
+
+    @classmethod
+    def of(cls, scope: Scope) -> BrowserHeaders:
+        # One dict made in C: Starlette's `Headers` scans the whole list for every lookup,
+        # and browsers send a dozen headers or more. Of a repeated header, the last counts.
+        headers = dict(scope["headers"])
+        agent, mode, origin = headers.get(b"user-agent"), headers.get(b"sec-fetch-mode"), headers.get(b"origin")
+        return cls(agent.decode("latin-1") if agent else "", mode and mode.decode("latin-1"),
+                   origin and origin.decode("latin-1"))
+
+    @property
+    def from_browser(self) -> bool:
+        """Whether the request came from a page's script: browsers send `Sec-Fetch-Mode` with
+        every request (older Safari only `Origin`, with every cross-origin one); scripts that
+        fake a browser's user agent rarely send either. The spec's missing-JS heuristic."""
+        return self.fetch_mode is not None or self.origin is not None

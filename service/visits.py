@@ -16,8 +16,9 @@ call records and logs need (`record`): the visit as it started, and the pages se
 
 from __future__ import annotations
 
+import base64
 import functools
-import secrets
+import random
 from typing import Any, NamedTuple
 
 import orjson
@@ -37,7 +38,7 @@ class Visit(NamedTuple):
 
     id: str
     started: int
-    seen: int  # its latest page view
+    seen: int  # its latest page view: when the token that carries it was signed
     landing: Landing  # the parameters and referrer it arrived with
     referral: Referral
     pool: str | None = None  # the pool of its number, chosen on its first page with one
@@ -46,7 +47,7 @@ class Visit(NamedTuple):
 
     @property
     def direct(self) -> bool:
-        return self.landing == NO_LANDING and self.referral.host is None
+        return _direct(self.landing, self.referral)
 
     def source(self, site: Site) -> tuple[Landing, Referral]:
         """The arrival rules and reports see: the visit's own, or for a direct visit under last
@@ -56,9 +57,9 @@ class Visit(NamedTuple):
         return self.landing, self.referral
 
     def carried(self) -> list[Any]:
-        """What a decision token carries of it (`w`); `read` makes it a visit again."""
-        carried: list[Any] = [self.id, self.started, self.seen, _listed(self.landing), _listed(self.referral),
-                              self.pool]
+        """What a decision token carries of it (`w`); `read` makes it a visit again, seen when
+        the token was signed (`t`)."""
+        carried: list[Any] = [self.id, self.started, _listed(self.landing), _listed(self.referral), self.pool]
         if self.credited and self.credited != (self.landing, self.referral, self.started):  # else it is this visit
             landing, referral, when = self.credited
             carried.append([_listed(landing), _listed(referral), when])
@@ -74,52 +75,65 @@ def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Visit |
     if not payload or payload.get("s") != site or payload.get("v") != vid or "w" not in payload:
         return None
     try:
-        id_, started, seen, landing, referral, pool, *more = payload["w"]
+        id_, started, landing, referral, pool, *more = payload["w"]
         landing, referral = _arrival(_tupled(landing), _tupled(referral))
         credited = None
         if more:
             credited = (*_arrival(_tupled(more[0][0]), _tupled(more[0][1])), _int(more[0][2]))
         elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
             credited = (landing, referral, _int(started))
-        return Visit(_text(id_), _int(started), _int(seen), landing, referral, _optional(pool), credited)
+        return Visit(_text(id_), _int(started), _int(payload["t"]), landing, referral, _optional(pool), credited)
     except (KeyError, TypeError, ValueError, IndexError):  # signed by us, so only an older format
         return None
 
 
 def follow(previous: Visit | None, landed: Landing, referred: Referral, site: Site, now: int) -> tuple[Visit, bool]:
-    """The visit a page view belongs to, and whether it starts there."""
+    """The visit a page view belongs to, and whether it starts there. A visit that goes on is
+    `previous` itself: the token signed for this page view says when it was last seen."""
     internal = referred.host is not None and referred.host in site.hosts
     # Traffic the visit did not come with: back on the landing page, its campaign is no news.
     arrived = (landed != NO_LANDING and (previous is None or landed != previous.landing)) or (
         referred.host is not None and not internal and (previous is None or referred != previous.referral))
     if previous and not arrived and now - previous.seen <= site.visits.timeout:
-        return previous._replace(seen=now), False
+        return previous, False
     if internal:  # back after a time-out from one of the site's own pages: a direct visit
         referred = NO_REFERRAL
-    visit = Visit(secrets.token_urlsafe(9), now, now, landed, referred)
-    if not visit.direct:
-        return visit._replace(credited=(landed, referred, now)), True
-    kept = previous.credited if previous else None
-    if kept and now - kept[2] <= site.visits.lookback:
-        return visit._replace(credited=kept), True
-    return visit, True
+    credited: tuple[Landing, Referral, int] | None = (landed, referred, now)
+    if _direct(landed, referred):  # the visitor's last non-direct arrival, if recent
+        credited = previous.credited if previous else None
+        if credited and now - credited[2] > site.visits.lookback:
+            credited = None
+    return Visit(_new_id(), now, now, landed, referred, None, credited), True
 
 
-def record(site: str, vid: str, visit: Visit, new: bool, path: str, now_ms: int, shown: Traffic,
-           details: dict[str, Any], ttl: int) -> Command:
-    """The command that keeps the visit (as it started) and adds the page to its journey.
-    `shown` is the traffic it is credited to; `details` what else a visit's start records
-    (geo, device, ad click ids with their values)."""
-    started = b""
-    if new:
-        started = orjson.dumps({
-            "id": visit.id, "started": now_ms, "landing": path, "source": shown.source, "medium": shown.medium,
-            "campaign": shown.campaign, "content": shown.content, "phrase": shown.phrase, "engine": shown.engine,
-            **details,
-        })
+def _direct(landed: Landing, referred: Referral) -> bool:
+    return landed == NO_LANDING and referred.host is None
+
+
+def _new_id() -> str:
+    """12 URL-safe characters. A visit id need only differ from the visitor's other visits'
+    (tokens are signed, keys name the visitor), so it comes from a PRNG, not the kernel."""
+    return base64.urlsafe_b64encode(random.randbytes(9)).decode()
+
+
+def record(site: str, vid: str, visit: Visit, path: str, now_ms: int, ttl: int, started: bytes = b"") -> Command:
+    """The command that adds the page to the visit's journey, and keeps the visit's record
+    (`started`) when it starts there."""
     prefix = visitor_prefix(site, vid)
-    return RECORD((f"{prefix}visit:{visit.id}", f"{prefix}pages:{visit.id}"),
-                  (started, f"{now_ms} {path}", MAX_PAGES, ttl))
+    page = (f"{now_ms} {path}", MAX_PAGES, ttl)
+    if started:
+        return RECORD((f"{prefix}pages:{visit.id}", f"{prefix}visit:{visit.id}"), (*page, started))
+    return RECORD((f"{prefix}pages:{visit.id}",), page)
+
+
+def started(visit: Visit, path: str, now_ms: int, shown: Traffic, details: dict[str, Any]) -> bytes:
+    """A visit's record as it starts: `shown` is the traffic it is credited to; `details` what
+    else a visit's start records (geo, device, ad click ids with their values)."""
+    return orjson.dumps({
+        "id": visit.id, "started": now_ms, "landing": path, "source": shown.source, "medium": shown.medium,
+        "campaign": shown.campaign, "content": shown.content, "phrase": shown.phrase, "engine": shown.engine,
+        **details,
+    })
 
 
 async def journey(store: Store, site: str, vid: str, visit: str, until_ms: int) -> dict[str, Any] | None:
