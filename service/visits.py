@@ -10,8 +10,9 @@ non-direct source within `visits.lookback` (last non-direct click), unless the s
 
 The visit travels with the visitor: the decision token carries it (`w`), and the snippet sends
 the last token back with the next page view. So a decision knows its visit without reading the
-store, and still costs one round trip, of writes only, and one signature. The store keeps what
-call records and logs need (`record`): the visit as it started, and the pages seen.
+store, and one signature. The store keeps what call records and logs need (`record`): the
+visit as it started, and the pages seen, written in a deferred command that rides with the
+next batch to the store (`Batcher.defer`).
 """
 
 from __future__ import annotations
