@@ -40,7 +40,7 @@ from service.reports import report_endpoint
 from service.responses import JSON, error, refusal
 from service.retention import Retention
 from service.runtime import Runtime
-from service.snippet import snippet_endpoint
+from service.snippet import pinned_snippet_endpoint, snippet_endpoint
 from service.spool import Spool, keep_replaying
 from service.store import STORE_ERRORS, Store, connect
 from service.tokens import TokenSigner
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
             Route("/s.js", snippet_endpoint, methods=["GET"]),
+            Route("/s/{version}.js", pinned_snippet_endpoint, methods=["GET"]),
             Route("/demo/", demo_page, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

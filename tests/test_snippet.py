@@ -3,7 +3,9 @@ real service: swaps, numbers, beacons, and a page left alone when the service fa
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import http.server
 import re
 import signal
@@ -11,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import httpx
 import orjson
@@ -73,6 +75,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             page = page.replace(' data-timeout="{{TIMEOUT}}"', "")
         if "consent=required" in query:
             page = page.replace('data-site="fixture"', 'data-site="fixture" data-consent="required"')
+        if pinned := parse_qs(query).get("pin"):  # ?pin=VERSION&integrity=sha384-…: a page that pins the snippet
+            integrity = parse_qs(query)["integrity"][0]
+            page = page.replace(f'src="{service}/s.js"', f'src="{service}/s/{pinned[0]}.js" '
+                                                        f'integrity="{integrity}" crossorigin="anonymous"')
         self.answer(200, "text/html; charset=utf-8", page.replace("{{TIMEOUT}}", timeout).encode())
 
     def answer(self, status: int, kind: str, body: bytes) -> None:
@@ -231,6 +237,21 @@ def test_content_added_later_is_swapped(page: Page, fixtures: Fixtures) -> None:
     page.click("#route")  # a single-page app swaps its whole view
     page.wait_for_function("document.getElementById('next-hero').textContent === 'Кондиционеры'")
     assert text(page, "#next-phone") == f"8 {d[:3]} {d[3:6]}-{d[6:8]}-{d[8:]}"
+
+
+def test_a_page_that_pins_the_snippet_with_its_integrity_runs_it_compressed(page: Page, fixtures: Fixtures,
+                                                                           service: str) -> None:
+    plain = httpx.get(f"{service}/s.js", headers={"accept-encoding": "identity"})
+    version = plain.headers["etag"].strip('"')
+    integrity = "sha384-" + base64.b64encode(hashlib.sha384(plain.content).digest()).decode()
+    with page.expect_response(f"**/s/{version}.js") as loaded:
+        page.goto(url(fixtures, f"?pin={version}&integrity={quote(integrity)}"))
+    assert loaded.value.headers["content-encoding"] == "br"  # Chromium asks for brotli
+    assert decided(page)["vid"] and text(page, "#hero") != "Original headline"  # it ran: the headline swapped
+    tampered = "sha384-" + base64.b64encode(hashlib.sha384(b"another file").digest()).decode()
+    with page.expect_console_message(lambda message: "integrity" in message.text):
+        page.goto(url(fixtures, f"?pin={version}&integrity={quote(tampered)}"))
+    assert page.evaluate("typeof window.swapline") == "undefined"  # the browser refused to run it
 
 
 def test_visitor_id_survives_reloads_in_cookie_and_storage(page: Page, fixtures: Fixtures) -> None:

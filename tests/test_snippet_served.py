@@ -1,30 +1,36 @@
-"""`GET /s.js`: minified, within its size budget, cacheable; and the demo page that uses it."""
+"""`GET /s.js`: minified, compressed as browsers ask, within its size budget, cacheable, pinnable;
+and the demo page that uses it."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import subprocess
 from pathlib import Path
 
+import brotli
+import pytest
 from starlette.testclient import TestClient
 
 BUDGET = 2048  # bytes, minified and gzipped (SPEC: quality bars)
 SOURCE = Path(__file__).resolve().parent.parent / "snippet" / "swapline.js"
+BUILT = SOURCE.parent / "dist" / "swapline.min.js"
+PLAIN = {"accept-encoding": "identity"}  # the test client asks for gzip and brotli by itself
 
 
 def test_the_served_snippet_fits_the_size_budget(client: TestClient) -> None:
-    body = client.get("/s.js").content
+    body = client.get("/s.js", headers=PLAIN).content
     assert len(body) < len(SOURCE.read_bytes()) * 0.8  # minified: no comments, no indentation
     assert len(gzip.compress(body, 9)) <= BUDGET
 
 
 def test_the_snippet_is_cacheable_and_revalidates(client: TestClient) -> None:
-    first = client.get("/s.js")
+    first = client.get("/s.js", headers=PLAIN)
     assert first.headers["content-type"].startswith("text/javascript")
     assert "max-age" in first.headers["cache-control"] and first.headers["etag"]
-    again = client.get("/s.js", headers={"if-none-match": first.headers["etag"]})
+    again = client.get("/s.js", headers={**PLAIN, "if-none-match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
-    changed = client.get("/s.js", headers={"if-none-match": '"something-else"'})
+    changed = client.get("/s.js", headers={**PLAIN, "if-none-match": '"something-else"'})
     assert changed.status_code == 200 and changed.content == first.content
 
 
@@ -32,6 +38,44 @@ def test_the_served_snippet_is_built_from_the_source(client: TestClient) -> None
     built = subprocess.run(["esbuild", str(SOURCE), "--minify", "--target=es2017", "--log-level=warning"],
                            check=True, capture_output=True, timeout=60).stdout  # as scripts/build-snippet does
     assert client.get("/s.js").content == built, "snippet/dist is stale: run scripts/build-snippet"
+    assert gzip.decompress(BUILT.with_name("swapline.min.js.gz").read_bytes()) == built, "run scripts/build-snippet"
+    assert brotli.decompress(BUILT.with_name("swapline.min.js.br").read_bytes()) == built, "run scripts/build-snippet"
+
+
+@pytest.mark.parametrize(("asked", "encoding"), [
+    ("gzip, deflate, br, zstd", "br"),  # what Chromium sends
+    ("gzip, deflate", "gzip"),
+    ("br;q=0, gzip", "gzip"),
+    ("", None),
+    ("identity", None),
+    ("gzip;q=0, br;q=0", None),
+    ("*", "br"),
+])
+def test_the_snippet_comes_compressed_as_the_browser_asks(client: TestClient, asked: str, encoding: str | None) -> None:
+    plain = client.get("/s.js", headers=PLAIN)
+    response = client.get("/s.js", headers={"accept-encoding": asked})
+    assert response.headers.get("content-encoding") == encoding
+    assert response.content == plain.content  # decoded by the client: the same snippet
+    if encoding:
+        assert response.num_bytes_downloaded < 0.6 * len(plain.content)
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert (response.headers["etag"] == plain.headers["etag"]) == (encoding is None)  # caches keep them apart
+    again = client.get("/s.js", headers={"accept-encoding": asked, "if-none-match": response.headers["etag"]})
+    assert again.status_code == 304
+    other = client.get("/s.js", headers={"accept-encoding": "identity", "if-none-match": response.headers["etag"]})
+    assert other.status_code == (304 if encoding is None else 200)  # another encoding's ETag does not match
+
+
+def test_a_pinned_snippet_never_changes_and_an_old_pin_gets_the_current_one(client: TestClient) -> None:
+    plain = client.get("/s.js", headers=PLAIN)
+    version = plain.headers["etag"].strip('"')
+    assert version == hashlib.sha256(plain.content).hexdigest()[:20]  # the identity ETag names the version
+    pinned = client.get(f"/s/{version}.js")
+    assert pinned.status_code == 200 and pinned.content == plain.content
+    assert "immutable" in pinned.headers["cache-control"] and "max-age=31536000" in pinned.headers["cache-control"]
+    old = client.get("/s/0123456789abcdef0123.js", follow_redirects=False)
+    assert old.status_code == 302 and old.headers["location"] == f"/s/{version}.js"
+    assert "immutable" not in old.headers["cache-control"]  # the next release may point elsewhere
 
 
 def test_preview_needs_experiment_and_variant(client: TestClient) -> None:
