@@ -13,10 +13,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # What `pip install .` reads: the project's metadata (pyproject.toml names README.md), the
-# package, and the snippet that service/static/swapline.min.js is a symlink to.
+# package, and the built snippet that service/static/ links to (plain, brotli, gzip).
 COPY pyproject.toml README.md ./
 COPY service ./service
-COPY snippet/dist/swapline.min.js ./snippet/dist/swapline.min.js
+COPY snippet/dist/ ./snippet/dist/
 # Every dependency ships wheels: no compiler in the image. pip's cache lives in a build cache
 # mount, so it speeds up rebuilds without ending up in a layer.
 RUN --mount=type=cache,target=/root/.cache/pip pip install .
