@@ -22,7 +22,7 @@ from service.engine import Outcome, PageView, Pool, Site, decide, normalise_path
 from service.errors import BadRequest
 from service.geo import Geo
 from service.observability import LEASES, labelled
-from service.phones import formats
+from service.phones import formats, printed
 from service.phrase import Landing, Referral, Traffic, click_ids, landing, lemmas, normalise, referral, traffic
 from service.pools import Lease
 from service.responses import JSON
@@ -114,7 +114,8 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
     if pool is None:
         return None
     shown: dict[str, Any] = {"pool": pool.id, "replaces": site.phone,
-                             "replaces_digits": formats(site.phone)["digits"] if site.phone else None}
+                             "replaces_digits": formats(site.phone)["digits"] if site.phone else None,
+                             "replaces_pattern": printed(site.phone) if site.phone else None}
     if pool.static:
         return {**shown, "kind": "static", **formats(pool.static)}
     if lease is None:

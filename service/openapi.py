@@ -57,6 +57,7 @@ PHONE = {
         "digits": {"type": "string"},
         "replaces": NULLABLE_STRING,
         "replaces_digits": NULLABLE_STRING,
+        "replaces_pattern": NULLABLE_STRING,
         "hold": {"type": "integer"},
     },
 }

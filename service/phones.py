@@ -37,3 +37,17 @@ def formats(number: str) -> dict[str, str]:
         "international": phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
         "national": phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL),
     }
+
+
+# Between the digits of a printed number: any space, brackets, dots, and any dash (Unicode's
+# Pd: hyphen, en and em dash, the non-breaking hyphen U+2011…).
+_SEPARATORS = r"[\s().\p{Pd}]*"
+
+
+@functools.lru_cache(maxsize=256)
+def printed(number: str) -> str:
+    """A JavaScript regular expression (flags `gu`) for `number` as pages print it: its country
+    code (with or without +) or trunk prefix, then its national digits, separators anywhere."""
+    shown = formats(number)
+    prefix = rf"(\+?{shown['country_code']}|{shown['trunk_prefix']})?"
+    return prefix + _SEPARATORS + _SEPARATORS.join(shown["digits"])

@@ -34,34 +34,40 @@
 
   // Put the new number's digits in place of the old one's wherever those stand with only
   // separators between them: each place keeps its format, even split over child elements.
-  const renumber = (chars, write) => {
+  // `owners` says which text node each character is in: a digit in another node before the
+  // number ("д. 28<br>+7 812…") does not make it part of a longer run of digits.
+  const renumber = (chars, write, owners = []) => {
     const text = chars.join("");
     // Run to the end: exec's final null sets lastIndex back to 0 for the next text.
     for (let match; (match = pattern.exec(text));) {
-      const end = match.index + match[0].length;
-      if (/\d/.test((text[match.index - 1] || "") + (text[end] || ""))) continue;
+      const at = match.index, end = at + match[0].length;
+      // A digit right after it, or right before it in the same node: a longer number's digits.
+      if (/\d/.test(text[end]) || (/\d/.test(text[at - 1]) && owners[at - 1] === owners[at])) continue;
       // The country code or trunk prefix (+7, 8) stays; the national digits change.
-      for (let i = end, n = digits.length; n && i > match.index;) if (/\d/.test(text[--i])) write(i, digits[--n]);
+      for (let i = end, n = digits.length; n && i > at;) if (/\d/.test(text[--i])) write(i, digits[--n]);
     }
   };
   const swapNumber = (root) => {
     const walker = doc.createTreeWalker(root, 4), owners = [], chars = [];
     for (let node, block, last; (node = walker.nextNode());)
-      if (!node.parentElement.closest(`script,style,textarea,${NOSWAP}`)) {
+      if (!node.parentElement.closest(`script,style,textarea,option,[contenteditable],${NOSWAP}`)) {
         // Text of another block never continues a number: a boundary no node owns.
         if ((block = node.parentElement.closest("p,div,li,td,th,dt,dd,h1,h2,h3")) !== last) owners.push(0) && chars.push("|");
         last = block;
         for (const char of node.data.split("")) owners.push(node) && chars.push(char); // UTF-16 units, as indexed
       }
     const changed = new Set();
-    renumber(chars, (at, digit) => changed.add(owners[at]) && (chars[at] = digit));
+    renumber(chars, (at, digit) => changed.add(owners[at]) && (chars[at] = digit), owners);
     changed.forEach((node) => (node.data = chars.filter((c, i) => owners[i] === node).join("")));
-    for (const link of root.querySelectorAll(TEL)) {
-      if (link.closest(NOSWAP)) continue;
-      const href = link.getAttribute("href").split("");
-      renumber(href, (at, digit) => (href[at] = digit));
-      link.setAttribute("href", href.join(""));
-    }
+    // tel: links, percent-encoded ones too (unescape never throws), and their labels that read
+    // the number out to screen readers.
+    for (const link of root.querySelectorAll(TEL))
+      if (!link.closest(NOSWAP))
+        for (const name of ["href", "aria-label", "title"]) {
+          const value = link.getAttribute(name), chars = (name == "href" ? unescape(value) : value || "").split("");
+          renumber(chars, (at, digit) => (chars[at] = digit));
+          if (value) link.setAttribute(name, chars.join(""));
+        }
   };
   const apply = (root) => {
     if (!decision || !root || root.nodeType !== 1) return;
@@ -126,9 +132,8 @@
         keep(answer.vid);
         put("swl_visit", answer.token); // it carries the visit
         pattern = 0;
-        if (phone.number && phone.replaces_digits && phone.digits !== phone.replaces_digits) {
-          const sep = "[\\s\\u00a0().-]*";
-          pattern = RegExp(`(\\+?${phone.country_code}|${phone.trunk_prefix})?${sep}${[...phone.replaces_digits].join(sep)}`, "g");
+        if (phone.number && phone.replaces_pattern && phone.digits !== phone.replaces_digits) {
+          pattern = RegExp(phone.replaces_pattern, "gu"); // the page's number as people print it
           digits = phone.digits;
         }
         const start = () => {

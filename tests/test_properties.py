@@ -433,7 +433,7 @@ def test_experiment_assignment_is_sticky_and_one_of_the_variants(cuts: list[int]
 
 PRINTED = "8126451714"  # the fixture page's "+7 812 645-17-14"
 PREFIXES = ("+7", "8", "7", "")
-SEPARATORS = st.text(st.sampled_from([" ", "-", "(", ")", ".", "\u00a0"]), max_size=2)
+SEPARATORS = st.text(st.sampled_from([" ", "-", "(", ")", ".", "\u00a0", "\u2013", "\u2014", "\u2011"]), max_size=2)
 TAGS = st.sampled_from([None, None, "b", "span", "i"])
 # Text around a number: anything but ASCII digits (which the snippet, rightly, treats as part
 # of the number). Astral characters (emoji) are a separate property below.
@@ -453,9 +453,11 @@ def written(draw: st.DrawFn, national: str = PRINTED, prefixes: tuple[str, ...] 
 
 
 @st.composite
-def split(draw: st.DrawFn, text: str) -> list[tuple[str | None, str]]:
-    """`text` cut at random places, each piece a text node or an inline element."""
-    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=3)))
+def split(draw: st.DrawFn, text: str, uncut: int = 0) -> list[tuple[str | None, str]]:
+    """`text` cut at random places, each piece a text node or an inline element; never before
+    its character `uncut` (when given)."""
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)).filter(lambda cut: cut != uncut),
+                               max_size=3)))
     pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True) if text[a:b]]
     return [(draw(TAGS), piece) for piece in pieces]
 
@@ -553,7 +555,10 @@ def test_other_numbers_are_left_alone(numbered: tuple[Page, str], data: st.DataO
         written(PRINTED[:-1]).map(lambda n: n + "0"),  # another last digit
     ), "number")
     before, after = data.draw(BMP_TEXT, "before"), data.draw(BMP_TEXT, "after")
-    segments = data.draw(split(before + number + after), "segments")
+    # A digit before the number in another element ("офис 12<span>+7 812…") is not one more of
+    # its digits: the number is found (test_snippet.py, real-world numbers). Here it stays in
+    # the number's node.
+    segments = data.draw(split(before + number + after, uncut=len(before) + 1), "segments")
     assert swapped(page, segments) == [text for _, text in segments]
 
 

@@ -228,6 +228,37 @@ def test_the_number_is_replaced_in_every_format_and_tel_link(page: Page, fixture
     assert page.get_attribute("#frozen-tel", "href") == "tel:+78126451714"
 
 
+REAL_WORLD = """(html) => {
+    const box = document.createElement('div');
+    box.innerHTML = html;
+    document.body.appendChild(box);
+    swapline.swap(box);
+    return box.innerHTML;
+}"""
+
+
+@pytest.mark.parametrize(("printed", "expected"), [
+    ("<p>+7 812 645\u201317\u201314</p>", "<p>+7 {a} {b}\u2013{c}\u2013{d}</p>"),  # en dashes
+    ("<p>8\u2013812\u2013645\u201317\u201314</p>", "<p>8\u2013{a}\u2013{b}\u2013{c}\u2013{d}</p>"),
+    ("<p>+7 812 645\u201117\u201114</p>", "<p>+7 {a} {b}\u2011{c}\u2011{d}</p>"),  # non-breaking hyphens
+    ("<p>д. 28<br>+7 (812) 645-17-14</p>", "<p>д. 28<br>+7 ({a}) {b}-{c}-{d}</p>"),  # a digit, a tag, the number
+    ("<p>офис 12<span>+7 (812) 645-17-14</span></p>", "<p>офис 12<span>+7 ({a}) {b}-{c}-{d}</span></p>"),
+    ('<a href="tel:+7%20812%20645-17-14">x</a>', '<a href="tel:+7 {a} {b}-{c}-{d}">x</a>'),  # percent-encoded
+    ('<a href="tel:+78126451714" aria-label="Позвонить +7 812 645-17-14" title="+7 (812) 645-17-14">x</a>',
+     '<a href="tel:+7{a}{b}{c}{d}" aria-label="Позвонить +7 {a} {b}-{c}-{d}" title="+7 ({a}) {b}-{c}-{d}">x</a>'),
+    # What a form would submit, or a person is typing, stays as it is.
+    ("<select><option>+7 812 645-17-14</option></select>", "<select><option>+7 812 645-17-14</option></select>"),
+    ('<div contenteditable="true">+7 812 645-17-14</div>', '<div contenteditable="true">+7 812 645-17-14</div>'),
+    ("<textarea>+7 812 645-17-14</textarea>", "<textarea>+7 812 645-17-14</textarea>"),
+])
+def test_numbers_as_real_pages_print_them(page: Page, fixtures: Fixtures, printed: str, expected: str) -> None:
+    page.goto(url(fixtures))
+    digits = decided(page)["phone"]["digits"]
+    a, b, c, d = digits[:3], digits[3:6], digits[6:8], digits[8:]
+    assert page.evaluate(REAL_WORLD, printed) == expected.format(a=a, b=b, c=c, d=d)
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_content_added_later_is_swapped(page: Page, fixtures: Fixtures) -> None:
     page.goto(url(fixtures))
     d = decided(page)["phone"]["digits"]
