@@ -123,7 +123,9 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
     if lease.number is None:
         fallback = pool.overflow or site.phone
         return {**shown, "kind": "overflow", **(formats(fallback) if fallback else {"number": None})}
-    return {**shown, "kind": "lease", "hold": pool.hold, **formats(lease.number)}
+    # The snippet renews the hold while the page is visible: three times a hold, once a minute at most.
+    return {**shown, "kind": "lease", "hold": pool.hold, "heartbeat": min(60_000, pool.hold * 1000 // 3),
+            **formats(lease.number)}
 
 
 def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int,

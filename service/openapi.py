@@ -59,6 +59,7 @@ PHONE = {
         "replaces_digits": NULLABLE_STRING,
         "replaces_pattern": NULLABLE_STRING,
         "hold": {"type": "integer"},
+        "heartbeat": {"type": "integer", "description": "milliseconds between the snippet's heartbeats"},
     },
 }
 DECISION = {

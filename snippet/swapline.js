@@ -142,13 +142,20 @@
           if (!started) {
             started = 1;
             outbox().forEach(post);
-            new MutationObserver((records) => records.forEach((r) => apply(r.target.parentElement)))
-              .observe(doc.body, { childList: 1, subtree: 1, characterData: 1 });
+            // What changed, once a batch: an added element, the element of an added or edited
+            // text. Not the parent of every record: appending to a long list would read the
+            // whole list again for each item.
+            new MutationObserver((records) => {
+              const roots = new Set();
+              for (const r of records)
+                for (const node of r.type == "childList" ? r.addedNodes : [r.target])
+                  roots.add(node.nodeType == 1 ? node : node.parentElement);
+              roots.forEach(apply);
+            }).observe(doc.body, { childList: 1, subtree: 1, characterData: 1 });
             on("submit", "form", (el) => !el.closest(NOSWAP));
             on("click", "tel_click", (el) => el.closest && el.closest(TEL));
           }
-          if (phone.kind === "lease" && !beating)
-            beating = setInterval(() => !doc.hidden && send({ type: "heartbeat" }), Math.min(60, phone.hold / 3) * 1e3);
+          if (phone.heartbeat && !beating) beating = setInterval(() => !doc.hidden && send({ type: "heartbeat" }), phone.heartbeat);
           done(answer);
         };
         doc.body ? start() : addEventListener("DOMContentLoaded", start);

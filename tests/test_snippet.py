@@ -270,6 +270,33 @@ def test_content_added_later_is_swapped(page: Page, fixtures: Fixtures) -> None:
     assert text(page, "#next-phone") == f"8 {d[:3]} {d[3:6]}-{d[6:8]}-{d[8:]}"
 
 
+COUNT_VISITS = """() => {
+    window.visited = 0;  // text nodes the snippet's tree walkers hand out
+    const create = Document.prototype.createTreeWalker;
+    Document.prototype.createTreeWalker = function (...args) {
+        const walker = create.apply(this, args), next = walker.nextNode.bind(walker);
+        walker.nextNode = () => { const node = next(); if (node) window.visited++; return node; };
+        return walker;
+    };
+}"""
+CATALOGUE = """async (count) => {
+    const list = document.getElementById('catalogue') || document.body.appendChild(document.createElement('ul'));
+    list.id = 'catalogue';
+    const before = window.visited;
+    for (let i = 0; i < count; i++) list.appendChild(document.createElement('li')).textContent = 'Сплит-система ' + i;
+    await new Promise((resolve) => setTimeout(resolve));  // the observer's records, delivered
+    return window.visited - before;
+}"""
+
+
+def test_appending_to_a_long_list_reads_only_what_was_added(page: Page, fixtures: Fixtures) -> None:
+    page.add_init_script(f"({COUNT_VISITS})()")
+    page.goto(url(fixtures))
+    decided(page)
+    assert page.evaluate(CATALOGUE, 3000) >= 3000  # the catalogue itself, read once
+    assert page.evaluate(CATALOGUE, 50) == 50  # infinite scroll: 50 items, one task; not 50 × 3,050
+
+
 def test_a_page_that_pins_the_snippet_with_its_integrity_runs_it_compressed(page: Page, fixtures: Fixtures,
                                                                            service: str) -> None:
     plain = httpx.get(f"{service}/s.js", headers={"accept-encoding": "identity"})
