@@ -5,19 +5,21 @@
   const doc = document, me = doc.currentScript;
   if (!me || window.swapline) return;
   const site = me.dataset.site, base = new URL(me.src).origin, NOSWAP = "[data-swapline-noswap]", TEL = 'a[href^="tel:"]';
-  const rid = () => Array.from(crypto.getRandomValues(new Uint32Array(4)), (n) => n.toString(36)).join("");
+  const rid = () => crypto.getRandomValues(new Uint32Array(4)).join(""); // 128 bits, 16 to 40 digits
+  // A sandboxed frame throws on localStorage and document.cookie: the swaps go on without them.
   const get = (key) => { try { return localStorage[key]; } catch (e) {} };
+  const cookie = (value) => { try { return value ? (doc.cookie = value) : doc.cookie; } catch (e) { return ""; } };
   // With data-consent="required", nothing that identifies the visitor is kept or sent until the
   // page calls swapline.consent(true): no cookie, no localStorage, no number, no beacon. Texts
   // still swap (every experiment shows its control).
-  let consented = me.dataset.consent !== "required" || get("swl_consent");
+  let consented = me.dataset.consent != "required" || get("swl_consent");
   const put = (key, value) => { try { if (consented) localStorage[key] = value; } catch (e) {} };
 
   // The visitor id lives in a first-party cookie and in localStorage: either restores the other.
-  let vid = (consented && ((doc.cookie.match(/(^|; )swl_vid=([\w-]+)/) || [])[2] || get("swl_vid"))) || rid();
+  let vid = (consented && ((cookie().match(/(^|; )swl_vid=([\w-]+)/) || [])[2] || get("swl_vid"))) || rid();
   const keep = (id) => {
     put("swl_vid", vid = id);
-    if (consented) doc.cookie = `swl_vid=${id};path=/;max-age=31536000;samesite=lax`;
+    if (consented) cookie(`swl_vid=${id};path=/;max-age=31536000;samesite=lax`);
   };
   keep(vid);
 
@@ -42,7 +44,7 @@
     for (let match; (match = pattern.exec(text));) {
       const at = match.index, end = at + match[0].length;
       // A digit right after it, or right before it in the same node: a longer number's digits.
-      if (/\d/.test(text[end]) || (/\d/.test(text[at - 1]) && owners[at - 1] === owners[at])) continue;
+      if (/\d/.test(text[end]) || (/\d/.test(text[at - 1]) && owners[at - 1] == owners[at])) continue;
       // The country code or trunk prefix (+7, 8) stays; the national digits change.
       for (let i = end, n = digits.length; n && i > at;) if (/\d/.test(text[--i])) write(i, digits[--n]);
     }
@@ -52,13 +54,13 @@
     for (let node, block, last; (node = walker.nextNode());)
       if (!node.parentElement.closest(`script,style,textarea,option,[contenteditable],${NOSWAP}`)) {
         // Text of another block never continues a number: a boundary no node owns.
-        if ((block = node.parentElement.closest("p,div,li,td,th,dt,dd,h1,h2,h3")) !== last) owners.push(0) && chars.push("|");
+        if ((block = node.parentElement.closest("p,div,li,td,th,dt,dd,h1,h2,h3")) != last) owners.push(0) && chars.push("|");
         last = block;
         for (const char of node.data.split("")) owners.push(node) && chars.push(char); // UTF-16 units, as indexed
       }
     const changed = new Set();
     renumber(chars, (at, digit) => changed.add(owners[at]) && (chars[at] = digit), owners);
-    changed.forEach((node) => (node.data = chars.filter((c, i) => owners[i] === node).join("")));
+    changed.forEach((node) => (node.data = chars.filter((c, i) => owners[i] == node).join("")));
     // tel: links, percent-encoded ones too (unescape never throws), and their labels that read
     // the number out to screen readers.
     for (const link of root.querySelectorAll(TEL))
@@ -70,11 +72,11 @@
         }
   };
   const apply = (root) => {
-    if (!decision || !root || root.nodeType !== 1) return;
+    if (!decision || !root || root.nodeType != 1) return;
     for (const { selector, text } of decision.swaps)
       try {
         for (const el of [root, ...root.querySelectorAll(selector)])
-          if (el.matches(selector) && !el.closest(NOSWAP) && el.textContent !== text) el.textContent = text;
+          if (el.matches(selector) && !el.closest(NOSWAP) && el.textContent != text) el.textContent = text;
       } catch (e) {}
     if (pattern) swapNumber(root);
   };
@@ -86,8 +88,8 @@
   const outbox = () => { try { return [...JSON.parse(get("swl_out"))]; } catch (e) { return []; } }; // a list, whatever is stored
   const post = (event) =>
     fetch(base + "/v1/events", { method: "POST", body: JSON.stringify(event), keepalive: 1 })
-      .then((r) => event.id && r.status < 500 && r.status !== 429 &&
-        put("swl_out", JSON.stringify(outbox().filter((e) => e.id !== event.id))))
+      .then((r) => event.id && r.status < 500 && r.status != 429 &&
+        put("swl_out", JSON.stringify(outbox().filter((e) => e.id != event.id))))
       .catch(() => {});
   // Only once the decision is in: `on` listens from then on, `goal` waits for it.
   const send = (event) => {
@@ -109,7 +111,7 @@
         ask(doc.referrer).catch(() => {}); // now the visit, its number and the page view count
       } else {
         for (const key of ["swl_vid", "swl_visit", "swl_out", "swl_consent"]) try { localStorage.removeItem(key); } catch (e) {}
-        doc.cookie = "swl_vid=;path=/;max-age=0";
+        cookie("swl_vid=;path=/;max-age=0");
       }
     },
   };
@@ -132,7 +134,7 @@
         keep(answer.vid);
         put("swl_visit", answer.token); // it carries the visit
         pattern = 0;
-        if (phone.number && phone.replaces_pattern && phone.digits !== phone.replaces_digits) {
+        if (phone.number && phone.replaces_pattern && phone.digits != phone.replaces_digits) {
           pattern = RegExp(phone.replaces_pattern, "gu"); // the page's number as people print it
           digits = phone.digits;
         }
@@ -165,7 +167,7 @@
   const first = () => ask(doc.referrer).catch(() => done(null));
   doc.hidden ? addEventListener("visibilitychange", first, { once: 1 }) : first();
   const route = () => {
-    if (location.href === here) return;
+    if (location.href == here) return;
     const from = here;
     here = location.href;
     ask(from).catch(() => {});

@@ -312,6 +312,21 @@ def test_a_page_that_pins_the_snippet_with_its_integrity_runs_it_compressed(page
     assert page.evaluate("typeof window.swapline") == "undefined"  # the browser refused to run it
 
 
+SANDBOXED = """() => {  // as in a sandboxed frame: the page's cookie and storage throw
+    const refuse = () => { throw new DOMException('The document is sandboxed', 'SecurityError'); };
+    Object.defineProperty(Document.prototype, 'cookie', { get: refuse, set: refuse });
+    Object.defineProperty(window, 'localStorage', { get: refuse });
+}"""
+
+
+def test_a_page_whose_cookie_and_storage_throw_still_gets_its_swaps(page: Page, fixtures: Fixtures) -> None:
+    page.add_init_script(f"({SANDBOXED})()")
+    page.goto(url(fixtures))
+    answer = decided(page)
+    assert answer and text(page, "#hero") != "Original headline"  # swapped all the same
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_visitor_id_survives_reloads_in_cookie_and_storage(page: Page, fixtures: Fixtures) -> None:
     page.goto(url(fixtures))
     first = decided(page)["vid"]
