@@ -114,18 +114,26 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
     if pool is None:
         return None
     shown: dict[str, Any] = {"pool": pool.id, "replaces": site.phone,
-                             "replaces_digits": formats(site.phone)["digits"] if site.phone else None,
-                             "replaces_pattern": printed(site.phone) if site.phone else None}
+                             "replaces_digits": formats(site.phone)["digits"] if site.phone else None}
     if pool.static:
-        return {**shown, "kind": "static", **formats(pool.static)}
+        return {**shown, "kind": "static", **_instead(site, pool.static)}
     if lease is None:
         return {**shown, "kind": "lease", "number": None}
     if lease.number is None:
         fallback = pool.overflow or site.phone
-        return {**shown, "kind": "overflow", **(formats(fallback) if fallback else {"number": None})}
+        return {**shown, "kind": "overflow", **(_instead(site, fallback) if fallback else {"number": None})}
     # The snippet renews the hold while the page is visible: three times a hold, once a minute at most.
     return {**shown, "kind": "lease", "hold": pool.hold, "heartbeat": min(60_000, pool.hold * 1000 // 3),
-            **formats(lease.number)}
+            **_instead(site, lease.number)}
+
+
+def _instead(site: Site, number: str) -> dict[str, str]:
+    """`number`'s formats and, where it differs from the page's own, the pattern the snippet
+    finds the page's number by."""
+    shown = formats(number)
+    if site.phone and shown["digits"] != formats(site.phone)["digits"]:
+        return {**shown, "replaces_pattern": printed(site.phone)}
+    return shown
 
 
 def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int,

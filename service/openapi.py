@@ -57,7 +57,8 @@ PHONE = {
         "digits": {"type": "string"},
         "replaces": NULLABLE_STRING,
         "replaces_digits": NULLABLE_STRING,
-        "replaces_pattern": NULLABLE_STRING,
+        "replaces_pattern": {"type": "string", "description": "a JavaScript regular expression (flags gu) for "
+                             "the page's own number as pages print it; only where the number shown differs"},
         "hold": {"type": "integer"},
         "heartbeat": {"type": "integer", "description": "milliseconds between the snippet's heartbeats"},
     },

@@ -133,11 +133,9 @@
         const phone = answer.phone || {};
         keep(answer.vid);
         put("swl_visit", answer.token); // it carries the visit
-        pattern = 0;
-        if (phone.number && phone.replaces_pattern && phone.digits != phone.replaces_digits) {
-          pattern = RegExp(phone.replaces_pattern, "gu"); // the page's number as people print it
-          digits = phone.digits;
-        }
+        // The page's number as people print it, where the visitor's differs.
+        pattern = phone.replaces_pattern && RegExp(phone.replaces_pattern, "gu");
+        digits = phone.digits;
         const start = () => {
           decision = answer;
           apply(doc.body);

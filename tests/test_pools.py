@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import redis
@@ -39,6 +40,10 @@ def test_phone_carries_the_leased_number_in_its_formats(pool_client: TestClient)
     assert phone["international"] == f"+7 495 120-00-{digits}"
     assert phone["national"] == f"8 (495) 120-00-{digits}"
     assert phone["replaces"] == "+78005553535" and phone["hold"] == 60
+    assert phone["heartbeat"] == 20_000  # the snippet renews the hold three times a hold
+    page_number = re.compile(phone["replaces_pattern"].replace(r"\p{Pd}", "-"))  # JavaScript's, Python's `re`
+    assert all(page_number.search(printed) for printed in ("8 (800) 555-35-35", "+7 800 5553535", "88005553535"))
+    assert not page_number.search("+7 495 120-00-01")
 
 
 def test_a_visitor_keeps_the_number_across_pages_and_on_return(pool_client: TestClient, clock: Clock) -> None:
