@@ -14,7 +14,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,27 @@ from service.visitors import new_vid
 PREVIEW_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
 
+def _ranged(least: int, most: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `least` to `most`, else one clear line."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be from {least} to {most}, got {value}")
+        return value
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swapline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the service (embedded Valkey unless SWAPLINE_REDIS_URL)")
     serve.add_argument("--host", help="default: SWAPLINE_HOST or 127.0.0.1")
-    serve.add_argument("--port", type=int, help="default: SWAPLINE_PORT or 8000")
-    serve.add_argument("--workers", type=int, help="default: SWAPLINE_WORKERS or 1")
+    serve.add_argument("--port", type=_ranged(1, 65535), help="default: SWAPLINE_PORT or 8000")
+    serve.add_argument("--workers", type=_ranged(1, 256), help="default: SWAPLINE_WORKERS or 1")
 
     rules = commands.add_parser("rules", help="check or preview rule files")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True)

@@ -58,8 +58,8 @@ class Settings:
         defaults = cls()
         return cls(
             host=get("HOST") or defaults.host,
-            port=_int("PORT", get("PORT"), defaults.port),
-            workers=_int("WORKERS", get("WORKERS"), defaults.workers),
+            port=_port(get("PORT"), defaults.port),
+            workers=_positive("WORKERS", get("WORKERS"), defaults.workers),
             rules_dir=Path(get("RULES_DIR") or defaults.rules_dir),
             data_dir=Path(get("DATA_DIR") or defaults.data_dir),
             redis_url=get("REDIS_URL"),
@@ -105,6 +105,13 @@ def _positive(name: str, raw: str | None, default: int) -> int:
     value = _int(name, raw, default)
     if value < 1:
         raise ConfigError(f"SWAPLINE_{name} must be at least 1, got {raw!r}")
+    return value
+
+
+def _port(raw: str | None, default: int) -> int:
+    value = _int("PORT", raw, default)
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"SWAPLINE_PORT must be a TCP port from 1 to 65535, got {raw!r}")
     return value
 
 

@@ -189,3 +189,19 @@ def test_serve_stops_its_store_on_sigterm_too(tmp_path: Path) -> None:
     process.wait(timeout=60)
     assert process.returncode == 0, output(process)
     assert not still_runs(*store)
+
+
+@pytest.mark.parametrize(("argv", "env", "named"), [
+    (["serve", "--workers", "0"], {}, "--workers"),
+    (["serve", "--port", "99999"], {}, "--port"),
+    (["serve"], {"SWAPLINE_WORKERS": "0"}, "SWAPLINE_WORKERS"),
+    (["serve"], {"SWAPLINE_PORT": "70000"}, "SWAPLINE_PORT"),
+    (["serve"], {"SWAPLINE_VISIT_DAYS": "-1"}, "SWAPLINE_VISIT_DAYS"),
+])
+def test_serve_refuses_nonsense_settings_in_one_line_naming_them(argv: list[str], env: dict[str, str],
+                                                                 named: str) -> None:
+    refused = subprocess.run(["swapline", *argv], capture_output=True, text=True, timeout=60,
+                             env={**{k: v for k, v in os.environ.items() if not k.startswith("SWAPLINE_")}, **env})
+    assert refused.returncode == 2 and refused.stdout == ""
+    complaint = [line for line in refused.stderr.splitlines() if not line.startswith("usage:")]
+    assert len(complaint) == 1 and named in complaint[0], refused.stderr

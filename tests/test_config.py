@@ -28,7 +28,8 @@ def test_values_are_read_and_typed() -> None:
 
 
 @pytest.mark.parametrize(("name", "value"), [
-    ("SWAPLINE_PORT", "eighty"), ("SWAPLINE_WORKERS", "-1"), ("SWAPLINE_REDIS_CLUSTER", "maybe"),
+    ("SWAPLINE_PORT", "eighty"), ("SWAPLINE_PORT", "70000"), ("SWAPLINE_PORT", "0"), ("SWAPLINE_WORKERS", "-1"),
+    ("SWAPLINE_WORKERS", "0"), ("SWAPLINE_VISIT_DAYS", "-3"), ("SWAPLINE_REDIS_CLUSTER", "maybe"),
     ("SWAPLINE_TRUSTED_PROXIES", "10.0.0.0/33"),
 ])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
