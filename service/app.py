@@ -30,6 +30,7 @@ from service.errors import HTTPError
 from service.events import convert, events_endpoint
 from service.fastpath import DISCONNECTED, FastPath
 from service.geo import GeoDB
+from service.home import home_endpoint
 from service.ledger import Ledger
 from service.middleware import ClientIPMiddleware, TrustedProxies
 from service.observability import RequestMiddleware, metrics_endpoint
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
             Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
+            Route("/", home_endpoint, methods=["GET"]),
             Route("/s.js", snippet_endpoint, methods=["GET"]),
             Route("/s/{version}.js", pinned_snippet_endpoint, methods=["GET"]),
             Route("/demo/", demo_page, methods=["GET"]),

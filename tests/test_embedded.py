@@ -57,10 +57,12 @@ def test_a_killed_store_is_started_again(tmp_path: Path) -> None:
         decision = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"}, headers=BROWSER_HEADERS,
                              timeout=60).json()
         health = httpx.get(f"{base}/healthz", timeout=60)
+        home = httpx.get(f"{base}/", timeout=60).text
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     assert decision["degraded"] is False and health.status_code == 200
+    assert "embedded Valkey (in the data directory)" in home and "unix://" not in home  # how, never where
     assert "starting it again" in output(process) and "runs again" in output(process)
 
 

@@ -327,6 +327,19 @@ def test_a_page_whose_cookie_and_storage_throw_still_gets_its_swaps(page: Page, 
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_the_home_page_says_what_runs_and_leads_everywhere(page: Page, service: str) -> None:
+    page.goto(f"{service}/")
+    assert page.title() == "Home · Swapline"
+    assert page.inner_text("table").split("\n")[2] == "store\tRedis/Valkey server"  # the tests' own Valkey
+    links = page.eval_on_selector_all("a", "(links) => links.map((link) => link.getAttribute('href'))")
+    assert links == ["/demo/", "/dashboard/fixture", "/openapi.json", "/metrics"]
+    page.click("text=Dashboard of")
+    assert page.inner_text("h2") == "Sign in to the dashboard"
+    page.go_back()
+    page.click("text=The demo page")
+    assert page.locator("script[data-site=demo]").count() == 1 and page.errors == []  # type: ignore[attr-defined]
+
+
 def test_visitor_id_survives_reloads_in_cookie_and_storage(page: Page, fixtures: Fixtures) -> None:
     page.goto(url(fixtures))
     first = decided(page)["vid"]
