@@ -498,7 +498,9 @@ def numbered(browser: Browser, service: str, fixtures: Fixtures) -> Iterator[tup
     context = browser.new_context(user_agent=BROWSER)
     page = context.new_page()
     page.goto(url(fixtures))
-    phone = decided(page)["phone"]
+    answer = decided(page)
+    phone = answer["phone"]
+    assert phone, answer  # the whole answer, should the service have none to give
     assert phone["replaces_digits"] == PRINTED and len(phone["digits"]) == len(PRINTED) != phone["digits"]
     yield page, phone["digits"]
     context.close()

@@ -10,6 +10,7 @@ import http.server
 import re
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,16 @@ def fixtures() -> Iterator[Fixtures]:
     server.shutdown()
 
 
+def ready_for_decisions(base: str) -> None:
+    """Wait until a decision is not degraded: on a busy machine the store's first connection
+    can miss its deadline, and the service then degrades its decisions for half a second. The
+    request is a script's (no Sec-Fetch-Mode): it counts as a bot and leases no number."""
+    deadline = time.monotonic() + 60  # a safety net only
+    while httpx.get(f"{base}/v1/decide", params={"site": "fixture", "url": "/"}, timeout=60).json()["degraded"]:
+        assert time.monotonic() < deadline, "every decision degraded: the store never answered in time"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, valkey_url: str, fixtures: Fixtures) -> Iterator[str]:
     redis.Redis.from_url(valkey_url).flushall()
@@ -126,6 +137,7 @@ experiments:
       - {{id: b, weight: 50, swap: [{{selector: "#variant-box", text: Variant B}}]}}
 """)
     process, base = start(tmp, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(tmp / "rules"))
+    ready_for_decisions(base)
     fixtures.service = base
     yield base
     process.send_signal(signal.SIGINT)
