@@ -36,7 +36,8 @@ HEADERS = {
     "x-content-type-options": "nosniff",
 }
 COLOURS = ("#4b5563", "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c")  # control first, in grey
-_pages = jinja2.Environment(loader=jinja2.PackageLoader("service", "pages"), autoescape=True)
+# The service's HTML pages (service/pages/), autoescaped; `service.home` renders from it too.
+PAGES = jinja2.Environment(loader=jinja2.PackageLoader("service", "pages"), autoescape=True)
 
 
 async def dashboard_endpoint(request: Request) -> Response:
@@ -51,7 +52,7 @@ async def dashboard_endpoint(request: Request) -> Response:
 def _render(site: Site, report: dict[str, Any], filters: Filters) -> str:
     tables = [{**table, "chart": chart(table["daily"], [v["variant"] for v in table["variants"]])}
               for table in report["experiments"]]
-    return _pages.get_template("dashboard.html").render(site=site, report=report, tables=tables, filters=filters)
+    return PAGES.get_template("dashboard.html").render(site=site, report=report, tables=tables, filters=filters)
 
 
 async def login_endpoint(request: Request) -> Response:
@@ -107,7 +108,7 @@ async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:
 
 def _login_page(site: Site, error: str | None = None, status: int = 200,
                 headers: dict[str, str] | None = None) -> HTMLResponse:
-    html = _pages.get_template("login.html").render(site=site, error=error)
+    html = PAGES.get_template("login.html").render(site=site, error=error)
     return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
 
 

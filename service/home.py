@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from service import __version__
 from service.config import Settings
+from service.dashboard import PAGES
 from service.runtime import Runtime
-
-_pages = jinja2.Environment(loader=jinja2.PackageLoader("service", "pages"), autoescape=True)
 
 
 def store_mode(settings: Settings) -> str:
@@ -26,6 +24,6 @@ def store_mode(settings: Settings) -> str:
 async def home_endpoint(request: Request) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
     sites = sorted(runtime.rules.sites.values(), key=lambda site: site.id)
-    html = _pages.get_template("home.html").render(
+    html = PAGES.get_template("home.html").render(
         version=__version__, rules_version=runtime.rules.version, store=store_mode(runtime.settings), sites=sites)
     return HTMLResponse(html, headers={"cache-control": "no-store"})

@@ -16,6 +16,12 @@ from service.cli import main
 from tests.conftest import BROWSER_HEADERS, DEMO_RULES, output, start
 
 
+def demo_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """`swapline ARGS` as an operator runs it beside the demo's rules."""
+    return subprocess.run(["swapline", *args], capture_output=True, text=True,
+                          env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
+
+
 def test_preview_prints_the_decision_without_side_effects(
     capsys: pytest.CaptureFixture[str], store: redis.Redis
 ) -> None:
@@ -108,11 +114,8 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
         for n in range(4):  # four Moscow visitors
             httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": f"pools-cli-{n:012d}"},
                       headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})
-        table = subprocess.run(["swapline", "pools", "--site", "demo", "--url", base], capture_output=True,
-                               text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
-        as_json = subprocess.run(["swapline", "pools", "--site", "demo", "--url", base, "--format", "json"],
-                                 capture_output=True, text=True,
-                                 env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
+        table = demo_command("pools", "--site", "demo", "--url", base)
+        as_json = demo_command("pools", "--site", "demo", "--url", base, "--format", "json")
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
@@ -132,9 +135,7 @@ def test_forget_command_erases_a_visitor_through_the_running_service(tmp_path: P
     try:
         httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": vid},
                   headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})
-        forgot = subprocess.run(["swapline", "forget", "--site", "demo", "--vid", vid, "--url", base],
-                                capture_output=True, text=True,
-                                env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
+        forgot = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
@@ -145,8 +146,7 @@ def test_forget_command_erases_a_visitor_through_the_running_service(tmp_path: P
 
 
 def test_pools_command_explains_an_unreachable_service() -> None:
-    result = subprocess.run(["swapline", "pools", "--site", "demo", "--url", "http://127.0.0.1:9"],
-                            capture_output=True, text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
+    result = demo_command("pools", "--site", "demo", "--url", "http://127.0.0.1:9")
     assert result.returncode != 0 and "cannot reach the service" in result.stderr
 
 
