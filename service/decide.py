@@ -136,11 +136,8 @@ def _instead(site: Site, number: str) -> dict[str, str]:
     return shown
 
 
-def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int,
-                  visit: Visit | None = None) -> dict[str, Any]:
+def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int) -> dict[str, Any]:
     payload = {"s": site.id, "v": view.vid, "p": view.path, "x": outcome.experiments, "t": now_ms // 1000}
-    if visit:
-        payload["w"] = visit.carried()  # the snippet sends the token back with the next page view
     if outcome.pool is not None and lease is not None:
         payload["n"] = outcome.pool.id  # heartbeats extend this pool's lease
         payload["o"] = lease.number is None  # overflowed: nothing to credit a variant with
@@ -277,11 +274,13 @@ async def decide_endpoint(request: Request) -> JSON:
     consented = query.get("consent") != "0"
     pinned = forced if forced or consented else site.controls
     outcome, visit = _visit_pool(site, decide(site, seen, pinned), visit)
+    # The token carries the visit: the snippet sends it back with the next page view.
+    carried = previous.carried if previous and visit is previous.visit else visit.carried()
     visit_answer = {"id": visit.id, "new": new}
     if forced or not consented:  # a marketer looking at a variant, or nobody we may know: nothing recorded
         if outcome.pool is not None and outcome.pool.numbers and not forced:
             outcome = replace(outcome, pool=None)  # a number would be kept for them: the page keeps its own
-        token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now, visit), "pv": 1})
+        token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
         flag = {"preview": True} if forced else {"consent": False}
         return JSON({**answer(site, seen, outcome, token, rules.version), "visit": visit_answer, **flag},
                     headers=answer_headers)
@@ -290,7 +289,7 @@ async def decide_endpoint(request: Request) -> JSON:
     lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client))
     if degraded and outcome.pool is not None and outcome.pool.numbers:
         outcome = replace(outcome, pool=None)  # the page keeps its own number
-    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now, visit))
+    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now), carried)
     body = answer(site, seen, outcome, token, rules.version, lease, degraded)
     body["visit"] = visit_answer
     return JSON(body, headers=answer_headers)
@@ -306,7 +305,7 @@ def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Vi
     return (replace(outcome, pool=kept), visit) if kept else (outcome, visit._replace(pool=None))
 
 
-def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: Visit | None,
+def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: visits.Previous | None,
              clicked: str, now: int) -> tuple[Command, ...]:
     """What the store learns of the visit: the page on its journey; when the visit starts, its
     record (with the ad click ids of the `clicked` query) and, if its number comes from another
@@ -321,8 +320,9 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
         "click_ids": click_ids(clicked) if clicked else {}, "device": view.device,
         "geo": {"country": geo.country, "region": geo.region, "city": geo.city}})
     commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record)]
-    if previous and previous.pool and previous.pool != visit.pool:
-        old = site.pool(previous.pool)
+    last = previous.visit if previous else None
+    if last and last.pool and last.pool != visit.pool:
+        old = site.pool(last.pool)
         if old and old.numbers:
             commands.append(runtime.pools.let_go(site.id, old, view.vid, now))
     return tuple(commands)

@@ -1,7 +1,9 @@
 """Decision tokens: what the service decided for a visitor, signed so beacons can prove it.
 
 A token is `base64url(json) "." base64url(MAC)`, the MAC being keyed BLAKE2b (RFC 7693's MAC
-mode) of `base64url(json)`, 16 bytes, with a key derived from the service secret. Events carry
+mode) of what precedes it, 16 bytes, with a key derived from the service secret. It may carry
+an attachment between the two, signed with it (`base64url(json) "." attachment "." MAC`):
+a part many tokens share, such as a visit's, which its reader remembers by its text. Events carry
 it back; the service trusts the experiment map inside only when the MAC verifies, compared in
 constant time. Only the service signs and reads tokens, so the MAC is chosen for speed: every
 page view signs one, and keyed BLAKE2b costs a third of an HMAC-SHA256 through OpenSSL.
@@ -29,21 +31,24 @@ class TokenSigner:
         # shared between the requests that carry one token: read them, never change them.
         self.verify = functools.lru_cache(maxsize=4096)(self._verify)
 
-    def sign(self, payload: dict[str, Any]) -> str:
-        body = _encode(orjson.dumps(payload))
-        return f"{body}.{_encode(self._mac(body))}"
+    def sign(self, payload: dict[str, Any], attachment: str = "") -> str:
+        """`attachment`: text without dots (e.g. from `encode`), carried and signed with `payload`."""
+        signed = encode(orjson.dumps(payload))
+        if attachment:
+            signed = f"{signed}.{attachment}"
+        return f"{signed}.{encode(self._mac(signed))}"
 
     def _verify(self, token: str) -> dict[str, Any] | None:
         """The payload, or None for anything not signed by this secret."""
-        body, _, mac = token.partition(".")
+        signed, _, mac = token.rpartition(".")
         try:
-            given = _decode(mac)
+            given = decode(mac)
         except ValueError:
             return None
-        if not hmac.compare_digest(given, self._mac(body)):
+        if not hmac.compare_digest(given, self._mac(signed)):
             return None
         try:
-            payload = orjson.loads(_decode(body))
+            payload = orjson.loads(decode(signed.partition(".")[0]))
         except (ValueError, orjson.JSONDecodeError):
             return None
         return payload if isinstance(payload, dict) else None
@@ -54,7 +59,13 @@ class TokenSigner:
         return mac.digest()
 
 
-def _encode(raw: bytes) -> str:
+def attachment(token: str) -> str:
+    """What `sign` attached to the token ("" if nothing): to be trusted once `verify` passed."""
+    return token.rpartition(".")[0].partition(".")[2]
+
+
+def encode(raw: bytes) -> str:
+    """base64url without padding, as tokens carry their parts."""
     # base64.urlsafe_b64encode, without its two Python frames: every page view signs a token
     return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
@@ -62,7 +73,7 @@ def _encode(raw: bytes) -> str:
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-def _decode(text: str) -> bytes:
+def decode(text: str) -> bytes:
     # base64.urlsafe_b64decode without its frames: every page view's token is read back
     return binascii.a2b_base64(text.encode().translate(_STANDARD) + b"=" * (-len(text) % 4), strict_mode=True)
 

@@ -8,11 +8,13 @@ the visit's number pool, and joins its journey. A direct visit keeps the visitor
 non-direct source within `visits.lookback` (last non-direct click), unless the site says
 `attribution: last_click`.
 
-The visit travels with the visitor: the decision token carries it (`w`), and the snippet sends
-the last token back with the next page view. So a decision knows its visit without reading the
-store, and one signature. The store keeps what call records and logs need (`record`): the
-visit as it started, and the pages seen, written in a deferred command that rides with the
-next batch to the store (`Batcher.defer`).
+The visit travels with the visitor: the decision token carries it, attached to its payload and
+signed with it, and the snippet sends the last token back with the next page view. So a
+decision knows its visit without reading the store, and one signature. The attachment is the
+same on every page of a visit (from its first page with a number), so a worker parses and
+encodes it once a visit, not once a page. The store keeps what call records and logs need
+(`record`): the visit as it started, and the pages seen, written in a deferred command that
+rides with the next batch to the store (`Batcher.defer`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import orjson
 from service.engine import Site
 from service.phrase import NO_REFERRAL, Landing, Referral, Traffic
 from service.store import Command, Script, Store
-from service.tokens import TokenSigner
+from service.tokens import TokenSigner, attachment, decode, encode
 
 MAX_PAGES = 50  # pages of a visit's journey the store keeps, the latest
 NO_LANDING = Landing(None, None, None, None, None, None)
@@ -39,7 +41,6 @@ class Visit(NamedTuple):
 
     id: str
     started: int
-    seen: int  # its latest page view: when the token that carries it was signed
     landing: Landing  # the parameters and referrer it arrived with
     referral: Referral
     pool: str | None = None  # the pool of its number, chosen on its first page with one
@@ -57,54 +58,70 @@ class Visit(NamedTuple):
             return self.credited[0], self.credited[1]
         return self.landing, self.referral
 
-    def carried(self) -> list[Any]:
-        """What a decision token carries of it (`w`); `read` makes it a visit again, seen when
-        the token was signed (`t`)."""
+    def carried(self) -> str:
+        """The visit as a decision token carries it, attached (`TokenSigner.sign`)."""
         carried: list[Any] = [self.id, self.started, _listed(self.landing), _listed(self.referral), self.pool]
         if self.credited and self.credited != (self.landing, self.referral, self.started):  # else it is this visit
             landing, referral, when = self.credited
             carried.append([_listed(landing), _listed(referral), when])
-        return carried
+        return encode(orjson.dumps(carried))
 
 
-def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Visit | None:
+class Previous(NamedTuple):
+    """The visit the visitor's last decision token brought back."""
+
+    visit: Visit
+    seen: int  # its latest page view: when that token was signed
+    carried: str  # as the token carries it: the same on every page of the visit, until its pool is chosen
+
+
+def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Previous | None:
     """The visit the visitor's last decision token carries, if the token is ours, for this site
     and visitor; anything else (forged, foreign, malformed, older) is no visit, never an error:
     the page view starts one."""
     # Not through the signer's memo: every page view brings a token of its own.
     payload = signer.verify.__wrapped__(token) if token else None
-    if not payload or payload.get("s") != site or payload.get("v") != vid or "w" not in payload:
+    if not payload or payload.get("s") != site or payload.get("v") != vid:
         return None
+    assert token is not None
+    carried = attachment(token)
     try:
-        id_, started, landing, referral, pool, *more = payload["w"]
-        landing, referral = _arrival(_tupled(landing), _tupled(referral))
-        credited = None
-        if more:
-            credited = (*_arrival(_tupled(more[0][0]), _tupled(more[0][1])), _int(more[0][2]))
-        elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
-            credited = (landing, referral, _int(started))
-        return Visit(_text(id_), _int(started), _int(payload["t"]), landing, referral, _optional(pool), credited)
-    except (KeyError, TypeError, ValueError, IndexError):  # signed by us, so only an older format
+        return Previous(_visit(carried), _int(payload.get("t")), carried)
+    except (TypeError, ValueError, IndexError):  # signed by us, so only an older format
         return None
 
 
-def follow(previous: Visit | None, landed: Landing, referred: Referral, site: Site, now: int) -> tuple[Visit, bool]:
+# A visit's pages bring back the same attachment (signed, so checked before it is read here).
+@functools.lru_cache(maxsize=4096)
+def _visit(carried: str) -> Visit:
+    id_, started, landing, referral, pool, *more = orjson.loads(decode(carried))
+    landing, referral = _arrival(_tupled(landing), _tupled(referral))
+    credited = None
+    if more:
+        credited = (*_arrival(_tupled(more[0][0]), _tupled(more[0][1])), _int(more[0][2]))
+    elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
+        credited = (landing, referral, _int(started))
+    return Visit(_text(id_), _int(started), landing, referral, _optional(pool), credited)
+
+
+def follow(previous: Previous | None, landed: Landing, referred: Referral, site: Site, now: int) -> tuple[Visit, bool]:
     """The visit a page view belongs to, and whether it starts there. A visit that goes on is
-    `previous` itself: the token signed for this page view says when it was last seen."""
+    the previous one itself: the token signed for this page view says when it was last seen."""
     internal = referred.host is not None and referred.host in site.hosts
+    last = previous.visit if previous else None
     # Traffic the visit did not come with: back on the landing page, its campaign is no news.
-    arrived = (landed != NO_LANDING and (previous is None or landed != previous.landing)) or (
-        referred.host is not None and not internal and (previous is None or referred != previous.referral))
+    arrived = (landed != NO_LANDING and (last is None or landed != last.landing)) or (
+        referred.host is not None and not internal and (last is None or referred != last.referral))
     if previous and not arrived and now - previous.seen <= site.visits.timeout:
-        return previous, False
+        return previous.visit, False
     if internal:  # back after a time-out from one of the site's own pages: a direct visit
         referred = NO_REFERRAL
     credited: tuple[Landing, Referral, int] | None = (landed, referred, now)
     if _direct(landed, referred):  # the visitor's last non-direct arrival, if recent
-        credited = previous.credited if previous else None
+        credited = last.credited if last else None
         if credited and now - credited[2] > site.visits.lookback:
             credited = None
-    return Visit(_new_id(), now, now, landed, referred, None, credited), True
+    return Visit(_new_id(), now, landed, referred, None, credited), True
 
 
 def _direct(landed: Landing, referred: Referral) -> bool:

@@ -173,6 +173,22 @@ def test_another_visitors_visit_token_is_not_theirs(climate: TestClient) -> None
     assert mine["visit"]["new"] and mine["source"]["source"] is None
 
 
+def test_a_visit_moved_from_another_token_is_refused(climate: TestClient) -> None:
+    """The token's signature covers the visit it carries: a visit (here one from an ad) put in
+    place of another one's, in a token of the same visitor, continues neither."""
+    browser = Browser(climate)
+    mine = browser.open(f"{ORIGIN}/", ref="")
+    from_ad = Browser(climate).open(AD, ref="https://yandex.ru/")
+    body, _, mac = mine["token"].split(".")
+    swapped = f"{body}.{from_ad['token'].split('.')[1]}.{mac}"
+    answer = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/b", "vid": VID,
+                                               "visit": swapped}).json()
+    assert answer["visit"]["new"] and answer["source"]["source"] is None
+    honest = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/b", "vid": VID,
+                                               "visit": mine["token"]}).json()
+    assert not honest["visit"]["new"] and honest["visit"]["id"] == mine["visit"]["id"]
+
+
 def test_a_burst_of_made_up_visitors_from_one_address_cannot_take_a_pool(valkey_url: str, rules_dir: Path,
                                                                           store: redis.Redis, clock: Clock) -> None:
     """Pool squatting: one network may hold a fifth of a pool at once (SWAPLINE_NETWORK_SHARE),
