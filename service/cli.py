@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview.add_argument("--url", required=True, help="page URL with its query string")
     preview.add_argument("--ref", help="referrer URL")
     preview.add_argument("--ip", default="", help="client IP for GeoIP")
+    preview.add_argument("--city", help="a Russian city the visitor is in, by name (instead of --ip)")
     preview.add_argument("--vid", help="visitor id (default: a new one)")
     preview.add_argument("--ua", default=PREVIEW_AGENT, help="user agent")
     preview.add_argument("--dir", type=Path, help="rules directory")
@@ -129,7 +130,7 @@ def _check(directory: Path) -> int:
 
 
 def _preview(settings: Settings, args: argparse.Namespace) -> int:
-    from service.decide import answer, page_view
+    from service.decide import address, answer, page_view, preview_geo
     from service.errors import HTTPError
     from service.geo import GeoDB
 
@@ -140,14 +141,16 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
     if site is None:
         print(f"swapline: no site {args.site!r}; sites: {', '.join(sorted(rules.sites))}", file=sys.stderr)
         return 1
-    geo = GeoDB(settings.geoip_db)
+    places = GeoDB(settings.geoip_db)
     try:
-        seen = page_view(args.url, args.ref, args.vid or new_vid(), geo.lookup(args.ip), args.ua)
+        city = args.city or address(args.url).city
+        geo = preview_geo(places, city) if city else places.lookup(args.ip)
+        seen = page_view(args.url, args.ref, args.vid or new_vid(), geo, args.ua)
     except HTTPError as exc:
         print(f"swapline: {exc.message}", file=sys.stderr)
         return 1
     outcome = decide(site, seen)
-    body = answer(site, seen, outcome, token=None, version=rules.version)
+    body = answer(site, seen, outcome, token=None, version=rules.version, preview=True)
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 

@@ -20,7 +20,7 @@ from service.clock import hour_and_day
 from service.cors import cors_headers
 from service.engine import Outcome, PageView, Pool, Site, decide, normalise_path
 from service.errors import BadRequest
-from service.geo import Geo
+from service.geo import Geo, GeoDB
 from service.observability import LEASES, labelled
 from service.phones import formats, printed
 from service.phrase import Landing, Referral, Traffic, click_ids, landing, lemmas, normalise, referral, traffic
@@ -33,7 +33,8 @@ from service.visits import Visit
 
 MAX_URL = 4096
 MAX_VID = 128
-MAX_VISIT = 4096  # the last decision token: its visit's campaign texts and phrase, twice at most
+MAX_VISIT = 4096
+PREVIEW_CITY = "swapline_preview_city"  # the last decision token: its visit's campaign texts and phrase, twice at most
 log = logging.getLogger("swapline")
 
 
@@ -51,19 +52,43 @@ def page_view(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) ->
 
 
 def page(url: str, ref: str | None) -> Page:
-    path, landed, _ = _address(url)
-    return _page((path, landed), referral(ref))
+    where = address(url)
+    return _page((where.path, where.landing), referral(ref))
 
 
-def _address(url: str) -> tuple[str, Landing, str]:
-    """The page's path as rules are written (as people read paths), its traffic parameters,
-    and its query where it has an ad click id: a visit that starts there records their values."""
+class Address(NamedTuple):
+    """What a page's URL says."""
+
+    path: str  # as rules are written (as people read paths)
+    landing: Landing  # its traffic parameters
+    clicked: str  # its query where it has an ad click id: a visit that starts there records their values
+    city: str | None  # the city a preview link fakes (`swapline_preview_city`)
+
+
+def address(url: str) -> Address:
     try:
         parts = urlsplit(url)
     except ValueError:
         raise BadRequest("invalid_url", "url is not a valid URL") from None
     landed = landing(parts.query)
-    return normalise_path(unquote(parts.path) or "/"), landed, parts.query if landed.click_id else ""
+    return Address(normalise_path(unquote(parts.path) or "/"), landed, parts.query if landed.click_id else "",
+                   _faked_city(parts.query))
+
+
+def _faked_city(query: str) -> str | None:
+    if PREVIEW_CITY not in query:  # nearly every page
+        return None
+    raw = next((value for name, _, value in (pair.partition("=") for pair in query.split("&"))
+                if name == PREVIEW_CITY), None)
+    return _checked(PREVIEW_CITY, raw, 100)
+
+
+def preview_geo(places: GeoDB, name: str) -> Geo:
+    """Where a preview link's visitor is: the city it names."""
+    geo = places.city(name)
+    if geo is None:
+        raise BadRequest("unknown_city", f"{PREVIEW_CITY}: no Russian city is called {name!r}")
+    return geo
 
 
 # Remembered by its parts: the same campaign landing is reached from many referrers and a
@@ -82,7 +107,7 @@ def _page_view(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool
 
 
 def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, version: str,
-           lease: Lease | None = None, degraded: bool = False) -> dict[str, Any]:
+           lease: Lease | None = None, degraded: bool = False, preview: bool = False) -> dict[str, Any]:
     traffic = view.traffic
     return {
         "site": site.id,
@@ -99,17 +124,18 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
         },
         "swaps": [{"selector": selector, "text": text} for selector, text in outcome.swaps],
         "experiments": outcome.experiments,
-        "phone": phone(site, outcome.pool, lease),
+        "phone": phone(site, outcome.pool, lease, preview),
         "bot": view.bot,
         "degraded": degraded,
         "rules_version": version,
     }
 
 
-def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] | None:
+def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> dict[str, Any] | None:
     """The number to show instead of the page's own, in the formats the snippet looks for.
 
-    `lease` is None where no lease was tried: a preview shows the pool without a number.
+    `lease` is None where no lease was tried (a bot, a preview): a preview shows the pool's
+    first number, which nobody holds for it; others keep the page's own.
     """
     if pool is None:
         return None
@@ -117,6 +143,8 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None) -> dict[str, Any] 
                              "replaces_digits": formats(site.phone)["digits"] if site.phone else None}
     if pool.static:
         return {**shown, "kind": "static", **_instead(site, pool.static)}
+    if preview:
+        return {**shown, "kind": "preview", **_instead(site, pool.numbers[0])}
     if lease is None:
         return {**shown, "kind": "lease", "number": None}
     if lease.number is None:
@@ -192,12 +220,12 @@ def _query(request: Request) -> dict[str, str]:
 # sent before. Each is remembered by the string as sent, so it is neither decoded nor parsed
 # again; 4 KB each at most, a small bound keeps a flood harmless. Refusals are not remembered.
 @functools.lru_cache(maxsize=4096)
-def _requested_address(raw_url: str | None) -> tuple[str, Landing, str]:
+def _requested_address(raw_url: str | None) -> Address:
     url = _checked("url", raw_url, MAX_URL, required=True)
     assert url is not None
     if not url.startswith(("http://", "https://", "/")):
         raise BadRequest("invalid_url", "url must be an http(s) URL or a path")
-    return _address(url)
+    return address(url)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -256,7 +284,7 @@ async def decide_endpoint(request: Request) -> JSON:
     site = runtime.site(_checked("site", query.get("site"), 64, required=True))
     headers = BrowserHeaders.of(request.scope)
     answer_headers = cors_headers(site, request, headers.origin)
-    path, landed, clicked = _requested_address(query.get("url"))
+    path, landed, clicked, city = _requested_address(query.get("url"))
     referred = _requested_referral(query.get("ref"))
     vid = _checked("vid", query.get("vid"), MAX_VID)
     if not valid_vid(vid):
@@ -266,8 +294,10 @@ async def decide_endpoint(request: Request) -> JSON:
     visit, new = visits.follow(previous, landed, referred, site, now // 1000)
     arrival, arrived_from = visit.source(site)  # the visit's traffic, on every one of its pages
     shown = _page((path, arrival), arrived_from)
-    seen = _page_view(shown, vid, runtime.geo.lookup(client), headers.user_agent, not headers.from_browser)
+    geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
+    seen = _page_view(shown, vid, geo, headers.user_agent, not headers.from_browser)
     forced = _preview(query)
+    previewing = forced is not None or city is not None
     # Without the visitor's consent (the snippet's data-consent="required"), the id is a
     # throw-away one: the page gets its texts, every experiment's control and no number, and
     # nothing is kept.
@@ -277,12 +307,13 @@ async def decide_endpoint(request: Request) -> JSON:
     # The token carries the visit: the snippet sends it back with the next page view.
     carried = previous.carried if previous and visit is previous.visit else visit.carried()
     visit_answer = {"id": visit.id, "new": new}
-    if forced or not consented:  # a marketer looking at a variant, or nobody we may know: nothing recorded
-        if outcome.pool is not None and outcome.pool.numbers and not forced:
+    if previewing or not consented:  # a marketer's preview, or nobody we may know: nothing recorded
+        if outcome.pool is not None and outcome.pool.numbers and not previewing:
             outcome = replace(outcome, pool=None)  # a number would be kept for them: the page keeps its own
         token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
-        flag = {"preview": True} if forced else {"consent": False}
-        return JSON({**answer(site, seen, outcome, token, rules.version), "visit": visit_answer, **flag},
+        flag = {"preview": True} if previewing else {"consent": False}
+        return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing), "visit": visit_answer,
+                     **flag},
                     headers=answer_headers)
     # Nobody waits for the journey: it rides with this decision's round trip, or the next one.
     runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, clicked, now))

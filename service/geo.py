@@ -54,6 +54,24 @@ class Geo:
 
 
 UNKNOWN = Geo()
+CITIES = Path(__file__).parent / "data" / "ru_cities.tsv"  # from GeoLite2 by scripts/extract_places.py
+
+
+def _city_key(name: str) -> str:
+    return "".join(c for c in name.casefold().replace("ё", "е") if c.isalnum())
+
+
+def _city_records() -> dict[str, dict[str, Any]]:
+    """Each city's names, as GeoIP records carry them, by `_city_key` of each name."""
+    records: dict[str, dict[str, Any]] = {}
+    for line in CITIES.read_text(encoding="utf-8").splitlines():
+        country, country_en, country_ru, region, region_en, region_ru, city_en, city_ru, _ = line.split("\t")
+        record = {"country": {"iso_code": country, "names": {"en": country_en, "ru": country_ru}},
+                  "subdivisions": [{"iso_code": region, "names": {"en": region_en, "ru": region_ru}}],
+                  "city": {"names": {"en": city_en, "ru": city_ru}}}
+        for name in (city_en, city_ru):
+            records.setdefault(_city_key(name), record)  # the file lists the larger namesake first
+    return records
 
 
 def default_database() -> Path:
@@ -70,6 +88,14 @@ class GeoDB:
         # One Geo per place for as long as a cached address refers to it.
         self._geos: weakref.WeakValueDictionary[tuple[Any, ...], Geo] = weakref.WeakValueDictionary()
         self.lookup = functools.lru_cache(maxsize=65536)(self._lookup)
+        self._cities = _city_records()
+
+    def city(self, name: str) -> Geo | None:
+        """The place of a Russian city named `name` in English or Russian (case, «ё» and
+        punctuation aside), as a lookup of one of its addresses gives it: previews fake a
+        visitor's city with it. Of two namesakes, the one with more addresses."""
+        record = self._cities.get(_city_key(name))
+        return self._geo(record) if record else None
 
     def close(self) -> None:
         self._reader.close()

@@ -44,13 +44,15 @@ def _json(description: str, schema: dict[str, Any], status: int = 200) -> dict[s
     return {str(status): {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
+PAGE_URL = "the page URL; swapline_preview_city=CITY in its query previews a visitor in that city"
 PHONE = {
     "type": "object",
     "nullable": True,
     "required": ["pool", "kind", "number"],
     "properties": {
         "pool": {"type": "string"},
-        "kind": {"type": "string", "enum": ["lease", "static", "overflow"]},
+        "kind": {"type": "string", "enum": ["lease", "static", "overflow", "preview"],
+                 "description": "preview: the pool's first number, which nobody holds for it"},
         "number": NULLABLE_STRING,
         "international": {"type": "string"},
         "national": {"type": "string"},
@@ -144,7 +146,7 @@ SPEC: dict[str, Any] = {
     "paths": {
         "/v1/decide": {"get": {
             "summary": "What this visitor sees: swaps, experiment variants, tracking number",
-            "parameters": [SITE_QUERY, _query("url", "the page URL", required=True), _query("ref", "the referrer"),
+            "parameters": [SITE_QUERY, _query("url", PAGE_URL, required=True), _query("ref", "the referrer"),
                            _query("vid", "the visitor id"),
                            _query("visit", "the decision token of the visitor's previous page view"),
                            _query("consent", "0 until the visitor consents: nothing is kept, no number"),

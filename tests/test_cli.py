@@ -37,6 +37,17 @@ def test_preview_prints_the_decision_without_side_effects(
     assert store.dbsize() == 0
 
 
+def test_preview_puts_the_visitor_in_a_city_by_name(capsys: pytest.CaptureFixture[str], store: redis.Redis) -> None:
+    code = main(["rules", "preview", "--site", "demo", "--url", "/", "--city", "Москва", "--dir", str(DEMO_RULES)])
+    assert code == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["geo"]["region"] == "RU-MOW" and body["phone"]["kind"] == "preview"
+    assert body["phone"]["number"] == "+74951200001" and store.dbsize() == 0  # the pool's first: nobody's
+    assert main(["rules", "preview", "--site", "demo", "--url", "/?swapline_preview_city=Атлантида",
+                 "--dir", str(DEMO_RULES)]) == 1
+    assert "no Russian city is called 'Атлантида'" in capsys.readouterr().err
+
+
 def test_preview_reports_an_unknown_site(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "preview", "--site", "nope", "--url", "/", "--dir", str(DEMO_RULES)]) == 1
     assert "no site 'nope'" in capsys.readouterr().err

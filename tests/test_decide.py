@@ -208,3 +208,24 @@ def test_a_decision_costs_one_store_round_trip(client: TestClient) -> None:
     body = decide(client, ip=MOSCOW, vid="one-round-trip-000001")
     assert body["experiments"] and body["phone"]["kind"] == "lease"  # exposures and a lease...
     assert batcher.round_trips - before == 1  # ...in one pipeline
+
+
+def test_a_preview_link_fakes_the_city_and_records_nothing(client: TestClient, store: redis.Redis) -> None:
+    """`?swapline_preview_city=` on the page: what a visitor there sees, from anywhere; the
+    number is the pool's first, held by nobody, and the store learns nothing of the view."""
+    page = "http://127.0.0.1:8000/?utm_term=купить+кондиционер&swapline_preview_city=Москва"
+    keys = set(store.scan_iter("*"))
+    body = decide(client, ip="8.8.8.8", url=page)  # an address GeoIP places in the USA
+    assert body["preview"] is True and body["geo"]["region"] == "RU-MOW" and body["geo"]["city"] == "Москва"
+    assert swaps(body)["h1.hero"] == "Купить кондиционер в Москве"
+    assert body["phone"]["kind"] == "preview" and body["phone"]["international"] == "+7 495 120-00-01"
+    assert set(store.scan_iter("*")) == keys  # no lease, no exposure, no visit, no page view
+    kazan = decide(client, url="http://127.0.0.1:8000/?swapline_preview_city=kazan")  # any case, English too
+    assert swaps(kazan)["h1.hero"] == "Кондиционеры с установкой в Казани" and kazan["phone"] is None
+
+
+@pytest.mark.parametrize(("city", "code"), [("Атлантида", "unknown_city"), ("Я" * 101, "parameter_too_long")])
+def test_a_preview_of_a_city_nobody_knows_is_refused_with_its_reason(client: TestClient, city: str,
+                                                                      code: str) -> None:
+    response = client.get("/v1/decide", params={"site": "demo", "url": f"/?swapline_preview_city={city}"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == code
