@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -57,25 +59,25 @@ class Settings:
 
         defaults = cls()
         return cls(
-            host=get("HOST") or defaults.host,
+            host=_host(get("HOST"), defaults.host),
             port=_port(get("PORT"), defaults.port),
             workers=_positive("WORKERS", get("WORKERS"), defaults.workers),
             rules_dir=Path(get("RULES_DIR") or defaults.rules_dir),
             data_dir=Path(get("DATA_DIR") or defaults.data_dir),
-            redis_url=get("REDIS_URL"),
+            redis_url=_url("REDIS_URL", get("REDIS_URL"), ("redis", "rediss", "unix")),
             redis_cluster=_bool("REDIS_CLUSTER", get("REDIS_CLUSTER"), False),
-            geoip_db=Path(db) if (db := get("GEOIP_DB")) else None,
+            geoip_db=_file("GEOIP_DB", get("GEOIP_DB")),
             trusted_proxies=_networks(get("TRUSTED_PROXIES")),
             secret=get("SECRET"),
             reload_rules=_bool("RELOAD_RULES", get("RELOAD_RULES"), defaults.reload_rules),
-            log_level=(get("LOG_LEVEL") or defaults.log_level).lower(),
+            log_level=_level(get("LOG_LEVEL"), defaults.log_level),
             log_json=_bool("LOG_JSON", get("LOG_JSON"), defaults.log_json),
             lease_retention_days=_int("LEASE_RETENTION_DAYS", get("LEASE_RETENTION_DAYS"), 30) or 1,
             attribution_days=_positive("ATTRIBUTION_DAYS", get("ATTRIBUTION_DAYS"), defaults.attribution_days),
             report_days=_positive("REPORT_DAYS", get("REPORT_DAYS"), defaults.report_days),
             visit_days=_positive("VISIT_DAYS", get("VISIT_DAYS"), defaults.visit_days),
             network_share=_positive("NETWORK_SHARE", get("NETWORK_SHARE"), defaults.network_share),
-            public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
+            public_url=(_url("PUBLIC_URL", get("PUBLIC_URL"), ("http", "https")) or "").rstrip("/") or None,
             decision_rate=_int("DECISION_RATE", get("DECISION_RATE"), defaults.decision_rate),
             beacon_rate=_int("BEACON_RATE", get("BEACON_RATE"), defaults.beacon_rate),
             signin_attempts=_int("SIGNIN_ATTEMPTS", get("SIGNIN_ATTEMPTS"), defaults.signin_attempts),
@@ -120,6 +122,47 @@ def _prefix(name: str, raw: str | None, default: int, bits: int) -> int:
     if not 8 <= value <= bits:
         raise ConfigError(f"SWAPLINE_{name} must be a prefix length from 8 to {bits}, got {raw!r}")
     return value
+
+
+def _host(raw: str | None, default: str) -> str:
+    if raw is None:
+        return default
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        if not _HOSTNAME.fullmatch(raw):
+            raise ConfigError(f"SWAPLINE_HOST must be an IP address or a host name, got {raw!r}") from None
+    return raw
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _level(raw: str | None, default: str) -> str:
+    if raw is None:
+        return default
+    if raw.lower() not in LEVELS:
+        raise ConfigError(f"SWAPLINE_LOG_LEVEL must be one of {', '.join(LEVELS)}, got {raw!r}")
+    return raw.lower()
+
+
+def _url(name: str, raw: str | None, schemes: tuple[str, ...]) -> str | None:
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.netloc or (parts.scheme == "unix" and parts.path)):
+        raise ConfigError(f"SWAPLINE_{name} must be a {' or '.join(f'{s}://' for s in schemes)} URL, got {raw!r}")
+    return raw
+
+
+def _file(name: str, raw: str | None) -> Path | None:
+    if raw is None:
+        return None
+    if not Path(raw).is_file():
+        raise ConfigError(f"SWAPLINE_{name}: no such file {raw!r}")
+    return Path(raw)
 
 
 def _bool(name: str, raw: str | None, default: bool) -> bool:

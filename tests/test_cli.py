@@ -208,6 +208,10 @@ def test_serve_stops_its_store_on_sigterm_too(tmp_path: Path) -> None:
     (["serve"], {"SWAPLINE_WORKERS": "0"}, "SWAPLINE_WORKERS"),
     (["serve"], {"SWAPLINE_PORT": "70000"}, "SWAPLINE_PORT"),
     (["serve"], {"SWAPLINE_VISIT_DAYS": "-1"}, "SWAPLINE_VISIT_DAYS"),
+    (["serve"], {"SWAPLINE_TRUSTED_PROXIES": "10.0.0.0/33"}, "SWAPLINE_TRUSTED_PROXIES"),
+    (["serve"], {"SWAPLINE_LOG_LEVEL": "loud"}, "SWAPLINE_LOG_LEVEL"),
+    (["serve"], {"SWAPLINE_REDIS_URL": "localhost:6379"}, "SWAPLINE_REDIS_URL"),
+    (["serve"], {"SWAPLINE_GEOIP_DB": "/no/such/City.mmdb"}, "SWAPLINE_GEOIP_DB"),
 ])
 def test_serve_refuses_nonsense_settings_in_one_line_naming_them(argv: list[str], env: dict[str, str],
                                                                  named: str) -> None:

@@ -16,21 +16,30 @@ def test_defaults_need_nothing() -> None:
     assert settings.data_dir == Path("data") and settings.rules_dir == Path("rules")
 
 
-def test_values_are_read_and_typed() -> None:
+def test_values_are_read_and_typed(tmp_path: Path) -> None:
+    (tmp_path / "City.mmdb").write_bytes(b"")
     settings = Settings.from_env({
         "SWAPLINE_PORT": "9000", "SWAPLINE_WORKERS": "4", "SWAPLINE_REDIS_URL": "redis://r:6379/0",
         "SWAPLINE_REDIS_CLUSTER": "yes", "SWAPLINE_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32",
-        "SWAPLINE_RELOAD_RULES": "off", "SWAPLINE_GEOIP_DB": "/geo/City.mmdb",
+        "SWAPLINE_RELOAD_RULES": "off", "SWAPLINE_GEOIP_DB": str(tmp_path / "City.mmdb"),
+        "SWAPLINE_HOST": "swapline.internal", "SWAPLINE_LOG_LEVEL": "WARNING",
+        "SWAPLINE_PUBLIC_URL": "https://swapline.example.com/",
     })
     assert (settings.port, settings.workers, settings.redis_cluster, settings.reload_rules) == (9000, 4, True, False)
     assert settings.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
-    assert settings.geoip_db == Path("/geo/City.mmdb")
+    assert settings.geoip_db == tmp_path / "City.mmdb"
+    assert (settings.host, settings.log_level, settings.public_url) == (
+        "swapline.internal", "warning", "https://swapline.example.com")
+    assert Settings.from_env({"SWAPLINE_REDIS_URL": "unix:///run/valkey.sock"}).redis_url == "unix:///run/valkey.sock"
 
 
 @pytest.mark.parametrize(("name", "value"), [
     ("SWAPLINE_PORT", "eighty"), ("SWAPLINE_PORT", "70000"), ("SWAPLINE_PORT", "0"), ("SWAPLINE_WORKERS", "-1"),
     ("SWAPLINE_WORKERS", "0"), ("SWAPLINE_VISIT_DAYS", "-3"), ("SWAPLINE_REDIS_CLUSTER", "maybe"),
-    ("SWAPLINE_TRUSTED_PROXIES", "10.0.0.0/33"),
+    ("SWAPLINE_TRUSTED_PROXIES", "10.0.0.0/33"), ("SWAPLINE_LEASE_RETENTION_DAYS", "-1"),
+    ("SWAPLINE_LOG_LEVEL", "loud"), ("SWAPLINE_REDIS_URL", "nonsense"), ("SWAPLINE_REDIS_URL", "http://r:6379"),
+    ("SWAPLINE_GEOIP_DB", "/no/such/City.mmdb"), ("SWAPLINE_HOST", "not..a..host"),
+    ("SWAPLINE_PUBLIC_URL", "swapline.example.com"),
 ])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
