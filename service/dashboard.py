@@ -10,6 +10,7 @@ script and may not be framed (`HEADERS`).
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,7 +18,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service import bodies
+from service import bodies, stats
 from service.auth import accepts, fingerprint, require_report_token
 from service.engine import Site
 from service.errors import TooManyRequests
@@ -26,6 +27,7 @@ from service.runtime import Runtime
 
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
+PADDING = 20  # chart: user units between the axis and the first day
 DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
 HEADERS = {
     "cache-control": "no-store",
@@ -74,27 +76,46 @@ async def login_endpoint(request: Request) -> Response:
 
 
 def chart(daily: list[dict[str, Any]], variants: list[str], width: int = 640, height: int = 220) -> dict[str, Any]:
-    """Polylines of the conversion rate per day per variant, in SVG user units."""
+    """The conversion rate per day per variant in SVG user units: a line through each day's dot,
+    and the dot's 95% interval as a whisker, so that a day of few visitors looks as uncertain
+    as it is. The variants of a day stand side by side, the axis reaches the highest interval
+    in round steps."""
     days = sorted({point["day"] for point in daily})
-    rates = [point["rate"] for point in daily if point["rate"] is not None]
-    top = max(rates, default=0) or 0.01
+    measured = [(point, stats.wilson(point["converted"], point["visitors"]))
+                for point in daily if point["rate"] is not None]
+    step, steps = _scale(max((interval.high for _, interval in measured if interval), default=0))
+    top = step * steps
     left, bottom, plot_w, plot_h = 48, height - 28, width - 64, height - 44
+    apart = min(12.0, plot_w / max(1, len(days)) / (len(variants) + 1))  # a day's variants, side by side
 
-    def x(day: str) -> float:
-        return left + (days.index(day) / (len(days) - 1) * plot_w if len(days) > 1 else plot_w / 2)
+    def x(day: str, variant: float) -> float:  # variant: its index, or between them for the day's label
+        inner = plot_w - 2 * PADDING  # the first and the last day's dots clear the axis labels
+        middle = left + PADDING + (days.index(day) / (len(days) - 1) * inner if len(days) > 1 else inner / 2)
+        return middle + (variant - (len(variants) - 1) / 2) * apart
 
     def y(rate: float) -> float:
         return bottom - rate / top * plot_h
 
     lines = []
     for index, variant in enumerate(variants):
-        points = [(x(p["day"]), y(p["rate"])) for p in daily if p["variant"] == variant and p["rate"] is not None]
-        lines.append({"variant": variant, "colour": COLOURS[index % len(COLOURS)],
-                      "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in points), "dots": points})
-    ticks = [{"y": y(top * i / 4), "label": f"{top * i / 4 * 100:.1f}%"} for i in range(5)]
-    labels = [{"x": x(day), "label": day[5:]} for day in days[:: max(1, len(days) // 8)]]
+        dots = [{"x": x(point["day"], index), "y": y(point["rate"]), "low": y(interval.low), "high": y(interval.high)}
+                for point, interval in measured if point["variant"] == variant and interval]
+        lines.append({"variant": variant, "colour": COLOURS[index % len(COLOURS)], "dots": dots,
+                      "points": " ".join(f"{dot['x']:.1f},{dot['y']:.1f}" for dot in dots)})
+    ticks = [{"y": y(step * i), "label": f"{round(step * i * 100, 6):g}%"} for i in range(steps + 1)]
+    labels = [{"x": x(day, (len(variants) - 1) / 2), "label": day[5:]} for day in days[:: max(1, len(days) // 8)]]
     return {"width": width, "height": height, "lines": lines, "ticks": ticks, "days": labels,
             "left": left, "right": left + plot_w, "bottom": bottom}
+
+
+def _scale(highest: float) -> tuple[float, int]:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) and how many of them (three to five)
+    reach `highest`; up to 1% when there is nothing to show."""
+    highest = highest or 0.01
+    wanted = highest / 4
+    power = 10 ** math.floor(math.log10(wanted))
+    step = next(power * mantissa for mantissa in (1, 2, 2.5, 5, 10) if power * mantissa >= wanted * (1 - 1e-9))
+    return step, max(1, math.ceil(highest / step - 1e-9))
 
 
 async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:

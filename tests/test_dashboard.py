@@ -12,6 +12,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.dashboard import chart
 from service.ledger import Ledger
 from service.store import Store, connect
 from tests.browser import ARTIFACTS, chromium
@@ -73,6 +74,7 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
             assert lines.count() == 2
             for index in range(2):
                 assert len(lines.nth(index).get_attribute("points").split()) == DAYS
+            assert experiment.locator("svg.chart line.interval").count() == 2 * DAYS  # each dot's interval
             assert page.locator("#pages td").first.inner_text() == "/"
 
             (cookie,) = context.cookies()
@@ -152,3 +154,16 @@ def test_dashboard_pages_may_not_be_framed_or_run_scripts(valkey_url: str, rules
         assert "default-src 'none'" in page.headers["content-security-policy"]  # no script, no frame, no font...
         assert page.headers["referrer-policy"] == "no-referrer"
         assert page.headers["cache-control"] == "no-store"
+
+
+def test_a_single_day_charts_each_variant_with_its_interval_on_round_ticks() -> None:
+    daily = [{"day": "2026-11-29", "variant": "control", "visitors": 500, "converted": 25, "rate": 0.05},
+             {"day": "2026-11-29", "variant": "b", "visitors": 480, "converted": 36, "rate": 0.075}]
+    drawn = chart(daily, ["control", "b"])
+    assert [tick["label"] for tick in drawn["ticks"]] == ["0%", "5%", "10%", "15%"]  # b reaches 10.2%
+    (control,), (b,) = (line["dots"] for line in drawn["lines"])
+    for dot in (control, b):
+        assert dot["low"] > dot["y"] > dot["high"] >= drawn["ticks"][-1]["y"]  # SVG's y grows downwards
+    assert drawn["ticks"][-2]["y"] > b["high"]  # the axis ends at the first round step above the intervals
+    middle = drawn["left"] + (drawn["right"] - drawn["left"]) / 2
+    assert control["x"] < middle < b["x"] and b["x"] - control["x"] <= 24  # side by side on their day
