@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 import signal
 from pathlib import Path
 
@@ -83,6 +84,14 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
 
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            today = datetime.date.today().isoformat()  # one day of data: a dot and its interval per variant
+            page.goto(f"{base}/dashboard/shop?from={today}&to={today}")
+            one_day = page.locator("section.experiment[data-experiment=hero] svg.chart")
+            assert one_day.locator("line.interval").count() == 2 and one_day.locator("circle").count() == 2
+            ticks = one_day.locator("text[text-anchor=end]").evaluate_all("(ticks) => ticks.map((t) => t.textContent)")
+            assert ticks[0] == "0%" and all(re.fullmatch(r"\d+(\.5)?%", tick) for tick in ticks), ticks
+            page.screenshot(path=str(ARTIFACTS / "dashboard-one-day.png"), full_page=True)
             assert all(url.startswith(base) for url in requested), requested  # no CDN, no external asset
             assert errors == []
     finally:
