@@ -589,7 +589,9 @@ def test_preview_forces_a_variant_and_records_nothing(page: Page, fixtures: Fixt
     decision = decided(page)
     assert decision["preview"] is True and decision["experiments"] == {"e": "b"}
     assert text(page, "#variant-box") == "Variant B"
-    assert text(page, "#f1") == "+7 (812) 645-17-14"  # no number leased for a preview
+    # The pool's first number, as the page prints its own: leased by nobody (no heartbeat renews it).
+    assert decision["phone"]["kind"] == "preview" and "heartbeat" not in decision["phone"]
+    assert text(page, "#f1") == "+7 (812) 700-00-01" and decision["phone"]["international"] == NUMBERS[0]
     assert sum(p["visitors"] for p in report(service)["pages"]) == exposed_before
 
 
