@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -405,15 +406,12 @@ class Site:
     experiment_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # a conversion credits each
     controls: dict[str, str] = field(init=False, repr=False, compare=False)  # experiment → its first variant
     hosts: frozenset[str] = field(init=False, repr=False, compare=False)  # its origins': no arrival from there
+    # Leased number → its pool, for crediting calls: made once, a call on a big pool costs no more.
+    tracking_numbers: Mapping[str, Pool] = field(init=False, repr=False, compare=False)
 
     def pool(self, pool_id: str | None) -> Pool | None:
         """The pool of that id, if the rules still have it."""
         return next((pool for pool in self.pools if pool.id == pool_id), None)
-
-    @property
-    def tracking_numbers(self) -> dict[str, Pool]:
-        """Leased number → its pool, for crediting calls."""
-        return {number: pool for pool in self.pools for number in pool.numbers}
 
     def place(self, name: str | None) -> Place:
         name = name or ""
@@ -424,6 +422,8 @@ class Site:
         object.__setattr__(self, "_matches", {})
         object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
         object.__setattr__(self, "controls", {e.id: e.variants[0].id for e in self.experiments})
+        object.__setattr__(self, "tracking_numbers", MappingProxyType(
+            {number: pool for pool in self.pools for number in pool.numbers}))
         object.__setattr__(self, "hosts", frozenset(
             (urlsplit(origin).hostname or "").removeprefix("www.") for origin in self.origins))
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))

@@ -7,6 +7,9 @@ import functools
 import phonenumbers
 
 
+# Calls name the tracking numbers again and again, and parsing one costs a call most of its
+# CPU: remembered, as many as the largest pools hold (calls are signed: no stranger fills it).
+@functools.lru_cache(maxsize=1 << 17)
 def e164(number: str) -> str | None:
     """`+7 495 120-00-01` → `+74951200001`; None for anything that is not a valid number."""
     try:
@@ -23,7 +26,9 @@ def _metadata(parsed: phonenumbers.PhoneNumber) -> phonenumbers.PhoneMetadata | 
     return phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
 
 
-@functools.lru_cache(maxsize=4096)
+# Only the rules' numbers come here (pools, overflow, static, the page's own), each shown again
+# and again: all of them are remembered, so a lease costs the same in a pool of 100,000.
+@functools.cache
 def formats(number: str) -> dict[str, str]:
     """The forms the snippet shows and searches for: E.164, international, national, and the
     national digits (without country code or trunk prefix) that the snippet matches on."""
