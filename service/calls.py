@@ -56,7 +56,7 @@ async def calls_endpoint(request: Request) -> JSON:
     expected = "sha256=" + hmac.new(site.calls.secret, raw, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(request.headers.get("x-swapline-signature", "").encode(), expected.encode()):
         raise Unauthorized("invalid_signature", "X-Swapline-Signature is missing or wrong")
-    return await _answer(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key))
+    return await _answer(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, _home(site)))
 
 
 async def twilio_endpoint(request: Request) -> JSON:
@@ -77,7 +77,7 @@ async def twilio_endpoint(request: Request) -> JSON:
     ended = _twilio_time(values.get("Timestamp")) or runtime.now_ms()
     return await _answer(runtime, site, Call(
         call_id, _number(_required(values, "To"), "To"),
-        *_caller(runtime.caller_key, values.get("From")), ended - talk * 1000, talk, status,
+        *_caller(runtime.caller_key, values.get("From"), _home(site)), ended - talk * 1000, talk, status,
     ))
 
 
@@ -94,7 +94,9 @@ def twilio_valid(token: str, url: str, params: list[tuple[str, str]], signature:
                for u in candidates)
 
 
-def parse_call(data: dict[str, Any], caller_key: bytes) -> Call:
+def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None) -> Call:
+    """The call a JSON webhook describes; its numbers may be written as people in `home` (the
+    site's region) write them, without a country code."""
     call_id = _required(data, "call_id")
     if len(call_id) > 128:
         raise BadRequest("invalid_call", "call_id is longer than 128 characters")
@@ -118,8 +120,8 @@ def parse_call(data: dict[str, Any], caller_key: bytes) -> Call:
     if not isinstance(status, str) or len(status) > 32:
         raise BadRequest("invalid_call", "status must be a short text")
     caller = data.get("caller")
-    return Call(call_id, _number(_required(data, "called"), "called"),
-                *_caller(caller_key, caller if isinstance(caller, str) else None), start_ms, talk, status)
+    return Call(call_id, _number(_required(data, "called"), "called", home),
+                *_caller(caller_key, caller if isinstance(caller, str) else None, home), start_ms, talk, status)
 
 
 async def _answer(runtime: Runtime, site: Site, call: Call) -> JSON:
@@ -206,22 +208,30 @@ def _required(data: dict[str, Any], name: str) -> str:
     return value.strip()
 
 
-def _number(value: str, name: str) -> str:
-    number = phones.e164(value)
+def _number(value: str, name: str, home: str | None = None) -> str:
+    number = phones.e164(value, home)
     if number is None:
         raise BadRequest("invalid_call", f"{name} is not a valid phone number: {value!r}")
     return number
 
 
-def _caller(key: bytes, value: str | None) -> tuple[str, str | None]:
-    """What is kept of a caller's number: a keyed hash and the last four digits.
+def _home(site: Site) -> str | None:
+    """Where the site's numbers are: a number written without its country code is from there."""
+    number = site.phone or next(iter(site.tracking_numbers), None)
+    return phones.home(number) if number else None
+
+
+def _caller(key: bytes, value: str | None, home: str | None = None) -> tuple[str, str | None]:
+    """What is kept of a caller's number: a keyed hash and the last four digits. One caller
+    is one hash however the telephony writes the number (`+7…`, `8…`, `7…`: see `_number`).
 
     Hidden numbers ('anonymous', 'restricted', '') keep nothing.
     """
     digits = re.sub(r"[\s()-]", "", value or "")
     if not _DIGITS.fullmatch(digits):
         return "", None
-    return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()[:32], digits[-4:]
+    number = phones.e164(digits, home) or digits
+    return hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:32], number[-4:]
 
 
 def _seconds(value: str, name: str) -> int:

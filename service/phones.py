@@ -10,15 +10,24 @@ import phonenumbers
 # Calls name the tracking numbers again and again, and parsing one costs a call most of its
 # CPU: remembered, as many as the largest pools hold (calls are signed: no stranger fills it).
 @functools.lru_cache(maxsize=1 << 17)
-def e164(number: str) -> str | None:
-    """`+7 495 120-00-01` → `+74951200001`; None for anything that is not a valid number."""
+def e164(number: str, home: str | None = None) -> str | None:
+    """`+7 495 120-00-01` → `+74951200001`; None for anything that is not a valid number.
+    With `home` (a region: "RU"), numbers written as people there do, without `+`, are read
+    too: `84951200001`, `74951200001`, `4951200001`."""
     try:
-        parsed = phonenumbers.parse(number, None)
+        parsed = phonenumbers.parse(number, home)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(parsed):
         return None
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+@functools.cache  # the rules' numbers only
+def home(number: str) -> str | None:
+    """The region (ISO 3166-1: "RU") of an E.164 number."""
+    region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    return str(region) if region and region != phonenumbers.UNKNOWN_REGION else None
 
 
 def _metadata(parsed: phonenumbers.PhoneNumber) -> phonenumbers.PhoneMetadata | None:

@@ -193,7 +193,8 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
     k_control = control.converted[metric]
     variants = []
     warnings = []
-    needed = stats.required_sample(k_control / control.visitors) if control.visitors and k_control else None
+    base = k_control / control.visitors if control.visitors else 0.0
+    needed = stats.required_sample(base) if base else None
     for variant in experiment.variants:
         cell = cells[variant.id]
         row = {"variant": variant.id, "weight": variant.weight, **_figures(cell, metric), "lift": None}
@@ -203,8 +204,11 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         variants.append(row)
         if needed is not None and cell.visitors < needed:
             warnings.append(f"{variant.id}: {cell.visitors} of the {needed} visitors needed to see a 20% lift")
-    if needed is None:
+    if needed is None and not base:
         warnings.append("too little data: the control has no conversions yet, so no sample size can be judged")
+    elif needed is None:
+        warnings.append(f"the control converts {base:.0%}: a 20% lift would pass 100%, so no sample size can be "
+                        "judged")
     if srm and srm["alarm"]:
         warnings.insert(0, f"sample ratio mismatch (p = {srm['p_value']:.2g}): the split does not follow the "
                            "weights, so the figures cannot be trusted")

@@ -100,6 +100,20 @@ def test_target_calls_need_talk_time_and_a_new_caller(pool_client: TestClient, c
     assert next_day.json()["unique"] is True  # a day after the last call: the window is one day
 
 
+@pytest.mark.parametrize("written", ["8{digits}", "7{digits}", "{digits}", "8 ({code}) {rest}"])
+def test_numbers_written_as_russian_pbxs_write_them_are_read(pool_client: TestClient, clock: Clock,
+                                                             written: str) -> None:
+    """Mango Office and Zadarma write numbers without `+`, with the trunk prefix 8, or bare:
+    the called number is the pool's all the same, and the caller the same repeat caller."""
+    held = visit(pool_client, "caller-visitor-000001")["phone"]["number"]  # +7XXXXXXXXXX
+    digits = held[2:]
+    called = written.format(digits=digits, code=digits[:3], rest=digits[3:])
+    first = post_call(pool_client, call("as-written-1", called, clock.now, caller="+79990000003")).json()
+    assert first["credited"] is True and first["visitor"] == "caller-visitor-000001"
+    again = post_call(pool_client, call("as-written-2", held, clock.now + 5, caller="89990000003")).json()
+    assert again["unique"] is False and again["caller_last_digits"] == "0003"  # one caller, however written
+
+
 def test_caller_numbers_are_not_stored_raw(pool_client: TestClient, store: redis.Redis) -> None:
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     post_call(pool_client, call("c-1", number, START, caller="+7 (916) 123-45-67"))

@@ -162,6 +162,27 @@ def test_statistics_compare_each_variant_with_control(shop: TestClient, clock: C
     assert {day["variant"] for day in table["daily"]} == {"control", "b"}
 
 
+@pytest.mark.parametrize(("converts", "warning"), [
+    (lambda n: False, "too little data: the control has no conversions yet, so no sample size can be judged"),
+    (lambda n: n % 6 != 0, "the control converts 83%: a 20% lift would pass 100%, so no sample size can be judged"),
+    (lambda n: True, "the control converts 100%: a 20% lift would pass 100%, so no sample size can be judged"),
+])
+def test_a_sample_size_that_cannot_be_judged_says_why(shop: TestClient, clock: Clock, converts: Any,
+                                                        warning: str) -> None:
+    controls = 0
+    for n in range(200):
+        clock.now = START + n * 60
+        body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"size-visitor-{n:07d}"}).json()
+        if body["experiments"]["hero"] == "control":
+            if converts(controls):
+                beacon(shop, body["token"], "form", f"z-{n}")
+            controls += 1
+        if controls == 30:
+            break
+    (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
+    assert table["variants"][0]["visitors"] == 30 and warning in table["warnings"]
+
+
 def test_report_filters_csv_and_token(shop: TestClient, clock: Clock) -> None:
     for n, page in enumerate(["/", "/sale", "/"]):
         body = shop.get("/v1/decide", params={"site": "shop", "url": page, "vid": f"filter-visitor-{n:06d}"}).json()
