@@ -77,6 +77,7 @@ def load(directory: Path) -> RuleSet:
     problems: list[Problem] = []
     sites: dict[str, Site] = {}
     defined_in: dict[str, str] = {}
+    tracked: dict[str, tuple[str, str]] = {}  # tracking number → the site and file it is in
     digest = hashlib.sha256()
     for path in files:
         # A file that cannot be read is a problem like any other, never a crash: the reloader
@@ -99,11 +100,26 @@ def load(directory: Path) -> RuleSet:
         if site.id in sites:
             problems.append(Problem(str(path), compiler.document.line(("site",)),
                                     f"site {site.id!r} is already defined in {defined_in[site.id]}"))
+        problems.extend(_shared_numbers(site, str(path), compiler, tracked))
         sites[site.id] = site
         defined_in.setdefault(site.id, str(path))
     if problems:
         raise RulesError(problems)
     return RuleSet(sites, digest.hexdigest()[:12])
+
+
+def _shared_numbers(site: Site, file: str, compiler: _Compiler,
+                    tracked: dict[str, tuple[str, str]]) -> list[Problem]:
+    """A tracking number of two sites: it rings in one place, so one site would never get its
+    calls (each site's webhook names the site). Notes this site's numbers in `tracked`."""
+    problems = []
+    for index, pool in enumerate(site.pools):
+        for i, number in enumerate(pool.numbers):
+            other, where = tracked.setdefault(number, (site.id, file))
+            if other != site.id:
+                problems.append(Problem(file, compiler.document.line(("pools", index, "numbers", i)),
+                                        f"{number} is also a tracking number of site {other!r} ({where})"))
+    return problems
 
 
 class _Compiler:

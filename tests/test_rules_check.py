@@ -405,3 +405,15 @@ def test_cli_check_prints_file_line_message_and_fails_on_a_broken_copy(tmp_path:
         f"{path}:{line_of(text, 'RU-XXX')}: unknown region code 'RU-XXX' (ISO 3166-2)",
         f"{path}:{line_of(text, 'variants:')}: variant weights add up to 116, not 100",
     ]
+
+
+def test_a_tracking_number_of_two_sites_is_refused(tmp_path: Path) -> None:
+    """A number rings in one place: one of two sites that share it would never get its calls."""
+    first = write(tmp_path, DEMO_TEXT, "demo.yaml")
+    shop = DEMO_TEXT.replace("site: demo", "site: shop").replace('"+7 495 120-00-05"', '"+7 495 130-00-05"')
+    second = write(tmp_path, shop, "shop.yaml")
+    problems = problems_in(tmp_path)
+    assert [(p.file, p.line) for p in problems] == [
+        (str(second), line_of(DEMO_TEXT, f'"+7 495 120-00-0{n}"')) for n in (1, 2, 3, 4)
+    ] + [(str(second), line_of(DEMO_TEXT, f'"+7 812 645-17-1{n}"')) for n in (4, 5, 6)]
+    assert problems[0].message == f"+74951200001 is also a tracking number of site 'demo' ({first})"
