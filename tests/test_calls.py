@@ -78,7 +78,7 @@ def test_the_next_holder_gets_calls_after_the_number_moves_on(pool_client: TestC
 
 
 def test_overflow_static_and_page_numbers_are_not_credited_to_visitors(pool_client: TestClient) -> None:
-    for number, kind, reason in [("+74951200000", "overflow", "overflow_number"),
+    for number, kind, reason in [("+74951900000", "overflow", "overflow_number"),
                                  ("+78005553536", "static", "static_number"),
                                  ("+78005553535", "page", "page_number"),
                                  ("+74959999999", "unknown", "unknown_number")]:
@@ -125,7 +125,7 @@ def test_caller_numbers_are_not_stored_raw(pool_client: TestClient, store: redis
 @pytest.mark.parametrize(("secret", "status"), [(None, 401), (b"wrong-secret-0000000000", 401)])
 def test_unsigned_or_badly_signed_calls_are_refused(pool_client: TestClient, secret: bytes | None,
                                                     status: int, store: redis.Redis) -> None:
-    response = post_call(pool_client, call("c-1", "+74951200001", START), secret=secret)
+    response = post_call(pool_client, call("c-1", "+74951900001", START), secret=secret)
     assert response.status_code == status and response.json()["error"]["code"] == "invalid_signature"
     assert not store.exists("sw:{pooltest:calls}:calls")
 
@@ -136,14 +136,14 @@ def test_site_without_a_calls_secret_refuses_calls(pool_client: TestClient) -> N
 
 
 @pytest.mark.parametrize(("body", "code"), [
-    ({"called": "+74951200001", "start": START}, "invalid_call"),
+    ({"called": "+74951900001", "start": START}, "invalid_call"),
     ({"call_id": "x", "start": START}, "invalid_call"),
     ({"call_id": "x", "called": "12", "start": START}, "invalid_call"),
-    ({"call_id": "x", "called": "+74951200001"}, "invalid_call"),
-    ({"call_id": "x", "called": "+74951200001", "start": "yesterday"}, "invalid_call"),
-    ({"call_id": "x", "called": "+74951200001", "start": "2026-11-22T10:00:00"}, "invalid_call"),
-    ({"call_id": "x", "called": "+74951200001", "start": START, "talk_seconds": -5}, "invalid_call"),
-    ({"call_id": "x" * 200, "called": "+74951200001", "start": START}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": "yesterday"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": "2026-11-22T10:00:00"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "talk_seconds": -5}, "invalid_call"),
+    ({"call_id": "x" * 200, "called": "+74951900001", "start": START}, "invalid_call"),
 ])
 def test_malformed_calls_get_a_clear_400(pool_client: TestClient, body: dict[str, Any], code: str) -> None:
     response = post_call(pool_client, body)
@@ -165,13 +165,13 @@ def test_absurd_moments_get_a_clear_400_and_burn_no_call_id(pool_client: TestCli
 
 
 def test_a_start_in_milliseconds_is_named_as_such(pool_client: TestClient) -> None:
-    response = post_call(pool_client, call("ms-1", "+74951200001", START * 1000))
+    response = post_call(pool_client, call("ms-1", "+74951900001", START * 1000))
     assert "(this looks like milliseconds)" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("duration", ["²", "1" * 23, "-1", "86400", "4.5", " 42", "٤٢"])
 def test_twilio_durations_that_are_no_whole_seconds_get_a_clear_400(pool_client: TestClient, duration: str) -> None:
-    params = {"CallSid": "CA77", "From": CALLER, "To": "+74951200001", "CallStatus": "completed",
+    params = {"CallSid": "CA77", "From": CALLER, "To": "+74951900001", "CallStatus": "completed",
               "CallDuration": duration}
     response = twilio_post(pool_client, params)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_call"
@@ -204,7 +204,7 @@ def test_twilio_status_callbacks_verified_with_twilios_own_validator(pool_client
 
 
 def test_twilio_refuses_a_wrong_signature_and_ignores_unfinished_calls(pool_client: TestClient) -> None:
-    params = {"CallSid": "CA9", "From": CALLER, "To": "+74951200001", "CallStatus": "completed"}
+    params = {"CallSid": "CA9", "From": CALLER, "To": "+74951900001", "CallStatus": "completed"}
     forged = twilio_post(pool_client, params, token="someone-elses-token")
     assert forged.status_code == 401
     ringing = twilio_post(pool_client, {**params, "CallStatus": "ringing"})
@@ -218,7 +218,7 @@ def test_twilio_behind_a_proxy_uses_the_public_url(valkey_url: str, rules_dir: A
     (rules_dir / "pooltest.yaml").write_text(POOL_SITE)
     app = create_app(make_settings(valkey_url, rules_dir, public_url="https://calls.example.com"))
     public = "https://calls.example.com/v1/calls/twilio?site=pooltest"
-    params = {"CallSid": "CA7", "From": CALLER, "To": "+74951200001", "CallStatus": "busy"}
+    params = {"CallSid": "CA7", "From": CALLER, "To": "+74951900001", "CallStatus": "busy"}
     with TestClient(app) as client:
         signed_for_public = RequestValidator(TWILIO_TOKEN).compute_signature(public, params)
         ok = client.post("/v1/calls/twilio?site=pooltest", content=urlencode(params),

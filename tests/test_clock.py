@@ -14,7 +14,7 @@ import redis
 
 from tests.conftest import BROWSER_HEADERS, POOL_SITE, output, skewed, start
 
-POOL = {"+74951200001", "+74951200002", "+74951200003"}
+POOL = {"+74951900001", "+74951900002", "+74951900003"}
 HOLD_MS = 60_000  # the pool's hold in POOL_SITE
 SKEW = 60  # seconds the second process's clock is ahead
 

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 from service.tokens import TokenSigner
 from tests.conftest import Clock
 
-POOL = {"+74951200001", "+74951200002", "+74951200003"}
-OVERFLOW = "+74951200000"
+POOL = {"+74951900001", "+74951900002", "+74951900003"}
+OVERFLOW = "+74951900000"
 REPORT = {"authorization": "Bearer test-report-token-0001"}
 
 
@@ -37,13 +37,13 @@ def test_phone_carries_the_leased_number_in_its_formats(pool_client: TestClient)
     phone = visit(pool_client, vid(1))["phone"]
     assert phone["kind"] == "lease" and phone["pool"] == "small" and phone["number"] in POOL
     digits = phone["number"][-2:]
-    assert phone["international"] == f"+7 495 120-00-{digits}"
-    assert phone["national"] == f"8 (495) 120-00-{digits}"
+    assert phone["international"] == f"+7 495 190-00-{digits}"
+    assert phone["national"] == f"8 (495) 190-00-{digits}"
     assert phone["replaces"] == "+78005553535" and phone["hold"] == 60
     assert phone["heartbeat"] == 20_000  # the snippet renews the hold three times a hold
     page_number = re.compile(phone["replaces_pattern"].replace(r"\p{Pd}", "-"))  # JavaScript's, Python's `re`
     assert all(page_number.search(printed) for printed in ("8 (800) 555-35-35", "+7 800 5553535", "88005553535"))
-    assert not page_number.search("+7 495 120-00-01")
+    assert not page_number.search("+7 495 190-00-01")
 
 
 def test_a_visitor_keeps_the_number_across_pages_and_on_return(pool_client: TestClient, clock: Clock) -> None:
