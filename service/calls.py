@@ -34,6 +34,8 @@ EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 
 log = logging.getLogger("swapline")
 CALL = Script.named("call")
 TWILIO_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+# Statuses of a call nobody answered, as Twilio and PBXs write them: a `missed_call`, not a `call`.
+MISSED = frozenset({"busy", "no-answer", "noanswer", "no_answer", "failed", "canceled", "cancelled", "missed"})
 _DIGITS = re.compile(r"\+?[0-9]{3,20}")
 
 
@@ -165,10 +167,16 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     ))
     answer = {**orjson.loads(stored), "duplicate": bool(seen)}
     if answer["credited"] and not answer["duplicate"]:
-        kinds = ["call", "qualified_call"] if answer["qualified"] else ["call"]
-        await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}", kinds,
-                                     runtime.now_ms())
+        await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}",
+                                     _conversions(answer), runtime.now_ms())
     return answer
+
+
+def _conversions(answer: dict[str, Any]) -> list[str]:
+    """What a credited call counts as: a missed call, or an answered one (and a target call)."""
+    if answer["status"].lower() in MISSED:
+        return ["missed_call"]
+    return ["call", "qualified_call"] if answer["qualified"] else ["call"]
 
 
 async def _visit(runtime: Runtime, site: Site, holder: dict[str, Any] | None, start_ms: int) -> dict[str, Any] | None:

@@ -132,7 +132,7 @@ REPORT_FILTERS = [
     _query("to", "last cohort day, YYYY-MM-DD"),
     _query("page", "page path"),
     _query("experiment", "experiment id"),
-    _query("metric", "any, qualified_call, call, form, tel_click, goal or goal:NAME"),
+    _query("metric", "any, qualified_call, call, missed_call, form, tel_click, goal or goal:NAME"),
     {"name": "limit", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]*$"},
      "description": "pages listed, 1 to 1000 (empty: 100), the most visited first; the others add up to one "
                     "\"(other)\" row"},

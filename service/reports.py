@@ -30,7 +30,7 @@ from service.ledger import ALL, OTHER, SITE, Tally
 from service.responses import JSON
 from service.runtime import Runtime
 
-KINDS = ("qualified_call", "call", "form", "tel_click", "goal", "any")
+KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
 CONTROL = "control"
 MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
 

@@ -55,9 +55,9 @@ def beacon(client: TestClient, token: str, kind: str, event_id: str, **extra: st
     return response.json()
 
 
-def call(client: TestClient, call_id: str, number: str, start: float, talk: int) -> Any:
+def call(client: TestClient, call_id: str, number: str, start: float, talk: int, status: str = "completed") -> Any:
     raw = orjson.dumps({"call_id": call_id, "called": number, "caller": f"+7916{call_id[-7:]}",
-                        "start": start, "talk_seconds": talk})
+                        "start": start, "talk_seconds": talk, "status": status})
     signature = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
     return client.post("/v1/calls?site=shop", content=raw, headers={"x-swapline-signature": signature}).json()
 
@@ -91,6 +91,10 @@ def test_the_report_credits_every_conversion_to_its_page_and_variant(shop: TestC
             converted.add("call")
             if talk >= 30:
                 converted.add("qualified_call")
+        elif n % 6 == 3:  # nobody answered: a missed call, not a call
+            answer = call(shop, f"missed-{n:08d}", body["phone"]["number"], clock.now + 30, 0, status="no-answer")
+            assert answer["credited"] and answer["qualified"] is False
+            converted.add("missed_call")
         for kind in converted | ({"any"} if converted else set()):
             cohort[kind] += 1
 
@@ -100,7 +104,7 @@ def test_the_report_credits_every_conversion_to_its_page_and_variant(shop: TestC
     for key, expected in truth.items():
         row = tables[key]
         assert row["exposed"] == expected["exposed"] and row["overflowed"] == 0, key
-        for kind in ("form", "tel_click", "goal", "call", "qualified_call", "any"):
+        for kind in ("form", "tel_click", "goal", "call", "qualified_call", "missed_call", "any"):
             assert row["converted"][kind] == expected[kind], (key, kind)
         assert row["totals"]["form"] == expected["form_events"] and row["totals"]["tel_click"] == expected[
             "tel_click_events"]
