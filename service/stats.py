@@ -133,6 +133,20 @@ def chance_to_beat(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
     return 1 - _beat(b_a, a_a, b_b, a_b)
 
 
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of p-values tested together (several variants against one
+    control), as statsmodels' `multipletests(method="holm")`: the smallest p times m, the next
+    times m - 1, …, each at least the one before it, at most 1. None (no test) stays None and
+    does not count in m."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def srm(observed: Sequence[int], weights: Sequence[float]) -> tuple[float, float] | None:
     """Sample-ratio mismatch: (chi-square statistic, p-value) of the observed split against the weights.
 

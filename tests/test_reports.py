@@ -161,6 +161,7 @@ def test_statistics_compare_each_variant_with_control(shop: TestClient, clock: C
     assert lift["absolute"] == pytest.approx(variant["rate"] - control["rate"])
     assert lift["absolute_interval"][0] < lift["absolute"] < lift["absolute_interval"][1]
     assert lift["p_value"] < 0.001 and lift["chance_to_beat"] > 0.999
+    assert table["correction"] is None and "p_value_holm" not in lift  # one comparison: nothing to correct
     assert control["interval"][0] < control["rate"] < control["interval"][1]
     assert table["srm"]["alarm"] is False and 0 <= table["srm"]["p_value"] <= 1
     assert {day["variant"] for day in table["daily"]} == {"control", "b"}
@@ -237,3 +238,28 @@ def test_beacons_are_rate_limited_per_address(valkey_url: str, rules_dir: Path, 
         codes = [client.post("/v1/events", content=orjson.dumps({"type": "form", "id": f"r{n}", "token": token}))
                  .status_code for n in range(8)]
     assert codes == [202] * 5 + [429] * 3
+
+
+def test_three_variants_get_holm_adjusted_p_values(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                                   clock: Clock) -> None:
+    """Two variants against one control: each p-value as it stands, and Holm-adjusted as
+    statsmodels adjusts them; the dashboard says so and colours by the adjusted one."""
+    from statsmodels.stats.multitest import multipletests  # type: ignore[import-untyped]
+
+    three = SHOP.replace("      - {id: control, weight: 50}\n      - {id: b, weight: 50,",
+                         "      - {id: control, weight: 34}\n      - {id: c, weight: 33}\n      - {id: b, weight: 33,")
+    with site_client(valkey_url, rules_dir, clock, "shop", three) as shop:
+        for n in range(300):
+            clock.now = START + n * 60
+            body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"holm-visitor-{n:07d}"}).json()
+            variant = body["experiments"]["hero"]
+            if n % {"control": 10, "c": 6, "b": 3}[variant] == 0:
+                beacon(shop, body["token"], "form", f"h-{n}")
+        (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
+        dashboard = shop.get("/dashboard/shop", headers=TOKEN).text
+    lifts = [row["lift"] for row in table["variants"][1:]]
+    expected = multipletests([lift["p_value"] for lift in lifts], method="holm")[1]
+    assert table["correction"] == "holm"
+    assert [lift["p_value_holm"] for lift in lifts] == pytest.approx(list(expected), rel=1e-12)
+    assert all(lift["p_value_holm"] >= lift["p_value"] for lift in lifts)
+    assert "p-value (Holm)" in dashboard and "Holm-adjusted" in dashboard

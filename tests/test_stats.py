@@ -31,6 +31,7 @@ from service.stats import (
     Interval,
     chance_to_beat,
     difference,
+    holm,
     normal_quantile,
     ratio,
     required_sample,
@@ -335,3 +336,17 @@ def test_interval_is_a_frozen_value() -> None:
     assert interval == Interval(0.1, 0.2)
     with pytest.raises(AttributeError):
         interval.low = 0.3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_holm_agrees_with_statsmodels(seed: int) -> None:
+    from statsmodels.stats.multitest import multipletests  # type: ignore[import-untyped]
+
+    rng = np.random.default_rng(seed)
+    p_values = [float(p) for p in rng.uniform(0, 0.2, size=int(rng.integers(2, 8)))]
+    if seed % 4 == 0:
+        p_values[0] = p_values[-1]  # ties
+    expected = multipletests(p_values, method="holm")[1]
+    assert holm(p_values) == pytest.approx(list(expected), rel=1e-12, abs=1e-15)
+    gaps = holm([None, *p_values, None])
+    assert gaps[0] is None and gaps[-1] is None and gaps[1:-1] == pytest.approx(list(expected), rel=1e-12)
