@@ -33,8 +33,8 @@ from service.visits import Visit
 
 MAX_URL = 4096
 MAX_VID = 128
-MAX_VISIT = 4096
-PREVIEW_CITY = "swapline_preview_city"  # the last decision token: its visit's campaign texts and phrase, twice at most
+MAX_VISIT = 4096  # the last decision token: its visit's campaign texts and phrase, twice at most
+PREVIEW_CITY = "swapline_preview_city"  # in a page's address: the city a preview link puts the visitor in
 log = logging.getLogger("swapline")
 
 
@@ -66,6 +66,7 @@ class Address(NamedTuple):
 
 
 def address(url: str) -> Address:
+    """What `url` says; its parameters as sent (the page's own encoding), decoded where read."""
     try:
         parts = urlsplit(url)
     except ValueError:
