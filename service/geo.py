@@ -63,14 +63,17 @@ def _city_key(name: str) -> str:
 
 def _city_records() -> dict[str, dict[str, Any]]:
     """Each city's names, as GeoIP records carry them, by `_city_key` of each name."""
+    def names(en: str, ru: str) -> dict[str, str]:
+        return {language: name for language, name in (("en", en), ("ru", ru)) if name}
+
     records: dict[str, dict[str, Any]] = {}
     for line in CITIES.read_text(encoding="utf-8").splitlines():
         country, country_en, country_ru, region, region_en, region_ru, city_en, city_ru, _ = line.split("\t")
-        record = {"country": {"iso_code": country, "names": {"en": country_en, "ru": country_ru}},
-                  "subdivisions": [{"iso_code": region, "names": {"en": region_en, "ru": region_ru}}],
-                  "city": {"names": {"en": city_en, "ru": city_ru}}}
-        for name in (city_en, city_ru):
-            records.setdefault(_city_key(name), record)  # the file lists the larger namesake first
+        record = {"country": {"iso_code": country, "names": names(country_en, country_ru)},
+                  "subdivisions": [{"iso_code": region, "names": names(region_en, region_ru)}] if region else [],
+                  "city": {"names": names(city_en, city_ru)}}
+        for key in filter(None, map(_city_key, (city_en, city_ru))):
+            records.setdefault(key, record)  # the file lists the larger namesake first
     return records
 
 

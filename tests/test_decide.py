@@ -224,7 +224,8 @@ def test_a_preview_link_fakes_the_city_and_records_nothing(client: TestClient, s
     assert swaps(kazan)["h1.hero"] == "Кондиционеры с установкой в Казани" and kazan["phone"] is None
 
 
-@pytest.mark.parametrize(("city", "code"), [("Атлантида", "unknown_city"), ("Я" * 101, "parameter_too_long")])
+@pytest.mark.parametrize(("city", "code"), [("Атлантида", "unknown_city"), ("-", "unknown_city"),
+                                          ("Я" * 101, "parameter_too_long")])
 def test_a_preview_of_a_city_nobody_knows_is_refused_with_its_reason(client: TestClient, city: str,
                                                                       code: str) -> None:
     response = client.get("/v1/decide", params={"site": "demo", "url": f"/?swapline_preview_city={city}"})
