@@ -1,0 +1,96 @@
+"""A cold visitor's wait: from a decision request's start to its answer, as the snippet sees it.
+
+    python benchmarks/cold.py                   # about 30 s
+    python benchmarks/cold.py --requests 500
+
+The service runs `swapline serve` (one worker) on the `load` site and a private Valkey, the
+bare Starlette endpoint (`benchmarks/bare.py`) beside it under the same uvicorn settings.
+Each gets the same number of requests one after the other (a quiet service, no queueing),
+each on a connection of its own, as a first page view's fetch opens one. Every request of
+the service is a visitor it has never seen, landing from a Yandex ad whose search phrase
+holds a word nobody has searched before (so no memo answers: the phrase is normalised and
+lemmatised, its texts rendered, a number leased), from a Moscow address through a trusted
+proxy; then as many new visitors with a phrase searched before. It prints the percentiles
+of each and their ratios, wall-clock time on the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+from harness import LOAD_RULES, revision, start_bare, start_service, store, table
+
+MOSCOW = "46.242.0.1"  # GeoLite2: Moscow
+HEADERS = {"X-Forwarded-For": MOSCOW, "Origin": "https://load.example", "Sec-Fetch-Mode": "cors",
+           "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"}
+
+
+def cold_path(n: int, known: bool = False) -> str:
+    """A new visitor from an ad, searching a phrase with a word never seen before (or, `known`,
+    the phrase every other one searched)."""
+    phrase = "купить кондиционер недорого" if known else f"купить кондиционер модель{n:06d}х"
+    url = "https://load.example/?" + urlencode({"utm_source": "yandex", "utm_medium": "cpc", "utm_term": phrase})
+    return "/v1/decide?" + urlencode({"site": "load", "url": url, "vid": f"cold-visitor-{n:012d}"})
+
+
+def waits(base: str, paths: list[str]) -> list[float]:
+    """Milliseconds from each request's start (its connection's too) to its whole answer, one
+    after the other. The standard library's client: it costs the measure almost nothing."""
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    figures = []
+    for path in paths:
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection(host or "", port, timeout=30)  # a connection of its own
+        connection.request("GET", path, headers=HEADERS)
+        response = connection.getresponse()
+        body = response.read()
+        figures.append((time.perf_counter() - started) * 1000)
+        connection.close()
+        if response.status != 200 or orjson.loads(body).get("degraded"):
+            raise SystemExit(f"{base}{path} answered {response.status}: {body[:300]!r}")
+    return figures
+
+
+def percentiles(figures: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(figures, n=100, method="inclusive")
+    return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200, help="requests to each server (default 200)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
+        work = Path(tmp)
+        service = start_service(redis_url, LOAD_RULES, work)
+        bare = start_bare(work)
+        try:
+            waits(service.base, [cold_path(-n) for n in range(1, 21)])  # the process's own first requests
+            waits(bare.base, [cold_path(0)] * 20)
+            ours = percentiles(waits(service.base, [cold_path(n) for n in range(args.requests)]))
+            known = percentiles(waits(service.base, [cold_path(args.requests + n, known=True)
+                                                     for n in range(args.requests)]))
+            theirs = percentiles(waits(bare.base, [cold_path(n) for n in range(args.requests)]))
+        finally:
+            service.stop()
+            bare.stop()
+    print(f"service at {revision()}: a cold visitor's decision, {args.requests} requests one after the other, "
+          "a new connection each, client wall-clock ms")
+    print(table(["", "p50", "p90", "p99"], [
+        ["service, a phrase never seen", *(f"{ours[k]:.2f}" for k in ours)],
+        ["service, a known phrase", *(f"{known[k]:.2f}" for k in known)],
+        ["bare Starlette", *(f"{theirs[k]:.2f}" for k in theirs)],
+        ["service (never seen) / bare", *(f"{ours[k] / theirs[k]:.2f}×" for k in ours)],
+        ["never seen / known phrase", *(f"{ours[k] / known[k]:.2f}×" for k in ours)],
+    ]))
+
+
+if __name__ == "__main__":
+    main()
