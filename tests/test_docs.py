@@ -29,7 +29,8 @@ NOT_HERE = {
     "SWAPLINE_RULES_DIR=loadtest/rules": "a service and 30 s of Locust load: tests/test_loadtest.py runs the same "
                                          "locustfile against the same rules",
     "docker ": "no Docker here: tests/test_dockerfile.py checks the Dockerfile and the compose file",
-    "python3 benchmarks/": "benchmarks: minutes of load, with wrk, py-spy or valgrind",
+    "python3 benchmarks/": "benchmarks: seconds to minutes of load, some with wrk, py-spy or valgrind, and figures "
+                           "for a person to read on a quiet machine, not for a test to assert",
     "mkdir -p /tmp/base": "a benchmark recipe: checkouts of two commits, minutes of load",
     "git worktree add": "a benchmark recipe: a checkout of another commit, minutes of load",
     "swapline rules check broken": "the output for a broken directory of the reader's: tests/test_rules_check.py "
