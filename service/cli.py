@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from service import rulefiles
+from service import callimport, rulefiles
 from service.config import ConfigError, Settings
 from service.engine import decide
 from service.visitors import new_vid
@@ -78,6 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     store_commands = store.add_subparsers(dest="store_command", required=True)
     store_commands.add_parser("repair", help="repair a damaged AOF of the embedded store (the service stopped)")
 
+    calls = commands.add_parser("calls", help="calls a PBX kept in a file")
+    call_commands = calls.add_subparsers(dest="calls_command", required=True)
+    imported = call_commands.add_parser("import", help="send a CSV of calls to the service, credited as webhooks")
+    imported.add_argument("file", type=Path, help="CSV: call_id, called, start[, caller, talk_seconds, status]")
+    imported.add_argument("--site", required=True)
+    imported.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
+
     report = commands.add_parser("report", help="conversion per page and variant (asks the service)")
     report.add_argument("--site", required=True)
     report.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
@@ -106,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "store":
         return _repair(settings)
+    if args.command == "calls":
+        return _import_calls(settings, args)
     if args.rules_command == "check":
         return _check(args.directory or settings.rules_dir)
     return _preview(settings, args)
@@ -153,6 +162,25 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
     body = answer(site, seen, outcome, token=None, version=rules.version, preview=True)
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
+
+
+def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
+    rules = _load(settings.rules_dir)
+    site = rules.sites.get(args.site) if rules else None
+    if site is None or site.calls.secret is None:
+        print(f"swapline: site {args.site!r} has no calls.secret in {settings.rules_dir}", file=sys.stderr)
+        return 1
+    base = args.url or f"http://{settings.host}:{settings.port}"
+    try:
+        taken, refused = callimport.send(base, site.id, site.calls.secret, callimport.rows(args.file))
+    except (OSError, ValueError) as exc:  # no such file, not UTF-8 text, no service there
+        print(f"swapline: {exc}", file=sys.stderr)
+        return 1
+    for line, reason in refused:
+        print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+    print(", ".join(f"{count} {what}" for what, count in sorted(taken.items())) or "no calls", end="")
+    print(f"; {len(refused)} refused" if refused else "")
+    return 1 if refused else 0
 
 
 def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False, method: str = "GET") -> Any:

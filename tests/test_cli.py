@@ -6,9 +6,11 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import redis
 
@@ -154,6 +156,35 @@ def test_forget_command_erases_a_visitor_through_the_running_service(tmp_path: P
     assert json.loads(forgot.stdout)["erased"]["visits"] == 2  # the visit's record and its journey
     assert not [key for key in store.scan_iter("sw:*") if vid.encode() in key]
     assert not any(store.hexists(key, vid) for key in store.scan_iter("sw:*:assign"))
+
+
+def test_calls_import_credits_a_pbx_file_once_and_names_the_rows_it_could_not(tmp_path: Path, valkey_url: str,
+                                                                               store: redis.Redis) -> None:
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        shown = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": "import-cli-00000001"},
+                          headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}).json()
+        now = int(time.time()) + 5  # the visitor dials after the page view
+        held = shown["phone"]["number"][1:]  # as PBXs write it, without the +
+        calls = tmp_path / "calls.csv"
+        calls.write_text("\ufeffcall_id,called,caller,start,talk_seconds,status,line\n"  # a spreadsheet's BOM
+                         f"pbx-1,{held},89161234567,{now},45,completed,sales\n"
+                         f"pbx-2,84951200005,89161234568,{now},0,busy,sales\n"
+                         f"pbx-3,74951200003,,{now * 1000},30,completed,sales\n"  # milliseconds
+                         f"pbx-4,not a number,,{now},30,completed,sales\n", encoding="utf-8")
+        first = demo_command("calls", "import", str(calls), "--site", "demo", "--url", base)
+        again = demo_command("calls", "import", str(calls), "--site", "demo", "--url", base)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert first.returncode == 1 and first.stdout == "1 credited, 1 not credited; 2 refused\n", first
+    assert first.stderr.splitlines() == [
+        f"{calls}:4: start must be a moment from 2000 to 2099 in unix seconds (this looks like milliseconds)",
+        f"{calls}:5: called is not a valid phone number: 'not a number'",
+    ]
+    assert again.stdout == "2 already known; 2 refused\n"  # each call counts once
+    record = orjson.loads(store.hget("sw:{demo:calls}:calls", "pbx-1"))
+    assert record["visitor"] == "import-cli-00000001" and record["qualified"] is True
 
 
 def test_pools_command_explains_an_unreachable_service() -> None:

@@ -40,6 +40,7 @@ NOT_HERE = {
 SHOWS = {
     "curl -G http://127.0.0.1:8000/v1/decide": "Купить кондиционер в",  # the keyword headline, then the curl's city
     "body='{\"call_id\"": '"call_id":"c-1"',
+    "printf 'call_id,called": "1 not credited",
     "curl -H 'Authorization: Bearer demo-report-token-change-me'": '"experiments"',
     "swapline rules check": "rules: OK, 1 site(s): demo; version ",
     "swapline rules preview": '"h1.hero"',
