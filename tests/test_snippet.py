@@ -176,6 +176,18 @@ def decided(page: Page) -> Any:
     return page.evaluate("new Promise((resolve) => swapline.ready(resolve))")
 
 
+def decided_in_time(page: Page) -> Any:
+    """The page's decision, reloaded while it is degraded: on a busy machine the store now and
+    then misses its deadline, and the page rightly keeps its own number, which is not what
+    the test asks about."""
+    for _ in range(5):
+        decision = decided(page)
+        if not decision["degraded"]:
+            return decision
+        page.reload()
+    raise AssertionError(f"five decisions in a row degraded: the store never answered in time: {decision}")
+
+
 def text(page: Page, selector: str) -> str:
     return page.locator(selector).inner_text()
 
@@ -422,8 +434,8 @@ def test_without_consent_nothing_identifies_the_visitor(page: Page, fixtures: Fi
     assert kept == [after["vid"], True, "1"] and page.context.cookies()[0]["value"] == after["vid"]
 
     page.reload()  # consent is remembered: the same visitor, with a number, no consent=0
-    again = decided(page)
-    assert again["vid"] == after["vid"] and again["phone"]["number"] == after["phone"]["number"]
+    again = decided_in_time(page)
+    assert again["vid"] == after["vid"] and (again["phone"] or {}).get("number") == after["phone"]["number"], again
     page.evaluate("swapline.consent(false)")  # withdrawn: what identified the visitor is gone
     assert page.context.cookies() == [] and page.evaluate("localStorage.length") == 0
 
