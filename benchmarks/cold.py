@@ -11,7 +11,7 @@ the service is a visitor it has never seen, landing from a Yandex ad whose searc
 holds a word nobody has searched before (so no memo answers: the phrase is normalised and
 lemmatised, its texts rendered, a number leased), from a Moscow address through a trusted
 proxy; then as many new visitors with a phrase searched before. It prints the percentiles
-of each and their ratios, wall-clock time on the client.
+of each and their ratios, wall-clock time on the client, and each server's CPU per request.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import orjson
-from harness import LOAD_RULES, revision, start_bare, start_service, store, table
+from harness import LOAD_RULES, Server, cpu_seconds, revision, start_bare, start_service, store, table
 
 MOSCOW = "46.242.0.1"  # GeoLite2: Moscow
 HEADERS = {"X-Forwarded-For": MOSCOW, "Origin": "https://load.example", "Sec-Fetch-Mode": "cors",
@@ -58,9 +58,14 @@ def waits(base: str, paths: list[str]) -> list[float]:
     return figures
 
 
-def percentiles(figures: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(figures, n=100, method="inclusive")
-    return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98]}
+def series(server: Server, paths: list[str]) -> dict[str, float]:
+    """The waits' percentiles, and the server's own CPU µs per request (from /proc: steady
+    where the machine's other work moves the waits)."""
+    pids = server.worker_pids()
+    before = sum(map(cpu_seconds, pids))
+    cuts = statistics.quantiles(waits(server.base, paths), n=100, method="inclusive")
+    cpu = (sum(map(cpu_seconds, pids)) - before) / len(paths) * 1e6
+    return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "cpu": cpu}
 
 
 def main() -> None:
@@ -74,16 +79,15 @@ def main() -> None:
         try:
             waits(service.base, [cold_path(-n) for n in range(1, 21)])  # the process's own first requests
             waits(bare.base, [cold_path(0)] * 20)
-            ours = percentiles(waits(service.base, [cold_path(n) for n in range(args.requests)]))
-            known = percentiles(waits(service.base, [cold_path(args.requests + n, known=True)
-                                                     for n in range(args.requests)]))
-            theirs = percentiles(waits(bare.base, [cold_path(n) for n in range(args.requests)]))
+            ours = series(service, [cold_path(n) for n in range(args.requests)])
+            known = series(service, [cold_path(args.requests + n, known=True) for n in range(args.requests)])
+            theirs = series(bare, [cold_path(n) for n in range(args.requests)])
         finally:
             service.stop()
             bare.stop()
     print(f"service at {revision()}: a cold visitor's decision, {args.requests} requests one after the other, "
-          "a new connection each, client wall-clock ms")
-    print(table(["", "p50", "p90", "p99"], [
+          "a new connection each: client wall-clock ms, and the server's CPU µs per request")
+    print(table(["", "p50", "p90", "p99", "CPU µs"], [
         ["service, a phrase never seen", *(f"{ours[k]:.2f}" for k in ours)],
         ["service, a known phrase", *(f"{known[k]:.2f}" for k in known)],
         ["bare Starlette", *(f"{theirs[k]:.2f}" for k in theirs)],
