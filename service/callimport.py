@@ -10,8 +10,6 @@ it, and a file sent twice counts each call once (by its `call_id`).
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+
+from service.calls import signature
 
 COLUMNS = ("call_id", "called", "caller", "start", "talk_seconds", "status")
 
@@ -53,7 +53,7 @@ def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[st
         request = urllib.request.Request(
             f"{base.rstrip('/')}/v1/calls?site={site}", data=body, method="POST",
             headers={"Content-Type": "application/json",
-                     "X-Swapline-Signature": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()})
+                     "X-Swapline-Signature": signature(secret, body)})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 answer = orjson.loads(response.read())

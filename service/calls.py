@@ -55,10 +55,15 @@ async def calls_endpoint(request: Request) -> JSON:
     raw = await bodies.read(request, MAX_BODY)
     if site.calls.secret is None:
         raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.secret")
-    expected = "sha256=" + hmac.new(site.calls.secret, raw, hashlib.sha256).hexdigest()
+    expected = signature(site.calls.secret, raw)
     if not hmac.compare_digest(request.headers.get("x-swapline-signature", "").encode(), expected.encode()):
         raise Unauthorized("invalid_signature", "X-Swapline-Signature is missing or wrong")
     return await _answer(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, _home(site)))
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """`X-Swapline-Signature` of a JSON webhook's raw body: `sha256=` and its hex HMAC-SHA256."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 async def twilio_endpoint(request: Request) -> JSON:

@@ -170,7 +170,7 @@ def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
     if site is None or site.calls.secret is None:
         print(f"swapline: site {args.site!r} has no calls.secret in {settings.rules_dir}", file=sys.stderr)
         return 1
-    base = args.url or f"http://{settings.host}:{settings.port}"
+    base = _service(settings, args)
     try:
         taken, refused = callimport.send(base, site.id, site.calls.secret, callimport.rows(args.file))
     except (OSError, ValueError) as exc:  # no such file, not UTF-8 text, no service there
@@ -183,13 +183,18 @@ def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
+def _service(settings: Settings, args: argparse.Namespace) -> str:
+    """The running service the command talks to: `--url`, else where `serve` listens."""
+    return str(args.url or f"http://{settings.host}:{settings.port}")
+
+
 def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False, method: str = "GET") -> Any:
     """Ask the running service for `path` with the site's report token from the rules."""
     rules = _load(settings.rules_dir)
     site = rules.sites.get(args.site) if rules else None
     if site is None or site.report_token is None:
         raise SystemExit(f"swapline: site {args.site!r} has no reports.token in {settings.rules_dir}")
-    base = args.url or f"http://{settings.host}:{settings.port}"
+    base = _service(settings, args)
     request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {site.report_token}"},
                                      method=method)
     try:

@@ -8,7 +8,8 @@ import phonenumbers
 
 
 # Calls name the tracking numbers again and again, and parsing one costs a call most of its
-# CPU: remembered, as many as the largest pools hold (calls are signed: no stranger fills it).
+# CPU: remembered, as many as the largest pools hold, with callers' numbers beside them
+# (calls are signed: no stranger fills it).
 @functools.lru_cache(maxsize=1 << 17)
 def e164(number: str, home: str | None = None) -> str | None:
     """`+7 495 120-00-01` → `+74951200001`; None for anything that is not a valid number.

@@ -210,7 +210,8 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         warnings.append(f"the control converts {base:.0%}: a 20% lift would pass 100%, so no sample size can be "
                         "judged")
     lifts = [row["lift"] for row in variants if row["lift"]]
-    if len(experiment.variants) > 2:  # several variants each against the control: one of them wins by chance
+    corrected = len(experiment.variants) > 2  # several variants each against the control: one wins by chance
+    if corrected:
         for lift, adjusted in zip(lifts, stats.holm([lift["p_value"] for lift in lifts]), strict=True):
             lift["p_value_holm"] = adjusted
     if srm and srm["alarm"]:
@@ -220,7 +221,7 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         "experiment": experiment.id,
         "page": page,
         # p-values corrected for testing several variants against the control at once
-        "correction": "holm" if len(experiment.variants) > 2 else None,
+        "correction": "holm" if corrected else None,
         "srm": srm,
         "warnings": warnings,
         "variants": variants,
