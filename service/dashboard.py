@@ -10,25 +10,27 @@ script and may not be framed (`HEADERS`).
 from __future__ import annotations
 
 import asyncio
-import math
+import functools
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service import bodies, stats
+from service import bodies, charts
 from service.auth import accepts, fingerprint, require_report_token
 from service.engine import Site
-from service.errors import TooManyRequests
+from service.errors import BadRequest, TooManyRequests
 from service.reports import Filters, build
 from service.runtime import Runtime
 
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
-PADDING = 20  # chart: user units between the axis and the first day
 DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
+# How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
+# (the default), or the classic ones, valid for one look at a sample size fixed in advance.
+TESTS = {"sequential": "sequential: look any day", "fixed": "fixed horizon: one look at the planned size"}
 HEADERS = {
     "cache-control": "no-store",
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -37,7 +39,6 @@ HEADERS = {
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
 }
-COLOURS = ("#4b5563", "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c")  # control first, in grey
 # The service's HTML pages (service/pages/), autoescaped; `service.home` renders from it too.
 PAGES = jinja2.Environment(loader=jinja2.PackageLoader("service", "pages"), autoescape=True)
 
@@ -47,14 +48,23 @@ async def dashboard_endpoint(request: Request) -> Response:
     if not await _signed_in(runtime, site, request):
         return _login_page(site)
     filters = Filters.parse(request.query_params, limit=DASHBOARD_PAGES)
+    test = request.query_params.get("test") or "sequential"
+    if test not in TESTS:
+        raise BadRequest("invalid_filter", f"test must be one of {', '.join(TESTS)}")
     report = await build(runtime, site, filters)
-    return HTMLResponse(await asyncio.to_thread(_render, site, report, filters), headers=HEADERS)
+    page = functools.partial(_render, site, report, filters, test, dict(request.query_params))
+    return HTMLResponse(await asyncio.to_thread(page), headers=HEADERS)
 
 
-def _render(site: Site, report: dict[str, Any], filters: Filters) -> str:
-    tables = [{**table, "chart": chart(table["daily"], [v["variant"] for v in table["variants"]])}
-              for table in report["experiments"]]
-    return PAGES.get_template("dashboard.html").render(site=site, report=report, tables=tables, filters=filters)
+def _render(site: Site, report: dict[str, Any], filters: Filters, test: str, params: dict[str, str]) -> str:
+    tables = []
+    for table in report["experiments"]:
+        variants = [row["variant"] for row in table["variants"]]
+        tables.append({**table, "charts": [charts.conversion(table["daily"], variants),
+                                           charts.lift(table["daily"], variants, table["expected_visitors"])]})
+    return PAGES.get_template("dashboard.html").render(
+        site=site, report=report, tables=tables, filters=filters, test=test, tests=TESTS,
+        query=lambda other: urlencode({**params, "test": other}))  # this page with the other test
 
 
 async def login_endpoint(request: Request) -> Response:
@@ -73,49 +83,6 @@ async def login_endpoint(request: Request) -> Response:
         path=f"/dashboard/{site.id}", httponly=True, samesite="strict", secure=request.url.scheme == "https",
     )
     return response
-
-
-def chart(daily: list[dict[str, Any]], variants: list[str], width: int = 640, height: int = 220) -> dict[str, Any]:
-    """The conversion rate per day per variant in SVG user units: a line through each day's dot,
-    and the dot's 95% interval as a whisker, so that a day of few visitors looks as uncertain
-    as it is. The variants of a day stand side by side, the axis reaches the highest interval
-    in round steps."""
-    days = sorted({point["day"] for point in daily})
-    measured = [(point, stats.wilson(point["converted"], point["visitors"]))
-                for point in daily if point["rate"] is not None]
-    step, steps = _scale(max((interval.high for _, interval in measured if interval), default=0))
-    top = step * steps
-    left, bottom, plot_w, plot_h = 48, height - 28, width - 64, height - 44
-    apart = min(12.0, plot_w / max(1, len(days)) / (len(variants) + 1))  # a day's variants, side by side
-
-    def x(day: str, variant: float) -> float:  # variant: its index, or between them for the day's label
-        inner = plot_w - 2 * PADDING  # the first and the last day's dots clear the axis labels
-        middle = left + PADDING + (days.index(day) / (len(days) - 1) * inner if len(days) > 1 else inner / 2)
-        return middle + (variant - (len(variants) - 1) / 2) * apart
-
-    def y(rate: float) -> float:
-        return bottom - rate / top * plot_h
-
-    lines = []
-    for index, variant in enumerate(variants):
-        dots = [{"x": x(point["day"], index), "y": y(point["rate"]), "low": y(interval.low), "high": y(interval.high)}
-                for point, interval in measured if point["variant"] == variant and interval]
-        lines.append({"variant": variant, "colour": COLOURS[index % len(COLOURS)], "dots": dots,
-                      "points": " ".join(f"{dot['x']:.1f},{dot['y']:.1f}" for dot in dots)})
-    ticks = [{"y": y(step * i), "label": f"{round(step * i * 100, 6):g}%"} for i in range(steps + 1)]
-    labels = [{"x": x(day, (len(variants) - 1) / 2), "label": day[5:]} for day in days[:: max(1, len(days) // 8)]]
-    return {"width": width, "height": height, "lines": lines, "ticks": ticks, "days": labels,
-            "left": left, "right": left + plot_w, "bottom": bottom}
-
-
-def _scale(highest: float) -> tuple[float, int]:
-    """A round step (1, 2, 2.5 or 5 times a power of ten) and how many of them (three to five)
-    reach `highest`; up to 1% when there is nothing to show."""
-    highest = highest or 0.01
-    wanted = highest / 4
-    power = 10 ** math.floor(math.log10(wanted))
-    step = next(power * mantissa for mantissa in (1, 2, 2.5, 5, 10) if power * mantissa >= wanted * (1 - 1e-9))
-    return step, max(1, math.ceil(highest / step - 1e-9))
 
 
 async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:

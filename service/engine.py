@@ -28,6 +28,7 @@ from service.geo import Geo
 from service.patterns import Linear
 from service.phrase import Keyword, Traffic
 from service.places import Place, place
+from service.stats import EXPECTED_VISITORS
 from service.templates import Text
 
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
@@ -264,6 +265,7 @@ class Experiment:
     when: When
     variants: tuple[Variant, ...]
     bounds: tuple[int, ...]  # cumulative upper bucket bound of each variant
+    expected_visitors: int = EXPECTED_VISITORS  # tunes the reports' sequential test (`stats.sequential`)
     # The slots this experiment tests: in control they keep the page's own text.
     selectors: frozenset[str] = field(init=False, repr=False, compare=False)
     _prefix: Any = field(init=False, repr=False, compare=False)  # hashlib.blake2b of "id:salt:"

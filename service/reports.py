@@ -200,7 +200,7 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         row = {"variant": variant.id, "weight": variant.weight, **_figures(cell, metric), "lift": None}
         k = cell.converted[metric]
         if variant.id != CONTROL and control.visitors and cell.visitors:
-            row["lift"] = _lift(k_control, control.visitors, k, cell.visitors)
+            row["lift"] = _lift(k_control, control.visitors, k, cell.visitors, experiment.expected_visitors)
         variants.append(row)
         if needed is not None and cell.visitors < needed:
             warnings.append(f"{variant.id}: {cell.visitors} of the {needed} visitors needed to see a 20% lift")
@@ -214,6 +214,10 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
     if corrected:
         for lift, adjusted in zip(lifts, stats.holm([lift["p_value"] for lift in lifts]), strict=True):
             lift["p_value_holm"] = adjusted
+        always_valid = [lift["sequential"] for lift in lifts]
+        for figures, adjusted in zip(always_valid, stats.holm([f and f["p_value"] for f in always_valid]), strict=True):
+            if figures:
+                figures["p_value_holm"] = adjusted
     if srm and srm["alarm"]:
         warnings.insert(0, f"sample ratio mismatch (p = {srm['p_value']:.2g}): the split does not follow the "
                            "weights, so the figures cannot be trusted")
@@ -222,6 +226,7 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         "page": page,
         # p-values corrected for testing several variants against the control at once
         "correction": "holm" if corrected else None,
+        "expected_visitors": experiment.expected_visitors,  # the sequential test's tuning
         "srm": srm,
         "warnings": warnings,
         "variants": variants,
@@ -231,9 +236,10 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
     }
 
 
-def _lift(k_a: int, n_a: int, k_b: int, n_b: int) -> dict[str, Any]:
+def _lift(k_a: int, n_a: int, k_b: int, n_b: int, expected_visitors: int) -> dict[str, Any]:
     absolute = stats.difference(k_a, n_a, k_b, n_b)
     relative = stats.ratio(k_a, n_a, k_b, n_b)
+    always_valid = stats.sequential(k_a, n_a, k_b, n_b, expected_visitors=expected_visitors)
     return {
         "absolute": absolute[0] if absolute else None,
         "absolute_interval": [absolute[1].low, absolute[1].high] if absolute else None,
@@ -241,6 +247,14 @@ def _lift(k_a: int, n_a: int, k_b: int, n_b: int) -> dict[str, Any]:
         "relative_interval": [relative[1].low, relative[1].high] if relative else None,
         "p_value": stats.z_test(k_a, n_a, k_b, n_b),
         "chance_to_beat": stats.chance_to_beat(k_a, n_a, k_b, n_b),
+        # Valid at every look, so the dashboard shows these: the figures above hold for one
+        # look, at a sample size fixed in advance.
+        "sequential": always_valid and {
+            "p_value": always_valid.p_value,
+            "absolute_interval": [always_valid.difference.low, always_valid.difference.high],
+            # Symmetric around the estimate; a lift below -100% would be fewer than no conversions.
+            "relative_interval": [max(-1.0, always_valid.relative.low), always_valid.relative.high],
+        },
     }
 
 
@@ -275,20 +289,23 @@ def csv_text(report: dict[str, Any]) -> str:
     writer.writerow(["section", "experiment", "page", "variant", "weight", "exposed", "overflowed", "visitors",
                      *[f"converted_{kind}" for kind in kinds], "metric", "rate", "rate_low", "rate_high",
                      "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
-                     "p_value", "chance_to_beat", "srm_p_value", "warnings"])
+                     "p_value", "chance_to_beat", "p_value_sequential", "lift_rel_low_sequential",
+                     "lift_rel_high_sequential", "srm_p_value", "warnings"])
     for page in report["pages"]:
         writer.writerow(["page", "", _text(page["page"]), "all", "", *_counts(page, kinds), report["metric"],
-                         *_numbers(page["rate"], *(page["interval"] or [None, None])), *[""] * 9, ""])
+                         *_numbers(page["rate"], *(page["interval"] or [None, None])), *[""] * 12, ""])
     for table in report["experiments"]:
         for row in table["variants"]:
             lift = row["lift"] or {}
+            always_valid = lift.get("sequential") or {}
             writer.writerow([
                 "experiment", _text(table["experiment"]), _text(table["page"]), _text(row["variant"]), row["weight"],
                 *_counts(row, kinds), report["metric"],
                 *_numbers(row["rate"], *(row["interval"] or [None, None])),
                 *_numbers(lift.get("absolute"), *(lift.get("absolute_interval") or [None, None])),
                 *_numbers(lift.get("relative"), *(lift.get("relative_interval") or [None, None])),
-                *_numbers(lift.get("p_value"), lift.get("chance_to_beat")),
+                *_numbers(lift.get("p_value"), lift.get("chance_to_beat"), always_valid.get("p_value"),
+                          *(always_valid.get("relative_interval") or [None, None])),
                 *_numbers((table["srm"] or {}).get("p_value")),
                 _text("; ".join(table["warnings"])),
             ])

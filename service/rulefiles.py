@@ -36,6 +36,7 @@ from service.engine import (
 from service.patterns import Linear, PatternError
 from service.phrase import keyword_set
 from service.ruleschema import schema_problems
+from service.stats import EXPECTED_VISITORS
 from service.templates import TemplateError, Text, compile_text
 from service.yamlsource import Document, YAMLProblem, parse
 
@@ -222,6 +223,7 @@ class _Compiler:
             when=self._when((*path, "when"), data.get("when", {})),
             variants=tuple(variants),
             bounds=tuple(bounds),
+            expected_visitors=data.get("expected_visitors", EXPECTED_VISITORS),
         )
 
     def _pool(self, index: int, data: dict[str, Any]) -> Pool:

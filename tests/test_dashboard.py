@@ -1,4 +1,4 @@
-"""The dashboard in a real headless Chromium: sign-in, tables, the SVG chart, no external asset."""
+"""The dashboard in a real headless Chromium: sign-in, tables, the SVG charts, no external asset."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service import charts, stats
 from service.app import create_app
-from service.dashboard import chart
 from service.ledger import Ledger
 from service.store import Store, connect
 from tests.browser import ARTIFACTS, chromium
@@ -71,11 +72,18 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
             visitors = experiment.locator("tr[data-variant=b] td").nth(2).inner_text()
             assert visitors == str(DAYS * 30)
             assert "%" in experiment.locator("tr[data-variant=b] td").nth(6).inner_text()  # the lift
-            lines = experiment.locator("svg.chart polyline")
-            assert lines.count() == 2
-            for index in range(2):
-                assert len(lines.nth(index).get_attribute("points").split()) == DAYS
-            assert experiment.locator("svg.chart line.interval").count() == 2 * DAYS  # each dot's interval
+            headings = experiment.locator("th").all_inner_texts()  # sequential figures unless asked otherwise
+            assert "p-value (always valid)" in headings and "Chance to beat control" not in headings
+            conversion, lift = experiment.locator("figure.chart").all()
+            assert conversion.locator("polyline").count() == 2 and lift.locator("polyline").count() == 1
+            for line in conversion.locator("polyline").all():
+                assert len(line.get_attribute("points").split()) == DAYS
+            # On the first day the control converted nobody (n odd and a multiple of 6): no lift yet.
+            assert len(lift.locator("polyline").get_attribute("points").split()) == DAYS - 1
+            assert conversion.locator("line.interval").count() == 2 * DAYS  # each dot's interval
+            assert conversion.locator("polygon.band").count() == 2 and lift.locator("polygon.band").count() == 1
+            lift_ticks = lift.locator("text[text-anchor=end]").evaluate_all("(t) => t.map((tick) => tick.textContent)")
+            assert "0%" in lift_ticks and all(re.fullmatch(r"[+−]\d+(\.\d+)?%|0%", tick) for tick in lift_ticks)
             assert page.locator("#pages td").first.inner_text() == "/"
 
             (cookie,) = context.cookies()
@@ -85,9 +93,15 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
+            experiment.get_by_role("link", name="fixed-horizon figures").click()  # the classic figures, one click away
+            page.wait_for_url("**test=fixed**")
+            headings = page.locator("section.experiment[data-experiment=hero] th").all_inner_texts()
+            assert "Chance to beat control" in headings and "p-value" in headings
+            assert page.locator("select[name=test]").input_value() == "fixed"
+
             today = datetime.date.today().isoformat()  # one day of data: a dot and its interval per variant
             page.goto(f"{base}/dashboard/shop?from={today}&to={today}")
-            one_day = page.locator("section.experiment[data-experiment=hero] svg.chart")
+            one_day = page.locator("section.experiment[data-experiment=hero] figure.chart").first
             assert one_day.locator("line.interval").count() == 2 and one_day.locator("circle").count() == 2
             ticks = one_day.locator("text[text-anchor=end]").evaluate_all("(ticks) => ticks.map((t) => t.textContent)")
             assert ticks[0] == "0%" and all(re.fullmatch(r"\d+(\.5)?%", tick) for tick in ticks), ticks
@@ -168,7 +182,7 @@ def test_dashboard_pages_may_not_be_framed_or_run_scripts(valkey_url: str, rules
 def test_a_single_day_charts_each_variant_with_its_interval_on_round_ticks() -> None:
     daily = [{"day": "2026-11-29", "variant": "control", "visitors": 500, "converted": 25, "rate": 0.05},
              {"day": "2026-11-29", "variant": "b", "visitors": 480, "converted": 36, "rate": 0.075}]
-    drawn = chart(daily, ["control", "b"])
+    drawn = charts.conversion(daily, ["control", "b"])
     assert [tick["label"] for tick in drawn["ticks"]] == ["0%", "5%", "10%", "15%"]  # b reaches 10.2%
     (control,), (b,) = (line["dots"] for line in drawn["lines"])
     for dot in (control, b):
@@ -176,3 +190,35 @@ def test_a_single_day_charts_each_variant_with_its_interval_on_round_ticks() -> 
     assert drawn["ticks"][-2]["y"] > b["high"]  # the axis ends at the first round step above the intervals
     middle = drawn["left"] + (drawn["right"] - drawn["left"]) / 2
     assert control["x"] < middle < b["x"] and b["x"] - control["x"] <= 24  # side by side on their day
+    assert all(line["band"] == "" for line in drawn["lines"])  # a band needs two days: the whiskers show it
+
+
+def test_the_lift_over_time_adds_the_days_up_and_ends_at_the_tables_figures() -> None:
+    """Cohorts of three days: each point is the lift of everyone exposed so far, with the
+    always-valid interval of `stats.sequential` on those sums; the last is the table's."""
+    days = [("2026-11-27", (400, 20), (410, 31)), ("2026-11-28", (380, 22), (370, 30)),
+            ("2026-11-29", (420, 19), (400, 33))]
+    daily = [{"day": day, "variant": variant, "visitors": n, "converted": k, "rate": k / n}
+             for day, control, b in days for variant, (n, k) in (("control", control), ("b", b))]
+    drawn = charts.lift(daily, ["control", "b"], expected_visitors=5000)
+    (line,) = drawn["lines"]
+    assert line["variant"] == "b" and len(line["dots"]) == 3 and line["band"]
+
+    def value_at(y: float) -> float:  # back from SVG units through the axis' ticks
+        (top, *_), bottom = drawn["ticks"][::-1], drawn["ticks"][0]
+        low, high = parse(bottom["label"]), parse(top["label"])
+        return low + (bottom["y"] - y) / (bottom["y"] - top["y"]) * (high - low)
+
+    def parse(label: str) -> float:
+        return float(label.replace("−", "-").rstrip("%")) / 100
+
+    last = line["dots"][-1]
+    sequential = stats.sequential(61, 1200, 94, 1180)
+    assert sequential is not None
+    assert value_at(last["y"]) == pytest.approx(94 / 1180 / (61 / 1200) - 1, abs=1e-6)
+    assert value_at(last["low"]) == pytest.approx(sequential.relative.low, abs=1e-6)
+    assert value_at(last["high"]) == pytest.approx(sequential.relative.high, abs=1e-6)
+    heights = [dot["low"] - dot["high"] for dot in line["dots"]]
+    assert heights == sorted(heights, reverse=True)  # more visitors every day: a narrower interval
+    labels = [tick["label"] for tick in drawn["ticks"]]
+    assert "0%" in labels and labels[0].startswith("−") and labels[-1].startswith("+")

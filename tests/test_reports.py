@@ -18,6 +18,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.stats import sequential
 from tests.conftest import BROWSER_HEADERS, START, Clock, make_settings, site_client
 
 SECRET = b"shop-calls-secret-00001"
@@ -152,7 +153,7 @@ def test_statistics_compare_each_variant_with_control(shop: TestClient, clock: C
     for n in range(120):
         clock.now = START + n * 60
         body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"stats-visitor-{n:07d}"}).json()
-        if body["experiments"]["hero"] == "b" or n % 4 == 0:
+        if n % 4 == 0 or (body["experiments"]["hero"] == "b" and n % 4 != 3):  # 25% and 75%
             beacon(shop, body["token"], "form", f"s-{n}")
     (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
     control, variant = table["variants"]
@@ -162,6 +163,16 @@ def test_statistics_compare_each_variant_with_control(shop: TestClient, clock: C
     assert lift["absolute_interval"][0] < lift["absolute"] < lift["absolute_interval"][1]
     assert lift["p_value"] < 0.001 and lift["chance_to_beat"] > 0.999
     assert table["correction"] is None and "p_value_holm" not in lift  # one comparison: nothing to correct
+    # The figures valid at every look, on the same counts, tuned for the default 5,000 visitors.
+    always_valid = sequential(control["converted"]["any"], control["visitors"], variant["converted"]["any"],
+                              variant["visitors"], expected_visitors=table["expected_visitors"])
+    assert table["expected_visitors"] == 5000 and always_valid is not None
+    assert lift["sequential"] == {
+        "p_value": always_valid.p_value,
+        "absolute_interval": [always_valid.difference.low, always_valid.difference.high],
+        "relative_interval": [max(-1.0, always_valid.relative.low), always_valid.relative.high],
+    }
+    assert lift["sequential"]["p_value"] > lift["p_value"]  # the price of looking any day
     assert control["interval"][0] < control["rate"] < control["interval"][1]
     assert table["srm"]["alarm"] is False and 0 <= table["srm"]["p_value"] <= 1
     assert {day["variant"] for day in table["daily"]} == {"control", "b"}
@@ -248,6 +259,7 @@ def test_three_variants_get_holm_adjusted_p_values(valkey_url: str, rules_dir: P
 
     three = SHOP.replace("      - {id: control, weight: 50}\n      - {id: b, weight: 50,",
                          "      - {id: control, weight: 34}\n      - {id: c, weight: 33}\n      - {id: b, weight: 33,")
+    three = three.replace("    page: [/, /sale]\n", "    page: [/, /sale]\n    expected_visitors: 200\n")
     with site_client(valkey_url, rules_dir, clock, "shop", three) as shop:
         for n in range(300):
             clock.now = START + n * 60
@@ -257,9 +269,20 @@ def test_three_variants_get_holm_adjusted_p_values(valkey_url: str, rules_dir: P
                 beacon(shop, body["token"], "form", f"h-{n}")
         (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
         dashboard = shop.get("/dashboard/shop", headers=TOKEN).text
+        fixed = shop.get("/dashboard/shop?test=fixed", headers=TOKEN).text
     lifts = [row["lift"] for row in table["variants"][1:]]
     expected = multipletests([lift["p_value"] for lift in lifts], method="holm")[1]
     assert table["correction"] == "holm"
     assert [lift["p_value_holm"] for lift in lifts] == pytest.approx(list(expected), rel=1e-12)
     assert all(lift["p_value_holm"] >= lift["p_value"] for lift in lifts)
-    assert "p-value (Holm)" in dashboard and "Holm-adjusted" in dashboard
+    assert table["expected_visitors"] == 200  # the rule's own tuning
+    control = table["variants"][0]
+    for row in table["variants"][1:]:
+        tuned = sequential(control["converted"]["any"], control["visitors"], row["converted"]["any"], row["visitors"],
+                           expected_visitors=200)
+        assert tuned is not None and row["lift"]["sequential"]["p_value"] == tuned.p_value
+    sequential_figures = [lift["sequential"] for lift in lifts]
+    expected = multipletests([figures["p_value"] for figures in sequential_figures], method="holm")[1]
+    assert [figures["p_value_holm"] for figures in sequential_figures] == pytest.approx(list(expected), rel=1e-12)
+    assert "p-value (always valid, Holm)" in dashboard and "Holm-adjusted" in dashboard
+    assert "p-value (Holm)" in fixed

@@ -80,6 +80,10 @@ MISTAKES = {
         ("'control' shows the page unchanged",),
         where="variants:",
     ),
+    "an expected sample too small to tune the sequential test": Mistake(
+        "  - id: cta-wording\n", "  - id: cta-wording\n    expected_visitors: 10\n",
+        ("10 is less than the minimum of 100",), where="expected_visitors",
+    ),
     "duplicate variant id": Mistake(
         "      - id: free-visit", "      - id: install-tomorrow", ("duplicate variant 'install-tomorrow'",)
     ),
