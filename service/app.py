@@ -19,8 +19,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from service import embedded, rulefiles
-from service.calls import Call, calls_endpoint, credit, twilio_endpoint
+from service import embedded, rulefiles, telephony
+from service.calls import Call, calls_endpoint, credit
 from service.clock import StoreClock
 from service.config import Settings
 from service.dashboard import dashboard_endpoint, login_endpoint
@@ -115,7 +115,11 @@ def create_app(settings: Settings | None = None) -> FastPath:
         routes=[
             *hot,
             Route("/v1/calls", calls_endpoint, methods=["POST"]),
-            Route("/v1/calls/twilio", twilio_endpoint, methods=["POST"]),
+            Route("/v1/calls/twilio", telephony.twilio_endpoint, methods=["POST"]),
+            Route("/v1/calls/mango/{site}/events/{event}", telephony.mango_endpoint, methods=["POST"]),
+            Route("/v1/calls/zadarma", telephony.zadarma_endpoint, methods=["GET", "POST"]),
+            Route("/v1/calls/uis", telephony.uis_endpoint, methods=["GET", "POST"]),
+            Route("/v1/calls/telphin", telephony.telphin_endpoint, methods=["GET", "POST"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", forget_endpoint, methods=["DELETE"]),
             Route("/v1/reports/{site}.csv", report_endpoint, methods=["GET"]),

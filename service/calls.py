@@ -1,22 +1,22 @@
-"""Call webhooks: `POST /v1/calls?site=` (Swapline JSON) and `POST /v1/calls/twilio?site=`.
+"""Calls: how a finished call is credited, and `POST /v1/calls?site=` (Swapline's signed JSON).
 
 Each call is credited to the visitor whose hold window on the called number contains the
 call's start, and recorded once per call id: a telephony system that retries gets the same
-answer again. Caller numbers are kept only as a keyed hash and their last four digits.
+answer again. Caller numbers are kept only as a keyed hash and their last four digits. What
+each vendor posts (Twilio, Mango Office, Zadarma, UIS, Telphin) is read into a `Call` by
+`service.telephony`.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
-import email.utils
 import hashlib
 import hmac
 import logging
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import orjson
 from starlette.requests import Request
@@ -33,7 +33,6 @@ MAX_TALK = 86_400  # seconds: no call lasts a day
 EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 2100-01-01
 log = logging.getLogger("swapline")
 CALL = Script.named("call")
-TWILIO_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 # Statuses of a call nobody answered, as Twilio and PBXs write them: a `missed_call`, not a `call`.
 MISSED = frozenset({"busy", "no-answer", "noanswer", "no_answer", "failed", "canceled", "cancelled", "missed"})
 _DIGITS = re.compile(r"\+?[0-9]{3,20}")
@@ -51,14 +50,15 @@ class Call:
 
 
 async def calls_endpoint(request: Request) -> JSON:
-    runtime, site = _site(request)
+    runtime, site = site_of(request)
     raw = await bodies.read(request, MAX_BODY)
     if site.calls.secret is None:
         raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.secret")
     expected = signature(site.calls.secret, raw)
     if not hmac.compare_digest(request.headers.get("x-swapline-signature", "").encode(), expected.encode()):
         raise Unauthorized("invalid_signature", "X-Swapline-Signature is missing or wrong")
-    return await _answer(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, _home(site)))
+    return await reply(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, home_region(site),
+                                                 site.calls.time_zone))
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -66,58 +66,17 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-async def twilio_endpoint(request: Request) -> JSON:
-    runtime, site = _site(request)
-    raw = await bodies.read(request, MAX_BODY)
-    token = site.calls.twilio_auth_token
-    if token is None:
-        raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.twilio_auth_token")
-    params = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    if not twilio_valid(token, _signed_url(runtime, request), params, request.headers.get("x-twilio-signature", "")):
-        raise Unauthorized("invalid_signature", "X-Twilio-Signature is missing or wrong")
-    values = dict(params)
-    call_id = _required(values, "CallSid")
-    status = values.get("CallStatus", "")
-    if status not in TWILIO_FINAL:  # ringing, in-progress...: the call is not over yet
-        return JSON({"call_id": call_id, "ignored": status or "no status"})
-    talk = _seconds(values.get("CallDuration", "0"), "CallDuration")
-    ended = _twilio_time(values.get("Timestamp")) or runtime.now_ms()
-    return await _answer(runtime, site, Call(
-        call_id, _number(_required(values, "To"), "To"),
-        *_caller(runtime.caller_key, values.get("From"), _home(site)), ended - talk * 1000, talk, status,
-    ))
-
-
-def twilio_signature(token: str, url: str, params: list[tuple[str, str]]) -> str:
-    """Twilio's algorithm: HMAC-SHA1 of the URL and the sorted parameters, base64."""
-    data = url + "".join(name + value for name, value in sorted(set(params)))
-    return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
-
-
-def twilio_valid(token: str, url: str, params: list[tuple[str, str]], signature: str) -> bool:
-    # Twilio signs the URL as it dialled it, with or without the default port: try both.
-    candidates = {url, _without_port(url), _with_port(url)}
-    return any(hmac.compare_digest(twilio_signature(token, u, params).encode(), signature.encode())
-               for u in candidates)
-
-
-def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None) -> Call:
+def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None, zone: ZoneInfo | None = None) -> Call:
     """The call a JSON webhook describes; its numbers may be written as people in `home` (the
-    site's region) write them, without a country code."""
+    site's region) write them, without a country code, and its start without a zone, in `zone`."""
     call_id = _required(data, "call_id")
     if len(call_id) > 128:
         raise BadRequest("invalid_call", "call_id is longer than 128 characters")
     start = data.get("start")
     if isinstance(start, int | float) and not isinstance(start, bool):
-        start_ms = _moment(start)
+        start_ms = unix_ms(start)
     elif isinstance(start, str):
-        try:
-            moment = datetime.datetime.fromisoformat(start)
-        except ValueError:
-            raise BadRequest("invalid_call", "start must be ISO 8601 or unix seconds") from None
-        if moment.tzinfo is None:
-            raise BadRequest("invalid_call", "start needs a time zone: 2026-11-22T14:05:00+03:00")
-        start_ms = _moment(moment.timestamp())
+        start_ms = local_time(start, "start", zone)
     else:
         raise BadRequest("invalid_call", "start is required: ISO 8601 or unix seconds")
     talk = data.get("talk_seconds", 0)
@@ -127,11 +86,11 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None)
     if not isinstance(status, str) or len(status) > 32:
         raise BadRequest("invalid_call", "status must be a short text")
     caller = data.get("caller")
-    return Call(call_id, _number(_required(data, "called"), "called", home),
-                *_caller(caller_key, caller if isinstance(caller, str) else None, home), start_ms, talk, status)
+    return Call(call_id, read_number(_required(data, "called"), "called", home),
+                *kept_caller(caller_key, caller if isinstance(caller, str) else None, home), start_ms, talk, status)
 
 
-async def _answer(runtime: Runtime, site: Site, call: Call) -> JSON:
+async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
     try:
         return JSON(await credit(runtime, site, call))
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: credited when the store is back
@@ -202,14 +161,7 @@ def _kind(site: Site, number: str) -> tuple[str, str | None]:
     return ("page", None) if number == site.phone else ("unknown", None)
 
 
-def _signed_url(runtime: Runtime, request: Request) -> str:
-    """The URL Twilio called: behind a proxy only SWAPLINE_PUBLIC_URL knows it."""
-    if runtime.settings.public_url:
-        return f"{runtime.settings.public_url}{request.url.path}?{request.url.query}"
-    return str(request.url)
-
-
-def _site(request: Request) -> tuple[Runtime, Site]:
+def site_of(request: Request) -> tuple[Runtime, Site]:
     runtime: Runtime = request.app.state.runtime
     return runtime, runtime.site(request.query_params.get("site"))
 
@@ -221,20 +173,20 @@ def _required(data: dict[str, Any], name: str) -> str:
     return value.strip()
 
 
-def _number(value: str, name: str, home: str | None = None) -> str:
+def read_number(value: str, name: str, home: str | None = None) -> str:
     number = phones.e164(value, home)
     if number is None:
         raise BadRequest("invalid_call", f"{name} is not a valid phone number: {value!r}")
     return number
 
 
-def _home(site: Site) -> str | None:
+def home_region(site: Site) -> str | None:
     """Where the site's numbers are: a number written without its country code is from there."""
     number = site.phone or next(iter(site.tracking_numbers), None)
     return phones.home(number) if number else None
 
 
-def _caller(key: bytes, value: str | None, home: str | None = None) -> tuple[str, str | None]:
+def kept_caller(key: bytes, value: str | None, home: str | None = None) -> tuple[str, str | None]:
     """What is kept of a caller's number: a keyed hash and the last four digits. One caller
     is one hash however the telephony writes the number (`+7…`, `8…`, `7…`: see `_number`).
 
@@ -247,14 +199,14 @@ def _caller(key: bytes, value: str | None, home: str | None = None) -> tuple[str
     return hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:32], number[-4:]
 
 
-def _seconds(value: str, name: str) -> int:
+def whole_seconds(value: str, name: str) -> int:
     """A duration as telephony systems write it: ASCII digits, under a day."""
     if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) < MAX_TALK):
         raise BadRequest("invalid_call", f"{name} must be a whole number of seconds below {MAX_TALK}")
     return int(value)
 
 
-def _moment(seconds: float) -> int:
+def unix_ms(seconds: float) -> int:
     """Unix seconds as milliseconds, if they fall in this century (which also refuses
     milliseconds sent as seconds, and numbers no clock can hold)."""
     if not EARLIEST <= seconds < LATEST:  # NaN fails both comparisons
@@ -263,24 +215,16 @@ def _moment(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-def _twilio_time(value: str | None) -> int | None:
-    if not value:
-        return None
+def local_time(text: str, name: str, zone: ZoneInfo | None) -> int:
+    """ISO 8601 (`2026-11-22T14:05:00+03:00`, or `2026-11-22 14:05:00` as PBXs write it) in
+    unix milliseconds; a time without its zone is in `zone`, the site's `calls.time_zone`."""
     try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return _moment(moment.timestamp())
-
-
-def _without_port(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.port else url
-
-
-def _with_port(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.port or not parts.hostname:
-        return url
-    port = 443 if parts.scheme == "https" else 80
-    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
+        moment = datetime.datetime.fromisoformat(text.strip()[:64])
+    except ValueError:
+        raise BadRequest("invalid_call", f"{name} must be ISO 8601 or unix seconds") from None
+    if moment.tzinfo is None:
+        if zone is None:
+            raise BadRequest("invalid_call", f"{name} needs a time zone (2026-11-22T14:05:00+03:00), or the site's "
+                                             "calls.time_zone for times written without one")
+        moment = moment.replace(tzinfo=zone)
+    return unix_ms(moment.timestamp())

@@ -81,8 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     calls = commands.add_parser("calls", help="calls a PBX kept in a file")
     call_commands = calls.add_subparsers(dest="calls_command", required=True)
     imported = call_commands.add_parser("import", help="send a CSV of calls to the service, credited as webhooks")
-    imported.add_argument("file", type=Path, help="CSV: call_id, called, start[, caller, talk_seconds, status]")
+    imported.add_argument("file", type=Path, help="CSV: call_id, called, start[, caller, talk_seconds, status], "
+                                                  "or Asterisk's Master.csv")
     imported.add_argument("--site", required=True)
+    imported.add_argument("--utc", action="store_true", help="an Asterisk CDR's times are UTC (usegmtime=yes)")
     imported.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
 
     report = commands.add_parser("report", help="conversion per page and variant (asks the service)")
@@ -172,7 +174,8 @@ def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     base = _service(settings, args)
     try:
-        taken, refused = callimport.send(base, site.id, site.calls.secret, callimport.rows(args.file))
+        taken, refused = callimport.send(base, site.id, site.calls.secret,
+                                         callimport.rows(args.file, site, args.utc))
     except (OSError, ValueError) as exc:  # no such file, not UTF-8 text, no service there
         print(f"swapline: {exc}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from service.geo import Geo
 from service.patterns import Linear
@@ -373,9 +374,16 @@ def _rank(rule: Rule) -> tuple[int, int]:
 @dataclass(frozen=True, slots=True)
 class CallSettings:
     secret: bytes | None = None  # HMAC key of POST /v1/calls; None: refuse them
-    twilio_auth_token: str | None = None
     qualify_after: int = 30  # seconds of talk that make a target call
     unique_within: int = 7 * 86400  # seconds: a caller seen within this is not new
+    time_zone: ZoneInfo | None = None  # of the times a PBX writes without a zone
+    # Each vendor's credentials (service.telephony); None: its endpoint refuses the site's calls.
+    twilio_auth_token: str | None = None
+    mango_api_key: str | None = None
+    mango_api_salt: str | None = None
+    zadarma_secret: str | None = None  # Zadarma's, or classic Novofon's, API secret
+    uis_token: str | None = None  # UIS / CoMagic sign nothing: their URL carries this
+    telphin_token: str | None = None  # Telphin neither
 
 
 @dataclass(frozen=True, slots=True)

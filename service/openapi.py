@@ -127,6 +127,27 @@ CALL_ANSWER = {
         "ignored": {"type": "string"},
     },
 }
+CALL_RESPONSES = {**_json("whom the call was credited to, or which event was ignored", CALL_ANSWER),
+                  **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
+                  **_errors(400, 401, 404, 413, 503)}
+
+
+def _form(*fields: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {name: {"type": "string"} for name in fields}}
+
+
+def _notification(summary: str, token: str, media: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A vendor that signs nothing: the site's token in the address, the fields in the body
+    (POST) or in the query (GET), as the vendor's settings choose."""
+    parameters = [SITE_QUERY, _query("token", f"the site's {token}", required=True)]
+    return {
+        "post": {"summary": summary, "parameters": parameters, "responses": CALL_RESPONSES, "requestBody": {
+            "required": True, "content": {media: {"schema": {"type": "object", "properties": fields}}}}},
+        "get": {"summary": summary, "responses": CALL_RESPONSES, "parameters": [
+            *parameters, *({"name": name, "in": "query", "schema": {"type": "string"}} for name in fields)]},
+    }
+
+
 REPORT_FILTERS = [
     _query("from", "first cohort day, YYYY-MM-DD"),
     _query("to", "last cohort day, YYYY-MM-DD"),
@@ -179,6 +200,39 @@ SPEC: dict[str, Any] = {
                           **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
                           **_errors(400, 401, 404, 413, 503)},
         }},
+        "/v1/calls/mango/{site}/events/{event}": {"post": {
+            "summary": "Mango Office notification (the summary ends a call), sign = sha256(key + json + salt)",
+            "parameters": [SITE_PATH, {"name": "event", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
+                "vpbx_api_key", "sign", "json")}}},
+            "responses": CALL_RESPONSES,
+        }},
+        "/v1/calls/zadarma": {
+            "get": {"summary": "Zadarma's check of the address: zd_echo comes back",
+                    "parameters": [_query("zd_echo", "any text up to 128 characters", required=True)],
+                    "responses": {"200": {"description": "the zd_echo value",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                  **_errors(400)}},
+            "post": {
+                "summary": "Zadarma / classic Novofon notification (NOTIFY_END ends a call), Signature header",
+                "parameters": [SITE_QUERY, {"name": "Signature", "in": "header", "required": True,
+                                            "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
+                    "event", "pbx_call_id", "caller_id", "called_did", "call_start", "duration", "disposition")}}},
+                "responses": CALL_RESPONSES,
+            },
+        },
+        "/v1/calls/uis": _notification(
+            "UIS / CoMagic notification from the template in docs/CALLS.md; the token in the address",
+            "calls.uis_token", "application/json", {
+                **{name: {"oneOf": [{"type": "string"}, {"type": "integer"}]} for name in (
+                    "call_session_id", "virtual_phone_number", "contact_phone_number", "start_time",
+                    "notification_time", "talk_time_duration")},
+                "direction": {"type": "string"}}),
+        "/v1/calls/telphin": _notification(
+            "Telphin extension event (hangup ends a call); the token in the address", "calls.telphin_token",
+            "application/x-www-form-urlencoded", _form("EventType", "CallID", "CallFlow", "CalledDID", "CallerIDNum",
+                                                       "EventTime", "Duration", "CallStatus")["properties"]),
         "/v1/pools/{site}": {"get": {
             "summary": "Number pool utilisation, overflow and recommended size",
             "security": BEARER, "parameters": [SITE_PATH],

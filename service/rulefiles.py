@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cssselect
 import pycountry
@@ -171,7 +172,7 @@ class _Compiler:
             experiments=tuple(experiments),
             pools=tuple(pools),
             uses_places=any(text.uses_places for text in texts),
-            calls=_calls(data.get("calls", {})),
+            calls=self._calls(data.get("calls", {})),
             visits=_visits(data.get("visits", {})),
             report_token=_secret(data.get("reports", {}).get("token")),
         )
@@ -329,6 +330,28 @@ class _Compiler:
             return compile_text("")
         return text
 
+    def _calls(self, data: dict[str, Any]) -> CallSettings:
+        secret = _secret(data.get("secret"))
+        zone = None
+        if "time_zone" in data:
+            try:
+                zone = ZoneInfo(data["time_zone"])
+            except (ValueError, ZoneInfoNotFoundError):
+                self.problem(("calls", "time_zone"), f"unknown time zone {data['time_zone']!r} (e.g. Europe/Moscow)")
+        if "zadarma_secret" in data and "time_zone" not in data:  # its call_start has no zone
+            self.problem(("calls", "zadarma_secret"), "Zadarma writes call times in your account's time zone: "
+                                                      "name it in calls.time_zone (e.g. Europe/Moscow)")
+        if ("mango_api_key" in data) != ("mango_api_salt" in data):
+            self.problem(("calls",), "Mango Office signs with both its key and its salt: "
+                                     "give mango_api_key and mango_api_salt")
+        return CallSettings(
+            secret=secret.encode() if secret else None,
+            qualify_after=_seconds(data.get("qualify_after", "30s")),
+            unique_within=_seconds(data.get("unique_within", "7d")),
+            time_zone=zone,
+            **{name: _secret(data.get(name)) for name in VENDOR_CREDENTIALS},
+        )
+
     def _phone(self, path: tuple[str | int, ...], number: str) -> str:
         e164 = phones.e164(number)
         if e164 is None:
@@ -337,14 +360,6 @@ class _Compiler:
         return e164
 
 
-def _calls(data: dict[str, Any]) -> CallSettings:
-    secret = _secret(data.get("secret"))
-    return CallSettings(
-        secret=secret.encode() if secret else None,
-        twilio_auth_token=_secret(data.get("twilio_auth_token")),
-        qualify_after=_seconds(data.get("qualify_after", "30s")),
-        unique_within=_seconds(data.get("unique_within", "7d")),
-    )
 
 
 def _visits(data: dict[str, Any]) -> VisitSettings:
@@ -353,6 +368,10 @@ def _visits(data: dict[str, Any]) -> VisitSettings:
         lookback=_seconds(data.get("lookback", "90d")),
         last_non_direct=data.get("attribution", "last_non_direct") == "last_non_direct",
     )
+
+
+VENDOR_CREDENTIALS = ("twilio_auth_token", "mango_api_key", "mango_api_salt", "zadarma_secret", "uis_token",
+                      "telphin_token")
 
 
 def _secret(value: str | None) -> str | None:

@@ -2,8 +2,10 @@
 
 Without them every fuzzed call webhook stops at its signature (401) and every beacon at its
 token, and the parsing behind them is never reached. `before_call` serialises the body itself
-and signs those bytes (Swapline's HMAC, Twilio's own validator), and gives beacons a real
-decision token; the fuzzed values themselves are left as generated.
+and signs those bytes (Swapline's HMAC, Twilio's own validator, Mango's and Zadarma's
+signatures), gives the vendors that sign nothing their token and beacons a real decision
+token; the fuzzed values themselves are left as generated (but for Zadarma's event, which
+picks the fields it signs).
 """
 
 from __future__ import annotations
@@ -18,10 +20,19 @@ from urllib.parse import urlencode
 import schemathesis
 from twilio.request_validator import RequestValidator
 
+from service.telephony import ZADARMA_SIGNED, mango_sign, zadarma_signature
+
+# The demo site's credentials (rules/demo.yaml), for the vendors that sign.
+DEMO = {"mango_api_key": "demo-mango-key-change-me", "mango_api_salt": "demo-mango-salt-change-me",
+        "zadarma_secret": "demo-zadarma-secret-change-me"}
+TOKENS = {"/v1/calls/uis": "demo-uis-token-change-me", "/v1/calls/telphin": "demo-telphin-token-change-me"}
+
 
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     path, body = case.operation.path, case.body
+    if path in TOKENS:  # the vendors that sign nothing carry the site's token in the address
+        case.query = {**(case.query or {}), "token": TOKENS[path]}
     if not isinstance(body, dict):  # absent or not an object: nothing to sign or to fill in
         return
     if case.headers is None:
@@ -37,5 +48,17 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         case.headers["X-Twilio-Signature"] = RequestValidator(os.environ["FUZZ_TWILIO_TOKEN"]).compute_signature(
             url, params)
         kwargs.update(data=urlencode(params), json=None)
+    elif path == "/v1/calls/mango/{site}/events/{event}":
+        form = {str(name): str(value) for name, value in body.items()}
+        form["vpbx_api_key"] = DEMO["mango_api_key"]
+        form["sign"] = mango_sign(DEMO["mango_api_key"], form.get("json", ""), DEMO["mango_api_salt"])
+        kwargs.update(data=urlencode(form), json=None)
+    elif path == "/v1/calls/zadarma" and case.method == "POST":
+        form = {str(name): str(value) for name, value in body.items()}
+        if form.get("event") not in ZADARMA_SIGNED:
+            form["event"] = "NOTIFY_END"  # else an unknown event stops it before the signature
+        signed = "".join(form.get(name, "") for name in ZADARMA_SIGNED[form["event"]])
+        case.headers["Signature"] = zadarma_signature(DEMO["zadarma_secret"], signed)
+        kwargs.update(data=urlencode(form), json=None)
     elif path == "/v1/events" and "token" in body:
         body["token"] = os.environ["FUZZ_DECISION_TOKEN"]

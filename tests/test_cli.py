@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -185,6 +187,42 @@ def test_calls_import_credits_a_pbx_file_once_and_names_the_rows_it_could_not(tm
     assert again.stdout == "2 already known; 2 refused\n"  # each call counts once
     record = orjson.loads(store.hget("sw:{demo:calls}:calls", "pbx-1"))
     assert record["visitor"] == "import-cli-00000001" and record["qualified"] is True
+
+
+def test_calls_import_reads_an_asterisk_cdr_and_sends_only_calls_to_the_sites_numbers(
+        tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    """Master.csv as Asterisk's cdr_csv.c writes it with loguniqueid (17 columns, no header,
+    local times): the incoming call is credited, internal and outgoing calls are not sent."""
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        shown = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": "import-cdr-00000001"},
+                          headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}).json()
+        local = datetime.datetime.now(ZoneInfo("Europe/Moscow")) + datetime.timedelta(seconds=5)  # demo's time_zone
+        at = local.strftime("%Y-%m-%d %H:%M:%S")
+        held = "8" + shown["phone"]["number"][2:]  # as the trunk delivers it: 8 495 …
+        cdr = tmp_path / "Master.csv"
+        cdr.write_text(
+            f'"","89161234567","{held}","from-trunk","""Ivan"" <89161234567>","SIP/trunk-0001","SIP/101-0002",'
+            f'"Dial","SIP/101,30","{at}","{at}","{at}",50,45,"ANSWERED","DOCUMENTATION","1795000000.1"\n'
+            f'"","101","102","from-internal","""Desk"" <101>","SIP/101-0003","SIP/102-0004","Dial","SIP/102",'
+            f'"{at}","{at}","{at}",12,10,"ANSWERED","DOCUMENTATION","1795000000.2"\n'
+            f'"","101","89161234567","from-internal","""Desk"" <101>","SIP/101-0005","SIP/trunk-0006","Dial",'
+            f'"SIP/trunk/89161234567","{at}","{at}","{at}",40,35,"ANSWERED","DOCUMENTATION","1795000000.3"\n'
+            f'"","89161234568","84951200005","from-trunk","","SIP/trunk-0007","","Dial","SIP/101,30","{at}",,'
+            f'"{at}",20,0,"NO ANSWER","DOCUMENTATION","1795000000.4"\n', encoding="utf-8")
+        first = demo_command("calls", "import", str(cdr), "--site", "demo", "--url", base)
+        again = demo_command("calls", "import", str(cdr), "--site", "demo", "--url", base)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert first.returncode == 0, first
+    assert first.stdout == "1 credited, 1 not credited, 2 not to the site's numbers\n"
+    assert again.stdout == "2 already known, 2 not to the site's numbers\n"
+    record = orjson.loads(store.hget("sw:{demo:calls}:calls", "1795000000.1"))
+    assert record["visitor"] == "import-cdr-00000001" and record["talk_seconds"] == 45 and record["qualified"] is True
+    assert record["start"] == int(local.replace(microsecond=0).timestamp()) * 1000  # read in Moscow time
+    missed = orjson.loads(store.hget("sw:{demo:calls}:calls", "1795000000.4"))
+    assert missed["status"] == "no-answer" and missed["credited"] is False
 
 
 def test_pools_command_explains_an_unreachable_service() -> None:

@@ -32,6 +32,17 @@ HOSTILE_BODIES = {
         "talk-absurd": {**CALL, "start": 1795000000, "talk_seconds": 10**18}},
     "/v1/calls/twilio": {f"duration-{n}": {"CallSid": "CA1", "To": "+74951200001", "CallStatus": "completed",
                                            "CallDuration": duration} for n, duration in enumerate(["²", "1" * 23])},
+    "/v1/calls/mango/{site}/events/{event}": {f"mango-{n}": {"json": summary} for n, summary in enumerate([
+        '{"entry_id": "m1", "call_direction": 1, "line_number": "74951200001", "create_time": 1e400}',
+        '{"entry_id": "m1", "call_direction": 1, "line_number": "74951200001", "create_time": 1795000000, '
+        '"talk_time": 1795000005, "end_time": 99999999999999999999, "entry_result": 1}',
+        "[" * 10_000])},
+    "/v1/calls/zadarma": {f"zadarma-{n}": {"event": "NOTIFY_END", "pbx_call_id": "z1", "called_did": "74951200001",
+                                           "call_start": start, "duration": "5", "disposition": "answered"}
+                          for n, start in enumerate(["99999-01-01 00:00:00", "2026-02-30 10:00:00", "1795000000"])},
+    "/v1/calls/telphin": {f"telphin-{n}": {"EventType": "hangup", "CallID": "t1", "CalledDID": "74951200001",
+                                           "EventTime": time, "Duration": "5", "CallStatus": "ANSWER"}
+                          for n, time in enumerate(["1" * 30, "0", "1795000000000000"])},
     "/v1/events": {"goal-flood": {"type": "goal", "id": "g1", "name": "x" * 65, "token": "t"}},
 }
 

@@ -84,6 +84,17 @@ MISTAKES = {
         "  - id: cta-wording\n", "  - id: cta-wording\n    expected_visitors: 10\n",
         ("10 is less than the minimum of 100",), where="expected_visitors",
     ),
+    "unknown time zone": Mistake(
+        "  time_zone: Europe/Moscow", "  time_zone: Europe/Moskva", ("unknown time zone 'Europe/Moskva'",)
+    ),
+    "Zadarma without a time zone": Mistake(
+        "  time_zone: Europe/Moscow\n", "", ("Zadarma writes call times in your account's time zone",),
+        where="zadarma_secret",
+    ),
+    "Mango without its salt": Mistake(
+        "  mango_api_salt: demo-mango-salt-change-me\n", "", ("give mango_api_key and mango_api_salt",),
+        where="calls:",
+    ),
     "duplicate variant id": Mistake(
         "      - id: free-visit", "      - id: install-tomorrow", ("duplicate variant 'install-tomorrow'",)
     ),

@@ -50,7 +50,7 @@ def compare_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
         calls.append((a, b))
         return real(a, b)
 
-    for module in ("service.auth", "service.calls", "service.tokens"):
+    for module in ("service.auth", "service.calls", "service.telephony", "service.tokens"):
         monkeypatch.setattr(f"{module}.hmac.compare_digest", spy)
     return calls
 
