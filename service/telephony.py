@@ -175,12 +175,13 @@ async def uis_endpoint(request: Request) -> JSON:
     if str(fields.get("direction", "in")).lower() in ("out", "outgoing"):
         return JSON({"call_id": call_id, "ignored": "not an incoming call"})
     talk = _count(fields, "talk_time_duration", 0)
-    name = "start_time" if "start_time" in fields else "notification_time"
-    start = fields.get(name)
+    start = fields.get("start_time", fields.get("notification_time"))
     if isinstance(start, str) and not start.strip().isdigit():  # a time as UIS writes it, perhaps without a zone
-        start_ms = local_time(start, name, site.calls.time_zone)
-    else:  # or unix seconds
-        start_ms = unix_ms(_count(fields, name))
+        start_ms = local_time(start, "start_time", site.calls.time_zone)
+    elif isinstance(start, int | float | str) and not isinstance(start, bool):  # or unix seconds
+        start_ms = unix_ms(float(start))
+    else:
+        raise BadRequest("invalid_call", "start_time (or notification_time) is required")
     return await _credit(runtime, site, call_id, fields.get("virtual_phone_number"), "virtual_phone_number",
                          fields.get("contact_phone_number"), start_ms, talk, "completed" if talk else "missed")
 

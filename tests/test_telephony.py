@@ -221,6 +221,17 @@ def test_a_uis_call_finished_notification_credits_the_visitor(tel: TestClient, c
     assert as_query["credited"] is True and as_query["talk_seconds"] == 45
 
 
+@pytest.mark.parametrize(("start", "message"), [
+    (None, "start_time (or notification_time) is required"), ("yesterday", "start_time must be ISO 8601"),
+    ("1795000000123", "this looks like milliseconds"), (1e300, "start must be a moment from 2000 to 2099"),
+])
+def test_a_uis_start_that_is_no_time_is_a_clear_400(tel: TestClient, clock: Clock, start: Any, message: str) -> None:
+    fields = {key: value for key, value in call_finished(lease(tel), clock.now).items()
+              if key not in ("start_time", "notification_time")}
+    refused = uis(tel, fields if start is None else {**fields, "start_time": start})
+    assert refused.status_code == 400 and message in refused.json()["error"]["message"]
+
+
 def test_a_uis_call_without_talk_is_missed_and_outgoing_calls_are_ignored(tel: TestClient, clock: Clock) -> None:
     number = lease(tel)
     assert uis(tel, call_finished(number, clock.now, talk=0)).json()["status"] == "missed"
