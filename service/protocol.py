@@ -25,6 +25,7 @@ from service.config import Settings
 # The request line and headers: a decision's URL carries the page's URL and referrer, each
 # up to 4,096 characters that percent-encoding may make 6 bytes each.
 MAX_HEAD = 64 * 1024
+LINGER = 2.0  # seconds a refused client may go on sending before its connection closes
 _settings = functools.cache(Settings.from_env)  # the worker's own, read once
 
 
@@ -34,6 +35,7 @@ class Protocol(HttpToolsProtocol):
     _deadline: asyncio.TimerHandle | None = None
     _head = 0  # bytes received while the request's line and headers were not all in
     _in_head = True
+    _draining = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         HttpToolsProtocol.connection_made(self, transport)
@@ -44,6 +46,8 @@ class Protocol(HttpToolsProtocol):
         HttpToolsProtocol.connection_lost(self, exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:  # refused: read and dropped until the connection closes
+            return
         if self._in_head:  # counted a packet at a time: a header at a time costs every request more
             self._head += len(data)
             if self._head > MAX_HEAD:
@@ -95,4 +99,13 @@ class Protocol(HttpToolsProtocol):
             b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body),
             body,
         ]))
-        self.transport.close()
+        if self.cycle is None and self.transport.can_write_eof():
+            # A request refused before the application saw it (too large, malformed) may still
+            # be arriving, and closing under unread bytes resets the connection: the client
+            # would lose this answer. So, as nginx's lingering close: send it, half-close, drop
+            # whatever else comes, and close when the client hangs up or after LINGER.
+            self._draining = True
+            self.transport.write_eof()
+            self.loop.call_later(LINGER, self.transport.close)
+        else:
+            self.transport.close()
