@@ -23,7 +23,7 @@ from service import embedded, rulefiles, telephony
 from service.calls import Call, calls_endpoint, credit
 from service.clock import StoreClock
 from service.config import Settings
-from service.dashboard import dashboard_endpoint, login_endpoint
+from service.dashboard import calls_page_endpoint, dashboard_endpoint, login_endpoint
 from service.decide import decide_endpoint
 from service.erasure import forget_endpoint
 from service.errors import HTTPError
@@ -31,7 +31,9 @@ from service.events import convert, events_endpoint
 from service.fastpath import DISCONNECTED, FastPath
 from service.geo import GeoDB
 from service.home import home_endpoint
+from service.journal import Journal
 from service.ledger import Ledger
+from service.logs import calls_log_endpoint, conversions_log_endpoint
 from service.middleware import ClientIPMiddleware, TrustedProxies
 from service.observability import RequestMiddleware, metrics_endpoint
 from service.openapi import openapi_endpoint
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         pools = Pools(store, settings.lease_retention_days, settings.network_share)
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
                           Ledger(store, settings.max_pages, settings.max_goals),
-                          Spool(settings.data_dir / "spool"),
+                          Journal(store, settings.log_days), Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
         app.state.runtime = runtime
         if isinstance(runtime.clock, StoreClock):  # before the first page view is stamped
@@ -120,12 +122,17 @@ def create_app(settings: Settings | None = None) -> FastPath:
             Route("/v1/calls/zadarma", telephony.zadarma_endpoint, methods=["GET", "POST"]),
             Route("/v1/calls/uis", telephony.uis_endpoint, methods=["GET", "POST"]),
             Route("/v1/calls/telphin", telephony.telphin_endpoint, methods=["GET", "POST"]),
+            Route("/v1/calls/{site}.csv", calls_log_endpoint, methods=["GET"]),
+            Route("/v1/calls/{site}", calls_log_endpoint, methods=["GET"]),
+            Route("/v1/conversions/{site}.csv", conversions_log_endpoint, methods=["GET"]),
+            Route("/v1/conversions/{site}", conversions_log_endpoint, methods=["GET"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", forget_endpoint, methods=["DELETE"]),
             Route("/v1/reports/{site}.csv", report_endpoint, methods=["GET"]),
             Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
+            Route("/dashboard/{site}/calls", calls_page_endpoint, methods=["GET"]),
             Route("/", home_endpoint, methods=["GET"]),
             Route("/s.js", snippet_endpoint, methods=["GET"]),
             Route("/s/{version}.js", pinned_snippet_endpoint, methods=["GET"]),

@@ -133,7 +133,17 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     if answer["credited"] and not answer["duplicate"]:
         await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}",
                                      _conversions(answer), runtime.now_ms())
+    await runtime.journal.add(site.id, _logged(answer), runtime.now_ms())  # once, a retry's too: it may be the first
     return answer
+
+
+def _logged(answer: dict[str, Any]) -> dict[str, Any]:
+    """A call as the conversion log keeps it (service.journal)."""
+    call = {name: answer[name] for name in ("number", "pool", "kind", "talk_seconds", "status", "unique", "qualified",
+                                            "caller_last_digits", "credited", "reason")}
+    return {"id": f"call:{answer['call_id']}", "kind": _conversions(answer)[0], "at": answer["start"],
+            "visitor": answer["visitor"], "page": answer["page"], "experiments": answer["experiments"],
+            "visit": answer["visit"], "call": call}
 
 
 def _conversions(answer: dict[str, Any]) -> list[str]:

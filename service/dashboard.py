@@ -10,6 +10,7 @@ script and may not be framed (`HEADERS`).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -18,7 +19,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service import bodies, charts
+from service import bodies, charts, logs
 from service.auth import accepts, fingerprint, require_report_token
 from service.engine import Site
 from service.errors import BadRequest, TooManyRequests
@@ -28,6 +29,7 @@ from service.runtime import Runtime
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
 DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
+CALLS_SHOWN = 50  # calls a page of the call log shows
 # How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
 # (the default), or the classic ones, valid for one look at a sample size fixed in advance.
 TESTS = {"sequential": "sequential: look any day", "fixed": "fixed horizon: one look at the planned size"}
@@ -65,6 +67,19 @@ def _render(site: Site, report: dict[str, Any], filters: Filters, test: str, par
     return PAGES.get_template("dashboard.html").render(
         site=site, report=report, tables=tables, filters=filters, test=test, tests=TESTS,
         query=lambda other: urlencode({**params, "test": other}))  # this page with the other test
+
+
+async def calls_page_endpoint(request: Request) -> Response:
+    """`/dashboard/{site}/calls`: the call log, each call with the visit that led to it."""
+    runtime, site = _site(request)
+    if not await _signed_in(runtime, site, request):
+        return _login_page(site)
+    params = {name: value for name, value in request.query_params.items() if value}
+    calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
+    html = PAGES.get_template("calls.html").render(
+        site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
+        moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    return HTMLResponse(html, headers=HEADERS)
 
 
 async def login_endpoint(request: Request) -> Response:

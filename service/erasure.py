@@ -2,7 +2,8 @@
 
 `DELETE /v1/visitors/{site}/{vid}` (the site's report token; `swapline forget`) deletes what
 the store keeps of one visitor: their visits and journeys, their assignments and conversion
-marks in every experiment, and their id in leases and call records. Counts already added up
+marks in every experiment, their id in leases and call records, and their entries in the
+conversion log (`service.journal`). Counts already added up
 (visitors per cohort, conversions per day) stay: they name nobody.
 """
 
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from service.auth import require_report_token
 from service.engine import Site
 from service.errors import BadRequest
+from service.journal import Journal
 from service.ledger import SITE, LedgerKeys
 from service.pools import PoolKeys
 from service.responses import JSON
@@ -30,11 +32,11 @@ if TYPE_CHECKING:
 SLICE = 1000
 
 
-async def forget(store: Store, site: Site, vid: str) -> dict[str, int]:
+async def forget(store: Store, journal: Journal, site: Site, vid: str) -> dict[str, int]:
     """Delete what the store keeps of `vid` on `site`; how many records of each kind went.
     This process's deferred writes (the latest page of a journey) go first, to be erased too."""
     await store.batcher.settle()
-    client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0}
+    client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0, "log": 0}
     visit_keys = [key async for key in client.scan_iter(match=f"{visitor_prefix(site.id, vid)}*", count=SLICE)]
     for key in visit_keys:
         erased["visits"] += await client.delete(key)
@@ -52,6 +54,7 @@ async def forget(store: Store, site: Site, vid: str) -> dict[str, int]:
             erased["leases"] += await _anonymise(store, held.leases, lambda r: r.get("v") == vid, {"v": "", "w": ""})
     erased["calls"] += await _anonymise(store, f"sw:{{{site.id}:calls}}:calls", lambda r: r.get("visitor") == vid,
                                         {"visitor": None, "visit": None})
+    erased["log"] = await journal.forget(site.id, vid)
     return erased
 
 
@@ -74,4 +77,4 @@ async def forget_endpoint(request: Request) -> JSON:
     vid = cast(str, request.path_params["vid"])
     if not valid_vid(vid):
         raise BadRequest("invalid_vid", "not a visitor id: letters, digits, _ and - (as the snippet makes them)")
-    return JSON({"site": site.id, "vid": vid, "erased": await forget(runtime.store, site, vid)})
+    return JSON({"site": site.id, "vid": vid, "erased": await forget(runtime.store, runtime.journal, site, vid)})

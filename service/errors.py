@@ -5,6 +5,7 @@
     ├── Unauthorized     401: a missing or wrong signature or token
     ├── Forbidden        403: e.g. a browser origin the site does not allow
     ├── NotFound         404: e.g. an unknown site
+    ├── MethodNotAllowed 405: a method the address does not take; says which it does
     ├── TooLarge         413: a request body over the limit
     ├── TooManyRequests  429: a client over its rate limit; says when to retry
     └── Unavailable      503: nothing can keep the request now (store and spool both down); retry
@@ -39,6 +40,14 @@ class Forbidden(HTTPError):
 
 class NotFound(HTTPError):
     status = 404
+
+
+class MethodNotAllowed(HTTPError):
+    status = 405
+
+    def __init__(self, code: str, message: str, allow: str) -> None:
+        super().__init__(code, message)
+        self.headers["Allow"] = allow
 
 
 class TooLarge(HTTPError):

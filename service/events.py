@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from service import bodies
+from service import bodies, visits
 from service.cors import cors_headers
 from service.engine import Site
 from service.errors import BadRequest, Forbidden, HTTPError, Unauthorized
@@ -94,7 +94,9 @@ async def _beacon(request: Request) -> JSON:
         if not isinstance(name, str) or not GOAL_NAME.fullmatch(name):
             raise BadRequest("invalid_event", "a goal needs a name: 1-64 lower-case letters, digits, _ or -")
         kinds.append(f"goal:{name}")
-    conversion = {"vid": token["v"], "id": f"{kind}:{event_id}", "kinds": kinds, "now": now}
+    previous = visits.read(runtime.signer, event["token"], site.id, token["v"])
+    conversion = {"vid": token["v"], "id": f"{kind}:{event_id}", "kinds": kinds, "now": now, "page": token.get("p"),
+                  "visit": previous.visit.id if previous else None}
     try:
         outcome = await convert(runtime, site, conversion)
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: counted when the store is back
@@ -106,6 +108,16 @@ async def _beacon(request: Request) -> JSON:
 
 async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> str:
     """Count a conversion (from a beacon now, or from the spool later) for every experiment the
-    visitor was exposed to before it, on any page: the store knows which."""
-    return await runtime.ledger.convert(site.id, conversion["vid"], site.experiment_ids, conversion["id"],
-                                        conversion["kinds"], conversion["now"])
+    visitor was exposed to before it, on any page: the store knows which. Then log it, with
+    those variants and the visit it came from (once: a retry may be the first to get there)."""
+    vid, now = conversion["vid"], conversion["now"]
+    outcome = await runtime.ledger.convert(site.id, vid, site.experiment_ids, conversion["id"], conversion["kinds"],
+                                           now)
+    visit, kind = conversion.get("visit"), conversion["kinds"][0]
+    await runtime.journal.add(site.id, {
+        "id": conversion["id"], "kind": kind, "at": now, "visitor": vid,
+        "page": conversion.get("page"), "experiments": await runtime.ledger.variants(site.id, vid, site.experiment_ids),
+        "visit": await visits.journey(runtime.store, site.id, vid, visit, now) if visit else None,
+        **({"goal": conversion["kinds"][1].removeprefix("goal:")} if kind == "goal" else {}),
+    }, now)
+    return outcome

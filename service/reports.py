@@ -292,14 +292,15 @@ def csv_text(report: dict[str, Any]) -> str:
                      "p_value", "chance_to_beat", "p_value_sequential", "lift_rel_low_sequential",
                      "lift_rel_high_sequential", "srm_p_value", "warnings"])
     for page in report["pages"]:
-        writer.writerow(["page", "", _text(page["page"]), "all", "", *_counts(page, kinds), report["metric"],
+        writer.writerow(["page", "", spreadsheet_text(page["page"]), "all", "", *_counts(page, kinds), report["metric"],
                          *_numbers(page["rate"], *(page["interval"] or [None, None])), *[""] * 12, ""])
     for table in report["experiments"]:
         for row in table["variants"]:
             lift = row["lift"] or {}
             always_valid = lift.get("sequential") or {}
             writer.writerow([
-                "experiment", _text(table["experiment"]), _text(table["page"]), _text(row["variant"]), row["weight"],
+                "experiment", spreadsheet_text(table["experiment"]), spreadsheet_text(table["page"]),
+                spreadsheet_text(row["variant"]), row["weight"],
                 *_counts(row, kinds), report["metric"],
                 *_numbers(row["rate"], *(row["interval"] or [None, None])),
                 *_numbers(lift.get("absolute"), *(lift.get("absolute_interval") or [None, None])),
@@ -307,12 +308,12 @@ def csv_text(report: dict[str, Any]) -> str:
                 *_numbers(lift.get("p_value"), lift.get("chance_to_beat"), always_valid.get("p_value"),
                           *(always_valid.get("relative_interval") or [None, None])),
                 *_numbers((table["srm"] or {}).get("p_value")),
-                _text("; ".join(table["warnings"])),
+                spreadsheet_text("; ".join(table["warnings"])),
             ])
     return out.getvalue()
 
 
-def _text(text: str) -> str:
+def spreadsheet_text(text: str) -> str:
     """Text as a spreadsheet shows it, never as a formula it runs (OWASP's CSV injection advice:
     a cell that starts with = + - @ tab or carriage return gets a leading apostrophe)."""
     return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text

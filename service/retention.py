@@ -3,8 +3,8 @@
 Records about one visitor (their assignments, conversion and overflow marks) go once the
 attribution window after their first exposure has passed; the daily counters the reports read
 stay for the report window, and so do call records; lease history and pool statistics stay for
-the lease window. Keys that are kept for a day or two, or per caller, expire by themselves
-(docs/STORAGE.md has the table).
+the lease window, the call and conversion log for the log window. Keys that are kept for a day
+or two, or per caller, expire by themselves (docs/STORAGE.md has the table).
 
 Most of those records are fields of hashes, which a TTL cannot reach, so once a day one process
 (whichever takes the store's lock) walks the `sw:` keys a slice at a time and deletes what is
@@ -35,11 +35,12 @@ SLICE = 1000  # fields or keys read at a time
 
 @dataclass(frozen=True, slots=True)
 class Windows:
-    """Days each kind of record is kept: SWAPLINE_ATTRIBUTION_DAYS, _REPORT_DAYS, _LEASE_RETENTION_DAYS."""
+    """Days each kind of record is kept: SWAPLINE_ATTRIBUTION_DAYS, _REPORT_DAYS, _LEASE_RETENTION_DAYS, _LOG_DAYS."""
 
     visitor: int = 30  # a visitor's records, after their first exposure
     report: int = 400  # daily counters and call records
     lease: int = 30  # lease history and pool statistics
+    log: int = 90  # the call and conversion log (service.journal)
 
 
 def _field_day(field: bytes, value: bytes) -> str:
@@ -84,7 +85,8 @@ class Retention:
 
     @classmethod
     def of(cls, store: Store, settings: Settings) -> Retention:
-        return cls(store, Windows(settings.attribution_days, settings.report_days, settings.lease_retention_days))
+        return cls(store, Windows(settings.attribution_days, settings.report_days, settings.lease_retention_days,
+                                  settings.log_days))
 
     async def compact(self, now_ms: int) -> int:
         """Delete every record older than its window, as of `now_ms`; returns how many went."""
@@ -99,6 +101,8 @@ class Retention:
                 deleted += await self._history(key, now_ms - self.windows.lease * DAY_MS)
             elif family == "seen":  # event ids: trimmed by each conversion, and here once they stop
                 deleted += await self.store.client.zremrangebyscore(key, "-inf", f"({now_ms - DEDUPE_MS}")
+            elif family in ("entries", "logged"):  # the log: trimmed by each entry, and here once they stop
+                deleted += await self._log(key, family, now_ms - self.windows.log * DAY_MS)
             elif family in HASHES:
                 day_of, window = HASHES[family]
                 deleted += await self._hash(key, day_of, cutoffs[window])
@@ -115,6 +119,15 @@ class Retention:
                 deleted += await client.hdel(key, *old)
             if cursor == 0:
                 return deleted
+
+    async def _log(self, key: str, family: str, cutoff_ms: int) -> int:
+        client = self.store.client
+        if family == "logged":
+            return int(await client.zremrangebyscore(key, "-inf", f"({cutoff_ms}"))
+        deleted = int(await client.xtrim(key, minid=cutoff_ms))
+        if not await client.xlen(key):  # an empty stream stays until deleted
+            await client.delete(key)
+        return deleted
 
     async def _history(self, key: str, cutoff_ms: int) -> int:
         """A number's lease history, and the leases it names, past the lease window."""

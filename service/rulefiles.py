@@ -154,6 +154,9 @@ class _Compiler:
 
     def _site(self, data: dict[str, Any]) -> Site:
         language = data.get("language", "ru")
+        if data["site"] in RESERVED_IDS:
+            self.problem(("site",), f"{data['site']!r} is the address of a telephony webhook "
+                                    f"(/v1/calls/{data['site']}): choose another site id")
         self._unique(data, ("rules", "experiments", "pools"))
         rules = [self._rule(i, rule) for i, rule in enumerate(data.get("rules", []))]
         experiments = [self._experiment(i, e) for i, e in enumerate(data.get("experiments", []))]
@@ -370,6 +373,8 @@ def _visits(data: dict[str, Any]) -> VisitSettings:
     )
 
 
+# Site ids the service's own addresses take: /v1/calls/SITE is a site's call log.
+RESERVED_IDS = frozenset({"twilio", "mango", "zadarma", "uis", "telphin"})
 VENDOR_CREDENTIALS = ("twilio_auth_token", "mango_api_key", "mango_api_salt", "zadarma_secret", "uis_token",
                       "telphin_token")
 

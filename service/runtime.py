@@ -10,6 +10,7 @@ from service.config import Settings
 from service.engine import Site
 from service.errors import BadRequest, NotFound
 from service.geo import GeoDB
+from service.journal import Journal
 from service.ledger import Ledger
 from service.pools import Pools
 from service.ratelimit import Limiter
@@ -28,6 +29,7 @@ class Runtime:
     rules: RuleSet  # replaced whole by the watcher when a valid edit lands
     pools: Pools
     ledger: Ledger
+    journal: Journal
     spool: Spool
     caller_key: bytes  # keys the hashes that stand in for caller numbers and client networks at rest
     clock: Callable[[], float] = field(default_factory=StoreClock)  # seconds; tests replay a day with their own

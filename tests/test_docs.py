@@ -42,6 +42,7 @@ SHOWS = {
     "body='{\"call_id\"": '"call_id":"c-1"',
     "printf 'call_id,called": "1 not credited",
     "curl -H 'Authorization: Bearer demo-report-token-change-me'": '"experiments"',
+    "curl -s -H 'Authorization: Bearer demo-report-token-change-me' 'http://127.0.0.1:8000/v1/calls": '"entries"',
     "swapline rules check": "rules: OK, 1 site(s): demo; version ",
     "swapline rules preview": '"h1.hero"',
 }

@@ -84,6 +84,9 @@ MISTAKES = {
         "  - id: cta-wording\n", "  - id: cta-wording\n    expected_visitors: 10\n",
         ("10 is less than the minimum of 100",), where="expected_visitors",
     ),
+    "a site id a webhook's address takes": Mistake(
+        "site: demo\n", "site: twilio\n", ("'twilio' is the address of a telephony webhook",)
+    ),
     "unknown time zone": Mistake(
         "  time_zone: Europe/Moscow", "  time_zone: Europe/Moskva", ("unknown time zone 'Europe/Moskva'",)
     ),

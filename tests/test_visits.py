@@ -227,7 +227,7 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     assert refused.status_code == 401
     erased = climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT)
     assert erased.status_code == 200, erased.text
-    assert erased.json()["erased"] == {"visits": 2, "assignments": 2, "leases": 1, "calls": 1}
+    assert erased.json()["erased"] == {"visits": 2, "assignments": 2, "leases": 1, "calls": 1, "log": 2}
     remaining = [key for key in store.scan_iter("sw:*")
                  if VID.encode() in key or any(VID.encode() in value for value in _values(store, key))]
     assert remaining == []  # the visitor's id is nowhere in the store
@@ -245,4 +245,6 @@ def _values(store: redis.Redis, key: bytes) -> list[bytes]:
         return list(store.lrange(key, 0, -1))
     if kind == b"zset":
         return list(store.zrange(key, 0, -1))
+    if kind == b"stream":  # the conversion log
+        return [value for _, fields in store.xrange(key) for value in fields.values()]
     return list(store.smembers(key)) if kind == b"set" else []

@@ -1,0 +1,169 @@
+"""The call log and the conversion log through the real service and store: what a marketer
+reads after a Yandex ad brought a visitor who sent a form and called."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from tests.browser import ARTIFACTS, chromium
+from tests.conftest import BROWSER_HEADERS, Clock, site_client, start
+from tests.test_visits import AD, ORIGIN, REPORT, SECRET, SITE, VID, Browser, beacon, call
+
+
+@pytest.fixture
+def climate(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
+    """test_visits' site: a Yandex pool and an experiment on /."""
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE) as client:
+        yield client
+
+
+def log(client: TestClient, what: str, **params: Any) -> Any:
+    response = client.get(f"/v1/{what}/climate", params=params, headers=REPORT)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ad_visit_with_a_form_and_a_call(client: TestClient, clock: Clock) -> dict[str, Any]:
+    browser = Browser(client)
+    landing = browser.open(AD, ref="https://yandex.ru/")
+    clock.advance(40)
+    contacts = browser.open(f"{ORIGIN}/contacts")
+    beacon(client, contacts["token"], "contacts-form")
+    clock.advance(20)
+    call(client, contacts["phone"]["number"], clock.now)
+    return landing
+
+
+def test_the_logs_say_what_each_conversion_was_and_how_the_visitor_came(climate: TestClient, clock: Clock) -> None:
+    landing = ad_visit_with_a_form_and_a_call(climate, clock)
+    page = log(climate, "conversions")
+    assert page["next"] is None
+    called, sent = page["entries"]  # newest first
+    assert (called["kind"], sent["kind"]) == ("call", "form") and sent["page"] == "/contacts"
+    for entry in (called, sent):
+        assert entry["visitor"] == VID and entry["experiments"] == {"cta": landing["experiments"]["cta"]}
+        visit = entry["visit"]
+        assert (visit["source"], visit["medium"], visit["campaign"]) == ("yandex", "cpc", "summer")
+        assert visit["phrase"] == "купить кондиционер" and visit["click_ids"] == {"yclid": "777"}
+        assert visit["landing"] == "/" and [p["path"] for p in visit["pages"]] == ["/", "/contacts"]
+    assert called["call"]["qualified"] is True and called["call"]["pool"] == "yandex"
+    calls = log(climate, "calls")["entries"]
+    assert len(calls) == 1 and calls[0]["call_id"] == "visit-call-1" and calls[0]["talk_seconds"] == 90
+    assert calls[0]["visit"] == called["visit"] and calls[0]["start"] == called["at"]
+    # The same call and form again (a PBX's and a browser's retries): the log does not grow.
+    call(climate, landing["phone"]["number"], clock.now)
+    beacon(climate, landing["token"], "contacts-form")
+    assert len(log(climate, "conversions")["entries"]) == 2
+
+
+def test_the_call_log_as_csv(climate: TestClient, clock: Clock) -> None:
+    ad_visit_with_a_form_and_a_call(climate, clock)
+    response = climate.get("/v1/calls/climate.csv", headers=REPORT)
+    assert response.headers["content-type"].startswith("text/csv")
+    (row,) = csv.DictReader(io.StringIO(response.text))
+    assert row["number"] == "'+74951700001" or row["number"] == "'+74951700002"  # never a formula in a sheet
+    assert (row["source"], row["campaign"], row["click_ids"], row["pages"]) == ("yandex", "summer", "yclid=777",
+                                                                               "/ > /contacts")
+    assert row["qualified"] == "true" and row["variants"].startswith("cta=")
+
+
+def test_filters_keep_what_they_name(climate: TestClient, clock: Clock) -> None:
+    landing = ad_visit_with_a_form_and_a_call(climate, clock)
+    variant = f"cta:{landing['experiments']['cta']}"
+    day = "2026-11-18"  # the test clock's day
+    assert [e["kind"] for e in log(climate, "conversions", kind="form")["entries"]] == ["form"]
+    assert len(log(climate, "conversions", source="yandex", variant=variant, **{"from": day, "to": day})
+               ["entries"]) == 2
+    assert log(climate, "conversions", source="google")["entries"] == []
+    assert log(climate, "conversions", **{"from": "2026-11-19"})["entries"] == []
+    assert len(log(climate, "calls", qualified="true", pool="yandex")["entries"]) == 1
+    assert log(climate, "calls", qualified="false")["entries"] == []
+    for what, params in [("conversions", {"kind": "visit"}), ("calls", {"kind": "form"}), ("calls", {"limit": "0"}),
+                         ("calls", {"qualified": "yes"}), ("calls", {"variant": "cta"}), ("calls", {"from": "today"}),
+                         ("calls", {"cursor": "bogus"})]:
+        refused = climate.get(f"/v1/{what}/climate", params=params, headers=REPORT)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_filter", params
+    assert climate.get("/v1/calls/climate").status_code == 401
+
+
+def test_a_long_log_comes_a_page_at_a_time_each_entry_once(climate: TestClient, clock: Clock) -> None:
+    sent = []
+    for n in range(25):
+        answer = Browser(climate, vid=f"paged-visitor-{n:06d}").open(f"{ORIGIN}/")
+        beacon(climate, answer["token"], f"form-{n}")
+        sent.append(f"form:form-{n}")
+        clock.advance(1)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = log(climate, "conversions", limit=10, **({"cursor": cursor} if cursor else {}))
+        seen += [entry["id"] for entry in page["entries"]]
+        pages, cursor = pages + 1, page["next"]
+        if cursor is None:
+            break
+    assert seen == sent[::-1] and pages == 3
+
+
+def test_the_log_entries_of_an_erased_visitor_go(climate: TestClient, clock: Clock, store: redis.Redis) -> None:
+    ad_visit_with_a_form_and_a_call(climate, clock)
+    other = Browser(climate, vid="another-visitor-000001").open(f"{ORIGIN}/")
+    beacon(climate, other["token"], "other-form")
+    assert climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT).json()["erased"]["log"] == 2
+    (kept,) = log(climate, "conversions")["entries"]
+    assert kept["visitor"] == "another-visitor-000001"
+    assert not any(VID.encode() in orjson.dumps(entry) for entry in log(climate, "calls")["entries"])
+
+
+def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path, valkey_url: str,
+                                                                  store: redis.Redis) -> None:
+    """In Chromium: the calls page of the dashboard, a call's row, and the visit behind it."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "climate.yaml").write_text(SITE)
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
+                          SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        with httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}) as http:
+            shown = http.get("/v1/decide", params={"site": "climate", "url": AD, "vid": VID,
+                                                   "ref": "https://yandex.ru/"}).json()
+            http.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/contacts", "vid": VID,
+                                           "visit": shown["token"], "ref": AD})
+            raw = orjson.dumps({"call_id": "dash-call-1", "called": shown["phone"]["number"], "caller": "+79161234567",
+                                "start": time.time() + 1, "talk_seconds": 90})
+            signature = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
+            assert http.post("/v1/calls?site=climate", content=raw,
+                             headers={"x-swapline-signature": signature}).json()["credited"] is True
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(30_000)
+            page.goto(f"{base}/dashboard/climate/calls")
+            page.fill("input[name=token]", "climate-report-token-0001")
+            page.click("button[type=submit]")
+            page.get_by_role("link", name="Calls").click()
+            row = page.locator("tbody.call[data-call=dash-call-1]")
+            cells = row.locator("tr").first.locator("td").all_inner_texts()
+            assert cells[1:6] == [shown["phone"]["number"], "completed", "90 s", "yes", "…4567"]
+            assert cells[6:] == ["yandex", "summer", "купить кондиционер"]
+            assert not row.locator("ol.pages").is_visible()
+            row.locator("summary").click()  # the journey, one click away
+            assert [item.split(" · ", 1)[1] for item in row.locator("ol.pages li").all_inner_texts()] == [
+                "/", "/contacts", f"called {shown['phone']['number']}"]
+            assert "yclid=777" in row.locator("dl.journey").inner_text()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-calls.png"), full_page=True)
+    finally:
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
