@@ -47,6 +47,7 @@ from service.snippet import pinned_snippet_endpoint, snippet_endpoint
 from service.spool import Spool, keep_replaying
 from service.store import STORE_ERRORS, Store, connect
 from service.tokens import TokenSigner
+from service.webhooks import Deliveries, webhooks_endpoint
 
 log = logging.getLogger("swapline")
 DEMO_PAGE = resources.files("service").joinpath("pages", "demo.html").read_text()
@@ -85,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastPath:
         if isinstance(runtime.clock, StoreClock):
             tasks.append(asyncio.create_task(runtime.clock.keep_in_step(store.time)))
         tasks.append(asyncio.create_task(Retention.of(store, settings).keep_compacting(runtime.now_ms)))
+        deliveries = Deliveries(store, lambda: list(runtime.rules.sites.values()), runtime.now_ms,
+                                settings.webhook_timeout, settings.webhook_retry_ms)
+        tasks.append(asyncio.create_task(deliveries.keep_delivering()))
         try:  # normally the pools are in place before the first visitor
             await _sync_once(runtime, rules)
         except STORE_ERRORS as exc:  # the store is down: serve degraded, keep trying
@@ -126,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
             Route("/v1/calls/{site}", calls_log_endpoint, methods=["GET"]),
             Route("/v1/conversions/{site}.csv", conversions_log_endpoint, methods=["GET"]),
             Route("/v1/conversions/{site}", conversions_log_endpoint, methods=["GET"]),
+            Route("/v1/webhooks/{site}", webhooks_endpoint, methods=["GET"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", forget_endpoint, methods=["DELETE"]),
             Route("/v1/reports/{site}.csv", report_endpoint, methods=["GET"]),

@@ -40,6 +40,8 @@ class Settings:
     report_days: int = 400  # daily counters and call records kept for the reports
     visit_days: int = 7  # a visit's record and journey kept after its last page view, for late calls
     log_days: int = 90  # the call and conversion log (service.journal)
+    webhook_timeout: int = 10  # seconds a webhook endpoint has to answer
+    webhook_retry_ms: int = 1000  # the first wait before a failed delivery is retried; then doubled
     network_share: int = 20  # per cent of a pool's numbers one client network may hold at once
     public_url: str | None = None  # how telephony reaches us, for Twilio's signed URL
     decision_rate: int = 600  # decisions per client network and minute, all workers together; 0: no limit
@@ -78,6 +80,8 @@ class Settings:
             report_days=_positive("REPORT_DAYS", get("REPORT_DAYS"), defaults.report_days),
             visit_days=_positive("VISIT_DAYS", get("VISIT_DAYS"), defaults.visit_days),
             log_days=_positive("LOG_DAYS", get("LOG_DAYS"), defaults.log_days),
+            webhook_timeout=_positive("WEBHOOK_TIMEOUT", get("WEBHOOK_TIMEOUT"), defaults.webhook_timeout),
+            webhook_retry_ms=_positive("WEBHOOK_RETRY_MS", get("WEBHOOK_RETRY_MS"), defaults.webhook_retry_ms),
             network_share=_positive("NETWORK_SHARE", get("NETWORK_SHARE"), defaults.network_share),
             public_url=(_url("PUBLIC_URL", get("PUBLIC_URL"), ("http", "https")) or "").rstrip("/") or None,
             decision_rate=_int("DECISION_RATE", get("DECISION_RATE"), defaults.decision_rate),

@@ -387,6 +387,20 @@ class CallSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Webhook:
+    """An endpoint of the site's own that gets each conversion (service.webhooks)."""
+
+    url: str
+    secret: str
+    kinds: frozenset[str] | None = None  # None: every kind
+
+    @property
+    def group(self) -> str:
+        """Its consumer group on the conversion log: named by its address, so a reload keeps it."""
+        return "hook:" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
 class VisitSettings:
     timeout: int = 1800  # seconds without a page view that end a visit
     lookback: int = 90 * 86400  # seconds a visitor keeps their last non-direct source
@@ -408,6 +422,7 @@ class Site:
     calls: CallSettings = CallSettings()
     visits: VisitSettings = VisitSettings()
     report_token: str | None = None
+    webhooks: tuple[Webhook, ...] = ()
     # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
     plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
     conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools

@@ -148,6 +148,19 @@ def _notification(summary: str, token: str, media: str, fields: dict[str, Any]) 
     }
 
 
+def _log(summary: str, kinds: bool = False, csv: bool = False) -> dict[str, Any]:
+    filters = [_query(name, about) for name, about in (
+        ("from", "first day, YYYY-MM-DD"), ("to", "last day, YYYY-MM-DD"), ("source", "the visit's source"),
+        ("campaign", "the visit's campaign"), ("pool", "the call's number pool"), ("qualified", "true or false"),
+        ("variant", "experiment:variant"), ("limit", "entries a page, 1 to 1000"), ("cursor", "the last page's next"))]
+    if kinds:
+        filters.append(_query("kind", "call, missed_call, form, tel_click or goal"))
+    answer = ({"200": {"description": "the page", "content": {"text/csv": {"schema": {"type": "string"}}}}} if csv
+              else _json("the page", {"type": "object", "required": ["site", "entries", "next"]}))
+    return {"get": {"summary": summary, "security": BEARER, "parameters": [SITE_PATH, *filters],
+                    "responses": {**answer, **_errors(400, 401, 404, 429)}}}
+
+
 REPORT_FILTERS = [
     _query("from", "first cohort day, YYYY-MM-DD"),
     _query("to", "last cohort day, YYYY-MM-DD"),
@@ -233,6 +246,17 @@ SPEC: dict[str, Any] = {
             "Telphin extension event (hangup ends a call); the token in the address", "calls.telphin_token",
             "application/x-www-form-urlencoded", _form("EventType", "CallID", "CallFlow", "CalledDID", "CallerIDNum",
                                                        "EventTime", "Duration", "CallStatus")["properties"]),
+        "/v1/calls/{site}": _log("The call log: each call with the visit it came from (docs/REPORTS.md)"),
+        "/v1/calls/{site}.csv": _log("The call log as CSV", csv=True),
+        "/v1/conversions/{site}": _log("The conversion log: calls, forms, tel: clicks, goals, each with its visit",
+                                       kinds=True),
+        "/v1/conversions/{site}.csv": _log("The conversion log as CSV", kinds=True, csv=True),
+        "/v1/webhooks/{site}": {"get": {
+            "summary": "Outgoing webhooks: each endpoint's backlog and the latest deliveries (docs/WEBHOOKS.md)",
+            "security": BEARER, "parameters": [SITE_PATH],
+            "responses": {**_json("per endpoint", {"type": "object", "required": ["site", "endpoints", "deliveries"]}),
+                          **_errors(401, 404, 429)},
+        }},
         "/v1/pools/{site}": {"get": {
             "summary": "Number pool utilisation, overflow and recommended size",
             "security": BEARER, "parameters": [SITE_PATH],

@@ -32,6 +32,7 @@ from service.engine import (
     Swap,
     Variant,
     VisitSettings,
+    Webhook,
     When,
 )
 from service.patterns import Linear, PatternError
@@ -178,6 +179,7 @@ class _Compiler:
             calls=self._calls(data.get("calls", {})),
             visits=_visits(data.get("visits", {})),
             report_token=_secret(data.get("reports", {}).get("token")),
+            webhooks=tuple(self._webhook(i, hook) for i, hook in enumerate(data.get("webhooks", []))),
         )
 
     def _unique(self, data: dict[str, Any], sections: tuple[str, ...]) -> None:
@@ -354,6 +356,12 @@ class _Compiler:
             time_zone=zone,
             **{name: _secret(data.get(name)) for name in VENDOR_CREDENTIALS},
         )
+
+    def _webhook(self, index: int, data: dict[str, Any]) -> Webhook:
+        secret = _secret(data["secret"])
+        if not secret:  # ${ENV_VAR} that is not set
+            self.problem(("webhooks", index, "secret"), f"{data['secret']} is not set: every delivery is signed")
+        return Webhook(data["url"], secret or "", frozenset(data["kinds"]) if "kinds" in data else None)
 
     def _phone(self, path: tuple[str | int, ...], number: str) -> str:
         e164 = phones.e164(number)

@@ -87,6 +87,11 @@ MISTAKES = {
     "a site id a webhook's address takes": Mistake(
         "site: demo\n", "site: twilio\n", ("'twilio' is the address of a telephony webhook",)
     ),
+    "a webhook whose secret is not in the environment": Mistake(
+        "reports:\n",
+        "webhooks:\n  - {url: \"https://crm.example/hook\", secret: \"${NO_SUCH_SECRET_SET}\"}\nreports:\n",
+        ("${NO_SUCH_SECRET_SET} is not set: every delivery is signed",), where="NO_SUCH_SECRET_SET",
+    ),
     "unknown time zone": Mistake(
         "  time_zone: Europe/Moscow", "  time_zone: Europe/Moskva", ("unknown time zone 'Europe/Moskva'",)
     ),
