@@ -28,6 +28,7 @@ from service.decide import decide_endpoint
 from service.erasure import forget_endpoint
 from service.errors import HTTPError
 from service.events import convert, events_endpoint
+from service.exports import Uploads, export_file_endpoint, exports_endpoint
 from service.fastpath import DISCONNECTED, FastPath
 from service.geo import GeoDB
 from service.home import home_endpoint
@@ -89,6 +90,10 @@ def create_app(settings: Settings | None = None) -> FastPath:
         deliveries = Deliveries(store, lambda: list(runtime.rules.sites.values()), runtime.now_ms,
                                 settings.webhook_timeout, settings.webhook_retry_ms)
         tasks.append(asyncio.create_task(deliveries.keep_delivering()))
+        uploads = Uploads(store, lambda: list(runtime.rules.sites.values()), runtime.now_ms,
+                          {"metrica": settings.metrica_api, "google_ads": settings.google_ads_api,
+                           "google_oauth": settings.google_oauth}, settings.export_every)
+        tasks.append(asyncio.create_task(uploads.keep_uploading()))
         try:  # normally the pools are in place before the first visitor
             await _sync_once(runtime, rules)
         except STORE_ERRORS as exc:  # the store is down: serve degraded, keep trying
@@ -131,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastPath:
             Route("/v1/conversions/{site}.csv", conversions_log_endpoint, methods=["GET"]),
             Route("/v1/conversions/{site}", conversions_log_endpoint, methods=["GET"]),
             Route("/v1/webhooks/{site}", webhooks_endpoint, methods=["GET"]),
+            Route("/v1/exports/{site}", exports_endpoint, methods=["GET"]),
+            Route("/v1/exports/{site}/{target}.csv", export_file_endpoint, methods=["GET"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", forget_endpoint, methods=["DELETE"]),
             Route("/v1/reports/{site}.csv", report_endpoint, methods=["GET"]),

@@ -42,6 +42,11 @@ class Settings:
     log_days: int = 90  # the call and conversion log (service.journal)
     webhook_timeout: int = 10  # seconds a webhook endpoint has to answer
     webhook_retry_ms: int = 1000  # the first wait before a failed delivery is retried; then doubled
+    export_every: int = 3600  # seconds between uploads of offline conversions (service.exports)
+    # The ad platforms' APIs: other addresses only for a test's local receiver.
+    metrica_api: str = "https://api-metrika.yandex.net"
+    google_ads_api: str = "https://googleads.googleapis.com/v26"
+    google_oauth: str = "https://oauth2.googleapis.com/token"
     network_share: int = 20  # per cent of a pool's numbers one client network may hold at once
     public_url: str | None = None  # how telephony reaches us, for Twilio's signed URL
     decision_rate: int = 600  # decisions per client network and minute, all workers together; 0: no limit
@@ -82,6 +87,10 @@ class Settings:
             log_days=_positive("LOG_DAYS", get("LOG_DAYS"), defaults.log_days),
             webhook_timeout=_positive("WEBHOOK_TIMEOUT", get("WEBHOOK_TIMEOUT"), defaults.webhook_timeout),
             webhook_retry_ms=_positive("WEBHOOK_RETRY_MS", get("WEBHOOK_RETRY_MS"), defaults.webhook_retry_ms),
+            export_every=_positive("EXPORT_EVERY", get("EXPORT_EVERY"), defaults.export_every),
+            metrica_api=_url("METRICA_API", get("METRICA_API"), ("http", "https")) or defaults.metrica_api,
+            google_ads_api=_url("GOOGLE_ADS_API", get("GOOGLE_ADS_API"), ("http", "https")) or defaults.google_ads_api,
+            google_oauth=_url("GOOGLE_OAUTH", get("GOOGLE_OAUTH"), ("http", "https")) or defaults.google_oauth,
             network_share=_positive("NETWORK_SHARE", get("NETWORK_SHARE"), defaults.network_share),
             public_url=(_url("PUBLIC_URL", get("PUBLIC_URL"), ("http", "https")) or "").rstrip("/") or None,
             decision_rate=_int("DECISION_RATE", get("DECISION_RATE"), defaults.decision_rate),

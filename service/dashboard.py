@@ -19,7 +19,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service import bodies, charts, logs
+from service import bodies, charts, exports, logs
 from service.auth import accepts, fingerprint, require_report_token
 from service.engine import Site
 from service.errors import BadRequest, TooManyRequests
@@ -78,6 +78,7 @@ async def calls_page_endpoint(request: Request) -> Response:
     calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
     html = PAGES.get_template("calls.html").render(
         site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
+        uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
         moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"))
     return HTMLResponse(html, headers=HEADERS)
 

@@ -401,6 +401,34 @@ class Webhook:
 
 
 @dataclass(frozen=True, slots=True)
+class Metrica:
+    counter: int
+    token: str  # an OAuth token with the right to edit the counter
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleAds:
+    customer: str  # digits, no dashes
+    actions: Mapping[str, str]  # conversion kind -> conversion action id
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    developer_token: str | None = None  # sent if given (Google stopped requiring it in 2026)
+    login_customer: str | None = None  # a manager account's id, when it makes the upload
+
+
+@dataclass(frozen=True, slots=True)
+class Exports:
+    """Offline conversions for the ad platforms (service.exports)."""
+
+    kinds: frozenset[str] = frozenset({"qualified_call", "form"})
+    value: float = 0
+    currency: str = "RUB"
+    metrica: Metrica | None = None
+    google_ads: GoogleAds | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class VisitSettings:
     timeout: int = 1800  # seconds without a page view that end a visit
     lookback: int = 90 * 86400  # seconds a visitor keeps their last non-direct source
@@ -423,6 +451,7 @@ class Site:
     visits: VisitSettings = VisitSettings()
     report_token: str | None = None
     webhooks: tuple[Webhook, ...] = ()
+    exports: Exports = Exports()
     # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
     plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
     conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools

@@ -44,6 +44,8 @@ SPOOLED = Counter("swapline_spooled_total", "Events and calls written to the spo
 SPOOL_FAILURES = Counter("swapline_spool_errors_total",
                          "Events and calls the spool could not keep (full or read-only disk): refused with 503")
 SPOOL_CORRUPT = Counter("swapline_spool_corrupt_total", "Spooled records found torn or corrupt, skipped on replay")
+EXPORTS = Counter("swapline_export_uploads_total", "Scheduled uploads to ad platforms by outcome",
+                  ["site", "target", "status"])
 WEBHOOKS = Counter("swapline_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["site", "outcome"])
 STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the store that failed")
 

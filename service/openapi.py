@@ -251,6 +251,21 @@ SPEC: dict[str, Any] = {
         "/v1/conversions/{site}": _log("The conversion log: calls, forms, tel: clicks, goals, each with its visit",
                                        kinds=True),
         "/v1/conversions/{site}.csv": _log("The conversion log as CSV", kinds=True, csv=True),
+        "/v1/exports/{site}": {"get": {
+            "summary": "Offline conversions for the ad platforms: which uploads, and how the latest went",
+            "security": BEARER, "parameters": [SITE_PATH],
+            "responses": {**_json("the uploads", {"type": "object", "required": ["site", "targets", "uploads"]}),
+                          **_errors(401, 404, 429)},
+        }},
+        "/v1/exports/{site}/{target}.csv": {"get": {
+            "summary": "Offline conversions as the platform's upload form takes them (docs/EXPORTS.md)",
+            "security": BEARER,
+            "parameters": [SITE_PATH, {"name": "target", "in": "path", "required": True,
+                                       "schema": {"enum": ["metrica", "metrica-calls", "google-ads"]}},
+                           _query("from", "first day, YYYY-MM-DD"), _query("to", "last day, YYYY-MM-DD")],
+            "responses": {"200": {"description": "the file", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          **_errors(400, 401, 404, 429)},
+        }},
         "/v1/webhooks/{site}": {"get": {
             "summary": "Outgoing webhooks: each endpoint's backlog and the latest deliveries (docs/WEBHOOKS.md)",
             "security": BEARER, "parameters": [SITE_PATH],

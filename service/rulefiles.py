@@ -24,6 +24,9 @@ from service.engine import (
     BUCKETS,
     CallSettings,
     Experiment,
+    Exports,
+    GoogleAds,
+    Metrica,
     Pages,
     Pool,
     Rule,
@@ -180,6 +183,7 @@ class _Compiler:
             visits=_visits(data.get("visits", {})),
             report_token=_secret(data.get("reports", {}).get("token")),
             webhooks=tuple(self._webhook(i, hook) for i, hook in enumerate(data.get("webhooks", []))),
+            exports=self._exports(data.get("exports", {})),
         )
 
     def _unique(self, data: dict[str, Any], sections: tuple[str, ...]) -> None:
@@ -363,6 +367,29 @@ class _Compiler:
             self.problem(("webhooks", index, "secret"), f"{data['secret']} is not set: every delivery is signed")
         return Webhook(data["url"], secret or "", frozenset(data["kinds"]) if "kinds" in data else None)
 
+    def _exports(self, data: dict[str, Any]) -> Exports:
+        metrica, google = data.get("metrica"), data.get("google_ads")
+
+        def credential(path: tuple[str | int, ...], value: str) -> str:
+            secret = _secret(value)
+            if not secret:
+                self.problem(("exports", *path), f"{value} is not set: the upload needs it")
+            return secret or ""
+
+        return Exports(
+            kinds=frozenset(data.get("kinds", DEFAULT_EXPORTS.kinds)), value=float(data.get("value", 0)),
+            currency=data.get("currency", "RUB"),
+            metrica=Metrica(int(metrica["counter"]), credential(("metrica", "token"), metrica["token"]))
+            if metrica else None,
+            google_ads=GoogleAds(
+                customer=str(google["customer"]).replace("-", ""), actions=dict(google["actions"]),
+                **{name: credential(("google_ads", name), google[name])
+                   for name in ("client_id", "client_secret", "refresh_token")},
+                developer_token=_secret(google.get("developer_token")),
+                login_customer=str(google["login_customer"]).replace("-", "") if "login_customer" in google else None,
+            ) if google else None,
+        )
+
     def _phone(self, path: tuple[str | int, ...], number: str) -> str:
         e164 = phones.e164(number)
         if e164 is None:
@@ -383,6 +410,7 @@ def _visits(data: dict[str, Any]) -> VisitSettings:
 
 # Site ids the service's own addresses take: /v1/calls/SITE is a site's call log.
 RESERVED_IDS = frozenset({"twilio", "mango", "zadarma", "uis", "telphin"})
+DEFAULT_EXPORTS = Exports()
 VENDOR_CREDENTIALS = ("twilio_auth_token", "mango_api_key", "mango_api_salt", "zadarma_secret", "uis_token",
                       "telphin_token")
 

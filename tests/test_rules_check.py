@@ -92,6 +92,10 @@ MISTAKES = {
         "webhooks:\n  - {url: \"https://crm.example/hook\", secret: \"${NO_SUCH_SECRET_SET}\"}\nreports:\n",
         ("${NO_SUCH_SECRET_SET} is not set: every delivery is signed",), where="NO_SUCH_SECRET_SET",
     ),
+    "an upload whose token is not in the environment": Mistake(
+        "reports:\n", "exports:\n  metrica: {counter: 1, token: \"${NO_METRIKA_TOKEN_SET}\"}\nreports:\n",
+        ("${NO_METRIKA_TOKEN_SET} is not set: the upload needs it",), where="NO_METRIKA_TOKEN_SET",
+    ),
     "unknown time zone": Mistake(
         "  time_zone: Europe/Moscow", "  time_zone: Europe/Moskva", ("unknown time zone 'Europe/Moskva'",)
     ),

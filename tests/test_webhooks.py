@@ -8,12 +8,9 @@ import hashlib
 import hmac
 import json
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jsonschema
@@ -22,61 +19,38 @@ import pytest
 import redis
 
 from tests.conftest import BROWSER_HEADERS, ROOT, start
+from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, SECRET, SITE
 
 HOOK_SECRET = "hook-secret-00000001"
 SCHEMA = json.loads((ROOT / "docs" / "webhook.schema.json").read_text())
 
 
-class Receiver:
+class CRM:
     """A CRM's endpoint: answers as `script` says (a status, or "hang" past the service's
-    timeout), then 200; keeps every request."""
+    timeout), then 200."""
 
     def __init__(self) -> None:
         self.script: list[str] = []
-        self.requests: list[tuple[str, dict[str, str], bytes, int]] = []  # path, headers, body, status
-        self.lock = threading.Lock()
-        receiver = self
+        self.receiver = Receiver(self.respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                with receiver.lock:
-                    action = receiver.script.pop(0) if receiver.script else "200"
-                if action == "hang":
-                    time.sleep(3)  # the service gives up after 1 s
-                status = 200 if action == "hang" else int(action)
-                with receiver.lock:
-                    receiver.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body, status))
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, request: Request) -> Answer:
+        action = self.script.pop(0) if self.script else "200"
+        return Answer(200, delay=3) if action == "hang" else Answer(int(action))  # the service waits 1 s
 
     def delivered(self, path: str) -> set[str]:
         """The ids the endpoint took (answered 2xx), deduped as a receiver would."""
-        with self.lock:
-            return {orjson.loads(body)["id"] for at, _, body, status in self.requests if at == path and status == 200}
+        return {orjson.loads(request.body)["id"] for request in self.receiver.taken(path)}
 
-    def wait_for(self, path: str, ids: set[str], deadline: float = 60) -> None:
-        """Until the endpoint has taken `ids` (a safety net of a deadline, never a sleep to pass)."""
-        until = time.monotonic() + deadline
-        while not ids <= self.delivered(path):
-            assert time.monotonic() < until, f"{path}: {ids - self.delivered(path)} never arrived"
-            time.sleep(0.05)
+    def wait_for(self, path: str, ids: set[str]) -> None:
+        self.receiver.wait(lambda: ids <= self.delivered(path))
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    endpoint = Receiver()
+def crm() -> Iterator[CRM]:
+    endpoint = CRM()
     yield endpoint
-    endpoint.server.shutdown()
+    endpoint.receiver.close()
 
 
 def verify(headers: dict[str, str], body: bytes, secret: str = HOOK_SECRET) -> bool:
@@ -87,20 +61,20 @@ def verify(headers: dict[str, str], body: bytes, secret: str = HOOK_SECRET) -> b
 
 
 def test_every_conversion_reaches_the_endpoints_through_failures_timeouts_and_a_restart(
-        tmp_path: Path, valkey_url: str, store: redis.Redis, receiver: Receiver) -> None:
+        tmp_path: Path, valkey_url: str, store: redis.Redis, crm: CRM) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "climate.yaml").write_text(SITE + f"""webhooks:
-  - url: {receiver.url}/crm
+  - url: {crm.receiver.url}/crm
     secret: {HOOK_SECRET}
-  - url: {receiver.url}/calls-only
+  - url: {crm.receiver.url}/calls-only
     secret: {HOOK_SECRET}
     kinds: [call]
 """)
     env = {"SWAPLINE_REDIS_URL": valkey_url, "SWAPLINE_RULES_DIR": str(rules),
            "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_WEBHOOK_TIMEOUT": "1",
            "SWAPLINE_WEBHOOK_RETRY_MS": "200"}
-    receiver.script = ["500", "hang", "503"]  # the first three attempts fail
+    crm.script = ["500", "hang", "503"]  # the first three attempts fail
     service, base = start(tmp_path, **env)
     http = httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}, timeout=30)
     sent: set[str] = set()
@@ -121,36 +95,34 @@ def test_every_conversion_reaches_the_endpoints_through_failures_timeouts_and_a_
         answer = http.post("/v1/calls?site=climate", content=raw, headers={"x-swapline-signature": signed})
         assert answer.status_code == 200, answer.text
         sent.add("call:hook-call-1")
-        receiver.wait_for("/crm", sent)
-        receiver.wait_for("/calls-only", {"call:hook-call-1"})
+        crm.wait_for("/crm", sent)
+        crm.wait_for("/calls-only", {"call:hook-call-1"})
 
-        receiver.script = ["503"] * 1000  # the CRM goes down; two more forms wait for it
+        crm.script = ["503"] * 1000  # the CRM goes down; two more forms wait for it
         conversions(3, 2)
-        until = time.monotonic() + 60
-        while sum(1 for at, _, body, status in receiver.requests if status == 503 and at == "/crm") < 4:
-            assert time.monotonic() < until
-            time.sleep(0.05)
+        crm.receiver.wait(lambda: sum(answer.status == 503 and request.path == "/crm"
+                                      for request, answer in crm.receiver.requests) >= 4)
         service.send_signal(signal.SIGINT)  # and so does Swapline, with its deliveries pending
         service.communicate(timeout=20)
-        receiver.script = []  # the CRM is back
+        crm.script = []  # the CRM is back
         service, base = start(tmp_path, **env)  # another process takes the waiting deliveries over
-        receiver.wait_for("/crm", sent)
+        crm.wait_for("/crm", sent)
         status = httpx.get(f"{base}/v1/webhooks/climate", headers={"authorization": "Bearer climate-report-token-0001"})
     finally:
         http.close()
         service.send_signal(signal.SIGINT)
         service.communicate(timeout=20)
 
-    assert receiver.delivered("/crm") == sent  # every one, and (deduped by id) nothing else
-    assert receiver.delivered("/calls-only") == {"call:hook-call-1"}  # this endpoint's kinds only
-    for _, headers, body, _ in receiver.requests:
-        delivery = orjson.loads(body)
-        assert verify(headers, body) and not verify(headers, body, secret="another-secret-0001")
-        assert headers["x-swapline-id"] == delivery["id"] and delivery["site"] == "climate"
+    assert crm.delivered("/crm") == sent  # every one, and (deduped by id) nothing else
+    assert crm.delivered("/calls-only") == {"call:hook-call-1"}  # this endpoint's kinds only
+    for request, _ in crm.receiver.requests:
+        delivery = orjson.loads(request.body)
+        assert verify(request.headers, request.body) and not verify(request.headers, request.body, "another-secret-01")
+        assert request.headers["x-swapline-id"] == delivery["id"] and delivery["site"] == "climate"
         jsonschema.validate(delivery, SCHEMA)
-    call = next(orjson.loads(body) for path, _, body, status in receiver.requests if path == "/calls-only")
+    call = orjson.loads(crm.receiver.taken("/calls-only")[0].body)
     assert call["conversion"]["visit"]["source"] == "yandex" and call["conversion"]["call"]["qualified"] is True
-    attempts = [orjson.loads(body)["attempt"] for path, _, body, _ in receiver.requests if path == "/crm"]
+    attempts = [orjson.loads(request.body)["attempt"] for request, _ in crm.receiver.requests if request.path == "/crm"]
     assert max(attempts) >= 3  # retried, and said so
     report = status.json()
     assert [endpoint["waiting"] for endpoint in report["endpoints"]] == [0, 0]

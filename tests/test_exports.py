@@ -1,0 +1,209 @@
+"""Offline conversions for Yandex Metrica and Google Ads: the files, in the columns the
+platforms' upload forms document, and the scheduled uploads, against a local receiver that
+checks each API's documented request shape (the platforms cannot be reached from here):
+
+- Metrica: POST /management/v1/counter/{id}/offline_conversions/upload and /upload_calls,
+  `Authorization: OAuth <token>`, the CSV as the multipart part `file` (yandex.com/dev/metrika,
+  "Passing offline conversions", "Uploading calls");
+- Google Ads: an access token from the refresh token (POST to the OAuth token endpoint), then
+  POST /v26/customers/{id}:uploadClickConversions with camelCase ClickConversions and
+  `partialFailure: true` (developers.google.com/google-ads/api, UploadClickConversionsRequest).
+"""
+
+from __future__ import annotations
+
+import csv
+import email.parser
+import io
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import orjson
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from tests.conftest import BROWSER_HEADERS, Clock, site_client, start
+from tests.receiver import Answer, Receiver, Request
+from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
+
+# The platforms' documented columns, written out here as their docs print them.
+METRICA = ["Yclid", "Target", "DateTime", "Price", "Currency"]
+METRICA_CALLS = ["Yclid", "DateTime", "StaticCall", "Price", "Currency", "PhoneNumber", "TalkDuration", "CallMissed",
+                 "Tag", "FirstTimeCaller", "URL"]
+GOOGLE = ["Google Click ID", "Conversion Name", "Conversion Time", "Conversion Value", "Conversion Currency"]
+EXPORTS = """exports:
+  kinds: [qualified_call, form]
+  value: 1500
+  currency: RUB
+"""
+GCLID_AD = f"{ORIGIN}/?utm_source=google&utm_medium=cpc&gclid=Cj0KCQiA-gclid-1"
+
+
+@pytest.fixture
+def climate(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE + EXPORTS) as client:
+        yield client
+
+
+def download(client: TestClient, name: str) -> list[list[str]]:
+    response = client.get(f"/v1/exports/climate/{name}.csv", headers=REPORT)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.reader(io.StringIO(response.text)))
+
+
+def test_the_files_have_the_platforms_columns_and_only_what_came_from_their_clicks(climate: TestClient,
+                                                                                    clock: Clock) -> None:
+    yandex = Browser(climate).open(AD, ref="https://yandex.ru/")  # yclid=777
+    beacon(climate, yandex["token"], "yandex-form")
+    clock.advance(20)
+    call(climate, yandex["phone"]["number"], clock.now)  # 90 s from a new caller: a target call
+    google = Browser(climate, vid="google-visitor-000001").open(GCLID_AD)
+    beacon(climate, google["token"], "google-form")
+    plain = Browser(climate, vid="plain-visitor-0000001").open(f"{ORIGIN}/")
+    beacon(climate, plain["token"], "plain-form")  # no click id: for neither platform
+
+    header, *rows = download(climate, "metrica")
+    assert header == METRICA
+    started = int(clock.now)
+    assert sorted(rows) == sorted([["777", "form", str(started - 20), "1500", "RUB"],
+                                   ["777", "qualified_call", str(started), "1500", "RUB"]])
+    header, *rows = download(climate, "metrica-calls")
+    assert header == METRICA_CALLS
+    (row,) = rows
+    assert dict(zip(header, row, strict=True)) == {
+        "Yclid": "777", "DateTime": str(started), "StaticCall": "0", "Price": "1500", "Currency": "RUB",
+        "PhoneNumber": yandex["phone"]["number"], "TalkDuration": "90", "CallMissed": "0", "Tag": "target",
+        "FirstTimeCaller": "1", "URL": "/"}
+    parameters, header, *rows = download(climate, "google-ads")
+    assert parameters == ["Parameters:TimeZone=+0000"] and header == GOOGLE
+    assert rows == [["Cj0KCQiA-gclid-1", "form", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)), "1500",
+                     "RUB"]]
+    assert climate.get("/v1/exports/climate/bing.csv", headers=REPORT).status_code == 404
+    assert climate.get("/v1/exports/climate/metrica.csv").status_code == 401
+
+
+class Platforms:
+    """Yandex Metrica's and Google's APIs as their docs describe the requests; each request
+    that is not so is answered 400 and kept in `wrong`."""
+
+    def __init__(self) -> None:
+        self.down = False  # both answer 500 while set
+        self.wrong: list[str] = []
+        self.receiver = Receiver(self.respond)
+
+    def respond(self, request: Request) -> Answer:
+        if self.down:
+            return Answer(500, b'{"errors": [{"message": "unavailable"}]}')
+        path = urlsplit(request.path).path
+        try:
+            if path == "/token":
+                return self._token(request)
+            if path.startswith("/management/"):
+                return self._metrica(request, path)
+            if path.startswith("/v26/"):
+                return self._google(request, path)
+        except AssertionError as problem:
+            self.wrong.append(f"{path}: {problem}")
+            return Answer(400)
+        self.wrong.append(f"unknown address {path}")
+        return Answer(404)
+
+    @staticmethod
+    def _token(request: Request) -> Answer:
+        form = parse_qs(request.body.decode())
+        assert request.headers["content-type"] == "application/x-www-form-urlencoded", request.headers
+        assert {key: value[0] for key, value in form.items()} == {
+            "grant_type": "refresh_token", "client_id": "ads-client-id-0001", "client_secret": "ads-client-secret-1",
+            "refresh_token": "ads-refresh-token-001"}, form
+        return Answer(200, b'{"access_token": "ya29.test-access", "expires_in": 3599, "token_type": "Bearer"}')
+
+    @staticmethod
+    def _metrica(request: Request, path: str) -> Answer:
+        assert re.fullmatch(r"/management/v1/counter/12345678/offline_conversions/upload(_calls)?", path), path
+        assert request.headers["authorization"] == "OAuth metrika-oauth-token-01", request.headers
+        message = email.parser.BytesParser().parsebytes(
+            b"content-type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + request.body)
+        assert message.is_multipart()
+        (part,) = message.get_payload()  # type: ignore[misc]
+        assert part.get_param("name", header="content-disposition") == "file"
+        header = part.get_payload(decode=True).decode().splitlines()[0].split(",")
+        assert header == (METRICA_CALLS if path.endswith("_calls") else METRICA), header
+        return Answer(200, orjson.dumps({"uploading": {"id": 1010, "status": "UPLOADED", "line_quantity": 1}}))
+
+    @staticmethod
+    def _google(request: Request, path: str) -> Answer:
+        assert path == "/v26/customers/1234567890:uploadClickConversions", path
+        assert request.headers["authorization"] == "Bearer ya29.test-access"
+        assert request.headers["developer-token"] == "ads-developer-token1"
+        body = orjson.loads(request.body)
+        assert body["partialFailure"] is True and body["conversions"]
+        for conversion in body["conversions"]:
+            assert set(conversion) == {"gclid", "conversionAction", "conversionDateTime", "conversionValue",
+                                       "currencyCode"}, conversion
+            assert re.fullmatch(r"customers/1234567890/conversionActions/\d+", conversion["conversionAction"])
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d", conversion["conversionDateTime"])
+        return Answer(200, orjson.dumps({"results": [{"gclid": c["gclid"]} for c in body["conversions"]]}))
+
+    def uploads(self, prefix: str) -> list[Request]:
+        return [request for request, answer in self.receiver.requests
+                if request.path.startswith(prefix) and answer.status == 200]
+
+
+def test_scheduled_uploads_send_each_conversion_once_and_retry_what_failed(tmp_path: Path, valkey_url: str,
+                                                                           store: redis.Redis) -> None:
+    platforms = Platforms()
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "climate.yaml").write_text(SITE + EXPORTS + """  metrica: {counter: 12345678, token: "${METRIKA_TOKEN}"}
+  google_ads:
+    customer: "123-456-7890"
+    actions: {qualified_call: "1111", form: "2222"}
+    client_id: ads-client-id-0001
+    client_secret: ads-client-secret-1
+    refresh_token: "${ADS_REFRESH}"
+    developer_token: ads-developer-token1
+""")
+    local = platforms.receiver.url
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
+                          SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32", SWAPLINE_EXPORT_EVERY="1",
+                          SWAPLINE_METRICA_API=local, SWAPLINE_GOOGLE_ADS_API=f"{local}/v26",
+                          SWAPLINE_GOOGLE_OAUTH=f"{local}/token", METRIKA_TOKEN="metrika-oauth-token-01",
+                          ADS_REFRESH="ads-refresh-token-001")
+    http = httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}, timeout=30)
+
+    def form(vid: str, url: str) -> None:
+        shown = http.get("/v1/decide", params={"site": "climate", "url": url, "vid": vid}).json()
+        body = orjson.dumps({"type": "form", "id": f"{vid}-form", "token": shown["token"]})
+        assert http.post("/v1/events", content=body, headers={"origin": ORIGIN}).status_code == 202
+
+    try:
+        form("metrica-visitor-00001", AD)
+        form("google-visitor-000001", GCLID_AD)
+        platforms.receiver.wait(lambda: platforms.uploads("/management/") and platforms.uploads("/v26/"))
+        platforms.down = True  # both platforms fail the next round: nothing is lost
+        form("google-visitor-000002", GCLID_AD)
+        platforms.receiver.wait(lambda: any(answer.status == 500 for _, answer in platforms.receiver.requests))
+        platforms.down = False
+        platforms.receiver.wait(lambda: len(platforms.uploads("/v26/")) == 2)
+        status = http.get("/v1/exports/climate", headers={"authorization": "Bearer climate-report-token-0001"}).json()
+        dashboard = http.get("/dashboard/climate/calls", headers={"authorization": "Bearer climate-report-token-0001"})
+    finally:
+        http.close()
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
+    assert platforms.wrong == []
+    sent: list[Any] = [conversion["gclid"] for request in platforms.uploads("/v26/")
+                       for conversion in orjson.loads(request.body)["conversions"]]
+    assert sent == ["Cj0KCQiA-gclid-1", "Cj0KCQiA-gclid-1"]  # the first visitor's form, then the one that waited
+    assert {(upload["target"], upload["status"]) for upload in status["uploads"]} >= {
+        ("metrica", "sent"), ("google-ads", "sent"), ("google-ads", "failed")}
+    assert status["targets"] == ["metrica", "metrica-calls", "google-ads"]
+    assert "Uploads to the ad platforms" in dashboard.text and "uploading 1010: UPLOADED" in dashboard.text
