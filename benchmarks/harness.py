@@ -379,7 +379,7 @@ def hottest(collapsed: Path, top: int = 20) -> tuple[list[tuple[str, float]], li
 
 
 def _frame(frame: str) -> str:
-    """`decide (service/engine.py:270)` → `decide (service/engine.py)`, site-packages paths shortened."""
+    """`decide (service/rules/engine.py:270)` → `decide (service/rules/engine.py)`, site-packages paths shortened."""
     frame = re.sub(r":\d+\)$", ")", frame)
     return re.sub(r"\(/.*?/(site-packages|lib/python3\.\d+)/", "(", frame).replace(f"({ROOT}/", "(")
 

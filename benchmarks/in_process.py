@@ -31,7 +31,7 @@ from traffic import Traffic
 
 from service.app import create_app
 from service.config import Settings
-from service.fastpath import FastPath
+from service.front.fastpath import FastPath
 
 TASKS = 32
 

@@ -4,10 +4,10 @@
     python benchmarks/rules_scale.py --no-http     # in-process only, under a minute after loading
 
 1. **In process**: both rule sets (`benchmarks/scale_rules.py`; the big one is a superset of the
-   small one) are loaded with `service.rulefiles.load`, and the same prepared visits (built by
-   `service.decide.page_view` from the traffic model: real GeoLite2 addresses, campaign and search
+   small one) are loaded with `service.rules.rulefiles.load`, and the same prepared visits (built by
+   `service.front.decide.page_view` from the traffic model: real GeoLite2 addresses, campaign and search
    phrases, a third of them naming one of the generated keyword rules' products, product and
-   city pages) are decided by the pure function `service.engine.decide`. The best of several
+   city pages) are decided by the pure function `service.rules.engine.decide`. The best of several
    interleaved passes counts. Target: 10,000 rules cost ≤ 1.2× 10 rules.
 2. **Over HTTP**: `swapline serve --workers 1` on each rule set in turn, pinned like
    `benchmarks/decide.py`, under the same wrk load of those page views: throughput, latency
@@ -81,10 +81,10 @@ def page_views(count: int, seed: int = 6) -> list[tuple[str, str | None, str, st
 
 def in_process(directories: dict[int, Path], views: list[tuple[str, str | None, str, str]],
                passes: int) -> dict[str, Any]:
-    from service import rulefiles
-    from service.decide import page_view
-    from service.engine import decide
-    from service.geo import GeoDB
+    from service.front.decide import page_view
+    from service.rules import rulefiles
+    from service.rules.engine import decide
+    from service.rules.geo import GeoDB
 
     geo = GeoDB()
     rng = random.Random(6)
@@ -130,7 +130,7 @@ def time_decisions(decide: Any, sites: dict[int, Any], visits: list[Any], passes
     and only repeats within a pass (a popular page and phrase, a big city) stand for real
     traffic's.
     """
-    from service.templates import RENDERED
+    from service.rules.templates import RENDERED
 
     gc.collect()
     out: dict[int, list[float]] = {size: [] for size in sites}
@@ -187,8 +187,8 @@ def over_http(directories: dict[int, Path], views: list[tuple[str, str | None, s
 CACHES = """
 import json, random, sys, ipaddress
 from pathlib import Path
-from service import rulefiles
-from service.geo import GeoDB
+from service.rules import rulefiles
+from service.rules.geo import GeoDB
 
 def rss():
     status = Path('/proc/self/status').read_text().splitlines()
@@ -245,7 +245,8 @@ def print_in_process(data: dict[str, Any]) -> None:
     rows = [(f"{int(size):,} rules", data["us_per_decision"][size], data["median_us_per_decision"][size],
              data["mean_candidates"][size], data["mean_swaps"][size], data["load_seconds"][size])
             for size in data["us_per_decision"]]
-    print(f"\nin process: service.engine.decide over {data['visits']} prepared visits, best of {data['passes']} passes")
+    print(f"\nin process: service.rules.engine.decide over {data['visits']} prepared visits, "
+          f"best of {data['passes']} passes")
     print(table(("rules", "us/decision", "median", "candidates", "swaps", "load s"), rows))
     print(f"10,000 / 10 rules: {data['ratio']:.2f}x (target <= {data['target']}x: "
           f"{'met' if data['met'] else 'NOT met'})")

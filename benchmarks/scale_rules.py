@@ -120,7 +120,7 @@ def nouns() -> list[str]:
 
 
 def cities() -> list[str]:
-    from service.places import known_places
+    from service.rules.places import known_places
 
     return [name for name in known_places() if name[:1].isupper() and " " not in name and "'" not in name]
 

@@ -1,7 +1,7 @@
 """Write the Russian places of GeoLite2 City to service/data/: their names, and their cities.
 
 Run from the repository root: ``python scripts/extract_places.py`` (about a minute).
-``ru_places.txt``, the city and region names, feeds ``service.places.warm`` and the test that
+``ru_places.txt``, the city and region names, feeds ``service.rules.places.warm`` and the test that
 inflects every name. ``ru_cities.tsv`` is each city as a GeoIP lookup names it, with how
 many IPv4 addresses it has (the larger of two namesakes wins): previews fake a visitor's
 city by name with it (``GeoDB.city``).

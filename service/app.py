@@ -19,36 +19,39 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from service import embedded, rulefiles, telephony
-from service.calls import Call, calls_endpoint, credit
-from service.clock import StoreClock
+from service import embedded
+from service.analytics.dashboard import calls_page_endpoint, dashboard_endpoint, login_endpoint
+from service.analytics.logs import calls_log_endpoint, conversions_log_endpoint
+from service.analytics.reports import report_endpoint
 from service.config import Settings
-from service.dashboard import calls_page_endpoint, dashboard_endpoint, login_endpoint
-from service.decide import decide_endpoint
-from service.erasure import forget_endpoint
 from service.errors import HTTPError
-from service.events import convert, events_endpoint
-from service.exports import Uploads, export_file_endpoint, exports_endpoint
-from service.fastpath import DISCONNECTED, FastPath
-from service.geo import GeoDB
-from service.home import home_endpoint
-from service.journal import Journal
-from service.ledger import Ledger
-from service.logs import calls_log_endpoint, conversions_log_endpoint
-from service.middleware import ClientIPMiddleware, TrustedProxies
+from service.front.decide import decide_endpoint
+from service.front.erasure import forget_endpoint
+from service.front.events import convert, events_endpoint
+from service.front.fastpath import DISCONNECTED, FastPath
+from service.front.home import home_endpoint
+from service.front.middleware import ClientIPMiddleware, TrustedProxies
+from service.front.openapi import openapi_endpoint
+from service.front.responses import JSON, error, refusal
+from service.front.snippet import pinned_snippet_endpoint, snippet_endpoint
+from service.integrations import telephony
+from service.integrations.alerts import Alerts
+from service.integrations.calls import Call, calls_endpoint, credit
+from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint
+from service.integrations.webhooks import Deliveries, webhooks_endpoint
 from service.observability import RequestMiddleware, metrics_endpoint
-from service.openapi import openapi_endpoint
-from service.pools import Pools, pools_endpoint
-from service.reload import warm_places, watch_rules
-from service.reports import report_endpoint
-from service.responses import JSON, error, refusal
-from service.retention import Retention
+from service.rules import rulefiles
+from service.rules.geo import GeoDB
+from service.rules.reload import warm_places, watch_rules
 from service.runtime import Runtime
-from service.snippet import pinned_snippet_endpoint, snippet_endpoint
-from service.spool import Spool, keep_replaying
-from service.store import STORE_ERRORS, Store, connect
-from service.tokens import TokenSigner
-from service.webhooks import Deliveries, webhooks_endpoint
+from service.tracking.clock import StoreClock
+from service.tracking.journal import Journal
+from service.tracking.ledger import Ledger
+from service.tracking.pools import Pools, pools_endpoint
+from service.tracking.retention import Retention
+from service.tracking.spool import Spool, keep_replaying
+from service.tracking.store import STORE_ERRORS, Store, connect
+from service.tracking.tokens import TokenSigner
 
 log = logging.getLogger("swapline")
 DEMO_PAGE = resources.files("service").joinpath("pages", "demo.html").read_text()
@@ -94,6 +97,9 @@ def create_app(settings: Settings | None = None) -> FastPath:
                           {"metrica": settings.metrica_api, "google_ads": settings.google_ads_api,
                            "google_oauth": settings.google_oauth}, settings.export_every)
         tasks.append(asyncio.create_task(uploads.keep_uploading()))
+        alerts = Alerts(store, runtime.journal, lambda: list(runtime.rules.sites.values()), runtime.now_ms,
+                        settings.alert_every)
+        tasks.append(asyncio.create_task(alerts.keep_checking()))
         try:  # normally the pools are in place before the first visitor
             await _sync_once(runtime, rules)
         except STORE_ERRORS as exc:  # the store is down: serve degraded, keep trying

@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
-from service import callimport, rulefiles
 from service.config import ConfigError, Settings
-from service.engine import decide
-from service.visitors import new_vid
+from service.integrations import callimport
+from service.rules import rulefiles
+from service.rules.engine import decide
+from service.tracking.visitors import new_vid
 
 PREVIEW_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
@@ -141,9 +142,9 @@ def _check(directory: Path) -> int:
 
 
 def _preview(settings: Settings, args: argparse.Namespace) -> int:
-    from service.decide import address, answer, page_view, preview_geo
     from service.errors import HTTPError
-    from service.geo import GeoDB
+    from service.front.decide import address, answer, page_view, preview_geo
+    from service.rules.geo import GeoDB
 
     rules = _load(args.dir or settings.rules_dir)
     if rules is None:
@@ -289,8 +290,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.embedded import StoreError, embedded_valkey
+    from service.front.protocol import Protocol
     from service.observability import log_config
-    from service.protocol import Protocol
 
     config = log_config(settings.log_level, settings.log_json)
     logging.config.dictConfig(config)

@@ -36,13 +36,14 @@ class Settings:
     log_level: str = "info"
     log_json: bool = True  # one JSON object a line, for log collectors; 0 for plain text
     lease_retention_days: int = 30  # lease history and pool statistics kept for late calls and audits
-    attribution_days: int = 30  # a visitor's own records kept after their first exposure (service.retention)
+    attribution_days: int = 30  # a visitor's own records kept after their first exposure (service.tracking.retention)
     report_days: int = 400  # daily counters and call records kept for the reports
     visit_days: int = 7  # a visit's record and journey kept after its last page view, for late calls
-    log_days: int = 90  # the call and conversion log (service.journal)
+    log_days: int = 90  # the call and conversion log (service.tracking.journal)
     webhook_timeout: int = 10  # seconds a webhook endpoint has to answer
     webhook_retry_ms: int = 1000  # the first wait before a failed delivery is retried; then doubled
-    export_every: int = 3600  # seconds between uploads of offline conversions (service.exports)
+    export_every: int = 3600  # seconds between uploads of offline conversions (integrations.exports)
+    alert_every: int = 60  # seconds between checks of the sites' alerts
     # The ad platforms' APIs: other addresses only for a test's local receiver.
     metrica_api: str = "https://api-metrika.yandex.net"
     google_ads_api: str = "https://googleads.googleapis.com/v26"
@@ -88,6 +89,7 @@ class Settings:
             webhook_timeout=_positive("WEBHOOK_TIMEOUT", get("WEBHOOK_TIMEOUT"), defaults.webhook_timeout),
             webhook_retry_ms=_positive("WEBHOOK_RETRY_MS", get("WEBHOOK_RETRY_MS"), defaults.webhook_retry_ms),
             export_every=_positive("EXPORT_EVERY", get("EXPORT_EVERY"), defaults.export_every),
+            alert_every=_positive("ALERT_EVERY", get("ALERT_EVERY"), defaults.alert_every),
             metrica_api=_url("METRICA_API", get("METRICA_API"), ("http", "https")) or defaults.metrica_api,
             google_ads_api=_url("GOOGLE_ADS_API", get("GOOGLE_ADS_API"), ("http", "https")) or defaults.google_ads_api,
             google_oauth=_url("GOOGLE_OAUTH", get("GOOGLE_OAUTH"), ("http", "https")) or defaults.google_oauth,

@@ -10,7 +10,7 @@
     ├── TooManyRequests  429: a client over its rate limit; says when to retry
     └── Unavailable      503: nothing can keep the request now (store and spool both down); retry
 
-Rule-file mistakes are not HTTP errors: see `service.rulefiles.RulesError`.
+Rule-file mistakes are not HTTP errors: see `service.rules.rulefiles.RulesError`.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the stor
 class RequestMiddleware:
     """Gives every request an id (kept from a sane `X-Request-ID`, else made) that logs carry
     and the answer echoes, and times it by route. Plain ASGI: no task or copy per request.
-    (`service.fastpath` does the same for the hot routes, with `Tracked` too.)"""
+    (`service.front.fastpath` does the same for the hot routes, with `Tracked` too.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service.clock import StoreClock
 from service.config import Settings
-from service.engine import Site
 from service.errors import BadRequest, NotFound
-from service.geo import GeoDB
-from service.journal import Journal
-from service.ledger import Ledger
-from service.pools import Pools
-from service.ratelimit import Limiter
-from service.rulefiles import RuleSet
-from service.spool import Spool
-from service.store import Store
-from service.tokens import TokenSigner
+from service.front.ratelimit import Limiter
+from service.rules.engine import Site
+from service.rules.geo import GeoDB
+from service.rules.rulefiles import RuleSet
+from service.tracking.clock import StoreClock
+from service.tracking.journal import Journal
+from service.tracking.ledger import Ledger
+from service.tracking.pools import Pools
+from service.tracking.spool import Spool
+from service.tracking.store import Store
+from service.tracking.tokens import TokenSigner
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Runtime:
     caller_key: bytes  # keys the hashes that stand in for caller numbers and client networks at rest
     clock: Callable[[], float] = field(default_factory=StoreClock)  # seconds; tests replay a day with their own
     pools_synced: bool = False  # ready only once the store has the rules' numbers
-    # Abuse limits per client network (service.ratelimit), as the settings say.
+    # Abuse limits per client network (service.front.ratelimit), as the settings say.
     decision_limit: Limiter = field(init=False)
     beacon_limit: Limiter = field(init=False)
     signin_limit: Limiter = field(init=False)

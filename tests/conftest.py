@@ -32,7 +32,7 @@ DEMO_RULES = ROOT / "rules"
 CASES = Path(__file__).parent / "cases"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
 # What the snippet's requests carry in a browser: its agent, and the fetch metadata every
-# browser adds (scripts that leave it out are bots: service.visitors.BrowserHeaders.from_browser).
+# browser adds (scripts that leave it out are bots: service.tracking.visitors.BrowserHeaders.from_browser).
 BROWSER_HEADERS = {"user-agent": BROWSER, "sec-fetch-mode": "cors"}
 
 # Addresses of the tiny GeoIP database: exact names the real database may lack.

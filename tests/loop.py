@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from service.fastpath import FastPath
+from service.front.fastpath import FastPath
 from tests.conftest import BROWSER_HEADERS
 
 BUDGET = 0.1  # seconds: what one request may hold a worker's loop for (SPEC, quality bars)

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import schemathesis
 from twilio.request_validator import RequestValidator
 
-from service.telephony import ZADARMA_SIGNED, mango_sign, zadarma_signature
+from service.integrations.telephony import ZADARMA_SIGNED, mango_sign, zadarma_signature
 
 # The demo site's credentials (rules/demo.yaml), for the vendors that sign.
 DEMO = {"mango_api_key": "demo-mango-key-change-me", "mango_api_salt": "demo-mango-salt-change-me",

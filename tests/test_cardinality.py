@@ -13,7 +13,7 @@ import orjson
 import redis
 
 from service.app import create_app
-from service.ledger import LedgerKeys
+from service.tracking.ledger import LedgerKeys
 from tests.conftest import START, make_settings
 from tests.loop import BUDGET, LoopWatch, serving
 

@@ -13,10 +13,10 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from service import charts, stats
+from service.analytics import charts, stats
 from service.app import create_app
-from service.ledger import Ledger
-from service.store import Store, connect
+from service.tracking.ledger import Ledger
+from service.tracking.store import Store, connect
 from tests.browser import ARTIFACTS, chromium
 from tests.conftest import make_settings, start
 from tests.test_reports import SHOP

@@ -8,7 +8,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from service.tokens import TokenSigner
+from service.tracking.tokens import TokenSigner
 from tests.conftest import BROWSER_HEADERS
 
 SPB = "95.161.0.1"  # GeoLite2: Saint Petersburg, RU-SPE

@@ -208,9 +208,10 @@ def test_the_build_stage_copies_enough_for_pip_install(tmp_path: Path, context: 
     project = tomllib.loads((src / "pyproject.toml").read_text())
     assert (src / project["project"]["readme"]).is_file()
     for package in project["tool"]["setuptools"]["packages"]:
-        assert (src / package / "__init__.py").is_file()
+        folder = src / package.replace(".", "/")
+        assert (folder / "__init__.py").is_file(), package
         for pattern in project["tool"]["setuptools"]["package-data"].get(package, []):
-            matches = list((src / package).glob(pattern))
+            matches = list(folder.glob(pattern))
             assert matches, f"package data {package}/{pattern} would be missing from the image"
             for match in matches:
                 assert match.resolve().is_file(), f"{match.relative_to(src)} is a dangling link in the build stage"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from service.decide import page_view
-from service.engine import PageView, Site, decide
-from service.geo import Geo
-from service.rulefiles import load
+from service.front.decide import page_view
+from service.rules.engine import PageView, Site, decide
+from service.rules.geo import Geo
+from service.rules.rulefiles import load
 from tests.conftest import BROWSER, CASES
 
 ENGINE_CASES = json.loads((CASES / "engine.json").read_text())

@@ -8,11 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from service.decide import page_view
-from service.engine import decide
-from service.geo import GeoDB
-from service.rulefiles import load
-from service.visitors import new_vid
+from service.front.decide import page_view
+from service.rules.engine import decide
+from service.rules.geo import GeoDB
+from service.rules.rulefiles import load
+from service.tracking.visitors import new_vid
 from tests.conftest import BROWSER, ROOT
 from tests.test_engine import compile_site, make_visit
 

@@ -26,7 +26,7 @@ import orjson
 import pytest
 import redis
 
-from service.spool import Spool
+from service.tracking.spool import Spool
 from tests.conftest import BROWSER_HEADERS, free_port, output, skewed, start
 from tests.test_embedded import store_pid
 from tests.test_outage import valkey

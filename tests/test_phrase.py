@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from service.phrase import (
+from service.rules.phrase import (
     Traffic,
     insert_keyword,
     keyword_set,

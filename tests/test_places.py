@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
 
-from service.places import CASES, FORMS, known_places, place, warm, with_overrides
+from service.rules.places import CASES, FORMS, known_places, place, warm, with_overrides
 
 CASES_FILE = Path(__file__).parent / "cases" / "places.json"
 

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 from starlette.testclient import TestClient
 
-from service.tokens import TokenSigner
+from service.tracking.tokens import TokenSigner
 from tests.conftest import Clock
 
 POOL = {"+74951900001", "+74951900002", "+74951900003"}

@@ -21,11 +21,11 @@ from playwright.sync_api import Browser, Page
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
-from service.decide import _query, _unquote
-from service.engine import Site, decide
-from service.patterns import Linear
-from service.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic, referral
-from service.visitors import AGENT_READ, is_bot
+from service.front.decide import _query, _unquote
+from service.rules.engine import Site, decide
+from service.rules.patterns import Linear
+from service.rules.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic, referral
+from service.tracking.visitors import AGENT_READ, is_bot
 from tests.conftest import BROWSER
 from tests.test_engine import compile_site, make_visit
 from tests.test_snippet import Fixtures, browser, decided, fixtures, service, url
@@ -197,7 +197,7 @@ WORDS = st.lists(st.one_of(ANY_TEXT, st.sampled_from(["Кондиционеры"
                                                        "Air", "conditioners", "buying", "wi-fi"])), max_size=8)
 
 
-# What marketers write with Python's \w and \d in mind; RE2 runs them (service.patterns).
+# What marketers write with Python's \w and \d in mind; RE2 runs them (service.rules.patterns).
 CLASSY = [r"\w+", r"^\w{3} \w", r"[\w-]+$", r"\d", r"\D\d", r"[^\w ]", r"\W", r"[\d\w]{4}", r"(\w+ )+\d$",
           r"[]\w]", r"[^]\d]", r"\\w", r"[\\w]", r"(?i)КУПИТЬ \w"]
 

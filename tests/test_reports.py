@@ -17,8 +17,8 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.analytics.stats import sequential
 from service.app import create_app
-from service.stats import sequential
 from tests.conftest import BROWSER_HEADERS, START, Clock, make_settings, site_client
 
 SECRET = b"shop-calls-secret-00001"

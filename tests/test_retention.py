@@ -1,5 +1,5 @@
 """A bounded store: past its window every kind of record goes, and the reports' figures stay for
-as long as theirs (service.retention, docs/STORAGE.md "Retention")."""
+as long as theirs (service.tracking.retention, docs/STORAGE.md "Retention")."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from service.retention import Retention
+from service.tracking.retention import Retention
 from tests.conftest import Clock
 from tests.test_calls import call, post_call
 from tests.test_reports import beacon

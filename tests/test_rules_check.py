@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pytest
 
-from service.rulefiles import Problem, RulesError, load
+from service.rules.rulefiles import Problem, RulesError, load
 from tests.conftest import DEMO_RULES
 
 DEMO = DEMO_RULES / "demo.yaml"

@@ -16,7 +16,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.config import _networks
-from service.middleware import TrustedProxies
+from service.front.middleware import TrustedProxies
 from tests.conftest import BROWSER_HEADERS, start
 
 IPS = ["95.161.0.1", "46.242.0.1", "217.118.83.1", "2a02:6b8::1"]
@@ -50,7 +50,8 @@ def compare_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
         calls.append((a, b))
         return real(a, b)
 
-    for module in ("service.auth", "service.calls", "service.telephony", "service.tokens"):
+    for module in ("service.front.auth", "service.integrations.calls", "service.integrations.telephony",
+                   "service.tracking.tokens"):
         monkeypatch.setattr(f"{module}.hmac.compare_digest", spy)
     return calls
 
@@ -125,7 +126,7 @@ def test_the_scheme_is_what_our_proxy_says(peer: str, proto: bytes, scheme: str)
 
 def test_csv_cells_never_start_a_formula() -> None:
     """OWASP's CSV injection advice: text that a spreadsheet would run gets an apostrophe first."""
-    from service.reports import csv_text
+    from service.analytics.reports import csv_text
 
     row = {"exposed": 1, "overflowed": 0, "visitors": 1, "converted": {}, "rate": -0.5, "interval": None}
     hostile = ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]

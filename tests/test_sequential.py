@@ -1,4 +1,4 @@
-"""The sequential test (`service.stats.sequential`): against GrowthBook's own engine on the
+"""The sequential test (`service.analytics.stats.sequential`): against GrowthBook's own engine on the
 tables of cases/stats.json, and in the A/A simulation that shows why the dashboard uses it.
 
 `gbstats` is GrowthBook's published statistics package (`scripts/test` installs it without the
@@ -16,7 +16,7 @@ import pytest
 from gbstats.frequentist.tests import SequentialConfig, SequentialTwoSidedTTest  # type: ignore[import-untyped]
 from gbstats.models.statistics import ProportionStatistic  # type: ignore[import-untyped]
 
-from service.stats import EXPECTED_VISITORS, sequential, z_test
+from service.analytics.stats import EXPECTED_VISITORS, sequential, z_test
 
 TABLES: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "cases" / "stats.json").read_text(encoding="utf-8"))["tables"]

@@ -22,7 +22,7 @@ import pytest
 import redis
 from playwright.sync_api import Browser, Page, Request, Route
 
-from service.snippet import MINIFIED
+from service.front.snippet import MINIFIED
 from tests.browser import chromium
 from tests.conftest import BROWSER, free_port, start
 

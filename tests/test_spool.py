@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.observability import SPOOL_CORRUPT
-from service.spool import Spool
+from service.tracking.spool import Spool
 from tests.conftest import BROWSER_HEADERS, free_port, make_settings
 from tests.test_reports import SECRET, SHOP
 
@@ -58,7 +58,7 @@ def test_an_append_the_disk_cuts_short_leaves_no_torn_record(tmp_path: Path) -> 
     script = f"""
 import asyncio, resource, signal
 from pathlib import Path
-from service.spool import Spool, SpoolFull
+from service.tracking.spool import Spool, SpoolFull
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, write() fails with EFBIG instead
 spool = Spool(Path({str(directory)!r}))
 entry = {{"site": "shop", "conversion": {{"id": "x" * 100}}}}

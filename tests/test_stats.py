@@ -1,4 +1,4 @@
-"""service.stats against statsmodels and scipy, computed live on the tables in cases/stats.json.
+"""service.analytics.stats against statsmodels and scipy, computed live on the tables in cases/stats.json.
 
 Where the reference gives nan or inf (no value), the function under test must return None, and the
 case file must say so (its "none" list), so a table that changes meaning is noticed.
@@ -26,7 +26,7 @@ from statsmodels.stats.proportion import (  # type: ignore[import-untyped]
     proportions_ztest,
 )
 
-from service.stats import (
+from service.analytics.stats import (
     SRM_ALARM,
     Interval,
     chance_to_beat,
@@ -43,7 +43,7 @@ from service.stats import (
 CASES: dict[str, Any] = json.loads((Path(__file__).parent / "cases" / "stats.json").read_text(encoding="utf-8"))
 TABLES: list[dict[str, Any]] = CASES["tables"]
 CONFIDENCES = (0.95, 0.9, 0.99)
-EXACT_TERMS = 20_000  # past this chance_to_beat approximates (service.stats._EXACT_TERMS)
+EXACT_TERMS = 20_000  # past this chance_to_beat approximates (service.analytics.stats._EXACT_TERMS)
 
 
 def counts(table: dict[str, Any]) -> tuple[int, int, int, int]:

@@ -9,8 +9,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from service.ledger import EXPOSE, Ledger
-from service.store import DEFER, RETRY_AFTER, Command, ScriptCall, Store, connect, pack
+from service.tracking.ledger import EXPOSE, Ledger
+from service.tracking.store import DEFER, RETRY_AFTER, Command, ScriptCall, Store, connect, pack
 from tests.conftest import CLUSTER
 
 
@@ -114,7 +114,8 @@ def test_an_error_reply_fails_only_the_request_it_belongs_to(valkey_url: str, st
     assert isinstance(refused, redis.ResponseError) and "not an integer" in str(refused)
 
 
-@pytest.mark.skipif(CLUSTER, reason="on a cluster, batches go through redis-py's cluster pipeline, not service.pipe")
+@pytest.mark.skipif(CLUSTER, reason="on a cluster, batches go through redis-py's cluster pipeline, "
+                                     "not service.tracking.pipe")
 def test_a_connection_the_store_drops_fails_its_waiters_and_the_next_batch_reconnects(
         valkey_url: str, store: redis.Redis) -> None:
     async def scenario() -> tuple[BaseException | list[object], list[object]]:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import places
-from service.engine import RuleIndex, Site, _context, decide
-from service.phrase import Keyword
-from service.templates import (
+from service.rules import places
+from service.rules.engine import RuleIndex, Site, _context, decide
+from service.rules.phrase import Keyword
+from service.rules.templates import (
     MAX_OUTPUT,
     MAX_RENDERED,
     RENDERED,

@@ -1,11 +1,15 @@
 -- Log a conversion once: a retry, or the same conversion replayed from the spool, adds nothing.
--- KEYS: 1 entries stream  the site's conversions, in arrival order (service.journal)
+-- KEYS: 1 entries stream  the site's conversions, in arrival order (service.tracking.journal)
 --       2 logged  zset  conversion id -> ms it was logged: what the log holds
--- ARGV: 1 conversion id  2 now ms  3 retention ms  4 entry json
+--       3 last call  string  when the site's latest call started (ms)
+-- ARGV: 1 conversion id  2 now ms  3 retention ms  4 entry json  5 a call's start ms, else empty
 -- Returns 1 if logged now, 0 if it was before.
 local now, oldest = tonumber(ARGV[2]), tonumber(ARGV[2]) - tonumber(ARGV[3])
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. oldest)
 redis.call('XADD', KEYS[1], 'MINID', '~', math.max(0, oldest), '*', 'c', ARGV[4])
+if ARGV[5] ~= '' and tonumber(ARGV[5]) > tonumber(redis.call('GET', KEYS[3]) or 0) then
+  redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])  -- no call for the whole log window: forgotten
+end
 return 1

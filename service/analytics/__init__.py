@@ -1,0 +1,3 @@
+"""Reports for analysts: the experiments' statistics, the logs of calls and conversions, and the
+dashboard with its charts.
+"""

@@ -1,0 +1,123 @@
+"""The analysts' dashboard: `/dashboard/{site}`, server-rendered, with no external asset.
+
+The report token opens it once (`POST /dashboard/{site}/login`); the browser then keeps a
+session cookie that the service signed (HttpOnly, SameSite=Strict, `Secure` over HTTPS,
+limited to the site's dashboard path), never the token itself; a new report token ends the
+sessions of the old one. `Authorization: Bearer <token>` works as well. The pages run no
+script and may not be framed (`HEADERS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from service.analytics import charts, logs
+from service.analytics.reports import Filters, build
+from service.errors import BadRequest, TooManyRequests
+from service.front import bodies
+from service.front.auth import accepts, fingerprint, require_report_token
+from service.integrations import exports
+from service.rules.engine import Site
+from service.runtime import Runtime
+
+SESSION = "swapline_session"
+SESSION_SECONDS = 8 * 3600
+DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
+CALLS_SHOWN = 50  # calls a page of the call log shows
+# How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
+# (the default), or the classic ones, valid for one look at a sample size fixed in advance.
+TESTS = {"sequential": "sequential: look any day", "fixed": "fixed horizon: one look at the planned size"}
+HEADERS = {
+    "cache-control": "no-store",
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+}
+# The service's HTML pages (service/pages/), autoescaped; `service.front.home` renders from it too.
+PAGES = jinja2.Environment(loader=jinja2.PackageLoader("service", "pages"), autoescape=True)
+
+
+async def dashboard_endpoint(request: Request) -> Response:
+    runtime, site = _site(request)
+    if not await _signed_in(runtime, site, request):
+        return _login_page(site)
+    filters = Filters.parse(request.query_params, limit=DASHBOARD_PAGES)
+    test = request.query_params.get("test") or "sequential"
+    if test not in TESTS:
+        raise BadRequest("invalid_filter", f"test must be one of {', '.join(TESTS)}")
+    report = await build(runtime, site, filters)
+    page = functools.partial(_render, site, report, filters, test, dict(request.query_params))
+    return HTMLResponse(await asyncio.to_thread(page), headers=HEADERS)
+
+
+def _render(site: Site, report: dict[str, Any], filters: Filters, test: str, params: dict[str, str]) -> str:
+    tables = []
+    for table in report["experiments"]:
+        variants = [row["variant"] for row in table["variants"]]
+        tables.append({**table, "charts": [charts.conversion(table["daily"], variants),
+                                           charts.lift(table["daily"], variants, table["expected_visitors"])]})
+    return PAGES.get_template("dashboard.html").render(
+        site=site, report=report, tables=tables, filters=filters, test=test, tests=TESTS,
+        query=lambda other: urlencode({**params, "test": other}))  # this page with the other test
+
+
+async def calls_page_endpoint(request: Request) -> Response:
+    """`/dashboard/{site}/calls`: the call log, each call with the visit that led to it."""
+    runtime, site = _site(request)
+    if not await _signed_in(runtime, site, request):
+        return _login_page(site)
+    params = {name: value for name, value in request.query_params.items() if value}
+    calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
+    html = PAGES.get_template("calls.html").render(
+        site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
+        uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
+        moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    return HTMLResponse(html, headers=HEADERS)
+
+
+async def login_endpoint(request: Request) -> Response:
+    runtime, site = _site(request)
+    form = parse_qs((await bodies.read(request, 4096)).decode("utf-8", "replace"))
+    try:
+        accepted = await accepts(runtime, site, request, (form.get("token") or [""])[0])
+    except TooManyRequests as exc:
+        return _login_page(site, "Too many wrong tokens from your network: try again later.", 429, exc.headers)
+    if not accepted:
+        return _login_page(site, error="That is not this site's report token.", status=401)
+    session = {"dashboard": site.id, "until": int(runtime.clock()) + SESSION_SECONDS, "k": fingerprint(runtime, site)}
+    response = RedirectResponse(f"/dashboard/{site.id}", status_code=303)
+    response.set_cookie(
+        SESSION, runtime.signer.sign(session), max_age=SESSION_SECONDS,
+        path=f"/dashboard/{site.id}", httponly=True, samesite="strict", secure=request.url.scheme == "https",
+    )
+    return response
+
+
+async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:
+    if request.headers.get("authorization"):
+        await require_report_token(runtime, site, request)  # a wrong bearer token is a 401, not a login page
+        return True
+    session = runtime.signer.verify(request.cookies.get(SESSION, ""))
+    return bool(session and session.get("dashboard") == site.id and session.get("until", 0) > runtime.clock()
+                and session.get("k") == fingerprint(runtime, site))
+
+
+def _login_page(site: Site, error: str | None = None, status: int = 200,
+                headers: dict[str, str] | None = None) -> HTMLResponse:
+    html = PAGES.get_template("login.html").render(site=site, error=error)
+    return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
+
+
+def _site(request: Request) -> tuple[Runtime, Site]:
+    runtime: Runtime = request.app.state.runtime
+    return runtime, runtime.site(request.path_params["site"])

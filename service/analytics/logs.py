@@ -1,0 +1,136 @@
+"""The call log and the conversion log: `GET /v1/calls/{site}` and `GET /v1/conversions/{site}`.
+
+Newest first, a page at a time (`limit`, and `cursor` = the last page's `next`), behind the
+site's report token, as JSON or CSV (`/v1/calls/{site}.csv`). Filters: `from` and `to`
+(days, UTC, of the call's start or the conversion's time), `source`, `campaign`, `pool`,
+`qualified` (true / false), `variant` (`experiment:variant`) and, for conversions, `kind`.
+Each entry says what the conversion was, and how the visitor came: source, campaign, phrase,
+ad click ids, landing page and the pages seen before it (`service.tracking.journal`).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.analytics.reports import spreadsheet_text
+from service.errors import BadRequest, MethodNotAllowed
+from service.front.auth import require_report_token
+from service.front.responses import JSON
+from service.rules.engine import Site
+from service.rules.rulefiles import RESERVED_IDS
+from service.runtime import Runtime
+from service.tracking.journal import LogQuery
+
+KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
+CALL_KINDS = frozenset({"call", "missed_call"})
+CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "qualified",
+                "caller_last_digits", "credited", "reason")
+CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page")
+VISIT_COLUMNS = ("visitor", "source", "medium", "campaign", "phrase", "click_ids", "landing", "pages", "variants")
+
+
+async def calls_log_endpoint(request: Request) -> Response:
+    return await _log(request, calls=True)
+
+
+async def conversions_log_endpoint(request: Request) -> Response:
+    return await _log(request, calls=False)
+
+
+async def _log(request: Request, calls: bool) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    if calls and request.path_params["site"] in RESERVED_IDS:  # a GET of a vendor's webhook
+        raise MethodNotAllowed("method_not_allowed", "this address takes a telephony vendor's POST", allow="POST")
+    site = runtime.site(request.path_params["site"])
+    await require_report_token(runtime, site, request)
+    params = request.query_params
+    entries, cursor = await read(runtime, site, params, calls)
+    if request.url.path.endswith(".csv"):
+        filename = f"{site.id}-{'calls' if calls else 'conversions'}.csv"
+        headers = {"content-disposition": f'attachment; filename="{filename}"'}
+        if cursor:
+            headers["link"] = f'<?{next_page(params, cursor)}>; rel="next"'
+        return Response(_csv(entries, calls), media_type="text/csv; charset=utf-8", headers=headers)
+    return JSON({"site": site.id, "entries": entries, "next": cursor})
+
+
+async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool) -> tuple[list[dict[str, Any]],
+                                                                                                str | None]:
+    """One page of the call log (`calls`) or of the conversion log, as `params` ask, and the
+    cursor of the next."""
+    query = LogQuery.parse(params)
+    page = await runtime.journal.page(site.id, query, _filter(params, query, calls))
+    return [_call(entry) if calls else entry for entry in page["entries"]], page["next"]
+
+
+def next_page(params: Mapping[str, str], cursor: str) -> str:
+    """The query string of the page after this one."""
+    return urlencode({**params, "cursor": cursor})
+
+
+def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable[[dict[str, Any]], bool]:
+    """What an entry must be to be listed; every filter given must hold."""
+    kind = params.get("kind") or None
+    if kind is not None and (calls or kind not in KINDS):
+        raise BadRequest("invalid_filter", f"kind must be one of {', '.join(KINDS)}" if not calls
+                         else "the call log has no kind filter: see /v1/conversions")
+    qualified = params.get("qualified") or None
+    if qualified not in (None, "true", "false"):
+        raise BadRequest("invalid_filter", "qualified must be true or false")
+    experiment, _, variant = (params.get("variant") or "").partition(":")
+    if params.get("variant") and not (experiment and variant):
+        raise BadRequest("invalid_filter", "variant must be experiment:variant")
+    source, campaign, pool = params.get("source") or None, params.get("campaign") or None, params.get("pool") or None
+
+    def keeps(entry: dict[str, Any]) -> bool:
+        call = entry.get("call")
+        visit = entry.get("visit") or {}
+        return bool(
+            query.keeps_time(entry["at"])
+            and (call is not None or not calls)
+            and (entry["kind"] == kind if kind else entry["kind"] != "alert")  # alerts only when asked
+            and (source is None or visit.get("source") == source)
+            and (campaign is None or visit.get("campaign") == campaign)
+            and (pool is None or (call or {}).get("pool") == pool)
+            and (qualified is None or bool((call or {}).get("qualified")) == (qualified == "true"))
+            and (not experiment or entry.get("experiments", {}).get(experiment) == variant)
+        )
+    return keeps
+
+
+def _call(entry: dict[str, Any]) -> dict[str, Any]:
+    """A call's entry as the webhook answered it (docs/CALLS.md, "The answer")."""
+    return {**entry["call"], "call_id": entry["id"].removeprefix("call:"), "start": entry["at"],
+            "visitor": entry.get("visitor"), "page": entry.get("page"), "experiments": entry.get("experiments", {}),
+            "visit": entry.get("visit")}
+
+
+def _csv(entries: list[dict[str, Any]], calls: bool) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*(CALL_COLUMNS if calls else CONVERSION_COLUMNS), *VISIT_COLUMNS])
+    for entry in entries:
+        time = datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) / 1000, datetime.UTC)
+        own = ([time.isoformat(), *(entry.get(name) for name in CALL_COLUMNS[1:])] if calls else
+               [time.isoformat(), entry["id"], entry["kind"], entry.get("goal"), entry.get("page")])
+        visit = entry.get("visit") or {}
+        writer.writerow([_cell(value) for value in [
+            *own, entry.get("visitor"), *(visit.get(name) for name in ("source", "medium", "campaign", "phrase")),
+            ";".join(f"{name}={value}" for name, value in (visit.get("click_ids") or {}).items()),
+            visit.get("landing"), " > ".join(page["path"] for page in visit.get("pages", [])),
+            ";".join(f"{name}={value}" for name, value in entry.get("experiments", {}).items()),
+        ]])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    return spreadsheet_text("" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+

@@ -1,0 +1,338 @@
+"""Analyst reports: conversion per page and per experiment variant, with honest statistics.
+
+`GET /v1/reports/{site}` (JSON) and `GET /v1/reports/{site}.csv`, behind the site's report
+token. Visitors count in the cohort of their first exposure (day, page, variant); the
+conversion rate of a variant is its converted visitors over its exposed visitors, leaving out
+visitors who got an overflow number (they could not be credited a call) and bots (never
+exposed). Filters: `from`, `to` (cohort days, YYYY-MM-DD), `page`, `experiment`, and
+`metric`, the conversion kind the statistics compare (default `any`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime
+import io
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.analytics import stats
+from service.errors import BadRequest
+from service.front.auth import require_report_token
+from service.front.responses import JSON
+from service.rules.engine import Experiment, Site
+from service.runtime import Runtime
+from service.tracking.ledger import ALL, OTHER, SITE, Tally
+
+KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
+CONTROL = "control"
+MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    since: str | None = None  # first cohort day, ISO
+    until: str | None = None  # last cohort day, ISO
+    page: str | None = None
+    experiment: str | None = None
+    metric: str = "any"
+    limit: int = 100  # pages listed, the most visited first; the rest is summed up as "(other)"
+
+    @classmethod
+    def parse(cls, params: Any, limit: int = 100) -> Filters:
+        for name in ("from", "to"):
+            if params.get(name):
+                try:
+                    datetime.date.fromisoformat(params[name])
+                except ValueError:
+                    raise BadRequest("invalid_filter", f"{name!r} must be a date: YYYY-MM-DD") from None
+        metric = params.get("metric") or "any"
+        if metric not in KINDS and not metric.startswith("goal:"):
+            raise BadRequest("invalid_filter", f"metric must be one of {', '.join(KINDS)} or goal:NAME")
+        if params.get("limit"):
+            given = params["limit"]
+            if not (given.isascii() and given.isdigit() and 1 <= int(given) <= MOST_PAGES):
+                raise BadRequest("invalid_filter", f"limit must be a whole number from 1 to {MOST_PAGES}")
+            limit = int(given)
+        return cls(params.get("from") or None, params.get("to") or None, params.get("page") or None,
+                   params.get("experiment") or None, metric, limit)
+
+    def keeps_day(self, day: str) -> bool:
+        return (self.since is None or day >= self.since) and (self.until is None or day <= self.until)
+
+    def keeps(self, day: str, page: str) -> bool:
+        return self.keeps_day(day) and (self.page is None or page == self.page)
+
+
+@dataclass
+class Cell:
+    """One variant of one experiment on one page."""
+
+    exposed: int = 0
+    overflowed: int = 0
+    converted: Counter[str] = field(default_factory=Counter)
+    totals: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def visitors(self) -> int:
+        return self.exposed - self.overflowed
+
+    def add(self, other: Cell) -> None:
+        self.exposed += other.exposed
+        self.overflowed += other.overflowed
+        self.converted.update(other.converted)
+        self.totals.update(other.totals)
+
+
+@dataclass
+class Page:
+    """One page of one experiment: each variant's counts, and per day and variant the
+    visitors exposed, overflowed and converted by the report's metric."""
+
+    cells: defaultdict[str, Cell] = field(default_factory=lambda: defaultdict(Cell))
+    daily: defaultdict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+
+    @property
+    def visitors(self) -> int:
+        return sum(cell.visitors for cell in self.cells.values())
+
+    def add(self, other: Page) -> None:
+        for variant, cell in other.cells.items():
+            self.cells[variant].add(cell)
+        for key, counts in other.daily.items():
+            self.daily[key] = [mine + theirs for mine, theirs in zip(self.daily[key], counts, strict=True)]
+
+
+async def build(runtime: Runtime, site: Site, filters: Filters) -> dict[str, Any]:
+    """The report. The ledger is read a slice at a time and the figures made in a thread, so
+    a site with a big ledger costs time but never holds the event loop for long."""
+    experiments = [e for e in site.experiments if filters.experiment in (None, e.id)]
+    tallies = {experiment: await runtime.ledger.tally(site.id, experiment, filters.keeps_day)
+               for experiment in (SITE, *(e.id for e in experiments))}
+    return await asyncio.to_thread(assemble, site, experiments, tallies, filters)
+
+
+def assemble(site: Site, experiments: list[Experiment], tallies: dict[str, Tally], filters: Filters) -> dict[str, Any]:
+    site_tally = tallies[SITE]
+    report: dict[str, Any] = {
+        "site": site.id,
+        "metric": filters.metric,
+        "from": filters.since,
+        "to": filters.until,
+        "pages": [{"page": page, **_figures(counts.cells[ALL], filters.metric)}
+                  for page, counts in _pages(site_tally, filters).items()],
+        "experiments": [],
+        "excluded": _excluded(site_tally, filters),
+    }
+    for experiment in experiments:
+        tally = tallies[experiment.id]
+        overall = _srm(experiment, tally, filters)
+        for page, counts in _pages(tally, filters).items():
+            report["experiments"].append(_experiment(experiment, page, counts, filters, overall))
+    return report
+
+
+def _pages(tally: Tally, filters: Filters) -> dict[str, Page]:
+    """Page → its counts over the cohort days the filters keep, in one pass over the tally: the
+    `limit` most visited pages first, then all the others added up as "(other)"."""
+    pages: defaultdict[str, Page] = defaultdict(Page)
+    for (day, page, variant), count in tally.exposed.items():
+        if filters.keeps(day, page):
+            pages[page].cells[variant].exposed += count
+            pages[page].daily[day, variant][0] += count
+    for (day, page, variant), count in tally.overflow.items():
+        if filters.keeps(day, page):
+            pages[page].cells[variant].overflowed += count
+            pages[page].daily[day, variant][1] += count
+    for (day, page, variant, kind), count in tally.converted.items():
+        if filters.keeps(day, page):
+            pages[page].cells[variant].converted[kind] += count
+            if kind == filters.metric:
+                pages[page].daily[day, variant][2] += count
+    for (day, page, variant, kind), count in tally.totals.items():
+        if filters.keeps(day, page):
+            pages[page].cells[variant].totals[kind] += count
+    ranked = sorted((page for page in pages if page != OTHER), key=lambda page: (-pages[page].visitors, page))
+    listed = {page: pages[page] for page in ranked[:filters.limit]}
+    if len(ranked) > filters.limit or OTHER in pages:
+        other = listed[OTHER] = pages.get(OTHER, Page())
+        for page in ranked[filters.limit:]:
+            other.add(pages[page])
+    return listed
+
+
+def _figures(cell: Cell, metric: str) -> dict[str, Any]:
+    converted = cell.converted
+    interval = stats.wilson(converted[metric], cell.visitors)
+    return {
+        "exposed": cell.exposed,
+        "overflowed": cell.overflowed,
+        "visitors": cell.visitors,
+        "converted": {kind: converted[kind] for kind in _kinds(converted)},
+        "totals": {kind: cell.totals[kind] for kind in _kinds(converted)},
+        "rate": converted[metric] / cell.visitors if cell.visitors else None,
+        "interval": [interval.low, interval.high] if interval else None,
+    }
+
+
+def _kinds(converted: Counter[str]) -> list[str]:
+    return [*KINDS, *sorted(kind for kind in converted if kind.startswith("goal:"))]
+
+
+def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filters,
+                srm: dict[str, Any] | None) -> dict[str, Any]:
+    metric = filters.metric
+    cells = counts.cells
+    control = cells[CONTROL]
+    k_control = control.converted[metric]
+    variants = []
+    warnings = []
+    base = k_control / control.visitors if control.visitors else 0.0
+    needed = stats.required_sample(base) if base else None
+    for variant in experiment.variants:
+        cell = cells[variant.id]
+        row = {"variant": variant.id, "weight": variant.weight, **_figures(cell, metric), "lift": None}
+        k = cell.converted[metric]
+        if variant.id != CONTROL and control.visitors and cell.visitors:
+            row["lift"] = _lift(k_control, control.visitors, k, cell.visitors, experiment.expected_visitors)
+        variants.append(row)
+        if needed is not None and cell.visitors < needed:
+            warnings.append(f"{variant.id}: {cell.visitors} of the {needed} visitors needed to see a 20% lift")
+    if needed is None and not base:
+        warnings.append("too little data: the control has no conversions yet, so no sample size can be judged")
+    elif needed is None:
+        warnings.append(f"the control converts {base:.0%}: a 20% lift would pass 100%, so no sample size can be "
+                        "judged")
+    lifts = [row["lift"] for row in variants if row["lift"]]
+    corrected = len(experiment.variants) > 2  # several variants each against the control: one wins by chance
+    if corrected:
+        for lift, adjusted in zip(lifts, stats.holm([lift["p_value"] for lift in lifts]), strict=True):
+            lift["p_value_holm"] = adjusted
+        always_valid = [lift["sequential"] for lift in lifts]
+        for figures, adjusted in zip(always_valid, stats.holm([f and f["p_value"] for f in always_valid]), strict=True):
+            if figures:
+                figures["p_value_holm"] = adjusted
+    if srm and srm["alarm"]:
+        warnings.insert(0, f"sample ratio mismatch (p = {srm['p_value']:.2g}): the split does not follow the "
+                           "weights, so the figures cannot be trusted")
+    return {
+        "experiment": experiment.id,
+        "page": page,
+        # p-values corrected for testing several variants against the control at once
+        "correction": "holm" if corrected else None,
+        "expected_visitors": experiment.expected_visitors,  # the sequential test's tuning
+        "srm": srm,
+        "warnings": warnings,
+        "variants": variants,
+        "daily": [{"day": day, "variant": variant, "visitors": exposed - overflowed, "converted": converted,
+                   "rate": converted / (exposed - overflowed) if exposed > overflowed else None}
+                  for (day, variant), (exposed, overflowed, converted) in sorted(counts.daily.items())],
+    }
+
+
+def _lift(k_a: int, n_a: int, k_b: int, n_b: int, expected_visitors: int) -> dict[str, Any]:
+    absolute = stats.difference(k_a, n_a, k_b, n_b)
+    relative = stats.ratio(k_a, n_a, k_b, n_b)
+    always_valid = stats.sequential(k_a, n_a, k_b, n_b, expected_visitors=expected_visitors)
+    return {
+        "absolute": absolute[0] if absolute else None,
+        "absolute_interval": [absolute[1].low, absolute[1].high] if absolute else None,
+        "relative": relative[0] if relative else None,
+        "relative_interval": [relative[1].low, relative[1].high] if relative else None,
+        "p_value": stats.z_test(k_a, n_a, k_b, n_b),
+        "chance_to_beat": stats.chance_to_beat(k_a, n_a, k_b, n_b),
+        # Valid at every look, so the dashboard shows these: the figures above hold for one
+        # look, at a sample size fixed in advance.
+        "sequential": always_valid and {
+            "p_value": always_valid.p_value,
+            "absolute_interval": [always_valid.difference.low, always_valid.difference.high],
+            # Symmetric around the estimate; a lift below -100% would be fewer than no conversions.
+            "relative_interval": [max(-1.0, always_valid.relative.low), always_valid.relative.high],
+        },
+    }
+
+
+def _srm(experiment: Experiment, tally: Tally, filters: Filters) -> dict[str, Any] | None:
+    """Does the split follow the weights? Over all pages: assignment does not depend on the page."""
+    exposed: dict[str, int] = defaultdict(int)
+    for (day, page, variant), count in tally.exposed.items():
+        if filters.keeps(day, page):
+            exposed[variant] += count
+    result = stats.srm([exposed[v.id] for v in experiment.variants], [v.weight for v in experiment.variants])
+    if result is None:
+        return None
+    chi2, p_value = result
+    return {"chi2": chi2, "p_value": p_value, "alarm": p_value < stats.SRM_ALARM}
+
+
+def _excluded(tally: Tally, filters: Filters) -> dict[str, int]:
+    return {
+        "bot_page_views": sum(tally.bots.values()),  # the days the filters keep, as read
+        "overflowed_visitors": sum(n for (day, page, _), n in tally.overflow.items() if filters.keeps(day, page)),
+        "overflowed_conversions": sum(
+            n for (day, page, _, kind), n in tally.excluded.items() if kind == "any" and filters.keeps(day, page)
+        ),
+    }
+
+
+def csv_text(report: dict[str, Any]) -> str:
+    """One row per page and per experiment variant: the table an analyst pastes into a sheet."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    kinds = list(KINDS)
+    writer.writerow(["section", "experiment", "page", "variant", "weight", "exposed", "overflowed", "visitors",
+                     *[f"converted_{kind}" for kind in kinds], "metric", "rate", "rate_low", "rate_high",
+                     "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
+                     "p_value", "chance_to_beat", "p_value_sequential", "lift_rel_low_sequential",
+                     "lift_rel_high_sequential", "srm_p_value", "warnings"])
+    for page in report["pages"]:
+        writer.writerow(["page", "", spreadsheet_text(page["page"]), "all", "", *_counts(page, kinds), report["metric"],
+                         *_numbers(page["rate"], *(page["interval"] or [None, None])), *[""] * 12, ""])
+    for table in report["experiments"]:
+        for row in table["variants"]:
+            lift = row["lift"] or {}
+            always_valid = lift.get("sequential") or {}
+            writer.writerow([
+                "experiment", spreadsheet_text(table["experiment"]), spreadsheet_text(table["page"]),
+                spreadsheet_text(row["variant"]), row["weight"],
+                *_counts(row, kinds), report["metric"],
+                *_numbers(row["rate"], *(row["interval"] or [None, None])),
+                *_numbers(lift.get("absolute"), *(lift.get("absolute_interval") or [None, None])),
+                *_numbers(lift.get("relative"), *(lift.get("relative_interval") or [None, None])),
+                *_numbers(lift.get("p_value"), lift.get("chance_to_beat"), always_valid.get("p_value"),
+                          *(always_valid.get("relative_interval") or [None, None])),
+                *_numbers((table["srm"] or {}).get("p_value")),
+                spreadsheet_text("; ".join(table["warnings"])),
+            ])
+    return out.getvalue()
+
+
+def spreadsheet_text(text: str) -> str:
+    """Text as a spreadsheet shows it, never as a formula it runs (OWASP's CSV injection advice:
+    a cell that starts with = + - @ tab or carriage return gets a leading apostrophe)."""
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+
+
+def _counts(row: dict[str, Any], kinds: Iterable[str]) -> list[Any]:
+    return [row["exposed"], row["overflowed"], row["visitors"], *(row["converted"].get(k, 0) for k in kinds)]
+
+
+def _numbers(*values: float | None) -> list[str]:
+    return ["" if value is None else f"{value:.6g}" for value in values]
+
+
+async def report_endpoint(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    await require_report_token(runtime, site, request)
+    report = await build(runtime, site, Filters.parse(request.query_params))
+    if request.url.path.endswith(".csv"):
+        return Response(csv_text(report), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="{site.id}-report.csv"'})
+    return JSON(report)

@@ -1,0 +1,360 @@
+"""The decision endpoint: a page view in, what the visitor sees out.
+
+`page_view` and `answer` are shared with `swapline rules preview`, so the preview prints
+exactly what the endpoint would answer, without the store and its side effects.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, NamedTuple
+from urllib.parse import unquote, unquote_plus, urlsplit
+
+from starlette.requests import Request
+
+from service.errors import BadRequest
+from service.front.cors import cors_headers
+from service.front.responses import JSON
+from service.observability import LEASES, labelled
+from service.rules.engine import Outcome, PageView, Pool, Site, decide, normalise_path
+from service.rules.geo import Geo, GeoDB
+from service.rules.phones import formats, printed
+from service.rules.phrase import Landing, Referral, Traffic, click_ids, landing, lemmas, normalise, referral, traffic
+from service.runtime import Runtime
+from service.tracking import visits
+from service.tracking.clock import hour_and_day
+from service.tracking.pools import Lease
+from service.tracking.store import Command
+from service.tracking.visitors import BrowserHeaders, device, is_bot, new_vid, valid_vid
+from service.tracking.visits import Visit
+
+MAX_URL = 4096
+MAX_VID = 128
+MAX_VISIT = 4096  # the last decision token: its visit's campaign texts and phrase, twice at most
+PREVIEW_CITY = "swapline_preview_city"  # in a page's address: the city a preview link puts the visitor in
+log = logging.getLogger("swapline")
+
+
+class Page(NamedTuple):
+    """What a page view's URL and referrer say: the same for every visitor who brings them."""
+
+    path: str
+    traffic: Traffic
+    lemmas: frozenset[str]
+    phrase: str  # normalised
+
+
+def page_view(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) -> PageView:
+    return _page_view(page(url, ref), vid, geo, user_agent)
+
+
+def page(url: str, ref: str | None) -> Page:
+    where = address(url)
+    return _page((where.path, where.landing), referral(ref))
+
+
+class Address(NamedTuple):
+    """What a page's URL says."""
+
+    path: str  # as rules are written (as people read paths)
+    landing: Landing  # its traffic parameters
+    clicked: str  # its query where it has an ad click id: a visit that starts there records their values
+    city: str | None  # the city a preview link fakes (`swapline_preview_city`)
+
+
+def address(url: str) -> Address:
+    """What `url` says; its parameters as sent (the page's own encoding), decoded where read."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise BadRequest("invalid_url", "url is not a valid URL") from None
+    landed = landing(parts.query)
+    return Address(normalise_path(unquote(parts.path) or "/"), landed, parts.query if landed.click_id else "",
+                   _faked_city(parts.query))
+
+
+def _faked_city(query: str) -> str | None:
+    if PREVIEW_CITY not in query:  # nearly every page
+        return None
+    raw = next((value for name, _, value in (pair.partition("=") for pair in query.split("&"))
+                if name == PREVIEW_CITY), None)
+    return _checked(PREVIEW_CITY, raw, 100)
+
+
+def preview_geo(places: GeoDB, name: str) -> Geo:
+    """Where a preview link's visitor is: the city it names."""
+    geo = places.city(name)
+    if geo is None:
+        raise BadRequest("unknown_city", f"{PREVIEW_CITY}: no Russian city is called {name!r}")
+    return geo
+
+
+# Remembered by its parts: the same campaign landing is reached from many referrers and a
+# site's own pages refer to each other, so there are far fewer pages than (url, ref) pairs.
+@functools.lru_cache(maxsize=4096)
+def _page(address: tuple[str, Landing], referred: Referral) -> Page:
+    path, landed = address
+    seen = traffic(landed, referred)
+    phrase = seen.phrase or ""
+    return Page(path, seen, frozenset(lemmas(phrase)), normalise(phrase))
+
+
+def _page_view(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool = False) -> PageView:
+    return PageView(vid, viewed.path, viewed.traffic, viewed.lemmas, viewed.phrase, geo, device(user_agent),
+                 scripted or is_bot(user_agent))
+
+
+def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, version: str,
+           lease: Lease | None = None, degraded: bool = False, preview: bool = False) -> dict[str, Any]:
+    traffic = view.traffic
+    return {
+        "site": site.id,
+        "vid": view.vid,
+        "token": token,
+        "geo": view.geo.as_json(site.language),
+        "phrase": traffic.phrase,
+        "source": {
+            "source": traffic.source,
+            "medium": traffic.medium,
+            "campaign": traffic.campaign,
+            "engine": traffic.engine,
+            "click_id": traffic.click_id,
+        },
+        "swaps": [{"selector": selector, "text": text} for selector, text in outcome.swaps],
+        "experiments": outcome.experiments,
+        "phone": phone(site, outcome.pool, lease, preview),
+        "bot": view.bot,
+        "degraded": degraded,
+        "rules_version": version,
+    }
+
+
+def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> dict[str, Any] | None:
+    """The number to show instead of the page's own, in the formats the snippet looks for.
+
+    `lease` is None where no lease was tried (a bot, a preview): a preview shows the pool's
+    first number, which nobody holds for it; others keep the page's own.
+    """
+    if pool is None:
+        return None
+    shown: dict[str, Any] = {"pool": pool.id, "replaces": site.phone,
+                             "replaces_digits": formats(site.phone)["digits"] if site.phone else None}
+    if pool.static:
+        return {**shown, "kind": "static", **_instead(site, pool.static)}
+    if preview:
+        return {**shown, "kind": "preview", **_instead(site, pool.numbers[0])}
+    if lease is None:
+        return {**shown, "kind": "lease", "number": None}
+    if lease.number is None:
+        fallback = pool.overflow or site.phone
+        return {**shown, "kind": "overflow", **(_instead(site, fallback) if fallback else {"number": None})}
+    # The snippet renews the hold while the page is visible: three times a hold, once a minute at most.
+    return {**shown, "kind": "lease", "hold": pool.hold, "heartbeat": min(60_000, pool.hold * 1000 // 3),
+            **_instead(site, lease.number)}
+
+
+def _instead(site: Site, number: str) -> dict[str, str]:
+    """`number`'s formats and, where it differs from the page's own, the pattern the snippet
+    finds the page's number by."""
+    shown = formats(number)
+    if site.phone and shown["digits"] != formats(site.phone)["digits"]:
+        return {**shown, "replaces_pattern": printed(site.phone)}
+    return shown
+
+
+def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int) -> dict[str, Any]:
+    payload = {"s": site.id, "v": view.vid, "p": view.path, "x": outcome.experiments, "t": now_ms // 1000}
+    if outcome.pool is not None and lease is not None:
+        payload["n"] = outcome.pool.id  # heartbeats extend this pool's lease
+        payload["o"] = lease.number is None  # overflowed: nothing to credit a variant with
+    return payload
+
+
+async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome, now: int,
+                 visit: Visit | None = None, network: str = "") -> tuple[Lease | None, bool]:
+    """Store the exposures and lease the number, in one shared round trip.
+
+    Returns the lease (None when no pool leases) and whether the store failed.
+    """
+    _, day = hour_and_day(now)
+    pool = outcome.pool
+    ledger, batcher = runtime.ledger, runtime.store.batcher
+    try:
+        if view.bot:  # counted apart, and nothing else
+            await batcher.submit(ledger.bot(site.id, day))
+            return None, False
+        exposures, fresh = ledger.exposures(site.id, view.vid, view.path, day, outcome.experiments)
+        if pool is None or not pool.numbers:
+            if exposures:
+                await batcher.submit(*exposures)
+                ledger.recorded(fresh)
+            return None, False
+        leased = runtime.pools.lease(site.id, pool, view.vid, view.path, outcome.experiments, now,
+                                     visit.id if visit else "", network)
+        reply, *_ = await batcher.submit(leased, *exposures)
+        ledger.recorded(fresh)
+        lease = Lease.from_reply(reply)
+        labelled(LEASES, site.id, pool.id, lease.status).inc()
+        if lease.number is None:  # overflowed visitors leave the conversion rates
+            await batcher.submit(*ledger.overflows(site.id, view.vid, outcome.experiments))
+        return lease, False
+    except Exception as exc:  # the page must still get its answer
+        log.debug("decision degraded: %s", exc)
+        return None, True
+
+
+def _query(request: Request) -> dict[str, str]:
+    """The query parameters (the last of repeated ones), names decoded, values as sent: `_unquote`
+    decodes them as Starlette would, where they are needed."""
+    params = {}
+    for pair in request.scope["query_string"].decode("latin-1").split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            params[_unquote(name)] = value
+    return params
+
+
+# Most page views are a visitor's second, third… page: a URL and a referrer many visitors
+# sent before. Each is remembered by the string as sent, so it is neither decoded nor parsed
+# again; 4 KB each at most, a small bound keeps a flood harmless. Refusals are not remembered.
+@functools.lru_cache(maxsize=4096)
+def _requested_address(raw_url: str | None) -> Address:
+    url = _checked("url", raw_url, MAX_URL, required=True)
+    assert url is not None
+    if not url.startswith(("http://", "https://", "/")):
+        raise BadRequest("invalid_url", "url must be an http(s) URL or a path")
+    return address(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _requested_referral(raw_ref: str | None) -> Referral:
+    return referral(_checked("ref", raw_ref, MAX_URL))
+
+
+def _unquote(value: str) -> str:
+    """`urllib.parse.unquote_plus`, five times faster on the long percent-encoded page URLs and
+    referrers decisions carry (decoding them was a tenth of a decision's CPU): each %XX becomes
+    \\xXX for the C "unicode_escape" decoder, whose code points 0-255 are the bytes; anything
+    that is not plain ASCII with well-formed escapes takes the standard library's way."""
+    if "%" not in value and "+" not in value:
+        return value
+    if value.isascii():
+        escaped = value.replace("\\", "\\\\").replace("%", "\\x").replace("+", " ")
+        try:
+            raw = escaped.encode().decode("unicode_escape").encode("latin-1")
+        except UnicodeDecodeError:  # a stray %: not an escape
+            return unquote_plus(value)
+        return raw.decode("utf-8", "replace")
+    return unquote_plus(value)
+
+
+def _checked(name: str, raw: str | None, limit: int, required: bool = False) -> str | None:
+    """A parameter's decoded value; None if absent or blank."""
+    value = _unquote(raw) if raw else None
+    if not value:
+        if required:
+            raise BadRequest("missing_parameter", f"the {name!r} parameter is required")
+        return None
+    if len(value) > limit:
+        raise BadRequest("parameter_too_long", f"{name!r} is longer than {limit} characters")
+    return value
+
+
+def _preview(query: Mapping[str, str]) -> dict[str, str] | None:
+    """`preview=experiment:variant[,experiment:variant]` pins variants for one page view."""
+    raw = _checked("preview", query.get("preview"), 512)
+    if raw is None:
+        return None
+    pairs = [item.partition(":") for item in raw.split(",")]
+    if any(not experiment or not variant for experiment, _, variant in pairs):
+        raise BadRequest("invalid_preview", "preview must be experiment:variant[,experiment:variant]")
+    return {experiment: variant for experiment, _, variant in pairs}
+
+
+async def decide_endpoint(request: Request) -> JSON:
+    runtime: Runtime = request.app.state.runtime
+    rules = runtime.rules
+    client = request.client.host if request.client else ""
+    now = runtime.now_ms()
+    # Counted with this decision's own store commands, which leave in the same batch.
+    runtime.decision_limit.admit(client, runtime.store.batcher, now / 1000)
+    query = _query(request)
+    site = runtime.site(_checked("site", query.get("site"), 64, required=True))
+    headers = BrowserHeaders.of(request.scope)
+    answer_headers = cors_headers(site, request, headers.origin)
+    path, landed, clicked, city = _requested_address(query.get("url"))
+    referred = _requested_referral(query.get("ref"))
+    vid = _checked("vid", query.get("vid"), MAX_VID)
+    if not valid_vid(vid):
+        vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
+    assert vid is not None
+    previous = visits.read(runtime.signer, _checked("visit", query.get("visit"), MAX_VISIT), site.id, vid)
+    visit, new = visits.follow(previous, landed, referred, site, now // 1000)
+    arrival, arrived_from = visit.source(site)  # the visit's traffic, on every one of its pages
+    shown = _page((path, arrival), arrived_from)
+    geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
+    seen = _page_view(shown, vid, geo, headers.user_agent, not headers.from_browser)
+    forced = _preview(query)
+    previewing = forced is not None or city is not None
+    # Without the visitor's consent (the snippet's data-consent="required"), the id is a
+    # throw-away one: the page gets its texts, every experiment's control and no number, and
+    # nothing is kept.
+    consented = query.get("consent") != "0"
+    pinned = forced if forced or consented else site.controls
+    outcome, visit = _visit_pool(site, decide(site, seen, pinned), visit)
+    # The token carries the visit: the snippet sends it back with the next page view.
+    carried = previous.carried if previous and visit is previous.visit else visit.carried()
+    visit_answer = {"id": visit.id, "new": new}
+    if previewing or not consented:  # a marketer's preview, or nobody we may know: nothing recorded
+        if outcome.pool is not None and outcome.pool.numbers and not previewing:
+            outcome = replace(outcome, pool=None)  # a number would be kept for them: the page keeps its own
+        token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
+        flag = {"preview": True} if previewing else {"consent": False}
+        return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing), "visit": visit_answer,
+                     **flag},
+                    headers=answer_headers)
+    # Nobody waits for the journey: it rides with this decision's round trip, or the next one.
+    runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, clicked, now))
+    lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client))
+    if degraded and outcome.pool is not None and outcome.pool.numbers:
+        outcome = replace(outcome, pool=None)  # the page keeps its own number
+    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now), carried)
+    body = answer(site, seen, outcome, token, rules.version, lease, degraded)
+    body["visit"] = visit_answer
+    return JSON(body, headers=answer_headers)
+
+
+def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Visit]:
+    """A visit keeps the pool of its first page that has one: one number for all its pages."""
+    if visit.pool is None:
+        return outcome, (visit._replace(pool=outcome.pool.id) if outcome.pool else visit)
+    if outcome.pool is not None and outcome.pool.id == visit.pool:  # most pages: the same pool again
+        return outcome, visit
+    kept = site.pool(visit.pool)
+    return (replace(outcome, pool=kept), visit) if kept else (outcome, visit._replace(pool=None))
+
+
+def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: visits.Previous | None,
+             clicked: str, now: int) -> tuple[Command, ...]:
+    """What the store learns of the visit: the page on its journey; when the visit starts, its
+    record (with the ad click ids of the `clicked` query) and, if its number comes from another
+    pool, the end of the last visit's hold."""
+    if view.bot:
+        return ()
+    ttl = runtime.settings.visit_days * 86400
+    if not new:  # most page views
+        return (visits.record(site.id, view.vid, visit, view.path, now, ttl),)
+    geo = view.geo
+    record = visits.started(visit, view.path, now, view.traffic, {
+        "click_ids": click_ids(clicked) if clicked else {}, "device": view.device,
+        "geo": {"country": geo.country, "region": geo.region, "city": geo.city}})
+    commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record)]
+    last = previous.visit if previous else None
+    if last and last.pool and last.pool != visit.pool:
+        old = site.pool(last.pool)
+        if old and old.numbers:
+            commands.append(runtime.pools.let_go(site.id, old, view.vid, now))
+    return tuple(commands)

@@ -1,0 +1,80 @@
+"""Erasure: a visitor's right to be forgotten (152-FZ, GDPR), on the operator's request.
+
+`DELETE /v1/visitors/{site}/{vid}` (the site's report token; `swapline forget`) deletes what
+the store keeps of one visitor: their visits and journeys, their assignments and conversion
+marks in every experiment, their id in leases and call records, and their entries in the
+conversion log (`service.tracking.journal`). Counts already added up
+(visitors per cohort, conversions per day) stay: they name nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+from starlette.requests import Request
+
+from service.errors import BadRequest
+from service.front.auth import require_report_token
+from service.front.responses import JSON
+from service.rules.engine import Site
+from service.tracking.journal import Journal
+from service.tracking.ledger import SITE, LedgerKeys
+from service.tracking.pools import PoolKeys
+from service.tracking.store import Store
+from service.tracking.visitors import valid_vid
+from service.tracking.visits import visitor_prefix
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+SLICE = 1000
+
+
+async def forget(store: Store, journal: Journal, site: Site, vid: str) -> dict[str, int]:
+    """Delete what the store keeps of `vid` on `site`; how many records of each kind went.
+    This process's deferred writes (the latest page of a journey) go first, to be erased too."""
+    await store.batcher.settle()
+    client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0, "log": 0}
+    visit_keys = [key async for key in client.scan_iter(match=f"{visitor_prefix(site.id, vid)}*", count=SLICE)]
+    for key in visit_keys:
+        erased["visits"] += await client.delete(key)
+    for experiment in (SITE, *site.experiment_ids):
+        keys = LedgerKeys.of(site.id, experiment)
+        erased["assignments"] += await client.hdel(keys.assign, vid)
+        await client.hdel(keys.overflowed, vid)
+        marks = [name async for name, _ in client.hscan_iter(keys.converted, match=f"*|{vid}", count=SLICE)]
+        if marks:
+            await client.hdel(keys.converted, *marks)
+    for pool in site.pools:
+        if pool.numbers:
+            held = PoolKeys.of(site.id, pool.id)
+            await client.hdel(held.visitor, vid)  # the number's hold runs out, held by nobody known
+            erased["leases"] += await _anonymise(store, held.leases, lambda r: r.get("v") == vid, {"v": "", "w": ""})
+    erased["calls"] += await _anonymise(store, f"sw:{{{site.id}:calls}}:calls", lambda r: r.get("visitor") == vid,
+                                        {"visitor": None, "visit": None})
+    erased["log"] = await journal.forget(site.id, vid)
+    return erased
+
+
+async def _anonymise(store: Store, key: str, names: Callable[[dict[str, Any]], bool], blanks: dict[str, Any]) -> int:
+    """Rewrite the JSON records of hash `key` that `names` the visitor, with `blanks` over them."""
+    changed = 0
+    async for field, raw in store.client.hscan_iter(key, count=SLICE):
+        record = orjson.loads(raw)
+        if isinstance(record, dict) and names(record):
+            await store.client.hset(key, field, orjson.dumps({**record, **blanks}))
+            changed += 1
+    return changed
+
+
+async def forget_endpoint(request: Request) -> JSON:
+    """`DELETE /v1/visitors/{site}/{vid}`: erase a visitor."""
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    await require_report_token(runtime, site, request)
+    vid = cast(str, request.path_params["vid"])
+    if not valid_vid(vid):
+        raise BadRequest("invalid_vid", "not a visitor id: letters, digits, _ and - (as the snippet makes them)")
+    return JSON({"site": site.id, "vid": vid, "erased": await forget(runtime.store, runtime.journal, site, vid)})

@@ -1,0 +1,124 @@
+"""Beacons from the snippet: `POST /v1/events`.
+
+The snippet sends `text/plain` JSON (so browsers send no CORS pre-flight) with the decision
+token it was given; the token says which site, visitor and experiment variants the beacon
+speaks for, so a beacon can only credit what the service itself decided.
+
+    {"type": "form" | "tel_click" | "goal" | "heartbeat", "id": "<event id>", "name": "<goal>",
+     "token": "<decision token>"}
+
+Conversions need an id (a retry with the same id counts once); heartbeats keep the visitor's
+tracking number while the page is visible. The snippet reads the answers: a 202 may be read by
+the site's origins only (CORS), a refusal by any page, as it tells nothing of a site. The snippet
+keeps a conversion until it is taken, or refused with a 4xx other than 429 (no retry gets past it).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from starlette.requests import Request
+
+from service.errors import BadRequest, Forbidden, HTTPError, Unauthorized
+from service.front import bodies
+from service.front.cors import cors_headers
+from service.front.responses import JSON
+from service.rules.engine import Site
+from service.runtime import Runtime
+from service.tracking import visits
+from service.tracking.store import STORE_ERRORS
+from service.tracking.visitors import BrowserHeaders
+
+log = logging.getLogger("swapline")
+MAX_BODY = 4096
+CONVERSIONS = ("form", "tel_click", "goal")
+EVENT_TYPES = (*CONVERSIONS, "heartbeat")
+EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+GOAL_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
+    """The site and payload of a decision token this service signed, or 401; a token speaks
+    for its page view for `token_days` days (a page left open that long, then used)."""
+    payload = runtime.signer.verify(token) if isinstance(token, str) and len(token) < 2048 else None
+    site = runtime.rules.sites.get(payload.get("s", "")) if payload else None
+    if payload is None or site is None:
+        raise Unauthorized("invalid_token", "the token is missing, forged or for another service")
+    issued = payload.get("t")
+    if not isinstance(issued, int) or runtime.clock() - issued > runtime.settings.token_days * 86_400:
+        raise Unauthorized("expired_token", "the token is too old: a new page view brings a new one")
+    return site, payload
+
+
+async def events_endpoint(request: Request) -> JSON:
+    try:
+        return await _beacon(request)
+    except HTTPError as exc:  # refused before the token names a site, too: no site's origins to go by
+        exc.headers["Access-Control-Allow-Origin"] = "*"
+        raise
+
+
+async def _beacon(request: Request) -> JSON:
+    runtime: Runtime = request.app.state.runtime
+    event = bodies.json_object(await bodies.read(request, MAX_BODY))
+    site, token = verified(runtime, event.get("token"))
+    browser = BrowserHeaders.of(request.scope)
+    headers = cors_headers(site, request, browser.origin)
+    kind = event.get("type")
+    if kind not in EVENT_TYPES:
+        raise BadRequest("unknown_event", f"event type must be one of: {', '.join(EVENT_TYPES)}")
+    if not (isinstance(event.get("id", ""), str) and isinstance(event.get("name", ""), str)):
+        raise BadRequest("invalid_event", "an event's id and name are texts")
+    if not browser.from_browser:
+        raise Forbidden("not_a_browser", "beacons come from the snippet in a browser")
+    now = runtime.now_ms()
+    # Counted with the beacon's own store commands, which leave in the same batch.
+    runtime.beacon_limit.admit(request.client.host if request.client else "", runtime.store.batcher, now / 1000)
+    if token.get("pv"):  # a preview page view: its beacons record nothing
+        return JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
+    if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold
+        pool = site.pool(token.get("n"))
+        pool = pool if pool and pool.numbers else None
+        try:
+            number = await runtime.pools.extend(site.id, pool, token["v"], now) if pool else None
+        except STORE_ERRORS:
+            number = None
+        return JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
+        raise BadRequest("invalid_event", "a conversion needs an id: 1-64 letters, digits or _.:-")
+    kinds = [kind]
+    if kind == "goal":
+        name = event.get("name")
+        if not isinstance(name, str) or not GOAL_NAME.fullmatch(name):
+            raise BadRequest("invalid_event", "a goal needs a name: 1-64 lower-case letters, digits, _ or -")
+        kinds.append(f"goal:{name}")
+    previous = visits.read(runtime.signer, event["token"], site.id, token["v"])
+    conversion = {"vid": token["v"], "id": f"{kind}:{event_id}", "kinds": kinds, "now": now, "page": token.get("p"),
+                  "visit": previous.visit.id if previous else None}
+    try:
+        outcome = await convert(runtime, site, conversion)
+    except STORE_ERRORS as exc:  # accepted all the same, once on disk: counted when the store is back
+        log.debug("%s spooled: %s", kind, exc)
+        await runtime.spool.keep({"site": site.id, "conversion": conversion})
+        outcome = "spooled"
+    return JSON({"accepted": kind, "outcome": outcome}, status_code=202, headers=headers)
+
+
+async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> str:
+    """Count a conversion (from a beacon now, or from the spool later) for every experiment the
+    visitor was exposed to before it, on any page: the store knows which. Then log it, with
+    those variants and the visit it came from (once: a retry may be the first to get there)."""
+    vid, now = conversion["vid"], conversion["now"]
+    outcome = await runtime.ledger.convert(site.id, vid, site.experiment_ids, conversion["id"], conversion["kinds"],
+                                           now)
+    visit, kind = conversion.get("visit"), conversion["kinds"][0]
+    await runtime.journal.add(site.id, {
+        "id": conversion["id"], "kind": kind, "at": now, "visitor": vid,
+        "page": conversion.get("page"), "experiments": await runtime.ledger.variants(site.id, vid, site.experiment_ids),
+        "visit": await visits.journey(runtime.store, site.id, vid, visit, now) if visit else None,
+        **({"goal": conversion["kinds"][1].removeprefix("goal:")} if kind == "goal" else {}),
+    }, now)
+    return outcome

@@ -1,0 +1,29 @@
+"""`GET /`: what is running, and the way to everything a newcomer looks for first."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from service import __version__
+from service.analytics.dashboard import PAGES
+from service.config import Settings
+from service.runtime import Runtime
+
+
+def store_mode(settings: Settings) -> str:
+    """How the store is run, never where: the page is public, a URL may hold a password."""
+    if settings.redis_cluster:
+        return "Redis/Valkey cluster"
+    url = settings.redis_url or ""
+    if not url or (url.startswith("unix://") and str(settings.data_dir.resolve()) in url):
+        return "embedded Valkey (in the data directory)"
+    return "Redis/Valkey server"
+
+
+async def home_endpoint(request: Request) -> HTMLResponse:
+    runtime: Runtime = request.app.state.runtime
+    sites = sorted(runtime.rules.sites.values(), key=lambda site: site.id)
+    html = PAGES.get_template("home.html").render(
+        version=__version__, rules_version=runtime.rules.version, store=store_mode(runtime.settings), sites=sites)
+    return HTMLResponse(html, headers={"cache-control": "no-store"})

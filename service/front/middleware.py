@@ -1,0 +1,84 @@
+"""Plain ASGI middleware: no wrapper that costs a task and a body copy per request."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.config import Network
+from service.errors import BadRequest, HTTPError
+from service.front.responses import refusal
+
+
+class ClientIPMiddleware:
+    """Puts the real client IP into `scope["client"]` (see `TrustedProxies`); a trusted proxy
+    that sends a malformed header gets a 400: it is misconfigured."""
+
+    def __init__(self, app: ASGIApp, trusted: TrustedProxies) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                self.trusted.resolve(scope)
+            except HTTPError as exc:
+                await refusal(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class TrustedProxies:
+    """`X-Forwarded-For` and `X-Forwarded-Proto` are read only when the socket peer is a trusted
+    proxy. The client is then the right-most address that is not itself a trusted proxy, since
+    every address left of that could have been written by the client; the scheme is what the
+    nearest proxy says (the right-most value), so `https` behind a TLS-terminating proxy makes
+    cookies `Secure`. From anyone else both headers are ignored.
+    """
+
+    def __init__(self, networks: tuple[Network, ...]) -> None:
+        self.networks = networks
+        # Parsing addresses is most of this work, and the same proxies and the same visitors
+        # come again and again: remember the answers (bounded).
+        self._is_trusted = functools.lru_cache(maxsize=1024)(self._check_trusted)
+        self._client = functools.lru_cache(maxsize=4096)(self._rightmost_untrusted)
+
+    def resolve(self, scope: Scope) -> None:
+        """Set `scope["client"]` to the real client and `scope["scheme"]` to the scheme it used
+        (in place: outer middleware reads them)."""
+        if not self.networks or not scope.get("client") or not self._is_trusted(scope["client"][0]):
+            return
+        forwarded = proto = None
+        for key, value in scope["headers"]:  # a plain loop: a comprehension is a call of its own
+            if key == b"x-forwarded-for":  # repeated lines count as one, joined by commas
+                forwarded = bytes(value) if forwarded is None else forwarded + b"," + value
+            elif key == b"x-forwarded-proto":
+                proto = bytes(value)
+        if forwarded is not None:
+            try:
+                scope["client"] = (self._client(forwarded.decode("latin-1")), scope["client"][1])
+            except ValueError:  # the proxy is misconfigured
+                raise BadRequest("invalid_forwarded_for", "malformed X-Forwarded-For") from None
+        if proto is not None:
+            scheme = proto.rpartition(b",")[2].strip().lower()
+            if scheme in (b"http", b"https"):
+                scope["scheme"] = scheme.decode()
+
+    def _check_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def _rightmost_untrusted(self, header: str) -> str:
+        hops = [hop.strip() for hop in header.split(",")]
+        if len(hops) > 32 or len(header) > 2048:
+            raise ValueError("too many hops")
+        addresses = [str(ipaddress.ip_address(hop)) for hop in hops]
+        for address in reversed(addresses):
+            if not self._is_trusted(address):
+                return address
+        return addresses[0]

@@ -1,0 +1,311 @@
+"""`GET /openapi.json`: the public HTTP contract (v1), OpenAPI 3.0.
+
+Written by hand, next to the handlers it describes, and fuzzed with schemathesis in the tests:
+every answer must fit it, errors included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from service import __version__
+from service.front.responses import JSON
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+NULLABLE_STRING = {"type": "string", "nullable": True}
+SITE_PATH = {"name": "site", "in": "path", "required": True, "schema": {"type": "string"}}
+SITE_QUERY = {"name": "site", "in": "query", "required": True, "schema": {"type": "string"}}
+BEARER: list[dict[str, list[str]]] = [{"reportToken": []}]
+
+
+def _query(name: str, description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string"}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): {"description": "error", "content": {"application/json": {"schema": ERROR}}}
+            for status in statuses}
+
+
+def _json(description: str, schema: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    return {str(status): {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+PAGE_URL = "the page URL; swapline_preview_city=CITY in its query previews a visitor in that city"
+PHONE = {
+    "type": "object",
+    "nullable": True,
+    "required": ["pool", "kind", "number"],
+    "properties": {
+        "pool": {"type": "string"},
+        "kind": {"type": "string", "enum": ["lease", "static", "overflow", "preview"],
+                 "description": "preview: the pool's first number, which nobody holds for it"},
+        "number": NULLABLE_STRING,
+        "international": {"type": "string"},
+        "national": {"type": "string"},
+        "digits": {"type": "string"},
+        "replaces": NULLABLE_STRING,
+        "replaces_digits": NULLABLE_STRING,
+        "replaces_pattern": {"type": "string", "description": "a JavaScript regular expression (flags gu) for "
+                             "the page's own number as pages print it; only where the number shown differs"},
+        "hold": {"type": "integer"},
+        "heartbeat": {"type": "integer", "description": "milliseconds between the snippet's heartbeats"},
+    },
+}
+DECISION = {
+    "type": "object",
+    "required": ["site", "vid", "token", "visit", "geo", "phrase", "source", "swaps", "experiments", "phone", "bot",
+                 "degraded", "rules_version"],
+    "properties": {
+        "site": {"type": "string"},
+        "vid": {"type": "string"},
+        "token": {"type": "string"},
+        "visit": {"type": "object", "required": ["id", "new"], "description":
+                  "The visit this page view belongs to; the token carries it: send the token with the next page "
+                  "view (`visit`)",
+                  "properties": {"id": {"type": "string"}, "new": {"type": "boolean"}}},
+        "geo": {"type": "object", "properties": {k: NULLABLE_STRING for k in
+                                                  ("country", "region", "city", "country_name", "region_name")}},
+        "phrase": NULLABLE_STRING,
+        "source": {"type": "object"},
+        "swaps": {"type": "array", "items": {"type": "object", "required": ["selector", "text"], "properties": {
+            "selector": {"type": "string"}, "text": {"type": "string"}}}},
+        "experiments": {"type": "object", "additionalProperties": {"type": "string"}},
+        "phone": PHONE,
+        "bot": {"type": "boolean"},
+        "degraded": {"type": "boolean"},
+        "preview": {"type": "boolean"},
+        "consent": {"type": "boolean", "description": "false: asked with consent=0, nothing was kept"},
+        "rules_version": {"type": "string"},
+    },
+}
+EVENT = {
+    "type": "object",
+    "required": ["type", "token"],
+    "properties": {
+        "type": {"type": "string", "enum": ["form", "tel_click", "goal", "heartbeat"]},
+        "id": {"type": "string", "description": "event id: a retry with the same id counts once"},
+        "name": {"type": "string", "description": "the goal's name"},
+        "token": {"type": "string", "description": "the decision token"},
+    },
+}
+CALL = {
+    "type": "object",
+    "required": ["call_id", "called", "start"],
+    "properties": {
+        "call_id": {"type": "string"},
+        "called": {"type": "string"},
+        "caller": {"type": "string"},
+        "start": {"oneOf": [{"type": "string", "format": "date-time"},
+                            {"type": "number", "minimum": 946_684_800, "maximum": 4_102_444_799,
+                             "description": "unix seconds, 2000 to 2099"}]},
+        "talk_seconds": {"type": "integer", "minimum": 0, "maximum": 86_399},
+        "status": {"type": "string"},
+    },
+}
+CALL_ANSWER = {
+    "type": "object",
+    "properties": {
+        "call_id": {"type": "string"},
+        "duplicate": {"type": "boolean"},
+        "credited": {"type": "boolean"},
+        "visitor": NULLABLE_STRING,
+        "qualified": {"type": "boolean"},
+        "ignored": {"type": "string"},
+    },
+}
+CALL_RESPONSES = {**_json("whom the call was credited to, or which event was ignored", CALL_ANSWER),
+                  **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
+                  **_errors(400, 401, 404, 413, 503)}
+
+
+def _form(*fields: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {name: {"type": "string"} for name in fields}}
+
+
+def _notification(summary: str, token: str, media: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A vendor that signs nothing: the site's token in the address, the fields in the body
+    (POST) or in the query (GET), as the vendor's settings choose."""
+    parameters = [SITE_QUERY, _query("token", f"the site's {token}", required=True)]
+    return {
+        "post": {"summary": summary, "parameters": parameters, "responses": CALL_RESPONSES, "requestBody": {
+            "required": True, "content": {media: {"schema": {"type": "object", "properties": fields}}}}},
+        "get": {"summary": summary, "responses": CALL_RESPONSES, "parameters": [
+            *parameters, *({"name": name, "in": "query", "schema": {"type": "string"}} for name in fields)]},
+    }
+
+
+def _log(summary: str, kinds: bool = False, csv: bool = False) -> dict[str, Any]:
+    filters = [_query(name, about) for name, about in (
+        ("from", "first day, YYYY-MM-DD"), ("to", "last day, YYYY-MM-DD"), ("source", "the visit's source"),
+        ("campaign", "the visit's campaign"), ("pool", "the call's number pool"), ("qualified", "true or false"),
+        ("variant", "experiment:variant"), ("limit", "entries a page, 1 to 1000"), ("cursor", "the last page's next"))]
+    if kinds:
+        filters.append(_query("kind", "call, missed_call, form, tel_click, goal or alert"))
+    answer = ({"200": {"description": "the page", "content": {"text/csv": {"schema": {"type": "string"}}}}} if csv
+              else _json("the page", {"type": "object", "required": ["site", "entries", "next"]}))
+    return {"get": {"summary": summary, "security": BEARER, "parameters": [SITE_PATH, *filters],
+                    "responses": {**answer, **_errors(400, 401, 404, 429)}}}
+
+
+REPORT_FILTERS = [
+    _query("from", "first cohort day, YYYY-MM-DD"),
+    _query("to", "last cohort day, YYYY-MM-DD"),
+    _query("page", "page path"),
+    _query("experiment", "experiment id"),
+    _query("metric", "any, qualified_call, call, missed_call, form, tel_click, goal or goal:NAME"),
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]*$"},
+     "description": "pages listed, 1 to 1000 (empty: 100), the most visited first; the others add up to one "
+                    "\"(other)\" row"},
+]
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Swapline", "version": __version__,
+             "description": "Site personalisation and call tracking. Errors: {\"error\": {\"code\", \"message\"}}."},
+    "components": {"securitySchemes": {"reportToken": {"type": "http", "scheme": "bearer"}}},
+    "paths": {
+        "/v1/decide": {"get": {
+            "summary": "What this visitor sees: swaps, experiment variants, tracking number",
+            "parameters": [SITE_QUERY, _query("url", PAGE_URL, required=True), _query("ref", "the referrer"),
+                           _query("vid", "the visitor id"),
+                           _query("visit", "the decision token of the visitor's previous page view"),
+                           _query("consent", "0 until the visitor consents: nothing is kept, no number"),
+                           _query("preview", "experiment:variant[,…]")],
+            "responses": {**_json("the decision", DECISION), **_errors(400, 403, 404, 429)},
+        }},
+        "/v1/events": {"post": {
+            "summary": "Beacons from the snippet (text/plain JSON)",
+            "requestBody": {"required": True, "content": {"text/plain": {"schema": EVENT},
+                                                          "application/json": {"schema": EVENT}}},
+            "responses": {**_json("accepted", {"type": "object"}, 202), **_errors(400, 401, 403, 413, 429, 503)},
+        }},
+        "/v1/calls": {"post": {
+            "summary": "A finished call, signed with X-Swapline-Signature: sha256=HMAC(raw body)",
+            "parameters": [SITE_QUERY, {"name": "X-Swapline-Signature", "in": "header", "required": True,
+                                        "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": CALL}}},
+            "responses": {**_json("whom the call was credited to", CALL_ANSWER),
+                          **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
+                          **_errors(400, 401, 404, 413, 503)},
+        }},
+        "/v1/calls/twilio": {"post": {
+            "summary": "Twilio status callback, signed with X-Twilio-Signature",
+            "parameters": [SITE_QUERY, {"name": "X-Twilio-Signature", "in": "header", "required": True,
+                                        "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "properties": {k: {"type": "string"} for k in
+                                                 ("CallSid", "From", "To", "CallStatus", "CallDuration")}}}}},
+            "responses": {**_json("whom the call was credited to", CALL_ANSWER),
+                          **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
+                          **_errors(400, 401, 404, 413, 503)},
+        }},
+        "/v1/calls/mango/{site}/events/{event}": {"post": {
+            "summary": "Mango Office notification (the summary ends a call), sign = sha256(key + json + salt)",
+            "parameters": [SITE_PATH, {"name": "event", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
+                "vpbx_api_key", "sign", "json")}}},
+            "responses": CALL_RESPONSES,
+        }},
+        "/v1/calls/zadarma": {
+            "get": {"summary": "Zadarma's check of the address: zd_echo comes back",
+                    "parameters": [_query("zd_echo", "any text up to 128 characters", required=True)],
+                    "responses": {"200": {"description": "the zd_echo value",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                  **_errors(400)}},
+            "post": {
+                "summary": "Zadarma / classic Novofon notification (NOTIFY_END ends a call), Signature header",
+                "parameters": [SITE_QUERY, {"name": "Signature", "in": "header", "required": True,
+                                            "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
+                    "event", "pbx_call_id", "caller_id", "called_did", "call_start", "duration", "disposition")}}},
+                "responses": CALL_RESPONSES,
+            },
+        },
+        "/v1/calls/uis": _notification(
+            "UIS / CoMagic notification from the template in docs/CALLS.md; the token in the address",
+            "calls.uis_token", "application/json", {
+                **{name: {"oneOf": [{"type": "string"}, {"type": "integer"}]} for name in (
+                    "call_session_id", "virtual_phone_number", "contact_phone_number", "start_time",
+                    "notification_time", "talk_time_duration")},
+                "direction": {"type": "string"}}),
+        "/v1/calls/telphin": _notification(
+            "Telphin extension event (hangup ends a call); the token in the address", "calls.telphin_token",
+            "application/x-www-form-urlencoded", _form("EventType", "CallID", "CallFlow", "CalledDID", "CallerIDNum",
+                                                       "EventTime", "Duration", "CallStatus")["properties"]),
+        "/v1/calls/{site}": _log("The call log: each call with the visit it came from (docs/REPORTS.md)"),
+        "/v1/calls/{site}.csv": _log("The call log as CSV", csv=True),
+        "/v1/conversions/{site}": _log("The conversion log: calls, forms, tel: clicks, goals, each with its visit",
+                                       kinds=True),
+        "/v1/conversions/{site}.csv": _log("The conversion log as CSV", kinds=True, csv=True),
+        "/v1/exports/{site}": {"get": {
+            "summary": "Offline conversions for the ad platforms: which uploads, and how the latest went",
+            "security": BEARER, "parameters": [SITE_PATH],
+            "responses": {**_json("the uploads", {"type": "object", "required": ["site", "targets", "uploads"]}),
+                          **_errors(401, 404, 429)},
+        }},
+        "/v1/exports/{site}/{target}.csv": {"get": {
+            "summary": "Offline conversions as the platform's upload form takes them (docs/EXPORTS.md)",
+            "security": BEARER,
+            "parameters": [SITE_PATH, {"name": "target", "in": "path", "required": True,
+                                       "schema": {"enum": ["metrica", "metrica-calls", "google-ads"]}},
+                           _query("from", "first day, YYYY-MM-DD"), _query("to", "last day, YYYY-MM-DD")],
+            "responses": {"200": {"description": "the file", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          **_errors(400, 401, 404, 429)},
+        }},
+        "/v1/webhooks/{site}": {"get": {
+            "summary": "Outgoing webhooks: each endpoint's backlog and the latest deliveries (docs/WEBHOOKS.md)",
+            "security": BEARER, "parameters": [SITE_PATH],
+            "responses": {**_json("per endpoint", {"type": "object", "required": ["site", "endpoints", "deliveries"]}),
+                          **_errors(401, 404, 429)},
+        }},
+        "/v1/pools/{site}": {"get": {
+            "summary": "Number pool utilisation, overflow and recommended size",
+            "security": BEARER, "parameters": [SITE_PATH],
+            "responses": {**_json("per pool", {"type": "object", "required": ["site", "pools"]}),
+                          **_errors(401, 404, 429)},
+        }},
+        "/v1/visitors/{site}/{vid}": {"delete": {
+            "summary": "Erase a visitor: visits, assignments, their id in leases and calls (152-FZ, GDPR)",
+            "security": BEARER,
+            "parameters": [SITE_PATH, {"name": "vid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {**_json("how many records of each kind went",
+                                  {"type": "object", "required": ["site", "vid", "erased"]}),
+                          **_errors(400, 401, 404, 429)},
+        }},
+        "/v1/reports/{site}": {"get": {
+            "summary": "Conversion per page and variant, with statistics",
+            "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
+            "responses": {**_json("the report", {"type": "object", "required": ["site", "pages", "experiments"]}),
+                          **_errors(400, 401, 404, 429)},
+        }},
+        "/v1/reports/{site}.csv": {"get": {
+            "summary": "The report as CSV", "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
+            "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          **_errors(400, 401, 404, 429)},
+        }},
+        "/healthz": {"get": {"summary": "The process is up, and its embedded store if it has one",
+                             "responses": {**_json("up", {"type": "object", "required": ["status"]}),
+                                           **_errors(503)}}},
+        "/readyz": {"get": {"summary": "The store answers",
+                            "responses": {**_json("ready", {"type": "object", "required": ["status"]}),
+                                          **_errors(503)}}},
+    },
+}
+
+
+async def openapi_endpoint(request: Request) -> JSON:
+    return JSON(SPEC)

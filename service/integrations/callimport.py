@@ -1,0 +1,129 @@
+"""`swapline calls import FILE.csv`: calls a PBX kept in a file, sent to the running service.
+
+Two kinds of file, told apart by their first row:
+
+- Swapline's CSV: a header row and the fields of `POST /v1/calls` as columns (docs/CALLS.md):
+  `call_id`, `called`, `start` (unix seconds, or ISO 8601, with its zone or in the site's
+  `calls.time_zone`), and if it has them `caller`, `talk_seconds`, `status`; other columns
+  are ignored.
+- Asterisk's (and FreePBX's) CDR, `Master.csv`: no header, 16 to 21 columns in the order of
+  Asterisk's cdr_csv.c. Only calls to the site's own numbers are sent (a CDR also holds
+  internal and outgoing calls); the call id is the CDR's `uniqueid` when it logs one, else
+  a digest of the row, so a file sent again counts each call once all the same.
+
+Each call goes to the service signed with the site's `calls.secret`, so it is credited exactly
+as the webhook would credit it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from service.integrations.calls import home_region, signature
+from service.rules import phones
+from service.rules.engine import Site
+
+COLUMNS = ("call_id", "called", "caller", "start", "talk_seconds", "status")
+# cdr_csv.c's columns; loguniqueid, loguserfield and newcdrcolumns add up to five more.
+ASTERISK = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
+            "start", "answer", "end", "duration", "billsec", "disposition", "amaflags", "uniqueid")
+ASTERISK_WIDTHS = (16, 17, 18, 21)
+ASTERISK_STATUS = {"ANSWERED": "completed", "NO ANSWER": "no-answer", "BUSY": "busy"}  # else failed
+
+
+class Refused(NamedTuple):
+    line: int
+    reason: str
+
+
+def rows(path: Path, site: Site, utc: bool = False) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """Each call of the file with its line number, as the webhook's JSON; None for a CDR row
+    that is no call to the site. `utc`: the CDR's times are UTC (cdr.conf's `usegmtime`)."""
+    with path.open(newline="", encoding="utf-8-sig") as file:  # a spreadsheet's BOM is no column name
+        reader = csv.reader(file)
+        first = next(reader, None)
+        if first is None:
+            return
+        if "call_id" in first:
+            yield from _swapline(reader, first)
+        elif len(first) in ASTERISK_WIDTHS:
+            numbers = {*site.tracking_numbers, *(pool.static for pool in site.pools if pool.static)}
+            home = home_region(site)
+            for line, row in ((1, first), *((reader.line_num, row) for row in reader)):
+                yield line, _asterisk(row, numbers, home, utc)
+        else:
+            raise ValueError(f"{path}: neither Swapline's calls CSV (no call_id column) nor an Asterisk CDR "
+                             f"(16 to 21 columns, not {len(first)})")
+
+
+def _swapline(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for row in reader:
+        call: dict[str, Any] = {name: value.strip() for name, value in zip(header, row, strict=False)
+                                if name in COLUMNS and value and value.strip()}
+        for name in ("start", "talk_seconds"):  # numbers as numbers; anything else is the service's to judge
+            if call.get(name, "").isdigit():
+                call[name] = int(call[name])
+        yield reader.line_num, call
+
+
+def _asterisk(row: list[str], numbers: set[str], home: str | None, utc: bool) -> dict[str, Any] | None:
+    cdr = dict(zip(ASTERISK, row, strict=False))
+    called = cdr.get("dst", "")
+    if phones.e164(called, home) not in numbers:  # internal, outgoing, or another site's
+        return None
+    billsec = cdr.get("billsec", "")
+    call: dict[str, Any] = {
+        "call_id": cdr.get("uniqueid") or "cdr-" + hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:24],
+        "called": called, "start": cdr.get("start", "") + ("+00:00" if utc else ""),
+        "talk_seconds": int(billsec) if billsec.isdigit() else billsec,  # else the service says what is wrong
+        "status": ASTERISK_STATUS.get(cdr.get("disposition", ""), "failed"),
+    }
+    if cdr.get("src"):
+        call["caller"] = cdr["src"]
+    return call
+
+
+def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[str, Any] | None]]) -> tuple[
+        Counter[str], list[Refused]]:
+    """Post each call; how they were taken (credited, not credited, already known, or not a call
+    to the site) and which the service refused, with its reason."""
+    taken: Counter[str] = Counter()
+    refused = []
+    for line, call in calls:
+        if call is None:
+            taken["not to the site's numbers"] += 1
+            continue
+        body = orjson.dumps(call)
+        request = urllib.request.Request(
+            f"{base.rstrip('/')}/v1/calls?site={site}", data=body, method="POST",
+            headers={"Content-Type": "application/json",
+                     "X-Swapline-Signature": signature(secret, body)})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            refused.append(Refused(line, _reason(exc)))
+            continue
+        if answer.get("duplicate"):
+            taken["already known"] += 1
+        else:
+            taken["credited" if answer.get("credited") else "not credited"] += 1
+    return taken, refused
+
+
+def _reason(refusal: urllib.error.HTTPError) -> str:
+    """The service's own words (its JSON error), or the status of whatever answered instead."""
+    try:
+        message = orjson.loads(refusal.read())["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {refusal.code}"
+    return str(message)

@@ -1,0 +1,242 @@
+"""Calls: how a finished call is credited, and `POST /v1/calls?site=` (Swapline's signed JSON).
+
+Each call is credited to the visitor whose hold window on the called number contains the
+call's start, and recorded once per call id: a telephony system that retries gets the same
+answer again. Caller numbers are kept only as a keyed hash and their last four digits. What
+each vendor posts (Twilio, Mango Office, Zadarma, UIS, Telphin) is read into a `Call` by
+`service.integrations.telephony`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from starlette.requests import Request
+
+from service.errors import BadRequest, Unauthorized
+from service.front import bodies
+from service.front.responses import JSON
+from service.rules import phones
+from service.rules.engine import Site
+from service.runtime import Runtime
+from service.tracking import visits
+from service.tracking.store import STORE_ERRORS, Script
+
+MAX_BODY = 16_384
+MAX_TALK = 86_400  # seconds: no call lasts a day
+EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 2100-01-01
+log = logging.getLogger("swapline")
+CALL = Script.named("call")
+# Statuses of a call nobody answered, as Twilio and PBXs write them: a `missed_call`, not a `call`.
+MISSED = frozenset({"busy", "no-answer", "noanswer", "no_answer", "failed", "canceled", "cancelled", "missed"})
+_DIGITS = re.compile(r"\+?[0-9]{3,20}")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    id: str
+    called: str  # E.164
+    caller_hash: str  # keyed hash of the caller's number: recognises repeat callers; "" when hidden
+    caller_last: str | None  # the last four digits, the only readable part kept
+    start_ms: int
+    talk: int  # seconds
+    status: str
+
+
+async def calls_endpoint(request: Request) -> JSON:
+    runtime, site = site_of(request)
+    raw = await bodies.read(request, MAX_BODY)
+    if site.calls.secret is None:
+        raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.secret")
+    expected = signature(site.calls.secret, raw)
+    if not hmac.compare_digest(request.headers.get("x-swapline-signature", "").encode(), expected.encode()):
+        raise Unauthorized("invalid_signature", "X-Swapline-Signature is missing or wrong")
+    return await reply(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, home_region(site),
+                                                 site.calls.time_zone))
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """`X-Swapline-Signature` of a JSON webhook's raw body: `sha256=` and its hex HMAC-SHA256."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None, zone: ZoneInfo | None = None) -> Call:
+    """The call a JSON webhook describes; its numbers may be written as people in `home` (the
+    site's region) write them, without a country code, and its start without a zone, in `zone`."""
+    call_id = _required(data, "call_id")
+    if len(call_id) > 128:
+        raise BadRequest("invalid_call", "call_id is longer than 128 characters")
+    start = data.get("start")
+    if isinstance(start, int | float) and not isinstance(start, bool):
+        start_ms = unix_ms(start)
+    elif isinstance(start, str):
+        start_ms = local_time(start, "start", zone)
+    else:
+        raise BadRequest("invalid_call", "start is required: ISO 8601 or unix seconds")
+    talk = data.get("talk_seconds", 0)
+    if not isinstance(talk, int) or isinstance(talk, bool) or not 0 <= talk < MAX_TALK:
+        raise BadRequest("invalid_call", f"talk_seconds must be a whole number of seconds below {MAX_TALK}")
+    status = data.get("status", "completed")
+    if not isinstance(status, str) or len(status) > 32:
+        raise BadRequest("invalid_call", "status must be a short text")
+    caller = data.get("caller")
+    return Call(call_id, read_number(_required(data, "called"), "called", home),
+                *kept_caller(caller_key, caller if isinstance(caller, str) else None, home), start_ms, talk, status)
+
+
+async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
+    try:
+        return JSON(await credit(runtime, site, call))
+    except STORE_ERRORS as exc:  # accepted all the same, once on disk: credited when the store is back
+        log.debug("call %s spooled: %s", call.id, exc)
+        await runtime.spool.keep({"site": site.id, "call": asdict(call)})
+        return JSON({"call_id": call.id, "spooled": True}, status_code=202)
+
+
+async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
+    """Whom the call goes to; recorded once, answered the same way on every retry."""
+    pool = site.tracking_numbers.get(call.called)
+    holder = await runtime.pools.holder(site.id, pool, call.called, call.start_ms) if pool else None
+    kind, pool_id = _kind(site, call.called) if pool is None else ("lease", pool.id)
+    reason = None if holder else {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number",
+                                  "page": "page_number"}.get(kind, "unknown_number")
+    record = {
+        "call_id": call.id,
+        "number": call.called,
+        "pool": pool_id,
+        "kind": kind,
+        "start": call.start_ms,
+        "talk_seconds": call.talk,
+        "status": call.status,
+        "caller_last_digits": call.caller_last,
+        "credited": holder is not None,
+        "visitor": holder["v"] if holder else None,
+        "page": holder["p"] if holder else None,
+        # Every variant the caller was exposed to, on any page: what the call counts for.
+        "experiments": await runtime.ledger.variants(site.id, holder["v"], site.experiment_ids) if holder else {},
+        "visit": await _visit(runtime, site, holder, call.start_ms),
+        "reason": reason,
+    }
+    prefix = f"sw:{{{site.id}:calls}}:"
+    (stored, seen), = await runtime.store.batcher.submit(CALL(
+        (prefix + "calls",),
+        (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000, call.talk,
+         site.calls.qualify_after, prefix),
+    ))
+    answer = {**orjson.loads(stored), "duplicate": bool(seen)}
+    if answer["credited"] and not answer["duplicate"]:
+        await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}",
+                                     _conversions(answer), runtime.now_ms())
+    await runtime.journal.add(site.id, _logged(answer), runtime.now_ms())  # once, a retry's too: it may be the first
+    return answer
+
+
+def _logged(answer: dict[str, Any]) -> dict[str, Any]:
+    """A call as the conversion log keeps it (service.tracking.journal)."""
+    call = {name: answer[name] for name in ("number", "pool", "kind", "talk_seconds", "status", "unique", "qualified",
+                                            "caller_last_digits", "credited", "reason")}
+    return {"id": f"call:{answer['call_id']}", "kind": _conversions(answer)[0], "at": answer["start"],
+            "visitor": answer["visitor"], "page": answer["page"], "experiments": answer["experiments"],
+            "visit": answer["visit"], "call": call}
+
+
+def _conversions(answer: dict[str, Any]) -> list[str]:
+    """What a credited call counts as: a missed call, or an answered one (and a target call)."""
+    if answer["status"].lower() in MISSED:
+        return ["missed_call"]
+    return ["call", "qualified_call"] if answer["qualified"] else ["call"]
+
+
+async def _visit(runtime: Runtime, site: Site, holder: dict[str, Any] | None, start_ms: int) -> dict[str, Any] | None:
+    """The caller's visit: how they came (source, campaign, phrase, ad click ids, landing page)
+    and the pages they saw before the call."""
+    if not holder or not holder.get("w"):
+        return None
+    return await visits.journey(runtime.store, site.id, holder["v"], holder["w"], start_ms)
+
+
+def _kind(site: Site, number: str) -> tuple[str, str | None]:
+    """What an untracked number is to the site: a static or overflow number, or the page's own."""
+    for pool in site.pools:
+        if number == pool.static:
+            return "static", pool.id
+        if number == pool.overflow:
+            return "overflow", pool.id
+    return ("page", None) if number == site.phone else ("unknown", None)
+
+
+def site_of(request: Request) -> tuple[Runtime, Site]:
+    runtime: Runtime = request.app.state.runtime
+    return runtime, runtime.site(request.query_params.get("site"))
+
+
+def _required(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("invalid_call", f"{name} is required")
+    return value.strip()
+
+
+def read_number(value: str, name: str, home: str | None = None) -> str:
+    number = phones.e164(value, home)
+    if number is None:
+        raise BadRequest("invalid_call", f"{name} is not a valid phone number: {value!r}")
+    return number
+
+
+def home_region(site: Site) -> str | None:
+    """Where the site's numbers are: a number written without its country code is from there."""
+    number = site.phone or next(iter(site.tracking_numbers), None)
+    return phones.home(number) if number else None
+
+
+def kept_caller(key: bytes, value: str | None, home: str | None = None) -> tuple[str, str | None]:
+    """What is kept of a caller's number: a keyed hash and the last four digits. One caller
+    is one hash however the telephony writes the number (`+7…`, `8…`, `7…`: see `_number`).
+
+    Hidden numbers ('anonymous', 'restricted', '') keep nothing.
+    """
+    digits = re.sub(r"[\s()-]", "", value or "")
+    if not _DIGITS.fullmatch(digits):
+        return "", None
+    number = phones.e164(digits, home) or digits
+    return hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:32], number[-4:]
+
+
+def whole_seconds(value: str, name: str) -> int:
+    """A duration as telephony systems write it: ASCII digits, under a day."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) < MAX_TALK):
+        raise BadRequest("invalid_call", f"{name} must be a whole number of seconds below {MAX_TALK}")
+    return int(value)
+
+
+def unix_ms(seconds: float) -> int:
+    """Unix seconds as milliseconds, if they fall in this century (which also refuses
+    milliseconds sent as seconds, and numbers no clock can hold)."""
+    if not EARLIEST <= seconds < LATEST:  # NaN fails both comparisons
+        hint = " (this looks like milliseconds)" if EARLIEST * 1000 <= seconds < LATEST * 1000 else ""
+        raise BadRequest("invalid_call", f"start must be a moment from 2000 to 2099 in unix seconds{hint}")
+    return int(seconds * 1000)
+
+
+def local_time(text: str, name: str, zone: ZoneInfo | None) -> int:
+    """ISO 8601 (`2026-11-22T14:05:00+03:00`, or `2026-11-22 14:05:00` as PBXs write it) in
+    unix milliseconds; a time without its zone is in `zone`, the site's `calls.time_zone`."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip()[:64])
+    except ValueError:
+        raise BadRequest("invalid_call", f"{name} must be ISO 8601 or unix seconds") from None
+    if moment.tzinfo is None:
+        if zone is None:
+            raise BadRequest("invalid_call", f"{name} needs a time zone (2026-11-22T14:05:00+03:00), or the site's "
+                                             "calls.time_zone for times written without one")
+        moment = moment.replace(tzinfo=zone)
+    return unix_ms(moment.timestamp())

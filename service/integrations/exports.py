@@ -1,0 +1,258 @@
+"""Offline conversions for the ad platforms: Yandex Metrica and Google Ads.
+
+Target calls and forms (the site's `exports.kinds`) that came from an ad click go back to the
+platform that paid for the click, so it can see which clicks led to customers:
+
+    Yandex Metrica   by the visit's `yclid`: conversions (`Target` = the kind) to
+                     /offline_conversions/upload, calls to /offline_conversions/upload_calls
+    Google Ads       by the visit's `gclid`: click conversions, to customers/ID:uploadClickConversions
+
+Each is a CSV download (`GET /v1/exports/{site}/metrica.csv`, `metrica-calls.csv`,
+`google-ads.csv`, report token) in the columns the platform's own upload form takes, and, for
+a site with credentials in its rules, a scheduled upload through the platform's API: every
+`SWAPLINE_EXPORT_EVERY` seconds one process (a lock in the store) sends what the conversion log
+gained since the last upload that succeeded, and records how it went (`GET /v1/exports/{site}`,
+the dashboard, `/metrics`). docs/EXPORTS.md says where the formats come from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime
+import io
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, cast
+
+import httpx
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.errors import NotFound
+from service.front.auth import require_report_token
+from service.front.responses import JSON
+from service.observability import EXPORTS
+from service.rules.engine import Exports, Site
+from service.runtime import Runtime
+from service.tracking.journal import LogQuery
+from service.tracking.journal import key as log_key
+from service.tracking.store import STORE_ERRORS, Store
+
+log = logging.getLogger("swapline")
+BATCH = 5000  # log entries read at a time
+KEPT_UPLOADS = 200  # of the upload log, per site
+METRICA_COLUMNS = ("Yclid", "Target", "DateTime", "Price", "Currency")
+METRICA_CALL_COLUMNS = ("Yclid", "DateTime", "StaticCall", "Price", "Currency", "PhoneNumber", "TalkDuration",
+                        "CallMissed", "Tag", "FirstTimeCaller", "URL")
+GOOGLE_COLUMNS = ("Google Click ID", "Conversion Name", "Conversion Time", "Conversion Value", "Conversion Currency")
+TARGETS = ("metrica", "metrica-calls", "google-ads")
+
+
+def kind(entry: Mapping[str, Any]) -> str:
+    """What an entry is to an ad platform: a target call is its own kind."""
+    call = entry.get("call") or {}
+    return "qualified_call" if entry["kind"] == "call" and call.get("qualified") else str(entry["kind"])
+
+
+def click_id(entry: Mapping[str, Any], name: str) -> str | None:
+    return ((entry.get("visit") or {}).get("click_ids") or {}).get(name)
+
+
+def metrica_rows(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
+    """Metrica's offline conversions: one row per wanted conversion with a yclid."""
+    return [[yclid, kind(entry), entry["at"] // 1000, f"{exports.value:g}", exports.currency]
+            for entry in entries if kind(entry) in exports.kinds and (yclid := click_id(entry, "yclid"))]
+
+
+def metrica_call_rows(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
+    """Metrica's calls: every call with a yclid (a number the visitor alone held: dynamic)."""
+    rows = []
+    for entry in entries:
+        call, yclid = entry.get("call"), click_id(entry, "yclid")
+        if call and yclid:
+            rows.append([yclid, entry["at"] // 1000, 0, f"{exports.value:g}" if call["qualified"] else "",
+                         exports.currency if call["qualified"] else "", call["number"], call["talk_seconds"],
+                         int(entry["kind"] == "missed_call"), "target" if call["qualified"] else "",
+                         int(bool(call.get("unique"))), (entry.get("visit") or {}).get("landing") or ""])
+    return rows
+
+
+def google_rows(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
+    """Google Ads' conversions from clicks, times in UTC (the file's `Parameters:TimeZone=+0000`)."""
+    return [[gclid, kind(entry), _utc(entry["at"]).strftime("%Y-%m-%d %H:%M:%S"), f"{exports.value:g}",
+             exports.currency]
+            for entry in entries if kind(entry) in exports.kinds and (gclid := click_id(entry, "gclid"))]
+
+
+def csv_file(columns: tuple[str, ...], rows: list[list[Any]], first_line: str = "") -> str:
+    out = io.StringIO()
+    out.write(first_line)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+FILES: dict[str, tuple[Callable[[list[dict[str, Any]], Exports], list[list[Any]]], tuple[str, ...], str]] = {
+    "metrica": (metrica_rows, METRICA_COLUMNS, ""),
+    "metrica-calls": (metrica_call_rows, METRICA_CALL_COLUMNS, ""),
+    "google-ads": (google_rows, GOOGLE_COLUMNS, "Parameters:TimeZone=+0000\n"),
+}
+
+
+async def export_file_endpoint(request: Request) -> Response:
+    """`GET /v1/exports/{site}/{target}.csv`: the file the platform's upload form takes, for
+    `from` … `to` (days, UTC)."""
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    await require_report_token(runtime, site, request)
+    target = request.path_params["target"]
+    if target not in FILES:
+        raise NotFound("unknown_export", f"exports are {', '.join(f'{name}.csv' for name in FILES)}")
+    query = LogQuery.parse({**request.query_params, "limit": "1000"})
+    entries = [entry async for entry in _entries(runtime.store, site.id, query)]
+    make, columns, first_line = FILES[target]
+    return Response(csv_file(columns, make(entries, site.exports), first_line), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{site.id}-{target}.csv"'})
+
+
+async def _entries(store: Store, site: str, query: LogQuery) -> AsyncIterator[dict[str, Any]]:
+    """Every log entry of the query's days, oldest first."""
+    lower = str(query.since_ms) if query.since_ms else "-"
+    while batch := await store.client.xrange(log_key(site), lower, "+", count=BATCH):
+        for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
+            lower = f"({stream_id.decode()}"
+            entry = orjson.loads(fields[b"c"])
+            if query.keeps_time(entry["at"]):
+                yield entry
+
+
+class Uploads:
+    """The scheduled uploads, in whichever process takes a target's lock for the period."""
+
+    def __init__(self, store: Store, sites: Callable[[], list[Site]], now_ms: Callable[[], int],
+                 urls: Mapping[str, str], every: int = 3600) -> None:
+        self.store, self.sites, self.now_ms, self.urls, self.every = store, sites, now_ms, urls, every
+        self.client = httpx.AsyncClient(timeout=60, follow_redirects=False)
+        self._google_token: tuple[str, float] | None = None  # access token, and until when
+
+    async def keep_uploading(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.every)
+                try:
+                    await self.upload_due()
+                except STORE_ERRORS as exc:
+                    log.warning("exports wait for the store: %s", exc)
+        finally:
+            await self.client.aclose()
+
+    async def upload_due(self) -> None:
+        for site in self.sites():
+            for target in targets(site.exports):
+                lock = f"sw:{{{site.id}:log}}:export:{target}:lock"
+                if await self.store.client.set(lock, 1, nx=True, ex=max(1, self.every - 1)):
+                    await self._upload(site, target)
+
+    async def _upload(self, site: Site, target: str) -> None:
+        """What the log gained since the last upload that went through; the cursor moves only then."""
+        client, cursor_key = self.store.client, f"sw:{{{site.id}:log}}:export:{target}"
+        cursor = cast(bytes | None, await client.get(cursor_key))
+        lower = f"({cursor.decode()}" if cursor else "-"
+        batch = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                     await client.xrange(log_key(site.id), lower, "+", count=BATCH))
+        if not batch:
+            return
+        make, columns, first_line = FILES[target]
+        rows = make([orjson.loads(fields[b"c"]) for _, fields in batch], site.exports)
+        status, detail = "nothing to send", ""
+        if rows:
+            try:
+                detail = await (self._google(site.exports, rows) if target == "google-ads"
+                                else self._metrica(site.exports, target, csv_file(columns, rows, first_line)))
+                status = "sent"
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                status, detail = "failed", str(exc)[:300] or type(exc).__name__
+        if status != "failed":
+            await client.set(cursor_key, batch[-1][0])
+        EXPORTS.labels(site.id, target, status).inc()
+        await client.xadd(f"sw:{{{site.id}:log}}:uploads", {"u": orjson.dumps({
+            "target": target, "at": self.now_ms(), "rows": len(rows), "status": status, "detail": detail})},
+            maxlen=KEPT_UPLOADS, approximate=True)
+
+    async def _metrica(self, exports: Exports, target: str, body: str) -> str:
+        """Metrica's upload: the CSV as the multipart part `file`, an OAuth token; its uploading id back."""
+        metrica = exports.metrica
+        assert metrica is not None
+        method = "upload_calls" if target == "metrica-calls" else "upload"
+        response = await self.client.post(
+            f"{self.urls['metrica']}/management/v1/counter/{metrica.counter}/offline_conversions/{method}",
+            params={"comment": "Swapline"}, headers={"authorization": f"OAuth {metrica.token}"},
+            files={"file": ("swapline.csv", body.encode(), "text/csv")})
+        response.raise_for_status()
+        uploading = response.json()["uploading"]
+        return f"uploading {uploading['id']}: {uploading['status']}"
+
+    async def _google(self, exports: Exports, rows: list[list[Any]]) -> str:
+        """Google Ads' uploadClickConversions, partial failure on (as it must be): what it took."""
+        google = exports.google_ads
+        assert google is not None
+        conversions = [{"gclid": gclid, "conversionAction": f"customers/{google.customer}/conversionActions/{action}",
+                        "conversionDateTime": f"{when}+00:00", "conversionValue": float(value),
+                        "currencyCode": currency}
+                       for gclid, name, when, value, currency in rows if (action := google.actions.get(name))]
+        if not conversions:
+            return "no conversion action for these kinds"
+        headers = {"authorization": f"Bearer {await self._google_access(exports)}"}
+        if google.developer_token:
+            headers["developer-token"] = google.developer_token
+        if google.login_customer:
+            headers["login-customer-id"] = google.login_customer
+        address = f"{self.urls['google_ads']}/customers/{google.customer}:uploadClickConversions"
+        response = await self.client.post(address, json={"conversions": conversions, "partialFailure": True},
+                                          headers=headers)
+        response.raise_for_status()
+        answer = response.json()
+        failed = answer.get("partialFailureError")
+        taken = sum(1 for result in answer.get("results", []) if result)
+        return f"{taken} of {len(conversions)} taken" + (f"; {failed.get('message', '')}" if failed else "")
+
+    async def _google_access(self, exports: Exports) -> str:
+        """An access token from the refresh token, kept until a minute before it runs out."""
+        if self._google_token and self._google_token[1] > time.monotonic():
+            return self._google_token[0]
+        google = exports.google_ads
+        assert google is not None
+        response = await self.client.post(self.urls["google_oauth"], data={
+            "grant_type": "refresh_token", "client_id": google.client_id, "client_secret": google.client_secret,
+            "refresh_token": google.refresh_token})
+        response.raise_for_status()
+        grant = response.json()
+        self._google_token = (grant["access_token"], time.monotonic() + int(grant.get("expires_in", 3600)) - 60)
+        return self._google_token[0]
+
+
+async def exports_endpoint(request: Request) -> JSON:
+    """`GET /v1/exports/{site}`: which uploads the site has, and how the latest went."""
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    await require_report_token(runtime, site, request)
+    return JSON({"site": site.id, "targets": targets(site.exports), "uploads": await latest(runtime.store, site.id)})
+
+
+async def latest(store: Store, site: str, count: int = 20) -> list[dict[str, Any]]:
+    uploads = await store.client.xrevrange(f"sw:{{{site}:log}}:uploads", count=count)
+    return [orjson.loads(fields[b"u"]) for _, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], uploads)]
+
+
+def targets(exports: Exports) -> list[str]:
+    """The uploads a site's credentials allow."""
+    return [*(("metrica", "metrica-calls") if exports.metrica else ()),
+            *(("google-ads",) if exports.google_ads else ())]
+
+
+def _utc(ms: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)

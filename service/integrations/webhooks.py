@@ -1,0 +1,203 @@
+"""Outgoing webhooks: each call and conversion, signed, to the site's own endpoints (CRMs, warehouses).
+
+A site lists its endpoints in its rules (docs/WEBHOOKS.md):
+
+    webhooks:
+      - url: https://crm.example.com/swapline
+        secret: ${CRM_WEBHOOK_SECRET}
+        kinds: [call, form]          # optional: which conversions (default: all)
+
+Every entry of the conversion log (`service.tracking.journal`) reaches each endpoint at least once,
+through a consumer group per endpoint on the log's stream: the store remembers what each
+endpoint acknowledged, so deliveries survive restarts and outages, and any process may deliver
+(an entry waiting for a retry is claimed by one). A 2xx acknowledges; anything else (an error
+status, a refused connection, a timeout) is retried after 1, 2, 4 … seconds, at most an hour
+apart, for as long as the log keeps the entry. The body's `id` is the conversion's, the same on
+every attempt: receivers dedupe by it.
+
+Each POST is signed: `X-Swapline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+with the endpoint's secret; a receiver compares in constant time and refuses a `t` more than
+five minutes from its clock, so a captured request cannot be replayed later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, NamedTuple, cast
+
+import httpx
+import orjson
+import redis.exceptions
+from starlette.requests import Request
+
+from service.front.auth import require_report_token
+from service.front.responses import JSON
+from service.observability import WEBHOOKS
+from service.rules.engine import Site, Webhook
+from service.runtime import Runtime
+from service.tracking.journal import key as log_key
+from service.tracking.store import STORE_ERRORS, Store
+
+log = logging.getLogger("swapline")
+BATCH = 50  # entries read or claimed at a time, per endpoint
+AT_ONCE = 10  # deliveries in flight per endpoint
+MOST_BACKOFF_MS = 3_600_000
+KEPT_DELIVERIES = 1000  # of the delivery log, per site
+
+
+class Entry(NamedTuple):
+    id: bytes  # in the log's stream
+    attempt: int  # 1, then 2, 3 … for retries
+    fields: dict[bytes, bytes] | None  # None: trimmed from the log since it was read
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """`X-Swapline-Signature` of a delivery: its time, and the MAC of time and body."""
+    mac = hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def telegram_text(entry: dict[str, Any]) -> str:
+    """A conversion or an alert as one line of a Telegram chat."""
+    if entry["kind"] == "alert":
+        return f"⚠️ {entry['alert']['message']}"
+    visit, call = entry.get("visit") or {}, entry.get("call")
+    came = " / ".join(part for part in (visit.get("source"), visit.get("campaign")) if part) or "direct"
+    phrase = f" «{visit['phrase']}»" if visit.get("phrase") else ""
+    if call:
+        what = f"{'Target call' if call['qualified'] else 'Call'} to {call['number']}, {call['talk_seconds']} s"
+        if entry["kind"] == "missed_call":
+            what = f"Missed call to {call['number']}"
+    else:
+        what = {"form": "Form", "tel_click": "Tap on the number", "goal": f"Goal {entry.get('goal')}"}.get(
+            entry["kind"], entry["kind"])
+        what += f" on {entry.get('page')}"
+    return f"{what} · {came}{phrase}"
+
+
+def deliveries_key(site: str) -> str:
+    return f"sw:{{{site}:log}}:deliveries"
+
+
+class Deliveries:
+    """Delivers the log of every site to its endpoints, a tick at a time, in every process."""
+
+    def __init__(self, store: Store, sites: Callable[[], list[Site]], now_ms: Callable[[], int],
+                 timeout: float = 10.0, first_retry_ms: int = 1000) -> None:
+        self.store, self.sites, self.now_ms = store, sites, now_ms
+        self.first_retry_ms = first_retry_ms
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}"
+        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
+                                        headers={"user-agent": "Swapline-Webhooks/1"})
+        self._groups: set[tuple[str, str]] = set()  # made in the store, as far as this process knows
+
+    async def keep_delivering(self, tick: float = 1.0) -> None:
+        try:
+            while True:
+                try:
+                    await self.deliver_due()
+                except STORE_ERRORS as exc:  # the store is away: the next tick tries again
+                    log.debug("webhooks wait for the store: %s", exc)
+                await asyncio.sleep(tick)
+        finally:
+            await self.client.aclose()
+
+    async def deliver_due(self) -> None:
+        """Deliver what is new, and retry what failed and is due again, to every endpoint."""
+        for site in self.sites():
+            for hook in site.webhooks:
+                await self._group(site.id, hook)
+                entries = [*await self._due(site.id, hook), *await self._new(site.id, hook)]
+                for start in range(0, len(entries), AT_ONCE):
+                    await asyncio.gather(*(self._deliver(site.id, hook, *entry)
+                                           for entry in entries[start:start + AT_ONCE]))
+
+    async def _group(self, site: str, hook: Webhook) -> None:
+        if (site, hook.group) in self._groups:
+            return
+        try:  # from the log's end: an endpoint gets what is logged after it is configured
+            await self.store.client.xgroup_create(log_key(site), hook.group, id="$", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add((site, hook.group))
+
+    async def _new(self, site: str, hook: Webhook) -> list[Entry]:
+        streams = await self.store.client.xreadgroup(hook.group, self.consumer, {log_key(site): ">"}, count=BATCH)
+        return [Entry(entry_id, 1, fields) for _, entries in cast(list[Any], streams or [])
+                for entry_id, fields in entries]
+
+    async def _due(self, site: str, hook: Webhook) -> list[Entry]:
+        """Entries waiting for a retry whose time has come, claimed from whichever process had them."""
+        client, due, log = self.store.client, [], log_key(site)
+        waiting = await client.xpending_range(log, hook.group, "-", "+", BATCH, idle=self.first_retry_ms)
+        for pending in cast(list[dict[str, Any]], waiting):
+            attempts, entry_id = int(pending["times_delivered"]), pending["message_id"]
+            if int(pending["time_since_delivered"]) < self._backoff(attempts):
+                continue
+            # Only if still idle that long: of two processes, one claims it.
+            claimed = cast(list[Any], await client.xclaim(log, hook.group, self.consumer, self._backoff(attempts),
+                                                          [entry_id]))
+            due += [Entry(claimed_id, attempts + 1, fields) for claimed_id, fields in claimed]
+            if not claimed and not await client.xrange(log, entry_id, entry_id):
+                await client.xack(log, hook.group, entry_id)  # trimmed from the log since: nothing to deliver
+        return due
+
+    def _backoff(self, attempts: int) -> int:
+        return min(MOST_BACKOFF_MS, self.first_retry_ms << min(attempts - 1, 30))
+
+    async def _deliver(self, site: str, hook: Webhook, entry_id: bytes, attempt: int,
+                       fields: dict[bytes, bytes] | None) -> None:
+        """One attempt; acknowledged on a 2xx, else left waiting for its retry. Logged either way."""
+        entry = orjson.loads(fields[b"c"]) if fields and b"c" in fields else None
+        if entry is None or not hook.takes(entry.get("kind", "")):
+            await self.store.client.xack(log_key(site), hook.group, entry_id)  # not this endpoint's
+            return
+        body = orjson.dumps({"chat_id": hook.chat, "text": telegram_text(entry)} if hook.format == "telegram" else
+                            {"id": entry["id"], "type": entry["kind"], "site": site, "attempt": attempt,
+                             "conversion": entry})
+        now = self.now_ms()
+        try:
+            response = await self.client.post(hook.url, content=body, headers={
+                "content-type": "application/json", "x-swapline-id": entry["id"],
+                "x-swapline-signature": signature(hook.secret, now // 1000, body)})
+            status = str(response.status_code)
+            delivered = response.is_success
+        except httpx.TimeoutException:
+            status, delivered = "timeout", False
+        except httpx.HTTPError as exc:
+            status, delivered = f"error: {type(exc).__name__}", False
+        if delivered:
+            await self.store.client.xack(log_key(site), hook.group, entry_id)
+        WEBHOOKS.labels(site, "delivered" if delivered else "failed").inc()
+        await self.store.batcher.submit(("XADD", deliveries_key(site), "MAXLEN", "~", KEPT_DELIVERIES, "*", "d",
+                                         orjson.dumps({"id": entry["id"], "url": hook.url, "attempt": attempt,
+                                                       "status": status, "at": now})))
+
+
+async def webhooks_endpoint(request: Request) -> JSON:
+    """`GET /v1/webhooks/{site}` (the report token): each endpoint's backlog, and the latest deliveries."""
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    await require_report_token(runtime, site, request)
+    return JSON(await _status(runtime.store, site))
+
+
+async def _status(store: Store, site: Site) -> dict[str, Any]:
+    client, endpoints = store.client, []
+    for hook in site.webhooks:
+        groups = {group["name"].decode(): group for group in await client.xinfo_groups(log_key(site.id))} \
+            if await client.exists(log_key(site.id)) else {}
+        group = groups.get(hook.group)
+        endpoints.append({"url": hook.url, "kinds": sorted(hook.kinds) if hook.kinds else None,
+                          "waiting": int(group["pending"]) if group else 0,
+                          "undelivered": int(group.get("lag") or 0) if group else 0})
+    latest = await client.xrevrange(deliveries_key(site.id), count=100)
+    return {"site": site.id, "endpoints": endpoints,
+            "deliveries": [orjson.loads(fields[b"d"]) for _, fields in cast(list[Any], latest)]}

@@ -1,0 +1,609 @@
+"""The rules engine: compiled site rules and one pure function, `decide(site, view)`.
+
+Everything here is built once when rules load (`service.rules.rulefiles`) and only read per
+request: no I/O, no compilation, and the cost of a decision does not grow with the number
+of rules, because `RuleIndex` hands `decide` only the rules that could match this page view.
+What `decide` makes of a page view's page, traffic, place and device (a `Plan`) is remembered
+per site, so visitors who share them share its work; what the rules match (a `Match`) is
+remembered by only what the site's conditions name (`Conditions`), so a new plan usually
+only renders its texts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import functools
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from operator import attrgetter
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from service.analytics.stats import EXPECTED_VISITORS
+from service.rules.geo import Geo
+from service.rules.patterns import Linear
+from service.rules.phrase import Keyword, Traffic
+from service.rules.places import Place, place
+from service.rules.templates import Text
+
+BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
+PLANS_KEPT = 4096  # per site, the most recently used
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """What is known about one page view; built once per request.
+
+    Page views compare equal when all but the visitor is: the visitor id only draws the variants
+    of experiments, so what the rest of a decision makes of a page view (a `Plan`) serves them all.
+    """
+
+    vid: str = field(compare=False)
+    path: str
+    traffic: Traffic
+    lemmas: frozenset[str]
+    phrase: str  # normalised: lower case, ё→е, no punctuation
+    geo: Geo
+    device: str  # mobile | tablet | desktop
+    bot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """Path globs: `*` stays within one path segment, `**` crosses segments.
+
+    A glob with one wildcard matches on `re` in time linear in the path; with more, a path
+    made for it would make `re` backtrack for its length to the power of the wildcards, so
+    those match on RE2 (`service.rules.patterns`), linear too and only a little slower.
+    """
+
+    globs: tuple[str, ...] = ()
+    _simple: re.Pattern[str] | None = None
+    _wild: Linear | None = None
+
+    @classmethod
+    def compile(cls, globs: Iterable[str]) -> Pages:
+        globs = tuple(globs)
+        if not globs:
+            return cls()
+        simple: list[str] = []
+        wild: list[str] = []
+        for glob in globs:
+            (simple if len(_WILDCARD.findall(glob)) <= 1 else wild).append(_glob_regex(normalise_path(glob)))
+        return cls(globs, re.compile(f"(?:{'|'.join(simple)})") if simple else None,
+                   Linear(f"(?:{'|'.join(wild)})") if wild else None)
+
+    @property
+    def exact(self) -> tuple[str, ...]:
+        """The paths, when every glob is a plain path; else empty."""
+        if not self.globs or any("*" in glob for glob in self.globs):
+            return ()
+        return tuple(normalise_path(glob) for glob in self.globs)
+
+    def match(self, path: str) -> bool:
+        if self._simple is None and self._wild is None:
+            return True
+        return ((self._simple is not None and self._simple.fullmatch(path) is not None)
+                or (self._wild is not None and self._wild.fullmatch(path)))
+
+
+def normalise_path(path: str) -> str:
+    """'/catalog/' and '/catalog' are one page; '/' stays '/'."""
+    return path.rstrip("/") or "/"
+
+
+_WILDCARD = re.compile(r"(\*\*|\*)")  # captured: split keeps the wildcards
+
+
+def _glob_regex(glob: str) -> str:
+    parts = _WILDCARD.split(glob)
+    return "".join(
+        ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part) for part in parts
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class When:
+    """A rule's conditions: all must hold; each set holds when the page view has any of it."""
+
+    keywords: tuple[frozenset[str], ...] = ()
+    phrase_regex: Linear | None = None
+    sources: frozenset[str] | None = None
+    media: frozenset[str] | None = None
+    campaigns: frozenset[str] | None = None
+    countries: frozenset[str] | None = None
+    regions: frozenset[str] | None = None
+    cities: frozenset[str] | None = None  # casefolded names
+    devices: frozenset[str] | None = None
+    # Checks only the conditions that are set: a rule sets one or two of the nine.
+    _check: Callable[[PageView], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checks: list[Callable[[PageView], bool]] = []
+        if self.keywords:
+            checks.append(partial(_any_keyword, self.keywords))
+        if self.phrase_regex is not None:
+            checks.append(partial(_phrase_matches, self.phrase_regex))
+        for name, value in _VALUES:
+            allowed = getattr(self, name)
+            if allowed is not None:
+                checks.append(partial(_holds, allowed, value))
+        if self.cities is not None:
+            checks.append(partial(_in_cities, self.cities))
+        check = checks[0] if len(checks) == 1 else partial(_all_hold, tuple(checks))
+        object.__setattr__(self, "_check", check)
+
+    def matches(self, view: PageView) -> bool:
+        return self._check(view)
+
+
+# The conditions on one value of the page view, and where the page view keeps that value.
+_VALUES = (
+    ("sources", attrgetter("traffic.source")),
+    ("media", attrgetter("traffic.medium")),
+    ("campaigns", attrgetter("traffic.campaign")),
+    ("countries", attrgetter("geo.country")),
+    ("regions", attrgetter("geo.region")),
+    ("devices", attrgetter("device")),
+)
+
+
+def _all_hold(checks: tuple[Callable[[PageView], bool], ...], view: PageView) -> bool:
+    return all(check(view) for check in checks)
+
+
+def _any_keyword(keywords: tuple[frozenset[str], ...], view: PageView) -> bool:
+    return any(map(view.lemmas.issuperset, keywords))  # most candidates are keyword rules: no generator
+
+
+def _phrase_matches(regex: Linear, view: PageView) -> bool:
+    return regex.search(view.phrase)
+
+
+def _holds(allowed: frozenset[str], value_of: Callable[[PageView], str | None], view: PageView) -> bool:
+    value = value_of(view)
+    return value is not None and value.casefold() in allowed
+
+
+def _in_cities(cities: frozenset[str], view: PageView) -> bool:
+    return not cities.isdisjoint(view.geo.city_keys)
+
+
+PHRASE_PATTERNS_TRIED = 32  # past this many, page views are told apart by the phrase itself
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """What a site's conditions name. A page view seen through them (`key`) keeps exactly what
+    decides which conditions hold, so page views that differ elsewhere (another town the rules do
+    not name, a phrase that matches the same keywords) share what the rules make of them."""
+
+    countries: frozenset[str]  # casefolded, as conditions compare
+    regions: frozenset[str]
+    cities: frozenset[str]
+    sources: frozenset[str]
+    media: frozenset[str]
+    campaigns: frozenset[str]
+    lemmas: frozenset[str]  # of every keyword
+    patterns: tuple[Linear, ...] | None  # phrase regexes; None: too many to try each time
+    # phrase → which patterns it matches: phrases recur far more often than new ones come
+    _matched: dict[str, tuple[bool, ...]] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, whens: Iterable[When]) -> Conditions:
+        whens = list(whens)
+
+        def named(kind: str) -> frozenset[str]:
+            return frozenset().union(*(getattr(when, kind) or () for when in whens))
+
+        patterns = {when.phrase_regex.pattern: when.phrase_regex for when in whens if when.phrase_regex is not None}
+        return cls(named("countries"), named("regions"), named("cities"), named("sources"), named("media"),
+                   named("campaigns"), frozenset().union(*(words for when in whens for words in when.keywords)),
+                   tuple(patterns.values()) if len(patterns) <= PHRASE_PATTERNS_TRIED else None)
+
+    def key(self, view: PageView) -> tuple[Any, ...]:
+        geo, traffic = view.geo, view.traffic
+        phrase: Any = view.phrase if self.patterns is None else self._patterns_matched(view.phrase)
+        return (view.path, view.device, _named(geo.country, self.countries), _named(geo.region, self.regions),
+                self.cities & geo.city_keys, _named(traffic.source, self.sources), _named(traffic.medium, self.media),
+                _named(traffic.campaign, self.campaigns), self.lemmas & view.lemmas, phrase)
+
+    def forget(self) -> None:
+        self._matched.clear()
+
+    def _patterns_matched(self, phrase: str) -> tuple[bool, ...]:
+        assert self.patterns is not None
+        matched = self._matched.get(phrase)
+        if matched is None:
+            if len(self._matched) >= PLANS_KEPT:
+                self._matched.clear()
+            matched = self._matched[phrase] = tuple([pattern.search(phrase) for pattern in self.patterns])
+        return matched
+
+
+def _named(value: str | None, names: frozenset[str]) -> str | None:
+    """The value where conditions name it; else None, which no condition allows either."""
+    return value if value is not None and value.casefold() in names else None
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    selector: str
+    text: Text
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    order: int  # position across the site's files: breaks priority ties
+    priority: int
+    pages: Pages
+    when: When
+    swaps: tuple[Swap, ...]
+
+    def matches(self, view: PageView) -> bool:
+        return self.pages.match(view.path) and self.when.matches(view)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    id: str
+    weight: float
+    swaps: tuple[Swap, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    id: str
+    salt: str
+    pages: Pages
+    when: When
+    variants: tuple[Variant, ...]
+    bounds: tuple[int, ...]  # cumulative upper bucket bound of each variant
+    expected_visitors: int = EXPECTED_VISITORS  # tunes the reports' sequential test (`stats.sequential`)
+    # The slots this experiment tests: in control they keep the page's own text.
+    selectors: frozenset[str] = field(init=False, repr=False, compare=False)
+    _prefix: Any = field(init=False, repr=False, compare=False)  # hashlib.blake2b of "id:salt:"
+
+    def __post_init__(self) -> None:
+        selectors = frozenset(swap.selector for variant in self.variants for swap in variant.swaps)
+        object.__setattr__(self, "selectors", selectors)
+        object.__setattr__(self, "_prefix", hashlib.blake2b(f"{self.id}:{self.salt}:".encode(), digest_size=8))
+
+    def assign(self, vid: str) -> Variant:
+        hashed = self._prefix.copy()  # BLAKE2b of "id:salt:vid", the prefix hashed once
+        hashed.update(vid.encode())
+        bucket = int.from_bytes(hashed.digest(), "big") % BUCKETS
+        return self.variants[min(bisect.bisect_right(self.bounds, bucket), len(self.variants) - 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    id: str
+    pages: Pages
+    when: When
+    numbers: tuple[str, ...] = ()  # E.164, leased one visitor at a time
+    hold: int = 900  # seconds after the visitor's last activity
+    overflow: str | None = None
+    static: str | None = None  # a fixed number instead of a lease
+
+    def matches(self, view: PageView) -> bool:
+        return self.pages.match(view.path) and self.when.matches(view)
+
+
+class RuleIndex:
+    """Finds the rules that could match a page view without looking at the others.
+
+    Each rule is filed once under its most selective condition: a keyword rule under one
+    lemma of each of its keywords, a geo rule under its cities, regions or countries, a
+    rule for plain paths under those paths. Only what is left (regex- or source-only
+    rules, globbed pages) is tried on every page view: it is kept in the order decide tries rules.
+    """
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        rules = list(rules)
+        # Each bucket maps rule id → rule, so that a page view gathers its candidates with
+        # dict.update and a rule filed under two of its keys counts once.
+        self.by_lemma: dict[str, dict[str, Rule]] = {}
+        self.by_city: dict[str, dict[str, Rule]] = {}
+        self.by_region: dict[str, dict[str, Rule]] = {}
+        self.by_country: dict[str, dict[str, Rule]] = {}
+        self.by_path: dict[str, dict[str, Rule]] = {}
+        rest: list[Rule] = []
+        self.whens = tuple(rule.when for rule in rules)
+        # A keyword is filed under its rarest lemma across the site, so a common word such
+        # as «купить» never makes every rule that mentions it a candidate.
+        frequency = collections.Counter(
+            lemma for rule in rules for words in rule.when.keywords for lemma in words
+        )
+        for rule in rules:
+            when = rule.when
+            if when.keywords:
+                lemmas = {min(words, key=lambda w: (frequency[w], -len(w), w)) for words in when.keywords}
+                _file(self.by_lemma, lemmas, rule)
+            elif when.cities:
+                _file(self.by_city, when.cities, rule)
+            elif when.regions:
+                _file(self.by_region, when.regions, rule)
+            elif when.countries:
+                _file(self.by_country, when.countries, rule)
+            elif paths := rule.pages.exact:
+                _file(self.by_path, paths, rule)
+            else:
+                rest.append(rule)
+        self.rest = tuple(sorted(rest, key=_rank))
+
+    def candidates(self, view: PageView) -> Sequence[Rule]:
+        """The rules that could match, highest priority first."""
+        found: dict[str, Rule] = {}
+        for lemma in view.lemmas:
+            found.update(self.by_lemma.get(lemma, _NONE))
+        geo = view.geo
+        for city in geo.city_keys:
+            found.update(self.by_city.get(city, _NONE))
+        found.update(self.by_region.get((geo.region or "").casefold(), _NONE))
+        found.update(self.by_country.get((geo.country or "").casefold(), _NONE))
+        found.update(self.by_path.get(view.path, _NONE))
+        if not found:
+            return self.rest
+        return sorted([*found.values(), *self.rest], key=_rank)
+
+    def __len__(self) -> int:
+        buckets = (self.by_lemma, self.by_city, self.by_region, self.by_country, self.by_path)
+        return len({rule_id for index in buckets for bucket in index.values() for rule_id in bucket}) + len(self.rest)
+
+
+_NONE: Mapping[str, Rule] = {}
+
+
+def _file(index: dict[str, dict[str, Rule]], keys: Iterable[str], rule: Rule) -> None:
+    for key in keys:
+        index.setdefault(key, {})[rule.id] = rule
+
+
+def _rank(rule: Rule) -> tuple[int, int]:
+    return -rule.priority, rule.order
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    secret: bytes | None = None  # HMAC key of POST /v1/calls; None: refuse them
+    qualify_after: int = 30  # seconds of talk that make a target call
+    unique_within: int = 7 * 86400  # seconds: a caller seen within this is not new
+    time_zone: ZoneInfo | None = None  # of the times a PBX writes without a zone
+    # Each vendor's credentials (service.integrations.telephony); None: its endpoint refuses the site's calls.
+    twilio_auth_token: str | None = None
+    mango_api_key: str | None = None
+    mango_api_salt: str | None = None
+    zadarma_secret: str | None = None  # Zadarma's, or classic Novofon's, API secret
+    uis_token: str | None = None  # UIS / CoMagic sign nothing: their URL carries this
+    telphin_token: str | None = None  # Telphin neither
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """An endpoint of the site's own that gets each conversion (service.integrations.webhooks)."""
+
+    url: str
+    secret: str
+    kinds: frozenset[str] | None = None  # None: every conversion (alerts only where named)
+    format: str = "json"  # or "telegram": a Telegram bot's sendMessage to `chat`
+    chat: str | None = None
+
+    def takes(self, kind: str) -> bool:
+        return kind in self.kinds if self.kinds is not None else kind != "alert"
+
+    @property
+    def group(self) -> str:
+        """Its consumer group on the conversion log: named by its address, so a reload keeps it."""
+        return "hook:" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Metrica:
+    counter: int
+    token: str  # an OAuth token with the right to edit the counter
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleAds:
+    customer: str  # digits, no dashes
+    actions: Mapping[str, str]  # conversion kind -> conversion action id
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    developer_token: str | None = None  # sent if given (Google stopped requiring it in 2026)
+    login_customer: str | None = None  # a manager account's id, when it makes the upload
+
+
+@dataclass(frozen=True, slots=True)
+class Exports:
+    """Offline conversions for the ad platforms (service.integrations.exports)."""
+
+    kinds: frozenset[str] = frozenset({"qualified_call", "form"})
+    value: float = 0
+    currency: str = "RUB"
+    metrica: Metrica | None = None
+    google_ads: GoogleAds | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """When the site's alerts speak (service.integrations.alerts)."""
+
+    no_calls_for: int = 0  # seconds of working hours without a call; 0: never
+    opens: int = 9 * 60  # minutes after midnight, in calls.time_zone
+    closes: int = 21 * 60
+    days: frozenset[int] = frozenset(range(5))  # Monday is 0
+
+
+@dataclass(frozen=True, slots=True)
+class VisitSettings:
+    timeout: int = 1800  # seconds without a page view that end a visit
+    lookback: int = 90 * 86400  # seconds a visitor keeps their last non-direct source
+    last_non_direct: bool = True  # a direct visit keeps that source (else it is direct)
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: str
+    name: str
+    language: str
+    origins: frozenset[str]
+    phone: str | None  # E.164 of the number printed in the page
+    places: Mapping[str, Place]  # the site's fixed place names
+    rules: RuleIndex
+    experiments: tuple[Experiment, ...]
+    pools: tuple[Pool, ...]
+    uses_places: bool = False  # any text mentions city/region/country
+    calls: CallSettings = CallSettings()
+    visits: VisitSettings = VisitSettings()
+    report_token: str | None = None
+    webhooks: tuple[Webhook, ...] = ()
+    exports: Exports = Exports()
+    alerts: AlertSettings = AlertSettings()
+    # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
+    plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
+    conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools
+    # What the rules make of page views (see `match`), by the page view as the conditions see it
+    _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
+    experiment_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # a conversion credits each
+    controls: dict[str, str] = field(init=False, repr=False, compare=False)  # experiment → its first variant
+    hosts: frozenset[str] = field(init=False, repr=False, compare=False)  # its origins': no arrival from there
+    # Leased number → its pool, for crediting calls: made once, a call on a big pool costs no more.
+    tracking_numbers: Mapping[str, Pool] = field(init=False, repr=False, compare=False)
+
+    def pool(self, pool_id: str | None) -> Pool | None:
+        """The pool of that id, if the rules still have it."""
+        return next((pool for pool in self.pools if pool.id == pool_id), None)
+
+    def place(self, name: str | None) -> Place:
+        name = name or ""
+        return self.places.get(name) or place(name, self.language)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
+        object.__setattr__(self, "_matches", {})
+        object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
+        object.__setattr__(self, "controls", {e.id: e.variants[0].id for e in self.experiments})
+        object.__setattr__(self, "tracking_numbers", MappingProxyType(
+            {number: pool for pool in self.pools for number in pool.numbers}))
+        object.__setattr__(self, "hosts", frozenset(
+            (urlsplit(origin).hostname or "").removeprefix("www.") for origin in self.origins))
+        whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
+        object.__setattr__(self, "conditions", Conditions.of(whens))
+
+    def match(self, view: PageView) -> Match:
+        """What the rules, experiments and pools make of `view`, remembered by the page view as
+        the site's conditions see it: many towns and phrases, few matches."""
+        key = self.conditions.key(view)
+        matches = self._matches
+        found = matches.get(key)
+        if found is None:
+            found = matches[key] = match(self, view)
+            if len(matches) > PLANS_KEPT:
+                del matches[next(iter(matches))]  # the oldest
+        return found
+
+    def forget(self) -> None:
+        """Empty the memos (when new rules replace these)."""
+        self.plan.cache_clear()
+        self._matches.clear()
+        self.conditions.forget()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    swaps: tuple[tuple[str, str], ...] = ()  # (selector, text)
+    experiments: dict[str, str] = field(default_factory=dict)  # experiment → variant
+    pool: Pool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What a site's rules make of a page view before any text is rendered."""
+
+    experiments: tuple[Experiment, ...]  # those whose pages and conditions the page view meets
+    texts: tuple[tuple[str, Text], ...]  # the first matching rule's text per selector
+    pool: Pool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """All of a decision but the draw of the experiments' variants: a function of the page view's
+    page, phrase, traffic source, place and device, which visitors share."""
+
+    experiments: tuple[Experiment, ...]
+    swaps: tuple[tuple[str, str], ...]  # the rules' texts, rendered for this page view
+    pool: Pool | None
+    context: Mapping[str, Any]  # what the variants' texts render with
+
+
+def decide(site: Site, view: PageView, forced: Mapping[str, str] | None = None) -> Outcome:
+    """What this page view sees. `forced` pins experiments to variants (previews)."""
+    if view.bot:
+        return Outcome()
+    plan = site.plan(view)
+    if not plan.experiments:
+        return Outcome(plan.swaps, {}, plan.pool)
+    chosen: dict[str, str] = {}
+    texts: dict[str, str | None] = {}  # selector → text; None keeps the page's own text
+    for experiment in plan.experiments:
+        variant = (forced and _forced_variant(experiment, forced)) or experiment.assign(view.vid)
+        chosen[experiment.id] = variant.id
+        for swap in variant.swaps:
+            texts.setdefault(swap.selector, swap.text.render(plan.context))
+        for selector in experiment.selectors:
+            texts.setdefault(selector, None)
+    for selector, text in plan.swaps:  # experiments own their selectors, in control too
+        texts.setdefault(selector, text)
+    swaps = tuple((selector, text) for selector, text in texts.items() if text is not None)
+    return Outcome(swaps, chosen, plan.pool)
+
+
+def plan(site: Site, view: PageView) -> Plan:
+    found = site.match(view)
+    context = _context(site, view)
+    rendered = ((selector, text.render(context)) for selector, text in found.texts)
+    swaps = tuple((selector, text) for selector, text in rendered if text is not None)
+    return Plan(found.experiments, swaps, found.pool, context)
+
+
+def match(site: Site, view: PageView) -> Match:
+    experiments = tuple(experiment for experiment in site.experiments
+                        if experiment.pages.match(view.path) and experiment.when.matches(view))
+    texts: dict[str, Text] = {}
+    for rule in site.rules.candidates(view):
+        if rule.matches(view):
+            for swap in rule.swaps:
+                texts.setdefault(swap.selector, swap.text)
+    pool = next((pool for pool in site.pools if pool.matches(view)), None)
+    return Match(experiments, tuple(texts.items()), pool)
+
+
+def _forced_variant(experiment: Experiment, forced: Mapping[str, str]) -> Variant | None:
+    wanted = forced.get(experiment.id)
+    return next((variant for variant in experiment.variants if variant.id == wanted), None)
+
+
+def _context(site: Site, view: PageView) -> dict[str, Any]:
+    traffic = view.traffic
+    context: dict[str, Any] = {
+        "keyword": Keyword(traffic.phrase),
+        "phrase": traffic.phrase or "",
+        "source": traffic.source or "",
+        "medium": traffic.medium,
+        "campaign": traffic.campaign or "",
+    }
+    if site.uses_places:
+        geo, language = view.geo, site.language
+        context["city"] = site.place(geo.name("city", language))
+        context["region"] = site.place(geo.name("region", language))
+        context["country"] = site.place(geo.name("country", language))
+    return context

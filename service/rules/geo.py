@@ -1,0 +1,137 @@
+"""GeoIP: client IP → country, ISO 3166-2 region and city, from a MaxMind City database.
+
+The reader memory-maps the file through maxminddb's C extension, so a lookup does no disk
+I/O of its own and costs microseconds; results are cached per IP all the same, because the
+same visitors come back within a visit. Addresses of one town share one `Geo`: a full cache
+of separate copies held 116 MiB.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import maxminddb
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class Geo:
+    country: str | None = None  # ISO 3166-1 alpha-2, "RU"
+    region: str | None = None  # ISO 3166-2, "RU-SPE"
+    city: str | None = None  # English name, stable for matching ("Saint Petersburg")
+    # lang → {country, region, city}; hashed by the three above, as decision plans are keyed
+    names: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
+    # The city's casefolded names in every language, for `when: city`; made once per lookup.
+    city_keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    _answers: dict[str, dict[str, str | None]] = field(init=False, repr=False, compare=False)  # by language
+
+    def __post_init__(self) -> None:
+        keys = frozenset(by_kind["city"].casefold() for by_kind in self.names.values() if "city" in by_kind)
+        object.__setattr__(self, "city_keys", keys)
+        object.__setattr__(self, "_answers", {})
+
+    def name(self, what: str, language: str) -> str | None:
+        """The name of `what` (country/region/city) in `language`, else in English."""
+        localised = self.names.get(language, {}).get(what)
+        return localised or self.names.get("en", {}).get(what)
+
+    def as_json(self, language: str) -> dict[str, str | None]:
+        """The place as decisions answer it; made once per language, shared: do not change it."""
+        answer = self._answers.get(language)
+        if answer is None:
+            answer = self._answers[language] = {
+                "country": self.country,
+                "region": self.region,
+                "city": self.name("city", language),
+                "country_name": self.name("country", language),
+                "region_name": self.name("region", language),
+            }
+        return answer
+
+
+UNKNOWN = Geo()
+CITIES = Path(__file__).parent.parent / "data" / "ru_cities.tsv"  # from GeoLite2 by scripts/extract_places.py
+
+
+def _city_key(name: str) -> str:
+    return "".join(c for c in name.casefold().replace("ё", "е") if c.isalnum())
+
+
+def _city_records() -> dict[str, dict[str, Any]]:
+    """Each city's names, as GeoIP records carry them, by `_city_key` of each name."""
+    def names(en: str, ru: str) -> dict[str, str]:
+        return {language: name for language, name in (("en", en), ("ru", ru)) if name}
+
+    records: dict[str, dict[str, Any]] = {}
+    for line in CITIES.read_text(encoding="utf-8").splitlines():
+        country, country_en, country_ru, region, region_en, region_ru, city_en, city_ru, _ = line.split("\t")
+        record = {"country": {"iso_code": country, "names": names(country_en, country_ru)},
+                  "subdivisions": [{"iso_code": region, "names": names(region_en, region_ru)}] if region else [],
+                  "city": {"names": names(city_en, city_ru)}}
+        for key in filter(None, map(_city_key, (city_en, city_ru))):
+            records.setdefault(key, record)  # the file lists the larger namesake first
+    return records
+
+
+def default_database() -> Path:
+    from _maxminddb_geolite2 import geolite2_database
+
+    return Path(geolite2_database())
+
+
+class GeoDB:
+    def __init__(self, path: Path | None = None, languages: tuple[str, ...] = ("en", "ru")) -> None:
+        self.path = path or default_database()
+        self.languages = languages
+        self._reader = maxminddb.open_database(str(self.path), maxminddb.MODE_MMAP_EXT)
+        # One Geo per place for as long as a cached address refers to it.
+        self._geos: weakref.WeakValueDictionary[tuple[Any, ...], Geo] = weakref.WeakValueDictionary()
+        self.lookup = functools.lru_cache(maxsize=65536)(self._lookup)
+        self._cities = _city_records()
+
+    def city(self, name: str) -> Geo | None:
+        """The place of a Russian city named `name` in English or Russian (case, «ё» and
+        punctuation aside), as a lookup of one of its addresses gives it: previews fake a
+        visitor's city with it. Of two namesakes, the one with more addresses."""
+        record = self._cities.get(_city_key(name))
+        return self._geo(record) if record else None
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def _lookup(self, ip: str) -> Geo:
+        try:
+            record = self._reader.get(ipaddress.ip_address(ip))
+        except ValueError:
+            return UNKNOWN
+        if not isinstance(record, dict):
+            return UNKNOWN
+        return self._geo(record)
+
+    def _geo(self, record: dict[str, Any]) -> Geo:
+        country = record.get("country") or {}
+        subdivisions = record.get("subdivisions") or []
+        region = subdivisions[0] if subdivisions else {}
+        city = record.get("city") or {}
+        country_code = country.get("iso_code")
+        region_code = region.get("iso_code")
+        names: dict[str, dict[str, str]] = {}
+        for language in self.languages:
+            by_kind = {
+                kind: place["names"][language]
+                for kind, place in (("country", country), ("region", region), ("city", city))
+                if language in place.get("names", {})
+            }
+            if by_kind:
+                names[language] = by_kind
+        full_region = f"{country_code}-{region_code}" if country_code and region_code else None
+        city_name = city.get("names", {}).get("en")
+        key = (country_code, full_region, city_name, *((lang, *kinds.items()) for lang, kinds in names.items()))
+        geo = self._geos.get(key)
+        if geo is None:
+            geo = self._geos[key] = Geo(country_code, full_region, city_name, names)
+        return geo

@@ -1,0 +1,35 @@
+"""Rules reload without restart: a valid edit replaces the rules whole, a broken one is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from watchfiles import awatch
+
+from service.rules import places
+from service.rules.rulefiles import RulesError, RuleSet, load
+
+log = logging.getLogger("swapline")
+
+
+async def watch_rules(directory: Path, apply: Callable[[RuleSet], None]) -> None:
+    """Reload `directory` after every change; runs until cancelled."""
+    async for _ in awatch(directory, debounce=200, step=50):
+        try:
+            rules = await asyncio.to_thread(load, directory)  # file I/O stays off the loop
+        except RulesError as exc:
+            log.error(
+                "rules change refused, the last good rules keep serving:\n%s",
+                "\n".join(map(str, exc.problems)),
+            )
+            continue
+        apply(rules)
+        log.info("rules reloaded: version %s, sites %s", rules.version, ", ".join(rules.sites))
+
+
+async def warm_places() -> None:
+    """Inflect the known Russian place names in a thread, before visitors ask for them."""
+    await asyncio.to_thread(places.warm, places.known_places())

@@ -1,0 +1,472 @@
+"""Rule files → compiled `RuleSet`, or every mistake as `file:line: message`.
+
+A rules directory holds one YAML file per site. Loading is all-or-nothing: one mistake in
+any file refuses the whole change, so a half-edited directory never serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import cssselect
+import pycountry
+
+from service.analytics.stats import EXPECTED_VISITORS
+from service.rules import phones, places
+from service.rules.engine import (
+    BUCKETS,
+    AlertSettings,
+    CallSettings,
+    Experiment,
+    Exports,
+    GoogleAds,
+    Metrica,
+    Pages,
+    Pool,
+    Rule,
+    RuleIndex,
+    Site,
+    Swap,
+    Variant,
+    VisitSettings,
+    Webhook,
+    When,
+)
+from service.rules.patterns import Linear, PatternError
+from service.rules.phrase import keyword_set
+from service.rules.ruleschema import schema_problems
+from service.rules.templates import TemplateError, Text, compile_text
+from service.rules.yamlsource import Document, YAMLProblem, parse
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class RulesError(Exception):
+    """The rules directory cannot be served; `problems` says where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    sites: dict[str, Site]
+    version: str  # a digest of the files: tells which rules answered a decision
+
+
+def load(directory: Path) -> RuleSet:
+    if not directory.is_dir():
+        raise RulesError([Problem(str(directory), 1, "no such rules directory")])
+    # Dot files are editors' locks and backups (Emacs' `.#demo.yaml`), not rules.
+    files = sorted(
+        p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+    )
+    problems: list[Problem] = []
+    sites: dict[str, Site] = {}
+    defined_in: dict[str, str] = {}
+    tracked: dict[str, tuple[str, str]] = {}  # tracking number → the site and file it is in
+    digest = hashlib.sha256()
+    for path in files:
+        # A file that cannot be read is a problem like any other, never a crash: the reloader
+        # only survives RulesError.
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            problems.append(Problem(str(path), line, "the file is not UTF-8 text: save it as UTF-8"))
+            continue
+        except OSError as exc:
+            problems.append(Problem(str(path), 1, f"cannot read the file: {exc.strerror or exc}"))
+            continue
+        digest.update(path.name.encode() + b"\0" + text.encode())
+        compiler = _Compiler(str(path))
+        site = compiler.compile(text)
+        problems.extend(sorted(compiler.problems, key=lambda problem: problem.line))
+        if site is None:
+            continue
+        if site.id in sites:
+            problems.append(Problem(str(path), compiler.document.line(("site",)),
+                                    f"site {site.id!r} is already defined in {defined_in[site.id]}"))
+        problems.extend(_shared_numbers(site, str(path), compiler, tracked))
+        sites[site.id] = site
+        defined_in.setdefault(site.id, str(path))
+    if problems:
+        raise RulesError(problems)
+    return RuleSet(sites, digest.hexdigest()[:12])
+
+
+def _shared_numbers(site: Site, file: str, compiler: _Compiler,
+                    tracked: dict[str, tuple[str, str]]) -> list[Problem]:
+    """A tracking number of two sites: it rings in one place, so one site would never get its
+    calls (each site's webhook names the site). Notes this site's numbers in `tracked`."""
+    problems = []
+    for index, pool in enumerate(site.pools):
+        for i, number in enumerate(pool.numbers):
+            other, where = tracked.setdefault(number, (site.id, file))
+            if other != site.id:
+                problems.append(Problem(file, compiler.document.line(("pools", index, "numbers", i)),
+                                        f"{number} is also a tracking number of site {other!r} ({where})"))
+    return problems
+
+
+class _Compiler:
+    """Compiles one file, collecting problems instead of stopping at the first."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+        self.document = Document(None)
+
+    def problem(self, path: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(Problem(self.file, self.document.line(path), message))
+
+    def compile(self, text: str) -> Site | None:
+        try:
+            self.document = parse(text)
+        except YAMLProblem as exc:
+            self.problems.append(Problem(self.file, exc.line, exc.message))
+            return None
+        data = self.document.data
+        if data is None:
+            self.problems.append(Problem(self.file, 1, "the file is empty: it needs at least 'site: ...'"))
+            return None
+        for path, message in schema_problems(data):
+            self.problem(path, message)
+        if self.problems:
+            return None  # the structure is off: semantic checks would only add noise
+        site = self._site(data)
+        return None if self.problems else site
+
+    def _site(self, data: dict[str, Any]) -> Site:
+        language = data.get("language", "ru")
+        if data["site"] in RESERVED_IDS:
+            self.problem(("site",), f"{data['site']!r} is the address of a telephony webhook "
+                                    f"(/v1/calls/{data['site']}): choose another site id")
+        self._unique(data, ("rules", "experiments", "pools"))
+        rules = [self._rule(i, rule) for i, rule in enumerate(data.get("rules", []))]
+        experiments = [self._experiment(i, e) for i, e in enumerate(data.get("experiments", []))]
+        pools = [self._pool(i, pool) for i, pool in enumerate(data.get("pools", []))]
+        self._numbers_once(data)
+        texts = [s.text for r in rules for s in r.swaps]
+        texts += [s.text for e in experiments for v in e.variants for s in v.swaps]
+        return Site(
+            id=data["site"],
+            name=data.get("name", data["site"]),
+            language=language,
+            origins=frozenset(data.get("origins", [])),
+            phone=self._phone(("phone",), data["phone"]) if "phone" in data else None,
+            places={name: _place(name, forms, language) for name, forms in data.get("places", {}).items()},
+            rules=RuleIndex(rules),
+            experiments=tuple(experiments),
+            pools=tuple(pools),
+            uses_places=any(text.uses_places for text in texts),
+            calls=self._calls(data.get("calls", {})),
+            visits=_visits(data.get("visits", {})),
+            report_token=_secret(data.get("reports", {}).get("token")),
+            webhooks=tuple(self._webhook(i, hook) for i, hook in enumerate(data.get("webhooks", []))),
+            exports=self._exports(data.get("exports", {})),
+            alerts=_alerts(data.get("alerts", {})),
+        )
+
+    def _unique(self, data: dict[str, Any], sections: tuple[str, ...]) -> None:
+        for section in sections:
+            seen: set[str] = set()
+            for index, item in enumerate(data.get(section, [])):
+                if item["id"] in seen:
+                    self.problem((section, index, "id"), f"duplicate id {item['id']!r} in {section}")
+                seen.add(item["id"])
+
+    def _rule(self, index: int, data: dict[str, Any]) -> Rule:
+        path = ("rules", index)
+        return Rule(
+            id=data["id"],
+            order=index,
+            priority=data.get("priority", 0),
+            pages=_pages(data),
+            when=self._when((*path, "when"), data.get("when", {})),
+            swaps=self._swaps((*path, "swap"), data["swap"]),
+        )
+
+    def _experiment(self, index: int, data: dict[str, Any]) -> Experiment:
+        path = ("experiments", index)
+        variants = []
+        ids: set[str] = set()
+        for i, variant in enumerate(data["variants"]):
+            if variant["id"] in ids:
+                self.problem((*path, "variants", i, "id"), f"duplicate variant {variant['id']!r}")
+            ids.add(variant["id"])
+            swaps = self._swaps((*path, "variants", i, "swap"), variant.get("swap", []))
+            variants.append(Variant(variant["id"], float(variant["weight"]), swaps))
+        if "control" not in ids:
+            self.problem((*path, "variants"), "an experiment needs a variant with id 'control'")
+        if any(v["id"] == "control" and v.get("swap") for v in data["variants"]):
+            self.problem((*path, "variants"), "'control' shows the page unchanged: no swap")
+        total = sum(variant.weight for variant in variants)
+        if abs(total - 100) > 1e-9:
+            self.problem((*path, "variants"), f"variant weights add up to {total:g}, not 100")
+        bounds, running = [], 0.0
+        for variant in variants:
+            running += variant.weight
+            bounds.append(round(running * BUCKETS / 100))
+        return Experiment(
+            id=data["id"],
+            salt=data.get("salt", data["id"]),
+            pages=_pages(data),
+            when=self._when((*path, "when"), data.get("when", {})),
+            variants=tuple(variants),
+            bounds=tuple(bounds),
+            expected_visitors=data.get("expected_visitors", EXPECTED_VISITORS),
+        )
+
+    def _pool(self, index: int, data: dict[str, Any]) -> Pool:
+        path = ("pools", index)
+        if ("numbers" in data) == ("static" in data):
+            self.problem(path, f"pool {data['id']!r} needs either 'numbers' or 'static'")
+        if "overflow" in data and "static" in data:
+            self.problem((*path, "overflow"), "a static pool has no overflow number")
+        hold = data.get("hold", "15m")
+        seconds = _seconds(hold)
+        if seconds < 1:  # the schema refuses 0 but not "0m"
+            self.problem((*path, "hold"), f"hold {hold!r} is too short: a number stays with a visitor at least 1s")
+        return Pool(
+            id=data["id"],
+            pages=_pages(data),
+            when=self._when((*path, "when"), data.get("when", {})),
+            numbers=tuple(
+                self._phone((*path, "numbers", i), number)
+                for i, number in enumerate(data.get("numbers", []))
+            ),
+            hold=seconds,
+            overflow=self._phone((*path, "overflow"), data["overflow"]) if "overflow" in data else None,
+            static=self._phone((*path, "static"), data["static"]) if "static" in data else None,
+        )
+
+    def _numbers_once(self, data: dict[str, Any]) -> None:
+        """A tracking number in two pools, or also used as a fixed number, would make its
+        calls ambiguous: a call to it is credited to whoever holds its lease."""
+        owner: dict[str, str] = {}
+        pools = data.get("pools", [])
+        for index, pool in enumerate(pools):
+            for i, number in enumerate(pool.get("numbers", [])):
+                e164 = phones.e164(number)
+                if e164 and e164 in owner:
+                    self.problem(("pools", index, "numbers", i),
+                                 f"{number} is already in pool {owner[e164]!r}")
+                if e164:
+                    owner[e164] = pool["id"]
+        page_phone = phones.e164(data.get("phone", ""))
+        if page_phone:  # the snippet swaps digits in place: a number of another length would not fit
+            length = len(phones.formats(page_phone)["digits"])
+            for index, pool in enumerate(pools):
+                for i, number in enumerate(pool.get("numbers", [])):
+                    e164 = phones.e164(number)
+                    if e164 and len(phones.formats(e164)["digits"]) != length:
+                        self.problem(("pools", index, "numbers", i),
+                                     f"{number} has not the {length} national digits of the page's phone")
+        fixed: list[tuple[tuple[str | int, ...], str, str]] = [(("phone",), data.get("phone", ""), "the page's phone")]
+        for index, pool in enumerate(pools):
+            fixed.append((("pools", index, "overflow"), pool.get("overflow", ""), "an overflow number"))
+            fixed.append((("pools", index, "static"), pool.get("static", ""), "a static number"))
+        for path, number, role in fixed:
+            e164 = phones.e164(number) if number else None
+            if e164 in owner:
+                self.problem(path, f"{number} is a tracking number of pool {owner[e164]!r}; "
+                                   f"it cannot also be {role}")
+
+    def _when(self, path: tuple[str | int, ...], data: dict[str, Any]) -> When:
+        keywords = tuple(map(keyword_set, data.get("keywords", [])))
+        for i, (keyword, words) in enumerate(zip(data.get("keywords", []), keywords, strict=True)):
+            if not words:  # dropped silently, it would leave a rule that matches every phrase
+                self.problem((*path, "keywords", i), f"keyword {keyword!r} has no words to match")
+        regex = None
+        if "phrase_regex" in data:
+            try:
+                regex = Linear(data["phrase_regex"], unicode_classes=True)
+            except PatternError as exc:
+                self.problem((*path, "phrase_regex"), f"invalid regular expression: {exc}")
+        for i, country in enumerate(_listed(data.get("country"))):
+            if pycountry.countries.get(alpha_2=country) is None:
+                self.problem((*path, "country", i), f"unknown country code {country!r}")
+        for i, region in enumerate(_listed(data.get("region"))):
+            if pycountry.subdivisions.get(code=region) is None:  # type: ignore[no-untyped-call]
+                self.problem((*path, "region", i), f"unknown region code {region!r} (ISO 3166-2)")
+        return When(
+            keywords=tuple(words for words in keywords if words),
+            phrase_regex=regex,
+            sources=_folded(data.get("source")),
+            media=_folded(data.get("medium")),
+            campaigns=_folded(data.get("campaign")),
+            countries=_folded(data.get("country")),
+            regions=_folded(data.get("region")),
+            cities=_folded(data.get("city")),
+            devices=_folded(data.get("device")),
+        )
+
+    def _swaps(self, path: tuple[str | int, ...], data: list[dict[str, str]]) -> tuple[Swap, ...]:
+        swaps = []
+        for i, swap in enumerate(data):
+            try:
+                cssselect.parse(swap["selector"])
+            except cssselect.SelectorError as exc:
+                self.problem((*path, i, "selector"), f"bad CSS selector {swap['selector']!r}: {exc}")
+            # Interned: 10,000 rules name a few slots of the page.
+            swaps.append(Swap(sys.intern(swap["selector"]), self._text((*path, i, "text"), swap["text"])))
+        return tuple(swaps)
+
+    def _text(self, path: tuple[str | int, ...], source: str) -> Text:
+        try:
+            text = compile_text(source)
+        except TemplateError as exc:
+            self.problems.append(Problem(self.file, self.document.text_line(path, exc.lineno), exc.message))
+            return compile_text("")
+        return text
+
+    def _calls(self, data: dict[str, Any]) -> CallSettings:
+        secret = _secret(data.get("secret"))
+        zone = None
+        if "time_zone" in data:
+            try:
+                zone = ZoneInfo(data["time_zone"])
+            except (ValueError, ZoneInfoNotFoundError):
+                self.problem(("calls", "time_zone"), f"unknown time zone {data['time_zone']!r} (e.g. Europe/Moscow)")
+        if "zadarma_secret" in data and "time_zone" not in data:  # its call_start has no zone
+            self.problem(("calls", "zadarma_secret"), "Zadarma writes call times in your account's time zone: "
+                                                      "name it in calls.time_zone (e.g. Europe/Moscow)")
+        if ("mango_api_key" in data) != ("mango_api_salt" in data):
+            self.problem(("calls",), "Mango Office signs with both its key and its salt: "
+                                     "give mango_api_key and mango_api_salt")
+        return CallSettings(
+            secret=secret.encode() if secret else None,
+            qualify_after=_seconds(data.get("qualify_after", "30s")),
+            unique_within=_seconds(data.get("unique_within", "7d")),
+            time_zone=zone,
+            **{name: _secret(data.get(name)) for name in VENDOR_CREDENTIALS},
+        )
+
+    def _webhook(self, index: int, data: dict[str, Any]) -> Webhook:
+        secret = _secret(data["secret"])
+        if not secret:  # ${ENV_VAR} that is not set
+            self.problem(("webhooks", index, "secret"), f"{data['secret']} is not set: every delivery is signed")
+        if (data.get("format") == "telegram") != ("chat" in data):
+            self.problem(("webhooks", index), "a Telegram webhook needs its chat, and only it has one: "
+                                              "format: telegram, chat: \"-100…\"")
+        return Webhook(data["url"], secret or "", frozenset(data["kinds"]) if "kinds" in data else None,
+                       data.get("format", "json"), data.get("chat"))
+
+    def _exports(self, data: dict[str, Any]) -> Exports:
+        metrica, google = data.get("metrica"), data.get("google_ads")
+
+        def credential(path: tuple[str | int, ...], value: str) -> str:
+            secret = _secret(value)
+            if not secret:
+                self.problem(("exports", *path), f"{value} is not set: the upload needs it")
+            return secret or ""
+
+        return Exports(
+            kinds=frozenset(data.get("kinds", DEFAULT_EXPORTS.kinds)), value=float(data.get("value", 0)),
+            currency=data.get("currency", "RUB"),
+            metrica=Metrica(int(metrica["counter"]), credential(("metrica", "token"), metrica["token"]))
+            if metrica else None,
+            google_ads=GoogleAds(
+                customer=str(google["customer"]).replace("-", ""), actions=dict(google["actions"]),
+                **{name: credential(("google_ads", name), google[name])
+                   for name in ("client_id", "client_secret", "refresh_token")},
+                developer_token=_secret(google.get("developer_token")),
+                login_customer=str(google["login_customer"]).replace("-", "") if "login_customer" in google else None,
+            ) if google else None,
+        )
+
+    def _phone(self, path: tuple[str | int, ...], number: str) -> str:
+        e164 = phones.e164(number)
+        if e164 is None:
+            self.problem(path, f"invalid phone number {number!r} (use international format: +7 ...)")
+            return ""
+        return e164
+
+
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _alerts(data: dict[str, Any]) -> AlertSettings:
+    opens, _, closes = data.get("working_hours", "09:00-21:00").partition("-")
+    return AlertSettings(
+        no_calls_for=_seconds(data["no_calls_for"]) if "no_calls_for" in data else 0,
+        opens=_minutes(opens), closes=_minutes(closes),
+        days=frozenset(WEEKDAYS.index(day) for day in data.get("working_days", WEEKDAYS[:5])),
+    )
+
+
+def _minutes(clock: str) -> int:
+    hours, _, minutes = clock.partition(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _visits(data: dict[str, Any]) -> VisitSettings:
+    return VisitSettings(
+        timeout=_seconds(data.get("timeout", "30m")),
+        lookback=_seconds(data.get("lookback", "90d")),
+        last_non_direct=data.get("attribution", "last_non_direct") == "last_non_direct",
+    )
+
+
+# Site ids the service's own addresses take: /v1/calls/SITE is a site's call log.
+RESERVED_IDS = frozenset({"twilio", "mango", "zadarma", "uis", "telphin"})
+DEFAULT_EXPORTS = Exports()
+VENDOR_CREDENTIALS = ("twilio_auth_token", "mango_api_key", "mango_api_salt", "zadarma_secret", "uis_token",
+                      "telphin_token")
+
+
+def _secret(value: str | None) -> str | None:
+    """A literal secret, or `${NAME}`: the environment variable NAME, read when rules load."""
+    if value is None:
+        return None
+    reference = ENV_REFERENCE.fullmatch(value)
+    return (os.environ.get(reference[1]) or None) if reference else value
+
+
+def _seconds(value: str | int) -> int:
+    return value if isinstance(value, int) else int(value[:-1]) * DURATION_UNITS[value[-1]]
+
+
+def _place(name: str, forms: Mapping[str, str], language: str) -> places.Place:
+    """The site's own forms of `name`. A new nominative renames the place: `{{ city }}` prints
+    it, and the forms not given are declined from it («из Подмосковья», not «из МО»)."""
+    return places.with_overrides(places.place(forms.get("nomn") or name, language), forms)
+
+
+def _pages(data: dict[str, Any]) -> Pages:
+    return Pages.compile(_listed(data.get("page")))
+
+
+def _listed(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _folded(value: str | list[str] | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    return frozenset(v.casefold() for v in _listed(value))

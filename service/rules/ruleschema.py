@@ -1,0 +1,83 @@
+"""The rules JSON Schema, and its complaints put so that a marketer can act on them."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from service.rules.yamlsource import Path
+
+
+@cache
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(resources.files("service").joinpath("schema.json").read_text())
+    return loaded
+
+
+def schema_problems(data: Any) -> list[tuple[Path, str]]:
+    """Every way `data` breaks the schema, as (path of the value, message)."""
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    return [problem for error in errors for problem in _explain(error)]
+
+
+def _explain(error: jsonschema.ValidationError) -> list[tuple[Path, str]]:
+    path: Path = tuple(error.absolute_path)
+    where = dotted(path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+        problems = []
+        for key in error.instance:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                inside = f" in {where}" if where else ""
+                problems.append(((*path, key), f"unknown key {key!r}{inside}{suggestion}"))
+        return problems
+    if error.validator == "required":
+        return [(path, f"{where or 'file'}: {error.message}")]
+    best = _best(error)
+    path = tuple(best.absolute_path)
+    where = dotted(path)
+    message = best.message + _hint(best)
+    return [(path, f"{where}: {message}" if where else message)]
+
+
+def _best(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The error of the alternative that fits the value's type: for `country: [RU, ru]` the
+    list's bad item, not "is not of type 'string'"."""
+    if not error.context:
+        return error
+    fitting = [e for e in error.context if e.relative_path or e.validator != "type"]
+    return jsonschema.exceptions.best_match(fitting or error.context) or error
+
+
+def _hint(error: jsonschema.ValidationError) -> str:
+    """What YAML did to a value that was meant as text."""
+    if error.validator != "type":
+        return ""
+    if isinstance(error.instance, bool):
+        return (
+            "; YAML reads unquoted yes/no/on/off/true/false (and the country code NO) as true or false: "
+            "put the value in quotes"
+        )
+    if error.validator_value == "string" and isinstance(error.instance, dict | list):
+        return "; a text that starts with '{' or '[' must be in quotes: \"{{ city.in }}\""
+    if error.validator_value == "string":
+        return "; put the value in quotes"
+    if error.validator_value == "array" and isinstance(error.instance, str):
+        return f"; write a list: [{error.instance}]"
+    return ""
+
+
+def dotted(path: Path) -> str:
+    """`("rules", 0, "swap")` → `rules[0].swap`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text

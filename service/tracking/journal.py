@@ -1,0 +1,124 @@
+"""The conversion log: every call and conversion, with the visit it came from, in arrival order.
+
+One Redis stream per site (`sw:{SITE:log}:entries`, docs/STORAGE.md). Each entry is one
+conversion, logged once by its id (a retry, or a conversion replayed from the spool, adds
+nothing): a call (answered or missed, credited to a visitor or not), a form, a tel: click or a
+goal, with the visitor's variants and visit (source, campaign, phrase, ad click ids, landing
+page, the pages seen before it). The stream's ids order the log by arrival and are its cursor; entries older than
+`SWAPLINE_LOG_RETENTION_DAYS` are trimmed as new ones come. The call and conversion logs
+(`GET /v1/calls/{site}`, `GET /v1/conversions/{site}`) read it a bounded slice at a time.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+
+from service.errors import BadRequest
+from service.tracking.store import Script, Store
+
+DAY_MS = 86_400_000
+MOST = 1000  # entries one page may list
+SCANNED = 5000  # entries one request reads at most, whatever its filters keep
+SCAN_SLICE = 500  # entries read at a time
+STREAM_ID = "0123456789-"
+
+
+LOG = Script.named("log")
+CALL_KINDS = frozenset({"call", "missed_call"})
+
+
+def key(site: str) -> str:
+    return f"sw:{{{site}:log}}:entries"
+
+
+def last_call_key(site: str) -> str:
+    """When the site's latest call started (ms): a quiet telephony webhook shows there."""
+    return f"sw:{{{site}:log}}:last_call"
+
+
+class Journal:
+    def __init__(self, store: Store, retention_days: int = 90) -> None:
+        self.store = store
+        self.retention_ms = retention_days * DAY_MS
+
+    async def add(self, site: str, entry: Mapping[str, Any], now_ms: int) -> bool:
+        """Log one conversion (`entry["id"]`) unless it is already; entries past the retention go
+        as new ones come. Whether it was logged now."""
+        logged, = await self.store.batcher.submit(LOG(
+            (key(site), f"sw:{{{site}:log}}:logged", last_call_key(site)),
+            (entry["id"], now_ms, self.retention_ms, orjson.dumps(entry),
+             entry["at"] if entry["kind"] in CALL_KINDS else "")))
+        return bool(logged)
+
+    async def page(self, site: str, query: LogQuery, keeps: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The newest entries `keeps` keeps, from `query.cursor` on, and the cursor of the next page
+        (None when the log ends). Reads at most SCANNED entries, so a selective filter may return
+        fewer than `limit` with a cursor to go on from."""
+        entries: list[dict[str, Any]] = []
+        upper, scanned = f"({query.cursor}" if query.cursor else "+", 0
+        lower = str(query.since_ms) if query.since_ms else "-"  # an entry arrives no sooner than it happened
+        while len(entries) < query.limit and scanned < SCANNED:
+            batch = await self.store.client.xrevrange(key(site), upper, lower, count=min(SCAN_SLICE, SCANNED - scanned))
+            if not batch:
+                return {"entries": entries, "next": None}
+            for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
+                scanned += 1
+                upper = f"({stream_id.decode()}"
+                entry = orjson.loads(fields[b"c"])
+                if keeps(entry):
+                    entries.append(entry)
+                    if len(entries) == query.limit:
+                        break
+        return {"entries": entries, "next": upper[1:]}
+
+
+    async def forget(self, site: str, vid: str) -> int:
+        """Delete the entries that name visitor `vid` (erasure); how many went. Reads the whole
+        log a slice at a time: erasure is rare, and may take a while on a long log."""
+        doomed, lower = [], "-"
+        while batch := await self.store.client.xrange(key(site), lower, "+", count=SCAN_SLICE):
+            for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
+                lower = f"({stream_id.decode()}"
+                if orjson.loads(fields[b"c"]).get("visitor") == vid:
+                    doomed.append(stream_id)
+        return int(await self.store.client.xdel(key(site), *doomed)) if doomed else 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    since_ms: int | None
+    until_ms: int | None
+    limit: int
+    cursor: str | None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> LogQuery:
+        since, until = _day(params, "from"), _day(params, "to")
+        limit = params.get("limit") or "100"
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MOST):
+            raise BadRequest("invalid_filter", f"limit must be a whole number from 1 to {MOST}")
+        cursor = params.get("cursor") or None
+        if cursor is not None and not (len(cursor) <= 41 and cursor.count("-") == 1 and all(
+                c in STREAM_ID for c in cursor)):
+            raise BadRequest("invalid_filter", "cursor must be a page's `next`, as it was given")
+        return cls(since, until + DAY_MS - 1 if until is not None else None, int(limit), cursor)
+
+    def keeps_time(self, at_ms: int) -> bool:
+        return (self.since_ms is None or at_ms >= self.since_ms) and (self.until_ms is None or at_ms <= self.until_ms)
+
+
+def _day(params: Mapping[str, str], name: str) -> int | None:
+    """The first millisecond of a `YYYY-MM-DD` day (UTC), as reports count days."""
+    given = params.get(name)
+    if not given:
+        return None
+    try:
+        day = datetime.date.fromisoformat(given)
+    except ValueError:
+        raise BadRequest("invalid_filter", f"{name!r} must be a date: YYYY-MM-DD") from None
+    return int(datetime.datetime.combine(day, datetime.time(), datetime.UTC).timestamp() * 1000)

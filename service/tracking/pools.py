@@ -1,0 +1,177 @@
+"""Number pools in the store: leases, heartbeats, attribution and pool statistics.
+
+Each pool's keys share the hash tag `{SITE:POOL}` (one cluster slot per pool, so one big site
+spreads its pools over shards); the scripts in `service/lua/` do each step atomically, so no
+two processes can hand out one number twice. Times are milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+from starlette.requests import Request
+
+from service.front.auth import require_report_token
+from service.front.responses import JSON
+from service.rules.engine import Pool, Site
+from service.tracking.clock import DAY_MS, hour_and_day
+from service.tracking.store import Command, Script, Store
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+# Recommended size: Little's law gives the mean number of holds in the busiest hour,
+# L = λ·W; arrivals are random, so add three standard deviations of a Poisson count (√L),
+# the square-root staffing rule: the pool then runs out in well under 1% of moments.
+SIGMAS = 3
+LEASE, EXTEND, LET_GO, ATTRIBUTE, SYNC = (Script.named(name) for name in ("lease", "extend", "let_go", "attribute",
+                                                                        "sync"))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKeys:
+    """The keys of one pool; docs/STORAGE.md says what each holds."""
+
+    prefix: str
+    numbers: str
+    free: str
+    held: str
+    holder: str
+    visitor: str
+    leases: str
+    seq: str
+    stats: str
+    clock: str
+    networks: str
+
+    @classmethod
+    @functools.lru_cache(maxsize=1024)  # a few per site, wanted on every page view
+    def of(cls, site: str, pool: str) -> PoolKeys:
+        prefix = f"sw:{{{site}:{pool}}}:"
+        names = ("numbers", "free", "held", "holder", "visitor", "leases", "seq", "stats", "clock", "networks")
+        return cls(prefix, *(prefix + name for name in names))
+
+    def history(self, number: str) -> str:
+        return f"{self.prefix}history:{number}"
+
+    def overflowed(self, day: str) -> str:
+        return f"{self.prefix}overflowed:{day}"
+
+
+class Lease(NamedTuple):
+    number: str | None  # None: the pool was exhausted
+    status: str  # kept | new | overflow
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Lease:
+        number, status = reply
+        return cls(number.decode() if number else None, status.decode())
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    pool: str
+    numbers: int
+    held: int
+    utilisation: float
+    peak_held: int  # most numbers held at once, any retained day
+    arrivals_peak_hour: int  # new visitors who needed a number in the busiest hour
+    overflowed_visitors: int  # distinct visitors who got the overflow number, retained days
+    average_hold_s: float  # how long a lease lasts, visit plus hold (Little's W)
+    recommended_size: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Pools:
+    def __init__(self, store: Store, retention_days: int = 30, network_share: int = 100) -> None:
+        self.store = store
+        self.retention_ms = retention_days * DAY_MS
+        self.network_share = network_share
+
+    async def sync(self, site: Site) -> None:
+        """Make the store's pools match the rules; run at start and after every reload."""
+        for pool in site.pools:
+            if pool.numbers:
+                keys = PoolKeys.of(site.id, pool.id)
+                await self.store.client.eval(SYNC.source, 3, keys.numbers, keys.free, keys.held, *pool.numbers)
+
+    def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
+              now_ms: int, visit: str = "", network: str = "") -> Command:
+        """The command that leases (or keeps) the visitor's number; its reply makes a `Lease`.
+        `network` (a keyed hash of the client's) may hold `network_share` per cent of the pool."""
+        keys = PoolKeys.of(site, pool.id)
+        hour, day = hour_and_day(now_ms)
+        return LEASE(
+            (keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases, keys.seq, keys.stats,
+             keys.clock, keys.networks),
+            (vid, now_ms, pool.hold * 1000, page, orjson.dumps(experiments), self.retention_ms, hour, keys.prefix,
+             day, visit, network, max(1, len(pool.numbers) * self.network_share // 100)),
+        )
+
+    @staticmethod
+    def let_go(site: str, pool: Pool, vid: str, now_ms: int) -> Command:
+        """The command that ends the visitor's hold in `pool` now: their new visit has a number
+        of another pool, and a visitor holds one number at a time."""
+        keys = PoolKeys.of(site, pool.id)
+        return LET_GO((keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms))
+
+    async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
+        keys = PoolKeys.of(site, pool.id)
+        number, = await self.store.batcher.submit(EXTEND(
+            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms, pool.hold * 1000),
+        ))
+        return number.decode() if number else None
+
+    async def held(self, site: str, pool: Pool, now_ms: int) -> int:
+        """Numbers whose hold has not ended."""
+        return int(await self.store.client.zcount(PoolKeys.of(site, pool.id).held, now_ms, "+inf"))
+
+    async def holder(self, site: str, pool: Pool, number: str, at_ms: int) -> dict[str, Any] | None:
+        """The lease of `number` whose hold window contains `at_ms`, if any."""
+        keys = PoolKeys.of(site, pool.id)
+        record, = await self.store.batcher.submit(ATTRIBUTE((keys.leases, keys.history(number)), (at_ms,)))
+        return orjson.loads(record) if record else None
+
+    async def stats(self, site: str, pool: Pool, now_ms: int) -> PoolStats:
+        keys = PoolKeys.of(site, pool.id)
+        days = [hour_and_day(now_ms - i * DAY_MS)[1] for i in range(self.retention_ms // DAY_MS)]
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.hgetall(keys.stats)
+        pipe.zcount(keys.held, now_ms, "+inf")
+        for day in days:
+            pipe.scard(keys.overflowed(day))
+        raw, held, *overflows = await pipe.execute()
+        stats = {bytes(name).decode(): int(value) for name, value in raw.items()}
+        overflowed = sum(overflows)
+        arrivals = max((v for k, v in stats.items() if k.startswith("arrivals:")), default=0)
+        released = stats.get("released", 0)
+        average_hold = stats["held_ms"] / released / 1000 if released else float(pool.hold)
+        demand = arrivals / 3600 * average_hold  # Little's law: L = λ·W in the busiest hour
+        peak = max((v for k, v in stats.items() if k.startswith("peak:")), default=0)
+        return PoolStats(
+            pool=pool.id,
+            numbers=len(pool.numbers),
+            held=held,
+            utilisation=round(held / len(pool.numbers), 3) if pool.numbers else 0.0,
+            peak_held=peak,
+            arrivals_peak_hour=arrivals,
+            overflowed_visitors=overflowed,
+            average_hold_s=round(average_hold, 1),
+            recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), peak, 1),
+        )
+
+
+async def pools_endpoint(request: Request) -> JSON:
+    """`GET /v1/pools/{site}`: utilisation, peaks, overflow and recommended size per pool."""
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    await require_report_token(runtime, site, request)
+    now = runtime.now_ms()
+    stats = [await runtime.pools.stats(site.id, pool, now) for pool in site.pools if pool.numbers]
+    return JSON({"site": site.id, "pools": [s.as_json() for s in stats]})

@@ -1,0 +1,163 @@
+"""Retention: how long the store keeps each kind of record, and the daily job that enforces it.
+
+Records about one visitor (their assignments, conversion and overflow marks) go once the
+attribution window after their first exposure has passed; the daily counters the reports read
+stay for the report window, and so do call records; lease history and pool statistics stay for
+the lease window, the call and conversion log for the log window. Keys that are kept for a day
+or two, or per caller, expire by themselves (docs/STORAGE.md has the table).
+
+Most of those records are fields of hashes, which a TTL cannot reach, so once a day one process
+(whichever takes the store's lock) walks the `sw:` keys a slice at a time and deletes what is
+older than its window. Every record names the day it belongs to (or carries a time), which is
+all the job reads: a table maps each key family to that reading and to its window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from service.config import Settings
+from service.tracking.clock import DAY_MS, hour_and_day
+from service.tracking.ledger import DEDUPE_MS
+from service.tracking.store import STORE_ERRORS, Store
+
+log = logging.getLogger("swapline")
+EVERY = 3600.0  # seconds between looks at whether a day's compaction is due
+LOCK = "sw:compacted"  # set by the process that compacts, for a day: the others leave it alone
+SLICE = 1000  # fields or keys read at a time
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Days each kind of record is kept: SWAPLINE_ATTRIBUTION_DAYS, _REPORT_DAYS, _LEASE_RETENTION_DAYS, _LOG_DAYS."""
+
+    visitor: int = 30  # a visitor's records, after their first exposure
+    report: int = 400  # daily counters and call records
+    lease: int = 30  # lease history and pool statistics
+    log: int = 90  # the call and conversion log (service.tracking.journal)
+
+
+def _field_day(field: bytes, value: bytes) -> str:
+    return field.decode()[:10]  # "day|page|variant…", "day", "arrivals:HOUR" below
+
+
+def _value_day(field: bytes, value: bytes) -> str:
+    return value.decode().rpartition("|")[2]  # "variant|page|day", or the day alone
+
+
+def _stat_day(field: bytes, value: bytes) -> str:
+    moment = field.decode().partition(":")[2]
+    return moment[:10] if moment else "9999"  # totals without a moment stay
+
+
+def _call_day(field: bytes, value: bytes) -> str:
+    record = orjson.loads(value)
+    start = record.get("start") if isinstance(record, dict) else None
+    return hour_and_day(start)[1] if isinstance(start, int) else "9999"
+
+
+# Key family (the key's last part) -> how a hash field tells its day, and which window keeps it.
+HASHES: dict[str, tuple[Callable[[bytes, bytes], str], str]] = {
+    "assign": (_value_day, "visitor"),
+    "converted": (_value_day, "visitor"),
+    "overflowed": (_value_day, "visitor"),
+    "exposed": (_field_day, "report"),
+    "conversions": (_field_day, "report"),
+    "totals": (_field_day, "report"),
+    "overflow": (_field_day, "report"),
+    "excluded": (_field_day, "report"),
+    "bots": (_field_day, "report"),
+    "calls": (_call_day, "report"),
+    "stats": (_stat_day, "lease"),
+}
+
+
+class Retention:
+    def __init__(self, store: Store, windows: Windows) -> None:
+        self.store = store
+        self.windows = windows
+
+    @classmethod
+    def of(cls, store: Store, settings: Settings) -> Retention:
+        return cls(store, Windows(settings.attribution_days, settings.report_days, settings.lease_retention_days,
+                                  settings.log_days))
+
+    async def compact(self, now_ms: int) -> int:
+        """Delete every record older than its window, as of `now_ms`; returns how many went."""
+        cutoffs = {name: hour_and_day(now_ms - days * DAY_MS)[1]
+                   for name, days in (("visitor", self.windows.visitor), ("report", self.windows.report),
+                                      ("lease", self.windows.lease))}
+        deleted = 0
+        async for raw in self.store.client.scan_iter(match="sw:{*}:*", count=SLICE):
+            key = raw.decode()
+            family = key.rpartition(":")[2] if "}:history:" not in key else "history"
+            if family == "history":
+                deleted += await self._history(key, now_ms - self.windows.lease * DAY_MS)
+            elif family == "seen":  # event ids: trimmed by each conversion, and here once they stop
+                deleted += await self.store.client.zremrangebyscore(key, "-inf", f"({now_ms - DEDUPE_MS}")
+            elif family in ("entries", "logged"):  # the log: trimmed by each entry, and here once they stop
+                deleted += await self._log(key, family, now_ms - self.windows.log * DAY_MS)
+            elif family in HASHES:
+                day_of, window = HASHES[family]
+                deleted += await self._hash(key, day_of, cutoffs[window])
+            await asyncio.sleep(0)  # one key at a time: requests go first
+        return deleted
+
+    async def _hash(self, key: str, day_of: Callable[[bytes, bytes], str], cutoff: str) -> int:
+        client, deleted, cursor = self.store.client, 0, 0
+        while True:
+            cursor, fields = await client.hscan(key, cursor, count=SLICE)
+            assert isinstance(fields, dict)
+            old = [name for name, value in fields.items() if _older(day_of, name, value, cutoff)]
+            if old:
+                deleted += await client.hdel(key, *old)
+            if cursor == 0:
+                return deleted
+
+    async def _log(self, key: str, family: str, cutoff_ms: int) -> int:
+        client = self.store.client
+        if family == "logged":
+            return int(await client.zremrangebyscore(key, "-inf", f"({cutoff_ms}"))
+        deleted = int(await client.xtrim(key, minid=cutoff_ms))
+        if not await client.xlen(key):  # an empty stream stays until deleted
+            await client.delete(key)
+        return deleted
+
+    async def _history(self, key: str, cutoff_ms: int) -> int:
+        """A number's lease history, and the leases it names, past the lease window."""
+        client = self.store.client
+        old = await client.zrangebyscore(key, "-inf", f"({cutoff_ms}", start=0, num=SLICE)
+        deleted = 0
+        while old:
+            leases = key.partition("}:history:")[0] + "}:leases"
+            deleted += await client.hdel(leases, *old)
+            await client.zrem(key, *old)
+            old = await client.zrangebyscore(key, "-inf", f"({cutoff_ms}", start=0, num=SLICE)
+        return deleted
+
+    async def keep_compacting(self, now_ms: Callable[[], int]) -> None:
+        """Compact once a day, in whichever process takes the day's lock first; the first look
+        is an hour after the start, so a process that starts and stops often adds no work."""
+        while True:
+            await asyncio.sleep(EVERY)
+            try:
+                if await self.store.client.set(LOCK, 1, nx=True, ex=86_400 - int(EVERY)):
+                    deleted = await self.compact(now_ms())
+                    log.info("retention: %d old records deleted", deleted)
+            except STORE_ERRORS as exc:  # the store is away: next hour, then
+                log.warning("retention: cannot compact now: %s", exc)
+
+
+def _older(day_of: Callable[[bytes, bytes], str], name: Any, value: Any, cutoff: str) -> bool:
+    """Whether a record's day is before the cutoff; a record that names no day is kept."""
+    try:
+        day = day_of(name, value)
+    except (ValueError, OverflowError, OSError):  # undecodable, or a moment no calendar has
+        return False
+    return len(day) == 10 and day[4] == "-" and day < cutoff

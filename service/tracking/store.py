@@ -1,0 +1,288 @@
+"""The store: Redis or Valkey (standalone or cluster), the only home of shared state.
+
+Key layout (docs/STORAGE.md has the full table). Every key starts with `sw:`; keys that a
+script or a multi-key command touches together share one hash tag, so they live in one
+cluster slot, while different sites and experiments spread over shards:
+
+    sw:secret              string  signing secret shared by all service processes
+    sw:{SITE/EXPERIMENT}:… exposures and conversions (service.tracking.ledger)
+    sw:{SITE:POOL}:…       number pool state and lease history (service.tracking.pools)
+    sw:{SITE:calls}:…      call records and hashed callers (service.integrations.calls)
+
+Commands are plain tuples of arguments, made by the modules that own the keys; `Batcher`
+sends the commands of concurrent requests together, so a decision costs at most one round
+trip that it shares with everything else that arrived meanwhile. Scripts travel by digest
+(EVALSHA); a server that does not know one yet (new, restarted, flushed) gets it once by EVAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, NamedTuple
+
+import redis.asyncio as redis
+from hiredis import pack_command
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+
+from service.observability import STORE_FAILURES
+from service.tracking.pipe import Pipe
+
+log = logging.getLogger("swapline")
+Client = redis.Redis | RedisCluster
+
+
+# A store that does not answer must cost a request milliseconds, not the client's defaults
+# of seconds and retries: the page is waiting. Work that must not be lost is spooled instead.
+# One immediate retry on a fresh connection: after a store restart, the connections pooled
+# for the rarer commands (reports, pool sync) are dead, and nothing else would notice.
+TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0, "retry": Retry(NoBackoff(), 1)}
+RETRY_AFTER = 0.5  # seconds a failed store is left alone before the next request tries it
+# Seconds a batch may take, a new connection's handshake included: a page is waiting, and a
+# store that is frozen rather than dead (it accepts connections, answers nothing) must cost
+# no more than a dead one. Round trips take a millisecond or two.
+DEADLINE = 0.2
+# Seconds a command nobody waits for (a page on a visit's journey) may wait for a batch to
+# ride with: under load one leaves every millisecond or two; a quiet worker sends its own.
+DEFER = 0.25
+# Batches out at once, each on a connection of its own. One would make the biggest batches,
+# but then a worker sits idle while every request waits on the one round trip.
+IN_FLIGHT = 2
+
+
+class StoreDown(ConnectionError):
+    """The store failed a moment ago; nothing was sent."""
+
+
+STORE_ERRORS = (redis.RedisError, OSError)  # OSError covers StoreDown, refused sockets, time-outs
+
+
+def connect(url: str, cluster: bool = False) -> Client:
+    if cluster:
+        return RedisCluster.from_url(url, **TIMEOUTS)
+    return redis.Redis.from_url(url, health_check_interval=30, **TIMEOUTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script from `service/lua/`, called by its digest."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def named(cls, name: str, *uses: str) -> Script:
+        """`service/lua/NAME.lua`, after the files whose local functions it uses."""
+        folder = resources.files("service").joinpath("lua")
+        source = "".join(folder.joinpath(f"{part}.lua").read_text() for part in (*uses, name))
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+
+    def __call__(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> ScriptCall:
+        return ScriptCall(self, keys, args)
+
+
+class ScriptCall(NamedTuple):
+    """A command that runs a script: EVALSHA, or EVAL where the server does not know it yet."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+    def by_digest(self) -> tuple[Any, ...]:
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+    def with_source(self) -> tuple[Any, ...]:
+        """The server runs it and keeps it by its digest from then on."""
+        return ("EVAL", self.script.source, len(self.keys), *self.keys, *self.args)
+
+
+Command = tuple[Any, ...]  # a command's arguments as sent, ("HINCRBY", key, field, 1), or a ScriptCall
+
+
+def pack(commands: list[Command]) -> bytes:
+    """The commands in the Redis protocol (RESP), as one buffer: what redis-py's `pack_commands`
+    makes, by hiredis's packer in C. Packing argument by argument in Python was the hottest
+    part of a decision's store round trip."""
+    return b"".join([pack_command(command.by_digest() if type(command) is ScriptCall else command)
+                     for command in commands])
+
+
+class Batcher:
+    """Sends the commands of concurrent requests together, at most `IN_FLIGHT` batches at a time.
+
+    A request submits all of its commands before its first `await`; whatever is submitted
+    while the batches are out leaves together as soon as one is back, so under load the
+    batches grow instead of the round trips. A standalone store gets them pipelined on
+    connections of the batcher's own (no pipeline object per batch); a cluster through
+    redis-py's cluster pipeline, which splits them by slot.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._cluster = isinstance(client, RedisCluster)  # a slow isinstance (a Protocol): once, not per batch
+        self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]] | None]] = []  # None: deferred
+        self._sending: set[asyncio.Task[None]] = set()  # also the strong references to the tasks
+        self._idle: list[Pipe] = []  # connections of the batcher's own, made when none is idle
+        self._deferred: list[Command] = []
+        self._timer: asyncio.TimerHandle | None = None  # sends the deferred commands of a quiet worker
+        self.round_trips = 0
+        self.failures = 0
+        self.down_until = 0.0  # monotonic time; before it, commands fail without a round trip
+
+    def submit(self, *commands: Command) -> asyncio.Future[list[Any]]:
+        """Queue the commands; the future gets their replies in order, or the first error."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        if time.monotonic() < self.down_until:
+            future.set_exception(StoreDown("the store failed a moment ago"))
+            return future
+        if not self._pending and len(self._sending) < IN_FLIGHT:
+            loop.call_soon(self._flush)
+        self._pending.append((commands, future))
+        return future
+
+    def defer(self, *commands: Command) -> None:
+        """Queue commands nobody waits for: they ride with the next batch that leaves, or leave
+        on their own within `DEFER`, so they never cost a round trip while requests come. A
+        failing store loses them, as it would fail a request's own commands."""
+        self._deferred += commands
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(DEFER, self._send_deferred)
+
+    def _send_deferred(self) -> asyncio.Future[list[Any]] | None:
+        self._timer = None
+        if not self._deferred:
+            return None
+        commands, self._deferred = self._deferred, []
+        sent = self.submit(*commands)
+        sent.add_done_callback(_unheard)
+        return sent
+
+    async def settle(self) -> None:
+        """Send the deferred commands now, and wait for them (whatever the store says)."""
+        if sent := self._send_deferred():
+            await asyncio.wait([sent])
+
+    def _flush(self) -> None:
+        if not self._pending or len(self._sending) >= IN_FLIGHT:
+            return  # nothing to send, or it leaves when a batch in flight is back
+        batch, self._pending = self._pending, []
+        if self._deferred:  # they ride along, first as they came first; their replies go unread
+            batch.insert(0, (self._deferred, None))
+            self._deferred = []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._flush()
+
+    async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]] | None]]) -> None:
+        self.round_trips += 1
+        commands = [command for group, _ in batch for command in group]
+        try:
+            async with asyncio.timeout(DEADLINE):
+                replies = await self._execute(commands)
+                # Error replies are rare: one look over the batch decides whether to look closer.
+                failed = any(isinstance(reply, Exception) for reply in replies)
+                if failed and NoScriptError in map(type, replies):  # a new or restarted server: the scripts, once
+                    unknown = {i: command.with_source() for i, command in enumerate(commands)
+                               if isinstance(command, ScriptCall) and isinstance(replies[i], NoScriptError)}
+                    for i, reply in zip(unknown, await self._execute(list(unknown.values())), strict=True):
+                        replies[i] = reply
+        except Exception as exc:  # the store is down: every waiter hears it
+            if not self.failures or time.monotonic() - self.down_until > RETRY_AFTER:
+                log.warning("store unavailable: %r; decisions degrade, events and calls are spooled", exc)
+            self.failures += 1
+            STORE_FAILURES.inc()
+            self.down_until = time.monotonic() + RETRY_AFTER
+            for _, future in batch:
+                if future and not future.done():
+                    future.set_exception(exc)
+            return
+        start = 0
+        for group, future in batch:
+            mine = replies[start:start + len(group)]
+            start += len(group)
+            if future is None or future.done():
+                continue
+            error = failed and next((reply for reply in mine if isinstance(reply, Exception)), None)
+            if error:
+                future.set_exception(error)
+            else:
+                future.set_result(mine)
+
+    async def _execute(self, commands: list[Command]) -> list[Any]:
+        """The replies of `commands`, an error reply as its exception in its place."""
+        if self._cluster:
+            assert isinstance(self._client, RedisCluster)
+            pipeline = self._client.pipeline(transaction=False)
+            for command in commands:
+                pipeline.execute_command(*(command.by_digest() if type(command) is ScriptCall else command))
+            return list(await pipeline.execute(raise_on_error=False))
+        pipe = await self._pipe()
+        try:
+            replies = await pipe.send(pack(commands), len(commands))
+        except BaseException:  # replies may be left unread: start over on a fresh connection
+            pipe.close()
+            raise
+        self._idle.append(pipe)
+        return replies
+
+    async def _pipe(self) -> Pipe:
+        """An idle connection that is still open, else a new one."""
+        while self._idle:
+            pipe = self._idle.pop()
+            if not pipe.closed:
+                return pipe
+        assert isinstance(self._client, redis.Redis)
+        return await Pipe.open(self._client)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.settle()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        for pipe in self._idle:
+            pipe.close()
+
+
+def _unheard(future: asyncio.Future[list[Any]]) -> None:
+    """Nobody waits for deferred commands: a failure is only worth a debug line."""
+    if not future.cancelled() and (error := future.exception()):
+        log.debug("deferred commands failed: %r", error)
+
+
+class Store:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.batcher = Batcher(client)
+
+    async def secret(self) -> bytes:
+        """The signing secret every process shares; made once, kept in the store."""
+        await self.client.set("sw:secret", secrets.token_hex(32), nx=True)
+        value = await self.client.get("sw:secret")
+        assert isinstance(value, bytes)
+        return value
+
+    async def time(self) -> float:
+        """The store's clock, in seconds since the epoch."""
+        seconds, micros = await asyncio.wait_for(self.client.time(), DEADLINE)
+        return int(seconds) + int(micros) / 1e6
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        await self.client.aclose()

@@ -1,0 +1,210 @@
+"""Visits: the pages of one arrival, the unit call trackers and analytics tools credit.
+
+A visit starts when the visitor arrives with a new traffic source (an external referrer, UTM
+parameters or an ad click id) or after the site's `visits.timeout` without a page view; pages
+reached from the site's own origins, and direct loads, continue it. Every page of a visit is
+decided with the traffic the visit arrived with (its source, campaign and search phrase), keeps
+the visit's number pool, and joins its journey. A direct visit keeps the visitor's last
+non-direct source within `visits.lookback` (last non-direct click), unless the site says
+`attribution: last_click`.
+
+The visit travels with the visitor: the decision token carries it, attached to its payload and
+signed with it, and the snippet sends the last token back with the next page view. So a
+decision knows its visit without reading the store, and one signature. The attachment is the
+same on every page of a visit (from its first page with a number), so a worker parses and
+encodes it once a visit, not once a page. The store keeps what call records and logs need
+(`record`): the visit as it started, and the pages seen, written in a deferred command that
+rides with the next batch to the store (`Batcher.defer`).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import random
+from typing import Any, NamedTuple
+
+import orjson
+
+from service.rules.engine import Site
+from service.rules.phrase import NO_REFERRAL, Landing, Referral, Traffic
+from service.tracking.store import Command, Script, Store
+from service.tracking.tokens import TokenSigner, attachment, decode, encode
+
+MAX_PAGES = 50  # pages of a visit's journey the store keeps, the latest
+NO_LANDING = Landing(None, None, None, None, None, None)
+RECORD = Script.named("visit")
+
+
+class Visit(NamedTuple):
+    """A visit as a decision token carries it. Times are seconds since the epoch."""
+
+    id: str
+    started: int
+    landing: Landing  # the parameters and referrer it arrived with
+    referral: Referral
+    pool: str | None = None  # the pool of its number, chosen on its first page with one
+    # The visitor's last non-direct arrival (this one, or an earlier visit's) and when it came.
+    credited: tuple[Landing, Referral, int] | None = None
+
+    @property
+    def direct(self) -> bool:
+        return _direct(self.landing, self.referral)
+
+    def source(self, site: Site) -> tuple[Landing, Referral]:
+        """The arrival rules and reports see: the visit's own, or for a direct visit under last
+        non-direct attribution, the visitor's last non-direct one."""
+        if self.direct and self.credited and site.visits.last_non_direct:
+            return self.credited[0], self.credited[1]
+        return self.landing, self.referral
+
+    def carried(self) -> str:
+        """The visit as a decision token carries it, attached (`TokenSigner.sign`)."""
+        carried: list[Any] = [self.id, self.started, _listed(self.landing), _listed(self.referral), self.pool]
+        if self.credited and self.credited != (self.landing, self.referral, self.started):  # else it is this visit
+            landing, referral, when = self.credited
+            carried.append([_listed(landing), _listed(referral), when])
+        return encode(orjson.dumps(carried))
+
+
+class Previous(NamedTuple):
+    """The visit the visitor's last decision token brought back."""
+
+    visit: Visit
+    seen: int  # its latest page view: when that token was signed
+    carried: str  # as the token carries it: the same on every page of the visit, until its pool is chosen
+
+
+def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Previous | None:
+    """The visit the visitor's last decision token carries, if the token is ours, for this site
+    and visitor; anything else (forged, foreign, malformed, older) is no visit, never an error:
+    the page view starts one."""
+    # Not through the signer's memo: every page view brings a token of its own.
+    payload = signer.verify.__wrapped__(token) if token else None
+    if not payload or payload.get("s") != site or payload.get("v") != vid:
+        return None
+    assert token is not None
+    carried = attachment(token)
+    try:
+        return Previous(_visit(carried), _int(payload.get("t")), carried)
+    except (TypeError, ValueError, IndexError):  # signed by us, so only an older format
+        return None
+
+
+# A visit's pages bring back the same attachment (signed, so checked before it is read here).
+@functools.lru_cache(maxsize=4096)
+def _visit(carried: str) -> Visit:
+    id_, started, landing, referral, pool, *more = orjson.loads(decode(carried))
+    landing, referral = _arrival(_tupled(landing), _tupled(referral))
+    credited = None
+    if more:
+        credited = (*_arrival(_tupled(more[0][0]), _tupled(more[0][1])), _int(more[0][2]))
+    elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
+        credited = (landing, referral, _int(started))
+    return Visit(_text(id_), _int(started), landing, referral, _optional(pool), credited)
+
+
+def follow(previous: Previous | None, landed: Landing, referred: Referral, site: Site, now: int) -> tuple[Visit, bool]:
+    """The visit a page view belongs to, and whether it starts there. A visit that goes on is
+    the previous one itself: the token signed for this page view says when it was last seen."""
+    internal = referred.host is not None and referred.host in site.hosts
+    last = previous.visit if previous else None
+    # Traffic the visit did not come with: back on the landing page, its campaign is no news.
+    arrived = (landed != NO_LANDING and (last is None or landed != last.landing)) or (
+        referred.host is not None and not internal and (last is None or referred != last.referral))
+    if previous and not arrived and now - previous.seen <= site.visits.timeout:
+        return previous.visit, False
+    if internal:  # back after a time-out from one of the site's own pages: a direct visit
+        referred = NO_REFERRAL
+    credited: tuple[Landing, Referral, int] | None = (landed, referred, now)
+    if _direct(landed, referred):  # the visitor's last non-direct arrival, if recent
+        credited = last.credited if last else None
+        if credited and now - credited[2] > site.visits.lookback:
+            credited = None
+    return Visit(_new_id(), now, landed, referred, None, credited), True
+
+
+def _direct(landed: Landing, referred: Referral) -> bool:
+    return landed == NO_LANDING and referred.host is None
+
+
+def _new_id() -> str:
+    """12 URL-safe characters. A visit id need only differ from the visitor's other visits'
+    (tokens are signed, keys name the visitor), so it comes from a PRNG, not the kernel."""
+    return base64.urlsafe_b64encode(random.randbytes(9)).decode()
+
+
+def record(site: str, vid: str, visit: Visit, path: str, now_ms: int, ttl: int, started: bytes = b"") -> Command:
+    """The command that adds the page to the visit's journey, and keeps the visit's record
+    (`started`) when it starts there."""
+    prefix = visitor_prefix(site, vid)
+    page = (f"{now_ms} {path}", MAX_PAGES, ttl)
+    if started:
+        return RECORD((f"{prefix}pages:{visit.id}", f"{prefix}visit:{visit.id}"), (*page, started))
+    return RECORD((f"{prefix}pages:{visit.id}",), page)
+
+
+def started(visit: Visit, path: str, now_ms: int, shown: Traffic, details: dict[str, Any]) -> bytes:
+    """A visit's record as it starts: `shown` is the traffic it is credited to; `details` what
+    else a visit's start records (geo, device, ad click ids with their values)."""
+    return orjson.dumps({
+        "id": visit.id, "started": now_ms, "landing": path, "source": shown.source, "medium": shown.medium,
+        "campaign": shown.campaign, "content": shown.content, "phrase": shown.phrase, "engine": shown.engine,
+        **details,
+    })
+
+
+async def journey(store: Store, site: str, vid: str, visit: str, until_ms: int) -> dict[str, Any] | None:
+    """The visit as it started, with the pages seen up to `until_ms`, for a call record; None
+    when the store has no such visit (gone past its retention, or leased before visits)."""
+    prefix = visitor_prefix(site, vid)
+    started, pages = await store.batcher.submit(("GET", f"{prefix}visit:{visit}"),
+                                                ("LRANGE", f"{prefix}pages:{visit}", 0, -1))
+    if not started:
+        return None
+    seen = []
+    for entry in pages:
+        moment, _, path = bytes(entry).decode().partition(" ")
+        if int(moment) <= until_ms:
+            seen.append({"at": int(moment), "path": path})
+    record: dict[str, Any] = orjson.loads(started)
+    return {**record, "pages": seen}
+
+
+def visitor_prefix(site: str, vid: str) -> str:
+    """Of every key kept for one visitor: their hash tag puts them in one slot."""
+    return f"sw:{{{site}|{vid}}}:"
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _optional(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _listed(fields: tuple[str | None, ...]) -> list[str | None] | int:
+    """An arrival's fields in a token; 0 when none is set, as for every direct visit: shorter."""
+    return list(fields) if any(fields) else 0
+
+
+def _tupled(carried: Any) -> tuple[Any, ...]:
+    return () if carried == 0 else tuple(carried)
+
+
+# The same campaigns and referrers come back page after page: each is checked and built once.
+@functools.lru_cache(maxsize=4096)
+def _arrival(landing: tuple[Any, ...], referral: tuple[Any, ...]) -> tuple[Landing, Referral]:
+    landing, referral = landing or (None,) * len(Landing._fields), referral or (None,) * len(Referral._fields)
+    if len(landing) != len(Landing._fields) or len(referral) != len(Referral._fields):
+        raise ValueError(landing, referral)
+    return Landing(*map(_optional, landing)), Referral(*map(_optional, referral))

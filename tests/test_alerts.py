@@ -1,0 +1,134 @@
+"""A site's alerts through the real service and store, on a test clock, then as a Telegram bot's
+messages at a local receiver; and the Prometheus rules for the service's own trouble."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+import pytest
+import redis
+import yaml
+from starlette.testclient import TestClient
+
+from service.integrations.alerts import Alerts
+from tests.conftest import BROWSER_HEADERS, ROOT, Clock, site_client, start
+from tests.receiver import Receiver
+from tests.test_visits import AD, ORIGIN, REPORT, SITE, call
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+ALERTING = SITE.replace("calls: {secret:", "calls: {time_zone: Europe/Moscow, secret:") + """alerts:
+  no_calls_for: 2h
+  working_hours: "09:00-19:00"
+  working_days: [mon, tue, wed, thu, fri]
+"""
+
+
+def moscow(day: int, hour: int, minute: int = 0) -> float:
+    """A moment of the week of 2026-11-16 (Monday) in Moscow, as unix seconds."""
+    return datetime.datetime(2026, 11, 16 + day, hour, minute, tzinfo=MOSCOW).timestamp()
+
+
+@pytest.fixture
+def climate(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
+    with site_client(valkey_url, rules_dir, clock, "climate", ALERTING) as client:
+        yield client
+
+
+def checked(client: TestClient, check: str | None = None) -> list[dict[str, Any]]:
+    """Run the checks once, as the minute's process would; the alerts (of `check`) logged so far."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    alerts = Alerts(runtime.store, runtime.journal, lambda: list(runtime.rules.sites.values()), runtime.now_ms)
+    client.portal.call(alerts.check)  # type: ignore[union-attr]
+    answer = client.get("/v1/conversions/climate", params={"kind": "alert"}, headers=REPORT).json()
+    return [entry["alert"] for entry in answer["entries"] if check in (None, entry["alert"]["check"])]
+
+
+def test_a_pool_that_overflows_raises_one_alert_an_hour(climate: TestClient, clock: Clock) -> None:
+    shown = [climate.get("/v1/decide", params={"site": "climate", "url": AD, "vid": f"overflow-visitor-{n:06d}"}).json()
+             for n in range(3)]  # the yandex pool has two numbers
+    assert shown[2]["phone"]["kind"] == "overflow"
+    (alert,) = checked(climate, "pool_overflow")
+    assert "pool yandex gave 1 visitors its overflow number" in alert["message"]
+    assert len(checked(climate, "pool_overflow")) == 1  # the same hour: said once
+    conversions = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
+    assert all(entry["kind"] != "alert" for entry in conversions)  # the conversion log lists alerts when asked
+
+
+def test_no_calls_for_two_working_hours_raises_an_alert_and_the_night_does_not_count(climate: TestClient,
+                                                                                       clock: Clock) -> None:
+    clock.now = moscow(2, 8, 30)  # Wednesday, before opening: whatever the night was, no alert
+    assert checked(climate) == []
+    clock.now = moscow(2, 10, 30)  # an hour and a half of working hours, quiet
+    assert checked(climate) == []
+    shown = climate.get("/v1/decide", params={"site": "climate", "url": AD, "vid": "caller-visitor-0001"}).json()
+    clock.now = moscow(2, 10, 40)
+    call(climate, shown["phone"]["number"], clock.now)
+    clock.now = moscow(2, 12, 30)  # under two hours since that call
+    assert checked(climate) == []
+    clock.now = moscow(2, 12, 41)
+    (alert,) = checked(climate)
+    assert alert == {"check": "no_calls", "message": "climate: no call for 2 h of working hours: check that the "
+                     "telephony's webhook still reaches Swapline (docs/CALLS.md)"}
+    clock.now = moscow(5, 14)  # Saturday: not a working day
+    assert len(checked(climate)) == 1
+
+
+def test_a_failed_upload_to_an_ad_platform_raises_an_alert(climate: TestClient, clock: Clock,
+                                                           store: redis.Redis) -> None:
+    store.xadd("sw:{climate:log}:uploads", {"u": orjson.dumps({  # as service.integrations.exports records one
+        "target": "google-ads", "at": int(clock.now * 1000), "rows": 3, "status": "failed",
+        "detail": "Client error '401 Unauthorized'"})})
+    (alert,) = checked(climate, "exports_failing")
+    assert "401 Unauthorized" in alert["message"]
+
+
+def test_alerts_and_conversions_reach_a_telegram_chat(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    telegram = Receiver()
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "climate.yaml").write_text(SITE + f"""webhooks:
+  - url: {telegram.url}/bot123456:test-token/sendMessage
+    format: telegram
+    chat: "-1001234567890"
+    secret: telegram-hook-secret-01
+    kinds: [alert, form]
+""")
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
+                          SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32", SWAPLINE_ALERT_EVERY="1",
+                          SWAPLINE_WEBHOOK_RETRY_MS="200")
+    try:
+        with httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}) as http:
+            shown = [http.get("/v1/decide", params={"site": "climate", "url": AD, "vid": f"tg-visitor-{n:08d}"}).json()
+                     for n in range(3)]
+            form = orjson.dumps({"type": "form", "id": "tg-form-1", "token": shown[0]["token"]})
+            assert http.post("/v1/events", content=form, headers={"origin": ORIGIN}).status_code == 202
+        path = "/bot123456:test-token/sendMessage"
+        telegram.wait(lambda: len(telegram.taken(path)) >= 2)
+    finally:
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
+        telegram.close()
+    messages = [orjson.loads(request.body) for request in telegram.taken(path)]
+    assert all(message["chat_id"] == "-1001234567890" and set(message) == {"chat_id", "text"} for message in messages)
+    texts = sorted(message["text"] for message in messages)
+    assert texts[0] == "Form on / · yandex / summer «купить кондиционер»"
+    assert texts[1].startswith("⚠️ climate: pool yandex gave 1 visitors its overflow number")
+
+
+def test_the_prometheus_rules_read_metrics_the_service_exposes(client: TestClient) -> None:
+    rules = yaml.safe_load((ROOT / "docs" / "prometheus-alerts.yml").read_text())["groups"]
+    exprs = [rule["expr"] for group in rules for rule in group["rules"]]
+    assert len(exprs) >= 6
+    exposed = {line.split()[2] for line in client.get("/metrics").text.splitlines() if line.startswith("# TYPE")}
+    for expr in exprs:
+        for name in re.findall(r"\bswapline_[a-z_]+", expr):
+            family = re.sub(r"_(total|bucket|count|sum)$", "", name)
+            assert family in exposed or name in exposed, f"{name} is not on /metrics"
