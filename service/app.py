@@ -20,7 +20,12 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from service import embedded
-from service.analytics.dashboard import calls_page_endpoint, dashboard_endpoint, login_endpoint
+from service.analytics.dashboard import (
+    calls_page_endpoint,
+    dashboard_endpoint,
+    login_endpoint,
+    sources_page_endpoint,
+)
 from service.analytics.logs import calls_log_endpoint, conversions_log_endpoint
 from service.analytics.reports import report_endpoint
 from service.config import Settings
@@ -78,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         pools = Pools(store, settings.lease_retention_days, settings.network_share)
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
                           Ledger(store, settings.max_pages, settings.max_goals),
-                          Journal(store, settings.log_days), Spool(settings.data_dir / "spool"),
+                          Journal(store, settings.log_days, settings.report_days), Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
         app.state.runtime = runtime
         if isinstance(runtime.clock, StoreClock):  # before the first page view is stamped
@@ -151,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
             Route("/dashboard/{site}/calls", calls_page_endpoint, methods=["GET"]),
+            Route("/dashboard/{site}/sources", sources_page_endpoint, methods=["GET"]),
             Route("/", home_endpoint, methods=["GET"]),
             Route("/s.js", snippet_endpoint, methods=["GET"]),
             Route("/s/{version}.js", pinned_snippet_endpoint, methods=["GET"]),

@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--page")
     report.add_argument("--experiment")
     report.add_argument("--metric", help="conversion kind the statistics compare (default: any)")
+    report.add_argument("--by", help="visits and conversions by one or two of: source, medium, campaign, phrase, "
+                                     "landing, region, city, device, pool (e.g. --by source,campaign)")
 
     args = parser.parse_args(argv)
     try:
@@ -213,7 +215,7 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     filters = {"from": args.since, "to": args.until, "page": args.page, "experiment": args.experiment,
-               "metric": args.metric}
+               "metric": args.metric, "by": args.by}
     query = urllib.parse.urlencode({name: value for name, value in filters.items() if value})
     path = f"/v1/reports/{args.site}{'.csv' if args.format == 'csv' else ''}{'?' + query if query else ''}"
     body = _ask(settings, args, path, raw=args.format == "csv")
@@ -221,9 +223,20 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.write(body)
     elif args.format == "json":
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif args.by:
+        _print_by(body)
     else:
         _print_report(body)
     return 0
+
+
+def _print_by(report: dict[str, Any]) -> None:
+    print(f"site {report['site']}, {report['from']} to {report['to']}, by {', '.join(report['by'])}")
+    _table([(*report["by"], "visits", "calls", "target calls", "forms", "converted", "rate", "95% interval")], [
+        (*row["values"], row["visits"], row["conversions"]["call"], row["conversions"]["qualified_call"],
+         row["conversions"]["form"], row["converted"], _pct(row["rate"]),
+         f"{_pct(row['interval'][0])}..{_pct(row['interval'][1])}" if row["interval"] else "")
+        for row in report["rows"]])
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -250,6 +250,8 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
                            headers=BROWSER_HEADERS)
         outputs = {fmt: subprocess.run(["swapline", "report", "--site", "shop", "--url", base, "--format", fmt],
                                        capture_output=True, text=True, env=env) for fmt in ("table", "csv", "json")}
+        by_source = subprocess.run(["swapline", "report", "--site", "shop", "--url", base, "--by", "source,device"],
+                                   capture_output=True, text=True, env=env)
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
@@ -260,6 +262,10 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
     assert outputs["csv"].stdout.startswith("section,experiment,page,variant")
     table = outputs["table"].stdout
     assert "experiment hero on /" in table and "control" in table and "beats control" in table
+    assert by_source.returncode == 0, by_source.stderr
+    header, row = by_source.stdout.splitlines()[1:3]  # the direct visits of a desktop browser
+    assert header.split()[:4] == ["source", "device", "visits", "calls"]
+    assert row.split()[:3] == ["(none)", "desktop", "10"] and "50.0%" in row
 
 
 def test_serve_stops_its_store_on_sigterm_too(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ table's figure:
     conversion   each variant's conversion rate so far, with its 95% (Wilson) band
     lift         each variant's relative lift over the control so far, with its always-valid
                  band (`stats.sequential`): the band a daily look may be judged by
+    bars         a report by dimension's conversion rates, each with its 95% interval
 
 A day's variants stand side by side, each point with its interval as a whisker, so a single
 day of data still reads; the axis runs in round steps from the lowest interval to the highest.
@@ -134,3 +135,23 @@ def _percent(value: float) -> str:
 
 def _signed_percent(value: float) -> str:
     return f"{round(value * 100, 6):+g}%".replace("-", "−") if value else "0%"
+
+
+def bars(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
+    """Each row's conversion rate as a horizontal bar with its 95% interval as a whisker, on an
+    axis of round steps from 0: which source (or campaign, phrase …) converts, and how surely."""
+    shown = [row for row in rows if row["rate"] is not None]
+    highest = max((row["interval"][1] for row in shown), default=0.0)
+    step, _, steps = _steps(0.0, highest or 0.01)
+    top, line = step * steps, 22
+    left, width = 180, WIDTH - 196
+    height = 36 + line * len(shown)
+
+    def x(rate: float) -> float:
+        return left + rate / top * width
+
+    items = [{"label": " · ".join(row["values"])[:32], "y": 24 + line * index, "x": x(row["rate"]),
+              "low": x(row["interval"][0]), "high": x(row["interval"][1])} for index, row in enumerate(shown)]
+    ticks = [{"x": x(step * i), "label": _percent(step * i)} for i in range(steps + 1)]
+    return {"label": label, "width": WIDTH, "height": height, "left": left, "bars": items, "ticks": ticks,
+            "bottom": height - 12}

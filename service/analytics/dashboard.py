@@ -19,7 +19,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service.analytics import charts, logs
+from service.analytics import charts, dimensions, logs
 from service.analytics.reports import Filters, build
 from service.errors import BadRequest, TooManyRequests
 from service.front import bodies
@@ -27,11 +27,14 @@ from service.front.auth import accepts, fingerprint, require_report_token
 from service.integrations import exports
 from service.rules.engine import Site
 from service.runtime import Runtime
+from service.tracking.clock import hour_and_day
 
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
 DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
 CALLS_SHOWN = 50  # calls a page of the call log shows
+SOURCE_CHOICES = ("source", "source,campaign", "campaign", "phrase", "source,phrase", "landing", "region", "city",
+                  "device", "pool")
 # How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
 # (the default), or the classic ones, valid for one look at a sample size fixed in advance.
 TESTS = {"sequential": "sequential: look any day", "fixed": "fixed horizon: one look at the planned size"}
@@ -82,6 +85,19 @@ async def calls_page_endpoint(request: Request) -> Response:
         site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
         uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
         moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    return HTMLResponse(html, headers=HEADERS)
+
+
+async def sources_page_endpoint(request: Request) -> Response:
+    """`/dashboard/{site}/sources`: visits and conversions by source, campaign, phrase … (`?by=`)."""
+    runtime, site = _site(request)
+    if not await _signed_in(runtime, site, request):
+        return _login_page(site)
+    params = {"by": "source", **{name: value for name, value in request.query_params.items() if value}}
+    query = dimensions.Query(params, hour_and_day(runtime.now_ms())[1])
+    report = await dimensions.report(runtime.store, site.id, query)
+    chart = charts.bars(report["rows"], f"Conversion rate by {' and '.join(query.by)}, with 95% intervals")
+    html = PAGES.get_template("sources.html").render(site=site, report=report, chart=chart, choices=SOURCE_CHOICES)
     return HTMLResponse(html, headers=HEADERS)
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.analytics.reports import spreadsheet_text
+from service.analytics.sheets import spreadsheet_text
 from service.errors import BadRequest, MethodNotAllowed
 from service.front.auth import require_report_token
 from service.front.responses import JSON

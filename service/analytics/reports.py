@@ -22,12 +22,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.analytics import stats
+from service.analytics import dimensions, stats
+from service.analytics.sheets import spreadsheet_text
 from service.errors import BadRequest
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.rules.engine import Experiment, Site
 from service.runtime import Runtime
+from service.tracking.clock import hour_and_day
 from service.tracking.ledger import ALL, OTHER, SITE, Tally
 
 KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
@@ -313,12 +315,6 @@ def csv_text(report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def spreadsheet_text(text: str) -> str:
-    """Text as a spreadsheet shows it, never as a formula it runs (OWASP's CSV injection advice:
-    a cell that starts with = + - @ tab or carriage return gets a leading apostrophe)."""
-    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
-
-
 def _counts(row: dict[str, Any], kinds: Iterable[str]) -> list[Any]:
     return [row["exposed"], row["overflowed"], row["visitors"], *(row["converted"].get(k, 0) for k in kinds)]
 
@@ -331,8 +327,16 @@ async def report_endpoint(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
     await require_report_token(runtime, site, request)
+    as_csv = request.url.path.endswith(".csv")
+    if request.query_params.get("by"):  # visits and conversions by source, campaign, phrase…
+        query = dimensions.Query(request.query_params, hour_and_day(runtime.now_ms())[1])
+        answer = await dimensions.report(runtime.store, site.id, query)
+        if as_csv:
+            return Response(dimensions.csv_text(answer), media_type="text/csv; charset=utf-8", headers={
+                "content-disposition": f'attachment; filename="{site.id}-by-{"-".join(query.by)}.csv"'})
+        return JSON(answer)
     report = await build(runtime, site, Filters.parse(request.query_params))
-    if request.url.path.endswith(".csv"):
+    if as_csv:
         return Response(csv_text(report), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": f'attachment; filename="{site.id}-report.csv"'})
     return JSON(report)

@@ -24,7 +24,7 @@ from service.rules.geo import Geo, GeoDB
 from service.rules.phones import formats, printed
 from service.rules.phrase import Landing, Referral, Traffic, click_ids, landing, lemmas, normalise, referral, traffic
 from service.runtime import Runtime
-from service.tracking import visits
+from service.tracking import counters, visits
 from service.tracking.clock import hour_and_day
 from service.tracking.pools import Lease
 from service.tracking.store import Command
@@ -351,7 +351,8 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
     record = visits.started(visit, view.path, now, view.traffic, {
         "click_ids": click_ids(clicked) if clicked else {}, "device": view.device,
         "geo": {"country": geo.country, "region": geo.region, "city": geo.city}})
-    commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record)]
+    commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record),
+                counters.visited(site.id, hour_and_day(now)[1], record, runtime.settings.report_days * 86400)]
     last = previous.visit if previous else None
     if last and last.pool and last.pool != visit.pool:
         old = site.pool(last.pool)

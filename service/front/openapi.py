@@ -170,6 +170,10 @@ REPORT_FILTERS = [
     {"name": "limit", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]*$"},
      "description": "pages listed, 1 to 1000 (empty: 100), the most visited first; the others add up to one "
                     "\"(other)\" row"},
+    _query("by", "one or two of source, medium, campaign, phrase, landing, region, city, device, pool: visits and "
+                 "conversions by them instead (docs/REPORTS.md)"),
+    _query("sort", "with by: visits (default), converted, rate, or a conversion kind"),
+    *(_query(name, f"with by: only this {name}") for name in ("source", "campaign", "phrase")),
 ]
 
 SPEC: dict[str, Any] = {

@@ -19,6 +19,8 @@ from typing import Any, cast
 import orjson
 
 from service.errors import BadRequest
+from service.tracking import counters
+from service.tracking.clock import hour_and_day
 from service.tracking.store import Script, Store
 
 DAY_MS = 86_400_000
@@ -28,7 +30,7 @@ SCAN_SLICE = 500  # entries read at a time
 STREAM_ID = "0123456789-"
 
 
-LOG = Script.named("log")
+LOG = Script.named("log", "capped", "dims")
 CALL_KINDS = frozenset({"call", "missed_call"})
 
 
@@ -42,9 +44,10 @@ def last_call_key(site: str) -> str:
 
 
 class Journal:
-    def __init__(self, store: Store, retention_days: int = 90) -> None:
+    def __init__(self, store: Store, retention_days: int = 90, report_days: int = 400) -> None:
         self.store = store
         self.retention_ms = retention_days * DAY_MS
+        self.counted_for = report_days * 86_400  # seconds the counters by dimension live
 
     async def add(self, site: str, entry: Mapping[str, Any], now_ms: int) -> bool:
         """Log one conversion (`entry["id"]`) unless it is already; entries past the retention go
@@ -52,7 +55,8 @@ class Journal:
         logged, = await self.store.batcher.submit(LOG(
             (key(site), f"sw:{{{site}:log}}:logged", last_call_key(site)),
             (entry["id"], now_ms, self.retention_ms, orjson.dumps(entry),
-             entry["at"] if entry["kind"] in CALL_KINDS else "")))
+             entry["at"] if entry["kind"] in CALL_KINDS else "",
+             *counters.logged(site, hour_and_day(entry["at"])[1], entry, self.counted_for))))
         return bool(logged)
 
     async def page(self, site: str, query: LogQuery, keeps: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:

@@ -134,24 +134,25 @@ def _new_id() -> str:
     return base64.urlsafe_b64encode(random.randbytes(9)).decode()
 
 
-def record(site: str, vid: str, visit: Visit, path: str, now_ms: int, ttl: int, started: bytes = b"") -> Command:
+def record(site: str, vid: str, visit: Visit, path: str, now_ms: int, ttl: int,
+           started: dict[str, Any] | None = None) -> Command:
     """The command that adds the page to the visit's journey, and keeps the visit's record
     (`started`) when it starts there."""
     prefix = visitor_prefix(site, vid)
     page = (f"{now_ms} {path}", MAX_PAGES, ttl)
     if started:
-        return RECORD((f"{prefix}pages:{visit.id}", f"{prefix}visit:{visit.id}"), (*page, started))
+        return RECORD((f"{prefix}pages:{visit.id}", f"{prefix}visit:{visit.id}"), (*page, orjson.dumps(started)))
     return RECORD((f"{prefix}pages:{visit.id}",), page)
 
 
-def started(visit: Visit, path: str, now_ms: int, shown: Traffic, details: dict[str, Any]) -> bytes:
+def started(visit: Visit, path: str, now_ms: int, shown: Traffic, details: dict[str, Any]) -> dict[str, Any]:
     """A visit's record as it starts: `shown` is the traffic it is credited to; `details` what
     else a visit's start records (geo, device, ad click ids with their values)."""
-    return orjson.dumps({
+    return {
         "id": visit.id, "started": now_ms, "landing": path, "source": shown.source, "medium": shown.medium,
         "campaign": shown.campaign, "content": shown.content, "phrase": shown.phrase, "engine": shown.engine,
-        **details,
-    })
+        "pool": visit.pool, **details,
+    }
 
 
 async def journey(store: Store, site: str, vid: str, visit: str, until_ms: int) -> dict[str, Any] | None:

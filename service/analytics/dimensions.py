@@ -1,0 +1,120 @@
+"""Reports by dimension: visits and conversions by source, campaign, search phrase, landing page,
+place, device or number pool, or by any two of them (`GET /v1/reports/{site}?by=source,campaign`).
+
+Counted as they happen, by day (service.tracking.counters): a visit as it starts (by the
+dimensions of its record), a conversion as it is logged (by its visit's), and each visit's
+first conversion of each kind, so a rate is converted visits over visits. Each dimension alone
+and each pair has its own hash a day, so a report reads one hash per day of its range, whatever
+the traffic: its cost grows with the days and the distinct values it lists, not the visits.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+from urllib.parse import unquote
+
+from service.analytics import stats
+from service.analytics.sheets import spreadsheet_text
+from service.errors import BadRequest
+from service.tracking.counters import DIMENSIONS, prefix
+from service.tracking.store import Store
+
+KINDS = ("call", "qualified_call", "missed_call", "form", "tel_click", "goal")
+DEFAULT_DAYS = 30  # a report without `from` covers the last 30 days
+MOST_DAYS = 400
+SORTS = ("visits", "converted", "rate", *KINDS)
+
+
+class Query:
+    """What a report by dimension asks: `by` one or two dimensions, filters on one or two (their
+    values), the days, the order and how many rows before "(other)"."""
+
+    def __init__(self, params: Mapping[str, str], today: str) -> None:
+        self.by = [name.strip() for name in params.get("by", "").split(",") if name.strip()]
+        if not 1 <= len(self.by) <= 2 or len(set(self.by)) != len(self.by) or set(self.by) - set(DIMENSIONS):
+            raise BadRequest("invalid_filter", f"by must be one or two of {', '.join(DIMENSIONS)}")
+        self.filters = {name: params[name] for name in DIMENSIONS if params.get(name)}
+        self.read = sorted({*self.by, *self.filters}, key=DIMENSIONS.index)
+        if len(self.read) > 2:
+            raise BadRequest("invalid_filter", "by and the filters name at most two dimensions together")
+        until = _day(params.get("to")) or datetime.date.fromisoformat(today)
+        since = _day(params.get("from")) or until - datetime.timedelta(days=DEFAULT_DAYS - 1)
+        if not 0 <= (until - since).days < MOST_DAYS:
+            raise BadRequest("invalid_filter", f"from must come before to, at most {MOST_DAYS} days apart")
+        self.days = [(since + datetime.timedelta(days=n)).isoformat() for n in range((until - since).days + 1)]
+        self.sort = params.get("sort") or "visits"
+        if self.sort not in SORTS:
+            raise BadRequest("invalid_filter", f"sort must be one of {', '.join(SORTS)}")
+        limit = params.get("limit") or "50"
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 1000):
+            raise BadRequest("invalid_filter", "limit must be a whole number from 1 to 1000")
+        self.limit = int(limit)
+
+
+async def report(store: Store, site: str, query: Query) -> dict[str, Any]:
+    """Rows of the dimensions' values, the most (by `query.sort`) first, then one "(other)"."""
+    name = ",".join(query.read)
+    pipe = store.client.pipeline(transaction=False)
+    for day in query.days:
+        pipe.hgetall(prefix(site, day) + name)
+    counts: defaultdict[tuple[str, ...], defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for hashed in cast(list[dict[bytes, bytes]], await pipe.execute()):
+        for field, raw in hashed.items():
+            measure, *found = field.decode().split("|")
+            if measure != "v":  # "c|KIND|values" or "u|KIND|values"
+                measure, found = f"{measure}|{found[0]}", found[1:]
+            named = dict(zip(query.read, map(unquote, found), strict=True))
+            if all(named[dimension] == wanted for dimension, wanted in query.filters.items()):
+                counts[tuple(named[dimension] for dimension in query.by)][measure] += int(raw)
+    ranked = sorted(((_row(query.by, key, measures), measures) for key, measures in counts.items()),
+                    key=lambda pair: (-_rank(pair[0], query.sort), pair[0]["values"]))
+    rows = [row for row, _ in ranked[:query.limit]]
+    if len(ranked) > query.limit:  # the rest, added up
+        rest: defaultdict[str, int] = defaultdict(int)
+        for _, measures in ranked[query.limit:]:
+            for measure, number in measures.items():
+                rest[measure] += number
+        rows.append(_row(query.by, ("(other)",) * len(query.by), rest))
+    return {"site": site, "by": query.by, "filters": query.filters, "from": query.days[0], "to": query.days[-1],
+            "rows": rows}
+
+
+def _rank(row: Mapping[str, Any], sort: str) -> float:
+    return float((row[sort] if sort in row else row["conversions"][sort]) or 0)
+
+
+def _row(by: Sequence[str], key: tuple[str, ...], measures: Mapping[str, int]) -> dict[str, Any]:
+    visits = measures.get("v", 0)
+    converted = min(measures.get("u|any", 0), visits)  # a visit of the day before may convert today
+    interval = stats.wilson(converted, visits)
+    return {**dict(zip(by, key, strict=True)), "values": list(key), "visits": visits, "converted": converted,
+            "rate": converted / visits if visits else None,
+            "interval": [interval.low, interval.high] if interval else None,
+            "conversions": {kind: measures.get(f"c|{kind}", 0) for kind in KINDS},
+            "converted_by_kind": {kind: measures.get(f"u|{kind}", 0) for kind in KINDS}}
+
+
+def csv_text(answer: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*answer["by"], "visits", *KINDS, "converted", "rate", "rate_low", "rate_high"])
+    for row in answer["rows"]:
+        low, high = row["interval"] or (None, None)
+        writer.writerow([*(spreadsheet_text(value) for value in row["values"]), row["visits"],
+                         *(row["conversions"][kind] for kind in KINDS), row["converted"],
+                         *("" if value is None else f"{value:.6g}" for value in (row["rate"], low, high))])
+    return out.getvalue()
+
+
+def _day(given: str | None) -> datetime.date | None:
+    if not given:
+        return None
+    try:
+        return datetime.date.fromisoformat(given)
+    except ValueError:
+        raise BadRequest("invalid_filter", "from and to must be dates: YYYY-MM-DD") from None

@@ -1,0 +1,52 @@
+"""Counters by dimension: a visit as it starts, and each conversion by its visit, per day, in the store.
+
+A day's counters sit in one hash per dimension and per pair of dimensions
+(`sw:{SITE:log}:dims:DAY:source`, `…:source,campaign`), next to the conversion log, in its
+slot; the Lua side is service/lua/dims.lua, run by visited.lua for a visit and by log.lua for a
+conversion. service.analytics.dimensions reads them. Each dimension keeps at most
+`MOST_VALUES` values a day; the others are counted under "(other)", as pages are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from service.rules.phrase import normalise
+from service.tracking.store import Command, Script
+
+DIMENSIONS = ("source", "medium", "campaign", "phrase", "landing", "region", "city", "device", "pool")
+NONE = "(none)"
+MOST_VALUES = 1000  # of each dimension, a day
+VISITED = Script.named("visited", "capped", "dims")
+
+
+def values(record: Mapping[str, Any], pool: str | None = None) -> list[str]:
+    """A visit's value of each dimension, from its record (`visits.started`), escaped of '|'."""
+    geo = record.get("geo") or {}
+    found = [record.get("source"), record.get("medium"), record.get("campaign"),
+             normalise(record.get("phrase") or "") or None, record.get("landing"), geo.get("region"), geo.get("city"),
+             record.get("device"), pool or record.get("pool")]
+    return [quote(str(value), safe=" /:=@,;+-._~()'!*$&") if value else NONE for value in found]
+
+
+def prefix(site: str, day: str) -> str:
+    return f"sw:{{{site}:log}}:dims:{day}:"
+
+
+def visited(site: str, day: str, record: Mapping[str, Any], ttl: int) -> Command:
+    """The command that counts a visit as it starts."""
+    at = prefix(site, day)
+    return VISITED((at + DIMENSIONS[0],), (at, MOST_VALUES, ttl, *DIMENSIONS, *values(record)))
+
+
+def logged(site: str, day: str, entry: Mapping[str, Any], ttl: int) -> tuple[Any, ...]:
+    """What the conversion log's script needs to count a conversion by its visit's dimensions
+    (service/lua/log.lua, ARGV 6 on); empty fields when it has no visit."""
+    visit, call = entry.get("visit"), entry.get("call") or {}
+    if not visit or entry["kind"] == "alert":
+        return ("", MOST_VALUES, ttl, "", "")
+    kinds = [entry["kind"], *(["qualified_call"] if call.get("qualified") else [])]
+    return (prefix(site, day), MOST_VALUES, ttl, ",".join(kinds), visit.get("id", ""), *DIMENSIONS,
+            *values(visit, call.get("pool")))
