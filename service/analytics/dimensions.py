@@ -16,12 +16,11 @@ import io
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import unquote
 
 from service.analytics import stats
 from service.analytics.sheets import spreadsheet_text
 from service.errors import BadRequest
-from service.tracking.counters import DIMENSIONS, prefix
+from service.tracking.counters import DIMENSIONS, prefix, unescape
 from service.tracking.store import Store
 
 KINDS = ("call", "qualified_call", "missed_call", "form", "tel_click", "goal")
@@ -68,7 +67,7 @@ async def report(store: Store, site: str, query: Query) -> dict[str, Any]:
             measure, *found = field.decode().split("|")
             if measure != "v":  # "c|KIND|values" or "u|KIND|values"
                 measure, found = f"{measure}|{found[0]}", found[1:]
-            named = dict(zip(query.read, map(unquote, found), strict=True))
+            named = dict(zip(query.read, map(unescape, found), strict=True))
             if all(named[dimension] == wanted for dimension, wanted in query.filters.items()):
                 counts[tuple(named[dimension] for dimension in query.by)][measure] += int(raw)
     ranked = sorted(((_row(query.by, key, measures), measures) for key, measures in counts.items()),

@@ -91,6 +91,14 @@ def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Previou
         return None
 
 
+def visit_id(verified: str) -> str | None:
+    """The id of the visit a token carries that `TokenSigner.verify` has passed; None if none."""
+    try:
+        return _visit(attachment(verified)).id
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 # A visit's pages bring back the same attachment (signed, so checked before it is read here).
 @functools.lru_cache(maxsize=4096)
 def _visit(carried: str) -> Visit:
