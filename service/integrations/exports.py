@@ -137,7 +137,7 @@ class Uploads:
                  urls: Mapping[str, str], every: int = 3600) -> None:
         self.store, self.sites, self.now_ms, self.urls, self.every = store, sites, now_ms, urls, every
         self.client = httpx.AsyncClient(timeout=60, follow_redirects=False)
-        self._google_token: tuple[str, float] | None = None  # access token, and until when
+        self._google_tokens: dict[str, tuple[str, float]] = {}  # refresh token -> access token, and until when
 
     async def keep_uploading(self) -> None:
         try:
@@ -221,18 +221,20 @@ class Uploads:
         return f"{taken} of {len(conversions)} taken" + (f"; {failed.get('message', '')}" if failed else "")
 
     async def _google_access(self, exports: Exports) -> str:
-        """An access token from the refresh token, kept until a minute before it runs out."""
-        if self._google_token and self._google_token[1] > time.monotonic():
-            return self._google_token[0]
+        """An access token from the site's refresh token, kept until a minute before it runs out."""
         google = exports.google_ads
         assert google is not None
+        kept = self._google_tokens.get(google.refresh_token)
+        if kept and kept[1] > time.monotonic():
+            return kept[0]
         response = await self.client.post(self.urls["google_oauth"], data={
             "grant_type": "refresh_token", "client_id": google.client_id, "client_secret": google.client_secret,
             "refresh_token": google.refresh_token})
         response.raise_for_status()
         grant = response.json()
-        self._google_token = (grant["access_token"], time.monotonic() + int(grant.get("expires_in", 3600)) - 60)
-        return self._google_token[0]
+        self._google_tokens[google.refresh_token] = (grant["access_token"],
+                                                     time.monotonic() + int(grant.get("expires_in", 3600)) - 60)
+        return str(grant["access_token"])
 
 
 async def exports_endpoint(request: Request) -> JSON:
