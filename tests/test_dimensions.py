@@ -18,7 +18,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.analytics.stats import wilson
-from tests.browser import ARTIFACTS, chromium
+from tests.browser import ARTIFACTS, chromium, dashboard
 from tests.conftest import BROWSER_HEADERS, Clock, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
@@ -109,11 +109,7 @@ def test_the_dashboard_shows_sources_with_their_rates(tmp_path: Path, valkey_url
                     form = orjson.dumps({"type": "form", "id": f"tab-form-{n}", "token": shown.json()["token"]})
                     assert http.post("/v1/events", content=form, headers={"origin": ORIGIN}).status_code == 202
         with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(30_000)
-            page.goto(f"{base}/dashboard/climate")
-            page.fill("input[name=token]", "climate-report-token-0001")
-            page.click("button[type=submit]")
+            page = dashboard(browser, base, "climate", "climate-report-token-0001")
             page.get_by_role("link", name="Sources").click()
             cells = [row.locator("td").all_inner_texts() for row in page.locator("#sources tbody tr").all()]
             assert [(row[0], row[1], row[5], row[9]) for row in cells] == [("google", "2", "0", "0.0%"),

@@ -19,7 +19,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from tests.browser import ARTIFACTS, chromium
+from tests.browser import ARTIFACTS, chromium, dashboard
 from tests.conftest import BROWSER_HEADERS, Clock, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SECRET, SITE, VID, Browser, beacon, call
 
@@ -147,11 +147,7 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             assert http.post("/v1/calls?site=climate", content=raw,
                              headers={"x-swapline-signature": signature}).json()["credited"] is True
         with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(30_000)
-            page.goto(f"{base}/dashboard/climate/calls")
-            page.fill("input[name=token]", "climate-report-token-0001")
-            page.click("button[type=submit]")
+            page = dashboard(browser, base, "climate", "climate-report-token-0001")
             page.get_by_role("link", name="Calls").click()
             row = page.locator("tbody.call[data-call=dash-call-1]")
             cells = row.locator("tr").first.locator("td").all_inner_texts()

@@ -20,3 +20,14 @@ local function by_dimensions(prefix, names, values, field, most, ttl)
     end
   end
 end
+
+-- The dimensions' names, then their values, from ARGV[first] on, as the callers pass them.
+local function dimensions_from(first)
+  local n = (#ARGV - first + 1) / 2
+  local names, values = {}, {}
+  for i = 1, n do
+    names[i] = ARGV[first - 1 + i]
+    values[i] = ARGV[first - 1 + n + i]
+  end
+  return names, values
+end

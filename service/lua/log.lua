@@ -16,12 +16,7 @@ if ARGV[5] ~= '' and tonumber(ARGV[5]) > tonumber(redis.call('GET', KEYS[3]) or 
   redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])  -- no call for the whole log window: forgotten
 end
 if ARGV[6] ~= '' then  -- by the visit's dimensions: the conversion, and the visit's first of its kind
-  local n = (#ARGV - 10) / 2
-  local names, values = {}, {}
-  for i = 1, n do
-    names[i] = ARGV[10 + i]
-    values[i] = ARGV[10 + n + i]
-  end
+  local names, values = dimensions_from(11)
   local marks = ARGV[6] .. 'converted'
   for kind in string.gmatch(ARGV[9] .. ',any', '[^,]+') do
     if kind ~= 'any' then by_dimensions(ARGV[6], names, values, 'c|' .. kind, ARGV[7], ARGV[8]) end
