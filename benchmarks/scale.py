@@ -21,6 +21,7 @@ import asyncio
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,14 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the service, from a clean checkout
 
-from harness import store, table  # noqa: E402
+from harness import store, table
 
-from service.app import create_app  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.tracking import counters  # noqa: E402
-from service.tracking.ledger import Ledger  # noqa: E402
-from service.tracking.store import Store, connect  # noqa: E402
+from service.app import create_app
+from service.config import Settings
+from service.tracking import counters
+from service.tracking.journal import Journal
+from service.tracking.ledger import Ledger
+from service.tracking.store import Store, connect
 
 DAY_MS = 86_400_000
 FIRST = 1_795_000_000_000 - 30 * DAY_MS  # 30 days before the test clock's day
@@ -75,9 +77,7 @@ async def fill(url: str, visits: int, conversions: int, seed: int = 11) -> None:
     rng = random.Random(seed)
     store = Store(connect(url))
     ledger = Ledger(store)
-    from service.tracking.journal import Journal  # the app's own, with the default retention
-
-    journal = Journal(store, 90, 400)
+    journal = Journal(store, 90, 400)  # the default retentions
     per_day, every = visits // 30, max(1, visits // conversions)
     pending: list[Any] = []
     for n in range(visits):
@@ -91,9 +91,9 @@ async def fill(url: str, visits: int, conversions: int, seed: int = 11) -> None:
         pending.append(store.batcher.submit(counters.visited("scale", day_name, record, 400 * 86_400), *exposures))
         if n % every == 0:
             kind = rng.choice(["call", "call", "form"])
-            call = {"number": "+74951200001", "pool": "city", "kind": "lease", "talk_seconds": 45, "status": "completed",
-                    "unique": True, "qualified": rng.random() < 0.6, "caller_last_digits": "4567", "credited": True,
-                    "reason": None} if kind == "call" else None
+            call = {"number": "+74951200001", "pool": "city", "kind": "lease", "talk_seconds": 45,
+                    "status": "completed", "unique": True, "qualified": rng.random() < 0.6,
+                    "caller_last_digits": "4567", "credited": True, "reason": None} if kind == "call" else None
             entry = {"id": f"{kind}:{n}", "kind": kind, "at": when + 30_000, "visitor": vid, "page": record["landing"],
                      "experiments": {"hero": "control" if n % 2 else "b"},
                      "visit": {**record, "pages": [{"at": when, "path": record["landing"]}]},
@@ -160,8 +160,6 @@ def main() -> None:
     parser.add_argument("--conversions", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp, store() as url:
         client = redis.Redis.from_url(url)
         before = int(client.info("memory")["used_memory"])
@@ -174,7 +172,8 @@ def main() -> None:
         print(f"filled {args.visits:,} visits and {args.conversions:,} conversions in {filled:.0f} s; "
               f"the store grew {used / 2**20:.0f} MiB")
         print(f"counters by dimension: {dims_bytes / 2**20:.1f} MiB ({dims_bytes / args.visits:.1f} bytes a visit); "
-              f"the conversion log: {log_bytes / 2**20:.1f} MiB ({log_bytes / args.conversions:.0f} bytes a conversion)")
+              f"the conversion log: {log_bytes / 2**20:.1f} MiB "
+              f"({log_bytes / args.conversions:.0f} bytes a conversion)")
         results = uvloop.run(ask(url, Path(tmp), args.rounds))
     print(table(("query", "median ms", "rows"), [(name, f"{ms:.0f}", rows) for name, ms, rows in results]))
 

@@ -30,7 +30,6 @@ from service.runtime import Runtime
 from service.tracking.journal import LogQuery
 
 KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
-CALL_KINDS = frozenset({"call", "missed_call"})
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "qualified",
                 "caller_last_digits", "credited", "reason")
 CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page")

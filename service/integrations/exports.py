@@ -48,7 +48,6 @@ METRICA_COLUMNS = ("Yclid", "Target", "DateTime", "Price", "Currency")
 METRICA_CALL_COLUMNS = ("Yclid", "DateTime", "StaticCall", "Price", "Currency", "PhoneNumber", "TalkDuration",
                         "CallMissed", "Tag", "FirstTimeCaller", "URL")
 GOOGLE_COLUMNS = ("Google Click ID", "Conversion Name", "Conversion Time", "Conversion Value", "Conversion Currency")
-TARGETS = ("metrica", "metrica-calls", "google-ads")
 
 
 def kind(entry: Mapping[str, Any]) -> str:

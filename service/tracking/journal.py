@@ -4,9 +4,10 @@ One Redis stream per site (`sw:{SITE:log}:entries`, docs/STORAGE.md). Each entry
 conversion, logged once by its id (a retry, or a conversion replayed from the spool, adds
 nothing): a call (answered or missed, credited to a visitor or not), a form, a tel: click or a
 goal, with the visitor's variants and visit (source, campaign, phrase, ad click ids, landing
-page, the pages seen before it). The stream's ids order the log by arrival and are its cursor; entries older than
-`SWAPLINE_LOG_RETENTION_DAYS` are trimmed as new ones come. The call and conversion logs
-(`GET /v1/calls/{site}`, `GET /v1/conversions/{site}`) read it a bounded slice at a time.
+page, the pages seen before it); it is counted by its visit's dimensions as it is logged
+(service.tracking.counters). The stream's ids order the log by arrival and are its cursor;
+entries older than `SWAPLINE_LOG_DAYS` are trimmed as new ones come. The call and conversion
+logs (`GET /v1/calls/{site}`, `GET /v1/conversions/{site}`) read it a bounded slice at a time.
 """
 
 from __future__ import annotations
@@ -20,16 +21,13 @@ import orjson
 
 from service.errors import BadRequest
 from service.tracking import counters
-from service.tracking.clock import hour_and_day
+from service.tracking.clock import DAY_MS, hour_and_day
 from service.tracking.store import Script, Store
 
-DAY_MS = 86_400_000
 MOST = 1000  # entries one page may list
 SCANNED = 5000  # entries one request reads at most, whatever its filters keep
 SCAN_SLICE = 500  # entries read at a time
 STREAM_ID = "0123456789-"
-
-
 LOG = Script.named("log", "capped", "dims")
 CALL_KINDS = frozenset({"call", "missed_call"})
 
