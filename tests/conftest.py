@@ -57,6 +57,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def one_site(tmp_path: Path, site: str, text: str) -> Path:
+    """A rules folder with one site's file, for a service `start` runs on it."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / f"{site}.yaml").write_text(text)
+    return rules
+
+
 def start(tmp_path: Path, *args: str, file_size_limit: int | None = None,
           **env: str) -> tuple[subprocess.Popen[bytes], str]:
     """`swapline serve ARGS` as a real process with `env`; returns it and its base URL once ready.

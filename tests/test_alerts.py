@@ -19,7 +19,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from service.integrations.alerts import Alerts
-from tests.conftest import BROWSER_HEADERS, ROOT, Clock, site_client, start
+from tests.conftest import BROWSER_HEADERS, ROOT, Clock, one_site, site_client, start
 from tests.receiver import Receiver
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, call
 
@@ -92,9 +92,7 @@ def test_a_failed_upload_to_an_ad_platform_raises_an_alert(climate: TestClient, 
 
 def test_alerts_and_conversions_reach_a_telegram_chat(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
     telegram = Receiver()
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "climate.yaml").write_text(SITE + f"""webhooks:
+    rules = one_site(tmp_path, "climate", SITE + f"""webhooks:
   - url: {telegram.url}/bot123456:test-token/sendMessage
     format: telegram
     chat: "-1001234567890"

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from service.analytics.stats import wilson
 from tests.browser import ARTIFACTS, chromium, dashboard
-from tests.conftest import BROWSER_HEADERS, Clock, site_client, start
+from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
 GOOGLE = f"{ORIGIN}/?utm_source=google&utm_medium=cpc&utm_campaign=winter&utm_term={quote('сплит система')}"
@@ -96,9 +96,7 @@ def test_a_report_by_dimension_that_makes_no_sense_is_a_clear_400(climate: TestC
 
 def test_the_dashboard_shows_sources_with_their_rates(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
     """In Chromium: the Sources tab, by source and then by source and campaign."""
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "climate.yaml").write_text(SITE)
+    rules = one_site(tmp_path, "climate", SITE)
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
                           SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
     try:

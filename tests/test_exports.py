@@ -29,7 +29,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from tests.conftest import BROWSER_HEADERS, Clock, site_client, start
+from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
 from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
@@ -160,9 +160,7 @@ class Platforms:
 def test_scheduled_uploads_send_each_conversion_once_and_retry_what_failed(tmp_path: Path, valkey_url: str,
                                                                            store: redis.Redis) -> None:
     platforms = Platforms()
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "climate.yaml").write_text(SITE + EXPORTS + """  metrica: {counter: 12345678, token: "${METRIKA_TOKEN}"}
+    rules = one_site(tmp_path, "climate", SITE + EXPORTS + """  metrica: {counter: 12345678, token: "${METRIKA_TOKEN}"}
   google_ads:
     customer: "123-456-7890"
     actions: {qualified_call: "1111", form: "2222"}

@@ -20,7 +20,7 @@ import redis
 from starlette.testclient import TestClient
 
 from tests.browser import ARTIFACTS, chromium, dashboard
-from tests.conftest import BROWSER_HEADERS, Clock, site_client, start
+from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SECRET, SITE, VID, Browser, beacon, call
 
 
@@ -130,9 +130,7 @@ def test_the_log_entries_of_an_erased_visitor_go(climate: TestClient, clock: Clo
 def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path, valkey_url: str,
                                                                   store: redis.Redis) -> None:
     """In Chromium: the calls page of the dashboard, a call's row, and the visit behind it."""
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "climate.yaml").write_text(SITE)
+    rules = one_site(tmp_path, "climate", SITE)
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
                           SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
     try:

@@ -18,7 +18,7 @@ import orjson
 import pytest
 import redis
 
-from tests.conftest import BROWSER_HEADERS, ROOT, start
+from tests.conftest import BROWSER_HEADERS, ROOT, one_site, start
 from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, SECRET, SITE
 
@@ -62,9 +62,7 @@ def verify(headers: dict[str, str], body: bytes, secret: str = HOOK_SECRET) -> b
 
 def test_every_conversion_reaches_the_endpoints_through_failures_timeouts_and_a_restart(
         tmp_path: Path, valkey_url: str, store: redis.Redis, crm: CRM) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "climate.yaml").write_text(SITE + f"""webhooks:
+    rules = one_site(tmp_path, "climate", SITE + f"""webhooks:
   - url: {crm.receiver.url}/crm
     secret: {HOOK_SECRET}
   - url: {crm.receiver.url}/calls-only

@@ -15,9 +15,7 @@ docs/prometheus-alerts.yml has the rules that page for them (docs/ALERTS.md).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import logging
 from collections.abc import Callable
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -27,9 +25,8 @@ from service.rules.engine import Site
 from service.tracking.clock import hour_and_day
 from service.tracking.journal import Journal, last_call_key
 from service.tracking.pools import PoolKeys
-from service.tracking.store import STORE_ERRORS, Store
+from service.tracking.store import Store, repeat
 
-log = logging.getLogger("swapline")
 LOCK = "sw:alerts:checked"
 UTC = ZoneInfo("UTC")
 
@@ -40,13 +37,12 @@ class Alerts:
         self.store, self.journal, self.sites, self.now_ms, self.every = store, journal, sites, now_ms, every
 
     async def keep_checking(self) -> None:
-        while True:
-            await asyncio.sleep(self.every)
-            try:
-                if await self.store.client.set(LOCK, 1, nx=True, ex=max(1, self.every - 1)):
-                    await self.check()
-            except STORE_ERRORS as exc:  # the store's own trouble: /metrics and Prometheus' rules tell of it
-                log.warning("alerts wait for the store: %s", exc)
+        async def check_if_due() -> None:
+            if await self.store.client.set(LOCK, 1, nx=True, ex=max(1, self.every - 1)):
+                await self.check()
+
+        # The store's own trouble is for /metrics and Prometheus' rules to tell.
+        await repeat(self.every, check_if_due, "alerts")
 
     async def check(self) -> None:
         now = self.now_ms()

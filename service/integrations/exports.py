@@ -17,11 +17,9 @@ the dashboard, `/metrics`). docs/EXPORTS.md says where the formats come from.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime
 import io
-import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, cast
@@ -39,9 +37,8 @@ from service.rules.engine import Exports, Site
 from service.runtime import Runtime
 from service.tracking.journal import LogQuery
 from service.tracking.journal import key as log_key
-from service.tracking.store import STORE_ERRORS, Store
+from service.tracking.store import Store, repeat
 
-log = logging.getLogger("swapline")
 BATCH = 5000  # log entries read at a time
 KEPT_UPLOADS = 200  # of the upload log, per site
 METRICA_COLUMNS = ("Yclid", "Target", "DateTime", "Price", "Currency")
@@ -140,12 +137,7 @@ class Uploads:
 
     async def keep_uploading(self) -> None:
         try:
-            while True:
-                await asyncio.sleep(self.every)
-                try:
-                    await self.upload_due()
-                except STORE_ERRORS as exc:
-                    log.warning("exports wait for the store: %s", exc)
+            await repeat(self.every, self.upload_due, "exports")
         finally:
             await self.client.aclose()
 

@@ -42,9 +42,8 @@ from service.observability import WEBHOOKS
 from service.rules.engine import Site, Webhook
 from service.runtime import Runtime
 from service.tracking.journal import key as log_key
-from service.tracking.store import STORE_ERRORS, Store
+from service.tracking.store import Store, repeat
 
-log = logging.getLogger("swapline")
 BATCH = 50  # entries read or claimed at a time, per endpoint
 AT_ONCE = 10  # deliveries in flight per endpoint
 MOST_BACKOFF_MS = 3_600_000
@@ -98,13 +97,8 @@ class Deliveries:
         self._groups: set[tuple[str, str]] = set()  # made in the store, as far as this process knows
 
     async def keep_delivering(self, tick: float = 1.0) -> None:
-        try:
-            while True:
-                try:
-                    await self.deliver_due()
-                except STORE_ERRORS as exc:  # the store is away: the next tick tries again
-                    log.debug("webhooks wait for the store: %s", exc)
-                await asyncio.sleep(tick)
+        try:  # at once, so each endpoint's group starts before traffic; quietly, or each tick would say so
+            await repeat(tick, self.deliver_due, "webhooks", logging.DEBUG, at_once=True)
         finally:
             await self.client.aclose()
 

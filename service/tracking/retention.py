@@ -25,7 +25,7 @@ import orjson
 from service.config import Settings
 from service.tracking.clock import DAY_MS, hour_and_day
 from service.tracking.ledger import DEDUPE_MS
-from service.tracking.store import STORE_ERRORS, Store
+from service.tracking.store import Store, repeat
 
 log = logging.getLogger("swapline")
 EVERY = 3600.0  # seconds between looks at whether a day's compaction is due
@@ -144,14 +144,11 @@ class Retention:
     async def keep_compacting(self, now_ms: Callable[[], int]) -> None:
         """Compact once a day, in whichever process takes the day's lock first; the first look
         is an hour after the start, so a process that starts and stops often adds no work."""
-        while True:
-            await asyncio.sleep(EVERY)
-            try:
-                if await self.store.client.set(LOCK, 1, nx=True, ex=86_400 - int(EVERY)):
-                    deleted = await self.compact(now_ms())
-                    log.info("retention: %d old records deleted", deleted)
-            except STORE_ERRORS as exc:  # the store is away: next hour, then
-                log.warning("retention: cannot compact now: %s", exc)
+        async def compact_if_due() -> None:
+            if await self.store.client.set(LOCK, 1, nx=True, ex=86_400 - int(EVERY)):
+                log.info("retention: %d old records deleted", await self.compact(now_ms()))
+
+        await repeat(EVERY, compact_if_due, "retention")
 
 
 def _older(day_of: Callable[[bytes, bytes], str], name: Any, value: Any, cutoff: str) -> bool:

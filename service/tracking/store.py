@@ -22,7 +22,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -64,6 +64,20 @@ class StoreDown(ConnectionError):
 
 
 STORE_ERRORS = (redis.RedisError, OSError)  # OSError covers StoreDown, refused sockets, time-outs
+
+
+async def repeat(seconds: float, job: Callable[[], Awaitable[Any]], what: str, level: int = logging.WARNING,
+                 at_once: bool = False) -> None:
+    """Run `job` every `seconds` for as long as the process runs, the first time after them
+    unless `at_once`: a store that is away costs a run, logged at `level`, never the loop."""
+    if not at_once:
+        await asyncio.sleep(seconds)
+    while True:
+        try:
+            await job()
+        except STORE_ERRORS as exc:
+            log.log(level, "%s waits for the store: %s", what, exc)
+        await asyncio.sleep(seconds)
 
 
 def connect(url: str, cluster: bool = False) -> Client:
