@@ -47,7 +47,7 @@ from service.integrations.webhooks import Deliveries, webhooks_endpoint
 from service.observability import RequestMiddleware, metrics_endpoint
 from service.rules import rulefiles
 from service.rules.geo import GeoDB
-from service.rules.reload import warm_places, watch_rules
+from service.rules.reload import log_warnings, warm_places, watch_rules
 from service.runtime import Runtime
 from service.tracking.clock import StoreClock
 from service.tracking.journal import Journal
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
                 "which runs an embedded Valkey, or point it at Redis/Valkey"
             )
         rules = rulefiles.load(settings.rules_dir)
+        log_warnings(rules)
         gc.collect()
         # What lives as long as the process (rules, dictionaries) leaves the collector's view, so
         # full collections stop pausing over it. Only at start: a reloaded rule set would never go.

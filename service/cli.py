@@ -138,6 +138,8 @@ def _check(directory: Path) -> int:
     rules = _load(directory)
     if rules is None:
         return 1
+    for warning in rules.warnings:
+        print(warning)
     print(f"{directory}: OK, {len(rules.sites)} site(s): {', '.join(sorted(rules.sites))}; "
           f"version {rules.version}")
     return 0

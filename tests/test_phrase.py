@@ -8,8 +8,6 @@ import pytest
 from service.rules.phrase import (
     Traffic,
     insert_keyword,
-    keyword_set,
-    lemmas,
     normalise,
     parse_traffic,
 )
@@ -84,63 +82,6 @@ def test_traffic_is_frozen() -> None:
 )
 def test_normalise(text: str, expected: str) -> None:
     assert normalise(text) == expected
-
-
-def test_lemmas_russian() -> None:
-    assert {"кондиционер", "купить"} <= set(lemmas("кондиционеры купить недорого"))
-    assert {"купить", "кондиционер"} <= set(lemmas("Купите Кондиционер!"))
-
-
-def test_lemmas_replace_yo_and_keep_order_without_duplicates() -> None:
-    assert lemmas("Ёлки ёлка елку купить") == ("елка", "купить")
-
-
-def test_lemmas_english_and_digits() -> None:
-    assert lemmas("Buying air conditioners 2024") == ("buy", "air", "condition", "2024")
-    assert keyword_set("buy air conditioner") <= set(lemmas("buying air conditioners cheap"))
-
-
-def test_lemmas_of_empty_text() -> None:
-    assert lemmas(" ,.! ") == ()
-
-
-def test_lemmas_are_cached() -> None:
-    assert lemmas("кондиционеры в офис") is lemmas("кондиционеры в офис")
-
-
-def test_keyword_set() -> None:
-    assert keyword_set("Купить кондиционеры") == frozenset({"купить", "кондиционер"})
-
-
-@pytest.mark.parametrize(
-    ("keyword", "phrase"),
-    [
-        ("купить кондиционер", "кондиционеры купить недорого"),
-        ("ремонт стиральных машин", "ремонт стиральной машины на дому"),
-        ("доставка цветов москва", "Доставка цветов по Москве"),
-        ("ёлки купить", "купить елку"),
-        ("пластиковые окна", "пластиковое окно цена"),
-        ("такси ростов-на-дону", "Такси Ростов-на-Дону круглосуточно"),
-        ("buy air conditioner", "buying air conditioners cheap"),
-        ("wi-fi router", "Wi-Fi routers"),
-        ("iphone 15", "купить iPhone 15 Pro"),
-    ],
-)
-def test_keyword_matches_phrase(keyword: str, phrase: str) -> None:
-    assert keyword_set(keyword) <= set(lemmas(phrase))
-
-
-@pytest.mark.parametrize(
-    ("keyword", "phrase"),
-    [
-        ("купить кондиционер", "кондиционер в аренду"),
-        ("установка кондиционера", "установить кондиционер"),
-        ("buy air conditioner", "air conditioner repair"),
-        ("wi-fi", "wi fi"),
-    ],
-)
-def test_keyword_does_not_match_phrase(keyword: str, phrase: str) -> None:
-    assert not keyword_set(keyword) <= set(lemmas(phrase))
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_from_bytes, unquote_plus, urlencode, urlsp
 
 import pytest
 from crawlerdetect import CrawlerDetect
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import Browser, Page
 from starlette.datastructures import QueryParams
@@ -24,7 +24,9 @@ from starlette.requests import Request
 from service.front.decide import _query, _unquote
 from service.rules.engine import Site, decide
 from service.rules.patterns import Linear
-from service.rules.phrase import insert_keyword, keyword_set, lemmas, normalise, parse_traffic, referral
+from service.rules.phrase import insert_keyword, normalise, parse_traffic, referral
+from service.rules.typos import budget, distance
+from service.rules.words import KeywordTerms, keyword_terms, read, readings
 from service.tracking.visitors import AGENT_READ, is_bot
 from tests.conftest import BROWSER
 from tests.test_engine import compile_site, make_visit
@@ -90,7 +92,7 @@ def test_parse_traffic_never_raises_and_cleans_the_phrase(page_url: str, referre
     if traffic.phrase is not None:
         assert 0 < len(traffic.phrase) <= 200
         assert traffic.phrase == " ".join(traffic.phrase.split())  # whitespace folded and trimmed
-        assert lemmas(traffic.phrase) == lemmas(normalise(traffic.phrase))  # and the matcher takes it
+        assert read(traffic.phrase).lemmas == read(normalise(traffic.phrase)).lemmas  # and the matcher takes it
     assert traffic.medium
 
 
@@ -151,18 +153,25 @@ def test_normalise_is_idempotent(text: str) -> None:
     assert once == once.strip() and "  " not in once
 
 
+def holds_keyword(keyword: KeywordTerms, terms: frozenset[str]) -> bool:
+    return keyword.minus.isdisjoint(terms) and any(words <= terms for words in keyword.variants)
+
+
 @FAST
 @given(ANY_TEXT, ANY_TEXT)
 def test_a_keyword_matches_every_phrase_that_contains_it(keyword: str, other: str) -> None:
-    assert keyword_set(keyword) <= set(lemmas(keyword + " " + other))
-    assert keyword_set(keyword) <= set(lemmas(other + " " + keyword))
+    keyword = " ".join(word for word in keyword.split() if not word.startswith("-"))  # no minus words
+    assume(keyword_terms(keyword).variants)  # a keyword without words is refused when rules load
+    for phrase in (keyword + " " + other, other + " " + keyword):
+        assert holds_keyword(keyword_terms(keyword), read(phrase).terms)
+        assert holds_keyword(keyword_terms(keyword, exact=True), read(phrase).lemmas)
 
 
 def test_a_letter_without_a_unicode_name_is_just_part_of_a_word() -> None:
     phrase = parse_traffic("/?utm_term=%F0%97%80%80%D0%BA", None).phrase  # U+17000 TANGUT IDEOGRAPH, then «к»
     assert phrase == "\U00017000к"
-    assert len(lemmas(phrase)) == 1
-    assert keyword_set(phrase) <= set(lemmas("купить " + phrase))
+    assert len(read(phrase).lemmas) == 1
+    assert holds_keyword(keyword_terms(phrase), read("купить " + phrase).terms)
 
 
 AGENTS = [
@@ -210,9 +219,9 @@ def test_phrase_regexes_mean_on_re2_what_they_mean_in_python(pattern: str, phras
 
 @FAST
 @given(WORDS.flatmap(lambda words: st.tuples(st.just(words), st.permutations(words))))
-def test_word_order_does_not_change_the_lemmas(words_and_shuffled: tuple[list[str], list[str]]) -> None:
+def test_word_order_does_not_change_the_terms(words_and_shuffled: tuple[list[str], list[str]]) -> None:
     words, shuffled = words_and_shuffled
-    assert set(lemmas(" ".join(words))) == set(lemmas(" ".join(shuffled)))
+    assert read(" ".join(words))[:2] == read(" ".join(shuffled))[:2]
 
 
 CASES = {
@@ -327,14 +336,13 @@ def site_data(rule_list: list[dict[str, Any]], experiment_list: list[dict[str, A
     return data
 
 
-def holds(when: dict[str, Any], place: dict[str, Any], phrase: str | None) -> bool:
-    """The reference: every condition, checked the obvious way."""
+def holds(when: dict[str, Any], place: dict[str, Any], phrase: str | None, terms: frozenset[str]) -> bool:
+    """The reference: every condition, checked the obvious way; `terms` are the phrase's."""
     def listed(key: str) -> set[str]:
         value = when[key]
         return {v.casefold() for v in ([value] if isinstance(value, str) else value)}
 
-    words = set(lemmas(phrase or ""))
-    if "keywords" in when and not any(set(lemmas(keyword)) <= words for keyword in when["keywords"]):
+    if "keywords" in when and not any(holds_keyword(keyword_terms(k), terms) for k in when["keywords"]):
         return False
     if "phrase_regex" in when and not re.search(when["phrase_regex"], normalise(phrase or "")):
         return False
@@ -353,10 +361,16 @@ def on_page(item: dict[str, Any], path: str) -> bool:
 def reference(data: dict[str, Any], path: str, place: dict[str, Any], phrase: str | None,
               chosen: dict[str, str]) -> tuple[dict[str, str], set[str], str | None]:
     """(swaps, experiments that apply, pool) as the rules say, from every rule in turn."""
+    reading = read(phrase or "")
+    # A typo is a word no dictionary knows, close enough to a term of any keyword of the site.
+    keywords = [keyword_terms(k) for rule in data["rules"] for k in rule["when"].get("keywords", [])]
+    spellings = {term for k in keywords for words in (*k.variants, k.minus, k.words) for term in words}
+    terms = reading.terms.union(*(readings(spelling) for spelling in spellings for word in reading.unknown
+                                  if re.fullmatch("[а-я]+", spelling) and distance(word, spelling) <= budget(spelling)))
     texts: dict[str, str | None] = {}
     applies = set()
     for experiment in data["experiments"]:
-        if on_page(experiment, path) and holds(experiment.get("when", {}), place, phrase):
+        if on_page(experiment, path) and holds(experiment.get("when", {}), place, phrase, terms):
             applies.add(experiment["id"])
             variant = next(v for v in experiment["variants"] if v["id"] == chosen[experiment["id"]])
             for swap in variant.get("swap", []):
@@ -368,11 +382,11 @@ def reference(data: dict[str, Any], path: str, place: dict[str, Any], phrase: st
         if selector in texts:
             continue
         matching = [(rule.get("priority", 0), -order, rule) for order, rule in enumerate(data["rules"])
-                    if on_page(rule, path) and holds(rule["when"], place, phrase)
+                    if on_page(rule, path) and holds(rule["when"], place, phrase, terms)
                     and any(swap["selector"] == selector for swap in rule["swap"])]
         if matching:
             texts[selector] = max(matching, key=lambda m: m[:2])[2]["id"]
-    pool = next((p["id"] for p in data["pools"] if on_page(p, path) and holds(p.get("when", {}), place, phrase)),
+    pool = next((p["id"] for p in data["pools"] if on_page(p, path) and holds(p.get("when", {}), place, phrase, terms)),
                 None)
     return {s: t for s, t in texts.items() if t is not None}, applies, pool
 

@@ -143,10 +143,10 @@ MISTAKES = {
     ),
     # conditions
     "unknown region code": Mistake(
-        "when: { region: RU-MOW }", "when: { region: RU-XXX }", ("unknown region code 'RU-XXX'",)
+        "when: { region: RU-MOW }", "when: { region: RU-XXX }", ("unknown region 'RU-XXX'",)
     ),
     "badly written region in a list": Mistake(
-        "region: [RU-SPE, RU-LEN]", "region: [RU-SPE, spb]", ("'spb' does not match",)
+        "region: [RU-SPE, RU-LEN]", "region: [RU-SPE, spb]", ("unknown region 'spb'",)
     ),
     "unknown country": Mistake("      country: RU", "      country: XX", ("unknown country code 'XX'",)),
     "unquoted NO is a boolean": Mistake(
@@ -331,7 +331,7 @@ def test_several_mistakes_in_one_file_are_all_reported_in_one_run(tmp_path: Path
     duplicate = [n for n, line in enumerate(text.split("\n"), 1) if line == "  - id: hero-city"][1]
     expected = [
         (line_of(text, 'phone: "+7 800"'), "invalid phone number '+7 800'"),
-        (line_of(text, "RU-XXX"), "unknown region code 'RU-XXX'"),
+        (line_of(text, "RU-XXX"), "unknown region 'RU-XXX'"),
         (line_of(text, ".hero-lead >"), "bad CSS selector '.hero-lead >'"),
         (line_of(text, "variants:"), "variant weights add up to 96, not 100"),
         (duplicate, "duplicate id 'hero-city' in rules"),
@@ -399,11 +399,15 @@ def test_the_demo_passes() -> None:
 
 def test_a_places_override_renames_the_place_and_declines_the_new_name(tmp_path: Path) -> None:
     write(tmp_path, DEMO_TEXT)
-    moscow_oblast = load(tmp_path).sites["demo"].place("МО")  # GeoLite2's Russian name of RU-MOS
-    assert str(moscow_oblast) == "Подмосковье"
-    assert moscow_oblast.forms["in"] == "в Подмосковье"  # given in the file
-    assert moscow_oblast.forms["from"] == "из Подмосковья"  # declined from the given nominative
-    assert moscow_oblast.forms["to"] == "в Подмосковье"
+    kamchatka = load(tmp_path).sites["demo"].place("Камчатский край")
+    assert (str(kamchatka), kamchatka.forms["in"], kamchatka.forms["from"]) == (
+        "Камчатский край", "на Камчатке", "с Камчатки")  # given in the file
+    assert kamchatka.forms["gent"] == "Камчатского края"  # from the regions' table
+    renamed = write(tmp_path, DEMO_TEXT.replace("  Камчатский край:\n", "  Санкт-Петербург:\n    nomn: Петербург\n"
+                                               "  Камчатский край:\n"))
+    petersburg = load(renamed.parent).sites["demo"].place("Санкт-Петербург")
+    assert (str(petersburg), petersburg.forms["in"], petersburg.forms["from"]) == (
+        "Петербург", "в Петербурге", "из Петербурга")  # declined from the given nominative
 
 
 def swapline_check(directory: Path) -> subprocess.CompletedProcess[str]:
@@ -429,7 +433,8 @@ def test_cli_check_prints_file_line_message_and_fails_on_a_broken_copy(tmp_path:
     assert result.returncode == 1
     assert "OK" not in result.stdout
     assert result.stderr.splitlines() == [
-        f"{path}:{line_of(text, 'RU-XXX')}: unknown region code 'RU-XXX' (ISO 3166-2)",
+        f"{path}:{line_of(text, 'RU-XXX')}: unknown region 'RU-XXX': write its ISO 3166-2 code (RU-KAM) or its "
+        "name in Russian or English (Камчатский край)",
         f"{path}:{line_of(text, 'variants:')}: variant weights add up to 116, not 100",
     ]
 
@@ -444,3 +449,44 @@ def test_a_tracking_number_of_two_sites_is_refused(tmp_path: Path) -> None:
         (str(second), line_of(DEMO_TEXT, f'"+7 495 120-00-0{n}"')) for n in (1, 2, 3, 4)
     ] + [(str(second), line_of(DEMO_TEXT, f'"+7 812 645-17-1{n}"')) for n in (4, 5, 6)]
     assert problems[0].message == f"+74951200001 is also a tracking number of site 'demo' ({first})"
+
+
+WARNED = """\
+site: warned
+rules:
+  - id: only-a-place
+    swap:
+      - selector: h1
+        text: "{{ city.in }}"
+      - selector: h2
+        text: "{{ city.in or 'по всей России' }}"
+      - selector: h3
+        text: "Доставка {{ region.short.in }}"
+places:
+  Сахалин:
+    nomn: Сахалинская область
+  Владимир:
+    in: во Владимире
+    to: во Владимир
+    from: из Владимира
+  Камчатский край:
+    in: на Камчатке
+"""
+
+
+def test_rules_check_warns_of_what_serves_but_not_as_meant(tmp_path: Path) -> None:
+    path = write(tmp_path, WARNED, "warned.yaml")
+    result = swapline_check(tmp_path)
+    assert result.returncode == 0, result.stderr
+    *warnings, ok = result.stdout.splitlines()
+    assert ok.startswith(f"{tmp_path}: OK, 1 site(s): warned")
+    assert warnings == [
+        f"{path}:{line_of(WARNED, 'city.in }}')}: warning: this text is only a place name, so it is empty, and the "
+        "element blank, for visitors whose city GeoIP does not know (mobile networks often): give a fallback, "
+        "\"{{ city.in or 'по всей России' }}\"",
+        f"{path}:{line_of(WARNED, 'Сахалин:')}: warning: GeoIP's region name 'Сахалин' is now given as "
+        "'Сахалинская область': name the correction so, or it never applies",
+        f"{path}:{line_of(WARNED, 'на Камчатке')}: warning: places.Камчатский край gives 'in' but not 'to' or "
+        "'from': those still decline the name ('to' reads 'в Камчатский край', 'from' 'из Камчатского края'); "
+        "give them too",
+    ]

@@ -22,7 +22,8 @@ from service.observability import LEASES, labelled
 from service.rules.engine import Outcome, PageView, Pool, Site, decide, normalise_path
 from service.rules.geo import Geo, GeoDB
 from service.rules.phones import formats, printed
-from service.rules.phrase import Landing, Referral, Traffic, click_ids, landing, lemmas, normalise, referral, traffic
+from service.rules.phrase import Landing, Referral, Traffic, click_ids, landing, normalise, referral, traffic
+from service.rules.words import Reading, read
 from service.runtime import Runtime
 from service.tracking import counters, visits
 from service.tracking.clock import hour_and_day
@@ -43,7 +44,7 @@ class Page(NamedTuple):
 
     path: str
     traffic: Traffic
-    lemmas: frozenset[str]
+    reading: Reading  # of its phrase
     phrase: str  # normalised
 
 
@@ -99,11 +100,11 @@ def _page(address: tuple[str, Landing], referred: Referral) -> Page:
     path, landed = address
     seen = traffic(landed, referred)
     phrase = seen.phrase or ""
-    return Page(path, seen, frozenset(lemmas(phrase)), normalise(phrase))
+    return Page(path, seen, read(phrase), normalise(phrase))
 
 
 def _page_view(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool = False) -> PageView:
-    return PageView(vid, viewed.path, viewed.traffic, viewed.lemmas, viewed.phrase, geo, device(user_agent),
+    return PageView(vid, viewed.path, viewed.traffic, viewed.reading, viewed.phrase, geo, device(user_agent),
                  scripted or is_bot(user_agent))
 
 

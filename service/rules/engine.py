@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import dataclasses
 import functools
 import hashlib
 import re
@@ -30,7 +31,10 @@ from service.rules.geo import Geo
 from service.rules.patterns import Linear
 from service.rules.phrase import Keyword, Traffic
 from service.rules.places import Place, place
+from service.rules.regions import region_place
 from service.rules.templates import Text
+from service.rules.typos import Speller
+from service.rules.words import KeywordTerms, Reading
 
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
 PLANS_KEPT = 4096  # per site, the most recently used
@@ -47,7 +51,7 @@ class PageView:
     vid: str = field(compare=False)
     path: str
     traffic: Traffic
-    lemmas: frozenset[str]
+    reading: Reading = field(compare=False)  # of the phrase, which the traffic holds
     phrase: str  # normalised: lower case, ё→е, no punctuation
     geo: Geo
     device: str  # mobile | tablet | desktop
@@ -112,7 +116,10 @@ def _glob_regex(glob: str) -> str:
 class When:
     """A rule's conditions: all must hold; each set holds when the page view has any of it."""
 
-    keywords: tuple[frozenset[str], ...] = ()
+    keywords: tuple[frozenset[str], ...] = ()  # term sets: any, whole, in the phrase
+    guarded: tuple[KeywordTerms, ...] = ()  # keywords with minus words
+    exact: bool = False  # keywords match the phrase's lemmas, not all its terms
+    words: frozenset[str] = frozenset()  # the keywords' as written: a typo may stand for one
     phrase_regex: Linear | None = None
     sources: frozenset[str] | None = None
     media: frozenset[str] | None = None
@@ -126,8 +133,9 @@ class When:
 
     def __post_init__(self) -> None:
         checks: list[Callable[[PageView], bool]] = []
-        if self.keywords:
-            checks.append(partial(_any_keyword, self.keywords))
+        if self.keywords or self.guarded:
+            checks.append(partial(_any_keyword, self.keywords, self.guarded,
+                                  attrgetter("reading.lemmas" if self.exact else "reading.terms")))
         if self.phrase_regex is not None:
             checks.append(partial(_phrase_matches, self.phrase_regex))
         for name, value in _VALUES:
@@ -158,8 +166,12 @@ def _all_hold(checks: tuple[Callable[[PageView], bool], ...], view: PageView) ->
     return all(check(view) for check in checks)
 
 
-def _any_keyword(keywords: tuple[frozenset[str], ...], view: PageView) -> bool:
-    return any(map(view.lemmas.issuperset, keywords))  # most candidates are keyword rules: no generator
+def _any_keyword(keywords: tuple[frozenset[str], ...], guarded: tuple[KeywordTerms, ...],
+                 terms_of: Callable[[PageView], frozenset[str]], view: PageView) -> bool:
+    terms = terms_of(view)
+    # Most candidates are keyword rules: no generator for the common case.
+    return any(map(terms.issuperset, keywords)) or any(
+        keyword.minus.isdisjoint(terms) and any(map(terms.issuperset, keyword.variants)) for keyword in guarded)
 
 
 def _phrase_matches(regex: Linear, view: PageView) -> bool:
@@ -190,7 +202,8 @@ class Conditions:
     sources: frozenset[str]
     media: frozenset[str]
     campaigns: frozenset[str]
-    lemmas: frozenset[str]  # of every keyword
+    terms: frozenset[str]  # of every keyword, its minus words too
+    exact: frozenset[str]  # of the keywords matched exactly
     patterns: tuple[Linear, ...] | None  # phrase regexes; None: too many to try each time
     # phrase → which patterns it matches: phrases recur far more often than new ones come
     _matched: dict[str, tuple[bool, ...]] = field(default_factory=dict, repr=False, compare=False)
@@ -203,8 +216,11 @@ class Conditions:
             return frozenset().union(*(getattr(when, kind) or () for when in whens))
 
         patterns = {when.phrase_regex.pattern: when.phrase_regex for when in whens if when.phrase_regex is not None}
+        terms = {when: frozenset().union(*when.keywords, *(k.minus.union(*k.variants) for k in when.guarded))
+                 for when in whens}
         return cls(named("countries"), named("regions"), named("cities"), named("sources"), named("media"),
-                   named("campaigns"), frozenset().union(*(words for when in whens for words in when.keywords)),
+                   named("campaigns"), frozenset().union(*terms.values()),
+                   frozenset().union(*(found for when, found in terms.items() if when.exact)),
                    tuple(patterns.values()) if len(patterns) <= PHRASE_PATTERNS_TRIED else None)
 
     def key(self, view: PageView) -> tuple[Any, ...]:
@@ -212,7 +228,8 @@ class Conditions:
         phrase: Any = view.phrase if self.patterns is None else self._patterns_matched(view.phrase)
         return (view.path, view.device, _named(geo.country, self.countries), _named(geo.region, self.regions),
                 self.cities & geo.city_keys, _named(traffic.source, self.sources), _named(traffic.medium, self.media),
-                _named(traffic.campaign, self.campaigns), self.lemmas & view.lemmas, phrase)
+                _named(traffic.campaign, self.campaigns), self.terms & view.reading.terms,
+                self.exact & view.reading.lemmas, phrase)
 
     def forget(self) -> None:
         self._matched.clear()
@@ -301,7 +318,7 @@ class RuleIndex:
     """Finds the rules that could match a page view without looking at the others.
 
     Each rule is filed once under its most selective condition: a keyword rule under one
-    lemma of each of its keywords, a geo rule under its cities, regions or countries, a
+    term of each of its keywords' term sets, a geo rule under its cities, regions or countries, a
     rule for plain paths under those paths. Only what is left (regex- or source-only
     rules, globbed pages) is tried on every page view: it is kept in the order decide tries rules.
     """
@@ -310,23 +327,21 @@ class RuleIndex:
         rules = list(rules)
         # Each bucket maps rule id → rule, so that a page view gathers its candidates with
         # dict.update and a rule filed under two of its keys counts once.
-        self.by_lemma: dict[str, dict[str, Rule]] = {}
+        self.by_term: dict[str, dict[str, Rule]] = {}
         self.by_city: dict[str, dict[str, Rule]] = {}
         self.by_region: dict[str, dict[str, Rule]] = {}
         self.by_country: dict[str, dict[str, Rule]] = {}
         self.by_path: dict[str, dict[str, Rule]] = {}
         rest: list[Rule] = []
         self.whens = tuple(rule.when for rule in rules)
-        # A keyword is filed under its rarest lemma across the site, so a common word such
+        # A keyword is filed under its rarest term across the site, so a common word such
         # as «купить» never makes every rule that mentions it a candidate.
-        frequency = collections.Counter(
-            lemma for rule in rules for words in rule.when.keywords for lemma in words
-        )
+        frequency = collections.Counter(term for rule in rules for words in _term_sets(rule.when) for term in words)
         for rule in rules:
             when = rule.when
-            if when.keywords:
-                lemmas = {min(words, key=lambda w: (frequency[w], -len(w), w)) for words in when.keywords}
-                _file(self.by_lemma, lemmas, rule)
+            if when.keywords or when.guarded:
+                rarest = {min(words, key=lambda w: (frequency[w], -len(w), w)) for words in _term_sets(when)}
+                _file(self.by_term, rarest, rule)
             elif when.cities:
                 _file(self.by_city, when.cities, rule)
             elif when.regions:
@@ -342,8 +357,8 @@ class RuleIndex:
     def candidates(self, view: PageView) -> Sequence[Rule]:
         """The rules that could match, highest priority first."""
         found: dict[str, Rule] = {}
-        for lemma in view.lemmas:
-            found.update(self.by_lemma.get(lemma, _NONE))
+        for term in view.reading.terms:
+            found.update(self.by_term.get(term, _NONE))
         geo = view.geo
         for city in geo.city_keys:
             found.update(self.by_city.get(city, _NONE))
@@ -355,11 +370,15 @@ class RuleIndex:
         return sorted([*found.values(), *self.rest], key=_rank)
 
     def __len__(self) -> int:
-        buckets = (self.by_lemma, self.by_city, self.by_region, self.by_country, self.by_path)
+        buckets = (self.by_term, self.by_city, self.by_region, self.by_country, self.by_path)
         return len({rule_id for index in buckets for bucket in index.values() for rule_id in bucket}) + len(self.rest)
 
 
 _NONE: Mapping[str, Rule] = {}
+
+
+def _term_sets(when: When) -> Iterable[frozenset[str]]:
+    return (*when.keywords, *(words for keyword in when.guarded for words in keyword.variants))
 
 
 def _file(index: dict[str, dict[str, Rule]], keys: Iterable[str], rule: Rule) -> None:
@@ -471,6 +490,7 @@ class Site:
     # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
     plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
     conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools
+    speller: Speller = field(init=False, repr=False, compare=False)  # the typos of its keywords' words
     # What the rules make of page views (see `match`), by the page view as the conditions see it
     _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
     experiment_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # a conversion credits each
@@ -483,9 +503,10 @@ class Site:
         """The pool of that id, if the rules still have it."""
         return next((pool for pool in self.pools if pool.id == pool_id), None)
 
-    def place(self, name: str | None) -> Place:
+    def place(self, name: str | None, known: Place | None = None) -> Place:
+        """The site's own forms of the name, else those `known` for it, else its declension."""
         name = name or ""
-        return self.places.get(name) or place(name, self.language)
+        return self.places.get(name) or known or place(name, self.language)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
@@ -498,10 +519,14 @@ class Site:
             (urlsplit(origin).hostname or "").removeprefix("www.") for origin in self.origins))
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
         object.__setattr__(self, "conditions", Conditions.of(whens))
+        object.__setattr__(self, "speller", Speller(self.conditions.terms.union(*(when.words for when in whens))))
 
     def match(self, view: PageView) -> Match:
         """What the rules, experiments and pools make of `view`, remembered by the page view as
         the site's conditions see it: many towns and phrases, few matches."""
+        reading = view.reading
+        if reading.unknown and not (typos := self.speller.correct(reading.unknown)) <= reading.terms:
+            view = dataclasses.replace(view, reading=reading._replace(terms=reading.terms | typos))
         key = self.conditions.key(view)
         matches = self._matches
         found = matches.get(key)
@@ -604,6 +629,6 @@ def _context(site: Site, view: PageView) -> dict[str, Any]:
     if site.uses_places:
         geo, language = view.geo, site.language
         context["city"] = site.place(geo.name("city", language))
-        context["region"] = site.place(geo.name("region", language))
+        context["region"] = site.place(geo.name("region", language), region_place(geo.region, language))
         context["country"] = site.place(geo.name("country", language))
     return context

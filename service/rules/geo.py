@@ -17,6 +17,8 @@ from typing import Any
 
 import maxminddb
 
+from service.rules.regions import REGIONS, english_city
+
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class Geo:
@@ -30,7 +32,7 @@ class Geo:
     _answers: dict[str, dict[str, str | None]] = field(init=False, repr=False, compare=False)  # by language
 
     def __post_init__(self) -> None:
-        keys = frozenset(by_kind["city"].casefold() for by_kind in self.names.values() if "city" in by_kind)
+        keys = frozenset(city_key(by_kind["city"]) for by_kind in self.names.values() if "city" in by_kind)
         object.__setattr__(self, "city_keys", keys)
         object.__setattr__(self, "_answers", {})
 
@@ -51,6 +53,11 @@ class Geo:
                 "region_name": self.name("region", language),
             }
         return answer
+
+
+def city_key(name: str) -> str:
+    """A city's name as `when: city` compares it: any letter case, «ё» or «е»."""
+    return name.casefold().replace("ё", "е")
 
 
 UNKNOWN = Geo()
@@ -129,9 +136,20 @@ class GeoDB:
             if by_kind:
                 names[language] = by_kind
         full_region = f"{country_code}-{region_code}" if country_code and region_code else None
-        city_name = city.get("names", {}).get("en")
+        _clean(names, full_region)
+        city_name = names.get("en", {}).get("city")
         key = (country_code, full_region, city_name, *((lang, *kinds.items()) for lang, kinds in names.items()))
         geo = self._geos.get(key)
         if geo is None:
             geo = self._geos[key] = Geo(country_code, full_region, city_name, names)
         return geo
+
+
+def _clean(names: dict[str, dict[str, str]], region: str | None) -> None:
+    """Russian places' names as people write them (service.rules.regions), not as GeoIP spells them."""
+    known = REGIONS.get(region or "")
+    for language, by_kind in names.items():
+        if known is not None and language in ("ru", "en"):
+            by_kind["region"] = known.official.name if language == "ru" else known.english
+        if language == "en" and "city" in by_kind:
+            by_kind["city"] = english_city(by_kind["city"])

@@ -1,4 +1,4 @@
-"""Search phrase and traffic source of a visit, and the lemmas rules match on."""
+"""Search phrase and traffic source of a visit."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes, urlsplit
-
-import pymorphy3
-import snowballstemmer
 
 _MAX_LENGTH = 200
 
@@ -46,13 +43,8 @@ _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
 
 # Anything but a letter or digit, except a hyphen between two of them ("wi-fi").
 _SEPARATOR = re.compile(r"(?:_|[^\w-]|(?<![^\W_])-|-(?![^\W_]))+")
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
-_LATIN = re.compile(r"[a-z]")
 # Russian text often writes "yo" as plain "ye", so "ye" is the form both sides agree on.
 _YO = str.maketrans("\N{CYRILLIC SMALL LETTER IO}", "\N{CYRILLIC SMALL LETTER IE}")
-
-_morph = pymorphy3.MorphAnalyzer(lang="ru")
-_stemmer = snowballstemmer.stemmer("english")
 
 
 class Traffic(NamedTuple):  # a tuple: decision plans are keyed by it, hashed and compared in C
@@ -210,34 +202,11 @@ def _text(value: str | None) -> str | None:
     return value
 
 
-# Cached too: the decision code normalises every visit's phrase besides taking its lemmas.
+# Cached too: the decision code normalises every visit's phrase besides reading its words.
 @functools.lru_cache(maxsize=20_000)
 def normalise(text: str) -> str:
     text = unicodedata.normalize("NFC", text).lower().translate(_YO)
     return " ".join(_SEPARATOR.sub(" ", text).split())
-
-
-@functools.lru_cache(maxsize=20_000)
-def lemmas(text: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(_lemma(word) for word in normalise(text).split()))
-
-
-@functools.lru_cache(maxsize=100_000)
-def _lemma(word: str) -> str:
-    if _CYRILLIC.search(word):
-        try:
-            normal_form: str = _morph.parse(word)[0].normal_form
-        except ValueError:  # pymorphy3 asks unicodedata for names some letters lack (Tangut): keep the word
-            return word
-        return normal_form.translate(_YO)
-    if _LATIN.search(word):
-        stem: str = _stemmer.stemWord(word)
-        return stem
-    return word
-
-
-def keyword_set(keyword: str) -> frozenset[str]:
-    return frozenset(lemmas(keyword))
 
 
 def _sentence(text: str) -> str:

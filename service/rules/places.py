@@ -38,9 +38,15 @@ class Place:
     name: str
     # A mappingproxy cannot be hashed; the name alone is enough to hash on.
     forms: Mapping[str, str] = field(hash=False)
+    brief: Place | None = field(default=None, compare=False)  # the short name usage prefers
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def short(self) -> Place:
+        """``{{ region.short.in }}``: «на Камчатке», where ``{{ region.in }}`` is «в Камчатском крае»."""
+        return self.brief or self
 
     def __getitem__(self, key: str) -> str:
         # A typo in a marketer's template should print the name, not break the page.
@@ -72,7 +78,7 @@ def with_overrides(base: Place, overrides: Mapping[str, str]) -> Place:
     for key, case in PREPOSITIONS.items():
         if case in overrides and key not in overrides:
             forms[key] = _prefix(key, forms[case])
-    return _make(base.name, forms)
+    return Place(base.name, MappingProxyType(forms), base.brief)
 
 
 def warm(names: Iterable[str]) -> None:

@@ -28,6 +28,12 @@ async def watch_rules(directory: Path, apply: Callable[[RuleSet], None]) -> None
             continue
         apply(rules)
         log.info("rules reloaded: version %s, sites %s", rules.version, ", ".join(rules.sites))
+        log_warnings(rules)
+
+
+def log_warnings(rules: RuleSet) -> None:
+    for warning in rules.warnings:
+        log.warning("%s", warning)
 
 
 async def warm_places() -> None:

@@ -40,13 +40,20 @@ from service.rules.engine import (
     Webhook,
     When,
 )
+from service.rules.geo import city_key
 from service.rules.patterns import Linear, PatternError
-from service.rules.phrase import keyword_set
+from service.rules.phrase import Keyword
+from service.rules.places import PREPOSITIONS
+from service.rules.regions import english_city, region_code, region_place, renamed_region
 from service.rules.ruleschema import schema_problems
 from service.rules.templates import TemplateError, Text, compile_text
+from service.rules.words import keyword_terms
 from service.rules.yamlsource import Document, YAMLProblem, parse
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# What a text shows a visitor from nowhere GeoIP knows, with every other name filled in.
+_UNPLACED = {"keyword": Keyword("x"), "phrase": "x", "source": "x", "medium": "x", "campaign": "x",
+             "city": places.place(""), "region": places.place(""), "country": places.place("")}
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -72,6 +79,7 @@ class RulesError(Exception):
 class RuleSet:
     sites: dict[str, Site]
     version: str  # a digest of the files: tells which rules answered a decision
+    warnings: tuple[Problem, ...] = ()  # what serves, but likely not as meant
 
 
 def load(directory: Path) -> RuleSet:
@@ -82,6 +90,7 @@ def load(directory: Path) -> RuleSet:
         p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
     )
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     sites: dict[str, Site] = {}
     defined_in: dict[str, str] = {}
     tracked: dict[str, tuple[str, str]] = {}  # tracking number → the site and file it is in
@@ -102,6 +111,7 @@ def load(directory: Path) -> RuleSet:
         compiler = _Compiler(str(path))
         site = compiler.compile(text)
         problems.extend(sorted(compiler.problems, key=lambda problem: problem.line))
+        warnings.extend(sorted(compiler.warnings, key=lambda warning: warning.line))
         if site is None:
             continue
         if site.id in sites:
@@ -112,7 +122,7 @@ def load(directory: Path) -> RuleSet:
         defined_in.setdefault(site.id, str(path))
     if problems:
         raise RulesError(problems)
-    return RuleSet(sites, digest.hexdigest()[:12])
+    return RuleSet(sites, digest.hexdigest()[:12], tuple(warnings))
 
 
 def _shared_numbers(site: Site, file: str, compiler: _Compiler,
@@ -135,10 +145,14 @@ class _Compiler:
     def __init__(self, file: str) -> None:
         self.file = file
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.document = Document(None)
 
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
         self.problems.append(Problem(self.file, self.document.line(path), message))
+
+    def warn(self, path: tuple[str | int, ...], message: str) -> None:
+        self.warnings.append(Problem(self.file, self.document.line(path), f"warning: {message}"))
 
     def compile(self, text: str) -> Site | None:
         try:
@@ -175,7 +189,7 @@ class _Compiler:
             language=language,
             origins=frozenset(data.get("origins", [])),
             phone=self._phone(("phone",), data["phone"]) if "phone" in data else None,
-            places={name: _place(name, forms, language) for name, forms in data.get("places", {}).items()},
+            places=self._places(data.get("places", {}), language),
             rules=RuleIndex(rules),
             experiments=tuple(experiments),
             pools=tuple(pools),
@@ -294,9 +308,10 @@ class _Compiler:
                                    f"it cannot also be {role}")
 
     def _when(self, path: tuple[str | int, ...], data: dict[str, Any]) -> When:
-        keywords = tuple(map(keyword_set, data.get("keywords", [])))
-        for i, (keyword, words) in enumerate(zip(data.get("keywords", []), keywords, strict=True)):
-            if not words:  # dropped silently, it would leave a rule that matches every phrase
+        exact = bool(data.get("exact", False))
+        keywords = [keyword_terms(keyword, exact) for keyword in data.get("keywords", [])]
+        for i, (keyword, terms) in enumerate(zip(data.get("keywords", []), keywords, strict=True)):
+            if not terms.variants:  # dropped silently, it would leave a rule that matches every phrase
                 self.problem((*path, "keywords", i), f"keyword {keyword!r} has no words to match")
         regex = None
         if "phrase_regex" in data:
@@ -307,18 +322,26 @@ class _Compiler:
         for i, country in enumerate(_listed(data.get("country"))):
             if pycountry.countries.get(alpha_2=country) is None:
                 self.problem((*path, "country", i), f"unknown country code {country!r}")
+        regions = []
         for i, region in enumerate(_listed(data.get("region"))):
-            if pycountry.subdivisions.get(code=region) is None:  # type: ignore[no-untyped-call]
-                self.problem((*path, "region", i), f"unknown region code {region!r} (ISO 3166-2)")
+            code = region_code(region) or region.upper()
+            if pycountry.subdivisions.get(code=code) is None:  # type: ignore[no-untyped-call]
+                self.problem((*path, "region", i), f"unknown region {region!r}: write its ISO 3166-2 code "
+                                                   "(RU-KAM) or its name in Russian or English (Камчатский край)")
+            regions.append(code)
+        cities = [city_key(english_city(city)) for city in _listed(data.get("city"))]
         return When(
-            keywords=tuple(words for words in keywords if words),
+            keywords=tuple(words for terms in keywords if not terms.minus for words in terms.variants),
+            guarded=tuple(terms for terms in keywords if terms.minus and terms.variants),
+            exact=exact,
+            words=frozenset().union(*(terms.words for terms in keywords)),
             phrase_regex=regex,
             sources=_folded(data.get("source")),
             media=_folded(data.get("medium")),
             campaigns=_folded(data.get("campaign")),
             countries=_folded(data.get("country")),
-            regions=_folded(data.get("region")),
-            cities=_folded(data.get("city")),
+            regions=_folded(regions) if "region" in data else None,
+            cities=_folded(cities) if "city" in data else None,
             devices=_folded(data.get("device")),
         )
 
@@ -339,7 +362,28 @@ class _Compiler:
         except TemplateError as exc:
             self.problems.append(Problem(self.file, self.document.text_line(path, exc.lineno), exc.message))
             return compile_text("")
+        if text.uses_places and (shown := text.render(_UNPLACED)) is not None and not shown.strip():
+            self.warn(path, "this text is only a place name, so it is empty, and the element blank, for visitors "
+                            "whose city GeoIP does not know (mobile networks often): give a fallback, "
+                            "\"{{ city.in or 'по всей России' }}\"")
         return text
+
+    def _places(self, data: dict[str, dict[str, str]], language: str) -> dict[str, places.Place]:
+        for name, forms in data.items():
+            for given in PREPOSITIONS.keys() & forms.keys():
+                missing = [key for key, case in PREPOSITIONS.items() if key not in forms and case not in forms]
+                if missing:
+                    declined = places.place(forms.get("nomn") or name, language)
+                    reads = ", ".join(f"{key!r}{' reads' if i == 0 else ''} {declined[key]!r}"
+                                      for i, key in enumerate(missing))
+                    self.warn(("places", name, given), f"places.{name} gives {given!r} but not "
+                              f"{' or '.join(map(repr, missing))}: those still decline the name ({reads}); "
+                              "give them too")
+                    break
+            if (renamed := renamed_region(name)) and renamed != name:
+                self.warn(("places", name), f"GeoIP's region name {name!r} is now given as {renamed!r}: "
+                                            "name the correction so, or it never applies")
+        return {name: _place(name, forms, language) for name, forms in data.items()}
 
     def _calls(self, data: dict[str, Any]) -> CallSettings:
         secret = _secret(data.get("secret"))
@@ -452,8 +496,10 @@ def _seconds(value: str | int) -> int:
 
 def _place(name: str, forms: Mapping[str, str], language: str) -> places.Place:
     """The site's own forms of `name`. A new nominative renames the place: `{{ city }}` prints
-    it, and the forms not given are declined from it («из Подмосковья», not «из МО»)."""
-    return places.with_overrides(places.place(forms.get("nomn") or name, language), forms)
+    it, and the forms not given are declined from it («из Петербурга»); a region's come from
+    its table («из Камчатского края»)."""
+    known = None if "nomn" in forms else region_place(region_code(name), language)
+    return places.with_overrides(known or places.place(forms.get("nomn") or name, language), forms)
 
 
 def _pages(data: dict[str, Any]) -> Pages:

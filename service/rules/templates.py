@@ -35,7 +35,7 @@ CONTEXT_NAMES = frozenset(
     {"keyword", "phrase", "city", "region", "country", "source", "medium", "campaign"}
 )
 PLACE_NAMES = frozenset({"city", "region", "country"})
-PLACE_ATTRIBUTES = frozenset({*FORMS, "name"})  # {{ city.in }}, {{ city.name }}
+PLACE_ATTRIBUTES = frozenset({*FORMS, "name", "short"})  # {{ city.in }}, {{ city.name }}, {{ region.short.in }}
 KEYWORD_ARGS = ("default", "max", "case")  # keyword() in a text, in positional order
 SAFE_FILTERS = frozenset(
     {
@@ -243,7 +243,7 @@ def _attribute(target: _Getter, attribute: str) -> _Getter:
         # are: reading them directly gives the same value in a fraction of the time (a form
         # through Place.__getattr__ costs an AttributeError first).
         if type(value) is Place:
-            return value.name if attribute == "name" else value.forms[attribute]
+            return value.forms[attribute] if attribute in FORMS else getattr(value, attribute)  # name, short
         return _env.getattr(value, attribute)
 
     return get
@@ -300,12 +300,17 @@ def _check_calls(tree: nodes.Template) -> None:
         if isinstance(call.node, nodes.Name) and call.node.name == "keyword":
             _check_keyword(call)
     for attribute in tree.find_all(nodes.Getattr):
-        target = attribute.node
-        if isinstance(target, nodes.Name) and target.name in PLACE_NAMES and attribute.attr not in PLACE_ATTRIBUTES:
+        if (place := _place_named(attribute.node)) and attribute.attr not in PLACE_ATTRIBUTES:
             raise TemplateError(
-                f"{target.name} has no form {attribute.attr!r}; available: {', '.join(FORMS)}",
-                attribute.lineno,
-            )
+                f"{place} has no form {attribute.attr!r}; available: {', '.join(FORMS)}, short", attribute.lineno)
+
+
+def _place_named(node: nodes.Node) -> str | None:
+    """`city` for `city` and `city.short`: what a place's forms are read from."""
+    if isinstance(node, nodes.Getattr) and node.attr == "short":
+        inner = _place_named(node.node)
+        return f"{inner}.short" if inner else None
+    return node.name if isinstance(node, nodes.Name) and node.name in PLACE_NAMES else None
 
 
 def _check_keyword(call: nodes.Call) -> None:

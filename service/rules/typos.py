@@ -1,0 +1,92 @@
+"""One typo in a search phrase, corrected against a site's own keywords.
+
+A phrase word no dictionary knows («кандиционер», «ремон») stands for a keyword term when it is
+within one edit (letters inserted, deleted, replaced or two swapped) of a term of five letters
+or more, or two edits of one of nine or more. A word the dictionary knows is never a typo: it
+means itself («покупка» is not «купить»). The terms' deletions are indexed when rules load
+(SymSpell's method), so a correction costs a few dictionary lookups, not a scan of the
+keywords, and is remembered per site.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import itertools
+import re
+from collections.abc import Iterable
+
+from service.rules.words import readings
+
+WORDS_KEPT = 4096  # corrections remembered per site
+_RUSSIAN_WORD = re.compile(r"[а-я]+")
+
+
+def budget(term: str) -> int:
+    """The edits a term of this length forgives."""
+    return 2 if len(term) >= 9 else 1 if len(term) >= 5 else 0
+
+
+class Speller:
+    """The typos of a site's keywords: of their words as written («цветов») and of their lemmas."""
+
+    def __init__(self, spellings: Iterable[str]) -> None:
+        self._spellings = tuple(sorted({s for s in spellings if _RUSSIAN_WORD.fullmatch(s) and budget(s)}))
+        # The deletions' hashes, sorted, beside the spelling each came from: two arrays of machine
+        # words rather than a dict of strings, a tenth of the memory for a site's 10,000 rules.
+        # A hash that collides only brings a spelling that `distance` then turns down.
+        pairs = sorted((hash(deleted), number) for number, spelling in enumerate(self._spellings)
+                       for deleted in _deletions(spelling, budget(spelling)))
+        self._hashes = array.array("q", [key for key, _ in pairs])
+        self._numbers = array.array("l", [number for _, number in pairs])
+        self._known: dict[tuple[str, ...], frozenset[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def correct(self, words: tuple[str, ...]) -> frozenset[str]:
+        """The lemmas of the words these are typos of."""
+        found = self._known.get(words)
+        if found is None:
+            if len(self._known) >= WORDS_KEPT:
+                self._known.clear()
+            found = self._known[words] = frozenset().union(*(
+                readings(spelling) for word in words for spelling in self._near(word)
+                if distance(word, spelling) <= budget(spelling)))
+        return found
+
+    def _near(self, word: str) -> set[str]:
+        # A spelling within two edits is at most two letters longer or shorter than the word.
+        found = set()
+        hashes = self._hashes
+        for deleted in _deletions(word, 2 if len(word) >= 7 else 1):
+            key = hash(deleted)
+            at = bisect.bisect_left(hashes, key)
+            while at < len(hashes) and hashes[at] == key:
+                found.add(self._spellings[self._numbers[at]])
+                at += 1
+        return found
+
+
+def _deletions(word: str, edits: int) -> set[str]:
+    """The word and every string made from it by deleting up to `edits` letters."""
+    found = {word}
+    for count in range(1, edits + 1):
+        found.update("".join(kept) for kept in itertools.combinations(word, len(word) - count))
+    return found
+
+
+def distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+    neighbouring letters, each one edit."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]

@@ -1,0 +1,59 @@
+"""Keyword matching as Yandex Direct users expect it, from the table in cases/keywords.json.
+
+The table was written before the matching code, from what marketers type and mean. Its cases
+run through the whole engine: one site whose rules are the table's keywords, each rule swapping
+a text of its own, and one decision per phrase, so the typo index, the rule index and the
+memos are those a real site has."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from service.rules.engine import Site, decide
+from tests.conftest import CASES
+from tests.test_engine import compile_site, make_visit
+
+TABLE: list[dict[str, Any]] = json.loads((CASES / "keywords.json").read_text(encoding="utf-8"))["cases"]
+RULES = sorted({(case["keyword"], case.get("exact", False)) for case in TABLE})
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    rules = [{"id": f"k{i}", "when": {"keywords": [keyword], "exact": exact},
+              "swap": [{"selector": f"#k{i}", "text": "matched"}]} for i, (keyword, exact) in enumerate(RULES)]
+    return compile_site({"site": "table", "rules": rules}, tmp_path_factory.mktemp("keywords"))
+
+
+def matched(site: Site, phrase: str) -> set[tuple[str, bool]]:
+    """The (keyword, exact) rules that match a visit searching for `phrase`."""
+    outcome = decide(site, make_visit({"url": "/?utm_term=" + quote(phrase)}))
+    return {RULES[int(selector.removeprefix("#k"))] for selector, _ in outcome.swaps}
+
+
+def test_the_table_is_as_big_and_as_varied_as_promised() -> None:
+    assert len(TABLE) >= 150
+    assert sum(not case["match"] for case in TABLE) >= 50
+    kinds = {case["kind"] for case in TABLE}
+    assert {"readings", "compound", "typo", "transliteration", "layout", "english", "minus", "exact"} <= kinds
+
+
+def test_recall_is_at_least_95_percent_and_precision_is_perfect(site: Site) -> None:
+    missed, wrong = [], []
+    for case in TABLE:
+        found = (case["keyword"], case.get("exact", False)) in matched(site, case["phrase"])
+        if found != case["match"]:
+            (missed if case["match"] else wrong).append(f"{case['kind']}: {case['phrase']!r} vs {case['keyword']!r}")
+    positives = sum(case["match"] for case in TABLE)
+    assert not wrong, "matched and should not:\n" + "\n".join(wrong)
+    assert (positives - len(missed)) / positives >= 0.95, "missed:\n" + "\n".join(missed)
+
+
+@pytest.mark.parametrize("kind", sorted({case["kind"] for case in TABLE}))
+def test_each_kind_of_match_is_mostly_found(site: Site, kind: str) -> None:
+    cases = [case for case in TABLE if case["kind"] == kind and case["match"]]
+    found = sum((case["keyword"], case.get("exact", False)) in matched(site, case["phrase"]) for case in cases)
+    assert found >= 0.9 * len(cases)

@@ -1,0 +1,135 @@
+"""What words stand for (service.rules.words) and the typo index (service.rules.typos).
+
+How phrases meet keywords as a marketer sees it is the table of tests/test_keywords.py; these
+are the parts' own promises."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.rules.typos import Speller, budget, distance
+from service.rules.words import keyword_terms, read, readings, spelt_in_cyrillic
+
+
+def test_a_phrase_reads_every_dictionary_reading_of_its_words() -> None:
+    assert {"пол", "пола", "теплый", "цена"} <= read("тёплые полы цена").lemmas
+    assert {"сталь", "стать"} <= read("стали").lemmas
+    assert read("Ёлки ёлка елку купить").lemmas == {"елка", "купить"}
+
+
+def test_english_words_read_as_their_stems_and_irregular_bases() -> None:
+    assert read("Buying air conditioners 2024").lemmas == {"buy", "air", "condition", "2024"}
+    assert {"buy", "bought"} <= read("bought").lemmas
+    assert {"saw", "see"} <= read("saw").lemmas  # the tool is still a reading of «saw»
+    assert readings("children") == {"children", "child"}
+
+
+def test_an_empty_phrase_reads_nothing() -> None:
+    assert read(" ,.! ") == (frozenset(), frozenset(), ())
+
+
+def test_readings_are_remembered_per_phrase() -> None:
+    assert read("кондиционеры в офис") is read("кондиционеры в офис")
+
+
+@pytest.mark.parametrize(("latin", "russian"), [
+    ("kondicioner", "кондиционер"), ("konditsioner", "кондиционер"), ("novyy", "новый"), ("teplye", "теплые"),
+    ("natyazhnye", "натяжные"), ("shchetka", "щетка"), ("yeli", "ели"), ("polya", "поля"), ("s7", "с7"),
+])
+def test_russian_spelt_in_latin_letters_is_read_back(latin: str, russian: str) -> None:
+    assert spelt_in_cyrillic(latin) == russian
+
+
+def test_latin_words_read_as_russian_only_where_the_phrase_reads_as_russian() -> None:
+    assert {"купить", "кондиционер"} <= read("kupit kondicioner").terms
+    assert "продажа" in read("ghjlf;f").terms  # «;» is the key of «ж»
+    assert "кондиционер" in read("RJYLBWBJYTH").terms
+    assert read("sale").terms == {"sale"}  # «сале» is a Russian word, but short: no phrase reads as it
+    assert read("bought an air conditioner").terms == read("bought an air conditioner").lemmas
+
+
+def test_compounds_stand_for_their_parts_and_for_one_fused_word() -> None:
+    assert {"сплит", "система"} <= read("сплит-системы").terms
+    fused = read("сплитсистемы")
+    assert "сплит+система" in fused.terms and "система" not in fused.terms  # «пенобетон» is no «бетон»
+    assert keyword_terms("сплит система").variants == ({"сплит", "система"}, {"сплит+система"})
+    assert keyword_terms("сплит-система", exact=True).variants == ({"сплит-система"},)
+
+
+def test_a_keyword_word_in_its_dictionary_form_means_that_word_only() -> None:
+    assert keyword_terms("пол").variants == ({"пол"},)  # not also пола and полый
+    assert set(keyword_terms("цветы").variants) == {frozenset({"цветок"}), frozenset({"цвета"})}
+
+
+def test_minus_words_are_read_in_every_form() -> None:
+    keyword = keyword_terms("кондиционер -волос -автомобильный")
+    assert keyword.variants == ({"кондиционер"},) and {"волос", "автомобильный"} <= keyword.minus
+    assert keyword_terms("-волос").variants == ()
+
+
+def test_words_a_dictionary_knows_are_never_typos() -> None:
+    assert read("покупка кондиционера").unknown == ()
+    assert read("кандиционера").unknown[0] == "кандиционера"
+    assert read("ремонт кндц").unknown == ()  # four letters: too short to tell a typo
+
+
+@pytest.mark.parametrize(("a", "b", "edits"), [
+    ("кондиционер", "кондиционер", 0), ("кандиционер", "кондиционер", 1), ("кондицонер", "кондиционер", 1),
+    ("кондициноер", "кондиционер", 1), ("ремон", "ремонт", 1), ("кандицонер", "кондиционер", 2),
+    ("ca", "abc", 3), ("", "abc", 3),
+])
+def test_distance_counts_insertions_deletions_replacements_and_swaps(a: str, b: str, edits: int) -> None:
+    assert distance(a, b) == edits == distance(b, a)
+
+
+RUSSIAN_WORDS = st.text("абвгдежзийклмнопрстуфхцчшщъыьэюя", min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(RUSSIAN_WORDS, min_size=1, max_size=20), st.lists(RUSSIAN_WORDS, min_size=1, max_size=5))
+def test_the_typo_index_finds_exactly_what_comparing_with_every_term_finds(
+        terms: list[str], words: list[str]) -> None:
+    near = {term for term in terms for word in words if budget(term) and distance(word, term) <= budget(term)}
+    assert Speller(terms).correct(tuple(words)) == frozenset().union(*map(readings, near))
+
+
+def test_the_typo_index_holds_only_russian_words_long_enough_to_forgive_a_typo() -> None:
+    speller = Speller(["кондиционер", "пол", "сплит+система", "split", "ремонт"])
+    assert speller.correct(("кондицонер", "пл", "сплитсистема", "splat", "рем0нт")) == {"кондиционер", "ремонт"}
+    assert Speller(["цветов"]).correct(("цвтов",)) == {"цвет", "цветок"}  # a typo of a form reads as that form
+    assert all(re.fullmatch("[а-я]+", spelling) for spelling in speller._spellings)
+
+
+def matches(keyword: str, phrase: str) -> bool:
+    terms = keyword_terms(keyword)
+    found = read(phrase).terms
+    return terms.minus.isdisjoint(found) and any(words <= found for words in terms.variants)
+
+
+@pytest.mark.parametrize(("keyword", "phrase"), [
+    ("купить кондиционер", "кондиционеры купить недорого"),
+    ("ремонт стиральных машин", "ремонт стиральной машины на дому"),
+    ("доставка цветов москва", "Доставка цветов по Москве"),
+    ("ёлки купить", "купить елку"),
+    ("пластиковые окна", "пластиковое окно цена"),
+    ("такси ростов-на-дону", "Такси Ростов-на-Дону круглосуточно"),
+    ("buy air conditioner", "buying air conditioners cheap"),
+    ("wi-fi router", "Wi-Fi routers"),
+    ("wi-fi", "wi fi"),
+    ("iphone 15", "купить iPhone 15 Pro"),
+])
+def test_keyword_matches_phrase(keyword: str, phrase: str) -> None:
+    assert matches(keyword, phrase)
+
+
+@pytest.mark.parametrize(("keyword", "phrase"), [
+    ("купить кондиционер", "кондиционер в аренду"),
+    ("установка кондиционера", "установить кондиционер"),
+    ("buy air conditioner", "air conditioner repair"),
+])
+def test_keyword_does_not_match_phrase(keyword: str, phrase: str) -> None:
+    assert not matches(keyword, phrase)
