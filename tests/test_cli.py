@@ -52,6 +52,17 @@ def test_preview_puts_the_visitor_in_a_city_by_name(capsys: pytest.CaptureFixtur
     assert "no Russian city is called 'Атлантида'" in capsys.readouterr().err
 
 
+def test_preview_asks_as_a_browser_and_a_script_gets_what_bots_get(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/RULES.md: rules never apply to crawlers and scripts (curl, httpx), and the preview
+    says so for a script's user agent."""
+    for agent, bot in ((None, False), ("curl/8.5.0", True), ("python-httpx/0.28.1", True)):
+        ua = ["--ua", agent] if agent else []
+        assert main(["rules", "preview", "--site", "demo", "--url", "/?utm_term=купить+кондиционер",
+                     "--city", "Москва", "--dir", str(DEMO_RULES), *ua]) == 0
+        body = json.loads(capsys.readouterr().out)
+        assert body["bot"] is bot and bool(body["swaps"]) is not bot, agent
+
+
 def test_preview_reports_an_unknown_site(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "preview", "--site", "nope", "--url", "/", "--dir", str(DEMO_RULES)]) == 1
     assert "no site 'nope'" in capsys.readouterr().err

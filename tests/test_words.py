@@ -62,6 +62,7 @@ def test_compounds_stand_for_their_parts_and_for_one_fused_word() -> None:
 
 def test_a_keyword_word_in_its_dictionary_form_means_that_word_only() -> None:
     assert keyword_terms("пол").variants == ({"пол"},)  # not also пола and полый
+    assert not matches("пол", "полая труба") and matches("пола", "ремонт полов")
     assert set(keyword_terms("цветы").variants) == {frozenset({"цветок"}), frozenset({"цвета"})}
 
 
