@@ -91,8 +91,10 @@ def test_scripts_come_back_after_the_store_forgets_them(valkey_url: str, store: 
 
 def test_commands_are_packed_as_redis_py_packs_them() -> None:
     expose = EXPOSE(("sw:{a/b}:assign", "sw:{a/b}:exposed"), ("visitor", 17, -3, 0.25, "/страница"))
+    shared = EXPOSE(("sw:{a/b}:assign",), ("visitor", "/"), (1000, "шт"))  # packed once with the keys
+    own = EXPOSE(("sw:{a|v}:pages",), ("/",), None)  # the visitor's keys: packed with each call
     commands = [expose, ("HINCRBY", "sw:{a/_site}:bots", "2026-11-22", 1), ("SET", b"\x00\xff bytes", "кириллица"),
-                expose]
+                expose, shared, own, EXPOSE(("k",), (), ("all of them",)), shared]
     connection = redis.asyncio.Redis().connection_pool.make_connection()
     expected = [command.by_digest() if isinstance(command, ScriptCall) else command for command in commands]
     assert pack(commands) == b"".join(connection.pack_commands(expected))

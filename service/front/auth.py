@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from service.errors import Unauthorized
+from service.front.middleware import client_host
 from service.rules.engine import Site
 
 if TYPE_CHECKING:  # the runtime holds the pools, whose endpoint needs this module
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # the runtime holds the pools, whose endpoint needs this modu
 async def accepts(runtime: Runtime, site: Site, request: Request, given: str) -> bool:
     """Whether `given` is the site's report token; 429 once the client has guessed wrong too often."""
     limiter, batcher, now = runtime.signin_limit, runtime.store.batcher, runtime.clock()
-    network = limiter.network(request.client.host if request.client else "")
+    network = limiter.network(client_host(request.scope))
     await limiter.consult(network, batcher, now)
     limiter.refuse_if_blocked(network, now)
     expected = site.report_token

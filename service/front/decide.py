@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from service.errors import BadRequest
 from service.front.cors import cors_headers
+from service.front.middleware import client_host
 from service.front.responses import JSON
 from service.observability import LEASES, labelled
 from service.rules.engine import Outcome, PageView, Pool, Site, decide, normalise_path
@@ -278,7 +279,7 @@ def _preview(query: Mapping[str, str]) -> dict[str, str] | None:
 async def decide_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     rules = runtime.rules
-    client = request.client.host if request.client else ""
+    client = client_host(request.scope)
     now = runtime.now_ms()
     # Counted with this decision's own store commands, which leave in the same batch.
     runtime.decision_limit.admit(client, runtime.store.batcher, now / 1000)

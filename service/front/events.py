@@ -15,7 +15,6 @@ keeps a conversion until it is taken, or refused with a 4xx other than 429 (no r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
@@ -25,10 +24,11 @@ from starlette.requests import Request
 from service.errors import BadRequest, Forbidden, HTTPError, Unauthorized
 from service.front import bodies
 from service.front.cors import cors_headers
+from service.front.middleware import client_host
 from service.front.responses import JSON
 from service.rules.engine import Site
 from service.runtime import Runtime
-from service.tracking import visits
+from service.tracking import ledger, visits
 from service.tracking.store import STORE_ERRORS
 from service.tracking.visitors import BrowserHeaders
 
@@ -76,7 +76,7 @@ async def _beacon(request: Request) -> JSON:
         raise Forbidden("not_a_browser", "beacons come from the snippet in a browser")
     now = runtime.now_ms()
     # Counted with the beacon's own store commands, which leave in the same batch.
-    runtime.beacon_limit.admit(request.client.host if request.client else "", runtime.store.batcher, now / 1000)
+    runtime.beacon_limit.admit(client_host(request.scope), runtime.store.batcher, now / 1000)
     if token.get("pv"):  # a preview page view: its beacons record nothing
         return JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
     if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold
@@ -113,17 +113,16 @@ async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> s
     those variants and the visit it came from (once: a retry may be the first to get there)."""
     vid, now = conversion["vid"], conversion["now"]
     visit, kind = conversion.get("visit"), conversion["kinds"][0]
-    outcome, variants, journey = await asyncio.gather(  # in one round trip: the visitor's variants stay as they are
-        runtime.ledger.convert(site.id, vid, site.experiment_ids, conversion["id"], conversion["kinds"], now),
-        runtime.ledger.variants(site.id, vid, site.experiment_ids),
-        visits.journey(runtime.store, site.id, vid, visit, now) if visit else _nothing())
+    counting = runtime.ledger.conversion(site.id, vid, site.experiment_ids, conversion["id"], conversion["kinds"], now)
+    asking = ledger.assignments(site.id, vid, site.experiment_ids)
+    seeing = visits.reads(site.id, vid, visit) if visit else ()
+    # One round trip (one future, no task each), so the variants are read as they are counted.
+    replies = await runtime.store.batcher.submit(*counting, *asking, *seeing)
+    read = len(counting) + len(asking)
     await runtime.journal.add(site.id, {
         "id": conversion["id"], "kind": kind, "at": now, "visitor": vid, "page": conversion.get("page"),
-        "experiments": variants, "visit": journey,
+        "experiments": ledger.assigned(site.experiment_ids, replies[len(counting):read]),
+        "visit": visits.journey_of(replies[read:], now) if visit else None,
         **({"goal": conversion["kinds"][1].removeprefix("goal:")} if kind == "goal" else {}),
     }, now)
-    return str(outcome)
-
-
-async def _nothing() -> None:
-    return None
+    return ledger.converted(replies)

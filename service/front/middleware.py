@@ -30,6 +30,14 @@ class ClientIPMiddleware:
         await self.app(scope, receive, send)
 
 
+def client_host(scope: Scope) -> str:
+    """The client's address as `TrustedProxies` resolved it, "" if unknown: what Starlette's
+    `Request.client` says without the `Address` it makes at every reading."""
+    client = scope.get("client")
+    host: str = client[0] if client else ""
+    return host
+
+
 class TrustedProxies:
     """`X-Forwarded-For` and `X-Forwarded-Proto` are read only when the socket peer is a trusted
     proxy. The client is then the right-most address that is not itself a trusted proxy, since

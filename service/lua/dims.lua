@@ -1,7 +1,7 @@
 -- Count a visit or a conversion in a day's counters by dimension (service.analytics.dimensions):
 -- each dimension alone and each pair of them, so a report by one or two dimensions reads one
 -- hash a day. `prefix` is "sw:{SITE:log}:dims:DAY:"; `names` the dimensions in their fixed
--- order and `values` the visit's, escaped of '|'; `field` is "v" for a visit, "c|KIND" for a
+-- order and `values` the visit's (`listed`); `field` is "v" for a visit, "c|KIND" for a
 -- conversion, "u|KIND" for a visit's first conversion of a kind. Each dimension counts at
 -- most `most` values a day, then '(other)' (capped.lua); every key lives `ttl` seconds.
 local function by_dimensions(prefix, names, values, field, most, ttl)
@@ -21,13 +21,10 @@ local function by_dimensions(prefix, names, values, field, most, ttl)
   end
 end
 
--- The dimensions' names, then their values, from ARGV[first] on, as the callers pass them.
-local function dimensions_from(first)
-  local n = (#ARGV - first + 1) / 2
-  local names, values = {}, {}
-  for i = 1, n do
-    names[i] = ARGV[first - 1 + i]
-    values[i] = ARGV[first - 1 + n + i]
-  end
-  return names, values
+-- The items of a list joined by '|', as the callers pass the dimensions' names and a visit's
+-- values (escaped of '|'): one argument each.
+local function listed(joined)
+  local items = {}
+  for item in string.gmatch(joined .. '|', '(.-)|') do items[#items + 1] = item end
+  return items
 end

@@ -1,6 +1,6 @@
 -- Lease a tracking number of one pool to a visitor, atomically.
 -- Every key shares the pool's hash tag {site:pool}; per-number history keys are built from
--- ARGV[8], which carries the same tag, so the script stays in one cluster slot.
+-- ARGV[3], which carries the same tag, so the script stays in one cluster slot.
 --
 -- KEYS: 1 numbers  set   the pool's configured numbers
 --       2 free     zset  number -> ms since it is free (lowest = free the longest)
@@ -13,20 +13,20 @@
 --       8 stats    hash  per-hour arrivals and overflows, per-day peaks, hold totals
 --       9 clock    string the latest time any call of this pool has seen
 --      10 networks hash  client network (keyed hash) -> numbers it holds now
--- ARGV: 1 visitor id  2 now ms  3 hold ms  4 page  5 variants json  6 retention ms
---       7 hour label (2026-11-22T14)  8 key prefix for per-number history and overflow sets
---       9 day label (2026-11-22)  10 visit id  11 the client's network ('' unknown)
---      12 most numbers one network may hold at once
+-- ARGV: 1 hold ms  2 retention ms  3 key prefix for per-number history and overflow sets
+--       4 most numbers one network may hold at once (1-4: the pool's own, packed once)
+--       5 visitor id  6 now ms  7 page  8 variants json  9 hour label (2026-11-22T14)
+--      10 day label (2026-11-22)  11 visit id  12 the client's network ('' unknown)
 -- Returns {number, "kept" | "new"}, or {false, "overflow" | "capped"}: the pool has no free
 -- number, or the visitor's network holds its share of the pool already (a burst of made-up
 -- visitor ids from one address cannot squat the pool).
-local vid, hold = ARGV[1], tonumber(ARGV[3])
+local vid, hold = ARGV[5], tonumber(ARGV[1])
 -- Processes stamp requests before they queue, so scripts can run out of time order. The
 -- pool's clock never goes back: a late script must not lease a number "before" its last
 -- holder's hold ended.
-local now = math.max(tonumber(ARGV[2]), tonumber(redis.call('GET', KEYS[9]) or '0'))
+local now = math.max(tonumber(ARGV[6]), tonumber(redis.call('GET', KEYS[9]) or '0'))
 redis.call('SET', KEYS[9], now)
-local hour, prefix, day = ARGV[7], ARGV[8], ARGV[9]
+local hour, prefix, day = ARGV[9], ARGV[3], ARGV[10]
 
 -- Give a number back: its visitor loses it, and it is free since its hold ended.
 local function release(number, ended)
@@ -65,20 +65,20 @@ if number then
 end
 
 redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1)
-local network = ARGV[11]
-local capped = network ~= '' and tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[12])
+local network = ARGV[12]
+local capped = network ~= '' and tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[4])
 local pick = capped and {} or redis.call('ZRANGE', KEYS[2], 0, 0)
 if #pick == 0 then
   redis.call('HINCRBY', KEYS[8], 'overflow:' .. hour, 1)
   redis.call('SADD', prefix .. 'overflowed:' .. day, vid)
-  redis.call('PEXPIRE', prefix .. 'overflowed:' .. day, tonumber(ARGV[6]))
+  redis.call('PEXPIRE', prefix .. 'overflowed:' .. day, tonumber(ARGV[2]))
   return {false, capped and 'capped' or 'overflow'}
 end
 
 number = pick[1]
 redis.call('ZREM', KEYS[2], number)
 local id = tostring(redis.call('INCR', KEYS[7]))
-local lease = {n = number, v = vid, f = now, u = now + hold, p = ARGV[4], x = cjson.decode(ARGV[5]), w = ARGV[10],
+local lease = {n = number, v = vid, f = now, u = now + hold, p = ARGV[7], x = cjson.decode(ARGV[8]), w = ARGV[11],
                a = network}
 if network ~= '' then redis.call('HINCRBY', KEYS[10], network, 1) end
 redis.call('HSET', KEYS[6], id, cjson.encode(lease))
@@ -89,7 +89,7 @@ redis.call('ZADD', KEYS[3], lease.u, number)
 -- History for attribution; what is older than the retention goes.
 local history = prefix .. 'history:' .. number
 redis.call('ZADD', history, now, id)
-local old = redis.call('ZRANGEBYSCORE', history, '-inf', '(' .. (now - tonumber(ARGV[6])), 'LIMIT', 0, 100)
+local old = redis.call('ZRANGEBYSCORE', history, '-inf', '(' .. (now - tonumber(ARGV[2])), 'LIMIT', 0, 100)
 if #old > 0 then
   redis.call('HDEL', KEYS[6], unpack(old))
   redis.call('ZREM', history, unpack(old))

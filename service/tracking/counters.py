@@ -17,13 +17,15 @@ from service.rules.phrase import normalise
 from service.tracking.store import Command, Script
 
 DIMENSIONS = ("source", "medium", "campaign", "phrase", "landing", "region", "city", "device", "pool")
+NAMES = "|".join(DIMENSIONS)  # as the scripts take them (dims.lua's `listed`)
 NONE = "(none)"
 MOST_VALUES = 1000  # of each dimension, a day
 VISITED = Script.named("visited", "capped", "dims")
 
 
-def values(record: Mapping[str, Any], pool: str | None = None) -> tuple[str, ...]:
-    """A visit's value of each dimension, from its record (`visits.started`)."""
+def values(record: Mapping[str, Any], pool: str | None = None) -> str:
+    """A visit's value of each dimension, from its record (`visits.started`), joined as the
+    scripts take them (dims.lua's `listed`)."""
     geo = record.get("geo") or {}
     return _values(record.get("source"), record.get("medium"), record.get("campaign"), record.get("phrase"),
                    record.get("landing"), geo.get("region"), geo.get("city"), record.get("device"),
@@ -32,10 +34,10 @@ def values(record: Mapping[str, Any], pool: str | None = None) -> tuple[str, ...
 
 # Visits come from few sources, campaigns and places: each combination is escaped once.
 @functools.lru_cache(maxsize=4096)
-def _values(*found: Any) -> tuple[str, ...]:
+def _values(*found: Any) -> str:
     named = list(found)
     named[3] = normalise(named[3] or "") or None  # the phrase as keywords see it
-    return tuple(escape(str(value)) if value else NONE for value in named)
+    return "|".join(escape(str(value)) if value else NONE for value in named)
 
 
 def escape(value: str) -> str:
@@ -54,15 +56,14 @@ def prefix(site: str, day: str) -> str:
 def visited(site: str, day: str, record: Mapping[str, Any], ttl: int) -> Command:
     """The command that counts a visit as it starts."""
     at = prefix(site, day)
-    return VISITED((at + DIMENSIONS[0],), (at, MOST_VALUES, ttl, *DIMENSIONS, *values(record)))
+    return VISITED((at + DIMENSIONS[0],), (values(record),), (at, MOST_VALUES, ttl, NAMES))
 
 
-def logged(site: str, day: str, entry: Mapping[str, Any], ttl: int) -> tuple[Any, ...]:
+def logged(site: str, day: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
     """What the conversion log's script needs to count a conversion by its visit's dimensions
-    (service/lua/log.lua, ARGV 6 on); empty fields when it has no visit."""
+    (service/lua/log.lua, ARGV 9 on); empty fields when it has no visit."""
     visit, call = entry.get("visit"), entry.get("call") or {}
     if not visit or entry["kind"] == "alert":
-        return ("", MOST_VALUES, ttl, "", "")
+        return ("", "", "", "")
     kinds = [entry["kind"], *(["qualified_call"] if call.get("qualified") else [])]
-    return (prefix(site, day), MOST_VALUES, ttl, ",".join(kinds), visit.get("id", ""), *DIMENSIONS,
-            *values(visit, call.get("pool")))
+    return prefix(site, day), ",".join(kinds), visit.get("id", ""), values(visit, call.get("pool"))

@@ -45,16 +45,17 @@ class Journal:
     def __init__(self, store: Store, retention_days: int = 90, report_days: int = 400) -> None:
         self.store = store
         self.retention_ms = retention_days * DAY_MS
-        self.counted_for = report_days * 86_400  # seconds the counters by dimension live
+        # log.lua's first arguments, the same in every call (`ScriptCall.shared`); the counters
+        # by dimension live `report_days`.
+        self._logging = (self.retention_ms, counters.MOST_VALUES, report_days * 86_400, counters.NAMES)
 
     async def add(self, site: str, entry: Mapping[str, Any], now_ms: int) -> bool:
         """Log one conversion (`entry["id"]`) unless it is already; entries past the retention go
         as new ones come. Whether it was logged now."""
         logged, = await self.store.batcher.submit(LOG(
             (key(site), f"sw:{{{site}:log}}:logged", last_call_key(site)),
-            (entry["id"], now_ms, self.retention_ms, orjson.dumps(entry),
-             entry["at"] if entry["kind"] in CALL_KINDS else "",
-             *counters.logged(site, hour_and_day(entry["at"])[1], entry, self.counted_for))))
+            (entry["id"], now_ms, orjson.dumps(entry), entry["at"] if entry["kind"] in CALL_KINDS else "",
+             *counters.logged(site, hour_and_day(entry["at"])[1], entry)), self._logging))
         return bool(logged)
 
     async def page(self, site: str, query: LogQuery, keeps: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 from urllib.parse import quote, unquote
 
 from service.tracking.clock import hour_and_day
@@ -83,9 +83,10 @@ class Ledger:
 
     def __init__(self, store: Store, max_pages: int = 1000, max_goals: int = 100, remembered: int = 32_768) -> None:
         self.store = store
-        # The caps' script arguments (service/lua/capped.lua), packed once: every page view sends them.
-        self._pages_cap = (b"%d" % max_pages, b"%d" % DAY_SET_SECONDS)  # per experiment and day
-        self._goals_cap = (b"%d" % max_goals, b"%d" % DAY_SET_SECONDS)
+        # The scripts' first arguments, the same in every call (`ScriptCall.shared`): the caps
+        # of service/lua/capped.lua, and the window in which an event id is a retry.
+        self._exposing = (max_pages, DAY_SET_SECONDS)
+        self._converting = (DEDUPE_MS, max_goals, DAY_SET_SECONDS)
         # A visitor is exposed to an experiment once, ever: the store keeps the first exposure
         # and ignores the others. Remembering what this process has recorded spares the page
         # views of returning visitors (most page views) those no-op scripts. Bounded, and only
@@ -109,7 +110,7 @@ class Ledger:
             return [], []
         page = page_field(page)
         return [EXPOSE(_day_keys(site, experiment, day, "pages", "assign", "exposed"),
-                       (vid, variants.get(experiment, ALL), page, day, *self._pages_cap))
+                       (vid, variants.get(experiment, ALL), page, day), self._exposing)
                 for _, experiment, _ in fresh], fresh
 
     def recorded(self, exposures: list[tuple[str, str, str]]) -> None:
@@ -127,28 +128,28 @@ class Ledger:
     def bot(site: str, day: str) -> Command:
         return ("HINCRBY", LedgerKeys.of(site, SITE).bots, day, 1)
 
+    def conversion(self, site: str, vid: str, experiments: Iterable[str], event_id: str, kinds: Iterable[str],
+                   now_ms: int) -> list[Command]:
+        """The commands that credit the visitor's cohorts in `experiments` (all of the site's: the
+        store knows which ones the visitor was exposed to, on whatever page); their replies say
+        what the site-wide ledger made of it (`converted`)."""
+        _, day = hour_and_day(now_ms)
+        args = (vid, event_id, now_ms, *kinds, "any")
+        names = ("assign", "converted", "conversions", "totals", "seen", "overflowed", "excluded")
+        return [CONVERT(_day_keys(site, experiment, day, "goals", *names), args, self._converting)
+                for experiment in dict.fromkeys([SITE, *experiments])]
+
     async def convert(self, site: str, vid: str, experiments: Iterable[str], event_id: str, kinds: Iterable[str],
                       now_ms: int) -> str:
-        """Credit the visitor's cohorts in `experiments` (all of the site's: the store knows which
-        ones the visitor was exposed to, on whatever page); returns what the site-wide ledger
-        made of it."""
-        _, day = hour_and_day(now_ms)
-        args = (vid, event_id, now_ms, DEDUPE_MS, *self._goals_cap, *kinds, "any")
-        names = ("assign", "converted", "conversions", "totals", "seen", "overflowed", "excluded")
-        results = await self.store.batcher.submit(*(
-            CONVERT(_day_keys(site, experiment, day, "goals", *names), args)
-            for experiment in dict.fromkeys([SITE, *experiments])
-        ))
-        return bytes(results[0]).decode()
+        """Credit a conversion (`conversion`); returns what the site-wide ledger made of it."""
+        return converted(await self.store.batcher.submit(*self.conversion(site, vid, experiments, event_id, kinds,
+                                                                          now_ms)))
 
     async def variants(self, site: str, vid: str, experiments: tuple[str, ...]) -> dict[str, str]:
         """The variant of each of `experiments` the visitor was exposed to, on any page."""
         if not experiments:
             return {}
-        assigned = await self.store.batcher.submit(*(("HGET", LedgerKeys.of(site, experiment).assign, vid)
-                                                     for experiment in experiments))
-        return {experiment: bytes(value).decode().partition("|")[0]  # "variant|page|day", see expose.lua
-                for experiment, value in zip(experiments, assigned, strict=True) if value}
+        return assigned(experiments, await self.store.batcher.submit(*assignments(site, vid, experiments)))
 
     async def tally(self, site: str, experiment: str, keeps_day: Callable[[str], bool] = lambda day: True) -> Tally:
         """One experiment's counts on the days `keeps_day` keeps. Read a slice at a time (HSCAN):
@@ -167,6 +168,22 @@ class Ledger:
                         pieces[1:2] = map(unquote, pieces[1:2])
                         counts[tuple(pieces)] = int(value)
         return tally
+
+
+def converted(replies: list[Any]) -> str:
+    """What the site-wide ledger made of a conversion: from the replies to `Ledger.conversion`."""
+    return bytes(replies[0]).decode()
+
+
+def assignments(site: str, vid: str, experiments: tuple[str, ...]) -> list[Command]:
+    """The commands that read the visitor's variant of each of `experiments` (`assigned`)."""
+    return [("HGET", LedgerKeys.of(site, experiment).assign, vid) for experiment in experiments]
+
+
+def assigned(experiments: tuple[str, ...], replies: list[Any]) -> dict[str, str]:
+    """The variants the replies to `assignments` say the visitor was exposed to."""
+    return {experiment: bytes(value).decode().partition("|")[0]  # "variant|page|day", see expose.lua
+            for experiment, value in zip(experiments, replies, strict=True) if value}
 
 
 @functools.lru_cache(maxsize=4096)  # the same few per experiment, wanted on every page view

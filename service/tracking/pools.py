@@ -110,8 +110,8 @@ class Pools:
         return LEASE(
             (keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases, keys.seq, keys.stats,
              keys.clock, keys.networks),
-            (vid, now_ms, pool.hold * 1000, page, orjson.dumps(experiments), self.retention_ms, hour, keys.prefix,
-             day, visit, network, max(1, len(pool.numbers) * self.network_share // 100)),
+            (vid, now_ms, page, orjson.dumps(experiments), hour, day, visit, network),
+            (pool.hold * 1000, self.retention_ms, keys.prefix, max(1, len(pool.numbers) * self.network_share // 100)),
         )
 
     @staticmethod
@@ -124,7 +124,7 @@ class Pools:
     async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
         keys = PoolKeys.of(site, pool.id)
         number, = await self.store.batcher.submit(EXTEND(
-            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms, pool.hold * 1000),
+            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms), (pool.hold * 1000,),
         ))
         return number.decode() if number else None
 

@@ -18,6 +18,7 @@ trip that it shares with everything else that arrived meanwhile. Scripts travel 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -100,23 +101,31 @@ class Script:
         source = "".join(folder.joinpath(f"{part}.lua").read_text() for part in (*uses, name))
         return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
-    def __call__(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> ScriptCall:
-        return ScriptCall(self, keys, args)
+    def __call__(self, keys: tuple[str, ...], args: tuple[Any, ...],
+                 shared: tuple[Any, ...] | None = ()) -> ScriptCall:
+        return ScriptCall(self, keys, args, shared)
 
 
 class ScriptCall(NamedTuple):
-    """A command that runs a script: EVALSHA, or EVAL where the server does not know it yet."""
+    """A command that runs a script: EVALSHA, or EVAL where the server does not know it yet.
+
+    The script's arguments are `shared` then `args`. `shared` are those that calls with the
+    same keys repeat (a pool's hold, a day's dimension names): `pack` packs them with the
+    digest and the keys once, not with every call. None: the keys are the call's own (a
+    visitor's), nothing to pack once.
+    """
 
     script: Script
     keys: tuple[str, ...]
     args: tuple[Any, ...]
+    shared: tuple[Any, ...] | None = ()
 
     def by_digest(self) -> tuple[Any, ...]:
-        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *(self.shared or ()), *self.args)
 
     def with_source(self) -> tuple[Any, ...]:
         """The server runs it and keeps it by its digest from then on."""
-        return ("EVAL", self.script.source, len(self.keys), *self.keys, *self.args)
+        return ("EVAL", self.script.source, len(self.keys), *self.keys, *(self.shared or ()), *self.args)
 
 
 Command = tuple[Any, ...]  # a command's arguments as sent, ("HINCRBY", key, field, 1), or a ScriptCall
@@ -124,10 +133,32 @@ Command = tuple[Any, ...]  # a command's arguments as sent, ("HINCRBY", key, fie
 
 def pack(commands: list[Command]) -> bytes:
     """The commands in the Redis protocol (RESP), as one buffer: what redis-py's `pack_commands`
-    makes, by hiredis's packer in C. Packing argument by argument in Python was the hottest
-    part of a decision's store round trip."""
-    return b"".join([pack_command(command.by_digest() if type(command) is ScriptCall else command)
-                     for command in commands])
+    makes, by hiredis's packer in C (packing argument by argument in Python was the hottest
+    part of a decision's store round trip). hiredis still costs a `sprintf` an argument, so
+    what script calls repeat is packed once (`_head`)."""
+    packed, last, bulks = [], None, b""
+    for command in commands:
+        if type(command) is not ScriptCall:
+            packed.append(pack_command(command))
+            continue
+        keys, shared, rest = command.keys, command.shared, command.args
+        if shared is None:  # the keys are the call's own (a visitor's): only the digest is packed once
+            keys, shared, rest = (), (), (*keys, *rest)
+        packed.append(_head(command.script.sha, len(command.keys), keys, shared, len(rest)))
+        if rest:
+            if rest is not last:  # calls may share theirs (a conversion's, one per experiment): packed once
+                last, bulks = rest, pack_command(rest)
+                bulks = bulks[bulks.index(b"\n") + 1:]  # without their count: the head has the call's
+            packed.append(bulks)
+    return b"".join(packed)
+
+
+@functools.lru_cache(maxsize=4096)  # a few per pool, experiment, site and day
+def _head(sha: str, count: int, keys: tuple[str, ...], shared: tuple[Any, ...], more: int) -> bytes:
+    """A script call's count of arguments, digest and `count` of keys, packed, then its `keys`
+    and `shared` arguments where they are shared; `more` arguments follow."""
+    head = pack_command(("EVALSHA", sha, count, *keys, *shared))
+    return b"*%d\r\n%s" % (3 + len(keys) + len(shared) + more, head[head.index(b"\n") + 1:])
 
 
 class Batcher:

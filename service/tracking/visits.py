@@ -148,9 +148,9 @@ def record(site: str, vid: str, visit: Visit, path: str, now_ms: int, ttl: int,
     (`started`) when it starts there."""
     prefix = visitor_prefix(site, vid)
     page = (f"{now_ms} {path}", MAX_PAGES, ttl)
-    if started:
-        return RECORD((f"{prefix}pages:{visit.id}", f"{prefix}visit:{visit.id}"), (*page, orjson.dumps(started)))
-    return RECORD((f"{prefix}pages:{visit.id}",), page)
+    if started:  # the keys are the visitor's own: nothing to pack once (`ScriptCall.shared`)
+        return RECORD((f"{prefix}pages:{visit.id}", f"{prefix}visit:{visit.id}"), (*page, orjson.dumps(started)), None)
+    return RECORD((f"{prefix}pages:{visit.id}",), page, None)
 
 
 def started(visit: Visit, path: str, now_ms: int, shown: Traffic, details: dict[str, Any]) -> dict[str, Any]:
@@ -166,9 +166,18 @@ def started(visit: Visit, path: str, now_ms: int, shown: Traffic, details: dict[
 async def journey(store: Store, site: str, vid: str, visit: str, until_ms: int) -> dict[str, Any] | None:
     """The visit as it started, with the pages seen up to `until_ms`, for a call record; None
     when the store has no such visit (gone past its retention, or leased before visits)."""
+    return journey_of(await store.batcher.submit(*reads(site, vid, visit)), until_ms)
+
+
+def reads(site: str, vid: str, visit: str) -> tuple[Command, Command]:
+    """The commands that read a visit's record and pages (`journey_of`)."""
     prefix = visitor_prefix(site, vid)
-    started, pages = await store.batcher.submit(("GET", f"{prefix}visit:{visit}"),
-                                                ("LRANGE", f"{prefix}pages:{visit}", 0, -1))
+    return ("GET", f"{prefix}visit:{visit}"), ("LRANGE", f"{prefix}pages:{visit}", 0, -1)
+
+
+def journey_of(replies: list[Any], until_ms: int) -> dict[str, Any] | None:
+    """`journey` from the replies to `reads`."""
+    started, pages = replies
     if not started:
         return None
     seen = []
