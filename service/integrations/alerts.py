@@ -4,31 +4,39 @@
     no_calls          no call for the site's `alerts.no_calls_for` of its working hours: is the
                       PBX's webhook broken?
     exports_failing   the latest upload to an ad platform failed
+    store_degraded    the store has not answered in time for a while (`StoreWatch`)
+    store_recovered   it answers again
 
 Once a minute one process (a lock in the store) checks every site. An alert is an entry of the
 conversion log of kind `alert`, logged once per check and period (its id says which), so the
 site's webhooks deliver it at least once, retried like a conversion: an endpoint with
 `kinds: [alert]` gets alerts only, and `format: telegram` posts each as a Telegram bot's
-message. The store's own failures cannot travel through the store: `/metrics` counts them, and
-docs/prometheus-alerts.yml has the rules that page for them (docs/ALERTS.md).
+message. The store's own trouble cannot wait in the store: `StoreWatch` posts it straight to
+the endpoints, and `/metrics` counts it for the rules of docs/prometheus-alerts.yml (docs/ALERTS.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
 from collections.abc import Callable
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from service.integrations import exports
+import httpx
+
+from service.integrations import exports, webhooks
+from service.observability import WEBHOOKS
 from service.rules.engine import Site
 from service.tracking.clock import hour_and_day
 from service.tracking.journal import Journal, last_call_key
 from service.tracking.pools import PoolKeys
-from service.tracking.store import Store, repeat
+from service.tracking.store import DEADLINE, STORE_ERRORS, Store, repeat
 
 LOCK = "sw:alerts:checked"
 UTC = ZoneInfo("UTC")
+log = logging.getLogger("swapline")
 
 
 class Alerts:
@@ -49,9 +57,7 @@ class Alerts:
         for site in self.sites():
             for alert_id, check, message in [*await self._pools(site, now), *await self._calls(site, now),
                                              *await self._exports(site)]:
-                await self.journal.add(site.id, {
-                    "id": alert_id, "kind": "alert", "at": now, "visitor": None, "page": None, "experiments": {},
-                    "visit": None, "alert": {"check": check, "message": message}}, now)
+                await self.journal.add(site.id, _alert(alert_id, check, now, message), now)
 
     async def _pools(self, site: Site, now: int) -> list[tuple[str, str, str]]:
         hour, _ = hour_and_day(now)
@@ -92,3 +98,83 @@ class Alerts:
         return [(f"alert:exports:{target}:{hour_and_day(upload['at'])[0]}", "exports_failing",
                  f"{site.name}: the upload to {target} failed: {upload['detail']}")
                 for target, upload in latest.items() if upload["status"] == "failed"]
+
+
+class StoreWatch:
+    """Tells the sites' alert endpoints when the store fails, without the store.
+
+    Every `every` seconds each process asks the store for a PONG. Once `after` asks in a row got
+    none within `slow` seconds (a decision's own deadline), the process posts `store_degraded`
+    straight to every endpoint that takes alerts: signed as any delivery, tried once, since the
+    outbox lives in the store. Each process that sees the outage posts it, under one id per
+    hour for receivers to dedupe by. When the store answers again, `store_recovered` is logged
+    like any alert, so it reaches the endpoints at least once.
+    """
+
+    def __init__(self, store: Store, journal: Journal, sites: Callable[[], list[Site]], now_ms: Callable[[], int],
+                 every: float = 60, slow: float = DEADLINE, after: int = 2, timeout: float = 10.0) -> None:
+        self.store, self.journal, self.sites, self.now_ms = store, journal, sites, now_ms
+        self.every, self.slow, self.after, self.timeout = every, slow, after, timeout
+        self.missed = 0  # asks in a row without an answer in time
+        self.since: int | None = None  # ms: when the outage told of began
+
+    async def keep_watching(self) -> None:
+        async with webhooks.client(self.timeout) as client:
+            while True:
+                await asyncio.sleep(self.every)
+                await self.check(client)
+
+    async def check(self, client: httpx.AsyncClient) -> None:
+        now = self.now_ms()
+        if not await self._answers():
+            self.missed += 1
+            if self.missed == self.after:
+                self.since = now - int(self.every * 1000) * (self.after - 1)
+                await self._tell_degraded(client, now)
+            return
+        self.missed = 0
+        if self.since is not None:
+            try:
+                await self._log_recovered(now)
+            except STORE_ERRORS as exc:  # it answered, then failed again: the next ask tells
+                log.warning("store_recovered waits for the store: %s", exc)
+                return
+            self.since = None
+
+    async def _answers(self) -> bool:
+        try:
+            async with asyncio.timeout(self.slow):
+                await self.store.client.ping()
+        except (TimeoutError, *STORE_ERRORS):
+            return False
+        return True
+
+    async def _tell_degraded(self, client: httpx.AsyncClient, now: int) -> None:
+        assert self.since is not None
+        began = datetime.datetime.fromtimestamp(self.since / 1000, UTC).strftime("%H:%M UTC")
+        for site in self.sites():
+            entry = _alert(f"alert:store_degraded:{hour_and_day(self.since)[0]}", "store_degraded", now,
+                           f"{site.name}: Swapline's store (Redis/Valkey) has not answered within "
+                           f"{self.slow * 1000:g} ms since {began}: decisions are answered without tracking "
+                           "numbers and experiments, and events and calls wait on disk until it is back")
+            for hook in site.webhooks:
+                if hook.takes("alert"):
+                    status, delivered = await webhooks.post(client, hook, site.id, entry, 1, now)
+                    WEBHOOKS.labels(site.id, "delivered" if delivered else "failed").inc()
+                    if not delivered:
+                        log.warning("store_degraded not delivered to %s: %s", hook.url, status)
+
+    async def _log_recovered(self, now: int) -> None:
+        assert self.since is not None
+        minutes = max(1, round((now - self.since) / 60_000))
+        for site in self.sites():
+            await self.journal.add(site.id, _alert(
+                f"alert:store_recovered:{hour_and_day(self.since)[0]}", "store_recovered", now,
+                f"{site.name}: Swapline's store answers again, after about {minutes} min; the events and calls "
+                "kept on disk meanwhile are being credited"), now)
+
+
+def _alert(alert_id: str, check: str, now: int, message: str) -> dict[str, Any]:
+    """A log entry of kind `alert`."""
+    return {"id": alert_id, "kind": "alert", "at": now, "visitor": None, "page": None, "experiments": {},
+            "visit": None, "alert": {"check": check, "message": message}}

@@ -80,6 +80,28 @@ def telegram_text(entry: dict[str, Any]) -> str:
     return f"{what} · {came}{phrase}"
 
 
+async def post(client: httpx.AsyncClient, hook: Webhook, site: str, entry: dict[str, Any], attempt: int,
+               now_ms: int) -> tuple[str, bool]:
+    """One signed POST of a log entry to an endpoint, in its format: (what came back, whether
+    that acknowledges it)."""
+    body = orjson.dumps({"chat_id": hook.chat, "text": telegram_text(entry)} if hook.format == "telegram" else
+                        {"id": entry["id"], "type": entry["kind"], "site": site, "attempt": attempt,
+                         "conversion": entry})
+    try:
+        response = await client.post(hook.url, content=body, headers={
+            "content-type": "application/json", "x-swapline-id": entry["id"],
+            "x-swapline-signature": signature(hook.secret, now_ms // 1000, body)})
+    except httpx.TimeoutException:
+        return "timeout", False
+    except httpx.HTTPError as exc:
+        return f"error: {type(exc).__name__}", False
+    return str(response.status_code), response.is_success
+
+
+def client(timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, headers={"user-agent": "Swapline-Webhooks/1"})
+
+
 def deliveries_key(site: str) -> str:
     return f"sw:{{{site}:log}}:deliveries"
 
@@ -92,8 +114,7 @@ class Deliveries:
         self.store, self.sites, self.now_ms = store, sites, now_ms
         self.first_retry_ms = first_retry_ms
         self.consumer = f"{socket.gethostname()}:{os.getpid()}"
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                        headers={"user-agent": "Swapline-Webhooks/1"})
+        self.client = client(timeout)
         self._groups: set[tuple[str, str]] = set()  # made in the store, as far as this process knows
 
     async def keep_delivering(self, tick: float = 1.0) -> None:
@@ -153,20 +174,8 @@ class Deliveries:
         if entry is None or not hook.takes(entry.get("kind", "")):
             await self.store.client.xack(log_key(site), hook.group, entry_id)  # not this endpoint's
             return
-        body = orjson.dumps({"chat_id": hook.chat, "text": telegram_text(entry)} if hook.format == "telegram" else
-                            {"id": entry["id"], "type": entry["kind"], "site": site, "attempt": attempt,
-                             "conversion": entry})
         now = self.now_ms()
-        try:
-            response = await self.client.post(hook.url, content=body, headers={
-                "content-type": "application/json", "x-swapline-id": entry["id"],
-                "x-swapline-signature": signature(hook.secret, now // 1000, body)})
-            status = str(response.status_code)
-            delivered = response.is_success
-        except httpx.TimeoutException:
-            status, delivered = "timeout", False
-        except httpx.HTTPError as exc:
-            status, delivered = f"error: {type(exc).__name__}", False
+        status, delivered = await post(self.client, hook, site, entry, attempt, now)
         if delivered:
             await self.store.client.xack(log_key(site), hook.group, entry_id)
         WEBHOOKS.labels(site, "delivered" if delivered else "failed").inc()
