@@ -367,6 +367,8 @@ def reference(data: dict[str, Any], path: str, place: dict[str, Any], phrase: st
     spellings = {term for k in keywords for words in (*k.variants, k.minus, k.words) for term in words}
     terms = reading.terms.union(*(readings(spelling) for spelling in spellings for word in reading.unknown
                                   if re.fullmatch("[а-я]+", spelling) and distance(word, spelling) <= budget(spelling)))
+    # A fused word stands for two nouns a keyword names side by side.
+    terms = terms.union(*(pair.split("+") for pair in reading.fused if any(pair in k.pairs for k in keywords)))
     texts: dict[str, str | None] = {}
     applies = set()
     for experiment in data["experiments"]:

@@ -29,7 +29,7 @@ def test_english_words_read_as_their_stems_and_irregular_bases() -> None:
 
 
 def test_an_empty_phrase_reads_nothing() -> None:
-    assert read(" ,.! ") == (frozenset(), frozenset(), ())
+    assert read(" ,.! ") == (frozenset(), frozenset(), (), ())
 
 
 def test_readings_are_remembered_per_phrase() -> None:
@@ -52,11 +52,15 @@ def test_latin_words_read_as_russian_only_where_the_phrase_reads_as_russian() ->
     assert read("bought an air conditioner").terms == read("bought an air conditioner").lemmas
 
 
-def test_compounds_stand_for_their_parts_and_for_one_fused_word() -> None:
+def test_compounds_stand_for_their_parts_where_a_keyword_names_them() -> None:
     assert {"сплит", "система"} <= read("сплит-системы").terms
     fused = read("сплитсистемы")
-    assert "сплит+система" in fused.terms and "система" not in fused.terms  # «пенобетон» is no «бетон»
-    assert keyword_terms("сплит система").variants == ({"сплит", "система"}, {"сплит+система"})
+    assert fused.fused == ("сплит+система",) and "система" not in fused.terms  # «газобетон» is no «бетон»
+    assert read("евроремонт").fused == ("евро+ремонт",)  # the dictionary knows it, and it is two nouns
+    assert read("обслуживание").fused == ()  # «обслужив» and «ание» are no nouns
+    assert keyword_terms("сплит система").pairs == {"сплит+система"}
+    assert keyword_terms("купить кондиционер").pairs == frozenset()  # a verb and a noun: no compound
+    assert keyword_terms("евроремонт").variants == ({"евроремонт"}, {"евро", "ремонт"})
     assert keyword_terms("сплит-система", exact=True).variants == ({"сплит-система"},)
 
 
@@ -106,8 +110,9 @@ def test_the_typo_index_holds_only_russian_words_long_enough_to_forgive_a_typo()
 
 
 def matches(keyword: str, phrase: str) -> bool:
-    terms = keyword_terms(keyword)
-    found = read(phrase).terms
+    """As a site whose only keyword this is matches (Site.match), typos aside."""
+    terms, reading = keyword_terms(keyword), read(phrase)
+    found = reading.terms.union(*(pair.split("+") for pair in reading.fused if pair in terms.pairs))
     return terms.minus.isdisjoint(found) and any(words <= found for words in terms.variants)
 
 

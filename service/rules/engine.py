@@ -18,7 +18,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import partial
 from operator import attrgetter
 from types import MappingProxyType
@@ -34,7 +34,7 @@ from service.rules.places import Place, place
 from service.rules.regions import region_place
 from service.rules.templates import Text
 from service.rules.typos import Speller
-from service.rules.words import KeywordTerms, Reading
+from service.rules.words import JOINED, KeywordTerms, Reading
 
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
 PLANS_KEPT = 4096  # per site, the most recently used
@@ -119,7 +119,6 @@ class When:
     keywords: tuple[frozenset[str], ...] = ()  # term sets: any, whole, in the phrase
     guarded: tuple[KeywordTerms, ...] = ()  # keywords with minus words
     exact: bool = False  # keywords match the phrase's lemmas, not all its terms
-    words: frozenset[str] = frozenset()  # the keywords' as written: a typo may stand for one
     phrase_regex: Linear | None = None
     sources: frozenset[str] | None = None
     media: frozenset[str] | None = None
@@ -487,6 +486,8 @@ class Site:
     webhooks: tuple[Webhook, ...] = ()
     exports: Exports = Exports()
     alerts: AlertSettings = AlertSettings()
+    spellings: InitVar[frozenset[str]] = frozenset()  # its keywords' words as written: what typos stand for
+    pairs: frozenset[str] = frozenset()  # its keywords' neighbouring nouns, joined: «сплит+система»
     # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
     plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
     conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools
@@ -508,7 +509,7 @@ class Site:
         name = name or ""
         return self.places.get(name) or known or place(name, self.language)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, spellings: frozenset[str]) -> None:
         object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
         object.__setattr__(self, "_matches", {})
         object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
@@ -519,14 +520,17 @@ class Site:
             (urlsplit(origin).hostname or "").removeprefix("www.") for origin in self.origins))
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
         object.__setattr__(self, "conditions", Conditions.of(whens))
-        object.__setattr__(self, "speller", Speller(self.conditions.terms.union(*(when.words for when in whens))))
+        object.__setattr__(self, "speller", Speller(self.conditions.terms | spellings))
 
     def match(self, view: PageView) -> Match:
         """What the rules, experiments and pools make of `view`, remembered by the page view as
         the site's conditions see it: many towns and phrases, few matches."""
         reading = view.reading
-        if reading.unknown and not (typos := self.speller.correct(reading.unknown)) <= reading.terms:
-            view = dataclasses.replace(view, reading=reading._replace(terms=reading.terms | typos))
+        if reading.unknown or reading.fused:  # what only this site's keywords tell (service.rules.words)
+            more = self.speller.correct(reading.unknown).union(
+                *(pair.split(JOINED) for pair in reading.fused if pair in self.pairs))
+            if not more <= reading.terms:
+                view = dataclasses.replace(view, reading=reading._replace(terms=reading.terms | more))
         key = self.conditions.key(view)
         matches = self._matches
         found = matches.get(key)

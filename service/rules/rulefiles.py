@@ -146,6 +146,8 @@ class _Compiler:
         self.file = file
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.spellings: set[str] = set()  # the keywords' words as written (`Site.spellings`)
+        self.pairs: set[str] = set()  # their neighbouring nouns (`Site.pairs`)
         self.document = Document(None)
 
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
@@ -200,6 +202,8 @@ class _Compiler:
             webhooks=tuple(self._webhook(i, hook) for i, hook in enumerate(data.get("webhooks", []))),
             exports=self._exports(data.get("exports", {})),
             alerts=_alerts(data.get("alerts", {})),
+            spellings=frozenset(self.spellings),
+            pairs=frozenset(self.pairs),
         )
 
     def _unique(self, data: dict[str, Any], sections: tuple[str, ...]) -> None:
@@ -310,6 +314,9 @@ class _Compiler:
     def _when(self, path: tuple[str | int, ...], data: dict[str, Any]) -> When:
         exact = bool(data.get("exact", False))
         keywords = [keyword_terms(keyword, exact) for keyword in data.get("keywords", [])]
+        for terms in keywords:
+            self.spellings.update(terms.words)
+            self.pairs.update(terms.pairs)
         for i, (keyword, terms) in enumerate(zip(data.get("keywords", []), keywords, strict=True)):
             if not terms.variants:  # dropped silently, it would leave a rule that matches every phrase
                 self.problem((*path, "keywords", i), f"keyword {keyword!r} has no words to match")
@@ -334,7 +341,6 @@ class _Compiler:
             keywords=tuple(words for terms in keywords if not terms.minus for words in terms.variants),
             guarded=tuple(terms for terms in keywords if terms.minus and terms.variants),
             exact=exact,
-            words=frozenset().union(*(terms.words for terms in keywords)),
             phrase_regex=regex,
             sources=_folded(data.get("source")),
             media=_folded(data.get("medium")),

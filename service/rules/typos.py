@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from service.rules.words import readings
 
 WORDS_KEPT = 4096  # corrections remembered per site
+_NUMBER_BITS = 20  # a site's keywords have fewer than a million spellings
+_NUMBER = (1 << _NUMBER_BITS) - 1
 _RUSSIAN_WORD = re.compile(r"[а-я]+")
 
 
@@ -31,18 +33,25 @@ class Speller:
     """The typos of a site's keywords: of their words as written («цветов») and of their lemmas."""
 
     def __init__(self, spellings: Iterable[str]) -> None:
-        self._spellings = tuple(sorted({s for s in spellings if _RUSSIAN_WORD.fullmatch(s) and budget(s)}))
-        # The deletions' hashes, sorted, beside the spelling each came from: two arrays of machine
-        # words rather than a dict of strings, a tenth of the memory for a site's 10,000 rules.
-        # A hash that collides only brings a spelling that `distance` then turns down.
-        pairs = sorted((hash(deleted), number) for number, spelling in enumerate(self._spellings)
-                       for deleted in _deletions(spelling, budget(spelling)))
-        self._hashes = array.array("q", [key for key, _ in pairs])
-        self._numbers = array.array("l", [number for _, number in pairs])
+        kept = sorted({s for s in spellings if _RUSSIAN_WORD.fullmatch(s) and budget(s)})
+        self._spellings = tuple(kept[:_NUMBER + 1])
+        # Each deletion as one machine word, sorted: its hash's top bits, then the number of the
+        # spelling it came from. A tenth of the memory of a dict of strings for a site's 10,000
+        # rules; a hash that collides only brings a spelling that `distance` then turns down.
+        # Sorted a sixteenth at a time (by their top bits), so that loading the rules never holds
+        # a Python object per deletion.
+        parts = [array.array("q") for _ in range(16)]
+        for number, spelling in enumerate(self._spellings):
+            for deleted in _deletions(spelling, budget(spelling)):
+                key = _hashed(deleted) | number
+                parts[(key >> 60) + 8].append(key)
+        self._deletions = array.array("q")
+        for part in parts:
+            self._deletions.extend(sorted(part))
         self._known: dict[tuple[str, ...], frozenset[str]] = {}
 
     def __len__(self) -> int:
-        return len(self._hashes)
+        return len(self._deletions)
 
     def correct(self, words: tuple[str, ...]) -> frozenset[str]:
         """The lemmas of the words these are typos of."""
@@ -58,14 +67,18 @@ class Speller:
     def _near(self, word: str) -> set[str]:
         # A spelling within two edits is at most two letters longer or shorter than the word.
         found = set()
-        hashes = self._hashes
+        deletions = self._deletions
         for deleted in _deletions(word, 2 if len(word) >= 7 else 1):
-            key = hash(deleted)
-            at = bisect.bisect_left(hashes, key)
-            while at < len(hashes) and hashes[at] == key:
-                found.add(self._spellings[self._numbers[at]])
+            key = _hashed(deleted)
+            at = bisect.bisect_left(deletions, key)
+            while at < len(deletions) and deletions[at] & ~_NUMBER == key:
+                found.add(self._spellings[deletions[at] & _NUMBER])
                 at += 1
         return found
+
+
+def _hashed(deleted: str) -> int:
+    return (hash(deleted) >> _NUMBER_BITS) << _NUMBER_BITS
 
 
 def _deletions(word: str, edits: int) -> set[str]:

@@ -2,12 +2,14 @@
 
 A phrase is read once (`read`, remembered per phrase) into two sets of terms. Its *lemmas* are
 every dictionary reading of each word as written («полы» is пол, пола and полый); its *terms*
-add what people mean by spellings a dictionary does not hold: a hyphenated or fused compound
-(«сплит-системы», «сплитсистемы»: сплит, система and the compound сплит+система), Russian
-written in Latin letters («kupit kondicioner») or typed with the keyboard in the Latin layout
-(«rjylbwbjyth»). Words no dictionary knows are kept aside: a site corrects their typos against
-its own keywords (`service.rules.typos`). A keyword is compiled when rules load
-(`keyword_terms`) into the term sets a phrase must hold, so matching is a subset test.
+add what people mean by spellings a dictionary does not hold: a hyphenated compound's parts
+(«сплит-системы»: сплит, система), Russian written in Latin letters («kupit kondicioner») or
+typed with the keyboard in the Latin layout («rjylbwbjyth»). Two kinds of word are kept aside
+for a site to read against its own keywords (`Site.match`): words no dictionary knows, whose
+typos it corrects (`service.rules.typos`), and fused compounds («сплитсистемы»,
+«евроремонт»), which stand for their two nouns where a keyword names them side by side. A
+keyword is compiled when rules load (`keyword_terms`) into the term sets a phrase must hold,
+so matching is a subset test.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -24,7 +27,7 @@ import snowballstemmer
 
 from service.rules.phrase import normalise
 
-JOINED = "+"  # joins the parts of a compound in its term: «сплит+система»
+JOINED = "+"  # joins the lemmas of a fused compound's two nouns: «сплит+система»
 MIN_PART = 4  # letters of each part a fused word is split into: «евро», not «под»
 VARIANTS_KEPT = 64  # of one keyword, from the readings of its words
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
@@ -64,14 +67,16 @@ _LAYOUT = str.maketrans("qwertyuiop[]asdfghjkl;'zxcvbnm,.`", "йцукенгшщ
 
 class Reading(NamedTuple):
     lemmas: frozenset[str]  # each word's dictionary readings, the word as written
-    terms: frozenset[str]  # and its compounds, Latin spellings and keyboard layout
+    terms: frozenset[str]  # and a hyphenated compound's parts, Latin spellings and keyboard layout
     unknown: tuple[str, ...]  # Russian words no dictionary knows (and their guessed lemmas): typos?
+    fused: tuple[str, ...] = ()  # the two nouns a fused word may be, joined: «сплит+система»
 
 
 class KeywordTerms(NamedTuple):
     variants: tuple[frozenset[str], ...]  # a phrase matches when it holds one of these whole
     minus: frozenset[str]  # and none of these
     words: frozenset[str]  # as written (normalised): what a misspelt word may stand for
+    pairs: frozenset[str]  # neighbouring nouns, joined: a fused word that is them holds both
 
 
 @functools.lru_cache(maxsize=20_000)
@@ -80,11 +85,13 @@ def read(text: str) -> Reading:
     words = normalise(text).split()
     terms: set[str] = set()
     unknown: dict[str, None] = {}
+    fused: dict[str, None] = {}
     for word in (*words, *_russian_in_latin(text)):
-        more, maybe_typos = _terms(word)
+        more, maybe_typos, pairs = _terms(word)
         terms |= more
         unknown.update(dict.fromkeys(maybe_typos))
-    return Reading(frozenset().union(*map(readings, words)), frozenset(terms), tuple(unknown))
+        fused.update(dict.fromkeys(pairs))
+    return Reading(frozenset().union(*map(readings, words)), frozenset(terms), tuple(unknown), tuple(fused))
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -102,21 +109,19 @@ def readings(word: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=100_000)
-def _terms(word: str) -> tuple[frozenset[str], tuple[str, ...]]:
-    """A word's terms: its readings, and those of its parts when it is a compound; and the
-    words of it that may be typos."""
+def _terms(word: str) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
+    """A word's terms: its readings, and those of its parts when it is hyphenated; the words of
+    it that may be typos; and the pairs of nouns it may be fused from."""
     terms = set(readings(word))
     unknown: list[str] = []
-    if "-" in word:  # the parts, as if spaced or fused: a keyword's compounds hold them so too
+    if "-" in word:  # the parts, as if spaced; and the word as if fused («мульти-сплит»)
         for part in filter(None, word.split("-")):
             terms |= readings(part)
             unknown += _typo_candidates(part)
         terms |= readings(word.replace("-", ""))
     elif _CYRILLIC.search(word):
         unknown += _typo_candidates(word)
-        for parts in _splits(word):
-            terms |= _compounds(parts)
-    return frozenset(terms), tuple(unknown)
+    return frozenset(terms), tuple(unknown), tuple(sorted(_fused(word)))
 
 
 def _russian_in_latin(text: str) -> list[str]:
@@ -158,17 +163,22 @@ def _typo_candidates(word: str) -> list[str]:
 
 
 def _splits(word: str) -> list[tuple[str, str]]:
-    """The ways a fused word is two words a dictionary knows: «сплитсистемы», «евроремонт»."""
+    """The ways a word is two nouns written as one: «сплитсистемы», «евроремонт», «стеклопакет»."""
     if len(word) < 2 * MIN_PART or not _CYRILLIC.search(word):
         return []
     return [(word[:i], word[i:]) for i in range(MIN_PART, len(word) - MIN_PART + 1)
-            if _morph.word_is_known(word[:i]) and _morph.word_is_known(word[i:])]
+            if _morph.word_is_known(word[:i]) and _morph.word_is_known(word[i:])
+            and _noun(word[:i]) and _noun(word[i:])]
 
 
-def _compounds(parts: Iterable[str], lemmas: Callable[[str], frozenset[str]] = readings) -> set[str]:
-    """The terms of the words as one: «сплит+система»."""
-    combinations = itertools.islice(itertools.product(*map(lemmas, parts)), VARIANTS_KEPT)
-    return {JOINED.join(lemmas) for lemmas in combinations}
+def _fused(word: str) -> set[str]:
+    """The pairs of nouns a word may be written from, their lemmas joined: «сплит+система»."""
+    return {pair for parts in _splits(word) for pair in _pairs(parts, readings)}
+
+
+def _pairs(nouns: Iterable[str], lemmas: Callable[[str], frozenset[str]]) -> set[str]:
+    combinations = itertools.islice(itertools.product(*map(lemmas, nouns)), VARIANTS_KEPT)
+    return {sys.intern(JOINED.join(found)) for found in combinations}
 
 
 def keyword_terms(keyword: str, exact: bool = False) -> KeywordTerms:
@@ -180,17 +190,14 @@ def keyword_terms(keyword: str, exact: bool = False) -> KeywordTerms:
     minus_words = normalise(" ".join(token[1:] for token in tokens if token.startswith("-"))).split()
     if exact:
         return KeywordTerms(_variants([[frozenset((term,)) for term in _meant(word)] for word in words]),
-                            frozenset().union(*map(readings, minus_words)), frozenset())
-    written = frozenset(words + minus_words)
+                            frozenset().union(*map(readings, minus_words)), frozenset(), frozenset())
+    written = frozenset(map(sys.intern, words + minus_words))
     words = [part for word in words for part in word.split("-") if part]
-    choices = [_choices(word) for word in words]
-    variants = list(_variants(choices))
-    for i in range(len(words) - 1):  # two Russian neighbours written as one word: «сплитсистема»
-        if _CYRILLIC.search(words[i]) and _CYRILLIC.search(words[i + 1]):
-            fused = [frozenset((term,)) for term in sorted(_compounds(words[i : i + 2], _meant))]
-            variants += _variants([*choices[:i], fused, *choices[i + 2 :]])
+    # Two neighbouring nouns, which a phrase may write as one word: «сплитсистема», «видеонаблюдение».
+    pairs = frozenset().union(*(_pairs(words[i:i + 2], _meant) for i in range(len(words) - 1)
+                                if _noun(words[i]) and _noun(words[i + 1])))
     minus = frozenset().union(*(_terms(part)[0] for word in minus_words for part in word.split("-") if part))
-    return KeywordTerms(tuple(dict.fromkeys(variants))[:VARIANTS_KEPT], minus, written)
+    return KeywordTerms(_variants([_choices(word) for word in words]), minus, written, pairs)
 
 
 def _meant(word: str) -> frozenset[str]:
@@ -208,15 +215,24 @@ def _meant(word: str) -> frozenset[str]:
 
 
 def _choices(word: str) -> list[frozenset[str]]:
-    """The term sets that stand for one keyword word: each lemma it means, or, for a fused word
-    no dictionary knows, its parts («сплитсистема»: сплит and система)."""
+    """The term sets that stand for one keyword word: each lemma it means, or, for a word fused
+    from two nouns, both of them («евроремонт»: евро and ремонт)."""
     choices = [frozenset((term,)) for term in sorted(_meant(word))]
     for parts in _splits(word):
-        choices += [frozenset((term,)) for term in sorted(_compounds(parts, _meant))]
         choices += _variants([[frozenset((term,)) for term in sorted(_meant(part))] for part in parts])
     return choices
 
 
+def _noun(word: str) -> bool:
+    """Whether a Russian word is likeliest a noun: what a compound is made of («стекло пакет»)."""
+    try:
+        return _CYRILLIC.search(word) is not None and _morph.parse(word)[0].tag.POS == "NOUN"
+    except ValueError:
+        return False
+
+
 def _variants(choices: list[list[frozenset[str]]]) -> tuple[frozenset[str], ...]:
     combinations = itertools.islice(itertools.product(*choices), VARIANTS_KEPT)
-    return tuple(frozenset().union(*combination) for combination in combinations if combination)
+    # Interned: 10,000 rules' keywords say «купить» thousands of times.
+    return tuple(dict.fromkeys(frozenset(map(sys.intern, frozenset().union(*combination)))
+                               for combination in combinations if combination))
