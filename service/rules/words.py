@@ -69,7 +69,7 @@ class Reading(NamedTuple):
     lemmas: frozenset[str]  # each word's dictionary readings, the word as written
     terms: frozenset[str]  # and a hyphenated compound's parts, Latin spellings and keyboard layout
     unknown: tuple[str, ...]  # Russian words no dictionary knows (and their guessed lemmas): typos?
-    fused: tuple[str, ...] = ()  # the two nouns a fused word may be, joined: «сплит+система»
+    fused: tuple[str, ...]  # the two nouns a fused word may be, joined: «сплит+система»
 
 
 class KeywordTerms(NamedTuple):
