@@ -8,6 +8,7 @@ memos are those a real site has."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -57,3 +58,19 @@ def test_each_kind_of_match_is_mostly_found(site: Site, kind: str) -> None:
     cases = [case for case in TABLE if case["kind"] == kind and case["match"]]
     found = sum((case["keyword"], case.get("exact", False)) in matched(site, case["phrase"]) for case in cases)
     assert found >= 0.9 * len(cases)
+
+
+@pytest.mark.parametrize(("language", "phrase", "headline"), [
+    ("ru", "rjylbwbjyth", "Кондиционер"),  # typed in the Latin layout: retyped
+    ("ru", "Rjylbwbjyth Ghjlf;f", "Кондиционер продажа"),
+    ("ru", "kupit kondicioner", "Кондиционеры"),  # Russian in Latin letters: the default, not «Купит кондиционер»
+    ("ru", "купить кандиционер", "Купить кандиционер"),  # a typo is printed as typed, as before
+    ("ru", "split system", "Кондиционеры"),  # reads as Russian («сплит»): the default on a Russian site
+    ("en", "split system", "Split system"),
+])
+def test_keyword_insertion_prints_the_phrase_as_its_visitor_meant_it(
+        tmp_path: Path, language: str, phrase: str, headline: str) -> None:
+    site = compile_site({"site": "s", "language": language, "rules": [{
+        "id": "r", "when": {"keywords": ["кондиционер", "сплит система"]},
+        "swap": [{"selector": "h1", "text": "{{ keyword(default='Кондиционеры', case='sentence') }}"}]}]}, tmp_path)
+    assert dict(decide(site, make_visit({"url": "/?utm_term=" + quote(phrase)})).swaps) == {"h1": headline}

@@ -34,7 +34,7 @@ from service.rules.places import Place, place
 from service.rules.regions import region_place
 from service.rules.templates import Text
 from service.rules.typos import Speller
-from service.rules.words import JOINED, KeywordTerms, Reading
+from service.rules.words import JOINED, KeywordTerms, Reading, as_meant
 
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
 PLANS_KEPT = 4096  # per site, the most recently used
@@ -624,7 +624,7 @@ def _forced_variant(experiment: Experiment, forced: Mapping[str, str]) -> Varian
 def _context(site: Site, view: PageView) -> dict[str, Any]:
     traffic = view.traffic
     context: dict[str, Any] = {
-        "keyword": Keyword(traffic.phrase),
+        "keyword": Keyword(as_meant(traffic.phrase) if traffic.phrase and site.language == "ru" else traffic.phrase),
         "phrase": traffic.phrase or "",
         "source": traffic.source or "",
         "medium": traffic.medium,

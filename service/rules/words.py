@@ -125,20 +125,39 @@ def _terms(word: str) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]
 
 
 def _russian_in_latin(text: str) -> list[str]:
-    """A phrase's Latin words as Russian, where they read as Russian: spelt in Latin letters
-    («kupit kondicioner») or typed with the keyboard in its Latin layout («rjylbwbjyth»). Only
-    a phrase with a dictionary word of five letters or more so read counts: «sale» is no «сале»."""
+    """A phrase's Latin words as Russian, where they read as Russian (`_latin_russian`)."""
+    spelt, retyped = _latin_russian(text)
+    return [*spelt, *retyped]
+
+
+def _latin_russian(text: str) -> tuple[list[str], list[str]]:
+    """A phrase's Latin words as Russian spelt in Latin letters («kupit kondicioner»), and as
+    typed with the keyboard in its Latin layout («rjylbwbjyth»); each empty unless the phrase
+    so read has a dictionary word of five letters or more: «sale» is no «сале»."""
     tokens = [token for token in text.lower().split() if _LATIN.search(token) and not _CYRILLIC.search(token)]
     if not tokens:
-        return []
-    found: list[str] = []
+        return [], []
     spelt = [word for token in tokens for word in normalise(spelt_in_cyrillic(token)).split()]  # «stal'»
     # The layout's punctuation keys are letters too: «;» is «ж», «,» is «б».
     retyped = [word for token in tokens for word in normalise(token.translate(_LAYOUT)).split()]
-    for words in (spelt, retyped):
-        if any(len(word) >= 5 and _morph.word_is_known(word) for word in words):
-            found += words
-    return found
+    return _if_russian(spelt), _if_russian(retyped)
+
+
+def _if_russian(words: list[str]) -> list[str]:
+    return words if any(len(word) >= 5 and _morph.word_is_known(word) for word in words) else []
+
+
+@functools.lru_cache(maxsize=4096)
+def as_meant(phrase: str) -> str | None:
+    """A Russian site's search phrase as its visitor meant it, for keyword insertion: typed in
+    the keyboard's Latin layout, retyped («rjylbwbjyth» → «кондиционер»); spelt in Latin
+    letters, None, so that the default shows («kupit kondicioner» is no headline); else as it came."""
+    if _CYRILLIC.search(phrase):
+        return phrase
+    spelt, retyped = _latin_russian(phrase)
+    if retyped:
+        return phrase.lower().translate(_LAYOUT)
+    return None if spelt else phrase
 
 
 def spelt_in_cyrillic(word: str) -> str:
