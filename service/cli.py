@@ -234,8 +234,10 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
 
 def _print_by(report: dict[str, Any]) -> None:
     print(f"site {report['site']}, {report['from']} to {report['to']}, by {', '.join(report['by'])}")
-    _table([(*report["by"], "visits", "calls", "target calls", "forms", "converted", "rate", "95% interval")], [
-        (*row["values"], row["visits"], row["conversions"]["call"], row["conversions"]["qualified_call"],
+    _table([(*report["by"], "visits", "visitors", "calls", "target calls", "forms", "converted", "rate",
+             "95% interval")], [
+        (*row["values"], row["visits"], "" if row["visitors"] is None else row["visitors"], row["conversions"]["call"],
+         row["conversions"]["qualified_call"],
          row["conversions"]["form"], row["converted"], _pct(row["rate"]),
          f"{_pct(row['interval'][0])}..{_pct(row['interval'][1])}" if row["interval"] else "")
         for row in report["rows"]])

@@ -275,7 +275,7 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
     assert "experiment hero on /" in table and "control" in table and "beats control" in table
     assert by_source.returncode == 0, by_source.stderr
     header, row = by_source.stdout.splitlines()[1:3]  # the direct visits of a desktop browser
-    assert header.split()[:4] == ["source", "device", "visits", "calls"]
+    assert header.split()[:4] == ["source", "device", "visits", "visitors"]
     assert row.split()[:3] == ["(none)", "desktop", "10"] and "50.0%" in row
 
 

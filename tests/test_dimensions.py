@@ -70,6 +70,25 @@ def test_visits_and_conversions_by_source(climate: TestClient, clock: Clock) -> 
     assert [row["source"] for row in by(climate, "source", sort="converted")][:2] == ["yandex", "google"]
 
 
+def test_a_visitor_who_comes_back_counts_as_one_visitor_of_several_visits(climate: TestClient, clock: Clock) -> None:
+    returning = Browser(climate, vid="returning-visitor-0001")
+    returning.open(AD, ref="https://yandex.ru/")
+    clock.advance(31 * 60)  # past the visit timeout: a visit of its own
+    returning.open(AD, ref="https://yandex.ru/")
+    Browser(climate, vid="once-only-visitor-001").open(AD, ref="https://yandex.ru/")
+    Browser(climate, vid="google-visitor-000001").open(GOOGLE, ref="https://www.google.com/")
+    assert {(row["source"], row["visits"], row["visitors"]) for row in by(climate, "source")} == {
+        ("yandex", 3, 2), ("google", 1, 1)}
+    clock.advance(86_400)  # the next day, the same visitor again: still one visitor over both days
+    returning.open(AD, ref="https://yandex.ru/")
+    (yandex, other) = by(climate, "source", limit="1", **{"from": "2026-11-18", "to": "2026-11-19"})
+    assert (yandex["visits"], yandex["visitors"]) == (4, 2) and (other["source"], other["visitors"]) == ("(other)", 1)
+    assert all(row["visitors"] is None for row in by(climate, "source,campaign"))  # by one dimension only
+    csv_rows = list(csv.DictReader(io.StringIO(climate.get(
+        "/v1/reports/climate.csv", params={"by": "source"}, headers=REPORT).text)))
+    assert {(row["source"], row["visitors"]) for row in csv_rows} == {("yandex", "2"), ("google", "1")}
+
+
 def test_two_dimensions_filters_and_the_rest_as_other(climate: TestClient, clock: Clock) -> None:
     traffic(climate, clock)
     pairs = {(row["source"], row["phrase"]): row["visits"] for row in by(climate, "source,phrase")}
@@ -110,8 +129,8 @@ def test_the_dashboard_shows_sources_with_their_rates(tmp_path: Path, valkey_url
             page = dashboard(browser, base, "climate", "climate-report-token-0001")
             page.get_by_role("link", name="Sources").click()
             cells = [row.locator("td").all_inner_texts() for row in page.locator("#sources tbody tr").all()]
-            assert [(row[0], row[1], row[5], row[9]) for row in cells] == [("google", "2", "0", "0.0%"),
-                                                                            ("yandex", "2", "1", "50.0%")]
+            assert [(row[0], row[1], row[2], row[6], row[10]) for row in cells] == [
+                ("google", "2", "2", "0", "0.0%"), ("yandex", "2", "2", "1", "50.0%")]
             assert page.locator("svg.chart rect.bar").count() == 2
             page.select_option("select[name=by]", "source,campaign")
             page.click("button[type=submit]")

@@ -6,6 +6,8 @@ dimensions of its record), a conversion as it is logged (by its visit's), and ea
 first conversion of each kind, so a rate is converted visits over visits. Each dimension alone
 and each pair has its own hash a day, so a report reads one hash per day of its range, whatever
 the traffic: its cost grows with the days and the distinct values it lists, not the visits.
+Visitors, each counted once however many visits and days they came on, are the union of each
+listed value's HyperLogLogs over the days (within 1%), for a report by one dimension alone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, cast
 from service.analytics import stats
 from service.analytics.sheets import spreadsheet_text
 from service.errors import BadRequest
-from service.tracking.counters import DIMENSIONS, prefix, unescape
+from service.tracking.counters import DIMENSIONS, prefix, unescape, visitors_key
 from service.tracking.store import Store
 
 KINDS = ("call", "qualified_call", "missed_call", "form", "tel_click", "goal")
@@ -79,8 +81,22 @@ async def report(store: Store, site: str, query: Query) -> dict[str, Any]:
             for measure, number in measures.items():
                 rest[measure] += number
         rows.append(_row(query.by, ("(other)",) * len(query.by), rest))
+    if query.read == query.by and len(query.by) == 1:
+        await _visitors(store, site, query, rows, [[row["values"][0]] for row, _ in ranked[:query.limit]]
+                        + [[row["values"][0] for row, _ in ranked[query.limit:]]] * (len(ranked) > query.limit))
     return {"site": site, "by": query.by, "filters": query.filters, "from": query.days[0], "to": query.days[-1],
             "rows": rows}
+
+
+async def _visitors(store: Store, site: str, query: Query, rows: list[dict[str, Any]],
+                    values: list[list[str]]) -> None:
+    """Each row's visitors: the HyperLogLogs of its values (one, or "(other)"'s many) over the
+    days, merged."""
+    pipe = store.client.pipeline(transaction=False)
+    for named in values:
+        pipe.pfcount(*(visitors_key(site, day, query.by[0], value) for day in query.days for value in named))
+    for row, counted in zip(rows, await pipe.execute(), strict=True):
+        row["visitors"] = int(counted)
 
 
 def _rank(row: Mapping[str, Any], sort: str) -> float:
@@ -91,7 +107,8 @@ def _row(by: Sequence[str], key: tuple[str, ...], measures: Mapping[str, int]) -
     visits = measures.get("v", 0)
     converted = min(measures.get("u|any", 0), visits)  # a visit of the day before may convert today
     interval = stats.wilson(converted, visits)
-    return {**dict(zip(by, key, strict=True)), "values": list(key), "visits": visits, "converted": converted,
+    return {**dict(zip(by, key, strict=True)), "values": list(key), "visits": visits, "visitors": None,
+            "converted": converted,
             "rate": converted / visits if visits else None,
             "interval": [interval.low, interval.high] if interval else None,
             "conversions": {kind: measures.get(f"c|{kind}", 0) for kind in KINDS},
@@ -101,10 +118,11 @@ def _row(by: Sequence[str], key: tuple[str, ...], measures: Mapping[str, int]) -
 def csv_text(answer: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([*answer["by"], "visits", *KINDS, "converted", "rate", "rate_low", "rate_high"])
+    writer.writerow([*answer["by"], "visits", "visitors", *KINDS, "converted", "rate", "rate_low", "rate_high"])
     for row in answer["rows"]:
         low, high = row["interval"] or (None, None)
         writer.writerow([*(spreadsheet_text(value) for value in row["values"]), row["visits"],
+                         "" if row["visitors"] is None else row["visitors"],
                          *(row["conversions"][kind] for kind in KINDS), row["converted"],
                          *("" if value is None else f"{value:.6g}" for value in (row["rate"], low, high))])
     return out.getvalue()

@@ -354,7 +354,8 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
         "click_ids": click_ids(clicked) if clicked else {}, "device": view.device,
         "geo": {"country": geo.country, "region": geo.region, "city": geo.city}})
     commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record),
-                counters.visited(site.id, hour_and_day(now)[1], record, runtime.settings.report_days * 86400)]
+                counters.visited(site.id, hour_and_day(now)[1], record, runtime.settings.report_days * 86400,
+                                 view.vid)]
     last = previous.visit if previous else None
     if last and last.pool and last.pool != visit.pool:
         old = site.pool(last.pool)

@@ -3,11 +3,17 @@
 -- hash a day. `prefix` is "sw:{SITE:log}:dims:DAY:"; `names` the dimensions in their fixed
 -- order and `values` the visit's (`listed`); `field` is "v" for a visit, "c|KIND" for a
 -- conversion, "u|KIND" for a visit's first conversion of a kind. Each dimension counts at
--- most `most` values a day, then '(other)' (capped.lua); every key lives `ttl` seconds.
-local function by_dimensions(prefix, names, values, field, most, ttl)
+-- most `most` values a day, then '(other)' (capped.lua); every key lives `ttl` seconds. A
+-- visit's `visitor` joins the HyperLogLog of each of its values (`…visitors:NAME|VALUE`).
+local function by_dimensions(prefix, names, values, field, most, ttl, visitor)
   local kept = {}
   for i = 1, #names do
     kept[i] = capped(prefix .. 'values:' .. names[i], values[i], most, ttl)
+    if visitor then
+      local seen = prefix .. 'visitors:' .. names[i] .. '|' .. kept[i]
+      redis.call('PFADD', seen, visitor)
+      redis.call('EXPIRE', seen, ttl, 'NX')
+    end
   end
   for i = 1, #names do
     local single = prefix .. names[i]

@@ -1,5 +1,6 @@
 -- Count a visit as it starts, by its dimensions (dims.lua).
 -- KEYS: 1 the day's hash of the first dimension (its slot is every dimension key's: {SITE:log})
 -- ARGV: 1 key prefix  2 most values a day  3 lifetime, seconds  4 the dimensions' names  5 the visit's values
-by_dimensions(ARGV[1], listed(ARGV[4]), listed(ARGV[5]), 'v', ARGV[2], ARGV[3])
+--       6 the visitor's id
+by_dimensions(ARGV[1], listed(ARGV[4]), listed(ARGV[5]), 'v', ARGV[2], ARGV[3], ARGV[6])
 return 1

@@ -53,10 +53,15 @@ def prefix(site: str, day: str) -> str:
     return f"sw:{{{site}:log}}:dims:{day}:"
 
 
-def visited(site: str, day: str, record: Mapping[str, Any], ttl: int) -> Command:
-    """The command that counts a visit as it starts."""
+def visited(site: str, day: str, record: Mapping[str, Any], ttl: int, vid: str) -> Command:
+    """The command that counts a visit as it starts, and its visitor among each value's."""
     at = prefix(site, day)
-    return VISITED((at + DIMENSIONS[0],), (values(record),), (at, MOST_VALUES, ttl, NAMES))
+    return VISITED((at + DIMENSIONS[0],), (values(record), vid), (at, MOST_VALUES, ttl, NAMES))
+
+
+def visitors_key(site: str, day: str, dimension: str, value: str) -> str:
+    """The HyperLogLog of a day's visitors with that value of the dimension (dims.lua)."""
+    return f"{prefix(site, day)}visitors:{dimension}|{escape(value)}"
 
 
 def logged(site: str, day: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
