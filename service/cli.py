@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--experiment")
     report.add_argument("--metric", help="conversion kind the statistics compare (default: any)")
     report.add_argument("--by", help="visits and conversions by one or two of: source, medium, campaign, phrase, "
-                                     "landing, region, city, device, pool (e.g. --by source,campaign)")
+                                     "landing, region, city, device, pool (e.g. --by source,campaign); "
+                                     "or visitors by first page or experiment variant: --by page, --by variant")
 
     args = parser.parse_args(argv)
     try:
@@ -236,7 +237,8 @@ def _print_by(report: dict[str, Any]) -> None:
     print(f"site {report['site']}, {report['from']} to {report['to']}, by {', '.join(report['by'])}")
     _table([(*report["by"], "visits", "visitors", "calls", "target calls", "forms", "converted", "rate",
              "95% interval")], [
-        (*row["values"], row["visits"], "" if row["visitors"] is None else row["visitors"], row["conversions"]["call"],
+        (*row["values"], *("" if row[count] is None else row[count] for count in ("visits", "visitors")),
+         row["conversions"]["call"],
          row["conversions"]["qualified_call"],
          row["conversions"]["form"], row["converted"], _pct(row["rate"]),
          f"{_pct(row['interval'][0])}..{_pct(row['interval'][1])}" if row["interval"] else "")

@@ -104,10 +104,29 @@ def test_two_dimensions_filters_and_the_rest_as_other(climate: TestClient, clock
         ("yandex", "summer", "4", "2"), ("google", "winter", "3", "1"), ("(none)", "(none)", "2", "0")}
 
 
+def test_visitors_by_first_page_and_by_experiment_variant(climate: TestClient, clock: Clock) -> None:
+    traffic(climate, clock)
+    pages = {row["page"]: row for row in by(climate, "page")}
+    # Those who got an overflow number are left out, as the experiment report leaves them: two of
+    # Yandex's four, and of the five the two-number pool "everyone" met, the last three.
+    assert {page: (row["visits"], row["visitors"]) for page, row in pages.items()} == {
+        "/": (None, 4), "/contacts": (None, 0)}
+    assert pages["/"]["converted"] == 2 and pages["/"]["conversions"]["form"] == 1
+    variants = {row["variant"]: row for row in by(climate, "variant")}
+    assert set(variants) == {"cta:control", "cta:call-now"}
+    assert sum(row["visitors"] for row in variants.values()) == 4
+    assert sum(row["converted"] for row in variants.values()) == 2
+    report = climate.get("/v1/reports/climate", params={"metric": "any"}, headers=REPORT).json()
+    (experiment,) = [table for table in report["experiments"] if table["page"] == "/"]
+    assert {f"cta:{row['variant']}": row["visitors"] for row in experiment["variants"]} == {
+        name: row["visitors"] for name, row in variants.items()}  # the experiment report's figures
+
+
 @pytest.mark.parametrize("params", [{"by": "colour"}, {"by": "source,campaign,phrase"}, {"by": "source,source"},
                                     {"by": "source,campaign", "phrase": "x"}, {"by": "source", "sort": "luck"},
                                     {"by": "source", "limit": "0"}, {"by": "source", "from": "yesterday"},
-                                    {"by": "source", "from": "2026-11-20", "to": "2026-11-01"}])
+                                    {"by": "source", "from": "2026-11-20", "to": "2026-11-01"},
+                                    {"by": "page,source"}, {"by": "variant", "source": "yandex"}])
 def test_a_report_by_dimension_that_makes_no_sense_is_a_clear_400(climate: TestClient, params: dict[str, str]) -> None:
     refused = climate.get("/v1/reports/climate", params=params, headers=REPORT)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_filter"

@@ -34,7 +34,7 @@ SESSION_SECONDS = 8 * 3600
 DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
 CALLS_SHOWN = 50  # calls a page of the call log shows
 SOURCE_CHOICES = ("source", "source,campaign", "campaign", "phrase", "source,phrase", "landing", "region", "city",
-                  "device", "pool")
+                  "device", "pool", "page", "variant")
 # How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
 # (the default), or the classic ones, valid for one look at a sample size fixed in advance.
 TESTS = {"sequential": "sequential: look any day", "fixed": "fixed horizon: one look at the planned size"}
@@ -95,7 +95,7 @@ async def sources_page_endpoint(request: Request) -> Response:
         return _login_page(site)
     params = {"by": "source", **{name: value for name, value in request.query_params.items() if value}}
     query = dimensions.Query(params, hour_and_day(runtime.now_ms())[1])
-    report = await dimensions.report(runtime.store, site.id, query)
+    report = await dimensions.report(runtime, site, query)
     chart = charts.bars(report["rows"], f"Conversion rate by {' and '.join(query.by)}, with 95% intervals")
     html = PAGES.get_template("sources.html").render(site=site, report=report, chart=chart, choices=SOURCE_CHOICES)
     return HTMLResponse(html, headers=HEADERS)

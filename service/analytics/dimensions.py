@@ -8,6 +8,11 @@ and each pair has its own hash a day, so a report reads one hash per day of its 
 the traffic: its cost grows with the days and the distinct values it lists, not the visits.
 Visitors, each counted once however many visits and days they came on, are the union of each
 listed value's HyperLogLogs over the days (within 1%), for a report by one dimension alone.
+
+By `page` and by experiment `variant` the rows come from the ledger (service.tracking.ledger),
+which counts visitors, not visits: each in the cohort of the page where it first saw the site,
+or of the variant it got, by that first day, with the conversions credited to it on any page
+since; a rate is converted visitors over visitors, as in the experiment report.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ from typing import Any, cast
 from service.analytics import stats
 from service.analytics.sheets import spreadsheet_text
 from service.errors import BadRequest
+from service.rules.engine import Site
+from service.runtime import Runtime
 from service.tracking.counters import DIMENSIONS, prefix, unescape, visitors_key
+from service.tracking.ledger import SITE, Tally
 from service.tracking.store import Store
 
 KINDS = ("call", "qualified_call", "missed_call", "form", "tel_click", "goal")
 DEFAULT_DAYS = 30  # a report without `from` covers the last 30 days
 MOST_DAYS = 400
-SORTS = ("visits", "converted", "rate", *KINDS)
+SORTS = ("visits", "visitors", "converted", "rate", *KINDS)
+COHORTS = ("page", "variant")  # from the ledger, each a report of its own
 
 
 class Query:
@@ -37,10 +46,15 @@ class Query:
 
     def __init__(self, params: Mapping[str, str], today: str) -> None:
         self.by = [name.strip() for name in params.get("by", "").split(",") if name.strip()]
-        if not 1 <= len(self.by) <= 2 or len(set(self.by)) != len(self.by) or set(self.by) - set(DIMENSIONS):
-            raise BadRequest("invalid_filter", f"by must be one or two of {', '.join(DIMENSIONS)}")
         self.filters = {name: params[name] for name in DIMENSIONS if params.get(name)}
-        self.read = sorted({*self.by, *self.filters}, key=DIMENSIONS.index)
+        if set(self.by) & set(COHORTS):
+            if len(self.by) > 1 or self.filters:
+                raise BadRequest("invalid_filter", "by=page and by=variant are reports of their own: no second "
+                                                   "dimension, no filter")
+        elif not 1 <= len(self.by) <= 2 or len(set(self.by)) != len(self.by) or set(self.by) - set(DIMENSIONS):
+            raise BadRequest("invalid_filter", f"by must be one or two of {', '.join(DIMENSIONS)}, or one of "
+                                               f"{', '.join(COHORTS)}")
+        self.read = sorted({*self.by, *self.filters}, key=[*DIMENSIONS, *COHORTS].index)
         if len(self.read) > 2:
             raise BadRequest("invalid_filter", "by and the filters name at most two dimensions together")
         until = _day(params.get("to")) or datetime.date.fromisoformat(today)
@@ -48,7 +62,7 @@ class Query:
         if not 0 <= (until - since).days < MOST_DAYS:
             raise BadRequest("invalid_filter", f"from must come before to, at most {MOST_DAYS} days apart")
         self.days = [(since + datetime.timedelta(days=n)).isoformat() for n in range((until - since).days + 1)]
-        self.sort = params.get("sort") or "visits"
+        self.sort = params.get("sort") or ("visitors" if self.by[0] in COHORTS else "visits")
         if self.sort not in SORTS:
             raise BadRequest("invalid_filter", f"sort must be one of {', '.join(SORTS)}")
         limit = params.get("limit") or "50"
@@ -57,21 +71,13 @@ class Query:
         self.limit = int(limit)
 
 
-async def report(store: Store, site: str, query: Query) -> dict[str, Any]:
+Counts = defaultdict[tuple[str, ...], defaultdict[str, int]]  # row → measure → number
+
+
+async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
     """Rows of the dimensions' values, the most (by `query.sort`) first, then one "(other)"."""
-    name = ",".join(query.read)
-    pipe = store.client.pipeline(transaction=False)
-    for day in query.days:
-        pipe.hgetall(prefix(site, day) + name)
-    counts: defaultdict[tuple[str, ...], defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for hashed in cast(list[dict[bytes, bytes]], await pipe.execute()):
-        for field, raw in hashed.items():
-            measure, *found = field.decode().split("|")
-            if measure != "v":  # "c|KIND|values" or "u|KIND|values"
-                measure, found = f"{measure}|{found[0]}", found[1:]
-            named = dict(zip(query.read, map(unescape, found), strict=True))
-            if all(named[dimension] == wanted for dimension, wanted in query.filters.items()):
-                counts[tuple(named[dimension] for dimension in query.by)][measure] += int(raw)
+    counts = await (_cohorts(runtime, site, query) if query.by[0] in COHORTS else
+                    _counted(runtime.store, site.id, query))
     ranked = sorted(((_row(query.by, key, measures), measures) for key, measures in counts.items()),
                     key=lambda pair: (-_rank(pair[0], query.sort), pair[0]["values"]))
     rows = [row for row, _ in ranked[:query.limit]]
@@ -81,11 +87,53 @@ async def report(store: Store, site: str, query: Query) -> dict[str, Any]:
             for measure, number in measures.items():
                 rest[measure] += number
         rows.append(_row(query.by, ("(other)",) * len(query.by), rest))
-    if query.read == query.by and len(query.by) == 1:
-        await _visitors(store, site, query, rows, [[row["values"][0]] for row, _ in ranked[:query.limit]]
+    if query.read == query.by and len(query.by) == 1 and query.by[0] not in COHORTS:
+        await _visitors(runtime.store, site.id, query, rows, [[row["values"][0]] for row, _ in ranked[:query.limit]]
                         + [[row["values"][0] for row, _ in ranked[query.limit:]]] * (len(ranked) > query.limit))
-    return {"site": site, "by": query.by, "filters": query.filters, "from": query.days[0], "to": query.days[-1],
-            "rows": rows}
+    return {"site": site.id, "by": query.by, "filters": query.filters, "from": query.days[0],
+            "to": query.days[-1], "rows": rows}
+
+
+def _counts() -> Counts:
+    return defaultdict(lambda: defaultdict(int))
+
+
+async def _counted(store: Store, site: str, query: Query) -> Counts:
+    """Visits and conversions by the dimensions, from the counters of each day."""
+    pipe = store.client.pipeline(transaction=False)
+    for day in query.days:
+        pipe.hgetall(prefix(site, day) + ",".join(query.read))
+    counts = _counts()
+    for hashed in cast(list[dict[bytes, bytes]], await pipe.execute()):
+        for field, raw in hashed.items():
+            measure, *found = field.decode().split("|")
+            if measure != "v":  # "c|KIND|values" or "u|KIND|values"
+                measure, found = f"{measure}|{found[0]}", found[1:]
+            named = dict(zip(query.read, map(unescape, found), strict=True))
+            if all(named[dimension] == wanted for dimension, wanted in query.filters.items()):
+                counts[tuple(named[dimension] for dimension in query.by)][measure] += int(raw)
+    return counts
+
+
+async def _cohorts(runtime: Runtime, site: Site, query: Query) -> Counts:
+    """Visitors and conversions by first page, or by experiment variant, from the ledger."""
+    by_page = query.by == ["page"]
+    counts = _counts()
+    for experiment in [SITE] if by_page else [experiment.id for experiment in site.experiments]:
+        tally: Tally = await runtime.ledger.tally(site.id, experiment, set(query.days).__contains__)
+
+        def measures(page: str, variant: str, experiment: str = experiment) -> defaultdict[str, int]:
+            return counts[(page,) if by_page else (f"{experiment}:{variant}",)]
+
+        for (_, page, variant), number in tally.exposed.items():
+            measures(page, variant)["visitors"] += number
+        for (_, page, variant), number in tally.overflow.items():
+            measures(page, variant)["visitors"] -= number  # they could not be credited a call
+        for measure, found in (("u", tally.converted), ("c", tally.totals)):
+            for (_, page, variant, kind), number in found.items():
+                if kind in KINDS or kind == "any":
+                    measures(page, variant)[f"{measure}|{kind}"] += number
+    return counts
 
 
 async def _visitors(store: Store, site: str, query: Query, rows: list[dict[str, Any]],
@@ -104,12 +152,13 @@ def _rank(row: Mapping[str, Any], sort: str) -> float:
 
 
 def _row(by: Sequence[str], key: tuple[str, ...], measures: Mapping[str, int]) -> dict[str, Any]:
-    visits = measures.get("v", 0)
-    converted = min(measures.get("u|any", 0), visits)  # a visit of the day before may convert today
-    interval = stats.wilson(converted, visits)
-    return {**dict(zip(by, key, strict=True)), "values": list(key), "visits": visits, "visitors": None,
-            "converted": converted,
-            "rate": converted / visits if visits else None,
+    cohort = "visitors" in measures  # by page or variant: visitors, not visits
+    base = measures.get("visitors" if cohort else "v", 0)
+    converted = min(measures.get("u|any", 0), base)  # a visit of the day before may convert today
+    interval = stats.wilson(converted, base)
+    return {**dict(zip(by, key, strict=True)), "values": list(key), "visits": None if cohort else base,
+            "visitors": base if cohort else None, "converted": converted,
+            "rate": converted / base if base else None,
             "interval": [interval.low, interval.high] if interval else None,
             "conversions": {kind: measures.get(f"c|{kind}", 0) for kind in KINDS},
             "converted_by_kind": {kind: measures.get(f"u|{kind}", 0) for kind in KINDS}}

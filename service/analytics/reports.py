@@ -330,7 +330,7 @@ async def report_endpoint(request: Request) -> Response:
     as_csv = request.url.path.endswith(".csv")
     if request.query_params.get("by"):  # visits and conversions by source, campaign, phrase…
         query = dimensions.Query(request.query_params, hour_and_day(runtime.now_ms())[1])
-        answer = await dimensions.report(runtime.store, site.id, query)
+        answer = await dimensions.report(runtime, site, query)
         if as_csv:
             return Response(dimensions.csv_text(answer), media_type="text/csv; charset=utf-8", headers={
                 "content-disposition": f'attachment; filename="{site.id}-by-{"-".join(query.by)}.csv"'})
