@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -10,7 +11,7 @@ import redis
 import redis.asyncio
 
 from service.tracking.ledger import EXPOSE, Ledger
-from service.tracking.store import DEFER, RETRY_AFTER, Command, ScriptCall, Store, connect, pack
+from service.tracking.store import DEADLINE, DEFER, RETRY_AFTER, Command, ScriptCall, Store, connect, pack
 from tests.conftest import CLUSTER
 
 
@@ -141,6 +142,28 @@ def test_a_connection_the_store_drops_fails_its_waiters_and_the_next_batch_recon
 
     lost, after = asyncio.run(scenario())
     assert isinstance(lost, ConnectionError)
+    assert after == [1]
+
+
+def test_a_batch_the_store_does_not_answer_fails_at_its_deadline_and_the_next_reconnects(
+        valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> tuple[BaseException | list[object], float, list[object]]:
+        shared = Store(connect(valkey_url, cluster=CLUSTER))
+        await shared.batcher.submit(("INCR", "sw:{demo}:before"))  # its connection is idle now
+        started = time.monotonic()
+        try:
+            lost: BaseException | list[object] = await shared.batcher.submit(("BLPOP", "sw:{demo}:never", 0))
+        except Exception as exc:
+            lost = exc
+        took = time.monotonic() - started
+        await asyncio.sleep(RETRY_AFTER)  # a failed store is left alone that long
+        after = await shared.batcher.submit(("INCR", "sw:{demo}:after"))
+        await shared.close()
+        return lost, took, after
+
+    lost, took, after = asyncio.run(scenario())
+    assert isinstance(lost, TimeoutError)
+    assert DEADLINE <= took < DEADLINE + 1  # a second to spare for a busy machine
     assert after == [1]
 
 

@@ -6,10 +6,12 @@ headers and body) must arrive within `SWAPLINE_REQUEST_TIMEOUT` seconds of its f
 (or of the connection opening), and its line and headers must fit in `MAX_HEAD` bytes, or
 the client gets 408 or 431 and the connection closes; malformed HTTP gets the service's JSON
 error. One timer per connection does it: the application never waits on a slow body for
-longer, and pays nothing for it. The head is measured a packet at a time, so what came in
-the same packet as its end (a body's first bytes) counts too. `swapline serve` gives uvicorn this class as
-its `http` protocol, and `SWAPLINE_MAX_CONNECTIONS` as its `limit_concurrency`, past which
-new requests get 503.
+longer, and pays nothing for it: it is not made anew per request (a timer made and cancelled
+cost a request more than anything else here), it looks at the request arriving, if any, when
+it fires, and moves on to that request's deadline. The head is measured a packet at a time,
+so what came in the same packet as its end (a body's first bytes) counts too. `swapline
+serve` gives uvicorn this class as its `http` protocol, and `SWAPLINE_MAX_CONNECTIONS` as its
+`limit_concurrency`, past which new requests get 503.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Protocol(HttpToolsProtocol):
     # The base class's callbacks are called by name, not through super(): super() makes an
     # object per call, and these run several times for every request.
     _deadline: asyncio.TimerHandle | None = None
+    _since: float | None = None  # loop time the arriving request (or the connection) began; None: none arriving
     _head = 0  # bytes received while the request's line and headers were not all in
     _in_head = True
     _draining = False
@@ -43,6 +46,8 @@ class Protocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._deadline is not None:
+            self._deadline.cancel()
         HttpToolsProtocol.connection_lost(self, exc)
 
     def data_received(self, data: bytes) -> None:
@@ -73,16 +78,21 @@ class Protocol(HttpToolsProtocol):
         self._refuse(400, "malformed_request", "the request is not valid HTTP/1.1")
 
     def _arm(self) -> None:
+        if self._since is None:  # the connection's first request is due from its opening
+            self._since = self.loop.time()
         if self._deadline is None:
-            self._deadline = self.loop.call_later(_settings().request_timeout, self._expired)
+            self._deadline = self.loop.call_at(self._since + _settings().request_timeout, self._watch)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._since = None
 
-    def _expired(self) -> None:
+    def _watch(self) -> None:
         self._deadline = None
+        if self._since is None:  # between requests: the next one arms it again
+            return
+        if self.loop.time() < self._since + _settings().request_timeout:  # a later request: its own deadline
+            self._arm()
+            return
         if self.cycle is not None and self.cycle.response_started:  # answered already: nothing to say
             self.transport.close()
         else:  # the application, if it is reading the body, hears that the client went away

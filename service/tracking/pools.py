@@ -110,8 +110,9 @@ class Pools:
         return LEASE(
             (keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases, keys.seq, keys.stats,
              keys.clock, keys.networks),
-            (vid, now_ms, page, orjson.dumps(experiments), hour, day, visit, network),
-            (pool.hold * 1000, self.retention_ms, keys.prefix, max(1, len(pool.numbers) * self.network_share // 100)),
+            (vid, now_ms, page, orjson.dumps(experiments), visit, network),
+            (pool.hold * 1000, self.retention_ms, keys.prefix, max(1, len(pool.numbers) * self.network_share // 100),
+             hour, day),
         )
 
     @staticmethod

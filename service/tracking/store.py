@@ -129,6 +129,8 @@ class ScriptCall(NamedTuple):
 
 
 Command = tuple[Any, ...]  # a command's arguments as sent, ("HINCRBY", key, field, 1), or a ScriptCall
+# Each request's commands and its future; None: deferred commands, nobody waits for them.
+Batch = list[tuple[Sequence[Command], asyncio.Future[list[Any]] | None]]
 
 
 def pack(commands: list[Command]) -> bytes:
@@ -153,7 +155,7 @@ def pack(commands: list[Command]) -> bytes:
     return b"".join(packed)
 
 
-@functools.lru_cache(maxsize=4096)  # a few per pool, experiment, site and day
+@functools.lru_cache(maxsize=4096)  # a few per pool and hour, experiment, site and day
 def _head(sha: str, count: int, keys: tuple[str, ...], shared: tuple[Any, ...], more: int) -> bytes:
     """A script call's count of arguments, digest and `count` of keys, packed, then its `keys`
     and `shared` arguments where they are shared; `more` arguments follow."""
@@ -174,9 +176,13 @@ class Batcher:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._cluster = isinstance(client, RedisCluster)  # a slow isinstance (a Protocol): once, not per batch
-        self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]] | None]] = []  # None: deferred
-        self._sending: set[asyncio.Task[None]] = set()  # also the strong references to the tasks
+        self._pending: Batch = []
+        self._sending: set[asyncio.Future[Any]] = set()  # batches out; also the strong references to their tasks
         self._idle: list[Pipe] = []  # connections of the batcher's own, made when none is idle
+        # The batches out on idle connections, oldest first, by their replies' future; one timer
+        # watches the oldest's deadline (a timer each would cost a batch more than its packing).
+        self._out: dict[asyncio.Future[list[Any]], tuple[Batch, list[Command], Pipe, float]] = {}
+        self._watch: asyncio.TimerHandle | None = None
         self._deferred: list[Command] = []
         self._timer: asyncio.TimerHandle | None = None  # sends the deferred commands of a quiet worker
         self.round_trips = 0
@@ -224,37 +230,90 @@ class Batcher:
         if self._deferred:  # they ride along, first as they came first; their replies go unread
             batch.insert(0, (self._deferred, None))
             self._deferred = []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        self._flush()
-
-    async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]] | None]]) -> None:
         self.round_trips += 1
         commands = [command for group, _ in batch for command in group]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        pipe = self._idle_pipe()
+        sending: asyncio.Future[Any]
+        if pipe is None:  # a cluster, or a new connection to open: a task of its own
+            sending = loop.create_task(self._send(batch, commands, None, deadline))
+            sending.add_done_callback(self._sent)
+        else:  # most batches: the reply's callback answers them (no task), the watch bounds the wait
+            sending = pipe.send(pack(commands), len(commands))
+            self._out[sending] = batch, commands, pipe, deadline
+            sending.add_done_callback(self._received)
+            if self._watch is None:
+                self._watch = loop.call_at(deadline, self._overdue)
+        self._sending.add(sending)
+
+    def _sent(self, sending: asyncio.Future[Any]) -> None:
+        self._sending.discard(sending)
+        self._flush()
+
+    def _overdue(self) -> None:
+        """Batches on idle connections past their deadline fail as `asyncio.timeout` fails the
+        others (their callback closes the connection); the watch moves on to the oldest left."""
+        self._watch = None
+        loop = asyncio.get_running_loop()
+        for sending, (*_, deadline) in self._out.items():
+            if deadline > loop.time():
+                self._watch = loop.call_at(deadline, self._overdue)
+                return
+            if not sending.done():
+                sending.set_exception(TimeoutError())
+
+    def _received(self, sent: asyncio.Future[list[Any]]) -> None:
+        """A batch sent on an idle connection is back, or failed, or ran out of time."""
+        batch, commands, pipe, deadline = self._out.pop(sent)
+        error = sent.exception()
+        if error is not None:
+            pipe.close()  # replies may be left unread: start over on a fresh connection
+            self._failed(batch, error)
+        else:
+            self._idle.append(pipe)
+            replies = sent.result()
+            if NoScriptError in map(type, replies):  # the scripts, within the batch's deadline
+                sending = asyncio.get_running_loop().create_task(self._send(batch, commands, replies, deadline))
+                sending.add_done_callback(self._sent)
+                self._sending.add(sending)
+            else:
+                self._answer(batch, replies)
+        self._sent(sent)
+
+    async def _send(self, batch: Batch, commands: list[Command], replies: list[Any] | None, deadline: float) -> None:
+        """A batch's round trip that needs more than a reply: a new connection, the cluster's
+        pipeline, or the scripts a new or restarted server does not know (`replies` came back)."""
         try:
-            async with asyncio.timeout(DEADLINE):
-                replies = await self._execute(commands)
-                # Error replies are rare: one look over the batch decides whether to look closer.
-                failed = any(isinstance(reply, Exception) for reply in replies)
-                if failed and NoScriptError in map(type, replies):  # a new or restarted server: the scripts, once
+            async with asyncio.timeout_at(deadline):
+                if replies is None:
+                    replies = await self._execute(commands)
+                if NoScriptError in map(type, replies):  # a new or restarted server: the scripts, once
                     unknown = {i: command.with_source() for i, command in enumerate(commands)
                                if isinstance(command, ScriptCall) and isinstance(replies[i], NoScriptError)}
                     for i, reply in zip(unknown, await self._execute(list(unknown.values())), strict=True):
                         replies[i] = reply
-        except Exception as exc:  # the store is down: every waiter hears it
-            if not self.failures or time.monotonic() - self.down_until > RETRY_AFTER:
-                log.warning("store unavailable: %r; decisions degrade, events and calls are spooled", exc)
-            self.failures += 1
-            STORE_FAILURES.inc()
-            self.down_until = time.monotonic() + RETRY_AFTER
-            for _, future in batch:
-                if future and not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:
+            self._failed(batch, exc)
             return
+        self._answer(batch, replies)
+
+    def _failed(self, batch: Batch, exc: BaseException) -> None:
+        """The store is down: every waiter hears it."""
+        if not self.failures or time.monotonic() - self.down_until > RETRY_AFTER:
+            log.warning("store unavailable: %r; decisions degrade, events and calls are spooled", exc)
+        self.failures += 1
+        STORE_FAILURES.inc()
+        self.down_until = time.monotonic() + RETRY_AFTER
+        for _, future in batch:
+            if future and not future.done():
+                future.set_exception(exc)
+
+    @staticmethod
+    def _answer(batch: Batch, replies: list[Any]) -> None:
+        """Each request its replies, or its first error reply."""
+        # Error replies are rare: one look over the batch decides whether to look closer.
+        failed = any(isinstance(reply, Exception) for reply in replies)
         start = 0
         for group, future in batch:
             mine = replies[start:start + len(group)]
@@ -286,18 +345,26 @@ class Batcher:
 
     async def _pipe(self) -> Pipe:
         """An idle connection that is still open, else a new one."""
+        if pipe := self._idle_pipe():
+            return pipe
+        assert isinstance(self._client, redis.Redis)
+        return await Pipe.open(self._client)
+
+    def _idle_pipe(self) -> Pipe | None:
         while self._idle:
             pipe = self._idle.pop()
             if not pipe.closed:
                 return pipe
-        assert isinstance(self._client, redis.Redis)
-        return await Pipe.open(self._client)
+        return None
 
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         await self.settle()
-        await asyncio.gather(*self._sending, return_exceptions=True)
+        while self._sending:  # a batch back may send the next one
+            await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._watch is not None:
+            self._watch.cancel()
         for pipe in self._idle:
             pipe.close()
 
