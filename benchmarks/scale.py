@@ -117,6 +117,8 @@ QUERIES = [
     ("by campaign, source = yandex", "/v1/reports/scale", {"by": "campaign", "source": "yandex"}),
     ("by landing, all 1,000 rows", "/v1/reports/scale", {"by": "landing", "limit": "1000"}),
     ("by phrase, one day", "/v1/reports/scale", {"by": "phrase", "from": "2026-11-10", "to": "2026-11-10"}),
+    ("by variant (the ledger)", "/v1/reports/scale", {"by": "variant"}),
+    ("by page (the ledger), 50 and other", "/v1/reports/scale", {"by": "page"}),
     ("experiment report, 20 pages (the dashboard's)", "/v1/reports/scale", {"limit": "20"}),
     ("experiment report, 100 pages (the default)", "/v1/reports/scale", {}),
     ("experiment report, all 1,000 pages", "/v1/reports/scale", {"limit": "1000"}),
