@@ -30,6 +30,9 @@ from tests.loop import BUDGET, LoopWatch, serving
 HOSTILE = """
 site: hostile
 rules:
+  - id: keyword  # its words are what typos are corrected to
+    when: { keywords: [купить кондиционер, кондиционер -автомобильный] }
+    swap: [{ selector: h4, text: "{{ keyword(default='x') }}" }]
   - id: backtracking-pattern  # on a backtracking engine, "x" * 150 would take ages
     when: { phrase_regex: "(x+x+)+y" }
     swap: [{ selector: h1, text: matched }]
@@ -57,6 +60,10 @@ INPUTS: list[tuple[str, dict[str, str], dict[str, str]]] = [
     ("phrase against a backtracking pattern", {"url": "/?utm_term=" + "x" * 199 + "!"}, {}),
     ("path against many wildcards", {"url": LONG_PATH}, {}),
     ("200 characters of unknown words", {"url": "/?utm_term=" + urllib.parse.quote(WORDS)}, {}),
+    ("one unknown word of 199 letters", {"url": "/?utm_term=" + urllib.parse.quote("кандиционер" * 18 + "а")}, {}),
+    ("seven unknown words of 27 letters", {"url": "/?utm_term=" + urllib.parse.quote(
+        " ".join("кандиционерпроводникмастер" + chr(0x430 + i) for i in range(7)))}, {}),
+    ("200 characters of Latin layout", {"url": "/?utm_term=" + urllib.parse.quote(("rjylbwbjyth " * 17)[:200])}, {}),
     ("long search referrer", {"url": "/", "ref": LONG_REFERRER}, {}),
     ("500 query parameters", {"url": "/?" + "&".join(f"p{i}=x" for i in range(500))}, {}),
 ]

@@ -35,6 +35,9 @@ class Speller:
     def __init__(self, spellings: Iterable[str]) -> None:
         kept = sorted({s for s in spellings if _RUSSIAN_WORD.fullmatch(s) and budget(s)})
         self._spellings = tuple(kept[:_NUMBER + 1])
+        # A longer word is no typo of any: its deletions need not be made (a phrase of one word
+        # of 200 letters would make 20,000).
+        self._longest = max(map(len, self._spellings), default=0)
         # Each deletion as one machine word, sorted: its hash's top bits, then the number of the
         # spelling it came from. A tenth of the memory of a dict of strings for a site's 10,000
         # rules; a hash that collides only brings a spelling that `distance` then turns down.
@@ -66,7 +69,9 @@ class Speller:
 
     def _near(self, word: str) -> set[str]:
         # A spelling within two edits is at most two letters longer or shorter than the word.
-        found = set()
+        found: set[str] = set()
+        if len(word) > self._longest + 2:
+            return found
         deletions = self._deletions
         for deleted in _deletions(word, 2 if len(word) >= 7 else 1):
             key = _hashed(deleted)
