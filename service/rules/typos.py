@@ -39,10 +39,10 @@ class Speller:
         # of 200 letters would make 20,000).
         self._longest = max(map(len, self._spellings), default=0)
         # Each deletion as one machine word, sorted: its hash's top bits, then the number of the
-        # spelling it came from. A tenth of the memory of a dict of strings for a site's 10,000
-        # rules; a hash that collides only brings a spelling that `distance` then turns down.
-        # Sorted a sixteenth at a time (by their top bits), so that loading the rules never holds
-        # a Python object per deletion.
+        # spelling it came from; far smaller than a dict of strings (docs/PERFORMANCE.md). A hash
+        # that collides only brings a spelling that `distance` then turns down. Sorted a
+        # sixteenth at a time (by their top bits), so that loading the rules never holds a Python
+        # object per deletion.
         parts = [array.array("q") for _ in range(16)]
         for number, spelling in enumerate(self._spellings):
             for deleted in _deletions(spelling, budget(spelling)):
