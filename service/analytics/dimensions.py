@@ -88,8 +88,9 @@ async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
                 rest[measure] += number
         rows.append(_row(query.by, ("(other)",) * len(query.by), rest))
     if query.read == query.by and len(query.by) == 1 and query.by[0] not in COHORTS:
-        await _visitors(runtime.store, site.id, query, rows, [[row["values"][0]] for row, _ in ranked[:query.limit]]
-                        + [[row["values"][0] for row, _ in ranked[query.limit:]]] * (len(ranked) > query.limit))
+        listed = [[row["values"][0]] for row, _ in ranked[:query.limit]]
+        others = [row["values"][0] for row, _ in ranked[query.limit:]]  # the "(other)" row's values
+        await _visitors(runtime.store, site.id, query, rows, [*listed, *([others] if others else [])])
     return {"site": site.id, "by": query.by, "filters": query.filters, "from": query.days[0],
             "to": query.days[-1], "rows": rows}
 

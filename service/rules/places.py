@@ -78,7 +78,7 @@ def with_overrides(base: Place, overrides: Mapping[str, str]) -> Place:
     for key, case in PREPOSITIONS.items():
         if case in overrides and key not in overrides:
             forms[key] = _prefix(key, forms[case])
-    return Place(base.name, MappingProxyType(forms), base.brief)
+    return _make(base.name, forms, base.brief)
 
 
 def warm(names: Iterable[str]) -> None:
@@ -92,9 +92,9 @@ def known_places() -> list[str]:
     return _DATA.read_text(encoding="utf-8").splitlines()
 
 
-def _make(name: str, forms: dict[str, str]) -> Place:
+def _make(name: str, forms: dict[str, str], brief: Place | None = None) -> Place:
     # Cached places are shared between requests, so their forms must not be mutable.
-    return Place(name, MappingProxyType(forms))
+    return Place(name, MappingProxyType(forms), brief)
 
 
 def _prefix(key: str, form: str) -> str:
