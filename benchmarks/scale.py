@@ -122,6 +122,8 @@ QUERIES = [
     ("experiment report, 20 pages (the dashboard's)", "/v1/reports/scale", {"limit": "20"}),
     ("experiment report, 100 pages (the default)", "/v1/reports/scale", {}),
     ("experiment report, all 1,000 pages", "/v1/reports/scale", {"limit": "1000"}),
+    ("experiment report, 7 days", "/v1/reports/scale", {"from": "2026-11-05", "to": "2026-11-11"}),
+    ("experiment report, one page", "/v1/reports/scale", {"page": "/catalog/item-7"}),
     ("conversion log, newest 100", "/v1/conversions/scale", {}),
     ("conversion log, 1,000, kind = form", "/v1/conversions/scale", {"kind": "form", "limit": "1000"}),
     ("call log, target calls, 100", "/v1/calls/scale", {"qualified": "true"}),

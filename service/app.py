@@ -8,7 +8,7 @@ import gc
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -55,8 +55,9 @@ from service.tracking.ledger import Ledger
 from service.tracking.pools import Pools, pools_endpoint
 from service.tracking.retention import Retention
 from service.tracking.spool import Spool, keep_replaying
-from service.tracking.store import STORE_ERRORS, Store, connect
+from service.tracking.store import STORE_ERRORS, Store, connect, until_done
 from service.tracking.tokens import TokenSigner
+from service.tracking.upgrade import respan
 
 log = logging.getLogger("swapline")
 DEMO_PAGE = resources.files("service").joinpath("pages", "demo.html").read_text()
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         secret = settings.secret.encode() if settings.secret else await store.secret()
         pools = Pools(store, settings.lease_retention_days, settings.network_share)
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
-                          Ledger(store, settings.max_pages, settings.max_goals),
+                          Ledger(store, settings.max_pages, settings.max_goals, settings.report_days),
                           Journal(store, settings.log_days, settings.report_days), Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
         app.state.runtime = runtime
@@ -109,17 +110,22 @@ def create_app(settings: Settings | None = None) -> FastPath:
         watch = StoreWatch(store, runtime.journal, lambda: list(runtime.rules.sites.values()), runtime.now_ms,
                            settings.alert_every, timeout=settings.webhook_timeout)
         tasks.append(asyncio.create_task(watch.keep_watching()))
-        try:  # normally the pools are in place before the first visitor
-            await _sync_once(runtime, rules)
-        except STORE_ERRORS as exc:  # the store is down: serve degraded, keep trying
-            log.warning("cannot sync number pools yet: %s", exc)
-            tasks.append(asyncio.create_task(_sync_pools(runtime, rules)))
+        # Normally the pools are in place before the first visitor, and what an older version
+        # kept is where the reports read it; while the store is down: serve degraded, keep trying.
+        jobs: list[tuple[Callable[[], Awaitable[None]], str]] = [
+            (lambda: respan(store, settings.report_days), "upgrade"), (lambda: _sync_once(runtime, rules), "pool sync")]
+        for job, what in jobs:
+            try:
+                await job()
+            except STORE_ERRORS as exc:
+                log.warning("%s waits for the store: %s", what, exc)
+                tasks.append(asyncio.create_task(until_done(job, what)))
 
         def apply(new: rulefiles.RuleSet) -> None:
             old, runtime.rules = runtime.rules, new
             for site in old.sites.values():  # frozen at start, the first rules are never collected:
                 site.forget()  # their remembered plans would stay with them
-            tasks.append(asyncio.create_task(_sync_pools(runtime, new)))
+            tasks.append(asyncio.create_task(until_done(lambda: _sync_once(runtime, new), "pool sync")))
 
         if settings.reload_rules:
             tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply)))
@@ -181,16 +187,6 @@ async def _sync_once(runtime: Runtime, rules: rulefiles.RuleSet) -> None:
     for site in rules.sites.values():
         await runtime.pools.sync(site)
     runtime.pools_synced = True
-
-
-async def _sync_pools(runtime: Runtime, rules: rulefiles.RuleSet) -> None:
-    """Give the store the pools' numbers; while the store is down, keep trying."""
-    while True:
-        try:
-            return await _sync_once(runtime, rules)
-        except STORE_ERRORS as exc:
-            log.debug("cannot sync number pools yet: %s", exc)
-            await asyncio.sleep(1)
 
 
 async def _replay(runtime: Runtime, entry: dict[str, Any]) -> None:

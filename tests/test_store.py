@@ -10,7 +10,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from service.tracking.ledger import EXPOSE, Ledger
+from service.tracking.ledger import EXPOSE, Ledger, LedgerKeys, day_number
 from service.tracking.store import DEADLINE, DEFER, RETRY_AFTER, Command, ScriptCall, Store, connect, pack
 from tests.conftest import CLUSTER
 
@@ -19,6 +19,12 @@ def exposures(site: str, vid: str, page: str, day: str, variants: dict[str, str]
     """The commands of one page view's exposures, from a ledger that has recorded nothing yet."""
     commands, _ = Ledger(Store(connect("redis://127.0.0.1:1"))).exposures(site, vid, page, day, variants)
     return commands
+
+
+def day_counts(store: redis.Redis, site: str, experiment: str, day: str) -> dict[bytes, int]:
+    """The ledger's counts of a cohort day (service/lua/spans.lua), the day's totals left out."""
+    counts = store.hgetall(LedgerKeys.of(site, experiment).span(day_number(day), 1))
+    return {name: int(n) for name, n in counts.items() if b"|*|" not in name}
 
 
 def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.Redis) -> None:
@@ -34,7 +40,7 @@ def test_concurrent_requests_share_one_round_trip(valkey_url: str, store: redis.
         return trips
 
     assert asyncio.run(scenario()) == 1  # 300 script calls from 100 requests, one pipeline
-    assert store.hgetall("sw:{demo/e}:exposed") == {b"2026-11-22|/|b": b"100"}
+    assert day_counts(store, "demo", "e", "2026-11-22") == {b"e|/|b": 100}
     assert store.hlen("sw:{demo/f}:assign") == 100
 
 
@@ -46,7 +52,8 @@ def test_exposure_counts_a_visitor_once_whatever_the_page_or_day(valkey_url: str
         await shared.close()
 
     asyncio.run(scenario())
-    assert store.hgetall("sw:{demo/e}:exposed") == {b"2026-11-22|/|b": b"1"}
+    assert day_counts(store, "demo", "e", "2026-11-22") == {b"e|/|b": 1}
+    assert day_counts(store, "demo", "e", "2026-11-23") == {}
     assert store.hget("sw:{demo/e}:assign", "visitor-000000000001") == b"b|/|2026-11-22"
 
 
@@ -87,7 +94,7 @@ def test_scripts_come_back_after_the_store_forgets_them(valkey_url: str, store: 
         return replies
 
     assert asyncio.run(scenario()) == [[1, 1], [1, 1]]  # each visitor counted in `e` and site-wide
-    assert store.hgetall("sw:{demo/e}:exposed") == {b"2026-11-22|/|b": b"2"}
+    assert day_counts(store, "demo", "e", "2026-11-22") == {b"e|/|b": 2}
 
 
 def test_commands_are_packed_as_redis_py_packs_them() -> None:

@@ -23,14 +23,16 @@ import io
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
+from urllib.parse import unquote
 
 from service.analytics import stats
 from service.analytics.sheets import spreadsheet_text
 from service.errors import BadRequest
 from service.rules.engine import Site
 from service.runtime import Runtime
+from service.tracking.clock import hour_and_day
 from service.tracking.counters import DIMENSIONS, prefix, unescape, visitors_key
-from service.tracking.ledger import SITE, Tally
+from service.tracking.ledger import SITE
 from service.tracking.store import Store
 
 KINDS = ("call", "qualified_call", "missed_call", "form", "tel_click", "goal")
@@ -120,20 +122,21 @@ async def _cohorts(runtime: Runtime, site: Site, query: Query) -> Counts:
     """Visitors and conversions by first page, or by experiment variant, from the ledger."""
     by_page = query.by == ["page"]
     counts = _counts()
+    ledger = runtime.ledger
+    first, last = ledger.window(query.days[0], query.days[-1], hour_and_day(runtime.now_ms())[1])
     for experiment in [SITE] if by_page else [experiment.id for experiment in site.experiments]:
-        tally: Tally = await runtime.ledger.tally(site.id, experiment, set(query.days).__contains__)
-
-        def measures(page: str, variant: str, experiment: str = experiment) -> defaultdict[str, int]:
-            return counts[(page,) if by_page else (f"{experiment}:{variant}",)]
-
-        for (_, page, variant), number in tally.exposed.items():
-            measures(page, variant)["visitors"] += number
-        for (_, page, variant), number in tally.overflow.items():
-            measures(page, variant)["visitors"] -= number  # they could not be credited a call
-        for measure, found in (("u", tally.converted), ("c", tally.totals)):
-            for (_, page, variant, kind), number in found.items():
-                if kind in KINDS or kind == "any":
-                    measures(page, variant)[f"{measure}|{kind}"] += number
+        for name, number in (await ledger.counts(site.id, experiment, first, last)).items():
+            parts = name.decode().split("|", 3)  # "MEASURE|PAGE|VARIANT[|KIND]" (service/lua/spans.lua)
+            if len(parts) < 3 or parts[1] == "*":
+                continue  # not the ledger's, or a day's total
+            measure, page, variant, *kind = parts
+            if not kind and measure in ("e", "o"):  # exposed, and overflowed: they could not be credited a call
+                named, number = "visitors", number if measure == "e" else -number
+            elif kind and measure in ("u", "c") and (kind[0] in KINDS or kind[0] == "any"):
+                named = f"{measure}|{kind[0]}"
+            else:
+                continue
+            counts[(unquote(page),) if by_page else (f"{experiment}:{variant}",)][named] += number
     return counts
 
 

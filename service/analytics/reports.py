@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,7 +31,7 @@ from service.front.responses import JSON
 from service.rules.engine import Experiment, Site
 from service.runtime import Runtime
 from service.tracking.clock import hour_and_day
-from service.tracking.ledger import ALL, OTHER, SITE, Tally
+from service.tracking.ledger import ALL, OTHER, SITE, Ledger, page_field
 
 KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
 CONTROL = "control"
@@ -65,12 +66,6 @@ class Filters:
         return cls(params.get("from") or None, params.get("to") or None, params.get("page") or None,
                    params.get("experiment") or None, metric, limit)
 
-    def keeps_day(self, day: str) -> bool:
-        return (self.since is None or day >= self.since) and (self.until is None or day <= self.until)
-
-    def keeps(self, day: str, page: str) -> bool:
-        return self.keeps_day(day) and (self.page is None or page == self.page)
-
 
 @dataclass
 class Cell:
@@ -80,6 +75,7 @@ class Cell:
     overflowed: int = 0
     converted: Counter[str] = field(default_factory=Counter)
     totals: Counter[str] = field(default_factory=Counter)
+    excluded: Counter[str] = field(default_factory=Counter)  # conversions of visitors who overflowed
 
     @property
     def visitors(self) -> int:
@@ -90,15 +86,16 @@ class Cell:
         self.overflowed += other.overflowed
         self.converted.update(other.converted)
         self.totals.update(other.totals)
+        self.excluded.update(other.excluded)
 
 
 @dataclass
 class Page:
     """One page of one experiment: each variant's counts, and per day and variant the
-    visitors exposed, overflowed and converted by the report's metric."""
+    visitors exposed, overflowed and converted by the report's metric (`_daily`)."""
 
     cells: defaultdict[str, Cell] = field(default_factory=lambda: defaultdict(Cell))
-    daily: defaultdict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+    daily: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     @property
     def visitors(self) -> int:
@@ -107,59 +104,64 @@ class Page:
     def add(self, other: Page) -> None:
         for variant, cell in other.cells.items():
             self.cells[variant].add(cell)
-        for key, counts in other.daily.items():
-            self.daily[key] = [mine + theirs for mine, theirs in zip(self.daily[key], counts, strict=True)]
 
 
 async def build(runtime: Runtime, site: Site, filters: Filters) -> dict[str, Any]:
-    """The report. The ledger is read a slice at a time and the figures made in a thread, so
+    """The report. The counts are read a slice at a time and the figures made in a thread, so
     a site with a big ledger costs time but never holds the event loop for long."""
     experiments = [e for e in site.experiments if filters.experiment in (None, e.id)]
-    tallies = {experiment: await runtime.ledger.tally(site.id, experiment, filters.keeps_day)
-               for experiment in (SITE, *(e.id for e in experiments))}
-    return await asyncio.to_thread(assemble, site, experiments, tallies, filters)
+    ledger = runtime.ledger
+    first, last = ledger.window(filters.since, filters.until, hour_and_day(runtime.now_ms())[1])
+    pages = {}
+    for name in (SITE, *(experiment.id for experiment in experiments)):
+        pages[name] = await asyncio.to_thread(_pages, await ledger.counts(site.id, name, first, last), filters)
+    for experiment in experiments:
+        await _daily(ledger, site.id, experiment, pages[experiment.id], filters, first, last)
+    return await asyncio.to_thread(assemble, site, experiments, pages, await ledger.bots(site.id, first, last),
+                                   filters)
 
 
-def assemble(site: Site, experiments: list[Experiment], tallies: dict[str, Tally], filters: Filters) -> dict[str, Any]:
-    site_tally = tallies[SITE]
+def assemble(site: Site, experiments: list[Experiment], pages: dict[str, dict[str, Page]], bots: int,
+             filters: Filters) -> dict[str, Any]:
     report: dict[str, Any] = {
         "site": site.id,
         "metric": filters.metric,
         "from": filters.since,
         "to": filters.until,
-        "pages": [{"page": page, **_figures(counts.cells[ALL], filters.metric)}
-                  for page, counts in _pages(site_tally, filters).items()],
+        "pages": [{"page": unquote(page), **_figures(counts.cells[ALL], filters.metric)}
+                  for page, counts in pages[SITE].items()],
         "experiments": [],
-        "excluded": _excluded(site_tally, filters),
+        "excluded": _excluded(pages[SITE].values(), bots),
     }
     for experiment in experiments:
-        tally = tallies[experiment.id]
-        overall = _srm(experiment, tally, filters)
-        for page, counts in _pages(tally, filters).items():
-            report["experiments"].append(_experiment(experiment, page, counts, filters, overall))
+        overall = _srm(experiment, pages[experiment.id].values())
+        for page, counts in pages[experiment.id].items():
+            report["experiments"].append(_experiment(experiment, unquote(page), counts, filters, overall))
     return report
 
 
-def _pages(tally: Tally, filters: Filters) -> dict[str, Page]:
-    """Page → its counts over the cohort days the filters keep, in one pass over the tally: the
-    `limit` most visited pages first, then all the others added up as "(other)"."""
+BY_KIND = {"u": "converted", "c": "totals", "x": "excluded"}  # the measures of spans.lua counted by kind
+
+
+def _pages(counts: dict[bytes, int], filters: Filters) -> dict[str, Page]:
+    """Page (as the ledger writes it, `page_field`) → its counts, from an experiment's
+    `Ledger.counts`: the `limit` most visited pages first, then all the others added up as
+    "(other)"; or the one page the filters name."""
     pages: defaultdict[str, Page] = defaultdict(Page)
-    for (day, page, variant), count in tally.exposed.items():
-        if filters.keeps(day, page):
+    wanted = filters.page and page_field(filters.page)
+    for name, count in counts.items():
+        parts = name.decode().split("|", 3)
+        if len(parts) < 3 or parts[1] == "*" or (wanted and parts[1] != wanted):
+            continue  # not the ledger's, a day's total, or another page
+        measure, page, variant, *kind = parts
+        if kind and measure in BY_KIND:
+            getattr(pages[page].cells[variant], BY_KIND[measure])[kind[0]] += count
+        elif not kind and measure == "e":
             pages[page].cells[variant].exposed += count
-            pages[page].daily[day, variant][0] += count
-    for (day, page, variant), count in tally.overflow.items():
-        if filters.keeps(day, page):
+        elif not kind and measure == "o":
             pages[page].cells[variant].overflowed += count
-            pages[page].daily[day, variant][1] += count
-    for (day, page, variant, kind), count in tally.converted.items():
-        if filters.keeps(day, page):
-            pages[page].cells[variant].converted[kind] += count
-            if kind == filters.metric:
-                pages[page].daily[day, variant][2] += count
-    for (day, page, variant, kind), count in tally.totals.items():
-        if filters.keeps(day, page):
-            pages[page].cells[variant].totals[kind] += count
+    if wanted:
+        return dict(pages)
     ranked = sorted((page for page in pages if page != OTHER), key=lambda page: (-pages[page].visitors, page))
     listed = {page: pages[page] for page in ranked[:filters.limit]}
     if len(ranked) > filters.limit or OTHER in pages:
@@ -167,6 +169,31 @@ def _pages(tally: Tally, filters: Filters) -> dict[str, Page]:
         for page in ranked[filters.limit:]:
             other.add(pages[page])
     return listed
+
+
+async def _daily(ledger: Ledger, site: str, experiment: Experiment, pages: dict[str, Page], filters: Filters,
+                 first: str, last: str) -> None:
+    """Each listed page's visitors exposed, overflowed and converted by the metric, per day and
+    variant: read from the days' own counts for the pages listed by name; "(other)", when it
+    adds up the pages past the limit, is each day's total less theirs."""
+    rest = OTHER in pages and not filters.page
+    named = [page for page in pages if not (rest and page == OTHER)]
+    variants = [variant.id for variant in experiment.variants]
+    fields = [f"{measure}|{page}|{variant}{tail}" for page in (*named, "*") for variant in variants
+              for measure, tail in (("e", ""), ("o", ""), ("u", f"|{filters.metric}"))]
+    per_page = 3 * len(variants)
+    for day, counts in (await ledger.daily(site, experiment.id, first, last, fields)).items():
+        for n, page in enumerate(named):
+            _add_days(pages[page], day, variants, counts[n * per_page:(n + 1) * per_page])
+        if rest:  # the day's totals less the named pages' sums, measure by measure
+            _add_days(pages[OTHER], day, variants, [counts[-per_page + i] - sum(counts[i:-per_page:per_page])
+                                                   for i in range(per_page)])
+
+
+def _add_days(page: Page, day: str, variants: list[str], counts: list[int]) -> None:
+    for n, variant in enumerate(variants):
+        if counts[3 * n]:  # anyone exposed: nobody overflows or converts in a cohort of no one
+            page.daily[day, variant] = counts[3 * n:3 * n + 3]
 
 
 def _figures(cell: Cell, metric: str) -> dict[str, Any]:
@@ -260,12 +287,11 @@ def _lift(k_a: int, n_a: int, k_b: int, n_b: int, expected_visitors: int) -> dic
     }
 
 
-def _srm(experiment: Experiment, tally: Tally, filters: Filters) -> dict[str, Any] | None:
+def _srm(experiment: Experiment, pages: Iterable[Page]) -> dict[str, Any] | None:
     """Does the split follow the weights? Over all pages: assignment does not depend on the page."""
-    exposed: dict[str, int] = defaultdict(int)
-    for (day, page, variant), count in tally.exposed.items():
-        if filters.keeps(day, page):
-            exposed[variant] += count
+    exposed: Counter[str] = Counter()
+    for page in pages:
+        exposed.update({variant: cell.exposed for variant, cell in page.cells.items()})
     result = stats.srm([exposed[v.id] for v in experiment.variants], [v.weight for v in experiment.variants])
     if result is None:
         return None
@@ -273,13 +299,12 @@ def _srm(experiment: Experiment, tally: Tally, filters: Filters) -> dict[str, An
     return {"chi2": chi2, "p_value": p_value, "alarm": p_value < stats.SRM_ALARM}
 
 
-def _excluded(tally: Tally, filters: Filters) -> dict[str, int]:
+def _excluded(pages: Iterable[Page], bots: int) -> dict[str, int]:
+    cells = [cell for page in pages for cell in page.cells.values()]
     return {
-        "bot_page_views": sum(tally.bots.values()),  # the days the filters keep, as read
-        "overflowed_visitors": sum(n for (day, page, _), n in tally.overflow.items() if filters.keeps(day, page)),
-        "overflowed_conversions": sum(
-            n for (day, page, _, kind), n in tally.excluded.items() if kind == "any" and filters.keeps(day, page)
-        ),
+        "bot_page_views": bots,
+        "overflowed_visitors": sum(cell.overflowed for cell in cells),
+        "overflowed_conversions": sum(cell.excluded["any"] for cell in cells),
     }
 
 

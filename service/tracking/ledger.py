@@ -6,17 +6,22 @@ goals, calls) credit that cohort: once per visitor and kind for the unique count
 event for the totals, and never twice for one event id. The whole site is the pseudo
 experiment `_site` with the one variant `all`, which gives per-page figures the same way.
 
+The counts by cohort go to spans of days (service/lua/spans.lua): a day's own, and the spans
+of 4, 16 and 64 days that hold it. A report over any days reads the fewest spans that tile
+them, so its cost grows with the pages and variants it adds up, and hardly with the days.
+
 Keys `sw:{SITE/EXPERIMENT}:…` (docs/STORAGE.md): one slot per experiment, so every script
 stays in one slot and the experiments of a big site spread over the shards.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from service.tracking.clock import hour_and_day
 from service.tracking.store import Command, Script, Store
@@ -24,10 +29,14 @@ from service.tracking.store import Command, Script, Store
 SITE = "_site"  # the pseudo experiment every visitor is in
 ALL = "all"  # its only variant
 DEDUPE_MS = 2 * 86_400_000  # an event id seen again within two days is a retry
-EXPOSE, CONVERT = Script.named("expose", "capped"), Script.named("convert", "capped")
-OVERFLOW = Script.named("overflow")
+EXPOSE, CONVERT = Script.named("expose", "capped", "spans"), Script.named("convert", "capped", "spans")
+OVERFLOW = Script.named("overflow", "spans")
+SPANS = (64, 16, 4, 1)  # the lengths of spans, in days (spans.lua)
+EPOCH = datetime.date(1970, 1, 1).toordinal()
 OTHER = "(other)"  # the page or goal name counts stand under past the day's most (capped.lua)
-SCAN_COUNT = 2000  # fields read at a time from a ledger hash
+SCAN_COUNT = 2000  # fields read at a time from a span
+READ_AT_A_TIME = 50_000  # fields a round trip reads at most (`Ledger.daily`)
+WHOLE_DAY = 2  # a day's hash is read whole up to this many times the fields wanted from it
 DAY_SET_SECONDS = 2 * 86_400  # a day's set of pages or goal names, kept past the day for late events
 
 
@@ -35,14 +44,9 @@ DAY_SET_SECONDS = 2 * 86_400  # a day's set of pages or goal names, kept past th
 class LedgerKeys:
     prefix: str
     assign: str
-    exposed: str
     converted: str
-    conversions: str
-    totals: str
     seen: str
     overflowed: str
-    overflow: str
-    excluded: str
     bots: str
 
     @classmethod
@@ -59,6 +63,10 @@ class LedgerKeys:
         """The day's goal names, past which goals count as "goal:(other)"."""
         return f"{self.prefix}goals:{day}"
 
+    def span(self, first: int, length: int) -> str:
+        """The counts of `length` days from day number `first` (spans.lua)."""
+        return f"{self.prefix}days:{first}:{length}"
+
 
 @functools.lru_cache(maxsize=4096)
 def page_field(path: str) -> str:
@@ -66,25 +74,16 @@ def page_field(path: str) -> str:
     return quote(path, safe="/-._~!$&'()*+,;=:@")
 
 
-@dataclass
-class Tally:
-    """One experiment's counts, keyed by (day, page, variant) and by kind."""
-
-    exposed: dict[tuple[str, ...], int] = field(default_factory=dict)  # (day, page, variant)
-    overflow: dict[tuple[str, ...], int] = field(default_factory=dict)
-    converted: dict[tuple[str, ...], int] = field(default_factory=dict)  # (day, page, variant, kind)
-    totals: dict[tuple[str, ...], int] = field(default_factory=dict)
-    excluded: dict[tuple[str, ...], int] = field(default_factory=dict)
-    bots: dict[tuple[str, ...], int] = field(default_factory=dict)  # (day,) → bot page views (`_site` only)
-
-
 class Ledger:
     """Makes the ledger's commands (so a decision sends them with its lease) and reads it back."""
 
-    def __init__(self, store: Store, max_pages: int = 1000, max_goals: int = 100, remembered: int = 32_768) -> None:
+    def __init__(self, store: Store, max_pages: int = 1000, max_goals: int = 100, keep_days: int = 400,
+                 remembered: int = 32_768) -> None:
         self.store = store
-        # The scripts' first arguments, the same in every call (`ScriptCall.shared`): the caps
-        # of service/lua/capped.lua, and the window in which an event id is a retry.
+        self.keep_days = keep_days  # the days reports read back (SWAPLINE_REPORT_DAYS), and a span's lifetime
+        # The scripts' first arguments, the same in every call of an experiment (`ScriptCall.shared`):
+        # the caps of service/lua/capped.lua, the window in which an event id is a retry, and
+        # where the experiment's spans are and how long they stay (spans.lua).
         self._exposing = (max_pages, DAY_SET_SECONDS)
         self._converting = (DEDUPE_MS, max_goals, DAY_SET_SECONDS)
         # A visitor is exposed to an experiment once, ever: the store keeps the first exposure
@@ -109,8 +108,9 @@ class Ledger:
         if not fresh:
             return [], []
         page = page_field(page)
-        return [EXPOSE(_day_keys(site, experiment, day, "pages", "assign", "exposed"),
-                       (vid, variants.get(experiment, ALL), page, day), self._exposing)
+        return [EXPOSE(_day_keys(site, experiment, day, "pages", "assign"),
+                       (vid, variants.get(experiment, ALL), page, day),
+                       (*self._exposing, *self._spans(site, experiment)))
                 for _, experiment, _ in fresh], fresh
 
     def recorded(self, exposures: list[tuple[str, str, str]]) -> None:
@@ -118,10 +118,9 @@ class Ledger:
             self._recorded.clear()  # the cheapest way to stay bounded; forgetting costs little
         self._recorded.update(exposures)
 
-    @staticmethod
-    def overflows(site: str, vid: str, experiments: Iterable[str]) -> list[Command]:
+    def overflows(self, site: str, vid: str, experiments: Iterable[str]) -> list[Command]:
         """Take a visitor who got the overflow number out of the conversion rates."""
-        return [OVERFLOW(_keys(site, experiment, "assign", "overflowed", "overflow"), (vid,))
+        return [OVERFLOW(_keys(site, experiment, "assign", "overflowed"), (vid,), self._spans(site, experiment))
                 for experiment in dict.fromkeys([*experiments, SITE])]
 
     @staticmethod
@@ -135,8 +134,9 @@ class Ledger:
         what the site-wide ledger made of it (`converted`)."""
         _, day = hour_and_day(now_ms)
         args = (vid, event_id, now_ms, *kinds, "any")
-        names = ("assign", "converted", "conversions", "totals", "seen", "overflowed", "excluded")
-        return [CONVERT(_day_keys(site, experiment, day, "goals", *names), args, self._converting)
+        names = ("assign", "converted", "seen", "overflowed")
+        return [CONVERT(_day_keys(site, experiment, day, "goals", *names), args,
+                        (*self._converting, *self._spans(site, experiment)))
                 for experiment in dict.fromkeys([SITE, *experiments])]
 
     async def convert(self, site: str, vid: str, experiments: Iterable[str], event_id: str, kinds: Iterable[str],
@@ -151,23 +151,77 @@ class Ledger:
             return {}
         return assigned(experiments, await self.store.batcher.submit(*assignments(site, vid, experiments)))
 
-    async def tally(self, site: str, experiment: str, keeps_day: Callable[[str], bool] = lambda day: True) -> Tally:
-        """One experiment's counts on the days `keeps_day` keeps. Read a slice at a time (HSCAN):
-        however big the ledger, no reply takes the event loop long to read."""
-        keys, tally = LedgerKeys.of(site, experiment), Tally()
-        for key, parts, counts in ((keys.exposed, 3, tally.exposed), (keys.overflow, 3, tally.overflow),
-                                   (keys.conversions, 4, tally.converted), (keys.totals, 4, tally.totals),
-                                   (keys.excluded, 4, tally.excluded), (keys.bots, 1, tally.bots)):
+    def window(self, first: str | None, last: str | None, today: str) -> tuple[str, str]:
+        """The days from `first` to `last` (by default every day kept) that the ledger keeps as of
+        `today`: what `counts` and `daily` are asked for. A span goes with its first day, so
+        days before the window would read spans that are gone."""
+        start = day_name(day_number(today) - self.keep_days + 1)
+        return max(first or start, start), min(last or today, today)
+
+    async def counts(self, site: str, experiment: str, first: str, last: str) -> dict[bytes, int]:
+        """The experiment's counts of the cohorts of the days from `first` to `last` (`window`): field
+        (b"MEASURE|PAGE|TAIL", spans.lua) → count, over the fewest spans that tile the days. The
+        fields of page '*' are some of the days' totals: not a page. Read a slice at a time
+        (HSCAN): however big a span, no reply takes the event loop long to read."""
+        keys, counts = LedgerKeys.of(site, experiment), dict[bytes, int]()
+        for start, length in tiles(day_number(first), day_number(last)):
             cursor = None
             while cursor != 0:
-                cursor, chunk = await self.store.client.hscan(key, cursor or 0, count=SCAN_COUNT)
+                cursor, chunk = await self.store.client.hscan(keys.span(start, length), cursor or 0, count=SCAN_COUNT)
                 for name, value in cast(dict[bytes, bytes], chunk).items():
-                    # b"day|page|variant[|kind]", the page quoted as page_field quotes it
-                    pieces = name.decode().split("|", parts - 1)
-                    if keeps_day(pieces[0]):
-                        pieces[1:2] = map(unquote, pieces[1:2])
-                        counts[tuple(pieces)] = int(value)
-        return tally
+                    counts[name] = counts.get(name, 0) + int(value)
+        return counts
+
+    async def daily(self, site: str, experiment: str, first: str, last: str,
+                    fields: Sequence[str]) -> dict[str, list[int]]:
+        """`fields`' counts on each day from `first` to `last` (`window`) that has any: day → counts.
+        A day's hash is read whole unless it is much bigger than the fields asked for: sending a
+        field's name costs more than reading one more field of the reply."""
+        keys, client = LedgerKeys.of(site, experiment), self.store.client
+        numbers = range(day_number(first), day_number(last) + 1)
+        pipe = client.pipeline(transaction=False)
+        for number in numbers:
+            pipe.hlen(keys.span(number, 1))
+        counted = [(number, size) for number, size in zip(numbers, await pipe.execute(), strict=True) if size]
+        wanted, days = [name.encode() for name in fields], {}
+        step = max(1, READ_AT_A_TIME // (WHOLE_DAY * len(fields)))  # days a round trip: no reply is too long to read
+        for start in range(0, len(counted), step):
+            for number, size in counted[start:start + step]:
+                if size <= WHOLE_DAY * len(fields):
+                    pipe.hgetall(keys.span(number, 1))
+                else:
+                    pipe.hmget(keys.span(number, 1), fields)
+            for (number, _), reply in zip(counted[start:start + step], await pipe.execute(), strict=True):
+                values = [reply.get(name) for name in wanted] if isinstance(reply, dict) else reply
+                days[day_name(number)] = [int(value or 0) for value in values]
+        return days
+
+    async def bots(self, site: str, first: str, last: str) -> int:
+        """Bot page views from day `first` to `last` (one field a day)."""
+        counted = cast(dict[bytes, bytes], await self.store.client.hgetall(LedgerKeys.of(site, SITE).bots))
+        return sum(int(n) for day, n in counted.items() if first <= day.decode() <= last)
+
+    def _spans(self, site: str, experiment: str) -> tuple[str, int]:
+        return LedgerKeys.of(site, experiment).prefix, self.keep_days * 86_400
+
+
+def day_number(day: str) -> int:
+    """Days since 1970-01-01 of a YYYY-MM-DD day."""
+    return datetime.date.fromisoformat(day).toordinal() - EPOCH
+
+
+def day_name(number: int) -> str:
+    return datetime.date.fromordinal(number + EPOCH).isoformat()
+
+
+def tiles(first: int, last: int) -> list[tuple[int, int]]:
+    """The fewest spans (first day, length) that tile the days numbered `first` to `last`."""
+    spans = []
+    while first <= last:
+        length = next(length for length in SPANS if first % length == 0 and first + length - 1 <= last)
+        spans.append((first, length))
+        first += length
+    return spans
 
 
 def converted(replies: list[Any]) -> str:

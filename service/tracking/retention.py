@@ -4,7 +4,8 @@ Records about one visitor (their assignments, conversion and overflow marks) go 
 attribution window after their first exposure has passed; the daily counters the reports read
 stay for the report window, and so do call records; lease history and pool statistics stay for
 the lease window, the call and conversion log for the log window. Keys that are kept for a day
-or two, or per caller, expire by themselves (docs/STORAGE.md has the table).
+or two, or per caller, and the spans of the ledger's counts expire by themselves
+(docs/STORAGE.md has the table).
 
 Most of those records are fields of hashes, which a TTL cannot reach, so once a day one process
 (whichever takes the store's lock) walks the `sw:` keys a slice at a time and deletes what is
@@ -44,7 +45,7 @@ class Windows:
 
 
 def _field_day(field: bytes, value: bytes) -> str:
-    return field.decode()[:10]  # "day|page|variant…", "day", "arrivals:HOUR" below
+    return field.decode()[:10]  # "day"
 
 
 def _value_day(field: bytes, value: bytes) -> str:
@@ -67,11 +68,6 @@ HASHES: dict[str, tuple[Callable[[bytes, bytes], str], str]] = {
     "assign": (_value_day, "visitor"),
     "converted": (_value_day, "visitor"),
     "overflowed": (_value_day, "visitor"),
-    "exposed": (_field_day, "report"),
-    "conversions": (_field_day, "report"),
-    "totals": (_field_day, "report"),
-    "overflow": (_field_day, "report"),
-    "excluded": (_field_day, "report"),
     "bots": (_field_day, "report"),
     "calls": (_call_day, "report"),
     "stats": (_stat_day, "lease"),

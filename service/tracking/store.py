@@ -81,6 +81,16 @@ async def repeat(seconds: float, job: Callable[[], Awaitable[Any]], what: str, l
         await asyncio.sleep(seconds)
 
 
+async def until_done(job: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run `job` until it is done: while the store is away, try again every second."""
+    while True:
+        try:
+            return await job()
+        except STORE_ERRORS as exc:
+            log.debug("%s waits for the store: %s", what, exc)
+            await asyncio.sleep(1)
+
+
 def connect(url: str, cluster: bool = False) -> Client:
     if cluster:
         return RedisCluster.from_url(url, **TIMEOUTS)
