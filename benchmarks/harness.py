@@ -32,7 +32,7 @@ LOAD_RULES = LOADTEST / "rules"
 WRK_SCRIPT = BENCHMARKS / "requests.lua"
 sys.path.append(str(LOADTEST))  # the traffic model of the Locust suite
 
-from traffic import Client, Traffic, decide_path, event_body  # noqa: E402
+from traffic import BOT_MARKERS, PAGES, USER_AGENTS, Client, Traffic, decide_path, event_body  # noqa: E402
 
 CPUS = sorted(os.sched_getaffinity(0))
 PINNED = len(CPUS) >= 2  # on two cores: servers on the first, wrk and the store on the second
@@ -336,6 +336,48 @@ def write_events(path: Path, traffic: Traffic, crowd: Sequence[Visitor], tokens:
         body = event_body(kind, tokens[vid], None if kind == "heartbeat" else "{ID}",
                           "cart" if kind == "goal" else None)
         lines.append(f"POST\t/v1/events\t{client.ip}\t{client.user_agent}\t{body.decode()}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# The reference traffic (issue 20): shares of requests, and of page views.
+MIX = {"beacons": 0.30, "new": 0.20, "bots": 0.02, "novel": 0.40}
+MIX_PAGES = 3000
+
+
+def write_mix(path: Path, traffic: Traffic, crowd: Sequence[Visitor], tokens: dict[str, str],
+              visits: dict[str, str], count: int, site: str = "load") -> Path:
+    """A real site's traffic, what docs/PERFORMANCE.md reports first: 30% beacons (the mix of
+    `write_events`) beside the page views; of those, 20% by new visitors (a fresh id each,
+    `zzVIDzz`), 2% by crawlers, the rest by the crowd (half of them landings, half internal
+    pages with their visit's token), over 3,000 pages (Zipf); 40% of the search phrases end in
+    a word nobody searched before (`zzWORDzz`); the crowd's cities, through the trusted proxy.
+    requests.lua fills in the fresh ids and words."""
+    rng = traffic.rng
+    pages = [page for page, _ in PAGES] + [f"/catalog/item-{n}" for n in range(MIX_PAGES - len(PAGES))]
+    weights = [1 / (rank + 1) for rank in range(len(pages))]  # Zipf, s = 1
+    humans = [(vid, client) for vid, client in crowd if vid in tokens]
+    crawlers = [agent for agent, _ in USER_AGENTS if any(marker in agent.lower() for marker in BOT_MARKERS)]
+    kinds, shares = [kind for kind, _ in EVENT_MIX], [share for _, share in EVENT_MIX]
+    lines = []
+    for _ in range(count):
+        vid, client = rng.choice(humans)
+        if rng.random() < MIX["beacons"]:
+            kind = rng.choices(kinds, shares)[0]
+            body = event_body(kind, tokens[vid], None if kind == "heartbeat" else "{ID}",
+                              "cart" if kind == "goal" else None)
+            lines.append(f"POST\t/v1/events\t{client.ip}\t{client.user_agent}\t{body.decode()}")
+            continue
+        page = rng.choices(pages, weights)[0]
+        view = traffic.landing(page, "zzWORDzz" if rng.random() < MIX["novel"] else None)
+        visit, draw = "", rng.random()
+        if draw < MIX["bots"]:
+            vid, client = "", Client(traffic.client().ip, "crawler", rng.choice(crawlers))
+        elif draw < MIX["bots"] + MIX["new"]:
+            vid, client = "zzVIDzz", traffic.client()
+        elif rng.random() < 0.5:
+            view, visit = traffic.next_page(view, page), f"&visit={visits[vid]}"
+        lines.append(f"GET\t{decide_path(view, vid, site)}{visit}\t{client.ip}\t{client.user_agent}\t")
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -4,16 +4,38 @@
 --
 -- FILE has one request per line, tab-separated: METHOD, PATH, X-Forwarded-For, User-Agent
 -- and an optional body. "{ID}" in a body becomes a fresh id per request (RUN .. counter),
--- so every conversion beacon counts as a new event. benchmarks/harness.py writes the files.
+-- so every conversion beacon counts as a new event; in a path "zzVIDzz" becomes a fresh
+-- visitor id, and "zzWORDzz" a made-up Russian word of four syllables, never the same twice
+-- in a run (as a search phrase's word, encoded twice: in the page's URL, in the query).
+-- benchmarks/harness.py writes the files.
 
 local requests = {}
 local formatted = {}
 local counter = 0
 local run = "r"
+local seed = 0
+local syllables = {}
+for _, consonant in ipairs({"б", "в", "г", "д", "з", "к", "л", "м", "н", "п", "р", "с", "т"}) do
+  for _, vowel in ipairs({"а", "е", "и", "о", "у"}) do
+    table.insert(syllables, consonant .. vowel)
+  end
+end
+
+local function made_up_word(n)
+  local word = ""
+  for _ = 1, 4 do
+    word = word .. syllables[n % #syllables + 1]
+    n = math.floor(n / #syllables)
+  end
+  return (word:gsub("[\128-\255]", function(byte) return string.format("%%25%02X", byte:byte()) end))
+end
 
 function init(args)
   local file = args[1]
-  run = args[2] or run
+  run = (args[2] or run):gsub("[^%w_-]", "")
+  for i = 1, #run do
+    seed = (seed * 31 + run:byte(i)) % 17850625  -- #syllables ^ 4: each run its own words
+  end
   for line in io.lines(file) do
     local method, path, xff, ua, body = line:match("^(%u+)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$")
     if method then
@@ -28,7 +50,7 @@ function init(args)
       local entry = {method = method, path = path, headers = headers, body = body}
       table.insert(requests, entry)
       -- Requests without a per-request id are formatted once: replaying them costs wrk nothing.
-      if body == nil or not body:find("{ID}", 1, true) then
+      if (body == nil or not body:find("{ID}", 1, true)) and not path:find("zz%u+zz") then
         formatted[#requests] = wrk.format(method, path, headers, body)
       end
     end
@@ -49,8 +71,11 @@ function request()
     return ready
   end
   local entry = requests[index]
-  local body = entry.body:gsub("{ID}", run .. "-" .. tostring(id) .. "-" .. counter)
-  return wrk.format(entry.method, entry.path, entry.headers, body)
+  local fresh = run .. "-" .. tostring(id) .. "-" .. counter
+  local body = entry.body and entry.body:gsub("{ID}", fresh)
+  local path = entry.path:gsub("zzVIDzz", string.format("n%s%s%012d", run, tostring(id), counter))
+  path = path:gsub("zzWORDzz", function() return made_up_word(seed + (tonumber(id) or 0) * 7919 + counter) end)
+  return wrk.format(entry.method, path, entry.headers, body)
 end
 
 function done(summary, latency, requests)

@@ -123,30 +123,33 @@ class Traffic:
         self.rng.shuffle(words)
         return " ".join(words)
 
-    def landing(self) -> PageView:
-        """The first page of a visit, with the way the visitor came."""
-        page = self.rng.choices(self._pages, self._page_weights)[0]
-        url = ORIGIN + page
+    def landing(self, page: str | None = None, word: str | None = None) -> PageView:
+        """The first page of a visit, with the way the visitor came; `word` ends its search
+        phrase, when it has one."""
+        url = ORIGIN + (page or self.rng.choices(self._pages, self._page_weights)[0])
         way = self.rng.random()
+
+        def phrase() -> str:
+            return f"{self.phrase()} {word}" if word else self.phrase()
+
         if way < 0.35:  # a paid click: the ad system fills in utm_term
             engine = self.rng.choice(("yandex", "google"))
             click_id = "yclid" if engine == "yandex" else "gclid"
             params = {"utm_source": engine, "utm_medium": "cpc", "utm_campaign": self.rng.choice(CAMPAIGNS),
-                      "utm_term": self.phrase(), click_id: str(self.rng.getrandbits(48))}
+                      "utm_term": phrase(), click_id: str(self.rng.getrandbits(48))}
             ref = "https://yandex.ru/" if engine == "yandex" and self.rng.random() < 0.5 else None
             return PageView(f"{url}?{urlencode(params)}", ref)
         if way < 0.60:  # Yandex organic search
-            return PageView(url, f"https://yandex.ru/search/?text={quote(self.phrase())}&lr=213")
+            return PageView(url, f"https://yandex.ru/search/?text={quote(phrase())}&lr=213")
         if way < 0.75:  # Google organic search
-            return PageView(url, f"https://www.google.com/search?q={quote(self.phrase())}")
+            return PageView(url, f"https://www.google.com/search?q={quote(phrase())}")
         if way < 0.80:  # a link on another site
             return PageView(url, self.rng.choice(("https://vk.com/away.php", "https://dzen.ru/a/xyz", "https://t.me/s/climate")))
         return PageView(url, None)  # typed in or bookmarked
 
-    def next_page(self, previous: PageView) -> PageView:
+    def next_page(self, previous: PageView, page: str | None = None) -> PageView:
         """An internal page, reached from the previous one."""
-        page = self.rng.choices(self._pages, self._page_weights)[0]
-        return PageView(ORIGIN + page, previous.url)
+        return PageView(ORIGIN + (page or self.rng.choices(self._pages, self._page_weights)[0]), previous.url)
 
     def pages_per_visit(self) -> int:
         return self.rng.choices((1, 2, 3, 4, 5), (40, 25, 15, 12, 8))[0]

@@ -32,7 +32,7 @@ from service.rules.engine import Site
 from service.runtime import Runtime
 from service.tracking.clock import hour_and_day
 from service.tracking.counters import DIMENSIONS, prefix, unescape, visitors_key
-from service.tracking.ledger import SITE
+from service.tracking.ledger import SITE, cohorts
 from service.tracking.store import Store
 
 KINDS = ("call", "qualified_call", "missed_call", "form", "tel_click", "goal")
@@ -125,18 +125,14 @@ async def _cohorts(runtime: Runtime, site: Site, query: Query) -> Counts:
     ledger = runtime.ledger
     first, last = ledger.window(query.days[0], query.days[-1], hour_and_day(runtime.now_ms())[1])
     for experiment in [SITE] if by_page else [experiment.id for experiment in site.experiments]:
-        for name, number in (await ledger.counts(site.id, experiment, first, last)).items():
-            parts = name.decode().split("|", 3)  # "MEASURE|PAGE|VARIANT[|KIND]" (service/lua/spans.lua)
-            if len(parts) < 3 or parts[1] == "*":
-                continue  # not the ledger's, or a day's total
-            measure, page, variant, *kind = parts
-            if not kind and measure in ("e", "o"):  # exposed, and overflowed: they could not be credited a call
-                named, number = "visitors", number if measure == "e" else -number
-            elif kind and measure in ("u", "c") and (kind[0] in KINDS or kind[0] == "any"):
-                named = f"{measure}|{kind[0]}"
+        for measure, page, variant, kind, number in cohorts(await ledger.counts(site.id, experiment, first, last)):
+            if kind is None and measure in ("e", "o"):  # exposed, and overflowed: they could not be credited a call
+                named, value = "visitors", number if measure == "e" else -number
+            elif measure in ("u", "c") and (kind in KINDS or kind == "any"):
+                named, value = f"{measure}|{kind}", number
             else:
                 continue
-            counts[(unquote(page),) if by_page else (f"{experiment}:{variant}",)][named] += number
+            counts[(unquote(page),) if by_page else (f"{experiment}:{variant}",)][named] += value
     return counts
 
 

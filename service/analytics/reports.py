@@ -31,7 +31,7 @@ from service.front.responses import JSON
 from service.rules.engine import Experiment, Site
 from service.runtime import Runtime
 from service.tracking.clock import hour_and_day
-from service.tracking.ledger import ALL, OTHER, SITE, Ledger, page_field
+from service.tracking.ledger import ALL, OTHER, SITE, Ledger, cohorts, page_field
 
 KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
 CONTROL = "control"
@@ -149,16 +149,14 @@ def _pages(counts: dict[bytes, int], filters: Filters) -> dict[str, Page]:
     "(other)"; or the one page the filters name."""
     pages: defaultdict[str, Page] = defaultdict(Page)
     wanted = filters.page and page_field(filters.page)
-    for name, count in counts.items():
-        parts = name.decode().split("|", 3)
-        if len(parts) < 3 or parts[1] == "*" or (wanted and parts[1] != wanted):
-            continue  # not the ledger's, a day's total, or another page
-        measure, page, variant, *kind = parts
-        if kind and measure in BY_KIND:
-            getattr(pages[page].cells[variant], BY_KIND[measure])[kind[0]] += count
-        elif not kind and measure == "e":
+    for measure, page, variant, kind, count in cohorts(counts):
+        if wanted and page != wanted:
+            continue
+        if kind is not None and measure in BY_KIND:
+            getattr(pages[page].cells[variant], BY_KIND[measure])[kind] += count
+        elif kind is None and measure == "e":
             pages[page].cells[variant].exposed += count
-        elif not kind and measure == "o":
+        elif kind is None and measure == "o":
             pages[page].cells[variant].overflowed += count
     if wanted:
         return dict(pages)

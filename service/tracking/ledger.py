@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote
@@ -153,8 +153,8 @@ class Ledger:
 
     def window(self, first: str | None, last: str | None, today: str) -> tuple[str, str]:
         """The days from `first` to `last` (by default every day kept) that the ledger keeps as of
-        `today`: what `counts` and `daily` are asked for. A span goes with its first day, so
-        days before the window would read spans that are gone."""
+        `today`: what `counts` and `daily` are asked for. A span lives `keep_days` from its first
+        count, so one that begins before the window may be gone while its later days are in it."""
         start = day_name(day_number(today) - self.keep_days + 1)
         return max(first or start, start), min(last or today, today)
 
@@ -178,7 +178,7 @@ class Ledger:
         A day's hash is read whole unless it is much bigger than the fields asked for: sending a
         field's name costs more than reading one more field of the reply."""
         keys, client = LedgerKeys.of(site, experiment), self.store.client
-        numbers = range(day_number(first), day_number(last) + 1)
+        numbers = range(day_number(first), day_number(last) + 1) if fields else range(0)
         pipe = client.pipeline(transaction=False)
         for number in numbers:
             pipe.hlen(keys.span(number, 1))
@@ -202,7 +202,18 @@ class Ledger:
         return sum(int(n) for day, n in counted.items() if first <= day.decode() <= last)
 
     def _spans(self, site: str, experiment: str) -> tuple[str, int]:
+        """Where the experiment's spans are and how long one lives, seconds (spans.lua's arguments)."""
         return LedgerKeys.of(site, experiment).prefix, self.keep_days * 86_400
+
+
+def cohorts(counts: dict[bytes, int]) -> Iterator[tuple[str, str, str, str | None, int]]:
+    """The fields of `Ledger.counts` taken apart: measure, page (as `page_field` writes it),
+    variant, kind (None for the measures counted without one) and count. The days' totals,
+    and anything else, are left out."""
+    for name, count in counts.items():
+        parts = name.decode().split("|", 3)
+        if len(parts) >= 3 and parts[1] != "*":
+            yield parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None, count
 
 
 def day_number(day: str) -> int:
