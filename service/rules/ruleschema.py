@@ -12,17 +12,31 @@ import jsonschema
 
 from service.rules.yamlsource import Path
 
+NOTES = {"description", "default", "title", "examples"}  # keywords that check nothing
+
 
 @cache
-def schema() -> dict[str, Any]:
+def validator() -> jsonschema.Draft202012Validator:
+    """The schema with its `$defs` written where they are used, so that checking a rule follows
+    no `$ref` (docs/PERFORMANCE.md, "Loading 10,000 rules")."""
     loaded: dict[str, Any] = json.loads(resources.files("service").joinpath("schema.json").read_text())
-    return loaded
+    return jsonschema.Draft202012Validator(_inlined(loaded, loaded["$defs"]))
+
+
+def _inlined(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_inlined(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref", "")
+    if ref.startswith("#/$defs/") and set(node) - {"$ref"} <= NOTES:
+        return {**_inlined(defs[ref.removeprefix("#/$defs/")], defs), **{k: v for k, v in node.items() if k != "$ref"}}
+    return {key: _inlined(value, defs) for key, value in node.items() if key != "$defs"}
 
 
 def schema_problems(data: Any) -> list[tuple[Path, str]]:
     """Every way `data` breaks the schema, as (path of the value, message)."""
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     return [problem for error in errors for problem in _explain(error)]
 
 

@@ -140,17 +140,21 @@ def compile_text(source: str) -> Text:
         tree = _env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
-    _refuse_unsafe(tree)
-    _check_calls(tree)
+    every = list(tree.find_all(nodes.Node))  # one walk of the tree for all the checks
+    _refuse_unsafe(every)
+    _check_calls(every)
     growth, line = template_cost.degree(tree, CONTEXT_NAMES)
     if growth > 1:
         raise TemplateError("this text takes time that grows faster than the phrase (a replace or join by a "
                             "context value, or a loop in a loop over it): each visitor's phrase could cost "
                             "seconds; write it without", line)
-    names = frozenset(meta.find_undeclared_variables(tree))
-    # With assignments refused, the only names a text can bind are `for` loop targets.
-    loop_names = {node.name for node in tree.find_all(nodes.Name) if node.ctx == "store"}
-    for node in tree.find_all(nodes.Name):
+    # With assignments refused, the only names a text can bind are `for` loop targets; without
+    # them every name it reads comes from the context, which spares Jinja's code generator.
+    named = [node for node in every if isinstance(node, nodes.Name)]
+    loop_names = {node.name for node in named if node.ctx == "store"}
+    names = frozenset(meta.find_undeclared_variables(tree) if loop_names
+                      else (node.name for node in named if node.ctx == "load"))
+    for node in named:
         if node.ctx == "load" and node.name not in CONTEXT_NAMES | loop_names:
             raise TemplateError(
                 f"unknown name {node.name!r} in template; "
@@ -263,8 +267,8 @@ def _call(target: _Getter, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Ge
     return call
 
 
-def _refuse_unsafe(tree: nodes.Template) -> None:
-    for node in tree.find_all(nodes.Node):
+def _refuse_unsafe(every: list[nodes.Node]) -> None:
+    for node in every:
         lineno = getattr(node, "lineno", 1) or 1
         if isinstance(node, FORBIDDEN_NODES):
             kind = type(node).__name__.lower()
@@ -284,22 +288,25 @@ def _refuse_unsafe(tree: nodes.Template) -> None:
             raise TemplateError(f"unsafe template: test {node.name!r} is not allowed", lineno)
 
 
-def _check_calls(tree: nodes.Template) -> None:
+def _check_calls(every: list[nodes.Node]) -> None:
     """What compile_text lets through but would fail, or print nonsense, on every visit, and
     calls of anything but keyword(): a value's methods (`phrase.ljust(10**8)`) are not for texts."""
-    for call in tree.find_all(nodes.Call):
+    calls = [node for node in every if isinstance(node, nodes.Call)]
+    for call in calls:
         unknown = isinstance(call.node, nodes.Name) and call.node.name not in CONTEXT_NAMES  # said below
         if not unknown and not (isinstance(call.node, nodes.Name) and call.node.name == "keyword"):
             raise TemplateError("only keyword() may be called in a text; use filters: {{ phrase|upper }}",
                                 call.lineno)
-    called = {id(call.node) for call in tree.find_all(nodes.Call)}
-    for name in tree.find_all(nodes.Name):
-        if name.name == "keyword" and name.ctx == "load" and id(name) not in called:
+    called = {id(call.node) for call in calls}
+    for name in every:
+        if isinstance(name, nodes.Name) and name.name == "keyword" and name.ctx == "load" and id(name) not in called:
             raise TemplateError("keyword is a function: write {{ keyword(default='...') }}", name.lineno)
-    for call in tree.find_all(nodes.Call):
+    for call in calls:
         if isinstance(call.node, nodes.Name) and call.node.name == "keyword":
             _check_keyword(call)
-    for attribute in tree.find_all(nodes.Getattr):
+    for attribute in every:
+        if not isinstance(attribute, nodes.Getattr):
+            continue
         if (place := _place_named(attribute.node)) and attribute.attr not in PLACE_ATTRIBUTES:
             raise TemplateError(
                 f"{place} has no form {attribute.attr!r}; available: {', '.join(FORMS)}, short", attribute.lineno)
