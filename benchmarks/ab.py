@@ -3,7 +3,7 @@
     python benchmarks/ab.py BASE_DIR CANDIDATE_DIR [--rounds 3]
 
 Each directory is a checkout (or a scratch copy) with its own `service/`; both serve
-`loadtest/rules` of this checkout on one store, pinned to the same core, and take turns
+`loadtest/rules` of this checkout on one store (each its own database), pinned to the same core, and take turns
 under the same wrk load (decisions, then beacons), so a proposed change to the hot path is
 measured against the code it changes, in one run, with the machine's noise shared. Printed:
 the median CPU per request and throughput of each, and their ratio.
@@ -17,7 +17,6 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import harness
 from harness import (
     LOAD_RULES,
     LOADGEN_CPUS,
@@ -53,10 +52,10 @@ def main() -> None:
         work = Path(tmp)
         servers = []
         try:
-            for name, root in (("base", args.base), ("candidate", args.candidate)):
-                harness.ROOT = root.resolve()  # `python -m service.cli` runs in that tree
-                servers.append(start_service(redis_url, LOAD_RULES, work, cpus=SERVER_CPUS if PINNED else None,
-                                             name=name))
+            # Each on its own database: one's leases and counts are not the other's.
+            for n, (name, root) in enumerate((("base", args.base), ("candidate", args.candidate))):
+                servers.append(start_service(f"{redis_url}/{n}", LOAD_RULES, work, name=name, tree=root.resolve(),
+                                             cpus=SERVER_CPUS if PINNED else None))
             visits: dict[str, str] = {}
             tokens = collect_tokens(servers[0].base, traffic, crowd, visits=visits)
             files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000, visits=visits),
