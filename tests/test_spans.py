@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from service.tracking import upgrade
 from service.tracking.ledger import Ledger, LedgerKeys, day_name, day_number, tiles
 from service.tracking.store import Script, Store, connect
-from tests.conftest import CLUSTER, Clock, site_client
-from tests.test_reports import SHOP, TOKEN
+from tests.conftest import CLUSTER, START, Clock, site_client
+from tests.test_reports import SHOP, TOKEN, beacon
 
 NUMBERED = "local n = {} for i = 1, #ARGV do n[i] = day_number(ARGV[i]) end return n"
 
@@ -137,3 +137,45 @@ def test_a_ledger_kept_before_spans_is_moved_into_them_once(valkey_url: str, rul
     assert [(page["page"], page["visitors"]) for page in report["pages"]] == [("/", 76), ("/sale", 5)]
     assert report["excluded"]["overflowed_visitors"] == 2 and report["excluded"]["overflowed_conversions"] == 1
     assert [table["page"] for table in week["experiments"]] == ["/sale"]
+
+
+WIDE = """
+site: wide
+origins: [https://wide.example]
+reports: {token: wide-report-token-0001}
+experiments:
+  - id: hero
+    variants:
+      - {id: control, weight: 50}
+      - {id: b, weight: 50, swap: [{selector: h1, text: b}]}
+"""
+
+
+def test_the_other_row_of_a_report_adds_up_the_pages_past_its_limit(valkey_url: str, rules_dir: Path,
+                                                                      store: redis.Redis, clock: Clock) -> None:
+    wide = {"authorization": "Bearer wide-report-token-0001"}
+    with site_client(valkey_url, rules_dir, clock, "wide", WIDE) as client:
+        for n in range(60):  # four pages, the first the busiest, over three days
+            clock.now = START + (n % 3) * 86_400 + n
+            page = ["/a", "/a", "/b", "/c", "/d"][n % 5]
+            body = client.get("/v1/decide", params={"site": "wide", "url": page, "vid": f"wide-visitor-{n:06d}"})
+            if n % 4 == 0:
+                beacon(client, body.json()["token"], "form", f"wide-form-{n}")
+        clock.now = START + 3 * 86_400
+        every = client.get("/v1/reports/wide", params={"metric": "form"}, headers=wide).json()["experiments"]
+        top = client.get("/v1/reports/wide", params={"metric": "form", "limit": "1"}, headers=wide).json()
+    assert [table["page"] for table in every] == ["/a", "/b", "/c", "/d"]
+    assert [table["page"] for table in top["experiments"]] == ["/a", "(other)"]
+    assert top["experiments"][0] == every[0]
+    other, rest = top["experiments"][1], every[1:]
+    for variant, row in enumerate(other["variants"]):
+        assert row["exposed"] == sum(table["variants"][variant]["exposed"] for table in rest)
+        assert row["converted"]["form"] == sum(table["variants"][variant]["converted"]["form"] for table in rest)
+    added: dict[tuple[str, str], list[int]] = {}
+    for table in rest:
+        for day in table["daily"]:
+            counts = added.setdefault((day["day"], day["variant"]), [0, 0])
+            counts[0] += day["visitors"]
+            counts[1] += day["converted"]
+    assert {(day["day"], day["variant"]): [day["visitors"], day["converted"]] for day in other["daily"]} == added
+    assert len({day for day, _ in added}) == 3 and sum(visitors for visitors, _ in added.values()) == 36
