@@ -77,8 +77,8 @@ def create_app(settings: Settings | None = None) -> FastPath:
         rules = rulefiles.load(settings.rules_dir)
         log_warnings(rules)
         gc.collect()
-        # What lives as long as the process (rules, dictionaries) leaves the collector's view, so
-        # full collections stop pausing over it. Only at start: a reloaded rule set would never go.
+        # What lives as long as the process or the rules (dictionaries, the rules) leaves the
+        # collector's view, so full collections stop pausing over it; a reload's rules too (`apply`).
         gc.freeze()
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
@@ -123,8 +123,11 @@ def create_app(settings: Settings | None = None) -> FastPath:
 
         def apply(new: rulefiles.RuleSet) -> None:
             old, runtime.rules = runtime.rules, new
-            for site in old.sites.values():  # frozen at start, the first rules are never collected:
-                site.forget()  # their remembered plans would stay with them
+            for site in old.sites.values():  # a request under way may hold its site a while, not its memos
+                site.forget()
+            del old  # frozen or not, old rules go with their last reference: a site holds no cycle
+            gc.collect(1)  # the young garbage, not a full collection: serving goes on
+            gc.freeze()
             tasks.append(asyncio.create_task(until_done(lambda: _sync_once(runtime, new), "pool sync")))
 
         if settings.reload_rules:

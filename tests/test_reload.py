@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,13 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
             assert time.monotonic() < deadline, "the rules watcher never reloaded"
             demo.write_text(demo.read_text())
             wait_for(lambda: "rules reloaded" in caplog.text, 1.0)
+        before = weakref.ref(app.state.runtime.rules.sites["demo"])
         demo.write_text(demo.read_text().replace("Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
         took = wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0)
         assert took is not None, "the edit did not take effect"
+        # The old rules went as their last reference did, frozen out of the collector's view or
+        # not: nothing of them waits for a full collection, which would pause serving.
+        assert before() is None
 
         caplog.set_level(logging.ERROR, logger="swapline")
         good_version = client.get("/readyz").json()["rules_version"]

@@ -17,12 +17,13 @@ import dataclasses
 import functools
 import hashlib
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from functools import partial
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -468,7 +469,7 @@ class VisitSettings:
     last_non_direct: bool = True  # a direct visit keeps that source (else it is direct)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Site:
     id: str
     name: str
@@ -510,7 +511,7 @@ class Site:
         return self.places.get(name) or known or place(name, self.language)
 
     def __post_init__(self, spellings: frozenset[str]) -> None:
-        object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(partial(plan, self)))
+        object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(_planner(weakref.ref(self))))
         object.__setattr__(self, "_matches", {})
         object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
         object.__setattr__(self, "controls", {e.id: e.variants[0].id for e in self.experiments})
@@ -594,6 +595,15 @@ def decide(site: Site, view: PageView, forced: Mapping[str, str] | None = None) 
         texts.setdefault(selector, text)
     swaps = tuple((selector, text) for selector, text in texts.items() if text is not None)
     return Outcome(swaps, chosen, plan.pool)
+
+
+def _planner(site: weakref.ref[Site]) -> Callable[[PageView], Plan]:
+    """`plan` for the site, which it must not hold: a site that held itself would wait for the
+    garbage collector, and every rule with it, where counting references frees them."""
+    def planned(view: PageView) -> Plan:
+        return plan(cast(Site, site()), view)
+
+    return planned
 
 
 def plan(site: Site, view: PageView) -> Plan:
