@@ -87,7 +87,7 @@ def test_visitors_of_one_page_share_its_plan_and_draw_their_own_variants(tmp_pat
     site = compile_site({**SITE, "rules": [{"id": "lead", "swap": [{"selector": ".lead", "text": "{{ phrase }}"}]}]},
                         tmp_path)
     outcomes = [decide(site, make_visit({"url": "/?utm_term=кондиционер"}, vid=new_vid())) for _ in range(300)]
-    assert site.plan.cache_info().misses == 1  # the rules ran once for 300 visitors
+    assert site.plans.cache_info().misses == 1  # the rules ran once for 300 visitors
     assert {outcome.experiments["e"] for outcome in outcomes} == {"control", "b", "c"}
     assert all(dict(outcome.swaps)[".lead"] == "кондиционер" for outcome in outcomes)
     for outcome in outcomes:

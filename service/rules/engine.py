@@ -325,6 +325,7 @@ class RuleIndex:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         rules = list(rules)
+        self.pages = tuple({rule.pages.globs: rule.pages for rule in rules}.values())  # each set of globs once
         # Each bucket maps rule id → rule, so that a page view gathers its candidates with
         # dict.update and a rule filed under two of its keys counts once.
         self.by_term: dict[str, dict[str, Rule]] = {}
@@ -490,7 +491,12 @@ class Site:
     spellings: InitVar[frozenset[str]] = frozenset()  # its keywords' words as written: what typos stand for
     pairs: frozenset[str] = frozenset()  # its keywords' neighbouring nouns, joined: «сплит+система»
     # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
-    plan: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
+    plans: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
+    # The pages of its rules, experiments and pools: plain paths → their numbers, and the globbed
+    _pages: tuple[dict[str, tuple[int, ...]], tuple[tuple[int, Pages], ...]] = field(
+        init=False, repr=False, compare=False)
+    _standing: dict[str, str] = field(init=False, repr=False, compare=False)  # path → the path it plans as
+    _first: dict[tuple[Any, ...], str] = field(init=False, repr=False, compare=False)  # pages matched → a path
     conditions: Conditions = field(init=False, repr=False, compare=False)  # of rules, experiments, pools
     speller: Speller = field(init=False, repr=False, compare=False)  # the typos of its keywords' words
     # What the rules make of page views (see `match`), by the page view as the conditions see it
@@ -511,7 +517,20 @@ class Site:
         return self.places.get(name) or known or place(name, self.language)
 
     def __post_init__(self, spellings: frozenset[str]) -> None:
-        object.__setattr__(self, "plan", functools.lru_cache(maxsize=PLANS_KEPT)(_planner(weakref.ref(self))))
+        object.__setattr__(self, "plans", functools.lru_cache(maxsize=PLANS_KEPT)(_planner(weakref.ref(self))))
+        exact: dict[str, tuple[int, ...]] = {}
+        globbed = []
+        every = {pages.globs: pages for pages in (*self.rules.pages, *(e.pages for e in self.experiments),
+                                                  *(p.pages for p in self.pools)) if pages.globs}
+        for n, pages in enumerate(every.values()):
+            if pages.exact:
+                for path in pages.exact:
+                    exact[path] = (*exact.get(path, ()), n)
+            else:
+                globbed.append((n, pages))
+        object.__setattr__(self, "_pages", (exact, tuple(globbed)))
+        object.__setattr__(self, "_standing", {})
+        object.__setattr__(self, "_first", {})
         object.__setattr__(self, "_matches", {})
         object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
         object.__setattr__(self, "controls", {e.id: e.variants[0].id for e in self.experiments})
@@ -541,9 +560,25 @@ class Site:
                 del matches[next(iter(matches))]  # the oldest
         return found
 
+    def plan(self, view: PageView) -> Plan:
+        """What the rules make of `view`, remembered (`plans`). The path only decides which pages
+        match, so a path plans as the first path seen that the same pages match: a catalogue's
+        10,000 items under one glob share their plans as one page would."""
+        path = self._standing.get(view.path)
+        if path is None:
+            exact, globbed = self._pages
+            matched = (exact.get(view.path, ()), tuple([n for n, pages in globbed if pages.match(view.path)]))
+            if len(self._standing) >= PLANS_KEPT:
+                self._standing.clear()
+                self._first.clear()
+            path = self._standing[view.path] = self._first.setdefault(matched, view.path)
+        return self.plans(view if path == view.path else dataclasses.replace(view, path=path))
+
     def forget(self) -> None:
         """Empty the memos (when new rules replace these)."""
-        self.plan.cache_clear()
+        self.plans.cache_clear()
+        self._standing.clear()
+        self._first.clear()
         self._matches.clear()
         self.conditions.forget()
 

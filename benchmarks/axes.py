@@ -1,0 +1,165 @@
+"""Cost that must not grow with the wrong thing: decisions and calls as a pool and the URLs grow.
+
+    python benchmarks/axes.py                       # about 3 minutes
+
+Issue 20 asks that pool size and distinct URLs (among others) change what a decision and a
+call webhook cost by at most 1.2×. Each axis is measured at both ends, in this process as
+`benchmarks/in_process.py` measures (the application `swapline serve` runs, on a private
+Valkey, driven by 16 concurrent tasks, without HTTP parsing or sockets), the two ends taking
+turns over `--rounds` after a run that warms the process up, the lowest CPU time per
+request of each counting:
+
+- **pool size**: a pool of 1,000 numbers, then of 100,000. 1,000 new visitors land (each
+  leases a number) and come back twice (the lease extended); then each number they hold is
+  called once (a signed `POST /v1/calls`, credited to its holder). Fewer numbers than
+  visitors would measure the overflow instead.
+- **distinct URLs**: the same page views on 10 URLs, then on 100,000 (each seen once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import redis
+import uvloop
+from harness import store, table
+
+from service.app import create_app
+from service.config import Settings
+from service.front.fastpath import FastPath
+
+TASKS = 16
+SECRET = "axes-calls-secret-000001"
+VISITORS = 1000
+
+
+def rules(numbers: int) -> str:
+    listed = ", ".join(f'"+7 495 {n // 10_000:03d}-{n // 100 % 100:02d}-{n % 100:02d}"' for n in range(numbers))
+    return f"""site: axes
+origins: [https://axes.example]
+calls: {{secret: {SECRET}}}
+pools:
+  - id: city
+    hold: 1h
+    overflow: "+7 800 555-00-00"
+    numbers: [{listed}]
+rules:
+  - id: hero
+    when: {{keywords: [купить кондиционер]}}
+    swap: [{{selector: h1, text: "{{{{ keyword(default='Кондиционеры') }}}} {{{{ city.in }}}}"}}]
+"""
+
+
+def decision(url: str, vid: str) -> dict[str, Any]:
+    query = urlencode({"site": "axes", "url": f"https://axes.example{url}?utm_term=купить+кондиционер", "vid": vid})
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": "/v1/decide", "raw_path": b"/v1/decide", "query_string": query.encode(), "root_path": "",
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"x-forwarded-for", b"81.200.0.1"),
+                        (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0"),
+                        (b"origin", b"https://axes.example"), (b"sec-fetch-mode", b"cors")],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+
+
+def call(number: str, n: int, start: float) -> tuple[dict[str, Any], bytes]:
+    raw = orjson.dumps({"call_id": f"axes-call-{n:08d}", "called": number, "caller": f"+7916{n:07d}",
+                        "start": start, "talk_seconds": 45, "status": "completed"})
+    signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/v1/calls", "raw_path": b"/v1/calls", "query_string": b"site=axes", "root_path": "",
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
+                        (b"x-swapline-signature", signature.encode())],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}, raw
+
+
+async def drive(app: FastPath, requests: list[tuple[dict[str, Any], bytes]]) -> tuple[float, list[dict[str, Any]]]:
+    """CPU µs per request of `requests` sent by TASKS tasks, and the answers; fails on any but 2xx."""
+    answers: list[dict[str, Any]] = [{} for _ in requests]
+
+    async def one(index: int) -> None:
+        scope, body = requests[index]
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 300:
+                raise SystemExit(f"{scope['path']} answered {message['status']}")
+            if message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await app(scope, receive, send)
+        answers[index] = orjson.loads(b"".join(chunks))
+
+    async def worker(task: int) -> None:
+        for index in range(task, len(requests), TASKS):
+            await one(index)
+
+    started = time.process_time()
+    await asyncio.gather(*(worker(task) for task in range(TASKS)))
+    return (time.process_time() - started) / len(requests) * 1e6, answers
+
+
+async def measure(redis_url: str, work: Path, numbers: int, urls: int, run: int,
+                  checked: bool = True) -> tuple[float, float]:
+    """CPU µs per decision and per call with a pool of `numbers` and page views on `urls` URLs;
+    unless `checked`, whatever the answers (the warm-up's first decisions may miss the store's
+    deadline while the process fills its memos, and answer degraded)."""
+    redis.Redis.from_url(redis_url).flushdb()  # no number held by the visitors of a run before
+    rules_dir = work / f"rules-{numbers}-{urls}-{run}"
+    rules_dir.mkdir()
+    (rules_dir / "axes.yaml").write_text(rules(numbers))
+    app = create_app(Settings.from_env({
+        "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(rules_dir), "SWAPLINE_DATA_DIR": str(work / "data"),
+        "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_DECISION_RATE": "1000000000",
+        "SWAPLINE_NETWORK_SHARE": "100", "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": "benchmark-secret",
+    }))
+    page: Callable[[int], str] = (lambda n: f"/catalog/item-{n % urls}") if urls > 1 else (lambda n: "/")
+    async with app.app.router.lifespan_context(app.app):
+        vids = [f"axes-r{run}-n{numbers}-u{urls}-{n:08d}" for n in range(VISITORS)]
+        views = [(decision(page(visit * VISITORS + n), vid), b"") for visit in range(3) for n, vid in enumerate(vids)]
+        per_decision, answers = await drive(app, views)
+        held = {answer["phone"]["number"] for answer in answers if (answer["phone"] or {}).get("kind") == "lease"}
+        if checked and len(held) != VISITORS:
+            raise SystemExit(f"{len(held)} numbers leased to {VISITORS} visitors")
+        now = time.time()
+        per_call, called = await drive(app, [call(number, n, now) for n, number in enumerate(sorted(held))])
+        if checked and not all(answer["credited"] for answer in called):
+            raise SystemExit("a call was not credited")
+    return per_decision, per_call
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ends = {"pool": [(1_000, 1), (100_000, 1)], "urls": [(1_000, 10), (1_000, 100_000)]}
+    best: dict[tuple[int, int], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, store() as base:
+        uvloop.run(measure(base, Path(tmp), 1_000, 1, -1, checked=False))  # fills the process's memos
+        for run in range(args.rounds):
+            for numbers, urls in (end for pair in ends.values() for end in pair):
+                figures = uvloop.run(measure(base, Path(tmp), numbers, urls, run))
+                best[numbers, urls] = [min(old, new) for old, new in zip(best.get((numbers, urls), figures), figures,
+                                                                         strict=True)]
+    rows = []
+    for axis, ((small, small_urls), (big, big_urls)) in ends.items():
+        low, high = best[small, small_urls], best[big, big_urls]
+        label = "pool 1,000 → 100,000 numbers" if axis == "pool" else "10 → 100,000 distinct URLs"
+        rows.append((label, f"{low[0]:.1f} → {high[0]:.1f}", f"{high[0] / low[0]:.2f}x",
+                     f"{low[1]:.1f} → {high[1]:.1f}", f"{high[1] / low[1]:.2f}x"))
+    print(table(("axis", "decision µs", "ratio", "call µs", "ratio"), rows))
+
+
+if __name__ == "__main__":
+    main()
