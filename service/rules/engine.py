@@ -492,7 +492,7 @@ class Site:
     pairs: frozenset[str] = frozenset()  # its keywords' neighbouring nouns, joined: «сплит+система»
     # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
     plans: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
-    # The pages of its rules, experiments and pools: plain paths → their numbers, and the globbed
+    # The pages of its rules, experiments and pools (`_page_index`)
     _pages: tuple[dict[str, tuple[int, ...]], tuple[tuple[int, Pages], ...]] = field(
         init=False, repr=False, compare=False)
     _standing: dict[str, str] = field(init=False, repr=False, compare=False)  # path → the path it plans as
@@ -518,17 +518,9 @@ class Site:
 
     def __post_init__(self, spellings: frozenset[str]) -> None:
         object.__setattr__(self, "plans", functools.lru_cache(maxsize=PLANS_KEPT)(_planner(weakref.ref(self))))
-        exact: dict[str, tuple[int, ...]] = {}
-        globbed = []
-        every = {pages.globs: pages for pages in (*self.rules.pages, *(e.pages for e in self.experiments),
-                                                  *(p.pages for p in self.pools)) if pages.globs}
-        for n, pages in enumerate(every.values()):
-            if pages.exact:
-                for path in pages.exact:
-                    exact[path] = (*exact.get(path, ()), n)
-            else:
-                globbed.append((n, pages))
-        object.__setattr__(self, "_pages", (exact, tuple(globbed)))
+        object.__setattr__(self, "_pages", _page_index(
+            (*self.rules.pages, *(experiment.pages for experiment in self.experiments),
+             *(pool.pages for pool in self.pools))))
         object.__setattr__(self, "_standing", {})
         object.__setattr__(self, "_first", {})
         object.__setattr__(self, "_matches", {})
@@ -630,6 +622,21 @@ def decide(site: Site, view: PageView, forced: Mapping[str, str] | None = None) 
         texts.setdefault(selector, text)
     swaps = tuple((selector, text) for selector, text in texts.items() if text is not None)
     return Outcome(swaps, chosen, plan.pool)
+
+
+def _page_index(every: Iterable[Pages]) -> tuple[dict[str, tuple[int, ...]], tuple[tuple[int, Pages], ...]]:
+    """Each set of pages numbered: plain paths → the numbers of the sets that name them, and
+    the sets with globs, which a new path tries one by one. The sets of every page are left out:
+    they match whatever the path."""
+    exact: dict[str, tuple[int, ...]] = {}
+    globbed = []
+    for n, pages in enumerate({pages.globs: pages for pages in every if pages.globs}.values()):
+        if pages.exact:
+            for path in pages.exact:
+                exact[path] = (*exact.get(path, ()), n)
+        else:
+            globbed.append((n, pages))
+    return exact, tuple(globbed)
 
 
 def _planner(site: weakref.ref[Site]) -> Callable[[PageView], Plan]:
