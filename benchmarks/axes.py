@@ -9,11 +9,13 @@ Valkey, driven by 16 concurrent tasks, without HTTP parsing or sockets), the two
 turns over `--rounds` after a run that warms the process up, the lowest CPU time per
 request of each counting:
 
-- **pool size**: a pool of 1,000 numbers, then of 100,000. 1,000 new visitors land (each
-  leases a number) and come back twice (the lease extended); then each number they hold is
-  called once (a signed `POST /v1/calls`, credited to its holder). Fewer numbers than
-  visitors would measure the overflow instead.
+- **pool size**: a pool of 1,000 numbers, then of 100,000. 1,000 new visitors land from a
+  search ad (each leases a number) and see five more pages of their visit (the lease
+  extended); then each number they hold is called three times (signed `POST /v1/calls`,
+  each credited to its holder). Fewer numbers than visitors would measure the overflow.
 - **distinct URLs**: the same page views on 10 URLs, then on 100,000 (each seen once).
+- **lease history**: the pool of 1,000 numbers again, each number with no past lease, then
+  with 1,000 (within the lease window, so none is trimmed): what a call is credited from.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ VISITORS = 1000
 
 
 def rules(numbers: int) -> str:
-    listed = ", ".join(f'"+7 495 {n // 10_000:03d}-{n // 100 % 100:02d}-{n % 100:02d}"' for n in range(numbers))
+    listed = ", ".join(f'"{e164(n)}"' for n in range(numbers))
     return f"""site: axes
 origins: [https://axes.example]
 calls: {{secret: {SECRET}}}
@@ -60,8 +62,10 @@ rules:
 """
 
 
-def decision(url: str, vid: str) -> dict[str, Any]:
-    query = urlencode({"site": "axes", "url": f"https://axes.example{url}?utm_term=купить+кондиционер", "vid": vid})
+def decision(url: str, vid: str, landing: bool) -> dict[str, Any]:
+    """A landing from a search ad, or a page of the visit it started."""
+    tagged = "?utm_term=купить+кондиционер" if landing else ""
+    query = urlencode({"site": "axes", "url": f"https://axes.example{url}{tagged}", "vid": vid})
     return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
             "path": "/v1/decide", "raw_path": b"/v1/decide", "query_string": query.encode(), "root_path": "",
             "headers": [(b"host", b"127.0.0.1:8000"), (b"x-forwarded-for", b"81.200.0.1"),
@@ -110,13 +114,26 @@ async def drive(app: FastPath, requests: list[tuple[dict[str, Any], bytes]]) -> 
     return (time.process_time() - started) / len(requests) * 1e6, answers
 
 
-async def measure(redis_url: str, work: Path, numbers: int, urls: int, run: int,
+def e164(n: int) -> str:
+    return f"+7495{n // 10_000:03d}{n // 100 % 100:02d}{n % 100:02d}"  # `rules`' n-th number
+
+
+def fill_history(redis_url: str, numbers: int, past: int) -> None:
+    """`past` leases of each number, one a minute before now, as lease.lua records them."""
+    client, now = redis.Redis.from_url(redis_url), int(time.time() * 1000)
+    for n in range(numbers if past else 0):
+        client.zadd(f"sw:{{axes:city}}:history:{e164(n)}",
+                    {f"past-{n}-{k}": now - (k + 1) * 60_000 for k in range(past)})
+
+
+async def measure(redis_url: str, work: Path, numbers: int, urls: int, past: int, run: int,
                   checked: bool = True) -> tuple[float, float]:
-    """CPU µs per decision and per call with a pool of `numbers` and page views on `urls` URLs;
-    unless `checked`, whatever the answers (the warm-up's first decisions may miss the store's
-    deadline while the process fills its memos, and answer degraded)."""
+    """CPU µs per decision and per call with a pool of `numbers`, page views on `urls` URLs and
+    `past` leases of each number before; unless `checked`, whatever the answers (the warm-up's
+    first decisions may miss the store's deadline while the process fills its memos)."""
     redis.Redis.from_url(redis_url).flushdb()  # no number held by the visitors of a run before
-    rules_dir = work / f"rules-{numbers}-{urls}-{run}"
+    fill_history(redis_url, numbers, past)
+    rules_dir = work / f"rules-{numbers}-{urls}-{past}-{run}"
     rules_dir.mkdir()
     (rules_dir / "axes.yaml").write_text(rules(numbers))
     app = create_app(Settings.from_env({
@@ -127,13 +144,15 @@ async def measure(redis_url: str, work: Path, numbers: int, urls: int, run: int,
     page: Callable[[int], str] = (lambda n: f"/catalog/item-{n % urls}") if urls > 1 else (lambda n: "/")
     async with app.app.router.lifespan_context(app.app):
         vids = [f"axes-r{run}-n{numbers}-u{urls}-{n:08d}" for n in range(VISITORS)]
-        views = [(decision(page(visit * VISITORS + n), vid), b"") for visit in range(3) for n, vid in enumerate(vids)]
+        views = [(decision(page(view * VISITORS + n), vid, landing=not view), b"")
+                 for view in range(6) for n, vid in enumerate(vids)]
         per_decision, answers = await drive(app, views)
         held = {answer["phone"]["number"] for answer in answers if (answer["phone"] or {}).get("kind") == "lease"}
         if checked and len(held) != VISITORS:
             raise SystemExit(f"{len(held)} numbers leased to {VISITORS} visitors")
         now = time.time()
-        per_call, called = await drive(app, [call(number, n, now) for n, number in enumerate(sorted(held))])
+        calls = [call(number, n * 3 + k, now + k) for n, number in enumerate(sorted(held)) for k in range(3)]
+        per_call, called = await drive(app, calls)
         if checked and not all(answer["credited"] for answer in called):
             raise SystemExit("a call was not credited")
     return per_decision, per_call
@@ -143,19 +162,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    ends = {"pool": [(1_000, 1), (100_000, 1)], "urls": [(1_000, 10), (1_000, 100_000)]}
-    best: dict[tuple[int, int], list[float]] = {}
+    ends = {"pool": [(1_000, 1, 0), (100_000, 1, 0)], "urls": [(1_000, 10, 0), (1_000, 100_000, 0)],
+            "history": [(1_000, 1, 0), (1_000, 1, 1_000)]}
+    best: dict[tuple[int, int, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, store() as base:
-        uvloop.run(measure(base, Path(tmp), 1_000, 1, -1, checked=False))  # fills the process's memos
+        uvloop.run(measure(base, Path(tmp), 1_000, 1, 0, run=-1, checked=False))  # fills the process's memos
         for run in range(args.rounds):
-            for numbers, urls in (end for pair in ends.values() for end in pair):
-                figures = uvloop.run(measure(base, Path(tmp), numbers, urls, run))
-                best[numbers, urls] = [min(old, new) for old, new in zip(best.get((numbers, urls), figures), figures,
-                                                                         strict=True)]
+            for end in dict.fromkeys(end for pair in ends.values() for end in pair):
+                figures = uvloop.run(measure(base, Path(tmp), *end, run=run))
+                best[end] = [min(old, new) for old, new in zip(best.get(end, figures), figures, strict=True)]
+    labels = {"pool": "pool 1,000 → 100,000 numbers", "urls": "10 → 100,000 distinct URLs",
+              "history": "0 → 1,000 past leases a number"}
     rows = []
-    for axis, ((small, small_urls), (big, big_urls)) in ends.items():
-        low, high = best[small, small_urls], best[big, big_urls]
-        label = "pool 1,000 → 100,000 numbers" if axis == "pool" else "10 → 100,000 distinct URLs"
+    for axis, (small, big) in ends.items():
+        low, high = best[small], best[big]
+        label = labels[axis]
         rows.append((label, f"{low[0]:.1f} → {high[0]:.1f}", f"{high[0] / low[0]:.2f}x",
                      f"{low[1]:.1f} → {high[1]:.1f}", f"{high[1] / low[1]:.2f}x"))
     print(table(("axis", "decision µs", "ratio", "call µs", "ratio"), rows))
