@@ -1,9 +1,10 @@
-"""Cost that must not grow with the wrong thing: decisions and calls as a pool and the URLs grow.
+"""Cost that must not grow with the wrong thing: decisions and calls as a pool, the URLs and
+the lease history grow.
 
-    python benchmarks/axes.py                       # about 3 minutes
+    python benchmarks/axes.py                       # about 4 minutes
 
-Issue 20 asks that pool size and distinct URLs (among others) change what a decision and a
-call webhook cost by at most 1.2×. Each axis is measured at both ends, in this process as
+Issue 20 asks that pool size, distinct URLs and lease history (among others) change what a
+decision and a call webhook cost by at most 1.2×. Each axis is measured at both ends, in this process as
 `benchmarks/in_process.py` measures (the application `swapline serve` runs, on a private
 Valkey, driven by 16 concurrent tasks, without HTTP parsing or sockets), the two ends taking
 turns over `--rounds` after a run that warms the process up, the lowest CPU time per
@@ -160,7 +161,7 @@ async def measure(redis_url: str, work: Path, numbers: int, urls: int, past: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     ends = {"pool": [(1_000, 1, 0), (100_000, 1, 0)], "urls": [(1_000, 10, 0), (1_000, 100_000, 0)],
             "history": [(1_000, 1, 0), (1_000, 1, 1_000)]}
