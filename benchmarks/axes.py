@@ -1,14 +1,14 @@
 """Cost that must not grow with the wrong thing: decisions and calls as a pool, the URLs and
-the lease history grow.
+the histories of numbers and callers grow.
 
-    python benchmarks/axes.py                       # about 4 minutes
+    python benchmarks/axes.py                       # about 5 minutes
 
-Issue 20 asks that pool size, distinct URLs and lease history (among others) change what a
-decision and a call webhook cost by at most 1.2×. Each axis is measured at both ends, in this process as
-`benchmarks/in_process.py` measures (the application `swapline serve` runs, on a private
-Valkey, driven by 16 concurrent tasks, without HTTP parsing or sockets), the two ends taking
-turns over `--rounds` after a run that warms the process up, the lowest CPU time per
-request of each counting:
+Issue 20 asks that pool size, distinct URLs, lease history and caller history (and the
+rules) change what a decision and a call webhook cost by at most 1.2×. Each axis is
+measured at both ends, in this process as `benchmarks/in_process.py` measures (the
+application `swapline serve` runs, on a private Valkey, driven by 16 concurrent tasks,
+without HTTP parsing or sockets), the two ends taking turns over `--rounds` after a run that
+warms the process up, the lowest CPU time per request of each counting:
 
 - **pool size**: a pool of 1,000 numbers, then of 100,000. 1,000 new visitors land from a
   search ad (each leases a number) and see five more pages of their visit (the lease
@@ -17,6 +17,8 @@ request of each counting:
 - **distinct URLs**: the same page views on 10 URLs, then on 100,000 (each seen once).
 - **lease history**: the pool of 1,000 numbers again, each number with no past lease, then
   with 1,000 (within the lease window, so none is trimmed): what a call is credited from.
+- **caller history**: each caller with no past call, then with 300 within the window that
+  makes a caller new (`unique_within`): what tells a target call.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ from harness import store, table
 from service.app import create_app
 from service.config import Settings
 from service.front.fastpath import FastPath
+from service.integrations.calls import kept_caller
 
 TASKS = 16
 SECRET = "axes-calls-secret-000001"
+SIGNING = "benchmark-secret"  # SWAPLINE_SECRET, which keys the hashes kept of callers too
 VISITORS = 1000
 
 
@@ -76,7 +80,7 @@ def decision(url: str, vid: str, landing: bool) -> dict[str, Any]:
 
 
 def call(number: str, n: int, start: float) -> tuple[dict[str, Any], bytes]:
-    raw = orjson.dumps({"call_id": f"axes-call-{n:08d}", "called": number, "caller": f"+7916{n:07d}",
+    raw = orjson.dumps({"call_id": f"axes-call-{n:08d}", "called": number, "caller": caller(n),
                         "start": start, "talk_seconds": 45, "status": "completed"})
     signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
     return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
@@ -119,28 +123,40 @@ def e164(n: int) -> str:
     return f"+7495{n // 10_000:03d}{n // 100 % 100:02d}{n % 100:02d}"  # `rules`' n-th number
 
 
-def fill_history(redis_url: str, numbers: int, past: int) -> None:
-    """`past` leases of each number, one a minute before now, as lease.lua records them."""
+def fill_history(redis_url: str, numbers: int, past: int, called: int) -> None:
+    """`past` leases of each number and `called` calls of each caller, one a minute before now,
+    as lease.lua and call.lua record them (a caller by the keyed hash calls.py keeps)."""
     client, now = redis.Redis.from_url(redis_url), int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
     for n in range(numbers if past else 0):
-        client.zadd(f"sw:{{axes:city}}:history:{e164(n)}",
-                    {f"past-{n}-{k}": now - (k + 1) * 60_000 for k in range(past)})
+        pipe.zadd(f"sw:{{axes:city}}:history:{e164(n)}", {f"past-{n}-{k}": now - (k + 1) * 60_000 for k in range(past)})
+    caller_key = hmac.new(SIGNING.encode(), b"caller numbers", hashlib.sha256).digest()
+    for n in range(3 * VISITORS if called else 0):
+        hashed, _ = kept_caller(caller_key, caller(n))
+        pipe.zadd(f"sw:{{axes:calls}}:caller:{hashed}",
+                  {f"before-{n}-{k}": now - (k + 1) * 60_000 for k in range(called)})
+    pipe.execute()
 
 
-async def measure(redis_url: str, work: Path, numbers: int, urls: int, past: int, run: int,
+def caller(n: int) -> str:
+    return f"+7916{n:07d}"
+
+
+async def measure(redis_url: str, work: Path, numbers: int, urls: int, past: int, called: int, run: int,
                   checked: bool = True) -> tuple[float, float]:
-    """CPU µs per decision and per call with a pool of `numbers`, page views on `urls` URLs and
-    `past` leases of each number before; unless `checked`, whatever the answers (the warm-up's
-    first decisions may miss the store's deadline while the process fills its memos)."""
+    """CPU µs per decision and per call with a pool of `numbers`, page views on `urls` URLs,
+    `past` leases of each number and `called` calls of each caller before; unless `checked`,
+    whatever the answers (the warm-up's first decisions may miss the store's deadline while
+    the process fills its memos)."""
     redis.Redis.from_url(redis_url).flushdb()  # no number held by the visitors of a run before
-    fill_history(redis_url, numbers, past)
-    rules_dir = work / f"rules-{numbers}-{urls}-{past}-{run}"
+    fill_history(redis_url, numbers, past, called)
+    rules_dir = work / f"rules-{numbers}-{urls}-{past}-{called}-{run}"
     rules_dir.mkdir()
     (rules_dir / "axes.yaml").write_text(rules(numbers))
     app = create_app(Settings.from_env({
         "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(rules_dir), "SWAPLINE_DATA_DIR": str(work / "data"),
         "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_DECISION_RATE": "1000000000",
-        "SWAPLINE_NETWORK_SHARE": "100", "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": "benchmark-secret",
+        "SWAPLINE_NETWORK_SHARE": "100", "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": SIGNING,
     }))
     page: Callable[[int], str] = (lambda n: f"/catalog/item-{n % urls}") if urls > 1 else (lambda n: "/")
     async with app.app.router.lifespan_context(app.app):
@@ -163,17 +179,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    ends = {"pool": [(1_000, 1, 0), (100_000, 1, 0)], "urls": [(1_000, 10, 0), (1_000, 100_000, 0)],
-            "history": [(1_000, 1, 0), (1_000, 1, 1_000)]}
-    best: dict[tuple[int, int, int], list[float]] = {}
+    ends = {"pool": [(1_000, 1, 0, 0), (100_000, 1, 0, 0)], "urls": [(1_000, 10, 0, 0), (1_000, 100_000, 0, 0)],
+            "history": [(1_000, 1, 0, 0), (1_000, 1, 1_000, 0)], "callers": [(1_000, 1, 0, 0), (1_000, 1, 0, 300)]}
+    best: dict[tuple[int, int, int, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, store() as base:
-        uvloop.run(measure(base, Path(tmp), 1_000, 1, 0, run=-1, checked=False))  # fills the process's memos
+        uvloop.run(measure(base, Path(tmp), 1_000, 1, 0, 0, run=-1, checked=False))  # fills the process's memos
         for run in range(args.rounds):
             for end in dict.fromkeys(end for pair in ends.values() for end in pair):
                 figures = uvloop.run(measure(base, Path(tmp), *end, run=run))
                 best[end] = [min(old, new) for old, new in zip(best.get(end, figures), figures, strict=True)]
     labels = {"pool": "pool 1,000 → 100,000 numbers", "urls": "10 → 100,000 distinct URLs",
-              "history": "0 → 1,000 past leases a number"}
+              "history": "0 → 1,000 past leases a number", "callers": "0 → 300 past calls a caller"}
     rows = []
     for axis, (small, big) in ends.items():
         low, high = best[small], best[big]
