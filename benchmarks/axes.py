@@ -37,7 +37,7 @@ from urllib.parse import urlencode
 import orjson
 import redis
 import uvloop
-from harness import store, table
+from harness import asgi_scope, store, table
 
 from service.app import create_app
 from service.config import Settings
@@ -71,23 +71,17 @@ def decision(url: str, vid: str, landing: bool) -> dict[str, Any]:
     """A landing from a search ad, or a page of the visit it started."""
     tagged = "?utm_term=купить+кондиционер" if landing else ""
     query = urlencode({"site": "axes", "url": f"https://axes.example{url}{tagged}", "vid": vid})
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-            "path": "/v1/decide", "raw_path": b"/v1/decide", "query_string": query.encode(), "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"x-forwarded-for", b"81.200.0.1"),
-                        (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0"),
-                        (b"origin", b"https://axes.example"), (b"sec-fetch-mode", b"cors")],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    return asgi_scope("GET", f"/v1/decide?{query}", [
+        (b"x-forwarded-for", b"81.200.0.1"), (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0"),
+        (b"origin", b"https://axes.example"), (b"sec-fetch-mode", b"cors")])
 
 
 def call(number: str, n: int, start: float) -> tuple[dict[str, Any], bytes]:
     raw = orjson.dumps({"call_id": f"axes-call-{n:08d}", "called": number, "caller": caller(n),
                         "start": start, "talk_seconds": 45, "status": "completed"})
     signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-            "path": "/v1/calls", "raw_path": b"/v1/calls", "query_string": b"site=axes", "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                        (b"x-swapline-signature", signature.encode())],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}, raw
+    return asgi_scope("POST", "/v1/calls?site=axes", [(b"content-type", b"application/json"),
+                                                      (b"x-swapline-signature", signature.encode())]), raw
 
 
 async def drive(app: FastPath, requests: list[tuple[dict[str, Any], bytes]]) -> tuple[float, list[dict[str, Any]]]:

@@ -326,18 +326,21 @@ EVENT_MIX = (("heartbeat", 70), ("form", 12), ("tel_click", 10), ("goal", 8))
 
 def write_events(path: Path, traffic: Traffic, crowd: Sequence[Visitor], tokens: dict[str, str], count: int) -> Path:
     """Beacons with real tokens: mostly heartbeats, and conversions with a fresh id each."""
-    kinds = [kind for kind, _ in EVENT_MIX]
-    weights = [weight for _, weight in EVENT_MIX]
     humans = [(vid, client) for vid, client in crowd if vid in tokens]
     lines = []
     for _ in range(count):
         vid, client = traffic.rng.choice(humans)
-        kind = traffic.rng.choices(kinds, weights)[0]
-        body = event_body(kind, tokens[vid], None if kind == "heartbeat" else "{ID}",
-                          "cart" if kind == "goal" else None)
-        lines.append(f"POST\t/v1/events\t{client.ip}\t{client.user_agent}\t{body.decode()}")
+        lines.append(beacon_line(traffic, client, tokens[vid]))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def beacon_line(traffic: Traffic, client: Client, token: str) -> str:
+    """A beacon of EVENT_MIX's kinds with the visitor's token: a conversion gets a fresh id
+    per request ("{ID}", requests.lua)."""
+    kind = traffic.rng.choices([kind for kind, _ in EVENT_MIX], [share for _, share in EVENT_MIX])[0]
+    body = event_body(kind, token, None if kind == "heartbeat" else "{ID}", "cart" if kind == "goal" else None)
+    return f"POST\t/v1/events\t{client.ip}\t{client.user_agent}\t{body.decode()}"
 
 
 # The reference traffic (issue 20): shares of requests, and of page views.
@@ -358,15 +361,11 @@ def write_mix(path: Path, traffic: Traffic, crowd: Sequence[Visitor], tokens: di
     weights = [1 / (rank + 1) for rank in range(len(pages))]  # Zipf, s = 1
     humans = [(vid, client) for vid, client in crowd if vid in tokens]
     crawlers = [agent for agent, _ in USER_AGENTS if any(marker in agent.lower() for marker in BOT_MARKERS)]
-    kinds, shares = [kind for kind, _ in EVENT_MIX], [share for _, share in EVENT_MIX]
     lines = []
     for _ in range(count):
         vid, client = rng.choice(humans)
         if rng.random() < MIX["beacons"]:
-            kind = rng.choices(kinds, shares)[0]
-            body = event_body(kind, tokens[vid], None if kind == "heartbeat" else "{ID}",
-                              "cart" if kind == "goal" else None)
-            lines.append(f"POST\t/v1/events\t{client.ip}\t{client.user_agent}\t{body.decode()}")
+            lines.append(beacon_line(traffic, client, tokens[vid]))
             continue
         page = rng.choices(pages, weights)[0]
         view = traffic.landing(page, "zzWORDzz" if rng.random() < MIX["novel"] else None)
@@ -380,6 +379,16 @@ def write_mix(path: Path, traffic: Traffic, crowd: Sequence[Visitor], tokens: di
         lines.append(f"GET\t{decide_path(view, vid, site)}{visit}\t{client.ip}\t{client.user_agent}\t")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def asgi_scope(method: str, target: str, headers: Sequence[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope uvicorn would make of a request for `target` to 127.0.0.1:8000, from a
+    trusted proxy on 127.0.0.1 (for driving the application in process)."""
+    path, _, query = target.partition("?")
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+            "headers": [(b"host", b"127.0.0.1:8000"), *headers], "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000)}
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from harness import LOAD_RULES, store, visitors, write_decisions
+from harness import LOAD_RULES, asgi_scope, store, visitors, write_decisions
 from traffic import Traffic
 
 from service.app import create_app
@@ -39,13 +39,8 @@ TASKS = 32
 def scope(line: str) -> dict[str, Any]:
     """The ASGI scope uvicorn would make of one line of a request file, through a trusted proxy."""
     method, target, client, user_agent = line.split("\t")[:4]
-    path, _, query = target.partition("?")
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"x-forwarded-for", client.encode()),
-                        (b"user-agent", user_agent.encode()), (b"origin", b"https://load.example"),
-                        (b"sec-fetch-mode", b"cors")],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    return asgi_scope(method, target, [(b"x-forwarded-for", client.encode()), (b"user-agent", user_agent.encode()),
+                                       (b"origin", b"https://load.example"), (b"sec-fetch-mode", b"cors")])
 
 
 async def replay(app: FastPath, lines: list[str], passes: int) -> list[float]:
