@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from service.rules.engine import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_RULES = ROOT / "rules"
@@ -49,6 +50,13 @@ PLACES: dict[str, dict[str, Any]] = {
     "10.9.0.1": {"country": "GB", "region": ("ENG", "Англия", "England"), "city": ("Лондон", "London")},
 }
 COUNTRY_NAMES = {"RU": ("Россия", "Russia"), "GB": ("Великобритания", "United Kingdom")}
+
+
+def swaps_of(outcome: Outcome) -> dict[str, str]:
+    """What a decision sets, as the JSON cases write it: a selector's text under the selector,
+    anything else under `selector@target` ("img.hero@src")."""
+    return {selector if target == "text" else f"{selector}@{target}": value
+            for (selector, target), value in outcome.swaps}
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.tracking.tokens import TokenSigner
-from tests.conftest import BROWSER_HEADERS
+from tests.conftest import BROWSER_HEADERS, Clock, site_client
 from tests.test_store import day_counts
 
 SPB = "95.161.0.1"  # GeoLite2: Saint Petersburg, RU-SPE
@@ -231,3 +231,33 @@ def test_a_preview_of_a_city_nobody_knows_is_refused_with_its_reason(client: Tes
                                                                       code: str) -> None:
     response = client.get("/v1/decide", params={"site": "demo", "url": f"/?swapline_preview_city={city}"})
     assert response.status_code == 400 and response.json()["error"]["code"] == code
+
+
+IMAGES = """
+site: images
+rules:
+  - id: everyone
+    swap:
+      - {selector: img.hero, src: /img/spb.jpg, srcset: "/img/spb.jpg 1x, /img/spb@2x.jpg 2x"}
+      - {selector: a.cta, href: "/contacts?from={{ phrase|urlencode }}", text: Звоните}
+      - {selector: .promo, show: false}
+      - {selector: .search, href: "{{ phrase }}"}
+"""
+
+
+def test_images_links_and_visibility_go_to_the_snippet_as_it_applies_them(valkey_url: str, rules_dir: Any,
+                                                                         clock: Clock) -> None:
+    with site_client(valkey_url, rules_dir, clock, "images", IMAGES) as client:
+        body = decide(client, site="images", url="/?utm_term=сплит+javascript:x")
+    assert body["swaps"] == [
+        {"selector": "img.hero", "attribute": "src", "value": "/img/spb.jpg"},
+        {"selector": "img.hero", "attribute": "srcset", "value": "/img/spb.jpg 1x, /img/spb@2x.jpg 2x"},
+        {"selector": "a.cta", "text": "Звоните"},
+        {"selector": "a.cta", "attribute": "href",
+         "value": "/contacts?from=%D1%81%D0%BF%D0%BB%D0%B8%D1%82%20javascript%3Ax"},
+        {"selector": ".promo", "show": False},
+        {"selector": ".search", "attribute": "href", "value": "сплит javascript:x"},  # a relative path, harmless
+    ]
+    with site_client(valkey_url, rules_dir, clock, "images", IMAGES) as client:
+        body = decide(client, site="images", url="/?utm_term=javascript:alert(1)")
+    assert {swap["selector"] for swap in body["swaps"] if swap.get("attribute") == "href"} == {"a.cta"}

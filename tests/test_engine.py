@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from service.front.decide import page_view
+from service.rules import links
 from service.rules.engine import PageView, Site, decide
 from service.rules.geo import Geo
 from service.rules.rulefiles import load
-from tests.conftest import BROWSER, CASES
+from tests.conftest import BROWSER, CASES, swaps_of
 
 ENGINE_CASES = json.loads((CASES / "engine.json").read_text())
 
@@ -37,7 +38,7 @@ def test_engine_case(case: dict[str, Any], tmp_path: Path) -> None:
         outcome = decide(site, make_visit(visit_case), forced=visit_case.get("forced"))
         expect = visit_case["expect"]
         if "swaps" in expect:
-            assert dict(outcome.swaps) == expect["swaps"], visit_case["url"]
+            assert swaps_of(outcome) == expect["swaps"], visit_case["url"]
         if "experiments" in expect:
             assert outcome.experiments == expect["experiments"], visit_case["url"]
         if "pool" in expect:
@@ -49,3 +50,23 @@ def test_city_condition_matches_city_names_only(tmp_path: Path) -> None:
                                                  "swap": [{"selector": "h1", "text": "x"}]}]}, tmp_path)
     zelenograd = Geo("RU", "RU-MOW", "Zelenograd", {"ru": {"city": "Зеленоград", "region": "Москва"}})
     assert decide(site, page_view("/", None, "case-visitor-00000001", zelenograd, BROWSER)).swaps == ()
+
+
+@pytest.mark.parametrize(("value", "allowed"), [
+    ("/catalog/split?x=1#a", True), ("kazan.jpg", True), ("//cdn.example/a.jpg", True), ("HTTPS://example.ru", True),
+    ("java script:alert(1)", True),  # a browser reads it as a relative path
+    ("javascript:alert(1)", False), ("JavaScript:alert(1)", False), ("java\tscript:alert(1)", False),
+    ("java\nscript:alert(1)", False), (" \x01javascript:alert(1)", False), ("data:image/png;base64,AAAA", False),
+    ("vbscript:x", False), ("mailto:a@b.ru", False), ("", False), (" ", False),
+])
+def test_addresses_a_swap_may_set(value: str, allowed: bool) -> None:
+    assert links.address(value) is allowed
+
+
+@pytest.mark.parametrize(("value", "allowed"), [
+    ("/a.jpg", True), ("/a.jpg 1x, /a@2x.jpg 2x", True), ("a.jpg 480w,b.jpg 800w", True), ("/a.jpg 1.5x", True),
+    ("/a.jpg 2x, javascript:x 1x", False), ("data:image/png;base64,AAAA 1x", False), ("/a.jpg 2y", False),
+    ("/a.jpg 1x 2x", False), ("/a.jpg,,/b.jpg", False), ("", False),
+])
+def test_srcsets_a_swap_may_set(value: str, allowed: bool) -> None:
+    assert links.srcset(value) is allowed

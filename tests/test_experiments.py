@@ -13,7 +13,7 @@ from service.rules.engine import decide
 from service.rules.geo import GeoDB
 from service.rules.rulefiles import load
 from service.tracking.visitors import new_vid
-from tests.conftest import BROWSER, ROOT
+from tests.conftest import BROWSER, ROOT, swaps_of
 from tests.test_engine import compile_site, make_visit
 
 SITE = {
@@ -79,7 +79,7 @@ def test_index_hands_decide_only_the_rules_that_could_match(tmp_path: Path) -> N
     visit = make_visit({"url": "/?utm_term=купить+товар1234", "geo": {"country": "RU", "city": ["Город7", "Gorod7"]}})
     candidates = site.rules.candidates(visit)
     assert [rule.id for rule in candidates] == ["kw-1234", "city-7"]
-    assert dict(decide(site, visit).swaps) == {"h1": "t1234", "p": "c7"}
+    assert swaps_of(decide(site, visit)) == {"h1": "t1234", "p": "c7"}
     assert len(site.rules) == 3000
 
 
@@ -89,11 +89,11 @@ def test_visitors_of_one_page_share_its_plan_and_draw_their_own_variants(tmp_pat
     outcomes = [decide(site, make_visit({"url": "/?utm_term=кондиционер"}, vid=new_vid())) for _ in range(300)]
     assert site.plans.cache_info().misses == 1  # the rules ran once for 300 visitors
     assert {outcome.experiments["e"] for outcome in outcomes} == {"control", "b", "c"}
-    assert all(dict(outcome.swaps)[".lead"] == "кондиционер" for outcome in outcomes)
+    assert all(swaps_of(outcome)[".lead"] == "кондиционер" for outcome in outcomes)
     for outcome in outcomes:
-        assert dict(outcome.swaps).get("h1") == {"control": None, "b": "b", "c": "c"}[outcome.experiments["e"]]
+        assert swaps_of(outcome).get("h1") == {"control": None, "b": "b", "c": "c"}[outcome.experiments["e"]]
     other = decide(site, make_visit({"url": "/?utm_term=сплит"}, vid=new_vid()))
-    assert dict(other.swaps)[".lead"] == "сплит"  # another phrase, another plan
+    assert swaps_of(other)[".lead"] == "сплит"  # another phrase, another plan
 
 
 def test_towns_the_rules_do_not_name_share_what_the_rules_make_of_them(tmp_path: Path) -> None:
@@ -109,9 +109,9 @@ def test_towns_the_rules_do_not_name_share_what_the_rules_make_of_them(tmp_path:
 
     tula, tver = make_visit(town("Tula", "Тула")), make_visit(town("Tver", "Тверь"))
     assert site.match(tula) is site.match(tver)  # one look at the rules for both towns
-    assert dict(decide(site, tula).swaps) == {"h1": "Доставка в Туле"}  # each still sees its own
-    assert dict(decide(site, tver).swaps) == {"h1": "Доставка в Твери"}
-    assert dict(decide(site, make_visit(town("Kazan", "Казань"))).swaps) == {"h1": "Склад в Казани"}
+    assert swaps_of(decide(site, tula)) == {"h1": "Доставка в Туле"}  # each still sees its own
+    assert swaps_of(decide(site, tver)) == {"h1": "Доставка в Твери"}
+    assert swaps_of(decide(site, make_visit(town("Kazan", "Казань")))) == {"h1": "Склад в Казани"}
     assert decide(site, make_visit(town("Almaty", "Алматы", "KZ"))).swaps == ()
 
 
@@ -142,4 +142,4 @@ def test_a_site_with_many_phrase_patterns_tells_visits_apart_by_the_phrase(tmp_p
              for i in range(40)]  # more than are tried one by one for every new visit
     site = compile_site({"site": "s", "rules": rules}, tmp_path)
     for i in (5, 6, 39, 5):
-        assert dict(decide(site, make_visit({"url": f"/?utm_term=model{i}"})).swaps) == {"h1": f"m{i}"}
+        assert swaps_of(decide(site, make_visit({"url": f"/?utm_term=model{i}"}))) == {"h1": f"m{i}"}

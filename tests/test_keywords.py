@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from service.rules.engine import Site, decide
-from tests.conftest import CASES
+from tests.conftest import CASES, swaps_of
 from tests.test_engine import compile_site, make_visit
 
 TABLE: list[dict[str, Any]] = json.loads((CASES / "keywords.json").read_text(encoding="utf-8"))["cases"]
@@ -32,7 +32,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 def matched(site: Site, phrase: str) -> set[tuple[str, bool]]:
     """The (keyword, exact) rules that match a visit searching for `phrase`."""
     outcome = decide(site, make_visit({"url": "/?utm_term=" + quote(phrase)}))
-    return {RULES[int(selector.removeprefix("#k"))] for selector, _ in outcome.swaps}
+    return {RULES[int(selector.removeprefix("#k"))] for (selector, _), _ in outcome.swaps}
 
 
 def test_the_table_is_as_big_and_as_varied_as_promised() -> None:
@@ -73,4 +73,4 @@ def test_keyword_insertion_prints_the_phrase_as_its_visitor_meant_it(
     site = compile_site({"site": "s", "language": language, "rules": [{
         "id": "r", "when": {"keywords": ["кондиционер", "сплит система"]},
         "swap": [{"selector": "h1", "text": "{{ keyword(default='Кондиционеры', case='sentence') }}"}]}]}, tmp_path)
-    assert dict(decide(site, make_visit({"url": "/?utm_term=" + quote(phrase)})).swaps) == {"h1": headline}
+    assert swaps_of(decide(site, make_visit({"url": "/?utm_term=" + quote(phrase)}))) == {"h1": headline}

@@ -28,7 +28,7 @@ from service.rules.phrase import insert_keyword, normalise, parse_traffic, refer
 from service.rules.typos import budget, distance
 from service.rules.words import KeywordTerms, keyword_terms, read, readings
 from service.tracking.visitors import AGENT_READ, is_bot
-from tests.conftest import BROWSER
+from tests.conftest import BROWSER, swaps_of
 from tests.test_engine import compile_site, make_visit
 from tests.test_snippet import Fixtures, browser, decided, fixtures, service, url
 
@@ -425,7 +425,7 @@ def test_decide_equals_a_brute_force_reference(scenario: tuple[list[dict[str, An
         swaps, applies, pool = reference(data, VISIT_PATHS[case["path"]], place, seen.traffic.phrase,
                                          outcome.experiments)
         assert set(outcome.experiments) == applies
-        assert dict(outcome.swaps) == swaps, (case, data["rules"])
+        assert swaps_of(outcome) == swaps, (case, data["rules"])
         assert (outcome.pool.id if outcome.pool else None) == pool
 
 

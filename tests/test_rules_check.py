@@ -67,6 +67,27 @@ MISTAKES = {
     "bad CSS selector": Mistake(
         "      - selector: .hero-lead", "      - selector: .hero-lead[data", ("bad CSS selector", ".hero-lead[data")
     ),
+    # images, links and visibility
+    "a link to a script": Mistake(
+        "      - selector: .hero-lead\n", "      - selector: .hero-lead\n        href: \"javascript:alert(1)\"\n",
+        ("'javascript:alert(1)' is not an http(s) or relative address",), where="javascript:",
+    ),
+    "an image from a data: URL": Mistake(
+        "      - selector: .hero-lead\n", "      - selector: .hero-lead\n        src: \"data:image/png;base64,AAAA\"\n",
+        ("'data:image/png;base64,AAAA' is not an http(s) or relative address",), where="data:",
+    ),
+    "a srcset with a bad descriptor": Mistake(
+        "      - selector: .hero-lead\n", "      - selector: .hero-lead\n        srcset: /a.jpg 1x, /b.jpg 2y\n",
+        ("is not an http(s) or relative address (a srcset: each one with at most a 1x or a width)",), where="2y",
+    ),
+    "a swap that sets nothing": Mistake(
+        "      - selector: .hero-lead\n        text: " + LEAD + "\n", "      - selector: .hero-lead\n",
+        ("swap of '.hero-lead' sets nothing: give it a text, src, srcset, href or show",),
+    ),
+    "show that is not yes or no": Mistake(
+        "      - selector: .hero-lead\n", "      - selector: .hero-lead\n        show: sometimes\n",
+        ("rules[0].swap[1].show", "boolean"), where="sometimes",
+    ),
     # experiments
     "weights do not add up to 100": Mistake(
         "weight: 34", "weight: 35", ("weights add up to 101, not 100",), where="variants:"

@@ -20,7 +20,7 @@ from service.front.cors import cors_headers
 from service.front.middleware import client_host
 from service.front.responses import JSON
 from service.observability import LEASES, labelled
-from service.rules.engine import Outcome, PageView, Pool, Site, decide, normalise_path
+from service.rules.engine import Outcome, PageView, Pool, Site, Slot, decide, normalise_path
 from service.rules.geo import Geo, GeoDB
 from service.rules.phones import formats, printed
 from service.rules.phrase import Landing, Referral, Traffic, click_ids, landing, normalise, referral, traffic
@@ -125,13 +125,23 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
             "engine": traffic.engine,
             "click_id": traffic.click_id,
         },
-        "swaps": [{"selector": selector, "text": text} for selector, text in outcome.swaps],
+        "swaps": [_swap(slot, value) for slot, value in outcome.swaps],
         "experiments": outcome.experiments,
         "phone": phone(site, outcome.pool, lease, preview),
         "bot": view.bot,
         "degraded": degraded,
         "rules_version": version,
     }
+
+
+def _swap(slot: Slot, value: str) -> dict[str, Any]:
+    """A swap as the snippet applies it: a text, an attribute's value, or whether the element shows."""
+    selector, target = slot
+    if target == "text":
+        return {"selector": selector, "text": value}
+    if target == "show":
+        return {"selector": selector, "show": value == "show"}
+    return {"selector": selector, "attribute": target, "value": value}
 
 
 def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> dict[str, Any] | None:

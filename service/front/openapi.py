@@ -81,8 +81,10 @@ DECISION = {
                                                   ("country", "region", "city", "country_name", "region_name")}},
         "phrase": NULLABLE_STRING,
         "source": {"type": "object"},
-        "swaps": {"type": "array", "items": {"type": "object", "required": ["selector", "text"], "properties": {
-            "selector": {"type": "string"}, "text": {"type": "string"}}}},
+        "swaps": {"type": "array", "items": {"type": "object", "required": ["selector"], "properties": {
+            "selector": {"type": "string"}, "text": {"type": "string"},
+            "attribute": {"type": "string", "enum": ["src", "srcset", "href"]}, "value": {"type": "string"},
+            "show": {"type": "boolean"}}}},
         "experiments": {"type": "object", "additionalProperties": {"type": "string"}},
         "phone": PHONE,
         "bot": {"type": "boolean"},

@@ -249,10 +249,14 @@ def _named(value: str | None, names: frozenset[str]) -> str | None:
     return value if value is not None and value.casefold() in names else None
 
 
+Slot = tuple[str, str]  # (selector, target): what one swap sets on the elements it selects
+TARGETS = ("text", "src", "srcset", "href", "show")  # the text, an attribute, or whether it shows
+
+
 @dataclass(frozen=True, slots=True)
 class Swap:
-    selector: str
-    text: Text
+    slot: Slot
+    text: Text  # the value set there: the text, the attribute's value, "show" or "hide"
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,12 +289,12 @@ class Experiment:
     bounds: tuple[int, ...]  # cumulative upper bucket bound of each variant
     expected_visitors: int = EXPECTED_VISITORS  # tunes the reports' sequential test (`stats.sequential`)
     # The slots this experiment tests: in control they keep the page's own text.
-    selectors: frozenset[str] = field(init=False, repr=False, compare=False)
+    slots: frozenset[Slot] = field(init=False, repr=False, compare=False)
     _prefix: Any = field(init=False, repr=False, compare=False)  # hashlib.blake2b of "id:salt:"
 
     def __post_init__(self) -> None:
-        selectors = frozenset(swap.selector for variant in self.variants for swap in variant.swaps)
-        object.__setattr__(self, "selectors", selectors)
+        slots = frozenset(swap.slot for variant in self.variants for swap in variant.swaps)
+        object.__setattr__(self, "slots", slots)
         object.__setattr__(self, "_prefix", hashlib.blake2b(f"{self.id}:{self.salt}:".encode(), digest_size=8))
 
     def assign(self, vid: str) -> Variant:
@@ -577,7 +581,7 @@ class Site:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    swaps: tuple[tuple[str, str], ...] = ()  # (selector, text)
+    swaps: tuple[tuple[Slot, str], ...] = ()  # what each slot is set to
     experiments: dict[str, str] = field(default_factory=dict)  # experiment → variant
     pool: Pool | None = None
 
@@ -587,7 +591,7 @@ class Match:
     """What a site's rules make of a page view before any text is rendered."""
 
     experiments: tuple[Experiment, ...]  # those whose pages and conditions the page view meets
-    texts: tuple[tuple[str, Text], ...]  # the first matching rule's text per selector
+    texts: tuple[tuple[Slot, Text], ...]  # the first matching rule's value per slot
     pool: Pool | None
 
 
@@ -597,7 +601,7 @@ class Plan:
     page, phrase, traffic source, place and device, which visitors share."""
 
     experiments: tuple[Experiment, ...]
-    swaps: tuple[tuple[str, str], ...]  # the rules' texts, rendered for this page view
+    swaps: tuple[tuple[Slot, str], ...]  # the rules' values, rendered for this page view
     pool: Pool | None
     context: Mapping[str, Any]  # what the variants' texts render with
 
@@ -610,17 +614,17 @@ def decide(site: Site, view: PageView, forced: Mapping[str, str] | None = None) 
     if not plan.experiments:
         return Outcome(plan.swaps, {}, plan.pool)
     chosen: dict[str, str] = {}
-    texts: dict[str, str | None] = {}  # selector → text; None keeps the page's own text
+    texts: dict[Slot, str | None] = {}  # slot → value; None keeps the page's own
     for experiment in plan.experiments:
         variant = (forced and _forced_variant(experiment, forced)) or experiment.assign(view.vid)
         chosen[experiment.id] = variant.id
         for swap in variant.swaps:
-            texts.setdefault(swap.selector, swap.text.render(plan.context))
-        for selector in experiment.selectors:
-            texts.setdefault(selector, None)
-    for selector, text in plan.swaps:  # experiments own their selectors, in control too
-        texts.setdefault(selector, text)
-    swaps = tuple((selector, text) for selector, text in texts.items() if text is not None)
+            texts.setdefault(swap.slot, swap.text.render(plan.context))
+        for slot in experiment.slots:
+            texts.setdefault(slot, None)
+    for slot, text in plan.swaps:  # experiments own their slots, in control too
+        texts.setdefault(slot, text)
+    swaps = tuple((slot, text) for slot, text in texts.items() if text is not None)
     return Outcome(swaps, chosen, plan.pool)
 
 
@@ -651,19 +655,19 @@ def _planner(site: weakref.ref[Site]) -> Callable[[PageView], Plan]:
 def plan(site: Site, view: PageView) -> Plan:
     found = site.match(view)
     context = _context(site, view)
-    rendered = ((selector, text.render(context)) for selector, text in found.texts)
-    swaps = tuple((selector, text) for selector, text in rendered if text is not None)
+    rendered = ((slot, text.render(context)) for slot, text in found.texts)
+    swaps = tuple((slot, text) for slot, text in rendered if text is not None)
     return Plan(found.experiments, swaps, found.pool, context)
 
 
 def match(site: Site, view: PageView) -> Match:
     experiments = tuple(experiment for experiment in site.experiments
                         if experiment.pages.match(view.path) and experiment.when.matches(view))
-    texts: dict[str, Text] = {}
+    texts: dict[Slot, Text] = {}
     for rule in site.rules.candidates(view):
         if rule.matches(view):
             for swap in rule.swaps:
-                texts.setdefault(swap.selector, swap.text)
+                texts.setdefault(swap.slot, swap.text)
     pool = next((pool for pool in site.pools if pool.matches(view)), None)
     return Match(experiments, tuple(texts.items()), pool)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from service.analytics.stats import EXPECTED_VISITORS
 from service.rules import phones, places
 from service.rules.engine import (
     BUCKETS,
+    TARGETS,
     AlertSettings,
     CallSettings,
     Experiment,
@@ -34,6 +34,7 @@ from service.rules.engine import (
     Rule,
     RuleIndex,
     Site,
+    Slot,
     Swap,
     Variant,
     VisitSettings,
@@ -41,6 +42,7 @@ from service.rules.engine import (
     When,
 )
 from service.rules.geo import city_key
+from service.rules.links import CHECKS
 from service.rules.patterns import Linear, PatternError
 from service.rules.phrase import Keyword
 from service.rules.places import PREPOSITIONS
@@ -148,6 +150,7 @@ class _Compiler:
         self.warnings: list[Problem] = []
         self.spellings: set[str] = set()  # the keywords' words as written (`Site.spellings`)
         self.pairs: set[str] = set()  # their neighbouring nouns (`Site.pairs`)
+        self.slots: dict[Slot, Slot] = {}  # each once: 10,000 rules name a few slots of the page
         self.document = Document(None)
 
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
@@ -351,23 +354,35 @@ class _Compiler:
             devices=_folded(data.get("device")),
         )
 
-    def _swaps(self, path: tuple[str | int, ...], data: list[dict[str, str]]) -> tuple[Swap, ...]:
+    def _swaps(self, path: tuple[str | int, ...], data: list[dict[str, Any]]) -> tuple[Swap, ...]:
         swaps = []
         for i, swap in enumerate(data):
             try:
                 cssselect.parse(swap["selector"])
             except cssselect.SelectorError as exc:
                 self.problem((*path, i, "selector"), f"bad CSS selector {swap['selector']!r}: {exc}")
-            # Interned: 10,000 rules name a few slots of the page.
-            swaps.append(Swap(sys.intern(swap["selector"]), self._text((*path, i, "text"), swap["text"])))
+            targets = [target for target in TARGETS if target in swap]
+            if not targets:
+                self.problem((*path, i), f"swap of {swap['selector']!r} sets nothing: give it a text, src, srcset, "
+                                         "href or show")
+            for target in targets:
+                slot = self.slots.setdefault((swap["selector"], target), (swap["selector"], target))
+                value = swap[target]
+                if target == "show":
+                    swaps.append(Swap(slot, compile_text("show" if value else "hide")))
+                else:
+                    swaps.append(Swap(slot, self._text((*path, i, target), value, CHECKS.get(target))))
         return tuple(swaps)
 
-    def _text(self, path: tuple[str | int, ...], source: str) -> Text:
+    def _text(self, path: tuple[str | int, ...], source: str, allowed: Callable[[str], bool] | None = None) -> Text:
         try:
-            text = compile_text(source)
+            text = compile_text(source, allowed)
         except TemplateError as exc:
             self.problems.append(Problem(self.file, self.document.text_line(path, exc.lineno), exc.message))
             return compile_text("")
+        if text.constant and text.render({}) is None:
+            self.problem(path, f"{source!r} is not an http(s) or relative address (a srcset: each one with at "
+                               "most a 1x or a width)")
         if text.uses_places and (shown := text.render(_UNPLACED)) is not None and not shown.strip():
             self.warn(path, "this text is only a place name, so it is empty, and the element blank, for visitors "
                             "whose city GeoIP does not know (mobile networks often): give a fallback, "

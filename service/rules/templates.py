@@ -19,7 +19,7 @@ import difflib
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any, Protocol
 
 import jinja2
@@ -40,7 +40,7 @@ KEYWORD_ARGS = ("default", "max", "case")  # keyword() in a text, in positional 
 SAFE_FILTERS = frozenset(
     {
         "capitalize", "default", "d", "first", "last", "length", "lower", "replace",
-        "string", "title", "trim", "truncate", "upper", "wordcount", "join",
+        "string", "title", "trim", "truncate", "upper", "urlencode", "wordcount", "join",
     }
 )
 SAFE_TESTS = frozenset({"defined", "undefined", "none", "string", "number"})
@@ -91,6 +91,10 @@ class Text:
         object.__setattr__(self, "_key_names", tuple(sorted(self.names)))
 
     @property
+    def constant(self) -> bool:
+        return self._template is None
+
+    @property
     def uses_places(self) -> bool:
         return not self.names.isdisjoint(PLACE_NAMES)
 
@@ -123,6 +127,18 @@ class Text:
         return " ".join(text.split())[:MAX_OUTPUT]
 
 
+@dataclass(frozen=True, slots=True)
+class Checked(Text):
+    """A text that stands only where `allowed` takes its rendering, such as a link's address
+    made of the visitor's phrase: any other rendering sets nothing (the page keeps its own)."""
+
+    allowed: Callable[[str], bool] = bool
+
+    def render(self, context: Mapping[str, Any]) -> str | None:
+        rendered = Text.render(self, context)  # remembered as any text's, checked each time
+        return rendered if rendered is not None and self.allowed(rendered) else None
+
+
 def _bounded(chunks: Iterator[str]) -> str:
     """What a template made, up to MAX_RENDERED characters: the rest is never made."""
     made: list[str] = []
@@ -135,7 +151,8 @@ def _bounded(chunks: Iterator[str]) -> str:
     return "".join(made)[:MAX_RENDERED]
 
 
-def compile_text(source: str) -> Text:
+def compile_text(source: str, allowed: Callable[[str], bool] | None = None) -> Text:
+    """The text of `source`; with `allowed`, one that sets nothing where a rendering is not allowed."""
     try:
         tree = _env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
@@ -162,12 +179,13 @@ def compile_text(source: str) -> Text:
                 node.lineno or 1,
             )
     names = _NAME_SETS.setdefault(names, names)
+    made = Text if allowed is None else partial(Checked, allowed=allowed)
     parts = _printed(tree)
     if parts is None:
-        return Text(source, names, _env.from_string(tree))
+        return made(source, names, _env.from_string(tree))
     if all(isinstance(part, str) for part in parts):  # literal text: rendered once, here
-        return Text(" ".join(_Printer(parts).render({}).split())[:MAX_OUTPUT], names, None)
-    return Text(source, names, _Printer(parts))
+        return made(" ".join(_Printer(parts).render({}).split())[:MAX_OUTPUT], names, None)
+    return made(source, names, _Printer(parts))
 
 
 # Texts share the set of names they use: a subset of the eight context names.
