@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import string
+import sys
 import tempfile
 import time
 import unicodedata
@@ -450,7 +451,8 @@ def test_experiment_assignment_is_sticky_and_one_of_the_variants(cuts: list[int]
 
 PRINTED = "8126451714"  # the fixture page's "+7 812 645-17-14"
 PREFIXES = ("+7", "8", "7", "")
-SEPARATORS = st.text(st.sampled_from([" ", "-", "(", ")", ".", "\u00a0", "\u2013", "\u2014", "\u2011"]), max_size=2)
+DASHES = [chr(code) for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) == "Pd"]  # U+2011 too
+SEPARATORS = st.text(st.sampled_from([" ", "(", ")", ".", "\u00a0", *DASHES]), max_size=2)
 TAGS = st.sampled_from([None, None, "b", "span", "i"])
 # Text around a number: anything but ASCII digits (which the snippet, rightly, treats as part
 # of the number). Astral characters (emoji) are a separate property below.
@@ -586,23 +588,42 @@ def test_other_numbers_are_left_alone(numbered: tuple[Page, str], data: st.DataO
 
 
 TEL = st.sampled_from(["+7", "8", "7", ""]).flatmap(lambda prefix: st.lists(
-    st.text(st.sampled_from("-().")), min_size=len(PRINTED), max_size=len(PRINTED)).map(
+    st.text(st.sampled_from(" -()."), max_size=2), min_size=len(PRINTED), max_size=len(PRINTED)).map(
     lambda seps: prefix + "".join(d + s for d, s in zip(PRINTED, seps, strict=True))))
 
 
 @PHONE
-@given(TEL)
-def test_tel_links_get_the_leased_digits(numbered: tuple[Page, str], href: str) -> None:
+@given(TEL, st.data())
+def test_tel_links_and_their_labels_get_the_leased_digits(numbered: tuple[Page, str], tel: str,
+                                                          data: st.DataObject) -> None:
+    """A tel: link as pages write it, its separators percent-encoded or not, and its aria-label
+    and title (read out by screen readers) with the number as people print it."""
     page, digits = numbered
-    result = page.evaluate("""(href) => {
+    href = "".join(quote(char) if char in " ()" and data.draw(st.booleans()) else char for char in tel)
+    label = data.draw(written())
+    result = page.evaluate("""([href, label]) => {
         const box = document.createElement('div');
         box.innerHTML = '<a>call</a>';
         box.firstChild.setAttribute('href', 'tel:' + href);
+        box.firstChild.setAttribute('aria-label', 'Позвонить ' + label);
+        box.firstChild.setAttribute('title', label);
         swapline.swap(box);
-        return box.firstChild.getAttribute('href');
-    }""", href)
-    assert result == "tel:" + expected([(None, href)], [(0, len(href))], digits)[0]
+        return ['href', 'aria-label', 'title'].map((name) => box.firstChild.getAttribute(name));
+    }""", [href, label])
+    assert result == ["tel:" + expected([(None, tel)], [(0, len(tel))], digits)[0],
+                      "Позвонить " + expected([(None, label)], [(0, len(label))], digits)[0],
+                      expected([(None, label)], [(0, len(label))], digits)[0]]
 
+
+@PHONE_WITH_EXAMPLES
+@example(text="д. ", digit="8", tag="span", number="+7 (812) 645-17-14")
+@given(BMP_TEXT, st.sampled_from(string.digits), st.sampled_from(["span", "b", "a", "strong"]), written())
+def test_a_number_right_after_a_digit_in_another_element_is_found(numbered: tuple[Page, str], text: str, digit: str,
+                                                                  tag: str, number: str) -> None:
+    """«д. 28<span>+7 (812) 645-17-14</span>»: the house number is not the phone number's first digit."""
+    page, digits = numbered
+    segments = [(None, text + digit), (tag, number)]
+    assert swapped(page, segments) == expected(segments, [(len(text) + 1, len(text) + 1 + len(number))], digits)
 
 
 # Bugs these properties found (emoji before a number, a digit in the neighbouring block), kept
