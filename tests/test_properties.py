@@ -615,6 +615,48 @@ def test_tel_links_and_their_labels_get_the_leased_digits(numbered: tuple[Page, 
                       expected([(None, label)], [(0, len(label))], digits)[0]]
 
 
+@PHONE
+@given(st.sampled_from(["textarea", "option", "input", "contenteditable", "data-swapline-noswap"]),
+       pages_with_numbers())
+def test_form_controls_and_editable_text_are_never_rewritten(numbered: tuple[Page, str], control: str,
+                                                            page_and_spans: Any) -> None:
+    """What a visitor types or a form sends keeps its number: changing it would change the form."""
+    page, _ = numbered
+    segments, _ = page_and_spans
+    text = "".join(piece for _, piece in segments)
+    kept = page.evaluate("""([control, segments, text]) => {
+        const box = document.createElement('div');
+        let holder;
+        if (control == 'option') {
+            holder = box.appendChild(document.createElement('select')).appendChild(document.createElement('option'));
+            holder.textContent = text;
+        } else if (control == 'textarea') {
+            holder = box.appendChild(document.createElement(control));
+            holder.textContent = text;  // its default value, as typed in the page's HTML
+        } else if (control == 'input') {
+            holder = box.appendChild(document.createElement(control));
+            holder.setAttribute('value', text);
+        } else {
+            holder = box.appendChild(document.createElement('div'));
+            holder.setAttribute(control, '');
+            for (const [tag, piece] of segments) {
+                const node = tag ? document.createElement(tag) : document.createTextNode(piece);
+                if (tag) node.textContent = piece;
+                holder.appendChild(node);
+            }
+        }
+        const plain = box.appendChild(document.createElement('p'));  // beside it, the same text changes
+        plain.textContent = text;
+        swapline.swap(box);
+        const typed = control == 'textarea' ? holder.value : null;  // an input's is its attribute, line breaks cut
+        return [holder.textContent, typed, holder.getAttribute('value'), plain.textContent];
+    }""", [control, [list(segment) for segment in segments], text])
+    assert kept.pop() != text
+    typed = text.replace("\r\n", "\n").replace("\r", "\n")  # as a textarea's value has line breaks
+    assert kept == {"option": [text, None, None], "textarea": [text, typed, None], "input": ["", None, text]}.get(
+        control, [text, None, None])
+
+
 @PHONE_WITH_EXAMPLES
 @example(text="д. ", digit="8", tag="span", number="+7 (812) 645-17-14")
 @given(BMP_TEXT, st.sampled_from(string.digits), st.sampled_from(["span", "b", "a", "strong"]), written())
