@@ -2,6 +2,7 @@
 the histories of numbers and callers grow.
 
     python benchmarks/axes.py                       # about 5 minutes
+    python benchmarks/axes.py --instructions        # instructions, under callgrind; about 25 minutes
 
 Issue 20 asks that pool size, distinct URLs, lease history and caller history (and the
 rules) change what a decision and a call webhook cost by at most 1.2×. Each axis is
@@ -19,6 +20,11 @@ warms the process up, the lowest CPU time per request of each counting:
   with 1,000 (within the lease window, so none is trimmed): what a call is credited from.
 - **caller history**: each caller with no past call, then with 300 within the window that
   makes a caller new (`unique_within`): what tells a target call.
+
+With `--instructions` each end runs once, in a process of its own under valgrind's callgrind
+(`benchmarks/callgrind.py`), with 300 visitors and 4 tasks (so that no store round trip
+outlasts its deadline on valgrind's slow CPU), and the instructions of that process per
+request are counted instead: the same whatever else the machine does.
 """
 
 from __future__ import annotations
@@ -27,16 +33,19 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import json
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import orjson
 import redis
 import uvloop
+from callgrind import Counter, under_callgrind
 from harness import asgi_scope, store, table
 
 from service.app import create_app
@@ -44,10 +53,35 @@ from service.config import Settings
 from service.front.fastpath import FastPath
 from service.integrations.calls import kept_caller
 
-TASKS = 16
 SECRET = "axes-calls-secret-000001"
 SIGNING = "benchmark-secret"  # SWAPLINE_SECRET, which keys the hashes kept of callers too
-VISITORS = 1000
+AXES = {"pool": [(1_000, 1, 0, 0), (100_000, 1, 0, 0)], "urls": [(1_000, 10, 0, 0), (1_000, 100_000, 0, 0)],
+        "history": [(1_000, 1, 0, 0), (1_000, 1, 1_000, 0)], "callers": [(1_000, 1, 0, 0), (1_000, 1, 0, 300)]}
+LABELS = {"pool": "pool 1,000 → 100,000 numbers", "urls": "10 → 100,000 distinct URLs",
+          "history": "0 → 1,000 past leases a number", "callers": "0 → 300 past calls a caller"}
+End = tuple[int, int, int, int]  # numbers in the pool, distinct URLs, past leases a number, past calls a caller
+
+
+class Meter(Protocol):
+    def on(self) -> None: ...
+    def off(self) -> float: ...
+
+
+class CPUTime:
+    """This process's CPU µs from `on` to `off`."""
+
+    def on(self) -> None:
+        self.started = time.process_time()
+
+    def off(self) -> float:
+        return (time.process_time() - self.started) * 1e6
+
+
+class Load:
+    """How a run drives the application: its visitors, its concurrent tasks, what it measures with."""
+
+    def __init__(self, visitors: int, tasks: int, meter: Meter) -> None:
+        self.visitors, self.tasks, self.meter = visitors, tasks, meter
 
 
 def rules(numbers: int) -> str:
@@ -84,8 +118,9 @@ def call(number: str, n: int, start: float) -> tuple[dict[str, Any], bytes]:
                                                       (b"x-swapline-signature", signature.encode())]), raw
 
 
-async def drive(app: FastPath, requests: list[tuple[dict[str, Any], bytes]]) -> tuple[float, list[dict[str, Any]]]:
-    """CPU µs per request of `requests` sent by TASKS tasks, and the answers; fails on any but 2xx."""
+async def drive(app: FastPath, requests: list[tuple[dict[str, Any], bytes]], load: Load
+                ) -> tuple[float, list[dict[str, Any]]]:
+    """The cost per request of `requests` sent by the load's tasks, and the answers; fails on any but 2xx."""
     answers: list[dict[str, Any]] = [{} for _ in requests]
 
     async def one(index: int) -> None:
@@ -105,19 +140,19 @@ async def drive(app: FastPath, requests: list[tuple[dict[str, Any], bytes]]) -> 
         answers[index] = orjson.loads(b"".join(chunks))
 
     async def worker(task: int) -> None:
-        for index in range(task, len(requests), TASKS):
+        for index in range(task, len(requests), load.tasks):
             await one(index)
 
-    started = time.process_time()
-    await asyncio.gather(*(worker(task) for task in range(TASKS)))
-    return (time.process_time() - started) / len(requests) * 1e6, answers
+    load.meter.on()
+    await asyncio.gather(*(worker(task) for task in range(load.tasks)))
+    return load.meter.off() / len(requests), answers
 
 
 def e164(n: int) -> str:
     return f"+7495{n // 10_000:03d}{n // 100 % 100:02d}{n % 100:02d}"  # `rules`' n-th number
 
 
-def fill_history(redis_url: str, numbers: int, past: int, called: int) -> None:
+def fill_history(redis_url: str, numbers: int, past: int, called: int, visitors: int) -> None:
     """`past` leases of each number and `called` calls of each caller, one a minute before now,
     as lease.lua and call.lua record them (a caller by the keyed hash calls.py keeps)."""
     client, now = redis.Redis.from_url(redis_url), int(time.time() * 1000)
@@ -125,7 +160,7 @@ def fill_history(redis_url: str, numbers: int, past: int, called: int) -> None:
     for n in range(numbers if past else 0):
         pipe.zadd(f"sw:{{axes:city}}:history:{e164(n)}", {f"past-{n}-{k}": now - (k + 1) * 60_000 for k in range(past)})
     caller_key = hmac.new(SIGNING.encode(), b"caller numbers", hashlib.sha256).digest()
-    for n in range(3 * VISITORS if called else 0):
+    for n in range(3 * visitors if called else 0):
         hashed, _ = kept_caller(caller_key, caller(n))
         pipe.zadd(f"sw:{{axes:calls}}:caller:{hashed}",
                   {f"before-{n}-{k}": now - (k + 1) * 60_000 for k in range(called)})
@@ -136,14 +171,15 @@ def caller(n: int) -> str:
     return f"+7916{n:07d}"
 
 
-async def measure(redis_url: str, work: Path, numbers: int, urls: int, past: int, called: int, run: int,
-                  checked: bool = True) -> tuple[float, float]:
-    """CPU µs per decision and per call with a pool of `numbers`, page views on `urls` URLs,
+async def measure(redis_url: str, work: Path, end: End, run: int, load: Load, checked: bool = True
+                  ) -> tuple[float, float]:
+    """The cost per decision and per call with a pool of `numbers`, page views on `urls` URLs,
     `past` leases of each number and `called` calls of each caller before; unless `checked`,
     whatever the answers (the warm-up's first decisions may miss the store's deadline while
     the process fills its memos)."""
+    numbers, urls, past, called = end
     redis.Redis.from_url(redis_url).flushdb()  # no number held by the visitors of a run before
-    fill_history(redis_url, numbers, past, called)
+    fill_history(redis_url, numbers, past, called, load.visitors)
     rules_dir = work / f"rules-{numbers}-{urls}-{past}-{called}-{run}"
     rules_dir.mkdir()
     (rules_dir / "axes.yaml").write_text(rules(numbers))
@@ -154,16 +190,16 @@ async def measure(redis_url: str, work: Path, numbers: int, urls: int, past: int
     }))
     page: Callable[[int], str] = (lambda n: f"/catalog/item-{n % urls}") if urls > 1 else (lambda n: "/")
     async with app.app.router.lifespan_context(app.app):
-        vids = [f"axes-r{run}-n{numbers}-u{urls}-{n:08d}" for n in range(VISITORS)]
-        views = [(decision(page(view * VISITORS + n), vid, landing=not view), b"")
+        vids = [f"axes-r{run}-n{numbers}-u{urls}-{n:08d}" for n in range(load.visitors)]
+        views = [(decision(page(view * load.visitors + n), vid, landing=not view), b"")
                  for view in range(6) for n, vid in enumerate(vids)]
-        per_decision, answers = await drive(app, views)
+        per_decision, answers = await drive(app, views, load)
         held = {answer["phone"]["number"] for answer in answers if (answer["phone"] or {}).get("kind") == "lease"}
-        if checked and len(held) != VISITORS:
-            raise SystemExit(f"{len(held)} numbers leased to {VISITORS} visitors")
+        if checked and len(held) != load.visitors:
+            raise SystemExit(f"{len(held)} numbers leased to {load.visitors} visitors")
         now = time.time()
         calls = [call(number, n * 3 + k, now + k) for n, number in enumerate(sorted(held)) for k in range(3)]
-        per_call, called = await drive(app, calls)
+        per_call, called = await drive(app, calls, load)
         if checked and not all(answer["credited"] for answer in called):
             raise SystemExit("a call was not credited")
     return per_decision, per_call
@@ -172,25 +208,56 @@ async def measure(redis_url: str, work: Path, numbers: int, urls: int, past: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
+    parser.add_argument("--end", help=argparse.SUPPRESS)  # one end counted, in a process under callgrind
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    ends = {"pool": [(1_000, 1, 0, 0), (100_000, 1, 0, 0)], "urls": [(1_000, 10, 0, 0), (1_000, 100_000, 0, 0)],
-            "history": [(1_000, 1, 0, 0), (1_000, 1, 1_000, 0)], "callers": [(1_000, 1, 0, 0), (1_000, 1, 0, 300)]}
-    best: dict[tuple[int, int, int, int], list[float]] = {}
+    if args.end:
+        return count_end(tuple(map(int, args.end.split(","))), args.store, args.dumps)  # type: ignore[arg-type]
+    ends = list(dict.fromkeys(end for pair in AXES.values() for end in pair))
     with tempfile.TemporaryDirectory() as tmp, store() as base:
-        uvloop.run(measure(base, Path(tmp), 1_000, 1, 0, 0, run=-1, checked=False))  # fills the process's memos
-        for run in range(args.rounds):
-            for end in dict.fromkeys(end for pair in ends.values() for end in pair):
-                figures = uvloop.run(measure(base, Path(tmp), *end, run=run))
-                best[end] = [min(old, new) for old, new in zip(best.get(end, figures), figures, strict=True)]
-    labels = {"pool": "pool 1,000 → 100,000 numbers", "urls": "10 → 100,000 distinct URLs",
-              "history": "0 → 1,000 past leases a number", "callers": "0 → 300 past calls a caller"}
+        if args.instructions:
+            figures = {end: counted(end, base, Path(tmp)) for end in ends}
+            unit = "instructions"
+        else:
+            figures = timed(ends, base, Path(tmp), args.rounds)
+            unit = "CPU µs"
     rows = []
-    for axis, (small, big) in ends.items():
-        low, high = best[small], best[big]
-        label = labels[axis]
-        rows.append((label, f"{low[0]:.1f} → {high[0]:.1f}", f"{high[0] / low[0]:.2f}x",
-                     f"{low[1]:.1f} → {high[1]:.1f}", f"{high[1] / low[1]:.2f}x"))
-    print(table(("axis", "decision µs", "ratio", "call µs", "ratio"), rows))
+    for axis, (small, big) in AXES.items():
+        low, high = figures[small], figures[big]
+        rows.append((LABELS[axis], f"{low[0]:,.1f} → {high[0]:,.1f}", f"{high[0] / low[0]:.2f}x",
+                     f"{low[1]:,.1f} → {high[1]:,.1f}", f"{high[1] / low[1]:.2f}x"))
+    print(table(("axis", f"decision, {unit}", "ratio", f"call, {unit}", "ratio"), rows))
+
+
+def timed(ends: list[End], base: str, work: Path, rounds: int) -> dict[End, list[float]]:
+    """The lowest CPU µs per decision and per call of each end, the ends taking turns."""
+    load = Load(visitors=1000, tasks=16, meter=CPUTime())
+    best: dict[End, list[float]] = {}
+    uvloop.run(measure(base, work, (1_000, 1, 0, 0), -1, load, checked=False))  # fills the process's memos
+    for run in range(rounds):
+        for end in ends:
+            figures = uvloop.run(measure(base, work, end, run, load))
+            best[end] = [min(old, new) for old, new in zip(best.get(end, figures), figures, strict=True)]
+    return best
+
+
+def counted(end: End, base: str, work: Path) -> list[float]:
+    """Instructions per decision and per call at `end`, in a process of its own under callgrind."""
+    dumps = work / "dumps-{}-{}-{}-{}".format(*end)
+    dumps.mkdir()
+    command = under_callgrind(dumps, [__file__, "--end", ",".join(map(str, end)), "--store", base,
+                                      "--dumps", str(dumps)])
+    ran = subprocess.run(command, check=True, capture_output=True, text=True)
+    return list(json.loads(ran.stdout.splitlines()[-1]))
+
+
+def count_end(end: End, base: str, dumps: Path) -> None:
+    """Runs in the process under callgrind: a warm-up, then one counted run of `end`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        uvloop.run(measure(base, Path(tmp), end, -1, Load(300, 4, CPUTime()), checked=False))
+        print(json.dumps(uvloop.run(measure(base, Path(tmp), end, 0, Load(300, 4, Counter(dumps))))))
 
 
 if __name__ == "__main__":
