@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import subprocess
+from importlib.machinery import SourceFileLoader
+from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
 
 import brotli
@@ -16,6 +17,10 @@ BUDGET = 2048  # bytes, minified and gzipped (SPEC: quality bars)
 SOURCE = Path(__file__).resolve().parent.parent / "snippet" / "swapline.js"
 BUILT = SOURCE.parent / "dist" / "swapline.min.js"
 PLAIN = {"accept-encoding": "identity"}  # the test client asks for gzip and brotli by itself
+# scripts/build-snippet itself: its minifier (pinned in snippet/package-lock.json), its options.
+_LOADER = SourceFileLoader("build_snippet", str(SOURCE.parent.parent / "scripts" / "build-snippet"))
+BUILD = module_from_spec(spec_from_loader("build_snippet", _LOADER))  # type: ignore[arg-type]
+_LOADER.exec_module(BUILD)
 
 
 def test_the_served_snippet_fits_the_size_budget(client: TestClient) -> None:
@@ -35,8 +40,7 @@ def test_the_snippet_is_cacheable_and_revalidates(client: TestClient) -> None:
 
 
 def test_the_served_snippet_is_built_from_the_source(client: TestClient) -> None:
-    built = subprocess.run(["esbuild", str(SOURCE), "--minify", "--target=es2017", "--log-level=warning"],
-                           check=True, capture_output=True, timeout=60).stdout  # as scripts/build-snippet does
+    built = BUILD.minify(SOURCE)
     assert client.get("/s.js").content == built, "snippet/dist is stale: run scripts/build-snippet"
     assert gzip.decompress(BUILT.with_name("swapline.min.js.gz").read_bytes()) == built, "run scripts/build-snippet"
     assert brotli.decompress(BUILT.with_name("swapline.min.js.br").read_bytes()) == built, "run scripts/build-snippet"
