@@ -27,6 +27,10 @@ from tests.browser import chromium
 from tests.conftest import BROWSER, free_port, start
 
 FIXTURES = Path(__file__).resolve().parent.parent / "snippet" / "fixtures"
+# The README's optional anti-flicker lines for <head>, and the CSP hash it gives for them.
+README = (FIXTURES.parent.parent / "README.md").read_text()
+ANTI_FLICKER = re.search(r"^<script>(.+)</script>$", README, re.M).group(1)  # type: ignore[union-attr]
+ANTI_FLICKER_HASH = re.search(r"'(sha256-[\w+/=]+)'", README).group(1)  # type: ignore[union-attr]
 REPORT = {"authorization": "Bearer fixture-report-token-01"}
 NUMBERS = [f"+7 812 700-00-{i:02d}" for i in range(1, 40)]
 
@@ -76,16 +80,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
             page = page.replace(' data-timeout="{{TIMEOUT}}"', "")
         if "consent=required" in query:
             page = page.replace('data-site="fixture"', 'data-site="fixture" data-consent="required"')
+        if "name=" in query:  # ?name=acme: the API is window.acme
+            page = page.replace('data-site="fixture"', f'data-site="fixture" data-name="{parse_qs(query)["name"][0]}"')
+        if "clash" in query:  # an element with the API's name comes before the snippet runs
+            page = page.replace("<script async", '<p id="swapline">a page\'s own</p><script async')
+        page = page.replace("{{ANTIFLICKER}}", f"<script>{ANTI_FLICKER}</script>" if "antiflicker" in query else "")
         if pinned := parse_qs(query).get("pin"):  # ?pin=VERSION&integrity=sha384-…: a page that pins the snippet
             integrity = parse_qs(query)["integrity"][0]
             page = page.replace(f'src="{service}/s.js"', f'src="{service}/s/{pinned[0]}.js" '
                                                         f'integrity="{integrity}" crossorigin="anonymous"')
-        self.answer(200, "text/html; charset=utf-8", page.replace("{{TIMEOUT}}", timeout).encode())
+        # The strict policy of issue 16: no inline style at all, no inline script but the README's.
+        strict = {"content-security-policy": f"default-src 'none'; img-src data:; style-src 'self'; "
+                                             f"script-src {service} '{ANTI_FLICKER_HASH}'; connect-src {service}"}
+        self.answer(200, "text/html; charset=utf-8", page.replace("{{TIMEOUT}}", timeout).encode(),
+                    strict if path == "/csp.html" else {})
 
-    def answer(self, status: int, kind: str, body: bytes) -> None:
+    def answer(self, status: int, kind: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("content-type", kind)
         self.send_header("access-control-allow-origin", "*")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -161,8 +176,8 @@ def page(browser: Browser, service: str) -> Iterator[Page]:
     context.close()
 
 
-def url(fixtures: Fixtures, query: str = "") -> str:
-    return f"http://127.0.0.1:{fixtures.server_port}/page.html{query}"
+def url(fixtures: Fixtures, query: str = "", page: str = "page.html") -> str:
+    return f"http://127.0.0.1:{fixtures.server_port}/{page}{query}"
 
 
 def pause_clock(page: Page) -> None:
@@ -295,7 +310,7 @@ def test_content_added_later_is_swapped(page: Page, fixtures: Fixtures) -> None:
 
 
 COUNT_VISITS = """() => {
-    window.visited = 0;  // text nodes the snippet's tree walkers hand out
+    window.visited = 0;  // nodes the snippet's tree walkers hand out (the root they start from is not one)
     const create = Document.prototype.createTreeWalker;
     Document.prototype.createTreeWalker = function (...args) {
         const walker = create.apply(this, args), next = walker.nextNode.bind(walker);
