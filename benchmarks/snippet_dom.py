@@ -7,7 +7,9 @@ A catalogue page of 3,000 items, as a shop's infinite scroll builds it, then gro
 appended in one task, and 20 blocks appended to <body>. Each figure is the time from the
 first change to the moment the page's next task runs (the snippet's mutation observer has
 had its turn by then), the median of `--rounds` page loads, the same page with and without
-the snippet's tag, against `swapline serve` on a private Valkey and the demo's rules.
+the snippet's tag, against `swapline serve` on a private Valkey and the demo's rules. Last,
+a page that writes its own text (its number) back a task after anything changes it: how many
+rounds until the snippet gives in, and how long that takes.
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ GROW = """async ([what, count]) => {
 }"""
 STEPS = (("3,000 items, first built", "items", 3000), ("50 items appended", "items", 50),
          ("20 blocks appended to <body>", "blocks", 20))
+# The page puts its text back a task after it changed, until a task finds it unchanged (the
+# snippet answers within the task that wrote, in its observer's microtask). At most 500 rounds.
+FIGHT = """() => new Promise((resolve) => {
+    const own = 'Звоните: +7 (812) 645-17-14', block = document.body.appendChild(document.createElement('p'));
+    const started = performance.now();
+    let rounds = 0;
+    const check = () => {
+        if (block.textContent === own || rounds === 500) return resolve([rounds, performance.now() - started]);
+        rounds++;
+        block.textContent = own;
+        setTimeout(check);
+    };
+    block.textContent = own;
+    setTimeout(check);
+})"""
+FOUGHT = "a page that writes its number back"
 
 
 def serve_pages(service: str, port: int) -> http.server.ThreadingHTTPServer:
@@ -89,6 +107,10 @@ def main() -> None:
         without, with_ = statistics.median(times["without", label]), statistics.median(times["with", label])
         rows.append((label, f"{without:.1f}", f"{with_:.1f}", f"{with_ / without:.2f}x", f"{with_ - without:+.1f}"))
     print(table(("change", "ms without", "ms with the snippet", "ratio", "difference ms"), rows))
+    rounds = statistics.median(times["with", FOUGHT + " (rounds)"])
+    print(f"\n{FOUGHT}: {rounds:.0f} rounds with the snippet (at most 500), "
+          f"{statistics.median(times['with', FOUGHT]):.1f} ms; without it "
+          f"{statistics.median(times['without', FOUGHT + ' (rounds)']):.0f} rounds")
 
 
 def measure(origin: str, rounds: int) -> dict[tuple[str, str], list[float]]:
@@ -106,6 +128,9 @@ def measure(origin: str, rounds: int) -> dict[tuple[str, str], list[float]]:
                     page.evaluate("new Promise((resolve) => swapline.ready(resolve))")
                 for label, what, count in STEPS:
                     times.setdefault((variant, label), []).append(page.evaluate(GROW, [what, count]))
+                rounds, took = page.evaluate(FIGHT)
+                times.setdefault((variant, FOUGHT + " (rounds)"), []).append(rounds)
+                times.setdefault((variant, FOUGHT), []).append(took)
                 page.close()
         browser.close()
     return times
