@@ -167,7 +167,8 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
         print(f"swapline: {exc.message}", file=sys.stderr)
         return 1
     outcome = decide(site, seen)
-    body = answer(site, seen, outcome, token=None, version=rules.version, preview=True)
+    body = answer(site, seen, outcome, token=None, version=rules.version, preview=True,
+                  page=urllib.parse.quote_plus(args.url))
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 

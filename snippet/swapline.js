@@ -4,6 +4,10 @@
 (() => {
   const doc = document, me = doc.currentScript;
   const data = me.dataset, site = data.site, base = new URL(me.src).origin, name = data.name || "swapline";
+  // A page that loads this script twice (two tags, a tag manager's copy) runs it once: a second
+  // copy would count every form and call twice.
+  const taken = window[name];
+  if (taken && taken.consent) return;
   const TEL = 'a[href^="tel:"]', NOSWAP = "[data-swapline-noswap]";
   // Never rewritten, nor anything inside: what a form submits or a person types included.
   const SKIP = `script,style,textarea,option,[contenteditable],${NOSWAP}`;
@@ -73,8 +77,9 @@
     let text = "";
     for (let node = root, parent, block, last; node; node = walker.nextNode())
       if (node.matches) {
-        for (const { selector, text } of decision.swaps)
-          if (safe(() => node.matches(selector)) && node.textContent != text && mayWrite(node)) node.textContent = text;
+        // A swap sets one DOM property: textContent (never HTML), src, srcset, href or hidden.
+        for (const { selector, property, value } of decision.swaps)
+          if (safe(() => node.matches(selector)) && node[property] != value && mayWrite(node)) node[property] = value;
         if (node.shadowRoot) watch(node.shadowRoot);
         // tel: links, percent-encoded ones too (unescape never throws; a label rarely holds a
         // %XX, and reads as the visitor sees it), and their labels that read the number out.
@@ -150,7 +155,7 @@
   // The API's name is window.swapline unless data-name says another. One the page already has
   // (a script's, an element's id) stays the page's: the snippet swaps all the same, and says why
   // its API is missing.
-  if (window[name]) console.warn(`swapline: window.${name} is taken`);
+  if (taken) console.warn(`swapline: window.${name} is taken`);
   else window[name] = {
     ready: (cb) => decided.then(cb),
     swap: (node) => apply(node || doc.body),
@@ -170,12 +175,12 @@
   // A page view: the page's own, then each route a single-page app goes to (pushState,
   // popstate), which the service takes as the next page of the same visit. The visit goes on
   // from page to page: the last decision's token comes back with the next page view.
-  const preview = new URLSearchParams(location.search).get("swapline_preview") || "";
+  // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
   let here, beating;
   const ask = (ref) => {
     here = location.href;
     // Blank values count as absent: consent=0 is what says no.
-    const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", preview, consent: consented ? 1 : 0 });
+    const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: consented ? 1 : 0 });
     const abort = new AbortController();
     setTimeout(() => abort.abort(), wait);
     return fetch(base + "/v1/decide?" + query, { signal: abort.signal })

@@ -248,16 +248,16 @@ rules:
 def test_images_links_and_visibility_go_to_the_snippet_as_it_applies_them(valkey_url: str, rules_dir: Any,
                                                                          clock: Clock) -> None:
     with site_client(valkey_url, rules_dir, clock, "images", IMAGES) as client:
-        body = decide(client, site="images", url="/?utm_term=сплит+javascript:x")
-    assert body["swaps"] == [
-        {"selector": "img.hero", "attribute": "src", "value": "/img/spb.jpg"},
-        {"selector": "img.hero", "attribute": "srcset", "value": "/img/spb.jpg 1x, /img/spb@2x.jpg 2x"},
-        {"selector": "a.cta", "text": "Звоните"},
-        {"selector": "a.cta", "attribute": "href",
-         "value": "/contacts?from=%D1%81%D0%BF%D0%BB%D0%B8%D1%82%20javascript%3Ax"},
-        {"selector": ".promo", "show": False},
-        {"selector": ".search", "attribute": "href", "value": "сплит javascript:x"},  # a relative path, harmless
-    ]
-    with site_client(valkey_url, rules_dir, clock, "images", IMAGES) as client:
-        body = decide(client, site="images", url="/?utm_term=javascript:alert(1)")
-    assert {swap["selector"] for swap in body["swaps"] if swap.get("attribute") == "href"} == {"a.cta"}
+        body = decide(client, site="images", url="https://shop.example/catalog/?utm_term=сплит+javascript:x")
+        assert body["swaps"] == [  # addresses made absolute, as the browser reads `src` and `href` back
+            {"selector": "img.hero", "property": "src", "value": "https://shop.example/img/spb.jpg"},
+            {"selector": "img.hero", "property": "srcset", "value": "/img/spb.jpg 1x, /img/spb@2x.jpg 2x"},
+            {"selector": "a.cta", "text": "Звоните", "property": "textContent", "value": "Звоните"},
+            {"selector": "a.cta", "property": "href",
+             "value": "https://shop.example/contacts?from=%D1%81%D0%BF%D0%BB%D0%B8%D1%82%20javascript%3Ax"},
+            {"selector": ".promo", "property": "hidden", "value": True},
+            {"selector": ".search", "property": "href",  # a relative path, harmless
+             "value": "https://shop.example/catalog/сплит javascript:x"},
+        ]
+        body = decide(client, site="images", url="https://shop.example/?utm_term=javascript:alert(1)")
+    assert {swap["selector"] for swap in body["swaps"] if swap["property"] == "href"} == {"a.cta"}

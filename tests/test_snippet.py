@@ -66,7 +66,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.answer(503, "application/json", b'{"error": {"code": "down", "message": "down"}}')
             self.server.release.wait(60)  # a safety net only: the test releases the answer
             late = {"vid": "late-visitor-000000001", "token": "x", "phone": None,
-                    "swaps": [{"selector": "h1.hero", "text": "Too late"}]}
+                    "swaps": [{"selector": "h1.hero", "property": "textContent", "value": "Too late"}]}
             try:
                 return self.answer(200, "application/json", orjson.dumps(late))
             except OSError:  # the snippet gave up and closed the connection
@@ -75,7 +75,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.server.answered.set()
         service = f"http://127.0.0.1:{self.server.server_port}" if "service=self" in query else self.server.service
         timeout = parse_qs(query).get("timeout", [TIMEOUT])[0]
-        page = (FIXTURES / path.lstrip("/")).read_text().replace("{{SERVICE}}", service)
+        fixture = FIXTURES / path.lstrip("/")
+        if not fixture.is_file():  # the images the media page's rules name, say: not there
+            return self.answer(404, "text/plain", b"no such fixture")
+        page = fixture.read_text().replace("{{SERVICE}}", service)
         if timeout == "default":
             page = page.replace(' data-timeout="{{TIMEOUT}}"', "")
         if "consent=required" in query:
@@ -145,6 +148,17 @@ rules:
     swap:
       - {{selector: h1.hero, text: "{{{{ keyword(default='Кондиционеры') }}}}"}}
       - {{selector: .lead, text: Swapped lead}}
+  - id: media
+    swap:
+      - {{selector: img.hero-image, src: /img/all.jpg, srcset: "/img/all.jpg 1x, /img/all@2x.jpg 2x"}}
+      - {{selector: a.cta, href: "/catalog?q={{{{ phrase|urlencode }}}}"}}
+      - {{selector: a.search, href: "{{{{ phrase }}}}"}}
+      - {{selector: "#moscow-only", show: false}}
+      - {{selector: "#promo", show: true}}
+  - id: kazan-media
+    priority: 5
+    when: {{city: Казань}}
+    swap: [{{selector: img.hero-image, src: /img/kazan.jpg}}]
 experiments:
   - id: e
     variants:

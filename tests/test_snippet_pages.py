@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 from typing import Any
+from urllib.parse import quote
 
+import redis
 from playwright.sync_api import ConsoleMessage, Page, Route
 
 from tests.test_snippet import (
@@ -195,6 +197,28 @@ def test_a_page_that_has_its_own_swapline_keeps_it_and_is_swapped_all_the_same(p
     assert answer["vid"] and page.evaluate("swapline.textContent") == "a page's own" and warnings == []
 
 
+def test_a_page_that_loads_the_snippet_twice_runs_it_once(page: Page, fixtures: Fixtures, service: str) -> None:
+    """Two tags (a tag manager's copy beside the page's own): one decision, each form counted once."""
+    before = forms(service)
+    pause_clock(page)  # no heartbeat among the events
+    decisions: list[str] = []
+    page.on("request", lambda request: "/v1/decide?" in request.url and decisions.append(request.url))
+    page.goto(url(fixtures))
+    decided(page)
+    page.evaluate("""() => new Promise((loaded) => {
+        const copy = document.createElement('script');
+        copy.src = document.querySelector('script[data-site]').src;
+        copy.dataset.site = 'fixture';
+        copy.onload = loaded;
+        document.head.appendChild(copy);
+    })""")
+    with page.expect_response("**/v1/events") as answer:
+        page.click("#submit")
+    assert answer.value.json()["outcome"] == "counted"
+    page.wait_for_function("localStorage.swl_out === '[]'")
+    assert len(decisions) == 1 and forms(service) - before == 1
+
+
 def test_a_conversion_before_the_decision_is_sent_once_it_arrives(page: Page, fixtures: Fixtures,
                                                                   service: str) -> None:
     before = forms(service)
@@ -233,3 +257,33 @@ def test_a_conversion_before_the_decision_on_a_page_left_is_sent_from_the_next(p
     page.reload()
     decided(page)
     assert forms(service) - before == 1 and outbox(page) == []  # once
+
+
+def test_images_links_and_visibility_swap_and_a_phrase_never_makes_a_script_link(page: Page, fixtures: Fixtures,
+                                                                               service: str) -> None:
+    origin = f"http://127.0.0.1:{fixtures.server_port}"
+    page.goto(f"{origin}/media.html?utm_term=" + quote("сплит система"))
+    decided(page)
+    image = page.evaluate("(image) => [image.src, image.getAttribute('srcset')]", page.query_selector("#hero-image"))
+    assert image == [f"{origin}/img/all.jpg", "/img/all.jpg 1x, /img/all@2x.jpg 2x"]
+    assert page.get_attribute("#cta", "href") == f"{origin}/catalog?q=%D1%81%D0%BF%D0%BB%D0%B8%D1%82%20" \
+                                                 "%D1%81%D0%B8%D1%81%D1%82%D0%B5%D0%BC%D0%B0"
+    assert not page.is_visible("#moscow-only") and page.is_visible("#promo")
+    writes = "document.getElementById('hero-image').swaplineWrites"  # the loop guard's count: src, srcset
+    page.evaluate("for (let n = 0; n < 10; n++) swapline.swap()")  # the same values again: nothing to write
+    assert page.evaluate(writes) == 2
+
+    page.goto(f"{origin}/media.html?utm_term=" + quote("javascript:alert(1)"))
+    decided(page)
+    assert page.get_attribute("#search", "href") == "/search"  # the page's own
+    assert page.get_attribute("#cta", "href") == f"{origin}/catalog?q=javascript%3Aalert%281%29"
+
+
+def test_a_preview_link_shows_a_citys_image_and_records_nothing(page: Page, fixtures: Fixtures, service: str,
+                                                                valkey_url: str) -> None:
+    page.goto(f"http://127.0.0.1:{fixtures.server_port}/media.html?swapline_preview_city=" + quote("Казань"))
+    decision = decided(page)
+    assert decision["preview"] is True and decision["geo"]["city"] == "Казань"
+    assert page.get_attribute("#hero-image", "src").endswith("/img/kazan.jpg")
+    assert decision["phone"]["kind"] == "preview"  # the pool's first number, held by nobody
+    assert not list(redis.Redis.from_url(valkey_url).scan_iter(f"*{decision['vid']}*"))  # no visit, no page view

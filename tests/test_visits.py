@@ -48,7 +48,8 @@ experiments:
 REPORT = {"authorization": "Bearer climate-report-token-0001"}
 AD = f"{ORIGIN}/?utm_source=yandex&utm_medium=cpc&utm_campaign=summer&utm_term={quote('купить кондиционер')}&yclid=777"
 VID = "visits-visitor-000001"
-KEYWORD_HEADLINE = {"selector": "h1", "text": "Купить кондиционер с установкой"}
+KEYWORD_HEADLINE = {"selector": "h1", "text": "Купить кондиционер с установкой", "property": "textContent",
+                    "value": "Купить кондиционер с установкой"}
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
-from urllib.parse import unquote, unquote_plus, urlsplit
+from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 
 from starlette.requests import Request
 
@@ -37,6 +36,7 @@ MAX_URL = 4096
 MAX_VID = 128
 MAX_VISIT = 4096  # the last decision token: its visit's campaign texts and phrase, twice at most
 PREVIEW_CITY = "swapline_preview_city"  # in a page's address: the city a preview link puts the visitor in
+PREVIEW = "swapline_preview"  # in a page's address: the variants a preview link shows
 log = logging.getLogger("swapline")
 
 
@@ -65,6 +65,7 @@ class Address(NamedTuple):
     landing: Landing  # its traffic parameters
     clicked: str  # its query where it has an ad click id: a visit that starts there records their values
     city: str | None  # the city a preview link fakes (`swapline_preview_city`)
+    variants: str | None  # the variants a preview link pins (`swapline_preview`), as `_preview` reads them
 
 
 def address(url: str) -> Address:
@@ -75,15 +76,16 @@ def address(url: str) -> Address:
         raise BadRequest("invalid_url", "url is not a valid URL") from None
     landed = landing(parts.query)
     return Address(normalise_path(unquote(parts.path) or "/"), landed, parts.query if landed.click_id else "",
-                   _faked_city(parts.query))
+                   _previewed(parts.query, PREVIEW_CITY, 100), _previewed(parts.query, PREVIEW, 512))
 
 
-def _faked_city(query: str) -> str | None:
-    if PREVIEW_CITY not in query:  # nearly every page
+def _previewed(query: str, parameter: str, limit: int) -> str | None:
+    """A preview link's `parameter` in a page's query."""
+    if PREVIEW not in query:  # nearly every page
         return None
     raw = next((value for name, _, value in (pair.partition("=") for pair in query.split("&"))
-                if name == PREVIEW_CITY), None)
-    return _checked(PREVIEW_CITY, raw, 100)
+                if name == parameter), None)
+    return _checked(parameter, raw, limit)
 
 
 def preview_geo(places: GeoDB, name: str) -> Geo:
@@ -110,7 +112,8 @@ def _page_view(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool
 
 
 def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, version: str,
-           lease: Lease | None = None, degraded: bool = False, preview: bool = False) -> dict[str, Any]:
+           lease: Lease | None = None, degraded: bool = False, preview: bool = False, page: str = "") -> dict[str, Any]:
+    """The decision as the snippet reads it; `page` is the page's URL as the query carried it."""
     traffic = view.traffic
     return {
         "site": site.id,
@@ -125,7 +128,7 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
             "engine": traffic.engine,
             "click_id": traffic.click_id,
         },
-        "swaps": [_swap(slot, value) for slot, value in outcome.swaps],
+        "swaps": [_swap(slot, value, page) for slot, value in outcome.swaps],
         "experiments": outcome.experiments,
         "phone": phone(site, outcome.pool, lease, preview),
         "bot": view.bot,
@@ -134,14 +137,18 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
     }
 
 
-def _swap(slot: Slot, value: str) -> dict[str, Any]:
-    """A swap as the snippet applies it: a text, an attribute's value, or whether the element shows."""
+def _swap(slot: Slot, value: str, page: str) -> dict[str, Any]:
+    """A swap as the snippet applies it: the element's DOM `property` set to `value` where it
+    differs. An address is made absolute against the `page` (its URL as the query carries
+    it), as the browser reads `src` and `href` back."""
     selector, target = slot
     if target == "text":
-        return {"selector": selector, "text": value}
+        return {"selector": selector, "text": value, "property": "textContent", "value": value}
     if target == "show":
-        return {"selector": selector, "show": value == "show"}
-    return {"selector": selector, "attribute": target, "value": value}
+        return {"selector": selector, "property": "hidden", "value": value == "hide"}
+    if target != "srcset":
+        value = urljoin(_unquote(page), value)
+    return {"selector": selector, "property": target, "value": value}
 
 
 def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> dict[str, Any] | None:
@@ -275,9 +282,8 @@ def _checked(name: str, raw: str | None, limit: int, required: bool = False) -> 
     return value
 
 
-def _preview(query: Mapping[str, str]) -> dict[str, str] | None:
-    """`preview=experiment:variant[,experiment:variant]` pins variants for one page view."""
-    raw = _checked("preview", query.get("preview"), 512)
+def _preview(raw: str | None) -> dict[str, str] | None:
+    """`experiment:variant[,experiment:variant]` pins variants for one page view."""
     if raw is None:
         return None
     pairs = [item.partition(":") for item in raw.split(",")]
@@ -297,7 +303,7 @@ async def decide_endpoint(request: Request) -> JSON:
     site = runtime.site(_checked("site", query.get("site"), 64, required=True))
     headers = BrowserHeaders.of(request.scope)
     answer_headers = cors_headers(site, request, headers.origin)
-    path, landed, clicked, city = _requested_address(query.get("url"))
+    path, landed, clicked, city, variants = _requested_address(query.get("url"))
     referred = _requested_referral(query.get("ref"))
     vid = _checked("vid", query.get("vid"), MAX_VID)
     if not valid_vid(vid):
@@ -309,7 +315,8 @@ async def decide_endpoint(request: Request) -> JSON:
     shown = _page((path, arrival), arrived_from)
     geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
     seen = _page_view(shown, vid, geo, headers.user_agent, not headers.from_browser)
-    forced = _preview(query)
+    # Pinned by the page's address (a preview link), or by an API client's `preview`.
+    forced = _preview(_checked("preview", query.get("preview"), 512) or variants)
     previewing = forced is not None or city is not None
     # Without the visitor's consent (the snippet's data-consent="required"), the id is a
     # throw-away one: the page gets its texts, every experiment's control and no number, and
@@ -325,8 +332,8 @@ async def decide_endpoint(request: Request) -> JSON:
             outcome = replace(outcome, pool=None)  # a number would be kept for them: the page keeps its own
         token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
         flag = {"preview": True} if previewing else {"consent": False}
-        return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing), "visit": visit_answer,
-                     **flag},
+        return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing, page=query["url"]),
+                     "visit": visit_answer, **flag},
                     headers=answer_headers)
     # Nobody waits for the journey: it rides with this decision's round trip, or the next one.
     runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, clicked, now))
@@ -334,7 +341,7 @@ async def decide_endpoint(request: Request) -> JSON:
     if degraded and outcome.pool is not None and outcome.pool.numbers:
         outcome = replace(outcome, pool=None)  # the page keeps its own number
     token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now), carried)
-    body = answer(site, seen, outcome, token, rules.version, lease, degraded)
+    body = answer(site, seen, outcome, token, rules.version, lease, degraded, page=query["url"])
     body["visit"] = visit_answer
     return JSON(body, headers=answer_headers)
 

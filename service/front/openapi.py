@@ -81,10 +81,11 @@ DECISION = {
                                                   ("country", "region", "city", "country_name", "region_name")}},
         "phrase": NULLABLE_STRING,
         "source": {"type": "object"},
-        "swaps": {"type": "array", "items": {"type": "object", "required": ["selector"], "properties": {
+        "swaps": {"type": "array", "items": {"type": "object", "required": ["selector", "property", "value"],
+                                             "properties": {
             "selector": {"type": "string"}, "text": {"type": "string"},
-            "attribute": {"type": "string", "enum": ["src", "srcset", "href"]}, "value": {"type": "string"},
-            "show": {"type": "boolean"}}}},
+            "property": {"type": "string", "enum": ["textContent", "src", "srcset", "href", "hidden"]},
+            "value": {"type": ["string", "boolean"]}}}},
         "experiments": {"type": "object", "additionalProperties": {"type": "string"}},
         "phone": PHONE,
         "bot": {"type": "boolean"},
