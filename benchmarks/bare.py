@@ -24,9 +24,9 @@ DECISION = {
     "geo": {"country": "RU", "region": "RU-MOW", "city": "Москва", "country_name": "Россия", "region_name": "Москва"},
     "phrase": "купить кондиционер",
     "source": {"source": "yandex", "medium": "cpc", "campaign": "ac-search", "engine": None, "click_id": "yclid"},
-    "swaps": [{"selector": "h1.hero", "text": "Купить кондиционер в Москве"},
-              {"selector": ".hero-lead", "text": "Привезём и установим в Москве за один день"},
-              {"selector": ".delivery", "text": "Доставка по Москве и области сегодня"}],
+    "swaps": [{"selector": selector, "text": text, "property": "textContent", "value": text} for selector, text in (
+        ("h1.hero", "Купить кондиционер в Москве"), (".hero-lead", "Привезём и установим в Москве за один день"),
+        (".delivery", "Доставка по Москве и области сегодня"))],
     "experiments": {"cta-wording": "free-visit"},
     "phone": {"pool": "moscow", "replaces": "+78005553535", "kind": "lease", "hold": 300, "number": "+74952000001",
               "international": "+7 495 200-00-01", "national": "8 (495) 200-00-01"},
