@@ -8,12 +8,13 @@ import re
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _IGNORED = str.maketrans("", "", "\t\n\r")  # browsers drop these anywhere in a URL
+_EDGES = "".join(map(chr, range(33)))  # and C0 controls and spaces at either end
 _DESCRIPTOR = re.compile(r"(\d+w|\d+(\.\d+)?x)?")
 
 
 def address(value: str) -> bool:
     """Whether `value` is an http(s) or relative address, read as a browser reads it."""
-    url = value.translate(_IGNORED).strip("".join(map(chr, range(33))))
+    url = value.translate(_IGNORED).strip(_EDGES)
     scheme = _SCHEME.match(url)
     return bool(url) and (scheme is None or scheme.group().lower() in ("http:", "https:"))
 
