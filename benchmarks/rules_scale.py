@@ -2,13 +2,19 @@
 
     python benchmarks/rules_scale.py               # about 4 minutes; the HTTP part needs wrk
     python benchmarks/rules_scale.py --no-http     # in-process only, under a minute after loading
+    python benchmarks/rules_scale.py --instructions  # the in-process part in instructions, under callgrind
 
 1. **In process**: both rule sets (`benchmarks/scale_rules.py`; the big one is a superset of the
    small one) are loaded with `service.rules.rulefiles.load`, and the same prepared visits (built by
    `service.front.decide.page_view` from the traffic model: real GeoLite2 addresses, campaign and search
    phrases, a third of them naming one of the generated keyword rules' products, product and
    city pages) are decided by the pure function `service.rules.engine.decide`. The best of several
-   interleaved passes counts. Target: 10,000 rules cost ≤ 1.2× 10 rules.
+   interleaved passes counts. Target: 10,000 rules cost ≤ 1.2× 10 rules. With `--instructions`,
+   one pass of each runs in a process under valgrind's callgrind (`benchmarks/callgrind.py`),
+   and its instructions per decision are counted instead of its time; then the whole decision
+   too, each rule set in a process of its own: the application `swapline serve` runs
+   (`create_app()`), on a private Valkey, 8 tasks, page views it has not seen (another seed
+   than its warm-up's), every one a new visitor.
 2. **Over HTTP**: `swapline serve --workers 1` on each rule set in turn, pinned like
    `benchmarks/decide.py`, under the same wrk load of those page views: throughput, latency
    and the worker's CPU per decision.
@@ -20,6 +26,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
@@ -32,13 +39,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import uvloop
+from callgrind import Counter, under_callgrind
 from harness import (
     LOADGEN_CPUS,
     PINNED,
     ROOT,
     SERVER_CPUS,
     Series,
+    asgi_scope,
     revision,
     rss_mb,
     start_service,
@@ -80,7 +91,7 @@ def page_views(count: int, seed: int = 6) -> list[tuple[str, str | None, str, st
 
 
 def in_process(directories: dict[int, Path], views: list[tuple[str, str | None, str, str]],
-               passes: int) -> dict[str, Any]:
+               passes: int, counter: Counter | None = None) -> dict[str, Any]:
     from service.front.decide import page_view
     from service.rules import rulefiles
     from service.rules.engine import decide
@@ -102,29 +113,31 @@ def in_process(directories: dict[int, Path], views: list[tuple[str, str | None, 
     # The visits to which no generated rule applies: both rule sets give them the same swaps,
     # so the difference is only what finding the rules costs.
     same = [seen for seen in visits if decide(sites[small], seen).swaps == decide(sites[big], seen).swaps]
-    timings = time_decisions(decide, sites, visits, passes)
-    same_timings = time_decisions(decide, sites, same, passes)
+    timings = time_decisions(decide, sites, visits, passes, counter)
+    same_timings = time_decisions(decide, sites, same, passes, counter)
     candidates = {size: statistics.mean(len(site.rules.candidates(seen)) for seen in visits)
                   for size, site in sites.items()}
     swaps = {size: statistics.mean(len(decide(site, seen).swaps) for seen in visits) for size, site in sites.items()}
     best = {size: min(values) for size, values in timings.items()}
     same_best = {size: min(values) for size, values in same_timings.items()}
     return {
-        "visits": len(visits), "passes": passes,
-        "us_per_decision": {str(size): round(best[size], 2) for size in sites},
-        "median_us_per_decision": {str(size): round(statistics.median(timings[size]), 2) for size in sites},
+        "visits": len(visits), "passes": passes, "unit": "instructions" if counter else "us",
+        "per_decision": {str(size): round(best[size], 2) for size in sites},
+        "median_per_decision": {str(size): round(statistics.median(timings[size]), 2) for size in sites},
         "ratio": round(best[big] / best[small], 3), "target": TARGET, "met": best[big] / best[small] <= TARGET,
         "mean_candidates": {str(size): round(value, 2) for size, value in candidates.items()},
         "mean_swaps": {str(size): round(value, 2) for size, value in swaps.items()},
         "load_seconds": {str(size): round(value, 1) for size, value in load_seconds.items()},
         "same_outcome": {"visits": len(same),
-                         "us_per_decision": {str(size): round(same_best[size], 2) for size in sites},
+                         "per_decision": {str(size): round(same_best[size], 2) for size in sites},
                          "ratio": round(same_best[big] / same_best[small], 3)},
     }
 
 
-def time_decisions(decide: Any, sites: dict[int, Any], visits: list[Any], passes: int) -> dict[int, list[float]]:
-    """Microseconds per decision of each pass over `visits`, the rule sets taking turns.
+def time_decisions(decide: Any, sites: dict[int, Any], visits: list[Any], passes: int,
+                   counter: Counter | None = None) -> dict[int, list[float]]:
+    """Microseconds (or, with a `counter`, instructions) per decision of each pass over
+    `visits`, the rule sets taking turns.
 
     Each pass starts without remembered renders or plans: the passes replay the same visits,
     and only repeats within a pass (a popular page and phrase, a big city) stand for real
@@ -138,10 +151,13 @@ def time_decisions(decide: Any, sites: dict[int, Any], visits: list[Any], passes
         for size, site in sites.items():
             RENDERED.clear()
             site.forget()
+            if counter:
+                counter.on()
             started = time.perf_counter()
             for seen in visits:
                 decide(site, seen)
-            out[size].append((time.perf_counter() - started) / len(visits) * 1e6)
+            spent = counter.off() if counter else (time.perf_counter() - started) * 1e6
+            out[size].append(spent / len(visits))
     return out
 
 
@@ -222,7 +238,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-http", action="store_true", help="in-process only")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the in-process part's instructions under callgrind (one pass each)")
+    parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set in a process under callgrind
+    parser.add_argument("--whole", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dumps:
+        return count_in_process(args)
     if PINNED:
         os.sched_setaffinity(0, LOADGEN_CPUS)  # the in-process part runs here too: one core, undisturbed by servers
     report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "revision": revision()}
@@ -231,7 +254,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="swapline-scale-") as tmp:
         work = Path(tmp)
         directories = {size: write_site(work / f"rules-{size}", size).parent for size in SIZES}
-        report["in_process"] = in_process(directories, views, args.passes)
+        if args.instructions:
+            visits = ["--visits", str(args.visits)]
+            report["in_process"] = counted(work, visits)
+            with store() as redis_url:
+                report["in_process"]["whole_decision"] = {
+                    str(size): counted(work, [*visits, "--whole", str(size), "--store", redis_url]) for size in SIZES}
+        else:
+            report["in_process"] = in_process(directories, views, args.passes)
         print_in_process(report["in_process"])
         report["memory"] = caches(directories[max(SIZES)])
         if not args.no_http:
@@ -241,18 +271,95 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 
+def count_in_process(args: argparse.Namespace) -> None:
+    """Runs in a process under callgrind: the engine alone, one pass of each rule set; with
+    `--whole SIZE`, the whole decision with that rule set only (a process of its own, so that
+    neither set finds the other's phrases, places and pages already read)."""
+    counter = Counter(args.dumps)
+    with tempfile.TemporaryDirectory(prefix="swapline-scale-") as tmp:
+        if args.whole:
+            directory = write_site(Path(tmp) / "rules", args.whole).parent
+            figures: Any = uvloop.run(whole_decisions(args.store, directory, Path(tmp), args.visits, counter))
+        else:
+            directories = {size: write_site(Path(tmp) / f"rules-{size}", size).parent for size in SIZES}
+            figures = in_process(directories, page_views(args.visits), 1, counter)
+        print(json.dumps(figures))
+
+
+def counted(work: Path, arguments: list[str]) -> Any:
+    """What `count_in_process` prints, run under callgrind with `arguments`."""
+    dumps = Path(tempfile.mkdtemp(prefix="dumps-", dir=work))
+    command = under_callgrind(dumps, [__file__, "--dumps", str(dumps), *arguments])
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+
+
+async def whole_decisions(redis_url: str, rules: Path, work: Path, count: int, counter: Counter) -> float:
+    """Instructions per decision of the application with `rules`: `count` page views to warm
+    it up, then `count` others (another seed) counted; fails on any answer but an undegraded 200."""
+    from service.app import create_app
+    from service.config import Settings
+
+    app = create_app(Settings.from_env({
+        "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(rules), "SWAPLINE_DATA_DIR": str(work / "data"),
+        "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_DECISION_RATE": "1000000000",
+        "SWAPLINE_NETWORK_SHARE": "100", "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": "benchmark-secret"}))
+    degraded = 0
+
+    async def one(view: tuple[str, str | None, str, str]) -> None:
+        nonlocal degraded
+        url, ref, ip, agent = view
+        query = urlencode({"site": "scale", "url": url, "ref": ref or "", "vid": f"w{random.getrandbits(64):016x}"})
+        scope = asgi_scope("GET", f"/v1/decide?{query}", [
+            (b"x-forwarded-for", ip.encode()), (b"user-agent", agent.encode()),
+            (b"origin", ORIGIN.encode()), (b"sec-fetch-mode", b"cors")])
+        body = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                raise SystemExit(f"a decision answered {message['status']}")
+            if message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+
+        await app(scope, receive, send)
+        degraded += json.loads(b"".join(body))["degraded"]
+
+    async def replay(views: list[tuple[str, str | None, str, str]]) -> None:
+        async def task(n: int) -> None:
+            for view in views[n::8]:
+                await one(view)
+        await asyncio.gather(*(task(n) for n in range(8)))
+
+    async with app.app.router.lifespan_context(app.app):
+        await replay(page_views(count, seed=16))
+        degraded = 0  # a first round trip may miss its deadline while the process starts
+        counted = page_views(count, seed=26)
+        counter.on()
+        await replay(counted)
+        spent = counter.off()
+    if degraded:
+        raise SystemExit(f"{degraded} decisions degraded: the store missed its deadline, other code ran")
+    return spent / len(counted)
+
+
 def print_in_process(data: dict[str, Any]) -> None:
-    rows = [(f"{int(size):,} rules", data["us_per_decision"][size], data["median_us_per_decision"][size],
+    rows = [(f"{int(size):,} rules", data["per_decision"][size], data["median_per_decision"][size],
              data["mean_candidates"][size], data["mean_swaps"][size], data["load_seconds"][size])
-            for size in data["us_per_decision"]]
+            for size in data["per_decision"]]
     print(f"\nin process: service.rules.engine.decide over {data['visits']} prepared visits, "
           f"best of {data['passes']} passes")
-    print(table(("rules", "us/decision", "median", "candidates", "swaps", "load s"), rows))
+    unit = {"us": "us/decision", "instructions": "instructions/decision"}[data.get("unit", "us")]
+    print(table(("rules", unit, "median", "candidates", "swaps", "load s"), rows))
     print(f"10,000 / 10 rules: {data['ratio']:.2f}x (target <= {data['target']}x: "
           f"{'met' if data['met'] else 'NOT met'})")
     same = data["same_outcome"]
     print(f"the {same['visits']} visits no generated rule applies to (same swaps with both): "
-          f"{same['us_per_decision']['10']} vs {same['us_per_decision']['10000']} us, {same['ratio']:.2f}x")
+          f"{same['per_decision']['10']} vs {same['per_decision']['10000']}, {same['ratio']:.2f}x")
+    if whole := data.get("whole_decision"):
+        print(f"the whole decision in the application, page views it had not seen: {whole['10']:,.0f} vs "
+              f"{whole['10000']:,.0f} instructions, {whole['10000'] / whole['10']:.2f}x")
 
 
 def print_rest(report: dict[str, Any]) -> None:
