@@ -66,7 +66,7 @@
   };
   // How often the snippet rewrote each element (or shadow root), kept on it: a page that writes
   // its own text back has it back after four rounds, instead of fighting the snippet for ever.
-  const mayWrite = (node) => (node.swaplineWrites = (node.swaplineWrites || 0) + 1) < 5;
+  const mayWrite = (node) => (node.swaplineWrites = -~node.swaplineWrites) < 5; // -~: undefined counts as 0
   // One walk over `root` (an element or a shadow root) and all it holds but what is never
   // rewritten (scripts, form controls, editable text, data-swapline-noswap): the swaps'
   // elements, tel: links, open shadow roots, and the text, for the number.
@@ -149,13 +149,13 @@
     if (event.id) store([...outbox(), event].slice(-20));
   };
   const on = (type, kind, pick) => addEventListener(type, (e) => pick(e.target) && send({ type: kind, id: rid() }), true);
-  on("submit", "form", (el) => !el.closest(NOSWAP));
+  on("submit", "form", (el) => !el.closest(NOSWAP)); // a search box, the demo's preview form
   on("click", "tel_click", (el) => el.closest && el.closest(TEL));
 
   // The API's name is window.swapline unless data-name says another. One the page already has
   // (a script's, an element's id) stays the page's: the snippet swaps all the same, and says why
   // its API is missing.
-  if (taken) console.warn(`swapline: window.${name} is taken`);
+  if (taken) console.warn(`swapline: ${name} is taken`);
   else window[name] = {
     ready: (cb) => decided.then(cb),
     swap: (node) => apply(node || doc.body),

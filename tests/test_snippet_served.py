@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
@@ -26,7 +27,15 @@ _LOADER.exec_module(BUILD)
 def test_the_served_snippet_fits_the_size_budget(client: TestClient) -> None:
     body = client.get("/s.js", headers=PLAIN).content
     assert len(body) < len(SOURCE.read_bytes()) * 0.8  # minified: no comments, no indentation
-    assert len(gzip.compress(body, 9)) <= BUDGET
+    assert len(gzipped(body)) <= BUDGET
+
+
+def gzipped(body: bytes) -> bytes:
+    """`body` as `gzip -9c swapline.min.js` compresses it: the file's name in the header counts too."""
+    out = io.BytesIO()
+    with gzip.GzipFile(BUILT.name, "wb", 9, out, mtime=0) as file:
+        file.write(body)
+    return out.getvalue()
 
 
 def test_the_snippet_is_cacheable_and_revalidates(client: TestClient) -> None:
