@@ -30,7 +30,6 @@ request are counted instead: the same whatever else the machine does.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import hmac
 import json
@@ -39,42 +38,32 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 import redis
 import uvloop
 from callgrind import Counter, under_callgrind
-from harness import asgi_scope, store, table
+from harness import (
+    SECRET,
+    CPUTime,
+    Meter,
+    asgi_scope,
+    drive,
+    in_process_app,
+    store,
+    table,
+)
 
-from service.app import create_app
-from service.config import Settings
-from service.front.fastpath import FastPath
 from service.integrations.calls import kept_caller
 
-SECRET = "axes-calls-secret-000001"
-SIGNING = "benchmark-secret"  # SWAPLINE_SECRET, which keys the hashes kept of callers too
+CALLS_SECRET = "axes-calls-secret-000001"
 AXES = {"pool": [(1_000, 1, 0, 0), (100_000, 1, 0, 0)], "urls": [(1_000, 10, 0, 0), (1_000, 100_000, 0, 0)],
         "history": [(1_000, 1, 0, 0), (1_000, 1, 1_000, 0)], "callers": [(1_000, 1, 0, 0), (1_000, 1, 0, 300)]}
 LABELS = {"pool": "pool 1,000 → 100,000 numbers", "urls": "10 → 100,000 distinct URLs",
           "history": "0 → 1,000 past leases a number", "callers": "0 → 300 past calls a caller"}
 End = tuple[int, int, int, int]  # numbers in the pool, distinct URLs, past leases a number, past calls a caller
-
-
-class Meter(Protocol):
-    def on(self) -> None: ...
-    def off(self) -> float: ...
-
-
-class CPUTime:
-    """This process's CPU µs from `on` to `off`."""
-
-    def on(self) -> None:
-        self.started = time.process_time()
-
-    def off(self) -> float:
-        return (time.process_time() - self.started) * 1e6
 
 
 class Load:
@@ -88,7 +77,7 @@ def rules(numbers: int) -> str:
     listed = ", ".join(f'"{e164(n)}"' for n in range(numbers))
     return f"""site: axes
 origins: [https://axes.example]
-calls: {{secret: {SECRET}}}
+calls: {{secret: {CALLS_SECRET}}}
 pools:
   - id: city
     hold: 1h
@@ -113,39 +102,9 @@ def decision(url: str, vid: str, landing: bool) -> dict[str, Any]:
 def call(number: str, n: int, start: float) -> tuple[dict[str, Any], bytes]:
     raw = orjson.dumps({"call_id": f"axes-call-{n:08d}", "called": number, "caller": caller(n),
                         "start": start, "talk_seconds": 45, "status": "completed"})
-    signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    signature = "sha256=" + hmac.new(CALLS_SECRET.encode(), raw, hashlib.sha256).hexdigest()
     return asgi_scope("POST", "/v1/calls?site=axes", [(b"content-type", b"application/json"),
                                                       (b"x-swapline-signature", signature.encode())]), raw
-
-
-async def drive(app: FastPath, requests: list[tuple[dict[str, Any], bytes]], load: Load
-                ) -> tuple[float, list[dict[str, Any]]]:
-    """The cost per request of `requests` sent by the load's tasks, and the answers; fails on any but 2xx."""
-    answers: list[dict[str, Any]] = [{} for _ in requests]
-
-    async def one(index: int) -> None:
-        scope, body = requests[index]
-        chunks: list[bytes] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 300:
-                raise SystemExit(f"{scope['path']} answered {message['status']}")
-            if message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await app(scope, receive, send)
-        answers[index] = orjson.loads(b"".join(chunks))
-
-    async def worker(task: int) -> None:
-        for index in range(task, len(requests), load.tasks):
-            await one(index)
-
-    load.meter.on()
-    await asyncio.gather(*(worker(task) for task in range(load.tasks)))
-    return load.meter.off() / len(requests), answers
 
 
 def e164(n: int) -> str:
@@ -159,7 +118,7 @@ def fill_history(redis_url: str, numbers: int, past: int, called: int, visitors:
     pipe = client.pipeline(transaction=False)
     for n in range(numbers if past else 0):
         pipe.zadd(f"sw:{{axes:city}}:history:{e164(n)}", {f"past-{n}-{k}": now - (k + 1) * 60_000 for k in range(past)})
-    caller_key = hmac.new(SIGNING.encode(), b"caller numbers", hashlib.sha256).digest()
+    caller_key = hmac.new(SECRET.encode(), b"caller numbers", hashlib.sha256).digest()  # as the service keys it
     for n in range(3 * visitors if called else 0):
         hashed, _ = kept_caller(caller_key, caller(n))
         pipe.zadd(f"sw:{{axes:calls}}:caller:{hashed}",
@@ -183,23 +142,19 @@ async def measure(redis_url: str, work: Path, end: End, run: int, load: Load, ch
     rules_dir = work / f"rules-{numbers}-{urls}-{past}-{called}-{run}"
     rules_dir.mkdir()
     (rules_dir / "axes.yaml").write_text(rules(numbers))
-    app = create_app(Settings.from_env({
-        "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(rules_dir), "SWAPLINE_DATA_DIR": str(work / "data"),
-        "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_DECISION_RATE": "1000000000",
-        "SWAPLINE_NETWORK_SHARE": "100", "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": SIGNING,
-    }))
+    app = in_process_app(redis_url, rules_dir, work / "data")
     page: Callable[[int], str] = (lambda n: f"/catalog/item-{n % urls}") if urls > 1 else (lambda n: "/")
     async with app.app.router.lifespan_context(app.app):
         vids = [f"axes-r{run}-n{numbers}-u{urls}-{n:08d}" for n in range(load.visitors)]
         views = [(decision(page(view * load.visitors + n), vid, landing=not view), b"")
                  for view in range(6) for n, vid in enumerate(vids)]
-        per_decision, answers = await drive(app, views, load)
+        per_decision, answers = await drive(app, views, load.tasks, load.meter)
         held = {answer["phone"]["number"] for answer in answers if (answer["phone"] or {}).get("kind") == "lease"}
         if checked and len(held) != load.visitors:
             raise SystemExit(f"{len(held)} numbers leased to {load.visitors} visitors")
         now = time.time()
         calls = [call(number, n * 3 + k, now + k) for n, number in enumerate(sorted(held)) for k in range(3)]
-        per_call, called = await drive(app, calls, load)
+        per_call, called = await drive(app, calls, load.tasks, load.meter)
         if checked and not all(answer["credited"] for answer in called):
             raise SystemExit("a call was not credited")
     return per_decision, per_call

@@ -6,6 +6,7 @@ wrk's `-d` and every wait by a timeout.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import json
@@ -21,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -389,6 +390,68 @@ def asgi_scope(method: str, target: str, headers: Sequence[tuple[bytes, bytes]])
             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
             "headers": [(b"host", b"127.0.0.1:8000"), *headers], "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8000)}
+
+
+SECRET = "benchmark-secret"  # the in-process application's SWAPLINE_SECRET
+
+
+def in_process_app(redis_url: str, rules: Path, data: Path) -> Any:
+    """The application `swapline serve` runs (`create_app()`: the fast path, the endpoint, the
+    batcher), for driving in this process: decisions through a trusted proxy, never refused."""
+    from service.app import create_app
+    from service.config import Settings
+
+    return create_app(Settings.from_env({
+        "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(rules), "SWAPLINE_DATA_DIR": str(data),
+        "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_DECISION_RATE": "1000000000",
+        "SWAPLINE_NETWORK_SHARE": "100", "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": SECRET,
+    }))
+
+
+class Meter(Protocol):
+    def on(self) -> None: ...
+    def off(self) -> float: ...
+
+
+class CPUTime:
+    """This process's CPU µs from `on` to `off`."""
+
+    def on(self) -> None:
+        self.started = time.process_time()
+
+    def off(self) -> float:
+        return (time.process_time() - self.started) * 1e6
+
+
+async def drive(app: Any, requests: Sequence[tuple[dict[str, Any], bytes]], tasks: int, meter: Meter
+                ) -> tuple[float, list[dict[str, Any]]]:
+    """`requests` (ASGI scope, body) sent to `app` by `tasks` concurrent tasks: what `meter`
+    measured per request, and the JSON answers; fails on any answer but 2xx."""
+    answers: list[dict[str, Any]] = [{} for _ in requests]
+
+    async def one(index: int) -> None:
+        scope, body = requests[index]
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 300:
+                raise SystemExit(f"{scope['path']} answered {message['status']}")
+            if message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await app(scope, receive, send)
+        answers[index] = json.loads(b"".join(chunks))
+
+    async def worker(task: int) -> None:
+        for index in range(task, len(requests), tasks):
+            await one(index)
+
+    meter.on()
+    await asyncio.gather(*(worker(task) for task in range(tasks)))
+    return meter.off() / len(requests), answers
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
 import os
@@ -48,8 +47,11 @@ from harness import (
     PINNED,
     ROOT,
     SERVER_CPUS,
+    CPUTime,
     Series,
     asgi_scope,
+    drive,
+    in_process_app,
     revision,
     rss_mb,
     start_service,
@@ -296,52 +298,20 @@ def counted(work: Path, arguments: list[str]) -> Any:
 async def whole_decisions(redis_url: str, rules: Path, work: Path, count: int, counter: Counter) -> float:
     """Instructions per decision of the application with `rules`: `count` page views to warm
     it up, then `count` others (another seed) counted; fails on any answer but an undegraded 200."""
-    from service.app import create_app
-    from service.config import Settings
-
-    app = create_app(Settings.from_env({
-        "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(rules), "SWAPLINE_DATA_DIR": str(work / "data"),
-        "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_DECISION_RATE": "1000000000",
-        "SWAPLINE_NETWORK_SHARE": "100", "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": "benchmark-secret"}))
-    degraded = 0
-
-    async def one(view: tuple[str, str | None, str, str]) -> None:
-        nonlocal degraded
-        url, ref, ip, agent = view
-        query = urlencode({"site": "scale", "url": url, "ref": ref or "", "vid": f"w{random.getrandbits(64):016x}"})
-        scope = asgi_scope("GET", f"/v1/decide?{query}", [
+    def requests(seed: int) -> list[tuple[dict[str, Any], bytes]]:
+        return [(asgi_scope("GET", "/v1/decide?" + urlencode(
+            {"site": "scale", "url": url, "ref": ref or "", "vid": f"w{random.getrandbits(64):016x}"}), [
             (b"x-forwarded-for", ip.encode()), (b"user-agent", agent.encode()),
-            (b"origin", ORIGIN.encode()), (b"sec-fetch-mode", b"cors")])
-        body = []
+            (b"origin", ORIGIN.encode()), (b"sec-fetch-mode", b"cors")]), b"")
+            for url, ref, ip, agent in page_views(count, seed)]
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] != 200:
-                raise SystemExit(f"a decision answered {message['status']}")
-            if message["type"] == "http.response.body":
-                body.append(message.get("body", b""))
-
-        await app(scope, receive, send)
-        degraded += json.loads(b"".join(body))["degraded"]
-
-    async def replay(views: list[tuple[str, str | None, str, str]]) -> None:
-        async def task(n: int) -> None:
-            for view in views[n::8]:
-                await one(view)
-        await asyncio.gather(*(task(n) for n in range(8)))
-
+    app = in_process_app(redis_url, rules, work / "data")
     async with app.app.router.lifespan_context(app.app):
-        await replay(page_views(count, seed=16))
-        degraded = 0  # a first round trip may miss its deadline while the process starts
-        counted = page_views(count, seed=26)
-        counter.on()
-        await replay(counted)
-        spent = counter.off()
-    if degraded:
+        await drive(app, requests(16), 8, CPUTime())  # a first round trip may miss its deadline as it starts
+        spent, answers = await drive(app, requests(26), 8, counter)
+    if degraded := sum(answer["degraded"] for answer in answers):
         raise SystemExit(f"{degraded} decisions degraded: the store missed its deadline, other code ran")
-    return spent / len(counted)
+    return spent
 
 
 def print_in_process(data: dict[str, Any]) -> None:

@@ -366,12 +366,17 @@ class _Compiler:
                 self.problem((*path, i), f"swap of {swap['selector']!r} sets nothing: give it a text, src, srcset, "
                                          "href or show")
             for target in targets:
-                slot = self.slots.setdefault((swap["selector"], target), (swap["selector"], target))
+                slot = (swap["selector"], target)
+                slot = self.slots.setdefault(slot, slot)
                 value = swap[target]
                 if target == "show":
                     swaps.append(Swap(slot, compile_text("show" if value else "hide")))
-                else:
-                    swaps.append(Swap(slot, self._text((*path, i, target), value, CHECKS.get(target))))
+                    continue
+                text = self._text((*path, i, target), value, CHECKS.get(target))
+                if target in CHECKS and text.constant and text.render({}) is None:
+                    self.problem((*path, i, target), f"{value!r} is not an http(s) or relative address (a srcset: "
+                                                     "each one with at most a 1x or a width)")
+                swaps.append(Swap(slot, text))
         return tuple(swaps)
 
     def _text(self, path: tuple[str | int, ...], source: str, allowed: Callable[[str], bool] | None = None) -> Text:
@@ -380,9 +385,6 @@ class _Compiler:
         except TemplateError as exc:
             self.problems.append(Problem(self.file, self.document.text_line(path, exc.lineno), exc.message))
             return compile_text("")
-        if text.constant and text.render({}) is None:
-            self.problem(path, f"{source!r} is not an http(s) or relative address (a srcset: each one with at "
-                               "most a 1x or a width)")
         if text.uses_places and (shown := text.render(_UNPLACED)) is not None and not shown.strip():
             self.warn(path, "this text is only a place name, so it is empty, and the element blank, for visitors "
                             "whose city GeoIP does not know (mobile networks often): give a fallback, "
