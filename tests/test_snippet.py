@@ -194,6 +194,24 @@ def url(fixtures: Fixtures, query: str = "", page: str = "page.html") -> str:
     return f"http://127.0.0.1:{fixtures.server_port}/{page}{query}"
 
 
+class Held:
+    """Requests matching `pattern` (the first `times`), waiting unanswered until the test lets
+    each go."""
+
+    def __init__(self, page: Page, pattern: str, times: int | None = None) -> None:
+        self.page, self.routes = page, list[Route]()
+        page.route(pattern, lambda route: self.routes.append(route), times=times)
+
+    def __getitem__(self, index: int) -> Route:
+        """The `index`-th request held, once it has reached the test: Playwright hands a route
+        over a little after the page's own events, whenever the machine gets to it."""
+        for _ in range(3000):
+            if len(self.routes) > index:
+                return self.routes[index]
+            self.page.wait_for_timeout(10)  # lets Playwright deliver what it has
+        raise AssertionError(f"request {index} never came; {len(self.routes)} held")
+
+
 def pause_clock(page: Page) -> None:
     """Stop the page's clock before it loads: its timers (the snippet's time-out, heartbeats)
     fire only when the test runs the clock, however busy the machine is."""
@@ -516,15 +534,14 @@ def test_an_event_whose_page_was_left_unanswered_is_sent_again_and_counted_once(
     pause_clock(page)
     page.goto(url(fixtures))
     decided(page)
-    held: list[Route] = []
-    page.route("**/v1/events", lambda route: held.append(route))  # nothing answers until the test says
+    held = Held(page, "**/v1/events")  # nothing answers until the test says
     with page.expect_request("**/v1/events") as sent:
         page.click("#submit")
     with page.expect_request("**/v1/events") as resent:
         page.goto(url(fixtures))  # the visitor moves on before the service answered
     assert resent.value.post_data_json == sent.value.post_data_json
     assert len(outbox(page)) == 1
-    first, second = held
+    first, second = held[0], held[1]
     # The first copy reaches the service and is counted; its answer has no page to go to.
     assert first.fetch().json()["outcome"] == "counted"
     first.abort()

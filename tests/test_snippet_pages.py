@@ -11,13 +11,14 @@ from typing import Any
 from urllib.parse import quote
 
 import redis
-from playwright.sync_api import ConsoleMessage, Page, Route
+from playwright.sync_api import ConsoleMessage, Page
 
 from tests.test_snippet import (
     ANTI_FLICKER,
     ANTI_FLICKER_HASH,
     COUNT_VISITS,
     Fixtures,
+    Held,
     browser,
     decided,
     fixtures,
@@ -45,13 +46,6 @@ def console_errors(page: Page) -> list[str]:
     errors: list[str] = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     return errors
-
-
-def hold(page: Page, pattern: str, times: int | None = None) -> list[Route]:
-    """Requests matching `pattern` (the first `times`) wait, unanswered, until the test lets each go."""
-    held: list[Route] = []
-    page.route(pattern, lambda route: held.append(route), times=times)
-    return held
 
 
 # A page that puts its own texts back whenever they change, a task later, as a framework's
@@ -100,7 +94,7 @@ def test_what_the_snippet_writes_is_not_read_again(page: Page, fixtures: Fixture
 
 
 def test_shadow_roots_old_and_new_are_swapped_closed_ones_left_alone(page: Page, fixtures: Fixtures) -> None:
-    decide = hold(page, "**/v1/decide?**")
+    decide = Held(page, "**/v1/decide?**")
     page.goto(url(fixtures, page="components.html"))  # load: its declarative shadow root is there
     page.wait_for_function("typeof swapline === 'object'")
     decide[0].fallback()
@@ -146,7 +140,7 @@ VISIBILITY = "(s) => getComputedStyle(document.querySelector(s)).visibility"
 def test_hiding_works_under_a_strict_csp_and_logs_no_error(page: Page, fixtures: Fixtures) -> None:
     errors = console_errors(page)
     pause_clock(page)  # the snippet's time-out never runs out on a busy machine
-    decide = hold(page, "**/v1/decide?**")
+    decide = Held(page, "**/v1/decide?**")
     page.goto(url(fixtures, page="csp.html"))
     page.wait_for_function("typeof swapline === 'object'")
     assert page.evaluate(VISIBILITY, "#hero") == "hidden" and page.evaluate(VISIBILITY, "#lead") == "visible"
@@ -162,9 +156,9 @@ def test_the_readme_anti_flicker_lines_hide_until_the_snippet_or_their_time_out(
     assert "sha256-" + base64.b64encode(hashlib.sha256(ANTI_FLICKER.encode()).digest()).decode() == ANTI_FLICKER_HASH
     errors = console_errors(page)
     pause_clock(page)
-    snippet = hold(page, "**/s.js", times=1)  # the snippet is slow to come, or never comes
+    snippet = Held(page, "**/s.js", times=1)  # the snippet is slow to come, or never comes
     page.goto(url(fixtures, "?antiflicker&timeout=1500", page="csp.html"), wait_until="domcontentloaded")
-    assert snippet and page.evaluate("typeof swapline") == "undefined"  # hidden before the snippet runs
+    assert snippet[0] and page.evaluate("typeof swapline") == "undefined"  # hidden before the snippet runs
     assert page.evaluate(VISIBILITY, "#hero") == "hidden" and page.evaluate(VISIBILITY, "#lead") == "visible"
     page.clock.run_for(1499)
     assert page.evaluate(VISIBILITY, "#hero") == "hidden"
@@ -172,7 +166,7 @@ def test_the_readme_anti_flicker_lines_hide_until_the_snippet_or_their_time_out(
     assert page.evaluate(VISIBILITY, "#hero") == "visible" and text(page, "#hero") == "Original headline"
 
     # The next page: the snippet comes, and its answer shows the elements.
-    decide = hold(page, "**/v1/decide?**")
+    decide = Held(page, "**/v1/decide?**")
     page.goto(url(fixtures, "?antiflicker", page="csp.html"))
     page.wait_for_function("typeof swapline === 'object'")
     assert page.evaluate(VISIBILITY, "#hero") == "hidden"
@@ -223,7 +217,7 @@ def test_a_conversion_before_the_decision_is_sent_once_it_arrives(page: Page, fi
                                                                   service: str) -> None:
     before = forms(service)
     pause_clock(page)  # no heartbeat among the events
-    decide = hold(page, "**/v1/decide?**")
+    decide = Held(page, "**/v1/decide?**")
     sent: list[Any] = []
     page.on("request", lambda request: request.url.endswith("/v1/events") and sent.append(request.post_data_json))
     page.goto(url(fixtures))
@@ -244,11 +238,11 @@ def test_a_conversion_before_the_decision_on_a_page_left_is_sent_from_the_next(p
                                                                              service: str) -> None:
     before = forms(service)
     pause_clock(page)
-    decide = hold(page, "**/v1/decide?**", times=1)  # this page's decision only
+    decide = Held(page, "**/v1/decide?**", times=1)  # this page's decision only
     page.goto(url(fixtures))
     page.click("#submit")
     (waiting,) = outbox(page)
-    assert decide  # the visitor leaves before the decision came
+    assert decide[0]  # the visitor leaves before the decision came
     with page.expect_response("**/v1/events") as delivered:
         page.goto(url(fixtures, "?next"))
     assert delivered.value.request.post_data_json["id"] == waiting["id"]
