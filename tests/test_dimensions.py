@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import signal
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.analytics import distinct
 from service.analytics.stats import wilson
+from service.tracking.counters import prefix
 from tests.browser import ARTIFACTS, chromium, dashboard
 from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
@@ -83,7 +87,9 @@ def test_a_visitor_who_comes_back_counts_as_one_visitor_of_several_visits(climat
     returning.open(AD, ref="https://yandex.ru/")
     (yandex, other) = by(climate, "source", limit="1", **{"from": "2026-11-18", "to": "2026-11-19"})
     assert (yandex["visits"], yandex["visitors"]) == (4, 2) and (other["source"], other["visitors"]) == ("(other)", 1)
-    assert all(row["visitors"] is None for row in by(climate, "source,campaign"))  # by one dimension only
+    assert {(row["source"], row["campaign"], row["visits"], row["visitors"])
+            for row in by(climate, "source,campaign", **{"from": "2026-11-18"})} == {
+        ("yandex", "summer", 4, 2), ("google", "winter", 1, 1)}
     csv_rows = list(csv.DictReader(io.StringIO(climate.get(
         "/v1/reports/climate.csv", params={"by": "source"}, headers=REPORT).text)))
     assert {(row["source"], row["visitors"]) for row in csv_rows} == {("yandex", "2"), ("google", "1")}
@@ -102,6 +108,65 @@ def test_two_dimensions_filters_and_the_rest_as_other(climate: TestClient, clock
         "/v1/reports/climate.csv", params={"by": "source,campaign"}, headers=REPORT).text)))
     assert {(row["source"], row["campaign"], row["visits"], row["form"]) for row in csv_rows} == {
         ("yandex", "summer", "4", "2"), ("google", "winter", "3", "1"), ("(none)", "(none)", "2", "0")}
+
+
+def test_visitors_by_two_dimensions_and_with_filters_are_each_visitor_once(climate: TestClient,
+                                                                          clock: Clock) -> None:
+    """Fifteen visitors come back, from three sources and two campaigns, over three days: each
+    row's visitors are the distinct ones among its visits, whatever the dimensions, filters and
+    days asked."""
+    rng = random.Random(5)
+    came: list[tuple[str, str, str, str]] = []  # day, source, campaign, visitor
+    for day in ("2026-11-18", "2026-11-19", "2026-11-20"):
+        for _ in range(40):
+            visit = (day, rng.choice(["yandex", "google", "vk"]), rng.choice(["summer", "winter"]),
+                     f"mixed-visitor-{rng.randrange(15):06d}")
+            Browser(climate, vid=visit[3]).open(f"{ORIGIN}/?utm_source={visit[1]}&utm_campaign={visit[2]}", ref="")
+            came.append(visit)
+        clock.advance(86_400)
+
+    def expected(days: tuple[str, ...], source: str | None = None) -> dict[tuple[str, ...], int]:
+        groups: defaultdict[tuple[str, ...], set[str]] = defaultdict(set)
+        for day, from_source, campaign, visitor in came:
+            if day in days and source in (None, from_source):
+                groups[(campaign,) if source else (from_source, campaign)].add(visitor)
+        return {key: len(visitors) for key, visitors in groups.items()}
+
+    every_day = {"from": "2026-11-18", "to": "2026-11-20"}
+    pairs = by(climate, "source,campaign", **every_day)
+    assert {tuple(row["values"]): row["visitors"] for row in pairs} == expected(("2026-11-18", "2026-11-19",
+                                                                                   "2026-11-20"))
+    assert sum(row["visitors"] for row in pairs) > 15  # a visitor came by more than one pair
+    for source in ("yandex", "vk"):
+        for days in (("2026-11-19",), ("2026-11-18", "2026-11-19", "2026-11-20")):
+            rows = by(climate, "campaign", source=source, **{"from": days[0], "to": days[-1]})
+            assert {tuple(row["values"]): row["visitors"] for row in rows} == expected(days, source)
+    top, *_, other = by(climate, "source,campaign", limit="2", sort="visitors", **every_day)
+    assert top["visitors"] == max(expected(("2026-11-18", "2026-11-19", "2026-11-20")).values())
+    listed = {tuple(row["values"]) for row in by(climate, "source,campaign", limit="2", sort="visitors", **every_day)}
+    assert other["values"] == ["(other)", "(other)"] and other["visitors"] == len(
+        {visitor for _, source, campaign, visitor in came if (source, campaign) not in listed})
+
+
+def test_days_counted_before_the_tables_of_visits_give_visitors_as_unknown(climate: TestClient, clock: Clock,
+                                                                           store: redis.Redis) -> None:
+    traffic(climate, clock)
+    counted = by(climate, "source", **{"from": "2026-11-17"})
+    store.sadd(prefix("climate", "2026-11-17") + "values:source", "yandex")  # as versions before them kept values
+    upgraded = by(climate, "source", **{"from": "2026-11-17"})
+    assert [row["visitors"] for row in upgraded] == [None] * 3 and all(row["visitors"] for row in counted)
+    assert [{**row, "visitors": None} for row in counted] == upgraded  # the visits and conversions are all there
+    assert all(row["visitors"] for row in by(climate, "source", **{"from": "2026-11-18"}))  # of the days since
+
+
+def test_a_report_over_more_visits_than_a_scan_may_read_gives_visitors_as_unknown(
+        climate: TestClient, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    traffic(climate, clock)  # nine visits
+    monkeypatch.setattr(distinct, "MOST_VISITS", 8)  # as if a site had millions in the report's days
+    rows = by(climate, "source,campaign")
+    assert [row["visitors"] for row in rows] == [None] * 3 and sum(row["visits"] for row in rows) == 9
+    monkeypatch.setattr(distinct, "MOST_VISITS", 9)
+    assert sum(row["visitors"] for row in by(climate, "source,campaign")) == 9
 
 
 def test_visitors_by_first_page_and_by_experiment_variant(climate: TestClient, clock: Clock) -> None:

@@ -16,6 +16,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.tracking.counters import visitor_hash
 from tests.conftest import Clock, site_client
 
 SECRET = b"visits-calls-secret-0001"
@@ -223,16 +224,19 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     beacon(climate, landing["token"], "erased-form")
     clock.advance(30)
     assert call(climate, landing["phone"]["number"], clock.now)["visitor"] == VID
-    before = climate.get("/v1/reports/climate", headers=REPORT).json()
+    before = [climate.get("/v1/reports/climate", params=params, headers=REPORT).json()
+              for params in ({}, {"by": "source,campaign"})]
     refused = climate.delete(f"/v1/visitors/climate/{VID}")
     assert refused.status_code == 401
     erased = climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT)
     assert erased.status_code == 200, erased.text
-    assert erased.json()["erased"] == {"visits": 2, "assignments": 2, "leases": 1, "calls": 1, "log": 2}
-    remaining = [key for key in store.scan_iter("sw:*")
-                 if VID.encode() in key or any(VID.encode() in value for value in _values(store, key))]
-    assert remaining == []  # the visitor's id is nowhere in the store
-    assert climate.get("/v1/reports/climate", headers=REPORT).json() == before  # the counts stay
+    assert erased.json()["erased"] == {"visits": 2, "assignments": 2, "leases": 1, "calls": 1, "log": 2,
+                                       "tallied": 1}
+    remaining = [key for key in store.scan_iter("sw:*") if VID.encode() in key or any(
+        VID.encode() in value or visitor_hash(VID) in value for value in _values(store, key))]
+    assert remaining == []  # the visitor's id is nowhere in the store, nor its hash
+    assert [climate.get("/v1/reports/climate", params=params, headers=REPORT).json()
+            for params in ({}, {"by": "source,campaign"})] == before  # the counts stay, the visitor too
     assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400
 
 

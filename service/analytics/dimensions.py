@@ -6,8 +6,8 @@ dimensions of its record), a conversion as it is logged (by its visit's), and ea
 first conversion of each kind, so a rate is converted visits over visits. Each dimension alone
 and each pair has its own hash a day, so a report reads one hash per day of its range, whatever
 the traffic: its cost grows with the days and the distinct values it lists, not the visits.
-Visitors, each counted once however many visits and days they came on, are the union of each
-listed value's HyperLogLogs over the days (within 1%), for a report by one dimension alone.
+Visitors, each counted once however many visits and days they came on, come from the days'
+tables of visits (service.analytics.distinct).
 
 By `page` and by experiment `variant` the rows come from the ledger (service.tracking.ledger),
 which counts visitors, not visits: each in the cohort of the page where it first saw the site,
@@ -25,13 +25,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote
 
-from service.analytics import stats
+from service.analytics import distinct, stats
 from service.analytics.sheets import spreadsheet_text
 from service.errors import BadRequest
 from service.rules.engine import Site
 from service.runtime import Runtime
 from service.tracking.clock import hour_and_day
-from service.tracking.counters import DIMENSIONS, prefix, unescape, visitors_key
+from service.tracking.counters import DIMENSIONS, escape, prefix, unescape
 from service.tracking.ledger import SITE, cohorts
 from service.tracking.store import Store
 
@@ -78,23 +78,28 @@ Counts = defaultdict[tuple[str, ...], defaultdict[str, int]]  # row → measure 
 
 async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
     """Rows of the dimensions' values, the most (by `query.sort`) first, then one "(other)"."""
-    counts = await (_cohorts(runtime, site, query) if query.by[0] in COHORTS else
-                    _counted(runtime.store, site.id, query))
-    ranked = sorted(((_row(query.by, key, measures), measures) for key, measures in counts.items()),
+    cohort = query.by[0] in COHORTS
+    counts = await (_cohorts(runtime, site, query) if cohort else _counted(runtime.store, site.id, query))
+    rows = [_row(query.by, key, measures) for key, measures in counts.items()]
+    visitors = None if cohort else await distinct.visitors(runtime.store, site.id, query.days, query.by,
+                                                            query.filters)
+    if visitors is not None:
+        for row in rows:
+            row["visitors"] = visitors.of(row["values"])
+    ranked = sorted(zip(rows, counts.values(), strict=True),
                     key=lambda pair: (-_rank(pair[0], query.sort), pair[0]["values"]))
-    rows = [row for row, _ in ranked[:query.limit]]
+    listed = [row for row, _ in ranked[:query.limit]]
     if len(ranked) > query.limit:  # the rest, added up
         rest: defaultdict[str, int] = defaultdict(int)
         for _, measures in ranked[query.limit:]:
             for measure, number in measures.items():
                 rest[measure] += number
-        rows.append(_row(query.by, ("(other)",) * len(query.by), rest))
-    if query.read == query.by and len(query.by) == 1 and query.by[0] not in COHORTS:
-        listed = [[row["values"][0]] for row, _ in ranked[:query.limit]]
-        others = [row["values"][0] for row, _ in ranked[query.limit:]]  # the "(other)" row's values
-        await _visitors(runtime.store, site.id, query, rows, [*listed, *([others] if others else [])])
+        other = _row(query.by, ("(other)",) * len(query.by), rest)
+        if visitors is not None:
+            other["visitors"] = visitors.besides(row["values"] for row in listed)
+        listed.append(other)
     return {"site": site.id, "by": query.by, "filters": query.filters, "from": query.days[0],
-            "to": query.days[-1], "rows": rows}
+            "to": query.days[-1], "rows": listed}
 
 
 def _counts() -> Counts:
@@ -106,15 +111,22 @@ async def _counted(store: Store, site: str, query: Query) -> Counts:
     pipe = store.client.pipeline(transaction=False)
     for day in query.days:
         pipe.hgetall(prefix(site, day) + ",".join(query.read))
-    counts = _counts()
+    whole, first = len(query.by) == len(query.read), query.read.index(query.by[0])  # else by one, filtered by another
+    wanted = [(query.read.index(name), escape(value).encode()) for name, value in query.filters.items()]
+    counted: defaultdict[tuple[bytes, ...], defaultdict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     for hashed in cast(list[dict[bytes, bytes]], await pipe.execute()):
-        for field, raw in hashed.items():
-            measure, *found = field.decode().split("|")
-            if measure != "v":  # "c|KIND|values" or "u|KIND|values"
-                measure, found = f"{measure}|{found[0]}", found[1:]
-            named = dict(zip(query.read, map(unescape, found), strict=True))
-            if all(named[dimension] == wanted for dimension, wanted in query.filters.items()):
-                counts[tuple(named[dimension] for dimension in query.by)][measure] += int(raw)
+        for field, raw in hashed.items():  # bytes until the rows are known: most fields are of a few rows
+            measure, *found = field.split(b"|")
+            if measure != b"v":  # "c|KIND|values" or "u|KIND|values"
+                measure, found = measure + b"|" + found[0], found[1:]
+            if wanted and not all(found[i] == value for i, value in wanted):
+                continue
+            counted[tuple(found) if whole else (found[first],)][measure] += int(raw)
+    counts = _counts()
+    for key, measures in counted.items():
+        row = counts[tuple(unescape(value.decode()) for value in key)]
+        for measure, number in measures.items():
+            row[measure.decode()] = number
     return counts
 
 
@@ -134,17 +146,6 @@ async def _cohorts(runtime: Runtime, site: Site, query: Query) -> Counts:
                 continue
             counts[(unquote(page),) if by_page else (f"{experiment}:{variant}",)][named] += value
     return counts
-
-
-async def _visitors(store: Store, site: str, query: Query, rows: list[dict[str, Any]],
-                    values: list[list[str]]) -> None:
-    """Each row's visitors: the HyperLogLogs of its values (one, or "(other)"'s many) over the
-    days, merged."""
-    pipe = store.client.pipeline(transaction=False)
-    for named in values:
-        pipe.pfcount(*(visitors_key(site, day, query.by[0], value) for day in query.days for value in named))
-    for row, counted in zip(rows, await pipe.execute(), strict=True):
-        row["visitors"] = int(counted)
 
 
 def _rank(row: Mapping[str, Any], sort: str) -> float:

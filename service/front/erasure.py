@@ -4,7 +4,8 @@
 the store keeps of one visitor: their visits and journeys, their assignments and conversion
 marks in every experiment, their id in leases and call records, and their entries in the
 conversion log (`service.tracking.journal`). Counts already added up
-(visitors per cohort, conversions per day) stay: they name nobody.
+(visitors per cohort, conversions per day) stay: they name nobody; so do their visits in the
+reports' tables of visits, under a visitor nobody knows.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from service.errors import BadRequest
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.rules.engine import Site
+from service.tracking import counters
 from service.tracking.journal import Journal
 from service.tracking.ledger import SITE, LedgerKeys
 from service.tracking.pools import PoolKeys
@@ -37,6 +39,7 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str) -> dict[s
     This process's deferred writes (the latest page of a journey) go first, to be erased too."""
     await store.batcher.settle()
     client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0, "log": 0}
+    erased["tallied"] = await counters.forget(store, site.id, vid)
     visit_keys = [key async for key in client.scan_iter(match=f"{visitor_prefix(site.id, vid)}*", count=SLICE)]
     for key in visit_keys:
         erased["visits"] += await client.delete(key)

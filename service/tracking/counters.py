@@ -4,23 +4,29 @@ A day's counters sit in one hash per dimension and per pair of dimensions
 (`sw:{SITE:log}:dims:DAY:source`, `…:source,campaign`), next to the conversion log, in its
 slot; the Lua side is service/lua/dims.lua, run by visited.lua for a visit and by log.lua for a
 conversion. service.analytics.dimensions reads them. Each dimension keeps at most
-`MOST_VALUES` values a day; the others are counted under "(other)", as pages are.
+`MOST_VALUES` values a day; the others are counted under "(other)", as pages are. Each visit is
+also a record of the day's table of visits, which says who the visitors were
+(service.analytics.distinct).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from service.rules.phrase import normalise
-from service.tracking.store import Command, Script
+from service.tracking.store import Command, Script, Store
 
 DIMENSIONS = ("source", "medium", "campaign", "phrase", "landing", "region", "city", "device", "pool")
 NAMES = "|".join(DIMENSIONS)  # as the scripts take them (dims.lua's `listed`)
 NONE = "(none)"
 MOST_VALUES = 1000  # of each dimension, a day
-VISITED = Script.named("visited", "capped", "dims")
+VISITOR_BYTES = 8
+RECORD_BYTES = 2 * len(DIMENSIONS) + VISITOR_BYTES  # a visit in a day's table: each value's number, its visitor
+VISITED = Script.named("visited", "dims")
 
 
 def values(record: Mapping[str, Any], pool: str | None = None) -> str:
@@ -46,7 +52,7 @@ def escape(value: str) -> str:
 
 
 def unescape(value: str) -> str:
-    return value.replace("%7C", "|").replace("%25", "%")
+    return value.replace("%7C", "|").replace("%25", "%") if "%" in value else value
 
 
 def prefix(site: str, day: str) -> str:
@@ -54,14 +60,39 @@ def prefix(site: str, day: str) -> str:
 
 
 def visited(site: str, day: str, record: Mapping[str, Any], ttl: int, vid: str) -> Command:
-    """The command that counts a visit as it starts, and its visitor among each value's."""
+    """The command that counts a visit as it starts, and adds it to the day's table of visits."""
     at = prefix(site, day)
-    return VISITED((at + DIMENSIONS[0],), (values(record), vid), (at, MOST_VALUES, ttl, NAMES))
+    return VISITED((at + DIMENSIONS[0],), (values(record), visitor_hash(vid)), (at, MOST_VALUES, ttl, NAMES))
 
 
-def visitors_key(site: str, day: str, dimension: str, value: str) -> str:
-    """The HyperLogLog of a day's visitors with that value of the dimension (dims.lua)."""
-    return f"{prefix(site, day)}visitors:{dimension}|{escape(value)}"
+def visitor_hash(vid: str) -> bytes:
+    """What the tables of visits know a visitor by: `VISITOR_BYTES` of a hash of their id."""
+    return hashlib.blake2b(vid.encode(), digest_size=VISITOR_BYTES).digest()
+
+
+def ids_key(site: str, day: str, dimension: str) -> str:
+    """The numbers a day's values of a dimension go by in its table of visits (dims.lua)."""
+    return f"{prefix(site, day)}ids:{dimension}"
+
+
+def table_key(site: str, day: str) -> str:
+    """A day's table of visits: a record of `RECORD_BYTES` per visit (dims.lua)."""
+    return f"{prefix(site, day)}visits"
+
+
+async def forget(store: Store, site: str, vid: str) -> int:
+    """Give `vid`'s records in the site's tables of visits a visitor nobody knows, the same in
+    each: the visits and their visitor still count, as nobody's. How many records."""
+    hashed, nobody, erased = visitor_hash(vid), secrets.token_bytes(VISITOR_BYTES), 0
+    async for key in store.client.scan_iter(match=table_key(site, "*"), count=1000):
+        table = cast(bytes, await store.client.get(key) or b"")
+        at = table.find(hashed)
+        while at >= 0:
+            if at % RECORD_BYTES == RECORD_BYTES - VISITOR_BYTES:  # not the bytes of two records' edge
+                await store.client.setrange(key, at, nobody)
+                erased += 1
+            at = table.find(hashed, at + 1)
+    return erased
 
 
 def logged(site: str, day: str, entry: Mapping[str, Any]) -> tuple[str, ...]:

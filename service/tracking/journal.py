@@ -28,7 +28,7 @@ MOST = 1000  # entries one page may list
 SCANNED = 5000  # entries one request reads at most, whatever its filters keep
 SCAN_SLICE = 500  # entries read at a time
 STREAM_ID = "0123456789-"
-LOG = Script.named("log", "capped", "dims")
+LOG = Script.named("log", "dims")
 CALL_KINDS = frozenset({"call", "missed_call"})
 
 
