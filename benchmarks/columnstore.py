@@ -1,12 +1,11 @@
 """The visits of benchmarks/scale.py in a column store: what reports by two dimensions, with
-their visitors, would cost there.
+their visitors, cost there, beside the service's own tables of visits in Valkey.
 
     pip install chdb                               # ClickHouse in process; not a dependency of the service
     python benchmarks/columnstore.py               # 1,000,000 visits; about a minute
 
-Valkey counts visitors by one dimension with a HyperLogLog per day and value; one per pair of
-values would cost the store four times the bytes a visit (docs/PERFORMANCE.md, "Reports at
-scale"). This loads the same visits (`scale.visit_record`, the same seed) into a ClickHouse
+The service counts visitors from a table of visits a day in Valkey, scanned with numpy
+(service.analytics.distinct; docs/PERFORMANCE.md, "Reports at scale"). This loads the same visits (`scale.visit_record`, the same seed) into a ClickHouse
 MergeTree table and times the reports that need them: medians of five.
 """
 

@@ -116,6 +116,9 @@ QUERIES = [
     ("by source and phrase", "/v1/reports/scale", {"by": "source,phrase"}),
     ("by campaign, source = yandex", "/v1/reports/scale", {"by": "campaign", "source": "yandex"}),
     ("by landing, all 1,000 rows", "/v1/reports/scale", {"by": "landing", "limit": "1000"}),
+    ("by landing and device, every row", "/v1/reports/scale", {"by": "landing,device", "limit": "1000"}),
+    ("by phrase and city, one week", "/v1/reports/scale", {"by": "phrase,city", "from": "2026-11-05",
+                                                           "to": "2026-11-11"}),
     ("by phrase, one day", "/v1/reports/scale", {"by": "phrase", "from": "2026-11-10", "to": "2026-11-10"}),
     ("by variant (the ledger)", "/v1/reports/scale", {"by": "variant"}),
     ("by page (the ledger), 50 and other", "/v1/reports/scale", {"by": "page"}),
@@ -173,9 +176,11 @@ def main() -> None:
         used = int(client.info("memory")["used_memory"]) - before
         log_bytes = sum(int(client.memory_usage(key) or 0) for key in client.scan_iter("sw:{scale:log}:entries"))
         dims_bytes = sum(int(client.memory_usage(key) or 0) for key in client.scan_iter("sw:{scale:log}:dims:*"))
+        tables = sum(int(client.memory_usage(key) or 0) for key in client.scan_iter("sw:{scale:log}:dims:*:visits"))
         print(f"filled {args.visits:,} visits and {args.conversions:,} conversions in {filled:.0f} s; "
               f"the store grew {used / 2**20:.0f} MiB")
-        print(f"counters by dimension: {dims_bytes / 2**20:.1f} MiB ({dims_bytes / args.visits:.1f} bytes a visit); "
+        print(f"counters by dimension: {dims_bytes / 2**20:.1f} MiB ({dims_bytes / args.visits:.1f} bytes a visit, "
+              f"{tables / args.visits:.1f} of them the tables of visits); "
               f"the conversion log: {log_bytes / 2**20:.1f} MiB "
               f"({log_bytes / args.conversions:.0f} bytes a conversion)")
         results = uvloop.run(ask(url, Path(tmp), args.rounds))
