@@ -1,11 +1,12 @@
-"""Cost that must not grow with the wrong thing: decisions and calls as a pool, the URLs and
-the histories of numbers and callers grow.
+"""Cost that must not grow with the wrong thing: decisions and calls as a pool, the URLs, the
+histories of numbers and callers, and the rules grow.
 
-    python benchmarks/axes.py                       # about 5 minutes
-    python benchmarks/axes.py --instructions        # instructions, under callgrind; about 25 minutes
+    python benchmarks/axes.py                       # about 6 minutes
+    python benchmarks/axes.py --instructions        # instructions, under callgrind; about 13 minutes
+    python benchmarks/axes.py --axis rules          # one axis (or several: --axis pool --axis urls)
 
-Issue 20 asks that pool size, distinct URLs, lease history and caller history (and the
-rules) change what a decision and a call webhook cost by at most 1.2×. Each axis is
+Issue 20 asks that pool size, distinct URLs, lease history, caller history and the rules
+change what a decision and a call webhook cost by at most 1.2×. Each axis is
 measured at both ends, in this process as `benchmarks/in_process.py` measures (the
 application `swapline serve` runs, on a private Valkey, driven by 16 concurrent tasks,
 without HTTP parsing or sockets), the two ends taking turns over `--rounds` after a run that
@@ -20,6 +21,9 @@ warms the process up, the lowest CPU time per request of each counting:
   with 1,000 (within the lease window, so none is trimmed): what a call is credited from.
 - **caller history**: each caller with no past call, then with 300 within the window that
   makes a caller new (`unique_within`): what tells a target call.
+- **rules**: the site's one rule and the ten base rules of `benchmarks/scale_rules.py`, then
+  its 10,000 (the ten and its generated keyword, geo and page rules); every other end has the
+  eleven.
 
 With `--instructions` each end runs once, in a process of its own under valgrind's callgrind
 (`benchmarks/callgrind.py`), with 300 visitors and 4 tasks (so that no store round trip
@@ -56,14 +60,21 @@ from harness import (
     table,
 )
 
+from scale_rules import generate
+
 from service.integrations.calls import kept_caller
 
 CALLS_SECRET = "axes-calls-secret-000001"
-AXES = {"pool": [(1_000, 1, 0, 0), (100_000, 1, 0, 0)], "urls": [(1_000, 10, 0, 0), (1_000, 100_000, 0, 0)],
-        "history": [(1_000, 1, 0, 0), (1_000, 1, 1_000, 0)], "callers": [(1_000, 1, 0, 0), (1_000, 1, 0, 300)]}
+AXES = {"pool": [(1_000, 1, 0, 0, 10), (100_000, 1, 0, 0, 10)],
+        "urls": [(1_000, 10, 0, 0, 10), (1_000, 100_000, 0, 0, 10)],
+        "history": [(1_000, 1, 0, 0, 10), (1_000, 1, 1_000, 0, 10)],
+        "callers": [(1_000, 1, 0, 0, 10), (1_000, 1, 0, 300, 10)],
+        "rules": [(1_000, 1, 0, 0, 10), (1_000, 1, 0, 0, 10_000)]}
 LABELS = {"pool": "pool 1,000 → 100,000 numbers", "urls": "10 → 100,000 distinct URLs",
-          "history": "0 → 1,000 past leases a number", "callers": "0 → 300 past calls a caller"}
-End = tuple[int, int, int, int]  # numbers in the pool, distinct URLs, past leases a number, past calls a caller
+          "history": "0 → 1,000 past leases a number", "callers": "0 → 300 past calls a caller",
+          "rules": "11 → 10,001 rules"}
+# Numbers in the pool, distinct URLs, past leases a number, past calls a caller, scale_rules' rules
+End = tuple[int, int, int, int, int]
 
 
 class Load:
@@ -73,8 +84,9 @@ class Load:
         self.visitors, self.tasks, self.meter = visitors, tasks, meter
 
 
-def rules(numbers: int) -> str:
+def rules(numbers: int, more: int) -> str:
     listed = ", ".join(f'"{e164(n)}"' for n in range(numbers))
+    generated = generate(more).split("\nrules:\n", 1)[1]  # scale_rules' rules, for any site
     return f"""site: axes
 origins: [https://axes.example]
 calls: {{secret: {CALLS_SECRET}}}
@@ -87,7 +99,7 @@ rules:
   - id: hero
     when: {{keywords: [купить кондиционер]}}
     swap: [{{selector: h1, text: "{{{{ keyword(default='Кондиционеры') }}}} {{{{ city.in }}}}"}}]
-"""
+{generated}"""
 
 
 def decision(url: str, vid: str, landing: bool) -> dict[str, Any]:
@@ -136,12 +148,12 @@ async def measure(redis_url: str, work: Path, end: End, run: int, load: Load, ch
     `past` leases of each number and `called` calls of each caller before; unless `checked`,
     whatever the answers (the warm-up's first decisions may miss the store's deadline while
     the process fills its memos)."""
-    numbers, urls, past, called = end
+    numbers, urls, past, called, more = end
     redis.Redis.from_url(redis_url).flushdb()  # no number held by the visitors of a run before
     fill_history(redis_url, numbers, past, called, load.visitors)
-    rules_dir = work / f"rules-{numbers}-{urls}-{past}-{called}-{run}"
+    rules_dir = work / f"rules-{numbers}-{urls}-{past}-{called}-{more}-{run}"
     rules_dir.mkdir()
-    (rules_dir / "axes.yaml").write_text(rules(numbers))
+    (rules_dir / "axes.yaml").write_text(rules(numbers, more))
     app = in_process_app(redis_url, rules_dir, work / "data")
     page: Callable[[int], str] = (lambda n: f"/catalog/item-{n % urls}") if urls > 1 else (lambda n: "/")
     async with app.app.router.lifespan_context(app.app):
@@ -164,13 +176,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
+    parser.add_argument("--axis", action="append", choices=list(AXES), help="only this axis (default: all)")
     parser.add_argument("--end", help=argparse.SUPPRESS)  # one end counted, in a process under callgrind
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.end:
         return count_end(tuple(map(int, args.end.split(","))), args.store, args.dumps)  # type: ignore[arg-type]
-    ends = list(dict.fromkeys(end for pair in AXES.values() for end in pair))
+    axes = {axis: AXES[axis] for axis in args.axis or AXES}
+    ends = list(dict.fromkeys(end for pair in axes.values() for end in pair))
     with tempfile.TemporaryDirectory() as tmp, store() as base:
         if args.instructions:
             figures = {end: counted(end, base, Path(tmp)) for end in ends}
@@ -179,7 +193,7 @@ def main() -> None:
             figures = timed(ends, base, Path(tmp), args.rounds)
             unit = "CPU µs"
     rows = []
-    for axis, (small, big) in AXES.items():
+    for axis, (small, big) in axes.items():
         low, high = figures[small], figures[big]
         rows.append((LABELS[axis], f"{low[0]:,.1f} → {high[0]:,.1f}", f"{high[0] / low[0]:.2f}x",
                      f"{low[1]:,.1f} → {high[1]:,.1f}", f"{high[1] / low[1]:.2f}x"))
@@ -190,7 +204,7 @@ def timed(ends: list[End], base: str, work: Path, rounds: int) -> dict[End, list
     """The lowest CPU µs per decision and per call of each end, the ends taking turns."""
     load = Load(visitors=1000, tasks=16, meter=CPUTime())
     best: dict[End, list[float]] = {}
-    uvloop.run(measure(base, work, (1_000, 1, 0, 0), -1, load, checked=False))  # fills the process's memos
+    uvloop.run(measure(base, work, AXES["pool"][0], -1, load, checked=False))  # fills the process's memos
     for run in range(rounds):
         for end in ends:
             figures = uvloop.run(measure(base, work, end, run, load))
@@ -200,7 +214,7 @@ def timed(ends: list[End], base: str, work: Path, rounds: int) -> dict[End, list
 
 def counted(end: End, base: str, work: Path) -> list[float]:
     """Instructions per decision and per call at `end`, in a process of its own under callgrind."""
-    dumps = work / "dumps-{}-{}-{}-{}".format(*end)
+    dumps = work / "dumps-{}-{}-{}-{}-{}".format(*end)
     dumps.mkdir()
     command = under_callgrind(dumps, [__file__, "--end", ",".join(map(str, end)), "--store", base,
                                       "--dumps", str(dumps)])
