@@ -59,7 +59,6 @@ from harness import (
     store,
     table,
 )
-
 from scale_rules import generate
 
 from service.integrations.calls import kept_caller

@@ -5,8 +5,9 @@ their visitors, cost there, beside the service's own tables of visits in Valkey.
     python benchmarks/columnstore.py               # 1,000,000 visits; about a minute
 
 The service counts visitors from a table of visits a day in Valkey, scanned with numpy
-(service.analytics.distinct; docs/PERFORMANCE.md, "Reports at scale"). This loads the same visits (`scale.visit_record`, the same seed) into a ClickHouse
-MergeTree table and times the reports that need them: medians of five.
+(service.analytics.distinct; docs/PERFORMANCE.md, "Reports at scale"). This loads the same
+visits (`scale.visit_record`, the same seed) into a ClickHouse MergeTree table and times the
+reports that need them: medians of five.
 """
 
 from __future__ import annotations
