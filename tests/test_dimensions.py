@@ -7,6 +7,8 @@ import csv
 import io
 import random
 import signal
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,6 +169,14 @@ def test_a_report_over_more_visits_than_a_scan_may_read_gives_visitors_as_unknow
     assert [row["visitors"] for row in rows] == [None] * 3 and sum(row["visits"] for row in rows) == 9
     monkeypatch.setattr(distinct, "MOST_VISITS", 9)
     assert sum(row["visitors"] for row in by(climate, "source,campaign")) == 9
+
+
+def test_a_worker_loads_numpy_only_to_count_visitors() -> None:
+    """numpy's libquadmath slows every printf of the process (hiredis's packing among them):
+    the service imports it when a report first counts visitors, not before."""
+    check = ("import sys; from service.app import create_app; from service.cli import main; "
+             "import service.analytics.distinct; print('numpy' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_visitors_by_first_page_and_by_experiment_variant(climate: TestClient, clock: Clock) -> None:
