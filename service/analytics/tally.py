@@ -58,6 +58,9 @@ class Visitors:
 
 def count(days: list[tuple[bytes, list[dict[bytes, bytes]]]], named: list[str], by: Sequence[str],
            filters: Mapping[str, str]) -> Visitors:
+    """The visitors of each day's table (with the numbers of `named`'s values that day) by the
+    values of `by`, among the records that have the filters' values; `named` is `by`, then the
+    other filtered dimensions."""
     codes: list[dict[bytes, int]] = [{} for _ in named]  # of each dimension: value -> its code, over the days
     wanted = [_code(codes[named.index(name)], value) for name, value in filters.items()]
     columns: list[list[Column]] = [[] for _ in by]
