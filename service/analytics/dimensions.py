@@ -7,7 +7,7 @@ first conversion of each kind, so a rate is converted visits over visits. Each d
 and each pair has its own hash a day, so a report reads one hash per day of its range, whatever
 the traffic: its cost grows with the days and the distinct values it lists, not the visits.
 Visitors, each counted once however many visits and days they came on, come from the days'
-tables of visits (service.analytics.distinct).
+tables of visits (service.analytics.distinct): their count grows with the visits of the days.
 
 By `page` and by experiment `variant` the rows come from the ledger (service.tracking.ledger),
 which counts visitors, not visits: each in the cohort of the page where it first saw the site,
