@@ -171,6 +171,17 @@ def test_a_report_over_more_visits_than_a_scan_may_read_gives_visitors_as_unknow
     assert sum(row["visitors"] for row in by(climate, "source,campaign")) == 9
 
 
+def test_a_filter_nobody_had_over_the_longest_range_answers_no_rows(climate: TestClient, clock: Clock) -> None:
+    traffic(climate, clock)
+    longest = {"from": "2025-10-15", "to": "2026-11-18"}  # 400 days, the most a report covers
+    assert by(climate, "campaign", source="%|" * 2000, **longest) == []  # '%' and '|' as the counters escape them
+    assert sum(row["visitors"] for row in by(climate, "source,campaign", **longest)) == 9
+    Browser(climate, vid="piped-visitor-000001").open(f"{ORIGIN}/?utm_source=vk&utm_campaign={quote('зима|50%')}",
+                                                      ref="")
+    (piped,) = by(climate, "source", campaign="зима|50%", **longest)  # found as it came, escaping and all
+    assert (piped["source"], piped["visits"], piped["visitors"]) == ("vk", 1, 1)
+
+
 def test_a_worker_loads_numpy_only_to_count_visitors() -> None:
     """numpy's libquadmath slows every printf of the process (hiredis's packing among them):
     the service imports it when a report first counts visitors, not before."""
