@@ -81,7 +81,7 @@ def address(url: str) -> Address:
 
 def _previewed(query: str, parameter: str, limit: int) -> str | None:
     """A preview link's `parameter` in a page's query."""
-    if PREVIEW not in query:  # nearly every page
+    if PREVIEW not in query:  # nearly every page (PREVIEW_CITY begins with PREVIEW too)
         return None
     raw = next((value for name, _, value in (pair.partition("=") for pair in query.split("&"))
                 if name == parameter), None)

@@ -25,7 +25,7 @@ local function by_dimensions(prefix, names, values, field, most, ttl, visitor)
   for i = 1, #names do
     local id
     kept[i], id = numbered(prefix .. 'ids:' .. names[i], values[i], most, ttl)
-    record[i] = string.char(math.floor(id / 256), id % 256)
+    if visitor then record[i] = string.char(math.floor(id / 256), id % 256) end  -- a conversion adds no record
   end
   if visitor then
     local table_of_visits = prefix .. 'visits'
