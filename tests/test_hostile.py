@@ -189,3 +189,28 @@ def test_connections_past_the_cap_get_503(tmp_path: Path, valkey_url: str, store
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
     assert answer.startswith(b"HTTP/1.1 503 ")
+
+
+def test_the_application_reads_a_request_target_as_httptools_does(service: tuple[Any, str]) -> None:
+    """The query goes to the application unparsed where it can; what it then gets must be what
+    httptools' URL parser would have given, odd targets included, and what that parser refuses
+    is still refused."""
+    _, base = service
+
+    def decided(target: bytes) -> tuple[int, Any]:
+        answer = raw_exchange(base, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return int(head.split()[1]), orjson.loads(body)
+
+    for target, vid in [
+        (b"/v1/decide?site=hostile&url=/&vid=plain-visitor-01", "plain-visitor-01"),
+        (b"/v1/decide?site=hostile&url=/?a=1?b&vid=question-mark-visitor", "question-mark-visitor"),
+        (b"/v1/decide?site=hostile&url=/&vid=fragment-visitor-01#vid=else", "fragment-visitor-01"),
+        (b"http://x/v1/decide?site=hostile&url=/&vid=absolute-form-visitor", "absolute-form-visitor"),
+        (b"/v1/decide?site=hostile&url=%2F%3Fa%3D1&b={}|^`&vid=braces-visitor-01", "braces-visitor-01"),
+    ]:
+        status, body = decided(target)
+        assert (status, body["vid"]) == (200, vid), target
+    for refused in [b"/v1/decide?site=hostile&url=/&vid=\xff\xfe", b"/v1/decide?site=hostile&url=/&vid=a\x7f"]:
+        assert decided(refused) == (400, {"error": {
+            "code": "malformed_request", "message": "the request is not valid HTTP/1.1"}}), refused

@@ -27,6 +27,7 @@ from service.config import Settings
 # The request line and headers: a decision's URL carries the page's URL and referrer, each
 # up to 4,096 characters that percent-encoding may make 6 bytes each.
 MAX_HEAD = 64 * 1024
+_QUERY_BYTES = bytes(range(0x21, 0x7F)).replace(b"#", b"")  # a query's, by httptools' strict parser
 LINGER = 2.0  # seconds a refused client may go on sending before its connection closes
 _settings = functools.cache(Settings.from_env)  # the worker's own, read once
 
@@ -67,7 +68,16 @@ class Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        # httptools parses a URL a character at a time, and a decision's query (the page's URL,
+        # its referrer, the visit's token) is most of its bytes: only the path is left to it, and
+        # the query is what follows the first "?", where it holds only what httptools accepts.
+        path, mark, query = self.url.partition(b"?")
+        if not mark or query.translate(None, _QUERY_BYTES):  # none, or a fragment or a byte refused
+            HttpToolsProtocol.on_headers_complete(self)
+            return
+        self.url = path
         HttpToolsProtocol.on_headers_complete(self)
+        self.scope["query_string"] = query  # before the application's task first runs
 
     def on_message_complete(self) -> None:
         self._disarm()
