@@ -92,10 +92,11 @@ def test_distance_counts_insertions_deletions_replacements_and_swaps(a: str, b: 
 
 
 RUSSIAN_WORDS = st.text("абвгдежзийклмнопрстуфхцчшщъыьэюя", min_size=1, max_size=12)
+TYPED_WORDS = RUSSIAN_WORDS | st.text("абвгде0123xё-", min_size=1, max_size=12)  # what a phrase may hold
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(RUSSIAN_WORDS, min_size=1, max_size=20), st.lists(RUSSIAN_WORDS, min_size=1, max_size=5))
+@given(st.lists(RUSSIAN_WORDS, min_size=1, max_size=20), st.lists(TYPED_WORDS, min_size=1, max_size=5))
 def test_the_typo_index_finds_exactly_what_comparing_with_every_term_finds(
         terms: list[str], words: list[str]) -> None:
     near = {term for term in terms for word in words if budget(term) and distance(word, term) <= budget(term)}
@@ -106,6 +107,9 @@ def test_the_typo_index_holds_only_russian_words_long_enough_to_forgive_a_typo()
     speller = Speller(["кондиционер", "пол", "сплит+система", "split", "ремонт"])
     assert speller.correct(("кондицонер", "пл", "сплитсистема", "splat", "рем0нт")) == {"кондиционер", "ремонт"}
     assert Speller(["цветов"]).correct(("цвтов",)) == {"цвет", "цветок"}  # a typo of a form reads as that form
+    # A letter that is not Russian is an edit, as any other: a model number is no typo.
+    assert Speller(["кондиционер"]).correct(("кондиционер12",)) == {"кондиционер"}
+    assert Speller(["кондиционер"]).correct(("кондиционер123", "кондиционер000123х")) == frozenset()
     assert all(re.fullmatch("[а-я]+", spelling) for spelling in speller._spellings)
 
 

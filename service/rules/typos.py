@@ -22,6 +22,7 @@ WORDS_KEPT = 4096  # corrections remembered per site
 _NUMBER_BITS = 20  # a site's keywords have fewer than a million spellings
 _NUMBER = (1 << _NUMBER_BITS) - 1
 _RUSSIAN_WORD = re.compile(r"[а-я]+")
+_NOT_RUSSIAN = re.compile(r"[^а-я]")
 
 
 def budget(term: str) -> int:
@@ -51,6 +52,13 @@ class Speller:
         self._deletions = array.array("q")
         for part in parts:
             self._deletions.extend(sorted(part))
+        # A bit per hash, about eight per deletion: most of a word's deletions are no
+        # spelling's, and a bit tells so for less than the search of the sorted index would.
+        self._slots = (1 << max(6, (8 * len(self._deletions)).bit_length())) - 1
+        self._bits = bytearray((self._slots >> 3) + 1)
+        for key in self._deletions:
+            slot = key >> _NUMBER_BITS & self._slots
+            self._bits[slot >> 3] |= 1 << (slot & 7)
         self._known: dict[tuple[str, ...], frozenset[str]] = {}
 
     def __len__(self) -> int:
@@ -70,11 +78,16 @@ class Speller:
     def _near(self, word: str) -> set[str]:
         # A spelling within two edits is at most two letters longer or shorter than the word.
         found: set[str] = set()
-        if len(word) > self._longest + 2:
+        # Each letter that is not Russian (a model number's digits) costs an edit of its own.
+        if len(word) > self._longest + 2 or len(_NOT_RUSSIAN.findall(word)) > 2:
             return found
-        deletions = self._deletions
+        deletions, bits, slots = self._deletions, self._bits, self._slots
         for deleted in _deletions(word, 2 if len(word) >= 7 else 1):
-            key = _hashed(deleted)
+            hashed = hash(deleted) >> _NUMBER_BITS
+            slot = hashed & slots
+            if not bits[slot >> 3] >> (slot & 7) & 1:
+                continue
+            key = hashed << _NUMBER_BITS
             at = bisect.bisect_left(deletions, key)
             while at < len(deletions) and deletions[at] & ~_NUMBER == key:
                 found.add(self._spellings[deletions[at] & _NUMBER])
