@@ -426,8 +426,8 @@ class CPUTime:
 async def drive(app: Any, requests: Sequence[tuple[dict[str, Any], bytes]], tasks: int, meter: Meter
                 ) -> tuple[float, list[dict[str, Any]]]:
     """`requests` (ASGI scope, body) sent to `app` by `tasks` concurrent tasks: what `meter`
-    measured per request, and the JSON answers; fails on any answer but 2xx."""
-    answers: list[dict[str, Any]] = [{} for _ in requests]
+    measured per request, and the JSON answers (read after the measuring); fails on any answer but 2xx."""
+    bodies: list[bytes] = [b"" for _ in requests]
 
     async def one(index: int) -> None:
         scope, body = requests[index]
@@ -443,7 +443,7 @@ async def drive(app: Any, requests: Sequence[tuple[dict[str, Any], bytes]], task
                 chunks.append(message.get("body", b""))
 
         await app(scope, receive, send)
-        answers[index] = json.loads(b"".join(chunks))
+        bodies[index] = b"".join(chunks)
 
     async def worker(task: int) -> None:
         for index in range(task, len(requests), tasks):
@@ -451,7 +451,8 @@ async def drive(app: Any, requests: Sequence[tuple[dict[str, Any], bytes]], task
 
     meter.on()
     await asyncio.gather(*(worker(task) for task in range(tasks)))
-    return meter.off() / len(requests), answers
+    spent = meter.off() / len(requests)
+    return spent, [json.loads(body) for body in bodies]
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -1,98 +1,143 @@
-"""The service's own CPU per decision, without a server: the real application in this process.
+"""The service's own cost per decision, without a server: the real application in this process.
 
-    python benchmarks/in_process.py                 # about 40 s
-    python benchmarks/in_process.py --passes 6      # more passes, a steadier median
+    python benchmarks/in_process.py                          # CPU time; about 40 s
+    python benchmarks/in_process.py --passes 6               # more passes, a steadier median
+    python benchmarks/in_process.py --instructions           # instructions, under callgrind; about 1 minute
+    python benchmarks/in_process.py --tree ../old            # another checkout's service, same page views
 
 `benchmarks/decide.py` measures the service as users meet it, uvicorn and the kernel's
 sockets included, and on a shared machine those runs spread by 10% or more. This drives
 the ASGI application that `swapline serve` runs (`create_app()`: the fast path, the
-endpoint, the batcher) on a private Valkey with the same page views (the Locust suite's
-traffic model, 20,000 lines), from 32 concurrent tasks as 32 connections would, and reads
-this process's CPU time (the store is another process). No HTTP parsing and no sockets but
-the store's, so what it prints is the service's own work and moves only when that does.
-Compare two trees by running it in each, alternately, several times: the spread between
-runs is still a few per cent, so trust the minimum and the median together.
+endpoint, the batcher) on a private Valkey with the decision benchmark's page views (the
+Locust suite's traffic model, 20,000 lines: half of them landings that start a visit, half
+internal pages that carry their visit's token, collected first as the snippet would), from
+32 concurrent tasks as 32 connections would. No HTTP parsing and no sockets but the store's,
+so what it prints is the service's own work and moves only when that does.
+
+- **CPU time** of this process (the store is another one): one pass over the file fills the
+  memos, then each pass counts. Compare two trees by running each, alternately, several
+  times: the spread between runs is still a few per cent, so trust the minimum and the median
+  together.
+- **Instructions** (`--instructions`, needs valgrind): the process runs under callgrind with
+  counting off, the page views fill the memos but for 2,000 of them, never seen, which are
+  then counted (4 tasks, so that no round trip outlasts its deadline on valgrind's slow CPU).
+  The same count whatever else the machine does, and on page views as cold as a site's:
+  `benchmarks/instructions.py` counts requests the process has seen once already.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import uvloop
-from harness import LOAD_RULES, asgi_scope, store, visitors, write_decisions
+from callgrind import Counter, under_callgrind
+from harness import (
+    LOAD_RULES,
+    ROOT,
+    CPUTime,
+    Meter,
+    asgi_scope,
+    decide_path,
+    drive,
+    in_process_app,
+    revision,
+    store,
+    visitors,
+    write_decisions,
+)
 from traffic import Traffic
 
-from service.app import create_app
-from service.config import Settings
-from service.front.fastpath import FastPath
-
 TASKS = 32
+COUNTED = 2000  # page views counted under callgrind
+Request = tuple[dict[str, Any], bytes]
 
 
-def scope(line: str) -> dict[str, Any]:
-    """The ASGI scope uvicorn would make of one line of a request file, through a trusted proxy."""
+def request(line: str) -> Request:
+    """What uvicorn would hand the application for one line of a request file, through a trusted proxy."""
     method, target, client, user_agent = line.split("\t")[:4]
     return asgi_scope(method, target, [(b"x-forwarded-for", client.encode()), (b"user-agent", user_agent.encode()),
-                                       (b"origin", b"https://load.example"), (b"sec-fetch-mode", b"cors")])
+                                       (b"origin", b"https://load.example"), (b"sec-fetch-mode", b"cors")]), b""
 
 
-async def replay(app: FastPath, lines: list[str], passes: int) -> list[float]:
-    """CPU µs per request of each pass (after one to warm up); fails on any answer but 200."""
-    statuses: dict[int, int] = {}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses[message["status"]] = statuses.get(message["status"], 0) + 1
-
-    async def connection(start: int, count: int) -> None:
-        for n in range(start, start + count):
-            await app(scope(lines[n % len(lines)]), receive, send)
-
-    each = len(lines) // TASKS
-    figures = []
-    for n in range(passes + 1):
-        gc.collect()
-        started = time.process_time()
-        await asyncio.gather(*(connection((task * 1000 + n) * 7919, each) for task in range(TASKS)))
-        if n:  # the first pass fills the memos
-            figures.append((time.process_time() - started) / (each * TASKS) * 1e6)
-    if set(statuses) != {200}:
-        raise SystemExit(f"not every decision was answered: {statuses}")
-    return figures
+async def page_views(app: Any, work: Path) -> list[Request]:
+    """The decision benchmark's page views, each internal one with its visitor's visit token,
+    which the crowd's first landings (sent here) give them."""
+    traffic = Traffic(seed=6)
+    crowd = visitors(traffic, 1200)
+    people = [(vid, client) for vid, client in crowd if not client.bot]
+    first = [request(f"GET\t{decide_path(traffic.landing(), vid, 'load')}\t{client.ip}\t{client.user_agent}\t")
+             for vid, client in people]
+    _, answers = await drive(app, first, TASKS, CPUTime())
+    tokens = {vid: answer["token"] for (vid, _), answer in zip(people, answers, strict=True)}
+    lines = write_decisions(work / "decide.txt", traffic, crowd, 20_000, visits=tokens).read_text().splitlines()
+    return [request(line) for line in lines]
 
 
-async def measure(redis_url: str, lines: list[str], passes: int, work: Path) -> list[float]:
-    app = create_app(Settings.from_env({  # as benchmarks/harness.py starts `swapline serve`
-        "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(LOAD_RULES), "SWAPLINE_DATA_DIR": str(work),
-        "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_BEACON_RATE": "1000000000",
-        "SWAPLINE_DECISION_RATE": "1000000000",  # counted as in production, never refused
-        "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_SECRET": "benchmark-secret",
-    }))
+async def measure(redis_url: str, work: Path, passes: int, counter: Counter | None) -> list[float]:
+    """CPU µs per decision of each pass after the first; or, with `counter`, the instructions
+    per decision of the `COUNTED` page views the process had not seen."""
+    app = in_process_app(redis_url, LOAD_RULES, work / "data")
     async with app.app.router.lifespan_context(app.app):
-        return await replay(app, lines, passes)
+        views = await page_views(app, work)
+        if counter is not None:
+            await drive(app, views[COUNTED:], 4, CPUTime())
+            gc.collect()
+            return [await decided(app, views[:COUNTED], 4, counter)]
+        figures = []
+        for n in range(passes + 1):
+            gc.collect()
+            spent = await decided(app, views, TASKS, CPUTime())
+            if n:  # the first pass fills the memos
+                figures.append(spent)
+        return figures
+
+
+async def decided(app: Any, views: list[Request], tasks: int, meter: Meter) -> float:
+    """What `meter` measured per page view; fails if any decision degraded (a round trip past its deadline)."""
+    spent, answers = await drive(app, views, tasks, meter)
+    if degraded := sum(answer["degraded"] for answer in answers):
+        raise SystemExit(f"{degraded} decisions degraded: the store missed its deadline, other code ran")
+    return spent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--passes", type=int, default=4, help="measured passes over the request file (default 4)")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose service/ runs (default: this)")
+    parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set in the process that measures
     args = parser.parse_args()
-    traffic = Traffic(seed=6)
+    if args.dumps is None:  # the measuring is done by a process of its own, with the tree's service
+        with tempfile.TemporaryDirectory(prefix="swapline-dumps-") as dumps:
+            command = [__file__, "--passes", str(args.passes), "--dumps", dumps]
+            if args.instructions:
+                command = under_callgrind(Path(dumps), [*command, "--instructions"])
+            else:
+                command = [sys.executable, *command]
+            tree = args.tree.resolve()
+            output = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
+                                    stdout=subprocess.PIPE, text=True).stdout
+        figures = json.loads(output.splitlines()[-1])
+        where = f"service at {revision(tree)} ({tree})"
+        if args.instructions:
+            print(f"{where}: instructions per decision, in process, over {COUNTED:,} page views not seen before:"
+                  f" {figures[0]:,.0f}")
+        else:
+            print(f"{where}: CPU µs per decision, in process: min {min(figures):.1f},"
+                  f" median {statistics.median(figures):.1f} (passes: {', '.join(f'{f:.1f}' for f in figures)})")
+        return
+    counter = Counter(args.dumps) if args.instructions else None
     with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
-        work = Path(tmp)
-        lines = write_decisions(work / "decide.txt", traffic, visitors(traffic, 1200), 20_000).read_text().splitlines()
-        figures = uvloop.run(measure(redis_url, lines, args.passes, work))
-    print(f"CPU µs per decision, in process: min {min(figures):.1f}, median {statistics.median(figures):.1f}"
-          f" (passes: {', '.join(f'{figure:.1f}' for figure in figures)})")
+        print(json.dumps(uvloop.run(measure(redis_url, Path(tmp), args.passes, counter))))
 
 
 if __name__ == "__main__":
