@@ -211,6 +211,8 @@ def test_the_application_reads_a_request_target_as_httptools_does(service: tuple
     ]:
         status, body = decided(target)
         assert (status, body["vid"]) == (200, vid), target
+    # A fragment before the "?" takes the query with it.
+    assert decided(b"/v1/decide#top?site=hostile&url=/")[1]["error"]["code"] == "missing_parameter"
     for refused in [b"/v1/decide?site=hostile&url=/&vid=\xff\xfe", b"/v1/decide?site=hostile&url=/&vid=a\x7f"]:
         assert decided(refused) == (400, {"error": {
             "code": "malformed_request", "message": "the request is not valid HTTP/1.1"}}), refused

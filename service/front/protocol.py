@@ -72,7 +72,7 @@ class Protocol(HttpToolsProtocol):
         # its referrer, the visit's token) is most of its bytes: only the path is left to it, and
         # the query is what follows the first "?", where it holds only what httptools accepts.
         path, mark, query = self.url.partition(b"?")
-        if not mark or query.translate(None, _QUERY_BYTES):  # none, or a fragment or a byte refused
+        if not mark or b"#" in path or query.translate(None, _QUERY_BYTES):  # none, a fragment, a byte refused
             HttpToolsProtocol.on_headers_complete(self)
             return
         self.url = path
