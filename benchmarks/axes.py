@@ -37,7 +37,6 @@ import argparse
 import hashlib
 import hmac
 import json
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,7 +47,8 @@ from urllib.parse import urlencode
 import orjson
 import redis
 import uvloop
-from callgrind import Counter, under_callgrind
+from callgrind import Counter
+from callgrind import counted as counted_by
 from harness import (
     SECRET,
     CPUTime,
@@ -186,7 +186,7 @@ def main() -> None:
     ends = list(dict.fromkeys(end for pair in axes.values() for end in pair))
     with tempfile.TemporaryDirectory() as tmp, store() as base:
         if args.instructions:
-            figures = {end: counted(end, base, Path(tmp)) for end in ends}
+            figures = {end: counted(end, base) for end in ends}
             unit = "instructions"
         else:
             figures = timed(ends, base, Path(tmp), args.rounds)
@@ -211,14 +211,9 @@ def timed(ends: list[End], base: str, work: Path, rounds: int) -> dict[End, list
     return best
 
 
-def counted(end: End, base: str, work: Path) -> list[float]:
+def counted(end: End, base: str) -> list[float]:
     """Instructions per decision and per call at `end`, in a process of its own under callgrind."""
-    dumps = work / "dumps-{}-{}-{}-{}-{}".format(*end)
-    dumps.mkdir()
-    command = under_callgrind(dumps, [__file__, "--end", ",".join(map(str, end)), "--store", base,
-                                      "--dumps", str(dumps)])
-    ran = subprocess.run(command, check=True, capture_output=True, text=True)
-    return list(json.loads(ran.stdout.splitlines()[-1]))
+    return list(counted_by(__file__, ["--end", ",".join(map(str, end)), "--store", base]))
 
 
 def count_end(end: End, base: str, dumps: Path) -> None:

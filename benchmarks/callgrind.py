@@ -10,12 +10,15 @@ count does not move with a busy machine as CPU time does (docs/PERFORMANCE.md,
 from __future__ import annotations
 
 import ctypes
+import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 SOURCE = r"""
 #include <valgrind/callgrind.h>
@@ -53,3 +56,16 @@ def under_callgrind(dumps: Path, arguments: Sequence[str]) -> list[str]:
         raise SystemExit("valgrind is needed: apt-get install valgrind")
     return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={dumps}/cg.out",
             sys.executable, *arguments]
+
+
+def counted(script: str, arguments: Sequence[str], tree: Path | None = None) -> Any:
+    """What `script ARGUMENTS --dumps DIR` prints last, as JSON, run in a process of its own under
+    callgrind, counting off (the script counts with `Counter(DIR)`); `tree`: the checkout whose
+    `service` it imports."""
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
+    with tempfile.TemporaryDirectory(prefix="swapline-dumps-") as dumps:
+        ran = subprocess.run(under_callgrind(Path(dumps), [script, *arguments, "--dumps", dumps]), env=env,
+                             capture_output=True, text=True)
+    if ran.returncode:
+        raise SystemExit(f"{script} under callgrind failed:\n{ran.stderr[-3000:]}")
+    return json.loads(ran.stdout.splitlines()[-1])

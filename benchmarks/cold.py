@@ -2,6 +2,8 @@
 
     python benchmarks/cold.py                   # about 30 s
     python benchmarks/cold.py --requests 500
+    python benchmarks/cold.py --instructions    # in process, under callgrind; about a minute
+    python benchmarks/cold.py --instructions --tree ../old    # another checkout's service
 
 The service runs `swapline serve` (one worker) on the `load` site and a private Valkey, the
 bare Starlette endpoint (`benchmarks/bare.py`) beside it under the same uvicorn settings.
@@ -12,11 +14,18 @@ holds a word nobody has searched before (so no memo answers: the phrase is norma
 lemmatised, its texts rendered, a number leased), from a Moscow address through a trusted
 proxy; then as many new visitors with a phrase searched before. It prints the percentiles
 of each and their ratios, wall-clock time on the client, and each server's CPU per request.
+
+With `--instructions`, the same decisions go to the application in this process (as
+`benchmarks/in_process.py` drives it, no HTTP), under valgrind's callgrind: the instructions
+per decision with a phrase never seen and with a known one, which do not move with the
+machine as CPU time does (on a 2-core machine shared with other work, the CPU figures above
+are ticks of 10 ms over the requests, and spread by a third between runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import statistics
 import tempfile
@@ -25,17 +34,41 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import orjson
-from harness import LOAD_RULES, Server, cpu_seconds, revision, start_bare, start_service, store, table
+import uvloop
+from callgrind import Counter, counted
+from harness import (
+    LOAD_RULES,
+    ROOT,
+    CPUTime,
+    Server,
+    asgi_scope,
+    cpu_seconds,
+    drive,
+    in_process_app,
+    revision,
+    start_bare,
+    start_service,
+    store,
+    table,
+)
 
 MOSCOW = "46.242.0.1"  # GeoLite2: Moscow
 HEADERS = {"X-Forwarded-For": MOSCOW, "Origin": "https://load.example", "Sec-Fetch-Mode": "cors",
            "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"}
 
 
+SYLLABLES = [consonant + vowel for consonant in "бвгдзклмнпрст" for vowel in "аеиоу"]  # as requests.lua's
+
+
+def made_up_word(n: int) -> str:
+    """The `n`th Russian-looking word of four syllables: one no dictionary and nobody has seen."""
+    return "".join(SYLLABLES[n // len(SYLLABLES) ** place % len(SYLLABLES)] for place in range(4))
+
+
 def cold_path(n: int, known: bool = False) -> str:
     """A new visitor from an ad, searching a phrase with a word never seen before (or, `known`,
     the phrase every other one searched)."""
-    phrase = "купить кондиционер недорого" if known else f"купить кондиционер модель{n:06d}х"
+    phrase = "купить кондиционер недорого" if known else f"купить кондиционер {made_up_word(n % 65 ** 4)}"
     url = "https://load.example/?" + urlencode({"utm_source": "yandex", "utm_medium": "cpc", "utm_term": phrase})
     return "/v1/decide?" + urlencode({"site": "load", "url": url, "vid": f"cold-visitor-{n:012d}"})
 
@@ -68,10 +101,42 @@ def series(server: Server, paths: list[str]) -> dict[str, float]:
     return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "cpu": cpu}
 
 
+async def count(redis_url: str, work: Path, requests: int, counter: Counter) -> dict[str, float]:
+    """Instructions per decision with a phrase never seen, then with a known one, in process."""
+    headers = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
+    app = in_process_app(redis_url, LOAD_RULES, work / "data")
+    async with app.app.router.lifespan_context(app.app):
+        await drive(app, [(asgi_scope("GET", cold_path(-n), headers), b"") for n in range(1, 21)], 1, CPUTime())
+        figures = {}
+        for name, paths in (("never seen", [cold_path(n) for n in range(requests)]),
+                            ("known", [cold_path(requests + n, known=True) for n in range(requests)])):
+            gc.collect()
+            figures[name], answers = await drive(app, [(asgi_scope("GET", path, headers), b"") for path in paths],
+                                                 1, counter)
+            if any(answer["degraded"] for answer in answers):
+                raise SystemExit("a decision degraded: the store missed its deadline, other code ran")
+        return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="requests to each server (default 200)")
+    parser.add_argument("--instructions", action="store_true", help="count instructions in process instead")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="with --instructions: the checkout whose service/ runs")
+    parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set in the process under callgrind
     args = parser.parse_args()
+    if args.dumps:
+        with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
+            print(orjson.dumps(uvloop.run(count(redis_url, Path(tmp), args.requests, Counter(args.dumps)))).decode())
+        return
+    if args.instructions:
+        figures = counted(__file__, ["--requests", str(args.requests)], args.tree.resolve())
+        print(f"service at {revision(args.tree.resolve())}: instructions per cold visitor's decision, in process,"
+              f" {args.requests} each")
+        print(table(["", "instructions"], [
+            *[[f"service, a phrase {name}", f"{value:,.0f}"] for name, value in figures.items()],
+            ["never seen / known phrase", f"{figures['never seen'] / figures['known']:.2f}×"]]))
+        return
     with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
         work = Path(tmp)
         service = start_service(redis_url, LOAD_RULES, work)

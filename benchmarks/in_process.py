@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from callgrind import Counter, under_callgrind
+from callgrind import Counter, counted
 from harness import (
     LOAD_RULES,
     ROOT,
@@ -115,29 +115,26 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose service/ runs (default: this)")
     parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set in the process that measures
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # this is that process
     args = parser.parse_args()
-    if args.dumps is None:  # the measuring is done by a process of its own, with the tree's service
-        with tempfile.TemporaryDirectory(prefix="swapline-dumps-") as dumps:
-            command = [__file__, "--passes", str(args.passes), "--dumps", dumps]
-            if args.instructions:
-                command = under_callgrind(Path(dumps), [*command, "--instructions"])
-            else:
-                command = [sys.executable, *command]
-            tree = args.tree.resolve()
-            output = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
-                                    stdout=subprocess.PIPE, text=True).stdout
-        figures = json.loads(output.splitlines()[-1])
-        where = f"service at {revision(tree)} ({tree})"
-        if args.instructions:
-            print(f"{where}: instructions per decision, in process, over {COUNTED:,} page views not seen before:"
-                  f" {figures[0]:,.0f}")
-        else:
-            print(f"{where}: CPU µs per decision, in process: min {min(figures):.1f},"
-                  f" median {statistics.median(figures):.1f} (passes: {', '.join(f'{f:.1f}' for f in figures)})")
+    if args.measure or args.dumps:
+        counter = Counter(args.dumps) if args.dumps else None
+        with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
+            print(json.dumps(uvloop.run(measure(redis_url, Path(tmp), args.passes, counter))))
         return
-    counter = Counter(args.dumps) if args.instructions else None
-    with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
-        print(json.dumps(uvloop.run(measure(redis_url, Path(tmp), args.passes, counter))))
+    # Measured in a process of its own, which imports the tree's service.
+    tree = args.tree.resolve()
+    where = f"service at {revision(tree)} ({tree})"
+    if args.instructions:
+        (count,) = counted(__file__, [], tree)
+        print(f"{where}: instructions per decision, in process, over {COUNTED:,} page views not seen before:"
+              f" {count:,.0f}")
+        return
+    ran = subprocess.run([sys.executable, __file__, "--measure", "--passes", str(args.passes)], check=True,
+                         env={**os.environ, "PYTHONPATH": str(tree)}, stdout=subprocess.PIPE, text=True)
+    figures = json.loads(ran.stdout.splitlines()[-1])
+    print(f"{where}: CPU µs per decision, in process: min {min(figures):.1f}, median {statistics.median(figures):.1f}"
+          f" (passes: {', '.join(f'{figure:.1f}' for figure in figures)})")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import uvloop
-from callgrind import Counter, under_callgrind
+from callgrind import Counter, counted
 from harness import (
     LOADGEN_CPUS,
     PINNED,
@@ -258,10 +258,11 @@ def main() -> None:
         directories = {size: write_site(work / f"rules-{size}", size).parent for size in SIZES}
         if args.instructions:
             visits = ["--visits", str(args.visits)]
-            report["in_process"] = counted(work, visits)
+            report["in_process"] = counted(__file__, visits)
             with store() as redis_url:
                 report["in_process"]["whole_decision"] = {
-                    str(size): counted(work, [*visits, "--whole", str(size), "--store", redis_url]) for size in SIZES}
+                    str(size): counted(__file__, [*visits, "--whole", str(size), "--store", redis_url])
+                    for size in SIZES}
         else:
             report["in_process"] = in_process(directories, views, args.passes)
         print_in_process(report["in_process"])
@@ -286,13 +287,6 @@ def count_in_process(args: argparse.Namespace) -> None:
             directories = {size: write_site(Path(tmp) / f"rules-{size}", size).parent for size in SIZES}
             figures = in_process(directories, page_views(args.visits), 1, counter)
         print(json.dumps(figures))
-
-
-def counted(work: Path, arguments: list[str]) -> Any:
-    """What `count_in_process` prints, run under callgrind with `arguments`."""
-    dumps = Path(tempfile.mkdtemp(prefix="dumps-", dir=work))
-    command = under_callgrind(dumps, [__file__, "--dumps", str(dumps), *arguments])
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
 
 
 async def whole_decisions(redis_url: str, rules: Path, work: Path, count: int, counter: Counter) -> float:
