@@ -47,8 +47,7 @@ from urllib.parse import urlencode
 import orjson
 import redis
 import uvloop
-from callgrind import Counter
-from callgrind import counted as counted_by
+from callgrind import Counter, counted
 from harness import (
     SECRET,
     CPUTime,
@@ -186,7 +185,7 @@ def main() -> None:
     ends = list(dict.fromkeys(end for pair in axes.values() for end in pair))
     with tempfile.TemporaryDirectory() as tmp, store() as base:
         if args.instructions:
-            figures = {end: counted(end, base) for end in ends}
+            figures = {end: instructions(end, base) for end in ends}
             unit = "instructions"
         else:
             figures = timed(ends, base, Path(tmp), args.rounds)
@@ -211,9 +210,9 @@ def timed(ends: list[End], base: str, work: Path, rounds: int) -> dict[End, list
     return best
 
 
-def counted(end: End, base: str) -> list[float]:
+def instructions(end: End, base: str) -> list[float]:
     """Instructions per decision and per call at `end`, in a process of its own under callgrind."""
-    return list(counted_by(__file__, ["--end", ",".join(map(str, end)), "--store", base]))
+    return list(counted(__file__, ["--end", ",".join(map(str, end)), "--store", base]))
 
 
 def count_end(end: End, base: str, dumps: Path) -> None:

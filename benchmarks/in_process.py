@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=4, help="measured passes over the request file (default 4)")
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose service/ runs (default: this)")
-    parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set in the process that measures
+    parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set by callgrind.counted
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # this is that process
     args = parser.parse_args()
     if args.measure or args.dumps:
