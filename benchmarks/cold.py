@@ -68,7 +68,7 @@ def made_up_word(n: int) -> str:
 def cold_path(n: int, known: bool = False) -> str:
     """A new visitor from an ad, searching a phrase with a word never seen before (or, `known`,
     the phrase every other one searched)."""
-    phrase = "купить кондиционер недорого" if known else f"купить кондиционер {made_up_word(n % 65 ** 4)}"
+    phrase = "купить кондиционер недорого" if known else f"купить кондиционер {made_up_word(n % len(SYLLABLES) ** 4)}"
     url = "https://load.example/?" + urlencode({"utm_source": "yandex", "utm_medium": "cpc", "utm_term": phrase})
     return "/v1/decide?" + urlencode({"site": "load", "url": url, "vid": f"cold-visitor-{n:012d}"})
 
