@@ -88,7 +88,8 @@ async def fill(url: str, visits: int, conversions: int, seed: int = 11) -> None:
         vid = f"visitor-{n:08d}"
         exposures, _ = ledger.exposures("scale", vid, record["landing"], day_name,
                                         {"hero": "control" if n % 2 else "b"})
-        pending.append(store.batcher.submit(counters.visited("scale", day_name, record, 400 * 86_400, vid), *exposures))
+        counted = counters.visited("scale", day_name, counters.values(record), 400 * 86_400, vid)
+        pending.append(store.batcher.submit(counted, *exposures))
         if n % every == 0:
             kind = rng.choice(["call", "call", "form"])
             call = {"number": "+74951200001", "pool": "city", "kind": "lease", "talk_seconds": 45,

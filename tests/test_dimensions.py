@@ -182,6 +182,18 @@ def test_a_filter_nobody_had_over_the_longest_range_answers_no_rows(climate: Tes
     assert (piped["source"], piped["visits"], piped["visitors"]) == ("vk", 1, 1)
 
 
+def test_a_conversion_counts_in_the_row_of_its_visit_whatever_its_phrase_and_campaign_hold(
+        climate: TestClient) -> None:
+    # A visit is counted from its page view, its conversions from its stored record: both must
+    # give each dimension the same value, the phrase as keywords read it, '|' and '%' escaped.
+    odd = f"{ORIGIN}/?utm_source=yandex&utm_campaign={quote('Зима|50%')}&utm_term={quote('Купить  Ёлку!')}"
+    page = Browser(climate, vid="odd-phrase-visitor-01").open(odd, ref="")
+    beacon(climate, page["token"], "odd-phrase-form")
+    (row,) = by(climate, "campaign,phrase")
+    assert (row["campaign"], row["phrase"]) == ("Зима|50%", "купить елку")
+    assert (row["visits"], row["conversions"]["form"], row["converted"]) == (1, 1, 1)
+
+
 def test_a_worker_loads_numpy_only_to_count_visitors() -> None:
     """numpy's libquadmath slows every printf of the process (hiredis's packing among them):
     the service imports it when a report first counts visitors, not before."""

@@ -366,12 +366,12 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
     ttl = runtime.settings.visit_days * 86400
     if not new:  # most page views
         return (visits.record(site.id, view.vid, visit, view.path, now, ttl),)
-    geo = view.geo
-    record = visits.started(visit, view.path, now, view.traffic, {
-        "click_ids": click_ids(clicked) if clicked else {}, "device": view.device,
-        "geo": {"country": geo.country, "region": geo.region, "city": geo.city}})
+    geo, traffic = view.geo, view.traffic
+    record = visits.started(visit, view.path, now, traffic, click_ids(clicked) if clicked else {}, view.device, geo)
+    values = counters.joined(traffic.source, traffic.medium, traffic.campaign, view.phrase, view.path, geo.region,
+                             geo.city, view.device, visit.pool)  # as `counters.values(record)`, the phrase read once
     commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record),
-                counters.visited(site.id, hour_and_day(now)[1], record, runtime.settings.report_days * 86400,
+                counters.visited(site.id, hour_and_day(now)[1], values, runtime.settings.report_days * 86400,
                                  view.vid)]
     last = previous.visit if previous else None
     if last and last.pool and last.pool != visit.pool:

@@ -33,17 +33,23 @@ def values(record: Mapping[str, Any], pool: str | None = None) -> str:
     """A visit's value of each dimension, from its record (`visits.started`), joined as the
     scripts take them (dims.lua's `listed`)."""
     geo = record.get("geo") or {}
-    return _values(record.get("source"), record.get("medium"), record.get("campaign"), record.get("phrase"),
-                   record.get("landing"), geo.get("region"), geo.get("city"), record.get("device"),
-                   pool or record.get("pool"))
+    return joined(record.get("source"), record.get("medium"), record.get("campaign"), _keywords(record.get("phrase")),
+                  record.get("landing"), geo.get("region"), geo.get("city"), record.get("device"),
+                  pool or record.get("pool"))
 
 
 # Visits come from few sources, campaigns and places: each combination is escaped once.
 @functools.lru_cache(maxsize=4096)
-def _values(*found: Any) -> str:
-    named = list(found)
-    named[3] = normalise(named[3] or "") or None  # the phrase as keywords see it
-    return "|".join(escape(str(value)) if value else NONE for value in named)
+def joined(*found: str | None) -> str:
+    """Values in the order of `DIMENSIONS`, the phrase as keywords see it (`normalise`), joined
+    as the scripts take them (dims.lua's `listed`)."""
+    return "|".join([(escape(value) if "%" in value or "|" in value else value) if value else NONE
+                     for value in found])
+
+
+@functools.lru_cache(maxsize=4096)
+def _keywords(phrase: str | None) -> str | None:
+    return normalise(phrase or "") or None
 
 
 def escape(value: str) -> str:
@@ -59,15 +65,21 @@ def prefix(site: str, day: str) -> str:
     return f"sw:{{{site}:log}}:dims:{day}:"
 
 
-def visited(site: str, day: str, record: Mapping[str, Any], ttl: int, vid: str) -> Command:
-    """The command that counts a visit as it starts, and adds it to the day's table of visits."""
+def visited(site: str, day: str, values: str, ttl: int, vid: str) -> Command:
+    """The command that counts a visit as it starts, with its `values` (`joined`), and adds it
+    to the day's table of visits."""
     at = prefix(site, day)
-    return VISITED((at + DIMENSIONS[0],), (values(record), visitor_hash(vid)), (at, MOST_VALUES, ttl, NAMES))
+    return VISITED((at + DIMENSIONS[0],), (values, visitor_hash(vid)), (at, MOST_VALUES, ttl, NAMES))
+
+
+_HASH = hashlib.blake2b(digest_size=VISITOR_BYTES)
 
 
 def visitor_hash(vid: str) -> bytes:
     """What the tables of visits know a visitor by: `VISITOR_BYTES` of a hash of their id."""
-    return hashlib.blake2b(vid.encode(), digest_size=VISITOR_BYTES).digest()
+    hashed = _HASH.copy()  # not a new hash object, with its arguments parsed, per visit
+    hashed.update(vid.encode())
+    return hashed.digest()
 
 
 def ids_key(site: str, day: str, dimension: str) -> str:

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from service.rules.engine import Site
+from service.rules.geo import Geo
 from service.rules.phrase import NO_REFERRAL, Landing, Referral, Traffic
 from service.tracking.store import Command, Script, Store
 from service.tracking.tokens import TokenSigner, attachment, decode, encode
@@ -152,13 +153,15 @@ def record(site: str, vid: str, visit: Visit, path: str, now_ms: int, ttl: int,
     return RECORD((f"{prefix}pages:{visit.id}",), page, None)
 
 
-def started(visit: Visit, path: str, now_ms: int, shown: Traffic, details: dict[str, Any]) -> dict[str, Any]:
-    """A visit's record as it starts: `shown` is the traffic it is credited to; `details` what
-    else a visit's start records (geo, device, ad click ids with their values)."""
+def started(visit: Visit, path: str, now_ms: int, shown: Traffic, click_ids: dict[str, str], device: str,
+            geo: Geo) -> dict[str, Any]:
+    """A visit's record as it starts: `shown` is the traffic it is credited to, `click_ids` the
+    ad click ids it arrived with, with their values."""
     return {
         "id": visit.id, "started": now_ms, "landing": path, "source": shown.source, "medium": shown.medium,
         "campaign": shown.campaign, "content": shown.content, "phrase": shown.phrase, "engine": shown.engine,
-        "pool": visit.pool, **details,
+        "pool": visit.pool, "click_ids": click_ids, "device": device,
+        "geo": {"country": geo.country, "region": geo.region, "city": geo.city},
     }
 
 
