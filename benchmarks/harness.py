@@ -234,12 +234,13 @@ class Result:
 
 
 def wrk(base: str, requests: Path, seconds: float, connections: int, run: str,
-        cpus: set[int] | None = None, watch: Sequence[int] = ()) -> Result:
+        cpus: set[int] | None = None, watch: Sequence[int] = (), pace_ms: float = 0) -> Result:
     """One bounded wrk run (one thread) over a request file; its own process, pinned if asked.
 
-    `watch`: server processes whose CPU time is measured over the run."""
+    `watch`: server processes whose CPU time is measured over the run. `pace_ms`: the mean
+    time each connection waits before a request (requests.lua), else none."""
     command = [require_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
-               "-s", str(WRK_SCRIPT), base, "--", str(requests), run]
+               "-s", str(WRK_SCRIPT), base, "--", str(requests), run, *([f"{pace_ms:.3f}"] if pace_ms else [])]
     preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     before, busy = sum(map(cpu_seconds, watch)), machine_busy()
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=preexec,

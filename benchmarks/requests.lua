@@ -1,13 +1,15 @@
 -- wrk script: replay a file of requests in a loop, print the results as one JSON line.
 --
---   wrk -t1 -c32 -d10s -s benchmarks/requests.lua http://127.0.0.1:8000 -- FILE RUN
+--   wrk -t1 -c32 -d10s -s benchmarks/requests.lua http://127.0.0.1:8000 -- FILE RUN [PACE]
 --
 -- FILE has one request per line, tab-separated: METHOD, PATH, X-Forwarded-For, User-Agent
 -- and an optional body. "{ID}" in a body becomes a fresh id per request (RUN .. counter),
 -- so every conversion beacon counts as a new event; in a path "zzVIDzz" becomes a fresh
 -- visitor id, and "zzWORDzz" a made-up Russian word of four syllables, never the same twice
 -- in a run (as a search phrase's word, encoded twice: in the page's URL, in the query).
--- benchmarks/harness.py writes the files.
+-- benchmarks/harness.py writes the files. PACE, in milliseconds: each connection waits a random
+-- time of that mean (exponential: arrivals as a crowd's are) before each request, so that a
+-- given rate of requests, not as many as the server can answer, arrives (benchmarks/latency.py).
 
 local requests = {}
 local formatted = {}
@@ -53,6 +55,12 @@ function init(args)
       if (body == nil or not body:find("{ID}", 1, true)) and not path:find("zz%u+zz") then
         formatted[#requests] = wrk.format(method, path, headers, body)
       end
+    end
+  end
+  local pace = tonumber(args[3] or "") or 0
+  if pace > 0 then  -- wrk paces requests only where the script has a delay()
+    function delay()
+      return -math.log(1 - math.random()) * pace
     end
   end
   -- Threads start at different places in the file.
