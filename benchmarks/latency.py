@@ -42,17 +42,17 @@ from traffic import Traffic
 
 CONNECTIONS = 32
 TARGET_P99_MS = 10.0
+WRK_CPUS = LOADGEN_CPUS if PINNED else None  # wrk off the worker's core
 
 
 def paced(base: str, mix: Path, rate: float, seconds: float, run: str) -> tuple[Result, float]:
     """A run at about `rate` requests a second: each connection waits a mean time that makes
     its requests come at `rate / CONNECTIONS`, that time corrected once by a short first run
     (a connection's cycle is its wait and its answer). The run, and the wait it took."""
-    cpus = LOADGEN_CPUS if PINNED else None
     wait = CONNECTIONS / rate * 1000  # ms: as if answers took no time
-    first = wrk(base, mix, seconds / 2, CONNECTIONS, f"{run}c", cpus, pace_ms=wait)
+    first = wrk(base, mix, seconds / 2, CONNECTIONS, f"{run}c", WRK_CPUS, pace_ms=wait)
     wait = max(0.01, wait - (CONNECTIONS / first.rps - CONNECTIONS / rate) * 1000)
-    return wrk(base, mix, seconds, CONNECTIONS, run, cpus, pace_ms=wait), wait
+    return wrk(base, mix, seconds, CONNECTIONS, run, WRK_CPUS, pace_ms=wait), wait
 
 
 def main() -> None:
@@ -70,9 +70,8 @@ def main() -> None:
             visits: dict[str, str] = {}
             tokens = collect_tokens(service.base, traffic, crowd, visits=visits)
             mix = write_mix(work / "mix.txt", traffic, crowd, tokens, visits, 50_000)
-            cpus = LOADGEN_CPUS if PINNED else None
-            wrk(service.base, mix, 3, CONNECTIONS, "warm", cpus)  # memos fill, connections open
-            capacity = wrk(service.base, mix, args.seconds, CONNECTIONS, "capacity", cpus)
+            wrk(service.base, mix, 3, CONNECTIONS, "warm", WRK_CPUS)  # memos fill, connections open
+            capacity = wrk(service.base, mix, args.seconds, CONNECTIONS, "capacity", WRK_CPUS)
             rounds = [paced(service.base, mix, capacity.rps / 2, args.seconds, f"half{n}") for n in range(args.rounds)]
             service.check()
         finally:
