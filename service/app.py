@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import hmac
 import logging
@@ -28,6 +27,7 @@ from service.analytics.dashboard import (
 )
 from service.analytics.logs import calls_log_endpoint, conversions_log_endpoint
 from service.analytics.reports import report_endpoint
+from service.collector import frozen_survivors
 from service.config import Settings
 from service.errors import HTTPError
 from service.front.decide import decide_endpoint
@@ -76,10 +76,6 @@ def create_app(settings: Settings | None = None) -> FastPath:
             )
         rules = rulefiles.load(settings.rules_dir)
         log_warnings(rules)
-        gc.collect()
-        # What lives as long as the process or the rules (dictionaries, the rules) leaves the
-        # collector's view, so full collections stop pausing over it; a reload's rules too (`apply`).
-        gc.freeze()
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
         pools = Pools(store, settings.lease_retention_days, settings.network_share)
@@ -126,21 +122,23 @@ def create_app(settings: Settings | None = None) -> FastPath:
             for site in old.sites.values():  # a request under way may hold its site a while, not its memos
                 site.forget()
             del old  # frozen or not, old rules go with their last reference: a site holds no cycle
-            gc.collect(1)  # the young garbage, not a full collection: serving goes on
-            gc.freeze()
             tasks.append(asyncio.create_task(until_done(lambda: _sync_once(runtime, new), "pool sync")))
 
         if settings.reload_rules:
             tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply)))
         log.info("rules version %s, sites %s", rules.version, ", ".join(rules.sites))
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await store.close()
-            runtime.geo.close()
+        # What lives now (the rules, the dictionaries) and what the memos keep leave the
+        # collector's view, so its pauses stay short under load.
+        with frozen_survivors() as collector:
+            tasks.append(asyncio.create_task(collector.keep_checking()))
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await store.close()
+                runtime.geo.close()
 
     hot = [  # what every page view calls
         Route("/v1/decide", decide_endpoint, methods=["GET"]),

@@ -1,0 +1,65 @@
+"""The garbage collector in a worker: collections leave the memos alone, cyclic garbage still goes.
+
+What a user notices is the latency (`benchmarks/latency.py`: p99 at half a worker's capacity);
+these tests hold the two halves of why it stays short and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+from typing import Any
+
+import redis
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.collector import frozen_survivors
+from service.rules.engine import Plan
+from tests.conftest import BROWSER_HEADERS, make_settings
+
+
+class Node:
+    """A container in a reference cycle with itself: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me: Any = self
+
+
+def walked(kind: type) -> int:
+    """How many objects of `kind` the next collection of every generation would walk."""
+    return sum(isinstance(thing, kind) for thing in gc.get_objects())
+
+
+def test_what_a_serving_worker_keeps_is_walked_by_no_collection_after_the_first(
+        valkey_url: str, rules_dir: Path, store: redis.Redis) -> None:
+    with TestClient(create_app(make_settings(valkey_url, rules_dir)), headers=BROWSER_HEADERS) as client:
+        for n in range(20):  # each page its own plan in the memo
+            response = client.get("/v1/decide", params={"site": "demo", "url": f"/catalog/{n}?utm_source=yandex"})
+            assert response.status_code == 200
+        gc.collect(0)  # the youngest generation: what any collection walks
+        assert walked(Plan) == 0
+
+    # The worker stopped: the collector is the process's own again.
+    kept = [Plan.__new__(Plan) for _ in range(20)]
+    gc.collect(0)
+    assert walked(Plan) >= len(kept)
+
+
+def test_cyclic_garbage_among_frozen_objects_goes_once_the_frozen_objects_double() -> None:
+    with frozen_survivors() as collector:
+        few = [Node() for _ in range(100)]
+        gone = [weakref.ref(node) for node in few]
+        gc.collect(0)  # they live: frozen
+        del few
+        gc.collect()
+        assert all(ref() is not None for ref in gone), "frozen garbage was collected by a collection"
+        assert not collector.thaw_if_doubled()
+
+        many = [Node() for _ in range(collector.frozen + 1)]
+        gc.collect(0)
+        del many
+        assert collector.thaw_if_doubled()
+        assert all(ref() is None for ref in gone)
+        assert not collector.thaw_if_doubled(), "what the thaw left is the new measure"
