@@ -25,7 +25,6 @@ are ticks of 10 ms over the requests, and spread by a third between runs).
 from __future__ import annotations
 
 import argparse
-import gc
 import http.client
 import statistics
 import tempfile
@@ -46,6 +45,7 @@ from harness import (
     drive,
     in_process_app,
     revision,
+    settle,
     start_bare,
     start_service,
     store,
@@ -110,7 +110,7 @@ async def count(redis_url: str, work: Path, requests: int, counter: Counter) -> 
         figures = {}
         for name, paths in (("never seen", [cold_path(n) for n in range(requests)]),
                             ("known", [cold_path(requests + n, known=True) for n in range(requests)])):
-            gc.collect()
+            settle(app)
             figures[name], answers = await drive(app, [(asgi_scope("GET", path, headers), b"") for path in paths],
                                                  1, counter)
             if any(answer["degraded"] for answer in answers):

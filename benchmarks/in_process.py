@@ -28,7 +28,6 @@ so what it prints is the service's own work and moves only when that does.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
@@ -50,6 +49,7 @@ from harness import (
     drive,
     in_process_app,
     revision,
+    settle,
     store,
     visitors,
     write_decisions,
@@ -90,11 +90,11 @@ async def measure(redis_url: str, work: Path, passes: int, counter: Counter | No
         views = await page_views(app, work)
         if counter is not None:
             await drive(app, views[COUNTED:], 4, CPUTime())
-            gc.collect()
+            settle(app)
             return [await decided(app, views[:COUNTED], 4, counter)]
         figures = []
         for n in range(passes + 1):
-            gc.collect()
+            settle(app)
             spent = await decided(app, views, TASKS, CPUTime())
             if n:  # the first pass fills the memos
                 figures.append(spent)

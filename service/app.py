@@ -130,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         # What lives now (the rules, the dictionaries) and what the memos keep leave the
         # collector's view, so its pauses stay short under load.
         with frozen_survivors() as collector:
+            app.state.collector = collector
             tasks.append(asyncio.create_task(collector.keep_checking()))
             try:
                 yield
