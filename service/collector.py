@@ -2,10 +2,9 @@
 
 A worker's memos hold a hundred thousand objects or more, and they turn over as visitors
 come. CPython's collector walks every object it tracks in the generations it collects, and
-under load it paused a worker for up to 18 ms on a middle generation and over 100 ms on a
-full collection, holding up every request behind it (docs/PERFORMANCE.md, "Latency at half
-the capacity"). Here each collection ends by freezing what survived it (`gc.freeze`), so
-the next walks only what came since.
+under load each walk of the memos held up every request behind it: the tail of a worker's
+latency (docs/PERFORMANCE.md, "Latency at half the capacity"). Here each collection ends by
+freezing what survived it (`gc.freeze`), so the next walks only what came since.
 
 Frozen objects are still freed as soon as nothing refers to them; only garbage in reference
 cycles among them would stay. So every minute the frozen objects are counted, and once they
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger("swapline")
-CHECK_EVERY = 60.0  # seconds; counting the frozen objects walks them, a few milliseconds
+CHECK_EVERY = 60.0  # seconds: counting the frozen objects walks them all
 
 
 class Collector:
@@ -54,7 +53,8 @@ class Collector:
 
 @contextlib.contextmanager
 def frozen_survivors() -> Iterator[Collector]:
-    """While it lasts, what survives a collection is frozen; what lives now is frozen first."""
+    """While it lasts, what survives a collection is frozen, and what lives now first; after, the
+    collector walks the process's objects again."""
     gc.collect()
     gc.freeze()
     collector = Collector()
@@ -63,3 +63,4 @@ def frozen_survivors() -> Iterator[Collector]:
         yield collector
     finally:
         gc.callbacks.remove(collector)
+        gc.unfreeze()

@@ -47,8 +47,9 @@ def test_what_a_serving_worker_keeps_is_walked_by_no_collection_after_the_first(
     assert walked(Plan) >= len(kept)
 
 
-def test_cyclic_garbage_among_frozen_objects_goes_once_the_frozen_objects_double() -> None:
+def test_cyclic_garbage_among_frozen_objects_goes_once_they_double_and_after_all_is_walked_again() -> None:
     with frozen_survivors() as collector:
+        survivor = Node()
         few = [Node() for _ in range(100)]
         gone = [weakref.ref(node) for node in few]
         gc.collect(0)  # they live: frozen
@@ -63,3 +64,6 @@ def test_cyclic_garbage_among_frozen_objects_goes_once_the_frozen_objects_double
         assert collector.thaw_if_doubled()
         assert all(ref() is None for ref in gone)
         assert not collector.thaw_if_doubled(), "what the thaw left is the new measure"
+        assert not any(thing is survivor for thing in gc.get_objects())
+
+    assert any(thing is survivor for thing in gc.get_objects()), "after, the collector walks it again"
