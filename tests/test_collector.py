@@ -35,8 +35,9 @@ def walked(kind: type) -> int:
 def test_what_a_serving_worker_keeps_is_walked_by_no_collection_after_the_first(
         valkey_url: str, rules_dir: Path, store: redis.Redis) -> None:
     with TestClient(create_app(make_settings(valkey_url, rules_dir)), headers=BROWSER_HEADERS) as client:
-        for n in range(20):  # each page its own plan in the memo
-            response = client.get("/v1/decide", params={"site": "demo", "url": f"/catalog/{n}?utm_source=yandex"})
+        for n in range(20):  # each its own phrase: its own plan in the memo
+            url = f"/catalog/{n}?utm_source=yandex&utm_term=купить кондиционер {n}"
+            response = client.get("/v1/decide", params={"site": "demo", "url": url})
             assert response.status_code == 200
         gc.collect(0)  # the youngest generation: what any collection walks
         assert walked(Plan) == 0
