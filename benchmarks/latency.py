@@ -1,6 +1,6 @@
 """Latency at half a worker's capacity, on the reference traffic (issue 20: p99 ≤ 10 ms).
 
-    python benchmarks/latency.py                # about 2 minutes; needs wrk (apt-get install wrk)
+    python benchmarks/latency.py                # about 3 minutes; needs wrk (apt-get install wrk)
     python benchmarks/latency.py --rounds 7     # more paced rounds
 
 One `swapline serve --workers 1` on a private Valkey, and the mix of `benchmarks/decide.py`
