@@ -159,28 +159,30 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = Fa
     """
     if pool is None:
         return None
-    shown: dict[str, Any] = {"pool": pool.id, "replaces": site.phone,
-                             "replaces_digits": formats(site.phone)["digits"] if site.phone else None}
     if pool.static:
-        return {**shown, "kind": "static", **_instead(site, pool.static)}
+        return _shown(site.phone, pool.id, "static", pool.static)
     if preview:
-        return {**shown, "kind": "preview", **_instead(site, pool.numbers[0])}
+        return _shown(site.phone, pool.id, "preview", pool.numbers[0])
     if lease is None:
-        return {**shown, "kind": "lease", "number": None}
+        return _shown(site.phone, pool.id, "lease", None)
     if lease.number is None:
-        fallback = pool.overflow or site.phone
-        return {**shown, "kind": "overflow", **(_instead(site, fallback) if fallback else {"number": None})}
-    # The snippet renews the hold while the page is visible: three times a hold, once a minute at most.
-    return {**shown, "kind": "lease", "hold": pool.hold, "heartbeat": min(60_000, pool.hold * 1000 // 3),
-            **_instead(site, lease.number)}
+        return _shown(site.phone, pool.id, "overflow", pool.overflow or site.phone)
+    return _shown(site.phone, pool.id, "lease", lease.number, pool.hold)
 
 
-def _instead(site: Site, number: str) -> dict[str, str]:
-    """`number`'s formats and, where it differs from the page's own, the pattern the snippet
-    finds the page's number by."""
-    shown = formats(number)
-    if site.phone and shown["digits"] != formats(site.phone)["digits"]:
-        return {**shown, "replaces_pattern": printed(site.phone)}
+# A pool's numbers are shown again and again, each the same way: the answer's part is made
+# once (bounded, so a pool of 100,000 costs a miss, never memory). Shared: do not change it.
+@functools.lru_cache(maxsize=4096)
+def _shown(replaces: str | None, pool: str, kind: str, number: str | None, hold: int | None = None) -> dict[str, Any]:
+    shown: dict[str, Any] = {"pool": pool, "replaces": replaces,
+                             "replaces_digits": formats(replaces)["digits"] if replaces else None, "kind": kind}
+    if hold is not None:  # the snippet renews the hold while the page is visible: 3 times a hold, once a minute at most
+        shown |= {"hold": hold, "heartbeat": min(60_000, hold * 1000 // 3)}
+    if number is None:
+        return {**shown, "number": None}
+    shown |= formats(number)
+    if replaces and shown["digits"] != formats(replaces)["digits"]:
+        shown["replaces_pattern"] = printed(replaces)  # what the snippet finds the page's number by
     return shown
 
 
