@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import replace
 from typing import Any, NamedTuple
 from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 
@@ -331,7 +330,7 @@ async def decide_endpoint(request: Request) -> JSON:
     visit_answer = {"id": visit.id, "new": new}
     if previewing or not consented:  # a marketer's preview, or nobody we may know: nothing recorded
         if outcome.pool is not None and outcome.pool.numbers and not previewing:
-            outcome = replace(outcome, pool=None)  # a number would be kept for them: the page keeps its own
+            outcome = outcome._replace(pool=None)  # a number would be kept for them: the page keeps its own
         token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
         flag = {"preview": True} if previewing else {"consent": False}
         return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing, page=query["url"]),
@@ -341,7 +340,7 @@ async def decide_endpoint(request: Request) -> JSON:
     runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, clicked, now))
     lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client))
     if degraded and outcome.pool is not None and outcome.pool.numbers:
-        outcome = replace(outcome, pool=None)  # the page keeps its own number
+        outcome = outcome._replace(pool=None)  # the page keeps its own number
     token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now), carried)
     body = answer(site, seen, outcome, token, rules.version, lease, degraded, page=query["url"])
     body["visit"] = visit_answer
@@ -355,7 +354,7 @@ def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Vi
     if outcome.pool is not None and outcome.pool.id == visit.pool:  # most pages: the same pool again
         return outcome, visit
     kept = site.pool(visit.pool)
-    return (replace(outcome, pool=kept), visit) if kept else (outcome, visit._replace(pool=None))
+    return (outcome._replace(pool=kept), visit) if kept else (outcome, visit._replace(pool=None))
 
 
 def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: visits.Previous | None,

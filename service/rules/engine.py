@@ -23,7 +23,7 @@ from dataclasses import InitVar, dataclass, field
 from functools import partial
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -41,9 +41,12 @@ BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
 PLANS_KEPT = 4096  # per site, the most recently used
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though nothing changes one: a frozen dataclass sets each field through
+# `object.__setattr__`, and that made building a page view a tenth of its decision's rules.
+@dataclass(slots=True, unsafe_hash=True)
 class PageView:
-    """What is known about one page view; built once per request.
+    """What is known about one page view; built once per request, never changed (plans are
+    remembered by it).
 
     Page views compare equal when all but the visitor is: the visitor id only draws the variants
     of experiments, so what the rest of a decision makes of a page view (a `Plan`) serves them all.
@@ -579,15 +582,13 @@ class Site:
         self.conditions.forget()
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    swaps: tuple[tuple[Slot, str], ...] = ()  # what each slot is set to
-    experiments: dict[str, str] = field(default_factory=dict)  # experiment → variant
-    pool: Pool | None = None
+class Outcome(NamedTuple):  # tuples, as what follows: one of each is built per page view
+    swaps: tuple[tuple[Slot, str], ...]  # what each slot is set to
+    experiments: dict[str, str]  # experiment → variant
+    pool: Pool | None
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     """What a site's rules make of a page view before any text is rendered."""
 
     experiments: tuple[Experiment, ...]  # those whose pages and conditions the page view meets
@@ -595,8 +596,7 @@ class Match:
     pool: Pool | None
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """All of a decision but the draw of the experiments' variants: a function of the page view's
     page, phrase, traffic source, place and device, which visitors share."""
 
@@ -609,7 +609,7 @@ class Plan:
 def decide(site: Site, view: PageView, forced: Mapping[str, str] | None = None) -> Outcome:
     """What this page view sees. `forced` pins experiments to variants (previews)."""
     if view.bot:
-        return Outcome()
+        return Outcome((), {}, None)
     plan = site.plan(view)
     if not plan.experiments:
         return Outcome(plan.swaps, {}, plan.pool)
