@@ -40,6 +40,12 @@ class TokenSigner:
 
     def _verify(self, token: str) -> dict[str, Any] | None:
         """The payload, or None for anything not signed by this secret."""
+        opened = self.open(token)
+        return opened[0] if opened else None
+
+    def open(self, token: str) -> tuple[dict[str, Any], str] | None:
+        """The payload and the attachment ("" if none), or None for anything not signed by this
+        secret. Not remembered: for tokens that come once (a page view's last token)."""
         signed, _, mac = token.rpartition(".")
         try:
             given = decode(mac)
@@ -47,11 +53,12 @@ class TokenSigner:
             return None
         if not hmac.compare_digest(given, self._mac(signed)):
             return None
+        body, _, attached = signed.partition(".")
         try:
-            payload = orjson.loads(decode(signed.partition(".")[0]))
+            payload = orjson.loads(decode(body))
         except (ValueError, orjson.JSONDecodeError):
             return None
-        return payload if isinstance(payload, dict) else None
+        return (payload, attached) if isinstance(payload, dict) else None
 
     def _mac(self, body: str) -> bytes:
         mac = self._keyed.copy()  # the key's block is hashed once, not per token

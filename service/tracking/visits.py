@@ -80,11 +80,12 @@ def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Previou
     and visitor; anything else (forged, foreign, malformed, older) is no visit, never an error:
     the page view starts one."""
     # Not through the signer's memo: every page view brings a token of its own.
-    payload = signer.verify.__wrapped__(token) if token else None
-    if not payload or payload.get("s") != site or payload.get("v") != vid:
+    opened = signer.open(token) if token else None
+    if opened is None:
         return None
-    assert token is not None
-    carried = attachment(token)
+    payload, carried = opened
+    if payload.get("s") != site or payload.get("v") != vid:
+        return None
     try:
         return Previous(_visit(carried), _int(payload.get("t")), carried)
     except (TypeError, ValueError, IndexError):  # signed by us, so only an older format
