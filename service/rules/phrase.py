@@ -38,6 +38,8 @@ _PAGE_PARAMS = frozenset(
 )
 # Ad click ids name their ad network even when the browser sent no referrer.
 _PAID_CLICK_IDS = {"gclid": "google", "gbraid": "google", "wbraid": "google", "yclid": "yandex", "msclkid": "bing"}
+# A value that decodes and cleans to itself: ASCII letters, digits, `_`, `-` and `.`.
+_PLAIN = re.compile(rf"[\w.-]{{1,{_MAX_LENGTH}}}", re.ASCII)
 # Unfilled ad-system macros such as "{keyword}" or "{{campaign}}" carry no data.
 _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
 
@@ -185,6 +187,8 @@ def _text(value: str | None) -> str | None:
     """Decode a raw parameter value and clean it for display; None if nothing is left."""
     if value is None:
         return None
+    if _PLAIN.fullmatch(value):  # nothing to decode or clean: ad click ids, most campaign names
+        return value
     # A raw (not percent-encoded) URL carries its text as is; lone surrogates (valid in JSON
     # input) cannot be encoded, so they become "?".
     raw = unquote_to_bytes(value.replace("+", " ").encode("utf-8", "replace"))
