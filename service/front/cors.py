@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+
 from starlette.requests import Request
 
 from service.errors import Forbidden
+from service.front.responses import RawHeaders
 from service.rules.engine import Site
 
+_VARY: RawHeaders = ((b"vary", b"Origin"),)
 
-def cors_headers(site: Site, request: Request, origin: str | None) -> dict[str, str]:
+
+def cors_headers(site: Site, request: Request, origin: str | None) -> RawHeaders:
     """Headers that let the request's `origin` read the answer; refuses an origin the site
     does not list. Requests without an Origin (servers, curl, the preview) and the service's
     own pages (the demo) need no permission.
     """
     if origin is None:
-        return {"Vary": "Origin"}
+        return _VARY
     if origin in site.origins:
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return _allowed(origin)
     # The service's own origin from the scope, without building request.url on the hot path.
     if origin == f"{request.scope['scheme']}://{request.headers.get('host', '')}":
-        return {"Vary": "Origin"}
+        return _VARY
     raise Forbidden("origin_not_allowed", f"origin {origin!r} is not allowed for site {site.id!r}")
+
+
+@functools.lru_cache(maxsize=1024)  # the sites' own origins only: others are refused above
+def _allowed(origin: str) -> RawHeaders:
+    return (b"access-control-allow-origin", origin.encode("latin-1")), *_VARY
