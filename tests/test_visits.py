@@ -4,6 +4,7 @@ variant they saw, with the call record carrying the visit's source and journey."
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Iterator
@@ -189,6 +190,30 @@ def test_a_visit_moved_from_another_token_is_refused(climate: TestClient) -> Non
     honest = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/b", "vid": VID,
                                                "visit": mine["token"]}).json()
     assert not honest["visit"]["new"] and honest["visit"]["id"] == mine["visit"]["id"]
+
+
+def signed_as_before_hex_macs(token: str, secret: bytes = b"test-secret") -> str:
+    """`token` as the service signed it before 2026-12-01: a base64url MAC of the payload's
+    part, a dot and the attachment (service.tracking.tokens)."""
+    signed = token.rpartition(".")[0]
+    mac = hashlib.blake2b(key=hmac.digest(secret, b"decision tokens", "sha256"), digest_size=16)
+    mac.update(signed.encode())
+    return f"{signed}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode()}"
+
+
+def test_a_visit_token_signed_before_hex_macs_continues_its_visit(climate: TestClient) -> None:
+    """A visit's token comes back for as long as its last ad counts (90 days): the tokens of a
+    service from before the change are still read, and still checked."""
+    landed = Browser(climate).open(AD, ref="https://yandex.ru/")
+    old = signed_as_before_hex_macs(landed["token"])
+    answer = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/b", "vid": VID,
+                                               "visit": old}).json()
+    assert not answer["visit"]["new"] and answer["visit"]["id"] == landed["visit"]["id"]
+    assert answer["source"]["source"] == "yandex"
+    forged = signed_as_before_hex_macs(landed["token"], b"another-secret")
+    answer = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/b", "vid": VID,
+                                               "visit": forged}).json()
+    assert answer["visit"]["new"] and answer["source"]["source"] is None
 
 
 def test_a_burst_of_made_up_visitors_from_one_address_cannot_take_a_pool(valkey_url: str, rules_dir: Path,

@@ -1,12 +1,19 @@
 """Decision tokens: what the service decided for a visitor, signed so beacons can prove it.
 
-A token is `base64url(json) "." base64url(MAC)`, the MAC being keyed BLAKE2b (RFC 7693's MAC
-mode) of what precedes it, 16 bytes, with a key derived from the service secret. It may carry
-an attachment between the two, signed with it (`base64url(json) "." attachment "." MAC`):
-a part many tokens share, such as a visit's, which its reader remembers by its text. Events carry
-it back; the service trusts the experiment map inside only when the MAC verifies, compared in
-constant time. Only the service signs and reads tokens, so the MAC is chosen for speed: every
-page view signs one, and keyed BLAKE2b costs a third of an HMAC-SHA256 through OpenSSL.
+A token is `base64url(json) "." hex(MAC)`, the MAC being keyed BLAKE2b (RFC 7693's MAC mode)
+of the payload's part, 16 bytes, with a key derived from the service secret. It may carry an
+attachment between the two, signed with it (`base64url(json) "." attachment "." hex(MAC)`, the
+MAC of the attachment, a dot and the payload's part, in that order): a part many tokens share,
+such as a visit's, which the signer hashes once and its reader remembers by its text. Events
+carry it back; the service trusts the experiment map inside only when the MAC verifies,
+compared in constant time. Only the service signs and reads tokens, so the MAC is chosen for
+speed: every page view signs one, and keyed BLAKE2b costs a third of an HMAC-SHA256 through
+OpenSSL; in hex, it is checked without decoding.
+
+Tokens signed before 2026-12-01 carry a base64url MAC (22 characters) of the payload's part,
+a dot and the attachment. They are still read, since a visit's token comes back for as long
+as its visitor's last non-direct arrival counts (a site's `visits.lookback`, 90 days at most
+by default): remove `_legacy` after 2027-03-01.
 """
 
 from __future__ import annotations
@@ -30,13 +37,14 @@ class TokenSigner:
         # answer is a function of the token alone, so remember it (bounded). Payloads are
         # shared between the requests that carry one token: read them, never change them.
         self.verify = functools.lru_cache(maxsize=4096)(self._verify)
+        # The pages of a visit sign and read the same attachment: hashed once (bounded).
+        self._after = functools.lru_cache(maxsize=4096)(self._absorbed)
 
     def sign(self, payload: dict[str, Any], attachment: str = "") -> str:
         """`attachment`: text without dots (e.g. from `encode`), carried and signed with `payload`."""
-        signed = encode(orjson.dumps(payload))
-        if attachment:
-            signed = f"{signed}.{attachment}"
-        return f"{signed}.{encode(self._mac(signed))}"
+        body = encode(orjson.dumps(payload))
+        mac = self._mac(attachment, body)
+        return f"{body}.{attachment}.{mac}" if attachment else f"{body}.{mac}"
 
     def _verify(self, token: str) -> dict[str, Any] | None:
         """The payload, or None for anything not signed by this secret."""
@@ -47,23 +55,40 @@ class TokenSigner:
         """The payload and the attachment ("" if none), or None for anything not signed by this
         secret. Not remembered: for tokens that come once (a page view's last token)."""
         signed, _, mac = token.rpartition(".")
-        try:
-            given = decode(mac)
-        except ValueError:
-            return None
-        if not hmac.compare_digest(given, self._mac(signed)):
-            return None
         body, _, attached = signed.partition(".")
+        if len(mac) == 2 * MAC_BYTES and mac.isascii():
+            if not hmac.compare_digest(mac, self._mac(attached, body)):
+                return None
+        elif not self._legacy(signed, mac):
+            return None
         try:
             payload = orjson.loads(decode(body))
         except (ValueError, orjson.JSONDecodeError):
             return None
         return (payload, attached) if isinstance(payload, dict) else None
 
-    def _mac(self, body: str) -> bytes:
-        mac = self._keyed.copy()  # the key's block is hashed once, not per token
+    def _mac(self, attachment: str, body: str) -> str:
+        mac = self._after(attachment).copy()
         mac.update(body.encode())
-        return mac.digest()
+        return mac.hexdigest()
+
+    def _absorbed(self, attachment: str) -> hashlib.blake2b:
+        """The keyed hash once it has taken the attachment and its dot, if any (the key's
+        block is hashed once, not per token)."""
+        mac = self._keyed.copy()
+        if attachment:
+            mac.update(attachment.encode() + b".")
+        return mac
+
+    def _legacy(self, signed: str, mac: str) -> bool:
+        """Whether `mac` is the MAC of a token signed before 2026-12-01."""
+        try:
+            given = decode(mac)
+        except ValueError:
+            return False
+        old = self._keyed.copy()
+        old.update(signed.encode())
+        return hmac.compare_digest(given, old.digest())
 
 
 def attachment(token: str) -> str:
