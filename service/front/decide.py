@@ -120,13 +120,7 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
         "token": token,
         "geo": view.geo.as_json(site.language),
         "phrase": traffic.phrase,
-        "source": {
-            "source": traffic.source,
-            "medium": traffic.medium,
-            "campaign": traffic.campaign,
-            "engine": traffic.engine,
-            "click_id": traffic.click_id,
-        },
+        "source": _source(traffic),
         "swaps": [_swap(slot, value, page) for slot, value in outcome.swaps],
         "experiments": outcome.experiments,
         "phone": phone(site, outcome.pool, lease, preview),
@@ -136,18 +130,33 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
     }
 
 
+# The answer's parts that many page views share are made once (bounded) and shared: they
+# must not be changed.
+@functools.lru_cache(maxsize=4096)
+def _source(traffic: Traffic) -> dict[str, str | None]:
+    return {"source": traffic.source, "medium": traffic.medium, "campaign": traffic.campaign,
+            "engine": traffic.engine, "click_id": traffic.click_id}
+
+
 def _swap(slot: Slot, value: str, page: str) -> dict[str, Any]:
     """A swap as the snippet applies it: the element's DOM `property` set to `value` where it
     differs. An address is made absolute against the `page` (its URL as the query carries
     it), as the browser reads `src` and `href` back."""
+    if slot[1] in ("text", "show"):
+        return _set(slot, value)
     selector, target = slot
-    if target == "text":
-        return {"selector": selector, "text": value, "property": "textContent", "value": value}
-    if target == "show":
-        return {"selector": selector, "property": "hidden", "value": value == "hide"}
     if target != "srcset":
         value = urljoin(_unquote(page), value)
     return {"selector": selector, "property": target, "value": value}
+
+
+@functools.lru_cache(maxsize=4096)
+def _set(slot: Slot, value: str) -> dict[str, Any]:
+    """A text or whether an element shows, the same on every page."""
+    selector, target = slot
+    if target == "text":
+        return {"selector": selector, "text": value, "property": "textContent", "value": value}
+    return {"selector": selector, "property": "hidden", "value": value == "hide"}
 
 
 def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> dict[str, Any] | None:
