@@ -512,6 +512,7 @@ class Site:
     speller: Speller = field(init=False, repr=False, compare=False)  # the typos of its keywords' words
     # What the rules make of page views (see `match`), by the page view as the conditions see it
     _matches: dict[tuple[Any, ...], Match] = field(init=False, repr=False, compare=False)
+    _placed: dict[Geo, dict[str, Place]] = field(init=False, repr=False, compare=False)  # `places_of`
     experiment_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # a conversion credits each
     controls: dict[str, str] = field(init=False, repr=False, compare=False)  # experiment → its first variant
     hosts: frozenset[str] = field(init=False, repr=False, compare=False)  # its origins': no arrival from there
@@ -535,6 +536,7 @@ class Site:
         object.__setattr__(self, "_standing", {})
         object.__setattr__(self, "_first", {})
         object.__setattr__(self, "_matches", {})
+        object.__setattr__(self, "_placed", {})
         object.__setattr__(self, "experiment_ids", tuple(experiment.id for experiment in self.experiments))
         object.__setattr__(self, "controls", {e.id: e.variants[0].id for e in self.experiments})
         object.__setattr__(self, "tracking_numbers", MappingProxyType(
@@ -544,6 +546,20 @@ class Site:
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
         object.__setattr__(self, "conditions", Conditions.of(whens))
         object.__setattr__(self, "speller", Speller(self.conditions.terms | spellings))
+
+    def places_of(self, geo: Geo) -> dict[str, Place]:
+        """The city, region and country of `geo` as its texts print them, remembered: a plan not
+        made before is most often a town the site has seen, with a new phrase or page."""
+        found = self._placed.get(geo)
+        if found is None:
+            language = self.language
+            found = {"city": self.place(geo.name("city", language)),
+                     "region": self.place(geo.name("region", language), region_place(geo.region, language)),
+                     "country": self.place(geo.name("country", language))}
+            if len(self._placed) >= PLANS_KEPT:
+                self._placed.clear()
+            self._placed[geo] = found
+        return found
 
     def match(self, view: PageView) -> Match:
         """What the rules, experiments and pools make of `view`, remembered by the page view as
@@ -583,6 +599,7 @@ class Site:
         self._standing.clear()
         self._first.clear()
         self._matches.clear()
+        self._placed.clear()
         self.conditions.forget()
 
 
@@ -684,15 +701,17 @@ def _forced_variant(experiment: Experiment, forced: Mapping[str, str]) -> Varian
 def _context(site: Site, view: PageView) -> dict[str, Any]:
     traffic = view.traffic
     context: dict[str, Any] = {
-        "keyword": Keyword(as_meant(traffic.phrase) if traffic.phrase and site.language == "ru" else traffic.phrase),
+        "keyword": _keyword(traffic.phrase, site.language),
         "phrase": traffic.phrase or "",
         "source": traffic.source or "",
         "medium": traffic.medium,
         "campaign": traffic.campaign or "",
     }
     if site.uses_places:
-        geo, language = view.geo, site.language
-        context["city"] = site.place(geo.name("city", language))
-        context["region"] = site.place(geo.name("region", language), region_place(geo.region, language))
-        context["country"] = site.place(geo.name("country", language))
+        context.update(site.places_of(view.geo))
     return context
+
+
+@functools.lru_cache(maxsize=4096)  # phrases recur: one value each, which renders are remembered by
+def _keyword(phrase: str | None, language: str) -> Keyword:
+    return Keyword(as_meant(phrase) if phrase and language == "ru" else phrase)
