@@ -72,10 +72,10 @@ class _Renderer(Protocol):
     def render(self, context: Mapping[str, Any]) -> str: ...
 
 
-# Jinja renders remembered across texts, by source and the values of the names it uses: a
-# text is a pure function of those, and visitors share them (a city, a popular phrase).
-# Bounded: it is emptied when full. Printed texts (see _Printer) render in about what a miss
-# here costs, so they are not remembered.
+# Renders remembered across texts, by source and the values of the names it uses: a text is
+# a pure function of those, and visitors share them (a city, a popular phrase). Printed texts
+# (see _Printer) too: a place's form or the keyword costs them two to four times a lookup.
+# Bounded: it is emptied when full.
 RENDERED: dict[tuple[Any, ...], str | None] = {}
 RENDERS_KEPT = 4096
 
@@ -101,8 +101,6 @@ class Text:
     def render(self, context: Mapping[str, Any]) -> str | None:
         if self._template is None:
             return self.source
-        if type(self._template) is _Printer:
-            return self._render(context)
         key = (self.source, *[context.get(name, _MISSING) for name in self._key_names])
         try:
             return RENDERED[key]
