@@ -42,7 +42,7 @@ PLANS_KEPT = 4096  # per site, the most recently used
 
 
 # Not frozen, though nothing changes one: a frozen dataclass sets each field through
-# `object.__setattr__`, and that made building a page view a tenth of its decision's rules.
+# `object.__setattr__`, several times what building a plain one costs (docs/PERFORMANCE.md).
 @dataclass(slots=True, unsafe_hash=True)
 class PageView:
     """What is known about one page view; built once per request, never changed (plans are
@@ -62,7 +62,7 @@ class PageView:
     bot: bool = False
 
     def at(self, path: str) -> PageView:
-        """The same page view on `path` (five times cheaper than `dataclasses.replace`)."""
+        """The same page view on `path` (`dataclasses.replace` costs several times more)."""
         return PageView(self.vid, path, self.traffic, self.reading, self.phrase, self.geo, self.device, self.bot)
 
 
@@ -603,7 +603,9 @@ class Site:
         self.conditions.forget()
 
 
-class Outcome(NamedTuple):  # tuples, as what follows: one of each is built per page view
+# Named tuples, not frozen dataclasses: an outcome is made for every page view, a match and a
+# plan for every one the memos have not seen.
+class Outcome(NamedTuple):
     swaps: tuple[tuple[Slot, str], ...]  # what each slot is set to
     experiments: dict[str, str]  # experiment → variant
     pool: Pool | None
