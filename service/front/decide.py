@@ -142,9 +142,9 @@ def _swap(slot: Slot, value: str, page: str) -> dict[str, Any]:
     """A swap as the snippet applies it: the element's DOM `property` set to `value` where it
     differs. An address is made absolute against the `page` (its URL as the query carries
     it), as the browser reads `src` and `href` back."""
-    if slot[1] in ("text", "show"):
-        return _set(slot, value)
     selector, target = slot
+    if target in ("text", "show"):
+        return _set(slot, value)
     if target != "srcset":
         value = urljoin(_unquote(page), value)
     return {"selector": selector, "property": target, "value": value}
@@ -187,7 +187,8 @@ def _shown(replaces: str | None, pool: str, kind: str, number: str | None, hold:
     if hold is not None:  # the snippet renews the hold while the page is visible: 3 times a hold, once a minute at most
         shown |= {"hold": hold, "heartbeat": min(60_000, hold * 1000 // 3)}
     if number is None:
-        return {**shown, "number": None}
+        shown["number"] = None
+        return shown
     shown |= formats(number)
     if replaces and shown["digits"] != formats(replaces)["digits"]:
         shown["replaces_pattern"] = printed(replaces)  # what the snippet finds the page's number by
