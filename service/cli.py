@@ -169,7 +169,8 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
     outcome = decide(site, seen)
     body = answer(site, seen, outcome, token=None, version=rules.version, preview=True,
                   page=urllib.parse.quote_plus(args.url))
-    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sent = orjson.loads(orjson.dumps(body))  # as the endpoint sends it: its shared parts are JSON already
+    sys.stdout.write(orjson.dumps(sent, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 

@@ -11,6 +11,7 @@ import logging
 from typing import Any, NamedTuple
 from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 
+import orjson
 from starlette.requests import Request
 
 from service.errors import BadRequest
@@ -112,13 +113,15 @@ def _page_view(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool
 
 def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, version: str,
            lease: Lease | None = None, degraded: bool = False, preview: bool = False, page: str = "") -> dict[str, Any]:
-    """The decision as the snippet reads it; `page` is the page's URL as the query carried it."""
+    """The decision as the snippet reads it; `page` is the page's URL as the query carried it.
+    The parts many page views share are made once, in JSON (`orjson.Fragment`), and sent as
+    they are: serialising them again cost most of the answer's encoding."""
     traffic = view.traffic
     return {
         "site": site.id,
         "vid": view.vid,
         "token": token,
-        "geo": view.geo.as_json(site.language),
+        "geo": view.geo.answered(site.language),
         "phrase": traffic.phrase,
         "source": _source(traffic),
         "swaps": [_swap(slot, value, page) for slot, value in outcome.swaps],
@@ -130,15 +133,17 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
     }
 
 
-# The answer's parts that many page views share are made once (bounded) and shared: they
-# must not be changed.
-@functools.lru_cache(maxsize=4096)
-def _source(traffic: Traffic) -> dict[str, str | None]:
-    return {"source": traffic.source, "medium": traffic.medium, "campaign": traffic.campaign,
-            "engine": traffic.engine, "click_id": traffic.click_id}
+@functools.lru_cache(maxsize=4096)  # the answer's parts that many page views share: made once (bounded)
+def _source(traffic: Traffic) -> orjson.Fragment:
+    return _json({"source": traffic.source, "medium": traffic.medium, "campaign": traffic.campaign,
+                  "engine": traffic.engine, "click_id": traffic.click_id})
 
 
-def _swap(slot: Slot, value: str, page: str) -> dict[str, Any]:
+def _json(part: dict[str, Any]) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(part))
+
+
+def _swap(slot: Slot, value: str, page: str) -> dict[str, Any] | orjson.Fragment:
     """A swap as the snippet applies it: the element's DOM `property` set to `value` where it
     differs. An address is made absolute against the `page` (its URL as the query carries
     it), as the browser reads `src` and `href` back."""
@@ -151,15 +156,15 @@ def _swap(slot: Slot, value: str, page: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _set(slot: Slot, value: str) -> dict[str, Any]:
+def _set(slot: Slot, value: str) -> orjson.Fragment:
     """A text or whether an element shows, the same on every page."""
     selector, target = slot
     if target == "text":
-        return {"selector": selector, "text": value, "property": "textContent", "value": value}
-    return {"selector": selector, "property": "hidden", "value": value == "hide"}
+        return _json({"selector": selector, "text": value, "property": "textContent", "value": value})
+    return _json({"selector": selector, "property": "hidden", "value": value == "hide"})
 
 
-def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> dict[str, Any] | None:
+def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> orjson.Fragment | None:
     """The number to show instead of the page's own, in the formats the snippet looks for.
 
     `lease` is None where no lease was tried (a bot, a preview): a preview shows the pool's
@@ -179,20 +184,20 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = Fa
 
 
 # A pool's numbers are shown again and again, each the same way: the answer's part is made
-# once (bounded, so a pool of 100,000 costs a miss, never memory). Shared: do not change it.
+# once (bounded, so a pool of 100,000 costs a miss, never memory).
 @functools.lru_cache(maxsize=4096)
-def _shown(replaces: str | None, pool: str, kind: str, number: str | None, hold: int | None = None) -> dict[str, Any]:
+def _shown(replaces: str | None, pool: str, kind: str, number: str | None, hold: int | None = None) -> orjson.Fragment:
     shown: dict[str, Any] = {"pool": pool, "replaces": replaces,
                              "replaces_digits": formats(replaces)["digits"] if replaces else None, "kind": kind}
     if hold is not None:  # the snippet renews the hold while the page is visible: 3 times a hold, once a minute at most
         shown |= {"hold": hold, "heartbeat": min(60_000, hold * 1000 // 3)}
     if number is None:
         shown["number"] = None
-        return shown
+        return _json(shown)
     shown |= formats(number)
     if replaces and shown["digits"] != formats(replaces)["digits"]:
         shown["replaces_pattern"] = printed(replaces)  # what the snippet finds the page's number by
-    return shown
+    return _json(shown)
 
 
 def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import maxminddb
+import orjson
 
 from service.rules.regions import REGIONS, english_city
 
@@ -29,7 +30,7 @@ class Geo:
     names: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
     # The city's casefolded names in every language, for `when: city`; made once per lookup.
     city_keys: frozenset[str] = field(init=False, repr=False, compare=False)
-    _answers: dict[str, dict[str, str | None]] = field(init=False, repr=False, compare=False)  # by language
+    _answers: dict[str, orjson.Fragment] = field(init=False, repr=False, compare=False)  # by language
 
     def __post_init__(self) -> None:
         keys = frozenset(city_key(by_kind["city"]) for by_kind in self.names.values() if "city" in by_kind)
@@ -41,17 +42,17 @@ class Geo:
         localised = self.names.get(language, {}).get(what)
         return localised or self.names.get("en", {}).get(what)
 
-    def as_json(self, language: str) -> dict[str, str | None]:
-        """The place as decisions answer it; made once per language, shared: do not change it."""
+    def answered(self, language: str) -> orjson.Fragment:
+        """The place as decisions answer it, in JSON; made once per language."""
         answer = self._answers.get(language)
         if answer is None:
-            answer = self._answers[language] = {
+            answer = self._answers[language] = orjson.Fragment(orjson.dumps({
                 "country": self.country,
                 "region": self.region,
                 "city": self.name("city", language),
                 "country_name": self.name("country", language),
                 "region_name": self.name("region", language),
-            }
+            }))
         return answer
 
 
