@@ -16,16 +16,17 @@
 -- ARGV: 1 hold ms  2 retention ms  3 key prefix for per-number history and overflow sets
 --       4 most numbers one network may hold at once  5 hour label (2026-11-22T14)
 --       6 day label (2026-11-22) (1-6: the pool's own in the hour, packed once)
---       7 visitor id  8 now ms  9 page  10 variants json  11 visit id
---      12 the client's network ('' unknown)
+--       7 the call's own, one JSON array: visitor id, now ms, page, variants, visit id, the
+--         client's network ('' unknown)
 -- Returns {number, "kept" | "new"}, or {false, "overflow" | "capped"}: the pool has no free
 -- number, or the visitor's network holds its share of the pool already (a burst of made-up
 -- visitor ids from one address cannot squat the pool).
-local vid, hold = ARGV[7], tonumber(ARGV[1])
+local vid, stamped, page, variants, visit, network = unpack(cjson.decode(ARGV[7]))
+local hold = tonumber(ARGV[1])
 -- Processes stamp requests before they queue, so scripts can run out of time order. The
 -- pool's clock never goes back: a late script must not lease a number "before" its last
 -- holder's hold ended.
-local now = math.max(tonumber(ARGV[8]), tonumber(redis.call('GET', KEYS[9]) or '0'))
+local now = math.max(stamped, tonumber(redis.call('GET', KEYS[9]) or '0'))
 redis.call('SET', KEYS[9], now)
 local hour, prefix, day = ARGV[5], ARGV[3], ARGV[6]
 
@@ -66,7 +67,6 @@ if number then
 end
 
 redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1)
-local network = ARGV[12]
 local capped = network ~= '' and tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[4])
 local pick = capped and {} or redis.call('ZRANGE', KEYS[2], 0, 0)
 if #pick == 0 then
@@ -79,8 +79,7 @@ end
 number = pick[1]
 redis.call('ZREM', KEYS[2], number)
 local id = tostring(redis.call('INCR', KEYS[7]))
-local lease = {n = number, v = vid, f = now, u = now + hold, p = ARGV[9], x = cjson.decode(ARGV[10]), w = ARGV[11],
-               a = network}
+local lease = {n = number, v = vid, f = now, u = now + hold, p = page, x = variants, w = visit, a = network}
 if network ~= '' then redis.call('HINCRBY', KEYS[10], network, 1) end
 redis.call('HSET', KEYS[6], id, cjson.encode(lease))
 redis.call('HSET', KEYS[4], number, id)
