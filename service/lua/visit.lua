@@ -2,14 +2,16 @@
 -- Both keys carry the visitor's hash tag {site|visitor}, so one visitor's keys share a slot.
 -- Both live for the retention from the visit's start: a visit's pages come minutes apart,
 -- so its later page views only append.
--- KEYS: 1 pages  list    "ms path" of its page views, the latest ARGV[2]
+-- KEYS: 1 pages  list    "ms path" of its page views, the latest `most`
 --       2 visit  string  the visit's record as it started (json); only where it starts
--- ARGV: 1 the page view  2 most pages  3 lifetime, seconds  4 the record, with KEYS[2]
-if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4], 'NX', 'EX', ARGV[3]) end
-local pages = redis.call('RPUSH', KEYS[1], ARGV[1])
+-- ARGV: 1 one JSON array: the page view ("ms path"), most pages, lifetime in seconds
+--       2 the record, with KEYS[2]
+local page, most, lifetime = unpack(cjson.decode(ARGV[1]))
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', lifetime) end
+local pages = redis.call('RPUSH', KEYS[1], page)
 if pages == 1 then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-elseif pages > tonumber(ARGV[2]) then
-  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+  redis.call('EXPIRE', KEYS[1], lifetime)
+elseif pages > most then
+  redis.call('LTRIM', KEYS[1], -most, -1)
 end
 return pages

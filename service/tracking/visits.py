@@ -148,10 +148,10 @@ def record(site: str, vid: str, visit: Visit, path: str, now_ms: int, ttl: int,
     """The command that adds the page to the visit's journey, and keeps the visit's record
     (`started`) when it starts there."""
     prefix = visitor_prefix(site, vid)
-    page = (f"{now_ms} {path}", MAX_PAGES, ttl)
+    page = orjson.dumps((f"{now_ms} {path}", MAX_PAGES, ttl))  # one argument, not three, as `Pools.lease`'s
     if started:  # the keys are the visitor's own: nothing to pack once (`ScriptCall.shared`)
-        return RECORD((f"{prefix}pages:{visit.id}", f"{prefix}visit:{visit.id}"), (*page, orjson.dumps(started)), None)
-    return RECORD((f"{prefix}pages:{visit.id}",), page, None)
+        return RECORD((f"{prefix}pages:{visit.id}", f"{prefix}visit:{visit.id}"), (page, orjson.dumps(started)), None)
+    return RECORD((f"{prefix}pages:{visit.id}",), (page,), None)
 
 
 def started(visit: Visit, path: str, now_ms: int, shown: Traffic, click_ids: dict[str, str], device: str,
