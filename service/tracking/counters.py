@@ -38,13 +38,13 @@ def values(record: Mapping[str, Any], pool: str | None = None) -> str:
                   pool or record.get("pool"))
 
 
-# Visits come from few sources, campaigns and places: each combination is escaped once.
-@functools.lru_cache(maxsize=4096)
 def joined(*found: str | None) -> str:
     """Values in the order of `DIMENSIONS`, the phrase as keywords see it (`normalise`), joined
     as the scripts take them (dims.lua's `listed`)."""
-    return "|".join([(escape(value) if "%" in value or "|" in value else value) if value else NONE
-                     for value in found])
+    text = "|".join([value or NONE for value in found])
+    if "%" in text or text.count("|") >= len(found):  # rare: a value with a '%' or a '|' of its own
+        return "|".join([escape(value) if value else NONE for value in found])
+    return text
 
 
 @functools.lru_cache(maxsize=4096)
