@@ -22,7 +22,7 @@ from service.observability import LEASES, labelled
 from service.rules.engine import Outcome, PageView, Pool, Site, Slot, decide, normalise_path
 from service.rules.geo import Geo, GeoDB
 from service.rules.phones import formats, printed
-from service.rules.phrase import Landing, Referral, Traffic, click_ids, landing, normalise, referral, traffic
+from service.rules.phrase import Landing, Referral, Traffic, landing, normalise, referral, traffic
 from service.rules.words import Reading, read
 from service.runtime import Runtime
 from service.tracking import counters, visits
@@ -63,7 +63,7 @@ class Address(NamedTuple):
 
     path: str  # as rules are written (as people read paths)
     landing: Landing  # its traffic parameters
-    clicked: str  # its query where it has an ad click id: a visit that starts there records their values
+    clicked: dict[str, str]  # its ad click ids with their values, which a visit that starts there records (shared)
     city: str | None  # the city a preview link fakes (`swapline_preview_city`)
     variants: str | None  # the variants a preview link pins (`swapline_preview`), as `_preview` reads them
 
@@ -74,8 +74,8 @@ def address(url: str) -> Address:
         parts = urlsplit(url)
     except ValueError:
         raise BadRequest("invalid_url", "url is not a valid URL") from None
-    landed = landing(parts.query)
-    return Address(normalise_path(unquote(parts.path) or "/"), landed, parts.query if landed.click_id else "",
+    landed, clicked = landing(parts.query)
+    return Address(normalise_path(unquote(parts.path) or "/"), landed, clicked,
                    _previewed(parts.query, PREVIEW_CITY, 100), _previewed(parts.query, PREVIEW, 512))
 
 
@@ -248,7 +248,7 @@ def _query(request: Request) -> dict[str, str]:
     for pair in request.scope["query_string"].decode("latin-1").split("&"):
         if pair:
             name, _, value = pair.partition("=")
-            params[_unquote(name)] = value
+            params[name if name.isalnum() else _unquote(name)] = value  # the snippet's are plain words
     return params
 
 
@@ -373,9 +373,9 @@ def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Vi
 
 
 def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: visits.Previous | None,
-             clicked: str, now: int) -> tuple[Command, ...]:
+             clicked: dict[str, str], now: int) -> tuple[Command, ...]:
     """What the store learns of the visit: the page on its journey; when the visit starts, its
-    record (with the ad click ids of the `clicked` query) and, if its number comes from another
+    record (with the ad click ids it was `clicked` with) and, if its number comes from another
     pool, the end of the last visit's hold."""
     if view.bot:
         return ()
@@ -383,7 +383,7 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
     if not new:  # most page views
         return (visits.record(site.id, view.vid, visit, view.path, now, ttl),)
     geo, traffic = view.geo, view.traffic
-    record = visits.started(visit, view.path, now, traffic, click_ids(clicked) if clicked else {}, view.device, geo)
+    record = visits.started(visit, view.path, now, traffic, clicked, view.device, geo)
     values = counters.joined(traffic.source, traffic.medium, traffic.campaign, view.phrase, view.path, geo.region,
                              geo.city, view.device, visit.pool)  # as `counters.values(record)`, the phrase read once
     commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record),

@@ -86,13 +86,15 @@ def parse_traffic(url: str, referrer: str | None) -> Traffic:
         query = urlsplit(url).query
     except ValueError:  # not a URL (e.g. a broken IPv6 host): nothing to read from it
         query = ""
-    return traffic(landing(query), referral(referrer))
+    return traffic(landing(query)[0], referral(referrer))
 
 
-def landing(query: str) -> Landing:
-    """The traffic parameters of a page URL's query string."""
+def landing(query: str) -> tuple[Landing, dict[str, str]]:
+    """The traffic parameters of a page URL's query string, and its ad click ids with their
+    values (for call records and offline conversions; decisions only need to know which one
+    came)."""
     params = _params(query, _PAGE_PARAMS)
-    return Landing(
+    landed = Landing(
         term=_text(params.get("utm_term")),
         source=_text(params.get("utm_source")),
         medium=_text(params.get("utm_medium")),
@@ -100,13 +102,10 @@ def landing(query: str) -> Landing:
         content=_text(params.get("utm_content")),
         click_id=next((name for name in _CLICK_IDS if name in params), None),
     )
-
-
-def click_ids(query: str) -> dict[str, str]:
-    """The ad click ids of a page URL's query string, with their values (for call records and
-    offline conversions; decisions only need to know which one came)."""
+    if landed.click_id is None:
+        return landed, {}
     decode = _text.__wrapped__  # unique values: not memoised
-    return {name: value for name, raw in _params(query, _CLICK_IDS).items() if (value := decode(raw))}
+    return landed, {name: value for name, raw in params.items() if name in _CLICK_IDS and (value := decode(raw))}
 
 
 def traffic(landed: Landing, referred: Referral) -> Traffic:
