@@ -13,6 +13,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import operator
 import os
 import re
 import secrets
@@ -35,6 +36,7 @@ REQUEST_ID = contextvars.ContextVar("request_id", default="")
 _ID_PREFIX = secrets.token_hex(4)
 _next_id = itertools.count(1).__next__
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NAME = operator.itemgetter(0)  # of a header
 
 LATENCY = Histogram("swapline_request_seconds", "Time to answer a request", ["route", "method", "status"],
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
@@ -105,12 +107,11 @@ class Tracked:
 
 def _request_id(scope: Scope) -> str:
     """The client's `X-Request-ID` when it is sane, else a new one."""
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            given = bytes(value).decode("latin-1")
-            if _VALID_ID.fullmatch(given):
-                return given
-            break
+    headers = scope["headers"]
+    if b"x-request-id" in map(_NAME, headers):  # looked for in C: most requests carry none
+        given = bytes(next(value for name, value in headers if name == b"x-request-id")).decode("latin-1")
+        if _VALID_ID.fullmatch(given):
+            return given
     return f"{_ID_PREFIX}{_next_id():08x}"
 
 
