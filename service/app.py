@@ -44,7 +44,7 @@ from service.integrations.alerts import Alerts, StoreWatch
 from service.integrations.calls import Call, calls_endpoint, credit
 from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint
 from service.integrations.webhooks import Deliveries, webhooks_endpoint
-from service.observability import RequestMiddleware, metrics_endpoint
+from service.observability import LEASE_COUNTS, RequestMiddleware, metrics_endpoint
 from service.rules import rulefiles
 from service.rules.geo import GeoDB
 from service.rules.reload import log_warnings, warm_places, watch_rules
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         tasks = [
             asyncio.create_task(warm_places()),
             asyncio.create_task(keep_replaying(runtime.spool, lambda entry: _replay(runtime, entry))),
+            asyncio.create_task(LEASE_COUNTS.keep_flushing()),
         ]
         if isinstance(runtime.clock, StoreClock):
             tasks.append(asyncio.create_task(runtime.clock.keep_in_step(store.time)))

@@ -6,10 +6,12 @@ import json
 import logging
 import re
 import signal
+import time
 from pathlib import Path
 
 import httpx
 import redis
+from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from service.observability import REQUEST_ID, JSONFormatter
@@ -60,19 +62,47 @@ def test_log_lines_are_json_with_the_request_id() -> None:
     assert line["message"] == "store unavailable: x" and line["request_id"] == "req-42" and line["level"] == "warning"
 
 
+def test_leases_reach_their_counter_in_a_worker_nobody_scrapes(client: TestClient) -> None:
+    """Leases are added to `swapline_leases_total` every second (`Tally`), not only as /metrics answers."""
+    def leased() -> float:
+        total = 0.0
+        for status in ("new", "kept", "overflow", "capped"):
+            labels = {"site": "demo", "pool": "moscow", "status": status}
+            total += REGISTRY.get_sample_value("swapline_leases_total", labels) or 0.0
+        return total
+
+
+    before = leased()
+    for n in range(3):
+        client.get("/v1/decide", params={"site": "demo", "url": "/", "vid": f"unscraped-visitor-{n:05d}"},
+                   headers={"x-forwarded-for": "46.242.0.1"})
+    deadline = time.monotonic() + 30
+    while leased() - before < 3:
+        assert time.monotonic() < deadline, f"{leased() - before} of 3 leases counted"
+        time.sleep(0.05)
+    assert leased() - before == 3
+
+
 def test_serve_logs_json_and_two_workers_report_all_requests(tmp_path: Path, valkey_url: str,
                                                             store: redis.Redis) -> None:
-    process, base = start(tmp_path, "--workers", "2", SWAPLINE_REDIS_URL=valkey_url)
+    process, base = start(tmp_path, "--workers", "2", SWAPLINE_REDIS_URL=valkey_url,
+                          SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
     try:
         for n in range(20):
             httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": f"workers-visitor-{n:04d}"},
-                      headers=BROWSER_HEADERS)
+                      headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})  # from Moscow: a number each
         scrapes = [httpx.get(f"{base}/metrics").text for _ in range(4)]
+        # Each worker adds its leases to the shared counter within a second (`Tally`).
+        deadline = time.monotonic() + 30
+        while (leased := metric(httpx.get(f"{base}/metrics").text, "swapline_leases_total")) < 20:
+            assert time.monotonic() < deadline, f"{leased} of 20 leases counted"
+            time.sleep(0.1)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     counts = {metric(text, "swapline_request_seconds_count", route="/v1/decide") for text in scrapes}
     assert counts == {20.0}  # whichever worker answers, it counts both workers' requests
+    assert leased == 20
     lines = [line for line in output(process).splitlines() if line.startswith("{")]
     assert lines and all(json.loads(line)["level"] for line in lines)
     assert any("Started server process" in json.loads(line)["message"] for line in lines)

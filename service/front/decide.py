@@ -18,7 +18,7 @@ from service.errors import BadRequest
 from service.front.cors import cors_headers
 from service.front.middleware import client_host
 from service.front.responses import JSON
-from service.observability import LEASES, labelled
+from service.observability import LEASE_COUNTS
 from service.rules.engine import Outcome, PageView, Pool, Site, Slot, decide, normalise_path
 from service.rules.geo import Geo, GeoDB
 from service.rules.phones import formats, printed
@@ -232,7 +232,7 @@ async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
         reply, *_ = await batcher.submit(leased, *exposures)
         ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
-        labelled(LEASES, site.id, pool.id, lease.status).inc()
+        LEASE_COUNTS.count(site.id, pool.id, lease.status)
         if lease.number is None:  # overflowed visitors leave the conversion rates
             await batcher.submit(*ledger.overflows(site.id, view.vid, outcome.experiments))
         return lease, False
