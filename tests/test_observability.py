@@ -71,7 +71,6 @@ def test_leases_reach_their_counter_in_a_worker_nobody_scrapes(client: TestClien
             total += REGISTRY.get_sample_value("swapline_leases_total", labels) or 0.0
         return total
 
-
     before = leased()
     for n in range(3):
         client.get("/v1/decide", params={"site": "demo", "url": "/", "vid": f"unscraped-visitor-{n:05d}"},
