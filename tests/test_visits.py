@@ -192,25 +192,31 @@ def test_a_visit_moved_from_another_token_is_refused(climate: TestClient) -> Non
     assert not honest["visit"]["new"] and honest["visit"]["id"] == mine["visit"]["id"]
 
 
-def signed_as_before_hex_macs(token: str, secret: bytes = b"test-secret") -> str:
-    """`token` as the service signed it before 2026-12-01: a base64url MAC of the payload's
-    part, a dot and the attachment (service.tracking.tokens)."""
-    signed = token.rpartition(".")[0]
+def signed_as_before(token: str, hex_mac: bool, secret: bytes = b"test-secret") -> str:
+    """`token` as the service signed it before 2026-12-02: its payload in base64url, with a hex
+    MAC of the attachment, a dot and the payload's part; before 2026-12-01 (not `hex_mac`), a
+    base64url MAC of the payload's part, a dot and the attachment (service.tracking.tokens)."""
+    body, attached, _ = token.split(".")
+    payload = base64.urlsafe_b64encode(bytes.fromhex(body)).rstrip(b"=").decode()
     mac = hashlib.blake2b(key=hmac.digest(secret, b"decision tokens", "sha256"), digest_size=16)
-    mac.update(signed.encode())
-    return f"{signed}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode()}"
+    if hex_mac:
+        mac.update(f"{attached}.{payload}".encode())
+        return f"{payload}.{attached}.{mac.hexdigest()}"
+    mac.update(f"{payload}.{attached}".encode())
+    return f"{payload}.{attached}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode()}"
 
 
-def test_a_visit_token_signed_before_hex_macs_continues_its_visit(climate: TestClient) -> None:
+@pytest.mark.parametrize("hex_mac", [False, True], ids=["base64-mac", "hex-mac"])
+def test_a_visit_token_signed_in_an_older_format_continues_its_visit(climate: TestClient, hex_mac: bool) -> None:
     """A visit's token comes back for as long as its last ad counts (90 days): the tokens of a
-    service from before the change are still read, and still checked."""
+    service from before a change are still read, and still checked."""
     landed = Browser(climate).open(AD, ref="https://yandex.ru/")
-    old = signed_as_before_hex_macs(landed["token"])
+    old = signed_as_before(landed["token"], hex_mac)
     answer = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/b", "vid": VID,
                                                "visit": old}).json()
     assert not answer["visit"]["new"] and answer["visit"]["id"] == landed["visit"]["id"]
     assert answer["source"]["source"] == "yandex"
-    forged = signed_as_before_hex_macs(landed["token"], b"another-secret")
+    forged = signed_as_before(landed["token"], hex_mac, b"another-secret")
     answer = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/b", "vid": VID,
                                                "visit": forged}).json()
     assert answer["visit"]["new"] and answer["source"]["source"] is None

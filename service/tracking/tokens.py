@@ -1,19 +1,21 @@
 """Decision tokens: what the service decided for a visitor, signed so beacons can prove it.
 
-A token is `base64url(json) "." hex(MAC)`, the MAC being keyed BLAKE2b (RFC 7693's MAC mode)
-of the payload's part, 16 bytes, with a key derived from the service secret. It may carry an
-attachment between the two, signed with it (`base64url(json) "." attachment "." hex(MAC)`, the
-MAC of the attachment, a dot and the payload's part, in that order): a part many tokens share,
+A token is `hex(json) "." hex(MAC)`, the MAC being keyed BLAKE2b (RFC 7693's MAC mode) of
+the payload's part, 16 bytes, with a key derived from the service secret. It may carry an
+attachment between the two, signed with it (`hex(json) "." attachment "." hex(MAC)`, the MAC
+of the attachment, a dot and the payload's part, in that order): a part many tokens share,
 such as a visit's, which the signer hashes once and its reader remembers by its text. Events
 carry it back; the service trusts the experiment map inside only when the MAC verifies,
-compared in constant time. Only the service signs and reads tokens, so the MAC is chosen for
-speed: every page view signs one, and keyed BLAKE2b costs a third of an HMAC-SHA256 through
-OpenSSL; in hex, it is checked without decoding.
+compared in constant time. Only the service signs and reads tokens, so the encoding is chosen
+for speed: every page view signs one, and keyed BLAKE2b costs a third of an HMAC-SHA256
+through OpenSSL; hex is decoded by a table, where CPython's base64 takes a branchy loop a
+character, and the MAC in hex is checked without decoding.
 
-Tokens signed before 2026-12-01 carry a base64url MAC (22 characters) of the payload's part,
-a dot and the attachment. They are still read, since a visit's token comes back for as long
-as its visitor's last non-direct arrival counts (a site's `visits.lookback`, 90 days at most
-by default): remove `_legacy` after 2027-03-01.
+Older tokens are still read, since a visit's token comes back for as long as its visitor's
+last non-direct arrival counts (a site's `visits.lookback`, 90 days at most by default).
+Those signed before 2026-12-02 carry their payload in base64url (`eyJ…`, where hex starts
+`7b`); those before 2026-12-01 also a base64url MAC (22 characters) of the payload's part, a
+dot and the attachment. Remove `_legacy` and base64 payloads after 2027-03-02.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class TokenSigner:
 
     def sign(self, payload: dict[str, Any], attachment: str = "") -> str:
         """`attachment`: text without dots (e.g. from `encode`), carried and signed with `payload`."""
-        body = encode(orjson.dumps(payload))
+        body = orjson.dumps(payload).hex()
         mac = self._mac(attachment, body)
         return f"{body}.{attachment}.{mac}" if attachment else f"{body}.{mac}"
 
@@ -62,7 +64,7 @@ class TokenSigner:
         elif not self._legacy(signed, mac):
             return None
         try:
-            payload = orjson.loads(decode(body))
+            payload = orjson.loads(bytes.fromhex(body) if body.startswith("7b") else decode(body))
         except (ValueError, orjson.JSONDecodeError):
             return None
         return (payload, attached) if isinstance(payload, dict) else None
