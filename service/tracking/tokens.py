@@ -1,21 +1,22 @@
 """Decision tokens: what the service decided for a visitor, signed so beacons can prove it.
 
 A token is `hex(json) "." hex(MAC)`, the MAC being keyed BLAKE2b (RFC 7693's MAC mode) of
-the payload's part, 16 bytes, with a key derived from the service secret. It may carry an
-attachment between the two, signed with it (`hex(json) "." attachment "." hex(MAC)`, the MAC
-of the attachment, a dot and the payload's part, in that order): a part many tokens share,
-such as a visit's, which the signer hashes once and its reader remembers by its text. Events
-carry it back; the service trusts the experiment map inside only when the MAC verifies,
-compared in constant time. Only the service signs and reads tokens, so the encoding is chosen
-for speed: every page view signs one, and keyed BLAKE2b costs a third of an HMAC-SHA256
-through OpenSSL; hex is decoded by a table, where CPython's base64 takes a branchy loop a
-character, and the MAC in hex is checked without decoding.
+the payload (its JSON, not its hex: half the blocks), 16 bytes, with a key derived from the
+service secret. It may carry an attachment between the two, signed with it (`hex(json) "."
+attachment "." hex(MAC)`, the MAC of the attachment, a dot and the payload, in that order):
+a part many tokens share, such as a visit's, which the signer hashes once and its reader
+remembers by its text. Events carry it back; the service trusts the experiment map inside
+only when the MAC verifies, compared in constant time. Only the service signs and reads
+tokens, so the encoding is chosen for speed: every page view signs one, and keyed BLAKE2b
+costs a third of an HMAC-SHA256 through OpenSSL; hex is decoded by a table, where CPython's
+base64 takes a branchy loop a character, and the MAC in hex is checked without decoding.
 
 Older tokens are still read, since a visit's token comes back for as long as its visitor's
 last non-direct arrival counts (a site's `visits.lookback`, 90 days at most by default).
 Those signed before 2026-12-02 carry their payload in base64url (`eyJ…`, where hex starts
-`7b`); those before 2026-12-01 also a base64url MAC (22 characters) of the payload's part, a
-dot and the attachment. Remove `_legacy` and base64 payloads after 2027-03-02.
+`7b`), and their MAC is of its base64 text; those before 2026-12-01 also a base64url MAC (22
+characters) of the payload's part, a dot and the attachment. Remove `_legacy` and base64
+payloads after 2027-03-02.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ class TokenSigner:
 
     def sign(self, payload: dict[str, Any], attachment: str = "") -> str:
         """`attachment`: text without dots (e.g. from `encode`), carried and signed with `payload`."""
-        body = orjson.dumps(payload).hex()
-        mac = self._mac(attachment, body)
-        return f"{body}.{attachment}.{mac}" if attachment else f"{body}.{mac}"
+        raw = orjson.dumps(payload)
+        mac = self._mac(attachment, raw)
+        return f"{raw.hex()}.{attachment}.{mac}" if attachment else f"{raw.hex()}.{mac}"
 
     def _verify(self, token: str) -> dict[str, Any] | None:
         """The payload, or None for anything not signed by this secret."""
@@ -58,20 +59,25 @@ class TokenSigner:
         secret. Not remembered: for tokens that come once (a page view's last token)."""
         signed, _, mac = token.rpartition(".")
         body, _, attached = signed.partition(".")
-        if len(mac) == 2 * MAC_BYTES and mac.isascii():
-            if not hmac.compare_digest(mac, self._mac(attached, body)):
+        hexed = body.startswith("7b")
+        try:
+            raw = bytes.fromhex(body) if hexed else decode(body)
+        except ValueError:
+            return None
+        if len(mac) == 2 * MAC_BYTES and mac.isascii():  # of the payload's bytes; in base64 tokens, of its text
+            if not hmac.compare_digest(mac, self._mac(attached, raw if hexed else body.encode())):
                 return None
         elif not self._legacy(signed, mac):
             return None
         try:
-            payload = orjson.loads(bytes.fromhex(body) if body.startswith("7b") else decode(body))
-        except (ValueError, orjson.JSONDecodeError):
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             return None
         return (payload, attached) if isinstance(payload, dict) else None
 
-    def _mac(self, attachment: str, body: str) -> str:
+    def _mac(self, attachment: str, payload: bytes) -> str:
         mac = self._after(attachment).copy()
-        mac.update(body.encode())
+        mac.update(payload)
         return mac.hexdigest()
 
     def _absorbed(self, attachment: str) -> hashlib.blake2b:
