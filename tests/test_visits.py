@@ -206,6 +206,18 @@ def signed_as_before(token: str, hex_mac: bool, secret: bytes = b"test-secret") 
     return f"{payload}.{attached}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode()}"
 
 
+def test_a_page_with_an_address_of_thousands_of_characters_does_not_cost_the_next_page_its_answer(
+        climate: TestClient) -> None:
+    """The token carries the page's path: past what a visit token may be, the next page starts
+    a visit of its own rather than fail."""
+    browser = Browser(climate)
+    browser.open(AD, ref="https://yandex.ru/")
+    long = browser.open(f"{ORIGIN}/{'страница-' * 300}")
+    assert not long["visit"]["new"] and long["source"]["source"] == "yandex"
+    after = browser.open(f"{ORIGIN}/contacts")
+    assert after["visit"]["new"] and after["phone"] is not None
+
+
 @pytest.mark.parametrize("hex_mac", [False, True], ids=["base64-mac", "hex-mac"])
 def test_a_visit_token_signed_in_an_older_format_continues_its_visit(climate: TestClient, hex_mac: bool) -> None:
     """A visit's token comes back for as long as its last ad counts (90 days): the tokens of a

@@ -34,7 +34,7 @@ from service.tracking.visits import Visit
 
 MAX_URL = 4096
 MAX_VID = 128
-MAX_VISIT = 4096  # the last decision token: its visit's campaign texts and phrase, twice at most
+MAX_VISIT = 4096  # the last decision token: its page's path, its visit's campaign texts and phrase, twice
 PREVIEW_CITY = "swapline_preview_city"  # in a page's address: the city a preview link puts the visitor in
 PREVIEW = "swapline_preview"  # in a page's address: the variants a preview link shows
 log = logging.getLogger("swapline")
@@ -298,6 +298,12 @@ def _checked(name: str, raw: str | None, limit: int, required: bool = False) -> 
     return value
 
 
+def _token(raw: str | None) -> str | None:
+    """The visit's token as sent back; one too long to be ours (a page with an address of
+    thousands of characters) is no token: the page still gets its answer, in a new visit."""
+    return _unquote(raw) if raw and len(raw) <= MAX_VISIT else None
+
+
 def _preview(raw: str | None) -> dict[str, str] | None:
     """`experiment:variant[,experiment:variant]` pins variants for one page view."""
     if raw is None:
@@ -325,7 +331,7 @@ async def decide_endpoint(request: Request) -> JSON:
     if not valid_vid(vid):
         vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
     assert vid is not None
-    previous = visits.read(runtime.signer, _checked("visit", query.get("visit"), MAX_VISIT), site.id, vid)
+    previous = visits.read(runtime.signer, _token(query.get("visit")), site.id, vid)
     visit, new = visits.follow(previous, landed, referred, site, now // 1000)
     arrival, arrived_from = visit.source(site)  # the visit's traffic, on every one of its pages
     shown = _page((path, arrival), arrived_from)
