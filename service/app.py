@@ -83,7 +83,9 @@ def create_app(settings: Settings | None = None) -> FastPath:
                           Ledger(store, settings.max_pages, settings.max_goals, settings.report_days),
                           Journal(store, settings.log_days, settings.report_days), Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
-        app.state.runtime = runtime
+        # An attribute of its own: Starlette's `State` finds what it keeps only after a failed
+        # lookup, which costs every request an exception.
+        vars(app.state)["runtime"] = runtime
         if isinstance(runtime.clock, StoreClock):  # before the first page view is stamped
             await runtime.clock.synchronise(store.time)
         tasks = [
