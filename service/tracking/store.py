@@ -97,6 +97,9 @@ def connect(url: str, cluster: bool = False) -> Client:
     return redis.Redis.from_url(url, health_check_interval=30, **TIMEOUTS)
 
 
+_new_tuple = tuple.__new__
+
+
 @dataclass(frozen=True, slots=True)
 class Script:
     """A Lua script from `service/lua/`, called by its digest."""
@@ -113,7 +116,8 @@ class Script:
 
     def __call__(self, keys: tuple[str, ...], args: tuple[Any, ...],
                  shared: tuple[Any, ...] | None = ()) -> ScriptCall:
-        return ScriptCall(self, keys, args, shared)
+        # A few calls a page view: made without the named tuple's `__new__`, a Python frame.
+        return _new_tuple(ScriptCall, (self, keys, args, shared))
 
 
 class ScriptCall(NamedTuple):
