@@ -89,7 +89,7 @@ def test_serve_logs_json_and_two_workers_report_all_requests(tmp_path: Path, val
     try:
         for n in range(20):
             httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": f"workers-visitor-{n:04d}"},
-                      headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})  # from Moscow: a number each
+                      headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})  # from Moscow: each asks for one
         scrapes = [httpx.get(f"{base}/metrics").text for _ in range(4)]
         # Each worker adds its leases to the shared counter within a second (`Tally`).
         deadline = time.monotonic() + 30
