@@ -87,9 +87,9 @@ def test_serve_logs_json_and_two_workers_report_all_requests(tmp_path: Path, val
     process, base = start(tmp_path, "--workers", "2", SWAPLINE_REDIS_URL=valkey_url,
                           SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
     try:
-        for n in range(20):
+        for n in range(20):  # from Moscow: each page view leases a number, or gets the overflow one
             httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": f"workers-visitor-{n:04d}"},
-                      headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})  # from Moscow: each asks for one
+                      headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})
         scrapes = [httpx.get(f"{base}/metrics").text for _ in range(4)]
         # Each worker adds its leases to the shared counter within a second (`Tally`).
         deadline = time.monotonic() + 30
