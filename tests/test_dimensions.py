@@ -171,6 +171,24 @@ def test_a_report_over_more_visits_than_a_scan_may_read_gives_visitors_as_unknow
     assert sum(row["visitors"] for row in by(climate, "source,campaign")) == 9
 
 
+def test_every_counter_of_a_day_expires_even_one_lost_and_made_again_during_it(climate: TestClient, clock: Clock,
+                                                                                store: redis.Redis) -> None:
+    def lifetimes() -> dict[str, int]:
+        return {key.decode(): store.ttl(key) for key in store.scan_iter(match="sw:{climate:log}:dims:*")}
+
+    traffic(climate, clock)
+    first = lifetimes()
+    assert len(first) > 45 and all(0 < ttl <= 400 * 86_400 for ttl in first.values()), first
+    day = prefix("climate", "2026-11-18")
+    lost = [day + "source,campaign", day + "phrase", day + "ids:landing", day + "visits"]
+    assert store.delete(*lost) == 4  # as an eviction or an operator might, mid-day
+    page = Browser(climate, vid="another-yandex-visitor").open(AD, ref="https://yandex.ru/")
+    beacon(climate, page["token"], "another-yandex-form")
+    again = lifetimes()
+    assert set(lost) <= set(again) and all(0 < ttl <= 400 * 86_400 for ttl in again.values()), again
+    assert by(climate, "source,campaign")[0]["visits"] == 1  # counted anew since
+
+
 def test_a_filter_nobody_had_over_the_longest_range_answers_no_rows(climate: TestClient, clock: Clock) -> None:
     traffic(climate, clock)
     longest = {"from": "2025-10-15", "to": "2026-11-18"}  # 400 days, the most a report covers

@@ -16,8 +16,14 @@ local function numbered(ids, value, most, ttl)
   local count = redis.call('HLEN', ids)
   if count >= tonumber(most) then return '(other)', 0 end
   redis.call('HSET', ids, value, count + 1)
-  redis.call('EXPIRE', ids, ttl)
+  if count == 0 then redis.call('EXPIRE', ids, ttl) end
   return value, count + 1
+end
+
+-- Add 1 to a counter. Its hash gets its lifetime with its first field: a new hash (the day's
+-- first, or one evicted or deleted meanwhile) has only new fields, and most counts are not.
+local function counted(key, field, ttl)
+  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, ttl, 'NX') end
 end
 
 local function by_dimensions(prefix, names, values, field, most, ttl, visitor)
@@ -28,18 +34,13 @@ local function by_dimensions(prefix, names, values, field, most, ttl, visitor)
     if visitor then record[i] = string.char(math.floor(id / 256), id % 256) end  -- a conversion adds no record
   end
   if visitor then
-    local table_of_visits = prefix .. 'visits'
-    redis.call('APPEND', table_of_visits, table.concat(record) .. visitor)
-    redis.call('EXPIRE', table_of_visits, ttl, 'NX')
+    local table_of_visits, added = prefix .. 'visits', table.concat(record) .. visitor
+    if redis.call('APPEND', table_of_visits, added) == #added then redis.call('EXPIRE', table_of_visits, ttl) end
   end
   for i = 1, #names do
-    local single = prefix .. names[i]
-    redis.call('HINCRBY', single, field .. '|' .. kept[i], 1)
-    redis.call('EXPIRE', single, ttl, 'NX')
+    counted(prefix .. names[i], field .. '|' .. kept[i], ttl)
     for j = i + 1, #names do
-      local pair = prefix .. names[i] .. ',' .. names[j]
-      redis.call('HINCRBY', pair, field .. '|' .. kept[i] .. '|' .. kept[j], 1)
-      redis.call('EXPIRE', pair, ttl, 'NX')
+      counted(prefix .. names[i] .. ',' .. names[j], field .. '|' .. kept[i] .. '|' .. kept[j], ttl)
     end
   end
 end
