@@ -40,22 +40,18 @@ PREVIEW = "swapline_preview"  # in a page's address: the variants a preview link
 log = logging.getLogger("swapline")
 
 
-class Page(NamedTuple):
-    """What a page view's URL and referrer say: the same for every visitor who brings them."""
+class Arrival(NamedTuple):
+    """What a page view's traffic parameters and referrer say: the same for every page of
+    every visit that arrives with them."""
 
-    path: str
     traffic: Traffic
     reading: Reading  # of its phrase
     phrase: str  # normalised
 
 
 def page_view(url: str, ref: str | None, vid: str, geo: Geo, user_agent: str) -> PageView:
-    return _page_view(page(url, ref), vid, geo, user_agent)
-
-
-def page(url: str, ref: str | None) -> Page:
     where = address(url)
-    return _page((where.path, where.landing), referral(ref))
+    return _page_view(where.path, _arrival(where.landing, referral(ref)), vid, geo, user_agent)
 
 
 class Address(NamedTuple):
@@ -96,19 +92,18 @@ def preview_geo(places: GeoDB, name: str) -> Geo:
     return geo
 
 
-# Remembered by its parts: the same campaign landing is reached from many referrers and a
-# site's own pages refer to each other, so there are far fewer pages than (url, ref) pairs.
+# Remembered by its parts, not the page's: every page of a visit is decided with the traffic
+# the visit arrived with, so there are far fewer arrivals than pages of visits.
 @functools.lru_cache(maxsize=4096)
-def _page(address: tuple[str, Landing], referred: Referral) -> Page:
-    path, landed = address
+def _arrival(landed: Landing, referred: Referral) -> Arrival:
     seen = traffic(landed, referred)
     phrase = seen.phrase or ""
-    return Page(path, seen, read(phrase), normalise(phrase))
+    return Arrival(seen, read(phrase), normalise(phrase))
 
 
-def _page_view(viewed: Page, vid: str, geo: Geo, user_agent: str, scripted: bool = False) -> PageView:
-    return PageView(vid, viewed.path, viewed.traffic, viewed.reading, viewed.phrase, geo, device(user_agent),
-                 scripted or is_bot(user_agent))
+def _page_view(path: str, arrival: Arrival, vid: str, geo: Geo, user_agent: str, scripted: bool = False) -> PageView:
+    seen, reading, phrase = arrival
+    return PageView(vid, path, seen, reading, phrase, geo, device(user_agent), scripted or is_bot(user_agent))
 
 
 def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, version: str,
@@ -333,10 +328,9 @@ async def decide_endpoint(request: Request) -> JSON:
     assert vid is not None
     previous = visits.read(runtime.signer, _token(query.get("visit")), site.id, vid)
     visit, new = visits.follow(previous, landed, referred, site, now // 1000)
-    arrival, arrived_from = visit.source(site)  # the visit's traffic, on every one of its pages
-    shown = _page((path, arrival), arrived_from)
+    arrival = _arrival(*visit.source(site))  # the visit's traffic, on every one of its pages
     geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
-    seen = _page_view(shown, vid, geo, headers.user_agent, not headers.from_browser)
+    seen = _page_view(path, arrival, vid, geo, headers.user_agent, not headers.from_browser)
     # Pinned by the page's address (a preview link), or by an API client's `preview`.
     forced = _preview(_checked("preview", query.get("preview"), 512) or variants)
     previewing = forced is not None or city is not None
