@@ -3,6 +3,7 @@
     python benchmarks/in_process.py                          # CPU time; about 40 s
     python benchmarks/in_process.py --passes 6               # more passes, a steadier median
     python benchmarks/in_process.py --instructions           # instructions, under callgrind; about 1 minute
+    python benchmarks/in_process.py --instructions --seen    # the same 2,000, each sent once before
     python benchmarks/in_process.py --tree ../old            # another checkout's service, same page views
 
 `benchmarks/decide.py` measures the service as users meet it, uvicorn and the kernel's
@@ -21,8 +22,10 @@ so what it prints is the service's own work and moves only when that does.
 - **Instructions** (`--instructions`, needs valgrind): the process runs under callgrind with
   counting off, the page views fill the memos but for 2,000 of them, never seen, which are
   then counted (4 tasks, so that no round trip outlasts its deadline on valgrind's slow CPU).
-  The same count whatever else the machine does, and on page views as cold as a site's:
-  `benchmarks/instructions.py` counts requests the process has seen once already.
+  The same count whatever else the machine does, and on page views as cold as a site's.
+  With `--seen`, the whole file fills the memos first, so the 2,000 are each the second
+  of their kind, as in the CPU passes. Instructions do not weigh what a decision's memory
+  costs (its cache misses): two trees that count alike may still differ in CPU time.
 """
 
 from __future__ import annotations
@@ -82,14 +85,15 @@ async def page_views(app: Any, work: Path) -> list[Request]:
     return [request(line) for line in lines]
 
 
-async def measure(redis_url: str, work: Path, passes: int, counter: Counter | None) -> list[float]:
+async def measure(redis_url: str, work: Path, passes: int, counter: Counter | None, seen: bool = False
+                  ) -> list[float]:
     """CPU µs per decision of each pass after the first; or, with `counter`, the instructions
-    per decision of the `COUNTED` page views the process had not seen."""
+    per decision of the `COUNTED` page views the process had not seen (`seen`: had seen once)."""
     app = in_process_app(redis_url, LOAD_RULES, work / "data")
     async with app.app.router.lifespan_context(app.app):
         views = await page_views(app, work)
         if counter is not None:
-            await drive(app, views[COUNTED:], 4, CPUTime())
+            await drive(app, views if seen else views[COUNTED:], TASKS if seen else 4, CPUTime())
             settle(app)
             return [await decided(app, views[:COUNTED], 4, counter)]
         figures = []
@@ -113,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--passes", type=int, default=4, help="measured passes over the request file (default 4)")
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
+    parser.add_argument("--seen", action="store_true", help="with --instructions: count page views sent once before")
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose service/ runs (default: this)")
     parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set by callgrind.counted
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # this is that process
@@ -120,15 +125,15 @@ def main() -> None:
     if args.measure or args.dumps:
         counter = Counter(args.dumps) if args.dumps else None
         with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
-            print(json.dumps(uvloop.run(measure(redis_url, Path(tmp), args.passes, counter))))
+            print(json.dumps(uvloop.run(measure(redis_url, Path(tmp), args.passes, counter, args.seen))))
         return
     # Measured in a process of its own, which imports the tree's service.
     tree = args.tree.resolve()
     where = f"service at {revision(tree)} ({tree})"
     if args.instructions:
-        (count,) = counted(__file__, [], tree)
-        print(f"{where}: instructions per decision, in process, over {COUNTED:,} page views not seen before:"
-              f" {count:,.0f}")
+        (count,) = counted(__file__, ["--seen"] if args.seen else [], tree)
+        print(f"{where}: instructions per decision, in process, over {COUNTED:,} page views"
+              f" {'seen once' if args.seen else 'not seen'} before: {count:,.0f}")
         return
     ran = subprocess.run([sys.executable, __file__, "--measure", "--passes", str(args.passes)], check=True,
                          env={**os.environ, "PYTHONPATH": str(tree)}, stdout=subprocess.PIPE, text=True)
