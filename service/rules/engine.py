@@ -38,7 +38,10 @@ from service.rules.typos import Speller
 from service.rules.words import JOINED, KeywordTerms, Reading, as_meant
 
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
-PLANS_KEPT = 4096  # per site, the most recently used
+# Per site, the most recently used. A busy site's page views repeat from more plans than a few
+# thousand (towns × phrases × pages), and a memo smaller than what repeats misses on each in turn.
+PLANS_KEPT = 16_384
+KEPT = 4096  # entries of each of a site's other memos: paths, matches, places, patterns
 
 
 # Not frozen, though nothing changes one: a frozen dataclass sets each field through
@@ -245,7 +248,7 @@ class Conditions:
         assert self.patterns is not None
         matched = self._matched.get(phrase)
         if matched is None:
-            if len(self._matched) >= PLANS_KEPT:
+            if len(self._matched) >= KEPT:
                 self._matched.clear()
             matched = self._matched[phrase] = tuple([pattern.search(phrase) for pattern in self.patterns])
         return matched
@@ -556,7 +559,7 @@ class Site:
             found = {"city": self.place(geo.name("city", language)),
                      "region": self.place(geo.name("region", language), region_place(geo.region, language)),
                      "country": self.place(geo.name("country", language))}
-            if len(self._placed) >= PLANS_KEPT:
+            if len(self._placed) >= KEPT:
                 self._placed.clear()
             self._placed[geo] = found
         return found
@@ -575,7 +578,7 @@ class Site:
         found = matches.get(key)
         if found is None:
             found = matches[key] = match(self, view)
-            if len(matches) > PLANS_KEPT:
+            if len(matches) > KEPT:
                 del matches[next(iter(matches))]  # the oldest
         return found
 
@@ -587,7 +590,7 @@ class Site:
         if path is None:
             exact, globbed = self._pages
             matched = (exact.get(view.path, ()), tuple([n for n, pages in globbed if pages.match(view.path)]))
-            if len(self._standing) >= PLANS_KEPT:
+            if len(self._standing) >= KEPT:
                 self._standing.clear()
                 self._first.clear()
             path = self._standing[view.path] = self._first.setdefault(matched, view.path)

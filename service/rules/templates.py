@@ -77,7 +77,7 @@ class _Renderer(Protocol):
 # (see _Printer) too: a place's form or the keyword costs them two to four times a lookup.
 # Bounded: it is emptied when full.
 RENDERED: dict[tuple[Any, ...], str | None] = {}
-RENDERS_KEPT = 4096
+RENDERS_KEPT = 16_384
 
 
 @dataclass(frozen=True, slots=True)
