@@ -38,7 +38,7 @@ class Settings:
     lease_retention_days: int = 30  # lease history and pool statistics kept for late calls and audits
     attribution_days: int = 30  # a visitor's own records kept after their first exposure (service.tracking.retention)
     report_days: int = 400  # daily counters and call records kept for the reports
-    visit_days: int = 7  # a visit's record and journey kept after its last page view, for late calls
+    visit_days: int = 7  # a visit's record and journey kept after the visit's start, for late calls
     log_days: int = 90  # the call and conversion log (service.tracking.journal)
     webhook_timeout: int = 10  # seconds a webhook endpoint has to answer
     webhook_retry_ms: int = 1000  # the first wait before a failed delivery is retried; then doubled

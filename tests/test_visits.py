@@ -64,13 +64,14 @@ class Browser:
     """What the snippet does between pages: it keeps the last decision token (which carries the
     visit) and sends it back."""
 
-    def __init__(self, client: TestClient, vid: str = VID) -> None:
+    def __init__(self, client: TestClient, vid: str = VID, headers: dict[str, str] | None = None) -> None:
         self.client, self.vid, self.visit, self.previous = client, vid, "", ""
+        self.headers = headers or {}
 
     def open(self, url: str, ref: str | None = None) -> Any:
         params = {"site": "climate", "url": url, "vid": self.vid, "visit": self.visit,
                   "ref": self.previous if ref is None else ref}
-        response = self.client.get("/v1/decide", params=params)
+        response = self.client.get("/v1/decide", params=params, headers=self.headers)
         assert response.status_code == 200, response.text
         answer = response.json()
         self.visit, self.previous = answer["token"], url
@@ -296,3 +297,203 @@ def _values(store: redis.Redis, key: bytes) -> list[bytes]:
     if kind == b"stream":  # the conversion log
         return [value for _, fields in store.xrange(key) for value in fields.values()]
     return list(store.smembers(key)) if kind == b"set" else []
+
+
+DAY = 86400
+MOBILE = {"user-agent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+                        "Chrome/130.0 Mobile Safari/537.36", "sec-fetch-mode": "cors"}
+
+
+def test_a_sites_own_visit_timeout_decides_when_a_visit_ends(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                                             clock: Clock) -> None:
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE + "visits: {timeout: 5m}\n") as climate:
+        browser = Browser(climate)
+        first = browser.open(AD, ref="https://yandex.ru/")
+        clock.advance(4 * 60)
+        same = browser.open(f"{ORIGIN}/catalog")
+        clock.advance(6 * 60)
+        later = browser.open(f"{ORIGIN}/contacts")
+    assert not same["visit"]["new"] and same["visit"]["id"] == first["visit"]["id"]
+    assert later["visit"]["new"] and later["visit"]["id"] != first["visit"]["id"]  # not 30m: the site said 5m
+
+
+def test_the_visit_timeout_counts_from_the_last_page_not_the_first(climate: TestClient, clock: Clock) -> None:
+    browser = Browser(climate)
+    first = browser.open(AD, ref="https://yandex.ru/")
+    pages = []
+    for n in range(3):  # a page every 20 minutes: an hour in all, twice the 30-minute timeout
+        clock.advance(20 * 60)
+        pages.append(browser.open(f"{ORIGIN}/page-{n}"))
+    assert all(not page["visit"]["new"] and page["visit"]["id"] == first["visit"]["id"] for page in pages)
+    assert pages[-1]["source"]["source"] == "yandex"
+
+
+@pytest.mark.parametrize(("settings", "window"), [("", 90), ("visits: {lookback: 7d}\n", 7)],
+                         ids=["default-90d", "site-7d"])
+def test_a_direct_visit_keeps_the_last_ad_only_within_the_lookback_counted_from_the_ad(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, settings: str, window: int) -> None:
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE + settings) as climate:
+        browser = Browser(climate)
+        browser.open(AD, ref="https://yandex.ru/")
+        clock.advance((window - 1) * DAY)
+        within = browser.open(f"{ORIGIN}/", ref="")  # typed in, a day before the window ends
+        clock.advance(2 * DAY)
+        # Two days after the last visit, but past the window since the ad: that visit does not extend it.
+        after = browser.open(f"{ORIGIN}/", ref="")
+    assert within["visit"]["new"] and within["source"]["source"] == "yandex" and within["phone"]["pool"] == "yandex"
+    assert KEYWORD_HEADLINE in within["swaps"]
+    assert after["visit"]["new"] and (after["source"]["source"], after["source"]["medium"]) == (None, "direct")
+    assert KEYWORD_HEADLINE not in after["swaps"] and after["phone"]["pool"] == "everyone"
+
+
+@pytest.mark.parametrize(("attribution", "source", "medium", "pool"), [
+    ("last_non_direct", "yandex", "cpc", "yandex"),
+    ("last_click", None, "direct", "everyone"),
+])
+def test_a_direct_visit_after_an_ad_is_credited_as_the_sites_attribution_model_says(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, attribution: str, source: str | None,
+        medium: str, pool: str) -> None:
+    rules = SITE + f"visits: {{attribution: {attribution}}}\n"
+    with site_client(valkey_url, rules_dir, clock, "climate", rules) as climate:
+        browser = Browser(climate)
+        browser.open(AD, ref="https://yandex.ru/")
+        clock.advance(DAY)
+        direct = browser.open(f"{ORIGIN}/contacts", ref="")  # the next day, typed in
+        clock.advance(30)
+        record = call(climate, direct["phone"]["number"], clock.now)
+    assert direct["visit"]["new"] and (direct["source"]["source"], direct["source"]["medium"]) == (source, medium)
+    assert direct["phone"]["pool"] == pool and (KEYWORD_HEADLINE in direct["swaps"]) == (source is not None)
+    visit = record["visit"]
+    assert visit["id"] == direct["visit"]["id"] and visit["landing"] == "/contacts"
+    assert (visit["source"], visit["medium"]) == (source, medium)
+
+
+def test_a_new_campaign_alone_starts_a_new_visit(climate: TestClient, clock: Clock) -> None:
+    browser = Browser(climate)
+    summer = browser.open(f"{ORIGIN}/?utm_source=yandex&utm_medium=cpc&utm_campaign=summer", ref="")
+    clock.advance(5 * 60)
+    winter_url = f"{ORIGIN}/sale?utm_source=yandex&utm_medium=cpc&utm_campaign=winter"
+    winter = browser.open(winter_url, ref="")  # another link of the same source, no click id, no referrer
+    clock.advance(60)
+    reloaded = browser.open(winter_url, ref="")
+    assert winter["visit"]["new"] and winter["visit"]["id"] != summer["visit"]["id"]
+    assert winter["source"]["campaign"] == "winter"
+    # Back on the landing page with its own campaign: no news, the visit goes on.
+    assert not reloaded["visit"]["new"] and reloaded["visit"]["id"] == winter["visit"]["id"]
+
+
+def test_a_call_after_a_new_visit_in_the_same_pool_carries_the_new_visit(climate: TestClient, clock: Clock) -> None:
+    """The visitor keeps their number from one visit to the next in the same pool (the hold
+    lives), but a call is credited to the visit they were on when they called: the new one, or,
+    for a call that began before it, the one that ended."""
+    browser = Browser(climate)
+    summer = browser.open(f"{ORIGIN}/?utm_source=yandex&utm_medium=cpc&utm_campaign=summer", ref="")
+    clock.advance(5 * 60)
+    winter = browser.open(f"{ORIGIN}/sale?utm_source=yandex&utm_medium=cpc&utm_campaign=winter", ref="")
+    clock.advance(30)
+    record = call(climate, winter["phone"]["number"], clock.now)
+    assert winter["phone"]["number"] == summer["phone"]["number"]  # one number at a time
+    assert record["visit"]["id"] == winter["visit"]["id"] and record["visit"]["campaign"] == "winter"
+    assert [page["path"] for page in record["visit"]["pages"]] == ["/sale"]
+    earlier = call(climate, summer["phone"]["number"], clock.now - 60, call_id="visit-call-before-winter")
+    assert earlier["visit"]["id"] == summer["visit"]["id"] and earlier["visit"]["campaign"] == "summer"
+    pools = climate.get("/v1/pools/climate", headers=REPORT).json()
+    assert [pool["held"] for pool in pools["pools"] if pool["pool"] == "yandex"] == [1]  # still one number
+
+
+@pytest.mark.parametrize(("name", "value", "referrer"), [
+    ("gclid", "Cj0KCQiA-x_Yz.123", "https://www.google.com/"),
+    ("ymclid", "16987654321098765", "https://market.yandex.ru/"),
+    ("fbclid", "IwAR2xYz-AbC_987", "https://l.facebook.com/"),
+])
+def test_an_ad_click_ids_value_reaches_the_call_record(climate: TestClient, clock: Clock, name: str, value: str,
+                                                       referrer: str) -> None:
+    landing = Browser(climate).open(f"{ORIGIN}/?{name}={value}", ref=referrer)
+    clock.advance(30)
+    record = call(climate, landing["phone"]["number"], clock.now)
+    assert record["visit"]["id"] == landing["visit"]["id"] and record["visit"]["click_ids"] == {name: value}
+
+
+def test_a_call_record_carries_the_visits_content_engine_device_geo_and_times(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, tiny_geoip: Path) -> None:
+    landed_at = int(clock.now * 1000)
+    search = f"https://yandex.ru/search/?text={quote('купить кондиционер')}"
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE, geoip_db=tiny_geoip) as climate:
+        browser = Browser(climate, headers={**MOBILE, "x-forwarded-for": "10.5.0.1"})  # a phone in Moscow
+        landing = browser.open(f"{ORIGIN}/?utm_source=yandex&utm_medium=cpc&utm_content=banner-2", ref=search)
+        clock.advance(40)
+        browser.open(f"{ORIGIN}/catalog")
+        clock.advance(20)
+        called_at = clock.now
+        clock.advance(10)
+        browser.open(f"{ORIGIN}/contacts")  # after the call began: not what the caller saw before calling
+        record = call(climate, landing["phone"]["number"], called_at)
+    visit = record["visit"]
+    assert (visit["content"], visit["engine"], visit["phrase"]) == ("banner-2", "yandex", "купить кондиционер")
+    assert visit["device"] == "mobile"
+    assert visit["geo"] == {"country": "RU", "region": "RU-MOW", "city": "Moscow"}
+    assert visit["started"] == landed_at and visit["landing"] == "/"
+    assert visit["pages"] == [{"at": landed_at, "path": "/"}, {"at": landed_at + 40_000, "path": "/catalog"}]
+
+
+def test_a_long_visits_journey_keeps_its_latest_pages_and_its_landing(climate: TestClient, clock: Clock) -> None:
+    """The journey is bounded (service.tracking.visits.MAX_PAGES, 50): a long visit keeps its
+    latest pages, and its record still names where and when it landed."""
+    landed_at = int(clock.now * 1000)
+    browser = Browser(climate)
+    browser.open(AD, ref="https://yandex.ru/")
+    for n in range(1, 60):
+        clock.advance(10)
+        last = browser.open(f"{ORIGIN}/item-{n}")
+    record = call(climate, last["phone"]["number"], clock.now)
+    visit = record["visit"]
+    assert visit["landing"] == "/" and visit["started"] == landed_at
+    assert [page["path"] for page in visit["pages"]] == [f"/item-{n}" for n in range(10, 60)]
+    assert visit["pages"][0]["at"] == landed_at + 100_000 and visit["pages"][-1]["at"] == landed_at + 590_000
+
+
+@pytest.mark.parametrize("days", [None, 2], ids=["default", "SWAPLINE_VISIT_DAYS=2"])
+def test_a_visits_record_and_journey_expire_after_the_visit_retention(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, days: int | None) -> None:
+    settings = {} if days is None else {"visit_days": days}
+    retention = (days or 7) * DAY
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE, **settings) as climate:
+        browser = Browser(climate)
+        landing = browser.open(AD, ref="https://yandex.ru/")
+        clock.advance(60)
+        browser.open(f"{ORIGIN}/catalog")  # its number's lease takes the journey's write along
+    prefix = f"sw:{{climate|{VID}}}:"
+    for key in (f"{prefix}visit:{landing['visit']['id']}", f"{prefix}pages:{landing['visit']['id']}"):
+        assert retention - 60 < store.ttl(key) <= retention, key
+
+
+FUNNEL_SITE = SITE.replace("pools:\n", """pools:
+  - id: contacts
+    page: /contacts
+    numbers: ["+7 495 173-00-01", "+7 495 173-00-02"]
+    hold: 15m
+""").replace("rules:\n", """rules:
+  - id: paid
+    when: {medium: cpc}
+    swap: [{selector: .badge, text: "Скидка за клик"}]
+  - id: summer
+    when: {campaign: summer}
+    swap: [{selector: .promo, text: "Летняя акция"}]
+""")
+
+
+def test_medium_and_campaign_rules_and_the_pool_hold_for_the_whole_visit(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
+    with site_client(valkey_url, rules_dir, clock, "climate", FUNNEL_SITE) as climate:
+        browser = Browser(climate)
+        landing = browser.open(AD, ref="https://yandex.ru/")
+        clock.advance(40)
+        contacts = browser.open(f"{ORIGIN}/contacts")  # an internal link, no utm in its address
+        stranger = Browser(climate, "visits-visitor-000003").open(f"{ORIGIN}/contacts", ref="")
+    for page in (landing, contacts):
+        texts = {swap["selector"]: swap["value"] for swap in page["swaps"]}
+        assert texts[".badge"] == "Скидка за клик" and texts[".promo"] == "Летняя акция"
+    assert not contacts["visit"]["new"]
+    # The visit's number stays, though a visit that starts on /contacts gets that page's pool.
+    assert contacts["phone"]["pool"] == "yandex" and contacts["phone"]["number"] == landing["phone"]["number"]
+    assert stranger["phone"]["pool"] == "contacts" and stranger["swaps"] == []

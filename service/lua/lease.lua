@@ -30,6 +30,13 @@ local now = math.max(stamped, tonumber(redis.call('GET', KEYS[9]) or '0'))
 redis.call('SET', KEYS[9], now)
 local hour, prefix, day = ARGV[5], ARGV[3], ARGV[6]
 
+-- A lease's network holds one number fewer.
+local function counted_out(lease)
+  if lease.a and lease.a ~= '' and redis.call('HINCRBY', KEYS[10], lease.a, -1) <= 0 then
+    redis.call('HDEL', KEYS[10], lease.a)
+  end
+end
+
 -- Give a number back: its visitor loses it, and it is free since its hold ended.
 local function release(number, ended)
   local id = redis.call('HGET', KEYS[4], number)
@@ -39,13 +46,31 @@ local function release(number, ended)
     if redis.call('HGET', KEYS[5], lease.v) == number then redis.call('HDEL', KEYS[5], lease.v) end
     redis.call('HINCRBY', KEYS[8], 'held_ms', lease.u - lease.f)
     redis.call('HINCRBY', KEYS[8], 'released', 1)
-    if lease.a and lease.a ~= '' and redis.call('HINCRBY', KEYS[10], lease.a, -1) <= 0 then
-      redis.call('HDEL', KEYS[10], lease.a)
-    end
+    counted_out(lease)
   end
   redis.call('HDEL', KEYS[4], number)
   redis.call('ZREM', KEYS[3], number)
   if redis.call('SISMEMBER', KEYS[1], number) == 1 then redis.call('ZADD', KEYS[2], ended, number) end
+end
+
+-- Lease `number` to this call's visit from now, and add the lease to the number's history,
+-- by which a call is credited to whoever held the number then (attribute.lua).
+local function start(number)
+  local id = tostring(redis.call('INCR', KEYS[7]))
+  local lease = {n = number, v = vid, f = now, u = now + hold, p = page, x = variants, w = visit, a = network}
+  if network ~= '' then redis.call('HINCRBY', KEYS[10], network, 1) end
+  redis.call('HSET', KEYS[6], id, cjson.encode(lease))
+  redis.call('HSET', KEYS[4], number, id)
+  redis.call('HSET', KEYS[5], vid, number)
+  redis.call('ZADD', KEYS[3], lease.u, number)
+  local history = prefix .. 'history:' .. number
+  redis.call('ZADD', history, now, id)
+  -- What is older than the retention goes.
+  local old = redis.call('ZRANGEBYSCORE', history, '-inf', '(' .. (now - tonumber(ARGV[2])), 'LIMIT', 0, 100)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[6], unpack(old))
+    redis.call('ZREM', history, unpack(old))
+  end
 end
 
 -- Reclaim holds that ended before now (a bounded batch per call).
@@ -58,9 +83,21 @@ if number then
   local id = redis.call('HGET', KEYS[4], number)
   local lease = cjson.decode(redis.call('HGET', KEYS[6], id))
   if lease.u >= now then
-    lease.u = now + hold
+    if lease.w == visit or lease.f == now then  -- the same visit, or one that held it no time
+      if lease.w ~= visit then lease.p, lease.x, lease.w = page, variants, visit end
+      lease.u = now + hold
+      redis.call('HSET', KEYS[6], id, cjson.encode(lease))
+      redis.call('ZADD', KEYS[3], lease.u, number)
+      return {number, 'kept'}
+    end
+    -- A new visit: the number stays, under a lease of the new visit from now, so that a call
+    -- from now on is credited to it and one before to the visit that ended. The pool's
+    -- statistics see one hold.
+    redis.call('HINCRBY', KEYS[8], 'held_ms', now - lease.f)
+    lease.u = now
     redis.call('HSET', KEYS[6], id, cjson.encode(lease))
-    redis.call('ZADD', KEYS[3], lease.u, number)
+    counted_out(lease)
+    start(number)
     return {number, 'kept'}
   end
   release(number, lease.u)  -- ended, but beyond this call's reclaim batch
@@ -78,22 +115,7 @@ end
 
 number = pick[1]
 redis.call('ZREM', KEYS[2], number)
-local id = tostring(redis.call('INCR', KEYS[7]))
-local lease = {n = number, v = vid, f = now, u = now + hold, p = page, x = variants, w = visit, a = network}
-if network ~= '' then redis.call('HINCRBY', KEYS[10], network, 1) end
-redis.call('HSET', KEYS[6], id, cjson.encode(lease))
-redis.call('HSET', KEYS[4], number, id)
-redis.call('HSET', KEYS[5], vid, number)
-redis.call('ZADD', KEYS[3], lease.u, number)
-
--- History for attribution; what is older than the retention goes.
-local history = prefix .. 'history:' .. number
-redis.call('ZADD', history, now, id)
-local old = redis.call('ZRANGEBYSCORE', history, '-inf', '(' .. (now - tonumber(ARGV[2])), 'LIMIT', 0, 100)
-if #old > 0 then
-  redis.call('HDEL', KEYS[6], unpack(old))
-  redis.call('ZREM', history, unpack(old))
-end
+start(number)
 
 local held = redis.call('ZCARD', KEYS[3])
 if held > tonumber(redis.call('HGET', KEYS[8], 'peak:' .. day) or '0') then
