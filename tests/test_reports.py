@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -43,10 +44,57 @@ experiments:
 """
 
 
+# The shop with a second experiment on a page of its own: a visitor can hold a variant of each.
+TWO_EXPERIMENTS = SHOP + """  - id: sorting
+    page: /catalog
+    variants:
+      - {id: control, weight: 50}
+      - {id: cheap-first, weight: 50, swap: [{selector: .sort, text: cheap first}]}
+"""
+ORIGIN = "https://shop.example"
+AD = f"{ORIGIN}/?utm_source=yandex&utm_medium=cpc&utm_campaign=winter&utm_term={quote('купить чайник')}&yclid=4242"
+
+
 @pytest.fixture
 def shop(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
     with site_client(valkey_url, rules_dir, clock, "shop", SHOP) as client:
         yield client
+
+
+@pytest.fixture
+def shop_with_catalog_experiment(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                 clock: Clock) -> Iterator[TestClient]:
+    with site_client(valkey_url, rules_dir, clock, "shop", TWO_EXPERIMENTS) as client:
+        yield client
+
+
+class Visit:
+    """One visitor browsing the shop as the snippet does: each page sends back the last decision
+    token (which carries the visit) and the page before as the referrer."""
+
+    def __init__(self, client: TestClient, vid: str) -> None:
+        self.client, self.vid, self.token, self.previous = client, vid, "", ""
+
+    def open(self, path_or_url: str, ref: str | None = None) -> Any:
+        url = path_or_url if path_or_url.startswith("https:") else ORIGIN + path_or_url
+        params = {"site": "shop", "url": url, "vid": self.vid, "visit": self.token,
+                  "ref": self.previous if ref is None else ref}
+        response = self.client.get("/v1/decide", params=params)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        self.token, self.previous = answer["token"], url
+        return answer
+
+
+def variant_rows(client: TestClient) -> dict[tuple[str, str, str], Any]:
+    """The experiment report's rows by (experiment, cohort page, variant)."""
+    report = client.get("/v1/reports/shop", headers=TOKEN).json()
+    return {(table["experiment"], table["page"], row["variant"]): row
+            for table in report["experiments"] for row in table["variants"]}
+
+
+def nothing_converted(row: Any) -> bool:
+    return not any(row["converted"].values()) and not any(row["totals"].values())
 
 
 def beacon(client: TestClient, token: str, kind: str, event_id: str, **extra: str) -> Any:
@@ -286,3 +334,120 @@ def test_three_variants_get_holm_adjusted_p_values(valkey_url: str, rules_dir: P
     assert [figures["p_value_holm"] for figures in sequential_figures] == pytest.approx(list(expected), rel=1e-12)
     assert "p-value (always valid, Holm)" in dashboard and "Holm-adjusted" in dashboard
     assert "p-value (Holm)" in fixed
+
+
+def test_a_conversion_off_both_experiments_pages_counts_for_the_visitors_variant_in_each(
+        shop_with_catalog_experiment: TestClient, clock: Clock) -> None:
+    """hero runs on /, sorting on /catalog; the form and the call come from /contacts, where
+    neither runs. The store, not the page's token, says which variants the visitor holds."""
+    shop, visit = shop_with_catalog_experiment, Visit(shop_with_catalog_experiment, "two-experiments-visitor-01")
+    hero = visit.open("/")["experiments"]["hero"]
+    clock.advance(60)
+    sorting = visit.open("/catalog")["experiments"]["sorting"]
+    clock.advance(60)
+    contacts = visit.open("/contacts")
+    assert contacts["experiments"] == {}
+    assert beacon(shop, contacts["token"], "form", "two-experiments-form")["outcome"] == "counted"
+    answer = call(shop, "two-exp-call-0001", contacts["phone"]["number"], clock.now + 30, 60)
+    assert answer["credited"] and answer["experiments"] == {"hero": hero, "sorting": sorting}
+
+    rows = variant_rows(shop)
+    for experiment, page, variant in (("hero", "/", hero), ("sorting", "/catalog", sorting)):
+        row = rows[experiment, page, variant]
+        assert row["visitors"] == 1 and row["converted"]["form"] == 1 and row["converted"]["call"] == 1
+        assert row["converted"]["qualified_call"] == 1 and row["converted"]["any"] == 1 and row["rate"] == 1.0
+        others = [row for (e, _, v), row in rows.items() if e == experiment and v != variant]
+        assert others and all(row["exposed"] == 0 and nothing_converted(row) for row in others)
+
+
+def test_a_conversion_counts_only_for_the_experiments_the_visitor_saw_before_it(
+        shop_with_catalog_experiment: TestClient, clock: Clock) -> None:
+    """hero seen on /, a form from /contacts, and only then sorting on /catalog: the form is
+    hero's alone. sorting's cohort gains the visitor (exposed, visitors) with no conversion, even
+    when the same beacon comes again after the exposure; a later form counts for both."""
+    shop, visit = shop_with_catalog_experiment, Visit(shop_with_catalog_experiment, "before-and-after-visitor-1")
+    hero = visit.open("/")["experiments"]["hero"]
+    clock.advance(60)
+    contacts = visit.open("/contacts")
+    beacon(shop, contacts["token"], "form", "form-before-sorting")
+    clock.advance(60)
+    sorting = visit.open("/catalog")["experiments"]["sorting"]
+    beacon(shop, contacts["token"], "form", "form-before-sorting")  # a retry, heard after the exposure
+
+    rows = variant_rows(shop)
+    assert rows["hero", "/", hero]["converted"]["form"] == 1 and rows["hero", "/", hero]["totals"]["form"] == 1
+    later = rows["sorting", "/catalog", sorting]
+    assert (later["exposed"], later["visitors"], later["rate"]) == (1, 1, 0.0) and nothing_converted(later)
+    (entry,) = shop.get("/v1/conversions/shop", headers=TOKEN).json()["entries"]
+    assert entry["experiments"] == {"hero": hero}  # the log says the same: sorting came after
+
+    clock.advance(60)
+    beacon(shop, contacts["token"], "form", "form-after-sorting")
+    rows = variant_rows(shop)
+    assert rows["sorting", "/catalog", sorting]["converted"]["form"] == 1
+    assert rows["sorting", "/catalog", sorting]["totals"]["form"] == 1  # the earlier form still is not its
+    assert rows["hero", "/", hero]["converted"]["form"] == 1 and rows["hero", "/", hero]["totals"]["form"] == 2
+
+
+def test_tel_clicks_and_goals_off_the_experiments_page_count_for_the_variant_and_log_the_visit(
+        shop: TestClient, clock: Clock) -> None:
+    """A visitor from a Yandex ad sees hero on /, then taps the number and reaches a goal on
+    /contacts: both count for their variant, and each log entry says how the visit came."""
+    visit = Visit(shop, "ad-visitor-off-page-00001")
+    landing = visit.open(AD, ref="https://yandex.ru/")
+    hero = landing["experiments"]["hero"]
+    clock.advance(40)
+    contacts = visit.open("/contacts")
+    assert contacts["experiments"] == {} and contacts["visit"]["id"] == landing["visit"]["id"]
+    beacon(shop, contacts["token"], "tel_click", "contacts-tap")
+    clock.advance(5)
+    beacon(shop, contacts["token"], "goal", "contacts-goal", name="callback")
+
+    row = variant_rows(shop)["hero", "/", hero]
+    assert row["converted"]["tel_click"] == row["converted"]["goal"] == row["converted"]["goal:callback"] == 1
+    assert row["converted"]["any"] == 1 and row["converted"]["form"] == 0 and row["rate"] == 1.0
+
+    page = shop.get("/v1/conversions/shop", headers=TOKEN).json()
+    goal, tap = page["entries"]  # newest first
+    assert (tap["id"], tap["kind"], goal["id"], goal["kind"], goal["goal"]) == (
+        "tel_click:contacts-tap", "tel_click", "goal:contacts-goal", "goal", "callback")
+    for entry in (tap, goal):
+        assert entry["page"] == "/contacts" and entry["experiments"] == {"hero": hero}
+        journey = entry["visit"]
+        assert journey["id"] == landing["visit"]["id"]
+        assert (journey["source"], journey["medium"], journey["campaign"]) == ("yandex", "cpc", "winter")
+        assert journey["phrase"] == "купить чайник" and journey["click_ids"] == {"yclid": "4242"}
+        assert journey["landing"] == "/" and [p["path"] for p in journey["pages"]] == ["/", "/contacts"]
+
+
+def test_repeated_off_page_conversions_count_the_visitor_once_per_cohort(
+        shop_with_catalog_experiment: TestClient, clock: Clock) -> None:
+    """Three forms, two taps and two goals from /contacts (one form a retried beacon, one tap the
+    next day): one converted visitor per kind in each cohort (hero's, sorting's and the site's
+    page /), and every distinct event in the totals."""
+    shop, visit = shop_with_catalog_experiment, Visit(shop_with_catalog_experiment, "repeat-converter-00000001")
+    hero = visit.open("/")["experiments"]["hero"]
+    clock.advance(60)
+    sorting = visit.open("/catalog")["experiments"]["sorting"]
+    clock.advance(60)
+    token = visit.open("/contacts")["token"]
+    outcomes = [beacon(shop, token, "form", "repeat-form-1")["outcome"],
+                beacon(shop, token, "form", "repeat-form-2")["outcome"],
+                beacon(shop, token, "form", "repeat-form-1")["outcome"]]  # the first, retried
+    assert outcomes == ["counted", "counted", "duplicate"]
+    beacon(shop, token, "tel_click", "repeat-tap-1")
+    beacon(shop, token, "goal", "repeat-goal-1", name="newsletter")
+    beacon(shop, token, "goal", "repeat-goal-2", name="newsletter")
+    clock.advance(86_400)  # the next day: a cohort stays the day of first exposure
+    beacon(shop, token, "tel_click", "repeat-tap-2")
+
+    rows = variant_rows(shop)
+    report = shop.get("/v1/reports/shop", headers=TOKEN).json()
+    (site_page,) = [page for page in report["pages"] if page["page"] == "/"]
+    for row in (rows["hero", "/", hero], rows["sorting", "/catalog", sorting], site_page):
+        assert row["visitors"] == 1
+        assert {kind: row["converted"][kind] for kind in ("form", "tel_click", "goal", "goal:newsletter", "any")} == {
+            "form": 1, "tel_click": 1, "goal": 1, "goal:newsletter": 1, "any": 1}
+        assert (row["totals"]["form"], row["totals"]["tel_click"], row["totals"]["goal"]) == (2, 2, 2)
+        assert row["rate"] == 1.0
+
