@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastPath:
         secret = settings.secret.encode() if settings.secret else await store.secret()
         pools = Pools(store, settings.lease_retention_days, settings.network_share)
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
-                          Ledger(store, settings.max_pages, settings.max_goals, settings.report_days),
+                          Ledger(store, settings.max_pages, settings.max_goals, settings.report_days,
+                                 retry_days=settings.token_days),
                           Journal(store, settings.log_days, settings.report_days), Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
         # An attribute of its own: Starlette's `State` finds what it keeps only after a failed

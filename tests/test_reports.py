@@ -451,3 +451,19 @@ def test_repeated_off_page_conversions_count_the_visitor_once_per_cohort(
         assert (row["totals"]["form"], row["totals"]["tel_click"], row["totals"]["goal"]) == (2, 2, 2)
         assert row["rate"] == 1.0
 
+
+def test_a_beacon_retried_while_its_token_counts_counts_once(shop_with_catalog_experiment: TestClient,
+                                                              clock: Clock) -> None:
+    """A browser that lost the answer to its form beacon sends it again when the page is next
+    opened, days later: while the token still counts (SWAPLINE_TOKEN_DAYS, 3), it is the same
+    form; once the token is too old, the beacon is refused, not counted."""
+    shop, visit = shop_with_catalog_experiment, Visit(shop_with_catalog_experiment, "late-retrier-000000001")
+    hero = visit.open("/")["experiments"]["hero"]
+    token = visit.open("/contacts")["token"]
+    assert beacon(shop, token, "form", "late-retry-form")["outcome"] == "counted"
+    clock.advance(int(2.9 * 86_400))
+    assert beacon(shop, token, "form", "late-retry-form")["outcome"] == "duplicate"
+    clock.advance(int(0.2 * 86_400))
+    body = orjson.dumps({"type": "form", "id": "late-retry-form", "token": token})
+    assert shop.post("/v1/events", content=body, headers={"content-type": "text/plain"}).status_code == 401
+    assert variant_rows(shop)["hero", "/", hero]["totals"]["form"] == 1

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote
 
-from service.tracking.clock import hour_and_day
+from service.tracking.clock import DAY_MS, hour_and_day
 from service.tracking.store import Command, Script, Store
 
 SITE = "_site"  # the pseudo experiment every visitor is in
 ALL = "all"  # its only variant
-DEDUPE_MS = 2 * 86_400_000  # an event id seen again within two days is a retry
 EXPOSE, CONVERT = Script.named("expose", "capped", "spans"), Script.named("convert", "capped", "spans")
 OVERFLOW = Script.named("overflow", "spans")
 SPANS = (64, 16, 4, 1)  # the lengths of spans, in days (spans.lua)
@@ -78,14 +77,15 @@ class Ledger:
     """Makes the ledger's commands (so a decision sends them with its lease) and reads it back."""
 
     def __init__(self, store: Store, max_pages: int = 1000, max_goals: int = 100, keep_days: int = 400,
-                 remembered: int = 32_768) -> None:
+                 remembered: int = 32_768, retry_days: int = 3) -> None:
         self.store = store
         self.keep_days = keep_days  # the days reports read back (SWAPLINE_REPORT_DAYS), and a span's lifetime
         # The scripts' first arguments, the same in every call of an experiment (`ScriptCall.shared`):
-        # the caps of service/lua/capped.lua, the window in which an event id is a retry, and
-        # where the experiment's spans are and how long they stay (spans.lua).
+        # the caps of service/lua/capped.lua, the window in which an event id is a retry (as long
+        # as a token lets a beacon count: SWAPLINE_TOKEN_DAYS), and where the experiment's spans
+        # are and how long they stay (spans.lua).
         self._exposing = (max_pages, DAY_SET_SECONDS)
-        self._converting = (DEDUPE_MS, max_goals, DAY_SET_SECONDS)
+        self._converting = (retry_days * DAY_MS, max_goals, DAY_SET_SECONDS)
         # A visitor is exposed to an experiment once, ever: the store keeps the first exposure
         # and ignores the others. Remembering what this process has recorded spares the page
         # views of returning visitors (most page views) those no-op scripts. Bounded, and only

@@ -25,7 +25,6 @@ import orjson
 
 from service.config import Settings
 from service.tracking.clock import DAY_MS, hour_and_day
-from service.tracking.ledger import DEDUPE_MS
 from service.tracking.store import Store, repeat
 
 log = logging.getLogger("swapline")
@@ -36,12 +35,14 @@ SLICE = 1000  # fields or keys read at a time
 
 @dataclass(frozen=True, slots=True)
 class Windows:
-    """Days each kind of record is kept: SWAPLINE_ATTRIBUTION_DAYS, _REPORT_DAYS, _LEASE_RETENTION_DAYS, _LOG_DAYS."""
+    """Days each kind of record is kept: SWAPLINE_ATTRIBUTION_DAYS, _REPORT_DAYS, _LEASE_RETENTION_DAYS,
+    _LOG_DAYS, and _TOKEN_DAYS for event ids (a beacon repeated while its token counts is a retry)."""
 
     visitor: int = 30  # a visitor's records, after their first exposure
     report: int = 400  # daily counters and call records
     lease: int = 30  # lease history and pool statistics
     log: int = 90  # the call and conversion log (service.tracking.journal)
+    retry: int = 3  # event ids
 
 
 def _field_day(field: bytes, value: bytes) -> str:
@@ -82,7 +83,7 @@ class Retention:
     @classmethod
     def of(cls, store: Store, settings: Settings) -> Retention:
         return cls(store, Windows(settings.attribution_days, settings.report_days, settings.lease_retention_days,
-                                  settings.log_days))
+                                  settings.log_days, settings.token_days))
 
     async def compact(self, now_ms: int) -> int:
         """Delete every record older than its window, as of `now_ms`; returns how many went."""
@@ -96,7 +97,8 @@ class Retention:
             if family == "history":
                 deleted += await self._history(key, now_ms - self.windows.lease * DAY_MS)
             elif family == "seen":  # event ids: trimmed by each conversion, and here once they stop
-                deleted += await self.store.client.zremrangebyscore(key, "-inf", f"({now_ms - DEDUPE_MS}")
+                oldest = now_ms - self.windows.retry * DAY_MS
+                deleted += await self.store.client.zremrangebyscore(key, "-inf", f"({oldest}")
             elif family in ("entries", "logged"):  # the log: trimmed by each entry, and here once they stop
                 deleted += await self._log(key, family, now_ms - self.windows.log * DAY_MS)
             elif family in HASHES:
