@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.tracking import counters, visits
+from service.tracking.clock import hour_and_day
+from service.tracking.pools import PoolKeys
 from service.tracking.tokens import TokenSigner
 from tests.conftest import BROWSER_HEADERS, Clock, site_client
 from tests.test_store import day_counts
@@ -209,6 +213,84 @@ def test_a_decision_costs_one_store_round_trip(client: TestClient) -> None:
     body = decide(client, ip=MOSCOW, vid="one-round-trip-000001")
     assert body["experiments"] and body["phone"]["kind"] == "lease"  # exposures and a lease...
     assert batcher.round_trips - before == 1  # ...in one pipeline
+
+
+DEMO = "http://127.0.0.1:8000"
+
+
+def journey(store: redis.Redis, vid: str, visit: str) -> dict[str, Any] | None:
+    """The visit's record and pages as the store holds them, read through the service's own keys."""
+    (_, record_key), (_, pages_key, *_) = visits.reads("demo", vid, visit)
+    return visits.journey_of([store.get(record_key), store.lrange(pages_key, 0, -1)], 2**62)
+
+
+@pytest.mark.parametrize(("again", "ip", "after"), [
+    pytest.param(f"{DEMO}/?utm_source=google&utm_medium=cpc&gclid=g-1", MOSCOW, 60, id="a-new-ad-click"),
+    pytest.param(f"{DEMO}/", MOSCOW, 31 * 60, id="back-after-the-visit-timeout"),
+    pytest.param(f"{DEMO}/?utm_source=google&utm_medium=cpc", SPB, 60, id="a-new-visit-with-another-pool"),
+])
+def test_every_page_of_a_visit_and_a_returning_visitors_new_visit_cost_one_store_round_trip(
+        client: TestClient, store: redis.Redis, clock: Clock, again: str, ip: str, after: int) -> None:
+    """A decision's round trip carries its own commands (the lease or its renewal, new exposures)
+    and, ahead of them, the writes nobody waits for (`Batcher.defer`): the page on the visit's
+    journey and, when a visit starts, its record, its count in the reports' tables and the end
+    of the last visit's hold in another pool. Counted as `Batcher.round_trips` counts batches
+    sent, each decision costs one, and what it deferred is in the store when the page has its
+    answer: nothing waits for the 0.25 s timer or for the next visitor's request."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.clock = clock  # the visit timeout and the holds run on the test's time
+    batcher, vid = runtime.store.batcher, "returning-visitor-0002"
+
+    def page(url: str, token: str, ref: str, address: str = MOSCOW) -> tuple[Any, int]:
+        """The snippet's request for a page, sending the last token back; and its round trips."""
+        before = batcher.round_trips
+        body = decide(client, ip=address, url=url, vid=vid, visit=token, ref=ref)
+        return body, batcher.round_trips - before
+
+    landing, trips = page(f"{DEMO}/?utm_source=yandex&utm_medium=cpc&utm_term=кондиционер", "", "https://ya.ru/")
+    assert trips == 1 and landing["visit"]["new"] and landing["experiments"]
+    clock.advance(30)
+    inner, trips = page(f"{DEMO}/contacts", landing["token"], f"{DEMO}/?utm_source=yandex")
+    assert not inner["visit"]["new"] and inner["visit"]["id"] == landing["visit"]["id"]  # page 2, same visit...
+    assert inner["phone"]["kind"] == "lease" and inner["phone"]["number"] == landing["phone"]["number"]
+    assert trips == 1  # ...its lease's renewal and its deferred page on the journey in one round trip
+    seen = journey(store, vid, inner["visit"]["id"])
+    assert seen is not None and [p["path"] for p in seen["pages"]] == ["/", "/contacts"]
+
+    clock.advance(after)
+    back, trips = page(again, inner["token"], "", ip)
+    assert back["visit"]["new"] and back["visit"]["id"] != landing["visit"]["id"]  # a new visit...
+    assert back["experiments"] == landing["experiments"]  # ...of a visitor the worker has exposed before
+    assert back["phone"]["kind"] == "lease"
+    assert trips == 1  # its lease, with its record, journey, report count and the old hold's end
+    started = journey(store, vid, back["visit"]["id"])
+    assert started is not None and [p["path"] for p in started["pages"]] == ["/"]
+    assert started["pool"] == back["phone"]["pool"]
+    tables = counters.table_key("demo", hour_and_day(runtime.now_ms())[1])
+    assert store.strlen(tables) == 2 * counters.RECORD_BYTES  # both visits counted in the reports already
+    assert (back["phone"]["pool"] != landing["phone"]["pool"]) is (ip != MOSCOW)
+    if back["phone"]["pool"] != landing["phone"]["pool"]:  # one number at a time: the old hold has ended
+        old = PoolKeys.of("demo", landing["phone"]["pool"])
+        assert store.zscore(old.held, landing["phone"]["number"]) == runtime.now_ms()
+
+
+def test_an_overflowed_visitors_decision_costs_one_round_trip_and_their_form_stays_out_of_the_rates(
+        pool_client: TestClient) -> None:
+    """The pool is full: the visitor gets the overflow number in one round trip, and the mark
+    that keeps them out of the conversion rates rides ahead of their first beacon."""
+    batcher = pool_client.app.state.runtime.store.batcher  # type: ignore[attr-defined]
+    url = "http://localhost:8000/"
+    for n in range(3):  # the pool's three numbers
+        assert decide(pool_client, url=url, site="pooltest", vid=f"holder-visitor-{n:07d}")["phone"]["kind"] == "lease"
+    before = batcher.round_trips
+    late = decide(pool_client, url=url, site="pooltest", vid="overflowed-visitor-001")
+    assert late["phone"]["kind"] == "overflow" and batcher.round_trips - before == 1
+    beacon = orjson.dumps({"type": "form", "id": "overflow-form", "token": late["token"]})
+    form = pool_client.post("/v1/events", content=beacon, headers={"content-type": "text/plain"})
+    assert form.status_code == 202
+    report = pool_client.get("/v1/reports/pooltest", headers={"authorization": "Bearer test-report-token-0001"}).json()
+    assert report["excluded"]["overflowed_visitors"] == 1 and report["excluded"]["overflowed_conversions"] == 1
+    assert sum(row["converted"]["form"] for table in report["experiments"] for row in table["variants"]) == 0
 
 
 def test_a_preview_link_fakes_the_city_and_records_nothing(client: TestClient, store: redis.Redis) -> None:

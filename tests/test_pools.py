@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import random
 import re
 from typing import Any
 
 import redis
 from starlette.testclient import TestClient
 
-from service.tracking import upgrade
+from service.rules.phrase import NO_REFERRAL
+from service.tracking import upgrade, visits
+from service.tracking.ledger import LedgerKeys
+from service.tracking.pools import PoolKeys
+from service.tracking.store import ScriptCall
 from service.tracking.tokens import TokenSigner
+from service.tracking.visitors import valid_vid
 from tests.conftest import Clock
 
 POOL = {"+74951900001", "+74951900002", "+74951900003"}
@@ -157,7 +164,7 @@ def test_every_key_a_script_touches_is_in_its_scripts_slot(pool_client: TestClie
     heartbeat(pool_client, body["token"])
     for n in range(2, 6):
         visit(pool_client, vid(n))  # the fifth overflows
-    keys = [key.decode() for key in store.keys("sw:*") if key not in (b"sw:secret", upgrade.DONE.encode())]
+    keys = [key.decode() for key in store.scan_iter("sw:*") if key not in (b"sw:secret", upgrade.DONE.encode())]
     by_tag: dict[str, set[int]] = {}
     for key in keys:
         tag = key[key.index("{") + 1:key.index("}")]
@@ -167,3 +174,50 @@ def test_every_key_a_script_touches_is_in_its_scripts_slot(pool_client: TestClie
     assert any(":history:" in key for key in keys) and any(":overflowed:" in key for key in keys)
     # One big site still spreads: its pools and experiments hash to different slots.
     assert len({next(iter(slots)) for slots in by_tag.values()}) > 1
+
+
+# The slots of the three masters `redis-cli --cluster create` makes.
+THREE_MASTERS = (range(0, 5461), range(5461, 10923), range(10923, 16384))
+
+
+def test_one_visitors_keys_share_a_slot_and_visitors_spread_over_three_masters(pool_client: TestClient, clock: Clock,
+                                                                                store: redis.Redis) -> None:
+    """The keys the service keeps for a visitor, their visits and journeys, are in one slot (an
+    erasure or a call record's journey reads one shard), whichever visit; and the visitors of one
+    site spread evenly over a cluster's masters. A visitor's assignment and lease link are fields
+    of their experiment's and pool's hashes, in the slot of the script that writes them with the
+    counts and the number (see the test above), not keys of the visitor."""
+    from redis.crc import key_slot
+
+    site = "http://localhost:8000"
+    landing = visit(pool_client, vid(1), url=f"{site}/")
+    clock.advance(20)
+    inner = visit(pool_client, vid(1), url=f"{site}/prices", visit=landing["token"], ref=f"{site}/")
+    heartbeat(pool_client, inner["token"])
+    clock.advance(20)
+    again = visit(pool_client, vid(1), url=f"{site}/?utm_source=google&utm_medium=cpc", visit=inner["token"])
+    visit(pool_client, vid(2))  # another visitor, whose keys are not the first one's
+    assert landing["visit"]["id"] == inner["visit"]["id"] != again["visit"]["id"]
+    assert store.hexists(LedgerKeys.of("pooltest", "e").assign, vid(1))  # fields, not keys of the visitor
+    assert store.hget(PoolKeys.of("pooltest", "small").visitor, vid(1)) == landing["phone"]["number"].encode()
+
+    built = {command[1] for id_ in (landing["visit"]["id"], again["visit"]["id"])
+             for command in visits.reads("pooltest", vid(1), id_)}
+    # Every key that names the visitor, on every master of a cluster (KEYS asks one node).
+    named = {key.decode() for key in store.scan_iter("*") if isinstance(key, bytes) and vid(1).encode() in key}
+    assert named == built and len(named) == 4  # two visits' records and journeys, by the service's key builders
+    assert len({key_slot(key.encode()) for key in named}) == 1
+
+    pooltest = pool_client.app.state.runtime.site("pooltest")  # type: ignore[attr-defined]
+    ids = random.Random(15)  # fixed ids: the spread is the same on every run
+    visitors = [base64.urlsafe_b64encode(ids.randbytes(16)).rstrip(b"=").decode() for _ in range(3000)]
+    on_master = [0, 0, 0]
+    for visitor in visitors:  # 128 random bits in 22 url-safe characters, as the snippet makes them
+        assert valid_vid(visitor)
+        started, _ = visits.follow(None, visits.NO_LANDING, NO_REFERRAL, pooltest, int(clock.now))
+        recorded = visits.record("pooltest", visitor, started, "/", int(clock.now * 1000), 86400, {"id": started.id})
+        assert isinstance(recorded, ScriptCall)
+        read = visits.reads("pooltest", visitor, started.id)
+        (slot,) = {key_slot(key.encode()) for key in (*recorded.keys, read[0][1], read[1][1])}
+        on_master[next(i for i, slots in enumerate(THREE_MASTERS) if slot in slots)] += 1
+    assert all(0.25 * len(visitors) <= count <= 0.42 * len(visitors) for count in on_master), on_master

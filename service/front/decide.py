@@ -205,7 +205,8 @@ def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | N
 
 async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome, now: int,
                  visit: Visit | None = None, network: str = "") -> tuple[Lease | None, bool]:
-    """Store the exposures and lease the number, in one shared round trip.
+    """Store the exposures and lease the number, in one shared round trip (an overflowed
+    visitor's mark follows in the next).
 
     Returns the lease (None when no pool leases) and whether the store failed.
     """
@@ -228,8 +229,8 @@ async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
         ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
         LEASE_COUNTS.count(site.id, pool.id, lease.status)
-        if lease.number is None:  # overflowed visitors leave the conversion rates
-            await batcher.submit(*ledger.overflows(site.id, view.vid, outcome.experiments))
+        if lease.number is None:  # overflowed visitors leave the conversion rates: their mark rides
+            batcher.defer(*ledger.overflows(site.id, view.vid, outcome.experiments))  # ahead of any beacon
         return lease, False
     except Exception as exc:  # the page must still get its answer
         log.debug("decision degraded: %s", exc)
