@@ -214,7 +214,7 @@ def test_one_visitors_keys_share_a_slot_and_visitors_spread_over_three_masters(p
     on_master = [0, 0, 0]
     for visitor in visitors:  # 128 random bits in 22 url-safe characters, as the snippet makes them
         assert valid_vid(visitor)
-        started, _ = visits.follow(None, visits.NO_LANDING, NO_REFERRAL, pooltest, int(clock.now))
+        started, _ = visits.follow(None, visits.NO_LANDING, NO_REFERRAL, pooltest, int(clock.now), {})
         recorded = visits.record("pooltest", visitor, started, "/", int(clock.now * 1000), 86400, {"id": started.id})
         assert isinstance(recorded, ScriptCall)
         read = visits.reads("pooltest", visitor, started.id)

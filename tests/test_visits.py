@@ -337,35 +337,45 @@ def test_a_direct_visit_keeps_the_last_ad_only_within_the_lookback_counted_from_
         browser.open(AD, ref="https://yandex.ru/")
         clock.advance((window - 1) * DAY)
         within = browser.open(f"{ORIGIN}/", ref="")  # typed in, a day before the window ends
+        clock.advance(30)
+        within_call = call(climate, within["phone"]["number"], clock.now, "within-lookback")
         clock.advance(2 * DAY)
         # Two days after the last visit, but past the window since the ad: that visit does not extend it.
         after = browser.open(f"{ORIGIN}/", ref="")
+        clock.advance(30)
+        after_call = call(climate, after["phone"]["number"], clock.now, "past-lookback")
     assert within["visit"]["new"] and within["source"]["source"] == "yandex" and within["phone"]["pool"] == "yandex"
-    assert KEYWORD_HEADLINE in within["swaps"]
+    assert KEYWORD_HEADLINE in within["swaps"] and within_call["visit"]["click_ids"] == {"yclid": "777"}
     assert after["visit"]["new"] and (after["source"]["source"], after["source"]["medium"]) == (None, "direct")
     assert KEYWORD_HEADLINE not in after["swaps"] and after["phone"]["pool"] == "everyone"
+    assert after_call["visit"]["id"] == after["visit"]["id"] and after_call["visit"]["click_ids"] == {}
 
 
-@pytest.mark.parametrize(("attribution", "source", "medium", "pool"), [
-    ("last_non_direct", "yandex", "cpc", "yandex"),
-    ("last_click", None, "direct", "everyone"),
+@pytest.mark.parametrize(("attribution", "source", "medium", "campaign", "click_ids", "pool"), [
+    ("last_non_direct", "yandex", "cpc", "summer", {"yclid": "777"}, "yandex"),
+    ("last_click", None, "direct", None, {}, "everyone"),
 ])
 def test_a_direct_visit_after_an_ad_is_credited_as_the_sites_attribution_model_says(
         valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, attribution: str, source: str | None,
-        medium: str, pool: str) -> None:
+        medium: str, campaign: str | None, click_ids: dict[str, str], pool: str) -> None:
+    """Under last non-direct attribution the direct visit's call carries the ad's click id, so an
+    offline conversion uploaded by yclid or gclid still finds its click."""
     rules = SITE + f"visits: {{attribution: {attribution}}}\n"
     with site_client(valkey_url, rules_dir, clock, "climate", rules) as climate:
         browser = Browser(climate)
         browser.open(AD, ref="https://yandex.ru/")
         clock.advance(DAY)
-        direct = browser.open(f"{ORIGIN}/contacts", ref="")  # the next day, typed in
+        browser.open(f"{ORIGIN}/", ref="")  # the next day, typed in
+        clock.advance(DAY)
+        direct = browser.open(f"{ORIGIN}/contacts", ref="")  # and the day after: credited through that visit
         clock.advance(30)
         record = call(climate, direct["phone"]["number"], clock.now)
     assert direct["visit"]["new"] and (direct["source"]["source"], direct["source"]["medium"]) == (source, medium)
     assert direct["phone"]["pool"] == pool and (KEYWORD_HEADLINE in direct["swaps"]) == (source is not None)
     visit = record["visit"]
     assert visit["id"] == direct["visit"]["id"] and visit["landing"] == "/contacts"
-    assert (visit["source"], visit["medium"]) == (source, medium)
+    assert (visit["source"], visit["medium"], visit["campaign"]) == (source, medium, campaign)
+    assert visit["click_ids"] == click_ids
 
 
 def test_a_new_campaign_alone_starts_a_new_visit(climate: TestClient, clock: Clock) -> None:

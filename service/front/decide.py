@@ -34,7 +34,7 @@ from service.tracking.visits import Visit
 
 MAX_URL = 4096
 MAX_VID = 128
-MAX_VISIT = 4096  # the last decision token: its page's path, its visit's campaign texts and phrase, twice
+MAX_VISIT = 4096  # the last decision token: its page's path, its visit's campaign texts and phrase twice, click ids
 PREVIEW_CITY = "swapline_preview_city"  # in a page's address: the city a preview link puts the visitor in
 PREVIEW = "swapline_preview"  # in a page's address: the variants a preview link shows
 log = logging.getLogger("swapline")
@@ -328,7 +328,7 @@ async def decide_endpoint(request: Request) -> JSON:
         vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
     assert vid is not None
     previous = visits.read(runtime.signer, _token(query.get("visit")), site.id, vid)
-    visit, new = visits.follow(previous, landed, referred, site, now // 1000)
+    visit, new = visits.follow(previous, landed, referred, site, now // 1000, clicked)
     arrival = _arrival(*visit.source(site))  # the visit's traffic, on every one of its pages
     geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
     seen = _page_view(path, arrival, vid, geo, headers.user_agent, not headers.from_browser)
@@ -353,7 +353,7 @@ async def decide_endpoint(request: Request) -> JSON:
                      "visit": visit_answer, **flag},
                     headers=answer_headers)
     # Nobody waits for the journey: it rides with this decision's round trip, or the next one.
-    runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, clicked, now))
+    runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, now))
     lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client))
     if degraded and outcome.pool is not None and outcome.pool.numbers:
         outcome = outcome._replace(pool=None)  # the page keeps its own number
@@ -374,17 +374,17 @@ def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Vi
 
 
 def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bool, previous: visits.Previous | None,
-             clicked: dict[str, str], now: int) -> tuple[Command, ...]:
+             now: int) -> tuple[Command, ...]:
     """What the store learns of the visit: the page on its journey; when the visit starts, its
-    record (with the ad click ids it was `clicked` with) and, if its number comes from another
-    pool, the end of the last visit's hold."""
+    record (with the ad click ids of the arrival it is credited to) and, if its number comes
+    from another pool, the end of the last visit's hold."""
     if view.bot:
         return ()
     ttl = runtime.settings.visit_days * 86400
     if not new:  # most page views
         return (visits.record(site.id, view.vid, visit, view.path, now, ttl),)
     geo, traffic = view.geo, view.traffic
-    record = visits.started(visit, view.path, now, traffic, clicked, view.device, geo)
+    record = visits.started(visit, view.path, now, traffic, visit.clicked(site), view.device, geo)
     values = counters.joined(traffic.source, traffic.medium, traffic.campaign, view.phrase, view.path, geo.region,
                              geo.city, view.device, visit.pool)  # as `counters.values(record)`, the phrase read once
     commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record),

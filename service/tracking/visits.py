@@ -5,8 +5,9 @@ parameters or an ad click id) or after the site's `visits.timeout` without a pag
 reached from the site's own origins, and direct loads, continue it. Every page of a visit is
 decided with the traffic the visit arrived with (its source, campaign and search phrase), keeps
 the visit's number pool, and joins its journey. A direct visit keeps the visitor's last
-non-direct source within `visits.lookback` (last non-direct click), unless the site says
-`attribution: last_click`.
+non-direct source within `visits.lookback` (last non-direct click), and that arrival's ad click
+ids with their values for its record (offline conversions are uploaded by them), unless the site
+says `attribution: last_click`.
 
 The visit travels with the visitor: the decision token carries it, attached to its payload and
 signed with it, and the snippet sends the last token back with the next page view. So a
@@ -36,6 +37,16 @@ NO_LANDING = Landing(None, None, None, None, None, None)
 RECORD = Script.named("visit")
 
 
+class Credit(NamedTuple):
+    """The visitor's last non-direct arrival (a visit's own, or an earlier visit's): what a
+    visit is credited to. Times are seconds since the epoch."""
+
+    landing: Landing
+    referral: Referral
+    at: int
+    clicked: dict[str, str]  # its ad click ids with their values (shared: read, never change)
+
+
 class Visit(NamedTuple):
     """A visit as a decision token carries it. Times are seconds since the epoch."""
 
@@ -44,8 +55,7 @@ class Visit(NamedTuple):
     landing: Landing  # the parameters and referrer it arrived with
     referral: Referral
     pool: str | None = None  # the pool of its number, chosen on its first page with one
-    # The visitor's last non-direct arrival (this one, or an earlier visit's) and when it came.
-    credited: tuple[Landing, Referral, int] | None = None
+    credited: Credit | None = None
 
     @property
     def direct(self) -> bool:
@@ -55,15 +65,28 @@ class Visit(NamedTuple):
         """The arrival rules and reports see: the visit's own, or for a direct visit under last
         non-direct attribution, the visitor's last non-direct one."""
         if self.direct and self.credited and site.visits.last_non_direct:
-            return self.credited[0], self.credited[1]
+            return self.credited.landing, self.credited.referral
         return self.landing, self.referral
 
+    def clicked(self, site: Site) -> dict[str, str]:
+        """The ad click ids, with their values, of the arrival `source` gives: its record keeps them."""
+        if self.credited and (site.visits.last_non_direct or not self.direct):
+            return self.credited.clicked
+        return {}
+
     def carried(self) -> str:
-        """The visit as a decision token carries it, attached (`TokenSigner.sign`)."""
+        """The visit as a decision token carries it, attached (`TokenSigner.sign`): the arrival
+        it is credited to when that is an earlier visit's (0 for its own), then that arrival's
+        click ids when it has any. So a visit from no ad carries what it did before click ids."""
         carried: list[Any] = [self.id, self.started, _listed(self.landing), _listed(self.referral), self.pool]
-        if self.credited and self.credited != (self.landing, self.referral, self.started):  # else it is this visit
-            landing, referral, when = self.credited
-            carried.append([_listed(landing), _listed(referral), when])
+        if self.credited:
+            landing, referral, when, clicked = self.credited
+            earlier = (landing, referral, when) != (self.landing, self.referral, self.started)
+            credit = [_listed(landing), _listed(referral), when] if earlier else 0
+            if clicked:
+                carried += [credit, clicked]
+            elif earlier:
+                carried.append(credit)
         return encode(orjson.dumps(carried))
 
 
@@ -103,19 +126,22 @@ def visit_id(verified: str) -> str | None:
 # A visit's pages bring back the same attachment (signed, so checked before it is read here).
 @functools.lru_cache(maxsize=4096)
 def _visit(carried: str) -> Visit:
-    id_, started, landing, referral, pool, *more = orjson.loads(decode(carried))
+    # What `Visit.carried` leaves out (as tokens signed before click ids did): its own credit, no click ids.
+    id_, started, landing, referral, pool, credit, clicked = [*orjson.loads(decode(carried)), 0, {}][:7]
     landing, referral = _arrival(_tupled(landing), _tupled(referral))
     credited = None
-    if more:
-        credited = (*_arrival(_tupled(more[0][0]), _tupled(more[0][1])), _int(more[0][2]))
+    if credit:
+        credited = Credit(*_arrival(_tupled(credit[0]), _tupled(credit[1])), _int(credit[2]), _clicked(clicked))
     elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
-        credited = (landing, referral, _int(started))
+        credited = Credit(landing, referral, _int(started), _clicked(clicked))
     return Visit(_text(id_), _int(started), landing, referral, _optional(pool), credited)
 
 
-def follow(previous: Previous | None, landed: Landing, referred: Referral, site: Site, now: int) -> tuple[Visit, bool]:
-    """The visit a page view belongs to, and whether it starts there. A visit that goes on is
-    the previous one itself: the token signed for this page view says when it was last seen."""
+def follow(previous: Previous | None, landed: Landing, referred: Referral, site: Site, now: int,
+           clicked: dict[str, str]) -> tuple[Visit, bool]:
+    """The visit a page view belongs to, and whether it starts there; `clicked`: the ad click ids
+    of the page's address, with their values. A visit that goes on is the previous one itself:
+    the token signed for this page view says when it was last seen."""
     internal = referred.host is not None and referred.host in site.hosts
     last = previous.visit if previous else None
     # Traffic the visit did not come with: back on the landing page, its campaign is no news.
@@ -125,10 +151,10 @@ def follow(previous: Previous | None, landed: Landing, referred: Referral, site:
         return previous.visit, False
     if internal:  # back after a time-out from one of the site's own pages: a direct visit
         referred = NO_REFERRAL
-    credited: tuple[Landing, Referral, int] | None = (landed, referred, now)
+    credited: Credit | None = Credit(landed, referred, now, clicked)
     if _direct(landed, referred):  # the visitor's last non-direct arrival, if recent
         credited = last.credited if last else None
-        if credited and now - credited[2] > site.visits.lookback:
+        if credited and now - credited.at > site.visits.lookback:
             credited = None
     return Visit(_new_id(), now, landed, referred, None, credited), True
 
@@ -157,8 +183,8 @@ def record(site: str, vid: str, visit: Visit, path: str, now_ms: int, ttl: int,
 
 def started(visit: Visit, path: str, now_ms: int, shown: Traffic, click_ids: dict[str, str], device: str,
             geo: Geo) -> dict[str, Any]:
-    """A visit's record as it starts: `shown` is the traffic it is credited to, `click_ids` the
-    ad click ids it arrived with, with their values."""
+    """A visit's record as it starts: `shown` is the traffic it is credited to, `click_ids` that
+    arrival's ad click ids, with their values (`Visit.clicked`)."""
     return {
         "id": visit.id, "started": now_ms, "landing": path, "source": shown.source, "medium": shown.medium,
         "campaign": shown.campaign, "content": shown.content, "phrase": shown.phrase, "engine": shown.engine,
@@ -212,6 +238,12 @@ def _int(value: Any) -> int:
 
 def _optional(value: Any) -> str | None:
     return None if value is None else _text(value)
+
+
+def _clicked(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError(value)
+    return {name: _text(click) for name, click in value.items()}
 
 
 def _listed(fields: tuple[str | None, ...]) -> list[str | None] | int:
