@@ -8,7 +8,7 @@
   // copy would count every form and call twice.
   const taken = window[name];
   if (taken && taken.consent) return;
-  const TEL = 'a[href^="tel:"]', NOSWAP = "[data-swapline-noswap]";
+  const NOSWAP = "[data-swapline-noswap]"; // tel: links ('a[href^="tel:"]') are spelt out where matched
   // Never rewritten, nor anything inside: what a form submits or a person types included.
   const SKIP = `script,style,textarea,option,[contenteditable],${NOSWAP}`;
   const rid = () => crypto.getRandomValues(new Uint32Array(4)).join(""); // 128 bits, 16 to 40 digits
@@ -16,7 +16,6 @@
   // document.cookie, a bad selector in the rules on matches(); nothing of that stops the swaps.
   const safe = (fn) => { try { return fn(); } catch (e) {} };
   const get = (key) => safe(() => localStorage[key]);
-  const cookie = (value) => safe(() => (doc.cookie = value));
   // With data-consent="required", nothing that identifies the visitor is kept or sent until the
   // page calls swapline.consent(true): no cookie, no localStorage, no number, no beacon. Texts
   // still swap (every experiment shows its control).
@@ -28,7 +27,7 @@
   let vid = (consented && (safe(() => doc.cookie.match(/\bswl_vid=([\w-]+)/)[1]) || get("swl_vid"))) || rid();
   const keep = (id) => {
     put("swl_vid", vid = id);
-    if (consented) cookie(`swl_vid=${id};path=/;max-age=31536000`);
+    if (consented) safe(() => (doc.cookie = `swl_vid=${id};path=/;max-age=31536000`));
   };
   keep(vid);
 
@@ -44,9 +43,11 @@
       hiding.replaceSync(data.hide + "{visibility:hidden!important}");
     });
 
-  // `done` settles `decided` with the decision, or null when the service failed.
-  let decision, pattern, digits, done;
-  const decided = new Promise((resolve) => (done = resolve)).then((value) => ((hiding.disabled = true), value));
+  // `done` settles `decided` with the decision, or null when the service failed. `written`:
+  // what each swap found, the latest first, to put back when a single-page app's route no longer
+  // sets it.
+  let decision, pattern, digits, done, written = [];
+  const decided = new Promise((resolve) => (done = (value) => ((hiding.disabled = 1), resolve(value))));
 
   // `text` with the new number's digits in place of the old one's wherever those stand with
   // only separators between them: each place keeps its format, even split over elements.
@@ -79,14 +80,14 @@
       if (node.matches) {
         // A swap sets one DOM property: textContent (never HTML), src, srcset, href or hidden.
         for (const { selector, property, value } of decision.swaps)
-          if (safe(() => node.matches(selector)) && node[property] != value && mayWrite(node)) node[property] = value;
+          if (safe(() => node.matches(selector)) && node[property] != value && mayWrite(node))
+            written.unshift([node, property, node[property]]), (node[property] = value);
         if (node.shadowRoot) watch(node.shadowRoot);
         // tel: links, percent-encoded ones too (unescape never throws; a label rarely holds a
         // %XX, and reads as the visitor sees it), and their labels that read the number out.
-        if (pattern && node.matches(TEL))
+        if (pattern && node.matches('a[href^="tel:"]'))
           for (const name of ["href", "aria-label", "title"]) {
-            const value = node.getAttribute(name);
-            if (value) node.setAttribute(name, renumber(unescape(value)));
+            if (node.getAttribute(name)) node.setAttribute(name, renumber(unescape(node.getAttribute(name))));
           }
       } else if (node.data) { // a text (a shadow root has no data)
         // Text of another block never continues a number: a boundary no node owns. Text right
@@ -148,9 +149,11 @@
     if (decision) post(event); // it takes the decision's token, and is kept with it
     if (event.id) store([...outbox(), event].slice(-20));
   };
-  const on = (type, kind, pick) => addEventListener(type, (e) => pick(e.target) && send({ type: kind, id: rid() }), true);
-  on("submit", "form", (el) => !el.closest(NOSWAP)); // a search box, the demo's preview form
-  on("click", "tel_click", (el) => el.closest && el.closest(TEL));
+  // In the capture phase (1). A form inside data-swapline-noswap is none: a search box, the demo's
+  // preview form.
+  addEventListener("submit", (e) => !e.target.closest(NOSWAP) && send({ type: "form", id: rid() }), 1);
+  addEventListener("click", (e) => e.target.closest && e.target.closest('a[href^="tel:"]')
+    && send({ type: "tel_click", id: rid() }), 1);
 
   // The API's name is window.swapline unless data-name says another. One the page already has
   // (a script's, an element's id) stays the page's: the snippet swaps all the same, and says why
@@ -167,7 +170,7 @@
         ask(doc.referrer); // now the visit, its number and the page view count
       } else {
         safe(() => ["swl_vid", "swl_visit", "swl_out", "swl_consent"].map((key) => delete localStorage[key]));
-        cookie("swl_vid=;path=/;max-age=0");
+        safe(() => (doc.cookie = "swl_vid=;path=/;max-age=0"));
       }
     },
   };
@@ -179,12 +182,13 @@
   let here, beating;
   const ask = (ref) => {
     here = location.href;
-    // Blank values count as absent: consent=0 is what says no.
-    const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: consented ? 1 : 0 });
+    // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0).
+    const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented });
     const abort = new AbortController();
     setTimeout(() => abort.abort(), wait);
-    return fetch(base + "/v1/decide?" + query, { signal: abort.signal })
-      .then((r) => (r.ok ? r.json() : Promise.reject()))
+    fetch(base + "/v1/decide?" + query, { signal: abort.signal })
+      // Not ok: null, whose phone (read first, below) throws, so that the catch takes it as a failure.
+      .then((r) => (r.ok ? r.json() : null))
       .then((answer) => {
         const phone = answer.phone || {};
         keep(answer.vid);
@@ -192,6 +196,11 @@
         // The page's number as people print it, where the visitor's differs.
         pattern = phone.replaces_pattern && RegExp(phone.replaces_pattern, "gu");
         digits = phone.digits;
+        // The last route's swaps leave with it (the latest first, so the page's own value is the
+        // one that stays; the loop guard starts again), and the new route's are written afresh,
+        // within the same task.
+        written.forEach(([node, property, value]) => (node[property] = value, (node.swaplineWrites = 0)));
+        written = [];
         decision = answer;
         outbox().forEach(post); // what waited for a decision (one in flight again: counted once)
         // Now, even while the page is still loading: what it adds from now on is swapped as it comes.
@@ -202,8 +211,7 @@
       .catch(() => done(null)); // the first page view's failure: nothing swaps; later ones change nothing
   };
   // A tab opened in the background asks for nothing, a number least of all, until it is seen.
-  const first = () => ask(doc.referrer);
-  doc.hidden ? addEventListener("visibilitychange", first, { once: 1 }) : first();
+  doc.hidden ? addEventListener("visibilitychange", () => ask(doc.referrer), { once: 1 }) : ask(doc.referrer);
   const route = () => location.href != here && ask(here);
   const push = history.pushState;
   history.pushState = (...args) => {

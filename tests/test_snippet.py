@@ -518,16 +518,10 @@ def test_a_single_page_apps_route_shows_the_rules_of_that_route(page: Page, fixt
     assert page.errors == []  # type: ignore[attr-defined]
 
 
-# KNOWN GAP (issue 15, item 2), a strict xfail so that it turns red once fixed: a text that only
-# a route's rule sets stays on the page after the app leaves that route. The snippet keeps none of
-# the page's own values to put back (a route's answer replaces `decision`, and `apply` writes only
-# its swaps); with a rendered view, the observer also applies the left route's decision to the new
-# view until its answer comes. Keeping them costs some 40 bytes of the gzipped snippet, which has 3
-# left of its 2,048 (tests/test_snippet_served.py).
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="swapline.js does not undo a left route's swaps (no restore of the page's own text)")
 @pytest.mark.parametrize("router", [False, True], ids=["static-view", "rendered-view"])
 def test_a_route_left_behind_takes_its_swaps_with_it(page: Page, fixtures: Fixtures, router: bool) -> None:
+    """What only the catalog route's rule set (its button text) goes back to the page's own when
+    the app leaves that route, and a view the app renders anew does not keep it either."""
     catalog_and_back(page, fixtures, router)
     assert text(page, "#submit") == "Send"  # the page's own button, as on the first page view
 
