@@ -20,7 +20,7 @@ NUMBERS = [f"+7 495 130-00-{i:02d}" for i in range(50)]
 SITE = "site: load\npools:\n  - id: city\n    hold: 1s\n    numbers:\n" + "".join(
     f'      - "{number}"\n' for number in NUMBERS
 )
-VISITORS_PER_PROCESS = 550  # 2,200 visitors in all, each seen twice
+VISITORS_PER_PROCESS = 550  # 2,200 visitors in all, each on two pages of a visit
 
 
 def drive(args: tuple[str, int]) -> int:
@@ -32,10 +32,11 @@ def drive(args: tuple[str, int]) -> int:
         if not hasattr(local, "client"):
             # 32 clients on four workers wait their turn on a busy machine: 60 s is a safety net only.
             local.client = httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=60)
-        vid = f"load-{process}-{n:012d}"
-        for _ in range(2):
-            response = local.client.get("/v1/decide", params={"site": "load", "url": "/", "vid": vid})
+        vid, visit = f"load-{process}-{n:012d}", ""
+        for _ in range(2):  # the second page of the visit, with its token, as the snippet sends it
+            response = local.client.get("/v1/decide", params={"site": "load", "url": "/", "vid": vid, "visit": visit})
             assert response.status_code == 200, response.text
+            visit = response.json()["token"]
         return 1
 
     with ThreadPoolExecutor(8) as threads:
