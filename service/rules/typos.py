@@ -71,18 +71,24 @@ class Speller:
             if len(self._known) >= WORDS_KEPT:
                 self._known.clear()
             found = self._known[words] = frozenset().union(*(
-                readings(spelling) for word in words for spelling in self._near(word)
-                if distance(word, spelling) <= budget(spelling)))
+                readings(spelling) for spelling in self._near(words)
+                if any(distance(word, spelling) <= budget(spelling) for word in words)))
         return found
 
-    def _near(self, word: str) -> set[str]:
-        # A spelling within two edits is at most two letters longer or shorter than the word.
+    def _near(self, words: tuple[str, ...]) -> set[str]:
+        """The spellings that share a deletion with one of `words`: a word and the lemmas
+        guessed for it share most of theirs, so each is looked up once."""
         found: set[str] = set()
-        # Each letter that is not Russian (a model number's digits) costs an edit of its own.
-        if len(word) > self._longest + 2 or len(_NOT_RUSSIAN.findall(word)) > 2:
-            return found
+        wanted: set[str] = set()
+        for word in words:
+            # A spelling within two edits is at most two letters longer or shorter than the word.
+            # Each letter that is not Russian (a model number's digits) costs an edit of its own.
+            if len(word) <= self._longest + 2 and len(_NOT_RUSSIAN.findall(word)) <= 2:
+                # Two of the word's letters deleted meet a spelling's deletions only where that
+                # spelling forgives two edits (nine letters or more) and is no longer than the word.
+                wanted |= _deletions(word, 2 if len(word) >= 9 else 1)
         deletions, bits, slots = self._deletions, self._bits, self._slots
-        for deleted in _deletions(word, 2 if len(word) >= 7 else 1):
+        for deleted in wanted:
             hashed = hash(deleted) >> _NUMBER_BITS
             slot = hashed & slots
             if not bits[slot >> 3] >> (slot & 7) & 1:
