@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_from_bytes, unquote_plus, urlencode, urlsplit
+from urllib.parse import quote, quote_from_bytes, unquote_plus, unquote_to_bytes, urlencode, urlsplit
 
 import pytest
 from crawlerdetect import CrawlerDetect
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from service.front.decide import _query, _unquote
 from service.rules.engine import Site, decide
 from service.rules.patterns import Linear
-from service.rules.phrase import insert_keyword, normalise, parse_traffic, referral
+from service.rules.phrase import insert_keyword, normalise, parse_traffic, percent_decoded, referral
 from service.rules.typos import budget, distance
 from service.rules.words import KeywordTerms, keyword_terms, read, readings
 from service.tracking.visitors import AGENT_READ, is_bot
@@ -73,6 +73,8 @@ URLS = st.one_of(
 @given(st.text(alphabet="%+\\xX09aAfFgz é\n\x00") | st.text().map(quote) | st.binary().map(quote_from_bytes))
 def test_query_values_decode_as_the_standard_library_decodes_them(value: str) -> None:
     assert _unquote(value) == unquote_plus(value)
+    raw = percent_decoded(value)  # what a page URL's phrase and campaign are decoded from
+    assert raw is None or raw == unquote_to_bytes(value.replace("+", " "))
 
 
 @FAST
