@@ -242,6 +242,7 @@ def _choices(word: str) -> list[frozenset[str]]:
     return choices
 
 
+@functools.lru_cache(maxsize=100_000)  # the parts of fused words recur: «евро», «ремонт»
 def _noun(word: str) -> bool:
     """Whether a Russian word is likeliest a noun: what a compound is made of («стекло пакет»)."""
     try:
