@@ -24,7 +24,7 @@ from starlette.requests import Request
 
 from service.front.decide import _query, _unquote
 from service.rules.engine import Site, decide
-from service.rules.patterns import Linear
+from service.rules.patterns import AnyOf, Linear
 from service.rules.phrase import insert_keyword, normalise, parse_traffic, percent_decoded, referral
 from service.rules.typos import budget, distance
 from service.rules.words import KeywordTerms, keyword_terms, read, readings
@@ -218,6 +218,13 @@ CLASSY = [r"\w+", r"^\w{3} \w", r"[\w-]+$", r"\d", r"\D\d", r"[^\w ]", r"\W", r"
 @given(st.sampled_from(CLASSY), st.one_of(ANY_TEXT, WORDS.map(" ".join)).map(normalise))
 def test_phrase_regexes_mean_on_re2_what_they_mean_in_python(pattern: str, phrase: str) -> None:
     assert Linear(pattern, unicode_classes=True).search(phrase) == (re.search(pattern, phrase) is not None)
+
+
+@FAST
+@given(st.lists(st.sampled_from(CLASSY), max_size=5), st.one_of(ANY_TEXT, WORDS.map(" ".join)).map(normalise))
+def test_a_sites_phrase_regexes_searched_at_once_match_as_each_alone(patterns: list[str], phrase: str) -> None:
+    compiled = [Linear(pattern, unicode_classes=True) for pattern in patterns]
+    assert AnyOf(compiled).search(phrase) == tuple(re.search(pattern, phrase) is not None for pattern in patterns)
 
 
 @FAST

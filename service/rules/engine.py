@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from service.analytics.stats import EXPECTED_VISITORS
 from service.rules.geo import Geo
-from service.rules.patterns import Linear
+from service.rules.patterns import AnyOf, Linear, PatternError
 from service.rules.phrase import Keyword, Traffic
 from service.rules.places import Place, place
 from service.rules.regions import region_place
@@ -214,7 +214,7 @@ class Conditions:
     campaigns: frozenset[str]
     terms: frozenset[str]  # of every keyword, its minus words too
     exact: frozenset[str]  # of the keywords matched exactly
-    patterns: tuple[Linear, ...] | None  # phrase regexes; None: too many to try each time
+    patterns: AnyOf | None  # phrase regexes, searched at once; None: too many to try each time
     # phrase → which patterns it matches: phrases recur far more often than new ones come
     _matched: dict[str, tuple[bool, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -231,7 +231,7 @@ class Conditions:
         return cls(named("countries"), named("regions"), named("cities"), named("sources"), named("media"),
                    named("campaigns"), frozenset().union(*terms.values()),
                    frozenset().union(*(found for when, found in terms.items() if when.exact)),
-                   tuple(patterns.values()) if len(patterns) <= PHRASE_PATTERNS_TRIED else None)
+                   _any_of(tuple(patterns.values())))
 
     def key(self, view: PageView) -> tuple[Any, ...]:
         geo, traffic = view.geo, view.traffic
@@ -250,8 +250,18 @@ class Conditions:
         if matched is None:
             if len(self._matched) >= KEPT:
                 self._matched.clear()
-            matched = self._matched[phrase] = tuple([pattern.search(phrase) for pattern in self.patterns])
+            matched = self._matched[phrase] = self.patterns.search(phrase)
         return matched
+
+
+def _any_of(patterns: tuple[Linear, ...]) -> AnyOf | None:
+    """The phrase patterns searched at once, if they are few enough and fit RE2's memory together."""
+    if len(patterns) > PHRASE_PATTERNS_TRIED:
+        return None
+    try:
+        return AnyOf(patterns)
+    except PatternError:
+        return None
 
 
 def _named(value: str | None, names: frozenset[str]) -> str | None:
