@@ -67,9 +67,11 @@ def made_up_word(n: int) -> str:
 
 def cold_path(n: int, known: bool = False) -> str:
     """A new visitor from an ad, searching a phrase with a word never seen before (or, `known`,
-    the phrase every other one searched)."""
+    the phrase every other one searched). Each ad click carries its own click id, as Yandex
+    Direct's do, so the page's address is new either way: only the phrase is known or not."""
     phrase = "купить кондиционер недорого" if known else f"купить кондиционер {made_up_word(n % len(SYLLABLES) ** 4)}"
-    url = "https://load.example/?" + urlencode({"utm_source": "yandex", "utm_medium": "cpc", "utm_term": phrase})
+    url = "https://load.example/?" + urlencode({"utm_source": "yandex", "utm_medium": "cpc", "utm_term": phrase,
+                                                "yclid": f"{7_000_000_000_000 + n}"})
     return "/v1/decide?" + urlencode({"site": "load", "url": url, "vid": f"cold-visitor-{n:012d}"})
 
 
