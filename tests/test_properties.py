@@ -25,7 +25,7 @@ from starlette.requests import Request
 from service.front.decide import _query, _unquote
 from service.rules.engine import Site, decide
 from service.rules.patterns import AnyOf, Linear
-from service.rules.phrase import insert_keyword, normalise, parse_traffic, percent_decoded, referral
+from service.rules.phrase import _SEPARATOR, insert_keyword, normalise, parse_traffic, percent_decoded, referral
 from service.rules.typos import budget, distance
 from service.rules.words import KeywordTerms, keyword_terms, read, readings
 from service.tracking.visitors import AGENT_READ, is_bot
@@ -149,11 +149,14 @@ def test_a_search_engine_phrase_round_trips_when_there_is_no_utm_term(phrase: st
 
 
 @FAST
-@given(ANY_TEXT)
+@given(st.one_of(ANY_TEXT, st.lists(st.sampled_from(["Ёлка", "купить", "КОНДИЦИОНЕР", "2000", " "])).map("".join)))
 def test_normalise_is_idempotent(text: str) -> None:
     once = normalise(text)
     assert normalise(once) == once
     assert once == once.strip() and "  " not in once
+    # Words and spaces alone skip the separators' pattern, and read as it reads them.
+    folded = unicodedata.normalize("NFC", text).lower().replace("ё", "е")
+    assert once == " ".join(_SEPARATOR.sub(" ", folded).split())
 
 
 def holds_keyword(keyword: KeywordTerms, terms: frozenset[str]) -> bool:

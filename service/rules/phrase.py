@@ -45,8 +45,6 @@ _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
 
 # Anything but a letter or digit, except a hyphen between two of them ("wi-fi").
 _SEPARATOR = re.compile(r"(?:_|[^\w-]|(?<![^\W_])-|-(?![^\W_]))+")
-# Russian text often writes "yo" as plain "ye", so "ye" is the form both sides agree on.
-_YO = str.maketrans("\N{CYRILLIC SMALL LETTER IO}", "\N{CYRILLIC SMALL LETTER IE}")
 
 
 class Traffic(NamedTuple):  # a tuple: decision plans are keyed by it, hashed and compared in C
@@ -224,8 +222,16 @@ def percent_decoded(value: str) -> bytes | None:
 # Cached too: the decision code normalises every visit's phrase besides reading its words.
 @functools.lru_cache(maxsize=20_000)
 def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFC", text).lower().translate(_YO)
+    text = as_ye(unicodedata.normalize("NFC", text).lower())
+    if text.replace(" ", "").isalnum():  # most phrases: words and spaces, nothing to separate
+        return " ".join(text.split())
     return " ".join(_SEPARATOR.sub(" ", text).split())
+
+
+def as_ye(text: str) -> str:
+    """Russian text often writes "yo" as plain "ye", so "ye" is the form both sides agree on
+    (by `str.replace`: `str.translate` is many times slower on Russian text)."""
+    return text.replace("\N{CYRILLIC SMALL LETTER IO}", "\N{CYRILLIC SMALL LETTER IE}")
 
 
 def _sentence(text: str) -> str:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import pymorphy3
 import snowballstemmer
 
-from service.rules.phrase import normalise
+from service.rules.phrase import as_ye, normalise
 
 JOINED = "+"  # joins the lemmas of a fused compound's two nouns: «сплит+система»
 MIN_PART = 4  # letters of each part a fused word is split into: «евро», not «под»
@@ -35,7 +35,6 @@ _LATIN = re.compile(r"[a-z]")
 
 _morph = pymorphy3.MorphAnalyzer(lang="ru")
 _stemmer = snowballstemmer.stemmer("english")
-_YO = str.maketrans("ё", "е")
 
 
 def _irregular_forms() -> dict[str, frozenset[str]]:
@@ -100,7 +99,7 @@ def readings(word: str) -> frozenset[str]:
     reading of an English one."""
     if _CYRILLIC.search(word):
         try:
-            return frozenset(parse.normal_form.translate(_YO) for parse in _morph.parse(word))
+            return frozenset(as_ye(parse.normal_form) for parse in _morph.parse(word))
         except ValueError:  # pymorphy3 asks unicodedata for names some letters lack (Tangut)
             return frozenset((word,))
     if _LATIN.search(word):
@@ -225,7 +224,7 @@ def _meant(word: str) -> frozenset[str]:
     found = readings(word)
     if _CYRILLIC.search(word) and word in found:
         try:
-            likeliest = _morph.parse(word)[0].normal_form.translate(_YO)
+            likeliest = as_ye(_morph.parse(word)[0].normal_form)
         except ValueError:
             return found
         if likeliest == word:
