@@ -4,6 +4,7 @@
     python benchmarks/cold.py --requests 500
     python benchmarks/cold.py --instructions    # in process, under callgrind; about a minute
     python benchmarks/cold.py --instructions --tree ../old    # another checkout's service
+    python benchmarks/cold.py --profile         # in process, under cProfile: where the difference goes
 
 The service runs `swapline serve` (one worker) on the `load` site and a private Valkey, the
 bare Starlette endpoint (`benchmarks/bare.py`) beside it under the same uvicorn settings.
@@ -15,6 +16,10 @@ lemmatised, its texts rendered, a number leased), from a Moscow address through 
 proxy; then as many new visitors with a phrase searched before. It prints the percentiles
 of each and their ratios, wall-clock time on the client, and each server's CPU per request.
 
+With `--profile`, the same decisions in process under cProfile: where a never-seen phrase's
+decision spends what a known one does not, function by function (inclusive time per decision,
+the profiler's own cost in it: read the shares, not the microseconds).
+
 With `--instructions`, the same decisions go to the application in this process (as
 `benchmarks/in_process.py` drives it, no HTTP), under valgrind's callgrind: the instructions
 per decision with a phrase never seen and with a known one, which do not move with the
@@ -25,7 +30,9 @@ are ticks of 10 ms over the requests, and spread by a third between runs).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import http.client
+import pstats
 import statistics
 import tempfile
 import time
@@ -39,6 +46,7 @@ from harness import (
     LOAD_RULES,
     ROOT,
     CPUTime,
+    Meter,
     Server,
     asgi_scope,
     cpu_seconds,
@@ -103,7 +111,37 @@ def series(server: Server, paths: list[str]) -> dict[str, float]:
     return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "cpu": cpu}
 
 
-async def count(redis_url: str, work: Path, requests: int, counter: Counter) -> dict[str, float]:
+class Profiled:
+    """A meter that profiles each run it measures: the inclusive seconds of every function."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, float]] = []
+
+    def on(self) -> None:
+        self._profile = cProfile.Profile()
+        self._profile.enable()
+
+    def off(self) -> float:
+        self._profile.disable()
+        stats = pstats.Stats(self._profile).stats  # type: ignore[attr-defined]
+        self.runs.append({f"{Path(file).name}:{line}({name})": inclusive
+                          for (file, line, name), (_, _, _, inclusive, _) in stats.items()})
+        return 0.0  # what it measured is in `runs`
+
+
+def profiled(requests: int, top: int) -> list[list[str]]:
+    """The functions a never-seen phrase's decision spends most more time in than a known one's."""
+    meter = Profiled()
+    with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
+        uvloop.run(count(redis_url, Path(tmp), requests, meter))
+    never, known = meter.runs
+    more = sorted(((never.get(name, 0.0) - known.get(name, 0.0), name) for name in never.keys() | known.keys()),
+                  reverse=True)
+    return [[name, f"{never.get(name, 0.0) / requests * 1e6:.1f}", f"{known.get(name, 0.0) / requests * 1e6:.1f}",
+             f"{spent / requests * 1e6:.1f}"] for spent, name in more[:top]]
+
+
+async def count(redis_url: str, work: Path, requests: int, counter: Meter) -> dict[str, float]:
     """Instructions per decision with a phrase never seen, then with a known one, in process."""
     headers = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
     app = in_process_app(redis_url, LOAD_RULES, work / "data")
@@ -125,11 +163,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests to each server (default 200)")
     parser.add_argument("--instructions", action="store_true", help="count instructions in process instead")
     parser.add_argument("--tree", type=Path, default=ROOT, help="with --instructions: the checkout whose service/ runs")
+    parser.add_argument("--profile", type=int, nargs="?", const=40, metavar="TOP",
+                        help="profile in process instead: the TOP functions (default 40) a new phrase costs more in")
     parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set in the process under callgrind
     args = parser.parse_args()
     if args.dumps:
         with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
             print(orjson.dumps(uvloop.run(count(redis_url, Path(tmp), args.requests, Counter(args.dumps)))).decode())
+        return
+    if args.profile:
+        print(f"service at {revision()}: inclusive µs per cold visitor's decision under cProfile, in process,"
+              f" {args.requests} each")
+        print(table(["function", "never seen", "known", "more"], profiled(args.requests, args.profile)))
         return
     if args.instructions:
         figures = counted(__file__, ["--requests", str(args.requests)], args.tree.resolve())
