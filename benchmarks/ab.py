@@ -77,9 +77,10 @@ def main() -> None:
         base, candidate = runs["base", kind], runs["candidate", kind]
         cpu = [statistics.median(run.cpu_us for run in side) for side in (base, candidate)]
         rps = [statistics.median(run.rps for run in side) for side in (base, candidate)]
-        errors = sum(run.errors for run in base + candidate)
+        errors = [sum(run.errors for run in side) for side in (base, candidate)]
         print(f"{kind}: base {cpu[0]:.0f} us/request, {rps[0]:.0f} req/s; candidate {cpu[1]:.0f} us/request, "
-              f"{rps[1]:.0f} req/s; CPU {cpu[1] / cpu[0]:.2f}x, throughput {rps[1] / rps[0]:.2f}x, errors {errors}")
+              f"{rps[1]:.0f} req/s; CPU {cpu[1] / cpu[0]:.2f}x, throughput {rps[1] / rps[0]:.2f}x, "
+              f"errors {errors[0]} and {errors[1]}")
 
 
 if __name__ == "__main__":

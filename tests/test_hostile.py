@@ -191,6 +191,41 @@ def test_connections_past_the_cap_get_503(tmp_path: Path, valkey_url: str, store
     assert answer.startswith(b"HTTP/1.1 503 ")
 
 
+def test_an_answer_leaves_in_one_write(service: tuple[Any, str]) -> None:
+    """uvicorn writes a response's head and body apart: two system calls and two packets an
+    answer. Counted by the kernel (`syscw` in /proc), on answers that touch nothing else."""
+    process, base = service
+
+    def writes() -> int:
+        io = Path(f"/proc/{process.pid}/io").read_text()
+        return int(next(line.split()[1] for line in io.splitlines() if line.startswith("syscw:")))
+
+    with httpx.Client(base_url=base, headers=BROWSER_HEADERS) as http:
+        assert http.post("/v1/events", content=b'{"type":"form","token":"forged"}').status_code == 401
+        before = writes()
+        answers = [http.post("/v1/events", content=b'{"type":"form","token":"forged"}') for _ in range(200)]
+        spent = writes() - before
+    assert all(answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_token" for answer in answers)
+    assert 200 <= spent < 250, spent  # one write an answer; a few more for the service's own timers at most
+    # What has no body to wait for still gets its head: an answer to HEAD, on a connection kept open.
+    with httpx.Client(base_url=base) as http:
+        assert [http.head("/healthz").status_code, http.get("/healthz").status_code] == [200, 200]
+    # A client that waits for "100 Continue" before its body gets it, then the answer.
+    host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port
+    with socket.create_connection((host, port)) as sock:
+        sock.settimeout(60)  # a safety net only
+        body = b'{"type":"form","token":"forged"}'
+        sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert json_error(answer) == (401, {"code": "invalid_token",
+                                        "message": "the token is missing, forged or for another service"})
+
+
 def test_the_application_reads_a_request_target_as_httptools_does(service: tuple[Any, str]) -> None:
     """The query goes to the application unparsed where it can; what it then gets must be what
     httptools' URL parser would have given, odd targets included, and what that parser refuses

@@ -68,16 +68,19 @@ class Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        before = self.cycle
         # httptools parses a URL a character at a time, and a decision's query (the page's URL,
         # its referrer, the visit's token) is most of its bytes: only the path is left to it, and
         # the query is what follows the first "?", where it holds only what httptools accepts.
         path, mark, query = self.url.partition(b"?")
         if not mark or b"#" in path or query.translate(None, _QUERY_BYTES):  # none, a fragment, a byte refused
             HttpToolsProtocol.on_headers_complete(self)
-            return
-        self.url = path
-        HttpToolsProtocol.on_headers_complete(self)
-        self.scope["query_string"] = query  # before the application's task first runs
+        else:
+            self.url = path
+            HttpToolsProtocol.on_headers_complete(self)
+            self.scope["query_string"] = query  # before the application's task first runs
+        if self.cycle is not before and self.scope["method"] != "HEAD":  # an answer with a body to come
+            self.cycle.transport = OneWrite(self.transport)
 
     def on_message_complete(self) -> None:
         self._disarm()
@@ -129,3 +132,39 @@ class Protocol(HttpToolsProtocol):
             self.loop.call_later(LINGER, self.transport.close)
         else:
             self.transport.close()
+
+
+class OneWrite(asyncio.Transport):
+    """A connection as one response writes to it. uvicorn writes an answer's head and its body
+    apart, two system calls and two packets; here the head waits for the body, which uvicorn
+    writes for every response but one to HEAD (those are not held), so an answer leaves in one.
+    A response cut short sends its head as the connection closes."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__()
+        self._transport = transport
+        self._head: bytes | None = None
+        self._first = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        data = bytes(data)
+        if self._first:
+            self._first = False
+            if not data.startswith(b"HTTP/1.1 100 "):  # "100 Continue" is waited for: it goes at once
+                self._head = data
+                return
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
