@@ -211,10 +211,11 @@ def journey_of(replies: list[Any], until_ms: int) -> dict[str, Any] | None:
     if not started:
         return None
     seen = []
-    for entry in pages:
-        moment, _, path = bytes(entry).decode().partition(" ")
-        if int(moment) <= until_ms:
-            seen.append({"at": int(moment), "path": path})
+    for entry in pages:  # up to 50 a visit, read for every conversion: bytes split, one path decoded
+        moment, _, path = bytes(entry).partition(b" ")
+        at = int(moment)
+        if at <= until_ms:
+            seen.append({"at": at, "path": path.decode()})
     record: dict[str, Any] = orjson.loads(started)
     return {**record, "pages": seen}
 
