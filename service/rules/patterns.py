@@ -30,7 +30,7 @@ class PatternError(ValueError):
 class Linear:
     """A compiled pattern; `search` and `fullmatch` answer whether it matches."""
 
-    __slots__ = ("_compiled", "_searched", "pattern", "source")
+    __slots__ = ("_compiled", "pattern", "source")
 
     def __init__(self, pattern: str, *, unicode_classes: bool = False) -> None:
         self.pattern = pattern
@@ -40,7 +40,6 @@ class Linear:
         except re2.error as exc:
             reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
             raise PatternError(f"{reason} (RE2 syntax: no look-arounds and no back-references)") from None
-        self._searched = _searching(self)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Linear) and other.pattern == self.pattern
@@ -49,37 +48,31 @@ class Linear:
         return hash(self.pattern)
 
     def search(self, text: str) -> bool:
-        return bool(self._searched.Match(text))
+        return self._compiled.search(text) is not None
 
     def fullmatch(self, text: str) -> bool:
         return self._compiled.fullmatch(text) is not None
 
 
 class AnyOf:
-    """Patterns searched together: which of them a text matches, in one pass over it."""
+    """Patterns searched together, as an RE2 set: which of them a text matches, in one pass over
+    it and nothing else, where `Linear.search` builds a match and its spans for each."""
 
     __slots__ = ("_count", "_searched")
 
     def __init__(self, patterns: Sequence[Linear]) -> None:
-        self._searched = _searching(*patterns)
+        self._searched = re2.Set.SearchSet(_OPTIONS)
+        try:
+            for pattern in patterns:
+                self._searched.Add(pattern.source)
+            self._searched.Compile()
+        except re2.error:
+            raise PatternError("the patterns do not fit in RE2's memory together") from None
         self._count = len(patterns)
 
     def search(self, text: str) -> tuple[bool, ...]:
         found = self._searched.Match(text) or ()
         return tuple([number in found for number in range(self._count)])
-
-
-def _searching(*patterns: Linear) -> re2.Set:
-    """An RE2 set of the patterns, searched anywhere in a text. It answers whether each matches
-    and nothing else, where `re2.search` builds a match and its spans: several times the cost."""
-    searched = re2.Set.SearchSet(_OPTIONS)
-    try:
-        for pattern in patterns:
-            searched.Add(pattern.source)
-        searched.Compile()
-    except re2.error:
-        raise PatternError("too large for RE2: split it, or make it simpler") from None
-    return searched
 
 
 def _unicode(pattern: str) -> str:
