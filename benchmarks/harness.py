@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
@@ -78,6 +79,12 @@ def store() -> Iterator[str]:
 
     with ValkeyServer() as server:
         yield server.connection_url
+
+
+def store_pid(redis_url: str) -> int:
+    """The store's process, as it reports itself: its CPU time is measured like a server's."""
+    with redis.Redis.from_url(redis_url) as client:
+        return int(client.info("server")["process_id"])
 
 
 # The servers log at warning level: any such line is a problem (a degraded decision answers 200).
@@ -212,6 +219,7 @@ class Result:
     p90_ms: float
     p99_ms: float
     server_cpu: float = float("nan")  # CPU seconds the watched server processes used meanwhile
+    store_cpu: float = float("nan")  # CPU seconds the watched store used meanwhile
     machine_cpu: float = float("nan")  # CPU seconds every process on the machine used meanwhile
 
     @property
@@ -222,6 +230,11 @@ class Result:
     def cpu_us(self) -> float:
         """Server CPU per request, in microseconds: the cost that does not depend on the load generator."""
         return self.server_cpu / self.requests * 1e6 if self.requests else float("nan")
+
+    @property
+    def store_cpu_us(self) -> float:
+        """The store's CPU per request, in microseconds: work the worker waits on, on another core."""
+        return self.store_cpu / self.requests * 1e6 if self.requests else float("nan")
 
     @property
     def machine_load(self) -> float:
@@ -235,18 +248,22 @@ class Result:
 
 
 def wrk(base: str, requests: Path, seconds: float, connections: int, run: str,
-        cpus: set[int] | None = None, watch: Sequence[int] = (), pace_ms: float = 0) -> Result:
+        cpus: set[int] | None = None, watch: Sequence[int] = (), pace_ms: float = 0,
+        store: int | None = None) -> Result:
     """One bounded wrk run (one thread) over a request file; its own process, pinned if asked.
 
-    `watch`: server processes whose CPU time is measured over the run. `pace_ms`: the mean
+    `watch`: server processes whose CPU time is measured over the run; `store`: the store's
+    process, measured apart. `pace_ms`: the mean
     time each connection waits before a request (requests.lua), else none."""
     command = [require_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
                "-s", str(WRK_SCRIPT), base, "--", str(requests), run, *([f"{pace_ms:.3f}"] if pace_ms else [])]
     preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     before, busy = sum(map(cpu_seconds, watch)), machine_busy()
+    stored = cpu_seconds(store) if store else float("nan")
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=preexec,
                           check=False)
     used = sum(map(cpu_seconds, watch)) - before if watch else float("nan")
+    stored = cpu_seconds(store) - stored if store else stored
     busy = machine_busy() - busy
     line = next((line for line in done.stdout.splitlines() if line.startswith('{"requests"')), None)
     if done.returncode != 0 or line is None:
@@ -254,7 +271,7 @@ def wrk(base: str, requests: Path, seconds: float, connections: int, run: str,
     data = json.loads(line)
     errors = sum(data[key] for key in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
     return Result(data["requests"], data["duration_us"] / 1e6, errors, data["p50_us"] / 1000, data["p90_us"] / 1000,
-                  data["p99_us"] / 1000, used, busy)
+                  data["p99_us"] / 1000, used, stored, busy)
 
 
 @dataclass
@@ -278,6 +295,10 @@ class Series:
     @property
     def cpu_us(self) -> float:
         return statistics.median(run.cpu_us for run in self.runs)
+
+    @property
+    def store_cpu_us(self) -> float:
+        return statistics.median(run.store_cpu_us for run in self.runs)
 
 
 Visitor = tuple[str, Client]
