@@ -9,8 +9,9 @@ from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
-import pymorphy3
 from pymorphy3.analyzer import Parse
+
+from service.rules.morphology import ANALYZER as _morph
 
 CASES = ("nomn", "gent", "datv", "accs", "ablt", "loct")
 # The forms with a preposition, and the case each one is built from.
@@ -26,9 +27,6 @@ _NOMINALS = ("NOUN", "ADJF")
 # Surname endings shared by towns named after people: «Суворов», «Кропоткин».
 _POSSESSIVE = ("ов", "ев", "ёв", "ин", "ын")
 _DATA = Path(__file__).parent.parent / "data" / "ru_places.txt"
-
-# Loading the dictionaries takes under a tenth of a second: do it on import, not under a lock.
-_morph = pymorphy3.MorphAnalyzer()
 
 
 @dataclass(frozen=True, slots=True)

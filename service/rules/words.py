@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-import pymorphy3
 import snowballstemmer
 
+from service.rules.morphology import ANALYZER as _morph
 from service.rules.phrase import as_ye, normalise
 
 JOINED = "+"  # joins the lemmas of a fused compound's two nouns: «сплит+система»
@@ -33,7 +33,6 @@ VARIANTS_KEPT = 64  # of one keyword, from the readings of its words
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[a-z]")
 
-_morph = pymorphy3.MorphAnalyzer(lang="ru")
 _stemmer = snowballstemmer.stemmer("english")
 
 
