@@ -63,7 +63,10 @@ log = logging.getLogger("swapline")
 DEMO_PAGE = resources.files("service").joinpath("pages", "demo.html").read_text()
 
 
-def create_app(settings: Settings | None = None) -> FastPath:
+def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | None = None) -> FastPath:
+    """The service. `checked`: the rules of `settings.rules_dir`, loaded already (`swapline
+    serve` checks them before it starts one worker in its own process): it starts on them
+    instead of loading them again."""
     settings = settings or Settings.from_env()
     trusted = TrustedProxies(settings.trusted_proxies)
 
@@ -74,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
                 "SWAPLINE_REDIS_URL is not set: start with `swapline serve`, "
                 "which runs an embedded Valkey, or point it at Redis/Valkey"
             )
-        rules = rulefiles.load(settings.rules_dir)
+        rules = checked or rulefiles.load(settings.rules_dir)
         log_warnings(rules)
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()

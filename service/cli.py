@@ -316,9 +316,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     config = log_config(settings.log_level, settings.log_json)
     logging.config.dictConfig(config)
-    if _load(settings.rules_dir) is None:
+    checked = _load(settings.rules_dir)
+    if checked is None:
         return 1
-    gc.collect()  # with one worker, uvicorn runs in this process: the check's rules are garbage now
     workers = args.workers or settings.workers
     # uvicorn re-raises SIGTERM after its graceful shutdown, which would skip stopping the
     # embedded store below: turn it into a normal exit.
@@ -331,12 +331,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"swapline: {exc}", file=sys.stderr)
                 return 1
             os.environ["SWAPLINE_REDIS_URL"] = url  # worker processes read their settings from env
+        app: Any
         if workers > 1:  # each worker's counters in files, so any worker's /metrics adds them all up
             metrics = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="swapline-metrics-")))
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+            app, checked = "service.app:create_app", None  # each worker loads the rules: none kept here
+            gc.collect()
+        else:  # uvicorn runs the one worker in this process: it starts on the rules just checked
+            from service.app import create_app
+
+            app = create_app(checked=checked)
         uvicorn.run(
-            "service.app:create_app",
-            factory=True,
+            app,
+            factory=workers > 1,
             host=args.host or settings.host,
             port=args.port or settings.port,
             workers=workers,

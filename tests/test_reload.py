@@ -12,6 +12,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.rules import rulefiles
 from tests.conftest import BROWSER_HEADERS, make_settings
 
 NEW_HEADLINE = "Кондиционеры со скидкой {{ city.in }}"
@@ -30,6 +31,23 @@ def wait_for(predicate: object, seconds: float) -> float | None:
             return time.monotonic() - start
         time.sleep(0.05)
     return None
+
+
+def test_one_worker_starts_on_the_rules_serve_checked_without_loading_them_again(
+    valkey_url: str, rules_dir: Path, store: redis.Redis
+) -> None:
+    # `swapline serve` checks the rules, then runs its one worker in the same process: loading
+    # 10,000 rules once instead of twice halves its start. The worker gets the checked rules:
+    # a file broken after the check is not read (the watcher refuses such edits later too).
+    checked = rulefiles.load(rules_dir)
+    (rules_dir / "demo.yaml").write_text("site: [not, a, site")
+    app = create_app(make_settings(valkey_url, rules_dir), checked=checked)
+    with TestClient(app, client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
+        assert client.get("/readyz").json()["rules_version"] == checked.version
+        assert headline(client) == "Кондиционеры с установкой в Москве"
+    # What a worker that loads the rules itself meets:
+    with pytest.raises(rulefiles.RulesError), TestClient(create_app(make_settings(valkey_url, rules_dir))):
+        pass
 
 
 def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
