@@ -17,7 +17,8 @@
    than its warm-up's), every one a new visitor.
 2. **Over HTTP**: `swapline serve --workers 1` on each rule set in turn, pinned like
    `benchmarks/decide.py`, under the same wrk load of those page views: throughput, latency
-   and the worker's CPU per decision.
+   and the worker's CPU per decision; and how long each took from its start to its first
+   "ready" (`/readyz`).
 3. **Memory**: the RSS of that worker with GeoLite2 City and 10,000 rules after the load
    (target ≤ 200 MB), and, in a separate process, what the per-process caches add when full
    (the GeoIP cache holds up to 65,536 addresses).
@@ -174,11 +175,13 @@ def over_http(directories: dict[int, Path], views: list[tuple[str, str | None, s
     out: dict[str, Any] = {}
     loadgen = LOADGEN_CPUS if PINNED else None
     with store() as redis_url:
-        servers = {}
+        servers, ready = {}, {}
         try:
             for size, directory in directories.items():
+                began = time.monotonic()  # to its first "ready": the rules checked and loaded, the store met
                 servers[size] = start_service(redis_url, directory, work, cpus=SERVER_CPUS if PINNED else None,
                                               name=f"rules{size}")
+                ready[size] = time.monotonic() - began
                 with_warmup(servers[size], {"decide": requests}, args.connections, loadgen)
             series = {size: Series() for size in servers}
             for round_ in range(args.rounds):
@@ -191,7 +194,8 @@ def over_http(directories: dict[int, Path], views: list[tuple[str, str | None, s
                                   "p99_ms": round(median.p99_ms, 2),
                                   "cpu_us_per_request": round(series[size].cpu_us, 1),
                                   "errors": series[size].errors, "runs_rps": [round(r.rps) for r in series[size].runs],
-                                  "rss_mb": round(rss_mb(server.worker_pids()[0]), 1)}
+                                  "rss_mb": round(rss_mb(server.worker_pids()[0]), 1),
+                                  "ready_s": round(ready[size], 1)}
                 server.check()
         finally:
             for server in servers.values():
@@ -334,10 +338,12 @@ def print_rest(report: dict[str, Any]) -> None:
     if "http" in report:
         http = report["http"]
         rows = [(f"{int(size):,} rules", http[size]["rps"], http[size]["p50_ms"], http[size]["p99_ms"],
-                 http[size]["cpu_us_per_request"], http[size]["errors"], http[size]["rss_mb"], http[size]["runs_rps"])
+                 http[size]["cpu_us_per_request"], http[size]["errors"], http[size]["rss_mb"], http[size]["ready_s"],
+                 http[size]["runs_rps"])
                 for size in (str(s) for s in SIZES)]
         print("\nover HTTP: swapline serve --workers 1, GET /v1/decide")
-        print(table(("rules", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors", "RSS MiB", "runs req/s"), rows))
+        print(table(("rules", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors", "RSS MiB", "ready s", "runs req/s"),
+                    rows))
         print(f"10,000 / 10 rules: CPU per decision {http['cpu_ratio']:.2f}x, throughput 10 / 10,000 "
               f"{http['rps_ratio']:.2f}x; RSS of the worker with 10,000 rules {http['10000']['rss_mb']} MiB "
               f"(target <= 200 MB)")
