@@ -253,8 +253,8 @@ def wrk(base: str, requests: Path, seconds: float, connections: int, run: str,
     """One bounded wrk run (one thread) over a request file; its own process, pinned if asked.
 
     `watch`: server processes whose CPU time is measured over the run; `store`: the store's
-    process, measured apart. `pace_ms`: the mean
-    time each connection waits before a request (requests.lua), else none."""
+    process, measured apart. `pace_ms`: the mean time each connection waits before a request
+    (requests.lua), else none."""
     command = [require_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
                "-s", str(WRK_SCRIPT), base, "--", str(requests), run, *([f"{pace_ms:.3f}"] if pace_ms else [])]
     preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
