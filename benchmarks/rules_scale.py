@@ -21,7 +21,8 @@
    "ready" (`/readyz`).
 3. **Memory**: the RSS of that worker with GeoLite2 City and 10,000 rules after the load
    (target ≤ 200 MB), and, in a separate process, what the per-process caches add when full
-   (the GeoIP cache holds up to 65,536 addresses).
+   (the GeoIP cache holds up to 65,536 addresses; the caches of phrases and their words fill
+   with words nobody searched before, as a worker's do over its life).
 """
 
 from __future__ import annotations
@@ -224,8 +225,18 @@ filled = 0
 while geo.lookup.cache_info().currsize < 65536 and filled < 400000:
     filled += 1
     geo.lookup(str(ipaddress.IPv4Address(rng.getrandbits(32))))
+geo_full = rss()
+# Search phrases, each with a word nobody searched before, until the word caches are full.
+from service.rules import words
+syllables = ['ба', 'га', 'да', 'лу', 'ко', 'ри', 'ме', 'ну', 'зо', 'ти', 'ше', 'ро', 'ва', 'ля', 'ми', 'пе']
+caches = (words.read, words.readings, words._terms)
+phrases = 0
+while any(cache.cache_info().currsize < cache.cache_info().maxsize for cache in caches) and phrases < 400000:
+    phrases += 1
+    words.read('купить кондиционер ' + ''.join(rng.choice(syllables) for _ in range(5)))
 print(json.dumps({'geoip_and_imports_mb': round(before_rules, 1), 'with_rules_mb': round(loaded, 1),
-                  'geo_cache_full_mb': round(rss(), 1), 'geo_cache_entries': geo.lookup.cache_info().currsize}))
+                  'geo_cache_full_mb': round(geo_full, 1), 'geo_cache_entries': geo.lookup.cache_info().currsize,
+                  'phrase_caches_full_mb': round(rss(), 1), 'phrases': phrases}))
 """
 
 
@@ -334,7 +345,8 @@ def print_rest(report: dict[str, Any]) -> None:
     memory = report["memory"]
     print(f"\nmemory of one process (no server): imports and GeoLite2 City {memory['geoip_and_imports_mb']} MiB, "
           f"with 10,000 rules {memory['with_rules_mb']} MiB, with the GeoIP cache full "
-          f"({memory['geo_cache_entries']} addresses) {memory['geo_cache_full_mb']} MiB")
+          f"({memory['geo_cache_entries']} addresses) {memory['geo_cache_full_mb']} MiB, and the phrase caches full "
+          f"({memory['phrases']:,} phrases with a word never seen) {memory['phrase_caches_full_mb']} MiB")
     if "http" in report:
         http = report["http"]
         rows = [(f"{int(size):,} rules", http[size]["rps"], http[size]["p50_ms"], http[size]["p99_ms"],

@@ -92,7 +92,7 @@ def read(text: str) -> Reading:
     return Reading(frozenset().union(*map(readings, words)), frozenset(terms), tuple(unknown), tuple(fused))
 
 
-@functools.lru_cache(maxsize=100_000)
+@functools.lru_cache(maxsize=20_000)
 def readings(word: str) -> frozenset[str]:
     """Every lemma of a word: each dictionary reading of a Russian one, the stem of each
     reading of an English one."""
@@ -106,7 +106,7 @@ def readings(word: str) -> frozenset[str]:
     return frozenset((word,))
 
 
-@functools.lru_cache(maxsize=100_000)
+@functools.lru_cache(maxsize=20_000)
 def _terms(word: str) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
     """A word's terms: its readings, and those of its parts when it is hyphenated; the words of
     it that may be typos; and the pairs of nouns it may be fused from."""
