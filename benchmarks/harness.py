@@ -259,11 +259,11 @@ def wrk(base: str, requests: Path, seconds: float, connections: int, run: str,
                "-s", str(WRK_SCRIPT), base, "--", str(requests), run, *([f"{pace_ms:.3f}"] if pace_ms else [])]
     preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     before, busy = sum(map(cpu_seconds, watch)), machine_busy()
-    stored = cpu_seconds(store) if store else float("nan")
+    store_before = cpu_seconds(store) if store else 0.0
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=preexec,
                           check=False)
     used = sum(map(cpu_seconds, watch)) - before if watch else float("nan")
-    stored = cpu_seconds(store) - stored if store else stored
+    stored = cpu_seconds(store) - store_before if store else float("nan")
     busy = machine_busy() - busy
     line = next((line for line in done.stdout.splitlines() if line.startswith('{"requests"')), None)
     if done.returncode != 0 or line is None:

@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
                 "SWAPLINE_REDIS_URL is not set: start with `swapline serve`, "
                 "which runs an embedded Valkey, or point it at Redis/Valkey"
             )
-        rules = checked or rulefiles.load(settings.rules_dir)
+        rules = checked if checked is not None else rulefiles.load(settings.rules_dir)
         log_warnings(rules)
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
