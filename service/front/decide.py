@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 
 from service.errors import BadRequest
+from service.fragments import kept
 from service.front.cors import cors_headers
 from service.front.middleware import client_host
 from service.front.responses import JSON
@@ -130,12 +131,8 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
 
 @functools.lru_cache(maxsize=4096)  # the answer's parts that many page views share: made once (bounded)
 def _source(traffic: Traffic) -> orjson.Fragment:
-    return _json({"source": traffic.source, "medium": traffic.medium, "campaign": traffic.campaign,
+    return kept({"source": traffic.source, "medium": traffic.medium, "campaign": traffic.campaign,
                   "engine": traffic.engine, "click_id": traffic.click_id})
-
-
-def _json(part: dict[str, Any]) -> orjson.Fragment:
-    return orjson.Fragment(orjson.dumps(part))
 
 
 def _swap(slot: Slot, value: str, page: str) -> dict[str, Any] | orjson.Fragment:
@@ -155,8 +152,8 @@ def _set(slot: Slot, value: str) -> orjson.Fragment:
     """A text or whether an element shows, the same on every page."""
     selector, target = slot
     if target == "text":
-        return _json({"selector": selector, "text": value, "property": "textContent", "value": value})
-    return _json({"selector": selector, "property": "hidden", "value": value == "hide"})
+        return kept({"selector": selector, "text": value, "property": "textContent", "value": value})
+    return kept({"selector": selector, "property": "hidden", "value": value == "hide"})
 
 
 def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> orjson.Fragment | None:
@@ -188,11 +185,11 @@ def _shown(replaces: str | None, pool: str, kind: str, number: str | None, hold:
         shown |= {"hold": hold, "heartbeat": min(60_000, hold * 1000 // 3)}
     if number is None:
         shown["number"] = None
-        return _json(shown)
+        return kept(shown)
     shown |= formats(number)
     if replaces and shown["digits"] != formats(replaces)["digits"]:
         shown["replaces_pattern"] = printed(replaces)  # what the snippet finds the page's number by
-    return _json(shown)
+    return kept(shown)
 
 
 def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | None, now_ms: int) -> dict[str, Any]:

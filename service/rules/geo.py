@@ -18,6 +18,7 @@ from typing import Any
 import maxminddb
 import orjson
 
+from service.fragments import kept
 from service.rules.regions import REGIONS, english_city
 
 
@@ -46,13 +47,13 @@ class Geo:
         """The place as decisions answer it, in JSON; made once per language."""
         answer = self._answers.get(language)
         if answer is None:
-            answer = self._answers[language] = orjson.Fragment(orjson.dumps({
+            answer = self._answers[language] = kept({
                 "country": self.country,
                 "region": self.region,
                 "city": self.name("city", language),
                 "country_name": self.name("country", language),
                 "region_name": self.name("region", language),
-            }))
+            })
         return answer
 
 

@@ -1,0 +1,42 @@
+"""What a worker keeps for the answers it has made: its memos hold their parts, not buffers."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from service.front import decide
+from service.rules.geo import Geo
+from service.rules.phrase import Traffic
+
+PARTS = 1000
+
+
+TOWNS = [Geo("RU", "RU-MOW", f"Town {n}", {"ru": {"city": f"Город {n}", "region": "Москва", "country": "Россия"}})
+         for n in range(PARTS)]
+
+
+@pytest.mark.parametrize("made", [
+    pytest.param(lambda n: TOWNS[n].answered("ru"), id="a place, as decisions answer it"),
+    pytest.param(lambda n: decide._set(("h1.hero", "text"), f"Кондиционеры {n} в Москве"), id="a text swap"),
+    pytest.param(lambda n: decide._shown("+78005553535", "moscow", "lease", f"+7495210{n:04d}", 300),
+                 id="a tracking number"),
+    pytest.param(lambda n: decide._source(Traffic("купить", "yandex", "yandex", "cpc", f"campaign-{n}", None, None)),
+                 id="a visit's source"),
+])
+def test_a_kept_part_of_an_answer_takes_its_own_size(made: Callable[[int], Any]) -> None:
+    """orjson returns its JSON in a 4 KiB buffer however short the JSON is: a memo of a few thousand
+    parts held tens of MiB of it. Each part is a few hundred bytes and holds about that."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        parts = [made(n) for n in range(PARTS)]
+        held = (tracemalloc.get_traced_memory()[0] - before) / PARTS
+    finally:
+        tracemalloc.stop()
+    longest = max(len(orjson.dumps(part)) for part in parts)
+    assert held < 1024 + longest, f"{held:.0f} bytes held a part, for JSON of at most {longest} bytes"
