@@ -89,7 +89,9 @@ def read(text: str) -> Reading:
         terms |= more
         unknown.update(dict.fromkeys(maybe_typos))
         fused.update(dict.fromkeys(pairs))
-    return Reading(frozenset().union(*map(readings, words)), frozenset(terms), tuple(unknown), tuple(fused))
+    lemmas = frozenset().union(*map(readings, words))
+    # Most phrases' terms are their lemmas: one set, kept once in the memo.
+    return Reading(lemmas, lemmas if terms == lemmas else frozenset(terms), tuple(unknown), tuple(fused))
 
 
 @functools.lru_cache(maxsize=20_000)
@@ -110,16 +112,17 @@ def readings(word: str) -> frozenset[str]:
 def _terms(word: str) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
     """A word's terms: its readings, and those of its parts when it is hyphenated; the words of
     it that may be typos; and the pairs of nouns it may be fused from."""
-    terms = set(readings(word))
+    terms = readings(word)
     unknown: list[str] = []
     if "-" in word:  # the parts, as if spaced; and the word as if fused («мульти-сплит»)
+        more = set(terms)
         for part in filter(None, word.split("-")):
-            terms |= readings(part)
+            more |= readings(part)
             unknown += _typo_candidates(part)
-        terms |= readings(word.replace("-", ""))
+        terms = frozenset(more | readings(word.replace("-", "")))
     elif _CYRILLIC.search(word):
         unknown += _typo_candidates(word)
-    return frozenset(terms), tuple(unknown), tuple(sorted(_fused(word)))
+    return terms, tuple(unknown), tuple(sorted(_fused(word)))
 
 
 def _russian_in_latin(text: str) -> list[str]:
