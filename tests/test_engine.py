@@ -10,7 +10,7 @@ import pytest
 
 from service.front.decide import page_view
 from service.rules import links
-from service.rules.engine import PageView, Site, decide
+from service.rules.engine import PLANS_KEPT, PageView, Site, decide, planned
 from service.rules.geo import Geo
 from service.rules.rulefiles import load
 from tests.conftest import BROWSER, CASES, swaps_of
@@ -70,3 +70,25 @@ def test_addresses_a_swap_may_set(value: str, allowed: bool) -> None:
 ])
 def test_srcsets_a_swap_may_set(value: str, allowed: bool) -> None:
     assert links.srcset(value) is allowed
+
+
+def test_the_sites_of_a_worker_share_one_memo_of_plans_that_keeps_the_most_recent(tmp_path: Path) -> None:
+    """A worker serving many sites keeps `PLANS_KEPT` plans in all, not as many a site: three
+    sites, each with more page views than half of that, leave the first site's plans out."""
+    sites = []
+    for n in range(3):
+        (tmp_path / f"s{n}").mkdir()
+        sites.append(compile_site({"site": f"s{n}", "rules": [{"id": "lead", "swap": [
+            {"selector": "h1", "text": "{{ phrase }}"}]}]}, tmp_path / f"s{n}"))
+    views = [make_visit({"url": f"/?utm_term=товар+{n}"}) for n in range(PLANS_KEPT // 2)]
+    planned.cache_clear()
+    for site in sites:
+        for view in views:
+            assert swaps_of(decide(site, view)) == {"h1": view.phrase}
+    assert planned.cache_info().currsize == PLANS_KEPT
+    made = planned.cache_info().misses
+    decide(sites[1], views[0])
+    decide(sites[2], views[-1])
+    assert planned.cache_info().misses == made  # the two sites used last: remembered
+    decide(sites[0], views[-1])
+    assert planned.cache_info().misses == made + 1  # the first: made again

@@ -16,6 +16,7 @@ import collections
 import dataclasses
 import functools
 import hashlib
+import itertools
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from dataclasses import InitVar, dataclass, field
 from functools import partial
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -38,8 +39,9 @@ from service.rules.typos import Speller
 from service.rules.words import JOINED, KeywordTerms, Reading, as_meant
 
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
-# Per site, the most recently used. A busy site's page views repeat from more plans than a few
-# thousand (towns × phrases × pages), and a memo smaller than what repeats misses on each in turn.
+# The most recently used, of every site a worker serves together. A busy site's page views repeat
+# from more plans than a few thousand (towns × phrases × pages), and a memo smaller than what
+# repeats misses on each in turn; a worker serving many sites keeps no more than one busy site.
 PLANS_KEPT = 16_384
 KEPT = 4096  # entries of each of a site's other memos: paths, matches, places, patterns
 
@@ -514,8 +516,7 @@ class Site:
     alerts: AlertSettings = AlertSettings()
     spellings: InitVar[frozenset[str]] = frozenset()  # its keywords' words as written: what typos stand for
     pairs: frozenset[str] = frozenset()  # its keywords' neighbouring nouns, joined: «сплит+система»
-    # plan(self, view), remembered: page views compare by what plans read, and page views repeat it
-    plans: functools._lru_cache_wrapper[Plan] = field(init=False, repr=False, compare=False)
+    serial: int = field(init=False, repr=False, compare=False)  # which site's plans are which (`planned`)
     # The pages of its rules, experiments and pools (`_page_index`)
     _pages: tuple[dict[str, tuple[int, ...]], tuple[tuple[int, Pages], ...]] = field(
         init=False, repr=False, compare=False)
@@ -542,7 +543,8 @@ class Site:
         return self.places.get(name) or known or place(name, self.language)
 
     def __post_init__(self, spellings: frozenset[str]) -> None:
-        object.__setattr__(self, "plans", functools.lru_cache(maxsize=PLANS_KEPT)(_planner(weakref.ref(self))))
+        object.__setattr__(self, "serial", next(_SERIALS))
+        _SITES[self.serial] = self
         object.__setattr__(self, "_pages", _page_index(
             (*self.rules.pages, *(experiment.pages for experiment in self.experiments),
              *(pool.pages for pool in self.pools))))
@@ -604,11 +606,12 @@ class Site:
                 self._standing.clear()
                 self._first.clear()
             path = self._standing[view.path] = self._first.setdefault(matched, view.path)
-        return self.plans(view if path == view.path else view.at(path))
+        return planned(self.serial, view if path == view.path else view.at(path))
 
     def forget(self) -> None:
-        """Empty the memos (when new rules replace these)."""
-        self.plans.cache_clear()
+        """Empty the memos (when new rules replace these; the plans of every site, which new
+        rules replace together)."""
+        planned.cache_clear()
         self._standing.clear()
         self._first.clear()
         self._matches.clear()
@@ -679,13 +682,17 @@ def _page_index(every: Iterable[Pages]) -> tuple[dict[str, tuple[int, ...]], tup
     return exact, tuple(globbed)
 
 
-def _planner(site: weakref.ref[Site]) -> Callable[[PageView], Plan]:
-    """`plan` for the site, which it must not hold: a site that held itself would wait for the
-    garbage collector, and every rule with it, where counting references frees them."""
-    def planned(view: PageView) -> Plan:
-        return plan(cast(Site, site()), view)
+_SERIALS = itertools.count()
+# A site by its serial: the memo of plans holds no site, whose rules would live as long as its
+# plans, and a plan of old rules never answers for the new rules' site of the same id.
+_SITES: weakref.WeakValueDictionary[int, Site] = weakref.WeakValueDictionary()
 
-    return planned
+
+@functools.lru_cache(maxsize=PLANS_KEPT)
+def planned(serial: int, view: PageView) -> Plan:
+    """`plan` of the site of that serial, remembered: page views compare by what plans read, and
+    page views repeat it."""
+    return plan(_SITES[serial], view)
 
 
 def plan(site: Site, view: PageView) -> Plan:
