@@ -132,7 +132,7 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
 @functools.lru_cache(maxsize=4096)  # the answer's parts that many page views share: made once (bounded)
 def _source(traffic: Traffic) -> orjson.Fragment:
     return kept({"source": traffic.source, "medium": traffic.medium, "campaign": traffic.campaign,
-                  "engine": traffic.engine, "click_id": traffic.click_id})
+                 "engine": traffic.engine, "click_id": traffic.click_id})
 
 
 def _swap(slot: Slot, value: str, page: str) -> dict[str, Any] | orjson.Fragment:

@@ -41,7 +41,7 @@ from service.rules.words import JOINED, KeywordTerms, Reading, as_meant
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
 # The most recently used, of every site a worker serves together. A busy site's page views repeat
 # from more plans than a few thousand (towns × phrases × pages), and a memo smaller than what
-# repeats misses on each in turn; a worker serving many sites keeps no more than one busy site.
+# repeats misses on each in turn. A worker serving many sites keeps that many in all, not that many a site.
 PLANS_KEPT = 16_384
 KEPT = 4096  # entries of each of a site's other memos: paths, matches, places, patterns
 
