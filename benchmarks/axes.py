@@ -152,7 +152,7 @@ async def measure(redis_url: str, work: Path, end: End, run: int, load: Load, ch
     rules_dir = work / f"rules-{numbers}-{urls}-{past}-{called}-{more}-{run}"
     rules_dir.mkdir()
     (rules_dir / "axes.yaml").write_text(rules(numbers, more))
-    app = in_process_app(redis_url, rules_dir, work / "data")
+    app = in_process_app(redis_url, rules_dir, work / "data", counted=isinstance(load.meter, Counter))
     page: Callable[[int], str] = (lambda n: f"/catalog/item-{n % urls}") if urls > 1 else (lambda n: "/")
     async with app.app.router.lifespan_context(app.app):
         vids = [f"axes-r{run}-n{numbers}-u{urls}-{n:08d}" for n in range(load.visitors)]

@@ -144,7 +144,7 @@ def profiled(requests: int, top: int) -> list[list[str]]:
 async def count(redis_url: str, work: Path, requests: int, counter: Meter) -> dict[str, float]:
     """Instructions per decision with a phrase never seen, then with a known one, in process."""
     headers = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
-    app = in_process_app(redis_url, LOAD_RULES, work / "data")
+    app = in_process_app(redis_url, LOAD_RULES, work / "data", counted=True)
     async with app.app.router.lifespan_context(app.app):
         await drive(app, [(asgi_scope("GET", cold_path(-n), headers), b"") for n in range(1, 21)], 1, CPUTime())
         figures = {}

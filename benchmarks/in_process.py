@@ -89,7 +89,7 @@ async def measure(redis_url: str, work: Path, passes: int, counter: Counter | No
                   ) -> list[float]:
     """CPU µs per decision of each pass after the first; or, with `counter`, the instructions
     per decision of the `COUNTED` page views the process had not seen (`seen`: had seen once)."""
-    app = in_process_app(redis_url, LOAD_RULES, work / "data")
+    app = in_process_app(redis_url, LOAD_RULES, work / "data", counted=counter is not None)
     async with app.app.router.lifespan_context(app.app):
         views = await page_views(app, work)
         if counter is not None:

@@ -314,7 +314,7 @@ async def whole_decisions(redis_url: str, rules: Path, work: Path, count: int, c
             (b"origin", ORIGIN.encode()), (b"sec-fetch-mode", b"cors")]), b"")
             for url, ref, ip, agent in page_views(count, seed)]
 
-    app = in_process_app(redis_url, rules, work / "data")
+    app = in_process_app(redis_url, rules, work / "data", counted=True)
     async with app.app.router.lifespan_context(app.app):
         await drive(app, requests(16), 8, CPUTime())  # a first round trip may miss its deadline as it starts
         spent, answers = await drive(app, requests(26), 8, counter)
