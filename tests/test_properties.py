@@ -24,6 +24,7 @@ from starlette.requests import Request
 
 from service.front.decide import _query, _unquote
 from service.rules.engine import Site, decide
+from service.rules.morphology import ANALYZER, normal_forms
 from service.rules.patterns import AnyOf, Linear
 from service.rules.phrase import _SEPARATOR, insert_keyword, normalise, parse_traffic, percent_decoded, referral
 from service.rules.typos import budget, distance
@@ -158,6 +159,26 @@ def test_normalise_is_idempotent(text: str) -> None:
     folded = unicodedata.normalize("NFC", text).lower().replace("ё", "е")
     assert once == " ".join(_SEPARATOR.sub(" ", folded).split())
 
+
+RUSSIAN = "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"
+# Pieces of Russian words: with them, a drawn word is often a dictionary's, or one with a known
+# prefix or ending (the analogy units' work), not only letters no word has.
+PIECES = ["супер", "анти", "пред", "кондиционер", "сплит", "систем", "люд", "ьми", "ами", "ого", "ой", "ые", "ть",
+          "ёлк", "и", "а", "ка", "бутявк", "байт", "код"]
+
+
+@settings(FAST, max_examples=600)
+@given(st.one_of(st.text(RUSSIAN, min_size=1, max_size=16), st.text(RUSSIAN + "-1x. ", min_size=1, max_size=12),
+                 st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map("".join)))
+@example("кондиционеры")
+@example("людьми")
+@example("псевдокошка")
+@example("бутявкать")
+@example("сплит-системы")
+def test_a_words_normal_forms_are_those_of_every_reading_pymorphy3_gives(word: str) -> None:
+    """`normal_forms` skips the units that read a word's shape and the scoring of readings, for
+    the words of Russian letters that phrases hold; the forms are the analyzer's own."""
+    assert normal_forms(word) == {parse.normal_form for parse in ANALYZER.parse(word)}
 
 def holds_keyword(keyword: KeywordTerms, terms: frozenset[str]) -> bool:
     return keyword.minus.isdisjoint(terms) and any(words <= terms for words in keyword.variants)

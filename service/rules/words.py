@@ -25,6 +25,7 @@ from typing import NamedTuple
 import snowballstemmer
 
 from service.rules.morphology import ANALYZER as _morph
+from service.rules.morphology import normal_forms
 from service.rules.phrase import as_ye, normalise
 
 JOINED = "+"  # joins the lemmas of a fused compound's two nouns: «сплит+система»
@@ -100,7 +101,7 @@ def readings(word: str) -> frozenset[str]:
     reading of an English one."""
     if _CYRILLIC.search(word):
         try:
-            return frozenset(as_ye(parse.normal_form) for parse in _morph.parse(word))
+            return frozenset(map(as_ye, normal_forms(word)))
         except ValueError:  # pymorphy3 asks unicodedata for names some letters lack (Tangut)
             return frozenset((word,))
     if _LATIN.search(word):
