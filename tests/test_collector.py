@@ -73,7 +73,6 @@ def test_cyclic_garbage_among_frozen_objects_goes_once_they_double_and_after_all
 
 
 TRIMMED = """
-import sys
 from service.collector import frozen_survivors
 
 def anon_mib():

@@ -16,8 +16,6 @@ from service.rules.geo import Geo
 from service.rules.phrase import Traffic
 
 PARTS = 1000
-
-
 TOWNS = [Geo("RU", "RU-MOW", f"Town {n}", {"ru": {"city": f"Город {n}", "region": "Москва", "country": "Россия"}})
          for n in range(PARTS)]
 

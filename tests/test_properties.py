@@ -180,6 +180,7 @@ def test_a_words_normal_forms_are_those_of_every_reading_pymorphy3_gives(word: s
     the words of Russian letters that phrases hold; the forms are the analyzer's own."""
     assert normal_forms(word) == {parse.normal_form for parse in ANALYZER.parse(word)}
 
+
 def holds_keyword(keyword: KeywordTerms, terms: frozenset[str]) -> bool:
     return keyword.minus.isdisjoint(terms) and any(words <= terms for words in keyword.variants)
 

@@ -7,6 +7,7 @@ the same dictionary, and every `MorphAnalyzer` loads a copy of its own (18 MiB i
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pymorphy3
 from pymorphy3 import units
@@ -28,10 +29,10 @@ def normal_forms(word: str) -> set[str]:
     readings are not scored: their forms are all that is wanted (docs/PERFORMANCE.md)."""
     if not _RUSSIAN_LETTERS.fullmatch(word):
         return {parse.normal_form for parse in ANALYZER.parse(word)}
-    seen: set[tuple[object, ...]] = set()
-    found: list[tuple[object, ...]] = []
+    seen: set[tuple[Any, ...]] = set()
+    found: list[tuple[Any, ...]] = []
     for unit, terminal in _LETTERS_UNITS:
         found.extend(unit.parse(word, word, seen))
         if terminal and found:
             break
-    return {str(parse[2]) for parse in found}
+    return {parse[2] for parse in found}
