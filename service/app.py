@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -47,7 +48,7 @@ from service.integrations.webhooks import Deliveries, webhooks_endpoint
 from service.observability import LEASE_COUNTS, RequestMiddleware, metrics_endpoint
 from service.rules import rulefiles
 from service.rules.geo import GeoDB
-from service.rules.reload import log_warnings, warm_places, watch_rules
+from service.rules.reload import SWITCH_INTERVAL, log_warnings, warm_places, watch_rules
 from service.runtime import Runtime
 from service.tracking.clock import StoreClock
 from service.tracking.journal import Journal
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         vars(app.state)["runtime"] = runtime
         if isinstance(runtime.clock, StoreClock):  # before the first page view is stamped
             await runtime.clock.synchronise(store.time)
+        sys.setswitchinterval(SWITCH_INTERVAL)  # before the first thread that runs Python beside the loop
         tasks = [
             asyncio.create_task(warm_places()),
             asyncio.create_task(keep_replaying(runtime.spool, lambda entry: _replay(runtime, entry))),
