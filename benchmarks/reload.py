@@ -8,8 +8,9 @@ Python beside the event loop. Whenever the loop lets go of the GIL (to wait on i
 or in an RE2 search of a phrase pattern), that thread takes it, and keeps it up to Python's
 switch interval. Here the loop ticks every millisecond while `rulefiles.load` of 10,000
 generated rules (`benchmarks/scale_rules.py`) runs in a thread, and searches the load site's
-phrase patterns at every tick, as a request's decision may. Each round runs twice, in a
-process of its own: with Python's switch interval (5 ms) and with the service's
+phrase patterns at every tick, as a request's decision may. As in a worker, what survives a
+garbage collection is frozen (`collector.frozen_survivors`), so the collector never walks the
+old rules while the new ones load. Each round runs twice, in a process of its own: with Python's switch interval (5 ms) and with the service's
 (`reload.SWITCH_INTERVAL`). Printed: the gaps between ticks (what a request waited for the
 loop), the RE2 searches' times, and how long the load took.
 """
@@ -34,22 +35,24 @@ PYTHONS = 0.005  # Python's default switch interval
 
 
 async def measure(rules: Path) -> dict[str, float]:
+    from service.collector import frozen_survivors
     from service.rules import rulefiles
 
     patterns = rulefiles.load(LOAD_RULES).sites["load"].conditions.patterns
     assert patterns is not None
     gaps, searches = [], []
-    started = time.perf_counter()
-    loading = asyncio.create_task(asyncio.to_thread(rulefiles.load, rules))
-    last = time.perf_counter()
-    while not loading.done():
-        await asyncio.sleep(0.001)
-        now = time.perf_counter()
-        gaps.append(now - last)
-        patterns.search(f"купить кондиционер {len(gaps)}")
+    with frozen_survivors():
+        started = time.perf_counter()
+        loading = asyncio.create_task(asyncio.to_thread(rulefiles.load, rules))
         last = time.perf_counter()
-        searches.append(last - now)
-    loaded = time.perf_counter() - started
+        while not loading.done():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            patterns.search(f"купить кондиционер {len(gaps)}")
+            last = time.perf_counter()
+            searches.append(last - now)
+        loaded = time.perf_counter() - started
     gaps.sort()
     searches.sort()
 
