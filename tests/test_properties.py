@@ -175,9 +175,12 @@ PIECES = ["супер", "анти", "пред", "кондиционер", "сп�
 @example("псевдокошка")
 @example("бутявкать")
 @example("сплит-системы")
+@example("бабабаба")  # read as a dictionary word after an unknown prefix, ten ways
+@example("наикрасивейший")
+@example("побольше")
 def test_a_words_normal_forms_are_those_of_every_reading_pymorphy3_gives(word: str) -> None:
-    """`normal_forms` skips the units that read a word's shape and the scoring of readings, for
-    the words of Russian letters that phrases hold; the forms are the analyzer's own."""
+    """`normal_forms` walks the dictionary itself for the words of Russian letters that phrases
+    hold, without scores or `Parse` objects; the forms are the analyzer's own."""
     assert normal_forms(word) == {parse.normal_form for parse in ANALYZER.parse(word)}
 
 
