@@ -106,10 +106,12 @@ def _hashed(deleted: str) -> int:
 
 
 def _deletions(word: str, edits: int) -> set[str]:
-    """The word and every string made from it by deleting up to `edits` letters."""
+    """The word and every string made from it by deleting up to `edits` (at most two) letters."""
     found = {word}
-    for count in range(1, edits + 1):
-        found.update("".join(kept) for kept in itertools.combinations(word, len(word) - count))
+    if edits:  # slices: half the cost of joining combinations of one letter fewer
+        found.update([word[:i] + word[i + 1:] for i in range(len(word))])
+    if edits == 2 and len(word) >= 2:
+        found.update("".join(kept) for kept in itertools.combinations(word, len(word) - 2))
     return found
 
 
