@@ -58,6 +58,13 @@ def normal_forms(word: str) -> set[str]:
     return {reading[2] for reading in _readings(word)}
 
 
+def is_known(word: str) -> bool:
+    """`ANALYZER.word_is_known` of a lower-case word, by an exact lookup where it has no е."""
+    if _SUBSTITUTED in word:
+        return bool(_WORDS.similar_keys(word, _SUBSTITUTES))
+    return word in _WORDS
+
+
 def _readings(word: str) -> list[Reading]:
     """`ANALYZER.parse`'s readings of a word of lower-case Russian letters, unscored and in no
     order: its units in turn, each terminal one ending the walk if there are readings by then.

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import snowballstemmer
 
 from service.rules.morphology import ANALYZER as _morph
-from service.rules.morphology import normal_forms
+from service.rules.morphology import is_known, normal_forms
 from service.rules.phrase import as_ye, normalise
 
 JOINED = "+"  # joins the lemmas of a fused compound's two nouns: «сплит+система»
@@ -146,7 +146,7 @@ def _latin_russian(text: str) -> tuple[list[str], list[str]]:
 
 
 def _if_russian(words: list[str]) -> list[str]:
-    return words if any(len(word) >= 5 and _morph.word_is_known(word) for word in words) else []
+    return words if any(len(word) >= 5 and is_known(word) for word in words) else []
 
 
 @functools.lru_cache(maxsize=4096)
@@ -178,7 +178,7 @@ def spelt_in_cyrillic(word: str) -> str:
 
 
 def _typo_candidates(word: str) -> list[str]:
-    if len(word) < 5 or not _CYRILLIC.search(word) or _morph.word_is_known(word):
+    if len(word) < 5 or not _CYRILLIC.search(word) or is_known(word):
         return []
     return [word, *sorted(readings(word) - {word})]
 
@@ -188,7 +188,7 @@ def _splits(word: str) -> list[tuple[str, str]]:
     if len(word) < 2 * MIN_PART or not _CYRILLIC.search(word):
         return []
     return [(word[:i], word[i:]) for i in range(MIN_PART, len(word) - MIN_PART + 1)
-            if _morph.word_is_known(word[:i]) and _morph.word_is_known(word[i:])
+            if is_known(word[:i]) and is_known(word[i:])
             and _noun(word[:i]) and _noun(word[i:])]
 
 
