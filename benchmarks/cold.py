@@ -4,6 +4,7 @@
     python benchmarks/cold.py --requests 500
     python benchmarks/cold.py --instructions    # in process, under callgrind; about a minute
     python benchmarks/cold.py --instructions --tree ../old    # another checkout's service
+    python benchmarks/cold.py --instructions --inside service.rules.words:read    # only within a function
     python benchmarks/cold.py --profile         # in process, under cProfile: where the difference goes
 
 The service runs `swapline serve` (one worker) on the `load` site and a private Valkey, the
@@ -24,7 +25,9 @@ With `--instructions`, the same decisions go to the application in this process 
 `benchmarks/in_process.py` drives it, no HTTP), under valgrind's callgrind: the instructions
 per decision with a phrase never seen and with a known one, which do not move with the
 machine as CPU time does (on a 2-core machine shared with other work, the CPU figures above
-are ticks of 10 ms over the requests, and spread by a third between runs).
+are ticks of 10 ms over the requests, and spread by a third between runs). With `--inside`,
+only the instructions within the calls of those functions, one count each: where the
+difference goes.
 """
 
 from __future__ import annotations
@@ -163,13 +166,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests to each server (default 200)")
     parser.add_argument("--instructions", action="store_true", help="count instructions in process instead")
     parser.add_argument("--tree", type=Path, default=ROOT, help="with --instructions: the checkout whose service/ runs")
+    parser.add_argument("--inside", nargs="+", default=[], metavar="MODULE:FUNCTION",
+                        help="with --instructions: count only within these functions' calls, each on its own")
     parser.add_argument("--profile", type=int, nargs="?", const=40, metavar="TOP",
                         help="profile in process instead: the TOP functions (default 40) a new phrase costs more in")
     parser.add_argument("--dumps", type=Path, help=argparse.SUPPRESS)  # set in the process under callgrind
     args = parser.parse_args()
     if args.dumps:
         with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
-            print(orjson.dumps(uvloop.run(count(redis_url, Path(tmp), args.requests, Counter(args.dumps)))).decode())
+            counter = Counter(args.dumps)
+            for function in args.inside:
+                counter.only_inside(function)
+            print(orjson.dumps(uvloop.run(count(redis_url, Path(tmp), args.requests, counter))).decode())
         return
     if args.profile:
         print(f"service at {revision()}: inclusive µs per cold visitor's decision under cProfile, in process,"
@@ -177,12 +185,22 @@ def main() -> None:
         print(table(["function", "never seen", "known", "more"], profiled(args.requests, args.profile)))
         return
     if args.instructions:
-        figures = counted(__file__, ["--requests", str(args.requests)], args.tree.resolve())
-        print(f"service at {revision(args.tree.resolve())}: instructions per cold visitor's decision, in process,"
+        tree = args.tree.resolve()
+        arguments = ["--requests", str(args.requests)]
+        figures = counted(__file__, arguments, tree)
+        print(f"service at {revision(tree)}: instructions per cold visitor's decision, in process,"
               f" {args.requests} each")
         print(table(["", "instructions"], [
             *[[f"service, a phrase {name}", f"{value:,.0f}"] for name, value in figures.items()],
             ["never seen / known phrase", f"{figures['never seen'] / figures['known']:.2f}×"]]))
+        if args.inside:
+            rows = []
+            for function in args.inside:
+                within = counted(__file__, [*arguments, "--inside", function], tree, inside=True)
+                more = within["never seen"] - within["known"]
+                rows.append([function, *(f"{within[name]:,.0f}" for name in ("never seen", "known")), f"{more:,.0f}",
+                             f"{more / (figures['never seen'] - figures['known']):.0%}"])
+            print(table(["within", "never seen", "known", "more", "of the difference"], rows))
         return
     with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
         work = Path(tmp)
