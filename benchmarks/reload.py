@@ -9,10 +9,11 @@ or in an RE2 search of a phrase pattern), that thread takes it, and keeps it up 
 switch interval. Here the loop ticks every millisecond while `rulefiles.load` of 10,000
 generated rules (`benchmarks/scale_rules.py`) runs in a thread, and searches the load site's
 phrase patterns at every tick, as a request's decision may. As in a worker, what survives a
-garbage collection is frozen (`collector.frozen_survivors`), so the collector never walks the
-old rules while the new ones load. Each round runs twice, in a process of its own: with Python's switch interval (5 ms) and with the service's
-(`reload.SWITCH_INTERVAL`). Printed: the gaps between ticks (what a request waited for the
-loop), the RE2 searches' times, and how long the load took.
+garbage collection is frozen (`collector.frozen_survivors`), so a collection walks what came
+since the last one, not the whole heap. Each round runs twice, in a process of its own: with
+Python's switch interval (5 ms) and with the service's (`reload.SWITCH_INTERVAL`). Printed:
+the gaps between ticks (what a request waited for the loop), the RE2 searches' times, and how
+long the load took.
 """
 
 from __future__ import annotations
