@@ -45,7 +45,7 @@ from service.integrations.alerts import Alerts, StoreWatch
 from service.integrations.calls import Call, calls_endpoint, credit
 from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint
 from service.integrations.webhooks import Deliveries, webhooks_endpoint
-from service.observability import LEASE_COUNTS, RequestMiddleware, metrics_endpoint
+from service.observability import ACTIVITY, LEASE_COUNTS, RequestMiddleware, metrics_endpoint
 from service.rules import rulefiles
 from service.rules.geo import GeoDB
 from service.rules.reload import SWITCH_INTERVAL, log_warnings, warm_places, watch_rules
@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         # collector's view, so its pauses stay short under load.
         with frozen_survivors() as collector:
             app.state.collector = collector
-            tasks.append(asyncio.create_task(collector.keep_checking()))
+            tasks.append(asyncio.create_task(collector.keep_checking(ACTIVITY)))
             try:
                 yield
             finally:

@@ -8,7 +8,10 @@ freezing what survived it (`gc.freeze`), so the next walks only what came since.
 
 Frozen objects are still freed as soon as nothing refers to them; only garbage in reference
 cycles among them would stay. So every minute the frozen objects are counted, and once they
-have doubled since they were last thawed, they are thawed and collected in full, once.
+have doubled since they were last thawed, they are thawed and collected in full, once. That
+walk holds the worker up to half a second with its memos full. So a thaw comes sooner where
+it holds up no one: once they have grown by half, at the first quiet second (no request begun
+or running) of the minute that follows.
 
 When serving starts, the C heap's free pages go back to the system: the start (the rules, the
 dictionaries) allocates far more than it keeps.
@@ -21,11 +24,13 @@ import contextlib
 import ctypes
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 log = logging.getLogger("swapline")
 CHECK_EVERY = 60.0  # seconds: counting the frozen objects walks them all
+QUIET = 1.0  # seconds without a request begun or running: a thaw then holds up no one
+EARLY, DUE = 1.5, 2  # times the frozen objects of the last thaw: a thaw when quiet; at once
 
 
 class Collector:
@@ -38,21 +43,39 @@ class Collector:
         if phase == "stop":
             gc.freeze()
 
-    def thaw_if_doubled(self) -> bool:
-        """Thaw and collect everything if the frozen objects have doubled; whether it did."""
+    def grown(self, times: float) -> bool:
+        """Whether the frozen objects are more than `times` those the last thaw left."""
+        return gc.get_freeze_count() > times * self.frozen
+
+    def thaw(self) -> None:
+        """Thaw and collect everything."""
         frozen = gc.get_freeze_count()
-        if frozen <= 2 * self.frozen:
-            return False
         gc.unfreeze()
         collected = gc.collect()  # its end freezes the survivors again
         self.frozen = gc.get_freeze_count()
         log.info("garbage collector: %d frozen objects thawed, %d collected", frozen, collected)
+
+    def thaw_if_doubled(self) -> bool:
+        """Thaw and collect everything now if the frozen objects have doubled; whether it did."""
+        if not self.grown(DUE):
+            return False
+        self.thaw()
         return True
 
-    async def keep_checking(self) -> None:
+    async def keep_checking(self, activity: Callable[[], tuple[int, int]]) -> None:
+        """Every minute, thaw if the frozen objects have doubled; if they have grown by half, at
+        the first quiet second of the next minute. `activity()`: the requests begun so far, and
+        those running."""
         while True:
             await asyncio.sleep(CHECK_EVERY)
-            self.thaw_if_doubled()
+            if self.thaw_if_doubled() or not self.grown(EARLY):
+                continue
+            for _ in range(int(CHECK_EVERY / QUIET)):
+                begun = activity()[0]
+                await asyncio.sleep(QUIET)
+                if activity() == (begun, 0):
+                    self.thaw()
+                    break
 
 
 @contextlib.contextmanager

@@ -103,6 +103,21 @@ class RequestMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
+class Activity:
+    """The requests a worker has begun, and those running: when it is quiet (`service.collector`)."""
+
+    __slots__ = ("begun", "running")
+
+    def __init__(self) -> None:
+        self.begun = self.running = 0
+
+    def __call__(self) -> tuple[int, int]:
+        return self.begun, self.running
+
+
+ACTIVITY = Activity()
+
+
 class Tracked:
     """One request while it runs: its id, in `REQUEST_ID` for the logs, and on the way out its
     latency by route (as the router or the fast path set `scope["route"]`) and status class.
@@ -122,9 +137,12 @@ class Tracked:
     def __enter__(self) -> Tracked:
         self._reset = REQUEST_ID.set(self.id)
         self._started = time.perf_counter()
+        ACTIVITY.begun += 1
+        ACTIVITY.running += 1
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        ACTIVITY.running -= 1
         route = self.scope.get("route")
         path = route.path if route else "unmatched"
         labelled(LATENCY, path, self.scope["method"], f"{self.status // 100}xx").observe(

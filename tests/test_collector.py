@@ -6,18 +6,22 @@ these tests hold the two halves of why it stays short and memory stays bounded.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import subprocess
 import sys
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 from starlette.testclient import TestClient
 
+from service import collector as collector_module
 from service.app import create_app
 from service.collector import frozen_survivors
+from service.observability import ACTIVITY
 from service.rules.engine import Plan
 from tests.conftest import BROWSER_HEADERS, make_settings
 
@@ -70,6 +74,82 @@ def test_cyclic_garbage_among_frozen_objects_goes_once_they_double_and_after_all
         assert not any(thing is survivor for thing in gc.get_objects())
 
     assert any(thing is survivor for thing in gc.get_objects()), "after, the collector walks it again"
+
+
+class Traffic:
+    """A worker's `activity()` as the collector reads it: busy (a request begun since each
+    look) until `quiet` is set; it counts the looks."""
+
+    def __init__(self) -> None:
+        self.begun = self.looks = 0
+        self.quiet = False
+
+    def __call__(self) -> tuple[int, int]:
+        self.looks += 1
+        if not self.quiet:
+            self.begun += 1
+        return self.begun, 0
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Readiness, not a sleep: the collector's seconds are shortened here."""
+    async with asyncio.timeout(60):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+def test_a_thaw_comes_early_at_a_quiet_second_and_never_while_requests_come(monkeypatch: Any) -> None:
+    """The full walk holds the worker up to half a second: where the frozen objects have grown
+    by half, it waits for a second nobody is served in."""
+    monkeypatch.setattr(collector_module, "CHECK_EVERY", 0.01)
+    monkeypatch.setattr(collector_module, "QUIET", 0.001)
+
+    async def scenario() -> None:
+        with frozen_survivors() as collector:
+            traffic = Traffic()
+            checking = asyncio.create_task(collector.keep_checking(traffic))
+            more = [Node() for _ in range(collector.frozen * 3 // 4)]
+            gc.collect(0)  # frozen: grown by half, not doubled
+            before = collector.frozen
+            await until(lambda: traffic.looks >= 100 or collector.frozen != before)
+            assert collector.frozen == before, "thawed while requests came"
+            traffic.quiet = True
+            await until(lambda: collector.frozen != before)
+            checking.cancel()
+            del more
+
+    asyncio.run(scenario())
+
+
+def test_a_thaw_waits_for_no_quiet_once_the_frozen_objects_have_doubled(monkeypatch: Any) -> None:
+    """As a leak of cyclic garbage would make them: memory must not grow without end."""
+    monkeypatch.setattr(collector_module, "CHECK_EVERY", 0.01)
+    monkeypatch.setattr(collector_module, "QUIET", 0.001)
+
+    async def scenario() -> None:
+        with frozen_survivors() as collector:
+            traffic = Traffic()
+            checking = asyncio.create_task(collector.keep_checking(traffic))
+            before = collector.frozen
+            nodes = [Node() for _ in range(before + 1)]
+            gc.collect(0)  # frozen
+            leaked = [weakref.ref(node) for node in nodes]
+            del nodes  # cyclic garbage among the frozen objects: only a thaw frees it
+            await until(lambda: collector.frozen != before)
+            assert all(ref() is None for ref in leaked)
+            assert traffic.looks == 0, "it waited for quiet"
+            checking.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_every_request_a_worker_serves_is_counted_while_it_runs(valkey_url: str, rules_dir: Path) -> None:
+    """What tells the collector a worker is quiet: the hot routes and the others alike."""
+    with TestClient(create_app(make_settings(valkey_url, rules_dir)), headers=BROWSER_HEADERS) as client:
+        begun = ACTIVITY.begun
+        assert client.get("/v1/decide", params={"site": "demo", "url": "/"}).status_code == 200
+        assert client.get("/healthz").status_code == 200
+        assert ACTIVITY() == (begun + 2, 0)
 
 
 TRIMMED = """
