@@ -24,7 +24,7 @@ from starlette.requests import Request
 
 from service.front.decide import _query, _unquote
 from service.rules.engine import Site, decide
-from service.rules.morphology import ANALYZER, is_known, normal_forms
+from service.rules.morphology import ANALYZER, is_known, likeliest_tag, normal_forms
 from service.rules.patterns import AnyOf, Linear
 from service.rules.phrase import _SEPARATOR, insert_keyword, normalise, parse_traffic, percent_decoded, referral
 from service.rules.typos import budget, distance
@@ -178,11 +178,13 @@ PIECES = ["супер", "анти", "пред", "кондиционер", "сп�
 @example("бабабаба")  # read as a dictionary word after an unknown prefix, ten ways
 @example("наикрасивейший")
 @example("побольше")
-def test_a_words_normal_forms_and_whether_it_is_known_are_pymorphy3s(word: str) -> None:
+def test_what_the_dictionary_says_of_a_word_is_what_pymorphy3_says(word: str) -> None:
     """`normal_forms` walks the dictionary itself for the words of Russian letters that phrases
-    hold, without scores or `Parse` objects; the forms are the analyzer's own. So does `is_known`."""
+    hold, without scores or `Parse` objects; the forms are the analyzer's own. So do `is_known`
+    and `likeliest_tag`."""
     assert normal_forms(word) == {parse.normal_form for parse in ANALYZER.parse(word)}
     assert is_known(word.lower()) == ANALYZER.word_is_known(word)
+    assert str(likeliest_tag(word)) == str(ANALYZER.parse(word)[0].tag)
 
 
 def holds_keyword(keyword: KeywordTerms, terms: frozenset[str]) -> bool:

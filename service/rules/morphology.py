@@ -44,6 +44,9 @@ _TAGS = {tag._grammemes_tuple: n for n, tag in reversed(list(enumerate(_EVERY_TA
 _TAG = tuple(_TAGS[tag._grammemes_tuple] for tag in _EVERY_TAG)
 _PRODUCTIVE = tuple(tag.is_productive() for tag in _EVERY_TAG)
 _UNKNOWN = _TAG[-1]
+_GRAMTAB = _DICTIONARY.gramtab
+_SPELT = tuple(map(str, _GRAMTAB))
+_CHANCES = ANALYZER.prob_estimator.p_t_given_w  # P(tag | word) for the dictionary's words, as integers
 
 # A reading: the word as the dictionary spells it, its tag's id, its normal form, and the
 # paradigm of the dictionary word it was read from (None for a reading of no paradigm).
@@ -63,6 +66,23 @@ def is_known(word: str) -> bool:
     if _SUBSTITUTED in word:
         return bool(_WORDS.similar_keys(word, _SUBSTITUTES))
     return word in _WORDS
+
+
+def likeliest_tag(word: str) -> Any:
+    """`ANALYZER.parse(word)[0].tag`. Of a dictionary word's readings, pymorphy3 puts first the
+    likeliest by its estimate of P(tag | word), the first in the dictionary's order among equals
+    or when it has no estimate; only those chances are read here, no reading built."""
+    if not (_RUSSIAN_LETTERS.fullmatch(word) and is_known(word)):
+        return ANALYZER.parse(word)[0].tag
+    best, likeliest = -1, None
+    for _, forms in _similar(_WORDS, word):
+        for para_id, idx in forms:
+            paradigm = _PARADIGMS[para_id]
+            tag_id = paradigm[len(paradigm) // 3 + idx]
+            chance = _CHANCES.get(f"{word}:{_SPELT[tag_id]}", 0)
+            if chance > best:
+                best, likeliest = chance, _GRAMTAB[tag_id]
+    return likeliest
 
 
 def _readings(word: str) -> list[Reading]:

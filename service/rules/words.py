@@ -25,7 +25,7 @@ from typing import NamedTuple
 import snowballstemmer
 
 from service.rules.morphology import ANALYZER as _morph
-from service.rules.morphology import is_known, normal_forms
+from service.rules.morphology import is_known, likeliest_tag, normal_forms
 from service.rules.phrase import as_ye, normalise
 
 JOINED = "+"  # joins the lemmas of a fused compound's two nouns: «сплит+система»
@@ -248,7 +248,7 @@ def _choices(word: str) -> list[frozenset[str]]:
 def _noun(word: str) -> bool:
     """Whether a Russian word is likeliest a noun: what a compound is made of («стекло пакет»)."""
     try:
-        return _CYRILLIC.search(word) is not None and _morph.parse(word)[0].tag.POS == "NOUN"
+        return _CYRILLIC.search(word) is not None and likeliest_tag(word).POS == "NOUN"
     except ValueError:
         return False
 
