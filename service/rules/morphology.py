@@ -37,16 +37,16 @@ _SUBSTITUTES = ANALYZER.char_substitutes
 _WORDS = _DICTIONARY.words
 _PREDICTIONS = [(prefix, _DICTIONARY.prediction_suffixes_dawgs[prefix_id])
                 for prefix_id, prefix in _KNOWN_SUFFIX._paradigm_prefixes]
+_GRAMTAB = _DICTIONARY.gramtab
+_SPELT = tuple(map(str, _GRAMTAB))
+_CHANCES = ANALYZER.prob_estimator.p_t_given_w  # P(tag | word) for the dictionary's words, as integers
 # Each tag by one id, as `Tag`s compare (the gramtab spells a few tags two ways), UnknAnalyzer's
 # among them; and whether words may be made on a tag's model: the units skip readings of those not.
-_EVERY_TAG = [*_DICTIONARY.gramtab, _UNITS[units.UnknAnalyzer]._tag]
+_EVERY_TAG = [*_GRAMTAB, _UNITS[units.UnknAnalyzer]._tag]
 _TAGS = {tag._grammemes_tuple: n for n, tag in reversed(list(enumerate(_EVERY_TAG)))}
 _TAG = tuple(_TAGS[tag._grammemes_tuple] for tag in _EVERY_TAG)
 _PRODUCTIVE = tuple(tag.is_productive() for tag in _EVERY_TAG)
 _UNKNOWN = _TAG[-1]
-_GRAMTAB = _DICTIONARY.gramtab
-_SPELT = tuple(map(str, _GRAMTAB))
-_CHANCES = ANALYZER.prob_estimator.p_t_given_w  # P(tag | word) for the dictionary's words, as integers
 
 # A reading: the word as the dictionary spells it, its tag's id, its normal form, and the
 # paradigm of the dictionary word it was read from (None for a reading of no paradigm).
