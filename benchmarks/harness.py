@@ -345,6 +345,21 @@ def collect_tokens(base: str, traffic: Traffic, crowd: Sequence[Visitor], site: 
     return tokens
 
 
+def request_files(server: Server, directory: Path, crowd_size: int = 1200, mix: bool = True) -> dict[str, Path]:
+    """The benchmarks' request files for `server`: the crowd's first page views go to it, so the
+    visits their tokens carry are in its store, as the snippet's would be. Every server gets
+    the same traffic (one seed) with tokens of its own: a service on a database of its own that
+    was sent another's tokens would answer for visits it never had, and do less."""
+    traffic = Traffic(seed=6)
+    crowd = visitors(traffic, crowd_size)
+    visits: dict[str, str] = {}
+    tokens = collect_tokens(server.base, traffic, crowd, visits=visits)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"mix": write_mix(directory / "mix.txt", traffic, crowd, tokens, visits, 50_000)} if mix else {}
+    return files | {"decide": write_decisions(directory / "decide.txt", traffic, crowd, 20_000, visits=visits),
+                    "events": write_events(directory / "events.txt", traffic, crowd, tokens, 20_000)}
+
+
 EVENT_MIX = (("heartbeat", 70), ("form", 12), ("tel_click", 10), ("goal", 8))
 
 
