@@ -7,20 +7,22 @@ these tests hold the two halves of why it stays short and memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import subprocess
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from starlette.testclient import TestClient
 
 from service import collector as collector_module
 from service.app import create_app
-from service.collector import frozen_survivors
+from service.collector import Collector, frozen_survivors
 from service.observability import ACTIVITY
 from service.rules.engine import Plan
 from tests.conftest import BROWSER_HEADERS, make_settings
@@ -92,22 +94,37 @@ class Traffic:
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    """Readiness, not a sleep: the collector's seconds are shortened here."""
+    """Readiness, not a sleep."""
     async with asyncio.timeout(60):
         while not condition():
             await asyncio.sleep(0.001)
 
 
-def test_a_thaw_comes_early_at_a_quiet_second_and_never_while_requests_come(monkeypatch: Any) -> None:
-    """The full walk holds the worker up to half a second: where the frozen objects have grown
-    by half, it waits for a second nobody is served in."""
+@pytest.fixture
+def checked_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector's minute and quiet second, shortened: the tests wait on what it does."""
     monkeypatch.setattr(collector_module, "CHECK_EVERY", 0.01)
     monkeypatch.setattr(collector_module, "QUIET", 0.001)
 
+
+@contextlib.asynccontextmanager
+async def checking(traffic: Traffic) -> AsyncIterator[Collector]:
+    """A worker's collector, checking as it serves `traffic`."""
+    with frozen_survivors() as collector:
+        task = asyncio.create_task(collector.keep_checking(traffic))
+        try:
+            yield collector
+        finally:
+            task.cancel()
+
+
+@pytest.mark.usefixtures("checked_often")
+def test_a_thaw_comes_early_at_a_quiet_second_and_never_while_requests_come() -> None:
+    """The full walk holds the worker up to half a second: where the frozen objects have grown
+    by half, it waits for a second nobody is served in."""
     async def scenario() -> None:
-        with frozen_survivors() as collector:
-            traffic = Traffic()
-            checking = asyncio.create_task(collector.keep_checking(traffic))
+        traffic = Traffic()
+        async with checking(traffic) as collector:
             more = [Node() for _ in range(collector.frozen * 3 // 4)]
             gc.collect(0)  # frozen: grown by half, not doubled
             before = collector.frozen
@@ -115,21 +132,17 @@ def test_a_thaw_comes_early_at_a_quiet_second_and_never_while_requests_come(monk
             assert collector.frozen == before, "thawed while requests came"
             traffic.quiet = True
             await until(lambda: collector.frozen != before)
-            checking.cancel()
             del more
 
     asyncio.run(scenario())
 
 
-def test_a_thaw_waits_for_no_quiet_once_the_frozen_objects_have_doubled(monkeypatch: Any) -> None:
+@pytest.mark.usefixtures("checked_often")
+def test_a_thaw_waits_for_no_quiet_once_the_frozen_objects_have_doubled() -> None:
     """As a leak of cyclic garbage would make them: memory must not grow without end."""
-    monkeypatch.setattr(collector_module, "CHECK_EVERY", 0.01)
-    monkeypatch.setattr(collector_module, "QUIET", 0.001)
-
     async def scenario() -> None:
-        with frozen_survivors() as collector:
-            traffic = Traffic()
-            checking = asyncio.create_task(collector.keep_checking(traffic))
+        traffic = Traffic()
+        async with checking(traffic) as collector:
             before = collector.frozen
             nodes = [Node() for _ in range(before + 1)]
             gc.collect(0)  # frozen
@@ -138,7 +151,6 @@ def test_a_thaw_waits_for_no_quiet_once_the_frozen_objects_have_doubled(monkeypa
             await until(lambda: collector.frozen != before)
             assert all(ref() is None for ref in leaked)
             assert traffic.looks == 0, "it waited for quiet"
-            checking.cancel()
 
     asyncio.run(scenario())
 
@@ -153,7 +165,7 @@ def test_every_request_a_worker_serves_is_counted_while_it_runs(valkey_url: str,
 
 
 TRIMMED = """
-from service.collector import frozen_survivors
+from service.collector import Collector, frozen_survivors
 
 def anon_mib():
     status = open('/proc/self/status').read().splitlines()
