@@ -11,11 +11,14 @@ The service runs `swapline serve` (one worker) on the `load` site and a private 
 bare Starlette endpoint (`benchmarks/bare.py`) beside it under the same uvicorn settings.
 Each gets the same number of requests one after the other (a quiet service, no queueing),
 each on a connection of its own, as a first page view's fetch opens one. Every request of
-the service is a visitor it has never seen, landing from a Yandex ad whose search phrase
-holds a word nobody has searched before (so no memo answers: the phrase is normalised and
-lemmatised, its texts rendered, a number leased), from a Moscow address through a trusted
-proxy; then as many new visitors with a phrase searched before. It prints the percentiles
-of each and their ratios, wall-clock time on the client, and each server's CPU per request.
+the service is a visitor it has never seen, landing from a Yandex ad, from a Moscow address
+through a trusted proxy. Its search phrase is one nobody has searched before, of four kinds
+(so no memo answers: the phrase is normalised and lemmatised, its texts rendered, a number
+leased): with a word no dictionary has («бебабаба»), the headline; with a word of the site's
+keywords mistyped («кандиционеры», which the typo index corrects); with another word mistyped;
+and of dictionary words only, in a phrase of their own. Then as many new visitors with a
+phrase searched before. It prints the percentiles of each and their ratios, wall-clock time on
+the client, and each server's CPU per request.
 
 With `--profile`, the same decisions in process under cProfile: where a never-seen phrase's
 decision spends what a known one does not, function by function (inclusive time per decision,
@@ -23,7 +26,7 @@ the profiler's own cost in it: read the shares, not the microseconds).
 
 With `--instructions`, the same decisions go to the application in this process (as
 `benchmarks/in_process.py` drives it, no HTTP), under valgrind's callgrind: the instructions
-per decision with a phrase never seen and with a known one, which do not move with the
+per decision of each kind and with a known phrase, which do not move with the
 machine as CPU time does (on a 2-core machine shared with other work, the CPU figures above
 are ticks of 10 ms over the requests, and spread by a third between runs). With `--inside`,
 only the instructions within the calls of those functions, one count each: where the
@@ -35,10 +38,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import http.client
+import itertools
 import pstats
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -69,6 +74,12 @@ HEADERS = {"X-Forwarded-For": MOSCOW, "Origin": "https://load.example", "Sec-Fet
 
 
 SYLLABLES = [consonant + vowel for consonant in "бвгдзклмнпрст" for vowel in "аеиоу"]  # as requests.lua's
+NOUNS = (Path(__file__).with_name("data") / "nouns.txt").read_text(encoding="utf-8").split()
+# Words of the load site's keywords, as visitors type them: each is mistyped in its own ways.
+KEYWORD_FORMS = ("кондиционер", "кондиционеры", "кондиционера", "кондиционеров", "кондиционерами", "установка",
+                 "установку", "обслуживание", "обслуживания", "заправка", "заправку", "мобильный", "мобильные",
+                 "система", "системы")
+KNOWN_PHRASE = "купить кондиционер недорого"
 
 
 def made_up_word(n: int) -> str:
@@ -76,14 +87,45 @@ def made_up_word(n: int) -> str:
     return "".join(SYLLABLES[n // len(SYLLABLES) ** place % len(SYLLABLES)] for place in range(4))
 
 
-def cold_path(n: int, known: bool = False) -> str:
-    """A new visitor from an ad, searching a phrase with a word never seen before (or, `known`,
-    the phrase every other one searched). Each ad click carries its own click id, as Yandex
-    Direct's do, so the page's address is new either way: only the phrase is known or not."""
-    phrase = "купить кондиционер недорого" if known else f"купить кондиционер {made_up_word(n % len(SYLLABLES) ** 4)}"
+def typos(word: str) -> list[str]:
+    """A word with two neighbouring letters swapped, and with one left out, at each place."""
+    return [*(word[:at] + word[at + 1] + word[at] + word[at + 2:] for at in range(len(word) - 1)),
+            *(word[:at] + word[at + 1:] for at in range(len(word)))]
+
+
+def noun(n: int) -> str:
+    return NOUNS[n * 37 % len(NOUNS)]  # spread over the alphabet
+
+
+KEYWORD_TYPOS = [typo for typo in dict.fromkeys(itertools.chain(*itertools.zip_longest(*map(typos, KEYWORD_FORMS))))
+                 if typo and typo not in KEYWORD_FORMS]
+# Phrases nobody has searched before, the nth of each kind: a word no dictionary has, a
+# keyword's word mistyped (the site's typo index corrects it), another word mistyped, and
+# dictionary words in a phrase of their own.
+NEVER_SEEN: dict[str, Callable[[int], str]] = {
+    "a new word": lambda n: f"купить кондиционер {made_up_word(n % len(SYLLABLES) ** 4)}",
+    "a keyword mistyped": lambda n: f"купить {KEYWORD_TYPOS[n % len(KEYWORD_TYPOS)]}",
+    "another word mistyped": lambda n: f"купить кондиционер {typos(noun(n))[len(noun(n)) // 2]}",  # swapped mid-word
+    "words it knows": lambda n: f"купить кондиционер {noun(n)}",
+}
+
+
+def cold_path(n: int, phrase: str) -> str:
+    """A new visitor from an ad, searching `phrase`. Each ad click carries its own click id, as
+    Yandex Direct's do, so the page's address is new either way: only the phrase is known or not."""
     url = "https://load.example/?" + urlencode({"utm_source": "yandex", "utm_medium": "cpc", "utm_term": phrase,
                                                 "yclid": f"{7_000_000_000_000 + n}"})
     return "/v1/decide?" + urlencode({"site": "load", "url": url, "vid": f"cold-visitor-{n:012d}"})
+
+
+def paths(requests: int) -> dict[str, list[str]]:
+    """Each kind's requests, and as many with the known phrase (second, as it always came: the
+    memos and the store as 200 new visitors leave them); each request a new visitor."""
+    made = {kind: [cold_path(number * requests + n, phrase(n)) for n in range(requests)]
+            for number, (kind, phrase) in enumerate(NEVER_SEEN.items())}
+    known = [cold_path(len(made) * requests + n, KNOWN_PHRASE) for n in range(requests)]
+    first, *others = made.items()
+    return dict([first, ("known", known), *others])
 
 
 def waits(base: str, paths: list[str]) -> list[float]:
@@ -133,10 +175,11 @@ class Profiled:
 
 
 def profiled(requests: int, top: int) -> list[list[str]]:
-    """The functions a never-seen phrase's decision spends most more time in than a known one's."""
+    """The functions a never-seen phrase's decision (a new word) spends most more time in than a known one's."""
     meter = Profiled()
+    made = paths(requests)
     with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
-        uvloop.run(count(redis_url, Path(tmp), requests, meter))
+        uvloop.run(count(redis_url, Path(tmp), {"a new word": made["a new word"], "known": made["known"]}, meter))
     never, known = meter.runs
     more = sorted(((never.get(name, 0.0) - known.get(name, 0.0), name) for name in never.keys() | known.keys()),
                   reverse=True)
@@ -144,17 +187,17 @@ def profiled(requests: int, top: int) -> list[list[str]]:
              f"{spent / requests * 1e6:.1f}"] for spent, name in more[:top]]
 
 
-async def count(redis_url: str, work: Path, requests: int, counter: Meter) -> dict[str, float]:
-    """Instructions per decision with a phrase never seen, then with a known one, in process."""
+async def count(redis_url: str, work: Path, kinds: dict[str, list[str]], counter: Meter) -> dict[str, float]:
+    """Instructions per decision of each kind's requests in turn, in process."""
     headers = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
     app = in_process_app(redis_url, LOAD_RULES, work / "data", counted=True)
     async with app.app.router.lifespan_context(app.app):
-        await drive(app, [(asgi_scope("GET", cold_path(-n), headers), b"") for n in range(1, 21)], 1, CPUTime())
+        warming = [cold_path(-n, NEVER_SEEN["a new word"](-n)) for n in range(1, 21)]
+        await drive(app, [(asgi_scope("GET", path, headers), b"") for path in warming], 1, CPUTime())
         figures = {}
-        for name, paths in (("never seen", [cold_path(n) for n in range(requests)]),
-                            ("known", [cold_path(requests + n, known=True) for n in range(requests)])):
+        for kind, requested in kinds.items():
             settle(app)
-            figures[name], answers = await drive(app, [(asgi_scope("GET", path, headers), b"") for path in paths],
+            figures[kind], answers = await drive(app, [(asgi_scope("GET", path, headers), b"") for path in requested],
                                                  1, counter)
             if any(answer["degraded"] for answer in answers):
                 raise SystemExit("a decision degraded: the store missed its deadline, other code ran")
@@ -163,7 +206,7 @@ async def count(redis_url: str, work: Path, requests: int, counter: Meter) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=200, help="requests to each server (default 200)")
+    parser.add_argument("--requests", type=int, default=200, help="requests of each kind (default 200)")
     parser.add_argument("--instructions", action="store_true", help="count instructions in process instead")
     parser.add_argument("--tree", type=Path, default=ROOT, help="with --instructions: the checkout whose service/ runs")
     parser.add_argument("--inside", nargs="+", default=[], metavar="MODULE:FUNCTION",
@@ -177,11 +220,11 @@ def main() -> None:
             counter = Counter(args.dumps)
             for function in args.inside:
                 counter.only_inside(function)
-            print(orjson.dumps(uvloop.run(count(redis_url, Path(tmp), args.requests, counter))).decode())
+            print(orjson.dumps(uvloop.run(count(redis_url, Path(tmp), paths(args.requests), counter))).decode())
         return
     if args.profile:
         print(f"service at {revision()}: inclusive µs per cold visitor's decision under cProfile, in process,"
-              f" {args.requests} each")
+              f" {args.requests} each; never seen: a new word")
         print(table(["function", "never seen", "known", "more"], profiled(args.requests, args.profile)))
         return
     if args.instructions:
@@ -190,39 +233,41 @@ def main() -> None:
         figures = counted(__file__, arguments, tree)
         print(f"service at {revision(tree)}: instructions per cold visitor's decision, in process,"
               f" {args.requests} each")
-        print(table(["", "instructions"], [
-            *[[f"service, a phrase {name}", f"{value:,.0f}"] for name, value in figures.items()],
-            ["never seen / known phrase", f"{figures['never seen'] / figures['known']:.2f}×"]]))
+        print(table(["a phrase", "instructions", "/ known"], [
+            [f"never seen: {kind}" if kind in NEVER_SEEN else kind, f"{value:,.0f}",
+             f"{value / figures['known']:.2f}×"] for kind, value in figures.items()]))
         if args.inside:
             rows = []
             for function in args.inside:
                 within = counted(__file__, [*arguments, "--inside", function], tree, inside=True)
-                more = within["never seen"] - within["known"]
-                rows.append([function, *(f"{within[name]:,.0f}" for name in ("never seen", "known")), f"{more:,.0f}",
-                             f"{more / (figures['never seen'] - figures['known']):.0%}"])
-            print(table(["within", "never seen", "known", "more", "of the difference"], rows))
+                more = {kind: (within[kind] - within["known"], figures[kind] - figures["known"]) for kind in NEVER_SEEN}
+                rows.append([function, f"{within['known']:,.0f}",
+                             *(f"{spent:,.0f} ({spent / difference:.0%})" for spent, difference in more.values())])
+            print(table(["within", "known", *(f"more: {kind} (of its difference)" for kind in NEVER_SEEN)], rows))
         return
+    made = paths(args.requests)
     with tempfile.TemporaryDirectory() as tmp, store() as redis_url:
         work = Path(tmp)
         service = start_service(redis_url, LOAD_RULES, work)
         bare = start_bare(work)
         try:
-            waits(service.base, [cold_path(-n) for n in range(1, 21)])  # the process's own first requests
-            waits(bare.base, [cold_path(0)] * 20)
-            ours = series(service, [cold_path(n) for n in range(args.requests)])
-            known = series(service, [cold_path(args.requests + n, known=True) for n in range(args.requests)])
-            theirs = series(bare, [cold_path(n) for n in range(args.requests)])
+            waits(service.base, [cold_path(-n, NEVER_SEEN["a new word"](-n)) for n in range(1, 21)])  # its first ones
+            waits(bare.base, made["known"][:20])
+            figures = {kind: series(service, requested) for kind, requested in made.items()}
+            theirs = series(bare, made["a new word"])
         finally:
             service.stop()
             bare.stop()
-    print(f"service at {revision()}: a cold visitor's decision, {args.requests} requests one after the other, "
-          "a new connection each: client wall-clock ms, and the server's CPU µs per request")
+    print(f"service at {revision()}: a cold visitor's decision, {args.requests} requests of each kind one after the"
+          " other, a new connection each: client wall-clock ms, and the server's CPU µs per request")
+    rows = [[f"service, never seen: {kind}" if kind in NEVER_SEEN else "service, a known phrase",
+             *(f"{ours[k]:.2f}" for k in ours)] for kind, ours in figures.items()]
     print(table(["", "p50", "p90", "p99", "CPU µs"], [
-        ["service, a phrase never seen", *(f"{ours[k]:.2f}" for k in ours)],
-        ["service, a known phrase", *(f"{known[k]:.2f}" for k in known)],
+        *rows,
         ["bare Starlette", *(f"{theirs[k]:.2f}" for k in theirs)],
-        ["service (never seen) / bare", *(f"{ours[k] / theirs[k]:.2f}×" for k in ours)],
-        ["never seen / known phrase", *(f"{ours[k] / known[k]:.2f}×" for k in ours)],
+        ["service (never seen: a new word) / bare", *(f"{figures['a new word'][k] / theirs[k]:.2f}×" for k in theirs)],
+        *[[f"never seen: {kind} / known", *(f"{figures[kind][k] / figures['known'][k]:.2f}×" for k in theirs)]
+          for kind in NEVER_SEEN],
     ]))
 
 
