@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.rules.typos import Speller, budget, distance
+from service.rules.typos import Speller, budget, distance, within
 from service.rules.words import keyword_terms, read, readings, spelt_in_cyrillic
 
 
@@ -103,6 +103,54 @@ def test_the_typo_index_finds_exactly_what_comparing_with_every_term_finds(
     assert Speller(terms).correct(tuple(words)) == frozenset().union(*map(readings, near))
 
 
+LETTERS = "абвгдежзийклмнопрстуфхцчшщъыьэюя"
+
+
+@st.composite
+def typo_of(draw: st.DrawFn, term: str) -> str:
+    """The term with one or two letters inserted, deleted, replaced or swapped: anywhere, at
+    its start as at its end, as people mistype."""
+    word = term
+    for _ in range(draw(st.integers(1, 2))):
+        at = draw(st.integers(0, max(len(word) - 1, 0)))
+        edit = draw(st.sampled_from(["insert", "delete", "replace", "swap"]))
+        letter = draw(st.sampled_from(LETTERS))
+        if edit == "insert":
+            word = word[:at] + letter + word[at:]
+        elif edit == "delete":
+            word = word[:at] + word[at + 1:]
+        elif edit == "replace":
+            word = word[:at] + letter + word[at + 1:]
+        else:
+            word = word[:at] + word[at + 1:at + 2] + word[at:at + 1] + word[at + 2:]
+    return word
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.lists(st.text(LETTERS[:6], min_size=5, max_size=16), min_size=1, max_size=12))
+def test_the_typo_index_finds_every_typo_of_a_long_term_as_comparing_with_every_term_does(
+        data: st.DataObject, terms: list[str]) -> None:
+    """Terms of few letters, long ones among them: their typos come near many terms, at any
+    place in the word (the index reads only a word's start)."""
+    words = [data.draw(typo_of(term)) for term in terms[:3]]
+    near = {term for term in terms for word in words if budget(term) and distance(word, term) <= budget(term)}
+    assert Speller(terms).correct(tuple(words)) == frozenset().union(*map(readings, near))
+
+
+def test_a_typo_at_the_start_of_a_long_term_is_found() -> None:
+    """The index makes deletions of a word's start only: a word two letters short of a term
+    meets it there all the same."""
+    assert Speller(["установкой"]).correct(("тановкой",)) == {"установка"}
+    assert Speller(["кондиционерами"]).correct(("кондиционерми", "кондиционер")) == {"кондиционер"}
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text("аб", max_size=9), st.text("аб", max_size=9), st.integers(0, 3))
+def test_within_is_distance_compared(a: str, b: str, edits: int) -> None:
+    """Letters alike at both ends set aside, as `within` does, the distance is the same."""
+    assert within(a, b, edits) == (distance(a, b) <= edits)
+
+
 def test_the_typo_index_holds_only_russian_words_long_enough_to_forgive_a_typo() -> None:
     speller = Speller(["кондиционер", "пол", "сплит+система", "split", "ремонт"])
     assert speller.correct(("кондицонер", "пл", "сплитсистема", "splat", "рем0нт")) == {"кондиционер", "ремонт"}
@@ -110,7 +158,7 @@ def test_the_typo_index_holds_only_russian_words_long_enough_to_forgive_a_typo()
     # A letter that is not Russian is an edit, as any other: a model number is no typo.
     assert Speller(["кондиционер"]).correct(("кондиционер12",)) == {"кондиционер"}
     assert Speller(["кондиционер"]).correct(("кондиционер123", "кондиционер000123х")) == frozenset()
-    assert all(re.fullmatch("[а-я]+", spelling) for spelling in speller._spellings)
+    assert all(re.fullmatch("[а-я]+", spelling) for spellings in speller._by_start for spelling in spellings)
 
 
 def matches(keyword: str, phrase: str) -> bool:

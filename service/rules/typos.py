@@ -3,9 +3,9 @@
 A phrase word no dictionary knows («кандиционер», «ремон») stands for a keyword term when it is
 within one edit (letters inserted, deleted, replaced or two swapped) of a term of five letters
 or more, or two edits of one of nine or more. A word the dictionary knows is never a typo: it
-means itself («покупка» is not «купить»). The terms' deletions are indexed when rules load
-(SymSpell's method), so a correction costs a few dictionary lookups, not a scan of the
-keywords, and is remembered per site.
+means itself («покупка» is not «купить»). The deletions of the terms' first letters are indexed
+when rules load (SymSpell's method), so a correction costs a few dictionary lookups, not a scan
+of the keywords, and is remembered per site.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from collections.abc import Iterable
 from service.rules.words import readings
 
 WORDS_KEPT = 4096  # corrections remembered per site
+# The letters of a word and of a spelling that deletions are made of (SymSpell's prefix): a
+# long word's typo is found by its start, which the lemmas guessed for it share. At ten, a
+# spelling cut short has eleven letters or more; a word within two edits of it has nine or
+# more, whose deletions go to two edits anyway, so nothing within reach is missed.
+PREFIX = 10
 _NUMBER_BITS = 20  # a site's keywords have fewer than a million spellings
 _NUMBER = (1 << _NUMBER_BITS) - 1
 _RUSSIAN_WORD = re.compile(r"[а-я]+")
@@ -35,18 +40,25 @@ class Speller:
 
     def __init__(self, spellings: Iterable[str]) -> None:
         kept = sorted({s for s in spellings if _RUSSIAN_WORD.fullmatch(s) and budget(s)})
-        self._spellings = tuple(kept[:_NUMBER + 1])
         # A longer word is no typo of any: its deletions need not be made (a phrase of one word
         # of 200 letters would make 20,000).
-        self._longest = max(map(len, self._spellings), default=0)
+        self._longest = max(map(len, kept), default=0)
+        # The spellings by their start («кондиционе»: кондиционер, кондиционера...), whose
+        # deletions are indexed once for them all. Spellings that share a start forgive as many
+        # edits: those of ten letters or more, two.
+        starts: dict[str, list[str]] = {}
+        for spelling in kept:
+            starts.setdefault(spelling[:PREFIX], []).append(spelling)
+        grouped = list(itertools.islice(starts.items(), _NUMBER + 1))
+        self._by_start = tuple(tuple(found) for _, found in grouped)
         # Each deletion as one machine word, sorted: its hash's top bits, then the number of the
-        # spelling it came from; far smaller than a dict of strings (docs/PERFORMANCE.md). A hash
-        # that collides only brings a spelling that `distance` then turns down. Sorted a
+        # start it came from; far smaller than a dict of strings (docs/PERFORMANCE.md). A hash
+        # that collides only brings spellings that `distance` then turns down. Sorted a
         # sixteenth at a time (by their top bits), so that loading the rules never holds a Python
         # object per deletion.
         parts = [array.array("q") for _ in range(16)]
-        for number, spelling in enumerate(self._spellings):
-            for deleted in _deletions(spelling, budget(spelling)):
+        for number, (start, _) in enumerate(grouped):
+            for deleted in _deletions(start, budget(start)):
                 key = _hashed(deleted) | number
                 parts[(key >> 60) + 8].append(key)
         self._deletions = array.array("q")
@@ -72,21 +84,22 @@ class Speller:
                 self._known.clear()
             found = self._known[words] = frozenset().union(*(
                 readings(spelling) for spelling in self._near(words)
-                if any(distance(word, spelling) <= budget(spelling) for word in words)))
+                if any(within(word, spelling, budget(spelling)) for word in words)))
         return found
 
     def _near(self, words: tuple[str, ...]) -> set[str]:
         """The spellings that share a deletion with one of `words`: a word and the lemmas
         guessed for it share most of theirs, so each is looked up once."""
-        found: set[str] = set()
-        wanted: set[str] = set()
+        starts: set[tuple[str, int]] = set()  # the words' starts, and the edits their deletions go to
         for word in words:
             # A spelling within two edits is at most two letters longer or shorter than the word.
             # Each letter that is not Russian (a model number's digits) costs an edit of its own.
             if len(word) <= self._longest + 2 and len(_NOT_RUSSIAN.findall(word)) <= 2:
                 # Two of the word's letters deleted meet a spelling's deletions only where that
                 # spelling forgives two edits (nine letters or more) and is no longer than the word.
-                wanted |= _deletions(word, 2 if len(word) >= 9 else 1)
+                starts.add((word[:PREFIX], 2 if len(word) >= 9 else 1))
+        wanted = set().union(*itertools.starmap(_deletions, starts))
+        found: set[str] = set()
         deletions, bits, slots = self._deletions, self._bits, self._slots
         for deleted in wanted:
             hashed = hash(deleted) >> _NUMBER_BITS
@@ -96,7 +109,7 @@ class Speller:
             key = hashed << _NUMBER_BITS
             at = bisect.bisect_left(deletions, key)
             while at < len(deletions) and deletions[at] & ~_NUMBER == key:
-                found.add(self._spellings[deletions[at] & _NUMBER])
+                found.update(self._by_start[deletions[at] & _NUMBER])
                 at += 1
         return found
 
@@ -111,8 +124,23 @@ def _deletions(word: str, edits: int) -> set[str]:
     if edits:  # slices: half the cost of joining combinations of one letter fewer
         found.update([word[:i] + word[i + 1:] for i in range(len(word))])
     if edits == 2 and len(word) >= 2:
-        found.update("".join(kept) for kept in itertools.combinations(word, len(word) - 2))
+        found.update(map("".join, itertools.combinations(word, len(word) - 2)))
     return found
+
+
+def within(a: str, b: str, edits: int) -> bool:
+    """Whether `distance(a, b) <= edits`, measured between what is left of the two once the
+    letters they start and end with alike are set aside: of a typo, a letter or two."""
+    if abs(len(a) - len(b)) > edits:
+        return False
+    shorter = min(len(a), len(b))
+    start = 0
+    while start < shorter and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < shorter - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    return distance(a[start:len(a) - end], b[start:len(b) - end]) <= edits
 
 
 def distance(a: str, b: str) -> int:
