@@ -27,10 +27,11 @@ from service.rules.engine import Site, decide
 from service.rules.morphology import ANALYZER, is_known, likeliest_tag, normal_forms
 from service.rules.patterns import AnyOf, Linear
 from service.rules.phrase import _SEPARATOR, insert_keyword, normalise, parse_traffic, percent_decoded, referral
-from service.rules.typos import budget, distance
+from service.rules.typos import budget
 from service.rules.words import KeywordTerms, keyword_terms, read, readings
 from service.tracking.visitors import AGENT_READ, is_bot
 from tests.conftest import BROWSER, swaps_of
+from tests.edits import distance
 from tests.test_engine import compile_site, make_visit
 from tests.test_snippet import Fixtures, browser, decided, fixtures, service, url
 

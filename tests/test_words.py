@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.rules.typos import Speller, budget, distance, within
+from service.rules.typos import Speller, budget, within
 from service.rules.words import keyword_terms, read, readings, spelt_in_cyrillic
+from tests.edits import distance
 
 
 def test_a_phrase_reads_every_dictionary_reading_of_its_words() -> None:
@@ -89,6 +90,7 @@ def test_words_a_dictionary_knows_are_never_typos() -> None:
 ])
 def test_distance_counts_insertions_deletions_replacements_and_swaps(a: str, b: str, edits: int) -> None:
     assert distance(a, b) == edits == distance(b, a)
+    assert within(a, b, edits) and within(b, a, edits) and not within(a, b, edits - 1)
 
 
 RUSSIAN_WORDS = st.text("абвгдежзийклмнопрстуфхцчшщъыьэюя", min_size=1, max_size=12)
@@ -147,7 +149,8 @@ def test_a_typo_at_the_start_of_a_long_term_is_found() -> None:
 @settings(max_examples=2000, deadline=None)
 @given(st.text("аб", max_size=9), st.text("аб", max_size=9), st.integers(0, 3))
 def test_within_is_distance_compared(a: str, b: str, edits: int) -> None:
-    """Letters alike at both ends set aside, as `within` does, the distance is the same."""
+    """`within` tries the edits one by one where the words first differ: as far as a typo's
+    edits go, it tells what the distance does."""
     assert within(a, b, edits) == (distance(a, b) <= edits)
 
 

@@ -53,7 +53,7 @@ class Speller:
         self._by_start = tuple(tuple(found) for _, found in grouped)
         # Each deletion as one machine word, sorted: its hash's top bits, then the number of the
         # start it came from; far smaller than a dict of strings (docs/PERFORMANCE.md). A hash
-        # that collides only brings spellings that `distance` then turns down. Sorted a
+        # that collides only brings spellings that `within` then turns down. Sorted a
         # sixteenth at a time (by their top bits), so that loading the rules never holds a Python
         # object per deletion.
         parts = [array.array("q") for _ in range(16)]
@@ -129,31 +129,20 @@ def _deletions(word: str, edits: int) -> set[str]:
 
 
 def within(a: str, b: str, edits: int) -> bool:
-    """Whether `distance(a, b) <= edits`, measured between what is left of the two once the
-    letters they start and end with alike are set aside: of a typo, a letter or two."""
+    """Whether `edits` make one word of the other: letters inserted, deleted or replaced, or two
+    neighbours swapped (optimal string alignment). Past the letters both start with, each edit
+    the first letter left may take is tried, with one edit fewer: a typo's are one or two."""
     if abs(len(a) - len(b)) > edits:
         return False
     shorter = min(len(a), len(b))
     start = 0
     while start < shorter and a[start] == b[start]:
         start += 1
-    end = 0
-    while end < shorter - start and a[-1 - end] == b[-1 - end]:
-        end += 1
-    return distance(a[start:len(a) - end], b[start:len(b) - end]) <= edits
-
-
-def distance(a: str, b: str) -> int:
-    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
-    neighbouring letters, each one edit."""
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y))
-            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
-                cost = min(cost, previous2[j - 2] + 1)
-            current.append(cost)
-        previous2, previous = previous, current
-    return previous[-1]
+    if start == shorter:  # what is left of the longer is letters inserted
+        return True
+    a, b = a[start:], b[start:]
+    return edits > 0 and (
+        within(a[1:], b[1:], edits - 1)  # replaced
+        or within(a[1:], b, edits - 1)  # deleted
+        or within(a, b[1:], edits - 1)  # inserted
+        or (a[1:2] == b[:1] and a[:1] == b[1:2] and within(a[2:], b[2:], edits - 1)))  # swapped
