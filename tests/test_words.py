@@ -161,7 +161,7 @@ def test_the_typo_index_holds_only_russian_words_long_enough_to_forgive_a_typo()
     # A letter that is not Russian is an edit, as any other: a model number is no typo.
     assert Speller(["кондиционер"]).correct(("кондиционер12",)) == {"кондиционер"}
     assert Speller(["кондиционер"]).correct(("кондиционер123", "кондиционер000123х")) == frozenset()
-    assert all(re.fullmatch("[а-я]+", spelling) for spellings in speller._by_start for spelling in spellings)
+    assert all(re.fullmatch("[а-я]+", spelling) for spelling in speller._spellings)
 
 
 def matches(keyword: str, phrase: str) -> bool:

@@ -40,24 +40,24 @@ class Speller:
 
     def __init__(self, spellings: Iterable[str]) -> None:
         kept = sorted({s for s in spellings if _RUSSIAN_WORD.fullmatch(s) and budget(s)})
+        self._spellings = tuple(kept[:_NUMBER + 1])
         # A longer word is no typo of any: its deletions need not be made (a phrase of one word
         # of 200 letters would make 20,000).
-        self._longest = max(map(len, kept), default=0)
-        # The spellings by their start («кондиционе»: кондиционер, кондиционера...), whose
-        # deletions are indexed once for them all. Spellings that share a start forgive as many
-        # edits: those of ten letters or more, two.
-        starts: dict[str, list[str]] = {}
-        for spelling in kept:
-            starts.setdefault(spelling[:PREFIX], []).append(spelling)
-        grouped = list(itertools.islice(starts.items(), _NUMBER + 1))
-        self._by_start = tuple(tuple(found) for _, found in grouped)
+        self._longest = max(map(len, self._spellings), default=0)
+        # Spellings by their start («кондиционе»: кондиционер, кондиционера...), neighbours in
+        # their order, from one bound to the next: a start's deletions are indexed once for them
+        # all, which forgive as many edits (those of ten letters or more, two).
+        firsts: dict[str, int] = {}
+        for number, spelling in enumerate(self._spellings):
+            firsts.setdefault(spelling[:PREFIX], number)
+        self._bounds = array.array("I", [*firsts.values(), len(self._spellings)])
         # Each deletion as one machine word, sorted: its hash's top bits, then the number of the
         # start it came from; far smaller than a dict of strings (docs/PERFORMANCE.md). A hash
         # that collides only brings spellings that `within` then turns down. Sorted a
         # sixteenth at a time (by their top bits), so that loading the rules never holds a Python
         # object per deletion.
         parts = [array.array("q") for _ in range(16)]
-        for number, (start, _) in enumerate(grouped):
+        for number, start in enumerate(firsts):
             for deleted in _deletions(start, budget(start)):
                 key = _hashed(deleted) | number
                 parts[(key >> 60) + 8].append(key)
@@ -109,7 +109,8 @@ class Speller:
             key = hashed << _NUMBER_BITS
             at = bisect.bisect_left(deletions, key)
             while at < len(deletions) and deletions[at] & ~_NUMBER == key:
-                found.update(self._by_start[deletions[at] & _NUMBER])
+                number = deletions[at] & _NUMBER
+                found.update(self._spellings[self._bounds[number]:self._bounds[number + 1]])
                 at += 1
         return found
 
