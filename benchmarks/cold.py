@@ -88,9 +88,11 @@ def made_up_word(n: int) -> str:
 
 
 def typos(word: str) -> list[str]:
-    """A word with two neighbouring letters swapped, and with one left out, at each place."""
+    """A word with two neighbouring letters swapped, with one left out, and with one doubled,
+    at each place."""
     return [*(word[:at] + word[at + 1] + word[at] + word[at + 2:] for at in range(len(word) - 1)),
-            *(word[:at] + word[at + 1:] for at in range(len(word)))]
+            *(word[:at] + word[at + 1:] for at in range(len(word))),
+            *(word[:at] + word[at] + word[at:] for at in range(len(word)))]
 
 
 def noun(n: int) -> str:
@@ -121,6 +123,8 @@ def cold_path(n: int, phrase: str) -> str:
 def paths(requests: int) -> dict[str, list[str]]:
     """Each kind's requests, and as many with the known phrase (second, as it always came: the
     memos and the store as 200 new visitors leave them); each request a new visitor."""
+    if requests > len(KEYWORD_TYPOS):  # a typo searched again would be one the memos know
+        raise SystemExit(f"--requests: at most {len(KEYWORD_TYPOS)}, the typos of the keywords' words made here")
     made = {kind: [cold_path(number * requests + n, phrase(n)) for n in range(requests)]
             for number, (kind, phrase) in enumerate(NEVER_SEEN.items())}
     known = [cold_path(len(made) * requests + n, KNOWN_PHRASE) for n in range(requests)]
