@@ -136,7 +136,10 @@ def _latin_russian(text: str) -> tuple[list[str], list[str]]:
     """A phrase's Latin words as Russian spelt in Latin letters («kupit kondicioner»), and as
     typed with the keyboard in its Latin layout («rjylbwbjyth»); each empty unless the phrase
     so read has a dictionary word of five letters or more: «sale» is no «сале»."""
-    tokens = [token for token in text.lower().split() if _LATIN.search(token) and not _CYRILLIC.search(token)]
+    lowered = text.lower()
+    if not _LATIN.search(lowered):  # most phrases: read once, not word by word
+        return [], []
+    tokens = [token for token in lowered.split() if _LATIN.search(token) and not _CYRILLIC.search(token)]
     if not tokens:
         return [], []
     spelt = [word for token in tokens for word in normalise(spelt_in_cyrillic(token)).split()]  # «stal'»
