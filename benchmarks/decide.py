@@ -96,10 +96,10 @@ def main() -> None:
             others.append(start_service(f"{redis_url}/1", LOAD_RULES, work, cpus=SERVER_CPUS if PINNED else None,
                                         name="baseline", tree=args.baseline.resolve()))
         try:
-            files = {server.name: request_files(server, work / server.name, args.visitors)
-                     for server in (service, *others[1:])}
-            report["versus_bare"] = versus_bare(service, others, files, args, store_pid(redis_url))
-            files = files[service.name]
+            each = {server.name: request_files(server, work / server.name, args.visitors)
+                    for server in (service, *others[1:])}
+            report["versus_bare"] = versus_bare(service, others, each, args, store_pid(redis_url))
+            files = each[service.name]
             report["rss_mb_one_worker"] = round(rss_mb(service.worker_pids()[0]), 1)
             if args.profile:
                 report["profile"] = profiles(service, files, args, work)
