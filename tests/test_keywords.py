@@ -64,7 +64,12 @@ def test_each_kind_of_match_is_mostly_found(site: Site, kind: str) -> None:
     ("ru", "rjylbwbjyth", "Кондиционер"),  # typed in the Latin layout: retyped
     ("ru", "Rjylbwbjyth Ghjlf;f", "Кондиционер продажа"),
     ("ru", "kupit kondicioner", "Кондиционеры"),  # Russian in Latin letters: the default, not «Купит кондиционер»
-    ("ru", "купить кандиционер", "Купить кандиционер"),  # a typo is printed as typed, as before
+    # A typo of the site's keywords is printed as they write it, in the form typed.
+    ("ru", "купить кандиционер", "Купить кондиционер"),
+    ("ru", "Окндиционеры недорого!", "Кондиционеры недорого!"),
+    ("ru", "кандиционерами", "Кондиционерами"),
+    ("ru", "сплит-ситсемы в москве", "Сплит-системы в москве"),
+    ("ru", "купить кондиционер бебабаба", "Купить кондиционер бебабаба"),  # no keyword's typo: as typed
     ("ru", "split system", "Кондиционеры"),  # reads as Russian («сплит»): the default on a Russian site
     ("en", "split system", "Split system"),
 ])

@@ -164,6 +164,41 @@ def test_the_typo_index_holds_only_russian_words_long_enough_to_forgive_a_typo()
     assert all(re.fullmatch("[а-я]+", spelling) for spelling in speller._spellings)
 
 
+@pytest.mark.parametrize(("phrase", "respelt"), [
+    ("Купить окндиционер", "Купить кондиционер"),  # the spelling nearest the word
+    ("КУПИТЬ ОКНДИЦИОНЕР", "КУПИТЬ КОНДИЦИОНЕР"),  # in the case typed
+    ("купить кондиционерв", "купить кондиционеры"),  # one edit from both: the one as long
+    ("рем0нт кондицонера", "ремонт кондиционера"),  # its form, from the lemma guessed for it
+    ("недорого кандиционерами", "недорого кондиционерами"),
+    ("ремонт сплит ситсем", "ремонт сплит систем"),
+    ("сплит-ситсема, срочно", "сплит-система, срочно"),
+    ("купить бебабаба", "купить бебабаба"),  # no keyword's typo
+    ("Купит кондиционер", "Купит кондиционер"),  # a word the dictionary knows is no typo
+])
+def test_a_typo_is_respelt_as_the_keywords_write_it(phrase: str, respelt: str) -> None:
+    speller = Speller(["кондиционер", "кондиционеры", "купить", "сплит", "система", "ремонт"])
+    assert speller.respell(phrase, read(phrase).unknown) == respelt
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.lists(TYPED_WORDS | st.sampled_from(["КОНДИЦИОНЕР", "Система", "ёлка", "-", "!", "_"]),
+                           min_size=1, max_size=6))
+def test_respelling_changes_words_only_and_each_to_a_near_one(data: st.DataObject, words: list[str]) -> None:
+    terms = ["кондиционер", "кондиционеры", "система", "ремонт"]
+    words += [data.draw(typo_of(data.draw(st.sampled_from(terms))))]
+    phrase = " ".join(data.draw(st.permutations(words)))
+    respelt = Speller(terms).respell(phrase, read(phrase).unknown)
+    split, typed = re.split(r"[^\W_]+", respelt), re.split(r"[^\W_]+", phrase)
+    assert split == typed  # the spaces, hyphens and signs between words as they were
+    for before, after in zip(re.findall(r"[^\W_]+", phrase), re.findall(r"[^\W_]+", respelt), strict=True):
+        assert after == before or distance(before.lower(), after.lower()) <= 3
+
+
+def test_a_word_the_keywords_write_as_typed_is_kept_as_typed() -> None:
+    """A brand no dictionary knows is a keyword's own word, not a typo: its letters' case stays."""
+    assert Speller(["мидея", "кондиционер"]).respell("МиДея кондицонер", ("мидея", "кондицонер")) == "МиДея кондиционер"
+
+
 def matches(keyword: str, phrase: str) -> bool:
     """As a site whose only keyword this is matches (Site.match), typos aside."""
     terms, reading = keyword_terms(keyword), read(phrase)

@@ -722,8 +722,11 @@ def _forced_variant(experiment: Experiment, forced: Mapping[str, str]) -> Varian
 
 def _context(site: Site, view: PageView) -> dict[str, Any]:
     traffic = view.traffic
+    keyword = _keyword(traffic.phrase, site.language)
+    if view.reading.unknown and keyword.phrase:  # its typos of the site's keywords, as they spell them
+        keyword = Keyword(site.speller.respell(keyword.phrase, view.reading.unknown))
     context: dict[str, Any] = {
-        "keyword": _keyword(traffic.phrase, site.language),
+        "keyword": keyword,
         "phrase": traffic.phrase or "",
         "source": traffic.source or "",
         "medium": traffic.medium,

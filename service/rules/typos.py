@@ -5,7 +5,8 @@ within one edit (letters inserted, deleted, replaced or two swapped) of a term o
 or more, or two edits of one of nine or more. A word the dictionary knows is never a typo: it
 means itself («покупка» is not «купить»). The deletions of the terms' first letters are indexed
 when rules load (SymSpell's method), so a correction costs a few dictionary lookups, not a scan
-of the keywords, and is remembered per site.
+of the keywords, and is remembered per site. Keyword insertion prints such a typo as the
+keywords write it (`Speller.respell`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import bisect
 import itertools
 import re
 from collections.abc import Iterable
+from typing import NamedTuple
 
+from service.rules.phrase import normalise
 from service.rules.words import readings
 
 WORDS_KEPT = 4096  # corrections remembered per site
@@ -28,6 +31,7 @@ _NUMBER_BITS = 20  # a site's keywords have fewer than a million spellings
 _NUMBER = (1 << _NUMBER_BITS) - 1
 _RUSSIAN_WORD = re.compile(r"[а-я]+")
 _NOT_RUSSIAN = re.compile(r"[^а-я]")
+_WORD = re.compile(r"[^\W_]+")  # of a phrase as typed (`phrase.normalise`): a typo's digits too («рем0нт»)
 
 
 def budget(term: str) -> int:
@@ -71,20 +75,47 @@ class Speller:
         for key in self._deletions:
             slot = key >> _NUMBER_BITS & self._slots
             self._bits[slot >> 3] |= 1 << (slot & 7)
-        self._known: dict[tuple[str, ...], frozenset[str]] = {}
+        self._known: dict[tuple[str, ...], _Correction] = {}
 
     def __len__(self) -> int:
         return len(self._deletions)
 
     def correct(self, words: tuple[str, ...]) -> frozenset[str]:
         """The lemmas of the words these are typos of."""
+        return self._corrected(words).lemmas
+
+    def respell(self, phrase: str, words: tuple[str, ...]) -> str:
+        """The phrase with each of its words that is a typo of these as the site's keywords
+        would write it: the spelling nearest the word («Купить окндиционер» → «Купить
+        кондиционер»), or one near a lemma guessed for it, in the word's form («кандиционерами»,
+        guessed кандиционер: «кондиционерами»)."""
+        typo_of = self._corrected(words).typo_of
+        if not typo_of:
+            return phrase
+
+        def respelt(typed: re.Match[str]) -> str:
+            word = normalise(typed[0])
+            lemmas = [lemma for lemma in readings(word) if lemma in typo_of and lemma != word]
+            if word not in typo_of and not lemmas:
+                return typed[0]
+            # The spellings near the word, and those near a lemma guessed for it in the word's
+            # form, where they are lemmas too («кондиционера» is none: no «кондиционераы»).
+            made = {*typo_of.get(word, ()), *(_in_form(spelling, lemma, word) for lemma in lemmas
+                                              for spelling in typo_of[lemma] if spelling in readings(spelling))}
+            return typed[0] if word in made else _cased(_nearest(word, made), typed[0])
+
+        return _WORD.sub(respelt, phrase)
+
+    def _corrected(self, words: tuple[str, ...]) -> _Correction:
         found = self._known.get(words)
         if found is None:
             if len(self._known) >= WORDS_KEPT:
                 self._known.clear()
-            found = self._known[words] = frozenset().union(*(
-                readings(spelling) for spelling in self._near(words)
-                if any(within(word, spelling, budget(spelling)) for word in words)))
+            near = self._near(words)
+            typo_of = {word: spellings for word in words
+                       if (spellings := [s for s in near if within(word, s, budget(s))])} if near else {}
+            found = self._known[words] = _Correction(
+                frozenset().union(*(readings(s) for spellings in typo_of.values() for s in spellings)), typo_of)
         return found
 
     def _near(self, words: tuple[str, ...]) -> set[str]:
@@ -115,6 +146,35 @@ class Speller:
         return found
 
 
+class _Correction(NamedTuple):
+    lemmas: frozenset[str]  # of every spelling some word is a typo of
+    typo_of: dict[str, list[str]]  # each such word, and those spellings
+
+
+def _nearest(word: str, spellings: set[str]) -> str:
+    """The spelling fewest edits away, and the one as long as the word where two are:
+    «кондиционерв» is «кондиционеры» rather than «кондиционер»."""
+    nearest = next((found for edits in (1, 2) if (found := [s for s in spellings if within(word, s, edits)])),
+                   spellings)
+    return min(nearest, key=lambda spelling: (abs(len(spelling) - len(word)), spelling))
+
+
+def _in_form(spelling: str, lemma: str, word: str) -> str:
+    """`spelling` ending as `word` does where `lemma` ends otherwise (from кандиционер to
+    кандиционерами: кондиционер to кондиционерами); `spelling` itself where it ends otherwise."""
+    same = next((at for at, (a, b) in enumerate(zip(lemma, word, strict=False)) if a != b),
+                min(len(lemma), len(word)))
+    ending = lemma[same:]
+    return spelling[:len(spelling) - len(ending)] + word[same:] if spelling.endswith(ending) else spelling
+
+
+def _cased(spelling: str, typed: str) -> str:
+    """The spelling in the letter case of the word typed: КОНДИЦИОНЕР, Кондиционер, кондиционер."""
+    if typed.isupper() and len(typed) > 1:
+        return spelling.upper()
+    return spelling.capitalize() if typed[0].isupper() else spelling
+
+
 def _hashed(deleted: str) -> int:
     return (hash(deleted) >> _NUMBER_BITS) << _NUMBER_BITS
 
@@ -133,6 +193,8 @@ def within(a: str, b: str, edits: int) -> bool:
     """Whether `edits` make one word of the other: letters inserted, deleted or replaced, or two
     neighbours swapped (optimal string alignment). Past the letters both start with, each edit
     the first letter left may take is tried, with one edit fewer: a typo's are one or two."""
+    if not edits:
+        return a == b
     if abs(len(a) - len(b)) > edits:
         return False
     shorter = min(len(a), len(b))
@@ -142,8 +204,7 @@ def within(a: str, b: str, edits: int) -> bool:
     if start == shorter:  # what is left of the longer is letters inserted
         return True
     a, b = a[start:], b[start:]
-    return edits > 0 and (
-        within(a[1:], b[1:], edits - 1)  # replaced
-        or within(a[1:], b, edits - 1)  # deleted
-        or within(a, b[1:], edits - 1)  # inserted
-        or (a[1:2] == b[:1] and a[:1] == b[1:2] and within(a[2:], b[2:], edits - 1)))  # swapped
+    return (within(a[1:], b[1:], edits - 1)  # replaced
+            or within(a[1:], b, edits - 1)  # deleted
+            or within(a, b[1:], edits - 1)  # inserted
+            or (a[1:2] == b[:1] and a[:1] == b[1:2] and within(a[2:], b[2:], edits - 1)))  # swapped
