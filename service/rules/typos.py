@@ -95,6 +95,8 @@ class Speller:
 
         def respelt(typed: re.Match[str]) -> str:
             word = normalise(typed[0])
+            if word not in words:  # a word the dictionary knows, or one too short for a typo
+                return typed[0]
             lemmas = [lemma for lemma in readings(word) if lemma in typo_of and lemma != word]
             if word not in typo_of and not lemmas:
                 return typed[0]
@@ -115,7 +117,8 @@ class Speller:
             typo_of = {word: spellings for word in words
                        if (spellings := [s for s in near if within(word, s, budget(s))])} if near else {}
             found = self._known[words] = _Correction(
-                frozenset().union(*(readings(s) for spellings in typo_of.values() for s in spellings)), typo_of)
+                frozenset().union(*(readings(s) for spellings in typo_of.values() for s in spellings)),
+                typo_of) if typo_of else _NO_TYPOS
         return found
 
     def _near(self, words: tuple[str, ...]) -> set[str]:
@@ -149,6 +152,9 @@ class Speller:
 class _Correction(NamedTuple):
     lemmas: frozenset[str]  # of every spelling some word is a typo of
     typo_of: dict[str, list[str]]  # each such word, and those spellings
+
+
+_NO_TYPOS = _Correction(frozenset(), {})  # what most words get: one for all, not one each in the memo
 
 
 def _nearest(word: str, spellings: set[str]) -> str:
