@@ -724,7 +724,9 @@ def _context(site: Site, view: PageView) -> dict[str, Any]:
     traffic = view.traffic
     keyword = _keyword(traffic.phrase, site.language)
     if view.reading.unknown and keyword.phrase:  # its typos of the site's keywords, as they spell them
-        keyword = Keyword(site.speller.respell(keyword.phrase, view.reading.unknown))
+        respelt = site.speller.respell(keyword.phrase, view.reading.unknown)
+        if respelt != keyword.phrase:  # else the one remembered for the phrase, not one more per plan
+            keyword = Keyword(respelt)
     context: dict[str, Any] = {
         "keyword": keyword,
         "phrase": traffic.phrase or "",
