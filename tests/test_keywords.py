@@ -70,6 +70,10 @@ def test_each_kind_of_match_is_mostly_found(site: Site, kind: str) -> None:
     ("ru", "кандиционерами", "Кондиционерами"),
     ("ru", "сплит-ситсемы в москве", "Сплит-системы в москве"),
     ("ru", "купить кондиционер бебабаба", "Купить кондиционер бебабаба"),  # no keyword's typo: as typed
+    # Invisible characters a crafted link carries are not printed: «\u202e» would show the text reversed.
+    ("ru", "\u202eкупить кондиционер", "Купить кондиционер"),
+    ("ru", "купить\x00кондиционер", "Купить кондиционер"),
+    ("ru", "конди\u00adционер", "Кондиционер"),
     ("ru", "split system", "Кондиционеры"),  # reads as Russian («сплит»): the default on a Russian site
     ("en", "split system", "Split system"),
 ])

@@ -97,6 +97,7 @@ def test_parse_traffic_never_raises_and_cleans_the_phrase(page_url: str, referre
     if traffic.phrase is not None:
         assert 0 < len(traffic.phrase) <= 200
         assert traffic.phrase == " ".join(traffic.phrase.split())  # whitespace folded and trimmed
+        assert not {unicodedata.category(char) for char in traffic.phrase} & {"Cc", "Cf"}  # nothing invisible
         assert read(traffic.phrase).lemmas == read(normalise(traffic.phrase)).lemmas  # and the matcher takes it
     assert traffic.medium
 

@@ -43,6 +43,11 @@ _PLAIN = re.compile(rf"[\w.-]{{1,{_MAX_LENGTH}}}", re.ASCII)
 # Unfilled ad-system macros such as "{keyword}" or "{{campaign}}" carry no data.
 _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
 
+# What no search phrase or campaign name holds but a crafted link can: control characters (NUL,
+# escape...), read as spaces, and invisible format characters (a bidi override shows the text
+# after it reversed, zero-width spaces and soft hyphens split a word unseen), dropped.
+_INVISIBLE = {"Cc": " ", "Cf": ""}
+
 # Anything but a letter or digit, except a hyphen between two of them ("wi-fi").
 _SEPARATOR = re.compile(r"(?:_|[^\w-]|(?<![^\W_])-|-(?![^\W_]))+")
 
@@ -199,10 +204,17 @@ def _text(value: str | None) -> str | None:
             value = raw.decode("cp1251")
         except UnicodeDecodeError:
             value = raw.decode("utf-8", "replace")
-    value = " ".join(value.split())[:_MAX_LENGTH].rstrip()
+    value = " ".join(_visible(value).split())[:_MAX_LENGTH].rstrip()
     if not value or _PLACEHOLDER.fullmatch(value):
         return None
     return value
+
+
+def _visible(text: str) -> str:
+    """The text without its control and format characters (`_INVISIBLE`)."""
+    if text.isprintable():  # nearly always: one pass in C
+        return text
+    return "".join([_INVISIBLE.get(unicodedata.category(char), char) for char in text])
 
 
 def percent_decoded(value: str) -> bytes | None:
