@@ -167,6 +167,7 @@ def test_cors_allows_site_origins_only(client: TestClient) -> None:
         ({"site": "demo", "url": "/", "vid": "v" * 200}, {}, 400, "parameter_too_long"),
         ({"site": "demo", "url": "/"}, {"x-forwarded-for": "not-an-ip"}, 400, "invalid_forwarded_for"),
         ({"site": "demo", "url": "/"}, {"x-forwarded-for": "1.2.3.4, 999.1.1.1"}, 400, "invalid_forwarded_for"),
+        ({"site": "demo", "url": "/"}, {"x-forwarded-for": "1.2.3.4, unknown"}, 400, "invalid_forwarded_for"),
         ({"site": "demo", "url": "/"}, {"x-forwarded-for": ",".join(["1.1.1.1"] * 40)}, 400,
          "invalid_forwarded_for"),
     ],

@@ -103,6 +103,13 @@ def test_only_the_configured_proxies_may_name_the_client(tmp_path: Path, valkey_
      "203.0.113.7"),
     ("10.0.0.5", [(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-for", b"10.0.0.9")], "203.0.113.7"),
     ("10.0.0.5", [(b"user-agent", b"x")], "10.0.0.5"),  # no header: the proxy itself
+    # what the client wrote is not read, so nothing there refuses it: Squid's "unknown", junk
+    ("10.0.0.5", [(b"x-forwarded-for", b"unknown, 203.0.113.7")], "203.0.113.7"),
+    ("10.0.0.5", [(b"x-forwarded-for", b"<script>, 999.1.1.1, 203.0.113.7, 10.0.0.9")], "203.0.113.7"),
+    # a port, as some load balancers write it
+    ("10.0.0.5", [(b"x-forwarded-for", b"203.0.113.7:5555")], "203.0.113.7"),
+    ("10.0.0.5", [(b"x-forwarded-for", b"[2001:db8::7]:443, 10.0.0.9:80")], "2001:db8::7"),
+    ("10.0.0.5", [(b"x-forwarded-for", b"2001:db8::7")], "2001:db8::7"),
 ])
 def test_the_client_is_the_rightmost_address_our_proxies_did_not_write(
         peer: str, headers: list[tuple[bytes, bytes]], client: str) -> None:

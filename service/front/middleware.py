@@ -82,11 +82,24 @@ class TrustedProxies:
         return any(ip in network for network in self.networks)
 
     def _rightmost_untrusted(self, header: str) -> str:
-        hops = [hop.strip() for hop in header.split(",")]
+        """The client, written by a proxy of ours. What stands left of it the client (or a proxy
+        of its own: Squid writes "unknown") wrote, and is not read: nothing there refuses it."""
+        hops = header.split(",")
         if len(hops) > 32 or len(header) > 2048:
             raise ValueError("too many hops")
-        addresses = [str(ipaddress.ip_address(hop)) for hop in hops]
-        for address in reversed(addresses):
+        for hop in reversed(hops):
+            address = _address(hop)
             if not self._is_trusted(address):
                 return address
-        return addresses[0]
+        return address  # every hop one of ours: the farthest
+
+
+def _address(hop: str) -> str:
+    """A hop's address: 203.0.113.7 or 2001:db8::1, or either with the port some load balancers
+    add (Azure's: 203.0.113.7:5555, [2001:db8::1]:443)."""
+    hop = hop.strip()
+    if hop.startswith("["):
+        hop = hop[1:].partition("]")[0]
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
+    return str(ipaddress.ip_address(hop))
