@@ -26,7 +26,15 @@ from service.front.decide import _query, _unquote
 from service.rules.engine import Site, decide
 from service.rules.morphology import ANALYZER, is_known, likeliest_tag, normal_forms
 from service.rules.patterns import AnyOf, Linear
-from service.rules.phrase import _SEPARATOR, insert_keyword, normalise, parse_traffic, percent_decoded, referral
+from service.rules.phrase import (
+    _SEPARATOR,
+    insert_keyword,
+    normalise,
+    parse_traffic,
+    percent_decoded,
+    referral,
+    unicode_host,
+)
 from service.rules.typos import budget
 from service.rules.words import KeywordTerms, keyword_terms, read, readings
 from service.tracking.visitors import AGENT_READ, is_bot
@@ -113,7 +121,7 @@ def test_a_referrers_host_is_the_one_the_standard_library_reads_in_the_whole_url
         host = parts.hostname if parts.scheme in ("http", "https", "android-app") else None
     except ValueError:
         host = None
-    assert referral(referrer).host == ((host or "").rstrip(".").removeprefix("www.")[:200] or None)
+    assert referral(referrer).host == (unicode_host((host or "").rstrip(".").removeprefix("www."))[:200] or None)
 
 
 # Printable text a person could search for; braces aside (an unfilled "{keyword}" macro is

@@ -164,9 +164,21 @@ def _origin(address: str) -> Referral:
         return NO_REFERRAL
     if parts.scheme not in _REFERRER_SCHEMES or not parts.hostname:
         return NO_REFERRAL
-    host = parts.hostname.rstrip(".").removeprefix("www.")[:_MAX_LENGTH]
+    host = unicode_host(parts.hostname.rstrip(".").removeprefix("www."))[:_MAX_LENGTH]
     match = _ENGINE_HOST.fullmatch(host)
     return Referral(host or None, match.lastgroup if match else None, None)
+
+
+def unicode_host(host: str) -> str:
+    """A host under a national top-level domain as people write it: «окна.рф», not the punycode
+    a browser sends («xn--80atjc.xn--p1ai»). Others stay as sent: under `.com` or `.ru` a
+    Cyrillic name may pass for a Latin one («аррӏе.com»), and browsers show those in punycode."""
+    if not host.rpartition(".")[2].startswith("xn--"):
+        return host
+    try:
+        return host.encode("ascii").decode("idna")
+    except UnicodeError:  # not valid punycode: as sent
+        return host
 
 
 def _params(query: str, names: Container[str]) -> dict[str, str]:

@@ -44,7 +44,7 @@ from service.rules.engine import (
 from service.rules.geo import city_key
 from service.rules.links import CHECKS
 from service.rules.patterns import Linear, PatternError
-from service.rules.phrase import Keyword
+from service.rules.phrase import Keyword, unicode_host
 from service.rules.places import PREPOSITIONS
 from service.rules.regions import english_city, region_code, region_place, renamed_region
 from service.rules.ruleschema import schema_problems
@@ -345,7 +345,7 @@ class _Compiler:
             guarded=tuple(terms for terms in keywords if terms.minus and terms.variants),
             exact=exact,
             phrase_regex=regex,
-            sources=_folded(data.get("source")),
+            sources=_folded(data.get("source"), unicode_host),
             media=_folded(data.get("medium")),
             campaigns=_folded(data.get("campaign")),
             countries=_folded(data.get("country")),
@@ -535,7 +535,7 @@ def _listed(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _folded(value: str | list[str] | None) -> frozenset[str] | None:
+def _folded(value: str | list[str] | None, canonical: Callable[[str], str] = str) -> frozenset[str] | None:
     if value is None:
         return None
-    return frozenset(v.casefold() for v in _listed(value))
+    return frozenset(canonical(v.casefold()) for v in _listed(value))
