@@ -323,6 +323,10 @@ class _Compiler:
         for i, (keyword, terms) in enumerate(zip(data.get("keywords", []), keywords, strict=True)):
             if not terms.variants:  # dropped silently, it would leave a rule that matches every phrase
                 self.problem((*path, "keywords", i), f"keyword {keyword!r} has no words to match")
+            elif _DIRECT_OPERATORS.search(keyword):
+                self.warn((*path, "keywords", i), f"keyword {keyword!r}: Yandex Direct's operators \"...\", ! and "
+                          "[...] are not read here; it matches as its words do, in any form and order, with other "
+                          "words around them (use exact: true to leave out typos and compounds)")
         regex = None
         if "phrase_regex" in data:
             try:
@@ -533,6 +537,11 @@ def _listed(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+# Of Yandex Direct's keyword operators, those that narrow a match: a quoted keyword (no other
+# words), a fixed form (!word) and a fixed order ([words]). `+word` needs no warning: every word counts.
+_DIRECT_OPERATORS = re.compile(r'^\s*"|"\s*$|(?:^|\s)!\w|\[[^\]]*\]')
 
 
 def _folded(value: str | list[str] | None, canonical: Callable[[str], str] = str) -> frozenset[str] | None:
