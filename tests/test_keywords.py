@@ -39,7 +39,8 @@ def test_the_table_is_as_big_and_as_varied_as_promised() -> None:
     assert len(TABLE) >= 150
     assert sum(not case["match"] for case in TABLE) >= 50
     kinds = {case["kind"] for case in TABLE}
-    assert {"readings", "compound", "typo", "transliteration", "layout", "english", "minus", "exact"} <= kinds
+    assert {"readings", "compound", "typo", "transliteration", "layout", "english", "minus", "exact",
+            "operators"} <= kinds
 
 
 def test_recall_is_at_least_95_percent_and_precision_is_perfect(site: Site) -> None:
@@ -83,3 +84,14 @@ def test_keyword_insertion_prints_the_phrase_as_its_visitor_meant_it(
         "id": "r", "when": {"keywords": ["кондиционер", "сплит система"]},
         "swap": [{"selector": "h1", "text": "{{ keyword(default='Кондиционеры', case='sentence') }}"}]}]}, tmp_path)
     assert swaps_of(decide(site, make_visit({"url": "/?utm_term=" + quote(phrase)}))) == {"h1": headline}
+
+
+def test_a_quoted_keyword_is_judged_on_each_phrase_not_remembered_by_its_words(tmp_path: Path) -> None:
+    """Both phrases hold the keyword's words, so the memo of what the rules make of a page view
+    must tell them apart by what the quotes ask: no other words."""
+    rule = {"id": "r", "when": {"keywords": ['"купить кондиционер"']},
+            "swap": [{"selector": "h1", "text": "В кавычках"}]}
+    site = compile_site({"site": "s", "rules": [rule]}, tmp_path)
+    for phrase, swaps in [("купить кондиционер", {"h1": "В кавычках"}), ("купить кондиционер недорого", {}),
+                          ("кондиционеры купить", {"h1": "В кавычках"}), ("купить кондиционер недорого", {})]:
+        assert swaps_of(decide(site, make_visit({"url": "/?utm_term=" + quote(phrase)}))) == swaps, phrase

@@ -483,11 +483,6 @@ rules:
         text: "{{ city.in or 'по всей России' }}"
       - selector: h3
         text: "Доставка {{ region.short.in }}"
-  - id: copied-from-direct
-    when: { keywords: ['"купить кондиционер"', "доставка +на дом"] }
-    swap:
-      - selector: h4
-        text: "Кондиционеры"
 places:
   Сахалин:
     nomn: Сахалинская область
@@ -510,9 +505,6 @@ def test_rules_check_warns_of_what_serves_but_not_as_meant(tmp_path: Path) -> No
         f"{path}:{line_of(WARNED, 'city.in }}')}: warning: this text is only a place name, so it is empty, and the "
         "element blank, for visitors whose city GeoIP does not know (mobile networks often): give a fallback, "
         "\"{{ city.in or 'по всей России' }}\"",
-        f"{path}:{line_of(WARNED, 'copied-from-direct') + 1}: warning: keyword '\"купить кондиционер\"': Yandex "
-        "Direct's operators \"...\", ! and [...] are not read here; it matches as its words do, in any form and "
-        "order, with other words around them (use exact: true to leave out typos and compounds)",
         f"{path}:{line_of(WARNED, 'Сахалин:')}: warning: GeoIP's region name 'Сахалин' is now given as "
         "'Сахалинская область': name the correction so, or it never applies",
         f"{path}:{line_of(WARNED, 'на Камчатке')}: warning: places.Камчатский край gives 'in' but not 'to' or "

@@ -36,7 +36,7 @@ from service.rules.places import Place, place
 from service.rules.regions import region_place
 from service.rules.templates import Text
 from service.rules.typos import Speller
-from service.rules.words import JOINED, KeywordTerms, Reading, as_meant
+from service.rules.words import JOINED, KeywordTerms, Narrowing, Reading, as_meant
 
 BUCKETS = 10_000  # assignment resolution: weights are honoured to 0.01%
 # The most recently used, of every site a worker serves together. A busy site's page views repeat
@@ -130,7 +130,7 @@ class When:
     """A rule's conditions: all must hold; each set holds when the page view has any of it."""
 
     keywords: tuple[frozenset[str], ...] = ()  # term sets: any, whole, in the phrase
-    guarded: tuple[KeywordTerms, ...] = ()  # keywords with minus words
+    guarded: tuple[KeywordTerms, ...] = ()  # keywords with minus words or Direct's operators
     exact: bool = False  # keywords match the phrase's lemmas, not all its terms
     phrase_regex: Linear | None = None
     sources: frozenset[str] | None = None
@@ -183,7 +183,8 @@ def _any_keyword(keywords: tuple[frozenset[str], ...], guarded: tuple[KeywordTer
     terms = terms_of(view)
     # Most candidates are keyword rules: no generator for the common case.
     return any(map(terms.issuperset, keywords)) or any(
-        keyword.minus.isdisjoint(terms) and any(map(terms.issuperset, keyword.variants)) for keyword in guarded)
+        keyword.minus.isdisjoint(terms) and any(map(terms.issuperset, keyword.variants))
+        and (keyword.narrowing is None or keyword.narrowing.holds(view.phrase)) for keyword in guarded)
 
 
 def _phrase_matches(regex: Linear, view: PageView) -> bool:
@@ -217,7 +218,9 @@ class Conditions:
     terms: frozenset[str]  # of every keyword, its minus words too
     exact: frozenset[str]  # of the keywords matched exactly
     patterns: AnyOf | None  # phrase regexes, searched at once; None: too many to try each time
-    # phrase → which patterns it matches: phrases recur far more often than new ones come
+    narrowings: tuple[Narrowing, ...]  # what Direct's operators in keywords ask of a phrase
+    # phrase → which patterns it matches and which narrowings hold: phrases recur far more often
+    # than new ones come
     _matched: dict[str, tuple[bool, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -230,10 +233,11 @@ class Conditions:
         patterns = {when.phrase_regex.pattern: when.phrase_regex for when in whens if when.phrase_regex is not None}
         terms = {when: frozenset().union(*when.keywords, *(k.minus.union(*k.variants) for k in when.guarded))
                  for when in whens}
+        narrowings = {k.narrowing: None for when in whens for k in when.guarded if k.narrowing is not None}
         return cls(named("countries"), named("regions"), named("cities"), named("sources"), named("media"),
                    named("campaigns"), frozenset().union(*terms.values()),
                    frozenset().union(*(found for when, found in terms.items() if when.exact)),
-                   _any_of(tuple(patterns.values())))
+                   _any_of(tuple(patterns.values())), tuple(narrowings))
 
     def key(self, view: PageView) -> tuple[Any, ...]:
         geo, traffic = view.geo, view.traffic
@@ -252,7 +256,10 @@ class Conditions:
         if matched is None:
             if len(self._matched) >= KEPT:
                 self._matched.clear()
-            matched = self._matched[phrase] = self.patterns.search(phrase)
+            matched = self.patterns.search(phrase)
+            if self.narrowings:
+                matched = (*matched, *(narrowing.holds(phrase) for narrowing in self.narrowings))
+            self._matched[phrase] = matched
         return matched
 
 

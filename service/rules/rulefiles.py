@@ -49,7 +49,7 @@ from service.rules.places import PREPOSITIONS
 from service.rules.regions import english_city, region_code, region_place, renamed_region
 from service.rules.ruleschema import schema_problems
 from service.rules.templates import TemplateError, Text, compile_text
-from service.rules.words import keyword_terms
+from service.rules.words import KeywordTerms, keyword_terms
 from service.rules.yamlsource import Document, YAMLProblem, parse
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -323,10 +323,6 @@ class _Compiler:
         for i, (keyword, terms) in enumerate(zip(data.get("keywords", []), keywords, strict=True)):
             if not terms.variants:  # dropped silently, it would leave a rule that matches every phrase
                 self.problem((*path, "keywords", i), f"keyword {keyword!r} has no words to match")
-            elif _DIRECT_OPERATORS.search(keyword):
-                self.warn((*path, "keywords", i), f"keyword {keyword!r}: Yandex Direct's operators \"...\", ! and "
-                          "[...] are not read here; it matches as its words do, in any form and order, with other "
-                          "words around them (use exact: true to leave out typos and compounds)")
         regex = None
         if "phrase_regex" in data:
             try:
@@ -345,8 +341,8 @@ class _Compiler:
             regions.append(code)
         cities = [city_key(english_city(city)) for city in _listed(data.get("city"))]
         return When(
-            keywords=tuple(words for terms in keywords if not terms.minus for words in terms.variants),
-            guarded=tuple(terms for terms in keywords if terms.minus and terms.variants),
+            keywords=tuple(words for terms in keywords if not _guarded(terms) for words in terms.variants),
+            guarded=tuple(terms for terms in keywords if _guarded(terms) and terms.variants),
             exact=exact,
             phrase_regex=regex,
             sources=_folded(data.get("source"), unicode_host),
@@ -539,9 +535,9 @@ def _listed(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-# Of Yandex Direct's keyword operators, those that narrow a match: a quoted keyword (no other
-# words), a fixed form (!word) and a fixed order ([words]). `+word` needs no warning: every word counts.
-_DIRECT_OPERATORS = re.compile(r'^\s*"|"\s*$|(?:^|\s)!\w|\[[^\]]*\]')
+def _guarded(terms: KeywordTerms) -> bool:
+    """Whether a keyword asks more of a phrase than its words: minus words, Direct's operators."""
+    return bool(terms.minus) or terms.narrowing is not None
 
 
 def _folded(value: str | list[str] | None, canonical: Callable[[str], str] = str) -> frozenset[str] | None:

@@ -32,6 +32,7 @@ JOINED = "+"  # joins the lemmas of a fused compound's two nouns: «сплит+�
 MIN_PART = 4  # letters of each part a fused word is split into: «евро», not «под»
 VARIANTS_KEPT = 64  # of one keyword, from the readings of its words
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_BRACKETED = re.compile(r"\[([^\]]*)\]")  # Direct's fixed order: «[москва ремонт]»
 _LATIN = re.compile(r"[a-z]")
 
 _stemmer = snowballstemmer.stemmer("english")
@@ -71,11 +72,29 @@ class Reading(NamedTuple):
     fused: tuple[str, ...]  # the two nouns a fused word may be, joined: «сплит+система»
 
 
+class Narrowing(NamedTuple):
+    """What Yandex Direct's operators ask of a phrase besides a keyword's words: no other words
+    («"купить кондиционер"»), a word in the form written («!купить»), words in the order written
+    («[москва ремонт]», other words may stand between)."""
+
+    words: int | None  # a quoted keyword's count of words: the phrase has as many
+    forms: frozenset[str]  # words the phrase holds as written
+    orders: tuple[tuple[frozenset[str], ...], ...]  # of each bracketed group, its words' lemmas in order
+
+    def holds(self, phrase: str) -> bool:
+        """Whether a normalised phrase is narrowed so."""
+        words = phrase.split()
+        if self.words is not None and len(words) != self.words:
+            return False
+        return self.forms.issubset(words) and all(_in_order(order, words) for order in self.orders)
+
+
 class KeywordTerms(NamedTuple):
     variants: tuple[frozenset[str], ...]  # a phrase matches when it holds one of these whole
     minus: frozenset[str]  # and none of these
     words: frozenset[str]  # as written (normalised): what a misspelt word may stand for
     pairs: frozenset[str]  # neighbouring nouns, joined: a fused word that is them holds both
+    narrowing: Narrowing | None = None  # and, if Direct's operators ask more, that
 
 
 @functools.lru_cache(maxsize=20_000)
@@ -212,16 +231,39 @@ def keyword_terms(keyword: str, exact: bool = False) -> KeywordTerms:
     tokens = keyword.split()
     words = normalise(" ".join(token for token in tokens if not token.startswith("-"))).split()
     minus_words = normalise(" ".join(token[1:] for token in tokens if token.startswith("-"))).split()
+    narrowing = _narrowing(keyword, len(words))
     if exact:
         return KeywordTerms(_variants([[frozenset((term,)) for term in _meant(word)] for word in words]),
-                            frozenset().union(*map(readings, minus_words)), frozenset(), frozenset())
+                            frozenset().union(*map(readings, minus_words)), frozenset(), frozenset(), narrowing)
     written = frozenset(map(sys.intern, words + minus_words))
     words = [part for word in words for part in word.split("-") if part]
     # Two neighbouring nouns, which a phrase may write as one word: «сплитсистема», «видеонаблюдение».
     pairs = frozenset().union(*(_pairs(words[i:i + 2], _meant) for i in range(len(words) - 1)
                                 if _noun(words[i]) and _noun(words[i + 1])))
     minus = frozenset().union(*(_terms(part)[0] for word in minus_words for part in word.split("-") if part))
-    return KeywordTerms(_variants([_choices(word) for word in words]), minus, written, pairs)
+    return KeywordTerms(_variants([_choices(word) for word in words]), minus, written, pairs, narrowing)
+
+
+def _narrowing(keyword: str, words: int) -> Narrowing | None:
+    """What Direct's operators in a keyword ask (`Narrowing`), None where it has none. `+word`
+    asks nothing: every word counts already."""
+    tokens = keyword.replace('"', " ").replace("[", " ").replace("]", " ").split()
+    forms = frozenset(normalise(token[1:]) for token in tokens if token.startswith("!")) - {""}
+    orders = tuple(order for group in _BRACKETED.findall(keyword)
+                   if len(order := tuple(map(_meant, normalise(group).split()))) > 1)
+    quoted = keyword.count('"') >= 2
+    if not (quoted or forms or orders):
+        return None
+    return Narrowing(words if quoted else None, forms, orders)
+
+
+def _in_order(order: tuple[frozenset[str], ...], words: list[str]) -> bool:
+    """Whether the words hold a word of each lemma set of `order`, one after another."""
+    found = 0
+    for word in words:
+        if found < len(order) and not readings(word).isdisjoint(order[found]):
+            found += 1
+    return found == len(order)
 
 
 def _meant(word: str) -> frozenset[str]:
