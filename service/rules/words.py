@@ -9,7 +9,8 @@ for a site to read against its own keywords (`Site.match`): words no dictionary 
 typos it corrects (`service.rules.typos`), and fused compounds («сплитсистемы»,
 «евроремонт»), which stand for their two nouns where a keyword names them side by side. A
 keyword is compiled when rules load (`keyword_terms`) into the term sets a phrase must hold,
-so matching is a subset test.
+so matching is a subset test; what Yandex Direct's operators ask besides (no other words, a
+form, an order) is a test of the phrase's words (`Narrowing`).
 """
 
 from __future__ import annotations
@@ -226,8 +227,9 @@ def _pairs(nouns: Iterable[str], lemmas: Callable[[str], frozenset[str]]) -> set
 
 def keyword_terms(keyword: str, exact: bool = False) -> KeywordTerms:
     """A keyword's term sets. «сплит система» is held by a phrase with both words, or with the
-    compound «сплитсистема»; «-волос» is a minus word, as in Yandex Direct. An `exact` keyword
-    matches the words as written, in any of their forms, against a phrase's lemmas."""
+    compound «сплитсистема»; «-волос» is a minus word, and Direct's other operators narrow the
+    match (`Narrowing`), as in Yandex Direct. An `exact` keyword matches the words as written, in
+    any of their forms, against a phrase's lemmas."""
     tokens = keyword.split()
     words = normalise(" ".join(token for token in tokens if not token.startswith("-"))).split()
     minus_words = normalise(" ".join(token[1:] for token in tokens if token.startswith("-"))).split()
