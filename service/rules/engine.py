@@ -241,7 +241,7 @@ class Conditions:
 
     def key(self, view: PageView) -> tuple[Any, ...]:
         geo, traffic = view.geo, view.traffic
-        phrase: Any = view.phrase if self.patterns is None else self._patterns_matched(view.phrase)
+        phrase: Any = view.phrase if self.patterns is None else self._phrase_tests(view.phrase)
         return (view.path, view.device, _named(geo.country, self.countries), _named(geo.region, self.regions),
                 self.cities & geo.city_keys, _named(traffic.source, self.sources), _named(traffic.medium, self.media),
                 _named(traffic.campaign, self.campaigns), self.terms & view.reading.terms,
@@ -250,7 +250,8 @@ class Conditions:
     def forget(self) -> None:
         self._matched.clear()
 
-    def _patterns_matched(self, phrase: str) -> tuple[bool, ...]:
+    def _phrase_tests(self, phrase: str) -> tuple[bool, ...]:
+        """Which phrase patterns the phrase matches, then which keywords' narrowings it meets."""
         assert self.patterns is not None
         matched = self._matched.get(phrase)
         if matched is None:
