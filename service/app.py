@@ -21,13 +21,16 @@ from starlette.routing import Route
 
 from service import embedded
 from service.analytics.dashboard import (
+    DOWNLOADS,
     calls_page_endpoint,
     dashboard_endpoint,
+    download_endpoint,
     login_endpoint,
     sources_page_endpoint,
 )
 from service.analytics.logs import calls_log_endpoint, conversions_log_endpoint
 from service.analytics.reports import report_endpoint
+from service.analytics.sheets import FORMATS
 from service.collector import frozen_survivors
 from service.config import Settings
 from service.errors import HTTPError
@@ -163,21 +166,23 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/v1/calls/zadarma", telephony.zadarma_endpoint, methods=["GET", "POST"]),
             Route("/v1/calls/uis", telephony.uis_endpoint, methods=["GET", "POST"]),
             Route("/v1/calls/telphin", telephony.telphin_endpoint, methods=["GET", "POST"]),
-            Route("/v1/calls/{site}.csv", calls_log_endpoint, methods=["GET"]),
+            *(Route(f"/v1/calls/{{site}}.{form}", calls_log_endpoint, methods=["GET"]) for form in FORMATS),
             Route("/v1/calls/{site}", calls_log_endpoint, methods=["GET"]),
-            Route("/v1/conversions/{site}.csv", conversions_log_endpoint, methods=["GET"]),
+            *(Route(f"/v1/conversions/{{site}}.{form}", conversions_log_endpoint, methods=["GET"]) for form in FORMATS),
             Route("/v1/conversions/{site}", conversions_log_endpoint, methods=["GET"]),
             Route("/v1/webhooks/{site}", webhooks_endpoint, methods=["GET"]),
             Route("/v1/exports/{site}", exports_endpoint, methods=["GET"]),
             Route("/v1/exports/{site}/{target}.csv", export_file_endpoint, methods=["GET"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", forget_endpoint, methods=["DELETE"]),
-            Route("/v1/reports/{site}.csv", report_endpoint, methods=["GET"]),
+            *(Route(f"/v1/reports/{{site}}.{form}", report_endpoint, methods=["GET"]) for form in FORMATS),
             Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
             Route("/dashboard/{site}/calls", calls_page_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/sources", sources_page_endpoint, methods=["GET"]),
+            *(Route(f"/dashboard/{{site}}/{table}.{form}", download_endpoint, methods=["GET"])
+              for table in DOWNLOADS for form in FORMATS),
             Route("/", home_endpoint, methods=["GET"]),
             Route("/s.js", snippet_endpoint, methods=["GET"]),
             Route("/s/{version}.js", pinned_snippet_endpoint, methods=["GET"]),

@@ -46,6 +46,7 @@ SHOWS = {
     "swapline rules check": "rules: OK, 1 site(s): demo; version ",
     "swapline report --site demo --by": "source  campaign",
     "swapline rules preview": '"h1.hero"',
+    "curl -s -o /tmp/demo-sources.xlsx": "xl/worksheets/sheet1.xml",
 }
 
 

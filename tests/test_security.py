@@ -133,14 +133,15 @@ def test_the_scheme_is_what_our_proxy_says(peer: str, proto: bytes, scheme: str)
 
 def test_csv_cells_never_start_a_formula() -> None:
     """OWASP's CSV injection advice: text that a spreadsheet would run gets an apostrophe first."""
-    from service.analytics.reports import csv_text
+    from service.analytics.reports import sheet
+    from service.analytics.sheets import csv_text
 
     row = {"exposed": 1, "overflowed": 0, "visitors": 1, "converted": {}, "rate": -0.5, "interval": None}
     hostile = ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
     report = {"metric": "any", "pages": [{"page": text, **row} for text in hostile],
               "experiments": [{"experiment": "e", "page": "/", "srm": None, "warnings": hostile,
                                "variants": [{"variant": "b", "weight": 50, "lift": {"absolute": -0.25}, **row}]}]}
-    rows = list(csv.reader(io.StringIO(csv_text(report))))
+    rows = list(csv.reader(io.StringIO(csv_text(sheet(report, "shop")))))
     pages = [line[2] for line in rows if line[0] == "page"]
     assert pages == ["'" + text for text in hostile]
     experiment = next(line for line in rows if line[0] == "experiment")

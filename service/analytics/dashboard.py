@@ -19,7 +19,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service.analytics import charts, dimensions, logs
+from service.analytics import charts, dimensions, logs, reports, sheets
 from service.analytics.reports import Filters, build
 from service.errors import BadRequest, TooManyRequests
 from service.front import bodies
@@ -27,12 +27,14 @@ from service.front.auth import accepts, fingerprint, require_report_token
 from service.integrations import exports
 from service.rules.engine import Site
 from service.runtime import Runtime
+from service.tracking import journal
 from service.tracking.clock import hour_and_day
 
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
 DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
 CALLS_SHOWN = 50  # calls a page of the call log shows
+DOWNLOADS = ("report", "sources", "calls")  # /dashboard/{site}/calls.xlsx: what a tab shows, to save
 SOURCE_CHOICES = ("source", "source,campaign", "campaign", "phrase", "source,phrase", "landing", "region", "city",
                   "device", "pool", "page", "variant")
 # How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
@@ -70,7 +72,7 @@ def _render(site: Site, report: dict[str, Any], filters: Filters, test: str, par
         tables.append({**table, "charts": [charts.conversion(table["daily"], variants),
                                            charts.lift(table["daily"], variants, table["expected_visitors"])]})
     return PAGES.get_template("dashboard.html").render(
-        site=site, report=report, tables=tables, filters=filters, test=test, tests=TESTS,
+        site=site, report=report, tables=tables, filters=filters, test=test, tests=TESTS, download=urlencode(params),
         query=lambda other: urlencode({**params, "test": other}))  # this page with the other test
 
 
@@ -81,8 +83,11 @@ async def calls_page_endpoint(request: Request) -> Response:
         return _login_page(site)
     params = {name: value for name, value in request.query_params.items() if value}
     calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
+    download = urlencode({**{name: value for name, value in params.items() if name != "cursor"},
+                          "limit": str(journal.MOST)})
     html = PAGES.get_template("calls.html").render(
         site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
+        download=download, most=journal.MOST,
         uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
         moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"))
     return HTMLResponse(html, headers=HEADERS)
@@ -97,8 +102,23 @@ async def sources_page_endpoint(request: Request) -> Response:
     query = dimensions.Query(params, hour_and_day(runtime.now_ms())[1])
     report = await dimensions.report(runtime, site, query)
     chart = charts.bars(report["rows"], f"Conversion rate by {' and '.join(query.by)}, with 95% intervals")
-    html = PAGES.get_template("sources.html").render(site=site, report=report, chart=chart, choices=SOURCE_CHOICES)
+    html = PAGES.get_template("sources.html").render(site=site, report=report, chart=chart, choices=SOURCE_CHOICES,
+                                                     download=urlencode(params))
     return HTMLResponse(html, headers=HEADERS)
+
+
+async def download_endpoint(request: Request) -> Response:
+    """`/dashboard/{site}/sources.xlsx?by=…`: what a tab shows, as a file (`DOWNLOADS`), in the
+    analyst's session; the report token's API gives the same files."""
+    runtime, site = _site(request)
+    if not await _signed_in(runtime, site, request):
+        return _login_page(site)
+    table = request.url.path.rpartition("/")[2].partition(".")[0]
+    form = sheets.requested(request.url.path)
+    params = {name: value for name, value in request.query_params.items() if value}
+    if table == "calls":
+        return await logs.answer(runtime, site, params, form, calls=True)
+    return await reports.answer(runtime, site, {"by": "source", **params} if table == "sources" else params, form)
 
 
 async def login_endpoint(request: Request) -> Response:

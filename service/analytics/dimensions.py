@@ -17,16 +17,14 @@ since; a rate is converted visitors over visitors, as in the experiment report.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote
 
 from service.analytics import distinct, stats
-from service.analytics.sheets import spreadsheet_text
+from service.analytics.sheets import Sheet
 from service.errors import BadRequest
 from service.rules.engine import Site
 from service.runtime import Runtime
@@ -165,17 +163,12 @@ def _row(by: Sequence[str], key: tuple[str, ...], measures: Mapping[str, int]) -
             "converted_by_kind": {kind: measures.get(f"u|{kind}", 0) for kind in KINDS}}
 
 
-def csv_text(answer: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([*answer["by"], "visits", "visitors", *KINDS, "converted", "rate", "rate_low", "rate_high"])
-    for row in answer["rows"]:
-        low, high = row["interval"] or (None, None)
-        writer.writerow([*(spreadsheet_text(value) for value in row["values"]), row["visits"],
-                         "" if row["visitors"] is None else row["visitors"],
-                         *(row["conversions"][kind] for kind in KINDS), row["converted"],
-                         *("" if value is None else f"{value:.6g}" for value in (row["rate"], low, high))])
-    return out.getvalue()
+def sheet(answer: dict[str, Any], site: str) -> Sheet:
+    """The report's rows as a table to download (`sheets.download`)."""
+    rows = [[*row["values"], row["visits"], row["visitors"], *(row["conversions"][kind] for kind in KINDS),
+             row["converted"], row["rate"], *(row["interval"] or (None, None))] for row in answer["rows"]]
+    return Sheet(f"{site}-by-{'-'.join(answer['by'])}",
+                 [*answer["by"], "visits", "visitors", *KINDS, "converted", "rate", "rate_low", "rate_high"], rows)
 
 
 def _day(given: str | None) -> datetime.date | None:

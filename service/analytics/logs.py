@@ -10,9 +10,7 @@ ad click ids, landing page and the pages seen before it (`service.tracking.journ
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +18,8 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.analytics.sheets import spreadsheet_text
+from service.analytics import sheets
+from service.analytics.sheets import Sheet
 from service.errors import BadRequest, MethodNotAllowed
 from service.front.auth import require_report_token
 from service.front.responses import JSON
@@ -50,15 +49,19 @@ async def _log(request: Request, calls: bool) -> Response:
         raise MethodNotAllowed("method_not_allowed", "this address takes a telephony vendor's POST", allow="POST")
     site = runtime.site(request.path_params["site"])
     await require_report_token(runtime, site, request)
-    params = request.query_params
+    return await answer(runtime, site, request.query_params, sheets.requested(request.url.path), calls)
+
+
+async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: str | None, calls: bool
+                 ) -> Response:
+    """A page of the call log (`calls`) or the conversion log, as JSON or as a file in `form`,
+    with the next page's address in a `Link` header."""
     entries, cursor = await read(runtime, site, params, calls)
-    if request.url.path.endswith(".csv"):
-        filename = f"{site.id}-{'calls' if calls else 'conversions'}.csv"
-        headers = {"content-disposition": f'attachment; filename="{filename}"'}
-        if cursor:
-            headers["link"] = f'<?{next_page(params, cursor)}>; rel="next"'
-        return Response(_csv(entries, calls), media_type="text/csv; charset=utf-8", headers=headers)
-    return JSON({"site": site.id, "entries": entries, "next": cursor})
+    if form is None:
+        return JSON({"site": site.id, "entries": entries, "next": cursor})
+    headers = {"link": f'<?{next_page(params, cursor)}>; rel="next"'} if cursor else {}
+    name = f"{site.id}-{'calls' if calls else 'conversions'}"
+    return await sheets.download(sheet(entries, calls, name), form, headers)
 
 
 async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool) -> tuple[list[dict[str, Any]],
@@ -112,24 +115,18 @@ def _call(entry: dict[str, Any]) -> dict[str, Any]:
             "visit": entry.get("visit")}
 
 
-def _csv(entries: list[dict[str, Any]], calls: bool) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([*(CALL_COLUMNS if calls else CONVERSION_COLUMNS), *VISIT_COLUMNS])
+def sheet(entries: list[dict[str, Any]], calls: bool, name: str) -> Sheet:
+    """The entries as a table: one row each, the visit flattened."""
+    rows = []
     for entry in entries:
         time = datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) / 1000, datetime.UTC)
-        own = ([time.isoformat(), *(entry.get(name) for name in CALL_COLUMNS[1:])] if calls else
-               [time.isoformat(), entry["id"], entry["kind"], entry.get("goal"), entry.get("page")])
+        own = ([time, *(entry.get(name) for name in CALL_COLUMNS[1:])] if calls else
+               [time, entry["id"], entry["kind"], entry.get("goal"), entry.get("page")])
         visit = entry.get("visit") or {}
-        writer.writerow([_cell(value) for value in [
+        rows.append([
             *own, entry.get("visitor"), *(visit.get(name) for name in ("source", "medium", "campaign", "phrase")),
             ";".join(f"{name}={value}" for name, value in (visit.get("click_ids") or {}).items()),
             visit.get("landing"), " > ".join(page["path"] for page in visit.get("pages", [])),
             ";".join(f"{name}={value}" for name, value in entry.get("experiments", {}).items()),
-        ]])
-    return out.getvalue()
-
-
-def _cell(value: Any) -> str:
-    return spreadsheet_text("" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
-
+        ])
+    return Sheet(name, [*(CALL_COLUMNS if calls else CONVERSION_COLUMNS), *VISIT_COLUMNS], rows)

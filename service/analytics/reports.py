@@ -11,11 +11,9 @@ exposed). Filters: `from`, `to` (cohort days, YYYY-MM-DD), `page`, `experiment`,
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime
-import io
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -23,8 +21,8 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.analytics import dimensions, stats
-from service.analytics.sheets import spreadsheet_text
+from service.analytics import dimensions, sheets, stats
+from service.analytics.sheets import Sheet, Value
 from service.errors import BadRequest
 from service.front.auth import require_report_token
 from service.front.responses import JSON
@@ -306,60 +304,48 @@ def _excluded(pages: Iterable[Page], bots: int) -> dict[str, int]:
     }
 
 
-def csv_text(report: dict[str, Any]) -> str:
+def sheet(report: dict[str, Any], site: str) -> Sheet:
     """One row per page and per experiment variant: the table an analyst pastes into a sheet."""
-    out = io.StringIO()
-    writer = csv.writer(out)
     kinds = list(KINDS)
-    writer.writerow(["section", "experiment", "page", "variant", "weight", "exposed", "overflowed", "visitors",
-                     *[f"converted_{kind}" for kind in kinds], "metric", "rate", "rate_low", "rate_high",
-                     "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
-                     "p_value", "chance_to_beat", "p_value_sequential", "lift_rel_low_sequential",
-                     "lift_rel_high_sequential", "srm_p_value", "warnings"])
-    for page in report["pages"]:
-        writer.writerow(["page", "", spreadsheet_text(page["page"]), "all", "", *_counts(page, kinds), report["metric"],
-                         *_numbers(page["rate"], *(page["interval"] or [None, None])), *[""] * 12, ""])
+    rows: list[list[Value]] = [
+        ["page", "", page["page"], "all", None, *_counts(page, kinds), report["metric"], page["rate"],
+         *(page["interval"] or [None, None]), *[None] * 12, ""] for page in report["pages"]]
     for table in report["experiments"]:
         for row in table["variants"]:
             lift = row["lift"] or {}
             always_valid = lift.get("sequential") or {}
-            writer.writerow([
-                "experiment", spreadsheet_text(table["experiment"]), spreadsheet_text(table["page"]),
-                spreadsheet_text(row["variant"]), row["weight"],
-                *_counts(row, kinds), report["metric"],
-                *_numbers(row["rate"], *(row["interval"] or [None, None])),
-                *_numbers(lift.get("absolute"), *(lift.get("absolute_interval") or [None, None])),
-                *_numbers(lift.get("relative"), *(lift.get("relative_interval") or [None, None])),
-                *_numbers(lift.get("p_value"), lift.get("chance_to_beat"), always_valid.get("p_value"),
-                          *(always_valid.get("relative_interval") or [None, None])),
-                *_numbers((table["srm"] or {}).get("p_value")),
-                spreadsheet_text("; ".join(table["warnings"])),
+            rows.append([
+                "experiment", table["experiment"], table["page"], row["variant"], row["weight"],
+                *_counts(row, kinds), report["metric"], row["rate"], *(row["interval"] or [None, None]),
+                lift.get("absolute"), *(lift.get("absolute_interval") or [None, None]),
+                lift.get("relative"), *(lift.get("relative_interval") or [None, None]),
+                lift.get("p_value"), lift.get("chance_to_beat"), always_valid.get("p_value"),
+                *(always_valid.get("relative_interval") or [None, None]),
+                (table["srm"] or {}).get("p_value"), "; ".join(table["warnings"]),
             ])
-    return out.getvalue()
+    return Sheet(f"{site}-report", [
+        "section", "experiment", "page", "variant", "weight", "exposed", "overflowed", "visitors",
+        *[f"converted_{kind}" for kind in kinds], "metric", "rate", "rate_low", "rate_high",
+        "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
+        "p_value", "chance_to_beat", "p_value_sequential", "lift_rel_low_sequential",
+        "lift_rel_high_sequential", "srm_p_value", "warnings"], rows)
 
 
-def _counts(row: dict[str, Any], kinds: Iterable[str]) -> list[Any]:
+def _counts(row: dict[str, Any], kinds: Iterable[str]) -> list[Value]:
     return [row["exposed"], row["overflowed"], row["visitors"], *(row["converted"].get(k, 0) for k in kinds)]
-
-
-def _numbers(*values: float | None) -> list[str]:
-    return ["" if value is None else f"{value:.6g}" for value in values]
 
 
 async def report_endpoint(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
     await require_report_token(runtime, site, request)
-    as_csv = request.url.path.endswith(".csv")
-    if request.query_params.get("by"):  # visits and conversions by source, campaign, phrase…
-        query = dimensions.Query(request.query_params, hour_and_day(runtime.now_ms())[1])
-        answer = await dimensions.report(runtime, site, query)
-        if as_csv:
-            return Response(dimensions.csv_text(answer), media_type="text/csv; charset=utf-8", headers={
-                "content-disposition": f'attachment; filename="{site.id}-by-{"-".join(query.by)}.csv"'})
-        return JSON(answer)
-    report = await build(runtime, site, Filters.parse(request.query_params))
-    if as_csv:
-        return Response(csv_text(report), media_type="text/csv; charset=utf-8",
-                        headers={"content-disposition": f'attachment; filename="{site.id}-report.csv"'})
-    return JSON(report)
+    return await answer(runtime, site, request.query_params, sheets.requested(request.url.path))
+
+
+async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: str | None) -> Response:
+    """The report `params` ask for, as JSON or as a file in `form` (`sheets.FORMATS`)."""
+    if params.get("by"):  # visits and conversions by source, campaign, phrase…
+        by = await dimensions.report(runtime, site, dimensions.Query(params, hour_and_day(runtime.now_ms())[1]))
+        return await sheets.download(dimensions.sheet(by, site.id), form) if form else JSON(by)
+    report = await build(runtime, site, Filters.parse(params))
+    return await sheets.download(sheet(report, site.id), form) if form else JSON(report)

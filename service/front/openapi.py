@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from service import __version__
+from service.analytics.sheets import FORMATS
 from service.front.responses import JSON
 
 ERROR = {
@@ -151,15 +152,23 @@ def _notification(summary: str, token: str, media: str, fields: dict[str, Any]) 
     }
 
 
-def _log(summary: str, kinds: bool = False, csv: bool = False) -> dict[str, Any]:
+FILES = {"csv": "CSV file", "xlsx": "Excel workbook"}
+
+
+def _file(form: str) -> dict[str, Any]:
+    """The answer of a download (`service.analytics.sheets`): CSV text or an Excel workbook."""
+    schema = {"type": "string", **({"format": "binary"} if form == "xlsx" else {})}
+    return {"200": {"description": f"the {FILES[form]}", "content": {FORMATS[form]: {"schema": schema}}}}
+
+
+def _log(summary: str, kinds: bool = False, form: str | None = None) -> dict[str, Any]:
     filters = [_query(name, about) for name, about in (
         ("from", "first day, YYYY-MM-DD"), ("to", "last day, YYYY-MM-DD"), ("source", "the visit's source"),
         ("campaign", "the visit's campaign"), ("pool", "the call's number pool"), ("qualified", "true or false"),
         ("variant", "experiment:variant"), ("limit", "entries a page, 1 to 1000"), ("cursor", "the last page's next"))]
     if kinds:
         filters.append(_query("kind", "call, missed_call, form, tel_click, goal or alert"))
-    answer = ({"200": {"description": "the page", "content": {"text/csv": {"schema": {"type": "string"}}}}} if csv
-              else _json("the page", {"type": "object", "required": ["site", "entries", "next"]}))
+    answer = _file(form) if form else _json("the page", {"type": "object", "required": ["site", "entries", "next"]})
     return {"get": {"summary": summary, "security": BEARER, "parameters": [SITE_PATH, *filters],
                     "responses": {**answer, **_errors(400, 401, 404, 429)}}}
 
@@ -254,10 +263,11 @@ SPEC: dict[str, Any] = {
             "application/x-www-form-urlencoded", _form("EventType", "CallID", "CallFlow", "CalledDID", "CallerIDNum",
                                                        "EventTime", "Duration", "CallStatus")["properties"]),
         "/v1/calls/{site}": _log("The call log: each call with the visit it came from (docs/REPORTS.md)"),
-        "/v1/calls/{site}.csv": _log("The call log as CSV", csv=True),
+        **{f"/v1/calls/{{site}}.{form}": _log(f"The call log as a {FILES[form]}", form=form) for form in FORMATS},
         "/v1/conversions/{site}": _log("The conversion log: calls, forms, tel: clicks, goals, each with its visit",
                                        kinds=True),
-        "/v1/conversions/{site}.csv": _log("The conversion log as CSV", kinds=True, csv=True),
+        **{f"/v1/conversions/{{site}}.{form}": _log(f"The conversion log as a {FILES[form]}", kinds=True, form=form)
+           for form in FORMATS},
         "/v1/exports/{site}": {"get": {
             "summary": "Offline conversions for the ad platforms: which uploads, and how the latest went",
             "security": BEARER, "parameters": [SITE_PATH],
@@ -299,11 +309,10 @@ SPEC: dict[str, Any] = {
             "responses": {**_json("the report", {"type": "object", "required": ["site", "pages", "experiments"]}),
                           **_errors(400, 401, 404, 429)},
         }},
-        "/v1/reports/{site}.csv": {"get": {
-            "summary": "The report as CSV", "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
-            "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
-                          **_errors(400, 401, 404, 429)},
-        }},
+        **{f"/v1/reports/{{site}}.{form}": {"get": {
+            "summary": f"The report as a {FILES[form]}", "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
+            "responses": {**_file(form), **_errors(400, 401, 404, 429)},
+        }} for form in FORMATS},
         "/healthz": {"get": {"summary": "The process is up, and its embedded store if it has one",
                              "responses": {**_json("up", {"type": "object", "required": ["status"]}),
                                            **_errors(503)}}},

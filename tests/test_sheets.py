@@ -1,0 +1,138 @@
+"""Downloads for spreadsheets: every report and log as an Excel workbook, read back by openpyxl
+(a reader of the format that shares no code with the writer), and from the dashboard in Chromium."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import openpyxl
+import orjson
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from service.analytics.sheets import Sheet, xlsx
+from tests.browser import chromium, dashboard
+from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
+from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
+
+WORKBOOK = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CRAFTED = "=HYPERLINK(\"http://evil.example\",\"Нажми\")"  # a campaign name an attacker chose
+
+
+def rows_of(workbook: bytes) -> list[list[Any]]:
+    sheet = openpyxl.load_workbook(io.BytesIO(workbook)).active
+    assert sheet is not None
+    return [list(row) for row in sheet.iter_rows(values_only=True)]
+
+
+def test_a_workbook_keeps_text_numbers_and_times_as_excel_reads_them() -> None:
+    called = datetime.datetime(2026, 11, 18, 9, 30, 15, tzinfo=datetime.UTC)
+    sheet = Sheet("demo-calls", ["time", "phrase", "campaign", "visits", "rate", "qualified", "note"], [
+        [called, "купить кондиционер", CRAFTED, 12, 0.75, True, "  two spaces\x01\x08 and a bell"],
+        [None, "", "+7 812 645-17-14", 0, float("nan"), False, "я" * 40_000],
+    ])
+    book = openpyxl.load_workbook(io.BytesIO(xlsx(sheet)))
+    table = book.active
+    assert table is not None and book.sheetnames == ["demo-calls"]
+    assert [cell.value for cell in table[1]] == ["time", "phrase", "campaign", "visits", "rate", "qualified", "note"]
+    assert all(cell.font.b for cell in table[1]) and table.freeze_panes == "A2"  # the header stays in view
+    first, second = table[2], table[3]
+    assert first[0].value == called.replace(tzinfo=None) and first[0].is_date  # a time Excel can sort and sum by
+    assert [cell.value for cell in first[1:]] == ["купить кондиционер", CRAFTED, 12, 0.75, "true",
+                                                  "  two spaces and a bell"]  # no character XML forbids
+    assert first[2].data_type == "s" and first[3].data_type == "n"  # the crafted formula is text, not run
+    assert [cell.value for cell in second[:6]] == [None, None, "+7 812 645-17-14", 0, None, "false"]
+    assert second[6].value == "я" * 32_767  # as much as a cell holds
+    assert table.column_dimensions["B"].width > table.column_dimensions["D"].width
+
+
+@pytest.fixture
+def climate(valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> Iterator[TestClient]:
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE) as client:
+        yield client
+
+
+def test_reports_and_the_call_log_as_workbooks_hold_what_the_csv_holds(climate: TestClient, clock: Clock) -> None:
+    crafted = Browser(climate, vid="crafted-visitor-00001").open(
+        f"{ORIGIN}/?utm_source=yandex&utm_campaign={quote(CRAFTED)}", ref="")
+    beacon(climate, crafted["token"], "crafted-form")
+    ad = Browser(climate, vid="ad-visitor-000000001").open(AD, ref="https://yandex.ru/")
+    clock.advance(20)
+    call(climate, ad["phone"]["number"], clock.now, call_id="ad-call")
+    for path, params in [("/v1/reports/climate", {"by": "source,campaign"}), ("/v1/reports/climate", {}),
+                         ("/v1/calls/climate", {}), ("/v1/conversions/climate", {})]:
+        book = climate.get(f"{path}.xlsx", params=params, headers=REPORT)
+        assert book.status_code == 200 and book.headers["content-type"] == WORKBOOK
+        assert book.headers["content-disposition"].endswith('.xlsx"')
+        text = list(csv.reader(io.StringIO(climate.get(f"{path}.csv", params=params, headers=REPORT).text)))
+        assert [[_as_csv(value) for value in row] for row in rows_of(book.content)] == text, path
+    campaigns = rows_of(climate.get("/v1/reports/climate.xlsx", params={"by": "campaign"}, headers=REPORT).content)
+    assert [CRAFTED, 1, 1, 0, 0, 0, 1, 0, 0, 1, 1.0] in [row[:11] for row in campaigns]  # the CSV adds an apostrophe
+    (header, called) = rows_of(climate.get("/v1/calls/climate.xlsx", headers=REPORT).content)
+    start = datetime.datetime.fromtimestamp(clock.now, datetime.UTC).replace(tzinfo=None, microsecond=0)
+    assert (called[0], called[header.index("phrase")]) == (start, "купить кондиционер")
+    refused = climate.get("/v1/calls/climate.xlsx", headers={"authorization": "Bearer nope"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
+
+
+def _as_csv(value: Any) -> str:
+    """A workbook's cell as the CSV writes the same value."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=datetime.UTC).isoformat()
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return "'" + text if text.startswith(("=", "+", "-", "@")) else text
+
+
+def test_each_dashboard_tab_downloads_what_it_shows_in_excel(tmp_path: Path, valkey_url: str,
+                                                             store: redis.Redis) -> None:
+    """In Chromium, signed in as an analyst (no token in any address): the Sources tab's table
+    saved as a workbook, the Calls and Experiments tabs' files; signed out, the sign-in page."""
+    rules = one_site(tmp_path, "climate", SITE)
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
+                          SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        with httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}) as http:
+            shown = http.get("/v1/decide", params={"site": "climate", "url": AD, "vid": "excel-visitor-0001"})
+            form = orjson.dumps({"type": "form", "id": "excel-form", "token": shown.json()["token"]})
+            assert http.post("/v1/events", content=form, headers={"origin": ORIGIN}).status_code == 202
+        with chromium() as browser:
+            page = dashboard(browser, base, "climate", "climate-report-token-0001")
+            page.get_by_role("link", name="Sources").click()
+            page.select_option("select[name=by]", "source,phrase")
+            page.click("button[type=submit]")
+            page.wait_for_url("**by=source%2Cphrase**")
+            with page.expect_download() as saved:
+                page.get_by_role("link", name="Excel").click()
+            assert saved.value.suggested_filename == "climate-by-source-phrase.xlsx"
+            (header, row) = rows_of(Path(saved.value.path()).read_bytes())
+            assert header[:4] == ["source", "phrase", "visits", "visitors"]
+            assert row[:4] == ["yandex", "купить кондиционер", 1, 1] and row[header.index("form")] == 1
+            page.get_by_role("link", name="Calls").click()
+            with page.expect_download() as saved:
+                page.get_by_role("link", name="Excel").click()
+            assert saved.value.suggested_filename == "climate-calls.xlsx"
+            assert rows_of(Path(saved.value.path()).read_bytes())[0][:3] == ["time", "call_id", "kind"]
+            page.get_by_role("link", name="Experiments").click()
+            with page.expect_download() as saved:
+                page.get_by_role("link", name="CSV").click()
+            assert saved.value.suggested_filename == "climate-report.csv"
+            assert Path(saved.value.path()).read_text().startswith("section,experiment,page,variant")
+            stranger = browser.new_page()
+            stranger.goto(f"{base}/dashboard/climate/sources.xlsx?by=source")
+            assert stranger.locator("input[name=token]").count() == 1  # the sign-in page, no file
+    finally:
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
