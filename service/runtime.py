@@ -11,7 +11,7 @@ from service.front.ratelimit import Limiter
 from service.rules.engine import Site
 from service.rules.geo import GeoDB
 from service.rules.rulefiles import RuleSet
-from service.tracking.clock import StoreClock
+from service.tracking.clock import StoreClock, hour_and_day
 from service.tracking.journal import Journal
 from service.tracking.ledger import Ledger
 from service.tracking.pools import Pools
@@ -47,6 +47,10 @@ class Runtime:
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def today(self, site: Site) -> str:
+        """The site's day now, by its time zone: where a report's range ends unless it says."""
+        return hour_and_day(self.now_ms(), site.time_zone)[1]
 
     def site(self, site_id: str | None) -> Site:
         if not site_id:

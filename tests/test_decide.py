@@ -10,7 +10,6 @@ import redis
 from starlette.testclient import TestClient
 
 from service.tracking import counters, visits
-from service.tracking.clock import hour_and_day
 from service.tracking.pools import PoolKeys
 from service.tracking.tokens import TokenSigner
 from tests.conftest import BROWSER_HEADERS, Clock, site_client
@@ -267,7 +266,7 @@ def test_every_page_of_a_visit_and_a_returning_visitors_new_visit_cost_one_store
     started = journey(store, vid, back["visit"]["id"])
     assert started is not None and [p["path"] for p in started["pages"]] == ["/"]
     assert started["pool"] == back["phone"]["pool"]
-    tables = counters.table_key("demo", hour_and_day(runtime.now_ms())[1])
+    tables = counters.table_key("demo", runtime.today(runtime.site("demo")))
     assert store.strlen(tables) == 2 * counters.RECORD_BYTES  # both visits counted in the reports already
     assert (back["phone"]["pool"] != landing["phone"]["pool"]) is (ip != MOSCOW)
     if back["phone"]["pool"] != landing["phone"]["pool"]:  # one number at a time: the old hold has ended

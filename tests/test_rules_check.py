@@ -118,10 +118,10 @@ MISTAKES = {
         ("${NO_METRIKA_TOKEN_SET} is not set: the upload needs it",), where="NO_METRIKA_TOKEN_SET",
     ),
     "unknown time zone": Mistake(
-        "  time_zone: Europe/Moscow", "  time_zone: Europe/Moskva", ("unknown time zone 'Europe/Moskva'",)
+        "time_zone: Europe/Moscow", "time_zone: Europe/Moskva", ("unknown time zone 'Europe/Moskva'",)
     ),
     "Zadarma without a time zone": Mistake(
-        "  time_zone: Europe/Moscow\n", "", ("Zadarma writes call times in your account's time zone",),
+        "time_zone: Europe/Moscow  #", "#", ("Zadarma writes call times in your account's time zone",),
         where="zadarma_secret",
     ),
     "Mango without its salt": Mistake(

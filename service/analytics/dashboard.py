@@ -28,7 +28,6 @@ from service.integrations import exports
 from service.rules.engine import Site
 from service.runtime import Runtime
 from service.tracking import journal
-from service.tracking.clock import hour_and_day
 
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
@@ -89,7 +88,8 @@ async def calls_page_endpoint(request: Request) -> Response:
         site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
         download=download, most=journal.MOST,
         uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
-        moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"))
+        zone=site.time_zone, moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, site.time_zone).strftime(
+            "%Y-%m-%d %H:%M:%S"))
     return HTMLResponse(html, headers=HEADERS)
 
 
@@ -99,7 +99,7 @@ async def sources_page_endpoint(request: Request) -> Response:
     if not await _signed_in(runtime, site, request):
         return _login_page(site)
     params = {"by": "source", **{name: value for name, value in request.query_params.items() if value}}
-    query = dimensions.Query(params, hour_and_day(runtime.now_ms())[1])
+    query = dimensions.Query(params, runtime.today(site))
     report = await dimensions.report(runtime, site, query)
     chart = charts.bars(report["rows"], f"Conversion rate by {' and '.join(query.by)}, with 95% intervals")
     html = PAGES.get_template("sources.html").render(site=site, report=report, chart=chart, choices=SOURCE_CHOICES,

@@ -28,7 +28,6 @@ from service.analytics.sheets import Sheet
 from service.errors import BadRequest
 from service.rules.engine import Site
 from service.runtime import Runtime
-from service.tracking.clock import hour_and_day
 from service.tracking.counters import DIMENSIONS, escape, prefix, unescape
 from service.tracking.ledger import SITE, cohorts
 from service.tracking.store import Store
@@ -133,7 +132,7 @@ async def _cohorts(runtime: Runtime, site: Site, query: Query) -> Counts:
     by_page = query.by == ["page"]
     counts = _counts()
     ledger = runtime.ledger
-    first, last = ledger.window(query.days[0], query.days[-1], hour_and_day(runtime.now_ms())[1])
+    first, last = ledger.window(query.days[0], query.days[-1], runtime.today(site))
     for experiment in [SITE] if by_page else [experiment.id for experiment in site.experiments]:
         for measure, page, variant, kind, number in cohorts(await ledger.counts(site.id, experiment, first, last)):
             if kind is None and measure in ("e", "o"):  # exposed, and overflowed: they could not be credited a call

@@ -2,7 +2,7 @@
 
 Newest first, a page at a time (`limit`, and `cursor` = the last page's `next`), behind the
 site's report token, as JSON or CSV (`/v1/calls/{site}.csv`). Filters: `from` and `to`
-(days, UTC, of the call's start or the conversion's time), `source`, `campaign`, `pool`,
+(days in the site's time zone, of the call's start or the conversion's time), `source`, `campaign`, `pool`,
 `qualified` (true / false), `variant` (`experiment:variant`) and, for conversions, `kind`.
 Each entry says what the conversion was, and how the visitor came: source, campaign, phrase,
 ad click ids, landing page and the pages seen before it (`service.tracking.journal`).
@@ -61,14 +61,14 @@ async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: 
         return JSON({"site": site.id, "entries": entries, "next": cursor})
     headers = {"link": f'<?{next_page(params, cursor)}>; rel="next"'} if cursor else {}
     name = f"{site.id}-{'calls' if calls else 'conversions'}"
-    return await sheets.download(sheet(entries, calls, name), form, headers)
+    return await sheets.download(sheet(entries, calls, name, site.time_zone), form, headers)
 
 
 async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool) -> tuple[list[dict[str, Any]],
                                                                                                 str | None]:
     """One page of the call log (`calls`) or of the conversion log, as `params` ask, and the
     cursor of the next."""
-    query = LogQuery.parse(params)
+    query = LogQuery.parse(params, site.time_zone)
     page = await runtime.journal.page(site.id, query, _filter(params, query, calls))
     return [_call(entry) if calls else entry for entry in page["entries"]], page["next"]
 
@@ -115,11 +115,11 @@ def _call(entry: dict[str, Any]) -> dict[str, Any]:
             "visit": entry.get("visit")}
 
 
-def sheet(entries: list[dict[str, Any]], calls: bool, name: str) -> Sheet:
-    """The entries as a table: one row each, the visit flattened."""
+def sheet(entries: list[dict[str, Any]], calls: bool, name: str, zone: datetime.tzinfo) -> Sheet:
+    """The entries as a table: one row each, the visit flattened, its time on the clocks of `zone`."""
     rows = []
     for entry in entries:
-        time = datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) / 1000, datetime.UTC)
+        time = datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) / 1000, zone)
         own = ([time, *(entry.get(name) for name in CALL_COLUMNS[1:])] if calls else
                [time, entry["id"], entry["kind"], entry.get("goal"), entry.get("page")])
         visit = entry.get("visit") or {}

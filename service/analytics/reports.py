@@ -28,7 +28,6 @@ from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.rules.engine import Experiment, Site
 from service.runtime import Runtime
-from service.tracking.clock import hour_and_day
 from service.tracking.ledger import ALL, OTHER, SITE, Ledger, cohorts, page_field
 
 KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
@@ -109,7 +108,7 @@ async def build(runtime: Runtime, site: Site, filters: Filters) -> dict[str, Any
     a site with a big ledger costs time but never holds the event loop for long."""
     experiments = [e for e in site.experiments if filters.experiment in (None, e.id)]
     ledger = runtime.ledger
-    first, last = ledger.window(filters.since, filters.until, hour_and_day(runtime.now_ms())[1])
+    first, last = ledger.window(filters.since, filters.until, runtime.today(site))
     pages = {}
     for name in (SITE, *(experiment.id for experiment in experiments)):
         pages[name] = await asyncio.to_thread(_pages, await ledger.counts(site.id, name, first, last), filters)
@@ -345,7 +344,7 @@ async def report_endpoint(request: Request) -> Response:
 async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: str | None) -> Response:
     """The report `params` ask for, as JSON or as a file in `form` (`sheets.FORMATS`)."""
     if params.get("by"):  # visits and conversions by source, campaign, phrase…
-        by = await dimensions.report(runtime, site, dimensions.Query(params, hour_and_day(runtime.now_ms())[1]))
+        by = await dimensions.report(runtime, site, dimensions.Query(params, runtime.today(site)))
         return await sheets.download(dimensions.sheet(by, site.id), form) if form else JSON(by)
     report = await build(runtime, site, Filters.parse(params))
     return await sheets.download(sheet(report, site.id), form) if form else JSON(report)

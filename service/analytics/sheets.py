@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 
 from starlette.responses import Response
 
-Value = str | int | float | datetime.datetime | None  # a cell's; a time is UTC
+Value = str | int | float | datetime.datetime | None  # a cell's; a time shows as its zone's clocks do
 FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 MOST_TEXT = 32_767  # characters Excel keeps in a cell

@@ -207,7 +207,7 @@ async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
 
     Returns the lease (None when no pool leases) and whether the store failed.
     """
-    _, day = hour_and_day(now)
+    _, day = hour_and_day(now, site.time_zone)
     pool = outcome.pool
     ledger, batcher = runtime.ledger, runtime.store.batcher
     try:
@@ -221,7 +221,7 @@ async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
                 ledger.recorded(fresh)
             return None, False
         leased = runtime.pools.lease(site.id, pool, view.vid, view.path, outcome.experiments, now,
-                                     visit.id if visit else "", network)
+                                     visit.id if visit else "", network, site.time_zone)
         reply, *_ = await batcher.submit(leased, *exposures)
         ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
@@ -377,8 +377,8 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
     values = counters.joined(traffic.source, traffic.medium, traffic.campaign, view.phrase, view.path, geo.region,
                              geo.city, view.device, visit.pool)  # as `counters.values(record)`, the phrase read once
     commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record),
-                counters.visited(site.id, hour_and_day(now)[1], values, runtime.settings.report_days * 86400,
-                                 view.vid)]
+                counters.visited(site.id, hour_and_day(now, site.time_zone)[1], values,
+                                 runtime.settings.report_days * 86400, view.vid)]
     last = previous.visit if previous else None
     if last and last.pool and last.pool != visit.pool:
         old = site.pool(last.pool)

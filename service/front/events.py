@@ -113,7 +113,8 @@ async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> s
     those variants and the visit it came from (once: a retry may be the first to get there)."""
     vid, now = conversion["vid"], conversion["now"]
     visit, kind = conversion.get("visit"), conversion["kinds"][0]
-    counting = runtime.ledger.conversion(site.id, vid, site.experiment_ids, conversion["id"], conversion["kinds"], now)
+    counting = runtime.ledger.conversion(site.id, vid, site.experiment_ids, conversion["id"], conversion["kinds"], now,
+                                         site.time_zone)
     asking = ledger.assignments(site.id, vid, site.experiment_ids)
     seeing = visits.reads(site.id, vid, visit) if visit else ()
     # One round trip (one future, no task each), so the variants are read as they are counted.
@@ -124,5 +125,5 @@ async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> s
         "experiments": ledger.assigned(site.experiment_ids, replies[len(counting):read]),
         "visit": visits.journey_of(replies[read:], now) if visit else None,
         **({"goal": conversion["kinds"][1].removeprefix("goal:")} if kind == "goal" else {}),
-    }, now)
+    }, now, site.time_zone)
     return ledger.converted(replies)

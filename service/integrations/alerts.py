@@ -57,10 +57,10 @@ class Alerts:
         for site in self.sites():
             for alert_id, check, message in [*await self._pools(site, now), *await self._calls(site, now),
                                              *await self._exports(site)]:
-                await self.journal.add(site.id, _alert(alert_id, check, now, message), now)
+                await self.journal.add(site.id, _alert(alert_id, check, now, message), now, site.time_zone)
 
     async def _pools(self, site: Site, now: int) -> list[tuple[str, str, str]]:
-        hour, _ = hour_and_day(now)
+        hour, _ = hour_and_day(now, site.time_zone)  # as the leases count their overflows
         alerts = []
         for pool in site.pools:
             if pool.numbers:
@@ -171,7 +171,7 @@ class StoreWatch:
             await self.journal.add(site.id, _alert(
                 f"alert:store_recovered:{hour_and_day(self.since)[0]}", "store_recovered", now,
                 f"{site.name}: Swapline's store answers again, after about {minutes} min; the events and calls "
-                "kept on disk meanwhile are being credited"), now)
+                "kept on disk meanwhile are being credited"), now, site.time_zone)
 
 
 def _alert(alert_id: str, check: str, now: int, message: str) -> dict[str, Any]:

@@ -134,8 +134,9 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     answer = {**orjson.loads(stored), "duplicate": bool(seen)}
     if answer["credited"] and not answer["duplicate"]:
         await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}",
-                                     _conversions(answer), runtime.now_ms())
-    await runtime.journal.add(site.id, _logged(answer), runtime.now_ms())  # once, a retry's too: it may be the first
+                                     _conversions(answer), runtime.now_ms(), site.time_zone)
+    # Logged once, a retry's too: it may be the first to get there.
+    await runtime.journal.add(site.id, _logged(answer), runtime.now_ms(), site.time_zone)
     return answer
 
 
@@ -229,7 +230,8 @@ def unix_ms(seconds: float) -> int:
 
 def local_time(text: str, name: str, zone: ZoneInfo | None) -> int:
     """ISO 8601 (`2026-11-22T14:05:00+03:00`, or `2026-11-22 14:05:00` as PBXs write it) in
-    unix milliseconds; a time without its zone is in `zone`, the site's `calls.time_zone`."""
+    unix milliseconds; a time without its zone is in `zone`, the site's `calls.time_zone` (by
+    default its `time_zone`)."""
     try:
         moment = datetime.datetime.fromisoformat(text.strip()[:64])
     except ValueError:
@@ -237,6 +239,6 @@ def local_time(text: str, name: str, zone: ZoneInfo | None) -> int:
     if moment.tzinfo is None:
         if zone is None:
             raise BadRequest("invalid_call", f"{name} needs a time zone (2026-11-22T14:05:00+03:00), or the site's "
-                                             "calls.time_zone for times written without one")
+                                             "time_zone for times written without one")
         moment = moment.replace(tzinfo=zone)
     return unix_ms(moment.timestamp())

@@ -108,7 +108,7 @@ async def export_file_endpoint(request: Request) -> Response:
     target = request.path_params["target"]
     if target not in FILES:
         raise NotFound("unknown_export", f"exports are {', '.join(f'{name}.csv' for name in FILES)}")
-    query = LogQuery.parse({**request.query_params, "limit": "1000"})
+    query = LogQuery.parse({**request.query_params, "limit": "1000"}, site.time_zone)
     entries = [entry async for entry in _entries(runtime.store, site.id, query)]
     make, columns, first_line = FILES[target]
     return Response(csv_file(columns, make(entries, site.exports), first_line), media_type="text/csv; charset=utf-8",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import collections
 import dataclasses
+import datetime
 import functools
 import hashlib
 import itertools
@@ -516,6 +517,7 @@ class Site:
     experiments: tuple[Experiment, ...]
     pools: tuple[Pool, ...]
     uses_places: bool = False  # any text mentions city/region/country
+    time_zone: datetime.tzinfo = datetime.UTC  # whose days its reports count by
     calls: CallSettings = CallSettings()
     visits: VisitSettings = VisitSettings()
     report_token: str | None = None

@@ -6,6 +6,7 @@ any file refuses the whole change, so a half-edited directory never serves.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import re
@@ -188,6 +189,7 @@ class _Compiler:
         self._numbers_once(data)
         texts = [s.text for r in rules for s in r.swaps]
         texts += [s.text for e in experiments for v in e.variants for s in v.swaps]
+        zone = self._zone(("time_zone",), data["time_zone"]) if "time_zone" in data else None
         return Site(
             id=data["site"],
             name=data.get("name", data["site"]),
@@ -199,7 +201,8 @@ class _Compiler:
             experiments=tuple(experiments),
             pools=tuple(pools),
             uses_places=any(text.uses_places for text in texts),
-            calls=self._calls(data.get("calls", {})),
+            time_zone=zone or datetime.UTC,
+            calls=self._calls(data.get("calls", {}), zone, "time_zone" in data),
             visits=_visits(data.get("visits", {})),
             report_token=_secret(data.get("reports", {}).get("token")),
             webhooks=tuple(self._webhook(i, hook) for i, hook in enumerate(data.get("webhooks", []))),
@@ -408,17 +411,21 @@ class _Compiler:
                                             "name the correction so, or it never applies")
         return {name: _place(name, forms, language) for name, forms in data.items()}
 
-    def _calls(self, data: dict[str, Any]) -> CallSettings:
+    def _zone(self, path: tuple[str, ...], name: Any) -> ZoneInfo | None:
+        try:
+            return ZoneInfo(name)
+        except (ValueError, ZoneInfoNotFoundError):
+            self.problem(path, f"unknown time zone {name!r} (e.g. Europe/Moscow)")
+            return None
+
+    def _calls(self, data: dict[str, Any], site_zone: ZoneInfo | None, site_named: bool) -> CallSettings:
+        """`site_zone`: the site's `time_zone` (`site_named`: the rules name one), which the PBX's
+        times are in unless `calls.time_zone` says."""
         secret = _secret(data.get("secret"))
-        zone = None
-        if "time_zone" in data:
-            try:
-                zone = ZoneInfo(data["time_zone"])
-            except (ValueError, ZoneInfoNotFoundError):
-                self.problem(("calls", "time_zone"), f"unknown time zone {data['time_zone']!r} (e.g. Europe/Moscow)")
-        if "zadarma_secret" in data and "time_zone" not in data:  # its call_start has no zone
+        zone = self._zone(("calls", "time_zone"), data["time_zone"]) if "time_zone" in data else site_zone
+        if "zadarma_secret" in data and "time_zone" not in data and not site_named:  # its call_start has no zone
             self.problem(("calls", "zadarma_secret"), "Zadarma writes call times in your account's time zone: "
-                                                      "name it in calls.time_zone (e.g. Europe/Moscow)")
+                                                      "name it in the site's time_zone (e.g. Europe/Moscow)")
         if ("mango_api_key" in data) != ("mango_api_salt" in data):
             self.problem(("calls",), "Mango Office signs with both its key and its salt: "
                                      "give mango_api_key and mango_api_salt")

@@ -20,6 +20,7 @@ from service.tracking.store import STORE_ERRORS
 
 log = logging.getLogger("swapline")
 DAY_MS = 86_400_000
+QUARTER_MS = 900_000  # every time zone's hours and days begin on a quarter of a UTC hour
 STEP_EVERY = 60.0  # seconds between readings of the store's clock
 FIRST_EVERY = 1.0  # seconds between tries while it has never been read: no store, no leases yet
 
@@ -54,12 +55,18 @@ class StoreClock:
             await self.synchronise(read_store_time)
 
 
-def hour_and_day(now_ms: int) -> tuple[str, str]:
-    """The hour (2026-11-22T14) and the day (2026-11-22) of a moment."""
-    return _format_hour(now_ms // 3_600_000)
+def hour_and_day(now_ms: int, zone: datetime.tzinfo = datetime.UTC) -> tuple[str, str]:
+    """The hour (2026-11-22T14) and the day (2026-11-22) of a moment, on the clocks of `zone`:
+    a site's (`Site.time_zone`), whose days its reports count by."""
+    return _format_quarter(now_ms // QUARTER_MS, zone)
 
 
-@functools.lru_cache(maxsize=64)  # one hour after another: formatted once, not per request
-def _format_hour(hours: int) -> tuple[str, str]:
-    moment = datetime.datetime.fromtimestamp(hours * 3600, datetime.UTC)
+def day_start_ms(day: datetime.date, zone: datetime.tzinfo = datetime.UTC) -> int:
+    """When `day` begins in `zone`, in unix milliseconds."""
+    return int(datetime.datetime.combine(day, datetime.time(), zone).timestamp() * 1000)
+
+
+@functools.lru_cache(maxsize=1024)  # one quarter of an hour after another, a few zones: formatted once
+def _format_quarter(quarters: int, zone: datetime.tzinfo) -> tuple[str, str]:
+    moment = datetime.datetime.fromtimestamp(quarters * QUARTER_MS // 1000, zone)
     return moment.strftime("%Y-%m-%dT%H"), moment.strftime("%Y-%m-%d")

@@ -21,7 +21,7 @@ import orjson
 
 from service.errors import BadRequest
 from service.tracking import counters
-from service.tracking.clock import DAY_MS, hour_and_day
+from service.tracking.clock import DAY_MS, day_start_ms, hour_and_day
 from service.tracking.store import Script, Store
 
 MOST = 1000  # entries one page may list
@@ -49,13 +49,14 @@ class Journal:
         # by dimension live `report_days`.
         self._logging = (self.retention_ms, counters.MOST_VALUES, report_days * 86_400, counters.NAMES)
 
-    async def add(self, site: str, entry: Mapping[str, Any], now_ms: int) -> bool:
-        """Log one conversion (`entry["id"]`) unless it is already; entries past the retention go
-        as new ones come. Whether it was logged now."""
+    async def add(self, site: str, entry: Mapping[str, Any], now_ms: int, zone: datetime.tzinfo = datetime.UTC
+                  ) -> bool:
+        """Log one conversion (`entry["id"]`) unless it is already, counted on its day in `zone`
+        (the site's); entries past the retention go as new ones come. Whether it was logged now."""
         logged, = await self.store.batcher.submit(LOG(
             (key(site), f"sw:{{{site}:log}}:logged", last_call_key(site)),
             (entry["id"], now_ms, orjson.dumps(entry), entry["at"] if entry["kind"] in CALL_KINDS else "",
-             *counters.logged(site, hour_and_day(entry["at"])[1], entry)), self._logging))
+             *counters.logged(site, hour_and_day(entry["at"], zone)[1], entry)), self._logging))
         return bool(logged)
 
     async def page(self, site: str, query: LogQuery, keeps: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -100,8 +101,9 @@ class LogQuery:
     cursor: str | None
 
     @classmethod
-    def parse(cls, params: Mapping[str, str]) -> LogQuery:
-        since, until = _day(params, "from"), _day(params, "to")
+    def parse(cls, params: Mapping[str, str], zone: datetime.tzinfo = datetime.UTC) -> LogQuery:
+        """`from` and `to` are days in `zone`, the site's."""
+        since, until = _day(params, "from", zone), _day(params, "to", zone, after=True)
         limit = params.get("limit") or "100"
         if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MOST):
             raise BadRequest("invalid_filter", f"limit must be a whole number from 1 to {MOST}")
@@ -109,14 +111,15 @@ class LogQuery:
         if cursor is not None and not (len(cursor) <= 41 and cursor.count("-") == 1 and all(
                 c in STREAM_ID for c in cursor)):
             raise BadRequest("invalid_filter", "cursor must be a page's `next`, as it was given")
-        return cls(since, until + DAY_MS - 1 if until is not None else None, int(limit), cursor)
+        return cls(since, until - 1 if until is not None else None, int(limit), cursor)
 
     def keeps_time(self, at_ms: int) -> bool:
         return (self.since_ms is None or at_ms >= self.since_ms) and (self.until_ms is None or at_ms <= self.until_ms)
 
 
-def _day(params: Mapping[str, str], name: str) -> int | None:
-    """The first millisecond of a `YYYY-MM-DD` day (UTC), as reports count days."""
+def _day(params: Mapping[str, str], name: str, zone: datetime.tzinfo, after: bool = False) -> int | None:
+    """The first millisecond of a `YYYY-MM-DD` day in `zone`, as reports count days (`after`:
+    of the day after it)."""
     given = params.get(name)
     if not given:
         return None
@@ -124,4 +127,4 @@ def _day(params: Mapping[str, str], name: str) -> int | None:
         day = datetime.date.fromisoformat(given)
     except ValueError:
         raise BadRequest("invalid_filter", f"{name!r} must be a date: YYYY-MM-DD") from None
-    return int(datetime.datetime.combine(day, datetime.time(), datetime.UTC).timestamp() * 1000)
+    return day_start_ms(day + datetime.timedelta(days=after), zone)

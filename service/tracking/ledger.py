@@ -128,11 +128,11 @@ class Ledger:
         return ("HINCRBY", LedgerKeys.of(site, SITE).bots, day, 1)
 
     def conversion(self, site: str, vid: str, experiments: Iterable[str], event_id: str, kinds: Iterable[str],
-                   now_ms: int) -> list[Command]:
+                   now_ms: int, zone: datetime.tzinfo = datetime.UTC) -> list[Command]:
         """The commands that credit the visitor's cohorts in `experiments` (all of the site's: the
-        store knows which ones the visitor was exposed to, on whatever page); their replies say
-        what the site-wide ledger made of it (`converted`)."""
-        _, day = hour_and_day(now_ms)
+        store knows which ones the visitor was exposed to, on whatever page), on the day in `zone`
+        (the site's); their replies say what the site-wide ledger made of it (`converted`)."""
+        _, day = hour_and_day(now_ms, zone)
         args = (vid, event_id, now_ms, *kinds, "any")
         names = ("assign", "converted", "seen", "overflowed")
         return [CONVERT(_day_keys(site, experiment, day, "goals", *names), args,
@@ -140,10 +140,10 @@ class Ledger:
                 for experiment in dict.fromkeys([SITE, *experiments])]
 
     async def convert(self, site: str, vid: str, experiments: Iterable[str], event_id: str, kinds: Iterable[str],
-                      now_ms: int) -> str:
+                      now_ms: int, zone: datetime.tzinfo = datetime.UTC) -> str:
         """Credit a conversion (`conversion`); returns what the site-wide ledger made of it."""
         return converted(await self.store.batcher.submit(*self.conversion(site, vid, experiments, event_id, kinds,
-                                                                          now_ms)))
+                                                                          now_ms, zone)))
 
     async def variants(self, site: str, vid: str, experiments: tuple[str, ...]) -> dict[str, str]:
         """The variant of each of `experiments` the visitor was exposed to, on any page."""

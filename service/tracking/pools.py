@@ -7,6 +7,7 @@ two processes can hand out one number twice. Times are milliseconds since the ep
 
 from __future__ import annotations
 
+import datetime
 import functools
 import math
 from dataclasses import dataclass
@@ -102,11 +103,12 @@ class Pools:
                 await self.store.client.eval(SYNC.source, 3, keys.numbers, keys.free, keys.held, *pool.numbers)
 
     def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
-              now_ms: int, visit: str = "", network: str = "") -> Command:
+              now_ms: int, visit: str = "", network: str = "", zone: datetime.tzinfo = datetime.UTC) -> Command:
         """The command that leases (or keeps) the visitor's number; its reply makes a `Lease`.
-        `network` (a keyed hash of the client's) may hold `network_share` per cent of the pool."""
+        `network` (a keyed hash of the client's) may hold `network_share` per cent of the pool;
+        its peaks and overflows are counted by the hours and days of `zone` (the site's)."""
         keys = PoolKeys.of(site, pool.id)
-        hour, day = hour_and_day(now_ms)
+        hour, day = hour_and_day(now_ms, zone)
         return LEASE(
             (keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases, keys.seq, keys.stats,
              keys.clock, keys.networks),
@@ -140,9 +142,9 @@ class Pools:
         record, = await self.store.batcher.submit(ATTRIBUTE((keys.leases, keys.history(number)), (at_ms,)))
         return orjson.loads(record) if record else None
 
-    async def stats(self, site: str, pool: Pool, now_ms: int) -> PoolStats:
+    async def stats(self, site: str, pool: Pool, now_ms: int, zone: datetime.tzinfo = datetime.UTC) -> PoolStats:
         keys = PoolKeys.of(site, pool.id)
-        days = [hour_and_day(now_ms - i * DAY_MS)[1] for i in range(self.retention_ms // DAY_MS)]
+        days = [hour_and_day(now_ms - i * DAY_MS, zone)[1] for i in range(self.retention_ms // DAY_MS)]
         pipe = self.store.client.pipeline(transaction=False)
         pipe.hgetall(keys.stats)
         pipe.zcount(keys.held, now_ms, "+inf")
@@ -175,5 +177,5 @@ async def pools_endpoint(request: Request) -> JSON:
     site = runtime.site(request.path_params["site"])
     await require_report_token(runtime, site, request)
     now = runtime.now_ms()
-    stats = [await runtime.pools.stats(site.id, pool, now) for pool in site.pools if pool.numbers]
+    stats = [await runtime.pools.stats(site.id, pool, now, site.time_zone) for pool in site.pools if pool.numbers]
     return JSON({"site": site.id, "pools": [s.as_json() for s in stats]})

@@ -16,6 +16,7 @@ all the job reads: a table maps each key family to that reading and to its windo
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ log = logging.getLogger("swapline")
 EVERY = 3600.0  # seconds between looks at whether a day's compaction is due
 LOCK = "sw:compacted"  # set by the process that compacts, for a day: the others leave it alone
 SLICE = 1000  # fields or keys read at a time
+# Records go by the days of their site's time zone: a day is past its window once it has ended
+# even where it ends last.
+WESTMOST = datetime.timezone(datetime.timedelta(hours=-12))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,7 @@ class Retention:
 
     async def compact(self, now_ms: int) -> int:
         """Delete every record older than its window, as of `now_ms`; returns how many went."""
-        cutoffs = {name: hour_and_day(now_ms - days * DAY_MS)[1]
+        cutoffs = {name: hour_and_day(now_ms - days * DAY_MS, WESTMOST)[1]
                    for name, days in (("visitor", self.windows.visitor), ("report", self.windows.report),
                                       ("lease", self.windows.lease))}
         deleted = 0
