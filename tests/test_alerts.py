@@ -28,7 +28,7 @@ from tests.receiver import Receiver
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, call
 
 MOSCOW = ZoneInfo("Europe/Moscow")
-ALERTING = SITE.replace("calls: {secret:", "calls: {time_zone: Europe/Moscow, secret:") + """alerts:
+ALERTING = SITE.replace("site: climate\n", "site: climate\ntime_zone: Europe/Moscow\n") + """alerts:
   no_calls_for: 2h
   working_hours: "09:00-19:00"
   working_days: [mon, tue, wed, thu, fri]
@@ -60,7 +60,7 @@ def test_a_pool_that_overflows_raises_one_alert_an_hour(climate: TestClient, clo
              for n in range(3)]  # the yandex pool has two numbers
     assert shown[2]["phone"]["kind"] == "overflow"
     (alert,) = checked(climate, "pool_overflow")
-    assert "pool yandex gave 1 visitors its overflow number" in alert["message"]
+    assert "pool yandex gave 1 visitors its overflow number since 14:00 (Europe/Moscow)" in alert["message"]
     assert len(checked(climate, "pool_overflow")) == 1  # the same hour: said once
     conversions = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
     assert all(entry["kind"] != "alert" for entry in conversions)  # the conversion log lists alerts when asked

@@ -2,7 +2,7 @@
 
 CSV is what scripts read; a workbook is what an analyst opens. Excel opens a CSV in the
 system's code page and list separator (in Russia cp1251 and «;»): Cyrillic comes out as
-«РљСѓРїРёС‚СЊ», every row in one column, and a rate «1.05» as the first of May. A workbook
+«РљСѓРїРёС‚СЊ», every row in one column, and a lift «1.05» as the first of May. A workbook
 (Office Open XML, written here with the standard library) carries its text as Unicode, its
 numbers as numbers and its times as times, in any locale, and never runs a cell as a formula.
 """

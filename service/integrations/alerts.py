@@ -68,8 +68,8 @@ class Alerts:
                 if overflowed and int(overflowed):
                     alerts.append((f"alert:pool_overflow:{pool.id}:{hour}", "pool_overflow",
                                    f"{site.name}: pool {pool.id} gave {int(overflowed)} visitors its overflow number "
-                                   f"since {hour[-2:]}:00 UTC: its {len(pool.numbers)} numbers are too few "
-                                   f"(GET /v1/pools/{site.id} recommends a size)"))
+                                   f"since {hour[-2:]}:00 ({site.time_zone}): its {len(pool.numbers)} numbers are "
+                                   f"too few (GET /v1/pools/{site.id} recommends a size)"))
         return alerts
 
     async def _calls(self, site: Site, now: int) -> list[tuple[str, str, str]]:
@@ -151,8 +151,9 @@ class StoreWatch:
 
     async def _tell_degraded(self, client: httpx.AsyncClient, now: int) -> None:
         assert self.since is not None
-        began = datetime.datetime.fromtimestamp(self.since / 1000, UTC).strftime("%H:%M UTC")
         for site in self.sites():
+            began = datetime.datetime.fromtimestamp(self.since / 1000, site.time_zone).strftime(
+                f"%H:%M ({site.time_zone})")
             entry = _alert(f"alert:store_degraded:{hour_and_day(self.since)[0]}", "store_degraded", now,
                            f"{site.name}: Swapline's store (Redis/Valkey) has not answered within "
                            f"{self.slow * 1000:g} ms since {began}: decisions are answered without tracking "
