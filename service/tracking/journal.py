@@ -127,4 +127,4 @@ def _day(params: Mapping[str, str], name: str, zone: datetime.tzinfo, after: boo
         day = datetime.date.fromisoformat(given)
     except ValueError:
         raise BadRequest("invalid_filter", f"{name!r} must be a date: YYYY-MM-DD") from None
-    return day_start_ms(day + datetime.timedelta(days=after), zone)
+    return day_start_ms(day + datetime.timedelta(days=1 if after else 0), zone)
