@@ -99,3 +99,16 @@ def test_an_hour_and_a_day_on_clocks_a_quarter_hour_off_the_utc_hour() -> None:
     assert hour_and_day(midnight - 1, kathmandu) == ("2026-11-18T23", "2026-11-18")
     assert hour_and_day(midnight, kathmandu) == ("2026-11-19T00", "2026-11-19")
     assert hour_and_day(midnight) == ("2026-11-18T18", "2026-11-18")  # UTC unless a zone is given
+
+
+@pytest.mark.parametrize("address", [
+    "/v1/reports/climate?by=source&to=0001-01-05", "/v1/reports/climate?by=source&from=9999-12-31&to=9999-12-31",
+    "/v1/reports/climate.xlsx?to=0001-01-01", "/v1/calls/climate?to=9999-12-31",
+    "/v1/calls/climate.xlsx?from=9999-12-31&to=9999-12-31", "/v1/conversions/climate.csv?from=0001-01-01&to=0001-01-01",
+    "/v1/exports/climate/metrica.csv?to=9999-12-31", "/dashboard/climate/sources?to=0001-01-05",
+    "/dashboard/climate/calls?to=9999-12-31",
+])
+def test_the_first_and_last_days_a_calendar_has_answer_nothing_found(far_east: TestClient, address: str) -> None:
+    """Days as far as a date goes, on clocks ten hours ahead: no day before or after them to reach."""
+    response = far_east.get(address, headers=REPORT)
+    assert response.status_code == 200, response.text

@@ -57,7 +57,7 @@ class Query:
         if len(self.read) > 2:
             raise BadRequest("invalid_filter", "by and the filters name at most two dimensions together")
         until = _day(params.get("to")) or datetime.date.fromisoformat(today)
-        since = _day(params.get("from")) or until - datetime.timedelta(days=DEFAULT_DAYS - 1)
+        since = _day(params.get("from")) or datetime.date.fromordinal(max(1, until.toordinal() - DEFAULT_DAYS + 1))
         if not 0 <= (until - since).days < MOST_DAYS:
             raise BadRequest("invalid_filter", f"from must come before to, at most {MOST_DAYS} days apart")
         self.days = [(since + datetime.timedelta(days=n)).isoformat() for n in range((until - since).days + 1)]

@@ -41,8 +41,8 @@ class Sheet:
 
 
 async def download(sheet: Sheet, form: str, headers: dict[str, str] | None = None) -> Response:
-    """The sheet as a file to save, in `form` (one of `FORMATS`), written in a thread: a thousand
-    rows take tens of milliseconds, which the worker's other requests need not wait for."""
+    """The sheet as a file to save, in `form` (one of `FORMATS`), written in a thread: a long table
+    takes longer to write than a request may hold the loop (docs/PERFORMANCE.md, "Downloads")."""
     body = await asyncio.to_thread(xlsx if form == "xlsx" else csv_text, sheet)
     return Response(body, media_type=FORMATS[form], headers={
         "content-disposition": f'attachment; filename="{sheet.name}.{form}"', **(headers or {})})

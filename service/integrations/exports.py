@@ -117,7 +117,7 @@ async def export_file_endpoint(request: Request) -> Response:
 
 async def _entries(store: Store, site: str, query: LogQuery) -> AsyncIterator[dict[str, Any]]:
     """Every log entry of the query's days, oldest first."""
-    lower = str(query.since_ms) if query.since_ms else "-"
+    lower = query.first_id
     while batch := await store.client.xrange(log_key(site), lower, "+", count=BATCH):
         for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
             lower = f"({stream_id.decode()}"

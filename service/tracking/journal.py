@@ -65,7 +65,7 @@ class Journal:
         fewer than `limit` with a cursor to go on from."""
         entries: list[dict[str, Any]] = []
         upper, scanned = f"({query.cursor}" if query.cursor else "+", 0
-        lower = str(query.since_ms) if query.since_ms else "-"  # an entry arrives no sooner than it happened
+        lower = query.first_id
         while len(entries) < query.limit and scanned < SCANNED:
             batch = await self.store.client.xrevrange(key(site), upper, lower, count=min(SCAN_SLICE, SCANNED - scanned))
             if not batch:
@@ -113,6 +113,12 @@ class LogQuery:
             raise BadRequest("invalid_filter", "cursor must be a page's `next`, as it was given")
         return cls(since, until - 1 if until is not None else None, int(limit), cursor)
 
+    @property
+    def first_id(self) -> str:
+        """The log's oldest stream id an entry of these days may have: one arrives no sooner than
+        it happened, and a stream's ids start in 1970."""
+        return str(self.since_ms) if self.since_ms is not None and self.since_ms > 0 else "-"
+
     def keeps_time(self, at_ms: int) -> bool:
         return (self.since_ms is None or at_ms >= self.since_ms) and (self.until_ms is None or at_ms <= self.until_ms)
 
@@ -127,4 +133,7 @@ def _day(params: Mapping[str, str], name: str, zone: datetime.tzinfo, after: boo
         day = datetime.date.fromisoformat(given)
     except ValueError:
         raise BadRequest("invalid_filter", f"{name!r} must be a date: YYYY-MM-DD") from None
-    return day_start_ms(day + datetime.timedelta(days=1 if after else 0), zone)
+    start = day_start_ms(day, zone)
+    if not after:
+        return start
+    return day_start_ms(day + datetime.timedelta(days=1), zone) if day < datetime.date.max else start + DAY_MS
