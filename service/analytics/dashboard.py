@@ -80,7 +80,7 @@ async def calls_page_endpoint(request: Request) -> Response:
     runtime, site = _site(request)
     if not await _signed_in(runtime, site, request):
         return _login_page(site)
-    params = {name: value for name, value in request.query_params.items() if value}
+    params = _given(request)
     calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
     download = urlencode({**{name: value for name, value in params.items() if name != "cursor"},
                           "limit": str(journal.MOST)})
@@ -98,7 +98,7 @@ async def sources_page_endpoint(request: Request) -> Response:
     runtime, site = _site(request)
     if not await _signed_in(runtime, site, request):
         return _login_page(site)
-    params = {"by": "source", **{name: value for name, value in request.query_params.items() if value}}
+    params = {"by": "source", **_given(request)}
     query = dimensions.Query(params, runtime.today(site))
     report = await dimensions.report(runtime, site, query)
     chart = charts.bars(report["rows"], f"Conversion rate by {' and '.join(query.by)}, with 95% intervals")
@@ -115,7 +115,7 @@ async def download_endpoint(request: Request) -> Response:
         return _login_page(site)
     table = request.url.path.rpartition("/")[2].partition(".")[0]
     form = sheets.requested(request.url.path)
-    params = {name: value for name, value in request.query_params.items() if value}
+    params = _given(request)
     if table == "calls":
         return await logs.answer(runtime, site, params, form, calls=True)
     return await reports.answer(runtime, site, {"by": "source", **params} if table == "sources" else params, form)
@@ -152,6 +152,11 @@ def _login_page(site: Site, error: str | None = None, status: int = 200,
                 headers: dict[str, str] | None = None) -> HTMLResponse:
     html = PAGES.get_template("login.html").render(site=site, error=error)
     return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
+
+
+def _given(request: Request) -> dict[str, str]:
+    """The filters the address gives: an empty field of a tab's form gives none."""
+    return {name: value for name, value in request.query_params.items() if value}
 
 
 def _site(request: Request) -> tuple[Runtime, Site]:

@@ -1,9 +1,10 @@
 """The call log and the conversion log: `GET /v1/calls/{site}` and `GET /v1/conversions/{site}`.
 
 Newest first, a page at a time (`limit`, and `cursor` = the last page's `next`), behind the
-site's report token, as JSON or CSV (`/v1/calls/{site}.csv`). Filters: `from` and `to`
-(days in the site's time zone, of the call's start or the conversion's time), `source`, `campaign`, `pool`,
-`qualified` (true / false), `variant` (`experiment:variant`) and, for conversions, `kind`.
+site's report token, as JSON, CSV (`/v1/calls/{site}.csv`) or an Excel workbook (`.xlsx`).
+Filters: `from` and `to` (the site's days, of the call's start or the conversion's time),
+`source`, `campaign`, `pool`, `qualified` (true / false), `variant` (`experiment:variant`)
+and, for conversions, `kind`.
 Each entry says what the conversion was, and how the visitor came: source, campaign, phrase,
 ad click ids, landing page and the pages seen before it (`service.tracking.journal`).
 """

@@ -307,8 +307,8 @@ def sheet(report: dict[str, Any], site: str) -> Sheet:
     """One row per page and per experiment variant: the table an analyst pastes into a sheet."""
     kinds = list(KINDS)
     rows: list[list[Value]] = [
-        ["page", "", page["page"], "all", None, *_counts(page, kinds), report["metric"], page["rate"],
-         *(page["interval"] or [None, None]), *[None] * 12, ""] for page in report["pages"]]
+        ["page", None, page["page"], "all", None, *_counts(page, kinds), report["metric"], page["rate"],
+         *(page["interval"] or [None, None]), *[None] * 13] for page in report["pages"]]
     for table in report["experiments"]:
         for row in table["variants"]:
             lift = row["lift"] or {}
