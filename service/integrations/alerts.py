@@ -22,7 +22,6 @@ import datetime
 import logging
 from collections.abc import Callable
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -35,7 +34,6 @@ from service.tracking.pools import PoolKeys
 from service.tracking.store import DEADLINE, STORE_ERRORS, Store, repeat
 
 LOCK = "sw:alerts:checked"
-UTC = ZoneInfo("UTC")
 log = logging.getLogger("swapline")
 
 
@@ -76,7 +74,7 @@ class Alerts:
         settings = site.alerts
         if not settings.no_calls_for:
             return []
-        zone = site.calls.time_zone or UTC
+        zone = site.calls.time_zone or site.time_zone  # the PBX's hours, else the site's
         local = datetime.datetime.fromtimestamp(now / 1000, zone)
         opens = local.replace(hour=settings.opens // 60, minute=settings.opens % 60, second=0, microsecond=0)
         minute = local.hour * 60 + local.minute
