@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import NamedTuple
+from urllib.parse import parse_qs, unquote, urlsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -67,14 +68,21 @@ class Settings:
             return value or None
 
         defaults = cls()
+        redis_url = _url("REDIS_URL", get("REDIS_URL"), ("redis", "rediss", "unix", SENTINEL))
+        redis_cluster = _bool("REDIS_CLUSTER", get("REDIS_CLUSTER"), False)
+        if redis_url and redis_url.startswith(f"{SENTINEL}:"):
+            sentinel_url(redis_url)  # refused now, not at the first page view
+            if redis_cluster:
+                raise ConfigError("SWAPLINE_REDIS_CLUSTER=1 and a redis+sentinel:// SWAPLINE_REDIS_URL: "
+                                  "a cluster fails over by itself, without Sentinel; set one of them")
         return cls(
             host=_host(get("HOST"), defaults.host),
             port=_port(get("PORT"), defaults.port),
             workers=_positive("WORKERS", get("WORKERS"), defaults.workers),
             rules_dir=Path(get("RULES_DIR") or defaults.rules_dir),
             data_dir=Path(get("DATA_DIR") or defaults.data_dir),
-            redis_url=_url("REDIS_URL", get("REDIS_URL"), ("redis", "rediss", "unix")),
-            redis_cluster=_bool("REDIS_CLUSTER", get("REDIS_CLUSTER"), False),
+            redis_url=redis_url,
+            redis_cluster=redis_cluster,
             geoip_db=_file("GEOIP_DB", get("GEOIP_DB")),
             trusted_proxies=_networks(get("TRUSTED_PROXIES")),
             secret=get("SECRET"),
@@ -172,6 +180,56 @@ def _url(name: str, raw: str | None, schemes: tuple[str, ...]) -> str | None:
     if parts.scheme not in schemes or not (parts.netloc or (parts.scheme == "unix" and parts.path)):
         raise ConfigError(f"SWAPLINE_{name} must be a {' or '.join(f'{s}://' for s in schemes)} URL, got {raw!r}")
     return raw
+
+
+SENTINEL = "redis+sentinel"
+SENTINEL_PORT = 26379
+
+
+class SentinelURL(NamedTuple):
+    """Where Sentinel names the primary: `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]
+    /service[/db][?sentinel_password=…]`. The user and password are the store's; Sentinels
+    that ask for a password of their own get `sentinel_password`."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+
+def sentinel_url(raw: str) -> SentinelURL:
+    """The parts of a `redis+sentinel://` URL; a `ConfigError` that says what is wrong, without
+    repeating the URL (it may hold a password)."""
+    def wrong(problem: str) -> ConfigError:
+        return ConfigError(f"SWAPLINE_REDIS_URL: {problem}, in a URL such as "
+                           f"{SENTINEL}://:password@sentinel-1:{SENTINEL_PORT},sentinel-2:{SENTINEL_PORT}/mymaster/0")
+
+    parts = urlsplit(raw)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    sentinels = []
+    for host in hosts.split(","):
+        try:
+            address = urlsplit(f"//{host.strip()}")
+            port = SENTINEL_PORT if address.port is None else address.port
+        except ValueError:
+            port = 0
+        if not 1 <= port <= 65535:
+            raise wrong(f"{host!r} is not a host with a port from 1 to 65535")
+        if not address.hostname:
+            raise wrong("every Sentinel needs a host name or address")
+        sentinels.append((address.hostname, port))
+    path = [unquote(part) for part in parts.path.strip("/").split("/")]
+    if not path[0] or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise wrong("the path names the primary Sentinel watches, then optionally a database number")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if set(query) - {"sentinel_password"}:
+        raise wrong(f"the only query parameter known is sentinel_password, not {sorted(set(query))!r}")
+    return SentinelURL(tuple(sentinels), path[0], int(path[1]) if len(path) == 2 else 0,
+                       unquote(username) or None, unquote(password) or None,
+                       query["sentinel_password"][-1] if "sentinel_password" in query else None)
 
 
 def _file(name: str, raw: str | None) -> Path | None:

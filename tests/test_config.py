@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Settings
+from service.config import ConfigError, SentinelURL, Settings, sentinel_url
 
 
 def test_defaults_need_nothing() -> None:
@@ -39,8 +39,31 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
     ("SWAPLINE_TRUSTED_PROXIES", "10.0.0.0/33"), ("SWAPLINE_LEASE_RETENTION_DAYS", "-1"),
     ("SWAPLINE_LOG_LEVEL", "loud"), ("SWAPLINE_REDIS_URL", "nonsense"), ("SWAPLINE_REDIS_URL", "http://r:6379"),
     ("SWAPLINE_GEOIP_DB", "/no/such/City.mmdb"), ("SWAPLINE_HOST", "not..a..host"),
-    ("SWAPLINE_PUBLIC_URL", "swapline.example.com"),
+    ("SWAPLINE_PUBLIC_URL", "swapline.example.com"), ("SWAPLINE_REDIS_URL", "redis+sentinel://s1:26379"),
+    ("SWAPLINE_REDIS_URL", "redis+sentinel://s1:0/mymaster"), ("SWAPLINE_REDIS_URL", "redis+sentinel://s1,/mymaster"),
+    ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/mymaster/first"), ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/a/1/2"),
+    ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/mymaster?db=1"),
 ])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_a_sentinel_url_names_the_sentinels_the_primary_and_the_passwords() -> None:
+    url = "redis+sentinel://:p%40ss@s1,s2:26380,[2001:db8::7]:5000/mymaster/2?sentinel_password=sentinel-secret"
+    assert Settings.from_env({"SWAPLINE_REDIS_URL": url}).redis_url == url
+    assert sentinel_url(url) == SentinelURL((("s1", 26379), ("s2", 26380), ("2001:db8::7", 5000)), "mymaster", 2,
+                                            None, "p@ss", "sentinel-secret")
+    assert sentinel_url("redis+sentinel://app:pw@10.0.0.5/store") == SentinelURL((("10.0.0.5", 26379),), "store", 0,
+                                                                                 "app", "pw", None)
+
+
+def test_a_bad_sentinel_url_is_refused_without_its_password() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"SWAPLINE_REDIS_URL": "redis+sentinel://:hunter2@s1:99999/mymaster"})
+    assert "s1:99999" in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+def test_sentinel_and_cluster_exclude_each_other() -> None:
+    with pytest.raises(ConfigError, match="SWAPLINE_REDIS_CLUSTER"):
+        Settings.from_env({"SWAPLINE_REDIS_URL": "redis+sentinel://s1/mymaster", "SWAPLINE_REDIS_CLUSTER": "1"})

@@ -7,7 +7,7 @@ from starlette.responses import HTMLResponse
 
 from service import __version__
 from service.analytics.dashboard import PAGES
-from service.config import Settings
+from service.config import SENTINEL, Settings
 from service.runtime import Runtime
 
 
@@ -18,6 +18,8 @@ def store_mode(settings: Settings) -> str:
     url = settings.redis_url or ""
     if not url or (url.startswith("unix://") and str(settings.data_dir.resolve()) in url):
         return "embedded Valkey (in the data directory)"
+    if url.startswith(f"{SENTINEL}:"):
+        return "Redis/Valkey primary found through Sentinel"
     return "Redis/Valkey server"
 
 

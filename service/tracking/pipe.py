@@ -21,6 +21,10 @@ import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
 
+# The replies of a primary that a failover demoted (READONLY), or that refuses writes since
+# its replica left it, as `min-replicas-to-write` tells it to (docs/DEPLOY.md).
+DEMOTED = ("READONLY", "NOREPLICAS")
+
 
 class Pipe(asyncio.Protocol):
     """Sends batches of packed commands; `send` returns a future of the batch's replies in
@@ -72,8 +76,12 @@ class Pipe(asyncio.Protocol):
         try:
             while (reply := self._reader.gets()) is not False:
                 replies, count, future = self._batches[0]
-                if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-                    reply = NoScriptError(str(reply))
+                if isinstance(reply, ResponseError):
+                    if str(reply).startswith(DEMOTED):  # a failover: the next connection finds the primary
+                        self.close(f"the store takes no writes: {reply}")
+                        return
+                    if str(reply).startswith("NOSCRIPT"):
+                        reply = NoScriptError(str(reply))
                 replies.append(reply)
                 if len(replies) == count:
                     self._batches.popleft()

@@ -1,4 +1,4 @@
-"""The store: Redis or Valkey (standalone or cluster), the only home of shared state.
+"""The store: Redis or Valkey (standalone, behind Sentinel, or a cluster), the only home of shared state.
 
 Key layout (docs/STORAGE.md has the full table). Every key starts with `sw:`; keys that a
 script or a multi-key command touches together share one hash tag, so they live in one
@@ -32,11 +32,13 @@ import redis.asyncio as redis
 from hiredis import pack_command
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
+from service.config import SENTINEL, sentinel_url
 from service.observability import STORE_FAILURES
-from service.tracking.pipe import Pipe
+from service.tracking.pipe import DEMOTED, Pipe
 
 log = logging.getLogger("swapline")
 Client = redis.Redis | RedisCluster
@@ -91,9 +93,36 @@ async def until_done(job: Callable[[], Awaitable[None]], what: str) -> None:
             await asyncio.sleep(1)
 
 
+class _PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary the Sentinels name, left when the server says it is a
+    replica now (READONLY) or refuses writes for want of replicas (NOREPLICAS: they follow a
+    new primary), for the primary the Sentinels name then."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:  # past redis-py's handling of READONLY, whose retry finds the old address again
+            return await super(SentinelManagedConnection, self).read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if not isinstance(exc, ReadOnlyError) and not str(exc).startswith(DEMOTED):
+                raise
+            await self.disconnect()
+            self.host, self.port = await self.connection_pool.get_master_address()  # where the retry goes
+            raise redis.ConnectionError(f"the store takes no writes: {exc}") from exc
+
+
 def connect(url: str, cluster: bool = False) -> Client:
     if cluster:
         return RedisCluster.from_url(url, **TIMEOUTS)
+    if url.startswith(f"{SENTINEL}:"):
+        # Each new connection asks the Sentinels where the primary is; one that finds a replica
+        # where the primary was (a failover) is dropped (`Pipe`, `_PrimaryConnection`).
+        given = sentinel_url(url)
+        sentinels = Sentinel(given.sentinels, sentinel_kwargs={
+            "socket_connect_timeout": TIMEOUTS["socket_connect_timeout"], "socket_timeout": TIMEOUTS["socket_timeout"],
+            "password": given.sentinel_password})  # type: ignore[no-untyped-call]
+        primary: redis.Redis = sentinels.master_for(
+            given.service, connection_class=_PrimaryConnection, db=given.db, username=given.username,
+            password=given.password, health_check_interval=30, **TIMEOUTS)
+        return primary
     return redis.Redis.from_url(url, health_check_interval=30, **TIMEOUTS)
 
 
@@ -412,3 +441,6 @@ class Store:
     async def close(self) -> None:
         await self.batcher.close()
         await self.client.aclose()
+        pool = getattr(self.client, "connection_pool", None)
+        if isinstance(pool, SentinelConnectionPool):  # the connections that asked the Sentinels
+            await pool.sentinel_manager.aclose()

