@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,7 @@ class Visitors:
 def serve(tmp_path: Path, url: str) -> tuple[Any, Visitors]:
     rules = one_site(tmp_path, "shop", SHOP)
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=url, SWAPLINE_RULES_DIR=str(rules),
-                          SWAPLINE_SECRET="sentinel-test-secret")
+                          SWAPLINE_SECRET="sentinel-test-secret", SWAPLINE_BEACON_RATE="100000")
     return service, Visitors(httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=10))
 
 
@@ -152,4 +154,44 @@ def test_an_operator_moves_the_primary_and_nothing_is_written_to_the_old_one(tmp
         finally:
             loop.run_until_complete(Store(client).close())
             loop.close()
+            stop(service, visitors)
+
+
+def test_a_coordinated_move_under_load_loses_nothing(tmp_path: Path) -> None:
+    """Valkey's `SENTINEL FAILOVER … COORDINATED` pauses the primary's writes until a replica
+    has them all, then swaps them: forms keep coming all along, and every one accepted counts."""
+    with local_sentinel(tmp_path / "store") as store:
+        first = store.primary()
+        service, visitors = serve(tmp_path, store.url)
+        vid = "coordinated-visitor-0001"
+        accepted: list[str] = []
+        done = threading.Event()
+
+        def traffic() -> None:
+            for n in itertools.count():
+                if done.is_set():
+                    return
+                if 202 in visitors.form(vid, f"form-{n}"):
+                    accepted.append(f"form-{n}")
+
+        sender = threading.Thread(target=traffic)
+        try:
+            visitors.decide(vid)
+            sender.start()
+            store.wait_for("forms are coming", lambda: len(accepted) >= 20)
+            store.sentinel.execute_command("SENTINEL", "FAILOVER", "swapline", "COORDINATED")
+            store.wait_for("the Sentinel names another primary", lambda: store.primary() != first)
+            switched = len(accepted)
+            store.wait_for("decisions are whole again", lambda: not visitors.decide("coordinated-later")["degraded"])
+            store.wait_for("forms come after the move", lambda: len(accepted) >= switched + 20)
+            done.set()
+            sender.join()
+            store.wait_for("the spool is replayed",
+                           lambda: visitors.spooled() == 0 and visitors.forms_counted() >= len(accepted))
+            assert visitors.forms_counted() == len(accepted) == len(set(accepted))
+            assert store.role(first) == "slave"
+        finally:
+            done.set()
+            if sender.is_alive():
+                sender.join()
             stop(service, visitors)
