@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openpyxl
 import orjson
 import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.analytics import logs
 from tests.browser import ARTIFACTS, chromium, dashboard
 from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SECRET, SITE, VID, Browser, beacon, call
@@ -115,6 +117,36 @@ def test_a_long_log_comes_a_page_at_a_time_each_entry_once(climate: TestClient, 
         if cursor is None:
             break
     assert seen == sent[::-1] and pages == 3
+
+
+def test_a_file_holds_every_entry_of_its_filters_and_names_the_rest_past_its_bound(
+        climate: TestClient, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A month of a busy site's calls is one download, past the 1,000 of a page; up to
+    `FILE_ENTRIES` (set low at the end), and then the file's `Link` names the rest."""
+    number = Browser(climate).open(AD, ref="https://yandex.ru/")["phone"]["number"]
+    made = [f"busy-{n:05d}" for n in range(1_030)]
+    for call_id in made:
+        call(climate, number, clock.now, call_id=call_id)
+        clock.advance(1)
+
+    def ids(response: httpx.Response) -> list[str]:
+        assert response.status_code == 200, response.text
+        return [row["call_id"] for row in csv.DictReader(io.StringIO(response.text))]
+
+    whole = climate.get("/v1/calls/climate.csv", headers=REPORT)
+    assert ids(whole) == made[::-1] and "link" not in whole.headers
+    page = climate.get("/v1/calls/climate.csv", params={"limit": 100}, headers=REPORT)  # a page, when asked for one
+    assert ids(page) == made[:-101:-1] and page.headers["link"].endswith('>; rel="next"')
+    calls_tab = climate.get("/dashboard/climate/calls", params={"qualified": "false"}, headers=REPORT).text
+    link = calls_tab.split('href="/dashboard/climate/calls.xlsx?', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    sheet = openpyxl.load_workbook(io.BytesIO(climate.get(f"/dashboard/climate/calls.xlsx?{link}",
+                                                          headers=REPORT).content)).active
+    assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)] == made[:0:-1]  # all but the first call
+
+    monkeypatch.setattr(logs, "FILE_ENTRIES", 1_000)
+    bounded = climate.get("/v1/calls/climate.csv", headers=REPORT)
+    rest = climate.get(f"/v1/calls/climate.csv{bounded.headers['link'][1:].split('>')[0]}", headers=REPORT)
+    assert ids(bounded) == made[:29:-1] and ids(rest) == made[29::-1]
 
 
 def test_the_log_entries_of_an_erased_visitor_go(climate: TestClient, clock: Clock, store: redis.Redis) -> None:

@@ -27,7 +27,6 @@ from service.front.auth import accepts, fingerprint, require_report_token
 from service.integrations import exports
 from service.rules.engine import Site
 from service.runtime import Runtime
-from service.tracking import journal
 
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
@@ -82,11 +81,10 @@ async def calls_page_endpoint(request: Request) -> Response:
         return _login_page(site)
     params = _given(request)
     calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
-    download = urlencode({**{name: value for name, value in params.items() if name != "cursor"},
-                          "limit": str(journal.MOST)})
+    download = urlencode({name: value for name, value in params.items() if name not in ("cursor", "limit")})
     html = PAGES.get_template("calls.html").render(
         site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
-        download=download, most=journal.MOST,
+        download=download, most=logs.FILE_ENTRIES,
         uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
         zone=site.time_zone, moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, site.time_zone).strftime(
             "%Y-%m-%d %H:%M:%S"))

@@ -1,7 +1,8 @@
 """The call log and the conversion log: `GET /v1/calls/{site}` and `GET /v1/conversions/{site}`.
 
 Newest first, a page at a time (`limit`, and `cursor` = the last page's `next`), behind the
-site's report token, as JSON, CSV (`/v1/calls/{site}.csv`) or an Excel workbook (`.xlsx`).
+site's report token, as JSON, CSV (`/v1/calls/{site}.csv`) or an Excel workbook (`.xlsx`); a
+file without `limit` holds every entry of its filters, up to `FILE_ENTRIES`.
 Filters: `from` and `to` (the site's days, of the call's start or the conversion's time),
 `source`, `campaign`, `pool`, `qualified` (true / false), `variant` (`experiment:variant`)
 and, for conversions, `kind`.
@@ -27,12 +28,18 @@ from service.front.responses import JSON
 from service.rules.engine import Site
 from service.rules.rulefiles import RESERVED_IDS
 from service.runtime import Runtime
+from service.tracking import journal
 from service.tracking.journal import LogQuery
 
 KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "qualified",
                 "caller_last_digits", "credited", "reason")
 CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page")
+# A file's entries when no `limit` asks for a page: a busy site's month of calls. Past it, and
+# past the log's pages a file reads (each at most `journal.SCANNED` entries, whatever the
+# filters keep), the file's `Link` header names the rest.
+FILE_ENTRIES = 20_000
+FILE_READS = 40
 VISIT_COLUMNS = ("visitor", "source", "medium", "campaign", "phrase", "click_ids", "landing", "pages", "variants")
 
 
@@ -55,9 +62,11 @@ async def _log(request: Request, calls: bool) -> Response:
 
 async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: str | None, calls: bool
                  ) -> Response:
-    """A page of the call log (`calls`) or the conversion log, as JSON or as a file in `form`,
-    with the next page's address in a `Link` header."""
-    entries, cursor = await read(runtime, site, params, calls)
+    """A page of the call log (`calls`) or the conversion log as JSON, or a file in `form` (all
+    of the log the filters keep, unless a `limit` asks for a page) with the address of what is
+    left in a `Link` header."""
+    whole = form is not None and not params.get("limit")
+    entries, cursor = await (read_all(runtime, site, params, calls) if whole else read(runtime, site, params, calls))
     if form is None:
         return JSON({"site": site.id, "entries": entries, "next": cursor})
     headers = {"link": f'<?{next_page(params, cursor)}>; rel="next"'} if cursor else {}
@@ -72,6 +81,23 @@ async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: b
     query = LogQuery.parse(params, site.time_zone)
     page = await runtime.journal.page(site.id, query, _filter(params, query, calls))
     return [_call(entry) if calls else entry for entry in page["entries"]], page["next"]
+
+
+async def read_all(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool
+                   ) -> tuple[list[dict[str, Any]], str | None]:
+    """Every entry of the log that `params` keep, from their `cursor` on, up to `FILE_ENTRIES`,
+    and the cursor of the rest."""
+    entries: list[dict[str, Any]] = []
+    cursor = params.get("cursor") or None
+    for _ in range(FILE_READS):
+        page = {**params, "limit": str(min(journal.MOST, FILE_ENTRIES - len(entries)))}
+        if cursor:
+            page["cursor"] = cursor
+        more, cursor = await read(runtime, site, page, calls)
+        entries += more
+        if cursor is None or len(entries) == FILE_ENTRIES:
+            break
+    return entries, cursor
 
 
 def next_page(params: Mapping[str, str], cursor: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from service import __version__
+from service.analytics.logs import FILE_ENTRIES
 from service.analytics.sheets import FORMATS
 from service.front.responses import JSON
 
@@ -162,10 +163,13 @@ def _file(form: str) -> dict[str, Any]:
 
 
 def _log(summary: str, kinds: bool = False, form: str | None = None) -> dict[str, Any]:
+    whole = f"; unset, the file holds all, up to {FILE_ENTRIES:,}" if form else ""
     filters = [_query(name, about) for name, about in (
         ("from", "first day, YYYY-MM-DD"), ("to", "last day, YYYY-MM-DD"), ("source", "the visit's source"),
         ("campaign", "the visit's campaign"), ("pool", "the call's number pool"), ("qualified", "true or false"),
-        ("variant", "experiment:variant"), ("limit", "entries a page, 1 to 1000"), ("cursor", "the last page's next"))]
+        ("variant", "experiment:variant"),
+        ("limit", f"entries a page, 1 to 1000{whole}"),
+        ("cursor", "the last page's next"))]
     if kinds:
         filters.append(_query("kind", "call, missed_call, form, tel_click, goal or alert"))
     answer = _file(form) if form else _json("the page", {"type": "object", "required": ["site", "entries", "next"]})
