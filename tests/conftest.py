@@ -73,10 +73,11 @@ def one_site(tmp_path: Path, site: str, text: str) -> Path:
     return rules
 
 
-def start(tmp_path: Path, *args: str, file_size_limit: int | None = None,
+def start(tmp_path: Path, *args: str, file_size_limit: int | None = None, ready: str = "/readyz",
           **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`swapline serve ARGS` as a real process with `env`; returns it and its base URL once ready.
-    `file_size_limit` (bytes) caps every file the process writes, as a full disk would."""
+    """`swapline serve ARGS` as a real process with `env`; returns it and its base URL once
+    `ready` answers 200 (`/healthz`: once it serves, its store or not). `file_size_limit`
+    (bytes) caps every file the process writes, as a full disk would."""
     port = free_port()
     environment = {**os.environ, "SWAPLINE_PORT": str(port), "SWAPLINE_DATA_DIR": str(tmp_path / "data"),
                    "SWAPLINE_RULES_DIR": str(DEMO_RULES), "SWAPLINE_NETWORK_SHARE": "100", **env}
@@ -99,7 +100,7 @@ def start(tmp_path: Path, *args: str, file_size_limit: int | None = None,
     deadline = time.monotonic() + 120  # a safety net only: ready is when /readyz says so
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
+            if httpx.get(f"{base}{ready}").status_code == 200:
                 return process, base
         except httpx.TransportError:
             pass
