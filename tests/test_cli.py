@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from service.cli import main
-from tests.conftest import BROWSER_HEADERS, DEMO_RULES, output, start
+from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, output, start
 
 
 def demo_command(*args: str) -> subprocess.CompletedProcess[str]:
@@ -306,3 +306,15 @@ def test_serve_refuses_nonsense_settings_in_one_line_naming_them(argv: list[str]
     assert refused.returncode == 2 and refused.stdout == ""
     complaint = [line for line in refused.stderr.splitlines() if not line.startswith("usage:")]
     assert len(complaint) == 1 and named in complaint[0], refused.stderr
+
+
+def test_serve_without_a_secret_or_a_store_says_so_in_one_line(tmp_path: Path) -> None:
+    """The signing secret lives in the store unless SWAPLINE_SECRET is set: a store that does
+    not answer then stops the start, with a sentence rather than a traceback."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWAPLINE_")},
+           "SWAPLINE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "SWAPLINE_DATA_DIR": str(tmp_path)}
+    refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60, env=env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
+    assert "the store does not answer (Error 111 connecting to 127.0.0.1" in complaint
+    assert "set SWAPLINE_SECRET to start degraded" in complaint
