@@ -41,14 +41,14 @@ def tls_store(tmp_path: Path) -> Iterator[tuple[int, Path]]:
                          ssl_ca_certs=str(tmp_path / "ca.pem"), ssl_certfile=str(tmp_path / "client.pem"),
                          ssl_keyfile=str(tmp_path / "client.key"))
     deadline = time.monotonic() + 30  # a safety net: ready is when it answers
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "redis.log").read_text()
-            time.sleep(0.1)
     try:
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "redis.log").read_text()
+                time.sleep(0.1)
         yield port, tmp_path
     finally:
         server.terminate()
