@@ -1,33 +1,51 @@
 """What writing a download costs: the biggest tables the service writes, as CSV and as a workbook.
 
-    python benchmarks/sheets.py        # a few seconds
+    python benchmarks/sheets.py        # half a minute
 
-The call log's biggest file (`logs.FILE_ENTRIES` calls, each with its visit: 20 columns) and
-a report by two dimensions at its biggest (1,000 rows, 14 columns), written by
-`sheets.csv_text` and `sheets.xlsx` (the median of five; the memory the writing takes at its
-peak, by tracemalloc, once). Then each is downloaded as a request would download it
-(`sheets.download`, which writes in a thread) while the event loop ticks every millisecond,
-with the service's switch interval: the longest gap between ticks is what a request that came
-meanwhile waited for the loop.
+The call log's biggest file (`logs.FILE_ENTRIES` calls, each with its visit: 20 columns) and a
+report by two dimensions at its biggest (1,000 rows, 14 columns), written by `sheets.csv_text`
+and `sheets.xlsx` (the median of five; the memory the writing takes at its peak, by
+tracemalloc, once). Then each is downloaded as a request would download it (`sheets.download`,
+which lays it out and writes it in a thread) while the event loop ticks every millisecond, with
+the service's switch interval: the longest gap between ticks is what a request that came
+meanwhile waited for the loop. Last, the part of a download that stays in the loop: reading
+`logs.FILE_ENTRIES` calls from the log of a private Valkey, a page at a time as a file without
+`limit` reads them, under the worker's collector (`service.collector`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import harness
 from harness import ROOT, revision, table
 
 sys.path.insert(0, str(ROOT))  # the service package, when run from a clean checkout without `pip install -e`
 
 from service.analytics import logs, sheets
+from service.collector import frozen_survivors
 from service.rules.reload import SWITCH_INTERVAL
+from service.tracking import journal as journal_module
+from service.tracking.journal import Journal, LogQuery
+from service.tracking.store import Store, connect
 
 CALLED = datetime.datetime(2026, 11, 18, 14, 6, 40, tzinfo=datetime.UTC)
+SITE = "load"
+LOGGED = {"kind": "call", "visitor": "visitor-0000000001", "experiments": {"cta-wording": "free-visit"},
+          "call": {"call_id": "call-1", "number": "+78126451714", "pool": "saint-petersburg", "talk_seconds": 95,
+                   "status": "completed", "qualified": True, "caller_last_digits": "4567", "credited": True},
+          "visit": {"source": "yandex", "medium": "cpc", "campaign": "кондиционеры-лето-2026",
+                    "phrase": "купить кондиционер недорого", "click_ids": {"yclid": "7919"},
+                    "landing": "/catalog/split",
+                    "pages": [{"path": "/catalog/split"}, {"path": "/price"}, {"path": "/contacts"}]}}
 
 
 def call_log() -> sheets.Sheet:
@@ -44,8 +62,8 @@ def report() -> sheets.Sheet:
     return sheets.Sheet("by-source-campaign", [f"column_{n}" for n in range(14)], rows)
 
 
-async def longest_wait(sheet: sheets.Sheet, form: str) -> float:
-    """The longest gap between the loop's millisecond ticks while `sheet` is downloaded, ms."""
+async def longest_wait(job: Callable[[], Awaitable[Any]]) -> float:
+    """The longest gap between the loop's millisecond ticks while `job` runs, ms."""
     done, gaps = False, []
 
     async def tick() -> None:
@@ -58,7 +76,7 @@ async def longest_wait(sheet: sheets.Sheet, form: str) -> float:
 
     ticking = asyncio.create_task(tick())
     await asyncio.sleep(0.01)
-    await sheets.download(sheet, form)
+    await job()
     done = True
     await ticking
     return max(gaps) * 1000
@@ -67,7 +85,8 @@ async def longest_wait(sheet: sheets.Sheet, form: str) -> float:
 def main() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     rows = []
-    for sheet in (call_log(), report()):
+    for make in (call_log, report):
+        sheet = make()
         for form, write in (("csv", sheets.csv_text), ("xlsx", sheets.xlsx)):
             times = []
             for _ in range(5):
@@ -78,11 +97,46 @@ def main() -> None:
             write(sheet)
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
-            waits = [asyncio.run(longest_wait(sheet, form)) for _ in range(5)]
+            # A download lays the table out in its thread too: `make` builds the rows again.
+            waits = [asyncio.run(longest_wait(functools.partial(sheets.download, make, form))) for _ in range(5)]
             rows.append([f"{sheet.name}, {len(sheet.rows):,} × {len(sheet.columns)}", form, f"{len(written):,}",
                          f"{statistics.median(times):.1f}", f"{peak:.1f}", f"{statistics.median(waits):.1f}"])
     print(f"service at {revision()}")
     print(table(["table", "form", "size", "written, ms", "peak MiB", "the loop's longest wait, ms"], rows))
+    with harness.store() as url, frozen_survivors():
+        asyncio.run(fill_log(url))
+        reads = [asyncio.run(read_log(url)) for _ in range(5)]
+    print(f"reading {logs.FILE_ENTRIES:,} calls of the log: {statistics.median(r[0] for r in reads):.0f} ms, "
+          f"the loop's longest wait {statistics.median(r[1] for r in reads):.1f} ms (medians of five)")
+
+
+async def fill_log(url: str) -> None:
+    store = Store(connect(url))
+    journal, now = Journal(store), int(time.time() * 1000)
+    for first in range(0, logs.FILE_ENTRIES, 50):
+        await asyncio.gather(*(journal.add(SITE, {**LOGGED, "id": f"call:{n}", "at": now - n, "start": now - n}, now)
+                               for n in range(first, first + 50)))
+    await store.close()
+
+
+async def read_log(url: str) -> tuple[float, float]:
+    """How long reading the whole log takes as a file reads it, ms, and the loop's longest wait."""
+    store = Store(connect(url))
+    journal = Journal(store)
+
+    async def every_page() -> None:
+        cursor: str | None = None
+        for _ in range(logs.FILE_READS):
+            page = await journal.page(SITE, LogQuery(None, None, journal_module.MOST, cursor), lambda _: True)
+            cursor = page["next"]
+            if cursor is None:
+                return
+
+    started = time.perf_counter()
+    wait = await longest_wait(every_page)
+    took = (time.perf_counter() - started) * 1000
+    await store.close()
+    return took, wait
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ ad click ids, landing page and the pages seen before it (`service.tracking.journ
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -71,7 +72,7 @@ async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: 
         return JSON({"site": site.id, "entries": entries, "next": cursor})
     headers = {"link": f'<?{next_page(params, cursor)}>; rel="next"'} if cursor else {}
     name = f"{site.id}-{'calls' if calls else 'conversions'}"
-    return await sheets.download(sheet(entries, calls, name, site.time_zone), form, headers)
+    return await sheets.download(functools.partial(sheet, entries, calls, name, site.time_zone), form, headers)
 
 
 async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool) -> tuple[list[dict[str, Any]],

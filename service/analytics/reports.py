@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -345,6 +346,6 @@ async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: 
     """The report `params` ask for, as JSON or as a file in `form` (`sheets.FORMATS`)."""
     if params.get("by"):  # visits and conversions by source, campaign, phrase…
         by = await dimensions.report(runtime, site, dimensions.Query(params, runtime.today(site)))
-        return await sheets.download(dimensions.sheet(by, site.id), form) if form else JSON(by)
+        return await sheets.download(functools.partial(dimensions.sheet, by, site.id), form) if form else JSON(by)
     report = await build(runtime, site, Filters.parse(params))
-    return await sheets.download(sheet(report, site.id), form) if form else JSON(report)
+    return await sheets.download(functools.partial(sheet, report, site.id), form) if form else JSON(report)

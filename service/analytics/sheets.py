@@ -16,7 +16,7 @@ import io
 import math
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -27,6 +27,7 @@ FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 MOST_TEXT = 32_767  # characters Excel keeps in a cell
 WIDEST = 60  # characters a column is widened to, at most
+ROWS_AT_ONCE = 500  # rows of a workbook made into one string and written at a time
 _EPOCH = datetime.datetime(1899, 12, 30)  # day 0 of a workbook's dates
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")  # no XML 1.0 document holds these
 
@@ -40,12 +41,17 @@ class Sheet:
     rows: Sequence[Sequence[Value]]
 
 
-async def download(sheet: Sheet, form: str, headers: dict[str, str] | None = None) -> Response:
-    """The sheet as a file to save, in `form` (one of `FORMATS`), written in a thread: a long table
-    takes longer to write than a request may hold the loop (docs/PERFORMANCE.md, "Downloads")."""
-    body = await asyncio.to_thread(xlsx if form == "xlsx" else csv_text, sheet)
+async def download(make: Callable[[], Sheet], form: str, headers: dict[str, str] | None = None) -> Response:
+    """The sheet `make` makes, as a file to save in `form` (one of `FORMATS`), both made in a
+    thread: a long table takes longer to lay out and write than a request may hold the loop
+    (docs/PERFORMANCE.md, "Downloads")."""
+    def written() -> tuple[str, str | bytes]:
+        sheet = make()
+        return sheet.name, (xlsx if form == "xlsx" else csv_text)(sheet)
+
+    name, body = await asyncio.to_thread(written)
     return Response(body, media_type=FORMATS[form], headers={
-        "content-disposition": f'attachment; filename="{sheet.name}.{form}"', **(headers or {})})
+        "content-disposition": f'attachment; filename="{name}.{form}"', **(headers or {})})
 
 
 def requested(path: str) -> str | None:
@@ -81,27 +87,49 @@ def _csv_cell(value: Value) -> str | int:
 
 def xlsx(sheet: Sheet) -> bytes:
     """The sheet as an Excel workbook: the header row in bold and frozen, columns as wide as
-    their text (up to `WIDEST`), text as inline strings, which Excel never reads as formulas."""
-    widths = [len(name) for name in sheet.columns]
-    lines = [_row(1, sheet.columns, widths, style=1)]
-    lines += [_row(number, row, widths) for number, row in enumerate(sheet.rows, start=2)]
-    columns = "".join(f'<col min="{n}" max="{n}" width="{min(width, WIDEST) + 2}" customWidth="1"/>'
-                      for n, width in enumerate(widths, start=1))
-    worksheet = (f'{_XML}<worksheet xmlns="{_MAIN}"><sheetViews><sheetView workbookViewId="0">'
-                 '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/></sheetView>'
-                 f'</sheetViews><cols>{columns}</cols><sheetData>{"".join(lines)}</sheetData></worksheet>')
+    their text (up to `WIDEST`), text as inline strings, which Excel never reads as formulas.
+    The rows go into the archive `ROWS_AT_ONCE` at a time: a big log is never one string, nor
+    one call that holds the interpreter while the event loop waits."""
+    columns = "".join(f'<col min="{n}" max="{n}" width="{width + 2}" customWidth="1"/>'
+                      for n, width in enumerate(_widths(sheet), start=1))
     workbook = (f'{_XML}<workbook xmlns="{_MAIN}" xmlns:r="{_RELATIONS}"><sheets>'
                 f'<sheet name="{escape(_sheet_name(sheet.name))}" sheetId="1" r:id="rId1"/></sheets></workbook>')
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as book:
         for path, text in (("[Content_Types].xml", _CONTENT_TYPES), ("_rels/.rels", _PACKAGE),
                            ("xl/workbook.xml", workbook), ("xl/_rels/workbook.xml.rels", _PARTS),
-                           ("xl/styles.xml", _STYLES), ("xl/worksheets/sheet1.xml", worksheet)):
+                           ("xl/styles.xml", _STYLES)):
             book.writestr(path, text)
+        with book.open("xl/worksheets/sheet1.xml", "w") as part:
+            part.write(f'{_XML}<worksheet xmlns="{_MAIN}"><sheetViews><sheetView workbookViewId="0">'
+                       '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/></sheetView>'
+                       f'</sheetViews><cols>{columns}</cols><sheetData>{_row(1, sheet.columns, style=1)}'.encode())
+            for first in range(0, len(sheet.rows), ROWS_AT_ONCE):
+                rows = sheet.rows[first:first + ROWS_AT_ONCE]
+                part.write("".join(_row(number, row) for number, row in enumerate(rows, start=first + 2)).encode())
+            part.write(b"</sheetData></worksheet>")
     return out.getvalue()
 
 
-def _row(number: int, values: Sequence[Value], widths: list[int], style: int = 0) -> str:
+def _widths(sheet: Sheet) -> list[int]:
+    """Each column's width in characters: its widest value as the cell shows it, up to `WIDEST`."""
+    widths = [min(len(name), WIDEST) for name in sheet.columns]
+    for row in sheet.rows:
+        for index, value in enumerate(row):
+            if isinstance(value, bool):
+                shown = 5
+            elif isinstance(value, datetime.datetime):
+                shown = 19
+            elif isinstance(value, int | float):
+                shown = len(f"{value:.6g}")
+            else:
+                shown = len(value or "")
+            if shown > widths[index]:
+                widths[index] = min(shown, WIDEST)
+    return widths
+
+
+def _row(number: int, values: Sequence[Value], style: int = 0) -> str:
     cells = []
     for index, value in enumerate(values):
         place = f"{_column(index)}{number}"
@@ -110,15 +138,12 @@ def _row(number: int, values: Sequence[Value], widths: list[int], style: int = 0
         if isinstance(value, datetime.datetime):
             days = (value.replace(tzinfo=None) - _EPOCH) / datetime.timedelta(days=1)
             cells.append(f'<c r="{place}" s="2"><v>{days!r}</v></c>')
-            widths[index] = max(widths[index], 19)
         elif isinstance(value, int | float) and math.isfinite(value):
             cells.append(f'<c r="{place}"{_style(style)}><v>{value!r}</v></c>')
-            widths[index] = max(widths[index], len(f"{value:.6g}"))
         elif isinstance(value, str) and value:
             text = _NOT_XML.sub("", value)[:MOST_TEXT]
             cells.append(f'<c r="{place}" t="inlineStr"{_style(style)}><is><t xml:space="preserve">'
                          f'{escape(text)}</t></is></c>')
-            widths[index] = max(widths[index], len(text))
     return f'<row r="{number}">{"".join(cells)}</row>'
 
 
