@@ -47,6 +47,7 @@ _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
 # escape...), read as spaces, and invisible format characters (a bidi override shows the text
 # after it reversed, zero-width spaces and soft hyphens split a word unseen), dropped.
 _INVISIBLE = {"Cc": " ", "Cf": ""}
+_HOST = re.compile(r"[\w.:-]+")  # a referrer's host: a name (of any script), an IPv4 or IPv6 address
 
 # Anything but a letter or digit, except a hyphen between two of them ("wi-fi").
 _SEPARATOR = re.compile(r"(?:_|[^\w-]|(?<![^\W_])-|-(?![^\W_]))+")
@@ -164,7 +165,9 @@ def _origin(address: str) -> Referral:
         return NO_REFERRAL
     if parts.scheme not in _REFERRER_SCHEMES or not parts.hostname:
         return NO_REFERRAL
-    host = unicode_host(parts.hostname.rstrip(".").removeprefix("www."))[:_MAX_LENGTH]
+    host = unicode_host(_visible(parts.hostname).rstrip(".").removeprefix("www."))[:_MAX_LENGTH]
+    if not _HOST.fullmatch(host):  # a space, a NUL: no browser sends such a host
+        return NO_REFERRAL
     match = _ENGINE_HOST.fullmatch(host)
     return Referral(host or None, match.lastgroup if match else None, None)
 
