@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from service.tracking.store import Store, connect
-from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, wait_for
+from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, wait_for, whole_decision
 from tests.sentinel import local_sentinel
 from tests.test_reports import SECRET, SHOP, TOKEN
 
@@ -38,8 +38,12 @@ class Visitors:
         response = self.http.get("/v1/decide", params={"site": "shop", "url": AD, "vid": vid})
         assert response.status_code == 200, response.text
         decision: dict[str, Any] = response.json()
-        if not decision["degraded"]:
-            self.decisions.setdefault(vid, decision)
+        return decision
+
+    def whole(self, vid: str) -> dict[str, Any]:
+        """The visitor's decision, once the store answered it; the first is the one their forms carry."""
+        decision = whole_decision(self.http, site="shop", url=AD, vid=vid)
+        self.decisions.setdefault(vid, decision)
         return decision
 
     def form(self, vid: str, event_id: str) -> list[int]:
@@ -68,7 +72,7 @@ def serve(tmp_path: Path, url: str) -> tuple[Any, Visitors]:
                           SWAPLINE_SECRET="sentinel-test-secret", SWAPLINE_BEACON_RATE="100000")
     visitors = Visitors(httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=10))
     # The first batch opens the batcher's connection within its 0.2 s: a busy machine may miss it.
-    wait_for("a decision that reaches the store", lambda: not visitors.decide("warm-up")["degraded"])
+    visitors.whole("warm-up")
     return service, visitors
 
 
@@ -86,7 +90,7 @@ def test_when_the_primary_dies_the_service_follows_sentinel_to_the_new_one(tmp_p
         try:
             assert "Redis/Valkey primary found through Sentinel" in visitors.http.get("/").text
             vids = [f"sentinel-visitor-{n:04d}" for n in range(5)]
-            numbers = {vid: visitors.decide(vid)["phone"]["number"] for vid in vids}
+            numbers = {vid: visitors.whole(vid)["phone"]["number"] for vid in vids}
             assert len(set(numbers.values())) == 5  # five leases
             assert all(visitors.form(vid, f"before-{vid}") == [202, 202] for vid in vids)
             assert store.node(first).exists("sw:{shop:calls}:calls") == 0  # nothing called yet: the primary is ours
@@ -101,7 +105,7 @@ def test_when_the_primary_dies_the_service_follows_sentinel_to_the_new_one(tmp_p
             assert set(during) == {202} and called in (200, 202)
 
             wait_for("the Sentinel names another primary", lambda: store.primary() != first)
-            wait_for("decisions are whole again", lambda: not visitors.decide("sentinel-later")["degraded"])
+            visitors.whole("sentinel-later")  # decisions are whole again
             wait_for("the spool is replayed", lambda: visitors.spooled() == 0 and visitors.forms_counted() == 10)
             assert visitors.forms_counted() == 10  # each form once, though each beacon came twice
             second = store.primary()
@@ -109,7 +113,7 @@ def test_when_the_primary_dies_the_service_follows_sentinel_to_the_new_one(tmp_p
             calls = [orjson.loads(record) for record in store.node(second).hvals("sw:{shop:calls}:calls")]
             assert [call["credited"] for call in calls] == [True]
             # The leases came through the failover: every visitor keeps the number they were shown.
-            assert {vid: visitors.decide(vid)["phone"]["number"] for vid in vids} == numbers
+            assert {vid: visitors.whole(vid)["phone"]["number"] for vid in vids} == numbers
         finally:
             stop(service, visitors)
 
@@ -130,7 +134,7 @@ def test_an_operator_moves_the_primary_and_nothing_is_written_to_the_old_one(tmp
         client = connect(store.url)
         try:
             vids = [f"moved-visitor-{n:04d}" for n in range(3)]
-            numbers = {vid: visitors.decide(vid)["phone"]["number"] for vid in vids}
+            numbers = {vid: visitors.whole(vid)["phone"]["number"] for vid in vids}
             assert all(visitors.form(vid, f"before-{vid}") == [202, 202] for vid in vids)
             assert loop.run_until_complete(client.set("sw:test:before", 1))
             wait_for("the replicas have every write", store.caught_up)
@@ -143,7 +147,7 @@ def test_an_operator_moves_the_primary_and_nothing_is_written_to_the_old_one(tmp
             assert store.node(second).exists("sw:test:after") and not store.node(first).exists("sw:test:after")
             after = [status for vid in vids for status in visitors.form(vid, f"after-{vid}")]
             assert set(after) == {202}
-            wait_for("decisions are whole again", lambda: not visitors.decide("moved-later")["degraded"])
+            visitors.whole("moved-later")  # decisions are whole again
             wait_for("the spool is replayed", lambda: visitors.spooled() == 0 and visitors.forms_counted() == 6)
             assert store.role(first) == "master"  # not turned yet: the service found the new primary itself
             assert visitors.forms_counted() == 6
@@ -153,7 +157,7 @@ def test_an_operator_moves_the_primary_and_nothing_is_written_to_the_old_one(tmp
 
             assert forms(first) == sorted(f"before-{vid}" for vid in vids)
             assert forms(second) == sorted(f"{when}-{vid}" for when in ("after", "before") for vid in vids)
-            assert {vid: visitors.decide(vid)["phone"]["number"] for vid in vids} == numbers
+            assert {vid: visitors.whole(vid)["phone"]["number"] for vid in vids} == numbers
         finally:
             loop.run_until_complete(Store(client).close())
             loop.close()
@@ -179,18 +183,18 @@ def test_a_coordinated_move_under_load_loses_nothing(tmp_path: Path) -> None:
 
         sender = threading.Thread(target=traffic)
         try:
-            visitors.decide(vid)
+            visitors.whole(vid)
             sender.start()
             wait_for("forms are coming", lambda: len(accepted) >= 20)
             store.sentinel.execute_command("SENTINEL", "FAILOVER", "swapline", "COORDINATED")
             wait_for("the Sentinel names another primary", lambda: store.primary() != first)
             switched = len(accepted)
-            wait_for("decisions are whole again", lambda: not visitors.decide("coordinated-later")["degraded"])
+            visitors.whole("coordinated-later")  # decisions are whole again
             wait_for("forms come after the move", lambda: len(accepted) >= switched + 20)
             done.set()
             sender.join()
             wait_for("the spool is replayed",
-                           lambda: visitors.spooled() == 0 and visitors.forms_counted() >= len(accepted))
+                     lambda: visitors.spooled() == 0 and visitors.forms_counted() >= len(accepted))
             assert visitors.forms_counted() == len(accepted) == len(set(accepted))
             assert store.role(first) == "slave"
         finally:
