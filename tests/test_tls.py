@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import redis
 import trustme
 
-from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, whole_decision
+from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, wait_for, whole_decision
 from tests.test_reports import SHOP, TOKEN
 
 PASSWORD = "tls-store-password"
@@ -40,15 +39,15 @@ def tls_store(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     client = redis.Redis(host="127.0.0.1", port=port, password=PASSWORD, ssl=True,
                          ssl_ca_certs=str(tmp_path / "ca.pem"), ssl_certfile=str(tmp_path / "client.pem"),
                          ssl_keyfile=str(tmp_path / "client.key"))
-    deadline = time.monotonic() + 30  # a safety net: ready is when it answers
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            assert server.poll() is None, (tmp_path / "redis.log").read_text()
+            return False
+
     try:
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "redis.log").read_text()
-                time.sleep(0.1)
+        wait_for("redis-server answers over TLS", answers)
         yield port, tmp_path
     finally:
         server.terminate()
