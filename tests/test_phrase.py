@@ -130,6 +130,21 @@ def test_insert_keyword_case(case: str, expected: str) -> None:
     assert insert_keyword("купить кондиционер LG", "x", case=case) == expected
 
 
+@pytest.mark.parametrize(
+    ("phrase", "case", "expected"),
+    [
+        ("\U0001f525купить кондиционер", "sentence", "\U0001f525Купить кондиционер"),
+        ("«купить» кондиционер", "title", "«Купить» Кондиционер"),
+        ("— купить", "sentence", "— Купить"),
+        ("5 кондиционеров", "sentence", "5 кондиционеров"),
+        ("\U0001f525\U0001f525", "sentence", "\U0001f525\U0001f525"),
+    ],
+)
+def test_the_first_letter_is_capitalised_past_a_quote_an_emoji_or_a_dash(phrase: str, case: str,
+                                                                          expected: str) -> None:
+    assert insert_keyword(phrase, "x", case=case) == expected
+
+
 def test_insert_keyword_default_is_used_as_written() -> None:
     assert insert_keyword(None, "лучшие кондиционеры", case="title") == "лучшие кондиционеры"
 

@@ -47,6 +47,7 @@ _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
 # escape...), read as spaces, and invisible format characters (a bidi override shows the text
 # after it reversed, zero-width spaces and soft hyphens split a word unseen), dropped.
 _INVISIBLE = {"Cc": " ", "Cf": ""}
+_WORD_CHARACTER = re.compile(r"\w")
 _HOST = re.compile(r"[\w.:-]+")  # a referrer's host: a name (of any script), an IPv4 or IPv6 address
 
 # Anything but a letter or digit, except a hyphen between two of them ("wi-fi").
@@ -262,7 +263,11 @@ def as_ye(text: str) -> str:
 
 
 def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
+    """The text with its first letter in upper case, past a quote, an emoji or a dash before it."""
+    if text[:1].isalnum():  # nearly always
+        return text[:1].upper() + text[1:]
+    first = _WORD_CHARACTER.search(text)
+    return text if first is None else text[:first.start()] + first[0].upper() + text[first.end():]
 
 
 def _title(text: str) -> str:
