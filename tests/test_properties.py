@@ -275,12 +275,18 @@ def test_word_order_does_not_change_the_terms(words_and_shuffled: tuple[list[str
     assert read(" ".join(words))[:2] == read(" ".join(shuffled))[:2]
 
 
+def first_letter_up(text: str) -> str:
+    """The text with its first word character (a letter, a digit or `_`) upper-cased."""
+    return next((text[:at] + char.upper() + text[at + 1:] for at, char in enumerate(text)
+                 if char.isalnum() or char == "_"), text)
+
+
 CASES = {
     "keep": lambda text: text,
     "lower": str.lower,
     "upper": str.upper,
-    "sentence": lambda text: text[:1].upper() + text[1:],
-    "title": lambda text: " ".join(word[:1].upper() + word[1:] for word in text.split(" ")),
+    "sentence": first_letter_up,
+    "title": lambda text: " ".join(first_letter_up(word) for word in text.split(" ")),
 }
 
 
