@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         log_warnings(rules)
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
+        await store.batcher.prepare()  # a store that is away: the first batches try again
         pools = Pools(store, settings.lease_retention_days, settings.network_share)
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
                           Ledger(store, settings.max_pages, settings.max_goals, settings.report_days,

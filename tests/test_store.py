@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from urllib.parse import urlsplit
 
@@ -172,6 +173,72 @@ def test_a_batch_the_store_does_not_answer_fails_at_its_deadline_and_the_next_re
     assert isinstance(lost, TimeoutError)
     assert DEADLINE <= took < DEADLINE + 1  # a second to spare for a busy machine
     assert after == [1]
+
+
+class SlowToOpen:
+    """A TCP proxy to the store that holds each new connection `delay` seconds before it
+    forwards a byte: a store on a slow link, or behind a slow TLS handshake."""
+
+    def __init__(self, target: str, delay: float) -> None:
+        self.target, self.delay = urlsplit(target), delay
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return self.target._replace(netloc=f"127.0.0.1:{port}").geturl()
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.close()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(self.delay)
+        upstream_reader, upstream_writer = await asyncio.open_connection(self.target.hostname, self.target.port)
+
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+            sink.close()
+
+        await asyncio.gather(copy(reader, upstream_writer), copy(upstream_reader, writer), return_exceptions=True)
+
+
+@pytest.mark.skipif(CLUSTER, reason="a cluster's connections are redis-py's, opened in its cluster pipeline")
+def test_a_store_whose_connections_open_slower_than_a_batch_may_wait_is_reached_all_the_same(
+        valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> tuple[BaseException | list[object], list[object]]:
+        async with SlowToOpen(valkey_url, 3 * DEADLINE) as slow_url:
+            shared = Store(connect(slow_url))
+            try:
+                first: BaseException | list[object] = await shared.batcher.submit(("INCR", "sw:{demo}:slow"))
+            except TimeoutError as exc:  # that page view degrades; the connection's opening goes on
+                first = exc
+            later: list[object] = []
+            for _ in range(40):
+                await asyncio.sleep(RETRY_AFTER)  # a failed store is left alone that long
+                with contextlib.suppress(TimeoutError):
+                    later = await shared.batcher.submit(("INCR", "sw:{demo}:slow"))
+                    break
+            await shared.close()
+        return first, later
+
+    first, later = asyncio.run(scenario())
+    assert isinstance(first, TimeoutError)
+    assert later == [1]
+
+
+@pytest.mark.skipif(CLUSTER, reason="a cluster's connections are redis-py's, opened in its cluster pipeline")
+def test_connections_opened_as_a_worker_starts_answer_its_first_batch_in_time(
+        valkey_url: str, store: redis.Redis) -> None:
+    async def scenario() -> list[list[object]]:
+        async with SlowToOpen(valkey_url, 3 * DEADLINE) as slow_url:
+            shared = Store(connect(slow_url))
+            await shared.batcher.prepare()  # what a worker does before it takes requests
+            first = (shared.batcher.submit(("INCR", "sw:{demo}:first")) for _ in range(3))
+            replies = list(await asyncio.gather(*first))
+            await shared.close()
+        return replies
+
+    assert sorted(asyncio.run(scenario())) == [[1], [2], [3]]
 
 
 @pytest.mark.skipif(CLUSTER, reason="a cluster has no numbered databases")

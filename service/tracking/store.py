@@ -60,6 +60,9 @@ DEFER = 0.25
 # Batches out at once, each on a connection of its own. One would make the biggest batches,
 # but then a worker sits idle while every request waits on the one round trip.
 IN_FLIGHT = 2
+# Seconds a connection of the batcher's may take to open (TCP, TLS, AUTH, a Sentinel's answer).
+# Not a batch's deadline: a batch gives up on its connection, the opening goes on for the next.
+OPENING = 2.0
 
 
 class StoreDown(ConnectionError):
@@ -222,6 +225,7 @@ class Batcher:
         self._pending: Batch = []
         self._sending: set[asyncio.Future[Any]] = set()  # batches out; also the strong references to their tasks
         self._idle: list[Pipe] = []  # connections of the batcher's own, made when none is idle
+        self._opening: set[asyncio.Task[Pipe]] = set()
         # The batches out on idle connections, oldest first, by their replies' future; one timer
         # watches the oldest's deadline (a timer each would cost a batch more than its packing).
         self._out: dict[asyncio.Future[list[Any]], tuple[Batch, list[Command], Pipe, float]] = {}
@@ -386,12 +390,40 @@ class Batcher:
         self._idle.append(pipe)
         return replies
 
+    async def prepare(self) -> None:
+        """Open the connections the first batches will take, as a worker starts: a page view
+        should not wait for a connection's opening, nor miss its deadline for one."""
+        if not self._cluster:
+            await asyncio.wait([self._open() for _ in range(IN_FLIGHT)])
+
     async def _pipe(self) -> Pipe:
-        """An idle connection that is still open, else a new one."""
-        if pipe := self._idle_pipe():
-            return pipe
+        """An idle connection that is still open, else the next one opened."""
+        while not (pipe := self._idle_pipe()):
+            if len(self._opening) < IN_FLIGHT:
+                self._open()
+            done, _ = await asyncio.wait(self._opening, return_when=asyncio.FIRST_COMPLETED)
+            for opened in done:
+                if error := opened.exception():
+                    raise error
+        return pipe
+
+    def _open(self) -> asyncio.Task[Pipe]:
+        """Open a connection for the idle ones, in a task of its own: a batch whose deadline
+        comes first gives up waiting, not the opening (on a slow link, every opening would)."""
         assert isinstance(self._client, redis.Redis)
-        return await Pipe.open(self._client)
+        opening = asyncio.create_task(asyncio.wait_for(Pipe.open(self._client), OPENING))
+        self._opening.add(opening)
+        opening.add_done_callback(self._opened)
+        return opening
+
+    def _opened(self, opening: asyncio.Task[Pipe]) -> None:
+        self._opening.discard(opening)
+        if opening.cancelled():
+            return
+        if error := opening.exception():  # whoever waits hears it; the next batch tries again
+            log.debug("a connection to the store failed to open: %r", error)
+        else:
+            self._idle.append(opening.result())
 
     def _idle_pipe(self) -> Pipe | None:
         while self._idle:
@@ -404,8 +436,8 @@ class Batcher:
         if self._timer is not None:
             self._timer.cancel()
         await self.settle()
-        while self._sending:  # a batch back may send the next one
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        while self._sending or self._opening:  # a batch back may send the next one
+            await asyncio.gather(*self._sending, *self._opening, return_exceptions=True)
         if self._watch is not None:
             self._watch.cancel()
         for pipe in self._idle:
