@@ -8,7 +8,8 @@ and `sheets.xlsx` (the median of five; the memory the writing takes at its peak,
 tracemalloc, once). Then each is downloaded as a request would download it (`sheets.download`,
 which lays it out and writes it in a thread) while the event loop ticks every millisecond, with
 the service's switch interval: the longest gap between ticks is what a request that came
-meanwhile waited for the loop. Last, the part of a download that stays in the loop: reading
+meanwhile waited for the loop. Then one, and `AT_ONCE`, of the call log's workbook asked for
+together, as analysts of a busy site might: the loop's waits meanwhile. Last, the part of a download that stays in the loop: reading
 `logs.FILE_ENTRIES` calls from the log of a private Valkey, a page at a time as a file without
 `limit` reads them, under the worker's collector (`service.collector`).
 """
@@ -37,6 +38,7 @@ from service.tracking import journal as journal_module
 from service.tracking.journal import Journal, LogQuery
 from service.tracking.store import Store, connect
 
+AT_ONCE = 4  # analysts downloading together
 CALLED = datetime.datetime(2026, 11, 18, 14, 6, 40, tzinfo=datetime.UTC)
 SITE = "load"
 LOGGED = {"kind": "call", "visitor": "visitor-0000000001", "experiments": {"cta-wording": "free-visit"},
@@ -62,8 +64,8 @@ def report() -> sheets.Sheet:
     return sheets.Sheet("by-source-campaign", [f"column_{n}" for n in range(14)], rows)
 
 
-async def longest_wait(job: Callable[[], Awaitable[Any]]) -> float:
-    """The longest gap between the loop's millisecond ticks while `job` runs, ms."""
+async def loop_waits(job: Callable[[], Awaitable[Any]]) -> list[float]:
+    """The gaps between the loop's millisecond ticks while `job` runs, ms, shortest first."""
     done, gaps = False, []
 
     async def tick() -> None:
@@ -71,7 +73,7 @@ async def longest_wait(job: Callable[[], Awaitable[Any]]) -> float:
         while not done:
             await asyncio.sleep(0.001)
             now = time.perf_counter()
-            gaps.append(now - last)
+            gaps.append((now - last) * 1000)
             last = now
 
     ticking = asyncio.create_task(tick())
@@ -79,7 +81,23 @@ async def longest_wait(job: Callable[[], Awaitable[Any]]) -> float:
     await job()
     done = True
     await ticking
-    return max(gaps) * 1000
+    return sorted(gaps)
+
+
+async def longest_wait(job: Callable[[], Awaitable[Any]]) -> float:
+    """The longest gap between the loop's millisecond ticks while `job` runs, ms."""
+    return (await loop_waits(job))[-1]
+
+
+async def at_once(count: int) -> tuple[float, list[float]]:
+    """`count` downloads of the call log's workbook asked for together: ms until the last is
+    written, and the loop's waits meanwhile."""
+    async def downloads() -> None:
+        await asyncio.gather(*(sheets.download(call_log, "xlsx") for _ in range(count)))
+
+    started = time.perf_counter()
+    waits = await loop_waits(downloads)
+    return (time.perf_counter() - started) * 1000, waits
 
 
 def main() -> None:
@@ -103,6 +121,13 @@ def main() -> None:
                          f"{statistics.median(times):.1f}", f"{peak:.1f}", f"{statistics.median(waits):.1f}"])
     print(f"service at {revision()}")
     print(table(["table", "form", "size", "written, ms", "peak MiB", "the loop's longest wait, ms"], rows))
+    for count in (1, AT_ONCE):
+        runs = [asyncio.run(at_once(count)) for _ in range(3)]
+        took = statistics.median(r[0] for r in runs)
+        median, p99, longest = (statistics.median(waits[int(at * (len(waits) - 1))] for _, waits in runs)
+                                for at in (0.5, 0.99, 1))
+        print(f"{count} call-log workbook(s) asked for at once: the last in {took:,.0f} ms; the loop's waits: "
+              f"median {median:.1f} ms, 99th percentile {p99:.1f} ms, longest {longest:.1f} ms (medians of three)")
     with harness.store() as url, frozen_survivors():
         asyncio.run(fill_log(url))
         reads = [asyncio.run(read_log(url)) for _ in range(5)]

@@ -9,7 +9,6 @@ script and may not be framed (`HEADERS`).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import functools
 from typing import Any
@@ -19,7 +18,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service.analytics import charts, dimensions, logs, reports, sheets
+from service.analytics import charts, dimensions, logs, one_thread, reports, sheets
 from service.analytics.reports import Filters, build
 from service.errors import BadRequest, TooManyRequests
 from service.front import bodies
@@ -60,7 +59,7 @@ async def dashboard_endpoint(request: Request) -> Response:
         raise BadRequest("invalid_filter", f"test must be one of {', '.join(TESTS)}")
     report = await build(runtime, site, filters)
     page = functools.partial(_render, site, report, filters, test, dict(request.query_params))
-    return HTMLResponse(await asyncio.to_thread(page), headers=HEADERS)
+    return HTMLResponse(await one_thread.run(page), headers=HEADERS)
 
 
 def _render(site: Site, report: dict[str, Any], filters: Filters, test: str, params: dict[str, str]) -> str:

@@ -10,7 +10,6 @@ exposed). Filters: `from`, `to` (cohort days, YYYY-MM-DD), `page`, `experiment`,
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import functools
 from collections import Counter, defaultdict
@@ -22,7 +21,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.analytics import dimensions, sheets, stats
+from service.analytics import dimensions, one_thread, sheets, stats
 from service.analytics.sheets import Sheet, Value
 from service.errors import BadRequest
 from service.front.auth import require_report_token
@@ -112,10 +111,10 @@ async def build(runtime: Runtime, site: Site, filters: Filters) -> dict[str, Any
     first, last = ledger.window(filters.since, filters.until, runtime.today(site))
     pages = {}
     for name in (SITE, *(experiment.id for experiment in experiments)):
-        pages[name] = await asyncio.to_thread(_pages, await ledger.counts(site.id, name, first, last), filters)
+        pages[name] = await one_thread.run(_pages, await ledger.counts(site.id, name, first, last), filters)
     for experiment in experiments:
         await _daily(ledger, site.id, experiment, pages[experiment.id], filters, first, last)
-    return await asyncio.to_thread(assemble, site, experiments, pages, await ledger.bots(site.id, first, last),
+    return await one_thread.run(assemble, site, experiments, pages, await ledger.bots(site.id, first, last),
                                    filters)
 
 

@@ -9,7 +9,6 @@ numbers as numbers and its times as times, in any locale, and never runs a cell 
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime
 import io
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from starlette.responses import Response
+
+from service.analytics import one_thread
 
 Value = str | int | float | datetime.datetime | None  # a cell's; a time shows as its zone's clocks do
 FORMATS = {"csv": "text/csv; charset=utf-8",
@@ -49,7 +50,7 @@ async def download(make: Callable[[], Sheet], form: str, headers: dict[str, str]
         sheet = make()
         return sheet.name, (xlsx if form == "xlsx" else csv_text)(sheet)
 
-    name, body = await asyncio.to_thread(written)
+    name, body = await one_thread.run(written)
     return Response(body, media_type=FORMATS[form], headers={
         "content-disposition": f'attachment; filename="{name}.{form}"', **(headers or {})})
 
