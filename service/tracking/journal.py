@@ -27,7 +27,6 @@ from service.tracking.store import Script, Store
 MOST = 1000  # entries one page may list
 SCANNED = 5000  # entries one request reads at most, whatever its filters keep
 SCAN_SLICE = 500  # entries read at a time
-STREAM_ID = "0123456789-"
 LOG = Script.named("log", "dims")
 CALL_KINDS = frozenset({"call", "missed_call"})
 
@@ -93,6 +92,13 @@ class Journal:
         return int(await self.store.client.xdel(key(site), *doomed)) if doomed else 0
 
 
+def _stream_id(text: str) -> bool:
+    """Whether `text` is an id the log's stream can page from: two 64-bit numbers, not 0-0."""
+    parts = text.split("-")
+    numbers = [int(part) for part in parts if part.isascii() and part.isdigit() and len(part) <= 20]
+    return len(parts) == len(numbers) == 2 and all(n < 2**64 for n in numbers) and any(numbers)
+
+
 @dataclass(frozen=True, slots=True)
 class LogQuery:
     since_ms: int | None
@@ -108,8 +114,7 @@ class LogQuery:
         if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MOST):
             raise BadRequest("invalid_filter", f"limit must be a whole number from 1 to {MOST}")
         cursor = params.get("cursor") or None
-        if cursor is not None and not (len(cursor) <= 41 and cursor.count("-") == 1 and all(
-                c in STREAM_ID for c in cursor)):
+        if cursor is not None and not _stream_id(cursor):
             raise BadRequest("invalid_filter", "cursor must be a page's `next`, as it was given")
         return cls(since, until - 1 if until is not None else None, int(limit), cursor)
 
