@@ -100,6 +100,41 @@ def test_target_calls_need_talk_time_and_a_new_caller(pool_client: TestClient, c
     assert next_day.json()["unique"] is True  # a day after the last call: the window is one day
 
 
+def test_a_callers_calls_within_the_window_make_one_target_call_whatever_order_they_come_in(
+        pool_client: TestClient, clock: Clock) -> None:
+    """A late retry, the spool's replay or a CDR import may bring the earlier call second."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    later = post_call(pool_client, call("later", number, clock.now + 3000, caller="+79990000004")).json()
+    earlier = post_call(pool_client, call("earlier", number, clock.now, caller="+79990000004")).json()
+    same_second = post_call(pool_client, call("same-second", number, clock.now, caller="+79990000005")).json()
+    twin = post_call(pool_client, call("twin", number, clock.now, caller="+79990000005")).json()
+    assert [later["qualified"], earlier["qualified"]] == [True, False]
+    assert [same_second["qualified"], twin["qualified"]] == [True, False]
+
+
+@pytest.mark.parametrize(("status", "kind"), [("NO ANSWER", "missed_call"), ("no_answer", "missed_call"),
+                                              ("NoAnswer", "missed_call"), ("Busy", "missed_call"),
+                                              ("ANSWERED", "call"), ("Completed", "call")])
+def test_statuses_as_pbxs_write_them_are_read_and_a_missed_call_is_never_a_target_call(
+        pool_client: TestClient, clock: Clock, status: str, kind: str) -> None:
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    answer = post_call(pool_client, {**call("as-written", number, clock.now, talk=40), "status": status}).json()
+    assert answer["credited"] is True
+    assert answer["qualified"] is (kind == "call")  # a busy line's 40 seconds are not a conversation
+    entry, = pool_client.get("/v1/conversions/pooltest", headers={"Authorization": "Bearer test-report-token-0001"}
+                             ).json()["entries"]
+    assert entry["kind"] == kind
+
+
+def test_numbers_sent_as_json_numbers_are_read(pool_client: TestClient, clock: Clock) -> None:
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    first = post_call(pool_client, {**call("numeric-1", number, clock.now), "called": int(number[1:]),
+                                    "caller": 79990000006}).json()
+    again = post_call(pool_client, call("numeric-2", number, clock.now + 5, caller="+79990000006")).json()
+    assert first["credited"] is True and first["caller_last_digits"] == "0006"
+    assert again["unique"] is False  # the same caller, however sent
+
+
 @pytest.mark.parametrize("written", ["8{digits}", "7{digits}", "{digits}", "8 ({code}) {rest}"])
 def test_numbers_written_as_russian_pbxs_write_them_are_read(pool_client: TestClient, clock: Clock,
                                                              written: str) -> None:
@@ -144,6 +179,10 @@ def test_site_without_a_calls_secret_refuses_calls(pool_client: TestClient) -> N
     ({"call_id": "x", "called": "+74951900001", "start": "2026-11-22T10:00:00"}, "invalid_call"),
     ({"call_id": "x", "called": "+74951900001", "start": START, "talk_seconds": -5}, "invalid_call"),
     ({"call_id": "x" * 200, "called": "+74951900001", "start": START}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "status": "weird"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "status": "unanswered"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "status": 3}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "status": "x" * 5000}, "invalid_call"),
 ])
 def test_malformed_calls_get_a_clear_400(pool_client: TestClient, body: dict[str, Any], code: str) -> None:
     response = post_call(pool_client, body)

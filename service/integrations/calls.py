@@ -35,8 +35,10 @@ MAX_TALK = 86_400  # seconds: no call lasts a day
 EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 2100-01-01
 log = logging.getLogger("swapline")
 CALL = Script.named("call")
-# Statuses of a call nobody answered, as Twilio and PBXs write them: a `missed_call`, not a `call`.
-MISSED = frozenset({"busy", "no-answer", "noanswer", "no_answer", "failed", "canceled", "cancelled", "missed"})
+# A call's status, as Twilio and PBXs write them (`status_of`): one nobody answered is a
+# `missed_call`, not a `call`, and never a target call whatever its talk time says.
+ANSWERED = ("completed", "answered")
+MISSED = ("missed", "busy", "no-answer", "failed", "canceled", "cancelled")
 _DIGITS = re.compile(r"\+?[0-9]{3,20}")
 
 
@@ -85,11 +87,28 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
     if not isinstance(talk, int) or isinstance(talk, bool) or not 0 <= talk < MAX_TALK:
         raise BadRequest("invalid_call", f"talk_seconds must be a whole number of seconds below {MAX_TALK}")
     status = data.get("status", "completed")
-    if not isinstance(status, str) or len(status) > 32:
-        raise BadRequest("invalid_call", "status must be a short text")
-    caller = data.get("caller")
-    return Call(call_id, read_number(_required(data, "called"), "called", home),
-                *kept_caller(caller_key, caller if isinstance(caller, str) else None, home), start_ms, talk, status)
+    if not isinstance(status, str) or status_of(status) not in (*ANSWERED, *MISSED):
+        raise BadRequest("invalid_call", f"status must be {' or '.join(ANSWERED)} for an answered call, "
+                                         f"or one of {', '.join(MISSED)} for a call nobody answered")
+    called = _text(data.get("called"))
+    if not called or not called.strip():
+        raise BadRequest("invalid_call", "called is required")
+    return Call(call_id, read_number(called.strip(), "called", home),
+                *kept_caller(caller_key, _text(data.get("caller")), home), start_ms, talk, status_of(status))
+
+
+def status_of(given: str) -> str:
+    """A status in the words `ANSWERED` and `MISSED` use: «NO ANSWER», «no_answer», «NoAnswer»
+    are «no-answer»."""
+    status = "-".join(given[:32].lower().replace("_", " ").replace("-", " ").split())
+    return "no-answer" if status == "noanswer" else status
+
+
+def _text(value: Any) -> str | None:
+    """A phone number as text: some PBXs write it as a JSON number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) else None
 
 
 async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
@@ -128,8 +147,8 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     prefix = f"sw:{{{site.id}:calls}}:"
     (stored, seen), = await runtime.store.batcher.submit(CALL(
         (prefix + "calls",),
-        (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000, call.talk,
-         site.calls.qualify_after, prefix),
+        (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000,
+         0 if status_of(call.status) in MISSED else call.talk, site.calls.qualify_after, prefix),
     ))
     answer = {**orjson.loads(stored), "duplicate": bool(seen)}
     if answer["credited"] and not answer["duplicate"]:
@@ -151,7 +170,7 @@ def _logged(answer: dict[str, Any]) -> dict[str, Any]:
 
 def _conversions(answer: dict[str, Any]) -> list[str]:
     """What a credited call counts as: a missed call, or an answered one (and a target call)."""
-    if answer["status"].lower() in MISSED:
+    if status_of(answer["status"]) in MISSED:
         return ["missed_call"]
     return ["call", "qualified_call"] if answer["qualified"] else ["call"]
 

@@ -10,9 +10,11 @@ local record = cjson.decode(ARGV[2])
 local start, window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local unique = true
 if ARGV[3] ~= '' and window > 0 then
-  -- The caller's calls are wanted only for the uniqueness window: then the key goes.
+  -- The caller's calls are wanted only for the uniqueness window: then the key goes. Calls
+  -- within the window of each other make one unique call, the first heard of: a late retry,
+  -- a replay from the spool or a CDR import may bring an earlier call after a later one.
   local history = ARGV[8] .. 'caller:' .. ARGV[3]
-  if redis.call('ZCOUNT', history, start - window, '(' .. start) > 0 then unique = false end
+  if redis.call('ZCOUNT', history, start - window, start + window) > 0 then unique = false end
   redis.call('ZADD', history, start, ARGV[1])
   redis.call('PEXPIRE', history, window)
 end
