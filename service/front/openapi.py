@@ -87,7 +87,7 @@ DECISION = {
                                              "properties": {
             "selector": {"type": "string"}, "text": {"type": "string"},
             "property": {"type": "string", "enum": ["textContent", "src", "srcset", "href", "hidden"]},
-            "value": {"type": ["string", "boolean"]}}}},
+            "value": {"oneOf": [{"type": "string"}, {"type": "boolean"}]}}}},
         "experiments": {"type": "object", "additionalProperties": {"type": "string"}},
         "phone": PHONE,
         "bot": {"type": "boolean"},
