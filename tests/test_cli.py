@@ -17,7 +17,11 @@ import pytest
 import redis
 
 from service.cli import main
+from service.integrations import callimport
+from service.rules import rulefiles
 from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, output, start
+
+DEMO_SITE = rulefiles.load(DEMO_RULES).sites["demo"]
 
 
 def demo_command(*args: str) -> subprocess.CompletedProcess[str]:
@@ -234,6 +238,55 @@ def test_calls_import_reads_an_asterisk_cdr_and_sends_only_calls_to_the_sites_nu
     assert record["start"] == int(local.replace(microsecond=0).timestamp()) * 1000  # read in Moscow time
     missed = orjson.loads(store.hget("sw:{demo:calls}:calls", "1795000000.4"))
     assert missed["status"] == "no-answer" and missed["credited"] is False
+
+
+def cdr_row(src: str, dst: str, disposition: str, billsec: int, *added: str) -> str:
+    """A Master.csv row as cdr_csv.c writes it, with what cdr.conf adds after its 16 columns."""
+    start = "2026-11-18 10:00:00"
+    row = ["", src, dst, "from-trunk", f'"{src}" <{src}>', "SIP/trunk-1", "SIP/101-2", "Dial", "SIP/101,30",
+           start, start if billsec else "", "2026-11-18 10:01:00", "60", str(billsec), disposition,
+           "DOCUMENTATION", *added]
+    return ",".join(f'"{value}"' if value else "" for value in row) + "\n"
+
+
+@pytest.mark.parametrize(("added", "ids"), [
+    ((), None),                                                                    # 16 columns
+    (("inbound",), None),                                                          # loguserfield: no uniqueid
+    (("1796235790.{n}",), "1796235790.{n}"),                                       # loguniqueid
+    (("pbx-1-1796235790.{n}", "inbound"), "pbx-1-1796235790.{n}"),                # both; a systemname first
+    (("", "1796235790.{n}", "7"), None),                                           # newcdrcolumns: 19
+    (("inbound", "", "1796235790.{n}", "7"), None),                                # loguserfield too: 20
+    (("1796235790.{n}", "", "", "1796235790.{n}", "7"), "1796235790.{n}"),         # loguniqueid instead: 20
+    (("1796235790.{n}", "inbound", "", "1796235790.{n}", "7"), "1796235790.{n}"),  # all of them: 21
+])
+def test_calls_import_reads_every_width_cdr_conf_writes(tmp_path: Path, added: tuple[str, ...],
+                                                        ids: str | None) -> None:
+    """Three calls from three callers: as many calls, whatever cdr.conf adds to each row, each
+    by its uniqueid when the row has one."""
+    cdr = tmp_path / "Master.csv"
+    cdr.write_text("".join(cdr_row(f"8916123456{n}", "84951200001", "ANSWERED", 40, *(a.format(n=n) for a in added))
+                           for n in range(3)))
+    sent = [call for _, call in callimport.rows(cdr, DEMO_SITE) if call]
+    assert [call["caller"] for call in sent] == [f"8916123456{n}" for n in range(3)]
+    assert len({call["call_id"] for call in sent}) == 3
+    if ids:
+        assert [call["call_id"] for call in sent] == [ids.format(n=n) for n in range(3)]
+    assert all(call["talk_seconds"] == 40 and call["status"] == "completed" for call in sent)
+
+
+@pytest.mark.parametrize("uniqueid", [("1796235790.50",), ()])
+def test_a_ring_groups_rows_are_one_call_answered_by_the_phone_that_answered(tmp_path: Path,
+                                                                            uniqueid: tuple[str, ...]) -> None:
+    cdr = tmp_path / "Master.csv"
+    cdr.write_text(cdr_row("89161234567", "84951200001", "NO ANSWER", 0, *uniqueid)
+                   + cdr_row("89161234567", "84951200001", "ANSWERED", 120, *uniqueid)
+                   + cdr_row("89161234567", "84951200001", "NO ANSWER", 0, *uniqueid))
+    (line, call), = callimport.rows(cdr, DEMO_SITE)
+    first_alone = tmp_path / "first.csv"
+    first_alone.write_text(cdr.read_text().splitlines(keepends=True)[0])
+    (_, as_sent_before), = callimport.rows(first_alone, DEMO_SITE)
+    assert line == 1 and (call["status"], call["talk_seconds"]) == ("completed", 120)
+    assert call["call_id"] == as_sent_before["call_id"]  # an earlier import of the file sent the first row's
 
 
 def test_pools_command_explains_an_unreachable_service() -> None:

@@ -9,7 +9,9 @@ Two kinds of file, told apart by their first row:
 - Asterisk's (and FreePBX's) CDR, `Master.csv`: no header, 16 to 21 columns in the order of
   Asterisk's cdr_csv.c. Only calls to the site's own numbers are sent (a CDR also holds
   internal and outgoing calls); the call id is the CDR's `uniqueid` when it logs one, else
-  a digest of the row, so a file sent again counts each call once all the same.
+  a digest of the row, so a file sent again counts each call once all the same. A ring group
+  writes a row for each phone it rang, under the caller's one `uniqueid` (or without one, the
+  same caller, number and start): they are one call, answered if any phone answered it.
 
 Each call goes to the service signed with the site's `calls.secret`, so it is credited exactly
 as the webhook would credit it.
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,10 +36,15 @@ from service.rules import phones
 from service.rules.engine import Site
 
 COLUMNS = ("call_id", "called", "caller", "start", "talk_seconds", "status")
-# cdr_csv.c's columns; loguniqueid, loguserfield and newcdrcolumns add up to five more.
+# cdr_csv.c's columns, then those cdr.conf adds, in its order: loguniqueid, loguserfield,
+# newcdrcolumns. A 17th or 18th of 20 is the uniqueid or the userfield: a uniqueid looks like one.
 ASTERISK = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
-            "start", "answer", "end", "duration", "billsec", "disposition", "amaflags", "uniqueid")
-ASTERISK_WIDTHS = (16, 17, 18, 21)
+            "start", "answer", "end", "duration", "billsec", "disposition", "amaflags")
+NEW_COLUMNS = ("peeraccount", "linkedid", "sequence")
+ADDED = {16: ((),), 17: (("uniqueid",), ("userfield",)), 18: (("uniqueid", "userfield"),),
+         19: (NEW_COLUMNS,), 20: (("uniqueid", *NEW_COLUMNS), ("userfield", *NEW_COLUMNS)),
+         21: (("uniqueid", "userfield", *NEW_COLUMNS),)}
+UNIQUEID = re.compile(r"(?:[\w.-]+-)?[0-9]{9,11}\.[0-9]+")  # [systemname-]unix seconds.sequence
 ASTERISK_STATUS = {"ANSWERED": "completed", "NO ANSWER": "no-answer", "BUSY": "busy"}  # else failed
 
 
@@ -55,11 +63,10 @@ def rows(path: Path, site: Site, utc: bool = False) -> Iterator[tuple[int, dict[
             return
         if "call_id" in first:
             yield from _swapline(reader, first)
-        elif len(first) in ASTERISK_WIDTHS:
+        elif len(first) in ADDED:
             numbers = {*site.tracking_numbers, *(pool.static for pool in site.pools if pool.static)}
             home = home_region(site)
-            for line, row in ((1, first), *((reader.line_num, row) for row in reader)):
-                yield line, _asterisk(row, numbers, home, utc)
+            yield from _asterisk(((1, first), *((reader.line_num, row) for row in reader)), numbers, home, utc)
         else:
             raise ValueError(f"{path}: neither Swapline's calls CSV (no call_id column) nor an Asterisk CDR "
                              f"(16 to 21 columns, not {len(first)})")
@@ -75,21 +82,44 @@ def _swapline(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, A
         yield reader.line_num, call
 
 
-def _asterisk(row: list[str], numbers: set[str], home: str | None, utc: bool) -> dict[str, Any] | None:
-    cdr = dict(zip(ASTERISK, row, strict=False))
-    called = cdr.get("dst", "")
-    if phones.e164(called, home) not in numbers:  # internal, outgoing, or another site's
-        return None
-    billsec = cdr.get("billsec", "")
-    call: dict[str, Any] = {
-        "call_id": cdr.get("uniqueid") or "cdr-" + hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:24],
-        "called": called, "start": cdr.get("start", "") + ("+00:00" if utc else ""),
-        "talk_seconds": int(billsec) if billsec.isdigit() else billsec,  # else the service says what is wrong
-        "status": ASTERISK_STATUS.get(cdr.get("disposition", ""), "failed"),
-    }
-    if cdr.get("src"):
-        call["caller"] = cdr["src"]
-    return call
+def _asterisk(rows: Iterable[tuple[int, list[str]]], numbers: set[str], home: str | None, utc: bool
+              ) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """The calls of a CDR's rows, each at its first row's line: the rows of one call (a ring
+    group's) as one, answered by whichever row answered."""
+    calls: dict[str, tuple[int, dict[str, Any]]] = {}
+    for line, row in rows:
+        cdr = _named(row)
+        called = cdr.get("dst", "")
+        if phones.e164(called, home) not in numbers:  # internal, outgoing, or another site's
+            yield line, None
+            continue
+        billsec = cdr.get("billsec", "")
+        call: dict[str, Any] = {
+            "call_id": cdr.get("uniqueid") or "cdr-" + hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:24],
+            "called": called, "start": cdr.get("start", "") + ("+00:00" if utc else ""),
+            "talk_seconds": int(billsec) if billsec.isdigit() else billsec,  # else the service says what is wrong
+            "status": ASTERISK_STATUS.get(cdr.get("disposition", ""), "failed"),
+        }
+        if cdr.get("src"):
+            call["caller"] = cdr["src"]
+        one = cdr.get("uniqueid") or "\x1f".join((cdr.get("src", ""), called, cdr.get("start", "")))
+        if one not in calls:
+            calls[one] = line, call
+        elif _answered(call) > _answered(calls[one][1]):  # the first row's id: what an earlier import sent
+            calls[one] = calls[one][0], {**call, "call_id": calls[one][1]["call_id"]}
+    yield from calls.values()
+
+
+def _named(row: list[str]) -> dict[str, str]:
+    """A CDR row's values by their column's name."""
+    added = ADDED.get(len(row), ((),))
+    columns = added[0] if len(added) == 1 or UNIQUEID.fullmatch(row[16]) else added[1]
+    return dict(zip((*ASTERISK, *columns), row, strict=False))
+
+
+def _answered(call: dict[str, Any]) -> tuple[bool, int]:
+    talk = call["talk_seconds"]
+    return call["status"] == "completed", talk if isinstance(talk, int) else -1
 
 
 def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[str, Any] | None]]) -> tuple[
