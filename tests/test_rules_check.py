@@ -495,6 +495,32 @@ places:
 """
 
 
+UNSET = """\
+site: unset
+calls:
+  secret: "${NO_CALLS_SECRET_SET}"
+  uis_token: "${NO_UIS_TOKEN_SET}"
+reports:
+  token: "${NO_REPORT_TOKEN_SET}"
+"""
+
+
+def test_rules_check_warns_of_a_credential_whose_environment_variable_is_not_set(tmp_path: Path) -> None:
+    """The file names a secret, so it is meant to work: without the variable every call is refused."""
+    path = write(tmp_path, UNSET, "unset.yaml")
+    result = swapline_check(tmp_path)
+    assert result.returncode == 0, result.stderr
+    *warnings, ok = result.stdout.splitlines()
+    assert ok.startswith(f"{tmp_path}: OK, 1 site(s): unset")
+    assert warnings == [
+        f"{path}:3: warning: ${{NO_CALLS_SECRET_SET}} is not set in the environment: the webhooks that need it "
+        "are refused",
+        f"{path}:4: warning: ${{NO_UIS_TOKEN_SET}} is not set in the environment: the webhooks that need it are refused",
+        f"{path}:6: warning: ${{NO_REPORT_TOKEN_SET}} is not set in the environment: the dashboard and reports "
+        "refuse every token",
+    ]
+
+
 def test_rules_check_warns_of_what_serves_but_not_as_meant(tmp_path: Path) -> None:
     path = write(tmp_path, WARNED, "warned.yaml")
     result = swapline_check(tmp_path)

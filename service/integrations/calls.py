@@ -15,7 +15,7 @@ import hmac
 import logging
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -35,6 +35,7 @@ MAX_TALK = 86_400  # seconds: no call lasts a day
 EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 2100-01-01
 log = logging.getLogger("swapline")
 CALL = Script.named("call")
+Credential = TypeVar("Credential", str, bytes)
 # A call's status, as Twilio and PBXs write them (`status_of`): one nobody answered is a
 # `missed_call`, not a `call`, and never a target call whatever its talk time says.
 ANSWERED = ("completed", "answered")
@@ -56,13 +57,19 @@ class Call:
 async def calls_endpoint(request: Request) -> JSON:
     runtime, site = site_of(request)
     raw = await bodies.read(request, MAX_BODY)
-    if site.calls.secret is None:
-        raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.secret")
-    expected = signature(site.calls.secret, raw)
+    expected = signature(configured(site, site.calls.secret, "secret"), raw)
     if not hmac.compare_digest(request.headers.get("x-swapline-signature", "").encode(), expected.encode()):
         raise Unauthorized("invalid_signature", "X-Swapline-Signature is missing or wrong")
     return await reply(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, home_region(site),
                                                  site.calls.time_zone))
+
+
+def configured(site: Site, credential: Credential | None, name: str) -> Credential:
+    """The site's `calls.NAME`, else the vendor's webhook is refused."""
+    if credential is None:
+        raise Unauthorized("calls_not_configured",
+                           f"site {site.id!r} has no calls.{name} (or the environment variable it names is not set)")
+    return credential
 
 
 def signature(secret: bytes, body: bytes) -> str:

@@ -34,6 +34,7 @@ from service.integrations.calls import (
     MAX_BODY,
     MAX_TALK,
     Call,
+    configured,
     home_region,
     kept_caller,
     local_time,
@@ -67,7 +68,7 @@ MAX_FIELDS = 100  # of a form: a vendor sends a few dozen
 
 async def twilio_endpoint(request: Request) -> JSON:
     runtime, site = site_of(request)
-    token = _configured(site, site.calls.twilio_auth_token, "twilio_auth_token")
+    token = configured(site, site.calls.twilio_auth_token, "twilio_auth_token")
     params = _form(await bodies.read(request, MAX_BODY))
     if not twilio_valid(token, _signed_url(runtime, request), params, request.headers.get("x-twilio-signature", "")):
         raise Unauthorized("invalid_signature", "X-Twilio-Signature is missing or wrong")
@@ -100,7 +101,7 @@ async def mango_endpoint(request: Request) -> JSON:
     the summary ends a call."""
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
-    key = _configured(site, site.calls.mango_api_key, "mango_api_key")
+    key = configured(site, site.calls.mango_api_key, "mango_api_key")
     salt = site.calls.mango_api_salt or ""
     form = dict(_form(await bodies.read(request, MAX_BODY)))
     data = form.get("json", "")
@@ -139,7 +140,7 @@ async def zadarma_endpoint(request: Request) -> Response:
             raise BadRequest("invalid_call", "zd_echo is required, at most 128 characters")
         return PlainTextResponse(echo, headers={"x-content-type-options": "nosniff"})
     runtime, site = site_of(request)
-    secret = _configured(site, site.calls.zadarma_secret, "zadarma_secret")
+    secret = configured(site, site.calls.zadarma_secret, "zadarma_secret")
     form = dict(_form(await bodies.read(request, MAX_BODY)))
     event = form.get("event", "")
     signed = ZADARMA_SIGNED.get(event)
@@ -216,14 +217,8 @@ async def _credit(runtime: Runtime, site: Site, call_id: str, called: Any, calle
                                            *kept_caller(runtime.caller_key, caller, home), start_ms, talk, status))
 
 
-def _configured(site: Site, credential: str | None, name: str) -> str:
-    if credential is None:
-        raise Unauthorized("calls_not_configured", f"site {site.id!r} has no calls.{name}")
-    return credential
-
-
 def _token(request: Request, site: Site, token: str | None, name: str) -> None:
-    expected = _configured(site, token, name)
+    expected = configured(site, token, name)
     if not hmac.compare_digest(request.query_params.get("token", "").encode(), expected.encode()):
         raise Unauthorized("invalid_token", "the token in the address is missing or wrong")
 

@@ -204,7 +204,7 @@ class _Compiler:
             time_zone=zone or datetime.UTC,
             calls=self._calls(data.get("calls", {}), zone, "time_zone" in data),
             visits=_visits(data.get("visits", {})),
-            report_token=_secret(data.get("reports", {}).get("token")),
+            report_token=self._credential(("reports", "token"), data.get("reports", {}).get("token")),
             webhooks=tuple(self._webhook(i, hook) for i, hook in enumerate(data.get("webhooks", []))),
             exports=self._exports(data.get("exports", {})),
             alerts=_alerts(data.get("alerts", {})),
@@ -421,7 +421,7 @@ class _Compiler:
     def _calls(self, data: dict[str, Any], site_zone: ZoneInfo | None, site_named: bool) -> CallSettings:
         """`site_zone`: the site's `time_zone` (`site_named`: the rules name one), which the PBX's
         times are in unless `calls.time_zone` says."""
-        secret = _secret(data.get("secret"))
+        secret = self._credential(("calls", "secret"), data.get("secret"))
         zone = self._zone(("calls", "time_zone"), data["time_zone"]) if "time_zone" in data else site_zone
         if "zadarma_secret" in data and "time_zone" not in data and not site_named:  # its call_start has no zone
             self.problem(("calls", "zadarma_secret"), "Zadarma writes call times in your account's time zone: "
@@ -434,8 +434,18 @@ class _Compiler:
             qualify_after=_seconds(data.get("qualify_after", "30s")),
             unique_within=_seconds(data.get("unique_within", "7d")),
             time_zone=zone,
-            **{name: _secret(data.get(name)) for name in VENDOR_CREDENTIALS},
+            **{name: self._credential(("calls", name), data.get(name)) for name in VENDOR_CREDENTIALS},
         )
+
+    def _credential(self, path: tuple[str, ...], value: str | None) -> str | None:
+        """A credential the site may go without, worth a warning when it names an environment
+        variable that is not set: what needs it is refused, and the file does name one."""
+        secret = _secret(value)
+        if value is not None and secret is None:
+            refused = "the dashboard and reports refuse every token" if path[0] == "reports" else \
+                "the webhooks that need it are refused"
+            self.warn(path, f"{value} is not set in the environment: {refused}")
+        return secret
 
     def _webhook(self, index: int, data: dict[str, Any]) -> Webhook:
         secret = _secret(data["secret"])
