@@ -137,7 +137,8 @@ def test_csv_cells_never_start_a_formula() -> None:
     from service.analytics.sheets import csv_text
 
     row = {"exposed": 1, "overflowed": 0, "visitors": 1, "converted": {}, "rate": -0.5, "interval": None}
-    hostile = ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    hostile = ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx",
+               "+74951200001+cmd|' /C calc'!A0", "+74951200001\n=1+1"]  # a phone number, then a formula
     report = {"metric": "any", "pages": [{"page": text, **row} for text in hostile],
               "experiments": [{"experiment": "e", "page": "/", "srm": None, "warnings": hostile,
                                "variants": [{"variant": "b", "weight": 50, "lift": {"absolute": -0.25}, **row}]}]}

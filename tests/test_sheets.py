@@ -8,6 +8,7 @@ import csv
 import datetime
 import functools
 import io
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -121,7 +122,7 @@ def _as_csv(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     text = str(value)
-    return "'" + text if text.startswith(("=", "+", "-", "@")) else text
+    return "'" + text if text.startswith(("=", "+", "-", "@")) and not re.fullmatch(r"\+[0-9]{7,15}", text) else text
 
 
 def test_each_dashboard_tab_downloads_what_it_shows_in_excel(tmp_path: Path, valkey_url: str,

@@ -28,6 +28,7 @@ FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 MOST_TEXT = 32_767  # characters Excel keeps in a cell
 WIDEST = 60  # characters a column is widened to, at most
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 ROWS_AT_ONCE = 500  # rows of a workbook made into one string and written at a time
 _EPOCH = datetime.datetime(1899, 12, 30)  # day 0 of a workbook's dates
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")  # no XML 1.0 document holds these
@@ -62,8 +63,12 @@ def requested(path: str) -> str | None:
 
 def spreadsheet_text(text: str) -> str:
     """Text as a spreadsheet shows it, never as a formula it runs (OWASP's CSV injection advice:
-    a cell that starts with = + - @ tab or carriage return gets a leading apostrophe)."""
-    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+    a cell that starts with = + - @ tab or carriage return gets a leading apostrophe). A phone
+    number in E.164 (`+74951200001`) runs nothing and stays as written, for the scripts a CSV
+    is for."""
+    if text.startswith(("=", "+", "-", "@", "\t", "\r")) and not _E164.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def csv_text(sheet: Sheet) -> str:
