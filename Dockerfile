@@ -51,7 +51,7 @@ EXPOSE 8000
 # spool), so a Redis outage does not get every replica restarted. Load balancers use /readyz.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % (os.environ.get('SWAPLINE_PORT') or 8000), timeout=3)"]
-# SIGINT, not SIGTERM: on SIGTERM uvicorn re-raises the signal after its graceful shutdown and
-# the process dies before `swapline serve` stops its embedded Valkey; SIGINT runs that cleanup.
+# SIGINT, uvicorn's own way to stop: a graceful shutdown, then `swapline serve` stops its
+# embedded Valkey (it treats SIGTERM the same, for runtimes that send that instead).
 STOPSIGNAL SIGINT
 CMD ["swapline", "serve"]

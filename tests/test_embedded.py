@@ -42,8 +42,54 @@ def test_another_server_on_the_stores_socket_stops_the_start(tmp_path: Path) -> 
         result = subprocess.run(["swapline", "serve"], env=environment, capture_output=True, text=True, timeout=120)
         written = redis.Redis(unix_socket_path=str(socket)).dbsize()
         assert foreign.is_running()
-    assert result.returncode == 1 and "Unix socket already in use" in result.stderr, result.stderr
+    assert result.returncode == 1 and f"{socket} is in use: another `swapline serve` runs" in result.stderr, \
+        result.stderr
     assert written == 0  # nothing went to the other server
+
+
+def serve_once(data: Path) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "SWAPLINE_PORT": str(free_port()), "SWAPLINE_DATA_DIR": str(data),
+                   "SWAPLINE_RULES_DIR": str(DEMO_RULES)}
+    environment.pop("SWAPLINE_REDIS_URL", None)
+    return subprocess.run(["swapline", "serve"], env=environment, capture_output=True, text=True, timeout=120)
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie nobody reaped yet does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_store_left_running_by_a_killed_service_is_named_by_its_pid(tmp_path: Path) -> None:
+    """SIGKILL leaves a process no time to stop its children: the next start says which to stop."""
+    process, _ = start(tmp_path)
+    data = tmp_path / "data"
+    left = store_pid(data)
+    assert left is not None
+    process.kill()
+    process.wait()
+    try:
+        refused = serve_once(data)
+    finally:
+        os.kill(left, signal.SIGTERM)
+        wait_for("the store left running to stop", lambda: not running(left))
+    assert refused.returncode == 1
+    assert f"one that was killed left its store running (valkey-server, PID {left}): stop that service, " \
+           f"or `kill {left}`" in refused.stderr, refused.stderr
+    again, _ = start(tmp_path)  # and once it is stopped, the service starts on its data
+    again.send_signal(signal.SIGINT)
+    assert again.wait(timeout=60) == 0
+
+
+def test_a_data_directory_the_service_cannot_write_is_named_in_one_line(tmp_path: Path) -> None:
+    refused = serve_once(Path("/proc/swapline-data"))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].endswith(
+        "cannot make the store's directory /proc/swapline-data/valkey (No such file or directory): "
+        "set SWAPLINE_DATA_DIR to a directory this user may write"), refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_a_killed_store_is_started_again(tmp_path: Path) -> None:

@@ -515,7 +515,8 @@ def test_rules_check_warns_of_a_credential_whose_environment_variable_is_not_set
     assert warnings == [
         f"{path}:3: warning: ${{NO_CALLS_SECRET_SET}} is not set in the environment: the webhooks that need it "
         "are refused",
-        f"{path}:4: warning: ${{NO_UIS_TOKEN_SET}} is not set in the environment: the webhooks that need it are refused",
+        f"{path}:4: warning: ${{NO_UIS_TOKEN_SET}} is not set in the environment: the webhooks that need it "
+        "are refused",
         f"{path}:6: warning: ${{NO_REPORT_TOKEN_SET}} is not set in the environment: the dashboard and reports "
         "refuse every token",
     ]
