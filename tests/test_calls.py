@@ -53,7 +53,7 @@ def test_a_call_is_credited_to_the_visitor_holding_the_number(pool_client: TestC
 def test_a_retried_call_counts_once(pool_client: TestClient, clock: Clock, store: redis.Redis) -> None:
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     first = post_call(pool_client, call("c-1", number, clock.now)).json()
-    again = post_call(pool_client, call("c-1", number, clock.now + 999, talk=1)).json()
+    again = post_call(pool_client, call("c-1", number, clock.now + 600, talk=1)).json()
     assert again["duplicate"] is True
     assert {**again, "duplicate": False} == first  # the first record stands
     assert store.hlen("sw:{pooltest:calls}:calls") == 1
@@ -96,7 +96,8 @@ def test_target_calls_need_talk_time_and_a_new_caller(pool_client: TestClient, c
     assert repeat["unique"] is False and repeat["qualified"] is False
     hidden = post_call(pool_client, call("hidden", number, clock.now + 30, caller="anonymous")).json()
     assert hidden["qualified"] is True and hidden["caller_last_digits"] is None
-    next_day = post_call(pool_client, call("next-day", number, clock.now + 20 + 86_401, caller="+79990000002"))
+    clock.advance(20 + 86_401)
+    next_day = post_call(pool_client, call("next-day", number, clock.now, caller="+79990000002"))
     assert next_day.json()["unique"] is True  # a day after the last call: the window is one day
 
 
@@ -104,12 +105,26 @@ def test_a_callers_calls_within_the_window_make_one_target_call_whatever_order_t
         pool_client: TestClient, clock: Clock) -> None:
     """A late retry, the spool's replay or a CDR import may bring the earlier call second."""
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
-    later = post_call(pool_client, call("later", number, clock.now + 3000, caller="+79990000004")).json()
-    earlier = post_call(pool_client, call("earlier", number, clock.now, caller="+79990000004")).json()
+    clock.advance(3000)
+    later = post_call(pool_client, call("later", number, clock.now, caller="+79990000004")).json()
+    earlier = post_call(pool_client, call("earlier", number, clock.now - 3000, caller="+79990000004")).json()
     same_second = post_call(pool_client, call("same-second", number, clock.now, caller="+79990000005")).json()
     twin = post_call(pool_client, call("twin", number, clock.now, caller="+79990000005")).json()
     assert [later["qualified"], earlier["qualified"]] == [True, False]
     assert [same_second["qualified"], twin["qualified"]] == [True, False]
+
+
+def test_a_start_far_ahead_of_the_clock_is_refused_with_a_hint(pool_client: TestClient, clock: Clock) -> None:
+    """A PBX that writes Moscow time as UTC sends calls three hours ahead: none would find its holder."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    refused = post_call(pool_client, call("ahead", number, clock.now + 3 * 3600))
+    assert refused.status_code == 400 and refused.json()["error"] == {
+        "code": "invalid_call", "message": "the call starts 3 h 0 min from now: are the telephony's clock and time "
+                                           "zone right?"}
+    drifted = post_call(pool_client, call("drifted", number, clock.now + 30)).json()  # a clock a little fast
+    assert drifted["credited"] is True and drifted["visitor"] == "caller-visitor-000001"
+    again = post_call(pool_client, call("ahead", number, clock.now)).json()
+    assert again["duplicate"] is False  # the refused call burnt no id
 
 
 @pytest.mark.parametrize(("status", "kind"), [("NO ANSWER", "missed_call"), ("no_answer", "missed_call"),

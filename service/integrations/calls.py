@@ -33,6 +33,7 @@ from service.tracking.store import STORE_ERRORS, Script
 MAX_BODY = 16_384
 MAX_TALK = 86_400  # seconds: no call lasts a day
 EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 2100-01-01
+AHEAD_MS = 15 * 60_000  # how far a call's start may be ahead of the service's clock: a PBX's drift
 log = logging.getLogger("swapline")
 CALL = Script.named("call")
 Credential = TypeVar("Credential", str, bytes)
@@ -104,6 +105,11 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
                 *kept_caller(caller_key, _text(data.get("caller")), home), start_ms, talk, status_of(status))
 
 
+def _duration(ms: int) -> str:
+    minutes = ms // 60_000
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
 def status_of(given: str) -> str:
     """A status in the words `ANSWERED` and `MISSED` use: «NO ANSWER», «no_answer», «NoAnswer»
     are «no-answer»."""
@@ -119,6 +125,9 @@ def _text(value: Any) -> str | None:
 
 
 async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
+    if (ahead := call.start_ms - runtime.now_ms()) > AHEAD_MS:  # a zone written wrong would credit nobody
+        raise BadRequest("invalid_call", f"the call starts {_duration(ahead)} from now: "
+                                         "are the telephony's clock and time zone right?")
     try:
         return JSON(await credit(runtime, site, call))
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: credited when the store is back
