@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +15,8 @@ import redis
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import START, Clock
+from service.rules import rulefiles
+from tests.conftest import POOL_SITE, START, Clock
 
 SECRET = b"test-calls-secret-0001"
 TWILIO_TOKEN = "test-twilio-token-0001"
@@ -75,6 +77,24 @@ def test_the_next_holder_gets_calls_after_the_number_moves_on(pool_client: TestC
     assert visit(pool_client, "next-visitor-00000001")["phone"]["number"] == first
     assert post_call(pool_client, call("a", first, START + 30)).json()["visitor"] == "first-visitor-0000001"
     assert post_call(pool_client, call("b", first, clock.now + 5)).json()["visitor"] == "next-visitor-00000001"
+
+
+def test_a_number_taken_out_of_the_pool_is_credited_to_the_visitor_who_still_holds_it(
+        pool_client: TestClient, clock: Clock, rules_dir: Path) -> None:
+    """A marketer replaces a number in the rules while a visitor has it on their screen."""
+    held = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    written = f'"+7 495 190-00-0{held[-1]}"'  # as POOL_SITE writes the number
+    assert written in POOL_SITE
+    (rules_dir / "pooltest.yaml").write_text(POOL_SITE.replace(written, '"+7 495 190-00-09"'))
+    runtime = pool_client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.rules = rulefiles.load(rules_dir)  # what a reload does
+    assert held not in runtime.rules.sites["pooltest"].tracking_numbers
+    clock.advance(30)
+    answer = post_call(pool_client, call("replaced", held, clock.now)).json()
+    assert (answer["credited"], answer["visitor"], answer["pool"]) == (True, "caller-visitor-000001", "small")
+    clock.advance(61)  # the hold is over: nobody holds it now
+    late = post_call(pool_client, call("after-the-hold", held, clock.now, caller="+79990000007")).json()
+    assert (late["credited"], late["reason"]) == (False, "unknown_number")
 
 
 def test_overflow_static_and_page_numbers_are_not_credited_to_visitors(pool_client: TestClient) -> None:

@@ -142,6 +142,18 @@ class Pools:
         record, = await self.store.batcher.submit(ATTRIBUTE((keys.leases, keys.history(number)), (at_ms,)))
         return orjson.loads(record) if record else None
 
+    async def former_holder(self, site: Site, number: str, at_ms: int) -> tuple[Pool, dict[str, Any]] | None:
+        """The pool and lease of a number the rules no longer list, whose hold window contains
+        `at_ms`: a number taken out of a pool stays with its visitor until the hold ends."""
+        pools = [pool for pool in site.pools if pool.numbers]
+        if not pools:
+            return None
+        commands = [ATTRIBUTE((keys.leases, keys.history(number)), (at_ms,))
+                    for keys in (PoolKeys.of(site.id, pool.id) for pool in pools)]
+        records = await self.store.batcher.submit(*commands)
+        return next(((pool, orjson.loads(record)) for pool, record in zip(pools, records, strict=True) if record),
+                    None)
+
     async def stats(self, site: str, pool: Pool, now_ms: int, zone: datetime.tzinfo = datetime.UTC) -> PoolStats:
         keys = PoolKeys.of(site, pool.id)
         days = [hour_and_day(now_ms - i * DAY_MS, zone)[1] for i in range(self.retention_ms // DAY_MS)]
