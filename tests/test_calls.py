@@ -224,6 +224,17 @@ def test_malformed_calls_get_a_clear_400(pool_client: TestClient, body: dict[str
     assert response.status_code == 400 and response.json()["error"]["code"] == code
 
 
+def test_a_start_in_unix_seconds_written_as_text_is_read(pool_client: TestClient, clock: Clock) -> None:
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    answer = post_call(pool_client, {**call("as-text", number, clock.now), "start": f" {int(clock.now)} "}).json()
+    assert answer["credited"] is True and answer["start"] == int(clock.now) * 1000
+
+
+def test_an_absurd_number_is_not_echoed_whole(pool_client: TestClient) -> None:
+    refused = post_call(pool_client, call("long", "9" * 5000, START)).json()["error"]["message"]
+    assert refused == f"called is not a valid phone number: '{'9' * 40}'"
+
+
 ABSURD_STARTS = [1e17, -1e17, 1e20, 1e308, -1e308, 1795000000123, "9999-12-31T23:59:59+00:00",
                  "0001-01-01T00:00:00+00:00", 0, 2**63 - 1]
 

@@ -263,6 +263,9 @@ def test_a_telphin_hangup_credits_the_visitor(tel: TestClient, clock: Clock) -> 
     missed = telphin(tel, hangup(number, clock.now + 60, CallID="second", CallStatus="NOANSWER"), method="GET").json()
     assert missed["status"] == "no-answer" and missed["talk_seconds"] == 0
     assert telphin(tel, hangup(number, clock.now, EventType="dial-in")).json()["ignored"] == "dial-in"
+    assert telphin(tel, hangup(number, clock.now + 45, CallID="third", CallFlow="IN")).json()["credited"] is True
+    assert telphin(tel, hangup(number, clock.now, CallID="fourth", CallFlow="out")).json()["ignored"] == \
+        "not an incoming call"
 
 
 @pytest.mark.parametrize("post", [uis, telphin])

@@ -87,6 +87,8 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
     start = data.get("start")
     if isinstance(start, int | float) and not isinstance(start, bool):
         start_ms = unix_ms(start)
+    elif isinstance(start, str) and start.strip().isascii() and start.strip().isdigit():  # as a CSV writes it
+        start_ms = unix_ms(int(start.strip()[:20]))
     elif isinstance(start, str):
         start_ms = local_time(start, "start", zone)
     else:
@@ -226,7 +228,7 @@ def _required(data: dict[str, Any], name: str) -> str:
 def read_number(value: str, name: str, home: str | None = None) -> str:
     number = phones.e164(value, home)
     if number is None:
-        raise BadRequest("invalid_call", f"{name} is not a valid phone number: {value!r}")
+        raise BadRequest("invalid_call", f"{name} is not a valid phone number: {value[:40]!r}")
     return number
 
 

@@ -193,7 +193,7 @@ async def telphin_endpoint(request: Request) -> JSON:
     _token(request, site, site.calls.telphin_token, "telphin_token")
     fields = await _fields(request)
     event, call_id = fields.get("EventType", ""), _text(fields, "CallID")
-    if event != "hangup" or fields.get("CallFlow", "in") != "in":
+    if event != "hangup" or str(fields.get("CallFlow", "in")).lower() != "in":
         return JSON({"call_id": call_id, "ignored": event if event != "hangup" else "not an incoming call"})
     duration = _count(fields, "Duration", 0)
     status = TELPHIN_STATUS.get(str(fields.get("CallStatus", "")).upper(), "failed")
