@@ -119,6 +119,17 @@ def test_a_render_stops_once_it_has_made_enough() -> None:
     assert text.render({"phrase": "x" * 200}) == ("ab" * 500)[:MAX_OUTPUT]
 
 
+@pytest.mark.parametrize("source", ["{{ phrase|truncate('30') }}", "{{ 1/0 }}", "{{ 'Окна ' + city }}"])
+def test_a_text_that_fails_for_a_visitor_is_left_out_and_said_once(source: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """It passes the check (it fails only on some visitors' values): the log says which text."""
+    text = compile_text(source)
+    for phrase in ("окна", "окна пвх"):
+        assert text.render({"phrase": phrase, "city": places.place("Москва", "ru"), "keyword": Keyword(phrase)}) is None
+    failures = [record.getMessage() for record in caplog.records if "a text failed" in record.getMessage()]
+    assert len(failures) == 1 and repr(source) in failures[0]
+
+
 def test_text_is_whitespace_folded_and_limited() -> None:
     assert compile_text("a   b\n c").render({}) == "a b c"
     long = compile_text("{{ phrase }}").render({"phrase": "я" * 5000})

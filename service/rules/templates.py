@@ -16,6 +16,7 @@ would; everything else (tags, filters, operators) stays with Jinja.
 from __future__ import annotations
 
 import difflib
+import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ class _Renderer(Protocol):
 # Bounded: it is emptied when full.
 RENDERED: dict[tuple[Any, ...], str | None] = {}
 RENDERS_KEPT = 16_384
+FAILED: set[str] = set()  # texts whose failure was logged
+FAILURES_KEPT = 1_000
+log = logging.getLogger("swapline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +124,18 @@ class Text:
                 text = _bounded(self._template.generate(context))
             else:
                 text = self._template.render(context)
-        except Exception:  # a broken text must cost a swap, never a request
+        except Exception as exc:  # a broken text must cost a swap, never a request
+            _failed(self.source, exc)
             return None
         return " ".join(text.split())[:MAX_OUTPUT]
+
+
+def _failed(source: str, error: Exception) -> None:
+    """Say once per text that it failed: its swaps are left out, silently for the visitor."""
+    if source not in FAILED and len(FAILED) < FAILURES_KEPT:
+        FAILED.add(source)
+        log.warning("a text failed for a visitor, so its swap was left out (and is, for whoever it fails): "
+                    "%r: %s: %s", source[:200], type(error).__name__, error)
 
 
 @dataclass(frozen=True, slots=True)
