@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import logging.config
 import os
@@ -147,6 +148,14 @@ def _check(directory: Path) -> int:
     return 0
 
 
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _preview(settings: Settings, args: argparse.Namespace) -> int:
     from service.errors import HTTPError
     from service.front.decide import address, answer, page_view, preview_geo
@@ -158,6 +167,9 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
     site = rules.sites.get(args.site)
     if site is None:
         print(f"swapline: no site {args.site!r}; sites: {', '.join(sorted(rules.sites))}", file=sys.stderr)
+        return 1
+    if args.ip and not _is_address(args.ip):
+        print(f"swapline: --ip {args.ip!r} is no IPv4 or IPv6 address", file=sys.stderr)
         return 1
     places = GeoDB(settings.geoip_db)
     try:

@@ -72,6 +72,15 @@ def test_preview_reports_an_unknown_site(capsys: pytest.CaptureFixture[str]) -> 
     assert "no site 'nope'" in capsys.readouterr().err
 
 
+def test_preview_refuses_an_address_that_is_none(capsys: pytest.CaptureFixture[str]) -> None:
+    """Else the visitor is silently from nowhere, and the preview shows what nobody sees."""
+    assert main(["rules", "preview", "--site", "demo", "--url", "/", "--ip", "999.1.1.1", "--dir",
+                 str(DEMO_RULES)]) == 1
+    assert capsys.readouterr().err == "swapline: --ip '999.1.1.1' is no IPv4 or IPv6 address\n"
+    assert main(["rules", "preview", "--site", "demo", "--url", "/", "--ip", "2a00:1370::1", "--dir",
+                 str(DEMO_RULES)]) == 0
+
+
 def embedded_store(data_dir: Path) -> redis.Redis:
     """A client of the embedded store: on its unix socket, the only way in."""
     return redis.Redis(unix_socket_path=str(data_dir / "valkey" / "valkey.sock"), socket_connect_timeout=5)

@@ -190,10 +190,18 @@ MISTAKES = {
     ),
     "page without a slash": Mistake(
         "    page: [/, /demo]\n    priority: 30", "    page: [/, repair]\n    priority: 30",
-        ("'repair' does not match '^/'",)
+        ("'repair' is not written as it should be: Path glob(s) of the page: '/', '/catalog/*'",)
     ),
     # types
     "wrong type": Mistake("priority: 20", 'priority: "high"', ("priority", "'high' is not of type 'integer'")),
+    "a hold written in words": Mistake(
+        "    hold: 15m\n    overflow: \"+7 495 120-00-00\"", "    hold: 15 minutes\n    overflow: \"+7 495 120-00-00\"",
+        ("pools[0].hold: '15 minutes' is not written as it should be: How long a number stays with a visitor",)
+    ),
+    "a short secret, never echoed": Mistake(
+        "  secret: demo-calls-secret-change-me", "  secret: short",
+        ("calls.secret: this is not written as it should be: HMAC-SHA256 key", "at least 16 characters"),
+    ),
     # phone numbers and pools
     "invalid phone number": Mistake(
         'phone: "+7 800 555-35-35"', 'phone: "+7 800 555-35"', ("invalid phone number '+7 800 555-35'",)
@@ -434,6 +442,15 @@ def test_a_places_override_renames_the_place_and_declines_the_new_name(tmp_path:
 def swapline_check(directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["swapline", "rules", "check", str(directory)], capture_output=True, text=True,
                           timeout=60, check=False)
+
+
+def test_cli_check_of_a_file_or_an_empty_directory_says_what_to_give(tmp_path: Path) -> None:
+    one_file = swapline_check(DEMO_RULES / "demo.yaml")
+    empty = swapline_check(tmp_path)
+    assert one_file.returncode == empty.returncode == 1
+    assert f"{DEMO_RULES / 'demo.yaml'}:1: a file, not a rules directory: give the directory that holds it " \
+           f"({DEMO_RULES})" in one_file.stderr + one_file.stdout
+    assert f"{tmp_path}:1: no rules files (SITE.yaml) in this directory" in empty.stderr + empty.stdout
 
 
 def test_cli_check_passes_the_demo() -> None:

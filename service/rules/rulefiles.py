@@ -86,12 +86,17 @@ class RuleSet:
 
 
 def load(directory: Path) -> RuleSet:
+    if directory.is_file():
+        raise RulesError([Problem(str(directory), 1, f"a file, not a rules directory: give the directory that holds "
+                                                     f"it ({directory.parent}), whose files are checked together")])
     if not directory.is_dir():
         raise RulesError([Problem(str(directory), 1, "no such rules directory")])
     # Dot files are editors' locks and backups (Emacs' `.#demo.yaml`), not rules.
     files = sorted(
         p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
     )
+    if not files:  # a wrong directory, or one a deploy is replacing: the last good rules go on
+        raise RulesError([Problem(str(directory), 1, "no rules files (SITE.yaml) in this directory")])
     problems: list[Problem] = []
     warnings: list[Problem] = []
     sites: dict[str, Site] = {}

@@ -34,6 +34,9 @@ def _inlined(node: Any, defs: dict[str, Any]) -> Any:
     return {key: _inlined(value, defs) for key, value in node.items() if key != "$defs"}
 
 
+CREDENTIAL_WORDS = ("secret", "token", "key", "salt", "password")  # of a value never to echo
+
+
 def schema_problems(data: Any) -> list[tuple[Path, str]]:
     """Every way `data` breaks the schema, as (path of the value, message)."""
     errors = sorted(validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
@@ -58,8 +61,22 @@ def _explain(error: jsonschema.ValidationError) -> list[tuple[Path, str]]:
     best = _best(error)
     path = tuple(best.absolute_path)
     where = dotted(path)
-    message = best.message + _hint(best)
+    message = _described(error, best) or best.message + _hint(best)
     return [(path, f"{where}: {message}" if where else message)]
+
+
+def _described(error: jsonschema.ValidationError, best: jsonschema.ValidationError) -> str | None:
+    """A text of the wrong form, in the words of the schema's description rather than its
+    regular expression; a credential's value is not echoed."""
+    if best.validator not in ("pattern", "minLength"):
+        return None
+    described = next((node for node in (best.schema, error.schema) if isinstance(node, dict) and "description" in node),
+                     None)
+    if described is None:
+        return None
+    name = str(best.absolute_path[-1]) if best.absolute_path else ""
+    value = "this" if any(word in name for word in CREDENTIAL_WORDS) else repr(best.instance)
+    return f"{value} is not written as it should be: {described['description']}"
 
 
 def _best(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
