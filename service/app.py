@@ -48,7 +48,7 @@ from service.integrations.alerts import Alerts, StoreWatch
 from service.integrations.calls import Call, calls_endpoint, credit
 from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint
 from service.integrations.webhooks import Deliveries, webhooks_endpoint
-from service.observability import ACTIVITY, LEASE_COUNTS, RequestMiddleware, metrics_endpoint
+from service.observability import ACTIVITY, LEASE_COUNTS, RULES_CHANGES, RequestMiddleware, metrics_endpoint
 from service.rules import rulefiles
 from service.rules.geo import GeoDB
 from service.rules.reload import SWITCH_INTERVAL, log_warnings, warm_places, watch_rules
@@ -132,13 +132,19 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
 
         def apply(new: rulefiles.RuleSet) -> None:
             old, runtime.rules = runtime.rules, new
+            runtime.rules_refused = None
+            RULES_CHANGES.labels("applied").inc()
             for site in old.sites.values():  # a request under way may hold its site a while, not its memos
                 site.forget()
             del old  # frozen or not, old rules go with their last reference: a site holds no cycle
             tasks.append(asyncio.create_task(until_done(lambda: _sync_once(runtime, new), "pool sync")))
 
+        def refuse(_: rulefiles.RulesError) -> None:
+            runtime.rules_refused = runtime.rules_refused or runtime.clock()
+            RULES_CHANGES.labels("refused").inc()
+
         if settings.reload_rules:
-            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply)))
+            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply, refuse)))
         log.info("rules version %s, sites %s", rules.version, ", ".join(rules.sites))
         # What lives now (the rules, the dictionaries) and what the memos keep leave the
         # collector's view, so its pauses stay short under load.
@@ -243,7 +249,8 @@ async def readyz(request: Request) -> JSON:
         return error(503, "store_unavailable", f"the store does not answer: {exc}{also}")
     if not runtime.pools_synced:
         return error(503, "starting", "the number pools are not in the store yet")
-    return JSON({"status": "ready", "rules_version": runtime.rules.version, "spool": spool or "ok"})
+    return JSON({"status": "ready", "rules_version": runtime.rules.version, "spool": spool or "ok",
+                 "rules_change_refused": runtime.rules_refused is not None})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -50,6 +50,8 @@ EXPORTS = Counter("swapline_export_uploads_total", "Scheduled uploads to ad plat
                   ["site", "target", "status"])
 WEBHOOKS = Counter("swapline_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["site", "outcome"])
 STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the store that failed")
+RULES_CHANGES = Counter("swapline_rules_changes_total", "Changes to the rules directory, applied or refused",
+                        ["outcome"])
 FLUSH_EVERY = 1.0  # seconds between a `Tally`'s additions to its counter
 
 
@@ -214,6 +216,10 @@ async def metrics_endpoint(request: Request) -> Response:
         "# HELP swapline_spool_writable 1 while the spool can keep what a store outage brings, else 0",
         "# TYPE swapline_spool_writable gauge",
         f"swapline_spool_writable {int(await asyncio.to_thread(runtime.spool.trouble) is None)}",
+        "# HELP swapline_rules_refused 1 while the last change to the rules directory stands refused (older "
+        "rules serve), else 0",
+        "# TYPE swapline_rules_refused gauge",
+        f"swapline_rules_refused {int(runtime.rules_refused is not None)}",
         "# HELP swapline_pool_held Numbers held by visitors now",
         "# TYPE swapline_pool_held gauge",
         "# HELP swapline_pool_size Numbers in the pool",

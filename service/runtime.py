@@ -34,6 +34,9 @@ class Runtime:
     caller_key: bytes  # keys the hashes that stand in for caller numbers and client networks at rest
     clock: Callable[[], float] = field(default_factory=StoreClock)  # seconds; tests replay a day with their own
     pools_synced: bool = False  # ready only once the store has the rules' numbers
+    # When a change to the rules directory was refused (unix seconds), until one is applied:
+    # the rules serving are older than the files.
+    rules_refused: float | None = None
     # Abuse limits per client network (service.front.ratelimit), as the settings say.
     decision_limit: Limiter = field(init=False)
     beacon_limit: Limiter = field(init=False)

@@ -81,4 +81,13 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
         assert wait_for(lambda: "rules change refused" in caplog.text, 60.0) is not None
         assert "bad CSS selector" in caplog.text and "add up to 106" in caplog.text
         assert headline(client) == "Кондиционеры со скидкой в Москве"
-        assert client.get("/readyz").json()["rules_version"] == good_version
+        ready = client.get("/readyz").json()
+        assert ready["rules_version"] == good_version and ready["rules_change_refused"] is True
+        # An operator sees it without reading the log: the metrics (an alert) and the home page.
+        assert "swapline_rules_refused 1" in client.get("/metrics").text
+        assert 'swapline_rules_changes_total{outcome="refused"}' in client.get("/metrics").text
+        assert "a later change to the rules was refused" in client.get("/").text
+        demo.write_text(broken.replace("h1..hero", "h1.hero").replace("weight: 40", "weight: 34"))
+        assert wait_for(lambda: not client.get("/readyz").json()["rules_change_refused"], 60.0) is not None
+        assert "swapline_rules_refused 0" in client.get("/metrics").text
+        assert "was refused" not in client.get("/").text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -26,6 +28,9 @@ def store_mode(settings: Settings) -> str:
 async def home_endpoint(request: Request) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
     sites = sorted(runtime.rules.sites.values(), key=lambda site: site.id)
+    refused = runtime.rules_refused
     html = PAGES.get_template("home.html").render(
-        version=__version__, rules_version=runtime.rules.version, store=store_mode(runtime.settings), sites=sites)
+        version=__version__, rules_version=runtime.rules.version, store=store_mode(runtime.settings), sites=sites,
+        rules_refused=datetime.datetime.fromtimestamp(refused, datetime.UTC).strftime("%Y-%m-%d %H:%M") if refused
+        else None)
     return HTMLResponse(html, headers={"cache-control": "no-store"})

@@ -19,7 +19,8 @@ log = logging.getLogger("swapline")
 SWITCH_INTERVAL = 0.001
 
 
-async def watch_rules(directory: Path, apply: Callable[[RuleSet], None]) -> None:
+async def watch_rules(directory: Path, apply: Callable[[RuleSet], None],
+                      refuse: Callable[[RulesError], None]) -> None:
     """Reload `directory` after every change; runs until cancelled."""
     async for _ in awatch(directory, debounce=200, step=50):
         try:
@@ -29,6 +30,7 @@ async def watch_rules(directory: Path, apply: Callable[[RuleSet], None]) -> None
                 "rules change refused, the last good rules keep serving:\n%s",
                 "\n".join(map(str, exc.problems)),
             )
+            refuse(exc)
             continue
         apply(rules)
         log.info("rules reloaded: version %s, sites %s", rules.version, ", ".join(rules.sites))
