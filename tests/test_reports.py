@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 
 from service.analytics.stats import sequential
 from service.app import create_app
+from service.rules.rulefiles import load
 from tests.conftest import BROWSER_HEADERS, START, Clock, make_settings, site_client
 
 SECRET = b"shop-calls-secret-00001"
@@ -178,6 +179,27 @@ def test_conversions_off_the_experiments_pages_count_for_the_visitors_variant(sh
     rows = {(table["page"], row["variant"]): row for table in report["experiments"] for row in table["variants"]}
     row = rows["/", landing["experiments"]["hero"]]
     assert row["converted"]["form"] == 1 and row["converted"]["call"] == 1 and row["converted"]["qualified_call"] == 1
+
+
+def test_an_ended_experiment_shows_its_winner_to_everyone_and_keeps_its_figures(
+        shop: TestClient, clock: Clock, rules_dir: Path) -> None:
+    for n in range(20):
+        body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"ended-visitor-{n:08d}"}).json()
+        if n % 2:
+            beacon(shop, body["token"], "form", f"ended-form-{n}")
+    before = variant_rows(shop)
+    ended = SHOP.replace("    page: [/, /sale]\n", "    page: [/, /sale]\n    winner: b\n", 1)
+    (rules_dir / "shop.yaml").write_text(ended)
+    shop.app.state.runtime.rules = load(rules_dir)  # type: ignore[attr-defined]  # what a reload does
+    after = [shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"later-visitor-{n:08d}"}).json()
+             for n in range(20)]
+    assert all([(swap["selector"], swap["text"]) for swap in body["swaps"]] == [("h1", "b")]
+               and body["experiments"] == {} for body in after)
+    report = shop.get("/v1/reports/shop", headers=TOKEN).json()
+    assert [table["winner"] for table in report["experiments"]] == ["b"]
+    assert variant_rows(shop) == before  # nobody new is counted
+    assert sum(row["visitors"] for row in before.values()) == 20
+    assert "Ended: every visitor sees b" in shop.get("/dashboard/shop", headers=TOKEN).text
 
 
 def test_overflowed_visitors_and_bots_are_counted_apart(shop: TestClient, clock: Clock) -> None:

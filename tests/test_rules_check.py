@@ -89,6 +89,10 @@ MISTAKES = {
         ("rules[0].swap[1].show", "boolean"), where="sometimes",
     ),
     # experiments
+    "a winner that is no variant": Mistake(
+        "    page: [/, /demo]\n    variants:", "    page: [/, /demo]\n    winner: install-today\n    variants:",
+        ("winner 'install-today' is none of the variants: control, install-tomorrow",), where="winner:"
+    ),
     "weights do not add up to 100": Mistake(
         "weight: 34", "weight: 35", ("weights add up to 101, not 100",), where="variants:"
     ),

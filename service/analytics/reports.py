@@ -251,6 +251,7 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         # p-values corrected for testing several variants against the control at once
         "correction": "holm" if corrected else None,
         "expected_visitors": experiment.expected_visitors,  # the sequential test's tuning
+        "winner": experiment.winner.id if experiment.winner else None,  # ended: every visitor sees it
         "srm": srm,
         "warnings": warnings,
         "variants": variants,

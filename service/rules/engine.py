@@ -319,6 +319,7 @@ class Experiment:
     variants: tuple[Variant, ...]
     bounds: tuple[int, ...]  # cumulative upper bucket bound of each variant
     expected_visitors: int = EXPECTED_VISITORS  # tunes the reports' sequential test (`stats.sequential`)
+    winner: Variant | None = None  # an ended experiment: what every visitor sees, assigned and counted nowhere
     # The slots this experiment tests: in control they keep the page's own text.
     slots: frozenset[Slot] = field(init=False, repr=False, compare=False)
     _prefix: Any = field(init=False, repr=False, compare=False)  # hashlib.blake2b of "id:salt:"
@@ -665,8 +666,9 @@ def decide(site: Site, view: PageView, forced: Mapping[str, str] | None = None) 
     chosen: dict[str, str] = {}
     texts: dict[Slot, str | None] = {}  # slot → value; None keeps the page's own
     for experiment in plan.experiments:
-        variant = (forced and _forced_variant(experiment, forced)) or experiment.assign(view.vid)
-        chosen[experiment.id] = variant.id
+        variant = (forced and _forced_variant(experiment, forced)) or experiment.winner or experiment.assign(view.vid)
+        if experiment.winner is None:  # an ended experiment assigns and counts nobody
+            chosen[experiment.id] = variant.id
         for swap in variant.swaps:
             texts.setdefault(swap.slot, swap.text.render(plan.context))
         for slot in experiment.slots:

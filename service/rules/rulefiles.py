@@ -257,6 +257,10 @@ class _Compiler:
         for variant in variants:
             running += variant.weight
             bounds.append(round(running * BUCKETS / 100))
+        winner = next((variant for variant in variants if variant.id == data.get("winner")), None)
+        if "winner" in data and winner is None:
+            self.problem((*path, "winner"), f"winner {data['winner']!r} is none of the variants: "
+                                            f"{', '.join(variant.id for variant in variants)}")
         return Experiment(
             id=data["id"],
             salt=data.get("salt", data["id"]),
@@ -265,6 +269,7 @@ class _Compiler:
             variants=tuple(variants),
             bounds=tuple(bounds),
             expected_visitors=data.get("expected_visitors", EXPECTED_VISITORS),
+            winner=winner,
         )
 
     def _pool(self, index: int, data: dict[str, Any]) -> Pool:
