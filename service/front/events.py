@@ -94,7 +94,8 @@ async def _beacon(request: Request) -> JSON:
     if kind == "goal":
         name = event.get("name")
         if not isinstance(name, str) or not GOAL_NAME.fullmatch(name):
-            raise BadRequest("invalid_event", "a goal needs a name: 1-64 lower-case Latin letters (a-z), digits, _ or -")
+            raise BadRequest("invalid_event",
+                             "a goal needs a name: 1-64 lower-case Latin letters (a-z), digits, _ or -")
         kinds.append(f"goal:{name}")
     conversion = {"vid": token["v"], "id": f"{kind}:{event_id}", "kinds": kinds, "now": now, "page": token.get("p"),
                   "visit": visits.visit_id(event["token"])}
