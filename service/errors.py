@@ -50,6 +50,10 @@ class MethodNotAllowed(HTTPError):
         self.headers["Allow"] = allow
 
 
+class Conflict(HTTPError):
+    status = 409
+
+
 class TooLarge(HTTPError):
     status = 413
 

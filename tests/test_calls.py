@@ -55,9 +55,21 @@ def test_a_call_is_credited_to_the_visitor_holding_the_number(pool_client: TestC
 def test_a_retried_call_counts_once(pool_client: TestClient, clock: Clock, store: redis.Redis) -> None:
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     first = post_call(pool_client, call("c-1", number, clock.now)).json()
-    again = post_call(pool_client, call("c-1", number, clock.now + 600, talk=1)).json()
+    again = post_call(pool_client, call("c-1", number, clock.now, talk=1)).json()
     assert again["duplicate"] is True
     assert {**again, "duplicate": False} == first  # the first record stands
+    assert store.hlen("sw:{pooltest:calls}:calls") == 1
+
+
+def test_an_id_that_already_names_another_call_is_a_conflict_not_a_retry(pool_client: TestClient, clock: Clock,
+                                                                         store: redis.Redis) -> None:
+    """Two PBXs' ids may meet (Asterisk's are a time and a counter): the second call is said to be
+    refused, not answered as the first one's retry."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    first = post_call(pool_client, call("1796235790.50", number, clock.now)).json()
+    other = post_call(pool_client, call("1796235790.50", "+74951900003", clock.now - 600, caller="+79990000008"))
+    assert other.status_code == 409 and other.json()["error"]["code"] == "call_id_taken"
+    assert post_call(pool_client, call("1796235790.50", number, clock.now)).json() == {**first, "duplicate": True}
     assert store.hlen("sw:{pooltest:calls}:calls") == 1
 
 

@@ -134,7 +134,7 @@ CALL_ANSWER = {
 }
 CALL_RESPONSES = {**_json("whom the call was credited to, or which event was ignored", CALL_ANSWER),
                   **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
-                  **_errors(400, 401, 404, 413, 503)}
+                  **_errors(400, 401, 404, 409, 413, 503)}
 
 
 def _form(*fields: str) -> dict[str, Any]:
@@ -218,9 +218,7 @@ SPEC: dict[str, Any] = {
             "parameters": [SITE_QUERY, {"name": "X-Swapline-Signature", "in": "header", "required": True,
                                         "schema": {"type": "string"}}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": CALL}}},
-            "responses": {**_json("whom the call was credited to", CALL_ANSWER),
-                          **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
-                          **_errors(400, 401, 404, 413, 503)},
+            "responses": CALL_RESPONSES,
         }},
         "/v1/calls/twilio": {"post": {
             "summary": "Twilio status callback, signed with X-Twilio-Signature",
@@ -229,9 +227,7 @@ SPEC: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "properties": {k: {"type": "string"} for k in
                                                  ("CallSid", "From", "To", "CallStatus", "CallDuration")}}}}},
-            "responses": {**_json("whom the call was credited to", CALL_ANSWER),
-                          **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
-                          **_errors(400, 401, 404, 413, 503)},
+            "responses": CALL_RESPONSES,
         }},
         "/v1/calls/mango/{site}/events/{event}": {"post": {
             "summary": "Mango Office notification (the summary ends a call), sign = sha256(key + json + salt)",

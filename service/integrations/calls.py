@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from starlette.requests import Request
 
-from service.errors import BadRequest, Unauthorized
+from service.errors import BadRequest, Conflict, Unauthorized
 from service.front import bodies
 from service.front.responses import JSON
 from service.rules import phones
@@ -131,11 +131,16 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
         raise BadRequest("invalid_call", f"the call starts {_duration(ahead)} from now: "
                                          "are the telephony's clock and time zone right?")
     try:
-        return JSON(await credit(runtime, site, call))
+        answer = await credit(runtime, site, call)
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: credited when the store is back
         log.debug("call %s spooled: %s", call.id, exc)
         await runtime.spool.keep({"site": site.id, "call": asdict(call)})
         return JSON({"call_id": call.id, "spooled": True}, status_code=202)
+    if answer["duplicate"] and (answer["number"], answer["start"]) != (call.called, call.start_ms):
+        # Not a retry: two PBXs, or a PBX and a vendor, whose ids met. Said, not swallowed.
+        raise Conflict("call_id_taken", f"call_id {call.id!r} already names another call (to {answer['number']}, "
+                                        "at another time): give each call an id of its own")
+    return JSON(answer)
 
 
 async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
