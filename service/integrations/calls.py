@@ -136,10 +136,11 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
         log.debug("call %s spooled: %s", call.id, exc)
         await runtime.spool.keep({"site": site.id, "call": asdict(call)})
         return JSON({"call_id": call.id, "spooled": True}, status_code=202)
-    if answer["duplicate"] and (answer["number"], answer["start"]) != (call.called, call.start_ms):
-        # Not a retry: two PBXs, or a PBX and a vendor, whose ids met. Said, not swallowed.
-        raise Conflict("call_id_taken", f"call_id {call.id!r} already names another call (to {answer['number']}, "
-                                        "at another time): give each call an id of its own")
+    if answer["duplicate"] and answer["number"] != call.called:
+        # Not a retry: two PBXs, or a PBX and a vendor, whose ids met. Said, not swallowed. (Its
+        # start may differ on a retry: Twilio's is the time the callback came, without a Timestamp.)
+        raise Conflict("call_id_taken", f"call_id {call.id!r} already names a call to another number "
+                                        f"({answer['number']}): give each call an id of its own")
     return JSON(answer)
 
 
