@@ -54,6 +54,8 @@ def test_preview_puts_the_visitor_in_a_city_by_name(capsys: pytest.CaptureFixtur
     assert main(["rules", "preview", "--site", "demo", "--url", "/?swapline_preview_city=Атлантида",
                  "--dir", str(DEMO_RULES)]) == 1
     assert "no Russian city is called 'Атлантида'" in capsys.readouterr().err
+    assert main(["rules", "preview", "--site", "demo", "--url", "/", "--city", "Питер", "--dir", str(DEMO_RULES)]) == 0
+    assert json.loads(capsys.readouterr().out)["geo"]["region"] == "RU-SPE"  # not the village of that name
 
 
 def test_preview_asks_as_a_browser_and_a_script_gets_what_bots_get(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ import maxminddb
 import orjson
 
 from service.fragments import kept
-from service.rules.regions import REGIONS, english_city
+from service.rules.regions import REGIONS, city_meant, english_city
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -106,7 +106,7 @@ class GeoDB:
         """The place of a Russian city named `name` in English or Russian (case, «ё» and
         punctuation aside), as a lookup of one of its addresses gives it: previews fake a
         visitor's city with it. Of two namesakes, the one with more addresses."""
-        record = self._cities.get(_city_key(name))
+        record = self._cities.get(_city_key(city_meant(name)))
         return self._geo(record) if record else None
 
     def close(self) -> None:

@@ -48,6 +48,8 @@ def _regions() -> dict[str, Region]:
 
 REGIONS = MappingProxyType(_regions())
 _CITIES_IN_ENGLISH = {raw.casefold(): clean for raw, clean in _rows("en_city_names.tsv")}
+_NICKNAMES = {"питер": "Санкт-Петербург", "спб": "Санкт-Петербург", "мск": "Москва", "екб": "Екатеринбург",
+              "нск": "Новосибирск", "нижний": "Нижний Новгород", "spb": "Санкт-Петербург", "msk": "Москва"}
 
 
 def _key(name: str) -> str:
@@ -70,6 +72,12 @@ def region_place(code: str | None, language: str) -> Place | None:
     if region is None or language not in ("ru", "en"):
         return None
     return region.official if language == "ru" else place(region.english, "en")
+
+
+def city_meant(name: str) -> str:
+    """The city a name means: people write «Питер» for Saint Petersburg, which GeoIP knows as
+    a village of that name too."""
+    return _NICKNAMES.get(name.strip().casefold().replace("ё", "е"), name)
 
 
 def english_city(raw: str) -> str:

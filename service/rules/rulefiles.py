@@ -47,7 +47,7 @@ from service.rules.links import CHECKS
 from service.rules.patterns import Linear, PatternError
 from service.rules.phrase import Keyword, unicode_host
 from service.rules.places import PREPOSITIONS
-from service.rules.regions import english_city, region_code, region_place, renamed_region
+from service.rules.regions import city_meant, english_city, region_code, region_place, renamed_region
 from service.rules.ruleschema import schema_problems
 from service.rules.templates import TemplateError, Text, compile_text
 from service.rules.words import KeywordTerms, keyword_terms
@@ -352,7 +352,7 @@ class _Compiler:
                 self.problem((*path, "region", i), f"unknown region {region!r}: write its ISO 3166-2 code "
                                                    "(RU-KAM) or its name in Russian or English (Камчатский край)")
             regions.append(code)
-        cities = [city_key(english_city(city)) for city in _listed(data.get("city"))]
+        cities = [city_key(english_city(city_meant(city))) for city in _listed(data.get("city"))]
         return When(
             keywords=tuple(words for terms in keywords if not _guarded(terms) for words in terms.variants),
             guarded=tuple(terms for terms in keywords if _guarded(terms) and terms.variants),
