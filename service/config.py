@@ -85,7 +85,7 @@ class Settings:
             redis_cluster=redis_cluster,
             geoip_db=_file("GEOIP_DB", get("GEOIP_DB")),
             trusted_proxies=_networks(get("TRUSTED_PROXIES")),
-            secret=get("SECRET"),
+            secret=_secret(get("SECRET")),
             reload_rules=_bool("RELOAD_RULES", get("RELOAD_RULES"), defaults.reload_rules),
             log_level=_level(get("LOG_LEVEL"), defaults.log_level),
             log_json=_bool("LOG_JSON", get("LOG_JSON"), defaults.log_json),
@@ -101,7 +101,7 @@ class Settings:
             metrica_api=_url("METRICA_API", get("METRICA_API"), ("http", "https")) or defaults.metrica_api,
             google_ads_api=_url("GOOGLE_ADS_API", get("GOOGLE_ADS_API"), ("http", "https")) or defaults.google_ads_api,
             google_oauth=_url("GOOGLE_OAUTH", get("GOOGLE_OAUTH"), ("http", "https")) or defaults.google_oauth,
-            network_share=_positive("NETWORK_SHARE", get("NETWORK_SHARE"), defaults.network_share),
+            network_share=_percent("NETWORK_SHARE", get("NETWORK_SHARE"), defaults.network_share),
             public_url=(_url("PUBLIC_URL", get("PUBLIC_URL"), ("http", "https")) or "").rstrip("/") or None,
             decision_rate=_int("DECISION_RATE", get("DECISION_RATE"), defaults.decision_rate),
             beacon_rate=_int("BEACON_RATE", get("BEACON_RATE"), defaults.beacon_rate),
@@ -135,6 +135,21 @@ def _positive(name: str, raw: str | None, default: int) -> int:
     return value
 
 
+def _percent(name: str, raw: str | None, default: int) -> int:
+    value = _positive(name, raw, default)
+    if value > 100:
+        raise ConfigError(f"SWAPLINE_{name} is a per cent, from 1 to 100, got {raw!r}")
+    return value
+
+
+def _secret(raw: str | None) -> str | None:
+    """The signing secret: long enough that nobody guesses it and forges decision tokens."""
+    if raw is not None and len(raw) < SECRET_LENGTH:
+        raise ConfigError(f"SWAPLINE_SECRET must be at least {SECRET_LENGTH} characters, got {len(raw)}: "
+                          "make one with `openssl rand -hex 32`")
+    return raw
+
+
 def _port(raw: str | None, default: int) -> int:
     value = _int("PORT", raw, default)
     if not 1 <= value <= 65535:
@@ -163,6 +178,7 @@ def _host(raw: str | None, default: str) -> str:
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 LEVELS = ("debug", "info", "warning", "error", "critical")
+SECRET_LENGTH = 16  # characters of SWAPLINE_SECRET, at least
 
 
 def _level(raw: str | None, default: str) -> str:

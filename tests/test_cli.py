@@ -362,6 +362,8 @@ def test_serve_stops_its_store_on_sigterm_too(tmp_path: Path) -> None:
     (["serve"], {"SWAPLINE_LOG_LEVEL": "loud"}, "SWAPLINE_LOG_LEVEL"),
     (["serve"], {"SWAPLINE_REDIS_URL": "localhost:6379"}, "SWAPLINE_REDIS_URL"),
     (["serve"], {"SWAPLINE_GEOIP_DB": "/no/such/City.mmdb"}, "SWAPLINE_GEOIP_DB"),
+    (["serve"], {"SWAPLINE_NETWORK_SHARE": "150"}, "SWAPLINE_NETWORK_SHARE"),
+    (["serve"], {"SWAPLINE_SECRET": "x"}, "SWAPLINE_SECRET"),
 ])
 def test_serve_refuses_nonsense_settings_in_one_line_naming_them(argv: list[str], env: dict[str, str],
                                                                  named: str) -> None:

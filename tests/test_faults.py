@@ -203,7 +203,7 @@ def test_acknowledged_work_survives_store_death_full_spool_torn_record_frozen_st
     port = free_port()
     server = valkey(port, tmp_path / "valkey")
     url = f"redis://127.0.0.1:{port}"
-    env = {"SWAPLINE_REDIS_URL": url, "SWAPLINE_RULES_DIR": str(rules), "SWAPLINE_SECRET": "faults-secret",
+    env = {"SWAPLINE_REDIS_URL": url, "SWAPLINE_RULES_DIR": str(rules), "SWAPLINE_SECRET": "faults-test-secret-01",
            "SWAPLINE_BEACON_RATE": "0", "SWAPLINE_DECISION_RATE": "0", "SWAPLINE_REDIS_CLUSTER": "0"}
     for name in ("capped", "ahead"):
         (tmp_path / name).mkdir()

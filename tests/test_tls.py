@@ -53,7 +53,7 @@ def test_the_service_keeps_its_state_in_a_store_it_reaches_over_tls(tmp_path: Pa
     url = (f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={pems / 'ca.pem'}"
            f"&ssl_certfile={pems / 'client.pem'}&ssl_keyfile={pems / 'client.key'}")
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=url, SWAPLINE_RULES_DIR=str(one_site(tmp_path, "shop", SHOP)),
-                          SWAPLINE_SECRET="tls-test-secret")
+                          SWAPLINE_SECRET="tls-test-secret-0001")
     try:
         with httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=10) as http:
             # The first batch opens the batcher's connection, TLS handshake and all, within the
@@ -81,7 +81,8 @@ def test_a_store_whose_certificate_no_trusted_ca_signed_is_never_used(tmp_path: 
     url = (f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={tmp_path / 'other-ca.pem'}"
            f"&ssl_certfile={pems / 'client.pem'}&ssl_keyfile={pems / 'client.key'}")
     service, base = start(tmp_path, ready="/healthz", SWAPLINE_REDIS_URL=url,
-                          SWAPLINE_RULES_DIR=str(one_site(tmp_path, "shop", SHOP)), SWAPLINE_SECRET="tls-test-secret")
+                          SWAPLINE_RULES_DIR=str(one_site(tmp_path, "shop", SHOP)),
+                          SWAPLINE_SECRET="tls-test-secret-0001")
     try:
         with httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=10) as http:
             refused = http.get("/readyz")
