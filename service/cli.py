@@ -188,10 +188,15 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
-    rules = _load(settings.rules_dir)
-    site = rules.sites.get(args.site) if rules else None
+    rules = _load(settings.rules_dir)  # the calls are signed with the site's calls.secret from there
+    if rules is None:
+        print("swapline: the calls are signed with the site's calls.secret from the rules: run this where "
+              "`swapline serve` runs, or set SWAPLINE_RULES_DIR", file=sys.stderr)
+        return 1
+    site = rules.sites.get(args.site)
     if site is None or site.calls.secret is None:
-        print(f"swapline: site {args.site!r} has no calls.secret in {settings.rules_dir}", file=sys.stderr)
+        what = "no such site" if site is None else "no calls.secret (or the environment variable it names is not set)"
+        print(f"swapline: site {args.site!r}: {what} in {settings.rules_dir}", file=sys.stderr)
         return 1
     base = _service(settings, args)
     try:

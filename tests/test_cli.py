@@ -251,6 +251,21 @@ def test_calls_import_reads_an_asterisk_cdr_and_sends_only_calls_to_the_sites_nu
     assert missed["status"] == "no-answer" and missed["credited"] is False
 
 
+def test_calls_import_away_from_the_rules_says_where_the_secret_comes_from(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = tmp_path / "calls.csv"
+    calls.write_text("call_id,called,start\npbx-1,84951200001,1795000000\n")
+    monkeypatch.setenv("SWAPLINE_RULES_DIR", str(tmp_path / "rules"))
+    assert main(["calls", "import", str(calls), "--site", "demo"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path / 'rules'}:1: no such rules directory",
+        "swapline: the calls are signed with the site's calls.secret from the rules: run this where "
+        "`swapline serve` runs, or set SWAPLINE_RULES_DIR"]
+    monkeypatch.setenv("SWAPLINE_RULES_DIR", str(DEMO_RULES))
+    assert main(["calls", "import", str(calls), "--site", "shop"]) == 1
+    assert capsys.readouterr().err == f"swapline: site 'shop': no such site in {DEMO_RULES}\n"
+
+
 def cdr_row(src: str, dst: str, disposition: str, billsec: int, *added: str) -> str:
     """A Master.csv row as cdr_csv.c writes it, with what cdr.conf adds after its 16 columns."""
     start = "2026-11-18 10:00:00"
