@@ -219,6 +219,10 @@ def test_a_uis_call_finished_notification_credits_the_visitor(tel: TestClient, c
     assert body["talk_seconds"] == 45 and body["status"] == "completed" and body["caller_last_digits"] == "4567"
     as_query = uis(tel, {**call_finished(number, clock.now), "call_session_id": 2417036716}, method="GET").json()
     assert as_query["credited"] is True and as_query["talk_seconds"] == 45
+    # The docs' template puts every value in quotes: all text, seconds with a fraction too.
+    quoted = {name: str(value) for name, value in call_finished(number, clock.now).items()}
+    as_text = uis(tel, {**quoted, "call_session_id": "2417036717", "start_time": f"{int(clock.now)}.5"}).json()
+    assert as_text["credited"] is True and as_text["talk_seconds"] == 45 and as_text["start"] == clock.now * 1000 + 500
 
 
 @pytest.mark.parametrize(("start", "message"), [

@@ -20,6 +20,7 @@ import base64
 import email.utils
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -64,6 +65,7 @@ ZADARMA_STATUS = {"answered": "completed", "busy": "busy", "no answer": "no-answ
 TELPHIN_STATUS = {"ANSWER": "completed", "BUSY": "busy", "NOANSWER": "no-answer", "NO ANSWER": "no-answer",
                   "CANCEL": "canceled"}
 MAX_FIELDS = 100  # of a form: a vendor sends a few dozen
+_SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
 
 
 async def twilio_endpoint(request: Request) -> JSON:
@@ -177,7 +179,7 @@ async def uis_endpoint(request: Request) -> JSON:
         return JSON({"call_id": call_id, "ignored": "not an incoming call"})
     talk = _count(fields, "talk_time_duration", 0)
     start = fields.get("start_time", fields.get("notification_time"))
-    if isinstance(start, str) and not start.strip().isdigit():  # a time as UIS writes it, perhaps without a zone
+    if isinstance(start, str) and not _SECONDS.fullmatch(start.strip()):  # a time as UIS writes it, maybe zoneless
         start_ms = local_time(start, "start_time", site.calls.time_zone)
     elif isinstance(start, int | float | str) and not isinstance(start, bool):  # or unix seconds
         start_ms = unix_ms(float(start))
