@@ -54,6 +54,9 @@ _HOST = re.compile(r"[\w.:-]+")  # a referrer's host: a name (of any script), an
 _SEPARATOR = re.compile(r"(?:_|[^\w-]|(?<![^\W_])-|-(?![^\W_]))+")
 
 
+NOT_SET = "(not set)"  # the medium of a visit tagged with utm_source but no utm_medium
+
+
 class Traffic(NamedTuple):  # a tuple: decision plans are keyed by it, hashed and compared in C
     phrase: str | None
     engine: str | None
@@ -120,6 +123,8 @@ def traffic(landed: Landing, referred: Referral) -> Traffic:
     if medium is None:
         if click_id in _PAID_CLICK_IDS:
             medium = "cpc"
+        elif landed.source is not None:  # tagged without a medium: not direct, as GA4 says too
+            medium = NOT_SET
         elif engine is not None:
             medium = "organic"
         else:
