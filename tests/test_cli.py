@@ -266,6 +266,16 @@ def test_calls_import_away_from_the_rules_says_where_the_secret_comes_from(
     assert capsys.readouterr().err == f"swapline: site 'shop': no such site in {DEMO_RULES}\n"
 
 
+def test_calls_import_reads_a_csv_as_excel_in_russian_saves_it(tmp_path: Path) -> None:
+    """«;» between the columns, a byte order mark, the names in quotes."""
+    calls = tmp_path / "calls.csv"
+    calls.write_text('\ufeff"call_id";"called";"caller";"start";"talk_seconds";"status"\n'
+                     '"pbx-1";"8 (495) 120-00-01";"89161234567";"1795000000";"45";"completed"\n', encoding="utf-8")
+    (line, call), = callimport.rows(calls, DEMO_SITE)
+    assert line == 2 and call == {"call_id": "pbx-1", "called": "8 (495) 120-00-01", "caller": "89161234567",
+                                  "start": 1795000000, "talk_seconds": 45, "status": "completed"}
+
+
 def cdr_row(src: str, dst: str, disposition: str, billsec: int, *added: str) -> str:
     """A Master.csv row as cdr_csv.c writes it, with what cdr.conf adds after its 16 columns."""
     start = "2026-11-18 10:00:00"

@@ -57,7 +57,10 @@ def rows(path: Path, site: Site, utc: bool = False) -> Iterator[tuple[int, dict[
     """Each call of the file with its line number, as the webhook's JSON; None for a CDR row
     that is no call to the site. `utc`: the CDR's times are UTC (cdr.conf's `usegmtime`)."""
     with path.open(newline="", encoding="utf-8-sig") as file:  # a spreadsheet's BOM is no column name
-        reader = csv.reader(file)
+        header = file.readline()
+        file.seek(0)
+        # Excel in Russian (and most of Europe) saves a CSV with «;» between the columns.
+        reader = csv.reader(file, delimiter=";" if header.count(";") > header.count(",") else ",")
         first = next(reader, None)
         if first is None:
             return
