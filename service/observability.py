@@ -49,6 +49,8 @@ SPOOL_CORRUPT = Counter("swapline_spool_corrupt_total", "Spooled records found t
 EXPORTS = Counter("swapline_export_uploads_total", "Scheduled uploads to ad platforms by outcome",
                   ["site", "target", "status"])
 WEBHOOKS = Counter("swapline_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["site", "outcome"])
+CALLS = Counter("swapline_calls_total", "Calls heard from telephony by outcome: credited, not_credited (the reason in "
+                "the call log), duplicate or spooled", ["site", "outcome"])
 STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the store that failed")
 RULES_CHANGES = Counter("swapline_rules_changes_total", "Changes to the rules directory, applied or refused",
                         ["outcome"])

@@ -73,6 +73,23 @@ def test_an_id_that_already_names_another_call_is_a_conflict_not_a_retry(pool_cl
     assert store.hlen("sw:{pooltest:calls}:calls") == 1
 
 
+
+def test_calls_are_counted_on_the_metrics_by_outcome(pool_client: TestClient, clock: Clock) -> None:
+    """An operator sees how many calls come and how many find their visitor, without the log."""
+    def counted(outcome: str) -> float:
+        line = next((line for line in pool_client.get("/metrics").text.splitlines()
+                     if line.startswith(f'swapline_calls_total{{outcome="{outcome}",site="pooltest"}}')), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = {outcome: counted(outcome) for outcome in ("credited", "not_credited", "duplicate")}
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    post_call(pool_client, call("m-1", number, clock.now))
+    post_call(pool_client, call("m-1", number, clock.now))
+    post_call(pool_client, call("m-2", "+74959999999", clock.now))
+    assert {outcome: counted(outcome) - before[outcome] for outcome in before} == {
+        "credited": 1, "not_credited": 1, "duplicate": 1}
+
+
 def test_calls_outside_any_hold_are_not_credited(pool_client: TestClient, clock: Clock) -> None:
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     before = post_call(pool_client, call("early", number, START - 1)).json()

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from service.errors import BadRequest, Conflict, Unauthorized
 from service.front import bodies
 from service.front.responses import JSON
+from service.observability import CALLS
 from service.rules import phones
 from service.rules.engine import Site
 from service.runtime import Runtime
@@ -135,12 +136,15 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: credited when the store is back
         log.debug("call %s spooled: %s", call.id, exc)
         await runtime.spool.keep({"site": site.id, "call": asdict(call)})
+        CALLS.labels(site.id, "spooled").inc()
         return JSON({"call_id": call.id, "spooled": True}, status_code=202)
     if answer["duplicate"] and answer["number"] != call.called:
         # Not a retry: two PBXs, or a PBX and a vendor, whose ids met. Said, not swallowed. (Its
         # start may differ on a retry: Twilio's is the time the callback came, without a Timestamp.)
         raise Conflict("call_id_taken", f"call_id {call.id!r} already names a call to another number "
                                         f"({answer['number']}): give each call an id of its own")
+    CALLS.labels(site.id, "duplicate" if answer["duplicate"] else "credited" if answer["credited"]
+                 else "not_credited").inc()
     return JSON(answer)
 
 
