@@ -543,6 +543,16 @@ def test_rules_check_warns_of_a_credential_whose_environment_variable_is_not_set
     ]
 
 
+def test_rules_check_warns_of_a_text_longer_than_visitors_see(tmp_path: Path) -> None:
+    long = "Кондиционеры {{ city.in }}. " + "Доставим и установим. " * 60
+    path = write(tmp_path, f'site: long\nrules:\n  - id: r\n    swap:\n      - selector: p\n        text: "{long}"\n',
+                 "long.yaml")
+    result = swapline_check(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (f"{path}:6: warning: this text is 1,334 characters long: visitors see "
+                                             "its first 1,000")
+
+
 def test_rules_check_warns_of_what_serves_but_not_as_meant(tmp_path: Path) -> None:
     path = write(tmp_path, WARNED, "warned.yaml")
     result = swapline_check(tmp_path)

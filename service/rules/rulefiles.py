@@ -49,7 +49,7 @@ from service.rules.phrase import Keyword, unicode_host
 from service.rules.places import PREPOSITIONS
 from service.rules.regions import city_meant, english_city, region_code, region_place, renamed_region
 from service.rules.ruleschema import schema_problems
-from service.rules.templates import TemplateError, Text, compile_text
+from service.rules.templates import MAX_OUTPUT, TemplateError, Text, compile_text
 from service.rules.words import KeywordTerms, keyword_terms
 from service.rules.yamlsource import Document, YAMLProblem, parse
 
@@ -57,6 +57,7 @@ DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # What a text shows a visitor from nowhere GeoIP knows, with every other name filled in.
 _UNPLACED = {"keyword": Keyword("x"), "phrase": "x", "source": "x", "medium": "x", "campaign": "x",
              "city": places.place(""), "region": places.place(""), "country": places.place("")}
+_TAGS = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)  # a text's Jinja, for what it writes itself
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -402,6 +403,9 @@ class _Compiler:
             self.warn(path, "this text is only a place name, so it is empty, and the element blank, for visitors "
                             "whose city GeoIP does not know (mobile networks often): give a fallback, "
                             "\"{{ city.in or 'по всей России' }}\"")
+        written = len(" ".join(_TAGS.sub("", source).split()))  # its own words, without what is filled in
+        if written > MAX_OUTPUT:
+            self.warn(path, f"this text is {written:,} characters long: visitors see its first {MAX_OUTPUT:,}")
         return text
 
     def _places(self, data: dict[str, dict[str, str]], language: str) -> dict[str, places.Place]:
