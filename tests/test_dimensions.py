@@ -236,6 +236,8 @@ def test_visitors_by_first_page_and_by_experiment_variant(climate: TestClient, c
     (experiment,) = [table for table in report["experiments"] if table["page"] == "/"]
     assert {f"cta:{row['variant']}": row["visitors"] for row in experiment["variants"]} == {
         name: row["visitors"] for name, row in variants.items()}  # the experiment report's figures
+    tab = climate.get("/dashboard/climate/sources", params={"by": "page"}, headers=REPORT).text
+    assert "<th>Converted visitors</th>" in tab and "Converted visits" not in tab  # they count visitors
 
 
 @pytest.mark.parametrize("params", [{"by": "colour"}, {"by": "source,campaign,phrase"}, {"by": "source,source"},
