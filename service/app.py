@@ -26,6 +26,7 @@ from service.analytics.dashboard import (
     dashboard_endpoint,
     download_endpoint,
     login_endpoint,
+    signout_endpoint,
     sources_page_endpoint,
 )
 from service.analytics.logs import calls_log_endpoint, conversions_log_endpoint
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
+            Route("/dashboard/{site}/signout", signout_endpoint, methods=["POST"]),
             Route("/dashboard/{site}/calls", calls_page_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/sources", sources_page_endpoint, methods=["GET"]),
             *(Route(f"/dashboard/{{site}}/{table}.{form}", download_endpoint, methods=["GET"])

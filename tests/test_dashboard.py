@@ -108,6 +108,12 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
             page.screenshot(path=str(ARTIFACTS / "dashboard-one-day.png"), full_page=True)
             assert all(url.startswith(base) for url in requested), requested  # no CDN, no external asset
             assert errors == []
+
+            page.get_by_role("button", name="Sign out").click()  # a shared computer: the session ends here
+            page.wait_for_selector("input[name=token]")
+            assert page.url == f"{base}/dashboard/shop" and context.cookies() == []
+            page.goto(f"{base}/dashboard/shop/calls")
+            assert page.locator("input[name=token]").count() == 1  # every tab asks again
     finally:
         service.send_signal(signal.SIGINT)
         service.communicate(timeout=20)

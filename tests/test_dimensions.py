@@ -270,7 +270,7 @@ def test_the_dashboard_shows_sources_with_their_rates(tmp_path: Path, valkey_url
                 ("google", "2", "2", "0", "0.0%"), ("yandex", "2", "2", "1", "50.0%")]
             assert page.locator("svg.chart rect.bar").count() == 2
             page.select_option("select[name=by]", "source,campaign")
-            page.click("button[type=submit]")
+            page.get_by_role("button", name="Show").click()
             page.wait_for_url("**by=source%2Ccampaign**")
             assert page.locator("#sources thead th").all_inner_texts()[:4] == ["source", "campaign", "Visits",
                                                                                 "Visitors"]

@@ -141,7 +141,7 @@ def test_each_dashboard_tab_downloads_what_it_shows_in_excel(tmp_path: Path, val
             page = dashboard(browser, base, "climate", "climate-report-token-0001")
             page.get_by_role("link", name="Sources").click()
             page.select_option("select[name=by]", "source,phrase")
-            page.click("button[type=submit]")
+            page.get_by_role("button", name="Show").click()
             page.wait_for_url("**by=source%2Cphrase**")
             with page.expect_download() as saved:
                 page.get_by_role("link", name="Excel").click()

@@ -136,6 +136,15 @@ async def login_endpoint(request: Request) -> Response:
     return response
 
 
+async def signout_endpoint(request: Request) -> Response:
+    """The analyst's session ends in this browser (a shared computer): the sign-in page again."""
+    _, site = _site(request)
+    response = RedirectResponse(f"/dashboard/{site.id}", status_code=303)
+    response.delete_cookie(SESSION, path=f"/dashboard/{site.id}", httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
+    return response
+
+
 async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:
     if request.headers.get("authorization"):
         await require_report_token(runtime, site, request)  # a wrong bearer token is a 401, not a login page
