@@ -91,6 +91,11 @@ def test_filters_keep_what_they_name(climate: TestClient, clock: Clock) -> None:
     assert len(log(climate, "conversions", source="yandex", variant=variant, **{"from": day, "to": day})
                ["entries"]) == 2
     assert log(climate, "conversions", source="google")["entries"] == []
+    assert len(log(climate, "conversions", source="Yandex", campaign="SUMMER")["entries"]) == 2  # any case
+    direct = Browser(climate, vid="direct-visitor-000001").open(f"{ORIGIN}/")
+    beacon(climate, direct["token"], "direct-form")
+    (entry,) = log(climate, "conversions", source="(none)")["entries"]  # as the Sources tab names no source
+    assert entry["id"] == "form:direct-form"
     assert log(climate, "conversions", **{"from": "2026-11-19"})["entries"] == []
     assert len(log(climate, "calls", qualified="true", pool="yandex")["entries"]) == 1
     assert log(climate, "calls", qualified="false")["entries"] == []

@@ -30,6 +30,7 @@ from service.rules.engine import Site
 from service.rules.rulefiles import RESERVED_IDS
 from service.runtime import Runtime
 from service.tracking import journal
+from service.tracking.counters import NONE
 from service.tracking.journal import LogQuery
 
 KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
@@ -127,13 +128,19 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
             query.keeps_time(entry["at"])
             and (call is not None or not calls)
             and (entry["kind"] == kind if kind else entry["kind"] != "alert")  # alerts only when asked
-            and (source is None or visit.get("source") == source)
-            and (campaign is None or visit.get("campaign") == campaign)
+            and (source is None or _same(visit.get("source"), source))
+            and (campaign is None or _same(visit.get("campaign"), campaign))
             and (pool is None or (call or {}).get("pool") == pool)
             and (qualified is None or bool((call or {}).get("qualified")) == (qualified == "true"))
             and (not experiment or entry.get("experiments", {}).get(experiment) == variant)
         )
     return keeps
+
+
+def _same(value: str | None, wanted: str) -> bool:
+    """A visit's source or campaign as a filter names it: in any letter case, or "(none)", as
+    the Sources tab shows a visit without one."""
+    return value.casefold() == wanted.casefold() if value else wanted == NONE
 
 
 def _call(entry: dict[str, Any]) -> dict[str, Any]:
