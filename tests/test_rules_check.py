@@ -526,13 +526,19 @@ reports:
 """
 
 
-def test_rules_check_warns_of_a_credential_whose_environment_variable_is_not_set(tmp_path: Path) -> None:
-    """The file names a secret, so it is meant to work: without the variable every call is refused."""
-    path = write(tmp_path, UNSET, "unset.yaml")
+def warnings_of(tmp_path: Path, site: str, text: str) -> tuple[Path, list[str]]:
+    """The warnings `swapline rules check` prints of `text`, the rules of `site`, which it passes."""
+    path = write(tmp_path, text, f"{site}.yaml")
     result = swapline_check(tmp_path)
     assert result.returncode == 0, result.stderr
     *warnings, ok = result.stdout.splitlines()
-    assert ok.startswith(f"{tmp_path}: OK, 1 site(s): unset")
+    assert ok.startswith(f"{tmp_path}: OK, 1 site(s): {site}")
+    return path, warnings
+
+
+def test_rules_check_warns_of_a_credential_whose_environment_variable_is_not_set(tmp_path: Path) -> None:
+    """The file names a secret, so it is meant to work: without the variable every call is refused."""
+    path, warnings = warnings_of(tmp_path, "unset", UNSET)
     assert warnings == [
         f"{path}:3: warning: ${{NO_CALLS_SECRET_SET}} is not set in the environment: the webhooks that need it "
         "are refused",
@@ -545,20 +551,13 @@ def test_rules_check_warns_of_a_credential_whose_environment_variable_is_not_set
 
 def test_rules_check_warns_of_a_text_longer_than_visitors_see(tmp_path: Path) -> None:
     long = "Кондиционеры {{ city.in }}. " + "Доставим и установим. " * 60
-    path = write(tmp_path, f'site: long\nrules:\n  - id: r\n    swap:\n      - selector: p\n        text: "{long}"\n',
-                 "long.yaml")
-    result = swapline_check(tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == (f"{path}:6: warning: this text is 1,334 characters long: visitors see "
-                                             "its first 1,000")
+    path, warnings = warnings_of(
+        tmp_path, "long", f'site: long\nrules:\n  - id: r\n    swap:\n      - selector: p\n        text: "{long}"\n')
+    assert warnings == [f"{path}:6: warning: this text is 1,334 characters long: visitors see its first 1,000"]
 
 
 def test_rules_check_warns_of_what_serves_but_not_as_meant(tmp_path: Path) -> None:
-    path = write(tmp_path, WARNED, "warned.yaml")
-    result = swapline_check(tmp_path)
-    assert result.returncode == 0, result.stderr
-    *warnings, ok = result.stdout.splitlines()
-    assert ok.startswith(f"{tmp_path}: OK, 1 site(s): warned")
+    path, warnings = warnings_of(tmp_path, "warned", WARNED)
     assert warnings == [
         f"{path}:{line_of(WARNED, 'city.in }}')}: warning: this text is only a place name, so it is empty, and the "
         "element blank, for visitors whose city GeoIP does not know (mobile networks often): give a fallback, "
