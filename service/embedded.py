@@ -106,8 +106,10 @@ def _holder(home: Path) -> str:
     """Who holds the store's socket, and what to do about it."""
     try:
         pid = int((home / PID_FILE).read_text())
-        Path(f"/proc/{pid}/cmdline").read_bytes()  # alive (Linux)
+        alive = b"valkey" in Path(f"/proc/{pid}/cmdline").read_bytes()  # not a process that took its number
     except (OSError, ValueError):
+        alive = False
+    if not alive:
         return "another `swapline serve` runs on this data directory; stop it first"
     return (f"another `swapline serve` runs on this data directory, or one that was killed left its store running "
             f"(valkey-server, PID {pid}): stop that service, or `kill {pid}`")

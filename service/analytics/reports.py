@@ -114,8 +114,7 @@ async def build(runtime: Runtime, site: Site, filters: Filters) -> dict[str, Any
         pages[name] = await one_thread.run(_pages, await ledger.counts(site.id, name, first, last), filters)
     for experiment in experiments:
         await _daily(ledger, site.id, experiment, pages[experiment.id], filters, first, last)
-    return await one_thread.run(assemble, site, experiments, pages, await ledger.bots(site.id, first, last),
-                                   filters)
+    return await one_thread.run(assemble, site, experiments, pages, await ledger.bots(site.id, first, last), filters)
 
 
 def assemble(site: Site, experiments: list[Experiment], pages: dict[str, dict[str, Page]], bots: int,

@@ -28,7 +28,7 @@ FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 MOST_TEXT = 32_767  # characters Excel keeps in a cell
 WIDEST = 60  # characters a column is widened to, at most
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # a phone number as the call log writes it: no formula
 ROWS_AT_ONCE = 500  # rows of a workbook made into one string and written at a time
 _EPOCH = datetime.datetime(1899, 12, 30)  # day 0 of a workbook's dates
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")  # no XML 1.0 document holds these

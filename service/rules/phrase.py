@@ -53,7 +53,6 @@ _HOST = re.compile(r"[\w.:-]+")  # a referrer's host: a name (of any script), an
 # Anything but a letter or digit, except a hyphen between two of them ("wi-fi").
 _SEPARATOR = re.compile(r"(?:_|[^\w-]|(?<![^\W_])-|-(?![^\W_]))+")
 
-
 NOT_SET = "(not set)"  # the medium of a visit tagged with utm_source but no utm_medium
 
 

@@ -13,6 +13,7 @@ import jsonschema
 from service.rules.yamlsource import Path
 
 NOTES = {"description", "default", "title", "examples"}  # keywords that check nothing
+CREDENTIAL_WORDS = ("secret", "token", "key", "salt", "password")  # in the name of a value never to echo
 
 
 @cache
@@ -32,9 +33,6 @@ def _inlined(node: Any, defs: dict[str, Any]) -> Any:
     if ref.startswith("#/$defs/") and set(node) - {"$ref"} <= NOTES:
         return {**_inlined(defs[ref.removeprefix("#/$defs/")], defs), **{k: v for k, v in node.items() if k != "$ref"}}
     return {key: _inlined(value, defs) for key, value in node.items() if key != "$defs"}
-
-
-CREDENTIAL_WORDS = ("secret", "token", "key", "salt", "password")  # of a value never to echo
 
 
 def schema_problems(data: Any) -> list[tuple[Path, str]]:
