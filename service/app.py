@@ -135,6 +135,9 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             old, runtime.rules = runtime.rules, new
             runtime.rules_refused = None
             RULES_CHANGES.labels("applied").inc()
+            if gone := sorted(old.sites.keys() - new.sites.keys()):  # its file deleted or renamed, perhaps by mistake
+                log.warning("sites no longer in the rules: %s; their snippets, webhooks and dashboards now answer "
+                            "404 (their data stays in the store)", ", ".join(gone))
             for site in old.sites.values():  # a request under way may hold its site a while, not its memos
                 site.forget()
             del old  # frozen or not, old rules go with their last reference: a site holds no cycle

@@ -91,3 +91,10 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
         assert wait_for(lambda: not client.get("/readyz").json()["rules_change_refused"], 60.0) is not None
         assert "swapline_rules_refused 0" in client.get("/metrics").text
         assert "was refused" not in client.get("/").text
+
+        # A site whose file goes (deleted, or renamed to demo.yaml.bak) is said to go, not just gone.
+        caplog.set_level(logging.WARNING, logger="swapline")
+        (rules_dir / "extra.yaml").write_text("site: extra\n")
+        assert wait_for(lambda: "extra" in app.state.runtime.rules.sites, 60.0) is not None
+        (rules_dir / "extra.yaml").rename(rules_dir / "extra.yaml.bak")
+        assert wait_for(lambda: "sites no longer in the rules: extra;" in caplog.text, 60.0) is not None
