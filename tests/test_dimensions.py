@@ -220,6 +220,17 @@ def test_a_worker_loads_numpy_only_to_count_visitors() -> None:
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
+def test_cities_are_named_as_the_sites_decisions_name_them(climate: TestClient, clock: Clock) -> None:
+    """A Russian site's decisions say «Москва»: so do its reports, and a filter may say either."""
+    for n, address in enumerate(("46.242.0.1", "46.242.0.1", "95.161.0.1")):  # Moscow twice, Saint Petersburg
+        shown = Browser(climate, vid=f"city-visitor-{n:06d}", headers={"x-forwarded-for": address}).open(AD)
+        assert shown["geo"]["city"] == ("Санкт-Петербург" if n == 2 else "Москва")
+    assert {row["city"]: row["visits"] for row in by(climate, "city")} == {"Москва": 2, "Санкт-Петербург": 1}
+    for named in ("Москва", "Moscow", "мск"):
+        (row,) = by(climate, "source", city=named)
+        assert (row["source"], row["visits"], row["visitors"]) == ("yandex", 2, 2), named
+
+
 def test_visitors_by_first_page_and_by_experiment_variant(climate: TestClient, clock: Clock) -> None:
     traffic(climate, clock)
     pages = {row["page"]: row for row in by(climate, "page")}

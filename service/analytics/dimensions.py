@@ -76,6 +76,8 @@ Counts = defaultdict[tuple[str, ...], defaultdict[str, int]]  # row → measure 
 async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
     """Rows of the dimensions' values, the most (by `query.sort`) first, then one "(other)"."""
     cohort = query.by[0] in COHORTS
+    if "city" in query.filters:  # as the site's decisions name it (Москва), or as visits keep it (Moscow)
+        query.filters["city"] = runtime.geo.city_kept(query.filters["city"])
     counts = await (_cohorts(runtime, site, query) if cohort else _counted(runtime.store, site.id, query))
     rows = [_row(query.by, key, measures) for key, measures in counts.items()]
     visitors = None if cohort else await distinct.visitors(runtime.store, site.id, query.days, query.by,
@@ -95,6 +97,10 @@ async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
         if visitors is not None:
             other["visitors"] = visitors.besides(row["values"] for row in listed)
         listed.append(other)
+    if "city" in query.by:  # named as the site's decisions name it
+        at = query.by.index("city")
+        for row in listed:
+            row["city"] = row["values"][at] = runtime.geo.city_in(row["city"], site.language)
     return {"site": site.id, "by": query.by, "filters": query.filters, "from": query.days[0],
             "to": query.days[-1], "rows": listed}
 

@@ -101,6 +101,8 @@ class GeoDB:
         self._geos: weakref.WeakValueDictionary[tuple[Any, ...], Geo] = weakref.WeakValueDictionary()
         self.lookup = functools.lru_cache(maxsize=65536)(self._lookup)
         self._cities = _city_records()
+        self._in_russian = {english_city(record["city"]["names"]["en"]): record["city"]["names"]["ru"]
+                            for record in self._cities.values() if len(record["city"]["names"]) == 2}
 
     def city(self, name: str) -> Geo | None:
         """The place of a Russian city named `name` in English or Russian (case, «ё» and
@@ -108,6 +110,16 @@ class GeoDB:
         visitor's city with it. Of two namesakes, the one with more addresses."""
         record = self._cities.get(_city_key(city_meant(name)))
         return self._geo(record) if record else None
+
+    def city_in(self, name: str, language: str) -> str:
+        """A city as visits keep it (`Geo.city`, GeoIP's English name) in the site's `language`:
+        a Russian city in Russian on a Russian site, as its decisions name it."""
+        return self._in_russian.get(name, name) if language == "ru" else name
+
+    def city_kept(self, name: str) -> str:
+        """The name visits keep of a Russian city named in Russian or English (a report's filter)."""
+        geo = self.city(name)
+        return geo.city if geo is not None and geo.city else name
 
     def close(self) -> None:
         self._reader.close()
