@@ -101,8 +101,10 @@ class GeoDB:
         self._geos: weakref.WeakValueDictionary[tuple[Any, ...], Geo] = weakref.WeakValueDictionary()
         self.lookup = functools.lru_cache(maxsize=65536)(self._lookup)
         self._cities = _city_records()
-        self._in_russian = {english_city(record["city"]["names"]["en"]): record["city"]["names"]["ru"]
-                            for record in self._cities.values() if len(record["city"]["names"]) == 2}
+        self._in_russian: dict[str, str] = {}  # of two namesakes, the larger's name, as `city` finds it
+        for record in self._cities.values():
+            if len(names := record["city"]["names"]) == 2:
+                self._in_russian.setdefault(english_city(names["en"]), names["ru"])
 
     def city(self, name: str) -> Geo | None:
         """The place of a Russian city named `name` in English or Russian (case, «ё» and
