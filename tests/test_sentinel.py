@@ -71,7 +71,7 @@ def serve(tmp_path: Path, url: str) -> tuple[Any, Visitors]:
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=url, SWAPLINE_RULES_DIR=str(rules),
                           SWAPLINE_SECRET="sentinel-test-secret", SWAPLINE_BEACON_RATE="100000")
     visitors = Visitors(httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=10))
-    # The first batch opens the batcher's connection within its 0.2 s: a busy machine may miss it.
+    # A batch has the store's 0.2 s: on a busy machine one may miss it, and its page degrades.
     visitors.whole("warm-up")
     return service, visitors
 

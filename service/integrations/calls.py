@@ -43,6 +43,7 @@ Credential = TypeVar("Credential", str, bytes)
 ANSWERED = ("completed", "answered")
 MISSED = ("missed", "busy", "no-answer", "failed", "canceled", "cancelled")
 _DIGITS = re.compile(r"\+?[0-9]{3,20}")
+SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,8 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
     start = data.get("start")
     if isinstance(start, int | float) and not isinstance(start, bool):
         start_ms = unix_ms(start)
-    elif isinstance(start, str) and start.strip().isascii() and start.strip().isdigit():  # as a CSV writes it
-        start_ms = unix_ms(int(start.strip()[:20]))
+    elif isinstance(start, str) and SECONDS.fullmatch(start.strip()):  # as a CSV writes it
+        start_ms = unix_ms(float(start))
     elif isinstance(start, str):
         start_ms = local_time(start, "start", zone)
     else:
@@ -101,11 +102,11 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
     if not isinstance(status, str) or status_of(status) not in (*ANSWERED, *MISSED):
         raise BadRequest("invalid_call", f"status must be {' or '.join(ANSWERED)} for an answered call, "
                                          f"or one of {', '.join(MISSED)} for a call nobody answered")
-    called = _text(data.get("called"))
+    called = phone_text(data.get("called"))
     if not called or not called.strip():
         raise BadRequest("invalid_call", "called is required")
     return Call(call_id, read_number(called.strip(), "called", home),
-                *kept_caller(caller_key, _text(data.get("caller")), home), start_ms, talk, status_of(status))
+                *kept_caller(caller_key, phone_text(data.get("caller")), home), start_ms, talk, status_of(status))
 
 
 def _duration(ms: int) -> str:
@@ -120,8 +121,8 @@ def status_of(given: str) -> str:
     return "no-answer" if status == "noanswer" else status
 
 
-def _text(value: Any) -> str | None:
-    """A phone number as text: some PBXs write it as a JSON number."""
+def phone_text(value: Any) -> str | None:
+    """A phone number as text: some PBXs and JSON templates write it as a number."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value if isinstance(value, str) else None

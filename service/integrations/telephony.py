@@ -20,7 +20,6 @@ import base64
 import email.utils
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -34,11 +33,13 @@ from service.front.responses import JSON
 from service.integrations.calls import (
     MAX_BODY,
     MAX_TALK,
+    SECONDS,
     Call,
     configured,
     home_region,
     kept_caller,
     local_time,
+    phone_text,
     read_number,
     reply,
     site_of,
@@ -65,7 +66,6 @@ ZADARMA_STATUS = {"answered": "completed", "busy": "busy", "no answer": "no-answ
 TELPHIN_STATUS = {"ANSWER": "completed", "BUSY": "busy", "NOANSWER": "no-answer", "NO ANSWER": "no-answer",
                   "CANCEL": "canceled"}
 MAX_FIELDS = 100  # of a form: a vendor sends a few dozen
-_SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
 
 
 async def twilio_endpoint(request: Request) -> JSON:
@@ -179,7 +179,7 @@ async def uis_endpoint(request: Request) -> JSON:
         return JSON({"call_id": call_id, "ignored": "not an incoming call"})
     talk = _count(fields, "talk_time_duration", 0)
     start = fields.get("start_time", fields.get("notification_time"))
-    if isinstance(start, str) and not _SECONDS.fullmatch(start.strip()):  # a time as UIS writes it, maybe zoneless
+    if isinstance(start, str) and not SECONDS.fullmatch(start.strip()):  # a time as UIS writes it, maybe zoneless
         start_ms = local_time(start, "start_time", site.calls.time_zone)
     elif isinstance(start, int | float | str) and not isinstance(start, bool):  # or unix seconds
         start_ms = unix_ms(float(start))
@@ -211,7 +211,7 @@ async def _credit(runtime: Runtime, site: Site, call_id: str, called: Any, calle
         raise BadRequest("invalid_call", "the call id is longer than 128 characters")
     if not 0 <= talk < MAX_TALK:
         raise BadRequest("invalid_call", f"the talk time must be under {MAX_TALK} seconds")
-    called, caller = _digits(called), _digits(caller)
+    called, caller = phone_text(called), phone_text(caller)
     if not called or not called.strip():
         raise BadRequest("invalid_call", f"{called_name} is required")
     home = home_region(site)
@@ -252,13 +252,6 @@ def _text(data: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("invalid_call", f"{name} is required")
     return value.strip()
-
-
-def _digits(number: Any) -> str | None:
-    """A phone number as text: a JSON template may send it as a number."""
-    if isinstance(number, int) and not isinstance(number, bool):
-        return str(number)
-    return number if isinstance(number, str) else None
 
 
 def _count(data: Mapping[str, Any], name: str, default: int | None = None) -> int:
