@@ -274,13 +274,15 @@ def _print_report(report: dict[str, Any]) -> None:
             for p in report["pages"]])
     for table in report["experiments"]:
         print(f"\nexperiment {table['experiment']} on {table['page']}")
-        _table([("variant", "visitors", "converted", "rate", "95% interval", "lift", "p (always valid)", "p",
-                 "beats control")], [
+        # With several variants against the control, the p-values the dashboard shows: Holm-adjusted.
+        p, holm = ("p_value_holm", ", Holm") if table["correction"] else ("p_value", "")
+        _table([("variant", "visitors", "converted", "rate", "95% interval", "lift", f"p (always valid{holm})",
+                 f"p{holm and ' (Holm)'}", "beats control")], [
             (row["variant"], row["visitors"], row["converted"].get(metric, 0), _pct(row["rate"]),
              f"{_pct(row['interval'][0])}..{_pct(row['interval'][1])}" if row["interval"] else "",
              _pct((row["lift"] or {}).get("relative")),
-             _num(((row["lift"] or {}).get("sequential") or {}).get("p_value")),
-             _num((row["lift"] or {}).get("p_value")), _pct((row["lift"] or {}).get("chance_to_beat")))
+             _num(((row["lift"] or {}).get("sequential") or {}).get(p)),
+             _num((row["lift"] or {}).get(p)), _pct((row["lift"] or {}).get("chance_to_beat")))
             for row in table["variants"]])
         for warning in table["warnings"]:
             print(f"  ! {warning}")

@@ -3,6 +3,7 @@ conversion to the right page and variant, and keeps bots and overflowed visitors
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -20,6 +21,7 @@ from starlette.testclient import TestClient
 
 from service.analytics.stats import sequential
 from service.app import create_app
+from service.cli import _print_report
 from service.rules.rulefiles import load
 from tests.conftest import BROWSER_HEADERS, START, Clock, make_settings, site_client
 
@@ -337,9 +339,11 @@ def test_three_variants_get_holm_adjusted_p_values(valkey_url: str, rules_dir: P
             variant = body["experiments"]["hero"]
             if n % {"control": 10, "c": 6, "b": 3}[variant] == 0:
                 beacon(shop, body["token"], "form", f"h-{n}")
-        (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
+        report = shop.get("/v1/reports/shop", headers=TOKEN).json()
         dashboard = shop.get("/dashboard/shop", headers=TOKEN).text
         fixed = shop.get("/dashboard/shop?test=fixed", headers=TOKEN).text
+        rows = list(csv.DictReader(io.StringIO(shop.get("/v1/reports/shop.csv", headers=TOKEN).text)))
+    (table,) = report["experiments"]
     lifts = [row["lift"] for row in table["variants"][1:]]
     expected = multipletests([lift["p_value"] for lift in lifts], method="holm")[1]
     assert table["correction"] == "holm"
@@ -356,6 +360,20 @@ def test_three_variants_get_holm_adjusted_p_values(valkey_url: str, rules_dir: P
     assert [figures["p_value_holm"] for figures in sequential_figures] == pytest.approx(list(expected), rel=1e-12)
     assert "p-value (always valid, Holm)" in dashboard and "Holm-adjusted" in dashboard
     assert "p-value (Holm)" in fixed
+    # The files and the command line give the figures the dashboard shows, not only the unadjusted ones.
+    in_file = {row["variant"]: row for row in rows if row["section"] == "experiment"}
+    for row, lift in zip(table["variants"][1:], lifts, strict=True):
+        assert float(in_file[row["variant"]]["p_value_holm"]) == pytest.approx(lift["p_value_holm"], rel=1e-5)
+        assert float(in_file[row["variant"]]["p_value_sequential_holm"]) == pytest.approx(
+            lift["sequential"]["p_value_holm"], rel=1e-5)
+    assert in_file["control"]["p_value_holm"] == ""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        _print_report(report)
+    header, _, *variants = printed.getvalue().split("experiment hero on /")[1].splitlines()[1:]
+    assert "p (always valid, Holm)" in header and "p (Holm)" in header
+    for line, lift in zip(variants, lifts, strict=False):  # past the control's line; the warnings after
+        assert line.split()[6:8] == [f"{lift['sequential']['p_value_holm']:.3g}", f"{lift['p_value_holm']:.3g}"]
 
 
 def test_a_conversion_off_both_experiments_pages_counts_for_the_visitors_variant_in_each(

@@ -308,7 +308,7 @@ def sheet(report: dict[str, Any], site: str) -> Sheet:
     kinds = list(KINDS)
     rows: list[list[Value]] = [
         ["page", None, page["page"], "all", None, *_counts(page, kinds), report["metric"], page["rate"],
-         *(page["interval"] or [None, None]), *[None] * 13] for page in report["pages"]]
+         *(page["interval"] or [None, None]), *[None] * 15] for page in report["pages"]]
     for table in report["experiments"]:
         for row in table["variants"]:
             lift = row["lift"] or {}
@@ -318,16 +318,16 @@ def sheet(report: dict[str, Any], site: str) -> Sheet:
                 *_counts(row, kinds), report["metric"], row["rate"], *(row["interval"] or [None, None]),
                 lift.get("absolute"), *(lift.get("absolute_interval") or [None, None]),
                 lift.get("relative"), *(lift.get("relative_interval") or [None, None]),
-                lift.get("p_value"), lift.get("chance_to_beat"), always_valid.get("p_value"),
-                *(always_valid.get("relative_interval") or [None, None]),
+                lift.get("p_value"), lift.get("p_value_holm"), lift.get("chance_to_beat"), always_valid.get("p_value"),
+                always_valid.get("p_value_holm"), *(always_valid.get("relative_interval") or [None, None]),
                 (table["srm"] or {}).get("p_value"), "; ".join(table["warnings"]),
             ])
     return Sheet(f"{site}-report", [
         "section", "experiment", "page", "variant", "weight", "exposed", "overflowed", "visitors",
         *[f"converted_{kind}" for kind in kinds], "metric", "rate", "rate_low", "rate_high",
         "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
-        "p_value", "chance_to_beat", "p_value_sequential", "lift_rel_low_sequential",
-        "lift_rel_high_sequential", "srm_p_value", "warnings"], rows)
+        "p_value", "p_value_holm", "chance_to_beat", "p_value_sequential", "p_value_sequential_holm",
+        "lift_rel_low_sequential", "lift_rel_high_sequential", "srm_p_value", "warnings"], rows)
 
 
 def _counts(row: dict[str, Any], kinds: Iterable[str]) -> list[Value]:
