@@ -98,6 +98,18 @@ def test_calls_outside_any_hold_are_not_credited(pool_client: TestClient, clock:
         assert answer["credited"] is False and answer["visitor"] is None and answer["reason"] == "no_holder"
 
 
+def test_a_call_stamped_in_the_second_its_number_was_shown_is_credited(pool_client: TestClient, clock: Clock) -> None:
+    """A PBX gives the start to the second: a call the moment the number showed is stamped
+    before its lease began, which a clock in milliseconds began at .806 s."""
+    clock.now = START + 100.806
+    number = visit(pool_client, "quick-caller-00000001")["phone"]["number"]
+    quick = post_call(pool_client, call("same-second", number, START + 100)).json()
+    assert (quick["credited"], quick["visitor"]) == (True, "quick-caller-00000001")
+    for early, at in (("a-second-before", START + 99), ("stamped-in-ms", START + 100.5)):
+        answer = post_call(pool_client, call(early, number, at, caller="+79990000009")).json()
+        assert (answer["credited"], answer["reason"]) == (False, "no_holder"), early
+
+
 def test_the_next_holder_gets_calls_after_the_number_moves_on(pool_client: TestClient, clock: Clock) -> None:
     first = visit(pool_client, "first-visitor-0000001")["phone"]["number"]
     for n in (2, 3):

@@ -1,9 +1,12 @@
 -- Who held number N at time T: the last lease that started at or before T, if it had not
--- ended by T. KEYS: 1 leases  2 history of N   ARGV: 1 T ms
+-- ended by T; else, when T is given to the second (ARGV 2 = 999), a lease that started within
+-- that second: a call the moment the number showed may be stamped before its lease began.
+-- KEYS: 1 leases  2 history of N   ARGV: 1 T ms  2 ms after T the call may have started
 -- Returns the lease record (json) or false.
-local ids = redis.call('ZREVRANGEBYSCORE', KEYS[2], ARGV[1], '-inf', 'LIMIT', 0, 1)
+local at = tonumber(ARGV[1])
+local ids = redis.call('ZREVRANGEBYSCORE', KEYS[2], at, '-inf', 'LIMIT', 0, 1)
+local record = #ids > 0 and redis.call('HGET', KEYS[1], ids[1])
+if record and cjson.decode(record).u >= at then return record end
+ids = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. at, at + tonumber(ARGV[2]), 'LIMIT', 0, 1)
 if #ids == 0 then return false end
-local record = redis.call('HGET', KEYS[1], ids[1])
-if not record then return false end
-if cjson.decode(record).u < tonumber(ARGV[1]) then return false end
-return record
+return redis.call('HGET', KEYS[1], ids[1])

@@ -139,7 +139,7 @@ class Pools:
     async def holder(self, site: str, pool: Pool, number: str, at_ms: int) -> dict[str, Any] | None:
         """The lease of `number` whose hold window contains `at_ms`, if any."""
         keys = PoolKeys.of(site, pool.id)
-        record, = await self.store.batcher.submit(ATTRIBUTE((keys.leases, keys.history(number)), (at_ms,)))
+        record, = await self.store.batcher.submit(_attribute(keys, number, at_ms))
         return orjson.loads(record) if record else None
 
     async def former_holder(self, site: Site, number: str, at_ms: int) -> tuple[Pool, dict[str, Any]] | None:
@@ -148,8 +148,7 @@ class Pools:
         pools = [pool for pool in site.pools if pool.numbers]
         if not pools:
             return None
-        commands = [ATTRIBUTE((keys.leases, keys.history(number)), (at_ms,))
-                    for keys in (PoolKeys.of(site.id, pool.id) for pool in pools)]
+        commands = [_attribute(PoolKeys.of(site.id, pool.id), number, at_ms) for pool in pools]
         records = await self.store.batcher.submit(*commands)
         return next(((pool, orjson.loads(record)) for pool, record in zip(pools, records, strict=True) if record),
                     None)
@@ -181,6 +180,12 @@ class Pools:
             average_hold_s=round(average_hold, 1),
             recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), peak, 1),
         )
+
+
+def _attribute(keys: PoolKeys, number: str, at_ms: int) -> Command:
+    """Who held `number` at `at_ms` (attribute.lua). A start given to the second (most PBXs
+    give no more) stands for any moment of that second."""
+    return ATTRIBUTE((keys.leases, keys.history(number)), (at_ms, 0 if at_ms % 1000 else 999))
 
 
 async def pools_endpoint(request: Request) -> JSON:
