@@ -109,7 +109,10 @@ def test_pages_outside_the_pool_keep_the_page_number(pool_client: TestClient) ->
 def test_pool_statistics_and_recommended_size(pool_client: TestClient, clock: Clock) -> None:
     for n in range(1, 8):  # 7 visitors within a minute: 3 leased, 4 overflowed
         visit(pool_client, vid(n))
-    clock.advance(61)
+    clock.advance(20)
+    for n in (5, 6):  # two who overflowed come back to the page: no more arrivals, nobody more waiting
+        assert visit(pool_client, vid(n))["phone"]["kind"] == "overflow"
+    clock.advance(41)
     visit(pool_client, vid(8))  # reclaims the three ended holds
     response = pool_client.get("/v1/pools/pooltest", headers=REPORT)
     assert response.status_code == 200
@@ -119,8 +122,9 @@ def test_pool_statistics_and_recommended_size(pool_client: TestClient, clock: Cl
     assert stats["overflowed_visitors"] == 4
     assert stats["arrivals_peak_hour"] == 8
     assert stats["average_hold_s"] == 60.0
-    # Little's law: 8 arrivals/hour × 60 s = 0.13 concurrent; the observed peak (3) is the floor.
-    assert stats["recommended_size"] == 3
+    # Little's law: 8 arrivals/hour × 60 s = 0.13 concurrent; 7 visitors wanted a number at once.
+    assert stats["peak_wanted"] == 7
+    assert stats["recommended_size"] == 7
 
 
 def test_pool_statistics_need_the_report_token(pool_client: TestClient) -> None:

@@ -11,6 +11,8 @@
 --                        variants, visit id, network)
 --       7 seq      string lease id counter
 --       8 stats    hash  per-hour arrivals and overflows, per-day peaks, hold totals
+--       (and, built from ARGV[3]: each number's history, the day's overflowed visitors, and
+--       'waiting': visitor -> when the hold they did not get would end)
 --       9 clock    string the latest time any call of this pool has seen
 --      10 networks hash  client network (keyed hash) -> numbers it holds now
 -- ARGV: 1 hold ms  2 retention ms  3 key prefix for per-number history and overflow sets
@@ -103,22 +105,36 @@ if number then
   release(number, lease.u)  -- ended, but beyond this call's reclaim batch
 end
 
-redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1)
+-- Most numbers held at once today ('peak:'); or wanted at once ('wanted:'), when a visitor
+-- overflows: those held, and one for each visitor left waiting whose hold would not have ended.
+local function peak(field, count)
+  if count > tonumber(redis.call('HGET', KEYS[8], field .. day) or '0') then
+    redis.call('HSET', KEYS[8], field .. day, count)
+  end
+end
+
+-- A visitor who overflowed arrived then: their next page views while they would have held
+-- a number are no more arrivals.
+local waiting = prefix .. 'waiting'
+local waited = tonumber(redis.call('ZSCORE', waiting, vid) or '-1') >= now
+if not waited then redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1) end
 local capped = network ~= '' and tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[4])
 local pick = capped and {} or redis.call('ZRANGE', KEYS[2], 0, 0)
 if #pick == 0 then
-  redis.call('HINCRBY', KEYS[8], 'overflow:' .. hour, 1)
+  if not waited then redis.call('HINCRBY', KEYS[8], 'overflow:' .. hour, 1) end
   redis.call('SADD', prefix .. 'overflowed:' .. day, vid)
   redis.call('PEXPIRE', prefix .. 'overflowed:' .. day, tonumber(ARGV[2]))
+  redis.call('ZADD', waiting, now + hold, vid)
+  redis.call('ZREMRANGEBYSCORE', waiting, '-inf', '(' .. now)
+  redis.call('PEXPIRE', waiting, hold)
+  peak('wanted:', redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', waiting))
   return {false, capped and 'capped' or 'overflow'}
 end
 
 number = pick[1]
 redis.call('ZREM', KEYS[2], number)
 start(number)
+if waited then redis.call('ZREM', waiting, vid) end
 
-local held = redis.call('ZCARD', KEYS[3])
-if held > tonumber(redis.call('HGET', KEYS[8], 'peak:' .. day) or '0') then
-  redis.call('HSET', KEYS[8], 'peak:' .. day, held)
-end
+peak('peak:', redis.call('ZCARD', KEYS[3]))
 return {number, 'new'}

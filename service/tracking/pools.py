@@ -80,6 +80,7 @@ class PoolStats:
     held: int
     utilisation: float
     peak_held: int  # most numbers held at once, any retained day
+    peak_wanted: int  # most wanted at once: held, and visitors left waiting by an overflow
     arrivals_peak_hour: int  # new visitors who needed a number in the busiest hour
     overflowed_visitors: int  # distinct visitors who got the overflow number, retained days
     average_hold_s: float  # how long a lease lasts, visit plus hold (Little's W)
@@ -169,16 +170,18 @@ class Pools:
         average_hold = stats["held_ms"] / released / 1000 if released else float(pool.hold)
         demand = arrivals / 3600 * average_hold  # Little's law: L = λ·W in the busiest hour
         peak = max((v for k, v in stats.items() if k.startswith("peak:")), default=0)
+        wanted = max((v for k, v in stats.items() if k.startswith("wanted:")), default=peak)
         return PoolStats(
             pool=pool.id,
             numbers=len(pool.numbers),
             held=held,
             utilisation=round(held / len(pool.numbers), 3) if pool.numbers else 0.0,
             peak_held=peak,
+            peak_wanted=max(wanted, peak),
             arrivals_peak_hour=arrivals,
             overflowed_visitors=overflowed,
             average_hold_s=round(average_hold, 1),
-            recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), peak, 1),
+            recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), peak, wanted, 1),
         )
 
 
