@@ -202,6 +202,7 @@ def test_an_ended_experiment_shows_its_winner_to_everyone_and_keeps_its_figures(
     assert variant_rows(shop) == before  # nobody new is counted
     assert sum(row["visitors"] for row in before.values()) == 20
     assert "Ended: every visitor sees b" in shop.get("/dashboard/shop", headers=TOKEN).text
+    assert all(table["warnings"] == [] for table in report["experiments"])  # nobody more to wait for
 
 
 def test_overflowed_visitors_and_bots_are_counted_apart(shop: TestClient, clock: Clock) -> None:
@@ -219,6 +220,20 @@ def test_overflowed_visitors_and_bots_are_counted_apart(shop: TestClient, clock:
     assert sum(row["overflowed"] for row in rows) == 5 == sum(kind == "overflow" for kind, _ in tokens)
     assert sum(row["visitors"] for row in rows) == 20 and sum(row["converted"]["form"] for row in rows) == 20
     assert report["excluded"] == {"bot_page_views": 1, "overflowed_visitors": 5, "overflowed_conversions": 5}
+
+
+def test_the_always_valid_interval_of_a_few_visitors_stays_within_what_rates_can_differ_by(
+        shop: TestClient, clock: Clock) -> None:
+    """Early on the sequential interval is wide: -213% to +323% of a rate is no difference two rates have."""
+    seen: Counter[str] = Counter()
+    for n in range(12):
+        body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"few-visitor-{n:08d}"}).json()
+        seen[variant := body["experiments"]["hero"]] += 1
+        if seen[variant] % 2:  # half of each variant's visitors
+            beacon(shop, body["token"], "form", f"few-{n}")
+    (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
+    low, high = table["variants"][1]["lift"]["sequential"]["absolute_interval"]
+    assert (low, high) == (-1.0, 1.0)
 
 
 def test_statistics_compare_each_variant_with_control(shop: TestClient, clock: Clock) -> None:
@@ -241,7 +256,7 @@ def test_statistics_compare_each_variant_with_control(shop: TestClient, clock: C
     assert table["expected_visitors"] == 5000 and always_valid is not None
     assert lift["sequential"] == {
         "p_value": always_valid.p_value,
-        "absolute_interval": [always_valid.difference.low, always_valid.difference.high],
+        "absolute_interval": [max(-1.0, always_valid.difference.low), min(1.0, always_valid.difference.high)],
         "relative_interval": [max(-1.0, always_valid.relative.low), always_valid.relative.high],
     }
     assert lift["sequential"]["p_value"] > lift["p_value"]  # the price of looking any day
@@ -292,9 +307,12 @@ def test_report_filters_csv_and_token(shop: TestClient, clock: Clock) -> None:
 
     assert shop.get("/v1/reports/shop").status_code == 401
     assert shop.get("/v1/reports/shop.csv", headers={"authorization": "Bearer nope"}).status_code == 401
-    for params in ({"from": "yesterday"}, {"metric": "sales"}):
+    for params in ({"from": "yesterday"}, {"metric": "sales"}, {"from": "2026-12-04", "to": "2026-12-01"},
+                   {"metric": "goal:NEWS\x00"}, {"metric": "goal:"}):
         bad = shop.get("/v1/reports/shop", params=params, headers=TOKEN)
-        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_filter"
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_filter", params
+    for metric in ("goal:newsletter", "goal:(other)"):
+        assert shop.get("/v1/reports/shop", params={"metric": metric}, headers=TOKEN).json()["metric"] == metric
 
 
 def test_events_need_an_id_a_known_kind_and_the_sites_origin(shop: TestClient) -> None:

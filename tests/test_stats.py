@@ -124,6 +124,12 @@ def assert_interval(actual: Interval, expected: tuple[float, ...]) -> None:
     assert (actual.low, actual.high) == close(expected)
 
 
+def test_wilson_reaches_its_ends_when_nobody_or_everybody_converted() -> None:
+    """Not 2.8e-17 for nobody of 26, as rounding made it: an analyst reads that as a rate."""
+    for n in (1, 26, 1_000, 123_457):
+        assert wilson(0, n).low == 0.0 and wilson(n, n).high == 1.0
+
+
 # The two-variant tables.
 
 

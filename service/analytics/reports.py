@@ -25,6 +25,7 @@ from service.analytics import dimensions, one_thread, sheets, stats
 from service.analytics.sheets import Sheet, Value
 from service.errors import BadRequest
 from service.front.auth import require_report_token
+from service.front.events import GOAL_NAME
 from service.front.responses import JSON
 from service.rules.engine import Experiment, Site
 from service.runtime import Runtime
@@ -52,9 +53,13 @@ class Filters:
                     datetime.date.fromisoformat(params[name])
                 except ValueError:
                     raise BadRequest("invalid_filter", f"{name!r} must be a date: YYYY-MM-DD") from None
+        if params.get("from") and params.get("to") and params["from"] > params["to"]:
+            raise BadRequest("invalid_filter", "from must come before to")
         metric = params.get("metric") or "any"
-        if metric not in KINDS and not metric.startswith("goal:"):
-            raise BadRequest("invalid_filter", f"metric must be one of {', '.join(KINDS)} or goal:NAME")
+        goal = metric.removeprefix("goal:")
+        if metric not in KINDS and not (goal != metric and (GOAL_NAME.fullmatch(goal) or goal == OTHER)):
+            raise BadRequest("invalid_filter", f"metric must be one of {', '.join(KINDS)} or goal:NAME, a name of "
+                                               "a-z, 0-9, _ and -")
         if params.get("limit"):
             given = params["limit"]
             if not (given.isascii() and given.isdigit() and 1 <= int(given) <= MOST_PAGES):
@@ -215,9 +220,6 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
     control = cells[CONTROL]
     k_control = control.converted[metric]
     variants = []
-    warnings = []
-    base = k_control / control.visitors if control.visitors else 0.0
-    needed = stats.required_sample(base) if base else None
     for variant in experiment.variants:
         cell = cells[variant.id]
         row = {"variant": variant.id, "weight": variant.weight, **_figures(cell, metric), "lift": None}
@@ -225,13 +227,8 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         if variant.id != CONTROL and control.visitors and cell.visitors:
             row["lift"] = _lift(k_control, control.visitors, k, cell.visitors, experiment.expected_visitors)
         variants.append(row)
-        if needed is not None and cell.visitors < needed:
-            warnings.append(f"{variant.id}: {cell.visitors} of the {needed} visitors needed to see a 20% lift")
-    if needed is None and not base:
-        warnings.append("too little data: the control has no conversions yet, so no sample size can be judged")
-    elif needed is None:
-        warnings.append(f"the control converts {base:.0%}: a 20% lift would pass 100%, so no sample size can be "
-                        "judged")
+    # An ended experiment counts nobody more: no sample to wait for.
+    warnings = [] if experiment.winner else _sample_warnings(k_control, control.visitors, variants)
     lifts = [row["lift"] for row in variants if row["lift"]]
     corrected = len(experiment.variants) > 2  # several variants each against the control: one wins by chance
     if corrected:
@@ -260,6 +257,18 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
     }
 
 
+def _sample_warnings(k_control: int, n_control: int, variants: list[dict[str, Any]]) -> list[str]:
+    """Which variants have fewer visitors than a 20% lift on the control's rate needs."""
+    base = k_control / n_control if n_control else 0.0
+    needed = stats.required_sample(base) if base else None
+    if needed is None and not base:
+        return ["too little data: the control has no conversions yet, so no sample size can be judged"]
+    if needed is None:
+        return [f"the control converts {base:.0%}: a 20% lift would pass 100%, so no sample size can be judged"]
+    return [f"{row['variant']}: {row['visitors']} of the {needed} visitors needed to see a 20% lift"
+            for row in variants if row["visitors"] < needed]
+
+
 def _lift(k_a: int, n_a: int, k_b: int, n_b: int, expected_visitors: int) -> dict[str, Any]:
     absolute = stats.difference(k_a, n_a, k_b, n_b)
     relative = stats.ratio(k_a, n_a, k_b, n_b)
@@ -275,7 +284,8 @@ def _lift(k_a: int, n_a: int, k_b: int, n_b: int, expected_visitors: int) -> dic
         # look, at a sample size fixed in advance.
         "sequential": always_valid and {
             "p_value": always_valid.p_value,
-            "absolute_interval": [always_valid.difference.low, always_valid.difference.high],
+            # Two rates differ by a whole one at most: the interval is cut there as the rates are.
+            "absolute_interval": [max(-1.0, always_valid.difference.low), min(1.0, always_valid.difference.high)],
             # Symmetric around the estimate; a lift below -100% would be fewer than no conversions.
             "relative_interval": [max(-1.0, always_valid.relative.low), always_valid.relative.high],
         },

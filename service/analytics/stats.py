@@ -54,8 +54,10 @@ def wilson(successes: int, trials: int, confidence: float = 0.95) -> Interval | 
     denominator = 1 + z2 / trials
     center = (p + z2 / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    # Mathematically inside [0, 1]; rounding can step just outside (statsmodels clips too).
-    return Interval(max(0.0, center - half), min(1.0, center + half))
+    # Mathematically inside [0, 1], and at its end when nobody or everybody converted;
+    # rounding can miss either (statsmodels clips too).
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    return Interval(low, 1.0 if successes == trials else min(1.0, center + half))
 
 
 def z_test(k_a: int, n_a: int, k_b: int, n_b: int) -> float | None:
