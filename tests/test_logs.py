@@ -40,9 +40,9 @@ def log(client: TestClient, what: str, **params: Any) -> Any:
 
 
 def ad_visit_with_a_form_and_a_call(client: TestClient, clock: Clock) -> dict[str, Any]:
-    browser = Browser(client)
+    browser = Browser(client, headers={"x-forwarded-for": "46.242.0.1"})  # from Moscow
     landing = browser.open(AD, ref="https://yandex.ru/")
-    clock.advance(40)
+    clock.advance(40.25)
     contacts = browser.open(f"{ORIGIN}/contacts")
     beacon(client, contacts["token"], "contacts-form")
     clock.advance(20)
@@ -62,6 +62,7 @@ def test_the_logs_say_what_each_conversion_was_and_how_the_visitor_came(climate:
         assert (visit["source"], visit["medium"], visit["campaign"]) == ("yandex", "cpc", "summer")
         assert visit["phrase"] == "купить кондиционер" and visit["click_ids"] == {"yclid": "777"}
         assert visit["landing"] == "/" and [p["path"] for p in visit["pages"]] == ["/", "/contacts"]
+        assert visit["geo"]["city"] == landing["geo"]["city"] == "Москва"  # as the Russian site's decisions say
     assert called["call"]["qualified"] is True and called["call"]["pool"] == "yandex"
     calls = log(climate, "calls")["entries"]
     assert len(calls) == 1 and calls[0]["call_id"] == "visit-call-1" and calls[0]["talk_seconds"] == 90
@@ -81,6 +82,8 @@ def test_the_call_log_as_csv(climate: TestClient, clock: Clock) -> None:
     assert (row["source"], row["campaign"], row["click_ids"], row["pages"]) == ("yandex", "summer", "yclid=777",
                                                                                "/ > /contacts")
     assert row["qualified"] == "true" and row["variants"].startswith("cta=")
+    sent = next(csv.DictReader(io.StringIO(climate.get("/v1/conversions/climate.csv", headers=REPORT).text)))
+    assert sent["kind"] == "call" and len(sent["time"]) == len("2026-11-18T12:34:00+03:00")  # to the second
 
 
 def test_filters_keep_what_they_name(climate: TestClient, clock: Clock) -> None:

@@ -27,6 +27,7 @@ from service.errors import BadRequest, MethodNotAllowed
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.rules.engine import Site
+from service.rules.geo import GeoDB
 from service.rules.rulefiles import RESERVED_IDS
 from service.runtime import Runtime
 from service.tracking import journal
@@ -82,7 +83,8 @@ async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: b
     cursor of the next."""
     query = LogQuery.parse(params, site.time_zone)
     page = await runtime.journal.page(site.id, query, _filter(params, query, calls))
-    return [_call(entry) if calls else entry for entry in page["entries"]], page["next"]
+    entries = [_call(entry) if calls else entry for entry in page["entries"]]
+    return [_city_named(entry, runtime.geo, site.language) for entry in entries], page["next"]
 
 
 async def read_all(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool
@@ -150,11 +152,20 @@ def _call(entry: dict[str, Any]) -> dict[str, Any]:
             "visit": entry.get("visit")}
 
 
+def _city_named(entry: dict[str, Any], geo: GeoDB, language: str) -> dict[str, Any]:
+    """The entry with its visit's city named as the site's decisions and reports name it."""
+    visit: dict[str, Any] = entry.get("visit") or {}
+    place: dict[str, Any] = visit.get("geo") or {}
+    if not place.get("city"):
+        return entry
+    return {**entry, "visit": {**visit, "geo": {**place, "city": geo.city_in(place["city"], language)}}}
+
+
 def sheet(entries: list[dict[str, Any]], calls: bool, name: str, zone: datetime.tzinfo) -> Sheet:
-    """The entries as a table: one row each, the visit flattened, its time on the clocks of `zone`."""
+    """The entries as a table: one row each, the visit flattened, its time on the clocks of `zone`, to the second."""
     rows = []
     for entry in entries:
-        time = datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) / 1000, zone)
+        time = datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) // 1000, zone)
         own = ([time, *(entry.get(name) for name in CALL_COLUMNS[1:])] if calls else
                [time, entry["id"], entry["kind"], entry.get("goal"), entry.get("page")])
         visit = entry.get("visit") or {}
