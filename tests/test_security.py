@@ -15,9 +15,10 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.app import create_app
 from service.config import _networks
 from service.front.middleware import TrustedProxies
-from tests.conftest import BROWSER_HEADERS, start
+from tests.conftest import BROWSER_HEADERS, make_settings, start
 
 IPS = ["95.161.0.1", "46.242.0.1", "217.118.83.1", "2a02:6b8::1"]
 CALLERS = ["+79161234567", "+79035550011"]
@@ -54,6 +55,18 @@ def compare_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
                    "service.tracking.tokens"):
         monkeypatch.setattr(f"{module}.hmac.compare_digest", spy)
     return calls
+
+
+def test_a_service_without_its_own_secret_says_that_a_copy_of_the_store_can_undo_its_hashes(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """The key of the hashes then lives beside them: whoever copies the store can try every number."""
+    for secret, warned in ((None, True), ("an-operators-own-secret", False)):
+        caplog.clear()
+        with TestClient(create_app(make_settings(valkey_url, rules_dir, secret=secret))):
+            pass
+        said = [record.getMessage() for record in caplog.records if "SWAPLINE_SECRET is not set" in record.getMessage()]
+        assert bool(said) is warned, secret
+    assert store.get("sw:secret") is not None  # the one the first service made, and said so
 
 
 def test_tokens_and_signatures_are_compared_in_constant_time(pool_client: TestClient,
