@@ -25,7 +25,7 @@ from service.analytics import distinct
 from service.analytics.stats import wilson
 from service.tracking.counters import prefix
 from tests.browser import ARTIFACTS, chromium, dashboard
-from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
+from tests.conftest import BROWSER_HEADERS, START, Clock, one_site, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
 GOOGLE = f"{ORIGIN}/?utm_source=google&utm_medium=cpc&utm_campaign=winter&utm_term={quote('сплит система')}"
@@ -74,6 +74,26 @@ def test_visits_and_conversions_by_source(climate: TestClient, clock: Clock) -> 
     assert interval is not None and yandex["interval"] == pytest.approx([interval.low, interval.high])
     assert rows["google"]["converted"] == 1 and rows["(none)"]["converted"] == 0
     assert [row["source"] for row in by(climate, "source", sort="converted")][:2] == ["yandex", "google"]
+
+
+def test_calls_credited_to_nobody_are_a_row_of_their_own_so_that_the_calls_add_up(climate: TestClient,
+                                                                                  clock: Clock) -> None:
+    """The Calls tab lists every call; the Sources tab counts those no visitor held the number
+    for as "(not credited)", by their pool where they have one, so the two agree."""
+    traffic(climate, clock)
+    call(climate, "+74951700002", START - 600, call_id="before-anyone-held-it")  # the yandex pool's
+    call(climate, "+74959999999", clock.now, call_id="no-number-of-the-site")
+    rows = {row["source"]: row for row in by(climate, "source")}
+    nobody = rows["(not credited)"]
+    assert (nobody["visits"], nobody["rate"], nobody["conversions"]["call"]) == (0, None, 2)
+    logged = climate.get("/v1/calls/climate", headers=REPORT).json()["entries"]
+    assert sum(row["conversions"]["call"] for row in rows.values()) == len(logged) == 3
+    pools = {row["pool"]: row["conversions"]["call"] for row in by(climate, "pool")}
+    assert pools["yandex"] == 2 and pools["(not credited)"] == 1  # the number no pool has
+    for source, calls in (("(not credited)", {"before-anyone-held-it", "no-number-of-the-site"}),
+                          ("(none)", set()), ("yandex", {"yandex-call"})):
+        listed = climate.get("/v1/calls/climate", params={"source": source}, headers=REPORT).json()["entries"]
+        assert {entry["call_id"] for entry in listed} == calls, source
 
 
 def test_a_visitor_who_comes_back_counts_as_one_visitor_of_several_visits(climate: TestClient, clock: Clock) -> None:

@@ -44,7 +44,7 @@ SHOWS = {
     "curl -H 'Authorization: Bearer demo-report-token-change-me'": '"experiments"',
     "curl -s -H 'Authorization: Bearer demo-report-token-change-me' 'http://127.0.0.1:8000/v1/calls": '"entries"',
     "swapline rules check": "rules: OK, 1 site(s): demo; version ",
-    "swapline report --site demo --by": "source  campaign",
+    "swapline report --site demo --by": "campaign  visits",
     "swapline rules preview": '"h1.hero"',
     "curl -s -o /tmp/demo-sources.xlsx": "xl/worksheets/sheet1.xml",
 }

@@ -31,7 +31,7 @@ from service.rules.geo import GeoDB
 from service.rules.rulefiles import RESERVED_IDS
 from service.runtime import Runtime
 from service.tracking import journal
-from service.tracking.counters import NONE
+from service.tracking.counters import NONE, NOT_CREDITED
 from service.tracking.journal import LogQuery
 
 KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
@@ -125,13 +125,13 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
 
     def keeps(entry: dict[str, Any]) -> bool:
         call = entry.get("call")
-        visit = entry.get("visit") or {}
+        visit = entry.get("visit") or ({} if entry.get("visitor") else None)  # None: credited to nobody
         return bool(
             query.keeps_time(entry["at"])
             and (call is not None or not calls)
             and (entry["kind"] == kind if kind else entry["kind"] != "alert")  # alerts only when asked
-            and (source is None or _same(visit.get("source"), source))
-            and (campaign is None or _same(visit.get("campaign"), campaign))
+            and (source is None or _same(visit, "source", source))
+            and (campaign is None or _same(visit, "campaign", campaign))
             and (pool is None or (call or {}).get("pool") == pool)
             and (qualified is None or bool((call or {}).get("qualified")) == (qualified == "true"))
             and (not experiment or entry.get("experiments", {}).get(experiment) == variant)
@@ -139,10 +139,13 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
     return keeps
 
 
-def _same(value: str | None, wanted: str) -> bool:
-    """A visit's source or campaign as a filter names it: in any letter case, or "(none)", as
-    the Sources tab shows a visit without one."""
-    return value.casefold() == wanted.casefold() if value else wanted == NONE
+def _same(visit: dict[str, Any] | None, name: str, wanted: str) -> bool:
+    """A visit's source or campaign as a filter names it, as the Sources tab does: in any letter
+    case; "(none)" for a visit without one, "(not credited)" for a call that has no visit."""
+    if visit is None:
+        return wanted.casefold() == NOT_CREDITED
+    value = visit.get(name)
+    return value.casefold() == wanted.casefold() if value else wanted.casefold() == NONE
 
 
 def _call(entry: dict[str, Any]) -> dict[str, Any]:

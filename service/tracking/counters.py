@@ -23,6 +23,7 @@ from service.tracking.store import Command, Script, Store
 DIMENSIONS = ("source", "medium", "campaign", "phrase", "landing", "region", "city", "device", "pool")
 NAMES = "|".join(DIMENSIONS)  # as the scripts take them (dims.lua's `listed`)
 NONE = "(none)"
+NOT_CREDITED = "(not credited)"  # every value but the pool of a call no visitor held the number for
 MOST_VALUES = 1000  # of each dimension, a day
 VISITOR_BYTES = 8
 RECORD_BYTES = 2 * len(DIMENSIONS) + VISITOR_BYTES  # a visit in a day's table: each value's number, its visitor
@@ -109,9 +110,15 @@ async def forget(store: Store, site: str, vid: str) -> int:
 
 def logged(site: str, day: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
     """What the conversion log's script needs to count a conversion by its visit's dimensions
-    (service/lua/log.lua, ARGV 9 on); empty fields when it has no visit."""
-    visit, call = entry.get("visit"), entry.get("call") or {}
-    if not visit or entry["kind"] == "alert":
+    (service/lua/log.lua, ARGV 9 on); empty fields when it is counted by none. A call no visitor
+    held the number for counts as `NOT_CREDITED` by every dimension but its pool, so that the
+    reports' calls add up to the log's."""
+    visit, call = entry.get("visit"), entry.get("call")
+    if entry["kind"] == "alert" or not (visit or (call and not entry.get("visitor"))):  # or its visit is gone
         return ("", "", "", "")
-    kinds = [entry["kind"], *(["qualified_call"] if call.get("qualified") else [])]
-    return prefix(site, day), ",".join(kinds), visit.get("id", ""), values(visit, call.get("pool"))
+    kinds = [entry["kind"], *(["qualified_call"] if call and call.get("qualified") else [])]
+    pool = call and call.get("pool")
+    if not visit:  # the pool is the last dimension
+        nobodys = joined(*[NOT_CREDITED] * (len(DIMENSIONS) - 1), pool or NOT_CREDITED)
+        return prefix(site, day), ",".join(kinds), entry["id"], nobodys
+    return prefix(site, day), ",".join(kinds), visit.get("id", ""), values(visit, pool)
