@@ -274,10 +274,10 @@ def test_every_page_of_a_visit_and_a_returning_visitors_new_visit_cost_one_store
         assert store.zscore(old.held, landing["phone"]["number"]) == runtime.now_ms()
 
 
-def test_an_overflowed_visitors_decision_costs_one_round_trip_and_their_form_stays_out_of_the_rates(
+def test_an_overflowed_visitors_decision_costs_one_round_trip_and_they_stay_out_of_the_call_rates(
         pool_client: TestClient) -> None:
     """The pool is full: the visitor gets the overflow number in one round trip, and the mark
-    that keeps them out of the conversion rates rides ahead of their first beacon."""
+    that keeps them out of the rates a call counts in rides ahead of their first beacon."""
     batcher = pool_client.app.state.runtime.store.batcher  # type: ignore[attr-defined]
     url = "http://localhost:8000/"
     for n in range(3):  # the pool's three numbers
@@ -290,7 +290,8 @@ def test_an_overflowed_visitors_decision_costs_one_round_trip_and_their_form_sta
     assert form.status_code == 202
     report = pool_client.get("/v1/reports/pooltest", headers={"authorization": "Bearer test-report-token-0001"}).json()
     assert report["excluded"]["overflowed_visitors"] == 1 and report["excluded"]["overflowed_conversions"] == 1
-    assert sum(row["converted"]["form"] for table in report["experiments"] for row in table["variants"]) == 0
+    rows = [row for table in report["experiments"] for row in table["variants"]]
+    assert sum(row["converted"]["any"] for row in rows) == 0 and sum(row["converted"]["form"] for row in rows) == 1
 
 
 def test_a_preview_link_fakes_the_city_and_records_nothing(client: TestClient, store: redis.Redis) -> None:

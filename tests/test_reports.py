@@ -218,8 +218,31 @@ def test_overflowed_visitors_and_bots_are_counted_apart(shop: TestClient, clock:
     rows = [row for table in report["experiments"] for row in table["variants"]]
     assert sum(row["exposed"] for row in rows) == 25
     assert sum(row["overflowed"] for row in rows) == 5 == sum(kind == "overflow" for kind, _ in tokens)
-    assert sum(row["visitors"] for row in rows) == 20 and sum(row["converted"]["form"] for row in rows) == 20
+    # Left out of what a call counts in (SPEC: "excluded from call conversion"), as they could not
+    # be credited one; their forms count as anyone's.
+    assert sum(row["visitors"] for row in rows) == 20 and sum(row["converted"]["any"] for row in rows) == 20
     assert report["excluded"] == {"bot_page_views": 1, "overflowed_visitors": 5, "overflowed_conversions": 5}
+    by_form = shop.get("/v1/reports/shop", params={"metric": "form"}, headers=TOKEN).json()
+    rows = [row for table in by_form["experiments"] for row in table["variants"]]
+    assert sum(row["visitors"] for row in rows) == 25 and sum(row["converted"]["form"] for row in rows) == 25
+    assert sum(day["visitors"] for table in by_form["experiments"] for day in table["daily"]) == 25
+
+
+def test_a_visitor_who_called_and_overflows_later_leaves_the_call_rates_whole(shop: TestClient, clock: Clock) -> None:
+    """Their call stays in the log, but not in a rate whose visitors leave them out."""
+    caller = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": "early-caller-000001"}).json()
+    clock.advance(20)
+    assert call(shop, "call-0000001", caller["phone"]["number"], clock.now, 60)["qualified"] is True
+    clock.advance(31 * 60)  # their hold and their visit are over
+    for n in range(20):  # the pool's twenty numbers are taken
+        shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"crowd-visitor-{n:06d}"})
+    again = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": "early-caller-000001"}).json()
+    assert again["phone"]["kind"] == "overflow"
+    for metric in ("call", "qualified_call", "any"):
+        report = shop.get("/v1/reports/shop", params={"metric": metric}, headers=TOKEN).json()
+        rows = [row for table in report["experiments"] for row in table["variants"]]
+        assert sum(row["visitors"] for row in rows) == 20 and sum(row["converted"][metric] for row in rows) == 0
+        assert report["excluded"]["overflowed_conversions"] == 1
 
 
 def test_the_always_valid_interval_of_a_few_visitors_stays_within_what_rates_can_differ_by(

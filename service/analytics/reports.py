@@ -3,9 +3,10 @@
 `GET /v1/reports/{site}` (JSON) and `GET /v1/reports/{site}.csv`, behind the site's report
 token. Visitors count in the cohort of their first exposure (day, page, variant); the
 conversion rate of a variant is its converted visitors over its exposed visitors, leaving out
-visitors who got an overflow number (they could not be credited a call) and bots (never
-exposed). Filters: `from`, `to` (cohort days, YYYY-MM-DD), `page`, `experiment`, and
-`metric`, the conversion kind the statistics compare (default `any`).
+bots (never exposed) and, from the rates a call counts in (`BY_CALL`: calls, and any
+conversion), visitors who got an overflow number: they could not be credited a call.
+Filters: `from`, `to` (cohort days, YYYY-MM-DD), `page`, `experiment`, and `metric`, the
+conversion kind the statistics compare (default `any`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from service.front.events import GOAL_NAME
 from service.front.responses import JSON
 from service.rules.engine import Experiment, Site
 from service.runtime import Runtime
-from service.tracking.ledger import ALL, OTHER, SITE, Ledger, cohorts, page_field
+from service.tracking.ledger import ALL, BY_CALL, OTHER, SITE, Ledger, cohorts, page_field
 
 KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
 CONTROL = "control"
@@ -79,9 +80,9 @@ class Cell:
     totals: Counter[str] = field(default_factory=Counter)
     excluded: Counter[str] = field(default_factory=Counter)  # conversions of visitors who overflowed
 
-    @property
-    def visitors(self) -> int:
-        return self.exposed - self.overflowed
+    def visitors(self, metric: str) -> int:
+        """The visitors the metric's rate is of."""
+        return self.exposed - self.overflowed if metric in BY_CALL else self.exposed
 
     def add(self, other: Cell) -> None:
         self.exposed += other.exposed
@@ -100,8 +101,8 @@ class Page:
     daily: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     @property
-    def visitors(self) -> int:
-        return sum(cell.visitors for cell in self.cells.values())
+    def exposed(self) -> int:
+        return sum(cell.exposed for cell in self.cells.values())
 
     def add(self, other: Page) -> None:
         for variant, cell in other.cells.items():
@@ -161,7 +162,7 @@ def _pages(counts: dict[bytes, int], filters: Filters) -> dict[str, Page]:
             pages[page].cells[variant].overflowed += count
     if wanted:
         return dict(pages)
-    ranked = sorted((page for page in pages if page != OTHER), key=lambda page: (-pages[page].visitors, page))
+    ranked = sorted((page for page in pages if page != OTHER), key=lambda page: (-pages[page].exposed, page))
     listed = {page: pages[page] for page in ranked[:filters.limit]}
     if len(ranked) > filters.limit or OTHER in pages:
         other = listed[OTHER] = pages.get(OTHER, Page())
@@ -197,14 +198,15 @@ def _add_days(page: Page, day: str, variants: list[str], counts: list[int]) -> N
 
 def _figures(cell: Cell, metric: str) -> dict[str, Any]:
     converted = cell.converted
-    interval = stats.wilson(converted[metric], cell.visitors)
+    visitors = cell.visitors(metric)
+    interval = stats.wilson(converted[metric], visitors)
     return {
         "exposed": cell.exposed,
         "overflowed": cell.overflowed,
-        "visitors": cell.visitors,
+        "visitors": visitors,
         "converted": {kind: converted[kind] for kind in _kinds(converted)},
         "totals": {kind: cell.totals[kind] for kind in _kinds(converted)},
-        "rate": converted[metric] / cell.visitors if cell.visitors else None,
+        "rate": converted[metric] / visitors if visitors else None,
         "interval": [interval.low, interval.high] if interval else None,
     }
 
@@ -217,18 +219,17 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
                 srm: dict[str, Any] | None) -> dict[str, Any]:
     metric = filters.metric
     cells = counts.cells
-    control = cells[CONTROL]
-    k_control = control.converted[metric]
+    k_control, n_control = cells[CONTROL].converted[metric], cells[CONTROL].visitors(metric)
     variants = []
     for variant in experiment.variants:
         cell = cells[variant.id]
         row = {"variant": variant.id, "weight": variant.weight, **_figures(cell, metric), "lift": None}
-        k = cell.converted[metric]
-        if variant.id != CONTROL and control.visitors and cell.visitors:
-            row["lift"] = _lift(k_control, control.visitors, k, cell.visitors, experiment.expected_visitors)
+        if variant.id != CONTROL and n_control and row["visitors"]:
+            row["lift"] = _lift(k_control, n_control, cell.converted[metric], row["visitors"],
+                                experiment.expected_visitors)
         variants.append(row)
     # An ended experiment counts nobody more: no sample to wait for.
-    warnings = [] if experiment.winner else _sample_warnings(k_control, control.visitors, variants)
+    warnings = [] if experiment.winner else _sample_warnings(k_control, n_control, variants)
     lifts = [row["lift"] for row in variants if row["lift"]]
     corrected = len(experiment.variants) > 2  # several variants each against the control: one wins by chance
     if corrected:
@@ -251,10 +252,15 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         "srm": srm,
         "warnings": warnings,
         "variants": variants,
-        "daily": [{"day": day, "variant": variant, "visitors": exposed - overflowed, "converted": converted,
-                   "rate": converted / (exposed - overflowed) if exposed > overflowed else None}
+        "daily": [_day(day, variant, Cell(exposed, overflowed), converted, metric)
                   for (day, variant), (exposed, overflowed, converted) in sorted(counts.daily.items())],
     }
+
+
+def _day(day: str, variant: str, cell: Cell, converted: int, metric: str) -> dict[str, Any]:
+    visitors = cell.visitors(metric)
+    return {"day": day, "variant": variant, "visitors": visitors, "converted": converted,
+            "rate": converted / visitors if visitors else None}
 
 
 def _sample_warnings(k_control: int, n_control: int, variants: list[dict[str, Any]]) -> list[str]:

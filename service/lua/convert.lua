@@ -8,9 +8,11 @@
 --       4 the ledger's key prefix  5 a span's lifetime, seconds
 --       6 visitor id  7 event id  8 now ms  9.. kinds ("goal:NAME" counts as "goal:(other)" past the most)
 -- Counts in the cohort day's spans (spans.lua) 'u|PAGE|VARIANT|KIND', visitors who converted,
--- 'c|…' events, and 'x|…' events of overflowed visitors.
--- Returns 'counted', 'duplicate', 'unexposed' or 'excluded'.
+-- 'c|…' events, and 'x|…' events of overflowed visitors of the kinds that take them out: a call,
+-- and so any conversion (ledger.BY_CALL); their forms, tel: clicks and goals count as anyone's.
+-- Returns 'counted', 'duplicate', 'unexposed' or 'excluded' (the visitor overflowed).
 local prefix, keep, vid, event, now = ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
+local BY_CALL = {call = true, qualified_call = true, missed_call = true, any = true}
 if redis.call('ZSCORE', KEYS[3], event) then return 'duplicate' end
 redis.call('ZADD', KEYS[3], now, event)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[1])))
@@ -21,7 +23,7 @@ local excluded = redis.call('HEXISTS', KEYS[4], vid) == 1
 for i = 9, #ARGV do
   local kind = ARGV[i]
   if string.sub(kind, 1, 5) == 'goal:' then kind = 'goal:' .. capped(KEYS[5], string.sub(kind, 6), ARGV[2], ARGV[3]) end
-  if excluded then
+  if excluded and BY_CALL[kind] then
     count(prefix, keep, day, 'x', page, variant .. '|' .. kind, 1)
   else
     count(prefix, keep, day, 'c', page, variant .. '|' .. kind, 1)
