@@ -167,8 +167,6 @@ def test_cors_allows_site_origins_only(client: TestClient) -> None:
         ({"site": "demo", "url": "/"}, {"x-forwarded-for": "not-an-ip"}, 400, "invalid_forwarded_for"),
         ({"site": "demo", "url": "/"}, {"x-forwarded-for": "1.2.3.4, 999.1.1.1"}, 400, "invalid_forwarded_for"),
         ({"site": "demo", "url": "/"}, {"x-forwarded-for": "1.2.3.4, unknown"}, 400, "invalid_forwarded_for"),
-        ({"site": "demo", "url": "/"}, {"x-forwarded-for": ",".join(["1.1.1.1"] * 40)}, 400,
-         "invalid_forwarded_for"),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(client: TestClient, params: dict[str, str], headers: dict[str, str],

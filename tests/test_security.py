@@ -119,6 +119,9 @@ def test_only_the_configured_proxies_may_name_the_client(tmp_path: Path, valkey_
     # what the client wrote is not read, so nothing there refuses it: Squid's "unknown", junk
     ("10.0.0.5", [(b"x-forwarded-for", b"unknown, 203.0.113.7")], "203.0.113.7"),
     ("10.0.0.5", [(b"x-forwarded-for", b"<script>, 999.1.1.1, 203.0.113.7, 10.0.0.9")], "203.0.113.7"),
+    # however long: 40 addresses, or 4 KB of them, written by the client before our proxy's
+    ("10.0.0.5", [(b"x-forwarded-for", b", ".join([b"1.1.1.1"] * 40 + [b"203.0.113.7"]))], "203.0.113.7"),
+    ("10.0.0.5", [(b"x-forwarded-for", b"a" * 4096 + b", 203.0.113.7")], "203.0.113.7"),
     # a port, as some load balancers write it
     ("10.0.0.5", [(b"x-forwarded-for", b"203.0.113.7:5555")], "203.0.113.7"),
     ("10.0.0.5", [(b"x-forwarded-for", b"[2001:db8::7]:443, 10.0.0.9:80")], "2001:db8::7"),

@@ -11,6 +11,8 @@ from service.config import Network
 from service.errors import BadRequest, HTTPError
 from service.front.responses import refusal
 
+HOPS = 32  # of X-Forwarded-For, the right-most: our proxies' and the client they saw, past any chain of ours
+
 
 class ClientIPMiddleware:
     """Puts the real client IP into `scope["client"]` (see `TrustedProxies`); a trusted proxy
@@ -65,8 +67,9 @@ class TrustedProxies:
             elif key == b"x-forwarded-proto":
                 proto = bytes(value)
         if forwarded is not None:
-            try:
-                scope["client"] = (self._client(forwarded.decode("latin-1")), scope["client"][1])
+            try:  # the last hops only: what a client writes left of them is never read, however long
+                last = b",".join(forwarded.rsplit(b",", HOPS)[-HOPS:]).decode("latin-1")
+                scope["client"] = (self._client(last), scope["client"][1])
             except ValueError:  # the proxy is misconfigured
                 raise BadRequest("invalid_forwarded_for", "malformed X-Forwarded-For") from None
         if proto is not None:
@@ -84,10 +87,7 @@ class TrustedProxies:
     def _rightmost_untrusted(self, header: str) -> str:
         """The client, written by a proxy of ours. What stands left of it the client (or a proxy
         of its own: Squid writes "unknown") wrote, and is not read: nothing there refuses it."""
-        hops = header.split(",")
-        if len(hops) > 32 or len(header) > 2048:
-            raise ValueError("too many hops")
-        for hop in reversed(hops):
+        for hop in reversed(header.split(",")):
             address = _address(hop)
             if not self._is_trusted(address):
                 return address
