@@ -8,6 +8,7 @@ import csv
 import hashlib
 import hmac
 import io
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +204,19 @@ def test_an_ended_experiment_shows_its_winner_to_everyone_and_keeps_its_figures(
     assert sum(row["visitors"] for row in before.values()) == 20
     assert "Ended: every visitor sees b" in shop.get("/dashboard/shop", headers=TOKEN).text
     assert all(table["warnings"] == [] for table in report["experiments"])  # nobody more to wait for
+
+
+def test_the_dashboards_pages_table_counts_goals_as_the_report_does(shop: TestClient) -> None:
+    for n in range(3):
+        body = shop.get("/v1/decide", params={"site": "shop", "url": "/sale", "vid": f"goal-visitor-{n:07d}"}).json()
+        if n:
+            beacon(shop, body["token"], "goal", f"goal-{n}", name="newsletter")
+    (page,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["pages"]
+    assert page["converted"]["goal"] == 2
+    table = shop.get("/dashboard/shop", headers=TOKEN).text.split('<section id="pages">')[1].split("</table>")[0]
+    headings = re.findall(r"<th>([^<]*)</th>", table)
+    cells = re.findall(r"<td>([^<]*)</td>", table)
+    assert dict(zip(headings, cells, strict=True))["Goals"] == "2"
 
 
 def test_overflowed_visitors_and_bots_are_counted_apart(shop: TestClient, clock: Clock) -> None:
