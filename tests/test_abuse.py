@@ -109,6 +109,15 @@ def test_tokens_expire_after_token_days(shop: TestClient, clock: Clock) -> None:
     assert beacon(shop, from_2017, "ancient").status_code == 401
 
 
+def test_a_token_spelt_another_way_is_refused_as_tampered(shop: TestClient) -> None:
+    token = decide(shop, "respelt-visitor-0001").json()["token"]
+    payload, _, rest = token.partition(".")
+    respelt = [payload.upper(), " ".join(payload[n:n + 2] for n in range(0, len(payload), 2)), f" {payload}"]
+    refused = [beacon(shop, f"{spelling}.{rest}", f"respelt-{n}") for n, spelling in enumerate(respelt)]
+    assert [(answer.status_code, answer.json()["error"]["code"]) for answer in refused] == [(401, "invalid_token")] * 3
+    assert beacon(shop, token, "as-signed").status_code == 202
+
+
 def test_decisions_are_limited_per_ipv4_address(valkey_url: str, shop_rules: Path, store: redis.Redis,
                                                clock: Clock) -> None:
     client = app_client(valkey_url, shop_rules, clock, decision_rate=5)

@@ -64,6 +64,8 @@ class TokenSigner:
             raw = bytes.fromhex(body) if hexed else decode(body)
         except ValueError:
             return None
+        if hexed and raw.hex() != body:  # fromhex also takes capitals and spaces: one token, one spelling
+            return None
         if len(mac) == 2 * MAC_BYTES and mac.isascii():  # of the payload's bytes; in base64 tokens, of its text
             if not hmac.compare_digest(mac, self._mac(attached, raw if hexed else body.encode())):
                 return None
