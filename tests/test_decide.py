@@ -314,6 +314,21 @@ def test_a_preview_of_a_city_nobody_knows_is_refused_with_its_reason(client: Tes
     assert response.status_code == 400 and response.json()["error"]["code"] == code
 
 
+
+@pytest.mark.parametrize(("pinned", "code", "named"), [
+    ("cta-wording:nonexistent", "unknown_variant", "control, install-tomorrow, free-visit"),
+    ("cta-wordng:free-visit", "unknown_experiment", "cta-wording"),
+])
+def test_a_preview_of_a_variant_the_site_lacks_is_refused_naming_what_it_has(client: TestClient, pinned: str,
+                                                                            code: str, named: str) -> None:
+    """Else it said `"preview": true` and showed the visitor's own variant, as if pinned."""
+    for params in ({"url": f"/?swapline_preview={pinned}"}, {"url": "/", "preview": pinned}):
+        response = client.get("/v1/decide", params={"site": "demo", **params})
+        assert response.status_code == 400 and response.json()["error"]["code"] == code
+        assert named in response.json()["error"]["message"]
+    shown = decide(client, url="/?swapline_preview=cta-wording:free-visit")
+    assert shown["preview"] is True and swaps(shown)["#cta"] == "Бесплатный выезд мастера"
+
 IMAGES = """
 site: images
 rules:

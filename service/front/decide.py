@@ -289,13 +289,25 @@ def _token(raw: str | None) -> str | None:
     return _unquote(raw) if raw and len(raw) <= MAX_VISIT else None
 
 
-def _preview(raw: str | None) -> dict[str, str] | None:
-    """`experiment:variant[,experiment:variant]` pins variants for one page view."""
+def _preview(site: Site, raw: str | None) -> dict[str, str] | None:
+    """`experiment:variant[,experiment:variant]` pins variants for one page view. A name the
+    site does not have is refused, as an unknown city is: a typo shows in the network panel,
+    not as a preview of what the visitor would have seen anyway."""
     if raw is None:
         return None
     pairs = [item.partition(":") for item in raw.split(",")]
     if any(not experiment or not variant for experiment, _, variant in pairs):
         raise BadRequest("invalid_preview", "preview must be experiment:variant[,experiment:variant]")
+    experiments = {experiment.id: experiment for experiment in site.experiments}
+    for name, _, variant in pairs:
+        tested = experiments.get(name)
+        if tested is None:
+            raise BadRequest("unknown_experiment", f"preview: site {site.id!r} has no experiment {name!r}; "
+                                                   f"its experiments: {', '.join(experiments) or 'none'}")
+        known = [choice.id for choice in tested.variants]
+        if variant not in known:
+            raise BadRequest("unknown_variant", f"preview: experiment {name!r} has no variant {variant!r}; "
+                                                f"its variants: {', '.join(known)}")
     return {experiment: variant for experiment, _, variant in pairs}
 
 
@@ -322,7 +334,7 @@ async def decide_endpoint(request: Request) -> JSON:
     geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
     seen = _page_view(path, arrival, vid, geo, headers.user_agent, not headers.from_browser)
     # Pinned by the page's address (a preview link), or by an API client's `preview`.
-    forced = _preview(_checked("preview", query.get("preview"), 512) or variants)
+    forced = _preview(site, _checked("preview", query.get("preview"), 512) or variants)
     previewing = forced is not None or city is not None
     # Without the visitor's consent (the snippet's data-consent="required"), the id is a
     # throw-away one: the page gets its texts, every experiment's control and no number, and
