@@ -152,6 +152,23 @@ def test_cors_allows_site_origins_only(client: TestClient) -> None:
     assert "access-control-allow-origin" not in foreign.headers
 
 
+
+@pytest.mark.parametrize(("params", "status", "code", "readable_by"), [
+    ({"site": "demo", "url": "/?swapline_preview_city=Moskvaa"}, 400, "unknown_city", "http://localhost:8000"),
+    ({"site": "demo", "url": "/", "vid": "v" * 200}, 400, "parameter_too_long", "http://localhost:8000"),
+    ({"site": "nope", "url": "/"}, 404, "unknown_site", "*"),  # no site's origins to go by
+])
+def test_the_sites_own_pages_can_read_why_a_decision_was_refused(client: TestClient, params: dict[str, str],
+                                                                 status: int, code: str, readable_by: str) -> None:
+    """docs/RULES.md: a preview link's typo shows in the browser's network panel, not as a CORS error."""
+    refused = client.get("/v1/decide", params=params, headers={"origin": "http://localhost:8000"})
+    assert refused.status_code == status and refused.json()["error"]["code"] == code
+    assert refused.headers["access-control-allow-origin"] == readable_by
+    if readable_by != "*":
+        assert refused.headers["vary"] == "Origin"
+    foreign = client.get("/v1/decide", params=params, headers={"origin": "https://evil.example"})
+    assert foreign.headers.get("access-control-allow-origin") == ("*" if readable_by == "*" else None)
+
 @pytest.mark.parametrize(
     ("params", "headers", "status", "code"),
     [

@@ -28,6 +28,19 @@ def cors_headers(site: Site, request: Request, origin: str | None) -> RawHeaders
     raise Forbidden("origin_not_allowed", f"origin {origin!r} is not allowed for site {site.id!r}")
 
 
+def refusal_headers(site: Site | None, request: Request, origin: str | None) -> dict[str, str]:
+    """Headers for a refusal: the site's own origins read it as they read its answers; before
+    any site's origins apply (an unknown site), any page may, as a refusal tells nothing of a
+    site; an origin the site does not list, as ever, may not."""
+    if site is None:
+        return {"Access-Control-Allow-Origin": "*"}
+    try:
+        allowed = cors_headers(site, request, origin)
+    except Forbidden:
+        allowed = _VARY
+    return {name.decode(): value.decode("latin-1") for name, value in allowed}
+
+
 @functools.lru_cache(maxsize=1024)  # the sites' own origins only: others are refused above
 def _allowed(origin: str) -> RawHeaders:
     return (b"access-control-allow-origin", origin.encode("latin-1")), *_VARY

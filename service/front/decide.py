@@ -14,9 +14,9 @@ from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 import orjson
 from starlette.requests import Request
 
-from service.errors import BadRequest
+from service.errors import BadRequest, HTTPError
 from service.fragments import kept
-from service.front.cors import cors_headers
+from service.front.cors import cors_headers, refusal_headers
 from service.front.middleware import client_host
 from service.front.responses import JSON
 from service.observability import LEASE_COUNTS
@@ -312,6 +312,16 @@ def _preview(site: Site, raw: str | None) -> dict[str, str] | None:
 
 
 async def decide_endpoint(request: Request) -> JSON:
+    try:
+        return await _decide(request)
+    except HTTPError as exc:  # the snippet and the network panel read why (a preview link's typo)
+        runtime: Runtime = request.app.state.runtime
+        site = runtime.rules.sites.get(_unquote(_query(request).get("site", "")))
+        exc.headers.update(refusal_headers(site, request, BrowserHeaders.of(request.scope).origin))
+        raise
+
+
+async def _decide(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     rules = runtime.rules
     client = client_host(request.scope)
