@@ -7,6 +7,7 @@
     ├── NotFound         404: e.g. an unknown site
     ├── MethodNotAllowed 405: a method the address does not take; says which it does
     ├── TooLarge         413: a request body over the limit
+    ├── UnsupportedType  415: a body in a form the address does not read
     ├── TooManyRequests  429: a client over its rate limit; says when to retry
     └── Unavailable      503: nothing can keep the request now (store and spool both down); retry
 
@@ -56,6 +57,10 @@ class Conflict(HTTPError):
 
 class TooLarge(HTTPError):
     status = 413
+
+
+class UnsupportedType(HTTPError):
+    status = 415
 
 
 class TooManyRequests(HTTPError):

@@ -185,6 +185,46 @@ def test_wrong_report_tokens_are_throttled_per_address(valkey_url: str, shop_rul
     assert elsewhere.status_code == 200 and later.status_code == 200
 
 
+def sign_in(client: TestClient, token: str, ip: str, **headers: str) -> httpx.Response:
+    return client.post("/dashboard/shop/login", content=f"token={token}",
+                       headers={"x-forwarded-for": ip, "content-type": "application/x-www-form-urlencoded", **headers},
+                       follow_redirects=False)
+
+
+def test_another_sites_page_cannot_lock_an_office_out_of_sign_in(valkey_url: str, shop_rules: Path,
+                                                                 store: redis.Redis, clock: Clock) -> None:
+    """A page anywhere can make its visitors' browsers post wrong tokens (`fetch(…, {mode: "no-cors"})`):
+    refused before they count. Guesses from the dashboard's own page still do."""
+    client = app_client(valkey_url, shop_rules, clock)
+    office, elsewhere = "203.0.113.60", "203.0.113.61"
+    evil = {"origin": "https://evil.example"}
+    try:
+        foreign = [sign_in(client, f"wrong-{n}", office, **{"sec-fetch-site": "cross-site", **evil})
+                   for n in range(12)]
+        foreign += [sign_in(client, "wrong", office, **{"sec-fetch-site": "same-site", "origin": "https://x.testserver"}),
+                    sign_in(client, "wrong", office, **evil),  # a browser without Sec-Fetch-Site
+                    sign_in(client, "wrong", office, origin="null"),  # …from a sandboxed frame
+                    sign_in(client, "wrong", office, origin="https://testserver")]  # not over http, as here
+        plain = client.post("/dashboard/shop/login", content="token=wrong", follow_redirects=False,
+                            headers={"x-forwarded-for": office, "content-type": "text/plain;charset=UTF-8"})
+        right = sign_in(client, "shop-report-token-0001", office, **{"sec-fetch-site": "same-origin"})
+        report = client.get("/v1/reports/shop", headers={"x-forwarded-for": office, **TOKEN})
+        # The dashboard's own form: Sec-Fetch-Site same-origin and, its page sending no referrer, Origin null.
+        own = {"sec-fetch-site": "same-origin", "origin": "null"}
+        guesses = [sign_in(client, f"guess-{n}", elsewhere, **own).status_code for n in range(10)]
+        locked = sign_in(client, "shop-report-token-0001", elsewhere, **own)
+        behind_tls = sign_in(client, "shop-report-token-0001", office, origin="https://testserver",
+                             **{"x-forwarded-proto": "https"})  # the scheme our proxy says the browser used
+    finally:
+        client.__exit__(None, None, None)
+    assert [(answer.status_code, answer.json()["error"]["code"]) for answer in foreign] == \
+        [(403, "cross_site_sign_in")] * 16
+    assert plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_content_type"
+    assert right.status_code == 303 and report.status_code == 200
+    assert guesses == [401] * 10 and locked.status_code == 429
+    assert behind_tls.status_code == 303
+
+
 def test_the_store_counts_only_networks_that_send_more_than_a_handful(valkey_url: str, shop_rules: Path,
                                                                        store: redis.Redis, clock: Clock) -> None:
     """Counted in steps of a twentieth of the limit (30 of the default 600 a minute): nearly

@@ -22,7 +22,7 @@ from service.analytics import charts, dimensions, logs, one_thread, reports, she
 from service.analytics.reports import Filters, build
 from service.errors import BadRequest, TooManyRequests
 from service.front import bodies
-from service.front.auth import accepts, fingerprint, require_report_token
+from service.front.auth import accepts, fingerprint, refuse_foreign_sign_in, require_report_token
 from service.integrations import exports
 from service.rules.engine import Site
 from service.runtime import Runtime
@@ -120,6 +120,7 @@ async def download_endpoint(request: Request) -> Response:
 
 async def login_endpoint(request: Request) -> Response:
     runtime, site = _site(request)
+    refuse_foreign_sign_in(request)
     form = parse_qs((await bodies.read(request, 4096)).decode("utf-8", "replace"))
     try:
         accepted = await accepts(runtime, site, request, (form.get("token") or [""])[0])

@@ -2,6 +2,8 @@
 
 Wrong guesses are throttled per client network (`SWAPLINE_SIGNIN_ATTEMPTS` per 15 minutes,
 shared by every worker): past that, every attempt from there gets 429 until the window ends.
+So only the dashboard's own form may try a token in a browser: a page elsewhere could make
+its visitors' browsers guess wrong, and lock their office out (`refuse_foreign_sign_in`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,34 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from service.errors import Unauthorized
+from service.errors import Forbidden, Unauthorized, UnsupportedType
+from service.front.cors import own_origin
 from service.front.middleware import client_host
 from service.rules.engine import Site
 
 if TYPE_CHECKING:  # the runtime holds the pools, whose endpoint needs this module
     from service.runtime import Runtime
+
+
+FORM = "application/x-www-form-urlencoded"  # what the sign-in form sends, and all its parser reads
+SAME_ORIGIN = ("same-origin", "none")  # Sec-Fetch-Site of the dashboard's own form, or of a typed-in request
+
+
+def refuse_foreign_sign_in(request: Request) -> None:
+    """403 for a sign-in that another site's page sent (before it can count as a wrong token),
+    415 for a body that is not the form's. Browsers say where a request comes from in
+    `Sec-Fetch-Site`; older ones only in `Origin`, which a script without a browser (curl)
+    leaves out. `Origin` is not read when `Sec-Fetch-Site` is there: the dashboard's pages send
+    `Referrer-Policy: no-referrer`, so their own form posts `Origin: null`."""
+    fetched_from, origin = request.headers.get("sec-fetch-site"), request.headers.get("origin")
+    if fetched_from is not None:
+        foreign = fetched_from not in SAME_ORIGIN
+    else:
+        foreign = origin is not None and origin != own_origin(request)
+    if foreign:
+        raise Forbidden("cross_site_sign_in", "a sign-in must come from the dashboard's own page")
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != FORM:
+        raise UnsupportedType("unsupported_content_type", f"a sign-in is a form: token=… as {FORM}")
 
 
 async def accepts(runtime: Runtime, site: Site, request: Request, given: str) -> bool:

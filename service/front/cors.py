@@ -22,10 +22,16 @@ def cors_headers(site: Site, request: Request, origin: str | None) -> RawHeaders
         return _VARY
     if origin in site.origins:
         return _allowed(origin)
-    # The service's own origin from the scope, without building request.url on the hot path.
-    if origin == f"{request.scope['scheme']}://{request.headers.get('host', '')}":
+    if origin == own_origin(request):
         return _VARY
     raise Forbidden("origin_not_allowed", f"origin {origin!r} is not allowed for site {site.id!r}")
+
+
+def own_origin(request: Request) -> str:
+    """The service's origin as the browser sees it: the scheme a trusted proxy says it took
+    (`service.front.middleware.TrustedProxies`) and the Host the browser sent. From the
+    scope, without building request.url on the hot path."""
+    return f"{request.scope['scheme']}://{request.headers.get('host', '')}"
 
 
 def refusal_headers(site: Site | None, request: Request, origin: str | None) -> dict[str, str]:
