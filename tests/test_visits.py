@@ -412,7 +412,7 @@ def test_a_call_after_a_new_visit_in_the_same_pool_carries_the_new_visit(climate
 
 
 @pytest.mark.parametrize(("name", "value", "referrer"), [
-    ("gclid", "Cj0KCQiA-x_Yz.123", "https://www.google.com/"),
+    ("gclid", "Cj0KCQiA-x_Yz123", "https://www.google.com/"),  # base64url: no dot
     ("ymclid", "16987654321098765", "https://market.yandex.ru/"),
     ("fbclid", "IwAR2xYz-AbC_987", "https://l.facebook.com/"),
 ])

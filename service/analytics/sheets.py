@@ -75,11 +75,12 @@ def csv_text(sheet: Sheet) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(sheet.columns)
-    writer.writerows([_csv_cell(value) for value in row] for row in sheet.rows)
+    writer.writerows([csv_cell(value) for value in row] for row in sheet.rows)
     return out.getvalue()
 
 
-def _csv_cell(value: Value) -> str | int:
+def csv_cell(value: Value) -> str | int:
+    """A value as a CSV cell: text never as a formula (`spreadsheet_text`)."""
     if isinstance(value, str):
         return spreadsheet_text(value)
     if isinstance(value, bool):

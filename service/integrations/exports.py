@@ -29,11 +29,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.analytics.sheets import csv_cell
 from service.errors import NotFound
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.observability import EXPORTS
 from service.rules.engine import Exports, Site
+from service.rules.phrase import valid_click_id
 from service.runtime import Runtime
 from service.tracking.journal import LogQuery
 from service.tracking.journal import key as log_key
@@ -54,7 +56,9 @@ def kind(entry: Mapping[str, Any]) -> str:
 
 
 def click_id(entry: Mapping[str, Any], name: str) -> str | None:
-    return ((entry.get("visit") or {}).get("click_ids") or {}).get(name)
+    """The visit's click id `name`, if well formed (visits recorded before ids were checked may hold others)."""
+    value = ((entry.get("visit") or {}).get("click_ids") or {}).get(name)
+    return value if isinstance(value, str) and valid_click_id(name, value) else None
 
 
 def metrica_rows(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
@@ -88,7 +92,7 @@ def csv_file(columns: tuple[str, ...], rows: list[list[Any]], first_line: str = 
     out.write(first_line)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
-    writer.writerows(rows)
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
     return out.getvalue()
 
 

@@ -38,6 +38,16 @@ _PAGE_PARAMS = frozenset(
 )
 # Ad click ids name their ad network even when the browser sent no referrer.
 _PAID_CLICK_IDS = {"gclid": "google", "gbraid": "google", "wbraid": "google", "yclid": "yandex", "msclkid": "bing"}
+# Each ad click id's value as its platform issues it; anything else (junk, or a crafted
+# `=HYPERLINK(…)` for the offline-conversion files) is dropped, and the visit keeps the source
+# the parameter's name gives it. yclid is a number (a 64-bit one today); gclid, gbraid and
+# wbraid are base64url; the others' forms are not documented: letters, digits, `_`, `-`, `.`.
+# Each begins with a letter or digit, so no spreadsheet reads one as a formula.
+_BASE64URL = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{_MAX_LENGTH - 1}}}")
+_UNDOCUMENTED = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{_MAX_LENGTH - 1}}}")
+_CLICK_ID_FORMS = {"yclid": re.compile(r"[0-9]{1,32}"), "gclid": _BASE64URL, "gbraid": _BASE64URL,
+                   "wbraid": _BASE64URL, "ymclid": _UNDOCUMENTED, "msclkid": _UNDOCUMENTED,
+                   "fbclid": _UNDOCUMENTED, "ttclid": _UNDOCUMENTED}
 # A value that decodes and cleans to itself: ASCII letters, digits, `_`, `-` and `.`.
 _PLAIN = re.compile(rf"[\w.-]{{1,{_MAX_LENGTH}}}", re.ASCII)
 # Unfilled ad-system macros such as "{keyword}" or "{{campaign}}" carry no data.
@@ -111,8 +121,14 @@ def landing(query: str) -> tuple[Landing, dict[str, str]]:
     )
     if landed.click_id is None:
         return landed, {}
-    decode = _text.__wrapped__  # unique values: not memoised
-    return landed, {name: value for name, raw in params.items() if name in _CLICK_IDS and (value := decode(raw))}
+    # A well-formed click id needs no decoding: its value is the parameter as sent.
+    return landed, {name: value for name, value in params.items() if name in _CLICK_IDS and valid_click_id(name, value)}
+
+
+def valid_click_id(name: str, value: str) -> bool:
+    """Whether `value` is an ad click id `name` as its platform issues it (`_CLICK_ID_FORMS`)."""
+    form = _CLICK_ID_FORMS.get(name)
+    return form is not None and form.fullmatch(value) is not None
 
 
 def traffic(landed: Landing, referred: Referral) -> Traffic:

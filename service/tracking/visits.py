@@ -28,7 +28,7 @@ import orjson
 
 from service.rules.engine import Site
 from service.rules.geo import Geo
-from service.rules.phrase import NO_REFERRAL, Landing, Referral, Traffic
+from service.rules.phrase import NO_REFERRAL, Landing, Referral, Traffic, valid_click_id
 from service.tracking.store import Command, Script, Store
 from service.tracking.tokens import TokenSigner, attachment, decode, encode
 
@@ -244,7 +244,8 @@ def _optional(value: Any) -> str | None:
 def _clicked(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise TypeError(value)
-    return {name: _text(click) for name, click in value.items()}
+    # A token signed before click ids were checked may still carry one that is not: not kept.
+    return {name: click for name, click in value.items() if valid_click_id(name, _text(click))}
 
 
 def _listed(fields: tuple[str | None, ...]) -> list[str | None] | int:
