@@ -175,7 +175,8 @@ def test_a_client_that_leaves_mid_body_is_no_error(service: tuple[Any, str]) -> 
     assert "Traceback" not in log and '"level": "error"' not in log, log[-3000:]
 
 
-def test_connections_past_the_cap_get_503(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+def test_connections_past_the_cap_get_a_json_503(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    """docs/DEPLOY.md: every refusal is JSON (uvicorn's own 503 is plain text)."""
     process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_MAX_CONNECTIONS="20")
     url = urllib.parse.urlsplit(base)
     held = [socket.create_connection((url.hostname, url.port)) for _ in range(20)]
@@ -188,7 +189,9 @@ def test_connections_past_the_cap_get_503(tmp_path: Path, valkey_url: str, store
             sock.close()
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
-    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert json_error(answer) == (503, {
+        "code": "overloaded", "message": "the service has as many connections as it takes; try again shortly"})
+    assert b"\r\nretry-after: 1\r\n" in answer.lower() and b"application/json" in answer
 
 
 def test_an_answer_leaves_in_one_write(service: tuple[Any, str]) -> None:

@@ -11,16 +11,21 @@ cost a request more than anything else here), it looks at the request arriving, 
 it fires, and moves on to that request's deadline. The head is measured a packet at a time,
 so what came in the same packet as its end (a body's first bytes) counts too. `swapline
 serve` gives uvicorn this class as its `http` protocol, and `SWAPLINE_MAX_CONNECTIONS` as its
-`limit_concurrency`, past which new requests get 503.
+`limit_concurrency`, past which new requests get 503, in JSON as well: uvicorn's own is
+plain text, so the limit is kept here instead (`Protocol.__init__`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from typing import Any
 
 import orjson
+from starlette.types import Receive, Scope, Send
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from service.config import Settings
 
@@ -40,6 +45,12 @@ class Protocol(HttpToolsProtocol):
     _head = 0  # bytes received while the request's line and headers were not all in
     _in_head = True
     _draining = False
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        HttpToolsProtocol.__init__(self, config, server_state, app_state, _loop)
+        # The limit is kept here, as uvicorn keeps it, so that past it the answer is JSON (`_overloaded`).
+        self._most, self.limit_concurrency = self.limit_concurrency, None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         HttpToolsProtocol.connection_made(self, transport)
@@ -68,7 +79,10 @@ class Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        before = self.cycle
+        app, before = self.app, self.cycle
+        if self._most is not None and (len(self.connections) >= self._most or len(self.tasks) >= self._most):
+            self.logger.warning("Exceeded concurrency limit.")
+            self.app = _overloaded  # uvicorn starts what `self.app` is: this request gets the JSON 503
         # httptools parses a URL a character at a time, and a decision's query (the page's URL,
         # its referrer, the visit's token) is most of its bytes: only the path is left to it, and
         # the query is what follows the first "?", where it holds only what httptools accepts.
@@ -79,6 +93,7 @@ class Protocol(HttpToolsProtocol):
             self.url = path
             HttpToolsProtocol.on_headers_complete(self)
             self.scope["query_string"] = query  # before the application's task first runs
+        self.app = app
         if self.cycle is not before and self.scope["method"] != "HEAD":  # an answer with a body to come
             self.cycle.transport = OneWrite(self.transport)
 
@@ -132,6 +147,16 @@ class Protocol(HttpToolsProtocol):
             self.loop.call_later(LINGER, self.transport.close)
         else:
             self.transport.close()
+
+
+async def _overloaded(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer past `SWAPLINE_MAX_CONNECTIONS`, as uvicorn's `service_unavailable` but JSON."""
+    body = orjson.dumps({"error": {"code": "overloaded",
+                                   "message": "the service has as many connections as it takes; try again shortly"}})
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), (b"retry-after", b"1"),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class OneWrite(asyncio.Transport):
