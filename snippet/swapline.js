@@ -34,12 +34,13 @@
   // Hide only what the page says is about to change (data-hide), and only while we wait, with a
   // constructed stylesheet: a strict CSP (style-src 'self') refuses a <style>, not that. The
   // anti-flicker lines in <head> (README) may have begun, and left their sheet on our tag. A
-  // browser without constructed stylesheets hides nothing: `hiding` stays a plain object.
+  // browser without constructed stylesheets hides nothing: `hiding` stays a plain object; nor
+  // does one whose adopted list is still read-only (Chrome before 99): push throws, safe() takes it.
   const wait = +data.timeout || 1000;
   let hiding = me.swaplineHiding || {};
   if (data.hide && !me.swaplineHiding)
     safe(() => {
-      doc.adoptedStyleSheets = [...doc.adoptedStyleSheets, (hiding = new CSSStyleSheet())];
+      doc.adoptedStyleSheets.push((hiding = new CSSStyleSheet()));
       hiding.replaceSync(data.hide + "{visibility:hidden!important}");
     });
 
@@ -72,7 +73,7 @@
   // rewritten (scripts, form controls, editable text, data-swapline-noswap): the swaps'
   // elements, tel: links, open shadow roots, and the text, for the number.
   const apply = (root) => {
-    if (!decision || !root || (root.closest && root.closest(SKIP))) return;
+    if (!decision || !root || safe(() => root.closest(SKIP))) return;
     const walker = doc.createTreeWalker(root, 5, (node) => (node.matches && node.matches(SKIP) ? 2 : 1));
     const starts = new Map();
     let text = "";
@@ -139,7 +140,7 @@
   const outbox = () => safe(() => [...JSON.parse(get("swl_out"))]) || []; // a list, whatever is stored
   const store = (events) => put("swl_out", JSON.stringify(events));
   const post = (event) => {
-    event.token = event.token || decision.token;
+    event.token || (event.token = decision.token);
     fetch(base + "/v1/events", { method: "POST", body: JSON.stringify(event), keepalive: 1 })
       .then((r) => r.status < 500 && r.status != 429 && store(outbox().filter((e) => e.id != event.id)))
       .catch(() => {});
@@ -152,7 +153,7 @@
   // In the capture phase (1). A form inside data-swapline-noswap is none: a search box, the demo's
   // preview form.
   addEventListener("submit", (e) => !e.target.closest(NOSWAP) && send({ type: "form", id: rid() }), 1);
-  addEventListener("click", (e) => e.target.closest && e.target.closest('a[href^="tel:"]')
+  addEventListener("click", (e) => safe(() => e.target.closest('a[href^="tel:"]'))
     && send({ type: "tel_click", id: rid() }), 1);
 
   // The API's name is window.swapline unless data-name says another. One the page already has
@@ -215,8 +216,7 @@
   const route = () => location.href != here && ask(here);
   const push = history.pushState;
   history.pushState = (...args) => {
-    push.apply(history, args);
-    route();
+    route(push.apply(history, args));
   };
   addEventListener("popstate", route);
 })();
