@@ -47,7 +47,7 @@
   // `done` settles `decided` with the decision, or null when the service failed. `written`:
   // what each swap found, the latest first, to put back when a single-page app's route no longer
   // sets it.
-  let decision, pattern, digits, done, written = [];
+  let decision, pattern, digits, done, writes, written = [];
   const decided = new Promise((resolve) => (done = (value) => ((hiding.disabled = 1), resolve(value))));
 
   // `text` with the new number's digits in place of the old one's wherever those stand with
@@ -66,9 +66,11 @@
     }
     return chars.join("");
   };
-  // How often the snippet rewrote each element (or shadow root), kept on it: a page that writes
-  // its own text back has it back after four rounds, instead of fighting the snippet for ever.
-  const mayWrite = (node) => (node.swaplineWrites = -~node.swaplineWrites) < 5; // -~: undefined counts as 0
+  // How often the snippet rewrote each element (or shadow root) on this route: a page that
+  // writes its own text back has it back after four rounds, instead of fighting the snippet for
+  // ever. Each page view starts afresh (`writes`, new with each): a route is new content, even
+  // where the app writes the same number again on each.
+  const mayWrite = (node) => writes.set(node, -~writes.get(node)).get(node) < 5; // -~: undefined counts as 0
   // One walk over `root` (an element or a shadow root) and all it holds but what is never
   // rewritten (scripts, form controls, editable text, data-swapline-noswap): the swaps'
   // elements, tel: links, open shadow roots, and the text, for the number.
@@ -183,6 +185,7 @@
   let here, beating;
   const ask = (ref) => {
     here = location.href;
+    writes = new WeakMap();
     // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0).
     const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented });
     const abort = new AbortController();
@@ -198,9 +201,8 @@
         pattern = phone.replaces_pattern && RegExp(phone.replaces_pattern, "gu");
         digits = phone.digits;
         // The last route's swaps leave with it (the latest first, so the page's own value is the
-        // one that stays; the loop guard starts again), and the new route's are written afresh,
-        // within the same task.
-        written.forEach(([node, property, value]) => (node[property] = value, (node.swaplineWrites = 0)));
+        // one that stays), and the new route's are written afresh, within the same task.
+        written.forEach(([node, property, value]) => (node[property] = value));
         written = [];
         decision = answer;
         outbox().forEach(post); // what waited for a decision (one in flight again: counted once)
