@@ -184,7 +184,7 @@
   // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
   let here, beating;
   const ask = (ref) => {
-    here = location.href;
+    here = location.href.split("#")[0]; // without its fragment, which the service does not read
     writes = new WeakMap();
     // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0).
     const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented });
@@ -215,7 +215,9 @@
   };
   // A tab opened in the background asks for nothing, a number least of all, until it is seen.
   doc.hidden ? addEventListener("visibilitychange", () => ask(doc.referrer), { once: 1 }) : ask(doc.referrer);
-  const route = () => location.href != here && ask(here);
+  // Another path or query only: a link to a place in the page (#contacts) fires popstate in
+  // Chrome, and is the same page.
+  const route = () => location.href.split("#")[0] != here && ask(here);
   const push = history.pushState;
   history.pushState = (...args) => {
     route(push.apply(history, args));

@@ -553,6 +553,34 @@ def test_a_number_the_app_writes_again_on_every_route_is_replaced_on_every_route
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+# In the page before the snippet: `asked` counts the decisions it asks for, as it asks.
+ASKED = """(() => {
+    const original = window.fetch;
+    window.asked = 0;
+    window.fetch = (...args) => {
+        if (String(args[0]).includes('/v1/decide?')) asked++;
+        return original(...args);
+    };
+})()"""
+
+
+def test_an_in_page_link_is_no_new_page_view(page: Page, fixtures: Fixtures) -> None:
+    """Chrome fires popstate when a link goes to a place in the page (#footer): that is the same
+    page, and asks for no decision; a route to another path still does."""
+    page.add_init_script(ASKED)
+    page.goto(url(fixtures, page="spa/"))
+    decided_in_time(page)
+    moved = page.evaluate("""() => new Promise((resolve) => {
+        let popped = false;
+        addEventListener('popstate', () => (popped = true), {once: true});
+        addEventListener('hashchange', () => resolve([popped, location.hash, asked]), {once: true});
+        document.getElementById('to-numbers').click();
+    })""")
+    assert moved == [True, "#footer", 1]  # popstate came (before hashchange), and no second decision
+    page.evaluate(GO, "/spa/about")
+    assert page.evaluate("asked") == 2  # another path: the next page of the visit
+
+
 def test_without_consent_nothing_identifies_the_visitor(page: Page, fixtures: Fixtures) -> None:
     sent: list[str] = []
     page.on("request", lambda r: sent.append(r.url))
