@@ -185,6 +185,23 @@ def test_dashboard_pages_may_not_be_framed_or_run_scripts(valkey_url: str, rules
         assert page.headers["cache-control"] == "no-store"
 
 
+def test_a_tab_asked_for_what_it_refuses_says_why_as_a_page(valkey_url: str, rules_dir: Path,
+                                                             store: redis.Redis) -> None:
+    """An analyst who types `?limit=0` into the address sees the tab say why, not a JSON error."""
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    signed_in = {"authorization": "Bearer shop-report-token-0001"}
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))) as client:
+        for address, tab, why in (("/dashboard/shop?limit=0", "Experiments", "limit must be a whole number"),
+                                  ("/dashboard/shop?test=bogus", "Experiments", "test must be one of"),
+                                  ("/dashboard/shop/sources?by=weather", "Sources", "by must be one or two of"),
+                                  ("/dashboard/shop/sources?from=2026-12-04&to=2026-12-01", "Sources", "from must"),
+                                  ("/dashboard/shop/calls?qualified=maybe", "Calls", "qualified must be")):
+            page = client.get(address, headers=signed_in)
+            assert page.status_code == 400 and page.headers["content-type"].startswith("text/html"), address
+            assert f"<strong>{tab}</strong>" in page.text and why in page.text, address
+            assert page.headers["x-frame-options"] == "DENY"
+
+
 def test_a_single_day_charts_each_variant_with_its_interval_on_round_ticks() -> None:
     daily = [{"day": "2026-11-29", "variant": "control", "visitors": 500, "converted": 25, "rate": 0.05},
              {"day": "2026-11-29", "variant": "b", "visitors": 480, "converted": 36, "rate": 0.075}]

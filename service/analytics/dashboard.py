@@ -53,11 +53,14 @@ async def dashboard_endpoint(request: Request) -> Response:
     runtime, site = _site(request)
     if not await _signed_in(runtime, site, request):
         return _login_page(site)
-    filters = Filters.parse(request.query_params, limit=DASHBOARD_PAGES)
-    test = request.query_params.get("test") or "sequential"
-    if test not in TESTS:
-        raise BadRequest("invalid_filter", f"test must be one of {', '.join(TESTS)}")
-    report = await build(runtime, site, filters)
+    try:
+        filters = Filters.parse(request.query_params, limit=DASHBOARD_PAGES)
+        test = request.query_params.get("test") or "sequential"
+        if test not in TESTS:
+            raise BadRequest("invalid_filter", f"test must be one of {', '.join(TESTS)}")
+        report = await build(runtime, site, filters)
+    except BadRequest as error:
+        return _refused(site, "Experiments", "", error)
     page = functools.partial(_render, site, report, filters, test, dict(request.query_params))
     return HTMLResponse(await one_thread.run(page), headers=HEADERS)
 
@@ -79,7 +82,10 @@ async def calls_page_endpoint(request: Request) -> Response:
     if not await _signed_in(runtime, site, request):
         return _login_page(site)
     params = _given(request)
-    calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
+    try:
+        calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
+    except BadRequest as error:
+        return _refused(site, "Calls", "/calls", error)
     download = urlencode({name: value for name, value in params.items() if name not in ("cursor", "limit")})
     html = PAGES.get_template("calls.html").render(
         site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
@@ -96,8 +102,11 @@ async def sources_page_endpoint(request: Request) -> Response:
     if not await _signed_in(runtime, site, request):
         return _login_page(site)
     params = {"by": "source", **_given(request)}
-    query = dimensions.Query(params, runtime.today(site))
-    report = await dimensions.report(runtime, site, query)
+    try:
+        query = dimensions.Query(params, runtime.today(site))
+        report = await dimensions.report(runtime, site, query)
+    except BadRequest as error:
+        return _refused(site, "Sources", "/sources", error)
     chart = charts.bars(report["rows"], f"Conversion rate by {' and '.join(query.by)}, with 95% intervals")
     html = PAGES.get_template("sources.html").render(site=site, report=report, chart=chart, choices=SOURCE_CHOICES,
                                                      download=urlencode(params))
@@ -153,6 +162,13 @@ async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:
     session = runtime.signer.verify(request.cookies.get(SESSION, ""))
     return bool(session and session.get("dashboard") == site.id and session.get("until", 0) > runtime.clock()
                 and session.get("k") == fingerprint(runtime, site))
+
+
+def _refused(site: Site, tab: str, path: str, error: BadRequest) -> HTMLResponse:
+    """A tab whose address asks what the service refuses (`?limit=0`): the tab says why, where
+    an API client gets the JSON error."""
+    html = PAGES.get_template("refused.html").render(site=site, tab=tab, path=path, message=error.message)
+    return HTMLResponse(html, status_code=error.status, headers=HEADERS)
 
 
 def _login_page(site: Site, error: str | None = None, status: int = 200,
