@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from typing import Any, NamedTuple
 from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 
@@ -34,6 +35,11 @@ from service.tracking.visitors import BrowserHeaders, device, is_bot, new_vid, v
 from service.tracking.visits import Visit
 
 MAX_URL = 4096
+RAW_URL = 4 * MAX_URL  # of a page's address as sent, percent-encoded: the rest is cut before decoding
+# The escapes of an address's last character in UTF-8 (a lead byte, then continuation bytes),
+# and how many bytes a lead byte's first hex digit says the character has.
+_LAST_CHARACTER = re.compile(r"(%[C-Fc-f][0-9A-Fa-f])(?:%[89ABab][0-9A-Fa-f]){0,3}$")
+_UTF8_LENGTH = {12: 2, 13: 2, 14: 3, 15: 4}
 MAX_VID = 128
 MAX_VISIT = 4096  # the last decision token: its page's path, its visit's campaign texts and phrase twice, click ids
 PREVIEW_CITY = "swapline_preview_city"  # in a page's address: the city a preview link puts the visitor in
@@ -250,7 +256,7 @@ def _query(request: Request) -> dict[str, str]:
 # again; 4 KB each at most, a small bound keeps a flood harmless. Refusals are not remembered.
 @functools.lru_cache(maxsize=4096)
 def _requested_address(raw_url: str | None) -> Address:
-    url = _checked("url", raw_url, MAX_URL, required=True)
+    url = _cut_address("url", raw_url, required=True)
     assert url is not None
     if not url.startswith(("http://", "https://", "/")):
         raise BadRequest("invalid_url", "url must be an http(s) URL or a path")
@@ -259,7 +265,7 @@ def _requested_address(raw_url: str | None) -> Address:
 
 @functools.lru_cache(maxsize=4096)
 def _requested_referral(raw_ref: str | None) -> Referral:
-    return referral(_checked("ref", raw_ref, MAX_URL))
+    return referral(_cut_address("ref", raw_ref))
 
 
 def _unquote(value: str) -> str:
@@ -280,6 +286,22 @@ def _checked(name: str, raw: str | None, limit: int, required: bool = False) -> 
         return None
     if len(value) > limit:
         raise BadRequest("parameter_too_long", f"{name!r} is longer than {limit} characters")
+    return value
+
+
+def _cut_address(name: str, raw: str | None, required: bool = False) -> str | None:
+    """A page's URL or referrer, decoded and cut to `MAX_URL` characters. Past them is the end of
+    a long query (a phrase of 900 words), which no rule reads whole: the page view is not refused
+    for it, as the snippet sends the address the page has. The cut leaves no character's
+    escapes half there, which would make its query read as another encoding's."""
+    value = _checked(name, raw and raw[:RAW_URL], RAW_URL, required)
+    if value is None or len(value) <= MAX_URL:
+        return value
+    value = value[:MAX_URL]
+    value = value[:value.rfind("%")] if "%" in value[-2:] else value  # an escape cut short
+    tail = _LAST_CHARACTER.search(value)
+    if tail and len(tail[0]) // 3 != _UTF8_LENGTH[int(tail[1][1], 16)]:  # a character's bytes cut short
+        value = value[:tail.start()]
     return value
 
 
