@@ -4,10 +4,12 @@
 (() => {
   const doc = document, me = doc.currentScript;
   const data = me.dataset, site = data.site, base = new URL(me.src).origin, name = data.name || "swapline";
-  // A page that loads this script twice (two tags, a tag manager's copy) runs it once: a second
-  // copy would count every form and call twice.
+  // A page that loads this script twice (two tags, a tag manager's copy, under any data-name) runs
+  // it once: a second copy would count every form and call twice. The mark is the document's: an
+  // element with the id "swapline" is window.swapline too.
   const taken = window[name];
-  if (taken && taken.consent) return;
+  if (doc.swl) return;
+  doc.swl = 1;
   const NOSWAP = "[data-swapline-noswap]"; // tel: links ('a[href^="tel:"]') are spelt out where matched
   // Never rewritten, nor anything inside: what a form submits or a person types included.
   const SKIP = `script,style,textarea,option,[contenteditable],${NOSWAP}`;
@@ -161,7 +163,7 @@
   // The API's name is window.swapline unless data-name says another. One the page already has
   // (a script's, an element's id) stays the page's: the snippet swaps all the same, and says why
   // its API is missing.
-  if (taken) console.warn(`swapline: ${name} is taken`);
+  if (taken) console.warn(`${name} is taken`);
   else window[name] = {
     ready: (cb) => decided.then(cb),
     swap: (node) => apply(node || doc.body),
@@ -196,7 +198,9 @@
       .then((answer) => {
         const phone = answer.phone || {};
         keep(answer.vid);
-        put("swl_visit", answer.token); // it carries the visit
+        // It carries the visit; a preview's page view is nobody's: the next page goes on with the
+        // visitor's own.
+        answer.preview || put("swl_visit", answer.token);
         // The page's number as people print it, where the visitor's differs.
         pattern = phone.replaces_pattern && RegExp(phone.replaces_pattern, "gu");
         digits = phone.digits;

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import orjson
@@ -774,6 +774,20 @@ def test_preview_forces_a_variant_and_records_nothing(page: Page, fixtures: Fixt
     assert decision["phone"]["kind"] == "preview" and "heartbeat" not in decision["phone"]
     assert text(page, "#f1") == "+7 (812) 700-00-01" and decision["phone"]["international"] == NUMBERS[0]
     assert sum(p["visitors"] for p in report(service)["pages"]) == exposed_before
+
+
+def test_a_preview_link_between_two_pages_leaves_the_visit_as_it_was(page: Page, fixtures: Fixtures) -> None:
+    """A visitor (a marketer, say) opens a preview link and goes on: their next page is the next
+    page of their own visit, not of the preview's, which the service never recorded."""
+    own = decided(page.goto(url(fixtures)) and page)
+    link = "?swapline_preview_city=" + quote("Казань") + "&utm_term=" + quote("кондиционер")
+    preview = decided(page.goto(url(fixtures, link)) and page)
+    assert preview["preview"] is True and preview["phrase"] == "кондиционер"
+    sent: list[str] = []
+    page.on("request", lambda request: "/v1/decide?" in request.url and sent.append(request.url))
+    after = decided(page.goto(url(fixtures)) and page)
+    assert parse_qs(urlsplit(sent[0]).query)["visit"] == [own["token"]]
+    assert after["visit"]["id"] == own["visit"]["id"] and not after["visit"]["new"] and after["phrase"] is None
 
 
 def test_only_the_targeted_elements_wait_and_for_at_most_a_second(page: Page, fixtures: Fixtures) -> None:

@@ -10,6 +10,7 @@ import hashlib
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 import redis
 from playwright.sync_api import ConsoleMessage, Page
 
@@ -183,7 +184,7 @@ def test_a_page_that_has_its_own_swapline_keeps_it_and_is_swapped_all_the_same(p
     page.goto(url(fixtures, "?clash"))
     page.wait_for_function("document.getElementById('hero').textContent === 'Кондиционеры'")
     assert page.evaluate("swapline.textContent") == "a page's own"  # still the page's element
-    assert [message.text for message in warnings] == ["swapline: swapline is taken"]
+    assert [message.text for message in warnings] == ["swapline is taken"]
 
     warnings.clear()
     page.goto(url(fixtures, "?clash&name=acme"))  # the page names the API itself
@@ -191,21 +192,28 @@ def test_a_page_that_has_its_own_swapline_keeps_it_and_is_swapped_all_the_same(p
     assert answer["vid"] and page.evaluate("swapline.textContent") == "a page's own" and warnings == []
 
 
-def test_a_page_that_loads_the_snippet_twice_runs_it_once(page: Page, fixtures: Fixtures, service: str) -> None:
+@pytest.mark.parametrize(("query", "copy_name"), [
+    ("", ""),
+    ("", "swl2"),  # the copy under a name of its own
+    ("?clash", ""),  # an element with the id "swapline": window.swapline is no API of ours
+])
+def test_a_page_that_loads_the_snippet_twice_runs_it_once(page: Page, fixtures: Fixtures, service: str, query: str,
+                                                          copy_name: str) -> None:
     """Two tags (a tag manager's copy beside the page's own): one decision, each form counted once."""
     before = forms(service)
     pause_clock(page)  # no heartbeat among the events
     decisions: list[str] = []
     page.on("request", lambda request: "/v1/decide?" in request.url and decisions.append(request.url))
-    page.goto(url(fixtures))
-    decided(page)
-    page.evaluate("""() => new Promise((loaded) => {
+    page.goto(url(fixtures, query))
+    page.wait_for_function("document.getElementById('hero').textContent === 'Кондиционеры'")  # decided
+    page.evaluate("""(name) => new Promise((loaded) => {
         const copy = document.createElement('script');
         copy.src = document.querySelector('script[data-site]').src;
         copy.dataset.site = 'fixture';
+        if (name) copy.dataset.name = name;
         copy.onload = loaded;
         document.head.appendChild(copy);
-    })""")
+    })""", copy_name)
     with page.expect_response("**/v1/events") as answer:
         page.click("#submit")
     assert answer.value.json()["outcome"] == "counted"
