@@ -11,10 +11,10 @@
 --                        variants, visit id, network)
 --       7 seq      string lease id counter
 --       8 stats    hash  per-hour arrivals and overflows, per-day peaks, hold totals
---       (and, built from ARGV[3]: each number's history, the day's overflowed visitors, and
---       'waiting': visitor -> when the hold they did not get would end)
 --       9 clock    string the latest time any call of this pool has seen
 --      10 networks hash  client network (keyed hash) -> numbers it holds now
+--       and, built from ARGV[3]: each number's history, the day's overflowed visitors, and
+--       'waiting' (zset: visitor -> when the hold they did not get would end)
 -- ARGV: 1 hold ms  2 retention ms  3 key prefix for per-number history and overflow sets
 --       4 most numbers one network may hold at once  5 hour label (2026-11-22T14)
 --       6 day label (2026-11-22) (1-6: the pool's own in the hour, packed once)
