@@ -161,10 +161,9 @@
     && send({ type: "tel_click", id: rid() }), 1);
 
   // The API's name is window.swapline unless data-name says another. One the page already has
-  // (a script's, an element's id) stays the page's: the snippet swaps all the same, and says why
-  // its API is missing.
-  if (taken) console.warn(`${name} is taken`);
-  else window[name] = {
+  // (a script's, an element's id) stays the page's: the snippet swaps all the same, without an
+  // API (README, "data-name"; the 2 KB budget has no room for a console message).
+  taken || (window[name] = {
     ready: (cb) => decided.then(cb),
     swap: (node) => apply(node || doc.body),
     goal: (name) => send({ type: "goal", id: rid(), name }),
@@ -178,7 +177,7 @@
         safe(() => (doc.cookie = "swl_vid=;path=/;max-age=0"));
       }
     },
-  };
+  });
 
   // A page view: the page's own, then each route a single-page app goes to (pushState,
   // popstate), which the service takes as the next page of the same visit. The visit goes on
@@ -186,8 +185,11 @@
   // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
   let here, beating;
   const ask = (ref) => {
-    here = location.href.split("#")[0]; // without its fragment, which the service does not read
+    const page = (here = location.href.split("#")[0]); // without its fragment: the service reads none
     writes = new WeakMap();
+    // The last route's texts are not this one's: what the app renders now keeps its own until
+    // this route's answer, and keeps them if it never comes. Its number is the visit's: it stays.
+    if (decision) decision.swaps = [];
     // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0).
     const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented });
     const abort = new AbortController();
@@ -196,6 +198,7 @@
       // Not ok: null, whose phone (read first, below) throws, so that the catch takes it as a failure.
       .then((r) => (r.ok ? r.json() : null))
       .then((answer) => {
+        if (page != here) return; // an earlier route's, come after the visitor went on
         const phone = answer.phone || {};
         keep(answer.vid);
         // It carries the visit; a preview's page view is nobody's: the next page goes on with the

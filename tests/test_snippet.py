@@ -553,6 +553,47 @@ def test_a_number_the_app_writes_again_on_every_route_is_replaced_on_every_route
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+# In the page before the snippet: `answered` counts the decisions it has read, once the snippet's
+# own handler has had each (it runs in the microtask after the body's, this count in a task after).
+ANSWERED = """(() => {
+    const json = Response.prototype.json;
+    window.answered = 0;
+    Response.prototype.json = function () {
+        const body = json.call(this);
+        body.then(() => setTimeout(() => answered++), () => {});
+        return body;
+    };
+})()"""
+
+
+def test_a_route_shows_what_the_app_renders_until_its_own_answer_and_if_none_comes(page: Page,
+                                                                                  fixtures: Fixtures) -> None:
+    """The last route's texts are not the next's: the route's title stays as the app renders it
+    while its answer is on the way, and if the answer never comes; a late answer of a route
+    the visitor has left changes nothing."""
+    page.add_init_script(ANSWERED)
+    decide = Held(page, "**/v1/decide?**")
+    page.goto(url(fixtures, page="spa/"))
+    decide[0].fallback()
+    page.wait_for_function("document.getElementById('route-title').textContent === 'Кондиционеры'")
+    page.evaluate(GO, "/catalog/item")
+    asked = decide[1]
+    assert text(page, "#route-title") == "Route /catalog/item"  # not the last route's «Кондиционеры»
+    with page.expect_event("requestfailed"):
+        asked.abort()  # the service does not answer
+    page.evaluate(GO, "/catalog/item")  # the app renders the route again: still its own title
+    assert text(page, "#route-title") == "Route /catalog/item"
+
+    page.evaluate(GO, "/catalog/left")
+    left = decide[2]
+    page.evaluate(GO, "/spa/next")
+    decide[3].fallback()
+    page.wait_for_function("answered === 2 && document.getElementById('route-title').textContent === 'Кондиционеры'")
+    left.fallback()  # the catalog's answer, come after the visitor went on
+    page.wait_for_function("answered === 3")
+    assert text(page, "#route-title") == "Кондиционеры" and CATALOG_HERO not in page.content()
+
+
 # In the page before the snippet: `asked` counts the decisions it asks for, as it asks.
 ASKED = """(() => {
     const original = window.fetch;
