@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -17,15 +18,15 @@ from service.tracking.pools import PoolKeys
 from service.tracking.store import ScriptCall
 from service.tracking.tokens import TokenSigner
 from service.tracking.visitors import valid_vid
-from tests.conftest import Clock
+from tests.conftest import POOL_SITE, Clock, site_client
 
 POOL = {"+74951900001", "+74951900002", "+74951900003"}
 OVERFLOW = "+74951900000"
 REPORT = {"authorization": "Bearer test-report-token-0001"}
 
 
-def visit(client: TestClient, vid: str, url: str = "/", **extra: str) -> Any:
-    response = client.get("/v1/decide", params={"site": "pooltest", "url": url, "vid": vid, **extra})
+def visit(client: TestClient, vid: str, url: str = "/", headers: dict[str, str] | None = None, **extra: str) -> Any:
+    response = client.get("/v1/decide", params={"site": "pooltest", "url": url, "vid": vid, **extra}, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -106,14 +107,19 @@ def test_pages_outside_the_pool_keep_the_page_number(pool_client: TestClient) ->
     assert visit(pool_client, vid(1), url="/contacts")["phone"] is None
 
 
+def from_network(client: TestClient, n: int) -> Any:
+    """Visitor `n`'s page view from a network of their own, as a crowd's visitors come."""
+    return visit(client, vid(n), headers={"x-forwarded-for": f"203.0.113.{n}"})
+
+
 def test_pool_statistics_and_recommended_size(pool_client: TestClient, clock: Clock) -> None:
     for n in range(1, 8):  # 7 visitors within a minute: 3 leased, 4 overflowed
-        visit(pool_client, vid(n))
+        from_network(pool_client, n)
     clock.advance(20)
     for n in (5, 6):  # two who overflowed come back to the page: no more arrivals, nobody more waiting
-        assert visit(pool_client, vid(n))["phone"]["kind"] == "overflow"
+        assert from_network(pool_client, n)["phone"]["kind"] == "overflow"
     clock.advance(41)
-    visit(pool_client, vid(8))  # reclaims the three ended holds
+    from_network(pool_client, 8)  # reclaims the three ended holds
     response = pool_client.get("/v1/pools/pooltest", headers=REPORT)
     assert response.status_code == 200
     (stats,) = response.json()["pools"]
@@ -125,6 +131,20 @@ def test_pool_statistics_and_recommended_size(pool_client: TestClient, clock: Cl
     # Little's law: 8 arrivals/hour × 60 s = 0.13 concurrent; 7 visitors wanted a number at once.
     assert stats["peak_wanted"] == 7
     assert stats["recommended_size"] == 7
+
+
+def test_visitors_of_a_network_past_its_share_are_no_demand_to_size_the_pool_for(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
+    """One address sends visitor after visitor (an office, or a script making up ids): past its
+    share they get the overflow number, each an arrival once, and the pool is not told to grow."""
+    with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE, network_share=34) as client:  # 1 of 3
+        for n in range(1, 7):
+            visit(client, vid(n))
+        assert visit(client, vid(6))["phone"]["kind"] == "overflow"  # again: the same arrival
+        (stats,) = client.get("/v1/pools/pooltest", headers=REPORT).json()["pools"]
+    assert (stats["held"], stats["overflowed_visitors"], stats["arrivals_peak_hour"]) == (1, 5, 6)
+    # Little's law: 6 arrivals an hour × 60 s is 0.1 at once, and three standard deviations: 2, not 6.
+    assert stats["peak_wanted"] == 1 and stats["recommended_size"] == 2
 
 
 def test_pool_statistics_need_the_report_token(pool_client: TestClient) -> None:

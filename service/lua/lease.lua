@@ -114,9 +114,10 @@ local function peak(field, count)
 end
 
 -- A visitor who overflowed arrived then: their next page views while they would have held
--- a number are no more arrivals.
+-- a number are no more arrivals. 'waiting' scores them by when that hold would end, negated
+-- for one whose network held its share already: no demand to size the pool for.
 local waiting = prefix .. 'waiting'
-local waited = tonumber(redis.call('ZSCORE', waiting, vid) or '-1') >= now
+local waited = math.abs(tonumber(redis.call('ZSCORE', waiting, vid) or '0')) >= now
 if not waited then redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1) end
 local capped = network ~= '' and tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[4])
 local pick = capped and {} or redis.call('ZRANGE', KEYS[2], 0, 0)
@@ -124,10 +125,10 @@ if #pick == 0 then
   if not waited then redis.call('HINCRBY', KEYS[8], 'overflow:' .. hour, 1) end
   redis.call('SADD', prefix .. 'overflowed:' .. day, vid)
   redis.call('PEXPIRE', prefix .. 'overflowed:' .. day, tonumber(ARGV[2]))
-  redis.call('ZADD', waiting, now + hold, vid)
-  redis.call('ZREMRANGEBYSCORE', waiting, '-inf', '(' .. now)
+  redis.call('ZADD', waiting, capped and -(now + hold) or now + hold, vid)
+  redis.call('ZREMRANGEBYSCORE', waiting, '(' .. -now, '(' .. now)  -- holds over, of either sign
   redis.call('PEXPIRE', waiting, hold)
-  peak('wanted:', redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', waiting))
+  if not capped then peak('wanted:', redis.call('ZCARD', KEYS[3]) + redis.call('ZCOUNT', waiting, now, '+inf')) end
   return {false, capped and 'capped' or 'overflow'}
 end
 
