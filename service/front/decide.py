@@ -334,66 +334,61 @@ def _preview(site: Site, raw: str | None) -> dict[str, str] | None:
 
 
 async def decide_endpoint(request: Request) -> JSON:
-    try:
-        return await _decide(request)
-    except HTTPError as exc:  # the snippet and the network panel read why (a preview link's typo)
+    try:  # no coroutine of its own around the decision: a try costs nothing until it catches
         runtime: Runtime = request.app.state.runtime
-        site = runtime.rules.sites.get(_unquote(_query(request).get("site", "")))
-        exc.headers.update(refusal_headers(site, request, BrowserHeaders.of(request.scope).origin))
+        rules = runtime.rules
+        client = client_host(request.scope)
+        now = runtime.now_ms()
+        # Counted with this decision's own store commands, which leave in the same batch.
+        runtime.decision_limit.admit(client, runtime.store.batcher, now / 1000)
+        query = _query(request)
+        site = runtime.site(_checked("site", query.get("site"), 64, required=True))
+        headers = BrowserHeaders.of(request.scope)
+        answer_headers = cors_headers(site, request, headers.origin)
+        path, landed, clicked, city, variants = _requested_address(query.get("url"))
+        referred = _requested_referral(query.get("ref"))
+        vid = _checked("vid", query.get("vid"), MAX_VID)
+        if not valid_vid(vid):
+            vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
+        assert vid is not None
+        previous = visits.read(runtime.signer, _token(query.get("visit")), site.id, vid)
+        visit, new = visits.follow(previous, landed, referred, site, now // 1000, clicked)
+        arrival = _arrival(*visit.source(site))  # the visit's traffic, on every one of its pages
+        geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
+        seen = _page_view(path, arrival, vid, geo, headers.user_agent, not headers.from_browser)
+        # Pinned by the page's address (a preview link), or by an API client's `preview`.
+        forced = _preview(site, _checked("preview", query.get("preview"), 512) or variants)
+        previewing = forced is not None or city is not None
+        # Without the visitor's consent (the snippet's data-consent="required"), the id is a
+        # throw-away one: the page gets its texts, every experiment's control and no number, and
+        # nothing is kept.
+        consented = query.get("consent") != "0"
+        pinned = forced if forced or consented else site.controls
+        outcome, visit = _visit_pool(site, decide(site, seen, pinned), visit)
+        # The token carries the visit: the snippet sends it back with the next page view.
+        carried = previous.carried if previous and visit is previous.visit else visit.carried()
+        visit_answer = {"id": visit.id, "new": new}
+        if previewing or not consented:  # a marketer's preview, or nobody we may know: nothing recorded
+            if outcome.pool is not None and outcome.pool.numbers and not previewing:
+                outcome = outcome._replace(pool=None)  # a number would be kept for them: the page keeps its own
+            token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
+            flag = {"preview": True} if previewing else {"consent": False}
+            return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing, page=query["url"]),
+                         "visit": visit_answer, **flag},
+                        headers=answer_headers)
+        # Nobody waits for the journey: it rides with this decision's round trip, or the next one.
+        runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, now))
+        lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client))
+        if degraded and outcome.pool is not None and outcome.pool.numbers:
+            outcome = outcome._replace(pool=None)  # the page keeps its own number
+        token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now), carried)
+        body = answer(site, seen, outcome, token, rules.version, lease, degraded, page=query["url"])
+        body["visit"] = visit_answer
+        return JSON(body, headers=answer_headers)
+    except HTTPError as exc:  # the snippet and the network panel read why (a preview link's typo)
+        named = request.app.state.runtime.rules.sites.get(_unquote(_query(request).get("site", "")))
+        exc.headers.update(refusal_headers(named, request, BrowserHeaders.of(request.scope).origin))
         raise
-
-
-async def _decide(request: Request) -> JSON:
-    runtime: Runtime = request.app.state.runtime
-    rules = runtime.rules
-    client = client_host(request.scope)
-    now = runtime.now_ms()
-    # Counted with this decision's own store commands, which leave in the same batch.
-    runtime.decision_limit.admit(client, runtime.store.batcher, now / 1000)
-    query = _query(request)
-    site = runtime.site(_checked("site", query.get("site"), 64, required=True))
-    headers = BrowserHeaders.of(request.scope)
-    answer_headers = cors_headers(site, request, headers.origin)
-    path, landed, clicked, city, variants = _requested_address(query.get("url"))
-    referred = _requested_referral(query.get("ref"))
-    vid = _checked("vid", query.get("vid"), MAX_VID)
-    if not valid_vid(vid):
-        vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
-    assert vid is not None
-    previous = visits.read(runtime.signer, _token(query.get("visit")), site.id, vid)
-    visit, new = visits.follow(previous, landed, referred, site, now // 1000, clicked)
-    arrival = _arrival(*visit.source(site))  # the visit's traffic, on every one of its pages
-    geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
-    seen = _page_view(path, arrival, vid, geo, headers.user_agent, not headers.from_browser)
-    # Pinned by the page's address (a preview link), or by an API client's `preview`.
-    forced = _preview(site, _checked("preview", query.get("preview"), 512) or variants)
-    previewing = forced is not None or city is not None
-    # Without the visitor's consent (the snippet's data-consent="required"), the id is a
-    # throw-away one: the page gets its texts, every experiment's control and no number, and
-    # nothing is kept.
-    consented = query.get("consent") != "0"
-    pinned = forced if forced or consented else site.controls
-    outcome, visit = _visit_pool(site, decide(site, seen, pinned), visit)
-    # The token carries the visit: the snippet sends it back with the next page view.
-    carried = previous.carried if previous and visit is previous.visit else visit.carried()
-    visit_answer = {"id": visit.id, "new": new}
-    if previewing or not consented:  # a marketer's preview, or nobody we may know: nothing recorded
-        if outcome.pool is not None and outcome.pool.numbers and not previewing:
-            outcome = outcome._replace(pool=None)  # a number would be kept for them: the page keeps its own
-        token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
-        flag = {"preview": True} if previewing else {"consent": False}
-        return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing, page=query["url"]),
-                     "visit": visit_answer, **flag},
-                    headers=answer_headers)
-    # Nobody waits for the journey: it rides with this decision's round trip, or the next one.
-    runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, now))
-    lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client))
-    if degraded and outcome.pool is not None and outcome.pool.numbers:
-        outcome = outcome._replace(pool=None)  # the page keeps its own number
-    token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now), carried)
-    body = answer(site, seen, outcome, token, rules.version, lease, degraded, page=query["url"])
-    body["visit"] = visit_answer
-    return JSON(body, headers=answer_headers)
 
 
 def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Visit]:
