@@ -38,7 +38,7 @@ READ_AT_A_TIME = 50_000  # fields a round trip reads at most (`Ledger.daily`)
 WHOLE_DAY = 2  # a day's hash is read whole up to this many times the fields wanted from it
 DAY_SET_SECONDS = 2 * 86_400  # a day's set of pages or goal names, kept past the day for late events
 # The conversion kinds an overflowed visitor is left out of, as a call could not be credited to
-# them (SPEC: "excluded from call conversion"); convert.lua and overflow.lua name them too.
+# them (SPEC: "excluded from call conversion"); overflow.lua is given them, convert.lua names them.
 BY_CALL = frozenset({"call", "qualified_call", "missed_call", "any"})
 
 
@@ -123,7 +123,7 @@ class Ledger:
 
     def overflows(self, site: str, vid: str, experiments: Iterable[str]) -> list[Command]:
         """Take a visitor who got the overflow number out of the rates a call counts in (`BY_CALL`)."""
-        return [OVERFLOW(_keys(site, experiment, "assign", "overflowed", "converted"), (vid,),
+        return [OVERFLOW(_keys(site, experiment, "assign", "overflowed", "converted"), (vid, *BY_CALL),
                          self._spans(site, experiment))
                 for experiment in dict.fromkeys([*experiments, SITE])]
 

@@ -170,18 +170,19 @@ class Pools:
         average_hold = stats["held_ms"] / released / 1000 if released else float(pool.hold)
         demand = arrivals / 3600 * average_hold  # Little's law: L = λ·W in the busiest hour
         peak = max((v for k, v in stats.items() if k.startswith("peak:")), default=0)
-        wanted = max((v for k, v in stats.items() if k.startswith("wanted:")), default=peak)
+        wanted = max((v for k, v in stats.items() if k.startswith("wanted:")), default=0)
+        wanted = max(wanted, peak)  # recorded at overflows only: held counts as wanted too
         return PoolStats(
             pool=pool.id,
             numbers=len(pool.numbers),
             held=held,
             utilisation=round(held / len(pool.numbers), 3) if pool.numbers else 0.0,
             peak_held=peak,
-            peak_wanted=max(wanted, peak),
+            peak_wanted=wanted,
             arrivals_peak_hour=arrivals,
             overflowed_visitors=overflowed,
             average_hold_s=round(average_hold, 1),
-            recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), peak, wanted, 1),
+            recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), wanted, 1),
         )
 
 
