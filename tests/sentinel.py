@@ -35,15 +35,11 @@ class Deployment:
         being promoted already)."""
         return int(self.sentinel.sentinel_master(SERVICE)["port"])
 
-    def failing_over(self, first: int) -> bool:
-        """Whether the Sentinel has taken primary `first` for down: it fails over, or has."""
-        flags = str(self.sentinel.sentinel_master(SERVICE)["flags"])  # "master,s_down,o_down,failover_in_progress"
-        return any(flag in flags for flag in ("o_down", "failover_in_progress")) or self.primary() != first
-
     def steady(self) -> None:
-        """No second failover from here: on a busy machine a replica just promoted may answer
-        the Sentinel's pings late for a second while a replica syncs from it, and a failover
-        from it then loses what it had not yet replicated (as asynchronous replication may)."""
+        """No second failover from here, once a first has named a new primary (set before, it
+        would call that one off): on a busy machine a replica just promoted may answer the
+        Sentinel's pings late for a second while a replica syncs from it, and a failover from
+        it then loses what it had not yet replicated (as asynchronous replication may)."""
         self.sentinel.execute_command("SENTINEL", "SET", SERVICE, "down-after-milliseconds", 60_000)
 
     def role(self, port: int) -> str:
