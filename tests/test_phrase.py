@@ -95,6 +95,13 @@ def test_traffic_is_frozen() -> None:
         ("snake_case\ttab\nnewline", "snake case tab newline"),
         ("", ""),
         ("?!…", ""),
+        # Latin look-alikes in a Russian word read as the letters they look like; not in a Latin word.
+        ("oкна пBх стеклопaкет", "окна пвх стеклопакет"),
+        ("café кондиционер lg", "café кондиционер lg"),
+        # Single letters with a slash or dots between are one word, as people write it without.
+        ("окна б/у", "окна бу"),
+        ("окна Б.У.", "окна бу"),
+        ("ж/д 1/2", "жд 1 2"),
     ],
 )
 def test_normalise(text: str, expected: str) -> None:
@@ -154,3 +161,4 @@ def test_insert_keyword_unknown_case() -> None:
         insert_keyword("x", "y", case="camel")
     with pytest.raises(ValueError, match="camel"):
         insert_keyword(None, "y", case="camel")
+

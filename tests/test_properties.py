@@ -27,12 +27,13 @@ from service.rules.engine import Site, decide
 from service.rules.morphology import ANALYZER, is_known, likeliest_tag, normal_forms
 from service.rules.patterns import AnyOf, Linear
 from service.rules.phrase import (
-    _SEPARATOR,
     insert_keyword,
+    lettered,
     normalise,
     parse_traffic,
     percent_decoded,
     referral,
+    separated,
     unicode_host,
 )
 from service.rules.typos import budget
@@ -131,6 +132,8 @@ SANE_CHARS = st.one_of(
     st.sampled_from([" ", "\t", "\n", "\u00a0", "\u2003", "\u2009"]),
 )
 SANE = st.text(SANE_CHARS, max_size=250)
+# Without Direct's operators, which a phrase loses (`tests/cases/referrers.json`).
+SEARCHED = SANE.map(lambda phrase: re.sub(r'["\[\]!+-]', "", phrase))
 
 
 def folded(phrase: str) -> str | None:
@@ -138,7 +141,7 @@ def folded(phrase: str) -> str | None:
 
 
 @FAST
-@given(SANE)
+@given(SEARCHED)
 def test_a_percent_encoded_utm_term_round_trips(phrase: str) -> None:
     assert parse_traffic(f"/?utm_term={quote(phrase)}", None).phrase == folded(phrase)
     assert parse_traffic(f"https://shop.example/?a=b&utm_term={quote(phrase, safe='')}#top", None).phrase \
@@ -146,14 +149,14 @@ def test_a_percent_encoded_utm_term_round_trips(phrase: str) -> None:
 
 
 @FAST
-@given(SANE.map(lambda p: re.sub(r"[&#%+\t\r\n]", "", p)))
+@given(SEARCHED.map(lambda p: re.sub(r"[&#%\t\r\n]", "", p)))
 def test_a_raw_unicode_utm_term_round_trips(phrase: str) -> None:
     # As pasted into an address bar: not percent-encoded. URL parsers drop tabs and newlines.
     assert parse_traffic(f"/?utm_term={phrase}", None).phrase == folded(phrase)
 
 
 @FAST
-@given(SANE, st.sampled_from(["https://yandex.ru/search/?text=", "https://www.google.ru/search?q=",
+@given(SEARCHED, st.sampled_from(["https://yandex.ru/search/?text=", "https://www.google.ru/search?q=",
                               "https://nova.rambler.ru/search?query=", "https://duckduckgo.com/?q="]))
 def test_a_search_engine_phrase_round_trips_when_there_is_no_utm_term(phrase: str, engine: str) -> None:
     assert parse_traffic("/landing", engine + quote(phrase)).phrase == folded(phrase)
@@ -167,7 +170,7 @@ def test_normalise_is_idempotent(text: str) -> None:
     assert once == once.strip() and "  " not in once
     # Words and spaces alone skip the separators' pattern, and read as it reads them.
     folded = unicodedata.normalize("NFC", text).lower().replace("ё", "е")
-    assert once == " ".join(_SEPARATOR.sub(" ", folded).split())
+    assert once == separated(lettered(folded))
 
 
 RUSSIAN = "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"

@@ -52,6 +52,14 @@ _CLICK_ID_FORMS = {"yclid": re.compile(r"[0-9]{1,32}"), "gclid": _BASE64URL, "gb
 _PLAIN = re.compile(rf"[\w.-]{{1,{_MAX_LENGTH}}}", re.ASCII)
 # Unfilled ad-system macros such as "{keyword}" or "{{campaign}}" carry no data.
 _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
+# What ad systems put in `utm_term` that nobody searched: Direct's autotargeting impressions, and
+# the empty values of broken tag managers and analytics.
+_NO_PHRASE = frozenset({"---autotargeting", "(not set)", "(not provided)", "undefined", "null"})
+# Yandex Direct's `{keyword}` is the ad's keyword phrase with its operators: `!word` (this form),
+# `+word` (this stop word), `"..."` (no other words), `[...]` (this order), `-word` (none of it:
+# a word the visitor did not search). A `+` between two letters is a space encoded twice.
+_OPERATOR = re.compile(r'["\[\]]|(?<!\S)[!+]+|(?<!\S)-[!+]?[^\W\d_]\S*')
+_JOINED_BY_PLUS = re.compile(r"(?<=[^\W\d_])\+(?=[^\W\d_])")
 
 # What no search phrase or campaign name holds but a crafted link can: control characters (NUL,
 # escape...), read as spaces, and invisible format characters (a bidi override shows the text
@@ -145,7 +153,7 @@ def traffic(landed: Landing, referred: Referral) -> Traffic:
         else:
             medium = "referral" if referred.host is not None else "direct"
     return Traffic(
-        phrase=landed.term if landed.term is not None else referred.phrase,
+        phrase=search_phrase(landed.term) or search_phrase(referred.phrase),
         engine=engine,
         source=landed.source or engine or _PAID_CLICK_IDS.get(click_id or "") or referred.host,
         medium=medium,
@@ -153,6 +161,16 @@ def traffic(landed: Landing, referred: Referral) -> Traffic:
         content=landed.content,
         click_id=click_id,
     )
+
+
+def search_phrase(text: str | None) -> str | None:
+    """What the visitor searched, of a `utm_term` or a search engine's phrase: Direct's operators
+    and minus words left out (`_OPERATOR`), None where it holds no search (`_NO_PHRASE`)."""
+    if text is None or text.casefold() in _NO_PHRASE:
+        return None
+    if text.isalnum() or not any(char in text for char in '"[]!+-'):  # nearly always
+        return text
+    return " ".join(_OPERATOR.sub(" ", _JOINED_BY_PLUS.sub(" ", text)).split()) or None
 
 
 def referral(referrer: str | None) -> Referral:
@@ -270,10 +288,40 @@ def percent_decoded(value: str) -> bytes | None:
 # Cached too: the decision code normalises every visit's phrase besides reading its words.
 @functools.lru_cache(maxsize=20_000)
 def normalise(text: str) -> str:
-    text = as_ye(unicodedata.normalize("NFC", text).lower())
+    text = lettered(as_ye(unicodedata.normalize("NFC", text).lower()))
     if text.replace(" ", "").isalnum():  # most phrases: words and spaces, nothing to separate
         return " ".join(text.split())
-    return " ".join(_SEPARATOR.sub(" ", text).split())
+    return separated(text)
+
+
+def lettered(text: str) -> str:
+    """Lower-case text with each Russian word's Latin look-alikes (`_LOOK_ALIKES`) in Cyrillic."""
+    return _WORD.sub(_in_cyrillic, text) if not text.isascii() and _LATIN_LETTER.search(text) else text
+
+
+def separated(text: str) -> str:
+    """Lower-case text's words, as the words and spaces of `normalise`."""
+    return " ".join(_SEPARATOR.sub(" ", _ABBREVIATION.sub(_unpunctuated, text)).split())
+
+
+# A Russian word with Latin letters that look like Cyrillic ones in it («oкна», «пBх»), typed so
+# or crafted, reads as the word it looks like.
+_LATIN_LETTER = re.compile("[a-z]")
+_CYRILLIC_LETTER = re.compile("[а-я]")
+_WORD = re.compile(r"\w+")
+_LOOK_ALIKES = str.maketrans("aeopcyxkmthb", "аеорсухкмтнв")
+# Single letters written with a slash or dots between are one word: «б/у», «б.у.» and «бу».
+_ABBREVIATION = re.compile(r"(?<!\w)[^\W\d_](?:[./][^\W\d_])+\.?(?!\w)")
+
+
+def _in_cyrillic(word: re.Match[str]) -> str:
+    found = word[0]
+    mixed = _LATIN_LETTER.search(found) and _CYRILLIC_LETTER.search(found)
+    return found.translate(_LOOK_ALIKES) if mixed else found
+
+
+def _unpunctuated(abbreviation: re.Match[str]) -> str:
+    return abbreviation[0].replace("/", "").replace(".", "")
 
 
 def as_ye(text: str) -> str:
