@@ -162,3 +162,16 @@ def test_insert_keyword_unknown_case() -> None:
     with pytest.raises(ValueError, match="camel"):
         insert_keyword(None, "y", case="camel")
 
+
+@pytest.mark.parametrize("phrase", [
+    "окна звоните 89991234567", "окна +7 (999) 123-45-67", "окна 8 999 123 45 67", "окна пишите a@b.example",
+    "окна на okna-deshevo.ru", "окна на окна.рф", "окна www.example", "https://example.com окна",
+])
+def test_a_phrase_with_contacts_of_its_own_shows_the_default(phrase: str) -> None:
+    """A crafted link's phrase cannot put another phone number, address or link on the page."""
+    assert insert_keyword(phrase, "Окна") == "Окна"
+
+
+@pytest.mark.parametrize("phrase", ["окна 1200х1400", "iphone 15 pro max 256", "г.москва окна", "окна т.е. дешево"])
+def test_numbers_and_dots_that_are_no_contacts_are_printed(phrase: str) -> None:
+    assert insert_keyword(phrase, "Окна") == phrase
