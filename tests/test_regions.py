@@ -100,6 +100,7 @@ def test_a_region_condition_takes_a_code_or_a_name_in_either_language(
 @pytest.mark.parametrize(("condition", "city"), [
     ("Saint Petersburg", "Санкт-Петербург"), ("St Petersburg", "Санкт-Петербург"),  # GeoLite2's spelling too
     ("Санкт-Петербург", "Санкт-Петербург"), ("Kazan’", "Казань"), ("Орел", "Орёл"), ("орёл", "Орёл"),
+    ("Piter", "Санкт-Петербург"),  # as «Питер»: not GeoIP's village of that name
 ])
 def test_a_city_condition_takes_either_language_and_either_spelling(
         places: GeoDB, condition: str, city: str, tmp_path: Path) -> None:
@@ -110,3 +111,12 @@ def test_a_city_condition_takes_either_language_and_either_spelling(
     assert swaps_of(decide(site, page_view("/", None, "visitor-0000000001", geo, BROWSER))) == {"h1": "x"}
     elsewhere = Geo("RU", "RU-MOW", "Moscow", {"en": {"city": "Moscow"}, "ru": {"city": "Москва"}})
     assert decide(site, page_view("/", None, "visitor-0000000001", elsewhere, BROWSER)).swaps == ()
+
+
+@pytest.mark.parametrize(("name", "city"), [
+    ("Saint Petersburg", "Saint Petersburg"), ("St Petersburg", "Saint Petersburg"), ("Piter", "Saint Petersburg"),
+    ("Питер", "Saint Petersburg"), ("Nizhny Novgorod", "Nizhny Novgorod"), ("Нижний Новгород", "Nizhny Novgorod"),
+])
+def test_a_preview_finds_a_city_by_every_name_a_rule_may_give_it(places: GeoDB, name: str, city: str) -> None:
+    geo = places.city(name)
+    assert geo is not None and geo.city == city

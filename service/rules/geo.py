@@ -81,7 +81,7 @@ def _city_records() -> dict[str, dict[str, Any]]:
         record = {"country": {"iso_code": country, "names": names(country_en, country_ru)},
                   "subdivisions": [{"iso_code": region, "names": names(region_en, region_ru)}] if region else [],
                   "city": {"names": names(city_en, city_ru)}}
-        for key in filter(None, map(_city_key, (city_en, city_ru))):
+        for key in filter(None, map(_city_key, (city_en, english_city(city_en), city_ru))):
             records.setdefault(key, record)  # the file lists the larger namesake first
     return records
 

@@ -48,8 +48,9 @@ def _regions() -> dict[str, Region]:
 
 REGIONS = MappingProxyType(_regions())
 _CITIES_IN_ENGLISH = {raw.casefold(): clean for raw, clean in _rows("en_city_names.tsv")}
-_NICKNAMES = {"питер": "Санкт-Петербург", "спб": "Санкт-Петербург", "мск": "Москва", "екб": "Екатеринбург",
-              "нск": "Новосибирск", "нижний": "Нижний Новгород", "spb": "Санкт-Петербург", "msk": "Москва"}
+NICKNAMES = {"питер": "Санкт-Петербург", "спб": "Санкт-Петербург", "мск": "Москва", "екб": "Екатеринбург",
+              "нск": "Новосибирск", "нижний": "Нижний Новгород", "spb": "Санкт-Петербург", "msk": "Москва",
+              "piter": "Санкт-Петербург", "ekb": "Екатеринбург"}
 
 
 def _key(name: str) -> str:
@@ -77,7 +78,7 @@ def region_place(code: str | None, language: str) -> Place | None:
 def city_meant(name: str) -> str:
     """The city a name means: people write «Питер» for Saint Petersburg, which GeoIP knows as
     a village of that name too."""
-    return _NICKNAMES.get(name.strip().casefold().replace("ё", "е"), name)
+    return NICKNAMES.get(name.strip().casefold().replace("ё", "е"), name)
 
 
 def english_city(raw: str) -> str:
