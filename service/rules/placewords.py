@@ -1,0 +1,78 @@
+"""The places a search phrase names, left out of keyword insertion.
+
+Russian phrases often end with a town: «окна пвх москва», «купить кондиционер в москве». A text
+names the visitor's place in its own words (``{{ keyword() }} {{ city.in }}``), so the phrase's
+would say it twice («Окна пвх москва в Москве»), or name another town than the page's.
+`without_places` leaves such words out, with the preposition before them: the visitor's own
+city in any form, and Russia's larger cities by name or by the nickname people type («спб»,
+«питер», «мск»). A larger city whose name is likelier a common word («Клин», «Шахты»,
+«Находка») counts only as the visitor's own.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from service.rules.geo import CITIES
+from service.rules.morphology import likeliest_tag
+from service.rules.phrase import normalise
+from service.rules.regions import NICKNAMES
+from service.rules.words import readings
+
+# Addresses GeoLite2 gives a town for it to count as a larger city: Russia's 180 or so largest.
+LARGER = 20_000
+_PREPOSITIONS = frozenset({"в", "во", "на", "из", "г", "город"})
+
+Name = tuple[frozenset[str], ...]  # each word's lemmas: «нижний новгород» is (нижний), (новгород)
+
+
+def without_places(phrase: str, city: str | None) -> str:
+    """`phrase`, as typed, without the places it names and the preposition or «г.» before each
+    (see the module's docstring); `city` is the visitor's, in Russian."""
+    words = phrase.split()
+    lemmas = [readings(normalise(word)) for word in words]
+    own = _name(city) if city else ()
+    kept: list[str] = []
+    at = 0
+    while at < len(words):
+        size = _named_at(lemmas, at, own)
+        if size:
+            while kept and normalise(kept[-1]) in _PREPOSITIONS:
+                kept.pop()
+            at += size
+        else:
+            kept.append(words[at])
+            at += 1
+    return phrase if len(kept) == len(words) else " ".join(kept)
+
+
+def _named_at(lemmas: list[frozenset[str]], at: int, own: Name) -> int:
+    """How many words from `at` on name the visitor's city or a larger one; 0 where none starts there."""
+    names = [own] if own else []
+    for lemma in lemmas[at]:
+        names += _LARGER_CITIES.get(lemma, ())
+    for name in sorted(names, key=len, reverse=True):  # «Нижний Новгород» whole, not «нижний»
+        if len(name) <= len(lemmas) - at and all(not lemmas[at + n].isdisjoint(word) for n, word in enumerate(name)):
+            return len(name)
+    return 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _name(city: str) -> Name:
+    return tuple(readings(word) | {word} for word in normalise(city).split())
+
+
+def _larger_cities() -> dict[str, tuple[Name, ...]]:
+    """The larger cities' names, by each lemma of their first word."""
+    rows = (line.split("\t") for line in CITIES.read_text(encoding="utf-8").splitlines())
+    names = {row[7] for row in rows if row[7] and int(row[8]) >= LARGER and "Geox" in likeliest_tag(row[7].lower())}
+    # A nickname that is the start of a name alone is a common word: «нижний».
+    names |= {nickname for nickname, city in NICKNAMES.items() if not city.casefold().startswith(nickname)}
+    found: dict[str, tuple[Name, ...]] = {}
+    for name in map(_name, names):
+        for lemma in name[0]:
+            found[lemma] = (*found.get(lemma, ()), name)
+    return found
+
+
+_LARGER_CITIES = _larger_cities()
