@@ -145,6 +145,10 @@ def test_insert_keyword_case(case: str, expected: str) -> None:
         ("— купить", "sentence", "— Купить"),
         ("5 кондиционеров", "sentence", "5 кондиционеров"),
         ("\U0001f525\U0001f525", "sentence", "\U0001f525\U0001f525"),
+        # A word with a capital already is written as its maker writes it.
+        ("iPhone 15 чехол", "sentence", "iPhone 15 чехол"),
+        ("купить iPhone", "title", "Купить iPhone"),
+        ("«iPhone» купить", "sentence", "«iPhone» купить"),
     ],
 )
 def test_the_first_letter_is_capitalised_past_a_quote_an_emoji_or_a_dash(phrase: str, case: str,

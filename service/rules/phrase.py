@@ -331,7 +331,11 @@ def as_ye(text: str) -> str:
 
 
 def _sentence(text: str) -> str:
-    """The text with its first letter in upper case, past a quote, an emoji or a dash before it."""
+    """The text with its first letter in upper case, past a quote, an emoji or a dash before it;
+    as typed where its first word has a capital already: «iPhone», not «IPhone»."""
+    word = text.partition(" ")[0]
+    if word != word.lower():
+        return text
     if text[:1].isalnum():  # nearly always
         return text[:1].upper() + text[1:]
     first = _WORD_CHARACTER.search(text)
