@@ -169,7 +169,7 @@ def test_insert_keyword_unknown_case() -> None:
 
 @pytest.mark.parametrize("phrase", [
     "окна звоните 89991234567", "окна +7 (999) 123-45-67", "окна 8 999 123 45 67", "окна пишите a@b.example",
-    "окна на okna-deshevo.ru", "окна на окна.рф", "окна www.example", "https://example.com окна",
+    "окна на okna-deshevo.ru", "окна на окна.рф", "окна www.example", "https://example.com окна", "окна http://localhost",
 ])
 def test_a_phrase_with_contacts_of_its_own_shows_the_default(phrase: str) -> None:
     """A crafted link's phrase cannot put another phone number, address or link on the page."""

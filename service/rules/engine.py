@@ -34,7 +34,7 @@ from service.rules.geo import Geo
 from service.rules.patterns import AnyOf, Linear, PatternError
 from service.rules.phrase import Keyword, Traffic
 from service.rules.places import Place, place
-from service.rules.placewords import without_places
+from service.rules.placewords import names_a_place, without_places
 from service.rules.regions import region_place
 from service.rules.templates import Text
 from service.rules.typos import Speller
@@ -735,7 +735,11 @@ def _forced_variant(experiment: Experiment, forced: Mapping[str, str]) -> Varian
 
 def _context(site: Site, view: PageView) -> dict[str, Any]:
     traffic = view.traffic
-    keyword = _keyword(traffic.phrase, site.language, view.geo.names.get("ru", {}).get("city"))
+    keyword = _keyword(traffic.phrase, site.language)
+    if site.language == "ru" and keyword.phrase:  # without the town it names: texts name it with `city`
+        city = view.geo.names.get("ru", {}).get("city")
+        if names_a_place(view.reading.terms, city):
+            keyword = _without_places(keyword, city)
     if view.reading.unknown and keyword.phrase:  # its typos of the site's keywords, as they spell them
         respelt = site.speller.respell(keyword.phrase, view.reading.unknown)
         if respelt != keyword.phrase:  # else the one remembered for the phrase, not one more per plan
@@ -753,9 +757,10 @@ def _context(site: Site, view: PageView) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4096)  # phrases recur: one value each, which renders are remembered by
-def _keyword(phrase: str | None, language: str, city: str | None) -> Keyword:
-    """The phrase keyword insertion prints: on a Russian site, as meant, without the places it names."""
-    if not phrase or language != "ru":
-        return Keyword(phrase)
-    meant = as_meant(phrase)
-    return Keyword(meant and without_places(meant, city))
+def _keyword(phrase: str | None, language: str) -> Keyword:
+    return Keyword(as_meant(phrase) if phrase and language == "ru" else phrase)
+
+
+@functools.lru_cache(maxsize=4096)
+def _without_places(keyword: Keyword, city: str | None) -> Keyword:
+    return Keyword(without_places(keyword.phrase or "", city))

@@ -59,6 +59,7 @@ _NO_PHRASE = frozenset({"---autotargeting", "(not set)", "(not provided)", "unde
 # `+word` (this stop word), `"..."` (no other words), `[...]` (this order), `-word` (none of it:
 # a word the visitor did not search). A `+` between two letters is a space encoded twice.
 _OPERATOR = re.compile(r'["\[\]]|(?<!\S)[!+]+|(?<!\S)-[!+]?[^\W\d_]\S*')
+_OPERATOR_MARK = re.compile(r'["\[\]!+-]')
 _JOINED_BY_PLUS = re.compile(r"(?<=[^\W\d_])\+(?=[^\W\d_])")
 
 # What no search phrase or campaign name holds but a crafted link can: control characters (NUL,
@@ -168,7 +169,7 @@ def search_phrase(text: str | None) -> str | None:
     and minus words left out (`_OPERATOR`), None where it holds no search (`_NO_PHRASE`)."""
     if text is None or text.casefold() in _NO_PHRASE:
         return None
-    if text.isalnum() or not any(char in text for char in '"[]!+-'):  # nearly always
+    if _OPERATOR_MARK.search(text) is None:  # nearly always
         return text
     return " ".join(_OPERATOR.sub(" ", _JOINED_BY_PLUS.sub(" ", text)).split()) or None
 
@@ -359,6 +360,7 @@ KEYWORD_CASES = tuple(_CASES)
 # What a crafted link's phrase could put on a site for its callers to see: a phone number (ten
 # digits or more, however spaced), an e-mail address, a link.
 _CONTACT = re.compile(r"(?:\d[\s().+-]*){10,}|@|://|www\.|\w\.(?:[a-z]{2,}|рф)(?!\w)", re.IGNORECASE)
+_CONTACT_MARK = re.compile(r"[\d@.:]")  # which most phrases lack: one quick scan
 
 
 def insert_keyword(
@@ -371,9 +373,13 @@ def insert_keyword(
     except KeyError:
         raise ValueError(f"Unknown case {case!r}, expected one of: {', '.join(_CASES)}") from None
     text = change_case((phrase or "").strip())
-    if not text or (max_length is not None and len(text) > max_length) or _CONTACT.search(text):
+    if not text or (max_length is not None and len(text) > max_length) or _has_contacts(text):
         return default
     return text
+
+
+def _has_contacts(text: str) -> bool:
+    return _CONTACT_MARK.search(text) is not None and _CONTACT.search(text) is not None
 
 
 @dataclass(frozen=True, slots=True)

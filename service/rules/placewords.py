@@ -26,6 +26,13 @@ _PREPOSITIONS = frozenset({"в", "во", "на", "из", "г", "город"})
 Name = tuple[frozenset[str], ...]  # each word's lemmas: «нижний новгород» is (нижний), (новгород)
 
 
+def names_a_place(terms: frozenset[str], city: str | None) -> bool:
+    """Whether a phrase of these terms (`service.rules.words.Reading`) may name a place
+    `without_places` leaves out: most phrases name none, and this is all they cost."""
+    own = _name(city) if city else ()
+    return not terms.isdisjoint(_FIRST_WORDS) or (bool(own) and not terms.isdisjoint(own[0]))
+
+
 def without_places(phrase: str, city: str | None) -> str:
     """`phrase`, as typed, without the places it names and the preposition or «г.» before each
     (see the module's docstring); `city` is the visitor's, in Russian."""
@@ -76,3 +83,4 @@ def _larger_cities() -> dict[str, tuple[Name, ...]]:
 
 
 _LARGER_CITIES = _larger_cities()
+_FIRST_WORDS = frozenset(_LARGER_CITIES)
