@@ -186,6 +186,17 @@ MISTAKES = {
     "keyword with no words": Mistake(
         "keywords: [ремонт кондиционера]", 'keywords: [ремонт кондиционера, "?!"]', ("keyword '?!' has no words",)
     ),
+    "a Direct quote not closed": Mistake(
+        "keywords: [ремонт кондиционера]", "keywords: [ремонт кондиционера, '\"окна veka']",
+        ("keyword '\"окна veka' has a '\"' that is not closed",),
+    ),
+    "a Direct bracket not closed": Mistake(
+        "keywords: [ремонт кондиционера]", 'keywords: [ремонт кондиционера, "[окна под ключ"]',
+        ("keyword '[окна под ключ' has a '[' that is not closed",),
+    ),
+    "Direct brackets in brackets": Mistake(
+        "keywords: [ремонт кондиционера]", 'keywords: ["[окна [под] ключ]"]', ("Direct's brackets do not nest",),
+    ),
     "keywords not a list": Mistake(
         "keywords: [ремонт кондиционера]", "keywords: ремонт кондиционера", ("not of type 'array'", "write a list")
     ),
@@ -567,4 +578,15 @@ def test_rules_check_warns_of_what_serves_but_not_as_meant(tmp_path: Path) -> No
         f"{path}:{line_of(WARNED, 'на Камчатке')}: warning: places.Камчатский край gives 'in' but not 'to' or "
         "'from': those still decline the name ('to' reads 'в Камчатский край', 'from' 'из Камчатского края'); "
         "give them too",
+    ]
+
+
+def test_rules_check_warns_of_a_keyword_whose_double_quotes_yaml_takes(tmp_path: Path) -> None:
+    """`- "окна rehau"` reads as the words окна rehau: Direct's quotes need YAML's single quotes around them."""
+    text = ("site: quoted\nrules:\n  - id: r\n    when:\n      keywords:\n        - \"окна rehau\"\n"
+            "        - '\"окна veka\"'\n        - окна kbe\n    swap: [{selector: p, text: x}]\n")
+    path, warnings = warnings_of(tmp_path, "quoted", text)
+    assert warnings == [
+        f"{path}:6: warning: YAML takes the double quotes of 'окна rehau' for its own, so it matches in broad "
+        "match; for Direct's quotes write '\"окна rehau\"' (the whole in single quotes), else write it without quotes"
     ]

@@ -337,6 +337,12 @@ class _Compiler:
         for i, (keyword, terms) in enumerate(zip(data.get("keywords", []), keywords, strict=True)):
             if not terms.variants:  # dropped silently, it would leave a rule that matches every phrase
                 self.problem((*path, "keywords", i), f"keyword {keyword!r} has no words to match")
+            elif unbalanced := _unbalanced(keyword):  # read as no operator, it would match as broad
+                self.problem((*path, "keywords", i), f"keyword {keyword!r} {unbalanced}")
+            elif '"' not in keyword and (*path, "keywords", i) in self.document.double_quoted:
+                self.warn((*path, "keywords", i), f"YAML takes the double quotes of {keyword!r} for its own, so it "
+                          f"matches in broad match; for Direct's quotes write '\"{keyword}\"' (the whole in single "
+                          f"quotes), else write it without quotes")
         regex = None
         if "phrase_regex" in data:
             try:
@@ -564,6 +570,21 @@ def _listed(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+def _unbalanced(keyword: str) -> str | None:
+    """What is wrong with a keyword's Direct quotes or brackets, None if nothing."""
+    if keyword.count('"') % 2:
+        return "has a '\"' that is not closed: Direct's quotes go around the keyword's words, \"окна пвх\""
+    depth = 0
+    for char in keyword:
+        if char in "[]":
+            depth += 1 if char == "[" else -1
+            if depth < 0:
+                return "has a ']' that no '[' opens: Direct's brackets go around words, [москва окна]"
+            if depth > 1:
+                return "has a '[' inside another: Direct's brackets do not nest, [москва окна]"
+    return "has a '[' that is not closed: Direct's brackets go around words, [москва окна]" if depth else None
 
 
 def _guarded(terms: KeywordTerms) -> bool:

@@ -27,6 +27,8 @@ class YAMLProblem(ValueError):
 class Document:
     data: Any
     text: str = ""
+    # Keywords written in double quotes, which YAML takes for its own: Direct's quotes are lost.
+    double_quoted: frozenset[Path] = frozenset()
 
     @cached_property
     def positions(self) -> dict[Path, int]:
@@ -72,28 +74,29 @@ class Document:
 
 
 def parse(text: str) -> Document:
-    return Document(_build(text, None), text)
+    double_quoted: set[Path] = set()
+    return Document(_build(text, None, double_quoted), text, frozenset(double_quoted))
 
 
-def _build(text: str, positions: dict[Path, int] | None) -> Any:
+def _build(text: str, positions: dict[Path, int] | None, double_quoted: set[Path] | None = None) -> Any:
     """The document's data, noting the line of each value in `positions` if given. LibYAML's
     parser, in C, reads it several times faster; a file with a mistake is read again by
     PyYAML's own, whose messages say more («found character '\\t' that cannot start any token»)."""
     if yaml.__with_libyaml__:
         try:
-            return _read(yaml.CSafeLoader(text), positions)
+            return _read(yaml.CSafeLoader(text), positions, double_quoted)
         except YAMLProblem:
             pass
-    return _read(yaml.SafeLoader(text), positions)
+    return _read(yaml.SafeLoader(text), positions, double_quoted)
 
 
-def _read(loader: _Loader, positions: dict[Path, int] | None) -> Any:
+def _read(loader: _Loader, positions: dict[Path, int] | None, double_quoted: set[Path] | None) -> Any:
     data = None
     try:
         loader.get_event()  # the stream's start
         if not loader.check_event(yaml.StreamEndEvent):
             start = loader.get_event().start_mark
-            data = _Builder(loader).value((), positions)
+            data = _Builder(loader, double_quoted).value((), positions)
             loader.get_event()  # the document's end
             if not loader.check_event(yaml.StreamEndEvent):
                 raise ComposerError("expected a single document in the stream", start,
@@ -132,9 +135,10 @@ class _Builder:
     constructor would, but without holding a node (and its marks) for every value: the
     node tree of a 10,000-rule file took 107 MiB."""
 
-    def __init__(self, loader: _Loader) -> None:
+    def __init__(self, loader: _Loader, double_quoted: set[Path] | None = None) -> None:
         self.loader = loader
         self.anchors: dict[str, tuple[Any, yaml.Mark]] = {}
+        self.double_quoted = double_quoted if double_quoted is not None else set()
 
     def value(self, path: Path, positions: dict[Path, int] | None) -> Any:
         loader = self.loader
@@ -154,6 +158,8 @@ class _Builder:
             tag = event.tag
             if tag is None or tag == "!":
                 tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if event.style == '"' and len(path) > 1 and path[-2] == "keywords":
+                self.double_quoted.add(path)
             node = yaml.ScalarNode(tag, event.value, start, None, style=event.style)
             result = loader.construct_document(node)  # which forgets the node once built
         elif isinstance(event, yaml.SequenceStartEvent):
