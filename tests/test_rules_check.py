@@ -342,6 +342,32 @@ def test_a_phrase_regex_re2_cannot_run_is_refused_with_what_to_write(regex: str,
     assert problem.line == line_of(text, "phrase_regex")
 
 
+def with_phrase_regex(regex: str) -> str:
+    """The demo with a phrase_regex on a rule, in single quotes: YAML keeps its backslashes."""
+    return DEMO_TEXT.replace("      country: RU\n", f"      country: RU\n      phrase_regex: '{regex}'\n", 1)
+
+
+@pytest.mark.parametrize(("regex", "written"), [
+    ("(Дешев|НЕДОРОГ)", "(дешев|недорог)"),
+    ("дёшево", "дешево"),
+    (r"[А-Я]+ \p{Lu}", r"[а-я]+ \p{Lu}"),  # an escape's capitals are syntax, not letters
+])
+def test_a_phrase_regex_no_normalised_phrase_matches_is_refused_with_what_to_write(regex: str, written: str,
+                                                                                     tmp_path: Path) -> None:
+    text = with_phrase_regex(regex)
+    write(tmp_path, text)
+    [problem] = problems_in(tmp_path)
+    assert "phrases are matched in lower case, with «е» for «ё»" in problem.message
+    assert problem.message.endswith(f"write {written!r}")
+    assert problem.line == line_of(text, "phrase_regex")
+
+
+@pytest.mark.parametrize("regex", [r"\W\S\D\P{Lu}", "(?i)Купить", "(?P<Brand>daikin)"])
+def test_a_phrase_regex_whose_capitals_are_syntax_loads(regex: str, tmp_path: Path) -> None:
+    write(tmp_path, with_phrase_regex(regex))
+    load(tmp_path)
+
+
 def test_a_template_error_on_the_second_line_of_a_text_is_one_line_below_the_first(tmp_path: Path) -> None:
     text = edited(LEAD, "|\n          Привезём и установим {{ city.in }}\n          за {{ 1 + }} день")
     write(tmp_path, text)

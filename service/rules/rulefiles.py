@@ -349,6 +349,12 @@ class _Compiler:
                 regex = Linear(data["phrase_regex"], unicode_classes=True)
             except PatternError as exc:
                 self.problem((*path, "phrase_regex"), f"invalid regular expression: {exc}")
+            if regex is not None and (unmatched := _unmatched_letters(data["phrase_regex"])):
+                pattern = "".join(normalised_letter(c) if i in unmatched else c
+                                  for i, c in enumerate(data["phrase_regex"]))
+                self.problem((*path, "phrase_regex"), f"phrase_regex {data['phrase_regex']!r} looks for capital "
+                             f"letters or «ё», which no phrase has: phrases are matched in lower case, with «е» "
+                             f"for «ё»; write {pattern!r}")
         for i, country in enumerate(_listed(data.get("country"))):
             if pycountry.countries.get(alpha_2=country) is None:
                 self.problem((*path, "country", i), f"unknown country code {country!r}")
@@ -570,6 +576,42 @@ def _listed(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+def normalised_letter(letter: str) -> str:
+    """A letter as phrases are normalised before a phrase_regex looks at them."""
+    return letter.lower().replace("ё", "е")
+
+
+def _unmatched_letters(pattern: str) -> list[int]:
+    """Where a pattern's literal letters are capitals or «ё», which a normalised phrase never has:
+    escapes (`\\W`, `\\p{Lu}`) and group names are syntax, not letters; `(?i)` makes capitals match."""
+    found: list[int] = []
+    caseless = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            kind = pattern[i + 1:i + 2]
+            if kind == "Q":  # literal up to \E: its letters are looked for as written
+                end = pattern.find("\\E", i)
+                end = len(pattern) if end < 0 else end
+                found += [j for j in range(i + 2, end) if normalised_letter(pattern[j]) != pattern[j]]
+                i = end + 2
+                continue
+            braced = kind in ("p", "P", "x") and pattern[i + 2:i + 3] == "{"
+            i = pattern.index("}", i) + 1 if braced and "}" in pattern[i:] else i + (3 if kind in "pP" else 2)
+            continue
+        if pattern.startswith("(?", i):
+            flags = re.match(r"\(\?(?:P?<[^>]*>|([a-zA-Z-]*)[:)])", pattern[i:])
+            if flags is not None:
+                caseless = caseless or "i" in (flags[1] or "").partition("-")[0]
+                i += len(flags[0])
+                continue
+        if normalised_letter(char) != char and not (caseless and char not in "ёЁ"):
+            found.append(i)
+        i += 1
+    return found
 
 
 def _unbalanced(keyword: str) -> str | None:
