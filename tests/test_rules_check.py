@@ -262,7 +262,12 @@ MISTAKES = {
         "    priority: 10\n", "\tpriority: 10\n", ("YAML syntax error", "'\\t'")
     ),
     "unknown YAML tag": Mistake(
-        "    priority: 30\n", "    priority: !high 30\n", ("YAML syntax error", "constructor for the tag '!high'")
+        "    priority: 30\n", "    priority: !high 30\n",
+        ("YAML syntax error", "constructor for the tag '!high'", "a value starting with '!' is a YAML tag"),
+    ),
+    "Direct's ! unquoted": Mistake(
+        "keywords: [ремонт кондиционера]", "keywords:\n        - !установка окон",
+        ("YAML syntax error", "put it in quotes, - '!купить кондиционер'"), where="!установка окон",
     ),
     "duplicate YAML key": Mistake(
         "    priority: 30\n",

@@ -115,6 +115,9 @@ def _problem(exc: yaml.MarkedYAMLError) -> YAMLProblem:
         # An unclosed '[' or '{' is noticed lines later: point at the line that opened it.
         bracket = "[" if "sequence" in context else "{"
         return YAMLProblem(f"{message} (the {bracket!r} on this line is not closed)", exc.context_mark.line + 1)
+    if "tag" in context or "for the tag" in (exc.problem or ""):
+        # `- !купить кондиционер`: Direct's operator, which YAML reads as a tag of its own
+        message += "; a value starting with '!' is a YAML tag: put it in quotes, - '!купить кондиционер'"
     mark = exc.problem_mark or exc.context_mark
     return YAMLProblem(message, mark.line + 1 if mark else 1)
 
