@@ -96,6 +96,9 @@ MISTAKES = {
     "weights do not add up to 100": Mistake(
         "weight: 34", "weight: 35", ("weights add up to 101, not 100",), where="variants:"
     ),
+    "weights a hair off 100": Mistake(
+        "weight: 34", "weight: 34.0000001", ("weights add up to 100.0000001, not 100",), where="variants:"
+    ),
     "no control variant": Mistake(
         "      - id: control", "      - id: baseline", ("variant with id 'control'",), where="variants:"
     ),

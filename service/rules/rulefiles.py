@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -252,8 +253,9 @@ class _Compiler:
         if any(v["id"] == "control" and v.get("swap") for v in data["variants"]):
             self.problem((*path, "variants"), "'control' shows the page unchanged: no swap")
         total = sum(variant.weight for variant in variants)
-        if abs(total - 100) > 1e-9:
-            self.problem((*path, "variants"), f"variant weights add up to {total:g}, not 100")
+        if abs(total - 100) > 1e-9:  # the sum of the weights as written: 100.0000001, never a rounded "100"
+            written = sum((Decimal(str(variant.weight)) for variant in variants), Decimal(0))
+            self.problem((*path, "variants"), f"variant weights add up to {written.normalize():f}, not 100")
         bounds, running = [], 0.0
         for variant in variants:
             running += variant.weight
