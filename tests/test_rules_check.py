@@ -208,7 +208,15 @@ MISTAKES = {
     ),
     "page without a slash": Mistake(
         "    page: [/, /demo]\n    priority: 30", "    page: [/, repair]\n    priority: 30",
-        ("'repair' is not written as it should be: Path glob(s) of the page: '/', '/catalog/*'",)
+        ("'repair' is not written as it should be: A path, starting with '/'",)
+    ),
+    "an origin without its scheme": Mistake(
+        "  - http://localhost:8000", "  - oknapro.example",
+        ("origins[1]: 'oknapro.example' is not written as it should be: A scheme and host, no path",
+         "write the https:// or http:// too"),
+    ),
+    "a site key in capitals": Mistake(
+        "site: demo\n", "site: Okna\n", ("'Okna' is not written as it should be", "Lower-case Latin letters, digits")
     ),
     # types
     "wrong type": Mistake("priority: 20", 'priority: "high"', ("priority", "'high' is not of type 'integer'")),
