@@ -159,6 +159,10 @@ MISTAKES = {
     "unknown place form": Mistake(
         "Ремонт кондиционеров {{ city.in }}", "Ремонт кондиционеров {{ city.inn }}", ("city has no form 'inn'",)
     ),
+    "a filter's typo": Mistake(
+        "Ремонт кондиционеров {{ city.in }}", "{{ phrase|capitalise }}",
+        ("unknown filter 'capitalise'; did you mean 'capitalize'? Filters a text may use: capitalize, d, default",),
+    ),
     "keyword() argument typo": Mistake(
         "max=40", "maxlen=40", ("keyword() has no argument 'maxlen'", "did you mean 'max'?")
     ),

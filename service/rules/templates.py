@@ -312,9 +312,19 @@ def _refuse_unsafe(every: list[nodes.Node]) -> None:
         ):
             raise TemplateError(f"unsafe template: item {node.arg.value!r} is not allowed", lineno)
         if isinstance(node, nodes.Filter) and node.name not in SAFE_FILTERS:
-            raise TemplateError(f"unsafe template: filter {node.name!r} is not allowed", lineno)
+            _refuse_name("filter", node.name, _env.filters, SAFE_FILTERS, lineno)
         if isinstance(node, nodes.Test) and node.name not in SAFE_TESTS:
-            raise TemplateError(f"unsafe template: test {node.name!r} is not allowed", lineno)
+            _refuse_name("test", node.name, _env.tests, SAFE_TESTS, lineno)
+
+
+def _refuse_name(kind: str, name: str, jinjas: Mapping[str, Any], allowed: frozenset[str], lineno: int) -> None:
+    """A filter or test Jinja has is refused as unsafe; one it has not is most often a typo (`|capitalise`)."""
+    if name in jinjas:
+        raise TemplateError(f"unsafe template: {kind} {name!r} is not allowed", lineno)
+    hint = difflib.get_close_matches(name, sorted(allowed), n=1)
+    listed = f"{kind}s a text may use: {', '.join(sorted(allowed))}"
+    said = f"; did you mean {hint[0]!r}? {listed[0].upper()}{listed[1:]}" if hint else f"; {listed}"
+    raise TemplateError(f"unknown {kind} {name!r}{said}", lineno)
 
 
 def _check_calls(every: list[nodes.Node]) -> None:
