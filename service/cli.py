@@ -172,6 +172,9 @@ def _preview(settings: Settings, args: argparse.Namespace) -> int:
         print(f"swapline: --ip {args.ip!r} is no IPv4 or IPv6 address", file=sys.stderr)
         return 1
     places = GeoDB(settings.geoip_db)
+    if args.city and places.city(args.city) is None:  # named by the option given, not the URL's parameter
+        print(f"swapline: --city: no Russian city is called {args.city!r}", file=sys.stderr)
+        return 1
     try:
         city = args.city or address(args.url).city
         geo = preview_geo(places, city) if city else places.lookup(args.ip)

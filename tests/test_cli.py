@@ -53,7 +53,9 @@ def test_preview_puts_the_visitor_in_a_city_by_name(capsys: pytest.CaptureFixtur
     assert body["phone"]["number"] == "+74951200001" and store.dbsize() == 0  # the pool's first: nobody's
     assert main(["rules", "preview", "--site", "demo", "--url", "/?swapline_preview_city=Атлантида",
                  "--dir", str(DEMO_RULES)]) == 1
-    assert "no Russian city is called 'Атлантида'" in capsys.readouterr().err
+    assert "swapline_preview_city: no Russian city is called 'Атлантида'" in capsys.readouterr().err
+    assert main(["rules", "preview", "--site", "demo", "--url", "/", "--city", "Масква", "--dir", str(DEMO_RULES)]) == 1
+    assert capsys.readouterr().err == "swapline: --city: no Russian city is called 'Масква'\n"
     assert main(["rules", "preview", "--site", "demo", "--url", "/", "--city", "Питер", "--dir", str(DEMO_RULES)]) == 0
     assert json.loads(capsys.readouterr().out)["geo"]["region"] == "RU-SPE"  # not the village of that name
 
