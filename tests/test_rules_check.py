@@ -167,6 +167,7 @@ MISTAKES = {
         "max=40", "maxlen=40", ("keyword() has no argument 'maxlen'", "did you mean 'max'?")
     ),
     "keyword() max is not a number": Mistake("max=40", "max='40'", ("keyword(max=...)", "'40'")),
+    "keyword() max below zero": Mistake("max=40", "max=-5", ("keyword(max=...) is a number of characters, not -5",)),
     "keyword without its brackets": Mistake(
         "Ремонт кондиционеров {{ city.in }}", "Ремонт {{ keyword }}", ("keyword is a function",)
     ),

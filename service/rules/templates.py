@@ -370,13 +370,20 @@ def _check_keyword(call: nodes.Call) -> None:
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             raise TemplateError(f"keyword() has no argument {argument.key!r}{suggestion}", call.lineno)
         given[argument.key] = argument.value
-    case = given.get("case")
-    if isinstance(case, nodes.Const) and case.value not in KEYWORD_CASES:
-        raise TemplateError(
-            f"keyword(case={case.value!r}) is not a case; use one of: {', '.join(KEYWORD_CASES)}", call.lineno
-        )
-    length = given.get("max")
-    if isinstance(length, nodes.Const) and not (
-        length.value is None or (type(length.value) is int and length.value > 0)
-    ):
-        raise TemplateError(f"keyword(max=...) is a number of characters, not {length.value!r}", call.lineno)
+    case = _constant(given.get("case"))
+    if case is not _MISSING and case not in KEYWORD_CASES:
+        raise TemplateError(f"keyword(case={case!r}) is not a case; use one of: {', '.join(KEYWORD_CASES)}",
+                            call.lineno)
+    length = _constant(given.get("max"))
+    if length is not _MISSING and not (length is None or (type(length) is int and length > 0)):
+        raise TemplateError(f"keyword(max=...) is a number of characters, not {length!r}", call.lineno)
+
+
+def _constant(node: nodes.Expr | None) -> Any:
+    """The value of an argument written as a constant (`-5` is one too: a minus and a 5), else _MISSING."""
+    if node is None:
+        return _MISSING
+    try:
+        return node.as_const(nodes.EvalContext(_env))
+    except nodes.Impossible:
+        return _MISSING
