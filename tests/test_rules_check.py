@@ -163,6 +163,14 @@ MISTAKES = {
         "Ремонт кондиционеров {{ city.in }}", "{{ phrase|capitalise }}",
         ("unknown filter 'capitalise'; did you mean 'capitalize'? Filters a text may use: capitalize, d, default",),
     ),
+    "a place added to a text, which fails for every visitor": Mistake(
+        LEAD, "\"{{ 'Окна ' + city }}\"",
+        ("this text fails for every visitor, so its swap would never show", "a place is no text"),
+    ),
+    "a number in quotes, which fails for every visitor": Mistake(
+        LEAD, "\"{{ phrase|truncate('30') }}\"",
+        ("this text fails for every visitor", "TypeError", "a number in quotes?"),
+    ),
     "keyword() argument typo": Mistake(
         "max=40", "maxlen=40", ("keyword() has no argument 'maxlen'", "did you mean 'max'?")
     ),
@@ -386,6 +394,14 @@ def test_a_phrase_regex_no_normalised_phrase_matches_is_refused_with_what_to_wri
 @pytest.mark.parametrize("regex", [r"\W\S\D\P{Lu}", "(?i)Купить", "(?P<Brand>daikin)"])
 def test_a_phrase_regex_whose_capitals_are_syntax_loads(regex: str, tmp_path: Path) -> None:
     write(tmp_path, with_phrase_regex(regex))
+    load(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["{{ phrase|truncate(30) }}", "{{ keyword(default='', max=5) }}",
+                                  "{% if city.name == 'Казань' %}Склад {{ city.in }}{% endif %}"])
+def test_a_text_empty_for_some_visitors_loads(text: str, tmp_path: Path) -> None:
+    """Only a text that fails whatever the visitor is refused: one that prints nothing for some is fine."""
+    write(tmp_path, edited(LEAD, f'"{text}"'))
     load(tmp_path)
 
 

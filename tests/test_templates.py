@@ -122,7 +122,7 @@ def test_a_render_stops_once_it_has_made_enough() -> None:
 @pytest.mark.parametrize("source", ["{{ phrase|truncate('30') }}", "{{ 1/0 }}", "{{ 'Окна ' + city }}"])
 def test_a_text_that_fails_for_a_visitor_is_left_out_and_said_once(source: str,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    """It passes the check (it fails only on some visitors' values): the log says which text."""
+    """`rules check` refuses such a text; should one fail for a visitor all the same, the log says which."""
     text = compile_text(source)
     for phrase in ("окна", "окна пвх"):
         assert text.render({"phrase": phrase, "city": places.place("Москва", "ru"), "keyword": Keyword(phrase)}) is None

@@ -58,6 +58,12 @@ DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # What a text shows a visitor from nowhere GeoIP knows, with every other name filled in.
 _UNPLACED = {"keyword": Keyword("x"), "phrase": "x", "source": "x", "medium": "x", "campaign": "x",
              "city": places.place(""), "region": places.place(""), "country": places.place("")}
+# What a text is given for a visitor from a Yandex ad in Moscow, by the site's language: each
+# text is rendered with it once as rules load.
+_PLACED = {language: {"keyword": Keyword("купить кондиционер"), "phrase": "купить кондиционер", "source": "yandex",
+                      "medium": "cpc", "campaign": "spring", "city": places.place(city, language),
+                      "region": region_place("RU-MOW", language), "country": places.place(country, language)}
+           for language, city, country in (("ru", "Москва", "Россия"), ("en", "Moscow", "Russia"))}
 _TAGS = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)  # a text's Jinja, for what it writes itself
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -160,6 +166,8 @@ class _Compiler:
         self.pairs: set[str] = set()  # their neighbouring nouns (`Site.pairs`)
         self.slots: dict[Slot, Slot] = {}  # each once: 10,000 rules name a few slots of the page
         self.document = Document(None)
+        self.language = "ru"
+        self.tried: dict[str, Exception | None] = {}  # a text's source → what rendering it raised
 
     def problem(self, path: tuple[str | int, ...], message: str) -> None:
         self.problems.append(Problem(self.file, self.document.line(path), message))
@@ -185,7 +193,7 @@ class _Compiler:
         return None if self.problems else site
 
     def _site(self, data: dict[str, Any]) -> Site:
-        language = data.get("language", "ru")
+        language = self.language = data.get("language", "ru")
         if data["site"] in RESERVED_IDS:
             self.problem(("site",), f"{data['site']!r} is the address of a telephony webhook "
                                     f"(/v1/calls/{data['site']}): choose another site id")
@@ -413,6 +421,8 @@ class _Compiler:
         except TemplateError as exc:
             self.problems.append(Problem(self.file, self.document.text_line(path, exc.lineno), exc.message))
             return compile_text("")
+        if not (text.constant or self._renders(path, text)):
+            return text
         if text.uses_places and (shown := text.render(_UNPLACED)) is not None and not shown.strip():
             self.warn(path, "this text is only a place name, so it is empty, and the element blank, for visitors "
                             "whose city GeoIP does not know (mobile networks often): give a fallback, "
@@ -421,6 +431,22 @@ class _Compiler:
         if written > MAX_OUTPUT:
             self.warn(path, f"this text is {written:,} characters long: visitors see its first {MAX_OUTPUT:,}")
         return text
+
+    def _renders(self, path: tuple[str | int, ...], text: Text) -> bool:
+        """Whether the text renders with a visitor's full context; if not (`{{ 'Окна ' + city }}`), it
+        would fail for every visitor, its swap left out: refused. Tried once per source, as rules
+        repeat their texts."""
+        if text.source not in self.tried:
+            self.tried[text.source] = text.failure(_PLACED[self.language])
+        failure = self.tried[text.source]
+        if failure is None:
+            return True
+        said = str(failure)
+        hint = ("; a place is no text: write {{ city.name }}" if "Place" in said
+                else "; a number in quotes? write it without them: truncate(30)" if "'str' and 'int'" in said else "")
+        self.problem(path, f"this text fails for every visitor, so its swap would never show: "
+                           f"{type(failure).__name__}: {said}{hint}")
+        return False
 
     def _places(self, data: dict[str, dict[str, str]], language: str) -> dict[str, places.Place]:
         for name, forms in data.items():

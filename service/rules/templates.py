@@ -117,17 +117,29 @@ class Text:
         text = RENDERED[key] = self._render(context)
         return text
 
-    def _render(self, context: Mapping[str, Any]) -> str | None:
-        assert self._template is not None
+    def failure(self, context: Mapping[str, Any]) -> Exception | None:
+        """What rendering with `context` raises, if anything: the rules loader tries each text once
+        with a visitor's full context, and refuses one that would fail for every visitor."""
         try:
-            if isinstance(self._template, jinja2.Template):
-                text = _bounded(self._template.generate(context))
-            else:
-                text = self._template.render(context)
+            self._made(context)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _render(self, context: Mapping[str, Any]) -> str | None:
+        try:
+            text = self._made(context)
         except Exception as exc:  # a broken text must cost a swap, never a request
             _failed(self.source, exc)
             return None
         return " ".join(text.split())[:MAX_OUTPUT]
+
+    def _made(self, context: Mapping[str, Any]) -> str:
+        if self._template is None:
+            return self.source
+        if isinstance(self._template, jinja2.Template):
+            return _bounded(self._template.generate(context))
+        return self._template.render(context)
 
 
 def _failed(source: str, error: Exception) -> None:
