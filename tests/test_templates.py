@@ -130,6 +130,17 @@ def test_a_text_that_fails_for_a_visitor_is_left_out_and_said_once(source: str,
     assert len(failures) == 1 and repr(source) in failures[0]
 
 
+def test_default_stands_for_an_empty_campaign_and_an_unknown_city(tmp_path: Path) -> None:
+    """An ad's URL without utm_campaign gives an empty campaign, GeoIP without a city an empty place:
+    `default` fills in both, as marketers write it, not only what is undefined."""
+    site = compile_site({"site": "s", "rules": [{"id": "r", "swap": [
+        {"selector": "h1", "text": "Акция «{{ campaign|default('весна') }}» {{ city.in|d('по всей России') }}"}]}]},
+        tmp_path)
+    assert swaps_of(decide(site, make_visit({"url": "/?utm_source=yandex"})))["h1"] == "Акция «весна» по всей России"
+    moscow = make_visit({"url": "/?utm_campaign=лето", "geo": {"country": "RU", "city": ["Москва", "Moscow"]}})
+    assert swaps_of(decide(site, moscow))["h1"] == "Акция «лето» в Москве"
+
+
 def test_text_is_whitespace_folded_and_limited() -> None:
     assert compile_text("a   b\n c").render({}) == "a b c"
     long = compile_text("{{ phrase }}").render({"phrase": "я" * 5000})

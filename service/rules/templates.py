@@ -60,6 +60,18 @@ _env = ImmutableSandboxedEnvironment(autoescape=False)
 _env.globals.clear()  # no range/lipsum/cycler/namespace: the context is all a text may see
 
 
+def _default(value: Any, default_value: Any = "", boolean: bool = True) -> Any:
+    """Jinja's `default`, for an empty value too: a campaign the URL does not name is an empty text
+    and an unknown city a place with an empty name, never undefined, and `|default('весна')` is
+    written for them."""
+    if isinstance(value, jinja2.Undefined) or (boolean and not (value and str(value))):
+        return default_value
+    return value
+
+
+_env.filters["default"] = _env.filters["d"] = _default
+
+
 class TemplateError(ValueError):
     """A swap text that cannot be used; `lineno` counts from 1 within the text."""
 
