@@ -8,7 +8,7 @@ the rules are generated like a large shop's:
 
 - 60% keyword rules, one product noun each (`benchmarks/data/nouns.txt`):
   `keywords: [купить NOUN, NOUN цена]`, with keyword insertion and the city in the text;
-- 20% geo rules: a city (GeoLite2's Russian place names) on one of the site's pages;
+- 20% geo rules: a city (GeoLite2's Russian cities) on one of the site's pages;
 - 20% page rules: a product page `/catalog/item-N` of its own.
 
 So a bigger rule set is a superset of a smaller one, and the same visits can be decided
@@ -120,9 +120,11 @@ def nouns() -> list[str]:
 
 
 def cities() -> list[str]:
-    from service.rules.places import known_places
+    """Russian cities' names of one word, as GeoIP gives them: what `when: city` may name."""
+    from service.rules.geo import CITIES
 
-    return [name for name in known_places() if name[:1].isupper() and " " not in name and "'" not in name]
+    names = (line.split("\t")[7] for line in CITIES.read_text(encoding="utf-8").splitlines())
+    return sorted({name for name in names if name[:1].isupper() and " " not in name and "'" not in name})
 
 
 def generate(count: int, seed: int = 6) -> str:

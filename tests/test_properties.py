@@ -309,7 +309,8 @@ VOCABULARY = ["купить", "кондиционер", "кондиционер�
 SELECTORS = ["h1", ".lead", "#cta", "title"]
 GEO_CONDITIONS: list[dict[str, Any]] = [
     {"country": "RU"}, {"country": ["GB", "RU"]}, {"country": "GB"}, {"region": "RU-SPE"},
-    {"region": ["RU-MOW", "RU-SPE"]}, {"city": "Москва"}, {"city": ["London", "Санкт-Петербург"]},
+    {"region": ["RU-MOW", "RU-SPE"]}, {"city": "Москва"},
+    {"country": ["GB", "RU"], "city": ["London", "Санкт-Петербург"]},  # a city outside Russia names its country
     {"country": "RU", "city": "moscow"}, {"region": "GB-ENG", "city": "Лондон"}, {"country": "RU", "region": "RU-MOW"},
 ]
 # Path globs and the visit paths (normalised) each one matches, written out by hand.

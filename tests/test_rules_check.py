@@ -189,6 +189,38 @@ MISTAKES = {
     "badly written region in a list": Mistake(
         "region: [RU-SPE, RU-LEN]", "region: [RU-SPE, spb]", ("unknown region 'spb'",)
     ),
+    "a city nobody is in": Mistake(
+        "      country: RU", "      city: [Москва, Масква]",
+        ("no Russian city is called 'Масква'; did you mean 'Москва'?",),
+    ),
+    "a misspelt city in a list": Mistake(
+        "      country: RU", "      city:\n        - Москва\n        - Нижний Новгрод",
+        ("no Russian city is called 'Нижний Новгрод'; did you mean 'Нижний Новгород'?",), where="Нижний Новгрод",
+    ),
+    "a city of a pool nobody is in": Mistake(
+        "when: { region: RU-MOW }", "when: { city: Санкт-Петербурх }",
+        ("no Russian city is called 'Санкт-Петербурх'; did you mean 'Санкт-Петербург'?",),
+    ),
+    "a region for a city": Mistake(
+        "      country: RU", "      city: Чувашия",
+        ("no Russian city is called 'Чувашия': it is a region, region: Чувашия",),
+    ),
+    "a city elsewhere without its country": Mistake(
+        "      country: RU", "      city: Минск", ("no Russian city is called 'Минск' (a city elsewhere: name its "
+                                                  "country in the same conditions, country: [KZ])",)
+    ),
+    "a places correction of a misspelt city": Mistake(
+        "  Камчатский край:\n", "  Санкт-Питербург: {nomn: Петербург}\n  Камчатский край:\n",
+        ("places.Санкт-Питербург: no Russian city is called 'Санкт-Питербург'; did you mean 'Санкт-Петербург'?",),
+    ),
+    "a places correction of a city by its nickname": Mistake(
+        "  Камчатский край:\n", "  Питер: {nomn: Петербург}\n  Камчатский край:\n",
+        ("places.Питер: the service gives this place as 'Санкт-Петербург': name the correction so",),
+    ),
+    "a places correction of a region by its short name": Mistake(
+        "  Камчатский край:\n", "  Камчатка:\n",
+        ("places.Камчатка: the service gives this place as 'Камчатский край'",),
+    ),
     "unknown country": Mistake("      country: RU", "      country: XX", ("unknown country code 'XX'",)),
     "unquoted NO is a boolean": Mistake(
         "      country: RU", "      country: [RU, NO]", ("False is not of type 'string'", "in quotes")
@@ -653,3 +685,13 @@ def test_rules_check_warns_of_a_keyword_whose_double_quotes_yaml_takes(tmp_path:
         f"{path}:6: warning: YAML takes the double quotes of 'окна rehau' for its own, so it matches in broad "
         "match; for Direct's quotes write '\"окна rehau\"' (the whole in single quotes), else write it without quotes"
     ]
+
+
+def test_a_city_elsewhere_is_named_with_its_country(tmp_path: Path) -> None:
+    """Only Russia's cities are known to the check: a rule for Minsk says it is in Belarus, and a
+    correction of a place the check does not know is a warning, not a refusal."""
+    text = ("site: abroad\nplaces:\n  Минск: {nomn: Мінск}\nrules:\n  - id: minsk\n"
+            "    when: {country: BY, city: Минск}\n    swap: [{selector: p, text: x}]\n")
+    path, warnings = warnings_of(tmp_path, "abroad", text)
+    assert warnings == [f"{path}:3: warning: places.Минск: no Russian city or region is called 'Минск': the "
+                        "correction applies only where GeoIP gives a place that name"]

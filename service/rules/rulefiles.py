@@ -21,7 +21,7 @@ import cssselect
 import pycountry
 
 from service.analytics.stats import EXPECTED_VISITORS
-from service.rules import phones, places
+from service.rules import cities, phones, places
 from service.rules.engine import (
     BUCKETS,
     TARGETS,
@@ -64,6 +64,7 @@ _PLACED = {language: {"keyword": Keyword("купить кондиционер"),
                       "medium": "cpc", "campaign": "spring", "city": places.place(city, language),
                       "region": region_place("RU-MOW", language), "country": places.place(country, language)}
            for language, city, country in (("ru", "Москва", "Россия"), ("en", "Moscow", "Russia"))}
+_COUNTRIES = {"ru": ("Россия",), "en": ("Russia",)}  # the one country whose name the service knows
 _TAGS = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)  # a text's Jinja, for what it writes itself
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -375,7 +376,18 @@ class _Compiler:
                 self.problem((*path, "region", i), f"unknown region {region!r}: write its ISO 3166-2 code "
                                                    "(RU-KAM) or its name in Russian or English (Камчатский край)")
             regions.append(code)
-        cities = [city_key(english_city(city_meant(city))) for city in _listed(data.get("city"))]
+        # Russia's cities are known; a rule limited to other countries names cities no table here has.
+        elsewhere = any(country != "RU" for country in _listed(data.get("country"))) or any(
+            not code.startswith("RU-") for code in regions)
+        for i, city in enumerate(_listed(data.get("city"))):
+            if elsewhere or cities.names(city) is not None:
+                continue
+            if region_code(city):
+                self.problem((*path, "city", i), f"no Russian city is called {city!r}: it is a region, region: {city}")
+            else:
+                self.problem((*path, "city", i), f"no Russian city is called {city!r}{_suggested(cities.meant(city))} "
+                             "(a city elsewhere: name its country in the same conditions, country: [KZ])")
+        named = [city_key(english_city(city_meant(city))) for city in _listed(data.get("city"))]
         return When(
             keywords=tuple(words for terms in keywords if not _guarded(terms) for words in terms.variants),
             guarded=tuple(terms for terms in keywords if _guarded(terms) and terms.variants),
@@ -386,7 +398,7 @@ class _Compiler:
             campaigns=_folded(data.get("campaign")),
             countries=_folded(data.get("country")),
             regions=_folded(regions) if "region" in data else None,
-            cities=_folded(cities) if "city" in data else None,
+            cities=_folded(named) if "city" in data else None,
             devices=_folded(data.get("device")),
         )
 
@@ -463,7 +475,26 @@ class _Compiler:
             if (renamed := renamed_region(name)) and renamed != name:
                 self.warn(("places", name), f"GeoIP's region name {name!r} is now given as {renamed!r}: "
                                             "name the correction so, or it never applies")
+            else:
+                self._place_named(name, language)
         return {name: _place(name, forms, language) for name, forms in data.items()}
+
+    def _place_named(self, name: str, language: str) -> None:
+        """A correction applies where decisions give the place that name, letter for letter: one of
+        another spelling, or of no place, would never apply."""
+        city = cities.names(name)
+        region = region_place(region_code(name), language)
+        given = (city[0] if language == "ru" and city[0] else city[1]) if city else region.name if region else None
+        if given == name or name in _COUNTRIES[language]:
+            return
+        if given is not None:
+            self.problem(("places", name), f"places.{name}: the service gives this place as {given!r}: "
+                                           "name the correction so, or it never applies")
+        elif meant := cities.meant(name):
+            self.problem(("places", name), f"places.{name}: no Russian city is called {name!r}{_suggested(meant)}")
+        else:
+            self.warn(("places", name), f"places.{name}: no Russian city or region is called {name!r}: the "
+                                        "correction applies only where GeoIP gives a place that name")
 
     def _zone(self, path: tuple[str, ...], name: Any) -> ZoneInfo | None:
         try:
@@ -640,6 +671,10 @@ def _unmatched_letters(pattern: str) -> list[int]:
             found.append(i)
         i += 1
     return found
+
+
+def _suggested(name: str | None) -> str:
+    return f"; did you mean {name!r}?" if name else ""
 
 
 def _unbalanced(keyword: str) -> str | None:
