@@ -361,7 +361,7 @@ class _Compiler:
             except PatternError as exc:
                 self.problem((*path, "phrase_regex"), f"invalid regular expression: {exc}")
             if regex is not None and (unmatched := _unmatched_letters(data["phrase_regex"])):
-                pattern = "".join(normalised_letter(c) if i in unmatched else c
+                pattern = "".join(_normalised_letter(c) if i in unmatched else c
                                   for i, c in enumerate(data["phrase_regex"]))
                 self.problem((*path, "phrase_regex"), f"phrase_regex {data['phrase_regex']!r} looks for capital "
                              f"letters or «ё», which no phrase has: phrases are matched in lower case, with «е» "
@@ -637,7 +637,7 @@ def _listed(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def normalised_letter(letter: str) -> str:
+def _normalised_letter(letter: str) -> str:
     """A letter as phrases are normalised before a phrase_regex looks at them."""
     return letter.lower().replace("ё", "е")
 
@@ -655,7 +655,7 @@ def _unmatched_letters(pattern: str) -> list[int]:
             if kind == "Q":  # literal up to \E: its letters are looked for as written
                 end = pattern.find("\\E", i)
                 end = len(pattern) if end < 0 else end
-                found += [j for j in range(i + 2, end) if normalised_letter(pattern[j]) != pattern[j]]
+                found += [j for j in range(i + 2, end) if _normalised_letter(pattern[j]) != pattern[j]]
                 i = end + 2
                 continue
             braced = kind in ("p", "P", "x") and pattern[i + 2:i + 3] == "{"
@@ -667,7 +667,7 @@ def _unmatched_letters(pattern: str) -> list[int]:
                 caseless = caseless or "i" in (flags[1] or "").partition("-")[0]
                 i += len(flags[0])
                 continue
-        if normalised_letter(char) != char and not (caseless and char not in "ёЁ"):
+        if _normalised_letter(char) != char and not (caseless and char not in "ёЁ"):
             found.append(i)
         i += 1
     return found
