@@ -312,7 +312,7 @@ def _pools(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     columns = ("pool", "numbers", "held", "utilisation", "peak_held", "peak_wanted", "arrivals_peak_hour",
-               "overflowed_visitors", "average_hold_s", "recommended_size")
+               "overflowed_visitors", "capped_visitors", "average_hold_s", "recommended_size")
     _table([columns], [tuple(pool[column] for column in columns) for pool in body["pools"]])
     return 0
 

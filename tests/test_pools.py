@@ -125,7 +125,7 @@ def test_pool_statistics_and_recommended_size(pool_client: TestClient, clock: Cl
     (stats,) = response.json()["pools"]
     assert stats["pool"] == "small" and stats["numbers"] == 3
     assert stats["held"] == 1 and stats["peak_held"] == 3
-    assert stats["overflowed_visitors"] == 4
+    assert stats["overflowed_visitors"] == 4 and stats["capped_visitors"] == 0
     assert stats["arrivals_peak_hour"] == 8
     assert stats["average_hold_s"] == 60.0
     # Little's law: 8 arrivals/hour × 60 s = 0.13 concurrent; 7 visitors wanted a number at once.
@@ -142,7 +142,10 @@ def test_visitors_of_a_network_past_its_share_are_no_demand_to_size_the_pool_for
             visit(client, vid(n))
         assert visit(client, vid(6))["phone"]["kind"] == "overflow"  # again: the same arrival
         (stats,) = client.get("/v1/pools/pooltest", headers=REPORT).json()["pools"]
-    assert (stats["held"], stats["overflowed_visitors"], stats["arrivals_peak_hour"]) == (1, 5, 6)
+    # Two numbers stayed free: those five were turned away by their network's share, and more
+    # numbers would not have helped them.
+    assert (stats["held"], stats["overflowed_visitors"], stats["capped_visitors"]) == (1, 0, 5)
+    assert stats["arrivals_peak_hour"] == 6
     # Little's law: 6 arrivals an hour × 60 s is 0.1 at once, and three standard deviations: 2, not 6.
     assert stats["peak_wanted"] == 1 and stats["recommended_size"] == 2
 

@@ -13,7 +13,7 @@
 --       8 stats    hash  per-hour arrivals and overflows, per-day peaks, hold totals
 --       9 clock    string the latest time any call of this pool has seen
 --      10 networks hash  client network (keyed hash) -> numbers it holds now
---       and, built from ARGV[3]: each number's history, the day's overflowed visitors, and
+--       and, built from ARGV[3]: each number's history, the day's overflowed (or capped) visitors, and
 --       'waiting' (zset: visitor -> when the hold they did not get would end)
 -- ARGV: 1 hold ms  2 retention ms  3 key prefix for per-number history and overflow sets
 --       4 most numbers one network may hold at once  5 hour label (2026-11-22T14)
@@ -115,16 +115,21 @@ end
 
 -- A visitor who overflowed arrived then: their next page views while they would have held
 -- a number are no more arrivals. 'waiting' scores them by when that hold would end, negated
--- for one whose network held its share already: no demand to size the pool for.
+-- for one turned away by their network's share: no demand to size the pool for.
 local waiting = prefix .. 'waiting'
 local waited = math.abs(tonumber(redis.call('ZSCORE', waiting, vid) or '0')) >= now
 if not waited then redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1) end
-local capped = network ~= '' and tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[4])
-local pick = capped and {} or redis.call('ZRANGE', KEYS[2], 0, 0)
+local pick = redis.call('ZRANGE', KEYS[2], 0, 0)
+-- A network past its share is turned away while numbers are free ('capped', counted apart: more
+-- numbers would not have helped them); with none free, its visitor overflows as anyone's does.
+local capped = #pick > 0 and network ~= '' and
+  tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[4])
+if capped then pick = {} end
 if #pick == 0 then
-  if not waited then redis.call('HINCRBY', KEYS[8], 'overflow:' .. hour, 1) end
-  redis.call('SADD', prefix .. 'overflowed:' .. day, vid)
-  redis.call('PEXPIRE', prefix .. 'overflowed:' .. day, tonumber(ARGV[2]))
+  local turned = capped and 'capped:' or 'overflowed:'
+  if not waited then redis.call('HINCRBY', KEYS[8], (capped and 'capped:' or 'overflow:') .. hour, 1) end
+  redis.call('SADD', prefix .. turned .. day, vid)
+  redis.call('PEXPIRE', prefix .. turned .. day, tonumber(ARGV[2]))
   redis.call('ZADD', waiting, capped and -(now + hold) or now + hold, vid)
   redis.call('ZREMRANGEBYSCORE', waiting, '(' .. -now, '(' .. now)  -- holds over, of either sign
   redis.call('PEXPIRE', waiting, hold)

@@ -62,6 +62,9 @@ class PoolKeys:
     def overflowed(self, day: str) -> str:
         return f"{self.prefix}overflowed:{day}"
 
+    def capped(self, day: str) -> str:
+        return f"{self.prefix}capped:{day}"
+
 
 class Lease(NamedTuple):
     number: str | None  # None: the pool was exhausted
@@ -82,7 +85,8 @@ class PoolStats:
     peak_held: int  # most numbers held at once, any retained day
     peak_wanted: int  # most wanted at once: held, and visitors left waiting by an overflow
     arrivals_peak_hour: int  # new visitors who needed a number in the busiest hour
-    overflowed_visitors: int  # distinct visitors who got the overflow number, retained days
+    overflowed_visitors: int  # distinct visitors who got the overflow number, none free, retained days
+    capped_visitors: int  # and those who got it as their network held its share (`network_share`)
     average_hold_s: float  # how long a lease lasts, visit plus hold (Little's W)
     recommended_size: int
 
@@ -162,9 +166,9 @@ class Pools:
         pipe.zcount(keys.held, now_ms, "+inf")
         for day in days:
             pipe.scard(keys.overflowed(day))
-        raw, held, *overflows = await pipe.execute()
+            pipe.scard(keys.capped(day))
+        raw, held, *turned = await pipe.execute()
         stats = {bytes(name).decode(): int(value) for name, value in raw.items()}
-        overflowed = sum(overflows)
         arrivals = max((v for k, v in stats.items() if k.startswith("arrivals:")), default=0)
         released = stats.get("released", 0)
         average_hold = stats["held_ms"] / released / 1000 if released else float(pool.hold)
@@ -180,7 +184,8 @@ class Pools:
             peak_held=peak,
             peak_wanted=wanted,
             arrivals_peak_hour=arrivals,
-            overflowed_visitors=overflowed,
+            overflowed_visitors=sum(turned[::2]),
+            capped_visitors=sum(turned[1::2]),
             average_hold_s=round(average_hold, 1),
             recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), wanted, 1),
         )
