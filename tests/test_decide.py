@@ -359,6 +359,14 @@ def test_a_preview_of_a_variant_the_site_lacks_is_refused_naming_what_it_has(cli
     shown = decide(client, url="/?swapline_preview=cta-wording:free-visit")
     assert shown["preview"] is True and swaps(shown)["#cta"] == "Бесплатный выезд мастера"
 
+
+def test_a_preview_of_an_experiment_on_another_page_says_where_it_runs(client: TestClient) -> None:
+    """Else it answered `"experiments": {}` and the marketer saw the page unchanged, with no hint why."""
+    pinned = "/contacts?swapline_preview=cta-wording:free-visit"
+    response = client.get("/v1/decide", params={"site": "demo", "url": pinned})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "not_on_this_page"
+    assert "runs on /, /demo, not on /contacts" in response.json()["error"]["message"]
+
 IMAGES = """
 site: images
 rules:

@@ -311,10 +311,10 @@ def _token(raw: str | None) -> str | None:
     return _unquote(raw) if raw and len(raw) <= MAX_VISIT else None
 
 
-def _preview(site: Site, raw: str | None) -> dict[str, str] | None:
-    """`experiment:variant[,experiment:variant]` pins variants for one page view. A name the
-    site does not have is refused, as an unknown city is: a typo shows in the network panel,
-    not as a preview of what the visitor would have seen anyway."""
+def _preview(site: Site, raw: str | None, path: str) -> dict[str, str] | None:
+    """`experiment:variant[,experiment:variant]` pins variants for one page view at `path`. A
+    name the site does not have, or an experiment not on that page, is refused, as an unknown
+    city is: it shows in the network panel, not as the page the visitor would have seen anyway."""
     if raw is None:
         return None
     pairs = [item.partition(":") for item in raw.split(",")]
@@ -330,6 +330,9 @@ def _preview(site: Site, raw: str | None) -> dict[str, str] | None:
         if variant not in known:
             raise BadRequest("unknown_variant", f"preview: experiment {name!r} has no variant {variant!r}; "
                                                 f"its variants: {', '.join(known)}")
+        if not tested.pages.match(path):
+            raise BadRequest("not_on_this_page", f"preview: experiment {name!r} runs on "
+                                                 f"{', '.join(tested.pages.globs)}, not on {path}")
     return {experiment: variant for experiment, _, variant in pairs}
 
 
@@ -357,7 +360,7 @@ async def decide_endpoint(request: Request) -> JSON:
         geo = preview_geo(runtime.geo, city) if city else runtime.geo.lookup(client)
         seen = _page_view(path, arrival, vid, geo, headers.user_agent, not headers.from_browser)
         # Pinned by the page's address (a preview link), or by an API client's `preview`.
-        forced = _preview(site, _checked("preview", query.get("preview"), 512) or variants)
+        forced = _preview(site, _checked("preview", query.get("preview"), 512) or variants, path)
         previewing = forced is not None or city is not None
         # Without the visitor's consent (the snippet's data-consent="required"), the id is a
         # throw-away one: the page gets its texts, every experiment's control and no number, and
