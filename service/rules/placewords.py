@@ -37,7 +37,7 @@ def without_places(phrase: str, city: str | None) -> str:
     """`phrase`, as typed, without the places it names and the preposition or «г.» before each
     (see the module's docstring); `city` is the visitor's, in Russian."""
     words = phrase.split()
-    lemmas = [readings(normalise(word)) for word in words]
+    lemmas = [_lemmas(word) for word in words]
     own = _name(city) if city else ()
     kept: list[str] = []
     at = 0
@@ -51,6 +51,12 @@ def without_places(phrase: str, city: str | None) -> str:
             kept.append(words[at])
             at += 1
     return phrase if len(kept) == len(words) else " ".join(kept)
+
+
+def _lemmas(word: str) -> frozenset[str]:
+    """A typed word's lemmas («москве,»: москва); none for words typed as one («окна,москва»)."""
+    words = normalise(word).split()
+    return readings(words[0]) if len(words) == 1 else frozenset()
 
 
 def _named_at(lemmas: list[frozenset[str]], at: int, own: Name) -> int:
