@@ -162,6 +162,25 @@ def test_target_calls_need_talk_time_and_a_new_caller(pool_client: TestClient, c
     assert next_day.json()["unique"] is True  # a day after the last call: the window is one day
 
 
+def test_a_caller_who_gets_through_on_the_second_try_makes_a_target_call(pool_client: TestClient,
+                                                                           clock: Clock) -> None:
+    """A missed or short call first is no target call, and keeps none from the next: the first
+    call that is one is the target call (Calltouch's «уникально-целевой»); `unique` still says
+    the caller called before."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    clock.advance(150)
+    missed = post_call(pool_client, {**call("cb-1", number, clock.now - 120, talk=0, caller="+79257770001"),
+                                     "status": "no-answer"}).json()
+    got_through = post_call(pool_client, call("cb-2", number, clock.now - 30, talk=90, caller="+79257770001")).json()
+    again = post_call(pool_client, call("cb-3", number, clock.now, talk=90, caller="+79257770001")).json()
+    assert (missed["unique"], missed["qualified"]) == (True, False)
+    assert (got_through["unique"], got_through["qualified"]) == (False, True)
+    assert (again["unique"], again["qualified"]) == (False, False)  # one target call a window
+    short = post_call(pool_client, call("short-1", number, clock.now, talk=10, caller="+79257770002")).json()
+    longer = post_call(pool_client, call("long-1", number, clock.now + 5, talk=60, caller="+79257770002")).json()
+    assert (short["qualified"], longer["qualified"]) == (False, True)
+
+
 def test_a_callers_calls_within_the_window_make_one_target_call_whatever_order_they_come_in(
         pool_client: TestClient, clock: Clock) -> None:
     """A late retry, the spool's replay or a CDR import may bring the earlier call second."""

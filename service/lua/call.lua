@@ -8,18 +8,24 @@ local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then return {existing, 1} end
 local record = cjson.decode(ARGV[2])
 local start, window = tonumber(ARGV[4]), tonumber(ARGV[5])
-local unique = true
-if ARGV[3] ~= '' and window > 0 then
-  -- The caller's calls are wanted only for the uniqueness window: then the key goes. Calls
-  -- within the window of each other make one unique call, the first heard of: a late retry,
-  -- a replay from the spool or a CDR import may bring an earlier call after a later one.
-  local history = ARGV[8] .. 'caller:' .. ARGV[3]
-  if redis.call('ZCOUNT', history, start - window, start + window) > 0 then unique = false end
+local unique, target = true, tonumber(ARGV[6]) >= tonumber(ARGV[7])
+-- A caller's calls and target calls are wanted only for the uniqueness window: then the keys
+-- go. Calls within the window of each other make one unique call, the first heard of, and
+-- their target calls one target call: a late retry, a replay from the spool or a CDR import
+-- may bring an earlier call after a later one. A missed or short call does not keep the call
+-- that got through from being a target call: only an earlier target call does.
+local function first(history)
+  local seen = redis.call('ZCOUNT', history, start - window, start + window) == 0
   redis.call('ZADD', history, start, ARGV[1])
   redis.call('PEXPIRE', history, window)
+  return seen
+end
+if ARGV[3] ~= '' and window > 0 then
+  unique = first(ARGV[8] .. 'caller:' .. ARGV[3])
+  target = target and first(ARGV[8] .. 'target:' .. ARGV[3])
 end
 record.unique = unique
-record.qualified = unique and tonumber(ARGV[6]) >= tonumber(ARGV[7])
+record.qualified = target
 local encoded = cjson.encode(record)
 redis.call('HSET', KEYS[1], ARGV[1], encoded)
 return {encoded, 0}
