@@ -348,6 +348,38 @@ def test_twilio_status_callbacks_verified_with_twilios_own_validator(pool_client
     assert twilio_post(pool_client, params).json()["duplicate"] is True
 
 
+@pytest.mark.parametrize("leg", [{"Direction": "outbound-dial", "ParentCallSid": "CA-inbound"},
+                                 {"Direction": "outbound-api"}, {"ParentCallSid": "CA-inbound"}])
+def test_twilio_legs_no_visitor_dialled_are_ignored(pool_client: TestClient, clock: Clock,
+                                                    leg: dict[str, str]) -> None:
+    """<Dial> to the manager's mobile, and calls placed through the API, post their own status
+    callbacks: From is the caller or the site's number, To someone's phone. None is a call to
+    the site, and none may make the real inbound call a repeat."""
+    number = visit(pool_client, "twilio-visitor-000001")["phone"]["number"]
+    clock.advance(60)
+    child = {"CallSid": "CA-child", "From": CALLER, "To": "+79035550101", "CallStatus": "completed",
+             "CallDuration": "50", "Timestamp": email.utils.formatdate(clock.now - 1, usegmt=True), **leg}
+    ignored = twilio_post(pool_client, child)
+    assert ignored.status_code == 200 and ignored.json() == {"call_id": "CA-child", "ignored": "not an incoming call"}
+    inbound = {"CallSid": "CA-inbound", "From": CALLER, "To": number, "CallStatus": "completed", "CallDuration": "55",
+               "Direction": "inbound", "Timestamp": email.utils.formatdate(clock.now, usegmt=True)}
+    answer = twilio_post(pool_client, inbound).json()
+    assert (answer["credited"], answer["unique"], answer["qualified"]) == (True, True, True)
+    log = pool_client.get("/v1/calls/pooltest", headers={"Authorization": "Bearer test-report-token-0001"}).json()
+    assert [entry["number"] for entry in log["entries"]] == [number]
+
+
+def test_a_call_to_none_of_the_sites_numbers_is_no_call_to_the_site(pool_client: TestClient, clock: Clock) -> None:
+    """A PBX that posts every call (the manager's mobile, a colleague's line) spends no caller's
+    first call, nor target call, on them."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    clock.advance(60)
+    elsewhere = post_call(pool_client, call("elsewhere", "+79035550101", clock.now - 30, talk=60)).json()
+    assert (elsewhere["kind"], elsewhere["unique"], elsewhere["qualified"]) == ("unknown", False, False)
+    answer = post_call(pool_client, call("to-the-site", number, clock.now, talk=60)).json()
+    assert (answer["unique"], answer["qualified"]) == (True, True)
+
+
 def test_twilio_refuses_a_wrong_signature_and_ignores_unfinished_calls(pool_client: TestClient) -> None:
     params = {"CallSid": "CA9", "From": CALLER, "To": "+74951900001", "CallStatus": "completed"}
     forged = twilio_post(pool_client, params, token="someone-elses-token")

@@ -179,7 +179,8 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     (stored, seen), = await runtime.store.batcher.submit(CALL(
         (prefix + "calls",),
         (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000,
-         0 if status_of(call.status) in MISSED else call.talk, site.calls.qualify_after, prefix),
+         0 if status_of(call.status) in MISSED else call.talk, site.calls.qualify_after, prefix,
+         int(kind != "unknown")),
     ))
     answer = {**orjson.loads(stored), "duplicate": bool(seen)}
     if answer["credited"] and not answer["duplicate"]:

@@ -76,6 +76,10 @@ async def twilio_endpoint(request: Request) -> JSON:
         raise Unauthorized("invalid_signature", "X-Twilio-Signature is missing or wrong")
     values = dict(params)
     call_id = _text(values, "CallSid")
+    # Twilio posts the callbacks of the calls it places too: <Dial>'s legs to a phone
+    # (`outbound-dial`, with the ParentCallSid of the inbound call) and calls of its API.
+    if values.get("Direction", "inbound") != "inbound" or values.get("ParentCallSid"):
+        return not_incoming(call_id)
     status = values.get("CallStatus", "")
     if status not in TWILIO_FINAL:  # ringing, in-progress...: the call is not over yet
         return JSON({"call_id": call_id, "ignored": status or "no status"})
@@ -117,7 +121,7 @@ async def mango_endpoint(request: Request) -> JSON:
     summary = bodies.json_object(data.encode())
     entry = _text(summary, "entry_id")
     if _count(summary, "call_direction") != 1:  # internal (0) or outgoing (2): no visitor dialled a number
-        return JSON({"call_id": entry, "ignored": "not an incoming call"})
+        return not_incoming(entry)
     answered_at, ended = _count(summary, "talk_time"), _count(summary, "end_time")
     # Mango's own examples mark a call that ended in the menu `entry_result: 1`: no talk, no answer.
     answered = _count(summary, "entry_result") == 1 and answered_at > 0
@@ -176,7 +180,7 @@ async def uis_endpoint(request: Request) -> JSON:
     fields = await _fields(request)
     call_id = _text(fields, "call_session_id")
     if str(fields.get("direction", "in")).lower() in ("out", "outgoing"):
-        return JSON({"call_id": call_id, "ignored": "not an incoming call"})
+        return not_incoming(call_id)
     talk = _count(fields, "talk_time_duration", 0)
     start = fields.get("start_time", fields.get("notification_time"))
     if isinstance(start, str) and not SECONDS.fullmatch(start.strip()):  # a time as UIS writes it, maybe zoneless
@@ -195,14 +199,22 @@ async def telphin_endpoint(request: Request) -> JSON:
     _token(request, site, site.calls.telphin_token, "telphin_token")
     fields = await _fields(request)
     event, call_id = fields.get("EventType", ""), _text(fields, "CallID")
-    if event != "hangup" or str(fields.get("CallFlow", "in")).lower() != "in":
-        return JSON({"call_id": call_id, "ignored": event if event != "hangup" else "not an incoming call"})
+    if event != "hangup":
+        return JSON({"call_id": call_id, "ignored": event})
+    if str(fields.get("CallFlow", "in")).lower() != "in":
+        return not_incoming(call_id)
     duration = _count(fields, "Duration", 0)
     status = TELPHIN_STATUS.get(str(fields.get("CallStatus", "")).upper(), "failed")
     ended = _count(fields, "EventTime") // 1_000_000  # microseconds
     return await _credit(runtime, site, call_id, fields.get("CalledDID") or fields.get("CalledNumber"), "CalledDID",
                          fields.get("CallerIDNum"), unix_ms(ended - duration), duration if status == "completed" else 0,
                          status)
+
+
+def not_incoming(call_id: str) -> JSON:
+    """The answer to a call no visitor dialled (outgoing, internal, a leg the PBX placed to a
+    phone): a 200, so that the vendor does not retry it, and nothing recorded."""
+    return JSON({"call_id": call_id, "ignored": "not an incoming call"})
 
 
 async def _credit(runtime: Runtime, site: Site, call_id: str, called: Any, called_name: str, caller: Any,

@@ -3,12 +3,15 @@
 -- ARGV: 1 call id  2 record json  3 caller hash ('' when hidden)  4 start ms
 --       5 uniqueness window ms  6 talk seconds  7 qualifying talk seconds
 --       8 key prefix for per-caller history (same hash tag)
+--       9 '1' when the called number is one of the site's, else '0': a call to another number is
+--         no call to the site, neither unique nor a target call, and leaves no history
 -- Returns {record json, 1 if this call id was seen before else 0}.
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then return {existing, 1} end
 local record = cjson.decode(ARGV[2])
 local start, window = tonumber(ARGV[4]), tonumber(ARGV[5])
-local unique, target = true, tonumber(ARGV[6]) >= tonumber(ARGV[7])
+local ours = ARGV[9] == '1'
+local unique, target = ours, ours and tonumber(ARGV[6]) >= tonumber(ARGV[7])
 -- A caller's calls and target calls are wanted only for the uniqueness window: then the keys
 -- go. Calls within the window of each other make one unique call, the first heard of, and
 -- their target calls one target call: a late retry, a replay from the spool or a CDR import
@@ -20,7 +23,7 @@ local function first(history)
   redis.call('PEXPIRE', history, window)
   return seen
 end
-if ARGV[3] ~= '' and window > 0 then
+if ours and ARGV[3] ~= '' and window > 0 then
   unique = first(ARGV[8] .. 'caller:' .. ARGV[3])
   target = target and first(ARGV[8] .. 'target:' .. ARGV[3])
 end
