@@ -252,6 +252,23 @@ def test_caller_numbers_are_not_stored_raw(pool_client: TestClient, store: redis
     assert b"79161234567" not in dump and b"916" not in dump.replace(b"4567", b"")
 
 
+def test_a_number_that_is_none_of_the_sites_is_kept_as_a_callers_is(pool_client: TestClient, clock: Clock,
+                                                                    store: redis.Redis) -> None:
+    """A PBX that posts every call reports the manager's mobile, or the customer's own number as
+    the one called: only its last digits are kept, in the record, the log and its files."""
+    post_call(pool_client, call("to-a-mobile", "+7 903 555-01-01", clock.now, caller="+79990000010"))
+    answer = post_call(pool_client, call("to-a-mobile", "+79035550101", clock.now, caller="+79990000010")).json()
+    assert (answer["duplicate"], answer["number"], answer["reason"]) == (True, "…0101", "unknown_number")
+    other = post_call(pool_client, call("to-a-mobile", "+79035550202", clock.now, caller="+79990000010"))
+    assert other.status_code == 409  # the same id for a call to another number is still no retry
+    tracked = post_call(pool_client, call("to-the-site", "+74951900001", clock.now)).json()
+    assert tracked["number"] == "+74951900001"  # the site's own numbers are no secret
+    log = pool_client.get("/v1/calls/pooltest.csv", headers={"Authorization": "Bearer test-report-token-0001"}).text
+    assert "…0101" in log and "+74951900001" in log
+    dump = b"".join(key + store.dump(key) for key in store.keys("*") if not key.startswith(b"sw:{limit:"))
+    assert b"903555" not in dump
+
+
 @pytest.mark.parametrize(("secret", "status"), [(None, 401), (b"wrong-secret-0000000000", 401)])
 def test_unsigned_or_badly_signed_calls_are_refused(pool_client: TestClient, secret: bytes | None,
                                                     status: int, store: redis.Redis) -> None:

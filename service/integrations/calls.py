@@ -2,7 +2,8 @@
 
 Each call is credited to the visitor whose hold window on the called number contains the
 call's start, and recorded once per call id: a telephony system that retries gets the same
-answer again. Caller numbers are kept only as a keyed hash and their last four digits. What
+answer again. Caller numbers are kept only as a keyed hash and their last four digits, and
+called numbers that are none of the site's by their last four digits (`kept_number`). What
 each vendor posts (Twilio, Mango Office, Zadarma, UIS, Telphin) is read into a `Call` by
 `service.integrations.telephony`.
 """
@@ -139,7 +140,7 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
         await runtime.spool.keep({"site": site.id, "call": asdict(call)})
         CALLS.labels(site.id, "spooled").inc()
         return JSON({"call_id": call.id, "spooled": True}, status_code=202)
-    if answer["duplicate"] and answer["number"] != call.called:
+    if answer["duplicate"] and answer["number"] not in (call.called, kept_number(call.called)):
         # Not a retry: two PBXs, or a PBX and a vendor, whose ids met. Said, not swallowed. (Its
         # start may differ on a retry: Twilio's is the time the callback came, without a Timestamp.)
         raise Conflict("call_id_taken", f"call_id {call.id!r} already names a call to another number "
@@ -160,7 +161,7 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
                                   "page": "page_number"}.get(kind, "unknown_number")
     record = {
         "call_id": call.id,
-        "number": call.called,
+        "number": call.called if kind != "unknown" else kept_number(call.called),
         "pool": pool_id,
         "kind": kind,
         "start": call.start_ms,
@@ -261,6 +262,13 @@ def kept_caller(key: bytes, value: str | None, home: str | None = None) -> tuple
         return "", None
     number = phones.e164(digits, home) or digits
     return hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:32], number[-4:]
+
+
+def kept_number(number: str) -> str:
+    """What is kept of a called number that is none of the site's: a PBX that reports every call
+    reports calls to a manager's mobile, or the customer's number as called. As of a caller's
+    number, the last four digits only."""
+    return "…" + number[-4:]
 
 
 def whole_seconds(value: str, name: str) -> int:
