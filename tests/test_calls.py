@@ -244,6 +244,41 @@ def test_numbers_written_as_russian_pbxs_write_them_are_read(pool_client: TestCl
     assert again["unique"] is False and again["caller_last_digits"] == "0003"  # one caller, however written
 
 
+@pytest.mark.parametrize("withheld", ["+266696687", "Anonymous", "Restricted", "Unknown", "Private", "0000000000"])
+def test_a_withheld_caller_id_is_no_caller_to_remember(pool_client: TestClient, clock: Clock, withheld: str) -> None:
+    """Twilio spells a withheld number on the keypad (+266696687 is ANONYMOUS) or in words, a PBX
+    writes zeros: many customers, none of them a repeat caller."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    first, second = (post_call(pool_client, call(f"hidden-{n}", number, clock.now + n, caller=withheld)).json()
+                     for n in (1, 2))
+    for answer in (first, second):
+        assert (answer["caller_last_digits"], answer["unique"], answer["qualified"]) == (None, True, True)
+
+
+@pytest.mark.parametrize("written", ["+7.916.555.12.34", "tel:+79165551234", "+7 916 555\u201112\u201134",
+                                     "+7 916 555\u201312\u201334", "+79165551234 (моб.)",
+                                     "sip:+79165551234@pbx.example"])
+def test_a_caller_is_read_however_the_pbx_writes_the_number(pool_client: TestClient, clock: Clock,
+                                                            written: str) -> None:
+    """Dots, a URI, non-breaking hyphens and dashes, a note: the caller, as a called number is read."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    first = post_call(pool_client, call("written-1", number, clock.now, caller=written)).json()
+    again = post_call(pool_client, call("written-2", number, clock.now + 5, caller="89165551234")).json()
+    assert (first["caller_last_digits"], first["unique"]) == ("1234", True)
+    assert (again["caller_last_digits"], again["unique"]) == ("1234", False)
+
+
+def test_a_called_sip_uri_is_read_as_its_number(pool_client: TestClient, clock: Clock) -> None:
+    """A PBX behind a SIP trunk, and Twilio's SIP domains, name the called number in a URI."""
+    held = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    clock.advance(50)  # Twilio's call without a Timestamp started CallDuration before now
+    generic = post_call(pool_client, call("sip-1", f"sip:{held}@pbx.example", clock.now)).json()
+    twilio = twilio_post(pool_client, {"CallSid": "CA-sip", "From": CALLER, "To": f"sip:{held}@swapline.sip.twilio.com",
+                                       "CallStatus": "completed", "CallDuration": "40"}).json()
+    for answer in (generic, twilio):
+        assert (answer["number"], answer["credited"], answer["visitor"]) == (held, True, "caller-visitor-000001")
+
+
 def test_caller_numbers_are_not_stored_raw(pool_client: TestClient, store: redis.Redis) -> None:
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     post_call(pool_client, call("c-1", number, START, caller="+7 (916) 123-45-67"))

@@ -31,8 +31,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from service.integrations.calls import home_region, signature
-from service.rules import phones
+from service.integrations.calls import home_region, phone_number, signature
 from service.rules.engine import Site
 
 COLUMNS = ("call_id", "called", "caller", "start", "talk_seconds", "status")
@@ -93,7 +92,7 @@ def _asterisk(rows: Iterable[tuple[int, list[str]]], numbers: set[str], home: st
     for line, row in rows:
         cdr = _named(row)
         called = cdr.get("dst", "")
-        if phones.e164(called, home) not in numbers:  # internal, outgoing, or another site's
+        if phone_number(called, home) not in numbers:  # internal, outgoing, or another site's
             yield line, None
             continue
         billsec = cdr.get("billsec", "")

@@ -43,7 +43,10 @@ Credential = TypeVar("Credential", str, bytes)
 # `missed_call`, not a `call`, and never a target call whatever its talk time says.
 ANSWERED = ("completed", "answered")
 MISSED = ("missed", "busy", "no-answer", "failed", "canceled", "cancelled")
-_DIGITS = re.compile(r"\+?[0-9]{3,20}")
+# A number as PBXs write it beside the digits: a URI (`sip:+74951200001@pbx.example`,
+# `tel:+7…;ext=1`), and a note after it (`+79165551234 (моб.)`).
+_URI = re.compile(r"(?:sips?|tel):([^@;]*)", re.IGNORECASE)
+_NOTE = re.compile(r"\s*\([^()0-9]*\)$")
 SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
 
 
@@ -238,8 +241,18 @@ def _required(data: dict[str, Any], name: str) -> str:
     return value.strip()
 
 
+def phone_number(value: str, home: str | None = None) -> str | None:
+    """A called or calling number in E.164, written as people and PBXs write it (`+7 916 555‑12‑34`
+    with any dashes, `+7.916.555.12.34`, `84951200001`, a `sip:` or `tel:` URI, a note after it);
+    None for what is no valid number."""
+    text = value.strip()[:64]
+    if uri := _URI.match(text):
+        text = uri.group(1)
+    return phones.e164(_NOTE.sub("", text), home)
+
+
 def read_number(value: str, name: str, home: str | None = None) -> str:
-    number = phones.e164(value, home)
+    number = phone_number(value, home)
     if number is None:
         raise BadRequest("invalid_call", f"{name} is not a valid phone number: {value[:40]!r}")
     return number
@@ -253,14 +266,15 @@ def home_region(site: Site) -> str | None:
 
 def kept_caller(key: bytes, value: str | None, home: str | None = None) -> tuple[str, str | None]:
     """What is kept of a caller's number: a keyed hash and the last four digits. One caller
-    is one hash however the telephony writes the number (`+7…`, `8…`, `7…`: see `_number`).
+    is one hash however the telephony writes the number (`+7…`, `8…`, `7…`: `phone_number`).
 
-    Hidden numbers ('anonymous', 'restricted', '') keep nothing.
+    A withheld number is no caller to remember, and keeps nothing: what PBXs write for one is no
+    valid number ('anonymous', 'restricted', '', '0000000000', and Twilio's keypad spellings of
+    the words: `+266696687` is ANONYMOUS).
     """
-    digits = re.sub(r"[\s()-]", "", value or "")
-    if not _DIGITS.fullmatch(digits):
+    number = phone_number(value or "", home)
+    if number is None:
         return "", None
-    number = phones.e164(digits, home) or digits
     return hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:32], number[-4:]
 
 
