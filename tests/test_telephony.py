@@ -167,6 +167,27 @@ def test_a_zadarma_notify_end_credits_the_visitor_at_the_local_time_it_gives(tel
     assert body["talk_seconds"] == 45 and body["qualified"] is True
 
 
+def test_a_captured_zadarma_signature_forges_no_other_call(tel: TestClient, clock: Clock) -> None:
+    """Zadarma signs caller_id, called_did and call_start only: a call is named by them, so
+    the notification sent again with another pbx_call_id (or other unsigned fields) is the same
+    call, and its retry and its NOTIFY_START change nothing."""
+    number = lease(tel)
+    clock.advance(20)
+    start = {"event": "NOTIFY_START", "call_start": moscow(clock.now), "pbx_call_id": "in_1a2b3c",
+             "caller_id": "79161234567", "called_did": number}
+    assert zadarma(tel, start).json() == {"ignored": "NOTIFY_START"}
+    real = zadarma(tel, notify_end(number, clock.now)).json()
+    assert real["credited"] is True and real["duplicate"] is False and real["call_id"].startswith("zadarma-")
+    assert zadarma(tel, notify_end(number, clock.now)).json() == {**real, "duplicate": True}  # Zadarma's retry
+    for n in range(3):
+        forged = zadarma(tel, notify_end(number, clock.now, pbx_call_id=f"forged-{n}", duration="300")).json()
+        assert forged == {**real, "duplicate": True}
+    log = tel.get("/v1/calls/tel", headers={"Authorization": "Bearer tel-report-token-000001"}).json()
+    assert len(log["entries"]) == 1
+    other = zadarma(tel, notify_end(number, clock.now + 60, caller_id="79161234568")).json()
+    assert other["duplicate"] is False  # another caller's call: another call
+
+
 @pytest.mark.parametrize(("disposition", "status"), [("no answer", "no-answer"), ("busy", "busy"),
                                                       ("cancel", "canceled"), ("no money", "failed")])
 def test_a_zadarma_call_nobody_answered_is_missed(tel: TestClient, clock: Clock, disposition: str,

@@ -152,12 +152,16 @@ async def zadarma_endpoint(request: Request) -> Response:
     signed = ZADARMA_SIGNED.get(event)
     if signed is None:
         raise BadRequest("invalid_call", f"unknown event {event[:40]!r}")
-    expected = zadarma_signature(secret, "".join(form.get(name, "") for name in signed))
-    if not hmac.compare_digest(request.headers.get("signature", "").encode(), expected.encode()):
+    signed_text = "".join(form.get(name, "") for name in signed)
+    if not hmac.compare_digest(request.headers.get("signature", "").encode(),
+                               zadarma_signature(secret, signed_text).encode()):
         raise Unauthorized("invalid_signature", "Signature is missing or wrong")
     if event != "NOTIFY_END":
         return JSON({"ignored": event})
-    call_id = _text(form, "pbx_call_id")
+    # Zadarma signs the caller, the number and the start, not pbx_call_id: a call named by its
+    # pbx_call_id would let one captured signature forge a call per made-up id. Named by what
+    # is signed, a replay is a duplicate. Keyed, as the caller's number is part of it.
+    call_id = "zadarma-" + hmac.new(runtime.caller_key, signed_text.encode(), hashlib.sha256).hexdigest()[:24]
     disposition = form.get("disposition", "")
     status = ZADARMA_STATUS.get(disposition, "failed")
     talk = whole_seconds(form.get("duration", "0") or "0", "duration") if status == "completed" else 0
