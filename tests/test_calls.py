@@ -110,6 +110,19 @@ def test_a_call_stamped_in_the_second_its_number_was_shown_is_credited(pool_clie
         assert (answer["credited"], answer["reason"]) == (False, "no_holder"), early
 
 
+def test_a_call_before_the_first_page_view_has_a_visit_with_no_pages(pool_client: TestClient, clock: Clock) -> None:
+    """A PBX's start in whole seconds may come before the page view at .806 s: the visit's
+    pages are an empty list, in the answer, the call log and what the CRM webhook is sent."""
+    clock.now = START + 100.806
+    number = visit(pool_client, "quick-caller-00000001")["phone"]["number"]
+    answer = post_call(pool_client, call("before-the-page", number, START + 100)).json()
+    assert answer["credited"] is True and answer["visit"]["pages"] == []
+    log = pool_client.get("/v1/calls/pooltest", headers={"Authorization": "Bearer test-report-token-0001"}).json()
+    assert log["entries"][0]["visit"]["pages"] == []
+    again = post_call(pool_client, call("before-the-page", number, START + 100)).json()
+    assert again["visit"]["pages"] == []  # as stored
+
+
 def test_the_next_holder_gets_calls_after_the_number_moves_on(pool_client: TestClient, clock: Clock) -> None:
     first = visit(pool_client, "first-visitor-0000001")["phone"]["number"]
     for n in (2, 3):

@@ -1,6 +1,6 @@
 -- Record a call once, and decide whether it is a target call.
 -- KEYS: 1 calls  hash call id -> record json
--- ARGV: 1 call id  2 record json  3 caller hash ('' when hidden)  4 start ms
+-- ARGV: 1 call id  2 record json (an object, without unique and qualified)  3 caller hash ('' when hidden)  4 start ms
 --       5 uniqueness window ms  6 talk seconds  7 qualifying talk seconds
 --       8 key prefix for per-caller history (same hash tag)
 --       9 '1' when the called number is one of the site's, else '0': a call to another number is
@@ -8,7 +8,6 @@
 -- Returns {record json, 1 if this call id was seen before else 0}.
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then return {existing, 1} end
-local record = cjson.decode(ARGV[2])
 local start, window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ours = ARGV[9] == '1'
 local unique, target = ours, ours and tonumber(ARGV[6]) >= tonumber(ARGV[7])
@@ -27,8 +26,9 @@ if ours and ARGV[3] ~= '' and window > 0 then
   unique = first(ARGV[8] .. 'caller:' .. ARGV[3])
   target = target and first(ARGV[8] .. 'target:' .. ARGV[3])
 end
-record.unique = unique
-record.qualified = target
-local encoded = cjson.encode(record)
+-- Added to the record's text, not decoded and encoded again: cjson makes an empty list (a
+-- visit with no page before the call) an object.
+local encoded = string.sub(ARGV[2], 1, -2) .. ',"unique":' .. tostring(unique) .. ',"qualified":' ..
+  tostring(target) .. '}'
 redis.call('HSET', KEYS[1], ARGV[1], encoded)
 return {encoded, 0}
