@@ -214,6 +214,19 @@ def test_zadarma_signatures_follow_its_sdk(tel: TestClient, clock: Clock) -> Non
     assert unknown.status_code == 400 and "unknown event" in unknown.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("address", ["/v1/calls/zadarma?site=tel", "/v1/calls/mango/tel/events/summary",
+                                     f"/v1/calls/uis?site=tel&token={UIS_TOKEN}"])
+def test_a_multipart_form_is_refused_by_its_type(tel: TestClient, clock: Clock, address: str) -> None:
+    """The service carries no multipart parser: a vendor's multipart form is named as what is
+    not read (415), not taken for an empty form ("unknown event ''", a signature that fails)."""
+    form = notify_end(lease(tel), clock.now)
+    refused = tel.post(address, files={name: (None, value) for name, value in form.items()})
+    assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_content_type"
+    assert "multipart/form-data" in refused.json()["error"]["message"]
+    big = tel.post(address, content=b"x" * 20_000, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 413  # the body's limit stands
+
+
 # UIS / CoMagic: the notification's body is the user's template (docs/CALLS.md), values
 # filled in by UIS; its guides write them unquoted, so numbers may come as JSON numbers.
 

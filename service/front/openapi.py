@@ -135,6 +135,7 @@ CALL_ANSWER = {
 CALL_RESPONSES = {**_json("whom the call was credited to, or which event was ignored", CALL_ANSWER),
                   **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
                   **_errors(400, 401, 404, 409, 413, 503)}
+VENDOR_RESPONSES = {**CALL_RESPONSES, **_errors(415)}  # a vendor's multipart form is not read
 
 
 def _form(*fields: str) -> dict[str, Any]:
@@ -146,9 +147,9 @@ def _notification(summary: str, token: str, media: str, fields: dict[str, Any]) 
     (POST) or in the query (GET), as the vendor's settings choose."""
     parameters = [SITE_QUERY, _query("token", f"the site's {token}", required=True)]
     return {
-        "post": {"summary": summary, "parameters": parameters, "responses": CALL_RESPONSES, "requestBody": {
+        "post": {"summary": summary, "parameters": parameters, "responses": VENDOR_RESPONSES, "requestBody": {
             "required": True, "content": {media: {"schema": {"type": "object", "properties": fields}}}}},
-        "get": {"summary": summary, "responses": CALL_RESPONSES, "parameters": [
+        "get": {"summary": summary, "responses": VENDOR_RESPONSES, "parameters": [
             *parameters, *({"name": name, "in": "query", "schema": {"type": "string"}} for name in fields)]},
     }
 
@@ -227,14 +228,14 @@ SPEC: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "properties": {k: {"type": "string"} for k in
                                                  ("CallSid", "From", "To", "CallStatus", "CallDuration")}}}}},
-            "responses": CALL_RESPONSES,
+            "responses": VENDOR_RESPONSES,
         }},
         "/v1/calls/mango/{site}/events/{event}": {"post": {
             "summary": "Mango Office notification (the summary ends a call), sign = sha256(key + json + salt)",
             "parameters": [SITE_PATH, {"name": "event", "in": "path", "required": True, "schema": {"type": "string"}}],
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
                 "vpbx_api_key", "sign", "json")}}},
-            "responses": CALL_RESPONSES,
+            "responses": VENDOR_RESPONSES,
         }},
         "/v1/calls/zadarma": {
             "get": {"summary": "Zadarma's check of the address: zd_echo comes back",
@@ -248,7 +249,7 @@ SPEC: dict[str, Any] = {
                                             "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
                     "event", "pbx_call_id", "caller_id", "called_did", "call_start", "duration", "disposition")}}},
-                "responses": CALL_RESPONSES,
+                "responses": VENDOR_RESPONSES,
             },
         },
         "/v1/calls/uis": _notification(
