@@ -222,6 +222,7 @@ def test_a_start_far_ahead_of_the_clock_is_refused_with_a_hint(pool_client: Test
 
 @pytest.mark.parametrize(("status", "kind"), [("NO ANSWER", "missed_call"), ("no_answer", "missed_call"),
                                               ("NoAnswer", "missed_call"), ("Busy", "missed_call"),
+                                              ("cancel", "missed_call"), ("CONGESTION", "missed_call"),
                                               ("ANSWERED", "call"), ("Completed", "call")])
 def test_statuses_as_pbxs_write_them_are_read_and_a_missed_call_is_never_a_target_call(
         pool_client: TestClient, clock: Clock, status: str, kind: str) -> None:
@@ -232,6 +233,25 @@ def test_statuses_as_pbxs_write_them_are_read_and_a_missed_call_is_never_a_targe
     entry, = pool_client.get("/v1/conversions/pooltest", headers={"Authorization": "Bearer test-report-token-0001"}
                              ).json()["entries"]
     assert entry["kind"] == kind
+
+
+def test_statuses_are_named_alike_whoever_reports_them(pool_client: TestClient, clock: Clock) -> None:
+    """The JSON webhook maps Asterisk's and Zadarma's words as the CDR import and Zadarma's
+    adapter do: one status a call, in the log and its filters."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    named = {given: post_call(pool_client, {**call(f"as-{given}", number, clock.now + n, caller=f"+7999000002{n}"),
+                                            "status": given}).json()["status"]
+             for n, given in enumerate(("cancel", "CONGESTION", "ANSWERED", "NOANSWER"))}
+    assert named == {"cancel": "canceled", "CONGESTION": "failed", "ANSWERED": "completed", "NOANSWER": "no-answer"}
+
+
+@pytest.mark.parametrize("talk", ["45", 45.0, "45.0", 45])
+def test_talk_time_written_as_text_or_a_whole_float_is_read(pool_client: TestClient, clock: Clock,
+                                                            talk: Any) -> None:
+    """JSON templates quote every value (as UIS's does), and some scripts write floats."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    answer = post_call(pool_client, {**call("as-written", number, clock.now), "talk_seconds": talk})
+    assert answer.status_code == 200 and answer.json()["talk_seconds"] == 45
 
 
 def test_numbers_sent_as_json_numbers_are_read(pool_client: TestClient, clock: Clock) -> None:
@@ -338,6 +358,10 @@ def test_site_without_a_calls_secret_refuses_calls(pool_client: TestClient) -> N
     ({"call_id": "x", "called": "+74951900001", "start": "yesterday"}, "invalid_call"),
     ({"call_id": "x", "called": "+74951900001", "start": "2026-11-22T10:00:00"}, "invalid_call"),
     ({"call_id": "x", "called": "+74951900001", "start": START, "talk_seconds": -5}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "talk_seconds": 45.5}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "talk_seconds": "45 s"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "talk_seconds": "86400"}, "invalid_call"),
+    ({"call_id": "x", "called": "+74951900001", "start": START, "talk_seconds": True}, "invalid_call"),
     ({"call_id": "x" * 200, "called": "+74951900001", "start": START}, "invalid_call"),
     ({"call_id": "x", "called": "+74951900001", "start": START, "status": "weird"}, "invalid_call"),
     ({"call_id": "x", "called": "+74951900001", "start": START, "status": "unanswered"}, "invalid_call"),

@@ -117,7 +117,8 @@ CALL = {
         "start": {"oneOf": [{"type": "string", "format": "date-time"},
                             {"type": "number", "minimum": 946_684_800, "maximum": 4_102_444_799,
                              "description": "unix seconds, 2000 to 2099"}]},
-        "talk_seconds": {"type": "integer", "minimum": 0, "maximum": 86_399},
+        "talk_seconds": {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 86_399},
+                                   {"type": "string", "pattern": "^[0-9]{1,5}$"}]},  # or whole seconds as text
         "status": {"type": "string"},
     },
 }

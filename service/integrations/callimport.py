@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from service.integrations.calls import home_region, phone_number, signature
+from service.integrations.calls import ended_as, home_region, phone_number, signature
 from service.rules.engine import Site
 
 COLUMNS = ("call_id", "called", "caller", "start", "talk_seconds", "status")
@@ -44,7 +44,6 @@ ADDED = {16: ((),), 17: (("uniqueid",), ("userfield",)), 18: (("uniqueid", "user
          19: (NEW_COLUMNS,), 20: (("uniqueid", *NEW_COLUMNS), ("userfield", *NEW_COLUMNS)),
          21: (("uniqueid", "userfield", *NEW_COLUMNS),)}
 UNIQUEID = re.compile(r"(?:[\w.-]+-)?[0-9]{9,11}\.[0-9]+")  # [systemname-]unix seconds.sequence
-ASTERISK_STATUS = {"ANSWERED": "completed", "NO ANSWER": "no-answer", "BUSY": "busy"}  # else failed
 
 
 class Refused(NamedTuple):
@@ -100,7 +99,7 @@ def _asterisk(rows: Iterable[tuple[int, list[str]]], numbers: set[str], home: st
             "call_id": cdr.get("uniqueid") or "cdr-" + hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:24],
             "called": called, "start": cdr.get("start", "") + ("+00:00" if utc else ""),
             "talk_seconds": int(billsec) if billsec.isdigit() else billsec,  # else the service says what is wrong
-            "status": ASTERISK_STATUS.get(cdr.get("disposition", ""), "failed"),
+            "status": ended_as(cdr.get("disposition", "")),
         }
         if cdr.get("src"):
             call["caller"] = cdr["src"]

@@ -43,6 +43,10 @@ Credential = TypeVar("Credential", str, bytes)
 # `missed_call`, not a `call`, and never a target call whatever its talk time says.
 ANSWERED = ("completed", "answered")
 MISSED = ("missed", "busy", "no-answer", "failed", "canceled", "cancelled")
+# The same, in the other words PBXs write: Asterisk's dispositions and DIALSTATUS, Zadarma's and
+# Telphin's dispositions. One status a call, whoever reported it.
+SYNONYMS = {"answered": "completed", "answer": "completed", "noanswer": "no-answer", "cancelled": "canceled",
+            "cancel": "canceled", "congestion": "failed", "chanunavail": "failed"}
 # A number as PBXs write it beside the digits: a URI (`sip:+74951200001@pbx.example`,
 # `tel:+7…;ext=1`), and a note after it (`+79165551234 (моб.)`).
 _URI = re.compile(r"(?:sips?|tel):([^@;]*)", re.IGNORECASE)
@@ -99,13 +103,12 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
         start_ms = local_time(start, "start", zone)
     else:
         raise BadRequest("invalid_call", "start is required: ISO 8601 or unix seconds")
-    talk = data.get("talk_seconds", 0)
-    if not isinstance(talk, int) or isinstance(talk, bool) or not 0 <= talk < MAX_TALK:
-        raise BadRequest("invalid_call", f"talk_seconds must be a whole number of seconds below {MAX_TALK}")
+    talk = whole_seconds(data.get("talk_seconds", 0), "talk_seconds")
     status = data.get("status", "completed")
     if not isinstance(status, str) or status_of(status) not in (*ANSWERED, *MISSED):
+        missed = dict.fromkeys((*MISSED, *(word for word, said in SYNONYMS.items() if said in MISSED)))
         raise BadRequest("invalid_call", f"status must be {' or '.join(ANSWERED)} for an answered call, "
-                                         f"or one of {', '.join(MISSED)} for a call nobody answered")
+                                         f"or one of {', '.join(missed)} for a call nobody answered")
     called = phone_text(data.get("called"))
     if not called or not called.strip():
         raise BadRequest("invalid_call", "called is required")
@@ -120,9 +123,9 @@ def _duration(ms: int) -> str:
 
 def status_of(given: str) -> str:
     """A status in the words `ANSWERED` and `MISSED` use: «NO ANSWER», «no_answer», «NoAnswer»
-    are «no-answer»."""
+    are «no-answer», «CANCEL» «canceled», «CONGESTION» «failed» (`SYNONYMS`)."""
     status = "-".join(given[:32].lower().replace("_", " ").replace("-", " ").split())
-    return "no-answer" if status == "noanswer" else status
+    return SYNONYMS.get(status.replace("-", ""), status)
 
 
 def phone_text(value: Any) -> str | None:
@@ -285,11 +288,22 @@ def kept_number(number: str) -> str:
     return "…" + number[-4:]
 
 
-def whole_seconds(value: str, name: str) -> int:
-    """A duration as telephony systems write it: ASCII digits, under a day."""
-    if not (value.isascii() and value.isdigit() and len(value) <= 5 and int(value) < MAX_TALK):
+def ended_as(given: str) -> str:
+    """A vendor's or a CDR's status of a call (`status_of`): whatever else it says, nobody answered."""
+    status = status_of(given)
+    return status if status in (*ANSWERED, *MISSED) else "failed"
+
+
+def whole_seconds(value: Any, name: str) -> int:
+    """A duration as telephony systems and JSON templates write it, under a day: a number, or
+    ASCII digits, whole (`45`, `45.0`, `"45"`)."""
+    if isinstance(value, str) and SECONDS.fullmatch(value):
+        value = float(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < MAX_TALK:
         raise BadRequest("invalid_call", f"{name} must be a whole number of seconds below {MAX_TALK}")
-    return int(value)
+    return value
 
 
 def unix_ms(seconds: float) -> int:

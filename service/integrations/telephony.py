@@ -37,6 +37,7 @@ from service.integrations.calls import (
     SECONDS,
     Call,
     configured,
+    ended_as,
     home_region,
     kept_caller,
     local_time,
@@ -62,10 +63,6 @@ ZADARMA_SIGNED = {
     "NOTIFY_OUT_END": ("internal", "destination", "call_start"),
     "NOTIFY_RECORD": ("pbx_call_id", "call_id_with_rec"),
 }
-# A missed call's status, as calls.MISSED knows them, from each vendor's words.
-ZADARMA_STATUS = {"answered": "completed", "busy": "busy", "no answer": "no-answer", "cancel": "canceled"}
-TELPHIN_STATUS = {"ANSWER": "completed", "BUSY": "busy", "NOANSWER": "no-answer", "NO ANSWER": "no-answer",
-                  "CANCEL": "canceled"}
 MAX_FIELDS = 100  # of a form: a vendor sends a few dozen
 
 
@@ -164,7 +161,7 @@ async def zadarma_endpoint(request: Request) -> Response:
     # is signed, a replay is a duplicate. Keyed, as the caller's number is part of it.
     call_id = "zadarma-" + hmac.new(runtime.caller_key, signed_text.encode(), hashlib.sha256).hexdigest()[:24]
     disposition = form.get("disposition", "")
-    status = ZADARMA_STATUS.get(disposition, "failed")
+    status = ended_as(disposition)
     talk = whole_seconds(form.get("duration", "0") or "0", "duration") if status == "completed" else 0
     start = local_time(_text(form, "call_start"), "call_start", site.calls.time_zone)
     return await _credit(runtime, site, call_id, form.get("called_did"), "called_did", form.get("caller_id"), start,
@@ -209,7 +206,7 @@ async def telphin_endpoint(request: Request) -> JSON:
     if str(fields.get("CallFlow", "in")).lower() != "in":
         return not_incoming(call_id)
     duration = _count(fields, "Duration", 0)
-    status = TELPHIN_STATUS.get(str(fields.get("CallStatus", "")).upper(), "failed")
+    status = ended_as(str(fields.get("CallStatus", "")))
     ended = _count(fields, "EventTime") // 1_000_000  # microseconds
     return await _credit(runtime, site, call_id, fields.get("CalledDID") or fields.get("CalledNumber"), "CalledDID",
                          fields.get("CallerIDNum"), unix_ms(ended - duration), duration if status == "completed" else 0,
