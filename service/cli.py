@@ -205,7 +205,7 @@ def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
     try:
         taken, refused = callimport.send(base, site.id, site.calls.secret,
                                          callimport.rows(args.file, site, args.utc))
-    except (OSError, ValueError) as exc:  # no such file, not UTF-8 text, no service there
+    except (OSError, ValueError) as exc:  # no such file, no calls file, no service there
         print(f"swapline: {exc}", file=sys.stderr)
         return 1
     for line, reason in refused:

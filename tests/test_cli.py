@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -325,6 +326,24 @@ def test_a_ring_groups_rows_are_one_call_answered_by_the_phone_that_answered(tmp
     (_, as_sent_before), = callimport.rows(first_alone, DEMO_SITE)
     assert line == 1 and (call["status"], call["talk_seconds"]) == ("completed", 120)
     assert call["call_id"] == as_sent_before["call_id"]  # an earlier import of the file sent the first row's
+
+
+def test_a_cdr_in_cp1251_and_a_line_too_long_to_read_spoil_no_other_row(tmp_path: Path) -> None:
+    """Asterisk writes a caller's name in the bytes it was given: a line in cp1251 is read as
+    such; a line the csv module cannot read (a field over 128 KB) is named with its line, and
+    the rows after it are sent all the same."""
+    cdr = tmp_path / "Master.csv"
+    cdr.write_bytes(cdr_row("89161234560", "84951200001", "ANSWERED", 40, "1796235790.1").encode()
+                    + cdr_row("89161234561", "84951200001", "ANSWERED", 40, "1796235790.2").replace(
+                        '"89161234561" <', '"Иван Петров" <').encode("cp1251")
+                    + b'"","' + b"9" * 200_000 + b'"\n'
+                    + cdr_row("89161234562", "84951200001", "NO ANSWER", 0, "1796235790.3").encode())
+    read = sorted(callimport.rows(cdr, DEMO_SITE), key=lambda item: item[0])
+    assert [(line, call["call_id"] if isinstance(call, dict) else call) for line, call in read] == [
+        (1, "1796235790.1"), (2, "1796235790.2"),
+        (3, "not read as CSV: field larger than field limit (131072)"), (4, "1796235790.3")]
+    taken, refused = callimport.send("http://127.0.0.1:9", "demo", b"unused", iter(read[2:3]))
+    assert (taken, refused) == (Counter(), [callimport.Refused(3, read[2][1])])
 
 
 def test_pools_command_explains_an_unreachable_service() -> None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import re
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -51,44 +52,80 @@ class Refused(NamedTuple):
     reason: str
 
 
-def rows(path: Path, site: Site, utc: bool = False) -> Iterator[tuple[int, dict[str, Any] | None]]:
+def rows(path: Path, site: Site, utc: bool = False) -> Iterator[tuple[int, dict[str, Any] | str | None]]:
     """Each call of the file with its line number, as the webhook's JSON; None for a CDR row
-    that is no call to the site. `utc`: the CDR's times are UTC (cdr.conf's `usegmtime`)."""
-    with path.open(newline="", encoding="utf-8-sig") as file:  # a spreadsheet's BOM is no column name
-        header = file.readline()
-        file.seek(0)
+    that is no call to the site; the reason for a line that is no row of a CSV (which the
+    others do not wait for). `utc`: the CDR's times are UTC (cdr.conf's `usegmtime`)."""
+    with path.open("rb") as file:
+        lines = _decoded(file)
+        header = next(lines, "")
         # Excel in Russian (and most of Europe) saves a CSV with «;» between the columns.
-        reader = csv.reader(file, delimiter=";" if header.count(";") > header.count(",") else ",")
-        first = next(reader, None)
+        reader = csv.reader(itertools.chain([header], lines),
+                            delimiter=";" if header.count(";") > header.count(",") else ",")
+        records = _records(reader)
+        line, first = next(records, (0, None))
         if first is None:
             return
+        if isinstance(first, str):
+            raise ValueError(f"{path}:{line}: {first}")
         if "call_id" in first:
-            yield from _swapline(reader, first)
+            yield from _swapline(records, first)
         elif len(first) in ADDED:
             numbers = {*site.tracking_numbers, *(pool.static for pool in site.pools if pool.static)}
-            home = home_region(site)
-            yield from _asterisk(((1, first), *((reader.line_num, row) for row in reader)), numbers, home, utc)
+            yield from _asterisk(itertools.chain([(line, first)], records), numbers, home_region(site), utc)
         else:
             raise ValueError(f"{path}: neither Swapline's calls CSV (no call_id column) nor an Asterisk CDR "
                              f"(16 to 21 columns, not {len(first)})")
 
 
-def _swapline(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    for row in reader:
+def _decoded(file: IO[bytes]) -> Iterator[str]:
+    """The file's lines as text: UTF-8 (a spreadsheet's BOM is no column name), else cp1251, line
+    by line, as a PBX writes each caller's name in the bytes it was given."""
+    for number, raw in enumerate(file):
+        try:
+            line = raw.decode("utf-8-sig" if number == 0 else "utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("cp1251", "replace")
+        yield line
+
+
+def _records(reader: Any) -> Iterator[tuple[int, list[str] | str]]:
+    """The reader's rows, each at its line; a line it cannot read (a field over the csv module's
+    128 KB) as the reason, and the rows after it read all the same."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, f"not read as CSV: {exc}"
+            continue
+        yield reader.line_num, row
+
+
+def _swapline(records: Iterator[tuple[int, list[str] | str]], header: list[str]
+              ) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for line, row in records:
+        if isinstance(row, str):
+            yield line, row
+            continue
         call: dict[str, Any] = {name: value.strip() for name, value in zip(header, row, strict=False)
                                 if name in COLUMNS and value and value.strip()}
         for name in ("start", "talk_seconds"):  # numbers as numbers; anything else is the service's to judge
             if call.get(name, "").isdigit():
                 call[name] = int(call[name])
-        yield reader.line_num, call
+        yield line, call
 
 
-def _asterisk(rows: Iterable[tuple[int, list[str]]], numbers: set[str], home: str | None, utc: bool
-              ) -> Iterator[tuple[int, dict[str, Any] | None]]:
+def _asterisk(records: Iterable[tuple[int, list[str] | str]], numbers: set[str], home: str | None, utc: bool
+              ) -> Iterator[tuple[int, dict[str, Any] | str | None]]:
     """The calls of a CDR's rows, each at its first row's line: the rows of one call (a ring
     group's) as one, answered by whichever row answered."""
     calls: dict[str, tuple[int, dict[str, Any]]] = {}
-    for line, row in rows:
+    for line, row in records:
+        if isinstance(row, str):
+            yield line, row
+            continue
         cdr = _named(row)
         called = cdr.get("dst", "")
         if phone_number(called, home) not in numbers:  # internal, outgoing, or another site's
@@ -123,15 +160,18 @@ def _answered(call: dict[str, Any]) -> tuple[bool, int]:
     return call["status"] == "completed", talk if isinstance(talk, int) else -1
 
 
-def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[str, Any] | None]]) -> tuple[
+def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[str, Any] | str | None]]) -> tuple[
         Counter[str], list[Refused]]:
     """Post each call; how they were taken (credited, not credited, already known, or not a call
-    to the site) and which the service refused, with its reason."""
+    to the site) and which the service, or the file's reading, refused, with its reason."""
     taken: Counter[str] = Counter()
     refused = []
     for line, call in calls:
         if call is None:
             taken["not to the site's numbers"] += 1
+            continue
+        if isinstance(call, str):
+            refused.append(Refused(line, call))
             continue
         body = orjson.dumps(call)
         request = urllib.request.Request(
