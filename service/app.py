@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         if isinstance(runtime.clock, StoreClock):
             tasks.append(asyncio.create_task(runtime.clock.keep_in_step(store.time)))
         tasks.append(asyncio.create_task(Retention.of(store, settings).keep_compacting(runtime.now_ms)))
-        deliveries = Deliveries(store, lambda: list(runtime.rules.sites.values()), runtime.now_ms,
+        deliveries = Deliveries(store, lambda: list(runtime.rules.sites.values()), runtime.now_ms, runtime.geo,
                                 settings.webhook_timeout, settings.webhook_retry_ms)
         tasks.append(asyncio.create_task(deliveries.keep_delivering()))
         uploads = Uploads(store, lambda: list(runtime.rules.sites.values()), runtime.now_ms,

@@ -50,6 +50,17 @@ def ad_visit_with_a_form_and_a_call(client: TestClient, clock: Clock) -> dict[st
     return landing
 
 
+def test_a_call_names_its_visitors_city_alike_in_its_answer_and_the_log(climate: TestClient, clock: Clock) -> None:
+    """The webhook's answer, the CRM's webhook and the log: one call, one city name, in the
+    site's language (GeoIP's English name is what visits keep)."""
+    landing = Browser(climate, headers={"x-forwarded-for": "95.161.0.1"}).open(AD, ref="https://yandex.ru/")
+    clock.advance(20)
+    answer = call(climate, landing["phone"]["number"], clock.now)
+    logged, = log(climate, "calls")["entries"]
+    assert answer["visit"]["geo"]["city"] == logged["visit"]["geo"]["city"] == landing["geo"]["city"] == \
+        "Санкт-Петербург"
+
+
 def test_the_logs_say_what_each_conversion_was_and_how_the_visitor_came(climate: TestClient, clock: Clock) -> None:
     landing = ad_visit_with_a_form_and_a_call(climate, clock)
     page = log(climate, "conversions")

@@ -120,6 +120,7 @@ def test_every_conversion_reaches_the_endpoints_through_failures_timeouts_and_a_
         jsonschema.validate(delivery, SCHEMA)
     call = orjson.loads(crm.receiver.taken("/calls-only")[0].body)
     assert call["conversion"]["visit"]["source"] == "yandex" and call["conversion"]["call"]["qualified"] is True
+    assert call["conversion"]["visit"]["geo"]["city"] == shown["geo"]["city"] == answer.json()["visit"]["geo"]["city"]
     attempts = [orjson.loads(request.body)["attempt"] for request, _ in crm.receiver.requests if request.path == "/crm"]
     assert max(attempts) >= 3  # retried, and said so
     report = status.json()

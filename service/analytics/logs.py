@@ -27,10 +27,9 @@ from service.errors import BadRequest, MethodNotAllowed
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.rules.engine import Site
-from service.rules.geo import GeoDB
 from service.rules.rulefiles import RESERVED_IDS
 from service.runtime import Runtime
-from service.tracking import journal
+from service.tracking import journal, visits
 from service.tracking.counters import NONE, NOT_CREDITED
 from service.tracking.journal import LogQuery
 
@@ -84,7 +83,7 @@ async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: b
     query = LogQuery.parse(params, site.time_zone)
     page = await runtime.journal.page(site.id, query, _filter(params, query, calls))
     entries = [_call(entry) if calls else entry for entry in page["entries"]]
-    return [_city_named(entry, runtime.geo, site.language) for entry in entries], page["next"]
+    return [visits.city_named(entry, runtime.geo, site.language) for entry in entries], page["next"]
 
 
 async def read_all(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool
@@ -153,15 +152,6 @@ def _call(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry["call"], "call_id": entry["id"].removeprefix("call:"), "start": entry["at"],
             "visitor": entry.get("visitor"), "page": entry.get("page"), "experiments": entry.get("experiments", {}),
             "visit": entry.get("visit")}
-
-
-def _city_named(entry: dict[str, Any], geo: GeoDB, language: str) -> dict[str, Any]:
-    """The entry with its visit's city named as the site's decisions and reports name it."""
-    visit: dict[str, Any] = entry.get("visit") or {}
-    place: dict[str, Any] = visit.get("geo") or {}
-    if not place.get("city"):
-        return entry
-    return {**entry, "visit": {**visit, "geo": {**place, "city": geo.city_in(place["city"], language)}}}
 
 
 def sheet(entries: list[dict[str, Any]], calls: bool, name: str, zone: datetime.tzinfo) -> Sheet:

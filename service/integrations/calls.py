@@ -153,7 +153,7 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
                                         f"({answer['number']}): give each call an id of its own")
     CALLS.labels(site.id, "duplicate" if answer["duplicate"] else "credited" if answer["credited"]
                  else "not_credited").inc()
-    return JSON(answer)
+    return JSON(visits.city_named(answer, runtime.geo, site.language))
 
 
 async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:

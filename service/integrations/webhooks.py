@@ -40,9 +40,11 @@ from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.observability import WEBHOOKS
 from service.rules.engine import Site, Webhook
+from service.rules.geo import GeoDB
 from service.runtime import Runtime
 from service.tracking.journal import key as log_key
 from service.tracking.store import Store, repeat
+from service.tracking.visits import city_named
 
 BATCH = 50  # entries read or claimed at a time, per endpoint
 AT_ONCE = 10  # deliveries in flight per endpoint
@@ -109,9 +111,9 @@ def deliveries_key(site: str) -> str:
 class Deliveries:
     """Delivers the log of every site to its endpoints, a tick at a time, in every process."""
 
-    def __init__(self, store: Store, sites: Callable[[], list[Site]], now_ms: Callable[[], int],
+    def __init__(self, store: Store, sites: Callable[[], list[Site]], now_ms: Callable[[], int], geo: GeoDB,
                  timeout: float = 10.0, first_retry_ms: int = 1000) -> None:
-        self.store, self.sites, self.now_ms = store, sites, now_ms
+        self.store, self.sites, self.now_ms, self.geo = store, sites, now_ms, geo
         self.first_retry_ms = first_retry_ms
         self.consumer = f"{socket.gethostname()}:{os.getpid()}"
         self.client = client(timeout)
@@ -130,7 +132,7 @@ class Deliveries:
                 await self._group(site.id, hook)
                 entries = [*await self._due(site.id, hook), *await self._new(site.id, hook)]
                 for start in range(0, len(entries), AT_ONCE):
-                    await asyncio.gather(*(self._deliver(site.id, hook, *entry)
+                    await asyncio.gather(*(self._deliver(site, hook, *entry)
                                            for entry in entries[start:start + AT_ONCE]))
 
     async def _group(self, site: str, hook: Webhook) -> None:
@@ -167,15 +169,17 @@ class Deliveries:
     def _backoff(self, attempts: int) -> int:
         return min(MOST_BACKOFF_MS, self.first_retry_ms << min(attempts - 1, 30))
 
-    async def _deliver(self, site: str, hook: Webhook, entry_id: bytes, attempt: int,
+    async def _deliver(self, to: Site, hook: Webhook, entry_id: bytes, attempt: int,
                        fields: dict[bytes, bytes] | None) -> None:
         """One attempt; acknowledged on a 2xx, else left waiting for its retry. Logged either way."""
+        site = to.id
         entry = orjson.loads(fields[b"c"]) if fields and b"c" in fields else None
         if entry is None or not hook.takes(entry.get("kind", "")):
             await self.store.client.xack(log_key(site), hook.group, entry_id)  # not this endpoint's
             return
         now = self.now_ms()
-        status, delivered = await post(self.client, hook, site, entry, attempt, now)
+        named = city_named(entry, self.geo, to.language)  # as the call's answer and the log name it
+        status, delivered = await post(self.client, hook, site, named, attempt, now)
         if delivered:
             await self.store.client.xack(log_key(site), hook.group, entry_id)
         WEBHOOKS.labels(site, "delivered" if delivered else "failed").inc()

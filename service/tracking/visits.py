@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from service.rules.engine import Site
-from service.rules.geo import Geo
+from service.rules.geo import Geo, GeoDB
 from service.rules.phrase import NO_REFERRAL, Landing, Referral, Traffic, valid_click_id
 from service.tracking.store import Command, Script, Store
 from service.tracking.tokens import TokenSigner, attachment, decode, encode
@@ -218,6 +218,16 @@ def journey_of(replies: list[Any], until_ms: int) -> dict[str, Any] | None:
             seen.append({"at": at, "path": path.decode()})
     record: dict[str, Any] = orjson.loads(started)
     return {**record, "pages": seen}
+
+
+def city_named(entry: dict[str, Any], geo: GeoDB, language: str) -> dict[str, Any]:
+    """A call or conversion with its visit's city named in the site's `language`, as its decisions
+    and reports name it (visits keep GeoIP's English name: what the reports' filters match)."""
+    visit: dict[str, Any] = entry.get("visit") or {}
+    place: dict[str, Any] = visit.get("geo") or {}
+    if not place.get("city"):
+        return entry
+    return {**entry, "visit": {**visit, "geo": {**place, "city": geo.city_in(place["city"], language)}}}
 
 
 def visitor_prefix(site: str, vid: str) -> str:
