@@ -469,6 +469,32 @@ def test_a_call_to_none_of_the_sites_numbers_is_no_call_to_the_site(pool_client:
     assert (answer["unique"], answer["qualified"]) == (True, True)
 
 
+def test_twilios_dial_action_says_whether_anyone_answered_and_how_long_they_talked(pool_client: TestClient,
+                                                                                 clock: Clock) -> None:
+    """The inbound call is `completed` once its TwiML ran, and its CallDuration counts the menu
+    and the ringing: <Dial>'s action callback carries how the Dial went. Twilio then runs the
+    TwiML it is answered: an empty one ends the call."""
+    number = visit(pool_client, "twilio-visitor-000001")["phone"]["number"]
+    clock.advance(120)
+    action = {"From": CALLER, "To": number, "CallStatus": "completed", "CallDuration": "70", "Direction": "inbound"}
+    unanswered = twilio_post(pool_client, {**action, "CallSid": "CA-nobody", "DialCallStatus": "no-answer",
+                                           "DialCallDuration": "0"})
+    assert unanswered.status_code == 200 and unanswered.headers["content-type"].startswith("text/xml")
+    assert unanswered.text == '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+    answered = twilio_post(pool_client, {**action, "CallSid": "CA-talked", "DialCallStatus": "completed",
+                                         "DialCallDuration": "42", "DialCallSid": "CA-leg"})
+    assert answered.status_code == 200
+    log = pool_client.get("/v1/calls/pooltest", headers={"Authorization": "Bearer test-report-token-0001"}).json()
+    calls = {entry["call_id"]: entry for entry in log["entries"]}
+    assert (calls["CA-nobody"]["status"], calls["CA-nobody"]["talk_seconds"], calls["CA-nobody"]["qualified"]) == (
+        "no-answer", 0, False)
+    assert (calls["CA-talked"]["status"], calls["CA-talked"]["talk_seconds"], calls["CA-talked"]["qualified"]) == (
+        "completed", 42, True)
+    conversions = pool_client.get("/v1/conversions/pooltest",
+                                  headers={"Authorization": "Bearer test-report-token-0001"}).json()["entries"]
+    assert sorted(entry["kind"] for entry in conversions) == ["call", "missed_call"]
+
+
 def test_twilio_refuses_a_wrong_signature_and_ignores_unfinished_calls(pool_client: TestClient) -> None:
     params = {"CallSid": "CA9", "From": CALLER, "To": "+74951900001", "CallStatus": "completed"}
     forged = twilio_post(pool_client, params, token="someone-elses-token")

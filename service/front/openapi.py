@@ -228,8 +228,11 @@ SPEC: dict[str, Any] = {
                                         "schema": {"type": "string"}}],
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "properties": {k: {"type": "string"} for k in
-                                                 ("CallSid", "From", "To", "CallStatus", "CallDuration")}}}}},
-            "responses": VENDOR_RESPONSES,
+                                                 ("CallSid", "From", "To", "CallStatus", "CallDuration",
+                                                  "DialCallStatus", "DialCallDuration")}}}}},
+            # <Dial>'s action callback (DialCallStatus) is answered TwiML that ends the call
+            "responses": {**VENDOR_RESPONSES, "200": {**VENDOR_RESPONSES["200"], "content": {
+                **VENDOR_RESPONSES["200"]["content"], "text/xml": {"schema": {"type": "string"}}}}},
         }},
         "/v1/calls/mango/{site}/events/{event}": {"post": {
             "summary": "Mango Office notification (the summary ends a call), sign = sha256(key + json + salt)",

@@ -45,13 +45,15 @@ from service.integrations.calls import (
     read_number,
     reply,
     site_of,
+    status_of,
     unix_ms,
     whole_seconds,
 )
 from service.rules.engine import Site
 from service.runtime import Runtime
 
-TWILIO_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+TWILIO_FINAL = frozenset({"completed", "answered", "busy", "no-answer", "failed", "canceled"})
+TWIML_END = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # What Zadarma signs of each event (its SDK's getSignatureString): the fields, joined.
 ZADARMA_SIGNED = {
     "NOTIFY_START": ("caller_id", "called_did", "call_start"),
@@ -66,7 +68,7 @@ ZADARMA_SIGNED = {
 MAX_FIELDS = 100  # of a form: a vendor sends a few dozen
 
 
-async def twilio_endpoint(request: Request) -> JSON:
+async def twilio_endpoint(request: Request) -> Response:
     runtime, site = site_of(request)
     token = configured(site, site.calls.twilio_auth_token, "twilio_auth_token")
     params = _form(await _body(request))
@@ -78,13 +80,21 @@ async def twilio_endpoint(request: Request) -> JSON:
     # (`outbound-dial`, with the ParentCallSid of the inbound call) and calls of its API.
     if values.get("Direction", "inbound") != "inbound" or values.get("ParentCallSid"):
         return not_incoming(call_id)
-    status = values.get("CallStatus", "")
+    # The inbound call is `completed` once its TwiML ran, though nobody took its <Dial>, and its
+    # CallDuration counts the ringing and the menu: <Dial>'s action callback says how the Dial
+    # ended and how long the parties talked.
+    dialled = "DialCallStatus" in values
+    status = values["DialCallStatus"] if dialled else values.get("CallStatus", "")
     if status not in TWILIO_FINAL:  # ringing, in-progress...: the call is not over yet
         return JSON({"call_id": call_id, "ignored": status or "no status"})
-    talk = whole_seconds(values.get("CallDuration", "0"), "CallDuration")
+    duration = "DialCallDuration" if dialled else "CallDuration"
+    talk = whole_seconds(values.get(duration, "0"), duration)
     ended = _twilio_time(values.get("Timestamp")) or runtime.now_ms()
-    return await _credit(runtime, site, call_id, values.get("To"), "To", values.get("From"), ended - talk * 1000,
-                         talk, status)
+    answer = await _credit(runtime, site, call_id, values.get("To"), "To", values.get("From"), ended - talk * 1000,
+                           talk, status)
+    # Twilio goes on with the TwiML an action answers: an empty one ends the call, as the end of
+    # the caller's TwiML would (and JSON would be an "application error" to a caller on the line).
+    return Response(TWIML_END, media_type="text/xml") if dialled else answer
 
 
 def twilio_signature(token: str, url: str, params: list[tuple[str, str]]) -> str:
@@ -230,7 +240,8 @@ async def _credit(runtime: Runtime, site: Site, call_id: str, called: Any, calle
         raise BadRequest("invalid_call", f"{called_name} is required")
     home = home_region(site)
     return await reply(runtime, site, Call(call_id, read_number(called, called_name, home),
-                                           *kept_caller(runtime.caller_key, caller, home), start_ms, talk, status))
+                                           *kept_caller(runtime.caller_key, caller, home), start_ms, talk,
+                                           status_of(status)))
 
 
 def _token(request: Request, site: Site, token: str | None, name: str) -> None:
