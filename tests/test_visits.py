@@ -441,7 +441,7 @@ def test_a_call_record_carries_the_visits_content_engine_device_geo_and_times(
     visit = record["visit"]
     assert (visit["content"], visit["engine"], visit["phrase"]) == ("banner-2", "yandex", "купить кондиционер")
     assert visit["device"] == "mobile"
-    assert visit["geo"] == {"country": "RU", "region": "RU-MOW", "city": "Moscow"}
+    assert visit["geo"] == {"country": "RU", "region": "RU-MOW", "city": "Москва"}  # as the Russian site names it
     assert visit["started"] == landed_at and visit["landing"] == "/"
     assert visit["pages"] == [{"at": landed_at, "path": "/"}, {"at": landed_at + 40_000, "path": "/catalog"}]
 
