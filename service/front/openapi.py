@@ -136,7 +136,6 @@ CALL_ANSWER = {
 CALL_RESPONSES = {**_json("whom the call was credited to, or which event was ignored", CALL_ANSWER),
                   **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
                   **_errors(400, 401, 404, 409, 413, 503)}
-VENDOR_RESPONSES = {**CALL_RESPONSES, **_errors(415)}  # a vendor's multipart form is not read
 
 
 def _form(*fields: str) -> dict[str, Any]:
@@ -148,9 +147,9 @@ def _notification(summary: str, token: str, media: str, fields: dict[str, Any]) 
     (POST) or in the query (GET), as the vendor's settings choose."""
     parameters = [SITE_QUERY, _query("token", f"the site's {token}", required=True)]
     return {
-        "post": {"summary": summary, "parameters": parameters, "responses": VENDOR_RESPONSES, "requestBody": {
+        "post": {"summary": summary, "parameters": parameters, "responses": CALL_RESPONSES, "requestBody": {
             "required": True, "content": {media: {"schema": {"type": "object", "properties": fields}}}}},
-        "get": {"summary": summary, "responses": VENDOR_RESPONSES, "parameters": [
+        "get": {"summary": summary, "responses": CALL_RESPONSES, "parameters": [
             *parameters, *({"name": name, "in": "query", "schema": {"type": "string"}} for name in fields)]},
     }
 
@@ -231,15 +230,15 @@ SPEC: dict[str, Any] = {
                                                  ("CallSid", "From", "To", "CallStatus", "CallDuration",
                                                   "DialCallStatus", "DialCallDuration")}}}}},
             # <Dial>'s action callback (DialCallStatus) is answered TwiML that ends the call
-            "responses": {**VENDOR_RESPONSES, "200": {**VENDOR_RESPONSES["200"], "content": {
-                **VENDOR_RESPONSES["200"]["content"], "text/xml": {"schema": {"type": "string"}}}}},
+            "responses": {**CALL_RESPONSES, "200": {**CALL_RESPONSES["200"], "content": {
+                **CALL_RESPONSES["200"]["content"], "text/xml": {"schema": {"type": "string"}}}}},
         }},
         "/v1/calls/mango/{site}/events/{event}": {"post": {
             "summary": "Mango Office notification (the summary ends a call), sign = sha256(key + json + salt)",
             "parameters": [SITE_PATH, {"name": "event", "in": "path", "required": True, "schema": {"type": "string"}}],
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
                 "vpbx_api_key", "sign", "json")}}},
-            "responses": VENDOR_RESPONSES,
+            "responses": CALL_RESPONSES,
         }},
         "/v1/calls/zadarma": {
             "get": {"summary": "Zadarma's check of the address: zd_echo comes back",
@@ -251,9 +250,10 @@ SPEC: dict[str, Any] = {
                 "summary": "Zadarma / classic Novofon notification (NOTIFY_END ends a call), Signature header",
                 "parameters": [SITE_QUERY, {"name": "Signature", "in": "header", "required": True,
                                             "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
-                    "event", "pbx_call_id", "caller_id", "called_did", "call_start", "duration", "disposition")}}},
-                "responses": VENDOR_RESPONSES,
+                "requestBody": {"required": True, "content": {media: {"schema": _form(
+                    "event", "pbx_call_id", "caller_id", "called_did", "call_start", "duration", "disposition")}
+                    for media in ("application/x-www-form-urlencoded", "multipart/form-data")}},
+                "responses": CALL_RESPONSES,
             },
         },
         "/v1/calls/uis": _notification(

@@ -21,15 +21,16 @@ import email.utils
 import hashlib
 import hmac
 from collections.abc import Mapping
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from service.errors import BadRequest, Unauthorized, UnsupportedType
+from service.errors import BadRequest, Unauthorized
 from service.front import bodies
-from service.front.auth import FORM
 from service.front.responses import JSON
 from service.integrations.calls import (
     MAX_BODY,
@@ -71,7 +72,7 @@ MAX_FIELDS = 100  # of a form: a vendor sends a few dozen
 async def twilio_endpoint(request: Request) -> Response:
     runtime, site = site_of(request)
     token = configured(site, site.calls.twilio_auth_token, "twilio_auth_token")
-    params = _form(await _body(request))
+    params = await _form_of(request)
     if not twilio_valid(token, _signed_url(runtime, request), params, request.headers.get("x-twilio-signature", "")):
         raise Unauthorized("invalid_signature", "X-Twilio-Signature is missing or wrong")
     values = dict(params)
@@ -117,7 +118,7 @@ async def mango_endpoint(request: Request) -> JSON:
     site = runtime.site(request.path_params["site"])
     key = configured(site, site.calls.mango_api_key, "mango_api_key")
     salt = site.calls.mango_api_salt or ""
-    form = dict(_form(await _body(request)))
+    form = dict(await _form_of(request))
     data = form.get("json", "")
     known = hmac.compare_digest(form.get("vpbx_api_key", "").encode(), key.encode())
     signed = hmac.compare_digest(form.get("sign", "").lower().encode(), mango_sign(key, data, salt).encode())
@@ -155,7 +156,7 @@ async def zadarma_endpoint(request: Request) -> Response:
         return PlainTextResponse(echo, headers={"x-content-type-options": "nosniff"})
     runtime, site = site_of(request)
     secret = configured(site, site.calls.zadarma_secret, "zadarma_secret")
-    form = dict(_form(await _body(request)))
+    form = dict(await _form_of(request))
     event = form.get("event", "")
     signed = ZADARMA_SIGNED.get(event)
     if signed is None:
@@ -254,30 +255,46 @@ async def _fields(request: Request) -> Mapping[str, Any]:
     """A notification's fields: its query, and its body as JSON or as a form."""
     fields: dict[str, Any] = {name: value for name, value in request.query_params.items()
                               if name not in ("site", "token")}
-    raw = await _body(request)
+    raw = await bodies.read(request, MAX_BODY)
     if raw.lstrip()[:1] == b"{":
         fields.update(bodies.json_object(raw))
     elif raw:
-        fields.update(_form(raw))
+        fields.update(_form(request, raw))
     return fields
 
 
-async def _body(request: Request) -> bytes:
-    """A notification's body, up to the limit. A multipart form would need a parser the service
-    does not carry (python-multipart): refused by name, rather than read as an empty form whose
-    signature then fails."""
-    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if kind.startswith("multipart/"):
-        raise UnsupportedType("unsupported_content_type", f"a {kind[:40]} body is not read: post the form as "
-                                                          f"{FORM} (or JSON where the vendor sends JSON)")
-    return await bodies.read(request, MAX_BODY)
+async def _form_of(request: Request) -> list[tuple[str, str]]:
+    return _form(request, await bodies.read(request, MAX_BODY))
 
 
-def _form(raw: bytes) -> list[tuple[str, str]]:
+def _form(request: Request, raw: bytes) -> list[tuple[str, str]]:
+    """A vendor's form, URL-encoded or multipart (Zadarma posts either), as (name, value) pairs."""
+    kind = request.headers.get("content-type", "")
+    multipart = kind.partition(";")[0].strip().lower() == "multipart/form-data"
     try:
-        return parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
-    except ValueError:
-        raise BadRequest("invalid_call", f"a form of more than {MAX_FIELDS} fields") from None
+        pairs = _multipart(kind, raw) if multipart else parse_qsl(
+            raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:  # parse_qsl's, past max_num_fields
+        pairs = None
+    if pairs is None or len(pairs) > MAX_FIELDS:
+        raise BadRequest("invalid_call", f"a form of more than {MAX_FIELDS} fields")
+    return pairs
+
+
+def _multipart(kind: str, raw: bytes) -> list[tuple[str, str]]:
+    """A multipart form's fields, read by the standard library's MIME parser (the body is a few
+    kilobytes at most: `MAX_BODY`); a part without a field name, or that is a file, is no field."""
+    head = f"Content-Type: {kind}\r\n\r\n".encode("latin-1", "replace")
+    message = BytesParser(policy=HTTP).parsebytes(head + raw)
+    if not message.is_multipart():
+        raise BadRequest("invalid_call", "a multipart/form-data body without its boundary")
+    pairs = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str) and part.get_filename() is None:
+            payload = part.get_payload(decode=True)
+            pairs.append((name, payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""))
+    return pairs
 
 
 def _text(data: Mapping[str, Any], name: str) -> str:
