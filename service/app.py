@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             asyncio.create_task(warm_places()),
             asyncio.create_task(keep_replaying(runtime.spool, lambda entry: _replay(runtime, entry))),
             asyncio.create_task(LEASE_COUNTS.keep_flushing()),
+            asyncio.create_task(runtime.keep_pools()),
         ]
         if isinstance(runtime.clock, StoreClock):
             tasks.append(asyncio.create_task(runtime.clock.keep_in_step(store.time)))
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         # Normally the pools are in place before the first visitor, and what an older version
         # kept is where the reports read it; while the store is down: serve degraded, keep trying.
         jobs: list[tuple[Callable[[], Awaitable[None]], str]] = [
-            (lambda: respan(store, settings.report_days), "upgrade"), (lambda: _sync_once(runtime, rules), "pool sync")]
+            (lambda: respan(store, settings.report_days), "upgrade"), (runtime.sync_pools, "pool sync")]
         for job, what in jobs:
             try:
                 await job()
@@ -145,7 +146,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             for site in old.sites.values():  # a request under way may hold its site a while, not its memos
                 site.forget()
             del old  # frozen or not, old rules go with their last reference: a site holds no cycle
-            tasks.append(asyncio.create_task(until_done(lambda: _sync_once(runtime, new), "pool sync")))
+            tasks.append(asyncio.create_task(until_done(runtime.sync_pools, "pool sync")))
 
         def refuse(_: rulefiles.RulesError) -> None:
             runtime.rules_refused = runtime.rules_refused or runtime.clock()
@@ -215,12 +216,6 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
     return FastPath(app, hot, trusted)
 
 
-async def _sync_once(runtime: Runtime, rules: rulefiles.RuleSet) -> None:
-    for site in rules.sites.values():
-        await runtime.pools.sync(site)
-    runtime.pools_synced = True
-
-
 async def _replay(runtime: Runtime, entry: dict[str, Any]) -> None:
     """Count a spooled conversion or credit a spooled call, exactly as if it had just come in."""
     site = runtime.rules.sites.get(entry["site"])
@@ -247,17 +242,21 @@ async def healthz(request: Request) -> JSON:
 
 
 async def readyz(request: Request) -> JSON:
-    """Ready while the store answers; says too whether the spool could keep what an outage
-    brings (a full or read-only disk would refuse events and calls then)."""
+    """Ready while the store answers and has the number pools; says too whether the spool could
+    keep what an outage brings (a full or read-only disk would refuse events and calls then)."""
     runtime: Runtime = request.app.state.runtime
     spool = await asyncio.to_thread(runtime.spool.trouble)
     try:
         await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
+        missing = await runtime.pools.missing(runtime.rules.sites.values()) if runtime.pools_synced else []
     except Exception as exc:
         also = f"; the spool cannot keep events either: {spool}" if spool else ""
         return error(503, "store_unavailable", f"the store does not answer: {exc}{also}")
     if not runtime.pools_synced:
         return error(503, "starting", "the number pools are not in the store yet")
+    if missing:  # every visitor of theirs would get the overflow number
+        runtime.lost_pools(", ".join(missing))
+        return error(503, "pools_missing", f"the store has lost number pools, being put back: {', '.join(missing)}")
     return JSON({"status": "ready", "rules_version": runtime.rules.version, "spool": spool or "ok",
                  "rules_change_refused": runtime.rules_refused is not None})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,8 +18,10 @@ from service.tracking.journal import Journal
 from service.tracking.ledger import Ledger
 from service.tracking.pools import Pools
 from service.tracking.spool import Spool
-from service.tracking.store import Store
+from service.tracking.store import Store, until_done
 from service.tracking.tokens import TokenSigner
+
+log = logging.getLogger("swapline")
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Runtime:
     caller_key: bytes  # keys the hashes that stand in for caller numbers and client networks at rest
     clock: Callable[[], float] = field(default_factory=StoreClock)  # seconds; tests replay a day with their own
     pools_synced: bool = False  # ready only once the store has the rules' numbers
+    pools_lost: asyncio.Event = field(default_factory=asyncio.Event)  # found gone from the store; `keep_pools`
     # When a change to the rules directory was refused (unix seconds), until one is applied:
     # the rules serving are older than the files.
     rules_refused: float | None = None
@@ -47,6 +52,27 @@ class Runtime:
         self.decision_limit = Limiter("decisions", settings.decision_rate, 60, key, prefixes)
         self.beacon_limit = Limiter("beacons", settings.beacon_rate, 60, key, prefixes)
         self.signin_limit = Limiter("sign-ins", settings.signin_attempts, 900, key, prefixes)
+
+    async def sync_pools(self) -> None:
+        """Make the store's pools those of the rules: at start, after a reload, after a loss."""
+        for site in self.rules.sites.values():
+            await self.pools.sync(site)
+        self.pools_synced = True
+
+    def lost_pools(self, found: str) -> None:
+        """The store has lost pools (`found`: which, or how it showed): `keep_pools` puts them back,
+        once however many requests find them gone meanwhile."""
+        if not self.pools_lost.is_set():
+            log.warning("the store has lost number pools (%s): it was flushed, restarted without persistence or "
+                        "failed over to an empty node; putting them back from the rules", found)
+            self.pools_lost.set()
+
+    async def keep_pools(self) -> None:
+        """Put lost pools back: until then every visitor of theirs gets the overflow number."""
+        while True:
+            await self.pools_lost.wait()
+            await until_done(self.sync_pools, "pool sync")
+            self.pools_lost.clear()
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

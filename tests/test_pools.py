@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from starlette.testclient import TestClient
 
@@ -18,7 +19,7 @@ from service.tracking.pools import PoolKeys
 from service.tracking.store import ScriptCall
 from service.tracking.tokens import TokenSigner
 from service.tracking.visitors import valid_vid
-from tests.conftest import POOL_SITE, Clock, site_client
+from tests.conftest import POOL_SITE, Clock, site_client, wait_for
 
 POOL = {"+74951900001", "+74951900002", "+74951900003"}
 OVERFLOW = "+74951900000"
@@ -95,6 +96,29 @@ def test_exhausted_pool_gives_the_overflow_number_flagged(pool_client: TestClien
     body = visit(pool_client, vid(4))
     assert body["phone"]["kind"] == "overflow" and body["phone"]["number"] == OVERFLOW
     assert TokenSigner(b"test-secret").verify(body["token"])["o"] is True
+
+
+def test_a_store_that_lost_the_pools_gets_them_back_without_a_restart(
+        pool_client: TestClient, store: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """A flushed store (or one restarted without persistence, or an empty node failed over to)
+    has no numbers: the visitor who finds that out gets the overflow number, the next ones
+    their own again, and the log says what happened."""
+    assert visit(pool_client, vid(1))["phone"]["number"] in POOL
+    store.flushall()
+    assert visit(pool_client, vid(2))["phone"]["number"] == OVERFLOW
+    wait_for("a leased number after the flush", lambda: visit(pool_client, vid(3))["phone"]["number"] in POOL)
+    assert any("lost number pools (pooltest/small)" in record.getMessage() for record in caplog.records)
+
+
+def test_readiness_fails_while_the_pools_are_lost_and_brings_them_back(pool_client: TestClient,
+                                                                       store: redis.Redis) -> None:
+    assert pool_client.get("/readyz").status_code == 200
+    store.flushall()
+    lost = pool_client.get("/readyz")
+    assert lost.status_code == 503 and lost.json()["error"]["code"] == "pools_missing", lost.text
+    assert "pooltest/small" in lost.json()["error"]["message"]
+    wait_for("ready again", lambda: pool_client.get("/readyz").status_code == 200)
+    assert visit(pool_client, vid(1))["phone"]["number"] in POOL
 
 
 def test_static_numbers_per_source(pool_client: TestClient, store: redis.Redis) -> None:

@@ -232,6 +232,8 @@ async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
         ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
         LEASE_COUNTS.count(site.id, pool.id, lease.status)
+        if lease.status == "missing":
+            runtime.lost_pools(f"{site.id}/{pool.id}")
         if lease.number is None:  # overflowed visitors leave the conversion rates: their mark rides
             batcher.defer(*ledger.overflows(site.id, view.vid, outcome.experiments))  # ahead of any beacon
         return lease, False

@@ -20,9 +20,9 @@
 --       6 day label (2026-11-22) (1-6: the pool's own in the hour, packed once)
 --       7 the call's own, one JSON array: visitor id, now ms, page, variants, visit id, the
 --         client's network ('' unknown)
--- Returns {number, "kept" | "new"}, or {false, "overflow" | "capped"}: the pool has no free
--- number, or the visitor's network holds its share of the pool already (a burst of made-up
--- visitor ids from one address cannot squat the pool).
+-- Returns {number, "kept" | "new"}, or {false, "overflow" | "capped" | "missing"}: the pool has
+-- no free number, or the visitor's network holds its share of the pool already (a burst of
+-- made-up visitor ids from one address cannot squat the pool), or the store has no numbers of it.
 local vid, stamped, page, variants, visit, network = unpack(cjson.decode(ARGV[7]))
 local hold = tonumber(ARGV[1])
 -- Processes stamp requests before they queue, so scripts can run out of time order. The
@@ -126,6 +126,9 @@ local capped = #pick > 0 and network ~= '' and
   tonumber(redis.call('HGET', KEYS[10], network) or '0') >= tonumber(ARGV[4])
 if capped then pick = {} end
 if #pick == 0 then
+  -- No numbers at all: the store lost the pool (flushed, restarted without persistence, failed
+  -- over to an empty node), which the service puts back; no overflow of a pool too small.
+  if not capped and redis.call('EXISTS', KEYS[1]) == 0 then return {false, 'missing'} end
   local turned = capped and 'capped:' or 'overflowed:'
   if not waited then redis.call('HINCRBY', KEYS[8], (capped and 'capped:' or 'overflow:') .. hour, 1) end
   redis.call('SADD', prefix .. turned .. day, vid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -68,7 +69,7 @@ class PoolKeys:
 
 class Lease(NamedTuple):
     number: str | None  # None: the pool was exhausted
-    status: str  # kept | new | overflow
+    status: str  # kept | new | overflow | capped | missing (the store lost the pool: `Runtime.lost_pools`)
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Lease:
@@ -106,6 +107,14 @@ class Pools:
             if pool.numbers:
                 keys = PoolKeys.of(site.id, pool.id)
                 await self.store.client.eval(SYNC.source, 3, keys.numbers, keys.free, keys.held, *pool.numbers)
+
+    async def missing(self, sites: Iterable[Site]) -> list[str]:
+        """The pools (`site/pool`) whose numbers the store does not have: it lost them."""
+        pools = [(site.id, pool.id) for site in sites for pool in site.pools if pool.numbers]
+        if not pools:
+            return []
+        found = await self.store.batcher.submit(*(("EXISTS", PoolKeys.of(*pool).numbers) for pool in pools))
+        return [f"{site}/{pool}" for (site, pool), exists in zip(pools, found, strict=True) if not exists]
 
     def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
               now_ms: int, visit: str = "", network: str = "", zone: datetime.tzinfo = datetime.UTC) -> Command:
