@@ -66,6 +66,9 @@ from service.tracking.upgrade import respan
 
 log = logging.getLogger("swapline")
 DEMO_PAGE = resources.files("service").joinpath("pages", "demo.html").read_text()
+STORE_SECRET = ("SWAPLINE_SECRET is not set: the secret that keys the hashes of callers' numbers and visitors' "
+                "addresses is kept in the store, so a copy of the store can undo them; set SWAPLINE_SECRET outside "
+                "it in production (docs/DEPLOY.md)")
 
 
 def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | None = None) -> FastPath:
@@ -87,9 +90,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
         if not settings.secret:
-            log.warning("SWAPLINE_SECRET is not set: the secret that keys the hashes of callers' numbers and "
-                        "visitors' addresses is kept in the store, so a copy of the store can undo them; set "
-                        "SWAPLINE_SECRET outside it in production (docs/DEPLOY.md)")
+            log.warning(STORE_SECRET)
         await store.batcher.prepare()  # a store that is away: the first batches try again
         pools = Pools(store, settings.lease_retention_days, settings.network_share)
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,

@@ -330,31 +330,33 @@ def _repair(settings: Settings) -> int:
     return max((result.returncode for result in results), default=0)
 
 
-def _store_down(settings: Settings) -> str | None:
-    """Why the store of `SWAPLINE_REDIS_URL` does not answer a PING, or None if it does."""
+def _store_secret(url: str, cluster: bool) -> tuple[str | None, str | None]:
+    """The signing secret kept in the store (made there if it has none), or why there is none:
+    the store does not answer."""
     from service.tracking.store import STORE_ERRORS, Store, connect
 
-    async def ping() -> None:
-        assert settings.redis_url is not None
-        store = Store(connect(settings.redis_url, settings.redis_cluster))
+    async def ask() -> str:
+        store = Store(connect(url, cluster))
         try:
-            await store.ping()
+            return (await store.secret()).decode()
         finally:
             await store.close()
 
     try:
-        asyncio.run(ping())
+        return asyncio.run(ask()), None
     except STORE_ERRORS as exc:
-        return str(exc)
-    return None
+        return None, str(exc)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
+    from service.app import STORE_SECRET
     from service.embedded import StoreError, embedded_valkey
     from service.front.protocol import Protocol
     from service.observability import log_config
+    from service.supervisor import Supervisor
 
     config = log_config(settings.log_level, settings.log_json)
     logging.config.dictConfig(config)
@@ -366,18 +368,25 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # embedded store below: turn it into a normal exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.ExitStack() as stack:
-        if not settings.redis_url:
+        url = settings.redis_url
+        if not url:
             try:
                 url = stack.enter_context(embedded_valkey(settings.data_dir))
             except StoreError as exc:
                 print(f"swapline: {exc}", file=sys.stderr)
                 return 1
             os.environ["SWAPLINE_REDIS_URL"] = url  # worker processes read their settings from env
-        elif not settings.secret and (down := _store_down(settings)):
-            print(f"swapline: the store does not answer ({down}). Without SWAPLINE_SECRET the service keeps "
-                  "its signing secret there, and cannot start: start the store, or set SWAPLINE_SECRET to "
-                  "start degraded until the store answers", file=sys.stderr)
-            return 1
+        if not settings.secret:
+            secret, down = _store_secret(url, settings.redis_cluster)
+            if secret is None:
+                print(f"swapline: the store does not answer ({down}). Without SWAPLINE_SECRET the service keeps "
+                      "its signing secret there, and cannot start: start the store, or set SWAPLINE_SECRET to "
+                      "start degraded until the store answers", file=sys.stderr)
+                return 1
+            logging.getLogger("swapline").warning(STORE_SECRET)
+            # Handed to the workers: one that replaces another while the store is away starts
+            # degraded, as the first ones would have, instead of failing for want of the secret.
+            os.environ["SWAPLINE_SECRET"] = secret
         app: Any
         if workers > 1:  # each worker's counters in files, so any worker's /metrics adds them all up
             metrics = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="swapline-metrics-")))
@@ -388,7 +397,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             from service.app import create_app
 
             app = create_app(checked=checked)
-        uvicorn.run(
+        server = uvicorn.Config(
             app,
             factory=workers > 1,
             host=args.host or settings.host,
@@ -403,7 +412,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             # uvicorn's own handling would trust it from localhost whatever that says.
             proxy_headers=False,
         )
-    return 0
+        if workers > 1:
+            supervisor = Supervisor(server, sockets=[server.bind_socket()])
+            supervisor.run()
+            return STARTUP_FAILURE if supervisor.failed else 0
+        single = uvicorn.Server(server)
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after its graceful shutdown
+            single.run()
+        return 0 if single.started else STARTUP_FAILURE
 
 
 if __name__ == "__main__":

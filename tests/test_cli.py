@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -20,7 +22,8 @@ import redis
 from service.cli import main
 from service.integrations import callimport
 from service.rules import rulefiles
-from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, output, start
+from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, output, start, wait_for
+from tests.test_outage import valkey
 
 DEMO_SITE = rulefiles.load(DEMO_RULES).sites["demo"]
 
@@ -430,3 +433,64 @@ def test_serve_without_a_secret_or_a_store_says_so_in_one_line(tmp_path: Path) -
     (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
     assert "the store does not answer (Error 111 connecting to 127.0.0.1" in complaint
     assert "set SWAPLINE_SECRET to start degraded" in complaint
+
+
+def workers_of(pid: int) -> list[int]:
+    """The live worker processes of the `swapline serve` whose id is `pid` (its children that
+    multiprocessing spawned, not its resource tracker)."""
+    children = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        stat = proc_stat(int(stat_file.parent.name))
+        with contextlib.suppress(FileNotFoundError):
+            if stat and int(stat[1]) == pid and stat[0] != "Z" and \
+                    b"spawn_main" in (stat_file.parent / "cmdline").read_bytes():
+                children.append(int(stat_file.parent.name))
+    return children
+
+
+def started_workers(process: subprocess.Popen[bytes]) -> int:
+    return output(process).count("Application startup complete")
+
+
+def test_a_worker_that_fails_to_start_fails_serve_with_several_workers(tmp_path: Path, valkey_url: str,
+                                                                       store: redis.Redis) -> None:
+    """uvicorn stops every worker when one fails to start (here a replacement, on rules broken
+    since): the exit code says so, as it does with one worker, for systemd or Docker to see."""
+    rules = tmp_path / "rules"
+    shutil.copytree(DEMO_RULES, rules)
+    process, _ = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_WORKERS="2", SWAPLINE_RULES_DIR=str(rules),
+                       SWAPLINE_RELOAD_RULES="0", SWAPLINE_SECRET="workers-test-secret")
+    try:
+        wait_for("both workers", lambda: started_workers(process) == 2)
+        (rules / "demo.yaml").write_text("site: [")
+        os.kill(workers_of(process.pid)[0], signal.SIGKILL)
+        assert process.wait(timeout=60) == 3, output(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "failed to start" in output(process)
+
+
+def test_a_worker_replaced_while_the_store_is_away_starts_degraded(tmp_path: Path) -> None:
+    """Without SWAPLINE_SECRET the signing secret is the store's: `serve` hands it to its workers,
+    so one that replaces another during an outage starts as the first ones did, degraded."""
+    port = free_port()
+    server = valkey(port, tmp_path / "valkey")
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=f"redis://127.0.0.1:{port}", SWAPLINE_WORKERS="2",
+                          SWAPLINE_SECRET="")
+    try:
+        wait_for("both workers", lambda: started_workers(process) == 2)
+        server.stop()
+        os.kill(workers_of(process.pid)[0], signal.SIGKILL)
+        wait_for("the replacement", lambda: started_workers(process) == 3 or process.poll() is not None)
+        assert process.poll() is None, output(process)
+        answer = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"}, headers=BROWSER_HEADERS)
+        assert answer.status_code == 200 and answer.json()["degraded"] is True
+        server = valkey(port, tmp_path / "valkey")
+        wait_for("ready again", lambda: all(httpx.get(f"{base}/readyz").status_code == 200 for _ in range(4)))
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        server.stop()
+    assert process.returncode == 0, output(process)
