@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -417,6 +418,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             supervisor.run()
             return STARTUP_FAILURE if supervisor.failed else 0
         single = uvicorn.Server(server)
+
+        def hang_up(signum: int, frame: FrameType | None) -> None:
+            # Its default would end the process on the spot (a closed SSH session sends it),
+            # leaving the embedded store running. One worker cannot be replaced in place, as
+            # several are: stop as on SIGTERM.
+            logging.getLogger("swapline").warning("SIGHUP: stopping, as on SIGTERM (with one worker; several "
+                                                  "are restarted one by one)")
+            single.handle_exit(signal.SIGTERM, frame)
+
+        signal.signal(signal.SIGHUP, hang_up)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after its graceful shutdown
             single.run()
         return 0 if single.started else STARTUP_FAILURE

@@ -392,13 +392,16 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
     assert row.split()[:3] == ["(none)", "desktop", "10"] and "50.0%" in row
 
 
-def test_serve_stops_its_store_on_sigterm_too(tmp_path: Path) -> None:
+# SIGTERM: what container runtimes and systemd send; SIGHUP: a closed SSH session's.
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_serve_stops_its_store_on_sigterm_and_sighup_too(tmp_path: Path, stop: signal.Signals) -> None:
     process, _ = start(tmp_path)
     store = embedded_store_process(tmp_path / "data", process.pid)
-    process.send_signal(signal.SIGTERM)  # what container runtimes and systemd send
+    process.send_signal(stop)
     process.wait(timeout=60)
     assert process.returncode == 0, output(process)
     assert not still_runs(*store)
+    assert "embedded valkey stopped" in output(process)
 
 
 @pytest.mark.parametrize(("argv", "env", "named"), [
