@@ -60,7 +60,7 @@ from service.tracking.ledger import Ledger
 from service.tracking.pools import Pools, pools_endpoint
 from service.tracking.retention import Retention
 from service.tracking.spool import Spool, keep_replaying
-from service.tracking.store import STORE_ERRORS, Store, connect, until_done
+from service.tracking.store import STORE_ERRORS, Store, connect, fingerprint, until_done
 from service.tracking.tokens import TokenSigner
 from service.tracking.upgrade import respan
 
@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
                           Ledger(store, settings.max_pages, settings.max_goals, settings.report_days,
                                  retry_days=settings.token_days),
                           Journal(store, settings.log_days, settings.report_days), Spool(settings.data_dir / "spool"),
-                          caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest())
+                          caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest(),
+                          fingerprint=fingerprint(secret))
         # An attribute of its own: Starlette's `State` finds what it keeps only after a failed
         # lookup, which costs every request an exception.
         vars(app.state)["runtime"] = runtime
@@ -129,7 +130,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         # Normally the pools are in place before the first visitor, and what an older version
         # kept is where the reports read it; while the store is down: serve degraded, keep trying.
         jobs: list[tuple[Callable[[], Awaitable[None]], str]] = [
-            (lambda: respan(store, settings.report_days), "upgrade"), (runtime.sync_pools, "pool sync")]
+            (lambda: respan(store, settings.report_days), "upgrade"), (runtime.sync_pools, "pool sync"),
+            (runtime.vouch, "secret check")]
         for job, what in jobs:
             try:
                 await job()

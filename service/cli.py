@@ -331,22 +331,34 @@ def _repair(settings: Settings) -> int:
     return max((result.returncode for result in results), default=0)
 
 
-def _store_secret(url: str, cluster: bool) -> tuple[str | None, str | None]:
-    """The signing secret kept in the store (made there if it has none), or why there is none:
-    the store does not answer."""
-    from service.tracking.store import STORE_ERRORS, Store, connect
+def _signing_secret(settings: Settings, url: str) -> str:
+    """The secret the workers sign with: SWAPLINE_SECRET, else the store's own; checked against
+    the fingerprint the store keeps of the secret other processes on it sign with. A refusal
+    is one line and `SystemExit`."""
+    from service.runtime import MISMATCH
+    from service.tracking.store import STORE_ERRORS, Store, connect, fingerprint
 
-    async def ask() -> str:
-        store = Store(connect(url, cluster))
+    async def ask() -> tuple[str, bool]:
+        store = Store(connect(url, settings.redis_cluster))
         try:
-            return (await store.secret()).decode()
+            secret = settings.secret or (await store.secret()).decode()
+            return secret, await store.vouch(fingerprint(secret.encode()))
         finally:
             await store.close()
 
     try:
-        return asyncio.run(ask()), None
+        secret, vouched = asyncio.run(ask())
     except STORE_ERRORS as exc:
-        return None, str(exc)
+        if settings.secret:  # the workers compare it once the store answers
+            return settings.secret
+        print(f"swapline: the store does not answer ({exc}). Without SWAPLINE_SECRET the service keeps its "
+              "signing secret there, and cannot start: start the store, or set SWAPLINE_SECRET to start degraded "
+              "until the store answers", file=sys.stderr)
+        raise SystemExit(1) from None
+    if not vouched:
+        print(f"swapline: {MISMATCH}", file=sys.stderr)
+        raise SystemExit(2)
+    return secret
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -377,13 +389,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"swapline: {exc}", file=sys.stderr)
                 return 1
             os.environ["SWAPLINE_REDIS_URL"] = url  # worker processes read their settings from env
+        secret = _signing_secret(settings, url)
         if not settings.secret:
-            secret, down = _store_secret(url, settings.redis_cluster)
-            if secret is None:
-                print(f"swapline: the store does not answer ({down}). Without SWAPLINE_SECRET the service keeps "
-                      "its signing secret there, and cannot start: start the store, or set SWAPLINE_SECRET to "
-                      "start degraded until the store answers", file=sys.stderr)
-                return 1
             logging.getLogger("swapline").warning(STORE_SECRET)
             # Handed to the workers: one that replaces another while the store is away starts
             # degraded, as the first ones would have, instead of failing for want of the secret.

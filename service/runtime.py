@@ -22,6 +22,11 @@ from service.tracking.store import Store, until_done
 from service.tracking.tokens import TokenSigner
 
 log = logging.getLogger("swapline")
+MISMATCH = ("the signing secret (SWAPLINE_SECRET, or the store's own where it is unset) is not the one other "
+            "processes on this store sign with: its fingerprint in the store (sw:secret:fingerprint) differs. Each "
+            "side would refuse the other's decision tokens, beacons get 401 and conversions are lost: give every "
+            "replica the same SWAPLINE_SECRET; to change it on purpose, stop them all and delete "
+            "sw:secret:fingerprint (docs/DEPLOY.md)")
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Runtime:
     journal: Journal
     spool: Spool
     caller_key: bytes  # keys the hashes that stand in for caller numbers and client networks at rest
+    fingerprint: bytes  # of the signing secret, kept in the store (`Store.vouch`)
     clock: Callable[[], float] = field(default_factory=StoreClock)  # seconds; tests replay a day with their own
     pools_synced: bool = False  # ready only once the store has the rules' numbers
     pools_lost: asyncio.Event = field(default_factory=asyncio.Event)  # found gone from the store; `keep_pools`
@@ -67,11 +73,19 @@ class Runtime:
                         "failed over to an empty node; putting them back from the rules", found)
             self.pools_lost.set()
 
+    async def vouch(self) -> None:
+        """Leave the signing secret's fingerprint in the store, or say loudly that other processes
+        on it sign with another secret (`swapline serve` refuses to start then, if the store answers)."""
+        if not await self.store.vouch(self.fingerprint):
+            log.error(MISMATCH)
+
     async def keep_pools(self) -> None:
-        """Put lost pools back: until then every visitor of theirs gets the overflow number."""
+        """Put lost pools back, and the secret's fingerprint lost with them: until then every
+        visitor of theirs gets the overflow number."""
         while True:
             await self.pools_lost.wait()
             await until_done(self.sync_pools, "pool sync")
+            await until_done(self.vouch, "secret check")
             self.pools_lost.clear()
 
     def now_ms(self) -> int:

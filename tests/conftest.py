@@ -49,6 +49,9 @@ PLACES: dict[str, dict[str, Any]] = {
     "10.5.0.1": {"country": "RU", "region": ("MOW", "Москва", "Moscow"), "city": ("Москва", "Moscow")},
     "10.9.0.1": {"country": "GB", "region": ("ENG", "Англия", "England"), "city": ("Лондон", "London")},
 }
+# Every service of the run signs with it, as a deployment's replicas do: they share one store,
+# which refuses a process with another secret (`swapline serve`) or logs it (`create_app`).
+SECRET = "the-tests-own-secret"
 COUNTRY_NAMES = {"RU": ("Россия", "Russia"), "GB": ("Великобритания", "United Kingdom")}
 
 
@@ -80,7 +83,8 @@ def start(tmp_path: Path, *args: str, file_size_limit: int | None = None, ready:
     (bytes) caps every file the process writes, as a full disk would."""
     port = free_port()
     environment = {**os.environ, "SWAPLINE_PORT": str(port), "SWAPLINE_DATA_DIR": str(tmp_path / "data"),
-                   "SWAPLINE_RULES_DIR": str(DEMO_RULES), "SWAPLINE_NETWORK_SHARE": "100", **env}
+                   "SWAPLINE_RULES_DIR": str(DEMO_RULES), "SWAPLINE_NETWORK_SHARE": "100", "SWAPLINE_SECRET": SECRET,
+                   **env}
     if "SWAPLINE_REDIS_URL" not in env:
         environment.pop("SWAPLINE_REDIS_URL", None)
     elif CLUSTER and "SWAPLINE_REDIS_CLUSTER" not in env:
@@ -189,10 +193,12 @@ def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def store(valkey_url: str) -> Iterator[redis.Redis]:
-    """A client for the tests' own look into the store, emptied first."""
+    """A client for the tests' own look into the store, emptied first, and after: what a test
+    leaves (another secret's fingerprint) is no later test's."""
     client = redis.RedisCluster.from_url(valkey_url) if CLUSTER else redis.Redis.from_url(valkey_url)
     client.flushall()
     yield client  # type: ignore[misc]
+    client.flushall()
     client.close()
 
 
@@ -227,7 +233,7 @@ def make_settings(valkey_url: str, rules_dir: Path, **overrides: Any) -> Setting
         "rules_dir": rules_dir,
         "trusted_proxies": Settings.from_env({"SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32"}).trusted_proxies,
         "reload_rules": False,
-        "secret": "test-secret",
+        "secret": SECRET,
         "redis_cluster": CLUSTER,
         "network_share": 100,  # most tests send many visitors from one address; test_visits caps it
     }

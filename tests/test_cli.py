@@ -22,7 +22,7 @@ import redis
 from service.cli import main
 from service.integrations import callimport
 from service.rules import rulefiles
-from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, output, start, wait_for
+from tests.conftest import BROWSER_HEADERS, CLUSTER, DEMO_RULES, free_port, output, start, wait_for
 from tests.test_outage import valkey
 
 DEMO_SITE = rulefiles.load(DEMO_RULES).sites["demo"]
@@ -497,3 +497,27 @@ def test_a_worker_replaced_while_the_store_is_away_starts_degraded(tmp_path: Pat
         process.wait(timeout=60)
         server.stop()
     assert process.returncode == 0, output(process)
+
+
+@pytest.mark.parametrize("second", ["another-replicas-secret", ""])
+def test_a_replica_with_another_secret_on_the_same_store_is_refused_in_one_line(
+        tmp_path: Path, valkey_url: str, store: redis.Redis, second: str) -> None:
+    """Replicas that sign with different secrets refuse each other's tokens (beacons 401): the
+    store keeps a fingerprint of the first one's, never the secret itself, and another secret
+    is refused at start, the store's own too (SWAPLINE_SECRET unset)."""
+    first = "the-first-replicas-secret"
+    process, _ = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_SECRET=first)
+    try:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWAPLINE_")},
+               "SWAPLINE_REDIS_URL": valkey_url, "SWAPLINE_SECRET": second, "SWAPLINE_PORT": str(free_port()),
+               "SWAPLINE_RULES_DIR": str(DEMO_RULES), "SWAPLINE_DATA_DIR": str(tmp_path / "second"),
+               **({"SWAPLINE_REDIS_CLUSTER": "1"} if CLUSTER else {})}
+        refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
+    assert "not the one other processes on this store sign with" in complaint
+    mark = store.get("sw:secret:fingerprint")
+    assert mark and first.encode() not in mark

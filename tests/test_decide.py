@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from service.tracking import counters, visits
 from service.tracking.pools import PoolKeys
 from service.tracking.tokens import TokenSigner
-from tests.conftest import BROWSER_HEADERS, Clock, site_client
+from tests.conftest import BROWSER_HEADERS, SECRET, Clock, site_client
 from tests.test_store import day_counts
 
 SPB = "95.161.0.1"  # GeoLite2: Saint Petersburg, RU-SPE
@@ -86,7 +86,7 @@ def test_foreign_visitor_gets_no_russian_city_rule(client: TestClient) -> None:
 
 def test_token_is_signed_and_carries_the_decision(client: TestClient) -> None:
     body = decide(client)
-    payload = TokenSigner(b"test-secret").verify(body["token"])
+    payload = TokenSigner(SECRET.encode()).verify(body["token"])
     assert payload is not None
     assert payload["s"] == "demo" and payload["v"] == VID and payload["x"] == body["experiments"]
     assert TokenSigner(b"another-secret").verify(body["token"]) is None

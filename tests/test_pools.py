@@ -19,7 +19,7 @@ from service.tracking.pools import PoolKeys
 from service.tracking.store import ScriptCall
 from service.tracking.tokens import TokenSigner
 from service.tracking.visitors import valid_vid
-from tests.conftest import POOL_SITE, Clock, site_client, wait_for
+from tests.conftest import POOL_SITE, SECRET, Clock, site_client, wait_for
 
 POOL = {"+74951900001", "+74951900002", "+74951900003"}
 OVERFLOW = "+74951900000"
@@ -95,7 +95,7 @@ def test_exhausted_pool_gives_the_overflow_number_flagged(pool_client: TestClien
     assert leased == POOL
     body = visit(pool_client, vid(4))
     assert body["phone"]["kind"] == "overflow" and body["phone"]["number"] == OVERFLOW
-    assert TokenSigner(b"test-secret").verify(body["token"])["o"] is True
+    assert TokenSigner(SECRET.encode()).verify(body["token"])["o"] is True
 
 
 def test_a_store_that_lost_the_pools_gets_them_back_without_a_restart(
@@ -108,6 +108,7 @@ def test_a_store_that_lost_the_pools_gets_them_back_without_a_restart(
     assert visit(pool_client, vid(2))["phone"]["number"] == OVERFLOW
     wait_for("a leased number after the flush", lambda: visit(pool_client, vid(3))["phone"]["number"] in POOL)
     assert any("lost number pools (pooltest/small)" in record.getMessage() for record in caplog.records)
+    wait_for("the secret's fingerprint back", lambda: store.exists("sw:secret:fingerprint"))
 
 
 def test_readiness_fails_while_the_pools_are_lost_and_brings_them_back(pool_client: TestClient,
@@ -215,7 +216,8 @@ def test_every_key_a_script_touches_is_in_its_scripts_slot(pool_client: TestClie
     heartbeat(pool_client, body["token"])
     for n in range(2, 6):
         visit(pool_client, vid(n))  # the fifth overflows
-    keys = [key.decode() for key in store.scan_iter("sw:*") if key not in (b"sw:secret", upgrade.DONE.encode())]
+    keys = [key.decode() for key in store.scan_iter("sw:*") if key not in (b"sw:secret", b"sw:secret:fingerprint",
+                                                                             upgrade.DONE.encode())]
     by_tag: dict[str, set[int]] = {}
     for key in keys:
         tag = key[key.index("{") + 1:key.index("}")]

@@ -18,6 +18,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.tracking.counters import visitor_hash
+from tests import conftest
 from tests.conftest import Clock, site_client
 
 SECRET = b"visits-calls-secret-0001"
@@ -193,7 +194,7 @@ def test_a_visit_moved_from_another_token_is_refused(climate: TestClient) -> Non
     assert not honest["visit"]["new"] and honest["visit"]["id"] == mine["visit"]["id"]
 
 
-def signed_as_before(token: str, hex_mac: bool, secret: bytes = b"test-secret") -> str:
+def signed_as_before(token: str, hex_mac: bool, secret: bytes = conftest.SECRET.encode()) -> str:
     """`token` as the service signed it before 2026-12-02: its payload in base64url, with a hex
     MAC of the attachment, a dot and the payload's part; before 2026-12-01 (not `hex_mac`), a
     base64url MAC of the payload's part, a dot and the attachment (service.tracking.tokens)."""

@@ -5,6 +5,7 @@ script or a multi-key command touches together share one hash tag, so they live 
 cluster slot, while different sites and experiments spread over shards:
 
     sw:secret              string  signing secret shared by all service processes
+    sw:secret:fingerprint  string  a keyed hash of the secret the processes sign with, never the secret
     sw:{SITE/EXPERIMENT}:… exposures and conversions (service.tracking.ledger)
     sw:{SITE:POOL}:…       number pool state and lease history (service.tracking.pools)
     sw:{SITE:calls}:…      call records and hashed callers (service.integrations.calls)
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -450,6 +452,15 @@ def _unheard(future: asyncio.Future[list[Any]]) -> None:
         log.debug("deferred commands failed: %r", error)
 
 
+FINGERPRINT = "sw:secret:fingerprint"
+
+
+def fingerprint(secret: bytes) -> bytes:
+    """What the store keeps of the signing secret, so that a process with another one is told:
+    a hash keyed by the secret, which says nothing of it."""
+    return hmac.new(secret, b"swapline secret fingerprint", hashlib.sha256).hexdigest().encode()
+
+
 class Store:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -461,6 +472,12 @@ class Store:
         value = await self.client.get("sw:secret")
         assert isinstance(value, bytes)
         return value
+
+    async def vouch(self, mark: bytes) -> bool:
+        """Whether the processes on this store sign with the secret of `mark` (`fingerprint`);
+        the first to ask leaves its mark."""
+        await self.client.set(FINGERPRINT, mark, nx=True)
+        return bool(await self.client.get(FINGERPRINT) == mark)
 
     async def time(self) -> float:
         """The store's clock, in seconds since the epoch."""
