@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from service.config import ConfigError, Settings
+from service.config import ConfigError, Settings, unknown
 from service.integrations import callimport
 from service.rules import rulefiles
 from service.rules.engine import decide
@@ -373,6 +373,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     config = log_config(settings.log_level, settings.log_json)
     logging.config.dictConfig(config)
+    for warning in unknown():
+        logging.getLogger("swapline").warning(warning)
     checked = _load(settings.rules_dir)
     if checked is None:
         return 1

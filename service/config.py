@@ -5,10 +5,11 @@ The README lists them in one table; `Settings.from_env` is the only place that r
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -114,6 +115,38 @@ class Settings:
             max_connections=_positive("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), defaults.max_connections),
             request_timeout=_positive("REQUEST_TIMEOUT", get("REQUEST_TIMEOUT"), defaults.request_timeout),
         )
+
+
+class _Asked(Mapping[str, str]):
+    """An empty environment that notes every variable asked of it."""
+
+    def __init__(self) -> None:
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def unknown(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """A warning for each `SWAPLINE_*` variable no setting reads (a misspelt name, most likely,
+    whose value would be silently ignored), with the known name nearest to it."""
+    read = _Asked()
+    Settings.from_env(read)  # the names it reads: this list cannot fall behind it
+    warnings = []
+    for name in sorted(set(environ) - read.asked):
+        if name.startswith("SWAPLINE_"):
+            # Told apart by what follows the prefix, which every name shares.
+            near = difflib.get_close_matches(name[9:], sorted(known[9:] for known in read.asked), n=1)
+            warnings.append(f"{name} is not a Swapline setting and is ignored" +
+                            (f": did you mean SWAPLINE_{near[0]}?" if near else ""))
+    return warnings
 
 
 def _int(name: str, raw: str | None, default: int) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, SentinelURL, Settings, sentinel_url
+from service.config import ConfigError, SentinelURL, Settings, sentinel_url, unknown
 
 
 def test_defaults_need_nothing() -> None:
@@ -67,3 +67,15 @@ def test_a_bad_sentinel_url_is_refused_without_its_password() -> None:
 def test_sentinel_and_cluster_exclude_each_other() -> None:
     with pytest.raises(ConfigError, match="SWAPLINE_REDIS_CLUSTER"):
         Settings.from_env({"SWAPLINE_REDIS_URL": "redis+sentinel://s1/mymaster", "SWAPLINE_REDIS_CLUSTER": "1"})
+
+
+def test_misspelt_variables_are_named_with_the_setting_meant() -> None:
+    """A misspelt name would be ignored without a word: SWAPLINE_REDIS=… would leave the
+    service on a private embedded store."""
+    assert unknown({"SWAPLINE_WORKER": "4", "SWAPLINE_REDIS": "redis://r/0", "SWAPLINE_SECRETS": "s",
+                    "SWAPLINE_PORT": "9000", "SWAPLINE_ZZZZZZ": "1", "HOME": "/root"}) == [
+        "SWAPLINE_REDIS is not a Swapline setting and is ignored: did you mean SWAPLINE_REDIS_URL?",
+        "SWAPLINE_SECRETS is not a Swapline setting and is ignored: did you mean SWAPLINE_SECRET?",
+        "SWAPLINE_WORKER is not a Swapline setting and is ignored: did you mean SWAPLINE_WORKERS?",
+        "SWAPLINE_ZZZZZZ is not a Swapline setting and is ignored",
+    ]
