@@ -102,6 +102,9 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         # An attribute of its own: Starlette's `State` finds what it keeps only after a failed
         # lookup, which costs every request an exception.
         vars(app.state)["runtime"] = runtime
+        if trouble := runtime.spool.trouble():
+            log.warning("the spool cannot keep what a store outage brings (events and calls would be refused "
+                        "then): %s", trouble)
         if isinstance(runtime.clock, StoreClock):  # before the first page view is stamped
             await runtime.clock.synchronise(store.time)
         sys.setswitchinterval(SWITCH_INTERVAL)  # before the first thread that runs Python beside the loop
@@ -248,7 +251,7 @@ async def readyz(request: Request) -> JSON:
     """Ready while the store answers and has the number pools; says too whether the spool could
     keep what an outage brings (a full or read-only disk would refuse events and calls then)."""
     runtime: Runtime = request.app.state.runtime
-    spool = await asyncio.to_thread(runtime.spool.trouble)
+    spool = await runtime.spool.check()
     try:
         await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
         missing = await runtime.pools.missing(runtime.rules.sites.values()) if runtime.pools_synced else []

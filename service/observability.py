@@ -217,7 +217,7 @@ async def metrics_endpoint(request: Request) -> Response:
         f"swapline_spool_depth {await asyncio.to_thread(runtime.spool.depth)}",
         "# HELP swapline_spool_writable 1 while the spool can keep what a store outage brings, else 0",
         "# TYPE swapline_spool_writable gauge",
-        f"swapline_spool_writable {int(await asyncio.to_thread(runtime.spool.trouble) is None)}",
+        f"swapline_spool_writable {int(await runtime.spool.check() is None)}",
         "# HELP swapline_rules_refused 1 while the last change to the rules directory stands refused (older "
         "rules serve), else 0",
         "# TYPE swapline_rules_refused gauge",

@@ -76,6 +76,36 @@ except SpoolFull:
     assert len(replayed(Spool(directory))) == 2  # the two it acknowledged, and no half of the third
 
 
+def test_a_spool_that_could_not_write_says_so_until_the_disk_has_room_again(tmp_path: Path) -> None:
+    """A file-size limit stands in for a full disk, and raising it for the space freed: the
+    check that `/readyz` and `/metrics` make clears the failure without waiting for an outage."""
+    directory = tmp_path / "spool"
+    script = f"""
+import asyncio, resource, signal
+from pathlib import Path
+from service.tracking.spool import Spool, SpoolFull
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+spool = Spool(Path({str(directory)!r}))
+entry = {{"site": "shop", "conversion": {{"id": "x" * 100}}}}
+asyncio.run(spool.append(entry))
+resource.setrlimit(resource.RLIMIT_FSIZE, (spool.path.stat().st_size + 60, resource.RLIM_INFINITY))
+try:
+    asyncio.run(spool.append(entry))
+except SpoolFull:
+    pass
+print("full:", asyncio.run(spool.check()))
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print("freed:", asyncio.run(spool.check()))
+asyncio.run(spool.append(entry))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parent.parent, check=True)
+    full, freed = result.stdout.splitlines()
+    assert full.startswith("full: OSError: [Errno 27] File too large"), result.stdout + result.stderr
+    assert freed == "freed: None"
+    assert len(replayed(Spool(directory))) == 2  # the probes left nothing to replay
+
+
 @pytest.fixture
 def shop_without_store(tmp_path: Path, rules_dir: Path) -> TestClient:
     """The shop on a store that is not there, with a spool it cannot write (its directory is a
@@ -90,8 +120,11 @@ def shop_without_store(tmp_path: Path, rules_dir: Path) -> TestClient:
     return client
 
 
-def test_with_the_store_down_and_the_disk_full_nothing_is_acknowledged(shop_without_store: TestClient) -> None:
+def test_with_the_store_down_and_the_disk_full_nothing_is_acknowledged(shop_without_store: TestClient,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
     shop = shop_without_store
+    assert any("the spool cannot keep what a store outage brings" in record.getMessage()
+               for record in caplog.get_records("setup"))  # said at start, not first in an outage
     try:
         decision = shop.get("/v1/decide", params={"site": "shop", "url": "/"}).json()
         assert decision["degraded"] is True  # decisions still answer

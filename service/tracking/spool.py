@@ -44,6 +44,13 @@ REPLAY_SLICE = 1 << 20  # bytes of records read at a time
 ROOM = 1 << 20  # bytes free below which the spool counts as full: a thousand entries or so
 
 
+PROBE = b"\n" * 4096  # what `check` writes and takes back: room for a few records
+
+
+def _why(failure: OSError) -> str:
+    return f"{type(failure).__name__}: {failure}"
+
+
 class SpoolFull(OSError):
     """The spool could not keep an entry (a full or read-only disk): it was not accepted."""
 
@@ -64,7 +71,7 @@ class Spool:
             try:
                 await asyncio.to_thread(self._append, record)
             except OSError as exc:
-                self.failing = f"{type(exc).__name__}: {exc}"
+                self.failing = _why(exc)
                 SPOOL_FAILURES.inc()
                 raise SpoolFull(exc.errno, f"the spool cannot keep it: {exc.strerror or exc}") from exc
         self.failing = None
@@ -80,7 +87,24 @@ class Spool:
             raise Unavailable("store_unavailable", "the store is down and the spool is full: try again later",
                               retry_after=RETRY_SECONDS) from None
 
-    def _append(self, record: bytes) -> None:
+    async def check(self) -> str | None:
+        """`trouble`, once a failed append is tried again: after the disk was freed, the next
+        outage's first append would be the first to find out, and until then `/readyz` and
+        `swapline_spool_writable` would go on saying the spool cannot write. Cheap enough for
+        each readiness check and scrape: the disk is written only while the spool is failing."""
+        if self.failing:
+            async with self._lock:
+                try:
+                    await asyncio.to_thread(self._append, PROBE, False)
+                except OSError as exc:
+                    self.failing = _why(exc)
+                else:
+                    self.failing = None
+        return await asyncio.to_thread(self.trouble)
+
+    def _append(self, record: bytes, keep: bool = True) -> None:
+        """Write `record` at the end of this process's file and fsync it; not `keep`: a probe,
+        taken back once it went through."""
         self.directory.mkdir(parents=True, exist_ok=True)
         # Unbuffered: a buffer would try again to write what failed when the file closes.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -96,6 +120,8 @@ class Spool:
                     os.ftruncate(fd, start)
                     os.fsync(fd)
                 raise
+            if not keep:
+                os.ftruncate(fd, start)
         finally:
             os.close(fd)
 
