@@ -335,6 +335,8 @@ def _signing_secret(settings: Settings, url: str) -> str:
     """The secret the workers sign with: SWAPLINE_SECRET, else the store's own; checked against
     the fingerprint the store keeps of the secret other processes on it sign with. A refusal
     is one line and `SystemExit`."""
+    from redis.exceptions import RedisClusterException
+
     from service.runtime import MISMATCH
     from service.tracking.store import STORE_ERRORS, Store, connect, fingerprint
 
@@ -348,6 +350,10 @@ def _signing_secret(settings: Settings, url: str) -> str:
 
     try:
         secret, vouched = asyncio.run(ask())
+    except RedisClusterException as exc:  # not a RedisError: a standalone server, most likely
+        print(f"swapline: SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node ({exc}): unset it for a "
+              "standalone server", file=sys.stderr)
+        raise SystemExit(2) from None
     except STORE_ERRORS as exc:
         if settings.secret:  # the workers compare it once the store answers
             return settings.secret

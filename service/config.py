@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import maxminddb
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -69,7 +71,7 @@ class Settings:
             return value or None
 
         defaults = cls()
-        redis_url = _url("REDIS_URL", get("REDIS_URL"), ("redis", "rediss", "unix", SENTINEL))
+        redis_url = _store_url(get("REDIS_URL"))
         redis_cluster = _bool("REDIS_CLUSTER", get("REDIS_CLUSTER"), False)
         if redis_url and redis_url.startswith(f"{SENTINEL}:"):
             sentinel_url(redis_url)  # refused now, not at the first page view
@@ -84,13 +86,14 @@ class Settings:
             data_dir=Path(get("DATA_DIR") or defaults.data_dir),
             redis_url=redis_url,
             redis_cluster=redis_cluster,
-            geoip_db=_file("GEOIP_DB", get("GEOIP_DB")),
+            geoip_db=_geoip(get("GEOIP_DB")),
             trusted_proxies=_networks(get("TRUSTED_PROXIES")),
             secret=_secret(get("SECRET")),
             reload_rules=_bool("RELOAD_RULES", get("RELOAD_RULES"), defaults.reload_rules),
             log_level=_level(get("LOG_LEVEL"), defaults.log_level),
             log_json=_bool("LOG_JSON", get("LOG_JSON"), defaults.log_json),
-            lease_retention_days=_int("LEASE_RETENTION_DAYS", get("LEASE_RETENTION_DAYS"), 30) or 1,
+            lease_retention_days=_positive("LEASE_RETENTION_DAYS", get("LEASE_RETENTION_DAYS"),
+                                           defaults.lease_retention_days),
             attribution_days=_positive("ATTRIBUTION_DAYS", get("ATTRIBUTION_DAYS"), defaults.attribution_days),
             report_days=_positive("REPORT_DAYS", get("REPORT_DAYS"), defaults.report_days),
             visit_days=_positive("VISIT_DAYS", get("VISIT_DAYS"), defaults.visit_days),
@@ -231,6 +234,22 @@ def _url(name: str, raw: str | None, schemes: tuple[str, ...]) -> str | None:
     return raw
 
 
+def _store_url(raw: str | None) -> str | None:
+    """`SWAPLINE_REDIS_URL`, its port and database number checked now, not at the first connection."""
+    url = _url("REDIS_URL", raw, ("redis", "rediss", "unix", SENTINEL))
+    if url is None or url.startswith(("unix:", f"{SENTINEL}:")):  # a socket's path; sentinel_url checks its own
+        return url
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port as it is read
+    except ValueError:
+        raise ConfigError("SWAPLINE_REDIS_URL: the port must be a number from 1 to 65535") from None
+    if not re.fullmatch(r"/?\d*", parts.path):
+        raise ConfigError(f"SWAPLINE_REDIS_URL: the path is the database number (redis://host:6379/0), "
+                          f"not {parts.path!r}")
+    return url
+
+
 SENTINEL = "redis+sentinel"
 SENTINEL_PORT = 26379
 
@@ -281,11 +300,17 @@ def sentinel_url(raw: str) -> SentinelURL:
                        query["sentinel_password"][-1] if "sentinel_password" in query else None)
 
 
-def _file(name: str, raw: str | None) -> Path | None:
+def _geoip(raw: str | None) -> Path | None:
+    """`SWAPLINE_GEOIP_DB`: a MaxMind database that opens."""
     if raw is None:
         return None
     if not Path(raw).is_file():
-        raise ConfigError(f"SWAPLINE_{name}: no such file {raw!r}")
+        raise ConfigError(f"SWAPLINE_GEOIP_DB: no such file {raw!r}")
+    try:
+        maxminddb.open_database(raw).close()
+    except (maxminddb.InvalidDatabaseError, ValueError, OSError) as exc:
+        raise ConfigError(f"SWAPLINE_GEOIP_DB: {raw!r} is not a MaxMind database such as GeoLite2-City.mmdb "
+                          f"({exc})") from None
     return Path(raw)
 
 

@@ -416,6 +416,8 @@ def test_serve_stops_its_store_on_sigterm_and_sighup_too(tmp_path: Path, stop: s
     (["serve"], {"SWAPLINE_GEOIP_DB": "/no/such/City.mmdb"}, "SWAPLINE_GEOIP_DB"),
     (["serve"], {"SWAPLINE_NETWORK_SHARE": "150"}, "SWAPLINE_NETWORK_SHARE"),
     (["serve"], {"SWAPLINE_SECRET": "x"}, "SWAPLINE_SECRET"),
+    (["serve"], {"SWAPLINE_REDIS_URL": "redis://127.0.0.1:abc/0"}, "SWAPLINE_REDIS_URL"),
+    (["serve"], {"SWAPLINE_GEOIP_DB": "/etc/passwd"}, "SWAPLINE_GEOIP_DB"),
 ])
 def test_serve_refuses_nonsense_settings_in_one_line_naming_them(argv: list[str], env: dict[str, str],
                                                                  named: str) -> None:
@@ -521,3 +523,13 @@ def test_a_replica_with_another_secret_on_the_same_store_is_refused_in_one_line(
     assert "not the one other processes on this store sign with" in complaint
     mark = store.get("sw:secret:fingerprint")
     assert mark and first.encode() not in mark
+
+
+@pytest.mark.skipif(CLUSTER, reason="the store of the run is a cluster")
+def test_serve_told_of_a_cluster_that_is_a_standalone_server_says_so_in_one_line(valkey_url: str) -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWAPLINE_")},
+           "SWAPLINE_REDIS_URL": valkey_url, "SWAPLINE_REDIS_CLUSTER": "1", "SWAPLINE_RULES_DIR": str(DEMO_RULES)}
+    refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60, env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
+    assert "SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node" in complaint

@@ -16,18 +16,17 @@ def test_defaults_need_nothing() -> None:
     assert settings.data_dir == Path("data") and settings.rules_dir == Path("rules")
 
 
-def test_values_are_read_and_typed(tmp_path: Path) -> None:
-    (tmp_path / "City.mmdb").write_bytes(b"")
+def test_values_are_read_and_typed(tiny_geoip: Path) -> None:
     settings = Settings.from_env({
         "SWAPLINE_PORT": "9000", "SWAPLINE_WORKERS": "4", "SWAPLINE_REDIS_URL": "redis://r:6379/0",
         "SWAPLINE_REDIS_CLUSTER": "yes", "SWAPLINE_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32",
-        "SWAPLINE_RELOAD_RULES": "off", "SWAPLINE_GEOIP_DB": str(tmp_path / "City.mmdb"),
+        "SWAPLINE_RELOAD_RULES": "off", "SWAPLINE_GEOIP_DB": str(tiny_geoip),
         "SWAPLINE_HOST": "swapline.internal", "SWAPLINE_LOG_LEVEL": "WARNING",
         "SWAPLINE_PUBLIC_URL": "https://swapline.example.com/",
     })
     assert (settings.port, settings.workers, settings.redis_cluster, settings.reload_rules) == (9000, 4, True, False)
     assert settings.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
-    assert settings.geoip_db == tmp_path / "City.mmdb"
+    assert settings.geoip_db == tiny_geoip
     assert (settings.host, settings.log_level, settings.public_url) == (
         "swapline.internal", "warning", "https://swapline.example.com")
     assert Settings.from_env({"SWAPLINE_REDIS_URL": "unix:///run/valkey.sock"}).redis_url == "unix:///run/valkey.sock"
@@ -42,7 +41,9 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
     ("SWAPLINE_PUBLIC_URL", "swapline.example.com"), ("SWAPLINE_REDIS_URL", "redis+sentinel://s1:26379"),
     ("SWAPLINE_REDIS_URL", "redis+sentinel://s1:0/mymaster"), ("SWAPLINE_REDIS_URL", "redis+sentinel://s1,/mymaster"),
     ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/mymaster/first"), ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/a/1/2"),
-    ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/mymaster?db=1"),
+    ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/mymaster?db=1"), ("SWAPLINE_REDIS_URL", "redis://127.0.0.1:abc/0"),
+    ("SWAPLINE_REDIS_URL", "redis://127.0.0.1:6379/abc"), ("SWAPLINE_GEOIP_DB", "/etc/passwd"),
+    ("SWAPLINE_LEASE_RETENTION_DAYS", "0"),
 ])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
