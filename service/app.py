@@ -60,7 +60,7 @@ from service.tracking.ledger import Ledger
 from service.tracking.pools import Pools, pools_endpoint
 from service.tracking.retention import Retention
 from service.tracking.spool import Spool, keep_replaying
-from service.tracking.store import STORE_ERRORS, Store, connect, fingerprint, until_done
+from service.tracking.store import STORE_ERRORS, Store, connect, fingerprint, until_done, why
 from service.tracking.tokens import TokenSigner
 from service.tracking.upgrade import respan
 
@@ -257,7 +257,7 @@ async def readyz(request: Request) -> JSON:
         missing = await runtime.pools.missing(runtime.rules.sites.values()) if runtime.pools_synced else []
     except Exception as exc:
         also = f"; the spool cannot keep events either: {spool}" if spool else ""
-        return error(503, "store_unavailable", f"the store does not answer: {exc}{also}")
+        return error(503, "store_unavailable", f"{why(exc)}{also}")
     if not runtime.pools_synced:
         return error(503, "starting", "the number pools are not in the store yet")
     if missing:  # every visitor of theirs would get the overflow number

@@ -338,7 +338,7 @@ def _signing_secret(settings: Settings, url: str) -> str:
     from redis.exceptions import RedisClusterException
 
     from service.runtime import MISMATCH
-    from service.tracking.store import STORE_ERRORS, Store, connect, fingerprint
+    from service.tracking.store import STORE_ERRORS, Store, connect, fingerprint, refuses_us, why
 
     async def ask() -> tuple[str, bool]:
         store = Store(connect(url, settings.redis_cluster))
@@ -355,9 +355,13 @@ def _signing_secret(settings: Settings, url: str) -> str:
               "standalone server", file=sys.stderr)
         raise SystemExit(2) from None
     except STORE_ERRORS as exc:
+        if refuses_us(exc):  # no outage to wait out
+            print(f"swapline: {why(exc)}: give its password as "
+                  "redis://:PASSWORD@host:6379/0 (redis://USER:PASSWORD@… for an ACL user)", file=sys.stderr)
+            raise SystemExit(2) from None
         if settings.secret:  # the workers compare it once the store answers
             return settings.secret
-        print(f"swapline: the store does not answer ({exc}). Without SWAPLINE_SECRET the service keeps its "
+        print(f"swapline: {why(exc)}. Without SWAPLINE_SECRET the service keeps its "
               "signing secret there, and cannot start: start the store, or set SWAPLINE_SECRET to start degraded "
               "until the store answers", file=sys.stderr)
         raise SystemExit(1) from None

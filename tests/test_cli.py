@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,16 @@ import redis
 from service.cli import main
 from service.integrations import callimport
 from service.rules import rulefiles
-from tests.conftest import BROWSER_HEADERS, CLUSTER, DEMO_RULES, free_port, output, start, wait_for
+from tests.conftest import (
+    BROWSER_HEADERS,
+    CLUSTER,
+    DEMO_RULES,
+    free_port,
+    output,
+    start,
+    wait_for,
+    wait_for_server,
+)
 from tests.test_outage import valkey
 
 DEMO_SITE = rulefiles.load(DEMO_RULES).sites["demo"]
@@ -436,7 +446,7 @@ def test_serve_without_a_secret_or_a_store_says_so_in_one_line(tmp_path: Path) -
     refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60, env=env)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
-    assert "the store does not answer (Error 111 connecting to 127.0.0.1" in complaint
+    assert "the store does not answer: Error 111 connecting to 127.0.0.1" in complaint
     assert "set SWAPLINE_SECRET to start degraded" in complaint
 
 
@@ -533,3 +543,36 @@ def test_serve_told_of_a_cluster_that_is_a_standalone_server_says_so_in_one_line
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
     (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
     assert "SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node" in complaint
+
+
+@pytest.fixture
+def guarded_store(tmp_path: Path) -> Iterator[str]:
+    """A redis-server that asks for a password; the host and port of its URL."""
+    port = free_port()
+    with open(tmp_path / "redis.log", "wb") as log:
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--requirepass", "the-right-password", "--dir", str(tmp_path)],
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_server("redis-server", redis.Redis(port=port, password="the-right-password"), server,
+                        tmp_path / "redis.log")
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.mark.parametrize("credentials", [":a-wrong-password@", "", "someone:a-wrong-password@"])
+def test_serve_on_a_store_that_refuses_its_password_says_so_in_one_line(guarded_store: str,
+                                                                        credentials: str) -> None:
+    """Not "the store does not answer… start the store": it answers, and nothing will change
+    until the URL does."""
+    for secret in ("", "a-secret-of-the-operators"):  # with its own secret too: no degraded start to wait in
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWAPLINE_")},
+               "SWAPLINE_REDIS_URL": f"redis://{credentials}{guarded_store}/0", "SWAPLINE_SECRET": secret,
+               "SWAPLINE_RULES_DIR": str(DEMO_RULES)}
+        refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60, env=env)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
+        assert "the store refuses the password of SWAPLINE_REDIS_URL" in complaint
+        assert "start the store" not in complaint

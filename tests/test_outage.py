@@ -126,6 +126,7 @@ def test_a_frozen_store_costs_a_decision_no_more_than_a_dead_one(tmp_path: Path,
             os.kill(server._process.pid, signal.SIGSTOP)
             try:
                 frozen = [decide(n) for n in range(1, 30)]
+                ready = shop.get("/readyz").json()["error"]["message"]
             finally:
                 os.kill(server._process.pid, signal.SIGCONT)
             deadline = time.monotonic() + 60  # a safety net: the next try after 0.5 s finds it
@@ -138,3 +139,4 @@ def test_a_frozen_store_costs_a_decision_no_more_than_a_dead_one(tmp_path: Path,
     # 8 to 30 s before the deadline; 2 s leaves ten times the deadline to a busy machine.
     assert max(took for _, took in frozen) < 2, frozen
     assert thawed[0] is False
+    assert ready.startswith("the store does not answer: timed out"), ready

@@ -36,7 +36,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import AuthenticationError, NoScriptError, ReadOnlyError, ResponseError
 
 from service.config import SENTINEL, sentinel_url
 from service.observability import STORE_FAILURES
@@ -72,6 +72,21 @@ class StoreDown(ConnectionError):
 
 
 STORE_ERRORS = (redis.RedisError, OSError)  # OSError covers StoreDown, refused sockets, time-outs
+
+
+def refuses_us(exc: BaseException) -> bool:
+    """Whether the store answered, refusing the credentials of SWAPLINE_REDIS_URL (none, or wrong
+    ones): a setting to mend, not a store to wait for."""
+    return isinstance(exc, AuthenticationError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS", "HELLO must be called")))
+
+
+def why(exc: BaseException) -> str:
+    """What a failed round trip says, in a sentence for a log line or `/readyz` (a time-out says
+    nothing itself)."""
+    if refuses_us(exc):
+        return f"the store refuses the password of SWAPLINE_REDIS_URL, or its lack ({exc})"
+    return f"the store does not answer: {str(exc) or ('timed out' if isinstance(exc, TimeoutError) else repr(exc))}"
 
 
 async def repeat(seconds: float, job: Callable[[], Awaitable[Any]], what: str, level: int = logging.WARNING,
