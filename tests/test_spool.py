@@ -149,3 +149,11 @@ def test_records_carry_their_checksum(tmp_path: Path) -> None:
     asyncio.run(spool.append(entries(1)[0]))
     checksum, _, body = spool.path.read_bytes().rstrip(b"\n").partition(b" ")
     assert int(checksum, 16) == zlib.crc32(body) and orjson.loads(body) == entries(1)[0]
+
+
+def test_a_data_directory_not_made_yet_is_no_trouble(tmp_path: Path) -> None:
+    """The first append makes it: no warning at start, no "not writable" on /readyz."""
+    spool = Spool(tmp_path / "data" / "spool")
+    assert spool.trouble() is None
+    asyncio.run(spool.append(entries(1)[0]))
+    assert spool.trouble() is None and spool.depth() == 1

@@ -130,9 +130,10 @@ class Spool:
         or its directory cannot be written or has under `ROOM` bytes free. Reads the disk."""
         if self.failing:
             return self.failing
-        if self.directory.exists() and not self.directory.is_dir():
-            return f"{self.directory} is not a directory"
-        folder = self.directory if self.directory.is_dir() else self.directory.parent
+        # The nearest folder there is: the first append makes the others in it.
+        folder = next(path for path in (self.directory, *self.directory.absolute().parents) if path.exists())
+        if not folder.is_dir():
+            return f"{folder} is not a directory"
         if not os.access(folder, os.W_OK):
             return f"{folder} is not writable"
         free = shutil.disk_usage(folder).free
