@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from service.config import ConfigError, Settings, unknown
+from service.config import ConfigError, Settings, warnings
 from service.integrations import callimport
 from service.rules import rulefiles
 from service.rules.engine import decide
@@ -383,7 +383,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     config = log_config(settings.log_level, settings.log_json)
     logging.config.dictConfig(config)
-    for warning in unknown():
+    for warning in warnings(settings):
         logging.getLogger("swapline").warning(warning)
     checked = _load(settings.rules_dir)
     if checked is None:

@@ -137,6 +137,14 @@ class _Asked(Mapping[str, str]):
         return 0
 
 
+def warnings(settings: Settings, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """What `swapline serve` warns of as it starts: settings it takes, but unwisely."""
+    return unknown(environ) + [
+        f"SWAPLINE_TRUSTED_PROXIES has {network}: anyone may then name their address in X-Forwarded-For, choose "
+        "their city and so their number pool, and dodge the abuse limits; list only your proxies' addresses"
+        for network in settings.trusted_proxies if network.prefixlen == 0]
+
+
 def unknown(environ: Mapping[str, str] = os.environ) -> list[str]:
     """A warning for each `SWAPLINE_*` variable no setting reads (a misspelt name, most likely,
     whose value would be silently ignored), with the known name nearest to it."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, SentinelURL, Settings, sentinel_url, unknown
+from service.config import ConfigError, SentinelURL, Settings, sentinel_url, unknown, warnings
 
 
 def test_defaults_need_nothing() -> None:
@@ -80,3 +80,10 @@ def test_misspelt_variables_are_named_with_the_setting_meant() -> None:
         "SWAPLINE_WORKER is not a Swapline setting and is ignored: did you mean SWAPLINE_WORKERS?",
         "SWAPLINE_ZZZZZZ is not a Swapline setting and is ignored",
     ]
+
+
+def test_trusting_every_address_is_warned_of() -> None:
+    trusting = Settings.from_env({"SWAPLINE_TRUSTED_PROXIES": "10.0.0.0/24, 0.0.0.0/0, ::/0"})
+    assert [warning.partition(": ")[0] for warning in warnings(trusting, {})] == [
+        "SWAPLINE_TRUSTED_PROXIES has 0.0.0.0/0", "SWAPLINE_TRUSTED_PROXIES has ::/0"]
+    assert warnings(Settings.from_env({"SWAPLINE_TRUSTED_PROXIES": "10.0.0.0/24"}), {}) == []
