@@ -1,4 +1,5 @@
-"""The `swapline` command: serve, rules check, rules preview, pools, report."""
+"""The `swapline` command: serve, rules check, rules preview, pools, report, forget, store repair,
+calls import."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import ipaddress
 import logging
 import logging.config
@@ -29,6 +31,7 @@ from service.rules import rulefiles
 from service.rules.engine import decide
 from service.tracking.visitors import new_vid
 
+VERSION = importlib.metadata.version("swapline")
 PREVIEW_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
 
@@ -47,6 +50,7 @@ def _ranged(least: int, most: int) -> Callable[[str], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swapline", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"swapline {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the service (embedded Valkey unless SWAPLINE_REDIS_URL)")
@@ -383,6 +387,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     config = log_config(settings.log_level, settings.log_json)
     logging.config.dictConfig(config)
+    logging.getLogger("swapline").info("swapline %s", VERSION)
     for warning in warnings(settings):
         logging.getLogger("swapline").warning(warning)
     checked = _load(settings.rules_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.metadata
 import json
 import os
 import shutil
@@ -576,3 +577,10 @@ def test_serve_on_a_store_that_refuses_its_password_says_so_in_one_line(guarded_
         (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
         assert "the store refuses the password of SWAPLINE_REDIS_URL" in complaint
         assert "start the store" not in complaint
+
+
+def test_help_names_every_command_and_version_says_which() -> None:
+    helped = demo_command("--help").stdout
+    for command in ("serve", "rules", "pools", "report", "forget", "store", "calls"):
+        assert command in helped.split("positional arguments")[0] and f"    {command} " in helped
+    assert demo_command("--version").stdout == f"swapline {importlib.metadata.version('swapline')}\n"
