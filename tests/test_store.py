@@ -12,8 +12,8 @@ import redis
 import redis.asyncio
 
 from service.tracking.ledger import EXPOSE, Ledger, LedgerKeys, day_number
-from service.tracking.store import DEADLINE, DEFER, RETRY_AFTER, Command, ScriptCall, Store, connect, pack
-from tests.conftest import CLUSTER
+from service.tracking.store import DEADLINE, DEFER, RETRY_AFTER, STORE_ERRORS, Command, ScriptCall, Store, connect, pack
+from tests.conftest import CLUSTER, free_port
 
 
 def exposures(site: str, vid: str, page: str, day: str, variants: dict[str, str]) -> list[Command]:
@@ -297,3 +297,25 @@ def test_settling_and_closing_send_what_is_deferred_at_once(valkey_url: str, sto
         return [*seen, store.get("sw:{demo}:closed")]
 
     assert asyncio.run(scenario()) == [b"yes", b"yes"]
+
+
+def test_an_outage_is_logged_once_a_minute_not_at_every_try(caplog: pytest.LogCaptureFixture) -> None:
+    """Every try is counted (swapline_store_errors_total); the log gets the outage's first
+    failure, then a line a minute with how many failed since."""
+    from service.observability import STORE_FAILURES
+
+    async def tries() -> None:
+        store = Store(connect(f"redis://127.0.0.1:{free_port()}/0"))
+        try:
+            for _ in range(5):
+                store.batcher.down_until = 0.0  # the next request tries the store now, not after RETRY_AFTER
+                with contextlib.suppress(*STORE_ERRORS):
+                    await store.batcher.submit(("PING",))
+        finally:
+            await store.close()
+
+    before = STORE_FAILURES._value.get()
+    asyncio.run(tries())
+    assert STORE_FAILURES._value.get() - before == 5
+    said = [record.getMessage() for record in caplog.records if record.getMessage().startswith("store unavailable")]
+    assert len(said) == 1 and "the store does not answer" in said[0], said

@@ -52,6 +52,7 @@ Client = redis.Redis | RedisCluster
 # for the rarer commands (reports, pool sync) are dead, and nothing else would notice.
 TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0, "retry": Retry(NoBackoff(), 1)}
 RETRY_AFTER = 0.5  # seconds a failed store is left alone before the next request tries it
+WARN_EVERY = 60.0  # seconds between the log lines of one outage (swapline_store_errors_total counts every try)
 # Seconds a batch may take, a new connection's handshake included: a page is waiting, and a
 # store that is frozen rather than dead (it accepts connections, answers nothing) must cost
 # no more than a dead one. Round trips take a millisecond or two.
@@ -252,6 +253,8 @@ class Batcher:
         self.round_trips = 0
         self.failures = 0
         self.down_until = 0.0  # monotonic time; before it, commands fail without a round trip
+        self._warn_after = 0.0  # monotonic time; before it, a failure is not logged again
+        self._warned = 0  # `failures` at the last line logged
 
     def submit(self, *commands: Command) -> asyncio.Future[list[Any]]:
         """Queue the commands; the future gets their replies in order, or the first error."""
@@ -364,11 +367,14 @@ class Batcher:
 
     def _failed(self, batch: Batch, exc: BaseException) -> None:
         """The store is down: every waiter hears it."""
-        if not self.failures or time.monotonic() - self.down_until > RETRY_AFTER:
-            log.warning("store unavailable: %r; decisions degrade, events and calls are spooled", exc)
+        now = time.monotonic()
+        if now >= self._warn_after:  # an outage is a line a minute, not one a try
+            since = f" ({self.failures - self._warned} failures since the last line)" if self._warned else ""
+            log.warning("store unavailable: %s; decisions degrade, events and calls are spooled%s", why(exc), since)
+            self._warn_after, self._warned = now + WARN_EVERY, self.failures
         self.failures += 1
         STORE_FAILURES.inc()
-        self.down_until = time.monotonic() + RETRY_AFTER
+        self.down_until = now + RETRY_AFTER
         for _, future in batch:
             if future and not future.done():
                 future.set_exception(exc)
