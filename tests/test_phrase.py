@@ -179,3 +179,13 @@ def test_a_phrase_with_contacts_of_its_own_shows_the_default(phrase: str) -> Non
 @pytest.mark.parametrize("phrase", ["окна 1200х1400", "iphone 15 pro max 256", "г.москва окна", "окна т.е. дешево"])
 def test_numbers_and_dots_that_are_no_contacts_are_printed(phrase: str) -> None:
     assert insert_keyword(phrase, "Окна") == phrase
+
+
+@pytest.mark.parametrize(("phrase", "printed"), [
+    ("Пластиковые окна!!!", "Пластиковые окна"), ("купить кондиционер?", "купить кондиционер"),
+    ("окна —", "окна"),  # what a town left behind: «окна — в москве» (service.rules.placewords)
+    ("курсы c++", "курсы c++"), ("?!", "Окна"),
+])
+def test_a_phrase_ends_without_the_punctuation_the_text_would_follow(phrase: str, printed: str) -> None:
+    """Else «Пластиковые окна!!! в Москве»."""
+    assert insert_keyword(phrase, "Окна") == printed

@@ -360,19 +360,23 @@ KEYWORD_CASES = tuple(_CASES)
 # What a crafted link's phrase could put on a site for its callers to see: a phone number (ten
 # digits or more, however spaced), an e-mail address, a link.
 _CONTACT = re.compile(r"(?:\d[\s().+-]*){10,}|@|://|www\.|\w\.(?:[a-z]{2,}|рф)(?!\w)", re.IGNORECASE)
+# What a phrase may end in that the text around it would follow oddly: «Окна!!! в Москве», and
+# the dash a town left behind («окна — в москве»: `service.rules.placewords`).
+_TRAILING = " !?.,;:…-–—"
 _CONTACT_MARK = re.compile(r"[\d@.:]")  # which most phrases lack: one quick scan
 
 
 def insert_keyword(
     phrase: str | None, default: str, max_length: int | None = None, case: str = "keep"
 ) -> str:
-    """The phrase in the given case, or the default as written when there is no phrase, it is
-    longer than max_length (as Google Ads keyword insertion does) or it holds contacts (`_CONTACT`)."""
+    """The phrase without trailing punctuation, in the given case; or the default as written when
+    there is no phrase, it is longer than max_length (as Google Ads keyword insertion does) or
+    it holds contacts (`_CONTACT`)."""
     try:
         change_case = _CASES[case]
     except KeyError:
         raise ValueError(f"Unknown case {case!r}, expected one of: {', '.join(_CASES)}") from None
-    text = change_case((phrase or "").strip())
+    text = change_case((phrase or "").strip().rstrip(_TRAILING))
     if not text or (max_length is not None and len(text) > max_length) or _has_contacts(text):
         return default
     return text
