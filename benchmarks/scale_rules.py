@@ -121,9 +121,9 @@ def nouns() -> list[str]:
 
 def cities() -> list[str]:
     """Russian cities' names of one word, as GeoIP gives them: what `when: city` may name."""
-    from service.rules.geo import CITIES
+    from service.rules import geo
 
-    names = (line.split("\t")[7] for line in CITIES.read_text(encoding="utf-8").splitlines())
+    names = (city.city_ru for city in geo.cities())
     return sorted({name for name in names if name[:1].isupper() and " " not in name and "'" not in name})
 
 

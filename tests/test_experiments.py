@@ -10,7 +10,7 @@ from typing import Any
 
 from service.front.decide import page_view
 from service.rules.engine import decide, planned
-from service.rules.geo import CITIES, GeoDB
+from service.rules.geo import GeoDB, cities
 from service.rules.rulefiles import load
 from service.tracking.visitors import new_vid
 from tests.conftest import BROWSER, ROOT, swaps_of
@@ -71,7 +71,7 @@ def test_index_hands_decide_only_the_rules_that_could_match(tmp_path: Path) -> N
         {"id": f"kw-{i}", "when": {"keywords": [f"товар{i} купить"]}, "swap": [{"selector": "h1", "text": f"t{i}"}]}
         for i in range(2000)
     ]
-    towns = list(dict.fromkeys(filter(None, (line.split("\t")[7] for line in CITIES.read_text().splitlines()))))
+    towns = list(dict.fromkeys(filter(None, (city.city_ru for city in cities()))))
     rules += [
         {"id": f"city-{i}", "when": {"city": towns[i]}, "swap": [{"selector": "p", "text": f"c{i}"}]}
         for i in range(1000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from service.rules.geo import CITIES, city_key
+from service.rules.geo import cities, city_key
 from service.rules.regions import city_meant, english_city
 from service.rules.typos import budget, within
 
@@ -15,9 +15,8 @@ def _cities() -> dict[str, tuple[str, str]]:
     """Each city's names as `when: city` compares them → its names in Russian and in English,
     as decisions give them (GeoLite2's English cleaned: «Saint Petersburg»)."""
     found: dict[str, tuple[str, str]] = {}
-    for line in CITIES.read_text(encoding="utf-8").splitlines():
-        fields = line.split("\t")
-        russian, english = fields[7], english_city(fields[6])
+    for city in cities():
+        russian, english = city.city_ru, english_city(city.city_en)
         for name in filter(None, (russian, english)):
             found.setdefault(city_key(name), (russian, english))
     return found

@@ -13,7 +13,7 @@ import ipaddress
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import maxminddb
 import orjson
@@ -66,6 +66,28 @@ UNKNOWN = Geo()
 CITIES = Path(__file__).parent.parent / "data" / "ru_cities.tsv"  # from GeoLite2 by scripts/extract_places.py
 
 
+class City(NamedTuple):
+    """A row of `CITIES`: a Russian city as GeoLite2 names it, and how many addresses it has."""
+
+    country: str
+    country_en: str
+    country_ru: str
+    region: str
+    region_en: str
+    region_ru: str
+    city_en: str
+    city_ru: str
+    addresses: int
+
+
+@functools.cache
+def cities() -> tuple[City, ...]:
+    """Russia's cities, the larger namesake first: what previews, rule checks and keyword
+    insertion know of them."""
+    rows = (line.split("\t") for line in CITIES.read_text(encoding="utf-8").splitlines())
+    return tuple(City._make([*row[:8], int(row[8])]) for row in rows)
+
+
 def _city_key(name: str) -> str:
     return "".join(c for c in name.casefold().replace("ё", "е") if c.isalnum())
 
@@ -76,8 +98,7 @@ def _city_records() -> dict[str, dict[str, Any]]:
         return {language: name for language, name in (("en", en), ("ru", ru)) if name}
 
     records: dict[str, dict[str, Any]] = {}
-    for line in CITIES.read_text(encoding="utf-8").splitlines():
-        country, country_en, country_ru, region, region_en, region_ru, city_en, city_ru, _ = line.split("\t")
+    for country, country_en, country_ru, region, region_en, region_ru, city_en, city_ru, _ in cities():
         record = {"country": {"iso_code": country, "names": names(country_en, country_ru)},
                   "subdivisions": [{"iso_code": region, "names": names(region_en, region_ru)}] if region else [],
                   "city": {"names": names(city_en, city_ru)}}

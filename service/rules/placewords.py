@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from service.rules.geo import CITIES
+from service.rules.geo import cities
 from service.rules.morphology import likeliest_tag
 from service.rules.phrase import normalise
 from service.rules.regions import NICKNAMES
@@ -77,8 +77,8 @@ def _name(city: str) -> Name:
 
 def _larger_cities() -> dict[str, tuple[Name, ...]]:
     """The larger cities' names, by each lemma of their first word."""
-    rows = (line.split("\t") for line in CITIES.read_text(encoding="utf-8").splitlines())
-    names = {row[7] for row in rows if row[7] and int(row[8]) >= LARGER and "Geox" in likeliest_tag(row[7].lower())}
+    names = {city.city_ru for city in cities()
+             if city.city_ru and city.addresses >= LARGER and "Geox" in likeliest_tag(city.city_ru.lower())}
     # A nickname that is the start of a name alone is a common word: «нижний».
     names |= {nickname for nickname, city in NICKNAMES.items() if not city.casefold().startswith(nickname)}
     found: dict[str, tuple[Name, ...]] = {}
