@@ -281,7 +281,8 @@ def test_word_order_does_not_change_the_terms(words_and_shuffled: tuple[list[str
 def first_letter_up(text: str) -> str:
     """The text with its first word character (a letter, a digit or `_`) upper-cased, unless its
     first word has a capital already («iPhone»)."""
-    if any(char.isupper() for char in text.split(" ")[0]):
+    first = text.split(" ")[0]
+    if first != first.lower():  # a capital, or a title-case letter («ǅ»)
         return text
     return next((text[:at] + char.upper() + text[at + 1:] for at, char in enumerate(text)
                  if char.isalnum() or char == "_"), text)
