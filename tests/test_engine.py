@@ -10,8 +10,9 @@ import pytest
 
 from service.front.decide import page_view
 from service.rules import links
-from service.rules.engine import PLANS_KEPT, PageView, Site, decide, planned
+from service.rules.engine import PLANS_KEPT, Site, decide, planned
 from service.rules.geo import Geo
+from service.rules.pageview import PageView
 from service.rules.rulefiles import load
 from tests.conftest import BROWSER, CASES, swaps_of
 

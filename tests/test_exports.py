@@ -30,7 +30,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.integrations.exports import FILES, METRICA_CALL_COLUMNS, csv_file, metrica_call_rows
-from service.rules.engine import Exports
+from service.rules.settings import Exports
 from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
 from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call

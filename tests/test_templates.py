@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.rules import places
-from service.rules.engine import RuleIndex, Site, _context, decide
+from service.rules.engine import Site, _context, decide
+from service.rules.index import RuleIndex
 from service.rules.phrase import Keyword
 from service.rules.templates import (
     MAX_OUTPUT,

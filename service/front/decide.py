@@ -21,8 +21,10 @@ from service.front.cors import cors_headers, refusal_headers
 from service.front.middleware import client_host
 from service.front.responses import JSON
 from service.observability import LEASE_COUNTS
-from service.rules.engine import Outcome, PageView, Pool, Site, Slot, decide, normalise_path
+from service.rules.engine import Outcome, Pool, Site, decide
 from service.rules.geo import Geo, GeoDB
+from service.rules.index import Slot
+from service.rules.pageview import PageView, normalise_path
 from service.rules.phones import formats, printed
 from service.rules.phrase import Landing, Referral, Traffic, landing, normalise, percent_decoded, referral, traffic
 from service.rules.words import Reading, read

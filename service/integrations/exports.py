@@ -34,8 +34,9 @@ from service.errors import NotFound
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.observability import EXPORTS
-from service.rules.engine import Exports, Site
+from service.rules.engine import Site
 from service.rules.phrase import valid_click_id
+from service.rules.settings import Exports
 from service.runtime import Runtime
 from service.tracking.journal import LogQuery
 from service.tracking.journal import key as log_key

@@ -39,8 +39,9 @@ from starlette.requests import Request
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.observability import WEBHOOKS
-from service.rules.engine import Site, Webhook
+from service.rules.engine import Site
 from service.rules.geo import GeoDB
+from service.rules.settings import Webhook
 from service.runtime import Runtime
 from service.tracking.journal import key as log_key
 from service.tracking.store import Store, repeat

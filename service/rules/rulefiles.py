@@ -22,34 +22,18 @@ import pycountry
 
 from service.analytics.stats import EXPECTED_VISITORS
 from service.rules import cities, phones, places
-from service.rules.engine import (
-    BUCKETS,
-    TARGETS,
-    AlertSettings,
-    CallSettings,
-    Experiment,
-    Exports,
-    GoogleAds,
-    Metrica,
-    Pages,
-    Pool,
-    Rule,
-    RuleIndex,
-    Site,
-    Slot,
-    Swap,
-    Variant,
-    VisitSettings,
-    Webhook,
-    When,
-)
+from service.rules.conditions import When
+from service.rules.engine import BUCKETS, Experiment, Pool, Site, Variant
 from service.rules.geo import city_key
+from service.rules.index import TARGETS, Rule, RuleIndex, Slot, Swap
 from service.rules.links import CHECKS
+from service.rules.pageview import Pages
 from service.rules.patterns import Linear, PatternError
 from service.rules.phrase import Keyword, unicode_host
 from service.rules.places import PREPOSITIONS
 from service.rules.regions import city_meant, english_city, region_code, region_place, renamed_region
 from service.rules.ruleschema import schema_problems
+from service.rules.settings import AlertSettings, CallSettings, Exports, GoogleAds, Metrica, VisitSettings, Webhook
 from service.rules.templates import MAX_OUTPUT, TemplateError, Text, compile_text
 from service.rules.words import KeywordTerms, keyword_terms
 from service.rules.yamlsource import Document, YAMLProblem, parse
