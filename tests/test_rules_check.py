@@ -587,16 +587,94 @@ def test_cli_check_prints_file_line_message_and_fails_on_a_broken_copy(tmp_path:
     ]
 
 
+def shop_copy(*edits: tuple[str, str]) -> str:
+    """The demo copied for another client, as an agency does: a site id, a report token and
+    a calls secret of its own, then `edits`."""
+    text = (DEMO_TEXT.replace("site: demo", "site: shop").replace("demo-report-token-change-me", "shop-report-token-01")
+            .replace("demo-calls-secret-change-me", "shop-calls-secret-01"))
+    for old, new in edits:
+        text = text.replace(old, new)
+    return text
+
+
 def test_a_tracking_number_of_two_sites_is_refused(tmp_path: Path) -> None:
     """A number rings in one place: one of two sites that share it would never get its calls."""
     first = write(tmp_path, DEMO_TEXT, "demo.yaml")
-    shop = DEMO_TEXT.replace("site: demo", "site: shop").replace('"+7 495 120-00-05"', '"+7 495 130-00-05"')
-    second = write(tmp_path, shop, "shop.yaml")
+    second = write(tmp_path, shop_copy(('"+7 495 120-00-05"', '"+7 495 130-00-05"')), "shop.yaml")
     problems = problems_in(tmp_path)
     assert [(p.file, p.line) for p in problems] == [
         (str(second), line_of(DEMO_TEXT, f'"+7 495 120-00-0{n}"')) for n in (1, 2, 3, 4)
     ] + [(str(second), line_of(DEMO_TEXT, f'"+7 812 645-17-1{n}"')) for n in (4, 5, 6)]
     assert problems[0].message == f"+74951200001 is also a tracking number of site 'demo' ({first})"
+
+
+SHOP_POOLS = [('"+7 495 120-00-0', '"+7 495 130-00-0'), ('"+7 812 645-17-1', '"+7 812 600-17-1')]
+
+
+@pytest.mark.parametrize(("edit", "where", "message"), [
+    (('overflow: "+7 495 130-00-00"', 'overflow: "+7 495 120-00-03"'), 'overflow: "+7 495 120-00-03"',
+     "+74951200003 is a tracking number of site 'demo' ({demo}): calls to it would be credited to that site's "
+     "visitors"),
+    (('phone: "+7 800 555-35-35"', 'phone: "+7 812 645-17-15"'), 'phone: "+7 812 645-17-15"',
+     "+78126451715 is a tracking number of site 'demo' ({demo}): calls to it would be credited to that site's "
+     "visitors"),
+], ids=["overflow", "page phone"])
+def test_another_sites_tracking_number_as_a_fixed_number_is_refused(edit: tuple[str, str], where: str, message: str,
+                                                                   tmp_path: Path) -> None:
+    """A client's overflow or page number that is another client's tracking number gets calls
+    the other client's visitors made."""
+    demo = write(tmp_path, DEMO_TEXT, "demo.yaml")
+    text = shop_copy(*SHOP_POOLS, edit)
+    shop = write(tmp_path, text, "shop.yaml")
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line, problem.message) == (str(shop), line_of(text, where),
+                                                            message.format(demo=demo))
+
+
+def test_a_fixed_number_of_one_site_as_another_sites_tracking_number_is_refused(tmp_path: Path) -> None:
+    """The same, the other way round: the file read second lists the first one's overflow number."""
+    demo = write(tmp_path, DEMO_TEXT, "demo.yaml")
+    text = shop_copy(*SHOP_POOLS, ('"+7 495 130-00-02"', '"+7 495 120-00-00"'))
+    shop = write(tmp_path, text, "shop.yaml")
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line, problem.message) == (
+        str(shop), line_of(text, '"+7 495 120-00-00"'),
+        f"+74951200000 is a fixed number of site 'demo' ({demo}): calls to it would be credited to this site's "
+        "visitors")
+
+
+def test_two_sites_may_share_an_overflow_number_and_a_page_phone(tmp_path: Path) -> None:
+    """A company's main line can be the fallback of several of its sites: no call is ambiguous."""
+    write(tmp_path, DEMO_TEXT, "demo.yaml")
+    write(tmp_path, shop_copy(*SHOP_POOLS, ('overflow: "+7 495 130-00-00"', 'overflow: "+7 495 120-00-00"')),
+          "shop.yaml")
+    assert set(load(tmp_path).sites) == {"demo", "shop"}
+
+
+def test_a_report_token_of_two_sites_is_refused(tmp_path: Path) -> None:
+    """A copied client file keeps the first client's token: the new client's analyst would read
+    the first client's reports."""
+    demo = write(tmp_path, DEMO_TEXT, "demo.yaml")
+    text = shop_copy(*SHOP_POOLS, ("shop-report-token-01", "demo-report-token-change-me"))
+    shop = write(tmp_path, text, "shop.yaml")
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line) == (str(shop), line_of(text, "token: demo-report-token-change-me"))
+    assert problem.message == (f"the report token is also that of site 'demo' ({demo}): whoever has it reads both; "
+                               "give each its own")
+    assert "demo-report-token-change-me" not in problem.message
+
+
+def test_a_calls_secret_of_two_sites_is_a_warning(tmp_path: Path) -> None:
+    """One PBX may post both sites' calls with one secret; the check says what that allows."""
+    demo = write(tmp_path, DEMO_TEXT, "demo.yaml")
+    text = shop_copy(*SHOP_POOLS, ("shop-calls-secret-01", "demo-calls-secret-change-me"))
+    shop = write(tmp_path, text, "shop.yaml")
+    result = swapline_check(tmp_path)
+    assert result.returncode == 0, result.stderr
+    warning, ok = result.stdout.splitlines()
+    assert warning == (f"{shop}:{line_of(text, 'secret: demo-calls-secret-change-me')}: warning: calls.secret is also "
+                       f"that of site 'demo' ({demo}): a PBX that has it can post calls for either site")
+    assert ok.startswith(f"{tmp_path}: OK, 2 site(s): demo, shop;")
 
 
 WARNED = """\

@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ def load(directory: Path) -> RuleSet:
     warnings: list[Problem] = []
     sites: dict[str, Site] = {}
     defined_in: dict[str, str] = {}
-    tracked: dict[str, tuple[str, str]] = {}  # tracking number → the site and file it is in
+    taken = _Taken()
     digest = hashlib.sha256()
     for path in files:
         # A file that cannot be read is a problem like any other, never a crash: the reloader
@@ -111,33 +111,64 @@ def load(directory: Path) -> RuleSet:
         digest.update(path.name.encode() + b"\0" + text.encode())
         compiler = _Compiler(str(path))
         site = compiler.compile(text)
+        if site is not None:
+            if site.id in sites:
+                compiler.problem(("site",), f"site {site.id!r} is already defined in {defined_in[site.id]}")
+            taken.check(site, str(path), compiler)
+            sites[site.id] = site
+            defined_in.setdefault(site.id, str(path))
         problems.extend(sorted(compiler.problems, key=lambda problem: problem.line))
         warnings.extend(sorted(compiler.warnings, key=lambda warning: warning.line))
-        if site is None:
-            continue
-        if site.id in sites:
-            problems.append(Problem(str(path), compiler.document.line(("site",)),
-                                    f"site {site.id!r} is already defined in {defined_in[site.id]}"))
-        problems.extend(_shared_numbers(site, str(path), compiler, tracked))
-        sites[site.id] = site
-        defined_in.setdefault(site.id, str(path))
     if problems:
         raise RulesError(problems)
     return RuleSet(sites, digest.hexdigest()[:12], tuple(warnings))
 
 
-def _shared_numbers(site: Site, file: str, compiler: _Compiler,
-                    tracked: dict[str, tuple[str, str]]) -> list[Problem]:
-    """A tracking number of two sites: it rings in one place, so one site would never get its
-    calls (each site's webhook names the site). Notes this site's numbers in `tracked`."""
-    problems = []
-    for index, pool in enumerate(site.pools):
-        for i, number in enumerate(pool.numbers):
-            other, where = tracked.setdefault(number, (site.id, file))
-            if other != site.id:
-                problems.append(Problem(file, compiler.document.line(("pools", index, "numbers", i)),
-                                        f"{number} is also a tracking number of site {other!r} ({where})"))
-    return problems
+@dataclass(slots=True)
+class _Taken:
+    """What the sites loaded so far hold that no other site may share: each value → its site and file."""
+
+    tracked: dict[str, tuple[str, str]] = field(default_factory=dict)  # tracking numbers
+    fixed: dict[str, tuple[str, str]] = field(default_factory=dict)  # page phones, overflow and static numbers
+    tokens: dict[str, tuple[str, str]] = field(default_factory=dict)  # report tokens
+    secrets: dict[bytes, tuple[str, str]] = field(default_factory=dict)  # calls secrets
+
+    def check(self, site: Site, file: str, compiler: _Compiler) -> None:
+        """Adds to `compiler` what `site` shares with the sites before it, and notes what it holds.
+
+        A tracking number rings in one place, so of two sites that list it, or where one prints it
+        as a fixed number, one would have the other's calls. A report token opens every site that
+        has it. A calls secret lets either site's PBX post the other's calls, which one PBX for
+        both may mean to: a warning."""
+        for index, pool in enumerate(site.pools):
+            for i, number in enumerate(pool.numbers):
+                if (other := self.tracked.setdefault(number, (site.id, file)))[0] != site.id:
+                    compiler.problem(("pools", index, "numbers", i),
+                                     f"{number} is also a tracking number of site {other[0]!r} ({other[1]})")
+                elif (other := self.fixed.get(number, (site.id, file)))[0] != site.id:
+                    compiler.problem(("pools", index, "numbers", i),
+                                     f"{number} is a fixed number of site {other[0]!r} ({other[1]}): calls to it "
+                                     f"would be credited to this site's visitors")
+        fixed: list[tuple[tuple[str | int, ...], str | None]] = [(("phone",), site.phone)]
+        for index, pool in enumerate(site.pools):
+            fixed += [(("pools", index, "overflow"), pool.overflow), (("pools", index, "static"), pool.static)]
+        for path, value in fixed:
+            if value is None:
+                continue
+            if (other := self.tracked.get(value, (site.id, file)))[0] != site.id:
+                compiler.problem(path, f"{value} is a tracking number of site {other[0]!r} ({other[1]}): calls to it "
+                                       f"would be credited to that site's visitors")
+            self.fixed.setdefault(value, (site.id, file))
+        if site.report_token is not None:
+            other = self.tokens.setdefault(site.report_token, (site.id, file))
+            if other[0] != site.id:
+                compiler.problem(("reports", "token"), f"the report token is also that of site {other[0]!r} "
+                                                       f"({other[1]}): whoever has it reads both; give each its own")
+        if site.calls.secret is not None:
+            other = self.secrets.setdefault(site.calls.secret, (site.id, file))
+            if other[0] != site.id:
+                compiler.warn(("calls", "secret"), f"calls.secret is also that of site {other[0]!r} ({other[1]}): "
+                                                   f"a PBX that has it can post calls for either site")
 
 
 class _Compiler:
