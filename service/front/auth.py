@@ -1,7 +1,9 @@
 """The site's report token guards what analysts and operators read.
 
-Wrong guesses are throttled per client network (`SWAPLINE_SIGNIN_ATTEMPTS` per 15 minutes,
-shared by every worker): past that, every attempt from there gets 429 until the window ends.
+Wrong guesses are throttled per client network and site (`SWAPLINE_SIGNIN_ATTEMPTS` per 15
+minutes, shared by every worker): past that, every attempt from there at that site's token gets
+429 until the window ends. Per site, so that an agency's office, reading many sites, is not locked
+out of all of them by one stale token of one site.
 So only the dashboard's own form may try a token in a browser: a page elsewhere could make
 its visitors' browsers guess wrong, and lock their office out (`refuse_foreign_sign_in`).
 """
@@ -47,7 +49,7 @@ def refuse_foreign_sign_in(request: Request) -> None:
 async def accepts(runtime: Runtime, site: Site, request: Request, given: str) -> bool:
     """Whether `given` is the site's report token; 429 once the client has guessed wrong too often."""
     limiter, batcher, now = runtime.signin_limit, runtime.store.batcher, runtime.clock()
-    network = limiter.network(client_host(request.scope))
+    network = f"{limiter.network(client_host(request.scope))}:{site.id}"
     await limiter.consult(network, batcher, now)
     limiter.refuse_if_blocked(network, now)
     expected = site.report_token
