@@ -113,6 +113,16 @@ def test_reports_and_the_call_log_as_workbooks_hold_what_the_csv_holds(climate: 
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
 
 
+@pytest.mark.parametrize("path", ["report.xlsx", "sources.csv", "calls.xlsx"])
+def test_a_dashboard_download_without_a_session_is_refused_not_saved_as_the_sign_in_page(
+        climate: TestClient, path: str) -> None:
+    """A script (`curl -f`, `wget`) fetching a tab's file without a session fails, where a 200
+    made it save the sign-in page as a spreadsheet; a browser still shows where to sign in."""
+    answer = climate.get(f"/dashboard/climate/{path}")
+    assert answer.status_code == 401
+    assert answer.headers["content-type"].startswith("text/html") and 'name="token"' in answer.text
+
+
 def _as_csv(value: Any) -> str:
     """A workbook's cell as the CSV writes the same value."""
     if value is None:

@@ -117,8 +117,8 @@ async def download_endpoint(request: Request) -> Response:
     """`/dashboard/{site}/sources.xlsx?by=…`: what a tab shows, as a file (`DOWNLOADS`), in the
     analyst's session; the report token's API gives the same files."""
     runtime, site = _site(request)
-    if not await _signed_in(runtime, site, request):
-        return _login_page(site)
+    if not await _signed_in(runtime, site, request):  # 401: a script saves no sign-in page as its file
+        return _login_page(site, status=401)
     table = request.url.path.rpartition("/")[2].partition(".")[0]
     form = sheets.requested(request.url.path)
     params = _given(request)
