@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any
 
@@ -47,10 +47,21 @@ from service.front.snippet import pinned_snippet_endpoint, snippet_endpoint
 from service.integrations import telephony
 from service.integrations.alerts import Alerts, StoreWatch
 from service.integrations.calls import Call, calls_endpoint, credit
-from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint
+from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint, targets
 from service.integrations.webhooks import Deliveries, webhooks_endpoint
-from service.observability import ACTIVITY, LEASE_COUNTS, RULES_CHANGES, RequestMiddleware, metrics_endpoint
+from service.observability import (
+    ACTIVITY,
+    EXPORTS,
+    LEASE_COUNTS,
+    LEASES,
+    RULES_CHANGES,
+    SPOOLED,
+    WEBHOOKS,
+    RequestMiddleware,
+    metrics_endpoint,
+)
 from service.rules import rulefiles
+from service.rules.engine import Site
 from service.rules.geo import GeoDB
 from service.rules.reload import SWITCH_INTERVAL, log_warnings, warm_places, watch_rules
 from service.runtime import Runtime
@@ -144,6 +155,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
 
         def apply(new: rulefiles.RuleSet) -> None:
             old, runtime.rules = runtime.rules, new
+            _count_from_zero(new.sites.values())
             runtime.rules_refused = None
             RULES_CHANGES.labels("applied").inc()
             if gone := sorted(old.sites.keys() - new.sites.keys()):  # its file deleted or renamed, perhaps by mistake
@@ -161,6 +173,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         if settings.reload_rules:
             tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply, refuse)))
         log.info("rules version %s, sites %s", rules.version, ", ".join(rules.sites))
+        _count_from_zero(rules.sites.values())
         # What lives now (the rules, the dictionaries) and what the memos keep leave the
         # collector's view, so its pauses stay short under load.
         with frozen_survivors() as collector:
@@ -220,6 +233,23 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         lifespan=lifespan,
     )
     return FastPath(app, hot, trusted)
+
+
+def _count_from_zero(sites: Iterable[Site]) -> None:
+    """Expose each series an alert watches with `increase()` at 0 before its first count.
+    Prometheus sees no rise in a series' first sample: without this, a pool's first overflows,
+    a store outage's first spooled events, or a site's first failed deliveries or uploads would
+    alert nobody (docs/prometheus-alerts.yml)."""
+    for kind in ("call", "conversion"):
+        SPOOLED.labels(kind)
+    for site in sites:
+        for pool in site.pools:
+            if pool.numbers:
+                LEASES.labels(site.id, pool.id, "overflow")
+        if site.webhooks:
+            WEBHOOKS.labels(site.id, "failed")
+        for target in targets(site.exports):
+            EXPORTS.labels(site.id, target, "failed")
 
 
 async def _replay(runtime: Runtime, entry: dict[str, Any]) -> None:

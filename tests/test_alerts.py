@@ -172,3 +172,36 @@ def test_the_prometheus_rules_read_metrics_the_service_exposes(client: TestClien
             family = re.sub(r"_(total|bucket|count|sum)$", "", name)
             assert family in exposed or name in exposed, f"{name} is not on /metrics"
 
+
+
+def test_what_an_alert_counts_the_rise_of_is_on_metrics_at_zero_before_it_happens(
+        tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    """`increase()` sees no rise in a series' first sample: a pool's first overflows, a store
+    outage's first spooled events and a site's first failed deliveries and uploads must find
+    their series there already, at 0, or their alerts stay silent (a promtool test showed it).
+    A service of its own: the tests' processes count into their own registries."""
+    rules = one_site(tmp_path, "climate", ALERTING + """webhooks:
+  - {url: "http://127.0.0.1:9/crm", secret: crm-hook-secret-00001}
+exports:
+  metrica: {counter: 12345678, token: metrica-oauth-token-01}
+""")
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules))
+    try:
+        samples = [line for line in httpx.get(f"{base}/metrics").text.splitlines() if not line.startswith("#")]
+    finally:
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
+    rules_file = yaml.safe_load((ROOT / "docs" / "prometheus-alerts.yml").read_text())["groups"]
+    watched = [match for group in rules_file for rule in group["rules"]
+               for match in re.findall(r"increase\((swapline_[a-z_]+)(?:\{([^}]*)\})?", rule["expr"])]
+    assert len(watched) >= 5
+    for name, selector in watched:
+        wanted = [pair for pair in selector.split(",") if pair]  # label="value", as exposed
+        found = [line for line in samples if line.startswith(name) and all(pair in line for pair in wanted)]
+        assert found, f"no series of {name}{{{selector}}} on /metrics before its first count"
+        assert all(line.endswith(" 0.0") for line in found), found
+    zero = {line.split(" ")[0] for line in samples}
+    assert 'swapline_leases_total{pool="yandex",site="climate",status="overflow"}' in zero
+    assert 'swapline_webhook_deliveries_total{outcome="failed",site="climate"}' in zero
+    assert {f'swapline_export_uploads_total{{site="climate",status="failed",target="{target}"}}'
+            for target in ("metrica", "metrica-calls")} <= zero
