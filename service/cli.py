@@ -344,19 +344,26 @@ def _signing_secret(settings: Settings, url: str) -> str:
     from service.runtime import MISMATCH
     from service.tracking.store import STORE_ERRORS, Store, connect, fingerprint, refuses_us, why
 
-    async def ask() -> tuple[str, bool]:
+    async def ask() -> tuple[str, bool, bool]:
+        """The secret, whether the store vouches for it, and whether any process vouched before."""
         store = Store(connect(url, settings.redis_cluster))
         try:
+            if not settings.redis_cluster and await store.in_a_cluster():
+                raise _ClusterNode
+            before = await store.vouched_before()
             secret = settings.secret or (await store.secret()).decode()
-            return secret, await store.vouch(fingerprint(secret.encode()))
+            return secret, await store.vouch(fingerprint(secret.encode())), before
         finally:
             await store.close()
 
     try:
-        secret, vouched = asyncio.run(ask())
+        secret, vouched, before = asyncio.run(ask())
     except RedisClusterException as exc:  # not a RedisError: a standalone server, most likely
         print(f"swapline: SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node ({exc}): unset it for a "
               "standalone server", file=sys.stderr)
+        raise SystemExit(2) from None
+    except _ClusterNode:  # else every page view's keys of other nodes' slots fail with a bare MOVED
+        print("swapline: the store is a node of a Redis/Valkey Cluster: set SWAPLINE_REDIS_CLUSTER=1", file=sys.stderr)
         raise SystemExit(2) from None
     except STORE_ERRORS as exc:
         if refuses_us(exc):  # no outage to wait out
@@ -372,7 +379,15 @@ def _signing_secret(settings: Settings, url: str) -> str:
     if not vouched:
         print(f"swapline: {MISMATCH}", file=sys.stderr)
         raise SystemExit(2)
+    if not before and settings.redis_url:  # the embedded store of a first start holds nothing, as it should
+        logging.getLogger("swapline").warning(
+            "the store (SWAPLINE_REDIS_URL) holds nothing of Swapline's yet: the service's first start on it, or not "
+            "the store or database its other replicas use, whose visitors, numbers and reports this one will not see")
     return secret
+
+
+class _ClusterNode(Exception):
+    """The store is a cluster node, and SWAPLINE_REDIS_CLUSTER is unset."""
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

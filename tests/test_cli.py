@@ -24,6 +24,7 @@ import redis
 from service.cli import main
 from service.integrations import callimport
 from service.rules import rulefiles
+from tests.cluster import local_cluster
 from tests.conftest import (
     BROWSER_HEADERS,
     CLUSTER,
@@ -544,6 +545,35 @@ def test_serve_told_of_a_cluster_that_is_a_standalone_server_says_so_in_one_line
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
     (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
     assert "SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node" in complaint
+
+
+def test_serve_on_a_cluster_node_without_the_cluster_setting_says_so_in_one_line(tmp_path: Path) -> None:
+    """A plain client reaches only the node's own slots: every other key failed with a bare
+    MOVED, and the service ran degraded without saying why."""
+    with local_cluster(tmp_path / "cluster", masters=1) as seed:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWAPLINE_")},
+               "SWAPLINE_REDIS_URL": seed, "SWAPLINE_RULES_DIR": str(DEMO_RULES), "SWAPLINE_PORT": str(free_port()),
+               "SWAPLINE_DATA_DIR": str(tmp_path / "data")}
+        refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60, env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
+    assert complaint == "swapline: the store is a node of a Redis/Valkey Cluster: set SWAPLINE_REDIS_CLUSTER=1"
+
+
+def test_a_replica_on_a_store_no_service_has_used_says_it_may_be_the_wrong_one(
+        tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    """A replica given another database of a live store (`/1` for `/0`) split the visitors and
+    the numbers between two stores without a word: the first start on a store now says what
+    that start may mean; the next replica on it says nothing."""
+    warned = []
+    for replica in ("first", "second"):
+        (tmp_path / replica).mkdir()
+        process, _ = start(tmp_path / replica, SWAPLINE_REDIS_URL=valkey_url)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        log = Path(process.log.name).read_text()  # type: ignore[attr-defined]
+        warned.append("holds nothing of Swapline's yet" in log)
+    assert warned == [True, False]
 
 
 @pytest.fixture

@@ -494,6 +494,16 @@ class Store:
         assert isinstance(value, bytes)
         return value
 
+    async def in_a_cluster(self) -> bool:
+        """Whether the server is a node of a Redis/Valkey Cluster (whose keys a plain client
+        reaches only in its own slots)."""
+        return bool((await self.client.info("cluster")).get("cluster_enabled"))
+
+    async def vouched_before(self) -> bool:
+        """Whether any process has left its secret's mark here yet (`vouch`): on a store that
+        holds none, this is the first start, or not the store the other replicas use."""
+        return bool(await self.client.exists(FINGERPRINT))
+
     async def vouch(self, mark: bytes) -> bool:
         """Whether the processes on this store sign with the secret of `mark` (`fingerprint`);
         the first to ask leaves its mark."""
