@@ -230,7 +230,8 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
     rules = _load(settings.rules_dir)
     site = rules.sites.get(args.site) if rules else None
     if site is None or site.report_token is None:
-        raise SystemExit(f"swapline: site {args.site!r} has no reports.token in {settings.rules_dir}")
+        raise SystemExit(f"swapline: site {args.site!r} has no reports.token in {settings.rules_dir}: the command "
+                         "reads the token from the rules, so give it the service's (SWAPLINE_RULES_DIR)")
     base = _service(settings, args)
     request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {site.report_token}"},
                                      method=method)

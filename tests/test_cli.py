@@ -366,6 +366,18 @@ def test_pools_command_explains_an_unreachable_service() -> None:
     assert result.returncode != 0 and "cannot reach the service" in result.stderr
 
 
+def test_a_report_for_a_site_other_rules_hold_says_where_the_token_is_read() -> None:
+    """The command takes the token from the rules it is given, not from the service: a load
+    tester in another directory got a message that did not say so."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWAPLINE_")},
+           "SWAPLINE_RULES_DIR": str(DEMO_RULES)}
+    refused = subprocess.run(["swapline", "report", "--site", "load"], capture_output=True, text=True, timeout=60,
+                             env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (f"swapline: site 'load' has no reports.token in {DEMO_RULES}: the command reads "
+                                      "the token from the rules, so give it the service's (SWAPLINE_RULES_DIR)")
+
+
 def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
     import orjson
 
