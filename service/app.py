@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -64,7 +65,7 @@ from service.rules import rulefiles
 from service.rules.engine import Site
 from service.rules.geo import GeoDB
 from service.rules.reload import SWITCH_INTERVAL, log_warnings, warm_places, watch_rules
-from service.runtime import Runtime
+from service.runtime import Refusal, Runtime
 from service.tracking.clock import StoreClock
 from service.tracking.journal import Journal
 from service.tracking.ledger import Ledger
@@ -166,8 +167,12 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             del old  # frozen or not, old rules go with their last reference: a site holds no cycle
             tasks.append(asyncio.create_task(until_done(runtime.sync_pools, "pool sync")))
 
-        def refuse(_: rulefiles.RulesError) -> None:
-            runtime.rules_refused = runtime.rules_refused or runtime.clock()
+        def refuse(refused: rulefiles.RulesError) -> None:
+            # What a marketer without the log sees on the home page and /readyz: whose file, and why.
+            problems = tuple(f"{Path(problem.file).name}:{problem.line}: {problem.message}"
+                             for problem in refused.problems)
+            runtime.rules_refused = Refusal(runtime.rules_refused.at if runtime.rules_refused else runtime.clock(),
+                                            problems)
             RULES_CHANGES.labels("refused").inc()
 
         if settings.reload_rules:
@@ -293,8 +298,10 @@ async def readyz(request: Request) -> JSON:
     if missing:  # every visitor of theirs would get the overflow number
         runtime.lost_pools(", ".join(missing))
         return error(503, "pools_missing", f"the store has lost number pools, being put back: {', '.join(missing)}")
+    refused = runtime.rules_refused
+    problems = {"rules_problems": refused.problems} if refused else {}
     return JSON({"status": "ready", "rules_version": runtime.rules.version, "spool": spool or "ok",
-                 "rules_change_refused": runtime.rules_refused is not None})
+                 "rules_change_refused": refused is not None, **problems})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from service.config import Settings
 from service.errors import BadRequest, NotFound
@@ -29,6 +30,13 @@ MISMATCH = ("the signing secret (SWAPLINE_SECRET, or the store's own where it is
             "sw:secret:fingerprint (docs/DEPLOY.md)")
 
 
+class Refusal(NamedTuple):
+    """Changes to the rules refused since the rules serving were applied."""
+
+    at: float  # the first of them, unix seconds
+    problems: tuple[str, ...]  # the latest one's, as `rules check` prints them but with file names alone
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -45,9 +53,8 @@ class Runtime:
     clock: Callable[[], float] = field(default_factory=StoreClock)  # seconds; tests replay a day with their own
     pools_synced: bool = False  # ready only once the store has the rules' numbers
     pools_lost: asyncio.Event = field(default_factory=asyncio.Event)  # found gone from the store; `keep_pools`
-    # When a change to the rules directory was refused (unix seconds), until one is applied:
-    # the rules serving are older than the files.
-    rules_refused: float | None = None
+    # A change to the rules directory refused, until one is applied: the rules serving are older than the files.
+    rules_refused: Refusal | None = None
     # Abuse limits per client network (service.front.ratelimit), as the settings say.
     decision_limit: Limiter = field(init=False)
     beacon_limit: Limiter = field(init=False)

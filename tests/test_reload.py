@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from markupsafe import escape
 from starlette.testclient import TestClient
 
 from service.app import create_app
@@ -83,12 +84,18 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
         assert headline(client) == "Кондиционеры со скидкой в Москве"
         ready = client.get("/readyz").json()
         assert ready["rules_version"] == good_version and ready["rules_change_refused"] is True
-        # An operator sees it without reading the log: the metrics (an alert) and the home page.
+        # An operator sees it without reading the log: the metrics (an alert) and the home page;
+        # a marketer sees whose file and why there too, among many clients' files.
         assert "swapline_rules_refused 1" in client.get("/metrics").text
         assert 'swapline_rules_changes_total{outcome="refused"}' in client.get("/metrics").text
-        assert "a later change to the rules was refused" in client.get("/").text
+        home = client.get("/").text
+        assert "a later change to the rules was refused" in home
+        assert [problem.split(":")[0] for problem in ready["rules_problems"]] == ["demo.yaml", "demo.yaml"]
+        assert any("bad CSS selector" in problem for problem in ready["rules_problems"])
+        assert all(str(escape(problem)) in home for problem in ready["rules_problems"])  # as Jinja writes it
         demo.write_text(broken.replace("h1..hero", "h1.hero").replace("weight: 40", "weight: 34"))
         assert wait_for(lambda: not client.get("/readyz").json()["rules_change_refused"], 60.0) is not None
+        assert "rules_problems" not in client.get("/readyz").json()
         assert "swapline_rules_refused 0" in client.get("/metrics").text
         assert "was refused" not in client.get("/").text
 

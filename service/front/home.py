@@ -12,6 +12,8 @@ from service.analytics.dashboard import PAGES
 from service.config import SENTINEL, Settings
 from service.runtime import Runtime
 
+PROBLEMS_SHOWN = 10  # of a refused change to the rules: `swapline rules check` lists them all
+
 
 def store_mode(settings: Settings) -> str:
     """How the store is run, never where: the page is public, a URL may hold a password."""
@@ -31,6 +33,7 @@ async def home_endpoint(request: Request) -> HTMLResponse:
     refused = runtime.rules_refused
     html = PAGES.get_template("home.html").render(
         version=__version__, rules_version=runtime.rules.version, store=store_mode(runtime.settings), sites=sites,
-        rules_refused=datetime.datetime.fromtimestamp(refused, datetime.UTC).strftime("%Y-%m-%d %H:%M") if refused
-        else None)
+        rules_refused=datetime.datetime.fromtimestamp(refused.at, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+        if refused else None, problems=refused.problems[:PROBLEMS_SHOWN] if refused else (),
+        more=max(0, len(refused.problems) - PROBLEMS_SHOWN) if refused else 0)
     return HTMLResponse(html, headers={"cache-control": "no-store"})
