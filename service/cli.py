@@ -1,5 +1,5 @@
-"""The `swapline` command: serve, rules check, rules preview, pools, report, forget, store repair,
-calls import."""
+"""The `swapline` command: serve, rules check, rules preview, pools, report, forget, sites erase,
+store repair, calls import."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -82,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     forget.add_argument("--vid", required=True, help="the visitor id (the swl_vid cookie)")
     forget.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
 
+    sites = commands.add_parser("sites", help="erase the data of a site no longer in the rules (in the store itself)")
+    site_commands = sites.add_subparsers(dest="sites_command", required=True)
+    erase = site_commands.add_parser("erase", help="erase everything the store keeps of a site no longer in the "
+                                                   "rules (a client who left), before its id goes to another")
+    erase.add_argument("site", help="the site id (data-site)")
+
     store = commands.add_parser("store", help="the embedded store")
     store_commands = store.add_subparsers(dest="store_command", required=True)
     store_commands.add_parser("repair", help="repair a damaged AOF of the embedded store (the service stopped)")
@@ -124,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         erased = _ask(settings, args, f"/v1/visitors/{args.site}/{urllib.parse.quote(args.vid)}", method="DELETE")
         sys.stdout.write(orjson.dumps(erased, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
+    if args.command == "sites":
+        return _erase(settings, args.site)
     if args.command == "store":
         return _repair(settings)
     if args.command == "calls":
@@ -320,6 +329,54 @@ def _pools(settings: Settings, args: argparse.Namespace) -> int:
     columns = ("pool", "numbers", "held", "utilisation", "peak_held", "peak_wanted", "arrivals_peak_hour",
                "overflowed_visitors", "capped_visitors", "average_hold_s", "recommended_size")
     _table([columns], [tuple(pool[column] for column in columns) for pool in body["pools"]])
+    return 0
+
+
+def _erase(settings: Settings, site: str) -> int:
+    from redis.exceptions import RedisClusterException
+
+    from service.embedded import StoreError, reach
+    from service.rules.ruleschema import is_id
+    from service.tracking import sites
+    from service.tracking.store import STORE_ERRORS, Store, connect, why
+
+    if not is_id(site):  # and so no key pattern's wildcard, no separator of a tag (service.tracking.sites)
+        print(f"swapline: {site!r} is no site id: lower-case Latin letters, digits, '-' and '_', at most 63 "
+              "characters", file=sys.stderr)
+        return 2
+    rules = _load(settings.rules_dir)
+    if rules is None:
+        print(f"swapline: the rules in {settings.rules_dir} do not load, so whether they still have site {site!r} "
+              "is unknown: erase it where `swapline serve` runs, or set SWAPLINE_RULES_DIR", file=sys.stderr)
+        return 1
+    if site in rules.sites:
+        print(f"swapline: site {site!r} is in the rules ({settings.rules_dir}): take its file out, let the service "
+              "reload, then erase it", file=sys.stderr)
+        return 1
+
+    async def erased(url: str) -> Counter[str]:
+        store = Store(connect(url, settings.redis_cluster))
+        try:
+            return await sites.erase(store, site)
+        finally:
+            await store.close()
+
+    try:
+        with contextlib.ExitStack() as stack:
+            kinds = asyncio.run(erased(settings.redis_url or stack.enter_context(reach(settings.data_dir))))
+    except StoreError as exc:
+        print(f"swapline: {exc}", file=sys.stderr)
+        return 1
+    except RedisClusterException as exc:  # not a RedisError: a standalone server, most likely
+        print(f"swapline: SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node ({exc})", file=sys.stderr)
+        return 1
+    except STORE_ERRORS as exc:
+        print(f"swapline: {why(exc)}", file=sys.stderr)
+        return 1
+    if not kinds:
+        print(f"swapline: the store holds nothing of site {site!r}: nothing erased", file=sys.stderr)
+        return 1
+    print(f"site {site}: {kinds.total()} keys erased ({', '.join(f'{kind} {count}' for kind, count in kinds.items())})")
     return 0
 
 

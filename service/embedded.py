@@ -12,7 +12,9 @@ Used when `SWAPLINE_REDIS_URL` is unset, so a newcomer needs nothing but `pip in
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket as stdsocket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -71,6 +73,29 @@ def embedded_valkey(data_dir: Path) -> Iterator[str]:
         if server._process is not None:
             server.stop()
         log.info("embedded valkey stopped")
+
+
+@contextmanager
+def reach(data_dir: Path) -> Iterator[str]:
+    """The embedded store's URL for a command beside the service: the store of the `swapline
+    serve` running on `data_dir`, else that store started for the while."""
+    home = folder(data_dir)
+    if not (home / "appendonlydir").is_dir():
+        raise StoreError(f"no embedded store in {home}: set SWAPLINE_DATA_DIR as the service has it, or "
+                         "SWAPLINE_REDIS_URL to its store")
+    socket = home / "valkey.sock"
+    try:
+        with contextlib.closing(stdsocket.socket(stdsocket.AF_UNIX)) as probe:
+            probe.settimeout(1.0)
+            probe.connect(str(socket))
+    except (FileNotFoundError, ConnectionRefusedError):  # no service runs on it: nothing listens there
+        with embedded_valkey(data_dir) as url:
+            yield url
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot reach the embedded store on {socket} ({exc.strerror or exc}): run this as the "
+                         "service's user") from exc
+    yield f"unix://{socket}"
 
 
 def repair(data_dir: Path) -> list[subprocess.CompletedProcess[str]]:

@@ -623,6 +623,6 @@ def test_serve_on_a_store_that_refuses_its_password_says_so_in_one_line(guarded_
 
 def test_help_names_every_command_and_version_says_which() -> None:
     helped = demo_command("--help").stdout
-    for command in ("serve", "rules", "pools", "report", "forget", "store", "calls"):
+    for command in ("serve", "rules", "pools", "report", "forget", "sites", "store", "calls"):
         assert command in helped.split("positional arguments")[0] and f"    {command} " in helped
     assert demo_command("--version").stdout == f"swapline {importlib.metadata.version('swapline')}\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -17,11 +18,21 @@ CREDENTIAL_WORDS = ("secret", "token", "key", "salt", "password")  # in the name
 
 
 @cache
+def _schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(resources.files("service").joinpath("schema.json").read_text())
+    return loaded
+
+
+@cache
 def validator() -> jsonschema.Draft202012Validator:
     """The schema with its `$defs` written where they are used, so that checking a rule follows
     no `$ref` (docs/PERFORMANCE.md, "Loading 10,000 rules")."""
-    loaded: dict[str, Any] = json.loads(resources.files("service").joinpath("schema.json").read_text())
-    return jsonschema.Draft202012Validator(_inlined(loaded, loaded["$defs"]))
+    return jsonschema.Draft202012Validator(_inlined(_schema(), _schema()["$defs"]))
+
+
+def is_id(text: str) -> bool:
+    """Whether `text` is written as the rules write ids: a site's, a pool's, an experiment's."""
+    return re.fullmatch(_schema()["$defs"]["id"]["pattern"], text) is not None
 
 
 def _inlined(node: Any, defs: dict[str, Any]) -> Any:
