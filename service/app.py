@@ -66,6 +66,7 @@ from service.rules.engine import Site
 from service.rules.geo import GeoDB
 from service.rules.reload import SWITCH_INTERVAL, log_warnings, warm_places, watch_rules
 from service.runtime import Refusal, Runtime
+from service.tracking import sites
 from service.tracking.clock import StoreClock
 from service.tracking.journal import Journal
 from service.tracking.ledger import Ledger
@@ -146,7 +147,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         # kept is where the reports read it; while the store is down: serve degraded, keep trying.
         jobs: list[tuple[Callable[[], Awaitable[None]], str]] = [
             (lambda: respan(store, settings.report_days), "upgrade"), (runtime.sync_pools, "pool sync"),
-            (runtime.vouch, "secret check")]
+            (runtime.vouch, "secret check"), (lambda: sites.check_in(store, list(runtime.rules.sites)), "site check"),
+        ]
         for job, what in jobs:
             try:
                 await job()
@@ -160,12 +162,14 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             runtime.rules_refused = None
             RULES_CHANGES.labels("applied").inc()
             if gone := sorted(old.sites.keys() - new.sites.keys()):  # its file deleted or renamed, perhaps by mistake
-                log.warning("sites no longer in the rules: %s; their snippets, webhooks and dashboards now answer "
-                            "404 (their data stays in the store)", ", ".join(gone))
+                log.warning("sites no longer in the rules: %s; their snippets, webhooks and dashboards now answer 404 "
+                            "(their data stays in the store: `swapline sites erase SITE` erases it)", ", ".join(gone))
+            added = [site for site in new.sites if site not in old.sites]
             for site in old.sites.values():  # a request under way may hold its site a while, not its memos
                 site.forget()
             del old  # frozen or not, old rules go with their last reference: a site holds no cycle
             tasks.append(asyncio.create_task(until_done(runtime.sync_pools, "pool sync")))
+            tasks.append(asyncio.create_task(until_done(lambda: sites.reloaded(store, added, gone), "site check")))
 
         def refuse(refused: rulefiles.RulesError) -> None:
             # What a marketer without the log sees on the home page and /readyz: whose file, and why.
@@ -240,14 +244,14 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
     return FastPath(app, hot, trusted)
 
 
-def _count_from_zero(sites: Iterable[Site]) -> None:
+def _count_from_zero(serving: Iterable[Site]) -> None:
     """Expose each series an alert watches with `increase()` at 0 before its first count.
     Prometheus sees no rise in a series' first sample: without this, a pool's first overflows,
     a store outage's first spooled events, or a site's first failed deliveries or uploads would
     alert nobody (docs/prometheus-alerts.yml)."""
     for kind in ("call", "conversion"):
         SPOOLED.labels(kind)
-    for site in sites:
+    for site in serving:
         for pool in site.pools:
             if pool.numbers:
                 LEASES.labels(site.id, pool.id, "overflow")

@@ -9,7 +9,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from service.tracking import upgrade
+from service.tracking import sites, upgrade
 from service.tracking.retention import Retention
 from service.tracking.store import FINGERPRINT
 from tests.conftest import Clock
@@ -84,9 +84,9 @@ def test_records_go_after_their_window_and_the_reports_figures_stay(pool_client:
     # What is left is bounded by the rules (the pools' state), not by the traffic, or expires by itself.
     state = ("numbers", "free", "held", "holder", "visitor", "seq", "clock", "stats", "networks")
     left = {key for key in keys(store) if key.rpartition(":")[2] not in state and store.ttl(key) < 0}
-    # The mark of an upgraded store, and the signing secret's fingerprint (the secret itself comes
-    # from the settings here).
-    assert left == {upgrade.DONE, FINGERPRINT}
+    # The mark of an upgraded store, the signing secret's fingerprint (the secret itself comes
+    # from the settings here), and the sites of the rules.
+    assert left == {upgrade.DONE, FINGERPRINT, sites.KNOWN}
 
 
 @pytest.mark.parametrize(("key", "value"), [

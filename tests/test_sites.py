@@ -1,10 +1,14 @@
-"""A site's data as a whole: `swapline sites erase` for a client who left (service.tracking.sites)."""
+"""A site's data as a whole: `swapline sites erase` for a client who left, and the warning when a
+site id the store holds data of comes back to the rules (service.tracking.sites)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,8 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.tracking import sites
+from service.tracking.store import Store, connect
 from tests.conftest import BROWSER_HEADERS, CLUSTER, DEMO_RULES, POOL_SITE, Clock, site_client, start, wait_for
 from tests.sentinel import local_sentinel
 from tests.test_calls import call, post_call
@@ -64,7 +70,7 @@ def swapline(rules_dir: Path, *args: str, **env: str) -> subprocess.CompletedPro
 
 
 def test_erasing_a_site_that_left_leaves_its_id_empty_and_every_other_key_as_it_was(
-        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     (rules_dir / "pooltest-2.yaml").write_text(NEIGHBOUR)
     with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE) as client:
         traffic(client, clock, "pooltest")
@@ -86,13 +92,18 @@ def test_erasing_a_site_that_left_leaves_its_id_empty_and_every_other_key_as_it_
     assert erased.returncode == 0, erased.stderr
     assert re.fullmatch(rf"site pooltest: {len(theirs)} keys erased \(ledgers \d+, pools \d+, visits \d+, calls \d+, "
                         r"log \d+\)\n", erased.stdout), erased.stdout
-    assert dumped(store) == {key: value for key, value in kept.items() if key not in theirs}
+    after = dumped(store)
+    assert store.smembers("sw:sites") == {b"demo", b"pooltest-2"}  # the store's list of sites served
+    del kept[b"sw:sites"], after[b"sw:sites"]
+    assert after == {key: value for key, value in kept.items() if key not in theirs}
 
     # The id goes to a new client: their token reads nothing of the first one's; the neighbour's reads it all.
+    caplog.set_level(logging.WARNING, logger="swapline")
     with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE) as client:
         assert seen(client, "pooltest", REPORT) == {"conversions": [], "calls": [], "by campaign": [],
                                                     "pools held": [0]}
         assert seen(client, "pooltest-2", NEIGHBOUR_REPORT) == neighbour
+    assert "new to the rules" not in caplog.text  # nothing left to warn of
 
 
 def test_a_site_still_in_the_rules_is_refused_in_one_line(valkey_url: str, rules_dir: Path, store: redis.Redis,
@@ -119,6 +130,72 @@ def test_a_site_id_that_is_none_or_unknown_is_said_in_one_line(site: str, code: 
     answered = swapline(rules_dir, "sites", "erase", site, SWAPLINE_REDIS_URL=valkey_url)
     assert (answered.returncode, answered.stdout, answered.stderr) == (code, "", f"swapline: {says}\n")
     assert store.get("sw:{demo:log}:last_call") == b"1"
+
+
+def test_a_site_id_whose_data_the_store_holds_is_warned_of_once_as_it_comes_back(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="swapline")
+    with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE) as client:
+        traffic(client, clock, "pooltest")
+    assert "new to the rules" not in caplog.text  # the first start learns the sites it has
+
+    (rules_dir / "pooltest.yaml").unlink()  # the client leaves while no service runs
+    with site_client(valkey_url, rules_dir, clock, "pooltest-2", NEIGHBOUR):
+        pass
+    assert ("sites gone from the rules since they were last loaded: pooltest; their data stays in the store "
+            "(`swapline sites erase SITE` erases it)") in caplog.text
+    assert "new to the rules" not in caplog.text  # pooltest-2 is new, and the store holds nothing of it
+
+    caplog.clear()
+    with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE):  # the id goes to another client
+        pass
+    with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE):  # and the service restarts
+        pass
+    (warning,) = [record.getMessage() for record in caplog.records if "new to the rules" in record.getMessage()]
+    assert warning.startswith("site pooltest is new to the rules, but the store holds data of a site of that id from "
+                              "before (reports, calls, the conversion log), which its report token now reads")
+    assert "run `swapline sites erase pooltest`" in warning
+
+
+def test_a_reload_warns_of_a_site_id_the_store_holds_data_of(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                                             clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="swapline")
+    with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE, reload_rules=True) as client:
+        traffic(client, clock, "pooltest")
+        demo = rules_dir / "demo.yaml"
+        deadline = time.monotonic() + 60  # the watcher misses what changed before it started
+        while "rules reloaded" not in caplog.text:
+            assert time.monotonic() < deadline, "the rules watcher never reloaded"
+            demo.write_text(demo.read_text())
+            time.sleep(0.5)
+        (rules_dir / "pooltest.yaml").rename(rules_dir / "pooltest.yaml.bak")
+        wait_for("the site's going", lambda: "sites no longer in the rules: pooltest;" in caplog.text)
+        assert "`swapline sites erase SITE` erases it" in caplog.text
+        (rules_dir / "pooltest.yaml").write_text(POOL_SITE)  # another client, the same id
+        wait_for("the warning", lambda: "site pooltest is new to the rules" in caplog.text)
+        assert "run `swapline sites erase pooltest`" in caplog.text
+
+
+def test_a_thousand_sites_new_to_the_rules_are_checked_in_a_few_round_trips(
+        valkey_url: str, store: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="swapline")
+    used = {"client-17", "client-500", "client-999"}
+    for site in used:
+        store.xadd(f"sw:{{{site}:log}}:entries", {"c": "{}"})
+
+    async def reload() -> tuple[list[str], int, float]:
+        checked = Store(connect(valkey_url, CLUSTER))
+        await checked.batcher.prepare()  # as a service has, before its first reload
+        began = time.perf_counter()
+        again = await sites.arrived(checked, [f"client-{n}" for n in range(1000)])
+        took = time.perf_counter() - began
+        trips = checked.batcher.round_trips
+        await checked.close()
+        return again, trips, took
+
+    again, trips, took = asyncio.run(reload())
+    assert set(again) == used and caplog.text.count("is new to the rules") == 3
+    assert trips == 4 and took < 1.0  # 4,000 commands, 1,000 at a time: a reload waits for none of them
 
 
 def test_the_embedded_store_is_erased_with_the_service_stopped_or_running(tmp_path: Path) -> None:
