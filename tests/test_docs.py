@@ -33,6 +33,8 @@ NOT_HERE = {
                            "for a person to read on a quiet machine, not for a test to assert",
     "mkdir -p /tmp/base": "a benchmark recipe: checkouts of two commits, minutes of load",
     "git worktree add": "a benchmark recipe: a checkout of another commit, minutes of load",
+    "swapline sites erase client15": "a site of the reader's that left the rules: tests/test_sites.py erases one "
+                                     "after its traffic, on a standalone store, Sentinel and the embedded one",
     "swapline rules check broken": "the output for a broken directory of the reader's: tests/test_rules_check.py "
                                    "checks each message",
 }
