@@ -12,6 +12,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.rules import rulefiles
 from service.rules.phrase import NO_REFERRAL
 from service.tracking import sites, upgrade, visits
 from service.tracking.ledger import LedgerKeys
@@ -88,6 +89,24 @@ def test_heartbeats_keep_the_number_while_the_page_is_open(pool_client: TestClie
     assert visit(pool_client, vid(1))["phone"]["number"] == body["phone"]["number"]
     clock.advance(61)  # no heartbeat: the hold ends
     assert heartbeat(pool_client, body["token"])["number"] is None
+
+
+def test_a_number_taken_out_of_the_pool_is_not_renewed(pool_client: TestClient, clock: Clock,
+                                                       rules_dir: Path) -> None:
+    """A marketer replaces a number that stopped working: a visitor reading on keeps it until
+    their hold ends, however many heartbeats and pages, then gets one that works."""
+    body = visit(pool_client, vid(1))
+    held = body["phone"]["number"]
+    (rules_dir / "pooltest.yaml").write_text(POOL_SITE.replace(f'"+7 495 190-00-0{held[-1]}"', '"+7 495 190-00-09"'))
+    runtime = pool_client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.rules = rulefiles.load(rules_dir)  # what a reload does
+    pool_client.portal.call(runtime.sync_pools)  # type: ignore[union-attr]
+    clock.advance(40)
+    assert heartbeat(pool_client, body["token"])["number"] == held
+    assert visit(pool_client, vid(1))["phone"]["number"] == held
+    clock.advance(21)  # the hold of 60 s from the lease: neither the heartbeat nor the page renewed it
+    assert heartbeat(pool_client, body["token"])["number"] is None
+    assert visit(pool_client, vid(1))["phone"]["number"] in POOL - {held} | {"+74951900009"}
 
 
 def test_exhausted_pool_gives_the_overflow_number_flagged(pool_client: TestClient) -> None:

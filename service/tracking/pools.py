@@ -142,7 +142,8 @@ class Pools:
     async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
         keys = PoolKeys.of(site, pool.id)
         number, = await self.store.batcher.submit(EXTEND(
-            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms), (pool.hold * 1000,),
+            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock, keys.numbers), (vid, now_ms),
+            (pool.hold * 1000,),
         ))
         return number.decode() if number else None
 
