@@ -14,6 +14,7 @@ from service.front.ratelimit import Limiter
 from service.rules.engine import Site
 from service.rules.geo import GeoDB
 from service.rules.rulefiles import RuleSet
+from service.tracking import moves
 from service.tracking.clock import StoreClock, hour_and_day
 from service.tracking.journal import Journal
 from service.tracking.ledger import Ledger
@@ -68,8 +69,7 @@ class Runtime:
 
     async def sync_pools(self) -> None:
         """Make the store's pools those of the rules: at start, after a reload, after a loss."""
-        for site in self.rules.sites.values():
-            await self.pools.sync(site)
+        await moves.sync(self.store, self.rules.sites.values())
         self.pools_synced = True
 
     def lost_pools(self, found: str) -> None:

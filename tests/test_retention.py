@@ -10,6 +10,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.tracking import sites, upgrade
+from service.tracking.moves import registry_key
 from service.tracking.retention import Retention
 from service.tracking.store import FINGERPRINT
 from tests.conftest import Clock
@@ -81,11 +82,15 @@ def test_records_go_after_their_window_and_the_reports_figures_stay(pool_client:
     after = report(pool_client, day)
     assert after["excluded"]["bot_page_views"] == 0 and visitors(after) == 0
     assert store.hlen("sw:{pooltest:calls}:calls") == 0
-    # What is left is bounded by the rules (the pools' state), not by the traffic, or expires by itself.
+    # What is left is bounded by the rules (the pools' state, and the pool each number is in:
+    # service.tracking.moves), not by the traffic, or expires by itself.
     state = ("numbers", "free", "held", "holder", "visitor", "seq", "clock", "stats", "networks")
-    left = {key for key in keys(store) if key.rpartition(":")[2] not in state and store.ttl(key) < 0}
+    serving = pool_client.app.state.runtime.rules.sites.values()  # type: ignore[attr-defined]
+    listed = {registry_key(number) for site in serving for pool in site.pools for number in pool.numbers}
+    left = {key for key in keys(store) if key.rpartition(":")[2] not in state and store.ttl(key) < 0} - listed
     # The mark of an upgraded store, the signing secret's fingerprint (the secret itself comes
-    # from the settings here), and the sites of the rules.
+    # from the settings here), and the sites of the rules; and the registry of where each
+    # listed number is (one key a number, bounded by the rules).
     assert left == {upgrade.DONE, FINGERPRINT, sites.KNOWN}
 
 

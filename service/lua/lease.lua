@@ -85,8 +85,8 @@ if number then
   local id = redis.call('HGET', KEYS[4], number)
   local lease = cjson.decode(redis.call('HGET', KEYS[6], id))
   if lease.u >= now then
-    -- A number the rules took out of the pool (one that stopped working, say) stays until its
-    -- hold ends, never renewed: it leaves the visitor's pages within a hold.
+    -- A number the rules took out of the pool (one that stopped working, or that another pool
+    -- waits for: service/tracking/moves.py) stays until its hold ends, never renewed.
     if redis.call('SISMEMBER', KEYS[1], number) == 0 then return {number, 'kept'} end
     if lease.w == visit or lease.f == now then  -- the same visit, or one that held it no time
       if lease.w ~= visit then lease.p, lease.x, lease.w = page, variants, visit end

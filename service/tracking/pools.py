@@ -30,8 +30,7 @@ if TYPE_CHECKING:
 # L = λ·W; arrivals are random, so add three standard deviations of a Poisson count (√L),
 # the square-root staffing rule: the pool then runs out in well under 1% of moments.
 SIGMAS = 3
-LEASE, EXTEND, LET_GO, ATTRIBUTE, SYNC = (Script.named(name) for name in ("lease", "extend", "let_go", "attribute",
-                                                                        "sync"))
+LEASE, EXTEND, LET_GO, ATTRIBUTE = (Script.named(name) for name in ("lease", "extend", "let_go", "attribute"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +99,6 @@ class Pools:
         self.store = store
         self.retention_ms = retention_days * DAY_MS
         self.network_share = network_share
-
-    async def sync(self, site: Site) -> None:
-        """Make the store's pools match the rules; run at start and after every reload."""
-        for pool in site.pools:
-            if pool.numbers:
-                keys = PoolKeys.of(site.id, pool.id)
-                await self.store.client.eval(SYNC.source, 3, keys.numbers, keys.free, keys.held, *pool.numbers)
 
     async def missing(self, sites: Iterable[Site]) -> list[str]:
         """The pools (`site/pool`) whose numbers the store does not have: it lost them."""

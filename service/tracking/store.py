@@ -8,6 +8,7 @@ cluster slot, while different sites and experiments spread over shards:
     sw:secret:fingerprint  string  a keyed hash of the secret the processes sign with, never the secret
     sw:{SITE/EXPERIMENT}:… exposures and conversions (service.tracking.ledger)
     sw:{SITE:POOL}:…       number pool state and lease history (service.tracking.pools)
+    sw:number:{E164}       the pool that last listed a tracking number (service.tracking.moves)
     sw:{SITE:calls}:…      call records and hashed callers (service.integrations.calls)
 
 Commands are plain tuples of arguments, made by the modules that own the keys; `Batcher`
