@@ -161,7 +161,7 @@ def test_a_number_whose_hold_ended_is_free_in_its_new_pool_at_once(
 def test_a_number_moved_between_two_pools_of_one_site_waits_too(
         valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
     """Pool north's number goes to pool south of the same site while a visitor holds it: south
-    waits."""
+    waits, and a call meanwhile is the holder's, though the rules list the number in south now."""
     write(rules_dir, "shop", north=[N1], south=[N2])
     with replica(valkey_url, rules_dir, clock) as client:
         assert number(client, "shop", "north-reader", "north") == N1
@@ -170,8 +170,10 @@ def test_a_number_moved_between_two_pools_of_one_site_waits_too(
         reload(client, rules_dir)
         clock.advance(30)
         assert number(client, "shop", "south-newcomer", "south") is None
+        assert call(client, "shop", N1, clock.now, "to-moved-number") == "north-reader"
         clock.advance(HOLD - 30 + 1)
         assert number(client, "shop", "south-newcomer", "south") == N1
+        assert call(client, "shop", N1, clock.now + 5, "to-moved-number-after") == "south-newcomer"
 
 
 def test_a_move_made_while_the_service_was_down_waits_as_well(

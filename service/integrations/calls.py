@@ -161,7 +161,10 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     pool = site.tracking_numbers.get(call.called)
     holder = await runtime.pools.holder(site.id, pool, call.called, call.start_ms) if pool else None
     kind, pool_id = _kind(site, call.called) if pool is None else ("lease", pool.id)
-    if kind == "unknown" and (former := await runtime.pools.former_holder(site, call.called, call.start_ms)):
+    # A number taken out of a pool, or moved to another of the site's, stays with its holder
+    # until their hold ends (the new pool waits: service.tracking.moves).
+    if not holder and kind in ("unknown", "lease") and (
+            former := await runtime.pools.former_holder(site, call.called, call.start_ms)):
         kind, pool_id, holder = "lease", former[0].id, former[1]
     reason = None if holder else {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number",
                                   "page": "page_number"}.get(kind, "unknown_number")

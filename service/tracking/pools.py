@@ -150,8 +150,8 @@ class Pools:
         return orjson.loads(record) if record else None
 
     async def former_holder(self, site: Site, number: str, at_ms: int) -> tuple[Pool, dict[str, Any]] | None:
-        """The pool and lease of a number the rules no longer list, whose hold window contains
-        `at_ms`: a number taken out of a pool stays with its visitor until the hold ends."""
+        """The pool and lease of a number the rules no longer list in that pool, whose hold window
+        contains `at_ms`: a number taken out of a pool stays with its visitor until the hold ends."""
         pools = [pool for pool in site.pools if pool.numbers]
         if not pools:
             return None
