@@ -97,8 +97,6 @@ class Browser(FastHttpUser):
             answer = self.decide(view, sent, client, headers)
             if answer is None:
                 return
-            if sent is None:
-                visitors.append((answer["vid"], client))
             sent, token = answer["vid"], answer["token"]
             phone = answer["phone"] or {}
             number = phone.get("number") if phone.get("kind") == "lease" else None
