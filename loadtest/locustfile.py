@@ -64,7 +64,7 @@ CALL_SHARE = 0.12  # visits with a leased number that call it
 CALL_RETRY_SHARE = 0.05  # calls the telephony system posts twice
 OUTCOMES = {"counted", "duplicate", "excluded", "unexposed"}
 
-traffic = Traffic()
+traffic = Traffic(origin=SITE_ORIGIN)
 # Visitors seen by this Locust process, for returning visits: (vid, client).
 visitors: collections.deque[tuple[str, Client]] = collections.deque(maxlen=20_000)
 
@@ -90,11 +90,14 @@ class Browser(FastHttpUser):
         headers = {"X-Forwarded-For": client.ip, "User-Agent": client.user_agent, "Origin": SITE_ORIGIN,
                    "Sec-Fetch-Mode": "cors"}  # as a browser's fetch from the site's page
         view = traffic.landing()
+        # The token carries the visit from page to page. A returning visitor comes back later than
+        # the visit timeout would allow in a run, so their last visit's token is not sent: the
+        # service starts a new visit, as it would after the timeout.
         number = token = None
         for page in range(1 if client.bot else traffic.pages_per_visit()):
             if page:
                 view = traffic.next_page(view)
-            answer = self.decide(view, sent, client, headers)
+            answer = self.decide(view, sent, token, client, headers)
             if answer is None:
                 return
             sent, token = answer["vid"], answer["token"]
@@ -119,8 +122,9 @@ class Browser(FastHttpUser):
         if number and sent and traffic.rng.random() < CALL_SHARE:
             self.call(number, sent)
 
-    def decide(self, view: PageView, vid: str | None, client: Client, headers: dict[str, str]) -> Any:
-        with self.client.get(decide_path(view, vid, SITE_KEY), headers=headers, name="/v1/decide",
+    def decide(self, view: PageView, vid: str | None, visit: str | None, client: Client,
+               headers: dict[str, str]) -> Any:
+        with self.client.get(decide_path(view, vid, SITE_KEY, visit), headers=headers, name="/v1/decide",
                              catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {_text(response)}")

@@ -10,7 +10,7 @@ Pure Python with no Locust import, so `benchmarks/` draws its requests from the 
   search logs. They arrive as `utm_term` of paid clicks, as Yandex `text=` and Google `q=`
   in organic referrers, or not at all (direct and referral visits).
 - **Pages**: a landing page with the campaign's parameters, then internal pages whose
-  referrer is the previous page.
+  referrer is the previous page, on the site's own origin (so the service continues the visit).
 - **Browsers**: desktop and mobile user agents, and a few crawlers (which must lease nothing).
 """
 
@@ -94,8 +94,9 @@ class PageView:
 class Traffic:
     """Draws clients, landings and page views; deterministic for a given seed."""
 
-    def __init__(self, seed: int | None = None, data: Path = DATA) -> None:
+    def __init__(self, seed: int | None = None, data: Path = DATA, origin: str = ORIGIN) -> None:
         self.rng = random.Random(seed)
+        self.origin = origin  # of the site's pages: one of its `origins`, or internal pages would start visits
         groups = json.loads(data.read_text(encoding="utf-8"))["groups"]
         self.ips: dict[str, list[str]] = {name: [entry["ip"] for entry in groups[name]] for name in GROUP_WEIGHTS}
         self._groups = list(GROUP_WEIGHTS)
@@ -126,7 +127,7 @@ class Traffic:
     def landing(self, page: str | None = None, word: str | None = None) -> PageView:
         """The first page of a visit, with the way the visitor came; `word` ends its search
         phrase, when it has one."""
-        url = ORIGIN + (page or self.rng.choices(self._pages, self._page_weights)[0])
+        url = self.origin + (page or self.rng.choices(self._pages, self._page_weights)[0])
         way = self.rng.random()
 
         def phrase() -> str:
@@ -149,18 +150,21 @@ class Traffic:
 
     def next_page(self, previous: PageView, page: str | None = None) -> PageView:
         """An internal page, reached from the previous one."""
-        return PageView(ORIGIN + (page or self.rng.choices(self._pages, self._page_weights)[0]), previous.url)
+        return PageView(self.origin + (page or self.rng.choices(self._pages, self._page_weights)[0]), previous.url)
 
     def pages_per_visit(self) -> int:
         return self.rng.choices((1, 2, 3, 4, 5), (40, 25, 15, 12, 8))[0]
 
 
-def decide_path(view: PageView, vid: str | None, site: str = SITE) -> str:
+def decide_path(view: PageView, vid: str | None, site: str = SITE, visit: str | None = None) -> str:
+    """The snippet's decision request; `visit` is the last decision's token, which continues its visit."""
     params = {"site": site, "url": view.url}
     if view.ref:
         params["ref"] = view.ref
     if vid:
         params["vid"] = vid
+    if visit:
+        params["visit"] = visit
     return "/v1/decide?" + urlencode(params)
 
 

@@ -3,17 +3,21 @@
 `swapline serve` runs on `loadtest/rules` with a real Valkey and this machine as its trusted
 proxy; Locust runs headless in its own process. Any failed request fails the test: a 4xx or
 5xx, and also a wrong answer that the locustfile checks (a number from the wrong pool, a
-heartbeat that lost the number, a call credited to someone other than its holder).
+heartbeat that lost the number, a call credited to someone other than its holder). The
+service's own report then says whether the suite's browsers made visits as browsers do.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import redis
 
 from tests.conftest import ROOT, start
@@ -21,6 +25,7 @@ from tests.conftest import ROOT, start
 LOADTEST = ROOT / "loadtest"
 SECONDS = 20
 REQUESTS = ("/v1/decide", "/v1/events heartbeat", "/v1/events form", "/v1/events tel_click", "/v1/calls")
+REPORT_TOKEN = "load-report-token-change-me"  # loadtest/rules/load.yaml
 
 
 def test_locust_smoke_has_no_failures(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
@@ -35,24 +40,40 @@ def test_locust_smoke_has_no_failures(tmp_path: Path, valkey_url: str, store: re
         SWAPLINE_LOG_LEVEL="warning",
     )
     try:
+        # The final figures are the JSON file's: the CSV files are written once a second, so
+        # they trail the run's end.
         result = subprocess.run(
             [sys.executable, "-m", "locust", "-f", str(LOADTEST / "locustfile.py"), "--headless",
              "-u", "20", "-r", "20", "-t", f"{SECONDS}s", "--host", base, "--csv", str(tmp_path / "smoke"),
-             "--exit-code-on-error", "1", "--only-summary", "--loglevel", "WARNING"],
+             "--json-file", str(tmp_path / "smoke"), "--exit-code-on-error", "1", "--loglevel", "WARNING"],
             env={**_environ(), "LOADTEST_THINK": "0.2"}, cwd=ROOT, capture_output=True, text=True,
             timeout=SECONDS + 30,
         )
+        headers = {"Authorization": f"Bearer {REPORT_TOKEN}"}
+        sources = httpx.get(f"{base}/v1/reports/load?by=source", headers=headers).json()["rows"]
+        excluded = httpx.get(f"{base}/v1/reports/load", headers=headers).json()["excluded"]
     finally:
         process.terminate()
         process.wait(timeout=15)
     output = result.stdout + result.stderr
     failures = list(csv.DictReader((tmp_path / "smoke_failures.csv").open()))
-    assert not failures, f"{failures}\n{output}"
+    stats: list[dict[str, Any]] = json.loads((tmp_path / "smoke.json").read_text())
+    counts = {entry["name"]: entry["num_requests"] for entry in stats}
+    assert not sum(entry["num_failures"] for entry in stats), f"{failures}\n{stats}\n{output}"
     assert result.returncode == 0, output
-    counts = {row["Name"]: int(row["Request Count"]) for row in csv.DictReader((tmp_path / "smoke_stats.csv").open())}
-    assert counts["Aggregated"] > 200, counts
+    assert sum(counts.values()) > 200, counts
     missing = [name for name in REQUESTS if counts.get(name, 0) == 0]
     assert not missing, f"the mix sent no {missing}: {counts}"
+
+    # Every page of a visit carries the last decision's token, so the service counts visits, not
+    # page views: 2.2 pages a visit in the mix (loadtest/traffic.py), fewer for the visits the
+    # run's end cuts short. Bots make page views but no visits.
+    visits = sum(row["visits"] for row in sources)
+    pages = counts["/v1/decide"] - excluded["bot_page_views"]
+    assert 1.5 < pages / visits < 2.8, f"{pages} page views made {visits} visits: {sources}"
+    # Internal pages continue their visit: they are not direct visits of their own (20% of landings are).
+    direct = sum(row["visits"] for row in sources if row["source"] == "(none)")
+    assert direct < 0.35 * visits, f"{direct} of {visits} visits are direct: {sources}"
 
 
 def _environ() -> dict[str, str]:
