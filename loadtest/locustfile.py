@@ -21,9 +21,12 @@ One Locust user is one browser tab that visits the site again and again. A visit
    telephony system retries it, which must answer `duplicate`.
 
 Any 4xx/5xx is a failure, and so is a 2xx whose content is wrong (a missing token, a number
-from the wrong pool, a degraded decision, a call credited to someone else).
+from the wrong pool, a degraded decision, a call credited to someone else). A decision that
+gave the pool's overflow number is counted as `/v1/decide overflow`; the run fails (exit code
+1) when more than LOADTEST_MAX_OVERFLOW of its decisions overflowed, or when it sent none.
 
 Environment: LOADTEST_THINK scales the think times (default 1; the CI smoke uses 0.2);
+LOADTEST_MAX_OVERFLOW is the share of decisions that may overflow (default 0.01);
 LOADTEST_SITE, LOADTEST_ORIGIN and LOADTEST_CALLS_SECRET point the suite at another site.
 """
 
@@ -31,13 +34,16 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import time
 import uuid
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, between, task
+from locust import FastHttpUser, between, events, task
+from locust.env import Environment
+from locust.runners import WorkerRunner
 from traffic import (
     CALLS_SECRET,
     EXPECTED_POOL,
@@ -52,6 +58,7 @@ from traffic import (
 )
 
 THINK = float(os.environ.get("LOADTEST_THINK", "1"))
+MAX_OVERFLOW = float(os.environ.get("LOADTEST_MAX_OVERFLOW", "0.01"))
 SITE_KEY = os.environ.get("LOADTEST_SITE", SITE)
 SITE_ORIGIN = os.environ.get("LOADTEST_ORIGIN", ORIGIN)
 SECRET = os.environ.get("LOADTEST_CALLS_SECRET", CALLS_SECRET)
@@ -63,6 +70,7 @@ GOAL_SHARE = 0.05  # visits that reach a custom goal
 CALL_SHARE = 0.12  # visits with a leased number that call it
 CALL_RETRY_SHARE = 0.05  # calls the telephony system posts twice
 OUTCOMES = {"counted", "duplicate", "excluded", "unexposed"}
+DECIDE, OVERFLOW = "/v1/decide", "/v1/decide overflow"  # the decisions' rows in Locust's stats
 
 traffic = Traffic(origin=SITE_ORIGIN)
 # Visitors seen by this Locust process, for returning visits: (vid, client).
@@ -124,7 +132,7 @@ class Browser(FastHttpUser):
 
     def decide(self, view: PageView, vid: str | None, visit: str | None, client: Client,
                headers: dict[str, str]) -> Any:
-        with self.client.get(decide_path(view, vid, SITE_KEY, visit), headers=headers, name="/v1/decide",
+        with self.client.get(decide_path(view, vid, SITE_KEY, visit), headers=headers, name=DECIDE,
                              catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {_text(response)}")
@@ -134,6 +142,8 @@ class Browser(FastHttpUser):
             except ValueError:
                 response.failure("the decision is not JSON")
                 return None
+            if (answer.get("phone") or {}).get("kind") == "overflow":  # the pool had no number for this visitor
+                response.request_meta["name"] = OVERFLOW
             problem = _wrong_decision(answer, vid, client)
             if problem:
                 response.failure(problem)
@@ -187,6 +197,26 @@ class Browser(FastHttpUser):
                     response.failure(f"duplicate={answer.get('duplicate')} on attempt {attempt + 1}")
                 else:
                     response.success()
+
+
+@events.quitting.add_listener
+def verdict(environment: Environment, **_: Any) -> None:
+    """Fail a run that sent no decisions (`-u 0`, or every user stopped early), and one where
+    too many visitors got the overflow number: its figures are not those of the service
+    leasing numbers, and no request of it failed."""
+    if isinstance(environment.runner, WorkerRunner):
+        return  # the master judges the run, on every worker's figures
+    entries = environment.stats.entries
+    overflowed = entries[(OVERFLOW, "GET")].num_requests if (OVERFLOW, "GET") in entries else 0
+    decided = overflowed + (entries[(DECIDE, "GET")].num_requests if (DECIDE, "GET") in entries else 0)
+    if not decided:
+        logging.error("the run sent no decisions")
+        environment.process_exit_code = 1
+    elif overflowed / decided > MAX_OVERFLOW:
+        logging.error("%d of %d decisions (%.1f%%) gave the overflow number, more than LOADTEST_MAX_OVERFLOW=%s: "
+                      "the pools are too small for this pace (loadtest/README.md)",
+                      overflowed, decided, 100 * overflowed / decided, MAX_OVERFLOW)
+        environment.process_exit_code = 1
 
 
 def _wrong_decision(answer: dict[str, Any], vid: str | None, client: Client) -> str | None:

@@ -1,11 +1,18 @@
 """Write `loadtest/rules/load.yaml`: the `load` site the Locust suite and the benchmarks drive.
 
     python loadtest/make_rules.py          # then: swapline rules check loadtest/rules
+    python loadtest/make_rules.py --pool-size 5000 --hold 1m --out /tmp/rules/load.yaml
 
 The rules are a realistic small shop (keyword, geo, source, device and page rules, two
-experiments) with number pools large enough for a load test: 500 leased numbers each for
-Moscow, Saint Petersburg with Leningrad Oblast, and the rest of Russia, a static number for
-Moscow Oblast, and no pool for foreign visitors (they keep the page's own number).
+experiments) with number pools for Moscow, Saint Petersburg with Leningrad Oblast, and the
+rest of Russia, a static number for Moscow Oblast, and no pool for foreign visitors (they keep
+the page's own number).
+
+A leased number stays with its visitor for the hold after their last page view, so a pool
+needs about (its new visitors a second) x (hold + visit) numbers. At the suite's pace a Locust
+user starts a visit every 14 s x LOADTEST_THINK and the busiest pools get 30% of visits: with
+a hold of 5 minutes, 6 numbers per user / LOADTEST_THINK. The default 2,000 numbers serve 60
+users at LOADTEST_THINK=0.2 (or 300 at 1) run after run; loadtest/README.md has the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import argparse
 from pathlib import Path
 
 OUT = Path(__file__).with_name("rules") / "load.yaml"
-POOL_SIZE = 500
+POOL_SIZE = 2000
+HOLD = "5m"
 
 HEAD = """\
 # yaml-language-server: $schema=../../rules/schema.json
@@ -132,22 +140,31 @@ pools:
 """
 
 
-def pool(pool_id: str, when: str, prefix: str, overflow: str, hold: str = "5m") -> str:
-    numbers = "\n".join(f'      - "{prefix}{i:04d}"' for i in range(POOL_SIZE))
+def pool(pool_id: str, when: str, prefix: str, overflow: str, size: int, hold: str) -> str:
+    numbers = "\n".join(f'      - "{prefix}{i:04d}"' for i in range(size))
     return (f"  - id: {pool_id}\n    when: {when}\n    hold: {hold}\n    overflow: \"{overflow}\"\n"
             f"    numbers:\n{numbers}\n")
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pool-size", type=int, default=POOL_SIZE,
+                        help=f"numbers in each leasing pool, 1 to 10000 (default {POOL_SIZE})")
+    parser.add_argument("--hold", default=HOLD, help=f"how long a number stays after its visitor's last page "
+                                                     f"view, as the rules write it (default {HOLD})")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"the file to write (default {OUT})")
+    args = parser.parse_args()
+    size, hold = args.pool_size, args.hold
+    if not 1 <= size <= 10_000:
+        parser.error("--pool-size must be 1 to 10000: a pool's numbers are its prefix and 4 digits")
     text = HEAD
-    text += pool("moscow", "{ region: RU-MOW }", "+7495200", "+74951999999")
-    text += pool("saint-petersburg", "{ region: [RU-SPE, RU-LEN] }", "+7812300", "+78122999999")
+    text += pool("moscow", "{ region: RU-MOW }", "+7495200", "+74951999999", size, hold)
+    text += pool("saint-petersburg", "{ region: [RU-SPE, RU-LEN] }", "+7812300", "+78122999999", size, hold)
     text += '  - id: moscow-oblast\n    when: { region: RU-MOS }\n    static: "+74951888888"\n'
-    text += pool("russia", "{ country: RU }", "+7800300", "+78002999999")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text, encoding="utf-8")
-    print(f"{OUT}: {text.count(chr(10))} lines")
+    text += pool("russia", "{ country: RU }", "+7800300", "+78002999999", size, hold)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"{args.out}: {text.count(chr(10))} lines")
 
 
 if __name__ == "__main__":
