@@ -21,7 +21,9 @@ One Locust user is one browser tab that visits the site again and again. A visit
    telephony system retries it, which must answer `duplicate`.
 
 Any 4xx/5xx is a failure, and so is a 2xx whose content is wrong (a missing token, a number
-from the wrong pool, a degraded decision, a call credited to someone else). A decision that
+from the wrong pool, a degraded decision, a call credited to someone else, a visitor shown
+another number while they hold one, a number shown to a visitor while another holds it: this
+process's visitors, see `Holders`). A decision that
 gave the pool's overflow number is counted as `/v1/decide overflow`; the run fails (exit code
 1) when more than LOADTEST_MAX_OVERFLOW of its decisions overflowed, or when it sent none.
 
@@ -71,6 +73,7 @@ CALL_SHARE = 0.12  # visits with a leased number that call it
 CALL_RETRY_SHARE = 0.05  # calls the telephony system posts twice
 OUTCOMES = {"counted", "duplicate", "excluded", "unexposed"}
 DECIDE, OVERFLOW = "/v1/decide", "/v1/decide overflow"  # the decisions' rows in Locust's stats
+SKEW = 2.0  # seconds the service's clock may be ahead of this machine's: a hold is taken to end that much early
 
 traffic = Traffic(origin=SITE_ORIGIN)
 # Visitors seen by this Locust process, for returning visits: (vid, client).
@@ -79,6 +82,48 @@ visitors: collections.deque[tuple[str, Client]] = collections.deque(maxlen=20_00
 
 def think(low: float, high: float) -> None:
     gevent.sleep(traffic.rng.uniform(low, high) * THINK)
+
+
+class Holders:
+    """The leased numbers this process's visitors were shown, and until when each is surely
+    still held: a hold lasts at least its length from the start of the request that last
+    renewed it (a decision or a heartbeat). The service promises that a visitor keeps their
+    number while the hold lives, and that nobody else is shown it meanwhile. With one Locust
+    process that is checked for every visitor; with several (`--processes`), each sees only its
+    own visitors, so a number shown to visitors of two processes goes unnoticed."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, tuple[str, float]] = {}  # number → its visitor, and until when it is surely held
+        self.held: dict[str, str] = {}  # visitor → their number (bounded by the pools' numbers, as `numbers`)
+
+    def holder(self, number: str, now: float) -> str | None:
+        vid, until = self.numbers.get(number, ("", 0.0))
+        return vid if now + SKEW < until else None
+
+    def shown(self, vid: str, number: str | None, now: float) -> str | None:
+        """What is wrong with showing `vid` the leased `number` (None: no number, or the pool's
+        overflow number) in an answer that came at `now`. The failure's message is the same for
+        every visitor, so Locust's error report counts them; the log says who and which."""
+        kept = self.held.get(vid)
+        if kept and number != kept and self.holder(kept, now) == vid:
+            logging.warning("visitor %s was shown %s while they hold %s", vid, number or "no leased number", kept)
+            return "a visitor was shown another number while they hold one"
+        holder = self.holder(number, now) if number else None
+        if holder and holder != vid:
+            logging.warning("%s was shown to visitor %s while visitor %s holds it", number, vid, holder)
+            return "a number was shown to a visitor while another holds it"
+        return None
+
+    def renewed(self, vid: str, number: str, until: float) -> None:
+        """`vid` holds `number` until `until` at least."""
+        last, before = self.numbers.get(number, (vid, until))
+        if last != vid and self.held.get(last) == number:
+            del self.held[last]  # their hold has ended: the number is someone else's now
+        self.numbers[number] = (vid, max(until, before) if last == vid else until)
+        self.held[vid] = number
+
+
+holders = Holders()
 
 
 class Browser(FastHttpUser):
@@ -115,7 +160,7 @@ class Browser(FastHttpUser):
                 return  # crawlers run no beacons
             think(2, 8)  # reading the page
             if number:
-                self.heartbeat(token, number, headers)
+                self.heartbeat(token, sent, number, phone["hold"], headers)
         if not returning and sent:
             visitors.append((sent, client))
         if token is None:
@@ -132,6 +177,7 @@ class Browser(FastHttpUser):
 
     def decide(self, view: PageView, vid: str | None, visit: str | None, client: Client,
                headers: dict[str, str]) -> Any:
+        asked = time.time()
         with self.client.get(decide_path(view, vid, SITE_KEY, visit), headers=headers, name=DECIDE,
                              catch_response=True) as response:
             if response.status_code != 200:
@@ -144,14 +190,15 @@ class Browser(FastHttpUser):
                 return None
             if (answer.get("phone") or {}).get("kind") == "overflow":  # the pool had no number for this visitor
                 response.request_meta["name"] = OVERFLOW
-            problem = _wrong_decision(answer, vid, client)
+            problem = _wrong_decision(answer, vid, client) or _wrong_number(answer, asked)
             if problem:
                 response.failure(problem)
                 return None
             response.success()
             return answer
 
-    def heartbeat(self, token: str, number: str, headers: dict[str, str]) -> None:
+    def heartbeat(self, token: str, vid: str, number: str, hold: int, headers: dict[str, str]) -> None:
+        asked = time.time()
         with self.client.post("/v1/events", data=event_body("heartbeat", token), name="/v1/events heartbeat",
                               headers={**headers, "Content-Type": "text/plain;charset=UTF-8"},
                               catch_response=True) as response:
@@ -160,6 +207,7 @@ class Browser(FastHttpUser):
             elif response.json().get("number") != number:
                 response.failure(f"the heartbeat kept {response.json().get('number')}, not the leased {number}")
             else:
+                holders.renewed(vid, number, asked + hold)
                 response.success()
 
     def convert(self, kind: str, token: str, headers: dict[str, str], name: str | None = None) -> None:
@@ -238,6 +286,20 @@ def _wrong_decision(answer: dict[str, Any], vid: str | None, client: Client) -> 
     if phone and phone["kind"] == "lease" and not phone.get("number", "").startswith("+7"):
         return f"a lease without an E.164 number: {json.dumps(phone)}"
     return None
+
+
+def _wrong_number(answer: dict[str, Any], asked: float) -> str | None:
+    """What is wrong with the leased number of a decision asked for at `asked`, as far as this
+    process knows; the `load` site's visitors keep one pool (another site's may change pools,
+    which lets their number go early)."""
+    if SITE_KEY != SITE:
+        return None
+    phone = answer.get("phone") or {}
+    number = phone.get("number") if phone.get("kind") == "lease" else None
+    problem = holders.shown(answer["vid"], number, time.time())
+    if number and not problem:
+        holders.renewed(answer["vid"], number, asked + phone["hold"])
+    return problem
 
 
 def _text(response: Any) -> str:

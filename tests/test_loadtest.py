@@ -3,13 +3,17 @@
 `swapline serve` runs on `loadtest/rules` with a real Valkey and this machine as its trusted
 proxy; Locust runs headless in its own process. Any failed request fails the test: a 4xx or
 5xx, and also a wrong answer that the locustfile checks (a number from the wrong pool, a
+visitor who lost their number within its hold, a number shown to two visitors at once, a
 heartbeat that lost the number, a call credited to someone other than its holder). The
-service's own report then says whether the suite's browsers made visits as browsers do.
+service's own report and lease records then say whether the suite's browsers made visits as
+browsers do, and kept each number to one visitor at a time.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -78,6 +82,18 @@ def test_locust_smoke_has_no_failures(tmp_path: Path, valkey_url: str, store: re
     # Internal pages continue their visit: they are not direct visits of their own (20% of landings are).
     direct = sum(row["visits"] for row in sources if row["source"] == "(none)")
     assert direct < 0.35 * visits, f"{direct} of {visits} visits are direct: {sources}"
+
+    # The service's own lease records agree with the locustfile's checks: no number held by two
+    # visitors at once.
+    leases: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for pool in ("moscow", "saint-petersburg", "russia"):
+        for record in store.hvals(f"sw:{{load:{pool}}}:leases"):
+            lease = json.loads(record)
+            leases[lease["n"]].append(lease)
+    shared = [(number, earlier["v"], later["v"]) for number, held in leases.items()
+              for earlier, later in itertools.pairwise(sorted(held, key=lambda lease: lease["f"]))
+              if later["v"] != earlier["v"] and later["f"] <= earlier["u"]]
+    assert leases and not shared, shared
 
 
 def _environ() -> dict[str, str]:
