@@ -13,7 +13,9 @@ One Locust user is one browser tab that visits the site again and again. A visit
 1. a new visitor (a fresh snippet-made id, or none, so the service makes one) or a returning
    one (an earlier visitor's id, address and browser, kept in this process);
 2. a landing page with the campaign's `utm_*` parameters or a Yandex/Google search referrer
-   (see `traffic.py` for the mix), then 0–4 internal pages, each a `GET /v1/decide`;
+   (see `traffic.py` for the mix), then 0–4 internal pages, each a `GET /v1/decide`; as the
+   snippet does, each page after the first sends the last decision's token (`visit=`), so
+   the service continues the visit;
 3. on every page with a leased number, a heartbeat after the visitor has read a while;
 4. sometimes a form, a `tel:` click or a goal beacon with the decision token;
 5. sometimes a phone call to the leased number: the telephony system's signed
