@@ -314,6 +314,14 @@ MISTAKES = {
         "region: [RU-SPE, RU-LEN }",
         ("YAML syntax error", "'[' on this line is not closed"),
     ),
+    "YAML syntax error: a '[' left open before a block list": Mistake(
+        "\nrules:\n", "\nrules: [\n", ("YAML syntax error", "'[' on this line is not closed"), where="rules: [",
+    ),
+    "YAML syntax error: a '[' in a quoted text is no bracket": Mistake(
+        "region: [RU-SPE, RU-LEN] }",
+        "region: [\"RU-SPE [\", RU-LEN }",
+        ("YAML syntax error", "'[' on this line is not closed"),
+    ),
     "YAML syntax error: tab indentation": Mistake(
         "    priority: 10\n", "\tpriority: 10\n", ("YAML syntax error", "'\\t'")
     ),

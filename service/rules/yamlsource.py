@@ -113,13 +113,53 @@ def _problem(exc: yaml.MarkedYAMLError) -> YAMLProblem:
     context = exc.context or ""
     if exc.context_mark is not None and context.startswith("while parsing a flow"):
         # An unclosed '[' or '{' is noticed lines later: point at the line that opened it.
-        bracket = "[" if "sequence" in context else "{"
-        return YAMLProblem(f"{message} (the {bracket!r} on this line is not closed)", exc.context_mark.line + 1)
+        noticed = exc.problem_mark or exc.context_mark
+        found = _unclosed(noticed.buffer, noticed.index) if noticed.buffer else None
+        bracket, line = found or ("[" if "sequence" in context else "{", exc.context_mark.line + 1)
+        return YAMLProblem(f"{message} (the {bracket!r} on this line is not closed)", line)
     if "tag" in context or "for the tag" in (exc.problem or ""):
         # `- !купить кондиционер`: Direct's operator, which YAML reads as a tag of its own
         message += "; a value starting with '!' is a YAML tag: put it in quotes, - '!купить кондиционер'"
     mark = exc.problem_mark or exc.context_mark
     return YAMLProblem(message, mark.line + 1 if mark else 1)
+
+
+def _unclosed(text: str, end: int) -> tuple[str, int] | None:
+    """The last '[' or '{' before `end` that opens a flow collection still open there, and its
+    line. Brackets in quotes, in comments, or inside a plain text (`Цена [от 5000`) open none."""
+    opened: list[tuple[str, int]] = []
+    line, before, quote, index = 1, "\n", "", 0
+    while index < end:
+        char = text[index]
+        if quote:
+            if char == "\\" and quote == '"':
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char == "#" and before in " \t\n":
+            while index < end and text[index] != "\n":
+                index += 1
+            continue
+        elif char in "'\"" and before in ":-,[{ \t\n":
+            quote = char
+        elif char in "[{" and _starts_value(text, index):
+            opened.append((char, line))
+        elif char in "]}" and opened:
+            opened.pop()
+        if char == "\n":
+            line += 1
+        before = char
+        index += 1
+    return opened[-1] if opened else None
+
+
+def _starts_value(text: str, index: int) -> bool:
+    """Whether what begins at `index` begins a value: after a key's ':', a list's '-' or ',',
+    another bracket, or nothing but indentation on its line."""
+    start = index
+    while start > 0 and text[start - 1] in " \t":
+        start -= 1
+    return start == 0 or text[start - 1] in ":-,[{\n"
 
 
 class _Loader(Protocol):
