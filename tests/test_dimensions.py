@@ -121,6 +121,12 @@ def test_two_dimensions_filters_and_the_rest_as_other(climate: TestClient, clock
     traffic(climate, clock)
     pairs = {(row["source"], row["phrase"]): row["visits"] for row in by(climate, "source,phrase")}
     assert pairs == {("yandex", "купить кондиционер"): 4, ("google", "сплит система"): 3, ("(none)", "(none)"): 2}
+    # The same pairs asked the other way round: each value under its own name, visitors and all.
+    reversed_rows = by(climate, "phrase,source")
+    assert {(row["source"], row["phrase"]): row["visits"] for row in reversed_rows} == pairs
+    assert {(row["phrase"], row["source"]): row["visitors"] for row in reversed_rows} == {
+        (row["phrase"], row["source"]): row["visitors"] for row in by(climate, "source,phrase")}
+    assert all(row["values"] == [row["phrase"], row["source"]] and row["visitors"] for row in reversed_rows)
     campaigns = by(climate, "campaign", source="google")
     assert [(row["campaign"], row["visits"]) for row in campaigns] == [("winter", 3)]
     top, other = by(climate, "landing", limit="1")

@@ -114,7 +114,9 @@ async def _counted(store: Store, site: str, query: Query) -> Counts:
     pipe = store.client.pipeline(transaction=False)
     for day in query.days:
         pipe.hgetall(prefix(site, day) + ",".join(query.read))
-    whole, first = len(query.by) == len(query.read), query.read.index(query.by[0])  # else by one, filtered by another
+    # A counter's values are in the order of `read`; a row's in the order `by` names them (by
+    # phrase,campaign where counters keep campaign,phrase), and a filter's dimension is no row's.
+    order = [query.read.index(name) for name in query.by]
     wanted = [(query.read.index(name), escape(value).encode()) for name, value in query.filters.items()]
     counted: defaultdict[tuple[bytes, ...], defaultdict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     for hashed in cast(list[dict[bytes, bytes]], await pipe.execute()):
@@ -124,7 +126,7 @@ async def _counted(store: Store, site: str, query: Query) -> Counts:
                 measure, found = measure + b"|" + found[0], found[1:]
             if wanted and not all(found[i] == value for i, value in wanted):
                 continue
-            counted[tuple(found) if whole else (found[first],)][measure] += int(raw)
+            counted[tuple(found[i] for i in order)][measure] += int(raw)
     counts = _counts()
     for key, measures in counted.items():
         row = counts[tuple(unescape(value.decode()) for value in key)]
