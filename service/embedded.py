@@ -54,7 +54,10 @@ def embedded_valkey(data_dir: Path) -> Iterator[str]:
     if len(bytes(socket)) > SOCKET_LIMIT:
         raise StoreError(f"{socket} is too long a path for a unix socket: set SWAPLINE_DATA_DIR to a shorter one")
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        # Its AOF holds the signing secret when SWAPLINE_SECRET is unset (and the hashes it keys):
+        # for this user only, as the socket is, even in a directory others may read.
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.chmod(0o700)
     except OSError as exc:
         raise StoreError(f"cannot make the store's directory {home} ({exc.strerror}): "
                          "set SWAPLINE_DATA_DIR to a directory this user may write") from exc

