@@ -132,8 +132,10 @@ SANE_CHARS = st.one_of(
     st.sampled_from([" ", "\t", "\n", "\u00a0", "\u2003", "\u2009"]),
 )
 SANE = st.text(SANE_CHARS, max_size=250)
-# Without Direct's operators, which a phrase loses (`tests/cases/referrers.json`).
-SEARCHED = SANE.map(lambda phrase: re.sub(r'["\[\]!+-]', "", phrase))
+# Without Direct's operators, which a phrase loses (`tests/cases/referrers.json`), and without
+# what could be a phone number or an e-mail address, for which it is lost whole (below).
+SEARCHED = SANE.map(lambda phrase: re.sub(r'["\[\]!+@-]', "", phrase)).filter(
+    lambda phrase: len(re.findall(r"\d", phrase)) < 10)
 
 
 def folded(phrase: str) -> str | None:
@@ -153,6 +155,18 @@ def test_a_percent_encoded_utm_term_round_trips(phrase: str) -> None:
 def test_a_raw_unicode_utm_term_round_trips(phrase: str) -> None:
     # As pasted into an address bar: not percent-encoded. URL parsers drop tabs and newlines.
     assert parse_traffic(f"/?utm_term={phrase}", None).phrase == folded(phrase)
+
+
+@FAST
+@given(SEARCHED, SEARCHED, st.sampled_from(["8 916 123-45-67", "+79161234567", "ivan.ivanov@example.ru", "a@b"]))
+def test_a_phrase_with_a_phone_number_or_an_e_mail_address_is_no_phrase(before: str, after: str,
+                                                                        personal: str) -> None:
+    """Whatever surrounds it: nothing keeps the rest of such a phrase, nor prints it."""
+    phrase = f"{before} {personal} {after}"[:190]
+    if personal not in phrase:  # cut off: what is left of it is another case
+        return
+    assert parse_traffic(f"/?utm_term={quote(phrase)}", None).phrase is None
+    assert parse_traffic("/", "https://yandex.ru/search/?text=" + quote(phrase)).phrase is None
 
 
 @FAST

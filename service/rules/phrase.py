@@ -121,11 +121,11 @@ def landing(query: str) -> tuple[Landing, dict[str, str]]:
     came)."""
     params = _params(query, _PAGE_PARAMS)
     landed = Landing(
-        term=_text(params.get("utm_term")),
-        source=_text(params.get("utm_source")),
-        medium=_text(params.get("utm_medium")),
-        campaign=_text(params.get("utm_campaign")),
-        content=_text(params.get("utm_content")),
+        term=_searched(params.get("utm_term")),
+        source=_tag(params.get("utm_source")),
+        medium=_tag(params.get("utm_medium")),
+        campaign=_tag(params.get("utm_campaign")),
+        content=_tag(params.get("utm_content")),
         click_id=next((name for name in _CLICK_IDS if name in params), None),
     )
     if landed.click_id is None:
@@ -193,7 +193,7 @@ def referral(referrer: str | None) -> Referral:
         return found
     names = _ENGINES[found.engine][1]
     params = _params(query, names)
-    return found._replace(phrase=next((text for name in names if (text := _text(params.get(name)))), None))
+    return found._replace(phrase=next((text for name in names if (text := _searched(params.get(name)))), None))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -263,6 +263,23 @@ def _text(value: str | None) -> str | None:
     if not value or _PLACEHOLDER.fullmatch(value):
         return None
     return value
+
+
+def _searched(value: str | None) -> str | None:
+    """A search phrase's parameter as `_text` reads it; None where it holds a phone number or an
+    e-mail address, which nothing keeps (the phrase goes to visits, logs and reports) and no
+    text prints (`insert_keyword`)."""
+    text = _text(value)
+    if text is not None and _PERSONAL_MARK.search(text) and (_PHONE.search(text) or _EMAIL.search(text)):
+        return None
+    return text
+
+
+def _tag(value: str | None) -> str | None:
+    """A `utm_*` tag's parameter as `_text` reads it, an e-mail address in it (a mailing's
+    subscriber) replaced. Its long digit runs stay: ad ids (`utm_content={ad_id}`), not phones."""
+    text = _text(value)
+    return _EMAIL.sub(EMAIL_WRITTEN, text) if text is not None and "@" in text else text
 
 
 def _visible(text: str) -> str:
@@ -359,7 +376,13 @@ KEYWORD_CASES = tuple(_CASES)
 
 # What a crafted link's phrase could put on a site for its callers to see: a phone number (ten
 # digits or more, however spaced), an e-mail address, a link.
-_CONTACT = re.compile(r"(?:\d[\s().+-]*){10,}|@|://|www\.|\w\.(?:[a-z]{2,}|рф)(?!\w)", re.IGNORECASE)
+_PHONE_DIGITS = r"(?:\d[\s().+-]*){10,}"
+_CONTACT = re.compile(rf"{_PHONE_DIGITS}|@|://|www\.|\w\.(?:[a-z]{{2,}}|рф)(?!\w)", re.IGNORECASE)
+# Personal data a visitor may type into a search, or a mailing put into its tags.
+_PHONE = re.compile(_PHONE_DIGITS)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*")
+_PERSONAL_MARK = re.compile(r"[\d@]")  # which most phrases lack: one quick scan
+EMAIL_WRITTEN = "(e-mail)"  # what a tag shows for the address it held
 # What a phrase may end in that the text around it would follow oddly: «Окна!!! в Москве», and
 # the dash a town left behind («окна — в москве»: `service.rules.placewords`).
 _TRAILING = " !?.,;:…-–—"
