@@ -191,6 +191,29 @@ def test_a_move_made_while_the_service_was_down_waits_as_well(
     assert store.get(registry_key(N1)) == b"client12:main"
 
 
+def test_a_move_made_with_the_upgrade_to_the_first_version_with_a_registry_waits_as_well(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
+    """An older version kept no registry: the number's pool is read from the pools the store
+    holds, or a number moved in the same deploy as the upgrade was free at once in its new pool
+    while its reader still saw it (an upgrade trial found this)."""
+    write(rules_dir, "client13", main=[N1])
+    write(rules_dir, "client12", main=[N2])
+    with replica(valkey_url, rules_dir, clock) as client:
+        assert number(client, "client13", "reader-13") == N1
+    for key in store.scan_iter("sw:number:*"):  # as a version before the registry left the store
+        store.delete(key)
+    write(rules_dir, "client13", main=[N3])
+    write(rules_dir, "client12", main=[N2, N1])
+    clock.advance(30)
+    with replica(valkey_url, rules_dir, clock) as client:
+        assert number(client, "client12", "first-12") == N2
+        assert number(client, "client12", "second-12") is None
+        assert call(client, "client13", N1, clock.now, "upgraded-call") == "reader-13"
+        clock.advance(HOLD - 30 + 1)
+        assert number(client, "client12", "second-12") == N1
+    assert store.get(registry_key(N1)) == b"client12:main" and store.get(registry_key(N2)) == b"client12:main"
+
+
 def test_two_replicas_that_sync_the_same_move_at_once_agree(
         valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
     """Both replicas reload the edit at the same moments, again and again: the number waits for

@@ -6,7 +6,8 @@ service was down must wait all the same: the registry `sw:number:{E164}` names t
 (`SITE:POOL`) that last listed each number. A pool's keys sit in its own cluster slot, so no
 script reads two pools; a sync joins scripts of one pool each:
 
-1. read the registry for every number the rules list;
+1. read the registry for every number the rules list (for a number it does not name, the pool
+   whose numbers in the store hold it: a version before the registry synced it there);
 2. give the pools that take no number from another pool their numbers (sync.lua), which drops
    those they no longer list;
 3. take each number that another pool listed out of that pool (hand_over.lua), which neither
@@ -43,7 +44,10 @@ async def sync(store: Store, sites: Iterable[Site]) -> None:
     listed = {number: (site, pool.id) for site, pool in pools for number in pool.numbers}
     if not listed:
         return
-    before = await _registered(store, list(listed))
+    registered = await _registered(store, list(listed))
+    before = dict(registered)
+    if unknown := [number for number in listed if number not in before]:  # new numbers, or a version before this
+        before.update(await _stored(store, [(site, pool.id) for site, pool in pools], unknown, listed))
     moved = {number: owner for number, owner in before.items() if owner != listed[number]}
     taking = {listed[number] for number in moved}
     # The other pools first: each drops what it no longer lists in the script that adds its new
@@ -55,7 +59,7 @@ async def sync(store: Store, sites: Iterable[Site]) -> None:
     for site, pool in pools:
         if (site, pool.id) in taking:
             await _sync(store, site, pool, ends)
-    await _register(store, {number: owner for number, owner in listed.items() if before.get(number) != owner})
+    await _register(store, {number: owner for number, owner in listed.items() if registered.get(number) != owner})
 
 
 async def _sync(store: Store, site: str, pool: Pool, ends: dict[str, int]) -> None:
@@ -71,6 +75,21 @@ async def _registered(store: Store, numbers: list[str]) -> dict[str, Owner]:
         pipe.get(registry_key(number))
     found = await pipe.execute()
     return {number: _owner(owner) for number, owner in zip(numbers, found, strict=True) if owner}
+
+
+async def _stored(store: Store, pools: list[Owner], numbers: list[str], listed: dict[str, Owner]) -> dict[str, Owner]:
+    """Where the store's pools hold `numbers`, which the registry does not name: a version before
+    it synced them there, and a number moved in the same deploy as the upgrade must still wait.
+    A number in the pool that lists it now stays there; one in another pool moved from it."""
+    pipe = store.client.pipeline(transaction=False)
+    for owner in pools:
+        pipe.smembers(PoolKeys.of(*owner).numbers)
+    wanted, found = set(numbers), dict[str, Owner]()
+    for owner, members in zip(pools, await pipe.execute(), strict=True):
+        for number in {member.decode() for member in members} & wanted:
+            if found.get(number) != listed[number]:
+                found[number] = owner
+    return found
 
 
 def _owner(value: bytes) -> Owner:
