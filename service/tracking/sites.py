@@ -101,7 +101,8 @@ async def arrived(store: Store, sites: Collection[str]) -> list[str]:
             log.warning("site %s is new to the rules, but the store holds data of a site of that id from before "
                         "(reports, calls, the conversion log), which its report token now reads: if the id went to "
                         "another client, take the site out of the rules, run `swapline sites erase %s`, and put it "
-                        "back", site, site)
+                        "back (unless the site is yours and an older version, which keeps no list of sites, served "
+                        "it: after a rollback, say)", site, site)
     return again
 
 
