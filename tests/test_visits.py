@@ -18,6 +18,7 @@ import redis
 from starlette.testclient import TestClient
 
 from service.tracking.counters import visitor_hash
+from service.tracking.pools import PoolKeys
 from tests import conftest
 from tests.conftest import Clock, site_client
 
@@ -280,6 +281,10 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     remaining = [key for key in store.scan_iter("sw:*") if VID.encode() in key or any(
         VID.encode() in value or visitor_hash(VID) in value for value in _values(store, key))]
     assert remaining == []  # the visitor's id is nowhere in the store, nor its hash
+    # Nor their client network's hash (of their address): the lease still held gave its place back.
+    pool = PoolKeys.of("climate", landing["phone"]["pool"])
+    assert [orjson.loads(lease)["a"] for lease in store.hvals(pool.leases)] == [""]
+    assert store.hlen(pool.networks) == 0
     assert [climate.get("/v1/reports/climate", params=params, headers=REPORT).json()
             for params in ({}, {"by": "source,campaign"})] == before  # the counts stay, the visitor too
     assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400

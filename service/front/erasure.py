@@ -2,8 +2,8 @@
 
 `DELETE /v1/visitors/{site}/{vid}` (the site's report token; `swapline forget`) deletes what
 the store keeps of one visitor: their visits and journeys, their assignments and conversion
-marks in every experiment, their id in leases and call records, and their entries in the
-conversion log (`service.tracking.journal`). Counts already added up
+marks in every experiment, their id and client network in leases, their id in call records,
+and their entries in the conversion log (`service.tracking.journal`). Counts already added up
 (visitors per cohort, conversions per day) stay: they name nobody; so do their visits in the
 reports' tables of visits, under a visitor nobody knows.
 """
@@ -24,7 +24,7 @@ from service.tracking import counters
 from service.tracking.journal import Journal
 from service.tracking.ledger import SITE, LedgerKeys
 from service.tracking.pools import PoolKeys
-from service.tracking.store import Store
+from service.tracking.store import Script, Store
 from service.tracking.visitors import valid_vid
 from service.tracking.visits import visitor_prefix
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 SLICE = 1000
+FORGET_LEASE = Script.named("forget_lease")
 
 
 async def forget(store: Store, journal: Journal, site: Site, vid: str) -> dict[str, int]:
@@ -54,7 +55,12 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str) -> dict[s
         if pool.numbers:
             held = PoolKeys.of(site.id, pool.id)
             await client.hdel(held.visitor, vid)  # the number's hold runs out, held by nobody known
-            erased["leases"] += await _anonymise(store, held.leases, lambda r: r.get("v") == vid, {"v": "", "w": ""})
+            theirs = [lease async for lease, raw in client.hscan_iter(held.leases, count=SLICE)
+                      if orjson.loads(raw).get("v") == vid]
+            for lease in theirs:  # with their client network's hash, which a held lease still counts
+                (forgotten,) = await store.batcher.submit(
+                    FORGET_LEASE((held.holder, held.leases, held.networks), (lease,), None))
+                erased["leases"] += forgotten
     erased["calls"] += await _anonymise(store, f"sw:{{{site.id}:calls}}:calls", lambda r: r.get("visitor") == vid,
                                         {"visitor": None, "visit": None})
     erased["log"] = await journal.forget(site.id, vid)
