@@ -120,6 +120,25 @@ MISTAKES = {
         "webhooks:\n  - {url: \"https://crm.example/hook\", secret: \"${NO_SUCH_SECRET_SET}\"}\nreports:\n",
         ("${NO_SUCH_SECRET_SET} is not set: every delivery is signed",), where="NO_SUCH_SECRET_SET",
     ),
+    "a webhook at cloud metadata": Mistake(
+        "reports:\n",
+        "webhooks:\n  - {url: \"http://169.254.169.254/latest/meta-data/\", secret: crm-secret-00000001}\nreports:\n",
+        ("169.254.169.254 is a link-local address, where cloud metadata answers: no webhook posts there",),
+        where="169.254.169.254",
+    ),
+    "a webhook at cloud metadata written as one number": Mistake(
+        "reports:\n", "webhooks:\n  - {url: \"http://2852039166/\", secret: crm-secret-00000001}\nreports:\n",
+        ("169.254.169.254 is a link-local address",), where="2852039166",
+    ),
+    "a webhook at an IPv6 link-local address": Mistake(
+        "reports:\n", "webhooks:\n  - {url: \"http://[fe80::1%25eth0]:8080/hook\", secret: crm-secret-00000001}\n"
+                      "reports:\n",
+        ("fe80::1 is a link-local address",), where="fe80",
+    ),
+    "a webhook url whose IPv6 address is not closed": Mistake(
+        "reports:\n", "webhooks:\n  - {url: \"http://[::1/hook\", secret: crm-secret-00000001}\nreports:\n",
+        ("not a url deliveries can post to: Invalid IPv6 URL",), where="[::1",
+    ),
     "an upload whose token is not in the environment": Mistake(
         "reports:\n", "exports:\n  metrica: {counter: 1, token: \"${NO_METRIKA_TOKEN_SET}\"}\nreports:\n",
         ("${NO_METRIKA_TOKEN_SET} is not set: the upload needs it",), where="NO_METRIKA_TOKEN_SET",

@@ -4,23 +4,31 @@ restart, each id once after the receiver's dedupe."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import signal
+import ssl
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import jsonschema
 import orjson
 import pytest
 import redis
+import trustme
 
-from tests.conftest import BROWSER_HEADERS, ROOT, one_site, start
+from service.integrations.webhook_posts import Sender
+from service.rules.settings import Webhook
+from tests.conftest import BROWSER_HEADERS, ROOT, one_site, start, wait_for
 from tests.receiver import Answer, Receiver, Request
-from tests.test_visits import AD, ORIGIN, SECRET, SITE
+from tests.test_visits import AD, ORIGIN, REPORT, SECRET, SITE
 
 HOOK_SECRET = "hook-secret-00000001"
 SCHEMA = json.loads((ROOT / "docs" / "webhook.schema.json").read_text())
@@ -126,3 +134,94 @@ def test_every_conversion_reaches_the_endpoints_through_failures_timeouts_and_a_
     report = status.json()
     assert [endpoint["waiting"] for endpoint in report["endpoints"]] == [0, 0]
     assert {"500", "timeout", "503", "200"} <= {delivery["status"] for delivery in report["deliveries"]}
+
+
+def endpoint(url: str, named: str | None = None) -> str:
+    """The `webhooks:` of one endpoint, with an id if `named`."""
+    return f"webhooks:\n  - {{{f'id: {named}, ' if named else ''}url: \"{url}\", secret: {HOOK_SECRET}}}\n"
+
+
+def ids(requests: Iterable[Request]) -> set[str]:
+    return {orjson.loads(request.body)["id"] for request in requests}
+
+
+class Running:
+    """The service on a site whose `webhooks:` a test writes, and what a browser and a marketer do to it."""
+
+    def __init__(self, service: subprocess.Popen[bytes], base: str, rules: Path) -> None:
+        self.service, self.rules = service, rules
+        self.http = httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"},
+                                 timeout=30)
+
+    def form(self, name: str) -> str:
+        """A visitor from the ad sends a form; its conversion's id."""
+        shown = self.http.get("/v1/decide", params={"site": "climate", "url": AD, "vid": f"hook-visitor-{name}"}).json()
+        form = orjson.dumps({"type": "form", "id": name, "token": shown["token"]})
+        assert self.http.post("/v1/events", content=form, headers={"origin": ORIGIN}).status_code == 202
+        return f"form:{name}"
+
+    def attempts(self) -> set[tuple[str, str]]:
+        """The latest deliveries' urls and statuses, as the status page lists them."""
+        return {(delivery["url"], delivery["status"]) for delivery in self.status()["deliveries"]}
+
+    def status(self) -> dict[str, Any]:
+        answer = self.http.get("/v1/webhooks/climate", headers=REPORT)
+        assert answer.status_code == 200, answer.text
+        return cast(dict[str, Any], answer.json())
+
+
+@contextmanager
+def serving(tmp_path: Path, valkey_url: str, webhooks: str) -> Iterator[Running]:
+    rules = one_site(tmp_path, "climate", SITE + webhooks)
+    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
+                          SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32", SWAPLINE_WEBHOOK_TIMEOUT="1",
+                          SWAPLINE_WEBHOOK_RETRY_MS="200")
+    running = Running(service, base, rules / "climate.yaml")
+    try:
+        yield running
+    finally:
+        running.http.close()
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
+
+
+def test_a_huge_answer_is_hung_up_on_not_read(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    """An endpoint that answers 200 with 256 MB: the delivery counts, and the service hangs up
+    after the answer's first bytes instead of holding them all in memory."""
+    huge = 256 << 20
+    flood = Receiver(lambda request: Answer(200, filler=huge))
+    try:
+        with serving(tmp_path, valkey_url, endpoint(f"{flood.url}/flood")) as site:
+            site.form("flooded")
+            flood.wait(lambda: bool(flood.hung_up))
+            wait_for("the delivery", lambda: site.attempts() == {(f"{flood.url}/flood", "200")})
+    finally:
+        flood.close()
+    (_, taken), = flood.hung_up
+    assert taken < huge // 8 and not flood.finished  # what the sockets' buffers held, not the answer
+
+
+def test_a_delivery_that_cannot_be_made_says_why() -> None:
+    """What the status page shows of an attempt that got no answer: a destination refused as
+    link-local (where cloud metadata answers) once its name is resolved, and a certificate the
+    service does not trust, by name rather than as a bare ConnectError."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(tls)
+    untrusted = Receiver(tls=tls)
+    # No name resolves to 169.254.169.254 without a DNS server: the resolver's own reading of
+    # 2852039166 stands in for one (the rules refuse it as written: tests/test_rules_check.py).
+    hooks = [Webhook("http://2852039166/latest/meta-data/", HOOK_SECRET), Webhook(f"{untrusted.url}/crm", HOOK_SECRET)]
+    entry: dict[str, Any] = {"id": "form:f-1", "kind": "form", "at": 1_795_000_000_000}
+
+    async def attempts() -> list[tuple[str, bool]]:
+        async with Sender(timeout=5) as sender:
+            return [await sender.post(hook, "climate", entry, 1, entry["at"]) for hook in hooks]
+
+    try:
+        (metadata, sent_there), (certificate, sent_to_crm) = asyncio.run(attempts())
+    finally:
+        untrusted.close()
+    assert metadata == ("refused: 2852039166 is 169.254.169.254, a link-local address (cloud metadata): "
+                        "no webhook posts there") and not sent_there
+    assert certificate == "error: certificate verify failed: unable to get local issuer certificate"
+    assert not sent_to_crm and untrusted.requests == []

@@ -23,9 +23,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
-import httpx
-
-from service.integrations import exports, webhooks
+from service.integrations import exports
+from service.integrations.webhook_posts import Sender
 from service.observability import WEBHOOKS
 from service.rules.engine import Site
 from service.tracking.clock import hour_and_day
@@ -117,18 +116,18 @@ class StoreWatch:
         self.since: int | None = None  # ms: when the outage told of began
 
     async def keep_watching(self) -> None:
-        async with webhooks.client(self.timeout) as client:
+        async with Sender(self.timeout) as sender:
             while True:
                 await asyncio.sleep(self.every)
-                await self.check(client)
+                await self.check(sender)
 
-    async def check(self, client: httpx.AsyncClient) -> None:
+    async def check(self, sender: Sender) -> None:
         now = self.now_ms()
         if not await self._answers():
             self.missed += 1
             if self.missed == self.after:
                 self.since = now - int(self.every * 1000) * (self.after - 1)
-                await self._tell_degraded(client, now)
+                await self._tell_degraded(sender, now)
             return
         self.missed = 0
         if self.since is not None:
@@ -147,7 +146,7 @@ class StoreWatch:
             return False
         return True
 
-    async def _tell_degraded(self, client: httpx.AsyncClient, now: int) -> None:
+    async def _tell_degraded(self, sender: Sender, now: int) -> None:
         assert self.since is not None
         for site in self.sites():
             began = datetime.datetime.fromtimestamp(self.since / 1000, site.time_zone).strftime(
@@ -158,7 +157,7 @@ class StoreWatch:
                            "numbers and experiments, and events and calls wait on disk until it is back")
             for hook in site.webhooks:
                 if hook.takes("alert"):
-                    status, delivered = await webhooks.post(client, hook, site.id, entry, 1, now)
+                    status, delivered = await sender.post(hook, site.id, entry, 1, now)
                     WEBHOOKS.labels(site.id, "delivered" if delivered else "failed").inc()
                     if not delivered:
                         log.warning("store_degraded not delivered to %s: %s", hook.url, status)

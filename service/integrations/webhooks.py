@@ -13,31 +13,26 @@ endpoint acknowledged, so deliveries survive restarts and outages, and any proce
 (an entry waiting for a retry is claimed by one). A 2xx acknowledges; anything else (an error
 status, a refused connection, a timeout) is retried after 1, 2, 4 … seconds, at most an hour
 apart, for as long as the log keeps the entry. The body's `id` is the conversion's, the same on
-every attempt: receivers dedupe by it.
-
-Each POST is signed: `X-Swapline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
-with the endpoint's secret; a receiver compares in constant time and refuses a `t` more than
-five minutes from its clock, so a captured request cannot be replayed later.
+every attempt: receivers dedupe by it. Each attempt is one signed POST, bounded in time and in
+what it reads (service.integrations.webhook_posts).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import os
 import socket
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
-import httpx
 import orjson
 import redis.exceptions
 from starlette.requests import Request
 
 from service.front.auth import require_report_token
 from service.front.responses import JSON
+from service.integrations.webhook_posts import Sender
 from service.observability import WEBHOOKS
 from service.rules.engine import Site
 from service.rules.geo import GeoDB
@@ -59,52 +54,6 @@ class Entry(NamedTuple):
     fields: dict[bytes, bytes] | None  # None: trimmed from the log since it was read
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """`X-Swapline-Signature` of a delivery: its time, and the MAC of time and body."""
-    mac = hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def telegram_text(entry: dict[str, Any]) -> str:
-    """A conversion or an alert as one line of a Telegram chat."""
-    if entry["kind"] == "alert":
-        return f"⚠️ {entry['alert']['message']}"
-    visit, call = entry.get("visit") or {}, entry.get("call")
-    came = " / ".join(part for part in (visit.get("source"), visit.get("campaign")) if part) or "direct"
-    phrase = f" «{visit['phrase']}»" if visit.get("phrase") else ""
-    if call:
-        what = f"{'Target call' if call['qualified'] else 'Call'} to {call['number']}, {call['talk_seconds']} s"
-        if entry["kind"] == "missed_call":
-            what = f"Missed call to {call['number']}"
-    else:
-        what = {"form": "Form", "tel_click": "Tap on the number", "goal": f"Goal {entry.get('goal')}"}.get(
-            entry["kind"], entry["kind"])
-        what += f" on {entry.get('page')}"
-    return f"{what} · {came}{phrase}"
-
-
-async def post(client: httpx.AsyncClient, hook: Webhook, site: str, entry: dict[str, Any], attempt: int,
-               now_ms: int) -> tuple[str, bool]:
-    """One signed POST of a log entry to an endpoint, in its format: (what came back, whether
-    that acknowledges it)."""
-    body = orjson.dumps({"chat_id": hook.chat, "text": telegram_text(entry)} if hook.format == "telegram" else
-                        {"id": entry["id"], "type": entry["kind"], "site": site, "attempt": attempt,
-                         "conversion": entry})
-    try:
-        response = await client.post(hook.url, content=body, headers={
-            "content-type": "application/json", "x-swapline-id": entry["id"],
-            "x-swapline-signature": signature(hook.secret, now_ms // 1000, body)})
-    except httpx.TimeoutException:
-        return "timeout", False
-    except httpx.HTTPError as exc:
-        return f"error: {type(exc).__name__}", False
-    return str(response.status_code), response.is_success
-
-
-def client(timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, headers={"user-agent": "Swapline-Webhooks/1"})
-
-
 def deliveries_key(site: str) -> str:
     return f"sw:{{{site}:log}}:deliveries"
 
@@ -117,14 +66,14 @@ class Deliveries:
         self.store, self.sites, self.now_ms, self.geo = store, sites, now_ms, geo
         self.first_retry_ms = first_retry_ms
         self.consumer = f"{socket.gethostname()}:{os.getpid()}"
-        self.client = client(timeout)
+        self.sender = Sender(timeout)
         self._groups: set[tuple[str, str]] = set()  # made in the store, as far as this process knows
 
     async def keep_delivering(self, tick: float = 1.0) -> None:
         try:  # at once, so each endpoint's group starts before traffic; quietly, or each tick would say so
             await repeat(tick, self.deliver_due, "webhooks", logging.DEBUG, at_once=True)
         finally:
-            await self.client.aclose()
+            await self.sender.aclose()
 
     async def deliver_due(self) -> None:
         """Deliver what is new, and retry what failed and is due again, to every endpoint."""
@@ -180,7 +129,7 @@ class Deliveries:
             return
         now = self.now_ms()
         named = city_named(entry, self.geo, to.language)  # as the call's answer and the log name it
-        status, delivered = await post(self.client, hook, site, named, attempt, now)
+        status, delivered = await self.sender.post(hook, site, named, attempt, now)
         if delivered:
             await self.store.client.xack(log_key(site), hook.group, entry_id)
         WEBHOOKS.labels(site, "delivered" if delivered else "failed").inc()

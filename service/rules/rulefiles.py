@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cssselect
@@ -33,7 +36,16 @@ from service.rules.phrase import Keyword, unicode_host
 from service.rules.places import PREPOSITIONS
 from service.rules.regions import city_meant, english_city, region_code, region_place, renamed_region
 from service.rules.ruleschema import schema_problems
-from service.rules.settings import AlertSettings, CallSettings, Exports, GoogleAds, Metrica, VisitSettings, Webhook
+from service.rules.settings import (
+    AlertSettings,
+    CallSettings,
+    Exports,
+    GoogleAds,
+    Metrica,
+    VisitSettings,
+    Webhook,
+    refused_address,
+)
 from service.rules.templates import MAX_OUTPUT, TemplateError, Text, compile_text
 from service.rules.words import KeywordTerms, keyword_terms
 from service.rules.yamlsource import Document, YAMLProblem, parse
@@ -554,8 +566,20 @@ class _Compiler:
         if (data.get("format") == "telegram") != ("chat" in data):
             self.problem(("webhooks", index), "a Telegram webhook needs its chat, and only it has one: "
                                               "format: telegram, chat: \"-100…\"")
+        self._destination(("webhooks", index, "url"), data["url"])
         return Webhook(data["url"], secret or "", frozenset(data["kinds"]) if "kinds" in data else None,
                        data.get("format", "json"), data.get("chat"))
+
+    def _destination(self, path: tuple[str | int, ...], url: str) -> None:
+        """A webhook's url, written as no address it may not post to (deliveries check the name's)."""
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError as exc:  # "http://[::1/"
+            self.problem(path, f"not a url deliveries can post to: {exc}")
+            return
+        if (address := _literal_address(host)) and refused_address(address):
+            self.problem(path, f"{address} is a link-local address, where cloud metadata answers: "
+                               "no webhook posts there (a private address may be)")
 
     def _exports(self, data: dict[str, Any]) -> Exports:
         metrica, google = data.get("metrica"), data.get("google_ads")
@@ -628,6 +652,19 @@ def _secret(value: str | None) -> str | None:
         return None
     reference = ENV_REFERENCE.fullmatch(value)
     return (os.environ.get(reference[1]) or None) if reference else value
+
+
+def _literal_address(host: str) -> str | None:
+    """The IP address a url's host writes, in any form the resolver reads as one (2852039166 and
+    0xa9.0xfe.0xa9.0xfe are 169.254.169.254), or None for a name."""
+    try:
+        return str(ipaddress.ip_address(host.partition("%")[0]))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def _seconds(value: str | int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -40,6 +41,20 @@ class Webhook:
     def group(self) -> str:
         """Its consumer group on the conversion log: named by its address, so a reload keeps it."""
         return "hook:" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
+
+
+# Cloud metadata answers on link-local addresses (and AWS's over IPv6 on its own): a webhook
+# pointed there would post signed JSON to it and show what it answered. Private and loopback
+# addresses are allowed: self-hosted CRMs (Bitrix24 on-premise) live on private networks.
+CLOUD_METADATA = frozenset({ipaddress.ip_address("fd00:ec2::254")})
+
+
+def refused_address(address: str) -> bool:
+    """Whether a webhook may never post to the IP `address` (with or without an IPv6 zone)."""
+    ip = ipaddress.ip_address(address.partition("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local or ip in CLOUD_METADATA
 
 
 @dataclass(frozen=True, slots=True)
