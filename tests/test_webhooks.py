@@ -185,6 +185,29 @@ def serving(tmp_path: Path, valkey_url: str, webhooks: str) -> Iterator[Running]
         service.communicate(timeout=20)
 
 
+def test_an_endpoint_that_trickles_its_answer_holds_up_no_other(tmp_path: Path, valkey_url: str,
+                                                                store: redis.Redis) -> None:
+    """An endpoint that answers a byte at a time, each in less than the timeout: its deliveries
+    time out as a whole (SWAPLINE_WEBHOOK_TIMEOUT), and the healthy endpoint listed after it
+    gets every conversion while it is still at it."""
+    slow = Receiver(lambda request: Answer(200, b'{"ok": true, "note": "a byte at a time"}', trickle=0.5))
+    healthy = Receiver()
+    webhooks = f"""webhooks:
+  - {{url: "{slow.url}/slow", secret: {HOOK_SECRET}}}
+  - {{url: "{healthy.url}/healthy", secret: {HOOK_SECRET}}}
+"""
+    try:
+        with serving(tmp_path, valkey_url, webhooks) as site:
+            sent = {site.form(f"trickled-{n}") for n in range(5)}
+            slow.wait(lambda: bool(slow.requests))
+            healthy.wait(lambda: ids(healthy.taken("/healthy")) == sent)
+            assert not slow.finished  # still trickling (each answer takes 20 s)
+            wait_for("a timeout", lambda: (f"{slow.url}/slow", "timeout") in site.attempts())
+    finally:
+        slow.close()
+        healthy.close()
+
+
 def test_a_huge_answer_is_hung_up_on_not_read(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
     """An endpoint that answers 200 with 256 MB: the delivery counts, and the service hangs up
     after the answer's first bytes instead of holding them all in memory."""
