@@ -563,6 +563,21 @@ def test_the_demo_passes() -> None:
     assert re.fullmatch(r"[0-9a-f]{12}", rules.version)
 
 
+def test_two_webhooks_that_would_share_a_queue_are_refused_and_ids_part_them(tmp_path: Path) -> None:
+    """One relay for calls and forms (on a private address, as a self-hosted CRM may be): without
+    ids the two would share a queue and each take what the other should get."""
+    relay = '- {url: "http://10.0.0.5/relay", secret: crm-secret-00000001, kinds: '
+    text = edited("reports:\n", f"webhooks:\n  {relay}[call]}}\n  {relay}[form]}}\nreports:\n")
+    path = write(tmp_path, text)
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line) == (str(path), line_of(text, "[form]"))
+    assert f"the webhook on line {line_of(text, '[call]')} has this url too" in problem.message
+    assert "give each an id (id: calls, id: forms)" in problem.message
+    named = text.replace("- {url", "- {id: calls, url", 1).replace("- {url", "- {id: forms, url", 1)
+    write(tmp_path, named)
+    assert [hook.id for hook in load(tmp_path).sites["demo"].webhooks] == ["calls", "forms"]
+
+
 def test_a_places_override_renames_the_place_and_declines_the_new_name(tmp_path: Path) -> None:
     write(tmp_path, DEMO_TEXT)
     kamchatka = load(tmp_path).sites["demo"].place("Камчатский край")

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import signal
 import ssl
 import subprocess
@@ -26,7 +27,7 @@ import trustme
 
 from service.integrations.webhook_posts import Sender
 from service.rules.settings import Webhook
-from tests.conftest import BROWSER_HEADERS, ROOT, one_site, start, wait_for
+from tests.conftest import BROWSER_HEADERS, ROOT, one_site, output, start, wait_for
 from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, REPORT, SECRET, SITE
 
@@ -160,6 +161,16 @@ class Running:
         assert self.http.post("/v1/events", content=form, headers={"origin": ORIGIN}).status_code == 202
         return f"form:{name}"
 
+    def call(self, name: str) -> str:
+        """A visitor from the ad calls the number shown, as the PBX posts it; the call's id."""
+        shown = self.http.get("/v1/decide", params={"site": "climate", "url": AD, "vid": f"hook-caller-{name}"}).json()
+        raw = orjson.dumps({"call_id": name, "called": shown["phone"]["number"], "caller": "+79161234567",
+                            "start": time.time() + 1, "talk_seconds": 60})
+        signed = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
+        answer = self.http.post("/v1/calls?site=climate", content=raw, headers={"x-swapline-signature": signed})
+        assert answer.status_code == 200, answer.text
+        return f"call:{name}"
+
     def attempts(self) -> set[tuple[str, str]]:
         """The latest deliveries' urls and statuses, as the status page lists them."""
         return {(delivery["url"], delivery["status"]) for delivery in self.status()["deliveries"]}
@@ -169,13 +180,21 @@ class Running:
         assert answer.status_code == 200, answer.text
         return cast(dict[str, Any], answer.json())
 
+    def edit(self, webhooks: str) -> None:
+        """New webhooks, as a marketer's upload: written aside, then renamed (docs/DEPLOY.md)."""
+        aside = self.rules.with_name(".climate.yaml")
+        aside.write_text(SITE + webhooks)
+        aside.rename(self.rules)
+        urls = re.findall(r'url: "([^"]+)"', webhooks)
+        wait_for("the new rules", lambda: [hook["url"] for hook in self.status()["endpoints"]] == urls)
+
 
 @contextmanager
-def serving(tmp_path: Path, valkey_url: str, webhooks: str) -> Iterator[Running]:
+def serving(tmp_path: Path, valkey_url: str, webhooks: str, retry_ms: int = 200) -> Iterator[Running]:
     rules = one_site(tmp_path, "climate", SITE + webhooks)
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
                           SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32", SWAPLINE_WEBHOOK_TIMEOUT="1",
-                          SWAPLINE_WEBHOOK_RETRY_MS="200")
+                          SWAPLINE_WEBHOOK_RETRY_MS=str(retry_ms))
     running = Running(service, base, rules / "climate.yaml")
     try:
         yield running
@@ -183,6 +202,58 @@ def serving(tmp_path: Path, valkey_url: str, webhooks: str) -> Iterator[Running]
         running.http.close()
         service.send_signal(signal.SIGINT)
         service.communicate(timeout=20)
+
+
+def test_a_fixed_crm_address_gets_what_waited_for_the_old_one(tmp_path: Path, valkey_url: str,
+                                                               store: redis.Redis) -> None:
+    """The CRM's address was wrong: the conversions waiting for it are kept when the url changes,
+    said so as the rules load and on the status page, and reach the right address the way
+    docs/WEBHOOKS.md says (an id, then the new url) at once, not at their next retry (ten
+    minutes away here); nothing goes to the new one twice."""
+    wrong, right = Receiver(lambda request: Answer(404)), Receiver()
+    try:
+        with serving(tmp_path, valkey_url, endpoint(f"{wrong.url}/crm"), retry_ms=600_000) as site:
+            waiting = {site.form(f"early-{n}") for n in range(3)}
+            wrong.wait(lambda: ids(request for request, _ in wrong.requests) == waiting)
+
+            site.edit(endpoint(f"{right.url}/crm"))  # without an id
+            wait_for("the warning", lambda: "no longer in the rules" in output(site.service))
+            warning = next(line for line in output(site.service).splitlines() if "no longer in the rules" in line)
+            assert "site climate" in warning and f"{wrong.url}/crm" in warning and "3 conversions" in warning
+            (orphan,) = site.status()["orphaned"]
+            assert (orphan["url"], orphan["waiting"], orphan["undelivered"]) == (f"{wrong.url}/crm", 3, 0)
+
+            site.edit(endpoint(f"{wrong.url}/crm", "crm"))  # back, named
+            wait_for("the old queue, now the id's", lambda: site.status()["orphaned"] == [])
+            assert [(hook["id"], hook["waiting"]) for hook in site.status()["endpoints"]] == [("crm", 3)]
+
+            site.edit(endpoint(f"{right.url}/crm", "crm"))
+            later = site.form("later")
+            right.wait(lambda: ids(right.taken("/crm")) == {*waiting, later})
+            assert site.status()["orphaned"] == []
+    finally:
+        wrong.close()
+        right.close()
+    assert len(right.taken("/crm")) == 4  # each once
+
+
+def test_a_relay_with_one_address_for_calls_and_forms_gets_both(tmp_path: Path, valkey_url: str,
+                                                                store: redis.Redis) -> None:
+    """Two endpoints at one url, calls to one pipeline and forms to another: each has a queue of
+    its own (their ids'), so a form is not taken and dropped by the calls' endpoint, nor a call
+    by the forms'."""
+    relay = Receiver()
+    webhooks = f"""webhooks:
+  - {{id: calls, url: "{relay.url}/relay", secret: {HOOK_SECRET}, kinds: [call]}}
+  - {{id: forms, url: "{relay.url}/relay", secret: {HOOK_SECRET}, kinds: [form]}}
+"""
+    try:
+        with serving(tmp_path, valkey_url, webhooks) as site:
+            sent = {site.form(f"relayed-{n}") for n in range(3)} | {site.call("relayed-call")}
+            relay.wait(lambda: ids(relay.taken("/relay")) == sent)
+    finally:
+        relay.close()
+    assert sorted(orjson.loads(request.body)["type"] for request in relay.taken("/relay")) == ["call", *["form"] * 3]
 
 
 def test_an_endpoint_that_trickles_its_answer_holds_up_no_other(tmp_path: Path, valkey_url: str,

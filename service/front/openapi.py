@@ -289,9 +289,11 @@ SPEC: dict[str, Any] = {
                           **_errors(400, 401, 404, 429)},
         }},
         "/v1/webhooks/{site}": {"get": {
-            "summary": "Outgoing webhooks: each endpoint's backlog and the latest deliveries (docs/WEBHOOKS.md)",
+            "summary": "Outgoing webhooks: each endpoint's backlog, the queues of endpoints the rules left with "
+                       "conversions undelivered, and the latest deliveries (docs/WEBHOOKS.md)",
             "security": BEARER, "parameters": [SITE_PATH],
-            "responses": {**_json("per endpoint", {"type": "object", "required": ["site", "endpoints", "deliveries"]}),
+            "responses": {**_json("per endpoint", {"type": "object",
+                                                   "required": ["site", "endpoints", "orphaned", "deliveries"]}),
                           **_errors(401, 404, 429)},
         }},
         "/v1/pools/{site}": {"get": {

@@ -3,17 +3,18 @@
 A site lists its endpoints in its rules (docs/WEBHOOKS.md):
 
     webhooks:
-      - url: https://crm.example.com/swapline
+      - id: crm                      # optional: names its queue, so the url may change
+        url: https://crm.example.com/swapline
         secret: ${CRM_WEBHOOK_SECRET}
         kinds: [call, form]          # optional: which conversions (default: all)
 
 Every entry of the conversion log (`service.tracking.journal`) reaches each endpoint at least once,
-through a consumer group per endpoint on the log's stream: the store remembers what each
-endpoint acknowledged, so deliveries survive restarts and outages, and any process may deliver
-(an entry waiting for a retry is claimed by one). A 2xx acknowledges; anything else (an error
-status, a refused connection, a timeout) is retried after 1, 2, 4 … seconds from the failure,
-at most an hour apart, for as long as the log keeps the entry. The body's `id` is the
-conversion's, the same on every attempt: receivers dedupe by it.
+through the endpoint's queue in the store (service.integrations.webhook_queues): the store
+remembers what each endpoint acknowledged, so deliveries survive restarts and outages, and any
+process may deliver (an entry waiting for a retry is claimed by one). A 2xx acknowledges;
+anything else (an error status, a refused connection, a timeout) is retried after 1, 2, 4 …
+seconds from the failure, at most an hour apart, for as long as the log keeps the entry. The
+body's `id` is the conversion's, the same on every attempt: receivers dedupe by it.
 
 Endpoints go at their own pace: each has its own round of deliveries (`AT_ONCE` at a time),
 and a slow one holds up only itself, for at most the timeout a delivery
@@ -30,12 +31,12 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import orjson
-import redis.exceptions
 from starlette.requests import Request
 
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.integrations.webhook_posts import Sender
+from service.integrations.webhook_queues import MOST_BACKOFF_MS, Queues, groups, orphans, registry
 from service.observability import WEBHOOKS
 from service.rules.engine import Site
 from service.rules.geo import GeoDB
@@ -47,7 +48,6 @@ from service.tracking.visits import city_named
 
 BATCH = 50  # entries looked at for a retry, per endpoint
 AT_ONCE = 10  # deliveries in flight per endpoint
-MOST_BACKOFF_MS = 3_600_000
 KEPT_DELIVERIES = 1000  # of the delivery log, per site
 log = logging.getLogger("swapline")
 
@@ -71,11 +71,11 @@ class Deliveries:
         self.first_retry_ms = first_retry_ms
         self.consumer = f"{socket.gethostname()}:{os.getpid()}"
         self.sender = Sender(timeout)
-        self._groups: set[tuple[str, str]] = set()  # made in the store, as far as this process knows
+        self.queues = Queues(store, self.consumer, now_ms)
         self._rounds: dict[tuple[str, str], asyncio.Task[None]] = {}  # (site, group) -> its round under way
 
     async def keep_delivering(self, tick: float = 1.0) -> None:
-        try:  # at once, so each endpoint's group starts before traffic; quietly, or each tick would say so
+        try:  # at once, so each endpoint's queue starts before traffic; quietly, or each tick would say so
             await repeat(tick, self.deliver_due, "webhooks", logging.DEBUG, at_once=True)
         finally:
             for under_way in self._rounds.values():
@@ -88,8 +88,8 @@ class Deliveries:
         due again. Rounds are not awaited: an endpoint that is slow to answer delays no other."""
         self._rounds = {key: under_way for key, under_way in self._rounds.items() if not under_way.done()}
         for site in self.sites():
+            await self.queues.settle(site)
             for hook in site.webhooks:
-                await self._group(site.id, hook)
                 if (site.id, hook.group) not in self._rounds:
                     self._rounds[site.id, hook.group] = asyncio.create_task(self._round(site, hook))
 
@@ -104,19 +104,12 @@ class Deliveries:
                 if len(entries) < AT_ONCE or not all(delivered) or not self._configured(to.id, hook):
                     return
         except STORE_ERRORS as exc:
-            log.debug("webhooks of %s wait for the store: %s", to.id, exc)
+            if "NOGROUP" in str(exc):
+                self.queues.unsettle(to.id)  # its queue went (another process's rules left it): made again
+            else:
+                log.debug("webhooks of %s wait for the store: %s", to.id, exc)
         except Exception:  # a round of its own: nobody else would hear of it
             log.exception("a round of deliveries to %s failed", hook.url)
-
-    async def _group(self, site: str, hook: Webhook) -> None:
-        if (site, hook.group) in self._groups:
-            return
-        try:  # from the log's end: an endpoint gets what is logged after it is configured
-            await self.store.client.xgroup_create(log_key(site), hook.group, id="$", mkstream=True)
-        except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._groups.add((site, hook.group))
 
     def _configured(self, site: str, hook: Webhook) -> bool:
         """Whether the rules still have the endpoint as it was: a backlog's round ends at a change."""
@@ -181,14 +174,15 @@ async def webhooks_endpoint(request: Request) -> JSON:
 
 
 async def _status(store: Store, site: Site) -> dict[str, Any]:
-    client, endpoints = store.client, []
+    """Each endpoint's queue, those the rules left with conversions undelivered, the latest attempts."""
+    client = store.client
+    on_log = await groups(client, site.id)
+    endpoints = []
     for hook in site.webhooks:
-        groups = {group["name"].decode(): group for group in await client.xinfo_groups(log_key(site.id))} \
-            if await client.exists(log_key(site.id)) else {}
-        group = groups.get(hook.group)
-        endpoints.append({"url": hook.url, "kinds": sorted(hook.kinds) if hook.kinds else None,
+        group = on_log.get(hook.group)
+        endpoints.append({"id": hook.id, "url": hook.url, "kinds": sorted(hook.kinds) if hook.kinds else None,
                           "waiting": int(group["pending"]) if group else 0,
                           "undelivered": int(group.get("lag") or 0) if group else 0})
     latest = await client.xrevrange(deliveries_key(site.id), count=100)
-    return {"site": site.id, "endpoints": endpoints,
+    return {"site": site.id, "endpoints": endpoints, "orphaned": orphans(site, on_log, await registry(client, site.id)),
             "deliveries": [orjson.loads(fields[b"d"]) for _, fields in cast(list[Any], latest)]}

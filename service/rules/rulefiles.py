@@ -248,7 +248,7 @@ class _Compiler:
             calls=self._calls(data.get("calls", {}), zone, "time_zone" in data),
             visits=_visits(data.get("visits", {})),
             report_token=self._credential(("reports", "token"), data.get("reports", {}).get("token")),
-            webhooks=tuple(self._webhook(i, hook) for i, hook in enumerate(data.get("webhooks", []))),
+            webhooks=self._webhooks(data.get("webhooks", [])),
             exports=self._exports(data.get("exports", {})),
             alerts=_alerts(data.get("alerts", {})),
             spellings=frozenset(self.spellings),
@@ -559,6 +559,23 @@ class _Compiler:
             self.warn(path, f"{value} is not set in the environment: {refused}")
         return secret
 
+    def _webhooks(self, data: list[dict[str, Any]]) -> tuple[Webhook, ...]:
+        """The endpoints, each with a queue of its own: two that shared one would each take what the
+        other's kinds leave, and acknowledge it unsent."""
+        hooks: list[Webhook] = []
+        queues: dict[str, int] = {}  # queue -> the first endpoint's index
+        for index, item in enumerate(data):
+            hooks.append(hook := self._webhook(index, item))
+            other = queues.setdefault(hook.group, index)
+            if other != index and hook.id is not None:
+                self.problem(("webhooks", index, "id"), f"duplicate id {hook.id!r} in webhooks")
+            elif other != index:
+                self.problem(("webhooks", index, "url"), (
+                    f"the webhook on line {self.document.line(('webhooks', other, 'url'))} has this url too: "
+                    "the two would share one queue, and what one takes the other never gets; give each an id "
+                    "(id: calls, id: forms)"))
+        return tuple(hooks)
+
     def _webhook(self, index: int, data: dict[str, Any]) -> Webhook:
         secret = _secret(data["secret"])
         if not secret:  # ${ENV_VAR} that is not set
@@ -568,7 +585,7 @@ class _Compiler:
                                               "format: telegram, chat: \"-100…\"")
         self._destination(("webhooks", index, "url"), data["url"])
         return Webhook(data["url"], secret or "", frozenset(data["kinds"]) if "kinds" in data else None,
-                       data.get("format", "json"), data.get("chat"))
+                       data.get("format", "json"), data.get("chat"), data.get("id"))
 
     def _destination(self, path: tuple[str | int, ...], url: str) -> None:
         """A webhook's url, written as no address it may not post to (deliveries check the name's)."""

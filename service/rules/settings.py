@@ -33,14 +33,21 @@ class Webhook:
     kinds: frozenset[str] | None = None  # None: every conversion (alerts only where named)
     format: str = "json"  # or "telegram": a Telegram bot's sendMessage to `chat`
     chat: str | None = None
+    id: str | None = None  # names its queue, which a new url then keeps
 
     def takes(self, kind: str) -> bool:
         return kind in self.kinds if self.kinds is not None else kind != "alert"
 
     @property
     def group(self) -> str:
-        """Its consumer group on the conversion log: named by its address, so a reload keeps it."""
-        return "hook:" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        """Its queue, a consumer group on the conversion log: named by its id, else by its url
+        (as before ids were given: a deployment keeps its queues)."""
+        return f"hook:id:{self.id}" if self.id is not None else url_group(self.url)
+
+
+def url_group(url: str) -> str:
+    """The queue of an endpoint without an id."""
+    return "hook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 # Cloud metadata answers on link-local addresses (and AWS's over IPv6 on its own): a webhook
