@@ -17,6 +17,7 @@ import email.parser
 import io
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from starlette.testclient import TestClient
 
 from service.integrations.exports import FILES, METRICA_CALL_COLUMNS, csv_file, metrica_call_rows
 from service.rules.settings import Exports
-from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
+from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start, wait_for
 from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
@@ -130,12 +131,19 @@ def test_the_files_never_hold_a_cell_a_spreadsheet_would_run() -> None:
     assert list(csv.reader(io.StringIO(csv_file(METRICA_CALL_COLUMNS, metrica_call_rows(entries, exports)))))[1][-1] \
         == "'=cmd|' /C calc'!A0"
 
+# Metrica's answer to an upload it refuses, as its API answers errors.
+METRICA_REFUSAL = orjson.dumps({
+    "errors": [{"error_type": "invalid_parameter", "message": "Unknown goal: qualified_call"}],
+    "code": 400, "message": "Unknown goal: qualified_call"})
+
+
 class Platforms:
     """Yandex Metrica's and Google's APIs as their docs describe the requests; each request
     that is not so is answered 400 and kept in `wrong`."""
 
     def __init__(self) -> None:
         self.down = False  # both answer 500 while set
+        self.refusing = False  # Metrica refuses the file, Google takes none of the clicks, while set
         self.wrong: list[str] = []
         self.receiver = Receiver(self.respond)
 
@@ -147,9 +155,11 @@ class Platforms:
             if path == "/token":
                 return self._token(request)
             if path.startswith("/management/"):
-                return self._metrica(request, path)
+                answer = self._metrica(request, path)
+                return Answer(400, METRICA_REFUSAL) if self.refusing else answer
             if path.startswith("/v26/"):
-                return self._google(request, path)
+                answer = self._google(request, path)
+                return self._none_taken(request) if self.refusing else answer
         except AssertionError as problem:
             self.wrong.append(f"{path}: {problem}")
             return Answer(400)
@@ -192,14 +202,21 @@ class Platforms:
             assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d", conversion["conversionDateTime"])
         return Answer(200, orjson.dumps({"results": [{"gclid": c["gclid"]} for c in body["conversions"]]}))
 
+    @staticmethod
+    def _none_taken(request: Request) -> Answer:
+        """Google's answer when it takes none of the clicks: a partial failure, each row's result empty."""
+        conversions = orjson.loads(request.body)["conversions"]
+        return Answer(200, orjson.dumps({"partialFailureError": {
+            "code": 3, "message": "The click is too old for it to be imported., at conversions[0].gclid"},
+            "results": [{} for _ in conversions]}))
+
     def uploads(self, prefix: str) -> list[Request]:
         return [request for request, answer in self.receiver.requests
                 if request.path.startswith(prefix) and answer.status == 200]
 
 
-def test_scheduled_uploads_send_each_conversion_once_and_retry_what_failed(tmp_path: Path, valkey_url: str,
-                                                                           store: redis.Redis) -> None:
-    platforms = Platforms()
+def upload_service(tmp_path: Path, valkey_url: str, platforms: Platforms) -> tuple[subprocess.Popen[bytes], str]:
+    """The service with both platforms' credentials, uploading every second to `platforms`."""
     rules = one_site(tmp_path, "climate", SITE + EXPORTS + """  metrica: {counter: 12345678, token: "${METRIKA_TOKEN}"}
   google_ads:
     customer: "123-456-7890"
@@ -210,24 +227,32 @@ def test_scheduled_uploads_send_each_conversion_once_and_retry_what_failed(tmp_p
     developer_token: ads-developer-token1
 """)
     local = platforms.receiver.url
-    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
-                          SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32", SWAPLINE_EXPORT_EVERY="1",
-                          SWAPLINE_METRICA_API=local, SWAPLINE_GOOGLE_ADS_API=f"{local}/v26",
-                          SWAPLINE_GOOGLE_OAUTH=f"{local}/token", METRIKA_TOKEN="metrika-oauth-token-01",
-                          ADS_REFRESH="ads-refresh-token-001")
+    return start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules),
+                 SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32", SWAPLINE_EXPORT_EVERY="1",
+                 SWAPLINE_METRICA_API=local, SWAPLINE_GOOGLE_ADS_API=f"{local}/v26",
+                 SWAPLINE_GOOGLE_OAUTH=f"{local}/token", METRIKA_TOKEN="metrika-oauth-token-01",
+                 ADS_REFRESH="ads-refresh-token-001")
+
+
+def send_form(http: httpx.Client, vid: str, url: str) -> None:
+    """A visitor who landed on `url` sends a form."""
+    shown = http.get("/v1/decide", params={"site": "climate", "url": url, "vid": vid}).json()
+    body = orjson.dumps({"type": "form", "id": f"{vid}-form", "token": shown["token"]})
+    assert http.post("/v1/events", content=body, headers={"origin": ORIGIN}).status_code == 202
+
+
+def test_scheduled_uploads_send_each_conversion_once_and_retry_what_failed(tmp_path: Path, valkey_url: str,
+                                                                           store: redis.Redis) -> None:
+    platforms = Platforms()
+    service, base = upload_service(tmp_path, valkey_url, platforms)
     http = httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}, timeout=30)
 
-    def form(vid: str, url: str) -> None:
-        shown = http.get("/v1/decide", params={"site": "climate", "url": url, "vid": vid}).json()
-        body = orjson.dumps({"type": "form", "id": f"{vid}-form", "token": shown["token"]})
-        assert http.post("/v1/events", content=body, headers={"origin": ORIGIN}).status_code == 202
-
     try:
-        form("metrica-visitor-00001", AD)
-        form("google-visitor-000001", GCLID_AD)
+        send_form(http, "metrica-visitor-00001", AD)
+        send_form(http, "google-visitor-000001", GCLID_AD)
         platforms.receiver.wait(lambda: platforms.uploads("/management/") and platforms.uploads("/v26/"))
         platforms.down = True  # both platforms fail the next round: nothing is lost
-        form("google-visitor-000002", GCLID_AD)
+        send_form(http, "google-visitor-000002", GCLID_AD)
         platforms.receiver.wait(lambda: any(answer.status == 500 for _, answer in platforms.receiver.requests))
         platforms.down = False
         platforms.receiver.wait(lambda: len(platforms.uploads("/v26/")) == 2)
@@ -245,3 +270,46 @@ def test_scheduled_uploads_send_each_conversion_once_and_retry_what_failed(tmp_p
         ("metrica", "sent"), ("google-ads", "sent"), ("google-ads", "failed")}
     assert status["targets"] == ["metrica", "metrica-calls", "google-ads"]
     assert "Uploads to the ad platforms" in dashboard.text and "uploading 1010: UPLOADED" in dashboard.text
+
+
+def test_a_refused_upload_says_what_the_platform_said_and_clicks_google_refused_are_not_sent_again(
+        tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    """Metrica refuses the file: the status shows its own message (not httpx's), and the upload
+    is tried again. Google takes none of the clicks: the upload is `refused`, not `sent`, and
+    those clicks are not sent again."""
+    platforms = Platforms()
+    platforms.refusing = True
+    service, base = upload_service(tmp_path, valkey_url, platforms)
+    http = httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}, timeout=30)
+    try:
+        send_form(http, "metrica-visitor-00001", AD)
+        send_form(http, "google-visitor-000001", GCLID_AD)
+        refused = latest(http, {("metrica", "failed"), ("google-ads", "refused")})
+        platforms.refusing = False
+        send_form(http, "google-visitor-000002", GCLID_AD.replace("gclid-1", "gclid-2"))
+        latest(http, {("metrica", "sent"), ("google-ads", "sent")})
+    finally:
+        http.close()
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
+    assert platforms.wrong == []
+    details = {(upload["target"], upload["status"]): upload["detail"] for upload in refused}
+    assert details["metrica", "failed"] == "400: invalid_parameter: Unknown goal: qualified_call"
+    assert details["google-ads", "refused"] == ("0 of 1 taken; The click is too old for it to be imported., "
+                                                "at conversions[0].gclid")
+    sent = [conversion["gclid"] for request in platforms.uploads("/v26/")
+            for conversion in orjson.loads(request.body)["conversions"]]
+    assert sent == ["Cj0KCQiA-gclid-1", "Cj0KCQiA-gclid-2"]  # the refused click once, then the new one
+    assert [request.body.count(b"777") for request in platforms.uploads("/management/")] == [1]  # Metrica's, again
+
+
+def latest(http: httpx.Client, outcomes: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The latest uploads, once they have these (target, status)."""
+    uploads: list[dict[str, Any]] = []
+
+    def have() -> bool:
+        uploads[:] = http.get("/v1/exports/climate", headers=REPORT).json()["uploads"]
+        return {(upload["target"], upload["status"]) for upload in uploads} >= outcomes
+
+    wait_for(f"uploads {outcomes}", have)
+    return uploads

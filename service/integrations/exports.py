@@ -44,6 +44,7 @@ from service.tracking.store import Store, repeat
 
 BATCH = 5000  # log entries read at a time
 KEPT_UPLOADS = 200  # of the upload log, per site
+SHOWN = 300  # characters of what a platform said, kept with the upload
 METRICA_COLUMNS = ("Yclid", "Target", "DateTime", "Price", "Currency")
 METRICA_CALL_COLUMNS = ("Yclid", "DateTime", "StaticCall", "Price", "Currency", "PhoneNumber", "TalkDuration",
                         "CallMissed", "Tag", "FirstTimeCaller", "URL")
@@ -167,11 +168,10 @@ class Uploads:
         status, detail = "nothing to send", ""
         if rows:
             try:
-                detail = await (self._google(site.exports, rows) if target == "google-ads"
-                                else self._metrica(site.exports, target, csv_file(columns, rows, first_line)))
-                status = "sent"
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                status, detail = "failed", str(exc)[:300] or type(exc).__name__
+                status, detail = await (self._google(site.exports, rows) if target == "google-ads"
+                                        else self._metrica(site.exports, target, csv_file(columns, rows, first_line)))
+            except (httpx.HTTPError, ValueError, KeyError, Refused) as exc:
+                status, detail = "failed", str(exc)[:SHOWN] or type(exc).__name__
         if status != "failed":
             await client.set(cursor_key, batch[-1][0])
         EXPORTS.labels(site.id, target, status).inc()
@@ -179,7 +179,7 @@ class Uploads:
             "target": target, "at": self.now_ms(), "rows": len(rows), "status": status, "detail": detail})},
             maxlen=KEPT_UPLOADS, approximate=True)
 
-    async def _metrica(self, exports: Exports, target: str, body: str) -> str:
+    async def _metrica(self, exports: Exports, target: str, body: str) -> tuple[str, str]:
         """Metrica's upload: the CSV as the multipart part `file`, an OAuth token; its uploading id back."""
         metrica = exports.metrica
         assert metrica is not None
@@ -188,12 +188,12 @@ class Uploads:
             f"{self.urls['metrica']}/management/v1/counter/{metrica.counter}/offline_conversions/{method}",
             params={"comment": "Swapline"}, headers={"authorization": f"OAuth {metrica.token}"},
             files={"file": ("swapline.csv", body.encode(), "text/csv")})
-        response.raise_for_status()
-        uploading = response.json()["uploading"]
-        return f"uploading {uploading['id']}: {uploading['status']}"
+        uploading = _taken(response).json()["uploading"]
+        return "sent", f"uploading {uploading['id']}: {uploading['status']}"
 
-    async def _google(self, exports: Exports, rows: list[list[Any]]) -> str:
-        """Google Ads' uploadClickConversions, partial failure on (as it must be): what it took."""
+    async def _google(self, exports: Exports, rows: list[list[Any]]) -> tuple[str, str]:
+        """Google Ads' uploadClickConversions, partial failure on (as it must be): what it took.
+        Rows it refused are not sent again: its reasons (a click too old, an unknown gclid) stay."""
         google = exports.google_ads
         assert google is not None
         conversions = [{"gclid": gclid, "conversionAction": f"customers/{google.customer}/conversionActions/{action}",
@@ -201,7 +201,7 @@ class Uploads:
                         "currencyCode": currency}
                        for gclid, name, when, value, currency in rows if (action := google.actions.get(name))]
         if not conversions:
-            return "no conversion action for these kinds"
+            return "nothing to send", "no conversion action for these kinds"
         headers = {"authorization": f"Bearer {await self._google_access(exports)}"}
         if google.developer_token:
             headers["developer-token"] = google.developer_token
@@ -210,11 +210,11 @@ class Uploads:
         address = f"{self.urls['google_ads']}/customers/{google.customer}:uploadClickConversions"
         response = await self.client.post(address, json={"conversions": conversions, "partialFailure": True},
                                           headers=headers)
-        response.raise_for_status()
-        answer = response.json()
+        answer = _taken(response).json()
         failed = answer.get("partialFailureError")
-        taken = sum(1 for result in answer.get("results", []) if result)
-        return f"{taken} of {len(conversions)} taken" + (f"; {failed.get('message', '')}" if failed else "")
+        taken = sum(1 for result in answer.get("results", []) if result)  # a refused row's result is {}
+        status = "sent" if not failed else "partly refused" if taken else "refused"
+        return status, f"{taken} of {len(conversions)} taken" + (f"; {_said(failed)}" if failed else "")
 
     async def _google_access(self, exports: Exports) -> str:
         """An access token from the site's refresh token, kept until a minute before it runs out."""
@@ -226,8 +226,7 @@ class Uploads:
         response = await self.client.post(self.urls["google_oauth"], data={
             "grant_type": "refresh_token", "client_id": google.client_id, "client_secret": google.client_secret,
             "refresh_token": google.refresh_token})
-        response.raise_for_status()
-        grant = response.json()
+        grant = _taken(response).json()
         self._google_tokens[google.refresh_token] = (grant["access_token"],
                                                      time.monotonic() + int(grant.get("expires_in", 3600)) - 60)
         return str(grant["access_token"])
@@ -250,6 +249,37 @@ def targets(exports: Exports) -> list[str]:
     """The uploads a site's credentials allow."""
     return [*(("metrica", "metrica-calls") if exports.metrica else ()),
             *(("google-ads",) if exports.google_ads else ())]
+
+
+class Refused(Exception):
+    """A platform answered an error status; the message is what it said."""
+
+
+def _taken(response: httpx.Response) -> httpx.Response:
+    """The response, if a success; else `Refused` with the platform's own words (httpx's own
+    message would say only the status, and point to a page about it)."""
+    if response.is_success:
+        return response
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    said = _said(answer) if isinstance(answer, dict) else ""
+    raise Refused(f"{response.status_code}: {said or ' '.join(response.text.split())}"[:SHOWN])
+
+
+def _said(answer: dict[str, Any]) -> str:
+    """The message of a platform's error: Metrica's `errors` (each with its `error_type`) or
+    `message`, Google's `error.message` (or a partial failure's `message`), OAuth's
+    `error_description`."""
+    error = answer.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or "")
+    if isinstance(error, str):
+        return f"{error}: {answer['error_description']}" if answer.get("error_description") else error
+    errors = [f"{item.get('error_type')}: {item.get('message')}" if item.get("error_type") else str(item.get("message"))
+              for item in answer.get("errors") or [] if isinstance(item, dict)]
+    return "; ".join(errors) or str(answer.get("message") or "")
 
 
 def _utc(ms: int) -> datetime.datetime:
