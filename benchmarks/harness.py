@@ -89,6 +89,8 @@ def store_pid(redis_url: str) -> int:
 
 # The servers log at warning level: any such line is a problem (a degraded decision answers 200).
 PROBLEM_WORDS = ("warning", "error", "critical", "traceback", "degraded", "unavailable", "spool")
+# What a first start on a store no service has used says, as every benchmark's store is.
+FIRST_START = "holds nothing of Swapline's yet"
 
 
 @dataclass
@@ -110,7 +112,8 @@ class Server:
     def problems(self) -> list[str]:
         """Warnings and errors the server logged (a degraded decision answers 200 all the same)."""
         lines = self.log.read_text(errors="replace").splitlines()
-        return [line for line in lines if any(word in line.lower() for word in PROBLEM_WORDS)]
+        return [line for line in lines
+                if any(word in line.lower() for word in PROBLEM_WORDS) and FIRST_START not in line]
 
     def check(self) -> None:
         """Refuse figures from a run in which the server logged a problem."""
