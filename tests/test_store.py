@@ -12,7 +12,19 @@ import redis
 import redis.asyncio
 
 from service.tracking.ledger import EXPOSE, Ledger, LedgerKeys, day_number
-from service.tracking.store import DEADLINE, DEFER, RETRY_AFTER, STORE_ERRORS, Command, ScriptCall, Store, connect, pack
+from service.tracking.store import (
+    DEADLINE,
+    DEFER,
+    RETRY_AFTER,
+    STORE_ERRORS,
+    Command,
+    ScriptCall,
+    Store,
+    connect,
+    pack,
+    repeat,
+    until_done,
+)
 from tests.conftest import CLUSTER, free_port
 
 
@@ -319,3 +331,35 @@ def test_an_outage_is_logged_once_a_minute_not_at_every_try(caplog: pytest.LogCa
     assert STORE_FAILURES._value.get() - before == 5
     said = [record.getMessage() for record in caplog.records if record.getMessage().startswith("store unavailable")]
     assert len(said) == 1 and "the store does not answer" in said[0], said
+
+
+@pytest.mark.parametrize("runner", ["repeat", "until_done"])
+def test_a_background_job_whose_command_swallowed_its_cancel_still_stops(runner: str) -> None:
+    """A store command the shutdown's cancel cut short may be sent again and answered, or end as
+    a store error: the cancel is lost. A webhook round's did, and the service's shutdown (and a
+    test's) waited for that task for ever."""
+    calls = 0
+
+    async def swallowing() -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # run again after the cancel: what the task must not do (the second cancel stops it)
+            await asyncio.sleep(3600)
+            return
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:  # as a retried command does, the first time
+            if runner == "until_done":
+                raise redis.ConnectionError("the connection was closed") from None
+
+    async def main() -> None:
+        job = repeat(0.01, swallowing, "a job", at_once=True) if runner == "repeat" else until_done(swallowing, "a job")
+        task = asyncio.create_task(job)
+        while not calls:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=30)  # a safety net: it ends at once, or never
+        assert calls == 1
+
+    asyncio.run(main())

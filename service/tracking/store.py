@@ -102,6 +102,7 @@ async def repeat(seconds: float, job: Callable[[], Awaitable[Any]], what: str, l
             await job()
         except STORE_ERRORS as exc:
             log.log(level, "%s waits for the store: %s", what, exc)
+        _stop_if_cancelled()
         await asyncio.sleep(seconds)
 
 
@@ -112,7 +113,17 @@ async def until_done(job: Callable[[], Awaitable[None]], what: str) -> None:
             return await job()
         except STORE_ERRORS as exc:
             log.debug("%s waits for the store: %s", what, exc)
+            _stop_if_cancelled()
             await asyncio.sleep(1)
+
+
+def _stop_if_cancelled() -> None:
+    """Stop a task that was told to, though the job it ran returned: a store command cut short by
+    the cancel may end as a store error, or be sent again and answered, and the cancel with it
+    is lost. Else the task runs on, and whatever waits for it at shutdown waits for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class _PrimaryConnection(SentinelManagedConnection):
