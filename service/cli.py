@@ -368,7 +368,7 @@ def _erase(settings: Settings, site: str) -> int:
         print(f"swapline: {exc}", file=sys.stderr)
         return 1
     except RedisClusterException as exc:  # not a RedisError: a standalone server, most likely
-        print(f"swapline: SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node ({exc})", file=sys.stderr)
+        print(_not_a_cluster(exc), file=sys.stderr)
         return 1
     except STORE_ERRORS as exc:
         print(f"swapline: {why(exc)}", file=sys.stderr)
@@ -417,8 +417,7 @@ def _signing_secret(settings: Settings, url: str) -> str:
     try:
         secret, vouched, before = asyncio.run(ask())
     except RedisClusterException as exc:  # not a RedisError: a standalone server, most likely
-        print(f"swapline: SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node ({exc}): unset it for a "
-              "standalone server", file=sys.stderr)
+        print(_not_a_cluster(exc), file=sys.stderr)
         raise SystemExit(2) from None
     except _ClusterNode:  # else every page view's keys of other nodes' slots fail with a bare MOVED
         print("swapline: the store is a node of a Redis/Valkey Cluster: set SWAPLINE_REDIS_CLUSTER=1", file=sys.stderr)
@@ -442,6 +441,12 @@ def _signing_secret(settings: Settings, url: str) -> str:
             "the store (SWAPLINE_REDIS_URL) holds nothing of Swapline's yet: the service's first start on it, or not "
             "the store or database its other replicas use, whose visitors, numbers and reports this one will not see")
     return secret
+
+
+def _not_a_cluster(exc: Exception) -> str:
+    """What a command says when SWAPLINE_REDIS_CLUSTER=1 names a store that is no cluster node."""
+    return (f"swapline: SWAPLINE_REDIS_CLUSTER=1, but the store is no cluster node ({exc}): unset it for a "
+            "standalone server")
 
 
 class _ClusterNode(Exception):
