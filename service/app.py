@@ -43,6 +43,7 @@ from service.front.fastpath import DISCONNECTED, FastPath
 from service.front.home import home_endpoint
 from service.front.middleware import ClientIPMiddleware, TrustedProxies
 from service.front.openapi import openapi_endpoint
+from service.front.operators import Operators
 from service.front.responses import JSON, error, refusal
 from service.front.snippet import pinned_snippet_endpoint, snippet_endpoint
 from service.integrations import telephony
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
     instead of loading them again."""
     settings = settings or Settings.from_env()
     trusted = TrustedProxies(settings.trusted_proxies)
+    operators = Operators(settings.operator_networks, trusted)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -228,14 +230,14 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/dashboard/{site}/sources", sources_page_endpoint, methods=["GET"]),
             *(Route(f"/dashboard/{{site}}/{table}.{form}", download_endpoint, methods=["GET"])
               for table in DOWNLOADS for form in FORMATS),
-            Route("/", home_endpoint, methods=["GET"]),
+            Route("/", operators.only(home_endpoint), methods=["GET"]),
             Route("/s.js", snippet_endpoint, methods=["GET"]),
             Route("/s/{version}.js", pinned_snippet_endpoint, methods=["GET"]),
             Route("/demo/", demo_page, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", operators.only(metrics_endpoint), methods=["GET"]),
+            Route("/healthz", operators.brief(healthz), methods=["GET"]),
+            Route("/readyz", operators.brief(readyz), methods=["GET"]),
         ],
         middleware=[Middleware(RequestMiddleware), Middleware(ClientIPMiddleware, trusted=trusted)],
         exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error, ClientDisconnect: _disconnected},

@@ -18,6 +18,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import maxminddb
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Where the operators' pages answer unless SWAPLINE_OPERATOR_NETWORKS says otherwise: this
+# host and the private networks (RFC 1918, IPv6 unique local), never the internet.
+OWN_NETWORKS = tuple(ipaddress.ip_network(cidr) for cidr in (
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
 
 
 class ConfigError(ValueError):
@@ -35,6 +39,7 @@ class Settings:
     redis_cluster: bool = False
     geoip_db: Path | None = None
     trusted_proxies: tuple[Network, ...] = ()
+    operator_networks: tuple[Network, ...] = OWN_NETWORKS  # the home page and /metrics (service.front.operators)
     secret: str | None = None
     reload_rules: bool = True
     log_level: str = "info"
@@ -87,7 +92,8 @@ class Settings:
             redis_url=redis_url,
             redis_cluster=redis_cluster,
             geoip_db=_geoip(get("GEOIP_DB")),
-            trusted_proxies=_networks(get("TRUSTED_PROXIES")),
+            trusted_proxies=_networks("TRUSTED_PROXIES", get("TRUSTED_PROXIES")) or (),
+            operator_networks=_networks("OPERATOR_NETWORKS", get("OPERATOR_NETWORKS")) or defaults.operator_networks,
             secret=_secret(get("SECRET")),
             reload_rules=_bool("RELOAD_RULES", get("RELOAD_RULES"), defaults.reload_rules),
             log_level=_level(get("LOG_LEVEL"), defaults.log_level),
@@ -332,10 +338,10 @@ def _bool(name: str, raw: str | None, default: bool) -> bool:
     raise ConfigError(f"SWAPLINE_{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
-def _networks(raw: str | None) -> tuple[Network, ...]:
+def _networks(name: str, raw: str | None) -> tuple[Network, ...] | None:
     if raw is None:
-        return ()
+        return None
     try:
         return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
     except ValueError as exc:
-        raise ConfigError(f"SWAPLINE_TRUSTED_PROXIES: {exc}") from None
+        raise ConfigError(f"SWAPLINE_{name}: {exc}") from None

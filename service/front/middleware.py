@@ -77,6 +77,11 @@ class TrustedProxies:
             if scheme in (b"http", b"https"):
                 scope["scheme"] = scheme.decode()
 
+    def client_named(self, forwarded: str) -> str:
+        """The client an `X-Forwarded-For` value (or a bare address) names: its right-most address
+        that is not one of our proxies. ValueError where a hop is no address."""
+        return self._client(forwarded)
+
     def _check_trusted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)

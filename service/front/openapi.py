@@ -320,10 +320,11 @@ SPEC: dict[str, Any] = {
             "summary": f"The report as a {FILES[form]}", "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],
             "responses": {**_file(form), **_errors(400, 401, 404, 429)},
         }} for form in FORMATS},
-        "/healthz": {"get": {"summary": "The process is up, and its embedded store if it has one",
+        "/healthz": {"get": {"summary": "The process is up, and its embedded store if it has one "
+                                        "(outside the operators' networks, the status only)",
                              "responses": {**_json("up", {"type": "object", "required": ["status"]}),
                                            **_errors(503)}}},
-        "/readyz": {"get": {"summary": "The store answers",
+        "/readyz": {"get": {"summary": "The store answers (outside the operators' networks, the status only)",
                             "responses": {**_json("ready", {"type": "object", "required": ["status"]}),
                                           **_errors(503)}}},
     },
