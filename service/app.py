@@ -261,6 +261,8 @@ def _count_from_zero(serving: Iterable[Site]) -> None:
             WEBHOOKS.labels(site.id, "failed")
         for target in targets(site.exports):
             EXPORTS.labels(site.id, target, "failed")
+            if target == "google-ads":  # the one platform that may answer an upload with none taken
+                EXPORTS.labels(site.id, target, "refused")
 
 
 async def _replay(runtime: Runtime, entry: dict[str, Any]) -> None:

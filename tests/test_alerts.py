@@ -85,13 +85,20 @@ def test_no_calls_for_two_working_hours_raises_an_alert_and_the_night_does_not_c
     assert len(checked(climate)) == 1
 
 
-def test_a_failed_upload_to_an_ad_platform_raises_an_alert(climate: TestClient, clock: Clock,
-                                                           store: redis.Redis) -> None:
+@pytest.mark.parametrize(("status", "detail", "alerted"), [
+    ("failed", "401: UNAUTHENTICATED: Request had invalid authentication credentials.", True),
+    ("refused", "0 of 3 taken; The conversion action specified belongs to another customer.", True),
+    ("partly refused", "2 of 3 taken; The click is too old for a conversion to be imported.", False),
+    ("sent", "3 of 3 taken", False),
+])
+def test_an_upload_that_failed_or_was_refused_whole_raises_an_alert(climate: TestClient, clock: Clock,
+                                                                     store: redis.Redis, status: str, detail: str,
+                                                                     alerted: bool) -> None:
     store.xadd("sw:{climate:log}:uploads", {"u": orjson.dumps({  # as service.integrations.exports records one
-        "target": "google-ads", "at": int(clock.now * 1000), "rows": 3, "status": "failed",
-        "detail": "Client error '401 Unauthorized'"})})
-    (alert,) = checked(climate, "exports_failing")
-    assert "401 Unauthorized" in alert["message"]
+        "target": "google-ads", "at": int(clock.now * 1000), "rows": 3, "status": status, "detail": detail})})
+    alerts = checked(climate, "exports_failing")
+    assert [alert["message"] for alert in alerts] == ([f"climate: the upload to google-ads {status}: {detail}"]
+                                                      if alerted else [])
 
 
 def test_alerts_and_conversions_reach_a_telegram_chat(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
@@ -184,6 +191,8 @@ def test_what_an_alert_counts_the_rise_of_is_on_metrics_at_zero_before_it_happen
   - {url: "http://127.0.0.1:9/crm", secret: crm-hook-secret-00001}
 exports:
   metrica: {counter: 12345678, token: metrica-oauth-token-01}
+  google_ads: {customer: "123-456-7890", actions: {form: "2222"}, client_id: ads-client-id-0001,
+               client_secret: ads-client-secret-1, refresh_token: ads-refresh-token-01}
 """)
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules))
     try:
@@ -204,4 +213,5 @@ exports:
     assert 'swapline_leases_total{pool="yandex",site="climate",status="overflow"}' in zero
     assert 'swapline_webhook_deliveries_total{outcome="failed",site="climate"}' in zero
     assert {f'swapline_export_uploads_total{{site="climate",status="failed",target="{target}"}}'
-            for target in ("metrica", "metrica-calls")} <= zero
+            for target in ("metrica", "metrica-calls", "google-ads")} <= zero
+    assert 'swapline_export_uploads_total{site="climate",status="refused",target="google-ads"}' in zero

@@ -3,7 +3,7 @@
     pool_overflow     a pool gave visitors its overflow number this hour: it has too few numbers
     no_calls          no call for the site's `alerts.no_calls_for` of its working hours: is the
                       PBX's webhook broken?
-    exports_failing   the latest upload to an ad platform failed
+    exports_failing   the latest upload to an ad platform failed, or the platform took none of it
     store_degraded    the store has not answered in time for a while (`StoreWatch`)
     store_recovered   it answers again
 
@@ -92,9 +92,11 @@ class Alerts:
         latest: dict[str, dict[str, Any]] = {}
         for upload in await exports.latest(self.store, site.id, 20):
             latest.setdefault(upload["target"], upload)  # newest first
+        # A click too old is refused now and then ("partly refused"); none taken is a setup
+        # to fix: a conversion action of another account, say.
         return [(f"alert:exports:{target}:{hour_and_day(upload['at'])[0]}", "exports_failing",
-                 f"{site.name}: the upload to {target} failed: {upload['detail']}")
-                for target, upload in latest.items() if upload["status"] == "failed"]
+                 f"{site.name}: the upload to {target} {upload['status']}: {upload['detail']}")
+                for target, upload in latest.items() if upload["status"] in ("failed", "refused")]
 
 
 class StoreWatch:
