@@ -65,7 +65,7 @@ from service.observability import (
 from service.rules import rulefiles
 from service.rules.engine import Site
 from service.rules.geo import GeoDB
-from service.rules.reload import SWITCH_INTERVAL, log_warnings, warm_places, watch_rules
+from service.rules.reload import SWITCH_INTERVAL, log_warnings, site_list, warm_places, watch_rules
 from service.runtime import Refusal, Runtime
 from service.tracking import sites
 from service.tracking.clock import StoreClock
@@ -183,7 +183,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
 
         if settings.reload_rules:
             tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply, refuse)))
-        log.info("rules version %s, sites %s", rules.version, ", ".join(rules.sites))
+        log.info("rules version %s, sites %s", rules.version, site_list(rules))
         _count_from_zero(rules.sites.values())
         # What lives now (the rules, the dictionaries) and what the memos keep leave the
         # collector's view, so its pauses stay short under load.

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.rules import rulefiles
+from service.rules.reload import site_list
 from tests.conftest import BROWSER_HEADERS, make_settings
 
 NEW_HEADLINE = "Кондиционеры со скидкой {{ city.in }}"
@@ -105,3 +106,16 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
         assert wait_for(lambda: "extra" in app.state.runtime.rules.sites, 60.0) is not None
         (rules_dir / "extra.yaml").rename(rules_dir / "extra.yaml.bak")
         assert wait_for(lambda: "sites no longer in the rules: extra;" in caplog.text, 60.0) is not None
+
+
+def test_the_log_line_of_a_load_names_twenty_sites_and_counts_the_rest(tmp_path: Path) -> None:
+    """An agency's thousand clients made each reload's line 10 KB."""
+    for n in range(1, 26):
+        (tmp_path / f"client-{n:02d}.yaml").write_text(f"site: client-{n:02d}\norigins: [https://c{n}.example.ru]\n")
+    line = site_list(rulefiles.load(tmp_path))
+    assert line.startswith("client-01, client-02, ") and line.endswith("client-20 and 5 more")
+    (tmp_path / "client-25.yaml").unlink()
+    assert site_list(rulefiles.load(tmp_path)).endswith("client-20 and 4 more")
+    for n in range(2, 25):
+        (tmp_path / f"client-{n:02d}.yaml").unlink()
+    assert site_list(rulefiles.load(tmp_path)) == "client-01"

@@ -17,6 +17,7 @@ log = logging.getLogger("swapline")
 # socket, an RE2 search), such a thread takes it for up to Python's switch interval before the
 # loop gets it back: 1 ms, not Python's 5, so that requests served meanwhile wait less.
 SWITCH_INTERVAL = 0.001
+SITES_NAMED = 20  # in the log line of a load: an agency's thousand sites would make it 10 KB
 
 
 async def watch_rules(directory: Path, apply: Callable[[RuleSet], None],
@@ -33,8 +34,15 @@ async def watch_rules(directory: Path, apply: Callable[[RuleSet], None],
             refuse(exc)
             continue
         apply(rules)
-        log.info("rules reloaded: version %s, sites %s", rules.version, ", ".join(rules.sites))
+        log.info("rules reloaded: version %s, sites %s", rules.version, site_list(rules))
         log_warnings(rules)
+
+
+def site_list(rules: RuleSet) -> str:
+    """The rules' sites for a log line: the first `SITES_NAMED`, then how many more."""
+    ids = list(rules.sites)
+    more = len(ids) - SITES_NAMED
+    return ", ".join(ids[:SITES_NAMED]) + (f" and {more} more" if more > 0 else "")
 
 
 def log_warnings(rules: RuleSet) -> None:
