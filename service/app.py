@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
                 "SWAPLINE_REDIS_URL is not set: start with `swapline serve`, "
                 "which runs an embedded Valkey, or point it at Redis/Valkey"
             )
-        rules = checked if checked is not None else rulefiles.load(settings.rules_dir)
+        nonlocal checked  # held here, the first rules would outlive every reload
+        rules, checked = checked if checked is not None else rulefiles.load(settings.rules_dir), None
         log_warnings(rules)
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
@@ -158,10 +159,12 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
                 log.warning("%s waits for the store: %s", what, exc)
                 tasks.append(asyncio.create_task(until_done(job, what)))
 
-        def apply(new: rulefiles.RuleSet) -> None:
+        def apply(new: rulefiles.RuleSet) -> bool:
+            runtime.rules_refused = None  # what was refused is gone, if only undone
+            if new.version == runtime.rules.version:  # the same files: memos and pools as they are
+                return False
             old, runtime.rules = runtime.rules, new
             _count_from_zero(new.sites.values())
-            runtime.rules_refused = None
             RULES_CHANGES.labels("applied").inc()
             if gone := sorted(old.sites.keys() - new.sites.keys()):  # its file deleted or renamed, perhaps by mistake
                 log.warning("sites no longer in the rules: %s; their snippets, webhooks and dashboards now answer 404 "
@@ -172,6 +175,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             del old  # frozen or not, old rules go with their last reference: a site holds no cycle
             tasks.append(asyncio.create_task(until_done(runtime.sync_pools, "pool sync")))
             tasks.append(asyncio.create_task(until_done(lambda: sites.reloaded(store, added, gone), "site check")))
+            return True
 
         def refuse(refused: rulefiles.RulesError) -> None:
             # What a marketer without the log sees on the home page and /readyz: whose file, and why.
@@ -185,6 +189,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply, refuse)))
         log.info("rules version %s, sites %s", rules.version, site_list(rules))
         _count_from_zero(rules.sites.values())
+        del rules  # the runtime's now, until a reload replaces them
         # What lives now (the rules, the dictionaries) and what the memos keep leave the
         # collector's view, so its pauses stay short under load.
         with frozen_survivors() as collector:

@@ -20,9 +20,12 @@ SWITCH_INTERVAL = 0.001
 SITES_NAMED = 20  # in the log line of a load: an agency's thousand sites would make it 10 KB
 
 
-async def watch_rules(directory: Path, apply: Callable[[RuleSet], None],
+async def watch_rules(directory: Path, apply: Callable[[RuleSet], bool],
                       refuse: Callable[[RulesError], None]) -> None:
-    """Reload `directory` after every change; runs until cancelled."""
+    """Reload `directory` after every change; runs until cancelled. `apply` says whether the
+    rules changed: a write to a file the loader does not read (an upload's dot file, an
+    editor's backup) changes nothing. Such changes still reload: Kubernetes swaps a ConfigMap's
+    files by a dot directory's link."""
     async for _ in awatch(directory, debounce=200, step=50):
         try:
             rules = await asyncio.to_thread(load, directory)  # file I/O stays off the loop
@@ -33,9 +36,11 @@ async def watch_rules(directory: Path, apply: Callable[[RuleSet], None],
             )
             refuse(exc)
             continue
-        apply(rules)
-        log.info("rules reloaded: version %s, sites %s", rules.version, site_list(rules))
-        log_warnings(rules)
+        if apply(rules):
+            log.info("rules reloaded: version %s, sites %s", rules.version, site_list(rules))
+            log_warnings(rules)
+        else:
+            log.debug("rules directory changed, rules unchanged: version %s", rules.version)
 
 
 def site_list(rules: RuleSet) -> str:
