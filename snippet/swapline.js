@@ -54,15 +54,14 @@
 
   // `text` with the new number's digits in place of the old one's wherever those stand with
   // only separators between them: each place keeps its format, even split over elements.
-  // `starts` holds where each text node begins in it: a digit at the end of another node
-  // ("д. 28<br>+7 812…") does not make the number part of a longer run of digits.
-  const renumber = (text, starts = new Map()) => {
+  // `pattern` finds them after a character that is no digit (or at the start): a digit right
+  // before would make them part of a longer run.
+  const renumber = (text) => {
     const chars = text.split(""); // UTF-16 units, as indexed
     // Run to the end: exec's final null sets lastIndex back to 0 for the next text.
     for (let match; (match = pattern.exec(text));) {
       const at = match.index, end = at + match[0].length;
-      // A digit right after it, or right before it in the same node: a longer number's digits.
-      if (/\d/.test(text[end]) || (/\d/.test(text[at - 1]) && !starts.has(at))) continue;
+      if (/\d/.test(text[end])) continue; // a digit right after it: a longer number's digits
       // The country code or trunk prefix (+7, 8) stays; the national digits change.
       for (let i = end, n = digits.length; n && i > at;) if (/\d/.test(text[--i])) chars[i] = digits[--n];
     }
@@ -104,7 +103,7 @@
         text += node.data;
       }
     if (pattern) {
-      const renewed = renumber(text, starts);
+      const renewed = renumber(text);
       starts.forEach((node, at) => {
         const now = renewed.substr(at, node.data.length);
         if (now != node.data && mayWrite(node.parentNode)) node.data = now;
@@ -167,14 +166,17 @@
     ready: (cb) => decided.then(cb),
     swap: (node) => apply(node || doc.body),
     goal: (name) => send({ type: "goal", id: rid(), name }),
+    // Consent managers say yes again on every page: the page view is asked for once.
     consent: (yes) => {
-      if ((consented = yes)) {
+      if (!yes) {
+        consented = yes;
+        safe(() => ["swl_vid", "swl_visit", "swl_out", "swl_consent"].map((key) => delete localStorage[key]));
+        safe(() => (doc.cookie = "swl_vid=;path=/;max-age=0"));
+      } else if (!consented) {
+        consented = yes;
         put("swl_consent", 1);
         keep(vid);
         ask(doc.referrer); // now the visit, its number and the page view count
-      } else {
-        safe(() => ["swl_vid", "swl_visit", "swl_out", "swl_consent"].map((key) => delete localStorage[key]));
-        safe(() => (doc.cookie = "swl_vid=;path=/;max-age=0"));
       }
     },
   });
@@ -183,29 +185,32 @@
   // popstate), which the service takes as the next page of the same visit. The visit goes on
   // from page to page: the last decision's token comes back with the next page view.
   // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
-  let here, beating;
+  let here, beating, asked;
   const ask = (ref) => {
-    const page = (here = location.href.split("#")[0]); // without its fragment: the service reads none
+    here = location.href.split("#")[0]; // without its fragment: the service reads none
     writes = new WeakMap();
     // The last route's texts are not this one's: what the app renders now keeps its own until
     // this route's answer, and keeps them if it never comes. Its number is the visit's: it stays.
     if (decision) decision.swaps = [];
     // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0).
-    const query = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented });
+    const query = (asked = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented }));
     const abort = new AbortController();
     setTimeout(() => abort.abort(), wait);
     fetch(base + "/v1/decide?" + query, { signal: abort.signal })
       // Not ok: null, whose phone (read first, below) throws, so that the catch takes it as a failure.
       .then((r) => (r.ok ? r.json() : null))
       .then((answer) => {
-        if (page != here) return; // an earlier route's, come after the visitor went on
+        // An earlier request's, come after a later one: a route the visitor left, a page view
+        // without consent asked before the one with it.
+        if (query != asked) return;
         const phone = answer.phone || {};
         keep(answer.vid);
         // It carries the visit; a preview's page view is nobody's: the next page goes on with the
         // visitor's own.
         answer.preview || put("swl_visit", answer.token);
         // The page's number as people print it, where the visitor's differs.
-        pattern = phone.replaces_pattern && RegExp(phone.replaces_pattern, "gu");
+        // After no digit: a postcode's last digit is no country code (78701 (512) 555-0100).
+        pattern = phone.replaces_pattern && RegExp("(^|\\D)" + phone.replaces_pattern, "gu");
         digits = phone.digits;
         // The last route's swaps leave with it (the latest first, so the page's own value is the
         // one that stays), and the new route's are written afresh, within the same task.

@@ -32,7 +32,7 @@ README = (FIXTURES.parent.parent / "README.md").read_text()
 ANTI_FLICKER = re.search(r"^<script>(.+)</script>$", README, re.M).group(1)  # type: ignore[union-attr]
 ANTI_FLICKER_HASH = re.search(r"'(sha256-[\w+/=]+)'", README).group(1)  # type: ignore[union-attr]
 REPORT = {"authorization": "Bearer fixture-report-token-01"}
-NUMBERS = [f"+7 812 700-00-{i:02d}" for i in range(1, 40)]
+NUMBERS = [f"+7 812 700-00-{i:02d}" for i in range(1, 60)]  # a visitor a test, most of them: none overflows
 
 
 # How long the fixture page lets the snippet wait for the service (data-timeout, ms): tests not
@@ -324,6 +324,10 @@ REAL_WORLD = """(html) => {
     ("<p>+7 812 645\u201117\u201114</p>", "<p>+7 {a} {b}\u2011{c}\u2011{d}</p>"),  # non-breaking hyphens
     ("<p>д. 28<br>+7 (812) 645-17-14</p>", "<p>д. 28<br>+7 ({a}) {b}-{c}-{d}</p>"),  # a digit, a tag, the number
     ("<p>офис 12<span>+7 (812) 645-17-14</span></p>", "<p>офис 12<span>+7 ({a}) {b}-{c}-{d}</span></p>"),
+    # A postcode's last digit is no trunk prefix: the number after it is the number.
+    ("<p>190008 (812) 645-17-14</p>", "<p>190008 ({a}) {b}-{c}-{d}</p>"),
+    ("<p>190008<br>(812) 645-17-14</p>", "<p>190008<br>({a}) {b}-{c}-{d}</p>"),
+    ("<p>190007 812 645 17 14</p>", "<p>190007 {a} {b} {c} {d}</p>"),
     ('<a href="tel:+7%20812%20645-17-14">x</a>', '<a href="tel:+7 {a} {b}-{c}-{d}">x</a>'),  # percent-encoded
     ('<a href="tel:+78126451714" aria-label="Позвонить +7 812 645-17-14" title="+7 (812) 645-17-14">x</a>',
      '<a href="tel:+7{a}{b}{c}{d}" aria-label="Позвонить +7 {a} {b}-{c}-{d}" title="+7 ({a}) {b}-{c}-{d}">x</a>'),
@@ -648,6 +652,44 @@ def test_without_consent_nothing_identifies_the_visitor(page: Page, fixtures: Fi
     assert again["vid"] == after["vid"] and (again["phone"] or {}).get("number") == after["phone"]["number"], again
     page.evaluate("swapline.consent(false)")  # withdrawn: what identified the visitor is gone
     assert page.context.cookies() == [] and page.evaluate("localStorage.length") == 0
+
+
+def test_consent_given_again_asks_for_no_page_view_again(page: Page, fixtures: Fixtures) -> None:
+    """Consent managers say yes again on every page (Cookiebot's and OneTrust's callbacks): each
+    page is still one page view."""
+    asked: list[str] = []
+    page.on("request", lambda r: "/v1/decide" in r.url and asked.append(r.url))
+    page.goto(url(fixtures, "?consent=required"))
+    decided(page)
+    with page.expect_response("**/v1/decide?**consent=1**"):
+        page.evaluate("swapline.consent(true)")
+    with page.expect_request("**/v1/events"):  # a request sent after whatever the calls send
+        page.evaluate("swapline.consent(true); swapline.consent(true); swapline.goal('after')")
+    page.reload()  # consent remembered: the banner's yes on load is no news either
+    decided(page)
+    with page.expect_request("**/v1/events"):
+        page.evaluate("swapline.consent(true); swapline.goal('after')")
+    assert ["consent=0" in u for u in asked] == [True, False, False]
+
+
+def test_an_answer_that_comes_after_a_later_requests_is_not_the_pages(page: Page, fixtures: Fixtures) -> None:
+    """A consent manager says yes while the page view without consent is still on its way, and
+    that answer comes last: the page keeps the one with consent, its number and its token."""
+    pause_clock(page)  # the snippet's time-out waits for the test
+    without = Held(page, "**/v1/decide?**consent=0**", times=1)
+    page.goto(url(fixtures, "?consent=required"))
+    late = without[0]
+    with page.expect_response("**/v1/decide?**consent=1**") as consented:
+        page.evaluate("swapline.consent(true)")
+    answer = consented.value.json()
+    with page.expect_response("**/v1/decide?**consent=0**") as came:
+        late.fallback()
+    assert came.value.json()["consent"] is False
+    page.evaluate("swapline.swap()")  # a walk after the late answer: the page is the consented one's
+    assert decided(page)["token"] == answer["token"] == page.evaluate("localStorage.swl_visit")
+    with page.expect_response("**/v1/events") as form:
+        page.click("#submit")
+    assert form.value.json()["outcome"] == "counted"  # not a preview's, counted for nobody
 
 
 def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Page, fixtures: Fixtures,
