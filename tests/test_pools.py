@@ -87,7 +87,12 @@ def test_heartbeats_keep_the_number_while_the_page_is_open(pool_client: TestClie
         visit(pool_client, vid(n))
     # 275 s later the number is still the reader's: three newcomers took the other two and overflowed.
     assert visit(pool_client, vid(1))["phone"]["number"] == body["phone"]["number"]
-    clock.advance(61)  # no heartbeat: the hold ends
+    clock.advance(61)  # no heartbeat for a whole hold: a tab hidden a while, a page back from the cache
+    # Nobody took the number meanwhile: the page still shows it, and its next heartbeat has it again.
+    assert heartbeat(pool_client, body["token"])["number"] == body["phone"]["number"]
+    assert visit(pool_client, vid(5))["phone"]["number"] != body["phone"]["number"]
+    clock.advance(61)
+    assert {visit(pool_client, vid(n))["phone"]["number"] for n in (6, 7, 8)} == POOL  # newcomers took it
     assert heartbeat(pool_client, body["token"])["number"] is None
 
 
