@@ -96,6 +96,28 @@ def test_heartbeats_keep_the_number_while_the_page_is_open(pool_client: TestClie
     assert heartbeat(pool_client, body["token"])["number"] is None
 
 
+def test_a_page_shown_again_after_its_hold_gets_its_number_back_unless_another_visitor_has_it(
+        pool_client: TestClient, clock: Clock) -> None:
+    """Two pages hidden (or left in the browser's back/forward cache) for longer than their
+    holds, and the pool has given their numbers back to whoever comes next."""
+    first = visit(pool_client, vid(1))
+    clock.advance(10)
+    second = visit(pool_client, vid(2))
+    clock.advance(70)  # both holds over
+    third = visit(pool_client, vid(3))["phone"]["number"]  # the number free the longest: the one nobody had
+    assert third not in {first["phone"]["number"], second["phone"]["number"]}
+    assert heartbeat(pool_client, first["token"])["number"] == first["phone"]["number"]  # still free: theirs again
+    assert visit(pool_client, vid(4))["phone"]["number"] == second["phone"]["number"]
+    assert visit(pool_client, vid(5))["phone"]["kind"] == "overflow"
+    assert heartbeat(pool_client, second["token"])["number"] is None  # visitor 4 has it
+    # A call to the first number now is the first visitor's, from their new lease.
+    runtime = pool_client.app.state.runtime  # type: ignore[attr-defined]
+    pool = runtime.rules.sites["pooltest"].pool("small")
+    holder = pool_client.portal.call(runtime.pools.holder, "pooltest", pool,  # type: ignore[union-attr]
+                                     first["phone"]["number"], int(clock.now * 1000))
+    assert holder["v"] == vid(1)
+
+
 def test_a_number_taken_out_of_the_pool_is_not_renewed(pool_client: TestClient, clock: Clock,
                                                        rules_dir: Path) -> None:
     """A marketer replaces a number that stopped working: a visitor reading on keeps it until

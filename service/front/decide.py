@@ -205,6 +205,8 @@ def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | N
     if outcome.pool is not None and lease is not None:
         payload["n"] = outcome.pool.id  # heartbeats extend this pool's lease
         payload["o"] = lease.number is None  # overflowed: nothing to credit a variant with
+        if lease.number is not None:
+            payload["l"] = lease.number  # the number the page shows: a heartbeat after its hold takes it back if free
     return payload
 
 

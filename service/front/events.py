@@ -83,7 +83,7 @@ async def _beacon(request: Request) -> JSON:
         pool = site.pool(token.get("n"))
         pool = pool if pool and pool.numbers else None
         try:
-            number = await runtime.pools.extend(site.id, pool, token["v"], now) if pool else None
+            number = await runtime.pools.extend(site.id, pool, token["v"], now, token.get("l", "")) if pool else None
         except STORE_ERRORS:
             number = None
         return JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)

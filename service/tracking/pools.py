@@ -131,11 +131,13 @@ class Pools:
         keys = PoolKeys.of(site, pool.id)
         return LET_GO((keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms))
 
-    async def extend(self, site: str, pool: Pool, vid: str, now_ms: int) -> str | None:
+    async def extend(self, site: str, pool: Pool, vid: str, now_ms: int, shown: str = "") -> str | None:
+        """Restart the hold of the number `vid` holds, or of `shown`, the number their page shows,
+        if it is free and they held it last; the number, or None."""
         keys = PoolKeys.of(site, pool.id)
         number, = await self.store.batcher.submit(EXTEND(
-            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock, keys.numbers), (vid, now_ms),
-            (pool.hold * 1000,),
+            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock, keys.numbers, keys.free, keys.seq,
+             keys.networks), (vid, now_ms, shown), (pool.hold * 1000, keys.prefix),
         ))
         return number.decode() if number else None
 
