@@ -257,6 +257,14 @@ def test_texts_without_tags_or_filters_do_without_jinja() -> None:
     assert not isinstance(compile_text("{{ city.in or 'по всей России' }}")._template, _Printer)
 
 
+@pytest.mark.parametrize("source", ["{{ city or 'Texas' }}", "{{ city|default('Texas') }}",
+                                    "{% if city %}{{ city }}{% else %}Texas{% endif %}", "{{ city.in or 'Texas' }}"])
+def test_a_town_geoip_does_not_know_takes_the_fallback(source: str) -> None:
+    text = compile_text(source)
+    assert text.render({"city": places.place("", "en")}) == "Texas"
+    assert text.render({"city": places.place("Austin", "en")}) in ("Austin", "in Austin")
+
+
 def test_remembered_renders_follow_every_value_they_depend_on() -> None:
     text = compile_text("{{ keyword(default='Кондиционеры', case='sentence') }} {{ city.in or 'по всей России' }}")
     assert not isinstance(text._template, _Printer)  # an operator: Jinja renders it

@@ -41,6 +41,10 @@ class Place:
     def __str__(self) -> str:
         return self.name
 
+    def __bool__(self) -> bool:
+        # A town GeoIP does not know is no town: `{{ city or 'Texas' }}` and `{% if city %}`.
+        return bool(self.name)
+
     @property
     def short(self) -> Place:
         """``{{ region.short.in }}``: «на Камчатке», where ``{{ region.in }}`` is «в Камчатском крае»."""
