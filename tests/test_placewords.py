@@ -2,7 +2,7 @@
 
 import pytest
 
-from service.rules.placewords import names_a_place, without_places
+from service.rules.placewords import names_a_place, without_own_place, without_places
 from service.rules.words import read
 
 
@@ -27,3 +27,15 @@ def test_the_town_a_phrase_names_is_left_out_with_its_preposition(phrase: str, c
 
 def test_most_phrases_name_no_town_and_cost_the_quick_check_alone() -> None:
     assert not names_a_place(read("купить кондиционер недорого").terms, "Москва")
+
+
+@pytest.mark.parametrize(("phrase", "printed"), [
+    ("ac repair austin", "ac repair"),
+    ("AC Repair in Austin, TX", "AC Repair"),  # with its state's code, as American searches add it
+    ("ac repair near austin texas", "ac repair"),
+    ("best austin hvac company", "best hvac company"),
+    ("pool repair in round rock", "pool repair in round rock"),  # another town: as typed
+    ("austin", ""),  # nothing left: keyword() shows its default
+])
+def test_an_english_phrase_leaves_out_the_visitors_own_town_and_state(phrase: str, printed: str) -> None:
+    assert without_own_place(phrase, ("Austin", "Texas", "TX")) == printed

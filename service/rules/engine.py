@@ -31,7 +31,7 @@ from service.rules.index import RuleIndex, Slot, Swap
 from service.rules.pageview import Pages, PageView
 from service.rules.phrase import Keyword
 from service.rules.places import Place, place
-from service.rules.placewords import names_a_place, without_places
+from service.rules.placewords import names_a_place, without_own_place, without_places
 from service.rules.regions import region_place
 from service.rules.settings import AlertSettings, CallSettings, Exports, VisitSettings, Webhook
 from service.rules.templates import Text
@@ -327,6 +327,8 @@ def _context(site: Site, view: PageView) -> dict[str, Any]:
         city = view.geo.names.get("ru", {}).get("city")
         if names_a_place(view.reading.terms, city):
             keyword = _without_places(keyword, city)
+    elif keyword.phrase and (own := _own_place(view.geo)):
+        keyword = _without_own_place(keyword, own)
     if view.reading.unknown and keyword.phrase:  # its typos of the site's keywords, as they spell them
         respelt = site.speller.respell(keyword.phrase, view.reading.unknown)
         if respelt != keyword.phrase:  # else the one remembered for the phrase, not one more per plan
@@ -351,3 +353,15 @@ def _keyword(phrase: str | None, language: str) -> Keyword:
 @functools.lru_cache(maxsize=4096)
 def _without_places(keyword: Keyword, city: str | None) -> Keyword:
     return Keyword(without_places(keyword.phrase or "", city))
+
+
+def _own_place(geo: Geo) -> tuple[str, ...]:
+    """The visitor's town and state in English, and the state's code in the US («TX»)."""
+    names = geo.names.get("en", {})
+    code = geo.region[3:] if geo.region and geo.region.startswith("US-") else ""
+    return tuple(name for name in (names.get("city"), names.get("region"), code) if name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _without_own_place(keyword: Keyword, names: tuple[str, ...]) -> Keyword:
+    return Keyword(without_own_place(keyword.phrase or "", names))

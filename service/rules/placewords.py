@@ -6,7 +6,8 @@ would say it twice («Окна пвх москва в Москве»), or name a
 `without_places` leaves such words out, with the preposition before them: the visitor's own
 city in any form, and Russia's larger cities by name or by the nickname people type («спб»,
 «питер», «мск»). A larger city whose name is likelier a common word («Клин», «Шахты»,
-«Находка») counts only as the visitor's own.
+«Находка») counts only as the visitor's own. English phrases (`without_own_place`) lose the
+visitor's own town and state: «ac repair austin tx».
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from service.rules.words import readings
 # Addresses GeoLite2 gives a town for it to count as a larger city: Russia's 180 or so largest.
 LARGER = 20_000
 _PREPOSITIONS = frozenset({"в", "во", "на", "из", "г", "город"})
+_ENGLISH_PREPOSITIONS = frozenset({"in", "near", "around"})
+_PUNCTUATION = ",.;:!?"
 
 Name = tuple[frozenset[str], ...]  # each word's lemmas: «нижний новгород» is (нижний), (новгород)
 
@@ -45,6 +48,26 @@ def without_places(phrase: str, city: str | None) -> str:
         size = _named_at(lemmas, at, own)
         if size:
             while kept and normalise(kept[-1]) in _PREPOSITIONS:
+                kept.pop()
+            at += size
+        else:
+            kept.append(words[at])
+            at += 1
+    return phrase if len(kept) == len(words) else " ".join(kept)
+
+
+def without_own_place(phrase: str, names: tuple[str, ...]) -> str:
+    """`phrase` without the visitor's place in English, `names` (their town, their state and
+    its code, as American searches add them: «ac repair austin tx»), and «in» or «near» before it."""
+    words = phrase.split()
+    plain = [word.strip(_PUNCTUATION).lower() for word in words]
+    spans = sorted((tuple(name.lower().split()) for name in names if name), key=len, reverse=True)
+    kept: list[str] = []
+    at = 0
+    while at < len(words):
+        size = next((len(span) for span in spans if tuple(plain[at:at + len(span)]) == span), 0)
+        if size:
+            while kept and kept[-1].strip(_PUNCTUATION).lower() in _ENGLISH_PREPOSITIONS:
                 kept.pop()
             at += size
         else:
