@@ -16,13 +16,13 @@ def load_cases() -> list[dict[str, str]]:
 
 
 def case_id(case: dict[str, str]) -> str:
-    return f"{case['name']}-{case.get('case') or case['form']}"
+    return f"{case['name']}-{case.get('case') or case['form']}-{case.get('language', 'ru')}"
 
 
 @pytest.mark.parametrize("case", load_cases(), ids=case_id)
 def test_case(case: dict[str, str]) -> None:
     key = case.get("case") or case["form"]
-    assert place(case["name"])[key] == case["expected"]
+    assert place(case["name"], case.get("language", "ru"))[key] == case["expected"]
 
 
 @pytest.mark.parametrize("case", CASES)

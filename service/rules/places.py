@@ -24,6 +24,9 @@ _INNER_PREPOSITIONS = frozenset({"на", "над", "под", "при", "де", "
 _VO_CLUSTERS = ("льв", "льг", "мц", "пск", "рж")
 _VOWELS = frozenset("аеёиоуыэюя")
 _NOMINALS = ("NOUN", "ADJF")
+# English names said with «the»: in the United States, to the Netherlands, from the Canary Islands.
+_THE = re.compile(r"^(United|Republic|Democratic)\b|\b(Islands|Emirates|States|Kingdom|Republic)$"
+                  r"|^(Netherlands|Philippines|Bahamas|Maldives|Gambia|Seychelles|Comoros)$")
 # Surname endings shared by towns named after people: «Суворов», «Кропоткин».
 _POSSESSIVE = ("ов", "ев", "ёв", "ин", "ын")
 _DATA = Path(__file__).parent.parent / "data" / "ru_places.txt"
@@ -67,7 +70,8 @@ def place(name: str, language: str = "ru") -> Place:
     """Decline a nominative name; for other languages only the prepositions change."""
     if language != "ru":
         forms = dict.fromkeys(CASES, name)
-        forms.update((key, f"{key} {name}" if name else "") for key in PREPOSITIONS)
+        named = f"the {name}" if _THE.search(name) else name
+        forms.update((key, f"{key} {named}" if name else "") for key in PREPOSITIONS)
         return _make(name, forms)
     forms = _decline(name)
     forms.update((key, _prefix(key, forms[case])) for key, case in PREPOSITIONS.items())
