@@ -719,6 +719,28 @@ def test_a_calls_secret_of_two_sites_is_a_warning(tmp_path: Path) -> None:
     assert ok.startswith(f"{tmp_path}: OK, 2 site(s): demo, shop;")
 
 
+GOOGLE_ADS = """exports:
+  google_ads: {customer: "123-456-7890", actions: {form: "2222"}, client_id: ads-client-id-0001,
+               client_secret: ads-client-secret-1, refresh_token: ads-refresh-token-01}
+"""
+
+
+@pytest.mark.parametrize(("head", "warned"), [
+    ('site: hvac\nlanguage: en\nphone: "+1 512 555 0100"\n', True),  # a US site's conversions in roubles
+    ('site: hvac\nphone: "+1 512 555 0100"\n', True),
+    ('site: hvac\nlanguage: en\nphone: "+1 512 555 0100"\n', False),  # with the currency
+    ('site: okna\nphone: "+7 812 645-17-14"\n', False),  # a Russian site: roubles are right
+])
+def test_google_ads_uploads_without_a_currency_outside_russia_are_warned_of(tmp_path: Path, head: str,
+                                                                           warned: bool) -> None:
+    text = head + GOOGLE_ADS + ("" if warned or "+7" in head else "  currency: USD\n")
+    write(tmp_path, text, "site.yaml")
+    rules = load(tmp_path)
+    assert [warning.message for warning in rules.warnings] == (
+        ["warning: no currency: Google Ads gets conversion values in roubles (RUB); a site that sells in another "
+         "says so (currency: USD)"] if warned else [])
+
+
 WARNED = """\
 site: warned
 rules:

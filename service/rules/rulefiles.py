@@ -249,7 +249,7 @@ class _Compiler:
             visits=_visits(data.get("visits", {})),
             report_token=self._credential(("reports", "token"), data.get("reports", {}).get("token")),
             webhooks=self._webhooks(data.get("webhooks", [])),
-            exports=self._exports(data.get("exports", {})),
+            exports=self._exports(data.get("exports", {}), str(data.get("phone", ""))),
             alerts=_alerts(data.get("alerts", {})),
             spellings=frozenset(self.spellings),
             pairs=frozenset(self.pairs),
@@ -598,8 +598,11 @@ class _Compiler:
             self.problem(path, f"{address} is a link-local address, where cloud metadata answers: "
                                "no webhook posts there (a private address may be)")
 
-    def _exports(self, data: dict[str, Any]) -> Exports:
+    def _exports(self, data: dict[str, Any], phone: str) -> Exports:
         metrica, google = data.get("metrica"), data.get("google_ads")
+        if google and "currency" not in data and (self.language != "ru" or not phone.lstrip().startswith(("+7", "8"))):
+            self.warn(("exports",), "no currency: Google Ads gets conversion values in roubles (RUB); a site "
+                                    "that sells in another says so (currency: USD)")
 
         def credential(path: tuple[str | int, ...], value: str) -> str:
             secret = _secret(value)
