@@ -60,7 +60,7 @@ def test_a_pool_that_overflows_raises_one_alert_an_hour(climate: TestClient, clo
              for n in range(3)]  # the yandex pool has two numbers
     assert shown[2]["phone"]["kind"] == "overflow"
     (alert,) = checked(climate, "pool_overflow")
-    assert "pool yandex gave 1 visitors its overflow number since 14:00 (Europe/Moscow)" in alert["message"]
+    assert "pool yandex gave 1 visitor its overflow number since 14:00 (Europe/Moscow)" in alert["message"]
     assert len(checked(climate, "pool_overflow")) == 1  # the same hour: said once
     conversions = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
     assert all(entry["kind"] != "alert" for entry in conversions)  # the conversion log lists alerts when asked
@@ -129,7 +129,7 @@ def test_alerts_and_conversions_reach_a_telegram_chat(tmp_path: Path, valkey_url
     assert all(message["chat_id"] == "-1001234567890" and set(message) == {"chat_id", "text"} for message in messages)
     texts = sorted(message["text"] for message in messages)
     assert texts[0] == "Form on / · yandex / summer «купить кондиционер»"
-    assert texts[1].startswith("⚠️ climate: pool yandex gave 1 visitors its overflow number")
+    assert texts[1].startswith("⚠️ climate: pool yandex gave 1 visitor its overflow number")
 
 
 def test_a_store_that_stops_answering_is_told_without_it_and_its_return_through_it(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ class Alerts:
                 overflowed = await self.store.client.hget(PoolKeys.of(site.id, pool.id).stats, f"overflow:{hour}")
                 if overflowed and int(overflowed):
                     alerts.append((f"alert:pool_overflow:{pool.id}:{hour}", "pool_overflow",
-                                   f"{site.name}: pool {pool.id} gave {int(overflowed)} visitors its overflow number "
+                                   f"{site.name}: pool {pool.id} gave {_visitors(int(overflowed))} its overflow number "
                                    f"since {hour[-2:]}:00 ({site.time_zone}): its {len(pool.numbers)} numbers are "
                                    f"too few (GET /v1/pools/{site.id} recommends a size)"))
         return alerts
@@ -178,3 +178,7 @@ def _alert(alert_id: str, check: str, now: int, message: str) -> dict[str, Any]:
     """A log entry of kind `alert`."""
     return {"id": alert_id, "kind": "alert", "at": now, "visitor": None, "page": None, "experiments": {},
             "visit": None, "alert": {"check": check, "message": message}}
+
+
+def _visitors(count: int) -> str:
+    return "1 visitor" if count == 1 else f"{count:,} visitors"
