@@ -22,7 +22,9 @@ end
 -- Their hold ended and the pool has given the number back: still free, and theirs last, it is
 -- theirs again, under a lease from now with their last one's page, variants, visit and network.
 number = ARGV[5]
-if number == '' or not redis.call('ZSCORE', KEYS[7], number) then return false end
+if number == '' or redis.call('SISMEMBER', KEYS[6], number) == 0 or not redis.call('ZSCORE', KEYS[7], number) then
+  return false  -- no number, one the rules took out, or one another visitor has
+end
 local history = ARGV[2] .. 'history:' .. number
 local last = redis.call('ZREVRANGE', history, 0, 0)[1]
 local record = last and redis.call('HGET', KEYS[4], last)
