@@ -65,6 +65,7 @@ def test_a_proxy_not_named_trusted_passes_on_no_visitor_as_the_operator(valkey_u
         assert app.get("/", headers={header: OUTSIDE}).status_code == 403
         assert app.get("/", headers={header: "127.0.0.1"}).status_code == 200  # the operator's own browser
         assert app.get("/", headers={header: "not an address"}).status_code == 403
+        assert app.get("/", headers={header: "127.0.0.1," * 6000 + OUTSIDE}).status_code == 403  # 60 KB of hops
     with TestClient(create_app(make_settings(valkey_url, rules_dir)), client=("127.0.0.1", 40000)) as app:
         # Trusted, the proxy names a client past a hop the visitor wrote: the visitor's word is not read.
         assert app.get("/", headers={"x-forwarded-for": f"127.0.0.1, {OUTSIDE}"}).status_code == 403

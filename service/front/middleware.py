@@ -79,8 +79,9 @@ class TrustedProxies:
 
     def client_named(self, forwarded: str) -> str:
         """The client an `X-Forwarded-For` value (or a bare address) names: its right-most address
-        that is not one of our proxies. ValueError where a hop is no address."""
-        return self._client(forwarded)
+        that is not one of our proxies, of its last hops, as `resolve` reads it. Not remembered:
+        anyone may send it. ValueError where a hop is no address."""
+        return self._rightmost_untrusted(",".join(forwarded.rsplit(",", HOPS)[-HOPS:]))
 
     def _check_trusted(self, address: str) -> bool:
         try:
