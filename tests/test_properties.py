@@ -653,16 +653,16 @@ def test_other_numbers_are_left_alone(numbered: tuple[Page, str], data: st.DataO
     number = data.draw(st.one_of(
         written(area + PRINTED[3:]),  # another area code
         written().map(lambda n: n + "5"),  # one digit more, after
-        # One digit more, before; but 7 or 8 before the bare national digits is a prefix.
-        st.tuples(st.sampled_from(string.digits), written(prefixes=("+7", "8", "7"))).map("".join),
+        # One digit more, before, touching its first digit: the national digits' own, or those
+        # of a prefix written without a separator (7 or 8 before the bare national digits is one).
+        st.tuples(st.sampled_from(string.digits), st.sampled_from(["8", "7"]), written(prefixes=("",))).map("".join),
         st.tuples(st.sampled_from("0123456789".replace("7", "").replace("8", "")), written(prefixes=("",))).map(
             "".join),
         written(PRINTED[:-1]).map(lambda n: n + "0"),  # another last digit
     ), "number")
     before, after = data.draw(BMP_TEXT, "before"), data.draw(BMP_TEXT, "after")
-    # A digit before the number in another element ("офис 12<span>+7 812…") is not one more of
-    # its digits: the number is found (test_snippet.py, real-world numbers). Here it stays in
-    # the number's node.
+    # Whatever the elements, a digit that touches the number's first digit makes one longer
+    # number; here it stays in the number's node.
     segments = data.draw(split(before + number + after, uncut=len(before) + 1), "segments")
     assert swapped(page, segments) == [text for _, text in segments]
 
@@ -739,10 +739,13 @@ def test_form_controls_and_editable_text_are_never_rewritten(numbered: tuple[Pag
 
 @PHONE_WITH_EXAMPLES
 @example(text="д. ", digit="8", tag="span", number="+7 (812) 645-17-14")
-@given(BMP_TEXT, st.sampled_from(string.digits), st.sampled_from(["span", "b", "a", "strong"]), written())
+@example(text="", digit="8", tag="span", number=" (812) 645-17-14")  # a postcode's last digit: 190008 (812)…
+@given(BMP_TEXT, st.sampled_from(string.digits), st.sampled_from(["span", "b", "a", "strong"]),
+       st.one_of(written(prefixes=("+7",)), st.tuples(SEPARATORS.filter(bool), written()).map("".join)))
 def test_a_number_right_after_a_digit_in_another_element_is_found(numbered: tuple[Page, str], text: str, digit: str,
                                                                   tag: str, number: str) -> None:
-    """«д. 28<span>+7 (812) 645-17-14</span>»: the house number is not the phone number's first digit."""
+    """«д. 28<span>+7 (812) 645-17-14</span>», «190008 (812) 645-17-14»: the house number or the
+    postcode is not the phone number's first digit where a +, a space or a bracket stands between."""
     page, digits = numbered
     segments = [(None, text + digit), (tag, number)]
     assert swapped(page, segments) == expected(segments, [(len(text) + 1, len(text) + 1 + len(number))], digits)

@@ -15,10 +15,9 @@ from starlette.testclient import TestClient
 from service.app import create_app
 from service.rules import rulefiles
 from service.rules.reload import site_list
-from tests.conftest import BROWSER_HEADERS, make_settings
+from tests.conftest import BROWSER_HEADERS, UNCHANGED, make_settings, until_the_watcher_sees
 
 NEW_HEADLINE = "Кондиционеры со скидкой {{ city.in }}"
-UNCHANGED = "rules directory changed, rules unchanged"
 
 
 def headline(client: TestClient) -> str | None:
@@ -37,7 +36,7 @@ def wait_for(predicate: object, seconds: float) -> float | None:
 
 
 def test_one_worker_starts_on_the_rules_serve_checked_without_loading_them_again(
-    valkey_url: str, rules_dir: Path, store: redis.Redis
+    valkey_url: str, rules_dir: Path, store: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     # `swapline serve` checks the rules, then runs its one worker in the same process: loading
     # 10,000 rules once instead of twice halves its start. The worker gets the checked rules:
@@ -52,11 +51,10 @@ def test_one_worker_starts_on_the_rules_serve_checked_without_loading_them_again
         # Once a reload replaces them, the first rules go: 10,000 rules kept for nothing are 40 MB.
         first = weakref.ref(checked.sites["demo"])
         del checked
-        deadline = time.monotonic() + 60  # the watcher misses what changed before it started: again until seen
-        while headline(client) != "Кондиционеры со скидкой в Москве":
-            assert time.monotonic() < deadline, "the rules watcher never reloaded"
-            (rules_dir / "demo.yaml").write_text(good.replace("Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
-            wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 1.0)
+        (rules_dir / "demo.yaml").write_text(good)  # as checked: no change to the rules
+        until_the_watcher_sees(rules_dir / "demo.yaml", caplog)
+        (rules_dir / "demo.yaml").write_text(good.replace("Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
+        assert wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0) is not None
         assert first() is None
     (rules_dir / "demo.yaml").write_text("site: [not, a, site")
     # What a worker that loads the rules itself meets:
@@ -69,16 +67,9 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
 ) -> None:
     demo = rules_dir / "demo.yaml"
     app = create_app(make_settings(valkey_url, rules_dir, reload_rules=True))
-    caplog.set_level(logging.DEBUG, logger="swapline")
     with TestClient(app, client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
         assert headline(client) == "Кондиционеры с установкой в Москве"
-        # The watcher misses what changed before it started: rewrite the file as it is until
-        # a reload shows the watcher is there (the deadlines are safety nets only).
-        deadline = time.monotonic() + 60
-        while UNCHANGED not in caplog.text:
-            assert time.monotonic() < deadline, "the rules watcher never reloaded"
-            demo.write_text(demo.read_text())
-            wait_for(lambda: UNCHANGED in caplog.text, 1.0)
+        until_the_watcher_sees(demo, caplog)
         # The same files, or a file the loader does not read (an upload's dot file before its
         # rename): the rules and their memos stay as they are, and nothing says "reloaded".
         serving = app.state.runtime.rules

@@ -19,7 +19,17 @@ from starlette.testclient import TestClient
 
 from service.tracking import sites
 from service.tracking.store import Store, connect
-from tests.conftest import BROWSER_HEADERS, CLUSTER, DEMO_RULES, POOL_SITE, Clock, site_client, start, wait_for
+from tests.conftest import (
+    BROWSER_HEADERS,
+    CLUSTER,
+    DEMO_RULES,
+    POOL_SITE,
+    Clock,
+    site_client,
+    start,
+    until_the_watcher_sees,
+    wait_for,
+)
 from tests.sentinel import local_sentinel
 from tests.test_calls import call, post_call
 from tests.test_reports import beacon
@@ -162,12 +172,7 @@ def test_a_reload_warns_of_a_site_id_the_store_holds_data_of(valkey_url: str, ru
     caplog.set_level(logging.INFO, logger="swapline")
     with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE, reload_rules=True) as client:
         traffic(client, clock, "pooltest")
-        demo = rules_dir / "demo.yaml"
-        deadline = time.monotonic() + 60  # the watcher misses what changed before it started
-        while "rules reloaded" not in caplog.text:
-            assert time.monotonic() < deadline, "the rules watcher never reloaded"
-            demo.write_text(demo.read_text())
-            time.sleep(0.5)
+        until_the_watcher_sees(rules_dir / "demo.yaml", caplog)
         (rules_dir / "pooltest.yaml").rename(rules_dir / "pooltest.yaml.bak")
         wait_for("the site's going", lambda: "sites no longer in the rules: pooltest;" in caplog.text)
         assert "`swapline sites erase SITE` erases it" in caplog.text
