@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from service import embedded
@@ -239,6 +239,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/s.js", snippet_endpoint, methods=["GET"]),
             Route("/s/{version}.js", pinned_snippet_endpoint, methods=["GET"]),
             Route("/demo/", demo_page, methods=["GET"]),
+            Route("/robots.txt", robots, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/metrics", operators.only(metrics_endpoint), methods=["GET"]),
             Route("/healthz", operators.brief(healthz), methods=["GET"]),
@@ -284,6 +285,12 @@ async def _replay(runtime: Runtime, entry: dict[str, Any]) -> None:
 async def demo_page(request: Request) -> Response:
     """The demo site's page, with the snippet embedded as any website would."""
     return HTMLResponse(DEMO_PAGE)
+
+
+async def robots(request: Request) -> Response:
+    """Crawlers may fetch the snippet, as rendering a site's page does; nothing else here is for
+    a search index (the demo, dashboards' sign-in pages, the API)."""
+    return PlainTextResponse("User-agent: *\nAllow: /s.js\nAllow: /s/\nDisallow: /\n")
 
 
 async def healthz(request: Request) -> JSON:

@@ -11,8 +11,9 @@
   if (doc.swl) return;
   doc.swl = 1;
   const NOSWAP = "[data-swapline-noswap]"; // tel: links ('a[href^="tel:"]') are spelt out where matched
-  // Never rewritten, nor anything inside: what a form submits or a person types included.
-  const SKIP = `script,style,textarea,option,[contenteditable],${NOSWAP}`;
+  // Never rewritten, nor anything inside: what a form submits or a person types included, and
+  // the title, which bookmarks and history keep for a later call.
+  const SKIP = `script,style,title,textarea,option,[contenteditable],${NOSWAP}`;
   const rid = () => crypto.getRandomValues(new Uint32Array(4)).join(""); // 128 bits, 16 to 40 digits
   // `fn`'s value, or undefined if it throws: a sandboxed frame throws on localStorage and
   // document.cookie, a bad selector in the rules on matches(); nothing of that stops the swaps.

@@ -9,6 +9,7 @@ import io
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
+from urllib.robotparser import RobotFileParser
 
 import brotli
 import pytest
@@ -100,3 +101,14 @@ def test_the_demo_page_embeds_the_snippet(client: TestClient) -> None:
     page = client.get("/demo/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<script async src="/s.js" data-site="demo"' in page.text
+
+
+def test_crawlers_may_fetch_the_snippet_and_nothing_else(client: TestClient) -> None:
+    """Google renders a site's pages with their scripts: /s.js stays open to it, while the
+    service's own pages (the demo, dashboards, the API) are kept out of search indexes."""
+    robots = RobotFileParser()
+    robots.parse(client.get("/robots.txt").text.splitlines())
+    for path in ("/s.js", "/s/3f9a0c1d2b4e.js"):  # a pinned version's address
+        assert robots.can_fetch("Googlebot", path), path
+    for path in ("/demo/", "/dashboard/demo", "/v1/decide?site=demo&url=/", "/v1/reports/demo", "/"):
+        assert not robots.can_fetch("YandexBot", path), path
