@@ -13,6 +13,7 @@ visitor's own town and state: «ac repair austin tx».
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from service.rules.geo import cities
 from service.rules.morphology import likeliest_tag
@@ -42,18 +43,8 @@ def without_places(phrase: str, city: str | None) -> str:
     words = phrase.split()
     lemmas = [_lemmas(word) for word in words]
     own = _name(city) if city else ()
-    kept: list[str] = []
-    at = 0
-    while at < len(words):
-        size = _named_at(lemmas, at, own)
-        if size:
-            while kept and normalise(kept[-1]) in _PREPOSITIONS:
-                kept.pop()
-            at += size
-        else:
-            kept.append(words[at])
-            at += 1
-    return phrase if len(kept) == len(words) else " ".join(kept)
+    return _left_out(phrase, words, lambda at: _named_at(lemmas, at, own),
+                     lambda word: normalise(word) in _PREPOSITIONS)
 
 
 def without_own_place(phrase: str, names: tuple[str, ...]) -> str:
@@ -62,12 +53,21 @@ def without_own_place(phrase: str, names: tuple[str, ...]) -> str:
     words = phrase.split()
     plain = [word.strip(_PUNCTUATION).lower() for word in words]
     spans = sorted((tuple(name.lower().split()) for name in names if name), key=len, reverse=True)
+    return _left_out(phrase, words, lambda at: next((len(span) for span in spans
+                                                     if tuple(plain[at:at + len(span)]) == span), 0),
+                     lambda word: word.strip(_PUNCTUATION).lower() in _ENGLISH_PREPOSITIONS)
+
+
+def _left_out(phrase: str, words: list[str], named_at: Callable[[int], int],
+              preposition: Callable[[str], bool]) -> str:
+    """`phrase` without the runs of `words` that `named_at` says name a place (how many words
+    from there), and the prepositions before each."""
     kept: list[str] = []
     at = 0
     while at < len(words):
-        size = next((len(span) for span in spans if tuple(plain[at:at + len(span)]) == span), 0)
+        size = named_at(at)
         if size:
-            while kept and kept[-1].strip(_PUNCTUATION).lower() in _ENGLISH_PREPOSITIONS:
+            while kept and preposition(kept[-1]):
                 kept.pop()
             at += size
         else:
