@@ -309,7 +309,7 @@ def normalise(text: str) -> str:
     text = lettered(as_ye(unicodedata.normalize("NFC", text).lower()))
     if text.replace(" ", "").isalnum():  # most phrases: words and spaces, nothing to separate
         return " ".join(text.split())
-    return separated(text)
+    return lettered(separated(text))  # words that separating joins are read for look-alikes again
 
 
 def lettered(text: str) -> str:
