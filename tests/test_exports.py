@@ -196,11 +196,14 @@ class Platforms:
         body = orjson.loads(request.body)
         assert body["partialFailure"] is True and body["conversions"]
         for conversion in body["conversions"]:
-            assert set(conversion) == {"gclid", "conversionAction", "conversionDateTime", "conversionValue",
-                                       "currencyCode"}, conversion
+            # exactly one click id: Google refuses a conversion with two (GBRAID_WBRAID_BOTH_SET, VALUE_MUST_BE_UNSET)
+            assert set(conversion) - {"gclid", "gbraid", "wbraid"} == {
+                "conversionAction", "conversionDateTime", "conversionValue", "currencyCode"}, conversion
+            assert len(set(conversion) & {"gclid", "gbraid", "wbraid"}) == 1, conversion
             assert re.fullmatch(r"customers/1234567890/conversionActions/\d+", conversion["conversionAction"])
             assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d", conversion["conversionDateTime"])
-        return Answer(200, orjson.dumps({"results": [{"gclid": c["gclid"]} for c in body["conversions"]]}))
+        return Answer(200, orjson.dumps({"results": [
+            {name: c[name] for name in ("gclid", "gbraid", "wbraid") if name in c} for c in body["conversions"]]}))
 
     @staticmethod
     def _none_taken(request: Request) -> Answer:
@@ -270,6 +273,34 @@ def test_scheduled_uploads_send_each_conversion_once_and_retry_what_failed(tmp_p
         ("metrica", "sent"), ("google-ads", "sent"), ("google-ads", "failed")}
     assert status["targets"] == ["metrica", "metrica-calls", "google-ads"]
     assert "Uploads to the ad platforms" in dashboard.text and "uploading 1010: UPLOADED" in dashboard.text
+
+
+def test_clicks_from_ios_go_to_google_ads_by_their_wbraid_or_gbraid_and_a_gclid_comes_first(
+        tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    """Since iOS 14 an ad click may bring a `wbraid` (web) or `gbraid` (app) and no `gclid`: the
+    upload names the one the visit has, and a visit with a gclid too only its gclid (Google
+    refuses a conversion naming two). The file's template has a column for gclids alone."""
+    platforms = Platforms()
+    service, base = upload_service(tmp_path, valkey_url, platforms)
+    http = httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}, timeout=30)
+    google = f"{ORIGIN}/?utm_source=google&utm_medium=cpc"
+    try:
+        send_form(http, "iphone-web-visitor-01", f"{google}&wbraid=ClkKCQiA-wbraid-1")
+        send_form(http, "iphone-app-visitor-01", f"{google}&gbraid=0AAAAA-gbraid-1")
+        send_form(http, "two-ids-visitor-00001", f"{google}&gbraid=0AAAAA-gbraid-2&gclid=Cj0KCQiA-gclid-3")
+        platforms.receiver.wait(lambda: sum(len(orjson.loads(request.body)["conversions"])
+                                            for request in platforms.uploads("/v26/")) == 3)
+        file = http.get("/v1/exports/climate/google-ads.csv", headers=REPORT)
+    finally:
+        http.close()
+        service.send_signal(signal.SIGINT)
+        service.communicate(timeout=20)
+    assert platforms.wrong == []
+    sent = sorted((name, conversion[name]) for request in platforms.uploads("/v26/")
+                  for conversion in orjson.loads(request.body)["conversions"]
+                  for name in ("gclid", "gbraid", "wbraid") if name in conversion)
+    assert sent == [("gbraid", "0AAAAA-gbraid-1"), ("gclid", "Cj0KCQiA-gclid-3"), ("wbraid", "ClkKCQiA-wbraid-1")]
+    assert [row[0] for row in list(csv.reader(io.StringIO(file.text)))[2:]] == ["Cj0KCQiA-gclid-3"]
 
 
 def test_a_refused_upload_says_what_the_platform_said_and_clicks_google_refused_are_not_sent_again(

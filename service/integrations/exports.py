@@ -5,7 +5,8 @@ platform that paid for the click, so it can see which clicks led to customers:
 
     Yandex Metrica   by the visit's `yclid`: conversions (`Target` = the kind) to
                      /offline_conversions/upload, calls to /offline_conversions/upload_calls
-    Google Ads       by the visit's `gclid`: click conversions, to customers/ID:uploadClickConversions
+    Google Ads       by the visit's `gclid` (or, for clicks from iOS, its `wbraid` or `gbraid`): click
+                     conversions, to customers/ID:uploadClickConversions (the file: `gclid` only)
 
 Each is a CSV download (`GET /v1/exports/{site}/metrica.csv`, `metrica-calls.csv`,
 `google-ads.csv`, report token) in the columns the platform's own upload form takes, and, for
@@ -49,6 +50,9 @@ METRICA_COLUMNS = ("Yclid", "Target", "DateTime", "Price", "Currency")
 METRICA_CALL_COLUMNS = ("Yclid", "DateTime", "StaticCall", "Price", "Currency", "PhoneNumber", "TalkDuration",
                         "CallMissed", "Tag", "FirstTimeCaller", "URL")
 GOOGLE_COLUMNS = ("Google Click ID", "Conversion Name", "Conversion Time", "Conversion Value", "Conversion Currency")
+# A click conversion names exactly one of these: Google Ads refuses two. Clicks from iOS 14 on
+# may carry a `wbraid` (web) or `gbraid` (app) instead of a `gclid`.
+GOOGLE_CLICK_IDS = ("gclid", "wbraid", "gbraid")
 
 
 def kind(entry: Mapping[str, Any]) -> str:
@@ -82,11 +86,26 @@ def metrica_call_rows(entries: list[dict[str, Any]], exports: Exports) -> list[l
     return rows
 
 
+def google_clicks(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
+    """Google Ads' conversions from clicks: the click id's name first, then its value, the kind,
+    the time in UTC, the value and the currency."""
+    rows = []
+    for entry in entries:
+        if kind(entry) in exports.kinds and (click := google_click(entry)):
+            rows.append([*click, kind(entry), _utc(entry["at"]).strftime("%Y-%m-%d %H:%M:%S"),
+                         f"{exports.value:g}", exports.currency])
+    return rows
+
+
+def google_click(entry: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The click Google Ads links a conversion to: the first of `GOOGLE_CLICK_IDS` the visit has."""
+    return next(((name, value) for name in GOOGLE_CLICK_IDS if (value := click_id(entry, name))), None)
+
+
 def google_rows(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
-    """Google Ads' conversions from clicks, times in UTC (the file's `Parameters:TimeZone=+0000`)."""
-    return [[gclid, kind(entry), _utc(entry["at"]).strftime("%Y-%m-%d %H:%M:%S"), f"{exports.value:g}",
-             exports.currency]
-            for entry in entries if kind(entry) in exports.kinds and (gclid := click_id(entry, "gclid"))]
+    """The file's rows, times in UTC (its `Parameters:TimeZone=+0000`): Google's file template
+    has a column for the `gclid` alone."""
+    return [row for name, *row in google_clicks(entries, exports) if name == "gclid"]
 
 
 def csv_file(columns: tuple[str, ...], rows: list[list[Any]], first_line: str = "") -> str:
@@ -163,13 +182,13 @@ class Uploads:
                      await client.xrange(log_key(site.id), lower, "+", count=BATCH))
         if not batch:
             return
-        make, columns, first_line = FILES[target]
+        make = google_clicks if target == "google-ads" else FILES[target][0]
         rows = make([orjson.loads(fields[b"c"]) for _, fields in batch], site.exports)
         status, detail = "nothing to send", ""
         if rows:
             try:
                 status, detail = await (self._google(site.exports, rows) if target == "google-ads"
-                                        else self._metrica(site.exports, target, csv_file(columns, rows, first_line)))
+                                        else self._metrica(site.exports, target, rows))
             except (httpx.HTTPError, ValueError, KeyError, Refused) as exc:
                 status, detail = "failed", str(exc)[:SHOWN] or type(exc).__name__
         if status != "failed":
@@ -179,10 +198,12 @@ class Uploads:
             "target": target, "at": self.now_ms(), "rows": len(rows), "status": status, "detail": detail})},
             maxlen=KEPT_UPLOADS, approximate=True)
 
-    async def _metrica(self, exports: Exports, target: str, body: str) -> tuple[str, str]:
+    async def _metrica(self, exports: Exports, target: str, rows: list[list[Any]]) -> tuple[str, str]:
         """Metrica's upload: the CSV as the multipart part `file`, an OAuth token; its uploading id back."""
         metrica = exports.metrica
         assert metrica is not None
+        _, columns, first_line = FILES[target]
+        body = csv_file(columns, rows, first_line)
         method = "upload_calls" if target == "metrica-calls" else "upload"
         response = await self.client.post(
             f"{self.urls['metrica']}/management/v1/counter/{metrica.counter}/offline_conversions/{method}",
@@ -196,10 +217,11 @@ class Uploads:
         Rows it refused are not sent again: its reasons (a click too old, an unknown gclid) stay."""
         google = exports.google_ads
         assert google is not None
-        conversions = [{"gclid": gclid, "conversionAction": f"customers/{google.customer}/conversionActions/{action}",
+        conversions = [{id_name: click, "conversionAction": f"customers/{google.customer}/conversionActions/{action}",
                         "conversionDateTime": f"{when}+00:00", "conversionValue": float(value),
                         "currencyCode": currency}
-                       for gclid, name, when, value, currency in rows if (action := google.actions.get(name))]
+                       for id_name, click, conversion_kind, when, value, currency in rows
+                       if (action := google.actions.get(conversion_kind))]
         if not conversions:
             return "nothing to send", "no conversion action for these kinds"
         headers = {"authorization": f"Bearer {await self._google_access(exports)}"}
