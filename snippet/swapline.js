@@ -69,10 +69,11 @@
     return chars.join("");
   };
   // How often the snippet rewrote each element (or shadow root) on this route: a page that
-  // writes its own text back has it back after four rounds, instead of fighting the snippet for
-  // ever. Each page view starts afresh (`writes`, new with each): a route is new content, even
-  // where the app writes the same number again on each.
-  const mayWrite = (node) => writes.set(node, -~writes.get(node)).get(node) < 5; // -~: undefined counts as 0
+  // writes its own text back has it back after eight rounds, instead of fighting the snippet for
+  // ever. An element's texts count one each: eight lines between <br>s with the number in each
+  // are all rewritten. Each page view starts afresh (`writes`, new with each): a route is new
+  // content, even where the app writes the same number again on each.
+  const mayWrite = (node) => writes.set(node, -~writes.get(node)).get(node) < 9; // -~: undefined counts as 0
   // One walk over `root` (an element or a shadow root) and all it holds but what is never
   // rewritten (scripts, form controls, editable text, data-swapline-noswap): the swaps'
   // elements, tel: links, open shadow roots, and the text, for the number.
@@ -155,10 +156,12 @@
     if (event.id) store([...outbox(), event].slice(-20));
   };
   // In the capture phase (1). A form inside data-swapline-noswap is none: a search box, the demo's
-  // preview form.
-  addEventListener("submit", (e) => !e.target.closest(NOSWAP) && send({ type: "form", id: rid() }), 1);
+  // preview form. A page view's forms count once, as do its taps (the service counts an id
+  // once): a double click on a submit button fires two submit events, a form that checks its
+  // fields by script one a try, a quiz one a step.
+  addEventListener("submit", (e) => !e.target.closest(NOSWAP) && send({ type: "form", id: view }), 1);
   addEventListener("click", (e) => safe(() => e.target.closest('a[href^="tel:"]'))
-    && send({ type: "tel_click", id: rid() }), 1);
+    && send({ type: "tel_click", id: "t" + view }), 1); // an id of its own: an answer clears the outbox by id
 
   // The API's name is window.swapline unless data-name says another. One the page already has
   // (a script's, an element's id) stays the page's: the snippet swaps all the same, without an
@@ -186,10 +189,11 @@
   // popstate), which the service takes as the next page of the same visit. The visit goes on
   // from page to page: the last decision's token comes back with the next page view.
   // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
-  let here, beating, asked;
+  let here, beating, asked, view;
   const ask = (ref) => {
     here = location.href.split("#")[0]; // without its fragment: the service reads none
     writes = new WeakMap();
+    view = rid();
     // The last route's texts are not this one's: what the app renders now keeps its own until
     // this route's answer, and keeps them if it never comes. Its number is the visit's: it stays.
     if (decision) decision.swaps = [];
@@ -209,9 +213,8 @@
         // It carries the visit; a preview's page view is nobody's: the next page goes on with the
         // visitor's own.
         answer.preview || put("swl_visit", answer.token);
-        // The page's number as people print it, where the visitor's differs.
-        // After no digit: a postcode's last digit is no country code (78701 (512) 555-0100).
-        pattern = phone.replaces_pattern && RegExp("(^|\\D)" + phone.replaces_pattern, "gu");
+        // The page's number as people print it, where the visitor's differs (after no digit).
+        pattern = phone.replaces_pattern && RegExp(phone.replaces_pattern, "gu");
         digits = phone.digits;
         // The last route's swaps leave with it (the latest first, so the page's own value is the
         // one that stays), and the new route's are written afresh, within the same task.

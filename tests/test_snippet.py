@@ -328,6 +328,9 @@ REAL_WORLD = """(html) => {
     ("<p>190008 (812) 645-17-14</p>", "<p>190008 ({a}) {b}-{c}-{d}</p>"),
     ("<p>190008<br>(812) 645-17-14</p>", "<p>190008<br>({a}) {b}-{c}-{d}</p>"),
     ("<p>190007 812 645 17 14</p>", "<p>190007 {a} {b} {c} {d}</p>"),
+    # A site builder's text block (Tilda's): lines between <br>s, the number in each.
+    ("<div>" + "<br>".join(["Звоните: +7 (812) 645-17-14"] * 7) + "</div>",
+     "<div>" + "<br>".join(["Звоните: +7 ({a}) {b}-{c}-{d}"] * 7) + "</div>"),
     ('<a href="tel:+7%20812%20645-17-14">x</a>', '<a href="tel:+7 {a} {b}-{c}-{d}">x</a>'),  # percent-encoded
     ('<a href="tel:+78126451714" aria-label="Позвонить +7 812 645-17-14" title="+7 (812) 645-17-14">x</a>',
      '<a href="tel:+7{a}{b}{c}{d}" aria-label="Позвонить +7 {a} {b}-{c}-{d}" title="+7 ({a}) {b}-{c}-{d}">x</a>'),
@@ -712,18 +715,32 @@ def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Pag
     page.goto(url(fixtures))
     decided(page)
     beacon = "**/v1/events"
+    tap = "document.getElementById('tel1').dispatchEvent(new MouseEvent('click', {bubbles: true}))"
     with page.expect_response(beacon) as form:
         page.click("#submit")
     with page.expect_response(beacon) as tel_click:
-        page.evaluate("document.getElementById('tel1').dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+        page.evaluate(tap)
     with page.expect_response(beacon) as goal:
         page.evaluate("swapline.goal('newsletter')")
+    # A page view's forms count once, as do its taps: a double click on a submit button, a
+    # form that checks its fields by script and is sent again, a quiz's steps; a second tap.
+    with page.expect_response(beacon) as form_again:
+        page.dblclick("#submit")
+    with page.expect_response(beacon) as tap_again:
+        page.evaluate(tap)
     # The service answers once it has counted an event: the report shows all three now.
-    assert [answer.value.json()["outcome"] for answer in (form, tel_click, goal)] == ["counted"] * 3
+    assert [answer.value.json()["outcome"] for answer in (form, tel_click, goal, form_again, tap_again)] == [
+        "counted", "counted", "counted", "duplicate", "duplicate"]
     (after,) = [row for row in report(service)["pages"] if row["page"] == "/page.html"]
-    converted = {kind: after["converted"][kind] - (before[0]["converted"][kind] if before else 0)
-                 for kind in ("form", "tel_click", "goal")}
-    assert converted == {"form": 1, "tel_click": 1, "goal": 1}
+    kinds = ("form", "tel_click", "goal")
+    for figure in ("converted", "totals"):
+        assert {kind: after[figure][kind] - (before[0][figure][kind] if before else 0) for kind in kinds} == {
+            "form": 1, "tel_click": 1, "goal": 1}, figure
+    page.goto(url(fixtures))  # the visitor's next page: a form of its own
+    decided(page)
+    with page.expect_response(beacon) as next_page_form:
+        page.evaluate("document.getElementById('submit').click()")
+    assert next_page_form.value.json()["outcome"] == "counted"
 
 
 def test_a_form_the_service_refused_is_sent_again_from_the_next_page(page: Page, fixtures: Fixtures,

@@ -75,7 +75,7 @@ def test_a_page_that_writes_its_text_back_wins_after_a_few_rounds(page: Page, fi
     page.goto(url(fixtures))
     decided(page)
     rounds, texts = page.evaluate(FIGHT)
-    assert 1 <= rounds <= 5  # the snippet swapped, then gave in: no endless fight
+    assert 1 <= rounds <= 9  # the snippet swapped, then gave in: no endless fight
     assert texts == ["The page's headline", PRINTED] and page.errors == []  # type: ignore[attr-defined]
 
 
