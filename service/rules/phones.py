@@ -14,14 +14,20 @@ import phonenumbers
 def e164(number: str, home: str | None = None) -> str | None:
     """`+7 495 120-00-01` → `+74951200001`; None for anything that is not a valid number.
     With `home` (a region: "RU"), numbers written as people there do, without `+`, are read
-    too: `84951200001`, `74951200001`, `4951200001`."""
+    too: `84951200001`, `74951200001`, `4951200001`; and one that is none there, as a number
+    written in full without its `+`, as Mango Office writes a foreign caller: `375291234567`."""
+    parsed = _valid(number, home)
+    if parsed is None and home and not number.lstrip().startswith("+"):
+        parsed = _valid("+" + number.strip(), None)
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)) if parsed else None
+
+
+def _valid(number: str, home: str | None) -> phonenumbers.PhoneNumber | None:
     try:
         parsed = phonenumbers.parse(number, home)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    return parsed if phonenumbers.is_valid_number(parsed) else None
 
 
 @functools.cache  # the rules' numbers only
