@@ -198,7 +198,7 @@ class Pools:
 def _attribute(keys: PoolKeys, number: str, at_ms: int) -> Command:
     """Who held `number` at `at_ms` (attribute.lua). A start given to the second (most PBXs
     give no more) stands for any moment of that second."""
-    return ATTRIBUTE((keys.leases, keys.history(number)), (at_ms, 0 if at_ms % 1000 else 999))
+    return ATTRIBUTE((keys.leases, keys.history(number)), (at_ms, 0 if at_ms % 1000 else 999, number))
 
 
 async def pools_endpoint(request: Request) -> JSON:
