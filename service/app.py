@@ -303,12 +303,12 @@ async def healthz(request: Request) -> JSON:
 
 
 async def readyz(request: Request) -> JSON:
-    """Ready while the store answers and has the number pools; says too whether the spool could
+    """Ready while the store takes writes and has the number pools; says too whether the spool could
     keep what an outage brings (a full or read-only disk would refuse events and calls then)."""
     runtime: Runtime = request.app.state.runtime
     spool = await runtime.spool.check()
     try:
-        await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
+        await asyncio.wait_for(runtime.store.writes(), timeout=1.0)
         missing = await runtime.pools.missing(runtime.rules.sites.values()) if runtime.pools_synced else []
     except Exception as exc:
         also = f"; the spool cannot keep events either: {spool}" if spool else ""

@@ -165,7 +165,7 @@ def test_a_store_that_stops_answering_is_told_without_it_and_its_return_through_
                                                  hashlib.sha256).hexdigest())
     bodies = [orjson.loads(request.body) for request in (degraded, recovered)]
     assert [body["conversion"]["alert"]["check"] for body in bodies] == ["store_degraded", "store_recovered"]
-    assert "has not answered within 200 ms" in bodies[0]["conversion"]["alert"]["message"]
+    assert "has not taken a write within 200 ms" in bodies[0]["conversion"]["alert"]["message"]
     assert bodies[0]["id"].startswith("alert:store_degraded:") and bodies[1]["id"].startswith("alert:store_recovered:")
 
 

@@ -168,6 +168,36 @@ def test_readiness_fails_while_the_pools_are_lost_and_brings_them_back(pool_clie
     assert visit(pool_client, vid(1))["phone"]["number"] in POOL
 
 
+def test_a_full_store_is_told_of_as_a_failing_one(pool_client: TestClient, store: redis.Redis,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A store at its maxmemory (with noeviction, as DEPLOY.md asks) answers a PING, and refuses
+    every lease: decisions go without numbers, and readiness, the log and the store errors
+    metric (which Prometheus' SwaplineStoreFailing reads) say so, as for a store that is down."""
+    def failures() -> float:
+        metrics = pool_client.get("/metrics").text
+        return float(re.search(r"^swapline_store_errors_total (\S+)$", metrics, re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+    nodes = [node.redis_connection for node in store.get_nodes()] if isinstance(store, redis.RedisCluster) else [store]
+    assert {node.config_get("maxmemory-policy")["maxmemory-policy"] for node in nodes} == {"noeviction"}
+    before = failures()
+    for node in nodes:
+        node.config_set("maxmemory", 1)
+    try:
+        assert store.ping()
+        answer = visit(pool_client, vid(1))
+        ready = pool_client.get("/readyz")
+    finally:
+        for node in nodes:
+            node.config_set("maxmemory", 0)
+    assert answer["degraded"] is True and answer["phone"] is None  # the page keeps its own number
+    said = ready.json()["error"]["message"]
+    assert ready.status_code == 503 and said.startswith("the store refuses writes:") and "maxmemory" in said, said
+    assert failures() > before
+    assert any("store unavailable: the store refuses writes: OOM command not allowed" in record.getMessage()
+               for record in caplog.records)
+    assert pool_client.get("/readyz").status_code == 200
+
+
 def test_static_numbers_per_source(pool_client: TestClient, store: redis.Redis) -> None:
     phone = visit(pool_client, vid(1), url="/?utm_source=yandex")["phone"]
     assert phone["kind"] == "static" and phone["number"] == "+78005553536" and phone["pool"] == "yandex"

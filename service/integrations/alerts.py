@@ -102,8 +102,9 @@ class Alerts:
 class StoreWatch:
     """Tells the sites' alert endpoints when the store fails, without the store.
 
-    Every `every` seconds each process asks the store for a PONG. Once `after` asks in a row got
-    none within `slow` seconds (a decision's own deadline), the process posts `store_degraded`
+    Every `every` seconds each process writes to the store (a full one answers a PING, and
+    refuses every lease). Once `after` writes in a row were not taken within `slow` seconds (a
+    decision's own deadline), the process posts `store_degraded`
     straight to every endpoint that takes alerts: signed as any delivery, tried once, since the
     outbox lives in the store. Each process that sees the outage posts it, under one id per
     hour for receivers to dedupe by. When the store answers again, `store_recovered` is logged
@@ -143,7 +144,7 @@ class StoreWatch:
     async def _answers(self) -> bool:
         try:
             async with asyncio.timeout(self.slow):
-                await self.store.client.ping()
+                await self.store.writes()
         except (TimeoutError, *STORE_ERRORS):
             return False
         return True
@@ -154,7 +155,7 @@ class StoreWatch:
             began = datetime.datetime.fromtimestamp(self.since / 1000, site.time_zone).strftime(
                 f"%H:%M ({site.time_zone})")
             entry = _alert(f"alert:store_degraded:{hour_and_day(self.since)[0]}", "store_degraded", now,
-                           f"{site.name}: Swapline's store (Redis/Valkey) has not answered within "
+                           f"{site.name}: Swapline's store (Redis/Valkey) has not taken a write within "
                            f"{self.slow * 1000:g} ms since {began}: decisions are answered without tracking "
                            "numbers and experiments, and events and calls wait on disk until it is back")
             for hook in site.webhooks:

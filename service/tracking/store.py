@@ -37,7 +37,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 
 from service.config import SENTINEL, sentinel_url
 from service.observability import STORE_FAILURES
@@ -73,6 +80,7 @@ class StoreDown(ConnectionError):
     """The store failed a moment ago; nothing was sent."""
 
 
+PROBE = "sw:probe"  # written to learn whether the store takes writes (`Store.writes`)
 STORE_ERRORS = (redis.RedisError, OSError)  # OSError covers StoreDown, refused sockets, time-outs
 
 
@@ -88,7 +96,21 @@ def why(exc: BaseException) -> str:
     nothing itself)."""
     if refuses_us(exc):
         return f"the store refuses the password of SWAPLINE_REDIS_URL, or its lack ({exc})"
+    if refuses_writes(exc):
+        return f"the store refuses writes: {exc}"
     return f"the store does not answer: {str(exc) or ('timed out' if isinstance(exc, TimeoutError) else repr(exc))}"
+
+
+# Error replies of a store that answers and cannot serve: full (maxmemory with noeviction), unable
+# to save its snapshot (MISCONF), a replica (READONLY), loading its data, a cluster that is down.
+REFUSALS = ("OOM ", "MISCONF ", "READONLY ", "LOADING ", "MASTERDOWN ", "CLUSTERDOWN ", "BUSY ")
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """redis-py reads the first three as their own errors (the code left out of the message);
+    the batcher's reader keeps every error reply whole."""
+    return isinstance(exc, OutOfMemoryError | ReadOnlyError | BusyLoadingError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(REFUSALS))
 
 
 async def repeat(seconds: float, job: Callable[[], Awaitable[Any]], what: str, level: int = logging.WARNING,
@@ -379,23 +401,19 @@ class Batcher:
 
     def _failed(self, batch: Batch, exc: BaseException) -> None:
         """The store is down: every waiter hears it."""
-        now = time.monotonic()
-        if now >= self._warn_after:  # an outage is a line a minute, not one a try
-            since = f" ({self.failures - self._warned} failures since the last line)" if self._warned else ""
-            log.warning("store unavailable: %s; decisions degrade, events and calls are spooled%s", why(exc), since)
-            self._warn_after, self._warned = now + WARN_EVERY, self.failures
-        self.failures += 1
-        STORE_FAILURES.inc()
-        self.down_until = now + RETRY_AFTER
+        self._count_failure(exc)
+        self.down_until = time.monotonic() + RETRY_AFTER
         for _, future in batch:
             if future and not future.done():
                 future.set_exception(exc)
 
-    @staticmethod
-    def _answer(batch: Batch, replies: list[Any]) -> None:
-        """Each request its replies, or its first error reply."""
+    def _answer(self, batch: Batch, replies: list[Any]) -> None:
+        """Each request its replies, or its first error reply. A store that refuses writes fails
+        as one that is down does, in the log and the metrics, though it answers."""
         # Error replies are rare: one look over the batch decides whether to look closer.
         failed = any(isinstance(reply, Exception) for reply in replies)
+        if failed and (refusal := next((reply for reply in replies if refuses_writes(reply)), None)):
+            self._count_failure(refusal)
         start = 0
         for group, future in batch:
             mine = replies[start:start + len(group)]
@@ -407,6 +425,15 @@ class Batcher:
                 future.set_exception(error)
             else:
                 future.set_result(mine)
+
+    def _count_failure(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now >= self._warn_after:  # an outage is a line a minute, not one a try
+            since = f" ({self.failures - self._warned} failures since the last line)" if self._warned else ""
+            log.warning("store unavailable: %s; decisions degrade, events and calls are spooled%s", why(exc), since)
+            self._warn_after, self._warned = now + WARN_EVERY, self.failures
+        self.failures += 1
+        STORE_FAILURES.inc()
 
     async def _execute(self, commands: list[Command]) -> list[Any]:
         """The replies of `commands`, an error reply as its exception in its place."""
@@ -527,8 +554,10 @@ class Store:
         seconds, micros = await asyncio.wait_for(self.client.time(), DEADLINE)
         return int(seconds) + int(micros) / 1e6
 
-    async def ping(self) -> bool:
-        return bool(await self.client.ping())
+    async def writes(self) -> None:
+        """Raises unless the store takes a write: a full one, or one that cannot save, answers a
+        PING and refuses every lease (`REFUSALS`)."""
+        await self.client.set(PROBE, 1, px=60_000)
 
     async def close(self) -> None:
         await self.batcher.close()
