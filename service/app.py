@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         jobs: list[tuple[Callable[[], Awaitable[None]], str]] = [
             (lambda: respan(store, settings.report_days), "upgrade"), (runtime.sync_pools, "pool sync"),
             (runtime.vouch, "secret check"), (lambda: sites.check_in(store, list(runtime.rules.sites)), "site check"),
+            (lambda: _eviction_check(store), "eviction check"),
         ]
         for job, what in jobs:
             try:
@@ -300,6 +301,12 @@ async def healthz(request: Request) -> JSON:
     if reason := await asyncio.to_thread(embedded.down, runtime.settings.data_dir):
         return error(503, "store_down", f"the embedded store is down and cannot be started again: {reason}")
     return JSON({"status": "ok"})
+
+
+async def _eviction_check(store: Store) -> None:
+    if policy := await store.evicts():
+        log.error("the store's maxmemory-policy is %s: once full, it evicts leases, visits and calls without a word, "
+                  "and calls go to nobody or to the wrong visitor; set it to noeviction (docs/DEPLOY.md)", policy)
 
 
 async def readyz(request: Request) -> JSON:

@@ -12,6 +12,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.app import create_app
 from service.rules import rulefiles
 from service.rules.phrase import NO_REFERRAL
 from service.tracking import sites, upgrade, visits
@@ -20,7 +21,7 @@ from service.tracking.pools import PoolKeys
 from service.tracking.store import ScriptCall
 from service.tracking.tokens import TokenSigner
 from service.tracking.visitors import valid_vid
-from tests.conftest import POOL_SITE, SECRET, Clock, site_client, wait_for
+from tests.conftest import POOL_SITE, SECRET, Clock, make_settings, site_client, wait_for
 
 POOL = {"+74951900001", "+74951900002", "+74951900003"}
 OVERFLOW = "+74951900000"
@@ -196,6 +197,27 @@ def test_a_full_store_is_told_of_as_a_failing_one(pool_client: TestClient, store
     assert any("store unavailable: the store refuses writes: OOM command not allowed" in record.getMessage()
                for record in caplog.records)
     assert pool_client.get("/readyz").status_code == 200
+
+
+def test_a_store_that_evicts_is_named_at_start(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Managed stores often come with an LRU policy: full, they drop leases, visits and calls
+    without a word, which nothing can tell from keys never written. Said once, at start."""
+    nodes = [node.redis_connection for node in store.get_nodes()] if isinstance(store, redis.RedisCluster) else [store]
+    for node in nodes:
+        node.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with TestClient(create_app(make_settings(valkey_url, rules_dir))):
+            pass
+    finally:
+        for node in nodes:
+            node.config_set("maxmemory-policy", "noeviction")
+    (said,) = [record.getMessage() for record in caplog.records if "maxmemory-policy" in record.getMessage()]
+    assert said.startswith("the store's maxmemory-policy is allkeys-lru:") and "set it to noeviction" in said
+    caplog.clear()
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))):
+        pass
+    assert not [record for record in caplog.records if "maxmemory-policy" in record.getMessage()]
 
 
 def test_static_numbers_per_source(pool_client: TestClient, store: redis.Redis) -> None:
