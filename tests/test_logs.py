@@ -117,7 +117,8 @@ def test_filters_keep_what_they_name(climate: TestClient, clock: Clock) -> None:
                          ("calls", {"qualified": "yes"}), ("calls", {"variant": "cta"}), ("calls", {"from": "today"}),
                          ("calls", {"cursor": "bogus"}), ("calls", {"cursor": "0-0"}),
                          ("conversions", {"cursor": "99999999999999999999999-0"}), ("calls", {"cursor": "1-"}),
-                         ("calls", {"cursor": "1-18446744073709551616"})]:
+                         ("calls", {"cursor": "1-18446744073709551616"}), ("calls", {"status": "missed"}),
+                         ("calls", {"caller": "2244"}), ("conversions", {"metric": "form"})]:
         refused = climate.get(f"/v1/{what}/climate", params=params, headers=REPORT)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_filter", params
     assert climate.get("/v1/calls/climate").status_code == 401

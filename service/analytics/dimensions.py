@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 from service.analytics import distinct, stats
 from service.analytics.sheets import Sheet
-from service.errors import BadRequest
+from service.errors import BadRequest, only
 from service.rules.engine import Site
 from service.runtime import Runtime
 from service.tracking.counters import DIMENSIONS, escape, prefix, unescape
@@ -44,6 +44,7 @@ class Query:
     values), the days, the order and how many rows before "(other)"."""
 
     def __init__(self, params: Mapping[str, str], today: str) -> None:
+        only(params, ("by", *DIMENSIONS, "from", "to", "sort", "limit"))
         self.by = [name.strip() for name in params.get("by", "").split(",") if name.strip()]
         self.filters = {name: params[name] for name in DIMENSIONS if params.get(name)}
         if set(self.by) & set(COHORTS):

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from service.analytics import sheets
 from service.analytics.sheets import Sheet
-from service.errors import BadRequest, MethodNotAllowed
+from service.errors import BadRequest, MethodNotAllowed, only
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.rules.engine import Site
@@ -34,6 +34,8 @@ from service.tracking.counters import NONE, NOT_CREDITED
 from service.tracking.journal import LogQuery
 
 KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
+# What the logs take in their query string: the filters and a page's bounds.
+LOG_PARAMETERS = ("from", "to", "limit", "cursor", "kind", "qualified", "variant", "source", "campaign", "pool")
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "qualified",
                 "caller_last_digits", "credited", "reason")
 CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page")
@@ -110,6 +112,7 @@ def next_page(params: Mapping[str, str], cursor: str) -> str:
 
 def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable[[dict[str, Any]], bool]:
     """What an entry must be to be listed; every filter given must hold."""
+    only(params, LOG_PARAMETERS)
     kind = params.get("kind") or None
     if kind is not None and (calls or kind not in KINDS):
         raise BadRequest("invalid_filter", f"kind must be one of {', '.join(KINDS)}" if not calls

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from service.analytics import dimensions, one_thread, sheets, stats
 from service.analytics.sheets import Sheet, Value
-from service.errors import BadRequest
+from service.errors import BadRequest, only
 from service.front.auth import require_report_token
 from service.front.events import GOAL_NAME
 from service.front.responses import JSON
@@ -48,6 +48,7 @@ class Filters:
 
     @classmethod
     def parse(cls, params: Any, limit: int = 100) -> Filters:
+        only(params, ("from", "to", "page", "experiment", "metric", "limit", "test"))  # test: the dashboard's
         for name in ("from", "to"):
             if params.get(name):
                 try:
