@@ -60,7 +60,7 @@ def site(name: str, numbers: int) -> str:
     return f"""site: {name}
 origins: [http://localhost:8000]
 phone: "+7 800 555-35-35"
-calls: {{secret: {SECRET}, qualify_after: 30s, unique_within: 7d}}
+calls: {{secret: {SECRET}-{name}, qualify_after: 30s, unique_within: 7d}}
 reports: {{token: sizing-report-token-{name}}}
 {pool}experiments:
   - id: headline
@@ -153,7 +153,7 @@ def measure(visitors: int) -> dict[str, float]:
             for n, answer in enumerate(answers):
                 raw = orjson.dumps({"call_id": f"call-{n:010d}", "called": answer["phone"]["number"],
                                     "caller": f"+7916{n:07d}", "start": clock.now, "talk_seconds": 60})
-                signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+                signature = "sha256=" + hmac.new(f"{SECRET}-pooled".encode(), raw, hashlib.sha256).hexdigest()
                 response = client.post("/v1/calls?site=pooled", content=raw,
                                        headers={"x-swapline-signature": signature})
                 assert response.status_code == 200 and response.json()["credited"], response.text
