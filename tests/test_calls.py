@@ -138,6 +138,34 @@ def test_a_call_before_the_first_page_view_has_a_visit_with_no_pages(pool_client
     assert again["visit"]["pages"] == []  # as stored
 
 
+def test_a_caller_who_calls_the_number_back_is_the_visitor_it_was_shown_to(pool_client: TestClient,
+                                                                           clock: Clock) -> None:
+    """A customer misses the manager, then calls back from their phone's list of calls after
+    the hold ended, and again once the number is another visitor's: each call is the first
+    visitor's (within calls.unique_within), as the caller is; other callers are the holder's."""
+    shown = visit(pool_client, "first-visitor-0000001", url="/?utm_source=google&utm_medium=cpc&utm_campaign=win")
+    number = shown["phone"]["number"]
+    missed = post_call(pool_client, {**call("missed", number, clock.now + 10, talk=0), "status": "no-answer"}).json()
+    assert (missed["visitor"], missed["reason"], missed["visit"]["campaign"]) == ("first-visitor-0000001", None, "win")
+    clock.advance(3600)  # an hour later: the hold is long over, the number back in the pool
+    back = post_call(pool_client, call("called-back", number, clock.now)).json()
+    for vid in ("other-visitor-000001", "other-visitor-000002", "next-holder-00000001"):  # the longest free first
+        taken = visit(pool_client, vid)["phone"]["number"]
+    assert taken == number  # the next holder's now
+    clock.advance(30)
+    again = post_call(pool_client, call("called-back-again", number, clock.now)).json()
+    stranger = post_call(pool_client, call("stranger", number, clock.now + 1, caller="+79035550000")).json()
+    for answer in (back, again):
+        assert (answer["credited"], answer["visitor"], answer["reason"]) == (True, "first-visitor-0000001",
+                                                                             "called_back")
+        assert answer["visit"] == missed["visit"] and answer["unique"] is False
+    assert (back["qualified"], again["qualified"]) == (True, False)  # the first target call, after a missed one
+    assert (stranger["visitor"], stranger["reason"]) == ("next-holder-00000001", None)
+    clock.advance(86_401)  # past calls.unique_within: a caller of long ago is the holder's, like anyone
+    late = post_call(pool_client, call("a-day-later", number, clock.now)).json()
+    assert (late["credited"], late["reason"]) == (False, "no_holder")
+
+
 def test_the_next_holder_gets_calls_after_the_number_moves_on(pool_client: TestClient, clock: Clock) -> None:
     first = visit(pool_client, "first-visitor-0000001")["phone"]["number"]
     for n in (2, 3):
@@ -145,7 +173,9 @@ def test_the_next_holder_gets_calls_after_the_number_moves_on(pool_client: TestC
     clock.advance(61)
     assert visit(pool_client, "next-visitor-00000001")["phone"]["number"] == first
     assert post_call(pool_client, call("a", first, START + 30)).json()["visitor"] == "first-visitor-0000001"
-    assert post_call(pool_client, call("b", first, clock.now + 5)).json()["visitor"] == "next-visitor-00000001"
+    # Another caller: the first one calling back would be the first visitor's (called_back).
+    assert post_call(pool_client, call("b", first, clock.now + 5, caller="+79035550001")).json()["visitor"] == \
+        "next-visitor-00000001"
 
 
 def test_a_number_taken_out_of_the_pool_is_credited_to_the_visitor_who_still_holds_it(

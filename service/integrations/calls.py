@@ -1,11 +1,12 @@
 """Calls: how a finished call is credited, and `POST /v1/calls?site=` (Swapline's signed JSON).
 
 Each call is credited to the visitor whose hold window on the called number contains the
-call's start, and recorded once per call id: a telephony system that retries gets the same
-answer again. Caller numbers are kept only as a keyed hash and their last four digits, and
-called numbers that are none of the site's by their last four digits (`kept_number`). What
-each vendor posts (Twilio, Mango Office, Zadarma, UIS, Telphin) is read into a `Call` by
-`service.integrations.telephony`.
+call's start, or, from a caller who called that number before (`calls.unique_within`), to
+that call's visitor: a customer calling back; and recorded once per call id: a telephony
+system that retries gets the same answer again. Caller numbers are kept only as a keyed hash
+and their last four digits, and called numbers that are none of the site's by their last four
+digits (`kept_number`). What each vendor posts (Twilio, Mango Office, Zadarma, UIS, Telphin) is
+read into a `Call` by `service.integrations.telephony`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hmac
 import logging
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -37,7 +38,7 @@ MAX_TALK = 86_400  # seconds: no call lasts a day
 EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 2100-01-01
 AHEAD_MS = 15 * 60_000  # how far a call's start may be ahead of the service's clock: a PBX's drift
 log = logging.getLogger("swapline")
-CALL = Script.named("call")
+CALL, RECALL = Script.named("call"), Script.named("recall")
 Credential = TypeVar("Credential", str, bytes)
 # A call's status, as Twilio and PBXs write them (`status_of`): one nobody answered is a
 # `missed_call`, not a `call`, and never a target call whatever its talk time says.
@@ -166,8 +167,17 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     if not holder and kind in ("unknown", "lease") and (
             former := await runtime.pools.former_holder(site, call.called, call.start_ms)):
         kind, pool_id, holder = "lease", former[0].id, former[1]
-    reason = None if holder else {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number",
-                                  "page": "page_number"}.get(kind, "unknown_number")
+    prefix = f"sw:{{{site.id}:calls}}:"
+    earlier = await _called_back(runtime, site, call, prefix) if kind == "lease" else None
+    if earlier and (holder is None or holder["v"] != earlier["visitor"]):  # the caller's, not the number's
+        visitor, page, visit, reason = earlier["visitor"], earlier["page"], earlier["visit"], "called_back"
+    elif holder:
+        visitor, page, reason = holder["v"], holder["p"], None
+        visit = await _visit(runtime, site, holder, call.start_ms)
+    else:
+        visitor, page, visit = None, None, None
+        reason = {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number",
+                  "page": "page_number"}.get(kind, "unknown_number")
     record = {
         "call_id": call.id,
         "number": call.called if kind != "unknown" else kept_number(call.called),
@@ -177,15 +187,14 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "talk_seconds": call.talk,
         "status": call.status,
         "caller_last_digits": call.caller_last,
-        "credited": holder is not None,
-        "visitor": holder["v"] if holder else None,
-        "page": holder["p"] if holder else None,
+        "credited": visitor is not None,
+        "visitor": visitor,
+        "page": page,
         # Every variant the caller was exposed to, on any page: what the call counts for.
-        "experiments": await runtime.ledger.variants(site.id, holder["v"], site.experiment_ids) if holder else {},
-        "visit": await _visit(runtime, site, holder, call.start_ms),
+        "experiments": await runtime.ledger.variants(site.id, visitor, site.experiment_ids) if visitor else {},
+        "visit": visit,
         "reason": reason,
     }
-    prefix = f"sw:{{{site.id}:calls}}:"
     (stored, seen), = await runtime.store.batcher.submit(CALL(
         (prefix + "calls",),
         (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000,
@@ -217,12 +226,24 @@ def _conversions(answer: dict[str, Any]) -> list[str]:
     return ["call", "qualified_call"] if answer["qualified"] else ["call"]
 
 
-async def _visit(runtime: Runtime, site: Site, holder: dict[str, Any] | None, start_ms: int) -> dict[str, Any] | None:
+async def _visit(runtime: Runtime, site: Site, holder: dict[str, Any], start_ms: int) -> dict[str, Any] | None:
     """The caller's visit: how they came (source, campaign, phrase, ad click ids, landing page)
     and the pages they saw before the call."""
-    if not holder or not holder.get("w"):
+    if not holder.get("w"):
         return None
     return await visits.journey(runtime.store, site.id, holder["v"], holder["w"], start_ms)
+
+
+async def _called_back(runtime: Runtime, site: Site, call: Call, prefix: str) -> dict[str, Any] | None:
+    """The caller's latest call to this number within `calls.unique_within`, if it was credited
+    (recall.lua): a customer calling back is the visitor who was shown the number, whoever holds
+    it now."""
+    if not call.caller_hash or not site.calls.unique_within:
+        return None
+    record, = await runtime.store.batcher.submit(RECALL(
+        (prefix + "calls", prefix + "caller:" + call.caller_hash),
+        (call.called, call.start_ms, site.calls.unique_within * 1000)))
+    return cast(dict[str, Any], orjson.loads(record)) if record else None
 
 
 def _kind(site: Site, number: str) -> tuple[str, str | None]:
