@@ -93,6 +93,8 @@ def test_the_call_log_as_csv(climate: TestClient, clock: Clock) -> None:
     assert (row["source"], row["campaign"], row["click_ids"], row["pages"]) == ("yandex", "summer", "yclid=777",
                                                                                "/ > /contacts")
     assert row["qualified"] == "true" and row["variants"].startswith("cta=")
+    # What a sales team sorts calls by: a first-time caller, where they called from, on what.
+    assert (row["unique"], row["device"], row["region"], row["city"]) == ("true", "desktop", "RU-MOW", "Москва")
     sent = next(csv.DictReader(io.StringIO(climate.get("/v1/conversions/climate.csv", headers=REPORT).text)))
     assert sent["kind"] == "call" and len(sent["time"]) == len("2026-11-18T12:34:00+03:00")  # to the second
 

@@ -36,7 +36,7 @@ from service.tracking.journal import LogQuery
 KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
 # What the logs take in their query string: the filters and a page's bounds.
 LOG_PARAMETERS = ("from", "to", "limit", "cursor", "kind", "qualified", "variant", "source", "campaign", "pool")
-CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "qualified",
+CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "unique", "qualified",
                 "caller_last_digits", "credited", "reason")
 CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page")
 # A file's entries when no `limit` asks for a page: a busy site's month of calls. Past it, and
@@ -44,7 +44,8 @@ CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page")
 # filters keep), the file's `Link` header names the rest.
 FILE_ENTRIES = 20_000
 FILE_READS = 40
-VISIT_COLUMNS = ("visitor", "source", "medium", "campaign", "phrase", "click_ids", "landing", "pages", "variants")
+VISIT_COLUMNS = ("visitor", "source", "medium", "campaign", "phrase", "click_ids", "landing", "pages", "device",
+                 "region", "city", "variants")
 
 
 async def calls_log_endpoint(request: Request) -> Response:
@@ -168,7 +169,8 @@ def sheet(entries: list[dict[str, Any]], calls: bool, name: str, zone: datetime.
         rows.append([
             *own, entry.get("visitor"), *(visit.get(name) for name in ("source", "medium", "campaign", "phrase")),
             ";".join(f"{name}={value}" for name, value in (visit.get("click_ids") or {}).items()),
-            visit.get("landing"), " > ".join(page["path"] for page in visit.get("pages", [])),
+            visit.get("landing"), " > ".join(page["path"] for page in visit.get("pages", [])), visit.get("device"),
+            *((visit.get("geo") or {}).get(name) for name in ("region", "city")),
             ";".join(f"{name}={value}" for name, value in entry.get("experiments", {}).items()),
         ])
     return Sheet(name, [*(CALL_COLUMNS if calls else CONVERSION_COLUMNS), *VISIT_COLUMNS], rows)
