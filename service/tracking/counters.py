@@ -112,9 +112,11 @@ def logged(site: str, day: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
     """What the conversion log's script needs to count a conversion by its visit's dimensions
     (service/lua/log.lua, ARGV 9 on); empty fields when it is counted by none. A call no visitor
     held the number for counts as `NOT_CREDITED` by every dimension but its pool, so that the
-    reports' calls add up to the log's."""
+    reports' calls add up to the log's calls to the site's numbers. A call to none of them (a
+    PBX that reports every line's calls) is no call to the site, and counts in no report."""
     visit, call = entry.get("visit"), entry.get("call")
-    if entry["kind"] == "alert" or not (visit or (call and not entry.get("visitor"))):  # or its visit is gone
+    if entry["kind"] == "alert" or (call and call.get("kind") == "unknown") or not (
+            visit or (call and not entry.get("visitor"))):  # or its visit is gone
         return ("", "", "", "")
     kinds = [entry["kind"], *(["qualified_call"] if call and call.get("qualified") else [])]
     pool = call and call.get("pool")
