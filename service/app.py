@@ -65,7 +65,7 @@ from service.observability import (
 from service.rules import rulefiles
 from service.rules.engine import Site
 from service.rules.geo import GeoDB
-from service.rules.reload import SWITCH_INTERVAL, log_warnings, site_list, warm_places, watch_rules
+from service.rules.reload import SWITCH_INTERVAL, log_warnings, resplit, site_list, warm_places, watch_rules
 from service.runtime import Refusal, Runtime
 from service.tracking import sites
 from service.tracking.clock import StoreClock
@@ -170,6 +170,10 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             if gone := sorted(old.sites.keys() - new.sites.keys()):  # its file deleted or renamed, perhaps by mistake
                 log.warning("sites no longer in the rules: %s; their snippets, webhooks and dashboards now answer 404 "
                             "(their data stays in the store: `swapline sites erase SITE` erases it)", ", ".join(gone))
+            if moved := resplit(old, new):
+                log.warning("running experiments split anew: %s; their visitors move to other variants while the "
+                            "reports count each where they were first exposed: to restart an experiment, give it a "
+                            "new id (docs/RULES.md)", "; ".join(moved))
             added = [site for site in new.sites if site not in old.sites]
             for site in old.sites.values():  # a request under way may hold its site a while, not its memos
                 site.forget()

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.rules import rulefiles
-from service.rules.reload import site_list
+from service.rules.reload import resplit, site_list
 from tests.conftest import BROWSER_HEADERS, UNCHANGED, make_settings, until_the_watcher_sees
 
 NEW_HEADLINE = "Кондиционеры со скидкой {{ city.in }}"
@@ -130,3 +130,25 @@ def test_the_log_line_of_a_load_names_twenty_sites_and_counts_the_rest(tmp_path:
     for n in range(2, 25):
         (tmp_path / f"client-{n:02d}.yaml").unlink()
     assert site_list(rulefiles.load(tmp_path)) == "client-01"
+
+
+def test_a_reload_that_splits_a_running_experiment_anew_names_it(rules_dir: Path) -> None:
+    """A new salt, weights or variants move visitors to other variants while the reports count
+    each where they were first: an analyst then reads mixed arms. The log names each such
+    experiment; texts edited, or an experiment ended, are no new split."""
+    demo = rules_dir / "demo.yaml"
+    before = rulefiles.load(rules_dir)
+    source = demo.read_text()
+    edits = {
+        "salt": source.replace("  - id: cta-wording\n", "  - id: cta-wording\n    salt: \"2\"\n"),
+        "weights": source.replace("weight: 34", "weight: 40").replace("weight: 33\n        swap",
+                                                                        "weight: 27\n        swap", 1),
+        "variants": source.replace("- id: free-visit", "- id: free-visit-2"),
+        "": source.replace("text: Установим завтра", "text: Установим послезавтра"),
+    }
+    for what, text in edits.items():
+        demo.write_text(text)
+        assert resplit(before, rulefiles.load(rules_dir)) == ([f"demo/cta-wording ({what})"] if what else []), what
+    ended = "  - id: cta-wording\n    winner: control\n    salt: \"3\"\n"  # what every visitor sees now
+    demo.write_text(source.replace("  - id: cta-wording\n", ended))
+    assert resplit(before, rulefiles.load(rules_dir)) == []

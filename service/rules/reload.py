@@ -50,6 +50,27 @@ def site_list(rules: RuleSet) -> str:
     return ", ".join(ids[:SITES_NAMED]) + (f" and {more} more" if more > 0 else "")
 
 
+def resplit(old: RuleSet, new: RuleSet) -> list[str]:
+    """The running experiments whose split the new rules change (a salt, weights, variants added,
+    renamed or taken out), as `site/experiment (what)`: their visitors move to other variants
+    while the reports count each in the variant they were first exposed to."""
+    changed = []
+    for site_id, site in new.sites.items():
+        before = {experiment.id: experiment for experiment in old.sites[site_id].experiments} \
+            if site_id in old.sites else {}
+        for experiment in site.experiments:
+            was = before.get(experiment.id)
+            if was is None or was.winner is not None or experiment.winner is not None:
+                continue
+            what = [name for name, differs in (
+                ("salt", was.salt != experiment.salt),
+                ("variants", [v.id for v in was.variants] != [v.id for v in experiment.variants]),
+                ("weights", was.bounds != experiment.bounds)) if differs]
+            if what:
+                changed.append(f"{site_id}/{experiment.id} ({', '.join(what)})")
+    return changed
+
+
 def log_warnings(rules: RuleSet) -> None:
     for warning in rules.warnings:
         log.warning("%s", warning)
