@@ -743,6 +743,14 @@ def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Pag
     assert next_page_form.value.json()["outcome"] == "counted"
 
 
+def test_a_thank_you_pages_goal_waits_for_the_tag_with_the_load_event(page: Page, fixtures: Fixtures) -> None:
+    """The tag is async: an inline script calls swapline only once it has run (README)."""
+    page.add_init_script('addEventListener("load", () => window.swapline && swapline.goal("thanks"))')
+    with page.expect_response("**/v1/events") as goal:
+        page.goto(url(fixtures))
+    assert goal.value.request.post_data_json["name"] == "thanks" and goal.value.json()["outcome"] == "counted"
+
+
 def test_a_form_the_service_refused_is_sent_again_from_the_next_page(page: Page, fixtures: Fixtures,
                                                                      service: str) -> None:
     before = forms(service)
