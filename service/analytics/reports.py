@@ -272,7 +272,8 @@ def _sample_warnings(k_control: int, n_control: int, variants: list[dict[str, An
         return ["too little data: the control has no conversions yet, so no sample size can be judged"]
     if needed is None:
         return [f"the control converts {base:.0%}: a 20% lift would pass 100%, so no sample size can be judged"]
-    return [f"{row['variant']}: {row['visitors']} of the {needed} visitors needed to see a 20% lift"
+    return [f"{row['variant']}: {row['visitors']} of the {needed} visitors needed to see a 20% lift "
+            "(by the fixed-horizon test; the sequential one, safe to read every day, needs more)"
             for row in variants if row["visitors"] < needed]
 
 
