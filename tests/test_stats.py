@@ -160,7 +160,7 @@ def test_z_test(table: dict[str, Any]) -> None:
 def test_difference(table: dict[str, Any]) -> None:
     k_a, n_a, k_b, n_b = counts(table)
     for confidence in CONFIDENCES:
-        expected = reference_2indep(k_a, n_a, k_b, n_b, confidence, method="wald", compare="diff")
+        expected = reference_2indep(k_a, n_a, k_b, n_b, confidence, method="newcomb", compare="diff")
         actual = difference(k_a, n_a, k_b, n_b, confidence)
         assert (expected is None) == ("difference" in table["none"])
         if expected is None:

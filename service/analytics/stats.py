@@ -2,7 +2,7 @@
 
     wilson           interval for one variant's conversion rate
     z_test           two-sided p-value, variant b against a (pooled two-proportion z-test)
-    difference       absolute lift p_b - p_a with a Wald interval
+    difference       absolute lift p_b - p_a with Newcombe's hybrid score interval
     ratio            relative lift p_b / p_a - 1 with a Katz log interval
     chance_to_beat   Bayesian P(p_b > p_a) under uniform priors
     sequential       always-valid p-value and confidence sequences of the lift, for daily looks
@@ -76,19 +76,20 @@ def z_test(k_a: int, n_a: int, k_b: int, n_b: int) -> float | None:
 
 
 def difference(k_a: int, n_a: int, k_b: int, n_b: int, confidence: float = 0.95) -> tuple[float, Interval] | None:
-    """Absolute lift p_b - p_a with its Wald (unpooled) interval; None when a side has no trials.
+    """Absolute lift p_b - p_a with Newcombe's hybrid score interval (his method 10: from each
+    side's Wilson interval, as statsmodels' method="newcomb"); None when a side has no trials.
 
-    When both rates are 0 or 1 the variance is 0 and the interval is the single point, as in statsmodels.
+    Wald's interval shrinks to nothing with few conversions (0 of 1 against 1 of 1 gave [1, 1],
+    0 of 50 against 5 of 50 excluded 0 where an exact test does not); this one keeps its width.
     """
     _check(k_a, n_a)
     _check(k_b, n_b)
-    if n_a == 0 or n_b == 0:
+    a, b = wilson(k_a, n_a, confidence), wilson(k_b, n_b, confidence)
+    if a is None or b is None:
         return None
-    z = _critical(confidence)
     p_a, p_b = k_a / n_a, k_b / n_b
     lift = p_b - p_a
-    half = z * math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
-    return lift, Interval(lift - half, lift + half)
+    return lift, Interval(lift - math.hypot(p_b - b.low, a.high - p_a), lift + math.hypot(b.high - p_b, p_a - a.low))
 
 
 def ratio(k_a: int, n_a: int, k_b: int, n_b: int, confidence: float = 0.95) -> tuple[float, Interval] | None:
