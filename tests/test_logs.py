@@ -115,12 +115,20 @@ def test_filters_keep_what_they_name(climate: TestClient, clock: Clock) -> None:
     assert log(climate, "conversions", **{"from": "2026-11-19"})["entries"] == []
     assert len(log(climate, "calls", qualified="true", pool="yandex")["entries"]) == 1
     assert log(climate, "calls", qualified="false")["entries"] == []
+    landing = Browser(climate, vid="missed-visitor-000001").open(AD, ref="https://yandex.ru/")
+    raw = orjson.dumps({"call_id": "nobody-answered", "called": landing["phone"]["number"], "caller": "+79160000001",
+                        "start": clock.now, "status": "no-answer"})
+    climate.post("/v1/calls?site=climate", content=raw,
+                 headers={"x-swapline-signature": "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()})
+    assert [entry["call_id"] for entry in log(climate, "calls", missed="true")["entries"]] == ["nobody-answered"]
+    assert [entry["call_id"] for entry in log(climate, "calls", missed="false")["entries"]] == ["visit-call-1"]
     for what, params in [("conversions", {"kind": "visit"}), ("calls", {"kind": "form"}), ("calls", {"limit": "0"}),
                          ("calls", {"qualified": "yes"}), ("calls", {"variant": "cta"}), ("calls", {"from": "today"}),
                          ("calls", {"cursor": "bogus"}), ("calls", {"cursor": "0-0"}),
                          ("conversions", {"cursor": "99999999999999999999999-0"}), ("calls", {"cursor": "1-"}),
                          ("calls", {"cursor": "1-18446744073709551616"}), ("calls", {"status": "missed"}),
-                         ("calls", {"caller": "2244"}), ("conversions", {"metric": "form"})]:
+                         ("calls", {"missed": "yes"}), ("calls", {"caller": "2244"}),
+                         ("conversions", {"metric": "form"})]:
         refused = climate.get(f"/v1/{what}/climate", params=params, headers=REPORT)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_filter", params
     assert climate.get("/v1/calls/climate").status_code == 401

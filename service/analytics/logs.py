@@ -35,7 +35,8 @@ from service.tracking.journal import LogQuery
 
 KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
 # What the logs take in their query string: the filters and a page's bounds.
-LOG_PARAMETERS = ("from", "to", "limit", "cursor", "kind", "qualified", "variant", "source", "campaign", "pool")
+LOG_PARAMETERS = ("from", "to", "limit", "cursor", "kind", "qualified", "missed", "variant", "source", "campaign",
+                  "pool")
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "unique", "qualified",
                 "caller_last_digits", "credited", "reason")
 CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page")
@@ -118,9 +119,10 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
     if kind is not None and (calls or kind not in KINDS):
         raise BadRequest("invalid_filter", f"kind must be one of {', '.join(KINDS)}" if not calls
                          else "the call log has no kind filter: see /v1/conversions")
-    qualified = params.get("qualified") or None
-    if qualified not in (None, "true", "false"):
-        raise BadRequest("invalid_filter", "qualified must be true or false")
+    qualified, missed = params.get("qualified") or None, params.get("missed") or None
+    for name, given in (("qualified", qualified), ("missed", missed)):
+        if given not in (None, "true", "false"):
+            raise BadRequest("invalid_filter", f"{name} must be true or false")
     experiment, _, variant = (params.get("variant") or "").partition(":")
     if params.get("variant") and not (experiment and variant):
         raise BadRequest("invalid_filter", "variant must be experiment:variant")
@@ -137,6 +139,7 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
             and (campaign is None or _same(visit, "campaign", campaign))
             and (pool is None or (call or {}).get("pool") == pool)
             and (qualified is None or bool((call or {}).get("qualified")) == (qualified == "true"))
+            and (missed is None or (entry["kind"] == "missed_call") == (missed == "true"))
             and (not experiment or entry.get("experiments", {}).get(experiment) == variant)
         )
     return keeps
