@@ -168,7 +168,7 @@ def _log(summary: str, kinds: bool = False, form: str | None = None) -> dict[str
     filters = [_query(name, about) for name, about in (
         ("from", "first day, YYYY-MM-DD"), ("to", "last day, YYYY-MM-DD"), ("source", "the visit's source"),
         ("campaign", "the visit's campaign"), ("pool", "the call's number pool"), ("qualified", "true or false"),
-        ("variant", "experiment:variant"),
+        ("missed", "true (the calls nobody answered) or false"), ("variant", "experiment:variant"),
         ("limit", f"entries a page, 1 to 1000{whole}"),
         ("cursor", "the last page's next"))]
     if kinds:
