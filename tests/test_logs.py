@@ -213,7 +213,7 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             page.get_by_role("link", name="Calls").click()
             row = page.locator("tbody.call[data-call=dash-call-1]")
             cells = row.locator("tr").first.locator("td").all_inner_texts()
-            assert cells[1:6] == [shown["phone"]["number"], "completed", "1:30", "yes", "…4567"]  # talk as a clock reads it
+            assert cells[1:6] == [shown["phone"]["number"], "completed", "1:30", "yes", "…4567"]  # talk: m:ss
             assert cells[6:] == ["yandex", "summer", "купить кондиционер"]
             assert not row.locator("ol.pages").is_visible()
             row.locator("summary").click()  # the journey, one click away
