@@ -114,6 +114,9 @@ async def build(runtime: Runtime, site: Site, filters: Filters) -> dict[str, Any
     """The report. The counts are read a slice at a time and the figures made in a thread, so
     a site with a big ledger costs time but never holds the event loop for long."""
     experiments = [e for e in site.experiments if filters.experiment in (None, e.id)]
+    if not experiments and filters.experiment:  # a typo read as "no data yet" misleads
+        raise BadRequest("invalid_filter", f"no experiment {filters.experiment[:64]!r} in the site's rules: "
+                                           f"{', '.join(e.id for e in site.experiments) or 'it has none'}")
     ledger = runtime.ledger
     first, last = ledger.window(filters.since, filters.until, runtime.today(site))
     pages = {}
