@@ -169,6 +169,13 @@ def test_readiness_fails_while_the_pools_are_lost_and_brings_them_back(pool_clie
     assert visit(pool_client, vid(1))["phone"]["number"] in POOL
 
 
+def servers(store: redis.Redis) -> list[redis.Redis]:
+    """A client of each server of the store, to configure them all (a cluster's CONFIG SET goes to one)."""
+    if isinstance(store, redis.RedisCluster):
+        return [node.redis_connection for node in store.get_nodes()]
+    return [store]
+
+
 def test_a_full_store_is_told_of_as_a_failing_one(pool_client: TestClient, store: redis.Redis,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """A store at its maxmemory (with noeviction, as DEPLOY.md asks) answers a PING, and refuses
@@ -178,7 +185,7 @@ def test_a_full_store_is_told_of_as_a_failing_one(pool_client: TestClient, store
         metrics = pool_client.get("/metrics").text
         return float(re.search(r"^swapline_store_errors_total (\S+)$", metrics, re.MULTILINE).group(1))  # type: ignore[union-attr]
 
-    nodes = [node.redis_connection for node in store.get_nodes()] if isinstance(store, redis.RedisCluster) else [store]
+    nodes = servers(store)
     assert {node.config_get("maxmemory-policy")["maxmemory-policy"] for node in nodes} == {"noeviction"}
     before = failures()
     for node in nodes:
@@ -203,7 +210,7 @@ def test_a_store_that_evicts_is_named_at_start(valkey_url: str, rules_dir: Path,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """Managed stores often come with an LRU policy: full, they drop leases, visits and calls
     without a word, which nothing can tell from keys never written. Said once, at start."""
-    nodes = [node.redis_connection for node in store.get_nodes()] if isinstance(store, redis.RedisCluster) else [store]
+    nodes = servers(store)
     for node in nodes:
         node.config_set("maxmemory-policy", "allkeys-lru")
     try:
