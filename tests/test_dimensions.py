@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 
 from service.analytics import distinct
 from service.analytics.stats import wilson
-from service.tracking.counters import prefix
+from service.tracking.counters import counts_key, ids_key, prefix, texts_key
 from tests.browser import ARTIFACTS, chromium, dashboard
 from tests.conftest import BROWSER_HEADERS, START, Clock, one_site, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
@@ -191,6 +191,29 @@ def test_days_counted_before_the_tables_of_visits_give_visitors_as_unknown(clima
     assert all(row["visitors"] for row in by(climate, "source", **{"from": "2026-11-18"}))  # of the days since
 
 
+def test_days_counted_before_the_counters_named_values_by_number_add_up_with_the_days_since(
+        climate: TestClient, clock: Clock, store: redis.Redis) -> None:
+    traffic(climate, clock)
+    counted = {pair: by(climate, pair) for pair in ("source", "source,campaign", "campaign,phrase", "city")}
+    day = "2026-11-18"
+    for key in store.scan_iter(match=counts_key("climate", day, ["*"])):  # as the release before counted them
+        names = key.decode().rsplit(":", 1)[1].split(",")
+        named = [{number: value for value, number in store.hgetall(ids_key("climate", day, name)).items()}
+                 for name in names]
+        for field, count in store.hgetall(key).items():
+            measure = field.split(b"|")[:-len(names)]
+            numbers = field.split(b"|")[-len(names):]
+            texts = [values.get(number, b"(other)") for values, number in zip(named, numbers, strict=True)]
+            store.hset(texts_key("climate", day, names), b"|".join([*measure, *texts]), count)
+        store.delete(key)
+    assert {pair: by(climate, pair) for pair in counted} == counted
+    page = Browser(climate, vid="upgraded-visitor").open(GOOGLE, ref="https://www.google.com/")
+    beacon(climate, page["token"], "upgraded-form")
+    rows = {row["source"]: row for row in by(climate, "source")}
+    assert (rows["google"]["visits"], rows["google"]["conversions"]["form"]) == (4, 2)  # three before, one since
+    assert by(climate, "source", campaign="winter")[0]["visits"] == 4  # a filter finds both
+
+
 def test_a_report_over_more_visits_than_a_scan_may_read_gives_visitors_as_unknown(
         climate: TestClient, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     traffic(climate, clock)  # nine visits
@@ -210,13 +233,23 @@ def test_every_counter_of_a_day_expires_even_one_lost_and_made_again_during_it(c
     first = lifetimes()
     assert len(first) > 45 and all(0 < ttl <= 400 * 86_400 for ttl in first.values()), first
     day = prefix("climate", "2026-11-18")
-    lost = [day + "source,campaign", day + "phrase", day + "ids:landing", day + "visits"]
+    lost = [day + "counts:source,campaign", day + "counts:phrase", day + "ids:phrase", day + "visits"]
     assert store.delete(*lost) == 4  # as an eviction or an operator might, mid-day
     page = Browser(climate, vid="another-yandex-visitor").open(AD, ref="https://yandex.ru/")
     beacon(climate, page["token"], "another-yandex-form")
     again = lifetimes()
     assert set(lost) <= set(again) and all(0 < ttl <= 400 * 86_400 for ttl in again.values()), again
     assert by(climate, "source,campaign")[0]["visits"] == 1  # counted anew since
+
+
+def test_a_day_that_lost_the_numbers_of_its_values_counts_no_value_under_anothers(
+        climate: TestClient, clock: Clock, store: redis.Redis) -> None:
+    traffic(climate, clock)  # nine visits, four of them with a phrase
+    assert store.delete(ids_key("climate", "2026-11-18", "phrase")) == 1  # its counters still count by number
+    Browser(climate, vid="another-google-visitor").open(GOOGLE.replace("utm_term=", "utm_term=" + quote("сплит ")),
+                                                        ref="https://www.google.com/")
+    assert {row["phrase"]: row["visits"] for row in by(climate, "phrase")} == {"(other)": 10}
+    assert {row["source"]: row["visits"] for row in by(climate, "source")} == {"yandex": 4, "google": 4, "(none)": 2}
 
 
 def test_a_filter_nobody_had_over_the_longest_range_answers_no_rows(climate: TestClient, clock: Clock) -> None:

@@ -4,8 +4,9 @@ place, device or number pool, or by any two of them (`GET /v1/reports/{site}?by=
 Counted as they happen, by day (service.tracking.counters): a visit as it starts (by the
 dimensions of its record), a conversion as it is logged (by its visit's), and each visit's
 first conversion of each kind, so a rate is converted visits over visits. Each dimension alone
-and each pair has its own hash a day, so a report reads one hash per day of its range, whatever
-the traffic: its cost grows with the days and the distinct values it lists, not the visits.
+and each pair has its own hash a day, so a report reads one hash per day of its range, and the
+day's numbers of its values, whatever the traffic: its cost grows with the days and the distinct
+values, not the visits.
 Visitors, each counted once however many visits and days they came on, come from the days'
 tables of visits (service.analytics.distinct): their count grows with the visits of the days.
 
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -28,7 +30,7 @@ from service.analytics.sheets import Sheet
 from service.errors import BadRequest, only
 from service.rules.engine import Site
 from service.runtime import Runtime
-from service.tracking.counters import DIMENSIONS, escape, prefix, unescape
+from service.tracking.counters import DIMENSIONS, OTHER, counts_key, escape, ids_key, texts_key, unescape
 from service.tracking.ledger import SITE, cohorts
 from service.tracking.store import Store
 
@@ -37,6 +39,7 @@ DEFAULT_DAYS = 30  # a report without `from` covers the last 30 days
 MOST_DAYS = 400
 SORTS = ("visits", "visitors", "converted", "rate", *KINDS)
 COHORTS = ("page", "variant")  # from the ledger, each a report of its own
+OTHER_BYTES = OTHER.encode()  # number 0, and a number the day's values do not name (they expired first)
 
 
 class Query:
@@ -94,7 +97,7 @@ async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
         for _, measures in ranked[query.limit:]:
             for measure, number in measures.items():
                 rest[measure] += number
-        other = _row(query.by, ("(other)",) * len(query.by), rest)
+        other = _row(query.by, (OTHER,) * len(query.by), rest)
         if visitors is not None:
             other["visitors"] = visitors.besides(row["values"] for row in listed)
         listed.append(other)
@@ -114,26 +117,42 @@ async def _counted(store: Store, site: str, query: Query) -> Counts:
     """Visits and conversions by the dimensions, from the counters of each day."""
     pipe = store.client.pipeline(transaction=False)
     for day in query.days:
-        pipe.hgetall(prefix(site, day) + ",".join(query.read))
+        pipe.hgetall(counts_key(site, day, query.read))  # first: the numbers read after it name all its values
+        for name in query.read:
+            pipe.hgetall(ids_key(site, day, name))
+        pipe.hgetall(texts_key(site, day, query.read))
     # A counter's values are in the order of `read`; a row's in the order `by` names them (by
     # phrase,campaign where counters keep campaign,phrase), and a filter's dimension is no row's.
     order = [query.read.index(name) for name in query.by]
     wanted = [(query.read.index(name), escape(value).encode()) for name, value in query.filters.items()]
     counted: defaultdict[tuple[bytes, ...], defaultdict[bytes, int]] = defaultdict(lambda: defaultdict(int))
-    for hashed in cast(list[dict[bytes, bytes]], await pipe.execute()):
-        for field, raw in hashed.items():  # bytes until the rows are known: most fields are of a few rows
-            measure, *found = field.split(b"|")
-            if measure != b"v":  # "c|KIND|values" or "u|KIND|values"
-                measure, found = measure + b"|" + found[0], found[1:]
+    answers = cast(list[dict[bytes, bytes]], await pipe.execute())
+    step = len(query.read) + 2
+    for at in range(0, len(answers), step):
+        numbered, *numbers, texts = answers[at:at + step]
+        named = [{number: value for value, number in day.items()} for day in numbers]
+        fields = chain((([names.get(number, OTHER_BYTES) for names, number in zip(named, found, strict=True)],
+                         measure, count) for found, measure, count in _fields(numbered)), _fields(texts))
+        for found, measure, count in fields:  # bytes until the rows are known: most fields are of a few rows
             if wanted and not all(found[i] == value for i, value in wanted):
                 continue
-            counted[tuple(found[i] for i in order)][measure] += int(raw)
+            counted[tuple(found[i] for i in order)][measure] += count
     counts = _counts()
     for key, measures in counted.items():
         row = counts[tuple(unescape(value.decode()) for value in key)]
         for measure, number in measures.items():
             row[measure.decode()] = number
     return counts
+
+
+def _fields(counters: Mapping[bytes, bytes]) -> Iterator[tuple[list[bytes], bytes, int]]:
+    """A day's counters as their values, measure and count: "v|…" is visits, "c|KIND|…"
+    conversions, "u|KIND|…" converted visits."""
+    for field, count in counters.items():
+        measure, *found = field.split(b"|")
+        if measure != b"v":
+            measure, found = measure + b"|" + found[0], found[1:]
+        yield found, measure, int(count)
 
 
 async def _cohorts(runtime: Runtime, site: Site, query: Query) -> Counts:

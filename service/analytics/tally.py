@@ -11,10 +11,9 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from service.tracking.counters import DIMENSIONS, RECORD_BYTES, escape
+from service.tracking.counters import DIMENSIONS, OTHER, RECORD_BYTES, escape
 
 RECORD = np.dtype([("ids", ">u2", (len(DIMENSIONS),)), ("visitor", "<u8")])
-OTHER = "(other)"  # a value past the day's most: number 0 (dims.lua)
 MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: a row's key times it is a 64-bit number of its own
 Column = npt.NDArray[np.int64]
 

@@ -1,9 +1,10 @@
 """Counters by dimension: a visit as it starts, and each conversion by its visit, per day, in the store.
 
 A day's counters sit in one hash per dimension and per pair of dimensions
-(`sw:{SITE:log}:dims:DAY:source`, `…:source,campaign`), next to the conversion log, in its
-slot; the Lua side is service/lua/dims.lua, run by visited.lua for a visit and by log.lua for a
-conversion. service.analytics.dimensions reads them. Each dimension keeps at most
+(`sw:{SITE:log}:dims:DAY:counts:source`, `…:counts:source,campaign`), next to the conversion
+log, in its slot, each value named by the number it goes by that day (`ids_key`). The Lua side
+is service/lua/dims.lua, run by visited.lua for a visit and by log.lua for a conversion;
+service.analytics.dimensions reads them. Each dimension keeps at most
 `MOST_VALUES` values a day; the others are counted under "(other)", as pages are. Each visit is
 also a record of the day's table of visits, which says who the visitors were
 (service.analytics.distinct).
@@ -14,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from service.rules.phrase import normalise
@@ -23,6 +24,7 @@ from service.tracking.store import Command, Script, Store
 DIMENSIONS = ("source", "medium", "campaign", "phrase", "landing", "region", "city", "device", "pool")
 NAMES = "|".join(DIMENSIONS)  # as the scripts take them (dims.lua's `listed`)
 NONE = "(none)"
+OTHER = "(other)"  # every value of a dimension past its `MOST_VALUES` of the day: number 0
 NOT_CREDITED = "(not credited)"  # every value but the pool of a call no visitor held the number for
 MOST_VALUES = 1000  # of each dimension, a day
 VISITOR_BYTES = 8
@@ -70,7 +72,8 @@ def visited(site: str, day: str, values: str, ttl: int, vid: str) -> Command:
     """The command that counts a visit as it starts, with its `values` (`joined`), and adds it
     to the day's table of visits."""
     at = prefix(site, day)
-    return VISITED((at + DIMENSIONS[0],), (values, visitor_hash(vid)), (at, MOST_VALUES, ttl, NAMES))
+    return VISITED((counts_key(site, day, DIMENSIONS[:1]),), (values, visitor_hash(vid)),
+                   (at, MOST_VALUES, ttl, NAMES))
 
 
 _HASH = hashlib.blake2b(digest_size=VISITOR_BYTES)
@@ -81,6 +84,18 @@ def visitor_hash(vid: str) -> bytes:
     hashed = _HASH.copy()  # not a new hash object, with its arguments parsed, per visit
     hashed.update(vid.encode())
     return hashed.digest()
+
+
+def counts_key(site: str, day: str, names: Sequence[str]) -> str:
+    """A day's counters by one dimension or a pair (in the order of `DIMENSIONS`), their values
+    by number: a field is "v|3|17", or "c|KIND|…" and "u|KIND|…" (dims.lua)."""
+    return f"{prefix(site, day)}counts:{','.join(names)}"
+
+
+def texts_key(site: str, day: str, names: Sequence[str]) -> str:
+    """The counters of a day counted before they named values by number ("v|yandex|купить окна"):
+    read until they expire, `SWAPLINE_REPORT_DAYS` after the upgrade."""
+    return prefix(site, day) + ",".join(names)
 
 
 def ids_key(site: str, day: str, dimension: str) -> str:
