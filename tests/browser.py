@@ -15,6 +15,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# The texts of a page's charts that their SVG cuts off, in part or whole (a "+" clipped to a "-").
+CLIPPED = """(charts) => charts.flatMap((chart) => [...chart.querySelectorAll('text')].filter((text) => {
+  const box = text.getBBox();
+  return box.x < 0 || box.x + box.width > chart.viewBox.baseVal.width;
+}).map((text) => text.textContent))"""
 
 
 @contextmanager

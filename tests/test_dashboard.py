@@ -17,7 +17,7 @@ from service.analytics import charts, stats
 from service.app import create_app
 from service.tracking.ledger import Ledger
 from service.tracking.store import Store, connect
-from tests.browser import ARTIFACTS, chromium
+from tests.browser import ARTIFACTS, CLIPPED, chromium
 from tests.conftest import make_settings, start
 from tests.test_reports import SHOP
 
@@ -84,7 +84,9 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
             assert conversion.locator("polygon.band").count() == 2 and lift.locator("polygon.band").count() == 1
             lift_ticks = lift.locator("text[text-anchor=end]").evaluate_all("(t) => t.map((tick) => tick.textContent)")
             assert "0%" in lift_ticks and all(re.fullmatch(r"[+−]\d+(\.\d+)?%|0%", tick) for tick in lift_ticks)
+            assert "+1000%" in lift_ticks and page.locator("svg.chart").evaluate_all(CLIPPED) == []
             assert page.locator("#pages td").first.inner_text() == "/"
+            assert page.locator("#pages thead th").all_inner_texts()[2].startswith("Visitors who")  # not calls: callers
 
             (cookie,) = context.cookies()
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dashboard/shop"

@@ -24,11 +24,12 @@ from starlette.testclient import TestClient
 from service.analytics import distinct
 from service.analytics.stats import wilson
 from service.tracking.counters import counts_key, ids_key, prefix, texts_key
-from tests.browser import ARTIFACTS, chromium, dashboard
+from tests.browser import ARTIFACTS, CLIPPED, chromium, dashboard
 from tests.conftest import BROWSER_HEADERS, START, Clock, one_site, site_client, start
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
 GOOGLE = f"{ORIGIN}/?utm_source=google&utm_medium=cpc&utm_campaign=winter&utm_term={quote('сплит система')}"
+LONG_PHRASE = f"{ORIGIN}/?utm_source=vk&utm_term={quote('кондиционер с установкой под ключ в рассрочку')}"
 
 
 @pytest.fixture
@@ -333,7 +334,8 @@ def test_the_dashboard_shows_sources_with_their_rates(tmp_path: Path, valkey_url
                           SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
     try:
         with httpx.Client(base_url=base, headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}) as http:
-            for n, (url, converts) in enumerate([(AD, True), (AD, False), (GOOGLE, False), (GOOGLE, False)]):
+            for n, (url, converts) in enumerate([(AD, True), (AD, False), (GOOGLE, False), (GOOGLE, False),
+                                                 (LONG_PHRASE, False)]):
                 shown = http.get("/v1/decide", params={"site": "climate", "url": url, "vid": f"tab-visitor-{n:06d}"})
                 if converts:
                     form = orjson.dumps({"type": "form", "id": f"tab-form-{n}", "token": shown.json()["token"]})
@@ -343,15 +345,20 @@ def test_the_dashboard_shows_sources_with_their_rates(tmp_path: Path, valkey_url
             page.get_by_role("link", name="Sources").click()
             cells = [row.locator("td").all_inner_texts() for row in page.locator("#sources tbody tr").all()]
             assert [(row[0], row[1], row[2], row[6], row[10]) for row in cells] == [
-                ("google", "2", "2", "0", "0.0%"), ("yandex", "2", "2", "1", "50.0%")]
-            assert page.locator("svg.chart rect.bar").count() == 2
+                ("google", "2", "2", "0", "0.0%"), ("yandex", "2", "2", "1", "50.0%"), ("vk", "1", "1", "0", "0.0%")]
+            assert page.locator("svg.chart rect.bar").count() == 3
             page.select_option("select[name=by]", "source,campaign")
             page.get_by_role("button", name="Show").click()
             page.wait_for_url("**by=source%2Ccampaign**")
             assert page.locator("#sources thead th").all_inner_texts()[:4] == ["source", "campaign", "Visits",
                                                                                 "Visitors"]
             cells = [row.locator("td").all_inner_texts() for row in page.locator("#sources tbody tr").all()]
-            assert [row[:4] for row in cells] == [["google", "winter", "2", "2"], ["yandex", "summer", "2", "2"]]
+            assert [row[:4] for row in cells] == [["google", "winter", "2", "2"], ["yandex", "summer", "2", "2"],
+                                                  ["vk", "(none)", "1", "1"]]
+            page.goto(page.url.replace("campaign", "phrase"))
+            labels = page.locator("svg.chart text[text-anchor=end]").evaluate_all("(ts) => ts.map(t => t.textContent)")
+            assert "vk · кондиционер с установкой п…" in labels  # cut to fit, and said so
+            assert page.locator("svg.chart").evaluate_all(CLIPPED) == []
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-sources.png"), full_page=True)
     finally:

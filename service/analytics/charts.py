@@ -22,7 +22,9 @@ from typing import Any, NamedTuple
 from service.analytics import stats
 
 WIDTH, HEIGHT = 640, 220
-LEFT = 48  # room for the axis labels
+LEFT = 48  # room for the axis labels, at least
+LABEL_CHAR = 8.0  # the width an 11px label's character may take, about: a label of n fits in 8n
+BAR_LABEL = 32  # characters of a bar's label, at most
 PADDING = 20  # between the axis and the first day
 COLOURS = ("#4b5563", "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c")  # control first, in grey
 
@@ -90,12 +92,14 @@ def _draw(label: str, days: list[str], variants: Sequence[str], series: list[tup
     low = floor if floor is not None else min(0.0, *lows) if lows else -0.01
     step, bottom_steps, top_steps = _steps(low, max(0.0, *highs) if highs else 0.01)
     axis_low, axis_high = -bottom_steps * step, top_steps * step
-    bottom, plot_w, plot_h = HEIGHT - 28, WIDTH - 64, HEIGHT - 44
+    values = [step * i for i in range(-bottom_steps, top_steps + 1)]
+    left = max(LEFT, 6 + LABEL_CHAR * max(len(tick_label(value)) for value in values))  # "+3000%" whole
+    bottom, plot_w, plot_h = HEIGHT - 28, WIDTH - left - 16, HEIGHT - 44
     apart = min(12.0, plot_w / max(1, len(days)) / (len(variants) + 1))
 
     def x(day: int, offset: float) -> float:  # offset: a variant's place beside the others on its day
         inner = plot_w - 2 * PADDING  # the first and the last day clear the axis labels
-        middle = LEFT + PADDING + (day / (len(days) - 1) * inner if len(days) > 1 else inner / 2)
+        middle = left + PADDING + (day / (len(days) - 1) * inner if len(days) > 1 else inner / 2)
         return middle + offset * apart
 
     def y(value: float) -> float:
@@ -110,11 +114,10 @@ def _draw(label: str, days: list[str], variants: Sequence[str], series: list[tup
         lines.append({"variant": variant, "colour": COLOURS[index % len(COLOURS)], "dots": dots,
                       "points": " ".join(f"{dot['x']:.1f},{dot['y']:.1f}" for dot in dots),
                       "band": " ".join(f"{bx:.1f},{by:.1f}" for bx, by in band) if len(dots) > 1 else ""})
-    ticks = [{"y": y(step * i), "label": tick_label(step * i), "zero": i == 0}
-             for i in range(-bottom_steps, top_steps + 1)]
+    ticks = [{"y": y(value), "label": tick_label(value), "zero": value == 0} for value in values]
     labels = [{"x": x(day, 0), "label": days[day][5:]} for day in range(0, len(days), max(1, len(days) // 8))]
     return {"label": label, "width": WIDTH, "height": HEIGHT, "lines": lines, "ticks": ticks, "days": labels,
-            "left": LEFT, "right": LEFT + plot_w, "bottom": bottom}
+            "left": left, "right": left + plot_w, "bottom": bottom}
 
 
 def _steps(low: float, high: float) -> tuple[float, int, int]:
@@ -144,14 +147,17 @@ def bars(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
     highest = max((row["interval"][1] for row in shown), default=0.0)
     step, _, steps = _steps(0.0, highest or 0.01)
     top, line = step * steps, 22
-    left, width = 180, WIDTH - 196
-    height = 36 + line * len(shown)
+    names = [" · ".join(row["values"]) for row in shown]
+    room = min(BAR_LABEL, max(map(len, names), default=0))
+    left = max(LEFT, 8 + LABEL_CHAR * room)
+    width, height = WIDTH - left - 16, 36 + line * len(shown)
 
     def x(rate: float) -> float:
         return left + rate / top * width
 
-    items = [{"label": " · ".join(row["values"])[:32], "y": 24 + line * index, "x": x(row["rate"]),
-              "low": x(row["interval"][0]), "high": x(row["interval"][1])} for index, row in enumerate(shown)]
+    items = [{"label": name if len(name) <= room else name[:room - 1] + "…", "y": 24 + line * index,
+              "x": x(row["rate"]), "low": x(row["interval"][0]), "high": x(row["interval"][1])}
+             for index, (name, row) in enumerate(zip(names, shown, strict=True))]
     ticks = [{"x": x(step * i), "label": _percent(step * i)} for i in range(steps + 1)]
     return {"label": label, "width": WIDTH, "height": height, "left": left, "bars": items, "ticks": ticks,
             "bottom": height - 12}
