@@ -384,6 +384,19 @@ def test_a_direct_visit_after_an_ad_is_credited_as_the_sites_attribution_model_s
     assert visit["click_ids"] == click_ids
 
 
+def test_a_direct_visit_credited_to_an_earlier_search_is_one_visit_over_its_pages(climate: TestClient,
+                                                                                 clock: Clock) -> None:
+    browser = Browser(climate)  # from a search engine: an arrival without click ids
+    browser.open(f"{ORIGIN}/", ref=f"https://yandex.ru/search/?text={quote('купить кондиционер')}")
+    clock.advance(DAY)
+    direct = browser.open(f"{ORIGIN}/", ref="")  # the next day, typed in
+    clock.advance(60)
+    second = browser.open(f"{ORIGIN}/contacts", ref=f"{ORIGIN}/")
+    assert direct["visit"]["new"] and (direct["source"]["source"], direct["source"]["medium"]) == ("yandex", "organic")
+    assert not second["visit"]["new"] and second["visit"]["id"] == direct["visit"]["id"]
+    assert second["source"] == direct["source"] and second["phone"]["number"] == direct["phone"]["number"]
+
+
 def test_a_new_campaign_alone_starts_a_new_visit(climate: TestClient, clock: Clock) -> None:
     browser = Browser(climate)
     summer = browser.open(f"{ORIGIN}/?utm_source=yandex&utm_medium=cpc&utm_campaign=summer", ref="")

@@ -131,9 +131,9 @@ def _visit(carried: str) -> Visit:
     landing, referral = _arrival(_tupled(landing), _tupled(referral))
     credited = None
     if credit:
-        credited = Credit(*_arrival(_tupled(credit[0]), _tupled(credit[1])), _int(credit[2]), _clicked(clicked))
+        credited = Credit(*_arrival(_tupled(credit[0]), _tupled(credit[1])), _int(credit[2]), _clicked(clicked or {}))
     elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
-        credited = Credit(landing, referral, _int(started), _clicked(clicked))
+        credited = Credit(landing, referral, _int(started), _clicked(clicked or {}))
     return Visit(_text(id_), _int(started), landing, referral, _optional(pool), credited)
 
 
