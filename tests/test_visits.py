@@ -465,6 +465,29 @@ def test_a_call_record_carries_the_visits_content_engine_device_geo_and_times(
     assert visit["pages"] == [{"at": landed_at, "path": "/"}, {"at": landed_at + 40_000, "path": "/catalog"}]
 
 
+def test_a_visit_keeps_the_place_of_its_first_page_as_it_keeps_its_number(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, tiny_geoip: Path) -> None:
+    """A phone's address moves between cities as its network pleases, a VPN's as the visitor
+    turns it on: the city its headline names stays the one of its number."""
+    city_rule = "  - id: city\n    swap: [{selector: .where, text: \"{{ city.in }}\"}]\n"
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE.replace("rules:\n", "rules:\n" + city_rule),
+                     geoip_db=tiny_geoip) as climate:
+        browser = Browser(climate, headers={**MOBILE, "x-forwarded-for": "10.5.0.1"})  # in Moscow
+        pages = [browser.open(AD, ref="https://yandex.ru/")]
+        for address in ("10.1.0.1", "10.9.0.1", "192.0.2.1"):  # Saint Petersburg, London, nowhere GeoIP knows
+            clock.advance(60)
+            browser.headers["x-forwarded-for"] = address
+            pages.append(browser.open(f"{ORIGIN}/catalog"))
+        clock.advance(31 * 60)  # past the visit's timeout: the next visit is where the visitor is now
+        browser.headers["x-forwarded-for"] = "10.1.0.1"
+        later = browser.open(f"{ORIGIN}/catalog")
+    where = [[swap["value"] for swap in page["swaps"] if swap["selector"] == ".where"] for page in [*pages, later]]
+    assert where == [["в Москве"]] * 4 + [["в Санкт-Петербурге"]]
+    assert {page["geo"]["city"] for page in pages} == {"Москва"} and later["geo"]["city"] == "Санкт-Петербург"
+    assert {page["visit"]["id"] for page in pages} == {pages[0]["visit"]["id"]} and later["visit"]["new"]
+    assert {page["phone"]["number"] for page in pages} == {pages[0]["phone"]["number"]}
+
+
 def test_a_long_visits_journey_keeps_its_latest_pages_and_its_landing(climate: TestClient, clock: Clock) -> None:
     """The journey is bounded (service.tracking.visits.MAX_PAGES, 50): a long visit keeps its
     latest pages, and its record still names where and when it landed."""

@@ -21,6 +21,8 @@ import orjson
 from service.fragments import kept
 from service.rules.regions import REGIONS, city_meant, english_city
 
+KINDS = ("country", "region", "city")  # of a place's names
+
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class Geo:
@@ -43,6 +45,11 @@ class Geo:
         localised = self.names.get(language, {}).get(what)
         return localised or self.names.get("en", {}).get(what)
 
+    def carried(self) -> list[Any]:
+        """The place as a visit's token carries it: `placed` makes it again."""
+        names = {language: [by_kind.get(kind) for kind in KINDS] for language, by_kind in self.names.items()}
+        return [self.country, self.region, self.city, names]
+
     def answered(self, language: str) -> orjson.Fragment:
         """The place as decisions answer it, in JSON; made once per language."""
         answer = self._answers.get(language)
@@ -55,6 +62,15 @@ class Geo:
                 "region_name": self.name("region", language),
             })
         return answer
+
+
+def placed(carried: Any) -> Geo:
+    """A place `Geo.carried` gave, as a token brought it back (signed: only a format may differ)."""
+    country, region, city, names = carried
+    if not isinstance(names, dict):
+        raise TypeError(names)
+    return Geo(country, region, city, {language: {kind: name for kind, name in zip(KINDS, listed, strict=True) if name}
+                                       for language, listed in names.items()})
 
 
 def city_key(name: str) -> str:

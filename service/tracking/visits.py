@@ -3,19 +3,19 @@
 A visit starts when the visitor arrives with a new traffic source (an external referrer, UTM
 parameters or an ad click id) or after the site's `visits.timeout` without a page view; pages
 reached from the site's own origins, and direct loads, continue it. Every page of a visit is
-decided with the traffic the visit arrived with (its source, campaign and search phrase), keeps
-the visit's number pool, and joins its journey. A direct visit keeps the visitor's last
-non-direct source within `visits.lookback` (last non-direct click), and that arrival's ad click
-ids with their values for its record (offline conversions are uploaded by them), unless the site
-says `attribution: last_click`.
+decided with the traffic the visit arrived with (its source, campaign and search phrase) and
+where its first page was (GeoIP's place), keeps the visit's number pool, and joins its journey.
+A direct visit keeps the visitor's last non-direct source within `visits.lookback` (last
+non-direct click), and that arrival's ad click ids with their values for its record (offline
+conversions are uploaded by them), unless the site says `attribution: last_click`.
 
 The visit travels with the visitor: the decision token carries it, attached to its payload and
-signed with it, and the snippet sends the last token back with the next page view. So a
-decision knows its visit without reading the store, and one signature. The attachment is the
-same on every page of a visit (from its first page with a number), so a worker parses and
-encodes it once a visit, not once a page. The store keeps what call records and logs need
-(`record`): the visit as it started, and the pages seen, written in a deferred command that
-rides with the next batch to the store (`Batcher.defer`).
+signed with it, and the snippet sends the last token back with the next page view. So a decision
+knows its visit without reading the store, and one signature. The attachment is the same on
+every page of a visit (from its first page with a number), so a worker parses and encodes it
+once a visit, not once a page. The store keeps what call records and logs need (`record`): the
+visit as it started, and the pages seen, written in a deferred command that rides with the next
+batch to the store (`Batcher.defer`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from service.rules.engine import Site
-from service.rules.geo import Geo, GeoDB
+from service.rules.geo import Geo, GeoDB, placed
 from service.rules.phrase import NO_REFERRAL, Landing, Referral, Traffic, valid_click_id
 from service.tracking.store import Command, Script, Store
 from service.tracking.tokens import TokenSigner, attachment, decode, encode
@@ -56,6 +56,7 @@ class Visit(NamedTuple):
     referral: Referral
     pool: str | None = None  # the pool of its number, chosen on its first page with one
     credited: Credit | None = None
+    place: Geo | None = None  # where its first page GeoIP placed was: its pages' rules see it, as its number
 
     @property
     def direct(self) -> bool:
@@ -78,16 +79,17 @@ class Visit(NamedTuple):
         """The visit as a decision token carries it, attached (`TokenSigner.sign`): the arrival
         it is credited to when that is an earlier visit's (0 for its own), then that arrival's
         click ids when it has any. So a visit from no ad carries what it did before click ids."""
-        carried: list[Any] = [self.id, self.started, _listed(self.landing), _listed(self.referral), self.pool]
+        credit: Any = 0
+        clicked: dict[str, str] = {}
         if self.credited:
             landing, referral, when, clicked = self.credited
-            earlier = (landing, referral, when) != (self.landing, self.referral, self.started)
-            credit = [_listed(landing), _listed(referral), when] if earlier else 0
-            if clicked:
-                carried += [credit, clicked]
-            elif earlier:
-                carried.append(credit)
-        return encode(orjson.dumps(carried))
+            if (landing, referral, when) != (self.landing, self.referral, self.started):
+                credit = [_listed(landing), _listed(referral), when]
+        optional = [credit, clicked, self.place.carried() if self.place else 0]
+        while optional and not optional[-1]:  # what a visit does not have, at the end, is left out
+            optional.pop()
+        return encode(orjson.dumps([self.id, self.started, _listed(self.landing), _listed(self.referral), self.pool,
+                                    *optional]))
 
 
 class Previous(NamedTuple):
@@ -126,15 +128,16 @@ def visit_id(verified: str) -> str | None:
 # A visit's pages bring back the same attachment (signed, so checked before it is read here).
 @functools.lru_cache(maxsize=4096)
 def _visit(carried: str) -> Visit:
-    # What `Visit.carried` leaves out (as tokens signed before click ids did): its own credit, no click ids.
-    id_, started, landing, referral, pool, credit, clicked = [*orjson.loads(decode(carried)), 0, {}][:7]
+    # What `Visit.carried` leaves out (as tokens signed before click ids did): its own credit, no click ids, no place.
+    id_, started, landing, referral, pool, credit, clicked, place = [*orjson.loads(decode(carried)), 0, {}, 0][:8]
     landing, referral = _arrival(_tupled(landing), _tupled(referral))
     credited = None
     if credit:
         credited = Credit(*_arrival(_tupled(credit[0]), _tupled(credit[1])), _int(credit[2]), _clicked(clicked or {}))
     elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
         credited = Credit(landing, referral, _int(started), _clicked(clicked or {}))
-    return Visit(_text(id_), _int(started), landing, referral, _optional(pool), credited)
+    return Visit(_text(id_), _int(started), landing, referral, _optional(pool), credited,
+                 placed(place) if place else None)
 
 
 def follow(previous: Previous | None, landed: Landing, referred: Referral, site: Site, now: int,
