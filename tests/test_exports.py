@@ -94,6 +94,22 @@ def test_the_files_have_the_platforms_columns_and_only_what_came_from_their_clic
 
 
 
+@pytest.mark.parametrize(("kinds", "targets"), [("[call]", ["call", "call"]), ("[qualified_call]", ["qualified_call"]),
+                                               ("[call, qualified_call]", ["call", "call", "qualified_call"])])
+def test_calls_go_to_the_ad_platforms_as_the_reports_count_them(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                                                clock: Clock, kinds: str, targets: list[str]) -> None:
+    """`call` is every answered call, a target call too (a goal of all calls got only the others);
+    `qualified_call` the target calls alone."""
+    rules = SITE + EXPORTS.replace("[qualified_call, form]", kinds)
+    with site_client(valkey_url, rules_dir, clock, "climate", rules) as climate:
+        number = Browser(climate).open(AD, ref="https://yandex.ru/")["phone"]["number"]
+        clock.advance(20)
+        assert call(climate, number, clock.now, "first-call")["qualified"]  # 90 s from a new caller
+        clock.advance(600)
+        assert not call(climate, number, clock.now, "second-call")["qualified"]  # the same caller again
+        assert sorted(row[1] for row in download(climate, "metrica")[1:]) == targets
+
+
 def test_a_crafted_click_id_reaches_no_file_and_the_visit_keeps_its_source(climate: TestClient, clock: Clock) -> None:
     """A link with `gclid==HYPERLINK(…)` or `yclid="><img…` lands and converts: its id is dropped
     where the visit's traffic is read, the visit is still the ad's."""

@@ -22,7 +22,7 @@ import csv
 import datetime
 import io
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any, cast
 
 import httpx
@@ -55,10 +55,12 @@ GOOGLE_COLUMNS = ("Google Click ID", "Conversion Name", "Conversion Time", "Conv
 GOOGLE_CLICK_IDS = ("gclid", "wbraid", "gbraid")
 
 
-def kind(entry: Mapping[str, Any]) -> str:
-    """What an entry is to an ad platform: a target call is its own kind."""
+def kinds(entry: Mapping[str, Any], wanted: Collection[str]) -> list[str]:
+    """What an entry is to an ad platform, of the kinds `wanted`: a target call is a `call` (every
+    answered call, as the reports count them) and a `qualified_call`, a conversion of each."""
     call = entry.get("call") or {}
-    return "qualified_call" if entry["kind"] == "call" and call.get("qualified") else str(entry["kind"])
+    kinds = ("call", "qualified_call") if entry["kind"] == "call" and call.get("qualified") else (entry["kind"],)
+    return [kind for kind in kinds if kind in wanted]
 
 
 def click_id(entry: Mapping[str, Any], name: str) -> str | None:
@@ -69,8 +71,8 @@ def click_id(entry: Mapping[str, Any], name: str) -> str | None:
 
 def metrica_rows(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
     """Metrica's offline conversions: one row per wanted conversion with a yclid."""
-    return [[yclid, kind(entry), entry["at"] // 1000, f"{exports.value:g}", exports.currency]
-            for entry in entries if kind(entry) in exports.kinds and (yclid := click_id(entry, "yclid"))]
+    return [[yclid, kind, entry["at"] // 1000, f"{exports.value:g}", exports.currency]
+            for entry in entries if (yclid := click_id(entry, "yclid")) for kind in kinds(entry, exports.kinds)]
 
 
 def metrica_call_rows(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
@@ -89,11 +91,11 @@ def metrica_call_rows(entries: list[dict[str, Any]], exports: Exports) -> list[l
 def google_clicks(entries: list[dict[str, Any]], exports: Exports) -> list[list[Any]]:
     """Google Ads' conversions from clicks: the click id's name first, then its value, the kind,
     the time in UTC, the value and the currency."""
-    rows = []
+    rows: list[list[Any]] = []
     for entry in entries:
-        if kind(entry) in exports.kinds and (click := google_click(entry)):
-            rows.append([*click, kind(entry), _utc(entry["at"]).strftime("%Y-%m-%d %H:%M:%S"),
-                         f"{exports.value:g}", exports.currency])
+        if click := google_click(entry):
+            rows.extend([*click, kind, _utc(entry["at"]).strftime("%Y-%m-%d %H:%M:%S"), f"{exports.value:g}",
+                         exports.currency] for kind in kinds(entry, exports.kinds))
     return rows
 
 
@@ -126,7 +128,7 @@ FILES: dict[str, tuple[Callable[[list[dict[str, Any]], Exports], list[list[Any]]
 
 async def export_file_endpoint(request: Request) -> Response:
     """`GET /v1/exports/{site}/{target}.csv`: the file the platform's upload form takes, for
-    `from` … `to` (days, UTC)."""
+    `from` … `to` (the site's days)."""
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
     await require_report_token(runtime, site, request)
