@@ -397,6 +397,23 @@ def test_a_direct_visit_credited_to_an_earlier_search_is_one_visit_over_its_page
     assert second["source"] == direct["source"] and second["phone"]["number"] == direct["phone"]["number"]
 
 
+def test_another_click_on_the_same_ad_starts_a_new_visit_with_its_own_click_id(climate: TestClient,
+                                                                              clock: Clock) -> None:
+    browser = Browser(climate)
+    first = browser.open(AD, ref="https://yandex.ru/")  # yclid=777
+    clock.advance(60)
+    browser.open(f"{ORIGIN}/price")
+    clock.advance(60)
+    again = browser.open(AD.replace("yclid=777", "yclid=778"), ref="https://yandex.ru/")  # paid for again
+    clock.advance(60)
+    reloaded = browser.open(AD.replace("yclid=777", "yclid=778"), ref="https://yandex.ru/")
+    clock.advance(30)
+    record = call(climate, again["phone"]["number"], clock.now)
+    assert again["visit"]["new"] and again["visit"]["id"] != first["visit"]["id"]
+    assert not reloaded["visit"]["new"] and reloaded["visit"]["id"] == again["visit"]["id"]
+    assert record["visit"]["id"] == again["visit"]["id"] and record["visit"]["click_ids"] == {"yclid": "778"}
+
+
 def test_a_new_campaign_alone_starts_a_new_visit(climate: TestClient, clock: Clock) -> None:
     browser = Browser(climate)
     summer = browser.open(f"{ORIGIN}/?utm_source=yandex&utm_medium=cpc&utm_campaign=summer", ref="")

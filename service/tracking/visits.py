@@ -148,7 +148,7 @@ def follow(previous: Previous | None, landed: Landing, referred: Referral, site:
     internal = referred.host is not None and referred.host in site.hosts
     last = previous.visit if previous else None
     # Traffic the visit did not come with: back on the landing page, its campaign is no news.
-    arrived = (landed != NO_LANDING and (last is None or landed != last.landing)) or (
+    arrived = (landed != NO_LANDING and (last is None or landed != last.landing or clicked != last.clicked(site))) or (
         referred.host is not None and not internal and (last is None or referred != last.referral))
     if previous and not arrived and now - previous.seen <= site.visits.timeout:
         return previous.visit, False
