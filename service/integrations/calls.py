@@ -31,6 +31,7 @@ from service.rules import phones
 from service.rules.engine import Site
 from service.runtime import Runtime
 from service.tracking import visits
+from service.tracking.pools import slack_ms
 from service.tracking.store import STORE_ERRORS, Script
 
 MAX_BODY = 16_384
@@ -228,10 +229,10 @@ def _conversions(answer: dict[str, Any]) -> list[str]:
 
 async def _visit(runtime: Runtime, site: Site, holder: dict[str, Any], start_ms: int) -> dict[str, Any] | None:
     """The caller's visit: how they came (source, campaign, phrase, ad click ids, landing page)
-    and the pages they saw before the call."""
+    and the pages they saw before the call (in the second it started, if given to the second)."""
     if not holder.get("w"):
         return None
-    return await visits.journey(runtime.store, site.id, holder["v"], holder["w"], start_ms)
+    return await visits.journey(runtime.store, site.id, holder["v"], holder["w"], start_ms + slack_ms(start_ms))
 
 
 async def _called_back(runtime: Runtime, site: Site, call: Call, prefix: str) -> dict[str, Any] | None:

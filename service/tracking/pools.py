@@ -195,10 +195,15 @@ class Pools:
         )
 
 
+def slack_ms(at_ms: int) -> int:
+    """How much later than `at_ms` a call may have started: a start given to the second (most
+    PBXs give no more) stands for any moment of that second."""
+    return 0 if at_ms % 1000 else 999
+
+
 def _attribute(keys: PoolKeys, number: str, at_ms: int) -> Command:
-    """Who held `number` at `at_ms` (attribute.lua). A start given to the second (most PBXs
-    give no more) stands for any moment of that second."""
-    return ATTRIBUTE((keys.leases, keys.history(number)), (at_ms, 0 if at_ms % 1000 else 999, number))
+    """Who held `number` at `at_ms`, or `slack_ms` later (attribute.lua)."""
+    return ATTRIBUTE((keys.leases, keys.history(number)), (at_ms, slack_ms(at_ms), number))
 
 
 async def pools_endpoint(request: Request) -> JSON:
