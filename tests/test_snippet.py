@@ -712,6 +712,7 @@ def test_forms_and_tel_clicks_arrive_as_beacons_and_show_in_the_report(page: Pag
                                                                        service: str) -> None:
     # This page's row: other tests' pages (a single-page app's routes) have rows of their own.
     before = [row for row in report(service)["pages"] if row["page"] == "/page.html"]
+    pause_clock(page)  # no heartbeat among the events, however long the test takes
     page.goto(url(fixtures))
     decided(page)
     beacon = "**/v1/events"
