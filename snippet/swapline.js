@@ -142,7 +142,9 @@
   // before the decision, or was left unanswered (the page was left), 5xx or 429, is sent when
   // a decision arrives, this page's or the next's, with its own id and the first token it got:
   // the service counts an event id once. The body is text/plain: no pre-flight.
-  const outbox = () => safe(() => [...JSON.parse(get("swl_out"))]) || []; // a list, whatever is stored
+  // Events, whatever is stored: a page whose library gives arrays a toJSON (Prototype.js 1.6)
+  // stores a string, whose characters are no events.
+  const outbox = () => safe(() => JSON.parse(get("swl_out")).filter((e) => e.id)) || [];
   const store = (events) => put("swl_out", JSON.stringify(events));
   const post = (event) => {
     event.token || (event.token = decision.token);

@@ -861,6 +861,24 @@ def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixture
     assert len(beats) == 2
 
 
+def test_a_page_whose_library_gives_arrays_a_tojson_sends_its_events_once(page: Page, fixtures: Fixtures) -> None:
+    """Prototype.js up to 1.6 gives arrays a toJSON, so the outbox is stored as one string: its
+    characters are no events to send from the next page (they were, a request each)."""
+    events: list[str] = []
+    page.on("request", lambda r: r.url.endswith("/v1/events") and events.append(r.post_data or ""))
+    page.add_init_script("Array.prototype.toJSON = function () { return '[' + this.map((item) => "
+                         "JSON.stringify(item)).join(',') + ']' }")
+    pause_clock(page)
+    page.goto(url(fixtures))
+    decided(page)
+    with page.expect_response("**/v1/events"):
+        page.evaluate("document.getElementById('tel1').dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    page.goto(url(fixtures))  # the next page sends what the outbox holds
+    decided(page)
+    page.evaluate("swapline.swap()")  # a task after the decision's: its sends have gone
+    assert len(events) == 1 and orjson.loads(events[0])["type"] == "tel_click", events[:5]
+
+
 def test_a_tab_opened_in_the_background_asks_for_nothing_until_it_is_seen(page: Page, fixtures: Fixtures) -> None:
     sent: list[str] = []
     page.on("request", lambda r: "/v1/" in r.url and sent.append(r.url))
