@@ -4,7 +4,6 @@ address, whose rules file was refused and why)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -14,6 +13,7 @@ from starlette.responses import Response
 from service.config import Network
 from service.front.middleware import TrustedProxies, client_host
 from service.front.responses import JSON, error
+from service.ips import ip_address
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -41,9 +41,7 @@ class Operators:
             return False
 
     def _inside(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address)
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # a dual-stack socket's IPv4 client
-            ip = ip.ipv4_mapped
+        ip = ip_address(address)
         return any(ip in network for network in self.networks)
 
     def only(self, endpoint: Endpoint) -> Endpoint:

@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 from service.errors import TooManyRequests
+from service.ips import ip_address
 from service.tracking.store import Batcher
 
 
@@ -106,12 +107,10 @@ class Limiter:
     def _network(self, address: str) -> str:
         """A keyed hash of the address's network: the same for every worker, no address in it."""
         try:
-            ip = ipaddress.ip_address(address)
+            ip = ip_address(address)
         except ValueError:
             packed = address.encode()
         else:
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-                ip = ip.ipv4_mapped
             prefix = self._prefixes[ip.version == 6]
             packed = ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address.packed + bytes([prefix])
         digest = self._hashed.copy()

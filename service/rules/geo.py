@@ -9,7 +9,6 @@ of separate copies held 116 MiB.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import maxminddb
 import orjson
 
 from service.fragments import kept
+from service.ips import ip_address
 from service.rules.regions import REGIONS, city_meant, english_city
 
 KINDS = ("country", "region", "city")  # of a place's names
@@ -165,7 +165,7 @@ class GeoDB:
 
     def _lookup(self, ip: str) -> Geo:
         try:
-            record = self._reader.get(ipaddress.ip_address(ip))
+            record = self._reader.get(ip_address(ip))  # IPv4-mapped as IPv4: not every database aliases them
         except ValueError:
             return UNKNOWN
         if not isinstance(record, dict):

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from service.ips import ip_address
+
 
 @dataclass(frozen=True, slots=True)
 class CallSettings:
@@ -58,9 +60,7 @@ CLOUD_METADATA = frozenset({ipaddress.ip_address("fd00:ec2::254")})
 
 def refused_address(address: str) -> bool:
     """Whether a webhook may never post to the IP `address` (with or without an IPv6 zone)."""
-    ip = ipaddress.ip_address(address.partition("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = ip_address(address.partition("%")[0])
     return ip.is_link_local or ip in CLOUD_METADATA
 
 
