@@ -48,6 +48,9 @@ PLACES: dict[str, dict[str, Any]] = {
     "10.4.0.1": {"country": "RU", "region": ("ROS", "Ростовская область", "Rostov Oblast"),
                  "city": ("Ростов-на-Дону", "Rostov-on-Don")},
     "10.5.0.1": {"country": "RU", "region": ("MOW", "Москва", "Moscow"), "city": ("Москва", "Moscow")},
+    # Named so by today's GeoLite2; the 2018 database the bundled table comes from says «Пышма».
+    "10.6.0.1": {"country": "RU", "region": ("SVE", "Свердловская область", "Sverdlovsk Oblast"),
+                 "city": ("Верхняя Пышма", "Verkhnyaya Pyshma")},
     "10.9.0.1": {"country": "GB", "region": ("ENG", "Англия", "England"), "city": ("Лондон", "London")},
 }
 # Every service of the run signs with it, as a deployment's replicas do: they share one store,

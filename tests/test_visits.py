@@ -17,8 +17,10 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.rules.geo import GeoDB
 from service.tracking.counters import visitor_hash
 from service.tracking.pools import PoolKeys
+from service.tracking.visits import CITY_NAMES
 from tests import conftest
 from tests.conftest import Clock, site_client
 
@@ -503,6 +505,27 @@ def test_a_visit_keeps_the_place_of_its_first_page_as_it_keeps_its_number(
     assert {page["geo"]["city"] for page in pages} == {"Москва"} and later["geo"]["city"] == "Санкт-Петербург"
     assert {page["visit"]["id"] for page in pages} == {pages[0]["visit"]["id"]} and later["visit"]["new"]
     assert {page["phone"]["number"] for page in pages} == {pages[0]["phone"]["number"]}
+
+
+def test_a_town_the_database_names_otherwise_than_the_bundled_table_keeps_its_name_everywhere(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock, tiny_geoip: Path) -> None:
+    """Reports, logs and calls named cities by a table from the 2018 GeoLite2, which calls
+    Верхняя Пышма «Пышма» (another town) and knows no Russian name of places it lacks: a
+    current database's visitor saw one name, and the reports showed another."""
+    with site_client(valkey_url, rules_dir, clock, "climate", SITE, geoip_db=tiny_geoip) as climate:
+        page = Browser(climate, headers={**MOBILE, "x-forwarded-for": "10.6.0.1"}).open(AD, ref="https://yandex.ru/")
+        clock.advance(30)
+        answer = call(climate, page["phone"]["number"], clock.now)
+        logged = climate.get("/v1/calls/climate", headers=REPORT).json()["entries"]
+        rows = climate.get("/v1/reports/climate", params={"by": "city"}, headers=REPORT).json()["rows"]
+        found = climate.get("/v1/reports/climate", params={"by": "source", "city": "Верхняя Пышма"},
+                            headers=REPORT).json()["rows"]
+    assert page["geo"]["city"] == answer["visit"]["geo"]["city"] == logged[0]["visit"]["geo"]["city"] == "Верхняя Пышма"
+    assert [row["city"] for row in rows] == ["Верхняя Пышма"] and [row["visits"] for row in found] == [1]
+    another = GeoDB(tiny_geoip)  # another process: it learns the name from the store
+    assert another.city_in("Verkhnyaya Pyshma", "ru") == "Пышма"
+    another.learn({english.decode(): russian.decode() for english, russian in store.hgetall(CITY_NAMES).items()})
+    assert another.city_in("Verkhnyaya Pyshma", "ru") == "Верхняя Пышма"
 
 
 def test_a_long_visits_journey_keeps_its_latest_pages_and_its_landing(climate: TestClient, clock: Clock) -> None:

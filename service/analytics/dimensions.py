@@ -30,6 +30,7 @@ from service.analytics.sheets import Sheet
 from service.errors import BadRequest, only
 from service.rules.engine import Site
 from service.runtime import Runtime
+from service.tracking import visits
 from service.tracking.counters import DIMENSIONS, OTHER, counts_key, escape, ids_key, texts_key, unescape
 from service.tracking.ledger import SITE, cohorts
 from service.tracking.store import Store
@@ -80,6 +81,8 @@ Counts = defaultdict[tuple[str, ...], defaultdict[str, int]]  # row → measure 
 async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
     """Rows of the dimensions' values, the most (by `query.sort`) first, then one "(other)"."""
     cohort = query.by[0] in COHORTS
+    if "city" in (*query.by, *query.filters):
+        await visits.learn_city_names(runtime.store, runtime.geo)
     if "city" in query.filters:  # as the site's decisions name it (Москва), or as visits keep it (Moscow)
         query.filters["city"] = runtime.geo.city_kept(query.filters["city"])
     counts = await (_cohorts(runtime, site, query) if cohort else _counted(runtime.store, site.id, query))

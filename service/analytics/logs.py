@@ -87,6 +87,7 @@ async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: b
     query = LogQuery.parse(params, site.time_zone)
     page = await runtime.journal.page(site.id, query, _filter(params, query, calls))
     entries = [_call(entry) if calls else entry for entry in page["entries"]]
+    await visits.learn_city_names(runtime.store, runtime.geo)
     return [visits.city_named(entry, runtime.geo, site.language) for entry in entries], page["next"]
 
 

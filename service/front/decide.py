@@ -428,7 +428,8 @@ def _journey(runtime: Runtime, site: Site, view: PageView, visit: Visit, new: bo
                              geo.city, view.device, visit.pool)  # as `counters.values(record)`, the phrase read once
     commands = [visits.record(site.id, view.vid, visit, view.path, now, ttl, record),
                 counters.visited(site.id, hour_and_day(now, site.time_zone)[1], values,
-                                 runtime.settings.report_days * 86400, view.vid)]
+                                 runtime.settings.report_days * 86400, view.vid),
+                *visits.city_names(runtime.geo, geo)]
     last = previous.visit if previous else None
     if last and last.pool and last.pool != visit.pool:
         old = site.pool(last.pool)

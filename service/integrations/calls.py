@@ -155,6 +155,7 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
                                         f"({answer['number']}): give each call an id of its own")
     CALLS.labels(site.id, "duplicate" if answer["duplicate"] else "credited" if answer["credited"]
                  else "not_credited").inc()
+    await visits.learn_city_names(runtime.store, runtime.geo)
     return JSON(visits.city_named(answer, runtime.geo, site.language))
 
 

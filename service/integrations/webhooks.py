@@ -44,7 +44,7 @@ from service.rules.settings import Webhook
 from service.runtime import Runtime
 from service.tracking.journal import key as log_key
 from service.tracking.store import STORE_ERRORS, Store, repeat
-from service.tracking.visits import city_named
+from service.tracking.visits import city_named, learn_city_names
 
 BATCH = 50  # entries looked at for a retry, per endpoint
 AT_ONCE = 10  # deliveries in flight per endpoint
@@ -152,6 +152,7 @@ class Deliveries:
             await client.xack(log_key(site), hook.group, entry_id)  # not this endpoint's
             return True
         now = self.now_ms()
+        await learn_city_names(self.store, self.geo)
         named = city_named(entry, self.geo, to.language)  # as the call's answer and the log name it
         status, delivered = await self.sender.post(hook, site, named, attempt, now)
         if delivered:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -142,6 +143,22 @@ class GeoDB:
         for record in self._cities.values():
             if len(names := record["city"]["names"]) == 2:
                 self._in_russian.setdefault(english_city(names["en"]), names["ru"])
+        self._in_english: dict[str, str] = {}  # `learn`t names, by `_city_key`: Russian -> English
+
+    def learned(self, geo: Geo) -> tuple[str, str] | None:
+        """The English and Russian names of `geo`'s city when the database names it in Russian
+        otherwise than the table reports go by (`city_in`): a town renamed since, or missing
+        from it. Learnt here; the caller keeps them where every process learns them."""
+        russian = geo.names.get("ru", {}).get("city")
+        if geo.city is None or russian is None or self._in_russian.get(geo.city) == russian:
+            return None
+        self.learn({geo.city: russian})
+        return geo.city, russian
+
+    def learn(self, names: Mapping[str, str]) -> None:
+        """Cities' Russian names by their English ones, as `learned` found them."""
+        self._in_russian.update(names)
+        self._in_english.update((_city_key(russian), english) for english, russian in names.items())
 
     def city(self, name: str) -> Geo | None:
         """The place of a Russian city named `name` in English or Russian (case, «ё» and
@@ -157,6 +174,8 @@ class GeoDB:
 
     def city_kept(self, name: str) -> str:
         """The name visits keep of a Russian city named in Russian or English (a report's filter)."""
+        if learned := self._in_english.get(_city_key(name)):
+            return learned
         geo = self.city(name)
         return geo.city if geo is not None and geo.city else name
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import random
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -221,6 +221,23 @@ def journey_of(replies: list[Any], until_ms: int) -> dict[str, Any] | None:
             seen.append({"at": at, "path": path.decode()})
     record: dict[str, Any] = orjson.loads(started)
     return {**record, "pages": seen}
+
+
+CITY_NAMES = "sw:city_names"  # English -> Russian, of the cities `GeoDB.learned` found
+
+
+def city_names(geo: GeoDB, place: Geo) -> tuple[Command, ...]:
+    """What the store learns of the names of a visit's city: its Russian name where the
+    database and the table reports name cities by differ (`GeoDB.learned`), for every process."""
+    learned = geo.learned(place)
+    return (("HSET", CITY_NAMES, *learned),) if learned else ()
+
+
+async def learn_city_names(store: Store, geo: GeoDB) -> None:
+    """Learn what the service's visits learnt of cities' names (`city_names`): before naming
+    cities in a report, a log or a call."""
+    known = cast(dict[bytes, bytes], await store.client.hgetall(CITY_NAMES))
+    geo.learn({english.decode(): russian.decode() for english, russian in known.items()})
 
 
 def city_named(entry: dict[str, Any], geo: GeoDB, language: str) -> dict[str, Any]:
