@@ -76,6 +76,18 @@ def test_a_crafted_link_puts_no_invisible_character_in_the_traffic(
     assert getattr(parse_traffic(f"https://site.example/?{query}", None), field) == expected
 
 
+@pytest.mark.parametrize(("query", "field", "expected"), [
+    ("utm_term=%25D0%25BF%25D0%25BB%25D0%25B8%25D1%2582%25D0%25BA%25D0%25B0+100%25", "phrase", "плитка 100%"),
+    ("utm_campaign=%D0%BF%D0%BB%D0%B8%D1%82%D0%BA%D0%B0-100%25", "campaign", "плитка-100%"),  # once
+    ("utm_campaign=sale%2550", "campaign", "sale%50"),  # a percent sign and digits, as written
+    ("utm_campaign=%25D0%25", "campaign", "%D0%"),  # cut short: no letter, kept as it came
+])
+def test_a_value_encoded_twice_is_read_as_its_text(query: str, field: str, expected: str) -> None:
+    """A UTM builder's link pasted into another, or a redirect's: the keyword report showed a
+    row «%D0%BF%D0%BB…» where the phrase was «плитка»."""
+    assert getattr(parse_traffic(f"https://site.example/?{query}", None), field) == expected
+
+
 def test_traffic_is_frozen() -> None:
     traffic = parse_traffic("https://site.example/", None)
     with pytest.raises(AttributeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import unicodedata
@@ -52,6 +53,9 @@ _CLICK_ID_FORMS = {"yclid": re.compile(r"[0-9]{1,32}"), "gclid": _BASE64URL, "gb
 _PLAIN = re.compile(rf"[\w.-]{{1,{_MAX_LENGTH}}}", re.ASCII)
 # Unfilled ad-system macros such as "{keyword}" or "{{campaign}}" carry no data.
 _PLACEHOLDER = re.compile(r"\{+[^{}]*\}+")
+# A value encoded twice (a UTM builder's output pasted into another, a redirect's): what one
+# decoding leaves is a UTF-8 letter of two bytes or more, still percent-encoded.
+_ENCODED_TWICE = re.compile(r"%[C-Fc-f][0-9A-Fa-f]%[89ABab][0-9A-Fa-f]")
 # What ad systems put in `utm_term` that nobody searched: Direct's autotargeting impressions, and
 # the empty values of broken tag managers and analytics.
 _NO_PHRASE = frozenset({"---autotargeting", "(not set)", "(not provided)", "undefined", "null"})
@@ -259,6 +263,9 @@ def _text(value: str | None) -> str | None:
             value = raw.decode("cp1251")
         except UnicodeDecodeError:
             value = raw.decode("utf-8", "replace")
+    if "%" in value and _ENCODED_TWICE.search(value):
+        with contextlib.suppress(UnicodeDecodeError):  # else not what a second encoding leaves: as it came
+            value = unquote_to_bytes(value).decode("utf-8")
     value = " ".join(_visible(value).split())[:_MAX_LENGTH].rstrip()
     if not value or _PLACEHOLDER.fullmatch(value):
         return None
