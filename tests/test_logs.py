@@ -41,7 +41,7 @@ def log(client: TestClient, what: str, **params: Any) -> Any:
 
 def ad_visit_with_a_form_and_a_call(client: TestClient, clock: Clock) -> dict[str, Any]:
     browser = Browser(client, headers={"x-forwarded-for": "46.242.0.1"})  # from Moscow
-    landing = browser.open(AD, ref="https://yandex.ru/")
+    landing = browser.open(AD + "&utm_content=ad-1703", ref="https://yandex.ru/")  # Direct's {ad_id}
     clock.advance(40.25)
     contacts = browser.open(f"{ORIGIN}/contacts")
     beacon(client, contacts["token"], "contacts-form")
@@ -90,8 +90,8 @@ def test_the_call_log_as_csv(climate: TestClient, clock: Clock) -> None:
     assert response.headers["content-type"].startswith("text/csv")
     (row,) = csv.DictReader(io.StringIO(response.text))
     assert row["number"] in ("+74951700001", "+74951700002")  # as scripts read it: E.164 runs nothing
-    assert (row["source"], row["campaign"], row["click_ids"], row["pages"]) == ("yandex", "summer", "yclid=777",
-                                                                               "/ > /contacts")
+    assert (row["source"], row["campaign"], row["content"], row["click_ids"], row["pages"]) == (
+        "yandex", "summer", "ad-1703", "yclid=777", "/ > /contacts")  # the ad, for a report by ad
     assert row["qualified"] == "true" and row["variants"].startswith("cta=")
     # What a sales team sorts calls by: a first-time caller, where they called from, on what.
     assert (row["unique"], row["device"], row["region"], row["city"]) == ("true", "desktop", "RU-MOW", "Москва")

@@ -45,8 +45,8 @@ CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page")
 # filters keep), the file's `Link` header names the rest.
 FILE_ENTRIES = 20_000
 FILE_READS = 40
-VISIT_COLUMNS = ("visitor", "source", "medium", "campaign", "phrase", "click_ids", "landing", "pages", "device",
-                 "region", "city", "variants")
+VISIT_COLUMNS = ("visitor", "source", "medium", "campaign", "content", "phrase", "click_ids", "landing", "pages",
+                 "device", "region", "city", "variants")
 
 
 async def calls_log_endpoint(request: Request) -> Response:
@@ -171,7 +171,7 @@ def sheet(entries: list[dict[str, Any]], calls: bool, name: str, zone: datetime.
                [time, entry["id"], entry["kind"], entry.get("goal"), entry.get("page")])
         visit = entry.get("visit") or {}
         rows.append([
-            *own, entry.get("visitor"), *(visit.get(name) for name in ("source", "medium", "campaign", "phrase")),
+            *own, entry.get("visitor"), *(visit.get(name) for name in VISIT_COLUMNS[1:6]),  # source … phrase
             ";".join(f"{name}={value}" for name, value in (visit.get("click_ids") or {}).items()),
             visit.get("landing"), " > ".join(page["path"] for page in visit.get("pages", [])), visit.get("device"),
             *((visit.get("geo") or {}).get(name) for name in ("region", "city")),
