@@ -35,21 +35,20 @@ class Geo:
     # The city's casefolded names in every language, for `when: city`; made once per lookup.
     city_keys: frozenset[str] = field(init=False, repr=False, compare=False)
     _answers: dict[str, orjson.Fragment] = field(init=False, repr=False, compare=False)  # by language
+    # The place as a visit's token carries it, JSON: `placed` makes it again, once a process.
+    carried: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = frozenset(city_key(by_kind["city"]) for by_kind in self.names.values() if "city" in by_kind)
         object.__setattr__(self, "city_keys", keys)
         object.__setattr__(self, "_answers", {})
+        names = {language: [by_kind.get(kind) for kind in KINDS] for language, by_kind in self.names.items()}
+        object.__setattr__(self, "carried", orjson.dumps([self.country, self.region, self.city, names]).decode())
 
     def name(self, what: str, language: str) -> str | None:
         """The name of `what` (country/region/city) in `language`, else in English."""
         localised = self.names.get(language, {}).get(what)
         return localised or self.names.get("en", {}).get(what)
-
-    def carried(self) -> list[Any]:
-        """The place as a visit's token carries it: `placed` makes it again."""
-        names = {language: [by_kind.get(kind) for kind in KINDS] for language, by_kind in self.names.items()}
-        return [self.country, self.region, self.city, names]
 
     def answered(self, language: str) -> orjson.Fragment:
         """The place as decisions answer it, in JSON; made once per language."""
@@ -65,9 +64,11 @@ class Geo:
         return answer
 
 
-def placed(carried: Any) -> Geo:
-    """A place `Geo.carried` gave, as a token brought it back (signed: only a format may differ)."""
-    country, region, city, names = carried
+@functools.lru_cache(maxsize=4096)  # the visits from one place, however many, bring back the same
+def placed(carried: str) -> Geo:
+    """A place as `Geo.carried` wrote it and a token brought it back (signed: only a format may
+    differ, which raises TypeError or ValueError)."""
+    country, region, city, names = orjson.loads(carried)
     if not isinstance(names, dict):
         raise TypeError(names)
     return Geo(country, region, city, {language: {kind: name for kind, name in zip(KINDS, listed, strict=True) if name}

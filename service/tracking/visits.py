@@ -85,7 +85,7 @@ class Visit(NamedTuple):
             landing, referral, when, clicked = self.credited
             if (landing, referral, when) != (self.landing, self.referral, self.started):
                 credit = [_listed(landing), _listed(referral), when]
-        optional = [credit, clicked, self.place.carried() if self.place else 0]
+        optional = [credit, clicked, self.place.carried if self.place else 0]
         while optional and not optional[-1]:  # what a visit does not have, at the end, is left out
             optional.pop()
         return encode(orjson.dumps([self.id, self.started, _listed(self.landing), _listed(self.referral), self.pool,
