@@ -59,8 +59,8 @@ def kinds(entry: Mapping[str, Any], wanted: Collection[str]) -> list[str]:
     """What an entry is to an ad platform, of the kinds `wanted`: a target call is a `call` (every
     answered call, as the reports count them) and a `qualified_call`, a conversion of each."""
     call = entry.get("call") or {}
-    kinds = ("call", "qualified_call") if entry["kind"] == "call" and call.get("qualified") else (entry["kind"],)
-    return [kind for kind in kinds if kind in wanted]
+    its = ("call", "qualified_call") if entry["kind"] == "call" and call.get("qualified") else (entry["kind"],)
+    return [kind for kind in its if kind in wanted]
 
 
 def click_id(entry: Mapping[str, Any], name: str) -> str | None:

@@ -10,12 +10,12 @@ non-direct click), and that arrival's ad click ids with their values for its rec
 conversions are uploaded by them), unless the site says `attribution: last_click`.
 
 The visit travels with the visitor: the decision token carries it, attached to its payload and
-signed with it, and the snippet sends the last token back with the next page view. So a decision
-knows its visit without reading the store, and one signature. The attachment is the same on
-every page of a visit (from its first page with a number), so a worker parses and encodes it
-once a visit, not once a page. The store keeps what call records and logs need (`record`): the
-visit as it started, and the pages seen, written in a deferred command that rides with the next
-batch to the store (`Batcher.defer`).
+signed with it, and the snippet sends the last token back with the next page view. So a
+decision knows its visit without reading the store, and one signature. The attachment is the
+same on every page of a visit (from its first page with a number), so a worker parses and
+encodes it once a visit, not once a page. The store keeps what call records and logs need
+(`record`): the visit as it started, and the pages seen, written in a deferred command that
+rides with the next batch to the store (`Batcher.defer`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Visit(NamedTuple):
     referral: Referral
     pool: str | None = None  # the pool of its number, chosen on its first page with one
     credited: Credit | None = None
-    place: Geo | None = None  # where its first page GeoIP placed was: its pages' rules see it, as its number
+    place: Geo | None = None  # where GeoIP placed its first page: its pages' rules see it, as they see its pool
 
     @property
     def direct(self) -> bool:
