@@ -363,9 +363,10 @@ async def decide_endpoint(request: Request) -> JSON:
         previous = visits.read(runtime.signer, _token(query.get("visit")), site.id, vid)
         visit, new = visits.follow(previous, landed, referred, site, now // 1000, clicked)
         arrival = _arrival(*visit.source(site))  # the visit's traffic, on every one of its pages
-        geo = preview_geo(runtime.geo, city) if city else visit.place or runtime.geo.lookup(client)
+        place = runtime.geo.placed(visit.place) if visit.place else None
+        geo = preview_geo(runtime.geo, city) if city else place or runtime.geo.lookup(client)
         if visit.place is None and geo.country and not city:  # its pages stay where it started, as its number
-            visit = visit._replace(place=geo)
+            visit = visit._replace(place=geo.where)
         seen = _page_view(path, arrival, vid, geo, headers.user_agent, not headers.from_browser)
         # Pinned by the page's address (a preview link), or by an API client's `preview`.
         forced = _preview(site, _checked("preview", query.get("preview"), 512) or variants, path)

@@ -22,7 +22,7 @@ from service.fragments import kept
 from service.ips import ip_address
 from service.rules.regions import REGIONS, city_meant, english_city
 
-KINDS = ("country", "region", "city")  # of a place's names
+Where = tuple[str | None, str | None, str | None]  # country, region, city: `Geo.where`
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -35,15 +35,16 @@ class Geo:
     # The city's casefolded names in every language, for `when: city`; made once per lookup.
     city_keys: frozenset[str] = field(init=False, repr=False, compare=False)
     _answers: dict[str, orjson.Fragment] = field(init=False, repr=False, compare=False)  # by language
-    # The place as a visit's token carries it, JSON: `placed` makes it again, once a process.
-    carried: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = frozenset(city_key(by_kind["city"]) for by_kind in self.names.values() if "city" in by_kind)
         object.__setattr__(self, "city_keys", keys)
         object.__setattr__(self, "_answers", {})
-        names = {language: [by_kind.get(kind) for kind in KINDS] for language, by_kind in self.names.items()}
-        object.__setattr__(self, "carried", orjson.dumps([self.country, self.region, self.city, names]).decode())
+
+    @property
+    def where(self) -> Where:
+        """What a visit's token carries of the place: `GeoDB.placed` finds it again."""
+        return self.country, self.region, self.city
 
     def name(self, what: str, language: str) -> str | None:
         """The name of `what` (country/region/city) in `language`, else in English."""
@@ -62,17 +63,6 @@ class Geo:
                 "region_name": self.name("region", language),
             })
         return answer
-
-
-@functools.lru_cache(maxsize=4096)  # the visits from one place, however many, bring back the same
-def placed(carried: str) -> Geo:
-    """A place as `Geo.carried` wrote it and a token brought it back (signed: only a format may
-    differ, which raises TypeError or ValueError)."""
-    country, region, city, names = orjson.loads(carried)
-    if not isinstance(names, dict):
-        raise TypeError(names)
-    return Geo(country, region, city, {language: {kind: name for kind, name in zip(KINDS, listed, strict=True) if name}
-                                       for language, listed in names.items()})
 
 
 def city_key(name: str) -> str:
@@ -138,6 +128,7 @@ class GeoDB:
         self._reader = maxminddb.open_database(str(self.path), maxminddb.MODE_MMAP_EXT)
         # One Geo per place for as long as a cached address refers to it.
         self._geos: weakref.WeakValueDictionary[tuple[Any, ...], Geo] = weakref.WeakValueDictionary()
+        self._places: weakref.WeakValueDictionary[Where, Geo] = weakref.WeakValueDictionary()  # by `where`
         self.lookup = functools.lru_cache(maxsize=65536)(self._lookup)
         self._cities = _city_records()
         self._in_russian: dict[str, str] = {}  # of two namesakes, the larger's name, as `city` finds it
@@ -214,8 +205,15 @@ class GeoDB:
         key = (country_code, full_region, city_name, *((lang, *kinds.items()) for lang, kinds in names.items()))
         geo = self._geos.get(key)
         if geo is None:
-            geo = self._geos[key] = Geo(country_code, full_region, city_name, names)
+            geo = self._geos[key] = self._places[country_code, full_region, city_name] = Geo(
+                country_code, full_region, city_name, names)
         return geo
+
+    def placed(self, where: Where) -> Geo | None:
+        """The place a visit's token names (`Geo.where`), if an address this process looked up
+        lately is there: a process of a deployment learns the places of its visitors within a
+        few page views, and an address's own place stands in for one it has not seen."""
+        return self._places.get(where)
 
 
 def _clean(names: dict[str, dict[str, str]], region: str | None) -> None:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, cast
 import orjson
 
 from service.rules.engine import Site
-from service.rules.geo import Geo, GeoDB, placed
+from service.rules.geo import Geo, GeoDB, Where
 from service.rules.phrase import NO_REFERRAL, Landing, Referral, Traffic, valid_click_id
 from service.tracking.store import Command, Script, Store
 from service.tracking.tokens import TokenSigner, attachment, decode, encode
@@ -56,7 +56,7 @@ class Visit(NamedTuple):
     referral: Referral
     pool: str | None = None  # the pool of its number, chosen on its first page with one
     credited: Credit | None = None
-    place: Geo | None = None  # where GeoIP placed its first page: its pages' rules see it, as they see its pool
+    place: Where | None = None  # where GeoIP placed its first page: its pages' rules see it, as they see its pool
 
     @property
     def direct(self) -> bool:
@@ -85,7 +85,7 @@ class Visit(NamedTuple):
             landing, referral, when, clicked = self.credited
             if (landing, referral, when) != (self.landing, self.referral, self.started):
                 credit = [_listed(landing), _listed(referral), when]
-        optional = [credit, clicked, self.place.carried if self.place else 0]
+        optional = [credit, clicked, self.place or 0]
         while optional and not optional[-1]:  # what a visit does not have, at the end, is left out
             optional.pop()
         return encode(orjson.dumps([self.id, self.started, _listed(self.landing), _listed(self.referral), self.pool,
@@ -137,7 +137,7 @@ def _visit(carried: str) -> Visit:
     elif landing != NO_LANDING or referral.host is not None:  # a visit from somewhere: credited to itself
         credited = Credit(landing, referral, _int(started), _clicked(clicked or {}))
     return Visit(_text(id_), _int(started), landing, referral, _optional(pool), credited,
-                 placed(place) if place else None)
+                 _where(place) if place else None)
 
 
 def follow(previous: Previous | None, landed: Landing, referred: Referral, site: Site, now: int,
@@ -269,6 +269,11 @@ def _int(value: Any) -> int:
 
 def _optional(value: Any) -> str | None:
     return None if value is None else _text(value)
+
+
+def _where(value: Any) -> Where:
+    country, region, city = map(_optional, value)
+    return country, region, city
 
 
 def _clicked(value: Any) -> dict[str, str]:
