@@ -84,11 +84,21 @@ async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: b
                                                                                                 str | None]:
     """One page of the call log (`calls`) or of the conversion log, as `params` ask, and the
     cursor of the next."""
+    entries, cursor = await _page(runtime, site, params, calls)
+    return await _named(runtime, site, entries), cursor
+
+
+async def _page(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool) -> tuple[list[dict[str, Any]],
+                                                                                                 str | None]:
     query = LogQuery.parse(params, site.time_zone)
     page = await runtime.journal.page(site.id, query, _filter(params, query, calls))
-    entries = [_call(entry) if calls else entry for entry in page["entries"]]
+    return [_call(entry) if calls else entry for entry in page["entries"]], page["next"]
+
+
+async def _named(runtime: Runtime, site: Site, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries with their visits' cities named as the site's decisions name them."""
     await visits.learn_city_names(runtime.store, runtime.geo)
-    return [visits.city_named(entry, runtime.geo, site.language) for entry in entries], page["next"]
+    return [visits.city_named(entry, runtime.geo, site.language) for entry in entries]
 
 
 async def read_all(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool
@@ -101,11 +111,11 @@ async def read_all(runtime: Runtime, site: Site, params: Mapping[str, str], call
         page = {**params, "limit": str(min(journal.MOST, FILE_ENTRIES - len(entries)))}
         if cursor:
             page["cursor"] = cursor
-        more, cursor = await read(runtime, site, page, calls)
+        more, cursor = await _page(runtime, site, page, calls)
         entries += more
         if cursor is None or len(entries) == FILE_ENTRIES:
             break
-    return entries, cursor
+    return await _named(runtime, site, entries), cursor  # the names learnt once a file, not once a page
 
 
 def next_page(params: Mapping[str, str], cursor: str) -> str:
