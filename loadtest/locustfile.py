@@ -206,7 +206,9 @@ class Browser(FastHttpUser):
         with self.client.post("/v1/events", data=event_body("heartbeat", token), name="/v1/events heartbeat",
                               headers={**headers, "Content-Type": "text/plain;charset=UTF-8"},
                               catch_response=True) as response:
-            if response.status_code != 202:
+            if response.status_code == 205:
+                response.failure(f"the visitor no longer holds {number}, within its hold")
+            elif response.status_code != 202:
                 response.failure(f"HTTP {response.status_code}: {_text(response)}")
             elif response.json().get("number") != number:
                 response.failure(f"the heartbeat kept {response.json().get('number')}, not the leased {number}")

@@ -27,10 +27,11 @@
 
   // The visitor id lives in a first-party cookie and in localStorage: either restores the other.
   // Only this script reads the cookie (no server does), so it needs no SameSite of its own.
+  // Without consent the cookie is deleted (max-age=0), a refusal's included.
   let vid = (consented && (safe(() => doc.cookie.match(/\bswl_vid=([\w-]+)/)[1]) || get("swl_vid"))) || rid();
   const keep = (id) => {
     put("swl_vid", vid = id);
-    if (consented) safe(() => (doc.cookie = `swl_vid=${id};path=/;max-age=31536000`));
+    safe(() => (doc.cookie = `swl_vid=${id};path=/;max-age=${consented ? 31536000 : 0}`));
   };
   keep(vid);
 
@@ -149,7 +150,11 @@
   const post = (event) => {
     event.token || (event.token = decision.token);
     fetch(base + "/v1/events", { method: "POST", body: JSON.stringify(event), keepalive: 1 })
-      .then((r) => r.status < 500 && r.status != 429 && store(outbox().filter((e) => e.id != event.id)))
+      // 205, to a heartbeat: the page shows a number its visitor no longer holds (its hold ended
+      // while the page was hidden or in the browser's cache, and another visitor has it now). The
+      // page asks again, or a call to the number it shows would be the other visitor's.
+      .then((r) => (r.status == 205 && ask(here), r.status < 500) && r.status != 429
+        && store(outbox().filter((e) => e.id != event.id)))
       .catch(() => {});
   };
   const send = (event) => {
@@ -177,12 +182,12 @@
       if (!yes) {
         consented = yes;
         safe(() => ["swl_vid", "swl_visit", "swl_out", "swl_consent"].map((key) => delete localStorage[key]));
-        safe(() => (doc.cookie = "swl_vid=;path=/;max-age=0"));
+        keep(vid);
       } else if (!consented) {
         consented = yes;
         put("swl_consent", 1);
         keep(vid);
-        ask(doc.referrer); // now the visit, its number and the page view count
+        ask(); // now the visit, its number and the page view count
       }
     },
   });
@@ -192,7 +197,7 @@
   // from page to page: the last decision's token comes back with the next page view.
   // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
   let here, beating, asked, view;
-  const ask = (ref) => {
+  const ask = (ref = doc.referrer) => {
     here = location.href.split("#")[0]; // without its fragment: the service reads none
     writes = new WeakMap();
     view = rid();
@@ -226,13 +231,17 @@
         outbox().forEach(post); // what waited for a decision (one in flight again: counted once)
         // Now, even while the page is still loading: what it adds from now on is swapped as it comes.
         watch(doc.documentElement);
-        if (phone.heartbeat && !beating) beating = setInterval(() => !doc.hidden && send({ type: "heartbeat" }), phone.heartbeat);
+        if (phone.heartbeat && !beating) beating = setInterval(seen, phone.heartbeat);
         done(answer);
       })
       .catch(() => done(null)); // the first page view's failure: nothing swaps; later ones change nothing
   };
   // A tab opened in the background asks for nothing, a number least of all, until it is seen.
-  doc.hidden ? addEventListener("visibilitychange", () => ask(doc.referrer), { once: 1 }) : ask(doc.referrer);
+  // Then, while its number is held for it, it beats each time it is seen again (a tab come back
+  // to, a page back from the browser's cache) and every `heartbeat` ms while it is visible.
+  const seen = () => doc.hidden || (here ? beating && send({ type: "heartbeat" }) : ask());
+  addEventListener("visibilitychange", seen);
+  seen();
   // Another path or query only: a link to a place in the page (#contacts) fires popstate in
   // Chrome, and is the same page.
   const route = () => location.href.split("#")[0] != here && ask(here);

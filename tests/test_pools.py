@@ -38,11 +38,19 @@ def vid(n: int) -> str:
     return f"pool-visitor-{n:08d}"
 
 
-def heartbeat(client: TestClient, token: str) -> Any:
+ASK_AGAIN = "205: ask again"
+
+
+def heartbeat(client: TestClient, token: str) -> str | None:
+    """The number a heartbeat kept for the token's page, or ASK_AGAIN: 205, the page shows a
+    number its visitor no longer holds, and asks for a new one."""
     response = client.post("/v1/events", content=f'{{"type": "heartbeat", "token": "{token}"}}',
                            headers={"content-type": "text/plain"})
+    if response.status_code == 205:
+        assert response.content == b""  # HTTP allows a 205 no body
+        return ASK_AGAIN
     assert response.status_code == 202, response.text
-    return response.json()
+    return response.json()["number"]  # type: ignore[no-any-return]
 
 
 def test_phone_carries_the_leased_number_in_its_formats(pool_client: TestClient) -> None:
@@ -53,9 +61,8 @@ def test_phone_carries_the_leased_number_in_its_formats(pool_client: TestClient)
     assert phone["national"] == f"8 (495) 190-00-{digits}"
     assert phone["replaces"] == "+78005553535" and phone["hold"] == 60
     assert phone["heartbeat"] == 20_000  # the snippet renews the hold three times a hold
-    page_number = re.compile(phone["replaces_pattern"].replace(r"\p{Pd}", "-"))  # JavaScript's, Python's `re`
-    assert all(page_number.search(printed) for printed in ("8 (800) 555-35-35", "+7 800 5553535", "88005553535"))
-    assert not page_number.search("+7 495 190-00-01")
+    assert all(page_number(phone).search(printed) for printed in ("8 (800) 555-35-35", "+7 800 5553535", "88005553535"))
+    assert not page_number(phone).search("+7 495 190-00-01")
 
 
 def test_a_visitor_keeps_the_number_across_pages_and_on_return(pool_client: TestClient, clock: Clock) -> None:
@@ -83,18 +90,18 @@ def test_heartbeats_keep_the_number_while_the_page_is_open(pool_client: TestClie
     body = visit(pool_client, vid(1))
     for _ in range(5):
         clock.advance(55)
-        assert heartbeat(pool_client, body["token"])["number"] == body["phone"]["number"]
+        assert heartbeat(pool_client, body["token"]) == body["phone"]["number"]
     for n in (2, 3, 4):
         visit(pool_client, vid(n))
     # 275 s later the number is still the reader's: three newcomers took the other two and overflowed.
     assert visit(pool_client, vid(1))["phone"]["number"] == body["phone"]["number"]
     clock.advance(61)  # no heartbeat for a whole hold: a tab hidden a while, a page back from the cache
     # Nobody took the number meanwhile: the page still shows it, and its next heartbeat has it again.
-    assert heartbeat(pool_client, body["token"])["number"] == body["phone"]["number"]
+    assert heartbeat(pool_client, body["token"]) == body["phone"]["number"]
     assert visit(pool_client, vid(5))["phone"]["number"] != body["phone"]["number"]
     clock.advance(61)
     assert {visit(pool_client, vid(n))["phone"]["number"] for n in (6, 7, 8)} == POOL  # newcomers took it
-    assert heartbeat(pool_client, body["token"])["number"] is None
+    assert heartbeat(pool_client, body["token"]) == ASK_AGAIN
 
 
 def test_a_page_shown_again_after_its_hold_gets_its_number_back_unless_another_visitor_has_it(
@@ -107,16 +114,35 @@ def test_a_page_shown_again_after_its_hold_gets_its_number_back_unless_another_v
     clock.advance(70)  # both holds over
     third = visit(pool_client, vid(3))["phone"]["number"]  # the number free the longest: the one nobody had
     assert third not in {first["phone"]["number"], second["phone"]["number"]}
-    assert heartbeat(pool_client, first["token"])["number"] == first["phone"]["number"]  # still free: theirs again
+    assert heartbeat(pool_client, first["token"]) == first["phone"]["number"]  # still free: theirs again
     assert visit(pool_client, vid(4))["phone"]["number"] == second["phone"]["number"]
     assert visit(pool_client, vid(5))["phone"]["kind"] == "overflow"
-    assert heartbeat(pool_client, second["token"])["number"] is None  # visitor 4 has it
+    assert heartbeat(pool_client, second["token"]) == ASK_AGAIN  # visitor 4 has it
     # A call to the first number now is the first visitor's, from their new lease.
     runtime = pool_client.app.state.runtime  # type: ignore[attr-defined]
     pool = runtime.rules.sites["pooltest"].pool("small")
     holder = pool_client.portal.call(runtime.pools.holder, "pooltest", pool,  # type: ignore[union-attr]
                                      first["phone"]["number"], int(clock.now * 1000))
     assert holder["v"] == vid(1)
+
+
+def page_number(phone: dict[str, Any]) -> re.Pattern[str]:
+    """What the snippet finds a page's number by, in Python's `re`."""
+    return re.compile(phone["replaces_pattern"].replace(r"\p{Pd}", "-"))
+
+
+def test_a_page_that_asks_again_after_its_number_went_to_another_visitor_replaces_that_number(
+        pool_client: TestClient, clock: Clock) -> None:
+    """The page (a tab come back to, or a single-page app's next route) shows the number it was
+    given, not the site's own: the next decision finds that one too, and puts its own in its place."""
+    first = visit(pool_client, vid(1))
+    shown = first["phone"]["international"]
+    clock.advance(61)  # its hold is over, and newcomers take every number
+    assert {visit(pool_client, vid(n))["phone"]["number"] for n in (2, 3, 4)} == POOL
+    assert heartbeat(pool_client, first["token"]) == ASK_AGAIN
+    again = visit(pool_client, vid(1), visit=first["token"])
+    assert again["phone"]["kind"] == "overflow" and again["phone"]["number"] == OVERFLOW
+    assert page_number(again["phone"]).search(shown) and page_number(again["phone"]).search("8 (800) 555-35-35")
 
 
 def test_a_number_taken_out_of_the_pool_is_not_renewed(pool_client: TestClient, clock: Clock,
@@ -130,10 +156,10 @@ def test_a_number_taken_out_of_the_pool_is_not_renewed(pool_client: TestClient, 
     runtime.rules = rulefiles.load(rules_dir)  # what a reload does
     pool_client.portal.call(runtime.sync_pools)  # type: ignore[union-attr]
     clock.advance(40)
-    assert heartbeat(pool_client, body["token"])["number"] == held
+    assert heartbeat(pool_client, body["token"]) == held
     assert visit(pool_client, vid(1))["phone"]["number"] == held
     clock.advance(21)  # the hold of 60 s from the lease: neither the heartbeat nor the page renewed it
-    assert heartbeat(pool_client, body["token"])["number"] is None
+    assert heartbeat(pool_client, body["token"]) == ASK_AGAIN
     assert visit(pool_client, vid(1))["phone"]["number"] in POOL - {held} | {"+74951900009"}
 
 

@@ -23,8 +23,9 @@ import redis
 from playwright.sync_api import Browser, Page, Request, Route
 
 from service.front.snippet import MINIFIED
+from service.tracking.pools import PoolKeys
 from tests.browser import chromium
-from tests.conftest import BROWSER, free_port, start
+from tests.conftest import BROWSER, BROWSER_HEADERS, free_port, start
 
 FIXTURES = Path(__file__).resolve().parent.parent / "snippet" / "fixtures"
 # The README's optional anti-flicker lines for <head>, and the CSP hash it gives for them.
@@ -838,9 +839,11 @@ def test_an_event_the_service_will_never_take_is_not_sent_again(page: Page, fixt
     assert [event["type"] for event in sent] == ["goal"]
 
 
-# A page going to the background, as a browser shows it to scripts (both properties agree).
+# A page going to the background, as a browser shows it to scripts (both properties agree), and
+# the event it fires at the document (which bubbles to the window).
 HIDE = """Object.defineProperty(document, 'visibilityState', {value: '%s', configurable: true});
 Object.defineProperty(document, 'hidden', {value: %s, configurable: true})"""
+SEEN = ";document.dispatchEvent(new Event('visibilitychange', {bubbles: true}))"
 
 
 def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixtures) -> None:
@@ -859,6 +862,38 @@ def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixture
         page.clock.run_for(31_000)
     # Requests are reported in the order they were sent: a beat while hidden would show before this one.
     assert len(beats) == 2
+
+
+def test_a_page_seen_again_after_its_number_went_to_another_visitor_asks_for_another(
+        page: Page, fixtures: Fixtures, service: str, valkey_url: str) -> None:
+    """A tab hidden (or a page kept in the browser's back/forward cache) for longer than its
+    number's hold, while the pool gave the number to the next visitor. Seen again, the page
+    beats at once, hears (205) that its visitor no longer holds the number, and asks again: a
+    call to the number it showed would be the other visitor's."""
+    sent: list[str] = []
+    page.on("request", lambda r: "/v1/" in r.url and sent.append(r.url.split("?")[0].rsplit("/", 1)[1]))
+    pause_clock(page)  # no heartbeat but the one the test asks about
+    page.goto(url(fixtures))
+    before = decided(page)
+    number = before["phone"]["number"]
+    area, a, b, c = before["phone"]["digits"][:3], *re.findall(r"\d+", before["phone"]["national"])[2:]
+    assert text(page, "#f1") == f"+7 ({area}) {a}-{b}-{c}"
+    page.evaluate(HIDE % ("hidden", "true") + SEEN)
+    # Meanwhile its hold ends, before any other number's, and the next visitor to come gets it.
+    redis.Redis.from_url(valkey_url).zadd(PoolKeys.of("fixture", "all").held, {number: -1})
+    other = httpx.get(f"{service}/v1/decide", params={"site": "fixture", "url": "/", "vid": "other-visitor-00000001"},
+                      headers={**BROWSER_HEADERS, "origin": url(fixtures).rsplit("/", 1)[0]}, timeout=60).json()
+    assert other["phone"]["number"] == number
+    with page.expect_response("**/v1/decide?**", timeout=60_000) as asked:
+        page.evaluate(HIDE % ("visible", "false") + SEEN)
+    after = asked.value.json()
+    assert after["phone"]["number"] not in (None, number)
+    assert after["visit"] == {**before["visit"], "new": False}  # the same visit: another page view of it
+    digits = after["phone"]["digits"]
+    showing(page, "#f1", f"+7 ({digits[:3]}) {digits[3:6]}-{digits[6:8]}-{digits[8:]}")
+    assert text(page, "#f7") == f"Звоните 8 {digits[:3]} {digits[3:]} круглосуточно"
+    assert page.get_attribute("#tel1", "href") == f"tel:+7{digits}"
+    assert sent == ["decide", "events", "decide"]  # one beat, when seen: none while hidden
 
 
 def test_a_page_whose_library_gives_arrays_a_tojson_sends_its_events_once(page: Page, fixtures: Fixtures) -> None:
@@ -886,8 +921,7 @@ def test_a_tab_opened_in_the_background_asks_for_nothing_until_it_is_seen(page: 
     page.goto(url(fixtures))
     page.wait_for_function("typeof swapline === 'object'")  # the snippet has run
     with page.expect_request("**/v1/decide?**"):
-        page.evaluate(HIDE % ("visible", "false") + ";document.dispatchEvent(new Event('visibilitychange', "
-                                                    "{bubbles: true}))")
+        page.evaluate(HIDE % ("visible", "false") + SEEN)
     assert decided(page)["phone"]["kind"] == "lease"
     assert sum("/v1/decide" in u for u in sent) == 1  # requests show in the order they were sent: none before
 

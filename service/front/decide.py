@@ -116,8 +116,10 @@ def _page_view(path: str, arrival: Arrival, vid: str, geo: Geo, user_agent: str,
 
 
 def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, version: str,
-           lease: Lease | None = None, degraded: bool = False, preview: bool = False, page: str = "") -> dict[str, Any]:
-    """The decision as the snippet reads it; `page` is the page's URL as the query carried it.
+           lease: Lease | None = None, degraded: bool = False, preview: bool = False, page: str = "",
+           shown: str | None = None) -> dict[str, Any]:
+    """The decision as the snippet reads it; `page` is the page's URL as the query carried it,
+    `shown` the number the visit's last page showed.
     The parts many page views share are made once, in JSON (`orjson.Fragment`), and sent as
     they are: serialising them again cost most of the answer's encoding."""
     traffic = view.traffic
@@ -130,7 +132,7 @@ def answer(site: Site, view: PageView, outcome: Outcome, token: str | None, vers
         "source": _source(traffic),
         "swaps": [_swap(slot, value, page) for slot, value in outcome.swaps],
         "experiments": outcome.experiments,
-        "phone": phone(site, outcome.pool, lease, preview),
+        "phone": phone(site, outcome.pool, lease, preview, shown),
         "bot": view.bot,
         "degraded": degraded,
         "rules_version": version,
@@ -164,11 +166,14 @@ def _set(slot: Slot, value: str) -> orjson.Fragment:
     return kept({"selector": selector, "property": "hidden", "value": value == "hide"})
 
 
-def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False) -> orjson.Fragment | None:
+def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = False,
+          shown: str | None = None) -> orjson.Fragment | None:
     """The number to show instead of the page's own, in the formats the snippet looks for.
 
     `lease` is None where no lease was tried (a bot, a preview): a preview shows the pool's
-    first number, which nobody holds for it; others keep the page's own.
+    first number, which nobody holds for it; others keep the page's own. `shown` is the number
+    the visit's last page showed: where it was another, the snippet finds that one too (a single
+    page app's header, a page whose hold ended while it was hidden and that asks again).
     """
     if pool is None:
         return None
@@ -179,14 +184,16 @@ def phone(site: Site, pool: Pool | None, lease: Lease | None, preview: bool = Fa
     if lease is None:
         return _shown(site.phone, pool.id, "lease", None)
     if lease.number is None:
-        return _shown(site.phone, pool.id, "overflow", pool.overflow or site.phone)
-    return _shown(site.phone, pool.id, "lease", lease.number, pool.hold)
+        return _shown(site.phone, pool.id, "overflow", pool.overflow or site.phone, was=shown)
+    # Most pages show the number the last one did: one answer's part for all of them.
+    return _shown(site.phone, pool.id, "lease", lease.number, pool.hold, None if shown == lease.number else shown)
 
 
 # A pool's numbers are shown again and again, each the same way: the answer's part is made
 # once (bounded, so a pool of 100,000 costs a miss, never memory).
 @functools.lru_cache(maxsize=4096)
-def _shown(replaces: str | None, pool: str, kind: str, number: str | None, hold: int | None = None) -> orjson.Fragment:
+def _shown(replaces: str | None, pool: str, kind: str, number: str | None, hold: int | None = None,
+           was: str | None = None) -> orjson.Fragment:
     shown: dict[str, Any] = {"pool": pool, "replaces": replaces,
                              "replaces_digits": formats(replaces)["digits"] if replaces else None, "kind": kind}
     if hold is not None:  # the snippet renews the hold while the page is visible: 3 times a hold, once a minute at most
@@ -195,8 +202,10 @@ def _shown(replaces: str | None, pool: str, kind: str, number: str | None, hold:
         shown["number"] = None
         return kept(shown)
     shown |= formats(number)
-    if replaces and shown["digits"] != formats(replaces)["digits"]:
-        shown["replaces_pattern"] = printed(replaces)  # what the snippet finds the page's number by
+    # What the snippet finds the page's number by: the site's own, and the one it showed before.
+    replaced = [printed(other) for other in (replaces, was) if other and formats(other)["digits"] != shown["digits"]]
+    if replaced:
+        shown["replaces_pattern"] = "|".join(replaced)
     return kept(shown)
 
 
@@ -394,7 +403,8 @@ async def decide_endpoint(request: Request) -> JSON:
         if degraded and outcome.pool is not None and outcome.pool.numbers:
             outcome = outcome._replace(pool=None)  # the page keeps its own number
         token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now), carried)
-        body = answer(site, seen, outcome, token, rules.version, lease, degraded, page=query["url"])
+        body = answer(site, seen, outcome, token, rules.version, lease, degraded, page=query["url"],
+                      shown=previous.shown if previous else None)
         body["visit"] = visit_answer
         return JSON(body, headers=answer_headers)
     except HTTPError as exc:  # the snippet and the network panel read why (a preview link's typo)

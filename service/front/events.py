@@ -8,9 +8,11 @@ speaks for, so a beacon can only credit what the service itself decided.
      "token": "<decision token>"}
 
 Conversions need an id (a retry with the same id counts once); heartbeats keep the visitor's
-tracking number while the page is visible. The snippet reads the answers: a 202 may be read by
-the site's origins only (CORS), a refusal by any page, as it tells nothing of a site. The snippet
-keeps a conversion until it is taken, or refused with a 4xx other than 429 (no retry gets past it).
+tracking number while the page is visible, and a 205 to one says the page shows a number its
+visitor no longer holds: the snippet asks for the page's decision again. The snippet reads the
+answers: a 2xx may be read by the site's origins only (CORS), a refusal by any page, as it tells
+nothing of a site. The snippet keeps a conversion until it is taken, or refused with a 4xx other
+than 429 (no retry gets past it).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import re
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from service.errors import BadRequest, Forbidden, HTTPError, Unauthorized
 from service.front import bodies
 from service.front.cors import cors_headers
 from service.front.middleware import client_host
-from service.front.responses import JSON
+from service.front.responses import JSON, reset
 from service.rules.engine import Site
 from service.runtime import Runtime
 from service.tracking import ledger, visits
@@ -53,7 +56,7 @@ def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
     return site, payload
 
 
-async def events_endpoint(request: Request) -> JSON:
+async def events_endpoint(request: Request) -> Response:
     try:
         return await _beacon(request)
     except HTTPError as exc:  # refused before the token names a site, too: no site's origins to go by
@@ -61,7 +64,7 @@ async def events_endpoint(request: Request) -> JSON:
         raise
 
 
-async def _beacon(request: Request) -> JSON:
+async def _beacon(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     event = bodies.json_object(await bodies.read(request, MAX_BODY))
     site, token = verified(runtime, event.get("token"))
@@ -82,10 +85,15 @@ async def _beacon(request: Request) -> JSON:
     if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold
         pool = site.pool(token.get("n"))
         pool = pool if pool and pool.numbers else None
+        shown = token.get("l", "")
         try:
-            number = await runtime.pools.extend(site.id, pool, token["v"], now, token.get("l", "")) if pool else None
+            number = await runtime.pools.extend(site.id, pool, token["v"], now, shown) if pool else None
         except STORE_ERRORS:
-            number = None
+            return JSON({"accepted": kind, "number": None}, status_code=202, headers=headers)
+        if pool and shown and number != shown:
+            # The page shows a number its visitor no longer holds (another visitor has it now): it
+            # asks again, or a call to it would be the other's.
+            return reset(headers)
         return JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)
     event_id = event.get("id")
     if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):

@@ -212,7 +212,10 @@ SPEC: dict[str, Any] = {
             "summary": "Beacons from the snippet (text/plain JSON)",
             "requestBody": {"required": True, "content": {"text/plain": {"schema": EVENT},
                                                           "application/json": {"schema": EVENT}}},
-            "responses": {**_json("accepted", {"type": "object"}, 202), **_errors(400, 401, 403, 413, 429, 503)},
+            "responses": {**_json("accepted", {"type": "object"}, 202),
+                          "205": {"description": "a heartbeat's page shows a number its visitor no longer holds "
+                                                 "(another visitor has it): ask for the page's decision again"},
+                          **_errors(400, 401, 403, 413, 429, 503)},
         }},
         "/v1/calls": {"post": {
             "summary": "A finished call, signed with X-Swapline-Signature: sha256=HMAC(raw body)",

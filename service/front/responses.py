@@ -29,6 +29,14 @@ class JSON(Response):
         self.raw_headers = [*headers, (b"content-length", b"%d" % len(self.body)), _JSON_TYPE]
 
 
+def reset(headers: RawHeaders = ()) -> Response:
+    """205 Reset Content, without a body (HTTP allows none): what the client shows is to be
+    asked for again."""
+    response = Response(status_code=205)
+    response.raw_headers.extend(headers)
+    return response
+
+
 def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 

@@ -98,6 +98,7 @@ class Previous(NamedTuple):
     visit: Visit
     seen: int  # its latest page view: when that token was signed
     carried: str  # as the token carries it: the same on every page of the visit, until its pool is chosen
+    shown: str | None = None  # the tracking number that page showed, if any
 
 
 def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Previous | None:
@@ -112,7 +113,8 @@ def read(signer: TokenSigner, token: str | None, site: str, vid: str) -> Previou
     if payload.get("s") != site or payload.get("v") != vid:
         return None
     try:
-        return Previous(_visit(carried), _int(payload.get("t")), carried)
+        shown = payload.get("l")
+        return Previous(_visit(carried), _int(payload.get("t")), carried, shown if isinstance(shown, str) else None)
     except (TypeError, ValueError, IndexError):  # signed by us, so only an older format
         return None
 
