@@ -9,9 +9,10 @@ tracemalloc, once). Then each is downloaded as a request would download it (`she
 which lays it out and writes it in a thread) while the event loop ticks every millisecond, with
 the service's switch interval: the longest gap between ticks is what a request that came
 meanwhile waited for the loop. Then one, and `AT_ONCE`, of the call log's workbook asked for
-together, as analysts of a busy site might: the loop's waits meanwhile. Last, the part of a download that stays in the loop: reading
-`logs.FILE_ENTRIES` calls from the log of a private Valkey, a page at a time as a file without
-`limit` reads them, under the worker's collector (`service.collector`).
+together, as analysts of a busy site might: the loop's waits meanwhile. Last, the part of a
+download that stays in the loop: reading `logs.FILE_ENTRIES` calls from the log of a private
+Valkey, a page at a time as a file without `limit` reads them, under the worker's collector
+(`service.collector`).
 """
 
 from __future__ import annotations
