@@ -39,6 +39,11 @@ _PAGE_PARAMS = frozenset(
 )
 # Ad click ids name their ad network even when the browser sent no referrer.
 _PAID_CLICK_IDS = {"gclid": "google", "gbraid": "google", "wbraid": "google", "yclid": "yandex", "msclkid": "bing"}
+# Ad servers, whose referrer names an ad's click without its click id (an account whose
+# auto-tagging is off): Yandex's click counter and its ad network (РСЯ), Google's ad click
+# redirect and display network.
+_AD_SERVERS = re.compile(r"(?P<yandex>(?:yabs|an)\.yandex\.(?:com?\.)?[a-z]{2,3})"
+                         r"|(?P<google>(?:[\w-]+\.)*(?:googleadservices\.com|googlesyndication\.com|doubleclick\.net))")
 # Each ad click id's value as its platform issues it; anything else (junk, or a crafted
 # `=HYPERLINK(…)` for the offline-conversion files) is dropped, and the visit keeps the source
 # the parameter's name gives it. yclid is a number (a 64-bit one today); gclid, gbraid and
@@ -59,6 +64,8 @@ _ENCODED_TWICE = re.compile(r"%[C-Fc-f][0-9A-Fa-f]%[89ABab][0-9A-Fa-f]")
 # What ad systems put in `utm_term` that nobody searched: Direct's autotargeting impressions, and
 # the empty values of broken tag managers and analytics.
 _NO_PHRASE = frozenset({"---autotargeting", "(not set)", "(not provided)", "undefined", "null"})
+# Nor is a web address: Yandex's Turbo pages refer with the page's own as their `text`.
+_ADDRESS = ("http://", "https://")
 # Yandex Direct's `{keyword}` is the ad's keyword phrase with its operators: `!word` (this form),
 # `+word` (this stop word), `"..."` (no other words), `[...]` (this order), `-word` (none of it:
 # a word the visitor did not search). A `+` between two letters is a space encoded twice.
@@ -147,9 +154,10 @@ def valid_click_id(name: str, value: str) -> bool:
 def traffic(landed: Landing, referred: Referral) -> Traffic:
     """The visit's traffic: the page's own parameters first, then what the referrer says."""
     engine, click_id = referred.engine, landed.click_id
+    served = _AD_SERVERS.fullmatch(referred.host) if referred.host else None
     medium = landed.medium
     if medium is None:
-        if click_id in _PAID_CLICK_IDS:
+        if click_id in _PAID_CLICK_IDS or served:
             medium = "cpc"
         elif landed.source is not None:  # tagged without a medium: not direct, as GA4 says too
             medium = NOT_SET
@@ -157,10 +165,11 @@ def traffic(landed: Landing, referred: Referral) -> Traffic:
             medium = "organic"
         else:
             medium = "referral" if referred.host is not None else "direct"
+    network = _PAID_CLICK_IDS.get(click_id or "") or (served.lastgroup if served else None)
     return Traffic(
         phrase=search_phrase(landed.term) or search_phrase(referred.phrase),
         engine=engine,
-        source=landed.source or engine or _PAID_CLICK_IDS.get(click_id or "") or referred.host,
+        source=landed.source or engine or network or referred.host,
         medium=medium,
         campaign=landed.campaign,
         content=landed.content,
@@ -171,7 +180,7 @@ def traffic(landed: Landing, referred: Referral) -> Traffic:
 def search_phrase(text: str | None) -> str | None:
     """What the visitor searched, of a `utm_term` or a search engine's phrase: Direct's operators
     and minus words left out (`_OPERATOR`), None where it holds no search (`_NO_PHRASE`)."""
-    if text is None or text.casefold() in _NO_PHRASE:
+    if text is None or (folded := text.casefold()) in _NO_PHRASE or folded.startswith(_ADDRESS):
         return None
     if _OPERATOR_MARK.search(text) is None:  # nearly always
         return text
