@@ -66,6 +66,21 @@ def test_a_pool_that_overflows_raises_one_alert_an_hour(climate: TestClient, clo
     assert all(entry["kind"] != "alert" for entry in conversions)  # the conversion log lists alerts when asked
 
 
+def test_a_pool_that_turns_away_a_networks_visitors_while_numbers_are_free_says_so(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
+    """Visitors behind one address (a mobile carrier's NAT) past its share of a pool get the
+    overflow number while numbers are free: more numbers alone is not what the alert says."""
+    with site_client(valkey_url, rules_dir, clock, "climate", ALERTING, network_share=50) as climate:  # 1 of 2
+        shown = [climate.get("/v1/decide", params={"site": "climate", "url": AD, "vid": f"nat-visitor-{n:06d}"}).json()
+                 for n in range(3)]
+        assert [answer["phone"]["kind"] for answer in shown] == ["lease", "overflow", "overflow"]
+        (alert,) = checked(climate, "pool_capped")
+        assert "pool yandex gave 2 visitors its overflow number since 14:00 (Europe/Moscow) while numbers were " \
+               "free" in alert["message"] and "SWAPLINE_NETWORK_SHARE" in alert["message"]
+        assert checked(climate, "pool_overflow") == []  # no number was wanting
+        assert len(checked(climate, "pool_capped")) == 1  # the same hour: said once
+
+
 def test_no_calls_for_two_working_hours_raises_an_alert_and_the_night_does_not_count(climate: TestClient,
                                                                                        clock: Clock) -> None:
     clock.now = moscow(2, 8, 30)  # Wednesday, before opening: whatever the night was, no alert

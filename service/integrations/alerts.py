@@ -1,6 +1,8 @@
 """Alerts: what an operator must hear of before the reports show it, sent through the site's webhooks.
 
     pool_overflow     a pool gave visitors its overflow number this hour: it has too few numbers
+    pool_capped       it gave visitors the overflow number while numbers were free: their network
+                      held its share (a mobile carrier's NAT, an office, or made-up visitors)
     no_calls          no call for the site's `alerts.no_calls_for` of its working hours: is the
                       PBX's webhook broken?
     exports_failing   the latest upload to an ad platform failed, or the platform took none of it
@@ -60,13 +62,21 @@ class Alerts:
         hour, _ = hour_and_day(now, site.time_zone)  # as the leases count their overflows
         alerts = []
         for pool in site.pools:
-            if pool.numbers:
-                overflowed = await self.store.client.hget(PoolKeys.of(site.id, pool.id).stats, f"overflow:{hour}")
-                if overflowed and int(overflowed):
-                    alerts.append((f"alert:pool_overflow:{pool.id}:{hour}", "pool_overflow",
-                                   f"{site.name}: pool {pool.id} gave {_visitors(int(overflowed))} its overflow number "
-                                   f"since {hour[-2:]}:00 ({site.time_zone}): its {len(pool.numbers)} numbers are "
-                                   f"too few (GET /v1/pools/{site.id} recommends a size)"))
+            if not pool.numbers:
+                continue
+            overflowed, capped = await self.store.client.hmget(PoolKeys.of(site.id, pool.id).stats,
+                                                                f"overflow:{hour}", f"capped:{hour}")
+            gave = f"{site.name}: pool {pool.id} gave {{}} its overflow number since {hour[-2:]}:00 ({site.time_zone})"
+            if overflowed and int(overflowed):
+                alerts.append((f"alert:pool_overflow:{pool.id}:{hour}", "pool_overflow",
+                               gave.format(_visitors(int(overflowed))) + f": its {len(pool.numbers)} numbers are "
+                               f"too few (GET /v1/pools/{site.id} recommends a size)"))
+            if capped and int(capped):
+                alerts.append((f"alert:pool_capped:{pool.id}:{hour}", "pool_capped",
+                               gave.format(_visitors(int(capped))) + " while numbers were free: their network held "
+                               "its share of the pool (SWAPLINE_NETWORK_SHARE). If real visitors share an address (a "
+                               "mobile carrier's, an office's), raise the share or add numbers; made-up visitors "
+                               "from one address need nothing (docs/RULES.md)"))
         return alerts
 
     async def _calls(self, site: Site, now: int) -> list[tuple[str, str, str]]:
