@@ -284,8 +284,9 @@ def test_a_worker_loads_numpy_only_to_count_visitors() -> None:
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
-def test_cities_are_named_as_the_sites_decisions_name_them(climate: TestClient, clock: Clock) -> None:
-    """A Russian site's decisions say «Москва»: so do its reports, and a filter may say either."""
+def test_cities_and_regions_are_named_as_the_sites_decisions_name_them(climate: TestClient, clock: Clock) -> None:
+    """A Russian site's decisions say «Москва»: so do its reports, and a filter may say either.
+    A region's row is its name too, not its code (RU-SPE); the filter takes either."""
     for n, address in enumerate(("46.242.0.1", "46.242.0.1", "95.161.0.1")):  # Moscow twice, Saint Petersburg
         shown = Browser(climate, vid=f"city-visitor-{n:06d}", headers={"x-forwarded-for": address}).open(AD)
         assert shown["geo"]["city"] == ("Санкт-Петербург" if n == 2 else "Москва")
@@ -293,6 +294,12 @@ def test_cities_are_named_as_the_sites_decisions_name_them(climate: TestClient, 
     for named in ("Москва", "Moscow", "мск"):
         (row,) = by(climate, "source", city=named)
         assert (row["source"], row["visits"], row["visitors"]) == ("yandex", 2, 2), named
+    rows = by(climate, "region,source")
+    assert {(row["region"], row["visits"]) for row in rows} == {("Москва", 2), ("Санкт-Петербург", 1)}
+    assert all(row["values"][0] == row["region"] for row in rows)
+    for named in ("Санкт-Петербург", "Saint Petersburg", "RU-SPE"):
+        (row,) = by(climate, "source", region=named)
+        assert (row["source"], row["visits"]) == ("yandex", 1), named
 
 
 def test_visitors_by_first_page_and_by_experiment_variant(climate: TestClient, clock: Clock) -> None:

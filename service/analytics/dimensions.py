@@ -29,6 +29,7 @@ from service.analytics import distinct, stats
 from service.analytics.sheets import Sheet
 from service.errors import BadRequest, only
 from service.rules.engine import Site
+from service.rules.regions import region_code, region_name
 from service.runtime import Runtime
 from service.tracking import visits
 from service.tracking.counters import DIMENSIONS, OTHER, counts_key, escape, ids_key, texts_key, unescape
@@ -85,6 +86,8 @@ async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
         await visits.learn_city_names(runtime.store, runtime.geo)
     if "city" in query.filters:  # as the site's decisions name it (Москва), or as visits keep it (Moscow)
         query.filters["city"] = runtime.geo.city_kept(query.filters["city"])
+    if "region" in query.filters:  # by its name, in Russian or English, or by its code, as visits keep it
+        query.filters["region"] = region_code(query.filters["region"]) or query.filters["region"]
     counts = await (_cohorts(runtime, site, query) if cohort else _counted(runtime.store, site.id, query))
     rows = [_row(query.by, key, measures) for key, measures in counts.items()]
     visitors = None if cohort else await distinct.visitors(runtime.store, site.id, query.days, query.by,
@@ -104,10 +107,12 @@ async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
         if visitors is not None:
             other["visitors"] = visitors.besides(row["values"] for row in listed)
         listed.append(other)
-    if "city" in query.by:  # named as the site's decisions name it
-        at = query.by.index("city")
-        for row in listed:
-            row["city"] = row["values"][at] = runtime.geo.city_in(row["city"], site.language)
+    # Places named as the site's decisions name them: a city, a Russian region (RU-TA by its name).
+    namers = {"city": runtime.geo.city_in, "region": region_name}
+    for at, dimension in enumerate(query.by):
+        if named := namers.get(dimension):
+            for row in listed:
+                row[dimension] = row["values"][at] = named(row[dimension], site.language)
     return {"site": site.id, "by": query.by, "filters": query.filters, "from": query.days[0],
             "to": query.days[-1], "rows": listed}
 

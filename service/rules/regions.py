@@ -75,6 +75,13 @@ def region_place(code: str | None, language: str) -> Place | None:
     return region.official if language == "ru" else place(region.english, "en")
 
 
+def region_name(code: str, language: str) -> str:
+    """A region by its name in `language` (a report's row: «Республика Татарстан» for RU-TA);
+    its code where the table does not know it (regions of other countries)."""
+    named = region_place(code, language)
+    return named.name if named is not None else code
+
+
 def city_meant(name: str) -> str:
     """The city a name means: people write «Питер» for Saint Petersburg, which GeoIP knows as
     a village of that name too."""
