@@ -41,9 +41,10 @@ _PAGE_PARAMS = frozenset(
 _PAID_CLICK_IDS = {"gclid": "google", "gbraid": "google", "wbraid": "google", "yclid": "yandex", "msclkid": "bing"}
 # Ad servers, whose referrer names an ad's click without its click id (an account whose
 # auto-tagging is off): Yandex's click counter and its ad network (РСЯ), Google's ad click
-# redirect and display network.
-_AD_SERVERS = re.compile(r"(?P<yandex>(?:yabs|an)\.yandex\.(?:com?\.)?[a-z]{2,3})"
-                         r"|(?P<google>(?:[\w-]+\.)*(?:googleadservices\.com|googlesyndication\.com|doubleclick\.net))")
+# redirect and display network (and their subdomains).
+_YANDEX_ADS = re.compile(r"(?:yabs|an)\.yandex\.(?:com?\.)?[a-z]{2,3}")
+_GOOGLE_ADS = ("googleadservices.com", "googlesyndication.com", "doubleclick.net")
+_GOOGLE_AD_SUBDOMAINS = tuple(f".{host}" for host in _GOOGLE_ADS)
 # Each ad click id's value as its platform issues it; anything else (junk, or a crafted
 # `=HYPERLINK(…)` for the offline-conversion files) is dropped, and the visit keeps the source
 # the parameter's name gives it. yclid is a number (a 64-bit one today); gclid, gbraid and
@@ -154,10 +155,10 @@ def valid_click_id(name: str, value: str) -> bool:
 def traffic(landed: Landing, referred: Referral) -> Traffic:
     """The visit's traffic: the page's own parameters first, then what the referrer says."""
     engine, click_id = referred.engine, landed.click_id
-    served = _AD_SERVERS.fullmatch(referred.host) if referred.host else None
+    ad_network = _ad_network(referred.host) if referred.host else None
     medium = landed.medium
     if medium is None:
-        if click_id in _PAID_CLICK_IDS or served:
+        if click_id in _PAID_CLICK_IDS or ad_network:
             medium = "cpc"
         elif landed.source is not None:  # tagged without a medium: not direct, as GA4 says too
             medium = NOT_SET
@@ -165,16 +166,24 @@ def traffic(landed: Landing, referred: Referral) -> Traffic:
             medium = "organic"
         else:
             medium = "referral" if referred.host is not None else "direct"
-    network = _PAID_CLICK_IDS.get(click_id or "") or (served.lastgroup if served else None)
     return Traffic(
         phrase=search_phrase(landed.term) or search_phrase(referred.phrase),
         engine=engine,
-        source=landed.source or engine or network or referred.host,
+        source=landed.source or engine or _PAID_CLICK_IDS.get(click_id or "") or ad_network or referred.host,
         medium=medium,
         campaign=landed.campaign,
         content=landed.content,
         click_id=click_id,
     )
+
+
+def _ad_network(host: str) -> str | None:
+    """The ad network `host` is an ad server of, if it is one."""
+    if _YANDEX_ADS.fullmatch(host):
+        return "yandex"
+    if host in _GOOGLE_ADS or host.endswith(_GOOGLE_AD_SUBDOMAINS):
+        return "google"
+    return None
 
 
 def search_phrase(text: str | None) -> str | None:
