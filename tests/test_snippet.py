@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, Page, Request, Route
 
 from service.front.snippet import MINIFIED
 from service.tracking.pools import PoolKeys
-from tests.browser import chromium
+from tests.browser import ARGS, CHROMIUM, chromium
 from tests.conftest import BROWSER, BROWSER_HEADERS, free_port, start
 
 FIXTURES = Path(__file__).resolve().parent.parent / "snippet" / "fixtures"
@@ -864,8 +864,17 @@ def test_heartbeats_only_while_the_page_is_visible(page: Page, fixtures: Fixture
     assert len(beats) == 2
 
 
+def given_away(number: str, fixtures: Fixtures, valkey_url: str) -> None:
+    """While the page is hidden, its number's hold ends, before any other number's, and the
+    next visitor to come gets it."""
+    redis.Redis.from_url(valkey_url).zadd(PoolKeys.of("fixture", "all").held, {number: -1})
+    other = httpx.get(f"{fixtures.service}/v1/decide", params={"site": "fixture", "url": "/", "vid": f"other-{number}"},
+                      headers={**BROWSER_HEADERS, "origin": url(fixtures).rsplit("/", 1)[0]}, timeout=60).json()
+    assert other["phone"]["number"] == number
+
+
 def test_a_page_seen_again_after_its_number_went_to_another_visitor_asks_for_another(
-        page: Page, fixtures: Fixtures, service: str, valkey_url: str) -> None:
+        page: Page, fixtures: Fixtures, valkey_url: str) -> None:
     """A tab hidden (or a page kept in the browser's back/forward cache) for longer than its
     number's hold, while the pool gave the number to the next visitor. Seen again, the page
     beats at once, hears (205) that its visitor no longer holds the number, and asks again: a
@@ -879,11 +888,7 @@ def test_a_page_seen_again_after_its_number_went_to_another_visitor_asks_for_ano
     area, a, b, c = before["phone"]["digits"][:3], *re.findall(r"\d+", before["phone"]["national"])[2:]
     assert text(page, "#f1") == f"+7 ({area}) {a}-{b}-{c}"
     page.evaluate(HIDE % ("hidden", "true") + SEEN)
-    # Meanwhile its hold ends, before any other number's, and the next visitor to come gets it.
-    redis.Redis.from_url(valkey_url).zadd(PoolKeys.of("fixture", "all").held, {number: -1})
-    other = httpx.get(f"{service}/v1/decide", params={"site": "fixture", "url": "/", "vid": "other-visitor-00000001"},
-                      headers={**BROWSER_HEADERS, "origin": url(fixtures).rsplit("/", 1)[0]}, timeout=60).json()
-    assert other["phone"]["number"] == number
+    given_away(number, fixtures, valkey_url)
     with page.expect_response("**/v1/decide?**", timeout=60_000) as asked:
         page.evaluate(HIDE % ("visible", "false") + SEEN)
     after = asked.value.json()
@@ -894,6 +899,31 @@ def test_a_page_seen_again_after_its_number_went_to_another_visitor_asks_for_ano
     assert text(page, "#f7") == f"Звоните 8 {digits[:3]} {digits[3:]} круглосуточно"
     assert page.get_attribute("#tel1", "href") == f"tel:+7{digits}"
     assert sent == ["decide", "events", "decide"]  # one beat, when seen: none while hidden
+
+
+def test_a_page_back_from_the_browsers_cache_after_its_number_went_to_another_visitor_asks_for_another(
+        browser: Browser, fixtures: Fixtures, valkey_url: str) -> None:
+    """Chromium's own back/forward cache (which Playwright turns off unless told): the page comes
+    back as it was left, the number it showed with it, and asks again as it is shown."""
+    cached = browser.browser_type.launch(executable_path=str(CHROMIUM), args=ARGS,
+                                         ignore_default_args=["--disable-back-forward-cache"])
+    try:
+        page = cached.new_page(user_agent=BROWSER)
+        page.goto(url(fixtures))
+        number = decided_in_time(page)["phone"]["number"]
+        page.evaluate("window.left = true")  # kept only if the page is restored, not loaded again
+        page.goto(url(fixtures, page="media.html"))  # the site's next page
+        decided(page)
+        given_away(number, fixtures, valkey_url)
+        with page.expect_response("**/v1/decide?**", timeout=60_000) as asked:
+            page.go_back(wait_until="commit")  # a page restored from the cache fires no load event
+        assert page.evaluate("window.left")  # the page as it was left, from the cache
+        after = asked.value.json()["phone"]
+        assert after["number"] not in (None, number)
+        digits = after["digits"]
+        showing(page, "#f1", f"+7 ({digits[:3]}) {digits[3:6]}-{digits[6:8]}-{digits[8:]}")
+    finally:
+        cached.close()
 
 
 def test_a_page_whose_library_gives_arrays_a_tojson_sends_its_events_once(page: Page, fixtures: Fixtures) -> None:
