@@ -93,8 +93,13 @@ def test_calls_credited_to_nobody_are_a_row_of_their_own_so_that_the_calls_add_u
     assert len(logged) == 3
     assert sum(row["conversions"]["call"] for row in rows.values()) == 2 == len(
         [entry for entry in logged if entry["reason"] != "unknown_number"])
-    pools = {row["pool"]: row["conversions"]["call"] for row in by(climate, "pool")}
-    assert pools == {"yandex": 2, "everyone": 0}  # and no row for the number no pool has
+    pools = {row["pool"]: row for row in by(climate, "pool")}
+    assert {pool: row["conversions"]["call"] for pool, row in pools.items()} == {"yandex": 2, "everyone": 0}
+    assert pools["yandex"]["converted"] == 3  # of its visits: a call credited to nobody converted none
+    # However few rows are asked for, calls credited to nobody are no value to add up with others.
+    top, nobody, other = by(climate, "source", limit="1")
+    assert (top["source"], nobody["source"], other["source"]) == ("yandex", "(not credited)", "(other)")
+    assert (other["visits"], other["converted"], other["conversions"]["call"]) == (5, 1, 0)
     for source, calls in (("(not credited)", {"before-anyone-held-it", "no-number-of-the-site"}),
                           ("(none)", set()), ("yandex", {"yandex-call"})):
         listed = climate.get("/v1/calls/climate", params={"source": source}, headers=REPORT).json()["entries"]

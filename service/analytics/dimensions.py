@@ -32,7 +32,7 @@ from service.rules.engine import Site
 from service.rules.regions import region_code, region_name
 from service.runtime import Runtime
 from service.tracking import visits
-from service.tracking.counters import DIMENSIONS, OTHER, counts_key, escape, ids_key, texts_key, unescape
+from service.tracking.counters import DIMENSIONS, NOT_CREDITED, OTHER, counts_key, escape, ids_key, texts_key, unescape
 from service.tracking.ledger import SITE, cohorts
 from service.tracking.store import Store
 
@@ -97,10 +97,20 @@ async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
             row["visitors"] = visitors.of(row["values"])
     ranked = sorted(zip(rows, counts.values(), strict=True),
                     key=lambda pair: (-_rank(pair[0], query.sort), pair[0]["values"]))
-    listed = [row for row, _ in ranked[:query.limit]]
-    if len(ranked) > query.limit:  # the rest, added up
+    # The top `limit` values, and calls credited to nobody wherever they rank: no value of the
+    # dimension, they are never added up into "(other)".
+    listed, folded, shown = [], [], 0
+    for row, measures in ranked:
+        if NOT_CREDITED in row["values"]:
+            listed.append(row)
+        elif shown < query.limit:
+            listed.append(row)
+            shown += 1
+        else:
+            folded.append(measures)
+    if folded:  # the rest, added up
         rest: defaultdict[str, int] = defaultdict(int)
-        for _, measures in ranked[query.limit:]:
+        for measures in folded:
             for measure, number in measures.items():
                 rest[measure] += number
         other = _row(query.by, (OTHER,) * len(query.by), rest)

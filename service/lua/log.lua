@@ -5,7 +5,8 @@
 -- ARGV: 1 retention ms  2 most values a day  3 the counters' lifetime, seconds  4 the dimensions' names
 --       5 conversion id  6 now ms  7 entry json  8 a call's start ms, else empty
 --       9 the day's dimension key prefix, empty when the conversion has no visit
---      10 its kinds, comma-separated  11 its visit's id  12 the visit's values (dims.lua)
+--      10 its kinds, comma-separated  11 its visit's id, empty for a call credited to nobody (no
+--         visit converted: it counts as a conversion only)  12 the visit's values (dims.lua)
 -- Returns 1 if logged now, 0 if it was before.
 local now, oldest = tonumber(ARGV[6]), tonumber(ARGV[6]) - tonumber(ARGV[1])
 if redis.call('ZSCORE', KEYS[2], ARGV[5]) then return 0 end
@@ -20,7 +21,7 @@ if ARGV[9] ~= '' then  -- by the visit's dimensions: the conversion, and the vis
   local marks = ARGV[9] .. 'converted'
   for kind in string.gmatch(ARGV[10] .. ',any', '[^,]+') do
     if kind ~= 'any' then by_dimensions(ARGV[9], names, values, 'c|' .. kind, ARGV[2], ARGV[3]) end
-    if redis.call('HSETNX', marks, ARGV[11] .. '|' .. kind, 1) == 1 then
+    if ARGV[11] ~= '' and redis.call('HSETNX', marks, ARGV[11] .. '|' .. kind, 1) == 1 then
       by_dimensions(ARGV[9], names, values, 'u|' .. kind, ARGV[2], ARGV[3])
     end
   end

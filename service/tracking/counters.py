@@ -127,7 +127,7 @@ def logged(site: str, day: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
     """What the conversion log's script needs to count a conversion by its visit's dimensions
     (service/lua/log.lua, ARGV 9 on); empty fields when it is counted by none. A call no visitor
     held the number for counts as `NOT_CREDITED` by every dimension but its pool, so that the
-    reports' calls add up to the log's calls to the site's numbers. A call to none of them (a
+    reports' calls add up to the log's calls to the site's numbers; it converts no visit. A call to none of them (a
     PBX that reports every line's calls) is no call to the site, and counts in no report."""
     visit, call = entry.get("visit"), entry.get("call")
     if entry["kind"] == "alert" or (call and call.get("kind") == "unknown") or not (
@@ -135,7 +135,7 @@ def logged(site: str, day: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
         return ("", "", "", "")
     kinds = [entry["kind"], *(["qualified_call"] if call and call.get("qualified") else [])]
     pool = call and call.get("pool")
-    if not visit:  # the pool is the last dimension
+    if not visit:  # the pool is the last dimension; no visit converted (no visit id)
         nobodys = joined(*[NOT_CREDITED] * (len(DIMENSIONS) - 1), pool or NOT_CREDITED)
-        return prefix(site, day), ",".join(kinds), entry["id"], nobodys
+        return prefix(site, day), ",".join(kinds), "", nobodys
     return prefix(site, day), ",".join(kinds), visit.get("id", ""), values(visit, pool)
