@@ -139,6 +139,8 @@ def test_two_dimensions_filters_and_the_rest_as_other(climate: TestClient, clock
     assert all(row["values"] == [row["phrase"], row["source"]] and row["visitors"] for row in reversed_rows)
     campaigns = by(climate, "campaign", source="google")
     assert [(row["campaign"], row["visits"]) for row in campaigns] == [("winter", 3)]
+    for searched in ("сплит система", "Сплит Система", "  СПЛИТ   система "):  # as the ad or the visitor wrote it
+        assert [(row["source"], row["visits"]) for row in by(climate, "source", phrase=searched)] == [("google", 3)]
     top, other = by(climate, "landing", limit="1")
     assert (top["landing"], top["visits"]) == ("/", 7) and (other["landing"], other["visits"]) == ("(other)", 2)
     assert by(climate, "source", **{"from": "2026-11-19", "to": "2026-11-20"}) == []  # the test clock's day is the 18th

@@ -29,6 +29,7 @@ from service.analytics import distinct, stats
 from service.analytics.sheets import Sheet
 from service.errors import BadRequest, only
 from service.rules.engine import Site
+from service.rules.phrase import normalise
 from service.rules.regions import region_code, region_name
 from service.runtime import Runtime
 from service.tracking import visits
@@ -88,6 +89,8 @@ async def report(runtime: Runtime, site: Site, query: Query) -> dict[str, Any]:
         query.filters["city"] = runtime.geo.city_kept(query.filters["city"])
     if "region" in query.filters:  # by its name, in Russian or English, or by its code, as visits keep it
         query.filters["region"] = region_code(query.filters["region"]) or query.filters["region"]
+    if "phrase" in query.filters:  # as searched or as a row shows it: counted normalised («ё» as «е»)
+        query.filters["phrase"] = normalise(query.filters["phrase"])
     counts = await (_cohorts(runtime, site, query) if cohort else _counted(runtime.store, site.id, query))
     rows = [_row(query.by, key, measures) for key, measures in counts.items()]
     visitors = None if cohort else await distinct.visitors(runtime.store, site.id, query.days, query.by,
