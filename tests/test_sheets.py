@@ -51,12 +51,15 @@ def test_a_workbook_keeps_text_numbers_and_times_as_excel_reads_them() -> None:
     assert all(cell.font.b for cell in table[1]) and table.freeze_panes == "A2"  # the header stays in view
     first, second = table[2], table[3]
     assert first[0].value == called.replace(tzinfo=None) and first[0].is_date  # a time Excel can sort and sum by
-    assert [cell.value for cell in first[1:]] == ["купить кондиционер", CRAFTED, 12, 0.75, "true",
+    assert [cell.value for cell in first[1:]] == ["купить кондиционер", CRAFTED, 12, 0.75, True,
                                                   "  two spaces and a bell"]  # no character XML forbids
     assert first[2].data_type == "s" and first[3].data_type == "n"  # the crafted formula is text, not run
-    assert [cell.value for cell in second[:6]] == [None, None, "+7 812 645-17-14", 0, None, "false"]
+    assert [cell.value for cell in second[:6]] == [None, None, "+7 812 645-17-14", 0, None, False]
+    assert first[5].data_type == "b"  # Excel's TRUE, which its filters and formulas read as such
     assert second[6].value == "я" * 32_767  # as much as a cell holds
     assert table.column_dimensions["B"].width > table.column_dimensions["D"].width
+    streamed = openpyxl.load_workbook(io.BytesIO(xlsx(sheet)), read_only=True).active
+    assert streamed is not None and (streamed.max_row, streamed.max_column) == (3, 7)  # known before reading it
 
 
 @pytest.fixture
@@ -127,6 +130,8 @@ def _as_csv(value: Any) -> str:
     """A workbook's cell as the CSV writes the same value."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, datetime.datetime):
         return value.replace(tzinfo=datetime.UTC).isoformat()
     if isinstance(value, float):

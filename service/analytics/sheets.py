@@ -94,7 +94,8 @@ def csv_cell(value: Value) -> str | int:
 
 def xlsx(sheet: Sheet) -> bytes:
     """The sheet as an Excel workbook: the header row in bold and frozen, columns as wide as
-    their text (up to `WIDEST`), text as inline strings, which Excel never reads as formulas.
+    their text (up to `WIDEST`), text as inline strings, which Excel never reads as formulas,
+    yes and no as Excel's TRUE and FALSE.
     The rows go into the archive `ROWS_AT_ONCE` at a time: a big log is never one string, nor
     one call that holds the interpreter while the event loop waits."""
     columns = "".join(f'<col min="{n}" max="{n}" width="{width + 2}" customWidth="1"/>'
@@ -108,7 +109,10 @@ def xlsx(sheet: Sheet) -> bytes:
                            ("xl/styles.xml", _STYLES)):
             book.writestr(path, text)
         with book.open("xl/worksheets/sheet1.xml", "w") as part:
-            part.write(f'{_XML}<worksheet xmlns="{_MAIN}"><sheetViews><sheetView workbookViewId="0">'
+            # Its size first, as Excel writes it: readers that stream a sheet know its rows from it.
+            size = f"A1:{_column(len(sheet.columns) - 1)}{len(sheet.rows) + 1}"
+            part.write(f'{_XML}<worksheet xmlns="{_MAIN}"><dimension ref="{size}"/>'
+                       '<sheetViews><sheetView workbookViewId="0">'
                        '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/></sheetView>'
                        f'</sheetViews><cols>{columns}</cols><sheetData>{_row(1, sheet.columns, style=1)}'.encode())
             for first in range(0, len(sheet.rows), ROWS_AT_ONCE):
@@ -140,9 +144,9 @@ def _row(number: int, values: Sequence[Value], style: int = 0) -> str:
     cells = []
     for index, value in enumerate(values):
         place = f"{_column(index)}{number}"
-        if isinstance(value, bool):
-            value = str(value).lower()
-        if isinstance(value, datetime.datetime):
+        if isinstance(value, bool):  # TRUE or FALSE, as Excel's own filters and formulas read them
+            cells.append(f'<c r="{place}" t="b"{_style(style)}><v>{value:d}</v></c>')
+        elif isinstance(value, datetime.datetime):
             days = (value.replace(tzinfo=None) - _EPOCH) / datetime.timedelta(days=1)
             cells.append(f'<c r="{place}" s="2"><v>{days!r}</v></c>')
         elif isinstance(value, int | float) and math.isfinite(value):
