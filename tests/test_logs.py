@@ -64,7 +64,7 @@ def test_a_call_names_its_visitors_city_alike_in_its_answer_and_the_log(climate:
 def test_the_logs_say_what_each_conversion_was_and_how_the_visitor_came(climate: TestClient, clock: Clock) -> None:
     landing = ad_visit_with_a_form_and_a_call(climate, clock)
     page = log(climate, "conversions")
-    assert page["next"] is None
+    assert page["next"] is None and page["time_zone"] == "UTC"  # whose clocks the files write times on
     called, sent = page["entries"]  # newest first
     assert (called["kind"], sent["kind"]) == ("call", "form") and sent["page"] == "/contacts"
     for entry in (called, sent):

@@ -74,7 +74,8 @@ async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: 
     whole = form is not None and not params.get("limit")
     entries, cursor = await (read_all(runtime, site, params, calls) if whole else read(runtime, site, params, calls))
     if form is None:
-        return JSON({"site": site.id, "entries": entries, "next": cursor})
+        # Times are unix milliseconds; the zone is the one the files and the dashboard write them in.
+        return JSON({"site": site.id, "time_zone": str(site.time_zone), "entries": entries, "next": cursor})
     headers = {"link": f'<?{next_page(params, cursor)}>; rel="next"'} if cursor else {}
     name = f"{site.id}-{'calls' if calls else 'conversions'}"
     return await sheets.download(functools.partial(sheet, entries, calls, name, site.time_zone), form, headers)
