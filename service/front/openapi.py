@@ -173,7 +173,8 @@ def _log(summary: str, kinds: bool = False, form: str | None = None) -> dict[str
         ("cursor", "the last page's next"))]
     if kinds:
         filters.append(_query("kind", "call, missed_call, form, tel_click, goal or alert"))
-    answer = _file(form) if form else _json("the page", {"type": "object", "required": ["site", "time_zone", "entries", "next"]})
+    page = {"type": "object", "required": ["site", "time_zone", "entries", "next"]}
+    answer = _file(form) if form else _json("the page", page)
     return {"get": {"summary": summary, "security": BEARER, "parameters": [SITE_PATH, *filters],
                     "responses": {**answer, **_errors(400, 401, 404, 429)}}}
 
