@@ -100,6 +100,11 @@ def test_calls_credited_to_nobody_are_a_row_of_their_own_so_that_the_calls_add_u
     top, nobody, other = by(climate, "source", limit="1")
     assert (top["source"], nobody["source"], other["source"]) == ("yandex", "(not credited)", "(other)")
     assert (other["visits"], other["converted"], other["conversions"]["call"]) == (5, 1, 0)
+    # The conversions' file says which calls those are, so that a spreadsheet's count agrees too.
+    rows = csv.DictReader(io.StringIO(climate.get("/v1/conversions/climate.csv", headers=REPORT).text))
+    assert {(row["id"], row["credited"], row["reason"]) for row in rows if row["kind"] == "call"} == {
+        ("call:yandex-call", "true", ""), ("call:before-anyone-held-it", "false", "no_holder"),
+        ("call:no-number-of-the-site", "false", "unknown_number")}
     for source, calls in (("(not credited)", {"before-anyone-held-it", "no-number-of-the-site"}),
                           ("(none)", set()), ("yandex", {"yandex-call"})):
         listed = climate.get("/v1/calls/climate", params={"source": source}, headers=REPORT).json()["entries"]
