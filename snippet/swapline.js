@@ -129,14 +129,16 @@
     apply(root);
     observer.observe(root, { childList: 1, subtree: 1, characterData: 1 });
   };
+  // `object[name]` made to call `after(object, what it returned)` too, and return that.
+  const patch = (object, name, after, original = object[name]) =>
+    (object[name] = function (...args) {
+      const result = original.apply(this, args);
+      after(this, result);
+      return result;
+    });
   // Open shadow roots attached from now on are watched too (one attached before is found by
   // the first walk; a closed one is its component's own business).
-  const attach = Element.prototype.attachShadow;
-  Element.prototype.attachShadow = function (...args) {
-    const shadow = attach.apply(this, args);
-    if (this.shadowRoot) watch(shadow);
-    return shadow;
-  };
+  patch(Element.prototype, "attachShadow", (element, shadow) => element.shadowRoot && watch(shadow));
 
   // A conversion waits in the outbox (localStorage, the newest 20) from the moment it happens
   // until the service answers 2xx, or a 4xx that says it never will take it. One that happened
@@ -193,7 +195,7 @@
   });
 
   // A page view: the page's own, then each route a single-page app goes to (pushState,
-  // popstate), which the service takes as the next page of the same visit. The visit goes on
+  // replaceState, popstate), which the service takes as the next page of the same visit. The visit goes on
   // from page to page: the last decision's token comes back with the next page view.
   // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
   let here, beating, asked, view;
@@ -203,12 +205,14 @@
     view = rid();
     // The last route's texts are not this one's: what the app renders now keeps its own until
     // this route's answer, and keeps them if it never comes. Its number is the visit's: it stays.
+    // What data-hide names hides again meanwhile, as on the first page view.
     if (decision) decision.swaps = [];
+    hiding.disabled = 0;
     // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0).
     const query = (asked = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented }));
-    const abort = new AbortController();
-    setTimeout(() => abort.abort(), wait);
-    fetch(base + "/v1/decide?" + query, { signal: abort.signal })
+    // On time or not at all: past `wait` the page goes on without the answer, whether the fetch
+    // can be aborted or not (a polyfill's cannot).
+    Promise.race([fetch(base + "/v1/decide?" + query), new Promise((_, late) => setTimeout(late, wait))])
       // Not ok: null, whose phone (read first, below) throws, so that the catch takes it as a failure.
       .then((r) => (r.ok ? r.json() : null))
       .then((answer) => {
@@ -243,11 +247,9 @@
   addEventListener("visibilitychange", seen);
   seen();
   // Another path or query only: a link to a place in the page (#contacts) fires popstate in
-  // Chrome, and is the same page.
+  // Chrome, and is the same page; so is an app's replaceState of the address it has.
   const route = () => location.href.split("#")[0] != here && ask(here);
-  const push = history.pushState;
-  history.pushState = (...args) => {
-    route(push.apply(history, args));
-  };
+  patch(history, "pushState", route);
+  patch(history, "replaceState", route); // a redirect (React Router's <Navigate replace>)
   addEventListener("popstate", route);
 })();
