@@ -289,8 +289,22 @@ def test_statuses_are_named_alike_whoever_reports_them(pool_client: TestClient, 
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     named = {given: post_call(pool_client, {**call(f"as-{given}", number, clock.now + n, caller=f"+7999000002{n}"),
                                             "status": given}).json()["status"]
-             for n, given in enumerate(("cancel", "CONGESTION", "ANSWERED", "NOANSWER"))}
-    assert named == {"cancel": "canceled", "CONGESTION": "failed", "ANSWERED": "completed", "NOANSWER": "no-answer"}
+             for n, given in enumerate(("cancel", "CONGESTION", "ANSWERED", "NOANSWER", "DONTCALL", "TORTURE"))}
+    assert named == {"cancel": "canceled", "CONGESTION": "failed", "ANSWERED": "completed", "NOANSWER": "no-answer",
+                     "DONTCALL": "failed", "TORTURE": "failed"}  # Asterisk's privacy manager's, too
+
+
+def test_a_dialplans_empty_variables_are_read_as_not_given(pool_client: TestClient, clock: Clock) -> None:
+    """Asterisk's ${DIALSTATUS} is empty when the caller hangs up before the dial, and
+    ${ANSWEREDTIME} when nobody answered: a dialplan posts them as they are."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    hung_up = post_call(pool_client, {**call("hung-up", number, clock.now), "status": "", "talk_seconds": ""})
+    talked = post_call(pool_client, {**call("talked", number, clock.now + 1, caller="+79990000099"), "status": ""})
+    assert (hung_up.status_code, hung_up.json()["status"], hung_up.json()["talk_seconds"]) == (200, "missed", 0)
+    assert (talked.status_code, talked.json()["status"], talked.json()["talk_seconds"]) == (200, "completed", 45)
+    unquoted = post_call(pool_client, {**call("x", number, clock.now), "call_id": 1733212345.123})
+    assert unquoted.status_code == 400 and unquoted.json()["error"]["message"] == \
+        'call_id must be a string: quote it ("1733212345.123")'
 
 
 @pytest.mark.parametrize("talk", ["45", 45.0, "45.0", 45])
@@ -400,12 +414,17 @@ def test_a_number_that_is_none_of_the_sites_is_kept_as_a_callers_is(pool_client:
     assert b"903555" not in dump
 
 
-@pytest.mark.parametrize(("secret", "status"), [(None, 401), (b"wrong-secret-0000000000", 401)])
+@pytest.mark.parametrize(("secret", "says"), [(None, "is missing"), (b"wrong-secret-0000000000", "--data-binary")])
 def test_unsigned_or_badly_signed_calls_are_refused(pool_client: TestClient, secret: bytes | None,
-                                                    status: int, store: redis.Redis) -> None:
+                                                    says: str, store: redis.Redis) -> None:
     response = post_call(pool_client, call("c-1", "+74951900001", START), secret=secret)
-    assert response.status_code == status and response.json()["error"]["code"] == "invalid_signature"
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_signature"
+    assert says in response.json()["error"]["message"]  # what an integrator can mend
     assert not store.exists("sw:{pooltest:calls}:calls")
+    raw = orjson.dumps(call("c-1", "+74951900001", START))
+    shouting = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest().upper()
+    refused = pool_client.post("/v1/calls?site=pooltest", content=raw, headers={"x-swapline-signature": shouting})
+    assert refused.status_code == 401 and "lower-case hex" in refused.json()["error"]["message"]
 
 
 def test_site_without_a_calls_secret_refuses_calls(pool_client: TestClient) -> None:

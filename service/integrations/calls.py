@@ -48,12 +48,14 @@ MISSED = ("missed", "busy", "no-answer", "failed", "canceled", "cancelled")
 # The same, in the other words PBXs write: Asterisk's dispositions and DIALSTATUS, Zadarma's and
 # Telphin's dispositions. One status a call, whoever reported it.
 SYNONYMS = {"answered": "completed", "answer": "completed", "noanswer": "no-answer", "cancelled": "canceled",
-            "cancel": "canceled", "congestion": "failed", "chanunavail": "failed"}
+            "cancel": "canceled", "congestion": "failed", "chanunavail": "failed", "dontcall": "failed",
+            "torture": "failed", "invalidargs": "failed"}
 # A number as PBXs write it beside the digits: a URI (`sip:+74951200001@pbx.example`,
 # `tel:+7…;ext=1`), and a note after it (`+79165551234 (моб.)`).
 _URI = re.compile(r"(?:sips?|tel):([^@;]*)", re.IGNORECASE)
 _NOTE = re.compile(r"\s*\([^()0-9]*\)$")
 SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
+SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +73,21 @@ async def calls_endpoint(request: Request) -> JSON:
     runtime, site = site_of(request)
     raw = await bodies.read(request, MAX_BODY)
     expected = signature(configured(site, site.calls.secret, "secret"), raw)
-    if not hmac.compare_digest(request.headers.get("x-swapline-signature", "").encode(), expected.encode()):
-        raise Unauthorized("invalid_signature", "X-Swapline-Signature is missing or wrong")
+    given = request.headers.get("x-swapline-signature", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("invalid_signature", _wrong(given))
     return await reply(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, home_region(site),
                                                  site.calls.time_zone))
+
+
+def _wrong(given: str) -> str:
+    """What is wrong with a signature, as far as its shape tells: nothing of the secret."""
+    if not given:
+        return "X-Swapline-Signature is missing"
+    if not SIGNATURE.fullmatch(given):
+        return "X-Swapline-Signature must be sha256= and 64 lower-case hex digits"
+    return ("X-Swapline-Signature is not the HMAC-SHA256 of this body with the site's calls.secret: "
+            "sign the body's bytes as sent (curl --data-binary, not --data, which drops line breaks)")
 
 
 def configured(site: Site, credential: Credential | None, name: str) -> Credential:
@@ -105,8 +118,10 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
         start_ms = local_time(start, "start", zone)
     else:
         raise BadRequest("invalid_call", "start is required: ISO 8601 or unix seconds")
-    talk = whole_seconds(data.get("talk_seconds", 0), "talk_seconds")
-    status = data.get("status", "completed")
+    # A dialplan's empty variable: ${ANSWEREDTIME} of a missed call is no talk; ${DIALSTATUS} of a
+    # caller who hung up before the dial is a call answered only if it was talked on.
+    talk = whole_seconds(data.get("talk_seconds") or 0, "talk_seconds")
+    status = data.get("status", "completed") or ("completed" if talk else "missed")
     if not isinstance(status, str) or status_of(status) not in (*ANSWERED, *MISSED):
         missed = dict.fromkeys((*MISSED, *(word for word, said in SYNONYMS.items() if said in MISSED)))
         raise BadRequest("invalid_call", f"status must be {' or '.join(ANSWERED)} for an answered call, "
@@ -265,6 +280,8 @@ def site_of(request: Request) -> tuple[Runtime, Site]:
 
 def _required(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise BadRequest("invalid_call", f"{name} must be a string: quote it (\"{value}\")")
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("invalid_call", f"{name} is required")
     return value.strip()
