@@ -100,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   "or Asterisk's Master.csv")
     imported.add_argument("--site", required=True)
     imported.add_argument("--utc", action="store_true", help="an Asterisk CDR's times are UTC (usegmtime=yes)")
+    imported.add_argument("--id-prefix", default="", metavar="PREFIX",
+                          help="put before every call id: calls sent before, with a wrong time, go again as new ones")
     imported.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
 
     report = commands.add_parser("report", help="conversion per page and variant (asks the service)")
@@ -218,7 +220,7 @@ def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
     base = _service(settings, args)
     try:
         taken, refused = callimport.send(base, site.id, site.calls.secret,
-                                         callimport.rows(args.file, site, args.utc))
+                                         callimport.rows(args.file, site, args.utc, args.id_prefix))
     except (OSError, ValueError) as exc:  # no such file, no calls file, no service there
         print(f"swapline: {exc}", file=sys.stderr)
         return 1
@@ -226,6 +228,9 @@ def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{args.file}:{line}: {reason}", file=sys.stderr)
     print(", ".join(f"{count} {what}" for what, count in sorted(taken.items())) or "no calls", end="")
     print(f"; {len(refused)} refused" if refused else "")
+    if taken["not credited (no_holder)"] > 1 and not taken["credited"]:  # a zone written wrong credits nobody
+        print(f"swapline: nobody held the numbers when these calls started: are the file's times in "
+              f"{'UTC' if args.utc else site.calls.time_zone or site.time_zone}, as read?", file=sys.stderr)
     return 1 if refused else 0
 
 

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -223,7 +224,7 @@ def test_calls_import_credits_a_pbx_file_once_and_names_the_rows_it_could_not(tm
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
-    assert first.returncode == 1 and first.stdout == "1 credited, 1 not credited; 2 refused\n", first
+    assert first.returncode == 1 and first.stdout == "1 credited, 1 not credited (no_holder); 2 refused\n", first
     assert first.stderr.splitlines() == [
         f"{calls}:4: start must be a moment from 2000 to 2099 in unix seconds (this looks like milliseconds)",
         f"{calls}:5: called is not a valid phone number: 'not a number'",
@@ -256,15 +257,27 @@ def test_calls_import_reads_an_asterisk_cdr_and_sends_only_calls_to_the_sites_nu
             f'"{at}",20,0,"NO ANSWER","DOCUMENTATION","1795000000.4"\n', encoding="utf-8")
         first = demo_command("calls", "import", str(cdr), "--site", "demo", "--url", base)
         again = demo_command("calls", "import", str(cdr), "--site", "demo", "--url", base)
+        # A PBX whose clock is UTC, its file read as Moscow's: three hours early, nobody's calls.
+        early = (local - datetime.timedelta(hours=3)).strftime("%Y-%m-%d %H:%M:%S")
+        utc = tmp_path / "utc.csv"
+        utc.write_text("".join(f'"","8916123457{n}","{held}","from-trunk","","SIP/trunk-00{n}","SIP/101-00{n}",'
+                               f'"Dial","SIP/101,30","{early}","{early}","{early}",50,45,"ANSWERED","DOCUMENTATION",'
+                               f'"1795000100.{n}"\n' for n in range(2)))
+        zoned = demo_command("calls", "import", str(utc), "--site", "demo", "--url", base)
+        mended = demo_command("calls", "import", str(utc), "--site", "demo", "--url", base, "--utc",
+                              "--id-prefix", "utc-")  # sent again as what they were, under new ids
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
     assert first.returncode == 0, first
-    assert first.stdout == "1 credited, 1 not credited, 2 not to the site's numbers\n"
+    assert first.stdout == "1 credited, 1 not credited (no_holder), 2 not to the site's numbers\n"
     assert again.stdout == "2 already known, 2 not to the site's numbers\n"
     record = orjson.loads(store.hget("sw:{demo:calls}:calls", "1795000000.1"))
     assert record["visitor"] == "import-cdr-00000001" and record["talk_seconds"] == 45 and record["qualified"] is True
     assert record["start"] == int(local.replace(microsecond=0).timestamp()) * 1000  # read in Moscow time
+    assert zoned.stdout == "2 not credited (no_holder)\n"
+    assert "nobody held the numbers when these calls started: are the file's times in Europe/Moscow" in zoned.stderr
+    assert mended.stdout == "2 credited\n" and store.hexists("sw:{demo:calls}:calls", "utc-1795000100.0")
     missed = orjson.loads(store.hget("sw:{demo:calls}:calls", "1795000000.4"))
     assert missed["status"] == "no-answer" and missed["credited"] is False
 
@@ -294,11 +307,12 @@ def test_calls_import_reads_a_csv_as_excel_in_russian_saves_it(tmp_path: Path) -
                                   "start": 1795000000, "talk_seconds": 45, "status": "completed"}
 
 
-def cdr_row(src: str, dst: str, disposition: str, billsec: int, *added: str) -> str:
+def cdr_row(src: str, dst: str, disposition: str, billsec: int, *added: str, channel: str = "SIP/trunk-1",
+            dstchannel: str = "SIP/101-2", lastapp: str = "Dial", end: str = "2026-11-18 10:01:00") -> str:
     """A Master.csv row as cdr_csv.c writes it, with what cdr.conf adds after its 16 columns."""
     start = "2026-11-18 10:00:00"
-    row = ["", src, dst, "from-trunk", f'"{src}" <{src}>', "SIP/trunk-1", "SIP/101-2", "Dial", "SIP/101,30",
-           start, start if billsec else "", "2026-11-18 10:01:00", "60", str(billsec), disposition,
+    row = ["", src, dst, "from-trunk", f'"{src}" <{src}>', channel, dstchannel, lastapp, "SIP/101,30",
+           start, start if billsec else "", end, "60", str(billsec), disposition,
            "DOCUMENTATION", *added]
     return ",".join(f'"{value}"' if value else "" for value in row) + "\n"
 
@@ -341,6 +355,65 @@ def test_a_ring_groups_rows_are_one_call_answered_by_the_phone_that_answered(tmp
     (_, as_sent_before), = callimport.rows(first_alone, DEMO_SITE)
     assert line == 1 and (call["status"], call["talk_seconds"]) == ("completed", 120)
     assert call["call_id"] == as_sent_before["call_id"]  # an earlier import of the file sent the first row's
+
+
+def imported(tmp_path: Path, *rows: str) -> list[dict[str, Any]]:
+    cdr = tmp_path / "Master.csv"
+    cdr.write_text("".join(rows))
+    return [call for _, call in callimport.rows(cdr, DEMO_SITE) if isinstance(call, dict)]
+
+
+def test_a_call_the_pbx_itself_picked_up_and_no_phone_answered_is_a_missed_call(tmp_path: Path) -> None:
+    """Asterisk writes ANSWERED when a voice menu or a queue's music picks up the line: with no
+    channel it was bridged to, nobody talked, however long the caller listened."""
+    (queue,) = imported(tmp_path, cdr_row("89161234567", "84951200001", "ANSWERED", 150, "1796235790.1",
+                                          dstchannel="", lastapp="Queue"))
+    (menu,) = imported(tmp_path, cdr_row("89161234567", "84951200001", "ANSWERED", 12, "1796235790.4",
+                                         dstchannel="", lastapp="Playback"),
+                       cdr_row("89161234567", "84951200001", "NO ANSWER", 0, "1796235790.4"))
+    assert (queue["status"], queue["talk_seconds"]) == (menu["status"], menu["talk_seconds"]) == ("no-answer", 0)
+
+
+def test_one_calls_answered_rows_add_up_to_how_long_it_was_talked_on(tmp_path: Path) -> None:
+    """A queue's two agents one after another (20 s, then 25 s) talked 45 s, a target call; a
+    Local channel's two legs of one talk (same linkedid, uniqueids of their own) are one call of
+    its 40 s."""
+    (queue,) = imported(tmp_path, cdr_row("89161234567", "84951200001", "ANSWERED", 20, "1796235790.3",
+                                          end="2026-11-18 10:00:30"),
+                        cdr_row("89161234567", "84951200001", "ANSWERED", 25, "1796235790.3",
+                                end="2026-11-18 10:00:56"))
+    assert (queue["call_id"], queue["status"], queue["talk_seconds"]) == ("1796235790.3", "completed", 45)
+    (legs,) = imported(tmp_path, *(cdr_row("89161234567", "84951200001", "ANSWERED", 40, f"1796235790.30{n}", "",
+                                           "", "1796235790.300", str(n)) for n in range(2)))
+    assert (legs["call_id"], legs["talk_seconds"]) == ("1796235790.300", 40)
+
+
+def test_two_callers_in_one_second_without_uniqueids_are_two_calls(tmp_path: Path) -> None:
+    """Master.csv's default 16 columns log no uniqueid: two withheld callers who reached the
+    number in the same second came on channels of their own."""
+    calls = imported(tmp_path, *(cdr_row("", "84951200001", "ANSWERED", 40 + n, channel=f"SIP/trunk-000000a{n}")
+                                 for n in range(2)))
+    assert sorted(call["talk_seconds"] for call in calls) == [40, 41]
+
+
+FREEPBX = ("calldate,clid,src,dst,dcontext,channel,dstchannel,lastapp,lastdata,duration,billsec,disposition,"
+           "amaflags,accountcode,uniqueid,userfield,did,recordingfile,cnum,cnam,outbound_cnum,outbound_cnam,"
+           "dst_cnam,linkedid,peeraccount,sequence\n")
+
+
+def test_freepbxs_cdr_report_is_read_by_its_header_and_its_did_is_the_number_dialled(tmp_path: Path) -> None:
+    """FreePBX's CDR report names its columns; an incoming call's `dst` is the extension or ring
+    group that rang, and the number the caller dialled is its `did`."""
+    cdr = tmp_path / "cdr.csv"
+    cdr.write_text(FREEPBX + '"2026-11-18 10:00:00","""Ivan"" <89161234567>",89161234567,101,ext-local,'
+                   'PJSIP/trunk-00000001,PJSIP/101-00000002,Dial,"PJSIP/101,30",60,45,ANSWERED,3,,1796235790.7,,'
+                   '84951200001,,89161234567,Ivan,,,,1796235790.7,,12\n'
+                   '"2026-11-18 10:05:00",,101,102,from-internal,PJSIP/101-3,PJSIP/102-4,Dial,PJSIP/102,20,15,'
+                   'ANSWERED,3,,1796235790.8,,,,101,,,,,1796235790.8,,13\n')
+    (line, call), (_, internal) = sorted(callimport.rows(cdr, DEMO_SITE, id_prefix="freepbx-"), key=lambda r: r[0])
+    assert line == 2 and internal is None
+    assert call == {"call_id": "freepbx-1796235790.7", "called": "84951200001", "caller": "89161234567",
+                    "start": "2026-11-18 10:00:00", "talk_seconds": 45, "status": "completed"}
 
 
 def test_a_cdr_in_cp1251_and_a_line_too_long_to_read_spoil_no_other_row(tmp_path: Path) -> None:

@@ -1,17 +1,23 @@
 """`swapline calls import FILE.csv`: calls a PBX kept in a file, sent to the running service.
 
-Two kinds of file, told apart by their first row:
+Three kinds of file, told apart by their first row:
 
 - Swapline's CSV: a header row and the fields of `POST /v1/calls` as columns (docs/CALLS.md):
   `call_id`, `called`, `start` (unix seconds, or ISO 8601, with its zone or in the site's
   `calls.time_zone`), and if it has them `caller`, `talk_seconds`, `status`; other columns
   are ignored.
-- Asterisk's (and FreePBX's) CDR, `Master.csv`: no header, 16 to 21 columns in the order of
-  Asterisk's cdr_csv.c. Only calls to the site's own numbers are sent (a CDR also holds
-  internal and outgoing calls); the call id is the CDR's `uniqueid` when it logs one, else
-  a digest of the row, so a file sent again counts each call once all the same. A ring group
-  writes a row for each phone it rang, under the caller's one `uniqueid` (or without one, the
-  same caller, number and start): they are one call, answered if any phone answered it.
+- Asterisk's CDR, `Master.csv`: no header, 16 to 21 columns in the order of Asterisk's
+  cdr_csv.c.
+- A CDR that names its columns (FreePBX's CDR report): `calldate` for the start, and `did`
+  for the number dialled where it has one.
+
+Of a CDR, only calls to the site's own numbers are sent (it also holds internal and outgoing
+calls); the call id is the CDR's `uniqueid` when it logs one, else a digest of the row, so a
+file sent again counts each call once all the same. The rows of one call (a ring group's
+phones, a queue's agents, a transfer, a Local channel's legs: one `linkedid`, else one
+`uniqueid`, else one channel, caller, number and start) are one call, answered if a phone
+answered it (a row answered with no channel bridged is the PBX's own voice menu or queue
+music), and talked on for as long as its answered rows together.
 
 Each call goes to the service signed with the site's `calls.secret`, so it is credited exactly
 as the webhook would credit it.
@@ -20,8 +26,10 @@ as the webhook would credit it.
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import itertools
+import math
 import re
 import urllib.error
 import urllib.request
@@ -52,10 +60,19 @@ class Refused(NamedTuple):
     reason: str
 
 
-def rows(path: Path, site: Site, utc: bool = False) -> Iterator[tuple[int, dict[str, Any] | str | None]]:
+def rows(path: Path, site: Site, utc: bool = False, id_prefix: str = "") -> Iterator[
+        tuple[int, dict[str, Any] | str | None]]:
     """Each call of the file with its line number, as the webhook's JSON; None for a CDR row
     that is no call to the site; the reason for a line that is no row of a CSV (which the
-    others do not wait for). `utc`: the CDR's times are UTC (cdr.conf's `usegmtime`)."""
+    others do not wait for). `utc`: the CDR's times are UTC (cdr.conf's `usegmtime`);
+    `id_prefix` goes before every call id."""
+    for line, call in _rows(path, site, utc):
+        if isinstance(call, dict) and "call_id" in call:
+            call["call_id"] = id_prefix + str(call["call_id"])
+        yield line, call
+
+
+def _rows(path: Path, site: Site, utc: bool) -> Iterator[tuple[int, dict[str, Any] | str | None]]:
     with path.open("rb") as file:
         lines = _decoded(file)
         header = next(lines, "")
@@ -70,12 +87,19 @@ def rows(path: Path, site: Site, utc: bool = False) -> Iterator[tuple[int, dict[
             raise ValueError(f"{path}:{line}: {first}")
         if "call_id" in first:
             yield from _swapline(records, first)
+            return
+        if {"disposition", "billsec"} <= {name.strip().lower() for name in first}:
+            cdrs = _headed(records, first)
         elif len(first) in ADDED:
-            numbers = {*site.tracking_numbers, *(pool.static for pool in site.pools if pool.static)}
-            yield from _asterisk(itertools.chain([(line, first)], records), numbers, home_region(site), utc)
+            cdrs = _headless(itertools.chain([(line, first)], records))
         else:
             raise ValueError(f"{path}: neither Swapline's calls CSV (no call_id column) nor an Asterisk CDR "
-                             f"(16 to 21 columns, not {len(first)})")
+                             f"(16 to 21 columns, or a header naming disposition and billsec; not {len(first)})")
+        # The site's numbers, as the webhook knows them: a call to the overflow number or the
+        # page's own is the site's, credited to nobody, and the log says why.
+        fixed = (site.phone, *(number for pool in site.pools for number in (pool.static, pool.overflow)))
+        numbers = {*site.tracking_numbers, *(number for number in fixed if number)}
+        yield from _asterisk(cdrs, numbers, home_region(site), utc)
 
 
 def _decoded(file: IO[bytes]) -> Iterator[str]:
@@ -117,35 +141,66 @@ def _swapline(records: Iterator[tuple[int, list[str] | str]], header: list[str]
         yield line, call
 
 
-def _asterisk(records: Iterable[tuple[int, list[str] | str]], numbers: set[str], home: str | None, utc: bool
-              ) -> Iterator[tuple[int, dict[str, Any] | str | None]]:
-    """The calls of a CDR's rows, each at its first row's line: the rows of one call (a ring
-    group's) as one, answered by whichever row answered."""
-    calls: dict[str, tuple[int, dict[str, Any]]] = {}
+def _headless(records: Iterable[tuple[int, list[str] | str]]) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """The rows of Asterisk's Master.csv, by its columns' names."""
+    for line, row in records:
+        yield line, row if isinstance(row, str) else _named(row)
+
+
+def _headed(records: Iterable[tuple[int, list[str] | str]], header: list[str]
+            ) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """The rows of a CDR that names its columns (FreePBX's CDR report): its `calldate` is the
+    start, and its `did` the number dialled, where `dst` is the extension or group that rang."""
+    names = [name.strip().lower() for name in header]
     for line, row in records:
         if isinstance(row, str):
             yield line, row
             continue
-        cdr = _named(row)
+        cdr = dict(zip(names, row, strict=False))
+        cdr.setdefault("start", cdr.get("calldate", ""))
+        if cdr.get("did"):
+            cdr["dst"] = cdr["did"]
+        yield line, cdr
+
+
+def _asterisk(records: Iterable[tuple[int, dict[str, str] | str]], numbers: set[str], home: str | None, utc: bool
+              ) -> Iterator[tuple[int, dict[str, Any] | str | None]]:
+    """The calls of a CDR's rows, each at its first row's line and with its first row's id
+    (what an earlier import sent): the rows of one call (a ring group's, a queue's agents', a
+    transfer's, a Local channel's legs) as one, answered if a person answered any, talked on
+    for as long as any of them talked."""
+    calls: dict[str, tuple[int, dict[str, Any], list[tuple[str, int]]]] = {}
+    for line, cdr in records:
+        if isinstance(cdr, str):
+            yield line, cdr
+            continue
         called = cdr.get("dst", "")
         if phone_number(called, home) not in numbers:  # internal, outgoing, or another site's
             yield line, None
             continue
-        billsec = cdr.get("billsec", "")
+        billsec, digest = cdr.get("billsec", ""), hashlib.sha256("\x1f".join(cdr.values()).encode()).hexdigest()
         call: dict[str, Any] = {
-            "call_id": cdr.get("uniqueid") or "cdr-" + hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:24],
+            "call_id": cdr.get("uniqueid") or f"cdr-{digest[:24]}",
             "called": called, "start": cdr.get("start", "") + ("+00:00" if utc else ""),
             "talk_seconds": int(billsec) if billsec.isdigit() else billsec,  # else the service says what is wrong
             "status": ended_as(cdr.get("disposition", "")),
         }
+        if call["status"] == "completed" and not cdr.get("dstchannel"):
+            # The PBX itself picked up (a voice menu, a queue's music) and no phone did: nobody talked.
+            call["status"], call["talk_seconds"] = "no-answer", 0
         if cdr.get("src"):
             call["caller"] = cdr["src"]
-        one = cdr.get("uniqueid") or "\x1f".join((cdr.get("src", ""), called, cdr.get("start", "")))
-        if one not in calls:
-            calls[one] = line, call
-        elif _answered(call) > _answered(calls[one][1]):  # the first row's id: what an earlier import sent
-            calls[one] = calls[one][0], {**call, "call_id": calls[one][1]["call_id"]}
-    yield from calls.values()
+        one = cdr.get("linkedid") or cdr.get("uniqueid") or "\x1f".join(
+            (cdr.get("channel", ""), cdr.get("src", ""), called, cdr.get("start", "")))
+        first = calls.setdefault(one, (line, call, []))
+        if call["status"] == "completed" and isinstance(call["talk_seconds"], int):
+            first[2].append((cdr.get("end", ""), call["talk_seconds"]))
+        if call["status"] == "completed" and first[1]["status"] != "completed":
+            calls[one] = first[0], {**call, "call_id": first[1]["call_id"]}, first[2]
+    for line, call, talks in calls.values():
+        if len(talks) > 1:
+            call["talk_seconds"] = _talked(talks)
+        yield line, call
 
 
 def _named(row: list[str]) -> dict[str, str]:
@@ -155,15 +210,25 @@ def _named(row: list[str]) -> dict[str, str]:
     return dict(zip((*ASTERISK, *columns), row, strict=False))
 
 
-def _answered(call: dict[str, Any]) -> tuple[bool, int]:
-    talk = call["talk_seconds"]
-    return call["status"] == "completed", talk if isinstance(talk, int) else -1
+def _talked(talks: list[tuple[str, int]]) -> int:
+    """How long a call was talked on, of its answered rows (each ending at its `end`, after its
+    `billsec`): agents one after another add up, two legs of one talk count once."""
+    try:
+        spans = sorted((end - seconds, end) for end, seconds in (
+            (datetime.datetime.fromisoformat(end).timestamp(), seconds) for end, seconds in talks))
+    except ValueError:  # an end that is no time: the longest row's talk
+        return max(seconds for _, seconds in talks)
+    total, reached = 0.0, -math.inf
+    for begins, ends in spans:
+        total += max(0.0, ends - max(begins, reached))
+        reached = max(reached, ends)
+    return round(total)
 
 
 def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[str, Any] | str | None]]) -> tuple[
         Counter[str], list[Refused]]:
-    """Post each call; how they were taken (credited, not credited, already known, or not a call
-    to the site) and which the service, or the file's reading, refused, with its reason."""
+    """Post each call; how they were taken (credited, not credited and why, already known, or
+    not a call to the site) and which the service, or the file's reading, refused, with its reason."""
     taken: Counter[str] = Counter()
     refused = []
     for line, call in calls:
@@ -187,7 +252,7 @@ def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[st
         if answer.get("duplicate"):
             taken["already known"] += 1
         else:
-            taken["credited" if answer.get("credited") else "not credited"] += 1
+            taken["credited" if answer.get("credited") else f"not credited ({answer.get('reason')})"] += 1
     return taken, refused
 
 
