@@ -384,7 +384,8 @@ def test_a_called_sip_uri_is_read_as_its_number(pool_client: TestClient, clock: 
     generic = post_call(pool_client, call("sip-1", f"sip:{held}@pbx.example", clock.now)).json()
     twilio = twilio_post(pool_client, {"CallSid": "CA-sip", "From": CALLER, "To": f"sip:{held}@swapline.sip.twilio.com",
                                        "CallStatus": "completed", "CallDuration": "40"}).json()
-    for answer in (generic, twilio):
+    dialplan = post_call(pool_client, call("exten-1", f"{held[1:]}@from-trunk", clock.now + 1)).json()  # Asterisk's
+    for answer in (generic, twilio, dialplan):
         assert (answer["number"], answer["credited"], answer["visitor"]) == (held, True, "caller-visitor-000001")
 
 
@@ -483,6 +484,12 @@ def test_absurd_moments_get_a_clear_400_and_burn_no_call_id(pool_client: TestCli
 def test_a_start_in_milliseconds_is_named_as_such(pool_client: TestClient) -> None:
     response = post_call(pool_client, call("ms-1", "+74951900001", START * 1000))
     assert "(this looks like milliseconds)" in response.json()["error"]["message"]
+
+
+def test_a_start_of_a_day_without_its_time_is_refused(pool_client: TestClient) -> None:
+    """Read as its midnight, it would credit whoever held the number then."""
+    response = post_call(pool_client, {**call("day-1", "+74951900001", START), "start": "2026-11-18"})
+    assert response.status_code == 400 and "the time of day" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("duration", ["²", "1" * 23, "-1", "86400", "4.5", " 42", "٤٢"])

@@ -289,11 +289,12 @@ def _required(data: dict[str, Any], name: str) -> str:
 
 def phone_number(value: str, home: str | None = None) -> str | None:
     """A called or calling number in E.164, written as people and PBXs write it (`+7 916 555‑12‑34`
-    with any dashes, `+7.916.555.12.34`, `84951200001`, a `sip:` or `tel:` URI, a note after it);
-    None for what is no valid number."""
+    with any dashes, `+7.916.555.12.34`, `84951200001`, a `sip:` or `tel:` URI, Asterisk's
+    `74951200001@from-trunk`, a note after it); None for what is no valid number."""
     text = value.strip()[:64]
     if uri := _URI.match(text):
         text = uri.group(1)
+    text = text.partition("@")[0]
     return phones.e164(_NOTE.sub("", text), home)
 
 
@@ -362,10 +363,13 @@ def local_time(text: str, name: str, zone: ZoneInfo | None) -> int:
     """ISO 8601 (`2026-11-22T14:05:00+03:00`, or `2026-11-22 14:05:00` as PBXs write it) in
     unix milliseconds; a time without its zone is in `zone`, the site's `calls.time_zone` (by
     default its `time_zone`)."""
+    text = text.strip()[:64]
     try:
-        moment = datetime.datetime.fromisoformat(text.strip()[:64])
+        moment = datetime.datetime.fromisoformat(text)
     except ValueError:
         raise BadRequest("invalid_call", f"{name} must be ISO 8601 or unix seconds") from None
+    if len(text) <= len("2026-11-22"):  # a day, read as its midnight, would credit whoever held the number then
+        raise BadRequest("invalid_call", f"{name} must name the time of day, not the day alone")
     if moment.tzinfo is None:
         if zone is None:
             raise BadRequest("invalid_call", f"{name} needs a time zone (2026-11-22T14:05:00+03:00), or the site's "
