@@ -36,6 +36,7 @@ from service.analytics.sheets import FORMATS
 from service.collector import frozen_survivors
 from service.config import Settings
 from service.errors import HTTPError
+from service.front.compressed import CompressedFiles
 from service.front.decide import decide_endpoint
 from service.front.erasure import forget_endpoint
 from service.front.events import convert, events_endpoint
@@ -250,7 +251,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/healthz", operators.brief(healthz), methods=["GET"]),
             Route("/readyz", operators.brief(readyz), methods=["GET"]),
         ],
-        middleware=[Middleware(RequestMiddleware), Middleware(ClientIPMiddleware, trusted=trusted)],
+        middleware=[Middleware(RequestMiddleware), Middleware(ClientIPMiddleware, trusted=trusted),
+                    Middleware(CompressedFiles)],
         exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error, ClientDisconnect: _disconnected},
         lifespan=lifespan,
     )

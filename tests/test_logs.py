@@ -97,6 +97,11 @@ def test_the_call_log_as_csv(climate: TestClient, clock: Clock) -> None:
     assert (row["unique"], row["device"], row["region"], row["city"]) == ("true", "desktop", "RU-MOW", "Москва")
     sent = next(csv.DictReader(io.StringIO(climate.get("/v1/conversions/climate.csv", headers=REPORT).text)))
     assert sent["kind"] == "call" and len(sent["time"]) == len("2026-11-18T12:34:00+03:00")  # to the second
+    # Compressed for a client that takes gzip (a month of calls is megabytes of text), else as it is.
+    zipped = climate.get("/v1/calls/climate.csv", headers={**REPORT, "accept-encoding": "gzip"})
+    plain = climate.get("/v1/calls/climate.csv", headers={**REPORT, "accept-encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
+    assert zipped.text == plain.text == response.text and int(zipped.headers["content-length"]) < len(plain.content)
 
 
 def test_filters_keep_what_they_name(climate: TestClient, clock: Clock) -> None:
