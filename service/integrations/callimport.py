@@ -178,9 +178,9 @@ def _asterisk(records: Iterable[tuple[int, dict[str, str] | str]], numbers: set[
         if phone_number(called, home) not in numbers:  # internal, outgoing, or another site's
             yield line, None
             continue
-        billsec, digest = cdr.get("billsec", ""), hashlib.sha256("\x1f".join(cdr.values()).encode()).hexdigest()
+        billsec = cdr.get("billsec", "")
         call: dict[str, Any] = {
-            "call_id": cdr.get("uniqueid") or f"cdr-{digest[:24]}",
+            "call_id": cdr.get("uniqueid") or _digest(cdr),
             "called": called, "start": cdr.get("start", "") + ("+00:00" if utc else ""),
             "talk_seconds": int(billsec) if billsec.isdigit() else billsec,  # else the service says what is wrong
             "status": ended_as(cdr.get("disposition", "")),
@@ -192,15 +192,20 @@ def _asterisk(records: Iterable[tuple[int, dict[str, str] | str]], numbers: set[
             call["caller"] = cdr["src"]
         one = cdr.get("linkedid") or cdr.get("uniqueid") or "\x1f".join(
             (cdr.get("channel", ""), cdr.get("src", ""), called, cdr.get("start", "")))
-        first = calls.setdefault(one, (line, call, []))
+        at, so_far, talks = calls.setdefault(one, (line, call, []))
         if call["status"] == "completed" and isinstance(call["talk_seconds"], int):
-            first[2].append((cdr.get("end", ""), call["talk_seconds"]))
-        if call["status"] == "completed" and first[1]["status"] != "completed":
-            calls[one] = first[0], {**call, "call_id": first[1]["call_id"]}, first[2]
+            talks.append((cdr.get("end", ""), call["talk_seconds"]))
+        if call["status"] == "completed" and so_far["status"] != "completed":
+            calls[one] = at, {**call, "call_id": so_far["call_id"]}, talks
     for line, call, talks in calls.values():
         if len(talks) > 1:
             call["talk_seconds"] = _talked(talks)
         yield line, call
+
+
+def _digest(cdr: dict[str, str]) -> str:
+    """The id of a row that logs no uniqueid: the same row, the same id, whichever import sends it."""
+    return "cdr-" + hashlib.sha256("\x1f".join(cdr.values()).encode()).hexdigest()[:24]
 
 
 def _named(row: list[str]) -> dict[str, str]:
