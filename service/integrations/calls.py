@@ -121,7 +121,9 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
     # A dialplan's empty variable: ${ANSWEREDTIME} of a missed call is no talk; ${DIALSTATUS} of a
     # caller who hung up before the dial is a call answered only if it was talked on.
     talk = whole_seconds(data.get("talk_seconds") or 0, "talk_seconds")
-    status = data.get("status", "completed") or ("completed" if talk else "missed")
+    status = data.get("status", "completed")
+    if status == "":
+        status = "completed" if talk else "missed"
     if not isinstance(status, str) or status_of(status) not in (*ANSWERED, *MISSED):
         missed = dict.fromkeys((*MISSED, *(word for word, said in SYNONYMS.items() if said in MISSED)))
         raise BadRequest("invalid_call", f"status must be {' or '.join(ANSWERED)} for an answered call, "
