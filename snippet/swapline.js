@@ -195,8 +195,8 @@
   });
 
   // A page view: the page's own, then each route a single-page app goes to (pushState,
-  // replaceState, popstate), which the service takes as the next page of the same visit. The visit goes on
-  // from page to page: the last decision's token comes back with the next page view.
+  // replaceState, popstate), which the service takes as the next page of the same visit. The
+  // visit goes on from page to page: the last decision's token comes back with the next page view.
   // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
   let here, beating, asked, view;
   const ask = (ref = doc.referrer) => {
