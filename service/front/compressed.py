@@ -1,6 +1,6 @@
 """gzip for the CSV files analysts download, where the client takes it.
 
-A month of calls is megabytes of text that compresses about tenfold. The compressing runs in
+A month of calls is megabytes of text, which compresses well. The compressing runs in
 the downloads' thread (`service.analytics.one_thread`), never in the event loop, as the file's
 own writing does. Workbooks are zip archives already; every other answer is left as it is.
 """

@@ -89,7 +89,7 @@ async def _beacon(request: Request) -> Response:
         try:
             number = await runtime.pools.extend(site.id, pool, token["v"], now, shown) if pool else None
         except STORE_ERRORS:
-            return JSON({"accepted": kind, "number": None}, status_code=202, headers=headers)
+            number, shown = None, ""  # nothing known of the number: the page keeps the one it shows
         if pool and shown and number != shown:
             # The page shows a number its visitor no longer holds (another visitor has it now): it
             # asks again, or a call to it would be the other's.
