@@ -4,6 +4,7 @@ variant they saw, with the call record carrying the visit's source and journey."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -20,7 +21,8 @@ from starlette.testclient import TestClient
 from service.rules.geo import GeoDB
 from service.tracking.counters import visitor_hash
 from service.tracking.pools import PoolKeys
-from service.tracking.visits import CITY_NAMES
+from service.tracking.store import Store
+from service.tracking.visits import CITY_NAMES, learn_city_names
 from tests import conftest
 from tests.conftest import Clock, site_client
 
@@ -526,6 +528,16 @@ def test_a_town_the_database_names_otherwise_than_the_bundled_table_keeps_its_na
     assert another.city_in("Verkhnyaya Pyshma", "ru") == "Пышма"
     another.learn({english.decode(): russian.decode() for english, russian in store.hgetall(CITY_NAMES).items()})
     assert another.city_in("Verkhnyaya Pyshma", "ru") == "Верхняя Пышма"
+
+
+def test_a_store_that_does_not_answer_leaves_the_city_names_a_process_knows(tiny_geoip: Path) -> None:
+    """A call's answer names its visitor's city after the call is credited: a store that dies
+    in between must not turn the answer into a 500 (the fault test found it)."""
+    geo = GeoDB(tiny_geoip)
+    geo.learn({"Verkhnyaya Pyshma": "Верхняя Пышма"})
+    gone = Store(redis.asyncio.Redis(port=conftest.free_port(), socket_connect_timeout=5))  # nobody listens
+    asyncio.run(learn_city_names(gone, geo))
+    assert geo.city_in("Verkhnyaya Pyshma", "ru") == "Верхняя Пышма"
 
 
 def test_a_long_visits_journey_keeps_its_latest_pages_and_its_landing(climate: TestClient, clock: Clock) -> None:

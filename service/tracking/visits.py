@@ -29,7 +29,7 @@ import orjson
 from service.rules.engine import Site
 from service.rules.geo import Geo, GeoDB, Where
 from service.rules.phrase import NO_REFERRAL, Landing, Referral, Traffic, valid_click_id
-from service.tracking.store import Command, Script, Store
+from service.tracking.store import STORE_ERRORS, Command, Script, Store
 from service.tracking.tokens import TokenSigner, attachment, decode, encode
 
 MAX_PAGES = 50  # pages of a visit's journey the store keeps, the latest
@@ -237,8 +237,12 @@ def city_names(geo: GeoDB, place: Geo) -> tuple[Command, ...]:
 
 async def learn_city_names(store: Store, geo: GeoDB) -> None:
     """Learn what the service's visits learnt of cities' names (`city_names`): before naming
-    cities in a report, a log or a call."""
-    known = cast(dict[bytes, bytes], await store.client.hgetall(CITY_NAMES))
+    cities in a report, a log or a call. A store that does not answer leaves the names this
+    process knows: a call credited a moment before is answered all the same."""
+    try:
+        known = cast(dict[bytes, bytes], await store.client.hgetall(CITY_NAMES))
+    except STORE_ERRORS:
+        return
     geo.learn({english.decode(): russian.decode() for english, russian in known.items()})
 
 
