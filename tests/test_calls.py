@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 from service.rules import rulefiles
-from tests.conftest import POOL_SITE, START, Clock
+from tests.conftest import POOL_SITE, START, Clock, site_client
 
 SECRET = b"test-calls-secret-0001"
 TWILIO_TOKEN = "test-twilio-token-0001"
@@ -337,6 +337,38 @@ def test_numbers_written_as_russian_pbxs_write_them_are_read(pool_client: TestCl
     assert first["credited"] is True and first["visitor"] == "caller-visitor-000001"
     again = post_call(pool_client, call("as-written-2", held, clock.now + 5, caller="89990000003")).json()
     assert again["unique"] is False and again["caller_last_digits"] == "0003"  # one caller, however written
+
+
+@pytest.mark.parametrize("written", ["0{digits}", "98{digits}", "9 8 ({code}) {rest}", "{local}", "sip:0{digits}@pbx"])
+def test_a_number_dialled_after_a_pbxs_trunk_prefix_or_as_a_local_did_is_the_sites(pool_client: TestClient,
+                                                                                   clock: Clock, written: str) -> None:
+    """A PBX that writes the number dialled after its own trunk prefix (0, 9 for a line out), or
+    only the DID's seven local digits, names one of the site's numbers all the same: its calls
+    used to be refused, and lost."""
+    held = visit(pool_client, "caller-visitor-000001")["phone"]["number"]  # +7 495 190-00-0N
+    digits = held[2:]
+    called = written.format(digits=digits, code=digits[:3], rest=digits[3:], local=digits[3:])
+    answer = post_call(pool_client, call("trunk-1", called, clock.now)).json()
+    assert (answer["number"], answer["credited"], answer["visitor"]) == (held, True, "caller-visitor-000001")
+    static = post_call(pool_client, call("trunk-2", "0 800 555-35-36", clock.now)).json()  # a fixed number too
+    assert (static["number"], static["reason"]) == ("+78005553536", "static_number")
+
+
+def test_only_a_number_written_without_its_country_is_read_as_the_sites_by_its_last_digits(
+        valkey_url: str, rules_dir: Path, clock: Clock) -> None:
+    """Two of the site's numbers that end alike leave a local DID nobody's; a number written with
+    its `+` is only itself; a mobile's number is a mobile's, whatever its last digits."""
+    site = POOL_SITE.replace('"+7 495 190-00-03"', '"+7 812 190-00-01"')
+    with site_client(valkey_url, rules_dir, clock, "pooltest", site) as client:
+        ambiguous = post_call(client, call("local-1", "1900001", clock.now))
+        assert ambiguous.status_code == 400 and "'1900001'" in ambiguous.json()["error"]["message"]
+        foreign = post_call(client, call("plus-1", "+375 29 190-00-02", clock.now)).json()
+        assert (foreign["number"], foreign["reason"]) == ("…0002", "unknown_number")
+        assert post_call(client, call("plus-2", "+1 495 190-00-02", clock.now)).status_code == 400  # no such number
+        mobile = post_call(client, call("mobile-1", "8 916 190-00-02", clock.now)).json()
+        assert (mobile["number"], mobile["reason"]) == ("…0002", "unknown_number")
+        spelt_out = post_call(client, call("full-1", "0 812 190-00-01", clock.now)).json()
+        assert spelt_out["number"] == "+78121900001"
 
 
 @pytest.mark.parametrize("withheld", ["+266696687", "Anonymous", "Restricted", "Unknown", "Private", "0000000000"])

@@ -40,7 +40,7 @@ from typing import IO, Any, NamedTuple
 
 import orjson
 
-from service.integrations.calls import ended_as, home_region, phone_number, signature
+from service.integrations.calls import ended_as, signature, site_number
 from service.rules.engine import Site
 
 COLUMNS = ("call_id", "called", "caller", "start", "talk_seconds", "status")
@@ -95,11 +95,7 @@ def _rows(path: Path, site: Site, utc: bool) -> Iterator[tuple[int, dict[str, An
         else:
             raise ValueError(f"{path}: neither Swapline's calls CSV (no call_id column) nor an Asterisk CDR "
                              f"(16 to 21 columns, or a header naming disposition and billsec; not {len(first)})")
-        # The site's numbers, as the webhook knows them: a call to the overflow number or the
-        # page's own is the site's, credited to nobody, and the log says why.
-        fixed = (site.phone, *(number for pool in site.pools for number in (pool.static, pool.overflow)))
-        numbers = {*site.tracking_numbers, *(number for number in fixed if number)}
-        yield from _asterisk(cdrs, numbers, home_region(site), utc)
+        yield from _asterisk(cdrs, site, utc)
 
 
 def _decoded(file: IO[bytes]) -> Iterator[str]:
@@ -163,7 +159,7 @@ def _headed(records: Iterable[tuple[int, list[str] | str]], header: list[str]
         yield line, cdr
 
 
-def _asterisk(records: Iterable[tuple[int, dict[str, str] | str]], numbers: set[str], home: str | None, utc: bool
+def _asterisk(records: Iterable[tuple[int, dict[str, str] | str]], site: Site, utc: bool
               ) -> Iterator[tuple[int, dict[str, Any] | str | None]]:
     """The calls of a CDR's rows, each at its first row's line and with its first row's id
     (what an earlier import sent): the rows of one call (a ring group's, a queue's agents', a
@@ -175,7 +171,9 @@ def _asterisk(records: Iterable[tuple[int, dict[str, str] | str]], numbers: set[
             yield line, cdr
             continue
         called = cdr.get("dst", "")
-        if phone_number(called, home) not in numbers:  # internal, outgoing, or another site's
+        # The site's numbers, as the webhook knows them: a call to the overflow number or the
+        # page's own is the site's, credited to nobody, and the log says why.
+        if site_number(site, called) is None:  # internal, outgoing, or another site's
             yield line, None
             continue
         billsec = cdr.get("billsec", "")

@@ -76,8 +76,7 @@ async def calls_endpoint(request: Request) -> JSON:
     given = request.headers.get("x-swapline-signature", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized("invalid_signature", _wrong(given))
-    return await reply(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, home_region(site),
-                                                 site.calls.time_zone))
+    return await reply(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, site))
 
 
 def _wrong(given: str) -> str:
@@ -103,9 +102,10 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None, zone: ZoneInfo | None = None) -> Call:
-    """The call a JSON webhook describes; its numbers may be written as people in `home` (the
-    site's region) write them, without a country code, and its start without a zone, in `zone`."""
+def parse_call(data: dict[str, Any], caller_key: bytes, site: Site) -> Call:
+    """The call a JSON webhook to `site` describes; its numbers may be written as people in the
+    site's region write them, without a country code, and its start without a zone, in its
+    `calls.time_zone`."""
     call_id = _required(data, "call_id")
     if len(call_id) > 128:
         raise BadRequest("invalid_call", "call_id is longer than 128 characters")
@@ -115,7 +115,7 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
     elif isinstance(start, str) and SECONDS.fullmatch(start.strip()):  # as a CSV writes it
         start_ms = unix_ms(float(start))
     elif isinstance(start, str):
-        start_ms = local_time(start, "start", zone)
+        start_ms = local_time(start, "start", site.calls.time_zone)
     else:
         raise BadRequest("invalid_call", "start is required: ISO 8601 or unix seconds")
     # A dialplan's empty variable: ${ANSWEREDTIME} of a missed call is no talk; ${DIALSTATUS} of a
@@ -131,8 +131,8 @@ def parse_call(data: dict[str, Any], caller_key: bytes, home: str | None = None,
     called = phone_text(data.get("called"))
     if not called or not called.strip():
         raise BadRequest("invalid_call", "called is required")
-    return Call(call_id, read_number(called.strip(), "called", home),
-                *kept_caller(caller_key, phone_text(data.get("caller")), home), start_ms, talk, status_of(status))
+    caller = kept_caller(caller_key, phone_text(data.get("caller")), home_region(site))
+    return Call(call_id, called_number(site, called, "called"), *caller, start_ms, talk, status_of(status))
 
 
 def _duration(ms: int) -> str:
@@ -293,11 +293,15 @@ def phone_number(value: str, home: str | None = None) -> str | None:
     """A called or calling number in E.164, written as people and PBXs write it (`+7 916 555‑12‑34`
     with any dashes, `+7.916.555.12.34`, `84951200001`, a `sip:` or `tel:` URI, Asterisk's
     `74951200001@from-trunk`, a note after it); None for what is no valid number."""
+    return phones.e164(_bare(value), home)
+
+
+def _bare(value: str) -> str:
+    """The number itself, out of a URI, a context, a note."""
     text = value.strip()[:64]
     if uri := _URI.match(text):
         text = uri.group(1)
-    text = text.partition("@")[0]
-    return phones.e164(_NOTE.sub("", text), home)
+    return _NOTE.sub("", text.partition("@")[0])
 
 
 def read_number(value: str, name: str, home: str | None = None) -> str:
@@ -305,6 +309,28 @@ def read_number(value: str, name: str, home: str | None = None) -> str:
     if number is None:
         raise BadRequest("invalid_call", f"{name} is not a valid phone number: {value[:40]!r}")
     return number
+
+
+def site_number(site: Site, value: str) -> str | None:
+    """Which of the site's numbers `value` names: written as `phone_number` reads it, or after a
+    PBX's own trunk prefix (`0495…`, `9 8495…`), or as a local DID's last seven digits, where
+    just one of the site's numbers ends so. A number written with its `+` is only itself."""
+    text = _bare(value)
+    number = phones.e164(text, home_region(site))
+    if number is not None and number in site.endings.get(number[-7:], ()):
+        return number
+    digits = "".join(filter(str.isdigit, text))
+    if text.startswith("+") or len(digits) < 7:
+        return None
+    named = [number for number in site.endings.get(digits[-7:], ())
+             if digits.endswith(national := phones.formats(number)["digits"]) or national.endswith(digits)]
+    return named[0] if len(named) == 1 else None
+
+
+def called_number(site: Site, value: str, name: str) -> str:
+    """The number a call was made to: one of the site's (`site_number`), else any valid number
+    (a manager's mobile: the call is no call to the site)."""
+    return site_number(site, value) or read_number(value, name, home_region(site))
 
 
 def home_region(site: Site) -> str | None:

@@ -37,13 +37,13 @@ from service.integrations.calls import (
     MAX_TALK,
     SECONDS,
     Call,
+    called_number,
     configured,
     ended_as,
     home_region,
     kept_caller,
     local_time,
     phone_text,
-    read_number,
     reply,
     site_of,
     status_of,
@@ -239,9 +239,8 @@ async def _credit(runtime: Runtime, site: Site, call_id: str, called: Any, calle
     called, caller = phone_text(called), phone_text(caller)
     if not called or not called.strip():
         raise BadRequest("invalid_call", f"{called_name} is required")
-    home = home_region(site)
-    return await reply(runtime, site, Call(call_id, read_number(called, called_name, home),
-                                           *kept_caller(runtime.caller_key, caller, home), start_ms, talk,
+    return await reply(runtime, site, Call(call_id, called_number(site, called, called_name),
+                                           *kept_caller(runtime.caller_key, caller, home_region(site)), start_ms, talk,
                                            status_of(status)))
 
 

@@ -131,6 +131,9 @@ class Site:
     hosts: frozenset[str] = field(init=False, repr=False, compare=False)  # its origins': no arrival from there
     # Leased number → its pool, for crediting calls: made once, a call on a big pool costs no more.
     tracking_numbers: Mapping[str, Pool] = field(init=False, repr=False, compare=False)
+    # All its numbers (leased, static, overflow, the page's) by their last seven digits: a PBX
+    # that writes the number dialled after a trunk prefix, or only its local digits, names one.
+    endings: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def pool(self, pool_id: str | None) -> Pool | None:
         """The pool of that id, if the rules still have it."""
@@ -155,6 +158,11 @@ class Site:
         object.__setattr__(self, "controls", {e.id: e.variants[0].id for e in self.experiments})
         object.__setattr__(self, "tracking_numbers", MappingProxyType(
             {number: pool for pool in self.pools for number in pool.numbers}))
+        endings: dict[str, tuple[str, ...]] = {}
+        fixed = (self.phone, *(number for pool in self.pools for number in (pool.static, pool.overflow)))
+        for number in {*self.tracking_numbers, *(number for number in fixed if number)}:
+            endings[number[-7:]] = (*endings.get(number[-7:], ()), number)
+        object.__setattr__(self, "endings", MappingProxyType(endings))
         object.__setattr__(self, "hosts", frozenset(
             (urlsplit(origin).hostname or "").removeprefix("www.") for origin in self.origins))
         whens = (*self.rules.whens, *(e.when for e in self.experiments), *(p.when for p in self.pools))
