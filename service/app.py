@@ -49,7 +49,7 @@ from service.front.responses import JSON, error, refusal
 from service.front.snippet import pinned_snippet_endpoint, snippet_endpoint
 from service.integrations import telephony
 from service.integrations.alerts import Alerts, StoreWatch
-from service.integrations.calls import Call, calls_endpoint, credit
+from service.integrations.calls import Call, calls_endpoint, credit, log_refused
 from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint, targets
 from service.integrations.webhooks import Deliveries, webhooks_endpoint
 from service.observability import (
@@ -84,6 +84,15 @@ DEMO_PAGE = resources.files("service").joinpath("pages", "demo.html").read_text(
 STORE_SECRET = ("SWAPLINE_SECRET is not set: the secret that keys the hashes of callers' numbers and visitors' "
                 "addresses is kept in the store, so a copy of the store can undo them; set SWAPLINE_SECRET outside "
                 "it in production (docs/DEPLOY.md)")
+TELEPHONY = (  # what PBXs and telephony vendors post: a call refused leaves a line in the log (`_http_error`)
+    Route("/v1/calls", calls_endpoint, methods=["POST"]),
+    Route("/v1/calls/twilio", telephony.twilio_endpoint, methods=["POST"]),
+    Route("/v1/calls/mango/{site}/events/{event}", telephony.mango_endpoint, methods=["POST"]),
+    Route("/v1/calls/zadarma", telephony.zadarma_endpoint, methods=["GET", "POST"]),
+    Route("/v1/calls/uis", telephony.uis_endpoint, methods=["GET", "POST"]),
+    Route("/v1/calls/telphin", telephony.telphin_endpoint, methods=["GET", "POST"]),
+)
+_CALLS = frozenset(route.endpoint for route in TELEPHONY)
 
 
 def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | None = None) -> FastPath:
@@ -217,12 +226,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
     app = Starlette(
         routes=[
             *hot,
-            Route("/v1/calls", calls_endpoint, methods=["POST"]),
-            Route("/v1/calls/twilio", telephony.twilio_endpoint, methods=["POST"]),
-            Route("/v1/calls/mango/{site}/events/{event}", telephony.mango_endpoint, methods=["POST"]),
-            Route("/v1/calls/zadarma", telephony.zadarma_endpoint, methods=["GET", "POST"]),
-            Route("/v1/calls/uis", telephony.uis_endpoint, methods=["GET", "POST"]),
-            Route("/v1/calls/telphin", telephony.telphin_endpoint, methods=["GET", "POST"]),
+            *TELEPHONY,
             *(Route(f"/v1/calls/{{site}}.{form}", calls_log_endpoint, methods=["GET"]) for form in FORMATS),
             Route("/v1/calls/{site}", calls_log_endpoint, methods=["GET"]),
             *(Route(f"/v1/conversions/{{site}}.{form}", conversions_log_endpoint, methods=["GET"]) for form in FORMATS),
@@ -339,6 +343,8 @@ async def readyz(request: Request) -> JSON:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
+    if request.scope.get("endpoint") in _CALLS:
+        log_refused(request, exc)
     return refusal(exc)
 
 

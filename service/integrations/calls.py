@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import hmac
 import logging
+import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar, cast
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from starlette.requests import Request
 
-from service.errors import BadRequest, Conflict, Unauthorized
+from service.errors import BadRequest, Conflict, HTTPError, Unauthorized
 from service.front import bodies
 from service.front.responses import JSON
 from service.observability import CALLS
@@ -56,6 +57,8 @@ _URI = re.compile(r"(?:sips?|tel):([^@;]*)", re.IGNORECASE)
 _NOTE = re.compile(r"\s*\([^()0-9]*\)$")
 SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
 SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
+_NUMBER = re.compile(r"\d[-\d\s().]{4,}\d")  # what may be a phone number in a message: digits and separators
+_HIDDEN = re.compile(r"\d(?=(?:\D*\d){4})")  # a number's digits but its last four
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,23 @@ async def calls_endpoint(request: Request) -> JSON:
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized("invalid_signature", _wrong(given))
     return await reply(runtime, site, parse_call(bodies.json_object(raw), runtime.caller_key, site))
+
+
+def log_refused(request: Request, exc: HTTPError) -> None:
+    """A line in the service's log for a call refused, for whoever sets up the PBX: its site, the
+    address and why, with a number's digits hidden but its last four. At most one a minute for
+    each reason (`exc.code`), with how many came since: a PBX that retries, or a stranger posting
+    unsigned calls, fills no disk."""
+    runtime: Runtime = request.app.state.runtime
+    now, (logged_at, since) = runtime.clock(), runtime.call_refusals.get(exc.code, (-math.inf, 0))
+    if now - logged_at < 60:
+        runtime.call_refusals[exc.code] = logged_at, since + 1
+        return
+    runtime.call_refusals[exc.code] = now, 0
+    site = request.path_params.get("site") or request.query_params.get("site", "")
+    log.warning("call refused (site %r, %s): %s %s: %s%s", site[:40], request.url.path[:80], exc.status, exc.code,
+                _NUMBER.sub(lambda number: _HIDDEN.sub("•", number[0]), exc.message),
+                f" (and {since} more since the last such line)" if since else "")
 
 
 def _wrong(given: str) -> str:
