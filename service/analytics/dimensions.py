@@ -33,7 +33,7 @@ from service.rules.phrase import normalise
 from service.rules.regions import region_code, region_name
 from service.runtime import Runtime
 from service.tracking import visits
-from service.tracking.counters import DIMENSIONS, NOT_CREDITED, OTHER, counts_key, escape, ids_key, texts_key, unescape
+from service.tracking.counters import DIMENSIONS, NOT_CREDITED, OTHER, counts_key, finds, ids_key, texts_key, unescape
 from service.tracking.ledger import SITE, cohorts
 from service.tracking.store import Store
 
@@ -145,7 +145,7 @@ async def _counted(store: Store, site: str, query: Query) -> Counts:
     # A counter's values are in the order of `read`; a row's in the order `by` names them (by
     # phrase,campaign where counters keep campaign,phrase), and a filter's dimension is no row's.
     order = [query.read.index(name) for name in query.by]
-    wanted = [(query.read.index(name), escape(value).encode()) for name, value in query.filters.items()]
+    wanted = [(query.read.index(name), finds(name, value)) for name, value in query.filters.items()]
     counted: defaultdict[tuple[bytes, ...], defaultdict[bytes, int]] = defaultdict(lambda: defaultdict(int))
     answers = cast(list[dict[bytes, bytes]], await pipe.execute())
     step = len(query.read) + 2
@@ -155,7 +155,7 @@ async def _counted(store: Store, site: str, query: Query) -> Counts:
         fields = chain((([names.get(number, OTHER_BYTES) for names, number in zip(named, found, strict=True)],
                          measure, count) for found, measure, count in _fields(numbered)), _fields(texts))
         for found, measure, count in fields:  # bytes until the rows are known: most fields are of a few rows
-            if wanted and not all(found[i] == value for i, value in wanted):
+            if wanted and not all(found_it(found[i]) for i, found_it in wanted):
                 continue
             counted[tuple(found[i] for i in order)][measure] += count
     counts = _counts()

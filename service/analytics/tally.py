@@ -11,7 +11,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from service.tracking.counters import DIMENSIONS, OTHER, RECORD_BYTES, escape
+from service.tracking.counters import DIMENSIONS, OTHER, RECORD_BYTES, escape, finds
 
 RECORD = np.dtype([("ids", ">u2", (len(DIMENSIONS),)), ("visitor", "<u8")])
 MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: a row's key times it is a 64-bit number of its own
@@ -61,7 +61,7 @@ def count(days: list[tuple[bytes, list[dict[bytes, bytes]]]], named: list[str], 
     values of `by`, among the records that have the filters' values; `named` is `by`, then the
     other filtered dimensions."""
     codes: list[dict[bytes, int]] = [{} for _ in named]  # of each dimension: value -> its code, over the days
-    wanted = [_code(codes[named.index(name)], value) for name, value in filters.items()]
+    wanted = [(named.index(name), finds(name, value)) for name, value in filters.items()]
     columns: list[list[Column]] = [[] for _ in by]
     who: list[npt.NDArray[np.uint64]] = []
     for table, numbered in days:
@@ -69,8 +69,8 @@ def count(days: list[tuple[bytes, list[dict[bytes, bytes]]]], named: list[str], 
         coded = [_coded(records["ids"][:, DIMENSIONS.index(name)], numbers, found)
                  for name, numbers, found in zip(named, numbered, codes, strict=True)]
         kept = np.ones(len(records), dtype=bool)
-        for name, code in zip(filters, wanted, strict=True):
-            kept &= coded[named.index(name)] == code
+        for at, found_it in wanted:  # any of the values it finds (a source in any letter case)
+            kept &= np.isin(coded[at], [code for value, code in codes[at].items() if found_it(value)])
         for column, values in zip(columns, coded, strict=False):  # the dimensions of `by` come first
             column.append(values[kept])
         who.append(records["visitor"][kept])

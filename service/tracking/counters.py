@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from service.rules.phrase import normalise
@@ -58,6 +58,16 @@ def _keywords(phrase: str | None) -> str | None:
 def escape(value: str) -> str:
     """A value as a counter's field holds it: '|' separates the values there."""
     return value.replace("%", "%25").replace("|", "%7C")
+
+
+def finds(name: str, wanted: str) -> Callable[[bytes], bool]:
+    """Whether a value as the days' hashes hold it is the one a report's filter on dimension
+    `name` names: a source, medium or campaign in any letter case (`source=Yandex` finds
+    `yandex`), as the logs' filters find them; any other as it was counted."""
+    if name in ("source", "medium", "campaign"):
+        folded = escape(wanted).casefold()
+        return lambda held: held.decode().casefold() == folded
+    return escape(wanted).encode().__eq__
 
 
 def unescape(value: str) -> str:
