@@ -11,6 +11,7 @@ import io
 import re
 import signal
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ def test_a_workbook_keeps_text_numbers_and_times_as_excel_reads_them() -> None:
     assert table is not None and book.sheetnames == ["demo-calls"]
     assert [cell.value for cell in table[1]] == ["time", "phrase", "campaign", "visits", "rate", "qualified", "note"]
     assert all(cell.font.b for cell in table[1]) and table.freeze_panes == "A2"  # the header stays in view
+    assert table.auto_filter.ref == "A1:G3"  # with its filter buttons
+    names = zipfile.ZipFile(io.BytesIO(xlsx(sheet))).read("xl/workbook.xml").decode()  # as Excel names the range
+    assert """<definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">'demo-calls'!$A$1:$G$3<""" in names
     first, second = table[2], table[3]
     assert first[0].value == called.replace(tzinfo=None) and first[0].is_date  # a time Excel can sort and sum by
     assert [cell.value for cell in first[1:]] == ["купить кондиционер", CRAFTED, 12, 0.75, True,

@@ -93,15 +93,21 @@ def csv_cell(value: Value) -> str | int:
 
 
 def xlsx(sheet: Sheet) -> bytes:
-    """The sheet as an Excel workbook: the header row in bold and frozen, columns as wide as
-    their text (up to `WIDEST`), text as inline strings, which Excel never reads as formulas,
-    yes and no as Excel's TRUE and FALSE.
+    """The sheet as an Excel workbook: the header row in bold, frozen and with its filter
+    buttons, columns as wide as their text (up to `WIDEST`), text as inline strings, which
+    Excel never reads as formulas, yes and no as Excel's TRUE and FALSE.
     The rows go into the archive `ROWS_AT_ONCE` at a time: a big log is never one string, nor
     one call that holds the interpreter while the event loop waits."""
     columns = "".join(f'<col min="{n}" max="{n}" width="{width + 2}" customWidth="1"/>'
                       for n, width in enumerate(_widths(sheet), start=1))
+    name, last, height = _sheet_name(sheet.name), _column(len(sheet.columns) - 1), len(sheet.rows) + 1
+    size = f"A1:{last}{height}"
+    # The filter's range is named too, as Excel itself writes a filtered sheet.
+    filtered = escape("'" + name.replace("'", "''") + f"'!$A$1:${last}${height}")
     workbook = (f'{_XML}<workbook xmlns="{_MAIN}" xmlns:r="{_RELATIONS}"><sheets>'
-                f'<sheet name="{escape(_sheet_name(sheet.name))}" sheetId="1" r:id="rId1"/></sheets></workbook>')
+                f'<sheet name="{escape(name)}" sheetId="1" r:id="rId1"/></sheets><definedNames>'
+                f'<definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">{filtered}</definedName>'
+                '</definedNames></workbook>')
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as book:
         for path, text in (("[Content_Types].xml", _CONTENT_TYPES), ("_rels/.rels", _PACKAGE),
@@ -110,7 +116,6 @@ def xlsx(sheet: Sheet) -> bytes:
             book.writestr(path, text)
         with book.open("xl/worksheets/sheet1.xml", "w") as part:
             # Its size first, as Excel writes it: readers that stream a sheet know its rows from it.
-            size = f"A1:{_column(len(sheet.columns) - 1)}{len(sheet.rows) + 1}"
             part.write(f'{_XML}<worksheet xmlns="{_MAIN}"><dimension ref="{size}"/>'
                        '<sheetViews><sheetView workbookViewId="0">'
                        '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/></sheetView>'
@@ -118,7 +123,7 @@ def xlsx(sheet: Sheet) -> bytes:
             for first in range(0, len(sheet.rows), ROWS_AT_ONCE):
                 rows = sheet.rows[first:first + ROWS_AT_ONCE]
                 part.write("".join(_row(number, row) for number, row in enumerate(rows, start=first + 2)).encode())
-            part.write(b"</sheetData></worksheet>")
+            part.write(f'</sheetData><autoFilter ref="{size}"/></worksheet>'.encode())
     return out.getvalue()
 
 
