@@ -385,10 +385,11 @@ def test_a_withheld_caller_id_is_no_caller_to_remember(pool_client: TestClient, 
 
 @pytest.mark.parametrize("written", ["+7.916.555.12.34", "tel:+79165551234", "+7 916 555\u201112\u201134",
                                      "+7 916 555\u201312\u201334", "+79165551234 (моб.)",
-                                     "sip:+79165551234@pbx.example"])
+                                     "sip:+79165551234@pbx.example", "79165551234;tag=as6f0e", "0079165551234"])
 def test_a_caller_is_read_however_the_pbx_writes_the_number(pool_client: TestClient, clock: Clock,
                                                             written: str) -> None:
-    """Dots, a URI, non-breaking hyphens and dashes, a note: the caller, as a called number is read."""
+    """Dots, a URI, non-breaking hyphens and dashes, a note, a SIP tag, the international prefix
+    00: the caller, as a called number is read. The last two used to be read as a withheld number."""
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     first = post_call(pool_client, call("written-1", number, clock.now, caller=written)).json()
     again = post_call(pool_client, call("written-2", number, clock.now + 5, caller="89165551234")).json()
@@ -398,7 +399,8 @@ def test_a_caller_is_read_however_the_pbx_writes_the_number(pool_client: TestCli
 
 @pytest.mark.parametrize(("written", "again"), [("375291234567", "+375 29 123-45-67"),  # Belarus
                                                 ("380501234567", "380501234567"),  # Ukraine
-                                                ("998901234567", "+998901234567")])  # Uzbekistan
+                                                ("998901234567", "+998901234567"),  # Uzbekistan
+                                                ("00375291234567", "810375291234567")])  # as Europe and Russia dial out
 def test_a_foreign_caller_written_without_its_plus_is_a_caller(pool_client: TestClient, clock: Clock,
                                                                written: str, again: str) -> None:
     """Mango Office writes every number in full without its +: a foreign customer's is none in

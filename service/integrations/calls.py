@@ -317,11 +317,11 @@ def phone_number(value: str, home: str | None = None) -> str | None:
 
 
 def _bare(value: str) -> str:
-    """The number itself, out of a URI, a context, a note."""
+    """The number itself, out of a URI, a context, a SIP parameter (`;tag=…`), a note."""
     text = value.strip()[:64]
     if uri := _URI.match(text):
         text = uri.group(1)
-    return _NOTE.sub("", text.partition("@")[0])
+    return _NOTE.sub("", text.partition("@")[0].partition(";")[0])
 
 
 def read_number(value: str, name: str, home: str | None = None) -> str:

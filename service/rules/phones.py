@@ -15,10 +15,11 @@ def e164(number: str, home: str | None = None) -> str | None:
     """`+7 495 120-00-01` → `+74951200001`; None for anything that is not a valid number.
     With `home` (a region: "RU"), numbers written as people there do, without `+`, are read
     too: `84951200001`, `74951200001`, `4951200001`; and one that is none there, as a number
-    written in full without its `+`, as Mango Office writes a foreign caller: `375291234567`."""
+    written in full without its `+`, as Mango Office writes a foreign caller: `375291234567`, or
+    after the international prefix most of Europe dials, as a PBX may: `00375291234567`."""
     parsed = _valid(number, home)
-    if parsed is None and home and not number.lstrip().startswith("+"):
-        parsed = _valid("+" + number.strip(), None)
+    if parsed is None and home and not (written := number.strip()).startswith("+"):
+        parsed = _valid("+" + written.removeprefix("00"), None)
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)) if parsed else None
 
 
