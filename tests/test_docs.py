@@ -43,6 +43,7 @@ SHOWS = {
     "curl -G http://127.0.0.1:8000/v1/decide": "Купить кондиционер в",  # the keyword headline, then the curl's city
     "body='{\"call_id\"": '"call_id":"c-1"',
     "printf 'call_id,called": "1 not credited",
+    "cat > /tmp/swapline-call": '"status":"completed"',  # the caller ID's own "status" is no field
     "curl -H 'Authorization: Bearer demo-report-token-change-me'": '"experiments"',
     "curl -s -H 'Authorization: Bearer demo-report-token-change-me' 'http://127.0.0.1:8000/v1/calls": '"entries"',
     "swapline rules check": "rules: OK, 1 site(s): demo; version ",
