@@ -56,8 +56,8 @@ class Runtime:
     pools_lost: asyncio.Event = field(default_factory=asyncio.Event)  # found gone from the store; `keep_pools`
     # A change to the rules directory refused, until one is applied: the rules serving are older than the files.
     rules_refused: Refusal | None = None
-    # Calls refused, by reason: when one was last logged (`clock` seconds) and how many came since.
-    call_refusals: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # Warnings about calls, by reason: when one was last logged (`clock` seconds) and how many came since.
+    call_warnings: dict[str, tuple[float, int]] = field(default_factory=dict)
     # Abuse limits per client network (service.front.ratelimit), as the settings say.
     decision_limit: Limiter = field(init=False)
     beacon_limit: Limiter = field(init=False)

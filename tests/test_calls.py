@@ -470,6 +470,21 @@ def test_a_refused_call_leaves_a_line_in_the_log_once_a_minute_for_each_reason(
     ]
 
 
+def test_a_call_heard_of_before_it_could_have_ended_says_the_pbxs_clock_is_ahead(
+        pool_client: TestClient, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """A PBX's clock 20 s ahead credits a call to whoever held the number 20 s after it started:
+    nothing shows it in the answer, so the log says so, once a minute."""
+    caplog.set_level(logging.WARNING, logger="swapline")
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
+    post_call(pool_client, call("on-time", number, clock.now - 47, talk=45))  # rang 2 s, ended just now
+    post_call(pool_client, call("ahead-1", number, clock.now - 25, talk=45))  # ends 20 s from now
+    post_call(pool_client, call("ahead-2", number, clock.now - 20, talk=45))
+    lines = [record.getMessage() for record in caplog.records if "clock" in record.getMessage()]
+    assert lines == ["a call to site 'pooltest' ends 20 s after the service's clock says now: the telephony's "
+                     "clock is ahead, and a call may be credited to whoever held its number next; set it by NTP "
+                     "(docs/CALLS.md)"]
+
+
 @pytest.mark.parametrize(("secret", "says"), [(None, "is missing"), (b"wrong-secret-0000000000", "--data-binary")])
 def test_unsigned_or_badly_signed_calls_are_refused(pool_client: TestClient, secret: bytes | None,
                                                     says: str, store: redis.Redis) -> None:

@@ -39,6 +39,7 @@ MAX_BODY = 16_384
 MAX_TALK = 86_400  # seconds: no call lasts a day
 EARLIEST, LATEST = 946_684_800, 4_102_444_800  # unix seconds of 2000-01-01 and 2100-01-01
 AHEAD_MS = 15 * 60_000  # how far a call's start may be ahead of the service's clock: a PBX's drift
+CLOCKS_APART_MS = 3_000  # how far a call's end may seem ahead of it, of whole seconds and two clocks' NTP
 log = logging.getLogger("swapline")
 CALL, RECALL = Script.named("call"), Script.named("recall")
 Credential = TypeVar("Credential", str, bytes)
@@ -84,19 +85,22 @@ async def calls_endpoint(request: Request) -> JSON:
 
 def log_refused(request: Request, exc: HTTPError) -> None:
     """A line in the service's log for a call refused, for whoever sets up the PBX: its site, the
-    address and why, with a number's digits hidden but its last four. At most one a minute for
-    each reason (`exc.code`), with how many came since: a PBX that retries, or a stranger posting
-    unsigned calls, fills no disk."""
+    address and why, with a number's digits hidden but its last four."""
     runtime: Runtime = request.app.state.runtime
-    now, (logged_at, since) = runtime.clock(), runtime.call_refusals.get(exc.code, (-math.inf, 0))
-    if now - logged_at < 60:
-        runtime.call_refusals[exc.code] = logged_at, since + 1
-        return
-    runtime.call_refusals[exc.code] = now, 0
     site = request.path_params.get("site") or request.query_params.get("site", "")
-    log.warning("call refused (site %r, %s): %s %s: %s%s", site[:40], request.url.path[:80], exc.status, exc.code,
-                _NUMBER.sub(lambda number: _HIDDEN.sub("•", number[0]), exc.message),
-                f" (and {since} more since the last such line)" if since else "")
+    _now_and_then(runtime, exc.code, "call refused (site %r, %s): %s %s: %s", site[:40], request.url.path[:80],
+                  exc.status, exc.code, _NUMBER.sub(lambda number: _HIDDEN.sub("•", number[0]), exc.message))
+
+
+def _now_and_then(runtime: Runtime, reason: str, message: str, *args: object) -> None:
+    """`message` in the log at most once a minute for each `reason`, with how many came since: a
+    PBX that retries, or a stranger posting unsigned calls, fills no disk."""
+    now, (logged_at, since) = runtime.clock(), runtime.call_warnings.get(reason, (-math.inf, 0))
+    if now - logged_at < 60:
+        runtime.call_warnings[reason] = logged_at, since + 1
+        return
+    runtime.call_warnings[reason] = now, 0
+    log.warning(message + (f" (and {since} more since the last such line)" if since else ""), *args)
 
 
 def _wrong(given: str) -> str:
@@ -178,6 +182,10 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
     if (ahead := call.start_ms - runtime.now_ms()) > AHEAD_MS:  # a zone written wrong would credit nobody
         raise BadRequest("invalid_call", f"the call starts {_duration(ahead)} from now: "
                                          "are the telephony's clock and time zone right?")
+    if (ended := ahead + call.talk * 1000) > CLOCKS_APART_MS:  # no call is heard of before it ends
+        _now_and_then(runtime, "clock_ahead", "a call to site %r ends %d s after the service's clock says now: the "
+                      "telephony's clock is ahead, and a call may be credited to whoever held its number next; set "
+                      "it by NTP (docs/CALLS.md)", site.id, ended // 1000)
     try:
         answer = await credit(runtime, site, call)
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: credited when the store is back
