@@ -9,9 +9,11 @@ wall clock, so a busy machine cannot fail them and a slow one cannot hide a stal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -22,9 +24,11 @@ import httpx
 import orjson
 import pytest
 import redis
+import uvicorn
 
 from service.app import create_app
-from tests.conftest import BROWSER_HEADERS, make_settings, output, start
+from service.front.protocol import Protocol
+from tests.conftest import BROWSER_HEADERS, free_port, make_settings, output, start
 from tests.loop import BUDGET, LoopWatch, serving
 
 HOSTILE = """
@@ -175,23 +179,75 @@ def test_a_client_that_leaves_mid_body_is_no_error(service: tuple[Any, str]) -> 
     assert "Traceback" not in log and '"level": "error"' not in log, log[-3000:]
 
 
-def test_connections_past_the_cap_get_a_json_503(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
-    """docs/DEPLOY.md: every refusal is JSON (uvicorn's own 503 is plain text)."""
-    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_MAX_CONNECTIONS="20")
+OVERLOADED = {"code": "overloaded", "message": "the service has as many connections as it takes; try again shortly"}
+
+
+def test_connections_that_wait_on_their_clients_make_room_for_new_ones(tmp_path: Path, valkey_url: str,
+                                                                       store: redis.Redis) -> None:
+    """One client that holds every connection open, sending a request a byte at a time or
+    nothing at all, used to keep everyone else out (503) until its deadlines: now each new
+    client takes the place of the one that has waited longest."""
+    # Deadlines far off, so that only room for new clients closes the held connections.
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_MAX_CONNECTIONS="20",
+                          SWAPLINE_REQUEST_TIMEOUT="600")
     url = urllib.parse.urlsplit(base)
     held = [socket.create_connection((url.hostname, url.port)) for _ in range(20)]
     try:
-        for sock in held:  # twenty clients in the middle of their request heads
+        for sock in held[:10]:  # ten in the middle of their request heads, ten that say nothing
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        answer = raw_exchange(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [raw_exchange(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                   for _ in range(25)]
+        told = []  # what the held connections that made room were told, before the new ones' answers
+        for sock in held:
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                told.append(sock.recv(65536))
     finally:
         for sock in held:
             sock.close()
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
-    assert json_error(answer) == (503, {
-        "code": "overloaded", "message": "the service has as many connections as it takes; try again shortly"})
-    assert b"\r\nretry-after: 1\r\n" in answer.lower() and b"application/json" in answer
+    assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.1 200 OK"] * 25
+    assert told and all(json_error(answer) == (503, {
+        "code": "overloaded", "message": "the service needed this connection for another client while this request "
+                                         "was still arriving; send it again"}) for answer in told)
+
+
+def test_a_request_past_the_cap_while_every_connection_is_answered_gets_a_json_503() -> None:
+    """docs/DEPLOY.md: every refusal is JSON (uvicorn's own 503 is plain text). The service's
+    connection class in a server of its own, before an application that answers only when told:
+    the one connection it allows has a request being answered, so the next gets the 503."""
+    entered, answer = threading.Semaphore(0), threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        entered.release()
+        await asyncio.to_thread(answer.wait)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=Protocol, limit_concurrency=1,
+                                           lifespan="off", log_level="error"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        base = f"http://127.0.0.1:{port}"
+        with socket.create_connection(("127.0.0.1", port)) as first:
+            first.settimeout(60)  # a safety net only
+            first.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert entered.acquire(timeout=60)  # being answered
+            refused = raw_exchange(base, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer.set()
+            answered = b"".join(iter(lambda: first.recv(65536), b""))
+    finally:
+        answer.set()
+        server.should_exit = True
+        thread.join(timeout=60)
+    assert json_error(refused) == (503, OVERLOADED)
+    assert b"\r\nretry-after: 1\r\n" in refused.lower() and b"application/json" in refused
+    assert answered.startswith(b"HTTP/1.1 200 OK") and answered.endswith(b"ok")
 
 
 def test_an_answer_leaves_in_one_write(service: tuple[Any, str]) -> None:

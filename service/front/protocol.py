@@ -11,14 +11,17 @@ cost a request more than anything else here), it looks at the request arriving, 
 it fires, and moves on to that request's deadline. The head is measured a packet at a time,
 so what came in the same packet as its end (a body's first bytes) counts too. `swapline
 serve` gives uvicorn this class as its `http` protocol, and `SWAPLINE_MAX_CONNECTIONS` as its
-`limit_concurrency`, past which new requests get 503, in JSON as well: uvicorn's own is
-plain text, so the limit is kept here instead (`Protocol.__init__`).
+`limit_concurrency`. Past it, a new connection takes the place of one that waits on its client
+(`Protocol._make_room`), and a request gets 503 only while every connection has one being
+answered, in JSON as well: uvicorn's own is plain text, so the limit is kept here instead
+(`Protocol.__init__`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from typing import Any
 
 import orjson
@@ -55,6 +58,27 @@ class Protocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         HttpToolsProtocol.connection_made(self, transport)
         self._arm()  # a connection that never sends a byte is dropped too
+        if self._most is not None and len(self.connections) > self._most:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Close the connection that has waited longest on its client, if one waits: an idle one
+        between requests first, else the one whose request has been arriving longest. A client
+        that opens connections and sends nothing, or a byte at a time, would otherwise keep
+        everyone else out until its deadlines (`SWAPLINE_REQUEST_TIMEOUT`); only connections
+        whose requests are being answered are kept. When every one of them is, the new
+        request gets the 503 (`on_headers_complete`)."""
+        waiting = [other for other in self.connections if isinstance(other, Protocol) and other is not self
+                   and (other.timeout_keep_alive_task is not None or other._since is not None)]
+        if not waiting:
+            return
+        victim = min(waiting, key=lambda other: -math.inf if other._since is None else other._since)
+        self.connections.discard(victim)  # room now, not when the loop next calls connection_lost
+        if victim._since is None:  # between requests: closed as the keep-alive timeout closes it
+            victim.transport.close()
+        else:
+            victim._refuse(503, "overloaded", "the service needed this connection for another client while this "
+                                              "request was still arriving; send it again")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -80,7 +104,7 @@ class Protocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         app, before = self.app, self.cycle
-        if self._most is not None and (len(self.connections) >= self._most or len(self.tasks) >= self._most):
+        if self._most is not None and (len(self.connections) > self._most or len(self.tasks) >= self._most):
             self.logger.warning("Exceeded concurrency limit.")
             self.app = _overloaded  # uvicorn starts what `self.app` is: this request gets the JSON 503
         # httptools parses a URL a character at a time, and a decision's query (the page's URL,
