@@ -171,6 +171,22 @@ def test_exhausted_pool_gives_the_overflow_number_flagged(pool_client: TestClien
     assert TokenSigner(SECRET.encode()).verify(body["token"])["o"] is True
 
 
+def test_an_erased_visitor_turned_to_the_overflow_number_is_counted_as_nobody_known(
+        pool_client: TestClient, store: redis.Redis) -> None:
+    """A pool's statistics keep the visitors it turned away by their ids for a month: erasure
+    takes the id out, and the count stays."""
+    for n in (1, 2, 3, 4):
+        visit(pool_client, vid(n))
+    def overflowed() -> int:
+        return int(pool_client.get("/v1/pools/pooltest", headers=REPORT).json()["pools"][0]["overflowed_visitors"])
+
+    assert overflowed() == 1
+    assert pool_client.delete(f"/v1/visitors/pooltest/{vid(4)}", headers=REPORT).status_code == 200
+    assert overflowed() == 1
+    assert not [key for key in store.scan_iter("sw:*") if any(vid(4).encode() in member for member in (
+        store.smembers(key) if store.type(key) == b"set" else ()))]
+
+
 def test_a_store_that_lost_the_pools_gets_them_back_without_a_restart(
         pool_client: TestClient, store: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     """A flushed store (or one restarted without persistence, or an empty node failed over to)

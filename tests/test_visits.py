@@ -291,6 +291,10 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     assert store.hlen(pool.networks) == 0
     assert [climate.get("/v1/reports/climate", params=params, headers=REPORT).json()
             for params in ({}, {"by": "source,campaign"})] == before  # the counts stay, the visitor too
+    # A beacon with a token of theirs that is still good names them nowhere again.
+    assert beacon(climate, landing["token"], "after-erasure")["outcome"] == "erased"
+    log = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
+    assert log == [] and not [key for key in store.scan_iter("sw:*") if VID.encode() in key]
     assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400
 
 

@@ -4,12 +4,15 @@
 the store keeps of one visitor: their visits and journeys, their assignments and conversion
 marks in every experiment, their id and client network in leases, their id in call records,
 and their entries in the conversion log (`service.tracking.journal`). Counts already added up
-(visitors per cohort, conversions per day) stay: they name nobody; so do their visits in the
-reports' tables of visits, under a visitor nobody knows.
+(visitors per cohort, conversions per day, visitors turned to a pool's overflow number) stay:
+they name nobody; so do their visits in the reports' tables of visits, under a visitor nobody
+knows. A beacon sent afterwards with a token of one of their page views (`SWAPLINE_TOKEN_DAYS`)
+is logged nowhere (`visits.erased`).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,13 +23,12 @@ from service.errors import BadRequest
 from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.rules.engine import Site
-from service.tracking import counters
+from service.tracking import counters, visits
 from service.tracking.journal import Journal
 from service.tracking.ledger import SITE, LedgerKeys
 from service.tracking.pools import PoolKeys
 from service.tracking.store import Script, Store
 from service.tracking.visitors import valid_vid
-from service.tracking.visits import visitor_prefix
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -35,13 +37,13 @@ SLICE = 1000
 FORGET_LEASE = Script.named("forget_lease")
 
 
-async def forget(store: Store, journal: Journal, site: Site, vid: str) -> dict[str, int]:
+async def forget(store: Store, journal: Journal, site: Site, vid: str, token_days: int) -> dict[str, int]:
     """Delete what the store keeps of `vid` on `site`; how many records of each kind went.
     This process's deferred writes (the latest page of a journey) go first, to be erased too."""
     await store.batcher.settle()
     client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0, "log": 0}
     erased["tallied"] = await counters.forget(store, site.id, vid)
-    visit_keys = [key async for key in client.scan_iter(match=f"{visitor_prefix(site.id, vid)}*", count=SLICE)]
+    visit_keys = [key async for key in client.scan_iter(match=f"{visits.visitor_prefix(site.id, vid)}*", count=SLICE)]
     for key in visit_keys:
         erased["visits"] += await client.delete(key)
     for experiment in (SITE, *site.experiment_ids):
@@ -52,8 +54,13 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str) -> dict[s
         if marks:
             await client.hdel(keys.converted, *marks)
     for pool in site.pools:
+        held = PoolKeys.of(site.id, pool.id)
+        turned = [key for match in (held.overflowed("*"), held.capped("*"))
+                  async for key in client.scan_iter(match=match, count=SLICE)]
+        for key in turned:  # the days' visitors turned to the overflow number: counted still, as nobody known
+            if await client.srem(key, vid):
+                await client.sadd(key, "erased-" + secrets.token_hex(8))
         if pool.numbers:
-            held = PoolKeys.of(site.id, pool.id)
             await client.hdel(held.visitor, vid)  # the number's hold runs out, held by nobody known
             theirs = [lease async for lease, raw in client.hscan_iter(held.leases, count=SLICE)
                       if orjson.loads(raw).get("v") == vid]
@@ -64,6 +71,7 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str) -> dict[s
     erased["calls"] += await _anonymise(store, f"sw:{{{site.id}:calls}}:calls", lambda r: r.get("visitor") == vid,
                                         {"visitor": None, "visit": None})
     erased["log"] = await journal.forget(site.id, vid)
+    await client.set(visits.erased(site.id, vid), 1, ex=token_days * 86_400)
     return erased
 
 
@@ -86,4 +94,5 @@ async def forget_endpoint(request: Request) -> JSON:
     vid = cast(str, request.path_params["vid"])
     if not valid_vid(vid):
         raise BadRequest("invalid_vid", "not a visitor id: letters, digits, _ and - (as the snippet makes them)")
-    return JSON({"site": site.id, "vid": vid, "erased": await forget(runtime.store, runtime.journal, site, vid)})
+    erased = await forget(runtime.store, runtime.journal, site, vid, runtime.settings.token_days)
+    return JSON({"site": site.id, "vid": vid, "erased": erased})

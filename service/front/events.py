@@ -127,7 +127,10 @@ async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> s
     asking = ledger.assignments(site.id, vid, site.experiment_ids)
     seeing = visits.reads(site.id, vid, visit) if visit else ()
     # One round trip (one future, no task each), so the variants are read as they are counted.
-    replies = await runtime.store.batcher.submit(*counting, *asking, *seeing)
+    *replies, gone = await runtime.store.batcher.submit(*counting, *asking, *seeing,
+                                                        ("EXISTS", visits.erased(site.id, vid)))
+    if gone:  # an erased visitor's page view: nothing counted names them, nothing is logged
+        return "erased"
     read = len(counting) + len(asking)
     await runtime.journal.add(site.id, {
         "id": conversion["id"], "kind": kind, "at": now, "visitor": vid, "page": conversion.get("page"),

@@ -21,6 +21,7 @@ rides with the next batch to the store (`Batcher.defer`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
 from typing import Any, NamedTuple, cast
 
@@ -259,6 +260,13 @@ def city_named(entry: dict[str, Any], geo: GeoDB, language: str) -> dict[str, An
 def visitor_prefix(site: str, vid: str) -> str:
     """Of every key kept for one visitor: their hash tag puts them in one slot."""
     return f"sw:{{{site}|{vid}}}:"
+
+
+def erased(site: str, vid: str) -> str:
+    """The mark an erased visitor leaves while their page views' tokens live: a beacon that
+    comes with one afterwards is logged nowhere (`service.front.erasure`). It names a digest of
+    the id, which only someone who has the id can find."""
+    return f"sw:{{{site}:erased}}:{hashlib.sha256(vid.encode()).hexdigest()[:32]}"
 
 
 def _text(value: Any) -> str:
