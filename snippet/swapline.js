@@ -3,11 +3,12 @@
  * Plain ES2017, no dependencies. Whatever fails, the page stays as it was. */
 (() => {
   const doc = document, me = doc.currentScript;
-  const data = me.dataset, site = data.site, base = new URL(me.src).origin, name = data.name || "swapline";
+  // `api`: the service's, where this script came from. data-site and data-timeout are read where
+  // they are used.
+  const data = me.dataset, api = new URL("/v1/", me.src), name = data.name || "swapline";
   // A page that loads this script twice (two tags, a tag manager's copy, under any data-name) runs
   // it once: a second copy would count every form and call twice. The mark is the document's: an
   // element with the id "swapline" is window.swapline too.
-  const taken = window[name];
   if (doc.swl) return;
   doc.swl = 1;
   const NOSWAP = "[data-swapline-noswap]"; // tel: links ('a[href^="tel:"]') are spelt out where matched
@@ -37,22 +38,22 @@
 
   // Hide only what the page says is about to change (data-hide), and only while we wait, with a
   // constructed stylesheet: a strict CSP (style-src 'self') refuses a <style>, not that. The
-  // anti-flicker lines in <head> (README) may have begun, and left their sheet on our tag. A
-  // browser without constructed stylesheets hides nothing: `hiding` stays a plain object; nor
-  // does one whose adopted list is still read-only (Chrome before 99): push throws, safe() takes it.
-  const wait = +data.timeout || 1000;
+  // anti-flicker lines in <head> (README) may have begun, and left their sheet on our tag (a
+  // sheet has replaceSync, the plain object none). A browser without constructed stylesheets
+  // hides nothing: `hiding` stays a plain object; nor does one whose adopted list is still
+  // read-only (Chrome before 99): push throws, safe() takes it.
   let hiding = me.swaplineHiding || {};
-  if (data.hide && !me.swaplineHiding)
+  if (data.hide && !hiding.replaceSync)
     safe(() => {
       doc.adoptedStyleSheets.push((hiding = new CSSStyleSheet()));
       hiding.replaceSync(data.hide + "{visibility:hidden!important}");
     });
 
-  // `done` settles `decided` with the decision, or null when the service failed. `written`:
-  // what each swap found, the latest first, to put back when a single-page app's route no longer
-  // sets it.
+  // `done` settles `decided` with the decision, or null when the service failed (what data-hide
+  // hid shows first). `written`: what each swap found and what it wrote, the latest first, to put
+  // back when a single-page app's route no longer sets it.
   let decision, pattern, digits, done, writes, written = [];
-  const decided = new Promise((resolve) => (done = (value) => ((hiding.disabled = 1), resolve(value))));
+  const decided = new Promise((resolve) => (done = resolve));
 
   // `text` with the new number's digits in place of the old one's wherever those stand with
   // only separators between them: each place keeps its format, even split over elements.
@@ -62,10 +63,11 @@
     const chars = text.split(""); // UTF-16 units, as indexed
     // Run to the end: exec's final null sets lastIndex back to 0 for the next text.
     for (let match; (match = pattern.exec(text));) {
-      const at = match.index, end = at + match[0].length;
-      if (/\d/.test(text[end])) continue; // a digit right after it: a longer number's digits
+      // The match ends at lastIndex. A digit right after it: a longer number's digits.
+      if (/\d/.test(text[pattern.lastIndex])) continue;
       // The country code or trunk prefix (+7, 8) stays; the national digits change.
-      for (let i = end, n = digits.length; n && i > at;) if (/\d/.test(text[--i])) chars[i] = digits[--n];
+      for (let i = pattern.lastIndex, n = digits.length; n && i > match.index;)
+        if (/\d/.test(text[--i])) chars[i] = digits[--n];
     }
     return chars.join("");
   };
@@ -83,12 +85,23 @@
     const walker = doc.createTreeWalker(root, 5, (node) => (node.matches && node.matches(SKIP) ? 2 : 1));
     const starts = new Map();
     let text = "";
-    for (let node = root, parent, block, last; node; node = walker.nextNode())
+    for (let node = root, parent, block; node; node = walker.nextNode())
       if (node.matches) {
         // A swap sets one DOM property: textContent (never HTML), src, srcset, href or hidden.
         for (const { selector, property, value } of decision.swaps)
-          if (safe(() => node.matches(selector)) && node[property] != value && mayWrite(node))
-            written.unshift([node, property, node[property]]), (node[property] = value);
+          if (safe(() => node.matches(selector)) && node[property] != value && mayWrite(node)) {
+            // A text goes into the element's own text node: its only child, or its only child's,
+            // and so on ([target]: the first of one), where there is text (an icon alone has
+            // none). React and Vue keep that node for <h1>{title}</h1> and write their next text
+            // into it, which textContent on the element would take out of the page. An element
+            // with several children, or no text, gets textContent: all it holds replaced.
+            let target = node;
+            if (property == "textContent" && node[property])
+              while (target.childNodes.length == 1) [target] = target.childNodes;
+            // What it found, and what it wrote as the node reads it back (a relative src
+            // reads back absolute).
+            written.unshift([target, property, target[property], ((target[property] = value), target[property])]);
+          }
         if (node.shadowRoot) watch(node.shadowRoot);
         // tel: links, percent-encoded ones too (unescape never throws; a label rarely holds a
         // %XX, and reads as the visitor sees it), and their labels that read the number out.
@@ -98,17 +111,17 @@
           }
       } else if (node.data) { // a text (a shadow root has no data)
         // Text of another block never continues a number: a boundary no node owns. Text right
-        // under a shadow root has that root for its block.
+        // under a shadow root has that root for its block. `block`: the last text's, compared
+        // with this one's as it takes it.
         parent = node.parentNode;
-        if ((block = parent.closest ? parent.closest("p,div,li,td,th,dt,dd,h1,h2,h3") : parent) != last) text += "|";
-        last = block;
+        if (block != (block = parent.closest ? parent.closest("p,div,li,td,th,dt,dd,h1,h2,h3") : parent)) text += "|";
         starts.set(text.length, node);
         text += node.data;
       }
     if (pattern) {
       const renewed = renumber(text);
       starts.forEach((node, at) => {
-        const now = renewed.substr(at, node.data.length);
+        const now = renewed.slice(at, at + node.data.length);
         if (now != node.data && mayWrite(node.parentNode)) node.data = now;
       });
     }
@@ -151,7 +164,7 @@
   const store = (events) => put("swl_out", JSON.stringify(events));
   const post = (event) => {
     event.token || (event.token = decision.token);
-    fetch(base + "/v1/events", { method: "POST", body: JSON.stringify(event), keepalive: 1 })
+    fetch(api + "events", { method: "POST", body: JSON.stringify(event), keepalive: 1 })
       // 205, to a heartbeat: the page shows a number its visitor no longer holds (its hold ended
       // while the page was hidden or in the browser's cache, and another visitor has it now). The
       // page asks again, or a call to the number it shows would be the other visitor's.
@@ -175,21 +188,19 @@
   // The API's name is window.swapline unless data-name says another. One the page already has
   // (a script's, an element's id) stays the page's: the snippet swaps all the same, without an
   // API (README, "data-name"; the 2 KB budget has no room for a console message).
-  taken || (window[name] = {
+  window[name] || (window[name] = {
     ready: (cb) => decided.then(cb),
     swap: (node) => apply(node || doc.body),
     goal: (name) => send({ type: "goal", id: rid(), name }),
     // Consent managers say yes again on every page: the page view is asked for once.
+    // A no, every time: what the snippet keeps goes.
     consent: (yes) => {
-      if (!yes) {
+      if (!yes || !consented) {
         consented = yes;
-        safe(() => ["swl_vid", "swl_visit", "swl_out", "swl_consent"].map((key) => delete localStorage[key]));
+        if (yes) put("swl_consent", 1);
+        else safe(() => ["swl_vid", "swl_visit", "swl_out", "swl_consent"].map((key) => delete localStorage[key]));
         keep(vid);
-      } else if (!consented) {
-        consented = yes;
-        put("swl_consent", 1);
-        keep(vid);
-        ask(); // now the visit, its number and the page view count
+        if (yes) ask(); // now the visit, its number and the page view count
       }
     },
   });
@@ -198,27 +209,27 @@
   // replaceState, popstate), which the service takes as the next page of the same visit. The
   // visit goes on from page to page: the last decision's token comes back with the next page view.
   // A preview link's swapline_preview and swapline_preview_city the service reads in the page's url.
-  let here, beating, asked, view;
+  let here, beating, view;
   const ask = (ref = doc.referrer) => {
     here = location.href.split("#")[0]; // without its fragment: the service reads none
     writes = new WeakMap();
-    view = rid();
     // The last route's texts are not this one's: what the app renders now keeps its own until
     // this route's answer, and keeps them if it never comes. Its number is the visit's: it stays.
     // What data-hide names hides again meanwhile, as on the first page view.
     if (decision) decision.swaps = [];
     hiding.disabled = 0;
     // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0).
-    const query = (asked = new URLSearchParams({ site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented }));
-    // On time or not at all: past `wait` the page goes on without the answer, whether the fetch
-    // can be aborted or not (a polyfill's cannot).
-    Promise.race([fetch(base + "/v1/decide?" + query), new Promise((_, late) => setTimeout(late, wait))])
+    const asked = (view = rid());
+    const query = new URLSearchParams({ site: data.site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented });
+    // On time or not at all: past data-timeout the page goes on without the answer, whether the
+    // fetch can be aborted or not (a polyfill's cannot).
+    Promise.race([fetch(api + "decide?" + query), new Promise((_, late) => setTimeout(late, +data.timeout || 1000))])
       // Not ok: null, whose phone (read first, below) throws, so that the catch takes it as a failure.
       .then((r) => (r.ok ? r.json() : null))
       .then((answer) => {
-        // An earlier request's, come after a later one: a route the visitor left, a page view
-        // without consent asked before the one with it.
-        if (query != asked) return;
+        // An earlier request's, come after a later one (another page view since): a route the
+        // visitor left, a page view without consent asked before the one with it.
+        if (asked != view) return;
         const phone = answer.phone || {};
         keep(answer.vid);
         // It carries the visit; a preview's page view is nobody's: the next page goes on with the
@@ -227,18 +238,24 @@
         // The page's number as people print it, where the visitor's differs (after no digit).
         pattern = phone.replaces_pattern && RegExp(phone.replaces_pattern, "gu");
         digits = phone.digits;
-        // The last route's swaps leave with it (the latest first, so the page's own value is the
-        // one that stays), and the new route's are written afresh, within the same task.
-        written.forEach(([node, property, value]) => (node[property] = value));
+        // The last route's swaps leave with it, and the new route's are written afresh, within the
+        // same task. Each puts back what it found where the node still shows what it wrote: one
+        // the app has written its own text into since keeps the app's. The latest first, so the
+        // page's own value is the one that stays.
+        written.forEach(([node, property, value, swapped]) => node[property] == swapped && (node[property] = value));
         written = [];
         decision = answer;
         outbox().forEach(post); // what waited for a decision (one in flight again: counted once)
         // Now, even while the page is still loading: what it adds from now on is swapped as it comes.
         watch(doc.documentElement);
-        if (phone.heartbeat && !beating) beating = setInterval(seen, phone.heartbeat);
+        beating = beating || (phone.heartbeat && setInterval(seen, phone.heartbeat)); // one timer
+        hiding.disabled = 1;
         done(answer);
       })
-      .catch(() => done(null)); // the first page view's failure: nothing swaps; later ones change nothing
+      .catch(() => { // the first page view's failure: nothing swaps; later ones change nothing
+        hiding.disabled = 1;
+        done(null);
+      });
   };
   // A tab opened in the background asks for nothing, a number least of all, until it is seen.
   // Then, while its number is held for it, it beats each time it is seen again (a tab come back

@@ -292,6 +292,24 @@ def test_text_swaps_land_as_text(page: Page, fixtures: Fixtures) -> None:
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_a_text_swap_keeps_an_only_childs_text_node_and_replaces_several_children(page: Page,
+                                                                                 fixtures: Fixtures) -> None:
+    """A text goes into the element's own text node, down its only children (<h1><span>{title}
+    </span></h1>, as frameworks render it); an element with several children, or with no text
+    under its only child (an icon), has all of them replaced by the text, as it always had."""
+    page.goto(url(fixtures))
+    decided(page)
+    swapped = page.evaluate("""() => {
+        const box = document.createElement('div');
+        box.innerHTML = '<h1 class="lead">Hello <em>you</em></h1><h1 class="lead"><span>Hello</span></h1>'
+            + '<h1 class="lead"><img alt=""></h1>';
+        const [several, only, icon] = box.children, kept = only.firstChild.firstChild;
+        swapline.swap(box);
+        return [several.innerHTML, only.innerHTML, kept.data, kept.parentNode === only.firstChild, icon.innerHTML];
+    }""")
+    assert swapped == ["Swapped lead", "<span>Swapped lead</span>", "Swapped lead", True, "Swapped lead"]
+
+
 def test_the_number_is_replaced_in_every_format_and_tel_link(page: Page, fixtures: Fixtures) -> None:
     page.goto(url(fixtures))
     d = decided(page)["phone"]["digits"]  # e.g. 8127000001
@@ -548,6 +566,45 @@ def test_a_route_left_behind_takes_its_swaps_with_it(page: Page, fixtures: Fixtu
     the app leaves that route, and a view the app renders anew does not keep it either."""
     catalog_and_back(page, fixtures, router)
     assert text(page, "#submit") == "Send"  # the page's own button, as on the first page view
+
+
+def test_a_swap_writes_into_the_text_node_the_app_keeps_and_the_next_route_shows_the_apps_text(
+        page: Page, fixtures: Fixtures) -> None:
+    """React keeps the text node of a persistent layout's `<button>{label}</button>` and writes
+    the next route's label into it: the swap writes its text into that very node, so the app's
+    next label shows, and the route left behind does not put back the label of the route
+    before it."""
+    page.goto(url(fixtures))
+    decided_in_time(page)
+    page.evaluate("window.label = document.getElementById('submit').firstChild")  # the node the app keeps
+    with page.expect_response("**/v1/decide?**", timeout=60_000):
+        page.evaluate("history.pushState({}, '', '/catalog/item?colour=white')")
+    showing(page, "#submit", CATALOG_BUTTON)
+    assert page.evaluate("label.parentNode === document.getElementById('submit') && label.data") == CATALOG_BUTTON
+    with page.expect_response("**/v1/decide?**", timeout=60_000):  # the app's router: the route, then its label
+        page.evaluate("history.pushState({}, '', '/page.html?colour=white'); label.data = 'Send now'")
+    showing(page, "#hero", "Кондиционеры")  # home's decision has landed
+    assert text(page, "#submit") == "Send now"
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_text_the_app_wrote_after_a_swap_is_not_put_back_when_the_route_is_left(page: Page,
+                                                                                  fixtures: Fixtures) -> None:
+    """A route left behind puts back what its swaps found only where the page still shows what
+    they wrote: a button the app has written its own text into since (on its way to the next
+    route) keeps the app's text, not the one it had before the swap."""
+    page.goto(url(fixtures))
+    decided_in_time(page)
+    page.evaluate("document.getElementById('submit').innerHTML = 'Send <b>now</b>'")  # the swap replaces all that
+    with page.expect_response("**/v1/decide?**", timeout=60_000):
+        page.evaluate("history.pushState({}, '', '/catalog/item?colour=white')")
+    showing(page, "#submit", CATALOG_BUTTON)
+    with page.expect_response("**/v1/decide?**", timeout=60_000):
+        page.evaluate("history.pushState({}, '', '/page.html?colour=white');"
+                      "document.getElementById('submit').textContent = 'Send again'")
+    showing(page, "#hero", "Кондиционеры")  # home's decision has landed: the headline put back and swapped
+    assert text(page, "#submit") == "Send again"
+    assert page.errors == []  # type: ignore[attr-defined]
 
 
 GO = """async (path) => {
