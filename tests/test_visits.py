@@ -268,6 +268,19 @@ def test_without_consent_nothing_is_kept_and_no_number_is_leased(climate: TestCl
                 and not key.endswith(b":free")]
 
 
+def test_an_e_mail_address_in_a_pages_path_is_kept_as_e_mail(climate: TestClient, clock: Clock,
+                                                              store: redis.Redis) -> None:
+    """A page's path goes to the visit, its journey and the reports by landing page: an address
+    in it (an unsubscribe link's) is kept as (e-mail), and its query string never."""
+    page = Browser(climate).open(f"{ORIGIN}/unsubscribe/ivan.petrov%40mail.ru?phone=89161234567", ref="")
+    beacon(climate, page["token"], "unsubscribed")
+    entry, = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
+    assert entry["visit"]["landing"] == "/unsubscribe/(e-mail)"
+    assert [page["path"] for page in entry["visit"]["pages"]] == ["/unsubscribe/(e-mail)"]
+    dump = b"".join(key + store.dump(key) for key in store.scan_iter("sw:*"))
+    assert b"petrov" not in dump and b"9161234567" not in dump
+
+
 def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis.Redis) -> None:
     browser = Browser(climate)
     landing = browser.open(AD, ref="https://yandex.ru/")

@@ -26,7 +26,17 @@ from service.rules.geo import Geo, GeoDB
 from service.rules.index import Slot
 from service.rules.pageview import PageView, normalise_path
 from service.rules.phones import formats, printed
-from service.rules.phrase import Landing, Referral, Traffic, landing, normalise, percent_decoded, referral, traffic
+from service.rules.phrase import (
+    Landing,
+    Referral,
+    Traffic,
+    landing,
+    normalise,
+    percent_decoded,
+    referral,
+    traffic,
+    without_email,
+)
 from service.rules.words import Reading, read
 from service.runtime import Runtime
 from service.tracking import counters, visits
@@ -80,7 +90,8 @@ def address(url: str) -> Address:
     except ValueError:
         raise BadRequest("invalid_url", "url is not a valid URL") from None
     landed, clicked = landing(parts.query)
-    return Address(normalise_path(unquote(parts.path) or "/"), landed, clicked,
+    # A page's path goes to visits, logs and reports: an e-mail address in it is kept as (e-mail).
+    return Address(without_email(normalise_path(unquote(parts.path) or "/")), landed, clicked,
                    _previewed(parts.query, PREVIEW_CITY, 100), _previewed(parts.query, PREVIEW, 512))
 
 

@@ -301,10 +301,24 @@ def _searched(value: str | None) -> str | None:
 
 
 def _tag(value: str | None) -> str | None:
-    """A `utm_*` tag's parameter as `_text` reads it, an e-mail address in it (a mailing's
-    subscriber) replaced. Its long digit runs stay: ad ids (`utm_content={ad_id}`), not phones."""
+    """A `utm_*` tag's parameter as `_text` reads it, with an e-mail address (a mailing's
+    subscriber) or a phone number (a lead form's) in it replaced: a number as people write one
+    (`8 (916) 222-33-44`, `+79162223344`) or a Russian mobile's eleven digits (`lead_79162223344`).
+    Other digit runs stay: ad ids (`utm_content={ad_id}`), not phones."""
     text = _text(value)
-    return _EMAIL.sub(EMAIL_WRITTEN, text) if text is not None and "@" in text else text
+    if text is None or not _PERSONAL_MARK.search(text):
+        return text
+    return without_email(_DIGIT_RUN.sub(_phone_hidden, text))
+
+
+def _phone_hidden(run: re.Match[str]) -> str:
+    written = run[0]
+    return PHONE_WRITTEN if not written.isdigit() or _MOBILE.fullmatch(written) else written
+
+
+def without_email(text: str) -> str:
+    """`text` with any e-mail address in it as `(e-mail)`."""
+    return _EMAIL.sub(EMAIL_WRITTEN, text) if "@" in text else text
 
 
 def _visible(text: str) -> str:
@@ -408,6 +422,11 @@ _PHONE = re.compile(_PHONE_DIGITS)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*")
 _PERSONAL_MARK = re.compile(r"[\d@]")  # which most phrases lack: one quick scan
 EMAIL_WRITTEN = "(e-mail)"  # what a tag shows for the address it held
+# A phone number in a tag: ten digits or more, after a + or with separators between them, or
+# eleven that are a Russian mobile's (7 or 8, then 9). A bare run of digits otherwise is an id.
+_DIGIT_RUN = re.compile(r"(?<!\d)\+?\d(?:[\s().-]*\d){9,}(?!\d)")
+_MOBILE = re.compile(r"[78]9\d{9}")
+PHONE_WRITTEN = "(phone)"
 # What a phrase may end in that the text around it would follow oddly: «Окна!!! в Москве», and
 # the dash a town left behind («окна — в москве»: `service.rules.placewords`).
 _TRAILING = " !?.,;:…-–—"
