@@ -7,6 +7,7 @@ is found in the edited file, never written down as a number.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -837,3 +838,115 @@ def test_a_city_elsewhere_is_named_with_its_country(tmp_path: Path) -> None:
     path, warnings = warnings_of(tmp_path, "abroad", text)
     assert warnings == [f"{path}:3: warning: places.Минск: no Russian city or region is called 'Минск': the "
                         "correction applies only where GeoIP gives a place that name"]
+
+
+# Every credential the rules may read from the environment, with the least length the schema
+# asks of it written out; its variable is SWT_ and its path's names.
+CREDENTIAL_MINIMUMS = {
+    ("calls", "secret"): 16, ("calls", "twilio_auth_token"): 16, ("calls", "mango_api_key"): 8,
+    ("calls", "mango_api_salt"): 8, ("calls", "zadarma_secret"): 8, ("calls", "uis_token"): 16,
+    ("calls", "telphin_token"): 16, ("reports", "token"): 16, ("webhooks", "secret"): 16,
+    ("exports", "metrica", "token"): 8, ("exports", "google_ads", "client_id"): 8,
+    ("exports", "google_ads", "client_secret"): 8, ("exports", "google_ads", "refresh_token"): 8,
+    ("exports", "google_ads", "developer_token"): 8,
+}
+FROM_ENVIRONMENT = """\
+site: creds
+time_zone: Europe/Moscow
+calls:
+  secret: "${SWT_CALLS_SECRET}"
+  twilio_auth_token: "${SWT_CALLS_TWILIO_AUTH_TOKEN}"
+  mango_api_key: "${SWT_CALLS_MANGO_API_KEY}"
+  mango_api_salt: "${SWT_CALLS_MANGO_API_SALT}"
+  zadarma_secret: "${SWT_CALLS_ZADARMA_SECRET}"
+  uis_token: "${SWT_CALLS_UIS_TOKEN}"
+  telphin_token: "${SWT_CALLS_TELPHIN_TOKEN}"
+reports:
+  token: "${SWT_REPORTS_TOKEN}"
+webhooks:
+  - url: https://crm.example/hook
+    secret: "${SWT_WEBHOOKS_SECRET}"
+exports:
+  metrica:
+    counter: 1
+    token: "${SWT_EXPORTS_METRICA_TOKEN}"
+  google_ads:
+    customer: 123-456-7890
+    actions: {qualified_call: "1"}
+    client_id: "${SWT_EXPORTS_GOOGLE_ADS_CLIENT_ID}"
+    client_secret: "${SWT_EXPORTS_GOOGLE_ADS_CLIENT_SECRET}"
+    refresh_token: "${SWT_EXPORTS_GOOGLE_ADS_REFRESH_TOKEN}"
+    developer_token: "${SWT_EXPORTS_GOOGLE_ADS_DEVELOPER_TOKEN}"
+"""
+
+
+def variable(path: tuple[str, ...]) -> str:
+    return "SWT_" + "_".join(path).upper()
+
+
+def environment_credentials(node: object, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The paths of the schema's values that may be written `${NAME}` (a list's item adds no name)."""
+    found: set[tuple[str, ...]] = set()
+    if isinstance(node, dict):
+        if any(branch.get("pattern", "").startswith("^\\$\\{") for branch in node.get("anyOf", [])):
+            found.add(path)
+        for key, value in node.get("properties", {}).items():
+            found |= environment_credentials(value, (*path, key))
+        found |= environment_credentials(node.get("items"), path)
+    return found
+
+
+def test_every_credential_read_from_the_environment_is_listed_here() -> None:
+    """So that the test below tries a credential the schema gains."""
+    schema = json.loads((Path(__file__).parent.parent / "service" / "schema.json").read_text())
+    assert environment_credentials(schema) == set(CREDENTIAL_MINIMUMS)
+
+
+@pytest.mark.parametrize("short", CREDENTIAL_MINIMUMS, ids=".".join)
+def test_a_credential_too_short_in_the_environment_is_refused_as_one_written_out(
+        short: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema holds a credential written in the file to its least length, but cannot see what
+    `${NAME}` holds: a one-letter report token read from the environment would open the reports to
+    whoever guesses it. Each is refused where it is named, by its variable, never its value."""
+    for path, least in CREDENTIAL_MINIMUMS.items():
+        monkeypatch.setenv(variable(path), "x" * least)
+    path = write(tmp_path, FROM_ENVIRONMENT, "creds.yaml")
+    load(tmp_path)  # each at its least length: served
+    least = CREDENTIAL_MINIMUMS[short]
+    monkeypatch.setenv(variable(short), ("k3y" * 10)[:least - 1])
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line) == (str(path), line_of(FROM_ENVIRONMENT, variable(short) + "}"))
+    assert problem.message.startswith(
+        f"{short[0]}{'[0]' if short[0] == 'webhooks' else ''}.{'.'.join(short[1:])}: the environment variable "
+        f"{variable(short)} holds fewer than {least} characters: a credential needs at least {least}")
+    assert "k3y" not in problem.message
+
+
+WEAK = """\
+site: weak
+calls:
+  uis_token: "${WEAK_UIS_TOKEN}"
+reports:
+  token: "${WEAK_REPORT_TOKEN}"
+"""
+
+
+def test_rules_check_refuses_a_report_or_uis_token_too_short_in_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tester's rules: `token: "${WEAKTOK}"` with WEAKTOK=a passed the check, and the server
+    then read reports for `Bearer a` and recorded calls for `token=b`."""
+    path = write(tmp_path, WEAK, "weak.yaml")
+    monkeypatch.setenv("WEAK_UIS_TOKEN", "b")
+    monkeypatch.setenv("WEAK_REPORT_TOKEN", "a-weak-token")
+    result = swapline_check(tmp_path)
+    assert result.returncode == 1 and "OK" not in result.stdout
+    assert result.stderr.splitlines() == [
+        f"{path}:3: calls.uis_token: the environment variable WEAK_UIS_TOKEN holds fewer than 16 characters: "
+        "a credential needs at least 16, written here or in the environment, or it can be guessed",
+        f"{path}:5: reports.token: the environment variable WEAK_REPORT_TOKEN holds fewer than 16 characters: "
+        "a credential needs at least 16, written here or in the environment, or it can be guessed",
+    ]
+    assert "a-weak-token" not in result.stdout + result.stderr
+    monkeypatch.setenv("WEAK_UIS_TOKEN", "b" * 16)
+    monkeypatch.setenv("WEAK_REPORT_TOKEN", "a-weak-token-now-long")
+    assert swapline_check(tmp_path).returncode == 0

@@ -329,6 +329,41 @@ def test_a_vendor_that_signs_nothing_needs_the_sites_token(tel: TestClient, cloc
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
 
 
+def vendor_post(client: TestClient, vendor: str, number: str, start: float, n: int, right: bool) -> Any:
+    """Call `n` to `number`, posted as `vendor` posts it, with the site's credential or a guess."""
+    guess = f"tel-guessed-token-{n:05d}"
+    if vendor == "uis":
+        return uis(client, {**call_finished(number, start), "call_session_id": n}, token=UIS_TOKEN if right else guess)
+    if vendor == "telphin":
+        return telphin(client, hangup(number, start + 45, CallID=f"guess-{n}"), token=TELPHIN_TOKEN if right else guess)
+    return mango(client, mango_summary(number, start, entry_id=f"guess-{n}"), key=MANGO_KEY if right else guess)
+
+
+@pytest.mark.parametrize("vendor", ["uis", "telphin", "mango"])
+def test_wrong_vendor_credentials_are_throttled_per_network(tel: TestClient, clock: Clock, vendor: str) -> None:
+    """A credential the vendor sends as it is can be guessed: after SWAPLINE_SIGNIN_ATTEMPTS (10)
+    wrong ones in 15 minutes the network waits, the right one too, as a report token's guesser
+    does. Other networks' calls, and the site's sign-ins from that network, go on."""
+    number = lease(tel)
+    guesser, vendor_network = {"x-forwarded-for": "203.0.113.70"}, {"x-forwarded-for": "203.0.113.71"}
+    tel.headers.update(guesser)
+    wrong = [vendor_post(tel, vendor, number, clock.now, n, right=False).status_code for n in range(10)]
+    locked = vendor_post(tel, vendor, number, clock.now, 10, right=True)
+    report = tel.get("/v1/reports/tel", headers={"authorization": "Bearer tel-report-token-000001"})
+    tel.headers.update(vendor_network)
+    elsewhere = vendor_post(tel, vendor, number, clock.now, 11, right=True)
+    clock.advance(15 * 60)
+    tel.headers.update(guesser)
+    later = vendor_post(tel, vendor, number, clock.now, 12, right=True)
+    assert wrong == [401] * 10
+    assert locked.status_code == 429 and locked.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(locked.headers["retry-after"]) <= 900
+    assert "too many wrong call credentials" in locked.json()["error"]["message"]
+    assert elsewhere.status_code == 200 and elsewhere.json()["credited"] is True
+    assert report.status_code == 200  # a count of its own: the site's analysts there are not locked out
+    assert later.status_code == 200
+
+
 def test_a_site_without_a_vendors_credentials_refuses_its_calls(valkey_url: str, rules_dir: Path,
                                                                 store: redis.Redis, clock: Clock) -> None:
     bare = "\n".join(line for line in SITE.replace("site: tel", "site: bare").replace("191-00", "192-00").split("\n")

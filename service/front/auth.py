@@ -6,6 +6,8 @@ minutes, shared by every worker): past that, every attempt from there at that si
 out of all of them by one stale token of one site.
 So only the dashboard's own form may try a token in a browser: a page elsewhere could make
 its visitors' browsers guess wrong, and lock their office out (`refuse_foreign_sign_in`).
+Wrong telephony credentials sent as they are (UIS's and Telphin's tokens, Mango's key) are
+throttled alike, in a count of their own (`counted_guess`, service.integrations.telephony).
 """
 
 from __future__ import annotations
@@ -48,16 +50,24 @@ def refuse_foreign_sign_in(request: Request) -> None:
 
 async def accepts(runtime: Runtime, site: Site, request: Request, given: str) -> bool:
     """Whether `given` is the site's report token; 429 once the client has guessed wrong too often."""
-    limiter, batcher, now = runtime.signin_limit, runtime.store.batcher, runtime.clock()
-    network = f"{limiter.network(client_host(request.scope))}:{site.id}"
-    await limiter.consult(network, batcher, now)
-    limiter.refuse_if_blocked(network, now)
     expected = site.report_token
     # compare_digest takes as long for a near miss as for a wild guess: no timing oracle.
-    if expected is not None and hmac.compare_digest(given.encode(), expected.encode()):
-        return True
-    limiter.note(network, batcher, now)
-    return False
+    right = expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+    return await counted_guess(runtime, request, site.id, right)
+
+
+async def counted_guess(runtime: Runtime, request: Request, counter: str, right: bool,
+                        what: str | None = None) -> bool:
+    """`right`, unless the client's network has guessed wrong `SWAPLINE_SIGNIN_ATTEMPTS` times in
+    the window at `counter` (a site's report token, its telephony's credentials): then 429, even
+    for a right guess, so that the answer tells nothing past the limit. A wrong guess counts."""
+    limiter, batcher, now = runtime.signin_limit, runtime.store.batcher, runtime.clock()
+    network = f"{limiter.network(client_host(request.scope))}:{counter}"
+    await limiter.consult(network, batcher, now)
+    limiter.refuse_if_blocked(network, now, what)
+    if not right:
+        limiter.note(network, batcher, now)
+    return right
 
 
 async def require_report_token(runtime: Runtime, site: Site, request: Request) -> None:

@@ -53,10 +53,12 @@ class Limiter:
         self.refuse_if_blocked(network, now)
         self._count(network, self._current, batcher)
 
-    def refuse_if_blocked(self, network: str, now: float) -> None:
+    def refuse_if_blocked(self, network: str, now: float, what: str | None = None) -> None:
+        """429 while `network` is over the limit; `what` names what it sent too many of, if not `name`
+        (one limiter counts guesses at several kinds of credential)."""
         self._roll(now)
         if network in self._blocked:
-            raise TooManyRequests("rate_limited", f"too many {self.name} from this network; slow down",
+            raise TooManyRequests("rate_limited", f"too many {what or self.name} from this network; slow down",
                                   retry_after=max(1, math.ceil((self._current + 1) * self.window - now)))
 
     def note(self, network: str, batcher: Batcher, now: float) -> None:

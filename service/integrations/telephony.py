@@ -9,6 +9,11 @@
 
 Each checks its vendor's signature as the vendor computes it, or for the two that sign
 nothing (UIS, Telphin) a token in the address, in constant time, before reading anything.
+A credential sent as it is (UIS's and Telphin's token, Mango's key with its `sign`) can be
+guessed: wrong ones are counted per client network and site, and past the limit refused
+(`_guessed`). A signature (Twilio's, Zadarma's, /v1/calls's) is an HMAC of the request under a
+secret the vendor made or the rules hold to 16 characters: nobody guesses one, and counting
+them would only let a stranger's wrong posts from the vendor's network hold up the right ones.
 Events other than the end of an incoming call are answered `{"ignored": ...}`: a vendor
 that posts every event of a call gets a 200 for each, and only the last one counts.
 docs/CALLS.md says where each vendor's sources are, and what is inferred.
@@ -31,6 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from service.errors import BadRequest, Unauthorized
 from service.front import bodies
+from service.front.auth import counted_guess
 from service.front.responses import JSON
 from service.integrations.calls import (
     MAX_BODY,
@@ -122,7 +128,7 @@ async def mango_endpoint(request: Request) -> JSON:
     data = form.get("json", "")
     known = hmac.compare_digest(form.get("vpbx_api_key", "").encode(), key.encode())
     signed = hmac.compare_digest(form.get("sign", "").lower().encode(), mango_sign(key, data, salt).encode())
-    if not (known and signed):
+    if not await _guessed(runtime, site, request, known and signed):
         raise Unauthorized("invalid_signature", "vpbx_api_key or sign is missing or wrong")
     event = request.path_params["event"]
     if event != "summary":
@@ -189,7 +195,7 @@ async def uis_endpoint(request: Request) -> JSON:
     """UIS / CoMagic post what the user's notification template says: the fields below, as JSON,
     a form or the address's query."""
     runtime, site = site_of(request)
-    _token(request, site, site.calls.uis_token, "uis_token")
+    await _token(runtime, request, site, site.calls.uis_token, "uis_token")
     fields = await _fields(request)
     call_id = _text(fields, "call_session_id")
     if str(fields.get("direction", "in")).lower() in ("out", "outgoing"):
@@ -209,7 +215,7 @@ async def uis_endpoint(request: Request) -> JSON:
 async def telphin_endpoint(request: Request) -> JSON:
     """Telphin posts (or gets) each event of an extension it was asked for; `hangup` ends a call."""
     runtime, site = site_of(request)
-    _token(request, site, site.calls.telphin_token, "telphin_token")
+    await _token(runtime, request, site, site.calls.telphin_token, "telphin_token")
     fields = await _fields(request)
     event, call_id = fields.get("EventType", ""), _text(fields, "CallID")
     if event != "hangup":
@@ -244,10 +250,21 @@ async def _credit(runtime: Runtime, site: Site, call_id: str, called: Any, calle
                                            status_of(status)))
 
 
-def _token(request: Request, site: Site, token: str | None, name: str) -> None:
+async def _token(runtime: Runtime, request: Request, site: Site, token: str | None, name: str) -> None:
     expected = configured(site, token, name)
-    if not hmac.compare_digest(request.query_params.get("token", "").encode(), expected.encode()):
+    if not await _guessed(runtime, site, request,
+                          hmac.compare_digest(request.query_params.get("token", "").encode(), expected.encode())):
         raise Unauthorized("invalid_token", "the token in the address is missing or wrong")
+
+
+async def _guessed(runtime: Runtime, site: Site, request: Request, right: bool) -> bool:
+    """`right`, unless the client's network guessed the site's telephony credentials wrong too
+    often: 429 until the window ends (`SWAPLINE_SIGNIN_ATTEMPTS` per 15 minutes, as report tokens).
+    The sign-in limiter, guesses at a secret being what it bounds, but a count of its own: a vendor
+    posting with a token gone stale and the site's analysts signing in from one network (a
+    marketer trying the address with curl from the office) lock each other out of nothing. One
+    count for all the site's vendors: a guesser gets no more tries for aiming at another one."""
+    return await counted_guess(runtime, request, f"{site.id}:calls", right, "wrong call credentials")
 
 
 async def _fields(request: Request) -> Mapping[str, Any]:

@@ -35,7 +35,7 @@ from service.rules.patterns import Linear, PatternError
 from service.rules.phrase import Keyword, unicode_host
 from service.rules.places import PREPOSITIONS
 from service.rules.regions import city_meant, english_city, region_code, region_place, renamed_region
-from service.rules.ruleschema import schema_problems
+from service.rules.ruleschema import dotted, least_length, schema_problems
 from service.rules.settings import (
     AlertSettings,
     CallSettings,
@@ -552,11 +552,25 @@ class _Compiler:
     def _credential(self, path: tuple[str, ...], value: str | None) -> str | None:
         """A credential the site may go without, worth a warning when it names an environment
         variable that is not set: what needs it is refused, and the file does name one."""
-        secret = _secret(value)
+        secret = self._read(path, value)
         if value is not None and secret is None:
             refused = "the dashboard and reports refuse every token" if path[0] == "reports" else \
                 "the webhooks that need it are refused"
             self.warn(path, f"{value} is not set in the environment: {refused}")
+        return secret
+
+    def _read(self, path: tuple[str | int, ...], value: str | None) -> str | None:
+        """`_secret(value)`, held to the least length the schema asks of the credential at `path`
+        written out: the schema cannot see what a `${NAME}` holds, and a short token read from the
+        environment is as guessable as one written in the file. The problem names the variable,
+        never its value, as a short literal's is not echoed (`ruleschema._described`)."""
+        secret = _secret(value)
+        reference = ENV_REFERENCE.fullmatch(value or "")
+        least = least_length(path)
+        if reference and secret is not None and least is not None and len(secret) < least:
+            self.problem(path, f"{dotted(path)}: the environment variable {reference[1]} holds fewer than {least} "
+                               f"characters: a credential needs at least {least}, written here or in the "
+                               "environment, or it can be guessed")
         return secret
 
     def _webhooks(self, data: list[dict[str, Any]]) -> tuple[Webhook, ...]:
@@ -577,7 +591,7 @@ class _Compiler:
         return tuple(hooks)
 
     def _webhook(self, index: int, data: dict[str, Any]) -> Webhook:
-        secret = _secret(data["secret"])
+        secret = self._read(("webhooks", index, "secret"), data["secret"])
         if not secret:  # ${ENV_VAR} that is not set
             self.problem(("webhooks", index, "secret"), f"{data['secret']} is not set: every delivery is signed")
         if (data.get("format") == "telegram") != ("chat" in data):
@@ -605,7 +619,7 @@ class _Compiler:
                                     "that sells in another says so (currency: USD)")
 
         def credential(path: tuple[str | int, ...], value: str) -> str:
-            secret = _secret(value)
+            secret = self._read(("exports", *path), value)
             if not secret:
                 self.problem(("exports", *path), f"{value} is not set: the upload needs it")
             return secret or ""
@@ -619,7 +633,7 @@ class _Compiler:
                 customer=str(google["customer"]).replace("-", ""), actions=dict(google["actions"]),
                 **{name: credential(("google_ads", name), google[name])
                    for name in ("client_id", "client_secret", "refresh_token")},
-                developer_token=_secret(google.get("developer_token")),
+                developer_token=self._read(("exports", "google_ads", "developer_token"), google.get("developer_token")),
                 login_customer=str(google["login_customer"]).replace("-", "") if "login_customer" in google else None,
             ) if google else None,
         )

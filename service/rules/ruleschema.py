@@ -35,6 +35,18 @@ def is_id(text: str) -> bool:
     return re.fullmatch(_schema()["$defs"]["id"]["pattern"], text) is not None
 
 
+def least_length(path: Path) -> int | None:
+    """The fewest characters the schema lets the value at `path` have when written out (a
+    credential's `minLength`), or None. A `${NAME}` passes the schema whatever NAME holds: the
+    rules hold what it reads to this when they load."""
+    node = _schema()
+    for part in path:
+        if "$ref" in node:
+            node = _schema()["$defs"][node["$ref"].removeprefix("#/$defs/")]
+        node = node.get("items", {}) if isinstance(part, int) else node.get("properties", {}).get(part, {})
+    return min((branch["minLength"] for branch in node.get("anyOf", [node]) if "minLength" in branch), default=None)
+
+
 def _inlined(node: Any, defs: dict[str, Any]) -> Any:
     if isinstance(node, list):
         return [_inlined(item, defs) for item in node]
