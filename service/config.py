@@ -61,7 +61,7 @@ class Settings:
     public_url: str | None = None  # how telephony reaches us, for Twilio's signed URL
     decision_rate: int = 600  # decisions per client network and minute, all workers together; 0: no limit
     beacon_rate: int = 600  # beacons per client network and minute, all workers together; 0: no limit
-    signin_attempts: int = 10  # wrong report tokens per client network and 15 minutes
+    signin_attempts: int = 10  # wrong report tokens, or call credentials, per client network, site and 15 minutes
     limit_prefixes: tuple[int, int] = (32, 64)  # what a client network is: IPv4 and IPv6 prefix lengths
     token_days: int = 3  # how long a decision token speaks for its page view (beacons)
     max_pages: int = 1000  # distinct pages per site, experiment and day in the reports; the rest is "(other)"

@@ -136,6 +136,7 @@ CALL_ANSWER = {
 CALL_RESPONSES = {**_json("whom the call was credited to, or which event was ignored", CALL_ANSWER),
                   **_json("accepted while the store is down: credited later", CALL_ANSWER, 202),
                   **_errors(400, 401, 404, 409, 413, 503)}
+GUESSED_CALL_RESPONSES = {**CALL_RESPONSES, **_errors(429)}  # a credential sent as it is: wrong ones are counted
 
 
 def _form(*fields: str) -> dict[str, Any]:
@@ -147,9 +148,9 @@ def _notification(summary: str, token: str, media: str, fields: dict[str, Any]) 
     (POST) or in the query (GET), as the vendor's settings choose."""
     parameters = [SITE_QUERY, _query("token", f"the site's {token}", required=True)]
     return {
-        "post": {"summary": summary, "parameters": parameters, "responses": CALL_RESPONSES, "requestBody": {
+        "post": {"summary": summary, "parameters": parameters, "responses": GUESSED_CALL_RESPONSES, "requestBody": {
             "required": True, "content": {media: {"schema": {"type": "object", "properties": fields}}}}},
-        "get": {"summary": summary, "responses": CALL_RESPONSES, "parameters": [
+        "get": {"summary": summary, "responses": GUESSED_CALL_RESPONSES, "parameters": [
             *parameters, *({"name": name, "in": "query", "schema": {"type": "string"}} for name in fields)]},
     }
 
@@ -242,7 +243,7 @@ SPEC: dict[str, Any] = {
             "parameters": [SITE_PATH, {"name": "event", "in": "path", "required": True, "schema": {"type": "string"}}],
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _form(
                 "vpbx_api_key", "sign", "json")}}},
-            "responses": CALL_RESPONSES,
+            "responses": GUESSED_CALL_RESPONSES,
         }},
         "/v1/calls/zadarma": {
             "get": {"summary": "Zadarma's check of the address: zd_echo comes back",
