@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -12,13 +13,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Match, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from service import embedded
 from service.analytics.dashboard import (
@@ -260,7 +263,31 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         exception_handlers={HTTPError: _http_error, HTTPException: _starlette_error, ClientDisconnect: _disconnected},
         lifespan=lifespan,
     )
+    # Starlette's own redirect to an address's other form (`/demo` to `/demo/`, `/dashboard/demo/`
+    # to `/dashboard/demo`) names the Host the request sent: behind a cache that does not key on
+    # it, one request would send everyone after it elsewhere. Ours names the path alone.
+    app.router.redirect_slashes = False
+    app.router.default = functools.partial(_other_slash, app.router)
     return FastPath(app, hot, trusted)
+
+
+async def _other_slash(router: Router, scope: Scope, receive: Receive, send: Send) -> None:
+    """An address that is ours with one slash more or less at its end redirects there, as
+    Starlette's `redirect_slashes` did, by a Location relative to this host (307: a POST stays a
+    POST); any other gets the router's 404."""
+    path = scope["path"]
+    if scope["type"] == "http" and path != "/":
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        # "//host/…" would be an address on that host: none of ours starts so, but say it here too.
+        if not other.startswith("//") and any(route.matches({**scope, "path": other})[0] is not Match.NONE
+                                              for route in router.routes):
+            # The path as the router read it, encoded again; the query as sent, but for bytes a
+            # Location may not hold.
+            query = quote(scope.get("query_string", b""), safe="/?:@!$&'()*+,;=%")
+            location = quote(other) + (f"?{query}" if query else "")
+            await RedirectResponse(location, status_code=307)(scope, receive, send)
+            return
+    await router.not_found(scope, receive, send)
 
 
 def _count_from_zero(serving: Iterable[Site]) -> None:

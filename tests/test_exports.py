@@ -147,6 +147,22 @@ def test_the_files_never_hold_a_cell_a_spreadsheet_would_run() -> None:
     assert list(csv.reader(io.StringIO(csv_file(METRICA_CALL_COLUMNS, metrica_call_rows(entries, exports)))))[1][-1] \
         == "'=cmd|' /C calc'!A0"
 
+
+def test_a_file_excel_cuts_at_semicolons_holds_no_formula_the_visitor_chose() -> None:
+    """Excel in a «;» locale (Russian Excel's list separator) cuts the comma file at every «;»,
+    quoted or not: the landing page a visitor chose made a cell `=HYPERLINK(…)` there. The
+    platform still reads the address, with an apostrophe where a cell would start a formula."""
+    call = {"qualified": True, "number": "+74951500001", "talk_seconds": 90, "unique": True}
+    landing = '/a;=HYPERLINK("http://evil.example","Нажми");-1'
+    entries = [{"kind": "call", "at": 1_795_000_000_000, "call": call,
+                "visit": {"click_ids": {"yclid": "777"}, "landing": landing}}]
+    text = csv_file(METRICA_CALL_COLUMNS, metrica_call_rows(entries, Exports(kinds=frozenset({"call"}))))
+    excel = [cell for row in csv.reader(io.StringIO(text), delimiter=";") for cell in row]
+    assert len(excel) == 4 and not [cell for cell in excel if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert (row["Yclid"], row["TalkDuration"], row["URL"]) == \
+        ("777", "90", '/a;\'=HYPERLINK("http://evil.example","Нажми");\'-1')
+
 # Metrica's answer to an upload it refuses, as its API answers errors.
 METRICA_REFUSAL = orjson.dumps({
     "errors": [{"error_type": "invalid_parameter", "message": "Unknown goal: qualified_call"}],

@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import openpyxl
@@ -118,6 +118,39 @@ def test_reports_and_the_call_log_as_workbooks_hold_what_the_csv_holds(climate: 
     assert (called[0], called[header.index("phrase")]) == (start, "купить кондиционер")
     refused = climate.get("/v1/calls/climate.xlsx", headers={"authorization": "Bearer nope"})
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
+
+
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a cell a spreadsheet runs starts with (OWASP)
+
+
+def test_a_csv_excel_cuts_at_semicolons_holds_no_formula_a_visitor_wrote(climate: TestClient, clock: Clock) -> None:
+    """Excel in a «;» locale (Russian Excel's list separator) opens the comma file cut at every
+    «;», quoted or not: a visitor's `utm_medium=a;=2%2B3;` made a cell `=2+3` there, and
+    `=HYPERLINK(…)` a link to click. Scripts still read every value back, with an apostrophe
+    where a cell would start with a formula."""
+    tags = {"utm_source": "yandex", "utm_medium": "a;=2+3;", "utm_campaign": 'x;"=HYPERLINK(""http://evil"")',
+            "utm_term": "купить;@SUM(A1)"}
+    visitor = Browser(climate, vid="crafted-visitor-00001").open(f"{ORIGIN}/land;-1?{urlencode(tags)}", ref="")
+    beacon(climate, visitor["token"], "crafted-form")
+    clock.advance(20)
+    call(climate, visitor["phone"]["number"], clock.now, call_id="crafted-call")
+    session = climate.post("/dashboard/climate/login", data={"token": "climate-report-token-0001"},
+                           follow_redirects=False)
+    assert session.status_code == 303
+    files = [climate.get(path, params=params, headers=REPORT).text for path, params in [
+        ("/v1/reports/climate.csv", {"by": "source,medium"}), ("/v1/reports/climate.csv", {"by": "campaign,phrase"}),
+        ("/v1/reports/climate.csv", {"by": "landing"}), ("/v1/calls/climate.csv", {}),
+        ("/v1/conversions/climate.csv", {})]]
+    files.append(climate.get("/dashboard/climate/sources.csv", params={"by": "medium,campaign"}).text)
+    for text in files:
+        excel = [cell for row in csv.reader(io.StringIO(text), delimiter=";") for cell in row]
+        assert not [cell for cell in excel if cell.startswith(FORMULA)], text
+    (called,) = csv.DictReader(io.StringIO(files[3]))
+    assert [called[name] for name in ("source", "medium", "campaign", "phrase", "landing")] == \
+        ["yandex", "a;'=2+3;", 'x;\'"=HYPERLINK(""http://evil"")', "купить;'@SUM(A1)", "/land;'-1"]
+    assert called["number"].startswith("+7") and called["talk_seconds"] == "90"  # numbers as they were
+    (medium,) = csv.DictReader(io.StringIO(files[0]))
+    assert (medium["medium"], medium["visits"], medium["call"], medium["rate"]) == ("a;'=2+3;", "1", "1", "1")
 
 
 @pytest.mark.parametrize("path", ["report.xlsx", "sources.csv", "calls.xlsx"])

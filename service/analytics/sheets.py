@@ -29,6 +29,13 @@ FORMATS = {"csv": "text/csv; charset=utf-8",
 MOST_TEXT = 32_767  # characters Excel keeps in a cell
 WIDEST = 60  # characters a column is widened to, at most
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # a phone number as the call log writes it: no formula
+# Where a spreadsheet may start a cell inside a text, before a formula character: Excel opens a
+# CSV at its list separator, in Russia «;» rather than the comma, and a pasted table at tabs and
+# line breaks (a quote there opens quoted text, which the cell then starts with). Quoting the
+# field would not keep it one cell: Excel heeds a quote only at the start of a cell, so a field
+# past the first of its line is cut at its «;» all the same, and a standard CSV writes a «;=» in
+# a field as it is. So the apostrophe goes after the «;».
+_CELL_IN_TEXT = re.compile(r'(?<=[;\t\r\n])(?="*[=+\-@\t\r])')
 ROWS_AT_ONCE = 500  # rows of a workbook made into one string and written at a time
 _EPOCH = datetime.datetime(1899, 12, 30)  # day 0 of a workbook's dates
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")  # no XML 1.0 document holds these
@@ -63,9 +70,11 @@ def requested(path: str) -> str | None:
 
 def spreadsheet_text(text: str) -> str:
     """Text as a spreadsheet shows it, never as a formula it runs (OWASP's CSV injection advice:
-    a cell that starts with = + - @ tab or carriage return gets a leading apostrophe). A phone
-    number in E.164 (`+74951200001`) runs nothing and stays as written, for the scripts a CSV
-    is for."""
+    a cell that starts with = + - @ tab or carriage return gets a leading apostrophe), nor any
+    cell a spreadsheet may cut it into (`_CELL_IN_TEXT`: the apostrophe comes after the «;», tab
+    or line break). A phone number in E.164 (`+74951200001`) runs nothing and stays as written,
+    for the scripts a CSV is for."""
+    text = _CELL_IN_TEXT.sub("'", text)
     if text.startswith(("=", "+", "-", "@", "\t", "\r")) and not _E164.fullmatch(text):
         return "'" + text
     return text
