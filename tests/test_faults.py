@@ -89,9 +89,9 @@ class Load:
         for thread in self.threads:
             thread.start()
 
-    def decide(self, base: str, vid: str) -> Any:
+    def decide(self, base: str, vid: str, url: str = "/") -> Any:
         started = time.monotonic()
-        response = self.http.get(f"{base}/v1/decide", params={"site": "faults", "url": "/", "vid": vid})
+        response = self.http.get(f"{base}/v1/decide", params={"site": "faults", "url": url, "vid": vid})
         took = time.monotonic() - started
         assert response.status_code == 200, response.text
         answer = response.json()
@@ -128,8 +128,8 @@ class Load:
         while self.running.is_set():
             n = next(self.ids)
             base, visitor = self.bases[n % len(self.bases)], self.visitors[n % len(self.visitors)]
-            self.decide(base, visitor["vid"])
-            form = orjson.dumps({"type": "form", "id": f"f{n}", "token": visitor["token"]})
+            page = self.decide(base, visitor["vid"], f"/form-{n}")  # a page view adds at most five forms
+            form = orjson.dumps({"type": "form", "id": f"f{n}", "token": page["token"]})
             if not self.send(base, "form", f"form:f{n}", "/v1/events", form, {}):
                 self.refused.append((base, "form", f"form:f{n}", "/v1/events", form, {}))
             call = orjson.dumps({"call_id": f"c{n}", "called": visitor["phone"]["number"], "start": time.time(),

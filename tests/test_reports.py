@@ -560,6 +560,28 @@ def test_repeated_off_page_conversions_count_the_visitor_once_per_cohort(
         assert row["rate"] == 1.0
 
 
+def test_a_page_view_adds_at_most_five_conversions_of_each_type(shop_with_catalog_experiment: TestClient,
+                                                                clock: Clock) -> None:
+    """The penetration tester's 30 forms under one page view's token, each with a made-up id: a
+    page view adds five of a type, each to the totals and the log, and the rest count nowhere.
+    A retry of one of the five is the same form; the visitor's next page view adds its own."""
+    shop, visit = shop_with_catalog_experiment, Visit(shop_with_catalog_experiment, "many-forms-sender-0001")
+    hero = visit.open("/")["experiments"]["hero"]
+    token = visit.open("/contacts")["token"]
+    outcomes = [beacon(shop, token, "form", f"made-up-{n}")["outcome"] for n in range(30)]
+    assert outcomes == ["counted"] * 5 + ["capped"] * 25
+    assert beacon(shop, token, "form", "made-up-2")["outcome"] == "duplicate"
+    assert [beacon(shop, token, "tel_click", f"tap-{n}")["outcome"] for n in range(6)] == ["counted"] * 5 + ["capped"]
+    clock.advance(60)
+    assert beacon(shop, visit.open("/contacts")["token"], "form", "next-view-form")["outcome"] == "counted"
+
+    row = variant_rows(shop)["hero", "/", hero]
+    assert (row["converted"]["form"], row["totals"]["form"], row["totals"]["tel_click"]) == (1, 6, 5)
+    entries = shop.get("/v1/conversions/shop", headers=TOKEN).json()["entries"]
+    assert sorted(entry["id"] for entry in entries if entry["kind"] == "form") == sorted(
+        [*(f"form:made-up-{n}" for n in range(5)), "form:next-view-form"])
+
+
 def test_a_beacon_retried_while_its_token_counts_counts_once(shop_with_catalog_experiment: TestClient,
                                                               clock: Clock) -> None:
     """A browser that lost the answer to its form beacon sends it again when the page is next

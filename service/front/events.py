@@ -41,6 +41,7 @@ CONVERSIONS = ("form", "tel_click", "goal")
 EVENT_TYPES = (*CONVERSIONS, "heartbeat")
 EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 GOAL_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+MOST_A_PAGE_VIEW = 5  # conversions of each type one page view's token may add: forms, tel: clicks, goals
 
 
 def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
@@ -106,7 +107,7 @@ async def _beacon(request: Request) -> Response:
                              "a goal needs a name: 1-64 lower-case Latin letters (a-z), digits, _ or -")
         kinds.append(f"goal:{name}")
     conversion = {"vid": token["v"], "id": f"{kind}:{event_id}", "kinds": kinds, "now": now, "page": token.get("p"),
-                  "visit": visits.visit_id(event["token"])}
+                  "visit": visits.visit_id(event["token"]), "view": event["token"].rpartition(".")[2]}
     try:
         outcome = await convert(runtime, site, conversion)
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: counted when the store is back
@@ -119,18 +120,25 @@ async def _beacon(request: Request) -> Response:
 async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> str:
     """Count a conversion (from a beacon now, or from the spool later) for every experiment the
     visitor was exposed to before it, on any page: the store knows which. Then log it, with
-    those variants and the visit it came from (once: a retry may be the first to get there)."""
-    vid, now = conversion["vid"], conversion["now"]
+    those variants and the visit it came from (once: a retry may be the first to get there).
+    A page view adds at most `MOST_A_PAGE_VIEW` conversions of each type: a made-up id is no
+    new conversion past them, and neither is anything an erased visitor's page view sends."""
+    vid, now, view = conversion["vid"], conversion["now"], conversion.get("view")
     visit, kind = conversion.get("visit"), conversion["kinds"][0]
+    admitting = [visits.admits(site.id, vid, view, kind, conversion["id"], MOST_A_PAGE_VIEW,
+                               runtime.settings.token_days * 86_400)] if view else []
+    *admitted, gone = await runtime.store.batcher.submit(*admitting, ("EXISTS", visits.erased(site.id, vid)))
+    if gone:  # an erased visitor's page view: nothing counted names them, nothing is logged or kept
+        runtime.store.batcher.defer(*(("DEL", *call.keys) for call in admitting))
+        return "erased"
+    if admitted and not admitted[0]:
+        return "capped"
     counting = runtime.ledger.conversion(site.id, vid, site.experiment_ids, conversion["id"], conversion["kinds"], now,
                                          site.time_zone)
     asking = ledger.assignments(site.id, vid, site.experiment_ids)
     seeing = visits.reads(site.id, vid, visit) if visit else ()
     # One round trip (one future, no task each), so the variants are read as they are counted.
-    *replies, gone = await runtime.store.batcher.submit(*counting, *asking, *seeing,
-                                                        ("EXISTS", visits.erased(site.id, vid)))
-    if gone:  # an erased visitor's page view: nothing counted names them, nothing is logged
-        return "erased"
+    replies = await runtime.store.batcher.submit(*counting, *asking, *seeing)
     read = len(counting) + len(asking)
     await runtime.journal.add(site.id, {
         "id": conversion["id"], "kind": kind, "at": now, "visitor": vid, "page": conversion.get("page"),

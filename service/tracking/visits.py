@@ -36,6 +36,7 @@ from service.tracking.tokens import TokenSigner, attachment, decode, encode
 MAX_PAGES = 50  # pages of a visit's journey the store keeps, the latest
 NO_LANDING = Landing(None, None, None, None, None, None)
 RECORD = Script.named("visit")
+ADMIT = Script.named("admit", "capped")
 
 
 class Credit(NamedTuple):
@@ -209,6 +210,13 @@ def reads(site: str, vid: str, visit: str) -> tuple[Command, Command]:
     """The commands that read a visit's record and pages (`journey_of`)."""
     prefix = visitor_prefix(site, vid)
     return ("GET", f"{prefix}visit:{visit}"), ("LRANGE", f"{prefix}pages:{visit}", 0, -1)
+
+
+def admits(site: str, vid: str, view: str, kind: str, event_id: str, most: int, ttl: int) -> Command:
+    """The command that admits a conversion of `kind` under its page view's cap (admit.lua):
+    its reply is 1 for one of the page view's first `most` event ids of the kind, else 0.
+    `view` names the page view (its token's MAC); the set lives `ttl` seconds, as the token."""
+    return ADMIT((f"{visitor_prefix(site, vid)}converted:{view}:{kind}",), (event_id, most, ttl), None)
 
 
 def journey_of(replies: list[Any], until_ms: int) -> dict[str, Any] | None:
