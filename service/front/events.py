@@ -125,11 +125,12 @@ async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> s
     new conversion past them, and neither is anything an erased visitor's page view sends."""
     vid, now, view = conversion["vid"], conversion["now"], conversion.get("view")
     visit, kind = conversion.get("visit"), conversion["kinds"][0]
-    admitting = [visits.admits(site.id, vid, view, kind, conversion["id"], MOST_A_PAGE_VIEW,
-                               runtime.settings.token_days * 86_400)] if view else []
+    views = [visits.page_view_conversions(site.id, vid, view, kind)] if view else []
+    admitting = [visits.admits(key, conversion["id"], MOST_A_PAGE_VIEW, runtime.settings.token_days * 86_400)
+                 for key in views]
     *admitted, gone = await runtime.store.batcher.submit(*admitting, ("EXISTS", visits.erased(site.id, vid)))
     if gone:  # an erased visitor's page view: nothing counted names them, nothing is logged or kept
-        runtime.store.batcher.defer(*(("DEL", *call.keys) for call in admitting))
+        runtime.store.batcher.defer(*(("DEL", key) for key in views))
         return "erased"
     if admitted and not admitted[0]:
         return "capped"

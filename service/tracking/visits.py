@@ -212,11 +212,16 @@ def reads(site: str, vid: str, visit: str) -> tuple[Command, Command]:
     return ("GET", f"{prefix}visit:{visit}"), ("LRANGE", f"{prefix}pages:{visit}", 0, -1)
 
 
-def admits(site: str, vid: str, view: str, kind: str, event_id: str, most: int, ttl: int) -> Command:
-    """The command that admits a conversion of `kind` under its page view's cap (admit.lua):
-    its reply is 1 for one of the page view's first `most` event ids of the kind, else 0.
-    `view` names the page view (its token's MAC); the set lives `ttl` seconds, as the token."""
-    return ADMIT((f"{visitor_prefix(site, vid)}converted:{view}:{kind}",), (event_id, most, ttl), None)
+def page_view_conversions(site: str, vid: str, view: str, kind: str) -> str:
+    """The set of a page view's conversions of `kind` (`admits`); `view` is its token's MAC."""
+    return f"{visitor_prefix(site, vid)}converted:{view}:{kind}"
+
+
+def admits(key: str, event_id: str, most: int, ttl: int) -> Command:
+    """The command that admits a conversion under its page view's cap (admit.lua): its reply is
+    1 for one of the first `most` event ids in `key` (`page_view_conversions`), else 0. The set
+    lives `ttl` seconds, as the page view's token."""
+    return ADMIT((key,), (event_id, most, ttl), None)
 
 
 def journey_of(replies: list[Any], until_ms: int) -> dict[str, Any] | None:
