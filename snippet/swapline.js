@@ -62,9 +62,8 @@
   const renumber = (text) => {
     const chars = text.split(""); // UTF-16 units, as indexed
     // Run to the end: exec's final null sets lastIndex back to 0 for the next text.
+    // A match ends at lastIndex, before no digit (the pattern looks ahead): no longer number's.
     for (let match; (match = pattern.exec(text));) {
-      // The match ends at lastIndex. A digit right after it: a longer number's digits.
-      if (/\d/.test(text[pattern.lastIndex])) continue;
       // The country code or trunk prefix (+7, 8) stays; the national digits change.
       for (let i = pattern.lastIndex, n = digits.length; n && i > match.index;)
         if (/\d/.test(text[--i])) chars[i] = digits[--n];
@@ -138,9 +137,13 @@
     observer.takeRecords();
   });
   // The whole document, not its <body>: a page that replaces it (Turbo, pjax) is still watched.
+  // Its forms and taps are heard there, and an open shadow root's in the root itself: a submit
+  // event never leaves it, and a click leaves it as its host's.
   const watch = (root) => {
     apply(root);
     observer.observe(root, { childList: 1, subtree: 1, characterData: 1 });
+    root.addEventListener("submit", sent, 1);
+    root.addEventListener("click", tapped, 1);
   };
   // `object[name]` made to call `after(object, what it returned)` too, and return that.
   const patch = (object, name, after, original = object[name]) =>
@@ -177,13 +180,14 @@
     if (decision) post(event); // it takes the decision's token, and is kept with it
     if (event.id) store([...outbox(), event].slice(-20));
   };
-  // In the capture phase (1). A form inside data-swapline-noswap is none: a search box, the demo's
-  // preview form. A page view's forms count once, as do its taps (the service counts an id
-  // once): a double click on a submit button fires two submit events, a form that checks its
-  // fields by script one a try, a quiz one a step.
-  addEventListener("submit", (e) => !e.target.closest(NOSWAP) && send({ type: "form", id: view }), 1);
-  addEventListener("click", (e) => safe(() => e.target.closest('a[href^="tel:"]'))
-    && send({ type: "tel_click", id: "t" + view }), 1); // an id of its own: an answer clears the outbox by id
+  // Forms and tel: taps, heard in the capture phase (`watch`). A form inside data-swapline-noswap
+  // is none: a search box, the demo's preview form. A page view's forms count once, as do its
+  // taps (the service counts an id once): a double click on a submit button fires two submit
+  // events, a form that checks its fields by script one a try, a quiz one a step. A tap's id is
+  // its own: an answer clears the outbox by id.
+  const sent = (e) => !e.target.closest(NOSWAP) && send({ type: "form", id: view });
+  const tapped = (e) => safe(() => e.target.closest('a[href^="tel:"]')) && send({ type: "tel_click", id: "t" + view });
+  watch(doc); // heard from now on; nothing swaps before the answer
 
   // The API's name is window.swapline unless data-name says another. One the page already has
   // (a script's, an element's id) stays the page's: the snippet swaps all the same, without an
@@ -246,8 +250,9 @@
         written = [];
         decision = answer;
         outbox().forEach(post); // what waited for a decision (one in flight again: counted once)
-        // Now, even while the page is still loading: what it adds from now on is swapped as it comes.
-        watch(doc.documentElement);
+        // Now, even while the page is still loading: what it adds from now on is swapped as it
+        // comes (it is watched from the start).
+        apply(doc);
         beating = beating || (phone.heartbeat && setInterval(seen, phone.heartbeat)); // one timer
         hiding.disabled = 1;
         done(answer);

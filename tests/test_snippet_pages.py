@@ -119,6 +119,31 @@ def test_shadow_roots_old_and_new_are_swapped_closed_ones_left_alone(page: Page,
     assert rendered == ["Кондиционеры" + printed(digits), "Card" + PRINTED]
 
 
+def test_a_widgets_form_and_tel_link_in_a_shadow_root_are_conversions(page: Page, fixtures: Fixtures) -> None:
+    """A callback widget built as a web component: its submit event never leaves its shadow
+    root, and a click leaves it as the host's. Both count, in a root on the page from the start
+    and in one a component attaches after the answer, whose tel: link is renumbered too."""
+    pause_clock(page)  # no heartbeat among the events
+    page.goto(url(fixtures, page="components.html"))
+    digits = decided(page)["phone"]["digits"]
+    with page.expect_response("**/v1/events") as form:
+        page.locator("#card form button").click()
+    page.evaluate("""() => {
+        customElements.define('callback-widget', class extends HTMLElement {
+            connectedCallback() {
+                this.attachShadow({mode: 'open'}).innerHTML = '<a href="tel:+78126451714">+7 (812) 645-17-14</a>';
+            }
+        });
+        document.body.appendChild(document.createElement('callback-widget'));
+    }""")
+    link = page.locator("callback-widget a")
+    with page.expect_response("**/v1/events") as tap:
+        link.evaluate("(a) => a.dispatchEvent(new MouseEvent('click', {bubbles: true, composed: true}))")
+    assert [answer.value.json() for answer in (form, tap)] == [
+        {"accepted": "form", "outcome": "counted"}, {"accepted": "tel_click", "outcome": "counted"}]
+    assert link.get_attribute("href") == "tel:+7" + digits and link.text_content() == printed(digits)
+
+
 def test_a_replaced_body_is_still_swapped(page: Page, fixtures: Fixtures) -> None:
     page.goto(url(fixtures))
     digits = decided(page)["phone"]["digits"]

@@ -71,7 +71,7 @@ def printed(number: str) -> str:
     """A JavaScript regular expression (flags `gu`) for `number` as pages print it: its country
     code (with or without +) or trunk prefix, then its national digits, separators anywhere;
     after a character that is no digit, or at the start: a postcode's last digit is no country
-    code (78701 (512) 555-0100)."""
+    code (78701 (512) 555-0100); and before no digit: they are no longer number's."""
     shown = formats(number)
     prefix = rf"(^|\D)(\+?{shown['country_code']}|{shown['trunk_prefix']})?"
-    return prefix + _SEPARATORS + _SEPARATORS.join(shown["digits"])
+    return prefix + _SEPARATORS + _SEPARATORS.join(shown["digits"]) + r"(?!\d)"
