@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from starlette.testclient import TestClient
 
 from service.tracking import sites, upgrade
 from service.tracking.moves import registry_key
+from service.tracking.pools import PoolKeys
 from service.tracking.retention import Retention
 from service.tracking.store import FINGERPRINT
 from tests.conftest import Clock
@@ -70,7 +72,7 @@ def test_records_go_after_their_window_and_the_reports_figures_stay(pool_client:
     for family in ("assign", "converted", "overflowed"):
         assert not any(key.endswith(f"}}:{family}") for key in left), family
     assert not any(":history:" in key for key in left) and "sw:{pooltest:small}:leases" not in left
-    assert not any(key.startswith("arrivals") or key.startswith("peak")
+    assert not any(key.startswith((b"arrivals", b"peak"))
                    for key in store.hkeys("sw:{pooltest:small}:stats"))
     assert report(pool_client, day) == before  # the counters the report reads are all there
     # A visitor back after the window is new to the experiment again, in a new cohort.
@@ -92,6 +94,48 @@ def test_records_go_after_their_window_and_the_reports_figures_stay(pool_client:
     # from the settings here), and the sites of the rules; and the registry of where each
     # listed number is (one key a number, bounded by the rules).
     assert left == {upgrade.DONE, FINGERPRINT, sites.KNOWN}
+
+
+def test_a_pool_nobody_comes_to_gives_its_numbers_back(pool_client: TestClient, clock: Clock,
+                                                        store: redis.Redis) -> None:
+    """A client's pool that nobody visits for a month (ads paused): the daily compaction gives
+    back the holds that ended, as the pool's next lease would, so the last holders and their
+    networks are named only in the lease records a late call is credited by, which go after
+    the lease window. A holder back after that is a new visitor; the numbers are whole."""
+    pool = PoolKeys.of("pooltest", "small")
+    held = sorted(visit(pool_client, f"quiet-visitor-{n:04d}")["phone"]["number"] for n in range(3))
+    clock.advance(DAY)
+    compact(pool_client)
+    assert [store.hlen(pool.visitor), store.hlen(pool.holder), store.hlen(pool.networks), store.zcard(pool.held)] == [
+        0, 0, 0, 0]
+    assert store.zcard(pool.free) == 3 and store.hlen(pool.leases) == 3
+    clock.advance(31 * DAY)
+    compact(pool_client)
+    assert store.hlen(pool.leases) == 0 and not [key for key in keys(store) if ":history:" in key]
+    taken = sorted(visit(pool_client, f"new-visitor-{n:04d}", **{"x-forwarded-for": f"95.161.1.{n}"})["phone"]["number"]
+                   for n in range(3))
+    assert taken == held
+    assert visit(pool_client, "quiet-visitor-0000")["phone"]["kind"] == "overflow"  # each number is another's
+
+
+def test_a_holder_whose_lease_record_was_lost_never_takes_anothers_number(pool_client: TestClient, clock: Clock,
+                                                                          store: redis.Redis) -> None:
+    """A store that lost the lease records while holds were out (as a compaction of the
+    version before this one could, in a pool quiet for a month) left each number's last holder
+    in the pool's map of visitors. Back after others took the numbers, such a holder used to
+    be given the number another visitor held, and their heartbeat renewed the other's hold."""
+    pool = PoolKeys.of("pooltest", "small")
+    first = [visit(pool_client, f"lost-visitor-{n:04d}") for n in range(3)]
+    clock.advance(120)  # the holds (60 s) ended
+    store.delete(pool.leases)
+    others = [visit(pool_client, f"next-visitor-{n:04d}", **{"x-forwarded-for": f"95.161.2.{n}"}) for n in range(3)]
+    assert sorted(o["phone"]["number"] for o in others) == sorted(f["phone"]["number"] for f in first)
+    assert visit(pool_client, "lost-visitor-0000")["phone"]["kind"] == "overflow"
+    beat = pool_client.post("/v1/events", content=orjson.dumps({"type": "heartbeat", "token": first[1]["token"]}),
+                            headers={"content-type": "text/plain"})
+    assert beat.status_code == 205  # the page shows a number its visitor no longer holds: it asks again
+    assert {store.hget(pool.visitor, other["vid"]).decode() for other in others} == {
+        other["phone"]["number"] for other in others}
 
 
 @pytest.mark.parametrize(("key", "value"), [

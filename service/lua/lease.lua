@@ -32,29 +32,6 @@ local now = math.max(stamped, tonumber(redis.call('GET', KEYS[9]) or '0'))
 redis.call('SET', KEYS[9], now)
 local hour, prefix, day = ARGV[5], ARGV[3], ARGV[6]
 
--- A lease's network holds one number fewer.
-local function counted_out(lease)
-  if lease.a and lease.a ~= '' and redis.call('HINCRBY', KEYS[10], lease.a, -1) <= 0 then
-    redis.call('HDEL', KEYS[10], lease.a)
-  end
-end
-
--- Give a number back: its visitor loses it, and it is free since its hold ended.
-local function release(number, ended)
-  local id = redis.call('HGET', KEYS[4], number)
-  local record = id and redis.call('HGET', KEYS[6], id)
-  if record then
-    local lease = cjson.decode(record)
-    if redis.call('HGET', KEYS[5], lease.v) == number then redis.call('HDEL', KEYS[5], lease.v) end
-    redis.call('HINCRBY', KEYS[8], 'held_ms', lease.u - lease.f)
-    redis.call('HINCRBY', KEYS[8], 'released', 1)
-    counted_out(lease)
-  end
-  redis.call('HDEL', KEYS[4], number)
-  redis.call('ZREM', KEYS[3], number)
-  if redis.call('SISMEMBER', KEYS[1], number) == 1 then redis.call('ZADD', KEYS[2], ended, number) end
-end
-
 -- Lease `number` to this call's visit from now, and add the lease to the number's history,
 -- by which a call is credited to whoever held the number then (attribute.lua).
 local function start(number)
@@ -75,15 +52,11 @@ local function start(number)
   end
 end
 
--- Reclaim holds that ended before now (a bounded batch per call).
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, 100)
-for i = 1, #expired, 2 do release(expired[i], tonumber(expired[i + 1])) end
+reclaim(now)  -- holds that ended before now (release.lua)
 
 -- A returning visitor keeps their number while the hold lives; the hold restarts from now.
-local number = redis.call('HGET', KEYS[5], vid)
+local number, lease, id = holding(vid)
 if number then
-  local id = redis.call('HGET', KEYS[4], number)
-  local lease = cjson.decode(redis.call('HGET', KEYS[6], id))
   if lease.u >= now then
     -- A number the rules took out of the pool (one that stopped working, or that another pool
     -- waits for: service/tracking/moves.py) stays until its hold ends, never renewed.

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 # L = λ·W; arrivals are random, so add three standard deviations of a Poisson count (√L),
 # the square-root staffing rule: the pool then runs out in well under 1% of moments.
 SIGMAS = 3
-LEASE, EXTEND, LET_GO, ATTRIBUTE = (Script.named(name) for name in ("lease", "extend", "let_go", "attribute"))
+# The scripts that lease, renew and give back numbers share how a hold is kept (release.lua).
+LEASE, EXTEND, LET_GO, RECLAIM = (Script.named(name, "release") for name in ("lease", "extend", "let_go", "reclaim"))
+ATTRIBUTE = Script.named("attribute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,12 @@ class PoolKeys:
         prefix = f"sw:{{{site}:{pool}}}:"
         names = ("numbers", "free", "held", "holder", "visitor", "leases", "seq", "stats", "clock", "networks")
         return cls(prefix, *(prefix + name for name in names))
+
+    @property
+    def holds(self) -> tuple[str, ...]:
+        """The keys of the scripts that lease, renew and give back numbers, in lease.lua's order."""
+        return (self.numbers, self.free, self.held, self.holder, self.visitor, self.leases, self.seq, self.stats,
+                self.clock, self.networks)
 
     def history(self, number: str) -> str:
         return f"{self.prefix}history:{number}"
@@ -116,8 +124,7 @@ class Pools:
         keys = PoolKeys.of(site, pool.id)
         hour, day = hour_and_day(now_ms, zone)
         return LEASE(
-            (keys.numbers, keys.free, keys.held, keys.holder, keys.visitor, keys.leases, keys.seq, keys.stats,
-             keys.clock, keys.networks),
+            keys.holds,
             # One argument, not six: the store's protocol costs each argument more than JSON does.
             (orjson.dumps((vid, now_ms, page, experiments, visit, network)),),
             (pool.hold * 1000, self.retention_ms, keys.prefix, max(1, len(pool.numbers) * self.network_share // 100),
@@ -129,16 +136,14 @@ class Pools:
         """The command that ends the visitor's hold in `pool` now: their new visit has a number
         of another pool, and a visitor holds one number at a time."""
         keys = PoolKeys.of(site, pool.id)
-        return LET_GO((keys.held, keys.holder, keys.visitor, keys.leases, keys.clock), (vid, now_ms))
+        return LET_GO(keys.holds, (vid, now_ms))
 
     async def extend(self, site: str, pool: Pool, vid: str, now_ms: int, shown: str = "") -> str | None:
         """Restart the hold of the number `vid` holds, or of `shown`, the number their page shows,
         if it is free and they held it last; the number, or None."""
         keys = PoolKeys.of(site, pool.id)
-        number, = await self.store.batcher.submit(EXTEND(
-            (keys.held, keys.holder, keys.visitor, keys.leases, keys.clock, keys.numbers, keys.free, keys.seq,
-             keys.networks), (vid, now_ms, shown), (pool.hold * 1000, keys.prefix),
-        ))
+        number, = await self.store.batcher.submit(EXTEND(keys.holds, (vid, now_ms, shown),
+                                                          (pool.hold * 1000, keys.prefix)))
         return number.decode() if number else None
 
     async def held(self, site: str, pool: Pool, now_ms: int) -> int:

@@ -26,6 +26,7 @@ import orjson
 
 from service.config import Settings
 from service.tracking.clock import DAY_MS, hour_and_day
+from service.tracking.pools import RECLAIM, PoolKeys
 from service.tracking.store import Store, repeat
 
 log = logging.getLogger("swapline")
@@ -95,6 +96,9 @@ class Retention:
                    for name, days in (("visitor", self.windows.visitor), ("report", self.windows.report),
                                       ("lease", self.windows.lease))}
         deleted = 0
+        # Holds that ended go back to their pools first (the holders' leases may then go too).
+        async for raw in self.store.client.scan_iter(match="sw:{*}:held", count=SLICE):
+            deleted += await self._reclaim(raw.decode(), now_ms)
         async for raw in self.store.client.scan_iter(match="sw:{*}:*", count=SLICE):
             key = raw.decode()
             family = key.rpartition(":")[2] if "}:history:" not in key else "history"
@@ -131,9 +135,23 @@ class Retention:
             await client.delete(key)
         return deleted
 
+    async def _reclaim(self, key: str, now_ms: int) -> int:
+        """Give back the numbers of a pool (its `held` key) whose holds have ended, as its next
+        lease would: in a pool nobody comes to, the last holders are named nowhere but in
+        their lease records, which go with the lease window."""
+        keys, released = PoolKeys.of(*key.partition("{")[2].partition("}")[0].split(":", 1)), 0
+        while count := (await self.store.batcher.submit(RECLAIM(keys.holds, (now_ms,))))[0]:  # a batch a call
+            released += count
+        return int(released)
+
     async def _history(self, key: str, cutoff_ms: int) -> int:
-        """A number's lease history, and the leases it names, past the lease window."""
+        """A number's lease history, and the leases it names, past the lease window; never the
+        lease of the number's holder (a hold the pool has not given back yet)."""
         client = self.store.client
+        holder = await client.hget(key.partition("history:")[0] + "holder", key.partition("}:history:")[2])
+        held_since = await client.zscore(key, holder) if holder else None
+        if held_since is not None:
+            cutoff_ms = min(cutoff_ms, int(held_since))
         old = await client.zrangebyscore(key, "-inf", f"({cutoff_ms}", start=0, num=SLICE)
         deleted = 0
         while old:
