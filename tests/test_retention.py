@@ -136,6 +136,10 @@ def test_a_holder_whose_lease_record_was_lost_never_takes_anothers_number(pool_c
     assert beat.status_code == 205  # the page shows a number its visitor no longer holds: it asks again
     assert {store.hget(pool.visitor, other["vid"]).decode() for other in others} == {
         other["phone"]["number"] for other in others}
+    clock.advance(DAY)
+    compact(pool_client)  # the holds ended: what the lost records left counted goes too
+    assert store.hlen(pool.visitor) == store.hlen(pool.networks) == 0
+    assert visit(pool_client, "lost-visitor-0000")["phone"]["kind"] == "lease"
 
 
 @pytest.mark.parametrize(("key", "value"), [
