@@ -1,5 +1,6 @@
--- The holds of a pool, as lease.lua keeps them: its KEYS (1 numbers, 2 free, 3 held, 4 holder,
--- 5 visitor, 6 leases, 8 stats, 10 networks), shared by the scripts that give numbers back.
+-- A pool's holds as lease.lua keeps them, read and given back alike by every script that
+-- leases, renews, ends or reclaims one. KEYS: lease.lua's (1 numbers, 2 free, 3 held, 4 holder,
+-- 5 visitor, 6 leases, 8 stats, 10 networks).
 
 -- A lease's network holds one number fewer.
 local function counted_out(lease)
