@@ -359,10 +359,10 @@ def _erase(settings: Settings, site: str) -> int:
               "reload, then erase it", file=sys.stderr)
         return 1
 
-    async def erased(url: str) -> Counter[str]:
+    async def erased(url: str) -> Counter[str] | None:
         store = Store(connect(url, settings.redis_cluster))
         try:
-            return await sites.erase(store, site)
+            return None if await sites.served(store, site) else await sites.erase(store, site)
         finally:
             await store.close()
 
@@ -377,6 +377,12 @@ def _erase(settings: Settings, site: str) -> int:
         return 1
     except STORE_ERRORS as exc:
         print(f"swapline: {why(exc)}", file=sys.stderr)
+        return 1
+    if kinds is None:
+        print(f"swapline: site {site!r} is among the sites the service last loaded (the store's list, {sites.KNOWN}), "
+              f"though not in {settings.rules_dir}: if a service still serves it, take its file out of that "
+              "service's rules and let it reload; if the service is stopped, start it once without the file; "
+              "then erase it", file=sys.stderr)
         return 1
     if not kinds:
         print(f"swapline: the store holds nothing of site {site!r}: nothing erased", file=sys.stderr)

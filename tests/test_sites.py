@@ -17,6 +17,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service.app import create_app
 from service.tracking import sites
 from service.tracking.store import Store, connect
 from tests.conftest import (
@@ -25,6 +26,7 @@ from tests.conftest import (
     DEMO_RULES,
     POOL_SITE,
     Clock,
+    make_settings,
     site_client,
     start,
     until_the_watcher_sees,
@@ -90,7 +92,9 @@ def test_erasing_a_site_that_left_leaves_its_id_empty_and_every_other_key_as_it_
     assert all(before.values()) and all(neighbour.values())  # both sites' history shows
     assert len(before["conversions"]) == 2 and before["pools held"] == [2]  # a form and a call; two numbers
 
-    (rules_dir / "pooltest.yaml").unlink()  # the client leaves
+    (rules_dir / "pooltest.yaml").unlink()  # the client leaves: the service goes on without its file
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))):
+        pass
     # What webhooks and exports keep beside the log: a delivery queue (a consumer group of its stream), a cursor.
     store.xgroup_create("sw:{pooltest:log}:entries", "hook:0123456789abcdef", id="0")
     store.set("sw:{pooltest:log}:export:metrica", b"0-0")
@@ -125,6 +129,20 @@ def test_a_site_still_in_the_rules_is_refused_in_one_line(valkey_url: str, rules
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr == (f"swapline: site 'pooltest' is in the rules ({rules_dir}): take its file out, let the "
                               "service reload, then erase it\n")
+    assert dumped(store) == kept
+
+
+def test_a_site_the_service_serves_from_other_rules_is_refused(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                                               clock: Clock) -> None:
+    """The agency's slip: the command run in a shell without the service's SWAPLINE_RULES_DIR
+    reads other rules, which lack the live client; the store says the service loaded it."""
+    with site_client(valkey_url, rules_dir, clock, "pooltest", POOL_SITE) as client:
+        traffic(client, clock, "pooltest")
+        kept = dumped(store)
+        refused = swapline(DEMO_RULES, "sites", "erase", "pooltest", SWAPLINE_REDIS_URL=valkey_url)  # the repo's
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"swapline: site 'pooltest' is among the sites the service last loaded (the "
+                                     f"store's list, sw:sites), though not in {DEMO_RULES}: if a service still serves")
     assert dumped(store) == kept
 
 
@@ -224,11 +242,10 @@ def test_the_embedded_store_is_erased_with_the_service_stopped_or_running(tmp_pa
     (rules / "left-too.yaml").unlink()
     (rules / "other.yaml").write_text("site: other\n")
 
-    stopped = swapline(rules, "sites", "erase", "left", **embedded)  # the command starts the store for the while
-    assert stopped.returncode == 0 and stopped.stdout.startswith("site left: "), stopped.stderr
-    again = swapline(rules, "sites", "erase", "left", **embedded)  # as the store kept it on disk
-    assert again.stderr == "swapline: the store holds nothing of site 'left': nothing erased\n"
-    process, base = start(tmp_path, SWAPLINE_RULES_DIR=str(rules))
+    # The command starts the store for the while; the service, stopped, last loaded the site.
+    unsure = swapline(rules, "sites", "erase", "left", **embedded)
+    assert unsure.returncode == 1 and "if the service is stopped, start it once without the file" in unsure.stderr
+    process, base = start(tmp_path, SWAPLINE_RULES_DIR=str(rules))  # it learns the sites left
     try:
         running = swapline(rules, "sites", "erase", "left-too", **embedded)  # on the running service's store
         assert running.returncode == 0 and running.stdout.startswith("site left-too: "), running.stderr
@@ -236,6 +253,10 @@ def test_the_embedded_store_is_erased_with_the_service_stopped_or_running(tmp_pa
     finally:
         process.terminate()
         process.wait(timeout=60)
+    stopped = swapline(rules, "sites", "erase", "left", **embedded)
+    assert stopped.returncode == 0 and stopped.stdout.startswith("site left: "), stopped.stderr
+    again = swapline(rules, "sites", "erase", "left", **embedded)  # as the store kept it on disk
+    assert again.stderr == "swapline: the store holds nothing of site 'left': nothing erased\n"
 
 
 def test_a_store_behind_sentinel_is_erased_on_its_primary_and_the_replicas_follow(tmp_path: Path) -> None:

@@ -49,6 +49,12 @@ def _kind(rest: bytes) -> str:
     return KINDS.get(name) or KINDS[name[0]]
 
 
+async def served(store: Store, site: str) -> bool:
+    """Whether `site` is among the sites the processes last loaded: rules elsewhere than the
+    caller's may still serve it, and an erasure would take a live client's data."""
+    return bool(await store.client.sismember(KNOWN, site))
+
+
 async def erase(store: Store, site: str) -> Counter[str]:
     """Delete every key of `site`, and its place among the known sites; how many keys of each
     kind (`KINDS`) went."""
