@@ -342,8 +342,8 @@ def vendor_post(client: TestClient, vendor: str, number: str, start: float, n: i
 @pytest.mark.parametrize("vendor", ["uis", "telphin", "mango"])
 def test_wrong_vendor_credentials_are_throttled_per_network(tel: TestClient, clock: Clock, vendor: str) -> None:
     """A credential the vendor sends as it is can be guessed: after SWAPLINE_SIGNIN_ATTEMPTS (10)
-    wrong ones in 15 minutes the network waits, the right one too, as a report token's guesser
-    does. Other networks' calls, and the site's sign-ins from that network, go on."""
+    different wrong ones in 15 minutes the network waits, the right one too, as a report token's
+    guesser does. Other networks' calls, and the site's sign-ins from that network, go on."""
     number = lease(tel)
     guesser, vendor_network = {"x-forwarded-for": "203.0.113.70"}, {"x-forwarded-for": "203.0.113.71"}
     tel.headers.update(guesser)
@@ -362,6 +362,26 @@ def test_wrong_vendor_credentials_are_throttled_per_network(tel: TestClient, clo
     assert elsewhere.status_code == 200 and elsewhere.json()["credited"] is True
     assert report.status_code == 200  # a count of its own: the site's analysts there are not locked out
     assert later.status_code == 200
+
+
+@pytest.mark.parametrize("vendor", ["uis", "telphin", "mango"])
+def test_another_account_posting_the_sites_address_holds_up_none_of_its_calls(tel: TestClient, clock: Clock,
+                                                                              vendor: str) -> None:
+    """The agency's slip: one client's address pasted into another client's account at the
+    same vendor. That account's every call comes from the vendor's network with its own token,
+    the same wrong one each time: it counts once, so the site's own calls from there go on."""
+    number = lease(tel)
+    tel.headers.update({"x-forwarded-for": "203.0.113.72"})  # the vendor's network, every account's
+    stranger = "another-accounts-token-01"
+    posted = [(uis(tel, {**call_finished(number, clock.now), "call_session_id": 100 + n}, token=stranger)
+               if vendor == "uis" else
+               telphin(tel, hangup(number, clock.now + 45, CallID=f"stranger-{n}"), token=stranger)
+               if vendor == "telphin" else
+               mango(tel, mango_summary(number, clock.now, entry_id=f"stranger-{n}"), key=stranger)).status_code
+              for n in range(30)]
+    own = vendor_post(tel, vendor, number, clock.now, 1, right=True)
+    assert posted == [401] * 30
+    assert own.status_code == 200 and own.json()["credited"] is True
 
 
 def test_a_site_without_a_vendors_credentials_refuses_its_calls(valkey_url: str, rules_dir: Path,

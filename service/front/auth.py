@@ -57,15 +57,16 @@ async def accepts(runtime: Runtime, site: Site, request: Request, given: str) ->
 
 
 async def counted_guess(runtime: Runtime, request: Request, counter: str, right: bool,
-                        what: str | None = None) -> bool:
+                        what: str | None = None, sent: str | None = None) -> bool:
     """`right`, unless the client's network has guessed wrong `SWAPLINE_SIGNIN_ATTEMPTS` times in
     the window at `counter` (a site's report token, its telephony's credentials): then 429, even
-    for a right guess, so that the answer tells nothing past the limit. A wrong guess counts."""
+    for a right guess, so that the answer tells nothing past the limit. A wrong guess counts;
+    given what was `sent`, only once in the window: a guesser sends something new each time."""
     limiter, batcher, now = runtime.signin_limit, runtime.store.batcher, runtime.clock()
     network = f"{limiter.network(client_host(request.scope))}:{counter}"
     await limiter.consult(network, batcher, now)
     limiter.refuse_if_blocked(network, now, what)
-    if not right:
+    if not right and (sent is None or (await batcher.submit(*limiter.distinct(network, now, sent)))[0]):
         limiter.note(network, batcher, now)
     return right
 

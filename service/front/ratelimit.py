@@ -25,7 +25,7 @@ from typing import Any
 
 from service.errors import TooManyRequests
 from service.ips import ip_address
-from service.tracking.store import Batcher
+from service.tracking.store import Batcher, Command
 
 
 class Limiter:
@@ -65,6 +65,13 @@ class Limiter:
         """Count one request from `network` here and in the store."""
         if self.limit:
             self._count(network, self._roll(now), batcher)
+
+    def distinct(self, network: str, now: float, sent: str) -> tuple[Command, Command]:
+        """The commands that add a keyed hash of `sent` to what `network` sent in this window:
+        the first one's reply is 1 if it had not sent it before."""
+        key, digest = f"{self._key(network, self._roll(now))}:sent", self._hashed.copy()
+        digest.update(sent.encode())
+        return ("SADD", key, digest.hexdigest()), ("EXPIRE", key, 2 * self.window)
 
     async def consult(self, network: str, batcher: Batcher, now: float) -> None:
         """Learn the store's count for `network` now (for rare requests, such as sign-ins)."""

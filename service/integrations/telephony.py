@@ -10,8 +10,8 @@
 Each checks its vendor's signature as the vendor computes it, or for the two that sign
 nothing (UIS, Telphin) a token in the address, in constant time, before reading anything.
 A credential sent as it is (UIS's and Telphin's token, Mango's key with its `sign`) can be
-guessed: wrong ones are counted per client network and site, and past the limit refused
-(`_guessed`). A signature (Twilio's, Zadarma's, /v1/calls's) is an HMAC of the request under a
+guessed: different wrong ones are counted per client network and site, and past the limit
+refused (`_guessed`). A signature (Twilio's, Zadarma's, /v1/calls's) is an HMAC of the request under a
 secret the vendor made or the rules hold to 16 characters: nobody guesses one, and counting
 them would only let a stranger's wrong posts from the vendor's network hold up the right ones.
 Events other than the end of an incoming call are answered `{"ignored": ...}`: a vendor
@@ -128,7 +128,9 @@ async def mango_endpoint(request: Request) -> JSON:
     data = form.get("json", "")
     known = hmac.compare_digest(form.get("vpbx_api_key", "").encode(), key.encode())
     signed = hmac.compare_digest(form.get("sign", "").lower().encode(), mango_sign(key, data, salt).encode())
-    if not await _guessed(runtime, site, request, known and signed):
+    # What a guesser varies: the key, or with the right key the signature (that is, the salt).
+    if not await _guessed(runtime, site, request, known and signed,
+                          form.get("sign", "") if known else form.get("vpbx_api_key", "")):
         raise Unauthorized("invalid_signature", "vpbx_api_key or sign is missing or wrong")
     event = request.path_params["event"]
     if event != "summary":
@@ -252,19 +254,22 @@ async def _credit(runtime: Runtime, site: Site, call_id: str, called: Any, calle
 
 async def _token(runtime: Runtime, request: Request, site: Site, token: str | None, name: str) -> None:
     expected = configured(site, token, name)
-    if not await _guessed(runtime, site, request,
-                          hmac.compare_digest(request.query_params.get("token", "").encode(), expected.encode())):
+    given = request.query_params.get("token", "")
+    if not await _guessed(runtime, site, request, hmac.compare_digest(given.encode(), expected.encode()), given):
         raise Unauthorized("invalid_token", "the token in the address is missing or wrong")
 
 
-async def _guessed(runtime: Runtime, site: Site, request: Request, right: bool) -> bool:
+async def _guessed(runtime: Runtime, site: Site, request: Request, right: bool, sent: str) -> bool:
     """`right`, unless the client's network guessed the site's telephony credentials wrong too
-    often: 429 until the window ends (`SWAPLINE_SIGNIN_ATTEMPTS` per 15 minutes, as report tokens).
-    The sign-in limiter, guesses at a secret being what it bounds, but a count of its own: a vendor
-    posting with a token gone stale and the site's analysts signing in from one network (a
-    marketer trying the address with curl from the office) lock each other out of nothing. One
-    count for all the site's vendors: a guesser gets no more tries for aiming at another one."""
-    return await counted_guess(runtime, request, f"{site.id}:calls", right, "wrong call credentials")
+    often: 429 until the window ends (`SWAPLINE_SIGNIN_ATTEMPTS` different wrong ones per 15
+    minutes). The sign-in limiter, guesses at a secret being what it bounds, but a count of its
+    own: a vendor posting with a token gone stale and the site's analysts signing in from one
+    network (a marketer trying the address with curl from the office) lock each other out of
+    nothing. One count for all the site's vendors: a guesser gets no more tries for aiming at
+    another one. A wrong credential `sent` again counts once: the vendor's network is every one of
+    its customers', and an account that posts another site's address with its own token (a URL
+    pasted into the wrong account) must not hold up the site's own calls from there."""
+    return await counted_guess(runtime, request, f"{site.id}:calls", right, "wrong call credentials", sent)
 
 
 async def _fields(request: Request) -> Mapping[str, Any]:
