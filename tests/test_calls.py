@@ -453,11 +453,15 @@ def test_a_number_that_is_none_of_the_sites_is_kept_as_a_callers_is(pool_client:
 def test_a_refused_call_leaves_a_line_in_the_log_once_a_minute_for_each_reason(
         pool_client: TestClient, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     """Whoever sets up the PBX reads why its calls are refused in the service's log, with the
-    numbers' digits hidden but their last four; a PBX that retries adds a count, not lines."""
+    numbers' digits hidden but their last four; a PBX that retries adds a count, not lines, and
+    each site has lines of its own."""
     caplog.set_level(logging.WARNING, logger="swapline")
     for n in range(3):  # a number one digit short, and its retries
         assert post_call(pool_client, call(f"short-{n}", "8 916 123-45-6", clock.now)).status_code == 400
     assert post_call(pool_client, call("unsigned", "+74951900001", clock.now), secret=None).status_code == 401
+    # Another client's PBX, wrong the same way meanwhile: a line of its own, not one of the count.
+    assert post_call(pool_client, call("unsigned", "+74951900001", clock.now), secret=None,
+                     site="demo").status_code == 401
     clock.advance(61)
     post_call(pool_client, call("short-3", "8 916 123-45-6", clock.now))
     lines = [record.getMessage() for record in caplog.records if "call refused" in record.getMessage()]
@@ -465,6 +469,7 @@ def test_a_refused_call_leaves_a_line_in_the_log_once_a_minute_for_each_reason(
         "call refused (site 'pooltest', /v1/calls): 400 invalid_call: called is not a valid phone number: "
         "'• ••• ••3-45-6'",
         "call refused (site 'pooltest', /v1/calls): 401 invalid_signature: X-Swapline-Signature is missing",
+        "call refused (site 'demo', /v1/calls): 401 invalid_signature: X-Swapline-Signature is missing",
         "call refused (site 'pooltest', /v1/calls): 400 invalid_call: called is not a valid phone number: "
         "'• ••• ••3-45-6' (and 2 more since the last such line)",
     ]
