@@ -176,6 +176,9 @@ def start_service(redis_url: str, rules_dir: Path, workdir: Path, workers: int =
         "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(rules_dir),
         "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_BEACON_RATE": "1000000000",
         "SWAPLINE_DECISION_RATE": "1000000000",  # counted as in production, never refused
+        # The request files replay each page view's token: each of its conversions counts, as a
+        # real page view's first ones do, never the cheaper refusal past its most.
+        "SWAPLINE_CONVERSIONS_PER_VIEW": "1000000000",
         "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_LOG_LEVEL": "warning", "SWAPLINE_SECRET": "benchmark-secret",
         "SWAPLINE_DATA_DIR": str(workdir / f"data-{name}"), "PYTHONPATH": str(tree), **env,
     }

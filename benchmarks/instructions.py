@@ -63,6 +63,7 @@ def main() -> None:
                "SWAPLINE_REDIS_URL": redis_url, "SWAPLINE_RULES_DIR": str(LOAD_RULES), "SWAPLINE_PORT": str(port),
                "SWAPLINE_TRUSTED_PROXIES": "127.0.0.1/32", "SWAPLINE_BEACON_RATE": "1000000000",
                "SWAPLINE_DECISION_RATE": "1000000000", "SWAPLINE_RELOAD_RULES": "0", "SWAPLINE_LOG_LEVEL": "warning",
+               "SWAPLINE_CONVERSIONS_PER_VIEW": "1000000000",  # replayed tokens: every conversion counts
                "SWAPLINE_SECRET": "benchmark-secret", "SWAPLINE_DATA_DIR": str(work / "data")}
         log = work / "service.log"
         with log.open("wb") as output:

@@ -64,6 +64,7 @@ class Settings:
     signin_attempts: int = 10  # wrong report tokens, or call credentials, per client network, site and 15 minutes
     limit_prefixes: tuple[int, int] = (32, 64)  # what a client network is: IPv4 and IPv6 prefix lengths
     token_days: int = 3  # how long a decision token speaks for its page view (beacons)
+    conversions_per_view: int = 5  # forms, tel: clicks and goals, each, one page view's token may add
     max_pages: int = 1000  # distinct pages per site, experiment and day in the reports; the rest is "(other)"
     max_goals: int = 100  # distinct goal names per site, experiment and day; the rest is "goal:(other)"
     max_connections: int = 1000  # open connections per worker; more get 503
@@ -119,6 +120,8 @@ class Settings:
             limit_prefixes=(_prefix("LIMIT_PREFIX_V4", get("LIMIT_PREFIX_V4"), defaults.limit_prefixes[0], 32),
                             _prefix("LIMIT_PREFIX_V6", get("LIMIT_PREFIX_V6"), defaults.limit_prefixes[1], 128)),
             token_days=_positive("TOKEN_DAYS", get("TOKEN_DAYS"), defaults.token_days),
+            conversions_per_view=_positive("CONVERSIONS_PER_VIEW", get("CONVERSIONS_PER_VIEW"),
+                                           defaults.conversions_per_view),
             max_pages=_positive("MAX_PAGES", get("MAX_PAGES"), defaults.max_pages),
             max_goals=_positive("MAX_GOALS", get("MAX_GOALS"), defaults.max_goals),
             max_connections=_positive("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), defaults.max_connections),

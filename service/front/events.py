@@ -41,7 +41,6 @@ CONVERSIONS = ("form", "tel_click", "goal")
 EVENT_TYPES = (*CONVERSIONS, "heartbeat")
 EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 GOAL_NAME = re.compile(r"[a-z0-9_-]{1,64}")
-MOST_A_PAGE_VIEW = 5  # conversions of each type one page view's token may add: forms, tel: clicks, goals
 
 
 def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
@@ -121,12 +120,13 @@ async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> s
     """Count a conversion (from a beacon now, or from the spool later) for every experiment the
     visitor was exposed to before it, on any page: the store knows which. Then log it, with
     those variants and the visit it came from (once: a retry may be the first to get there).
-    A page view adds at most `MOST_A_PAGE_VIEW` conversions of each type: a made-up id is no
-    new conversion past them, and neither is anything an erased visitor's page view sends."""
+    A page view adds at most `conversions_per_view` of each type (the settings'): a made-up id
+    is no new conversion past them, and neither is anything an erased visitor's page view sends."""
     vid, now, view = conversion["vid"], conversion["now"], conversion.get("view")
     visit, kind = conversion.get("visit"), conversion["kinds"][0]
     views = [visits.page_view_conversions(site.id, vid, view, kind)] if view else []
-    admitting = [visits.admits(key, conversion["id"], MOST_A_PAGE_VIEW, runtime.settings.token_days * 86_400)
+    settings = runtime.settings
+    admitting = [visits.admits(key, conversion["id"], settings.conversions_per_view, settings.token_days * 86_400)
                  for key in views]
     *admitted, gone = await runtime.store.batcher.submit(*admitting, ("EXISTS", visits.erased(site.id, vid)))
     if gone:  # an erased visitor's page view: nothing counted names them, nothing is logged or kept
