@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,8 @@ def test_an_e_mail_address_in_a_pages_path_is_kept_as_e_mail(climate: TestClient
     assert b"petrov" not in dump and b"9161234567" not in dump
 
 
-def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis.Redis) -> None:
+def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis.Redis,
+                                 caplog: pytest.LogCaptureFixture) -> None:
     browser = Browser(climate)
     landing = browser.open(AD, ref="https://yandex.ru/")
     beacon(climate, landing["token"], "erased-form")
@@ -291,8 +293,12 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
               for params in ({}, {"by": "source,campaign"})]
     refused = climate.delete(f"/v1/visitors/climate/{VID}")
     assert refused.status_code == 401
-    erased = climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT)
+    with caplog.at_level(logging.INFO, logger="swapline"):
+        erased = climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT)
     assert erased.status_code == 200, erased.text
+    # The operator reads that the site's token erased someone, and not whom.
+    (line,) = [record.getMessage() for record in caplog.records if "erased" in record.getMessage()]
+    assert line.startswith("a visitor of site 'climate' erased with its report token: visits 3, ") and VID not in line
     assert erased.json()["erased"] == {"visits": 3, "assignments": 2, "leases": 1, "calls": 1, "log": 2,
                                        "tallied": 1}
     remaining = [key for key in store.scan_iter("sw:*") if VID.encode() in key or any(

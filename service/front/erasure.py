@@ -12,6 +12,7 @@ is logged nowhere (`visits.erased`).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -33,6 +34,7 @@ from service.tracking.visitors import valid_vid
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
+log = logging.getLogger("swapline")
 SLICE = 1000
 FORGET_LEASE = Script.named("forget_lease")
 
@@ -95,4 +97,7 @@ async def forget_endpoint(request: Request) -> JSON:
     if not valid_vid(vid):
         raise BadRequest("invalid_vid", "not a visitor id: letters, digits, _ and - (as the snippet makes them)")
     erased = await forget(runtime.store, runtime.journal, site, vid, runtime.settings.token_days)
+    # Whoever holds the report token may erase: the operator reads that they did, not whom.
+    log.info("a visitor of site %r erased with its report token: %s", site.id,
+             ", ".join(f"{kind} {count}" for kind, count in erased.items()))
     return JSON({"site": site.id, "vid": vid, "erased": erased})
