@@ -291,7 +291,11 @@ MISTAKES = {
     ),
     "a short secret, never echoed": Mistake(
         "  secret: demo-calls-secret-change-me", "  secret: short",
-        ("calls.secret: this is not written as it should be: HMAC-SHA256 key", "at least 16 characters"),
+        ("calls.secret: this is too short: at least 16 characters (HMAC-SHA256 key",),
+    ),
+    "a short report token, its least length said": Mistake(
+        "  token: demo-report-token-change-me", "  token: '12345'",
+        ("reports.token: this is too short: at least 16 characters (Bearer token for reports",),
     ),
     # phone numbers and pools
     "invalid phone number": Mistake(

@@ -91,12 +91,17 @@ def _described(error: jsonschema.ValidationError, best: jsonschema.ValidationErr
     regular expression; a credential's value is not echoed."""
     if best.validator not in ("pattern", "minLength"):
         return None
+    # A credential written out, not as ${NAME}: what it lacks is length, not the form of a name.
+    if isinstance(best.instance, str) and not best.instance.startswith("${"):
+        best = next((e for e in error.context or () if e.validator == "minLength"), best)
     described = next((node for node in (best.schema, error.schema) if isinstance(node, dict) and "description" in node),
                      None)
     if described is None:
         return None
     name = str(best.absolute_path[-1]) if best.absolute_path else ""
     value = "this" if any(word in name for word in CREDENTIAL_WORDS) else repr(best.instance)
+    if best.validator == "minLength":
+        return f"{value} is too short: at least {best.validator_value} characters ({described['description']})"
     return f"{value} is not written as it should be: {described['description']}"
 
 
