@@ -115,8 +115,10 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
         caplog.set_level(logging.WARNING, logger="swapline")
         (rules_dir / "extra.yaml").write_text("site: extra\n")
         assert wait_for(lambda: "extra" in app.state.runtime.rules.sites, 60.0) is not None
+        assert "swapline_sites 2" in client.get("/metrics").text
         (rules_dir / "extra.yaml").rename(rules_dir / "extra.yaml.bak")
         assert wait_for(lambda: "sites no longer in the rules: extra;" in caplog.text, 60.0) is not None
+        assert "swapline_sites 1" in client.get("/metrics").text  # SwaplineSitesGone alerts on the fall
 
 
 def test_the_log_line_of_a_load_names_twenty_sites_and_counts_the_rest(tmp_path: Path) -> None:
