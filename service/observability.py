@@ -50,7 +50,7 @@ EXPORTS = Counter("swapline_export_uploads_total", "Scheduled uploads to ad plat
                   ["site", "target", "status"])
 WEBHOOKS = Counter("swapline_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["site", "outcome"])
 CALLS = Counter("swapline_calls_total", "Calls heard from telephony by outcome: credited, not_credited (the reason in "
-                "the call log), duplicate or spooled", ["site", "outcome"])
+                "the call log), duplicate, spooled, or refused (a 4xx: why in the service's log)", ["site", "outcome"])
 STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the store that failed")
 RULES_CHANGES = Counter("swapline_rules_changes_total", "Changes to the rules directory, applied or refused",
                         ["outcome"])

@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from service.rules import rulefiles
 from tests.conftest import POOL_SITE, START, Clock, site_client
+from tests.test_observability import metric
 
 SECRET = b"test-calls-secret-0001"
 TWILIO_TOKEN = "test-twilio-token-0001"
@@ -456,6 +457,8 @@ def test_a_refused_call_leaves_a_line_in_the_log_once_a_minute_for_each_reason(
     numbers' digits hidden but their last four; a PBX that retries adds a count, not lines, and
     each site has lines of its own."""
     caplog.set_level(logging.WARNING, logger="swapline")
+    refused = {"site": "pooltest", "outcome": "refused"}
+    before = metric(pool_client.get("/metrics").text, "swapline_calls_total", **refused)
     for n in range(3):  # a number one digit short, and its retries
         assert post_call(pool_client, call(f"short-{n}", "8 916 123-45-6", clock.now)).status_code == 400
     assert post_call(pool_client, call("unsigned", "+74951900001", clock.now), secret=None).status_code == 401
@@ -473,6 +476,8 @@ def test_a_refused_call_leaves_a_line_in_the_log_once_a_minute_for_each_reason(
         "call refused (site 'pooltest', /v1/calls): 400 invalid_call: called is not a valid phone number: "
         "'• ••• ••3-45-6' (and 2 more since the last such line)",
     ]
+    after = metric(pool_client.get("/metrics").text, "swapline_calls_total", **refused)
+    assert after - before == 5  # each counted for its site (demo's apart): whose PBX fails shows
 
 
 def test_a_call_heard_of_before_it_could_have_ended_says_the_pbxs_clock_is_ahead(

@@ -91,6 +91,8 @@ def log_refused(request: Request, exc: HTTPError) -> None:
     # Each site's own lines: one client's PBX posting wrong calls hides no other's. Sites not in
     # the rules share theirs, so that made-up ones cannot grow the count.
     known = site if site in runtime.rules.sites else ""
+    if known:
+        CALLS.labels(known, "refused").inc()
     _now_and_then(runtime, f"{known}:{exc.code}", "call refused (site %r, %s): %s %s: %s", site[:40],
                   request.url.path[:80], exc.status, exc.code,
                   _NUMBER.sub(lambda number: _HIDDEN.sub("•", number[0]), exc.message))
