@@ -174,8 +174,10 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
                 tasks.append(asyncio.create_task(until_done(job, what)))
 
         def apply(new: rulefiles.RuleSet) -> bool:
-            runtime.rules_refused = None  # what was refused is gone, if only undone
+            undone, runtime.rules_refused = runtime.rules_refused, None  # what was refused is gone
             if new.version == runtime.rules.version:  # the same files: memos and pools as they are
+                if undone:  # the log's last word on the rules was a refusal
+                    log.info("the refused rules change is undone: the directory holds the rules serving again")
                 return False
             old, runtime.rules = runtime.rules, new
             _count_from_zero(new.sites.values())

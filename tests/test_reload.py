@@ -105,8 +105,10 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
         assert [problem.split(":")[0] for problem in ready["rules_problems"]] == ["demo.yaml", "demo.yaml"]
         assert any("bad CSS selector" in problem for problem in ready["rules_problems"])
         assert all(str(escape(problem)) in home for problem in ready["rules_problems"])  # as Jinja writes it
+        caplog.set_level(logging.INFO, logger="swapline")
         demo.write_text(broken.replace("h1..hero", "h1.hero").replace("weight: 40", "weight: 34"))
         assert wait_for(lambda: not client.get("/readyz").json()["rules_change_refused"], 60.0) is not None
+        assert "the refused rules change is undone" in caplog.text
         assert "rules_problems" not in client.get("/readyz").json()
         assert "swapline_rules_refused 0" in client.get("/metrics").text
         assert "was refused" not in client.get("/").text
