@@ -11,9 +11,10 @@ Each checks its vendor's signature as the vendor computes it, or for the two tha
 nothing (UIS, Telphin) a token in the address, in constant time, before reading anything.
 A credential sent as it is (UIS's and Telphin's token, Mango's key with its `sign`) can be
 guessed: different wrong ones are counted per client network and site, and past the limit
-refused (`_guessed`). A signature (Twilio's, Zadarma's, /v1/calls's) is an HMAC of the request under a
-secret the vendor made or the rules hold to 16 characters: nobody guesses one, and counting
-them would only let a stranger's wrong posts from the vendor's network hold up the right ones.
+refused (`_guessed`). A signature (Twilio's, Zadarma's, /v1/calls's) is an HMAC of the
+request under a secret the vendor made or the rules hold to 16 characters: nobody guesses one,
+and counting them would only let a stranger's wrong posts from the vendor's network hold up
+the right ones.
 Events other than the end of an incoming call are answered `{"ignored": ...}`: a vendor
 that posts every event of a call gets a 200 for each, and only the last one counts.
 docs/CALLS.md says where each vendor's sources are, and what is inferred.
