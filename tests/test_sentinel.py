@@ -70,7 +70,8 @@ class Visitors:
 def serve(tmp_path: Path, url: str) -> tuple[Any, Visitors]:
     rules = one_site(tmp_path, "shop", SHOP)
     service, base = start(tmp_path, SWAPLINE_REDIS_URL=url, SWAPLINE_RULES_DIR=str(rules),
-                          SWAPLINE_SECRET="sentinel-test-secret", SWAPLINE_BEACON_RATE="100000")
+                          SWAPLINE_SECRET="sentinel-test-secret", SWAPLINE_BEACON_RATE="100000",
+                          SWAPLINE_DECISION_RATE="100000")  # a page view a form, under load
     visitors = Visitors(httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=10))
     # A batch has the store's 0.2 s: on a busy machine one may miss it, and its page degrades.
     visitors.whole("warm-up")
