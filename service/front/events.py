@@ -124,6 +124,7 @@ async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> s
     is no new conversion past them, and neither is anything an erased visitor's page view sends."""
     vid, now, view = conversion["vid"], conversion["now"], conversion.get("view")
     visit, kind = conversion.get("visit"), conversion["kinds"][0]
+    # One page view's set, or none for a conversion spooled before page views were capped.
     views = [visits.page_view_conversions(site.id, vid, view, kind)] if view else []
     settings = runtime.settings
     admitting = [visits.admits(key, conversion["id"], settings.conversions_per_view, settings.token_days * 86_400)
