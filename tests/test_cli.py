@@ -33,6 +33,7 @@ from tests.conftest import (
     free_port,
     output,
     start,
+    stop,
     wait_for,
     wait_for_server,
 )
@@ -148,8 +149,7 @@ def test_serve_runs_on_an_embedded_valkey_and_stops_cleanly_on_ctrl_c(tmp_path: 
         assert "port 0" in conf.splitlines()  # no TCP port: no other server can pose as it
         store = embedded_store_process(tmp_path / "data", process.pid)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        stop(process)
     assert process.returncode == 0, output(process)
     assert "embedded valkey stopped" in output(process)
     assert list((tmp_path / "data" / "valkey" / "appendonlydir").glob("*.aof")), "AOF files expected"
@@ -163,8 +163,7 @@ def test_redis_url_switches_to_an_external_store(tmp_path: Path, valkey_url: str
                   headers=BROWSER_HEADERS)
         assert store.hexists("sw:{demo/cta-wording}:assign", "external-store-000001")
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)
     assert not (tmp_path / "data" / "valkey").exists()
 
 
@@ -177,8 +176,7 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
         table = demo_command("pools", "--site", "demo", "--url", base)
         as_json = demo_command("pools", "--site", "demo", "--url", base, "--format", "json")
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
     assert header.split()[:3] == ["pool", "numbers", "held"]
@@ -197,8 +195,7 @@ def test_forget_command_erases_a_visitor_through_the_running_service(tmp_path: P
                   headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})
         forgot = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)
     assert forgot.returncode == 0, forgot.stderr
     assert json.loads(forgot.stdout)["erased"]["visits"] == 2  # the visit's record and its journey
     assert not [key for key in store.scan_iter("sw:*") if vid.encode() in key]
@@ -222,8 +219,7 @@ def test_calls_import_credits_a_pbx_file_once_and_names_the_rows_it_could_not(tm
         first = demo_command("calls", "import", str(calls), "--site", "demo", "--url", base)
         again = demo_command("calls", "import", str(calls), "--site", "demo", "--url", base)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)
     assert first.returncode == 1 and first.stdout == "1 credited, 1 not credited (no_holder); 2 refused\n", first
     assert first.stderr.splitlines() == [
         f"{calls}:4: start must be a moment from 2000 to 2099 in unix seconds (this looks like milliseconds)",
@@ -268,8 +264,7 @@ def test_calls_import_reads_an_asterisk_cdr_and_sends_only_calls_to_the_sites_nu
         mended = demo_command("calls", "import", str(utc), "--site", "demo", "--url", base, "--utc",
                               "--id-prefix", "utc-")  # sent again as what they were, under new ids
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)
     assert first.returncode == 0, first
     assert first.stdout == "1 credited, 1 not credited (no_holder), 2 not to the site's numbers\n"
     assert again.stdout == "2 already known, 2 not to the site's numbers\n"
@@ -475,8 +470,7 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
         by_source = subprocess.run(["swapline", "report", "--site", "shop", "--url", base, "--by", "source,device"],
                                    capture_output=True, text=True, env=env)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)
     assert all(result.returncode == 0 for result in outputs.values()), outputs
     report = json.loads(outputs["json"].stdout)
     assert sum(row["visitors"] for t in report["experiments"] for row in t["variants"]) == 10
@@ -491,13 +485,11 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
 
 
 # SIGTERM: what container runtimes and systemd send; SIGHUP: a closed SSH session's.
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
-def test_serve_stops_its_store_on_sigterm_and_sighup_too(tmp_path: Path, stop: signal.Signals) -> None:
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP])
+def test_serve_stops_its_store_on_sigterm_and_sighup_too(tmp_path: Path, how: signal.Signals) -> None:
     process, _ = start(tmp_path)
     store = embedded_store_process(tmp_path / "data", process.pid)
-    process.send_signal(stop)
-    process.wait(timeout=60)
-    assert process.returncode == 0, output(process)
+    assert stop(process, how) == 0, output(process)
     assert not still_runs(*store)
     assert "embedded valkey stopped" in output(process)
 
@@ -593,8 +585,7 @@ def test_a_worker_replaced_while_the_store_is_away_starts_degraded(tmp_path: Pat
         server = valkey(port, tmp_path / "valkey")
         wait_for("ready again", lambda: all(httpx.get(f"{base}/readyz").status_code == 200 for _ in range(4)))
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        stop(process)
         server.stop()
     assert process.returncode == 0, output(process)
 
@@ -614,8 +605,7 @@ def test_a_replica_with_another_secret_on_the_same_store_is_refused_in_one_line(
                **({"SWAPLINE_REDIS_CLUSTER": "1"} if CLUSTER else {})}
         refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60, env=env)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        stop(process)
     assert refused.returncode == 2, refused.stderr
     (complaint,) = [line for line in refused.stderr.splitlines() if line.startswith("swapline:")]
     assert "not the one other processes on this store sign with" in complaint
@@ -655,8 +645,7 @@ def test_a_replica_on_a_store_no_service_has_used_says_it_may_be_the_wrong_one(
     for replica in ("first", "second"):
         (tmp_path / replica).mkdir()
         process, _ = start(tmp_path / replica, SWAPLINE_REDIS_URL=valkey_url)
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        stop(process)
         log = Path(process.log.name).read_text()  # type: ignore[attr-defined]
         warned.append("holds nothing of Swapline's yet" in log)
     assert warned == [True, False]

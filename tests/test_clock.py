@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import BROWSER_HEADERS, POOL_SITE, output, skewed, start
+from tests.conftest import BROWSER_HEADERS, POOL_SITE, output, skewed, start, stop
 
 POOL = {"+74951900001", "+74951900002", "+74951900003"}
 HOLD_MS = 60_000  # the pool's hold in POOL_SITE
@@ -43,8 +43,7 @@ def two_processes(tmp_path: Path, rules_dir: Path, valkey_url: str,
                                SWAPLINE_RULES_DIR=str(rules_dir), **env))
     yield [base for _, base in processes]
     for process, _ in processes:
-        process.terminate()
-        process.wait(timeout=60)
+        stop(process)
         assert "Traceback" not in output(process), output(process)
 
 

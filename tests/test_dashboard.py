@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
-import signal
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ from service.app import create_app
 from service.tracking.ledger import Ledger
 from service.tracking.store import Store, connect
 from tests.browser import ARTIFACTS, CLIPPED, chromium
-from tests.conftest import make_settings, start
+from tests.conftest import make_settings, start, stop
 from tests.test_reports import SHOP
 
 DAYS = 7
@@ -117,8 +116,7 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
             page.goto(f"{base}/dashboard/shop/calls")
             assert page.locator("input[name=token]").count() == 1  # every tab asks again
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
 
 
 def test_dashboard_without_a_session_shows_the_sign_in(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
@@ -132,8 +130,7 @@ def test_dashboard_without_a_session_shows_the_sign_in(tmp_path: Path, valkey_ur
         wrong = httpx.get(f"{base}/dashboard/shop", headers={"authorization": "Bearer nope"})
         forged = httpx.get(f"{base}/dashboard/shop", cookies={"swapline_session": "eyJ4IjoxfQ.AAAA"})
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
     assert anonymous.status_code == 200 and 'name="token"' in anonymous.text and "hero" not in anonymous.text
     assert bearer.status_code == 200 and 'id="pages"' in bearer.text
     assert wrong.status_code == 401

@@ -3,7 +3,6 @@ search phrase picked on the page show what a visitor there sees, and record noth
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import redis
 from playwright.sync_api import Page
 
 from tests.browser import ARTIFACTS, chromium
-from tests.conftest import BROWSER, start
+from tests.conftest import BROWSER, start, stop
 
 MOSCOW_FIRST = "+7 495 120-00-01"  # the first number of the demo's Moscow pool
 
@@ -23,8 +22,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, valkey_url: str) -> Iterator[
     redis.Redis.from_url(valkey_url).flushall()
     process, base = start(tmp_path_factory.mktemp("demo"), SWAPLINE_REDIS_URL=valkey_url)
     yield base
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=20)
+    stop(process)
 
 
 @pytest.fixture

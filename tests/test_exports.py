@@ -16,7 +16,6 @@ import csv
 import email.parser
 import io
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from starlette.testclient import TestClient
 
 from service.integrations.exports import FILES, METRICA_CALL_COLUMNS, csv_file, metrica_call_rows
 from service.rules.settings import Exports
-from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start, wait_for
+from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start, stop, wait_for
 from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
@@ -295,8 +294,7 @@ def test_scheduled_uploads_send_each_conversion_once_and_retry_what_failed(tmp_p
         dashboard = http.get("/dashboard/climate/calls", headers={"authorization": "Bearer climate-report-token-0001"})
     finally:
         http.close()
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
     assert platforms.wrong == []
     sent: list[Any] = [conversion["gclid"] for request in platforms.uploads("/v26/")
                        for conversion in orjson.loads(request.body)["conversions"]]
@@ -325,8 +323,7 @@ def test_clicks_from_ios_go_to_google_ads_by_their_wbraid_or_gbraid_and_a_gclid_
         file = http.get("/v1/exports/climate/google-ads.csv", headers=REPORT)
     finally:
         http.close()
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
     assert platforms.wrong == []
     sent = sorted((name, conversion[name]) for request in platforms.uploads("/v26/")
                   for conversion in orjson.loads(request.body)["conversions"]
@@ -353,8 +350,7 @@ def test_a_refused_upload_says_what_the_platform_said_and_clicks_google_refused_
         latest(http, {("metrica", "sent"), ("google-ads", "sent")})
     finally:
         http.close()
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
     assert platforms.wrong == []
     details = {(upload["target"], upload["status"]): upload["detail"] for upload in refused}
     assert details["metrica", "failed"] == "400: invalid_parameter: Unknown goal: qualified_call"

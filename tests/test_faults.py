@@ -27,7 +27,7 @@ import pytest
 import redis
 
 from service.tracking.spool import Spool
-from tests.conftest import BROWSER_HEADERS, free_port, output, skewed, start
+from tests.conftest import BROWSER_HEADERS, free_port, output, skewed, start, stop
 from tests.test_embedded import store_pid
 from tests.test_outage import valkey
 
@@ -237,8 +237,7 @@ def test_acknowledged_work_survives_store_death_full_spool_torn_record_frozen_st
     finally:
         load.http.close()
         for process in processes:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=LIMIT)
+            stop(process, seconds=LIMIT)
         if server.is_running():
             server.stop()
     assert degraded >= 1  # decisions went on while the store was dead
@@ -272,8 +271,7 @@ def test_acknowledged_work_survives_the_embedded_store_killed_under_load(tmp_pat
         wait_for("every acknowledged event and call counted", lambda: load.counted(store) == expected)
     finally:
         load.http.close()
-        service.send_signal(signal.SIGINT)
-        service.wait(timeout=LIMIT)
+        stop(service, seconds=LIMIT)
     assert set(load.statuses) <= {200, 202, 503}, dict(load.statuses)
     assert load.one_number_each(), (load.holders, load.shown)
     assert load.slowest < DECISION_LIMIT, load.slowest

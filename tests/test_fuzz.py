@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import redis
 from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
-from tests.conftest import BROWSER, BROWSER_HEADERS, ROOT, start
+from tests.conftest import BROWSER, BROWSER_HEADERS, ROOT, start, stop
 from tests.test_hostile import LONG_PATH, LONG_REFERRER
 
 HOSTILE_PARAMETERS = {
@@ -90,8 +89,7 @@ def test_fuzzing_the_openapi_spec_finds_no_5xx_and_no_schema_break(
             capture_output=True, text=True, timeout=600, env=env,
         )
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)
     assert result.returncode == 0, result.stdout[-4000:]
     generated, passed = map(int, re.search(r"(\d+) generated, (\d+) passed", result.stdout).groups())  # type: ignore[union-attr]
     assert generated > 300 and passed == generated

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import threading
 import time
@@ -28,7 +27,7 @@ import uvicorn
 
 from service.app import create_app
 from service.front.protocol import Protocol
-from tests.conftest import BROWSER_HEADERS, free_port, make_settings, output, start
+from tests.conftest import BROWSER_HEADERS, free_port, make_settings, output, start, stop
 from tests.loop import BUDGET, LoopWatch, serving
 
 HOSTILE = """
@@ -116,8 +115,7 @@ def service(tmp_path: Path, valkey_url: str, hostile_rules: Path, store: redis.R
     process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(hostile_rules),
                           SWAPLINE_REQUEST_TIMEOUT="2")
     yield process, base
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=20)
+    stop(process)
 
 
 def test_no_hostile_request_costs_the_real_service_a_tenth_of_a_second(service: tuple[Any, str]) -> None:
@@ -205,8 +203,7 @@ def test_connections_that_wait_on_their_clients_make_room_for_new_ones(tmp_path:
     finally:
         for sock in held:
             sock.close()
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)
     assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.1 200 OK"] * 25
     assert told and all(json_error(answer) == (503, {
         "code": "overloaded", "message": "the service needed this connection for another client while this request "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import itertools
 import multiprocessing
-import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +13,7 @@ import httpx
 import orjson
 import redis
 
-from tests.conftest import BROWSER_HEADERS, start
+from tests.conftest import BROWSER_HEADERS, start, stop
 
 NUMBERS = [f"+7 495 130-00-{i:02d}" for i in range(50)]
 SITE = "site: load\npools:\n  - id: city\n    hold: 1s\n    numbers:\n" + "".join(
@@ -53,8 +52,7 @@ def test_no_double_assignment_across_processes(tmp_path: Path, valkey_url: str, 
         with multiprocessing.get_context("spawn").Pool(4) as clients:
             assert sum(clients.map(drive, [(base, p) for p in range(4)])) == 4 * VISITORS_PER_PROCESS
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=30)
+        stop(service)
 
     leases = [orjson.loads(record) for record in store.hvals("sw:{load:city}:leases")]
     by_number: dict[str, list[dict[str, int]]] = collections.defaultdict(list)

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import redis
 
-from tests.conftest import ROOT, start
+from tests.conftest import ROOT, start, stop
 
 LOADTEST = ROOT / "loadtest"
 SECONDS = 20
@@ -57,8 +57,7 @@ def test_locust_smoke_has_no_failures(tmp_path: Path, valkey_url: str, store: re
         sources = httpx.get(f"{base}/v1/reports/load?by=source", headers=headers).json()["rows"]
         excluded = httpx.get(f"{base}/v1/reports/load", headers=headers).json()["excluded"]
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        stop(process)
     output = result.stdout + result.stderr
     failures = list(csv.DictReader((tmp_path / "smoke_failures.csv").open()))
     stats: list[dict[str, Any]] = json.loads((tmp_path / "smoke.json").read_text())

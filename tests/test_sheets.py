@@ -9,7 +9,6 @@ import datetime
 import functools
 import io
 import re
-import signal
 import time
 import zipfile
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from starlette.testclient import TestClient
 
 from service.analytics.sheets import Sheet, download, xlsx
 from tests.browser import chromium, dashboard
-from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start
+from tests.conftest import BROWSER_HEADERS, Clock, one_site, site_client, start, stop
 from tests.test_visits import AD, ORIGIN, REPORT, SITE, Browser, beacon, call
 
 WORKBOOK = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -215,5 +214,4 @@ def test_each_dashboard_tab_downloads_what_it_shows_in_excel(tmp_path: Path, val
             stranger.goto(f"{base}/dashboard/climate/sources.xlsx?by=source")
             assert stranger.locator("input[name=token]").count() == 1  # the sign-in page, no file
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)

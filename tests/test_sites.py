@@ -29,6 +29,7 @@ from tests.conftest import (
     make_settings,
     site_client,
     start,
+    stop,
     until_the_watcher_sees,
     wait_for,
 )
@@ -236,8 +237,7 @@ def test_the_embedded_store_is_erased_with_the_service_stopped_or_running(tmp_pa
             answer = httpx.get(f"{base}/v1/decide", params={"site": site, "url": "/"}, headers=BROWSER_HEADERS)
             assert answer.status_code == 200 and not answer.json()["degraded"]
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        stop(process)
     (rules / "left.yaml").unlink()
     (rules / "left-too.yaml").unlink()
     (rules / "other.yaml").write_text("site: other\n")
@@ -251,8 +251,7 @@ def test_the_embedded_store_is_erased_with_the_service_stopped_or_running(tmp_pa
         assert running.returncode == 0 and running.stdout.startswith("site left-too: "), running.stderr
         assert httpx.get(f"{base}/readyz").status_code == 200
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        stop(process)
     stopped = swapline(rules, "sites", "erase", "left", **embedded)
     assert stopped.returncode == 0 and stopped.stdout.startswith("site left: "), stopped.stderr
     again = swapline(rules, "sites", "erase", "left", **embedded)  # as the store kept it on disk

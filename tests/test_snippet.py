@@ -8,7 +8,6 @@ import datetime
 import hashlib
 import http.server
 import re
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from playwright.sync_api import Browser, Page, Request, Route
 from service.front.snippet import MINIFIED
 from service.tracking.pools import PoolKeys
 from tests.browser import ARGS, CHROMIUM, chromium
-from tests.conftest import BROWSER, BROWSER_HEADERS, free_port, start
+from tests.conftest import BROWSER, BROWSER_HEADERS, free_port, start, stop
 
 FIXTURES = Path(__file__).resolve().parent.parent / "snippet" / "fixtures"
 # The README's optional anti-flicker lines for <head>, and the CSP hash it gives for them.
@@ -180,8 +179,7 @@ experiments:
     ready_for_decisions(base)
     fixtures.service = base
     yield base
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=20)
+    stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -1139,5 +1137,4 @@ def test_the_demo_page_works_on_any_port(browser: Browser, tmp_path: Path, valke
         page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
         context.close()
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process)

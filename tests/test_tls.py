@@ -3,7 +3,6 @@ redis-server with a certificate of a private CA (trustme's), asking for the clie
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import redis
 import trustme
 
-from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, wait_for_server, whole_decision
+from tests.conftest import BROWSER_HEADERS, free_port, one_site, start, stop, wait_for_server, whole_decision
 from tests.test_reports import SHOP, TOKEN
 
 PASSWORD = "tls-store-password"
@@ -67,8 +66,7 @@ def test_the_service_keeps_its_state_in_a_store_it_reaches_over_tls(tmp_path: Pa
             assert sum(row["totals"]["form"] for table in report["experiments"] for row in table["variants"]) == 3
             assert http.get("/metrics").text.count("\nswapline_spool_depth 0") == 1  # nothing waits in the spool
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
 
 
 def test_a_store_whose_certificate_no_trusted_ca_signed_is_never_used(tmp_path: Path,
@@ -89,5 +87,4 @@ def test_a_store_whose_certificate_no_trusted_ca_signed_is_never_used(tmp_path: 
             assert refused.status_code == 503 and "CERTIFICATE_VERIFY_FAILED" in refused.json()["error"]["message"]
             assert http.get("/v1/decide", params={"site": "shop", "url": "/"}).json()["degraded"] is True
     finally:
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)

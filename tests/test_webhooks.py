@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import re
-import signal
 import ssl
 import subprocess
 import time
@@ -27,7 +26,7 @@ import trustme
 
 from service.integrations.webhook_posts import Sender
 from service.rules.settings import Webhook
-from tests.conftest import BROWSER_HEADERS, ROOT, one_site, output, start, wait_for
+from tests.conftest import BROWSER_HEADERS, ROOT, one_site, output, start, stop, wait_for
 from tests.receiver import Answer, Receiver, Request
 from tests.test_visits import AD, ORIGIN, REPORT, SECRET, SITE
 
@@ -109,16 +108,14 @@ def test_every_conversion_reaches_the_endpoints_through_failures_timeouts_and_a_
         conversions(3, 2)
         crm.receiver.wait(lambda: sum(answer.status == 503 and request.path == "/crm"
                                       for request, answer in crm.receiver.requests) >= 4)
-        service.send_signal(signal.SIGINT)  # and so does Swapline, with its deliveries pending
-        service.communicate(timeout=20)
+        stop(service)  # and so does Swapline, with its deliveries pending
         crm.script = []  # the CRM is back
         service, base = start(tmp_path, **env)  # another process takes the waiting deliveries over
         crm.wait_for("/crm", sent)
         status = httpx.get(f"{base}/v1/webhooks/climate", headers={"authorization": "Bearer climate-report-token-0001"})
     finally:
         http.close()
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
 
     assert crm.delivered("/crm") == sent  # every one, and (deduped by id) nothing else
     assert crm.delivered("/calls-only") == {"call:hook-call-1"}  # this endpoint's kinds only
@@ -200,8 +197,7 @@ def serving(tmp_path: Path, valkey_url: str, webhooks: str, retry_ms: int = 200)
         yield running
     finally:
         running.http.close()
-        service.send_signal(signal.SIGINT)
-        service.communicate(timeout=20)
+        stop(service)
 
 
 def test_a_fixed_crm_address_gets_what_waited_for_the_old_one(tmp_path: Path, valkey_url: str,
