@@ -7,6 +7,7 @@ is found in the edited file, never written down as a number.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -912,8 +913,8 @@ def test_a_credential_too_short_in_the_environment_is_refused_as_one_written_out
     """The schema holds a credential written in the file to its least length, but cannot see what
     `${NAME}` holds: a one-letter report token read from the environment would open the reports to
     whoever guesses it. Each is refused where it is named, by its variable, never its value."""
-    for path, least in CREDENTIAL_MINIMUMS.items():
-        monkeypatch.setenv(variable(path), "x" * least)
+    for path, least in CREDENTIAL_MINIMUMS.items():  # each its own, of its least length
+        monkeypatch.setenv(variable(path), hashlib.sha256(variable(path).encode()).hexdigest()[:least])
     path = write(tmp_path, FROM_ENVIRONMENT, "creds.yaml")
     load(tmp_path)  # each at its least length: served
     least = CREDENTIAL_MINIMUMS[short]
@@ -951,6 +952,44 @@ def test_rules_check_refuses_a_report_or_uis_token_too_short_in_the_environment(
         "a credential needs at least 16, written here or in the environment, or it can be guessed",
     ]
     assert "a-weak-token" not in result.stdout + result.stderr
-    monkeypatch.setenv("WEAK_UIS_TOKEN", "b" * 16)
+    monkeypatch.setenv("WEAK_UIS_TOKEN", "b" * 16)  # long enough, and as guessable
     monkeypatch.setenv("WEAK_REPORT_TOKEN", "a-weak-token-now-long")
+    result = swapline_check(tmp_path)
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"{path}:3: calls.uis_token: the environment variable WEAK_UIS_TOKEN has one character, and can be "
+        "guessed: make one with `openssl rand -hex 16`"]
+    monkeypatch.setenv("WEAK_UIS_TOKEN", "b" * 12 + "a7c9")
     assert swapline_check(tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize(("written", "kinds"), [("aaaaaaaaaaaaaaaa", "one character"),
+                                                ("abababababababab1212", "only 4 different characters")])
+def test_a_credential_of_a_few_characters_over_and_over_is_refused(written: str, kinds: str, tmp_path: Path) -> None:
+    text = DEMO_TEXT.replace("demo-report-token-change-me", written)
+    path = write(tmp_path, text)
+    [problem] = problems_in(tmp_path)
+    assert (problem.file, problem.line) == (str(path), line_of(text, f"token: {written}"))
+    assert problem.message == f"reports.token: it has {kinds}, and can be guessed: make one with `openssl rand -hex 16`"
+
+
+@pytest.mark.parametrize("order", ["shop.yaml", "a-shop.yaml"], ids=["read after", "read before"])
+def test_a_report_token_given_to_a_pbx_or_a_crm_is_refused(order: str, tmp_path: Path) -> None:
+    """A PBX that has another site's report token as its calls secret, or a CRM as its webhook's,
+    reads that site's reports and erases its visitors."""
+    write(tmp_path, DEMO_TEXT, "demo.yaml")
+    text = shop_copy(*SHOP_POOLS, ("shop-calls-secret-01", "demo-report-token-change-me"))
+    shop = write(tmp_path, text, order)
+    [problem] = problems_in(tmp_path)
+    if order == "shop.yaml":
+        assert (problem.file, problem.line) == (str(shop), line_of(text, "secret: demo-report-token-change-me"))
+        assert problem.message == (f"calls.secret is also the report token of site 'demo' ({tmp_path / 'demo.yaml'}): "
+                                   "whoever is given it reads that site's reports; give each its own")
+    else:
+        assert (problem.file, problem.line) == (str(tmp_path / "demo.yaml"), line_of(DEMO_TEXT, "token: demo-report"))
+        assert problem.message == (f"the report token is also calls.secret of site 'shop' ({shop}): whoever is given "
+                                   "it reads this site's reports; give each its own")
+    (tmp_path / order).unlink()
+    hooked = DEMO_TEXT + "webhooks:\n  - {url: \"https://crm.example/hook\", secret: demo-report-token-change-me}\n"
+    write(tmp_path, hooked, "demo.yaml")
+    [problem] = problems_in(tmp_path)
+    assert problem.message.startswith("webhooks[0].secret is also the report token of site 'demo'")

@@ -144,6 +144,7 @@ class _Taken:
     fixed: dict[str, tuple[str, str]] = field(default_factory=dict)  # page phones, overflow and static numbers
     tokens: dict[str, tuple[str, str]] = field(default_factory=dict)  # report tokens
     secrets: dict[bytes, tuple[str, str]] = field(default_factory=dict)  # calls secrets
+    given: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # the credentials given to others
 
     def check(self, site: Site, file: str, compiler: _Compiler) -> None:
         """Adds to `compiler` what `site` shares with the sites before it, and notes what it holds.
@@ -181,6 +182,25 @@ class _Taken:
             if other[0] != site.id:
                 compiler.warn(("calls", "secret"), f"calls.secret is also that of site {other[0]!r} ({other[1]}): "
                                                    f"a PBX that has it can post calls for either site")
+        self._given_apart(site, file, compiler)
+
+    def _given_apart(self, site: Site, file: str, compiler: _Compiler) -> None:
+        """A report token opens the reports and erases visitors; a PBX, a CRM or an ad platform that
+        is given a credential equal to one would read them too."""
+        given = [(("calls", "secret"), (site.calls.secret or b"").decode()),
+                 *((("calls", name), getattr(site.calls, name)) for name in VENDOR_CREDENTIALS),
+                 *((("webhooks", index, "secret"), hook.secret) for index, hook in enumerate(site.webhooks))]
+        for path, value in given:
+            if value and (opener := self.tokens.get(value)):
+                compiler.problem(path, f"{dotted(path)} is also the report token of site {opener[0]!r} ({opener[1]}): "
+                                       "whoever is given it reads that site's reports; give each its own")
+        if site.report_token and (holder := self.given.get(site.report_token)):
+            compiler.problem(("reports", "token"), f"the report token is also {holder[2]} of site {holder[0]!r} "
+                                                   f"({holder[1]}): whoever is given it reads this site's reports; "
+                                                   "give each its own")
+        for path, value in given:
+            if value:
+                self.given.setdefault(value, (site.id, file, dotted(path)))
 
 
 class _Compiler:
@@ -571,6 +591,11 @@ class _Compiler:
             self.problem(path, f"{dotted(path)}: the environment variable {reference[1]} holds fewer than {least} "
                                f"characters: a credential needs at least {least}, written here or in the "
                                "environment, or it can be guessed")
+        elif secret and least and least >= 16 and len(set(secret)) < FEWEST_KINDS:  # a vendor's short keys are theirs
+            where = f"the environment variable {reference[1]}" if reference else "it"
+            kinds = "one character" if len(set(secret)) == 1 else f"only {len(set(secret))} different characters"
+            self.problem(path, f"{dotted(path)}: {where} has {kinds}, and can be guessed: make one with "
+                               "`openssl rand -hex 16`")
         return secret
 
     def _webhooks(self, data: list[dict[str, Any]]) -> tuple[Webhook, ...]:
@@ -676,6 +701,9 @@ def _visits(data: dict[str, Any]) -> VisitSettings:
 # Site ids the service's own addresses take: /v1/calls/SITE is a site's call log.
 RESERVED_IDS = frozenset({"twilio", "mango", "zadarma", "uis", "telphin"})
 DEFAULT_EXPORTS = Exports()
+# The fewest different characters in a credential of 16 or more: 1111111111111111 has one, and
+# `openssl rand -hex 16` fewer than five about once in 10^16.
+FEWEST_KINDS = 5
 VENDOR_CREDENTIALS = ("twilio_auth_token", "mango_api_key", "mango_api_salt", "zadarma_secret", "uis_token",
                       "telphin_token")
 
