@@ -289,6 +289,7 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     beacon(climate, landing["token"], "erased-form")
     clock.advance(30)
     assert call(climate, landing["phone"]["number"], clock.now)["visitor"] == VID
+    histories = sorted(key[:-32] for key in store.scan_iter("sw:{climate:calls}:*:*"))  # by their number's hash
     before = [climate.get("/v1/reports/climate", params=params, headers=REPORT).json()
               for params in ({}, {"by": "source,campaign"})]
     refused = climate.delete(f"/v1/visitors/climate/{VID}")
@@ -304,6 +305,11 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     remaining = [key for key in store.scan_iter("sw:*") if VID.encode() in key or any(
         VID.encode() in value or visitor_hash(VID) in value for value in _values(store, key))]
     assert remaining == []  # the visitor's id is nowhere in the store, nor its hash
+    # Nor the number they called from: its last digits, and its hash's history of calls.
+    assert [orjson.loads(record)["caller_last_digits"] for record in store.hvals("sw:{climate:calls}:calls")] \
+        == [None]
+    assert histories == [b"sw:{climate:calls}:caller:", b"sw:{climate:calls}:target:"]
+    assert not [key for key in store.scan_iter("sw:{climate:calls}:*:*") if key[:-32] in histories]
     # Nor their client network's hash (of their address): the lease still held gave its place back.
     pool = PoolKeys.of("climate", landing["phone"]["pool"])
     assert [orjson.loads(lease)["a"] for lease in store.hvals(pool.leases)] == [""]

@@ -2,8 +2,9 @@
 
 `DELETE /v1/visitors/{site}/{vid}` (the site's report token; `swapline forget`) deletes what
 the store keeps of one visitor: their visits and journeys, their assignments and conversion
-marks in every experiment, their id and client network in leases, their id in call records,
-and their entries in the conversion log (`service.tracking.journal`). Counts already added up
+marks in every experiment, their id and client network in leases, their id and number (its
+last digits, and its hash's history of calls) in the records of calls credited to them, and
+their entries in the conversion log (`service.tracking.journal`). Counts already added up
 (visitors per cohort, conversions per day, visitors turned to a pool's overflow number) stay:
 they name nobody; so do their visits in the reports' tables of visits, under a visitor nobody
 knows. A beacon sent afterwards with a token of one of their page views (`SWAPLINE_TOKEN_DAYS`)
@@ -70,21 +71,30 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
                 (forgotten,) = await store.batcher.submit(
                     FORGET_LEASE((held.holder, held.leases, held.networks), (lease,), None))
                 erased["leases"] += forgotten
-    erased["calls"] += await _anonymise(store, f"sw:{{{site.id}:calls}}:calls", lambda r: r.get("visitor") == vid,
-                                        {"visitor": None, "visit": None})
+    calls = f"sw:{{{site.id}:calls}}:"
+    theirs = await _anonymise(store, calls + "calls", lambda r: r.get("visitor") == vid,
+                              {"visitor": None, "visit": None, "caller_last_digits": None})
+    erased["calls"] = len(theirs)
+    if theirs:  # and their number's history (`call.lua`): a call of theirs no longer makes the next one repeated
+        histories = [key for match in (calls + "caller:*", calls + "target:*")
+                     async for key in client.scan_iter(match=match, count=SLICE)]
+        for key in histories:
+            await client.zrem(key, *theirs)
     erased["log"] = await journal.forget(site.id, vid)
     await client.set(visits.erased(site.id, vid), 1, ex=token_days * 86_400)
     return erased
 
 
-async def _anonymise(store: Store, key: str, names: Callable[[dict[str, Any]], bool], blanks: dict[str, Any]) -> int:
-    """Rewrite the JSON records of hash `key` that `names` the visitor, with `blanks` over them."""
-    changed = 0
+async def _anonymise(store: Store, key: str, names: Callable[[dict[str, Any]], bool],
+                     blanks: dict[str, Any]) -> list[str]:
+    """Rewrite the JSON records of hash `key` that `names` the visitor, with `blanks` over them;
+    their fields."""
+    changed = []
     async for field, raw in store.client.hscan_iter(key, count=SLICE):
         record = orjson.loads(raw)
         if isinstance(record, dict) and names(record):
             await store.client.hset(key, field, orjson.dumps({**record, **blanks}))
-            changed += 1
+            changed.append(field.decode())
     return changed
 
 
