@@ -27,12 +27,13 @@
   const put = (key, value) => safe(() => consented && (localStorage[key] = value));
 
   // The visitor id lives in a first-party cookie and in localStorage: either restores the other.
-  // Only this script reads the cookie (no server does), so it needs no SameSite of its own.
-  // Without consent the cookie is deleted (max-age=0), a refusal's included.
+  // Only this script reads the cookie (no server does), so it needs no SameSite of its own. It is
+  // Secure: never sent over plain HTTP, where browsers keep none, and localStorage alone holds
+  // the id. Without consent the cookie is deleted (max-age=0, Secure or not), a refusal's included.
   let vid = (consented && (safe(() => doc.cookie.match(/\bswl_vid=([\w-]+)/)[1]) || get("swl_vid"))) || rid();
   const keep = (id) => {
     put("swl_vid", vid = id);
-    safe(() => (doc.cookie = `swl_vid=${id};path=/;max-age=${consented ? 31536000 : 0}`));
+    safe(() => (doc.cookie = `swl_vid=${id};path=/;max-age=${consented ? "31536000;secure" : 0}`));
   };
   keep(vid);
 
@@ -157,10 +158,10 @@
   patch(Element.prototype, "attachShadow", (element, shadow) => element.shadowRoot && watch(shadow));
 
   // A conversion waits in the outbox (localStorage, the newest 20) from the moment it happens
-  // until the service answers 2xx, or a 4xx that says it never will take it. One that happened
-  // before the decision, or was left unanswered (the page was left), 5xx or 429, is sent when
-  // a decision arrives, this page's or the next's, with its own id and the first token it got:
-  // the service counts an event id once. The body is text/plain: no pre-flight.
+  // until the service answers below 429: 2xx, or a 4xx that says it never will take it. One that
+  // happened before the decision, or was left unanswered (the page was left), 429 or above (5xx),
+  // is sent when a decision arrives, this page's or the next's, with its own id and the first
+  // token it got: the service counts an event id once. The body is text/plain: no pre-flight.
   // Events, whatever is stored: a page whose library gives arrays a toJSON (Prototype.js 1.6)
   // stores a string, whose characters are no events.
   const outbox = () => safe(() => JSON.parse(get("swl_out")).filter((e) => e.id)) || [];
@@ -171,8 +172,7 @@
       // 205, to a heartbeat: the page shows a number its visitor no longer holds (its hold ended
       // while the page was hidden or in the browser's cache, and another visitor has it now). The
       // page asks again, or a call to the number it shows would be the other visitor's.
-      .then((r) => (r.status == 205 && ask(here), r.status < 500) && r.status != 429
-        && store(outbox().filter((e) => e.id != event.id)))
+      .then((r) => (r.status == 205 && ask(here), r.status < 429) && store(outbox().filter((e) => e.id != event.id)))
       .catch(() => {});
   };
   const send = (event) => {

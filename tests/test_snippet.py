@@ -462,12 +462,43 @@ def test_the_home_page_says_what_runs_and_leads_everywhere(page: Page, service: 
 def test_visitor_id_survives_reloads_in_cookie_and_storage(page: Page, fixtures: Fixtures) -> None:
     page.goto(url(fixtures))
     first = decided(page)["vid"]
-    assert {c["name"]: c["value"] for c in page.context.cookies()}["swl_vid"] == first
+    (cookie,) = page.context.cookies()
+    assert (cookie["name"], cookie["value"], cookie["secure"]) == ("swl_vid", first, True)  # 127.0.0.1 counts as secure
     page.reload()
     assert decided(page)["vid"] == first
     page.context.clear_cookies()  # the cookie is gone: localStorage brings the same id back
     page.reload()
     assert decided(page)["vid"] == first
+
+
+def shop(page: Page, scheme: str, tag: str = "") -> None:
+    """A page of shop.example over `scheme`, with the snippet (`tag`: the script tag's other
+    attributes), as the browser receives them; its decisions go unanswered."""
+    html = f'<h1 class="hero">Shop</h1><script src="{scheme}://shop.example/s.js" data-site="fixture" {tag}></script>'
+    page.route(f"{scheme}://shop.example/**", lambda route: route.fulfill(
+        content_type="text/javascript" if route.request.url.endswith("/s.js") else "text/html",
+        body=MINIFIED if route.request.url.endswith("/s.js") else html.encode()))
+    page.goto(f"{scheme}://shop.example/")
+    page.wait_for_function("document.swl")
+
+
+def test_the_visitor_id_cookie_is_secure_and_plain_http_keeps_the_id_in_storage_alone(page: Page) -> None:
+    shop(page, "https")
+    vid = page.evaluate("localStorage.swl_vid")
+    assert [(c["name"], c["value"], c["secure"]) for c in page.context.cookies()] == [("swl_vid", vid, True)]
+    page.context.clear_cookies()
+    shop(page, "http")  # over plain HTTP the browser keeps no Secure cookie: nothing for the network to read
+    assert page.context.cookies() == [] and page.evaluate("localStorage.swl_vid")
+
+
+def test_an_id_cookie_an_earlier_snippet_left_over_plain_http_is_read_and_goes_without_consent(page: Page) -> None:
+    left = {"name": "swl_vid", "value": "an-earlier-visitor-0001", "url": "http://shop.example/"}
+    page.context.add_cookies([left])  # type: ignore[list-item]
+    shop(page, "http")
+    assert page.evaluate("localStorage.swl_vid") == left["value"]  # the visitor goes on as they were
+    page.evaluate("localStorage.clear()")
+    shop(page, "http", 'data-consent="required"')
+    assert page.context.cookies() == [] and page.evaluate("localStorage.length") == 0
 
 
 def test_the_visit_goes_on_from_page_to_page(page: Page, fixtures: Fixtures) -> None:
@@ -842,17 +873,19 @@ def test_a_thank_you_pages_goal_waits_for_the_tag_with_the_load_event(page: Page
     assert goal.value.request.post_data_json["name"] == "thanks" and goal.value.json()["outcome"] == "counted"
 
 
+# The store down (503), and a beacon limit reached (429): both say "later".
+@pytest.mark.parametrize("refusal", [DOWN, {**DOWN, "status": 429}])
 def test_a_form_the_service_refused_is_sent_again_from_the_next_page(page: Page, fixtures: Fixtures,
-                                                                     service: str) -> None:
+                                                                     service: str, refusal: dict[str, Any]) -> None:
     before = forms(service)
     pause_clock(page)  # no heartbeat among the events, however long the test takes
     page.add_init_script(SETTLED)
     page.goto(url(fixtures))
     decided(page)
-    page.route("**/v1/events", lambda route: route.fulfill(**DOWN), times=1)
+    page.route("**/v1/events", lambda route: route.fulfill(**refusal), times=1)
     with page.expect_request("**/v1/events") as sent:
         page.click("#submit")
-    page.wait_for_function("settled.includes(503)")
+    page.wait_for_function(f"settled.includes({refusal['status']})")
     form = sent.value.post_data_json
     assert outbox(page) == [form]  # kept, with its id and token
     with page.expect_response("**/v1/events") as again:

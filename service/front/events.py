@@ -11,8 +11,8 @@ Conversions need an id (a retry with the same id counts once); heartbeats keep t
 tracking number while the page is visible, and a 205 to one says the page shows a number its
 visitor no longer holds: the snippet asks for the page's decision again. The snippet reads the
 answers: a 2xx may be read by the site's origins only (CORS), a refusal by any page, as it tells
-nothing of a site. The snippet keeps a conversion until it is taken, or refused with a 4xx other
-than 429 (no retry gets past it).
+nothing of a site. The snippet keeps a conversion until it is taken, or refused with a status
+below 429 (no retry gets past it).
 """
 
 from __future__ import annotations
