@@ -57,13 +57,14 @@ from service.integrations.exports import Uploads, export_file_endpoint, exports_
 from service.integrations.webhooks import Deliveries, webhooks_endpoint
 from service.observability import (
     ACTIVITY,
+    DECISIONS,
     EXPORTS,
-    LEASE_COUNTS,
     LEASES,
     RULES_CHANGES,
     SPOOLED,
     WEBHOOKS,
     RequestMiddleware,
+    keep_flushing,
     metrics_endpoint,
 )
 from service.rules import rulefiles
@@ -140,7 +141,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         tasks = [
             asyncio.create_task(warm_places()),
             asyncio.create_task(keep_replaying(runtime.spool, lambda entry: _replay(runtime, entry))),
-            asyncio.create_task(LEASE_COUNTS.keep_flushing()),
+            asyncio.create_task(keep_flushing()),
             asyncio.create_task(runtime.keep_pools()),
         ]
         if isinstance(runtime.clock, StoreClock):
@@ -300,6 +301,8 @@ def _count_from_zero(serving: Iterable[Site]) -> None:
     for kind in ("call", "conversion"):
         SPOOLED.labels(kind)
     for site in serving:
+        for outcome in ("answered", "rate_limited", "origin_not_allowed"):
+            DECISIONS.labels(site.id, outcome)
         for pool in site.pools:
             if pool.numbers:
                 LEASES.labels(site.id, pool.id, "overflow")

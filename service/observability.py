@@ -54,14 +54,23 @@ CALLS = Counter("swapline_calls_total", "Calls heard from telephony by outcome: 
 STORE_FAILURES = Counter("swapline_store_errors_total", "Round trips to the store that failed")
 RULES_CHANGES = Counter("swapline_rules_changes_total", "Changes to the rules directory, applied or refused",
                         ["outcome"])
+# By site, so that an installation of many clients' sites shows whose traffic stopped, is
+# flooded or is refused: a refusal by its error code (origin_not_allowed: the site moved to an
+# address its rules do not list). Site "" for what names no site of the rules.
+DECISIONS = Counter("swapline_decisions_total", "Decisions by site and outcome: answered, degraded (the store was "
+                    "late: the page keeps its number), or the error code of a refusal (rate_limited: 429)",
+                    ["site", "outcome"])
+BEACONS = Counter("swapline_beacons_total", "Beacons by site and outcome: heartbeat, reset (205: ask again), a "
+                  "conversion's outcome (counted, duplicate, capped …), or the error code of a refusal",
+                  ["site", "outcome"])
 FLUSH_EVERY = 1.0  # seconds between a `Tally`'s additions to its counter
 
 
 class Tally:
-    """A labelled counter's counts on the hot path (a lease's outcome), kept in a plain dict and
-    added to the counter every `FLUSH_EVERY` (`keep_flushing`) and as `/metrics` answers: the
-    counter's own `inc` takes a lock and finds its child by the labels on every call. With
-    several workers, another worker's counts show within a second."""
+    """A labelled counter's counts on the hot path (leases, decisions, beacons), kept in a plain
+    dict and added to the counter every `FLUSH_EVERY` (`keep_flushing`) and as `/metrics`
+    answers: the counter's own `inc` takes a lock and finds its child by the labels on every
+    call. With several workers, another worker's counts show within a second."""
 
     def __init__(self, metric: Counter) -> None:
         self.metric = metric
@@ -75,13 +84,22 @@ class Tally:
         for labels, count in counts.items():
             labelled(self.metric, *labels).inc(count)
 
-    async def keep_flushing(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            self.flush()
-
 
 LEASE_COUNTS = Tally(LEASES)
+DECISION_COUNTS = Tally(DECISIONS)
+BEACON_COUNTS = Tally(BEACONS)
+
+
+def flush_tallies() -> None:
+    """Every tally's counts to its counter: each second (`keep_flushing`), and as `/metrics` answers."""
+    for tally in (LEASE_COUNTS, DECISION_COUNTS, BEACON_COUNTS):
+        tally.flush()
+
+
+async def keep_flushing() -> None:
+    while True:
+        await asyncio.sleep(FLUSH_EVERY)
+        flush_tallies()
 
 
 class RequestMiddleware:
@@ -204,7 +222,7 @@ def log_config(level: str, json: bool) -> dict[str, Any]:
 
 async def metrics_endpoint(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    LEASE_COUNTS.flush()
+    flush_tallies()
     registry = CollectorRegistry()
     if _multiprocess():
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

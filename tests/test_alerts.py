@@ -9,6 +9,7 @@ import hmac
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,18 @@ def test_the_prometheus_rules_read_metrics_the_service_exposes(client: TestClien
             family = re.sub(r"_(total|bucket|count|sum)$", "", name)
             assert family in exposed or name in exposed, f"{name} is not on /metrics"
 
+
+
+def test_the_prometheus_rules_pass_promtool_and_fire_on_the_trouble_they_name() -> None:
+    """Prometheus' own checker, and its unit tests (docs/prometheus-alerts.test.yml): a store
+    failing for minutes pages, a blip does not; a site whose pages stopped asking, one whose
+    pages moved to an address its rules do not list, one flooded; a client's file gone."""
+    rules = ROOT / "docs" / "prometheus-alerts.yml"
+    checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr
+    tested = subprocess.run(["promtool", "test", "rules", str(rules.with_suffix(".test.yml"))], capture_output=True,
+                            text=True, timeout=120)
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
 
 
 def test_what_an_alert_counts_the_rise_of_is_on_metrics_at_zero_before_it_happens(

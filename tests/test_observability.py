@@ -14,7 +14,9 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from service.observability import REQUEST_ID, JSONFormatter
-from tests.conftest import BROWSER_HEADERS, output, start, stop
+from tests.conftest import BROWSER_HEADERS, Clock, output, start, stop
+from tests.test_abuse import app_client, beacon, decide
+from tests.test_reports import SHOP
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -42,6 +44,35 @@ def test_metrics_cover_latency_leases_pools_spool_and_store(client: TestClient) 
     assert metric(text, "swapline_pool_size", site="demo", pool="moscow") == 5
     assert metric(text, "swapline_spool_depth") == 0
     assert "swapline_store_errors_total" in text
+
+
+def test_decisions_and_beacons_are_counted_by_site_and_outcome(valkey_url: str, rules_dir: Path,
+                                                              store: redis.Redis, clock: Clock) -> None:
+    """An installation of many clients' sites shows whose pages are flooded, refused or gone quiet:
+    each decision and beacon counts for its site, a refusal by its error code."""
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    client = app_client(valkey_url, rules_dir, clock, decision_rate=5, beacon_rate=3)
+    try:
+        before = client.get("/metrics").text
+        tokens = [decide(client, f"counted-visitor-{n:04d}", ip="203.0.113.9").json()["token"] for n in range(5)]
+        decide(client, "counted-visitor-late", ip="203.0.113.9")  # the network's sixth this minute
+        decide(client, "counted-visitor-moved", origin="https://new-shop.example")  # a site that moved
+        client.get("/v1/decide", params={"site": "no-such-site", "url": "/"})
+        beacons = [beacon(client, tokens[n], f"form-{n}").status_code for n in (0, 0, 1, 2)]  # and a retry
+        beacon(client, "forged.token", "form-9", ip="198.51.100.1")
+        after = client.get("/metrics").text
+    finally:
+        client.__exit__(None, None, None)
+    assert beacons == [202, 202, 202, 429]
+
+    def counted(name: str, site: str, outcome: str) -> float:
+        return metric(after, name, site=site, outcome=outcome) - metric(before, name, site=site, outcome=outcome)
+
+    assert [counted("swapline_decisions_total", *labels) for labels in (
+        ("shop", "answered"), ("shop", "rate_limited"), ("shop", "origin_not_allowed"), ("", "unknown_site"))] \
+        == [5, 1, 1, 1]
+    assert [counted("swapline_beacons_total", *labels) for labels in (
+        ("shop", "counted"), ("shop", "duplicate"), ("shop", "rate_limited"), ("", "invalid_token"))] == [2, 1, 1, 1]
 
 
 def test_every_answer_carries_a_request_id(client: TestClient) -> None:

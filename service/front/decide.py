@@ -20,7 +20,7 @@ from service.fragments import kept
 from service.front.cors import cors_headers, refusal_headers
 from service.front.middleware import client_host
 from service.front.responses import JSON
-from service.observability import LEASE_COUNTS
+from service.observability import DECISION_COUNTS, LEASE_COUNTS
 from service.rules.engine import Outcome, Pool, Site, decide
 from service.rules.geo import Geo, GeoDB
 from service.rules.index import Slot
@@ -405,6 +405,7 @@ async def decide_endpoint(request: Request) -> JSON:
                 outcome = outcome._replace(pool=None)  # a number would be kept for them: the page keeps its own
             token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
             flag = {"preview": True} if previewing else {"consent": False}
+            DECISION_COUNTS.count(site.id, "answered")
             return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing, page=query["url"]),
                          "visit": visit_answer, **flag},
                         headers=answer_headers)
@@ -417,9 +418,11 @@ async def decide_endpoint(request: Request) -> JSON:
         body = answer(site, seen, outcome, token, rules.version, lease, degraded, page=query["url"],
                       shown=previous.shown if previous else None)
         body["visit"] = visit_answer
+        DECISION_COUNTS.count(site.id, "degraded" if degraded else "answered")
         return JSON(body, headers=answer_headers)
     except HTTPError as exc:  # the snippet and the network panel read why (a preview link's typo)
         named = request.app.state.runtime.rules.sites.get(_unquote(_query(request).get("site", "")))
+        DECISION_COUNTS.count(named.id if named else "", exc.code)
         exc.headers.update(refusal_headers(named, request, BrowserHeaders.of(request.scope).origin))
         raise
 

@@ -29,6 +29,7 @@ from service.front import bodies
 from service.front.cors import cors_headers
 from service.front.middleware import client_host
 from service.front.responses import JSON, reset
+from service.observability import BEACON_COUNTS
 from service.rules.engine import Site
 from service.runtime import Runtime
 from service.tracking import ledger, visits
@@ -57,17 +58,24 @@ def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
 
 
 async def events_endpoint(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    named = ""  # the site, once the token names one
     try:
-        return await _beacon(request)
+        event = bodies.json_object(await bodies.read(request, MAX_BODY))
+        site, token = verified(runtime, event.get("token"))
+        named = site.id
+        outcome, response = await _beacon(runtime, request, event, site, token)
     except HTTPError as exc:  # refused before the token names a site, too: no site's origins to go by
+        BEACON_COUNTS.count(named, exc.code)
         exc.headers["Access-Control-Allow-Origin"] = "*"
         raise
+    BEACON_COUNTS.count(named, outcome)
+    return response
 
 
-async def _beacon(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    event = bodies.json_object(await bodies.read(request, MAX_BODY))
-    site, token = verified(runtime, event.get("token"))
+async def _beacon(runtime: Runtime, request: Request, event: dict[str, Any], site: Site,
+                  token: dict[str, Any]) -> tuple[str, Response]:
+    """What came of the beacon, and the answer."""
     browser = BrowserHeaders.of(request.scope)
     headers = cors_headers(site, request, browser.origin)
     kind = event.get("type")
@@ -81,7 +89,7 @@ async def _beacon(request: Request) -> Response:
     # Counted with the beacon's own store commands, which leave in the same batch.
     runtime.beacon_limit.admit(client_host(request.scope), runtime.store.batcher, now / 1000)
     if token.get("pv"):  # a preview page view: its beacons record nothing
-        return JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
+        return "preview", JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
     if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold
         pool = site.pool(token.get("n"))
         pool = pool if pool and pool.numbers else None
@@ -93,8 +101,8 @@ async def _beacon(request: Request) -> Response:
         if pool and shown and number != shown:
             # The page shows a number its visitor no longer holds (another visitor has it now): it
             # asks again, or a call to it would be the other's.
-            return reset(headers)
-        return JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)
+            return "reset", reset(headers)
+        return kind, JSON({"accepted": kind, "number": number}, status_code=202, headers=headers)
     event_id = event.get("id")
     if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
         raise BadRequest("invalid_event", "a conversion needs an id: 1-64 letters, digits or _.:-")
@@ -113,7 +121,7 @@ async def _beacon(request: Request) -> Response:
         log.debug("%s spooled: %s", kind, exc)
         await runtime.spool.keep({"site": site.id, "conversion": conversion})
         outcome = "spooled"
-    return JSON({"accepted": kind, "outcome": outcome}, status_code=202, headers=headers)
+    return outcome, JSON({"accepted": kind, "outcome": outcome}, status_code=202, headers=headers)
 
 
 async def convert(runtime: Runtime, site: Site, conversion: dict[str, Any]) -> str:
