@@ -4,6 +4,7 @@ reads after a Yandex ad brought a visitor who sent a form and called."""
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import hmac
 import io
@@ -171,8 +172,13 @@ def test_a_file_holds_every_entry_of_its_filters_and_names_the_rest_past_its_bou
 
     whole = climate.get("/v1/calls/climate.csv", headers=REPORT)
     assert ids(whole) == made[::-1] and "link" not in whole.headers
+    zone = climate.app.state.runtime.rules.sites["climate"].time_zone  # type: ignore[attr-defined]
+    days = "_".join(dict.fromkeys(datetime.datetime.fromtimestamp(moment, zone).date().isoformat()
+                                  for moment in (clock.now - len(made), clock.now - 1)))
+    assert whole.headers["content-disposition"] == f'attachment; filename="climate-calls-{days}.csv"'
     page = climate.get("/v1/calls/climate.csv", params={"limit": 100}, headers=REPORT)  # a page, when asked for one
     assert ids(page) == made[:-101:-1] and page.headers["link"].endswith('>; rel="next"')
+    assert page.headers["content-disposition"].endswith('-first-100.csv"')  # a file that is not all says so
     calls_tab = climate.get("/dashboard/climate/calls", params={"qualified": "false"}, headers=REPORT).text
     link = calls_tab.split('href="/dashboard/climate/calls.xlsx?', 1)[1].split('"', 1)[0].replace("&amp;", "&")
     sheet = openpyxl.load_workbook(io.BytesIO(climate.get(f"/dashboard/climate/calls.xlsx?{link}",

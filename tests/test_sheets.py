@@ -103,11 +103,17 @@ def test_reports_and_the_call_log_as_workbooks_hold_what_the_csv_holds(climate: 
     ad = Browser(climate, vid="ad-visitor-000000001").open(AD, ref="https://yandex.ru/")
     clock.advance(20)
     call(climate, ad["phone"]["number"], clock.now, call_id="ad-call")
-    for path, params in [("/v1/reports/climate", {"by": "source,campaign"}), ("/v1/reports/climate", {}),
-                         ("/v1/calls/climate", {}), ("/v1/conversions/climate", {})]:
+    zone = climate.app.state.runtime.rules.sites["climate"].time_zone  # type: ignore[attr-defined]
+    today = datetime.datetime.fromtimestamp(clock.now, zone).date()
+    month = f"{today - datetime.timedelta(days=29)}_{today}"  # a report's days unless it names its own
+    for path, params, name in [
+            ("/v1/reports/climate", {"by": "source,campaign"}, f"climate-by-source-campaign-{month}"),
+            ("/v1/reports/climate", {}, f"climate-report-until-{today}"),
+            ("/v1/calls/climate", {}, f"climate-calls-{today}"),
+            ("/v1/conversions/climate", {}, f"climate-conversions-{today}")]:
         book = climate.get(f"{path}.xlsx", params=params, headers=REPORT)
         assert book.status_code == 200 and book.headers["content-type"] == WORKBOOK
-        assert book.headers["content-disposition"].endswith('.xlsx"')
+        assert book.headers["content-disposition"] == f'attachment; filename="{name}.xlsx"'
         text = list(csv.reader(io.StringIO(climate.get(f"{path}.csv", params=params, headers=REPORT).text)))
         assert [[_as_csv(value) for value in row] for row in rows_of(book.content)] == text, path
     campaigns = rows_of(climate.get("/v1/reports/climate.xlsx", params={"by": "campaign"}, headers=REPORT).content)
@@ -196,19 +202,19 @@ def test_each_dashboard_tab_downloads_what_it_shows_in_excel(tmp_path: Path, val
             page.wait_for_url("**by=source%2Cphrase**")
             with page.expect_download() as saved:
                 page.get_by_role("link", name="Excel").click()
-            assert saved.value.suggested_filename == "climate-by-source-phrase.xlsx"
+            assert re.fullmatch(r"climate-by-source-phrase-[0-9-]{10}_[0-9-]{10}\.xlsx", saved.value.suggested_filename)
             (header, row) = rows_of(Path(saved.value.path()).read_bytes())
             assert header[:4] == ["source", "phrase", "visits", "visitors"]
             assert row[:4] == ["yandex", "купить кондиционер", 1, 1] and row[header.index("form")] == 1
             page.get_by_role("link", name="Calls").click()
             with page.expect_download() as saved:
                 page.get_by_role("link", name="Excel").click()
-            assert saved.value.suggested_filename == "climate-calls.xlsx"
+            assert re.fullmatch(r"climate-calls-[0-9-]{10}\.xlsx", saved.value.suggested_filename)  # none yet: today
             assert rows_of(Path(saved.value.path()).read_bytes())[0][:3] == ["time", "call_id", "kind"]
             page.get_by_role("link", name="Experiments").click()
             with page.expect_download() as saved:
                 page.get_by_role("link", name="CSV").click()
-            assert saved.value.suggested_filename == "climate-report.csv"
+            assert re.fullmatch(r"climate-report-until-[0-9-]{10}\.csv", saved.value.suggested_filename)
             assert Path(saved.value.path()).read_text().startswith("section,experiment,page,variant")
             stranger = browser.new_page()
             stranger.goto(f"{base}/dashboard/climate/sources.xlsx?by=source")

@@ -26,7 +26,7 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 from service.analytics import distinct, stats
-from service.analytics.sheets import Sheet
+from service.analytics.sheets import Sheet, period
 from service.errors import BadRequest, only
 from service.rules.engine import Site
 from service.rules.phrase import normalise
@@ -215,7 +215,7 @@ def sheet(answer: dict[str, Any], site: str) -> Sheet:
     """The report's rows as a table to download (`sheets.download`)."""
     rows = [[*row["values"], row["visits"], row["visitors"], *(row["conversions"][kind] for kind in KINDS),
              row["converted"], row["rate"], *(row["interval"] or (None, None))] for row in answer["rows"]]
-    return Sheet(f"{site}-by-{'-'.join(answer['by'])}",
+    return Sheet(f"{site}-by-{'-'.join(answer['by'])}-{period(answer['from'], answer['to'])}",
                  [*answer["by"], "visits", "visitors", *KINDS, "converted", "rate", "rate_low", "rate_high"], rows)
 
 

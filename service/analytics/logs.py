@@ -78,7 +78,14 @@ async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: 
         # Times are unix milliseconds; the zone is the one the files and the dashboard write them in.
         return JSON({"site": site.id, "time_zone": str(site.time_zone), "entries": entries, "next": cursor})
     headers = {"link": f'<?{next_page(params, cursor)}>; rel="next"'} if cursor else {}
-    name = f"{site.id}-{'calls' if calls else 'conversions'}"
+    # Named by the days its entries span, and, where the rest is left to the `Link`, by how many
+    # it holds: an analyst who never sees the header sees that the file is not all.
+    days = sorted(datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) // 1000,
+                                                  site.time_zone).date().isoformat() for entry in entries)
+    span = sheets.period(days[0], days[-1]) if days else runtime.today(site)
+    name = f"{site.id}-{'calls' if calls else 'conversions'}-{span}"
+    if cursor:
+        name += f"-first-{len(entries)}"
     return await sheets.download(functools.partial(sheet, entries, calls, name, site.time_zone), form, headers)
 
 

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.analytics import dimensions, one_thread, sheets, stats
-from service.analytics.sheets import Sheet, Value
+from service.analytics.sheets import Sheet, Value, period
 from service.errors import BadRequest, only
 from service.front.auth import require_report_token
 from service.front.events import GOAL_NAME
@@ -324,8 +324,10 @@ def _excluded(pages: Iterable[Page], bots: int) -> dict[str, int]:
     }
 
 
-def sheet(report: dict[str, Any], site: str) -> Sheet:
-    """One row per page and per experiment variant: the table an analyst pastes into a sheet."""
+def sheet(report: dict[str, Any], site: str, today: str) -> Sheet:
+    """One row per page and per experiment variant: the table an analyst pastes into a sheet.
+    Its name says the days it covers: from the experiments' start unless `from` says, to `today`
+    unless `to` says."""
     kinds = list(KINDS)
     rows: list[list[Value]] = [
         ["page", None, page["page"], "all", None, *_counts(page, kinds), report["metric"], page["rate"],
@@ -343,7 +345,8 @@ def sheet(report: dict[str, Any], site: str) -> Sheet:
                 always_valid.get("p_value_holm"), *(always_valid.get("relative_interval") or [None, None]),
                 (table["srm"] or {}).get("p_value"), "; ".join(table["warnings"]),
             ])
-    return Sheet(f"{site}-report", [
+    until = report["to"] or today
+    return Sheet(f"{site}-report-{period(report['from'], until) if report['from'] else f'until-{until}'}", [
         "section", "experiment", "page", "variant", "weight", "exposed", "overflowed", "visitors",
         *[f"converted_{kind}" for kind in kinds], "metric", "rate", "rate_low", "rate_high",
         "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
@@ -368,4 +371,6 @@ async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: 
         by = await dimensions.report(runtime, site, dimensions.Query(params, runtime.today(site)))
         return await sheets.download(functools.partial(dimensions.sheet, by, site.id), form) if form else JSON(by)
     report = await build(runtime, site, Filters.parse(params))
-    return await sheets.download(functools.partial(sheet, report, site.id), form) if form else JSON(report)
+    if not form:
+        return JSON(report)
+    return await sheets.download(functools.partial(sheet, report, site.id, runtime.today(site)), form)

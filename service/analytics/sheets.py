@@ -43,7 +43,8 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")  
 
 @dataclass(frozen=True)
 class Sheet:
-    """A table to download: `name` names its file (and the workbook's sheet)."""
+    """A table to download: `name` names its file (and the workbook's sheet), with the days it
+    covers (`period`)."""
 
     name: str
     columns: Sequence[str]
@@ -61,6 +62,11 @@ async def download(make: Callable[[], Sheet], form: str, headers: dict[str, str]
     name, body = await one_thread.run(written)
     return Response(body, media_type=FORMATS[form], headers={
         "content-disposition": f'attachment; filename="{name}.{form}"', **(headers or {})})
+
+
+def period(first: str, last: str) -> str:
+    """The days a file covers, for its name: two reports of other weeks are not `report (1).xlsx`."""
+    return first if first == last else f"{first}_{last}"
 
 
 def requested(path: str) -> str | None:
