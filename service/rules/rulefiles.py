@@ -105,7 +105,7 @@ def load(directory: Path) -> RuleSet:
     problems: list[Problem] = []
     warnings: list[Problem] = []
     sites: dict[str, Site] = {}
-    defined_in: dict[str, str] = {}
+    defined_in: dict[str, tuple[str, int]] = {}  # site id -> the first file that defines it, and the line
     taken = _Taken()
     digest = hashlib.sha256()
     for path in files:
@@ -124,11 +124,13 @@ def load(directory: Path) -> RuleSet:
         compiler = _Compiler(str(path))
         site = compiler.compile(text)
         if site is not None:
-            if site.id in sites:
-                compiler.problem(("site",), f"site {site.id!r} is already defined in {defined_in[site.id]}")
+            if site.id in sites:  # named in both files: which is the copy is the user's to say
+                first, line = defined_in[site.id]
+                compiler.problem(("site",), f"site {site.id!r} is already defined in {first}")
+                problems.append(Problem(first, line, f"site {site.id!r} is defined again in {path}"))
             taken.check(site, str(path), compiler)
             sites[site.id] = site
-            defined_in.setdefault(site.id, str(path))
+            defined_in.setdefault(site.id, (str(path), compiler.document.line(("site",))))
         problems.extend(sorted(compiler.problems, key=lambda problem: problem.line))
         warnings.extend(sorted(compiler.warnings, key=lambda warning: warning.line))
     if problems:
