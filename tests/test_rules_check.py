@@ -993,4 +993,5 @@ def test_a_report_token_given_to_a_pbx_or_a_crm_is_refused(order: str, tmp_path:
     hooked = DEMO_TEXT + "webhooks:\n  - {url: \"https://crm.example/hook\", secret: demo-report-token-change-me}\n"
     write(tmp_path, hooked, "demo.yaml")
     [problem] = problems_in(tmp_path)
-    assert problem.message.startswith("webhooks[0].secret is also the report token of site 'demo'")
+    assert problem.message == ("webhooks[0].secret is also this site's report token: whoever is given it reads that "
+                               "site's reports; give each its own")

@@ -194,8 +194,10 @@ class _Taken:
                  *((("webhooks", index, "secret"), hook.secret) for index, hook in enumerate(site.webhooks))]
         for path, value in given:
             if value and (opener := self.tokens.get(value)):
-                compiler.problem(path, f"{dotted(path)} is also the report token of site {opener[0]!r} ({opener[1]}): "
-                                       "whoever is given it reads that site's reports; give each its own")
+                token = "this site's report token" if opener[0] == site.id else \
+                    f"the report token of site {opener[0]!r} ({opener[1]})"
+                compiler.problem(path, f"{dotted(path)} is also {token}: whoever is given it reads that site's "
+                                       "reports; give each its own")
         if site.report_token and (holder := self.given.get(site.report_token)):
             compiler.problem(("reports", "token"), f"the report token is also {holder[2]} of site {holder[0]!r} "
                                                    f"({holder[1]}): whoever is given it reads this site's reports; "
