@@ -196,11 +196,21 @@ def _percent(name: str, raw: str | None, default: int) -> int:
 
 
 def _secret(raw: str | None) -> str | None:
-    """The signing secret: long enough that nobody guesses it and forges decision tokens."""
+    """The signing secret: long enough, and varied enough, that nobody guesses it and forges
+    decision tokens."""
     if raw is not None and len(raw) < SECRET_LENGTH:
         raise ConfigError(f"SWAPLINE_SECRET must be at least {SECRET_LENGTH} characters, got {len(raw)}: "
                           "make one with `openssl rand -hex 32`")
+    if raw is not None and repetitive(raw):
+        raise ConfigError(f"SWAPLINE_SECRET has only {len(set(raw))} different characters, and can be guessed: "
+                          "make one with `openssl rand -hex 32`")
     return raw
+
+
+def repetitive(secret: str) -> bool:
+    """A secret of a few characters over and over (1111111111111111): `openssl rand -hex 16`
+    makes one of fewer than `FEWEST_KINDS` about once in 10^16."""
+    return len(set(secret)) < FEWEST_KINDS
 
 
 def _port(raw: str | None, default: int) -> int:
@@ -232,6 +242,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 LEVELS = ("debug", "info", "warning", "error", "critical")
 SECRET_LENGTH = 16  # characters of SWAPLINE_SECRET, at least
+FEWEST_KINDS = 5  # different characters in a secret, at least
 
 
 def _level(raw: str | None, default: str) -> str:

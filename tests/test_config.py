@@ -43,11 +43,19 @@ def test_values_are_read_and_typed(tiny_geoip: Path) -> None:
     ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/mymaster/first"), ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/a/1/2"),
     ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/mymaster?db=1"), ("SWAPLINE_REDIS_URL", "redis://127.0.0.1:abc/0"),
     ("SWAPLINE_REDIS_URL", "redis://127.0.0.1:6379/abc"), ("SWAPLINE_GEOIP_DB", "/etc/passwd"),
-    ("SWAPLINE_LEASE_RETENTION_DAYS", "0"),
+    ("SWAPLINE_LEASE_RETENTION_DAYS", "0"), ("SWAPLINE_SECRET", "short"), ("SWAPLINE_SECRET", "ab" * 16),
 ])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_a_secret_of_a_few_characters_over_and_over_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"SWAPLINE_SECRET": "ab" * 16})
+    assert str(refused.value) == ("SWAPLINE_SECRET has only 2 different characters, and can be guessed: make one "
+                                  "with `openssl rand -hex 32`")
+    assert Settings.from_env({"SWAPLINE_SECRET": "0123456789abcdef"}).secret == "0123456789abcdef"
 
 
 def test_a_sentinel_url_names_the_sentinels_the_primary_and_the_passwords() -> None:

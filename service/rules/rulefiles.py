@@ -24,6 +24,7 @@ import cssselect
 import pycountry
 
 from service.analytics.stats import EXPECTED_VISITORS
+from service.config import repetitive
 from service.rules import cities, phones, places
 from service.rules.conditions import When
 from service.rules.engine import BUCKETS, Experiment, Pool, Site, Variant
@@ -595,7 +596,7 @@ class _Compiler:
             self.problem(path, f"{dotted(path)}: the environment variable {reference[1]} holds fewer than {least} "
                                f"characters: a credential needs at least {least}, written here or in the "
                                "environment, or it can be guessed")
-        elif secret and least and least >= 16 and len(set(secret)) < FEWEST_KINDS:  # a vendor's short keys are theirs
+        elif secret and least and least >= 16 and repetitive(secret):  # a vendor's short keys are theirs
             where = f"the environment variable {reference[1]}" if reference else "it"
             kinds = "one character" if len(set(secret)) == 1 else f"only {len(set(secret))} different characters"
             self.problem(path, f"{dotted(path)}: {where} has {kinds}, and can be guessed: make one with "
@@ -705,9 +706,6 @@ def _visits(data: dict[str, Any]) -> VisitSettings:
 # Site ids the service's own addresses take: /v1/calls/SITE is a site's call log.
 RESERVED_IDS = frozenset({"twilio", "mango", "zadarma", "uis", "telphin"})
 DEFAULT_EXPORTS = Exports()
-# The fewest different characters in a credential of 16 or more: 1111111111111111 has one, and
-# `openssl rand -hex 16` fewer than five about once in 10^16.
-FEWEST_KINDS = 5
 VENDOR_CREDENTIALS = ("twilio_auth_token", "mango_api_key", "mango_api_salt", "zadarma_secret", "uis_token",
                       "telphin_token")
 
