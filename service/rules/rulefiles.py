@@ -13,7 +13,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import pycountry
 from service.analytics.stats import EXPECTED_VISITORS
 from service.config import repetitive
 from service.rules import cities, phones, places
+from service.rules.claims import Claims
 from service.rules.conditions import When
 from service.rules.engine import BUCKETS, Experiment, Pool, Site, Variant
 from service.rules.geo import city_key
@@ -38,6 +39,7 @@ from service.rules.places import PREPOSITIONS
 from service.rules.regions import city_meant, english_city, region_code, region_place, renamed_region
 from service.rules.ruleschema import dotted, least_length, schema_problems
 from service.rules.settings import (
+    VENDOR_CREDENTIALS,
     AlertSettings,
     CallSettings,
     Exports,
@@ -107,7 +109,7 @@ def load(directory: Path) -> RuleSet:
     warnings: list[Problem] = []
     sites: dict[str, Site] = {}
     defined_in: dict[str, tuple[str, int]] = {}  # site id -> the first file that defines it, and the line
-    taken = _Taken()
+    claims = Claims()
     digest = hashlib.sha256()
     for path in files:
         # A file that cannot be read is a problem like any other, never a crash: the reloader
@@ -129,7 +131,8 @@ def load(directory: Path) -> RuleSet:
                 first, line = defined_in[site.id]
                 compiler.problem(("site",), f"site {site.id!r} is already defined in {first}")
                 problems.append(Problem(first, line, f"site {site.id!r} is defined again in {path}"))
-            taken.check(site, str(path), compiler)
+            for finding in claims.check(site, str(path)):
+                (compiler.warn if finding.warning else compiler.problem)(finding.path, finding.message)
             sites[site.id] = site
             defined_in.setdefault(site.id, (str(path), compiler.document.line(("site",))))
         problems.extend(sorted(compiler.problems, key=lambda problem: problem.line))
@@ -137,75 +140,6 @@ def load(directory: Path) -> RuleSet:
     if problems:
         raise RulesError(problems)
     return RuleSet(sites, digest.hexdigest()[:12], tuple(warnings))
-
-
-@dataclass(slots=True)
-class _Taken:
-    """What the sites loaded so far hold that no other site may share: each value → its site and file."""
-
-    tracked: dict[str, tuple[str, str]] = field(default_factory=dict)  # tracking numbers
-    fixed: dict[str, tuple[str, str]] = field(default_factory=dict)  # page phones, overflow and static numbers
-    tokens: dict[str, tuple[str, str]] = field(default_factory=dict)  # report tokens
-    secrets: dict[bytes, tuple[str, str]] = field(default_factory=dict)  # calls secrets
-    given: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # the credentials given to others
-
-    def check(self, site: Site, file: str, compiler: _Compiler) -> None:
-        """Adds to `compiler` what `site` shares with the sites before it, and notes what it holds.
-
-        A tracking number rings in one place, so of two sites that list it, or where one prints it
-        as a fixed number, one would have the other's calls. A report token opens every site that
-        has it. A calls secret lets either site's PBX post the other's calls, which one PBX for
-        both may mean to: a warning."""
-        for index, pool in enumerate(site.pools):
-            for i, number in enumerate(pool.numbers):
-                if (other := self.tracked.setdefault(number, (site.id, file)))[0] != site.id:
-                    compiler.problem(("pools", index, "numbers", i),
-                                     f"{number} is also a tracking number of site {other[0]!r} ({other[1]})")
-                elif (other := self.fixed.get(number, (site.id, file)))[0] != site.id:
-                    compiler.problem(("pools", index, "numbers", i),
-                                     f"{number} is a fixed number of site {other[0]!r} ({other[1]}): calls to it "
-                                     f"would be credited to this site's visitors")
-        fixed: list[tuple[tuple[str | int, ...], str | None]] = [(("phone",), site.phone)]
-        for index, pool in enumerate(site.pools):
-            fixed += [(("pools", index, "overflow"), pool.overflow), (("pools", index, "static"), pool.static)]
-        for path, value in fixed:
-            if value is None:
-                continue
-            if (other := self.tracked.get(value, (site.id, file)))[0] != site.id:
-                compiler.problem(path, f"{value} is a tracking number of site {other[0]!r} ({other[1]}): calls to it "
-                                       f"would be credited to that site's visitors")
-            self.fixed.setdefault(value, (site.id, file))
-        if site.report_token is not None:
-            other = self.tokens.setdefault(site.report_token, (site.id, file))
-            if other[0] != site.id:
-                compiler.problem(("reports", "token"), f"the report token is also that of site {other[0]!r} "
-                                                       f"({other[1]}): whoever has it reads both; give each its own")
-        if site.calls.secret is not None:
-            other = self.secrets.setdefault(site.calls.secret, (site.id, file))
-            if other[0] != site.id:
-                compiler.warn(("calls", "secret"), f"calls.secret is also that of site {other[0]!r} ({other[1]}): "
-                                                   f"a PBX that has it can post calls for either site")
-        self._given_apart(site, file, compiler)
-
-    def _given_apart(self, site: Site, file: str, compiler: _Compiler) -> None:
-        """A report token opens the reports and erases visitors; a PBX, a CRM or an ad platform that
-        is given a credential equal to one would read them too."""
-        given = [(("calls", "secret"), (site.calls.secret or b"").decode()),
-                 *((("calls", name), getattr(site.calls, name)) for name in VENDOR_CREDENTIALS),
-                 *((("webhooks", index, "secret"), hook.secret) for index, hook in enumerate(site.webhooks))]
-        for path, value in given:
-            if value and (opener := self.tokens.get(value)):
-                token = "this site's report token" if opener[0] == site.id else \
-                    f"the report token of site {opener[0]!r} ({opener[1]})"
-                compiler.problem(path, f"{dotted(path)} is also {token}: whoever is given it reads that site's "
-                                       "reports; give each its own")
-        if site.report_token and (holder := self.given.get(site.report_token)):
-            compiler.problem(("reports", "token"), f"the report token is also {holder[2]} of site {holder[0]!r} "
-                                                   f"({holder[1]}): whoever is given it reads this site's reports; "
-                                                   "give each its own")
-        for path, value in given:
-            if value:
-                self.given.setdefault(value, (site.id, file, dotted(path)))
 
 
 class _Compiler:
@@ -706,8 +640,6 @@ def _visits(data: dict[str, Any]) -> VisitSettings:
 # Site ids the service's own addresses take: /v1/calls/SITE is a site's call log.
 RESERVED_IDS = frozenset({"twilio", "mango", "zadarma", "uis", "telphin"})
 DEFAULT_EXPORTS = Exports()
-VENDOR_CREDENTIALS = ("twilio_auth_token", "mango_api_key", "mango_api_salt", "zadarma_secret", "uis_token",
-                      "telphin_token")
 
 
 def _secret(value: str | None) -> str | None:

@@ -10,6 +10,10 @@ from zoneinfo import ZoneInfo
 
 from service.ips import ip_address
 
+# The `CallSettings` that each name a vendor's credential.
+VENDOR_CREDENTIALS = ("twilio_auth_token", "mango_api_key", "mango_api_salt", "zadarma_secret", "uis_token",
+                      "telphin_token")
+
 
 @dataclass(frozen=True, slots=True)
 class CallSettings:
