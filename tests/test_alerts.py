@@ -194,7 +194,6 @@ def test_the_prometheus_rules_read_metrics_the_service_exposes(client: TestClien
             assert family in exposed or name in exposed, f"{name} is not on /metrics"
 
 
-
 def test_the_prometheus_rules_pass_promtool_and_fire_on_the_trouble_they_name() -> None:
     """Prometheus' own checker, and its unit tests (docs/prometheus-alerts.test.yml): a store
     failing for minutes pages, a blip does not; a site whose pages stopped asking, one whose

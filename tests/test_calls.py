@@ -75,7 +75,6 @@ def test_an_id_that_already_names_another_call_is_a_conflict_not_a_retry(pool_cl
     assert store.hlen("sw:{pooltest:calls}:calls") == 1
 
 
-
 def test_calls_are_counted_on_the_metrics_by_outcome(pool_client: TestClient, clock: Clock) -> None:
     """An operator sees how many calls come and how many find their visitor, without the log."""
     def counted(outcome: str) -> float:

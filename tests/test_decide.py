@@ -153,7 +153,6 @@ def test_cors_allows_site_origins_only(client: TestClient) -> None:
     assert "access-control-allow-origin" not in foreign.headers
 
 
-
 @pytest.mark.parametrize(("params", "status", "code", "readable_by"), [
     ({"site": "demo", "url": "/?swapline_preview_city=Moskvaa"}, 400, "unknown_city", "http://localhost:8000"),
     ({"site": "demo", "url": "/", "vid": "v" * 200}, 400, "parameter_too_long", "http://localhost:8000"),
@@ -346,7 +345,6 @@ def test_a_preview_of_a_city_nobody_knows_is_refused_with_its_reason(client: Tes
                                                                       code: str) -> None:
     response = client.get("/v1/decide", params={"site": "demo", "url": f"/?swapline_preview_city={city}"})
     assert response.status_code == 400 and response.json()["error"]["code"] == code
-
 
 
 @pytest.mark.parametrize(("pinned", "code", "named"), [

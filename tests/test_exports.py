@@ -92,7 +92,6 @@ def test_the_files_have_the_platforms_columns_and_only_what_came_from_their_clic
     assert climate.get("/v1/exports/climate/metrica.csv").status_code == 401
 
 
-
 @pytest.mark.parametrize(("kinds", "targets"), [("[call]", ["call", "call"]), ("[qualified_call]", ["qualified_call"]),
                                                ("[call, qualified_call]", ["call", "call", "qualified_call"])])
 def test_calls_go_to_the_ad_platforms_as_the_reports_count_them(valkey_url: str, rules_dir: Path, store: redis.Redis,

@@ -105,8 +105,6 @@ def test_events_and_calls_survive_a_store_restart_under_load(tmp_path: Path) -> 
         server.stop()
 
 
-
-
 def test_a_frozen_store_costs_a_decision_no_more_than_a_dead_one(tmp_path: Path, rules_dir: Path) -> None:
     """SIGSTOP: the store still accepts connections and answers nothing. Every round trip,
     opening a connection included, has a 200 ms deadline, so pages get their degraded answer at

@@ -93,7 +93,6 @@ class Pool:
         return self.pages.match(view.path) and self.when.matches(view)
 
 
-
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class Site:
     id: str

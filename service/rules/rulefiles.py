@@ -610,8 +610,6 @@ class _Compiler:
         return e164
 
 
-
-
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
