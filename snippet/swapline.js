@@ -27,13 +27,14 @@
   const put = (key, value) => safe(() => consented && (localStorage[key] = value));
 
   // The visitor id lives in a first-party cookie and in localStorage: either restores the other.
-  // Only this script reads the cookie (no server does), so it needs no SameSite of its own. It is
-  // Secure: never sent over plain HTTP, where browsers keep none, and localStorage alone holds
-  // the id. Without consent the cookie is deleted (max-age=0, Secure or not), a refusal's included.
+  // Only this script reads the cookie (no server does), so it needs no SameSite of its own. Kept
+  // 347 days (3e7 s: under a year). Secure on a page behind TLS; a plain-HTTP page, which can
+  // keep no Secure cookie, writes `;false` instead, an attribute browsers ignore (RFC 6265, 5.2).
+  // Without consent the cookie is deleted (max-age=0), a refusal's included.
   let vid = (consented && (safe(() => doc.cookie.match(/\bswl_vid=([\w-]+)/)[1]) || get("swl_vid"))) || rid();
   const keep = (id) => {
     put("swl_vid", vid = id);
-    safe(() => (doc.cookie = `swl_vid=${id};path=/;max-age=${consented ? "31536000;secure" : 0}`));
+    safe(() => (doc.cookie = `swl_vid=${id};path=/;max-age=${consented ? 3e7 : 0};${isSecureContext && "secure"}`));
   };
   keep(vid);
 
@@ -222,9 +223,10 @@
     // What data-hide names hides again meanwhile, as on the first page view.
     if (decision) decision.swaps = [];
     hiding.disabled = 0;
-    // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0).
+    // Blank values count as absent: consent=0 is what says no (+!!: 1 or 0). A first page view
+    // has no visit yet: `undefined`, as the service takes any token it did not sign, a new visit.
     const asked = (view = rid());
-    const query = new URLSearchParams({ site: data.site, url: here, ref, vid, visit: get("swl_visit") || "", consent: +!!consented });
+    const query = new URLSearchParams({ site: data.site, url: here, ref, vid, visit: get("swl_visit"), consent: +!!consented });
     // On time or not at all: past data-timeout the page goes on without the answer, whether the
     // fetch can be aborted or not (a polyfill's cannot).
     Promise.race([fetch(api + "decide?" + query), new Promise((_, late) => setTimeout(late, +data.timeout || 1000))])

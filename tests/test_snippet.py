@@ -471,24 +471,36 @@ def test_visitor_id_survives_reloads_in_cookie_and_storage(page: Page, fixtures:
     assert decided(page)["vid"] == first
 
 
-def shop(page: Page, scheme: str, tag: str = "") -> None:
+def shop(page: Page, scheme: str, tag: str = "") -> str:
     """A page of shop.example over `scheme`, with the snippet (`tag`: the script tag's other
-    attributes), as the browser receives them; its decisions go unanswered."""
+    attributes), as the browser receives them; its decisions go unanswered. The visitor id the
+    page view asked with."""
     html = f'<h1 class="hero">Shop</h1><script src="{scheme}://shop.example/s.js" data-site="fixture" {tag}></script>'
     page.route(f"{scheme}://shop.example/**", lambda route: route.fulfill(
         content_type="text/javascript" if route.request.url.endswith("/s.js") else "text/html",
         body=MINIFIED if route.request.url.endswith("/s.js") else html.encode()))
-    page.goto(f"{scheme}://shop.example/")
-    page.wait_for_function("document.swl")
+    with page.expect_request("**/v1/decide?**") as asked:
+        page.goto(f"{scheme}://shop.example/")
+    return parse_qs(urlsplit(asked.value.url).query)["vid"][0]
 
 
-def test_the_visitor_id_cookie_is_secure_and_plain_http_keeps_the_id_in_storage_alone(page: Page) -> None:
-    shop(page, "https")
-    vid = page.evaluate("localStorage.swl_vid")
-    assert [(c["name"], c["value"], c["secure"]) for c in page.context.cookies()] == [("swl_vid", vid, True)]
+def test_the_visitor_id_cookie_is_secure_behind_tls_and_plain_http_keeps_a_plain_one(page: Page) -> None:
+    vid = shop(page, "https")
+    (cookie,) = page.context.cookies()
+    assert (cookie["name"], cookie["value"], cookie["secure"]) == ("swl_vid", vid, True)
+    assert 346 < (cookie["expires"] - time.time()) / 86400 < 348  # 347 days: under a year
     page.context.clear_cookies()
-    shop(page, "http")  # over plain HTTP the browser keeps no Secure cookie: nothing for the network to read
-    assert page.context.cookies() == [] and page.evaluate("localStorage.swl_vid")
+    vid = shop(page, "http")  # a plain-HTTP page can keep no Secure cookie, and keeps its own
+    assert [(c["value"], c["secure"]) for c in page.context.cookies()] == [(vid, False)]
+
+
+def test_over_plain_http_a_browser_without_storage_stays_one_visitor_by_its_cookie(page: Page) -> None:
+    """An Android WebView without DOM storage: the cookie alone carries the id from page to page,
+    or each page view would be a new visitor, and lease a number of its own."""
+    page.add_init_script("Object.defineProperty(window, 'localStorage', "
+                         "{get() { throw new DOMException('no storage', 'SecurityError'); }})")
+    first = shop(page, "http")
+    assert shop(page, "http") == first and page.context.cookies()[0]["value"] == first
 
 
 def test_an_id_cookie_an_earlier_snippet_left_over_plain_http_is_read_and_goes_without_consent(page: Page) -> None:
