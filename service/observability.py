@@ -248,16 +248,14 @@ async def metrics_endpoint(request: Request) -> Response:
         "# HELP swapline_pool_size Numbers in the pool",
         "# TYPE swapline_pool_size gauge",
     ]
-    now = runtime.now_ms()
-    for site in runtime.rules.sites.values():
-        for pool in site.pools:
-            if pool.numbers:
-                labels = f'{{site="{site.id}",pool="{pool.id}"}}'
-                try:
-                    held = await runtime.pools.held(site.id, pool, now)
-                except Exception:  # the store is down: the gauge is absent rather than wrong
-                    continue
-                gauges += [f"swapline_pool_held{labels} {held}", f"swapline_pool_size{labels} {len(pool.numbers)}"]
+    pools = [(site.id, pool) for site in runtime.rules.sites.values() for pool in site.pools if pool.numbers]
+    try:
+        held = await runtime.pools.held(pools, runtime.now_ms())
+    except Exception:  # the store is down or late: the gauges are absent rather than wrong, and the scrape on time
+        held = []
+    for (site, pool), count in zip(pools, held, strict=False):
+        labels = f'{{site="{site}",pool="{pool.id}"}}'
+        gauges += [f"swapline_pool_held{labels} {count}", f"swapline_pool_size{labels} {len(pool.numbers)}"]
     return Response(text + ("\n".join(gauges) + "\n").encode(), media_type=CONTENT_TYPE_LATEST)
 
 

