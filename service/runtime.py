@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -56,8 +57,9 @@ class Runtime:
     pools_lost: asyncio.Event = field(default_factory=asyncio.Event)  # found gone from the store; `keep_pools`
     # A change to the rules directory refused, until one is applied: the rules serving are older than the files.
     rules_refused: Refusal | None = None
-    # Warnings about calls, by reason: when one was last logged (`clock` seconds) and how many came since.
-    call_warnings: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # Warnings logged now and then (`now_and_then`), by reason: when one was last logged (`clock`
+    # seconds) and how many came since.
+    warned: dict[str, tuple[float, int]] = field(default_factory=dict)
     # Abuse limits per client network (service.front.ratelimit), as the settings say.
     decision_limit: Limiter = field(init=False)
     beacon_limit: Limiter = field(init=False)
@@ -96,6 +98,17 @@ class Runtime:
             await until_done(self.sync_pools, "pool sync")
             await until_done(self.vouch, "secret check")
             self.pools_lost.clear()
+
+    def now_and_then(self, reason: str, message: str, *args: object) -> None:
+        """`message` in the log at most once a minute for each `reason` (a site's, or every site's),
+        with how many came since: a PBX that retries, or a stranger posting made-up requests, fills
+        no disk."""
+        now, (logged_at, since) = self.clock(), self.warned.get(reason, (-math.inf, 0))
+        if now - logged_at < 60:
+            self.warned[reason] = logged_at, since + 1
+            return
+        self.warned[reason] = now, 0
+        log.warning(message + (f" (and {since} more since the last such line)" if since else ""), *args)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

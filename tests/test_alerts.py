@@ -229,8 +229,11 @@ exports:
                for match in re.findall(r"increase\((swapline_[a-z_]+)(?:\{([^}]*)\})?", rule["expr"])]
     assert len(watched) >= 5
     for name, selector in watched:
-        wanted = [pair for pair in selector.split(",") if pair]  # label="value", as exposed
-        found = [line for line in samples if line.startswith(name) and all(pair in line for pair in wanted)]
+        # label="value", as exposed; label=~"a|b": one of them (site!="" excludes nothing at 0)
+        wanted = [[f'{label}="{value}"' for value in values.split("|")]
+                  for label, matcher, values in re.findall(r'(\w+)(=~|!=|=)"([^"]*)"', selector) if matcher != "!="]
+        found = [line for line in samples if line.startswith(name)
+                 and all(any(pair in line for pair in pairs) for pairs in wanted)]
         assert found, f"no series of {name}{{{selector}}} on /metrics before its first count"
         assert all(line.endswith(" 0.0") for line in found), found
     zero = {line.split(" ")[0] for line in samples}

@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from service.observability import REQUEST_ID, JSONFormatter
 from tests.conftest import BROWSER_HEADERS, Clock, output, start, stop
-from tests.test_abuse import app_client, beacon, decide
+from tests.test_abuse import app_client, beacon, decide, scripted
 from tests.test_reports import SHOP
 
 
@@ -46,18 +47,26 @@ def test_metrics_cover_latency_leases_pools_spool_and_store(client: TestClient) 
     assert "swapline_store_errors_total" in text
 
 
-def test_decisions_and_beacons_are_counted_by_site_and_outcome(valkey_url: str, rules_dir: Path,
-                                                              store: redis.Redis, clock: Clock) -> None:
+def test_decisions_and_beacons_are_counted_by_site_and_outcome(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                                              clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     """An installation of many clients' sites shows whose pages are flooded, refused or gone quiet:
-    each decision and beacon counts for its site, a refusal by its error code."""
+    each decision and beacon counts for its site, a refusal by its error code; a script that names
+    a site counts as a bot, and its refusals for no site."""
     (rules_dir / "shop.yaml").write_text(SHOP)
     client = app_client(valkey_url, rules_dir, clock, decision_rate=5, beacon_rate=3)
+    shop = {"origin": "https://shop.example"}
     try:
         before = client.get("/metrics").text
-        tokens = [decide(client, f"counted-visitor-{n:04d}", ip="203.0.113.9").json()["token"] for n in range(5)]
-        decide(client, "counted-visitor-late", ip="203.0.113.9")  # the network's sixth this minute
-        decide(client, "counted-visitor-moved", origin="https://new-shop.example")  # a site that moved
+        tokens = [decide(client, f"counted-visitor-{n:04d}", ip="203.0.113.9", **shop).json()["token"]
+                  for n in range(5)]
+        decide(client, "counted-visitor-late", ip="203.0.113.9", **shop)  # the network's sixth this minute
+        decide(client, "counted-visitor-script", ip="203.0.113.9")  # from none of the site's pages
+        with caplog.at_level(logging.WARNING, logger="swapline"):
+            for n in range(3):  # a site that moved
+                decide(client, f"counted-visitor-moved{n}", origin="https://new-shop.example")
         client.get("/v1/decide", params={"site": "no-such-site", "url": "/"})
+        with scripted(client):
+            decide(client, "counted-visitor-probe")  # an uptime probe: a bot's decision
         beacons = [beacon(client, tokens[n], f"form-{n}").status_code for n in (0, 0, 1, 2)]  # and a retry
         beacon(client, "forged.token", "form-9", ip="198.51.100.1")
         after = client.get("/metrics").text
@@ -69,10 +78,13 @@ def test_decisions_and_beacons_are_counted_by_site_and_outcome(valkey_url: str, 
         return metric(after, name, site=site, outcome=outcome) - metric(before, name, site=site, outcome=outcome)
 
     assert [counted("swapline_decisions_total", *labels) for labels in (
-        ("shop", "answered"), ("shop", "rate_limited"), ("shop", "origin_not_allowed"), ("", "unknown_site"))] \
-        == [5, 1, 1, 1]
+        ("shop", "answered"), ("shop", "bot"), ("shop", "rate_limited"), ("", "rate_limited"),
+        ("shop", "origin_not_allowed"), ("", "unknown_site"))] == [5, 1, 1, 1, 3, 1]
     assert [counted("swapline_beacons_total", *labels) for labels in (
         ("shop", "counted"), ("shop", "duplicate"), ("shop", "rate_limited"), ("", "invalid_token"))] == [2, 1, 1, 1]
+    # The log names the address the alert on it asks for, once a minute.
+    (line,) = [record.getMessage() for record in caplog.records if "not in its origins" in record.getMessage()]
+    assert line.startswith("decisions of site 'shop' refused to pages of 'https://new-shop.example'"), line
 
 
 def test_every_answer_carries_a_request_id(client: TestClient) -> None:

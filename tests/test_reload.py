@@ -117,10 +117,13 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
         caplog.set_level(logging.WARNING, logger="swapline")
         (rules_dir / "extra.yaml").write_text("site: extra\n")
         assert wait_for(lambda: "extra" in app.state.runtime.rules.sites, 60.0) is not None
-        assert "swapline_sites 2" in client.get("/metrics").text
+        scraped = client.get("/metrics").text
+        assert "swapline_sites 2" in scraped and 'swapline_site_served{site="extra"} 1' in scraped
         (rules_dir / "extra.yaml").rename(rules_dir / "extra.yaml.bak")
         assert wait_for(lambda: "sites no longer in the rules: extra;" in caplog.text, 60.0) is not None
-        assert "swapline_sites 1" in client.get("/metrics").text  # SwaplineSitesGone alerts on the fall
+        scraped = client.get("/metrics").text  # SwaplineSiteGone names the one that went
+        assert "swapline_sites 1" in scraped and 'swapline_site_served{site="extra"}' not in scraped
+        assert 'swapline_site_served{site="demo"} 1' in scraped
 
 
 def test_the_log_line_of_a_load_names_twenty_sites_and_counts_the_rest(tmp_path: Path) -> None:

@@ -405,7 +405,7 @@ async def decide_endpoint(request: Request) -> JSON:
                 outcome = outcome._replace(pool=None)  # a number would be kept for them: the page keeps its own
             token = runtime.signer.sign({**token_payload(site, seen, outcome, None, now), "pv": 1}, carried)
             flag = {"preview": True} if previewing else {"consent": False}
-            DECISION_COUNTS.count(site.id, "answered")
+            DECISION_COUNTS.count(site.id, "preview" if previewing else "bot" if seen.bot else "answered")
             return JSON({**answer(site, seen, outcome, token, rules.version, preview=previewing, page=query["url"]),
                          "visit": visit_answer, **flag},
                         headers=answer_headers)
@@ -418,13 +418,27 @@ async def decide_endpoint(request: Request) -> JSON:
         body = answer(site, seen, outcome, token, rules.version, lease, degraded, page=query["url"],
                       shown=previous.shown if previous else None)
         body["visit"] = visit_answer
-        DECISION_COUNTS.count(site.id, "degraded" if degraded else "answered")
+        DECISION_COUNTS.count(site.id, "bot" if seen.bot else "degraded" if degraded else "answered")
         return JSON(body, headers=answer_headers)
     except HTTPError as exc:  # the snippet and the network panel read why (a preview link's typo)
-        named = request.app.state.runtime.rules.sites.get(_unquote(_query(request).get("site", "")))
-        DECISION_COUNTS.count(named.id if named else "", exc.code)
-        exc.headers.update(refusal_headers(named, request, BrowserHeaders.of(request.scope).origin))
+        _refused(request, exc)
         raise
+
+
+def _refused(request: Request, exc: HTTPError) -> None:
+    """A refused decision: counted for the site it names where that site's own pages asked, or
+    where their address was what was refused (a script that names a site counts for none), said
+    in the log now and then where it was the address, and answered so that the page can read why."""
+    runtime: Runtime = request.app.state.runtime
+    named = runtime.rules.sites.get(_unquote(_query(request).get("site", "")))
+    origin = BrowserHeaders.of(request.scope).origin
+    moved = exc.code == "origin_not_allowed"
+    DECISION_COUNTS.count(named.id if named and (moved or origin in named.origins) else "", exc.code)
+    if named and moved:
+        runtime.now_and_then(f"{named.id}:origin", "decisions of site %r refused to pages of %r, an address not in "
+                                                   "its origins: add it if the site is there now (docs/RULES.md)",
+                             named.id, (origin or "")[:100])
+    exc.headers.update(refusal_headers(named, request, origin))
 
 
 def _visit_pool(site: Site, outcome: Outcome, visit: Visit) -> tuple[Outcome, Visit]:

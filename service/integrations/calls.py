@@ -15,7 +15,6 @@ import datetime
 import hashlib
 import hmac
 import logging
-import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar, cast
@@ -93,21 +92,9 @@ def log_refused(request: Request, exc: HTTPError) -> None:
     known = site if site in runtime.rules.sites else ""
     if known:
         CALLS.labels(known, "refused").inc()
-    _now_and_then(runtime, f"{known}:{exc.code}", "call refused (site %r, %s): %s %s: %s", site[:40],
-                  request.url.path[:80], exc.status, exc.code,
-                  _NUMBER.sub(lambda number: _HIDDEN.sub("•", number[0]), exc.message))
-
-
-def _now_and_then(runtime: Runtime, reason: str, message: str, *args: object) -> None:
-    """`message` in the log at most once a minute for each `reason` (a site's, or every site's),
-    with how many came since: a PBX that retries, or a stranger posting unsigned calls, fills no
-    disk."""
-    now, (logged_at, since) = runtime.clock(), runtime.call_warnings.get(reason, (-math.inf, 0))
-    if now - logged_at < 60:
-        runtime.call_warnings[reason] = logged_at, since + 1
-        return
-    runtime.call_warnings[reason] = now, 0
-    log.warning(message + (f" (and {since} more since the last such line)" if since else ""), *args)
+    runtime.now_and_then(f"{known}:{exc.code}", "call refused (site %r, %s): %s %s: %s", site[:40],
+                         request.url.path[:80], exc.status, exc.code,
+                         _NUMBER.sub(lambda number: _HIDDEN.sub("•", number[0]), exc.message))
 
 
 def _wrong(given: str) -> str:
@@ -190,9 +177,9 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
         raise BadRequest("invalid_call", f"the call starts {_duration(ahead)} from now: "
                                          "are the telephony's clock and time zone right?")
     if (ended := ahead + call.talk * 1000) > CLOCKS_APART_MS:  # no call is heard of before it ends
-        _now_and_then(runtime, f"{site.id}:clock_ahead", "a call to site %r ends %d s after the service's clock "
-                      "says now: the telephony's clock is ahead, and a call may be credited to whoever held its "
-                      "number next; set it by NTP (docs/CALLS.md)", site.id, ended // 1000)
+        runtime.now_and_then(f"{site.id}:clock_ahead", "a call to site %r ends %d s after the service's clock "
+                             "says now: the telephony's clock is ahead, and a call may be credited to whoever held "
+                             "its number next; set it by NTP (docs/CALLS.md)", site.id, ended // 1000)
     try:
         answer = await credit(runtime, site, call)
     except STORE_ERRORS as exc:  # accepted all the same, once on disk: credited when the store is back
