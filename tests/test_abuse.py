@@ -150,6 +150,21 @@ def test_rotating_addresses_inside_one_ipv6_64_share_a_limit(valkey_url: str, sh
     assert beacons == [202] * 10 + [429] * 2
 
 
+def test_forged_and_malformed_beacons_count_against_their_network_too(valkey_url: str, shop_rules: Path,
+                                                                      store: redis.Redis, clock: Clock) -> None:
+    """Whoever posts made-up tokens or bodies costs the service a signature check each: their
+    network's limit holds them as it holds real beacons, and another network is not held."""
+    client = app_client(valkey_url, shop_rules, clock, beacon_rate=10)
+    try:
+        forged = [beacon(client, "forged.token", f"f{n}", ip="203.0.113.50").status_code for n in range(8)]
+        malformed = [client.post("/v1/events", content=b"not json", headers={"x-forwarded-for": "203.0.113.50"})
+                     .status_code for _ in range(4)]
+        other = beacon(client, "forged.token", "f-other", ip="203.0.113.51").status_code
+    finally:
+        client.__exit__(None, None, None)
+    assert forged == [401] * 8 and malformed == [400, 400, 429, 429] and other == 401
+
+
 def test_limits_are_shared_by_every_worker(valkey_url: str, shop_rules: Path, store: redis.Redis,
                                            clock: Clock) -> None:
     """Two service processes' worth of state on one store: one client's requests, spread over

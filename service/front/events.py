@@ -60,11 +60,15 @@ def verified(runtime: Runtime, token: Any) -> tuple[Site, dict[str, Any]]:
 async def events_endpoint(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     named = ""  # the site, once the token names one
+    now = runtime.now_ms()
     try:
+        # Every beacon counts, a forged or malformed one's too. The store's count goes with the
+        # beacon's own store commands, or the next request's.
+        runtime.beacon_limit.admit(client_host(request.scope), runtime.store.batcher, now / 1000)
         event = bodies.json_object(await bodies.read(request, MAX_BODY))
         site, token = verified(runtime, event.get("token"))
         named = site.id
-        outcome, response = await _beacon(runtime, request, event, site, token)
+        outcome, response = await _beacon(runtime, request, event, site, token, now)
     except HTTPError as exc:  # refused before the token names a site, too: no site's origins to go by
         BEACON_COUNTS.count(named, exc.code)
         exc.headers["Access-Control-Allow-Origin"] = "*"
@@ -73,8 +77,8 @@ async def events_endpoint(request: Request) -> Response:
     return response
 
 
-async def _beacon(runtime: Runtime, request: Request, event: dict[str, Any], site: Site,
-                  token: dict[str, Any]) -> tuple[str, Response]:
+async def _beacon(runtime: Runtime, request: Request, event: dict[str, Any], site: Site, token: dict[str, Any],
+                  now: int) -> tuple[str, Response]:
     """What came of the beacon, and the answer."""
     browser = BrowserHeaders.of(request.scope)
     headers = cors_headers(site, request, browser.origin)
@@ -85,9 +89,6 @@ async def _beacon(runtime: Runtime, request: Request, event: dict[str, Any], sit
         raise BadRequest("invalid_event", "an event's id and name are texts")
     if not browser.from_browser:
         raise Forbidden("not_a_browser", "beacons come from the snippet in a browser")
-    now = runtime.now_ms()
-    # Counted with the beacon's own store commands, which leave in the same batch.
-    runtime.beacon_limit.admit(client_host(request.scope), runtime.store.batcher, now / 1000)
     if token.get("pv"):  # a preview page view: its beacons record nothing
         return "preview", JSON({"accepted": kind, "outcome": "preview"}, status_code=202, headers=headers)
     if kind == "heartbeat":  # lost in an outage, harmlessly: the next page view renews the hold
