@@ -21,7 +21,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +37,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 if TYPE_CHECKING:  # the store counts its errors here, so no import of the runtime at load time
     from service.runtime import Runtime
 
+# A counter's `_created` twin would double the series of every site's counters, for a time
+# Prometheus keeps by itself.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REQUEST_ID = contextvars.ContextVar("request_id", default="")
 # Request ids need to be unique, not secret: a random prefix per process and a counter are,
 # without a system call for random bytes on every request.

@@ -44,7 +44,7 @@ def test_metrics_cover_latency_leases_pools_spool_and_store(client: TestClient) 
     assert metric(text, "swapline_pool_held", site="demo", pool="moscow") == 3
     assert metric(text, "swapline_pool_size", site="demo", pool="moscow") == 5
     assert metric(text, "swapline_spool_depth") == 0
-    assert "swapline_store_errors_total" in text
+    assert "swapline_store_errors_total" in text and "_created" not in text  # no twin of each series
 
 
 def test_decisions_and_beacons_are_counted_by_site_and_outcome(valkey_url: str, rules_dir: Path, store: redis.Redis,
