@@ -154,10 +154,10 @@ def test_csv_cells_never_start_a_formula() -> None:
     row = {"exposed": 1, "overflowed": 0, "visitors": 1, "converted": {}, "rate": -0.5, "interval": None}
     hostile = ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx",
                "+74951200001+cmd|' /C calc'!A0", "+74951200001\n=1+1"]  # a phone number, then a formula
-    report = {"metric": "any", "pages": [{"page": text, **row} for text in hostile],
+    report = {"metric": "any", "from": None, "to": None, "pages": [{"page": text, **row} for text in hostile],
               "experiments": [{"experiment": "e", "page": "/", "srm": None, "warnings": hostile,
                                "variants": [{"variant": "b", "weight": 50, "lift": {"absolute": -0.25}, **row}]}]}
-    rows = list(csv.reader(io.StringIO(csv_text(sheet(report, "shop")))))
+    rows = list(csv.reader(io.StringIO(csv_text(sheet(report, "shop", "2026-04-05")))))
     pages = [line[2] for line in rows if line[0] == "page"]
     # a line break may start a cell too (a pasted table, Excel cutting at «;»): an apostrophe after it
     assert pages == ["'" + text for text in hostile[:-1]] + ["'+74951200001\n'=1+1"]
