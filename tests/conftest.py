@@ -135,14 +135,21 @@ def stop(process: subprocess.Popen[bytes], how: signal.Signals = signal.SIGINT, 
         raise AssertionError(f"no exit {seconds} s after {how.name}, killed:\n{output(process)}") from None
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the state on (state, parent, ..., start time at 19); None: no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):  # gone, or going as it is read
+        return None
+
+
 def descendants(pid: int) -> list[int]:
     """The processes `pid` started, and theirs, read from /proc before any is killed: a killed
     parent's children are adopted by init, and lose the link."""
     parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parent = int(stat.read_text().rpartition(")")[2].split()[1])
-            parents.setdefault(parent, []).append(int(stat.parent.name))
+    for child in (int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat")):
+        if stat := proc_stat(child):
+            parents.setdefault(int(stat[1]), []).append(child)
     found, queue = [], [pid]
     while queue:
         children = parents.get(queue.pop(), [])

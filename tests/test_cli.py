@@ -32,6 +32,7 @@ from tests.conftest import (
     DEMO_RULES,
     free_port,
     output,
+    proc_stat,
     start,
     stop,
     wait_for,
@@ -113,14 +114,6 @@ def store_answers(data_dir: Path) -> bool:
         return bool(embedded_store(data_dir).ping())
     except redis.ConnectionError:
         return False
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat from the state on (state, parent, ..., start time at 19); None: no such process."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except FileNotFoundError:
-        return None
 
 
 def embedded_store_process(data_dir: Path, service_pid: int) -> tuple[int, str]:
