@@ -33,9 +33,9 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
-def dashboard(browser: Browser, base: str, site: str, token: str) -> Page:
+def dashboard(browser: Browser, base: str, site: str, token: str, locale: str = "en-US") -> Page:
     """A page signed in to `site`'s dashboard with its report token, as an analyst signs in."""
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page = browser.new_page(viewport={"width": 1200, "height": 900}, locale=locale)
     page.set_default_timeout(30_000)
     page.goto(f"{base}/dashboard/{site}")
     page.fill("input[name=token]", token)

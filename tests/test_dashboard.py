@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
+from playwright.sync_api import Page
 from starlette.testclient import TestClient
 
 from service.analytics import charts, stats
@@ -40,12 +42,17 @@ async def seven_days_of_data(url: str) -> None:
     await store.close()
 
 
-def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+def a_week_of_the_shop(tmp_path: Path, valkey_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The shop's service, started on a week of visitors and forms."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "shop.yaml").write_text(SHOP)
     asyncio.run(seven_days_of_data(valkey_url))
-    service, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules))
+    return start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(rules))
+
+
+def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    service, base = a_week_of_the_shop(tmp_path, valkey_url)
     try:
         with chromium() as browser:
             context = browser.new_context(viewport={"width": 1200, "height": 900})
@@ -244,3 +251,49 @@ def test_the_lift_over_time_adds_the_days_up_and_ends_at_the_tables_figures() ->
     assert heights == sorted(heights, reverse=True)  # more visitors every day: a narrower interval
     labels = [tick["label"] for tick in drawn["ticks"]]
     assert "0%" in labels and labels[0].startswith("−") and labels[-1].startswith("+")
+
+
+def test_a_browser_that_reads_russian_first_gets_the_dashboard_in_russian(tmp_path: Path, valkey_url: str,
+                                                                           store: redis.Redis) -> None:
+    """Words, decimal commas and the experiment's warnings in Russian; the API keeps its English."""
+    service, base = a_week_of_the_shop(tmp_path, valkey_url)
+    try:
+        with chromium() as browser:
+            page = browser.new_context(locale="ru-RU", viewport={"width": 1200, "height": 900}).new_page()
+            page.goto(f"{base}/dashboard/shop")
+            assert page.locator("h2").inner_text() == "Вход в отчёты"
+            page.fill("input[name=token]", "not-the-token")
+            page.click("button[type=submit]")
+            assert page.locator("[role=alert]").inner_text() == "Это не токен отчётов этого сайта."
+            page.fill("input[name=token]", "shop-report-token-0001")
+            page.click("button[type=submit]")
+            page.wait_for_selector("section.experiment")
+            assert page.locator("html").get_attribute("lang") == "ru"
+            assert page.locator("nav strong").inner_text() == "Эксперименты"
+            experiment = page.locator("section.experiment[data-experiment=hero]")
+            assert "p-значение (всегда верное)" in experiment.locator("th").all_inner_texts()
+            assert re.fullmatch(r"\d+,\d%", experiment.locator("tr[data-variant=b] td").nth(4).inner_text())
+            warnings = experiment.locator("p.warning").all_inner_texts()
+            assert warnings and all("посетителей, нужных, чтобы увидеть прирост на 20%" in text for text in warnings)
+            assert english_words(page) == []
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-ru.png"), full_page=True)
+            for tab, heading in (("/sources", "Визиты и конверсии (источник)"), ("/calls", "Звонки, сначала")):
+                page.goto(f"{base}/dashboard/shop{tab}")
+                assert page.locator("main h2").first.inner_text().startswith(heading)
+                assert english_words(page) == [], tab
+        report = httpx.get(f"{base}/v1/reports/shop", headers={"authorization": "Bearer shop-report-token-0001",
+                                                                "accept-language": "ru-RU,ru"}).json()
+    finally:
+        stop(service)
+    (table,) = report["experiments"]
+    assert table["warnings"] and all("visitors needed to see a 20% lift" in text for text in table["warnings"])
+
+
+def english_words(page: Page) -> list[str]:
+    """Words in Latin letters in the page's text, shown or folded, but for names: the product's,
+    the site's, the experiment's and its variants', the files' formats, the time zone's."""
+    texts = page.evaluate("""() => [...document.querySelectorAll("body *")].flatMap(
+        (element) => [...element.childNodes].filter((node) => node.nodeType === 3).map((node) => node.textContent))""")
+    names = {"Swapline", "shop", "hero", "control", "Excel", "CSV", "other", "UTC"}
+    return [word for text in texts for word in re.findall(r"[A-Za-z]{3,}", text) if word not in names]

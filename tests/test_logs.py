@@ -232,5 +232,15 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             assert "yclid=777" in row.locator("dl.journey").inner_text()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-calls.png"), full_page=True)
+
+            russian = dashboard(browser, base, "climate", "climate-report-token-0001", locale="ru-RU")
+            russian.get_by_role("link", name="Звонки").click()
+            row = russian.locator("tbody.call[data-call=dash-call-1]")
+            assert row.locator("tr").first.locator("td").all_inner_texts()[2:5] == ["отвечен", "1:30", "да"]
+            assert row.locator("summary").inner_text() == "Визит звонившего: 2 страницы"
+            row.locator("summary").click()
+            assert row.locator("ol.pages li").last.inner_text().endswith(f"позвонил на {shown['phone']['number']}")
+            assert "Устройство, место" in row.locator("dl.journey").inner_text()
+            russian.screenshot(path=str(ARTIFACTS / "dashboard-calls-ru.png"), full_page=True)
     finally:
         stop(service)

@@ -46,7 +46,7 @@ def conversion(daily: Sequence[dict[str, Any]], variants: Sequence[str]) -> dict
             if interval:
                 points.append(Point(day, converted / visitors, interval.low, interval.high))
         series.append((variant, points))
-    return _draw("Conversion so far per variant, with 95% intervals", days, variants, series, _percent, floor=0.0)
+    return _draw(days, variants, series, _percent, floor=0.0)
 
 
 def lift(daily: Sequence[dict[str, Any]], variants: Sequence[str], expected_visitors: int) -> dict[str, Any]:
@@ -61,8 +61,7 @@ def lift(daily: Sequence[dict[str, Any]], variants: Sequence[str], expected_visi
                 relative = figures.relative
                 points.append(Point(day, k_b / n_b / (k_a / n_a) - 1, max(-1.0, relative.low), relative.high))
         series.append((variant, points))
-    return _draw("Lift over the control so far, with always-valid 95% intervals", days, variants, series,
-                 _signed_percent, floor=None)
+    return _draw(days, variants, series, _signed_percent, floor=None)
 
 
 Running = dict[str, list[tuple[int, int]]]  # a variant's conversions and visitors up to each day
@@ -83,7 +82,7 @@ def _running(daily: Sequence[dict[str, Any]], variants: Sequence[str]) -> tuple[
     return days, running
 
 
-def _draw(label: str, days: list[str], variants: Sequence[str], series: list[tuple[str, list[Point]]],
+def _draw(days: list[str], variants: Sequence[str], series: list[tuple[str, list[Point]]],
           tick_label: Callable[[float], str], floor: float | None) -> dict[str, Any]:
     """`floor`: where the axis starts whatever the data (0 for rates); None to fit the lowest
     interval, with zero always on the axis (lifts)."""
@@ -116,7 +115,7 @@ def _draw(label: str, days: list[str], variants: Sequence[str], series: list[tup
                       "band": " ".join(f"{bx:.1f},{by:.1f}" for bx, by in band) if len(dots) > 1 else ""})
     ticks = [{"y": y(value), "label": tick_label(value), "zero": value == 0} for value in values]
     labels = [{"x": x(day, 0), "label": days[day][5:]} for day in range(0, len(days), max(1, len(days) // 8))]
-    return {"label": label, "width": WIDTH, "height": HEIGHT, "lines": lines, "ticks": ticks, "days": labels,
+    return {"width": WIDTH, "height": HEIGHT, "lines": lines, "ticks": ticks, "days": labels,
             "left": left, "right": left + plot_w, "bottom": bottom}
 
 
@@ -140,7 +139,7 @@ def _signed_percent(value: float) -> str:
     return f"{round(value * 100, 6):+g}%".replace("-", "−") if value else "0%"
 
 
-def bars(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
+def bars(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Each row's conversion rate as a horizontal bar with its 95% interval as a whisker, on an
     axis of round steps from 0: which source (or campaign, phrase …) converts, and how surely."""
     shown = [row for row in rows if row["rate"] is not None]
@@ -159,5 +158,5 @@ def bars(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
               "x": x(row["rate"]), "low": x(row["interval"][0]), "high": x(row["interval"][1])}
              for index, (name, row) in enumerate(zip(names, shown, strict=True))]
     ticks = [{"x": x(step * i), "label": _percent(step * i)} for i in range(steps + 1)]
-    return {"label": label, "width": WIDTH, "height": height, "left": left, "bars": items, "ticks": ticks,
+    return {"width": WIDTH, "height": height, "left": left, "bars": items, "ticks": ticks,
             "bottom": height - 12}

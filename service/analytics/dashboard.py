@@ -1,4 +1,5 @@
-"""The analysts' dashboard: `/dashboard/{site}`, server-rendered, with no external asset.
+"""The analysts' dashboard: `/dashboard/{site}`, server-rendered, with no external asset, in the
+reader's language, English or Russian (`language`).
 
 The report token opens it once (`POST /dashboard/{site}/login`); the browser then keeps a
 session cookie that the service signed (HttpOnly, SameSite=Strict, `Secure` over HTTPS,
@@ -18,7 +19,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service.analytics import charts, dimensions, logs, one_thread, reports, sheets
+from service.analytics import charts, dimensions, language, logs, one_thread, reports, sheets
 from service.analytics.reports import Filters, build
 from service.errors import BadRequest, TooManyRequests
 from service.front import bodies
@@ -44,15 +45,33 @@ HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
+    "vary": "accept-language",
 }
-# The service's HTML pages (service/pages/), autoescaped; `service.front.home` renders from it too.
-PAGES = jinja2.Environment(loader=jinja2.PackageLoader("service", "pages"), autoescape=True)
+
+
+def _pages(reader: str) -> jinja2.Environment:
+    """The service's HTML pages (service/pages/), autoescaped, with their words in `reader`'s
+    language: `_("…")` and `{% trans %}` in the templates."""
+    pages = jinja2.Environment(loader=jinja2.PackageLoader("service", "pages"), autoescape=True,
+                               extensions=["jinja2.ext.i18n"])
+    pages.policies["ext.i18n.trimmed"] = True
+    words = language.Words(reader)
+    pages.install_gettext_callables(words.gettext, words.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    pages.globals["language"] = reader
+    russian = reader == "ru"  # 12,5% and 20 000
+    pages.filters["decimal"] = lambda figure: figure.replace(".", ",") if russian else figure
+    pages.filters["whole"] = lambda count: f"{count:,}".replace(",", "\N{NO-BREAK SPACE}" if russian else ",")
+    return pages
+
+
+# By language; `service.front.home`, the operators' page, renders from the English ones.
+PAGES = {reader: _pages(reader) for reader in language.LANGUAGES}
 
 
 async def dashboard_endpoint(request: Request) -> Response:
     runtime, site = _site(request)
     if not await _signed_in(runtime, site, request):
-        return _login_page(site)
+        return _login_page(request, site)
     try:
         filters = Filters.parse(request.query_params, limit=DASHBOARD_PAGES)
         test = request.query_params.get("test") or "sequential"
@@ -60,18 +79,19 @@ async def dashboard_endpoint(request: Request) -> Response:
             raise BadRequest("invalid_filter", f"test must be one of {', '.join(TESTS)}")
         report = await build(runtime, site, filters)
     except BadRequest as error:
-        return _refused(site, "Experiments", "", error)
-    page = functools.partial(_render, site, report, filters, test, dict(request.query_params))
+        return _refused(request, site, "", error)
+    page = functools.partial(_render, _reader(request), site, report, filters, test, dict(request.query_params))
     return HTMLResponse(await one_thread.run(page), headers=HEADERS)
 
 
-def _render(site: Site, report: dict[str, Any], filters: Filters, test: str, params: dict[str, str]) -> str:
+def _render(reader: str, site: Site, report: dict[str, Any], filters: Filters, test: str,
+            params: dict[str, str]) -> str:
     tables = []
     for table in report["experiments"]:
         variants = [row["variant"] for row in table["variants"]]
-        tables.append({**table, "charts": [charts.conversion(table["daily"], variants),
-                                           charts.lift(table["daily"], variants, table["expected_visitors"])]})
-    return PAGES.get_template("dashboard.html").render(
+        tables.append({**table, "conversion": charts.conversion(table["daily"], variants),
+                       "lift": charts.lift(table["daily"], variants, table["expected_visitors"])})
+    return PAGES[reader].get_template("dashboard.html").render(
         site=site, report=report, tables=tables, filters=filters, test=test, tests=TESTS, download=urlencode(params),
         query=lambda other: urlencode({**params, "test": other}))  # this page with the other test
 
@@ -80,14 +100,14 @@ async def calls_page_endpoint(request: Request) -> Response:
     """`/dashboard/{site}/calls`: the call log, each call with the visit that led to it."""
     runtime, site = _site(request)
     if not await _signed_in(runtime, site, request):
-        return _login_page(site)
+        return _login_page(request, site)
     params = _given(request)
     try:
         calls, cursor = await logs.read(runtime, site, {**params, "limit": str(CALLS_SHOWN)}, calls=True)
     except BadRequest as error:
-        return _refused(site, "Calls", "/calls", error)
+        return _refused(request, site, "/calls", error)
     download = urlencode({name: value for name, value in params.items() if name not in ("cursor", "limit")})
-    html = PAGES.get_template("calls.html").render(
+    html = PAGES[_reader(request)].get_template("calls.html").render(
         site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
         download=download, most=logs.FILE_ENTRIES,
         uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
@@ -100,16 +120,14 @@ async def sources_page_endpoint(request: Request) -> Response:
     """`/dashboard/{site}/sources`: visits and conversions by source, campaign, phrase … (`?by=`)."""
     runtime, site = _site(request)
     if not await _signed_in(runtime, site, request):
-        return _login_page(site)
+        return _login_page(request, site)
     params = {"by": "source", **_given(request)}
     try:
-        query = dimensions.Query(params, runtime.today(site))
-        report = await dimensions.report(runtime, site, query)
+        report = await dimensions.report(runtime, site, dimensions.Query(params, runtime.today(site)))
     except BadRequest as error:
-        return _refused(site, "Sources", "/sources", error)
-    chart = charts.bars(report["rows"], f"Conversion rate by {' and '.join(query.by)}, with 95% intervals")
-    html = PAGES.get_template("sources.html").render(site=site, report=report, chart=chart, choices=SOURCE_CHOICES,
-                                                     download=urlencode(params))
+        return _refused(request, site, "/sources", error)
+    html = PAGES[_reader(request)].get_template("sources.html").render(
+        site=site, report=report, chart=charts.bars(report["rows"]), choices=SOURCE_CHOICES, download=urlencode(params))
     return HTMLResponse(html, headers=HEADERS)
 
 
@@ -118,7 +136,7 @@ async def download_endpoint(request: Request) -> Response:
     analyst's session; the report token's API gives the same files."""
     runtime, site = _site(request)
     if not await _signed_in(runtime, site, request):  # 401: a script saves no sign-in page as its file
-        return _login_page(site, status=401)
+        return _login_page(request, site, status=401)
     table = request.url.path.rpartition("/")[2].partition(".")[0]
     form = sheets.requested(request.url.path)
     params = _given(request)
@@ -134,9 +152,9 @@ async def login_endpoint(request: Request) -> Response:
     try:
         accepted = await accepts(runtime, site, request, (form.get("token") or [""])[0])
     except TooManyRequests as exc:
-        return _login_page(site, "Too many wrong tokens from your network: try again later.", 429, exc.headers)
+        return _login_page(request, site, "throttled", 429, exc.headers)
     if not accepted:
-        return _login_page(site, error="That is not this site's report token.", status=401)
+        return _login_page(request, site, "wrong", 401)
     session = {"dashboard": site.id, "until": int(runtime.clock()) + SESSION_SECONDS, "k": fingerprint(runtime, site)}
     response = RedirectResponse(f"/dashboard/{site.id}", status_code=303)
     response.set_cookie(
@@ -164,17 +182,22 @@ async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:
                 and session.get("k") == fingerprint(runtime, site))
 
 
-def _refused(site: Site, tab: str, path: str, error: BadRequest) -> HTMLResponse:
-    """A tab whose address asks what the service refuses (`?limit=0`): the tab says why, where
-    an API client gets the JSON error."""
-    html = PAGES.get_template("refused.html").render(site=site, tab=tab, path=path, message=error.message)
+def _refused(request: Request, site: Site, path: str, error: BadRequest) -> HTMLResponse:
+    """A tab whose address asks what the service refuses (`?limit=0`): the tab says why (in the
+    API's English words), where an API client gets the JSON error."""
+    html = PAGES[_reader(request)].get_template("refused.html").render(site=site, path=path, message=error.message)
     return HTMLResponse(html, status_code=error.status, headers=HEADERS)
 
 
-def _login_page(site: Site, error: str | None = None, status: int = 200,
+def _login_page(request: Request, site: Site, error: str | None = None, status: int = 200,
                 headers: dict[str, str] | None = None) -> HTMLResponse:
-    html = PAGES.get_template("login.html").render(site=site, error=error)
+    """`error`: "wrong" for a token that is not the site's, "throttled" past the attempts allowed."""
+    html = PAGES[_reader(request)].get_template("login.html").render(site=site, error=error)
     return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
+
+
+def _reader(request: Request) -> str:
+    return language.chosen(request.headers.get("accept-language", ""))
 
 
 def _given(request: Request) -> dict[str, str]:

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.analytics import dimensions, one_thread, sheets, stats
+from service.analytics.language import Said
 from service.analytics.sheets import Sheet, Value, period
 from service.errors import BadRequest, only
 from service.front.auth import require_report_token
@@ -34,6 +35,12 @@ from service.tracking.ledger import ALL, BY_CALL, OTHER, SITE, Ledger, cohorts, 
 
 KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
 CONTROL = "control"
+# What an experiment's table warns of, as `Said`: the dashboard says it in the reader's language.
+MISMATCH = "sample ratio mismatch (p = %(p)s): the split does not follow the weights, so the figures cannot be trusted"
+NO_CONVERSIONS = "too little data: the control has no conversions yet, so no sample size can be judged"
+TOO_HIGH = "the control converts %(rate)s: a 20%% lift would pass 100%%, so no sample size can be judged"
+TOO_FEW = ("%(variant)s: %(visitors)s of the %(needed)s visitors needed to see a 20%% lift (by the fixed-horizon test; "
+           "the sequential one, safe to read every day, needs more)")
 MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
 
 
@@ -244,8 +251,7 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
             if figures:
                 figures["p_value_holm"] = adjusted
     if srm and srm["alarm"]:
-        warnings.insert(0, f"sample ratio mismatch (p = {srm['p_value']:.2g}): the split does not follow the "
-                           "weights, so the figures cannot be trusted")
+        warnings.insert(0, Said(MISMATCH, p=f"{srm['p_value']:.2g}"))
     return {
         "experiment": experiment.id,
         "page": page,
@@ -267,16 +273,15 @@ def _day(day: str, variant: str, cell: Cell, converted: int, metric: str) -> dic
             "rate": converted / visitors if visitors else None}
 
 
-def _sample_warnings(k_control: int, n_control: int, variants: list[dict[str, Any]]) -> list[str]:
+def _sample_warnings(k_control: int, n_control: int, variants: list[dict[str, Any]]) -> list[Said]:
     """Which variants have fewer visitors than a 20% lift on the control's rate needs."""
     base = k_control / n_control if n_control else 0.0
     needed = stats.required_sample(base) if base else None
     if needed is None and not base:
-        return ["too little data: the control has no conversions yet, so no sample size can be judged"]
+        return [Said(NO_CONVERSIONS)]
     if needed is None:
-        return [f"the control converts {base:.0%}: a 20% lift would pass 100%, so no sample size can be judged"]
-    return [f"{row['variant']}: {row['visitors']} of the {needed} visitors needed to see a 20% lift "
-            "(by the fixed-horizon test; the sequential one, safe to read every day, needs more)"
+        return [Said(TOO_HIGH, rate=f"{base:.0%}")]
+    return [Said(TOO_FEW, variant=row["variant"], visitors=str(row["visitors"]), needed=str(needed))
             for row in variants if row["visitors"] < needed]
 
 

@@ -31,7 +31,7 @@ async def home_endpoint(request: Request) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
     sites = sorted(runtime.rules.sites.values(), key=lambda site: site.id)
     refused = runtime.rules_refused
-    html = PAGES.get_template("home.html").render(
+    html = PAGES["en"].get_template("home.html").render(
         version=__version__, rules_version=runtime.rules.version, store=store_mode(runtime.settings), sites=sites,
         rules_refused=datetime.datetime.fromtimestamp(refused.at, datetime.UTC).strftime("%Y-%m-%d %H:%M")
         if refused else None, problems=refused.problems[:PROBLEMS_SHOWN] if refused else (),

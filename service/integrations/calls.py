@@ -57,6 +57,8 @@ _URI = re.compile(r"(?:sips?|tel):([^@;]*)", re.IGNORECASE)
 _NOTE = re.compile(r"\s*\([^()0-9]*\)$")
 SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
 SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
+# Why a call to a number of each kind is credited to nobody, when nobody held it (or called it before).
+UNCREDITED = {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number", "page": "page_number"}
 _NUMBER = re.compile(r"\d[-\d\s().]{4,}\d")  # what may be a phone number in a message: digits and separators
 _HIDDEN = re.compile(r"\d(?=(?:\D*\d){4})")  # a number's digits but its last four
 
@@ -217,8 +219,7 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         visit = await _visit(runtime, site, holder, call.start_ms)
     else:
         visitor, page, visit = None, None, None
-        reason = {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number",
-                  "page": "page_number"}.get(kind, "unknown_number")
+        reason = UNCREDITED.get(kind, "unknown_number")
     record = {
         "call_id": call.id,
         "number": call.called if kind != "unknown" else kept_number(call.called),
