@@ -126,7 +126,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         runtime = Runtime(settings, GeoDB(settings.geoip_db), store, TokenSigner(secret), rules, pools,
                           Ledger(store, settings.max_pages, settings.max_goals, settings.report_days,
                                  retry_days=settings.token_days),
-                          Journal(store, settings.log_days, settings.report_days), Spool(settings.data_dir / "spool"),
+                          Journal(store, settings.log_days, settings.report_days, settings.visit_days),
+                          Spool(settings.data_dir / "spool"),
                           caller_key=hmac.new(secret, b"caller numbers", hashlib.sha256).digest(),
                           fingerprint=fingerprint(secret))
         # An attribute of its own: Starlette's `State` finds what it keeps only after a failed

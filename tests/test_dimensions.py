@@ -4,6 +4,7 @@ phrase brought visits, calls and forms, and how well each converts."""
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import random
 import subprocess
@@ -74,6 +75,38 @@ def test_visits_and_conversions_by_source(climate: TestClient, clock: Clock) -> 
     assert interval is not None and yandex["interval"] == pytest.approx([interval.low, interval.high])
     assert rows["google"]["converted"] == 1 and rows["(none)"]["converted"] == 0
     assert [row["source"] for row in by(climate, "source", sort="converted")][:2] == ["yandex", "google"]
+
+
+def test_a_visit_that_converts_on_two_days_is_one_converted_visit_of_the_day_it_started(climate: TestClient,
+                                                                                         clock: Clock) -> None:
+    """A support engineer's reconciling with a CRM: a visit a minute before midnight sent a form
+    and called after it. It counted as a converted visit of each day: two over both days, where
+    the log has one, and a rate of 2/1 cut to 1/1; the second day alone had none of its visits
+    (they start on the first) and yet one converted, cut to 0. Conversions count on their day."""
+    zone = climate.app.state.runtime.site("climate").time_zone  # type: ignore[attr-defined]
+    started = datetime.datetime.fromtimestamp(clock.now, zone)
+    midnight = datetime.datetime.combine(started.date() + datetime.timedelta(days=1), datetime.time(), zone)
+    clock.now = midnight.timestamp() - 60
+    page = Browser(climate, vid="late-visitor-000001").open(AD, ref="https://yandex.ru/")
+    beacon(climate, page["token"], "late-form")
+    clock.advance(120)  # the next day
+    call(climate, page["phone"]["number"], clock.now, call_id="late-call")
+    Browser(climate, vid="next-day-visitor-01").open(AD, ref="https://yandex.ru/")  # no conversion
+    first, second = midnight.date() - datetime.timedelta(days=1), midnight.date()
+
+    def yandex(since: datetime.date, until: datetime.date) -> dict[str, Any]:
+        (row,) = [row for row in by(climate, "source", **{"from": since.isoformat(), "to": until.isoformat()})
+                  if row["source"] == "yandex"]
+        return {name: row[name] for name in ("visits", "converted", "conversions", "converted_by_kind")}
+
+    both, day_one, day_two = yandex(first, second), yandex(first, first), yandex(second, second)
+    assert (both["visits"], both["converted"]) == (2, 1)
+    assert (both["converted_by_kind"]["form"], both["converted_by_kind"]["call"]) == (1, 1)
+    assert (day_one["visits"], day_one["converted"]) == (1, 1)  # the late visit, which converted
+    assert day_one["converted_by_kind"]["call"] == 1  # on the day it started
+    assert (day_two["visits"], day_two["converted"]) == (1, 0)  # the next day's visit did not
+    assert (day_one["conversions"]["form"], day_one["conversions"]["call"]) == (1, 0)  # each on its own day
+    assert (day_two["conversions"]["form"], day_two["conversions"]["call"]) == (0, 1)
 
 
 def test_calls_credited_to_nobody_are_a_row_of_their_own_so_that_the_calls_add_up(climate: TestClient,

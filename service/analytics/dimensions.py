@@ -201,7 +201,8 @@ def _rank(row: Mapping[str, Any], sort: str) -> float:
 def _row(by: Sequence[str], key: tuple[str, ...], measures: Mapping[str, int]) -> dict[str, Any]:
     cohort = "visitors" in measures  # by page or variant: visitors, not visits
     base = measures.get("visitors" if cohort else "v", 0)
-    converted = min(measures.get("u|any", 0), base)  # a visit of the day before may convert today
+    # Days counted before 2026-12-04 counted a converted visit on the day it converted, maybe not its first.
+    converted = min(measures.get("u|any", 0), base)
     interval = stats.wilson(converted, base)
     return {**dict(zip(by, key, strict=True)), "values": list(key), "visits": None if cohort else base,
             "visitors": base if cohort else None, "converted": converted,

@@ -12,6 +12,7 @@ also a record of the day's table of visits, which says who the visitors were
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import secrets
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from service.rules.phrase import normalise
+from service.tracking.clock import hour_and_day
 from service.tracking.store import Command, Script, Store
 
 DIMENSIONS = ("source", "medium", "campaign", "phrase", "landing", "region", "city", "device", "pool")
@@ -133,19 +135,23 @@ async def forget(store: Store, site: str, vid: str) -> int:
     return erased
 
 
-def logged(site: str, day: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
+def logged(site: str, entry: Mapping[str, Any], zone: datetime.tzinfo) -> tuple[str, ...]:
     """What the conversion log's script needs to count a conversion by its visit's dimensions
-    (service/lua/log.lua, ARGV 9 on); empty fields when it is counted by none. A call no visitor
-    held the number for counts as `NOT_CREDITED` by every dimension but its pool, so that the
-    reports' calls add up to the log's calls to the site's numbers; it converts no visit. A call to none of them (a
-    PBX that reports every line's calls) is no call to the site, and counts in no report."""
+    (service/lua/log.lua, ARGV 10 on), by the days of `zone`; empty fields when it is counted by
+    none. The conversion counts on its own day, its visit as converted on the day it started. A
+    call no visitor held the number for counts as `NOT_CREDITED` by every dimension but its pool,
+    so that the reports' calls add up to the log's calls to the site's numbers; it converts no
+    visit. A call to none of them (a PBX that reports every line's calls) is no call to the site,
+    and counts in no report."""
     visit, call = entry.get("visit"), entry.get("call")
     if entry["kind"] == "alert" or (call and call.get("kind") == "unknown") or not (
             visit or (call and not entry.get("visitor"))):  # or its visit is gone
-        return ("", "", "", "")
-    kinds = [entry["kind"], *(["qualified_call"] if call and call.get("qualified") else [])]
+        return ("", "", "", "", "")
+    kinds = ",".join([entry["kind"], *(["qualified_call"] if call and call.get("qualified") else [])])
     pool = call and call.get("pool")
+    day = prefix(site, hour_and_day(entry["at"], zone)[1])
     if not visit:  # the pool is the last dimension; no visit converted (no visit id)
-        nobodys = joined(*[NOT_CREDITED] * (len(DIMENSIONS) - 1), pool or NOT_CREDITED)
-        return prefix(site, day), ",".join(kinds), "", nobodys
-    return prefix(site, day), ",".join(kinds), visit.get("id", ""), values(visit, pool)
+        return day, kinds, "", joined(*[NOT_CREDITED] * (len(DIMENSIONS) - 1), pool or NOT_CREDITED), day
+    started = visit.get("started")  # a record of before 2026-12-04 may lack it: its conversion's day then
+    first_day = prefix(site, hour_and_day(started, zone)[1]) if isinstance(started, int) else day
+    return day, kinds, visit.get("id", ""), values(visit, pool), first_day

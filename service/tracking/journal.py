@@ -21,7 +21,7 @@ import orjson
 
 from service.errors import BadRequest
 from service.tracking import counters
-from service.tracking.clock import DAY_MS, day_start_ms, hour_and_day
+from service.tracking.clock import DAY_MS, day_start_ms
 from service.tracking.store import Script, Store
 
 MOST = 1000  # entries one page may list
@@ -41,21 +41,23 @@ def last_call_key(site: str) -> str:
 
 
 class Journal:
-    def __init__(self, store: Store, retention_days: int = 90, report_days: int = 400) -> None:
+    def __init__(self, store: Store, retention_days: int = 90, report_days: int = 400, visit_days: int = 7) -> None:
         self.store = store
         self.retention_ms = retention_days * DAY_MS
-        # log.lua's first arguments, the same in every call (`ScriptCall.shared`); the counters
-        # by dimension live `report_days`.
-        self._logging = (self.retention_ms, counters.MOST_VALUES, report_days * 86_400, counters.NAMES)
+        # log.lua's first arguments, the same in every call (`ScriptCall.shared`): the counters
+        # by dimension live `report_days`; which visits of a day converted is kept while they may,
+        # as long as their records (`visit_days`), and a day, as a visit may start before midnight.
+        self._logging = (self.retention_ms, counters.MOST_VALUES, report_days * 86_400, counters.NAMES,
+                         (visit_days + 1) * 86_400)
 
     async def add(self, site: str, entry: Mapping[str, Any], now_ms: int, zone: datetime.tzinfo = datetime.UTC
                   ) -> bool:
-        """Log one conversion (`entry["id"]`) unless it is already, counted on its day in `zone`
+        """Log one conversion (`entry["id"]`) unless it is already, counted by the days of `zone`
         (the site's); entries past the retention go as new ones come. Whether it was logged now."""
         logged, = await self.store.batcher.submit(LOG(
             (key(site), f"sw:{{{site}:log}}:logged", last_call_key(site)),
             (entry["id"], now_ms, orjson.dumps(entry), entry["at"] if entry["kind"] in CALL_KINDS else "",
-             *counters.logged(site, hour_and_day(entry["at"], zone)[1], entry)), self._logging))
+             *counters.logged(site, entry, zone)), self._logging))
         return bool(logged)
 
     async def page(self, site: str, query: LogQuery, keeps: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
