@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     imported.add_argument("file", type=Path, help="CSV: call_id, called, start[, caller, talk_seconds, status], "
                                                   "or Asterisk's Master.csv")
     imported.add_argument("--site", required=True)
-    imported.add_argument("--utc", action="store_true", help="an Asterisk CDR's times are UTC (usegmtime=yes)")
+    imported.add_argument("--utc", action="store_true",
+                          help="the file's times without a zone are UTC (an Asterisk CDR's with usegmtime=yes)")
     imported.add_argument("--id-prefix", default="", metavar="PREFIX",
                           help="put before every call id: calls sent before, with a wrong time, go again as new ones")
     imported.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")

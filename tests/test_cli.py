@@ -296,6 +296,24 @@ def test_calls_import_reads_a_csv_as_excel_in_russian_saves_it(tmp_path: Path) -
                                   "start": 1795000000, "talk_seconds": 45, "status": "completed"}
 
 
+def test_calls_import_reads_a_files_times_without_a_zone_as_utc_when_told(tmp_path: Path) -> None:
+    """`--utc` was read for Asterisk's CDR only: a file of Swapline's columns with UTC times was
+    read in the site's zone, three hours early for Moscow, while the warning asked whether its
+    times were UTC "as read"."""
+    calls = tmp_path / "calls.csv"
+    calls.write_text("call_id,called,start\n"
+                     "a,84951200001,2026-12-04 09:05:53\n"  # as a spreadsheet writes a moment
+                     "b,84951200001,2026-12-04T09:05:53\n"
+                     "c,84951200001,2026-12-04T12:05:53+03:00\n"  # a zone of its own stays
+                     "d,84951200001,1796288753\n"  # unix seconds are UTC anyway
+                     "e,84951200001,yesterday\n", encoding="utf-8")  # the service's to refuse
+    starts = [call["start"] for _, call in callimport.rows(calls, DEMO_SITE, utc=True)]  # type: ignore[index]
+    assert starts == ["2026-12-04 09:05:53+00:00", "2026-12-04T09:05:53+00:00", "2026-12-04T12:05:53+03:00",
+                      1796288753, "yesterday"]
+    assert [call["start"] for _, call in callimport.rows(calls, DEMO_SITE)][:2] == [  # type: ignore[index]
+        "2026-12-04 09:05:53", "2026-12-04T09:05:53"]  # the site's zone, as the webhook reads them
+
+
 def cdr_row(src: str, dst: str, disposition: str, billsec: int, *added: str, channel: str = "SIP/trunk-1",
             dstchannel: str = "SIP/101-2", lastapp: str = "Dial", end: str = "2026-11-18 10:01:00") -> str:
     """A Master.csv row as cdr_csv.c writes it, with what cdr.conf adds after its 16 columns."""

@@ -64,8 +64,8 @@ def rows(path: Path, site: Site, utc: bool = False, id_prefix: str = "") -> Iter
         tuple[int, dict[str, Any] | str | None]]:
     """Each call of the file with its line number, as the webhook's JSON; None for a CDR row
     that is no call to the site; the reason for a line that is no row of a CSV (which the
-    others do not wait for). `utc`: the CDR's times are UTC (cdr.conf's `usegmtime`);
-    `id_prefix` goes before every call id."""
+    others do not wait for). `utc`: the file's times without a zone are UTC (an Asterisk CDR's,
+    with cdr.conf's `usegmtime`); `id_prefix` goes before every call id."""
     for line, call in _rows(path, site, utc):
         if isinstance(call, dict) and "call_id" in call:
             call["call_id"] = id_prefix + str(call["call_id"])
@@ -86,7 +86,7 @@ def _rows(path: Path, site: Site, utc: bool) -> Iterator[tuple[int, dict[str, An
         if isinstance(first, str):
             raise ValueError(f"{path}:{line}: {first}")
         if "call_id" in first:
-            yield from _swapline(records, first)
+            yield from _swapline(records, first, utc)
             return
         if {"disposition", "billsec"} <= {name.strip().lower() for name in first}:
             cdrs = _headed(records, first)
@@ -123,7 +123,7 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str] | str]]:
         yield reader.line_num, row
 
 
-def _swapline(records: Iterator[tuple[int, list[str] | str]], header: list[str]
+def _swapline(records: Iterator[tuple[int, list[str] | str]], header: list[str], utc: bool
               ) -> Iterator[tuple[int, dict[str, Any] | str]]:
     for line, row in records:
         if isinstance(row, str):
@@ -134,7 +134,18 @@ def _swapline(records: Iterator[tuple[int, list[str] | str]], header: list[str]
         for name in ("start", "talk_seconds"):  # numbers as numbers; anything else is the service's to judge
             if call.get(name, "").isdigit():
                 call[name] = int(call[name])
+        if utc and isinstance(call.get("start"), str):
+            call["start"] = _in_utc(call["start"])
         yield line, call
+
+
+def _in_utc(start: str) -> str:
+    """A start written without a time zone, as UTC; one with its zone, as written."""
+    try:
+        zoneless = datetime.datetime.fromisoformat(start).tzinfo is None
+    except ValueError:
+        return start  # the service says what is wrong with it
+    return start + "+00:00" if zoneless else start
 
 
 def _headless(records: Iterable[tuple[int, list[str] | str]]) -> Iterator[tuple[int, dict[str, str] | str]]:
@@ -179,7 +190,7 @@ def _asterisk(records: Iterable[tuple[int, dict[str, str] | str]], site: Site, u
         billsec = cdr.get("billsec", "")
         call: dict[str, Any] = {
             "call_id": cdr.get("uniqueid") or _digest(cdr),
-            "called": called, "start": cdr.get("start", "") + ("+00:00" if utc else ""),
+            "called": called, "start": _in_utc(cdr.get("start", "")) if utc else cdr.get("start", ""),
             "talk_seconds": int(billsec) if billsec.isdigit() else billsec,  # else the service says what is wrong
             "status": ended_as(cdr.get("disposition", "")),
         }
