@@ -126,6 +126,24 @@ def test_a_page_shown_again_after_its_hold_gets_its_number_back_unless_another_v
     assert holder["v"] == vid(1)
 
 
+def test_the_next_page_after_the_hold_ended_shows_the_visitors_number_again_if_it_is_free(
+        pool_client: TestClient, clock: Clock) -> None:
+    """A support engineer's ticket: a visitor read a page past its hold with no heartbeat (a
+    blocker, a phone asleep), then opened the next page of the visit: it showed another number
+    though theirs was free, and a call to the one they had written down went to nobody. Their
+    heartbeat took it back; their next page, now, does too."""
+    first = visit(pool_client, vid(1))
+    clock.advance(70)  # its hold is over; the number is free again, the pool's newest free one
+    again = visit(pool_client, vid(1), visit=first["token"])
+    assert again["phone"]["number"] == first["phone"]["number"] and again["visit"]["new"] is False
+    assert visit(pool_client, vid(2))["phone"]["number"] != first["phone"]["number"]  # held again
+    runtime = pool_client.app.state.runtime  # type: ignore[attr-defined]
+    pool = runtime.rules.sites["pooltest"].pool("small")
+    holder = pool_client.portal.call(runtime.pools.holder, "pooltest", pool,  # type: ignore[union-attr]
+                                     first["phone"]["number"], int(clock.now * 1000))
+    assert holder["v"] == vid(1)  # a call now is theirs
+
+
 def page_number(phone: dict[str, Any]) -> re.Pattern[str]:
     """What the snippet finds a page's number by, in Python's `re`."""
     return re.compile(phone["replaces_pattern"].replace(r"\p{Pd}", "-"))

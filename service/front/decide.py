@@ -231,9 +231,9 @@ def token_payload(site: Site, view: PageView, outcome: Outcome, lease: Lease | N
 
 
 async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome, now: int,
-                 visit: Visit | None = None, network: str = "") -> tuple[Lease | None, bool]:
+                 visit: Visit | None = None, network: str = "", shown: str = "") -> tuple[Lease | None, bool]:
     """Store the exposures and lease the number, in one shared round trip (an overflowed
-    visitor's mark follows in the next).
+    visitor's mark follows in the next). `shown`: the number the visitor's last page showed.
 
     Returns the lease (None when no pool leases) and whether the store failed.
     """
@@ -251,7 +251,7 @@ async def record(runtime: Runtime, site: Site, view: PageView, outcome: Outcome,
                 ledger.recorded(fresh)
             return None, False
         leased = runtime.pools.lease(site.id, pool, view.vid, view.path, outcome.experiments, now,
-                                     visit.id if visit else "", network, site.time_zone)
+                                     visit.id if visit else "", network, site.time_zone, shown)
         reply, *_ = await batcher.submit(leased, *exposures)
         ledger.recorded(fresh)
         lease = Lease.from_reply(reply)
@@ -411,7 +411,8 @@ async def decide_endpoint(request: Request) -> JSON:
                         headers=answer_headers)
         # Nobody waits for the journey: it rides with this decision's round trip, or the next one.
         runtime.store.batcher.defer(*_journey(runtime, site, seen, visit, new, previous, now))
-        lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client))
+        lease, degraded = await record(runtime, site, seen, outcome, now, visit, runtime.decision_limit.network(client),
+                                       (previous.shown or "") if previous else "")
         if degraded and outcome.pool is not None and outcome.pool.numbers:
             outcome = outcome._replace(pool=None)  # the page keeps its own number
         token = runtime.signer.sign(token_payload(site, seen, outcome, lease, now), carried)

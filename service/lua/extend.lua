@@ -19,15 +19,9 @@ end
 -- Their hold ended and the pool has given the number back: still free, and theirs last, it is
 -- theirs again, under a lease from now with their last one's page, variants, visit and network.
 number = ARGV[5]
-if number == '' or redis.call('SISMEMBER', KEYS[1], number) == 0 or not redis.call('ZSCORE', KEYS[2], number) then
-  return false  -- no number, one the rules took out, or one another visitor has
-end
+lease = theirs_last(number, vid, ARGV[2])
+if not lease then return false end
 local history = ARGV[2] .. 'history:' .. number
-local last = redis.call('ZREVRANGE', history, 0, 0)[1]
-local record = last and redis.call('HGET', KEYS[6], last)
-if not record then return false end
-lease = cjson.decode(record)
-if lease.v ~= vid then return false end
 id = tostring(redis.call('INCR', KEYS[7]))
 lease.f, lease.u = now, now + hold
 redis.call('HSET', KEYS[6], id, cjson.encode(lease))

@@ -19,11 +19,11 @@
 --       4 most numbers one network may hold at once  5 hour label (2026-11-22T14)
 --       6 day label (2026-11-22) (1-6: the pool's own in the hour, packed once)
 --       7 the call's own, one JSON array: visitor id, now ms, page, variants, visit id, the
---         client's network ('' unknown)
+--         client's network ('' unknown), the number their last page showed ('' none)
 -- Returns {number, "kept" | "new"}, or {false, "overflow" | "capped" | "missing"}: the pool has
 -- no free number, or the visitor's network holds its share of the pool already (a burst of
 -- made-up visitor ids from one address cannot squat the pool), or the store has no numbers of it.
-local vid, stamped, page, variants, visit, network = unpack(cjson.decode(ARGV[7]))
+local vid, stamped, page, variants, visit, network, shown = unpack(cjson.decode(ARGV[7]))
 local hold = tonumber(ARGV[1])
 -- Processes stamp requests before they queue, so scripts can run out of time order. The
 -- pool's clock never goes back: a late script must not lease a number "before" its last
@@ -95,7 +95,8 @@ end
 local waiting = prefix .. 'waiting'
 local waited = math.abs(tonumber(redis.call('ZSCORE', waiting, vid) or '0')) >= now
 if not waited then redis.call('HINCRBY', KEYS[8], 'arrivals:' .. hour, 1) end
-local pick = redis.call('ZRANGE', KEYS[2], 0, 0)
+-- The number their last page showed, if free and theirs last; else the one free the longest.
+local pick = theirs_last(shown, vid, prefix) and {shown} or redis.call('ZRANGE', KEYS[2], 0, 0)
 -- A network past its share is turned away while numbers are free ('capped', counted apart: more
 -- numbers would not have helped them); with none free, its visitor overflows as anyone's does.
 local capped = #pick > 0 and network ~= '' and

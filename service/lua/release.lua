@@ -32,6 +32,21 @@ local function reclaim(before)
   return #expired / 2
 end
 
+-- The last lease of `number` if it was `vid`'s and the number is free again in the pool: a page of
+-- theirs still shows it, and they may have written it down, so it is theirs before anyone's
+-- (their heartbeat takes it back, extend.lua, and so does their next page view, lease.lua).
+-- False for a number the rules took out, one another visitor has, or one someone else held last.
+local function theirs_last(number, vid, prefix)
+  if not number or number == '' or redis.call('SISMEMBER', KEYS[1], number) == 0
+      or not redis.call('ZSCORE', KEYS[2], number) then
+    return false
+  end
+  local last = redis.call('ZREVRANGE', prefix .. 'history:' .. number, 0, 0)[1]
+  local record = last and redis.call('HGET', KEYS[6], last)
+  local lease = record and cjson.decode(record)
+  return lease and lease.v == vid and lease
+end
+
 -- The number `vid` holds, its lease and the lease's id; or nothing. An entry whose lease is
 -- gone or another's (a store that lost the record) goes: that number is not theirs to keep.
 local function holding(vid)

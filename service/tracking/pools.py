@@ -117,16 +117,19 @@ class Pools:
         return [f"{site}/{pool}" for (site, pool), exists in zip(pools, found, strict=True) if not exists]
 
     def lease(self, site: str, pool: Pool, vid: str, page: str, experiments: dict[str, str],
-              now_ms: int, visit: str = "", network: str = "", zone: datetime.tzinfo = datetime.UTC) -> Command:
+              now_ms: int, visit: str = "", network: str = "", zone: datetime.tzinfo = datetime.UTC,
+              shown: str = "") -> Command:
         """The command that leases (or keeps) the visitor's number; its reply makes a `Lease`.
         `network` (a keyed hash of the client's) may hold `network_share` per cent of the pool;
-        its peaks and overflows are counted by the hours and days of `zone` (the site's)."""
+        its peaks and overflows are counted by the hours and days of `zone` (the site's). A
+        visitor whose hold ended gets `shown`, the number their last page showed, again if it
+        is free and they held it last."""
         keys = PoolKeys.of(site, pool.id)
         hour, day = hour_and_day(now_ms, zone)
         return LEASE(
             keys.holds,
             # One argument, not six: the store's protocol costs each argument more than JSON does.
-            (orjson.dumps((vid, now_ms, page, experiments, visit, network)),),
+            (orjson.dumps((vid, now_ms, page, experiments, visit, network, shown)),),
             (pool.hold * 1000, self.retention_ms, keys.prefix, max(1, len(pool.numbers) * self.network_share // 100),
              hour, day),
         )
