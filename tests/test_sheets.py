@@ -110,7 +110,12 @@ def test_reports_and_the_call_log_as_workbooks_hold_what_the_csv_holds(climate: 
             ("/v1/reports/climate", {"by": "source,campaign"}, f"climate-by-source-campaign-{month}"),
             ("/v1/reports/climate", {}, f"climate-report-until-{today}"),
             ("/v1/calls/climate", {}, f"climate-calls-{today}"),
-            ("/v1/conversions/climate", {}, f"climate-conversions-{today}")]:
+            ("/v1/conversions/climate", {}, f"climate-conversions-{today}"),
+            # A month's file is named by the month, as asked, even with nothing in it.
+            ("/v1/conversions/climate", {"from": "2026-10-01", "to": "2026-10-31"},
+             "climate-conversions-2026-10-01_2026-10-31"),
+            ("/v1/calls/climate", {"from": f"{today - datetime.timedelta(days=6)}"},
+             f"climate-calls-{today - datetime.timedelta(days=6)}_{today}")]:
         book = climate.get(f"{path}.xlsx", params=params, headers=REPORT)
         assert book.status_code == 200 and book.headers["content-type"] == WORKBOOK
         assert book.headers["content-disposition"] == f'attachment; filename="{name}.xlsx"'

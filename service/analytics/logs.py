@@ -78,12 +78,17 @@ async def answer(runtime: Runtime, site: Site, params: Mapping[str, str], form: 
         # Times are unix milliseconds; the zone is the one the files and the dashboard write them in.
         return JSON({"site": site.id, "time_zone": str(site.time_zone), "entries": entries, "next": cursor})
     headers = {"link": f'<?{next_page(params, cursor)}>; rel="next"'} if cursor else {}
-    # Named by the days its entries span, and, where the rest is left to the `Link`, by how many
-    # it holds: an analyst who never sees the header sees that the file is not all.
+    # Named by the days its filters ask for, else by those its entries span, and, where the rest is
+    # left to the `Link`, by how many it holds: an analyst who never sees the header sees that the
+    # file is not all.
     days = sorted(datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) // 1000,
                                                   site.time_zone).date().isoformat() for entry in entries)
-    span = sheets.period(days[0], days[-1]) if days else runtime.today(site)
-    name = f"{site.id}-{'calls' if calls else 'conversions'}-{span}"
+    today = runtime.today(site)
+    since, until = (datetime.date.fromisoformat(params[name]).isoformat() if params.get(name) else None
+                    for name in ("from", "to"))  # as the query read them: days
+    first = since or (days[0] if days else until or today)
+    last = until or (today if since or not days else days[-1])
+    name = f"{site.id}-{'calls' if calls else 'conversions'}-{sheets.period(first, last)}"
     if cursor:
         name += f"-first-{len(entries)}"
     return await sheets.download(functools.partial(sheet, entries, calls, name, site.time_zone), form, headers)
