@@ -136,6 +136,8 @@ def test_filters_keep_what_they_name(climate: TestClient, clock: Clock) -> None:
                          ("conversions", {"metric": "form"})]:
         refused = climate.get(f"/v1/{what}/climate", params=params, headers=REPORT)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_filter", params
+    caller = climate.get("/v1/calls/climate", params={"caller": "2244"}, headers=REPORT).json()["error"]["message"]
+    assert "'caller'" in caller and "kind" not in caller  # what the call log takes: no kind, which it refuses
     assert climate.get("/v1/calls/climate").status_code == 401
 
 

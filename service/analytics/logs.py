@@ -37,6 +37,7 @@ KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
 # What the logs take in their query string: the filters and a page's bounds.
 LOG_PARAMETERS = ("from", "to", "limit", "cursor", "kind", "qualified", "missed", "variant", "source", "campaign",
                   "pool")
+CALL_LOG_PARAMETERS = tuple(name for name in LOG_PARAMETERS if name != "kind")  # its entries are calls
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "unique", "qualified",
                 "caller_last_digits", "credited", "reason")
 # A call's `credited` and `reason` too: the reports leave out its calls to none of the site's numbers.
@@ -139,11 +140,12 @@ def next_page(params: Mapping[str, str], cursor: str) -> str:
 
 def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable[[dict[str, Any]], bool]:
     """What an entry must be to be listed; every filter given must hold."""
-    only(params, LOG_PARAMETERS)
+    if calls and "kind" in params:
+        raise BadRequest("invalid_filter", "the call log has no kind filter: see /v1/conversions")
+    only(params, CALL_LOG_PARAMETERS if calls else LOG_PARAMETERS)
     kind = params.get("kind") or None
-    if kind is not None and (calls or kind not in KINDS):
-        raise BadRequest("invalid_filter", f"kind must be one of {', '.join(KINDS)}" if not calls
-                         else "the call log has no kind filter: see /v1/conversions")
+    if kind is not None and kind not in KINDS:
+        raise BadRequest("invalid_filter", f"kind must be one of {', '.join(KINDS)}")
     qualified, missed = params.get("qualified") or None, params.get("missed") or None
     for name, given in (("qualified", qualified), ("missed", missed)):
         if given not in (None, "true", "false"):
