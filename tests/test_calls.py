@@ -91,12 +91,25 @@ def test_calls_are_counted_on_the_metrics_by_outcome(pool_client: TestClient, cl
         "credited": 1, "not_credited": 1, "duplicate": 1}
 
 
-def test_calls_outside_any_hold_are_not_credited(pool_client: TestClient, clock: Clock) -> None:
-    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
-    before = post_call(pool_client, call("early", number, START - 1)).json()
+def test_calls_outside_any_hold_are_not_credited_and_say_how_near_one_they_came(pool_client: TestClient,
+                                                                                clock: Clock) -> None:
+    """A support engineer asked why a call is nobody's: one a second after the hold ended was made
+    late; one hours from any hold has a clock or a zone written wrong. The call log says which."""
+    number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]  # held from START for 60 s
+    before = post_call(pool_client, call("early", number, START - 3 * 3600 - 120)).json()
     after = post_call(pool_client, call("late", number, START + 61)).json()
     for answer in (before, after):
         assert answer["credited"] is False and answer["visitor"] is None and answer["reason"] == "no_holder"
+    assert before["holds_near"] == {"last_ended": None, "next_began": START * 1000}
+    assert after["holds_near"] == {"last_ended": (START + 60) * 1000, "next_began": None}
+    token = {"Authorization": "Bearer test-report-token-0001"}
+    entries = pool_client.get("/v1/calls/pooltest", headers=token).json()["entries"]
+    assert [entry["holds_near"] for entry in entries] == [after["holds_near"], before["holds_near"]]
+    for language, late, early in (
+            ("en", "its number's last hold ended 1 s before it", "the next began 3 h 2 min after it"),
+            ("ru", "последнее удержание номера закончилось за 1 с до звонка", "следующее началось через 3 ч 2 мин")):
+        page = pool_client.get("/dashboard/pooltest/calls", headers={**token, "accept-language": language}).text
+        assert late in page and early in page, language
 
 
 def test_a_pool_whose_lease_ids_start_again_credits_no_call_to_another_numbers_lease(

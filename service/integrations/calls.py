@@ -220,6 +220,8 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     else:
         visitor, page, visit = None, None, None
         reason = UNCREDITED.get(kind, "unknown_number")
+    near = await runtime.pools.nearest(site.id, pool, call.called, call.start_ms) if reason == "no_holder" and pool \
+        else None
     record = {
         "call_id": call.id,
         "number": call.called if kind != "unknown" else kept_number(call.called),
@@ -236,6 +238,7 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "experiments": await runtime.ledger.variants(site.id, visitor, site.experiment_ids) if visitor else {},
         "visit": visit,
         "reason": reason,
+        "holds_near": near,  # for `no_holder`: how near a hold the call came
     }
     (stored, seen), = await runtime.store.batcher.submit(CALL(
         (prefix + "calls",),
@@ -254,8 +257,8 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
 
 def _logged(answer: dict[str, Any]) -> dict[str, Any]:
     """A call as the conversion log keeps it (service.tracking.journal)."""
-    call = {name: answer[name] for name in ("number", "pool", "kind", "talk_seconds", "status", "unique", "qualified",
-                                            "caller_last_digits", "credited", "reason")}
+    call = {name: answer.get(name) for name in ("number", "pool", "kind", "talk_seconds", "status", "unique",
+                                                "qualified", "caller_last_digits", "credited", "reason", "holds_near")}
     return {"id": f"call:{answer['call_id']}", "kind": _conversions(answer)[0], "at": answer["start"],
             "visitor": answer["visitor"], "page": answer["page"], "experiments": answer["experiments"],
             "visit": answer["visit"], "call": call}

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 SIGMAS = 3
 # The scripts that lease, renew and give back numbers share how a hold is kept (release.lua).
 LEASE, EXTEND, LET_GO, RECLAIM = (Script.named(name, "release") for name in ("lease", "extend", "let_go", "reclaim"))
-ATTRIBUTE = Script.named("attribute")
+ATTRIBUTE, NEAREST = Script.named("attribute"), Script.named("nearest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +160,14 @@ class Pools:
         keys = PoolKeys.of(site, pool.id)
         record, = await self.store.batcher.submit(_attribute(keys, number, at_ms))
         return orjson.loads(record) if record else None
+
+    async def nearest(self, site: str, pool: Pool, number: str, at_ms: int) -> dict[str, int | None]:
+        """When the hold of `number` before `at_ms` ended and the one after began (unix ms, None
+        for none): what a support engineer reads a call credited to nobody by (nearest.lua)."""
+        keys = PoolKeys.of(site, pool.id)
+        (ended, began), = await self.store.batcher.submit(
+            NEAREST((keys.leases, keys.history(number)), (at_ms, number)))
+        return {"last_ended": ended, "next_began": began}
 
     async def former_holder(self, site: Site, number: str, at_ms: int) -> tuple[Pool, dict[str, Any]] | None:
         """The pool and lease of a number the rules no longer list in that pool, whose hold window
