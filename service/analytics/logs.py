@@ -37,7 +37,9 @@ KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
 # What the logs take in their query string: the filters and a page's bounds.
 LOG_PARAMETERS = ("from", "to", "limit", "cursor", "kind", "qualified", "missed", "variant", "source", "campaign",
                   "pool")
-CALL_LOG_PARAMETERS = tuple(name for name in LOG_PARAMETERS if name != "kind")  # its entries are calls
+# Its entries are calls: no kind, and a call's own id, or its caller's last digits (what a PBX and
+# a customer tell support).
+CALL_LOG_PARAMETERS = (*(name for name in LOG_PARAMETERS if name != "kind"), "call_id", "caller")
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "unique", "qualified",
                 "caller_last_digits", "credited", "reason")
 # A call's `credited` and `reason` too: the reports leave out its calls to none of the site's numbers.
@@ -154,6 +156,9 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
     if params.get("variant") and not (experiment and variant):
         raise BadRequest("invalid_filter", "variant must be experiment:variant")
     source, campaign, pool = params.get("source") or None, params.get("campaign") or None, params.get("pool") or None
+    call_id, caller = params.get("call_id") or None, params.get("caller") or None
+    if caller is not None and not (caller.isascii() and caller.isdigit() and len(caller) == 4):
+        raise BadRequest("invalid_filter", "caller must be the last four digits of the caller's number, as kept")
 
     def keeps(entry: dict[str, Any]) -> bool:
         call = entry.get("call")
@@ -165,6 +170,8 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
             and (source is None or _same(visit, "source", source))
             and (campaign is None or _same(visit, "campaign", campaign))
             and (pool is None or (call or {}).get("pool") == pool)
+            and (call_id is None or entry["id"] == f"call:{call_id}")
+            and (caller is None or (call or {}).get("caller_last_digits") == caller)
             and (qualified is None or bool((call or {}).get("qualified")) == (qualified == "true"))
             and (missed is None or (entry["kind"] == "missed_call") == (missed == "true"))
             and (not experiment or entry.get("experiments", {}).get(experiment) == variant)
