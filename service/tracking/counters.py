@@ -152,6 +152,6 @@ def logged(site: str, entry: Mapping[str, Any], zone: datetime.tzinfo) -> tuple[
     day = prefix(site, hour_and_day(entry["at"], zone)[1])
     if not visit:  # the pool is the last dimension; no visit converted (no visit id)
         return day, kinds, "", joined(*[NOT_CREDITED] * (len(DIMENSIONS) - 1), pool or NOT_CREDITED), day
-    started = visit.get("started")  # a record of before 2026-12-04 may lack it: its conversion's day then
+    started = visit.get("started")  # every record the service writes has it; one without counts on this day
     first_day = prefix(site, hour_and_day(started, zone)[1]) if isinstance(started, int) else day
     return day, kinds, visit.get("id", ""), values(visit, pool), first_day
