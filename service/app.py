@@ -29,6 +29,7 @@ from service.analytics.dashboard import (
     calls_page_endpoint,
     dashboard_endpoint,
     download_endpoint,
+    language_endpoint,
     login_endpoint,
     signout_endpoint,
     sources_page_endpoint,
@@ -248,6 +249,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/login", login_endpoint, methods=["POST"]),
             Route("/dashboard/{site}/signout", signout_endpoint, methods=["POST"]),
+            Route("/dashboard/{site}/language", language_endpoint, methods=["POST"]),
             Route("/dashboard/{site}/calls", calls_page_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/sources", sources_page_endpoint, methods=["GET"]),
             *(Route(f"/dashboard/{{site}}/{table}.{form}", download_endpoint, methods=["GET"])

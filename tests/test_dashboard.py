@@ -64,12 +64,12 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
 
             page.goto(f"{base}/dashboard/shop")
             page.fill("input[name=token]", "not-the-token")
-            page.click("button[type=submit]")
+            page.press("input[name=token]", "Enter")
             assert "not this site's report token" in page.locator("[role=alert]").inner_text()
             errors.clear()  # the browser logs the 401 it was meant to get
 
             page.fill("input[name=token]", "shop-report-token-0001")
-            page.click("button[type=submit]")
+            page.press("input[name=token]", "Enter")
             page.wait_for_selector("section.experiment")
             assert page.url == f"{base}/dashboard/shop"
 
@@ -176,6 +176,28 @@ def test_a_new_report_token_ends_the_old_sessions(valkey_url: str, rules_dir: Pa
     assert 'name="token"' in ended.text and 'id="pages"' not in ended.text  # ...not a new token
 
 
+def test_a_reader_may_choose_the_other_language_over_their_browsers(valkey_url: str, rules_dir: Path,
+                                                                    store: redis.Redis) -> None:
+    """An owner whose laptop speaks English reads Russian: the button on every page, the sign-in
+    page's too, keeps the choice in this browser."""
+    (rules_dir / "shop.yaml").write_text(SHOP)
+    english = {"accept-language": "en-US,en;q=0.9"}
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))) as client:
+        assert 'name="language" value="ru"' in client.get("/dashboard/shop", headers=english).text
+        chose = client.post("/dashboard/shop/language", data={"language": "ru", "back": "/calls"}, headers=english,
+                            follow_redirects=False)
+        assert chose.status_code == 303 and chose.headers["location"] == "/dashboard/shop/calls"
+        assert "Вход в отчёты" in client.get("/dashboard/shop", headers=english).text
+        signed_in(client)
+        calls = client.get("/dashboard/shop/calls", headers=english).text
+        assert "<strong>Звонки</strong>" in calls and 'name="language" value="en"' in calls
+        refused = client.post("/dashboard/shop/language", data={"language": "de", "back": "//evil.example"},
+                              follow_redirects=False)
+        assert refused.headers["location"] == "/dashboard/shop" and "set-cookie" not in refused.headers
+        client.post("/dashboard/shop/language", data={"language": "en"})
+        assert "<strong>Experiments</strong>" in client.get("/dashboard/shop", headers={"accept-language": "ru"}).text
+
+
 def test_dashboard_pages_may_not_be_framed_or_run_scripts(valkey_url: str, rules_dir: Path,
                                                          store: redis.Redis) -> None:
     (rules_dir / "shop.yaml").write_text(SHOP)
@@ -263,10 +285,10 @@ def test_a_browser_that_reads_russian_first_gets_the_dashboard_in_russian(tmp_pa
             page.goto(f"{base}/dashboard/shop")
             assert page.locator("h2").inner_text() == "Вход в отчёты"
             page.fill("input[name=token]", "not-the-token")
-            page.click("button[type=submit]")
+            page.press("input[name=token]", "Enter")
             assert page.locator("[role=alert]").inner_text() == "Это не токен отчётов этого сайта."
             page.fill("input[name=token]", "shop-report-token-0001")
-            page.click("button[type=submit]")
+            page.press("input[name=token]", "Enter")
             page.wait_for_selector("section.experiment")
             assert page.locator("html").get_attribute("lang") == "ru"
             assert page.locator("nav strong").inner_text() == "Эксперименты"
@@ -295,5 +317,5 @@ def english_words(page: Page) -> list[str]:
     the site's, the experiment's and its variants', the files' formats, the time zone's."""
     texts = page.evaluate("""() => [...document.querySelectorAll("body *")].flatMap(
         (element) => [...element.childNodes].filter((node) => node.nodeType === 3).map((node) => node.textContent))""")
-    names = {"Swapline", "shop", "hero", "control", "Excel", "CSV", "other", "UTC"}
+    names = {"Swapline", "shop", "hero", "control", "Excel", "CSV", "other", "UTC", "English"}
     return [word for text in texts for word in re.findall(r"[A-Za-z]{3,}", text) if word not in names]

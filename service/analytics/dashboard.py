@@ -32,6 +32,8 @@ SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
 DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
 CALLS_SHOWN = 50  # calls a page of the call log shows
+TABS = ("", "/sources", "/calls")  # under /dashboard/{site}
+LANGUAGE_SECONDS = 400 * 86_400  # a chosen language is kept as long as a browser keeps a cookie
 DOWNLOADS = ("report", "sources", "calls")  # /dashboard/{site}/calls.xlsx: what a tab shows, to save
 SOURCE_CHOICES = ("source", "source,campaign", "campaign", "phrase", "source,phrase", "landing", "region", "city",
                   "device", "pool", "page", "variant")
@@ -173,6 +175,20 @@ async def signout_endpoint(request: Request) -> Response:
     return response
 
 
+async def language_endpoint(request: Request) -> Response:
+    """`POST /dashboard/{site}/language`: the reader's choice of language (`language=ru`), kept
+    in this browser over what it asks for, and back to the tab they chose it on."""
+    _, site = _site(request)
+    form = parse_qs((await bodies.read(request, 256)).decode("utf-8", "replace"))
+    back = (form.get("back") or [""])[0]
+    response = RedirectResponse(f"/dashboard/{site.id}{back if back in TABS else ''}", status_code=303)
+    reader = (form.get("language") or [""])[0]
+    if reader in language.LANGUAGES:
+        response.set_cookie(language.COOKIE, reader, max_age=LANGUAGE_SECONDS, path="/dashboard", httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
 async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:
     if request.headers.get("authorization"):
         await require_report_token(runtime, site, request)  # a wrong bearer token is a 401, not a login page
@@ -197,7 +213,7 @@ def _login_page(request: Request, site: Site, error: str | None = None, status: 
 
 
 def _reader(request: Request) -> str:
-    return language.chosen(request.headers.get("accept-language", ""))
+    return language.chosen(request.headers.get("accept-language", ""), request.cookies.get(language.COOKIE))
 
 
 def _given(request: Request) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The dashboard in its reader's language: English, or Russian for a browser that asks for it
-before English (`Accept-Language`). The API, its files and the logs stay in English.
+before English (`Accept-Language`), unless the reader chose one on its pages (`COOKIE`). The
+API, its files and the logs stay in English.
 
 The English words are the keys of the Russian catalogue (`service/pages/ru.json`). A sentence
 the reports make with values (`Said`) keeps its template apart from them, so that the dashboard
@@ -15,13 +16,17 @@ from importlib import resources
 import orjson
 
 LANGUAGES = ("en", "ru")
+COOKIE = "swapline_language"  # the one the reader chose, over what their browser asks for
 # One language range of the header and its weight: `ru-RU`, `ru;q=0.9`, `*;q=0.1`.
 _RANGE = re.compile(r"\s*([A-Za-z]{1,8}|\*)(?:-[A-Za-z0-9]{1,8}){0,4}\s*(?:;\s*[qQ]\s*=\s*([01](?:\.[0-9]{0,3})?))?\s*")
 
 
-def chosen(accept_language: str) -> str:
-    """The language of ours the browser weighs highest (RFC 9110, 12.5.4), the first of equals;
-    English where it names neither. What a header holds past its first ranges is not read."""
+def chosen(accept_language: str, kept: str | None = None) -> str:
+    """`kept`, the language the reader chose, if it is one of ours; else the one the browser
+    weighs highest (RFC 9110, 12.5.4), the first of equals; English where it names neither. What
+    a header holds past its first ranges is not read."""
+    if kept in LANGUAGES:
+        return kept
     best, weight = "en", 0.0
     for item in accept_language[:512].split(",", 16)[:16]:
         match = _RANGE.fullmatch(item)
