@@ -77,7 +77,7 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
             assert experiment.locator("tr[data-variant]").count() == 2
             visitors = experiment.locator("tr[data-variant=b] td").nth(2).inner_text()
             assert visitors == str(DAYS * 30)
-            assert "%" in experiment.locator("tr[data-variant=b] td").nth(6).inner_text()  # the lift
+            assert re.fullmatch(r"\+\d+\.\d%", experiment.locator("tr[data-variant=b] td").nth(6).inner_text())  # lift
             headings = experiment.locator("th").all_inner_texts()  # sequential figures unless asked otherwise
             assert "p-value (always valid)" in headings and "Chance to beat control" not in headings
             conversion, lift = experiment.locator("figure.chart").all()
@@ -122,6 +122,12 @@ def test_dashboard_signs_in_and_shows_tables_and_chart(tmp_path: Path, valkey_ur
             assert page.url == f"{base}/dashboard/shop" and context.cookies() == []
             page.goto(f"{base}/dashboard/shop/calls")
             assert page.locator("input[name=token]").count() == 1  # every tab asks again
+            page.fill("input[name=token]", "not-the-token")
+            page.press("input[name=token]", "Enter")
+            page.fill("input[name=token]", "shop-report-token-0001")
+            page.press("input[name=token]", "Enter")
+            page.wait_for_selector("#calls")
+            assert page.url == f"{base}/dashboard/shop/calls"  # signed in, back on the tab asked for
     finally:
         stop(service)
 
@@ -300,7 +306,7 @@ def test_a_browser_that_reads_russian_first_gets_the_dashboard_in_russian(tmp_pa
             assert english_words(page) == []
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-ru.png"), full_page=True)
-            for tab, heading in (("/sources", "Визиты и конверсии (источник)"), ("/calls", "Звонки, сначала")):
+            for tab, heading in (("/sources", "Визиты и конверсии (источник)"), ("/calls", "Звонки (новые сверху)")):
                 page.goto(f"{base}/dashboard/shop{tab}")
                 assert page.locator("main h2").first.inner_text().startswith(heading)
                 assert english_words(page) == [], tab

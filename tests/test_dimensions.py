@@ -109,6 +109,18 @@ def test_a_visit_that_converts_on_two_days_is_one_converted_visit_of_the_day_it_
     assert (day_two["conversions"]["form"], day_two["conversions"]["call"]) == (0, 1)
 
 
+def test_the_sources_tab_names_the_rows_of_no_value_and_devices_in_the_readers_words(climate: TestClient,
+                                                                                   clock: Clock) -> None:
+    traffic(climate, clock)
+    russian = {**REPORT, "accept-language": "ru-RU,ru"}
+    by_source = climate.get("/dashboard/climate/sources", params={"by": "source"}, headers=russian).text
+    assert "<td>(нет)</td>" in by_source and "(none)" not in by_source  # the direct visits
+    assert "<td>yandex</td>" in by_source  # a value as it came
+    by_device = climate.get("/dashboard/climate/sources", params={"by": "device"}, headers=russian).text
+    assert "<td>компьютер</td>" in by_device and ">desktop<" not in by_device
+    assert "<td>(none)</td>" in climate.get("/dashboard/climate/sources", headers=REPORT).text  # in English
+
+
 def test_calls_credited_to_nobody_are_a_row_of_their_own_so_that_the_calls_add_up(climate: TestClient,
                                                                                   clock: Clock) -> None:
     """The Calls tab lists every call; the Sources tab counts those no visitor held the number

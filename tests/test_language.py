@@ -11,7 +11,7 @@ import pytest
 from service.analytics import dashboard, language, reports
 from service.analytics.dimensions import COHORTS
 from service.integrations.calls import ANSWERED, MISSED, UNCREDITED, status_of
-from service.tracking.counters import DIMENSIONS
+from service.tracking.counters import DIMENSIONS, NONE, NOT_CREDITED, OTHER
 from service.tracking.visitors import device
 
 PAGES = Path(dashboard.__file__).parent.parent / "pages"
@@ -31,6 +31,7 @@ def said_in_templates() -> set[str]:
 # The words the templates translate as they come, from where they are made.
 SAID_AS_THEY_COME = {
     *reports.KINDS, *DIMENSIONS, *COHORTS, *dashboard.TESTS.values(),  # metrics, dimensions, tests
+    NONE, OTHER, NOT_CREDITED,  # the reports' rows of no value, of the rest, of calls credited to nobody
     *{status_of(status) for status in ANSWERED + MISSED}, *UNCREDITED.values(), "unknown_number",  # calls
     "desktop", "mobile", "tablet",  # service.tracking.visitors.device
     "sent", "partly refused", "refused", "nothing to send", "failed",  # service.integrations.exports

@@ -139,14 +139,16 @@ def _signed_percent(value: float) -> str:
     return f"{round(value * 100, 6):+g}%".replace("-", "−") if value else "0%"
 
 
-def bars(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def bars(rows: Sequence[dict[str, Any]], by: Sequence[str],
+         named: Callable[[str, str], str] = lambda value, dimension: value) -> dict[str, Any]:
     """Each row's conversion rate as a horizontal bar with its 95% interval as a whisker, on an
-    axis of round steps from 0: which source (or campaign, phrase …) converts, and how surely."""
+    axis of round steps from 0: which source (or campaign, phrase …) converts, and how surely.
+    `named`: a value of a dimension (`by`) as the reader's dashboard names it."""
     shown = [row for row in rows if row["rate"] is not None]
     highest = max((row["interval"][1] for row in shown), default=0.0)
     step, _, steps = _steps(0.0, highest or 0.01)
     top, line = step * steps, 22
-    names = [" · ".join(row["values"]) for row in shown]
+    names = [" · ".join(map(named, row["values"], by)) for row in shown]
     room = min(BAR_LABEL, max(map(len, names), default=0))
     left = max(LEFT, 8 + LABEL_CHAR * room)
     width, height = WIDTH - left - 16, 36 + line * len(shown)

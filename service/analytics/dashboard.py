@@ -27,6 +27,7 @@ from service.front.auth import accepts, fingerprint, refuse_foreign_sign_in, req
 from service.integrations import exports
 from service.rules.engine import Site
 from service.runtime import Runtime
+from service.tracking.counters import NONE, NOT_CREDITED, OTHER
 
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
@@ -60,10 +61,18 @@ def _pages(reader: str) -> jinja2.Environment:
     words = language.Words(reader)
     pages.install_gettext_callables(words.gettext, words.ngettext, newstyle=True)  # type: ignore[attr-defined]
     pages.globals["language"] = reader
-    russian = reader == "ru"  # 12,5% and 20 000
+    russian = reader == "ru"  # 12,5%, 20 000 and 04.12
     pages.filters["decimal"] = lambda figure: figure.replace(".", ",") if russian else figure
     pages.filters["whole"] = lambda count: f"{count:,}".replace(",", "\N{NO-BREAK SPACE}" if russian else ",")
+    pages.filters["day"] = lambda month_day: ".".join(month_day.split("-")[::-1]) if russian else month_day
+    pages.filters["value"] = functools.partial(_named, words)
     return pages
+
+
+def _named(words: language.Words, value: str, dimension: str = "") -> str:
+    """A value of a report as the reader's dashboard names it: the rows that stand for no value
+    or many, and devices, in the reader's words; anything else as it came."""
+    return words.gettext(value) if value in (NONE, OTHER, NOT_CREDITED) or dimension == "device" else value
 
 
 # By language; `service.front.home`, the operators' page, renders from the English ones.
@@ -128,8 +137,10 @@ async def sources_page_endpoint(request: Request) -> Response:
         report = await dimensions.report(runtime, site, dimensions.Query(params, runtime.today(site)))
     except BadRequest as error:
         return _refused(request, site, "/sources", error)
-    html = PAGES[_reader(request)].get_template("sources.html").render(
-        site=site, report=report, chart=charts.bars(report["rows"]), choices=SOURCE_CHOICES, download=urlencode(params))
+    reader = _reader(request)
+    html = PAGES[reader].get_template("sources.html").render(
+        site=site, report=report, choices=SOURCE_CHOICES, download=urlencode(params),
+        chart=charts.bars(report["rows"], report["by"], functools.partial(_named, language.Words(reader))))
     return HTMLResponse(html, headers=HEADERS)
 
 
@@ -154,11 +165,11 @@ async def login_endpoint(request: Request) -> Response:
     try:
         accepted = await accepts(runtime, site, request, (form.get("token") or [""])[0])
     except TooManyRequests as exc:
-        return _login_page(request, site, "throttled", 429, exc.headers)
+        return _login_page(request, site, "throttled", 429, exc.headers, _back(form))
     if not accepted:
-        return _login_page(request, site, "wrong", 401)
+        return _login_page(request, site, "wrong", 401, back=_back(form))
     session = {"dashboard": site.id, "until": int(runtime.clock()) + SESSION_SECONDS, "k": fingerprint(runtime, site)}
-    response = RedirectResponse(f"/dashboard/{site.id}", status_code=303)
+    response = RedirectResponse(f"/dashboard/{site.id}{_back(form)}", status_code=303)  # the tab asked for
     response.set_cookie(
         SESSION, runtime.signer.sign(session), max_age=SESSION_SECONDS,
         path=f"/dashboard/{site.id}", httponly=True, samesite="strict", secure=request.url.scheme == "https",
@@ -180,8 +191,7 @@ async def language_endpoint(request: Request) -> Response:
     in this browser over what it asks for, and back to the tab they chose it on."""
     _, site = _site(request)
     form = parse_qs((await bodies.read(request, 256)).decode("utf-8", "replace"))
-    back = (form.get("back") or [""])[0]
-    response = RedirectResponse(f"/dashboard/{site.id}{back if back in TABS else ''}", status_code=303)
+    response = RedirectResponse(f"/dashboard/{site.id}{_back(form)}", status_code=303)
     reader = (form.get("language") or [""])[0]
     if reader in language.LANGUAGES:
         response.set_cookie(language.COOKIE, reader, max_age=LANGUAGE_SECONDS, path="/dashboard", httponly=True,
@@ -206,10 +216,19 @@ def _refused(request: Request, site: Site, path: str, error: BadRequest) -> HTML
 
 
 def _login_page(request: Request, site: Site, error: str | None = None, status: int = 200,
-                headers: dict[str, str] | None = None) -> HTMLResponse:
-    """`error`: "wrong" for a token that is not the site's, "throttled" past the attempts allowed."""
-    html = PAGES[_reader(request)].get_template("login.html").render(site=site, error=error)
+                headers: dict[str, str] | None = None, back: str | None = None) -> HTMLResponse:
+    """`error`: "wrong" for a token that is not the site's, "throttled" past the attempts allowed;
+    `back`: the tab to show once signed in, by default the one asked for."""
+    if back is None:
+        back = _back({"back": [request.url.path.removeprefix(f"/dashboard/{site.id}")]})
+    html = PAGES[_reader(request)].get_template("login.html").render(site=site, error=error, back=back)
     return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
+
+
+def _back(form: dict[str, list[str]]) -> str:
+    """The tab a form's `back` names, to go back to: one of `TABS`, nothing else."""
+    back = (form.get("back") or [""])[0]
+    return back if back in TABS else ""
 
 
 def _reader(request: Request) -> str:

@@ -156,9 +156,11 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
     if params.get("variant") and not (experiment and variant):
         raise BadRequest("invalid_filter", "variant must be experiment:variant")
     source, campaign, pool = params.get("source") or None, params.get("campaign") or None, params.get("pool") or None
-    call_id, caller = params.get("call_id") or None, params.get("caller") or None
-    if caller is not None and not (caller.isascii() and caller.isdigit() and len(caller) == 4):
-        raise BadRequest("invalid_filter", "caller must be the last four digits of the caller's number, as kept")
+    call_id, given = params.get("call_id") or None, params.get("caller") or ""
+    digits = "".join(char for char in given[:64] if char in "0123456789")  # a number as a customer writes it
+    if given and len(digits) < 4:
+        raise BadRequest("invalid_filter", "caller must be a number or its last four digits (all that is kept)")
+    caller = digits[-4:] or None
 
     def keeps(entry: dict[str, Any]) -> bool:
         call = entry.get("call")
