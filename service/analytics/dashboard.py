@@ -165,11 +165,11 @@ async def login_endpoint(request: Request) -> Response:
     try:
         accepted = await accepts(runtime, site, request, (form.get("token") or [""])[0])
     except TooManyRequests as exc:
-        return _login_page(request, site, "throttled", 429, exc.headers, _back(form))
+        return _login_page(request, site, "throttled", 429, exc.headers, _back(form.get("back", [""])[0]))
     if not accepted:
-        return _login_page(request, site, "wrong", 401, back=_back(form))
+        return _login_page(request, site, "wrong", 401, back=_back(form.get("back", [""])[0]))
     session = {"dashboard": site.id, "until": int(runtime.clock()) + SESSION_SECONDS, "k": fingerprint(runtime, site)}
-    response = RedirectResponse(f"/dashboard/{site.id}{_back(form)}", status_code=303)  # the tab asked for
+    response = RedirectResponse(f"/dashboard/{site.id}{_back(form.get('back', [''])[0])}", status_code=303)
     response.set_cookie(
         SESSION, runtime.signer.sign(session), max_age=SESSION_SECONDS,
         path=f"/dashboard/{site.id}", httponly=True, samesite="strict", secure=request.url.scheme == "https",
@@ -191,7 +191,7 @@ async def language_endpoint(request: Request) -> Response:
     in this browser over what it asks for, and back to the tab they chose it on."""
     _, site = _site(request)
     form = parse_qs((await bodies.read(request, 256)).decode("utf-8", "replace"))
-    response = RedirectResponse(f"/dashboard/{site.id}{_back(form)}", status_code=303)
+    response = RedirectResponse(f"/dashboard/{site.id}{_back(form.get('back', [''])[0])}", status_code=303)
     reader = (form.get("language") or [""])[0]
     if reader in language.LANGUAGES:
         response.set_cookie(language.COOKIE, reader, max_age=LANGUAGE_SECONDS, path="/dashboard", httponly=True,
@@ -220,15 +220,14 @@ def _login_page(request: Request, site: Site, error: str | None = None, status: 
     """`error`: "wrong" for a token that is not the site's, "throttled" past the attempts allowed;
     `back`: the tab to show once signed in, by default the one asked for."""
     if back is None:
-        back = _back({"back": [request.url.path.removeprefix(f"/dashboard/{site.id}")]})
+        back = _back(request.url.path.removeprefix(f"/dashboard/{site.id}"))
     html = PAGES[_reader(request)].get_template("login.html").render(site=site, error=error, back=back)
     return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
 
 
-def _back(form: dict[str, list[str]]) -> str:
-    """The tab a form's `back` names, to go back to: one of `TABS`, nothing else."""
-    back = (form.get("back") or [""])[0]
-    return back if back in TABS else ""
+def _back(given: str) -> str:
+    """The tab a form (or the address) names to go back to: one of `TABS`, nothing else."""
+    return given if given in TABS else ""
 
 
 def _reader(request: Request) -> str:
