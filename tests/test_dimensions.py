@@ -414,7 +414,7 @@ def test_the_dashboard_shows_sources_with_their_rates(tmp_path: Path, valkey_url
             page.select_option("select[name=by]", "source,campaign")
             page.get_by_role("button", name="Show").click()
             page.wait_for_url("**by=source%2Ccampaign**")
-            assert page.locator("#sources thead th").all_inner_texts()[:4] == ["source", "campaign", "Visits",
+            assert page.locator("#sources thead th").all_inner_texts()[:4] == ["Source", "Campaign", "Visits",
                                                                                 "Visitors"]
             cells = [row.locator("td").all_inner_texts() for row in page.locator("#sources tbody tr").all()]
             assert [row[:4] for row in cells] == [["google", "winter", "2", "2"], ["yandex", "summer", "2", "2"],
