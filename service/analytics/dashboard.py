@@ -61,10 +61,10 @@ def _pages(reader: str) -> jinja2.Environment:
     words = language.Words(reader)
     pages.install_gettext_callables(words.gettext, words.ngettext, newstyle=True)  # type: ignore[attr-defined]
     pages.globals["language"] = reader
-    russian = reader == "ru"  # 12,5%, 20 000 and 04.12
+    russian = reader == "ru"  # 12,5%, 20 000, 04.12 and 05.11.2026
     pages.filters["decimal"] = lambda figure: figure.replace(".", ",") if russian else figure
     pages.filters["whole"] = lambda count: f"{count:,}".replace(",", "\N{NO-BREAK SPACE}" if russian else ",")
-    pages.filters["day"] = lambda month_day: ".".join(month_day.split("-")[::-1]) if russian else month_day
+    pages.filters["day"] = lambda day: ".".join(day.split("-")[::-1]) if russian and day else day  # ISO's 12-04 too
     pages.filters["value"] = functools.partial(_named, words)
     return pages
 
@@ -118,12 +118,14 @@ async def calls_page_endpoint(request: Request) -> Response:
     except BadRequest as error:
         return _refused(request, site, "/calls", error)
     download = urlencode({name: value for name, value in params.items() if name not in ("cursor", "limit")})
-    html = PAGES[_reader(request)].get_template("calls.html").render(
+    reader = _reader(request)
+    shown = "%d.%m.%Y %H:%M:%S" if reader == "ru" else "%Y-%m-%d %H:%M:%S"
+    html = PAGES[reader].get_template("calls.html").render(
         site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
         download=download, most=logs.FILE_ENTRIES,
         uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
         zone=site.time_zone, moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, site.time_zone).strftime(
-            "%Y-%m-%d %H:%M:%S"))
+            shown))
     return HTMLResponse(html, headers=HEADERS)
 
 
