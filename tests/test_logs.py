@@ -243,7 +243,10 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             assert "yclid=777" in row.locator("dl.journey").inner_text()
             row.get_by_role("link", name="dash-call-1").click()  # a link to the one call, for a ticket
             page.wait_for_url("**call_id=dash-call-1")
-            assert page.locator("tbody.call").count() == 1
+            assert page.locator("tbody.call").count() == 1 and page.locator("#calls h2").inner_text().startswith(
+                "Call dash-call-1")  # a page of its own, for a ticket
+            page.get_by_role("link", name="all calls").click()
+            page.wait_for_url(f"{base}/dashboard/climate/calls")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-calls.png"), full_page=True)
 
