@@ -31,6 +31,7 @@ from service.analytics.dashboard import (
     download_endpoint,
     language_endpoint,
     login_endpoint,
+    numbers_page_endpoint,
     signout_endpoint,
     sources_page_endpoint,
 )
@@ -252,6 +253,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/dashboard/{site}/language", language_endpoint, methods=["POST"]),
             Route("/dashboard/{site}/calls", calls_page_endpoint, methods=["GET"]),
             Route("/dashboard/{site}/sources", sources_page_endpoint, methods=["GET"]),
+            Route("/dashboard/{site}/numbers", numbers_page_endpoint, methods=["GET"]),
             *(Route(f"/dashboard/{{site}}/{table}.{form}", download_endpoint, methods=["GET"])
               for table in DOWNLOADS for form in FORMATS),
             Route("/", operators.only(home_endpoint), methods=["GET"]),

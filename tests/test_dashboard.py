@@ -306,11 +306,13 @@ def test_a_browser_that_reads_russian_first_gets_the_dashboard_in_russian(tmp_pa
             assert english_words(page) == []
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-ru.png"), full_page=True)
-            for tab, heading in (("/sources", "Визиты и конверсии (источник)"), ("/calls", "Звонки (новые сверху)")):
+            for tab, heading in (("/sources", "Визиты и конверсии (источник)"), ("/calls", "Звонки (новые сверху)"),
+                                 ("/numbers", "Пулы номеров")):
                 page.goto(f"{base}/dashboard/shop{tab}")
                 title = page.locator("main h2").first.inner_text()
                 assert title.startswith(heading) and not re.search(r"\d{4}-\d\d-\d\d", title)  # dates: 05.11.2026
                 assert english_words(page) == [], tab
+            page.screenshot(path=str(ARTIFACTS / "dashboard-numbers-ru.png"), full_page=True)  # the last tab
         report = httpx.get(f"{base}/v1/reports/shop", headers={"authorization": "Bearer shop-report-token-0001",
                                                                 "accept-language": "ru-RU,ru"}).json()
     finally:
@@ -321,8 +323,8 @@ def test_a_browser_that_reads_russian_first_gets_the_dashboard_in_russian(tmp_pa
 
 def english_words(page: Page) -> list[str]:
     """Words in Latin letters in the page's text, shown or folded, but for names: the product's,
-    the site's, the experiment's and its variants', the files' formats, the time zone's."""
+    the site's, the experiment's and its variants', the pool's, the files' formats, the time zone's."""
     texts = page.evaluate("""() => [...document.querySelectorAll("body *")].flatMap(
         (element) => [...element.childNodes].filter((node) => node.nodeType === 3).map((node) => node.textContent))""")
-    names = {"Swapline", "shop", "hero", "control", "Excel", "CSV", "other", "UTC", "English"}
+    names = {"Swapline", "shop", "hero", "control", "city", "Excel", "CSV", "other", "UTC", "English"}
     return [word for text in texts for word in re.findall(r"[A-Za-z]{3,}", text) if word not in names]

@@ -234,12 +234,13 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             page.get_by_role("link", name="Calls").click()
             row = page.locator("tbody.call[data-call=dash-call-1]")
             cells = row.locator("tr").first.locator("td").all_inner_texts()
-            assert cells[1:6] == [shown["phone"]["number"], "completed", "1:30", "yes", "…4567"]  # talk: m:ss
+            # The number as people read it (+7 495 …), the talk as m:ss.
+            assert cells[1:6] == [shown["phone"]["international"], "completed", "1:30", "yes", "…4567"]
             assert cells[6:] == ["yandex", "summer", "купить кондиционер"]
             assert not row.locator("ol.pages").is_visible()
             row.locator("summary").click()  # the journey, one click away
             assert [item.split(" · ", 1)[1] for item in row.locator("ol.pages li").all_inner_texts()] == [
-                "/", "/contacts", f"called {shown['phone']['number']}"]
+                "/", "/contacts", f"called {shown['phone']['international']}"]
             assert "yclid=777" in row.locator("dl.journey").inner_text()
             row.get_by_role("link", name="dash-call-1").click()  # a link to the one call, for a ticket
             page.wait_for_url("**call_id=dash-call-1")
@@ -258,7 +259,8 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             assert first[2:5] == ["отвечен", "1:30", "да"]
             assert row.locator("summary").inner_text() == "Визит звонившего: 2 страницы"
             row.locator("summary").click()
-            assert row.locator("ol.pages li").last.inner_text().endswith(f"позвонил на {shown['phone']['number']}")
+            called = row.locator("ol.pages li").last.inner_text()
+            assert called.endswith(f"позвонил на {shown['phone']['international']}")
             assert "Устройство, место" in row.locator("dl.journey").inner_text()
             russian.screenshot(path=str(ARTIFACTS / "dashboard-calls-ru.png"), full_page=True)
     finally:

@@ -332,12 +332,72 @@ def test_visitors_of_a_network_past_its_share_are_no_demand_to_size_the_pool_for
             visit(client, vid(n))
         assert visit(client, vid(6))["phone"]["kind"] == "overflow"  # again: the same arrival
         (stats,) = client.get("/v1/pools/pooltest", headers=REPORT).json()["pools"]
+        tab = numbers_tab(client)
     # Two numbers stayed free: those five were turned away by their network's share, and more
     # numbers would not have helped them.
     assert (stats["held"], stats["overflowed_visitors"], stats["capped_visitors"]) == (1, 0, 5)
     assert stats["arrivals_peak_hour"] == 6
     # Little's law: 6 arrivals an hour × 60 s is 0.1 at once, and three standard deviations: 2, not 6.
     assert stats["peak_wanted"] == 1 and stats["recommended_size"] == 2
+    assert ("5 visitors in the last week got the overflow number while numbers were free: their network already held "
+            "its share of the pool. More numbers would not have helped them.") in tab
+
+
+def numbers_tab(client: TestClient, reader: str = "en") -> str:
+    """The dashboard's Numbers tab of `pooltest` as its reader reads it: the words, one space apart."""
+    response = client.get("/dashboard/pooltest/numbers", headers={**REPORT, "accept-language": reader})
+    assert response.status_code == 200, response.text
+    return " ".join(re.sub(r"<[^>]+>", " ", response.text.partition("<body>")[2]).split())
+
+
+def test_the_numbers_tab_says_whether_each_pool_has_numbers_enough_and_when_it_had_not(
+        pool_client: TestClient, clock: Clock) -> None:
+    """The owner's question, "are there numbers enough?", answered in words for each pool, with
+    the days it ran short; the numbers as people read them."""
+    assert 'name="token"' in pool_client.get("/dashboard/pooltest/numbers").text  # signed in only
+    assert "No visitor has had a number from this pool in the last 30 days: do its conditions match" in numbers_tab(
+        pool_client)  # a pool whose conditions match nobody
+    visit(pool_client, vid(1))
+    tab = numbers_tab(pool_client)
+    assert "Enough numbers: at most 1 of 3 were held at once, and every visitor got one." in tab
+    assert "3 numbers, each held for 60 s after the visitor's last page." in tab
+    assert "With none free, a visitor gets the overflow number, +7 495 190-00-00." in tab
+    assert "Fixed numbers Pool Number yandex +7 800 555-35-36" in tab
+    for n in range(2, 8):  # 7 visitors at once: 3 hold the numbers, 4 find none free
+        from_network(pool_client, n)
+    tab = numbers_tab(pool_client)
+    assert ("Too few numbers: in the last week 4 visitors found none free, and their calls are credited to nobody. "
+            "Give the pool about 7 numbers, or a shorter hold.") in tab
+    assert "small 3 3 (100.0%) 3 7 7 60 s 4 7" in tab  # the pools' figures, as the API gives them
+    assert "Found none free Turned away by their network's share 2026-11-18 3 7 4 0 2026-11-17 0 0 0 0" in tab
+    russian = numbers_tab(pool_client, "ru")
+    assert "Мало номеров: за последнюю неделю 4 посетителям не хватило номера" in russian
+    assert "18.11.2026 3 7 4 0" in russian and "3 (100,0%)" in russian
+    clock.advance(8 * 86_400)  # a week on, the shortage is history
+    assert "No visitor found the numbers all held in the last week; 4 did in the last 30 days." in numbers_tab(
+        pool_client)
+
+
+def test_the_numbers_tab_warns_of_chance_peaks_a_pool_would_not_cover(pool_client: TestClient, clock: Clock) -> None:
+    """A pool that has not run short yet, but whose busiest hour's pace wants more numbers than
+    it has (three standard deviations of chance peaks): said before a visitor finds none free."""
+    for n in range(60):  # a new visitor a minute: each gets a number, none waits
+        assert from_network(pool_client, n + 1)["phone"]["kind"] == "lease"
+        clock.advance(61)
+    (stats,) = pool_client.get("/v1/pools/pooltest", headers=REPORT).json()["pools"]
+    assert stats["overflowed_visitors"] == 0 and stats["recommended_size"] > 3
+    assert (f"No visitor has found the numbers all held yet, but at the busiest hour's pace "
+            f"({stats['arrivals_peak_hour']} new visitors) chance peaks would want about "
+            f"{stats['recommended_size']} numbers.") in numbers_tab(pool_client)
+
+
+def test_the_numbers_tab_of_a_site_without_pools_says_where_pools_are_written(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
+    rules = "site: plain\norigins: [https://plain.example]\nreports: {token: plain-report-token-0001}\n"
+    with site_client(valkey_url, rules_dir, clock, "plain", rules) as client:
+        response = client.get("/dashboard/plain/numbers", headers={"authorization": "Bearer plain-report-token-0001"})
+    assert response.status_code == 200
+    assert "This site's rules give no tracking numbers" in " ".join(response.text.split())
 
 
 def test_pool_statistics_need_the_report_token(pool_client: TestClient) -> None:

@@ -25,17 +25,20 @@ from service.errors import BadRequest, TooManyRequests
 from service.front import bodies
 from service.front.auth import accepts, fingerprint, refuse_foreign_sign_in, require_report_token
 from service.integrations import exports
+from service.rules import phones
 from service.rules.engine import Site
 from service.runtime import Runtime
+from service.tracking.clock import DAY_MS
 from service.tracking.counters import NONE, NOT_CREDITED, OTHER
 
 SESSION = "swapline_session"
 SESSION_SECONDS = 8 * 3600
 DASHBOARD_PAGES = 20  # pages shown unless the address asks for more (`?limit=`)
 CALLS_SHOWN = 50  # calls a page of the call log shows
-TABS = ("", "/sources", "/calls")  # under /dashboard/{site}
+TABS = ("", "/sources", "/calls", "/numbers")  # under /dashboard/{site}
 LANGUAGE_SECONDS = 400 * 86_400  # a chosen language is kept as long as a browser keeps a cookie
 DOWNLOADS = ("report", "sources", "calls")  # /dashboard/{site}/calls.xlsx: what a tab shows, to save
+POOL_DAYS_SHOWN = 14  # the days the Numbers tab lists; its verdicts read the last week
 SOURCE_CHOICES = ("source", "source,campaign", "campaign", "phrase", "source,phrase", "landing", "region", "city",
                   "device", "pool", "page", "variant")
 # How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
@@ -66,6 +69,7 @@ def _pages(reader: str) -> jinja2.Environment:
     pages.filters["whole"] = lambda count: f"{count:,}".replace(",", "\N{NO-BREAK SPACE}" if russian else ",")
     pages.filters["day"] = lambda day: ".".join(day.split("-")[::-1]) if russian and day else day  # ISO's 12-04 too
     pages.filters["value"] = functools.partial(_named, words)
+    pages.filters["phone"] = lambda number: phones.international(number) if number else ""
     return pages
 
 
@@ -143,6 +147,19 @@ async def sources_page_endpoint(request: Request) -> Response:
     html = PAGES[reader].get_template("sources.html").render(
         site=site, report=report, choices=SOURCE_CHOICES, download=urlencode(params),
         chart=charts.bars(report["rows"], report["by"], functools.partial(_named, language.Words(reader))))
+    return HTMLResponse(html, headers=HEADERS)
+
+
+async def numbers_page_endpoint(request: Request) -> Response:
+    """`/dashboard/{site}/numbers`: whether each pool has numbers enough, and the days it had not."""
+    runtime, site = _site(request)
+    if not await _signed_in(runtime, site, request):
+        return _login_page(request, site)
+    leased = [pool for pool in site.pools if pool.numbers]
+    stats = await runtime.pools.of_site(site, runtime.now_ms())
+    html = PAGES[_reader(request)].get_template("numbers.html").render(
+        site=site, pools=list(zip(leased, stats, strict=True)), fixed=[pool for pool in site.pools if pool.static],
+        kept=runtime.pools.retention_ms // DAY_MS, shown=POOL_DAYS_SHOWN)
     return HTMLResponse(html, headers=HEADERS)
 
 

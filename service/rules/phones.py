@@ -61,6 +61,12 @@ def formats(number: str) -> dict[str, str]:
     }
 
 
+def international(number: str) -> str:
+    """`+74951200005` → `+7 495 120-00-05`, as people read a number; anything else as it came."""
+    parsed = _valid(number, None)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL) if parsed else number
+
+
 # Between the digits of a printed number: any space, brackets, dots, and any dash (Unicode's
 # Pd: hyphen, en and em dash, the non-breaking hyphen U+2011…).
 _SEPARATORS = r"[\s().\p{Pd}]*"

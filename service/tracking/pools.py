@@ -85,6 +85,17 @@ class Lease(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class PoolDay:
+    """One day of a pool, on the site's clocks: when it ran short, and how short."""
+
+    day: str
+    peak_held: int
+    peak_wanted: int
+    overflowed_visitors: int
+    capped_visitors: int
+
+
+@dataclass(frozen=True, slots=True)
 class PoolStats:
     pool: str
     numbers: int
@@ -97,9 +108,11 @@ class PoolStats:
     capped_visitors: int  # and those who got it as their network held its share (`network_share`)
     average_hold_s: float  # how long a lease lasts, visit plus hold (Little's W)
     recommended_size: int
+    days: tuple[PoolDay, ...]  # the retained days, today first
 
     def as_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        figures = {name: getattr(self, name) for name in self.__slots__}
+        return {**figures, "days": [{name: getattr(day, name) for name in day.__slots__} for day in self.days]}
 
 
 class Pools:
@@ -180,6 +193,10 @@ class Pools:
         return next(((pool, orjson.loads(record)) for pool, record in zip(pools, records, strict=True) if record),
                     None)
 
+    async def of_site(self, site: Site, now_ms: int) -> list[PoolStats]:
+        """The statistics of each of the site's pools that leases numbers, by its days."""
+        return [await self.stats(site.id, pool, now_ms, site.time_zone) for pool in site.pools if pool.numbers]
+
     async def stats(self, site: str, pool: Pool, now_ms: int, zone: datetime.tzinfo = datetime.UTC) -> PoolStats:
         keys = PoolKeys.of(site, pool.id)
         days = [hour_and_day(now_ms - i * DAY_MS, zone)[1] for i in range(self.retention_ms // DAY_MS)]
@@ -195,21 +212,24 @@ class Pools:
         released = stats.get("released", 0)
         average_hold = stats["held_ms"] / released / 1000 if released else float(pool.hold)
         demand = arrivals / 3600 * average_hold  # Little's law: L = λ·W in the busiest hour
-        peak = max((v for k, v in stats.items() if k.startswith("peak:")), default=0)
-        wanted = max((v for k, v in stats.items() if k.startswith("wanted:")), default=0)
-        wanted = max(wanted, peak)  # recorded at overflows only: held counts as wanted too
+        # 'wanted' is recorded at overflows only: held counts as wanted too.
+        by_day = tuple(PoolDay(day, held_most := stats.get(f"peak:{day}", 0),
+                               max(held_most, stats.get(f"wanted:{day}", 0)), overflowed, capped)
+                       for day, overflowed, capped in zip(days, turned[::2], turned[1::2], strict=True))
+        wanted = max((day.peak_wanted for day in by_day), default=0)
         return PoolStats(
             pool=pool.id,
             numbers=len(pool.numbers),
             held=held,
             utilisation=round(held / len(pool.numbers), 3) if pool.numbers else 0.0,
-            peak_held=peak,
+            peak_held=max((day.peak_held for day in by_day), default=0),
             peak_wanted=wanted,
             arrivals_peak_hour=arrivals,
             overflowed_visitors=sum(turned[::2]),
             capped_visitors=sum(turned[1::2]),
             average_hold_s=round(average_hold, 1),
             recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), wanted, 1),
+            days=by_day,
         )
 
 
@@ -229,6 +249,5 @@ async def pools_endpoint(request: Request) -> JSON:
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
     await require_report_token(runtime, site, request)
-    now = runtime.now_ms()
-    stats = [await runtime.pools.stats(site.id, pool, now, site.time_zone) for pool in site.pools if pool.numbers]
+    stats = await runtime.pools.of_site(site, runtime.now_ms())
     return JSON({"site": site.id, "pools": [s.as_json() for s in stats]})
