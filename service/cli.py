@@ -310,6 +310,8 @@ def _print_report(report: dict[str, Any]) -> None:
             for row in table["variants"]])
         for warning in table["warnings"]:
             print(f"  ! {warning}")
+        if table["verdict"]:
+            print(f"  = {table['verdict']}")
 
 
 def _table(header: list[tuple[str, ...]], rows: list[tuple[Any, ...]]) -> None:

@@ -36,6 +36,7 @@ SAID_AS_THEY_COME = {
     "desktop", "mobile", "tablet",  # service.tracking.visitors.device
     "sent", "partly refused", "refused", "nothing to send", "failed",  # service.integrations.exports
     reports.MISMATCH, reports.NO_CONVERSIONS, reports.TOO_HIGH, reports.TOO_FEW,
+    reports.BETTER, reports.WORSE, reports.UNDECIDED, reports.UNTRUSTED,
 }
 
 

@@ -325,6 +325,54 @@ def test_a_sample_size_that_cannot_be_judged_says_why(shop: TestClient, clock: C
     assert table["variants"][0]["visitors"] == 30 and warning in table["warnings"]
 
 
+@pytest.mark.parametrize(("control", "b", "verdict"), [
+    (0.05, 0.30, re.compile(r"b converts better than the control \(\+\d+\.\d%, always-valid p = [\d.e-]+\): "
+                            r"you may end the test, with winner: b")),
+    (0.30, 0.02, re.compile("every variant converts worse than the control: you may end the test, "
+                            "with winner: control")),
+    (0.20, 0.20, re.compile("no variant converts better than the control yet: keep the test running")),
+])
+def test_each_experiment_says_what_its_always_valid_figures_let_the_reader_decide(
+        shop: TestClient, clock: Clock, control: float, b: float, verdict: re.Pattern[str]) -> None:
+    """One plain sentence per test, safe to act on any day's look: what a marketer wants to
+    know, in the report, its files, `swapline report` and the dashboard."""
+    converted = Counter[str]()
+    for n in range(400):
+        clock.now = START + n * 60
+        body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"verdict-visitor-{n:06d}"}).json()
+        variant = body["experiments"]["hero"]
+        converted[variant, "seen"] += 1
+        if converted[variant] < (control if variant == "control" else b) * converted[variant, "seen"]:
+            converted[variant] += 1
+            beacon(shop, body["token"], "form", f"verdict-form-{n}")
+    report = shop.get("/v1/reports/shop", headers=TOKEN).json()
+    (table,) = report["experiments"]
+    assert verdict.fullmatch(table["verdict"]), table
+    rows = list(csv.DictReader(io.StringIO(shop.get("/v1/reports/shop.csv", headers=TOKEN).text)))
+    assert {row["verdict"] for row in rows if row["section"] == "experiment"} == {table["verdict"]}
+    assert table["verdict"] in shop.get("/dashboard/shop", headers=TOKEN).text
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        _print_report(report)
+    assert f"  = {table['verdict']}\n" in printed.getvalue()
+
+
+def test_a_test_whose_split_is_broken_or_that_has_ended_advises_nothing(
+        shop: TestClient, clock: Clock, rules_dir: Path) -> None:
+    for n in range(200):
+        body = shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"split-visitor-{n:06d}"}).json()
+        if n % 3 == 0:
+            beacon(shop, body["token"], "form", f"split-form-{n}")
+    for rules, verdict in (
+            (SHOP.replace("{id: control, weight: 50}", "{id: control, weight: 90}").replace(
+                "{id: b, weight: 50,", "{id: b, weight: 10,"),  # a reload that moved the weights under the test
+             "decide nothing on these figures until the split follows the weights"),
+            (SHOP.replace("    page: [/, /sale]\n", "    page: [/, /sale]\n    winner: b\n", 1), None)):
+        (rules_dir / "shop.yaml").write_text(rules)
+        shop.app.state.runtime.rules = load(rules_dir)  # type: ignore[attr-defined]  # what a reload does
+        (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
+        assert table["verdict"] == verdict
+
+
 def test_the_sample_size_a_variant_waits_for_is_named_as_the_fixed_horizon_tests() -> None:
     """The dashboard shows the sequential test first, which at this size finds a 20% lift less
     often than 80%: an analyst who waits for the warning to clear must know which test it is."""

@@ -155,15 +155,15 @@ def test_csv_cells_never_start_a_formula() -> None:
     hostile = ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx",
                "+74951200001+cmd|' /C calc'!A0", "+74951200001\n=1+1"]  # a phone number, then a formula
     report = {"metric": "any", "from": None, "to": None, "pages": [{"page": text, **row} for text in hostile],
-              "experiments": [{"experiment": "e", "page": "/", "srm": None, "warnings": hostile,
+              "experiments": [{"experiment": "e", "page": "/", "srm": None, "warnings": hostile, "verdict": None,
                                "variants": [{"variant": "b", "weight": 50, "lift": {"absolute": -0.25}, **row}]}]}
     rows = list(csv.reader(io.StringIO(csv_text(sheet(report, "shop", "2026-04-05")))))
     pages = [line[2] for line in rows if line[0] == "page"]
     # a line break may start a cell too (a pasted table, Excel cutting at «;»): an apostrophe after it
     assert pages == ["'" + text for text in hostile[:-1]] + ["'+74951200001\n'=1+1"]
     experiment = next(line for line in rows if line[0] == "experiment")
-    assert experiment[-1].startswith("'=HYPERLINK")
     header = rows[0]
+    assert experiment[header.index("warnings")].startswith("'=HYPERLINK")
     assert experiment[header.index("rate")] == "-0.5" and experiment[header.index("lift_abs")] == "-0.25"  # numbers
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -44,6 +45,7 @@ SOURCE_CHOICES = ("source", "source,campaign", "campaign", "phrase", "source,phr
 # How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
 # (the default), or the classic ones, valid for one look at a sample size fixed in advance.
 TESTS = {"sequential": "sequential: look any day", "fixed": "fixed horizon: one look at the planned size"}
+_FIGURE = re.compile(r"[+-]?\d+(\.\d+)?(%|e[+-]?\d+| pp)?")  # 0.012, +25.0%, 1.2e-05 in a sentence
 HEADERS = {
     "cache-control": "no-store",
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -65,10 +67,16 @@ def _pages(reader: str) -> jinja2.Environment:
     pages.install_gettext_callables(words.gettext, words.ngettext, newstyle=True)  # type: ignore[attr-defined]
     pages.globals["language"] = reader
     russian = reader == "ru"  # 12,5%, 20 000, 04.12 and 05.11.2026
-    pages.filters["decimal"] = lambda figure: figure.replace(".", ",") if russian else figure
+
+    def decimal(figure: str) -> str:
+        return figure.replace(".", ",") if russian else figure
+
+    pages.filters["decimal"] = decimal
     pages.filters["whole"] = lambda count: f"{count:,}".replace(",", "\N{NO-BREAK SPACE}" if russian else ",")
     pages.filters["day"] = lambda day: ".".join(day.split("-")[::-1]) if russian and day else day  # ISO's 12-04 too
     pages.filters["value"] = functools.partial(_named, words)
+    pages.filters["said"] = lambda said: words.gettext(said.template) % {  # a report's sentence, its figures too
+        name: decimal(value) if _FIGURE.fullmatch(value) else value for name, value in said.values.items()}
     pages.filters["phone"] = lambda number: phones.international(number) if number else ""
     return pages
 

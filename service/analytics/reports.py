@@ -41,6 +41,13 @@ NO_CONVERSIONS = "too little data: the control has no conversions yet, so no sam
 TOO_HIGH = "the control converts %(rate)s: a 20%% lift would pass 100%%, so no sample size can be judged"
 TOO_FEW = ("%(variant)s: %(visitors)s of the %(needed)s visitors needed to see a 20%% lift (by the fixed-horizon test; "
            "the sequential one, safe to read every day, needs more)")
+# What the always-valid figures let a reader decide on any day's look (`verdict`), as `Said`.
+BETTER = ("%(variant)s converts better than the control (%(lift)s, always-valid p = %(p)s): you may end the test, "
+          "with winner: %(variant)s")
+WORSE = "every variant converts worse than the control: you may end the test, with winner: control"
+UNDECIDED = "no variant converts better than the control yet: keep the test running"
+UNTRUSTED = "decide nothing on these figures until the split follows the weights"
+SIGNIFICANT = 0.05
 MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
 
 
@@ -239,8 +246,6 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
             row["lift"] = _lift(k_control, n_control, cell.converted[metric], row["visitors"],
                                 experiment.expected_visitors)
         variants.append(row)
-    # An ended experiment counts nobody more: no sample to wait for.
-    warnings = [] if experiment.winner else _sample_warnings(k_control, n_control, variants)
     lifts = [row["lift"] for row in variants if row["lift"]]
     corrected = len(experiment.variants) > 2  # several variants each against the control: one wins by chance
     if corrected:
@@ -250,6 +255,11 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         for figures, adjusted in zip(always_valid, stats.holm([f and f["p_value"] for f in always_valid]), strict=True):
             if figures:
                 figures["p_value_holm"] = adjusted
+    verdict = None if experiment.winner else _verdict(variants, srm, corrected)
+    # No sample to wait for in an ended experiment, which counts nobody more, nor in one whose
+    # difference the always-valid test has shown.
+    decided = experiment.winner or (verdict and verdict.template in (BETTER, WORSE))
+    warnings = [] if decided else _sample_warnings(k_control, n_control, variants)
     if srm and srm["alarm"]:
         warnings.insert(0, Said(MISMATCH, p=f"{srm['p_value']:.2g}"))
     return {
@@ -261,10 +271,37 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
         "winner": experiment.winner.id if experiment.winner else None,  # ended: every visitor sees it
         "srm": srm,
         "warnings": warnings,
+        "verdict": verdict,  # what the figures let the reader decide; None for an ended test or one without data
         "variants": variants,
         "daily": [_day(day, variant, Cell(exposed, overflowed), converted, metric)
                   for (day, variant), (exposed, overflowed, converted) in sorted(counts.daily.items())],
     }
+
+
+def _verdict(variants: list[dict[str, Any]], srm: dict[str, Any] | None, corrected: bool) -> Said | None:
+    """By the always-valid figures (Holm-adjusted for several variants), so that a reader who
+    looks every day may act on it: the variant that converts best of those better than the
+    control, or every variant worse, or neither yet."""
+    compared = [row for row in variants if row["lift"]]
+    if not compared:
+        return None
+    if srm and srm["alarm"]:
+        return Said(UNTRUSTED)
+
+    def shown(row: dict[str, Any]) -> float | None:
+        figures = row["lift"]["sequential"]
+        p_value: float | None = figures and figures["p_value_holm" if corrected else "p_value"]
+        return p_value if p_value is not None and p_value < SIGNIFICANT else None
+
+    better = [row for row in compared if shown(row) is not None and (row["lift"]["absolute"] or 0) > 0]
+    if better:
+        best = max(better, key=lambda row: row["lift"]["absolute"])
+        relative = best["lift"]["relative"]  # none where the control converted nobody: the difference, in points
+        lift = f"{relative:+.1%}" if relative is not None else f"{best['lift']['absolute'] * 100:+.1f} pp"
+        return Said(BETTER, variant=best["variant"], lift=lift, p=f"{shown(best):.2g}")
+    if len(compared) == len(variants) - 1 and all(shown(row) is not None for row in compared):
+        return Said(WORSE)
+    return Said(UNDECIDED)
 
 
 def _day(day: str, variant: str, cell: Cell, converted: int, metric: str) -> dict[str, Any]:
@@ -336,7 +373,7 @@ def sheet(report: dict[str, Any], site: str, today: str) -> Sheet:
     kinds = list(KINDS)
     rows: list[list[Value]] = [
         ["page", None, page["page"], "all", None, *_counts(page, kinds), report["metric"], page["rate"],
-         *(page["interval"] or [None, None]), *[None] * 15] for page in report["pages"]]
+         *(page["interval"] or [None, None]), *[None] * 16] for page in report["pages"]]
     for table in report["experiments"]:
         for row in table["variants"]:
             lift = row["lift"] or {}
@@ -348,7 +385,7 @@ def sheet(report: dict[str, Any], site: str, today: str) -> Sheet:
                 lift.get("relative"), *(lift.get("relative_interval") or [None, None]),
                 lift.get("p_value"), lift.get("p_value_holm"), lift.get("chance_to_beat"), always_valid.get("p_value"),
                 always_valid.get("p_value_holm"), *(always_valid.get("relative_interval") or [None, None]),
-                (table["srm"] or {}).get("p_value"), "; ".join(table["warnings"]),
+                (table["srm"] or {}).get("p_value"), "; ".join(table["warnings"]), table["verdict"],
             ])
     until = report["to"] or today
     return Sheet(f"{site}-report-{period(report['from'], until) if report['from'] else f'until-{until}'}", [
@@ -356,7 +393,7 @@ def sheet(report: dict[str, Any], site: str, today: str) -> Sheet:
         *[f"converted_{kind}" for kind in kinds], "metric", "rate", "rate_low", "rate_high",
         "lift_abs", "lift_abs_low", "lift_abs_high", "lift_rel", "lift_rel_low", "lift_rel_high",
         "p_value", "p_value_holm", "chance_to_beat", "p_value_sequential", "p_value_sequential_holm",
-        "lift_rel_low_sequential", "lift_rel_high_sequential", "srm_p_value", "warnings"], rows)
+        "lift_rel_low_sequential", "lift_rel_high_sequential", "srm_p_value", "warnings", "verdict"], rows)
 
 
 def _counts(row: dict[str, Any], kinds: Iterable[str]) -> list[Value]:
