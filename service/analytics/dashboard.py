@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import jinja2
+import markupsafe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -77,8 +78,15 @@ def _pages(reader: str) -> jinja2.Environment:
     pages.filters["value"] = functools.partial(_named, words)
     pages.filters["said"] = lambda said: words.gettext(said.template) % {  # a report's sentence, its figures too
         name: decimal(value) if _FIGURE.fullmatch(value) else value for name, value in said.values.items()}
-    pages.filters["phone"] = lambda number: phones.international(number) if number else ""
+    pages.filters["phone"] = _phone
     return pages
+
+
+def _phone(number: str | None) -> markupsafe.Markup:
+    """A number as people read it, kept on one line: +7 495 120-00-05."""
+    if not number:
+        return markupsafe.Markup()
+    return markupsafe.Markup('<span class="phone">%s</span>') % phones.international(number)
 
 
 def _named(words: language.Words, value: str, dimension: str = "") -> str:
