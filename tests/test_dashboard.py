@@ -302,8 +302,8 @@ def test_a_browser_that_reads_russian_first_gets_the_dashboard_in_russian(tmp_pa
             assert "p-значение (всегда верное)" in experiment.locator("th").all_inner_texts()
             assert re.fullmatch(r"\d+,\d%", experiment.locator("tr[data-variant=b] td").nth(4).inner_text())
             verdict = experiment.locator("p.verdict").inner_text()  # b is better: no more visitors to wait for
-            assert re.fullmatch(r"b конвертирует лучше контроля \(\+\d+,\d%, всегда верное p = \d(,\d+)?(e-\d+)?\): "
-                                r"тест можно завершить, указав winner: b", verdict), verdict
+            assert re.fullmatch(r"Вариант b конвертирует лучше контроля \(\+\d+,\d%, всегда верное "
+                                r"p = \d(,\d+)?(e-\d+)?\): тест можно завершить, указав winner: b", verdict), verdict
             assert experiment.locator("p.warning").count() == 0
             assert english_words(page) == []
             ARTIFACTS.mkdir(exist_ok=True)
@@ -320,7 +320,7 @@ def test_a_browser_that_reads_russian_first_gets_the_dashboard_in_russian(tmp_pa
     finally:
         stop(service)
     (table,) = report["experiments"]
-    assert table["verdict"].startswith("b converts better than the control (+")
+    assert table["verdict"].startswith("Variant b converts better than the control (+")
 
 
 def english_words(page: Page) -> list[str]:

@@ -326,11 +326,11 @@ def test_a_sample_size_that_cannot_be_judged_says_why(shop: TestClient, clock: C
 
 
 @pytest.mark.parametrize(("control", "b", "verdict"), [
-    (0.05, 0.30, re.compile(r"b converts better than the control \(\+\d+\.\d%, always-valid p = [\d.e-]+\): "
-                            r"you may end the test, with winner: b")),
-    (0.30, 0.02, re.compile("every variant converts worse than the control: you may end the test, "
+    (0.05, 0.30, re.compile(r"Variant b converts better than the control \(\+\d+\.\d%, always-valid "
+                            r"p = [\d.e-]+\): you may end the test, with winner: b")),
+    (0.30, 0.02, re.compile("Every variant converts worse than the control: you may end the test, "
                             "with winner: control")),
-    (0.20, 0.20, re.compile("no variant converts better than the control yet: keep the test running")),
+    (0.20, 0.20, re.compile("No variant converts better than the control yet: keep the test running")),
 ])
 def test_each_experiment_says_what_its_always_valid_figures_let_the_reader_decide(
         shop: TestClient, clock: Clock, control: float, b: float, verdict: re.Pattern[str]) -> None:
@@ -365,7 +365,7 @@ def test_a_test_whose_split_is_broken_or_that_has_ended_advises_nothing(
     for rules, verdict in (
             (SHOP.replace("{id: control, weight: 50}", "{id: control, weight: 90}").replace(
                 "{id: b, weight: 50,", "{id: b, weight: 10,"),  # a reload that moved the weights under the test
-             "decide nothing on these figures until the split follows the weights"),
+             "Decide nothing on these figures until the split follows the weights"),
             (SHOP.replace("    page: [/, /sale]\n", "    page: [/, /sale]\n    winner: b\n", 1), None)):
         (rules_dir / "shop.yaml").write_text(rules)
         shop.app.state.runtime.rules = load(rules_dir)  # type: ignore[attr-defined]  # what a reload does

@@ -42,11 +42,11 @@ TOO_HIGH = "the control converts %(rate)s: a 20%% lift would pass 100%%, so no s
 TOO_FEW = ("%(variant)s: %(visitors)s of the %(needed)s visitors needed to see a 20%% lift (by the fixed-horizon test; "
            "the sequential one, safe to read every day, needs more)")
 # What the always-valid figures let a reader decide on any day's look (`verdict`), as `Said`.
-BETTER = ("%(variant)s converts better than the control (%(lift)s, always-valid p = %(p)s): you may end the test, "
-          "with winner: %(variant)s")
-WORSE = "every variant converts worse than the control: you may end the test, with winner: control"
-UNDECIDED = "no variant converts better than the control yet: keep the test running"
-UNTRUSTED = "decide nothing on these figures until the split follows the weights"
+BETTER = ("Variant %(variant)s converts better than the control (%(lift)s, always-valid p = %(p)s): you may end "
+          "the test, with winner: %(variant)s")
+WORSE = "Every variant converts worse than the control: you may end the test, with winner: control"
+UNDECIDED = "No variant converts better than the control yet: keep the test running"
+UNTRUSTED = "Decide nothing on these figures until the split follows the weights"
 SIGNIFICANT = 0.05
 MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
 
