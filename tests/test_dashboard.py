@@ -234,6 +234,13 @@ def test_a_tab_asked_for_what_it_refuses_says_why_as_a_page(valkey_url: str, rul
             assert page.status_code == 400 and page.headers["content-type"].startswith("text/html"), address
             assert f"<strong>{tab}</strong>" in page.text and why in page.text, address
             assert page.headers["x-frame-options"] == "DENY"
+        russian = {**signed_in, "accept-language": "ru"}  # what the tabs' own fields may ask, in the reader's words
+        for address, why in (("?from=2026-12-04&to=2026-12-01", "дата «С» не может быть позже даты «По»."),
+                             ("/sources?from=2026-12-04&to=2026-12-01", "дата «С» не может быть позже даты «По», а "
+                                                                         "между ними — не больше 400 дн."),
+                             ("/calls?caller=abc", "укажите номер звонившего целиком или его последние четыре цифры")):
+            page = client.get(f"/dashboard/shop{address}", headers=russian)
+            assert page.status_code == 400 and why in page.text, address
 
 
 def test_a_single_day_charts_each_variant_with_its_interval_on_round_ticks() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.analytics import dashboard, language, reports
-from service.analytics.dimensions import COHORTS
+from service.analytics.dimensions import BACKWARDS_OR_FAR, COHORTS
+from service.analytics.logs import NO_CALLER
 from service.integrations.calls import ANSWERED, MISSED, UNCREDITED, status_of
 from service.tracking.counters import DIMENSIONS, NONE, NOT_CREDITED, OTHER
 from service.tracking.visitors import device
@@ -37,6 +38,7 @@ SAID_AS_THEY_COME = {
     "sent", "partly refused", "refused", "nothing to send", "failed",  # service.integrations.exports
     reports.MISMATCH, reports.NO_CONVERSIONS, reports.TOO_HIGH, reports.TOO_FEW,
     reports.BETTER, reports.WORSE, reports.UNDECIDED, reports.UNTRUSTED,
+    reports.BACKWARDS, BACKWARDS_OR_FAR, NO_CALLER,  # what a tab's own fields may ask that it refuses
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 from service.analytics import distinct, stats
+from service.analytics.language import Said
 from service.analytics.sheets import Sheet, period
 from service.errors import BadRequest, only
 from service.rules.engine import Site
@@ -40,6 +41,7 @@ from service.tracking.store import Store
 KINDS = ("call", "qualified_call", "missed_call", "form", "tel_click", "goal")
 DEFAULT_DAYS = 30  # a report without `from` covers the last 30 days
 MOST_DAYS = 400
+BACKWARDS_OR_FAR = "from must come before to, at most %(days)s days apart"  # as `Said`: the tab's date fields
 SORTS = ("visits", "visitors", "converted", "rate", *KINDS)
 COHORTS = ("page", "variant")  # from the ledger, each a report of its own
 OTHER_BYTES = OTHER.encode()  # number 0, and a number the day's values do not name (they expired first)
@@ -66,7 +68,7 @@ class Query:
         until = _day(params.get("to")) or datetime.date.fromisoformat(today)
         since = _day(params.get("from")) or datetime.date.fromordinal(max(1, until.toordinal() - DEFAULT_DAYS + 1))
         if not 0 <= (until - since).days < MOST_DAYS:
-            raise BadRequest("invalid_filter", f"from must come before to, at most {MOST_DAYS} days apart")
+            raise BadRequest("invalid_filter", Said(BACKWARDS_OR_FAR, days=str(MOST_DAYS)))
         self.days = [(since + datetime.timedelta(days=n)).isoformat() for n in range((until - since).days + 1)]
         self.sort = params.get("sort") or ("visitors" if self.by[0] in COHORTS else "visits")
         if self.sort not in SORTS:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.analytics import sheets
+from service.analytics.language import Said
 from service.analytics.sheets import Sheet
 from service.errors import BadRequest, MethodNotAllowed, only
 from service.front.auth import require_report_token
@@ -48,6 +49,7 @@ CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page", "credited", "reason"
 # past the log's pages a file reads (each at most `journal.SCANNED` entries, whatever the
 # filters keep), the file's `Link` header names the rest.
 FILE_ENTRIES = 20_000
+NO_CALLER = "caller must be a number or its last four digits (all that is kept)"  # as `Said`: the tab's field
 FILE_READS = 40
 VISIT_COLUMNS = ("visitor", "source", "medium", "campaign", "content", "phrase", "click_ids", "landing", "pages",
                  "device", "region", "city", "variants")
@@ -159,7 +161,7 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
     call_id, given = params.get("call_id") or None, params.get("caller") or ""
     digits = "".join(char for char in given[:64] if char in "0123456789")  # a number as a customer writes it
     if given and len(digits) < 4:
-        raise BadRequest("invalid_filter", "caller must be a number or its last four digits (all that is kept)")
+        raise BadRequest("invalid_filter", Said(NO_CALLER))
     caller = digits[-4:] or None
 
     def keeps(entry: dict[str, Any]) -> bool:

@@ -48,6 +48,7 @@ WORSE = "Every variant converts worse than the control: you may end the test, wi
 UNDECIDED = "No variant converts better than the control yet: keep the test running"
 UNTRUSTED = "Decide nothing on these figures until the split follows the weights"
 SIGNIFICANT = 0.05
+BACKWARDS = "from must come before to"  # what a reader may pick in the tab's date fields, as `Said`
 MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
 
 
@@ -70,7 +71,7 @@ class Filters:
                 except ValueError:
                     raise BadRequest("invalid_filter", f"{name!r} must be a date: YYYY-MM-DD") from None
         if params.get("from") and params.get("to") and params["from"] > params["to"]:
-            raise BadRequest("invalid_filter", "from must come before to")
+            raise BadRequest("invalid_filter", Said(BACKWARDS))
         metric = params.get("metric") or "any"
         goal = metric.removeprefix("goal:")
         if metric not in KINDS and not (goal != metric and (GOAL_NAME.fullmatch(goal) or goal == OTHER)):
