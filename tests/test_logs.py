@@ -237,6 +237,8 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             # The number as people read it (+7 495 …), the talk as m:ss.
             assert cells[1:6] == [shown["phone"]["international"], "completed", "1:30", "yes", "…4567"]
             assert cells[6:] == ["yandex", "summer", "купить кондиционер"]
+            suggested = page.locator("#sources option").evaluate_all("(all) => all.map((o) => [o.value, o.label])")
+            assert suggested == [["yandex", "yandex"], ["(not credited)", "(not credited)"]]  # the source field's
             assert not row.locator("ol.pages").is_visible()
             row.locator("summary").click()  # the journey, one click away
             assert [item.split(" · ", 1)[1] for item in row.locator("ol.pages li").all_inner_texts()] == [
@@ -257,6 +259,8 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             first = row.locator("tr").first.locator("td").all_inner_texts()
             assert re.fullmatch(r"\d\d\.\d\d\.\d{4} \d\d:\d\d:\d\d", first[0])  # as Russians write a moment
             assert first[2:5] == ["отвечен", "1:30", "да"]
+            suggested = russian.locator("#sources option").evaluate_all("(all) => all.map((o) => o.label)")
+            assert suggested == ["yandex", "(не засчитаны)"]  # the value a filter takes, named in the reader's words
             assert row.locator("summary").inner_text() == "Визит звонившего: 2 страницы"
             row.locator("summary").click()
             called = row.locator("ol.pages li").last.inner_text()

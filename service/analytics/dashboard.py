@@ -140,8 +140,10 @@ async def calls_page_endpoint(request: Request) -> Response:
     download = urlencode({name: value for name, value in params.items() if name not in ("cursor", "limit")})
     reader = _reader(request)
     shown = "%d.%m.%Y %H:%M:%S" if reader == "ru" else "%Y-%m-%d %H:%M:%S"
+    # What the source field suggests: the sources of the last 30 days, and the calls of none.
+    sources = dict.fromkeys([*await dimensions.seen(runtime.store, site, "source", runtime.today(site)), NOT_CREDITED])
     html = PAGES[reader].get_template("calls.html").render(
-        site=site, calls=calls, params=params, next=logs.next_page(params, cursor) if cursor else None,
+        site=site, calls=calls, sources=sources, params=params, next=logs.next_page(params, cursor) if cursor else None,
         download=download, most=logs.FILE_ENTRIES,
         uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
         zone=site.time_zone, moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, site.time_zone).strftime(

@@ -136,6 +136,13 @@ def _counts() -> Counts:
     return defaultdict(lambda: defaultdict(int))
 
 
+async def seen(store: Store, site: Site, dimension: str, today: str) -> list[str]:
+    """The values of `dimension` in the last 30 days' visits, the most visits first: what a
+    filter of it may name."""
+    counts = await _counted(store, site.id, Query({"by": dimension}, today))
+    return [values[0] for values, _ in sorted(counts.items(), key=lambda row: (-row[1]["visits"], row[0]))]
+
+
 async def _counted(store: Store, site: str, query: Query) -> Counts:
     """Visits and conversions by the dimensions, from the counters of each day."""
     pipe = store.client.pipeline(transaction=False)
