@@ -851,7 +851,8 @@ def test_a_city_elsewhere_is_named_with_its_country(tmp_path: Path) -> None:
 CREDENTIAL_MINIMUMS = {
     ("calls", "secret"): 16, ("calls", "twilio_auth_token"): 16, ("calls", "mango_api_key"): 8,
     ("calls", "mango_api_salt"): 8, ("calls", "zadarma_secret"): 8, ("calls", "uis_token"): 16,
-    ("calls", "telphin_token"): 16, ("reports", "token"): 16, ("webhooks", "secret"): 16,
+    ("calls", "telphin_token"): 16, ("reports", "token"): 16, ("reports", "read_tokens"): 16,
+    ("webhooks", "secret"): 16,
     ("exports", "metrica", "token"): 8, ("exports", "google_ads", "client_id"): 8,
     ("exports", "google_ads", "client_secret"): 8, ("exports", "google_ads", "refresh_token"): 8,
     ("exports", "google_ads", "developer_token"): 8,
@@ -869,6 +870,7 @@ calls:
   telphin_token: "${SWT_CALLS_TELPHIN_TOKEN}"
 reports:
   token: "${SWT_REPORTS_TOKEN}"
+  read_tokens: ["${SWT_REPORTS_READ_TOKENS}"]
 webhooks:
   - url: https://crm.example/hook
     secret: "${SWT_WEBHOOKS_SECRET}"
@@ -922,8 +924,9 @@ def test_a_credential_too_short_in_the_environment_is_refused_as_one_written_out
     monkeypatch.setenv(variable(short), ("k3y" * 10)[:least - 1])
     [problem] = problems_in(tmp_path)
     assert (problem.file, problem.line) == (str(path), line_of(FROM_ENVIRONMENT, variable(short) + "}"))
+    listed = {("webhooks", "secret"): "webhooks[0].secret", ("reports", "read_tokens"): "reports.read_tokens[0]"}
     assert problem.message.startswith(
-        f"{short[0]}{'[0]' if short[0] == 'webhooks' else ''}.{'.'.join(short[1:])}: the environment variable "
+        f"{listed.get(short, '.'.join(short))}: the environment variable "
         f"{variable(short)} holds fewer than {least} characters: a credential needs at least {least}")
     assert "k3y" not in problem.message
 

@@ -25,7 +25,7 @@ from service.analytics import charts, dimensions, language, logs, one_thread, re
 from service.analytics.reports import Filters, build
 from service.errors import BadRequest, TooManyRequests
 from service.front import bodies
-from service.front.auth import accepts, fingerprint, refuse_foreign_sign_in, require_report_token
+from service.front.auth import accepts, fingerprint, refuse_foreign_sign_in, require_report_token, tokens
 from service.integrations import exports
 from service.rules import phones
 from service.rules.engine import Site
@@ -205,7 +205,8 @@ async def login_endpoint(request: Request) -> Response:
         return _login_page(request, site, "throttled", 429, exc.headers, _back(form.get("back", [""])[0]))
     if not accepted:
         return _login_page(request, site, "wrong", 401, back=_back(form.get("back", [""])[0]))
-    session = {"dashboard": site.id, "until": int(runtime.clock()) + SESSION_SECONDS, "k": fingerprint(runtime, site)}
+    session = {"dashboard": site.id, "until": int(runtime.clock()) + SESSION_SECONDS,
+               "k": fingerprint(runtime, accepted)}
     response = RedirectResponse(f"/dashboard/{site.id}{_back(form.get('back', [''])[0])}", status_code=303)
     response.set_cookie(
         SESSION, runtime.signer.sign(session), max_age=SESSION_SECONDS,
@@ -242,7 +243,7 @@ async def _signed_in(runtime: Runtime, site: Site, request: Request) -> bool:
         return True
     session = runtime.signer.verify(request.cookies.get(SESSION, ""))
     return bool(session and session.get("dashboard") == site.id and session.get("until", 0) > runtime.clock()
-                and session.get("k") == fingerprint(runtime, site))
+                and session.get("k") in {fingerprint(runtime, token) for token in tokens(site)})
 
 
 def _refused(request: Request, site: Site, path: str, error: BadRequest) -> HTMLResponse:

@@ -1,4 +1,5 @@
-"""The site's report token guards what analysts and operators read.
+"""The site's report token guards what analysts and operators read, and erasure; its read
+tokens (`reports.read_tokens`) open all it reads, and erase nothing.
 
 Wrong guesses are throttled per client network and site (`SWAPLINE_SIGNIN_ATTEMPTS` per 15
 minutes, shared by every worker): past that, every attempt from there at that site's token gets
@@ -48,12 +49,19 @@ def refuse_foreign_sign_in(request: Request) -> None:
         raise UnsupportedType("unsupported_content_type", f"a sign-in is a form: token=… as {FORM}")
 
 
-async def accepts(runtime: Runtime, site: Site, request: Request, given: str) -> bool:
-    """Whether `given` is the site's report token; 429 once the client has guessed wrong too often."""
-    expected = site.report_token
-    # compare_digest takes as long for a near miss as for a wild guess: no timing oracle.
-    right = expected is not None and hmac.compare_digest(given.encode(), expected.encode())
-    return await counted_guess(runtime, request, site.id, right)
+async def accepts(runtime: Runtime, site: Site, request: Request, given: str) -> str | None:
+    """The site's token `given` is, its report token or a read token; None for none of them, and
+    429 once the client has guessed wrong too often."""
+    opened = None
+    for token in tokens(site):  # each compared whole: compare_digest takes as long for a near miss
+        if hmac.compare_digest(given.encode(), token.encode()):
+            opened = token
+    return opened if await counted_guess(runtime, request, site.id, opened is not None) else None
+
+
+def tokens(site: Site) -> tuple[str, ...]:
+    """What opens the site's reports: its report token, then its read tokens."""
+    return (site.report_token, *site.read_tokens) if site.report_token else site.read_tokens
 
 
 async def counted_guess(runtime: Runtime, request: Request, counter: str, right: bool,
@@ -71,15 +79,18 @@ async def counted_guess(runtime: Runtime, request: Request, counter: str, right:
     return right
 
 
-async def require_report_token(runtime: Runtime, site: Site, request: Request) -> None:
-    """401 unless `Authorization: Bearer <token>` carries the site's report token."""
+async def require_report_token(runtime: Runtime, site: Site, request: Request, erases: bool = False) -> None:
+    """401 unless `Authorization: Bearer <token>` carries one of the site's tokens; 403 for a
+    read token where the request `erases`."""
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not await accepts(runtime, site, request, given):
+    opened = await accepts(runtime, site, request, given) if scheme.lower() == "bearer" else None
+    if opened is None:
         raise Unauthorized("invalid_token", "a valid 'Authorization: Bearer <report token>' is required")
+    if erases and opened != site.report_token:
+        raise Forbidden("read_only_token", "this token reads the site's reports; erasing takes its report token")
 
 
-def fingerprint(runtime: Runtime, site: Site) -> str:
-    """Stands for the site's current report token in a dashboard session, so that a new
-    token ends the sessions the old one opened. Keyed: it tells nothing about the token."""
-    token = (site.report_token or "").encode()
-    return hmac.new(runtime.caller_key, b"report token\0" + token, hashlib.sha256).hexdigest()[:16]
+def fingerprint(runtime: Runtime, token: str) -> str:
+    """Stands for the token that opened a dashboard session, so that the session ends when the
+    rules no longer have that token. Keyed: it tells nothing about the token."""
+    return hmac.new(runtime.caller_key, b"report token\0" + token.encode(), hashlib.sha256).hexdigest()[:16]

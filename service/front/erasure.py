@@ -102,7 +102,7 @@ async def forget_endpoint(request: Request) -> JSON:
     """`DELETE /v1/visitors/{site}/{vid}`: erase a visitor."""
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
-    await require_report_token(runtime, site, request)
+    await require_report_token(runtime, site, request, erases=True)
     vid = cast(str, request.path_params["vid"])
     if not valid_vid(vid):
         raise BadRequest("invalid_vid", "not a visitor id: letters, digits, _ and - (as the snippet makes them)")

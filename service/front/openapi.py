@@ -313,7 +313,7 @@ SPEC: dict[str, Any] = {
             "parameters": [SITE_PATH, {"name": "vid", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {**_json("how many records of each kind went",
                                   {"type": "object", "required": ["site", "vid", "erased"]}),
-                          **_errors(400, 401, 404, 429)},
+                          **_errors(400, 401, 403, 404, 429)},
         }},
         "/v1/reports/{site}": {"get": {
             "summary": "Conversion per page and variant, with statistics",

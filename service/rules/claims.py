@@ -2,9 +2,9 @@
 
 A tracking number rings in one place, so of two sites that list it, or where one prints it as a
 fixed number, one would have the other's calls. A report token opens the reports of every site
-that has it, and erases their visitors: nobody else may be given it, as another site's token, a
-PBX's secret or a CRM's. A calls secret lets either site's PBX post the other's calls, which one
-PBX for both may mean to: a warning.
+that has it, and erases their visitors; a read token reads them: nobody else may be given either,
+as another site's token, a PBX's secret or a CRM's. A calls secret lets either site's PBX post
+the other's calls, which one PBX for both may mean to: a warning.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class Claims:
 
     tracked: dict[str, Owner] = field(default_factory=dict)  # tracking numbers
     fixed: dict[str, Owner] = field(default_factory=dict)  # page phones, overflow and static numbers
-    tokens: dict[str, Owner] = field(default_factory=dict)  # report tokens
+    tokens: dict[str, Owner] = field(default_factory=dict)  # report and read tokens
+    reading: set[str] = field(default_factory=set)  # which of them only read
     secrets: dict[bytes, Owner] = field(default_factory=dict)  # calls secrets
     given: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # other credentials, and their names
 
@@ -65,12 +66,21 @@ class Claims:
 
     def _credentials(self, site: Site, file: str) -> list[Finding]:
         found = []
+        opening: list[tuple[Path, str]] = [(("reports", "read_tokens", index), token)
+                                           for index, token in enumerate(site.read_tokens)]
         if site.report_token is not None:
-            other = self.tokens.setdefault(site.report_token, (site.id, file))
+            opening.insert(0, (("reports", "token"), site.report_token))
+        for path, token in opening:
+            name = "the report token" if path[1] == "token" else dotted(path)
+            other = self.tokens.setdefault(token, (site.id, file))
             if other[0] != site.id:
-                found.append(Finding(("reports", "token"), f"the report token is also that of site {other[0]!r} "
-                                                           f"({other[1]}): whoever has it reads both; give each its "
-                                                           "own"))
+                found.append(Finding(path, f"{name} is also that of site {other[0]!r} ({other[1]}): whoever has it "
+                                           "reads both; give each its own"))
+            elif token == site.report_token and path[1] == "read_tokens":
+                found.append(Finding(path, f"{name} is the report token itself, which erases visitors too: give a "
+                                           "reader a token of their own"))
+            elif path[1] == "read_tokens":
+                self.reading.add(token)
         if site.calls.secret is not None:
             other = self.secrets.setdefault(site.calls.secret, (site.id, file))
             if other[0] != site.id:
@@ -82,14 +92,16 @@ class Claims:
                  *((("webhooks", index, "secret"), hook.secret) for index, hook in enumerate(site.webhooks))]
         for path, value in given:
             if value and (opener := self.tokens.get(value)):
-                token = "this site's report token" if opener[0] == site.id else \
-                    f"the report token of site {opener[0]!r} ({opener[1]})"
+                kind = "read token" if value in self.reading else "report token"
+                token = f"this site's {kind}" if opener[0] == site.id else \
+                    f"the {kind} of site {opener[0]!r} ({opener[1]})"
                 found.append(Finding(path, f"{dotted(path)} is also {token}: whoever is given it reads that site's "
                                            "reports; give each its own"))
-        if site.report_token and (holder := self.given.get(site.report_token)):
-            found.append(Finding(("reports", "token"), f"the report token is also {holder[2]} of site {holder[0]!r} "
-                                                       f"({holder[1]}): whoever is given it reads this site's "
-                                                       "reports; give each its own"))
+        for path, token in opening:
+            if holder := self.given.get(token):
+                name = "the report token" if path[1] == "token" else dotted(path)
+                found.append(Finding(path, f"{name} is also {holder[2]} of site {holder[0]!r} ({holder[1]}): whoever "
+                                           "is given it reads this site's reports; give each its own"))
         for path, value in given:
             if value:
                 self.given.setdefault(value, (site.id, file, dotted(path)))

@@ -109,6 +109,7 @@ class Site:
     calls: CallSettings = CallSettings()
     visits: VisitSettings = VisitSettings()
     report_token: str | None = None
+    read_tokens: tuple[str, ...] = ()  # read what the report token reads, erase nothing
     webhooks: tuple[Webhook, ...] = ()
     exports: Exports = Exports()
     alerts: AlertSettings = AlertSettings()

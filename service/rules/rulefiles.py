@@ -207,6 +207,8 @@ class _Compiler:
             calls=self._calls(data.get("calls", {}), zone, "time_zone" in data),
             visits=_visits(data.get("visits", {})),
             report_token=self._credential(("reports", "token"), data.get("reports", {}).get("token")),
+            read_tokens=tuple(token for index, given in enumerate(data.get("reports", {}).get("read_tokens", []))
+                              if (token := self._credential(("reports", "read_tokens", index), given))),
             webhooks=self._webhooks(data.get("webhooks", [])),
             exports=self._exports(data.get("exports", {}), str(data.get("phone", ""))),
             alerts=_alerts(data.get("alerts", {})),
@@ -508,13 +510,17 @@ class _Compiler:
             **{name: self._credential(("calls", name), data.get(name)) for name in VENDOR_CREDENTIALS},
         )
 
-    def _credential(self, path: tuple[str, ...], value: str | None) -> str | None:
+    def _credential(self, path: tuple[str | int, ...], value: str | None) -> str | None:
         """A credential the site may go without, worth a warning when it names an environment
         variable that is not set: what needs it is refused, and the file does name one."""
         secret = self._read(path, value)
         if value is not None and secret is None:
-            refused = "the dashboard and reports refuse every token" if path[0] == "reports" else \
-                "the webhooks that need it are refused"
+            if path[:2] == ("reports", "read_tokens"):
+                refused = "it opens nothing"
+            elif path[0] == "reports":
+                refused = "the dashboard and reports refuse every token"
+            else:
+                refused = "the webhooks that need it are refused"
             self.warn(path, f"{value} is not set in the environment: {refused}")
         return secret
 
