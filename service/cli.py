@@ -33,6 +33,7 @@ from service.rules.engine import decide
 from service.tracking.visitors import new_vid
 
 VERSION = importlib.metadata.version("swapline")
+TOKEN_VARIABLE = "SWAPLINE_TOKEN"  # what the commands that ask the service ask with, over the rules' report token
 PREVIEW_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
 
@@ -241,14 +242,19 @@ def _service(settings: Settings, args: argparse.Namespace) -> str:
 
 
 def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False, method: str = "GET") -> Any:
-    """Ask the running service for `path` with the site's report token from the rules."""
-    rules = _load(settings.rules_dir)
-    site = rules.sites.get(args.site) if rules else None
-    if site is None or site.report_token is None:
-        raise SystemExit(f"swapline: site {args.site!r} has no reports.token in {settings.rules_dir}: the command "
-                         "reads the token from the rules, so give it the service's (SWAPLINE_RULES_DIR)")
+    """Ask the running service for `path` with `SWAPLINE_TOKEN` (a read token will do, but to
+    erase), else the site's report token from the rules."""
+    token = os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        rules = _load(settings.rules_dir)
+        site = rules.sites.get(args.site) if rules else None
+        token = site.report_token if site else None
+    if not token:
+        raise SystemExit(f"swapline: no token for site {args.site!r}: set {TOKEN_VARIABLE} to its report token or "
+                         f"a read token, or run it where SWAPLINE_RULES_DIR names the service's rules, which give "
+                         f"the report token ({settings.rules_dir} do not)")
     base = _service(settings, args)
-    request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {site.report_token}"},
+    request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"},
                                      method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -333,6 +339,9 @@ def _pools(settings: Settings, args: argparse.Namespace) -> int:
     body = _ask(settings, args, f"/v1/pools/{args.site}")
     if args.format == "json":
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if not body["pools"]:
+        print(f"site {args.site} has no pool that leases numbers: its rules list none (docs/RULES.md, Number pools)")
         return 0
     columns = ("pool", "numbers", "held", "utilisation", "peak_held", "peak_wanted", "arrivals_peak_hour",
                "overflowed_visitors", "capped_visitors", "average_hold_s", "recommended_size")

@@ -168,8 +168,15 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
                       headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})
         table = demo_command("pools", "--site", "demo", "--url", base)
         as_json = demo_command("pools", "--site", "demo", "--url", base, "--format", "json")
+        elsewhere = {**os.environ, "SWAPLINE_RULES_DIR": str(tmp_path / "no-rules-here")}  # a client's laptop
+        untold = subprocess.run(["swapline", "pools", "--site", "demo", "--url", base], capture_output=True,
+                                text=True, env=elsewhere)
+        told = subprocess.run(["swapline", "pools", "--site", "demo", "--url", base], capture_output=True, text=True,
+                              env={**elsewhere, "SWAPLINE_TOKEN": "demo-report-token-change-me"})
     finally:
         stop(process)
+    assert untold.returncode == 1 and "set SWAPLINE_TOKEN to its report token or a read token" in untold.stderr
+    assert told.returncode == 0 and told.stdout == table.stdout, told.stderr
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
     assert header.split()[:3] == ["pool", "numbers", "held"]

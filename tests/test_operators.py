@@ -99,3 +99,17 @@ def test_operator_networks_are_a_setting(valkey_url: str, rules_dir: Path, store
         assert app.get("/metrics").status_code == 403  # named networks replace the default ones
     with pytest.raises(ConfigError, match="SWAPLINE_OPERATOR_NETWORKS"):
         Settings.from_env({"SWAPLINE_OPERATOR_NETWORKS": "10.0.0.0/33"})
+
+
+def test_the_home_page_leads_to_the_demo_page_only_where_the_demo_site_runs(
+        valkey_url: str, rules_dir: Path, store: redis.Redis) -> None:
+    """An agency's install, its clients' files in place of the demo's: no link to a page whose
+    snippet asks for a site that is not there."""
+    with TestClient(create_app(make_settings(valkey_url, rules_dir)), client=("127.0.0.1", 40000)) as app:
+        assert 'href="/demo/"' in app.get("/").text
+    shop = (rules_dir / "demo.yaml").read_text().replace("site: demo", "site: shop", 1)
+    (rules_dir / "demo.yaml").unlink()
+    (rules_dir / "shop.yaml").write_text(shop)
+    with TestClient(create_app(make_settings(valkey_url, rules_dir)), client=("127.0.0.1", 40000)) as app:
+        home = app.get("/").text
+    assert 'href="/dashboard/shop"' in home and 'href="/demo/"' not in home
