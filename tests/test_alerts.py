@@ -60,11 +60,23 @@ def test_a_pool_that_overflows_raises_one_alert_an_hour(climate: TestClient, clo
     shown = [climate.get("/v1/decide", params={"site": "climate", "url": AD, "vid": f"overflow-visitor-{n:06d}"}).json()
              for n in range(3)]  # the yandex pool has two numbers
     assert shown[2]["phone"]["kind"] == "overflow"
-    (alert,) = checked(climate, "pool_overflow")
-    assert "pool yandex gave 1 visitor its overflow number since 14:00 (Europe/Moscow)" in alert["message"]
+    (alert,) = checked(climate, "pool_overflow")  # in the site's language: Russian unless it says otherwise
+    assert alert["message"].startswith("climate: пул yandex выдал резервный номер 1 посетителю с 14:00 "
+                                       "(Europe/Moscow): его номеров (2) мало")
     assert len(checked(climate, "pool_overflow")) == 1  # the same hour: said once
     conversions = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
     assert all(entry["kind"] != "alert" for entry in conversions)  # the conversion log lists alerts when asked
+
+
+def test_an_english_sites_alerts_are_in_english(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                                clock: Clock) -> None:
+    english = ALERTING.replace("site: climate\n", "site: climate\nlanguage: en\n", 1)
+    with site_client(valkey_url, rules_dir, clock, "climate", english) as climate:
+        for n in range(4):  # the yandex pool has two numbers
+            climate.get("/v1/decide", params={"site": "climate", "url": AD, "vid": f"english-visitor-{n:06d}"})
+        (alert,) = checked(climate, "pool_overflow")
+    assert alert["message"] == ("climate: pool yandex gave 2 visitors its overflow number since 14:00 (Europe/Moscow): "
+                                "its 2 numbers are too few (the dashboard's Numbers tab says how many it needs)")
 
 
 def test_a_pool_that_turns_away_a_networks_visitors_while_numbers_are_free_says_so(
@@ -76,8 +88,8 @@ def test_a_pool_that_turns_away_a_networks_visitors_while_numbers_are_free_says_
                  for n in range(3)]
         assert [answer["phone"]["kind"] for answer in shown] == ["lease", "overflow", "overflow"]
         (alert,) = checked(climate, "pool_capped")
-        assert "pool yandex gave 2 visitors its overflow number since 14:00 (Europe/Moscow) while numbers were " \
-               "free" in alert["message"] and "SWAPLINE_NETWORK_SHARE" in alert["message"]
+        assert "пул yandex выдал резервный номер 2 посетителям с 14:00 (Europe/Moscow), хотя свободные номера были" \
+               in alert["message"] and "SWAPLINE_NETWORK_SHARE" in alert["message"]
         assert checked(climate, "pool_overflow") == []  # no number was wanting
         assert len(checked(climate, "pool_capped")) == 1  # the same hour: said once
 
@@ -95,8 +107,8 @@ def test_no_calls_for_two_working_hours_raises_an_alert_and_the_night_does_not_c
     assert checked(climate) == []
     clock.now = moscow(2, 12, 41)
     (alert,) = checked(climate)
-    assert alert == {"check": "no_calls", "message": "climate: no call for 2 h of working hours: check that the "
-                     "telephony's webhook still reaches Swapline (docs/CALLS.md)"}
+    assert alert == {"check": "no_calls", "message": "climate: ни одного звонка за 2 ч рабочего времени: проверьте, "
+                     "что вебхук телефонии всё ещё доходит до Swapline (docs/CALLS.md)"}
     clock.now = moscow(5, 14)  # Saturday: not a working day
     assert len(checked(climate)) == 1
 
@@ -113,7 +125,8 @@ def test_an_upload_that_failed_or_was_refused_whole_raises_an_alert(climate: Tes
     store.xadd("sw:{climate:log}:uploads", {"u": orjson.dumps({  # as service.integrations.exports records one
         "target": "google-ads", "at": int(clock.now * 1000), "rows": 3, "status": status, "detail": detail})})
     alerts = checked(climate, "exports_failing")
-    assert [alert["message"] for alert in alerts] == ([f"climate: the upload to google-ads {status}: {detail}"]
+    said = {"failed": "ошибка", "refused": "отклонено"}.get(status)
+    assert [alert["message"] for alert in alerts] == ([f"climate: выгрузка в google-ads — {said}: {detail}"]
                                                       if alerted else [])
 
 
@@ -144,7 +157,7 @@ def test_alerts_and_conversions_reach_a_telegram_chat(tmp_path: Path, valkey_url
     assert all(message["chat_id"] == "-1001234567890" and set(message) == {"chat_id", "text"} for message in messages)
     texts = sorted(message["text"] for message in messages)
     assert texts[0] == "Form on / · yandex / summer «купить кондиционер»"
-    assert texts[1].startswith("⚠️ climate: pool yandex gave 1 visitor its overflow number")
+    assert texts[1].startswith("⚠️ climate: пул yandex выдал резервный номер 1 посетителю")
 
 
 def test_a_store_that_stops_answering_is_told_without_it_and_its_return_through_it(tmp_path: Path) -> None:
@@ -179,7 +192,7 @@ def test_a_store_that_stops_answering_is_told_without_it_and_its_return_through_
                                                  hashlib.sha256).hexdigest())
     bodies = [orjson.loads(request.body) for request in (degraded, recovered)]
     assert [body["conversion"]["alert"]["check"] for body in bodies] == ["store_degraded", "store_recovered"]
-    assert "has not taken a write within 200 ms" in bodies[0]["conversion"]["alert"]["message"]
+    assert "не принимает записи дольше 200 мс" in bodies[0]["conversion"]["alert"]["message"]
     assert bodies[0]["id"].startswith("alert:store_degraded:") and bodies[1]["id"].startswith("alert:store_recovered:")
 
 

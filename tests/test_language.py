@@ -11,6 +11,7 @@ import pytest
 from service.analytics import dashboard, language, reports
 from service.analytics.dimensions import BACKWARDS_OR_FAR, COHORTS
 from service.analytics.logs import NO_CALLER
+from service.integrations import alerts
 from service.integrations.calls import ANSWERED, MISSED, UNCREDITED, status_of
 from service.tracking.counters import DIMENSIONS, NONE, NOT_CREDITED, OTHER
 from service.tracking.visitors import device
@@ -39,6 +40,7 @@ SAID_AS_THEY_COME = {
     reports.MISMATCH, reports.NO_CONVERSIONS, reports.TOO_HIGH, reports.TOO_FEW,
     reports.BETTER, reports.WORSE, reports.UNDECIDED, reports.UNTRUSTED,
     reports.BACKWARDS, BACKWARDS_OR_FAR, NO_CALLER,  # what a tab's own fields may ask that it refuses
+    alerts.OVERFLOW, alerts.CAPPED, alerts.NO_CALLS, alerts.UPLOAD, alerts.DEGRADED, alerts.RECOVERED,
 }
 
 

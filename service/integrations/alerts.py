@@ -9,6 +9,9 @@
     store_degraded    the store has not answered in time for a while (`StoreWatch`)
     store_recovered   it answers again
 
+Each alert's message is in the site's `language` (Russian by default), as its owner reads it;
+its `check` names it for programs.
+
 Once a minute one process (a lock in the store) checks every site. An alert is an entry of the
 conversion log of kind `alert`, logged once per check and period (its id says which), so the
 site's webhooks deliver it at least once, retried like a conversion: an endpoint with
@@ -25,6 +28,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
+from service.analytics.language import Words
 from service.integrations import exports
 from service.integrations.webhook_posts import Sender
 from service.observability import WEBHOOKS
@@ -35,6 +39,21 @@ from service.tracking.pools import PoolKeys
 from service.tracking.store import DEADLINE, STORE_ERRORS, Store, repeat
 
 LOCK = "sw:alerts:checked"
+# The messages, by check: English here, Russian in the dashboard's catalogue (service/pages/ru.json).
+OVERFLOW = ("%(site)s: pool %(pool)s gave %(count)s visitor its overflow number since %(since)s: its %(numbers)s "
+            "numbers are too few (the dashboard's Numbers tab says how many it needs)")
+CAPPED = ("%(site)s: pool %(pool)s gave %(count)s visitor its overflow number since %(since)s while numbers were free: "
+          "their network held its share of the pool. If real visitors share an address (a mobile carrier's, an "
+          "office's), ask for a larger share (SWAPLINE_NETWORK_SHARE) or more numbers; made-up visitors from one "
+          "address need nothing (docs/RULES.md)")
+NO_CALLS = ("%(site)s: no call for %(hours)s h of working hours: check that the telephony's webhook still reaches "
+            "Swapline (docs/CALLS.md)")
+UPLOAD = "%(site)s: the upload to %(target)s %(status)s: %(detail)s"
+DEGRADED = ("%(site)s: Swapline's store (Redis/Valkey) has not taken a write within %(ms)s ms since %(since)s: "
+            "decisions are answered without tracking numbers and experiments, and events and calls wait on disk "
+            "until it is back")
+RECOVERED = ("%(site)s: Swapline's store answers again, after about %(minutes)s min; the events and calls kept on "
+             "disk meanwhile are being credited")
 log = logging.getLogger("swapline")
 
 
@@ -66,17 +85,11 @@ class Alerts:
                 continue
             overflowed, capped = await self.store.client.hmget(PoolKeys.of(site.id, pool.id).stats,
                                                                 f"overflow:{hour}", f"capped:{hour}")
-            gave = f"{site.name}: pool {pool.id} gave {{}} its overflow number since {hour[-2:]}:00 ({site.time_zone})"
-            if overflowed and int(overflowed):
-                alerts.append((f"alert:pool_overflow:{pool.id}:{hour}", "pool_overflow",
-                               gave.format(_visitors(int(overflowed))) + f": its {len(pool.numbers)} numbers are "
-                               f"too few (GET /v1/pools/{site.id} recommends a size)"))
-            if capped and int(capped):
-                alerts.append((f"alert:pool_capped:{pool.id}:{hour}", "pool_capped",
-                               gave.format(_visitors(int(capped))) + " while numbers were free: their network held "
-                               "its share of the pool (SWAPLINE_NETWORK_SHARE). If real visitors share an address (a "
-                               "mobile carrier's, an office's), raise the share or add numbers; made-up visitors "
-                               "from one address need nothing (docs/RULES.md)"))
+            since = f"{hour[-2:]}:00 ({site.time_zone})"
+            for check, template, count in (("pool_overflow", OVERFLOW, overflowed), ("pool_capped", CAPPED, capped)):
+                if count and int(count):
+                    alerts.append((f"alert:{check}:{pool.id}:{hour}", check, _message(
+                        site, template, int(count), pool=pool.id, since=since, numbers=str(len(pool.numbers)))))
         return alerts
 
     async def _calls(self, site: Site, now: int) -> list[tuple[str, str, str]]:
@@ -94,9 +107,7 @@ class Alerts:
         if now - quiet_since < settings.no_calls_for * 1000:
             return []
         hours = settings.no_calls_for / 3600
-        return [(f"alert:no_calls:{local.date()}", "no_calls",
-                 f"{site.name}: no call for {hours:g} h of working hours: check that the telephony's webhook "
-                 "still reaches Swapline (docs/CALLS.md)")]
+        return [(f"alert:no_calls:{local.date()}", "no_calls", _message(site, NO_CALLS, hours=f"{hours:g}"))]
 
     async def _exports(self, site: Site) -> list[tuple[str, str, str]]:
         latest: dict[str, dict[str, Any]] = {}
@@ -104,8 +115,9 @@ class Alerts:
             latest.setdefault(upload["target"], upload)  # newest first
         # A click too old is refused now and then ("partly refused"); none taken is a setup
         # to fix: a conversion action of another account, say.
+        words = Words(site.language)
         return [(f"alert:exports:{target}:{hour_and_day(upload['at'])[0]}", "exports_failing",
-                 f"{site.name}: the upload to {target} {upload['status']}: {upload['detail']}")
+                 _message(site, UPLOAD, target=target, status=words.gettext(upload["status"]), detail=upload["detail"]))
                 for target, upload in latest.items() if upload["status"] in ("failed", "refused")]
 
 
@@ -165,9 +177,7 @@ class StoreWatch:
             began = datetime.datetime.fromtimestamp(self.since / 1000, site.time_zone).strftime(
                 f"%H:%M ({site.time_zone})")
             entry = _alert(f"alert:store_degraded:{hour_and_day(self.since)[0]}", "store_degraded", now,
-                           f"{site.name}: Swapline's store (Redis/Valkey) has not taken a write within "
-                           f"{self.slow * 1000:g} ms since {began}: decisions are answered without tracking "
-                           "numbers and experiments, and events and calls wait on disk until it is back")
+                           _message(site, DEGRADED, ms=f"{self.slow * 1000:g}", since=began))
             for hook in site.webhooks:
                 if hook.takes("alert"):
                     status, delivered = await sender.post(hook, site.id, entry, 1, now)
@@ -181,8 +191,7 @@ class StoreWatch:
         for site in self.sites():
             await self.journal.add(site.id, _alert(
                 f"alert:store_recovered:{hour_and_day(self.since)[0]}", "store_recovered", now,
-                f"{site.name}: Swapline's store answers again, after about {minutes} min; the events and calls "
-                "kept on disk meanwhile are being credited"), now, site.time_zone)
+                _message(site, RECOVERED, minutes=str(minutes))), now, site.time_zone)
 
 
 def _alert(alert_id: str, check: str, now: int, message: str) -> dict[str, Any]:
@@ -191,5 +200,11 @@ def _alert(alert_id: str, check: str, now: int, message: str) -> dict[str, Any]:
             "visit": None, "alert": {"check": check, "message": message}}
 
 
-def _visitors(count: int) -> str:
-    return "1 visitor" if count == 1 else f"{count:,} visitors"
+def _message(site: Site, template: str, count: int | None = None, **values: str) -> str:
+    """An alert's message in the site's language; with `count`, in the form its number takes
+    (1 visitor, 2 visitors; 1 посетителю, 5 посетителям)."""
+    words = Words(site.language)
+    if count is None:
+        return words.gettext(template) % {"site": site.name, **values}
+    plural = template.replace("%(count)s visitor ", "%(count)s visitors ", 1)
+    return words.ngettext(template, plural, count) % {"site": site.name, "count": str(count), **values}
