@@ -113,3 +113,16 @@ def test_the_home_page_leads_to_the_demo_page_only_where_the_demo_site_runs(
     with TestClient(create_app(make_settings(valkey_url, rules_dir)), client=("127.0.0.1", 40000)) as app:
         home = app.get("/").text
     assert 'href="/dashboard/shop"' in home and 'href="/demo/"' not in home
+
+
+def test_the_home_page_shows_what_in_the_rules_serves_but_likely_not_as_meant(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new client's file names a token in a variable the service's environment lacks: it loads,
+    and its dashboard refuses every token. The operator reads why on the home page, not only in
+    the log."""
+    monkeypatch.delenv("OKNA_REPORT_TOKEN", raising=False)
+    (rules_dir / "okna.yaml").write_text('site: okna\norigins: [https://okna.example]\n'
+                                         'reports: {token: "${OKNA_REPORT_TOKEN}"}\n')
+    with TestClient(create_app(make_settings(valkey_url, rules_dir)), client=("127.0.0.1", 40000)) as app:
+        home = app.get("/").text
+    assert "rules warnings" in home and "${OKNA_REPORT_TOKEN} is not set in the environment" in home

@@ -12,7 +12,7 @@ from service.analytics.dashboard import PAGES
 from service.config import SENTINEL, Settings
 from service.runtime import Runtime
 
-PROBLEMS_SHOWN = 10  # of a refused change to the rules: `swapline rules check` lists them all
+PROBLEMS_SHOWN = 10  # of a refused change to the rules, or of its warnings: `swapline rules check` lists them all
 
 
 def store_mode(settings: Settings) -> str:
@@ -35,5 +35,7 @@ async def home_endpoint(request: Request) -> HTMLResponse:
         version=__version__, rules_version=runtime.rules.version, store=store_mode(runtime.settings), sites=sites,
         rules_refused=datetime.datetime.fromtimestamp(refused.at, datetime.UTC).strftime("%Y-%m-%d %H:%M")
         if refused else None, problems=refused.problems[:PROBLEMS_SHOWN] if refused else (),
-        more=max(0, len(refused.problems) - PROBLEMS_SHOWN) if refused else 0)
+        more=max(0, len(refused.problems) - PROBLEMS_SHOWN) if refused else 0,
+        warnings=runtime.rules.warnings[:PROBLEMS_SHOWN],
+        more_warnings=max(0, len(runtime.rules.warnings) - PROBLEMS_SHOWN))
     return HTMLResponse(html, headers={"cache-control": "no-store"})
