@@ -47,7 +47,7 @@ BETTER = ("Variant %(variant)s converts better than the control (%(lift)s, alway
 WORSE = "Every variant converts worse than the control: you may end the test, with winner: control"
 UNDECIDED = "No variant converts better than the control yet: keep the test running"
 UNTRUSTED = "Decide nothing on these figures until the split follows the weights"
-SIGNIFICANT = 0.05
+SIGNIFICANT = 0.05  # an always-valid p below this shows a difference, as the dashboard colours it
 BACKWARDS = "from must come before to"  # what a reader may pick in the tab's date fields, as `Said`
 MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
 
@@ -289,18 +289,18 @@ def _verdict(variants: list[dict[str, Any]], srm: dict[str, Any] | None, correct
     if srm and srm["alarm"]:
         return Said(UNTRUSTED)
 
-    def shown(row: dict[str, Any]) -> float | None:
+    def significant(row: dict[str, Any]) -> float | None:
         figures = row["lift"]["sequential"]
         p_value: float | None = figures and figures["p_value_holm" if corrected else "p_value"]
         return p_value if p_value is not None and p_value < SIGNIFICANT else None
 
-    better = [row for row in compared if shown(row) is not None and (row["lift"]["absolute"] or 0) > 0]
+    better = [row for row in compared if significant(row) is not None and (row["lift"]["absolute"] or 0) > 0]
     if better:
         best = max(better, key=lambda row: row["lift"]["absolute"])
         relative = best["lift"]["relative"]  # none where the control converted nobody: the difference, in points
         lift = f"{relative:+.1%}" if relative is not None else f"{best['lift']['absolute'] * 100:+.1f} pp"
-        return Said(BETTER, variant=best["variant"], lift=lift, p=f"{shown(best):.2g}")
-    if len(compared) == len(variants) - 1 and all(shown(row) is not None for row in compared):
+        return Said(BETTER, variant=best["variant"], lift=lift, p=f"{significant(best):.2g}")
+    if len(compared) == len(variants) - 1 and all(significant(row) is not None for row in compared):
         return Said(WORSE)
     return Said(UNDECIDED)
 

@@ -50,8 +50,8 @@ def refuse_foreign_sign_in(request: Request) -> None:
 
 
 async def accepts(runtime: Runtime, site: Site, request: Request, given: str) -> str | None:
-    """The site's token `given` is, its report token or a read token; None for none of them, and
-    429 once the client has guessed wrong too often."""
+    """Which of the site's tokens `given` is (its report token or a read token), or None; 429
+    once the client has guessed wrong too often."""
     opened = None
     for token in tokens(site):  # each compared whole: compare_digest takes as long for a near miss
         if hmac.compare_digest(given.encode(), token.encode()):

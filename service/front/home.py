@@ -12,7 +12,7 @@ from service.analytics.dashboard import PAGES
 from service.config import SENTINEL, Settings
 from service.runtime import Runtime
 
-PROBLEMS_SHOWN = 10  # of a refused change to the rules, or of its warnings: `swapline rules check` lists them all
+PROBLEMS_SHOWN = 10  # of a refused change to the rules, or of the rules' warnings: `swapline rules check` lists all
 
 
 def store_mode(settings: Settings) -> str:

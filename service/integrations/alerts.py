@@ -206,5 +206,5 @@ def _message(site: Site, template: str, count: int | None = None, **values: str)
     words = Words(site.language)
     if count is None:
         return words.gettext(template) % {"site": site.name, **values}
-    plural = template.replace("%(count)s visitor ", "%(count)s visitors ", 1)
+    plural = template.replace("%(count)s visitor ", "%(count)s visitors ", 1)  # English's differs in that word
     return words.ngettext(template, plural, count) % {"site": site.name, "count": str(count), **values}

@@ -66,12 +66,12 @@ class Claims:
 
     def _credentials(self, site: Site, file: str) -> list[Finding]:
         found = []
-        opening: list[tuple[Path, str]] = [(("reports", "read_tokens", index), token)
-                                           for index, token in enumerate(site.read_tokens)]
+        # What opens the site's reports: where in its file, as a message names it, and the token.
+        opening: list[tuple[Path, str, str]] = [(("reports", "read_tokens", index), f"reports.read_tokens[{index}]",
+                                                 token) for index, token in enumerate(site.read_tokens)]
         if site.report_token is not None:
-            opening.insert(0, (("reports", "token"), site.report_token))
-        for path, token in opening:
-            name = "the report token" if path[1] == "token" else dotted(path)
+            opening.insert(0, (("reports", "token"), "the report token", site.report_token))
+        for path, name, token in opening:
             other = self.tokens.setdefault(token, (site.id, file))
             if other[0] != site.id:
                 found.append(Finding(path, f"{name} is also that of site {other[0]!r} ({other[1]}): whoever has it "
@@ -97,9 +97,8 @@ class Claims:
                     f"the {kind} of site {opener[0]!r} ({opener[1]})"
                 found.append(Finding(path, f"{dotted(path)} is also {token}: whoever is given it reads that site's "
                                            "reports; give each its own"))
-        for path, token in opening:
+        for path, name, token in opening:
             if holder := self.given.get(token):
-                name = "the report token" if path[1] == "token" else dotted(path)
                 found.append(Finding(path, f"{name} is also {holder[2]} of site {holder[0]!r} ({holder[1]}): whoever "
                                            "is given it reads this site's reports; give each its own"))
         for path, value in given:
