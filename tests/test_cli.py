@@ -461,8 +461,9 @@ def test_a_report_for_a_site_other_rules_hold_says_where_the_token_is_read() -> 
     refused = subprocess.run(["swapline", "report", "--site", "load"], capture_output=True, text=True, timeout=60,
                              env=env)
     assert refused.returncode == 1
-    assert refused.stderr.strip() == (f"swapline: site 'load' has no reports.token in {DEMO_RULES}: the command reads "
-                                      "the token from the rules, so give it the service's (SWAPLINE_RULES_DIR)")
+    assert refused.stderr.strip() == (
+        "swapline: no token for site 'load': set SWAPLINE_TOKEN to its report token or a read token, or run it where "
+        f"SWAPLINE_RULES_DIR names the service's rules, which give the report token ({DEMO_RULES} do not)")
 
 
 def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
