@@ -229,6 +229,9 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             signature = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
             assert http.post("/v1/calls?site=climate", content=raw,
                              headers={"x-swapline-signature": signature}).json()["credited"] is True
+            for vid, ref in (("dash-google-visitor-01", "https://www.google.com/"),
+                             ("dash-yandex-visitor-02", "https://yandex.ru/")):  # yandex 2 visits, google 1
+                http.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/", "vid": vid, "ref": ref})
         with chromium() as browser:
             page = dashboard(browser, base, "climate", "climate-report-token-0001")
             page.get_by_role("link", name="Calls").click()
@@ -238,7 +241,7 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             assert cells[1:6] == [shown["phone"]["international"], "completed", "1:30", "yes", "…4567"]
             assert cells[6:] == ["yandex", "summer", "купить кондиционер"]
             suggested = page.locator("#sources option").evaluate_all("(all) => all.map((o) => [o.value, o.label])")
-            assert suggested == [["yandex", "yandex"], ["(not credited)", "(not credited)"]]  # the source field's
+            assert suggested == [["yandex", "yandex"], ["google", "google"], ["(not credited)", "(not credited)"]]
             assert not row.locator("ol.pages").is_visible()
             row.locator("summary").click()  # the journey, one click away
             assert [item.split(" · ", 1)[1] for item in row.locator("ol.pages li").all_inner_texts()] == [
@@ -260,7 +263,7 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             assert re.fullmatch(r"\d\d\.\d\d\.\d{4} \d\d:\d\d:\d\d", first[0])  # as Russians write a moment
             assert first[2:5] == ["отвечен", "1:30", "да"]
             suggested = russian.locator("#sources option").evaluate_all("(all) => all.map((o) => o.label)")
-            assert suggested == ["yandex", "(не засчитаны)"]  # the value a filter takes, named in the reader's words
+            assert suggested == ["yandex", "google", "(не засчитаны)"]  # the filter's values, in the reader's words
             assert row.locator("summary").inner_text() == "Визит звонившего: 2 страницы"
             row.locator("summary").click()
             called = row.locator("ol.pages li").last.inner_text()

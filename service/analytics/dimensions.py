@@ -140,7 +140,7 @@ async def seen(store: Store, site: Site, dimension: str, today: str) -> list[str
     """The values of `dimension` in the last 30 days' visits, the most visits first: what a
     filter of it may name."""
     counts = await _counted(store, site.id, Query({"by": dimension}, today))
-    return [values[0] for values, _ in sorted(counts.items(), key=lambda row: (-row[1]["visits"], row[0]))]
+    return [values[0] for values, _ in sorted(counts.items(), key=lambda row: (-row[1]["v"], row[0]))]  # v: visits
 
 
 async def _counted(store: Store, site: str, query: Query) -> Counts:
