@@ -38,7 +38,7 @@ SAID_AS_THEY_COME = {
     "desktop", "mobile", "tablet",  # service.tracking.visitors.device
     "sent", "partly refused", "refused", "nothing to send", "failed",  # service.integrations.exports
     reports.MISMATCH, reports.NO_CONVERSIONS, reports.TOO_HIGH, reports.TOO_FEW,
-    reports.BETTER, reports.WORSE, reports.UNDECIDED, reports.UNTRUSTED,
+    reports.BETTER, reports.WORSE, reports.UNDECIDED, reports.UNTRUSTED, reports.LEFT_OUT,
     reports.BACKWARDS, BACKWARDS_OR_FAR, NO_CALLER,  # what a tab's own fields may ask that it refuses
     alerts.OVERFLOW, alerts.CAPPED, alerts.NO_CALLS, alerts.UPLOAD, alerts.DEGRADED, alerts.RECOVERED,
 }

@@ -356,6 +356,20 @@ def test_each_experiment_says_what_its_always_valid_figures_let_the_reader_decid
     assert f"  = {table['verdict']}\n" in printed.getvalue()
 
 
+def test_an_experiment_whose_visitors_mostly_overflowed_says_its_call_figures_leave_them_out(
+        shop: TestClient, clock: Clock) -> None:
+    """A pool too small for a burst: the verdict on calls rests on the few who got a number, and
+    the table says so beside it; a metric without calls counts them all."""
+    for n in range(40):  # within a minute: 20 numbers, 20 visitors find none free
+        assert shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": f"burst-visitor-{n:06d}"},
+                        headers={"x-forwarded-for": f"203.0.113.{n + 1}"}).status_code == 200
+    (table,) = shop.get("/v1/reports/shop", headers=TOKEN).json()["experiments"]
+    assert ("20 of the 40 visitors got the overflow number and are not in these figures, which calls count in: "
+            "read a metric without calls (form), or give the pool more numbers") in table["warnings"]
+    (by_form,) = shop.get("/v1/reports/shop", params={"metric": "form"}, headers=TOKEN).json()["experiments"]
+    assert not any("overflow number" in warning for warning in by_form["warnings"])
+
+
 def test_a_test_whose_split_is_broken_or_that_has_ended_advises_nothing(
         shop: TestClient, clock: Clock, rules_dir: Path) -> None:
     for n in range(200):

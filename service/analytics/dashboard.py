@@ -41,8 +41,8 @@ TABS = ("", "/sources", "/calls", "/numbers")  # under /dashboard/{site}
 LANGUAGE_SECONDS = 400 * 86_400  # a chosen language is kept as long as a browser keeps a cookie
 DOWNLOADS = ("report", "sources", "calls")  # /dashboard/{site}/calls.xlsx: what a tab shows, to save
 POOL_DAYS_SHOWN = 14  # the days the Numbers tab lists; its verdicts read the last week
-SOURCE_CHOICES = ("source", "source,campaign", "campaign", "phrase", "source,phrase", "landing", "region", "city",
-                  "device", "pool", "page", "variant")
+SOURCE_CHOICES = ("source", "source,medium", "source,campaign", "campaign", "phrase", "source,phrase", "landing",
+                  "region", "city", "device", "pool", "page", "variant")
 # How the lift is judged (`?test=`): always-valid figures for an analyst who looks every day
 # (the default), or the classic ones, valid for one look at a sample size fixed in advance.
 TESTS = {"sequential": "sequential: look any day", "fixed": "fixed horizon: one look at the planned size"}

@@ -41,6 +41,9 @@ NO_CONVERSIONS = "too little data: the control has no conversions yet, so no sam
 TOO_HIGH = "the control converts %(rate)s: a 20%% lift would pass 100%%, so no sample size can be judged"
 TOO_FEW = ("%(variant)s: %(visitors)s of the %(needed)s visitors needed to see a 20%% lift (by the fixed-horizon test; "
            "the sequential one, safe to read every day, needs more)")
+LEFT_OUT = ("%(overflowed)s of the %(exposed)s visitors got the overflow number and are not in these figures, which "
+            "calls count in: read a metric without calls (form), or give the pool more numbers")
+LEFT_OUT_SHARE = 0.1  # of an experiment's visitors out of a call metric's figures, worth saying so beside them
 # What the always-valid figures let a reader decide on any day's look (`verdict`), as `Said`.
 BETTER = ("Variant %(variant)s converts better than the control (%(lift)s, always-valid p = %(p)s): you may end "
           "the test, with winner: %(variant)s")
@@ -261,6 +264,10 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
     # difference the always-valid test has shown.
     decided = experiment.winner or (verdict and verdict.template in (BETTER, WORSE))
     warnings = [] if decided else _sample_warnings(k_control, n_control, variants)
+    exposed, overflowed = (sum(getattr(cells[v.id], name) for v in experiment.variants)
+                           for name in ("exposed", "overflowed"))
+    if metric in BY_CALL and overflowed > LEFT_OUT_SHARE * exposed:
+        warnings.append(Said(LEFT_OUT, overflowed=str(overflowed), exposed=str(exposed)))
     if srm and srm["alarm"]:
         warnings.insert(0, Said(MISMATCH, p=f"{srm['p_value']:.2g}"))
     return {
