@@ -3,9 +3,11 @@ messages at a local receiver; and the Prometheus rules for the service's own tro
 
 from __future__ import annotations
 
+import csv
 import datetime
 import hashlib
 import hmac
+import io
 import os
 import re
 import signal
@@ -64,6 +66,10 @@ def test_a_pool_that_overflows_raises_one_alert_an_hour(climate: TestClient, clo
     assert alert["message"].startswith("climate: пул yandex выдал резервный номер 1 посетителю с 14:00 "
                                        "(Europe/Moscow): его номеров (2) мало")
     assert len(checked(climate, "pool_overflow")) == 1  # the same hour: said once
+    rows = list(csv.DictReader(io.StringIO(climate.get("/v1/conversions/climate.csv", params={"kind": "alert"},
+                                                        headers=REPORT).text)))
+    (row,) = [row for row in rows if row["id"].startswith("alert:pool_overflow:yandex:")]
+    assert row["alert"] == alert["message"]  # in a file too
     conversions = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
     assert all(entry["kind"] != "alert" for entry in conversions)  # the conversion log lists alerts when asked
 

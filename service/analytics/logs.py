@@ -44,7 +44,7 @@ CALL_LOG_PARAMETERS = (*(name for name in LOG_PARAMETERS if name != "kind"), "ca
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "unique", "qualified",
                 "caller_last_digits", "credited", "reason")
 # A call's `credited` and `reason` too: the reports leave out its calls to none of the site's numbers.
-CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page", "credited", "reason")
+CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page", "credited", "reason", "alert")  # alert: its message
 # A file's entries when no `limit` asks for a page: a busy site's month of calls. Past it, and
 # past the log's pages a file reads (each at most `journal.SCANNED` entries, whatever the
 # filters keep), the file's `Link` header names the rest.
@@ -206,7 +206,8 @@ def sheet(entries: list[dict[str, Any]], calls: bool, name: str, zone: datetime.
         time = datetime.datetime.fromtimestamp((entry["start"] if calls else entry["at"]) // 1000, zone)
         own = ([time, *(entry.get(name) for name in CALL_COLUMNS[1:])] if calls else
                [time, entry["id"], entry["kind"], entry.get("goal"), entry.get("page"),
-                *((entry.get("call") or {}).get(name) for name in ("credited", "reason"))])
+                *((entry.get("call") or {}).get(name) for name in ("credited", "reason")),
+                (entry.get("alert") or {}).get("message")])
         visit = entry.get("visit") or {}
         rows.append([
             *own, entry.get("visitor"), *(visit.get(name) for name in VISIT_COLUMNS[1:6]),  # source … phrase
