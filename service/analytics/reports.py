@@ -264,8 +264,8 @@ def _experiment(experiment: Experiment, page: str, counts: Page, filters: Filter
     # difference the always-valid test has shown.
     decided = experiment.winner or (verdict and verdict.template in (BETTER, WORSE))
     warnings = [] if decided else _sample_warnings(k_control, n_control, variants)
-    exposed, overflowed = (sum(getattr(cells[v.id], name) for v in experiment.variants)
-                           for name in ("exposed", "overflowed"))
+    exposed = sum(cells[variant.id].exposed for variant in experiment.variants)
+    overflowed = sum(cells[variant.id].overflowed for variant in experiment.variants)
     if metric in BY_CALL and overflowed > LEFT_OUT_SHARE * exposed:
         warnings.append(Said(LEFT_OUT, overflowed=str(overflowed), exposed=str(exposed)))
     if srm and srm["alarm"]:
