@@ -67,6 +67,7 @@ def _pages(reader: str) -> jinja2.Environment:
     words = language.Words(reader)
     pages.install_gettext_callables(words.gettext, words.ngettext, newstyle=True)  # type: ignore[attr-defined]
     pages.globals["language"] = reader
+    pages.globals["paths"] = TABS  # the tabs' own (tabs.html)
     russian = reader == "ru"  # 12,5%, 20 000, 04.12 and 05.11.2026
 
     def decimal(figure: str) -> str:
