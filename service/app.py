@@ -72,6 +72,7 @@ from service.observability import (
 from service.rules import rulefiles
 from service.rules.engine import Site
 from service.rules.geo import GeoDB
+from service.rules.lastgood import LastGood
 from service.rules.reload import SWITCH_INTERVAL, log_warnings, resplit, site_list, warm_places, watch_rules
 from service.runtime import Refusal, Runtime
 from service.tracking import sites
@@ -117,7 +118,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
                 "which runs an embedded Valkey, or point it at Redis/Valkey"
             )
         nonlocal checked  # held here, the first rules would outlive every reload
-        rules, checked = checked if checked is not None else rulefiles.load(settings.rules_dir), None
+        kept = LastGood(settings.data_dir)
+        rules, checked = checked if checked is not None else kept.start(settings.rules_dir), None
         log_warnings(rules)
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
@@ -202,15 +204,14 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             return True
 
         def refuse(refused: rulefiles.RulesError) -> None:
-            # What a marketer without the log sees on the home page and /readyz: whose file, and why.
-            problems = tuple(f"{Path(problem.file).name}:{problem.line}: {problem.message}"
-                             for problem in refused.problems)
-            runtime.rules_refused = Refusal(runtime.rules_refused.at if runtime.rules_refused else runtime.clock(),
-                                            problems)
+            runtime.rules_refused = _refusal(refused.problems, runtime.rules_refused.at if runtime.rules_refused
+                                             else runtime.clock())
             RULES_CHANGES.labels("refused").inc()
 
+        if rules.refused:  # the last good rules kept from before serve
+            runtime.rules_refused = _refusal(rules.refused, runtime.clock())
         if settings.reload_rules:
-            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, apply, refuse)))
+            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, kept.load, apply, refuse)))
         log.info("rules version %s, sites %s", rules.version, site_list(rules))
         _count_from_zero(rules.sites.values())
         del rules  # the runtime's now, until a reload replaces them
@@ -296,6 +297,12 @@ async def _other_slash(router: Router, scope: Scope, receive: Receive, send: Sen
             await RedirectResponse(location, status_code=307)(scope, receive, send)
             return
     await router.not_found(scope, receive, send)
+
+
+def _refusal(problems: Iterable[rulefiles.Problem], since: float) -> Refusal:
+    """What a marketer without the log sees on the home page and /readyz: whose file, and why."""
+    return Refusal(since, tuple(f"{Path(problem.file).name}:{problem.line}: {problem.message}"
+                                for problem in problems))
 
 
 def _count_from_zero(serving: Iterable[Site]) -> None:

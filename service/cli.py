@@ -30,6 +30,7 @@ from service.config import ConfigError, Settings, warnings
 from service.integrations import callimport
 from service.rules import rulefiles
 from service.rules.engine import decide
+from service.rules.lastgood import LastGood
 from service.tracking.visitors import new_vid
 
 VERSION = importlib.metadata.version("swapline")
@@ -146,9 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _preview(settings, args)
 
 
-def _load(directory: Path) -> rulefiles.RuleSet | None:
+def _load(directory: Path, load: Callable[[Path], rulefiles.RuleSet] = rulefiles.load) -> rulefiles.RuleSet | None:
     try:
-        return rulefiles.load(directory)
+        return load(directory)
     except rulefiles.RulesError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -491,7 +492,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("swapline").info("swapline %s", VERSION)
     for warning in warnings(settings):
         logging.getLogger("swapline").warning(warning)
-    checked = _load(settings.rules_dir)
+    # Broken rules serve the last good ones kept from before, where there are such.
+    checked = _load(settings.rules_dir, LastGood(settings.data_dir).start)
     if checked is None:
         return 1
     workers = args.workers or settings.workers

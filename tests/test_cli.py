@@ -25,6 +25,7 @@ import redis
 from service.cli import main
 from service.integrations import callimport
 from service.rules import rulefiles
+from service.rules.lastgood import KEPT
 from tests.cluster import local_cluster
 from tests.conftest import (
     BROWSER_HEADERS,
@@ -569,7 +570,8 @@ def started_workers(process: subprocess.Popen[bytes]) -> int:
 def test_a_worker_that_fails_to_start_fails_serve_with_several_workers(tmp_path: Path, valkey_url: str,
                                                                        store: redis.Redis) -> None:
     """uvicorn stops every worker when one fails to start (here a replacement, on rules broken
-    since): the exit code says so, as it does with one worker, for systemd or Docker to see."""
+    since, with no good rules kept): the exit code says so, as it does with one worker, for
+    systemd or Docker to see."""
     rules = tmp_path / "rules"
     shutil.copytree(DEMO_RULES, rules)
     process, _ = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_WORKERS="2", SWAPLINE_RULES_DIR=str(rules),
@@ -577,6 +579,7 @@ def test_a_worker_that_fails_to_start_fails_serve_with_several_workers(tmp_path:
     try:
         wait_for("both workers", lambda: started_workers(process) == 2)
         (rules / "demo.yaml").write_text("site: [")
+        (tmp_path / "data" / KEPT).unlink()
         os.kill(workers_of(process.pid)[0], signal.SIGKILL)
         assert process.wait(timeout=60) == 3, output(process)
     finally:
@@ -584,6 +587,35 @@ def test_a_worker_that_fails_to_start_fails_serve_with_several_workers(tmp_path:
             process.kill()
             process.wait()
     assert "failed to start" in output(process)
+
+
+def test_serve_with_a_broken_rules_file_starts_on_the_last_good_rules(tmp_path: Path, valkey_url: str,
+                                                                     store: redis.Redis) -> None:
+    """A reboot while one client's file waits to be fixed: `swapline serve` starts on the rules
+    it last loaded from that directory, says why in its log, and refuses only with none kept."""
+    rules = tmp_path / "rules"
+    shutil.copytree(DEMO_RULES, rules)
+    settings = {"SWAPLINE_REDIS_URL": valkey_url, "SWAPLINE_RULES_DIR": str(rules)}
+    process, base = start(tmp_path, **settings)
+    good = httpx.get(f"{base}/readyz").json()["rules_version"]
+    assert stop(process) == 0
+    (rules / "demo.yaml").write_text((rules / "demo.yaml").read_text().replace("origins:", "origin:", 1))
+    process, base = start(tmp_path, **settings)
+    try:
+        ready = httpx.get(f"{base}/readyz").json()
+        answer = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/"}, headers=BROWSER_HEADERS)
+    finally:
+        stop(process)
+    assert ready["rules_version"] == good and ready["rules_change_refused"] is True, ready
+    assert answer.status_code == 200 and answer.json()["rules_version"] == good
+    (said,) = [json.loads(line) for line in output(process).splitlines() if "refused at start" in line]
+    assert said["level"] == "error" and "the last good rules, kept from it at" in said["message"]
+    assert f"{rules / 'demo.yaml'}:10: unknown key 'origin'" in said["message"]
+
+    (tmp_path / "data" / KEPT).unlink()  # a new machine: nothing kept
+    refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "SWAPLINE_DATA_DIR": str(tmp_path / "data"), **settings})
+    assert refused.returncode == 1 and "unknown key 'origin'" in refused.stderr, refused.stderr
 
 
 def test_a_worker_replaced_while_the_store_is_away_starts_degraded(tmp_path: Path) -> None:

@@ -1,8 +1,11 @@
-"""Editing a rules file takes effect without restart; a broken edit is refused whole."""
+"""Editing a rules file takes effect without restart; a broken edit is refused whole, and a
+restart with it serves the last good rules."""
 
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import time
 import weakref
 from pathlib import Path
@@ -14,6 +17,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.rules import rulefiles
+from service.rules.lastgood import KEPT
 from service.rules.reload import resplit, site_list
 from tests.conftest import BROWSER_HEADERS, UNCHANGED, make_settings, until_the_watcher_sees
 
@@ -57,8 +61,9 @@ def test_one_worker_starts_on_the_rules_serve_checked_without_loading_them_again
         assert wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0) is not None
         assert first() is None
     (rules_dir / "demo.yaml").write_text("site: [not, a, site")
-    # What a worker that loads the rules itself meets:
-    with pytest.raises(rulefiles.RulesError), TestClient(create_app(make_settings(valkey_url, rules_dir))):
+    # What a worker that loads the rules itself meets, where no good rules were kept before:
+    fresh = make_settings(valkey_url, rules_dir, data_dir=rules_dir.parent / "fresh")
+    with pytest.raises(rulefiles.RulesError), TestClient(create_app(fresh)):
         pass
 
 
@@ -124,6 +129,75 @@ def test_an_edit_applies_without_restart_and_a_broken_edit_is_refused(
         scraped = client.get("/metrics").text  # SwaplineSiteGone names the one that went
         assert "swapline_sites 1" in scraped and 'swapline_site_served{site="extra"}' not in scraped
         assert 'swapline_site_served{site="demo"} 1' in scraped
+
+
+def test_a_restart_with_a_broken_file_serves_the_last_good_rules_and_says_so(
+    valkey_url: str, rules_dir: Path, tmp_path: Path, store: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One client's mistake, waiting to be fixed, took every site of the directory down at the
+    next restart (a reboot, an upgrade). The rules that loaded last are kept in the data
+    directory, and serve then, loudly, until the directory loads."""
+    demo = rules_dir / "demo.yaml"
+    (rules_dir / "client.yaml").write_text("site: client\norigins: [https://client.example]\n")
+    settings = make_settings(valkey_url, rules_dir, data_dir=tmp_path / "data", reload_rules=True)
+    with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
+        good = client.get("/readyz").json()["rules_version"]
+    kept = tmp_path / "data" / KEPT
+    assert kept.stat().st_mode & 0o777 == 0o600  # a rules file may hold a literal token
+    demo.write_text(demo.read_text().replace("weight: 34", "weight: 40"))
+    with pytest.raises(rulefiles.RulesError):  # what `swapline rules check` says
+        rulefiles.load(rules_dir)
+
+    caplog.set_level(logging.INFO, logger="swapline")
+    with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
+        assert headline(client) == "Кондиционеры с установкой в Москве"
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready" and ready["rules_version"] == good
+        assert ready["rules_change_refused"] is True and len(ready["rules_problems"]) == 1
+        assert ready["rules_problems"][0].startswith("demo.yaml:") and "add up to 106" in ready["rules_problems"][0]
+        assert "swapline_rules_refused 1" in client.get("/metrics").text
+        assert "a later change to the rules was refused" in client.get("/").text
+        assert "the last good rules, kept from it at" in caplog.text and f"(version {good}), serve" in caplog.text
+        assert set(client.app.state.runtime.rules.sites) == {"demo", "client"}  # every client's site serves
+        # The fix applies as any edit does, and the refusal is gone.
+        demo.write_text(demo.read_text().replace("weight: 40", "weight: 34").replace(
+            "Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
+        assert wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0) is not None
+        assert client.get("/readyz").json()["rules_change_refused"] is False
+    # What now serves is kept in its turn: broken again, a restart serves the fix.
+    demo.write_text("site: [not, a, site")
+    with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
+        assert headline(client) == "Кондиционеры со скидкой в Москве"
+
+
+def test_rules_kept_from_another_directory_or_that_no_longer_load_do_not_serve(
+    valkey_url: str, rules_dir: Path, tmp_path: Path, store: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SWAPLINE_RULES_DIR changed or mistyped is not the last good of the one kept; kept rules
+    that fail now (here a token in the environment cut short) refuse the start, naming both."""
+    demo = rules_dir / "demo.yaml"
+    monkeypatch.setenv("DEMO_REPORT_TOKEN", "a-report-token-long-enough")
+    demo.write_text(re.sub(r"(?m)^(  token:).*$", r"\1 ${DEMO_REPORT_TOKEN}", demo.read_text(), count=1))
+    settings = make_settings(valkey_url, rules_dir, data_dir=tmp_path / "data")
+    with TestClient(create_app(settings)):
+        pass
+    other = tmp_path / "other"
+    shutil.copytree(rules_dir, other)
+    (other / "demo.yaml").write_text("site: [")
+    with pytest.raises(rulefiles.RulesError) as refused, \
+            TestClient(create_app(make_settings(valkey_url, other, data_dir=tmp_path / "data"))):
+        pass
+    assert [problem.file for problem in refused.value.problems] == [str(other / "demo.yaml")]
+
+    demo.write_text("site: [")
+    monkeypatch.setenv("DEMO_REPORT_TOKEN", "short")
+    with pytest.raises(rulefiles.RulesError) as refused, TestClient(create_app(settings)):
+        pass
+    problems = [str(problem) for problem in refused.value.problems]
+    assert problems[0].startswith(f"{demo}:1: ")
+    assert problems[1] == f"{tmp_path / 'data' / KEPT}:1: the last good rules kept here do not load either:"
+    assert problems[2].startswith(f"{tmp_path / 'data' / KEPT / 'demo.yaml'}:")
+    assert "fewer than 16 characters" in problems[2]
 
 
 def test_the_log_line_of_a_load_names_twenty_sites_and_counts_the_rest(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from watchfiles import awatch
 
 from service.rules import places
-from service.rules.rulefiles import RulesError, RuleSet, load
+from service.rules.rulefiles import RulesError, RuleSet
 
 log = logging.getLogger("swapline")
 # The threads here run Python while the loop serves. Whenever the loop lets go of the GIL (a
@@ -20,9 +20,9 @@ SWITCH_INTERVAL = 0.001
 SITES_NAMED = 20  # in the log line of a load: an agency's thousand sites would make it 10 KB
 
 
-async def watch_rules(directory: Path, apply: Callable[[RuleSet], bool],
+async def watch_rules(directory: Path, load: Callable[[Path], RuleSet], apply: Callable[[RuleSet], bool],
                       refuse: Callable[[RulesError], None]) -> None:
-    """Reload `directory` after every change; runs until cancelled. `apply` says whether the
+    """Reload `directory` with `load` after every change; runs until cancelled. `apply` says whether the
     rules changed: a write to a file the loader does not read (an upload's dot file, an
     editor's backup) changes nothing. Such changes still reload: Kubernetes swaps a ConfigMap's
     files by a dot directory's link."""

@@ -91,9 +91,20 @@ class RuleSet:
     sites: dict[str, Site]
     version: str  # a digest of the files: tells which rules answered a decision
     warnings: tuple[Problem, ...] = ()  # what serves, but likely not as meant
+    # The rules directory's problems, when it was refused at start and these are the last good
+    # rules kept from before (`service.rules.lastgood`).
+    refused: tuple[Problem, ...] = ()
+
+
+Sources = dict[Path, str | Problem]  # each rules file's text, or why it cannot be read
 
 
 def load(directory: Path) -> RuleSet:
+    return compile_rules(read(directory))
+
+
+def read(directory: Path) -> Sources:
+    """The rules files of `directory`, in order, for `compile_rules`."""
     if directory.is_file():
         raise RulesError([Problem(str(directory), 1, f"a file, not a rules directory: give the directory that holds "
                                                      f"it ({directory.parent}), whose files are checked together")])
@@ -105,23 +116,31 @@ def load(directory: Path) -> RuleSet:
     )
     if not files:  # a wrong directory, or one a deploy is replacing: the last good rules go on
         raise RulesError([Problem(str(directory), 1, "no rules files (SITE.yaml) in this directory")])
+    sources: Sources = {}
+    for path in files:
+        # A file that cannot be read is a problem like any other, never a crash: the reloader
+        # only survives RulesError.
+        try:
+            sources[path] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            sources[path] = Problem(str(path), line, "the file is not UTF-8 text: save it as UTF-8")
+        except OSError as exc:
+            sources[path] = Problem(str(path), 1, f"cannot read the file: {exc.strerror or exc}")
+    return sources
+
+
+def compile_rules(sources: Sources) -> RuleSet:
+    """The rules of `sources`, checked together: one mistake in any file refuses them all."""
     problems: list[Problem] = []
     warnings: list[Problem] = []
     sites: dict[str, Site] = {}
     defined_in: dict[str, tuple[str, int]] = {}  # site id -> the first file that defines it, and the line
     claims = Claims()
     digest = hashlib.sha256()
-    for path in files:
-        # A file that cannot be read is a problem like any other, never a crash: the reloader
-        # only survives RulesError.
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            line = exc.object[: exc.start].count(b"\n") + 1
-            problems.append(Problem(str(path), line, "the file is not UTF-8 text: save it as UTF-8"))
-            continue
-        except OSError as exc:
-            problems.append(Problem(str(path), 1, f"cannot read the file: {exc.strerror or exc}"))
+    for path, text in sources.items():
+        if isinstance(text, Problem):
+            problems.append(text)
             continue
         digest.update(path.name.encode() + b"\0" + text.encode())
         compiler = _Compiler(str(path))

@@ -1,0 +1,97 @@
+"""The last good rules, kept in the data directory, so that a restart with a broken rules file
+serves them instead of taking every site down.
+
+A reload refuses a broken change and the rules in memory keep serving; a process that starts has
+none in memory. So each time a rules directory loads, its files are kept whole in one file,
+replaced at once (several workers may write it together). A start whose directory is refused
+serves what was last kept from that directory, and says so everywhere a refused reload does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import time
+from pathlib import Path
+
+import orjson
+
+from service.rules.rulefiles import Problem, RulesError, RuleSet, Sources, compile_rules, read
+
+log = logging.getLogger("swapline")
+KEPT = "last-good-rules.json"
+
+
+class LastGood:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / KEPT
+        self.version: str | None = None  # last kept by this process: the same rules are not written again
+
+    def load(self, directory: Path) -> RuleSet:
+        """The rules of `directory` (`RulesError` if refused), kept as the last good ones."""
+        sources = read(directory)
+        rules = compile_rules(sources)
+        if rules.version != self.version:
+            self._keep(directory, sources, rules.version)
+        return rules
+
+    def start(self, directory: Path) -> RuleSet:
+        """The rules of `directory`; if they are refused, those last kept from it, which carry its
+        problems as `refused`. `RulesError` if none were kept, or those kept do not load now (an
+        upgrade that checks more, a `${VAR}` no longer set)."""
+        try:
+            return self.load(directory)
+        except RulesError as refused:
+            kept = self._kept(directory)
+            if kept is None:
+                raise
+            at, sources = kept
+            try:
+                rules = compile_rules(sources)
+            except RulesError as also:
+                raise RulesError([*refused.problems, Problem(str(self.path), 1, "the last good rules kept here "
+                                                                                "do not load either:"),
+                                  *also.problems]) from None
+            log.error("rules directory refused at start; the last good rules, kept from it at %s UTC (version %s), "
+                      "serve until it loads:\n%s",
+                      datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M"), rules.version,
+                      "\n".join(map(str, refused.problems)))
+            return dataclasses.replace(rules, refused=tuple(refused.problems))
+
+    def _keep(self, directory: Path, sources: Sources, version: str) -> None:
+        kept = {"directory": str(directory.resolve()), "version": version,
+                "at": time.time(),
+                "files": {path.name: text for path, text in sources.items()}}
+        partial = self.path.with_name(f".{KEPT}.{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Only the owner reads it: a rules file may hold a literal token or secret.
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(descriptor, "wb") as file:
+                file.write(orjson.dumps(kept))
+            os.replace(partial, self.path)
+        except OSError as exc:  # the rules serve all the same; a restart with a broken file would not
+            log.warning("cannot keep the rules as the last good ones in %s: %s", self.path, exc.strerror or exc)
+            return
+        self.version = version
+
+    def _kept(self, directory: Path) -> tuple[float, Sources] | None:
+        """When the rules last kept from `directory` were kept, and their files."""
+        try:
+            kept = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.warning("the last good rules kept in %s cannot be read: %s", self.path, exc)
+            return None
+        # Another directory's (SWAPLINE_RULES_DIR changed, or mistyped) are not this one's last good.
+        if not isinstance(kept, dict) or kept.get("directory") != str(directory.resolve()):
+            return None
+        at, files = kept.get("at"), kept.get("files")
+        if not isinstance(at, float) or not isinstance(files, dict) or \
+                not all(isinstance(text, str) for text in files.values()):
+            log.warning("the last good rules kept in %s are not as this version keeps them", self.path)
+            return None
+        return at, {self.path / name: text for name, text in files.items()}
