@@ -229,7 +229,8 @@ def test_a_tab_asked_for_what_it_refuses_says_why_as_a_page(valkey_url: str, rul
                                   ("/dashboard/shop?test=bogus", "Experiments", "test must be one of"),
                                   ("/dashboard/shop/sources?by=weather", "Sources", "by must be one or two of"),
                                   ("/dashboard/shop/sources?from=2026-12-04&to=2026-12-01", "Sources", "from must"),
-                                  ("/dashboard/shop/calls?qualified=maybe", "Calls", "qualified must be")):
+                                  ("/dashboard/shop/calls?qualified=maybe", "Calls", "qualified must be"),
+                                  ("/dashboard/shop/calls?from=2026-12-04&to=2026-12-01", "Calls", "from must")):
             page = client.get(address, headers=signed_in)
             assert page.status_code == 400 and page.headers["content-type"].startswith("text/html"), address
             assert f"<strong>{tab}</strong>" in page.text and why in page.text, address
@@ -238,7 +239,8 @@ def test_a_tab_asked_for_what_it_refuses_says_why_as_a_page(valkey_url: str, rul
         for address, why in (("?from=2026-12-04&to=2026-12-01", "дата «С» не может быть позже даты «По»."),
                              ("/sources?from=2026-12-04&to=2026-12-01", "дата «С» не может быть позже даты «По», а "
                                                                          "между ними — не больше 400 дн."),
-                             ("/calls?caller=abc", "укажите номер звонившего целиком или его последние четыре цифры")):
+                             ("/calls?caller=abc", "укажите номер звонившего целиком или его последние четыре цифры"),
+                             ("/calls?from=2026-12-04&to=2026-12-01", "дата «С» не может быть позже даты «По».")):
             page = client.get(f"/dashboard/shop{address}", headers=russian)
             assert page.status_code == 400 and why in page.text, address
 

@@ -142,7 +142,8 @@ def test_filters_keep_what_they_name(climate: TestClient, clock: Clock) -> None:
                          ("calls", {"cursor": "1-18446744073709551616"}), ("calls", {"status": "missed"}),
                          ("calls", {"missed": "yes"}), ("calls", {"caller": "+7 (4"}),
                          ("calls", {"caller": "45"}), ("conversions", {"caller": "4567"}),
-                         ("conversions", {"metric": "form"})]:
+                         ("conversions", {"metric": "form"}),
+                         ("conversions", {"from": "2026-12-04", "to": "2026-12-01"})]:
         refused = climate.get(f"/v1/{what}/climate", params=params, headers=REPORT)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_filter", params
     status = climate.get("/v1/calls/climate", params={"status": "busy"}, headers=REPORT).json()["error"]["message"]
