@@ -313,7 +313,7 @@ def _print_report(report: dict[str, Any]) -> None:
              f"{_pct(row['interval'][0])}..{_pct(row['interval'][1])}" if row["interval"] else "",
              _pct((row["lift"] or {}).get("relative")),
              _num(((row["lift"] or {}).get("sequential") or {}).get(p)),
-             _num((row["lift"] or {}).get(p)), _pct((row["lift"] or {}).get("chance_to_beat")))
+             _num((row["lift"] or {}).get(p)), _chance((row["lift"] or {}).get("chance_to_beat")))
             for row in table["variants"]])
         for warning in table["warnings"]:
             print(f"  ! {warning}")
@@ -330,6 +330,13 @@ def _table(header: list[tuple[str, ...]], rows: list[tuple[Any, ...]]) -> None:
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.1f}%"
+
+
+def _chance(value: float | None) -> str:
+    """A chance to beat control that would round to a certainty says it is all but one."""
+    if value is not None and not 0.001 <= value <= 0.999:
+        return ">99.9%" if value > 0.999 else "<0.1%"
+    return _pct(value)
 
 
 def _num(value: float | None) -> str:

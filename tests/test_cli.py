@@ -504,6 +504,14 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
     assert row.split()[:3] == ["(none)", "desktop", "10"] and "50.0%" in row
 
 
+def test_a_chance_to_beat_control_is_never_printed_as_a_certainty() -> None:
+    """0.99999999 printed as 100.0% told an analyst the variant could not lose."""
+    from service.cli import _chance
+
+    assert [_chance(value) for value in (0.99999999, 0.9989, 0.5, 0.0004, None)] == [
+        ">99.9%", "99.9%", "50.0%", "<0.1%", ""]
+
+
 # SIGTERM: what container runtimes and systemd send; SIGHUP: a closed SSH session's.
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP])
 def test_serve_stops_its_store_on_sigterm_and_sighup_too(tmp_path: Path, how: signal.Signals) -> None:

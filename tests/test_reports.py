@@ -288,6 +288,9 @@ def test_statistics_compare_each_variant_with_control(shop: TestClient, clock: C
     assert lift["absolute"] == pytest.approx(variant["rate"] - control["rate"])
     assert lift["absolute_interval"][0] < lift["absolute"] < lift["absolute_interval"][1]
     assert lift["p_value"] < 0.001 and lift["chance_to_beat"] > 0.999
+    for reader, shown in (("en", "<td>&gt;99.9%</td>"), ("ru", "<td>&gt;99,9%</td>")):  # a chance, not a certainty
+        page = shop.get("/dashboard/shop?test=fixed", headers={**TOKEN, "accept-language": reader}).text
+        assert shown in page and "<td>100.0%</td>" not in page and "<td>100,0%</td>" not in page
     assert table["correction"] is None and "p_value_holm" not in lift  # one comparison: nothing to correct
     # The figures valid at every look, on the same counts, tuned for the default 5,000 visitors.
     always_valid = sequential(control["converted"]["any"], control["visitors"], variant["converted"]["any"],
