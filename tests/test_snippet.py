@@ -801,6 +801,20 @@ def test_without_consent_nothing_identifies_the_visitor(page: Page, fixtures: Fi
     assert page.context.cookies() == [] and page.evaluate("localStorage.length") == 0
 
 
+def test_consent_on_the_next_page_keeps_the_campaign_the_visitor_landed_with(page: Page, fixtures: Fixtures) -> None:
+    """Consent managers ask on every page until the visitor answers: one who lands from an ad and
+    says yes on the next page starts the visit there, and its campaign is the landing page's."""
+    page.goto(url(fixtures, "?consent=required&utm_source=yandex&utm_medium=cpc&utm_campaign=spring"))
+    assert decided(page)["consent"] is False
+    with page.expect_navigation():  # a link followed: the landing page is the next one's referrer
+        page.evaluate(f"location.href = {url(fixtures, '?consent=required&page=2')!r}")
+    assert decided(page)["consent"] is False
+    with page.expect_response("**/v1/decide?**consent=1**") as consented:
+        page.evaluate("swapline.consent(true)")
+    source = consented.value.json()["source"]
+    assert (source["source"], source["medium"], source["campaign"]) == ("yandex", "cpc", "spring")
+
+
 def test_consent_given_again_asks_for_no_page_view_again(page: Page, fixtures: Fixtures) -> None:
     """Consent managers say yes again on every page (Cookiebot's and OneTrust's callbacks): each
     page is still one page view."""

@@ -171,6 +171,31 @@ def test_the_sites_own_pages_continue_a_visit_and_other_sites_start_one(climate:
     assert other["visit"]["new"] and other["source"]["source"] == "forum.example"
 
 
+def test_a_visit_that_starts_on_a_later_page_takes_the_campaign_of_the_sites_page_that_referred_it(
+        climate: TestClient, clock: Clock) -> None:
+    """A visitor who says yes to tracking on the second page (consent managers ask on every page
+    until answered) starts the visit there, with no token: the landing page that referred it
+    carries the ad's tags, and the visit, its number and its call are the ad's. Before, it was
+    direct, and the campaign, the phrase and the yclid for Metrica were lost."""
+    browser = Browser(climate)
+    later = browser.open(f"{ORIGIN}/catalog", ref=AD)
+    assert later["visit"]["new"] and later["source"]["source"] == "yandex" and later["source"]["campaign"] == "summer"
+    assert later["phrase"] == "купить кондиционер" and KEYWORD_HEADLINE in later["swaps"]
+    assert later["phone"]["pool"] == "yandex"
+    clock.advance(30)
+    on = browser.open(f"{ORIGIN}/contacts", ref=AD)  # a visit that goes on: the landing's tags are no news
+    assert not on["visit"]["new"] and on["visit"]["id"] == later["visit"]["id"]
+    visit = call(climate, on["phone"]["number"], clock.now)["visit"]
+    assert (visit["landing"], visit["source"], visit["campaign"], visit["click_ids"]) == (
+        "/catalog", "yandex", "summer", {"yclid": "777"})
+    # Another site's page is read for its host alone, as before; the site's own page without
+    # tags starts a direct visit.
+    assert Browser(climate, "visits-visitor-000002").open(
+        f"{ORIGIN}/catalog", ref="https://forum.example/?utm_source=spam")["source"]["source"] == "forum.example"
+    direct = Browser(climate, "visits-visitor-000003").open(f"{ORIGIN}/catalog", ref=f"{ORIGIN}/")["source"]
+    assert (direct["source"], direct["medium"], direct["campaign"]) == (None, "direct", None)
+
+
 @pytest.mark.parametrize("token", ["", "garbage", "a.b", "eyJrIjoidmlzaXQifQ.AAAA"])
 def test_a_missing_or_forged_visit_token_starts_a_visit(climate: TestClient, token: str) -> None:
     response = climate.get("/v1/decide", params={"site": "climate", "url": f"{ORIGIN}/", "vid": VID, "visit": token})

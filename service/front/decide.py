@@ -44,7 +44,7 @@ from service.tracking.clock import hour_and_day
 from service.tracking.pools import Lease
 from service.tracking.store import Command
 from service.tracking.visitors import BrowserHeaders, device, is_bot, new_vid, valid_vid
-from service.tracking.visits import Visit
+from service.tracking.visits import NO_LANDING, Visit
 
 MAX_URL = 4096
 RAW_URL = 4 * MAX_URL  # of a page's address as sent, percent-encoded: the rest is cut before decoding
@@ -294,6 +294,15 @@ def _requested_referral(raw_ref: str | None) -> Referral:
     return referral(_cut_address("ref", raw_ref))
 
 
+def _referring_landing(raw_ref: str | None) -> tuple[Landing, dict[str, str]]:
+    """The ad tags of the site's own page that referred a page view which starts a visit. A
+    visitor who says yes to tracking on the second page (consent managers ask on every page
+    until answered) starts their visit there, referred by the landing page whose address
+    carries the campaign; so does each page of a browser that keeps nothing."""
+    _, landed, clicked, *_ = address(_cut_address("ref", raw_ref) or "/")
+    return landed, clicked
+
+
 def _unquote(value: str) -> str:
     """`urllib.parse.unquote_plus`, fast on the long percent-encoded page URLs and referrers
     decisions carry (decoding them was a tenth of a decision's CPU; see `percent_decoded`)."""
@@ -381,6 +390,8 @@ async def decide_endpoint(request: Request) -> JSON:
             vid = new_vid()  # a lost or mangled cookie must not cost the visitor their page
         assert vid is not None
         previous = visits.read(runtime.signer, _token(query.get("visit")), site.id, vid)
+        if previous is None and landed == NO_LANDING and referred.host in site.hosts:
+            landed, clicked = _referring_landing(query.get("ref"))
         visit, new = visits.follow(previous, landed, referred, site, now // 1000, clicked)
         arrival = _arrival(*visit.source(site))  # the visit's traffic, on every one of its pages
         place = runtime.geo.placed(visit.place) if visit.place else None
