@@ -34,6 +34,7 @@ from service.rules.lastgood import LastGood
 from service.tracking.visitors import new_vid
 
 VERSION = importlib.metadata.version("swapline")
+WIDEST = 60  # characters of a cell in the tables `swapline report` prints
 TOKEN_VARIABLE = "SWAPLINE_TOKEN"  # what the commands that ask the service ask with, over the rules' report token
 PREVIEW_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
@@ -286,12 +287,11 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
 
 def _print_by(report: dict[str, Any]) -> None:
     print(f"site {report['site']}, {report['from']} to {report['to']}, by {', '.join(report['by'])}")
-    _table([(*report["by"], "visits", "visitors", "calls", "target calls", "forms", "converted", "rate",
-             "95% interval")], [
+    kinds = {"call": "calls", "qualified_call": "target calls", "form": "forms", "tel_click": "tel taps",
+             "goal": "goals"}
+    _table([(*report["by"], "visits", "visitors", *kinds.values(), "converted", "rate", "95% interval")], [
         (*row["values"], *("" if row[count] is None else row[count] for count in ("visits", "visitors")),
-         row["conversions"]["call"],
-         row["conversions"]["qualified_call"],
-         row["conversions"]["form"], row["converted"], _pct(row["rate"]),
+         *(row["conversions"][kind] for kind in kinds), row["converted"], _pct(row["rate"]),
          f"{_pct(row['interval'][0])}..{_pct(row['interval'][1])}" if row["interval"] else "")
         for row in report["rows"]])
 
@@ -322,7 +322,9 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _table(header: list[tuple[str, ...]], rows: list[tuple[Any, ...]]) -> None:
-    lines = [list(map(str, line)) for line in [*header, *rows]]
+    """Columns aligned for a terminal; a cell longer than `WIDEST` (a landing page's path of
+    thousands of characters) is cut, or it would pad every row to its width."""
+    lines = [[_cut(str(cell)) for cell in line] for line in [*header, *rows]]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
         print("  " + "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
@@ -330,6 +332,10 @@ def _table(header: list[tuple[str, ...]], rows: list[tuple[Any, ...]]) -> None:
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.1f}%"
+
+
+def _cut(cell: str) -> str:
+    return cell if len(cell) <= WIDEST else cell[:WIDEST - 1] + "…"
 
 
 def _chance(value: float | None) -> str:

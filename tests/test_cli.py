@@ -489,6 +489,11 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
                                        capture_output=True, text=True, env=env) for fmt in ("table", "csv", "json")}
         by_source = subprocess.run(["swapline", "report", "--site", "shop", "--url", base, "--by", "source,device"],
                                    capture_output=True, text=True, env=env)
+        long_path = "/catalog/" + "x" * 3000  # a landing page of thousands of characters pads no row
+        httpx.get(f"{base}/v1/decide", params={"site": "shop", "url": long_path, "vid": "report-cli-long-path"},
+                  headers=BROWSER_HEADERS)
+        by_landing = subprocess.run(["swapline", "report", "--site", "shop", "--url", base, "--by", "landing"],
+                                    capture_output=True, text=True, env=env)
     finally:
         stop(process)
     assert all(result.returncode == 0 for result in outputs.values()), outputs
@@ -501,7 +506,10 @@ def test_report_command_prints_table_csv_and_json(tmp_path: Path, valkey_url: st
     assert by_source.returncode == 0, by_source.stderr
     header, row = by_source.stdout.splitlines()[1:3]  # the direct visits of a desktop browser
     assert header.split()[:4] == ["source", "device", "visits", "visitors"]
+    assert "tel taps" in header and "goals" in header  # what the JSON and the dashboard count too
     assert row.split()[:3] == ["(none)", "desktop", "10"] and "50.0%" in row
+    assert by_landing.returncode == 0 and "/catalog/xxx" in by_landing.stdout, by_landing.stderr
+    assert max(map(len, by_landing.stdout.splitlines())) < 200 and "…" in by_landing.stdout
 
 
 def test_a_chance_to_beat_control_is_never_printed_as_a_certainty() -> None:
