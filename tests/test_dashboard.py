@@ -245,6 +245,21 @@ def test_a_tab_asked_for_what_it_refuses_says_why_as_a_page(valkey_url: str, rul
             assert page.status_code == 400 and why in page.text, address
 
 
+def test_the_calls_tab_of_a_site_nothing_can_post_calls_for_says_so(valkey_url: str, rules_dir: Path,
+                                                                    store: redis.Redis) -> None:
+    """A site of texts alone (or one whose calls were never set up) had an empty Calls tab with
+    filters, and nothing said why."""
+    (rules_dir / "texts.yaml").write_text("site: texts\nreports: {token: texts-report-token-01}\n")
+    texts = {"authorization": "Bearer texts-report-token-01"}
+    with TestClient(create_app(make_settings(valkey_url, rules_dir))) as client:
+        for reader, said in (("en", "Nothing can post this site's calls"),
+                             ("ru", "Звонки этого сайта некому передать")):
+            page = client.get("/dashboard/texts/calls", headers={**texts, "accept-language": reader})
+            assert page.status_code == 200 and said in page.text, reader
+        posted = client.get("/dashboard/demo/calls", headers={"authorization": "Bearer demo-report-token-change-me"})
+        assert posted.status_code == 200 and "Nothing can post" not in posted.text
+
+
 def test_a_single_day_charts_each_variant_with_its_interval_on_round_ticks() -> None:
     daily = [{"day": "2026-11-29", "variant": "control", "visitors": 500, "converted": 25, "rate": 0.05},
              {"day": "2026-11-29", "variant": "b", "visitors": 480, "converted": 36, "rate": 0.075}]

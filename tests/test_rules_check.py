@@ -836,6 +836,18 @@ def test_rules_check_warns_of_a_keyword_whose_double_quotes_yaml_takes(tmp_path:
     ]
 
 
+@pytest.mark.parametrize(("calls", "warned"), [
+    ("", True), ("calls: {secret: pools-calls-secret-01}\n", False),
+    ("time_zone: Europe/Moscow\ncalls: {zadarma_secret: zadarma-secret}\n", False)])
+def test_rules_check_warns_of_pools_whose_calls_nothing_can_post(tmp_path: Path, calls: str, warned: bool) -> None:
+    """Numbers leased to every visitor, and not one call ever credited: nothing said so."""
+    text = f"site: pooled\n{calls}pools:\n  - id: all\n    numbers: ['+7 495 170-00-01']\n"
+    path, warnings = warnings_of(tmp_path, "pooled", text)
+    assert warnings == ([f"{path}:{line_of(text, 'pools:')}: warning: the pools give visitors tracking numbers, but "
+                         "nothing can post this site's calls: none is ever credited until calls.secret, or a "
+                         "telephony vendor's credentials, are set (docs/CALLS.md)"] if warned else [])
+
+
 def test_a_city_elsewhere_is_named_with_its_country(tmp_path: Path) -> None:
     """Only Russia's cities are known to the check: a rule for Minsk says it is in Belarus, and a
     correction of a place the check does not know is a warning, not a refusal."""

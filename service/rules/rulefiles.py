@@ -211,6 +211,11 @@ class _Compiler:
         texts = [s.text for r in rules for s in r.swaps]
         texts += [s.text for e in experiments for v in e.variants for s in v.swaps]
         zone = self._zone(("time_zone",), data["time_zone"]) if "time_zone" in data else None
+        calls = self._calls(data.get("calls", {}), zone, "time_zone" in data)
+        if pools and not calls.posted:
+            self.warn(("pools",), "the pools give visitors tracking numbers, but nothing can post this site's calls: "
+                                  "none is ever credited until calls.secret, or a telephony vendor's credentials, "
+                                  "are set (docs/CALLS.md)")
         return Site(
             id=data["site"],
             name=data.get("name", data["site"]),
@@ -223,7 +228,7 @@ class _Compiler:
             pools=tuple(pools),
             uses_places=any(text.uses_places for text in texts),
             time_zone=zone or datetime.UTC,
-            calls=self._calls(data.get("calls", {}), zone, "time_zone" in data),
+            calls=calls,
             visits=_visits(data.get("visits", {})),
             report_token=self._credential(("reports", "token"), data.get("reports", {}).get("token")),
             read_tokens=tuple(token for index, given in enumerate(data.get("reports", {}).get("read_tokens", []))

@@ -29,6 +29,11 @@ class CallSettings:
     uis_token: str | None = None  # UIS / CoMagic sign nothing: their URL carries this
     telphin_token: str | None = None  # Telphin neither
 
+    @property
+    def posted(self) -> bool:
+        """Whether anything can post the site's calls: a PBX with the secret, or a vendor."""
+        return self.secret is not None or any(getattr(self, name) for name in VENDOR_CREDENTIALS)
+
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
