@@ -156,8 +156,11 @@ def json_error(answer: bytes) -> tuple[int, dict[str, Any]]:
 def test_huge_heads_slow_heads_slow_bodies_and_garbage_get_json_answers(service: tuple[Any, str]) -> None:
     _, base = service
     huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100_000 + b"\r\n\r\n"
-    assert json_error(raw_exchange(base, huge)) == (431, {
+    answer = raw_exchange(base, huge)
+    assert json_error(answer) == (431, {
         "code": "headers_too_large", "message": "the request line and headers are larger than 65536 bytes"})
+    # A page's script reads it: the snippet's developer sees the 431, not a CORS error.
+    assert b"\r\naccess-control-allow-origin: *\r\n" in answer
     # Headers that never end, and a connection that never says anything: closed at the deadline.
     assert json_error(raw_exchange(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"))[0] == 408
     assert json_error(raw_exchange(base, b""))[0] == 408
@@ -244,6 +247,7 @@ def test_a_request_past_the_cap_while_every_connection_is_answered_gets_a_json_5
         thread.join(timeout=60)
     assert json_error(refused) == (503, OVERLOADED)
     assert b"\r\nretry-after: 1\r\n" in refused.lower() and b"application/json" in refused
+    assert b"\r\naccess-control-allow-origin: *\r\n" in refused.lower()
     assert answered.startswith(b"HTTP/1.1 200 OK") and answered.endswith(b"ok")
 
 

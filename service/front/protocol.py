@@ -36,6 +36,9 @@ from service.config import Settings
 # up to 4,096 characters that percent-encoding may make 6 bytes each.
 MAX_HEAD = 64 * 1024
 _QUERY_BYTES = bytes(range(0x21, 0x7F)).replace(b"#", b"")  # a query's, by httptools' strict parser
+# A refusal comes before the application has read the page's origin. It is no site's data, so
+# any page may read it: a snippet's developer sees the 431 or the 503, not a CORS error.
+ANY_ORIGIN = (b"access-control-allow-origin", b"*")
 LINGER = 2.0  # seconds a refused client may go on sending before its connection closes
 _settings = functools.cache(Settings.from_env)  # the worker's own, read once
 
@@ -158,7 +161,8 @@ class Protocol(HttpToolsProtocol):
         body = orjson.dumps({"error": {"code": code, "message": message}})
         self.transport.write(b"".join([
             STATUS_LINE[status],
-            b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+            b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n%s: %s\r\n\r\n" % (
+                len(body), *ANY_ORIGIN),
             body,
         ]))
         if self.cycle is None and self.transport.can_write_eof():
@@ -179,7 +183,7 @@ async def _overloaded(scope: Scope, receive: Receive, send: Send) -> None:
                                    "message": "the service has as many connections as it takes; try again shortly"}})
     await send({"type": "http.response.start", "status": 503, "headers": [
         (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), (b"retry-after", b"1"),
-        (b"connection", b"close")]})
+        (b"connection", b"close"), ANY_ORIGIN]})
     await send({"type": "http.response.body", "body": body})
 
 
