@@ -204,12 +204,13 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             return True
 
         def refuse(refused: rulefiles.RulesError) -> None:
-            runtime.rules_refused = _refusal(refused.problems, runtime.rules_refused.at if runtime.rules_refused
-                                             else runtime.clock())
+            before = runtime.rules_refused  # since when, and whether the rules serving were kept ones
+            runtime.rules_refused = _refusal(refused.problems, before.at if before else runtime.clock(),
+                                             before.kept if before else None)
             RULES_CHANGES.labels("refused").inc()
 
-        if rules.refused:  # the last good rules kept from before serve
-            runtime.rules_refused = _refusal(rules.refused, runtime.clock())
+        if rules.kept:  # the last good rules kept from before serve
+            runtime.rules_refused = _refusal(rules.kept.refused, runtime.clock(), rules.kept.at)
         if settings.reload_rules:
             tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, kept.load, apply, refuse)))
         log.info("rules version %s, sites %s", rules.version, site_list(rules))
@@ -299,10 +300,10 @@ async def _other_slash(router: Router, scope: Scope, receive: Receive, send: Sen
     await router.not_found(scope, receive, send)
 
 
-def _refusal(problems: Iterable[rulefiles.Problem], since: float) -> Refusal:
+def _refusal(problems: Iterable[rulefiles.Problem], since: float, kept: float | None) -> Refusal:
     """What a marketer without the log sees on the home page and /readyz: whose file, and why."""
     return Refusal(since, tuple(f"{Path(problem.file).name}:{problem.line}: {problem.message}"
-                                for problem in problems))
+                                for problem in problems), kept)
 
 
 def _count_from_zero(serving: Iterable[Site]) -> None:

@@ -37,6 +37,7 @@ class Refusal(NamedTuple):
 
     at: float  # the first of them, unix seconds
     problems: tuple[str, ...]  # the latest one's, as `rules check` prints them but with file names alone
+    kept: float | None = None  # when the rules serving were kept, if the service started on them
 
 
 @dataclass

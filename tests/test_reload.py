@@ -156,7 +156,9 @@ def test_a_restart_with_a_broken_file_serves_the_last_good_rules_and_says_so(
         assert ready["rules_change_refused"] is True and len(ready["rules_problems"]) == 1
         assert ready["rules_problems"][0].startswith("demo.yaml:") and "add up to 106" in ready["rules_problems"][0]
         assert "swapline_rules_refused 1" in client.get("/metrics").text
-        assert "a later change to the rules was refused" in client.get("/").text
+        home = client.get("/").text  # which rules serve, and since when they were kept
+        assert "the rules directory was refused when the service started, at " in home
+        assert re.search(r"these are the last good rules, kept from it at \d{4}-\d\d-\d\d \d\d:\d\d UTC", home)
         assert "the last good rules, kept from it at" in caplog.text and f"(version {good}), serve" in caplog.text
         assert set(client.app.state.runtime.rules.sites) == {"demo", "client"}  # every client's site serves
         # The fix applies as any edit does, and the refusal is gone.
@@ -164,6 +166,7 @@ def test_a_restart_with_a_broken_file_serves_the_last_good_rules_and_says_so(
             "Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
         assert wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0) is not None
         assert client.get("/readyz").json()["rules_change_refused"] is False
+        assert "refused" not in client.get("/").text
     # What now serves is kept in its turn: broken again, a restart serves the fix.
     demo.write_text("site: [not, a, site")
     with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:

@@ -27,14 +27,19 @@ def store_mode(settings: Settings) -> str:
     return "Redis/Valkey server"
 
 
+def _utc(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+
 async def home_endpoint(request: Request) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
     sites = sorted(runtime.rules.sites.values(), key=lambda site: site.id)
     refused = runtime.rules_refused
+    kept = refused.kept if refused else None  # the service started on the last good rules, kept then
     html = PAGES["en"].get_template("home.html").render(
         version=__version__, rules_version=runtime.rules.version, store=store_mode(runtime.settings), sites=sites,
-        rules_refused=datetime.datetime.fromtimestamp(refused.at, datetime.UTC).strftime("%Y-%m-%d %H:%M")
-        if refused else None, problems=refused.problems[:PROBLEMS_SHOWN] if refused else (),
+        rules_refused=_utc(refused.at) if refused else None, kept=_utc(kept) if kept else None,
+        problems=refused.problems[:PROBLEMS_SHOWN] if refused else (),
         more=max(0, len(refused.problems) - PROBLEMS_SHOWN) if refused else 0,
         warnings=runtime.rules.warnings[:PROBLEMS_SHOWN],
         more_warnings=max(0, len(runtime.rules.warnings) - PROBLEMS_SHOWN))

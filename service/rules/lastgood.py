@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from service.rules.rulefiles import Problem, RulesError, RuleSet, Sources, compile_rules, read
+from service.rules.rulefiles import Kept, Problem, RulesError, RuleSet, Sources, compile_rules, read
 
 log = logging.getLogger("swapline")
 KEPT = "last-good-rules.json"
@@ -39,7 +39,7 @@ class LastGood:
 
     def start(self, directory: Path) -> RuleSet:
         """The rules of `directory`; if they are refused, those last kept from it, which carry its
-        problems as `refused`. `RulesError` if none were kept, or those kept do not load now (an
+        problems (`RuleSet.kept`). `RulesError` if none were kept, or those kept do not load now (an
         upgrade that checks more, a `${VAR}` no longer set)."""
         try:
             return self.load(directory)
@@ -58,7 +58,7 @@ class LastGood:
                       "serve until it loads:\n%s",
                       datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M"), rules.version,
                       "\n".join(map(str, refused.problems)))
-            return dataclasses.replace(rules, refused=tuple(refused.problems))
+            return dataclasses.replace(rules, kept=Kept(at, tuple(refused.problems)))
 
     def _keep(self, directory: Path, sources: Sources, version: str) -> None:
         kept = {"directory": str(directory.resolve()), "version": version,

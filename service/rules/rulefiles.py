@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -91,9 +91,15 @@ class RuleSet:
     sites: dict[str, Site]
     version: str  # a digest of the files: tells which rules answered a decision
     warnings: tuple[Problem, ...] = ()  # what serves, but likely not as meant
-    # The rules directory's problems, when it was refused at start and these are the last good
-    # rules kept from before (`service.rules.lastgood`).
-    refused: tuple[Problem, ...] = ()
+    kept: Kept | None = None  # these are the last good rules, kept from a directory refused at start
+
+
+class Kept(NamedTuple):
+    """Why a service started on the last good rules (`service.rules.lastgood`), and when those
+    were kept."""
+
+    at: float  # unix seconds
+    refused: tuple[Problem, ...]  # the rules directory's problems
 
 
 Sources = dict[Path, str | Problem]  # each rules file's text, or why it cannot be read
