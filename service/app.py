@@ -381,7 +381,9 @@ async def readyz(request: Request) -> JSON:
         runtime.lost_pools(", ".join(missing))
         return error(503, "pools_missing", f"the store has lost number pools, being put back: {', '.join(missing)}")
     refused = runtime.rules_refused
-    problems = {"rules_problems": refused.problems} if refused else {}
+    problems: dict[str, Any] = {"rules_problems": refused.problems} if refused else {}
+    if refused and refused.kept:  # started on the last good rules, kept then (unix ms)
+        problems["rules_kept_at"] = round(refused.kept * 1000)
     return JSON({"status": "ready", "rules_version": runtime.rules.version, "spool": spool or "ok",
                  "rules_change_refused": refused is not None, **problems})
 

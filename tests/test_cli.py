@@ -632,6 +632,8 @@ def test_serve_with_a_broken_rules_file_starts_on_the_last_good_rules(tmp_path: 
     refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60,
                              env={**os.environ, "SWAPLINE_DATA_DIR": str(tmp_path / "data"), **settings})
     assert refused.returncode == 1 and "unknown key 'origin'" in refused.stderr, refused.stderr
+    assert refused.stderr.splitlines()[-1] == f"{tmp_path / 'data' / KEPT}:1: no last good rules are kept here to " \
+                                              "serve instead (a new data directory)"  # why it does not start
 
 
 def test_a_worker_replaced_while_the_store_is_away_starts_degraded(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ restart with it serves the last good rules."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import time
@@ -154,6 +155,7 @@ def test_a_restart_with_a_broken_file_serves_the_last_good_rules_and_says_so(
         ready = client.get("/readyz").json()
         assert ready["status"] == "ready" and ready["rules_version"] == good
         assert ready["rules_change_refused"] is True and len(ready["rules_problems"]) == 1
+        assert time.time() - 600 < ready["rules_kept_at"] / 1000 <= time.time()  # when they were kept
         assert ready["rules_problems"][0].startswith("demo.yaml:") and "add up to 106" in ready["rules_problems"][0]
         assert "swapline_rules_refused 1" in client.get("/metrics").text
         home = client.get("/").text  # which rules serve, and since when they were kept
@@ -161,7 +163,11 @@ def test_a_restart_with_a_broken_file_serves_the_last_good_rules_and_says_so(
         assert re.search(r"these are the last good rules, kept from it at \d{4}-\d\d-\d\d \d\d:\d\d UTC", home)
         assert "the last good rules, kept from it at" in caplog.text and f"(version {good}), serve" in caplog.text
         assert set(client.app.state.runtime.rules.sites) == {"demo", "client"}  # every client's site serves
-        # The fix applies as any edit does, and the refusal is gone.
+        # The fix applies as any edit does, and the refusal is gone: once the watcher runs (it
+        # reads the directory, still refused, for a file it does not load).
+        seen, touch = caplog.text.count("rules change refused"), rules_dir / ".touched"
+        assert wait_for(lambda: touch.write_text(str(time.monotonic())) and
+                        caplog.text.count("rules change refused") > seen, 60.0) is not None
         demo.write_text(demo.read_text().replace("weight: 40", "weight: 34").replace(
             "Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
         assert wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0) is not None
@@ -171,6 +177,48 @@ def test_a_restart_with_a_broken_file_serves_the_last_good_rules_and_says_so(
     demo.write_text("site: [not, a, site")
     with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
         assert headline(client) == "Кондиционеры со скидкой в Москве"
+
+
+def test_a_rules_directory_mounted_late_or_replaced_is_watched_once_it_is_there(
+    valkey_url: str, rules_dir: Path, tmp_path: Path, store: redis.Redis
+) -> None:
+    """After a reboot whose volume came after the service (which then started on the last good
+    rules), edits were never seen; so were those to a directory deleted and made again."""
+    settings = make_settings(valkey_url, rules_dir, data_dir=tmp_path / "data", reload_rules=True)
+    with TestClient(create_app(settings)):
+        pass
+    away = rules_dir.rename(tmp_path / "away")
+    edited = (away / "demo.yaml").read_text().replace("Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE)
+    with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
+        assert "no such rules directory" in client.get("/readyz").json()["rules_problems"][0]
+        (away / "demo.yaml").write_text(edited)
+        away.rename(rules_dir)  # the volume is mounted
+        assert wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0) is not None
+        assert client.get("/readyz").json()["rules_change_refused"] is False
+        shutil.rmtree(rules_dir)  # a deploy that makes the directory anew
+        rules_dir.mkdir()
+        (rules_dir / "demo.yaml").write_text(edited.replace(NEW_HEADLINE, "Кондиционеры в рассрочку"))
+        assert wait_for(lambda: headline(client) == "Кондиционеры в рассрочку", 60.0) is not None
+
+
+def test_rules_that_cannot_be_kept_take_the_older_ones_kept_out(
+    valkey_url: str, rules_dir: Path, tmp_path: Path, store: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A data directory that takes no more writes left the older rules kept: a start with a
+    broken file then served them, and a number moved from one client to another since went
+    back to the first."""
+    demo = rules_dir / "demo.yaml"
+    settings = make_settings(valkey_url, rules_dir, data_dir=tmp_path / "data", reload_rules=True)
+    with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
+        (tmp_path / "data" / f".{KEPT}.{os.getpid()}").mkdir()  # where the new rules would be written
+        until_the_watcher_sees(demo, caplog)
+        demo.write_text(demo.read_text().replace("Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
+        assert wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0) is not None
+    assert "cannot keep the rules as the last good ones" in caplog.text
+    assert not (tmp_path / "data" / KEPT).exists()
+    demo.write_text("site: [")
+    with pytest.raises(rulefiles.RulesError), TestClient(create_app(settings)):
+        pass
 
 
 def test_rules_kept_from_another_directory_or_that_no_longer_load_do_not_serve(
@@ -190,7 +238,9 @@ def test_rules_kept_from_another_directory_or_that_no_longer_load_do_not_serve(
     with pytest.raises(rulefiles.RulesError) as refused, \
             TestClient(create_app(make_settings(valkey_url, other, data_dir=tmp_path / "data"))):
         pass
-    assert [problem.file for problem in refused.value.problems] == [str(other / "demo.yaml")]
+    problems = [str(problem) for problem in refused.value.problems]  # the last says why nothing serves instead
+    assert problems[0].startswith(f"{other / 'demo.yaml'}:1: ") and problems[1:] == [
+        f"{tmp_path / 'data' / KEPT}:1: the last good rules kept here are those of {rules_dir}, not of {other}"]
 
     demo.write_text("site: [")
     monkeypatch.setenv("DEMO_REPORT_TOKEN", "short")

@@ -9,6 +9,7 @@ serves what was last kept from that directory, and says so everywhere a refused 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -40,13 +41,13 @@ class LastGood:
     def start(self, directory: Path) -> RuleSet:
         """The rules of `directory`; if they are refused, those last kept from it, which carry its
         problems (`RuleSet.kept`). `RulesError` if none were kept, or those kept do not load now (an
-        upgrade that checks more, a `${VAR}` no longer set)."""
+        upgrade that checks more, a `${VAR}` no longer set): its last problem says why none serve."""
         try:
             return self.load(directory)
         except RulesError as refused:
             kept = self._kept(directory)
-            if kept is None:
-                raise
+            if isinstance(kept, str):
+                raise RulesError([*refused.problems, Problem(str(self.path), 1, kept)]) from None
             at, sources = kept
             try:
                 rules = compile_rules(sources)
@@ -61,8 +62,7 @@ class LastGood:
             return dataclasses.replace(rules, kept=Kept(at, tuple(refused.problems)))
 
     def _keep(self, directory: Path, sources: Sources, version: str) -> None:
-        kept = {"directory": str(directory.resolve()), "version": version,
-                "at": time.time(),
+        kept = {"directory": _named(directory), "version": version, "at": time.time(),
                 "files": {path.name: text for path, text in sources.items()}}
         partial = self.path.with_name(f".{KEPT}.{os.getpid()}")
         try:
@@ -71,27 +71,44 @@ class LastGood:
             descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with open(descriptor, "wb") as file:
                 file.write(orjson.dumps(kept))
+                file.flush()
+                os.fsync(descriptor)  # a power cut leaves the old file or the new one, never an empty one
             os.replace(partial, self.path)
-        except OSError as exc:  # the rules serve all the same; a restart with a broken file would not
-            log.warning("cannot keep the rules as the last good ones in %s: %s", self.path, exc.strerror or exc)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            # Older rules, kept still, would serve at a start with a broken file: a number moved
+            # from one client to another since would go back to the first.
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                log.error("cannot keep the rules as the last good ones in %s (%s), nor take out the older ones kept "
+                          "there: a start with a broken rules file would serve those", self.path, exc.strerror or exc)
+            else:
+                log.warning("cannot keep the rules as the last good ones in %s (%s): a start with a broken rules "
+                            "file would not start", self.path, exc.strerror or exc)
             return
         self.version = version
 
-    def _kept(self, directory: Path) -> tuple[float, Sources] | None:
-        """When the rules last kept from `directory` were kept, and their files."""
+    def _kept(self, directory: Path) -> tuple[float, Sources] | str:
+        """When the rules last kept from `directory` were kept, and their files; or why none serve."""
         try:
             kept = orjson.loads(self.path.read_bytes())
         except FileNotFoundError:
-            return None
+            return "no last good rules are kept here to serve instead (a new data directory)"
         except (OSError, orjson.JSONDecodeError) as exc:
-            log.warning("the last good rules kept in %s cannot be read: %s", self.path, exc)
-            return None
-        # Another directory's (SWAPLINE_RULES_DIR changed, or mistyped) are not this one's last good.
-        if not isinstance(kept, dict) or kept.get("directory") != str(directory.resolve()):
-            return None
-        at, files = kept.get("at"), kept.get("files")
-        if not isinstance(at, float) or not isinstance(files, dict) or \
+            return f"the last good rules kept here cannot be read: {exc}"
+        if not isinstance(kept, dict) or not isinstance(kept.get("at"), float) or \
+                not isinstance(files := kept.get("files"), dict) or \
                 not all(isinstance(text, str) for text in files.values()):
-            log.warning("the last good rules kept in %s are not as this version keeps them", self.path)
-            return None
-        return at, {self.path / name: text for name, text in files.items()}
+            return "the last good rules kept here are not as this version keeps them"
+        # Another directory's (SWAPLINE_RULES_DIR changed, or mistyped) are not this one's last good.
+        if kept.get("directory") != _named(directory):
+            return f"the last good rules kept here are those of {kept.get('directory')}, not of {_named(directory)}"
+        return kept["at"], {self.path / name: text for name, text in files.items()}
+
+
+def _named(directory: Path) -> str:
+    """A rules directory as the settings name it, absolute: a `current` link switched to another
+    release names the same one."""
+    return os.path.abspath(directory)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ log = logging.getLogger("swapline")
 # socket, an RE2 search), such a thread takes it for up to Python's switch interval before the
 # loop gets it back: 1 ms, not Python's 5, so that requests served meanwhile wait less.
 SWITCH_INTERVAL = 0.001
+LOOK_AGAIN = 2  # seconds between looks for a rules directory that is not there, or was replaced
 SITES_NAMED = 20  # in the log line of a load: an agency's thousand sites would make it 10 KB
 
 
@@ -25,22 +27,58 @@ async def watch_rules(directory: Path, load: Callable[[Path], RuleSet], apply: C
     """Reload `directory` with `load` after every change; runs until cancelled. `apply` says whether the
     rules changed: a write to a file the loader does not read (an upload's dot file, an
     editor's backup) changes nothing. Such changes still reload: Kubernetes swaps a ConfigMap's
-    files by a dot directory's link."""
-    async for _ in awatch(directory, debounce=200, step=50):
-        try:
-            rules = await asyncio.to_thread(load, directory)  # file I/O stays off the loop
-        except RulesError as exc:
-            log.error(
-                "rules change refused, the last good rules keep serving:\n%s",
-                "\n".join(map(str, exc.problems)),
-            )
-            refuse(exc)
+    files by a dot directory's link.
+
+    A directory not there (yet: a volume mounted after the service started, on the last good
+    rules) is waited for; one replaced (deleted and made again, a `current` link switched to
+    another release) is watched anew. Either reloads once it is found."""
+    found = await asyncio.to_thread(_identity, directory)
+    while True:
+        if found is None:
+            await asyncio.sleep(LOOK_AGAIN)
+            if (found := await asyncio.to_thread(_identity, directory)) is not None:
+                await _reload(directory, load, apply, refuse)
             continue
-        if apply(rules):
-            log.info("rules reloaded: version %s, sites %s", rules.version, site_list(rules))
-            log_warnings(rules)
-        else:
-            log.debug("rules directory changed, rules unchanged: version %s", rules.version)
+        try:
+            async for changes in awatch(directory, debounce=200, step=50, rust_timeout=LOOK_AGAIN * 1000,
+                                        yield_on_timeout=True):
+                if (now := await asyncio.to_thread(_identity, directory)) != found:
+                    found = now
+                    if now is not None:
+                        await _reload(directory, load, apply, refuse)
+                    break
+                if changes:
+                    await _reload(directory, load, apply, refuse)
+        except OSError as exc:  # gone between the look and the watch
+            log.debug("rules directory not watched: %s", exc)
+            found = None
+
+
+async def _reload(directory: Path, load: Callable[[Path], RuleSet], apply: Callable[[RuleSet], bool],
+                  refuse: Callable[[RulesError], None]) -> None:
+    try:
+        rules = await asyncio.to_thread(load, directory)  # file I/O stays off the loop
+    except RulesError as exc:
+        log.error(
+            "rules change refused, the last good rules keep serving:\n%s",
+            "\n".join(map(str, exc.problems)),
+        )
+        refuse(exc)
+        return
+    if apply(rules):
+        log.info("rules reloaded: version %s, sites %s", rules.version, site_list(rules))
+        log_warnings(rules)
+    else:
+        log.debug("rules directory changed, rules unchanged: version %s", rules.version)
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    """Which directory `directory` names now (its device and inode, through any link), or None."""
+    try:
+        found = directory.stat()
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISDIR(found.st_mode) else None
 
 
 def site_list(rules: RuleSet) -> str:
