@@ -449,7 +449,7 @@ def test_a_page_whose_cookie_and_storage_throw_still_gets_its_swaps(page: Page, 
 def test_the_home_page_says_what_runs_and_leads_everywhere(page: Page, service: str) -> None:
     page.goto(f"{service}/")
     assert page.title() == "Home · Swapline"
-    assert page.inner_text("table").split("\n")[2] == "store\tRedis/Valkey server"  # the tests' own Valkey
+    assert "store\tRedis/Valkey server" in page.inner_text("table").split("\n")  # the tests' own Valkey
     links = page.eval_on_selector_all("a", "(links) => links.map((link) => link.getAttribute('href'))")
     assert links == ["/dashboard/fixture", "/openapi.json", "/metrics"]  # no demo page: the demo site is not here
     page.click("text=Dashboard of")
