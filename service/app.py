@@ -118,8 +118,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
                 "which runs an embedded Valkey, or point it at Redis/Valkey"
             )
         nonlocal checked  # held here, the first rules would outlive every reload
-        kept = LastGood(settings.data_dir)
-        rules, checked = checked if checked is not None else kept.start(settings.rules_dir), None
+        last_good = LastGood(settings.data_dir)
+        rules, checked = checked if checked is not None else last_good.start(settings.rules_dir), None
         log_warnings(rules)
         store = Store(connect(settings.redis_url, settings.redis_cluster))
         secret = settings.secret.encode() if settings.secret else await store.secret()
@@ -212,7 +212,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         if rules.kept:  # the last good rules kept from before serve
             runtime.rules_refused = _refusal(rules.kept.refused, runtime.clock(), rules.kept.at)
         if settings.reload_rules:
-            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, kept.load, apply, refuse)))
+            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, last_good.load, apply, refuse)))
         log.info("rules version %s, sites %s", rules.version, site_list(rules))
         _count_from_zero(rules.sites.values())
         del rules  # the runtime's now, until a reload replaces them

@@ -25,7 +25,7 @@ import redis
 from service.cli import main
 from service.integrations import callimport
 from service.rules import rulefiles
-from service.rules.lastgood import KEPT
+from service.rules.lastgood import FILE
 from tests.cluster import local_cluster
 from tests.conftest import (
     BROWSER_HEADERS,
@@ -595,7 +595,7 @@ def test_a_worker_that_fails_to_start_fails_serve_with_several_workers(tmp_path:
     try:
         wait_for("both workers", lambda: started_workers(process) == 2)
         (rules / "demo.yaml").write_text("site: [")
-        (tmp_path / "data" / KEPT).unlink()
+        (tmp_path / "data" / FILE).unlink()
         os.kill(workers_of(process.pid)[0], signal.SIGKILL)
         assert process.wait(timeout=60) == 3, output(process)
     finally:
@@ -628,11 +628,11 @@ def test_serve_with_a_broken_rules_file_starts_on_the_last_good_rules(tmp_path: 
     assert said["level"] == "error" and "the last good rules, kept from it at" in said["message"]
     assert f"{rules / 'demo.yaml'}:10: unknown key 'origin'" in said["message"]
 
-    (tmp_path / "data" / KEPT).unlink()  # a new machine: nothing kept
+    (tmp_path / "data" / FILE).unlink()  # a new machine: nothing kept
     refused = subprocess.run(["swapline", "serve"], capture_output=True, text=True, timeout=60,
                              env={**os.environ, "SWAPLINE_DATA_DIR": str(tmp_path / "data"), **settings})
     assert refused.returncode == 1 and "unknown key 'origin'" in refused.stderr, refused.stderr
-    assert refused.stderr.splitlines()[-1] == f"{tmp_path / 'data' / KEPT}:1: no last good rules are kept here to " \
+    assert refused.stderr.splitlines()[-1] == f"{tmp_path / 'data' / FILE}:1: no last good rules are kept here to " \
                                               "serve instead (a new data directory)"  # why it does not start
 
 

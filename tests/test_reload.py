@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.rules import rulefiles
-from service.rules.lastgood import KEPT
+from service.rules.lastgood import FILE
 from service.rules.reload import resplit, site_list
 from tests.conftest import BROWSER_HEADERS, UNCHANGED, make_settings, until_the_watcher_sees
 
@@ -143,7 +143,7 @@ def test_a_restart_with_a_broken_file_serves_the_last_good_rules_and_says_so(
     settings = make_settings(valkey_url, rules_dir, data_dir=tmp_path / "data", reload_rules=True)
     with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
         good = client.get("/readyz").json()["rules_version"]
-    kept = tmp_path / "data" / KEPT
+    kept = tmp_path / "data" / FILE
     assert kept.stat().st_mode & 0o777 == 0o600  # a rules file may hold a literal token
     demo.write_text(demo.read_text().replace("weight: 34", "weight: 40"))
     with pytest.raises(rulefiles.RulesError):  # what `swapline rules check` says
@@ -210,12 +210,12 @@ def test_rules_that_cannot_be_kept_take_the_older_ones_kept_out(
     demo = rules_dir / "demo.yaml"
     settings = make_settings(valkey_url, rules_dir, data_dir=tmp_path / "data", reload_rules=True)
     with TestClient(create_app(settings), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
-        (tmp_path / "data" / f".{KEPT}.{os.getpid()}").mkdir()  # where the new rules would be written
+        (tmp_path / "data" / f".{FILE}.{os.getpid()}").mkdir()  # where the new rules would be written
         until_the_watcher_sees(demo, caplog)
         demo.write_text(demo.read_text().replace("Кондиционеры с установкой {{ city.in }}", NEW_HEADLINE))
         assert wait_for(lambda: headline(client) == "Кондиционеры со скидкой в Москве", 60.0) is not None
     assert "cannot keep the rules as the last good ones" in caplog.text
-    assert not (tmp_path / "data" / KEPT).exists()
+    assert not (tmp_path / "data" / FILE).exists()
     demo.write_text("site: [")
     with pytest.raises(rulefiles.RulesError), TestClient(create_app(settings)):
         pass
@@ -240,7 +240,7 @@ def test_rules_kept_from_another_directory_or_that_no_longer_load_do_not_serve(
         pass
     problems = [str(problem) for problem in refused.value.problems]  # the last says why nothing serves instead
     assert problems[0].startswith(f"{other / 'demo.yaml'}:1: ") and problems[1:] == [
-        f"{tmp_path / 'data' / KEPT}:1: the last good rules kept here are those of {rules_dir}, not of {other}"]
+        f"{tmp_path / 'data' / FILE}:1: the last good rules kept here are those of {rules_dir}, not of {other}"]
 
     demo.write_text("site: [")
     monkeypatch.setenv("DEMO_REPORT_TOKEN", "short")
@@ -248,8 +248,8 @@ def test_rules_kept_from_another_directory_or_that_no_longer_load_do_not_serve(
         pass
     problems = [str(problem) for problem in refused.value.problems]
     assert problems[0].startswith(f"{demo}:1: ")
-    assert problems[1] == f"{tmp_path / 'data' / KEPT}:1: the last good rules kept here do not load either:"
-    assert problems[2].startswith(f"{tmp_path / 'data' / KEPT / 'demo.yaml'}:")
+    assert problems[1] == f"{tmp_path / 'data' / FILE}:1: the last good rules kept here do not load either:"
+    assert problems[2].startswith(f"{tmp_path / 'data' / FILE / 'demo.yaml'}:")
     assert "fewer than 16 characters" in problems[2]
 
 

@@ -22,12 +22,12 @@ import orjson
 from service.rules.rulefiles import Kept, Problem, RulesError, RuleSet, Sources, compile_rules, read
 
 log = logging.getLogger("swapline")
-KEPT = "last-good-rules.json"
+FILE = "last-good-rules.json"  # in the data directory
 
 
 class LastGood:
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / KEPT
+        self.path = data_dir / FILE
         self.version: str | None = None  # last kept by this process: the same rules are not written again
 
     def load(self, directory: Path) -> RuleSet:
@@ -64,7 +64,7 @@ class LastGood:
     def _keep(self, directory: Path, sources: Sources, version: str) -> None:
         kept = {"directory": _named(directory), "version": version, "at": time.time(),
                 "files": {path.name: text for path, text in sources.items()}}
-        partial = self.path.with_name(f".{KEPT}.{os.getpid()}")
+        partial = self.path.with_name(f".{FILE}.{os.getpid()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Only the owner reads it: a rules file may hold a literal token or secret.
