@@ -6,8 +6,9 @@
 A reload loads the new rules in a thread (`service.rules.reload.watch_rules`), which runs
 Python beside the event loop. Whenever the loop lets go of the GIL (to wait on its sockets,
 or in an RE2 search of a phrase pattern), that thread takes it, and keeps it up to Python's
-switch interval. Here the loop ticks every millisecond while `rulefiles.load` of 10,000
-generated rules (`benchmarks/scale_rules.py`) runs in a thread, and searches the load site's
+switch interval. Here the loop ticks every millisecond while a load of 10,000 generated rules
+(`benchmarks/scale_rules.py`), kept as the last good ones as the service keeps them
+(`service.rules.lastgood`), runs in a thread, and searches the load site's
 phrase patterns at every tick, as a request's decision may. As in a worker, what survives a
 garbage collection is frozen (`collector.frozen_survivors`), so a collection walks what came
 since the last one, not the whole heap. Each round runs twice, in a process of its own: with
@@ -38,13 +39,14 @@ PYTHONS = 0.005  # Python's default switch interval
 async def measure(rules: Path) -> dict[str, float]:
     from service.collector import frozen_survivors
     from service.rules import rulefiles
+    from service.rules.lastgood import LastGood
 
     patterns = rulefiles.load(LOAD_RULES).sites["load"].conditions.patterns
     assert patterns is not None
     gaps, searches = [], []
     with frozen_survivors():
         started = time.perf_counter()
-        loading = asyncio.create_task(asyncio.to_thread(rulefiles.load, rules))
+        loading = asyncio.create_task(asyncio.to_thread(LastGood(rules.parent / "data").load, rules))
         last = time.perf_counter()
         while not loading.done():
             await asyncio.sleep(0.001)
