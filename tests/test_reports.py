@@ -351,6 +351,8 @@ def test_each_experiment_says_what_its_always_valid_figures_let_the_reader_decid
     report = shop.get("/v1/reports/shop", headers=TOKEN).json()
     (table,) = report["experiments"]
     assert verdict.fullmatch(table["verdict"]), table
+    if table["verdict"].startswith("Variant"):  # its p as the table beside it prints it, to three digits
+        assert f"p = {table['variants'][1]['lift']['sequential']['p_value']:.3g})" in table["verdict"]
     rows = list(csv.DictReader(io.StringIO(shop.get("/v1/reports/shop.csv", headers=TOKEN).text)))
     assert {row["verdict"] for row in rows if row["section"] == "experiment"} == {table["verdict"]}
     assert table["verdict"] in shop.get("/dashboard/shop", headers=TOKEN).text

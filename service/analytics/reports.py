@@ -306,7 +306,7 @@ def _verdict(variants: list[dict[str, Any]], srm: dict[str, Any] | None, correct
         best = max(better, key=lambda row: row["lift"]["absolute"])
         relative = best["lift"]["relative"]  # none where the control converted nobody: the difference, in points
         lift = f"{relative:+.1%}" if relative is not None else f"{best['lift']['absolute'] * 100:+.1f} pp"
-        return Said(BETTER, variant=best["variant"], lift=lift, p=f"{significant(best):.2g}")
+        return Said(BETTER, variant=best["variant"], lift=lift, p=f"{significant(best):.3g}")  # as the table prints it
     if len(compared) == len(variants) - 1 and all(significant(row) is not None for row in compared):
         return Said(WORSE)
     return Said(UNDECIDED)
