@@ -28,7 +28,8 @@ NEW_HEADLINE = "Кондиционеры со скидкой {{ city.in }}"
 def headline(client: TestClient) -> str | None:
     body = client.get("/v1/decide", params={"site": "demo", "url": "/"},
                       headers={"x-forwarded-for": "46.242.0.1"}).json()
-    return {swap["selector"]: swap["text"] for swap in body["swaps"]}.get("h1.hero")
+    # A refusal (429: a test that waits long asks more often than a network may) has no swaps.
+    return {swap["selector"]: swap["text"] for swap in body.get("swaps", [])}.get("h1.hero")
 
 
 def wait_for(predicate: object, seconds: float) -> float | None:
