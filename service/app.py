@@ -212,7 +212,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         if rules.kept:  # the last good rules kept from before serve
             runtime.rules_refused = _refusal(rules.kept.refused, runtime.clock(), rules.kept.at)
         if settings.reload_rules:
-            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, last_good.load, apply, refuse)))
+            tasks.append(asyncio.create_task(watch_rules(settings.rules_dir, last_good.load, apply, refuse,
+                                                         stale=rules.kept is not None)))
         log.info("rules version %s, sites %s", rules.version, site_list(rules))
         _count_from_zero(rules.sites.values())
         del rules  # the runtime's now, until a reload replaces them

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from service.app import create_app
 from service.rules import rulefiles
-from service.rules.lastgood import FILE
+from service.rules.lastgood import FILE, LastGood
 from service.rules.reload import resplit, site_list
 from tests.conftest import BROWSER_HEADERS, UNCHANGED, make_settings, until_the_watcher_sees
 
@@ -200,6 +200,14 @@ def test_a_rules_directory_mounted_late_or_replaced_is_watched_once_it_is_there(
         rules_dir.mkdir()
         (rules_dir / "demo.yaml").write_text(edited.replace(NEW_HEADLINE, "Кондиционеры в рассрочку"))
         assert wait_for(lambda: headline(client) == "Кондиционеры в рассрочку", 60.0) is not None
+    # Mounted after `swapline serve` (or a worker) loaded the rules, and before its watch began:
+    # one of two workers stayed on the kept rules.
+    rules_dir.rename(away)
+    (away / "demo.yaml").write_text(edited.replace(NEW_HEADLINE, "Кондиционеры без переплаты"))
+    checked = LastGood(tmp_path / "data").start(rules_dir)
+    away.rename(rules_dir)
+    with TestClient(create_app(settings, checked=checked), client=("127.0.0.1", 1), headers=BROWSER_HEADERS) as client:
+        assert wait_for(lambda: headline(client) == "Кондиционеры без переплаты", 60.0) is not None
 
 
 def test_rules_that_cannot_be_kept_take_the_older_ones_kept_out(

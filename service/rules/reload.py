@@ -23,7 +23,7 @@ SITES_NAMED = 20  # in the log line of a load: an agency's thousand sites would 
 
 
 async def watch_rules(directory: Path, load: Callable[[Path], RuleSet], apply: Callable[[RuleSet], bool],
-                      refuse: Callable[[RulesError], None]) -> None:
+                      refuse: Callable[[RulesError], None], stale: bool = False) -> None:
     """Reload `directory` with `load` after every change; runs until cancelled. `apply` says whether the
     rules changed: a write to a file the loader does not read (an upload's dot file, an
     editor's backup) changes nothing. Such changes still reload: Kubernetes swaps a ConfigMap's
@@ -31,8 +31,12 @@ async def watch_rules(directory: Path, load: Callable[[Path], RuleSet], apply: C
 
     A directory not there (yet: a volume mounted after the service started, on the last good
     rules) is waited for; one replaced (deleted and made again, a `current` link switched to
-    another release) is watched anew. Either reloads once it is found."""
+    another release) is watched anew. Either reloads once it is found. `stale`: the service
+    started on the last good rules kept from before, so the directory is loaded again as soon
+    as it is there, in case it came, or was fixed, before the watch began."""
     found = await asyncio.to_thread(_identity, directory)
+    if found is not None and stale:
+        await _reload(directory, load, apply, refuse)
     while True:
         if found is None:
             await asyncio.sleep(LOOK_AGAIN)
