@@ -36,7 +36,7 @@ async def watch_rules(directory: Path, load: Callable[[Path], RuleSet], apply: C
     as it is there, in case it came, or was fixed, before the watch began."""
     found = await asyncio.to_thread(_identity, directory)
     if found is not None and stale:
-        await _reload(directory, load, apply, refuse)
+        await _reload(directory, load, apply, refuse, again=True)
     while True:
         if found is None:
             await asyncio.sleep(LOOK_AGAIN)
@@ -59,10 +59,13 @@ async def watch_rules(directory: Path, load: Callable[[Path], RuleSet], apply: C
 
 
 async def _reload(directory: Path, load: Callable[[Path], RuleSet], apply: Callable[[RuleSet], bool],
-                  refuse: Callable[[RulesError], None]) -> None:
+                  refuse: Callable[[RulesError], None], again: bool = False) -> None:
+    """`again`: a look at what the start refused, which says nothing while it is refused still."""
     try:
         rules = await asyncio.to_thread(load, directory)  # file I/O stays off the loop
     except RulesError as exc:
+        if again:
+            return
         log.error(
             "rules change refused, the last good rules keep serving:\n%s",
             "\n".join(map(str, exc.problems)),
