@@ -41,7 +41,7 @@ class LastGood:
     def start(self, directory: Path) -> RuleSet:
         """The rules of `directory`; if they are refused, those last kept from it, which carry its
         problems (`RuleSet.kept`). `RulesError` if none were kept, or those kept do not load now (an
-        upgrade that checks more, a `${VAR}` no longer set): its last problem says why none serve."""
+        upgrade that checks more, a `${VAR}` now too short): its last problem says why none serve."""
         try:
             return self.load(directory)
         except RulesError as refused:
