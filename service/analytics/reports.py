@@ -31,6 +31,7 @@ from service.front.events import GOAL_NAME
 from service.front.responses import JSON
 from service.rules.engine import Experiment, Site
 from service.runtime import Runtime
+from service.tracking.journal import BACKWARDS
 from service.tracking.ledger import ALL, BY_CALL, OTHER, SITE, Ledger, cohorts, page_field
 
 KINDS = ("qualified_call", "call", "missed_call", "form", "tel_click", "goal", "any")
@@ -51,7 +52,6 @@ WORSE = "Every variant converts worse than the control: you may end the test, wi
 UNDECIDED = "No variant converts better than the control yet: keep the test running"
 UNTRUSTED = "Decide nothing on these figures until the split follows the weights"
 SIGNIFICANT = 0.05  # an always-valid p below this shows a difference, as the dashboard colours it
-BACKWARDS = "from must come before to"  # what a reader may pick in the tab's date fields, as `Said`
 MOST_PAGES = 1000  # the most pages a report lists (`limit`); the rest is one "(other)" row
 
 

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import orjson
 
+from service.analytics.language import Said
 from service.errors import BadRequest
 from service.tracking import counters
 from service.tracking.clock import DAY_MS, day_start_ms
@@ -101,6 +102,9 @@ def _stream_id(text: str) -> bool:
     return len(parts) == len(numbers) == 2 and all(n < 2**64 for n in numbers) and any(numbers)
 
 
+BACKWARDS = "from must come before to"  # what a reader may pick in a tab's date fields, as `Said`
+
+
 @dataclass(frozen=True, slots=True)
 class LogQuery:
     since_ms: int | None
@@ -112,6 +116,8 @@ class LogQuery:
     def parse(cls, params: Mapping[str, str], zone: datetime.tzinfo = datetime.UTC) -> LogQuery:
         """`from` and `to` are days in `zone`, the site's."""
         since, until = _day(params, "from", zone), _day(params, "to", zone, after=True)
+        if since is not None and until is not None and since >= until:  # not an empty page, as if there were none
+            raise BadRequest("invalid_filter", Said(BACKWARDS))
         limit = params.get("limit") or "100"
         if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MOST):
             raise BadRequest("invalid_filter", f"limit must be a whole number from 1 to {MOST}")
