@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import stat
 from collections.abc import Callable
@@ -34,14 +35,15 @@ async def watch_rules(directory: Path, load: Callable[[Path], RuleSet], apply: C
     another release) is watched anew. Either reloads once it is found. `stale`: the service
     started on the last good rules kept from before, so the directory is loaded again as soon
     as it is there, in case it came, or was fixed, before the watch began."""
+    reload = functools.partial(_reload, directory, load, apply, refuse)
     found = await asyncio.to_thread(_identity, directory)
     if found is not None and stale:
-        await _reload(directory, load, apply, refuse, again=True)
+        await reload(again=True)
     while True:
         if found is None:
             await asyncio.sleep(LOOK_AGAIN)
             if (found := await asyncio.to_thread(_identity, directory)) is not None:
-                await _reload(directory, load, apply, refuse)
+                await reload()
             continue
         try:
             async for changes in awatch(directory, debounce=200, step=50, rust_timeout=LOOK_AGAIN * 1000,
@@ -49,10 +51,10 @@ async def watch_rules(directory: Path, load: Callable[[Path], RuleSet], apply: C
                 if (now := await asyncio.to_thread(_identity, directory)) != found:
                     found = now
                     if now is not None:
-                        await _reload(directory, load, apply, refuse)
+                        await reload()
                     break
                 if changes:
-                    await _reload(directory, load, apply, refuse)
+                    await reload()
         except OSError as exc:  # gone between the look and the watch
             log.debug("rules directory not watched: %s", exc)
             found = None
