@@ -32,6 +32,7 @@ from tests.loop import BUDGET, LoopWatch, serving
 
 HOSTILE = """
 site: hostile
+origins: [https://hostile.example]
 rules:
   - id: keyword  # its words are what typos are corrected to
     when: { keywords: [купить кондиционер, кондиционер -автомобильный] }
@@ -56,6 +57,8 @@ WORDS = " ".join(f"{chr(0x430 + i % 32)}{chr(0x430 + i // 32 % 32)}сло" for i
 LONG_PATH = "/a/" + "/b/c/" * 800  # every glob wildcard has 800 places to try
 LONG_REFERRER = ("https://yandex.ru/search/?text=" + urllib.parse.quote(WORDS) + "&x=" + "x" * 4096)[:4096]
 # (name, decision parameters, extra headers): each sent with a visitor of its own.
+OWN_REFERRER = "https://hostile.example/?yclid=1&" + "&".join(
+    f"utm_{name}={urllib.parse.quote('купить кондиционер ' * 20)}" for name in ("term", "source", "campaign"))
 INPUTS: list[tuple[str, dict[str, str], dict[str, str]]] = [
     ("60 KB user agent", {"url": "/"}, {"user-agent": "Mozilla/5.0 " + "a" * 60_000}),
     ("8 KB user agent of digits", {"url": "/"}, {"user-agent": "1" * 8_000}),
@@ -69,6 +72,8 @@ INPUTS: list[tuple[str, dict[str, str], dict[str, str]]] = [
     ("200 characters of Latin layout", {"url": "/?utm_term=" + urllib.parse.quote(("rjylbwbjyth " * 17)[:200])}, {}),
     ("long search referrer", {"url": "/", "ref": LONG_REFERRER}, {}),
     ("500 query parameters", {"url": "/?" + "&".join(f"p{i}=x" for i in range(500))}, {}),
+    # A page view without a visit, referred by the site's own page: its tags are read.
+    ("the site's own referrer with 6 KB of tags", {"url": "/", "ref": OWN_REFERRER}, {}),
 ]
 
 
