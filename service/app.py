@@ -43,7 +43,7 @@ from service.config import Settings
 from service.errors import HTTPError
 from service.front.compressed import CompressedFiles
 from service.front.decide import decide_endpoint
-from service.front.erasure import forget_endpoint
+from service.front.erasure import forget_caller_endpoint, forget_endpoint
 from service.front.events import convert, events_endpoint
 from service.front.fastpath import DISCONNECTED, FastPath
 from service.front.home import home_endpoint
@@ -248,6 +248,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/v1/exports/{site}/{target}.csv", export_file_endpoint, methods=["GET"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", forget_endpoint, methods=["DELETE"]),
+            Route("/v1/callers/{site}/forget", forget_caller_endpoint, methods=["POST"]),
             *(Route(f"/v1/reports/{{site}}.{form}", report_endpoint, methods=["GET"]) for form in FORMATS),
             Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),
             Route("/dashboard/{site}", dashboard_endpoint, methods=["GET"]),

@@ -81,9 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
     pools.add_argument("--format", choices=("table", "json"), default="table")
 
-    forget = commands.add_parser("forget", help="erase one visitor's data (152-FZ / GDPR; asks the service)")
+    forget = commands.add_parser("forget", help="erase one visitor's or caller's data (152-FZ / GDPR; asks the "
+                                                "service)")
     forget.add_argument("--site", required=True)
-    forget.add_argument("--vid", required=True, help="the visitor id (the swl_vid cookie)")
+    whom = forget.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--vid", help="the visitor id (the swl_vid cookie)")
+    whom.add_argument("--caller", help="a caller's phone number, as they or the telephony write it")
     forget.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
 
     sites = commands.add_parser("sites", help="erase the data of a site no longer in the rules (in the store itself)")
@@ -134,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return _report(settings, args)
     if args.command == "forget":
-        erased = _ask(settings, args, f"/v1/visitors/{args.site}/{urllib.parse.quote(args.vid)}", method="DELETE")
+        visitor = f"/v1/visitors/{args.site}/{urllib.parse.quote(args.vid or '')}"
+        erased = (_ask(settings, args, f"/v1/callers/{args.site}/forget", sends={"number": args.caller}) if args.caller
+                  else _ask(settings, args, visitor, method="DELETE"))
         sys.stdout.write(orjson.dumps(erased, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if args.command == "sites":
@@ -243,9 +248,10 @@ def _service(settings: Settings, args: argparse.Namespace) -> str:
     return str(args.url or f"http://{settings.host}:{settings.port}")
 
 
-def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False, method: str = "GET") -> Any:
+def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False, method: str = "GET",
+         sends: dict[str, Any] | None = None) -> Any:
     """Ask the running service for `path` with `SWAPLINE_TOKEN` (a read token will do, but to
-    erase), else the site's report token from the rules."""
+    erase), else the site's report token from the rules; POST what it `sends` as JSON, if anything."""
     token = os.environ.get(TOKEN_VARIABLE)
     if not token:
         rules = _load(settings.rules_dir)
@@ -258,6 +264,9 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
     base = _service(settings, args)
     request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"},
                                      method=method)
+    if sends is not None:
+        request.method, request.data = "POST", orjson.dumps(sends)
+        request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
+import hmac
 import importlib.metadata
 import json
 import os
@@ -187,16 +189,25 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
     assert [row.split()[:3] for row in rows] == [["moscow", "5", "4"], ["saint-petersburg", "3", "0"]]
 
 
-def test_forget_command_erases_a_visitor_through_the_running_service(tmp_path: Path, valkey_url: str,
-                                                                      store: redis.Redis) -> None:
+def test_forget_command_erases_a_caller_and_a_visitor_through_the_running_service(
+        tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
     process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
     vid = "forget-cli-000000001"
     try:
-        httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": vid},
-                  headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"})
+        shown = httpx.get(f"{base}/v1/decide", params={"site": "demo", "url": "/", "vid": vid},
+                          headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}).json()
+        raw = orjson.dumps({"call_id": "forget-cli-call", "called": shown["phone"]["number"], "caller": "89161234567",
+                            "start": int(time.time()), "talk_seconds": 40})
+        signature = "sha256=" + hmac.new(b"demo-calls-secret-change-me", raw, hashlib.sha256).hexdigest()
+        credited = httpx.post(f"{base}/v1/calls?site=demo", content=raw, headers={"x-swapline-signature": signature})
+        caller = demo_command("forget", "--site", "demo", "--caller", "+7 916 123-45-67", "--url", base)
         forgot = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
     finally:
         stop(process)
+    assert credited.json()["visitor"] == vid
+    assert caller.returncode == 0, caller.stderr
+    assert json.loads(caller.stdout) == {"site": "demo", "erased": {"calls": 1, "calls_ending_alike": 0, "log": 1},
+                                         "credited_to": [vid]}
     assert forgot.returncode == 0, forgot.stderr
     assert json.loads(forgot.stdout)["erased"]["visits"] == 2  # the visit's record and its journey
     assert not [key for key in store.scan_iter("sw:*") if vid.encode() in key]

@@ -49,6 +49,7 @@ SHOWS = {
     "swapline rules check": "rules: OK, 1 site(s): demo; version ",
     "swapline report --site demo --by": "campaign  visits",
     "swapline rules preview": '"h1.hero"',
+    "swapline forget --site demo --caller": '"credited_to"',
     "curl -s -o /tmp/demo-sources.xlsx": "xl/worksheets/sheet1.xml",
 }
 

@@ -36,6 +36,8 @@ def test_a_read_token_opens_what_the_report_token_reads_and_erases_nothing(
         erase = shop.delete(f"/v1/visitors/shop/{vid}", headers=bearer(CLIENT))
         assert erase.status_code == 403 and erase.json()["error"]["code"] == "read_only_token"
         assert "report token" in erase.json()["error"]["message"]
+        caller = shop.post("/v1/callers/shop/forget", json={"number": "+79161234567"}, headers=bearer(CLIENT))
+        assert caller.status_code == 403 and caller.json()["error"]["code"] == "read_only_token"
         erased = shop.delete(f"/v1/visitors/shop/{vid}", headers=bearer(REPORT))  # it was all still there
         assert erased.status_code == 200 and erased.json()["erased"]["visits"] > 0
         wrong = shop.get("/v1/reports/shop", headers=bearer("shop-client-read-token-02"))

@@ -92,8 +92,9 @@ def beacon(client: TestClient, token: str, event_id: str) -> Any:
     return response.json()
 
 
-def call(client: TestClient, number: str, start: float, call_id: str = "visit-call-1") -> Any:
-    raw = orjson.dumps({"call_id": call_id, "called": number, "caller": "+79161234567", "start": start,
+def call(client: TestClient, number: str, start: float, call_id: str = "visit-call-1",
+         caller: str = "+79161234567") -> Any:
+    raw = orjson.dumps({"call_id": call_id, "called": number, "caller": caller, "start": start,
                         "talk_seconds": 90})
     signature = "sha256=" + hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
     response = client.post("/v1/calls?site=climate", content=raw, headers={"x-swapline-signature": signature})
@@ -346,6 +347,45 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     log = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
     assert log == [] and not [key for key in store.scan_iter("sw:*") if VID.encode() in key]
     assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400
+
+
+def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, clock: Clock,
+                                                          store: redis.Redis) -> None:
+    """A caller who asks by phone: their calls lose the number's last digits and leave the call
+    log, and their number's history goes; another caller's calls stay as they were, but for
+    calls older than the history, which only the last digits tie to a number."""
+    landing = Browser(climate).open(AD, ref="https://yandex.ru/")
+    held = landing["phone"]["number"]
+    call(climate, held, clock.now - 3 * 86_400, "old-theirs", caller="8 916 123-45-67")
+    call(climate, held, clock.now - 3 * 86_400, "old-alike", caller="+79031114567")  # ends as theirs
+    histories = sorted(store.scan_iter("sw:{climate:calls}:*:*"))
+    store.delete(*histories)  # as their TTL does a day after those calls
+    clock.advance(30)
+    assert call(climate, held, clock.now, "theirs", caller="+7 (916) 123-45-67")["visitor"] == VID
+    clock.advance(3600)
+    call(climate, held, clock.now, "theirs-again", caller="89161234567")
+    call(climate, held, clock.now, "alike", caller="+79031114567")
+    call(climate, held, clock.now, "another", caller="+79035550000")
+    before = climate.get("/v1/reports/climate", params={"by": "source"}, headers=REPORT).json()
+    refused = [climate.post("/v1/callers/climate/forget", json={"number": "+79161234567"}).status_code,
+               climate.post("/v1/callers/climate/forget", json={"number": "anonymous"}, headers=REPORT).json(),
+               climate.post("/v1/callers/climate/forget", content=b"+79161234567", headers=REPORT).status_code]
+    assert refused[0] == 401 and refused[1]["error"]["code"] == "invalid_number" and refused[2] == 400
+    erased = climate.post("/v1/callers/climate/forget", json={"number": "8 (916) 123-45-67"}, headers=REPORT)
+    assert erased.status_code == 200, erased.text
+    assert erased.json() == {"site": "climate", "erased": {"calls": 2, "calls_ending_alike": 2, "log": 4},
+                             "credited_to": [VID]}  # whom the operator may erase too, if they were the caller
+    records = {call_id.decode(): orjson.loads(record)["caller_last_digits"]
+               for call_id, record in store.hgetall("sw:{climate:calls}:calls").items()}
+    assert records == {"old-theirs": None, "old-alike": None, "theirs": None, "theirs-again": None,
+                       "alike": "4567", "another": "0000"}
+    logged = climate.get("/v1/calls/climate", headers=REPORT).json()["entries"]
+    assert sorted(entry["call_id"] for entry in logged) == ["alike", "another"]
+    assert len(list(store.scan_iter("sw:{climate:calls}:caller:*"))) == 2  # the other two callers'
+    assert climate.get("/v1/reports/climate", params={"by": "source"}, headers=REPORT).json() == before
+    # Their next call is a first one: nothing remembers the number.
+    clock.advance(60)
+    assert call(climate, held, clock.now, "after", caller="+79161234567")["unique"] is True
 
 
 def _values(store: redis.Redis, key: bytes) -> list[bytes]:

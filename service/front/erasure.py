@@ -9,6 +9,9 @@ their entries in the conversion log (`service.tracking.journal`). Counts already
 they name nobody; so do their visits in the reports' tables of visits, under a visitor nobody
 knows. A beacon sent afterwards with a token of one of their page views (`SWAPLINE_TOKEN_DAYS`)
 is logged nowhere (`visits.erased`).
+
+`POST /v1/callers/{site}/forget` erases a caller known only by their phone number: the last
+digits of their calls, their hash's history of calls, and their calls in the conversion log.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import orjson
 from starlette.requests import Request
 
 from service.errors import BadRequest
+from service.front import bodies
 from service.front.auth import require_report_token
 from service.front.responses import JSON
+from service.integrations.calls import home_region, kept_caller, phone_text
 from service.rules.engine import Site
 from service.tracking import counters, visits
 from service.tracking.journal import Journal
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("swapline")
 SLICE = 1000
+MAX_BODY = 1024  # {"number": …}
 FORGET_LEASE = Script.named("forget_lease")
 
 
@@ -80,9 +86,42 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
                      async for key in client.scan_iter(match=match, count=SLICE)]
         for key in histories:
             await client.zrem(key, *theirs)
-    erased["log"] = await journal.forget(site.id, vid)
+    erased["log"] = await journal.forget(site.id, lambda entry: entry.get("visitor") == vid)
     await client.set(visits.erased(site.id, vid), 1, ex=token_days * 86_400)
     return erased
+
+
+async def forget_caller(store: Store, journal: Journal, site: Site, caller: tuple[str, str | None], now_ms: int
+                        ) -> dict[str, Any]:
+    """Delete what the store keeps of the caller whose number's keyed hash and last digits are
+    `caller` (`calls.kept_caller`): what is erased, and whom their calls were credited to.
+
+    Their calls within `calls.unique_within` of each other are known by the hash. Calls before
+    those are tied to the number by its last digits alone, so every call that ended alike then
+    goes too, another caller's among them: whose it was, nothing kept can tell."""
+    await store.batcher.settle()
+    calls = f"sw:{{{site.id}:calls}}:"
+    history, targets = (calls + kind + caller[0] for kind in ("caller:", "target:"))
+    known = {call.decode(): start for call, start in
+             cast(list[tuple[bytes, float]], await store.client.zrange(history, 0, -1, withscores=True))}
+    await store.client.delete(history, targets)
+    before = min(known.values(), default=now_ms) - site.calls.unique_within * 1000
+    credited: set[str] = set()
+
+    def theirs(record: dict[str, Any]) -> bool:
+        if record.get("call_id") in known:
+            if isinstance(visitor := record.get("visitor"), str):
+                credited.add(visitor)
+            return True
+        start = record.get("start")
+        return record.get("caller_last_digits") == caller[1] and isinstance(start, int) and start <= before
+
+    changed = set(await _anonymise(store, calls + "calls", theirs, {"caller_last_digits": None}))
+    gone = {f"call:{call}" for call in changed | known.keys()}
+    logged = await journal.forget(site.id, lambda entry: entry.get("id") in gone)
+    return {"erased": {"calls": len(changed & known.keys()), "calls_ending_alike": len(changed - known.keys()),
+                       "log": logged},
+            "credited_to": sorted(credited)}
 
 
 async def _anonymise(store: Store, key: str, names: Callable[[dict[str, Any]], bool],
@@ -111,3 +150,20 @@ async def forget_endpoint(request: Request) -> JSON:
     log.info("a visitor of site %r erased with its report token: %s", site.id,
              ", ".join(f"{kind} {count}" for kind, count in erased.items()))
     return JSON({"site": site.id, "vid": vid, "erased": erased})
+
+
+async def forget_caller_endpoint(request: Request) -> JSON:
+    """`POST /v1/callers/{site}/forget` with `{"number": "+7 916 …"}`: erase a caller. The number
+    is in the body, where no access log or proxy keeps it."""
+    runtime: Runtime = request.app.state.runtime
+    site = runtime.site(request.path_params["site"])
+    await require_report_token(runtime, site, request, erases=True)
+    number = bodies.json_object(await bodies.read(request, MAX_BODY)).get("number")
+    caller = kept_caller(runtime.caller_key, phone_text(number), home_region(site))
+    if not caller[0]:
+        raise BadRequest("invalid_number", "number must be the caller's phone number, as the telephony or the caller "
+                                           "writes it (+7 916 555-12-34, 89165551234)")
+    erased = await forget_caller(runtime.store, runtime.journal, site, caller, runtime.now_ms())
+    log.info("a caller of site %r erased with its report token: %s", site.id,
+             ", ".join(f"{kind} {count}" for kind, count in erased["erased"].items()))
+    return JSON({"site": site.id, **erased})

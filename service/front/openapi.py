@@ -315,6 +315,16 @@ SPEC: dict[str, Any] = {
                                   {"type": "object", "required": ["site", "vid", "erased"]}),
                           **_errors(400, 401, 403, 404, 429)},
         }},
+        "/v1/callers/{site}/forget": {"post": {
+            "summary": "Erase a caller by their phone number: its last digits and history in the calls, and the "
+                       "calls in the conversion log (152-FZ, GDPR)",
+            "security": BEARER, "parameters": [SITE_PATH],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["number"], "properties": {"number": {"type": "string"}}}}}},
+            "responses": {**_json("how many records of each kind went, and whom the calls were credited to",
+                                  {"type": "object", "required": ["site", "erased", "credited_to"]}),
+                          **_errors(400, 401, 403, 404, 413, 429)},
+        }},
         "/v1/reports/{site}": {"get": {
             "summary": "Conversion per page and variant, with statistics",
             "security": BEARER, "parameters": [SITE_PATH, *REPORT_FILTERS],

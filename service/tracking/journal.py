@@ -83,14 +83,14 @@ class Journal:
         return {"entries": entries, "next": upper[1:]}
 
 
-    async def forget(self, site: str, vid: str) -> int:
-        """Delete the entries that name visitor `vid` (erasure); how many went. Reads the whole
+    async def forget(self, site: str, names: Callable[[dict[str, Any]], bool]) -> int:
+        """Delete the entries that `names` a person in (erasure); how many went. Reads the whole
         log a slice at a time: erasure is rare, and may take a while on a long log."""
         doomed, lower = [], "-"
         while batch := await self.store.client.xrange(key(site), lower, "+", count=SCAN_SLICE):
             for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
                 lower = f"({stream_id.decode()}"
-                if orjson.loads(fields[b"c"]).get("visitor") == vid:
+                if names(orjson.loads(fields[b"c"])):
                     doomed.append(stream_id)
         return int(await self.store.client.xdel(key(site), *doomed)) if doomed else 0
 
