@@ -96,9 +96,10 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
     """Delete what the store keeps of the caller whose number's keyed hash and last digits are
     `caller` (`calls.kept_caller`): what is erased, and whom their calls were credited to.
 
-    Their calls within `calls.unique_within` of each other are known by the hash. Calls before
-    those are tied to the number by its last digits alone, so every call that ended alike then
-    goes too, another caller's among them: whose it was, nothing kept can tell."""
+    Their calls to the site's numbers within `calls.unique_within` of each other are known by the
+    hash. Calls before those, and calls to other numbers, are tied to the caller's number by its
+    last digits alone, so every such call from a number that ended alike goes too, another
+    caller's among them: whose it was, nothing kept can tell."""
     await store.batcher.settle()
     calls = f"sw:{{{site.id}:calls}}:"
     history, targets = (calls + kind + caller[0] for kind in ("caller:", "target:"))
@@ -114,7 +115,8 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
                 credited.add(visitor)
             return True
         start = record.get("start")
-        return record.get("caller_last_digits") == caller[1] and isinstance(start, int) and start <= before
+        return record.get("caller_last_digits") == caller[1] and (
+            record.get("kind") == "unknown" or (isinstance(start, int) and start <= before))
 
     changed = set(await _anonymise(store, calls + "calls", theirs, {"caller_last_digits": None}))
     gone = {f"call:{call}" for call in changed | known.keys()}
@@ -126,8 +128,8 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
 
 async def _anonymise(store: Store, key: str, names: Callable[[dict[str, Any]], bool],
                      blanks: dict[str, Any]) -> list[str]:
-    """Rewrite the JSON records of hash `key` that `names` the visitor, with `blanks` over them;
-    their fields."""
+    """Rewrite the JSON records of hash `key` that `names` the person erased, with `blanks` over
+    them; their fields."""
     changed = []
     async for field, raw in store.client.hscan_iter(key, count=SLICE):
         record = orjson.loads(raw)
