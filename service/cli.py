@@ -31,7 +31,7 @@ from service.integrations import callimport
 from service.rules import rulefiles
 from service.rules.engine import decide
 from service.rules.lastgood import LastGood
-from service.tracking.visitors import new_vid
+from service.tracking.visitors import new_vid, valid_vid
 
 VERSION = importlib.metadata.version("swapline")
 WIDEST = 60  # characters of a cell in the tables `swapline report` prints
@@ -137,11 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return _report(settings, args)
     if args.command == "forget":
-        visitor = f"/v1/visitors/{args.site}/{urllib.parse.quote(args.vid or '')}"
-        erased = (_ask(settings, args, f"/v1/callers/{args.site}/forget", sends={"number": args.caller}) if args.caller
-                  else _ask(settings, args, visitor, method="DELETE"))
-        sys.stdout.write(orjson.dumps(erased, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
+        return _forget(settings, args)
     if args.command == "sites":
         return _erase(settings, args.site)
     if args.command == "store":
@@ -275,6 +271,22 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
         raise SystemExit(f"swapline: {base} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
     except OSError as exc:
         raise SystemExit(f"swapline: cannot reach the service at {base}: {exc}") from None
+
+
+def _forget(settings: Settings, args: argparse.Namespace) -> int:
+    if args.caller is not None:
+        erased = _ask(settings, args, f"/v1/callers/{args.site}/forget", sends={"number": args.caller})
+    elif valid_vid(args.vid):
+        erased = _ask(settings, args, f"/v1/visitors/{args.site}/{args.vid}", method="DELETE")
+    else:
+        print(f"swapline: {args.vid!r} is no visitor id: the swl_vid cookie's value is letters, digits, _ and -",
+              file=sys.stderr)
+        return 2
+    sys.stdout.write(orjson.dumps(erased, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if not any(erased["erased"].values()):  # the answer to a mistyped id, or to one erased already
+        print(f"swapline: the store kept nothing of that {'number' if args.caller else 'visitor'} on site "
+              f"{args.site!r}, or it was erased already", file=sys.stderr)
+    return 0
 
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:

@@ -202,6 +202,8 @@ def test_forget_command_erases_a_caller_and_a_visitor_through_the_running_servic
         credited = httpx.post(f"{base}/v1/calls?site=demo", content=raw, headers={"x-swapline-signature": signature})
         caller = demo_command("forget", "--site", "demo", "--caller", "+7 916 123-45-67", "--url", base)
         forgot = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
+        again = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
+        odd = demo_command("forget", "--site", "demo", "--vid", "../../x", "--url", base)
     finally:
         stop(process)
     assert credited.json()["visitor"] == vid
@@ -209,7 +211,10 @@ def test_forget_command_erases_a_caller_and_a_visitor_through_the_running_servic
     assert json.loads(caller.stdout) == {"site": "demo", "erased": {"calls": 1, "calls_ending_alike": 0, "log": 1},
                                          "credited_to": [vid]}
     assert forgot.returncode == 0, forgot.stderr
-    assert json.loads(forgot.stdout)["erased"]["visits"] == 2  # the visit's record and its journey
+    assert json.loads(forgot.stdout)["erased"]["visits"] == 1 and not forgot.stderr
+    assert again.returncode == 0 and not any(json.loads(again.stdout)["erased"].values())
+    assert again.stderr == "swapline: the store kept nothing of that visitor on site 'demo', or it was erased already\n"
+    assert odd.returncode == 2 and "'../../x' is no visitor id" in odd.stderr
     assert not [key for key in store.scan_iter("sw:*") if vid.encode() in key]
     assert not any(store.hexists(key, vid) for key in store.scan_iter("sw:*:assign"))
 

@@ -314,7 +314,7 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     landing = browser.open(AD, ref="https://yandex.ru/")
     beacon(climate, landing["token"], "erased-form")
     clock.advance(30)
-    assert call(climate, landing["phone"]["number"], clock.now)["visitor"] == VID
+    visit = call(climate, landing["phone"]["number"], clock.now)["visit"]["id"]  # the browser's token carries it
     histories = sorted(key[:-32] for key in store.scan_iter("sw:{climate:calls}:*:*"))  # by their number's hash
     before = [climate.get("/v1/reports/climate", params=params, headers=REPORT).json()
               for params in ({}, {"by": "source,campaign"})]
@@ -325,12 +325,10 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     assert erased.status_code == 200, erased.text
     # The operator reads that the site's token erased someone, and not whom.
     (line,) = [record.getMessage() for record in caplog.records if "erased" in record.getMessage()]
-    assert line.startswith("a visitor of site 'climate' erased with its report token: visits 3, ") and VID not in line
-    assert erased.json()["erased"] == {"visits": 3, "assignments": 2, "leases": 1, "calls": 1, "log": 2,
+    assert line.startswith("a visitor of site 'climate' erased with its report token: visits 1, ") and VID not in line
+    assert erased.json()["erased"] == {"visits": 1, "assignments": 2, "leases": 1, "calls": 1, "log": 2,
                                        "tallied": 1}
-    remaining = [key for key in store.scan_iter("sw:*") if VID.encode() in key or any(
-        VID.encode() in value or visitor_hash(VID) in value for value in _values(store, key))]
-    assert remaining == []  # the visitor's id is nowhere in the store, nor its hash
+    assert _naming(store, VID, visit) == []  # the visitor's id is nowhere in the store, nor its hash, nor its visit's
     # Nor the number they called from: its last digits, and its hash's history of calls.
     assert [orjson.loads(record)["caller_last_digits"] for record in store.hvals("sw:{climate:calls}:calls")] \
         == [None]
@@ -388,6 +386,33 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
     # Their next call is a first one: nothing remembers the number.
     clock.advance(60)
     assert call(climate, held, clock.now, "after", caller="+79161234567")["unique"] is True
+
+
+def test_an_erasure_finds_the_experiments_and_pools_that_left_the_rules_and_a_visitor_waiting_for_a_number(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, clock: Clock) -> None:
+    """Erasures come when experiments have ended and pools changed: what the visitor left in
+    them goes all the same, as does their place among the visitors waiting for a number."""
+    one_number = SITE.replace('numbers: ["+7 495 170-00-01", "+7 495 170-00-02"]', 'numbers: ["+7 495 170-00-01"]')
+    with site_client(valkey_url, rules_dir, clock, "climate", one_number) as climate:
+        Browser(climate, vid="holds-the-only-number").open(AD, ref="https://yandex.ru/")
+        landing = Browser(climate).open(AD, ref="https://yandex.ru/")
+        beacon(climate, landing["token"], "waiting-form")
+        visit = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"][0]["visit"]["id"]
+    assert landing["phone"]["number"] == "+78005553535" and landing["experiments"] == {"cta": "control"}
+    assert store.zscore("sw:{climate:yandex}:waiting", VID) and _naming(store, VID, visit)
+    ended = SITE.replace("id: yandex", "id: yandex-2025").partition("experiments:")[0]
+    with site_client(valkey_url, rules_dir, clock, "climate", ended) as climate:
+        erased = climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT).json()["erased"]
+    assert erased == {"visits": 1, "assignments": 2, "leases": 0, "calls": 0, "log": 1, "tallied": 1}
+    assert _naming(store, VID, visit) == []
+
+
+def _naming(store: redis.Redis, vid: str, visit: str) -> list[bytes]:
+    """The keys whose name or value names the visitor, their hash in the tables of visits, or their visit."""
+    wanted = (vid.encode(), visitor_hash(vid), visit.encode())
+    return [key for key in store.scan_iter("sw:*")
+            if any(name in key for name in wanted) or any(name in value for value in _values(store, key)
+                                                          for name in wanted)]
 
 
 def _values(store: redis.Redis, key: bytes) -> list[bytes]:

@@ -30,9 +30,9 @@ from service.front.auth import require_report_token
 from service.front.responses import JSON
 from service.integrations.calls import home_region, kept_caller, phone_text
 from service.rules.engine import Site
-from service.tracking import counters, visits
+from service.tracking import counters, sites, visits
 from service.tracking.journal import Journal
-from service.tracking.ledger import SITE, LedgerKeys
+from service.tracking.ledger import LedgerKeys
 from service.tracking.pools import PoolKeys
 from service.tracking.store import Script, Store
 from service.tracking.visitors import valid_vid
@@ -47,48 +47,77 @@ FORGET_LEASE = Script.named("forget_lease")
 
 
 async def forget(store: Store, journal: Journal, site: Site, vid: str, token_days: int) -> dict[str, int]:
-    """Delete what the store keeps of `vid` on `site`; how many records of each kind went.
+    """Delete what the store keeps of `vid` on `site`; how many records of each kind went. The
+    experiments and pools they were in may have left the rules since: the site's keys say which.
     This process's deferred writes (the latest page of a journey) go first, to be erased too."""
     await store.batcher.settle()
     client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0, "log": 0}
     erased["tallied"] = await counters.forget(store, site.id, vid)
     visit_keys = [key async for key in client.scan_iter(match=f"{visits.visitor_prefix(site.id, vid)}*", count=SLICE)]
-    for key in visit_keys:
-        erased["visits"] += await client.delete(key)
-    for experiment in (SITE, *site.experiment_ids):
+    visit_ids = {key.rpartition(b":")[2].decode() for key in visit_keys if b"}:visit:" in key}
+    erased["visits"] = len(visit_ids)
+    if visit_keys:
+        await client.delete(*visit_keys)
+    kept = await _site_keys(store, site.id)
+    for experiment in (tag[1:] for tag in kept if tag[0] == "/"):
         keys = LedgerKeys.of(site.id, experiment)
         erased["assignments"] += await client.hdel(keys.assign, vid)
         await client.hdel(keys.overflowed, vid)
-        marks = [name async for name, _ in client.hscan_iter(keys.converted, match=f"*|{vid}", count=SLICE)]
-        if marks:
-            await client.hdel(keys.converted, *marks)
-    for pool in site.pools:
-        held = PoolKeys.of(site.id, pool.id)
-        turned = [key for match in (held.overflowed("*"), held.capped("*"))
-                  async for key in client.scan_iter(match=match, count=SLICE)]
-        for key in turned:  # the days' visitors turned to the overflow number: counted still, as nobody known
-            if await client.srem(key, vid):
-                await client.sadd(key, "erased-" + secrets.token_hex(8))
-        if pool.numbers:
-            await client.hdel(held.visitor, vid)  # the number's hold runs out, held by nobody known
-            theirs = [lease async for lease, raw in client.hscan_iter(held.leases, count=SLICE)
-                      if orjson.loads(raw).get("v") == vid]
-            for lease in theirs:  # with their client network's hash, which a held lease still counts
-                (forgotten,) = await store.batcher.submit(
-                    FORGET_LEASE((held.holder, held.leases, held.networks), (lease,), None))
-                erased["leases"] += forgotten
+        await _hdel_matching(store, keys.converted, f"*|{vid}")
+    # Any `:` tag may be a pool's, `calls` and `log` too (a pool may have either id): where none is, nothing is found.
+    for pool, names in ((tag[1:], names) for tag, names in kept.items() if tag[0] == ":"):
+        held = PoolKeys.of(site.id, pool)
+        for name in names:  # the days' visitors turned to the overflow number: counted still, as nobody known
+            if name.startswith((b"overflowed:", b"capped:")) and await client.srem(held.prefix + name.decode(), vid):
+                await client.sadd(held.prefix + name.decode(), "erased-" + secrets.token_hex(8))
+        await client.hdel(held.visitor, vid)  # the number's hold runs out, held by nobody known
+        await client.zrem(held.prefix + "waiting", vid)
+        theirs = [lease async for lease, raw in client.hscan_iter(held.leases, count=SLICE)
+                  if orjson.loads(raw).get("v") == vid]
+        for lease in theirs:  # with their client network's hash, which a held lease still counts
+            (forgotten,) = await store.batcher.submit(
+                FORGET_LEASE((held.holder, held.leases, held.networks), (lease,), None))
+            erased["leases"] += forgotten
     calls = f"sw:{{{site.id}:calls}}:"
     theirs = await _anonymise(store, calls + "calls", lambda r: r.get("visitor") == vid,
                               {"visitor": None, "visit": None, "caller_last_digits": None})
     erased["calls"] = len(theirs)
     if theirs:  # and their number's history (`call.lua`): a call of theirs no longer makes the next one repeated
-        histories = [key for match in (calls + "caller:*", calls + "target:*")
-                     async for key in client.scan_iter(match=match, count=SLICE)]
-        for key in histories:
-            await client.zrem(key, *theirs)
-    erased["log"] = await journal.forget(site.id, lambda entry: entry.get("visitor") == vid)
+        for name in kept.get(":calls", []):
+            if name.startswith((b"caller:", b"target:")):
+                await client.zrem(calls + name.decode(), *theirs)
+
+    def logged_theirs(entry: dict[str, Any]) -> bool:
+        if entry.get("visitor") != vid:
+            return False
+        if isinstance(visit := entry.get("visit"), dict) and isinstance(visit.get("id"), str):
+            visit_ids.add(visit["id"])
+        return True
+
+    erased["log"] = await journal.forget(site.id, logged_theirs)
+    # Which of the days' visits converted, by kind, so that a visit counts as converted once.
+    for name in kept.get(":log", []):
+        if name.startswith(b"dims:") and name.endswith(b":converted"):
+            for visit in visit_ids:
+                await _hdel_matching(store, f"sw:{{{site.id}:log}}:{name.decode()}", f"{visit}|*")
     await client.set(visits.erased(site.id, vid), 1, ex=token_days * 86_400)
     return erased
+
+
+async def _site_keys(store: Store, site: str) -> dict[str, list[bytes]]:
+    """The names of the site's keys but its visitors', by what follows the site's id in their
+    tag (`service.tracking.sites`): `{"/cta": [b"assign", …], ":main": [b"leases",
+    b"overflowed:2026-12-04", …], ":calls": [b"calls", b"caller:…"], ":log": […]}`."""
+    mine, found = sites.tag_of(site), dict[str, list[bytes]]()
+    async for key in store.client.scan_iter(match=f"sw:{{{site}[/:]*", count=SLICE):
+        if tagged := mine.match(key):
+            found.setdefault(tagged[1].decode(), []).append(key[tagged.end() + 1:])
+    return found
+
+
+async def _hdel_matching(store: Store, key: str, match: str) -> None:
+    if fields := [name async for name, _ in store.client.hscan_iter(key, match=match, count=SLICE)]:
+        await store.client.hdel(key, *fields)
 
 
 async def forget_caller(store: Store, journal: Journal, site: Site, caller: tuple[str, str | None], now_ms: int
