@@ -1,4 +1,4 @@
-"""The `swapline` command: serve, rules check, rules preview, pools, report, forget, sites erase,
+"""The `swapline` command: serve, rules check, rules preview, pools, report, visitor, forget, sites erase,
 store repair, calls import."""
 
 from __future__ import annotations
@@ -81,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
     pools.add_argument("--format", choices=("table", "json"), default="table")
 
+    visitor = commands.add_parser("visitor", help="what the store keeps of one visitor, as JSON (their right of "
+                                                  "access, 152-FZ / GDPR; asks the service)")
+    visitor.add_argument("--site", required=True)
+    visitor.add_argument("--vid", required=True, help="the visitor id (the swl_vid cookie)")
+    visitor.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
+
     forget = commands.add_parser("forget", help="erase one visitor's or caller's data (152-FZ / GDPR; asks the "
                                                 "service)")
     forget.add_argument("--site", required=True)
@@ -136,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _pools(settings, args)
     if args.command == "report":
         return _report(settings, args)
+    if args.command == "visitor":
+        return _visitor(settings, args)
     if args.command == "forget":
         return _forget(settings, args)
     if args.command == "sites":
@@ -273,15 +281,27 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
         raise SystemExit(f"swapline: cannot reach the service at {base}: {exc}") from None
 
 
+def _visitor(settings: Settings, args: argparse.Namespace) -> int:
+    if not valid_vid(args.vid):
+        return _no_vid(args.vid)
+    sys.stdout.write(orjson.dumps(_ask(settings, args, f"/v1/visitors/{args.site}/{args.vid}"),
+                                  option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _no_vid(given: str) -> int:
+    print(f"swapline: {given!r} is no visitor id: the swl_vid cookie's value is letters, digits, _ and -",
+          file=sys.stderr)
+    return 2
+
+
 def _forget(settings: Settings, args: argparse.Namespace) -> int:
     if args.caller is not None:
         erased = _ask(settings, args, f"/v1/callers/{args.site}/forget", sends={"number": args.caller})
     elif valid_vid(args.vid):
         erased = _ask(settings, args, f"/v1/visitors/{args.site}/{args.vid}", method="DELETE")
     else:
-        print(f"swapline: {args.vid!r} is no visitor id: the swl_vid cookie's value is letters, digits, _ and -",
-              file=sys.stderr)
-        return 2
+        return _no_vid(args.vid)
     sys.stdout.write(orjson.dumps(erased, option=orjson.OPT_INDENT_2).decode() + "\n")
     if not any(erased["erased"].values()):  # the answer to a mistyped id, or to one erased already
         print(f"swapline: the store kept nothing of that {'number' if args.caller else 'visitor'} on site "

@@ -189,7 +189,7 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
     assert [row.split()[:3] for row in rows] == [["moscow", "5", "4"], ["saint-petersburg", "3", "0"]]
 
 
-def test_forget_command_erases_a_caller_and_a_visitor_through_the_running_service(
+def test_visitor_and_forget_commands_show_and_erase_through_the_running_service(
         tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
     process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
     vid = "forget-cli-000000001"
@@ -200,6 +200,7 @@ def test_forget_command_erases_a_caller_and_a_visitor_through_the_running_servic
                             "start": int(time.time()), "talk_seconds": 40})
         signature = "sha256=" + hmac.new(b"demo-calls-secret-change-me", raw, hashlib.sha256).hexdigest()
         credited = httpx.post(f"{base}/v1/calls?site=demo", content=raw, headers={"x-swapline-signature": signature})
+        access = demo_command("visitor", "--site", "demo", "--vid", vid, "--url", base)
         caller = demo_command("forget", "--site", "demo", "--caller", "+7 916 123-45-67", "--url", base)
         forgot = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
         again = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
@@ -207,6 +208,9 @@ def test_forget_command_erases_a_caller_and_a_visitor_through_the_running_servic
     finally:
         stop(process)
     assert credited.json()["visitor"] == vid
+    assert access.returncode == 0, access.stderr
+    kept = json.loads(access.stdout)
+    assert [visit["landing"] for visit in kept["visits"]] == ["/"] and kept["calls"][0]["call_id"] == "forget-cli-call"
     assert caller.returncode == 0, caller.stderr
     assert json.loads(caller.stdout) == {"site": "demo", "erased": {"calls": 1, "calls_ending_alike": 0, "log": 1},
                                          "credited_to": [vid]}
@@ -771,6 +775,6 @@ def test_serve_on_a_store_that_refuses_its_password_says_so_in_one_line(guarded_
 
 def test_help_names_every_command_and_version_says_which() -> None:
     helped = demo_command("--help").stdout
-    for command in ("serve", "rules", "pools", "report", "forget", "sites", "store", "calls"):
+    for command in ("serve", "rules", "pools", "report", "visitor", "forget", "sites", "store", "calls"):
         assert command in helped.split("positional arguments")[0] and f"    {command} " in helped
     assert demo_command("--version").stdout == f"swapline {importlib.metadata.version('swapline')}\n"

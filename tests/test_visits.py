@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import hashlib
 import hmac
 import logging
@@ -311,13 +312,23 @@ def test_an_e_mail_address_in_a_pages_path_is_kept_as_e_mail(climate: TestClient
 def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis.Redis,
                                  caplog: pytest.LogCaptureFixture) -> None:
     browser = Browser(climate)
-    landing = browser.open(AD, ref="https://yandex.ru/")
+    landing, landing_at = browser.open(AD, ref="https://yandex.ru/"), int(clock.now * 1000)
     beacon(climate, landing["token"], "erased-form")
     clock.advance(30)
     visit = call(climate, landing["phone"]["number"], clock.now)["visit"]["id"]  # the browser's token carries it
     histories = sorted(key[:-32] for key in store.scan_iter("sw:{climate:calls}:*:*"))  # by their number's hash
     before = [climate.get("/v1/reports/climate", params=params, headers=REPORT).json()
               for params in ({}, {"by": "source,campaign"})]
+    # What is kept of them, which they may ask to see.
+    kept = climate.get(f"/v1/visitors/climate/{VID}", headers=REPORT).json()
+    assert [(held["id"], held["campaign"], held["click_ids"], held["pages"]) for held in kept["visits"]] == \
+        [(visit, "summer", {"yclid": "777"}, [{"at": landing_at, "path": "/"}])]
+    day = datetime.datetime.fromtimestamp(clock.now, datetime.UTC).date().isoformat()  # the site counts days in UTC
+    assert kept["experiments"] == {"cta": {"variant": landing["experiments"]["cta"], "page": "/", "day": day}}
+    assert kept["numbers"] == [{"pool": "yandex", "number": landing["phone"]["number"], "from": landing_at,
+                                "until": landing_at + 15 * 60_000, "page": "/"}]
+    assert [entry["id"] for entry in kept["conversions"]] == ["form:erased-form"]
+    assert [(call["call_id"], call["caller_last_digits"]) for call in kept["calls"]] == [("visit-call-1", "4567")]
     refused = climate.delete(f"/v1/visitors/climate/{VID}")
     assert refused.status_code == 401
     with caplog.at_level(logging.INFO, logger="swapline"):
@@ -344,6 +355,8 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     assert beacon(climate, landing["token"], "after-erasure")["outcome"] == "erased"
     log = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
     assert log == [] and not [key for key in store.scan_iter("sw:*") if VID.encode() in key]
+    assert climate.get(f"/v1/visitors/climate/{VID}", headers=REPORT).json() == {
+        "site": "climate", "vid": VID, "visits": [], "experiments": {}, "numbers": [], "conversions": [], "calls": []}
     assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400
 
 

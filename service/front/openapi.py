@@ -307,7 +307,15 @@ SPEC: dict[str, Any] = {
             "responses": {**_json("per pool", {"type": "object", "required": ["site", "pools"]}),
                           **_errors(401, 404, 429)},
         }},
-        "/v1/visitors/{site}/{vid}": {"delete": {
+        "/v1/visitors/{site}/{vid}": {"get": {
+            "summary": "What the store keeps of a visitor: visits with their pages, variants, numbers held, "
+                       "conversions and calls (their right of access: 152-FZ, GDPR)",
+            "security": BEARER,
+            "parameters": [SITE_PATH, {"name": "vid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {**_json("what is kept", {"type": "object", "required": [
+                "site", "vid", "visits", "experiments", "numbers", "conversions", "calls"]}),
+                          **_errors(400, 401, 404, 429)},
+        }, "delete": {
             "summary": "Erase a visitor: visits, assignments, their id in leases and calls (152-FZ, GDPR)",
             "security": BEARER,
             "parameters": [SITE_PATH, {"name": "vid", "in": "path", "required": True, "schema": {"type": "string"}}],

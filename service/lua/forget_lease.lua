@@ -1,4 +1,4 @@
--- Erase a visitor from one of their leases (erasure.py): their id, visit and client network go.
+-- Erase a visitor from one of their leases (service.front.personal): their id, visit and client network go.
 -- A lease still held gives its network's place back now, as its release would have (lease.lua),
 -- which can no longer tell whose network it was.
 -- KEYS: 1 holder  2 leases  3 networks (see lease.lua)   ARGV: 1 lease id

@@ -83,15 +83,20 @@ class Journal:
         return {"entries": entries, "next": upper[1:]}
 
 
-    async def forget(self, site: str, names: Callable[[dict[str, Any]], bool]) -> int:
-        """Delete the entries that `names` a person in (erasure); how many went. Reads the whole
-        log a slice at a time: erasure is rare, and may take a while on a long log."""
-        doomed, lower = [], "-"
+    async def naming(self, site: str, names: Callable[[dict[str, Any]], bool]) -> dict[bytes, dict[str, Any]]:
+        """The entries that `names` a person in, by stream id, oldest first. Reads the whole log a
+        slice at a time: a person's requests are rare, and may take a while on a long log."""
+        found, lower = {}, "-"
         while batch := await self.store.client.xrange(key(site), lower, "+", count=SCAN_SLICE):
             for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
                 lower = f"({stream_id.decode()}"
-                if names(orjson.loads(fields[b"c"])):
-                    doomed.append(stream_id)
+                if names(entry := orjson.loads(fields[b"c"])):
+                    found[stream_id] = entry
+        return found
+
+    async def forget(self, site: str, names: Callable[[dict[str, Any]], bool]) -> int:
+        """Delete the entries that `names` a person in (erasure); how many went."""
+        doomed = await self.naming(site, names)
         return int(await self.store.client.xdel(key(site), *doomed)) if doomed else 0
 
 

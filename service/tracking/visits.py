@@ -277,7 +277,7 @@ def visitor_prefix(site: str, vid: str) -> str:
 
 def erased(site: str, vid: str) -> str:
     """The mark an erased visitor leaves while their page views' tokens live: a beacon that
-    comes with one afterwards is logged nowhere (`service.front.erasure`). It names a digest of
+    comes with one afterwards is logged nowhere (`service.front.personal`). It names a digest of
     the id, which only someone who has the id can find."""
     return f"sw:{{{site}:erased}}:{hashlib.sha256(vid.encode()).hexdigest()[:32]}"
 

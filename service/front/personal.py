@@ -1,14 +1,18 @@
-"""Erasure: a visitor's right to be forgotten (152-FZ, GDPR), on the operator's request.
+"""Personal data: what the store keeps of a visitor, and erasing it (152-FZ, GDPR), on the
+operator's request.
 
-`DELETE /v1/visitors/{site}/{vid}` (the site's report token; `swapline forget`) deletes what
-the store keeps of one visitor: their visits and journeys, their assignments and conversion
-marks in every experiment, their id and client network in leases, their id and number (its
-last digits, and its hash's history of calls) in the records of calls credited to them, and
-their entries in the conversion log (`service.tracking.journal`). Counts already added up
-(visitors per cohort, conversions per day, visitors turned to a pool's overflow number) stay:
-they name nobody; so do their visits in the reports' tables of visits, under a visitor nobody
-knows. A beacon sent afterwards with a token of one of their page views (`SWAPLINE_TOKEN_DAYS`)
-is logged nowhere (`visits.erased`).
+`GET /v1/visitors/{site}/{vid}` (the site's tokens; `swapline visitor`) says what the store keeps
+of one visitor, for their right of access: their visits with the pages seen, the variants they
+were shown, the numbers they held, their conversions and the calls credited to them.
+
+`DELETE /v1/visitors/{site}/{vid}` (the site's report token; `swapline forget`) deletes it:
+their visits and journeys, their assignments and conversion marks in every experiment, their id
+and client network in leases, their id and number (its last digits, and its hash's history of
+calls) in the records of calls credited to them, and their entries in the conversion log
+(`service.tracking.journal`). Counts already added up (visitors per cohort, conversions per day,
+visitors turned to a pool's overflow number) stay: they name nobody; so do their visits in the
+reports' tables of visits, under a visitor nobody knows. A beacon sent afterwards with a token of
+one of their page views (`SWAPLINE_TOKEN_DAYS`) is logged nowhere (`visits.erased`).
 
 `POST /v1/callers/{site}/forget` erases a caller known only by their phone number: the last
 digits of their calls, their hash's history of calls, and their calls in the conversion log.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,8 +36,8 @@ from service.front.responses import JSON
 from service.integrations.calls import home_region, kept_caller, phone_text
 from service.rules.engine import Site
 from service.tracking import counters, sites, visits
-from service.tracking.journal import Journal
-from service.tracking.ledger import LedgerKeys
+from service.tracking.journal import CALL_KINDS, Journal
+from service.tracking.ledger import SITE, LedgerKeys
 from service.tracking.pools import PoolKeys
 from service.tracking.store import Script, Store
 from service.tracking.visitors import valid_vid
@@ -53,28 +58,24 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
     await store.batcher.settle()
     client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0, "log": 0}
     erased["tallied"] = await counters.forget(store, site.id, vid)
-    visit_keys = [key async for key in client.scan_iter(match=f"{visits.visitor_prefix(site.id, vid)}*", count=SLICE)]
-    visit_ids = {key.rpartition(b":")[2].decode() for key in visit_keys if b"}:visit:" in key}
+    visit_keys = await _visit_keys(store, site.id, vid)
+    visit_ids = set(_visits_of(visit_keys))
     erased["visits"] = len(visit_ids)
     if visit_keys:
         await client.delete(*visit_keys)
     kept = await _site_keys(store, site.id)
-    for experiment in (tag[1:] for tag in kept if tag[0] == "/"):
-        keys = LedgerKeys.of(site.id, experiment)
+    for _, keys in _ledgers(site.id, kept):
         erased["assignments"] += await client.hdel(keys.assign, vid)
         await client.hdel(keys.overflowed, vid)
         await _hdel_matching(store, keys.converted, f"*|{vid}")
-    # Any `:` tag may be a pool's, `calls` and `log` too (a pool may have either id): where none is, nothing is found.
-    for pool, names in ((tag[1:], names) for tag, names in kept.items() if tag[0] == ":"):
-        held = PoolKeys.of(site.id, pool)
+    for _, held, names in _pools(site.id, kept):
         for name in names:  # the days' visitors turned to the overflow number: counted still, as nobody known
             if name.startswith((b"overflowed:", b"capped:")) and await client.srem(held.prefix + name.decode(), vid):
                 await client.sadd(held.prefix + name.decode(), "erased-" + secrets.token_hex(8))
         await client.hdel(held.visitor, vid)  # the number's hold runs out, held by nobody known
         await client.zrem(held.prefix + "waiting", vid)
-        theirs = [lease async for lease, raw in client.hscan_iter(held.leases, count=SLICE)
-                  if orjson.loads(raw).get("v") == vid]
-        for lease in theirs:  # with their client network's hash, which a held lease still counts
+        for lease, _ in await _records(store, held.leases, lambda lease: lease.get("v") == vid):
+            # with their client network's hash, which a held lease still counts
             (forgotten,) = await store.batcher.submit(
                 FORGET_LEASE((held.holder, held.leases, held.networks), (lease,), None))
             erased["leases"] += forgotten
@@ -102,6 +103,57 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
                 await _hdel_matching(store, f"sw:{{{site.id}:log}}:{name.decode()}", f"{visit}|*")
     await client.set(visits.erased(site.id, vid), 1, ex=token_days * 86_400)
     return erased
+
+
+async def show(store: Store, journal: Journal, site: Site, vid: str) -> dict[str, Any]:
+    """What the store keeps of `vid` on `site`: their visits, each with the pages seen, the
+    variants they were shown, the numbers they held, their conversions and the calls credited
+    to them."""
+    await store.batcher.settle()
+    kept = await _site_keys(store, site.id)
+    found: dict[str, Any] = {"visits": [], "experiments": {}, "numbers": [], "conversions": [], "calls": []}
+    for visit in _visits_of(await _visit_keys(store, site.id, vid)):
+        if journey := visits.journey_of(await store.batcher.submit(*visits.reads(site.id, vid, visit)), sys.maxsize):
+            found["visits"].append(journey)
+    found["visits"].sort(key=lambda visit: visit.get("started") or 0)
+    for experiment, keys in _ledgers(site.id, kept):
+        assigned = cast(bytes | None, await store.client.hget(keys.assign, vid))
+        if assigned and experiment != SITE:  # "variant|page|day" (expose.lua)
+            variant, _, first = assigned.decode().partition("|")
+            page, _, day = first.partition("|")
+            found["experiments"][experiment] = {"variant": variant, "page": page, "day": day}
+    for pool, held, _ in _pools(site.id, kept):
+        for _, lease in await _records(store, held.leases, lambda lease: lease.get("v") == vid):
+            found["numbers"].append({"pool": pool, "number": lease.get("n"), "from": lease.get("f"),
+                                     "until": lease.get("u"), "page": lease.get("p")})
+    found["numbers"].sort(key=lambda held: held["from"] or 0)
+    logged = await journal.naming(site.id, lambda entry: entry.get("visitor") == vid)
+    found["conversions"] = [entry for entry in logged.values() if entry.get("kind") not in CALL_KINDS]
+    found["calls"] = sorted((call for _, call in await _records(
+        store, f"sw:{{{site.id}:calls}}:calls", lambda call: call.get("visitor") == vid)),
+        key=lambda call: call.get("start") or 0)
+    return found
+
+
+async def _visit_keys(store: Store, site: str, vid: str) -> list[bytes]:
+    """The keys of the visitor's visits: each one's record and pages, and its page views' conversions."""
+    return [key async for key in store.client.scan_iter(match=f"{visits.visitor_prefix(site, vid)}*", count=SLICE)]
+
+
+def _visits_of(keys: list[bytes]) -> list[str]:
+    return [key.rpartition(b":")[2].decode() for key in keys if b"}:visit:" in key]
+
+
+def _ledgers(site: str, kept: dict[str, list[bytes]]) -> list[tuple[str, LedgerKeys]]:
+    """The experiments the site's keys name, whether the rules have them still or not, with their ledgers."""
+    return [(tag[1:], LedgerKeys.of(site, tag[1:])) for tag in kept if tag[0] == "/"]
+
+
+def _pools(site: str, kept: dict[str, list[bytes]]) -> list[tuple[str, PoolKeys, list[bytes]]]:
+    """The pools the site's keys name, whether the rules have them still or not, with the names of
+    their keys. Any `:` tag may be a pool's, `calls` and `log` too (a pool may have either id):
+    where none is, nothing is found."""
+    return [(tag[1:], PoolKeys.of(site, tag[1:]), names) for tag, names in kept.items() if tag[0] == ":"]
 
 
 async def _site_keys(store: Store, site: str) -> dict[str, list[bytes]]:
@@ -155,27 +207,37 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
             "credited_to": sorted(credited)}
 
 
+async def _records(store: Store, key: str, names: Callable[[dict[str, Any]], bool]
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    """The JSON records of hash `key` that `names` a person in, with their fields."""
+    found = []
+    async for field, raw in store.client.hscan_iter(key, count=SLICE):
+        record = orjson.loads(raw)
+        if isinstance(record, dict) and names(record):
+            found.append((field.decode(), record))
+    return found
+
+
 async def _anonymise(store: Store, key: str, names: Callable[[dict[str, Any]], bool],
                      blanks: dict[str, Any]) -> list[str]:
     """Rewrite the JSON records of hash `key` that `names` the person erased, with `blanks` over
     them; their fields."""
-    changed = []
-    async for field, raw in store.client.hscan_iter(key, count=SLICE):
-        record = orjson.loads(raw)
-        if isinstance(record, dict) and names(record):
-            await store.client.hset(key, field, orjson.dumps({**record, **blanks}))
-            changed.append(field.decode())
-    return changed
+    theirs = await _records(store, key, names)
+    for field, record in theirs:
+        await store.client.hset(key, field, orjson.dumps({**record, **blanks}))
+    return [field for field, _ in theirs]
 
 
-async def forget_endpoint(request: Request) -> JSON:
-    """`DELETE /v1/visitors/{site}/{vid}`: erase a visitor."""
+async def visitor_endpoint(request: Request) -> JSON:
+    """`GET /v1/visitors/{site}/{vid}`: what the store keeps of a visitor; `DELETE`: erase it."""
     runtime: Runtime = request.app.state.runtime
-    site = runtime.site(request.path_params["site"])
-    await require_report_token(runtime, site, request, erases=True)
+    site, erases = runtime.site(request.path_params["site"]), request.method == "DELETE"
+    await require_report_token(runtime, site, request, erases=erases)
     vid = cast(str, request.path_params["vid"])
     if not valid_vid(vid):
         raise BadRequest("invalid_vid", "not a visitor id: letters, digits, _ and - (as the snippet makes them)")
+    if not erases:
+        return JSON({"site": site.id, "vid": vid, **await show(runtime.store, runtime.journal, site, vid)})
     erased = await forget(runtime.store, runtime.journal, site, vid, runtime.settings.token_days)
     # Whoever holds the report token may erase: the operator reads that they did, not whom.
     log.info("a visitor of site %r erased with its report token: %s", site.id,
