@@ -170,7 +170,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         jobs: list[tuple[Callable[[], Awaitable[None]], str]] = [
             (lambda: respan(store, settings.report_days), "upgrade"), (runtime.sync_pools, "pool sync"),
             (runtime.vouch, "secret check"), (lambda: sites.check_in(store, list(runtime.rules.sites)), "site check"),
-            (lambda: _eviction_check(store), "eviction check"),
+            (lambda: _settings_check(store), "store settings check"),
         ]
         for job, what in jobs:
             try:
@@ -360,10 +360,16 @@ async def healthz(request: Request) -> JSON:
     return JSON({"status": "ok"})
 
 
-async def _eviction_check(store: Store) -> None:
-    if policy := await store.evicts():
+async def _settings_check(store: Store) -> None:
+    if (policy := await store.setting("maxmemory-policy")) not in (None, "noeviction"):
         log.error("the store's maxmemory-policy is %s: once full, it evicts leases, visits and calls without a word, "
                   "and calls go to nobody or to the wrong visitor; set it to noeviction (docs/DEPLOY.md)", policy)
+    # A stream marks an entry deleted and keeps its bytes while its node has others (Redis's
+    # t_stream.c): erased conversions would stay in the store's memory, AOF and backups.
+    if (entries := await store.setting("stream-node-max-entries")) not in (None, "1"):
+        log.warning("the store's stream-node-max-entries is %s: an erased visitor's or caller's conversions stay "
+                    "in the store's memory and files (its AOF, its backups) until the log's retention drops them "
+                    "with their neighbours; set it to 1 (docs/DEPLOY.md)", entries)
 
 
 async def readyz(request: Request) -> JSON:

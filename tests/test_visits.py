@@ -26,7 +26,7 @@ from service.tracking.pools import PoolKeys
 from service.tracking.store import Store
 from service.tracking.visits import CITY_NAMES, learn_city_names
 from tests import conftest
-from tests.conftest import Clock, site_client
+from tests.conftest import Clock, servers, site_client
 
 SECRET = b"visits-calls-secret-0001"
 ORIGIN = "https://climate.example"
@@ -317,8 +317,12 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     clock.advance(30)
     visit = call(climate, landing["phone"]["number"], clock.now)["visit"]["id"]  # the browser's token carries it
     histories = sorted(key[:-32] for key in store.scan_iter("sw:{climate:calls}:*:*"))  # by their number's hash
+    neighbour = Browser(climate, vid="the-next-in-the-log-01").open(f"{ORIGIN}/", ref="")
+    beacon(climate, neighbour["token"], "their-form")  # logged next to theirs: a stream keeps both in one node
     before = [climate.get("/v1/reports/climate", params=params, headers=REPORT).json()
               for params in ({}, {"by": "source,campaign"})]
+    logged = _log_bytes(store)
+    assert VID.encode() in logged and visit.encode() in logged
     # What is kept of them, which they may ask to see.
     kept = climate.get(f"/v1/visitors/climate/{VID}", headers=REPORT).json()
     assert [(held["id"], held["campaign"], held["click_ids"], held["pages"]) for held in kept["visits"]] == \
@@ -340,6 +344,8 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     assert erased.json()["erased"] == {"visits": 1, "assignments": 2, "leases": 1, "calls": 1, "log": 2,
                                        "tallied": 1}
     assert _naming(store, VID, visit) == []  # the visitor's id is nowhere in the store, nor its hash, nor its visit's
+    # Nor in the bytes of the log's stream, which its files keep: a deleted entry goes with its node.
+    assert VID.encode() not in _log_bytes(store) and visit.encode() not in _log_bytes(store)
     # Nor the number they called from: its last digits, and its hash's history of calls.
     assert [orjson.loads(record)["caller_last_digits"] for record in store.hvals("sw:{climate:calls}:calls")] \
         == [None]
@@ -354,7 +360,8 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     # A beacon with a token of theirs that is still good names them nowhere again.
     assert beacon(climate, landing["token"], "after-erasure")["outcome"] == "erased"
     log = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
-    assert log == [] and not [key for key in store.scan_iter("sw:*") if VID.encode() in key]
+    assert [entry["id"] for entry in log] == ["form:their-form"]
+    assert not [key for key in store.scan_iter("sw:*") if VID.encode() in key]
     assert climate.get(f"/v1/visitors/climate/{VID}", headers=REPORT).json() == {
         "site": "climate", "vid": VID, "visits": [], "experiments": {}, "numbers": [], "conversions": [], "calls": []}
     assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400
@@ -418,6 +425,13 @@ def test_an_erasure_finds_the_experiments_and_pools_that_left_the_rules_and_a_vi
         erased = climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT).json()["erased"]
     assert erased == {"visits": 1, "assignments": 2, "leases": 0, "calls": 0, "log": 1, "tallied": 1}
     assert _naming(store, VID, visit) == []
+
+
+def _log_bytes(store: redis.Redis) -> bytes:
+    """The conversion log's stream as the store's files keep it (`DUMP`, uncompressed)."""
+    for node in servers(store):
+        node.config_set("rdbcompression", "no")
+    return store.dump("sw:{climate:log}:entries") or b""
 
 
 def _naming(store: redis.Redis, vid: str, visit: str) -> list[bytes]:

@@ -554,14 +554,14 @@ class Store:
         seconds, micros = await asyncio.wait_for(self.client.time(), DEADLINE)
         return int(seconds) + int(micros) / 1e6
 
-    async def evicts(self) -> str | None:
-        """The store's eviction policy, if it has one: None for `noeviction`, or a store that
-        does not let its configuration be read (some managed ones)."""
+    async def setting(self, name: str) -> str | None:
+        """A setting of the store's; None from a store that does not let its configuration be
+        read (some managed ones)."""
         try:
-            policy = (await self.client.config_get("maxmemory-policy")).get("maxmemory-policy")
+            value = (await self.client.config_get(name)).get(name)
         except ResponseError:
             return None
-        return str(policy) if policy and policy != "noeviction" else None
+        return None if value is None else str(value)
 
     async def writes(self) -> None:
         """Raises unless the store takes a write: a full one, or one that cannot save, answers a
