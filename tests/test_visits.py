@@ -371,7 +371,7 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
                                                           store: redis.Redis) -> None:
     """A caller who asks by phone: their calls lose the number's last digits and leave the call
     log, and their number's history goes; another caller's calls stay as they were, but for
-    calls older than the history and calls to other numbers, which only the last digits tie to
+    calls older than any history and calls to other numbers, which only the last digits tie to
     a caller."""
     landing = Browser(climate).open(AD, ref="https://yandex.ru/")
     held = landing["phone"]["number"]
@@ -386,6 +386,7 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
     call(climate, held, clock.now, "alike", caller="+79031114567")
     call(climate, held, clock.now, "another", caller="+79035550000")
     call(climate, "+7 926 000-00-01", clock.now, "to-a-mobile", caller="+79161234567")  # none of the site's
+    call(climate, held, clock.now - 2 * 86_400, "alike-imported", caller="+79031114567")  # their history has it
     before = climate.get("/v1/reports/climate", params={"by": "source"}, headers=REPORT).json()
     refused = [climate.post("/v1/callers/climate/forget", json={"number": "+79161234567"}).status_code,
                climate.post("/v1/callers/climate/forget", json={"number": "anonymous"}, headers=REPORT).json(),
@@ -398,9 +399,9 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
     records = {call_id.decode(): orjson.loads(record)["caller_last_digits"]
                for call_id, record in store.hgetall("sw:{climate:calls}:calls").items()}
     assert records == {"old-theirs": None, "old-alike": None, "theirs": None, "theirs-again": None,
-                       "to-a-mobile": None, "alike": "4567", "another": "0000"}
+                       "to-a-mobile": None, "alike": "4567", "another": "0000", "alike-imported": "4567"}
     logged = climate.get("/v1/calls/climate", headers=REPORT).json()["entries"]
-    assert sorted(entry["call_id"] for entry in logged) == ["alike", "another"]
+    assert sorted(entry["call_id"] for entry in logged) == ["alike", "alike-imported", "another"]
     assert len(list(store.scan_iter("sw:{climate:calls}:caller:*"))) == 2  # the other two callers'
     assert climate.get("/v1/reports/climate", params={"by": "source"}, headers=REPORT).json() == before
     # Their next call is a first one: nothing remembers the number.

@@ -180,13 +180,18 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
     Their calls to the site's numbers within `calls.unique_within` of each other are known by the
     hash. Calls before those, and calls to other numbers, are tied to the caller's number by its
     last digits alone, so every such call from a number that ended alike goes too, another
-    caller's among them: whose it was, nothing kept can tell."""
+    caller's among them, unless that caller's history names it."""
     await store.batcher.settle()
     calls = f"sw:{{{site.id}:calls}}:"
     history, targets = (calls + kind + caller[0] for kind in ("caller:", "target:"))
     known = {call.decode(): start for call, start in
              cast(list[tuple[bytes, float]], await store.client.zrange(history, 0, -1, withscores=True))}
     await store.client.delete(history, targets)
+    others: set[str] = set()  # the calls other callers' histories name: whose those are is known
+    for name in (await _site_keys(store, site.id)).get(":calls", []):
+        if name.startswith(b"caller:"):
+            named = cast(list[bytes], await store.client.zrange(calls + name.decode(), 0, -1))
+            others.update(call.decode() for call in named)
     before = min(known.values(), default=now_ms) - site.calls.unique_within * 1000
     credited: set[str] = set()
 
@@ -196,7 +201,7 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
                 credited.add(visitor)
             return True
         start = record.get("start")
-        return record.get("caller_last_digits") == caller[1] and (
+        return record.get("caller_last_digits") == caller[1] and record.get("call_id") not in others and (
             record.get("kind") == "unknown" or (isinstance(start, int) and start <= before))
 
     changed = set(await _anonymise(store, calls + "calls", theirs, {"caller_last_digits": None}))
