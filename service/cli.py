@@ -262,8 +262,9 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
         site = rules.sites.get(args.site) if rules else None
         token = site.report_token if site else None
     if not token:
-        raise SystemExit(f"swapline: no token for site {args.site!r}: set {TOKEN_VARIABLE} to its report token or "
-                         f"a read token, or run it where SWAPLINE_RULES_DIR names the service's rules, which give "
+        readers = "" if args.command == "forget" else " or a read token"  # which erases nothing
+        raise SystemExit(f"swapline: no token for site {args.site!r}: set {TOKEN_VARIABLE} to its report token"
+                         f"{readers}, or run it where SWAPLINE_RULES_DIR names the service's rules, which give "
                          f"the report token ({settings.rules_dir} do not)")
     base = _service(settings, args)
     request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"},

@@ -219,6 +219,9 @@ def test_visitor_and_forget_commands_show_and_erase_through_the_running_service(
     assert again.returncode == 0 and not any(json.loads(again.stdout)["erased"].values())
     assert again.stderr == "swapline: the store kept nothing of that visitor on site 'demo', or it was erased already\n"
     assert odd.returncode == 2 and "'../../x' is no visitor id" in odd.stderr
+    untold = subprocess.run(["swapline", "forget", "--site", "demo", "--vid", vid, "--url", base], capture_output=True,
+                            text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(tmp_path / "no-rules-here")})
+    assert untold.returncode == 1 and "set SWAPLINE_TOKEN to its report token, or run it" in untold.stderr
     assert not [key for key in store.scan_iter("sw:*") if vid.encode() in key]
     assert not any(store.hexists(key, vid) for key in store.scan_iter("sw:*:assign"))
 
