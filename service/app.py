@@ -49,7 +49,7 @@ from service.front.home import home_endpoint
 from service.front.middleware import ClientIPMiddleware, TrustedProxies
 from service.front.openapi import openapi_endpoint
 from service.front.operators import Operators
-from service.front.personal import forget_caller_endpoint, visitor_endpoint
+from service.front.personal import forget_caller_endpoint, show_caller_endpoint, visitor_endpoint
 from service.front.responses import JSON, error, refusal
 from service.front.snippet import pinned_snippet_endpoint, snippet_endpoint
 from service.integrations import telephony
@@ -248,6 +248,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/v1/exports/{site}/{target}.csv", export_file_endpoint, methods=["GET"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", visitor_endpoint, methods=["GET", "DELETE"]),
+            Route("/v1/callers/{site}", show_caller_endpoint, methods=["POST"]),
             Route("/v1/callers/{site}/forget", forget_caller_endpoint, methods=["POST"]),
             *(Route(f"/v1/reports/{{site}}.{form}", report_endpoint, methods=["GET"]) for form in FORMATS),
             Route("/v1/reports/{site}", report_endpoint, methods=["GET"]),

@@ -81,19 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
     pools.add_argument("--format", choices=("table", "json"), default="table")
 
-    visitor = commands.add_parser("visitor", help="what the store keeps of one visitor, as JSON (their right of "
-                                                  "access, 152-FZ / GDPR; asks the service)")
-    visitor.add_argument("--site", required=True)
-    visitor.add_argument("--vid", required=True, help="the visitor id (the swl_vid cookie)")
-    visitor.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
-
-    forget = commands.add_parser("forget", help="erase one visitor's or caller's data (152-FZ / GDPR; asks the "
-                                                "service)")
-    forget.add_argument("--site", required=True)
-    whom = forget.add_mutually_exclusive_group(required=True)
-    whom.add_argument("--vid", help="the visitor id (the swl_vid cookie)")
-    whom.add_argument("--caller", help="a caller's phone number, as they or the telephony write it")
-    forget.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
+    for name, does in (("show", "what the store keeps of one visitor or caller, as JSON: their right of access"),
+                       ("forget", "erase one visitor's or caller's data")):
+        person = commands.add_parser(name, help=f"{does} (152-FZ / GDPR; asks the service)")
+        person.add_argument("--site", required=True)
+        whom = person.add_mutually_exclusive_group(required=True)
+        whom.add_argument("--vid", help="the visitor id (the swl_vid cookie)")
+        whom.add_argument("--caller", help="a caller's phone number, as they or the telephony write it")
+        person.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
 
     sites = commands.add_parser("sites", help="erase the data of a site no longer in the rules (in the store itself)")
     site_commands = sites.add_subparsers(dest="sites_command", required=True)
@@ -142,10 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _pools(settings, args)
     if args.command == "report":
         return _report(settings, args)
-    if args.command == "visitor":
-        return _visitor(settings, args)
-    if args.command == "forget":
-        return _forget(settings, args)
+    if args.command in ("show", "forget"):
+        return _person(settings, args)
     if args.command == "sites":
         return _erase(settings, args.site)
     if args.command == "store":
@@ -282,31 +275,23 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
         raise SystemExit(f"swapline: cannot reach the service at {base}: {exc}") from None
 
 
-def _visitor(settings: Settings, args: argparse.Namespace) -> int:
-    if not valid_vid(args.vid):
-        return _no_vid(args.vid)
-    sys.stdout.write(orjson.dumps(_ask(settings, args, f"/v1/visitors/{args.site}/{args.vid}"),
-                                  option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0
-
-
-def _no_vid(given: str) -> int:
-    print(f"swapline: {given!r} is no visitor id: the swl_vid cookie's value is letters, digits, _ and -",
-          file=sys.stderr)
-    return 2
-
-
-def _forget(settings: Settings, args: argparse.Namespace) -> int:
+def _person(settings: Settings, args: argparse.Namespace) -> int:
+    """`show` or `forget` a visitor or a caller: what is kept of them, or what was erased."""
+    erases = args.command == "forget"
     if args.caller is not None:
-        erased = _ask(settings, args, f"/v1/callers/{args.site}/forget", sends={"number": args.caller})
+        answer = _ask(settings, args, f"/v1/callers/{args.site}{'/forget' if erases else ''}",
+                      sends={"number": args.caller})
     elif valid_vid(args.vid):
-        erased = _ask(settings, args, f"/v1/visitors/{args.site}/{args.vid}", method="DELETE")
+        answer = _ask(settings, args, f"/v1/visitors/{args.site}/{args.vid}", method="DELETE" if erases else "GET")
     else:
-        return _no_vid(args.vid)
-    sys.stdout.write(orjson.dumps(erased, option=orjson.OPT_INDENT_2).decode() + "\n")
-    if not any(erased["erased"].values()):  # the answer to a mistyped id, or to one erased already
-        print(f"swapline: the store kept nothing of that {'number' if args.caller else 'visitor'} on site "
-              f"{args.site!r}, or it was erased already", file=sys.stderr)
+        print(f"swapline: {args.vid!r} is no visitor id: the swl_vid cookie's value is letters, digits, _ and -",
+              file=sys.stderr)
+        return 2
+    sys.stdout.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
+    kept = answer["erased"] if erases else {kind: held for kind, held in answer.items() if kind not in ("site", "vid")}
+    if not any(kept.values()):  # a mistyped id, or one erased already
+        print(f"swapline: the store keeps nothing of that {'number' if args.caller else 'visitor'} on site "
+              f"{args.site!r}{', or it was erased already' if erases else ''}", file=sys.stderr)
     return 0
 
 

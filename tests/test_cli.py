@@ -189,7 +189,7 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
     assert [row.split()[:3] for row in rows] == [["moscow", "5", "4"], ["saint-petersburg", "3", "0"]]
 
 
-def test_visitor_and_forget_commands_show_and_erase_through_the_running_service(
+def test_show_and_forget_commands_show_and_erase_through_the_running_service(
         tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
     process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
     vid = "forget-cli-000000001"
@@ -200,25 +200,31 @@ def test_visitor_and_forget_commands_show_and_erase_through_the_running_service(
                             "start": int(time.time()), "talk_seconds": 40})
         signature = "sha256=" + hmac.new(b"demo-calls-secret-change-me", raw, hashlib.sha256).hexdigest()
         credited = httpx.post(f"{base}/v1/calls?site=demo", content=raw, headers={"x-swapline-signature": signature})
-        access = demo_command("visitor", "--site", "demo", "--vid", vid, "--url", base)
+        access = demo_command("show", "--site", "demo", "--vid", vid, "--url", base)
+        caller_access = demo_command("show", "--site", "demo", "--caller", "89161234567", "--url", base)
         caller = demo_command("forget", "--site", "demo", "--caller", "+7 916 123-45-67", "--url", base)
         forgot = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
         again = demo_command("forget", "--site", "demo", "--vid", vid, "--url", base)
         odd = demo_command("forget", "--site", "demo", "--vid", "../../x", "--url", base)
+        nobody = demo_command("show", "--site", "demo", "--vid", vid, "--url", base)
     finally:
         stop(process)
     assert credited.json()["visitor"] == vid
     assert access.returncode == 0, access.stderr
     kept = json.loads(access.stdout)
     assert [visit["landing"] for visit in kept["visits"]] == ["/"] and kept["calls"][0]["call_id"] == "forget-cli-call"
+    assert caller_access.returncode == 0, caller_access.stderr
+    assert [call["call_id"] for call in json.loads(caller_access.stdout)["calls"]] == ["forget-cli-call"]
     assert caller.returncode == 0, caller.stderr
     assert json.loads(caller.stdout) == {"site": "demo", "erased": {"calls": 1, "calls_ending_alike": 0, "log": 1},
                                          "credited_to": [vid]}
     assert forgot.returncode == 0, forgot.stderr
     assert json.loads(forgot.stdout)["erased"]["visits"] == 1 and not forgot.stderr
     assert again.returncode == 0 and not any(json.loads(again.stdout)["erased"].values())
-    assert again.stderr == "swapline: the store kept nothing of that visitor on site 'demo', or it was erased already\n"
+    nothing = "swapline: the store keeps nothing of that visitor on site 'demo'"
+    assert again.stderr == nothing + ", or it was erased already\n"
     assert odd.returncode == 2 and "'../../x' is no visitor id" in odd.stderr
+    assert nobody.returncode == 0 and nobody.stderr == nothing + "\n"
     untold = subprocess.run(["swapline", "forget", "--site", "demo", "--vid", vid, "--url", base], capture_output=True,
                             text=True, env={**os.environ, "SWAPLINE_RULES_DIR": str(tmp_path / "no-rules-here")})
     assert untold.returncode == 1 and "set SWAPLINE_TOKEN to its report token, or run it" in untold.stderr
@@ -778,6 +784,6 @@ def test_serve_on_a_store_that_refuses_its_password_says_so_in_one_line(guarded_
 
 def test_help_names_every_command_and_version_says_which() -> None:
     helped = demo_command("--help").stdout
-    for command in ("serve", "rules", "pools", "report", "visitor", "forget", "sites", "store", "calls"):
+    for command in ("serve", "rules", "pools", "report", "show", "forget", "sites", "store", "calls"):
         assert command in helped.split("positional arguments")[0] and f"    {command} " in helped
     assert demo_command("--version").stdout == f"swapline {importlib.metadata.version('swapline')}\n"

@@ -50,7 +50,7 @@ SHOWS = {
     "swapline report --site demo --by": "campaign  visits",
     "swapline rules preview": '"h1.hero"',
     "swapline forget --site demo --caller": '"credited_to"',
-    "swapline visitor --site demo": '"conversions": []',
+    "swapline show --site demo": '"conversions": []',
     "curl -s -o /tmp/demo-sources.xlsx": "xl/worksheets/sheet1.xml",
 }
 

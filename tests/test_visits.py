@@ -329,8 +329,10 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
         [(visit, "summer", {"yclid": "777"}, [{"at": landing_at, "path": "/"}])]
     day = datetime.datetime.fromtimestamp(clock.now, datetime.UTC).date().isoformat()  # the site counts days in UTC
     assert kept["experiments"] == {"cta": {"variant": landing["experiments"]["cta"], "page": "/", "day": day}}
-    assert kept["numbers"] == [{"pool": "yandex", "number": landing["phone"]["number"], "from": landing_at,
-                                "until": landing_at + 15 * 60_000, "page": "/"}]
+    (held,) = kept["numbers"]  # with the keyed hash of the network they came from, which the store keeps for it
+    assert held == {"pool": "yandex", "number": landing["phone"]["number"], "from": landing_at,
+                    "until": landing_at + 15 * 60_000, "page": "/", "network_hash": held["network_hash"]}
+    assert len(held["network_hash"]) == 16 and int(held["network_hash"], 16) >= 0
     assert [entry["id"] for entry in kept["conversions"]] == ["form:erased-form"]
     assert [(call["call_id"], call["caller_last_digits"]) for call in kept["calls"]] == [("visit-call-1", "4567")]
     refused = climate.delete(f"/v1/visitors/climate/{VID}")
@@ -392,6 +394,10 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
                climate.post("/v1/callers/climate/forget", json={"number": "anonymous"}, headers=REPORT).json(),
                climate.post("/v1/callers/climate/forget", content=b"+79161234567", headers=REPORT).status_code]
     assert refused[0] == 401 and refused[1]["error"]["code"] == "invalid_number" and refused[2] == 400
+    # What is kept of them, which they may ask to see: their calls, and those only the last digits tie to them.
+    kept = climate.post("/v1/callers/climate", json={"number": "+7 916 123-45-67"}, headers=REPORT).json()
+    assert [call["call_id"] for call in kept["calls"]] == ["theirs", "theirs-again"]
+    assert sorted(call["call_id"] for call in kept["calls_ending_alike"]) == ["old-alike", "old-theirs", "to-a-mobile"]
     erased = climate.post("/v1/callers/climate/forget", json={"number": "8 (916) 123-45-67"}, headers=REPORT)
     assert erased.status_code == 200, erased.text
     assert erased.json() == {"site": "climate", "erased": {"calls": 2, "calls_ending_alike": 3, "log": 5},
@@ -404,6 +410,8 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
     assert sorted(entry["call_id"] for entry in logged) == ["alike", "alike-imported", "another"]
     assert len(list(store.scan_iter("sw:{climate:calls}:caller:*"))) == 2  # the other two callers'
     assert climate.get("/v1/reports/climate", params={"by": "source"}, headers=REPORT).json() == before
+    assert climate.post("/v1/callers/climate", json={"number": "+79161234567"}, headers=REPORT).json() == {
+        "site": "climate", "calls": [], "calls_ending_alike": []}
     # Their next call is a first one: nothing remembers the number.
     clock.advance(60)
     assert call(climate, held, clock.now, "after", caller="+79161234567")["unique"] is True

@@ -156,6 +156,9 @@ def _notification(summary: str, token: str, media: str, fields: dict[str, Any]) 
 
 
 FILES = {"csv": "CSV file", "xlsx": "Excel workbook"}
+# A caller's phone number, in the body where no access log keeps it.
+CALLER = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["number"], "properties": {"number": {"type": "string"}}}}}}
 
 
 def _file(form: str) -> dict[str, Any]:
@@ -323,12 +326,20 @@ SPEC: dict[str, Any] = {
                                   {"type": "object", "required": ["site", "vid", "erased"]}),
                           **_errors(400, 401, 403, 404, 429)},
         }},
+        "/v1/callers/{site}": {"post": {
+            "summary": "What the store keeps of a caller by their phone number: their calls, and older calls only "
+                       "the number's last digits tie to them (152-FZ, GDPR)",
+            "security": BEARER, "parameters": [SITE_PATH],
+            "requestBody": CALLER,
+            "responses": {**_json("their calls", {"type": "object",
+                                                  "required": ["site", "calls", "calls_ending_alike"]}),
+                          **_errors(400, 401, 404, 413, 429)},
+        }},
         "/v1/callers/{site}/forget": {"post": {
             "summary": "Erase a caller by their phone number: its last digits and history in the calls, and the "
                        "calls in the conversion log (152-FZ, GDPR)",
             "security": BEARER, "parameters": [SITE_PATH],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["number"], "properties": {"number": {"type": "string"}}}}}},
+            "requestBody": CALLER,
             "responses": {**_json("how many records of each kind went, and whom the calls were credited to",
                                   {"type": "object", "required": ["site", "erased", "credited_to"]}),
                           **_errors(400, 401, 403, 404, 413, 429)},

@@ -1,7 +1,7 @@
 """Personal data: what the store keeps of a visitor, and erasing it (152-FZ, GDPR), on the
 operator's request.
 
-`GET /v1/visitors/{site}/{vid}` (the site's tokens; `swapline visitor`) says what the store keeps
+`GET /v1/visitors/{site}/{vid}` (the site's tokens; `swapline show`) says what the store keeps
 of one visitor, for their right of access: their visits with the pages seen, the variants they
 were shown, the numbers they held, their conversions and the calls credited to them.
 
@@ -14,8 +14,9 @@ visitors turned to a pool's overflow number) stay: they name nobody; so do their
 reports' tables of visits, under a visitor nobody knows. A beacon sent afterwards with a token of
 one of their page views (`SWAPLINE_TOKEN_DAYS`) is logged nowhere (`visits.erased`).
 
-`POST /v1/callers/{site}/forget` erases a caller known only by their phone number: the last
-digits of their calls, their hash's history of calls, and their calls in the conversion log.
+A caller known only by their phone number asks the same: `POST /v1/callers/{site}` says what is
+kept of them, `POST /v1/callers/{site}/forget` erases it: the last digits of their calls, their
+hash's history of calls, and their calls in the conversion log.
 """
 
 from __future__ import annotations
@@ -80,13 +81,13 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
                 FORGET_LEASE((held.holder, held.leases, held.networks), (lease,), None))
             erased["leases"] += forgotten
     calls = f"sw:{{{site.id}:calls}}:"
-    theirs = await _anonymise(store, calls + "calls", lambda r: r.get("visitor") == vid,
-                              {"visitor": None, "visit": None, "caller_last_digits": None})
+    theirs = await _records(store, calls + "calls", lambda call: call.get("visitor") == vid)
+    await _blank(store, calls + "calls", theirs, {"visitor": None, "visit": None, "caller_last_digits": None})
     erased["calls"] = len(theirs)
     if theirs:  # and their number's history (`call.lua`): a call of theirs no longer makes the next one repeated
         for name in kept.get(":calls", []):
             if name.startswith((b"caller:", b"target:")):
-                await client.zrem(calls + name.decode(), *theirs)
+                await client.zrem(calls + name.decode(), *(call_id for call_id, _ in theirs))
 
     def logged_theirs(entry: dict[str, Any]) -> bool:
         if entry.get("visitor") != vid:
@@ -125,13 +126,13 @@ async def show(store: Store, journal: Journal, site: Site, vid: str) -> dict[str
     for pool, held, _ in _pools(site.id, kept):
         for _, lease in await _records(store, held.leases, lambda lease: lease.get("v") == vid):
             found["numbers"].append({"pool": pool, "number": lease.get("n"), "from": lease.get("f"),
-                                     "until": lease.get("u"), "page": lease.get("p")})
+                                     "until": lease.get("u"), "page": lease.get("p"),
+                                     "network_hash": lease.get("a") or None})
     found["numbers"].sort(key=lambda held: held["from"] or 0)
     logged = await journal.naming(site.id, lambda entry: entry.get("visitor") == vid)
     found["conversions"] = [entry for entry in logged.values() if entry.get("kind") not in CALL_KINDS]
-    found["calls"] = sorted((call for _, call in await _records(
-        store, f"sw:{{{site.id}:calls}}:calls", lambda call: call.get("visitor") == vid)),
-        key=lambda call: call.get("start") or 0)
+    found["calls"] = _by_start(await _records(store, f"sw:{{{site.id}:calls}}:calls",
+                                              lambda call: call.get("visitor") == vid))
     return found
 
 
@@ -175,41 +176,60 @@ async def _hdel_matching(store: Store, key: str, match: str) -> None:
 async def forget_caller(store: Store, journal: Journal, site: Site, caller: tuple[str, str | None], now_ms: int
                         ) -> dict[str, Any]:
     """Delete what the store keeps of the caller whose number's keyed hash and last digits are
-    `caller` (`calls.kept_caller`): what is erased, and whom their calls were credited to.
+    `caller` (`calls.kept_caller`): what is erased, and whom their calls were credited to."""
+    await store.batcher.settle()
+    known, theirs, alike = await _calls_of(store, site, caller, now_ms)
+    prefix = f"sw:{{{site.id}:calls}}:"
+    await store.client.delete(*(prefix + kind + caller[0] for kind in ("caller:", "target:")))
+    await _blank(store, prefix + "calls", [*theirs, *alike], {"caller_last_digits": None})
+    gone = {f"call:{call_id}" for call_id in (*known, *(call_id for call_id, _ in alike))}
+    logged = await journal.forget(site.id, lambda entry: entry.get("id") in gone)
+    return {"erased": {"calls": len(theirs), "calls_ending_alike": len(alike), "log": logged},
+            "credited_to": sorted({visitor for _, call in theirs if isinstance(visitor := call.get("visitor"), str)})}
+
+
+async def show_caller(store: Store, site: Site, caller: tuple[str, str | None], now_ms: int) -> dict[str, Any]:
+    """What the store keeps of the caller `caller` (`forget_caller`): their calls, and the calls
+    that may be theirs, which only the last digits tie to them."""
+    await store.batcher.settle()
+    _, theirs, alike = await _calls_of(store, site, caller, now_ms)
+    return {"calls": _by_start(theirs), "calls_ending_alike": _by_start(alike)}
+
+
+async def _calls_of(store: Store, site: Site, caller: tuple[str, str | None], now_ms: int
+                    ) -> tuple[set[str], list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+    """The ids of the calls the caller's number's history names; the records of those, and of the
+    calls that only the number's last digits tie to the caller.
 
     Their calls to the site's numbers within `calls.unique_within` of each other are known by the
     hash. Calls before those, and calls to other numbers, are tied to the caller's number by its
-    last digits alone, so every such call from a number that ended alike goes too, another
-    caller's among them, unless that caller's history names it."""
-    await store.batcher.settle()
-    calls = f"sw:{{{site.id}:calls}}:"
-    history, targets = (calls + kind + caller[0] for kind in ("caller:", "target:"))
-    known = {call.decode(): start for call, start in
-             cast(list[tuple[bytes, float]], await store.client.zrange(history, 0, -1, withscores=True))}
-    await store.client.delete(history, targets)
+    last digits alone, so every such call from a number that ended alike may be theirs, unless
+    another caller's history names it."""
+    prefix, own = f"sw:{{{site.id}:calls}}:", f"caller:{caller[0]}".encode()
+    known: dict[str, float] = {}
     others: set[str] = set()  # the calls other callers' histories name: whose those are is known
     for name in (await _site_keys(store, site.id)).get(":calls", []):
         if name.startswith(b"caller:"):
-            named = cast(list[bytes], await store.client.zrange(calls + name.decode(), 0, -1))
-            others.update(call.decode() for call in named)
+            history = cast(list[tuple[bytes, float]],
+                           await store.client.zrange(prefix + name.decode(), 0, -1, withscores=True))
+            named = {call.decode(): start for call, start in history}
+            if name == own:
+                known = named
+            else:
+                others.update(named)
     before = min(known.values(), default=now_ms) - site.calls.unique_within * 1000
-    credited: set[str] = set()
 
-    def theirs(record: dict[str, Any]) -> bool:
-        if record.get("call_id") in known:
-            if isinstance(visitor := record.get("visitor"), str):
-                credited.add(visitor)
-            return True
-        start = record.get("start")
-        return record.get("caller_last_digits") == caller[1] and record.get("call_id") not in others and (
-            record.get("kind") == "unknown" or (isinstance(start, int) and start <= before))
+    def maybe_theirs(record: dict[str, Any]) -> bool:
+        start, call_id = record.get("start"), record.get("call_id")
+        return call_id in known or (record.get("caller_last_digits") == caller[1] and call_id not in others and (
+            record.get("kind") == "unknown" or (isinstance(start, int) and start <= before)))
 
-    changed = set(await _anonymise(store, calls + "calls", theirs, {"caller_last_digits": None}))
-    gone = {f"call:{call}" for call in changed | known.keys()}
-    logged = await journal.forget(site.id, lambda entry: entry.get("id") in gone)
-    return {"erased": {"calls": len(changed & known.keys()), "calls_ending_alike": len(changed - known.keys()),
-                       "log": logged},
-            "credited_to": sorted(credited)}
+    found = await _records(store, prefix + "calls", maybe_theirs)
+    return set(known), [call for call in found if call[0] in known], [call for call in found if call[0] not in known]
+
+
+def _by_start(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return sorted((record for _, record in calls), key=lambda record: record.get("start") or 0)
 
 
 async def _records(store: Store, key: str, names: Callable[[dict[str, Any]], bool]
@@ -223,14 +243,10 @@ async def _records(store: Store, key: str, names: Callable[[dict[str, Any]], boo
     return found
 
 
-async def _anonymise(store: Store, key: str, names: Callable[[dict[str, Any]], bool],
-                     blanks: dict[str, Any]) -> list[str]:
-    """Rewrite the JSON records of hash `key` that `names` the person erased, with `blanks` over
-    them; their fields."""
-    theirs = await _records(store, key, names)
-    for field, record in theirs:
+async def _blank(store: Store, key: str, records: list[tuple[str, dict[str, Any]]], blanks: dict[str, Any]) -> None:
+    """Rewrite `records` of hash `key` (`_records`) with `blanks` over them."""
+    for field, record in records:
         await store.client.hset(key, field, orjson.dumps({**record, **blanks}))
-    return [field for field, _ in theirs]
 
 
 async def visitor_endpoint(request: Request) -> JSON:
@@ -250,18 +266,30 @@ async def visitor_endpoint(request: Request) -> JSON:
     return JSON({"site": site.id, "vid": vid, "erased": erased})
 
 
+async def show_caller_endpoint(request: Request) -> JSON:
+    """`POST /v1/callers/{site}` with `{"number": "+7 916 …"}`: what the store keeps of a caller."""
+    runtime, site, caller = await _caller(request, erases=False)
+    return JSON({"site": site.id, **await show_caller(runtime.store, site, caller, runtime.now_ms())})
+
+
 async def forget_caller_endpoint(request: Request) -> JSON:
-    """`POST /v1/callers/{site}/forget` with `{"number": "+7 916 …"}`: erase a caller. The number
-    is in the body, where no access log or proxy keeps it."""
+    """`POST /v1/callers/{site}/forget` with `{"number": "+7 916 …"}`: erase a caller."""
+    runtime, site, caller = await _caller(request, erases=True)
+    erased = await forget_caller(runtime.store, runtime.journal, site, caller, runtime.now_ms())
+    log.info("a caller of site %r erased with its report token: %s", site.id,
+             ", ".join(f"{kind} {count}" for kind, count in erased["erased"].items()))
+    return JSON({"site": site.id, **erased})
+
+
+async def _caller(request: Request, erases: bool) -> tuple[Runtime, Site, tuple[str, str | None]]:
+    """The site and what is kept of the caller's number a request names. The number is in the
+    body, where no access log or proxy keeps it."""
     runtime: Runtime = request.app.state.runtime
     site = runtime.site(request.path_params["site"])
-    await require_report_token(runtime, site, request, erases=True)
+    await require_report_token(runtime, site, request, erases=erases)
     number = bodies.json_object(await bodies.read(request, MAX_BODY)).get("number")
     caller = kept_caller(runtime.caller_key, phone_text(number), home_region(site))
     if not caller[0]:
         raise BadRequest("invalid_number", "number must be the caller's phone number, as the telephony or the caller "
                                            "writes it (+7 916 555-12-34, 89165551234)")
-    erased = await forget_caller(runtime.store, runtime.journal, site, caller, runtime.now_ms())
-    log.info("a caller of site %r erased with its report token: %s", site.id,
-             ", ".join(f"{kind} {count}" for kind, count in erased["erased"].items()))
-    return JSON({"site": site.id, **erased})
+    return runtime, site, caller
