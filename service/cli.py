@@ -1,4 +1,4 @@
-"""The `swapline` command: serve, rules check, rules preview, pools, report, visitor, forget, sites erase,
+"""The `swapline` command: serve, rules check, rules preview, pools, report, show, forget, sites erase,
 store repair, calls import."""
 
 from __future__ import annotations

@@ -178,11 +178,11 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
     """Delete what the store keeps of the caller whose number's keyed hash and last digits are
     `caller` (`calls.kept_caller`): what is erased, and whom their calls were credited to."""
     await store.batcher.settle()
-    known, theirs, alike = await _calls_of(store, site, caller, now_ms)
+    theirs, alike = await _calls_of(store, site, caller, now_ms)
     prefix = f"sw:{{{site.id}:calls}}:"
     await store.client.delete(*(prefix + kind + caller[0] for kind in ("caller:", "target:")))
     await _blank(store, prefix + "calls", [*theirs, *alike], {"caller_last_digits": None})
-    gone = {f"call:{call_id}" for call_id in (*known, *(call_id for call_id, _ in alike))}
+    gone = {f"call:{call_id}" for call_id, _ in (*theirs, *alike)}
     logged = await journal.forget(site.id, lambda entry: entry.get("id") in gone)
     return {"erased": {"calls": len(theirs), "calls_ending_alike": len(alike), "log": logged},
             "credited_to": sorted({visitor for _, call in theirs if isinstance(visitor := call.get("visitor"), str)})}
@@ -192,14 +192,14 @@ async def show_caller(store: Store, site: Site, caller: tuple[str, str | None], 
     """What the store keeps of the caller `caller` (`forget_caller`): their calls, and the calls
     that may be theirs, which only the last digits tie to them."""
     await store.batcher.settle()
-    _, theirs, alike = await _calls_of(store, site, caller, now_ms)
+    theirs, alike = await _calls_of(store, site, caller, now_ms)
     return {"calls": _by_start(theirs), "calls_ending_alike": _by_start(alike)}
 
 
 async def _calls_of(store: Store, site: Site, caller: tuple[str, str | None], now_ms: int
-                    ) -> tuple[set[str], list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
-    """The ids of the calls the caller's number's history names; the records of those, and of the
-    calls that only the number's last digits tie to the caller.
+                    ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+    """The records of the calls the caller's number's history names, and of the calls that only
+    the number's last digits tie to the caller, with their ids.
 
     Their calls to the site's numbers within `calls.unique_within` of each other are known by the
     hash. Calls before those, and calls to other numbers, are tied to the caller's number by its
@@ -225,7 +225,7 @@ async def _calls_of(store: Store, site: Site, caller: tuple[str, str | None], no
             record.get("kind") == "unknown" or (isinstance(start, int) and start <= before)))
 
     found = await _records(store, prefix + "calls", maybe_theirs)
-    return set(known), [call for call in found if call[0] in known], [call for call in found if call[0] not in known]
+    return [call for call in found if call[0] in known], [call for call in found if call[0] not in known]
 
 
 def _by_start(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
