@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
         last_good = LastGood(settings.data_dir)
         rules, checked = checked if checked is not None else last_good.start(settings.rules_dir), None
         log_warnings(rules)
-        store = Store(connect(settings.redis_url, settings.redis_cluster))
+        store = Store(connect(settings.redis_url, settings.redis_cluster), settings.store_deadline_ms / 1000)
         secret = settings.secret.encode() if settings.secret else await store.secret()
         if not settings.secret:
             log.warning(STORE_SECRET)

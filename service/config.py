@@ -64,6 +64,7 @@ class Settings:
     signin_attempts: int = 10  # wrong report tokens, or call credentials, per client network, site and 15 minutes
     limit_prefixes: tuple[int, int] = (32, 64)  # what a client network is: IPv4 and IPv6 prefix lengths
     token_days: int = 3  # how long a decision token speaks for its page view (beacons)
+    store_deadline_ms: int = 200  # how long a round trip to the store may take before a request goes without it
     conversions_per_view: int = 5  # forms, tel: clicks and goals, each, one page view's token may add
     max_pages: int = 1000  # distinct pages per site, experiment and day in the reports; the rest is "(other)"
     max_goals: int = 100  # distinct goal names per site, experiment and day; the rest is "goal:(other)"
@@ -120,6 +121,7 @@ class Settings:
             limit_prefixes=(_prefix("LIMIT_PREFIX_V4", get("LIMIT_PREFIX_V4"), defaults.limit_prefixes[0], 32),
                             _prefix("LIMIT_PREFIX_V6", get("LIMIT_PREFIX_V6"), defaults.limit_prefixes[1], 128)),
             token_days=_positive("TOKEN_DAYS", get("TOKEN_DAYS"), defaults.token_days),
+            store_deadline_ms=_positive("STORE_DEADLINE_MS", get("STORE_DEADLINE_MS"), defaults.store_deadline_ms),
             conversions_per_view=_positive("CONVERSIONS_PER_VIEW", get("CONVERSIONS_PER_VIEW"),
                                            defaults.conversions_per_view),
             max_pages=_positive("MAX_PAGES", get("MAX_PAGES"), defaults.max_pages),

@@ -305,6 +305,9 @@ def make_settings(valkey_url: str, rules_dir: Path, **overrides: Any) -> Setting
         "secret": SECRET,
         "redis_cluster": CLUSTER,
         "network_share": 100,  # most tests send many visitors from one address; test_visits caps it
+        # A busy test machine may stall a round trip past the 200 ms a page waits for, and the
+        # request would go without the store; the tests of that deadline set it back.
+        "store_deadline_ms": 5_000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -22,8 +22,9 @@ def test_values_are_read_and_typed(tiny_geoip: Path) -> None:
         "SWAPLINE_REDIS_CLUSTER": "yes", "SWAPLINE_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32",
         "SWAPLINE_RELOAD_RULES": "off", "SWAPLINE_GEOIP_DB": str(tiny_geoip),
         "SWAPLINE_HOST": "swapline.internal", "SWAPLINE_LOG_LEVEL": "WARNING",
-        "SWAPLINE_PUBLIC_URL": "https://swapline.example.com/",
+        "SWAPLINE_PUBLIC_URL": "https://swapline.example.com/", "SWAPLINE_STORE_DEADLINE_MS": "750",
     })
+    assert settings.store_deadline_ms == 750
     assert (settings.port, settings.workers, settings.redis_cluster, settings.reload_rules) == (9000, 4, True, False)
     assert settings.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
     assert settings.geoip_db == tiny_geoip
@@ -44,6 +45,7 @@ def test_values_are_read_and_typed(tiny_geoip: Path) -> None:
     ("SWAPLINE_REDIS_URL", "redis+sentinel://s1/mymaster?db=1"), ("SWAPLINE_REDIS_URL", "redis://127.0.0.1:abc/0"),
     ("SWAPLINE_REDIS_URL", "redis://127.0.0.1:6379/abc"), ("SWAPLINE_GEOIP_DB", "/etc/passwd"),
     ("SWAPLINE_LEASE_RETENTION_DAYS", "0"), ("SWAPLINE_SECRET", "short"), ("SWAPLINE_SECRET", "ab" * 16),
+    ("SWAPLINE_STORE_DEADLINE_MS", "0"),
 ])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):

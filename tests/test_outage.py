@@ -113,7 +113,7 @@ def test_a_frozen_store_costs_a_decision_no_more_than_a_dead_one(tmp_path: Path,
     server = valkey(free_port(), tmp_path / "valkey")
     (rules_dir / "shop.yaml").write_text(SHOP)
     (rules_dir / "demo.yaml").write_text((DEMO_RULES / "demo.yaml").read_text())  # three pools in all
-    app = create_app(make_settings(server.connection_url, rules_dir))
+    app = create_app(make_settings(server.connection_url, rules_dir, store_deadline_ms=200))
     try:
         with TestClient(app, client=("127.0.0.1", 40000), headers=BROWSER_HEADERS) as shop:
             def decide(n: int) -> tuple[bool, float]:

@@ -36,7 +36,7 @@ from service.rules.engine import Site
 from service.tracking.clock import hour_and_day
 from service.tracking.journal import Journal, last_call_key
 from service.tracking.pools import PoolKeys
-from service.tracking.store import DEADLINE, STORE_ERRORS, Store, repeat
+from service.tracking.store import STORE_ERRORS, Store, repeat
 
 LOCK = "sw:alerts:checked"
 # The messages, by check: English here, Russian in the dashboard's catalogue (service/pages/ru.json).
@@ -125,8 +125,8 @@ class StoreWatch:
     """Tells the sites' alert endpoints when the store fails, without the store.
 
     Every `every` seconds each process writes to the store (a full one answers a PING, and
-    refuses every lease). Once `after` writes in a row were not taken within `slow` seconds (a
-    decision's own deadline), the process posts `store_degraded`
+    refuses every lease). Once `after` writes in a row were not taken within the store's deadline
+    (a decision's own), the process posts `store_degraded`
     straight to every endpoint that takes alerts: signed as any delivery, tried once, since the
     outbox lives in the store. Each process that sees the outage posts it, under one id per
     hour for receivers to dedupe by. When the store answers again, `store_recovered` is logged
@@ -134,9 +134,9 @@ class StoreWatch:
     """
 
     def __init__(self, store: Store, journal: Journal, sites: Callable[[], list[Site]], now_ms: Callable[[], int],
-                 every: float = 60, slow: float = DEADLINE, after: int = 2, timeout: float = 10.0) -> None:
+                 every: float = 60, after: int = 2, timeout: float = 10.0) -> None:
         self.store, self.journal, self.sites, self.now_ms = store, journal, sites, now_ms
-        self.every, self.slow, self.after, self.timeout = every, slow, after, timeout
+        self.every, self.slow, self.after, self.timeout = every, store.deadline, after, timeout
         self.missed = 0  # asks in a row without an answer in time
         self.since: int | None = None  # ms: when the outage told of began
 

@@ -63,7 +63,7 @@ RETRY_AFTER = 0.5  # seconds a failed store is left alone before the next reques
 WARN_EVERY = 60.0  # seconds between the log lines of one outage (swapline_store_errors_total counts every try)
 # Seconds a batch may take, a new connection's handshake included: a page is waiting, and a
 # store that is frozen rather than dead (it accepts connections, answers nothing) must cost
-# no more than a dead one. Round trips take a millisecond or two.
+# no more than a dead one. Round trips take a millisecond or two. SWAPLINE_STORE_DEADLINE_MS.
 DEADLINE = 0.2
 # Seconds a command nobody waits for (a page on a visit's journey) may wait for a batch to
 # ride with: under load one leaves every millisecond or two; a quiet worker sends its own.
@@ -271,8 +271,8 @@ class Batcher:
     redis-py's cluster pipeline, which splits them by slot.
     """
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, client: Client, deadline: float = DEADLINE) -> None:
+        self._client, self._deadline = client, deadline
         self._cluster = isinstance(client, RedisCluster)  # a slow isinstance (a Protocol): once, not per batch
         self._pending: Batch = []
         self._sending: set[asyncio.Future[Any]] = set()  # batches out; also the strong references to their tasks
@@ -334,7 +334,7 @@ class Batcher:
         self.round_trips += 1
         commands = [command for group, _ in batch for command in group]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEADLINE
+        deadline = loop.time() + self._deadline
         pipe = self._idle_pipe()
         sending: asyncio.Future[Any]
         if pipe is None:  # a cluster, or a new connection to open: a task of its own
@@ -522,9 +522,9 @@ def fingerprint(secret: bytes) -> bytes:
 
 
 class Store:
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.batcher = Batcher(client)
+    def __init__(self, client: Client, deadline: float = DEADLINE) -> None:
+        self.client, self.deadline = client, deadline
+        self.batcher = Batcher(client, deadline)
 
     async def secret(self) -> bytes:
         """The signing secret every process shares; made once, kept in the store."""
@@ -551,7 +551,7 @@ class Store:
 
     async def time(self) -> float:
         """The store's clock, in seconds since the epoch."""
-        seconds, micros = await asyncio.wait_for(self.client.time(), DEADLINE)
+        seconds, micros = await asyncio.wait_for(self.client.time(), self.deadline)
         return int(seconds) + int(micros) / 1e6
 
     async def setting(self, name: str) -> str | None:
