@@ -58,13 +58,13 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
     This process's deferred writes (the latest page of a journey) go first, to be erased too."""
     await store.batcher.settle()
     client, erased = store.client, {"visits": 0, "assignments": 0, "leases": 0, "calls": 0, "log": 0}
-    erased["tallied"] = await counters.forget(store, site.id, vid)
+    kept = await _site_keys(store, site.id)
+    erased["tallied"] = await counters.forget(store, _dimension_keys(site.id, kept, b":visits"), vid)
     visit_keys = await _visit_keys(store, site.id, vid)
     visit_ids = set(_visits_of(visit_keys))
     erased["visits"] = len(visit_ids)
     if visit_keys:
         await client.delete(*visit_keys)
-    kept = await _site_keys(store, site.id)
     for _, keys in _ledgers(site.id, kept):
         erased["assignments"] += await client.hdel(keys.assign, vid)
         await client.hdel(keys.overflowed, vid)
@@ -98,10 +98,9 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
 
     erased["log"] = await journal.forget(site.id, logged_theirs)
     # Which of the days' visits converted, by kind, so that a visit counts as converted once.
-    for name in kept.get(":log", []):
-        if name.startswith(b"dims:") and name.endswith(b":converted"):
-            for visit in visit_ids:
-                await _hdel_matching(store, f"sw:{{{site.id}:log}}:{name.decode()}", f"{visit}|*")
+    for key in _dimension_keys(site.id, kept, b":converted"):
+        for visit in visit_ids:
+            await _hdel_matching(store, key, f"{visit}|*")
     await client.set(visits.erased(site.id, vid), 1, ex=token_days * 86_400)
     return erased
 
@@ -155,6 +154,13 @@ def _pools(site: str, kept: dict[str, list[bytes]]) -> list[tuple[str, PoolKeys,
     their keys. Any `:` tag may be a pool's, `calls` and `log` too (a pool may have either id):
     where none is, nothing is found."""
     return [(tag[1:], PoolKeys.of(site, tag[1:]), names) for tag, names in kept.items() if tag[0] == ":"]
+
+
+def _dimension_keys(site: str, kept: dict[str, list[bytes]], ending: bytes) -> list[str]:
+    """The keys of the reports by dimension (`service.tracking.counters`) of every day that end so:
+    the days' tables of visits (`:visits`), and which of their visits converted (`:converted`)."""
+    return [f"sw:{{{site}:log}}:{name.decode()}" for name in kept.get(":log", [])
+            if name.startswith(b"dims:") and name.endswith(ending)]
 
 
 async def _site_keys(store: Store, site: str) -> dict[str, list[bytes]]:

@@ -16,7 +16,7 @@ import datetime
 import functools
 import hashlib
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from service.rules.phrase import normalise
@@ -120,11 +120,11 @@ def table_key(site: str, day: str) -> str:
     return f"{prefix(site, day)}visits"
 
 
-async def forget(store: Store, site: str, vid: str) -> int:
-    """Give `vid`'s records in the site's tables of visits a visitor nobody knows, the same in
-    each: the visits and their visitor still count, as nobody's. How many records."""
+async def forget(store: Store, tables: Iterable[str], vid: str) -> int:
+    """Give `vid`'s records in a site's `tables` of visits (`table_key`) a visitor nobody knows,
+    the same in each: the visits and their visitor still count, as nobody's. How many records."""
     hashed, nobody, erased = visitor_hash(vid), secrets.token_bytes(VISITOR_BYTES), 0
-    async for key in store.client.scan_iter(match=table_key(site, "*"), count=1000):
+    for key in tables:
         table = cast(bytes, await store.client.get(key) or b"")
         at = table.find(hashed)
         while at >= 0:
