@@ -173,7 +173,7 @@ def connect(url: str, cluster: bool = False) -> Client:
         given = sentinel_url(url)
         sentinels = Sentinel(given.sentinels, sentinel_kwargs={
             "socket_connect_timeout": TIMEOUTS["socket_connect_timeout"], "socket_timeout": TIMEOUTS["socket_timeout"],
-            "password": given.sentinel_password})  # type: ignore[no-untyped-call]
+            "password": given.sentinel_password})
         primary: redis.Redis = sentinels.master_for(
             given.service, connection_class=_PrimaryConnection, db=given.db, username=given.username,
             password=given.password, health_check_interval=30, **TIMEOUTS)
