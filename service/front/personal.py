@@ -34,7 +34,7 @@ from service.errors import BadRequest
 from service.front import bodies
 from service.front.auth import require_report_token
 from service.front.responses import JSON
-from service.integrations.calls import home_region, kept_caller, phone_text
+from service.integrations.calls import calls_prefix, home_region, kept_caller, phone_text
 from service.rules.engine import Site
 from service.tracking import counters, sites, visits
 from service.tracking.journal import CALL_KINDS, Journal
@@ -80,7 +80,7 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
             (forgotten,) = await store.batcher.submit(
                 FORGET_LEASE((held.holder, held.leases, held.networks), (lease,), None))
             erased["leases"] += forgotten
-    calls = f"sw:{{{site.id}:calls}}:"
+    calls = calls_prefix(site)
     theirs = await _records(store, calls + "calls", lambda call: call.get("visitor") == vid)
     await _blank(store, calls + "calls", theirs, {"visitor": None, "visit": None, "caller_last_digits": None})
     erased["calls"] = len(theirs)
@@ -130,7 +130,7 @@ async def show(store: Store, journal: Journal, site: Site, vid: str) -> dict[str
     found["numbers"].sort(key=lambda held: held["from"] or 0)
     logged = await journal.naming(site.id, lambda entry: entry.get("visitor") == vid)
     found["conversions"] = [entry for entry in logged.values() if entry.get("kind") not in CALL_KINDS]
-    found["calls"] = _by_start(await _records(store, f"sw:{{{site.id}:calls}}:calls",
+    found["calls"] = _by_start(await _records(store, calls_prefix(site) + "calls",
                                               lambda call: call.get("visitor") == vid))
     return found
 
@@ -185,7 +185,7 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
     `caller` (`calls.kept_caller`): what is erased, and whom their calls were credited to."""
     await store.batcher.settle()
     theirs, alike = await _calls_of(store, site, caller, now_ms)
-    prefix = f"sw:{{{site.id}:calls}}:"
+    prefix = calls_prefix(site)
     await store.client.delete(*(prefix + kind + caller[0] for kind in ("caller:", "target:")))
     await _blank(store, prefix + "calls", [*theirs, *alike], {"caller_last_digits": None})
     gone = {f"call:{call_id}" for call_id, _ in (*theirs, *alike)}
@@ -211,7 +211,7 @@ async def _calls_of(store: Store, site: Site, caller: tuple[str, str | None], no
     hash. Calls before those, and calls to other numbers, are tied to the caller's number by its
     last digits alone, so every such call from a number that ended alike may be theirs, unless
     another caller's history names it."""
-    prefix, own = f"sw:{{{site.id}:calls}}:", f"caller:{caller[0]}".encode()
+    prefix, own = calls_prefix(site), f"caller:{caller[0]}".encode()
     known: dict[str, float] = {}
     others: set[str] = set()  # the calls other callers' histories name: whose those are is known
     for name in (await _site_keys(store, site.id)).get(":calls", []):

@@ -129,15 +129,7 @@ def parse_call(data: dict[str, Any], caller_key: bytes, site: Site) -> Call:
     call_id = _required(data, "call_id")
     if len(call_id) > 128:
         raise BadRequest("invalid_call", "call_id is longer than 128 characters")
-    start = data.get("start")
-    if isinstance(start, int | float) and not isinstance(start, bool):
-        start_ms = unix_ms(start)
-    elif isinstance(start, str) and SECONDS.fullmatch(start.strip()):  # as a CSV writes it
-        start_ms = unix_ms(float(start))
-    elif isinstance(start, str):
-        start_ms = local_time(start, "start", site.calls.time_zone)
-    else:
-        raise BadRequest("invalid_call", "start is required: ISO 8601 or unix seconds")
+    start_ms = moment(data.get("start"), "start", site)
     # A dialplan's empty variable: ${ANSWEREDTIME} of a missed call is no talk; ${DIALSTATUS} of a
     # caller who hung up before the dial is a call answered only if it was talked on.
     talk = whole_seconds(data.get("talk_seconds") or 0, "talk_seconds")
@@ -153,6 +145,18 @@ def parse_call(data: dict[str, Any], caller_key: bytes, site: Site) -> Call:
         raise BadRequest("invalid_call", "called is required")
     caller = kept_caller(caller_key, phone_text(data.get("caller")), home_region(site))
     return Call(call_id, called_number(site, called, "called"), *caller, start_ms, talk, status_of(status))
+
+
+def moment(given: Any, name: str, site: Site) -> int:
+    """A moment as telephony writes a call's start, in unix milliseconds: unix seconds (as JSON or
+    as a CSV writes them), or ISO 8601, in the site's `calls.time_zone` if written without a zone."""
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        return unix_ms(given, name)
+    if isinstance(given, str) and SECONDS.fullmatch(given.strip()):
+        return unix_ms(float(given), name)
+    if isinstance(given, str):
+        return local_time(given, name, site.calls.time_zone)
+    raise BadRequest("invalid_call", f"{name} is required: ISO 8601 or unix seconds")
 
 
 def _duration(ms: int) -> str:
@@ -202,6 +206,47 @@ async def reply(runtime: Runtime, site: Site, call: Call) -> JSON:
 
 async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     """Whom the call goes to; recorded once, answered the same way on every retry."""
+    found = await attribution(runtime, site, call)
+    visitor = found["visitor"]
+    record = {
+        "call_id": call.id,
+        "number": found["number"],
+        "pool": found["pool"],
+        "kind": found["kind"],
+        "start": call.start_ms,
+        "talk_seconds": call.talk,
+        "status": call.status,
+        "caller_last_digits": call.caller_last,
+        "credited": visitor is not None,
+        "visitor": visitor,
+        "page": found["page"],
+        # Every variant the caller was exposed to, on any page: what the call counts for.
+        "experiments": await runtime.ledger.variants(site.id, visitor, site.experiment_ids) if visitor else {},
+        "visit": found["visit"],
+        "reason": found["reason"],
+        "holds_near": found["holds_near"],  # for `no_holder`: how near a hold the call came
+    }
+    prefix = calls_prefix(site)
+    (stored, seen), = await runtime.store.batcher.submit(CALL(
+        (prefix + "calls",),
+        (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000,
+         0 if status_of(call.status) in MISSED else call.talk, site.calls.qualify_after, prefix,
+         int(found["kind"] != "unknown")),
+    ))
+    answer = {**orjson.loads(stored), "duplicate": bool(seen)}
+    if answer["credited"] and not answer["duplicate"]:
+        await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}",
+                                     _conversions(answer), runtime.now_ms(), site.time_zone)
+    # Logged once, a retry's too: it may be the first to get there.
+    await runtime.journal.add(site.id, _logged(answer), runtime.now_ms(), site.time_zone)
+    return answer
+
+
+async def attribution(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
+    """Whom `call` goes to as the store stands, and why: the number as kept, its kind and pool,
+    the visitor with their page and visit, or the `reason` it goes to nobody, and for a number
+    nobody held, the holds nearest it. Reads only: `credit` records it, and the number view
+    (service.integrations.holders) shows it for a moment a client asks about."""
     pool = site.tracking_numbers.get(call.called)
     holder = await runtime.pools.holder(site.id, pool, call.called, call.start_ms) if pool else None
     kind, pool_id = _kind(site, call.called) if pool is None else ("lease", pool.id)
@@ -210,8 +255,7 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
     if not holder and kind in ("unknown", "lease") and (
             former := await runtime.pools.former_holder(site, call.called, call.start_ms)):
         kind, pool_id, holder = "lease", former[0].id, former[1]
-    prefix = f"sw:{{{site.id}:calls}}:"
-    earlier = await _called_back(runtime, site, call, prefix) if kind == "lease" else None
+    earlier = await _called_back(runtime, site, call, calls_prefix(site)) if kind == "lease" else None
     if earlier and (holder is None or holder["v"] != earlier["visitor"]):  # the caller's, not the number's
         visitor, page, visit, reason = earlier["visitor"], earlier["page"], earlier["visit"], "called_back"
     elif holder:
@@ -222,37 +266,13 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         reason = UNCREDITED.get(kind, "unknown_number")
     near = await runtime.pools.nearest(site.id, pool, call.called, call.start_ms) if reason == "no_holder" and pool \
         else None
-    record = {
-        "call_id": call.id,
-        "number": call.called if kind != "unknown" else kept_number(call.called),
-        "pool": pool_id,
-        "kind": kind,
-        "start": call.start_ms,
-        "talk_seconds": call.talk,
-        "status": call.status,
-        "caller_last_digits": call.caller_last,
-        "credited": visitor is not None,
-        "visitor": visitor,
-        "page": page,
-        # Every variant the caller was exposed to, on any page: what the call counts for.
-        "experiments": await runtime.ledger.variants(site.id, visitor, site.experiment_ids) if visitor else {},
-        "visit": visit,
-        "reason": reason,
-        "holds_near": near,  # for `no_holder`: how near a hold the call came
-    }
-    (stored, seen), = await runtime.store.batcher.submit(CALL(
-        (prefix + "calls",),
-        (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000,
-         0 if status_of(call.status) in MISSED else call.talk, site.calls.qualify_after, prefix,
-         int(kind != "unknown")),
-    ))
-    answer = {**orjson.loads(stored), "duplicate": bool(seen)}
-    if answer["credited"] and not answer["duplicate"]:
-        await runtime.ledger.convert(site.id, answer["visitor"], site.experiment_ids, f"call:{call.id}",
-                                     _conversions(answer), runtime.now_ms(), site.time_zone)
-    # Logged once, a retry's too: it may be the first to get there.
-    await runtime.journal.add(site.id, _logged(answer), runtime.now_ms(), site.time_zone)
-    return answer
+    return {"number": call.called if kind != "unknown" else kept_number(call.called), "pool": pool_id, "kind": kind,
+            "visitor": visitor, "page": page, "visit": visit, "reason": reason, "holds_near": near}
+
+
+def calls_prefix(site: Site) -> str:
+    """Where the site's call records and callers' histories are kept (one hash tag)."""
+    return f"sw:{{{site.id}:calls}}:"
 
 
 def _logged(answer: dict[str, Any]) -> dict[str, Any]:
@@ -404,12 +424,12 @@ def whole_seconds(value: Any, name: str) -> int:
     return value
 
 
-def unix_ms(seconds: float) -> int:
+def unix_ms(seconds: float, name: str = "start") -> int:
     """Unix seconds as milliseconds, if they fall in this century (which also refuses
     milliseconds sent as seconds, and numbers no clock can hold)."""
     if not EARLIEST <= seconds < LATEST:  # NaN fails both comparisons
         hint = " (this looks like milliseconds)" if EARLIEST * 1000 <= seconds < LATEST * 1000 else ""
-        raise BadRequest("invalid_call", f"start must be a moment from 2000 to 2099 in unix seconds{hint}")
+        raise BadRequest("invalid_call", f"{name} must be a moment from 2000 to 2099 in unix seconds{hint}")
     return int(seconds * 1000)
 
 
