@@ -56,6 +56,7 @@ from service.integrations import telephony
 from service.integrations.alerts import Alerts, StoreWatch
 from service.integrations.calls import Call, calls_endpoint, credit, log_refused
 from service.integrations.exports import Uploads, export_file_endpoint, exports_endpoint, targets
+from service.integrations.holders import number_endpoint
 from service.integrations.webhooks import Deliveries, webhooks_endpoint
 from service.observability import (
     ACTIVITY,
@@ -247,6 +248,7 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/v1/exports/{site}", exports_endpoint, methods=["GET"]),
             Route("/v1/exports/{site}/{target}.csv", export_file_endpoint, methods=["GET"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
+            Route("/v1/numbers/{site}/{number}", number_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", visitor_endpoint, methods=["GET", "DELETE"]),
             Route("/v1/callers/{site}", show_caller_endpoint, methods=["POST"]),
             Route("/v1/callers/{site}/forget", forget_caller_endpoint, methods=["POST"]),

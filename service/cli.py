@@ -1,11 +1,12 @@
-"""The `swapline` command: serve, rules check, rules preview, pools, report, show, forget, sites erase,
-store repair, calls import."""
+"""The `swapline` command: serve, rules check, rules preview, pools, report, number, show, forget,
+sites erase, store repair, calls import."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import datetime
 import gc
 import importlib.metadata
 import ipaddress
@@ -18,6 +19,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,6 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
     pools.add_argument("--format", choices=("table", "json"), default="table")
 
+    number = commands.add_parser("number", help="who held a tracking number around a moment, whom a call then "
+                                                "goes to, and the calls to it (asks the service)")
+    number.add_argument("number", help="the number, as the telephony or a client writes it")
+    number.add_argument("--site", required=True)
+    number.add_argument("--at", help="the moment: '2026-12-04 14:05' (the site's calls.time_zone), ISO 8601 with "
+                                     "a zone, or unix seconds; default: now")
+    number.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
+    number.add_argument("--format", choices=("table", "json"), default="table")
+
     for name, does in (("show", "what the store keeps of one visitor or caller, as JSON: their right of access"),
                        ("forget", "erase one visitor's or caller's data")):
         person = commands.add_parser(name, help=f"{does} (152-FZ / GDPR; asks the service)")
@@ -139,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(settings, args)
     if args.command in ("show", "forget"):
         return _person(settings, args)
+    if args.command == "number":
+        return _number(settings, args)
     if args.command == "sites":
         return _erase(settings, args.site)
     if args.command == "store":
@@ -388,6 +401,49 @@ def _pools(settings: Settings, args: argparse.Namespace) -> int:
                "overflowed_visitors", "capped_visitors", "average_hold_s", "recommended_size")
     _table([columns], [tuple(pool[column] for column in columns) for pool in body["pools"]])
     return 0
+
+
+def _number(settings: Settings, args: argparse.Namespace) -> int:
+    """`number`: the holds of a tracking number around a moment, and the calls to it those days."""
+    query = f"?{urllib.parse.urlencode({'at': args.at})}" if args.at else ""
+    view = _ask(settings, args, f"/v1/numbers/{args.site}/{urllib.parse.quote(args.number, safe='')}{query}")
+    calls = _ask(settings, args, view["calls"])["entries"]
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps({**view, "calls": calls}, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    zone = zoneinfo.ZoneInfo(view["time_zone"])
+
+    def when(ms: int | None) -> str:
+        return "" if ms is None else datetime.datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+    then = view["a_call_then"]
+    print(f"{view['number']} ({then['kind']}{', pool ' + then['pool'] if then['pool'] else ''}) at "
+          f"{when(view['at'])} {view['time_zone']}")
+    if then["credited"]:
+        print(f"a call then, from a new caller, goes to visitor {then['visitor']}{_came(then['visit'])}")
+    else:
+        near = then["holds_near"] or {}
+        print(f"a call then goes to nobody: {then['reason']}" + "".join(
+            f"; {what} {when(near[name])}" for name, what in (("last_ended", "the last hold ended"),
+                                                              ("next_began", "the next began")) if near.get(name)))
+    print("\nholds, oldest first" if view["holds"] else "\nno holds of it near then")
+    if view["holds"]:
+        _table([("began", "until", "visitor", "pool", "page", "came")], [
+            (when(hold["began"]), when(hold["until"]) + ("" if hold["over"] else " (holds)"), hold["visitor"],
+             hold["pool"], hold["page"] or "", _came(hold["visit"]).removeprefix(", from "))
+            for hold in view["holds"]])
+    print(f"\ncalls to it those days{'' if calls else ': none'}")
+    if calls:
+        _table([("start", "call_id", "talk_s", "status", "visitor", "reason")], [
+            (when(call["start"]), call["call_id"], call["talk_seconds"], call["status"], call["visitor"] or "",
+             call["reason"] or "") for call in reversed(calls)])
+    return 0
+
+
+def _came(visit: dict[str, Any] | None) -> str:
+    """How a visitor came, in a few words: source, campaign and phrase."""
+    said = [f"{name} {value}" for name in ("source", "campaign", "phrase") if (value := (visit or {}).get(name))]
+    return f", from {', '.join(said)}" if said else ""
 
 
 def _erase(settings: Settings, site: str) -> int:

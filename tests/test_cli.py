@@ -9,6 +9,7 @@ import hmac
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -230,6 +231,35 @@ def test_show_and_forget_commands_show_and_erase_through_the_running_service(
     assert untold.returncode == 1 and "set SWAPLINE_TOKEN to its report token, or run it" in untold.stderr
     assert not [key for key in store.scan_iter("sw:*") if vid.encode() in key]
     assert not any(store.hexists(key, vid) for key in store.scan_iter("sw:*:assign"))
+
+
+def test_the_number_command_shows_who_held_a_number_whom_a_call_goes_to_and_the_calls_to_it(
+        tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
+    vid = "number-cli-00000001"
+    try:
+        shown = httpx.get(f"{base}/v1/decide", params={"site": "demo", "vid": vid,
+                                                       "url": "/?utm_source=google&utm_campaign=brand"},
+                          headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}).json()
+        number, now = shown["phone"]["number"], int(time.time())
+        raw = orjson.dumps({"call_id": "number-cli-call", "called": number, "caller": "89161234567", "start": now,
+                            "talk_seconds": 40})
+        signature = "sha256=" + hmac.new(b"demo-calls-secret-change-me", raw, hashlib.sha256).hexdigest()
+        httpx.post(f"{base}/v1/calls?site=demo", content=raw, headers={"x-swapline-signature": signature})
+        table = demo_command("number", f"8{number[2:]}", "--site", "demo", "--url", base)
+        as_json = demo_command("number", number, "--site", "demo", "--at", str(now), "--format", "json", "--url", base)
+        odd = demo_command("number", "twelve", "--site", "demo", "--url", base)
+    finally:
+        stop(process)
+    assert table.returncode == 0, table.stderr
+    head, holds, calls = re.split(r"\nholds, oldest first\n|\ncalls to it those days\n", table.stdout)
+    assert head.startswith(f"{number} (lease, pool moscow) at ") and " Europe/Moscow\n" in head
+    assert head.endswith(f"a call then, from a new caller, goes to visitor {vid}, from source google, campaign brand\n")
+    assert vid in holds and "(holds)" in holds and "number-cli-call" in calls, table.stdout
+    body = json.loads(as_json.stdout)
+    assert [hold["visitor"] for hold in body["holds"]] == [vid] and body["a_call_then"]["visitor"] == vid
+    assert [call["call_id"] for call in body["calls"]] == ["number-cli-call"]
+    assert odd.returncode == 1 and "answered 400" in odd.stderr and "not a phone number: 'twelve'" in odd.stderr
 
 
 def test_calls_import_credits_a_pbx_file_once_and_names_the_rows_it_could_not(tmp_path: Path, valkey_url: str,

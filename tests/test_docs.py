@@ -51,6 +51,7 @@ SHOWS = {
     "swapline rules preview": '"h1.hero"',
     "swapline forget --site demo --caller": '"credited_to"',
     "swapline show --site demo": '"conversions": []',
+    "swapline number +74951200001 --site demo": "(lease, pool moscow) at",
     "curl -s -o /tmp/demo-sources.xlsx": "xl/worksheets/sheet1.xml",
 }
 

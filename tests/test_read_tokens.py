@@ -30,7 +30,7 @@ def test_a_read_token_opens_what_the_report_token_reads_and_erases_nothing(
         assert shop.get("/v1/decide", params={"site": "shop", "url": "/", "vid": vid}).status_code == 200
         for path in ("/v1/reports/shop", "/v1/reports/shop?by=source", "/v1/calls/shop", "/v1/conversions/shop",
                      "/v1/pools/shop", "/v1/exports/shop", "/v1/webhooks/shop", "/v1/reports/shop.csv",
-                     "/dashboard/shop/numbers", f"/v1/visitors/shop/{vid}"):
+                     "/dashboard/shop/numbers", f"/v1/visitors/shop/{vid}", "/v1/numbers/shop/+74951200001"):
             for token in (CLIENT, BI, REPORT):
                 assert shop.get(path, headers=bearer(token)).status_code == 200, (path, token)
         erase = shop.delete(f"/v1/visitors/shop/{vid}", headers=bearer(CLIENT))

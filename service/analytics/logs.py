@@ -4,8 +4,9 @@ Newest first, a page at a time (`limit`, and `cursor` = the last page's `next`),
 site's report token, as JSON, CSV (`/v1/calls/{site}.csv`) or an Excel workbook (`.xlsx`); a
 file without `limit` holds every entry of its filters, up to `FILE_ENTRIES`.
 Filters: `from` and `to` (the site's days, of the call's start or the conversion's time),
-`source`, `campaign`, `pool`, `qualified` (true / false), `variant` (`experiment:variant`)
-and, for conversions, `kind`.
+`source`, `campaign`, `pool`, `qualified` (true / false), `variant` (`experiment:variant`),
+for calls `call_id`, `caller` (its last digits) and `number` (the number called), and for
+conversions `kind`.
 Each entry says what the conversion was, and how the visitor came: source, campaign, phrase,
 ad click ids, landing page and the pages seen before it (`service.tracking.journal`).
 """
@@ -27,6 +28,7 @@ from service.analytics.sheets import Sheet
 from service.errors import BadRequest, MethodNotAllowed, only
 from service.front.auth import require_report_token
 from service.front.responses import JSON
+from service.integrations.calls import home_region, kept_number, phone_number, site_number
 from service.rules.engine import Site
 from service.rules.rulefiles import RESERVED_IDS
 from service.runtime import Runtime
@@ -38,9 +40,9 @@ KINDS = ("call", "missed_call", "form", "tel_click", "goal", "alert")
 # What the logs take in their query string: the filters and a page's bounds.
 LOG_PARAMETERS = ("from", "to", "limit", "cursor", "kind", "qualified", "missed", "variant", "source", "campaign",
                   "pool")
-# Its entries are calls: no kind, and a call's own id, or its caller's last digits (what a PBX and
-# a customer tell support).
-CALL_LOG_PARAMETERS = (*(name for name in LOG_PARAMETERS if name != "kind"), "call_id", "caller")
+# Its entries are calls: no kind, and a call's own id, its caller's last digits (what a PBX and a
+# customer tell support), or the number called.
+CALL_LOG_PARAMETERS = (*(name for name in LOG_PARAMETERS if name != "kind"), "call_id", "caller", "number")
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "unique", "qualified",
                 "caller_last_digits", "credited", "reason")
 # A call's `credited` and `reason` too: the reports leave out its calls to none of the site's numbers.
@@ -110,7 +112,7 @@ async def read(runtime: Runtime, site: Site, params: Mapping[str, str], calls: b
 async def _page(runtime: Runtime, site: Site, params: Mapping[str, str], calls: bool) -> tuple[list[dict[str, Any]],
                                                                                                  str | None]:
     query = LogQuery.parse(params, site.time_zone)
-    page = await runtime.journal.page(site.id, query, _filter(params, query, calls))
+    page = await runtime.journal.page(site.id, query, _filter(params, query, calls, site))
     return [_call(entry) if calls else entry for entry in page["entries"]], page["next"]
 
 
@@ -142,7 +144,7 @@ def next_page(params: Mapping[str, str], cursor: str) -> str:
     return urlencode({**params, "cursor": cursor})
 
 
-def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable[[dict[str, Any]], bool]:
+def _filter(params: Mapping[str, str], query: LogQuery, calls: bool, site: Site) -> Callable[[dict[str, Any]], bool]:
     """What an entry must be to be listed; every filter given must hold."""
     if calls and "kind" in params:
         raise BadRequest("invalid_filter", "the call log has no kind filter: see /v1/conversions")
@@ -163,6 +165,7 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
     if given and len(digits) < 4:
         raise BadRequest("invalid_filter", Said(NO_CALLER))
     caller = digits[-4:] or None
+    numbers = _called(site, params.get("number") or "")
 
     def keeps(entry: dict[str, Any]) -> bool:
         call = entry.get("call")
@@ -176,11 +179,23 @@ def _filter(params: Mapping[str, str], query: LogQuery, calls: bool) -> Callable
             and (pool is None or (call or {}).get("pool") == pool)
             and (call_id is None or entry["id"] == f"call:{call_id}")
             and (caller is None or (call or {}).get("caller_last_digits") == caller)
+            and (numbers is None or (call or {}).get("number") in numbers)
             and (qualified is None or bool((call or {}).get("qualified")) == (qualified == "true"))
             and (missed is None or (entry["kind"] == "missed_call") == (missed == "true"))
             and (not experiment or entry.get("experiments", {}).get(experiment) == variant)
         )
     return keeps
+
+
+def _called(site: Site, given: str) -> tuple[str, ...] | None:
+    """What a call record keeps of the number `given` (as a PBX or a client writes it): one of
+    the site's, or the last digits of another (`kept_number`); None when not given."""
+    if not given:
+        return None
+    number = site_number(site, given) or phone_number(given, home_region(site))
+    if number is None:
+        raise BadRequest("invalid_filter", f"number is not a phone number: {given[:40]!r}")
+    return number, kept_number(number)
 
 
 def _same(visit: dict[str, Any] | None, name: str, wanted: str) -> bool:

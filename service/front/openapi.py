@@ -177,6 +177,10 @@ def _log(summary: str, kinds: bool = False, form: str | None = None) -> dict[str
         ("cursor", "the last page's next"))]
     if kinds:
         filters.append(_query("kind", "call, missed_call, form, tel_click, goal or alert"))
+    else:
+        filters += [_query("call_id", "the call's id, as the telephony gave it"),
+                    _query("caller", "the caller's number, or its last four digits (all that is kept)"),
+                    _query("number", "the number called, as the telephony or a client writes it")]
     page = {"type": "object", "required": ["site", "time_zone", "entries", "next"]}
     answer = _file(form) if form else _json("the page", page)
     return {"get": {"summary": summary, "security": BEARER, "parameters": [SITE_PATH, *filters],
@@ -309,6 +313,17 @@ SPEC: dict[str, Any] = {
             "security": BEARER, "parameters": [SITE_PATH],
             "responses": {**_json("per pool", {"type": "object", "required": ["site", "pools"]}),
                           **_errors(401, 404, 429)},
+        }},
+        "/v1/numbers/{site}/{number}": {"get": {
+            "summary": "Who held a tracking number around a moment, and whom a call then would be credited to "
+                       "(docs/CALLS.md)",
+            "security": BEARER,
+            "parameters": [SITE_PATH, {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}},
+                           _query("at", "the moment: ISO 8601 (the site's calls.time_zone if written without a "
+                                        "zone) or unix seconds; unset, now")],
+            "responses": {**_json("the holds, and the attribution", {"type": "object", "required": [
+                "site", "number", "time_zone", "at", "a_call_then", "holds", "calls"]}),
+                          **_errors(400, 401, 404, 429)},
         }},
         "/v1/visitors/{site}/{vid}": {"get": {
             "summary": "What the store keeps of a visitor: visits with their pages, variants, numbers held, "

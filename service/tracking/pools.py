@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 SIGMAS = 3
 # The scripts that lease, renew and give back numbers share how a hold is kept (release.lua).
 LEASE, EXTEND, LET_GO, RECLAIM = (Script.named(name, "release") for name in ("lease", "extend", "let_go", "reclaim"))
-ATTRIBUTE, NEAREST = Script.named("attribute"), Script.named("nearest")
+ATTRIBUTE, NEAREST, HOLDS = Script.named("attribute"), Script.named("nearest"), Script.named("holds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +192,19 @@ class Pools:
         records = await self.store.batcher.submit(*commands)
         return next(((pool, orjson.loads(record)) for pool, record in zip(pools, records, strict=True) if record),
                     None)
+
+    async def holds_around(self, site: Site, number: str, at_ms: int, count: int) -> list[dict[str, Any]]:
+        """The holds of `number` around `at_ms` in any of the site's pools, oldest first: the last
+        `count` that began by then and the first `count` after (holds.lua), each with its pool."""
+        pools = [pool for pool in site.pools if pool.numbers]
+        keys = [PoolKeys.of(site.id, pool.id) for pool in pools]
+        found = await self.store.batcher.submit(*(HOLDS((key.leases, key.history(number)), (at_ms, count, number))
+                                                  for key in keys)) if pools else []
+        holds = sorted(({**orjson.loads(record), "pool": pool.id}
+                        for pool, records in zip(pools, found, strict=True) for record in records),
+                       key=lambda lease: lease["f"])
+        began = sum(lease["f"] <= at_ms for lease in holds)  # a number moved between pools has holds in each
+        return holds[max(0, began - count):began + count]
 
     async def of_site(self, site: Site, now_ms: int) -> list[PoolStats]:
         """The statistics of each of the site's pools that leases numbers, by its days."""
