@@ -250,12 +250,20 @@ def test_a_caller_who_gets_through_on_the_second_try_makes_a_target_call(pool_cl
                                      "status": "no-answer"}).json()
     got_through = post_call(pool_client, call("cb-2", number, clock.now - 30, talk=90, caller="+79257770001")).json()
     again = post_call(pool_client, call("cb-3", number, clock.now, talk=90, caller="+79257770001")).json()
-    assert (missed["unique"], missed["qualified"]) == (True, False)
-    assert (got_through["unique"], got_through["qualified"]) == (False, True)
-    assert (again["unique"], again["qualified"]) == (False, False)  # one target call a window
+    assert (missed["unique"], missed["qualified"], missed["not_target"]) == (True, False, "missed")
+    assert (got_through["unique"], got_through["qualified"], got_through["not_target"]) == (False, True, None)
+    assert (again["unique"], again["qualified"], again["not_target"]) == (False, False, "repeat")  # one a window
     short = post_call(pool_client, call("short-1", number, clock.now, talk=10, caller="+79257770002")).json()
     longer = post_call(pool_client, call("long-1", number, clock.now + 5, talk=60, caller="+79257770002")).json()
-    assert (short["qualified"], longer["qualified"]) == (False, True)
+    assert (short["qualified"], short["not_target"], longer["qualified"]) == (False, "short", True)
+    # The call log says it, and the dashboard beside its "no", in the site's language.
+    token = {"Authorization": "Bearer test-report-token-0001"}
+    logged = pool_client.get("/v1/calls/pooltest", params={"caller": "0001"}, headers=token).json()["entries"]
+    assert [entry["not_target"] for entry in logged] == ["repeat", None, "missed"]
+    for language, short_talk, repeat in (("en", "talk under 30 s", "the caller's target call came first"),
+                                         ("ru", "разговор короче 30 с", "целевой звонок этого абонента был раньше")):
+        page = pool_client.get("/dashboard/pooltest/calls", headers={**token, "accept-language": language}).text
+        assert page.count(short_talk) == 1 and page.count(repeat) == 1, language
 
 
 def test_a_callers_calls_within_the_window_make_one_target_call_whatever_order_they_come_in(
@@ -647,7 +655,8 @@ def test_a_call_to_none_of_the_sites_numbers_is_no_call_to_the_site(pool_client:
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     clock.advance(60)
     elsewhere = post_call(pool_client, call("elsewhere", "+79035550101", clock.now - 30, talk=60)).json()
-    assert (elsewhere["kind"], elsewhere["unique"], elsewhere["qualified"]) == ("unknown", False, False)
+    assert (elsewhere["kind"], elsewhere["unique"], elsewhere["qualified"], elsewhere["not_target"]) == (
+        "unknown", False, False, "not_site_number")
     answer = post_call(pool_client, call("to-the-site", number, clock.now, talk=60)).json()
     assert (answer["unique"], answer["qualified"]) == (True, True)
 

@@ -130,6 +130,7 @@ CALL_ANSWER = {
         "credited": {"type": "boolean"},
         "visitor": NULLABLE_STRING,
         "qualified": {"type": "boolean"},
+        "not_target": {"enum": ["missed", "short", "repeat", "not_site_number", None], "nullable": True},
         "ignored": {"type": "string"},
     },
 }

@@ -226,12 +226,14 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "reason": found["reason"],
         "holds_near": found["holds_near"],  # for `no_holder`: how near a hold the call came
     }
-    prefix = calls_prefix(site)
+    prefix, missed = calls_prefix(site), status_of(call.status) in MISSED
+    # Why the call is no target call, whatever the caller did before (call.lua adds `repeat`).
+    not_target = ("not_site_number" if found["kind"] == "unknown" else "missed" if missed
+                  else "short" if call.talk < site.calls.qualify_after else "")
     (stored, seen), = await runtime.store.batcher.submit(CALL(
         (prefix + "calls",),
         (call.id, orjson.dumps(record), call.caller_hash, call.start_ms, site.calls.unique_within * 1000,
-         0 if status_of(call.status) in MISSED else call.talk, site.calls.qualify_after, prefix,
-         int(found["kind"] != "unknown")),
+         0 if missed else call.talk, site.calls.qualify_after, prefix, int(found["kind"] != "unknown"), not_target),
     ))
     answer = {**orjson.loads(stored), "duplicate": bool(seen)}
     if answer["credited"] and not answer["duplicate"]:
@@ -278,7 +280,8 @@ def calls_prefix(site: Site) -> str:
 def _logged(answer: dict[str, Any]) -> dict[str, Any]:
     """A call as the conversion log keeps it (service.tracking.journal)."""
     call = {name: answer.get(name) for name in ("number", "pool", "kind", "talk_seconds", "status", "unique",
-                                                "qualified", "caller_last_digits", "credited", "reason", "holds_near")}
+                                                "qualified", "not_target", "caller_last_digits", "credited", "reason",
+                                                "holds_near")}
     return {"id": f"call:{answer['call_id']}", "kind": _conversions(answer)[0], "at": answer["start"],
             "visitor": answer["visitor"], "page": answer["page"], "experiments": answer["experiments"],
             "visit": answer["visit"], "call": call}

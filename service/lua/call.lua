@@ -5,6 +5,8 @@
 --       8 key prefix for per-caller history (same hash tag)
 --       9 '1' when the called number is one of the site's, else '0': a call to another number is
 --         no call to the site, neither unique nor a target call, and leaves no history
+--       10 why the call is no target call whatever the caller did before ('missed', 'short' or
+--         'not_site_number'), or '' when it may be one
 -- Returns {record json, 1 if this call id was seen before else 0}.
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then return {existing, 1} end
@@ -22,13 +24,14 @@ local function first(history)
   redis.call('PEXPIRE', history, window)
   return seen
 end
+local why_not = ARGV[10] ~= '' and ARGV[10]
 if ours and ARGV[3] ~= '' and window > 0 then
   unique = first(ARGV[8] .. 'caller:' .. ARGV[3])
-  target = target and first(ARGV[8] .. 'target:' .. ARGV[3])
+  if target and not first(ARGV[8] .. 'target:' .. ARGV[3]) then target, why_not = false, 'repeat' end
 end
 -- Added to the record's text, not decoded and encoded again: cjson makes an empty list (a
 -- visit with no page before the call) an object.
 local encoded = string.sub(ARGV[2], 1, -2) .. ',"unique":' .. tostring(unique) .. ',"qualified":' ..
-  tostring(target) .. '}'
+  tostring(target) .. ',"not_target":' .. (why_not and ('"' .. why_not .. '"') or 'null') .. '}'
 redis.call('HSET', KEYS[1], ARGV[1], encoded)
 return {encoded, 0}
