@@ -130,3 +130,29 @@ def test_the_call_log_lists_the_calls_to_a_number_however_it_is_written(pool_cli
         assert [entry["call_id"] for entry in entries] == ids, written
     refused = pool_client.get("/v1/calls/pooltest", params={"number": "twelve"}, headers=TOKEN)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_filter"
+
+
+def test_the_calls_tab_shows_who_held_the_number_around_one_call_and_lists_the_calls_to_a_number(
+        pool_client: TestClient, clock: Clock) -> None:
+    number = visit(pool_client, "first-holder-00000001", url="/?utm_source=google&utm_campaign=win")["phone"]["number"]
+    for n in (2, 3):
+        visit(pool_client, f"other-visitor-000000{n}")
+    clock.advance(61)
+    visit(pool_client, "next-holder-000000001", url="/?utm_source=bing&utm_campaign=spring")
+    post_call(pool_client, call("late", number, START + 62))
+    post_call(pool_client, call("mobile", "+79261112233", START + 62, caller="+79035550003"))
+    for language, title in (("en", "Who held"), ("ru", "У кого был номер")):
+        page = pool_client.get("/dashboard/pooltest/calls", params={"call_id": "late"},
+                               headers={**TOKEN, "accept-language": language}).text
+        holds = page.split(title, 1)[1].split("</table>", 1)[0]
+        rows = holds.split("<tr")[2:]  # after the heading's
+        assert [("first-holder-00000001" in row, "next-holder-000000001" in row, 'class="credited"' in row)
+                for row in rows] == [(True, False, False), (False, True, True)], language
+        assert "win" in rows[0] and "spring" in rows[1]
+    listed = pool_client.get("/dashboard/pooltest/calls", headers=TOKEN).text
+    assert f'href="?number={quote(number)}"' in listed and "…2233</td>" in listed  # none of the site's: no link
+    by_number = pool_client.get(f"/dashboard/pooltest/calls?number={quote(number)}", headers=TOKEN).text
+    assert 'data-call="late"' in by_number and 'data-call="mobile"' not in by_number
+    assert f'name="number" value="{number}"' in by_number
+    everyone = pool_client.get("/dashboard/pooltest/calls", params={"call_id": "mobile"}, headers=TOKEN).text
+    assert "Who held" not in everyone

@@ -26,7 +26,7 @@ from service.analytics.reports import Filters, build
 from service.errors import BadRequest, TooManyRequests
 from service.front import bodies
 from service.front.auth import accepts, fingerprint, refuse_foreign_sign_in, require_report_token, tokens
-from service.integrations import exports
+from service.integrations import exports, holders
 from service.rules import phones
 from service.rules.engine import Site
 from service.runtime import Runtime
@@ -139,13 +139,17 @@ async def calls_page_endpoint(request: Request) -> Response:
     except BadRequest as error:
         return _refused(request, site, "/calls", error)
     download = urlencode({name: value for name, value in params.items() if name not in ("cursor", "limit")})
+    # One call asked for by its id: who held its number around it, for a client asking why.
+    one = calls[0] if params.get("call_id") and len(calls) == 1 and calls[0]["kind"] == "lease" else None
+    holds = (await holders.view(runtime, site, one["number"], one["start"], runtime.now_ms()))["holds"] if one \
+        else None
     reader = _reader(request)
     shown = "%d.%m.%Y %H:%M:%S" if reader == "ru" else "%Y-%m-%d %H:%M:%S"
     # What the source field suggests: the sources of the last 30 days, and the calls of none.
     sources = dict.fromkeys([*await dimensions.seen(runtime.store, site, "source", runtime.today(site)), NOT_CREDITED])
     html = PAGES[reader].get_template("calls.html").render(
-        site=site, calls=calls, sources=sources, params=params, next=logs.next_page(params, cursor) if cursor else None,
-        download=download, most=logs.FILE_ENTRIES,
+        site=site, calls=calls, holds=holds, sources=sources, params=params,
+        next=logs.next_page(params, cursor) if cursor else None, download=download, most=logs.FILE_ENTRIES,
         uploads=await exports.latest(runtime.store, site.id, 10) if exports.targets(site.exports) else None,
         zone=site.time_zone, moment=lambda ms: datetime.datetime.fromtimestamp(ms / 1000, site.time_zone).strftime(
             shown))
