@@ -483,6 +483,10 @@ def test_a_refused_call_leaves_a_line_in_the_log_once_a_minute_for_each_reason(
     before = metric(pool_client.get("/metrics").text, "swapline_calls_total", **refused)
     for n in range(3):  # a number one digit short, and its retries
         assert post_call(pool_client, call(f"short-{n}", "8 916 123-45-6", clock.now)).status_code == 400
+    # Wrong another way meanwhile, under the same code: a line of its own.
+    assert post_call(pool_client, {**call("ringing", "+74951900001", clock.now), "status": "ringing"}
+                     ).status_code == 400
+    assert post_call(pool_client, call("short-x", "8 916 123-45-7", clock.now)).status_code == 400  # counted
     assert post_call(pool_client, call("unsigned", "+74951900001", clock.now), secret=None).status_code == 401
     # Another client's PBX, wrong the same way meanwhile: a line of its own, not one of the count.
     assert post_call(pool_client, call("unsigned", "+74951900001", clock.now), secret=None,
@@ -493,13 +497,16 @@ def test_a_refused_call_leaves_a_line_in_the_log_once_a_minute_for_each_reason(
     assert lines == [
         "call refused (site 'pooltest', /v1/calls): 400 invalid_call: called is not a valid phone number: "
         "'• ••• ••3-45-6'",
+        "call refused (site 'pooltest', /v1/calls): 400 invalid_call: status must be completed or answered for an "
+        "answered call, or one of missed, busy, no-answer, failed, canceled, cancelled, noanswer, cancel, congestion, "
+        "chanunavail, dontcall, torture, invalidargs for a call nobody answered",
         "call refused (site 'pooltest', /v1/calls): 401 invalid_signature: X-Swapline-Signature is missing",
         "call refused (site 'demo', /v1/calls): 401 invalid_signature: X-Swapline-Signature is missing",
         "call refused (site 'pooltest', /v1/calls): 400 invalid_call: called is not a valid phone number: "
-        "'• ••• ••3-45-6' (and 2 more since the last such line)",
+        "'• ••• ••3-45-6' (and 3 more since the last such line)",
     ]
     after = metric(pool_client.get("/metrics").text, "swapline_calls_total", **refused)
-    assert after - before == 5  # each counted for its site (demo's apart): whose PBX fails shows
+    assert after - before == 7  # each counted for its site (demo's apart): whose PBX fails shows
 
 
 def test_a_call_heard_of_before_it_could_have_ended_says_the_pbxs_clock_is_ahead(

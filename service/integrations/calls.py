@@ -61,6 +61,7 @@ SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 UNCREDITED = {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number", "page": "page_number"}
 _NUMBER = re.compile(r"\d[-\d\s().]{4,}\d")  # what may be a phone number in a message: digits and separators
 _HIDDEN = re.compile(r"\d(?=(?:\D*\d){4})")  # a number's digits but its last four
+_VALUES = re.compile(r"[0-9]+|'[^']*'|\"[^\"]*\"")  # what a message names: numbers, quoted values
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +91,13 @@ def log_refused(request: Request, exc: HTTPError) -> None:
     runtime: Runtime = request.app.state.runtime
     site = request.path_params.get("site") or request.query_params.get("site", "")
     # Each site's own lines: one client's PBX posting wrong calls hides no other's. Sites not in
-    # the rules share theirs, so that made-up ones cannot grow the count.
+    # the rules share theirs, so that made-up ones cannot grow the count. One line a minute for
+    # each kind of refusal: its code, and its message before the values it names.
     known = site if site in runtime.rules.sites else ""
     if known:
         CALLS.labels(known, "refused").inc()
-    runtime.now_and_then(f"{known}:{exc.code}", "call refused (site %r, %s): %s %s: %s", site[:40],
+    kind = _VALUES.sub("", exc.message.partition(":")[0])[:80]
+    runtime.now_and_then(f"{known}:{exc.code}:{kind}", "call refused (site %r, %s): %s %s: %s", site[:40],
                          request.url.path[:80], exc.status, exc.code,
                          _NUMBER.sub(lambda number: _HIDDEN.sub("•", number[0]), exc.message))
 
