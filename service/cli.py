@@ -405,6 +405,11 @@ def _pools(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     columns = ("pool", "numbers", "held", "utilisation", "peak_held", "peak_wanted", "arrivals_peak_hour",
                "overflowed_visitors", "capped_visitors", "average_hold_s", "recommended_size")
+    days = body["pools"][0]["days"]
+    print(f"site {args.site}: held now; the peaks, arrivals and overflows of {days[-1]['day']} to {days[0]['day']}")
+    for pool in body["pools"]:
+        if not pool["holds_ended"]:
+            pool["average_hold_s"] = f"{pool['average_hold_s']} (its hold: none ended yet)"
     _table([columns], [tuple(pool[column] for column in columns) for pool in body["pools"]])
     return 0
 

@@ -182,8 +182,12 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
     assert untold.returncode == 1 and "set SWAPLINE_TOKEN to its report token or a read token" in untold.stderr
     assert told.returncode == 0 and told.stdout == table.stdout, told.stderr
     assert table.returncode == 0, table.stderr
-    header, *rows = table.stdout.splitlines()
+    period, header, *rows = table.stdout.splitlines()
+    today = datetime.datetime.now(ZoneInfo("Europe/Moscow")).date()  # the site's days
+    assert period == (f"site demo: held now; the peaks, arrivals and overflows of "
+                      f"{today - datetime.timedelta(days=29)} to {today}")
     assert header.split()[:3] == ["pool", "numbers", "held"]
+    assert all("  900.0 (its hold: none ended yet)  " in row for row in rows), rows  # none over, in a new store
     pools = {pool["pool"]: pool for pool in json.loads(as_json.stdout)["pools"]}
     assert set(pools) == {"moscow", "saint-petersburg"}
     assert (pools["moscow"]["numbers"], pools["moscow"]["held"], pools["saint-petersburg"]["held"]) == (5, 4, 0)

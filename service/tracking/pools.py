@@ -107,6 +107,7 @@ class PoolStats:
     overflowed_visitors: int  # distinct visitors who got the overflow number, none free, retained days
     capped_visitors: int  # and those who got it as their network held its share (`network_share`)
     average_hold_s: float  # how long a lease lasts, visit plus hold (Little's W)
+    holds_ended: int  # of how many holds: none yet, and the average is the pool's `hold`
     recommended_size: int
     days: tuple[PoolDay, ...]  # the retained days, today first
 
@@ -241,6 +242,7 @@ class Pools:
             overflowed_visitors=sum(turned[::2]),
             capped_visitors=sum(turned[1::2]),
             average_hold_s=round(average_hold, 1),
+            holds_ended=released,
             recommended_size=max(math.ceil(demand + SIGMAS * math.sqrt(demand)), wanted, 1),
             days=by_day,
         )
