@@ -307,7 +307,8 @@ def _person(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     sys.stdout.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
-    kept = answer["erased"] if erases else {kind: held for kind, held in answer.items() if kind not in ("site", "vid")}
+    kept = answer["erased"] if erases else {kind: held for kind, held in answer.items()
+                                            if kind not in ("site", "vid", "time_zone")}
     if not any(kept.values()):  # a mistyped id, or one erased already
         print(f"swapline: the store keeps nothing of that {'number' if args.caller else 'visitor'} on site "
               f"{args.site!r}{', or it was erased already' if erases else ''}", file=sys.stderr)

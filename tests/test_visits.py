@@ -365,7 +365,8 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     assert [entry["id"] for entry in log] == ["form:their-form"]
     assert not [key for key in store.scan_iter("sw:*") if VID.encode() in key]
     assert climate.get(f"/v1/visitors/climate/{VID}", headers=REPORT).json() == {
-        "site": "climate", "vid": VID, "visits": [], "experiments": {}, "numbers": [], "conversions": [], "calls": []}
+        "site": "climate", "vid": VID, "time_zone": "UTC", "visits": [], "experiments": {}, "numbers": [],
+        "conversions": [], "calls": []}
     assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400
 
 
@@ -413,7 +414,7 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
     assert len(list(store.scan_iter("sw:{climate:calls}:caller:*"))) == 2  # the other two callers'
     assert climate.get("/v1/reports/climate", params={"by": "source"}, headers=REPORT).json() == before
     assert climate.post("/v1/callers/climate", json={"number": "+79161234567"}, headers=REPORT).json() == {
-        "site": "climate", "calls": [], "calls_ending_alike": []}
+        "site": "climate", "time_zone": "UTC", "calls": [], "calls_ending_alike": []}
     # Their next call is a first one: nothing remembers the number.
     clock.advance(60)
     assert call(climate, held, clock.now, "after", caller="+79161234567")["unique"] is True

@@ -332,7 +332,7 @@ SPEC: dict[str, Any] = {
             "security": BEARER,
             "parameters": [SITE_PATH, {"name": "vid", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {**_json("what is kept", {"type": "object", "required": [
-                "site", "vid", "visits", "experiments", "numbers", "conversions", "calls"]}),
+                "site", "vid", "time_zone", "visits", "experiments", "numbers", "conversions", "calls"]}),
                           **_errors(400, 401, 404, 429)},
         }, "delete": {
             "summary": "Erase a visitor: visits, assignments, their id in leases and calls (152-FZ, GDPR)",
@@ -348,7 +348,7 @@ SPEC: dict[str, Any] = {
             "security": BEARER, "parameters": [SITE_PATH],
             "requestBody": CALLER,
             "responses": {**_json("their calls", {"type": "object",
-                                                  "required": ["site", "calls", "calls_ending_alike"]}),
+                                                  "required": ["site", "time_zone", "calls", "calls_ending_alike"]}),
                           **_errors(400, 401, 404, 413, 429)},
         }},
         "/v1/callers/{site}/forget": {"post": {

@@ -264,7 +264,8 @@ async def visitor_endpoint(request: Request) -> JSON:
     if not valid_vid(vid):
         raise BadRequest("invalid_vid", "not a visitor id: letters, digits, _ and - (as the snippet makes them)")
     if not erases:
-        return JSON({"site": site.id, "vid": vid, **await show(runtime.store, runtime.journal, site, vid)})
+        return JSON({"site": site.id, "vid": vid, "time_zone": str(site.time_zone),
+                     **await show(runtime.store, runtime.journal, site, vid)})
     erased = await forget(runtime.store, runtime.journal, site, vid, runtime.settings.token_days)
     # Whoever holds the report token may erase: the operator reads that they did, not whom.
     log.info("a visitor of site %r erased with its report token: %s", site.id,
@@ -275,7 +276,8 @@ async def visitor_endpoint(request: Request) -> JSON:
 async def show_caller_endpoint(request: Request) -> JSON:
     """`POST /v1/callers/{site}` with `{"number": "+7 916 …"}`: what the store keeps of a caller."""
     runtime, site, caller = await _caller(request, erases=False)
-    return JSON({"site": site.id, **await show_caller(runtime.store, site, caller, runtime.now_ms())})
+    return JSON({"site": site.id, "time_zone": str(site.time_zone),
+                 **await show_caller(runtime.store, site, caller, runtime.now_ms())})
 
 
 async def forget_caller_endpoint(request: Request) -> JSON:
