@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview.add_argument("--dir", type=Path, help="rules directory")
 
     pools = commands.add_parser("pools", help="number pool utilisation and recommended sizes (asks the service)")
-    pools.add_argument("--site", required=True)
+    pools.add_argument("--site", help="default: every site of the rules (SWAPLINE_RULES_DIR) that leases numbers, "
+                                      "each asked with its report token, the pools that ran short first")
     pools.add_argument("--url", help="the running service (default: http://SWAPLINE_HOST:SWAPLINE_PORT)")
     pools.add_argument("--format", choices=("table", "json"), default="table")
 
@@ -265,10 +266,11 @@ def _service(settings: Settings, args: argparse.Namespace) -> str:
 
 
 def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = False, method: str = "GET",
-         sends: dict[str, Any] | None = None) -> Any:
-    """Ask the running service for `path` with `SWAPLINE_TOKEN` (a read token will do, but to
-    erase), else the site's report token from the rules; POST what it `sends` as JSON, if anything."""
-    token = os.environ.get(TOKEN_VARIABLE)
+         sends: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    """Ask the running service for `path` with `token`, else `SWAPLINE_TOKEN` (a read token will
+    do, but to erase), else the site's report token from the rules; POST what it `sends` as JSON,
+    if anything."""
+    token = token or os.environ.get(TOKEN_VARIABLE)
     if not token:
         rules = _load(settings.rules_dir)
         site = rules.sites.get(args.site) if rules else None
@@ -397,21 +399,40 @@ def _num(value: float | None) -> str:
 
 
 def _pools(settings: Settings, args: argparse.Namespace) -> int:
-    body = _ask(settings, args, f"/v1/pools/{args.site}")
+    if args.site:
+        answers = [_ask(settings, args, f"/v1/pools/{args.site}")]
+    else:  # an agency's every client: each site asked with its own report token
+        rules = _load(settings.rules_dir)
+        if rules is None:
+            print(f"swapline: name a --site, or run it where SWAPLINE_RULES_DIR names the service's rules "
+                  f"({settings.rules_dir} do not load)", file=sys.stderr)
+            return 1
+        answers = [_ask(settings, argparse.Namespace(**{**vars(args), "site": site.id}), f"/v1/pools/{site.id}",
+                        token=site.report_token)
+                   for site in rules.sites.values() if site.report_token and any(pool.numbers for pool in site.pools)]
     if args.format == "json":
-        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(orjson.dumps(answers[0] if args.site else {"sites": answers},
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    if not body["pools"]:
-        print(f"site {args.site} has no pool that leases numbers: its rules list none (docs/RULES.md, Number pools)")
+    rows = [{"site": answer["site"], **pool} for answer in answers for pool in answer["pools"]]
+    if not rows:
+        print(f"{'site ' + args.site if args.site else 'no site of the rules'} has no pool that leases numbers: "
+              f"{'its rules list' if args.site else 'they list'} none (docs/RULES.md, Number pools)")
         return 0
-    columns = ("pool", "numbers", "held", "utilisation", "peak_held", "peak_wanted", "arrivals_peak_hour",
-               "overflowed_visitors", "capped_visitors", "average_hold_s", "recommended_size")
-    days = body["pools"][0]["days"]
-    print(f"site {args.site}: held now; the peaks, arrivals and overflows of {days[-1]['day']} to {days[0]['day']}")
-    for pool in body["pools"]:
+    days = rows[0]["days"]
+    if args.site:
+        print(f"site {args.site}: held now; the peaks, arrivals and overflows of {days[-1]['day']} to {days[0]['day']}")
+    else:
+        rows.sort(key=lambda pool: -pool["overflowed_visitors"])
+        print(f"every site: held now; the peaks, arrivals and overflows of the last {len(days)} days, on each site's "
+              f"clock; the pools that ran short first")
+    columns = ("site",) * (not args.site) + (
+        "pool", "numbers", "held", "utilisation", "peak_held", "peak_wanted", "arrivals_peak_hour",
+        "overflowed_visitors", "capped_visitors", "average_hold_s", "recommended_size")
+    for pool in rows:
         if not pool["holds_ended"]:
             pool["average_hold_s"] = f"{pool['average_hold_s']} (its hold: none ended yet)"
-    _table([columns], [tuple(pool[column] for column in columns) for pool in body["pools"]])
+    _table([columns], [tuple(pool[column] for column in columns) for pool in rows])
     return 0
 
 

@@ -34,6 +34,7 @@ from tests.conftest import (
     BROWSER_HEADERS,
     CLUSTER,
     DEMO_RULES,
+    POOL_SITE,
     free_port,
     output,
     proc_stat,
@@ -192,6 +193,34 @@ def test_pools_command_reports_from_the_running_service(tmp_path: Path, valkey_u
     assert set(pools) == {"moscow", "saint-petersburg"}
     assert (pools["moscow"]["numbers"], pools["moscow"]["held"], pools["saint-petersburg"]["held"]) == (5, 4, 0)
     assert [row.split()[:3] for row in rows] == [["moscow", "5", "4"], ["saint-petersburg", "3", "0"]]
+
+
+def test_pools_command_without_a_site_lists_every_clients_pools_those_that_ran_short_first(
+        tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
+    """An agency's operator asks which client needs numbers, each site asked with its own token."""
+    rules = tmp_path / "rules"
+    shutil.copytree(DEMO_RULES, rules)
+    (rules / "pooltest.yaml").write_text(POOL_SITE)
+    process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32",
+                          SWAPLINE_RULES_DIR=str(rules))
+    try:
+        for n in range(5):  # five networks for three numbers: two visitors get the overflow number
+            httpx.get(f"{base}/v1/decide", params={"site": "pooltest", "url": "/", "vid": f"agency-pools-{n:07d}"},
+                      headers={**BROWSER_HEADERS, "origin": "http://localhost:8000",
+                               "x-forwarded-for": f"203.0.113.{n + 1}"})
+        everyone = {**os.environ, "SWAPLINE_RULES_DIR": str(rules), "SWAPLINE_TOKEN": "one-sites-token-only"}
+        table = subprocess.run(["swapline", "pools", "--url", base], capture_output=True, text=True, env=everyone)
+        as_json = subprocess.run(["swapline", "pools", "--url", base, "--format", "json"], capture_output=True,
+                                 text=True, env=everyone)
+    finally:
+        stop(process)
+    assert table.returncode == 0, table.stderr
+    period, header, *rows = table.stdout.splitlines()
+    assert period.startswith("every site: held now;") and header.split()[:2] == ["site", "pool"]
+    assert [row.split()[:2] for row in rows] == [["pooltest", "small"], ["demo", "moscow"],
+                                                 ["demo", "saint-petersburg"]]
+    assert [[pool["overflowed_visitors"] for pool in site["pools"]] for site in json.loads(as_json.stdout)["sites"]
+            ] == [[0, 0], [2]]
 
 
 def test_show_and_forget_commands_show_and_erase_through_the_running_service(
