@@ -367,12 +367,6 @@ async def _settings_check(store: Store) -> None:
     if (policy := await store.setting("maxmemory-policy")) not in (None, "noeviction"):
         log.error("the store's maxmemory-policy is %s: once full, it evicts leases, visits and calls without a word, "
                   "and calls go to nobody or to the wrong visitor; set it to noeviction (docs/DEPLOY.md)", policy)
-    # A stream marks an entry deleted and keeps its bytes while its node has others (Redis's
-    # t_stream.c): erased conversions would stay in the store's memory, AOF and backups.
-    if (entries := await store.setting("stream-node-max-entries")) not in (None, "1"):
-        log.warning("the store's stream-node-max-entries is %s: an erased visitor's or caller's conversions stay "
-                    "in the store's memory and files (its AOF, its backups) until the log's retention drops them "
-                    "with their neighbours; set it to 1 (docs/DEPLOY.md)", entries)
 
 
 async def readyz(request: Request) -> JSON:

@@ -63,7 +63,7 @@ def embedded_valkey(data_dir: Path) -> Iterator[str]:
                          "set SWAPLINE_DATA_DIR to a directory this user may write") from exc
     server = ValkeyServer(data_dir=home, persist=True, port=0, unix_socket_path=socket, unix_socket_perm="700",
                           config={"appendonly": "yes", "appendfsync": "everysec", "save": "",
-                                  "stream-node-max-entries": "1", "pidfile": str(home / PID_FILE)})
+                                  "pidfile": str(home / PID_FILE)})
     _start(server)
     (home / "DOWN").unlink(missing_ok=True)
     log.info("embedded valkey on %s, data in %s", socket, home)

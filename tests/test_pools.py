@@ -259,26 +259,21 @@ def test_a_full_store_is_told_of_as_a_failing_one(pool_client: TestClient, store
     assert pool_client.get("/readyz").status_code == 200
 
 
-def test_a_store_that_evicts_or_keeps_erased_conversions_is_named_at_start(
-        valkey_url: str, rules_dir: Path, store: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_store_that_evicts_is_named_at_start(valkey_url: str, rules_dir: Path, store: redis.Redis,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     """Managed stores often come with an LRU policy: full, they drop leases, visits and calls
-    without a word, which nothing can tell from keys never written. And every store keeps a
-    hundred conversions to a stream node by default, where an erased one stays. Said once, at start."""
+    without a word, which nothing can tell from keys never written. Said once, at start."""
     nodes = servers(store)
     for node in nodes:
         node.config_set("maxmemory-policy", "allkeys-lru")
-        node.config_set("stream-node-max-entries", 100)
     try:
         with TestClient(create_app(make_settings(valkey_url, rules_dir))):
             pass
     finally:
         for node in nodes:
             node.config_set("maxmemory-policy", "noeviction")
-            node.config_set("stream-node-max-entries", 1)
     (said,) = [record.getMessage() for record in caplog.records if "maxmemory-policy" in record.getMessage()]
     assert said.startswith("the store's maxmemory-policy is allkeys-lru:") and "set it to noeviction" in said
-    (said,) = [record.getMessage() for record in caplog.records if "stream-node-max-entries" in record.getMessage()]
-    assert said.startswith("the store's stream-node-max-entries is 100: an erased visitor's") and "set it to 1" in said
     caplog.clear()
     with TestClient(create_app(make_settings(valkey_url, rules_dir))):
         pass

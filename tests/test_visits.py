@@ -346,7 +346,8 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
     assert erased.json()["erased"] == {"visits": 1, "assignments": 2, "leases": 1, "calls": 1, "log": 2,
                                        "tallied": 1}
     assert _naming(store, VID, visit) == []  # the visitor's id is nowhere in the store, nor its hash, nor its visit's
-    # Nor in the bytes of the log's stream, which its files keep: a deleted entry goes with its node.
+    # Nor in the bytes of the log, which its files keep: a stream keeps a deleted entry's bytes
+    # while its node holds others (a hundred, by default), and its entries name conversions only.
     assert VID.encode() not in _log_bytes(store) and visit.encode() not in _log_bytes(store)
     # Nor the number they called from: its last digits, and its hash's history of calls.
     assert [orjson.loads(record)["caller_last_digits"] for record in store.hvals("sw:{climate:calls}:calls")] \
@@ -361,8 +362,11 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
             for params in ({}, {"by": "source,campaign"})] == before  # the counts stay, the visitor too
     # A beacon with a token of theirs that is still good names them nowhere again.
     assert beacon(climate, landing["token"], "after-erasure")["outcome"] == "erased"
+    # Their call stays in the log, counted, as its record does: credited to nobody known.
     log = climate.get("/v1/conversions/climate", headers=REPORT).json()["entries"]
-    assert [entry["id"] for entry in log] == ["form:their-form"]
+    assert [(entry["id"], entry["visitor"], entry.get("visit"), (entry.get("call") or {}).get("caller_last_digits"))
+            for entry in log] == [("form:their-form", "the-next-in-the-log-01", log[0]["visit"], None),
+                                  ("call:visit-call-1", None, None, None)]
     assert not [key for key in store.scan_iter("sw:*") if VID.encode() in key]
     assert climate.get(f"/v1/visitors/climate/{VID}", headers=REPORT).json() == {
         "site": "climate", "vid": VID, "time_zone": "UTC", "visits": [], "experiments": {}, "numbers": [],
@@ -372,8 +376,8 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
 
 def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, clock: Clock,
                                                           store: redis.Redis) -> None:
-    """A caller who asks by phone: their calls lose the number's last digits and leave the call
-    log, and their number's history goes; another caller's calls stay as they were, but for
+    """A caller who asks by phone: their calls lose the number's last digits, in their records
+    and in the call log, and their number's history goes; another caller's calls stay as they were, but for
     calls older than any history and calls to other numbers, which only the last digits tie to
     a caller."""
     landing = Browser(climate).open(AD, ref="https://yandex.ru/")
@@ -410,7 +414,10 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
     assert records == {"old-theirs": None, "old-alike": None, "theirs": None, "theirs-again": None,
                        "to-a-mobile": None, "alike": "4567", "another": "0000", "alike-imported": "4567"}
     logged = climate.get("/v1/calls/climate", headers=REPORT).json()["entries"]
-    assert sorted(entry["call_id"] for entry in logged) == ["alike", "alike-imported", "another"]
+    assert {entry["call_id"]: entry["caller_last_digits"] for entry in logged} == records  # counted still: no digits
+    assert {entry["call_id"]: entry["visitor"] for entry in logged}["theirs"] == VID  # whom the number was shown to
+    assert not [entry for entry in logged if "4567" in orjson.dumps(entry).decode() and entry["caller_last_digits"]
+                is None]  # nor the digits anywhere else in the entry
     assert len(list(store.scan_iter("sw:{climate:calls}:caller:*"))) == 2  # the other two callers'
     assert climate.get("/v1/reports/climate", params={"by": "source"}, headers=REPORT).json() == before
     assert climate.post("/v1/callers/climate", json={"number": "+79161234567"}, headers=REPORT).json() == {
@@ -440,10 +447,11 @@ def test_an_erasure_finds_the_experiments_and_pools_that_left_the_rules_and_a_vi
 
 
 def _log_bytes(store: redis.Redis) -> bytes:
-    """The conversion log's stream as the store's files keep it (`DUMP`, uncompressed)."""
+    """The conversion log, its stream and its entries' bodies, as the store's files keep them
+    (`DUMP`, uncompressed)."""
     for node in servers(store):
         node.config_set("rdbcompression", "no")
-    return store.dump("sw:{climate:log}:entries") or b""
+    return b"".join(store.dump(f"sw:{{climate:log}}:{name}") or b"" for name in ("entries", "bodies"))
 
 
 def _naming(store: redis.Redis, vid: str, visit: str) -> list[bytes]:

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 log = logging.getLogger("swapline")
+# What an erasure blanks in the call records, and in the log's calls, that it keeps counted.
+CALLER_BLANKS = {"caller_last_digits": None}
+VISITOR_BLANKS = {"visitor": None, "visit": None, **CALLER_BLANKS}
 SLICE = 1000
 MAX_BODY = 1024  # {"number": …}
 FORGET_LEASE = Script.named("forget_lease")
@@ -82,7 +85,7 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
             erased["leases"] += forgotten
     calls = calls_prefix(site)
     theirs = await _records(store, calls + "calls", lambda call: call.get("visitor") == vid)
-    await _blank(store, calls + "calls", theirs, {"visitor": None, "visit": None, "caller_last_digits": None})
+    await _blank(store, calls + "calls", theirs, VISITOR_BLANKS)
     erased["calls"] = len(theirs)
     if theirs:  # and their number's history (`call.lua`): a call of theirs no longer makes the next one repeated
         for name in kept.get(":calls", []):
@@ -96,7 +99,7 @@ async def forget(store: Store, journal: Journal, site: Site, vid: str, token_day
             visit_ids.add(visit["id"])
         return True
 
-    erased["log"] = await journal.forget(site.id, logged_theirs)
+    erased["log"] = await journal.erase(site.id, logged_theirs, _kept(VISITOR_BLANKS))
     # Which of the days' visits converted, by kind, so that a visit counts as converted once.
     for key in _dimension_keys(site.id, kept, b":converted"):
         for visit in visit_ids:
@@ -187,9 +190,9 @@ async def forget_caller(store: Store, journal: Journal, site: Site, caller: tupl
     theirs, alike = await _calls_of(store, site, caller, now_ms)
     prefix = calls_prefix(site)
     await store.client.delete(*(prefix + kind + caller[0] for kind in ("caller:", "target:")))
-    await _blank(store, prefix + "calls", [*theirs, *alike], {"caller_last_digits": None})
+    await _blank(store, prefix + "calls", [*theirs, *alike], CALLER_BLANKS)
     gone = {f"call:{call_id}" for call_id, _ in (*theirs, *alike)}
-    logged = await journal.forget(site.id, lambda entry: entry.get("id") in gone)
+    logged = await journal.erase(site.id, lambda entry: entry.get("id") in gone, _kept(CALLER_BLANKS))
     return {"erased": {"calls": len(theirs), "calls_ending_alike": len(alike), "log": logged},
             "credited_to": sorted({visitor for _, call in theirs if isinstance(visitor := call.get("visitor"), str)})}
 
@@ -253,6 +256,18 @@ async def _blank(store: Store, key: str, records: list[tuple[str, dict[str, Any]
     """Rewrite `records` of hash `key` (`_records`) with `blanks` over them."""
     for field, record in records:
         await store.client.hset(key, field, orjson.dumps({**record, **blanks}))
+
+
+def _kept(blanks: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """How an erased person's conversion stays in the log (`Journal.erase`): a call, counted still,
+    with `blanks` over its entry (the visitor and visit) and its call (the caller's digits), as
+    over its record; a form, a tel: tap or a goal was theirs alone, and goes."""
+    def kept(entry: dict[str, Any]) -> dict[str, Any] | None:
+        if not isinstance(call := entry.get("call"), dict):
+            return None
+        return {**entry, **{name: value for name, value in blanks.items() if name in entry},
+                "call": {**call, **{name: value for name, value in blanks.items() if name in call}}}
+    return kept
 
 
 async def visitor_endpoint(request: Request) -> JSON:

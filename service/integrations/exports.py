@@ -39,7 +39,7 @@ from service.rules.engine import Site
 from service.rules.phrase import valid_click_id
 from service.rules.settings import Exports
 from service.runtime import Runtime
-from service.tracking.journal import LogQuery
+from service.tracking.journal import Fields, LogQuery, bodies
 from service.tracking.journal import key as log_key
 from service.tracking.store import Store, repeat
 
@@ -145,11 +145,10 @@ async def export_file_endpoint(request: Request) -> Response:
 async def _entries(store: Store, site: str, query: LogQuery) -> AsyncIterator[dict[str, Any]]:
     """Every log entry of the query's days, oldest first."""
     lower = query.first_id
-    while batch := await store.client.xrange(log_key(site), lower, "+", count=BATCH):
-        for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
-            lower = f"({stream_id.decode()}"
-            entry = orjson.loads(fields[b"c"])
-            if query.keeps_time(entry["at"]):
+    while batch := cast(list[tuple[bytes, Fields]], await store.client.xrange(log_key(site), lower, "+", count=BATCH)):
+        lower = f"({batch[-1][0].decode()}"
+        for entry in await bodies(store, site, batch):
+            if entry is not None and query.keeps_time(entry["at"]):
                 yield entry
 
 
@@ -180,12 +179,11 @@ class Uploads:
         client, cursor_key = self.store.client, f"sw:{{{site.id}:log}}:export:{target}"
         cursor = cast(bytes | None, await client.get(cursor_key))
         lower = f"({cursor.decode()}" if cursor else "-"
-        batch = cast(list[tuple[bytes, dict[bytes, bytes]]],
-                     await client.xrange(log_key(site.id), lower, "+", count=BATCH))
+        batch = cast(list[tuple[bytes, Fields]], await client.xrange(log_key(site.id), lower, "+", count=BATCH))
         if not batch:
             return
         make = google_clicks if target == "google-ads" else FILES[target][0]
-        rows = make([orjson.loads(fields[b"c"]) for _, fields in batch], site.exports)
+        rows = make([entry for entry in await bodies(self.store, site.id, batch) if entry is not None], site.exports)
         status, detail = "nothing to send", ""
         if rows:
             try:

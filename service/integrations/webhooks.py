@@ -42,6 +42,7 @@ from service.rules.engine import Site
 from service.rules.geo import GeoDB
 from service.rules.settings import Webhook
 from service.runtime import Runtime
+from service.tracking.journal import bodies
 from service.tracking.journal import key as log_key
 from service.tracking.store import STORE_ERRORS, Store, repeat
 from service.tracking.visits import city_named, learn_city_names
@@ -147,7 +148,7 @@ class Deliveries:
         """One attempt; acknowledged on a 2xx, else left waiting for its retry. Logged either way.
         Whether it went (or was not this endpoint's to send)."""
         site, client = to.id, self.store.client
-        entry = orjson.loads(fields[b"c"]) if fields and b"c" in fields else None
+        entry, = await bodies(self.store, site, [(entry_id, fields)])
         if entry is None or not hook.takes(entry.get("kind", "")):
             await client.xack(log_key(site), hook.group, entry_id)  # not this endpoint's
             return True

@@ -8,12 +8,17 @@ page, the pages seen before it); it is counted by its visit's dimensions as it i
 (service.tracking.counters). The stream's ids order the log by arrival and are its cursor;
 entries older than `SWAPLINE_LOG_DAYS` are trimmed as new ones come. The call and conversion
 logs (`GET /v1/calls/{site}`, `GET /v1/conversions/{site}`) read it a bounded slice at a time.
+
+The stream's entries name their conversions only; what each says is kept beside them, in a
+hash by conversion id (`sw:{SITE:log}:bodies`), so that an erasure rewrites or deletes it
+whole: a stream keeps a deleted entry's bytes while its node holds others. Entries logged
+before the bodies were kept apart carry theirs inline (`c`), until the retention drops them.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -36,6 +41,22 @@ def key(site: str) -> str:
     return f"sw:{{{site}:log}}:entries"
 
 
+def bodies_key(site: str) -> str:
+    return f"sw:{{{site}:log}}:bodies"
+
+
+Fields = dict[bytes, bytes] | None  # a stream entry's, None for one deleted while a consumer group held it
+
+
+async def bodies(store: Store, site: str, batch: Sequence[tuple[bytes, Fields]]) -> list[dict[str, Any] | None]:
+    """What each entry of a slice of the log's stream says; None for one erased, or past the
+    retention."""
+    names = [fields[b"i"] for _, fields in batch if fields and b"i" in fields]
+    found = dict(zip(names, await store.client.hmget(bodies_key(site), names), strict=True)) if names else {}
+    said = [(fields.get(b"c") or found.get(fields.get(b"i", b""))) if fields else None for _, fields in batch]
+    return [orjson.loads(body) if body else None for body in said]
+
+
 def last_call_key(site: str) -> str:
     """When the site's latest call started (ms): a quiet telephony webhook shows there."""
     return f"sw:{{{site}:log}}:last_call"
@@ -56,7 +77,7 @@ class Journal:
         """Log one conversion (`entry["id"]`) unless it is already, counted by the days of `zone`
         (the site's); entries past the retention go as new ones come. Whether it was logged now."""
         logged, = await self.store.batcher.submit(LOG(
-            (key(site), f"sw:{{{site}:log}}:logged", last_call_key(site)),
+            (key(site), f"sw:{{{site}:log}}:logged", last_call_key(site), bodies_key(site)),
             (entry["id"], now_ms, orjson.dumps(entry), entry["at"] if entry["kind"] in CALL_KINDS else "",
              *counters.logged(site, entry, zone)), self._logging))
         return bool(logged)
@@ -72,11 +93,11 @@ class Journal:
             batch = await self.store.client.xrevrange(key(site), upper, lower, count=min(SCAN_SLICE, SCANNED - scanned))
             if not batch:
                 return {"entries": entries, "next": None}
-            for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
+            slice_ = cast(list[tuple[bytes, Fields]], batch)
+            for (stream_id, _), entry in zip(slice_, await bodies(self.store, site, slice_), strict=True):
                 scanned += 1
                 upper = f"({stream_id.decode()}"
-                entry = orjson.loads(fields[b"c"])
-                if keeps(entry):
+                if entry is not None and keeps(entry):
                     entries.append(entry)
                     if len(entries) == query.limit:
                         break
@@ -86,18 +107,33 @@ class Journal:
     async def naming(self, site: str, names: Callable[[dict[str, Any]], bool]) -> dict[bytes, dict[str, Any]]:
         """The entries that `names` a person in, by stream id, oldest first. Reads the whole log a
         slice at a time: a person's requests are rare, and may take a while on a long log."""
-        found, lower = {}, "-"
-        while batch := await self.store.client.xrange(key(site), lower, "+", count=SCAN_SLICE):
-            for stream_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], batch):
-                lower = f"({stream_id.decode()}"
-                if names(entry := orjson.loads(fields[b"c"])):
-                    found[stream_id] = entry
-        return found
+        return {stream_id: entry for stream_id, entry, _ in await self._found(site, names)}
 
-    async def forget(self, site: str, names: Callable[[dict[str, Any]], bool]) -> int:
-        """Delete the entries that `names` a person in (erasure); how many went."""
-        doomed = await self.naming(site, names)
-        return int(await self.store.client.xdel(key(site), *doomed)) if doomed else 0
+    async def erase(self, site: str, names: Callable[[dict[str, Any]], bool],
+                    kept: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda entry: None) -> int:
+        """Erase the entries that `names` a person in: each one `kept` makes anew (a call, counted
+        still, without what named them) is rewritten in place, the others are deleted; how many
+        were. An entry logged with its body inline is deleted whatever `kept` says."""
+        found, client = await self._found(site, names), self.store.client
+        for stream_id, entry, inline in found:
+            if not inline and (anew := kept(entry)) is not None:
+                await client.hset(bodies_key(site), entry["id"], orjson.dumps(anew))
+            else:
+                await client.xdel(key(site), stream_id)
+                await client.hdel(bodies_key(site), entry["id"])
+        return len(found)
+
+    async def _found(self, site: str, names: Callable[[dict[str, Any]], bool]
+                     ) -> list[tuple[bytes, dict[str, Any], bool]]:
+        """`naming`'s entries, each with whether its body is inline."""
+        found, lower = [], "-"
+        while batch := cast(list[tuple[bytes, Fields]],
+                            await self.store.client.xrange(key(site), lower, "+", count=SCAN_SLICE)):
+            lower = f"({batch[-1][0].decode()}"
+            for (stream_id, fields), entry in zip(batch, await bodies(self.store, site, batch), strict=True):
+                if entry is not None and names(entry):
+                    found.append((stream_id, entry, bool(fields and b"c" in fields)))
+        return found
 
 
 def _stream_id(text: str) -> bool:

@@ -128,8 +128,12 @@ class Retention:
 
     async def _log(self, key: str, family: str, cutoff_ms: int) -> int:
         client = self.store.client
-        if family == "logged":
-            return int(await client.zremrangebyscore(key, "-inf", f"({cutoff_ms}"))
+        if family == "logged":  # the conversions' ids, and their bodies beside the stream
+            deleted, bodies = 0, key.removesuffix("logged") + "bodies"
+            while old := await client.zrangebyscore(key, "-inf", f"({cutoff_ms}", start=0, num=SLICE):
+                await client.hdel(bodies, *old)
+                deleted += int(await client.zrem(key, *old))
+            return deleted
         deleted = int(await client.xtrim(key, minid=cutoff_ms))
         if not await client.xlen(key):  # an empty stream stays until deleted
             await client.delete(key)
