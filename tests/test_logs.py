@@ -223,7 +223,8 @@ def test_entries_an_older_swapline_logged_with_what_they_say_inline_are_read_and
         store.xdel(stream, stream_id)
         store.xadd(stream, {"c": store.hget(bodies, fields[b"i"])})
     store.delete(bodies)
-    assert [entry["id"] for entry in log(climate, "conversions")["entries"]] == ["call:visit-call-1", "form:contacts-form"]
+    logged = log(climate, "conversions")["entries"]
+    assert [entry["id"] for entry in logged] == ["call:visit-call-1", "form:contacts-form"]
     assert log(climate, "calls")["entries"][0]["visitor"] == VID
     assert climate.delete(f"/v1/visitors/climate/{VID}", headers=REPORT).json()["erased"]["log"] == 2
     assert log(climate, "conversions")["entries"] == [] and store.xlen(stream) == 0  # no body apart to rewrite
