@@ -393,6 +393,10 @@ def test_only_a_number_written_without_its_country_is_read_as_the_sites_by_its_l
         assert (mobile["number"], mobile["reason"]) == ("…0002", "unknown_number")
         spelt_out = post_call(client, call("full-1", "0 812 190-00-01", clock.now)).json()
         assert spelt_out["number"] == "+78121900001"
+        # Two numbers in one field, or digits no trunk prefix has before one: not the last one's.
+        for written in ("4951900001,4951900002", "9999999999 495 190-00-02"):
+            refused = post_call(client, call("two-1", written, clock.now))
+            assert refused.status_code == 400 and "is not a valid phone number" in refused.text, written
 
 
 @pytest.mark.parametrize("withheld", ["+266696687", "Anonymous", "Restricted", "Unknown", "Private", "0000000000"])

@@ -57,6 +57,7 @@ _URI = re.compile(r"(?:sips?|tel):([^@;]*)", re.IGNORECASE)
 _NOTE = re.compile(r"\s*\([^()0-9]*\)$")
 SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
 SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
+TRUNK_PREFIX = 3  # digits a PBX may dial before a number (0, 9 8, 810): more are another number, or two
 # Why a call to a number of each kind is credited to nobody, when nobody held it (or called it before).
 UNCREDITED = {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number", "page": "page_number"}
 _NUMBER = re.compile(r"\d[-\d\s().]{4,}\d")  # what may be a phone number in a message: digits and separators
@@ -365,7 +366,7 @@ def read_number(value: str, name: str, home: str | None = None) -> str:
 
 def site_number(site: Site, value: str) -> str | None:
     """Which of the site's numbers `value` names: written as `phone_number` reads it, or after a
-    PBX's own trunk prefix (`0495…`, `9 8495…`), or as a local DID's last seven digits, where
+    PBX's own trunk prefix (`0495…`, `9 8495…`: `TRUNK_PREFIX`), or as a local DID's last seven digits, where
     just one of the site's numbers ends so. A number written with its `+` is only itself."""
     text = _bare(value)
     number = phones.e164(text, home_region(site))
@@ -375,7 +376,8 @@ def site_number(site: Site, value: str) -> str | None:
     if text.startswith("+") or len(digits) < 7:
         return None
     named = [number for number in site.endings.get(digits[-7:], ())
-             if digits.endswith(national := phones.formats(number)["digits"]) or national.endswith(digits)]
+             if (digits.endswith(national := phones.formats(number)["digits"]) and len(digits) - len(national)
+                 <= TRUNK_PREFIX) or national.endswith(digits)]
     return named[0] if len(named) == 1 else None
 
 
