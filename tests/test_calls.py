@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import hashlib
 import hmac
@@ -9,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -16,6 +18,7 @@ import redis
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
+from service.integrations.calls import local_time
 from service.rules import rulefiles
 from tests.conftest import POOL_SITE, START, Clock, site_client
 from tests.test_observability import metric
@@ -573,6 +576,22 @@ def test_a_start_in_unix_seconds_written_as_text_is_read(pool_client: TestClient
     number = visit(pool_client, "caller-visitor-000001")["phone"]["number"]
     answer = post_call(pool_client, {**call("as-text", number, clock.now), "start": f" {int(clock.now)} "}).json()
     assert answer["credited"] is True and answer["start"] == int(clock.now) * 1000
+
+
+@pytest.mark.parametrize("written", ["2026-12-04 09:05:30", "2026-12-04T09:05:30+03:00", "04.12.2026 09:05:30",
+                                     "4.12.2026 9:05:30"])
+def test_a_local_time_is_read_as_pbxs_and_russian_spreadsheets_write_it(written: str) -> None:
+    moment = datetime.datetime(2026, 12, 4, 9, 5, 30, tzinfo=ZoneInfo("Europe/Moscow"))
+    assert local_time(written, "start", ZoneInfo("Europe/Moscow")) == int(moment.timestamp()) * 1000
+
+
+def test_a_moment_out_of_range_is_named_as_it_was_written(pool_client: TestClient) -> None:
+    """An ISO time of 2100 is no 'unix seconds', and the field is the one given."""
+    iso = post_call(pool_client, {**call("far-1", "+74951900001", START), "start": "2100-01-01T00:00:00Z"})
+    assert iso.json()["error"]["message"] == "start must be a moment from 2000 to 2099"
+    view = pool_client.get("/v1/numbers/pooltest/+74951900001", params={"at": "1999-12-31T23:00:00Z"},
+                           headers={"Authorization": "Bearer test-report-token-0001"})
+    assert view.json()["error"] == {"code": "invalid_filter", "message": "at must be a moment from 2000 to 2099"}
 
 
 def test_an_absurd_number_is_not_echoed_whole(pool_client: TestClient) -> None:

@@ -60,6 +60,8 @@ SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 TRUNK_PREFIX = 3  # digits a PBX may dial before a number (0, 9 8, 810): more are another number, or two
 # Why a call to a number of each kind is credited to nobody, when nobody held it (or called it before).
 UNCREDITED = {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number", "page": "page_number"}
+# A moment as Excel in Russian writes it: 22.11.2026 14:05, 4.12.2026 9:05:30
+_RUSSIAN_DAY = re.compile(r"([0-3]?[0-9])\.([01]?[0-9])\.([0-9]{4})[ T]([0-2]?[0-9])(:[0-5][0-9].*)")
 _NUMBER = re.compile(r"\d[-\d\s().]{4,}\d")  # what may be a phone number in a message: digits and separators
 _HIDDEN = re.compile(r"\d(?=(?:\D*\d){4})")  # a number's digits but its last four
 _VALUES = re.compile(r"[0-9]+|'[^']*'|\"[^\"]*\"")  # what a message names: numbers, quoted values
@@ -432,24 +434,28 @@ def whole_seconds(value: Any, name: str) -> int:
     return value
 
 
-def unix_ms(seconds: float, name: str = "start") -> int:
+def unix_ms(seconds: float, name: str = "start", written: str = " in unix seconds") -> int:
     """Unix seconds as milliseconds, if they fall in this century (which also refuses
     milliseconds sent as seconds, and numbers no clock can hold)."""
     if not EARLIEST <= seconds < LATEST:  # NaN fails both comparisons
         hint = " (this looks like milliseconds)" if EARLIEST * 1000 <= seconds < LATEST * 1000 else ""
-        raise BadRequest("invalid_call", f"{name} must be a moment from 2000 to 2099 in unix seconds{hint}")
+        raise BadRequest("invalid_call", f"{name} must be a moment from 2000 to 2099{written}{hint}")
     return int(seconds * 1000)
 
 
 def local_time(text: str, name: str, zone: ZoneInfo | None) -> int:
-    """ISO 8601 (`2026-11-22T14:05:00+03:00`, or `2026-11-22 14:05:00` as PBXs write it) in
-    unix milliseconds; a time without its zone is in `zone`, the site's `calls.time_zone` (by
-    default its `time_zone`)."""
+    """ISO 8601 (`2026-11-22T14:05:00+03:00`, or `2026-11-22 14:05:00` as PBXs write it), or a
+    day as Russian spreadsheets write it (`22.11.2026 14:05`), in unix milliseconds; a time
+    without its zone is in `zone`, the site's `calls.time_zone` (by default its `time_zone`)."""
     text = text.strip()[:64]
+    if russian := _RUSSIAN_DAY.fullmatch(text):
+        day, month, year, hour, rest = russian.groups()
+        text = f"{year}-{int(month):02d}-{int(day):02d} {int(hour):02d}{rest}"
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest("invalid_call", f"{name} must be ISO 8601 or unix seconds") from None
+        hint = ": a + in a query string is a space, write %2B" if " " in text and "+" not in text else ""
+        raise BadRequest("invalid_call", f"{name} must be ISO 8601 or unix seconds{hint}") from None
     if len(text) <= len("2026-11-22"):  # a day, read as its midnight, would credit whoever held the number then
         raise BadRequest("invalid_call", f"{name} must name the time of day, not the day alone")
     if moment.tzinfo is None:
@@ -457,4 +463,4 @@ def local_time(text: str, name: str, zone: ZoneInfo | None) -> int:
             raise BadRequest("invalid_call", f"{name} needs a time zone (2026-11-22T14:05:00+03:00), or the site's "
                                              "time_zone for times written without one")
         moment = moment.replace(tzinfo=zone)
-    return unix_ms(moment.timestamp())
+    return unix_ms(moment.timestamp(), name, "")
