@@ -248,7 +248,8 @@ def create_app(settings: Settings | None = None, checked: rulefiles.RuleSet | No
             Route("/v1/exports/{site}", exports_endpoint, methods=["GET"]),
             Route("/v1/exports/{site}/{target}.csv", export_file_endpoint, methods=["GET"]),
             Route("/v1/pools/{site}", pools_endpoint, methods=["GET"]),
-            Route("/v1/numbers/{site}/{number}", number_endpoint, methods=["GET"]),
+            # A number as a PBX may write it: `495/120-00-01`, its slash sent as is or as %2F.
+            Route("/v1/numbers/{site}/{number:path}", number_endpoint, methods=["GET"]),
             Route("/v1/visitors/{site}/{vid}", visitor_endpoint, methods=["GET", "DELETE"]),
             Route("/v1/callers/{site}", show_caller_endpoint, methods=["POST"]),
             Route("/v1/callers/{site}/forget", forget_caller_endpoint, methods=["POST"]),

@@ -68,6 +68,8 @@ def test_support_sees_who_held_a_number_around_a_call_and_whom_a_call_then_goes_
     assert holders(pool_client, local, "2026-11-18T14:07:10+03:00").json()["a_call_then"]["visitor"] == \
         "first-holder-00000001"  # START + 30, in Moscow
     assert holders(pool_client, number).json()["a_call_then"]["visitor"] == "next-holder-000000001"
+    for slashed in (f"{number[2:5]}/{number[5:]}", quote(f"{number[2:5]}/{number[5:]}", safe="")):
+        assert pool_client.get(f"/v1/numbers/pooltest/{slashed}", headers=TOKEN).json()["number"] == number
     assert snapshot(store) == kept  # it only reads
 
 
@@ -104,6 +106,7 @@ def test_the_view_of_a_number_that_changed_hands_many_times_shows_those_nearest_
     ("+74951900001", {"at": "2026-11-18 14:05"}, 400, "invalid_filter"),  # the site has no time zone to read it in
     ("+74951900001", {"at": "1795000000000"}, 400, "invalid_filter"),  # milliseconds
     ("+74951900001", {"at": "2026-11-18"}, 400, "invalid_filter"),  # a day, not a moment
+    ("+74951900001", {"at": "2026-11-18T14:07:10 03:00"}, 400, "invalid_filter"),  # a + sent unescaped
     ("+74951900001", {"when": "1795000000"}, 400, "invalid_filter"),
     ("9" * 5000, {}, 400, "invalid_number"),
 ])
@@ -112,6 +115,7 @@ def test_a_view_asked_wrong_gets_a_clear_400(pool_client: TestClient, number: st
     answer = pool_client.get(f"/v1/numbers/pooltest/{number}", params=params, headers=TOKEN)
     assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
     assert len(answer.text) < 400  # nothing asked is echoed whole
+    assert ("write %2B" in answer.text) == params.get("at", "").endswith(" 03:00")
 
 
 def test_the_view_needs_a_token_and_a_known_site(pool_client: TestClient) -> None:

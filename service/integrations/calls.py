@@ -62,6 +62,7 @@ TRUNK_PREFIX = 3  # digits a PBX may dial before a number (0, 9 8, 810): more ar
 UNCREDITED = {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number", "page": "page_number"}
 # A moment as Excel in Russian writes it: 22.11.2026 14:05, 4.12.2026 9:05:30
 _RUSSIAN_DAY = re.compile(r"([0-3]?[0-9])\.([01]?[0-9])\.([0-9]{4})[ T]([0-2]?[0-9])(:[0-5][0-9].*)")
+_SPACED_ZONE = re.compile(r".*[0-9]:[0-5][0-9] [01][0-9]:?[0-5][0-9]")  # +03:00 whose + a query string made a space
 _NUMBER = re.compile(r"\d[-\d\s().]{4,}\d")  # what may be a phone number in a message: digits and separators
 _HIDDEN = re.compile(r"\d(?=(?:\D*\d){4})")  # a number's digits but its last four
 _VALUES = re.compile(r"[0-9]+|'[^']*'|\"[^\"]*\"")  # what a message names: numbers, quoted values
@@ -454,7 +455,7 @@ def local_time(text: str, name: str, zone: ZoneInfo | None) -> int:
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        hint = ": a + in a query string is a space, write %2B" if " " in text and "+" not in text else ""
+        hint = ": a + in a query string is a space, write %2B" if _SPACED_ZONE.fullmatch(text) else ""
         raise BadRequest("invalid_call", f"{name} must be ISO 8601 or unix seconds{hint}") from None
     if len(text) <= len("2026-11-22"):  # a day, read as its midnight, would credit whoever held the number then
         raise BadRequest("invalid_call", f"{name} must name the time of day, not the day alone")
