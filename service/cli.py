@@ -37,6 +37,7 @@ from service.tracking.visitors import new_vid, valid_vid
 
 VERSION = importlib.metadata.version("swapline")
 WIDEST = 60  # characters of a cell in the tables `swapline report` prints
+NUMBER_CALLS = 1000  # calls to a number `swapline number` reads from the log, of the days it shows
 TOKEN_VARIABLE = "SWAPLINE_TOKEN"  # what the commands that ask the service ask with, over the rules' report token
 PREVIEW_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
@@ -440,7 +441,12 @@ def _number(settings: Settings, args: argparse.Namespace) -> int:
     """`number`: the holds of a tracking number around a moment, and the calls to it those days."""
     query = f"?{urllib.parse.urlencode({'at': args.at})}" if args.at else ""
     view = _ask(settings, args, f"/v1/numbers/{args.site}/{urllib.parse.quote(args.number, safe='')}{query}")
-    calls = _ask(settings, args, view["calls"])["entries"]
+    calls: list[dict[str, Any]] = []
+    cursor: str | None = ""
+    while cursor is not None and len(calls) < NUMBER_CALLS:  # the log's pages of those days
+        page = _ask(settings, args, f"{view['calls']}&limit=1000{'&cursor=' + cursor if cursor else ''}")
+        calls, cursor = calls + page["entries"], page["next"]
+    calls.sort(key=lambda call: call["start"])
     if args.format == "json":
         sys.stdout.write(orjson.dumps({**view, "calls": calls}, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
@@ -465,11 +471,19 @@ def _number(settings: Settings, args: argparse.Namespace) -> int:
             (when(hold["began"]), when(hold["until"]) + ("" if hold["over"] else " (holds)"), hold["visitor"],
              hold["pool"], hold["page"] or "", _came(hold["visit"]).removeprefix(", from "))
             for hold in view["holds"]])
-    print(f"\ncalls to it those days{'' if calls else ': none'}")
-    if calls:
-        _table([("start", "call_id", "talk_s", "status", "visitor", "reason")], [
-            (when(call["start"]), call["call_id"], call["talk_seconds"], call["status"], call["visitor"] or "",
-             call["reason"] or "") for call in reversed(calls)])
+    # The calls from an hour before those holds to an hour after them (or the moment).
+    first = min((hold["began"] for hold in view["holds"]), default=view["at"]) - 3_600_000
+    last = max((hold["until"] for hold in view["holds"]), default=view["at"]) + 3_600_000
+    near = [call for call in calls if first <= call["start"] <= last]
+    print(f"\ncalls to it from {when(first)} to {when(last)}{'' if near else ': none'}")
+    if near:
+        _table([("start", "call_id", "talk_s", "status", "caller", "target", "visitor", "reason")], [
+            (when(call["start"]), call["call_id"], call["talk_seconds"], call["status"],
+             "…" + call["caller_last_digits"] if call["caller_last_digits"] else "hidden",
+             "yes" if call["qualified"] else f"no ({call['not_target']})" if call.get("not_target") else "no",
+             call["visitor"] or "", call["reason"] or "") for call in near])
+    if len(calls) > len(near):
+        print(f"{len(calls)}{'+' if cursor else ''} calls to it on those days in all: --format json lists them")
     return 0
 
 

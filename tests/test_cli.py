@@ -275,23 +275,29 @@ def test_the_number_command_shows_who_held_a_number_whom_a_call_goes_to_and_the_
                                                        "url": "/?utm_source=google&utm_campaign=brand"},
                           headers={**BROWSER_HEADERS, "x-forwarded-for": "46.242.0.1"}).json()
         number, now = shown["phone"]["number"], int(time.time())
-        raw = orjson.dumps({"call_id": "number-cli-call", "called": number, "caller": "89161234567", "start": now,
-                            "talk_seconds": 40})
-        signature = "sha256=" + hmac.new(b"demo-calls-secret-change-me", raw, hashlib.sha256).hexdigest()
-        httpx.post(f"{base}/v1/calls?site=demo", content=raw, headers={"x-swapline-signature": signature})
+        for call_id, at, talk in (("number-cli-call", now, 40), ("number-cli-earlier", now - 3, 10)):  # heard late
+            raw = orjson.dumps({"call_id": call_id, "called": number, "caller": "89161234567", "start": at,
+                                "talk_seconds": talk})
+            signature = "sha256=" + hmac.new(b"demo-calls-secret-change-me", raw, hashlib.sha256).hexdigest()
+            httpx.post(f"{base}/v1/calls?site=demo", content=raw, headers={"x-swapline-signature": signature})
         table = demo_command("number", f"8{number[2:]}", "--site", "demo", "--url", base)
         as_json = demo_command("number", number, "--site", "demo", "--at", str(now), "--format", "json", "--url", base)
         odd = demo_command("number", "twelve", "--site", "demo", "--url", base)
     finally:
         stop(process)
     assert table.returncode == 0, table.stderr
-    head, holds, calls = re.split(r"\nholds, oldest first\n|\ncalls to it those days\n", table.stdout)
+    head, holds, calls = re.split(r"\nholds, oldest first\n|\ncalls to it from [-0-9 :]+ to [-0-9 :]+\n", table.stdout)
     assert head.startswith(f"{number} (lease, pool moscow) at ") and " Europe/Moscow\n" in head
     assert head.endswith(f"a call then, from a new caller, goes to visitor {vid}, from source google, campaign brand\n")
-    assert vid in holds and "(holds)" in holds and "number-cli-call" in calls, table.stdout
+    assert vid in holds and "(holds)" in holds, table.stdout
+    header, *rows = calls.splitlines()  # by start, the call heard of later first
+    assert header.split() == ["start", "call_id", "talk_s", "status", "caller", "target", "visitor", "reason"]
+    assert [row.split()[2:7] for row in rows] == [["number-cli-earlier", "10", "completed", "…4567", "no"],
+                                                 ["number-cli-call", "40", "completed", "…4567", "yes"]]
+    assert "no (short)" in rows[0]
     body = json.loads(as_json.stdout)
     assert [hold["visitor"] for hold in body["holds"]] == [vid] and body["a_call_then"]["visitor"] == vid
-    assert [call["call_id"] for call in body["calls"]] == ["number-cli-call"]
+    assert [call["call_id"] for call in body["calls"]] == ["number-cli-earlier", "number-cli-call"]
     assert odd.returncode == 1 and "answered 400" in odd.stderr and "not a phone number: 'twelve'" in odd.stderr
 
 
