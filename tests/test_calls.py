@@ -7,6 +7,7 @@ import email.utils
 import hashlib
 import hmac
 import logging
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -225,6 +226,18 @@ def test_overflow_static_and_page_numbers_are_not_credited_to_visitors(pool_clie
                                  ("+74959999999", "unknown", "unknown_number")]:
         answer = post_call(pool_client, call(f"c-{kind}", number, START)).json()
         assert (answer["kind"], answer["reason"], answer["credited"]) == (kind, reason, False)
+    post_call(pool_client, {**call("c-busy", "+74951900001", START), "status": "busy"})
+    # The Calls tab says each in words, in English as in Russian; the API keeps the codes.
+    for language, words in (("en", ["the pool's overflow number", "a static number", "the page's own number",
+                                     "none of the site's numbers", "nobody held the number then", ">answered<",
+                                     ">busy<"]),
+                            ("ru", ["резервный номер пула", "статический номер", "номер самой страницы",
+                                    "не номер сайта", "номер в это время ни у кого не был", ">отвечен<", ">занято<"])):
+        page = pool_client.get("/dashboard/pooltest/calls", headers={"Authorization": "Bearer test-report-token-0001",
+                                                                     "accept-language": language}).text
+        assert [word for word in words if word not in page] == [], language
+        assert not re.search(r"\((no_holder|static_number|overflow_number|page_number|unknown_number)\)|>completed<",
+                             page)
 
 
 def test_target_calls_need_talk_time_and_a_new_caller(pool_client: TestClient, clock: Clock) -> None:

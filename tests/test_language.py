@@ -12,7 +12,6 @@ from service.analytics import dashboard, language, reports
 from service.analytics.dimensions import BACKWARDS_OR_FAR, COHORTS
 from service.analytics.logs import NO_CALLER
 from service.integrations import alerts
-from service.integrations.calls import ANSWERED, MISSED, UNCREDITED, status_of
 from service.tracking.counters import DIMENSIONS, NONE, NOT_CREDITED, OTHER
 from service.tracking.visitors import device
 
@@ -34,7 +33,6 @@ def said_in_templates() -> set[str]:
 SAID_AS_THEY_COME = {
     *reports.KINDS, *DIMENSIONS, *COHORTS, *dashboard.TESTS.values(),  # metrics, dimensions, tests
     NONE, OTHER, NOT_CREDITED,  # the reports' rows of no value, of the rest, of calls credited to nobody
-    *{status_of(status) for status in ANSWERED + MISSED}, *UNCREDITED.values(), "unknown_number",  # calls
     "desktop", "mobile", "tablet",  # service.tracking.visitors.device
     "sent", "partly refused", "refused", "nothing to send", "failed",  # service.integrations.exports
     reports.MISMATCH, reports.NO_CONVERSIONS, reports.TOO_HIGH, reports.TOO_FEW,

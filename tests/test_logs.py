@@ -268,7 +268,7 @@ def test_the_dashboard_lists_calls_and_opens_each_callers_journey(tmp_path: Path
             row = page.locator("tbody.call[data-call=dash-call-1]")
             cells = row.locator("tr").first.locator("td").all_inner_texts()
             # The number as people read it (+7 495 …), the talk as m:ss.
-            assert cells[1:6] == [shown["phone"]["international"], "completed", "1:30", "yes", "…4567"]
+            assert cells[1:6] == [shown["phone"]["international"], "answered", "1:30", "yes", "…4567"]
             assert cells[6:] == ["yandex", "summer", "купить кондиционер"]
             suggested = page.locator("#sources option").evaluate_all("(all) => all.map((o) => [o.value, o.label])")
             assert suggested == [["yandex", "yandex"], ["google", "google"], ["(not credited)", "(not credited)"]]
