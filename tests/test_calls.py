@@ -109,13 +109,17 @@ def test_calls_outside_any_hold_are_not_credited_and_say_how_near_one_they_came(
     token = {"Authorization": "Bearer test-report-token-0001"}
     entries = pool_client.get("/v1/calls/pooltest", headers=token).json()["entries"]
     assert [entry["holds_near"] for entry in entries] == [after["holds_near"], before["holds_near"]]
-    for language, late, early, clock_wrong in (
+    post_call(pool_client, call("just-late", number, START + 60.5, caller="+79035550004"))  # half a second after
+    for language, late, early, clock_wrong, just in (
             ("en", "its number was freed 1 s before the call",
-             "it was next given to a visitor 3 h 2 min after the call", "is the telephony's clock or time zone right?"),
+             "it was next given to a visitor 3 h 2 min after the call", "is the telephony's clock or time zone right?",
+             "its number was freed a fraction of a second before the call"),
             ("ru", "номер освободился за 1 с до звонка",
-             "следующему посетителю номер выдали через 3 ч 2 мин после звонка", "проверьте часы и часовой пояс АТС")):
+             "следующему посетителю номер выдали через 3 ч 2 мин после звонка", "проверьте часы и часовой пояс АТС",
+             "номер освободился за долю секунды до звонка")):
         page = pool_client.get("/dashboard/pooltest/calls", headers={**token, "accept-language": language}).text
         assert late in page and early in page and page.count(clock_wrong) == 1, language  # the early call's only
+        assert just in page, language
 
 
 def test_a_pool_whose_lease_ids_start_again_credits_no_call_to_another_numbers_lease(
