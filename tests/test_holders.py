@@ -153,6 +153,7 @@ def test_the_calls_tab_shows_who_held_the_number_around_one_call_and_lists_the_c
         assert [("first-holder-00000001" in row, "next-holder-000000001" in row, 'class="credited"' in row)
                 for row in rows] == [(True, False, False), (False, True, True)], language
         assert "win" in rows[0] and "spring" in rows[1]
+        assert rows[1].count("<strong>") == 1 and "<strong>" not in rows[0]  # said in words, not by colour alone
     listed = pool_client.get("/dashboard/pooltest/calls", headers=TOKEN).text
     assert f'href="?number={quote(number)}"' in listed and "…2233</td>" in listed  # none of the site's: no link
     by_number = pool_client.get(f"/dashboard/pooltest/calls?number={quote(number)}", headers=TOKEN).text
@@ -160,3 +161,5 @@ def test_the_calls_tab_shows_who_held_the_number_around_one_call_and_lists_the_c
     assert f'name="number" value="{number}"' in by_number
     everyone = pool_client.get("/dashboard/pooltest/calls", params={"call_id": "mobile"}, headers=TOKEN).text
     assert "Who held" not in everyone
+    nowhere = pool_client.get("/dashboard/pooltest/calls", params={"call_id": "no-such-call"}, headers=TOKEN).text
+    assert "No call with this id in the log" in nowhere and "Who held" not in nowhere
