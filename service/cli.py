@@ -247,17 +247,20 @@ def _import_calls(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     for line, reason in refused:
         print(f"{args.file}:{line}: {reason}", file=sys.stderr)
-    print(", ".join(f"{count} {what}" for what, count in sorted(taken.items())) or "no calls", end="")
+    astray = taken.pop(callimport.ASTRAY, 0)
+    print(", ".join(f"{count} {what}" for what, count in sorted(taken.items()) if count) or "no calls", end="")
     print(f"; {len(refused)} refused" if refused else "")
-    if taken["not credited (no_holder)"] > 1 and not taken["credited"]:  # a zone written wrong credits nobody
+    if astray > 1:  # a zone written wrong credits nobody
         read_in = "UTC" if args.utc else site.calls.time_zone or site.time_zone
         mend = "without --utc" if args.utc else "with --utc if they are UTC (else set the site's calls.time_zone)"
-        print(f"swapline: nobody held the numbers when these calls started: are the file's times in {read_in}, as "
-              f"read? If not, send the file again {mend}, and with --id-prefix: the calls sent keep their times, and "
-              f"go again only under new ids (docs/CALLS.md)", file=sys.stderr)
+        print(f"swapline: {astray} of these calls started hours from any hold of their number: are the file's times "
+              f"in {read_in}, as read? If not, send the file again {mend}, and with --id-prefix: the calls sent keep "
+              f"their times, and go again only under new ids; they stay their callers' first and target calls, so "
+              f"the new ones count as repeats (docs/CALLS.md)", file=sys.stderr)
     if taken["already known"] and not args.id_prefix and set(taken) <= {"already known", "not to the site's numbers"}:
-        print("swapline: every call of the file was sent before, and keeps what it was sent with: to send them "
-              "again read otherwise (--utc), add --id-prefix, and they go as new calls", file=sys.stderr)
+        read = "as read now (--utc)" if args.utc else "read otherwise (--utc)"
+        print(f"swapline: every call of the file was sent before, and keeps what it was sent with: to send them "
+              f"again {read}, add --id-prefix, and they go as new calls", file=sys.stderr)
     return 1 if refused else 0
 
 

@@ -371,10 +371,11 @@ def test_calls_import_reads_an_asterisk_cdr_and_sends_only_calls_to_the_sites_nu
     assert record["visitor"] == "import-cdr-00000001" and record["talk_seconds"] == 45 and record["qualified"] is True
     assert record["start"] == int(local.replace(microsecond=0).timestamp()) * 1000  # read in Moscow time
     assert zoned.stdout == "2 not credited (no_holder)\n"
-    assert zoned.stderr == ("swapline: nobody held the numbers when these calls started: are the file's times in "
-                            "Europe/Moscow, as read? If not, send the file again with --utc if they are UTC (else set "
-                            "the site's calls.time_zone), and with --id-prefix: the calls sent keep their times, and "
-                            "go again only under new ids (docs/CALLS.md)\n")
+    assert zoned.stderr == ("swapline: 2 of these calls started hours from any hold of their number: are the file's "
+                            "times in Europe/Moscow, as read? If not, send the file again with --utc if they are UTC "
+                            "(else set the site's calls.time_zone), and with --id-prefix: the calls sent keep their "
+                            "times, and go again only under new ids; they stay their callers' first and target calls, "
+                            "so the new ones count as repeats (docs/CALLS.md)\n")
     assert "sent before, and keeps what it was sent with: to send them again read otherwise (--utc), add --id-prefix" \
         in again.stderr and not mended.stderr
     assert mended.stdout == "2 credited\n" and store.hexists("sw:{demo:calls}:calls", "utc-1795000100.0")

@@ -239,10 +239,15 @@ def _talked(talks: list[tuple[str, int]]) -> int:
     return round(total)
 
 
+# Calls nobody held the number for, hours from any hold: a file read in the wrong zone.
+ASTRAY, HOURS = "hours from any hold", 3_600_000
+
+
 def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[str, Any] | str | None]]) -> tuple[
         Counter[str], list[Refused]]:
     """Post each call; how they were taken (credited, not credited and why, already known, or
-    not a call to the site) and which the service, or the file's reading, refused, with its reason."""
+    not a call to the site; and `ASTRAY`, those of them hours from any hold of their number) and
+    which the service, or the file's reading, refused, with its reason."""
     taken: Counter[str] = Counter()
     refused = []
     for line, call in calls:
@@ -267,6 +272,9 @@ def send(base: str, site: str, secret: bytes, calls: Iterator[tuple[int, dict[st
             taken["already known"] += 1
         else:
             taken["credited" if answer.get("credited") else f"not credited ({answer.get('reason')})"] += 1
+            near = answer.get("holds_near") or {}
+            gaps = [abs(answer["start"] - at) for at in (near.get("last_ended"), near.get("next_began")) if at]
+            taken[ASTRAY] += answer.get("reason") == "no_holder" and min(gaps, default=HOURS) >= HOURS
     return taken, refused
 
 
