@@ -144,6 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"swapline: {exc}", file=sys.stderr)
         return 2
+    try:
+        done = _run(settings, args)
+        sys.stdout.flush()  # here, where a reader gone is caught, not at exit
+        return done
+    except BrokenPipeError:  # `swapline … | head` read what it wanted: no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit would fail again
+        return 1
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    """The command `args` name."""
     if args.command == "serve":
         return _serve(settings, args)
     if args.command == "pools":
@@ -277,6 +288,9 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
     token = token or os.environ.get(TOKEN_VARIABLE)
     if not token:
         rules = _load(settings.rules_dir)
+        if rules and args.site not in rules.sites:  # a site mistyped, not a token missing
+            raise SystemExit(f"swapline: no site {args.site!r} in the rules at {settings.rules_dir} (they have "
+                             f"{', '.join(sorted(rules.sites))})")
         site = rules.sites.get(args.site) if rules else None
         token = site.report_token if site else None
     if not token:

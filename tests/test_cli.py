@@ -54,6 +54,21 @@ def demo_command(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "SWAPLINE_RULES_DIR": str(DEMO_RULES)})
 
 
+def test_a_command_whose_reader_stopped_reading_ends_without_a_traceback() -> None:
+    process = subprocess.Popen(["swapline", "rules", "preview", "--site", "demo", "--url", "/", "--dir",
+                                str(DEMO_RULES)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # as `swapline … | head` does once it has read what it wanted
+    assert process.wait(timeout=60) == 1
+    assert process.stderr.read() == b""
+
+
+def test_a_site_the_rules_lack_is_named_as_such_not_as_a_token_missing() -> None:
+    mistyped = demo_command("number", "+74951200001", "--site", "dmeo", "--url", "http://127.0.0.1:9")
+    assert mistyped.returncode == 1
+    assert mistyped.stderr == f"swapline: no site 'dmeo' in the rules at {DEMO_RULES} (they have demo)\n"
+
+
 def test_preview_prints_the_decision_without_side_effects(
     capsys: pytest.CaptureFixture[str], store: redis.Redis
 ) -> None:
