@@ -286,18 +286,17 @@ def _ask(settings: Settings, args: argparse.Namespace, path: str, raw: bool = Fa
     do, but to erase), else the site's report token from the rules; POST what it `sends` as JSON,
     if anything."""
     token = token or os.environ.get(TOKEN_VARIABLE)
+    rules = None
     if not token:
         rules = _load(settings.rules_dir)
-        if rules and args.site not in rules.sites:  # a site mistyped, not a token missing
-            raise SystemExit(f"swapline: no site {args.site!r} in the rules at {settings.rules_dir} (they have "
-                             f"{', '.join(sorted(rules.sites))})")
         site = rules.sites.get(args.site) if rules else None
         token = site.report_token if site else None
     if not token:
         readers = "" if args.command == "forget" else " or a read token"  # which erases nothing
+        sites = f": they have {', '.join(sorted(rules.sites))}" if rules and args.site not in rules.sites else ""
         raise SystemExit(f"swapline: no token for site {args.site!r}: set {TOKEN_VARIABLE} to its report token"
                          f"{readers}, or run it where SWAPLINE_RULES_DIR names the service's rules, which give "
-                         f"the report token ({settings.rules_dir} do not)")
+                         f"the report token ({settings.rules_dir} do not{sites})")
     base = _service(settings, args)
     request = urllib.request.Request(base.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"},
                                      method=method)
