@@ -353,7 +353,7 @@ def test_the_numbers_tab_says_whether_each_pool_has_numbers_enough_and_when_it_h
         pool_client)  # a pool whose conditions match nobody
     visit(pool_client, vid(1))
     tab = numbers_tab(pool_client)
-    assert "Enough numbers: at most 1 of 3 were held at once, and every visitor got one." in tab
+    assert "Enough numbers: at most 1 of 3 were held at once, and no visitor found them all held." in tab
     assert "3 numbers, each held for 60 s after the visitor's last page." in tab
     assert "With none free, a visitor gets the overflow number, +7 495 190-00-00." in tab
     assert "Fixed numbers Pool Number yandex +7 800 555-35-36" in tab
