@@ -188,6 +188,9 @@ def test_a_caller_who_calls_the_number_back_is_the_visitor_it_was_shown_to(pool_
         assert answer["visit"] == missed["visit"] and answer["unique"] is False
     assert (back["qualified"], again["qualified"]) == (True, False)  # the first target call, after a missed one
     assert (stranger["visitor"], stranger["reason"]) == ("next-holder-00000001", None)
+    assert (back["earlier_call"], again["earlier_call"], stranger["earlier_call"]) == ("missed", "called-back", None)
+    page = pool_client.get("/dashboard/pooltest/calls", headers={"Authorization": "Bearer test-report-token-0001"}).text
+    assert page.count('<a href="?call_id=called-back">(they called the number back') == 1  # a click away
     clock.advance(86_401)  # past calls.unique_within: a caller of long ago is the holder's, like anyone
     late = post_call(pool_client, call("a-day-later", number, clock.now)).json()
     assert (late["credited"], late["reason"]) == (False, "no_holder")

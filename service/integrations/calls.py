@@ -231,6 +231,7 @@ async def credit(runtime: Runtime, site: Site, call: Call) -> dict[str, Any]:
         "experiments": await runtime.ledger.variants(site.id, visitor, site.experiment_ids) if visitor else {},
         "visit": found["visit"],
         "reason": found["reason"],
+        "earlier_call": found["earlier_call"],  # for `called_back`: the call whose visitor it went to
         "holds_near": found["holds_near"],  # for `no_holder`: how near a hold the call came
     }
     prefix, missed = calls_prefix(site), status_of(call.status) in MISSED
@@ -276,7 +277,8 @@ async def attribution(runtime: Runtime, site: Site, call: Call) -> dict[str, Any
     near = await runtime.pools.nearest(site.id, pool, call.called, call.start_ms) if reason == "no_holder" and pool \
         else None
     return {"number": call.called if kind != "unknown" else kept_number(call.called), "pool": pool_id, "kind": kind,
-            "visitor": visitor, "page": page, "visit": visit, "reason": reason, "holds_near": near}
+            "visitor": visitor, "page": page, "visit": visit, "reason": reason,
+            "earlier_call": earlier["call_id"] if earlier and reason == "called_back" else None, "holds_near": near}
 
 
 def calls_prefix(site: Site) -> str:
@@ -288,7 +290,7 @@ def _logged(answer: dict[str, Any]) -> dict[str, Any]:
     """A call as the conversion log keeps it (service.tracking.journal)."""
     call = {name: answer.get(name) for name in ("number", "pool", "kind", "talk_seconds", "status", "unique",
                                                 "qualified", "not_target", "caller_last_digits", "credited", "reason",
-                                                "holds_near")}
+                                                "earlier_call", "holds_near")}
     return {"id": f"call:{answer['call_id']}", "kind": _conversions(answer)[0], "at": answer["start"],
             "visitor": answer["visitor"], "page": answer["page"], "experiments": answer["experiments"],
             "visit": answer["visit"], "call": call}
