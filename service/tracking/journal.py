@@ -93,8 +93,8 @@ class Journal:
             batch = await self.store.client.xrevrange(key(site), upper, lower, count=min(SCAN_SLICE, SCANNED - scanned))
             if not batch:
                 return {"entries": entries, "next": None}
-            slice_ = cast(list[tuple[bytes, Fields]], batch)
-            for (stream_id, _), entry in zip(slice_, await bodies(self.store, site, slice_), strict=True):
+            read = cast(list[tuple[bytes, Fields]], batch)
+            for (stream_id, _), entry in zip(read, await bodies(self.store, site, read), strict=True):
                 scanned += 1
                 upper = f"({stream_id.decode()}"
                 if entry is not None and keeps(entry):
