@@ -433,8 +433,8 @@ def _pools(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     rows = [{"site": answer["site"], **pool} for answer in answers for pool in answer["pools"]]
     if not rows:
-        print(f"{'site ' + args.site if args.site else 'no site of the rules'} has no pool that leases numbers: "
-              f"{'its rules list' if args.site else 'they list'} none (docs/RULES.md, Number pools)")
+        print(f"site {args.site} has no pool that leases numbers: its rules list none" if args.site else
+              "no site of the rules has a pool that leases numbers", "(docs/RULES.md, Number pools)")
         return 0
     days = rows[0]["days"]
     if args.site:

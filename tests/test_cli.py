@@ -232,6 +232,15 @@ def test_pools_command_without_a_site_lists_every_clients_pools_those_that_ran_s
             ] == [[0, 0], [2]]
 
 
+def test_pools_command_without_a_site_says_when_no_site_leases_numbers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "plain.yaml").write_text("site: plain\norigins: [https://plain.example]\n")
+    monkeypatch.setenv("SWAPLINE_RULES_DIR", str(tmp_path))
+    assert main(["pools", "--url", "http://127.0.0.1:9"]) == 0  # nothing to ask the service
+    said = capsys.readouterr().out
+    assert said == "no site of the rules has a pool that leases numbers (docs/RULES.md, Number pools)\n"
+
+
 def test_show_and_forget_commands_show_and_erase_through_the_running_service(
         tmp_path: Path, valkey_url: str, store: redis.Redis) -> None:
     process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_TRUSTED_PROXIES="127.0.0.1/32")
