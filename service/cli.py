@@ -462,7 +462,7 @@ def _number(settings: Settings, args: argparse.Namespace) -> int:
     while cursor is not None and len(calls) < NUMBER_CALLS:  # the log's pages of those days
         page = _ask(settings, args, f"{view['calls']}&limit=1000{'&cursor=' + cursor if cursor else ''}")
         calls, cursor = calls + page["entries"], page["next"]
-    calls.sort(key=lambda call: call["start"])
+    calls = sorted(reversed(calls), key=lambda call: call["start"])  # the log's newest first: ties as they came
     if args.format == "json":
         sys.stdout.write(orjson.dumps({**view, "calls": calls}, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
