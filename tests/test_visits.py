@@ -372,6 +372,9 @@ def test_a_visitor_can_be_erased(climate: TestClient, clock: Clock, store: redis
         "site": "climate", "vid": VID, "time_zone": "UTC", "visits": [], "experiments": {}, "numbers": [],
         "conversions": [], "calls": []}
     assert climate.delete("/v1/visitors/climate/not%20an%20id", headers=REPORT).status_code == 400
+    # A call to the number they held, while the hold runs out, goes to nobody known, and says why.
+    late = call(climate, landing["phone"]["number"], clock.now, "after-erasure", caller="+79035550111")
+    assert (late["credited"], late["visitor"], late["reason"]) == (False, None, "erased_holder")
 
 
 def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, clock: Clock,

@@ -268,12 +268,12 @@ async def attribution(runtime: Runtime, site: Site, call: Call) -> dict[str, Any
     earlier = await _called_back(runtime, site, call, calls_prefix(site)) if kind == "lease" else None
     if earlier and (holder is None or holder["v"] != earlier["visitor"]):  # the caller's, not the number's
         visitor, page, visit, reason = earlier["visitor"], earlier["page"], earlier["visit"], "called_back"
-    elif holder:
+    elif holder and holder["v"]:
         visitor, page, reason = holder["v"], holder["p"], None
         visit = await _visit(runtime, site, holder, call.start_ms)
-    else:
+    else:  # nobody held it, or a visitor erased since (their lease names nobody: service.front.personal)
         visitor, page, visit = None, None, None
-        reason = UNCREDITED.get(kind, "unknown_number")
+        reason = "erased_holder" if holder else UNCREDITED.get(kind, "unknown_number")
     near = await runtime.pools.nearest(site.id, pool, call.called, call.start_ms) if reason == "no_holder" and pool \
         else None
     return {"number": call.called if kind != "unknown" else kept_number(call.called), "pool": pool_id, "kind": kind,

@@ -51,9 +51,9 @@ async def view(runtime: Runtime, site: Site, number: str, at: int, now: int) -> 
     found = await attribution(runtime, site, Call("", number, "", None, at, 0, "completed"))
     leases = await runtime.pools.holds_around(site, number, at, HOLDS)
     journeys = await asyncio.gather(*(visits.journey(runtime.store, site.id, lease["v"], lease["w"], lease["u"])
-                                      for lease in leases if lease.get("w")))
+                                      for lease in leases if lease.get("w")))  # an erased visitor's lease names none
     found_visits = iter(journeys)
-    holds = [{"pool": lease["pool"], "visitor": lease["v"], "began": lease["f"], "until": lease["u"],
+    holds = [{"pool": lease["pool"], "visitor": lease["v"] or None, "began": lease["f"], "until": lease["u"],
               "over": lease["u"] < now, "page": lease.get("p"), "variants": lease.get("x") or {},
               "visit": next(found_visits) if lease.get("w") else None} for lease in leases]
     await visits.learn_city_names(runtime.store, runtime.geo)

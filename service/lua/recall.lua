@@ -11,7 +11,9 @@ for _, id in ipairs(ids) do
   local record = redis.call('HGET', KEYS[1], id)
   if record then
     local call = cjson.decode(record)
-    if call.number == ARGV[1] and call.kind == 'lease' and type(call.visitor) == 'string' then return record end
+    if call.number == ARGV[1] and call.kind == 'lease' and type(call.visitor) == 'string' and call.visitor ~= '' then
+      return record
+    end
   end
 end
 return false
