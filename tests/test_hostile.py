@@ -119,6 +119,10 @@ def cpu_seconds(pid: int) -> float:
 def service(tmp_path: Path, valkey_url: str, hostile_rules: Path, store: redis.Redis) -> Iterator[tuple[Any, str]]:
     process, base = start(tmp_path, SWAPLINE_REDIS_URL=valkey_url, SWAPLINE_RULES_DIR=str(hostile_rules),
                           SWAPLINE_REQUEST_TIMEOUT="2")
+    # First-use costs (the lemmatiser's dictionaries, a phrase's first reading) paid before any
+    # test's request: on a busy machine they took a first decision past the 2 s timeout once.
+    httpx.get(f"{base}/v1/decide", params={"site": "hostile", "url": "/?utm_term=warm"}, headers=BROWSER_HEADERS,
+              timeout=None)
     yield process, base
     stop(process)
 
@@ -310,7 +314,7 @@ def test_the_application_reads_a_request_target_as_httptools_does(service: tuple
         (b"/v1/decide?site=hostile&url=%2F%3Fa%3D1&b={}|^`&vid=braces-visitor-01", "braces-visitor-01"),
     ]:
         status, body = decided(target)
-        assert (status, body["vid"]) == (200, vid), target
+        assert (status, body.get("vid")) == (200, vid), (target, status, body)
     # A fragment before the "?" takes the query with it.
     assert decided(b"/v1/decide#top?site=hostile&url=/")[1]["error"]["code"] == "missing_parameter"
     for refused in [b"/v1/decide?site=hostile&url=/&vid=\xff\xfe", b"/v1/decide?site=hostile&url=/&vid=a\x7f"]:
