@@ -484,8 +484,9 @@ def _number(settings: Settings, args: argparse.Namespace) -> int:
     print("\nholds, oldest first" if view["holds"] else "\nno holds of it near then")
     if view["holds"]:
         _table([("began", "until", "visitor", "pool", "page", "came")], [
-            (when(hold["began"]), when(hold["until"]) + ("" if hold["over"] else " (holds)"), hold["visitor"],
-             hold["pool"], hold["page"] or "", _came(hold["visit"]).removeprefix(", from "))
+            (when(hold["began"]), when(hold["until"]) + ("" if hold["over"] else " (holds)"),
+             hold["visitor"] or "(erased)", hold["pool"], hold["page"] or "",
+             _came(hold["visit"]).removeprefix(", from "))
             for hold in view["holds"]])
     # The calls from an hour before those holds to an hour after them (or the moment).
     first = min((hold["began"] for hold in view["holds"]), default=view["at"]) - 3_600_000

@@ -163,3 +163,16 @@ def test_the_calls_tab_shows_who_held_the_number_around_one_call_and_lists_the_c
     assert "Who held" not in everyone
     nowhere = pool_client.get("/dashboard/pooltest/calls", params={"call_id": "no-such-call"}, headers=TOKEN).text
     assert "No call with this id in the log" in nowhere and "Who held" not in nowhere
+
+
+def test_the_hold_of_a_visitor_erased_since_names_nobody(pool_client: TestClient, clock: Clock) -> None:
+    number = visit(pool_client, "erased-holder-0000001", url="/?utm_source=google&utm_campaign=win")["phone"]["number"]
+    post_call(pool_client, call("theirs", number, START + 10))
+    assert pool_client.delete("/v1/visitors/pooltest/erased-holder-0000001", headers=TOKEN).status_code == 200
+    body = holders(pool_client, number, START + 10).json()
+    assert [(hold["visitor"], hold["visit"]) for hold in body["holds"]] == [(None, None)]
+    assert (body["a_call_then"]["visitor"], body["a_call_then"]["reason"]) == (None, "erased_holder")
+    for language, erased in (("en", "(erased)"), ("ru", "(удалён)")):
+        page = pool_client.get("/dashboard/pooltest/calls", params={"call_id": "theirs"},
+                               headers={**TOKEN, "accept-language": language}).text
+        assert f"<td>{erased}</td>" in page.split('id="holds"')[1], language
