@@ -406,7 +406,8 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
     assert refused[0] == 401 and refused[1]["error"]["code"] == "invalid_number" and refused[2:] == [400, 400, 413]
     # What is kept of them, which they may ask to see: their calls, and those only the last digits tie to them.
     kept = climate.post("/v1/callers/climate", json={"number": "+7 916 123-45-67"}, headers=REPORT).json()
-    assert [call["call_id"] for call in kept["calls"]] == ["theirs", "theirs-again"]
+    assert [(call["call_id"], call["earlier_call"]) for call in kept["calls"]] == [("theirs", None),
+                                                                                   ("theirs-again", "theirs")]
     assert sorted(call["call_id"] for call in kept["calls_ending_alike"]) == ["old-alike", "old-theirs", "to-a-mobile"]
     erased = climate.post("/v1/callers/climate/forget", json={"number": "8 (916) 123-45-67"}, headers=REPORT)
     assert erased.status_code == 200, erased.text
@@ -416,6 +417,8 @@ def test_a_caller_known_only_by_their_number_can_be_erased(climate: TestClient, 
                for call_id, record in store.hgetall("sw:{climate:calls}:calls").items()}
     assert records == {"old-theirs": None, "old-alike": None, "theirs": None, "theirs-again": None,
                        "to-a-mobile": None, "alike": "4567", "another": "0000", "alike-imported": "4567"}
+    # Nor does a call back of theirs name the earlier call: the two were one caller's.
+    assert orjson.loads(store.hget("sw:{climate:calls}:calls", "theirs-again"))["earlier_call"] is None
     logged = climate.get("/v1/calls/climate", headers=REPORT).json()["entries"]
     assert {entry["call_id"]: entry["caller_last_digits"] for entry in logged} == records  # counted still: no digits
     assert {entry["call_id"]: entry["visitor"] for entry in logged}["theirs"] == VID  # whom the number was shown to

@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 log = logging.getLogger("swapline")
-# What an erasure blanks in the call records, and in the log's calls, that it keeps counted.
-CALLER_BLANKS = {"caller_last_digits": None}
+# What an erasure blanks in the call records, and in the log's calls, that it keeps counted: the
+# caller's digits, and the earlier call of theirs a call back names.
+CALLER_BLANKS = {"caller_last_digits": None, "earlier_call": None}
 VISITOR_BLANKS = {"visitor": None, "visit": None, **CALLER_BLANKS}
 SLICE = 1000
 MAX_BODY = 1024  # {"number": …}
