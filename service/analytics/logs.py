@@ -44,7 +44,7 @@ LOG_PARAMETERS = ("from", "to", "limit", "cursor", "kind", "qualified", "missed"
 # customer tell support), or the number called.
 CALL_LOG_PARAMETERS = (*(name for name in LOG_PARAMETERS if name != "kind"), "call_id", "caller", "number")
 CALL_COLUMNS = ("time", "call_id", "kind", "number", "pool", "talk_seconds", "status", "unique", "qualified",
-                "not_target", "caller_last_digits", "credited", "reason")
+                "not_target", "caller_last_digits", "credited", "reason", "earlier_call")
 # A call's `credited` and `reason` too: the reports leave out its calls to none of the site's numbers.
 CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page", "credited", "reason", "alert")  # alert: its message
 # A file's entries when no `limit` asks for a page: a busy site's month of calls. Past it, and
