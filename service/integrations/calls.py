@@ -57,7 +57,7 @@ _URI = re.compile(r"(?:sips?|tel):([^@;]*)", re.IGNORECASE)
 _NOTE = re.compile(r"\s*\([^()0-9]*\)$")
 SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")  # unix seconds as text, whole or not
 SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
-TRUNK_PREFIX = 3  # digits a PBX may dial before a number (0, 9 8, 810): more are another number, or two
+TRUNK_PREFIX = 3  # digits a PBX may write before a national number (0, 9 8, 7): more are another number, or two
 # Why a call to a number of each kind is credited to nobody, when nobody held it (or called it before).
 UNCREDITED = {"lease": "no_holder", "static": "static_number", "overflow": "overflow_number", "page": "page_number"}
 # A moment as Excel in Russian writes it: 22.11.2026 14:05, 4.12.2026 9:05:30
