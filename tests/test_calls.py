@@ -190,7 +190,7 @@ def test_a_caller_who_calls_the_number_back_is_the_visitor_it_was_shown_to(pool_
     assert (stranger["visitor"], stranger["reason"]) == ("next-holder-00000001", None)
     assert (back["earlier_call"], again["earlier_call"], stranger["earlier_call"]) == ("missed", "called-back", None)
     page = pool_client.get("/dashboard/pooltest/calls", headers={"Authorization": "Bearer test-report-token-0001"}).text
-    assert page.count('<a href="?call_id=called-back">(they called the number back') == 1  # a click away
+    assert page.count('their earlier call: <a href="?call_id=called-back">called-back</a>') == 1  # a click away
     clock.advance(86_401)  # past calls.unique_within: a caller of long ago is the holder's, like anyone
     late = post_call(pool_client, call("a-day-later", number, clock.now)).json()
     assert (late["credited"], late["reason"]) == (False, "no_holder")
@@ -283,8 +283,8 @@ def test_a_caller_who_gets_through_on_the_second_try_makes_a_target_call(pool_cl
     token = {"Authorization": "Bearer test-report-token-0001"}
     logged = pool_client.get("/v1/calls/pooltest", params={"caller": "0001"}, headers=token).json()["entries"]
     assert [entry["not_target"] for entry in logged] == ["repeat", None, "missed"]
-    for language, short_talk, repeat in (("en", "talk under 30 s", "the caller's target call came first"),
-                                         ("ru", "разговор короче 30 с", "целевой звонок этого абонента был раньше")):
+    for language, short_talk, repeat in (("en", "talk under 30 s", "already a target call"),
+                                         ("ru", "разговор короче 30 с", "уже был целевой")):
         page = pool_client.get("/dashboard/pooltest/calls", headers={**token, "accept-language": language}).text
         assert page.count(short_talk) == 1 and page.count(repeat) == 1, language
 

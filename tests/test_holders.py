@@ -3,6 +3,7 @@ and the call log by the number called: what support reads when a client asks abo
 
 from __future__ import annotations
 
+import html
 from typing import Any
 from urllib.parse import quote
 
@@ -163,6 +164,14 @@ def test_the_calls_tab_shows_who_held_the_number_around_one_call_and_lists_the_c
     assert "Who held" not in everyone
     nowhere = pool_client.get("/dashboard/pooltest/calls", params={"call_id": "no-such-call"}, headers=TOKEN).text
     assert "No call with this id in the log" in nowhere and "Who held" not in nowhere
+    # A caller's number typed as the number called; a number mistyped, said in the reader's words.
+    callers = pool_client.get("/dashboard/pooltest/calls", params={"number": "+7 916 123-45-67"}, headers=TOKEN).text
+    assert "A caller's number goes in the field of the caller's last digits." in callers
+    for language, said in (("en", "number must be a phone number, as the telephony or a client writes it: 'twelve'"),
+                           ("ru", "укажите номер телефона, как его пишут АТС или клиент: 'twelve'")):
+        mistyped = pool_client.get("/dashboard/pooltest/calls", params={"number": "twelve"},
+                                   headers={**TOKEN, "accept-language": language})
+        assert mistyped.status_code == 400 and said in html.unescape(mistyped.text), language
 
 
 def test_the_hold_of_a_visitor_erased_since_names_nobody(pool_client: TestClient, clock: Clock) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from service.analytics import dashboard, language, reports
 from service.analytics.dimensions import BACKWARDS_OR_FAR, COHORTS
-from service.analytics.logs import NO_CALLER
+from service.analytics.logs import NO_CALLER, NO_NUMBER
 from service.integrations import alerts
 from service.tracking.counters import DIMENSIONS, NONE, NOT_CREDITED, OTHER
 from service.tracking.visitors import device
@@ -37,7 +37,7 @@ SAID_AS_THEY_COME = {
     "sent", "partly refused", "refused", "nothing to send", "failed",  # service.integrations.exports
     reports.MISMATCH, reports.NO_CONVERSIONS, reports.TOO_HIGH, reports.TOO_FEW,
     reports.BETTER, reports.WORSE, reports.UNDECIDED, reports.UNTRUSTED, reports.LEFT_OUT,
-    reports.BACKWARDS, BACKWARDS_OR_FAR, NO_CALLER,  # what a tab's own fields may ask that it refuses
+    reports.BACKWARDS, BACKWARDS_OR_FAR, NO_CALLER, NO_NUMBER,  # what a tab's own fields may ask that it refuses
     alerts.OVERFLOW, alerts.CAPPED, alerts.NO_CALLS, alerts.UPLOAD, alerts.DEGRADED, alerts.RECOVERED,
 }
 

@@ -52,6 +52,7 @@ CONVERSION_COLUMNS = ("time", "id", "kind", "goal", "page", "credited", "reason"
 # filters keep), the file's `Link` header names the rest.
 FILE_ENTRIES = 20_000
 NO_CALLER = "caller must be a number or its last four digits (all that is kept)"  # as `Said`: the tab's field
+NO_NUMBER = "number must be a phone number, as the telephony or a client writes it: %(given)s"  # as `Said`
 FILE_READS = 40
 VISIT_COLUMNS = ("visitor", "source", "medium", "campaign", "content", "phrase", "click_ids", "landing", "pages",
                  "device", "region", "city", "variants")
@@ -194,7 +195,7 @@ def _called(site: Site, given: str) -> tuple[str, ...] | None:
         return None
     number = site_number(site, given) or phone_number(given, home_region(site))
     if number is None:
-        raise BadRequest("invalid_filter", f"number is not a phone number: {given[:40]!r}")
+        raise BadRequest("invalid_filter", Said(NO_NUMBER, given=repr(given[:40])))
     return number, kept_number(number)
 
 
