@@ -202,6 +202,17 @@ def test_a_reader_may_choose_the_other_language_over_their_browsers(valkey_url: 
         assert refused.headers["location"] == "/dashboard/shop" and "set-cookie" not in refused.headers
         client.post("/dashboard/shop/language", data={"language": "en"})
         assert "<strong>Experiments</strong>" in client.get("/dashboard/shop", headers={"accept-language": "ru"}).text
+        # A tab's filters go with the reader to the other language, and only as a query of the tab.
+        filtered = client.get("/dashboard/shop/calls", params={"number": "+7 495 120-00-01", "caller": "4567"}).text
+        assert '<input type="hidden" name="query" value="number=%2B7+495+120-00-01&amp;caller=4567">' in filtered
+        kept = client.post("/dashboard/shop/language", data={"language": "ru", "back": "/calls",
+                                                             "query": "number=%2B7+495+120-00-01&caller=4567"},
+                           follow_redirects=False)
+        assert kept.headers["location"] == "/dashboard/shop/calls?number=%2B7+495+120-00-01&caller=4567"
+        odd = client.post("/dashboard/shop/language", data={"language": "ru", "back": "/calls",
+                                                            "query": "a=1#x/../../evil\r\nSet-Cookie: x=1"},
+                          follow_redirects=False)
+        assert odd.headers["location"].startswith("/dashboard/shop/calls?a=") and "\r" not in odd.headers["location"]
 
 
 def test_dashboard_pages_may_not_be_framed_or_run_scripts(valkey_url: str, rules_dir: Path,

@@ -14,7 +14,7 @@ import datetime
 import functools
 import re
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 import jinja2
 import markupsafe
@@ -231,10 +231,13 @@ async def signout_endpoint(request: Request) -> Response:
 
 async def language_endpoint(request: Request) -> Response:
     """`POST /dashboard/{site}/language`: the reader's choice of language (`language=ru`), kept
-    in this browser over what it asks for, and back to the tab they chose it on."""
+    in this browser over what it asks for, and back to the tab they chose it on, with its
+    filters (`query`, read as a query string and written anew: the tab's address is ours)."""
     _, site = _site(request)
-    form = parse_qs((await bodies.read(request, 256)).decode("utf-8", "replace"))
-    response = RedirectResponse(f"/dashboard/{site.id}{_back(form.get('back', [''])[0])}", status_code=303)
+    form = parse_qs((await bodies.read(request, 4096)).decode("utf-8", "replace"))
+    query = urlencode(parse_qsl(form.get("query", [""])[0]))
+    response = RedirectResponse(f"/dashboard/{site.id}{_back(form.get('back', [''])[0])}{'?' + query if query else ''}",
+                                status_code=303)
     reader = (form.get("language") or [""])[0]
     if reader in language.LANGUAGES:
         response.set_cookie(language.COOKIE, reader, max_age=LANGUAGE_SECONDS, path="/dashboard", httponly=True,
