@@ -268,7 +268,12 @@ def test_acknowledged_work_survives_the_embedded_store_killed_under_load(tmp_pat
         load.resend()
         store = redis.Redis(unix_socket_path=str(data / "valkey" / "valkey.sock"))
         expected = len(load.acknowledged["form"]), len(load.acknowledged["call"])
-        wait_for("every acknowledged event and call counted", lambda: load.counted(store) == expected)
+        try:
+            wait_for("every acknowledged event and call counted", lambda: load.counted(store) == expected)
+        except AssertionError:  # which fell short, by how many, and what the spool still held (ci173, once)
+            spooled = {path.name: path.stat().st_size for path in data.rglob("*spool*") if path.is_file()}
+            raise AssertionError(f"acknowledged (forms, calls) {expected}, counted {load.counted(store)}; "
+                                 f"spool files {spooled}; the service said:\n{output(service)[-3000:]}") from None
     finally:
         load.http.close()
         stop(service, seconds=LIMIT)
